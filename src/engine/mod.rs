@@ -1,0 +1,9 @@
+//! The stream engine: IDs, the per-stream index, consumer groups and their PELs.
+//!
+//! Nothing here knows RESP or sockets: the command layer turns engine results into replies.
+
+pub mod error;
+pub mod group;
+pub mod id;
+pub mod index;
+pub mod stream;

@@ -1,0 +1,7 @@
+//! Rill: a Redis-compatible streams server.
+//!
+//! Bytes arrive on a TCP connection (`server`), are framed into requests
+//! (`protocol`), parsed into typed commands and executed (`commands`) against the
+//! keyspace and the stream engine (`engine`). Replies flow back up the same way.
+
+pub mod engine;
