@@ -5,3 +5,4 @@
 //! keyspace and the stream engine (`engine`). Replies flow back up the same way.
 
 pub mod engine;
+pub mod config;
