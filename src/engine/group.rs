@@ -1,0 +1,933 @@
+//! Consumer groups: the group's read position, its pending-entries list (PEL) and its consumers.
+//!
+//! A group remembers which entries it handed out and to whom until they are acknowledged. Three
+//! views of the same pending entries are kept in step so that every command stays cheap:
+//! - the group PEL ordered by ID (XPENDING ranges, XAUTOCLAIM cursors, XACK),
+//! - each consumer's own IDs (history reads, XPENDING with a consumer, DELCONSUMER),
+//! - a by-delivery-time index (XPENDING IDLE and idle scans look only at entries old enough).
+//!
+//! Deliveries, acknowledgements and claims are O(log n). The lag and entries-read counters follow
+//! Redis 7.4's `t_stream.c` exactly (`streamEstimateDistanceFromFirstEverEntry`,
+//! `streamRangeHasTombstones`, `streamReplyWithCGLag`), because clients display and test them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::engine::id::StreamId;
+
+/// 0-0: "no tombstone" for `max_deleted_id`, and XAUTOCLAIM's "scan finished" cursor.
+const ZERO_ID: StreamId = StreamId::MIN;
+
+/// The few stream counters the group's lag and entries-read rules depend on.
+///
+/// Passed in by value so this module needs nothing of the stream's storage; the caller builds it
+/// from the `Stream` just before a read or an XINFO reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCounters {
+    /// Entries currently in the stream.
+    pub length: u64,
+    /// Entries ever added (never decreases).
+    pub entries_added: u64,
+    /// ID of the first entry still in the stream (0-0 when empty).
+    pub first_id: StreamId,
+    /// The last generated ID (may belong to a deleted entry).
+    pub last_id: StreamId,
+    /// Largest ID removed by XDEL (0-0 when none): a "tombstone" that breaks counting.
+    pub max_deleted_id: StreamId,
+}
+
+impl StreamCounters {
+    /// Whether an XDEL tombstone lies in `[start, +inf]` inside the stream; when it does, counting
+    /// entries by arithmetic on `entries_added` is no longer exact (`streamRangeHasTombstones`).
+    pub fn has_tombstone_from(&self, start: StreamId) -> bool {
+        if self.length == 0 || self.max_deleted_id == ZERO_ID {
+            return false;
+        }
+        if self.first_id > self.max_deleted_id {
+            // The latest tombstone precedes the first live entry: it no longer fragments anything.
+            return false;
+        }
+        start <= self.max_deleted_id
+    }
+
+    /// The logical read counter of `id` (how many entries were added up to and including it),
+    /// when it can be known without scanning; `None` when it cannot
+    /// (`streamEstimateDistanceFromFirstEverEntry`).
+    pub fn estimate_distance(&self, id: StreamId) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if self.length == 0 && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        if id == self.last_id {
+            return Some(self.entries_added);
+        }
+        if id > self.last_id {
+            return None;
+        }
+        if self.max_deleted_id == ZERO_ID || self.max_deleted_id < self.first_id {
+            if id < self.first_id {
+                return Some(self.entries_added.saturating_sub(self.length));
+            }
+            if id == self.first_id {
+                return Some(self.entries_added.saturating_sub(self.length) + 1);
+            }
+        }
+        None
+    }
+}
+
+/// One delivered-but-unacknowledged entry (a NACK in Redis's source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The stream entry this refers to (it may have been deleted from the stream since).
+    pub id: StreamId,
+    /// The consumer that currently owns it.
+    pub consumer: Bytes,
+    /// Unix time in ms of the last delivery; idle time is measured from here.
+    pub delivery_time_ms: u64,
+    /// How many times it was delivered (XCLAIM RETRYCOUNT may set it to anything).
+    pub delivery_count: u64,
+}
+
+/// A named reader inside a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    name: Bytes,
+    seen_time_ms: u64,
+    active_time_ms: Option<u64>,
+    pending: BTreeSet<StreamId>,
+}
+
+impl Consumer {
+    fn new(name: Bytes, now_ms: u64) -> Self {
+        Consumer {
+            name,
+            seen_time_ms: now_ms,
+            active_time_ms: None,
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &Bytes {
+        &self.name
+    }
+
+    /// Last time (Unix ms) the consumer attempted anything (XREADGROUP, XCLAIM, XAUTOCLAIM);
+    /// XINFO CONSUMERS `idle` counts from here, which Watermill relies on to spot dead consumers.
+    pub fn seen_time_ms(&self) -> u64 {
+        self.seen_time_ms
+    }
+
+    /// Last time (Unix ms) the consumer was actually given entries; `None` until then
+    /// (shown as -1 by XINFO).
+    pub fn active_time_ms(&self) -> Option<u64> {
+        self.active_time_ms
+    }
+
+    /// Number of entries this consumer owns in the PEL.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The consumer's pending IDs in ascending order.
+    pub fn pending_ids(&self) -> impl DoubleEndedIterator<Item = StreamId> + '_ {
+        self.pending.iter().copied()
+    }
+
+    /// Records an attempt by this consumer (updates `seen-time`).
+    pub fn touch(&mut self, now_ms: u64) {
+        self.seen_time_ms = now_ms;
+    }
+}
+
+/// What happened to one ID given to XCLAIM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Ownership moved to (or stayed with) the claiming consumer: the ID is in the reply.
+    Claimed,
+    /// The entry is gone from the stream: its PEL entry was dropped (if any), nothing is returned.
+    Dropped,
+    /// Not pending (and no FORCE), or not idle long enough: left alone.
+    Skipped,
+}
+
+/// Options of one XCLAIM call that apply to every ID it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimOptions {
+    /// Only entries idle at least this long (ms) are claimed; 0 claims regardless.
+    pub min_idle_ms: u64,
+    /// The delivery time to store (already clamped to `[0, now]`).
+    pub delivery_time_ms: u64,
+    /// RETRYCOUNT: the delivery count to store, instead of incrementing it.
+    pub retry_count: Option<u64>,
+    /// FORCE: create a PEL entry for an ID that is in the stream but not pending.
+    pub force: bool,
+    /// JUSTID: do not increment the delivery count.
+    pub just_id: bool,
+}
+
+/// Result of one XAUTOCLAIM pass.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AutoClaim {
+    /// IDs now owned by the claiming consumer, ascending.
+    pub claimed: Vec<StreamId>,
+    /// IDs that were pending but whose entries are gone from the stream; dropped from the PEL.
+    pub deleted: Vec<StreamId>,
+    /// Where the next call should start; 0-0 when the whole PEL was scanned.
+    pub next_cursor: StreamId,
+}
+
+/// XPENDING's summary form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSummary {
+    /// Total pending entries in the group.
+    pub count: usize,
+    /// Smallest and largest pending ID; `None` when nothing is pending.
+    pub bounds: Option<(StreamId, StreamId)>,
+    /// Consumers with at least one pending entry, by name, with their counts.
+    pub per_consumer: Vec<(Bytes, usize)>,
+}
+
+/// A consumer group of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroup {
+    last_delivered_id: StreamId,
+    entries_read: Option<u64>,
+    pel: BTreeMap<StreamId, PendingEntry>,
+    by_delivery_time: BTreeSet<(u64, StreamId)>,
+    consumers: BTreeMap<Bytes, Consumer>,
+}
+
+impl ConsumerGroup {
+    /// A group positioned after `last_delivered_id`; `entries_read` is `None` when unknown
+    /// (XGROUP CREATE without ENTRIESREAD).
+    pub fn new(last_delivered_id: StreamId, entries_read: Option<u64>) -> Self {
+        ConsumerGroup {
+            last_delivered_id,
+            entries_read,
+            pel: BTreeMap::new(),
+            by_delivery_time: BTreeSet::new(),
+            consumers: BTreeMap::new(),
+        }
+    }
+
+    /// ID of the last entry handed out with `>`.
+    pub fn last_delivered_id(&self) -> StreamId {
+        self.last_delivered_id
+    }
+
+    /// The group's logical read counter; `None` when unknown.
+    pub fn entries_read(&self) -> Option<u64> {
+        self.entries_read
+    }
+
+    /// XGROUP SETID: moves the read position; the counter is whatever the caller says (unknown
+    /// unless ENTRIESREAD was given). The PEL is left as is, as in Redis.
+    pub fn set_position(&mut self, last_delivered_id: StreamId, entries_read: Option<u64>) {
+        self.last_delivered_id = last_delivered_id;
+        self.entries_read = entries_read;
+    }
+
+    /// XCLAIM LASTID: moves the position forward only, leaving the counter alone.
+    pub fn raise_last_delivered(&mut self, id: StreamId) -> bool {
+        if id > self.last_delivered_id {
+            self.last_delivered_id = id;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Number of entries pending in the whole group.
+    pub fn pending_count(&self) -> usize {
+        self.pel.len()
+    }
+
+    /// Number of consumers.
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Consumers in name order (byte-wise, like Redis's radix tree).
+    pub fn consumers(&self) -> impl Iterator<Item = &Consumer> {
+        self.consumers.values()
+    }
+
+    /// Looks a consumer up by name.
+    pub fn consumer(&self, name: &[u8]) -> Option<&Consumer> {
+        self.consumers.get(name)
+    }
+
+    /// Looks up one pending entry.
+    pub fn pending_entry(&self, id: StreamId) -> Option<&PendingEntry> {
+        self.pel.get(&id)
+    }
+
+    /// The whole PEL in ID order.
+    pub fn pending_entries(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.pel.values()
+    }
+
+    /// XGROUP CREATECONSUMER: creates the consumer; false when it already exists.
+    pub fn create_consumer(&mut self, name: &Bytes, now_ms: u64) -> bool {
+        if self.consumers.contains_key(name) {
+            return false;
+        }
+        self.consumers
+            .insert(name.clone(), Consumer::new(name.clone(), now_ms));
+        true
+    }
+
+    /// Finds or creates a consumer and records an attempt by it (seen-time = now), as every
+    /// XREADGROUP / XCLAIM / XAUTOCLAIM does. Returns true when the consumer was created.
+    pub fn touch_consumer(&mut self, name: &Bytes, now_ms: u64) -> bool {
+        match self.consumers.get_mut(name) {
+            Some(consumer) => {
+                consumer.touch(now_ms);
+                false
+            }
+            None => {
+                self.consumers
+                    .insert(name.clone(), Consumer::new(name.clone(), now_ms));
+                true
+            }
+        }
+    }
+
+    /// XGROUP DELCONSUMER: removes the consumer and its pending entries (they are not
+    /// re-assigned). Returns how many pending entries it had, or `None` if it did not exist.
+    pub fn delete_consumer(&mut self, name: &[u8]) -> Option<usize> {
+        let consumer = self.consumers.remove(name)?;
+        for id in &consumer.pending {
+            if let Some(entry) = self.pel.remove(id) {
+                self.by_delivery_time
+                    .remove(&(entry.delivery_time_ms, entry.id));
+            }
+        }
+        Some(consumer.pending.len())
+    }
+
+    /// Moves the read position past `id` (an entry being delivered with `>`), keeping the
+    /// entries-read counter exact where Redis can, and estimating it where it cannot.
+    pub fn advance(&mut self, id: StreamId, stream: &StreamCounters) {
+        if id <= self.last_delivered_id {
+            return;
+        }
+        match self.entries_read {
+            Some(read) if !stream.has_tombstone_from(id) => {
+                self.entries_read = Some(read + 1);
+            }
+            _ => {
+                if stream.entries_added != 0 {
+                    self.entries_read = stream.estimate_distance(id);
+                }
+            }
+        }
+        self.last_delivered_id = id;
+    }
+
+    /// Records a first delivery of `id` to `consumer` (XREADGROUP `>` without NOACK).
+    ///
+    /// If the ID is already pending (possible after XGROUP SETID moved the group backwards) it
+    /// is re-assigned to this consumer with a delivery count of 1, as Redis does.
+    /// The consumer must exist (see [`touch_consumer`](Self::touch_consumer)); it becomes active.
+    pub fn deliver(&mut self, id: StreamId, consumer: &Bytes, now_ms: u64) {
+        self.detach(id);
+        self.attach(PendingEntry {
+            id,
+            consumer: consumer.clone(),
+            delivery_time_ms: now_ms,
+            delivery_count: 1,
+        });
+        self.mark_active(consumer, now_ms);
+    }
+
+    /// Records that `id` was delivered again from the consumer's history (XREADGROUP with an
+    /// explicit ID): delivery time reset, count + 1.
+    pub fn redeliver(&mut self, id: StreamId, now_ms: u64) {
+        if let Some(mut entry) = self.detach(id) {
+            entry.delivery_time_ms = now_ms;
+            entry.delivery_count = entry.delivery_count.saturating_add(1);
+            self.attach(entry);
+        }
+    }
+
+    /// XACK of one ID: true when it was pending.
+    pub fn ack(&mut self, id: StreamId) -> bool {
+        self.detach(id).is_some()
+    }
+
+    /// Drops a pending entry whose stream entry no longer exists. True when it was pending.
+    pub fn drop_pending(&mut self, id: StreamId) -> bool {
+        self.detach(id).is_some()
+    }
+
+    /// The consumer's pending IDs in `(after, +inf]`, at most `count` (0 = all): the IDs a
+    /// history read (XREADGROUP with an explicit ID) returns.
+    pub fn history(&self, consumer: &[u8], after: StreamId, count: usize) -> Vec<StreamId> {
+        let Some(consumer) = self.consumers.get(consumer) else {
+            return Vec::new();
+        };
+        let iter = consumer
+            .pending
+            .range((Bound::Excluded(after), Bound::Unbounded))
+            .copied();
+        if count == 0 {
+            iter.collect()
+        } else {
+            iter.take(count).collect()
+        }
+    }
+
+    /// XCLAIM of one ID by `consumer` (which must exist). `in_stream` says whether the entry
+    /// still exists in the stream.
+    pub fn claim(
+        &mut self,
+        id: StreamId,
+        consumer: &Bytes,
+        in_stream: bool,
+        opts: &ClaimOptions,
+        now_ms: u64,
+    ) -> ClaimOutcome {
+        if !in_stream {
+            // Redis drops the PEL entry of a deleted stream entry and never returns it.
+            return if self.detach(id).is_some() {
+                ClaimOutcome::Dropped
+            } else {
+                ClaimOutcome::Skipped
+            };
+        }
+        let mut entry = match self.pel.get(&id) {
+            Some(existing) => {
+                if opts.min_idle_ms > 0
+                    && now_ms.saturating_sub(existing.delivery_time_ms) < opts.min_idle_ms
+                {
+                    return ClaimOutcome::Skipped;
+                }
+                match self.detach(id) {
+                    Some(entry) => entry,
+                    None => return ClaimOutcome::Skipped,
+                }
+            }
+            // FORCE creates the entry; min-idle does not apply to it (it had no owner).
+            None if opts.force => PendingEntry {
+                id,
+                consumer: consumer.clone(),
+                delivery_time_ms: opts.delivery_time_ms,
+                delivery_count: 0,
+            },
+            None => return ClaimOutcome::Skipped,
+        };
+        entry.consumer = consumer.clone();
+        entry.delivery_time_ms = opts.delivery_time_ms;
+        if let Some(count) = opts.retry_count {
+            entry.delivery_count = count;
+        } else if !opts.just_id {
+            entry.delivery_count = entry.delivery_count.saturating_add(1);
+        }
+        self.attach(entry);
+        self.mark_active(consumer, now_ms);
+        ClaimOutcome::Claimed
+    }
+
+    /// XAUTOCLAIM: scans the PEL in ID order from `start`, examining at most `count × 10`
+    /// entries, and claims for `consumer` (which must exist) up to `count` entries idle at least
+    /// `min_idle_ms`. Pending entries gone from the stream (`exists` false) are dropped and
+    /// reported; they count against `count` like Redis 7.4 does.
+    pub fn auto_claim(
+        &mut self,
+        consumer: &Bytes,
+        start: StreamId,
+        min_idle_ms: u64,
+        count: usize,
+        just_id: bool,
+        now_ms: u64,
+        mut exists: impl FnMut(StreamId) -> bool,
+    ) -> AutoClaim {
+        let mut result = AutoClaim::default();
+        let mut attempts = count.saturating_mul(10);
+        let mut remaining = count;
+        let mut cursor = Bound::Included(start);
+        loop {
+            let next = self
+                .pel
+                .range((cursor, Bound::Unbounded))
+                .next()
+                .map(|(id, entry)| (*id, entry.delivery_time_ms));
+            let Some((id, delivery_time)) = next else {
+                result.next_cursor = ZERO_ID;
+                return result;
+            };
+            if attempts == 0 || remaining == 0 {
+                result.next_cursor = id;
+                return result;
+            }
+            attempts -= 1;
+            cursor = Bound::Excluded(id);
+            if !exists(id) {
+                self.detach(id);
+                result.deleted.push(id);
+                remaining -= 1;
+                continue;
+            }
+            if min_idle_ms > 0 && now_ms.saturating_sub(delivery_time) < min_idle_ms {
+                continue;
+            }
+            if let Some(mut entry) = self.detach(id) {
+                entry.consumer = consumer.clone();
+                entry.delivery_time_ms = now_ms;
+                if !just_id {
+                    entry.delivery_count = entry.delivery_count.saturating_add(1);
+                }
+                self.attach(entry);
+            }
+            self.mark_active(consumer, now_ms);
+            result.claimed.push(id);
+            remaining -= 1;
+        }
+    }
+
+    /// XPENDING summary.
+    pub fn summary(&self) -> PendingSummary {
+        let bounds = match (self.pel.keys().next(), self.pel.keys().next_back()) {
+            (Some(first), Some(last)) => Some((*first, *last)),
+            _ => None,
+        };
+        let per_consumer = self
+            .consumers
+            .values()
+            .filter(|c| !c.pending.is_empty())
+            .map(|c| (c.name.clone(), c.pending.len()))
+            .collect();
+        PendingSummary {
+            count: self.pel.len(),
+            bounds,
+            per_consumer,
+        }
+    }
+
+    /// XPENDING extended form: pending entries with `start <= id <= end` (ascending), owned by
+    /// `consumer` when given, idle at least `min_idle_ms` when non-zero, at most `count`.
+    ///
+    /// With an idle filter and no consumer, only the by-delivery-time prefix of entries old
+    /// enough is examined, so a claim pass over a large, mostly fresh PEL stays cheap.
+    pub fn pending_range(
+        &self,
+        start: StreamId,
+        end: StreamId,
+        count: usize,
+        consumer: Option<&[u8]>,
+        min_idle_ms: u64,
+        now_ms: u64,
+    ) -> Vec<&PendingEntry> {
+        if count == 0 || start > end {
+            return Vec::new();
+        }
+        let idle_enough = |e: &PendingEntry| {
+            min_idle_ms == 0 || now_ms.saturating_sub(e.delivery_time_ms) >= min_idle_ms
+        };
+        match consumer {
+            Some(name) => {
+                let Some(consumer) = self.consumers.get(name) else {
+                    return Vec::new();
+                };
+                consumer
+                    .pending
+                    .range(start..=end)
+                    .filter_map(|id| self.pel.get(id))
+                    .filter(|e| idle_enough(e))
+                    .take(count)
+                    .collect()
+            }
+            None if min_idle_ms > 0 => {
+                let Some(cutoff) = now_ms.checked_sub(min_idle_ms) else {
+                    return Vec::new();
+                };
+                let mut ids: Vec<StreamId> = self
+                    .by_delivery_time
+                    .range(..=(cutoff, StreamId::MAX))
+                    .map(|(_, id)| *id)
+                    .filter(|id| *id >= start && *id <= end)
+                    .collect();
+                ids.sort_unstable();
+                ids.truncate(count);
+                ids.iter().filter_map(|id| self.pel.get(id)).collect()
+            }
+            None => self
+                .pel
+                .range(start..=end)
+                .map(|(_, e)| e)
+                .take(count)
+                .collect(),
+        }
+    }
+
+    /// Pending entries idle at least `min_idle_ms`, oldest delivery first, without looking at
+    /// fresher ones.
+    pub fn idle_entries(
+        &self,
+        min_idle_ms: u64,
+        now_ms: u64,
+    ) -> impl Iterator<Item = &PendingEntry> {
+        let cutoff = now_ms.checked_sub(min_idle_ms);
+        self.by_delivery_time
+            .iter()
+            .take_while(move |(time, _)| cutoff.is_some_and(|c| *time <= c))
+            .filter_map(|(_, id)| self.pel.get(id))
+    }
+
+    /// The group's lag: entries in the stream not yet delivered to it, `None` when it cannot be
+    /// known because of XDEL fragmentation (`streamReplyWithCGLag` in Redis 7.4).
+    pub fn lag(&self, stream: &StreamCounters) -> Option<i64> {
+        let added = i64::try_from(stream.entries_added).unwrap_or(i64::MAX);
+        if stream.entries_added == 0 {
+            return Some(0);
+        }
+        if let Some(read) = self.entries_read {
+            if !stream.has_tombstone_from(self.last_delivered_id) {
+                return Some(added - i64::try_from(read).unwrap_or(i64::MAX));
+            }
+        }
+        stream
+            .estimate_distance(self.last_delivered_id)
+            .map(|read| added - i64::try_from(read).unwrap_or(i64::MAX))
+    }
+
+    /// Restores a pending entry as recorded on disk (recovery); creates its consumer if needed.
+    pub fn restore_pending(&mut self, entry: PendingEntry, now_ms: u64) {
+        if !self.consumers.contains_key(&entry.consumer) {
+            self.consumers.insert(
+                entry.consumer.clone(),
+                Consumer::new(entry.consumer.clone(), now_ms),
+            );
+        }
+        self.detach(entry.id);
+        self.attach(entry);
+    }
+
+    /// Restores a consumer's times as recorded on disk (recovery).
+    pub fn restore_consumer(
+        &mut self,
+        name: &Bytes,
+        seen_time_ms: u64,
+        active_time_ms: Option<u64>,
+    ) {
+        let consumer = self
+            .consumers
+            .entry(name.clone())
+            .or_insert_with(|| Consumer::new(name.clone(), seen_time_ms));
+        consumer.seen_time_ms = seen_time_ms;
+        consumer.active_time_ms = active_time_ms;
+    }
+
+    /// Removes a pending entry from all three views, returning it.
+    fn detach(&mut self, id: StreamId) -> Option<PendingEntry> {
+        let entry = self.pel.remove(&id)?;
+        self.by_delivery_time
+            .remove(&(entry.delivery_time_ms, entry.id));
+        if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
+            owner.pending.remove(&id);
+        }
+        Some(entry)
+    }
+
+    /// Inserts a pending entry into all three views; its consumer must exist.
+    fn attach(&mut self, entry: PendingEntry) {
+        self.by_delivery_time
+            .insert((entry.delivery_time_ms, entry.id));
+        if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
+            owner.pending.insert(entry.id);
+        } else {
+            let mut owner = Consumer::new(entry.consumer.clone(), entry.delivery_time_ms);
+            owner.pending.insert(entry.id);
+            self.consumers.insert(entry.consumer.clone(), owner);
+        }
+        self.pel.insert(entry.id, entry);
+    }
+
+    fn mark_active(&mut self, consumer: &[u8], now_ms: u64) {
+        if let Some(c) = self.consumers.get_mut(consumer) {
+            c.active_time_ms = Some(now_ms);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    fn name(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    /// A stream with entries 1-0..=n-0, none deleted.
+    fn plain(n: u64) -> StreamCounters {
+        StreamCounters {
+            length: n,
+            entries_added: n,
+            first_id: if n == 0 { ZERO_ID } else { id(1, 0) },
+            last_id: if n == 0 { ZERO_ID } else { id(n, 0) },
+            max_deleted_id: ZERO_ID,
+        }
+    }
+
+    fn check_views(g: &ConsumerGroup) {
+        assert_eq!(g.pel.len(), g.by_delivery_time.len());
+        let owned: usize = g.consumers.values().map(|c| c.pending.len()).sum();
+        assert_eq!(owned, g.pel.len());
+        for e in g.pel.values() {
+            assert!(g.by_delivery_time.contains(&(e.delivery_time_ms, e.id)));
+            assert!(g.consumers[&e.consumer].pending.contains(&e.id));
+        }
+    }
+
+    #[test]
+    fn deliveries_count_entries_read_exactly_without_tombstones() {
+        let s = plain(5);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        assert_eq!(g.lag(&s), Some(5));
+        let alice = name("alice");
+        g.touch_consumer(&alice, 10);
+        for ms in 1..=3 {
+            g.advance(id(ms, 0), &s);
+            g.deliver(id(ms, 0), &alice, 10);
+        }
+        // Unknown counter at 0-0 becomes exact through the first-entry estimate.
+        assert_eq!(g.entries_read(), Some(3));
+        assert_eq!(g.lag(&s), Some(2));
+        assert_eq!(g.last_delivered_id(), id(3, 0));
+        check_views(&g);
+    }
+
+    #[test]
+    fn estimate_follows_redis_rules() {
+        let mut s = plain(10);
+        assert_eq!(s.estimate_distance(id(10, 0)), Some(10));
+        assert_eq!(s.estimate_distance(id(11, 0)), None);
+        assert_eq!(s.estimate_distance(id(1, 0)), Some(1));
+        assert_eq!(s.estimate_distance(id(0, 5)), Some(0));
+        assert_eq!(s.estimate_distance(id(5, 0)), None);
+        // Trimmed head: first entry is 4-0, 7 left, 10 added.
+        s.length = 7;
+        s.first_id = id(4, 0);
+        assert_eq!(s.estimate_distance(id(2, 0)), Some(3));
+        assert_eq!(s.estimate_distance(id(4, 0)), Some(4));
+        // A tombstone inside the stream makes the head unknown.
+        s.max_deleted_id = id(6, 0);
+        s.length = 6;
+        assert_eq!(s.estimate_distance(id(2, 0)), None);
+        assert!(s.has_tombstone_from(id(5, 0)));
+        assert!(!s.has_tombstone_from(id(7, 0)));
+        // Empty stream: anything up to the last ID counts as everything.
+        let empty = StreamCounters {
+            length: 0,
+            entries_added: 3,
+            first_id: ZERO_ID,
+            last_id: id(3, 0),
+            max_deleted_id: id(3, 0),
+        };
+        assert_eq!(empty.estimate_distance(id(1, 0)), Some(3));
+        assert!(!empty.has_tombstone_from(ZERO_ID));
+        assert_eq!(plain(0).estimate_distance(id(9, 9)), Some(0));
+    }
+
+    #[test]
+    fn lag_through_a_tombstone_matches_redis_test_suite() {
+        // Redis's "Consumer group lag with XDELs": 1-0..5-0 added, 3-0 deleted.
+        let s = StreamCounters {
+            length: 4,
+            entries_added: 5,
+            first_id: id(1, 0),
+            last_id: id(5, 0),
+            max_deleted_id: id(3, 0),
+        };
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        assert_eq!(g.lag(&s), None);
+        for ms in [1, 2, 4] {
+            g.advance(id(ms, 0), &s);
+            assert_eq!(g.entries_read(), None);
+            assert_eq!(g.lag(&s), None);
+        }
+        g.advance(id(5, 0), &s);
+        assert_eq!(g.entries_read(), Some(5));
+        assert_eq!(g.lag(&s), Some(0));
+        // A valid counter with the tombstone behind the position stays exact.
+        let g = ConsumerGroup::new(id(4, 0), Some(4));
+        assert_eq!(g.lag(&s), Some(1));
+        let g = ConsumerGroup::new(id(2, 0), Some(2));
+        assert_eq!(g.lag(&s), None);
+        assert_eq!(ConsumerGroup::new(ZERO_ID, None).lag(&plain(0)), Some(0));
+    }
+
+    #[test]
+    fn ack_claim_and_delete_consumer_keep_views_in_step() {
+        let s = plain(4);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let (a, b) = (name("a"), name("b"));
+        g.touch_consumer(&a, 0);
+        for ms in 1..=4 {
+            g.advance(id(ms, 0), &s);
+            g.deliver(id(ms, 0), &a, ms * 100);
+        }
+        assert!(g.ack(id(2, 0)));
+        assert!(!g.ack(id(2, 0)));
+        g.touch_consumer(&b, 1000);
+        let opts = ClaimOptions {
+            min_idle_ms: 700,
+            delivery_time_ms: 1000,
+            retry_count: None,
+            force: false,
+            just_id: false,
+        };
+        assert_eq!(
+            g.claim(id(1, 0), &b, true, &opts, 1000),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(
+            g.claim(id(4, 0), &b, true, &opts, 1000),
+            ClaimOutcome::Skipped
+        );
+        assert_eq!(
+            g.claim(id(3, 0), &b, false, &opts, 1000),
+            ClaimOutcome::Dropped
+        );
+        assert_eq!(
+            g.claim(id(9, 0), &b, true, &opts, 1000),
+            ClaimOutcome::Skipped
+        );
+        let forced = ClaimOptions {
+            force: true,
+            retry_count: Some(7),
+            ..opts
+        };
+        assert_eq!(
+            g.claim(id(2, 0), &b, true, &forced, 1000),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(g.pending_entry(id(2, 0)).map(|e| e.delivery_count), Some(7));
+        assert_eq!(g.pending_entry(id(1, 0)).map(|e| e.delivery_count), Some(2));
+        assert_eq!(g.consumer(&b).and_then(|c| c.active_time_ms()), Some(1000));
+        check_views(&g);
+        let summary = g.summary();
+        assert_eq!(summary.count, 3);
+        assert_eq!(summary.bounds, Some((id(1, 0), id(4, 0))));
+        assert_eq!(summary.per_consumer, vec![(a.clone(), 1), (b.clone(), 2)]);
+        assert_eq!(g.delete_consumer(&b), Some(2));
+        assert_eq!(g.delete_consumer(&b), None);
+        assert_eq!(g.pending_count(), 1);
+        check_views(&g);
+    }
+
+    #[test]
+    fn pending_range_with_idle_uses_time_view_and_keeps_id_order() {
+        let s = plain(6);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let a = name("a");
+        g.touch_consumer(&a, 0);
+        // Delivered in reverse time order: 6-0 oldest.
+        for ms in 1..=6 {
+            g.advance(id(ms, 0), &s);
+            g.deliver(id(ms, 0), &a, 1000 - ms * 100);
+        }
+        let ids = |v: Vec<&PendingEntry>| v.iter().map(|e| e.id.ms).collect::<Vec<_>>();
+        // now = 1000: idle of k-0 is k*100.
+        assert_eq!(
+            ids(g.pending_range(ZERO_ID, StreamId::MAX, 10, None, 350, 1000)),
+            vec![4, 5, 6]
+        );
+        assert_eq!(
+            ids(g.pending_range(ZERO_ID, StreamId::MAX, 2, None, 350, 1000)),
+            vec![4, 5]
+        );
+        assert_eq!(
+            ids(g.pending_range(id(5, 0), StreamId::MAX, 10, None, 350, 1000)),
+            vec![5, 6]
+        );
+        assert_eq!(
+            ids(g.pending_range(ZERO_ID, id(3, 0), 10, None, 0, 1000)),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            ids(g.pending_range(ZERO_ID, StreamId::MAX, 10, Some(b"a"), 550, 1000)),
+            vec![6]
+        );
+        assert!(g
+            .pending_range(ZERO_ID, StreamId::MAX, 10, Some(b"zz"), 0, 1000)
+            .is_empty());
+        assert_eq!(
+            g.idle_entries(450, 1000)
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>(),
+            vec![6, 5]
+        );
+    }
+
+    #[test]
+    fn auto_claim_scans_bounded_and_reports_deleted() {
+        let s = plain(30);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let (a, b) = (name("a"), name("b"));
+        g.touch_consumer(&a, 0);
+        for ms in 1..=30 {
+            g.advance(id(ms, 0), &s);
+            // Only multiples of 5 are old.
+            let t = if ms % 5 == 0 { 0 } else { 900 };
+            g.deliver(id(ms, 0), &a, t);
+        }
+        g.touch_consumer(&b, 1000);
+        // COUNT 1: at most 10 examined; 5-0 claimed, cursor at 6-0.
+        let r = g.auto_claim(&b, ZERO_ID, 500, 1, false, 1000, |i| i.ms != 3);
+        assert_eq!(r.deleted, vec![id(3, 0)]);
+        assert_eq!(r.claimed, Vec::<StreamId>::new());
+        assert_eq!(r.next_cursor, id(4, 0));
+        let r = g.auto_claim(&b, r.next_cursor, 500, 1, true, 1000, |_| true);
+        assert_eq!(r.claimed, vec![id(5, 0)]);
+        assert_eq!(r.next_cursor, id(6, 0));
+        assert_eq!(g.pending_entry(id(5, 0)).map(|e| e.delivery_count), Some(1));
+        let r = g.auto_claim(&b, id(6, 0), 500, 100, false, 1000, |_| true);
+        assert_eq!(
+            r.claimed,
+            vec![id(10, 0), id(15, 0), id(20, 0), id(25, 0), id(30, 0)]
+        );
+        assert_eq!(r.next_cursor, ZERO_ID);
+        // Scan budget: COUNT 1 examines 10 entries at most, without claiming fresh ones.
+        let r = g.auto_claim(&b, ZERO_ID, 500, 1, false, 1000, |_| true);
+        assert!(r.claimed.is_empty());
+        assert_eq!(r.next_cursor, id(12, 0));
+        check_views(&g);
+    }
+
+    #[test]
+    fn redelivery_after_setid_reassigns_with_count_one() {
+        let s = plain(2);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let (a, b) = (name("a"), name("b"));
+        g.touch_consumer(&a, 0);
+        g.advance(id(1, 0), &s);
+        g.deliver(id(1, 0), &a, 5);
+        g.redeliver(id(1, 0), 6);
+        assert_eq!(g.pending_entry(id(1, 0)).map(|e| e.delivery_count), Some(2));
+        assert_eq!(g.history(&a, ZERO_ID, 0), vec![id(1, 0)]);
+        assert!(g.history(&a, id(1, 0), 0).is_empty());
+        g.set_position(ZERO_ID, None);
+        g.touch_consumer(&b, 7);
+        g.advance(id(1, 0), &s);
+        g.deliver(id(1, 0), &b, 7);
+        let e = g.pending_entry(id(1, 0)).cloned();
+        assert_eq!(
+            e.map(|e| (e.consumer, e.delivery_count)),
+            Some((b.clone(), 1))
+        );
+        assert_eq!(g.consumer(&a).map(|c| c.pending_count()), Some(0));
+        check_views(&g);
+    }
+}
