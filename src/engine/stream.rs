@@ -1,0 +1,409 @@
+//! A stream: its entries (through the [`StreamIndex`]), the counters Redis keeps beside
+//! them, and its consumer groups.
+//!
+//! The counters matter to clients: `last_id` outlives deleted entries (XADD must still
+//! go above it), `entries_added` and `max_deleted_id` drive consumer-group lag, and the
+//! recorded first ID is shown by XINFO. They change exactly where Redis changes them.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::engine::error::StreamError;
+use crate::engine::group::{ConsumerGroup, StreamCounters};
+use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule};
+
+/// An entry as commands see it: ID and flat `field, value, …` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's ID.
+    pub id: StreamId,
+    /// Field/value pairs, flattened in insertion order.
+    pub fields: Vec<Bytes>,
+}
+
+impl From<IndexedEntry> for Entry {
+    fn from(e: IndexedEntry) -> Self {
+        Entry {
+            id: e.id,
+            fields: e.payload.fields().to_vec(),
+        }
+    }
+}
+
+/// A trim request, parsed from `MAXLEN|MINID [=|~] threshold [LIMIT n]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrimSpec {
+    /// What to remove.
+    pub rule: TrimRule,
+    /// `~`: remove whole nodes only.
+    pub approx: bool,
+    /// Maximum entries to remove (0 = unlimited); only meaningful with `approx`.
+    pub limit: u64,
+}
+
+/// One stream value in the keyspace.
+#[derive(Debug, Default)]
+pub struct Stream {
+    index: StreamIndex,
+    /// The last ID ever generated, even if that entry was since deleted.
+    last_id: StreamId,
+    /// The first live entry's ID, 0-0 when empty (Redis's `first_id`).
+    first_id: StreamId,
+    /// The largest ID ever removed by XDEL (trimming does not count).
+    max_deleted_id: StreamId,
+    /// Entries ever added; never decreases (XSETID may raise it).
+    entries_added: u64,
+    /// Consumer groups by name.
+    pub groups: BTreeMap<Bytes, ConsumerGroup>,
+}
+
+impl Stream {
+    /// An empty stream, as XADD (or XGROUP CREATE MKSTREAM) creates it.
+    pub fn new() -> Self {
+        Stream::default()
+    }
+
+    /// Live entries (XLEN).
+    pub fn len(&self) -> u64 {
+        self.index.len()
+    }
+
+    /// Whether the stream has no live entry (it may still carry IDs and groups).
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The last generated ID (`$` in XREAD, `last-generated-id` in XINFO).
+    pub fn last_id(&self) -> StreamId {
+        self.last_id
+    }
+
+    /// The first live entry's ID, if any.
+    pub fn first_id(&self) -> Option<StreamId> {
+        (!self.is_empty()).then_some(self.first_id)
+    }
+
+    /// XINFO's `recorded-first-entry-id`: the first live ID, 0-0 when empty.
+    pub fn recorded_first_id(&self) -> StreamId {
+        self.first_id
+    }
+
+    /// Entries ever added.
+    pub fn entries_added(&self) -> u64 {
+        self.entries_added
+    }
+
+    /// The largest ID removed by XDEL, 0-0 if none.
+    pub fn max_deleted_id(&self) -> StreamId {
+        self.max_deleted_id
+    }
+
+    /// The counters the consumer-group lag rules need, as one value.
+    pub fn counters(&self) -> StreamCounters {
+        StreamCounters {
+            length: self.len(),
+            entries_added: self.entries_added,
+            first_id: self.first_id,
+            last_id: self.last_id,
+            max_deleted_id: self.max_deleted_id,
+        }
+    }
+
+    /// The live entry with this ID.
+    pub fn get(&self, id: StreamId) -> Option<Entry> {
+        self.index.get(id).map(Entry::from)
+    }
+
+    /// Live entries with `start <= id <= end` (both inclusive), ascending or, with `rev`,
+    /// descending from `end`; at most `count`.
+    pub fn range(
+        &self,
+        start: StreamId,
+        end: StreamId,
+        count: Option<usize>,
+        rev: bool,
+    ) -> Vec<Entry> {
+        self.index
+            .range(start, end, count, rev)
+            .into_iter()
+            .map(Entry::from)
+            .collect()
+    }
+
+    /// The first live entry (XINFO `first-entry`).
+    pub fn first_entry(&self) -> Option<Entry> {
+        self.index.first().map(Entry::from)
+    }
+
+    /// The last live entry (XINFO `last-entry`, XREAD `+`).
+    pub fn last_entry(&self) -> Option<Entry> {
+        self.index.last().map(Entry::from)
+    }
+
+    /// XINFO's `radix-tree-keys`: the number of storage nodes.
+    pub fn radix_tree_keys(&self) -> u64 {
+        self.index.node_count()
+    }
+
+    /// XINFO's `radix-tree-nodes`.
+    ///
+    /// Redis counts the nodes of its radix tree, which depends on key prefixes. We report
+    /// the root plus, per key, a leaf and (beyond the first) a branching node: the
+    /// same order of magnitude, 1 when empty and growing with `radix-tree-keys`.
+    pub fn radix_tree_nodes(&self) -> u64 {
+        match self.index.node_count() {
+            0 => 1,
+            k => 2 * k,
+        }
+    }
+
+    /// Whether XADD can ever succeed again: false once `MAX-MAX` was used.
+    pub fn is_exhausted(&self) -> bool {
+        self.last_id == StreamId::MAX
+    }
+
+    /// Appends an entry (XADD) and returns its ID.
+    ///
+    /// ID generation follows Redis: `*` takes `max(now_ms, last.ms)` and the next
+    /// sequence; `ms-*` takes sequence 0 for a new ms or `last.seq + 1`; an explicit ID
+    /// must be above `last_id`. The caller rejects an explicit `0-0` before creating the key.
+    pub fn add(
+        &mut self,
+        spec: AddIdSpec,
+        fields: Vec<Bytes>,
+        now_ms: u64,
+        limits: NodeLimits,
+    ) -> Result<StreamId, StreamError> {
+        if self.is_exhausted() {
+            return Err(StreamError::IdExhausted);
+        }
+        let id = match spec {
+            AddIdSpec::Auto => {
+                if now_ms > self.last_id.ms {
+                    StreamId::new(now_ms, 0)
+                } else {
+                    self.last_id.incr().ok_or(StreamError::IdExhausted)?
+                }
+            }
+            AddIdSpec::AutoSeq(ms) if ms == self.last_id.ms => {
+                if self.last_id.seq == u64::MAX {
+                    return Err(StreamError::AddIdTooSmall);
+                }
+                StreamId::new(ms, self.last_id.seq + 1)
+            }
+            AddIdSpec::AutoSeq(ms) => StreamId::new(ms, 0),
+            AddIdSpec::Explicit(id) => id,
+        };
+        if id <= self.last_id {
+            return Err(StreamError::AddIdTooSmall);
+        }
+        self.index.append(id, fields, limits);
+        self.last_id = id;
+        self.entries_added += 1;
+        if self.index.len() == 1 {
+            self.first_id = id;
+        }
+        Ok(id)
+    }
+
+    /// Deletes entries by ID (XDEL); returns how many existed.
+    ///
+    /// Each deleted ID raises `max_deleted_id`; the recorded first ID moves if the first
+    /// entry went.
+    pub fn delete(&mut self, ids: &[StreamId]) -> u64 {
+        let mut deleted = 0;
+        let mut first_went = false;
+        for &id in ids {
+            if self.index.delete(id) {
+                deleted += 1;
+                if id == self.first_id {
+                    first_went = true;
+                }
+                if id > self.max_deleted_id {
+                    self.max_deleted_id = id;
+                }
+            }
+        }
+        if deleted > 0 && (first_went || self.index.is_empty()) {
+            self.refresh_first_id();
+        }
+        deleted
+    }
+
+    /// Trims from the head (XTRIM, XADD's trim clause); returns entries removed.
+    ///
+    /// Trimming never touches `max_deleted_id`: Redis treats it as history, not fragmentation.
+    pub fn trim(&mut self, spec: TrimSpec) -> u64 {
+        let removed = self.index.trim(spec.rule, spec.approx, spec.limit);
+        if removed > 0 {
+            self.refresh_first_id();
+        }
+        removed
+    }
+
+    /// XSETID: moves `last_id` (and optionally `entries_added`/`max_deleted_id`).
+    ///
+    /// Checks run in Redis's order; `max_deleted` has already been checked against `id`
+    /// by the parser, since that error precedes the key lookup.
+    pub fn set_id(
+        &mut self,
+        id: StreamId,
+        entries_added: Option<u64>,
+        max_deleted: Option<StreamId>,
+    ) -> Result<(), StreamError> {
+        if id < self.max_deleted_id {
+            return Err(StreamError::SetIdBelowMaxDeleted);
+        }
+        if let Some(last) = self.index.last() {
+            if id < last.id {
+                return Err(StreamError::SetIdTooSmall);
+            }
+            if entries_added.is_some_and(|n| n < self.len()) {
+                return Err(StreamError::EntriesAddedTooSmall);
+            }
+        }
+        self.last_id = id;
+        if let Some(n) = entries_added {
+            self.entries_added = n;
+        }
+        if let Some(m) = max_deleted.filter(|m| *m != StreamId::MIN) {
+            self.max_deleted_id = m;
+        }
+        Ok(())
+    }
+
+    fn refresh_first_id(&mut self) {
+        self.first_id = self.index.first().map(|e| e.id).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fv() -> Vec<Bytes> {
+        vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")]
+    }
+
+    fn add(s: &mut Stream, spec: AddIdSpec, now: u64) -> Result<StreamId, StreamError> {
+        s.add(spec, fv(), now, NodeLimits::default())
+    }
+
+    #[test]
+    fn auto_ids_never_go_back() {
+        let mut s = Stream::new();
+        assert_eq!(add(&mut s, AddIdSpec::Auto, 100), Ok(StreamId::new(100, 0)));
+        assert_eq!(add(&mut s, AddIdSpec::Auto, 100), Ok(StreamId::new(100, 1)));
+        // The clock went backwards: stay on the last ms.
+        assert_eq!(add(&mut s, AddIdSpec::Auto, 50), Ok(StreamId::new(100, 2)));
+        assert_eq!(add(&mut s, AddIdSpec::Auto, 101), Ok(StreamId::new(101, 0)));
+    }
+
+    #[test]
+    fn partial_and_explicit_ids() {
+        let mut s = Stream::new();
+        assert_eq!(
+            add(&mut s, AddIdSpec::AutoSeq(0), 0),
+            Ok(StreamId::new(0, 1))
+        );
+        assert_eq!(
+            add(&mut s, AddIdSpec::AutoSeq(5), 0),
+            Ok(StreamId::new(5, 0))
+        );
+        assert_eq!(
+            add(&mut s, AddIdSpec::AutoSeq(5), 0),
+            Ok(StreamId::new(5, 1))
+        );
+        assert_eq!(
+            add(&mut s, AddIdSpec::AutoSeq(4), 0),
+            Err(StreamError::AddIdTooSmall)
+        );
+        assert_eq!(
+            add(&mut s, AddIdSpec::Explicit(StreamId::new(5, 1)), 0),
+            Err(StreamError::AddIdTooSmall)
+        );
+        let max_seq = StreamId::new(7, u64::MAX);
+        assert_eq!(add(&mut s, AddIdSpec::Explicit(max_seq), 0), Ok(max_seq));
+        assert_eq!(
+            add(&mut s, AddIdSpec::AutoSeq(7), 0),
+            Err(StreamError::AddIdTooSmall)
+        );
+        assert_eq!(add(&mut s, AddIdSpec::Auto, 0), Ok(StreamId::new(8, 0)));
+        assert_eq!(
+            add(&mut s, AddIdSpec::Explicit(StreamId::MAX), 0),
+            Ok(StreamId::MAX)
+        );
+        assert_eq!(
+            add(&mut s, AddIdSpec::Auto, 0),
+            Err(StreamError::IdExhausted)
+        );
+        assert_eq!(s.entries_added(), 6);
+    }
+
+    #[test]
+    fn delete_tracks_first_and_max_deleted() {
+        let mut s = Stream::new();
+        for ms in 1..=3 {
+            add(&mut s, AddIdSpec::Explicit(StreamId::new(ms, 0)), 0).ok();
+        }
+        assert_eq!(s.delete(&[StreamId::new(2, 0), StreamId::new(9, 0)]), 1);
+        assert_eq!(s.max_deleted_id(), StreamId::new(2, 0));
+        assert_eq!(s.first_id(), Some(StreamId::new(1, 0)));
+        assert_eq!(s.delete(&[StreamId::new(1, 0)]), 1);
+        assert_eq!(s.first_id(), Some(StreamId::new(3, 0)));
+        assert_eq!(s.delete(&[StreamId::new(3, 0)]), 1);
+        assert_eq!(s.first_id(), None);
+        assert_eq!(s.recorded_first_id(), StreamId::MIN);
+        assert_eq!(s.last_id(), StreamId::new(3, 0));
+        // Deleted IDs still block reuse.
+        assert_eq!(
+            add(&mut s, AddIdSpec::Explicit(StreamId::new(3, 0)), 0),
+            Err(StreamError::AddIdTooSmall)
+        );
+    }
+
+    #[test]
+    fn trim_keeps_max_deleted_and_moves_first() {
+        let mut s = Stream::new();
+        for ms in 1..=10 {
+            add(&mut s, AddIdSpec::Explicit(StreamId::new(ms, 0)), 0).ok();
+        }
+        let spec = TrimSpec {
+            rule: TrimRule::MaxLen(4),
+            approx: false,
+            limit: 0,
+        };
+        assert_eq!(s.trim(spec), 6);
+        assert_eq!(s.first_id(), Some(StreamId::new(7, 0)));
+        assert_eq!(s.max_deleted_id(), StreamId::MIN);
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn set_id_rules() {
+        let mut s = Stream::new();
+        for ms in 1..=3 {
+            add(&mut s, AddIdSpec::Explicit(StreamId::new(ms, 0)), 0).ok();
+        }
+        assert_eq!(
+            s.set_id(StreamId::new(2, 0), None, None),
+            Err(StreamError::SetIdTooSmall)
+        );
+        assert_eq!(
+            s.set_id(StreamId::new(5, 0), Some(2), None),
+            Err(StreamError::EntriesAddedTooSmall)
+        );
+        assert_eq!(
+            s.set_id(StreamId::new(5, 0), Some(10), Some(StreamId::new(4, 0))),
+            Ok(())
+        );
+        assert_eq!(s.last_id(), StreamId::new(5, 0));
+        assert_eq!(s.entries_added(), 10);
+        assert_eq!(
+            s.set_id(StreamId::new(3, 5), None, None),
+            Err(StreamError::SetIdBelowMaxDeleted)
+        );
+    }
+}
