@@ -78,6 +78,9 @@ pub enum StreamError {
     /// BLOCK with a non-integer timeout.
     #[error("ERR timeout is not an integer or out of range")]
     TimeoutNotInteger,
+    /// BLOCK so large that the deadline would overflow.
+    #[error("ERR timeout is out of range")]
+    TimeoutOutOfRange,
     /// XREADGROUP without GROUP.
     #[error("ERR Missing GROUP option for XREADGROUP")]
     MissingGroup,

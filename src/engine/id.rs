@@ -144,20 +144,18 @@ pub enum AddIdSpec {
     Auto,
     /// `ms-*`: the caller fixes the milliseconds, the server picks the sequence.
     AutoSeq(u64),
-    /// `ms-seq` or a bare `ms` (meaning `ms-0`), also `-` (0-0) and `+` (MAX), as Redis parses them.
+    /// `ms-seq` or a bare `ms` (meaning `ms-0`).
     Explicit(StreamId),
 }
 
 impl AddIdSpec {
-    /// Parses XADD's ID argument exactly as `xaddCommand` does.
-    ///
-    /// Redis uses the non-strict parser here, so `-` means `0-0` (then refused as
-    /// "must be greater than 0-0") and `+` means the maximal ID.
+    /// Parses XADD's ID argument exactly as `streamParseAddOrTrimArgsOrReply` does:
+    /// strictly, so `-` and `+` are invalid IDs here.
     pub fn parse(arg: &[u8]) -> Result<AddIdSpec, StreamError> {
         if arg == b"*" {
             return Ok(AddIdSpec::Auto);
         }
-        let (id, seq_given) = parse_generic(arg, 0, false, true)?;
+        let (id, seq_given) = parse_generic(arg, 0, true, true)?;
         if seq_given {
             Ok(AddIdSpec::Explicit(id))
         } else {
@@ -392,10 +390,8 @@ mod tests {
             AddIdSpec::parse(b"5-3").ok(),
             Some(AddIdSpec::Explicit(id(5, 3)))
         );
-        assert_eq!(
-            AddIdSpec::parse(b"-").ok(),
-            Some(AddIdSpec::Explicit(StreamId::MIN))
-        );
+        assert!(AddIdSpec::parse(b"-").is_err());
+        assert!(AddIdSpec::parse(b"+").is_err());
         assert!(AddIdSpec::parse(b"*-5").is_err());
         assert!(AddIdSpec::parse(b"5-**").is_err());
         // Elsewhere "ms-*" is not an ID.

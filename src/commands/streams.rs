@@ -1,0 +1,803 @@
+//! The core stream commands: XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD, XSETID.
+//!
+//! Each command is a struct of parsed arguments with `parse` (every syntax error) and
+//! `apply` (against the keyspace). Argument errors come out in the order Redis's
+//! `t_stream.c` finds them, because clients and test-suites match on the first error.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
+use crate::commands::args::parse_i64;
+use crate::engine::error::StreamError;
+use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::index::{NodeLimits, TrimRule};
+use crate::engine::keyspace::Value;
+use crate::engine::stream::{Entry, Stream, TrimSpec};
+use crate::protocol::Reply;
+
+/// A blocked XREAD without COUNT is served at most this many entries per stream, as Redis.
+const XREAD_BLOCKED_DEFAULT_COUNT: usize = 1000;
+
+/// `[id, [field, value, …]]`, the shape of one entry in every stream reply.
+pub fn entry_reply(e: &Entry) -> Reply {
+    Reply::Array(vec![
+        Reply::bulk(e.id.to_string()),
+        Reply::Array(e.fields.iter().cloned().map(Reply::Bulk).collect()),
+    ])
+}
+
+/// An array of entries.
+pub fn entries_reply(entries: &[Entry]) -> Reply {
+    Reply::Array(entries.iter().map(entry_reply).collect())
+}
+
+/// XREAD/XREADGROUP's outer shape: an array of `[key, entries]` in RESP2, a map in RESP3.
+pub fn keyed_reply(proto: u8, per_key: Vec<(Bytes, Reply)>) -> Reply {
+    if proto >= 3 {
+        Reply::Map(
+            per_key
+                .into_iter()
+                .map(|(k, v)| (Reply::Bulk(k), v))
+                .collect(),
+        )
+    } else {
+        Reply::Array(
+            per_key
+                .into_iter()
+                .map(|(k, v)| Reply::Array(vec![Reply::Bulk(k), v]))
+                .collect(),
+        )
+    }
+}
+
+fn node_limits(ctx: &Ctx<'_>) -> NodeLimits {
+    let (entries, bytes) = ctx.stream_node_limits();
+    NodeLimits {
+        max_entries: entries as u64,
+        max_bytes: bytes as u64,
+    }
+}
+
+/// Parses a strict ID argument (no `-`/`+`), as XDEL, XSETID and MINID do.
+fn strict_id(arg: &[u8]) -> Result<StreamId, CommandError> {
+    Ok(StreamId::parse_strict(arg, 0)?)
+}
+
+// ---------------------------------------------------------------------------
+// Shared XADD/XTRIM option parsing
+// ---------------------------------------------------------------------------
+
+/// The trimming clause and XADD options, as `streamParseAddOrTrimArgsOrReply` reads them.
+#[derive(Debug, Default)]
+struct AddTrimOptions {
+    trim: Option<TrimSpec>,
+    no_mkstream: bool,
+    /// XADD only: the ID argument and its position in argv (fields follow it).
+    id: Option<AddIdSpec>,
+    id_pos: usize,
+}
+
+/// Reads options from argv[2..] the way Redis does: one left-to-right pass, each option
+/// validated as it is met, then the cross-option checks in Redis's order.
+fn parse_add_or_trim(
+    argv: &[Bytes],
+    xadd: bool,
+    node_max_entries: u64,
+) -> Result<AddTrimOptions, CommandError> {
+    enum Strategy {
+        None,
+        MaxLen(u64),
+        MinId(StreamId),
+    }
+    let mut strategy = Strategy::None;
+    let mut approx = false;
+    let mut limit: i64 = 0;
+    let mut limit_given = false;
+    let mut opts = AddTrimOptions::default();
+    let argc = argv.len();
+    let mut i = 2;
+    while i < argc {
+        let more = argc - 1 - i;
+        let opt = &argv[i][..];
+        if xadd && opt == b"*" {
+            opts.id = Some(AddIdSpec::Auto);
+            break;
+        } else if (opt.eq_ignore_ascii_case(b"maxlen") || opt.eq_ignore_ascii_case(b"minid"))
+            && more > 0
+        {
+            if !matches!(strategy, Strategy::None) {
+                return Err(StreamError::MaxlenAndMinid.into());
+            }
+            approx = false;
+            let next = &argv[i + 1][..];
+            if more >= 2 && next == b"~" {
+                approx = true;
+                i += 1;
+            } else if more >= 2 && next == b"=" {
+                i += 1;
+            }
+            let threshold = &argv[i + 1];
+            strategy = if opt.eq_ignore_ascii_case(b"maxlen") {
+                let n = parse_i64(threshold).ok_or(CommandError::NotInteger)?;
+                let n = u64::try_from(n).map_err(|_| StreamError::NegativeMaxlen)?;
+                Strategy::MaxLen(n)
+            } else {
+                Strategy::MinId(strict_id(threshold)?)
+            };
+            i += 1;
+        } else if opt.eq_ignore_ascii_case(b"limit") && more > 0 {
+            limit = parse_i64(&argv[i + 1]).ok_or(CommandError::NotInteger)?;
+            if limit < 0 {
+                return Err(StreamError::NegativeLimit.into());
+            }
+            limit_given = true;
+            i += 1;
+        } else if xadd && opt.eq_ignore_ascii_case(b"nomkstream") {
+            opts.no_mkstream = true;
+        } else if xadd {
+            opts.id = Some(AddIdSpec::parse(opt)?);
+            break;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        i += 1;
+    }
+    opts.id_pos = i;
+    if limit != 0 && matches!(strategy, Strategy::None) {
+        return Err(StreamError::LimitWithoutStrategy.into());
+    }
+    if !xadd && matches!(strategy, Strategy::None) {
+        return Err(StreamError::TrimWithoutStrategy.into());
+    }
+    if limit_given && !approx {
+        return Err(StreamError::LimitWithoutApprox.into());
+    }
+    if !limit_given {
+        limit = if approx {
+            // At most 100 nodes of work per trim, bounded as Redis bounds it.
+            let l = 100i64.saturating_mul(node_max_entries as i64);
+            if l <= 0 {
+                10_000
+            } else {
+                l.min(1_000_000)
+            }
+        } else {
+            0
+        };
+    }
+    let rule = match strategy {
+        Strategy::None => None,
+        Strategy::MaxLen(n) => Some(TrimRule::MaxLen(n)),
+        Strategy::MinId(id) => Some(TrimRule::MinId(id)),
+    };
+    opts.trim = rule.map(|rule| TrimSpec {
+        rule,
+        approx,
+        limit: limit as u64,
+    });
+    Ok(opts)
+}
+
+// ---------------------------------------------------------------------------
+// XADD
+// ---------------------------------------------------------------------------
+
+/// Appends an entry, creating the stream unless NOMKSTREAM, then trims if asked.
+///
+/// # Format
+/// ```text
+/// XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]
+/// ```
+/// # Returns
+/// The new entry's ID as a bulk string; a null bulk with NOMKSTREAM on a missing key.
+#[derive(Debug)]
+pub struct XAdd {
+    key: Bytes,
+    opts: AddTrimOptions,
+    fields: Vec<Bytes>,
+}
+
+impl XAdd {
+    /// Parses XADD; arity and ID errors in Redis's order.
+    pub fn parse(args: &Args, node_max_entries: u64) -> Result<Self, CommandError> {
+        let argv = args.argv();
+        let opts = parse_add_or_trim(argv, true, node_max_entries)?;
+        let field_pos = opts.id_pos + 1;
+        let nfields = argv.len().saturating_sub(field_pos);
+        if opts.id.is_none() || field_pos > argv.len() || nfields < 2 || !nfields.is_multiple_of(2)
+        {
+            return Err(CommandError::WrongArity("xadd".into()));
+        }
+        Ok(XAdd {
+            key: argv[1].clone(),
+            fields: argv[field_pos..].to_vec(),
+            opts,
+        })
+    }
+
+    /// Runs XADD.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let spec = self.opts.id.unwrap_or(AddIdSpec::Auto);
+        // Refused before the key is looked up, so no empty stream is left behind.
+        if spec == AddIdSpec::Explicit(StreamId::MIN) {
+            return Err(StreamError::AddIdZero.into());
+        }
+        let limits = node_limits(ctx);
+        let now = ctx.now_ms;
+        if ctx.stream(&self.key)?.is_none() {
+            if self.opts.no_mkstream {
+                return Ok(Reply::Nil);
+            }
+            ctx.ks
+                .insert(ctx.db, self.key.clone(), Value::Stream(Box::default()));
+        }
+        let Some(stream) = ctx.stream_mut(&self.key)? else {
+            return Ok(Reply::Nil);
+        };
+        let id = stream.add(spec, self.fields, now, limits)?;
+        if let Some(trim) = self.opts.trim {
+            stream.trim(trim);
+        }
+        ctx.signal_modified(&self.key);
+        ctx.signal_ready(&self.key);
+        Ok(Reply::bulk(id.to_string()))
+    }
+}
+
+/// Handler for XADD.
+pub fn xadd(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XAdd::parse(args, node_limits(ctx).max_entries)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------
+// XTRIM
+// ---------------------------------------------------------------------------
+
+/// Trims a stream from its head.
+///
+/// # Format
+/// ```text
+/// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
+/// ```
+/// # Returns
+/// Integer: entries removed (0 for a missing key).
+#[derive(Debug)]
+pub struct XTrim {
+    key: Bytes,
+    spec: TrimSpec,
+}
+
+impl XTrim {
+    /// Parses XTRIM.
+    pub fn parse(args: &Args, node_max_entries: u64) -> Result<Self, CommandError> {
+        let argv = args.argv();
+        let opts = parse_add_or_trim(argv, false, node_max_entries)?;
+        let spec = opts.trim.ok_or(StreamError::TrimWithoutStrategy)?;
+        Ok(XTrim {
+            key: argv[1].clone(),
+            spec,
+        })
+    }
+
+    /// Runs XTRIM.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let Some(stream) = ctx.stream_mut(&self.key)? else {
+            return Ok(Reply::Int(0));
+        };
+        let removed = stream.trim(self.spec);
+        if removed > 0 {
+            ctx.signal_modified(&self.key);
+        }
+        Ok(Reply::Int(removed as i64))
+    }
+}
+
+/// Handler for XTRIM.
+pub fn xtrim(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XTrim::parse(args, node_limits(ctx).max_entries)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------
+// XDEL / XLEN
+// ---------------------------------------------------------------------------
+
+/// Deletes entries by ID.
+///
+/// # Format
+/// ```text
+/// XDEL key id [id ...]
+/// ```
+/// # Returns
+/// Integer: entries actually deleted (0 for a missing key, even with invalid IDs,
+/// because Redis looks the key up first). One invalid ID fails the whole command.
+#[derive(Debug)]
+pub struct XDel {
+    key: Bytes,
+    ids: Vec<Bytes>,
+}
+
+impl XDel {
+    /// Parses XDEL (IDs are validated in `apply`, after the key lookup, as Redis does).
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        Ok(XDel {
+            key,
+            ids: args.rest(),
+        })
+    }
+
+    /// Runs XDEL.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        if ctx.stream(&self.key)?.is_none() {
+            return Ok(Reply::Int(0));
+        }
+        let ids = self
+            .ids
+            .iter()
+            .map(|a| strict_id(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(stream) = ctx.stream_mut(&self.key)? else {
+            return Ok(Reply::Int(0));
+        };
+        let deleted = stream.delete(&ids);
+        if deleted > 0 {
+            ctx.signal_modified(&self.key);
+        }
+        Ok(Reply::Int(deleted as i64))
+    }
+}
+
+/// Handler for XDEL.
+pub fn xdel(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XDel::parse(args)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+/// Counts a stream's entries.
+///
+/// # Format
+/// ```text
+/// XLEN key
+/// ```
+/// # Returns
+/// Integer: live entries, 0 for a missing key.
+pub fn xlen(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let key = args.next_bytes()?;
+    args.finish()?;
+    let len = ctx.stream(&key)?.map_or(0, Stream::len);
+    Ok(Reply::Int(len as i64).into())
+}
+
+// ---------------------------------------------------------------------------
+// XRANGE / XREVRANGE
+// ---------------------------------------------------------------------------
+
+/// Reads a range of entries, ascending (XRANGE) or descending (XREVRANGE).
+///
+/// # Format
+/// ```text
+/// XRANGE key start end [COUNT count]
+/// XREVRANGE key end start [COUNT count]
+/// ```
+/// `-`/`+` are the extremes, a bare `ms` is `ms-0` as a start and `ms-MAX` as an end,
+/// `(id` is exclusive.
+/// # Returns
+/// Array of `[id, [field, value, ...]]`; empty for a missing key; a null array when
+/// COUNT is 0 or negative (a Redis quirk).
+#[derive(Debug)]
+pub struct XRange {
+    key: Bytes,
+    start: StreamId,
+    end: StreamId,
+    count: Option<i64>,
+    rev: bool,
+}
+
+impl XRange {
+    /// Parses XRANGE (`rev = false`) or XREVRANGE (`rev = true`).
+    pub fn parse(args: &mut Args, rev: bool) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let a = args.next_bytes()?;
+        let b = args.next_bytes()?;
+        let (start_arg, end_arg) = if rev { (b, a) } else { (a, b) };
+        let start = StreamId::parse_range_bound(&start_arg, 0)?
+            .as_start()
+            .ok_or(StreamError::InvalidStartId)?;
+        let end = StreamId::parse_range_bound(&end_arg, u64::MAX)?
+            .as_end()
+            .ok_or(StreamError::InvalidEndId)?;
+        let mut count = None;
+        while args.remaining() > 0 {
+            if args.remaining() >= 2 && args.eat("COUNT") {
+                let n = args.next_i64()?;
+                count = Some(n.max(0));
+            } else {
+                return Err(CommandError::Syntax);
+            }
+        }
+        Ok(XRange {
+            key,
+            start,
+            end,
+            count,
+            rev,
+        })
+    }
+
+    /// Runs the range read.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let Some(stream) = ctx.stream(&self.key)? else {
+            return Ok(Reply::Array(Vec::new()));
+        };
+        if self.count == Some(0) {
+            return Ok(Reply::NilArray);
+        }
+        let count = self.count.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let entries = stream.range(self.start, self.end, count, self.rev);
+        Ok(entries_reply(&entries))
+    }
+}
+
+/// Handler for XRANGE.
+pub fn xrange(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XRange::parse(args, false)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+/// Handler for XREVRANGE.
+pub fn xrevrange(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XRange::parse(args, true)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------
+// XSETID
+// ---------------------------------------------------------------------------
+
+/// Sets a stream's last-generated ID (and optionally its counters), as replication does.
+///
+/// # Format
+/// ```text
+/// XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]
+/// ```
+/// # Returns
+/// `+OK`; `ERR no such key` for a missing key.
+#[derive(Debug)]
+pub struct XSetId {
+    key: Bytes,
+    id: StreamId,
+    entries_added: Option<u64>,
+    max_deleted: Option<StreamId>,
+}
+
+impl XSetId {
+    /// Parses XSETID; option errors come before the key lookup, as in Redis.
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let id = strict_id(&args.next_bytes()?)?;
+        let mut entries_added = None;
+        let mut max_deleted = None;
+        while args.remaining() > 0 {
+            if args.remaining() >= 2 && args.eat("ENTRIESADDED") {
+                let n = args.next_i64()?;
+                let n = u64::try_from(n).map_err(|_| StreamError::EntriesAddedNegative)?;
+                entries_added = Some(n);
+            } else if args.remaining() >= 2 && args.eat("MAXDELETEDID") {
+                let m = strict_id(&args.next_bytes()?)?;
+                if id < m {
+                    return Err(StreamError::SetIdBelowGivenMaxDeleted.into());
+                }
+                max_deleted = Some(m);
+            } else {
+                return Err(CommandError::Syntax);
+            }
+        }
+        Ok(XSetId {
+            key,
+            id,
+            entries_added,
+            max_deleted,
+        })
+    }
+
+    /// Runs XSETID.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let Some(stream) = ctx.stream_mut(&self.key)? else {
+            return Err(StreamError::NoSuchKey.into());
+        };
+        stream.set_id(self.id, self.entries_added, self.max_deleted)?;
+        ctx.signal_modified(&self.key);
+        Ok(Reply::Ok)
+    }
+}
+
+/// Handler for XSETID.
+pub fn xsetid(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XSetId::parse(args)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------
+// XREAD
+// ---------------------------------------------------------------------------
+
+/// An XREAD ID argument before it is resolved against the stream.
+#[derive(Debug, Clone)]
+enum ReadFrom {
+    /// `$`: after the last generated ID at call time.
+    Last,
+    /// `+` (7.4): the last live entry itself.
+    LastEntry,
+    /// An explicit ID (entries strictly after it), still unparsed: its error must
+    /// come after earlier keys' WRONGTYPE checks.
+    Raw(Bytes),
+}
+
+/// Reads entries after given IDs from one or more streams, optionally blocking.
+///
+/// # Format
+/// ```text
+/// XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id|$|+ [id|$|+ ...]
+/// ```
+/// # Returns
+/// RESP2: array of `[key, entries]`; RESP3: map key → entries; only keys with data.
+/// A null array when nothing is available (after the timeout when blocking).
+#[derive(Debug)]
+pub struct XRead {
+    count: usize,
+    /// Absolute deadline: `Some(None)` = BLOCK 0 (forever), `None` = no BLOCK.
+    block: Option<Option<Instant>>,
+    keys: Vec<Bytes>,
+    from: Vec<ReadFrom>,
+}
+
+impl XRead {
+    /// Parses XREAD's options in Redis's order.
+    pub fn parse(args: &Args, now_ms: u64) -> Result<Self, CommandError> {
+        let argv = args.argv();
+        let argc = argv.len();
+        let mut count = 0usize;
+        let mut block = None;
+        let mut streams_at = None;
+        let mut i = 1;
+        while i < argc {
+            let more = argc - i - 1;
+            let opt = &argv[i][..];
+            if opt.eq_ignore_ascii_case(b"BLOCK") && more > 0 {
+                i += 1;
+                let ms = parse_i64(&argv[i]).ok_or(StreamError::TimeoutNotInteger)?;
+                if ms < 0 {
+                    return Err(StreamError::NegativeTimeout.into());
+                }
+                if ms > 0 && ms > i64::MAX - now_ms as i64 {
+                    return Err(StreamError::TimeoutOutOfRange.into());
+                }
+                block = Some((ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64)));
+            } else if opt.eq_ignore_ascii_case(b"COUNT") && more > 0 {
+                i += 1;
+                let n = parse_i64(&argv[i]).ok_or(CommandError::NotInteger)?;
+                count = usize::try_from(n).unwrap_or(0);
+            } else if opt.eq_ignore_ascii_case(b"STREAMS") && more > 0 {
+                if !more.is_multiple_of(2) {
+                    return Err(StreamError::Unbalanced {
+                        command: "xread",
+                        placeholder: '$',
+                    }
+                    .into());
+                }
+                streams_at = Some(i + 1);
+                break;
+            } else if opt.eq_ignore_ascii_case(b"GROUP") && more >= 2 {
+                return Err(StreamError::GroupInXread.into());
+            } else if opt.eq_ignore_ascii_case(b"NOACK") {
+                return Err(StreamError::NoackInXread.into());
+            } else {
+                return Err(CommandError::Syntax);
+            }
+            i += 1;
+        }
+        let Some(at) = streams_at else {
+            return Err(CommandError::Syntax);
+        };
+        let n = (argc - at) / 2;
+        let keys = argv[at..at + n].to_vec();
+        let from = argv[at + n..]
+            .iter()
+            .map(|a| match &a[..] {
+                b"$" => ReadFrom::Last,
+                b"+" => ReadFrom::LastEntry,
+                _ => ReadFrom::Raw(a.clone()),
+            })
+            .collect();
+        Ok(XRead {
+            count,
+            block,
+            keys,
+            from,
+        })
+    }
+
+    /// Resolves IDs key by key (WRONGTYPE and ID errors interleaved as in Redis),
+    /// serves what is available, or blocks.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Outcome, CommandError> {
+        let mut after = Vec::with_capacity(self.keys.len());
+        for (key, from) in self.keys.iter().zip(&self.from) {
+            let stream = ctx.stream(key)?;
+            let id = match from {
+                ReadFrom::Last => stream.map_or(StreamId::MIN, Stream::last_id),
+                ReadFrom::LastEntry => stream
+                    .and_then(Stream::last_entry)
+                    .and_then(|e| e.id.decr())
+                    .unwrap_or(StreamId::MIN),
+                ReadFrom::Raw(arg) if &arg[..] == b">" => {
+                    return Err(StreamError::GreaterThanInXread.into())
+                }
+                ReadFrom::Raw(arg) => strict_id(arg)?,
+            };
+            after.push(id);
+        }
+        let mut read = PendingXRead {
+            keys: self.keys,
+            after,
+            count: self.count,
+        };
+        if let Some(reply) = read.serve(ctx, false) {
+            return Ok(reply.into());
+        }
+        match self.block {
+            None => Ok(Reply::NilArray.into()),
+            // Inside MULTI (and scripts) Redis answers a blocking read as a timeout.
+            Some(_) if ctx.in_multi => Ok(Reply::NilArray.into()),
+            Some(deadline) => {
+                if read.count == 0 {
+                    read.count = XREAD_BLOCKED_DEFAULT_COUNT;
+                }
+                Ok(Outcome::Block(Blocked {
+                    keys: read.keys.clone(),
+                    deadline,
+                    retry: Box::new(read),
+                }))
+            }
+        }
+    }
+}
+
+/// Handler for XREAD.
+pub fn xread(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XRead::parse(args, ctx.now_ms)?;
+    cmd.apply(ctx)
+}
+
+/// An XREAD with its IDs resolved: served now, or kept while the client is blocked.
+#[derive(Debug)]
+struct PendingXRead {
+    keys: Vec<Bytes>,
+    /// Per key: entries strictly after this ID are wanted.
+    after: Vec<StreamId>,
+    /// 0 = no limit.
+    count: usize,
+}
+
+impl PendingXRead {
+    /// The reply if any key has data; `woken` enables the wake-up rule for a stream
+    /// trimmed empty by the write that signalled it (Redis answers `[[key, []]]`).
+    fn serve(&self, ctx: &mut Ctx<'_>, woken: bool) -> Option<Reply> {
+        let count = (self.count > 0).then_some(self.count);
+        let mut per_key = Vec::new();
+        for (key, &after) in self.keys.iter().zip(&self.after) {
+            // A key deleted or replaced by another type keeps an XREAD blocked.
+            let Ok(Some(stream)) = ctx.stream(key) else {
+                continue;
+            };
+            let has_new = stream.last_entry().is_some_and(|e| e.id > after);
+            if has_new {
+                let start = after.incr().unwrap_or(StreamId::MAX);
+                let entries = stream.range(start, StreamId::MAX, count, false);
+                per_key.push((key.clone(), entries_reply(&entries)));
+            } else if woken
+                && stream.is_empty()
+                && stream.last_id() > after
+                && stream.max_deleted_id() != stream.last_id()
+            {
+                // New entries arrived and were trimmed away at once (XADD MAXLEN 0);
+                // an XDEL of the new entry, by contrast, leaves the reader blocked.
+                per_key.push((key.clone(), Reply::Array(Vec::new())));
+            }
+        }
+        (!per_key.is_empty()).then(|| keyed_reply(ctx.proto, per_key))
+    }
+}
+
+impl BlockedRead for PendingXRead {
+    fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError> {
+        Ok(self.serve(ctx, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn add_trim(words: &[&str], xadd: bool) -> Result<AddTrimOptions, String> {
+        parse_add_or_trim(&argv(words), xadd, 100).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trim_option_errors_in_redis_order() {
+        assert_eq!(
+            add_trim(&["xtrim", "k", "maxlen", "1", "minid", "1"], false).err(),
+            Some(StreamError::MaxlenAndMinid.to_string())
+        );
+        assert_eq!(
+            add_trim(&["xtrim", "k", "maxlen", "-1"], false).err(),
+            Some(StreamError::NegativeMaxlen.to_string())
+        );
+        assert_eq!(
+            add_trim(&["xtrim", "k", "maxlen", "1", "limit", "10"], false).err(),
+            Some(StreamError::LimitWithoutApprox.to_string())
+        );
+        assert_eq!(
+            add_trim(&["xtrim", "k", "limit", "10"], false).err(),
+            Some(StreamError::LimitWithoutStrategy.to_string())
+        );
+        // LIMIT 0 alone is not "without strategy" (Redis checks the value) …
+        assert_eq!(
+            add_trim(&["xtrim", "k", "limit", "0"], false).err(),
+            Some(StreamError::TrimWithoutStrategy.to_string())
+        );
+        assert_eq!(
+            add_trim(&["xadd", "k", "limit", "0", "*", "f", "v"], true).err(),
+            Some(StreamError::LimitWithoutApprox.to_string())
+        );
+        assert_eq!(
+            add_trim(&["xtrim", "k", "foo"], false).err(),
+            Some("ERR syntax error".to_string())
+        );
+    }
+
+    #[test]
+    fn approx_default_limit() {
+        let o = add_trim(&["xtrim", "k", "maxlen", "~", "5"], false);
+        let spec = o.ok().and_then(|o| o.trim);
+        assert_eq!(
+            spec,
+            Some(TrimSpec {
+                rule: TrimRule::MaxLen(5),
+                approx: true,
+                limit: 10_000
+            })
+        );
+    }
+
+    #[test]
+    fn xadd_id_position() {
+        let o = add_trim(
+            &[
+                "xadd",
+                "k",
+                "nomkstream",
+                "maxlen",
+                "=",
+                "3",
+                "5-*",
+                "f",
+                "v",
+            ],
+            true,
+        );
+        let o = o.ok();
+        assert_eq!(o.as_ref().map(|o| o.id_pos), Some(6));
+        assert_eq!(o.and_then(|o| o.id), Some(AddIdSpec::AutoSeq(5)));
+    }
+}
