@@ -1,0 +1,750 @@
+//! The one table of configuration directives. Every directive is declared here once — name,
+//! value type, default, whether CONFIG SET may change it, and its documentation — and that
+//! single entry drives the file parser, command-line overrides, CONFIG GET, CONFIG SET,
+//! CONFIG REWRITE, `Config::default()` and the generated `redis.conf.example`.
+
+use std::path::PathBuf;
+
+use super::syntax::{format_memory, parse_integer, parse_memory, quote, split_args};
+use super::{AppendFsync, Config, LogLevel, OutputBufferLimit, SavePoint};
+
+/// Redis caps `hz` to this range after accepting any non-negative value (`updateHZ`).
+const MIN_HZ: i64 = 1;
+const MAX_HZ: i64 = 500;
+/// Redis's `CONFIG_BINDADDR_MAX`.
+const MAX_BIND_ADDRESSES: usize = 16;
+const MB: u64 = 1024 * 1024;
+/// `INT_MAX`, the upper bound Redis gives most `int` directives.
+const INT_MAX: i64 = i32::MAX as i64;
+/// `LONG_MAX` / `LLONG_MAX` on 64-bit Linux, as Redis's bounds and error texts show them.
+const LONG_MAX: u64 = i64::MAX as u64;
+
+/// What kind of value a directive takes; public so that documentation and tools can describe
+/// a directive without knowing the `Config` field behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// `yes` or `no`, case-insensitive.
+    Bool,
+    /// A plain integer within inclusive bounds.
+    Integer { min: i64, max: i64 },
+    /// A byte count with optional unit (`1k`, `1kb`, `1m`, `1mb`, `1g`, `1gb`).
+    Memory { min: u64, max: u64 },
+    /// One of a fixed set of names, case-insensitive.
+    Enum(&'static [&'static str]),
+    /// Free text.
+    String,
+    /// Several arguments with a grammar of their own (`save`, `bind`, `client-output-buffer-limit`).
+    Multi,
+}
+
+/// Mutable state of one load (file + includes + command line) that a single directive needs:
+/// Redis's `save` quirk, where the first `save` line of a load replaces the built-in save
+/// points and later ones add to them, while CONFIG SET always replaces.
+#[derive(Debug, Default)]
+pub(crate) struct LoadState {
+    pub(crate) reading_file: bool,
+    pub(crate) save_seen: bool,
+}
+
+/// How a directive reads and writes its typed field. Plain `fn` pointers keep the table a
+/// `static` with no allocation.
+pub(crate) enum Access {
+    Bool {
+        get: fn(&Config) -> bool,
+        set: fn(&mut Config, bool) -> Result<(), String>,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+        get: fn(&Config) -> i64,
+        set: fn(&mut Config, i64),
+    },
+    Memory {
+        min: u64,
+        max: u64,
+        get: fn(&Config) -> u64,
+        set: fn(&mut Config, u64),
+    },
+    Enum {
+        names: &'static [&'static str],
+        get: fn(&Config) -> usize,
+        set: fn(&mut Config, usize),
+    },
+    /// `omit_empty`: the empty string means "unset", and CONFIG REWRITE then removes the line
+    /// (Redis's `EMPTY_STRING_IS_NULL`).
+    Text {
+        omit_empty: bool,
+        get: fn(&Config) -> String,
+        set: fn(&mut Config, String) -> Result<(), String>,
+    },
+    Multi {
+        set: fn(&mut Config, &[String], &mut LoadState) -> Result<(), String>,
+        get: fn(&Config) -> String,
+        lines: fn(&Config) -> Vec<String>,
+    },
+}
+
+/// One configuration directive.
+pub struct Directive {
+    /// The lower-case name used in files, on the command line and by CONFIG GET/SET.
+    pub name: &'static str,
+    /// The default, written as redis.conf arguments (parsed with the same code as a file line).
+    pub default: &'static str,
+    /// Whether CONFIG SET may change it while the server runs; the others are read at start-up
+    /// only, and CONFIG SET answers "can't set immutable config".
+    pub mutable: bool,
+    /// What the directive does, its unit and its special values.
+    pub doc: &'static str,
+    pub(crate) access: Access,
+}
+
+impl Directive {
+    /// The value type, for documentation and tooling.
+    pub fn value_type(&self) -> ValueType {
+        match self.access {
+            Access::Bool { .. } => ValueType::Bool,
+            Access::Integer { min, max, .. } => ValueType::Integer { min, max },
+            Access::Memory { min, max, .. } => ValueType::Memory { min, max },
+            Access::Enum { names, .. } => ValueType::Enum(names),
+            Access::Text { .. } => ValueType::String,
+            Access::Multi { .. } => ValueType::Multi,
+        }
+    }
+
+    /// Whether the directive takes a variable number of arguments (Redis's `MULTI_ARG_CONFIG`).
+    pub fn is_multi_arg(&self) -> bool {
+        matches!(self.access, Access::Multi { .. })
+    }
+
+    /// Parses `args` and stores the value in `config`; the error is Redis's reason text
+    /// (e.g. "argument couldn't be parsed into an integer"). Single-value directives must be
+    /// given exactly one argument by the caller.
+    pub(crate) fn apply(
+        &self,
+        config: &mut Config,
+        args: &[String],
+        state: &mut LoadState,
+    ) -> Result<(), String> {
+        let single = || -> Result<&str, String> {
+            match args {
+                [one] => Ok(one.as_str()),
+                _ => Err("wrong number of arguments".to_string()),
+            }
+        };
+        match &self.access {
+            Access::Bool { set, .. } => {
+                let value = single()?;
+                if value.eq_ignore_ascii_case("yes") {
+                    set(config, true)
+                } else if value.eq_ignore_ascii_case("no") {
+                    set(config, false)
+                } else {
+                    Err("argument must be 'yes' or 'no'".to_string())
+                }
+            }
+            Access::Integer { min, max, set, .. } => {
+                let value = parse_integer(single()?)
+                    .ok_or_else(|| "argument couldn't be parsed into an integer".to_string())?;
+                if value < *min || value > *max {
+                    return Err(format!(
+                        "argument must be between {min} and {max} inclusive"
+                    ));
+                }
+                set(config, value);
+                Ok(())
+            }
+            Access::Memory { min, max, set, .. } => {
+                let value = parse_memory(single()?)
+                    .ok_or_else(|| "argument must be a memory value".to_string())?;
+                if value < *min || value > *max {
+                    return Err(format!(
+                        "argument must be between {min} and {max} inclusive"
+                    ));
+                }
+                set(config, value);
+                Ok(())
+            }
+            Access::Enum { names, set, .. } => {
+                let value = single()?;
+                let index = names
+                    .iter()
+                    .position(|name| name.eq_ignore_ascii_case(value))
+                    .ok_or_else(|| {
+                        format!(
+                            "argument(s) must be one of the following: {}",
+                            names.join(", ")
+                        )
+                    })?;
+                set(config, index);
+                Ok(())
+            }
+            Access::Text { set, .. } => set(config, single()?.to_string()),
+            Access::Multi { set, .. } => set(config, args, state),
+        }
+    }
+
+    /// The value as CONFIG GET shows it.
+    pub fn get(&self, config: &Config) -> String {
+        match &self.access {
+            Access::Bool { get, .. } => if get(config) { "yes" } else { "no" }.to_string(),
+            Access::Integer { get, .. } => get(config).to_string(),
+            Access::Memory { get, .. } => get(config).to_string(),
+            Access::Enum { names, get, .. } => names
+                .get(get(config))
+                .copied()
+                .unwrap_or("unknown")
+                .to_string(),
+            Access::Text { get, .. } => get(config),
+            Access::Multi { get, .. } => get(config),
+        }
+    }
+
+    /// The redis.conf lines that reproduce the current value, as CONFIG REWRITE writes them.
+    /// Empty for an unset optional string, whose lines REWRITE then removes.
+    pub fn lines(&self, config: &Config) -> Vec<String> {
+        let name = self.name;
+        match &self.access {
+            Access::Bool { .. } | Access::Integer { .. } | Access::Enum { .. } => {
+                vec![format!("{name} {}", self.get(config))]
+            }
+            Access::Memory { get, .. } => vec![format!("{name} {}", format_memory(get(config)))],
+            Access::Text {
+                omit_empty, get, ..
+            } => {
+                let value = get(config);
+                if *omit_empty && value.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![format!("{name} {}", quote(&value))]
+                }
+            }
+            Access::Multi { lines, .. } => lines(config),
+        }
+    }
+}
+
+/// Looks a directive up by name, case-insensitively, as Redis's config dictionary does.
+pub fn find(name: &str) -> Option<&'static Directive> {
+    DIRECTIVES
+        .iter()
+        .find(|directive| directive.name.eq_ignore_ascii_case(name))
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn optional_path_text(path: &Option<PathBuf>) -> String {
+    path.as_deref().map(path_text).unwrap_or_default()
+}
+
+fn optional_path(value: String) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| PathBuf::from(value))
+}
+
+fn set_save(config: &mut Config, args: &[String], state: &mut LoadState) -> Result<(), String> {
+    // A single empty argument (`save ""`) means "no save points".
+    let args = match args {
+        [only] if only.is_empty() => &[][..],
+        other => other,
+    };
+    if !args.len().is_multiple_of(2) {
+        return Err("Invalid save parameters".to_string());
+    }
+    let mut points = Vec::with_capacity(args.len() / 2);
+    for pair in args.chunks(2) {
+        let seconds = pair[0].parse::<i64>().ok().filter(|&s| s >= 1);
+        let changes = pair[1].parse::<i64>().ok().filter(|&c| c >= 0);
+        match (seconds, changes) {
+            (Some(seconds), Some(changes)) => points.push(SavePoint {
+                seconds: seconds.unsigned_abs(),
+                changes: changes.unsigned_abs(),
+            }),
+            _ => return Err("Invalid save parameters".to_string()),
+        }
+    }
+    if state.reading_file && state.save_seen {
+        config.save.extend(points);
+    } else {
+        config.save = points;
+    }
+    state.save_seen = true;
+    Ok(())
+}
+
+fn get_save(config: &Config) -> String {
+    config
+        .save
+        .iter()
+        .map(|p| format!("{} {}", p.seconds, p.changes))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn save_lines(config: &Config) -> Vec<String> {
+    if config.save.is_empty() {
+        vec!["save \"\"".to_string()]
+    } else {
+        vec![format!("save {}", get_save(config))]
+    }
+}
+
+fn set_bind(config: &mut Config, args: &[String], _: &mut LoadState) -> Result<(), String> {
+    if args.len() > MAX_BIND_ADDRESSES {
+        return Err("Too many bind addresses specified.".to_string());
+    }
+    config.bind = match args {
+        [only] if only.is_empty() => Vec::new(),
+        other => other.to_vec(),
+    };
+    Ok(())
+}
+
+fn bind_lines(config: &Config) -> Vec<String> {
+    if config.bind.is_empty() {
+        vec!["bind \"\"".to_string()]
+    } else {
+        vec![format!("bind {}", config.bind.join(" "))]
+    }
+}
+
+/// Client classes of `client-output-buffer-limit`, in Redis's order; `slave` is accepted as
+/// the old name of `replica`, and CONFIG GET still prints `slave` as Redis does.
+const BUFFER_CLASSES: [&str; 3] = ["normal", "slave", "pubsub"];
+
+fn buffer_class(config: &mut Config, index: usize) -> &mut OutputBufferLimit {
+    let limits = &mut config.client_output_buffer_limit;
+    match index {
+        0 => &mut limits.normal,
+        1 => &mut limits.replica,
+        _ => &mut limits.pubsub,
+    }
+}
+
+fn buffer_limits(config: &Config) -> [OutputBufferLimit; 3] {
+    let limits = &config.client_output_buffer_limit;
+    [limits.normal, limits.replica, limits.pubsub]
+}
+
+fn set_client_output_buffer_limit(
+    config: &mut Config,
+    args: &[String],
+    _: &mut LoadState,
+) -> Result<(), String> {
+    if !args.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".to_string());
+    }
+    // Validate every class first so that a bad class leaves all of them untouched.
+    let mut updates = Vec::with_capacity(args.len() / 4);
+    for group in args.chunks(4) {
+        let class = match group[0].to_ascii_lowercase().as_str() {
+            "normal" => 0,
+            "slave" | "replica" => 1,
+            "pubsub" => 2,
+            _ => {
+                return Err(
+                    "Invalid client class specified in buffer limit configuration.".to_string(),
+                )
+            }
+        };
+        let hard = parse_memory(&group[1]);
+        let soft = parse_memory(&group[2]);
+        let seconds = group[3].parse::<i64>().ok().filter(|&s| s >= 0);
+        match (hard, soft, seconds) {
+            (Some(hard_bytes), Some(soft_bytes), Some(seconds)) => updates.push((
+                class,
+                OutputBufferLimit {
+                    hard_bytes,
+                    soft_bytes,
+                    soft_seconds: seconds.unsigned_abs(),
+                },
+            )),
+            _ => {
+                return Err(
+                    "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+                        .to_string(),
+                )
+            }
+        }
+    }
+    for (class, limit) in updates {
+        *buffer_class(config, class) = limit;
+    }
+    Ok(())
+}
+
+fn get_client_output_buffer_limit(config: &Config) -> String {
+    BUFFER_CLASSES
+        .iter()
+        .zip(buffer_limits(config))
+        .map(|(class, l)| {
+            format!(
+                "{class} {} {} {}",
+                l.hard_bytes, l.soft_bytes, l.soft_seconds
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn client_output_buffer_limit_lines(config: &Config) -> Vec<String> {
+    ["normal", "replica", "pubsub"]
+        .iter()
+        .zip(buffer_limits(config))
+        .map(|(class, l)| {
+            format!(
+                "client-output-buffer-limit {class} {} {} {}",
+                format_memory(l.hard_bytes),
+                format_memory(l.soft_bytes),
+                l.soft_seconds
+            )
+        })
+        .collect()
+}
+
+/// Splits the single value CONFIG SET gives a multi-argument directive the way Redis does
+/// (`sdssplitlen` on single spaces: `""` is no argument, doubled spaces give empty ones).
+pub(crate) fn split_set_value(value: &str) -> Vec<String> {
+    if value.is_empty() {
+        Vec::new()
+    } else {
+        value.split(' ').map(str::to_string).collect()
+    }
+}
+
+/// In a file or on the command line a multi-argument directive given one non-empty argument
+/// has it split again, so that `--save "900 1"` and `save "900 1"` work as in Redis 7.
+pub(crate) fn expand_single_multi_arg(args: Vec<String>) -> Option<Vec<String>> {
+    match args.as_slice() {
+        [only] if !only.is_empty() => split_args(only),
+        _ => Some(args),
+    }
+}
+
+/// The directives, in the order CONFIG GET `*`, CONFIG REWRITE and `redis.conf.example` use.
+pub static DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: "bind",
+        default: "127.0.0.1 -::1",
+        mutable: false,
+        doc: "Addresses to listen on (at most 16). A leading '-' marks an address that may be unavailable without failing start-up; \"\" listens on none.",
+        access: Access::Multi {
+            set: set_bind,
+            get: |c| c.bind.join(" "),
+            lines: bind_lines,
+        },
+    },
+    Directive {
+        name: "port",
+        default: "6379",
+        mutable: false,
+        doc: "TCP port to accept connections on (0-65535).",
+        access: Access::Integer {
+            min: 0,
+            max: 65535,
+            get: |c| i64::from(c.port),
+            set: |c, v| c.port = u16::try_from(v).unwrap_or(u16::MAX),
+        },
+    },
+    Directive {
+        name: "protected-mode",
+        default: "yes",
+        mutable: true,
+        doc: "When yes and no password is set, only loopback clients may connect.",
+        access: Access::Bool {
+            get: |c| c.protected_mode,
+            set: |c, v| {
+                c.protected_mode = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "requirepass",
+        default: "\"\"",
+        mutable: true,
+        doc: "Password clients must give with AUTH before other commands; \"\" disables authentication.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.requirepass.clone().unwrap_or_default(),
+            set: |c, v| {
+                c.requirepass = (!v.is_empty()).then_some(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "dir",
+        default: "./data",
+        mutable: false,
+        doc: "Data directory holding the stream log, indexes and checkpoints; relative paths are relative to the working directory at start-up.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| path_text(&c.dir),
+            set: |c, v| {
+                if v.is_empty() {
+                    return Err("dir can't be empty".to_string());
+                }
+                c.dir = PathBuf::from(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "appendonly",
+        default: "no",
+        mutable: true,
+        doc: "Accepted and reported for compatibility with Redis tooling; Rill always persists every write to its log (see appendfsync).",
+        access: Access::Bool {
+            get: |c| c.appendonly,
+            set: |c, v| {
+                c.appendonly = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "appendfsync",
+        default: "always",
+        mutable: true,
+        doc: "When the log is fsynced: always (before every reply that depends on a write), everysec (once per second) or no (left to the OS).",
+        access: Access::Enum {
+            names: &AppendFsync::NAMES,
+            get: |c| c.appendfsync.index(),
+            set: |c, i| c.appendfsync = AppendFsync::from_index(i),
+        },
+    },
+    Directive {
+        name: "databases",
+        default: "16",
+        mutable: false,
+        doc: "Number of logical databases (SELECT 0 to databases-1).",
+        access: Access::Integer {
+            min: 1,
+            max: INT_MAX,
+            get: |c| i64::from(c.databases),
+            set: |c, v| c.databases = u32::try_from(v).unwrap_or(u32::MAX),
+        },
+    },
+    Directive {
+        name: "maxclients",
+        default: "10000",
+        mutable: true,
+        doc: "Maximum number of simultaneously connected clients.",
+        access: Access::Integer {
+            min: 1,
+            max: u32::MAX as i64,
+            get: |c| i64::from(c.maxclients),
+            set: |c, v| c.maxclients = u32::try_from(v).unwrap_or(u32::MAX),
+        },
+    },
+    Directive {
+        name: "timeout",
+        default: "0",
+        mutable: true,
+        doc: "Close a client after it has been idle this many seconds; 0 never closes idle clients.",
+        access: Access::Integer {
+            min: 0,
+            max: INT_MAX,
+            get: |c| i64::from(c.timeout),
+            set: |c, v| c.timeout = u32::try_from(v).unwrap_or(u32::MAX),
+        },
+    },
+    Directive {
+        name: "tcp-keepalive",
+        default: "300",
+        mutable: true,
+        doc: "Seconds between TCP keepalive probes on client sockets; 0 disables keepalive.",
+        access: Access::Integer {
+            min: 0,
+            max: INT_MAX,
+            get: |c| i64::from(c.tcp_keepalive),
+            set: |c, v| c.tcp_keepalive = u32::try_from(v).unwrap_or(u32::MAX),
+        },
+    },
+    Directive {
+        name: "loglevel",
+        default: "notice",
+        mutable: true,
+        doc: "Log verbosity: debug, verbose, notice, warning or nothing.",
+        access: Access::Enum {
+            names: &LogLevel::NAMES,
+            get: |c| c.loglevel.index(),
+            set: |c, i| c.loglevel = LogLevel::from_index(i),
+        },
+    },
+    Directive {
+        name: "logfile",
+        default: "\"\"",
+        mutable: false,
+        doc: "File to append the log to; \"\" logs to standard output. Start-up fails if it cannot be opened.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| optional_path_text(&c.logfile),
+            set: |c, v| {
+                c.logfile = optional_path(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "proto-max-bulk-len",
+        default: "512mb",
+        mutable: true,
+        doc: "Largest bulk string a client may send, in bytes (memory units accepted, at least 1mb).",
+        access: Access::Memory {
+            min: MB,
+            max: LONG_MAX,
+            get: |c| c.proto_max_bulk_len,
+            set: |c, v| c.proto_max_bulk_len = v,
+        },
+    },
+    Directive {
+        name: "client-query-buffer-limit",
+        default: "1gb",
+        mutable: true,
+        doc: "Largest unparsed input a client may accumulate, in bytes (memory units accepted, at least 1mb); beyond it the client is closed.",
+        access: Access::Memory {
+            min: MB,
+            max: LONG_MAX,
+            get: |c| c.client_query_buffer_limit,
+            set: |c, v| c.client_query_buffer_limit = v,
+        },
+    },
+    Directive {
+        name: "client-output-buffer-limit",
+        default: "normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60",
+        mutable: true,
+        doc: "Per client class (normal, replica, pubsub): <class> <hard bytes> <soft bytes> <soft seconds>. A client whose pending replies exceed the hard limit, or stay above the soft limit for the soft seconds, is closed; 0 disables a limit.",
+        access: Access::Multi {
+            set: set_client_output_buffer_limit,
+            get: get_client_output_buffer_limit,
+            lines: client_output_buffer_limit_lines,
+        },
+    },
+    Directive {
+        name: "stream-node-max-entries",
+        default: "100",
+        mutable: true,
+        doc: "Entries per stream index node; bounds what approximate (~) trimming removes. 0 means no limit.",
+        access: Access::Integer {
+            min: 0,
+            max: i64::MAX,
+            get: |c| i64::try_from(c.stream_node_max_entries).unwrap_or(i64::MAX),
+            set: |c, v| c.stream_node_max_entries = v.unsigned_abs(),
+        },
+    },
+    Directive {
+        name: "stream-node-max-bytes",
+        default: "4096",
+        mutable: true,
+        doc: "Bytes per stream index node, in bytes (memory units accepted). 0 means no limit.",
+        access: Access::Memory {
+            min: 0,
+            max: LONG_MAX,
+            get: |c| c.stream_node_max_bytes,
+            set: |c, v| c.stream_node_max_bytes = v,
+        },
+    },
+    Directive {
+        name: "daemonize",
+        default: "no",
+        mutable: false,
+        doc: "Only 'no' is supported: run Rill in the foreground under a supervisor (systemd, a container runtime).",
+        access: Access::Bool {
+            get: |c| c.daemonize,
+            set: |c, v| {
+                if v {
+                    return Err("daemonize yes is not supported: run rill in the foreground under a supervisor such as systemd".to_string());
+                }
+                c.daemonize = false;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "pidfile",
+        default: "\"\"",
+        mutable: false,
+        doc: "File to write the process id to at start-up; \"\" writes none.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| optional_path_text(&c.pidfile),
+            set: |c, v| {
+                c.pidfile = optional_path(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "save",
+        default: "3600 1 300 100 60 10000",
+        mutable: true,
+        doc: "Snapshot points as <seconds> <changes> pairs; accepted and reported for compatibility (Rill's log makes every write durable). \"\" removes all.",
+        access: Access::Multi {
+            set: set_save,
+            get: get_save,
+            lines: save_lines,
+        },
+    },
+    Directive {
+        name: "hz",
+        default: "10",
+        mutable: true,
+        doc: "Frequency of background tasks (expiry of idle clients, timers), per second; values are capped to 1-500.",
+        access: Access::Integer {
+            min: 0,
+            max: INT_MAX,
+            get: |c| i64::from(c.hz),
+            set: |c, v| c.hz = u32::try_from(v.clamp(MIN_HZ, MAX_HZ)).unwrap_or(10),
+        },
+    },
+    Directive {
+        name: "segment-size",
+        default: "64mb",
+        mutable: false,
+        doc: "Size at which a log segment file is sealed and a new one started, in bytes (memory units accepted, 1mb to 1gb).",
+        access: Access::Memory {
+            min: MB,
+            max: 1024 * MB,
+            get: |c| c.segment_size,
+            set: |c, v| c.segment_size = v,
+        },
+    },
+    Directive {
+        name: "cache-size",
+        default: "64mb",
+        mutable: false,
+        doc: "Memory for cached stream entry payloads, in bytes (memory units accepted); older entries are read from disk. 0 disables the cache.",
+        access: Access::Memory {
+            min: 0,
+            max: LONG_MAX,
+            get: |c| c.cache_size,
+            set: |c, v| c.cache_size = v,
+        },
+    },
+    Directive {
+        name: "checkpoint-interval",
+        default: "60",
+        mutable: true,
+        doc: "Seconds between checkpoints, which bound how much log recovery replays at start-up.",
+        access: Access::Integer {
+            min: 1,
+            max: INT_MAX,
+            get: |c| i64::try_from(c.checkpoint_interval).unwrap_or(i64::MAX),
+            set: |c, v| c.checkpoint_interval = v.unsigned_abs(),
+        },
+    },
+    Directive {
+        name: "compaction-threshold",
+        default: "50",
+        mutable: true,
+        doc: "Percent of live bytes below which a sealed segment is compacted (0-100); 0 disables compaction.",
+        access: Access::Integer {
+            min: 0,
+            max: 100,
+            get: |c| i64::from(c.compaction_threshold),
+            set: |c, v| c.compaction_threshold = u8::try_from(v).unwrap_or(100),
+        },
+    },
+];
