@@ -117,6 +117,11 @@ pub(crate) fn rewrite_file(config: &Config, path: &Path) -> io::Result<()> {
     let result = (|| {
         let mut file = fs::File::create(&temporary)?;
         file.write_all(content.as_bytes())?;
+        // Keep the old file's permissions: a file holding `requirepass` is often private,
+        // and Redis's fixed 0644 would expose it.
+        if let Ok(metadata) = fs::metadata(path) {
+            file.set_permissions(metadata.permissions())?;
+        }
         file.sync_all()?;
         fs::rename(&temporary, path)?;
         // Make the rename itself durable; failing to sync the directory is not worth failing

@@ -685,6 +685,25 @@ fn rewrite_removes_unset_strings_and_writes_memory_units() {
 }
 
 #[test]
+fn rewrite_keeps_the_file_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("rewrite-mode");
+    let path = write(&dir, "rill.conf", "requirepass secret\n");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut c = Config::load(Some(&path), &[]).expect("valid");
+    c.set(&[("requirepass", "other")]).expect("valid");
+    c.rewrite().expect("rewrite");
+    let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        fs::read_to_string(&path).expect("read"),
+        "requirepass \"other\"\n"
+    );
+    let leftovers: Vec<_> = fs::read_dir(&dir).expect("list").collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+}
+
+#[test]
 fn rewrite_of_default_config_into_empty_file_writes_nothing() {
     let dir = temp_dir("rewrite-empty");
     let path = dir.join("new.conf");
