@@ -682,6 +682,9 @@ fn xadd_maxlen_zero_wakes_with_empty_entries_and_xdel_does_not() {
     w.expect(&["EXEC"], "*2\r\n$3\r\n2-1\r\n:1\r\n");
     w.raw(&["XADD", "s", "MAXLEN", "0", "3-1", "f", "v"]);
     assert_eq!(r.read_reply(), "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n");
+    // The stream is empty now: a read from an older ID blocks and times out,
+    // it is not answered with an empty list at once.
+    r.expect(&["XREAD", "BLOCK", "100", "STREAMS", "s", "0"], "*-1\r\n");
 }
 
 #[test]

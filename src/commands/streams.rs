@@ -640,9 +640,15 @@ impl XRead {
             };
             after.push(id);
         }
+        // The last IDs as of now: only a write after blocking may wake with `[[key, []]]`.
+        let mut last_seen = Vec::with_capacity(self.keys.len());
+        for key in &self.keys {
+            last_seen.push(ctx.stream(key)?.map_or(StreamId::MIN, Stream::last_id));
+        }
         let mut read = PendingXRead {
             keys: self.keys,
             after,
+            last_seen,
             count: self.count,
         };
         if let Some(reply) = read.serve(ctx, false) {
@@ -678,6 +684,8 @@ struct PendingXRead {
     keys: Vec<Bytes>,
     /// Per key: entries strictly after this ID are wanted.
     after: Vec<StreamId>,
+    /// Per key: the stream's last-generated ID when the read was issued.
+    last_seen: Vec<StreamId>,
     /// 0 = no limit.
     count: usize,
 }
@@ -688,7 +696,7 @@ impl PendingXRead {
     fn serve(&self, ctx: &mut Ctx<'_>, woken: bool) -> Option<Reply> {
         let count = (self.count > 0).then_some(self.count);
         let mut per_key = Vec::new();
-        for (key, &after) in self.keys.iter().zip(&self.after) {
+        for ((key, &after), &seen) in self.keys.iter().zip(&self.after).zip(&self.last_seen) {
             // A key deleted or replaced by another type keeps an XREAD blocked.
             let Ok(Some(stream)) = ctx.stream(key) else {
                 continue;
@@ -700,7 +708,7 @@ impl PendingXRead {
                 per_key.push((key.clone(), entries_reply(&entries)));
             } else if woken
                 && stream.is_empty()
-                && stream.last_id() > after
+                && stream.last_id() > after.max(seen)
                 && stream.max_deleted_id() != stream.last_id()
             {
                 // New entries arrived and were trimmed away at once (XADD MAXLEN 0);
