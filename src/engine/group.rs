@@ -171,6 +171,21 @@ pub struct ClaimOptions {
     pub just_id: bool,
 }
 
+/// What one XAUTOCLAIM pass looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoClaimScan {
+    /// First PEL ID to examine (the cursor).
+    pub start: StreamId,
+    /// Only entries idle at least this long (ms) are claimed; 0 claims regardless.
+    pub min_idle_ms: u64,
+    /// Claim at most this many entries; examine at most ten times as many.
+    pub count: usize,
+    /// JUSTID: do not increment delivery counts.
+    pub just_id: bool,
+    /// The command's time.
+    pub now_ms: u64,
+}
+
 /// Result of one XAUTOCLAIM pass.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AutoClaim {
@@ -442,13 +457,16 @@ impl ConsumerGroup {
     pub fn auto_claim(
         &mut self,
         consumer: &Bytes,
-        start: StreamId,
-        min_idle_ms: u64,
-        count: usize,
-        just_id: bool,
-        now_ms: u64,
+        scan: &AutoClaimScan,
         mut exists: impl FnMut(StreamId) -> bool,
     ) -> AutoClaim {
+        let AutoClaimScan {
+            start,
+            min_idle_ms,
+            count,
+            just_id,
+            now_ms,
+        } = *scan;
         let mut result = AutoClaim::default();
         let mut attempts = count.saturating_mul(10);
         let mut remaining = count;
@@ -885,22 +903,62 @@ mod tests {
         }
         g.touch_consumer(&b, 1000);
         // COUNT 1: at most 10 examined; 5-0 claimed, cursor at 6-0.
-        let r = g.auto_claim(&b, ZERO_ID, 500, 1, false, 1000, |i| i.ms != 3);
+        let r = g.auto_claim(
+            &b,
+            &AutoClaimScan {
+                start: ZERO_ID,
+                min_idle_ms: 500,
+                count: 1,
+                just_id: false,
+                now_ms: 1000,
+            },
+            |i| i.ms != 3,
+        );
         assert_eq!(r.deleted, vec![id(3, 0)]);
         assert_eq!(r.claimed, Vec::<StreamId>::new());
         assert_eq!(r.next_cursor, id(4, 0));
-        let r = g.auto_claim(&b, r.next_cursor, 500, 1, true, 1000, |_| true);
+        let r = g.auto_claim(
+            &b,
+            &AutoClaimScan {
+                start: r.next_cursor,
+                min_idle_ms: 500,
+                count: 1,
+                just_id: true,
+                now_ms: 1000,
+            },
+            |_| true,
+        );
         assert_eq!(r.claimed, vec![id(5, 0)]);
         assert_eq!(r.next_cursor, id(6, 0));
         assert_eq!(g.pending_entry(id(5, 0)).map(|e| e.delivery_count), Some(1));
-        let r = g.auto_claim(&b, id(6, 0), 500, 100, false, 1000, |_| true);
+        let r = g.auto_claim(
+            &b,
+            &AutoClaimScan {
+                start: id(6, 0),
+                min_idle_ms: 500,
+                count: 100,
+                just_id: false,
+                now_ms: 1000,
+            },
+            |_| true,
+        );
         assert_eq!(
             r.claimed,
             vec![id(10, 0), id(15, 0), id(20, 0), id(25, 0), id(30, 0)]
         );
         assert_eq!(r.next_cursor, ZERO_ID);
         // Scan budget: COUNT 1 examines 10 entries at most, without claiming fresh ones.
-        let r = g.auto_claim(&b, ZERO_ID, 500, 1, false, 1000, |_| true);
+        let r = g.auto_claim(
+            &b,
+            &AutoClaimScan {
+                start: ZERO_ID,
+                min_idle_ms: 500,
+                count: 1,
+                just_id: false,
+                now_ms: 1000,
+            },
+            |_| true,
+        );
         assert!(r.claimed.is_empty());
         assert_eq!(r.next_cursor, id(12, 0));
         check_views(&g);

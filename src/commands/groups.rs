@@ -1,0 +1,1339 @@
+//! Consumer-group commands: XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM.
+//!
+//! Each command is a struct of its parsed arguments with `parse` (every syntax error, in
+//! Redis's order) and `apply` (against the keyspace). Where Redis reports a state error
+//! (WRONGTYPE, NOGROUP, missing key) *before* an argument error, the argument error is kept
+//! in the parsed struct and raised by `apply` at the point Redis would raise it, so clients
+//! see the same error for the same wrong call.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::streams::{entry_reply, keyed_reply};
+use super::table::{CommandSpec, Handler};
+use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
+use crate::engine::error::StreamError;
+use crate::engine::group::{AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup};
+use crate::engine::id::StreamId;
+use crate::engine::keyspace::Value;
+use crate::engine::stream::{Entry, Stream};
+use crate::protocol::Reply;
+
+/// A blocked XREADGROUP without COUNT serves at most this many entries per stream, as Redis's
+/// `XREAD_BLOCKED_DEFAULT_COUNT`.
+const BLOCKED_DEFAULT_COUNT: usize = 1000;
+
+/// The XGROUP subcommands, for the command table.
+pub const XGROUP_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("xgroup|create", -5, Handler::Data(xgroup_create))
+        .flags(&["write", "denyoom"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Creates a consumer group."),
+    CommandSpec::new(
+        "xgroup|createconsumer",
+        5,
+        Handler::Data(xgroup_createconsumer),
+    )
+    .flags(&["write", "denyoom"])
+    .keys(2, 2, 1)
+    .acl(&["@write", "@stream", "@slow"])
+    .doc(
+        "stream",
+        "6.2.0",
+        "O(1)",
+        "Creates a consumer in a consumer group.",
+    ),
+    CommandSpec::new("xgroup|delconsumer", 5, Handler::Data(xgroup_delconsumer))
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Deletes a consumer from a consumer group.",
+        ),
+    CommandSpec::new("xgroup|destroy", 4, Handler::Data(xgroup_destroy))
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(N) where N is the number of entries in the group's pending entries list (PEL).",
+            "Destroys a consumer group.",
+        ),
+    CommandSpec::new("xgroup|help", 2, Handler::Data(xgroup_help))
+        .flags(&["loading", "stale"])
+        .acl(&["@stream", "@slow"])
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
+    CommandSpec::new("xgroup|setid", -5, Handler::Data(xgroup_setid))
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Sets the last-delivered ID of a consumer group.",
+        ),
+];
+
+/// XGROUP HELP, line for line as Redis 7.4 prints it.
+const XGROUP_HELP: &[&str] = &[
+    "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CREATE <key> <groupname> <id|$> [option]",
+    "    Create a new consumer group. Options are:",
+    "    * MKSTREAM",
+    "      Create the empty stream if it does not exist.",
+    "    * ENTRIESREAD entries_read",
+    "      Set the group's entries_read counter (internal use).",
+    "CREATECONSUMER <key> <groupname> <consumer>",
+    "    Create a new consumer in the specified group.",
+    "DELCONSUMER <key> <groupname> <consumer>",
+    "    Remove the specified consumer.",
+    "DESTROY <key> <groupname>",
+    "    Remove the specified group.",
+    "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+    "    Set the current group ID and entries_read counter.",
+    "HELP",
+    "    Prints this help.",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/// An ID as a bulk string.
+pub(crate) fn id_reply(id: StreamId) -> Reply {
+    Reply::Bulk(Bytes::from(id.to_string()))
+}
+
+/// Milliseconds elapsed since `then`, never negative (clocks may step back).
+fn elapsed(now_ms: u64, then_ms: u64) -> i64 {
+    i64::try_from(now_ms.saturating_sub(then_ms)).unwrap_or(i64::MAX)
+}
+
+/// A non-negative i64 as a count (Redis clamps negative COUNTs to 0).
+fn clamp_count(n: i64) -> usize {
+    usize::try_from(n.max(0)).unwrap_or(usize::MAX)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Redis's `addReplySubcommandSyntaxError` for XGROUP: names the subcommand as typed.
+fn xgroup_syntax(args: &Args) -> CommandError {
+    let sub = args
+        .argv()
+        .get(1)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    StreamError::SubcommandSyntax {
+        sub,
+        container: "XGROUP",
+    }
+    .into()
+}
+
+/// The stream under `key` (`None` when missing), WRONGTYPE for another type.
+fn stream_mut<'a>(
+    ctx: &'a mut Ctx<'_>,
+    key: &[u8],
+) -> Result<Option<&'a mut Stream>, CommandError> {
+    ctx.stream_mut(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// XGROUP
+// ---------------------------------------------------------------------------------------------
+
+/// Where CREATE/SETID put the group: `$` or an explicit ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupStart {
+    /// `$`: the stream's last generated ID at execution time.
+    Last,
+    /// An explicit ID.
+    Id(StreamId),
+}
+
+/// `XGROUP CREATE` / `XGROUP SETID`, which share their option grammar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XGroupCreate {
+    key: Bytes,
+    group: Bytes,
+    /// The ID argument; an invalid one is reported after the key checks, as Redis does.
+    start: Result<GroupStart, StreamError>,
+    mkstream: bool,
+    entries_read: Option<u64>,
+    /// Redis checks the argument count only after looking the key up.
+    arity_ok: bool,
+}
+
+impl XGroupCreate {
+    /// Parses `key group id|$ [MKSTREAM] [ENTRIESREAD n]` (SETID: no MKSTREAM).
+    pub fn parse(args: &mut Args, setid: bool) -> Result<Self, CommandError> {
+        let argc = args.argv().len();
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let id_arg = args.next_bytes()?;
+        let mut mkstream = false;
+        let mut entries_read = None;
+        while let Some(opt) = args.next() {
+            if !setid && opt.eq_ignore_ascii_case(b"MKSTREAM") {
+                mkstream = true;
+            } else if opt.eq_ignore_ascii_case(b"ENTRIESREAD") && args.remaining() > 0 {
+                let n = args.next_i64()?;
+                entries_read = match n {
+                    -1 => None,
+                    n if n >= 0 => Some(n.unsigned_abs()),
+                    _ => return Err(StreamError::InvalidEntriesRead.into()),
+                };
+            } else {
+                return Err(xgroup_syntax(args));
+            }
+        }
+        let start = if id_arg.as_ref() == b"$" {
+            Ok(GroupStart::Last)
+        } else if setid {
+            StreamId::parse(&id_arg, 0).map(GroupStart::Id)
+        } else {
+            StreamId::parse_strict(&id_arg, 0).map(GroupStart::Id)
+        };
+        let arity_ok = if setid {
+            argc == 5 || argc == 7
+        } else {
+            (5..=8).contains(&argc)
+        };
+        Ok(XGroupCreate {
+            key,
+            group,
+            start,
+            mkstream,
+            entries_read,
+            arity_ok,
+        })
+    }
+
+    fn resolve(&self, stream: &Stream) -> Result<StreamId, CommandError> {
+        match &self.start {
+            Ok(GroupStart::Last) => Ok(stream.last_id()),
+            Ok(GroupStart::Id(id)) => Ok(*id),
+            Err(e) => Err(e.clone().into()),
+        }
+    }
+
+    /// Creates the group.
+    pub fn apply_create(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
+        let exists = stream_mut(ctx, &self.key)?.is_some();
+        if !exists && !self.mkstream {
+            return Err(StreamError::GroupKeyMissing.into());
+        }
+        if !self.arity_ok {
+            return Err(xgroup_syntax(args));
+        }
+        let start = match &self.start {
+            Ok(GroupStart::Id(id)) => Some(*id),
+            Ok(GroupStart::Last) => None,
+            Err(e) => return Err(e.clone().into()),
+        };
+        if !exists {
+            ctx.ks.insert(
+                ctx.db,
+                self.key.clone(),
+                Value::Stream(Box::new(Stream::new())),
+            );
+            ctx.signal_modified(&self.key);
+        }
+        let Some(stream) = stream_mut(ctx, &self.key)? else {
+            return Err(StreamError::GroupKeyMissing.into());
+        };
+        if stream.groups.contains_key(&self.group) {
+            return Err(StreamError::BusyGroup.into());
+        }
+        let start = start.unwrap_or_else(|| stream.last_id());
+        stream.groups.insert(
+            self.group.clone(),
+            ConsumerGroup::new(start, self.entries_read),
+        );
+        ctx.signal_modified(&self.key);
+        Ok(Reply::Ok)
+    }
+
+    /// Moves an existing group.
+    pub fn apply_setid(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
+        let Some(stream) = stream_mut(ctx, &self.key)? else {
+            return Err(StreamError::GroupKeyMissing.into());
+        };
+        if !stream.groups.contains_key(&self.group) {
+            return Err(StreamError::no_such_group(&self.key, &self.group).into());
+        }
+        if !self.arity_ok {
+            return Err(xgroup_syntax(args));
+        }
+        let id = self.resolve(stream)?;
+        if let Some(group) = stream.groups.get_mut(&self.group) {
+            group.set_position(id, self.entries_read);
+        }
+        ctx.signal_modified(&self.key);
+        // Moving the group back makes entries available again to readers blocked on it.
+        ctx.signal_ready(&self.key);
+        Ok(Reply::Ok)
+    }
+}
+
+/// XGROUP CREATE.
+///
+/// # Format
+/// `XGROUP CREATE key group id|$ [MKSTREAM] [ENTRIESREAD entries-read]`
+///
+/// # Returns
+/// `+OK`; `BUSYGROUP` if the group exists; an error if the key is missing without MKSTREAM.
+pub fn xgroup_create(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XGroupCreate::parse(args, false)?;
+    Ok(cmd.apply_create(ctx, args)?.into())
+}
+
+/// XGROUP SETID.
+///
+/// # Format
+/// `XGROUP SETID key group id|$ [ENTRIESREAD entries-read]`
+///
+/// # Returns
+/// `+OK`; NOGROUP if the group does not exist.
+pub fn xgroup_setid(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XGroupCreate::parse(args, true)?;
+    Ok(cmd.apply_setid(ctx, args)?.into())
+}
+
+/// `XGROUP DESTROY | CREATECONSUMER | DELCONSUMER`: a key, a group and maybe a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XGroupMember {
+    key: Bytes,
+    group: Bytes,
+    consumer: Option<Bytes>,
+}
+
+impl XGroupMember {
+    /// Parses `key group [consumer]`.
+    pub fn parse(args: &mut Args, with_consumer: bool) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let consumer = if with_consumer {
+            Some(args.next_bytes()?)
+        } else {
+            None
+        };
+        args.finish()?;
+        Ok(XGroupMember {
+            key,
+            group,
+            consumer,
+        })
+    }
+
+    /// The stream and the (required) group, with Redis's errors.
+    fn group_mut<'a>(&self, ctx: &'a mut Ctx<'_>) -> Result<&'a mut ConsumerGroup, CommandError> {
+        let Some(stream) = stream_mut(ctx, &self.key)? else {
+            return Err(StreamError::GroupKeyMissing.into());
+        };
+        stream
+            .groups
+            .get_mut(&self.group)
+            .ok_or_else(|| StreamError::no_such_group(&self.key, &self.group).into())
+    }
+
+    fn consumer(&self) -> Bytes {
+        self.consumer.clone().unwrap_or_default()
+    }
+}
+
+/// XGROUP DESTROY.
+///
+/// # Format
+/// `XGROUP DESTROY key group`
+///
+/// # Returns
+/// `:1` if the group was destroyed, `:0` if it did not exist. Clients blocked on the group get
+/// `NOGROUP the consumer group this client was blocked on no longer exists`.
+pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XGroupMember::parse(args, false)?;
+    let Some(stream) = stream_mut(ctx, &cmd.key)? else {
+        return Err(StreamError::GroupKeyMissing.into());
+    };
+    if stream.groups.remove(&cmd.group).is_none() {
+        return Ok(Reply::Int(0).into());
+    }
+    ctx.signal_modified(&cmd.key);
+    ctx.signal_ready(&cmd.key);
+    Ok(Reply::Int(1).into())
+}
+
+/// XGROUP CREATECONSUMER.
+///
+/// # Format
+/// `XGROUP CREATECONSUMER key group consumer`
+///
+/// # Returns
+/// `:1` if the consumer was created, `:0` if it existed.
+pub fn xgroup_createconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XGroupMember::parse(args, true)?;
+    let now = ctx.now_ms;
+    let consumer = cmd.consumer();
+    let created = cmd.group_mut(ctx)?.create_consumer(&consumer, now);
+    if created {
+        ctx.signal_modified(&cmd.key);
+    }
+    Ok(Reply::Int(i64::from(created)).into())
+}
+
+/// XGROUP DELCONSUMER.
+///
+/// # Format
+/// `XGROUP DELCONSUMER key group consumer`
+///
+/// # Returns
+/// The number of pending entries the consumer had (they are dropped), `:0` if it did not exist.
+pub fn xgroup_delconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = XGroupMember::parse(args, true)?;
+    let consumer = cmd.consumer();
+    let dropped = cmd.group_mut(ctx)?.delete_consumer(&consumer);
+    if dropped.is_some() {
+        ctx.signal_modified(&cmd.key);
+    }
+    let pending = dropped.unwrap_or(0);
+    Ok(Reply::Int(i64::try_from(pending).unwrap_or(i64::MAX)).into())
+}
+
+/// XGROUP HELP.
+///
+/// # Format
+/// `XGROUP HELP`
+///
+/// # Returns
+/// The help text, one status line per element.
+pub fn xgroup_help(_ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    args.finish()?;
+    Ok(help_reply(XGROUP_HELP).into())
+}
+
+/// Redis's `addReplyHelp`: an array of simple strings.
+pub(crate) fn help_reply(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// XREADGROUP
+// ---------------------------------------------------------------------------------------------
+
+/// The ID given for one stream of XREADGROUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReadFrom {
+    /// `>`: entries never delivered to the group.
+    New,
+    /// An explicit ID: this consumer's pending history after it.
+    History(StreamId),
+    /// `$` or `+`, meaningless for a group (reported after the key checks).
+    Meaningless(char),
+    /// Not an ID (reported after the key checks).
+    Invalid,
+}
+
+/// XREADGROUP's parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XReadGroup {
+    group: Bytes,
+    consumer: Bytes,
+    /// 0 = no limit.
+    count: usize,
+    /// Milliseconds; `Some(0)` blocks forever.
+    block: Option<u64>,
+    noack: bool,
+    streams: Vec<(Bytes, ReadFrom)>,
+}
+
+impl XReadGroup {
+    /// Parses `GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS key … id …` in Redis's order.
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let mut group = None;
+        let mut count = 0;
+        let mut block = None;
+        let mut noack = false;
+        let mut streams_args = None;
+        while let Some(opt) = args.next() {
+            let more = args.remaining();
+            if opt.eq_ignore_ascii_case(b"BLOCK") && more > 0 {
+                let raw = args.next_bytes()?;
+                let ms = super::args::parse_i64(&raw).ok_or(StreamError::TimeoutNotInteger)?;
+                if ms < 0 {
+                    return Err(StreamError::NegativeTimeout.into());
+                }
+                if ms > i64::MAX - to_i64(super::now_ms()) {
+                    return Err(StreamError::TimeoutOutOfRange.into());
+                }
+                block = Some(ms.unsigned_abs());
+            } else if opt.eq_ignore_ascii_case(b"COUNT") && more > 0 {
+                count = clamp_count(args.next_i64()?);
+            } else if opt.eq_ignore_ascii_case(b"STREAMS") && more > 0 {
+                let rest = args.rest();
+                if !rest.len().is_multiple_of(2) {
+                    return Err(StreamError::Unbalanced {
+                        command: "xreadgroup",
+                        placeholder: '>',
+                    }
+                    .into());
+                }
+                streams_args = Some(rest);
+                break;
+            } else if opt.eq_ignore_ascii_case(b"GROUP") && more >= 2 {
+                let g = args.next_bytes()?;
+                let c = args.next_bytes()?;
+                group = Some((g, c));
+            } else if opt.eq_ignore_ascii_case(b"NOACK") {
+                noack = true;
+            } else {
+                return Err(CommandError::Syntax);
+            }
+        }
+        let Some(rest) = streams_args else {
+            return Err(CommandError::Syntax);
+        };
+        let Some((group, consumer)) = group else {
+            return Err(StreamError::MissingGroup.into());
+        };
+        let half = rest.len() / 2;
+        let streams = rest[..half]
+            .iter()
+            .zip(&rest[half..])
+            .map(|(key, id)| {
+                let from = match id.as_ref() {
+                    b">" => ReadFrom::New,
+                    b"$" => ReadFrom::Meaningless('$'),
+                    b"+" => ReadFrom::Meaningless('+'),
+                    raw => match StreamId::parse_strict(raw, 0) {
+                        Ok(id) => ReadFrom::History(id),
+                        Err(_) => ReadFrom::Invalid,
+                    },
+                };
+                (key.clone(), from)
+            })
+            .collect();
+        Ok(XReadGroup {
+            group,
+            consumer,
+            count,
+            block,
+            noack,
+            streams,
+        })
+    }
+
+    /// The checks Redis makes per stream before serving anything: type, key and group, then
+    /// the ID. Nothing is changed.
+    fn validate(&self, ctx: &mut Ctx<'_>) -> Result<(), CommandError> {
+        for (key, from) in &self.streams {
+            let has_group = match ctx.stream(key)? {
+                Some(stream) => stream.groups.contains_key(&self.group),
+                None => false,
+            };
+            if !has_group {
+                return Err(StreamError::no_group_for_read(key, &self.group).into());
+            }
+            match from {
+                ReadFrom::Meaningless(special) => {
+                    return Err(StreamError::MeaninglessIdInGroupRead { special: *special }.into())
+                }
+                ReadFrom::Invalid => return Err(StreamError::InvalidId.into()),
+                ReadFrom::New | ReadFrom::History(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves every stream that has something for this consumer; `None` when none has.
+    /// Creates the consumer and updates its seen-time on every stream, as Redis 7.2+ does.
+    fn serve(&self, ctx: &mut Ctx<'_>, count: usize) -> Result<Option<Reply>, CommandError> {
+        let now = ctx.now_ms;
+        let mut served: Vec<(Bytes, Reply)> = Vec::new();
+        for (key, from) in &self.streams {
+            let Some(stream) = stream_mut(ctx, key)? else {
+                return Err(StreamError::no_group_for_read(key, &self.group).into());
+            };
+            let counters = stream.counters();
+            let last_live = stream.last_entry().map(|e| e.id);
+            let Some(group) = stream.groups.get_mut(&self.group) else {
+                return Err(StreamError::no_group_for_read(key, &self.group).into());
+            };
+            group.touch_consumer(&self.consumer, now);
+            let reply = match from {
+                ReadFrom::History(after) => {
+                    let ids = group.history(&self.consumer, *after, count);
+                    let mut entries = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        match stream.get(id) {
+                            Some(entry) => {
+                                entries.push(entry_reply(&entry));
+                                if let Some(group) = stream.groups.get_mut(&self.group) {
+                                    group.redeliver(id, now);
+                                }
+                            }
+                            // Acknowledge-able but gone from the stream: Redis shows `[id, nil]`.
+                            None => entries.push(Reply::Array(vec![id_reply(id), Reply::NilArray])),
+                        }
+                    }
+                    Some(Reply::Array(entries))
+                }
+                ReadFrom::New => {
+                    let from_id = group.last_delivered_id();
+                    match (last_live, from_id.incr()) {
+                        (Some(last), Some(start)) if last > from_id => {
+                            let limit = (count > 0).then_some(count);
+                            let entries = stream.range(start, StreamId::MAX, limit, false);
+                            if let Some(group) = stream.groups.get_mut(&self.group) {
+                                for entry in &entries {
+                                    group.advance(entry.id, &counters);
+                                    if !self.noack {
+                                        group.deliver(entry.id, &self.consumer, now);
+                                    }
+                                }
+                            }
+                            Some(Reply::Array(entries.iter().map(entry_reply).collect()))
+                        }
+                        _ => None,
+                    }
+                }
+                ReadFrom::Meaningless(_) | ReadFrom::Invalid => None,
+            };
+            ctx.signal_modified(key);
+            if let Some(reply) = reply {
+                served.push((key.clone(), reply));
+            }
+        }
+        if served.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(keyed_reply(ctx.proto, served)))
+    }
+
+    /// Runs the read: serves at once, or blocks, or answers null.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Outcome, CommandError> {
+        self.validate(ctx)?;
+        if let Some(reply) = self.serve(ctx, self.count)? {
+            return Ok(reply.into());
+        }
+        let Some(block_ms) = self.block else {
+            return Ok(Reply::NilArray.into());
+        };
+        if ctx.in_multi {
+            // A transaction cannot wait: Redis answers as if the timeout had passed.
+            return Ok(Reply::NilArray.into());
+        }
+        let deadline = (block_ms > 0).then(|| Instant::now() + Duration::from_millis(block_ms));
+        let keys = self.streams.iter().map(|(k, _)| k.clone()).collect();
+        Ok(Outcome::Block(Blocked {
+            keys,
+            deadline,
+            retry: Box::new(BlockedGroupRead { read: self }),
+        }))
+    }
+}
+
+/// A blocked XREADGROUP waiting for new entries (all of its IDs are `>`).
+struct BlockedGroupRead {
+    read: XReadGroup,
+}
+
+impl BlockedRead for BlockedGroupRead {
+    fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError> {
+        for (key, _) in &self.read.streams {
+            match ctx.stream(key)? {
+                // Deleted key: re-running the command fails as a fresh call would (7.2+).
+                None => return Err(StreamError::no_group_for_read(key, &self.read.group).into()),
+                Some(stream) if !stream.groups.contains_key(&self.read.group) => {
+                    return Err(StreamError::BlockedGroupDestroyed.into())
+                }
+                Some(_) => {}
+            }
+        }
+        let count = if self.read.count == 0 {
+            BLOCKED_DEFAULT_COUNT
+        } else {
+            self.read.count
+        };
+        self.read.serve(ctx, count)
+    }
+}
+
+/// XREADGROUP.
+///
+/// # Format
+/// `XREADGROUP GROUP group consumer [COUNT count] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...]`
+///
+/// # Returns
+/// Per stream with data, its entries: RESP2 `[[key, [[id, [f, v, …]], …]], …]`, RESP3 a map.
+/// With `>` only new entries (added to the PEL unless NOACK); with an ID the consumer's own
+/// pending history, deleted entries as `[id, nil]`. Null when nothing was served (after BLOCK).
+pub fn xreadgroup(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    XReadGroup::parse(args)?.apply(ctx)
+}
+
+// ---------------------------------------------------------------------------------------------
+// XACK
+// ---------------------------------------------------------------------------------------------
+
+/// XACK's parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XAck {
+    key: Bytes,
+    group: Bytes,
+    /// Invalid IDs fail the whole command, but only once the group is found.
+    ids: Result<Vec<StreamId>, StreamError>,
+}
+
+impl XAck {
+    /// Parses `key group id [id ...]`.
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let ids = args
+            .rest()
+            .iter()
+            .map(|raw| StreamId::parse_strict(raw, 0))
+            .collect();
+        Ok(XAck { key, group, ids })
+    }
+
+    /// Acknowledges the IDs.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let Some(stream) = stream_mut(ctx, &self.key)? else {
+            return Ok(Reply::Int(0));
+        };
+        let Some(group) = stream.groups.get_mut(&self.group) else {
+            return Ok(Reply::Int(0));
+        };
+        let ids = self.ids?;
+        let acked = ids.into_iter().filter(|id| group.ack(*id)).count();
+        if acked > 0 {
+            ctx.signal_modified(&self.key);
+        }
+        Ok(Reply::Int(i64::try_from(acked).unwrap_or(i64::MAX)))
+    }
+}
+
+/// XACK.
+///
+/// # Format
+/// `XACK key group id [id ...]`
+///
+/// # Returns
+/// The number of IDs that were pending and are now acknowledged; 0 for a missing key or group.
+pub fn xack(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    Ok(XAck::parse(args)?.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// XPENDING
+// ---------------------------------------------------------------------------------------------
+
+/// The extended form's range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingRange {
+    min_idle_ms: u64,
+    start: StreamId,
+    end: StreamId,
+    count: usize,
+    consumer: Option<Bytes>,
+}
+
+/// XPENDING's parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XPending {
+    key: Bytes,
+    group: Bytes,
+    /// `None` for the summary form.
+    range: Option<PendingRange>,
+}
+
+impl XPending {
+    /// Parses `key group [[IDLE min-idle] start end count [consumer]]`.
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let argc = args.argv().len();
+        if argc != 3 && !(6..=9).contains(&argc) {
+            return Err(CommandError::Syntax);
+        }
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        if argc == 3 {
+            return Ok(XPending {
+                key,
+                group,
+                range: None,
+            });
+        }
+        let mut min_idle = 0;
+        if args.eat("IDLE") {
+            min_idle = args.next_i64()?;
+            if argc < 8 {
+                return Err(CommandError::Syntax);
+            }
+        }
+        let start_arg = args.next_bytes()?;
+        let end_arg = args.next_bytes()?;
+        let count = clamp_count(args.next_i64()?);
+        let start = StreamId::parse_range_bound(&start_arg, 0)?
+            .as_start()
+            .ok_or(StreamError::InvalidStartId)?;
+        let end = StreamId::parse_range_bound(&end_arg, u64::MAX)?
+            .as_end()
+            .ok_or(StreamError::InvalidEndId)?;
+        let consumer = args.next();
+        args.finish()?;
+        Ok(XPending {
+            key,
+            group,
+            range: Some(PendingRange {
+                // A negative IDLE filters nothing, like 0.
+                min_idle_ms: u64::try_from(min_idle).unwrap_or(0),
+                start,
+                end,
+                count,
+                consumer,
+            }),
+        })
+    }
+
+    /// Reports the PEL.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let now = ctx.now_ms;
+        let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        let stream = ctx.stream(&self.key)?.ok_or_else(no_group)?;
+        let group = stream.groups.get(&self.group).ok_or_else(no_group)?;
+        let Some(range) = &self.range else {
+            let summary = group.summary();
+            let Some((min, max)) = summary.bounds else {
+                return Ok(Reply::Array(vec![
+                    Reply::Int(0),
+                    Reply::Nil,
+                    Reply::Nil,
+                    Reply::NilArray,
+                ]));
+            };
+            let consumers = summary
+                .per_consumer
+                .into_iter()
+                .map(|(name, n)| {
+                    Reply::Array(vec![
+                        Reply::Bulk(name),
+                        Reply::Bulk(Bytes::from(n.to_string())),
+                    ])
+                })
+                .collect();
+            return Ok(Reply::Array(vec![
+                Reply::Int(i64::try_from(summary.count).unwrap_or(i64::MAX)),
+                id_reply(min),
+                id_reply(max),
+                Reply::Array(consumers),
+            ]));
+        };
+        let entries = group.pending_range(
+            range.start,
+            range.end,
+            range.count,
+            range.consumer.as_deref(),
+            range.min_idle_ms,
+            now,
+        );
+        Ok(Reply::Array(
+            entries
+                .into_iter()
+                .map(|e| {
+                    Reply::Array(vec![
+                        id_reply(e.id),
+                        Reply::Bulk(e.consumer.clone()),
+                        Reply::Int(elapsed(now, e.delivery_time_ms)),
+                        Reply::Int(to_i64(e.delivery_count)),
+                    ])
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// XPENDING.
+///
+/// # Format
+/// `XPENDING key group [[IDLE min-idle-time] start end count [consumer]]`
+///
+/// # Returns
+/// Summary: `[count, min-id, max-id, [[consumer, "count"], …]]` (`[0, nil, nil, nil]` when
+/// empty). Extended: `[[id, consumer, idle-ms, deliveries], …]` in ID order.
+pub fn xpending(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    Ok(XPending::parse(args)?.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// XCLAIM
+// ---------------------------------------------------------------------------------------------
+
+/// How XCLAIM sets the delivery time: IDLE is relative to now, TIME absolute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeliveryTime {
+    Idle(i64),
+    Unix(i64),
+}
+
+/// Everything after XCLAIM's consumer; Redis reports its errors only once the group is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClaimTail {
+    min_idle_ms: u64,
+    ids: Vec<StreamId>,
+    delivery: Option<DeliveryTime>,
+    retry_count: Option<u64>,
+    force: bool,
+    just_id: bool,
+    last_id: Option<StreamId>,
+}
+
+impl ClaimTail {
+    fn parse(rest: &[Bytes]) -> Result<Self, CommandError> {
+        use super::args::parse_i64;
+        let (min_idle_arg, rest) = rest.split_first().ok_or(CommandError::Syntax)?;
+        let min_idle = parse_i64(min_idle_arg).ok_or(StreamError::InvalidClaimMinIdle)?;
+        // IDs run until the first argument that is not one; the rest are options.
+        let mut ids = Vec::new();
+        let mut pos = 0;
+        while let Some(raw) = rest.get(pos) {
+            match StreamId::parse_strict(raw, 0) {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+            pos += 1;
+        }
+        let mut tail = ClaimTail {
+            min_idle_ms: u64::try_from(min_idle).unwrap_or(0),
+            ids,
+            delivery: None,
+            retry_count: None,
+            force: false,
+            just_id: false,
+            last_id: None,
+        };
+        while let Some(opt) = rest.get(pos) {
+            let value = rest.get(pos + 1);
+            let upper = opt.to_ascii_uppercase();
+            match (upper.as_slice(), value) {
+                (b"FORCE", _) => tail.force = true,
+                (b"JUSTID", _) => tail.just_id = true,
+                (b"IDLE", Some(v)) => {
+                    let ms = parse_i64(v).ok_or(StreamError::InvalidClaimIdle)?;
+                    tail.delivery = Some(DeliveryTime::Idle(ms));
+                    pos += 1;
+                }
+                (b"TIME", Some(v)) => {
+                    let at = parse_i64(v).ok_or(StreamError::InvalidClaimTime)?;
+                    tail.delivery = Some(DeliveryTime::Unix(at));
+                    pos += 1;
+                }
+                (b"RETRYCOUNT", Some(v)) => {
+                    let n = parse_i64(v).ok_or(StreamError::InvalidClaimRetryCount)?;
+                    // A negative count means "not given", as in Redis.
+                    tail.retry_count = u64::try_from(n).ok();
+                    pos += 1;
+                }
+                (b"LASTID", Some(v)) => {
+                    tail.last_id = Some(StreamId::parse_strict(v, 0)?);
+                    pos += 1;
+                }
+                _ => {
+                    return Err(StreamError::UnrecognizedClaimOption(
+                        String::from_utf8_lossy(opt).into_owned(),
+                    )
+                    .into())
+                }
+            }
+            pos += 1;
+        }
+        Ok(tail)
+    }
+
+    /// The delivery time to store, clamped to `[0, now]` like Redis (a client's clock running
+    /// ahead is no reason to fail).
+    fn delivery_time(&self, now_ms: u64) -> u64 {
+        let now = to_i64(now_ms);
+        let at = match self.delivery {
+            None => return now_ms,
+            Some(DeliveryTime::Idle(idle)) => now.saturating_sub(idle),
+            Some(DeliveryTime::Unix(at)) => at,
+        };
+        if at < 0 || at > now {
+            now_ms
+        } else {
+            at.unsigned_abs()
+        }
+    }
+}
+
+/// XCLAIM's parsed arguments.
+#[derive(Debug)]
+pub struct XClaim {
+    key: Bytes,
+    group: Bytes,
+    consumer: Bytes,
+    tail: Result<ClaimTail, CommandError>,
+}
+
+impl XClaim {
+    /// Parses `key group consumer min-idle id [id ...] [options]`.
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let consumer = args.next_bytes()?;
+        let tail = ClaimTail::parse(&args.rest());
+        Ok(XClaim {
+            key,
+            group,
+            consumer,
+            tail,
+        })
+    }
+
+    /// Transfers ownership of the IDs that qualify.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let now = ctx.now_ms;
+        let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
+        if !stream.groups.contains_key(&self.group) {
+            return Err(no_group().into());
+        }
+        let tail = self.tail?;
+        // Look entries up first: the group is borrowed mutably below.
+        let entries: Vec<Option<Entry>> = tail.ids.iter().map(|id| stream.get(*id)).collect();
+        let Some(group) = stream.groups.get_mut(&self.group) else {
+            return Err(no_group().into());
+        };
+        if let Some(last) = tail.last_id {
+            group.raise_last_delivered(last);
+        }
+        group.touch_consumer(&self.consumer, now);
+        let opts = ClaimOptions {
+            min_idle_ms: tail.min_idle_ms,
+            delivery_time_ms: tail.delivery_time(now),
+            retry_count: tail.retry_count,
+            force: tail.force,
+            just_id: tail.just_id,
+        };
+        let mut out = Vec::new();
+        for (id, entry) in tail.ids.iter().zip(entries) {
+            let outcome = group.claim(*id, &self.consumer, entry.is_some(), &opts, now);
+            if outcome != ClaimOutcome::Claimed {
+                continue;
+            }
+            match (&entry, tail.just_id) {
+                (Some(entry), false) => out.push(entry_reply(entry)),
+                _ => out.push(id_reply(*id)),
+            }
+        }
+        ctx.signal_modified(&self.key);
+        Ok(Reply::Array(out))
+    }
+}
+
+/// XCLAIM.
+///
+/// # Format
+/// `XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-ms] [RETRYCOUNT n] [FORCE] [JUSTID] [LASTID id]`
+///
+/// # Returns
+/// The claimed entries (or their IDs with JUSTID). Entries gone from the stream are removed
+/// from the PEL and not returned.
+pub fn xclaim(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    Ok(XClaim::parse(args)?.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// XAUTOCLAIM
+// ---------------------------------------------------------------------------------------------
+
+/// XAUTOCLAIM's parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XAutoClaim {
+    key: Bytes,
+    group: Bytes,
+    consumer: Bytes,
+    min_idle_ms: u64,
+    start: StreamId,
+    count: usize,
+    just_id: bool,
+}
+
+/// Redis bounds COUNT so that `COUNT × 10` scan attempts and the deleted-ID buffer fit.
+const AUTOCLAIM_MAX_COUNT: i64 = i64::MAX / 16;
+
+impl XAutoClaim {
+    /// Parses `key group consumer min-idle start [COUNT n] [JUSTID]`.
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        use super::args::parse_i64;
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let consumer = args.next_bytes()?;
+        let min_idle_arg = args.next_bytes()?;
+        let min_idle = parse_i64(&min_idle_arg).ok_or(StreamError::InvalidAutoclaimMinIdle)?;
+        let start_arg = args.next_bytes()?;
+        let start = StreamId::parse_range_bound(&start_arg, 0)?
+            .as_start()
+            .ok_or(StreamError::InvalidStartId)?;
+        let mut count = 100;
+        let mut just_id = false;
+        while let Some(opt) = args.next() {
+            if opt.eq_ignore_ascii_case(b"COUNT") && args.remaining() > 0 {
+                let raw = args.next_bytes()?;
+                count = parse_i64(&raw)
+                    .filter(|n| (1..=AUTOCLAIM_MAX_COUNT).contains(n))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or(StreamError::CountNotPositive)?;
+            } else if opt.eq_ignore_ascii_case(b"JUSTID") {
+                just_id = true;
+            } else {
+                return Err(CommandError::Syntax);
+            }
+        }
+        Ok(XAutoClaim {
+            key,
+            group,
+            consumer,
+            min_idle_ms: u64::try_from(min_idle).unwrap_or(0),
+            start,
+            count,
+            just_id,
+        })
+    }
+
+    /// Claims idle entries from the cursor on.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let now = ctx.now_ms;
+        let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
+        // The scan needs the stream (does the entry still exist?) while it changes the group:
+        // take the group out for the duration.
+        let mut group = stream.groups.remove(&self.group).ok_or_else(no_group)?;
+        group.touch_consumer(&self.consumer, now);
+        let scan = AutoClaimScan {
+            start: self.start,
+            min_idle_ms: self.min_idle_ms,
+            count: self.count,
+            just_id: self.just_id,
+            now_ms: now,
+        };
+        let result = group.auto_claim(&self.consumer, &scan, |id| stream.get(id).is_some());
+        let claimed: Vec<Reply> = result
+            .claimed
+            .iter()
+            .map(|id| match (self.just_id, stream.get(*id)) {
+                (false, Some(entry)) => entry_reply(&entry),
+                _ => id_reply(*id),
+            })
+            .collect();
+        stream.groups.insert(self.group.clone(), group);
+        ctx.signal_modified(&self.key);
+        Ok(Reply::Array(vec![
+            id_reply(result.next_cursor),
+            Reply::Array(claimed),
+            Reply::Array(result.deleted.into_iter().map(id_reply).collect()),
+        ]))
+    }
+}
+
+/// XAUTOCLAIM.
+///
+/// # Format
+/// `XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]`
+///
+/// # Returns
+/// `[next-cursor, [claimed entries or IDs], [IDs deleted from the stream]]`; the cursor is
+/// `0-0` once the whole PEL was scanned. At most `COUNT × 10` pending entries are examined.
+pub fn xautoclaim(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    Ok(XAutoClaim::parse(args)?.apply(ctx)?.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(parts: &[&str]) -> Args {
+        let mut a = Args::new(parts.iter().map(|p| Bytes::from(p.to_string())).collect());
+        a.seek(1);
+        a
+    }
+
+    #[test]
+    fn xreadgroup_parse_follows_redis_order() {
+        let err = |parts: &[&str]| {
+            XReadGroup::parse(&mut args(parts))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            err(&["xreadgroup", "GROUP", "g", "c", "STREAMS", "a", "b", ">"]).as_deref(),
+            Some("ERR Unbalanced 'xreadgroup' list of streams: for each stream key an ID or '>' must be specified.")
+        );
+        assert_eq!(
+            err(&["xreadgroup", "STREAMS", "a", ">"]).as_deref(),
+            Some("ERR Missing GROUP option for XREADGROUP")
+        );
+        assert_eq!(
+            err(&[
+                "xreadgroup",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "-1",
+                "STREAMS",
+                "a",
+                ">"
+            ])
+            .as_deref(),
+            Some("ERR timeout is negative")
+        );
+        assert_eq!(
+            err(&[
+                "xreadgroup",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "x",
+                "STREAMS",
+                "a",
+                ">"
+            ])
+            .as_deref(),
+            Some("ERR timeout is not an integer or out of range")
+        );
+        assert_eq!(
+            err(&["xreadgroup", "GROUP", "g", "c", "FOO", "STREAMS", "a", ">"]).as_deref(),
+            Some("ERR syntax error")
+        );
+        let ok = XReadGroup::parse(&mut args(&[
+            "xreadgroup",
+            "group",
+            "g",
+            "c",
+            "count",
+            "-3",
+            "noack",
+            "streams",
+            "a",
+            "b",
+            ">",
+            "5",
+        ]));
+        let ok = ok.ok();
+        assert_eq!(ok.as_ref().map(|r| r.count), Some(0));
+        assert_eq!(ok.as_ref().map(|r| r.noack), Some(true));
+        assert_eq!(
+            ok.map(|r| r.streams.into_iter().map(|(_, f)| f).collect::<Vec<_>>()),
+            Some(vec![ReadFrom::New, ReadFrom::History(StreamId::new(5, 0))])
+        );
+    }
+
+    #[test]
+    fn xclaim_tail_parses_options_after_ids() {
+        let raw: Vec<Bytes> = [
+            "10",
+            "1-0",
+            "2",
+            "IDLE",
+            "5",
+            "RETRYCOUNT",
+            "-1",
+            "justid",
+            "LASTID",
+            "9-9",
+        ]
+        .iter()
+        .map(|s| Bytes::from(s.to_string()))
+        .collect();
+        let tail = ClaimTail::parse(&raw).ok();
+        assert_eq!(tail.as_ref().map(|t| t.ids.len()), Some(2));
+        assert_eq!(tail.as_ref().and_then(|t| t.retry_count), None);
+        assert_eq!(tail.as_ref().map(|t| t.just_id), Some(true));
+        assert_eq!(
+            tail.as_ref().and_then(|t| t.last_id),
+            Some(StreamId::new(9, 9))
+        );
+        assert_eq!(tail.as_ref().map(|t| t.delivery_time(1000)), Some(995));
+        let bad: Vec<Bytes> = ["0", "1-0", "bad", "2-0"]
+            .iter()
+            .map(|s| Bytes::from(s.to_string()))
+            .collect();
+        assert_eq!(
+            ClaimTail::parse(&bad)
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("ERR Unrecognized XCLAIM option 'bad'")
+        );
+        let idle: Vec<Bytes> = ["0", "1-0", "IDLE"]
+            .iter()
+            .map(|s| Bytes::from(s.to_string()))
+            .collect();
+        assert_eq!(
+            ClaimTail::parse(&idle)
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("ERR Unrecognized XCLAIM option 'IDLE'")
+        );
+    }
+
+    #[test]
+    fn xpending_and_xautoclaim_parse_errors() {
+        let pending = |parts: &[&str]| {
+            XPending::parse(&mut args(parts))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            pending(&["xpending", "k", "g", "-", "+"]).as_deref(),
+            Some("ERR syntax error")
+        );
+        assert_eq!(
+            pending(&["xpending", "k", "g", "IDLE", "x", "-", "+", "5"]).as_deref(),
+            Some("ERR value is not an integer or out of range")
+        );
+        assert_eq!(
+            pending(&["xpending", "k", "g", "IDLE", "10", "-", "+"]).as_deref(),
+            Some("ERR syntax error")
+        );
+        assert_eq!(
+            pending(&["xpending", "k", "g", "-", "(0-0", "5"]).as_deref(),
+            Some("ERR invalid end ID for the interval")
+        );
+        let auto = |parts: &[&str]| {
+            XAutoClaim::parse(&mut args(parts))
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            auto(&["xautoclaim", "k", "g", "c", "x", "0"]).as_deref(),
+            Some("ERR Invalid min-idle-time argument for XAUTOCLAIM")
+        );
+        assert_eq!(
+            auto(&["xautoclaim", "k", "g", "c", "0", "0", "COUNT", "0"]).as_deref(),
+            Some("ERR COUNT must be > 0")
+        );
+        assert_eq!(
+            auto(&["xautoclaim", "k", "g", "c", "0", "0", "COUNT"]).as_deref(),
+            Some("ERR syntax error")
+        );
+    }
+}
