@@ -4,5 +4,8 @@
 //! (`protocol`), parsed into typed commands and executed (`commands`) against the
 //! keyspace and the stream engine (`engine`). Replies flow back up the same way.
 
-pub mod engine;
+pub mod commands;
 pub mod config;
+pub mod engine;
+pub mod protocol;
+pub mod server;

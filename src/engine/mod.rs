@@ -6,4 +6,5 @@ pub mod error;
 pub mod group;
 pub mod id;
 pub mod index;
+pub mod keyspace;
 pub mod stream;

@@ -1,0 +1,91 @@
+//! Command-layer errors. Their `Display` is the exact Redis wire text (without the
+//! leading `-`): this enum, together with `engine::error::StreamError` and
+//! `protocol::ProtocolError`, is the one place where error text is produced.
+
+use crate::engine::error::StreamError;
+
+/// Everything a command can fail with, as the client will read it.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("ERR syntax error")]
+    Syntax,
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    #[error("ERR value is out of range, must be positive")]
+    NotPositive,
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    WrongArity(String),
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    UnknownCommand { name: String, args: String },
+    #[error("ERR unknown subcommand '{sub}'. Try {container} HELP.")]
+    UnknownSubcommand { sub: String, container: String },
+    #[error("ERR no such key")]
+    NoSuchKey,
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpire(String),
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    ExpireOptionsIncompatible,
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    ExpireGtLt,
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    #[error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")]
+    AuthNotConfigured,
+    #[error("NOPROTO unsupported protocol version")]
+    NoProto,
+    #[error("ERR Protocol version is not an integer or out of range")]
+    ProtoNotInteger,
+    #[error("ERR MULTI calls can not be nested")]
+    NestedMulti,
+    #[error("ERR EXEC without MULTI")]
+    ExecWithoutMulti,
+    #[error("ERR DISCARD without MULTI")]
+    DiscardWithoutMulti,
+    #[error("ERR WATCH inside MULTI is not allowed")]
+    WatchInMulti,
+    #[error("EXECABORT Transaction discarded because of previous errors.")]
+    ExecAbort,
+    #[error("ERR Command not allowed inside a transaction")]
+    NotAllowedInMulti,
+    #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
+    BadClientName,
+    #[error("ERR No such client")]
+    NoSuchClient,
+    #[error("ERR CLIENT KILL with no matching clients")]
+    ClientKillNoMatch,
+    #[error("ERR {0}")]
+    Config(String),
+    #[error("ERR Errors trying to SHUTDOWN. Check logs.")]
+    ShutdownFailed,
+    #[error("ERR max number of clients reached")]
+    MaxClients,
+    #[error("UNBLOCKED client unblocked via CLIENT UNBLOCK")]
+    Unblocked,
+    #[error("LOADING Rill is loading the dataset in memory")]
+    Loading,
+    #[error("ERR {0}")]
+    Invalid(String),
+    /// Text that does not start with ERR (HELLO's NOAUTH, …), verbatim.
+    #[error("{0}")]
+    Raw(String),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+}
+
+impl CommandError {
+    /// The error's first word (`ERR`, `WRONGTYPE` …), as INFO errorstats counts them.
+    pub fn prefix(text: &str) -> &str {
+        text.split(' ').next().unwrap_or("ERR")
+    }
+}

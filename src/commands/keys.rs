@@ -1,0 +1,458 @@
+//! Keyspace commands that work on any key: TYPE, EXISTS, DEL/UNLINK, KEYS, SCAN,
+//! RANDOMKEY, DBSIZE, FLUSHDB/FLUSHALL, RENAME/RENAMENX, the EXPIRE family, and
+//! plain GET/SET so that mixed keyspaces (and WRONGTYPE) behave as in Redis.
+
+use bytes::Bytes;
+
+use super::args::{parse_u64, Args};
+use super::error::CommandError;
+use super::glob::glob_match;
+use super::{Ctx, Outcome};
+use crate::engine::keyspace::Value;
+use crate::protocol::Reply;
+
+type R = Result<Outcome, CommandError>;
+
+/// TYPE
+///
+/// # Format
+/// `TYPE key`
+///
+/// # Returns
+/// `+stream`, `+string` or `+none`.
+pub fn type_(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let key = a.next_bytes()?;
+    let t = ctx
+        .ks
+        .get(ctx.db, &key, ctx.now_ms)
+        .map_or("none", Value::type_name);
+    Ok(Reply::status(t).into())
+}
+
+/// EXISTS
+///
+/// # Format
+/// `EXISTS key [key ...]`
+///
+/// # Returns
+/// How many of the keys exist (repeats counted).
+pub fn exists(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let mut n = 0;
+    for key in a.rest() {
+        if ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+            n += 1;
+        }
+    }
+    Ok(Reply::Int(n).into())
+}
+
+/// DEL / UNLINK
+///
+/// # Format
+/// `DEL key [key ...]`
+///
+/// # Returns
+/// The number of keys removed.
+pub fn del(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let mut n = 0;
+    for key in a.rest() {
+        if ctx.ks.remove(ctx.db, &key, ctx.now_ms).is_some() {
+            n += 1;
+        }
+    }
+    Ok(Reply::Int(n).into())
+}
+
+/// KEYS
+///
+/// # Format
+/// `KEYS pattern`
+///
+/// # Returns
+/// The names of all keys matching the glob pattern.
+pub fn keys(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let pattern = a.next_bytes()?;
+    let db = ctx.ks.db(ctx.db);
+    let all = pattern.as_ref() == b"*";
+    let out: Vec<Reply> = db
+        .keys()
+        .filter(|k| !db.is_expired(k, ctx.now_ms) && (all || glob_match(&pattern, k, false)))
+        .map(|k| Reply::Bulk(k.clone()))
+        .collect();
+    Ok(Reply::Array(out).into())
+}
+
+/// SCAN
+///
+/// # Format
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
+///
+/// # Returns
+/// `[next-cursor, [key ...]]`; cursor `0` ends the iteration.
+pub fn scan(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let cursor = a.next_bytes()?;
+    let cursor = parse_u64(&cursor).ok_or(CommandError::InvalidCursor)?;
+    let mut pattern = None;
+    let mut count = 10usize;
+    let mut kind: Option<Bytes> = None;
+    while a.remaining() > 0 {
+        if a.eat("MATCH") && a.remaining() > 0 {
+            pattern = Some(a.next_bytes()?);
+        } else if a.eat("COUNT") && a.remaining() > 0 {
+            let n = a.next_i64()?;
+            if n < 1 {
+                return Err(CommandError::Syntax);
+            }
+            count = n as usize;
+        } else if a.eat("TYPE") && a.remaining() > 0 {
+            kind = Some(a.next_bytes()?);
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    let (next, found) = ctx.ks.db(ctx.db).scan(cursor, count);
+    let mut out = Vec::new();
+    for key in found {
+        if pattern
+            .as_ref()
+            .is_some_and(|p| !glob_match(p, &key, false))
+        {
+            continue;
+        }
+        let Some(v) = ctx.ks.get(ctx.db, &key, ctx.now_ms) else {
+            continue;
+        };
+        if kind
+            .as_ref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case(v.type_name().as_bytes()))
+        {
+            continue;
+        }
+        out.push(Reply::Bulk(key));
+    }
+    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]).into())
+}
+
+/// RANDOMKEY
+///
+/// # Format
+/// `RANDOMKEY`
+///
+/// # Returns
+/// A random key name, or nil when the database is empty.
+pub fn randomkey(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    for _ in 0..100 {
+        let Some(k) = ctx.ks.db(ctx.db).random_key() else {
+            return Ok(Reply::Nil.into());
+        };
+        if ctx.ks.contains(ctx.db, &k, ctx.now_ms) {
+            return Ok(Reply::Bulk(k).into());
+        }
+    }
+    Ok(Reply::Nil.into())
+}
+
+/// DBSIZE
+///
+/// # Format
+/// `DBSIZE`
+///
+/// # Returns
+/// The number of keys in the selected database.
+pub fn dbsize(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    Ok(Reply::Int(ctx.ks.db(ctx.db).len() as i64).into())
+}
+
+fn flush_mode(a: &mut Args) -> Result<(), CommandError> {
+    if a.remaining() > 0 && !(a.eat("ASYNC") || a.eat("SYNC")) {
+        return Err(CommandError::Syntax);
+    }
+    a.finish()
+}
+
+/// FLUSHDB
+///
+/// # Format
+/// `FLUSHDB [ASYNC|SYNC]`
+///
+/// # Returns
+/// `+OK`.
+pub fn flushdb(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    flush_mode(a)?;
+    ctx.ks.flush_db(ctx.db);
+    Ok(Reply::Ok.into())
+}
+
+/// FLUSHALL
+///
+/// # Format
+/// `FLUSHALL [ASYNC|SYNC]`
+///
+/// # Returns
+/// `+OK`.
+pub fn flushall(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    flush_mode(a)?;
+    for db in 0..ctx.ks.db_count() {
+        ctx.ks.flush_db(db);
+    }
+    Ok(Reply::Ok.into())
+}
+
+fn rename_generic(ctx: &mut Ctx<'_>, a: &mut Args, nx: bool) -> Result<bool, CommandError> {
+    let from = a.next_bytes()?;
+    let to = a.next_bytes()?;
+    if !ctx.ks.contains(ctx.db, &from, ctx.now_ms) {
+        return Err(CommandError::NoSuchKey);
+    }
+    if from == to {
+        return Ok(!nx);
+    }
+    if nx && ctx.ks.contains(ctx.db, &to, ctx.now_ms) {
+        return Ok(false);
+    }
+    Ok(ctx.ks.rename(ctx.db, &from, to, ctx.now_ms))
+}
+
+/// RENAME
+///
+/// # Format
+/// `RENAME key newkey`
+///
+/// # Returns
+/// `+OK`, or `ERR no such key`.
+pub fn rename(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    rename_generic(ctx, a, false)?;
+    Ok(Reply::Ok.into())
+}
+
+/// RENAMENX
+///
+/// # Format
+/// `RENAMENX key newkey`
+///
+/// # Returns
+/// 1 if renamed, 0 if `newkey` already exists.
+pub fn renamenx(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let done = rename_generic(ctx, a, true)?;
+    Ok(Reply::Int(done as i64).into())
+}
+
+/// Shared body of EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT (Redis's `expireGenericCommand`).
+fn expire_generic(ctx: &mut Ctx<'_>, a: &mut Args, name: &str, unit_ms: i64, absolute: bool) -> R {
+    let key = a.next_bytes()?;
+    let when = a.next_i64()?;
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    while let Some(opt) = a.next() {
+        match String::from_utf8_lossy(&opt).to_ascii_uppercase().as_str() {
+            "NX" => nx = true,
+            "XX" => xx = true,
+            "GT" => gt = true,
+            "LT" => lt = true,
+            _ => {
+                return Err(CommandError::Invalid(format!(
+                    "Unsupported option {}",
+                    String::from_utf8_lossy(&opt)
+                )))
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(CommandError::ExpireOptionsIncompatible);
+    }
+    if gt && lt {
+        return Err(CommandError::ExpireGtLt);
+    }
+    let invalid = || CommandError::InvalidExpire(name.to_string());
+    let mut at = when.checked_mul(unit_ms).ok_or_else(invalid)?;
+    if !absolute {
+        at = at.checked_add(ctx.now_ms as i64).ok_or_else(invalid)?;
+    }
+    if !ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+        return Ok(Reply::Int(0).into());
+    }
+    let current = ctx.ks.db(ctx.db).expire_at(&key);
+    // A key without TTL counts as an infinite TTL for GT/LT.
+    let refused = (nx && current.is_some())
+        || (xx && current.is_none())
+        || (gt && current.is_none_or(|c| at <= c as i64))
+        || (lt && current.is_some_and(|c| at >= c as i64));
+    if refused {
+        return Ok(Reply::Int(0).into());
+    }
+    if at <= ctx.now_ms as i64 {
+        ctx.ks.remove(ctx.db, &key, ctx.now_ms);
+    } else {
+        ctx.ks.set_expire(ctx.db, &key, at as u64);
+        ctx.signal_modified(&key);
+    }
+    Ok(Reply::Int(1).into())
+}
+
+/// EXPIRE
+///
+/// # Format
+/// `EXPIRE key seconds [NX|XX|GT|LT]`
+///
+/// # Returns
+/// 1 if the timeout was set, 0 otherwise.
+pub fn expire(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    expire_generic(ctx, a, "expire", 1000, false)
+}
+
+/// PEXPIRE
+///
+/// # Format
+/// `PEXPIRE key milliseconds [NX|XX|GT|LT]`
+///
+/// # Returns
+/// 1 if the timeout was set, 0 otherwise.
+pub fn pexpire(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    expire_generic(ctx, a, "pexpire", 1, false)
+}
+
+/// EXPIREAT
+///
+/// # Format
+/// `EXPIREAT key unix-time-seconds [NX|XX|GT|LT]`
+///
+/// # Returns
+/// 1 if the timeout was set, 0 otherwise.
+pub fn expireat(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    expire_generic(ctx, a, "expireat", 1000, true)
+}
+
+/// PEXPIREAT
+///
+/// # Format
+/// `PEXPIREAT key unix-time-milliseconds [NX|XX|GT|LT]`
+///
+/// # Returns
+/// 1 if the timeout was set, 0 otherwise.
+pub fn pexpireat(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    expire_generic(ctx, a, "pexpireat", 1, true)
+}
+
+fn ttl_generic(ctx: &mut Ctx<'_>, a: &mut Args, unit_ms: u64) -> R {
+    let key = a.next_bytes()?;
+    if !ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+        return Ok(Reply::Int(-2).into());
+    }
+    Ok(Reply::Int(match ctx.ks.db(ctx.db).expire_at(&key) {
+        None => -1,
+        Some(at) => {
+            let left = at.saturating_sub(ctx.now_ms);
+            ((left + unit_ms / 2) / unit_ms) as i64
+        }
+    })
+    .into())
+}
+
+/// TTL
+///
+/// # Format
+/// `TTL key`
+///
+/// # Returns
+/// Seconds to live, -1 without expiry, -2 when the key does not exist.
+pub fn ttl(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    ttl_generic(ctx, a, 1000)
+}
+
+/// PTTL
+///
+/// # Format
+/// `PTTL key`
+///
+/// # Returns
+/// Milliseconds to live, -1 without expiry, -2 when the key does not exist.
+pub fn pttl(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    ttl_generic(ctx, a, 1)
+}
+
+/// PERSIST
+///
+/// # Format
+/// `PERSIST key`
+///
+/// # Returns
+/// 1 if a timeout was removed, 0 otherwise.
+pub fn persist(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let key = a.next_bytes()?;
+    if !ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+        return Ok(Reply::Int(0).into());
+    }
+    let removed = ctx.ks.persist(ctx.db, &key);
+    if removed {
+        ctx.signal_modified(&key);
+    }
+    Ok(Reply::Int(removed as i64).into())
+}
+
+/// GET
+///
+/// # Format
+/// `GET key`
+///
+/// # Returns
+/// The string value, nil, or WRONGTYPE for a stream.
+pub fn get(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let key = a.next_bytes()?;
+    match ctx.ks.get(ctx.db, &key, ctx.now_ms) {
+        None => Ok(Reply::Nil.into()),
+        Some(Value::String(v)) => Ok(Reply::Bulk(v.clone()).into()),
+        Some(_) => Err(CommandError::WrongType),
+    }
+}
+
+/// SET
+///
+/// # Format
+/// `SET key value [NX|XX] [EX seconds|PX milliseconds]`
+///
+/// # Returns
+/// `+OK`, or nil when NX/XX prevented the write.
+pub fn set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let key = a.next_bytes()?;
+    let value = a.next_bytes()?;
+    let (mut nx, mut xx) = (false, false);
+    let mut ttl_ms: Option<i64> = None;
+    while let Some(opt) = a.next() {
+        match String::from_utf8_lossy(&opt).to_ascii_uppercase().as_str() {
+            "NX" if !xx => nx = true,
+            "XX" if !nx => xx = true,
+            "EX" if ttl_ms.is_none() => {
+                let n = a.next_i64()?;
+                if n <= 0 {
+                    return Err(CommandError::InvalidExpire("set".into()));
+                }
+                ttl_ms = Some(
+                    n.checked_mul(1000)
+                        .ok_or(CommandError::InvalidExpire("set".into()))?,
+                );
+            }
+            "PX" if ttl_ms.is_none() => {
+                let n = a.next_i64()?;
+                if n <= 0 {
+                    return Err(CommandError::InvalidExpire("set".into()));
+                }
+                ttl_ms = Some(n);
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    let exists = ctx.ks.contains(ctx.db, &key, ctx.now_ms);
+    if (nx && exists) || (xx && !exists) {
+        return Ok(Reply::Nil.into());
+    }
+    let was_stream = matches!(ctx.ks.get(ctx.db, &key, ctx.now_ms), Some(Value::Stream(_)));
+    ctx.ks.insert(ctx.db, key.clone(), Value::String(value));
+    if let Some(ms) = ttl_ms {
+        ctx.ks.set_expire(ctx.db, &key, ctx.now_ms + ms as u64);
+    }
+    ctx.signal_modified(&key);
+    if was_stream {
+        // A reader blocked on this stream must re-run and see WRONGTYPE.
+        ctx.signal_ready(&key);
+    }
+    Ok(Reply::Ok.into())
+}

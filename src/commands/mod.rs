@@ -1,0 +1,292 @@
+//! The command layer: one table of commands (name, arity, flags, key positions,
+//! ACL categories, docs) that drives dispatch, arity errors, COMMAND and stats;
+//! one file per command family with `parse` then `apply`.
+
+pub mod args;
+pub mod blocking;
+pub mod connection;
+pub mod error;
+pub mod glob;
+pub mod keys;
+pub mod server;
+pub mod session;
+pub mod table;
+pub mod transactions;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use args::Args;
+pub use error::CommandError;
+pub use session::Session;
+pub use table::{CommandSpec, Handler};
+
+use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::stream::Stream;
+use crate::protocol::Reply;
+use crate::server::{Shared, State};
+
+/// What a data command sees while it runs: the locked keyspace and who is asking.
+pub struct Ctx<'a> {
+    /// All databases; locked for the whole command.
+    pub ks: &'a mut Keyspace,
+    /// Server-wide state: configuration, clients, statistics.
+    pub shared: &'a Shared,
+    /// The selected database.
+    pub db: usize,
+    /// The client's protocol version (2 or 3), for replies whose shape differs.
+    pub proto: u8,
+    /// The client's id.
+    pub client_id: u64,
+    /// The command's time, in Unix milliseconds (one clock reading per command, as Redis).
+    pub now_ms: u64,
+    /// True inside EXEC: blocking reads answer as a timeout instead of blocking.
+    pub in_multi: bool,
+    /// Blocked clients (CLIENT UNBLOCK, INFO); `None` while serving blocked clients.
+    pub blocking: Option<&'a mut blocking::BlockingTable>,
+}
+
+impl Ctx<'_> {
+    /// The stream under `key`, `None` when the key does not exist, WRONGTYPE for another type.
+    pub fn stream(&mut self, key: &[u8]) -> Result<Option<&Stream>, CommandError> {
+        match self.ks.get(self.db, key, self.now_ms) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(CommandError::WrongType),
+        }
+    }
+
+    /// Mutable access to the stream under `key`, as [`Ctx::stream`].
+    pub fn stream_mut(&mut self, key: &[u8]) -> Result<Option<&mut Stream>, CommandError> {
+        match self.ks.get_mut(self.db, key, self.now_ms) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(CommandError::WrongType),
+        }
+    }
+
+    /// `stream-node-max-entries` and `stream-node-max-bytes`, as currently configured.
+    pub fn stream_node_limits(&self) -> (usize, usize) {
+        self.shared.stream_node_limits()
+    }
+
+    /// Records that `key` changed: WATCHers' transactions will fail.
+    pub fn signal_modified(&mut self, key: &[u8]) {
+        self.ks.signal_modified(self.db, key);
+    }
+
+    /// Records that `key` may satisfy blocked readers; they are served after this command.
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        self.ks.signal_ready(self.db, key);
+    }
+}
+
+/// How a blocked read is retried when one of its keys becomes ready.
+pub trait BlockedRead: Send {
+    /// Called under the keyspace lock, in FIFO order of blocking, each time one of
+    /// the keys is signalled ready. `Ok(None)` keeps the client blocked.
+    fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError>;
+
+    /// The reply when the deadline passes (or CLIENT UNBLOCK without ERROR).
+    fn on_timeout(&self) -> Reply {
+        Reply::NilArray
+    }
+}
+
+/// A read that found nothing and wants to wait.
+pub struct Blocked {
+    /// Keys whose changes may satisfy the read.
+    pub keys: Vec<Bytes>,
+    /// Absolute deadline; `None` waits forever (BLOCK 0).
+    pub deadline: Option<Instant>,
+    /// How to retry.
+    pub retry: Box<dyn BlockedRead>,
+}
+
+/// What a command handler produced.
+pub enum Outcome {
+    /// A reply to send now.
+    Reply(Reply),
+    /// Nothing yet: block the client.
+    Block(Blocked),
+}
+
+impl From<Reply> for Outcome {
+    fn from(r: Reply) -> Self {
+        Outcome::Reply(r)
+    }
+}
+
+/// The result of executing one request on a connection.
+pub enum Exec {
+    /// Reply now.
+    Reply(Reply),
+    /// The client is blocked: the reply arrives on `rx`, or the connection times it out.
+    Blocked {
+        /// The waiter's id in the blocking table.
+        waiter: u64,
+        /// Receives the reply when a writer serves the client.
+        rx: oneshot::Receiver<Reply>,
+        /// When to give up.
+        deadline: Option<Instant>,
+    },
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Executes one request for a connection: lookup, arity, auth, MULTI queueing,
+/// the handler itself, statistics, and serving of blocked readers.
+pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec {
+    let started = Instant::now();
+    let mut args = Args::new(argv);
+    let spec = match table::resolve(&mut args) {
+        Ok(spec) => spec,
+        Err(e) => {
+            if session.multi.is_some() {
+                session.multi_error = true;
+            }
+            return Exec::Reply(error_reply(shared, &e, None));
+        }
+    };
+    session.info.touch(spec.full_name());
+
+    if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
+        return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
+    }
+    if shared.is_loading() && !spec.ok_loading() {
+        return Exec::Reply(error_reply(shared, &CommandError::Loading, Some(spec)));
+    }
+
+    if session.multi.is_some() && !spec.is_transaction_control() {
+        if spec.no_multi() {
+            session.multi_error = true;
+            return Exec::Reply(error_reply(
+                shared,
+                &CommandError::NotAllowedInMulti,
+                Some(spec),
+            ));
+        }
+        if let Some(queue) = session.multi.as_mut() {
+            queue.push(args);
+        }
+        return Exec::Reply(Reply::status("QUEUED"));
+    }
+
+    let result = run_handler(spec, session, shared, &mut args, false);
+    let exec = match result {
+        Ok(Outcome::Reply(r)) => Exec::Reply(r),
+        Ok(Outcome::Block(b)) => block(session, shared, b),
+        Err(e) => Exec::Reply(error_reply(shared, &e, Some(spec))),
+    };
+    let failed = matches!(&exec, Exec::Reply(r) if r.is_error());
+    shared
+        .stats
+        .record_call(spec.full_name(), started.elapsed(), failed);
+    exec
+}
+
+/// Runs a resolved command's handler. Data handlers take the keyspace lock unless
+/// the caller (EXEC) already holds it and passes the state in.
+pub(crate) fn run_handler(
+    spec: &'static CommandSpec,
+    session: &mut Session,
+    shared: &Shared,
+    args: &mut Args,
+    in_multi: bool,
+) -> Result<Outcome, CommandError> {
+    match spec.handler {
+        Handler::Conn(f) => f(session, shared, args),
+        Handler::Data(f) => {
+            let mut guard = shared.state.lock();
+            let state: &mut State = &mut guard;
+            run_data(f, session, shared, state, args, in_multi)
+        }
+        Handler::Container => Err(CommandError::UnknownSubcommand {
+            sub: String::new(),
+            container: spec.name().to_ascii_uppercase(),
+        }),
+    }
+}
+
+/// Runs a data handler against an already locked state, then serves blocked readers.
+pub(crate) fn run_data(
+    f: table::DataFn,
+    session: &mut Session,
+    shared: &Shared,
+    state: &mut State,
+    args: &mut Args,
+    in_multi: bool,
+) -> Result<Outcome, CommandError> {
+    let now = now_ms();
+    let mut ctx = Ctx {
+        ks: &mut state.ks,
+        shared,
+        db: session.db,
+        proto: session.proto,
+        client_id: session.id,
+        now_ms: now,
+        in_multi,
+        blocking: Some(&mut state.blocking),
+    };
+    let out = f(&mut ctx, args);
+    if !in_multi {
+        blocking::serve_ready(&mut state.ks, &mut state.blocking, shared, now);
+    }
+    out
+}
+
+/// Registers a blocked client. The handler ran under the lock and released it, so
+/// a write may have slipped in between: retry once under the lock before waiting.
+fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
+    let mut guard = shared.state.lock();
+    let state: &mut State = &mut guard;
+    let mut ctx = Ctx {
+        ks: &mut state.ks,
+        shared,
+        db: session.db,
+        proto: session.proto,
+        client_id: session.id,
+        now_ms: now_ms(),
+        in_multi: false,
+        blocking: None,
+    };
+    match b.retry.try_serve(&mut ctx) {
+        Ok(Some(r)) => return Exec::Reply(r),
+        Err(e) => return Exec::Reply(error_reply(shared, &e, None)),
+        Ok(None) => {}
+    }
+    let (tx, rx) = oneshot::channel();
+    let waiter = state.blocking.add(blocking::Waiter {
+        client_id: session.id,
+        db: session.db,
+        proto: session.proto,
+        keys: b.keys,
+        retry: b.retry,
+        tx,
+    });
+    Exec::Blocked {
+        waiter,
+        rx,
+        deadline: b.deadline,
+    }
+}
+
+/// Turns an error into its reply and counts it in INFO errorstats.
+pub fn error_reply(shared: &Shared, e: &CommandError, spec: Option<&'static CommandSpec>) -> Reply {
+    let text = e.to_string();
+    shared.stats.record_error(&text);
+    if let Some(spec) = spec {
+        if matches!(e, CommandError::NoAuth | CommandError::Loading) {
+            shared.stats.record_rejected(spec.full_name());
+        }
+    }
+    Reply::error(text)
+}

@@ -1,0 +1,705 @@
+//! Server commands: INFO, CONFIG, COMMAND, TIME, SHUTDOWN and FUNCTION.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::args::Args;
+use super::connection::{help_reply, REDIS_VERSION};
+use super::error::CommandError;
+use super::session::Session;
+use super::table::{self, CommandSpec, Handler};
+use super::{Ctx, Outcome};
+use crate::protocol::Reply;
+use crate::server::Shared;
+
+type R = Result<Outcome, CommandError>;
+
+const INFO_DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+const INFO_ALL_EXTRA: &[&str] = &["commandstats", "latencystats"];
+
+/// INFO
+///
+/// # Format
+/// `INFO [section [section ...]]`
+///
+/// # Returns
+/// A bulk string (verbatim in RESP3) of `# Section` headers and `field:value` lines.
+pub fn info(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let mut wanted: Vec<String> = a
+        .rest()
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .collect();
+    if wanted.is_empty() || wanted.iter().any(|w| w == "default") {
+        wanted.extend(INFO_DEFAULT.iter().map(|s| s.to_string()));
+    }
+    if wanted.iter().any(|w| w == "all" || w == "everything") {
+        wanted.extend(
+            INFO_DEFAULT
+                .iter()
+                .chain(INFO_ALL_EXTRA)
+                .map(|s| s.to_string()),
+        );
+    }
+    let mut out = String::new();
+    let order = INFO_DEFAULT.iter().chain(INFO_ALL_EXTRA);
+    for section in order {
+        if !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        info_section(ctx, section, &mut out);
+    }
+    Ok(Reply::Verbatim(Bytes::from(out)).into())
+}
+
+fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
+    let sh = ctx.shared;
+    let cfg = sh.config.read();
+    let mut title = section.to_string();
+    if let Some(f) = title.get_mut(0..1) {
+        f.make_ascii_uppercase();
+    }
+    let title = match section {
+        "commandstats" => "Commandstats".to_string(),
+        "errorstats" => "Errorstats".to_string(),
+        "latencystats" => "Latencystats".to_string(),
+        "cpu" => "CPU".to_string(),
+        _ => title,
+    };
+    let _ = write!(out, "# {title}\r\n");
+    let mut line = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, "{k}:{v}\r\n");
+    };
+    let uptime = sh.started.elapsed().as_secs();
+    match section {
+        "server" => {
+            line("redis_version", &REDIS_VERSION);
+            line("rill_version", &env!("CARGO_PKG_VERSION"));
+            line("redis_mode", &"standalone");
+            line("os", &std::env::consts::OS);
+            line("arch_bits", &64);
+            line("process_id", &std::process::id());
+            line("run_id", &sh.run_id);
+            line("tcp_port", &sh.port.load(Ordering::Relaxed));
+            line("uptime_in_seconds", &uptime);
+            line("uptime_in_days", &(uptime / 86400));
+            line("hz", &cfg.hz);
+            line(
+                "executable",
+                &std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+            line(
+                "config_file",
+                &cfg.config_file()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        "clients" => {
+            line("connected_clients", &sh.clients.len());
+            line("maxclients", &cfg.maxclients);
+            line(
+                "blocked_clients",
+                &ctx.blocking.as_ref().map_or(0, |b| b.len()),
+            );
+        }
+        "memory" => {
+            let rss = rss_bytes();
+            line("used_memory", &rss);
+            line("used_memory_human", &human(rss));
+            line("used_memory_rss", &rss);
+            line("used_memory_rss_human", &human(rss));
+            line("maxmemory", &0);
+            line("maxmemory_policy", &"noeviction");
+        }
+        "persistence" => {
+            line("loading", &(sh.is_loading() as u8));
+            line("async_loading", &0);
+            line("rdb_changes_since_last_save", &0);
+            line("rdb_bgsave_in_progress", &0);
+            line("aof_enabled", &(cfg.appendonly as u8));
+            line("aof_rewrite_in_progress", &0);
+            line(
+                "appendfsync",
+                &format!("{:?}", cfg.appendfsync).to_ascii_lowercase(),
+            );
+        }
+        "stats" => {
+            let st = &sh.stats;
+            line(
+                "total_connections_received",
+                &st.connections_received.load(Ordering::Relaxed),
+            );
+            line(
+                "total_commands_processed",
+                &st.commands_processed.load(Ordering::Relaxed),
+            );
+            line(
+                "total_net_input_bytes",
+                &st.net_input_bytes.load(Ordering::Relaxed),
+            );
+            line(
+                "total_net_output_bytes",
+                &st.net_output_bytes.load(Ordering::Relaxed),
+            );
+            line(
+                "rejected_connections",
+                &st.rejected_connections.load(Ordering::Relaxed),
+            );
+            line("expired_keys", &ctx.ks.expired_keys);
+            line(
+                "total_error_replies",
+                &st.error_replies.load(Ordering::Relaxed),
+            );
+        }
+        "replication" => {
+            line("role", &"master");
+            line("connected_slaves", &0);
+        }
+        "cpu" => {
+            let (user, sys) = cpu_times();
+            line("used_cpu_sys", &format!("{sys:.6}"));
+            line("used_cpu_user", &format!("{user:.6}"));
+        }
+        "cluster" => line("cluster_enabled", &0),
+        "keyspace" => {
+            for db in 0..ctx.ks.db_count() {
+                let d = ctx.ks.db(db);
+                if !d.is_empty() {
+                    line(
+                        &format!("db{db}"),
+                        &format!("keys={},expires={},avg_ttl=0", d.len(), d.expires_len()),
+                    );
+                }
+            }
+        }
+        "commandstats" => {
+            for (name, s) in sh.stats.commands() {
+                let per = if s.calls > 0 {
+                    s.usec as f64 / s.calls as f64
+                } else {
+                    0.0
+                };
+                line(
+                    &format!("cmdstat_{name}"),
+                    &format!(
+                        "calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}",
+                        s.calls, s.usec, per, s.rejected, s.failed
+                    ),
+                );
+            }
+        }
+        "errorstats" => {
+            for (prefix, n) in sh.stats.errors() {
+                line(&format!("errorstat_{prefix}"), &format!("count={n}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn human(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{:.2}G", b as f64 / (1u64 << 30) as f64)
+    } else if b >= 1 << 20 {
+        format!("{:.2}M", b as f64 / (1u64 << 20) as f64)
+    } else if b >= 1 << 10 {
+        format!("{:.2}K", b as f64 / 1024.0)
+    } else {
+        format!("{b}B")
+    }
+}
+
+/// Resident set size from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn cpu_times() -> (f64, f64) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return (0.0, 0.0);
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_utime), t(ru.ru_stime))
+}
+
+/// The CONFIG subcommands.
+pub static CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("config|get", -3, Handler::Data(config_get))
+        .flags(&["admin", "noscript", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc(
+            "server",
+            "2.0.0",
+            "O(N) when N is the number of configuration parameters provided",
+            "Returns the effective values of configuration parameters.",
+        ),
+    CommandSpec::new("config|set", -4, Handler::Data(config_set))
+        .flags(&["admin", "noscript", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc(
+            "server",
+            "2.0.0",
+            "O(N) when N is the number of configuration parameters provided",
+            "Sets configuration parameters in-flight.",
+        ),
+    CommandSpec::new("config|resetstat", 2, Handler::Data(config_resetstat))
+        .flags(&["admin", "noscript", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("server", "2.0.0", "O(1)", "Resets the server's statistics."),
+    CommandSpec::new("config|rewrite", 2, Handler::Data(config_rewrite))
+        .flags(&["admin", "noscript", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc(
+            "server",
+            "2.8.0",
+            "O(1)",
+            "Persists the effective configuration to file.",
+        ),
+    CommandSpec::new("config|help", 2, Handler::Data(config_help))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow"])
+        .doc(
+            "server",
+            "5.0.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
+];
+
+fn config_get(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let patterns: Vec<String> = a
+        .rest()
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).to_string())
+        .collect();
+    let pairs = ctx.shared.config.read().get_many(&patterns);
+    Ok(Reply::Map(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
+            .collect(),
+    )
+    .into())
+}
+
+fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let rest = a.rest();
+    if rest.len() % 2 != 0 {
+        return Err(CommandError::WrongArity("config|set".into()));
+    }
+    let pairs: Vec<(String, String)> = rest
+        .chunks(2)
+        .map(|c| {
+            (
+                String::from_utf8_lossy(&c[0]).to_string(),
+                String::from_utf8_lossy(&c[1]).to_string(),
+            )
+        })
+        .collect();
+    ctx.shared
+        .config
+        .write()
+        .set(&pairs)
+        .map_err(|e| CommandError::Raw(e.to_string()))?;
+    Ok(Reply::Ok.into())
+}
+
+fn config_resetstat(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    ctx.shared.stats.reset();
+    Ok(Reply::Ok.into())
+}
+
+fn config_rewrite(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    ctx.shared
+        .config
+        .read()
+        .rewrite()
+        .map_err(|e| CommandError::Raw(e.to_string()))?;
+    Ok(Reply::Ok.into())
+}
+
+fn config_help(_ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    Ok(help_reply(
+        "CONFIG",
+        &[
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+        ],
+    )
+    .into())
+}
+
+/// Subcommands of COMMAND, listed for COMMAND DOCS/INFO; COMMAND dispatches them itself
+/// because bare `COMMAND` is valid too.
+pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("command|count", 2, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc("server", "2.8.13", "O(1)", "Returns a count of commands."),
+    CommandSpec::new("command|info", -2, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc(
+            "server",
+            "2.8.13",
+            "O(N) where N is the number of commands to look up",
+            "Returns information about one, multiple or all commands.",
+        ),
+    CommandSpec::new("command|docs", -2, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc(
+            "server",
+            "7.0.0",
+            "O(N) where N is the number of commands to look up",
+            "Returns documentary information about one, multiple or all commands.",
+        ),
+    CommandSpec::new("command|list", -2, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc(
+            "server",
+            "7.0.0",
+            "O(N) where N is the total number of Redis commands",
+            "Returns a list of command names.",
+        ),
+    CommandSpec::new("command|help", 2, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc(
+            "server",
+            "5.0.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
+];
+
+/// COMMAND
+///
+/// # Format
+/// `COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST | HELP]`
+///
+/// # Returns
+/// Command metadata generated from the command table.
+pub fn command(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    a.seek(1);
+    let Some(sub) = a.next() else {
+        return Ok(Reply::Array(table::all().iter().map(command_info).collect()).into());
+    };
+    let sub_l = String::from_utf8_lossy(&sub).to_ascii_lowercase();
+    let arity_err = |s: &str| CommandError::WrongArity(format!("command|{s}"));
+    match sub_l.as_str() {
+        "count" => {
+            if a.remaining() != 0 {
+                return Err(arity_err("count"));
+            }
+            Ok(Reply::Int(table::all().len() as i64).into())
+        }
+        "list" => {
+            // FILTERBY is accepted for MODULE/ACLCAT/PATTERN.
+            let mut filter: Option<(String, String)> = None;
+            if a.eat("FILTERBY") {
+                let kind = String::from_utf8_lossy(&a.next_bytes()?).to_ascii_lowercase();
+                let val = String::from_utf8_lossy(&a.next_bytes()?).to_string();
+                filter = Some((kind, val));
+            }
+            a.finish()?;
+            let mut names = Vec::new();
+            for c in table::all() {
+                let mut push = |spec: &'static CommandSpec| {
+                    let keep = match &filter {
+                        None => true,
+                        Some((k, v)) if k == "pattern" => {
+                            super::glob::glob_match(v.as_bytes(), spec.full.as_bytes(), true)
+                        }
+                        Some((k, v)) if k == "aclcat" => spec
+                            .acl
+                            .iter()
+                            .any(|c| c.trim_start_matches('@').eq_ignore_ascii_case(v)),
+                        Some(_) => false,
+                    };
+                    if keep {
+                        names.push(Reply::bulk(spec.full));
+                    }
+                };
+                push(c);
+                for s in c.subcommands {
+                    push(s);
+                }
+            }
+            Ok(Reply::Array(names).into())
+        }
+        "info" => {
+            let names = a.rest();
+            if names.is_empty() {
+                return Ok(Reply::Array(table::all().iter().map(command_info).collect()).into());
+            }
+            Ok(Reply::Array(
+                names
+                    .iter()
+                    .map(|n| find_spec(n).map_or(Reply::NilArray, command_info))
+                    .collect(),
+            )
+            .into())
+        }
+        "docs" => {
+            let names = a.rest();
+            let specs: Vec<&'static CommandSpec> = if names.is_empty() {
+                table::all().iter().collect()
+            } else {
+                names.iter().filter_map(|n| find_spec(n)).collect()
+            };
+            Ok(Reply::Map(
+                specs
+                    .into_iter()
+                    .map(|s| (Reply::bulk(s.full), command_docs(s)))
+                    .collect(),
+            )
+            .into())
+        }
+        "help" => Ok(help_reply(
+            "COMMAND",
+            &[
+                "(no subcommand)",
+                "    Return details about all Redis commands.",
+                "COUNT",
+                "    Return the total number of commands in this Redis server.",
+                "LIST",
+                "    Return a list of all commands in this Redis server.",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple Redis commands.",
+                "    If no command names are given, documentation details for all",
+                "    commands are returned.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple Redis commands.",
+                "    If no command names are given, documentation details for all",
+                "    commands are returned.",
+            ],
+        )
+        .into()),
+        _ => Err(CommandError::UnknownSubcommand {
+            sub: String::from_utf8_lossy(&sub).to_string(),
+            container: "COMMAND".into(),
+        }),
+    }
+}
+
+/// Finds `name` or `container|sub`.
+fn find_spec(name: &[u8]) -> Option<&'static CommandSpec> {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    match name.split_once('|') {
+        None => table::lookup(&name),
+        Some((c, _)) => table::lookup(c)?
+            .subcommands
+            .iter()
+            .find(|s| s.full == name),
+    }
+}
+
+/// One COMMAND INFO entry: name, arity, flags, first key, last key, step, ACL
+/// categories, tips, key specs, subcommands.
+fn command_info(s: &'static CommandSpec) -> Reply {
+    let mut key_specs = Vec::new();
+    if s.first_key > 0 {
+        let write = s.flags.contains(&"write");
+        let flags = if write { "RW" } else { "RO" };
+        let lastkey = if s.last_key < 0 {
+            s.last_key as i64
+        } else {
+            (s.last_key - s.first_key) as i64
+        };
+        key_specs.push(Reply::Map(vec![
+            (
+                Reply::bulk("flags"),
+                Reply::Set(vec![Reply::status(flags), Reply::status("ACCESS")]),
+            ),
+            (
+                Reply::bulk("begin_search"),
+                Reply::Map(vec![
+                    (Reply::bulk("type"), Reply::bulk("index")),
+                    (
+                        Reply::bulk("spec"),
+                        Reply::Map(vec![(Reply::bulk("index"), Reply::Int(s.first_key as i64))]),
+                    ),
+                ]),
+            ),
+            (
+                Reply::bulk("find_keys"),
+                Reply::Map(vec![
+                    (Reply::bulk("type"), Reply::bulk("range")),
+                    (
+                        Reply::bulk("spec"),
+                        Reply::Map(vec![
+                            (Reply::bulk("lastkey"), Reply::Int(lastkey)),
+                            (Reply::bulk("keystep"), Reply::Int(s.step as i64)),
+                            (Reply::bulk("limit"), Reply::Int(0)),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]));
+    }
+    Reply::Array(vec![
+        Reply::bulk(s.full),
+        Reply::Int(s.arity as i64),
+        Reply::Set(
+            s.flags
+                .iter()
+                .map(|f| Reply::Status(Bytes::from_static(f.as_bytes())))
+                .collect(),
+        ),
+        Reply::Int(s.first_key as i64),
+        Reply::Int(s.last_key as i64),
+        Reply::Int(s.step as i64),
+        Reply::Set(
+            s.acl
+                .iter()
+                .map(|c| Reply::Status(Bytes::from_static(c.as_bytes())))
+                .collect(),
+        ),
+        Reply::Set(vec![]),
+        Reply::Array(key_specs),
+        Reply::Array(s.subcommands.iter().map(command_info).collect()),
+    ])
+}
+
+/// One COMMAND DOCS entry.
+fn command_docs(s: &'static CommandSpec) -> Reply {
+    let mut fields = vec![
+        (Reply::bulk("summary"), Reply::bulk(s.summary)),
+        (Reply::bulk("since"), Reply::bulk(s.since)),
+        (Reply::bulk("group"), Reply::bulk(s.group)),
+        (Reply::bulk("complexity"), Reply::bulk(s.complexity)),
+    ];
+    if !s.subcommands.is_empty() {
+        fields.push((
+            Reply::bulk("subcommands"),
+            Reply::Map(
+                s.subcommands
+                    .iter()
+                    .map(|c| (Reply::bulk(c.full), command_docs(c)))
+                    .collect(),
+            ),
+        ));
+    }
+    Reply::Map(fields)
+}
+
+/// TIME
+///
+/// # Format
+/// `TIME`
+///
+/// # Returns
+/// `[unix-seconds, microseconds]` as bulk strings.
+pub fn time(_ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(Reply::bulks([now.as_secs().to_string(), now.subsec_micros().to_string()]).into())
+}
+
+/// SHUTDOWN
+///
+/// # Format
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
+///
+/// # Returns
+/// Nothing on success: the server finishes in-flight requests, flushes and exits.
+pub fn shutdown(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    while let Some(opt) = a.next() {
+        match String::from_utf8_lossy(&opt).to_ascii_uppercase().as_str() {
+            "NOSAVE" | "SAVE" | "NOW" | "FORCE" => {}
+            "ABORT" => {
+                return Err(CommandError::Invalid("No shutdown in progress.".into()));
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    tracing::warn!("User requested shutdown...");
+    sh.begin_shutdown();
+    s.close_after_reply = true;
+    s.suppress_reply = true;
+    Ok(Reply::Ok.into())
+}
+
+/// The FUNCTION subcommands Rill answers as a server without functions.
+pub static FUNCTION_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("function|list", -2, Handler::Data(function_list))
+        .flags(&["noscript"])
+        .acl(&["@slow", "@scripting"])
+        .doc(
+            "scripting",
+            "7.0.0",
+            "O(N) where N is the number of functions",
+            "Returns information about all libraries.",
+        ),
+    CommandSpec::new("function|flush", -2, Handler::Data(function_flush))
+        .flags(&["write", "noscript"])
+        .acl(&["@write", "@slow", "@scripting"])
+        .doc(
+            "scripting",
+            "7.0.0",
+            "O(N) where N is the number of functions deleted",
+            "Deletes all libraries and functions.",
+        ),
+];
+
+fn function_list(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    while let Some(opt) = a.next() {
+        if opt.eq_ignore_ascii_case(b"WITHCODE") {
+            continue;
+        }
+        if opt.eq_ignore_ascii_case(b"LIBRARYNAME") && a.remaining() > 0 {
+            a.next();
+            continue;
+        }
+        return Err(CommandError::Invalid(format!(
+            "Unknown argument {}",
+            String::from_utf8_lossy(&opt)
+        )));
+    }
+    Ok(Reply::Array(vec![]).into())
+}
+
+fn function_flush(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    if a.remaining() > 0 && !(a.eat("ASYNC") || a.eat("SYNC")) {
+        return Err(CommandError::Invalid(
+            "FUNCTION FLUSH only supports SYNC|ASYNC option".into(),
+        ));
+    }
+    a.finish()?;
+    Ok(Reply::Ok.into())
+}

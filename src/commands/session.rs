@@ -1,0 +1,51 @@
+//! Per-connection state that commands read and change: selected database,
+//! protocol version, authentication, MULTI queue and WATCHed keys.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::args::Args;
+use crate::server::clients::ClientInfo;
+
+/// The state of one connection, owned by its task.
+pub struct Session {
+    /// The client's id (CLIENT ID).
+    pub id: u64,
+    /// Selected database.
+    pub db: usize,
+    /// Protocol version: 2 or 3 (HELLO).
+    pub proto: u8,
+    /// False until AUTH/HELLO AUTH succeeds when `requirepass` is set.
+    pub authenticated: bool,
+    /// Commands queued since MULTI; `None` outside a transaction.
+    pub multi: Option<Vec<Args>>,
+    /// A command was rejected while queueing: EXEC must answer EXECABORT.
+    pub multi_error: bool,
+    /// WATCHed keys.
+    pub watched: Vec<(usize, Bytes)>,
+    /// Close the connection once the current replies are written (QUIT, CLIENT KILL of self).
+    pub close_after_reply: bool,
+    /// Send no reply to the current command (SHUTDOWN closes the connection instead).
+    pub suppress_reply: bool,
+    /// The part of the client's state visible to other clients (CLIENT LIST …).
+    pub info: Arc<ClientInfo>,
+}
+
+impl Session {
+    /// A fresh session for a client registered as `info`.
+    pub fn new(info: Arc<ClientInfo>, authenticated: bool) -> Self {
+        Session {
+            id: info.id,
+            db: 0,
+            proto: 2,
+            authenticated,
+            multi: None,
+            multi_error: false,
+            watched: Vec::new(),
+            close_after_reply: false,
+            suppress_reply: false,
+            info,
+        }
+    }
+}

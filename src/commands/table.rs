@@ -1,0 +1,413 @@
+//! The command table: the single source of names, arities, flags, key positions,
+//! ACL categories and docs. Dispatch, arity errors, COMMAND COUNT/INFO/DOCS/LIST
+//! and INFO commandstats are all driven by it.
+
+use super::args::Args;
+use super::error::CommandError;
+use super::session::Session;
+use super::{connection, keys, server, transactions, Ctx, Outcome};
+use crate::server::Shared;
+
+/// A handler that runs against the locked keyspace.
+pub type DataFn = fn(&mut Ctx<'_>, &mut Args) -> Result<Outcome, CommandError>;
+/// A handler that works on the connection's session (and never locks the keyspace).
+pub type ConnFn = fn(&mut Session, &Shared, &mut Args) -> Result<Outcome, CommandError>;
+
+/// How a command runs.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Against the keyspace.
+    Data(DataFn),
+    /// Against the connection.
+    Conn(ConnFn),
+    /// A container: the next argument names a subcommand.
+    Container,
+}
+
+/// One command (or subcommand) of the table.
+pub struct CommandSpec {
+    /// Lower-case name; for a subcommand `container|sub`.
+    pub full: &'static str,
+    /// Redis arity: exact if positive, minimum if negative; counts the name(s).
+    pub arity: i32,
+    /// COMMAND flags, e.g. `write`, `readonly`, `fast`, `blocking`, `no_auth`.
+    pub flags: &'static [&'static str],
+    /// First key position (0 = no keys).
+    pub first_key: i32,
+    /// Last key position (-1 = last argument).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// ACL categories, e.g. `@stream`, `@write`.
+    pub acl: &'static [&'static str],
+    /// Command group for COMMAND DOCS.
+    pub group: &'static str,
+    /// One-line summary for COMMAND DOCS.
+    pub summary: &'static str,
+    /// Redis version that introduced it.
+    pub since: &'static str,
+    /// Time complexity for COMMAND DOCS.
+    pub complexity: &'static str,
+    /// How it runs.
+    pub handler: Handler,
+    /// Subcommands of a container.
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    /// Starts a spec with no flags, keys or docs.
+    pub const fn new(full: &'static str, arity: i32, handler: Handler) -> Self {
+        CommandSpec {
+            full,
+            arity,
+            flags: &[],
+            first_key: 0,
+            last_key: 0,
+            step: 0,
+            acl: &[],
+            group: "generic",
+            summary: "",
+            since: "1.0.0",
+            complexity: "O(1)",
+            handler,
+            subcommands: &[],
+        }
+    }
+
+    /// Sets the flags.
+    pub const fn flags(mut self, flags: &'static [&'static str]) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets the key positions.
+    pub const fn keys(mut self, first: i32, last: i32, step: i32) -> Self {
+        self.first_key = first;
+        self.last_key = last;
+        self.step = step;
+        self
+    }
+
+    /// Sets the ACL categories.
+    pub const fn acl(mut self, acl: &'static [&'static str]) -> Self {
+        self.acl = acl;
+        self
+    }
+
+    /// Sets the docs.
+    pub const fn doc(
+        mut self,
+        group: &'static str,
+        since: &'static str,
+        complexity: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        self.group = group;
+        self.since = since;
+        self.complexity = complexity;
+        self.summary = summary;
+        self
+    }
+
+    /// Sets the subcommands of a container.
+    pub const fn subs(mut self, subs: &'static [CommandSpec]) -> Self {
+        self.subcommands = subs;
+        self
+    }
+
+    /// The name as COMMAND reports it (`xgroup|create` for subcommands).
+    pub fn full_name(&self) -> &'static str {
+        self.full
+    }
+
+    /// The last component of the name.
+    pub fn name(&self) -> &'static str {
+        self.full.rsplit('|').next().unwrap_or(self.full)
+    }
+
+    fn has_flag(&self, f: &str) -> bool {
+        self.flags.contains(&f)
+    }
+
+    /// Allowed before authentication.
+    pub fn no_auth(&self) -> bool {
+        self.has_flag("no_auth")
+    }
+
+    /// Allowed while the data set is loading.
+    pub fn ok_loading(&self) -> bool {
+        self.has_flag("loading")
+    }
+
+    /// Refused inside MULTI.
+    pub fn no_multi(&self) -> bool {
+        self.has_flag("no_multi")
+    }
+
+    /// Executed at once inside MULTI rather than queued.
+    pub fn is_transaction_control(&self) -> bool {
+        matches!(
+            self.full,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    }
+
+    fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+}
+
+/// Finds the spec for a request and checks its arity; leaves the cursor after the
+/// command name (or the subcommand name).
+pub fn resolve(args: &mut Args) -> Result<&'static CommandSpec, CommandError> {
+    let argv = args.argv();
+    let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+    let Some(spec) = lookup(&name) else {
+        let mut shown = String::new();
+        for a in argv.iter().skip(1) {
+            let a = String::from_utf8_lossy(a);
+            if shown.len() + a.len() > 128 {
+                break;
+            }
+            shown.push_str(&format!("'{}' ", a));
+        }
+        return Err(CommandError::UnknownCommand {
+            name: String::from_utf8_lossy(&argv[0])
+                .chars()
+                .take(128)
+                .collect(),
+            args: shown,
+        });
+    };
+    if matches!(spec.handler, Handler::Container) {
+        if argv.len() < 2 {
+            return Err(CommandError::WrongArity(spec.full.to_string()));
+        }
+        let sub_name = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
+        let Some(sub) = spec.subcommands.iter().find(|s| s.name() == sub_name) else {
+            return Err(CommandError::UnknownSubcommand {
+                sub: String::from_utf8_lossy(&argv[1])
+                    .chars()
+                    .take(128)
+                    .collect(),
+                container: spec.full.to_ascii_uppercase(),
+            });
+        };
+        if !sub.arity_ok(argv.len()) {
+            return Err(CommandError::WrongArity(sub.full.to_string()));
+        }
+        args.seek(2);
+        return Ok(sub);
+    }
+    if !spec.arity_ok(argv.len()) {
+        return Err(CommandError::WrongArity(spec.full.to_string()));
+    }
+    args.seek(1);
+    Ok(spec)
+}
+
+/// The spec of a top-level command by lower-case name.
+pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
+    all().iter().find(|c| c.full == name)
+}
+
+/// Every top-level command.
+pub fn all() -> &'static [CommandSpec] {
+    COMMANDS
+}
+
+use Handler::{Conn, Container, Data};
+
+const CONN_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast"];
+
+static COMMANDS: &[CommandSpec] = &[
+    // ---- connection ----
+    CommandSpec::new("ping", -1, Conn(connection::ping))
+        .flags(&["fast"])
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "1.0.0", "O(1)", "Returns the server's liveliness response."),
+    CommandSpec::new("echo", 2, Conn(connection::echo))
+        .flags(&["fast"])
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "1.0.0", "O(1)", "Returns the given string."),
+    CommandSpec::new("quit", -1, Conn(connection::quit))
+        .flags(&["allow_busy", "noscript", "loading", "stale", "fast", "no_auth"])
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "1.0.0", "O(1)", "Closes the connection."),
+    CommandSpec::new("reset", 1, Conn(connection::reset))
+        .flags(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "6.2.0", "O(1)", "Resets the connection."),
+    CommandSpec::new("hello", -1, Conn(connection::hello))
+        .flags(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "6.0.0", "O(1)", "Handshakes with the Redis server."),
+    CommandSpec::new("auth", -2, Conn(connection::auth))
+        .flags(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "1.0.0", "O(N) where N is the number of passwords defined for the user", "Authenticates the connection."),
+    CommandSpec::new("select", 2, Conn(connection::select))
+        .flags(CONN_FLAGS)
+        .acl(&["@fast", "@connection"])
+        .doc("connection", "1.0.0", "O(1)", "Changes the selected database."),
+    CommandSpec::new("client", -2, Container)
+        .acl(&["@slow"])
+        .doc("connection", "2.4.0", "Depends on subcommand.", "A container for client connection commands.")
+        .subs(connection::CLIENT_SUBCOMMANDS),
+    // ---- transactions ----
+    CommandSpec::new("multi", 1, Conn(transactions::multi))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .acl(&["@fast", "@transaction"])
+        .doc("transactions", "1.2.0", "O(1)", "Starts a transaction."),
+    CommandSpec::new("exec", 1, Conn(transactions::exec))
+        .flags(&["noscript", "loading", "stale", "skip_slowlog"])
+        .acl(&["@slow", "@transaction"])
+        .doc("transactions", "1.2.0", "Depends on commands in the transaction", "Executes all commands in a transaction."),
+    CommandSpec::new("discard", 1, Conn(transactions::discard))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .acl(&["@fast", "@transaction"])
+        .doc("transactions", "2.0.0", "O(N), when N is the number of queued commands", "Discards a transaction."),
+    CommandSpec::new("watch", -2, Conn(transactions::watch))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .keys(1, -1, 1)
+        .acl(&["@fast", "@transaction"])
+        .doc("transactions", "2.2.0", "O(1) for every key.", "Monitors changes to keys to determine the execution of a transaction."),
+    CommandSpec::new("unwatch", 1, Conn(transactions::unwatch))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .acl(&["@fast", "@transaction"])
+        .doc("transactions", "2.2.0", "O(1)", "Forgets about watched keys of a transaction."),
+    // ---- keyspace ----
+    CommandSpec::new("type", 2, Data(keys::type_))
+        .flags(&["readonly", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@read", "@fast"])
+        .doc("generic", "1.0.0", "O(1)", "Determines the type of value stored at a key."),
+    CommandSpec::new("exists", -2, Data(keys::exists))
+        .flags(&["readonly", "fast"])
+        .keys(1, -1, 1)
+        .acl(&["@keyspace", "@read", "@fast"])
+        .doc("generic", "1.0.0", "O(N) where N is the number of keys to check.", "Determines whether one or more keys exist."),
+    CommandSpec::new("del", -2, Data(keys::del))
+        .flags(&["write"])
+        .keys(1, -1, 1)
+        .acl(&["@keyspace", "@write", "@slow"])
+        .doc("generic", "1.0.0", "O(N) where N is the number of keys that will be removed.", "Deletes one or more keys."),
+    CommandSpec::new("unlink", -2, Data(keys::del))
+        .flags(&["write", "fast"])
+        .keys(1, -1, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "4.0.0", "O(1) for each key removed regardless of its size.", "Asynchronously deletes one or more keys."),
+    CommandSpec::new("keys", 2, Data(keys::keys))
+        .flags(&["readonly"])
+        .acl(&["@keyspace", "@read", "@slow", "@dangerous"])
+        .doc("generic", "1.0.0", "O(N) with N being the number of keys in the database", "Returns all key names that match a pattern."),
+    CommandSpec::new("scan", -2, Data(keys::scan))
+        .flags(&["readonly"])
+        .acl(&["@keyspace", "@read", "@slow"])
+        .doc("generic", "2.8.0", "O(1) for every call. O(N) for a complete iteration.", "Iterates over the key names in the database."),
+    CommandSpec::new("randomkey", 1, Data(keys::randomkey))
+        .flags(&["readonly"])
+        .acl(&["@keyspace", "@read", "@slow"])
+        .doc("generic", "1.0.0", "O(1)", "Returns a random key name from the database."),
+    CommandSpec::new("dbsize", 1, Data(keys::dbsize))
+        .flags(&["readonly", "fast"])
+        .acl(&["@keyspace", "@read", "@fast"])
+        .doc("server", "1.0.0", "O(1)", "Returns the number of keys in the database."),
+    CommandSpec::new("flushdb", -1, Data(keys::flushdb))
+        .flags(&["write"])
+        .acl(&["@keyspace", "@write", "@slow", "@dangerous"])
+        .doc("server", "1.0.0", "O(N) where N is the number of keys in the selected database", "Remove all keys from the current database."),
+    CommandSpec::new("flushall", -1, Data(keys::flushall))
+        .flags(&["write"])
+        .acl(&["@keyspace", "@write", "@slow", "@dangerous"])
+        .doc("server", "1.0.0", "O(N) where N is the total number of keys in all databases", "Removes all keys from all databases."),
+    CommandSpec::new("rename", 3, Data(keys::rename))
+        .flags(&["write"])
+        .keys(1, 2, 1)
+        .acl(&["@keyspace", "@write", "@slow"])
+        .doc("generic", "1.0.0", "O(1)", "Renames a key and overwrites the destination."),
+    CommandSpec::new("renamenx", 3, Data(keys::renamenx))
+        .flags(&["write", "fast"])
+        .keys(1, 2, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "1.0.0", "O(1)", "Renames a key only when the target key name doesn't exist."),
+    CommandSpec::new("expire", -3, Data(keys::expire))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "1.0.0", "O(1)", "Sets the expiration time of a key in seconds."),
+    CommandSpec::new("pexpire", -3, Data(keys::pexpire))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "2.6.0", "O(1)", "Sets the expiration time of a key in milliseconds."),
+    CommandSpec::new("expireat", -3, Data(keys::expireat))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "1.2.0", "O(1)", "Sets the expiration time of a key to a Unix timestamp."),
+    CommandSpec::new("pexpireat", -3, Data(keys::pexpireat))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "2.6.0", "O(1)", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    CommandSpec::new("ttl", 2, Data(keys::ttl))
+        .flags(&["readonly", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@read", "@fast"])
+        .doc("generic", "1.0.0", "O(1)", "Returns the expiration time in seconds of a key."),
+    CommandSpec::new("pttl", 2, Data(keys::pttl))
+        .flags(&["readonly", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@read", "@fast"])
+        .doc("generic", "2.6.0", "O(1)", "Returns the expiration time in milliseconds of a key."),
+    CommandSpec::new("persist", 2, Data(keys::persist))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@write", "@fast"])
+        .doc("generic", "2.2.0", "O(1)", "Removes the expiration time of a key."),
+    CommandSpec::new("get", 2, Data(keys::get))
+        .flags(&["readonly", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@read", "@string", "@fast"])
+        .doc("string", "1.0.0", "O(1)", "Returns the string value of a key."),
+    CommandSpec::new("set", -3, Data(keys::set))
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@string", "@slow"])
+        .doc("string", "1.0.0", "O(1)", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    // ---- server ----
+    CommandSpec::new("info", -1, Data(server::info))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@dangerous"])
+        .doc("server", "1.0.0", "O(1)", "Returns information and statistics about the server."),
+    CommandSpec::new("config", -2, Container)
+        .acl(&["@slow"])
+        .doc("server", "2.0.0", "Depends on subcommand.", "A container for server configuration commands.")
+        .subs(server::CONFIG_SUBCOMMANDS),
+    CommandSpec::new("command", -1, Data(server::command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc("server", "2.8.13", "O(N) where N is the total number of Redis commands", "Returns detailed information about all commands.")
+        .subs(server::COMMAND_SUBCOMMANDS),
+    CommandSpec::new("time", 1, Data(server::time))
+        .flags(&["loading", "stale", "fast"])
+        .acl(&["@fast"])
+        .doc("server", "2.6.0", "O(1)", "Returns the server time."),
+    CommandSpec::new("shutdown", -1, Conn(server::shutdown))
+        .flags(&["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("server", "1.0.0", "O(N) when saving, where N is the total number of keys in all databases when saving data, otherwise O(1)", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
+    CommandSpec::new("function", -2, Container)
+        .acl(&["@slow"])
+        .doc("scripting", "7.0.0", "Depends on subcommand.", "A container for function commands.")
+        .subs(server::FUNCTION_SUBCOMMANDS),
+    // ---- streams (h1: streams.rs; h2: groups.rs, xinfo.rs) ----
+    // STREAM-COMMANDS-BEGIN
+    // STREAM-COMMANDS-END
+];

@@ -1,0 +1,387 @@
+//! Databases → keys → values, with expiry, WATCH bookkeeping and the list of keys
+//! that became "ready" for blocked readers.
+//!
+//! The keyspace is guarded by one lock in the server; every command runs with it
+//! held, so the bookkeeping here needs no synchronisation of its own.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use bytes::Bytes;
+
+use crate::engine::stream::Stream;
+
+/// A value stored under a key.
+#[derive(Debug)]
+pub enum Value {
+    /// A stream: Rill's reason to exist.
+    Stream(Box<Stream>),
+    /// A plain string, so that WRONGTYPE and mixed keyspaces behave as in Redis.
+    String(Bytes),
+}
+
+impl Value {
+    /// The name TYPE answers and SCAN's TYPE filter matches.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Stream(_) => "stream",
+            Value::String(_) => "string",
+        }
+    }
+}
+
+/// One numbered database (SELECT n).
+#[derive(Debug, Default)]
+pub struct Db {
+    entries: HashMap<Bytes, Value>,
+    expires: HashMap<Bytes, u64>,
+    /// Keys ordered by a fixed hash, so SCAN can resume from a numeric cursor and
+    /// still return every key that existed for the whole iteration.
+    scan_order: BTreeSet<(u64, Bytes)>,
+}
+
+/// A fixed (unseeded) hash: SCAN cursors must stay valid across calls.
+fn scan_hash(key: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+impl Db {
+    /// Number of keys (expired keys not yet reclaimed included, as DBSIZE in Redis).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the database holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of keys with a time to live.
+    pub fn expires_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    /// The expiry time of `key` in Unix ms, if it has one.
+    pub fn expire_at(&self, key: &[u8]) -> Option<u64> {
+        self.expires.get(key).copied()
+    }
+
+    fn remove_raw(&mut self, key: &[u8]) -> Option<Value> {
+        let v = self.entries.remove(key)?;
+        self.expires.remove(key);
+        self.scan_order
+            .remove(&(scan_hash(key), Bytes::copy_from_slice(key)));
+        Some(v)
+    }
+
+    fn insert_raw(&mut self, key: Bytes, value: Value) {
+        if self.entries.insert(key.clone(), value).is_none() {
+            self.scan_order.insert((scan_hash(&key), key));
+        }
+    }
+
+    /// Up to `count` keys from `cursor` on, and the cursor to continue from (0 = done).
+    pub fn scan(&self, cursor: u64, count: usize) -> (u64, Vec<Bytes>) {
+        let mut out = Vec::new();
+        let mut last_hash = None;
+        for (h, k) in self.scan_order.range((cursor, Bytes::new())..) {
+            if out.len() >= count && last_hash != Some(*h) {
+                return (*h, out);
+            }
+            last_hash = Some(*h);
+            out.push(k.clone());
+        }
+        (0, out)
+    }
+
+    /// All keys (expired ones included; callers filter with `is_expired`).
+    pub fn keys(&self) -> impl Iterator<Item = &Bytes> {
+        self.entries.keys()
+    }
+
+    /// True when `key` has a TTL that has passed at `now_ms`.
+    pub fn is_expired(&self, key: &[u8], now_ms: u64) -> bool {
+        matches!(self.expires.get(key), Some(&at) if at <= now_ms)
+    }
+
+    /// A key chosen at random, if any.
+    pub fn random_key(&self) -> Option<Bytes> {
+        use rand::Rng;
+        if self.entries.is_empty() {
+            return None;
+        }
+        let n = rand::thread_rng().gen_range(0..self.entries.len());
+        self.entries.keys().nth(n).cloned()
+    }
+
+    /// An iterator over the streams of this database (INFO, memory accounting).
+    pub fn streams(&self) -> impl Iterator<Item = (&Bytes, &Stream)> {
+        self.entries.iter().filter_map(|(k, v)| match v {
+            Value::Stream(s) => Some((k, &**s)),
+            Value::String(_) => None,
+        })
+    }
+}
+
+/// All databases, plus the cross-cutting bookkeeping commands need.
+#[derive(Debug)]
+pub struct Keyspace {
+    dbs: Vec<Db>,
+    /// Keys that got new data (or were deleted) since blocked readers were last served.
+    ready: Vec<(usize, Bytes)>,
+    /// WATCHed keys → the clients watching them.
+    watched: HashMap<(usize, Bytes), HashSet<u64>>,
+    /// Clients whose WATCHed keys changed: their next EXEC fails.
+    dirty: HashSet<u64>,
+    /// Keys removed because their TTL passed (INFO stats `expired_keys`).
+    pub expired_keys: u64,
+}
+
+impl Keyspace {
+    /// A keyspace of `databases` empty databases.
+    pub fn new(databases: usize) -> Self {
+        Keyspace {
+            dbs: (0..databases.max(1)).map(|_| Db::default()).collect(),
+            ready: Vec::new(),
+            watched: HashMap::new(),
+            dirty: HashSet::new(),
+            expired_keys: 0,
+        }
+    }
+
+    /// Number of databases.
+    pub fn db_count(&self) -> usize {
+        self.dbs.len()
+    }
+
+    /// Read access to database `db` (no lazy expiry: callers check `is_expired`).
+    pub fn db(&self, db: usize) -> &Db {
+        &self.dbs[db]
+    }
+
+    /// Removes `key` if its TTL has passed; true when it did.
+    fn expire_if_needed(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        if self.dbs[db].is_expired(key, now_ms) {
+            let was_stream = matches!(self.dbs[db].remove_raw(key), Some(Value::Stream(_)));
+            self.expired_keys += 1;
+            self.signal_modified(db, key);
+            if was_stream {
+                self.signal_ready(db, key);
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The value under `key`, honouring expiry.
+    pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Value> {
+        self.expire_if_needed(db, key, now_ms);
+        self.dbs[db].entries.get(key)
+    }
+
+    /// Mutable access to the value under `key`, honouring expiry.
+    pub fn get_mut(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Value> {
+        self.expire_if_needed(db, key, now_ms);
+        self.dbs[db].entries.get_mut(key)
+    }
+
+    /// True when `key` exists (and has not expired).
+    pub fn contains(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
+        self.get(db, key, now_ms).is_some()
+    }
+
+    /// Stores `value` under `key`, replacing any old value and clearing its TTL.
+    pub fn insert(&mut self, db: usize, key: Bytes, value: Value) {
+        self.dbs[db].expires.remove(&key);
+        self.dbs[db].insert_raw(key, value);
+    }
+
+    /// Deletes `key`; signals WATCH and blocked readers. Returns the old value.
+    pub fn remove(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<Value> {
+        if self.expire_if_needed(db, key, now_ms) {
+            return None;
+        }
+        let old = self.dbs[db].remove_raw(key)?;
+        self.signal_modified(db, key);
+        if matches!(old, Value::Stream(_)) {
+            self.signal_ready(db, key);
+        }
+        Some(old)
+    }
+
+    /// Sets the absolute expiry of an existing key.
+    pub fn set_expire(&mut self, db: usize, key: &[u8], at_ms: u64) {
+        if let Some((k, _)) = self.dbs[db].entries.get_key_value(key) {
+            let k = k.clone();
+            self.dbs[db].expires.insert(k, at_ms);
+        }
+    }
+
+    /// Removes the expiry of `key`; true when it had one.
+    pub fn persist(&mut self, db: usize, key: &[u8]) -> bool {
+        self.dbs[db].expires.remove(key).is_some()
+    }
+
+    /// Deletes every key of `db`, signalling watchers and blocked readers of those keys.
+    pub fn flush_db(&mut self, db: usize) {
+        let watched: Vec<Bytes> = self
+            .watched
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+            .collect();
+        for key in watched {
+            if self.dbs[db].entries.contains_key(&key) {
+                self.signal_modified(db, &key);
+            }
+        }
+        let streams: Vec<Bytes> = self.dbs[db].streams().map(|(k, _)| k.clone()).collect();
+        for key in streams {
+            self.signal_ready(db, &key);
+        }
+        self.dbs[db] = Db::default();
+    }
+
+    /// Removes up to `max` keys whose TTL has passed, sampling each database
+    /// (the active half of expiry; the lazy half is in `get`).
+    pub fn active_expire(&mut self, now_ms: u64, max: usize) -> usize {
+        let mut removed = 0;
+        for db in 0..self.dbs.len() {
+            let due: Vec<Bytes> = self.dbs[db]
+                .expires
+                .iter()
+                .filter(|(_, &at)| at <= now_ms)
+                .take(max)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in due {
+                if self.expire_if_needed(db, &key, now_ms) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Marks clients WATCHing `key` so that their EXEC fails (Redis's `signalModifiedKey`).
+    pub fn signal_modified(&mut self, db: usize, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(clients) = self.watched.get(&(db, Bytes::copy_from_slice(key))) {
+            self.dirty.extend(clients.iter().copied());
+        }
+    }
+
+    /// Queues `key` so blocked readers are served after the current command.
+    pub fn signal_ready(&mut self, db: usize, key: &[u8]) {
+        if !self.ready.iter().any(|(d, k)| *d == db && k == key) {
+            self.ready.push((db, Bytes::copy_from_slice(key)));
+        }
+    }
+
+    /// Takes the keys signalled ready since the last call, in signalling order.
+    pub fn take_ready(&mut self) -> Vec<(usize, Bytes)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Registers `client` as watching `key`.
+    pub fn watch(&mut self, client: u64, db: usize, key: Bytes) {
+        self.watched.entry((db, key)).or_default().insert(client);
+    }
+
+    /// Forgets all of `client`'s watches (EXEC, DISCARD, UNWATCH, disconnect).
+    pub fn unwatch(&mut self, client: u64, keys: &[(usize, Bytes)]) {
+        for k in keys {
+            if let Some(set) = self.watched.get_mut(k) {
+                set.remove(&client);
+                if set.is_empty() {
+                    self.watched.remove(k);
+                }
+            }
+        }
+        self.dirty.remove(&client);
+    }
+
+    /// Marks `client`'s transaction as failed (a watched key expired before WATCH, …).
+    pub fn mark_dirty(&mut self, client: u64) {
+        self.dirty.insert(client);
+    }
+
+    /// True when a key `client` watches was modified since WATCH.
+    pub fn is_dirty(&self, client: u64) -> bool {
+        self.dirty.contains(&client)
+    }
+
+    /// Renames `from` to `to` keeping the TTL; false when `from` does not exist.
+    pub fn rename(&mut self, db: usize, from: &[u8], to: Bytes, now_ms: u64) -> bool {
+        if !self.contains(db, from, now_ms) {
+            return false;
+        }
+        let ttl = self.dbs[db].expires.get(from).copied();
+        let Some(v) = self.remove(db, from, now_ms) else {
+            return false;
+        };
+        self.remove(db, &to, now_ms);
+        let is_stream = matches!(v, Value::Stream(_));
+        self.insert(db, to.clone(), v);
+        if let Some(at) = ttl {
+            self.set_expire(db, &to, at);
+        }
+        self.signal_modified(db, &to);
+        if is_stream {
+            self.signal_ready(db, &to);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_visits_every_key_once() {
+        let mut ks = Keyspace::new(1);
+        for i in 0..1000 {
+            ks.insert(0, Bytes::from(format!("k{i}")), Value::String(Bytes::new()));
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = ks.db(0).scan(cursor, 7);
+            for k in keys {
+                assert!(seen.insert(k));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn expiry_is_lazy_and_counted() {
+        let mut ks = Keyspace::new(1);
+        ks.insert(0, Bytes::from("a"), Value::String(Bytes::new()));
+        ks.set_expire(0, b"a", 100);
+        assert!(ks.contains(0, b"a", 99));
+        assert!(!ks.contains(0, b"a", 100));
+        assert_eq!(ks.expired_keys, 1);
+    }
+
+    #[test]
+    fn watch_marks_dirty() {
+        let mut ks = Keyspace::new(1);
+        ks.watch(7, 0, Bytes::from("a"));
+        ks.signal_modified(0, b"a");
+        assert!(ks.is_dirty(7));
+        ks.unwatch(7, &[(0, Bytes::from("a"))]);
+        assert!(!ks.is_dirty(7));
+    }
+}

@@ -1,0 +1,244 @@
+//! One task per connection: read, frame, execute, and write replies in batches
+//! (one write per batch of pipelined requests, not one per reply).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::clients::ClientInfo;
+use super::Shared;
+use crate::commands::{self, Exec, Session};
+use crate::protocol::{Reply, RequestDecoder};
+
+/// Replies are flushed once this much is buffered even mid-batch, so a long
+/// pipeline does not hold all its replies in memory.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Why a connection ends.
+enum End {
+    /// Peer closed, QUIT, kill, idle timeout, protocol error or output limit.
+    Close,
+}
+
+/// Serves one client until it disconnects or is told to close.
+pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, info: Arc<ClientInfo>) {
+    let authenticated = !shared.requires_auth();
+    let mut session = Session::new(info.clone(), authenticated);
+    let mut decoder = RequestDecoder::new(shared.config.read().proto_max_bulk_len);
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let _ = run(
+        &shared,
+        &mut socket,
+        &mut session,
+        &mut decoder,
+        &mut rbuf,
+        &mut wbuf,
+    )
+    .await;
+    cleanup(&shared, &session);
+}
+
+async fn run(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    session: &mut Session,
+    decoder: &mut RequestDecoder,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+) -> Result<(), End> {
+    loop {
+        let (idle_timeout, qbuf_limit, max_bulk) = {
+            let cfg = shared.config.read();
+            (
+                cfg.timeout as u64,
+                cfg.client_query_buffer_limit,
+                cfg.proto_max_bulk_len,
+            )
+        };
+        decoder.set_max_bulk_len(max_bulk);
+        if session.info.killed.load(Ordering::SeqCst) {
+            return Err(End::Close);
+        }
+        let n = tokio::select! {
+            r = socket.read_buf(rbuf) => r.map_err(|_| End::Close)?,
+            _ = session.info.kill_notify.notified() => return Err(End::Close),
+            _ = idle(idle_timeout) => {
+                tracing::debug!("Closing idle client id={}", session.id);
+                return Err(End::Close);
+            }
+        };
+        if n == 0 {
+            return Err(End::Close);
+        }
+        shared
+            .stats
+            .net_input_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if qbuf_limit > 0 && rbuf.len() as u64 > qbuf_limit {
+            tracing::warn!(
+                "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
+                session.id,
+                session.info.addr,
+                String::from_utf8_lossy(&rbuf[..rbuf.len().min(64)])
+            );
+            return Err(End::Close);
+        }
+
+        loop {
+            let argv = match decoder.decode(rbuf) {
+                Ok(Some(argv)) => argv,
+                Ok(None) => break,
+                Err(e) => {
+                    // Redis answers a protocol error and closes the connection.
+                    shared.stats.record_error(&e.to_string());
+                    Reply::error(e.to_string()).encode(session.proto, wbuf);
+                    let _ = flush(shared, socket, wbuf).await;
+                    return Err(End::Close);
+                }
+            };
+            match commands::execute(session, shared, argv) {
+                Exec::Reply(r) => {
+                    if !session.suppress_reply {
+                        r.encode(session.proto, wbuf);
+                    }
+                }
+                Exec::Blocked {
+                    waiter,
+                    rx,
+                    deadline,
+                } => {
+                    flush(shared, socket, wbuf).await?;
+                    let reply =
+                        wait_blocked(shared, socket, session, rbuf, waiter, rx, deadline).await?;
+                    reply.encode(session.proto, wbuf);
+                }
+            }
+            if session.close_after_reply {
+                let _ = flush(shared, socket, wbuf).await;
+                return Err(End::Close);
+            }
+            if wbuf.len() >= FLUSH_THRESHOLD {
+                flush(shared, socket, wbuf).await?;
+            }
+        }
+        flush(shared, socket, wbuf).await?;
+    }
+}
+
+/// Sleeps for the idle timeout, or forever when it is 0.
+async fn idle(secs: u64) {
+    if secs == 0 {
+        std::future::pending::<()>().await;
+    } else {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+}
+
+/// Writes the buffered replies, enforcing `client-output-buffer-limit normal`:
+/// over the hard limit, or over the soft limit for longer than its seconds while
+/// the client is not reading, the client is disconnected.
+async fn flush(shared: &Shared, socket: &mut TcpStream, wbuf: &mut BytesMut) -> Result<(), End> {
+    if wbuf.is_empty() {
+        return Ok(());
+    }
+    let (hard, soft, soft_secs) = shared.output_limits();
+    let len = wbuf.len() as u64;
+    if hard > 0 && len > hard {
+        tracing::warn!(
+            "Client scheduled to be closed ASAP for overcoming of output buffer limits."
+        );
+        return Err(End::Close);
+    }
+    let write = socket.write_all(wbuf);
+    if soft > 0 && len > soft && soft_secs > 0 {
+        match tokio::time::timeout(Duration::from_secs(soft_secs), write).await {
+            Ok(r) => r.map_err(|_| End::Close)?,
+            Err(_) => {
+                tracing::warn!(
+                    "Client scheduled to be closed ASAP for overcoming of output buffer limits."
+                );
+                return Err(End::Close);
+            }
+        }
+    } else {
+        write.await.map_err(|_| End::Close)?;
+    }
+    shared
+        .stats
+        .net_output_bytes
+        .fetch_add(len, Ordering::Relaxed);
+    wbuf.clear();
+    Ok(())
+}
+
+/// Waits for a blocked read's reply, its deadline, a disconnect or a kill.
+/// Bytes the client sends meanwhile are kept for after the reply, as Redis does.
+async fn wait_blocked(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    session: &Session,
+    rbuf: &mut BytesMut,
+    waiter: u64,
+    mut rx: oneshot::Receiver<Reply>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Reply, End> {
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let mut peer_open = true;
+    loop {
+        tokio::select! {
+            r = &mut rx => return Ok(r.unwrap_or(Reply::NilArray)),
+            _ = &mut sleep => {
+                let mut state = shared.state.lock();
+                return Ok(match state.blocking.remove(waiter) {
+                    Some(w) => w.retry.on_timeout(),
+                    // Served between the timer firing and taking the lock.
+                    None => rx.try_recv().unwrap_or(Reply::NilArray),
+                });
+            }
+            r = socket.read_buf(rbuf), if peer_open => {
+                match r {
+                    Ok(0) | Err(_) => {
+                        // Watermill frees a read stuck in BLOCK 0 by closing the socket:
+                        // forget the waiter now, not at the next write to the key.
+                        shared.state.lock().blocking.remove(waiter);
+                        return Err(End::Close);
+                    }
+                    Ok(_) => {
+                        let limit = shared.config.read().client_query_buffer_limit;
+                        if limit > 0 && rbuf.len() as u64 > limit {
+                            shared.state.lock().blocking.remove(waiter);
+                            return Err(End::Close);
+                        }
+                        if rbuf.len() > 1024 * 1024 {
+                            // Stop reading; the client will be served eventually.
+                            peer_open = false;
+                        }
+                    }
+                }
+            }
+            _ = session.info.kill_notify.notified() => {
+                shared.state.lock().blocking.remove(waiter);
+                return Err(End::Close);
+            }
+        }
+    }
+}
+
+/// Forgets everything the connection left behind.
+fn cleanup(shared: &Shared, session: &Session) {
+    let mut state = shared.state.lock();
+    state.blocking.remove_client(session.id);
+    state.ks.unwatch(session.id, &session.watched);
+}

@@ -1,0 +1,125 @@
+//! The TCP front: listener, one task per connection, the client registry,
+//! statistics and graceful shutdown. `Shared` is what every connection holds.
+
+pub mod clients;
+pub mod connection;
+pub mod listener;
+pub mod stats;
+
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::commands::blocking::BlockingTable;
+use crate::config::Config;
+use crate::engine::keyspace::Keyspace;
+
+pub use listener::run;
+
+/// Everything guarded by the keyspace lock: data and blocked clients together, so
+/// that a write and the serving of the readers it satisfies are one critical section.
+#[derive(Debug)]
+pub struct State {
+    /// The databases.
+    pub ks: Keyspace,
+    /// Clients blocked on keys.
+    pub blocking: BlockingTable,
+}
+
+/// Server-wide state shared by all connections.
+pub struct Shared {
+    /// Keyspace and blocked clients (one lock; see `State`).
+    pub state: Mutex<State>,
+    /// Live configuration (CONFIG SET changes it).
+    pub config: RwLock<Config>,
+    /// Connected clients.
+    pub clients: clients::Registry,
+    /// INFO counters.
+    pub stats: stats::Stats,
+    /// Process start, for `uptime_in_seconds`.
+    pub started: Instant,
+    /// 40 hex characters identifying this run (INFO `run_id`).
+    pub run_id: String,
+    /// The TCP port actually bound (differs from config when it was 0).
+    pub port: AtomicU16,
+    /// True while the data set is being loaded (clients get -LOADING).
+    pub loading: AtomicBool,
+    /// Set once shutdown has begun.
+    pub shutting_down: AtomicBool,
+    /// Wakes the listener to begin shutdown.
+    pub shutdown: Notify,
+}
+
+impl Shared {
+    /// Builds the shared state for `config`.
+    pub fn new(config: Config) -> Self {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        let run_id: String = (0..40)
+            .map(|_| std::char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+            .collect();
+        let databases = config.databases as usize;
+        Shared {
+            state: Mutex::new(State {
+                ks: Keyspace::new(databases),
+                blocking: BlockingTable::default(),
+            }),
+            config: RwLock::new(config),
+            clients: clients::Registry::default(),
+            stats: stats::Stats::default(),
+            started: Instant::now(),
+            run_id,
+            port: AtomicU16::new(0),
+            loading: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            shutdown: Notify::new(),
+        }
+    }
+
+    /// True when clients must authenticate (`requirepass` set).
+    pub fn requires_auth(&self) -> bool {
+        self.config
+            .read()
+            .requirepass
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+    }
+
+    /// Checks a password against `requirepass`.
+    pub fn check_password(&self, pass: &[u8]) -> bool {
+        let cfg = self.config.read();
+        cfg.requirepass
+            .as_ref()
+            .is_some_and(|p| !p.is_empty() && p.as_bytes() == pass)
+    }
+
+    /// `client-output-buffer-limit normal`: (hard bytes, soft bytes, soft seconds).
+    pub fn output_limits(&self) -> (u64, u64, u64) {
+        let l = self.config.read().client_output_buffer_limit.normal;
+        (l.hard_bytes, l.soft_bytes, l.soft_seconds)
+    }
+
+    /// True while loading the data set.
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::Relaxed)
+    }
+
+    /// `stream-node-max-entries` and `stream-node-max-bytes`.
+    pub fn stream_node_limits(&self) -> (usize, usize) {
+        let cfg = self.config.read();
+        (
+            cfg.stream_node_max_entries as usize,
+            cfg.stream_node_max_bytes as usize,
+        )
+    }
+
+    /// Begins a graceful shutdown.
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.swap(true, Ordering::SeqCst) {
+            self.shutdown.notify_waiters();
+            self.shutdown.notify_one();
+        }
+    }
+}
