@@ -327,6 +327,19 @@ fn xreadgroup_new_history_and_errors_resp2() {
         c.raw(&["XREADGROUP", "GROUP", "g", "c2", "STREAMS", "s", "0"]),
         "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n"
     );
+    // A delivery changes the key for WATCH; a read that finds nothing does not.
+    ok(c.cmd(&["WATCH", "s"]));
+    c.cmd(&["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", ">"]);
+    ok(c.cmd(&["MULTI"]));
+    c.cmd(&["PING"]);
+    assert_eq!(c.cmd(&["EXEC"]), V::Arr(vec![V::Status("PONG".into())]));
+    c.cmd(&["XADD", "s", "3-5", "e", "5"]);
+    ok(c.cmd(&["WATCH", "s"]));
+    c.cmd(&["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", ">"]);
+    ok(c.cmd(&["MULTI"]));
+    c.cmd(&["PING"]);
+    assert_eq!(c.cmd(&["EXEC"]), V::NilArray);
+    c.cmd(&["XACK", "s", "g", "3-5"]);
     // NOACK delivers without a PEL entry.
     c.cmd(&["XADD", "s", "4-0", "d", "4"]);
     c.cmd(&[

@@ -572,7 +572,8 @@ impl XReadGroup {
             let Some(group) = stream.groups.get_mut(&self.group) else {
                 return Err(StreamError::no_group_for_read(key, &self.group).into());
             };
-            group.touch_consumer(&self.consumer, now);
+            // Seen-time alone is not a change WATCH cares about; a new consumer or a delivery is.
+            let mut changed = group.touch_consumer(&self.consumer, now);
             let reply = match from {
                 ReadFrom::History(after) => {
                     let ids = group.history(&self.consumer, *after, count);
@@ -583,6 +584,7 @@ impl XReadGroup {
                                 entries.push(entry_reply(&entry));
                                 if let Some(group) = stream.groups.get_mut(&self.group) {
                                     group.redeliver(id, now);
+                                    changed = true;
                                 }
                             }
                             // Acknowledge-able but gone from the stream: Redis shows `[id, nil]`.
@@ -597,6 +599,7 @@ impl XReadGroup {
                         (Some(last), Some(start)) if last > from_id => {
                             let limit = (count > 0).then_some(count);
                             let entries = stream.range(start, StreamId::MAX, limit, false);
+                            changed |= !entries.is_empty();
                             if let Some(group) = stream.groups.get_mut(&self.group) {
                                 for entry in &entries {
                                     group.advance(entry.id, &counters);
@@ -612,7 +615,9 @@ impl XReadGroup {
                 }
                 ReadFrom::Meaningless(_) | ReadFrom::Invalid => None,
             };
-            ctx.signal_modified(key);
+            if changed {
+                ctx.signal_modified(key);
+            }
             if let Some(reply) = reply {
                 served.push((key.clone(), reply));
             }
