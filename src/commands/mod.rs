@@ -7,11 +7,14 @@ pub mod blocking;
 pub mod connection;
 pub mod error;
 pub mod glob;
+pub mod groups;
 pub mod keys;
 pub mod server;
 pub mod session;
+pub mod streams;
 pub mod table;
 pub mod transactions;
+pub mod xinfo;
 
 use std::time::Instant;
 

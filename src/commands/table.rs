@@ -409,5 +409,130 @@ static COMMANDS: &[CommandSpec] = &[
         .subs(server::FUNCTION_SUBCOMMANDS),
     // ---- streams (h1: streams.rs; h2: groups.rs, xinfo.rs) ----
     // STREAM-COMMANDS-BEGIN
+    CommandSpec::new("xadd", -5, Data(super::streams::xadd))
+        .flags(&["write", "denyoom", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "5.0.0", "O(1) when adding a new entry, O(N) when trimming where N being the number of entries evicted.", "Appends a new message to a stream. Creates the key if it doesn't exist."),
+    CommandSpec::new("xrange", -4, Data(super::streams::xrange))
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .acl(&["@read", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(N) with N being the number of elements being returned. If N is constant (e.g. always asking for the first 10 elements with COUNT), you can consider it O(1).", "Returns the messages from a stream within a range of IDs."),
+    CommandSpec::new("xrevrange", -4, Data(super::streams::xrevrange))
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .acl(&["@read", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(N) with N being the number of elements returned. If N is constant (e.g. always asking for the first 10 elements with COUNT), you can consider it O(1).", "Returns the messages from a stream within a range of IDs in reverse order."),
+    CommandSpec::new("xlen", 2, Data(super::streams::xlen))
+        .flags(&["readonly", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@read", "@stream", "@fast"])
+        .doc("stream", "5.0.0", "O(1)", "Return the number of messages in a stream."),
+    CommandSpec::new("xdel", -3, Data(super::streams::xdel))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "5.0.0", "O(1) for each single item to delete in the stream, regardless of the stream size.", "Returns the number of messages after removing them from a stream."),
+    CommandSpec::new("xtrim", -4, Data(super::streams::xtrim))
+        .flags(&["write"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(N), with N being the number of evicted entries. Constant times are very small however, since entries are organized in macro nodes containing multiple entries that can be released with a single deallocation.", "Deletes messages from the beginning of a stream."),
+    CommandSpec::new("xread", -4, Data(super::streams::xread))
+        .flags(&["readonly", "blocking", "movablekeys"])
+        .acl(&["@read", "@stream", "@slow", "@blocking"])
+        .doc("stream", "5.0.0", "", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
+    CommandSpec::new("xsetid", -3, Data(super::streams::xsetid))
+        .flags(&["write", "denyoom", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "5.0.0", "O(1)", "An internal command for replicating stream values."),
+    CommandSpec::new("xgroup", -2, Container)
+        .acl(&["@slow"])
+        .doc("stream", "5.0.0", "Depends on subcommand.", "A container for consumer groups commands.")
+        .subs(XGROUP_SUBCOMMANDS),
+    CommandSpec::new("xreadgroup", -7, Data(super::groups::xreadgroup))
+        .flags(&["write", "blocking", "movablekeys"])
+        .acl(&["@write", "@stream", "@slow", "@blocking"])
+        .doc("stream", "5.0.0", "For each stream mentioned: O(M) with M being the number of elements returned. If M is constant (e.g. always asking for the first 10 elements with COUNT), you can consider it O(1). On the other side when XREADGROUP blocks, XADD will pay the O(N) time in order to serve the N clients blocked on the stream getting new data.", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise."),
+    CommandSpec::new("xack", -4, Data(super::groups::xack))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "5.0.0", "O(1) for each message ID processed.", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    CommandSpec::new("xpending", -3, Data(super::groups::xpending))
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .acl(&["@read", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(N) with N being the number of elements returned, so asking for a small fixed number of entries per call is O(1). O(M), where M is the total number of entries scanned when used with the IDLE filter. When the command returns just the summary and the list of consumers is small, it runs in O(1) time; otherwise, an additional O(N) time for iterating every consumer.", "Returns the information and entries from a stream consumer group's pending entries list."),
+    CommandSpec::new("xclaim", -6, Data(super::groups::xclaim))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "5.0.0", "O(log N) with N being the number of messages in the PEL of the consumer group.", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member."),
+    CommandSpec::new("xautoclaim", -6, Data(super::groups::xautoclaim))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "6.2.0", "O(1) if COUNT is small.", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member."),
+    CommandSpec::new("xinfo", -2, Container)
+        .acl(&["@slow"])
+        .doc("stream", "5.0.0", "Depends on subcommand.", "A container for stream introspection commands.")
+        .subs(XINFO_SUBCOMMANDS),
     // STREAM-COMMANDS-END
+];
+
+static XGROUP_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("xgroup|create", -5, Data(super::groups::xgroup_create))
+        .flags(&["write", "denyoom"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Creates a consumer group."),
+    CommandSpec::new("xgroup|setid", -5, Data(super::groups::xgroup_setid))
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Sets the last-delivered ID of a consumer group."),
+    CommandSpec::new("xgroup|destroy", 4, Data(super::groups::xgroup_destroy))
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(N) where N is the number of entries in the group's pending entries list (PEL).", "Destroys a consumer group."),
+    CommandSpec::new("xgroup|createconsumer", 5, Data(super::groups::xgroup_createconsumer))
+        .flags(&["write", "denyoom"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "6.2.0", "O(1)", "Creates a consumer in a consumer group."),
+    CommandSpec::new("xgroup|delconsumer", 5, Data(super::groups::xgroup_delconsumer))
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Deletes a consumer from a consumer group."),
+    CommandSpec::new("xgroup|help", 2, Data(super::groups::xgroup_help))
+        .flags(&["loading", "stale"])
+        .acl(&["@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Returns helpful text about the different subcommands."),
+];
+
+static XINFO_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("xinfo|consumers", 4, Data(super::xinfo::xinfo_consumers))
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .acl(&["@read", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Returns a list of the consumers in a consumer group."),
+    CommandSpec::new("xinfo|groups", 3, Data(super::xinfo::xinfo_groups))
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .acl(&["@read", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Returns a list of the consumer groups of a stream."),
+    CommandSpec::new("xinfo|stream", -3, Data(super::xinfo::xinfo_stream))
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .acl(&["@read", "@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Returns information about a stream."),
+    CommandSpec::new("xinfo|help", 2, Data(super::xinfo::xinfo_help))
+        .flags(&["loading", "stale"])
+        .acl(&["@stream", "@slow"])
+        .doc("stream", "5.0.0", "O(1)", "Returns helpful text about the different subcommands."),
 ];
