@@ -993,6 +993,17 @@ fn blocking_xreadgroup_fails_when_group_or_key_goes_away() {
         "-NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option\r\n"
     );
 
+    // The key replaced by another type: the re-run fails with WRONGTYPE.
+    ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]));
+    let mut blocked = block_on(&server, "c1", "0");
+    settle();
+    ok(c.cmd(&["SET", "s", "x"]));
+    assert_eq!(
+        blocked.read().1,
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+    assert_eq!(c.cmd(&["DEL", "s"]), V::Int(1));
+
     // Inside MULTI a blocking read answers as a timeout.
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]));
     ok(c.cmd(&["MULTI"]));
