@@ -9,3 +9,4 @@ pub mod config;
 pub mod engine;
 pub mod protocol;
 pub mod server;
+pub mod storage;

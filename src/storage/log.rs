@@ -1,0 +1,556 @@
+//! The append log writer with group commit.
+//!
+//! Connections append records under the keyspace lock (so log order is execution
+//! order) into a shared buffer and get a log sequence number (LSN). One writer
+//! thread takes everything queued, writes it with one `write` and — under
+//! `appendfsync always` — one `fdatasync`, then publishes the new durable LSN;
+//! every reply waits for the LSN its command observed. Many clients, one fsync.
+//!
+//! After a failed write or fsync the log is poisoned (the kernel may have dropped
+//! the dirty pages, so retrying could silently lose data): appends are refused and
+//! waiters get an error until restart.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::record::{encode_batch, LoggedCommand};
+use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use super::StorageError;
+
+/// When appended records reach the disk (`appendfsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// fdatasync before any reply that depends on the records (group commit).
+    Always,
+    /// write before replying, fdatasync once a second.
+    Everysec,
+    /// write before replying, leave syncing to the OS.
+    No,
+}
+
+impl FsyncPolicy {
+    fn to_u8(self) -> u8 {
+        match self {
+            FsyncPolicy::Always => 0,
+            FsyncPolicy::Everysec => 1,
+            FsyncPolicy::No => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => FsyncPolicy::Always,
+            1 => FsyncPolicy::Everysec,
+            _ => FsyncPolicy::No,
+        }
+    }
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// A segment is sealed and a new one started past this size (`segment-size`).
+    pub segment_size: u64,
+    /// `appendfsync`.
+    pub policy: FsyncPolicy,
+}
+
+struct Queue {
+    buf: BytesMut,
+    /// LSN of the last record in `buf` (or appended before).
+    last_lsn: u64,
+    shutdown: bool,
+}
+
+struct Inner {
+    dir: PathBuf,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    durable: watch::Sender<u64>,
+    appended: AtomicU64,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<String>,
+    policy: AtomicU8,
+    segment_size: AtomicU64,
+    /// Bytes written to the log since start (INFO).
+    pub written_bytes: AtomicU64,
+    /// fsyncs performed since start (INFO).
+    pub fsyncs: AtomicU64,
+}
+
+/// The append log of a data directory. Dropping it does not flush: call [`Log::close`].
+pub struct Log {
+    inner: Arc<Inner>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// The open segment the writer appends to.
+struct Active {
+    number: u64,
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+/// Takes the data directory's lock file: one process per data directory.
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a valid descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StorageError::Locked {
+            dir: dir.to_path_buf(),
+            lock: path,
+        });
+    }
+    Ok(f)
+}
+
+fn create_segment(dir: &Path, number: u64) -> Result<Active, StorageError> {
+    let path = segment_path(dir, number);
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
+    header.extend_from_slice(SEGMENT_MAGIC);
+    header.extend_from_slice(&number.to_le_bytes());
+    file.write_all(&header)
+        .map_err(|e| StorageError::io(&path, e))?;
+    file.sync_all().map_err(|e| StorageError::io(&path, e))?;
+    sync_dir(&recovery::log_dir(dir))?;
+    Ok(Active {
+        number,
+        file,
+        path,
+        len: SEGMENT_HEADER_LEN as u64,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(dir, e))
+}
+
+impl Log {
+    /// Locks `dir`, recovers the log (truncating a torn tail with a warning,
+    /// refusing corruption), and opens it for appending. Returns the batches to replay.
+    pub fn open(
+        dir: &Path,
+        opts: LogOptions,
+    ) -> Result<(Log, Vec<Vec<LoggedCommand>>), StorageError> {
+        std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
+        let lock = lock_dir(dir)?;
+        let rec = recovery::read_log(dir)?;
+        if let Some(d) = &rec.damage {
+            if !d.torn_tail {
+                return Err(StorageError::Corrupted {
+                    file: d.file.clone(),
+                    offset: d.offset,
+                    reason: d.reason.clone(),
+                    dir: dir.to_path_buf(),
+                });
+            }
+            tracing::warn!(
+                "Torn record at the end of {} (offset {}, {}): truncating {} bytes that were never acknowledged",
+                d.file.display(),
+                d.offset,
+                d.reason,
+                d.lost_bytes
+            );
+            recovery::apply_truncation(d)?;
+        }
+        let active = match rec.segments.last() {
+            Some(last)
+                if rec
+                    .damage
+                    .as_ref()
+                    .is_none_or(|d| d.offset > 0 || d.file != last.path) =>
+            {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&last.path)
+                    .map_err(|e| StorageError::io(&last.path, e))?;
+                Active {
+                    number: last.number,
+                    file,
+                    path: last.path.clone(),
+                    len: last.valid_len,
+                }
+            }
+            Some(last) => create_segment(dir, last.number)?,
+            None => create_segment(dir, 1)?,
+        };
+        let (durable, _) = watch::channel(0u64);
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            queue: Mutex::new(Queue {
+                buf: BytesMut::with_capacity(64 * 1024),
+                last_lsn: 0,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            durable,
+            appended: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(String::new()),
+            policy: AtomicU8::new(opts.policy.to_u8()),
+            segment_size: AtomicU64::new(opts.segment_size.max(1024)),
+            written_bytes: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+        });
+        let w = inner.clone();
+        let writer = std::thread::Builder::new()
+            .name("rill-log-writer".into())
+            .spawn(move || writer_loop(w, active))
+            .map_err(|e| StorageError::io(dir, e))?;
+        Ok((
+            Log {
+                inner,
+                writer: Mutex::new(Some(writer)),
+                _lock: lock,
+            },
+            rec.batches,
+        ))
+    }
+
+    /// Queues a batch record; returns its LSN. Refused once the log is poisoned.
+    pub fn append(&self, commands: &[LoggedCommand]) -> Result<u64, StorageError> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        let mut q = self.inner.queue.lock();
+        encode_batch(commands, &mut q.buf);
+        q.last_lsn += 1;
+        let lsn = q.last_lsn;
+        self.inner.appended.store(lsn, Ordering::Release);
+        drop(q);
+        self.inner.wake.notify_one();
+        Ok(lsn)
+    }
+
+    /// LSN of the last appended record: a reply that observed the current state
+    /// waits for this one.
+    pub fn appended_lsn(&self) -> u64 {
+        self.inner.appended.load(Ordering::Acquire)
+    }
+
+    /// Waits until record `lsn` is durable under the current policy.
+    pub async fn wait_durable(&self, lsn: u64) -> Result<(), StorageError> {
+        if lsn == 0 || *self.inner.durable.borrow() >= lsn {
+            return if self.inner.poisoned.load(Ordering::Acquire)
+                && *self.inner.durable.borrow() < lsn
+            {
+                Err(self.poison_error())
+            } else {
+                Ok(())
+            };
+        }
+        let mut rx = self.inner.durable.subscribe();
+        let poisoned = &self.inner.poisoned;
+        let _ = rx
+            .wait_for(|d| *d >= lsn || poisoned.load(Ordering::Acquire))
+            .await;
+        if *rx.borrow() >= lsn {
+            Ok(())
+        } else {
+            Err(self.poison_error())
+        }
+    }
+
+    /// True after a failed write or fsync.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// The poison error with its cause.
+    pub fn poison_error(&self) -> StorageError {
+        StorageError::Poisoned(self.inner.poison_reason.lock().clone())
+    }
+
+    /// CONFIG SET appendfsync.
+    pub fn set_policy(&self, p: FsyncPolicy) {
+        self.inner.policy.store(p.to_u8(), Ordering::Release);
+        self.inner.wake.notify_one();
+    }
+
+    /// CONFIG SET segment-size.
+    pub fn set_segment_size(&self, bytes: u64) {
+        self.inner
+            .segment_size
+            .store(bytes.max(1024), Ordering::Release);
+    }
+
+    /// (bytes written, fsyncs) since start.
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.inner.written_bytes.load(Ordering::Relaxed),
+            self.inner.fsyncs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Writes and syncs everything queued, then stops the writer (shutdown).
+    pub fn close(&self) {
+        self.inner.queue.lock().shutdown = true;
+        self.inner.wake.notify_one();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+fn poison(inner: &Inner, what: String) {
+    tracing::error!("Log poisoned: {}. Writes are refused until restart.", what);
+    *inner.poison_reason.lock() = what;
+    inner.poisoned.store(true, Ordering::Release);
+    // Wake every waiter so it sees the poison.
+    inner.durable.send_modify(|_| {});
+}
+
+fn writer_loop(inner: Arc<Inner>, mut active: Active) {
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    loop {
+        let (buf, lsn, shutdown) = {
+            let mut q = inner.queue.lock();
+            while q.buf.is_empty() && !q.shutdown {
+                let everysec_due = unsynced
+                    && FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire))
+                        == FsyncPolicy::Everysec
+                    && last_sync.elapsed() >= Duration::from_secs(1);
+                if everysec_due {
+                    break;
+                }
+                inner.wake.wait_for(&mut q, Duration::from_millis(250));
+            }
+            let buf = q.buf.split();
+            (buf, q.last_lsn, q.shutdown)
+        };
+        if inner.poisoned.load(Ordering::Acquire) {
+            if shutdown {
+                return;
+            }
+            continue;
+        }
+        let policy = FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire));
+        if !buf.is_empty() {
+            if active.len + buf.len() as u64 > inner.segment_size.load(Ordering::Acquire)
+                && active.len > SEGMENT_HEADER_LEN as u64
+            {
+                // Seal the full segment (durable before it is left) and start the next.
+                if let Err(e) = active.file.sync_data() {
+                    poison(
+                        &inner,
+                        format!("fsync of {} failed: {}", active.path.display(), e),
+                    );
+                    continue;
+                }
+                match create_segment(&inner.dir, active.number + 1) {
+                    Ok(next) => active = next,
+                    Err(e) => {
+                        poison(&inner, e.to_string());
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = write_buf(&mut active.file, &buf) {
+                poison(
+                    &inner,
+                    format!("write to {} failed: {}", active.path.display(), e),
+                );
+                continue;
+            }
+            active.len += buf.len() as u64;
+            inner
+                .written_bytes
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            unsynced = true;
+        }
+        if unsynced
+            && (policy == FsyncPolicy::Always
+                || shutdown
+                || (policy == FsyncPolicy::Everysec
+                    && last_sync.elapsed() >= Duration::from_secs(1)))
+        {
+            if let Err(e) = sync_file(&active.file) {
+                poison(
+                    &inner,
+                    format!("fsync of {} failed: {}", active.path.display(), e),
+                );
+                continue;
+            }
+            inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+            unsynced = false;
+            last_sync = Instant::now();
+        }
+        if !buf.is_empty() {
+            inner.durable.send_replace(lsn);
+        }
+        if shutdown {
+            return;
+        }
+    }
+}
+
+fn write_buf(file: &mut File, buf: &[u8]) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("log::write", |_| Err(std::io::Error::other(
+        "injected write failure"
+    )));
+    file.write_all(buf)
+}
+
+fn sync_file(file: &File) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("log::fsync", |_| Err(std::io::Error::other(
+        "injected fsync failure"
+    )));
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn cmd(i: usize) -> Vec<LoggedCommand> {
+        vec![LoggedCommand {
+            db: 0,
+            argv: vec![
+                Bytes::from("XADD"),
+                Bytes::from("k"),
+                Bytes::from(format!("{i}-1")),
+            ],
+        }]
+    }
+
+    fn opts() -> LogOptions {
+        LogOptions {
+            segment_size: 4096,
+            policy: FsyncPolicy::Always,
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rill-log-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[tokio::test]
+    async fn append_recover_and_roll_segments() {
+        let dir = tmp("roll");
+        {
+            let (log, batches) = Log::open(&dir, opts()).unwrap();
+            assert!(batches.is_empty());
+            for i in 0..500 {
+                let lsn = log.append(&cmd(i)).unwrap();
+                if i % 50 == 49 {
+                    log.wait_durable(lsn).await.unwrap();
+                }
+            }
+            log.close();
+        }
+        assert!(recovery::list_segments(&dir).unwrap().len() > 1);
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches.len(), 500);
+        assert_eq!(batches[499], cmd(499));
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn second_open_is_refused() {
+        let dir = tmp("lock");
+        let (log, _) = Log::open(&dir, opts()).unwrap();
+        assert!(matches!(
+            Log::open(&dir, opts()),
+            Err(StorageError::Locked { .. })
+        ));
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Cuts the newest segment at every byte offset: recovery keeps exactly the
+    /// complete records before the cut and never reports corruption.
+    #[tokio::test]
+    async fn torn_tail_at_every_offset() {
+        let dir = tmp("torn");
+        let (log, _) = Log::open(
+            &dir,
+            LogOptions {
+                segment_size: 1 << 20,
+                policy: FsyncPolicy::Always,
+            },
+        )
+        .unwrap();
+        let mut ends = vec![SEGMENT_HEADER_LEN as u64];
+        for i in 0..3 {
+            let lsn = log.append(&cmd(i)).unwrap();
+            log.wait_durable(lsn).await.unwrap();
+            ends.push(std::fs::metadata(segment_path(&dir, 1)).unwrap().len());
+        }
+        log.close();
+        drop(log);
+        let full = std::fs::read(segment_path(&dir, 1)).unwrap();
+        for cut in SEGMENT_HEADER_LEN..full.len() {
+            std::fs::write(segment_path(&dir, 1), &full[..cut]).unwrap();
+            let (log, batches) = Log::open(&dir, opts()).unwrap();
+            let complete = ends.iter().filter(|&&e| e <= cut as u64).count() - 1;
+            assert_eq!(batches.len(), complete, "cut at {cut}");
+            log.close();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn corruption_in_the_middle_is_refused_with_file_and_offset() {
+        let dir = tmp("corrupt");
+        let (log, _) = Log::open(&dir, opts()).unwrap();
+        let mut lsn = 0;
+        for i in 0..3 {
+            lsn = log.append(&cmd(i)).unwrap();
+        }
+        log.wait_durable(lsn).await.unwrap();
+        log.close();
+        drop(log);
+        let path = segment_path(&dir, 1);
+        let mut data = std::fs::read(&path).unwrap();
+        data[SEGMENT_HEADER_LEN + 12] ^= 1;
+        std::fs::write(&path, &data).unwrap();
+        match Log::open(&dir, opts()) {
+            Err(StorageError::Corrupted { file, offset, .. }) => {
+                assert_eq!(file, path);
+                assert_eq!(offset, SEGMENT_HEADER_LEN as u64);
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("corruption not detected"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

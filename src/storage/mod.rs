@@ -1,0 +1,51 @@
+//! Storage: the segmented append log every mutation goes through, group commit,
+//! recovery and the data-directory lock. It knows nothing of commands: it stores
+//! and returns batches of argument vectors.
+
+pub mod log;
+pub mod record;
+pub mod recovery;
+
+use std::path::PathBuf;
+
+pub use log::{FsyncPolicy, Log, LogOptions};
+pub use record::LoggedCommand;
+
+/// Storage failures, each saying what the operator must do.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record that is not at the tail is damaged; start-up stops.
+    #[error("corrupted log record in {} at offset {offset}: {reason}; run 'rill check --repair {}' to truncate the log there (everything after it is lost)", file.display(), dir.display())]
+    Corrupted {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+        dir: PathBuf,
+    },
+    /// A write or fsync failed earlier: the kernel may have dropped dirty pages, so
+    /// nothing more is accepted until a restart re-reads what is really on disk.
+    #[error(
+        "the log is poisoned after a failed write or fsync ({0}); writes are refused until restart"
+    )]
+    Poisoned(String),
+    /// Another process holds the data directory.
+    #[error("the data directory {} is in use by another Rill process (lock file {} is held)", dir.display(), lock.display())]
+    Locked { dir: PathBuf, lock: PathBuf },
+}
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
