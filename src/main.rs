@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rill::config::{parse_cli, Config};
+use rill::config::{parse_cli, AppendFsync, Config};
 use rill::server::{self, Shared};
+use rill::storage::{FsyncPolicy, Log, LogOptions};
 
 fn usage() {
     eprintln!(
@@ -80,7 +81,23 @@ fn init_logging(config: &Config) -> std::io::Result<()> {
 
 async fn serve(config: Config) -> ExitCode {
     let pidfile = config.pidfile.clone();
-    let shared = Arc::new(Shared::new(config));
+    let opts = LogOptions {
+        segment_size: config.segment_size,
+        policy: match config.appendfsync {
+            AppendFsync::Always => FsyncPolicy::Always,
+            AppendFsync::Everysec => FsyncPolicy::Everysec,
+            AppendFsync::No => FsyncPolicy::No,
+        },
+    };
+    let dir = config.dir.clone();
+    let (log, batches) = match Log::open(&dir, opts) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("Can't open the data directory {}: {}", dir.display(), e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = Arc::new(Shared::new(config, Some(log)));
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,
         Err(e) => {
@@ -106,12 +123,70 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     spawn_signal_handlers(shared.clone());
+    // Clients may connect while the log is replayed; they get -LOADING until it is done.
+    shared
+        .loading
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let server_task = tokio::spawn(server::run(shared.clone(), listeners));
+    let loader = shared.clone();
+    let loaded = tokio::task::spawn_blocking(move || load(&loader, batches)).await;
+    match loaded {
+        Ok(Ok(())) => {}
+        Ok(Err(msg)) => {
+            tracing::error!("{}", msg);
+            shared.begin_shutdown();
+            let _ = server_task.await;
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            tracing::error!("Loading failed: {}", e);
+            return ExitCode::FAILURE;
+        }
+    }
+    shared
+        .loading
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     tracing::info!("Ready to accept connections tcp");
-    server::run(shared, listeners).await;
+    let _ = server_task.await;
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
     ExitCode::SUCCESS
+}
+
+/// Replays the log into the keyspace, logging progress for long recoveries.
+fn load(shared: &Shared, batches: Vec<Vec<rill::storage::LoggedCommand>>) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let total = batches.len();
+    let mut last_report = std::time::Instant::now();
+    for (i, batch) in batches.into_iter().enumerate() {
+        let errors = rill::commands::propagate::replay_batch(shared, batch);
+        if let Some(e) = errors.first() {
+            return Err(format!(
+                "Bad command in the log at record {} of {}: {} — the log was written by a newer version or is damaged; run 'rill check' on the data directory",
+                i + 1,
+                total,
+                e
+            ));
+        }
+        if last_report.elapsed() >= std::time::Duration::from_secs(1) {
+            tracing::info!(
+                "Loading: {}% ({} of {} records)",
+                (i + 1) * 100 / total.max(1),
+                i + 1,
+                total
+            );
+            last_report = std::time::Instant::now();
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            "DB loaded from the log: {} records in {:.3} seconds",
+            total,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn spawn_signal_handlers(shared: Arc<Shared>) {

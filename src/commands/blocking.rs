@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::propagate::Propagation;
 use super::{BlockedRead, Ctx};
 use crate::engine::keyspace::Keyspace;
 use crate::protocol::Reply;
@@ -103,7 +104,13 @@ impl BlockingTable {
 }
 
 /// Serves blocked clients on every key signalled ready, until no key is ready.
-pub fn serve_ready(ks: &mut Keyspace, table: &mut BlockingTable, shared: &Shared, now_ms: u64) {
+pub fn serve_ready(
+    ks: &mut Keyspace,
+    table: &mut BlockingTable,
+    props: &mut Propagation,
+    shared: &Shared,
+    now_ms: u64,
+) {
     // Serving a reader may signal keys again (XREADGROUP changes its group); the
     // bound only guards against a handler that would signal forever.
     for _ in 0..64 {
@@ -132,6 +139,8 @@ pub fn serve_ready(ks: &mut Keyspace, table: &mut BlockingTable, shared: &Shared
                     now_ms,
                     in_multi: false,
                     blocking: None,
+                    props,
+                    custom_propagation: false,
                 };
                 let reply = match w.retry.try_serve(&mut ctx) {
                     Ok(None) => continue,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod glob;
 pub mod groups;
 pub mod keys;
+pub mod propagate;
 pub mod server;
 pub mod session;
 pub mod streams;
@@ -49,6 +50,10 @@ pub struct Ctx<'a> {
     pub in_multi: bool,
     /// Blocked clients (CLIENT UNBLOCK, INFO); `None` while serving blocked clients.
     pub blocking: Option<&'a mut blocking::BlockingTable>,
+    /// Commands queued for the log in this critical section.
+    pub props: &'a mut propagate::Propagation,
+    /// Set when the handler logged its own (deterministic) form.
+    pub custom_propagation: bool,
 }
 
 impl Ctx<'_> {
@@ -83,6 +88,25 @@ impl Ctx<'_> {
     /// Records that `key` may satisfy blocked readers; they are served after this command.
     pub fn signal_ready(&mut self, key: &[u8]) {
         self.ks.signal_ready(self.db, key);
+    }
+
+    /// Logs `argv` (in the current database) instead of the command as sent. Call
+    /// it once per command the effect needs; a handler that calls it (or
+    /// [`Ctx::propagate_nothing`]) opts out of default logging.
+    pub fn propagate(&mut self, argv: Vec<Bytes>) {
+        self.custom_propagation = true;
+        self.props.push(self.db, argv);
+    }
+
+    /// Logs nothing for this command (it changed nothing).
+    pub fn propagate_nothing(&mut self) {
+        self.custom_propagation = true;
+    }
+
+    /// True while the log is being replayed at start-up (handlers must not depend on it,
+    /// but may skip work that only matters to live clients).
+    pub fn replaying(&self) -> bool {
+        self.props.replaying
     }
 }
 
@@ -168,6 +192,19 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
         return Exec::Reply(error_reply(shared, &CommandError::Loading, Some(spec)));
     }
 
+    if spec.is_write() && shared.log.as_ref().is_some_and(|l| l.is_poisoned()) {
+        let e = shared
+            .log
+            .as_ref()
+            .map(|l| l.poison_error().to_string())
+            .unwrap_or_default();
+        return Exec::Reply(error_reply(
+            shared,
+            &CommandError::Raw(format!("MISCONF {e}")),
+            Some(spec),
+        ));
+    }
+
     if session.multi.is_some() && !spec.is_transaction_control() {
         if spec.no_multi() {
             session.multi_error = true;
@@ -207,10 +244,18 @@ pub(crate) fn run_handler(
 ) -> Result<Outcome, CommandError> {
     match spec.handler {
         Handler::Conn(f) => f(session, shared, args),
-        Handler::Data(f) => {
+        Handler::Data(_) => {
             let mut guard = shared.state.lock();
             let state: &mut State = &mut guard;
-            run_data(f, session, shared, state, args, in_multi)
+            let out = run_data(spec, session, shared, state, args, in_multi);
+            session.logged = !state.props.cmds.is_empty();
+            let committed = commit(shared, state);
+            drop(guard);
+            match committed {
+                Ok(lsn) => session.lsn = session.lsn.max(lsn),
+                Err(e) => return Err(e),
+            }
+            out
         }
         Handler::Container => Err(CommandError::UnknownSubcommand {
             sub: String::new(),
@@ -219,16 +264,21 @@ pub(crate) fn run_handler(
     }
 }
 
-/// Runs a data handler against an already locked state, then serves blocked readers.
+/// Runs a data handler against an already locked state, queues its log records,
+/// then serves blocked readers (outside EXEC; EXEC serves once at the end).
 pub(crate) fn run_data(
-    f: table::DataFn,
+    spec: &'static CommandSpec,
     session: &mut Session,
     shared: &Shared,
     state: &mut State,
     args: &mut Args,
     in_multi: bool,
 ) -> Result<Outcome, CommandError> {
+    let Handler::Data(f) = spec.handler else {
+        return Err(CommandError::Syntax);
+    };
     let now = now_ms();
+    let mark = state.props.cmds.len();
     let mut ctx = Ctx {
         ks: &mut state.ks,
         shared,
@@ -238,12 +288,41 @@ pub(crate) fn run_data(
         now_ms: now,
         in_multi,
         blocking: Some(&mut state.blocking),
+        props: &mut state.props,
+        custom_propagation: false,
     };
     let out = f(&mut ctx, args);
+    let logs_itself = ctx.custom_propagation;
+    if !logs_itself && spec.is_write() && matches!(&out, Ok(Outcome::Reply(r)) if !r.is_error()) {
+        propagate::default_propagation(&mut ctx, spec, args);
+    }
+    propagate::log_expired(&mut state.ks, &mut state.props, mark);
     if !in_multi {
-        blocking::serve_ready(&mut state.ks, &mut state.blocking, shared, now);
+        blocking::serve_ready(
+            &mut state.ks,
+            &mut state.blocking,
+            &mut state.props,
+            shared,
+            now,
+        );
     }
     out
+}
+
+/// Appends what the critical section queued for the log as one record (so it is
+/// applied entirely or not at all on recovery) and returns the LSN every reply
+/// that observed this state must wait for.
+pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
+    let Some(log) = shared.log.as_ref() else {
+        state.props.cmds.clear();
+        return Ok(0);
+    };
+    if !state.props.cmds.is_empty() {
+        let cmds = std::mem::take(&mut state.props.cmds);
+        log.append(&cmds)
+            .map_err(|e| CommandError::Raw(format!("MISCONF {e}")))?;
+    }
+    Ok(log.appended_lsn())
 }
 
 /// Registers a blocked client. The handler ran under the lock and released it, so
@@ -260,8 +339,17 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
         now_ms: now_ms(),
         in_multi: false,
         blocking: None,
+        props: &mut state.props,
+        custom_propagation: false,
     };
-    match b.retry.try_serve(&mut ctx) {
+    let served = b.retry.try_serve(&mut ctx);
+    propagate::log_expired(&mut state.ks, &mut state.props, 0);
+    session.logged = !state.props.cmds.is_empty();
+    match commit(shared, state) {
+        Ok(lsn) => session.lsn = session.lsn.max(lsn),
+        Err(e) => return Exec::Reply(error_reply(shared, &e, None)),
+    }
+    match served {
         Ok(Some(r)) => return Exec::Reply(r),
         Err(e) => return Exec::Reply(error_reply(shared, &e, None)),
         Ok(None) => {}

@@ -26,6 +26,11 @@ pub struct Session {
     pub watched: Vec<(usize, Bytes)>,
     /// Close the connection once the current replies are written (QUIT, CLIENT KILL of self).
     pub close_after_reply: bool,
+    /// Highest log sequence number the replies produced so far depend on: they are
+    /// written only once it is durable.
+    pub lsn: u64,
+    /// The last command appended records to the log (its reply is an acknowledgement).
+    pub logged: bool,
     /// Send no reply to the current command (SHUTDOWN closes the connection instead).
     pub suppress_reply: bool,
     /// The part of the client's state visible to other clients (CLIENT LIST …).
@@ -45,6 +50,8 @@ impl Session {
             watched: Vec::new(),
             close_after_reply: false,
             suppress_reply: false,
+            lsn: 0,
+            logged: false,
             info,
         }
     }

@@ -139,6 +139,11 @@ impl CommandSpec {
         self.has_flag("loading")
     }
 
+    /// Changes data: logged, and refused while the log is poisoned.
+    pub fn is_write(&self) -> bool {
+        self.has_flag("write")
+    }
+
     /// Refused inside MULTI.
     pub fn no_multi(&self) -> bool {
         self.has_flag("no_multi")
@@ -493,26 +498,59 @@ static XGROUP_SUBCOMMANDS: &[CommandSpec] = &[
         .flags(&["write"])
         .keys(2, 2, 1)
         .acl(&["@write", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Sets the last-delivered ID of a consumer group."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Sets the last-delivered ID of a consumer group.",
+        ),
     CommandSpec::new("xgroup|destroy", 4, Data(super::groups::xgroup_destroy))
         .flags(&["write"])
         .keys(2, 2, 1)
         .acl(&["@write", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(N) where N is the number of entries in the group's pending entries list (PEL).", "Destroys a consumer group."),
-    CommandSpec::new("xgroup|createconsumer", 5, Data(super::groups::xgroup_createconsumer))
-        .flags(&["write", "denyoom"])
-        .keys(2, 2, 1)
-        .acl(&["@write", "@stream", "@slow"])
-        .doc("stream", "6.2.0", "O(1)", "Creates a consumer in a consumer group."),
-    CommandSpec::new("xgroup|delconsumer", 5, Data(super::groups::xgroup_delconsumer))
-        .flags(&["write"])
-        .keys(2, 2, 1)
-        .acl(&["@write", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Deletes a consumer from a consumer group."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(N) where N is the number of entries in the group's pending entries list (PEL).",
+            "Destroys a consumer group.",
+        ),
+    CommandSpec::new(
+        "xgroup|createconsumer",
+        5,
+        Data(super::groups::xgroup_createconsumer),
+    )
+    .flags(&["write", "denyoom"])
+    .keys(2, 2, 1)
+    .acl(&["@write", "@stream", "@slow"])
+    .doc(
+        "stream",
+        "6.2.0",
+        "O(1)",
+        "Creates a consumer in a consumer group.",
+    ),
+    CommandSpec::new(
+        "xgroup|delconsumer",
+        5,
+        Data(super::groups::xgroup_delconsumer),
+    )
+    .flags(&["write"])
+    .keys(2, 2, 1)
+    .acl(&["@write", "@stream", "@slow"])
+    .doc(
+        "stream",
+        "5.0.0",
+        "O(1)",
+        "Deletes a consumer from a consumer group.",
+    ),
     CommandSpec::new("xgroup|help", 2, Data(super::groups::xgroup_help))
         .flags(&["loading", "stale"])
         .acl(&["@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Returns helpful text about the different subcommands."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
 ];
 
 static XINFO_SUBCOMMANDS: &[CommandSpec] = &[
@@ -520,19 +558,39 @@ static XINFO_SUBCOMMANDS: &[CommandSpec] = &[
         .flags(&["readonly"])
         .keys(2, 2, 1)
         .acl(&["@read", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Returns a list of the consumers in a consumer group."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Returns a list of the consumers in a consumer group.",
+        ),
     CommandSpec::new("xinfo|groups", 3, Data(super::xinfo::xinfo_groups))
         .flags(&["readonly"])
         .keys(2, 2, 1)
         .acl(&["@read", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Returns a list of the consumer groups of a stream."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Returns a list of the consumer groups of a stream.",
+        ),
     CommandSpec::new("xinfo|stream", -3, Data(super::xinfo::xinfo_stream))
         .flags(&["readonly"])
         .keys(2, 2, 1)
         .acl(&["@read", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Returns information about a stream."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Returns information about a stream.",
+        ),
     CommandSpec::new("xinfo|help", 2, Data(super::xinfo::xinfo_help))
         .flags(&["loading", "stale"])
         .acl(&["@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Returns helpful text about the different subcommands."),
+        .doc(
+            "stream",
+            "5.0.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
 ];

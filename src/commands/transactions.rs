@@ -71,7 +71,7 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
             }
         };
         let out = match spec.handler {
-            Handler::Data(f) => run_data(f, s, sh, state, &mut args, true),
+            Handler::Data(_) => run_data(spec, s, sh, state, &mut args, true),
             Handler::Conn(f) => f(s, sh, &mut args),
             Handler::Container => Err(CommandError::Syntax),
         };
@@ -86,7 +86,17 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
         replies.push(reply);
     }
     // Readers blocked on keys the transaction wrote see the result once, now.
-    blocking::serve_ready(&mut state.ks, &mut state.blocking, sh, now_ms());
+    blocking::serve_ready(
+        &mut state.ks,
+        &mut state.blocking,
+        &mut state.props,
+        sh,
+        now_ms(),
+    );
+    // The whole transaction is one log record: recovery applies all of it or none.
+    s.logged = !state.props.cmds.is_empty();
+    let lsn = super::commit(sh, state)?;
+    s.lsn = s.lsn.max(lsn);
     Ok(Reply::Array(replies).into())
 }
 

@@ -138,6 +138,8 @@ pub struct Keyspace {
     dirty: HashSet<u64>,
     /// Keys removed because their TTL passed (INFO stats `expired_keys`).
     pub expired_keys: u64,
+    /// Keys expired since the last `take_expired` (logged as DEL).
+    expired_log: Vec<(usize, Bytes)>,
 }
 
 impl Keyspace {
@@ -149,6 +151,7 @@ impl Keyspace {
             watched: HashMap::new(),
             dirty: HashSet::new(),
             expired_keys: 0,
+            expired_log: Vec::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl Keyspace {
         if self.dbs[db].is_expired(key, now_ms) {
             let was_stream = matches!(self.dbs[db].remove_raw(key), Some(Value::Stream(_)));
             self.expired_keys += 1;
+            self.expired_log.push((db, Bytes::copy_from_slice(key)));
             self.signal_modified(db, key);
             if was_stream {
                 self.signal_ready(db, key);
@@ -265,6 +269,11 @@ impl Keyspace {
             }
         }
         removed
+    }
+
+    /// Takes the keys expired since the last call, so they can be logged as DEL.
+    pub fn take_expired(&mut self) -> Vec<(usize, Bytes)> {
+        std::mem::take(&mut self.expired_log)
     }
 
     /// Marks clients WATCHing `key` so that their EXEC fails (Redis's `signalModifiedKey`).

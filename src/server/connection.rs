@@ -52,6 +52,8 @@ async fn run(
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
 ) -> Result<(), End> {
+    // Byte ranges in `wbuf` of replies that acknowledge logged writes.
+    let mut acks: Vec<(usize, usize)> = Vec::new();
     loop {
         let (idle_timeout, qbuf_limit, max_bulk) = {
             let cfg = shared.config.read();
@@ -98,10 +100,11 @@ async fn run(
                     // Redis answers a protocol error and closes the connection.
                     shared.stats.record_error(&e.to_string());
                     Reply::error(e.to_string()).encode(session.proto, wbuf);
-                    let _ = flush(shared, socket, wbuf).await;
+                    let _ = flush_durable(shared, socket, session, wbuf, &mut acks).await;
                     return Err(End::Close);
                 }
             };
+            let start = wbuf.len();
             match commands::execute(session, shared, argv) {
                 Exec::Reply(r) => {
                     if !session.suppress_reply {
@@ -113,22 +116,60 @@ async fn run(
                     rx,
                     deadline,
                 } => {
-                    flush(shared, socket, wbuf).await?;
+                    flush_durable(shared, socket, session, wbuf, &mut acks).await?;
                     let reply =
                         wait_blocked(shared, socket, session, rbuf, waiter, rx, deadline).await?;
+                    // The writer that served us may have logged the delivery; the
+                    // reply waits for everything logged up to now.
+                    if let Some(log) = &shared.log {
+                        session.lsn = session.lsn.max(log.appended_lsn());
+                    }
                     reply.encode(session.proto, wbuf);
                 }
             }
+            if std::mem::take(&mut session.logged) {
+                acks.push((start, wbuf.len()));
+            }
             if session.close_after_reply {
-                let _ = flush(shared, socket, wbuf).await;
+                let _ = flush_durable(shared, socket, session, wbuf, &mut acks).await;
                 return Err(End::Close);
             }
             if wbuf.len() >= FLUSH_THRESHOLD {
-                flush(shared, socket, wbuf).await?;
+                flush_durable(shared, socket, session, wbuf, &mut acks).await?;
             }
         }
-        flush(shared, socket, wbuf).await?;
+        flush_durable(shared, socket, session, wbuf, &mut acks).await?;
     }
+}
+
+/// Waits until every record the buffered replies depend on is durable, then
+/// writes them. If the log was poisoned meanwhile, the replies that acknowledge
+/// writes are replaced by the error: nothing is acknowledged that is not on disk.
+async fn flush_durable(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    session: &Session,
+    wbuf: &mut BytesMut,
+    acks: &mut Vec<(usize, usize)>,
+) -> Result<(), End> {
+    if let Some(log) = &shared.log {
+        if let Err(e) = log.wait_durable(session.lsn).await {
+            if !acks.is_empty() {
+                let err = Reply::error(format!("MISCONF {e}")).to_bytes(session.proto);
+                let mut out = BytesMut::with_capacity(wbuf.len());
+                let mut pos = 0;
+                for &(s, e) in acks.iter() {
+                    out.extend_from_slice(&wbuf[pos..s]);
+                    out.extend_from_slice(&err);
+                    pos = e;
+                }
+                out.extend_from_slice(&wbuf[pos..]);
+                *wbuf = out;
+            }
+        }
+    }
+    acks.clear();
+    flush(shared, socket, wbuf).await
 }
 
 /// Sleeps for the idle timeout, or forever when it is 0.

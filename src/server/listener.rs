@@ -100,6 +100,10 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     while !shared.clients.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    if let Some(log) = &shared.log {
+        log.close();
+        tracing::info!("Log flushed and synced.");
+    }
     tracing::info!("Rill is now ready to exit, bye bye...");
 }
 
@@ -166,12 +170,17 @@ async fn expire_loop(shared: Arc<Shared>) {
         let mut guard = shared.state.lock();
         let state = &mut *guard;
         if state.ks.active_expire(now, 200) > 0 {
+            crate::commands::propagate::log_expired(&mut state.ks, &mut state.props, 0);
             crate::commands::blocking::serve_ready(
                 &mut state.ks,
                 &mut state.blocking,
+                &mut state.props,
                 &shared,
                 now,
             );
+            if let Err(e) = crate::commands::commit(&shared, state) {
+                tracing::warn!("Could not log expired keys: {}", e);
+            }
         }
     }
 }

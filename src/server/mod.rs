@@ -13,8 +13,10 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::commands::blocking::BlockingTable;
+use crate::commands::propagate::Propagation;
 use crate::config::Config;
 use crate::engine::keyspace::Keyspace;
+use crate::storage::Log;
 
 pub use listener::run;
 
@@ -26,6 +28,8 @@ pub struct State {
     pub ks: Keyspace,
     /// Clients blocked on keys.
     pub blocking: BlockingTable,
+    /// Log records queued by the current critical section.
+    pub props: Propagation,
 }
 
 /// Server-wide state shared by all connections.
@@ -50,11 +54,13 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Wakes the listener to begin shutdown.
     pub shutdown: Notify,
+    /// The append log (`None` with `appendonly no`: nothing is persisted).
+    pub log: Option<Log>,
 }
 
 impl Shared {
-    /// Builds the shared state for `config`.
-    pub fn new(config: Config) -> Self {
+    /// Builds the shared state for `config`, persisting through `log` if given.
+    pub fn new(config: Config, log: Option<Log>) -> Self {
         use rand::Rng;
         let mut rng = rand::thread_rng();
         let run_id: String = (0..40)
@@ -65,6 +71,7 @@ impl Shared {
             state: Mutex::new(State {
                 ks: Keyspace::new(databases),
                 blocking: BlockingTable::default(),
+                props: Propagation::default(),
             }),
             config: RwLock::new(config),
             clients: clients::Registry::default(),
@@ -75,6 +82,7 @@ impl Shared {
             loading: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
+            log,
         }
     }
 

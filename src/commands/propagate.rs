@@ -1,0 +1,142 @@
+//! What goes into the log: deterministic rewrites of the commands that changed
+//! state, and the replay of those records at start-up.
+//!
+//! By default a successful write command is logged as it was sent. Commands whose
+//! effect depends on time or on state that replay would not reproduce log what
+//! they did instead (`ctx.propagate`): an XADD with `*` logs the ID it got, an
+//! XREADGROUP the claims it made, EXPIRE the absolute time. Keys removed because
+//! they expired are logged as DEL before the command that noticed.
+
+use bytes::Bytes;
+
+use super::args::Args;
+use super::table::{self, CommandSpec, Handler};
+use super::{Ctx, Outcome};
+use crate::engine::keyspace::Keyspace;
+use crate::server::Shared;
+use crate::storage::LoggedCommand;
+
+/// Commands queued for the log during one critical section.
+#[derive(Debug, Default)]
+pub struct Propagation {
+    /// Commands to log, in execution order.
+    pub cmds: Vec<LoggedCommand>,
+    /// True while replaying the log: nothing is logged again.
+    pub replaying: bool,
+}
+
+impl Propagation {
+    /// Queues one command.
+    pub fn push(&mut self, db: usize, argv: Vec<Bytes>) {
+        if !self.replaying {
+            self.cmds.push(LoggedCommand {
+                db: db as u16,
+                argv,
+            });
+        }
+    }
+}
+
+/// Logs a successful write command that did not log itself: as sent, except for
+/// the commands whose meaning depends on the clock (the EXPIRE family, SET with a
+/// TTL), which are logged as their absolute effect.
+pub(crate) fn default_propagation(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &Args) {
+    let argv = args.argv();
+    match spec.full {
+        "expire" | "pexpire" | "expireat" | "pexpireat" | "set" => {
+            let key = argv[1].clone();
+            let at = ctx.ks.db(ctx.db).expire_at(&key);
+            let exists = ctx.ks.contains(ctx.db, &key, ctx.now_ms);
+            if spec.full == "set" {
+                if exists {
+                    ctx.props.push(
+                        ctx.db,
+                        vec![Bytes::from_static(b"SET"), key.clone(), argv[2].clone()],
+                    );
+                }
+            } else if !exists {
+                ctx.props
+                    .push(ctx.db, vec![Bytes::from_static(b"DEL"), key.clone()]);
+            }
+            if let Some(at) = at {
+                if exists {
+                    ctx.props.push(
+                        ctx.db,
+                        vec![
+                            Bytes::from_static(b"PEXPIREAT"),
+                            key,
+                            Bytes::from(at.to_string()),
+                        ],
+                    );
+                }
+            }
+        }
+        _ => ctx.props.push(ctx.db, argv.to_vec()),
+    }
+}
+
+/// Moves the DELs of keys that expired while the command ran to position `at`.
+pub(crate) fn log_expired(ks: &mut Keyspace, props: &mut Propagation, at: usize) {
+    let expired = ks.take_expired();
+    if expired.is_empty() || props.replaying {
+        return;
+    }
+    let dels: Vec<LoggedCommand> = expired
+        .into_iter()
+        .map(|(db, key)| LoggedCommand {
+            db: db as u16,
+            argv: vec![Bytes::from_static(b"DEL"), key],
+        })
+        .collect();
+    let at = at.min(props.cmds.len());
+    props.cmds.splice(at..at, dels);
+}
+
+/// Replays one logged batch against the keyspace (start-up). Returns the number
+/// of commands that failed, which should be zero: a failure means the log holds
+/// something this version cannot apply, and is reported by the caller.
+pub fn replay_batch(shared: &Shared, batch: Vec<LoggedCommand>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    state.props.replaying = true;
+    for cmd in batch {
+        let name =
+            String::from_utf8_lossy(cmd.argv.first().map_or(&b""[..], |b| &b[..])).to_string();
+        let mut args = Args::new(cmd.argv);
+        let spec: &'static CommandSpec = match table::resolve(&mut args) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let Handler::Data(f) = spec.handler else {
+            errors.push(format!("{name}: not a data command"));
+            continue;
+        };
+        let now = super::now_ms();
+        let mut ctx = Ctx {
+            ks: &mut state.ks,
+            shared,
+            db: cmd.db as usize,
+            proto: 2,
+            client_id: 0,
+            now_ms: now,
+            in_multi: true,
+            blocking: None,
+            props: &mut state.props,
+            custom_propagation: false,
+        };
+        match f(&mut ctx, &mut args) {
+            Ok(Outcome::Reply(r)) if r.is_error() => errors.push(format!("{name}: {r:?}")),
+            Err(e) => errors.push(format!("{name}: {e}")),
+            _ => {}
+        }
+    }
+    state.props.replaying = false;
+    state.props.cmds.clear();
+    state.ks.take_expired();
+    state.ks.take_ready();
+    errors
+}
