@@ -15,7 +15,13 @@ fn usage() {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Fault-injection builds take their failpoints from FAILPOINTS (e.g. `log::fsync=return`),
+    // so black-box tests can make a real server's disk fail.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     match args.first().map(String::as_str) {
+        // Offline verification of a data directory; never starts a server.
+        Some("check") => return rill::check::main(&args[1..]),
         Some("-v") | Some("--version") => {
             println!("Rill server v={}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -74,7 +80,13 @@ fn init_logging(config: &Config) -> std::io::Result<()> {
                 .open(path)?;
             builder.with_ansi(false).with_writer(Arc::new(file)).init();
         }
-        _ => builder.with_writer(std::io::stdout).init(),
+        _ => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stdout().is_terminal())
+                .with_writer(std::io::stdout)
+                .init()
+        }
     }
     Ok(())
 }

@@ -17,7 +17,8 @@ pub struct TestServer {
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn free_port() -> u16 {
+/// A port that was free a moment ago (for tests that need to know it up front).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -46,29 +47,68 @@ impl TestServer {
     }
 
     fn try_start(file: Option<&str>, extra: &[&str]) -> Option<TestServer> {
-        let port = free_port();
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("rill-test-{}-{}-{}", std::process::id(), n, port));
+        let dir = std::env::temp_dir().join(format!("rill-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
+        Self::spawn_on(file, extra, dir)
+    }
+
+    /// Starts the binary on `dir` with `--port 0` and learns the port the OS chose
+    /// from the start-up banner, so parallel tests never race for a port.
+    fn spawn_on(file: Option<&str>, extra: &[&str], dir: PathBuf) -> Option<TestServer> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
         if let Some(f) = file {
             cmd.arg(f);
         }
         cmd.arg("--port")
-            .arg(port.to_string())
+            .arg("0")
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(&dir)
             .args(extra)
-            .stdout(Stdio::null())
+            .env("NO_COLOR", "1")
+            .env_remove("RILL_LOG")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn rill");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let stdout = child.stdout.take()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            // Keep draining after the banner so the server never blocks on a full pipe.
+            while let Some(Ok(line)) = lines.next() {
+                if !sent {
+                    if let Some(p) = line.split("port=").nth(1) {
+                        let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                        if let Ok(port) = digits.parse::<u16>() {
+                            let _ = tx.send(port);
+                            sent = true;
+                        }
+                    }
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(TestServer { port, dir, child });
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                // Ready once it answers (not -LOADING).
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                if s.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 7];
+                    if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                        return Some(TestServer { port, dir, child });
+                    }
+                }
             }
             if let Ok(Some(_)) = child.try_wait() {
                 return None;
@@ -76,6 +116,7 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         None
     }
 
