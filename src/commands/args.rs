@@ -44,7 +44,9 @@ impl Args {
         self.argv.get(self.pos)
     }
 
-    /// The next argument, if any.
+    /// The next argument, if any. (Not an `Iterator`: parsers mix it with typed
+    /// accessors that fail with Redis's wording.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Bytes> {
         let b = self.argv.get(self.pos).cloned();
         if b.is_some() {

@@ -310,8 +310,8 @@ fn config_get(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 
 fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let rest = a.rest();
-    if rest.len() % 2 != 0 {
-        return Err(CommandError::WrongArity("config|set".into()));
+    if !rest.len().is_multiple_of(2) {
+        return Err(CommandError::Syntax);
     }
     let pairs: Vec<(String, String)> = rest
         .chunks(2)
@@ -327,6 +327,7 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         .write()
         .set(&pairs)
         .map_err(|e| CommandError::Raw(e.to_string()))?;
+    ctx.shared.apply_runtime_config();
     Ok(Reply::Ok.into())
 }
 

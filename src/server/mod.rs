@@ -123,6 +123,20 @@ impl Shared {
         )
     }
 
+    /// Pushes settings that live outside the config struct (the log's fsync policy
+    /// and segment size) after CONFIG SET.
+    pub fn apply_runtime_config(&self) {
+        let cfg = self.config.read();
+        if let Some(log) = &self.log {
+            log.set_policy(match cfg.appendfsync {
+                crate::config::AppendFsync::Always => crate::storage::FsyncPolicy::Always,
+                crate::config::AppendFsync::Everysec => crate::storage::FsyncPolicy::Everysec,
+                crate::config::AppendFsync::No => crate::storage::FsyncPolicy::No,
+            });
+            log.set_segment_size(cfg.segment_size);
+        }
+    }
+
     /// Begins a graceful shutdown.
     pub fn begin_shutdown(&self) {
         if !self.shutting_down.swap(true, Ordering::SeqCst) {
