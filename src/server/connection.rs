@@ -3,10 +3,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -54,6 +54,7 @@ async fn run(
 ) -> Result<(), End> {
     // Byte ranges in `wbuf` of replies that acknowledge logged writes.
     let mut acks: Vec<(usize, usize)> = Vec::new();
+    let mut out = OutputState::default();
     loop {
         let (idle_timeout, qbuf_limit, max_bulk) = {
             let cfg = shared.config.read();
@@ -100,7 +101,16 @@ async fn run(
                     // Redis answers a protocol error and closes the connection.
                     shared.stats.record_error(&e.to_string());
                     Reply::error(e.to_string()).encode(session.proto, wbuf);
-                    let _ = flush_durable(shared, socket, session, wbuf, &mut acks).await;
+                    let _ = flush_durable(
+                        shared,
+                        socket,
+                        session,
+                        wbuf,
+                        &mut acks,
+                        &mut out,
+                        FlushMode::Drain,
+                    )
+                    .await;
                     return Err(End::Close);
                 }
             };
@@ -116,7 +126,16 @@ async fn run(
                     rx,
                     deadline,
                 } => {
-                    flush_durable(shared, socket, session, wbuf, &mut acks).await?;
+                    flush_durable(
+                        shared,
+                        socket,
+                        session,
+                        wbuf,
+                        &mut acks,
+                        &mut out,
+                        FlushMode::Drain,
+                    )
+                    .await?;
                     let reply =
                         wait_blocked(shared, socket, session, rbuf, waiter, rx, deadline).await?;
                     // The writer that served us may have logged the delivery; the
@@ -131,14 +150,41 @@ async fn run(
                 acks.push((start, wbuf.len()));
             }
             if session.close_after_reply {
-                let _ = flush_durable(shared, socket, session, wbuf, &mut acks).await;
+                let _ = flush_durable(
+                    shared,
+                    socket,
+                    session,
+                    wbuf,
+                    &mut acks,
+                    &mut out,
+                    FlushMode::Drain,
+                )
+                .await;
                 return Err(End::Close);
             }
             if wbuf.len() >= FLUSH_THRESHOLD {
-                flush_durable(shared, socket, session, wbuf, &mut acks).await?;
+                flush_durable(
+                    shared,
+                    socket,
+                    session,
+                    wbuf,
+                    &mut acks,
+                    &mut out,
+                    FlushMode::NoWait,
+                )
+                .await?;
             }
         }
-        flush_durable(shared, socket, session, wbuf, &mut acks).await?;
+        flush_durable(
+            shared,
+            socket,
+            session,
+            wbuf,
+            &mut acks,
+            &mut out,
+            FlushMode::Drain,
+        )
+        .await?;
     }
 }
 
@@ -151,6 +197,8 @@ async fn flush_durable(
     session: &Session,
     wbuf: &mut BytesMut,
     acks: &mut Vec<(usize, usize)>,
+    out: &mut OutputState,
+    mode: FlushMode,
 ) -> Result<(), End> {
     if let Some(log) = &shared.log {
         if let Err(e) = log.wait_durable(session.lsn).await {
@@ -169,7 +217,7 @@ async fn flush_durable(
         }
     }
     acks.clear();
-    flush(shared, socket, wbuf).await
+    flush(shared, socket, session, wbuf, out, mode).await
 }
 
 /// Sleeps for the idle timeout, or forever when it is 0.
@@ -181,41 +229,124 @@ async fn idle(secs: u64) {
     }
 }
 
-/// Writes the buffered replies, enforcing `client-output-buffer-limit normal`:
-/// over the hard limit, or over the soft limit for longer than its seconds while
-/// the client is not reading, the client is disconnected.
-async fn flush(shared: &Shared, socket: &mut TcpStream, wbuf: &mut BytesMut) -> Result<(), End> {
-    if wbuf.is_empty() {
-        return Ok(());
+/// The part of `client-output-buffer-limit normal` that needs memory across
+/// flushes: since when the unsent replies have been above the soft limit.
+#[derive(Default)]
+struct OutputState {
+    over_soft_since: Option<Instant>,
+}
+
+/// Whether a flush may wait for the client to read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlushMode {
+    /// Mid-pipeline: write what the socket takes now and keep the rest, so the
+    /// next commands' replies accumulate and the limits can see a client that
+    /// does not read.
+    NoWait,
+    /// End of a batch (or before blocking/closing): wait until everything is written.
+    Drain,
+}
+
+/// Writes the buffered replies, enforcing `client-output-buffer-limit normal` on
+/// the bytes the client has not taken yet, as Redis does on its reply list: over
+/// the hard limit, or over the soft limit for longer than its seconds, the client
+/// is disconnected. Memory per connection thus stays bounded by the limit plus
+/// one reply, whatever a client pipelines without reading.
+async fn flush(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    session: &Session,
+    wbuf: &mut BytesMut,
+    out: &mut OutputState,
+    mode: FlushMode,
+) -> Result<(), End> {
+    loop {
+        write_ready(shared, socket, wbuf)?;
+        check_output_limits(shared, session, wbuf.len() as u64, out)?;
+        if wbuf.is_empty() || mode == FlushMode::NoWait {
+            return Ok(());
+        }
+        let (_, _, soft_secs) = shared.output_limits();
+        let soft_deadline = out
+            .over_soft_since
+            .map(|t| t + Duration::from_secs(soft_secs));
+        let soft_expired = async {
+            match soft_deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = socket.writable() => r.map_err(|_| End::Close)?,
+            _ = session.info.kill_notify.notified() => {
+                // CLIENT KILL closes at once; a shutdown lets in-flight replies finish.
+                if !shared.shutting_down.load(Ordering::SeqCst) {
+                    return Err(End::Close);
+                }
+            }
+            _ = soft_expired => {}
+        }
     }
+}
+
+/// Writes as much of `wbuf` as the socket accepts without waiting.
+fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Result<(), End> {
+    while !wbuf.is_empty() {
+        match socket.try_write(wbuf) {
+            Ok(0) => return Err(End::Close),
+            Ok(n) => {
+                wbuf.advance(n);
+                shared
+                    .stats
+                    .net_output_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(End::Close),
+        }
+    }
+    if wbuf.is_empty() {
+        // Keep the allocation small again after a burst of large replies.
+        if wbuf.capacity() > 4 * FLUSH_THRESHOLD {
+            *wbuf = BytesMut::with_capacity(16 * 1024);
+        } else {
+            wbuf.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Applies the hard and soft limits to `pending` unsent bytes.
+fn check_output_limits(
+    shared: &Shared,
+    session: &Session,
+    pending: u64,
+    out: &mut OutputState,
+) -> Result<(), End> {
     let (hard, soft, soft_secs) = shared.output_limits();
-    let len = wbuf.len() as u64;
-    if hard > 0 && len > hard {
-        tracing::warn!(
-            "Client scheduled to be closed ASAP for overcoming of output buffer limits."
-        );
+    let over_hard = hard > 0 && pending > hard;
+    let mut over_soft_too_long = false;
+    if soft > 0 && pending > soft {
+        let since = *out.over_soft_since.get_or_insert_with(Instant::now);
+        over_soft_too_long = since.elapsed() > Duration::from_secs(soft_secs);
+    } else {
+        out.over_soft_since = None;
+    }
+    if over_hard || over_soft_too_long {
+        warn_output_limit(session, pending);
         return Err(End::Close);
     }
-    let write = socket.write_all(wbuf);
-    if soft > 0 && len > soft && soft_secs > 0 {
-        match tokio::time::timeout(Duration::from_secs(soft_secs), write).await {
-            Ok(r) => r.map_err(|_| End::Close)?,
-            Err(_) => {
-                tracing::warn!(
-                    "Client scheduled to be closed ASAP for overcoming of output buffer limits."
-                );
-                return Err(End::Close);
-            }
-        }
-    } else {
-        write.await.map_err(|_| End::Close)?;
-    }
-    shared
-        .stats
-        .net_output_bytes
-        .fetch_add(len, Ordering::Relaxed);
-    wbuf.clear();
     Ok(())
+}
+
+fn warn_output_limit(session: &Session, pending: u64) {
+    tracing::warn!(
+        "Client id={} addr={} closed for overcoming of output buffer limits ({} bytes unsent).",
+        session.id,
+        session.info.addr,
+        pending
+    );
 }
 
 /// Waits for a blocked read's reply, its deadline, a disconnect or a kill.

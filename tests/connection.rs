@@ -1,0 +1,486 @@
+//! Connection-level behaviour against a real server: authentication, protected
+//! mode, maxclients, idle timeout, output-buffer limits, SELECT and CLIENT.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{encode, Raw, TestServer};
+
+/// Reads until EOF (true) or until `within` passes (false); returns what arrived.
+fn read_until_close(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (out, true),
+        }
+    }
+    (out, false)
+}
+
+fn int_reply(bytes: &[u8]) -> i64 {
+    let s = String::from_utf8_lossy(bytes);
+    s.trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer reply: {s:?}"))
+}
+
+#[test]
+fn requirepass_auth_and_hello_auth() {
+    // Set at run time: the harness's readiness probe is a plain PING.
+    let s = TestServer::start();
+    let mut admin = s.raw();
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "requirepass", "s3cret"]),
+        b"+OK\r\n"
+    );
+    // Connections that existed before stay authenticated, as in Redis.
+    assert_eq!(admin.cmd(&["PING"]), b"+PONG\r\n");
+    let mut r = s.raw();
+    // Commands that need no auth still work; everything else is refused.
+    assert_eq!(r.cmd(&["PING"]), b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(
+        r.cmd(&["XLEN", "s"]),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["AUTH", "wrong"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["AUTH", "bob", "s3cret"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["HELLO", "3"]),
+        b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"
+    );
+    assert_eq!(r.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
+    // RESET drops the authentication again.
+    assert_eq!(r.cmd(&["RESET"]), b"+RESET\r\n");
+    assert_eq!(r.cmd(&["PING"]), b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(r.cmd(&["AUTH", "default", "s3cret"]), b"+OK\r\n");
+
+    // HELLO AUTH authenticates and switches protocol in one go.
+    let mut h = s.raw();
+    assert_eq!(
+        h.cmd(&["HELLO", "3", "AUTH", "default", "nope"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let reply = h.cmd(&["HELLO", "3", "AUTH", "default", "s3cret", "SETNAME", "w1"]);
+    assert!(reply.starts_with(b"%7\r\n"));
+    assert_eq!(h.cmd(&["CLIENT", "GETNAME"]), b"$2\r\nw1\r\n");
+
+    // The redis crate authenticates through the URL.
+    let client =
+        redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", s.port)).expect("client");
+    let mut c = client.get_connection().expect("connection");
+    let pong: String = redis::cmd("PING").query(&mut c).expect("ping");
+    assert_eq!(pong, "PONG");
+
+    // CONFIG SET requirepass "" turns authentication off for new connections.
+    assert_eq!(r.cmd(&["CONFIG", "SET", "requirepass", ""]), b"+OK\r\n");
+    assert_eq!(s.raw().cmd(&["PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn auth_without_requirepass() {
+    let s = TestServer::start();
+    let mut r = s.raw();
+    assert_eq!(
+        r.cmd(&["AUTH", "foo"]),
+        b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"
+    );
+    // The default user is `nopass`: any password is accepted for it, no other user exists.
+    assert_eq!(r.cmd(&["AUTH", "default", "anything"]), b"+OK\r\n");
+    assert_eq!(
+        r.cmd(&["AUTH", "a", "b"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+}
+
+/// The first non-loopback IPv4 address of this machine, if there is one.
+fn non_loopback_ip() -> Option<IpAddr> {
+    // Connecting a UDP socket sends nothing; it only picks the outgoing address.
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    for target in ["192.0.2.1:9", "10.255.255.255:9", "8.8.8.8:53"] {
+        if sock.connect(target).is_ok() {
+            if let Ok(addr) = sock.local_addr() {
+                if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+                    return Some(addr.ip());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn protected_mode_denies_non_loopback_clients() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("no non-loopback address on this machine; protected mode covered by loopback checks only");
+        return;
+    };
+    let s = TestServer::start_with(&["--bind", "0.0.0.0"]);
+    let mut c = TcpStream::connect((ip, s.port)).expect("connect over the non-loopback address");
+    c.write_all(b"PING\r\n").expect("write");
+    let (got, closed) = read_until_close(&mut c, Duration::from_secs(5));
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user."),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("connections from the outside.\r\n"),
+        "{text}"
+    );
+    assert!(closed);
+    // Loopback clients are served.
+    assert_eq!(s.raw().cmd(&["PING"]), b"+PONG\r\n");
+
+    // With a password, remote clients may connect (and must authenticate).
+    let mut admin = s.raw();
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "requirepass", "pw"]),
+        b"+OK\r\n"
+    );
+    let mut c = TcpStream::connect((ip, s.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    c.write_all(b"PING\r\n").expect("write");
+    let mut buf = [0u8; 64];
+    let n = c.read(&mut buf).expect("read");
+    assert_eq!(&buf[..n], b"-NOAUTH Authentication required.\r\n");
+
+    // With protected mode off, remote clients are served without a password.
+    let s = TestServer::start_with(&["--bind", "0.0.0.0", "--protected-mode", "no"]);
+    let mut c = TcpStream::connect((ip, s.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    c.write_all(b"PING\r\n").expect("write");
+    let n = c.read(&mut buf).expect("read");
+    assert_eq!(&buf[..n], b"+PONG\r\n");
+}
+
+#[test]
+fn maxclients_refuses_extra_connections() {
+    let s = TestServer::start_with(&["--maxclients", "2"]);
+    // The harness's readiness probe may still be counted for a moment.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut a = s.raw();
+    let mut b = s.raw();
+    assert_eq!(a.cmd(&["PING"]), b"+PONG\r\n");
+    assert_eq!(b.cmd(&["PING"]), b"+PONG\r\n");
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let (got, closed) = read_until_close(&mut c, Duration::from_secs(5));
+    assert_eq!(got, b"-ERR max number of clients reached\r\n");
+    assert!(closed);
+    let info = String::from_utf8_lossy(&a.cmd(&["INFO", "stats"])).to_string();
+    assert!(info.contains("rejected_connections:1\r\n"), "{info}");
+    // A slot frees up when a client leaves.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = Raw::connect(s.port);
+        c.send(b"PING\r\n");
+        let reply = c.read_reply();
+        if reply == b"+PONG\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn idle_timeout_closes_idle_clients() {
+    let s = TestServer::start_with(&["--timeout", "1"]);
+    let mut idle = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let mut busy = s.raw();
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(4) {
+        assert_eq!(busy.cmd(&["PING"]), b"+PONG\r\n");
+        let (_, c) = read_until_close(&mut idle, Duration::from_millis(200));
+        if c {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "idle client was not disconnected");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The client that kept talking is still connected.
+    assert_eq!(busy.cmd(&["PING"]), b"+PONG\r\n");
+    // A client blocked in a read is not idle.
+    let mut blocked = s.raw();
+    blocked.send(&encode(&["XREAD", "BLOCK", "2500", "STREAMS", "s", "$"]));
+    assert_eq!(blocked.read_reply(), b"*-1\r\n");
+}
+
+#[test]
+fn output_buffer_limit_disconnects_a_client_that_does_not_read() {
+    let s = TestServer::start_with(&["--client-output-buffer-limit", "normal 1mb 0 0"]);
+    let mut r = s.raw();
+    let value = "v".repeat(100 * 1024);
+    assert_eq!(r.cmd(&["SET", "big", &value]), b"+OK\r\n");
+    // 2000 GETs of 100 KB = 200 MB of replies, never read.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let mut pipeline = Vec::new();
+    for _ in 0..2000 {
+        pipeline.extend_from_slice(&encode(&["GET", "big"]));
+    }
+    c.write_all(&pipeline).expect("write pipeline");
+    // Give the server time to fill the socket and its own buffer, then start reading:
+    // the connection must end well before all 200 MB arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let (got, closed) = read_until_close(&mut c, Duration::from_secs(10));
+    assert!(closed, "client was not disconnected");
+    assert!(
+        got.len() < 100 * 1024 * 1024,
+        "{} bytes delivered before the disconnect",
+        got.len()
+    );
+    // Others are unaffected, and memory did not balloon.
+    assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn select_and_databases() {
+    let s = TestServer::start_with(&["--databases", "4"]);
+    let mut r = s.raw();
+    assert_eq!(r.cmd(&["SET", "k", "zero"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["SELECT", "3"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["GET", "k"]), b"$-1\r\n");
+    assert_eq!(r.cmd(&["SET", "k", "three"]), b"+OK\r\n");
+    assert_eq!(
+        r.cmd(&["SELECT", "4"]),
+        b"-ERR DB index is out of range\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["SELECT", "-1"]),
+        b"-ERR DB index is out of range\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["SELECT", "x"]),
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(r.cmd(&["GET", "k"]), b"$5\r\nthree\r\n");
+    assert!(String::from_utf8_lossy(&r.cmd(&["CLIENT", "INFO"])).contains(" db=3 "));
+    assert_eq!(r.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["GET", "k"]), b"$4\r\nzero\r\n");
+    let info = String::from_utf8_lossy(&r.cmd(&["INFO", "keyspace"])).to_string();
+    assert!(info.contains("db0:keys=1,expires=0"), "{info}");
+    assert!(info.contains("db3:keys=1,expires=0"), "{info}");
+    // The redis crate selects through the URL path.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/3", s.port)).expect("client");
+    let mut c = client.get_connection().expect("connection");
+    let v: String = redis::cmd("GET").arg("k").query(&mut c).expect("get");
+    assert_eq!(v, "three");
+}
+
+#[test]
+fn client_id_name_setinfo_info_list() {
+    let s = TestServer::start();
+    let mut a = s.raw();
+    let mut b = s.raw();
+    let id_a = int_reply(&a.cmd(&["CLIENT", "ID"]));
+    let id_b = int_reply(&b.cmd(&["CLIENT", "ID"]));
+    assert!(id_b > id_a);
+    assert_eq!(a.cmd(&["CLIENT", "GETNAME"]), b"$-1\r\n");
+    assert_eq!(a.cmd(&["CLIENT", "SETNAME", "alpha"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&["CLIENT", "GETNAME"]), b"$5\r\nalpha\r\n");
+    assert_eq!(
+        a.cmd(&["CLIENT", "SETNAME", "a b"]),
+        b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+    );
+    assert_eq!(
+        a.cmd(&["CLIENT", "SETNAME"]),
+        b"-ERR wrong number of arguments for 'client|setname' command\r\n"
+    );
+    assert_eq!(
+        a.cmd(&["CLIENT", "SETINFO", "LIB-NAME", "go-redis(,go1.22)"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        a.cmd(&["CLIENT", "SETINFO", "lib-ver", "9.6.1"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        a.cmd(&["CLIENT", "SETINFO", "lib-ver", "9 6"]),
+        b"-ERR lib-ver cannot contain spaces, newlines or special characters.\r\n"
+    );
+    assert_eq!(
+        a.cmd(&["CLIENT", "SETINFO", "foo", "x"]),
+        b"-ERR Unrecognized option 'foo'\r\n"
+    );
+    let info = String::from_utf8_lossy(&a.cmd(&["CLIENT", "INFO"])).to_string();
+    assert!(info.contains(&format!("id={id_a} ")), "{info}");
+    assert!(info.contains(" name=alpha "), "{info}");
+    assert!(
+        info.contains(" lib-name=go-redis(,go1.22) lib-ver=9.6.1"),
+        "{info}"
+    );
+    assert!(info.contains(" cmd=client|info "), "{info}");
+    assert!(info.ends_with("\n\r\n"), "{info:?}");
+    let list = String::from_utf8_lossy(&b.cmd(&["CLIENT", "LIST"])).to_string();
+    assert!(list.contains(&format!("id={id_a} ")), "{list}");
+    assert!(list.contains(&format!("id={id_b} ")), "{list}");
+    let only_a =
+        String::from_utf8_lossy(&b.cmd(&["CLIENT", "LIST", "ID", &id_a.to_string()])).to_string();
+    assert!(only_a.contains(&format!("id={id_a} ")));
+    assert!(!only_a.contains(&format!("id={id_b} ")));
+    assert_eq!(
+        b.cmd(&["CLIENT", "LIST", "TYPE", "foo"]),
+        b"-ERR Unknown client type 'foo'\r\n"
+    );
+    assert_eq!(
+        b.cmd(&["CLIENT", "LIST", "ID", "abc"]),
+        b"-ERR Invalid client ID\r\n"
+    );
+    assert_eq!(b.cmd(&["CLIENT", "NO-EVICT", "on"]), b"+OK\r\n");
+    assert_eq!(
+        b.cmd(&["CLIENT", "NO-EVICT", "maybe"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert!(String::from_utf8_lossy(&b.cmd(&["CLIENT", "INFO"])).contains(" flags=e "));
+    assert_eq!(
+        b.cmd(&["CLIENT", "FOO"]),
+        b"-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n"
+    );
+    assert_eq!(
+        b.cmd(&["CLIENT"]),
+        b"-ERR wrong number of arguments for 'client' command\r\n"
+    );
+    assert!(b.cmd(&["CLIENT", "HELP"]).starts_with(b"*"));
+}
+
+#[test]
+fn client_kill_forms() {
+    let s = TestServer::start();
+    let mut killer = s.raw();
+    let mut victim = s.raw();
+    let victim_id = int_reply(&victim.cmd(&["CLIENT", "ID"]));
+    assert_eq!(killer.cmd(&["CLIENT", "KILL", "ID", "999999"]), b":0\r\n");
+    assert_eq!(
+        killer.cmd(&["CLIENT", "KILL", "1.2.3.4:5"]),
+        b"-ERR No such client\r\n"
+    );
+    assert_eq!(
+        killer.cmd(&["CLIENT", "KILL", "ID", "abc"]),
+        b"-ERR client-id should be greater than 0\r\n"
+    );
+    assert_eq!(
+        killer.cmd(&["CLIENT", "KILL", "FOO", "bar"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        killer.cmd(&["CLIENT", "KILL", "ID", &victim_id.to_string()]),
+        b":1\r\n"
+    );
+    assert!(victim.is_closed());
+
+    // Old form by address.
+    let mut victim = s.raw();
+    assert_eq!(victim.cmd(&["PING"]), b"+PONG\r\n");
+    let addr = victim.stream.local_addr().expect("addr").to_string();
+    assert_eq!(killer.cmd(&["CLIENT", "KILL", &addr]), b"+OK\r\n");
+    assert!(victim.is_closed());
+
+    // SKIPME no kills the caller too; it gets its reply, then the connection ends.
+    let mut other = s.raw();
+    // Registered once it has been served.
+    assert_eq!(other.cmd(&["PING"]), b"+PONG\r\n");
+    assert_eq!(killer.cmd(&["CLIENT", "KILL", "SKIPME", "no"]), b":2\r\n");
+    assert!(killer.is_closed());
+    assert!(other.is_closed());
+    assert_eq!(s.raw().cmd(&["PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn client_unblock_timeout_and_error() {
+    let s = TestServer::start();
+    let mut admin = s.raw();
+    let mut reader = s.raw();
+    let id = int_reply(&reader.cmd(&["CLIENT", "ID"]));
+    assert_eq!(
+        admin.cmd(&["CLIENT", "UNBLOCK", &id.to_string()]),
+        b":0\r\n"
+    );
+    assert_eq!(
+        admin.cmd(&["CLIENT", "UNBLOCK", "x"]),
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        admin.cmd(&["CLIENT", "UNBLOCK", &id.to_string(), "foo"]),
+        b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+    );
+
+    reader.send(&encode(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]));
+    wait_blocked(&mut admin, 1);
+    assert!(String::from_utf8_lossy(&admin.cmd(&["CLIENT", "LIST"])).contains("flags=b"));
+    assert_eq!(
+        admin.cmd(&["CLIENT", "UNBLOCK", &id.to_string()]),
+        b":1\r\n"
+    );
+    assert_eq!(reader.read_reply(), b"*-1\r\n");
+
+    reader.send(&encode(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]));
+    wait_blocked(&mut admin, 1);
+    assert_eq!(
+        admin.cmd(&["CLIENT", "UNBLOCK", &id.to_string(), "ERROR"]),
+        b":1\r\n"
+    );
+    assert_eq!(
+        reader.read_reply(),
+        b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
+    );
+    wait_blocked(&mut admin, 0);
+    assert_eq!(reader.cmd(&["PING"]), b"+PONG\r\n");
+}
+
+/// Polls INFO clients until `blocked_clients` reaches `n`.
+fn wait_blocked(r: &mut Raw, n: usize) {
+    let want = format!("blocked_clients:{n}\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let info = String::from_utf8_lossy(&r.cmd(&["INFO", "clients"])).to_string();
+        if info.contains(&want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {want:?} in {info}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn ping_echo_quit_reset() {
+    let s = TestServer::start();
+    let mut r = s.raw();
+    assert_eq!(r.cmd(&["PING", "hi"]), b"$2\r\nhi\r\n");
+    assert_eq!(
+        r.cmd(&["ECHO"]),
+        b"-ERR wrong number of arguments for 'echo' command\r\n"
+    );
+    assert_eq!(r.cmd(&["SELECT", "2"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["CLIENT", "SETNAME", "n"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["RESET"]), b"+RESET\r\n");
+    let info = String::from_utf8_lossy(&r.cmd(&["CLIENT", "INFO"])).to_string();
+    assert!(
+        info.contains(" name= ") && info.contains(" db=0 ") && info.contains(" multi=-1 "),
+        "{info}"
+    );
+    assert_eq!(r.cmd(&["QUIT"]), b"+OK\r\n");
+    assert!(r.is_closed());
+}
