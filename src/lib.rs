@@ -4,6 +4,7 @@
 //! (`protocol`), parsed into typed commands and executed (`commands`) against the
 //! keyspace and the stream engine (`engine`). Replies flow back up the same way.
 
+pub mod check;
 pub mod commands;
 pub mod config;
 pub mod engine;

@@ -1,0 +1,587 @@
+//! `rill check [--repair] DIR`: verifies a data directory offline, like `redis-check-aof`.
+//!
+//! Start-up already refuses a damaged log (naming the file and offset); this is the tool an
+//! operator runs next. Without `--repair` it only reads: every segment, every record's length,
+//! checksum and batch framing, exactly as recovery does (it calls [`recovery::read_log`], so the
+//! verdict cannot drift from what start-up would decide). With `--repair` it first says precisely
+//! what truncation at the first bad record loses (bytes, the records that can still be counted
+//! after it, later segments), then cuts there with [`recovery::apply_truncation`].
+//!
+//! Exit status: 0 clean (or repaired), 1 damaged (check only), 2 the check itself could not run
+//! (unreadable directory, a running server holds it during `--repair`, bad arguments).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::Parser;
+
+use crate::storage::record::{self, Decoded, HEADER_LEN};
+use crate::storage::recovery::{self, Damage, SEGMENT_HEADER_LEN};
+use crate::storage::StorageError;
+
+/// Arguments of `rill check`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rill check",
+    about = "Verify (and optionally repair) a Rill data directory",
+    long_about = "Verifies every segment and record of a Rill data directory without modifying it.\n\
+                  Exit status: 0 clean, 1 damaged, 2 the check could not run.\n\
+                  With --repair, says what will be lost and truncates the log at the first bad record."
+)]
+pub struct CheckArgs {
+    /// Truncate the log at the first damaged record (everything after it is lost).
+    #[arg(long)]
+    pub repair: bool,
+    /// The data directory (the server's `dir`), which holds `log/` and `LOCK`.
+    pub dir: PathBuf,
+}
+
+/// Why the check could not run at all (as opposed to finding damage, which is a result).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The directory has no log to check; probably a wrong path.
+    #[error("{} is not a Rill data directory (no log/ directory in it)", .0.display())]
+    NotADataDir(PathBuf),
+    /// A running server holds the directory: repairing under it would corrupt what it writes.
+    #[error("the data directory {} is in use by a running Rill server (lock file {} is held); stop it before repairing", dir.display(), lock.display())]
+    Locked { dir: PathBuf, lock: PathBuf },
+    /// Writing the report failed (closed stdout).
+    #[error("cannot write the report: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// What the check found in one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentReport {
+    /// Segment file.
+    pub path: PathBuf,
+    /// Size of the file on disk.
+    pub file_bytes: u64,
+    /// Bytes of the valid prefix (header and good records).
+    pub valid_bytes: u64,
+    /// Good records in it.
+    pub records: u64,
+    /// Commands inside those records.
+    pub commands: u64,
+}
+
+/// What truncation at the damage loses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// Bytes of the damaged file from the bad record to its end.
+    pub bytes_in_file: u64,
+    /// Records that still decode after the bad record in the same file (a lower bound: the bad
+    /// record's own length field may be what is damaged, so the walk may stop early).
+    pub records_after_in_file: u64,
+    /// Later segments, each with its size and the records that decode in it.
+    pub later_segments: Vec<(PathBuf, u64, u64)>,
+}
+
+impl Loss {
+    /// Every byte truncation removes.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes_in_file + self.later_segments.iter().map(|s| s.1).sum::<u64>()
+    }
+
+    /// Every record truncation removes, the damaged one included (a lower bound).
+    pub fn total_records(&self) -> u64 {
+        1 + self.records_after_in_file + self.later_segments.iter().map(|s| s.2).sum::<u64>()
+    }
+}
+
+/// The result of checking a directory.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// Segments read, in order (the damaged one last if there is damage).
+    pub segments: Vec<SegmentReport>,
+    /// The first damaged record, if any.
+    pub damage: Option<Damage>,
+    /// What truncating at the damage would lose.
+    pub loss: Option<Loss>,
+    /// True when a running server held the directory while it was read: a damaged tail may
+    /// then just be a write in progress.
+    pub in_use: bool,
+}
+
+impl CheckReport {
+    /// True when nothing is damaged.
+    pub fn is_clean(&self) -> bool {
+        self.damage.is_none()
+    }
+}
+
+/// The data directory's lock, held while repairing so that no server starts meanwhile.
+struct DirLock {
+    _file: File,
+}
+
+/// Tries to take the directory's `LOCK` the way the server does (flock, exclusive, non-blocking).
+/// `Ok(None)`: a running server holds it. A missing lock file means no server ever ran here, or
+/// the directory is not one; nothing to hold then.
+fn try_lock(dir: &Path) -> Result<Option<Option<DirLock>>, CheckError> {
+    let path = dir.join("LOCK");
+    let file = match OpenOptions::new().read(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(None)),
+        Err(e) => return Err(StorageError::Io { path, source: e }.into()),
+    };
+    // SAFETY: flock on a descriptor we own and keep open for the lock's lifetime.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        return Err(StorageError::Io { path, source: err }.into());
+    }
+    Ok(Some(Some(DirLock { _file: file })))
+}
+
+/// Counts the records and commands in `data[from..to]`, stopping at the first that does not decode.
+fn count_records(data: &Bytes, from: usize, to: usize) -> (u64, u64) {
+    let mut off = from;
+    let (mut records, mut commands) = (0u64, 0u64);
+    while off < to {
+        match record::decode(&data.slice(off..to)) {
+            Decoded::Record { payload, len, .. } => {
+                records += 1;
+                commands += record::parse_batch(&payload).map_or(0, |b| b.len() as u64);
+                off += len;
+            }
+            Decoded::Incomplete | Decoded::Invalid(_) => break,
+        }
+    }
+    (records, commands)
+}
+
+fn read_file(path: &Path) -> Result<Bytes, CheckError> {
+    fs::read(path).map(Bytes::from).map_err(|e| {
+        StorageError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+        .into()
+    })
+}
+
+/// What truncating at `damage` loses, counted as far as the damaged bytes allow.
+fn measure_loss(damage: &Damage) -> Result<Loss, CheckError> {
+    let data = read_file(&damage.file)?;
+    let off = damage.offset as usize;
+    let bytes_in_file = (data.len() as u64).saturating_sub(damage.offset);
+    // Past the bad record only if its length field still points inside the file.
+    let mut records_after_in_file = 0;
+    if off >= SEGMENT_HEADER_LEN && off + HEADER_LEN <= data.len() {
+        let n = u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]);
+        let next = off + HEADER_LEN + n as usize;
+        if next <= data.len() {
+            records_after_in_file = count_records(&data, next, data.len()).0;
+        }
+    }
+    let mut later_segments = Vec::new();
+    for p in &damage.later_segments {
+        let d = read_file(p)?;
+        let records = if d.len() >= SEGMENT_HEADER_LEN && &d[..8] == recovery::SEGMENT_MAGIC {
+            count_records(&d, SEGMENT_HEADER_LEN, d.len()).0
+        } else {
+            0
+        };
+        later_segments.push((p.clone(), d.len() as u64, records));
+    }
+    Ok(Loss {
+        bytes_in_file,
+        records_after_in_file,
+        later_segments,
+    })
+}
+
+/// Verifies `dir` without modifying it.
+pub fn check_dir(dir: &Path) -> Result<CheckReport, CheckError> {
+    if !recovery::log_dir(dir).is_dir() {
+        return Err(CheckError::NotADataDir(dir.to_path_buf()));
+    }
+    // Taken and released at once: a plain check never blocks a server from starting.
+    let in_use = try_lock(dir)?.is_none();
+    check_unlocked(dir, in_use)
+}
+
+fn check_unlocked(dir: &Path, in_use: bool) -> Result<CheckReport, CheckError> {
+    let rec = recovery::read_log(dir)?;
+    let mut segments = Vec::with_capacity(rec.segments.len());
+    for seg in &rec.segments {
+        let data = read_file(&seg.path)?;
+        let valid = (seg.valid_len as usize).min(data.len());
+        let (records, commands) = if valid >= SEGMENT_HEADER_LEN {
+            count_records(&data, SEGMENT_HEADER_LEN, valid)
+        } else {
+            (0, 0)
+        };
+        segments.push(SegmentReport {
+            path: seg.path.clone(),
+            file_bytes: data.len() as u64,
+            valid_bytes: seg.valid_len,
+            records,
+            commands,
+        });
+    }
+    let loss = rec.damage.as_ref().map(measure_loss).transpose()?;
+    Ok(CheckReport {
+        segments,
+        damage: rec.damage,
+        loss,
+        in_use,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Writes the human-readable report.
+pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "Checking {}", recovery::log_dir(dir).display())?;
+    if r.in_use {
+        writeln!(
+            out,
+            "warning: a running server holds this directory; a damaged tail may be a write in progress"
+        )?;
+    }
+    let damaged_file = r.damage.as_ref().map(|d| d.file.clone());
+    for s in &r.segments {
+        let status = match (&r.damage, Some(&s.path) == damaged_file.as_ref()) {
+            (Some(d), true) => format!("DAMAGED at offset {}: {}", d.offset, d.reason),
+            _ => "ok".to_string(),
+        };
+        writeln!(
+            out,
+            "  {}  {} records  {} commands  {} bytes  {}",
+            file_name(&s.path),
+            s.records,
+            s.commands,
+            s.file_bytes,
+            status
+        )?;
+    }
+    if let Some(d) = &r.damage {
+        for p in &d.later_segments {
+            writeln!(out, "  {}  not verified (after the damage)", file_name(p))?;
+        }
+    }
+    let records: u64 = r.segments.iter().map(|s| s.records).sum();
+    let commands: u64 = r.segments.iter().map(|s| s.commands).sum();
+    let bytes: u64 = r.segments.iter().map(|s| s.valid_bytes).sum();
+    writeln!(
+        out,
+        "{} segment(s), {} valid records, {} commands, {} valid bytes",
+        r.segments.len() + r.damage.as_ref().map_or(0, |d| d.later_segments.len()),
+        records,
+        commands,
+        bytes
+    )?;
+    match &r.damage {
+        None => writeln!(out, "Result: clean")?,
+        Some(d) => {
+            writeln!(
+                out,
+                "First damaged record: {} at offset {} ({})",
+                d.file.display(),
+                d.offset,
+                d.reason
+            )?;
+            if d.torn_tail {
+                writeln!(
+                    out,
+                    "It is a torn tail: the last write of the newest segment, cut short by a crash and never acknowledged. The server truncates it at start-up with a warning."
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "It is corruption: the server refuses to start. 'rill check --repair {}' truncates the log there.",
+                    dir.display()
+                )?;
+            }
+            writeln!(out, "Result: damaged")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes what truncation at the damage loses.
+fn print_loss(d: &Damage, loss: &Loss, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Repair truncates {} at offset {}. This loses:",
+        d.file.display(),
+        d.offset
+    )?;
+    writeln!(
+        out,
+        "  {} bytes of {} (offset {} to its end): the damaged record and at least {} record(s) after it",
+        loss.bytes_in_file,
+        file_name(&d.file),
+        d.offset,
+        loss.records_after_in_file
+    )?;
+    for (p, bytes, records) in &loss.later_segments {
+        writeln!(
+            out,
+            "  later segment {} ({} bytes, {} record(s)): deleted",
+            file_name(p),
+            bytes,
+            records
+        )?;
+    }
+    writeln!(
+        out,
+        "  in total {} bytes and at least {} record(s)",
+        loss.total_bytes(),
+        loss.total_records()
+    )
+}
+
+/// Checks, and with `repair` truncates at the first damaged record. Returns whether the
+/// directory is clean at the end.
+pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, CheckError> {
+    if !recovery::log_dir(dir).is_dir() {
+        return Err(CheckError::NotADataDir(dir.to_path_buf()));
+    }
+    if !repair {
+        let report = check_dir(dir)?;
+        print_report(dir, &report, out).map_err(CheckError::Output)?;
+        return Ok(report.is_clean());
+    }
+    // Held until the repair is done, so that no server starts on a half-repaired directory.
+    let Some(_lock) = try_lock(dir)? else {
+        return Err(CheckError::Locked {
+            dir: dir.to_path_buf(),
+            lock: dir.join("LOCK"),
+        });
+    };
+    let report = check_unlocked(dir, false)?;
+    print_report(dir, &report, out).map_err(CheckError::Output)?;
+    let (Some(d), Some(loss)) = (&report.damage, &report.loss) else {
+        writeln!(out, "Nothing to repair.").map_err(CheckError::Output)?;
+        return Ok(true);
+    };
+    print_loss(d, loss, out).map_err(CheckError::Output)?;
+    recovery::apply_truncation(d)?;
+    writeln!(out, "Truncated. Checking again:").map_err(CheckError::Output)?;
+    let after = check_unlocked(dir, false)?;
+    print_report(dir, &after, out).map_err(CheckError::Output)?;
+    Ok(after.is_clean())
+}
+
+/// Entry point of `rill check`: `args` are the arguments after `check`.
+pub fn main(args: &[String]) -> ExitCode {
+    let parsed = match CheckArgs::try_parse_from(
+        std::iter::once("rill check".to_string()).chain(args.iter().cloned()),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(&parsed.dir, parsed.repair, &mut out) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("rill check: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::record::LoggedCommand;
+    use crate::storage::recovery::segment_path;
+    use crate::storage::{FsyncPolicy, Log, LogOptions};
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rill-check-{}-{}", name, std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn cmd(i: usize) -> Vec<LoggedCommand> {
+        vec![LoggedCommand {
+            db: 0,
+            argv: vec![
+                Bytes::from("XADD"),
+                Bytes::from("k"),
+                Bytes::from(format!("{i}-1")),
+                Bytes::from("f"),
+                Bytes::from("v"),
+            ],
+        }]
+    }
+
+    /// Writes `n` records through the real log with small segments, then closes it.
+    async fn fill(dir: &Path, n: usize) {
+        let (log, _) = Log::open(
+            dir,
+            LogOptions {
+                segment_size: 1024,
+                policy: FsyncPolicy::Always,
+            },
+        )
+        .expect("open");
+        // One commit per record, so that the 1 KiB segments really roll over.
+        for i in 0..n {
+            let lsn = log.append(&cmd(i)).expect("append");
+            log.wait_durable(lsn).await.expect("durable");
+        }
+        log.close();
+    }
+
+    fn text(dir: &Path, repair: bool) -> (Result<bool, String>, String) {
+        let mut out = Vec::new();
+        let r = run(dir, repair, &mut out).map_err(|e| e.to_string());
+        (r, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn clean_directory_counts_every_record() {
+        let dir = tmp("clean");
+        fill(&dir, 200).await;
+        let report = check_dir(&dir).expect("check");
+        assert!(report.is_clean());
+        assert!(report.segments.len() > 1, "small segments roll over");
+        assert_eq!(report.segments.iter().map(|s| s.records).sum::<u64>(), 200);
+        assert_eq!(report.segments.iter().map(|s| s.commands).sum::<u64>(), 200);
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(true));
+        assert!(out.contains("200 valid records"), "{out}");
+        assert!(out.contains("Result: clean"), "{out}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn flipped_byte_is_named_and_repair_truncates_there() {
+        let dir = tmp("flip");
+        fill(&dir, 200).await;
+        let segs = recovery::list_segments(&dir).expect("list");
+        assert!(segs.len() >= 3);
+        // Damage the third record of the first segment.
+        let path = segment_path(&dir, segs[0].0);
+        let mut data = fs::read(&path).expect("read");
+        let rec_len = {
+            let b = Bytes::from(data.clone());
+            match record::decode(&b.slice(SEGMENT_HEADER_LEN..)) {
+                Decoded::Record { len, .. } => len,
+                other => panic!("{other:?}"),
+            }
+        };
+        let bad = SEGMENT_HEADER_LEN + 2 * rec_len;
+        data[bad + HEADER_LEN + 3] ^= 0x10;
+        let file_len = data.len() as u64;
+        fs::write(&path, &data).expect("write");
+
+        let report = check_dir(&dir).expect("check");
+        let d = report.damage.clone().expect("damage found");
+        assert_eq!(d.file, path);
+        assert_eq!(d.offset, bad as u64);
+        assert!(!d.torn_tail);
+        let loss = report.loss.clone().expect("loss");
+        assert_eq!(loss.bytes_in_file, file_len - bad as u64);
+        // Every record after the bad one in that file still decodes: all are counted.
+        let per_file = (file_len as usize - SEGMENT_HEADER_LEN) / rec_len;
+        assert_eq!(loss.records_after_in_file as usize, per_file - 3);
+        assert_eq!(loss.later_segments.len(), segs.len() - 1);
+        assert_eq!(loss.total_records(), 198);
+
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(false));
+        assert!(
+            out.contains(&format!("at offset {bad}")) && out.contains("Result: damaged"),
+            "{out}"
+        );
+        // The check only reads.
+        assert_eq!(fs::read(&path).expect("read"), data);
+
+        let (r, out) = text(&dir, true);
+        assert_eq!(r, Ok(true), "{out}");
+        assert!(out.contains("at least 198 record(s)"), "{out}");
+        assert_eq!(fs::metadata(&path).expect("meta").len(), bad as u64);
+        assert_eq!(recovery::list_segments(&dir).expect("list").len(), 1);
+        let (log, batches) = Log::open(
+            &dir,
+            LogOptions {
+                segment_size: 1024,
+                policy: FsyncPolicy::Always,
+            },
+        )
+        .expect("opens after repair");
+        assert_eq!(batches.len(), 2);
+        log.close();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_reported_as_torn() {
+        let dir = tmp("torn");
+        fill(&dir, 5).await;
+        let segs = recovery::list_segments(&dir).expect("list");
+        let path = &segs[segs.len() - 1].1;
+        let len = fs::metadata(path).expect("meta").len();
+        let f = OpenOptions::new().write(true).open(path).expect("open");
+        f.set_len(len - 3).expect("cut");
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(false));
+        assert!(out.contains("torn tail"), "{out}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn repair_is_refused_while_a_server_holds_the_directory() {
+        let dir = tmp("locked");
+        fill(&dir, 3).await;
+        let (log, _) = Log::open(
+            &dir,
+            LogOptions {
+                segment_size: 1024,
+                policy: FsyncPolicy::Always,
+            },
+        )
+        .expect("open");
+        let (r, _) = text(&dir, true);
+        let err = r.expect_err("refused");
+        assert!(err.contains("in use by a running Rill server"), "{err}");
+        // A plain check still runs, with a warning.
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(true));
+        assert!(out.contains("warning: a running server"), "{out}");
+        log.close();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn not_a_data_directory() {
+        let dir = tmp("empty");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let (r, _) = text(&dir, false);
+        assert!(r
+            .expect_err("refused")
+            .contains("not a Rill data directory"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
