@@ -158,6 +158,7 @@ async fn serve(config: Config) -> ExitCode {
     shared
         .loading
         .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::spawn(rill::commands::rewrite::run_checkpoints(shared.clone()));
     tracing::info!("Ready to accept connections tcp");
     let _ = server_task.await;
     if let Some(p) = &pidfile {

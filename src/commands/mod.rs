@@ -10,6 +10,7 @@ pub mod glob;
 pub mod groups;
 pub mod keys;
 pub mod propagate;
+pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod streams;

@@ -704,3 +704,20 @@ fn function_flush(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     a.finish()?;
     Ok(Reply::Ok.into())
 }
+
+/// BGREWRITEAOF
+///
+/// # Format
+/// `BGREWRITEAOF`
+///
+/// # Returns
+/// A status once a checkpoint (Rill's log rewrite) has been scheduled.
+pub fn bgrewriteaof(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    if super::rewrite::IN_PROGRESS.load(Ordering::SeqCst) {
+        return Err(CommandError::Invalid(
+            "Background append only file rewriting already in progress".into(),
+        ));
+    }
+    sh.checkpoint_request.notify_one();
+    Ok(Reply::status("Background append only file rewriting started").into())
+}

@@ -408,6 +408,10 @@ static COMMANDS: &[CommandSpec] = &[
         .flags(&["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"])
         .acl(&["@admin", "@slow", "@dangerous"])
         .doc("server", "1.0.0", "O(N) when saving, where N is the total number of keys in all databases when saving data, otherwise O(1)", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
+    CommandSpec::new("bgrewriteaof", 1, Conn(server::bgrewriteaof))
+        .flags(&["admin", "noscript", "no_async_loading"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("server", "1.0.0", "O(1)", "Asynchronously rewrites the append-only file to disk."),
     CommandSpec::new("function", -2, Container)
         .acl(&["@slow"])
         .doc("scripting", "7.0.0", "Depends on subcommand.", "A container for function commands.")

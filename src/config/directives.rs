@@ -715,7 +715,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cache-size",
         default: "64mb",
         mutable: false,
-        doc: "Memory for cached stream entry payloads, in bytes (memory units accepted); older entries are read from disk. 0 disables the cache.",
+        doc: "Reserved for the disk-backed payload cache (entries are currently all kept in memory); accepted and reported only.",
         access: Access::Memory {
             min: 0,
             max: LONG_MAX,
@@ -727,7 +727,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "checkpoint-interval",
         default: "60",
         mutable: true,
-        doc: "Seconds between checkpoints, which bound how much log recovery replays at start-up.",
+        doc: "Seconds between checks for a checkpoint (the live data rewritten as one file, after which older log segments are deleted); 0 disables automatic checkpoints (BGREWRITEAOF still works).",
         access: Access::Integer {
             min: 1,
             max: INT_MAX,
@@ -739,7 +739,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "compaction-threshold",
         default: "50",
         mutable: true,
-        doc: "Percent of live bytes below which a sealed segment is compacted (0-100); 0 disables compaction.",
+        doc: "Percent the log may grow beyond the last checkpoint (at least 1mb) before the next checkpoint reclaims the space (0-100); 0 disables automatic checkpoints.",
         access: Access::Integer {
             min: 0,
             max: 100,

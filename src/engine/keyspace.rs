@@ -117,6 +117,13 @@ impl Db {
         self.entries.keys().nth(n).cloned()
     }
 
+    /// Every key with its value and expiry (checkpoints).
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Value, Option<u64>)> {
+        self.entries
+            .iter()
+            .map(|(k, v)| (k, v, self.expires.get(k).copied()))
+    }
+
     /// An iterator over the streams of this database (INFO, memory accounting).
     pub fn streams(&self) -> impl Iterator<Item = (&Bytes, &Stream)> {
         self.entries.iter().filter_map(|(k, v)| match v {

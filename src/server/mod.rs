@@ -56,6 +56,8 @@ pub struct Shared {
     pub shutdown: Notify,
     /// The append log (`None` with `appendonly no`: nothing is persisted).
     pub log: Option<Log>,
+    /// BGREWRITEAOF: asks the checkpoint task to write a checkpoint now.
+    pub checkpoint_request: Notify,
 }
 
 impl Shared {
@@ -83,6 +85,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
             log,
+            checkpoint_request: Notify::new(),
         }
     }
 

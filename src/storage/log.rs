@@ -69,6 +69,9 @@ struct Queue {
     /// LSN of the last record in `buf` (or appended before).
     last_lsn: u64,
     shutdown: bool,
+    /// A checkpoint asked for a new segment after what is queued; the writer
+    /// answers with the new segment's number.
+    roll: Option<std::sync::mpsc::Sender<Result<u64, String>>>,
 }
 
 struct Inner {
@@ -162,6 +165,7 @@ impl Log {
         std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock_dir(dir)?;
         let rec = recovery::read_log(dir)?;
+        recovery::remove_obsolete(dir, &rec)?;
         if let Some(d) = &rec.damage {
             if !d.torn_tail {
                 return Err(StorageError::Corrupted {
@@ -199,7 +203,7 @@ impl Log {
                 }
             }
             Some(last) => create_segment(dir, last.number)?,
-            None => create_segment(dir, 1)?,
+            None => create_segment(dir, rec.checkpoint.as_ref().map_or(1, |c| c.1.max(1)))?,
         };
         let (durable, _) = watch::channel(0u64);
         let inner = Arc::new(Inner {
@@ -208,6 +212,7 @@ impl Log {
                 buf: BytesMut::with_capacity(64 * 1024),
                 last_lsn: 0,
                 shutdown: false,
+                roll: None,
             }),
             wake: Condvar::new(),
             durable,
@@ -309,6 +314,23 @@ impl Log {
         )
     }
 
+    /// Makes everything appended so far durable in the current segment and starts a
+    /// new one; returns the new segment's number. Called with the keyspace locked, so
+    /// the new segment holds exactly the records that follow a checkpoint taken now.
+    pub fn roll(&self) -> Result<u64, StorageError> {
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.queue.lock().roll = Some(tx);
+        self.inner.wake.notify_one();
+        match rx.recv() {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(StorageError::Poisoned(e)),
+            Err(_) => Err(self.poison_error()),
+        }
+    }
+
     /// Writes and syncs everything queued, then stops the writer (shutdown).
     pub fn close(&self) {
         self.inner.queue.lock().shutdown = true;
@@ -336,9 +358,9 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
-        let (buf, lsn, shutdown) = {
+        let (buf, lsn, shutdown, roll) = {
             let mut q = inner.queue.lock();
-            while q.buf.is_empty() && !q.shutdown {
+            while q.buf.is_empty() && !q.shutdown && q.roll.is_none() {
                 let everysec_due = unsynced
                     && FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire))
                         == FsyncPolicy::Everysec
@@ -349,7 +371,7 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
                 inner.wake.wait_for(&mut q, Duration::from_millis(250));
             }
             let buf = q.buf.split();
-            (buf, q.last_lsn, q.shutdown)
+            (buf, q.last_lsn, q.shutdown, q.roll.take())
         };
         if inner.poisoned.load(Ordering::Acquire) {
             if shutdown {
@@ -410,6 +432,27 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
         }
         if !buf.is_empty() {
             inner.durable.send_replace(lsn);
+        }
+        if let Some(reply) = roll {
+            // Everything queued before the request is durable in the old segment;
+            // what follows goes to a new one, which a checkpoint's tail starts at.
+            let rolled = active
+                .file
+                .sync_data()
+                .map_err(|e| format!("fsync of {} failed: {}", active.path.display(), e))
+                .and_then(|_| {
+                    create_segment(&inner.dir, active.number + 1).map_err(|e| e.to_string())
+                });
+            match rolled {
+                Ok(next) => {
+                    active = next;
+                    let _ = reply.send(Ok(active.number));
+                }
+                Err(e) => {
+                    poison(&inner, e.clone());
+                    let _ = reply.send(Err(e));
+                }
+            }
         }
         if shutdown {
             return;

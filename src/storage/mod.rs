@@ -2,6 +2,7 @@
 //! recovery and the data-directory lock. It knows nothing of commands: it stores
 //! and returns batches of argument vectors.
 
+pub mod checkpoint;
 pub mod log;
 pub mod record;
 pub mod recovery;

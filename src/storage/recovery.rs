@@ -49,6 +49,10 @@ pub struct Damage {
 /// Everything read from the log.
 #[derive(Debug, Default)]
 pub struct Recovered {
+    /// The checkpoint recovery started from: (its path, the first segment after it).
+    pub checkpoint: Option<(PathBuf, u64)>,
+    /// Files superseded by the checkpoint (left over by a crash during clean-up).
+    pub obsolete: Vec<PathBuf>,
     /// The batches, in log order.
     pub batches: Vec<Vec<LoggedCommand>>,
     /// The segments, in order, with their valid lengths.
@@ -92,10 +96,29 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     Ok(out)
 }
 
-/// Reads and checks every record. Never modifies anything; see [`apply_truncation`].
+/// Reads the newest checkpoint, then every segment after it, checking every record.
+/// Never modifies anything; see [`apply_truncation`] and [`remove_obsolete`].
 pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
-    let segments = list_segments(dir)?;
     let mut rec = Recovered::default();
+    let checkpoints = super::checkpoint::list_checkpoints(dir)?;
+    let mut first_segment = 0;
+    if let Some((tail, path)) = checkpoints.last() {
+        rec.batches = super::checkpoint::read_checkpoint(dir, path)?;
+        rec.checkpoint = Some((path.clone(), *tail));
+        first_segment = *tail;
+        for (_, p) in &checkpoints[..checkpoints.len() - 1] {
+            rec.obsolete.push(p.clone());
+        }
+    }
+    let mut segments = list_segments(dir)?;
+    segments.retain(|(n, p)| {
+        if *n < first_segment {
+            rec.obsolete.push(p.clone());
+            false
+        } else {
+            true
+        }
+    });
     let count = segments.len();
     for (i, (number, path)) in segments.iter().enumerate() {
         let last = i + 1 == count;
@@ -172,6 +195,19 @@ pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
         }
     }
     Ok(rec)
+}
+
+/// Deletes files a checkpoint made obsolete that a crash left behind.
+pub fn remove_obsolete(dir: &Path, rec: &Recovered) -> Result<(), StorageError> {
+    for p in &rec.obsolete {
+        fs::remove_file(p).map_err(|e| StorageError::io(p, e))?;
+    }
+    if !rec.obsolete.is_empty() {
+        fs::File::open(log_dir(dir))
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StorageError::io(log_dir(dir), e))?;
+    }
+    Ok(())
 }
 
 /// Cuts the log at the damage: truncates the damaged file and removes later segments.

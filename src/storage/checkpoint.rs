@@ -1,0 +1,154 @@
+//! Checkpoints: the whole live state written as one file of batch records, so
+//! recovery replays the checkpoint plus the segments after it instead of all
+//! history, and the segments before it can be deleted (space comes back).
+//!
+//! ```text
+//! checkpoint-<T>.ckp:  "RILLCKP1" | u64 T (LE) | batch records (record.rs format)
+//! ```
+//! `T` is the first segment written after the checkpoint was taken. A checkpoint
+//! is written to a `.tmp` file, fsynced, renamed and the directory fsynced before
+//! anything it supersedes is deleted, so a crash at any point leaves either the
+//! old state or the new one. A damaged checkpoint is corruption (it was complete
+//! when renamed): recovery stops naming the file and offset.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::record::{self, Decoded, LoggedCommand};
+use super::recovery::{list_segments, log_dir};
+use super::StorageError;
+
+/// First bytes of a checkpoint file.
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLCKP1";
+const HEADER_LEN: usize = 16;
+
+/// Path of the checkpoint whose tail starts at segment `tail`.
+pub fn checkpoint_path(dir: &Path, tail: u64) -> PathBuf {
+    log_dir(dir).join(format!("checkpoint-{tail:020}.ckp"))
+}
+
+/// Checkpoints of `dir`, oldest first: (first tail segment, path).
+pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let ld = log_dir(dir);
+    let rd = match fs::read_dir(&ld) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::io(&ld, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| StorageError::io(&ld, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("checkpoint-")
+            .and_then(|r| r.strip_suffix(".ckp"))
+        {
+            if let Ok(n) = n.parse::<u64>() {
+                out.push((n, entry.path()));
+            }
+        } else if name.ends_with(".ckp.tmp") {
+            // An unfinished checkpoint from a crash: never valid.
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads and checks every record of a checkpoint.
+pub fn read_checkpoint(dir: &Path, path: &Path) -> Result<Vec<Vec<LoggedCommand>>, StorageError> {
+    let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
+    let corrupt = |offset: usize, reason: &str| StorageError::Corrupted {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        reason: reason.to_string(),
+        dir: dir.to_path_buf(),
+    };
+    if data.len() < HEADER_LEN || &data[..8] != CHECKPOINT_MAGIC {
+        return Err(corrupt(0, "bad checkpoint header"));
+    }
+    let mut out = Vec::new();
+    let mut off = HEADER_LEN;
+    while off < data.len() {
+        match record::decode(&data.slice(off..)) {
+            Decoded::Record { payload, len, .. } => {
+                let batch = record::parse_batch(&payload)
+                    .ok_or_else(|| corrupt(off, "malformed batch payload"))?;
+                out.push(batch);
+                off += len;
+            }
+            Decoded::Incomplete => return Err(corrupt(off, "record cut short")),
+            Decoded::Invalid(reason) => return Err(corrupt(off, reason)),
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes checkpoint contents: call [`CheckpointWriter::add`] per batch, then [`CheckpointWriter::finish`].
+pub struct CheckpointWriter {
+    tail: u64,
+    buf: BytesMut,
+}
+
+impl CheckpointWriter {
+    /// A checkpoint whose tail starts at segment `tail`.
+    pub fn new(tail: u64) -> Self {
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        buf.extend_from_slice(CHECKPOINT_MAGIC);
+        buf.extend_from_slice(&tail.to_le_bytes());
+        CheckpointWriter { tail, buf }
+    }
+
+    /// Adds one batch (applied atomically on recovery).
+    pub fn add(&mut self, batch: &[LoggedCommand]) {
+        if !batch.is_empty() {
+            record::encode_batch(batch, &mut self.buf);
+        }
+    }
+
+    /// Bytes encoded so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when nothing but the header was encoded.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() <= HEADER_LEN
+    }
+
+    /// Writes the checkpoint durably, then deletes the segments and checkpoints it
+    /// supersedes. Returns the checkpoint's size in bytes.
+    pub fn finish(self, dir: &Path) -> Result<u64, StorageError> {
+        let path = checkpoint_path(dir, self.tail);
+        let tmp = path.with_extension("ckp.tmp");
+        let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+        f.write_all(&self.buf)
+            .map_err(|e| StorageError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
+        let ld = log_dir(dir);
+        let sync_dir = || {
+            fs::File::open(&ld)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StorageError::io(&ld, e))
+        };
+        sync_dir()?;
+        for (n, p) in list_segments(dir)? {
+            if n < self.tail {
+                fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
+            }
+        }
+        for (n, p) in list_checkpoints(dir)? {
+            if n < self.tail {
+                fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
+            }
+        }
+        sync_dir()?;
+        Ok(self.buf.len() as u64)
+    }
+}
