@@ -153,6 +153,111 @@ fn stream_mut<'a>(
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the log records
+// ---------------------------------------------------------------------------------------------
+
+/// A group's read position: last-delivered ID and entries-read counter.
+type Position = (StreamId, Option<u64>);
+
+fn position(group: &ConsumerGroup) -> Position {
+    (group.last_delivered_id(), group.entries_read())
+}
+
+/// The deterministic commands a group command logs, collected while the group is borrowed
+/// and handed to [`Ctx::propagate`] afterwards.
+///
+/// Replay must rebuild the PEL (IDs, owners, delivery times and counts), the consumers, the
+/// last-delivered ID and entries-read exactly, without the clock and without re-running reads.
+/// These are the forms Redis uses for its AOF and replicas (`streamPropagateXCLAIM`,
+/// `streamPropagateGroupID`, `streamPropagateConsumerCreation`); an entry that left the PEL
+/// is logged as XACK, which removes it whatever the stream holds.
+struct GroupLog {
+    key: Bytes,
+    group: Bytes,
+    cmds: Vec<Vec<Bytes>>,
+}
+
+impl GroupLog {
+    fn new(key: &Bytes, group: &Bytes) -> Self {
+        GroupLog {
+            key: key.clone(),
+            group: group.clone(),
+            cmds: Vec::new(),
+        }
+    }
+
+    fn head(&self, parts: &[&'static str]) -> Vec<Bytes> {
+        let mut argv: Vec<Bytes> = parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect();
+        argv.push(self.key.clone());
+        argv.push(self.group.clone());
+        argv
+    }
+
+    /// `XGROUP CREATECONSUMER key group consumer`.
+    fn consumer_created(&mut self, consumer: &Bytes) {
+        let mut argv = self.head(&["XGROUP", "CREATECONSUMER"]);
+        argv.push(consumer.clone());
+        self.cmds.push(argv);
+    }
+
+    /// The PEL state of `id` as it is now: `XCLAIM key group owner 0 id TIME t RETRYCOUNT n
+    /// FORCE JUSTID LASTID last` while pending (FORCE creates the entry, RETRYCOUNT and TIME
+    /// set it exactly, LASTID never moves the group backwards), `XACK key group id` once not.
+    fn pending(&mut self, group: &ConsumerGroup, id: StreamId) {
+        let Some(entry) = group.pending_entry(id) else {
+            let mut argv = self.head(&["XACK"]);
+            argv.push(Bytes::from(id.to_string()));
+            self.cmds.push(argv);
+            return;
+        };
+        let mut argv = self.head(&["XCLAIM"]);
+        argv.extend([
+            entry.consumer.clone(),
+            Bytes::from_static(b"0"),
+            Bytes::from(id.to_string()),
+            Bytes::from_static(b"TIME"),
+            Bytes::from(entry.delivery_time_ms.to_string()),
+            Bytes::from_static(b"RETRYCOUNT"),
+            Bytes::from(entry.delivery_count.to_string()),
+            Bytes::from_static(b"FORCE"),
+            Bytes::from_static(b"JUSTID"),
+            Bytes::from_static(b"LASTID"),
+            Bytes::from(group.last_delivered_id().to_string()),
+        ]);
+        self.cmds.push(argv);
+    }
+
+    /// `XGROUP SETID key group last ENTRIESREAD n` when the position differs from `before`.
+    fn position_if_moved(&mut self, group: &ConsumerGroup, before: Position) {
+        if position(group) != before {
+            self.position(group);
+        }
+    }
+
+    /// `XGROUP SETID key group last ENTRIESREAD n`, `-1` for an unknown counter.
+    fn position(&mut self, group: &ConsumerGroup) {
+        let (last, read) = position(group);
+        let mut argv = self.head(&["XGROUP", "SETID"]);
+        argv.extend([
+            Bytes::from(last.to_string()),
+            Bytes::from_static(b"ENTRIESREAD"),
+            Bytes::from(read.map_or_else(|| "-1".to_string(), |n| n.to_string())),
+        ]);
+        self.cmds.push(argv);
+    }
+
+    /// Queues everything collected for the log, in order.
+    fn flush(self, ctx: &mut Ctx<'_>) {
+        for argv in self.cmds {
+            ctx.propagate(argv);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // XGROUP
 // ---------------------------------------------------------------------------------------------
 
@@ -231,8 +336,10 @@ impl XGroupCreate {
         }
     }
 
-    /// Creates the group.
+    /// Creates the group. Logged as `XGROUP CREATE key group id [MKSTREAM] ENTRIESREAD n` with
+    /// `$` resolved, so replay does not depend on what the stream held.
     pub fn apply_create(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         let exists = stream_mut(ctx, &self.key)?.is_some();
         if !exists && !self.mkstream {
             return Err(StreamError::GroupKeyMissing.into());
@@ -260,16 +367,27 @@ impl XGroupCreate {
             return Err(StreamError::BusyGroup.into());
         }
         let start = start.unwrap_or_else(|| stream.last_id());
-        stream.groups.insert(
-            self.group.clone(),
-            ConsumerGroup::new(start, self.entries_read),
-        );
+        let group = ConsumerGroup::new(start, self.entries_read);
+        let mut logged = GroupLog::new(&self.key, &self.group).head(&["XGROUP", "CREATE"]);
+        logged.push(Bytes::from(group.last_delivered_id().to_string()));
+        if !exists {
+            logged.push(Bytes::from_static(b"MKSTREAM"));
+        }
+        logged.push(Bytes::from_static(b"ENTRIESREAD"));
+        logged.push(Bytes::from(
+            group
+                .entries_read()
+                .map_or_else(|| "-1".to_string(), |n| n.to_string()),
+        ));
+        stream.groups.insert(self.group.clone(), group);
+        ctx.propagate(logged);
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
     }
 
-    /// Moves an existing group.
+    /// Moves an existing group. Logged with `$` resolved and the counter as it resulted.
     pub fn apply_setid(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         let Some(stream) = stream_mut(ctx, &self.key)? else {
             return Err(StreamError::GroupKeyMissing.into());
         };
@@ -280,9 +398,12 @@ impl XGroupCreate {
             return Err(xgroup_syntax(args));
         }
         let id = self.resolve(stream)?;
+        let mut log = GroupLog::new(&self.key, &self.group);
         if let Some(group) = stream.groups.get_mut(&self.group) {
             group.set_position(id, self.entries_read);
+            log.position(group);
         }
+        log.flush(ctx);
         ctx.signal_modified(&self.key);
         // Moving the group back makes entries available again to readers blocked on it.
         ctx.signal_ready(&self.key);
@@ -370,8 +491,10 @@ pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Com
         return Err(StreamError::GroupKeyMissing.into());
     };
     if stream.groups.remove(&cmd.group).is_none() {
+        ctx.propagate_nothing();
         return Ok(Reply::Int(0).into());
     }
+    ctx.propagate(args.argv().to_vec());
     ctx.signal_modified(&cmd.key);
     ctx.signal_ready(&cmd.key);
     Ok(Reply::Int(1).into())
@@ -390,7 +513,10 @@ pub fn xgroup_createconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outco
     let consumer = cmd.consumer();
     let created = cmd.group_mut(ctx)?.create_consumer(&consumer, now);
     if created {
+        ctx.propagate(args.argv().to_vec());
         ctx.signal_modified(&cmd.key);
+    } else {
+        ctx.propagate_nothing();
     }
     Ok(Reply::Int(i64::from(created)).into())
 }
@@ -407,7 +533,10 @@ pub fn xgroup_delconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome,
     let consumer = cmd.consumer();
     let dropped = cmd.group_mut(ctx)?.delete_consumer(&consumer);
     if dropped.is_some() {
+        ctx.propagate(args.argv().to_vec());
         ctx.signal_modified(&cmd.key);
+    } else {
+        ctx.propagate_nothing();
     }
     let pending = dropped.unwrap_or(0);
     Ok(Reply::Int(i64::try_from(pending).unwrap_or(i64::MAX)).into())
@@ -560,6 +689,11 @@ impl XReadGroup {
 
     /// Serves every stream that has something for this consumer; `None` when none has.
     /// Creates the consumer and updates its seen-time on every stream, as Redis 7.2+ does.
+    ///
+    /// Logs, per stream, the consumer's creation, each delivery or redelivery as the XCLAIM
+    /// that sets its PEL entry exactly, and the group's new position (NOACK reads log only
+    /// that). Seen-time alone is not logged. Whether run by the command or for a blocked
+    /// client, the log records join the critical section's record.
     fn serve(&self, ctx: &mut Ctx<'_>, count: usize) -> Result<Option<Reply>, CommandError> {
         let now = ctx.now_ms;
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
@@ -574,6 +708,11 @@ impl XReadGroup {
             };
             // Seen-time alone is not a change WATCH cares about; a new consumer or a delivery is.
             let mut changed = group.touch_consumer(&self.consumer, now);
+            let mut log = GroupLog::new(key, &self.group);
+            if changed {
+                log.consumer_created(&self.consumer);
+            }
+            let before = position(group);
             let reply = match from {
                 ReadFrom::History(after) => {
                     let ids = group.history(&self.consumer, *after, count);
@@ -584,6 +723,7 @@ impl XReadGroup {
                                 entries.push(entry_reply(&entry));
                                 if let Some(group) = stream.groups.get_mut(&self.group) {
                                     group.redeliver(id, now);
+                                    log.pending(group, id);
                                     changed = true;
                                 }
                             }
@@ -605,8 +745,10 @@ impl XReadGroup {
                                     group.advance(entry.id, &counters);
                                     if !self.noack {
                                         group.deliver(entry.id, &self.consumer, now);
+                                        log.pending(group, entry.id);
                                     }
                                 }
+                                log.position_if_moved(group, before);
                             }
                             Some(Reply::Array(entries.iter().map(entry_reply).collect()))
                         }
@@ -615,6 +757,7 @@ impl XReadGroup {
                 }
                 ReadFrom::Meaningless(_) | ReadFrom::Invalid => None,
             };
+            log.flush(ctx);
             if changed {
                 ctx.signal_modified(key);
             }
@@ -629,7 +772,10 @@ impl XReadGroup {
     }
 
     /// Runs the read: serves at once, or blocks, or answers null.
+    ///
+    /// Never logged as sent: [`serve`](Self::serve) logs what the read changed.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Outcome, CommandError> {
+        ctx.propagate_nothing();
         self.validate(ctx)?;
         if let Some(reply) = self.serve(ctx, self.count)? {
             return Ok(reply.into());
@@ -716,8 +862,10 @@ impl XAck {
         Ok(XAck { key, group, ids })
     }
 
-    /// Acknowledges the IDs.
-    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+    /// Acknowledges the IDs. Logged as sent when something was acknowledged.
+    pub fn apply(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
+        let acked_args = args.argv().get(3..).unwrap_or_default().to_vec();
         let Some(stream) = stream_mut(ctx, &self.key)? else {
             return Ok(Reply::Int(0));
         };
@@ -727,6 +875,12 @@ impl XAck {
         let ids = self.ids?;
         let acked = ids.into_iter().filter(|id| group.ack(*id)).count();
         if acked > 0 {
+            // As sent: acknowledging by ID replays exactly.
+            let mut log = GroupLog::new(&self.key, &self.group);
+            let mut argv = log.head(&["XACK"]);
+            argv.extend(acked_args);
+            log.cmds.push(argv);
+            log.flush(ctx);
             ctx.signal_modified(&self.key);
         }
         Ok(Reply::Int(i64::try_from(acked).unwrap_or(i64::MAX)))
@@ -741,7 +895,8 @@ impl XAck {
 /// # Returns
 /// The number of IDs that were pending and are now acknowledged; 0 for a missing key or group.
 pub fn xack(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
-    Ok(XAck::parse(args)?.apply(ctx)?.into())
+    let cmd = XAck::parse(args)?;
+    Ok(cmd.apply(ctx, args)?.into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1011,7 +1166,12 @@ impl XClaim {
     }
 
     /// Transfers ownership of the IDs that qualify.
+    ///
+    /// Logged as the consumer's creation, one exact XCLAIM per claimed ID (absolute TIME,
+    /// resulting RETRYCOUNT), an XACK per ID dropped because its entry is gone, and the
+    /// group's position if LASTID moved it.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
         let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
@@ -1024,10 +1184,14 @@ impl XClaim {
         let Some(group) = stream.groups.get_mut(&self.group) else {
             return Err(no_group().into());
         };
+        let mut log = GroupLog::new(&self.key, &self.group);
+        let before = position(group);
         if let Some(last) = tail.last_id {
             group.raise_last_delivered(last);
         }
-        group.touch_consumer(&self.consumer, now);
+        if group.touch_consumer(&self.consumer, now) {
+            log.consumer_created(&self.consumer);
+        }
         let opts = ClaimOptions {
             min_idle_ms: tail.min_idle_ms,
             delivery_time_ms: tail.delivery_time(now),
@@ -1038,6 +1202,9 @@ impl XClaim {
         let mut out = Vec::new();
         for (id, entry) in tail.ids.iter().zip(entries) {
             let outcome = group.claim(*id, &self.consumer, entry.is_some(), &opts, now);
+            if outcome != ClaimOutcome::Skipped {
+                log.pending(group, *id);
+            }
             if outcome != ClaimOutcome::Claimed {
                 continue;
             }
@@ -1046,6 +1213,8 @@ impl XClaim {
                 _ => out.push(id_reply(*id)),
             }
         }
+        log.position_if_moved(group, before);
+        log.flush(ctx);
         ctx.signal_modified(&self.key);
         Ok(Reply::Array(out))
     }
@@ -1122,14 +1291,21 @@ impl XAutoClaim {
     }
 
     /// Claims idle entries from the cursor on.
+    ///
+    /// Logged as the consumer's creation, one exact XCLAIM per claimed ID and one XACK per
+    /// ID dropped because its entry was deleted.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
         let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
         // The scan needs the stream (does the entry still exist?) while it changes the group:
         // take the group out for the duration.
         let mut group = stream.groups.remove(&self.group).ok_or_else(no_group)?;
-        group.touch_consumer(&self.consumer, now);
+        let mut log = GroupLog::new(&self.key, &self.group);
+        if group.touch_consumer(&self.consumer, now) {
+            log.consumer_created(&self.consumer);
+        }
         let scan = AutoClaimScan {
             start: self.start,
             min_idle_ms: self.min_idle_ms,
@@ -1138,6 +1314,9 @@ impl XAutoClaim {
             now_ms: now,
         };
         let result = group.auto_claim(&self.consumer, &scan, |id| stream.get(id).is_some());
+        for id in result.claimed.iter().chain(&result.deleted) {
+            log.pending(&group, *id);
+        }
         let claimed: Vec<Reply> = result
             .claimed
             .iter()
@@ -1147,6 +1326,7 @@ impl XAutoClaim {
             })
             .collect();
         stream.groups.insert(self.group.clone(), group);
+        log.flush(ctx);
         ctx.signal_modified(&self.key);
         Ok(Reply::Array(vec![
             id_reply(result.next_cursor),

@@ -60,6 +60,39 @@ fn node_limits(ctx: &Ctx<'_>) -> NodeLimits {
     }
 }
 
+/// The exact trim clause (`MAXLEN = n` / `MINID = id`) the log records for `rule`.
+fn exact_trim_args(rule: TrimRule) -> [Bytes; 3] {
+    let (strategy, threshold) = match rule {
+        TrimRule::MaxLen(n) => ("MAXLEN", n.to_string()),
+        TrimRule::MinId(id) => ("MINID", id.to_string()),
+    };
+    [
+        Bytes::from_static(strategy.as_bytes()),
+        Bytes::from_static(b"="),
+        Bytes::from(threshold),
+    ]
+}
+
+/// Trims `stream` and returns the exact clause that replays this trim, `None` when
+/// it changed nothing (no entry and no emptied node went).
+///
+/// An exact trim replays as itself; a `~` trim (limited by node boundaries and LIMIT)
+/// is rewritten to the rule that removes precisely what it removed, as Redis's
+/// `streamRewriteApproxSpecifier`/`streamRewriteTrimArgument` do for its AOF.
+fn trim_for_log(stream: &mut Stream, spec: TrimSpec) -> (u64, Option<[Bytes; 3]>) {
+    let nodes = stream.radix_tree_keys();
+    let removed = stream.trim(spec);
+    if removed == 0 && nodes == stream.radix_tree_keys() {
+        return (0, None);
+    }
+    let rule = if spec.approx {
+        stream.exact_head_rule()
+    } else {
+        spec.rule
+    };
+    (removed, Some(exact_trim_args(rule)))
+}
+
 /// Parses a strict ID argument (no `-`/`+`), as XDEL, XSETID and MINID do.
 fn strict_id(arg: &[u8]) -> Result<StreamId, CommandError> {
     Ok(StreamId::parse_strict(arg, 0)?)
@@ -218,7 +251,12 @@ impl XAdd {
     }
 
     /// Runs XADD.
+    ///
+    /// Logged as `XADD key [MAXLEN|MINID = threshold] id field value …` with the ID it
+    /// got and an exact trim clause, so replay needs neither the clock nor the node
+    /// layout; NOMKSTREAM on a missing key logs nothing.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         let spec = self.opts.id.unwrap_or(AddIdSpec::Auto);
         // Refused before the key is looked up, so no empty stream is left behind.
         if spec == AddIdSpec::Explicit(StreamId::MIN) {
@@ -236,10 +274,18 @@ impl XAdd {
         let Some(stream) = ctx.stream_mut(&self.key)? else {
             return Ok(Reply::Nil);
         };
-        let id = stream.add(spec, self.fields, now, limits)?;
+        let mut logged = Vec::with_capacity(self.fields.len() + 6);
+        logged.push(Bytes::from_static(b"XADD"));
+        logged.push(self.key.clone());
+        let id = stream.add(spec, self.fields.clone(), now, limits)?;
         if let Some(trim) = self.opts.trim {
-            stream.trim(trim);
+            if let (_, Some(clause)) = trim_for_log(stream, trim) {
+                logged.extend(clause);
+            }
         }
+        logged.push(Bytes::from(id.to_string()));
+        logged.extend(self.fields);
+        ctx.propagate(logged);
         ctx.signal_modified(&self.key);
         ctx.signal_ready(&self.key);
         Ok(Reply::bulk(id.to_string()))
@@ -282,13 +328,18 @@ impl XTrim {
         })
     }
 
-    /// Runs XTRIM.
+    /// Runs XTRIM. Logged as an exact trim (see [`trim_for_log`]), or not at all when
+    /// nothing changed.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         let Some(stream) = ctx.stream_mut(&self.key)? else {
             return Ok(Reply::Int(0));
         };
-        let removed = stream.trim(self.spec);
-        if removed > 0 {
+        let (removed, clause) = trim_for_log(stream, self.spec);
+        if let Some(clause) = clause {
+            let mut logged = vec![Bytes::from_static(b"XTRIM"), self.key.clone()];
+            logged.extend(clause);
+            ctx.propagate(logged);
             ctx.signal_modified(&self.key);
         }
         Ok(Reply::Int(removed as i64))
@@ -332,6 +383,7 @@ impl XDel {
 
     /// Runs XDEL.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        ctx.propagate_nothing();
         if ctx.stream(&self.key)?.is_none() {
             return Ok(Reply::Int(0));
         }
@@ -345,6 +397,10 @@ impl XDel {
         };
         let deleted = stream.delete(&ids);
         if deleted > 0 {
+            // As sent: deleting by ID replays exactly. Nothing deleted, nothing logged.
+            let mut logged = vec![Bytes::from_static(b"XDEL"), self.key.clone()];
+            logged.extend(self.ids);
+            ctx.propagate(logged);
             ctx.signal_modified(&self.key);
         }
         Ok(Reply::Int(deleted as i64))

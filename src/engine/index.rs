@@ -139,6 +139,15 @@ impl StreamIndex {
         self.nodes.len() as u64
     }
 
+    /// The ID the first node is keyed by: its first slot, live or a tombstone.
+    ///
+    /// Slots only ever leave a node with the whole node, so every ID below this key
+    /// lies in nodes already freed. Logging `MINID = key` therefore replays an
+    /// approximate trim exactly, node for node.
+    pub fn first_node_key(&self) -> Option<StreamId> {
+        self.nodes.first_key_value().map(|(k, _)| *k)
+    }
+
     /// Appends an entry whose ID is above every ID ever stored here.
     ///
     /// Opens a new node under Redis's rule: the tail node is closed when its listpack

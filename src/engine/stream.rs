@@ -274,6 +274,25 @@ impl Stream {
         Ok(())
     }
 
+    /// An exact trim rule that, applied to this stream as it was before an approximate
+    /// (`~`) trim, removes exactly what that trim removed; the log records this rule
+    /// instead of `~`.
+    ///
+    /// `~` removes whole nodes only, and how many depends on the node layout (and so on
+    /// `stream-node-max-*` at the time). `MINID = <first node key>` removes the same
+    /// entries under any layout, and the same nodes (empty ones included) under the
+    /// same layout. With no node left, every ID up to `last_id` went: `MINID` just
+    /// above it, or `MAXLEN = 0` when `last_id` is the maximum ID.
+    pub fn exact_head_rule(&self) -> TrimRule {
+        match self.index.first_node_key() {
+            Some(key) => TrimRule::MinId(key),
+            None => match self.last_id.incr() {
+                Some(above) => TrimRule::MinId(above),
+                None => TrimRule::MaxLen(0),
+            },
+        }
+    }
+
     fn refresh_first_id(&mut self) {
         self.first_id = self.index.first().map(|e| e.id).unwrap_or_default();
     }
@@ -379,6 +398,70 @@ mod tests {
         assert_eq!(s.first_id(), Some(StreamId::new(7, 0)));
         assert_eq!(s.max_deleted_id(), StreamId::MIN);
         assert_eq!(s.len(), 4);
+    }
+
+    /// The rule logged for a `~` trim, replayed on the untrimmed stream, leaves the same
+    /// entries, nodes and counters, including a node emptied earlier by an exact MINID
+    /// trim (which only a whole-node trim removes).
+    #[test]
+    fn exact_head_rule_replays_approx_trims() {
+        let build = || {
+            let mut s = Stream::new();
+            for ms in 1..=1000 {
+                add(&mut s, AddIdSpec::Explicit(StreamId::new(ms, 0)), 0).ok();
+            }
+            // Node 1..=100: 100 is a tombstone, then an exact MINID empties the node.
+            s.delete(&[StreamId::new(100, 0)]);
+            s.trim(TrimSpec {
+                rule: TrimRule::MinId(StreamId::new(100, 0)),
+                approx: false,
+                limit: 0,
+            });
+            s
+        };
+        let shape = |s: &Stream| {
+            (
+                s.len(),
+                s.radix_tree_keys(),
+                s.first_id(),
+                s.entries_added(),
+                s.max_deleted_id(),
+            )
+        };
+        let cases = [
+            (TrimRule::MaxLen(555), 10_000),
+            (TrimRule::MaxLen(0), 10_000),
+            (TrimRule::MaxLen(0), 250),
+            (TrimRule::MinId(StreamId::new(350, 0)), 10_000),
+            (TrimRule::MinId(StreamId::new(5000, 0)), 10_000),
+        ];
+        for (rule, limit) in cases {
+            let mut original = build();
+            assert_eq!(original.radix_tree_keys(), 10);
+            original.trim(TrimSpec {
+                rule,
+                approx: true,
+                limit,
+            });
+            let mut replayed = build();
+            replayed.trim(TrimSpec {
+                rule: original.exact_head_rule(),
+                approx: false,
+                limit: 0,
+            });
+            assert_eq!(shape(&original), shape(&replayed), "{rule:?} limit {limit}");
+        }
+        // 900 live: MAXLEN ~ 555 frees the empty node and three full ones.
+        let mut s = build();
+        assert_eq!(
+            s.trim(TrimSpec {
+                rule: TrimRule::MaxLen(555),
+                approx: true,
+                limit: 10_000
+            }),
+            300
+        );
+        assert_eq!(s.exact_head_rule(), TrimRule::MinId(StreamId::new(401, 0)));
     }
 
     #[test]
