@@ -470,7 +470,7 @@ pub fn command(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
             Ok(Reply::Array(
                 names
                     .iter()
-                    .map(|n| find_spec(n).map_or(Reply::NilArray, command_info))
+                    .map(|n| find_spec(n).map_or(Reply::Nil, command_info))
                     .collect(),
             )
             .into())
@@ -544,7 +544,7 @@ fn command_info(s: &'static CommandSpec) -> Reply {
         key_specs.push(Reply::Map(vec![
             (
                 Reply::bulk("flags"),
-                Reply::Set(vec![Reply::status(flags), Reply::status("ACCESS")]),
+                Reply::Set(vec![Reply::status(flags), Reply::status("access")]),
             ),
             (
                 Reply::bulk("begin_search"),
