@@ -13,6 +13,9 @@ pub struct TestServer {
     pub port: u16,
     pub dir: PathBuf,
     child: Child,
+    /// How it was started, so `restart` can start it the same way.
+    file: Option<String>,
+    extra: Vec<String>,
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -106,7 +109,13 @@ impl TestServer {
                 if s.write_all(b"PING\r\n").is_ok() {
                     let mut buf = [0u8; 7];
                     if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                        return Some(TestServer { port, dir, child });
+                        return Some(TestServer {
+                            port,
+                            dir,
+                            child,
+                            file: file.map(str::to_string),
+                            extra: extra.iter().map(|a| a.to_string()).collect(),
+                        });
                     }
                 }
             }
@@ -118,6 +127,19 @@ impl TestServer {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush anything) and starts it
+    /// again on the same data directory; `port` changes.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut next = Self::spawn_on(self.file.as_deref(), &extra, self.dir.clone())
+            .expect("rill did not restart");
+        std::mem::swap(self, &mut next);
+        // `next` now holds the dead child; do not let its Drop remove the data dir.
+        next.dir = PathBuf::new();
     }
 
     /// `redis://127.0.0.1:port`.
@@ -190,7 +212,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
