@@ -392,7 +392,7 @@ fn command_name(args: &[String]) -> (String, String) {
 /// Key/value pairs of an XINFO record: a RESP3 map or a RESP2 flat array.
 fn record_fields(r: &mut Resp) -> Option<&mut Vec<Resp>> {
     match r {
-        Resp::Aggregate(b'%' | b'*', items) => (items.len() % 2 == 0).then_some(items),
+        Resp::Aggregate(b'%' | b'*', items) => items.len().is_multiple_of(2).then_some(items),
         _ => None,
     }
 }
@@ -618,7 +618,7 @@ fn streams_split(args: &[String]) -> Option<(usize, usize)> {
         .position(|a| a.eq_ignore_ascii_case("STREAMS"))?
         + 1;
     let rest = args.len() - at;
-    (rest > 0 && rest % 2 == 0).then_some((at, rest / 2))
+    (rest > 0 && rest.is_multiple_of(2)).then_some((at, rest / 2))
 }
 
 fn names_plus_id(args: &[String]) -> bool {
@@ -1447,6 +1447,19 @@ fn is_read_only(args: &[String]) -> bool {
     }
 }
 
+/// Record keys that are data (stream keys in an XREAD reply, entry IDs) become
+/// placeholders so that one bug seen on different keys groups as one kind.
+fn generic_step(name: &str) -> String {
+    let is_id = !name.is_empty() && name.chars().all(|c| c.is_ascii_digit() || c == '-');
+    if is_id || name == "<clock>" {
+        "{id}".into()
+    } else if KEYS.contains(&name) || name == "nokey" {
+        "{key}".into()
+    } else {
+        name.into()
+    }
+}
+
 /// Every place two replies differ (at most a few), for grouping mismatches by cause.
 fn differences(a: &Resp, b: &Resp, at: &str, out: &mut Vec<String>) {
     if out.len() >= 4 {
@@ -1454,12 +1467,12 @@ fn differences(a: &Resp, b: &Resp, at: &str, out: &mut Vec<String>) {
     }
     match (a, b) {
         (Resp::Aggregate(ka, ia), Resp::Aggregate(kb, ib)) if ka == kb && ia.len() == ib.len() => {
-            let record =
-                ia.len() % 2 == 0 && ia.iter().step_by(2).all(|k| matches!(k, Resp::Blob(..)));
+            let record = ia.len().is_multiple_of(2)
+                && ia.iter().step_by(2).all(|k| matches!(k, Resp::Blob(..)));
             for (i, (x, y)) in ia.iter().zip(ib).enumerate() {
                 if x != y {
                     let step = if record && i % 2 == 1 {
-                        field_name(&ia[i - 1])
+                        generic_step(&field_name(&ia[i - 1]))
                     } else {
                         format!("[{i}]")
                     };
@@ -1471,13 +1484,16 @@ fn differences(a: &Resp, b: &Resp, at: &str, out: &mut Vec<String>) {
     }
 }
 
+/// Error replies by their text; other replies by shape only (the RESP type byte differs
+/// between RESP2 and RESP3 for one and the same bug, so it is left out).
 fn kind_of(r: &Resp) -> String {
     match r {
         Resp::Line(b'-', t) => {
             let t = String::from_utf8_lossy(t);
             format!("-{}", t.chars().take(60).collect::<String>())
         }
-        Resp::Line(k, _) | Resp::Blob(k, _) | Resp::Aggregate(k, _) => (*k as char).to_string(),
+        Resp::Line(b'_', _) | Resp::Line(b'*' | b'$', _) => "null".into(),
+        _ => "reply".into(),
     }
 }
 
@@ -1665,7 +1681,7 @@ fn random_stream_commands_match_redis() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     );
-    let cases = env_number("RILL_DIFF_CASES", 120);
+    let cases = env_number("RILL_DIFF_CASES", 100);
     let steps = env_number("RILL_DIFF_STEPS", 80) as usize;
     eprintln!(
         "differential: seed {seed}, {cases} cases x {steps} commands \
