@@ -47,10 +47,14 @@ pub fn entries_of(reply: Reply) -> Result<Vec<StreamEntry>, RespError> {
     let mut out = Vec::new();
     for stream in streams {
         let Reply::Array(Some(mut pair)) = stream else {
-            return Err(RespError::Unexpected("stream element is not an array".into()));
+            return Err(RespError::Unexpected(
+                "stream element is not an array".into(),
+            ));
         };
         let Some(Reply::Array(Some(entries))) = pair.pop() else {
-            return Err(RespError::Unexpected("stream element has no entry array".into()));
+            return Err(RespError::Unexpected(
+                "stream element has no entry array".into(),
+            ));
         };
         for entry in entries {
             let Reply::Array(Some(mut parts)) = entry else {
@@ -71,7 +75,12 @@ pub fn entries_of(reply: Reply) -> Result<Vec<StreamEntry>, RespError> {
 }
 
 /// Acknowledges `ids` in one XACK and checks that the server counted them all.
-pub async fn ack(conn: &mut Conn, key: &str, group: &str, ids: &[Vec<u8>]) -> Result<(), RespError> {
+pub async fn ack(
+    conn: &mut Conn,
+    key: &str,
+    group: &str,
+    ids: &[Vec<u8>],
+) -> Result<(), RespError> {
     let mut args: Vec<&[u8]> = Vec::with_capacity(3 + ids.len());
     args.extend_from_slice(&[b"XACK", key.as_bytes(), group.as_bytes()]);
     args.extend(ids.iter().map(Vec::as_slice));
@@ -80,7 +89,10 @@ pub async fn ack(conn: &mut Conn, key: &str, group: &str, ids: &[Vec<u8>]) -> Re
     conn.pipeline(&out, 0).await?;
     match conn.reader.next().await?.ok()? {
         Reply::Int(n) if n == ids.len() as i64 => Ok(()),
-        other => Err(RespError::Unexpected(format!("XACK of {} IDs answered {other:?}", ids.len()))),
+        other => Err(RespError::Unexpected(format!(
+            "XACK of {} IDs answered {other:?}",
+            ids.len()
+        ))),
     }
 }
 
@@ -88,7 +100,13 @@ pub async fn ack(conn: &mut Conn, key: &str, group: &str, ids: &[Vec<u8>]) -> Re
 pub async fn run(addr: &str, args: DrainArgs) -> Result<String, RespError> {
     let mut admin = Conn::connect(addr).await?;
     admin
-        .call(&[b"XGROUP", b"CREATE", args.key.as_bytes(), args.group.as_bytes(), b"0"])
+        .call(&[
+            b"XGROUP",
+            b"CREATE",
+            args.key.as_bytes(),
+            args.group.as_bytes(),
+            b"0",
+        ])
         .await?
         .ok()?;
     let mut conns = Vec::with_capacity(args.consumers);
@@ -139,7 +157,8 @@ pub async fn run(addr: &str, args: DrainArgs) -> Result<String, RespError> {
         })
     };
     for task in tasks {
-        task.await.map_err(|e| RespError::Unexpected(format!("consumer task died: {e}")))??;
+        task.await
+            .map_err(|e| RespError::Unexpected(format!("consumer task died: {e}")))??;
     }
     let seconds = started.elapsed().as_secs_f64();
     let timed_out = stop.load(Ordering::Relaxed);

@@ -46,14 +46,22 @@ pub struct LatencyArgs {
 
 fn new_histogram() -> Result<Histogram<u64>, RespError> {
     // Microseconds from 1 µs to 100 s at 3 significant digits.
-    Histogram::new_with_bounds(1, 100_000_000, 3).map_err(|e| RespError::Unexpected(format!("histogram: {e}")))
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .map_err(|e| RespError::Unexpected(format!("histogram: {e}")))
 }
 
 /// Reports `latency received=… p50_ms=… p99_ms=… p999_ms=… max_ms=… publish_rate=…`.
 pub async fn run(addr: &str, args: LatencyArgs) -> Result<String, RespError> {
     let mut admin = Conn::connect(addr).await?;
     admin
-        .call(&[b"XGROUP", b"CREATE", args.key.as_bytes(), args.group.as_bytes(), b"$", b"MKSTREAM"])
+        .call(&[
+            b"XGROUP",
+            b"CREATE",
+            args.key.as_bytes(),
+            args.group.as_bytes(),
+            b"$",
+            b"MKSTREAM",
+        ])
         .await?
         .ok()?;
 
@@ -75,7 +83,8 @@ pub async fn run(addr: &str, args: LatencyArgs) -> Result<String, RespError> {
         consumers.push(tokio::spawn(async move {
             let mut hist = new_histogram()?;
             loop {
-                if done.load(Ordering::Acquire) && received.load(Ordering::Acquire) >= published.load(Ordering::Acquire)
+                if done.load(Ordering::Acquire)
+                    && received.load(Ordering::Acquire) >= published.load(Ordering::Acquire)
                 {
                     return Ok::<Histogram<u64>, RespError>(hist);
                 }
@@ -139,7 +148,18 @@ pub async fn run(addr: &str, args: LatencyArgs) -> Result<String, RespError> {
                 let stamp = now_ns.to_string();
                 let before = sent;
                 while sent < due {
-                    encode(&mut out, &[b"XADD", key.as_bytes(), b"*", b"t", stamp.as_bytes(), b"p", &padding]);
+                    encode(
+                        &mut out,
+                        &[
+                            b"XADD",
+                            key.as_bytes(),
+                            b"*",
+                            b"t",
+                            stamp.as_bytes(),
+                            b"p",
+                            &padding,
+                        ],
+                    );
                     sent += 1;
                 }
                 if !out.is_empty() {
@@ -163,16 +183,23 @@ pub async fn run(addr: &str, args: LatencyArgs) -> Result<String, RespError> {
         publishers.push((writer_task, reader_task));
     }
     for (writer_task, reader_task) in publishers {
-        writer_task.await.map_err(|e| RespError::Unexpected(format!("publisher died: {e}")))??;
-        reader_task.await.map_err(|e| RespError::Unexpected(format!("publisher reader died: {e}")))??;
+        writer_task
+            .await
+            .map_err(|e| RespError::Unexpected(format!("publisher died: {e}")))??;
+        reader_task
+            .await
+            .map_err(|e| RespError::Unexpected(format!("publisher reader died: {e}")))??;
     }
     let publish_seconds = base.elapsed().as_secs_f64();
     publishing_done.store(true, Ordering::Release);
 
     let mut hist = new_histogram()?;
     for consumer in consumers {
-        let part = consumer.await.map_err(|e| RespError::Unexpected(format!("consumer died: {e}")))??;
-        hist.add(&part).map_err(|e| RespError::Unexpected(format!("histogram merge: {e}")))?;
+        let part = consumer
+            .await
+            .map_err(|e| RespError::Unexpected(format!("consumer died: {e}")))??;
+        hist.add(&part)
+            .map_err(|e| RespError::Unexpected(format!("histogram merge: {e}")))?;
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1_000.0;
     Ok(format!(

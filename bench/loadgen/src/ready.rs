@@ -25,7 +25,9 @@ pub async fn run(addr: &str, args: ReadyArgs) -> Result<String, RespError> {
         if let Ok(mut conn) = Conn::connect(addr).await {
             loop {
                 match conn.call(&[b"PING"]).await {
-                    Ok(Reply::Simple(pong)) if pong == "PONG" => return Ok(elapsed_line(args.since_ns)),
+                    Ok(Reply::Simple(pong)) if pong == "PONG" => {
+                        return Ok(elapsed_line(args.since_ns))
+                    }
                     Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                     Err(_) => break,
                 }

@@ -77,27 +77,38 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
     let line = &buf[1..line_end];
     let after_line = line_end + 2;
     match kind {
-        b'+' => Ok(Some((Reply::Simple(String::from_utf8_lossy(line).into_owned()), after_line))),
-        b'-' => Ok(Some((Reply::Error(String::from_utf8_lossy(line).into_owned()), after_line))),
+        b'+' => Ok(Some((
+            Reply::Simple(String::from_utf8_lossy(line).into_owned()),
+            after_line,
+        ))),
+        b'-' => Ok(Some((
+            Reply::Error(String::from_utf8_lossy(line).into_owned()),
+            after_line,
+        ))),
         b':' => Ok(Some((Reply::Int(parse_int(line)?), after_line))),
         b'$' => {
             let len = parse_int(line)?;
             if len < 0 {
                 return Ok(Some((Reply::Bulk(None), after_line)));
             }
-            let len = usize::try_from(len).map_err(|_| RespError::Protocol("bulk length".into()))?;
+            let len =
+                usize::try_from(len).map_err(|_| RespError::Protocol("bulk length".into()))?;
             let end = after_line + len;
             if buf.len() < end + 2 {
                 return Ok(None);
             }
-            Ok(Some((Reply::Bulk(Some(buf[after_line..end].to_vec())), end + 2)))
+            Ok(Some((
+                Reply::Bulk(Some(buf[after_line..end].to_vec())),
+                end + 2,
+            )))
         }
         b'*' => {
             let count = parse_int(line)?;
             if count < 0 {
                 return Ok(Some((Reply::Array(None), after_line)));
             }
-            let count = usize::try_from(count).map_err(|_| RespError::Protocol("array length".into()))?;
+            let count =
+                usize::try_from(count).map_err(|_| RespError::Protocol("array length".into()))?;
             let mut items = Vec::with_capacity(count.min(4096));
             let mut pos = after_line;
             for _ in 0..count {
@@ -111,7 +122,9 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
             }
             Ok(Some((Reply::Array(Some(items)), pos)))
         }
-        other => Err(RespError::Protocol(format!("unknown reply type byte {other:#04x}"))),
+        other => Err(RespError::Protocol(format!(
+            "unknown reply type byte {other:#04x}"
+        ))),
     }
 }
 
@@ -123,7 +136,9 @@ fn parse_int(line: &[u8]) -> Result<i64, RespError> {
     std::str::from_utf8(line)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| RespError::Protocol(format!("bad integer {:?}", String::from_utf8_lossy(line))))
+        .ok_or_else(|| {
+            RespError::Protocol(format!("bad integer {:?}", String::from_utf8_lossy(line)))
+        })
 }
 
 /// The reading half of a connection with its own buffer.
@@ -207,7 +222,10 @@ mod tests {
     fn encodes_a_command() {
         let mut out = Vec::new();
         encode(&mut out, &[b"XADD", b"s", b"*", b"f", b"v"]);
-        assert_eq!(out, b"*5\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        assert_eq!(
+            out,
+            b"*5\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$1\r\nf\r\n$1\r\nv\r\n"
+        );
     }
 
     #[test]
@@ -219,17 +237,27 @@ mod tests {
             reply,
             Reply::Array(Some(vec![
                 Reply::Bulk(Some(b"1-1".to_vec())),
-                Reply::Array(Some(vec![Reply::Bulk(Some(b"f".to_vec())), Reply::Bulk(None)])),
+                Reply::Array(Some(vec![
+                    Reply::Bulk(Some(b"f".to_vec())),
+                    Reply::Bulk(None)
+                ])),
             ]))
         );
         for cut in 0..used {
-            assert_eq!(parse(&wire[..cut]).expect("valid prefix"), None, "cut at {cut}");
+            assert_eq!(
+                parse(&wire[..cut]).expect("valid prefix"),
+                None,
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn rejects_unknown_type_bytes() {
         assert!(parse(b"?x\r\n").is_err());
-        assert_eq!(parse(b"-ERR no\r\n").expect("valid"), Some((Reply::Error("ERR no".into()), 9)));
+        assert_eq!(
+            parse(b"-ERR no\r\n").expect("valid"),
+            Some((Reply::Error("ERR no".into()), 9))
+        );
     }
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Renders bench/run's raw measurements as the markdown results page.
+
+Input: a TSV of `scenario, metric, server, rep, value` lines (one per measurement) and a TSV of `scenario, load
+average` lines. Output (stdout): the machine, the medians per scenario and server, the Rill/Redis ratio, the issue's
+target for that line and whether this run met it. Medians, not means: one run disturbed by a compile elsewhere on
+the machine should not move the table.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+from collections import OrderedDict
+
+# Targets from issue #6, as (test on the ratio or on Rill's value, text shown).
+# Ratios are Rill/Redis; for latency and memory lower is better.
+TARGETS = [
+    (lambda s, m: s.startswith("1. XADD") and s.endswith("always"), ("ratio", ">=", 2.0)),
+    (lambda s, m: s.startswith("1. XADD") and s.endswith("everysec"), ("ratio", ">=", 1.0)),
+    (lambda s, m: s.startswith("2. Drain"), ("ratio", ">=", 1.5)),
+    (lambda s, m: s.startswith("3.") and m == "p99 ms", ("ratio", "<=", 1.0)),
+    (lambda s, m: s.startswith("4. RSS"), ("ratio", "<=", 0.10)),
+    (lambda s, m: s.startswith("5. Restart"), ("rill", "<=", 2.0)),
+]
+
+
+def target_for(scenario, metric):
+    for matches, target in TARGETS:
+        if matches(scenario, metric):
+            return target
+    return None
+
+
+def fmt(value):
+    if value is None:
+        return "–"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if value < 1 else f"{value:.2f}"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "memory": mem,
+        "cpu": cpu,
+        "kernel": platform.release(),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--loads", required=True)
+    ap.add_argument("--mode", required=True)
+    ap.add_argument("--reps", required=True)
+    ap.add_argument("--elapsed", required=True)
+    ap.add_argument("--rill-commit", required=True)
+    ap.add_argument("--redis-version", required=True)
+    args = ap.parse_args()
+
+    values = OrderedDict()  # (scenario, metric) -> {server: [values]}
+    with open(args.raw) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 5:
+                continue
+            scenario, metric, server, _rep, value = parts
+            try:
+                number = float(value)
+            except ValueError:
+                print(f"report.py: unparsable value {value!r} for {scenario} / {server}", file=sys.stderr)
+                continue
+            values.setdefault((scenario, metric), {}).setdefault(server, []).append(number)
+
+    m = machine()
+    out = []
+    out.append(f"# Rill vs Redis — {args.mode} run")
+    out.append("")
+    out.append(
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}. "
+        f"Rill {args.rill_commit}, Redis {args.redis_version}. "
+        f"Medians of {args.reps} run(s) per server, alternating; total {int(args.elapsed) // 60} min "
+        f"{int(args.elapsed) % 60} s."
+    )
+    out.append("")
+    out.append("| Scenario | Metric | Rill | Redis | Rill/Redis | Target | Met |")
+    out.append("|---|---|---:|---:|---:|---|:-:|")
+    for (scenario, metric), per_server in values.items():
+        rill = statistics.median(per_server["rill"]) if per_server.get("rill") else None
+        redis = statistics.median(per_server["redis"]) if per_server.get("redis") else None
+        ratio = rill / redis if rill is not None and redis else None
+        target = target_for(scenario, metric)
+        target_text, met = "", ""
+        if target:
+            what, op, bound = target
+            subject = ratio if what == "ratio" else rill
+            target_text = f"{'ratio' if what == 'ratio' else 'Rill'} {'≥' if op == '>=' else '≤'} {bound:g}"
+            if what == "rill":
+                target_text += " s"
+            if subject is not None:
+                ok = subject >= bound if op == ">=" else subject <= bound
+                met = "✓" if ok else "✗"
+        ratio_text = f"{ratio:.2f}×" if ratio is not None else "–"
+        out.append(f"| {scenario} | {metric} | {fmt(rill)} | {fmt(redis)} | {ratio_text} | {target_text} | {met} |")
+    out.append("")
+    loads = []
+    with open(args.loads) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 2:
+                loads.append(f"{parts[0]} {parts[1]}")
+    if loads:
+        out.append("Load average (1/5/15 min) when each scenario started: " + "; ".join(loads) + ".")
+        out.append("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
