@@ -1431,6 +1431,9 @@ impl Mismatch {
             if self.resp3 { "RESP3" } else { "RESP2" },
             quote(&self.args)
         );
+        let mut paths = Vec::new();
+        differences(&self.redis, &self.rill, "", &mut paths);
+        let _ = writeln!(s, "differs at: {}", paths.join(" "));
         let _ = writeln!(s, "redis replied:\n{}", self.redis.rendered());
         let _ = writeln!(s, "rill replied:\n{}", self.rill.rendered());
         s
