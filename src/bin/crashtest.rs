@@ -1,0 +1,1617 @@
+//! `rill-crashtest`: shows that no acknowledged write is lost when the server dies.
+//!
+//! Each cycle starts the real `rill` binary on a free port and the same data directory, runs
+//! concurrent load from several connections (XADD, XREADGROUP `>` and history, XACK, XCLAIM,
+//! XGROUP CREATE/SETID/CREATECONSUMER, and MULTI/EXEC pairs), SIGKILLs the server at a random
+//! moment, runs `rill check` on the directory, restarts the server and compares what it
+//! serves with a model built only from ACKNOWLEDGED replies.
+//!
+//! The model is exact because every worker owns its stream (only it writes there), so its
+//! commands apply in the order it sent them. Cross-connection contention is exercised by a
+//! shared stream every worker appends to; there the check is per entry (ID and fields).
+//! A command whose reply never came (the one in flight at the kill) may or may not have
+//! applied: the state must equal the model either without it or with all of it; anything
+//! else (half a MULTI, half an XREADGROUP) is a violation. The model also predicts every
+//! reply (delivered IDs, ack counts, claimed IDs), so a wrong answer is caught at once.
+//!
+//! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]`.
+//! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
+//! test itself could not run (the server did not start, bad arguments).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rill-crashtest",
+    about = "SIGKILL a Rill server under load, restart it, and check nothing acknowledged was lost"
+)]
+struct Opts {
+    /// Kill/restart cycles to run.
+    #[arg(long, default_value_t = 30)]
+    cycles: u32,
+    /// Seed of the workload (commands and kill moments); printed so a run can be repeated.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// The rill binary (default: `rill` next to this program).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Work directory (kept on failure; default: a fresh one under the temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Longest load phase before the kill, in milliseconds.
+    #[arg(long, default_value_t = 700)]
+    max_load_ms: u64,
+    /// Self-test of the checker: after each kill, cut this many records off the end of the log,
+    /// as a server that acknowledged before its fsync would lose them. With more records than
+    /// connections (at most one unanswered command each) this must be reported as a violation.
+    #[arg(long, default_value_t = 0)]
+    sabotage_drop_records: usize,
+}
+
+// ------------------------------------------------------------------------------------------
+// A minimal RESP2 client: enough to send commands and read any reply.
+// ------------------------------------------------------------------------------------------
+
+/// A RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+impl fmt::Display for Resp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resp::Simple(s) => write!(f, "+{s}"),
+            Resp::Error(s) => write!(f, "-{s}"),
+            Resp::Int(n) => write!(f, ":{n}"),
+            Resp::Bulk(None) | Resp::Array(None) => write!(f, "nil"),
+            Resp::Bulk(Some(b)) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Resp::Array(Some(items)) => {
+                write!(f, "[")?;
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{it}")?;
+                }
+                write!(f, "]")
+            }
+        }
+    }
+}
+
+fn bulk(b: impl Into<Vec<u8>>) -> Resp {
+    Resp::Bulk(Some(b.into()))
+}
+
+fn bad_data(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    fn connect(port: u16) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    fn send(&mut self, argv: &[Vec<u8>]) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+        for a in argv {
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&buf)
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut l = Vec::new();
+        self.reader.read_until(b'\n', &mut l)?;
+        if l.len() < 2 || !l.ends_with(b"\r\n") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed mid-reply",
+            ));
+        }
+        l.truncate(l.len() - 2);
+        String::from_utf8(l).map_err(|_| bad_data("non-UTF-8 reply line"))
+    }
+
+    fn read(&mut self) -> std::io::Result<Resp> {
+        let l = self.line()?;
+        let (t, rest) = l.split_at(1.min(l.len()));
+        let num = || {
+            rest.parse::<i64>()
+                .map_err(|_| bad_data(format!("bad length {l:?}")))
+        };
+        Ok(match t {
+            "+" => Resp::Simple(rest.to_string()),
+            "-" => Resp::Error(rest.to_string()),
+            ":" => Resp::Int(num()?),
+            "$" => {
+                let n = num()?;
+                if n < 0 {
+                    Resp::Bulk(None)
+                } else {
+                    let mut b = vec![0u8; n as usize + 2];
+                    self.reader.read_exact(&mut b)?;
+                    b.truncate(n as usize);
+                    Resp::Bulk(Some(b))
+                }
+            }
+            "*" => {
+                let n = num()?;
+                if n < 0 {
+                    Resp::Array(None)
+                } else {
+                    let mut items = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        items.push(self.read()?);
+                    }
+                    Resp::Array(Some(items))
+                }
+            }
+            _ => return Err(bad_data(format!("unexpected reply line {l:?}"))),
+        })
+    }
+
+    fn call(&mut self, argv: &[Vec<u8>]) -> std::io::Result<Resp> {
+        self.send(argv)?;
+        self.read()
+    }
+}
+
+fn argv(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// The model.
+// ------------------------------------------------------------------------------------------
+
+/// A stream ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+struct Id(u64, u64);
+
+impl Id {
+    fn parse(b: &[u8]) -> Option<Id> {
+        let s = std::str::from_utf8(b).ok()?;
+        let (ms, seq) = s.split_once('-')?;
+        Some(Id(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A consumer group as the replies showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct GroupModel {
+    last_id: Id,
+    entries_read: Option<u64>,
+    /// ID → (consumer, delivery count).
+    pel: BTreeMap<Id, (String, u64)>,
+    consumers: BTreeSet<String>,
+}
+
+/// A stream as the replies showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct StreamModel {
+    exists: bool,
+    entries: BTreeMap<Id, Fields>,
+    last_id: Id,
+    entries_added: u64,
+    groups: BTreeMap<String, GroupModel>,
+}
+
+/// One command of the workload, on the worker's own stream unless `shared`.
+#[derive(Debug, Clone)]
+enum Cmd {
+    XAdd {
+        fields: Fields,
+        shared: bool,
+    },
+    Create {
+        group: String,
+        at_end: bool,
+        entries_read: u64,
+    },
+    ReadNew {
+        group: String,
+        consumer: String,
+        count: usize,
+    },
+    ReadHistory {
+        group: String,
+        consumer: String,
+        count: usize,
+    },
+    Ack {
+        group: String,
+        ids: Vec<Id>,
+    },
+    Claim {
+        group: String,
+        consumer: String,
+        ids: Vec<Id>,
+        just_id: bool,
+    },
+    SetId {
+        group: String,
+        id: Option<Id>,
+        entries_read: u64,
+    },
+    CreateConsumer {
+        group: String,
+        consumer: String,
+    },
+}
+
+/// What a worker sends as one unit: one command, or several inside MULTI/EXEC.
+#[derive(Debug, Clone)]
+struct Op {
+    cmds: Vec<Cmd>,
+    multi: bool,
+}
+
+impl Cmd {
+    fn argv(&self, own: &str, shared: &str) -> Vec<Vec<u8>> {
+        let key = |s: bool| if s { shared } else { own }.as_bytes().to_vec();
+        match self {
+            Cmd::XAdd { fields, shared } => {
+                let mut a = vec![b"XADD".to_vec(), key(*shared), b"*".to_vec()];
+                for (f, v) in fields {
+                    a.push(f.clone());
+                    a.push(v.clone());
+                }
+                a
+            }
+            Cmd::Create {
+                group,
+                at_end,
+                entries_read,
+            } => argv(&[
+                b"XGROUP",
+                b"CREATE",
+                own.as_bytes(),
+                group.as_bytes(),
+                if *at_end { b"$" } else { b"0" },
+                b"MKSTREAM",
+                b"ENTRIESREAD",
+                entries_read.to_string().as_bytes(),
+            ]),
+            Cmd::ReadNew {
+                group,
+                consumer,
+                count,
+            }
+            | Cmd::ReadHistory {
+                group,
+                consumer,
+                count,
+            } => {
+                let from: &[u8] = if matches!(self, Cmd::ReadNew { .. }) {
+                    b">"
+                } else {
+                    b"0"
+                };
+                argv(&[
+                    b"XREADGROUP",
+                    b"GROUP",
+                    group.as_bytes(),
+                    consumer.as_bytes(),
+                    b"COUNT",
+                    count.to_string().as_bytes(),
+                    b"STREAMS",
+                    own.as_bytes(),
+                    from,
+                ])
+            }
+            Cmd::Ack { group, ids } => {
+                let mut a = argv(&[b"XACK", own.as_bytes(), group.as_bytes()]);
+                a.extend(ids.iter().map(|i| i.bytes()));
+                a
+            }
+            Cmd::Claim {
+                group,
+                consumer,
+                ids,
+                just_id,
+            } => {
+                let mut a = argv(&[
+                    b"XCLAIM",
+                    own.as_bytes(),
+                    group.as_bytes(),
+                    consumer.as_bytes(),
+                    b"0",
+                ]);
+                a.extend(ids.iter().map(|i| i.bytes()));
+                if *just_id {
+                    a.push(b"JUSTID".to_vec());
+                }
+                a
+            }
+            Cmd::SetId {
+                group,
+                id,
+                entries_read,
+            } => argv(&[
+                b"XGROUP",
+                b"SETID",
+                own.as_bytes(),
+                group.as_bytes(),
+                &id.map_or(b"$".to_vec(), |i| i.bytes()),
+                b"ENTRIESREAD",
+                entries_read.to_string().as_bytes(),
+            ]),
+            Cmd::CreateConsumer { group, consumer } => argv(&[
+                b"XGROUP",
+                b"CREATECONSUMER",
+                own.as_bytes(),
+                group.as_bytes(),
+                consumer.as_bytes(),
+            ]),
+        }
+    }
+}
+
+fn entry_reply(id: Id, fields: &Fields) -> Resp {
+    let mut flat = Vec::with_capacity(fields.len() * 2);
+    for (f, v) in fields {
+        flat.push(bulk(f.clone()));
+        flat.push(bulk(v.clone()));
+    }
+    Resp::Array(Some(vec![bulk(id.bytes()), Resp::Array(Some(flat))]))
+}
+
+impl StreamModel {
+    fn count_upto(&self, id: Id) -> u64 {
+        self.entries.range(..=id).count() as u64
+    }
+
+    /// Applies `cmd` as the server must, returning the reply it must give. `xadd_id` is the
+    /// ID the server chose for an XADD (learnt from its reply or from the restarted state).
+    fn apply(&mut self, cmd: &Cmd, own: &str, xadd_id: Option<Id>) -> Result<Resp, String> {
+        match cmd {
+            Cmd::XAdd { fields, .. } => {
+                let id = xadd_id.ok_or("XADD without an ID")?;
+                if id <= self.last_id {
+                    return Err(format!(
+                        "XADD got ID {id}, not above the stream's last ID {}",
+                        self.last_id
+                    ));
+                }
+                self.exists = true;
+                self.entries.insert(id, fields.clone());
+                self.last_id = id;
+                self.entries_added += 1;
+                Ok(bulk(id.bytes()))
+            }
+            Cmd::Create {
+                group,
+                at_end,
+                entries_read,
+            } => {
+                self.exists = true;
+                let g = GroupModel {
+                    last_id: if *at_end { self.last_id } else { Id(0, 0) },
+                    entries_read: Some(*entries_read),
+                    ..GroupModel::default()
+                };
+                self.groups.insert(group.clone(), g);
+                Ok(Resp::Simple("OK".into()))
+            }
+            Cmd::ReadNew {
+                group,
+                consumer,
+                count,
+            } => {
+                let entries = &self.entries;
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                g.consumers.insert(consumer.clone());
+                let new: Vec<(Id, Fields)> = entries
+                    .range(g.last_id..)
+                    .filter(|(id, _)| **id > g.last_id)
+                    .take(*count)
+                    .map(|(id, f)| (*id, f.clone()))
+                    .collect();
+                if new.is_empty() {
+                    return Ok(Resp::Array(None));
+                }
+                let mut out = Vec::new();
+                for (id, f) in &new {
+                    g.pel.insert(*id, (consumer.clone(), 1));
+                    g.last_id = *id;
+                    g.entries_read = g.entries_read.map(|n| n + 1);
+                    out.push(entry_reply(*id, f));
+                }
+                Ok(Resp::Array(Some(vec![Resp::Array(Some(vec![
+                    bulk(own),
+                    Resp::Array(Some(out)),
+                ]))])))
+            }
+            Cmd::ReadHistory {
+                group,
+                consumer,
+                count,
+            } => {
+                let entries = &self.entries;
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                g.consumers.insert(consumer.clone());
+                let mut out = Vec::new();
+                for (id, (c, n)) in g.pel.iter_mut() {
+                    if out.len() == *count {
+                        break;
+                    }
+                    if c == consumer {
+                        *n += 1;
+                        let f = entries.get(id).ok_or("PEL entry without stream entry")?;
+                        out.push(entry_reply(*id, f));
+                    }
+                }
+                Ok(Resp::Array(Some(vec![Resp::Array(Some(vec![
+                    bulk(own),
+                    Resp::Array(Some(out)),
+                ]))])))
+            }
+            Cmd::Ack { group, ids } => {
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                let unique: BTreeSet<Id> = ids.iter().copied().collect();
+                let n = unique
+                    .iter()
+                    .filter(|id| g.pel.remove(id).is_some())
+                    .count();
+                Ok(Resp::Int(n as i64))
+            }
+            Cmd::Claim {
+                group,
+                consumer,
+                ids,
+                just_id,
+            } => {
+                let entries = &self.entries;
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                let mut out = Vec::new();
+                for id in ids {
+                    if let Some((c, n)) = g.pel.get_mut(id) {
+                        *c = consumer.clone();
+                        if !*just_id {
+                            *n += 1;
+                        }
+                        g.consumers.insert(consumer.clone());
+                        let f = entries.get(id).ok_or("PEL entry without stream entry")?;
+                        out.push(if *just_id {
+                            bulk(id.bytes())
+                        } else {
+                            entry_reply(*id, f)
+                        });
+                    }
+                }
+                Ok(Resp::Array(Some(out)))
+            }
+            Cmd::SetId {
+                group,
+                id,
+                entries_read,
+            } => {
+                let last = self.last_id;
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                g.last_id = id.unwrap_or(last);
+                g.entries_read = Some(*entries_read);
+                Ok(Resp::Simple("OK".into()))
+            }
+            Cmd::CreateConsumer { group, consumer } => {
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                Ok(Resp::Int(i64::from(g.consumers.insert(consumer.clone()))))
+            }
+        }
+    }
+
+    /// Every difference between what the model expects (`self`) and what the server shows.
+    fn diff(&self, actual: &StreamModel, key: &str) -> Vec<String> {
+        let mut d = Vec::new();
+        if self.exists != actual.exists {
+            d.push(format!(
+                "{key}: exists={} expected {}",
+                actual.exists, self.exists
+            ));
+            return d;
+        }
+        for (id, f) in &self.entries {
+            match actual.entries.get(id) {
+                None => d.push(format!("{key}: acknowledged entry {id} is missing")),
+                Some(af) if af != f => d.push(format!(
+                    "{key}: entry {id} has fields {} expected {}",
+                    show_fields(af),
+                    show_fields(f)
+                )),
+                _ => {}
+            }
+        }
+        for id in actual.entries.keys() {
+            if !self.entries.contains_key(id) {
+                d.push(format!("{key}: unexpected entry {id}"));
+            }
+        }
+        if self.last_id != actual.last_id {
+            d.push(format!(
+                "{key}: last-generated-id {} expected {}",
+                actual.last_id, self.last_id
+            ));
+        }
+        if self.entries_added != actual.entries_added {
+            d.push(format!(
+                "{key}: entries-added {} expected {}",
+                actual.entries_added, self.entries_added
+            ));
+        }
+        let names: BTreeSet<&String> = self.groups.keys().chain(actual.groups.keys()).collect();
+        for name in names {
+            let (e, a) = match (self.groups.get(name), actual.groups.get(name)) {
+                (Some(e), Some(a)) => (e, a),
+                (Some(_), None) => {
+                    d.push(format!("{key}: group {name} is missing"));
+                    continue;
+                }
+                (None, Some(_)) => {
+                    d.push(format!("{key}: unexpected group {name}"));
+                    continue;
+                }
+                (None, None) => continue,
+            };
+            let g = format!("{key} group {name}");
+            if e.last_id != a.last_id {
+                d.push(format!(
+                    "{g}: last-delivered-id {} expected {}",
+                    a.last_id, e.last_id
+                ));
+            }
+            if e.entries_read != a.entries_read {
+                d.push(format!(
+                    "{g}: entries-read {:?} expected {:?}",
+                    a.entries_read, e.entries_read
+                ));
+            }
+            if e.consumers != a.consumers {
+                d.push(format!(
+                    "{g}: consumers {:?} expected {:?}",
+                    a.consumers, e.consumers
+                ));
+            }
+            for (id, (c, n)) in &e.pel {
+                match a.pel.get(id) {
+                    None => d.push(format!(
+                        "{g}: pending entry {id} (consumer {c}, deliveries {n}) is missing"
+                    )),
+                    Some((ac, an)) if (ac, an) != (c, n) => d.push(format!(
+                        "{g}: pending entry {id} is (consumer {ac}, deliveries {an}) expected (consumer {c}, deliveries {n})"
+                    )),
+                    _ => {}
+                }
+            }
+            for (id, (c, n)) in &a.pel {
+                if !e.pel.contains_key(id) {
+                    d.push(format!(
+                        "{g}: entry {id} is pending (consumer {c}, deliveries {n}) but was acknowledged or never delivered"
+                    ));
+                }
+            }
+        }
+        d
+    }
+}
+
+fn show_fields(f: &Fields) -> String {
+    let parts: Vec<String> = f
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={:?}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(v)
+            )
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+// ------------------------------------------------------------------------------------------
+// Reading the server's state back.
+// ------------------------------------------------------------------------------------------
+
+fn as_array(r: &Resp, what: &str) -> Result<Vec<Resp>, String> {
+    match r {
+        Resp::Array(Some(a)) => Ok(a.clone()),
+        Resp::Array(None) => Ok(Vec::new()),
+        other => Err(format!("{what}: expected an array, got {other}")),
+    }
+}
+
+fn as_bytes(r: &Resp, what: &str) -> Result<Vec<u8>, String> {
+    match r {
+        Resp::Bulk(Some(b)) => Ok(b.clone()),
+        Resp::Simple(s) => Ok(s.clone().into_bytes()),
+        other => Err(format!("{what}: expected a string, got {other}")),
+    }
+}
+
+fn as_id(r: &Resp, what: &str) -> Result<Id, String> {
+    let b = as_bytes(r, what)?;
+    Id::parse(&b).ok_or_else(|| format!("{what}: bad ID {:?}", String::from_utf8_lossy(&b)))
+}
+
+fn as_int(r: &Resp, what: &str) -> Result<i64, String> {
+    match r {
+        Resp::Int(n) => Ok(*n),
+        Resp::Bulk(Some(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{what}: not a number")),
+        other => Err(format!("{what}: expected an integer, got {other}")),
+    }
+}
+
+/// A flat `[name, value, …]` reply as a map.
+fn as_map(r: &Resp, what: &str) -> Result<BTreeMap<String, Resp>, String> {
+    let a = as_array(r, what)?;
+    let mut m = BTreeMap::new();
+    for pair in a.chunks(2) {
+        if let [k, v] = pair {
+            m.insert(
+                String::from_utf8_lossy(&as_bytes(k, what)?).into_owned(),
+                v.clone(),
+            );
+        }
+    }
+    Ok(m)
+}
+
+fn field<'a>(m: &'a BTreeMap<String, Resp>, name: &str, what: &str) -> Result<&'a Resp, String> {
+    m.get(name)
+        .ok_or_else(|| format!("{what}: no field {name:?}"))
+}
+
+fn parse_entries(r: &Resp, what: &str) -> Result<BTreeMap<Id, Fields>, String> {
+    let mut out = BTreeMap::new();
+    for e in as_array(r, what)? {
+        let e = as_array(&e, what)?;
+        let (Some(id), Some(flat)) = (e.first(), e.get(1)) else {
+            return Err(format!("{what}: malformed entry"));
+        };
+        let flat = as_array(flat, what)?;
+        let mut fields = Vec::new();
+        for pair in flat.chunks(2) {
+            if let [f, v] = pair {
+                fields.push((as_bytes(f, what)?, as_bytes(v, what)?));
+            }
+        }
+        out.insert(as_id(id, what)?, fields);
+    }
+    Ok(out)
+}
+
+fn call(conn: &mut Conn, a: &[Vec<u8>]) -> Result<Resp, String> {
+    conn.call(a)
+        .map_err(|e| format!("{} failed: {e}", String::from_utf8_lossy(&a.join(&b' '))))
+}
+
+/// Reads everything the model describes about `key` from the server.
+fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
+    let k = key.as_bytes();
+    let info = call(conn, &argv(&[b"XINFO", b"STREAM", k]))?;
+    if let Resp::Error(e) = &info {
+        if e.contains("no such key") {
+            return Ok(StreamModel::default());
+        }
+        return Err(format!("XINFO STREAM {key}: -{e}"));
+    }
+    let info = as_map(&info, "XINFO STREAM")?;
+    let mut m = StreamModel {
+        exists: true,
+        last_id: as_id(
+            field(&info, "last-generated-id", "XINFO STREAM")?,
+            "last-generated-id",
+        )?,
+        entries_added: as_int(
+            field(&info, "entries-added", "XINFO STREAM")?,
+            "entries-added",
+        )? as u64,
+        ..StreamModel::default()
+    };
+    m.entries = parse_entries(&call(conn, &argv(&[b"XRANGE", k, b"-", b"+"]))?, "XRANGE")?;
+    let length = as_int(field(&info, "length", "XINFO STREAM")?, "length")?;
+    if length as usize != m.entries.len() {
+        return Err(format!(
+            "{key}: XINFO STREAM length {length} but XRANGE returned {} entries",
+            m.entries.len()
+        ));
+    }
+    for g in as_array(
+        &call(conn, &argv(&[b"XINFO", b"GROUPS", k]))?,
+        "XINFO GROUPS",
+    )? {
+        let g = as_map(&g, "XINFO GROUPS")?;
+        let name =
+            String::from_utf8_lossy(&as_bytes(field(&g, "name", "group")?, "name")?).into_owned();
+        let gb = name.as_bytes();
+        let mut gm = GroupModel {
+            last_id: as_id(
+                field(&g, "last-delivered-id", "group")?,
+                "last-delivered-id",
+            )?,
+            entries_read: match field(&g, "entries-read", "group")? {
+                Resp::Bulk(None) | Resp::Array(None) => None,
+                r => Some(as_int(r, "entries-read")? as u64),
+            },
+            ..GroupModel::default()
+        };
+        let pel = call(
+            conn,
+            &argv(&[b"XPENDING", k, gb, b"-", b"+", b"1000000000"]),
+        )?;
+        for p in as_array(&pel, "XPENDING")? {
+            let p = as_array(&p, "XPENDING entry")?;
+            if p.len() != 4 {
+                return Err(format!(
+                    "{key} group {name}: XPENDING entry of {} fields",
+                    p.len()
+                ));
+            }
+            let c = String::from_utf8_lossy(&as_bytes(&p[1], "consumer")?).into_owned();
+            gm.pel.insert(
+                as_id(&p[0], "XPENDING id")?,
+                (c, as_int(&p[3], "deliveries")? as u64),
+            );
+        }
+        let mut per_consumer: BTreeMap<String, i64> = BTreeMap::new();
+        for c in as_array(
+            &call(conn, &argv(&[b"XINFO", b"CONSUMERS", k, gb]))?,
+            "XINFO CONSUMERS",
+        )? {
+            let c = as_map(&c, "XINFO CONSUMERS")?;
+            let cname = String::from_utf8_lossy(&as_bytes(field(&c, "name", "consumer")?, "name")?)
+                .into_owned();
+            per_consumer.insert(
+                cname.clone(),
+                as_int(field(&c, "pending", "consumer")?, "pending")?,
+            );
+            gm.consumers.insert(cname);
+        }
+        // The three views of a group must agree with each other.
+        for (cname, pending) in &per_consumer {
+            let in_pel = gm.pel.values().filter(|(c, _)| c == cname).count() as i64;
+            if *pending != in_pel {
+                return Err(format!(
+                    "{key} group {name}: XINFO CONSUMERS says {cname} has {pending} pending, XPENDING lists {in_pel}"
+                ));
+            }
+        }
+        let pending = as_int(field(&g, "pending", "group")?, "pending")?;
+        let consumers = as_int(field(&g, "consumers", "group")?, "consumers")?;
+        if pending as usize != gm.pel.len() || consumers as usize != gm.consumers.len() {
+            return Err(format!(
+                "{key} group {name}: XINFO GROUPS says {pending} pending / {consumers} consumers, XPENDING/XINFO CONSUMERS show {} / {}",
+                gm.pel.len(),
+                gm.consumers.len()
+            ));
+        }
+        m.groups.insert(name, gm);
+    }
+    Ok(m)
+}
+
+// ------------------------------------------------------------------------------------------
+// Workers.
+// ------------------------------------------------------------------------------------------
+
+const SHARED_KEY: &str = "crash:shared";
+const TOKEN: &[u8] = b"op";
+
+/// What one connection owns across cycles.
+struct Worker {
+    index: usize,
+    key: String,
+    model: StreamModel,
+    rng: StdRng,
+    seq: u64,
+    /// Acknowledged XADDs to the shared stream: ID → fields.
+    shared_acked: BTreeMap<Id, Fields>,
+    /// Commands acknowledged over the whole run.
+    acked: u64,
+}
+
+/// How a load phase ended for one worker.
+struct LoadEnd {
+    worker: Worker,
+    /// The op sent whose reply never came.
+    in_flight: Option<Op>,
+    /// A wrong reply (the server is wrong even without a crash).
+    violation: Option<String>,
+}
+
+impl Worker {
+    fn random_value(&mut self) -> Vec<u8> {
+        let len = self.rng.gen_range(0..48);
+        (0..len).map(|_| self.rng.gen::<u8>()).collect()
+    }
+
+    fn fields(&mut self) -> Fields {
+        self.seq += 1;
+        let mut f = vec![(
+            TOKEN.to_vec(),
+            format!("w{}-{}", self.index, self.seq).into_bytes(),
+        )];
+        for i in 0..self.rng.gen_range(0..3) {
+            let v = self.random_value();
+            f.push((format!("f{i}").into_bytes(), v));
+        }
+        f
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+        if items.is_empty() {
+            None
+        } else {
+            Some(items[self.rng.gen_range(0..items.len())].clone())
+        }
+    }
+
+    fn consumer(&mut self) -> String {
+        format!("c{}", self.rng.gen_range(0..4))
+    }
+
+    fn pending_ids(&mut self, group: &str, max: usize) -> Vec<Id> {
+        let all: Vec<Id> = self
+            .model
+            .groups
+            .get(group)
+            .map(|g| g.pel.keys().copied().collect())
+            .unwrap_or_default();
+        let n = self.rng.gen_range(1..=max);
+        let picked: BTreeSet<Id> = (0..n).filter_map(|_| self.pick(&all)).collect();
+        picked.into_iter().collect()
+    }
+
+    /// Chooses the next command from what the model says exists.
+    fn next_cmd(&mut self) -> Cmd {
+        let groups: Vec<String> = self.model.groups.keys().cloned().collect();
+        let group = self.pick(&groups);
+        let roll = self.rng.gen_range(0..100);
+        match (roll, group) {
+            (_, None) | (0..=2, Some(_)) if groups.len() < 3 => {
+                let at_end = self.rng.gen_bool(0.3);
+                Cmd::Create {
+                    group: format!("g{}", groups.len()),
+                    at_end,
+                    entries_read: if at_end { self.model.entries_added } else { 0 },
+                }
+            }
+            (0..=29, _) | (_, None) => Cmd::XAdd {
+                fields: self.fields(),
+                shared: false,
+            },
+            (30..=39, _) => Cmd::XAdd {
+                fields: self.fields(),
+                shared: true,
+            },
+            (40..=59, Some(group)) => Cmd::ReadNew {
+                group,
+                consumer: self.consumer(),
+                count: self.rng.gen_range(1..=5),
+            },
+            (60..=64, Some(group)) => Cmd::ReadHistory {
+                group,
+                consumer: self.consumer(),
+                count: self.rng.gen_range(1..=5),
+            },
+            (65..=82, Some(group)) => {
+                let mut ids = self.pending_ids(&group, 3);
+                if ids.is_empty() || self.rng.gen_bool(0.1) {
+                    // An ID never delivered: XACK must not count it.
+                    ids.push(Id(1, self.rng.gen_range(0..1000)));
+                }
+                Cmd::Ack { group, ids }
+            }
+            (83..=91, Some(group)) => {
+                let ids = self.pending_ids(&group, 3);
+                if ids.is_empty() {
+                    return Cmd::CreateConsumer {
+                        group,
+                        consumer: self.consumer(),
+                    };
+                }
+                Cmd::Claim {
+                    group,
+                    consumer: self.consumer(),
+                    ids,
+                    just_id: self.rng.gen_bool(0.3),
+                }
+            }
+            (92..=95, Some(group)) => {
+                let ids: Vec<Id> = self.model.entries.keys().copied().collect();
+                let id = if self.rng.gen_bool(0.3) {
+                    None
+                } else {
+                    self.pick(&ids)
+                };
+                let entries_read = match id {
+                    None => self.model.entries_added,
+                    Some(id) => self.model.count_upto(id),
+                };
+                Cmd::SetId {
+                    group,
+                    id,
+                    entries_read,
+                }
+            }
+            (_, Some(group)) => Cmd::CreateConsumer {
+                group,
+                consumer: self.consumer(),
+            },
+        }
+    }
+
+    fn next_op(&mut self) -> Op {
+        if self.rng.gen_range(0..100) < 8 {
+            // An atomic pair: an append and an ack (or a read), all or nothing.
+            let first = Cmd::XAdd {
+                fields: self.fields(),
+                shared: self.rng.gen_bool(0.3),
+            };
+            let second = self.next_cmd();
+            return Op {
+                cmds: vec![first, second],
+                multi: true,
+            };
+        }
+        Op {
+            cmds: vec![self.next_cmd()],
+            multi: false,
+        }
+    }
+
+    /// Applies an acknowledged op to the model, checking every reply against it.
+    fn apply_acked(&mut self, op: &Op, replies: &[Resp]) -> Result<(), String> {
+        for (cmd, reply) in op.cmds.iter().zip(replies) {
+            if let Resp::Error(e) = reply {
+                return Err(format!("{cmd:?} got the error -{e}"));
+            }
+            match cmd {
+                Cmd::XAdd { fields, shared } => {
+                    let id = as_id(reply, "XADD reply")?;
+                    if *shared {
+                        self.shared_acked.insert(id, fields.clone());
+                    } else {
+                        self.model.apply(cmd, &self.key, Some(id))?;
+                    }
+                }
+                _ => {
+                    let want = self.model.apply(cmd, &self.key, None)?;
+                    if &want != reply {
+                        return Err(format!(
+                            "{}: reply {reply} but the model expects {want}",
+                            String::from_utf8_lossy(&cmd.argv(&self.key, SHARED_KEY).join(&b' '))
+                        ));
+                    }
+                }
+            }
+        }
+        self.acked += op.cmds.len() as u64;
+        Ok(())
+    }
+
+    /// Sends one op; `Ok(None)` when the connection died before its reply was complete.
+    fn run_op(&mut self, conn: &mut Conn, op: &Op) -> std::io::Result<Vec<Resp>> {
+        if !op.multi {
+            let a = op.cmds[0].argv(&self.key, SHARED_KEY);
+            return Ok(vec![conn.call(&a)?]);
+        }
+        conn.send(&argv(&[b"MULTI"]))?;
+        for c in &op.cmds {
+            conn.send(&c.argv(&self.key, SHARED_KEY))?;
+        }
+        conn.send(&argv(&[b"EXEC"]))?;
+        let mut queued = Vec::new();
+        for _ in 0..op.cmds.len() + 1 {
+            queued.push(conn.read()?);
+        }
+        let exec = conn.read()?;
+        if let Some(bad) = queued
+            .iter()
+            .find(|r| !matches!(r, Resp::Simple(s) if s == "OK" || s == "QUEUED"))
+        {
+            return Err(bad_data(format!("MULTI queueing answered {bad}")));
+        }
+        match exec {
+            Resp::Array(Some(items)) if items.len() == op.cmds.len() => Ok(items),
+            other => Err(bad_data(format!("EXEC answered {other}"))),
+        }
+    }
+
+    /// Runs ops until the connection dies (the server was killed).
+    fn load(mut self, port: u16) -> LoadEnd {
+        let mut conn = match Conn::connect(port) {
+            Ok(c) => c,
+            Err(_) => {
+                return LoadEnd {
+                    worker: self,
+                    in_flight: None,
+                    violation: None,
+                }
+            }
+        };
+        loop {
+            let op = self.next_op();
+            match self.run_op(&mut conn, &op) {
+                Ok(replies) => {
+                    if let Err(v) = self.apply_acked(&op, &replies) {
+                        let violation = Some(format!("worker {}: {v}", self.index));
+                        return LoadEnd {
+                            worker: self,
+                            in_flight: None,
+                            violation,
+                        };
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    let violation = Some(format!("worker {}: {e}", self.index));
+                    return LoadEnd {
+                        worker: self,
+                        in_flight: None,
+                        violation,
+                    };
+                }
+                Err(_) => {
+                    return LoadEnd {
+                        worker: self,
+                        in_flight: Some(op),
+                        violation: None,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The model plus all of `op`, if the observed state shows where its own-stream XADDs went
+/// (an XADD's ID is only known from its reply, which never came).
+fn with_op(w: &Worker, op: &Op, actual: &StreamModel) -> Option<StreamModel> {
+    let mut m = w.model.clone();
+    for cmd in &op.cmds {
+        match cmd {
+            Cmd::XAdd {
+                fields,
+                shared: false,
+            } => {
+                let (id, _) = actual.entries.iter().find(|(_, f)| *f == fields)?;
+                m.apply(cmd, &w.key, Some(*id)).ok()?;
+            }
+            // Checked against the shared stream by the caller.
+            Cmd::XAdd { shared: true, .. } => {}
+            _ => {
+                m.apply(cmd, &w.key, None).ok()?;
+            }
+        }
+    }
+    Some(m)
+}
+
+// ------------------------------------------------------------------------------------------
+// The server process.
+// ------------------------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+fn start_server(bin: &Path, dir: &Path, log: &Path) -> Result<Server, String> {
+    let mut child = Command::new(bin)
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--appendfsync",
+            "always",
+        ])
+        .args(["--segment-size", "1mb", "--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RILL_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut logfile = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let mut errfile = logfile
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(logfile, "{line}");
+            if !sent {
+                if let Some(p) = line.split("port=").nth(1) {
+                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    if let Ok(port) = digits.parse::<u16>() {
+                        let _ = tx.send(port);
+                        sent = true;
+                    }
+                }
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(errfile, "stderr: {line}");
+        }
+    });
+    let fail = |mut child: Child, why: String| -> Result<Server, String> {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(why)
+    };
+    let port = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(p) => p,
+        Err(_) => {
+            return fail(
+                child,
+                format!(
+                    "the server printed no port within 60 s (see {})",
+                    log.display()
+                ),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the server exited with {status} while starting (see {})",
+                log.display()
+            ));
+        }
+        if let Ok(mut c) = Conn::connect(port) {
+            if let Ok(Resp::Simple(p)) = c.call(&argv(&[b"PING"])) {
+                if p == "PONG" {
+                    return Ok(Server { child, port });
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fail(
+        child,
+        format!(
+            "the server did not answer PING within 120 s (see {})",
+            log.display()
+        ),
+    )
+}
+
+impl Server {
+    fn kill(mut self) -> Result<(), String> {
+        self.child
+            .kill()
+            .map_err(|e| format!("cannot SIGKILL the server: {e}"))?;
+        let _ = self.child.wait();
+        Ok(())
+    }
+
+    /// SIGTERM and wait: the clean shutdown path must lose nothing either.
+    fn terminate(mut self) -> Result<(), String> {
+        let pid = libc::pid_t::try_from(self.child.id()).map_err(|_| "pid out of range")?;
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("the server exited with {status} after SIGTERM"))
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err("the server did not exit within 30 s of SIGTERM".into())
+    }
+}
+
+/// Truncates the newest segment before its `n` last records (fewer if it holds fewer).
+fn drop_newest_records(dir: &Path, n: usize) -> Result<(), String> {
+    use rill::storage::record::{decode, Decoded};
+    use rill::storage::recovery::{list_segments, SEGMENT_HEADER_LEN};
+    let segs = list_segments(dir).map_err(|e| e.to_string())?;
+    let Some((_, path)) = segs.last() else {
+        return Ok(());
+    };
+    let data = bytes::Bytes::from(std::fs::read(path).map_err(|e| e.to_string())?);
+    let mut starts = Vec::new();
+    let mut off = SEGMENT_HEADER_LEN;
+    while off < data.len() {
+        match decode(&data.slice(off..)) {
+            Decoded::Record { len, .. } => {
+                starts.push(off);
+                off += len;
+            }
+            _ => break,
+        }
+    }
+    let cut = starts
+        .len()
+        .checked_sub(n)
+        .and_then(|i| starts.get(i))
+        .copied()
+        .unwrap_or(SEGMENT_HEADER_LEN);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    f.set_len(cut as u64).map_err(|e| e.to_string())
+}
+
+/// Runs `rill check DIR` on the killed server's directory: after a SIGKILL it must be clean,
+/// or at worst end in a torn tail (a write the kernel had only partly taken).
+fn offline_check(bin: &Path, dir: &Path) -> Result<(), String> {
+    let out = Command::new(bin)
+        .arg("check")
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cannot run rill check: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) if text.contains("torn tail") => Ok(()),
+        _ => Err(format!(
+            "rill check {} exited with {}:\n{}{}",
+            dir.display(),
+            out.status,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The cycle loop.
+// ------------------------------------------------------------------------------------------
+
+/// What the run did, for the summary.
+#[derive(Default)]
+struct Stats {
+    cycles: u32,
+    acked: u64,
+    in_flight_applied: u64,
+    in_flight_absent: u64,
+    entries_checked: u64,
+    pending_checked: u64,
+    groups_checked: u64,
+}
+
+impl Stats {
+    fn count(&mut self, m: &StreamModel) {
+        self.entries_checked += m.entries.len() as u64;
+        self.groups_checked += m.groups.len() as u64;
+        self.pending_checked += m.groups.values().map(|g| g.pel.len() as u64).sum::<u64>();
+    }
+}
+
+/// Compares every worker's stream and the shared stream with the models after a restart,
+/// resolving each in-flight op to applied or not applied. Returns the violations.
+fn verify(
+    port: u16,
+    workers: &mut [Worker],
+    in_flight: &mut [Option<Op>],
+    stats: &mut Stats,
+) -> Result<Vec<String>, String> {
+    let mut conn = Conn::connect(port).map_err(|e| format!("cannot connect: {e}"))?;
+    let mut violations = Vec::new();
+    let shared = observe(&mut conn, SHARED_KEY)?;
+    let shared_by_token: BTreeMap<Vec<u8>, (Id, &Fields)> = shared
+        .entries
+        .iter()
+        .map(|(id, f)| (token_of(f), (*id, f)))
+        .collect();
+    for (w, op) in workers.iter_mut().zip(in_flight.iter_mut()) {
+        let actual = observe(&mut conn, &w.key)?;
+        let without = w.model.diff(&actual, &w.key);
+        let Some(op) = op.take() else {
+            if !without.is_empty() {
+                violations.push(format!(
+                    "worker {}: {} differs from the model:",
+                    w.index, w.key
+                ));
+                violations.extend(without.iter().map(|d| format!("  {d}")));
+            }
+            stats.count(&w.model);
+            continue;
+        };
+        // The op either applied entirely or not at all: its own-stream effects and its
+        // shared-stream appends must agree on which.
+        let shared_fields: Vec<&Fields> = op
+            .cmds
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::XAdd {
+                    fields,
+                    shared: true,
+                } => Some(fields),
+                _ => None,
+            })
+            .collect();
+        let present = shared_fields
+            .iter()
+            .filter(|f| shared_by_token.contains_key(&token_of(f)))
+            .count();
+        let with = with_op(w, &op, &actual).filter(|m| m.diff(&actual, &w.key).is_empty());
+        let applied = match (&with, shared_fields.is_empty()) {
+            (Some(_), true) => true,
+            (_, true) => false,
+            (_, false) => present > 0,
+        };
+        if applied && with.is_some() && present == shared_fields.len() {
+            for f in &shared_fields {
+                if let Some((id, af)) = shared_by_token.get(&token_of(f)) {
+                    if af != f {
+                        violations.push(format!(
+                            "{SHARED_KEY}: in-flight entry {id} has fields {} expected {}",
+                            show_fields(af),
+                            show_fields(f)
+                        ));
+                    }
+                    w.shared_acked.insert(*id, (*f).clone());
+                }
+            }
+            if let Some(m) = with {
+                w.model = m;
+            }
+            stats.in_flight_applied += 1;
+        } else if !applied && without.is_empty() && present == 0 {
+            stats.in_flight_absent += 1;
+        } else {
+            violations.push(format!(
+                "worker {}: the in-flight {} was neither fully applied nor absent ({} of its {} shared appends present; own stream {} the full op):",
+                w.index,
+                describe(&op, &w.key),
+                present,
+                shared_fields.len(),
+                if with.is_some() { "matches" } else { "does not match" }
+            ));
+            violations.extend(without.iter().map(|d| format!("  vs. not applied: {d}")));
+        }
+        stats.count(&w.model);
+    }
+    // The shared stream: every acknowledged append present, nothing that was not sent.
+    let mut expected: BTreeMap<Id, Fields> = BTreeMap::new();
+    for w in workers.iter() {
+        expected.extend(w.shared_acked.iter().map(|(i, f)| (*i, f.clone())));
+    }
+    for (id, f) in &expected {
+        match shared.entries.get(id) {
+            None => violations.push(format!(
+                "{SHARED_KEY}: acknowledged entry {id} {} is missing",
+                show_fields(f)
+            )),
+            Some(af) if af != f => violations.push(format!(
+                "{SHARED_KEY}: entry {id} has fields {} expected {}",
+                show_fields(af),
+                show_fields(f)
+            )),
+            _ => {}
+        }
+    }
+    for (id, f) in &shared.entries {
+        if !expected.contains_key(id) {
+            violations.push(format!(
+                "{SHARED_KEY}: unexpected entry {id} {} (never acknowledged nor in flight)",
+                show_fields(f)
+            ));
+        }
+    }
+    stats.entries_checked += shared.entries.len() as u64;
+    Ok(violations)
+}
+
+fn describe(op: &Op, key: &str) -> String {
+    let cmds: Vec<String> = op
+        .cmds
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.argv(key, SHARED_KEY).join(&b' ')).into_owned())
+        .collect();
+    if op.multi {
+        format!("MULTI [{}] EXEC", cmds.join("; "))
+    } else {
+        cmds.join("")
+    }
+}
+
+fn token_of(fields: &Fields) -> Vec<u8> {
+    fields
+        .iter()
+        .find(|(k, _)| k == TOKEN)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
+    let seed = opts.seed.unwrap_or_else(rand::random);
+    println!(
+        "rill-crashtest: seed {seed}, {} cycles, {} workers",
+        opts.cycles, opts.workers
+    );
+    let bin = match &opts.server {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find myself: {e}"))?
+            .with_file_name("rill"),
+    };
+    let work = opts.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("rill-crashtest-{}", std::process::id()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    let data = work.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    let log = work.join("server.log");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut workers: Vec<Worker> = (0..opts.workers.max(1))
+        .map(|i| Worker {
+            index: i,
+            key: format!("crash:w{i}"),
+            model: StreamModel::default(),
+            rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
+            seq: 0,
+            shared_acked: BTreeMap::new(),
+            acked: 0,
+        })
+        .collect();
+    let mut stats = Stats::default();
+    let mut server = start_server(&bin, &data, &log)?;
+    for cycle in 1..=opts.cycles {
+        let port = server.port;
+        let handles: Vec<_> = workers
+            .drain(..)
+            .map(|w| std::thread::spawn(move || w.load(port)))
+            .collect();
+        let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
+        std::thread::sleep(Duration::from_millis(load_ms));
+        server.kill()?;
+        let mut in_flight = Vec::new();
+        let mut load_violations = Vec::new();
+        for h in handles {
+            let end = h
+                .join()
+                .map_err(|_| "a worker thread panicked".to_string())?;
+            if let Some(v) = end.violation {
+                load_violations.push(v);
+            }
+            in_flight.push(end.in_flight);
+            workers.push(end.worker);
+        }
+        workers.sort_by_key(|w| w.index);
+        let acked: u64 = workers.iter().map(|w| w.acked).sum();
+        if !load_violations.is_empty() {
+            return Ok(Err(format!(
+                "cycle {cycle}: wrong replies during the load:\n{}",
+                load_violations.join("\n")
+            )));
+        }
+        if let Err(e) = offline_check(&bin, &data) {
+            return Ok(Err(format!("cycle {cycle}: {e}")));
+        }
+        if opts.sabotage_drop_records > 0 {
+            drop_newest_records(&data, opts.sabotage_drop_records)?;
+        }
+        server = start_server(&bin, &data, &log)?;
+        let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
+        let violations = verify(server.port, &mut workers, &mut in_flight, &mut stats)?;
+        stats.cycles = cycle;
+        stats.acked = acked;
+        println!(
+            "cycle {cycle}: killed after {load_ms} ms, {acked} commands acknowledged so far, {} in flight at the kill, {}",
+            sent_unanswered,
+            if violations.is_empty() { "state verified" } else { "VIOLATIONS" }
+        );
+        if !violations.is_empty() {
+            let _ = server.kill();
+            return Ok(Err(format!(
+                "cycle {cycle} (seed {seed}): after restart:\n{}",
+                violations.join("\n")
+            )));
+        }
+    }
+    // Finally the clean path: SIGTERM, restart, everything still there.
+    server.terminate()?;
+    let server = start_server(&bin, &data, &log)?;
+    let mut none: Vec<Option<Op>> = workers.iter().map(|_| None).collect();
+    let violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
+    let _ = server.terminate();
+    if !violations.is_empty() {
+        return Ok(Err(format!(
+            "after a clean shutdown and restart (seed {seed}):\n{}",
+            violations.join("\n")
+        )));
+    }
+    if opts.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(Ok(stats))
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    match run(&opts) {
+        Ok(Ok(s)) => {
+            println!(
+                "PASS: {} cycles, {} commands acknowledged, in-flight commands at kills: {} applied / {} not applied; \
+                 checked {} entries, {} groups, {} pending entries (cumulative over restarts)",
+                s.cycles,
+                s.acked,
+                s.in_flight_applied,
+                s.in_flight_absent,
+                s.entries_checked,
+                s.groups_checked,
+                s.pending_checked
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(violation)) => {
+            println!("FAIL: {violation}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("rill-crashtest: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
