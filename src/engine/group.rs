@@ -80,6 +80,15 @@ impl StreamCounters {
     }
 }
 
+/// Largest delivery count kept: RETRYCOUNT (and so the log and checkpoints, which replay
+/// counts through it) only accepts a signed 64-bit integer.
+const MAX_DELIVERY_COUNT: u64 = i64::MAX as u64;
+
+/// One more delivery, saturating where RETRYCOUNT can still express the count.
+fn bump(count: u64) -> u64 {
+    count.saturating_add(1).min(MAX_DELIVERY_COUNT)
+}
+
 /// One delivered-but-unacknowledged entry (a NACK in Redis's source).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
@@ -367,7 +376,7 @@ impl ConsumerGroup {
     pub fn redeliver(&mut self, id: StreamId, now_ms: u64) {
         if let Some(mut entry) = self.detach(id) {
             entry.delivery_time_ms = now_ms;
-            entry.delivery_count = entry.delivery_count.saturating_add(1);
+            entry.delivery_count = bump(entry.delivery_count);
             self.attach(entry);
         }
     }
@@ -443,7 +452,7 @@ impl ConsumerGroup {
         if let Some(count) = opts.retry_count {
             entry.delivery_count = count;
         } else if !opts.just_id {
-            entry.delivery_count = entry.delivery_count.saturating_add(1);
+            entry.delivery_count = bump(entry.delivery_count);
         }
         self.attach(entry);
         self.mark_active(consumer, now_ms);
@@ -500,7 +509,7 @@ impl ConsumerGroup {
                 entry.consumer = consumer.clone();
                 entry.delivery_time_ms = now_ms;
                 if !just_id {
-                    entry.delivery_count = entry.delivery_count.saturating_add(1);
+                    entry.delivery_count = bump(entry.delivery_count);
                 }
                 self.attach(entry);
             }
@@ -962,6 +971,27 @@ mod tests {
         assert!(r.claimed.is_empty());
         assert_eq!(r.next_cursor, id(12, 0));
         check_views(&g);
+    }
+
+    #[test]
+    fn delivery_count_saturates_where_retrycount_can_replay_it() {
+        let s = plain(1);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let a = name("a");
+        g.touch_consumer(&a, 0);
+        g.advance(id(1, 0), &s);
+        g.deliver(id(1, 0), &a, 5);
+        let opts = ClaimOptions {
+            min_idle_ms: 0,
+            delivery_time_ms: 5,
+            retry_count: Some(i64::MAX as u64),
+            force: false,
+            just_id: false,
+        };
+        g.claim(id(1, 0), &a, true, &opts, 5);
+        g.redeliver(id(1, 0), 6);
+        let count = g.pending_entry(id(1, 0)).map(|e| e.delivery_count);
+        assert_eq!(count, Some(i64::MAX as u64));
     }
 
     #[test]
