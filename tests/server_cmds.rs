@@ -37,8 +37,8 @@ fn check_entry(v: &Value) -> String {
         panic!("{name} flags {:?}", f[2]);
     };
     assert!(flags.iter().all(|x| matches!(x, Value::SimpleString(_))));
-    for i in 3..6 {
-        assert!(matches!(f[i], Value::Int(_)), "{name} field {i}");
+    for (i, v) in f.iter().enumerate().take(6).skip(3) {
+        assert!(matches!(v, Value::Int(_)), "{name} field {i}");
     }
     let Value::Array(acl) = &f[6] else {
         panic!("{name} acl {:?}", f[6]);
