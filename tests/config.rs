@@ -41,6 +41,7 @@ fn run_to_exit(args: &[&str], dir: &Path) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("rill {args:?} kept running instead of refusing its configuration");
 }
 

@@ -75,7 +75,11 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn rill");
-        let stdout = child.stdout.take()?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -107,8 +111,12 @@ impl TestServer {
                 // Ready once it answers (not -LOADING).
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 if s.write_all(b"PING\r\n").is_ok() {
+                    // PONG, or NOAUTH when started with --requirepass: either way it is
+                    // serving (a server still loading answers -LOADING).
                     let mut buf = [0u8; 7];
-                    if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                    if s.read_exact(&mut buf).is_ok()
+                        && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
+                    {
                         return Some(TestServer {
                             port,
                             dir,
