@@ -1,0 +1,325 @@
+//! Fault injection: a failed write or fsync poisons the log, nothing more is accepted,
+//! every waiter learns it, reads go on, and after a restart nothing acknowledged is lost.
+//!
+//! Run with `cargo test --features failpoints --test faults`; without the feature this file
+//! compiles to nothing. The in-process tests drive `rill::storage::Log` directly with the
+//! `log::write` and `log::fsync` failpoints; the black-box test starts the real server with
+//! `FAILPOINTS=log::fsync=…`, which `main` hands to `fail::FailScenario::setup()`.
+#![cfg(feature = "failpoints")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rill::storage::{FsyncPolicy, Log, LogOptions, LoggedCommand, StorageError};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rill-faults-{}-{}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn opts() -> LogOptions {
+    LogOptions {
+        segment_size: 1 << 20,
+        policy: FsyncPolicy::Always,
+    }
+}
+
+fn record(i: usize) -> Vec<LoggedCommand> {
+    vec![LoggedCommand {
+        db: 0,
+        argv: vec![
+            Bytes::from("XADD"),
+            Bytes::from("s"),
+            Bytes::from(format!("{}-1", i + 1)),
+            Bytes::from("n"),
+            Bytes::from(i.to_string()),
+        ],
+    }]
+}
+
+/// Appends `n` records one commit at a time, each acknowledged (durable) before the next.
+async fn acknowledged(log: &Log, from: usize, n: usize) {
+    for i in from..from + n {
+        let lsn = log.append(&record(i)).expect("append");
+        log.wait_durable(lsn).await.expect("durable");
+    }
+}
+
+fn is_poisoned(e: &StorageError) -> bool {
+    matches!(e, StorageError::Poisoned(_))
+}
+
+/// Reopens `dir` and checks that the first `acked` records are exactly the acknowledged ones;
+/// at most `unacked` more (written, never acknowledged) may follow.
+fn assert_recovered(dir: &Path, acked: usize, unacked: usize) {
+    let (log, batches) = Log::open(dir, opts()).expect("reopen after the failure");
+    assert!(
+        (acked..=acked + unacked).contains(&batches.len()),
+        "recovered {} records, acknowledged {acked}, unacknowledged {unacked}",
+        batches.len()
+    );
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(b, &record(i), "record {i}");
+    }
+    log.close();
+}
+
+#[tokio::test]
+async fn failed_fsync_poisons_and_nothing_acknowledged_is_lost() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tmp("fsync");
+    let (log, _) = Log::open(&dir, opts()).expect("open");
+    acknowledged(&log, 0, 5).await;
+
+    fail::cfg("log::fsync", "return").expect("failpoint");
+    let lsn = log
+        .append(&record(5))
+        .expect("append before the failure is known");
+    let err = log.wait_durable(lsn).await.expect_err("not durable");
+    assert!(is_poisoned(&err), "{err}");
+    assert!(err.to_string().contains("injected fsync failure"), "{err}");
+    assert!(log.is_poisoned());
+
+    // The disk is healthy again, but the log stays poisoned: the kernel may have dropped the
+    // dirty pages, so only a restart (which re-reads what is on disk) may accept writes.
+    fail::remove("log::fsync");
+    let refused = log.append(&record(6)).expect_err("refused");
+    assert!(is_poisoned(&refused), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("writes are refused until restart"),
+        "{refused}"
+    );
+    // Waiting for something already durable still succeeds: readers of old state go on.
+    log.wait_durable(lsn - 1)
+        .await
+        .expect("old records stay durable");
+    log.close();
+    drop(log);
+    assert_recovered(&dir, 5, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    scenario.teardown();
+}
+
+#[tokio::test]
+async fn failed_write_poisons_and_every_waiter_gets_the_error() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tmp("write");
+    let (log, _) = Log::open(&dir, opts()).expect("open");
+    let log = std::sync::Arc::new(log);
+    acknowledged(&log, 0, 3).await;
+
+    fail::cfg("log::write", "return").expect("failpoint");
+    // Several clients wait on records that share the failed group commit (or a later one).
+    let mut waiters = Vec::new();
+    for i in 3..11 {
+        match log.append(&record(i)) {
+            Ok(lsn) => {
+                let log = log.clone();
+                waiters.push(tokio::spawn(async move { log.wait_durable(lsn).await }));
+            }
+            Err(e) => assert!(is_poisoned(&e), "{e}"),
+        }
+    }
+    assert!(!waiters.is_empty());
+    for w in waiters {
+        let r = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("a waiter hung after the failure")
+            .expect("join");
+        let e = r.expect_err("a waiter was told its record is durable");
+        assert!(is_poisoned(&e), "{e}");
+        assert!(e.to_string().contains("injected write failure"), "{e}");
+    }
+    fail::remove("log::write");
+    assert!(log.append(&record(20)).is_err());
+    log.close();
+    drop(log);
+    // Nothing was written after the failure: exactly the acknowledged records come back.
+    assert_recovered(&dir, 3, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    scenario.teardown();
+}
+
+#[tokio::test]
+async fn fsync_failing_after_some_commits_keeps_every_earlier_commit() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tmp("later");
+    let (log, _) = Log::open(&dir, opts()).expect("open");
+    // Four fsyncs succeed, then every one fails.
+    fail::cfg("log::fsync", "4*off->return").expect("failpoint");
+    let mut acked = 0;
+    let mut first_error = None;
+    for i in 0..10 {
+        let Ok(lsn) = log.append(&record(i)) else {
+            break;
+        };
+        match log.wait_durable(lsn).await {
+            Ok(()) => acked += 1,
+            Err(e) => {
+                first_error = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(acked, 4);
+    assert!(first_error.as_ref().is_some_and(is_poisoned));
+    log.close();
+    drop(log);
+    fail::remove("log::fsync");
+    assert_recovered(&dir, 4, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    scenario.teardown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Black box: the real server with a failing disk.
+// ---------------------------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, failpoints: Option<&str>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+    cmd.args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RILL_LOG")
+        .env_remove("FAILPOINTS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(f) = failpoints {
+        cmd.env("FAILPOINTS", f);
+    }
+    let mut child = cmd.spawn().expect("spawn rill");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(p) = line.split("port=").nth(1) {
+                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    if let Ok(port) = digits.parse::<u16>() {
+                        let _ = tx.send(port);
+                        sent = true;
+                    }
+                }
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server banner");
+    let server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 7];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read_exact(&mut buf).is_ok()
+                && &buf == b"+PONG\r\n"
+            {
+                return server;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not become ready");
+}
+
+/// Sends one inline command and reads one reply line (all replies used here are one line,
+/// or a bulk whose header line is enough).
+fn send(s: &mut BufReader<TcpStream>, cmd: &str) -> String {
+    s.get_mut()
+        .write_all(format!("{cmd}\r\n").as_bytes())
+        .expect("write");
+    let mut line = String::new();
+    s.read_line(&mut line).expect("read");
+    if let Some(n) = line
+        .strip_prefix('$')
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
+        let mut body = vec![0u8; n + 2];
+        s.read_exact(&mut body).expect("bulk");
+        return String::from_utf8_lossy(&body[..n]).into_owned();
+    }
+    line.trim_end().to_string()
+}
+
+#[test]
+fn server_with_failing_fsync_refuses_writes_serves_reads_and_loses_nothing() {
+    let dir = tmp("server");
+    {
+        // Three commits succeed; every fsync after that fails.
+        let server = start(&dir, Some("log::fsync=3*off->return"));
+        let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut c = BufReader::new(stream);
+        for i in 1..=3 {
+            assert_eq!(
+                send(&mut c, &format!("XADD s {i}-1 n {i}")),
+                format!("{i}-1")
+            );
+        }
+        let failed = send(&mut c, "XADD s 4-1 n 4");
+        assert!(
+            failed.starts_with("-MISCONF") && failed.contains("poisoned"),
+            "the write whose fsync failed must not be acknowledged: {failed}"
+        );
+        let refused = send(&mut c, "XADD s 5-1 n 5");
+        assert!(
+            refused.starts_with('-') && refused.contains("poisoned"),
+            "later writes are refused: {refused}"
+        );
+        // Reads go on.
+        assert_eq!(send(&mut c, "PING"), "+PONG");
+        let len = send(&mut c, "XLEN s");
+        assert!(len == ":3" || len == ":4", "XLEN {len}");
+    }
+    // Restarted on a healthy disk: every acknowledged entry is there; the refused one is not.
+    let server = start(&dir, None);
+    let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut c = BufReader::new(stream);
+    let len = send(&mut c, "XLEN s");
+    assert!(len == ":3" || len == ":4", "XLEN after restart {len}");
+    for i in 1..=3 {
+        // XRANGE s i-1 i-1 → *1, *2, $id, id, *2, $1 n, $v …: the count line says it exists.
+        assert_eq!(
+            send(&mut c, &format!("XRANGE s {i}-1 {i}-1")),
+            "*1",
+            "entry {i}-1"
+        );
+        let mut rest = String::new();
+        for _ in 0..8 {
+            rest.clear();
+            c.read_line(&mut rest).expect("entry");
+        }
+        assert_eq!(rest.trim_end(), i.to_string(), "field value of {i}-1");
+    }
+    assert_eq!(send(&mut c, "XRANGE s 5-1 5-1"), "*0");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
