@@ -648,6 +648,9 @@ impl XReadGroup {
                     b"$" => ReadFrom::Meaningless('$'),
                     b"+" => ReadFrom::Meaningless('+'),
                     raw => match StreamId::parse_strict(raw, 0) {
+                        // Redis encodes `>` as the maximum ID, so spelling that ID out
+                        // reads new entries exactly as `>` does.
+                        Ok(id) if id == StreamId::MAX => ReadFrom::New,
                         Ok(id) => ReadFrom::History(id),
                         Err(_) => ReadFrom::Invalid,
                     },
