@@ -171,8 +171,14 @@ async fn serve(config: Config) -> ExitCode {
 fn load(shared: &Shared, batches: Vec<Vec<rill::storage::LoggedCommand>>) -> Result<(), String> {
     let started = std::time::Instant::now();
     let total = batches.len();
+    shared
+        .loading_total
+        .store(total as u64, std::sync::atomic::Ordering::Relaxed);
     let mut last_report = std::time::Instant::now();
     for (i, batch) in batches.into_iter().enumerate() {
+        shared
+            .loading_done
+            .store(i as u64, std::sync::atomic::Ordering::Relaxed);
         let errors = rill::commands::propagate::replay_batch(shared, batch);
         if let Some(e) = errors.first() {
             return Err(format!(

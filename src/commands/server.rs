@@ -132,12 +132,44 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("maxmemory_policy", &"noeviction");
         }
         "persistence" => {
-            line("loading", &(sh.is_loading() as u8));
+            let loading = sh.is_loading();
+            line("loading", &(loading as u8));
+            if loading {
+                let total = sh.loading_total.load(Ordering::Relaxed);
+                let done = sh.loading_done.load(Ordering::Relaxed);
+                line("loading_total_records", &total);
+                line("loading_loaded_records", &done);
+                let perc = if total == 0 {
+                    0.0
+                } else {
+                    done as f64 * 100.0 / total as f64
+                };
+                line("loading_loaded_perc", &format!("{perc:.2}"));
+            }
             line("async_loading", &0);
             line("rdb_changes_since_last_save", &0);
             line("rdb_bgsave_in_progress", &0);
-            line("aof_enabled", &(cfg.appendonly as u8));
-            line("aof_rewrite_in_progress", &0);
+            line("aof_enabled", &1);
+            line(
+                "aof_rewrite_in_progress",
+                &(super::rewrite::IN_PROGRESS.load(Ordering::Relaxed) as u8),
+            );
+            let poisoned = sh.log.as_ref().is_some_and(|l| l.is_poisoned());
+            line(
+                "aof_last_write_status",
+                &if poisoned { "err" } else { "ok" },
+            );
+            if let Some(log) = &sh.log {
+                let (written, fsyncs) = log.counters();
+                line("log_written_bytes", &written);
+                line("log_fsyncs", &fsyncs);
+                line("log_poisoned", &(poisoned as u8));
+            }
+            line("dir", &cfg.dir.display());
+            line("segment_size", &cfg.segment_size);
+            line("cache_size", &cfg.cache_size);
+            line("checkpoint_interval", &cfg.checkpoint_interval);
+            line("compaction_threshold", &cfg.compaction_threshold);
             line(
                 "appendfsync",
                 &format!("{:?}", cfg.appendfsync).to_ascii_lowercase(),

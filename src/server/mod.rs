@@ -50,6 +50,10 @@ pub struct Shared {
     pub port: AtomicU16,
     /// True while the data set is being loaded (clients get -LOADING).
     pub loading: AtomicBool,
+    /// Log records to replay at start-up, and how many are done (INFO persistence).
+    pub loading_total: std::sync::atomic::AtomicU64,
+    /// Records replayed so far.
+    pub loading_done: std::sync::atomic::AtomicU64,
     /// Set once shutdown has begun.
     pub shutting_down: AtomicBool,
     /// Wakes the listener to begin shutdown.
@@ -82,6 +86,8 @@ impl Shared {
             run_id,
             port: AtomicU16::new(0),
             loading: AtomicBool::new(false),
+            loading_total: std::sync::atomic::AtomicU64::new(0),
+            loading_done: std::sync::atomic::AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
             log,
