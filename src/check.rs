@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use clap::Parser;
 
+use crate::storage::checkpoint;
 use crate::storage::record::{self, Decoded, HEADER_LEN};
 use crate::storage::recovery::{self, Damage, SEGMENT_HEADER_LEN};
 use crate::storage::StorageError;
@@ -109,12 +110,19 @@ pub struct CheckReport {
     /// True when a running server held the directory while it was read: a damaged tail may
     /// then just be a write in progress.
     pub in_use: bool,
+    /// The checkpoint recovery starts from: its file, records and bytes.
+    pub checkpoint: Option<(PathBuf, u64, u64)>,
+    /// A damaged checkpoint: (file, offset, reason). Truncating the log cannot repair it (the
+    /// history it replaced is gone), so `--repair` refuses.
+    pub checkpoint_damage: Option<(PathBuf, u64, String)>,
+    /// Files a checkpoint superseded that a crash left behind; start-up deletes them.
+    pub obsolete: Vec<PathBuf>,
 }
 
 impl CheckReport {
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damage.is_none()
+        self.damage.is_none() && self.checkpoint_damage.is_none()
     }
 }
 
@@ -214,7 +222,40 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, CheckError> {
 }
 
 fn check_unlocked(dir: &Path, in_use: bool) -> Result<CheckReport, CheckError> {
-    let rec = recovery::read_log(dir)?;
+    let rec = match recovery::read_log(dir) {
+        Ok(rec) => rec,
+        // Only a checkpoint makes read_log fail on content; segment damage is a result.
+        Err(StorageError::Corrupted {
+            file,
+            offset,
+            reason,
+            ..
+        }) => {
+            return Ok(CheckReport {
+                segments: Vec::new(),
+                damage: None,
+                loss: None,
+                in_use,
+                checkpoint: None,
+                checkpoint_damage: Some((file, offset, reason)),
+                obsolete: Vec::new(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let checkpoint = match &rec.checkpoint {
+        Some((path, _)) => {
+            let records = checkpoint::read_checkpoint(dir, path)?.len() as u64;
+            let bytes = fs::metadata(path)
+                .map_err(|e| StorageError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?
+                .len();
+            Some((path.clone(), records, bytes))
+        }
+        None => None,
+    };
     let mut segments = Vec::with_capacity(rec.segments.len());
     for seg in &rec.segments {
         let data = read_file(&seg.path)?;
@@ -238,6 +279,9 @@ fn check_unlocked(dir: &Path, in_use: bool) -> Result<CheckReport, CheckError> {
         damage: rec.damage,
         loss,
         in_use,
+        checkpoint,
+        checkpoint_damage: None,
+        obsolete: rec.obsolete,
     })
 }
 
@@ -254,6 +298,43 @@ pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::i
         writeln!(
             out,
             "warning: a running server holds this directory; a damaged tail may be a write in progress"
+        )?;
+    }
+    if let Some((file, offset, reason)) = &r.checkpoint_damage {
+        writeln!(
+            out,
+            "  {}  DAMAGED at offset {}: {}",
+            file_name(file),
+            offset,
+            reason
+        )?;
+        writeln!(
+            out,
+            "First damaged record: {} at offset {} ({})",
+            file.display(),
+            offset,
+            reason
+        )?;
+        writeln!(
+            out,
+            "It is a damaged checkpoint: the server refuses to start, and truncating the log cannot repair it (the history it replaced was deleted). Restore the directory from a backup."
+        )?;
+        return writeln!(out, "Result: damaged");
+    }
+    if let Some((path, records, bytes)) = &r.checkpoint {
+        writeln!(
+            out,
+            "  {}  {} records  {} bytes  ok (the log below continues it)",
+            file_name(path),
+            records,
+            bytes
+        )?;
+    }
+    for p in &r.obsolete {
+        writeln!(
+            out,
+            "  {}  superseded by the checkpoint (left by a crash; start-up deletes it)",
+            file_name(p)
         )?;
     }
     let damaged_file = r.damage.as_ref().map(|d| d.file.clone());
@@ -369,6 +450,14 @@ pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, Check
     };
     let report = check_unlocked(dir, false)?;
     print_report(dir, &report, out).map_err(CheckError::Output)?;
+    if report.checkpoint_damage.is_some() {
+        writeln!(
+            out,
+            "Not repaired: a damaged checkpoint cannot be repaired by truncation."
+        )
+        .map_err(CheckError::Output)?;
+        return Ok(false);
+    }
     let (Some(d), Some(loss)) = (&report.damage, &report.loss) else {
         writeln!(out, "Nothing to repair.").map_err(CheckError::Output)?;
         return Ok(true);
@@ -571,6 +660,40 @@ mod tests {
         assert_eq!(r, Ok(true));
         assert!(out.contains("warning: a running server"), "{out}");
         log.close();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn checkpoint_is_reported_and_its_damage_is_not_repaired_by_truncation() {
+        let dir = tmp("ckp");
+        fill(&dir, 60).await;
+        let segs = recovery::list_segments(&dir).expect("list");
+        let tail = segs[segs.len() - 1].0;
+        let mut w = checkpoint::CheckpointWriter::new(tail);
+        for i in 0..3 {
+            w.add(&cmd(i));
+        }
+        w.finish(&dir).expect("checkpoint");
+        let report = check_dir(&dir).expect("check");
+        assert!(report.is_clean());
+        let (path, records, _) = report.checkpoint.clone().expect("checkpoint reported");
+        assert_eq!(records, 3);
+        assert_eq!(report.segments.len(), 1, "older segments were superseded");
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(true));
+        assert!(out.contains("3 records"), "{out}");
+
+        let mut data = fs::read(&path).expect("read");
+        let last = data.len() - 1;
+        data[last] ^= 0x01;
+        fs::write(&path, &data).expect("write");
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(false));
+        assert!(out.contains("damaged checkpoint"), "{out}");
+        let (r, out) = text(&dir, true);
+        assert_eq!(r, Ok(false));
+        assert!(out.contains("Not repaired"), "{out}");
+        assert_eq!(fs::read(&path).expect("read"), data, "repair left it alone");
         let _ = fs::remove_dir_all(&dir);
     }
 
