@@ -1337,6 +1337,7 @@ struct Stats {
     entries_checked: u64,
     pending_checked: u64,
     groups_checked: u64,
+    checkpoints_requested: u64,
 }
 
 impl Stats {
@@ -1524,8 +1525,24 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
             .map(|w| std::thread::spawn(move || w.load(port)))
             .collect();
         let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
+        // Every other cycle a checkpoint is asked for mid-load, so that kills also land while
+        // a checkpoint is written, renamed and the segments it supersedes are deleted.
+        let checkpointer = rng.gen_bool(0.5).then(|| {
+            let after = Duration::from_millis(rng.gen_range(0..load_ms));
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                Conn::connect(port).and_then(|mut c| c.call(&argv(&[b"BGREWRITEAOF"])))
+            })
+        });
         std::thread::sleep(Duration::from_millis(load_ms));
         server.kill()?;
+        if let Some(h) = checkpointer {
+            // Refused or cut off by the kill is fine; an error reply is not.
+            if let Ok(Ok(Resp::Error(e))) = h.join() {
+                return Ok(Err(format!("cycle {cycle}: BGREWRITEAOF answered -{e}")));
+            }
+            stats.checkpoints_requested += 1;
+        }
         let mut in_flight = Vec::new();
         let mut load_violations = Vec::new();
         for h in handles {
@@ -1594,11 +1611,12 @@ fn main() -> ExitCode {
         Ok(Ok(s)) => {
             println!(
                 "PASS: {} cycles, {} commands acknowledged, in-flight commands at kills: {} applied / {} not applied; \
-                 checked {} entries, {} groups, {} pending entries (cumulative over restarts)",
+                 {} checkpoints requested mid-load; checked {} entries, {} groups, {} pending entries (cumulative over restarts)",
                 s.cycles,
                 s.acked,
                 s.in_flight_applied,
                 s.in_flight_absent,
+                s.checkpoints_requested,
                 s.entries_checked,
                 s.groups_checked,
                 s.pending_checked
