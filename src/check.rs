@@ -1,14 +1,15 @@
 //! `rill check [--repair] DIR`: verifies a data directory offline, like `redis-check-aof`.
 //!
 //! Start-up already refuses a damaged log (naming the file and offset); this is the tool an
-//! operator runs next. Without `--repair` it only reads: every segment, every record's length,
+//! operator runs next. Without `--repair` it reads (it changes no log or checkpoint data): every segment, every record's length,
 //! checksum and batch framing, exactly as recovery does (it calls [`recovery::read_log`], so the
 //! verdict cannot drift from what start-up would decide). With `--repair` it first says precisely
 //! what truncation at the first bad record loses (bytes, the records that can still be counted
 //! after it, later segments), then cuts there with [`recovery::apply_truncation`].
 //!
 //! Exit status: 0 clean (or repaired), 1 damaged (check only), 2 the check itself could not run
-//! (unreadable directory, a running server holds it during `--repair`, bad arguments).
+//! (unreadable directory, a running server holds it, bad arguments). Both modes take the
+//! directory's LOCK as the server does and refuse while a server runs there.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -52,7 +53,7 @@ pub enum CheckError {
     #[error("{} is not a Rill data directory (no log/ directory in it)", .0.display())]
     NotADataDir(PathBuf),
     /// A running server holds the directory: repairing under it would corrupt what it writes.
-    #[error("the data directory {} is in use by a running Rill server (lock file {} is held); stop it before repairing", dir.display(), lock.display())]
+    #[error("the data directory {} is in use by a running Rill server (lock file {} is held); stop it first", dir.display(), lock.display())]
     Locked { dir: PathBuf, lock: PathBuf },
     /// Writing the report failed (closed stdout).
     #[error("cannot write the report: {0}")]
@@ -107,9 +108,6 @@ pub struct CheckReport {
     pub damage: Option<Damage>,
     /// What truncating at the damage would lose.
     pub loss: Option<Loss>,
-    /// True when a running server held the directory while it was read: a damaged tail may
-    /// then just be a write in progress.
-    pub in_use: bool,
     /// The checkpoint recovery starts from: its file, records and bytes.
     pub checkpoint: Option<(PathBuf, u64, u64)>,
     /// A damaged checkpoint: (file, offset, reason). Truncating the log cannot repair it (the
@@ -211,17 +209,24 @@ fn measure_loss(damage: &Damage) -> Result<Loss, CheckError> {
     })
 }
 
-/// Verifies `dir` without modifying it.
+/// Verifies `dir` without modifying its log. Refused while a server runs on it: a live tail
+/// would look torn, and reading the log removes unfinished checkpoint files (`*.ckp.tmp`),
+/// which under a running server would be the checkpoint it is writing.
 pub fn check_dir(dir: &Path) -> Result<CheckReport, CheckError> {
     if !recovery::log_dir(dir).is_dir() {
         return Err(CheckError::NotADataDir(dir.to_path_buf()));
     }
-    // Taken and released at once: a plain check never blocks a server from starting.
-    let in_use = try_lock(dir)?.is_none();
-    check_unlocked(dir, in_use)
+    // Held while reading, so that no server starts meanwhile.
+    let Some(_lock) = try_lock(dir)? else {
+        return Err(CheckError::Locked {
+            dir: dir.to_path_buf(),
+            lock: dir.join("LOCK"),
+        });
+    };
+    check_unlocked(dir)
 }
 
-fn check_unlocked(dir: &Path, in_use: bool) -> Result<CheckReport, CheckError> {
+fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
     let rec = match recovery::read_log(dir) {
         Ok(rec) => rec,
         // Only a checkpoint makes read_log fail on content; segment damage is a result.
@@ -235,7 +240,6 @@ fn check_unlocked(dir: &Path, in_use: bool) -> Result<CheckReport, CheckError> {
                 segments: Vec::new(),
                 damage: None,
                 loss: None,
-                in_use,
                 checkpoint: None,
                 checkpoint_damage: Some((file, offset, reason)),
                 obsolete: Vec::new(),
@@ -278,7 +282,6 @@ fn check_unlocked(dir: &Path, in_use: bool) -> Result<CheckReport, CheckError> {
         segments,
         damage: rec.damage,
         loss,
-        in_use,
         checkpoint,
         checkpoint_damage: None,
         obsolete: rec.obsolete,
@@ -294,12 +297,6 @@ fn file_name(p: &Path) -> String {
 /// Writes the human-readable report.
 pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Checking {}", recovery::log_dir(dir).display())?;
-    if r.in_use {
-        writeln!(
-            out,
-            "warning: a running server holds this directory; a damaged tail may be a write in progress"
-        )?;
-    }
     if let Some((file, offset, reason)) = &r.checkpoint_damage {
         writeln!(
             out,
@@ -448,7 +445,7 @@ pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, Check
             lock: dir.join("LOCK"),
         });
     };
-    let report = check_unlocked(dir, false)?;
+    let report = check_unlocked(dir)?;
     print_report(dir, &report, out).map_err(CheckError::Output)?;
     if report.checkpoint_damage.is_some() {
         writeln!(
@@ -465,7 +462,7 @@ pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, Check
     print_loss(d, loss, out).map_err(CheckError::Output)?;
     recovery::apply_truncation(d)?;
     writeln!(out, "Truncated. Checking again:").map_err(CheckError::Output)?;
-    let after = check_unlocked(dir, false)?;
+    let after = check_unlocked(dir)?;
     print_report(dir, &after, out).map_err(CheckError::Output)?;
     Ok(after.is_clean())
 }
@@ -641,7 +638,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repair_is_refused_while_a_server_holds_the_directory() {
+    async fn check_and_repair_are_refused_while_a_server_holds_the_directory() {
         let dir = tmp("locked");
         fill(&dir, 3).await;
         let (log, _) = Log::open(
@@ -655,11 +652,16 @@ mod tests {
         let (r, _) = text(&dir, true);
         let err = r.expect_err("refused");
         assert!(err.contains("in use by a running Rill server"), "{err}");
-        // A plain check still runs, with a warning.
-        let (r, out) = text(&dir, false);
-        assert_eq!(r, Ok(true));
-        assert!(out.contains("warning: a running server"), "{out}");
+        let (r, _) = text(&dir, false);
+        let err = r.expect_err("refused");
+        assert!(err.contains("in use by a running Rill server"), "{err}");
         log.close();
+        drop(log);
+        assert_eq!(
+            text(&dir, false).0,
+            Ok(true),
+            "runs once the server is gone"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
