@@ -136,6 +136,13 @@ fn state_survives_sigkill_after_checkpoint_and_old_log_is_removed() {
     // Writes after the checkpoint land in the new segment and are replayed on top.
     q(&mut c, &["XADD", "s", "60-1", "f", "after"]);
     q(&mut c, &["XACK", "s", "g", "5-1"]);
+    // A pending entry whose stream entry is gone must survive the next checkpoint.
+    q(&mut c, &["XDEL", "s", "6-1", "9-1"]);
+    let files = log_files(&s);
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut c)
+        .expect("bgrewriteaof");
+    wait_for_checkpoint(&s, &files);
     let expected = snapshot(&mut c);
 
     s.restart();

@@ -6,9 +6,10 @@
 //! `XSETID … ENTRIESADDED … MAXDELETEDID …` for the counters, per group `XGROUP
 //! CREATE … ENTRIESREAD …`, per pending entry `XCLAIM … 0 id TIME t RETRYCOUNT n
 //! JUSTID FORCE`, and `XGROUP CREATECONSUMER` for consumers without pending
-//! entries. As in Redis, consumers' seen/active times restart at recovery, and a
-//! pending entry whose stream entry was deleted is not carried over (XCLAIM FORCE
-//! only creates entries that still exist).
+//! entries. As in Redis, consumers' seen/active times restart at recovery. Unlike
+//! Redis's rewrite, pending entries whose stream entry was deleted are kept (see
+//! `stream_commands`). Deleted-entry tombstones are not rebuilt, so
+//! `radix-tree-keys` may shrink after recovery from a checkpoint.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,8 +40,21 @@ fn id(i: StreamId) -> Bytes {
 }
 
 /// Appends the commands that rebuild `stream` under `key`.
+///
+/// Pending entries whose stream entry was deleted must survive too (XCLAIM FORCE
+/// only claims entries that exist), so such IDs are added as placeholders, claimed,
+/// then deleted again; XSETID last restores the counters XDEL changed.
 fn stream_commands(key: &Bytes, s: &Stream, out: &mut Vec<Vec<Bytes>>) {
-    if s.is_empty() {
+    let mut orphans: Vec<StreamId> = s
+        .groups
+        .values()
+        .flat_map(|g| g.pending_entries().map(|p| p.id))
+        .filter(|id| s.get(*id).is_none())
+        .collect();
+    orphans.sort();
+    orphans.dedup();
+    let placeholder = |id: StreamId| vec![b("XADD"), key.clone(), self::id(id), b("x"), b("y")];
+    if s.is_empty() && orphans.is_empty() {
         out.push(vec![
             b("XADD"),
             key.clone(),
@@ -51,7 +65,15 @@ fn stream_commands(key: &Bytes, s: &Stream, out: &mut Vec<Vec<Bytes>>) {
             b("y"),
         ]);
     } else {
+        let mut pending = orphans.iter().peekable();
         for e in s.range(StreamId::MIN, StreamId::MAX, None, false) {
+            while let Some(&&o) = pending.peek() {
+                if o >= e.id {
+                    break;
+                }
+                out.push(placeholder(o));
+                pending.next();
+            }
             let mut argv = Vec::with_capacity(3 + e.fields.len());
             argv.push(b("XADD"));
             argv.push(key.clone());
@@ -59,16 +81,10 @@ fn stream_commands(key: &Bytes, s: &Stream, out: &mut Vec<Vec<Bytes>>) {
             argv.extend(e.fields.iter().cloned());
             out.push(argv);
         }
+        for &o in pending {
+            out.push(placeholder(o));
+        }
     }
-    out.push(vec![
-        b("XSETID"),
-        key.clone(),
-        id(s.last_id()),
-        b("ENTRIESADDED"),
-        Bytes::from(s.entries_added().to_string()),
-        b("MAXDELETEDID"),
-        id(s.max_deleted_id()),
-    ]);
     for (name, g) in &s.groups {
         let entries_read = g.entries_read().map_or(-1i64, |n| n as i64);
         out.push(vec![
@@ -108,6 +124,20 @@ fn stream_commands(key: &Bytes, s: &Stream, out: &mut Vec<Vec<Bytes>>) {
             ]);
         }
     }
+    if !orphans.is_empty() {
+        let mut del = vec![b("XDEL"), key.clone()];
+        del.extend(orphans.iter().map(|&o| id(o)));
+        out.push(del);
+    }
+    out.push(vec![
+        b("XSETID"),
+        key.clone(),
+        id(s.last_id()),
+        b("ENTRIESADDED"),
+        Bytes::from(s.entries_added().to_string()),
+        b("MAXDELETEDID"),
+        id(s.max_deleted_id()),
+    ]);
 }
 
 /// Writes a checkpoint of the whole keyspace and deletes the log it supersedes.
