@@ -41,21 +41,45 @@ const LISTPACK_MAX_SIZE: u64 = 1 << 30;
 
 /// Where an entry's field/value pairs live.
 ///
-/// Today the handle owns them; a disk-backed store will swap this for a log position.
+/// Today the handle owns them, packed into one allocation (`u32 len | bytes` per
+/// field and value): the request buffers the arguments arrived in are not kept
+/// alive by stored entries, and an entry costs its payload plus a few bytes.
+/// A disk-backed store will swap this for a log position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payload {
-    fields: Vec<Bytes>,
+    data: Bytes,
 }
 
 impl Payload {
-    /// Wraps a flat `field, value, field, value…` vector.
+    /// Packs a flat `field, value, field, value…` vector.
     pub fn new(fields: Vec<Bytes>) -> Self {
-        Payload { fields }
+        let size: usize = fields.iter().map(|f| 4 + f.len()).sum();
+        let mut data = Vec::with_capacity(size);
+        for f in &fields {
+            data.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            data.extend_from_slice(f);
+        }
+        Payload {
+            data: Bytes::from(data),
+        }
     }
 
-    /// The flat field/value vector.
-    pub fn fields(&self) -> &[Bytes] {
-        &self.fields
+    /// The flat field/value vector (slices of the packed payload, no copy).
+    pub fn fields(&self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut p = 0;
+        while p + 4 <= self.data.len() {
+            let len = u32::from_le_bytes([
+                self.data[p],
+                self.data[p + 1],
+                self.data[p + 2],
+                self.data[p + 3],
+            ]) as usize;
+            let end = (p + 4 + len).min(self.data.len());
+            out.push(self.data.slice(p + 4..end));
+            p = end;
+        }
+        out
     }
 }
 

@@ -27,7 +27,7 @@ impl From<IndexedEntry> for Entry {
     fn from(e: IndexedEntry) -> Self {
         Entry {
             id: e.id,
-            fields: e.payload.fields().to_vec(),
+            fields: e.payload.fields(),
         }
     }
 }

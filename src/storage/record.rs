@@ -127,7 +127,9 @@ pub fn parse_batch(payload: &Bytes) -> Option<Vec<LoggedCommand>> {
             let s = take(&mut p, 4)?;
             let len = u32::from_le_bytes(payload[s..s + 4].try_into().ok()?) as usize;
             let s = take(&mut p, len)?;
-            argv.push(payload.slice(s..s + len));
+            // Copied, not sliced: a slice would keep the whole segment buffer alive
+            // for as long as any replayed entry refers to it.
+            argv.push(Bytes::copy_from_slice(&payload[s..s + len]));
         }
         out.push(LoggedCommand { db, argv });
     }
