@@ -102,14 +102,7 @@ async fn serve(config: Config) -> ExitCode {
         },
     };
     let dir = config.dir.clone();
-    let (log, batches) = match Log::open(&dir, opts) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!("Can't open the data directory {}: {}", dir.display(), e);
-            return ExitCode::FAILURE;
-        }
-    };
-    let shared = Arc::new(Shared::new(config, Some(log)));
+    let shared = Arc::new(Shared::new(config, None));
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,
         Err(e) => {
@@ -141,9 +134,11 @@ async fn serve(config: Config) -> ExitCode {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let server_task = tokio::spawn(server::run(shared.clone(), listeners));
     let loader = shared.clone();
-    let loaded = tokio::task::spawn_blocking(move || load(&loader, batches)).await;
+    let loaded = tokio::task::spawn_blocking(move || load(&loader, &dir, opts)).await;
     match loaded {
-        Ok(Ok(())) => {}
+        Ok(Ok(log)) => {
+            let _ = shared.log.set(log);
+        }
         Ok(Err(msg)) => {
             tracing::error!("{}", msg);
             shared.begin_shutdown();
@@ -167,45 +162,64 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Replays the log into the keyspace, logging progress for long recoveries.
-fn load(shared: &Shared, batches: Vec<Vec<rill::storage::LoggedCommand>>) -> Result<(), String> {
+/// Opens the log, replaying it into the keyspace as it is read (one segment in
+/// memory at a time), and logs progress (percent and MB/s) for long recoveries.
+fn load(shared: &Shared, dir: &std::path::Path, opts: LogOptions) -> Result<Log, String> {
+    use std::sync::atomic::Ordering::Relaxed;
     let started = std::time::Instant::now();
-    let total = batches.len();
-    shared
-        .loading_total
-        .store(total as u64, std::sync::atomic::Ordering::Relaxed);
+    let total = rill::storage::recovery::log_size(dir);
+    shared.loading_total.store(total, Relaxed);
+    let mut done: u64 = 0;
+    let mut records: u64 = 0;
     let mut last_report = std::time::Instant::now();
-    for (i, batch) in batches.into_iter().enumerate() {
-        shared
-            .loading_done
-            .store(i as u64, std::sync::atomic::Ordering::Relaxed);
+    let mut failure: Option<String> = None;
+    let opened = Log::open_with(dir, opts, &mut |batch, bytes| {
         let errors = rill::commands::propagate::replay_batch(shared, batch);
+        records += 1;
+        done += bytes;
+        shared.loading_done.store(done, Relaxed);
         if let Some(e) = errors.first() {
-            return Err(format!(
-                "Bad command in the log at record {} of {}: {} — the log was written by a newer version or is damaged; run 'rill check' on the data directory",
-                i + 1,
-                total,
-                e
+            failure = Some(format!(
+                "Bad command in the log at record {records}: {e} — the log was written by a newer version or is damaged; run 'rill check {}'",
+                dir.display()
+            ));
+            return Err(rill::storage::StorageError::Poisoned(
+                "replay failed".into(),
             ));
         }
         if last_report.elapsed() >= std::time::Duration::from_secs(1) {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
-                "Loading: {}% ({} of {} records)",
-                (i + 1) * 100 / total.max(1),
-                i + 1,
-                total
+                "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
+                done as f64 * 100.0 / total.max(1) as f64,
+                done >> 20,
+                total >> 20,
+                done as f64 / secs / 1e6
             );
             last_report = std::time::Instant::now();
         }
-    }
-    if total > 0 {
+        Ok(())
+    });
+    let log = match (opened, failure) {
+        (_, Some(msg)) => return Err(msg),
+        (Err(e), None) => {
+            return Err(format!(
+                "Can't open the data directory {}: {}",
+                dir.display(),
+                e
+            ))
+        }
+        (Ok(log), None) => log,
+    };
+    if records > 0 {
         tracing::info!(
-            "DB loaded from the log: {} records in {:.3} seconds",
-            total,
+            "DB loaded from the log: {} records, {} MB in {:.3} seconds",
+            records,
+            done >> 20,
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(())
+    Ok(log)
 }
 
 fn spawn_signal_handlers(shared: Arc<Shared>) {

@@ -33,12 +33,13 @@ fn acknowledged_writes_survive_sigkill() {
 fn lost_acknowledged_writes_are_reported() {
     let (code, text) = crashtest(&[
         "--cycles",
-        "2",
+        "4",
         "--seed",
         "7",
         "--sabotage-drop-records",
         "12",
     ]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("FAIL: cycle 1"), "{text}");
+    // Which cycle first has acknowledged records to drop depends on timing.
+    assert!(text.contains("FAIL: cycle "), "{text}");
 }

@@ -193,10 +193,10 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
         return Exec::Reply(error_reply(shared, &CommandError::Loading, Some(spec)));
     }
 
-    if spec.is_write() && shared.log.as_ref().is_some_and(|l| l.is_poisoned()) {
+    if spec.is_write() && shared.log.get().is_some_and(|l| l.is_poisoned()) {
         let e = shared
             .log
-            .as_ref()
+            .get()
             .map(|l| l.poison_error().to_string())
             .unwrap_or_default();
         return Exec::Reply(error_reply(
@@ -314,7 +314,7 @@ pub(crate) fn run_data(
 /// applied entirely or not at all on recovery) and returns the LSN every reply
 /// that observed this state must wait for.
 pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
-    let Some(log) = shared.log.as_ref() else {
+    let Some(log) = shared.log.get() else {
         state.props.cmds.clear();
         return Ok(0);
     };

@@ -146,7 +146,7 @@ fn stream_commands(key: &Bytes, s: &Stream, out: &mut Vec<Vec<Bytes>>) {
 /// encoded, so the checkpoint plus the new segments are exactly the state; the
 /// file is written after the lock is released. Returns (checkpoint bytes, keys).
 pub fn checkpoint(shared: &Shared) -> Result<(u64, usize), StorageError> {
-    let Some(log) = shared.log.as_ref() else {
+    let Some(log) = shared.log.get() else {
         return Ok((0, 0));
     };
     if IN_PROGRESS.swap(true, Ordering::SeqCst) {
@@ -216,7 +216,7 @@ fn flush(w: &mut CheckpointWriter, db: usize, argvs: &mut Vec<Vec<Bytes>>) {
 /// whenever BGREWRITEAOF asks. This keeps disk use within about
 /// (1 + threshold) × the live data, plus what one interval writes.
 pub async fn run_checkpoints(shared: Arc<Shared>) {
-    let Some(log) = shared.log.as_ref() else {
+    let Some(log) = shared.log.get() else {
         return;
     };
     let mut last_size: u64 = 0;

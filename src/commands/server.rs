@@ -154,12 +154,12 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "aof_rewrite_in_progress",
                 &(super::rewrite::IN_PROGRESS.load(Ordering::Relaxed) as u8),
             );
-            let poisoned = sh.log.as_ref().is_some_and(|l| l.is_poisoned());
+            let poisoned = sh.log.get().is_some_and(|l| l.is_poisoned());
             line(
                 "aof_last_write_status",
                 &if poisoned { "err" } else { "ok" },
             );
-            if let Some(log) = &sh.log {
+            if let Some(log) = sh.log.get() {
                 let (written, fsyncs) = log.counters();
                 line("log_written_bytes", &written);
                 line("log_fsyncs", &fsyncs);

@@ -140,7 +140,7 @@ async fn run(
                         wait_blocked(shared, socket, session, rbuf, waiter, rx, deadline).await?;
                     // The writer that served us may have logged the delivery; the
                     // reply waits for everything logged up to now.
-                    if let Some(log) = &shared.log {
+                    if let Some(log) = shared.log.get() {
                         session.lsn = session.lsn.max(log.appended_lsn());
                     }
                     reply.encode(session.proto, wbuf);
@@ -200,7 +200,7 @@ async fn flush_durable(
     out: &mut OutputState,
     mode: FlushMode,
 ) -> Result<(), End> {
-    if let Some(log) = &shared.log {
+    if let Some(log) = shared.log.get() {
         if let Err(e) = log.wait_durable(session.lsn).await {
             if !acks.is_empty() {
                 let err = Reply::error(format!("MISCONF {e}")).to_bytes(session.proto);

@@ -100,7 +100,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     while !shared.clients.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if let Some(log) = &shared.log {
+    if let Some(log) = shared.log.get() {
         log.close();
         tracing::info!("Log flushed and synced.");
     }
@@ -166,6 +166,10 @@ async fn expire_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
+        if shared.is_loading() {
+            // Replay applies the log's own DELs; expiring now would race with it.
+            continue;
+        }
         let now = crate::commands::now_ms();
         let mut guard = shared.state.lock();
         let state = &mut *guard;

@@ -58,8 +58,9 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Wakes the listener to begin shutdown.
     pub shutdown: Notify,
-    /// The append log (`None` with `appendonly no`: nothing is persisted).
-    pub log: Option<Log>,
+    /// The append log, set once recovery has replayed it (`get()` is `None` while
+    /// loading, when nothing may be logged).
+    pub log: std::sync::OnceLock<Log>,
     /// BGREWRITEAOF: asks the checkpoint task to write a checkpoint now.
     pub checkpoint_request: Notify,
 }
@@ -90,7 +91,10 @@ impl Shared {
             loading_done: std::sync::atomic::AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
-            log,
+            log: match log {
+                Some(l) => std::sync::OnceLock::from(l),
+                None => std::sync::OnceLock::new(),
+            },
             checkpoint_request: Notify::new(),
         }
     }
@@ -136,7 +140,7 @@ impl Shared {
     /// and segment size) after CONFIG SET.
     pub fn apply_runtime_config(&self) {
         let cfg = self.config.read();
-        if let Some(log) = &self.log {
+        if let Some(log) = self.log.get() {
             log.set_policy(match cfg.appendfsync {
                 crate::config::AppendFsync::Always => crate::storage::FsyncPolicy::Always,
                 crate::config::AppendFsync::Everysec => crate::storage::FsyncPolicy::Everysec,

@@ -30,6 +30,18 @@ pub fn checkpoint_path(dir: &Path, tail: u64) -> PathBuf {
     log_dir(dir).join(format!("checkpoint-{tail:020}.ckp"))
 }
 
+/// Unfinished checkpoints a crash left behind (never valid; removed by `Log::open`).
+pub fn list_unfinished(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(log_dir(dir))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".ckp.tmp"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Checkpoints of `dir`, oldest first: (first tail segment, path).
 pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let ld = log_dir(dir);
@@ -50,17 +62,28 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError>
             if let Ok(n) = n.parse::<u64>() {
                 out.push((n, entry.path()));
             }
-        } else if name.ends_with(".ckp.tmp") {
-            // An unfinished checkpoint from a crash: never valid.
-            let _ = fs::remove_file(entry.path());
         }
     }
     out.sort();
     Ok(out)
 }
 
-/// Reads and checks every record of a checkpoint.
+/// Reads and checks every record of a checkpoint, collecting the batches.
 pub fn read_checkpoint(dir: &Path, path: &Path) -> Result<Vec<Vec<LoggedCommand>>, StorageError> {
+    let mut out = Vec::new();
+    read_checkpoint_with(dir, path, &mut |b, _| {
+        out.push(b);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Reads and checks every record of a checkpoint, handing each batch to `sink`.
+pub fn read_checkpoint_with(
+    dir: &Path,
+    path: &Path,
+    sink: &mut super::recovery::BatchSink<'_>,
+) -> Result<(), StorageError> {
     let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
     let corrupt = |offset: usize, reason: &str| StorageError::Corrupted {
         file: path.to_path_buf(),
@@ -71,21 +94,20 @@ pub fn read_checkpoint(dir: &Path, path: &Path) -> Result<Vec<Vec<LoggedCommand>
     if data.len() < HEADER_LEN || &data[..8] != CHECKPOINT_MAGIC {
         return Err(corrupt(0, "bad checkpoint header"));
     }
-    let mut out = Vec::new();
     let mut off = HEADER_LEN;
     while off < data.len() {
         match record::decode(&data.slice(off..)) {
             Decoded::Record { payload, len, .. } => {
                 let batch = record::parse_batch(&payload)
                     .ok_or_else(|| corrupt(off, "malformed batch payload"))?;
-                out.push(batch);
+                sink(batch, len as u64)?;
                 off += len;
             }
             Decoded::Incomplete => return Err(corrupt(off, "record cut short")),
             Decoded::Invalid(reason) => return Err(corrupt(off, reason)),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Encodes checkpoint contents: call [`CheckpointWriter::add`] per batch, then [`CheckpointWriter::finish`].

@@ -162,9 +162,25 @@ impl Log {
         dir: &Path,
         opts: LogOptions,
     ) -> Result<(Log, Vec<Vec<LoggedCommand>>), StorageError> {
+        let mut batches = Vec::new();
+        let log = Self::open_with(dir, opts, &mut |b, _| {
+            batches.push(b);
+            Ok(())
+        })?;
+        Ok((log, batches))
+    }
+
+    /// As [`Log::open`], but hands each recovered batch to `replay` as it is read
+    /// (with the bytes it occupied), so recovery needs memory for one segment, not
+    /// the whole log.
+    pub fn open_with(
+        dir: &Path,
+        opts: LogOptions,
+        replay: &mut recovery::BatchSink<'_>,
+    ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock_dir(dir)?;
-        let rec = recovery::read_log(dir)?;
+        let rec = recovery::read_log_with(dir, replay)?;
         recovery::remove_obsolete(dir, &rec)?;
         if let Some(d) = &rec.damage {
             if !d.torn_tail {
@@ -229,14 +245,11 @@ impl Log {
             .name("rill-log-writer".into())
             .spawn(move || writer_loop(w, active))
             .map_err(|e| StorageError::io(dir, e))?;
-        Ok((
-            Log {
-                inner,
-                writer: Mutex::new(Some(writer)),
-                _lock: lock,
-            },
-            rec.batches,
-        ))
+        Ok(Log {
+            inner,
+            writer: Mutex::new(Some(writer)),
+            _lock: lock,
+        })
     }
 
     /// Queues a batch record; returns its LSN. Refused once the log is poisoned.

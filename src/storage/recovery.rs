@@ -96,14 +96,46 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     Ok(out)
 }
 
-/// Reads the newest checkpoint, then every segment after it, checking every record.
-/// Never modifies anything; see [`apply_truncation`] and [`remove_obsolete`].
+/// Reads the newest checkpoint, then every segment after it, checking every record,
+/// and collects the batches. Never modifies anything; see [`apply_truncation`] and
+/// [`remove_obsolete`].
 pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
+    let mut batches = Vec::new();
+    let mut rec = read_log_with(dir, &mut |b, _| {
+        batches.push(b);
+        Ok(())
+    })?;
+    rec.batches = batches;
+    Ok(rec)
+}
+
+/// Total bytes of the checkpoint and segments recovery will read (progress reports).
+pub fn log_size(dir: &Path) -> u64 {
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let ckps = super::checkpoint::list_checkpoints(dir).unwrap_or_default();
+    let first = ckps.last().map_or(0, |(t, _)| *t);
+    ckps.last().map_or(0, |(_, p)| size(p))
+        + list_segments(dir)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(n, _)| *n >= first)
+            .map(|(_, p)| size(p))
+            .sum::<u64>()
+}
+
+/// Receives each valid batch in log order, with the bytes it occupied.
+pub type BatchSink<'a> = dyn FnMut(Vec<LoggedCommand>, u64) -> Result<(), StorageError> + 'a;
+
+/// As [`read_log`], but hands each batch to `sink` as soon as it is read, so a
+/// log larger than memory can be replayed one segment at a time.
+/// `Recovered::batches` stays empty.
+pub fn read_log_with(dir: &Path, sink: &mut BatchSink<'_>) -> Result<Recovered, StorageError> {
     let mut rec = Recovered::default();
+    rec.obsolete.extend(super::checkpoint::list_unfinished(dir));
     let checkpoints = super::checkpoint::list_checkpoints(dir)?;
     let mut first_segment = 0;
     if let Some((tail, path)) = checkpoints.last() {
-        rec.batches = super::checkpoint::read_checkpoint(dir, path)?;
+        super::checkpoint::read_checkpoint_with(dir, path, sink)?;
         rec.checkpoint = Some((path.clone(), *tail));
         first_segment = *tail;
         for (_, p) in &checkpoints[..checkpoints.len() - 1] {
@@ -167,7 +199,7 @@ pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
                         damage(off as u64, "malformed batch payload", false, &mut rec);
                         break;
                     };
-                    rec.batches.push(batch);
+                    sink(batch, len as u64)?;
                     rec.bytes += len as u64;
                     off += len;
                 }
