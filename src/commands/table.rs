@@ -3,6 +3,11 @@
 //! and INFO commandstats are all driven by it.
 
 use super::args::Args;
+
+/// Argument docs, tips and key specs for COMMAND DOCS/INFO. Declared here (its file is
+/// `src/commands/docs.rs`) because the table is what it documents.
+#[path = "docs.rs"]
+pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
 use super::{connection, keys, server, transactions, Ctx, Outcome};
@@ -301,20 +306,20 @@ static COMMANDS: &[CommandSpec] = &[
         .flags(&["write"])
         .keys(1, -1, 1)
         .acl(&["@keyspace", "@write", "@slow"])
-        .doc("generic", "1.0.0", "O(N) where N is the number of keys that will be removed.", "Deletes one or more keys."),
+        .doc("generic", "1.0.0", "O(N) where N is the number of keys that will be removed. When a key to remove holds a value other than a string, the individual complexity for this key is O(M) where M is the number of elements in the list, set, sorted set or hash. Removing a single key that holds a string value is O(1).", "Deletes one or more keys."),
     CommandSpec::new("unlink", -2, Data(keys::del))
         .flags(&["write", "fast"])
         .keys(1, -1, 1)
         .acl(&["@keyspace", "@write", "@fast"])
-        .doc("generic", "4.0.0", "O(1) for each key removed regardless of its size.", "Asynchronously deletes one or more keys."),
+        .doc("generic", "4.0.0", "O(1) for each key removed regardless of its size. Then the command does O(N) work in a different thread in order to reclaim memory, where N is the number of allocations the deleted objects where composed of.", "Asynchronously deletes one or more keys."),
     CommandSpec::new("keys", 2, Data(keys::keys))
         .flags(&["readonly"])
         .acl(&["@keyspace", "@read", "@slow", "@dangerous"])
-        .doc("generic", "1.0.0", "O(N) with N being the number of keys in the database", "Returns all key names that match a pattern."),
+        .doc("generic", "1.0.0", "O(N) with N being the number of keys in the database, under the assumption that the key names in the database and the given pattern have limited length.", "Returns all key names that match a pattern."),
     CommandSpec::new("scan", -2, Data(keys::scan))
         .flags(&["readonly"])
         .acl(&["@keyspace", "@read", "@slow"])
-        .doc("generic", "2.8.0", "O(1) for every call. O(N) for a complete iteration.", "Iterates over the key names in the database."),
+        .doc("generic", "2.8.0", "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection.", "Iterates over the key names in the database."),
     CommandSpec::new("randomkey", 1, Data(keys::randomkey))
         .flags(&["readonly"])
         .acl(&["@keyspace", "@read", "@slow"])
@@ -451,7 +456,7 @@ static COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("xread", -4, Data(super::streams::xread))
         .flags(&["readonly", "blocking", "movablekeys"])
         .acl(&["@read", "@stream", "@slow", "@blocking"])
-        .doc("stream", "5.0.0", "", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
+        .doc("stream", "5.0.0", "For each stream mentioned: O(N) with N being the number of elements being returned, it means that XREAD-ing with a fixed COUNT is O(1). Note that when the BLOCK option is used, XADD will pay O(M) time in order to serve the M clients blocked on the stream getting new data.", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise."),
     CommandSpec::new("xsetid", -3, Data(super::streams::xsetid))
         .flags(&["write", "denyoom", "fast"])
         .keys(1, 1, 1)
