@@ -7,4 +7,5 @@ pub mod group;
 pub mod id;
 pub mod index;
 pub mod keyspace;
+pub mod rax;
 pub mod stream;
