@@ -465,7 +465,7 @@ static COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("xgroup", -2, Container)
         .acl(&["@slow"])
         .doc("stream", "5.0.0", "Depends on subcommand.", "A container for consumer groups commands.")
-        .subs(XGROUP_SUBCOMMANDS),
+        .subs(super::groups::XGROUP_SUBCOMMANDS),
     CommandSpec::new("xreadgroup", -7, Data(super::groups::xreadgroup))
         .flags(&["write", "blocking", "movablekeys"])
         .acl(&["@write", "@stream", "@slow", "@blocking"])
@@ -493,113 +493,6 @@ static COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("xinfo", -2, Container)
         .acl(&["@slow"])
         .doc("stream", "5.0.0", "Depends on subcommand.", "A container for stream introspection commands.")
-        .subs(XINFO_SUBCOMMANDS),
+        .subs(super::xinfo::XINFO_SUBCOMMANDS),
     // STREAM-COMMANDS-END
-];
-
-static XGROUP_SUBCOMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("xgroup|create", -5, Data(super::groups::xgroup_create))
-        .flags(&["write", "denyoom"])
-        .keys(2, 2, 1)
-        .acl(&["@write", "@stream", "@slow"])
-        .doc("stream", "5.0.0", "O(1)", "Creates a consumer group."),
-    CommandSpec::new("xgroup|setid", -5, Data(super::groups::xgroup_setid))
-        .flags(&["write"])
-        .keys(2, 2, 1)
-        .acl(&["@write", "@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(1)",
-            "Sets the last-delivered ID of a consumer group.",
-        ),
-    CommandSpec::new("xgroup|destroy", 4, Data(super::groups::xgroup_destroy))
-        .flags(&["write"])
-        .keys(2, 2, 1)
-        .acl(&["@write", "@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(N) where N is the number of entries in the group's pending entries list (PEL).",
-            "Destroys a consumer group.",
-        ),
-    CommandSpec::new(
-        "xgroup|createconsumer",
-        5,
-        Data(super::groups::xgroup_createconsumer),
-    )
-    .flags(&["write", "denyoom"])
-    .keys(2, 2, 1)
-    .acl(&["@write", "@stream", "@slow"])
-    .doc(
-        "stream",
-        "6.2.0",
-        "O(1)",
-        "Creates a consumer in a consumer group.",
-    ),
-    CommandSpec::new(
-        "xgroup|delconsumer",
-        5,
-        Data(super::groups::xgroup_delconsumer),
-    )
-    .flags(&["write"])
-    .keys(2, 2, 1)
-    .acl(&["@write", "@stream", "@slow"])
-    .doc(
-        "stream",
-        "5.0.0",
-        "O(1)",
-        "Deletes a consumer from a consumer group.",
-    ),
-    CommandSpec::new("xgroup|help", 2, Data(super::groups::xgroup_help))
-        .flags(&["loading", "stale"])
-        .acl(&["@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(1)",
-            "Returns helpful text about the different subcommands.",
-        ),
-];
-
-static XINFO_SUBCOMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("xinfo|consumers", 4, Data(super::xinfo::xinfo_consumers))
-        .flags(&["readonly"])
-        .keys(2, 2, 1)
-        .acl(&["@read", "@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(1)",
-            "Returns a list of the consumers in a consumer group.",
-        ),
-    CommandSpec::new("xinfo|groups", 3, Data(super::xinfo::xinfo_groups))
-        .flags(&["readonly"])
-        .keys(2, 2, 1)
-        .acl(&["@read", "@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(1)",
-            "Returns a list of the consumer groups of a stream.",
-        ),
-    CommandSpec::new("xinfo|stream", -3, Data(super::xinfo::xinfo_stream))
-        .flags(&["readonly"])
-        .keys(2, 2, 1)
-        .acl(&["@read", "@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(1)",
-            "Returns information about a stream.",
-        ),
-    CommandSpec::new("xinfo|help", 2, Data(super::xinfo::xinfo_help))
-        .flags(&["loading", "stale"])
-        .acl(&["@stream", "@slow"])
-        .doc(
-            "stream",
-            "5.0.0",
-            "O(1)",
-            "Returns helpful text about the different subcommands.",
-        ),
 ];
