@@ -61,73 +61,90 @@ class Redis:
 
 
 class StreamModel:
-    """Which listpack nodes Redis holds: [master, [[id, live], ...]] in ID order."""
+    """Which listpack nodes Redis holds, in ID order (masters only grow, so a dict's
+    insertion order is ID order): master -> [[id, live], ...]."""
 
     def __init__(self, max_entries):
         self.max_entries = max_entries
-        self.nodes = []
+        self.nodes = {}
+        self.master_of = {}
+        self.live = 0
 
     def length(self):
-        return sum(1 for n in self.nodes for _, live in n[1] if live)
+        return self.live
 
     def add(self, eid):
         # streamAppendItem: the tail node is closed once it holds max-entries slots,
         # deleted ones included.
-        if self.nodes and len(self.nodes[-1][1]) < self.max_entries:
-            self.nodes[-1][1].append([eid, True])
-            return []
-        self.nodes.append([eid, [[eid, True]]])
+        self.live += 1
+        if self.nodes:
+            tail = next(reversed(self.nodes))
+            if len(self.nodes[tail]) < self.max_entries:
+                self.nodes[tail].append([eid, True])
+                self.master_of[eid] = tail
+                return []
+        self.nodes[eid] = [[eid, True]]
+        self.master_of[eid] = eid
         return ["+%d-%d" % eid]
 
-    def _kill(self, node, slot):
-        slot[1] = False
-        if not any(live for _, live in node[1]):
-            self.nodes.remove(node)
-            return ["-%d-%d" % node[0]]
-        return []
+    def _free_if_empty(self, master):
+        if any(live for _, live in self.nodes[master]):
+            return []
+        for eid, _ in self.nodes.pop(master):
+            del self.master_of[eid]
+        return ["-%d-%d" % master]
 
     def delete(self, eid):
-        for node in self.nodes:
-            for slot in node[1]:
-                if slot[0] == eid and slot[1]:
-                    return self._kill(node, slot)
+        master = self.master_of.get(eid)
+        if master is None:
+            return []
+        for slot in self.nodes[master]:
+            if slot[0] == eid and slot[1]:
+                slot[1] = False
+                self.live -= 1
+                return self._free_if_empty(master)
         return []
+
+    def _drop_head(self):
+        master = next(iter(self.nodes))
+        for eid, live in self.nodes.pop(master):
+            del self.master_of[eid]
+            self.live -= live
+        return "-%d-%d" % master
 
     def trim_maxlen(self, maxlen):
         # streamTrim, exact: whole head nodes while they fit, then single entries.
         ops = []
-        while self.nodes and self.length() > maxlen:
-            node = self.nodes[0]
-            live = sum(1 for _, l in node[1] if l)
-            if self.length() - live >= maxlen:
-                self.nodes.pop(0)
-                ops.append("-%d-%d" % node[0])
+        while self.nodes and self.live > maxlen:
+            head = self.nodes[next(iter(self.nodes))]
+            live = sum(1 for _, l in head if l)
+            if self.live - live >= maxlen:
+                ops.append(self._drop_head())
                 continue
-            for slot in node[1]:
-                if self.length() <= maxlen:
+            for slot in head:
+                if self.live <= maxlen:
                     break
                 if slot[1]:
                     slot[1] = False
+                    self.live -= 1
             break
         return ops
 
     def trim_minid(self, minid):
         ops = []
         while self.nodes:
-            node = self.nodes[0]
-            if node[1][-1][0] < minid:
-                self.nodes.pop(0)
-                ops.append("-%d-%d" % node[0])
+            head = self.nodes[next(iter(self.nodes))]
+            if head[-1][0] < minid:
+                ops.append(self._drop_head())
                 continue
-            for slot in node[1]:
+            for slot in head:
                 if slot[0] >= minid:
                     break
-                slot[1] = False
+                if slot[1]:
+                    slot[1] = False
+                    self.live -= 1
             break
         return ops
-
-    def live_ids(self):
-        return [s[0] for n in self.nodes for s in n[1] if s[1]]
 
 
 def xinfo(r):
