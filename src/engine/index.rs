@@ -140,12 +140,21 @@ pub enum TrimRule {
 pub struct StreamIndex {
     nodes: BTreeMap<StreamId, Node>,
     live: u64,
+    /// The shape of the radix tree Redis would keep for these node keys, so
+    /// XINFO's `radix-tree-nodes` is Redis's number, not an estimate.
+    rax: crate::engine::rax::RaxShape,
 }
 
 impl StreamIndex {
     /// An empty index.
     pub fn new() -> Self {
         StreamIndex::default()
+    }
+
+    /// Nodes of the radix tree Redis would hold for this index (XINFO `radix-tree-nodes`).
+    pub fn radix_tree_nodes(&self) -> u64 {
+        debug_assert_eq!(self.rax.keys(), self.nodes.len() as u64);
+        self.rax.nodes()
     }
 
     /// Live entries.
@@ -195,6 +204,7 @@ impl StreamIndex {
             // the field names and a zero terminator.
             let mut body = 7 + lp_int_size(names.len() as i64) + lp_int_size(0);
             body += names.iter().map(|f| lp_str_size(f)).sum::<u64>();
+            self.rax.insert_id(id);
             self.nodes.insert(
                 id,
                 Node {
@@ -259,6 +269,7 @@ impl StreamIndex {
         self.live -= 1;
         if node.live == 0 {
             self.nodes.remove(&key);
+            self.rax.remove_id(key);
         }
         true
     }
@@ -361,7 +372,9 @@ impl StreamIndex {
                 TrimRule::MinId(min) => node.slots.last().is_some_and(|s| s.id < min),
             };
             if whole {
+                let key = *first.key();
                 first.remove();
+                self.rax.remove_id(key);
                 self.live -= entries;
                 removed += entries;
                 continue;

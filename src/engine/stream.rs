@@ -149,14 +149,10 @@ impl Stream {
 
     /// XINFO's `radix-tree-nodes`.
     ///
-    /// Redis counts the nodes of its radix tree, which depends on key prefixes. We report
-    /// the root plus, per key, a leaf and (beyond the first) a branching node: the
-    /// same order of magnitude, 1 when empty and growing with `radix-tree-keys`.
+    /// Redis counts the nodes of its radix tree, which depends on how the node keys'
+    /// bytes share prefixes; `engine::rax` reproduces that structure exactly.
     pub fn radix_tree_nodes(&self) -> u64 {
-        match self.index.node_count() {
-            0 => 1,
-            k => 2 * k,
-        }
+        self.index.radix_tree_nodes()
     }
 
     /// Whether XADD can ever succeed again: false once `MAX-MAX` was used.
