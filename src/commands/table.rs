@@ -176,8 +176,7 @@ impl CommandSpec {
 /// command name (or the subcommand name).
 pub fn resolve(args: &mut Args) -> Result<&'static CommandSpec, CommandError> {
     let argv = args.argv();
-    let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
-    let Some(spec) = lookup(&name) else {
+    let Some(spec) = lookup_raw(&argv[0]) else {
         let mut shown = String::new();
         for a in argv.iter().skip(1) {
             let a = String::from_utf8_lossy(a);
@@ -223,7 +222,27 @@ pub fn resolve(args: &mut Args) -> Result<&'static CommandSpec, CommandError> {
 
 /// The spec of a top-level command by lower-case name.
 pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
-    all().iter().find(|c| c.full == name)
+    by_name().get(name.as_bytes()).copied()
+}
+
+/// Finds a command by its name as the client sent it (any case) without
+/// allocating: this runs for every request.
+fn lookup_raw(raw: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 32];
+    if raw.len() > buf.len() {
+        return None;
+    }
+    let lower = &mut buf[..raw.len()];
+    lower.copy_from_slice(raw);
+    lower.make_ascii_lowercase();
+    by_name().get(&*lower).copied()
+}
+
+fn by_name() -> &'static std::collections::HashMap<&'static [u8], &'static CommandSpec> {
+    static MAP: std::sync::OnceLock<
+        std::collections::HashMap<&'static [u8], &'static CommandSpec>,
+    > = std::sync::OnceLock::new();
+    MAP.get_or_init(|| all().iter().map(|c| (c.full.as_bytes(), c)).collect())
 }
 
 /// Every top-level command.
