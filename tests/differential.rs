@@ -597,11 +597,16 @@ impl Before {
     }
 }
 
-/// A complete `ms-seq` or bare `ms` ID (bare = seq 0, as XSETID reads it).
+/// A complete `ms-seq` or bare `ms` ID (bare = seq 0, as XSETID reads it), with the
+/// `strtoull` leniency Redis's ID parser has (leading blanks, a `+` sign).
 fn parse_id(s: &str) -> Option<(u64, u64)> {
+    let num = |p: &str| -> Option<u64> {
+        let p = p.trim_start();
+        p.strip_prefix('+').unwrap_or(p).parse().ok()
+    };
     match s.split_once('-') {
-        Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
-        None => Some((s.parse().ok()?, 0)),
+        Some((ms, seq)) => Some((num(ms)?, num(seq)?)),
+        None => Some((num(s)?, 0)),
     }
 }
 
