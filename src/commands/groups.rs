@@ -113,7 +113,7 @@ const XGROUP_HELP: &[&str] = &[
 
 /// An ID as a bulk string.
 pub(crate) fn id_reply(id: StreamId) -> Reply {
-    Reply::Bulk(Bytes::from(id.to_string()))
+    Reply::Bulk(id.to_bytes())
 }
 
 /// Milliseconds elapsed since `then`, never negative (clocks may step back).
@@ -209,7 +209,7 @@ impl GroupLog {
     fn pending(&mut self, group: &ConsumerGroup, id: StreamId) {
         let Some(entry) = group.pending_entry(id) else {
             let mut argv = self.head(&["XACK"]);
-            argv.push(Bytes::from(id.to_string()));
+            argv.push(id.to_bytes());
             self.cmds.push(argv);
             return;
         };
@@ -217,7 +217,7 @@ impl GroupLog {
         argv.extend([
             entry.consumer.clone(),
             Bytes::from_static(b"0"),
-            Bytes::from(id.to_string()),
+            id.to_bytes(),
             Bytes::from_static(b"TIME"),
             Bytes::from(entry.delivery_time_ms.to_string()),
             Bytes::from_static(b"RETRYCOUNT"),
@@ -225,7 +225,7 @@ impl GroupLog {
             Bytes::from_static(b"FORCE"),
             Bytes::from_static(b"JUSTID"),
             Bytes::from_static(b"LASTID"),
-            Bytes::from(group.last_delivered_id().to_string()),
+            group.last_delivered_id().to_bytes(),
         ]);
         self.cmds.push(argv);
     }
@@ -369,7 +369,7 @@ impl XGroupCreate {
         let start = start.unwrap_or_else(|| stream.last_id());
         let group = ConsumerGroup::new(start, self.entries_read);
         let mut logged = GroupLog::new(&self.key, &self.group).head(&["XGROUP", "CREATE"]);
-        logged.push(Bytes::from(group.last_delivered_id().to_string()));
+        logged.push(group.last_delivered_id().to_bytes());
         if !exists {
             logged.push(Bytes::from_static(b"MKSTREAM"));
         }

@@ -23,7 +23,7 @@ const XREAD_BLOCKED_DEFAULT_COUNT: usize = 1000;
 /// `[id, [field, value, …]]`, the shape of one entry in every stream reply.
 pub fn entry_reply(e: &Entry) -> Reply {
     Reply::Array(vec![
-        Reply::bulk(e.id.to_string()),
+        Reply::Bulk(e.id.to_bytes()),
         Reply::Array(e.fields.iter().cloned().map(Reply::Bulk).collect()),
     ])
 }
@@ -283,12 +283,12 @@ impl XAdd {
                 logged.extend(clause);
             }
         }
-        logged.push(Bytes::from(id.to_string()));
+        logged.push(id.to_bytes());
         logged.extend(self.fields);
         ctx.propagate(logged);
         ctx.signal_modified(&self.key);
         ctx.signal_ready(&self.key);
-        Ok(Reply::bulk(id.to_string()))
+        Ok(Reply::Bulk(id.to_bytes()))
     }
 }
 

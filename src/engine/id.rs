@@ -102,9 +102,28 @@ impl StreamId {
     }
 }
 
+impl StreamId {
+    /// The `ms-seq` text as bytes, without going through `core::fmt` (this runs
+    /// for every XADD reply and every logged ID).
+    pub fn to_bytes(self) -> bytes::Bytes {
+        let mut a = itoa::Buffer::new();
+        let mut b = itoa::Buffer::new();
+        let (ms, seq) = (a.format(self.ms), b.format(self.seq));
+        let mut out = Vec::with_capacity(ms.len() + 1 + seq.len());
+        out.extend_from_slice(ms.as_bytes());
+        out.push(b'-');
+        out.extend_from_slice(seq.as_bytes());
+        bytes::Bytes::from(out)
+    }
+}
+
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
+        let mut a = itoa::Buffer::new();
+        let mut b = itoa::Buffer::new();
+        f.write_str(a.format(self.ms))?;
+        f.write_str("-")?;
+        f.write_str(b.format(self.seq))
     }
 }
 

@@ -152,7 +152,7 @@ impl Reply {
 
 impl From<crate::engine::id::StreamId> for Reply {
     fn from(id: crate::engine::id::StreamId) -> Reply {
-        Reply::Bulk(Bytes::from(id.to_string()))
+        Reply::Bulk(id.to_bytes())
     }
 }
 

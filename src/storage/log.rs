@@ -72,6 +72,9 @@ struct Queue {
     /// A checkpoint asked for a new segment after what is queued; the writer
     /// answers with the new segment's number.
     roll: Option<std::sync::mpsc::Sender<Result<u64, String>>>,
+    /// The writer is waiting on the condvar: only then does an append need to wake
+    /// it (a wake per append cost a futex call and a context switch each).
+    parked: bool,
 }
 
 struct Inner {
@@ -229,6 +232,7 @@ impl Log {
                 last_lsn: 0,
                 shutdown: false,
                 roll: None,
+                parked: false,
             }),
             wake: Condvar::new(),
             durable,
@@ -262,8 +266,11 @@ impl Log {
         q.last_lsn += 1;
         let lsn = q.last_lsn;
         self.inner.appended.store(lsn, Ordering::Release);
+        let parked = q.parked;
         drop(q);
-        self.inner.wake.notify_one();
+        if parked {
+            self.inner.wake.notify_one();
+        }
         Ok(lsn)
     }
 
@@ -381,7 +388,9 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
                 if everysec_due {
                     break;
                 }
+                q.parked = true;
                 inner.wake.wait_for(&mut q, Duration::from_millis(250));
+                q.parked = false;
             }
             let buf = q.buf.split();
             (buf, q.last_lsn, q.shutdown, q.roll.take())
