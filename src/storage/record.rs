@@ -106,6 +106,10 @@ pub fn decode(buf: &Bytes) -> Decoded {
 
 /// Parses a batch payload into its commands.
 pub fn parse_batch(payload: &Bytes) -> Option<Vec<LoggedCommand>> {
+    // One copy per record: the arguments are slices of it. Slicing the segment
+    // buffer instead would keep a whole segment alive for as long as any replayed
+    // key or name refers to it; copying each argument costs an allocation each.
+    let owned = Bytes::copy_from_slice(payload);
     let mut out = Vec::new();
     let mut p = 0usize;
     let take = |p: &mut usize, n: usize| -> Option<usize> {
@@ -127,9 +131,7 @@ pub fn parse_batch(payload: &Bytes) -> Option<Vec<LoggedCommand>> {
             let s = take(&mut p, 4)?;
             let len = u32::from_le_bytes(payload[s..s + 4].try_into().ok()?) as usize;
             let s = take(&mut p, len)?;
-            // Copied, not sliced: a slice would keep the whole segment buffer alive
-            // for as long as any replayed entry refers to it.
-            argv.push(Bytes::copy_from_slice(&payload[s..s + len]));
+            argv.push(owned.slice(s..s + len));
         }
         out.push(LoggedCommand { db, argv });
     }
