@@ -673,6 +673,13 @@ fn xclaim_semantics_and_errors() {
         c.err(&["XCLAIM", "s", "g", "c", "0"]),
         "ERR wrong number of arguments for 'xclaim' command"
     );
+    // FORCE on an entry nobody had pending creates it at one delivery and the
+    // claim counts another, as Redis's streamCreateNACK + increment (found by the
+    // differential test).
+    c.cmd(&["XADD", "s", "50-0", "f", "v"]);
+    c.cmd(&["XCLAIM", "s", "g", "b", "0", "50-0", "FORCE"]);
+    let e = c.cmd(&["XPENDING", "s", "g", "50-0", "50-0", "1"]);
+    assert_eq!(e.arr()[0].arr()[3], V::Int(2));
 }
 
 #[test]

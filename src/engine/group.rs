@@ -439,11 +439,13 @@ impl ConsumerGroup {
                 }
             }
             // FORCE creates the entry; min-idle does not apply to it (it had no owner).
+            // Like Redis's streamCreateNACK it starts at one delivery, which the
+            // claim below then bumps: a forced claim reports 2, as in Redis.
             None if opts.force => PendingEntry {
                 id,
                 consumer: consumer.clone(),
                 delivery_time_ms: opts.delivery_time_ms,
-                delivery_count: 0,
+                delivery_count: 1,
             },
             None => return ClaimOutcome::Skipped,
         };
