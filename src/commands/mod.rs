@@ -193,17 +193,13 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
         return Exec::Reply(error_reply(shared, &CommandError::Loading, Some(spec)));
     }
 
-    if spec.is_write() && shared.log.get().is_some_and(|l| l.is_poisoned()) {
-        let e = shared
-            .log
-            .get()
-            .map(|l| l.poison_error().to_string())
-            .unwrap_or_default();
-        return Exec::Reply(error_reply(
-            shared,
-            &CommandError::Raw(format!("MISCONF {e}")),
-            Some(spec),
-        ));
+    if let Some(log) = shared
+        .log
+        .get()
+        .filter(|l| spec.is_write() && l.is_poisoned())
+    {
+        let e = CommandError::from(log.poison_error());
+        return Exec::Reply(error_reply(shared, &e, Some(spec)));
     }
 
     if session.multi.is_some() && !spec.is_transaction_control() {
@@ -216,7 +212,7 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
             ));
         }
         if let Some(queue) = session.multi.as_mut() {
-            queue.push(args);
+            queue.push((spec, args));
         }
         return Exec::Reply(Reply::status("QUEUED"));
     }
@@ -320,8 +316,7 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
     };
     if !state.props.cmds.is_empty() {
         let cmds = std::mem::take(&mut state.props.cmds);
-        log.append(&cmds)
-            .map_err(|e| CommandError::Raw(format!("MISCONF {e}")))?;
+        log.append(&cmds)?;
     }
     Ok(log.appended_lsn())
 }

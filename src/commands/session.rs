@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::args::Args;
+use super::table::CommandSpec;
 use crate::server::clients::ClientInfo;
 
 /// The state of one connection, owned by its task.
@@ -19,7 +20,7 @@ pub struct Session {
     /// False until AUTH/HELLO AUTH succeeds when `requirepass` is set.
     pub authenticated: bool,
     /// Commands queued since MULTI; `None` outside a transaction.
-    pub multi: Option<Vec<Args>>,
+    pub multi: Option<Vec<(&'static CommandSpec, Args)>>,
     /// A command was rejected while queueing: EXEC must answer EXECABORT.
     pub multi_error: bool,
     /// WATCHed keys.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::args::Args;
 use super::error::CommandError;
 use super::session::Session;
-use super::table::{self, Handler};
+use super::table::Handler;
 use super::{blocking, error_reply, now_ms, run_data, Outcome};
 use crate::protocol::Reply;
 use crate::server::{Shared, State};
@@ -60,16 +60,9 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
         return Ok(Reply::NilArray.into());
     }
     let mut replies = Vec::with_capacity(queue.len());
-    for mut args in queue {
+    // Each command was resolved (and its arity checked) when it was queued.
+    for (spec, mut args) in queue {
         let started = std::time::Instant::now();
-        // Queued commands were resolved once; resolve again to find the handler.
-        let spec = match table::resolve(&mut args) {
-            Ok(spec) => spec,
-            Err(e) => {
-                replies.push(error_reply(sh, &e, None));
-                continue;
-            }
-        };
         let out = match spec.handler {
             Handler::Data(_) => run_data(spec, s, sh, state, &mut args, true),
             Handler::Conn(f) => f(s, sh, &mut args),

@@ -203,7 +203,8 @@ async fn flush_durable(
     if let Some(log) = shared.log.get() {
         if let Err(e) = log.wait_durable(session.lsn).await {
             if !acks.is_empty() {
-                let err = Reply::error(format!("MISCONF {e}")).to_bytes(session.proto);
+                let err = Reply::error(commands::CommandError::from(e).to_string())
+                    .to_bytes(session.proto);
                 let mut out = BytesMut::with_capacity(wbuf.len());
                 let mut pos = 0;
                 for &(s, e) in acks.iter() {
