@@ -159,14 +159,23 @@ impl Registry {
         self.clients.is_empty()
     }
 
-    /// A client by id.
+    /// A client by id. A killed client is gone for every command at once, as Redis frees it
+    /// synchronously, even if its task has not deregistered yet.
     pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
-        self.clients.get(&id).map(|c| c.clone())
+        self.clients
+            .get(&id)
+            .map(|c| c.clone())
+            .filter(|c| !c.killed.load(Ordering::SeqCst))
     }
 
-    /// All clients, ordered by id (CLIENT LIST order).
+    /// All live clients, ordered by id (CLIENT LIST order); killed ones are left out.
     pub fn snapshot(&self) -> Vec<Arc<ClientInfo>> {
-        let mut v: Vec<_> = self.clients.iter().map(|c| c.clone()).collect();
+        let mut v: Vec<_> = self
+            .clients
+            .iter()
+            .filter(|c| !c.killed.load(Ordering::SeqCst))
+            .map(|c| c.clone())
+            .collect();
         v.sort_by_key(|c| c.id);
         v
     }
