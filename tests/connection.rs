@@ -176,11 +176,12 @@ fn protected_mode_denies_non_loopback_clients() {
 #[test]
 fn maxclients_refuses_extra_connections() {
     let s = TestServer::start_with(&["--maxclients", "2"]);
-    // The harness's readiness probe may still be counted for a moment.
-    std::thread::sleep(Duration::from_millis(100));
     let mut a = s.raw();
-    let mut b = s.raw();
     assert_eq!(a.cmd(&["PING"]), b"+PONG\r\n");
+    // The harness's readiness probe is counted until the server has seen it close,
+    // which on a loaded machine can take a while: wait for it to be gone.
+    wait_info(&mut a, "clients", "connected_clients:1\r\n");
+    let mut b = s.raw();
     assert_eq!(b.cmd(&["PING"]), b"+PONG\r\n");
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
     let (got, closed) = read_until_close(&mut c, Duration::from_secs(5));
@@ -241,9 +242,10 @@ fn output_buffer_limit_disconnects_a_client_that_does_not_read() {
         pipeline.extend_from_slice(&encode(&["GET", "big"]));
     }
     c.write_all(&pipeline).expect("write pipeline");
-    // Give the server time to fill the socket and its own buffer, then start reading:
-    // the connection must end well before all 200 MB arrive.
-    std::thread::sleep(Duration::from_millis(500));
+    // Without reading anything, wait for the server to drop the client (a fixed sleep
+    // let a slow server fall behind a reader that then kept up with it); then what is
+    // left in the socket must end well before all 200 MB.
+    wait_info(&mut r, "clients", "connected_clients:1\r\n");
     let (got, closed) = read_until_close(&mut c, Duration::from_secs(10));
     assert!(closed, "client was not disconnected");
     assert!(
@@ -451,11 +453,17 @@ fn client_unblock_timeout_and_error() {
 
 /// Polls INFO clients until `blocked_clients` reaches `n`.
 fn wait_blocked(r: &mut Raw, n: usize) {
-    let want = format!("blocked_clients:{n}\r\n");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    wait_info(r, "clients", &format!("blocked_clients:{n}\r\n"));
+}
+
+/// Polls `INFO section` until it contains `want` (a whole `field:value\r\n` line), for
+/// state the server updates asynchronously (a closed connection is unregistered by its
+/// own task). Bounded: fails after 10 s.
+fn wait_info(r: &mut Raw, section: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = String::from_utf8_lossy(&r.cmd(&["INFO", "clients"])).to_string();
-        if info.contains(&want) {
+        let info = String::from_utf8_lossy(&r.cmd(&["INFO", section])).to_string();
+        if info.contains(want) {
             return;
         }
         assert!(Instant::now() < deadline, "never saw {want:?} in {info}");

@@ -82,9 +82,11 @@ impl RedisServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn redis-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // The port was only free a moment ago: another test's server may have
+                // taken it meanwhile, so accept only an answer from this very process.
+                if serves_as(port, child.id()) {
                     return RedisServer { port, dir, child };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
@@ -97,6 +99,35 @@ impl RedisServer {
         }
         panic!("redis-server did not start");
     }
+}
+
+/// True when the server listening on `port` answers `INFO server` with `process_id:pid`.
+fn serves_as(port: u16, pid: u32) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    let want = format!("\nprocess_id:{pid}\r\n");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The reply is one bulk string; read until the field shows up or the reply ends.
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.contains(&want) {
+            return true;
+        }
+        if text.ends_with("\r\n\r\n") {
+            break;
+        }
+    }
+    false
 }
 
 impl Drop for RedisServer {

@@ -904,20 +904,15 @@ fn block_on(server: &TestServer, consumer: &str, ms: &str) -> Conn {
     c
 }
 
-/// Gives the server time to register blocked clients.
-fn settle() {
-    sleep(Duration::from_millis(100));
-}
-
 #[test]
 fn blocking_xreadgroup_serves_first_blocked_consumer_first() {
     let server = TestServer::start();
     let mut c = Conn::open(&server);
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]));
     let mut first = block_on(&server, "c1", "0");
-    settle();
+    server.wait_blocked(1);
     let mut second = block_on(&server, "c2", "0");
-    settle();
+    server.wait_blocked(2);
     // Both consumers exist although neither was served.
     assert_eq!(c.cmd(&["XINFO", "CONSUMERS", "s", "g"]).arr().len(), 2);
     c.cmd(&["XADD", "s", "1-0", "f", "v"]);
@@ -975,7 +970,7 @@ fn blocking_xreadgroup_fails_when_group_or_key_goes_away() {
     let mut c = Conn::open(&server);
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]));
     let mut blocked = block_on(&server, "c1", "0");
-    settle();
+    server.wait_blocked(1);
     assert_eq!(c.cmd(&["XGROUP", "DESTROY", "s", "g"]), V::Int(1));
     assert_eq!(
         blocked.read().1,
@@ -984,7 +979,7 @@ fn blocking_xreadgroup_fails_when_group_or_key_goes_away() {
 
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$"]));
     let mut blocked = block_on(&server, "c1", "0");
-    settle();
+    server.wait_blocked(1);
     assert_eq!(c.cmd(&["DEL", "s"]), V::Int(1));
     assert_eq!(
         blocked.read().1,
@@ -993,7 +988,7 @@ fn blocking_xreadgroup_fails_when_group_or_key_goes_away() {
 
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]));
     let mut blocked = block_on(&server, "c1", "0");
-    settle();
+    server.wait_blocked(1);
     ok(c.cmd(&["FLUSHALL"]));
     assert_eq!(
         blocked.read().1,
@@ -1003,7 +998,7 @@ fn blocking_xreadgroup_fails_when_group_or_key_goes_away() {
     // The key replaced by another type: the re-run fails with WRONGTYPE.
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]));
     let mut blocked = block_on(&server, "c1", "0");
-    settle();
+    server.wait_blocked(1);
     ok(c.cmd(&["SET", "s", "x"]));
     assert_eq!(
         blocked.read().1,
@@ -1052,7 +1047,7 @@ fn watermill_sequence() {
         "topic",
         ">",
     ]);
-    settle();
+    server.wait_blocked(1);
     let id = publisher
         .cmd(&[
             "XADD",
@@ -1083,15 +1078,19 @@ fn watermill_sequence() {
         ]),
         V::NilArray
     );
-    sleep(Duration::from_millis(60));
-    let stale = publisher.cmd(&["XPENDING", "topic", "grp", "IDLE", "50", "0", "+", "100"]);
+    // The entry has been idle for 300 ms at least (delivered before the 50 ms block).
+    // The claims below ask for 250 ms: the first must find it stale; the second, which
+    // only passes if the first reset the idle time, then has 250 ms of slack for the
+    // gap between two commands on a loaded machine (50 ms was not enough on CI).
+    sleep(Duration::from_millis(250));
+    let stale = publisher.cmd(&["XPENDING", "topic", "grp", "IDLE", "250", "0", "+", "100"]);
     assert_eq!(stale.arr().len(), 1);
     assert_eq!(stale.arr()[0].arr()[1].text(), "old");
-    let claimed = publisher.cmd(&["XCLAIM", "topic", "grp", "new", "50", &id]);
+    let claimed = publisher.cmd(&["XCLAIM", "topic", "grp", "new", "250", &id]);
     assert_eq!(claimed.arr()[0].arr()[0].text(), id);
     // A second claim right after finds it no longer idle.
     assert_eq!(
-        publisher.cmd(&["XCLAIM", "topic", "grp", "other", "50", &id]),
+        publisher.cmd(&["XCLAIM", "topic", "grp", "other", "250", &id]),
         V::Arr(vec![])
     );
     assert_eq!(publisher.cmd(&["XACK", "topic", "grp", &id]), V::Int(1));
@@ -1100,6 +1099,7 @@ fn watermill_sequence() {
     sleep(Duration::from_millis(120));
     let before = consumer_field(&mut publisher, "old", "idle");
     assert!(before >= 100, "{before}");
+    let attempt = Instant::now();
     sub.cmd(&[
         "XREADGROUP",
         "GROUP",
@@ -1114,7 +1114,13 @@ fn watermill_sequence() {
         ">",
     ]);
     let after = consumer_field(&mut publisher, "old", "idle");
-    assert!(after < 100, "{after}");
+    // Idle counts from the attempt, so it cannot exceed the time since the attempt was
+    // sent (+1 for the server's millisecond rounding), however slow the machine.
+    let since = attempt.elapsed().as_millis() as i64;
+    assert!(
+        after <= since + 1 && after < before,
+        "{after} ms idle, attempt {since} ms ago, before {before}"
+    );
     assert_eq!(consumer_field(&mut publisher, "old", "pending"), 0);
     assert!(consumer_field(&mut publisher, "new", "inactive") >= 0);
     assert_eq!(

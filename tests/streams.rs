@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
@@ -623,9 +622,9 @@ fn blocking_xread_is_woken_by_xadd_fifo() {
     let mut w = Conn::open(&server);
     w.raw(&["XADD", "s", "1-1", "old", "x"]);
     let mut readers: Vec<Conn> = (0..3).map(|_| Conn::open(&server)).collect();
-    for r in readers.iter_mut() {
+    for (n, r) in readers.iter_mut().enumerate() {
         r.send(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
-        sleep(Duration::from_millis(30));
+        server.wait_blocked(n + 1);
     }
     w.raw(&["XADD", "s", "2-1", "f", "v"]);
     let expected = format!("*1\r\n*2\r\n$1\r\ns\r\n*1\r\n{}", entry("2-1", &["f", "v"]));
@@ -636,7 +635,7 @@ fn blocking_xread_is_woken_by_xadd_fifo() {
     // registered after it, but is by one registered before.
     let mut late = Conn::open(&server);
     late.send(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
-    sleep(Duration::from_millis(50));
+    server.wait_blocked(1);
     w.raw(&["XADD", "s", "3-1", "f", "v"]);
     assert_eq!(
         late.read_reply(),
@@ -650,7 +649,7 @@ fn blocking_xread_on_missing_key_and_other_keys() {
     let mut w = Conn::open(&server);
     let mut r = Conn::resp3(&server);
     r.send(&["XREAD", "BLOCK", "0", "STREAMS", "x", "y", "$", "$"]);
-    sleep(Duration::from_millis(50));
+    server.wait_blocked(1);
     w.raw(&["XADD", "y", "1-1", "f", "v"]);
     assert_eq!(
         r.read_reply(),
@@ -674,7 +673,7 @@ fn xadd_maxlen_zero_wakes_with_empty_entries_and_xdel_does_not() {
     w.raw(&["XADD", "s", "1-1", "f", "v"]);
     let mut r = Conn::open(&server);
     r.send(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
-    sleep(Duration::from_millis(50));
+    server.wait_blocked(1);
     // XADD + XDEL in one transaction: no new entry survives, the reader stays blocked.
     w.expect(&["MULTI"], "+OK\r\n");
     w.raw(&["XADD", "s", "2-1", "f", "v"]);
@@ -693,7 +692,7 @@ fn blocked_xread_without_count_is_capped_at_1000() {
     let mut w = Conn::open(&server);
     let mut r = Conn::open(&server);
     r.send(&["XREAD", "BLOCK", "0", "STREAMS", "s", "0-0"]);
-    sleep(Duration::from_millis(50));
+    server.wait_blocked(1);
     // 1200 entries land in one transaction before the reader is served.
     w.expect(&["MULTI"], "+OK\r\n");
     for i in 1..=1200 {

@@ -201,7 +201,7 @@ fn blocking_read_inside_multi_answers_as_timeout_and_writes_wake_after_exec() {
     reader.send(&common::encode(&[
         "XREAD", "BLOCK", "5000", "STREAMS", "q", "$",
     ]));
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    s.wait_blocked(1);
     assert_eq!(a.cmd(&["MULTI"]), b"+OK\r\n");
     assert_eq!(a.cmd(&["XADD", "q", "1-1", "f", "v"]), b"+QUEUED\r\n");
     assert_eq!(a.cmd(&["XADD", "q", "1-2", "f", "v"]), b"+QUEUED\r\n");

@@ -20,6 +20,16 @@ pub struct TestServer {
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// How long a server may take to print its banner and then to answer PING. Generous
+/// on purpose: these are deadlines, not delays (a healthy start takes milliseconds),
+/// and a fresh 2-core CI machine running a debug build next to a compile, or a restart
+/// replaying a large log, can be slow.
+const BANNER_WITHIN: Duration = Duration::from_secs(30);
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long [`TestServer::wait_blocked`] waits for a blocked-client count.
+const BLOCKED_WITHIN: Duration = Duration::from_secs(10);
+
 /// A port that was free a moment ago (for tests that need to know it up front).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -46,14 +56,24 @@ impl TestServer {
 
     /// Starts a server with a config file as first argument.
     pub fn start_with_file(file: &str, extra: &[&str]) -> TestServer {
-        Self::try_start(Some(file), extra).expect("rill did not start")
+        for _ in 0..5 {
+            if let Some(s) = Self::try_start(Some(file), extra) {
+                return s;
+            }
+        }
+        panic!("rill did not start");
     }
 
     fn try_start(file: Option<&str>, extra: &[&str]) -> Option<TestServer> {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("rill-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
-        Self::spawn_on(file, extra, dir)
+        let started = Self::spawn_on(file, extra, dir.clone());
+        if started.is_none() {
+            // A failed attempt must not leave its directory behind in /tmp.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
     }
 
     /// Starts the binary on `dir` with `--port 0` and learns the port the OS chose
@@ -97,7 +117,7 @@ impl TestServer {
                 }
             }
         });
-        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+        let port = match rx.recv_timeout(BANNER_WITHIN) {
             Ok(p) => p,
             Err(_) => {
                 let _ = child.kill();
@@ -105,7 +125,7 @@ impl TestServer {
                 return None;
             }
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
                 // Ready once it answers (not -LOADING).
@@ -143,7 +163,9 @@ impl TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        let mut next = Self::spawn_on(self.file.as_deref(), &extra, self.dir.clone())
+        // Retried like a first start: a slow machine may miss a deadline once.
+        let mut next = (0..3)
+            .find_map(|_| Self::spawn_on(self.file.as_deref(), &extra, self.dir.clone()))
             .expect("rill did not restart");
         std::mem::swap(self, &mut next);
         // `next` now holds the dead child; do not let its Drop remove the data dir.
@@ -176,6 +198,27 @@ impl TestServer {
     /// A raw RESP connection.
     pub fn raw(&self) -> Raw {
         Raw::connect(self.port)
+    }
+
+    /// Waits until exactly `n` clients are blocked (INFO `blocked_clients`), so a test
+    /// that sent a blocking read knows the server has registered it before it writes the
+    /// data the reader waits for; a fixed sleep loses that race on a loaded machine.
+    /// Uses its own connection, which never blocks.
+    pub fn wait_blocked(&self, n: usize) {
+        let want = format!("blocked_clients:{n}\r\n");
+        let mut r = self.raw();
+        let deadline = Instant::now() + BLOCKED_WITHIN;
+        loop {
+            let info = String::from_utf8_lossy(&r.cmd(&["INFO", "clients"])).to_string();
+            if info.contains(&want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {want:?} within {BLOCKED_WITHIN:?}: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// True while the process runs.
