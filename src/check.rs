@@ -675,7 +675,7 @@ mod tests {
         for i in 0..3 {
             w.add(&cmd(i));
         }
-        w.finish(&dir).expect("checkpoint");
+        w.finish(&dir, &mut |_| {}).expect("checkpoint");
         let report = check_dir(&dir).expect("check");
         assert!(report.is_clean());
         let (path, records, _) = report.checkpoint.clone().expect("checkpoint reported");

@@ -178,8 +178,20 @@ fn load(shared: &Shared, dir: &std::path::Path, opts: LogOptions) -> Result<Log,
     let mut records: u64 = 0;
     let mut last_report = std::time::Instant::now();
     let mut failure: Option<String> = None;
-    let opened = Log::open_with(dir, opts, &mut |batch, bytes| {
-        let errors = rill::commands::propagate::replay_batch(shared, batch);
+    let reader = shared.attach_segments(dir);
+    let opened = Log::open_with(dir, opts, &mut |item, bytes| {
+        let errors = match item {
+            rill::storage::recovery::Replay::Batch { commands, pos } => {
+                rill::commands::propagate::replay_batch(shared, commands, pos)
+            }
+            rill::storage::recovery::Replay::State(data) => {
+                match rill::commands::propagate::apply_state(shared, data) {
+                    Ok(()) => Vec::new(),
+                    // Reported by the reader as corruption at this record's file and offset.
+                    Err(e) => return Err(rill::storage::StorageError::Malformed(e)),
+                }
+            }
+        };
         records += 1;
         done += bytes;
         shared.loading_done.store(done, Relaxed);
@@ -216,6 +228,7 @@ fn load(shared: &Shared, dir: &std::path::Path, opts: LogOptions) -> Result<Log,
         }
         (Ok(log), None) => log,
     };
+    reader.set_written(log.written_handle());
     if records > 0 {
         tracing::info!(
             "DB loaded from the log: {} records, {} MB in {:.3} seconds",

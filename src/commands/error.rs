@@ -81,6 +81,9 @@ pub enum CommandError {
     Raw(String),
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// An entry's payload could not be read back from the log.
+    #[error(transparent)]
+    Payload(#[from] crate::engine::payload::PayloadError),
     /// The log refused a write (poisoned after a failed write or fsync).
     #[error("MISCONF {0}")]
     Storage(#[from] crate::storage::StorageError),

@@ -699,13 +699,14 @@ impl XReadGroup {
     /// client, the log records join the critical section's record.
     fn serve(&self, ctx: &mut Ctx<'_>, count: usize) -> Result<Option<Reply>, CommandError> {
         let now = ctx.now_ms;
+        let store = ctx.store();
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
         for (key, from) in &self.streams {
             let Some(stream) = stream_mut(ctx, key)? else {
                 return Err(StreamError::no_group_for_read(key, &self.group).into());
             };
             let counters = stream.counters();
-            let last_live = stream.last_entry().map(|e| e.id);
+            let last_live = stream.last_live_id();
             let Some(group) = stream.groups.get_mut(&self.group) else {
                 return Err(StreamError::no_group_for_read(key, &self.group).into());
             };
@@ -719,9 +720,15 @@ impl XReadGroup {
             let reply = match from {
                 ReadFrom::History(after) => {
                     let ids = group.history(&self.consumer, *after, count);
+                    // Every payload is read before anything changes, so a read error
+                    // leaves the group as it was.
+                    let found = ids
+                        .iter()
+                        .map(|id| stream.get(*id, &store))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let mut entries = Vec::with_capacity(ids.len());
-                    for id in ids {
-                        match stream.get(id) {
+                    for (id, found) in ids.into_iter().zip(found) {
+                        match found {
                             Some(entry) => {
                                 entries.push(entry_reply(&entry));
                                 if let Some(group) = stream.groups.get_mut(&self.group) {
@@ -741,7 +748,8 @@ impl XReadGroup {
                     match (last_live, from_id.incr()) {
                         (Some(last), Some(start)) if last > from_id => {
                             let limit = (count > 0).then_some(count);
-                            let entries = stream.range(start, StreamId::MAX, limit, false);
+                            let entries =
+                                stream.range(start, StreamId::MAX, limit, false, &store)?;
                             changed |= !entries.is_empty();
                             if let Some(group) = stream.groups.get_mut(&self.group) {
                                 for entry in &entries {
@@ -1182,8 +1190,24 @@ impl XClaim {
             return Err(no_group().into());
         }
         let tail = self.tail?;
-        // Look entries up first: the group is borrowed mutably below.
-        let entries: Vec<Option<Entry>> = tail.ids.iter().map(|id| stream.get(*id)).collect();
+        // Look entries up first (payloads too, unless JUSTID): the group is borrowed
+        // mutably below, and a read error must leave it unchanged.
+        let store = ctx.store();
+        let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
+        let entries: Vec<Option<Entry>> = tail
+            .ids
+            .iter()
+            .map(|id| {
+                if tail.just_id {
+                    Ok(stream.contains(*id).then(|| Entry {
+                        id: *id,
+                        fields: Vec::new(),
+                    }))
+                } else {
+                    stream.get(*id, &store)
+                }
+            })
+            .collect::<Result<_, _>>()?;
         let Some(group) = stream.groups.get_mut(&self.group) else {
             return Err(no_group().into());
         };
@@ -1301,6 +1325,7 @@ impl XAutoClaim {
         ctx.propagate_nothing();
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        let store = ctx.store();
         let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
         // The scan needs the stream (does the entry still exist?) while it changes the group:
         // take the group out for the duration.
@@ -1316,21 +1341,25 @@ impl XAutoClaim {
             just_id: self.just_id,
             now_ms: now,
         };
-        let result = group.auto_claim(&self.consumer, &scan, |id| stream.get(id).is_some());
+        let result = group.auto_claim(&self.consumer, &scan, |id| stream.contains(id));
         for id in result.claimed.iter().chain(&result.deleted) {
             log.pending(&group, *id);
         }
-        let claimed: Vec<Reply> = result
+        let claimed: Result<Vec<Reply>, _> = result
             .claimed
             .iter()
-            .map(|id| match (self.just_id, stream.get(*id)) {
-                (false, Some(entry)) => entry_reply(&entry),
-                _ => id_reply(*id),
+            .map(|id| {
+                Ok(match (self.just_id, stream.get(*id, &store)?) {
+                    (false, Some(entry)) => entry_reply(&entry),
+                    _ => id_reply(*id),
+                })
             })
             .collect();
         stream.groups.insert(self.group.clone(), group);
+        // The claims stand (and are logged) even if a payload could not be read.
         log.flush(ctx);
         ctx.signal_modified(&self.key);
+        let claimed: Vec<Reply> = claimed.map_err(CommandError::Payload)?;
         Ok(Reply::Array(vec![
             id_reply(result.next_cursor),
             Reply::Array(claimed),

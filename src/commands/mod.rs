@@ -76,6 +76,11 @@ impl Ctx<'_> {
         }
     }
 
+    /// The payload store, to read entries' fields (a cheap handle: it is shared).
+    pub fn store(&self) -> std::sync::Arc<crate::engine::payload::PayloadStore> {
+        self.ks.payloads.clone()
+    }
+
     /// `stream-node-max-entries` and `stream-node-max-bytes`, as currently configured.
     pub fn stream_node_limits(&self) -> (usize, usize) {
         self.shared.stream_node_limits()
@@ -316,7 +321,12 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
     };
     if !state.props.cmds.is_empty() {
         let cmds = std::mem::take(&mut state.props.cmds);
-        log.append(&cmds)?;
+        let (_, pos) = log.append_at(&cmds)?;
+        // New entries now point at their payloads in the record; what stays resident
+        // belonged to entries removed in the same critical section.
+        propagate::locate_payloads(&mut state.ks, &cmds, pos);
+        state.ks.payloads.discard_resident();
+        state.ks.payloads.evict();
     }
     Ok(log.appended_lsn())
 }

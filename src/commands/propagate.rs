@@ -12,9 +12,52 @@ use bytes::Bytes;
 use super::args::Args;
 use super::table::{self, CommandSpec, Handler};
 use super::{Ctx, Outcome};
+use crate::engine::codec::Reader;
+use crate::engine::id::StreamId;
 use crate::engine::keyspace::Keyspace;
 use crate::server::Shared;
+use crate::storage::log::{pack_pos, RecordPos};
+use crate::storage::record::arg_spans;
 use crate::storage::LoggedCommand;
+
+/// Internal log command written by compaction: `RILL-RELOCATE key id field value …`
+/// carries a live entry's payload into a new record, and the entry is pointed there,
+/// so the old segment can go. Not in the command table: clients cannot send it.
+pub const RELOCATE: &[u8] = b"RILL-RELOCATE";
+
+/// For a logged command that carries an entry's payload (`XADD key id field value …`
+/// or `RILL-RELOCATE key id field value …`), the index of its first field argument.
+fn payload_from(cmd: &LoggedCommand) -> Option<usize> {
+    let argv = &cmd.argv;
+    let name = argv.first()?;
+    let carries = name.eq_ignore_ascii_case(b"XADD") || &name[..] == RELOCATE;
+    (carries
+        && argv.len() >= 5
+        && (argv.len() - 3).is_multiple_of(2)
+        && StreamId::parse_strict(&argv[2], 0).is_ok())
+    .then_some(3)
+}
+
+/// Points the entries a just-appended (or just-replayed) record carries at their
+/// payloads inside it: the XADDs' new entries leave the resident set for the cache,
+/// relocated entries move to their new copy. Entries deleted since (an XADD then a
+/// DEL in one EXEC) are skipped.
+pub fn locate_payloads(ks: &mut Keyspace, cmds: &[LoggedCommand], pos: RecordPos) {
+    let store = ks.payloads.clone();
+    for (i, off, _len) in arg_spans(cmds, payload_from) {
+        let cmd = &cmds[i];
+        let Ok(id) = StreamId::parse_strict(&cmd.argv[2], 0) else {
+            continue;
+        };
+        let Some(stream) = ks.stream_raw_mut(cmd.db as usize, &cmd.argv[1]) else {
+            continue;
+        };
+        let at = pack_pos(pos.segment, pos.offset + off);
+        if let Some(old) = stream.index_mut().relocate(id, at) {
+            store.locate(old, at);
+        }
+    }
+}
 
 /// Commands queued for the log during one critical section.
 #[derive(Debug, Default)]
@@ -95,12 +138,21 @@ pub(crate) fn log_expired(ks: &mut Keyspace, props: &mut Propagation, at: usize)
 /// Replays one logged batch against the keyspace (start-up). Returns the number
 /// of commands that failed, which should be zero: a failure means the log holds
 /// something this version cannot apply, and is reported by the caller.
-pub fn replay_batch(shared: &Shared, batch: Vec<LoggedCommand>) -> Vec<String> {
+pub fn replay_batch(
+    shared: &Shared,
+    batch: Vec<LoggedCommand>,
+    pos: Option<RecordPos>,
+) -> Vec<String> {
     let mut errors = Vec::new();
     let mut guard = shared.state.lock();
     let state = &mut *guard;
     state.props.replaying = true;
+    // The payload positions are worked out from the batch after it ran.
+    let located = pos.map(|_| batch.clone());
     for cmd in batch {
+        if cmd.argv.first().is_some_and(|n| &n[..] == RELOCATE) {
+            continue;
+        }
         let name =
             String::from_utf8_lossy(cmd.argv.first().map_or(&b""[..], |b| &b[..])).to_string();
         let mut args = Args::new(cmd.argv);
@@ -138,5 +190,41 @@ pub fn replay_batch(shared: &Shared, batch: Vec<LoggedCommand>) -> Vec<String> {
     state.props.cmds.clear();
     state.ks.take_expired();
     state.ks.take_ready();
+    if let (Some(pos), Some(batch)) = (pos, located) {
+        locate_payloads(&mut state.ks, &batch, pos);
+        state.ks.payloads.discard_resident();
+        state.ks.payloads.evict();
+    }
     errors
+}
+
+/// Tags of a checkpoint's binary state records.
+pub mod state_tag {
+    /// `u16 db | key | index nodes`: a run of a stream's nodes (creates the stream).
+    pub const NODES: u8 = 1;
+    /// `u16 db | key | counters and groups`: the rest of a stream (creates it if needed).
+    pub const META: u8 = 2;
+}
+
+/// Applies one binary state record of a checkpoint (start-up).
+pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
+    let mut r = Reader::new(data);
+    let malformed = || "malformed stream state".to_string();
+    let tag = r.u8().ok_or_else(malformed)?;
+    let db = r.u32().ok_or_else(malformed)? as usize;
+    let key = r.bytes().ok_or_else(malformed)?;
+    let mut guard = shared.state.lock();
+    let stream = guard
+        .ks
+        .stream_or_create(db, key)
+        .ok_or_else(|| "stream state for a key of another type or database".to_string())?;
+    let ok = match tag {
+        state_tag::NODES => stream.index_mut().decode_nodes(&mut r),
+        state_tag::META => stream.decode_meta(&mut r),
+        _ => None,
+    };
+    match ok {
+        Some(()) if r.is_empty() => Ok(()),
+        _ => Err(malformed()),
+    }
 }

@@ -1,16 +1,14 @@
-//! Checkpoints from the command layer's side: the live keyspace rewritten as the
-//! shortest command sequence that rebuilds it (as Redis's AOF rewrite does), so
-//! the log segments before it can be deleted.
+//! Checkpoints from the command layer's side: the live keyspace's metadata written
+//! as one file, so the log before it need not be replayed, and compaction, which
+//! moves the payloads that keep old segments alive so those segments can go.
 //!
-//! Per stream: its entries as XADDs (an empty stream via `XADD … MAXLEN 0 0-1 x y`),
-//! `XSETID … ENTRIESADDED … MAXDELETEDID …` for the counters, per group `XGROUP
-//! CREATE … ENTRIESREAD …`, per pending entry `XCLAIM … 0 id TIME t RETRYCOUNT n
-//! JUSTID FORCE`, and `XGROUP CREATECONSUMER` for consumers without pending
-//! entries. As in Redis, consumers' seen/active times restart at recovery. Unlike
-//! Redis's rewrite, pending entries whose stream entry was deleted are kept (see
-//! `stream_commands`). Deleted-entry tombstones are not rebuilt, so
-//! `radix-tree-keys` may shrink after recovery from a checkpoint.
+//! Per stream: its index nodes (entry IDs and where their payloads are in the log —
+//! never the payloads), then its counters and groups with every consumer and pending
+//! entry, as binary `State` records (`propagate::apply_state` reads them). Tombstones,
+//! consumers' seen/active times and pending entries of deleted entries survive as they
+//! are. Plain keys are written as SET, TTLs as PEXPIREAT.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +16,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::propagate::{state_tag, RELOCATE};
+use crate::engine::codec::Put;
 use crate::engine::id::StreamId;
 use crate::engine::keyspace::Value;
 use crate::engine::stream::Stream;
 use crate::server::Shared;
 use crate::storage::checkpoint::CheckpointWriter;
+use crate::storage::log::unpack_pos;
 use crate::storage::{LoggedCommand, StorageError};
 
 /// Commands per batch record in a checkpoint (bounded so no record gets huge).
 const BATCH: usize = 512;
+
+/// Index nodes per state record (about 100 entries and 3 KiB each by default).
+const NODES_PER_RECORD: usize = 1024;
 
 /// Set while a checkpoint is being written (INFO `aof_rewrite_in_progress`).
 pub static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
@@ -35,136 +39,81 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-fn id(i: StreamId) -> Bytes {
-    Bytes::from(i.to_string())
+fn state_header(tag: u8, db: usize, key: &Bytes) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + key.len());
+    out.put_u8v(tag);
+    out.put_u32v(db as u32);
+    out.put_bytes(key);
+    out
 }
 
-/// Appends the commands that rebuild `stream` under `key`.
-///
-/// Pending entries whose stream entry was deleted must survive too (XCLAIM FORCE
-/// only claims entries that exist), so such IDs are added as placeholders, claimed,
-/// then deleted again; XSETID last restores the counters XDEL changed.
-fn stream_commands(key: &Bytes, s: &Stream, out: &mut Vec<Vec<Bytes>>) {
-    let mut orphans: Vec<StreamId> = s
-        .groups
-        .values()
-        .flat_map(|g| g.pending_entries().map(|p| p.id))
-        .filter(|id| s.get(*id).is_none())
-        .collect();
-    orphans.sort();
-    orphans.dedup();
-    let placeholder = |id: StreamId| vec![b("XADD"), key.clone(), self::id(id), b("x"), b("y")];
-    if s.is_empty() && orphans.is_empty() {
-        out.push(vec![
-            b("XADD"),
-            key.clone(),
-            b("MAXLEN"),
-            b("0"),
-            b("0-1"),
-            b("x"),
-            b("y"),
-        ]);
-    } else {
-        let mut pending = orphans.iter().peekable();
-        for e in s.range(StreamId::MIN, StreamId::MAX, None, false) {
-            while let Some(&&o) = pending.peek() {
-                if o >= e.id {
-                    break;
-                }
-                out.push(placeholder(o));
-                pending.next();
-            }
-            let mut argv = Vec::with_capacity(3 + e.fields.len());
-            argv.push(b("XADD"));
-            argv.push(key.clone());
-            argv.push(id(e.id));
-            argv.extend(e.fields.iter().cloned());
-            out.push(argv);
-        }
-        for &o in pending {
-            out.push(placeholder(o));
-        }
+/// Writes `stream` as state records and adds the bytes of its live payloads to
+/// `usage` (per segment).
+fn stream_state(
+    db: usize,
+    key: &Bytes,
+    s: &Stream,
+    w: &mut CheckpointWriter,
+    usage: &mut BTreeMap<u64, u64>,
+) {
+    let mut from = Some(StreamId::MIN);
+    while let Some(start) = from {
+        let mut rec = state_header(state_tag::NODES, db, key);
+        from = s.index().encode_nodes(start, NODES_PER_RECORD, &mut rec);
+        w.add_state(&rec);
     }
-    for (name, g) in &s.groups {
-        let entries_read = g.entries_read().map_or(-1i64, |n| n as i64);
-        out.push(vec![
-            b("XGROUP"),
-            b("CREATE"),
-            key.clone(),
-            name.clone(),
-            id(g.last_delivered_id()),
-            b("ENTRIESREAD"),
-            Bytes::from(entries_read.to_string()),
-        ]);
-        for c in g.consumers() {
-            if c.pending_count() == 0 {
-                out.push(vec![
-                    b("XGROUP"),
-                    b("CREATECONSUMER"),
-                    key.clone(),
-                    name.clone(),
-                    c.name().clone(),
-                ]);
-            }
+    s.index().for_each_payload(|_, h| {
+        if !h.is_resident() {
+            *usage.entry(unpack_pos(h.at).0).or_default() += u64::from(h.len);
         }
-        for p in g.pending_entries() {
-            out.push(vec![
-                b("XCLAIM"),
-                key.clone(),
-                name.clone(),
-                p.consumer.clone(),
-                b("0"),
-                id(p.id),
-                b("TIME"),
-                Bytes::from(p.delivery_time_ms.to_string()),
-                b("RETRYCOUNT"),
-                Bytes::from(p.delivery_count.to_string()),
-                b("JUSTID"),
-                b("FORCE"),
-            ]);
-        }
-    }
-    if !orphans.is_empty() {
-        let mut del = vec![b("XDEL"), key.clone()];
-        del.extend(orphans.iter().map(|&o| id(o)));
-        out.push(del);
-    }
-    out.push(vec![
-        b("XSETID"),
-        key.clone(),
-        id(s.last_id()),
-        b("ENTRIESADDED"),
-        Bytes::from(s.entries_added().to_string()),
-        b("MAXDELETEDID"),
-        id(s.max_deleted_id()),
-    ]);
+    });
+    let mut rec = state_header(state_tag::META, db, key);
+    s.encode_meta(&mut rec);
+    w.add_state(&rec);
 }
 
-/// Writes a checkpoint of the whole keyspace and deletes the log it supersedes.
+/// What a checkpoint found: its size, the keys written, and live payload bytes per
+/// segment before its tail (compaction's input).
+#[derive(Debug, Default)]
+pub struct CheckpointInfo {
+    /// Bytes of the checkpoint file.
+    pub bytes: u64,
+    /// Keys written.
+    pub keys: usize,
+    /// First segment after the checkpoint.
+    pub tail: u64,
+    /// Live payload bytes in each older segment that is kept.
+    pub usage: BTreeMap<u64, u64>,
+}
+
+/// Writes a checkpoint of the whole keyspace and deletes the log it supersedes
+/// (except the older segments that still hold live payloads).
 ///
 /// The keyspace lock is held while the log rolls to a new segment and the state is
 /// encoded, so the checkpoint plus the new segments are exactly the state; the
-/// file is written after the lock is released. Returns (checkpoint bytes, keys).
-pub fn checkpoint(shared: &Shared) -> Result<(u64, usize), StorageError> {
+/// file is written after the lock is released. The encoding is the entries' index,
+/// 32 bytes per entry, not their payloads.
+pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
     let Some(log) = shared.log.get() else {
-        return Ok((0, 0));
+        return Ok(CheckpointInfo::default());
     };
     if IN_PROGRESS.swap(true, Ordering::SeqCst) {
-        return Ok((0, 0));
+        return Ok(CheckpointInfo::default());
     }
     let started = Instant::now();
     let result = (|| {
-        let (writer, keys) = {
+        let (writer, keys, tail, usage) = {
             let guard = shared.state.lock();
             let tail = log.roll()?;
             let mut w = CheckpointWriter::new(tail);
             let mut keys = 0;
+            let mut usage = BTreeMap::new();
             for db in 0..guard.ks.db_count() {
                 let mut argvs: Vec<Vec<Bytes>> = Vec::new();
                 for (key, value, expire) in guard.ks.db(db).iter() {
                     keys += 1;
                     match value {
-                        Value::Stream(s) => stream_commands(key, s, &mut argvs),
+                        Value::Stream(s) => stream_state(db, key, s, &mut w, &mut usage),
                         Value::String(v) => argvs.push(vec![b("SET"), key.clone(), v.clone()]),
                     }
                     if let Some(at) = expire {
@@ -180,21 +129,133 @@ pub fn checkpoint(shared: &Shared) -> Result<(u64, usize), StorageError> {
                 }
                 flush(&mut w, db, &mut argvs);
             }
-            (w, keys)
+            usage.retain(|seg, _| *seg < tail);
+            w.keep_segments(usage.keys().copied().collect());
+            (w, keys, tail, usage)
         };
-        let bytes = writer.finish(log.dir())?;
-        Ok((bytes, keys))
+        let reader = shared.segments.get().cloned();
+        let bytes = writer.finish(log.dir(), &mut |n| {
+            if let Some(r) = &reader {
+                r.forget(n);
+            }
+        })?;
+        Ok(CheckpointInfo {
+            bytes,
+            keys,
+            tail,
+            usage,
+        })
     })();
     IN_PROGRESS.store(false, Ordering::SeqCst);
-    if let Ok((bytes, keys)) = &result {
+    if let Ok(info) = &result {
         tracing::info!(
-            "Checkpoint written: {} keys, {} bytes in {:.3} s; older log segments removed",
-            keys,
-            bytes,
-            started.elapsed().as_secs_f64()
+            "Checkpoint written: {} keys, {} bytes in {:.3} s; {} older segments kept for live entries, the rest removed",
+            info.keys,
+            info.bytes,
+            started.elapsed().as_secs_f64(),
+            info.usage.len()
         );
     }
     result
+}
+
+/// Entries relocated per acquisition of the keyspace lock, so compaction never
+/// stalls clients for long.
+const RELOCATE_CHUNK: usize = 256;
+
+/// Dead bytes a segment must hold before compaction copies its live entries out.
+const MIN_DEAD_BYTES: u64 = 1 << 20;
+
+/// Moves the live payloads out of older segments that are mostly dead (live bytes
+/// below `threshold`% of the file), so the next checkpoint can delete them.
+///
+/// Each live entry there is copied into the log as `RILL-RELOCATE key id fields…`
+/// and pointed at the copy, a chunk at a time under the keyspace lock (so no write
+/// interleaves with a chunk). Returns the number of entries moved.
+pub fn compact(
+    shared: &Shared,
+    info: &CheckpointInfo,
+    threshold: u64,
+) -> Result<u64, StorageError> {
+    let Some(log) = shared.log.get() else {
+        return Ok(0);
+    };
+    let victims: Vec<u64> = info
+        .usage
+        .iter()
+        .filter(|(seg, live)| {
+            let size = std::fs::metadata(crate::storage::recovery::segment_path(log.dir(), **seg))
+                .map_or(0, |m| m.len());
+            // Small dead remainders are not worth a copy (and copying them would
+            // only make another small, mostly-dead segment).
+            size.saturating_sub(**live) >= MIN_DEAD_BYTES && **live * 100 < size * threshold
+        })
+        .map(|(seg, _)| *seg)
+        .collect();
+    if victims.is_empty() {
+        return Ok(0);
+    }
+    // Which entries live there (db, key, id); re-checked under the lock when moved.
+    let mut todo: Vec<(usize, Bytes, StreamId)> = Vec::new();
+    {
+        let guard = shared.state.lock();
+        for db in 0..guard.ks.db_count() {
+            for (key, s) in guard.ks.db(db).streams() {
+                s.index().for_each_payload(|id, h| {
+                    if !h.is_resident() && victims.contains(&unpack_pos(h.at).0) {
+                        todo.push((db, key.clone(), id));
+                    }
+                });
+            }
+        }
+    }
+    let mut moved = 0u64;
+    for chunk in todo.chunks(RELOCATE_CHUNK) {
+        let mut guard = shared.state.lock();
+        let state = &mut *guard;
+        let store = state.ks.payloads.clone();
+        for (db, key, id) in chunk {
+            let Some(stream) = state.ks.stream_raw_mut(*db, key) else {
+                continue;
+            };
+            let Some(entry) = stream.index().get(*id) else {
+                continue;
+            };
+            if entry.payload.is_resident() || !victims.contains(&unpack_pos(entry.payload.at).0) {
+                continue;
+            }
+            let payload = match store.fetch(entry.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("Compaction skipped entry {} of a stream: {}", id, e);
+                    continue;
+                }
+            };
+            let mut argv = vec![
+                Bytes::from_static(RELOCATE),
+                key.clone(),
+                Bytes::from(id.to_string()),
+            ];
+            argv.extend(payload.fields());
+            state.props.cmds.push(LoggedCommand {
+                db: *db as u16,
+                argv,
+            });
+            moved += 1;
+        }
+        super::commit(shared, state).map_err(|e| match e {
+            crate::commands::error::CommandError::Storage(e) => e,
+            other => StorageError::Poisoned(other.to_string()),
+        })?;
+    }
+    if moved > 0 {
+        tracing::info!(
+            "Compaction: moved {} live entries out of {} mostly-dead segments",
+            moved,
+            victims.len()
+        );
+    }
+    Ok(moved)
 }
 
 fn flush(w: &mut CheckpointWriter, db: usize, argvs: &mut Vec<Vec<Bytes>>) {
@@ -211,22 +272,27 @@ fn flush(w: &mut CheckpointWriter, db: usize, argvs: &mut Vec<Vec<Bytes>>) {
     w.add(&batch);
 }
 
-/// Takes a checkpoint every `checkpoint-interval` seconds once the log has grown
-/// by `compaction-threshold` percent of the last checkpoint (at least 1 MiB), and
-/// whenever BGREWRITEAOF asks. This keeps disk use within about
-/// (1 + threshold) × the live data, plus what one interval writes.
+/// Takes a checkpoint every `checkpoint-interval` seconds once the log has grown by
+/// `compaction-threshold` percent of the live data (at least 1 MiB) since the last
+/// one, and whenever BGREWRITEAOF asks; after each, compacts the older segments
+/// whose live payloads fell below the same percentage, and checkpoints again at once
+/// if it moved anything, so their files go. Disk use so stays within about
+/// 1 / threshold × the live data, plus what the log grows between checkpoints.
 pub async fn run_checkpoints(shared: Arc<Shared>) {
     let Some(log) = shared.log.get() else {
         return;
     };
-    let mut last_size: u64 = 0;
+    // Live data as of the last checkpoint: its index plus the payloads it keeps.
+    let mut live: u64 = 0;
     let mut written_at_last = log.counters().0;
     let mut last_time = Instant::now();
+    let mut again = false;
     loop {
-        let requested = tokio::select! {
-            _ = shared.checkpoint_request.notified() => true,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-        };
+        let requested = again
+            || tokio::select! {
+                _ = shared.checkpoint_request.notified() => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            };
         if shared.shutting_down.load(Ordering::SeqCst) {
             return;
         }
@@ -238,16 +304,31 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
         let due = interval > 0
             && threshold > 0
             && last_time.elapsed() >= Duration::from_secs(interval)
-            && grown >= (last_size * threshold / 100).max(1 << 20);
+            && grown >= (live * threshold / 100).max(1 << 20);
         if !(requested || due) {
             continue;
         }
         let sh = shared.clone();
         let written_before = log.counters().0;
-        match tokio::task::spawn_blocking(move || checkpoint(&sh)).await {
-            Ok(Ok((bytes, _))) => {
-                last_size = bytes;
+        // Right after a compaction, checkpoint only: that is what deletes the
+        // segments it emptied.
+        let after_compaction = again;
+        again = false;
+        match tokio::task::spawn_blocking(move || {
+            let info = checkpoint(&sh)?;
+            let moved = if threshold > 0 && !after_compaction {
+                compact(&sh, &info, threshold)?
+            } else {
+                0
+            };
+            Ok::<_, StorageError>((info, moved))
+        })
+        .await
+        {
+            Ok(Ok((info, moved))) => {
+                live = info.bytes + info.usage.values().sum::<u64>();
                 written_at_last = written_before;
+                again = moved > 0;
             }
             Ok(Err(e)) => tracing::warn!("Checkpoint failed: {}", e),
             Err(e) => tracing::warn!("Checkpoint task failed: {}", e),

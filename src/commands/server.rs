@@ -361,6 +361,10 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         .set(&pairs)
         .map_err(|e| CommandError::Raw(e.to_string()))?;
     ctx.shared.apply_runtime_config();
+    let budget = ctx.shared.config.read().cache_size;
+    ctx.ks
+        .payloads
+        .set_budget(usize::try_from(budget).unwrap_or(usize::MAX));
     Ok(Reply::Ok.into())
 }
 

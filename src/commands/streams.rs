@@ -252,9 +252,9 @@ impl XAdd {
 
     /// Runs XADD.
     ///
-    /// Logged as `XADD key [MAXLEN|MINID = threshold] id field value …` with the ID it
-    /// got and an exact trim clause, so replay needs neither the clock nor the node
-    /// layout; NOMKSTREAM on a missing key logs nothing.
+    /// Logged as `XADD key id field value …` with the ID it got, then, if it trimmed,
+    /// `XTRIM key MAXLEN|MINID = threshold` with an exact clause, so replay needs neither
+    /// the clock nor the node layout; NOMKSTREAM on a missing key logs nothing.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         ctx.propagate_nothing();
         let spec = self.opts.id.unwrap_or(AddIdSpec::Auto);
@@ -271,21 +271,25 @@ impl XAdd {
             ctx.ks
                 .insert(ctx.db, self.key.clone(), Value::Stream(Box::default()));
         }
+        let store = ctx.store();
         let Some(stream) = ctx.stream_mut(&self.key)? else {
             return Ok(Reply::Nil);
         };
-        let mut logged = Vec::with_capacity(self.fields.len() + 6);
+        let id = stream.add(spec, &self.fields, now, limits, &store)?;
+        let trim = self.opts.trim.and_then(|trim| trim_for_log(stream, trim).1);
+        // Always `XADD key id field value …`: the payload's place in the record is then
+        // known (see `propagate::payload_args`), and the index points at it.
+        let mut logged = Vec::with_capacity(self.fields.len() + 3);
         logged.push(Bytes::from_static(b"XADD"));
         logged.push(self.key.clone());
-        let id = stream.add(spec, self.fields.clone(), now, limits)?;
-        if let Some(trim) = self.opts.trim {
-            if let (_, Some(clause)) = trim_for_log(stream, trim) {
-                logged.extend(clause);
-            }
-        }
         logged.push(id.to_bytes());
         logged.extend(self.fields);
         ctx.propagate(logged);
+        if let Some(clause) = trim {
+            let mut xtrim = vec![Bytes::from_static(b"XTRIM"), self.key.clone()];
+            xtrim.extend(clause);
+            ctx.propagate(xtrim);
+        }
         ctx.signal_modified(&self.key);
         ctx.signal_ready(&self.key);
         Ok(Reply::Bulk(id.to_bytes()))
@@ -486,6 +490,7 @@ impl XRange {
 
     /// Runs the range read.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let store = ctx.store();
         let Some(stream) = ctx.stream(&self.key)? else {
             return Ok(Reply::Array(Vec::new()));
         };
@@ -493,7 +498,7 @@ impl XRange {
             return Ok(Reply::NilArray);
         }
         let count = self.count.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let entries = stream.range(self.start, self.end, count, self.rev);
+        let entries = stream.range(self.start, self.end, count, self.rev, &store)?;
         Ok(entries_reply(&entries))
     }
 }
@@ -686,8 +691,8 @@ impl XRead {
             let id = match from {
                 ReadFrom::Last => stream.map_or(StreamId::MIN, Stream::last_id),
                 ReadFrom::LastEntry => stream
-                    .and_then(Stream::last_entry)
-                    .and_then(|e| e.id.decr())
+                    .and_then(Stream::last_live_id)
+                    .and_then(|id| id.decr())
                     .unwrap_or(StreamId::MIN),
                 ReadFrom::Raw(arg) if &arg[..] == b">" => {
                     return Err(StreamError::GreaterThanInXread.into())
@@ -751,16 +756,20 @@ impl PendingXRead {
     /// trimmed empty by the write that signalled it (Redis answers `[[key, []]]`).
     fn serve(&self, ctx: &mut Ctx<'_>, woken: bool) -> Option<Reply> {
         let count = (self.count > 0).then_some(self.count);
+        let store = ctx.store();
         let mut per_key = Vec::new();
         for ((key, &after), &seen) in self.keys.iter().zip(&self.after).zip(&self.last_seen) {
             // A key deleted or replaced by another type keeps an XREAD blocked.
             let Ok(Some(stream)) = ctx.stream(key) else {
                 continue;
             };
-            let has_new = stream.last_entry().is_some_and(|e| e.id > after);
+            let has_new = stream.last_live_id().is_some_and(|id| id > after);
             if has_new {
                 let start = after.incr().unwrap_or(StreamId::MAX);
-                let entries = stream.range(start, StreamId::MAX, count, false);
+                let entries = match stream.range(start, StreamId::MAX, count, false, &store) {
+                    Ok(entries) => entries,
+                    Err(e) => return Some(Reply::error(e.to_string())),
+                };
                 per_key.push((key.clone(), entries_reply(&entries)));
             } else if woken
                 && stream.is_empty()

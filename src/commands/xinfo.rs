@@ -151,6 +151,7 @@ impl XInfoStream {
 
     /// Describes the stream.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let store = ctx.store();
         let stream = existing_stream(ctx, &self.key)?;
         let full = self.full?;
         let mut fields = vec![
@@ -168,8 +169,14 @@ impl XInfoStream {
         let Some(count) = full else {
             let entry_or_nil = |e: Option<Entry>| e.map_or(Reply::Nil, |e| entry_reply(&e));
             fields.push(field("groups", len(stream.groups.len())));
-            fields.push(field("first-entry", entry_or_nil(stream.first_entry())));
-            fields.push(field("last-entry", entry_or_nil(stream.last_entry())));
+            fields.push(field(
+                "first-entry",
+                entry_or_nil(stream.first_entry(&store)?),
+            ));
+            fields.push(field(
+                "last-entry",
+                entry_or_nil(stream.last_entry(&store)?),
+            ));
             return Ok(Reply::Map(fields));
         };
         let limit = (count > 0).then_some(count);
@@ -179,7 +186,8 @@ impl XInfoStream {
             crate::engine::id::StreamId::MAX,
             limit,
             false,
-        );
+            &store,
+        )?;
         fields.push(field(
             "entries",
             Reply::Array(entries.iter().map(entry_reply).collect()),

@@ -713,9 +713,9 @@ pub static DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: "cache-size",
-        default: "64mb",
-        mutable: false,
-        doc: "Reserved for the disk-backed payload cache (entries are currently all kept in memory); accepted and reported only.",
+        default: "32mb",
+        mutable: true,
+        doc: "Memory for recently written entry payloads (the hot tail readers usually want); older payloads are read from the log files on disk. Entries cost about 40 bytes of index each on top of this.",
         access: Access::Memory {
             min: 0,
             max: LONG_MAX,

@@ -72,7 +72,7 @@ fn defaults_match_the_specification() {
     assert_eq!(c.save.len(), 3);
     assert_eq!(c.hz, 10);
     assert_eq!(c.segment_size, 64 << 20);
-    assert_eq!(c.cache_size, 64 << 20);
+    assert_eq!(c.cache_size, 32 << 20);
     assert_eq!(c.checkpoint_interval, 60);
     assert_eq!(c.compaction_threshold, 50);
     assert_eq!(c.config_file(), None);

@@ -654,6 +654,63 @@ impl ConsumerGroup {
         consumer.active_time_ms = active_time_ms;
     }
 
+    /// Appends the group in checkpoint form: position, consumers with their times,
+    /// and every pending entry (owner, delivery time, count).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use crate::engine::codec::Put;
+        out.put_id(self.last_delivered_id);
+        out.put_u64v(self.entries_read.map_or(u64::MAX, |n| n));
+        out.put_u32v(self.consumers.len() as u32);
+        for c in self.consumers.values() {
+            out.put_bytes(&c.name);
+            out.put_u64v(c.seen_time_ms);
+            out.put_u64v(c.active_time_ms.map_or(u64::MAX, |t| t));
+            out.put_u32v(c.pending.len() as u32);
+            for id in &c.pending {
+                if let Some(p) = self.pel.get(id) {
+                    out.put_id(p.id);
+                    out.put_u64v(p.delivery_time_ms);
+                    out.put_u64v(p.delivery_count);
+                }
+            }
+        }
+    }
+
+    /// Reads a group written by [`ConsumerGroup::encode`]; `None` when malformed.
+    pub fn decode(r: &mut crate::engine::codec::Reader) -> Option<ConsumerGroup> {
+        let last = r.id()?;
+        let entries_read = Some(r.u64()?).filter(|&n| n != u64::MAX);
+        let mut g = ConsumerGroup::new(last, entries_read);
+        let consumers = r.count(24)?;
+        for _ in 0..consumers {
+            let name = r.bytes()?;
+            let seen = r.u64()?;
+            let active = Some(r.u64()?).filter(|&t| t != u64::MAX);
+            let mut consumer = Consumer::new(name.clone(), seen);
+            consumer.active_time_ms = active;
+            let pending = r.count(32)?;
+            for _ in 0..pending {
+                let entry = PendingEntry {
+                    id: r.id()?,
+                    consumer: name.clone(),
+                    delivery_time_ms: r.u64()?,
+                    delivery_count: r.u64()?,
+                };
+                if g.pel.contains_key(&entry.id) {
+                    return None;
+                }
+                consumer.pending.insert(entry.id);
+                g.by_delivery_time
+                    .insert((entry.delivery_time_ms, entry.id));
+                g.pel.insert(entry.id, entry);
+            }
+            if g.consumers.insert(name, consumer).is_some() {
+                return None;
+            }
+        }
+        Some(g)
+    }
+
     /// Removes a pending entry from all three views, returning it.
     fn detach(&mut self, id: StreamId) -> Option<PendingEntry> {
         let entry = self.pel.remove(&id)?;

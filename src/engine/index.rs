@@ -7,9 +7,8 @@
 //! (`stream-node-max-entries`, `stream-node-max-bytes` measured in listpack bytes), and a
 //! deleted entry stays in its node as a flagged tombstone until the node empties.
 //!
-//! Payloads are reached through a [`Payload`] handle so that a later storage layer can
-//! replace the in-memory field/value vector with a location on disk without touching
-//! the ordering logic.
+//! Payloads are not here: each slot holds a [`PayloadHandle`] (log position, length,
+//! checksum), so an entry costs 32 bytes of index whatever its size.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -17,6 +16,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use crate::engine::id::StreamId;
+use crate::engine::payload::PayloadHandle;
 
 /// The size limits that decide when a new node starts; from `stream-node-max-*` config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,56 +39,46 @@ impl Default for NodeLimits {
 /// Redis's hard cap on one listpack (`STREAM_LISTPACK_MAX_SIZE`), used when max-bytes is 0 or larger.
 const LISTPACK_MAX_SIZE: u64 = 1 << 30;
 
-/// Where an entry's field/value pairs live.
-///
-/// Today the handle owns them, packed into one allocation (`u32 len | bytes` per
-/// field and value): the request buffers the arguments arrived in are not kept
-/// alive by stored entries, and an entry costs its payload plus a few bytes.
-/// A disk-backed store will swap this for a log position.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Payload {
-    data: Bytes,
-}
+/// Flag in `Slot::len` marking a tombstone (payload lengths stay below 2^31:
+/// a record is at most 1 GiB).
+const DELETED: u32 = 1 << 31;
 
-impl Payload {
-    /// Packs a flat `field, value, field, value…` vector.
-    pub fn new(fields: Vec<Bytes>) -> Self {
-        let size: usize = fields.iter().map(|f| 4 + f.len()).sum();
-        let mut data = Vec::with_capacity(size);
-        for f in &fields {
-            data.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            data.extend_from_slice(f);
-        }
-        Payload {
-            data: Bytes::from(data),
-        }
-    }
-
-    /// The flat field/value vector (slices of the packed payload, no copy).
-    pub fn fields(&self) -> Vec<Bytes> {
-        let mut out = Vec::new();
-        let mut p = 0;
-        while p + 4 <= self.data.len() {
-            let len = u32::from_le_bytes([
-                self.data[p],
-                self.data[p + 1],
-                self.data[p + 2],
-                self.data[p + 3],
-            ]) as usize;
-            let end = (p + 4 + len).min(self.data.len());
-            out.push(self.data.slice(p + 4..end));
-            p = end;
-        }
-        out
-    }
-}
-
-/// One slot of a node: an entry, or the tombstone it left behind.
-#[derive(Clone, Debug)]
+/// One slot of a node: an entry, or the tombstone it left behind. 32 bytes: the ID and
+/// where its payload is, no payload bytes.
+#[derive(Clone, Copy, Debug)]
 struct Slot {
     id: StreamId,
-    payload: Payload,
-    deleted: bool,
+    at: u64,
+    /// Payload length, with [`DELETED`] set on tombstones.
+    len: u32,
+    crc: u32,
+}
+
+impl Slot {
+    fn new(id: StreamId, h: PayloadHandle) -> Self {
+        Slot {
+            id,
+            at: h.at,
+            len: h.len & !DELETED,
+            crc: h.crc,
+        }
+    }
+
+    fn deleted(&self) -> bool {
+        self.len & DELETED != 0
+    }
+
+    fn set_deleted(&mut self) {
+        self.len |= DELETED;
+    }
+
+    fn handle(&self) -> PayloadHandle {
+        PayloadHandle {
+            at: self.at,
+            len: self.len & !DELETED,
+            crc: self.crc,
+        }
+    }
 }
 
 /// A group of consecutive entries, the analogue of one listpack.
@@ -118,12 +108,12 @@ impl Node {
 }
 
 /// An entry as the index hands it out: its ID and a handle to its payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexedEntry {
     /// The entry's ID.
     pub id: StreamId,
-    /// Its field/value pairs.
-    pub payload: Payload,
+    /// Where its field/value pairs are.
+    pub payload: PayloadHandle,
 }
 
 /// How a trim decides what goes: keep the newest N, or drop IDs below a threshold.
@@ -186,7 +176,13 @@ impl StreamIndex {
     /// Opens a new node under Redis's rule: the tail node is closed when its listpack
     /// plus the new field/value bytes would reach max-bytes, or when it already holds
     /// max-entries slots (tombstones included).
-    pub fn append(&mut self, id: StreamId, fields: Vec<Bytes>, limits: NodeLimits) {
+    pub fn append(
+        &mut self,
+        id: StreamId,
+        fields: &[Bytes],
+        payload: PayloadHandle,
+        limits: NodeLimits,
+    ) {
         let raw_len: u64 = fields.iter().map(|b| b.len() as u64).sum();
         let max_bytes = if limits.max_bytes == 0 || limits.max_bytes > LISTPACK_MAX_SIZE {
             LISTPACK_MAX_SIZE
@@ -232,11 +228,7 @@ impl StreamIndex {
         }
         bytes += values.map(|v| lp_str_size(v)).sum::<u64>() + lp_int_size(lp_count);
         node.body_bytes += bytes;
-        node.slots.push(Slot {
-            id,
-            payload: Payload::new(fields),
-            deleted: false,
-        });
+        node.slots.push(Slot::new(id, payload));
         node.live += 1;
         self.live += 1;
     }
@@ -245,10 +237,33 @@ impl StreamIndex {
     pub fn get(&self, id: StreamId) -> Option<IndexedEntry> {
         let (_, node) = self.nodes.range(..=id).next_back()?;
         let slot = &node.slots[node.position(id).ok()?];
-        (!slot.deleted).then(|| IndexedEntry {
+        (!slot.deleted()).then(|| IndexedEntry {
             id: slot.id,
-            payload: slot.payload.clone(),
+            payload: slot.handle(),
         })
+    }
+
+    /// Points the live entry `id` at a new payload position (its record was appended,
+    /// or compaction moved it); returns the handle it had.
+    pub fn relocate(&mut self, id: StreamId, at: u64) -> Option<PayloadHandle> {
+        let (_, node) = self.nodes.range_mut(..=id).next_back()?;
+        let pos = node.position(id).ok()?;
+        let slot = &mut node.slots[pos];
+        if slot.deleted() {
+            return None;
+        }
+        let old = slot.handle();
+        slot.at = at;
+        Some(old)
+    }
+
+    /// Calls `f` with the handle of every live entry (space accounting for compaction).
+    pub fn for_each_payload(&self, mut f: impl FnMut(StreamId, PayloadHandle)) {
+        for node in self.nodes.values() {
+            for slot in node.slots.iter().filter(|s| !s.deleted()) {
+                f(slot.id, slot.handle());
+            }
+        }
     }
 
     /// Flags the entry as deleted; frees its node when no live entry remains in it.
@@ -261,10 +276,10 @@ impl StreamIndex {
         let Ok(pos) = node.position(id) else {
             return false;
         };
-        if node.slots[pos].deleted {
+        if node.slots[pos].deleted() {
             return false;
         }
-        node.slots[pos].deleted = true;
+        node.slots[pos].set_deleted();
         node.live -= 1;
         self.live -= 1;
         if node.live == 0 {
@@ -302,10 +317,10 @@ impl StreamIndex {
             .range((Bound::Included(first_key), Bound::Included(end)))
             .map(|(_, n)| n);
         let mut take = |slot: &Slot| -> bool {
-            if !slot.deleted {
+            if !slot.deleted() {
                 out.push(IndexedEntry {
                     id: slot.id,
-                    payload: slot.payload.clone(),
+                    payload: slot.handle(),
                 });
             }
             out.len() < limit
@@ -390,8 +405,8 @@ impl StreamIndex {
                 if stop {
                     break;
                 }
-                if !slot.deleted {
-                    slot.deleted = true;
+                if !slot.deleted() {
+                    slot.set_deleted();
                     node.live -= 1;
                     self.live -= 1;
                     removed += 1;
@@ -400,6 +415,95 @@ impl StreamIndex {
             break;
         }
         removed
+    }
+}
+
+impl StreamIndex {
+    /// Appends up to `max_nodes` nodes starting at the node keyed `from` (all of them
+    /// with `from = MIN`) in checkpoint form; returns the key of the next node, if any.
+    ///
+    /// Per node: key, listpack body bytes, master field names, slots (ID, payload
+    /// position, length with tombstone flag, CRC) — exactly what `append`/`trim`
+    /// need to go on as if the stream had never left memory.
+    pub fn encode_nodes(
+        &self,
+        from: StreamId,
+        max_nodes: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<StreamId> {
+        use crate::engine::codec::Put;
+        let mut iter = self.nodes.range(from..);
+        let count_at = out.len();
+        out.put_u32v(0);
+        let mut n = 0u32;
+        for (key, node) in iter.by_ref().take(max_nodes) {
+            out.put_id(*key);
+            out.put_u64v(node.body_bytes);
+            out.put_u32v(node.master_fields.len() as u32);
+            for f in &node.master_fields {
+                out.put_bytes(f);
+            }
+            out.put_u32v(node.slots.len() as u32);
+            for s in &node.slots {
+                out.put_id(s.id);
+                out.put_u64v(s.at);
+                out.put_u32v(s.len);
+                out.put_u32v(s.crc);
+            }
+            n += 1;
+        }
+        out[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
+        iter.next().map(|(k, _)| *k)
+    }
+
+    /// Adds nodes written by [`StreamIndex::encode_nodes`] (in key order, after every
+    /// node already here). `None` when the bytes are malformed.
+    pub fn decode_nodes(&mut self, r: &mut crate::engine::codec::Reader) -> Option<()> {
+        let count = r.count(28)?;
+        for _ in 0..count {
+            let key = r.id()?;
+            if self.nodes.last_key_value().is_some_and(|(k, _)| *k >= key) {
+                return None;
+            }
+            let body_bytes = r.u64()?;
+            let nf = r.count(4)?;
+            let mut master_fields = Vec::with_capacity(nf);
+            for _ in 0..nf {
+                master_fields.push(r.bytes()?);
+            }
+            let ns = r.count(32)?;
+            let mut slots = Vec::with_capacity(ns);
+            let mut live = 0;
+            for _ in 0..ns {
+                let slot = Slot {
+                    id: r.id()?,
+                    at: r.u64()?,
+                    len: r.u32()?,
+                    crc: r.u32()?,
+                };
+                if !slot.deleted() {
+                    live += 1;
+                }
+                slots.push(slot);
+            }
+            if slots.first().is_some_and(|s| s.id != key)
+                || slots.windows(2).any(|w| w[0].id >= w[1].id)
+            {
+                return None;
+            }
+            self.rax.insert_id(key);
+            self.live += live;
+            self.nodes.insert(
+                key,
+                Node {
+                    slots,
+                    live,
+                    master_fields,
+                    body_bytes,
+                },
+            );
+        }
+        Some(())
     }
 }
 
@@ -444,6 +548,15 @@ fn lp_str_size(s: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    /// A payload handle; the index never looks inside it.
+    fn h() -> PayloadHandle {
+        PayloadHandle {
+            at: 1 << 40,
+            len: 6,
+            crc: 0,
+        }
+    }
+
     fn id(ms: u64, seq: u64) -> StreamId {
         StreamId::new(ms, seq)
     }
@@ -458,7 +571,7 @@ mod tests {
     fn filled(n: u64, limits: NodeLimits) -> StreamIndex {
         let mut ix = StreamIndex::new();
         for i in 1..=n {
-            ix.append(id(i, 0), fields("v"), limits);
+            ix.append(id(i, 0), &fields("v"), h(), limits);
         }
         ix
     }
@@ -475,7 +588,7 @@ mod tests {
         let mut ix = StreamIndex::new();
         let big = "x".repeat(1000);
         for i in 1..=10 {
-            ix.append(id(i, 0), fields(&big), NodeLimits::default());
+            ix.append(id(i, 0), &fields(&big), h(), NodeLimits::default());
         }
         // ~1 KiB per entry and 4 KiB per node: several entries share a node, not all.
         assert!(
@@ -550,10 +663,10 @@ mod tests {
             max_bytes: 4096,
         };
         let mut ix = StreamIndex::new();
-        ix.append(id(1, 0), fields("a"), limits);
-        ix.append(id(2, 0), fields("a"), limits);
+        ix.append(id(1, 0), &fields("a"), h(), limits);
+        ix.append(id(2, 0), &fields("a"), h(), limits);
         assert!(ix.delete(id(2, 0)));
-        ix.append(id(3, 0), fields("a"), limits);
+        ix.append(id(3, 0), &fields("a"), h(), limits);
         assert_eq!(ix.node_count(), 2);
     }
 

@@ -147,6 +147,8 @@ pub struct Keyspace {
     pub expired_keys: u64,
     /// Keys expired since the last `take_expired` (logged as DEL).
     expired_log: Vec<(usize, Bytes)>,
+    /// Where the streams' entry payloads are read from (log, cache).
+    pub payloads: std::sync::Arc<crate::engine::payload::PayloadStore>,
 }
 
 impl Keyspace {
@@ -159,6 +161,7 @@ impl Keyspace {
             dirty: HashSet::new(),
             expired_keys: 0,
             expired_log: Vec::new(),
+            payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
         }
     }
 
@@ -198,6 +201,28 @@ impl Keyspace {
     pub fn get_mut(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Value> {
         self.expire_if_needed(db, key, now_ms);
         self.dbs[db].entries.get_mut(key)
+    }
+
+    /// The stream under `key`, ignoring expiry (locating payloads, loading checkpoints:
+    /// bookkeeping that must not expire keys or signal anyone).
+    pub fn stream_raw_mut(&mut self, db: usize, key: &[u8]) -> Option<&mut Stream> {
+        match self.dbs.get_mut(db)?.entries.get_mut(key)? {
+            Value::Stream(s) => Some(s),
+            Value::String(_) => None,
+        }
+    }
+
+    /// The stream under `key`, created empty if the key is missing (checkpoint loading);
+    /// `None` when the key holds another type or `db` is out of range.
+    pub fn stream_or_create(&mut self, db: usize, key: Bytes) -> Option<&mut Stream> {
+        let d = self.dbs.get_mut(db)?;
+        if !d.entries.contains_key(&key) {
+            d.insert_raw(key.clone(), Value::Stream(Box::default()));
+        }
+        match d.entries.get_mut(&key)? {
+            Value::Stream(s) => Some(s),
+            Value::String(_) => None,
+        }
     }
 
     /// True when `key` exists (and has not expired).

@@ -13,6 +13,7 @@ use crate::engine::error::StreamError;
 use crate::engine::group::{ConsumerGroup, StreamCounters};
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule};
+use crate::engine::payload::{PayloadError, PayloadStore};
 
 /// An entry as commands see it: ID and flat `field, value, …` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,12 +24,13 @@ pub struct Entry {
     pub fields: Vec<Bytes>,
 }
 
-impl From<IndexedEntry> for Entry {
-    fn from(e: IndexedEntry) -> Self {
-        Entry {
+impl Entry {
+    /// Reads an indexed entry's payload.
+    pub fn load(e: IndexedEntry, store: &PayloadStore) -> Result<Entry, PayloadError> {
+        Ok(Entry {
             id: e.id,
-            fields: e.payload.fields(),
-        }
+            fields: store.fetch(e.payload)?.fields(),
+        })
     }
 }
 
@@ -111,9 +113,17 @@ impl Stream {
         }
     }
 
-    /// The live entry with this ID.
-    pub fn get(&self, id: StreamId) -> Option<Entry> {
-        self.index.get(id).map(Entry::from)
+    /// Whether a live entry has this ID (no payload read).
+    pub fn contains(&self, id: StreamId) -> bool {
+        self.index.get(id).is_some()
+    }
+
+    /// The live entry with this ID, payload read through `store`.
+    pub fn get(&self, id: StreamId, store: &PayloadStore) -> Result<Option<Entry>, PayloadError> {
+        self.index
+            .get(id)
+            .map(|e| Entry::load(e, store))
+            .transpose()
     }
 
     /// Live entries with `start <= id <= end` (both inclusive), ascending or, with `rev`,
@@ -124,22 +134,41 @@ impl Stream {
         end: StreamId,
         count: Option<usize>,
         rev: bool,
-    ) -> Vec<Entry> {
+        store: &PayloadStore,
+    ) -> Result<Vec<Entry>, PayloadError> {
         self.index
             .range(start, end, count, rev)
             .into_iter()
-            .map(Entry::from)
+            .map(|e| Entry::load(e, store))
             .collect()
     }
 
     /// The first live entry (XINFO `first-entry`).
-    pub fn first_entry(&self) -> Option<Entry> {
-        self.index.first().map(Entry::from)
+    pub fn first_entry(&self, store: &PayloadStore) -> Result<Option<Entry>, PayloadError> {
+        self.index
+            .first()
+            .map(|e| Entry::load(e, store))
+            .transpose()
     }
 
     /// The last live entry (XINFO `last-entry`, XREAD `+`).
-    pub fn last_entry(&self) -> Option<Entry> {
-        self.index.last().map(Entry::from)
+    pub fn last_entry(&self, store: &PayloadStore) -> Result<Option<Entry>, PayloadError> {
+        self.index.last().map(|e| Entry::load(e, store)).transpose()
+    }
+
+    /// ID of the last live entry (no payload read).
+    pub fn last_live_id(&self) -> Option<StreamId> {
+        self.index.last().map(|e| e.id)
+    }
+
+    /// The entry index (checkpoints, compaction).
+    pub fn index(&self) -> &StreamIndex {
+        &self.index
+    }
+
+    /// The entry index, mutably (checkpoint loading, locating payloads).
+    pub fn index_mut(&mut self) -> &mut StreamIndex {
+        &mut self.index
     }
 
     /// XINFO's `radix-tree-keys`: the number of storage nodes.
@@ -168,9 +197,10 @@ impl Stream {
     pub fn add(
         &mut self,
         spec: AddIdSpec,
-        fields: Vec<Bytes>,
+        fields: &[Bytes],
         now_ms: u64,
         limits: NodeLimits,
+        store: &PayloadStore,
     ) -> Result<StreamId, StreamError> {
         if self.is_exhausted() {
             return Err(StreamError::IdExhausted);
@@ -195,7 +225,8 @@ impl Stream {
         if id <= self.last_id {
             return Err(StreamError::AddIdTooSmall);
         }
-        self.index.append(id, fields, limits);
+        let payload = store.insert(fields);
+        self.index.append(id, fields, payload, limits);
         self.last_id = id;
         self.entries_added += 1;
         if self.index.len() == 1 {
@@ -289,6 +320,36 @@ impl Stream {
         }
     }
 
+    /// Appends the stream's counters and groups in checkpoint form (the entries are
+    /// written separately, by [`StreamIndex::encode_nodes`]).
+    pub fn encode_meta(&self, out: &mut Vec<u8>) {
+        use crate::engine::codec::Put;
+        out.put_id(self.last_id);
+        out.put_id(self.first_id);
+        out.put_id(self.max_deleted_id);
+        out.put_u64v(self.entries_added);
+        out.put_u32v(self.groups.len() as u32);
+        for (name, g) in &self.groups {
+            out.put_bytes(name);
+            g.encode(out);
+        }
+    }
+
+    /// Restores what [`Stream::encode_meta`] wrote; `None` when malformed.
+    pub fn decode_meta(&mut self, r: &mut crate::engine::codec::Reader) -> Option<()> {
+        self.last_id = r.id()?;
+        self.first_id = r.id()?;
+        self.max_deleted_id = r.id()?;
+        self.entries_added = r.u64()?;
+        let groups = r.count(32)?;
+        for _ in 0..groups {
+            let name = r.bytes()?;
+            let g = ConsumerGroup::decode(r)?;
+            self.groups.insert(name, g);
+        }
+        Some(())
+    }
+
     fn refresh_first_id(&mut self) {
         self.first_id = self.index.first().map(|e| e.id).unwrap_or_default();
     }
@@ -303,7 +364,13 @@ mod tests {
     }
 
     fn add(s: &mut Stream, spec: AddIdSpec, now: u64) -> Result<StreamId, StreamError> {
-        s.add(spec, fv(), now, NodeLimits::default())
+        s.add(
+            spec,
+            &fv(),
+            now,
+            NodeLimits::default(),
+            &PayloadStore::new(1 << 20),
+        )
     }
 
     #[test]

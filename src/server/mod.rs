@@ -7,6 +7,7 @@ pub mod listener;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -16,6 +17,8 @@ use crate::commands::blocking::BlockingTable;
 use crate::commands::propagate::Propagation;
 use crate::config::Config;
 use crate::engine::keyspace::Keyspace;
+use crate::engine::payload::PayloadSource;
+use crate::storage::reader::SegmentReader;
 use crate::storage::Log;
 
 pub use listener::run;
@@ -63,6 +66,21 @@ pub struct Shared {
     pub log: std::sync::OnceLock<Log>,
     /// BGREWRITEAOF: asks the checkpoint task to write a checkpoint now.
     pub checkpoint_request: Notify,
+    /// Reads entry payloads from the log segments (set before recovery).
+    pub segments: std::sync::OnceLock<Arc<SegmentReader>>,
+}
+
+/// The engine's payload store reads through the segment reader.
+impl PayloadSource for SegmentReader {
+    fn read(&self, pos: u64, len: usize) -> Result<Vec<u8>, String> {
+        let (segment, offset) = crate::storage::log::unpack_pos(pos);
+        self.read_at(segment, offset, len)
+            .map_err(|e| e.to_string())
+    }
+
+    fn written_pos(&self) -> u64 {
+        SegmentReader::written_pos(self)
+    }
 }
 
 impl Shared {
@@ -74,9 +92,12 @@ impl Shared {
             .map(|_| std::char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
             .collect();
         let databases = config.databases as usize;
+        let ks = Keyspace::new(databases);
+        ks.payloads
+            .set_budget(usize::try_from(config.cache_size).unwrap_or(usize::MAX));
         Shared {
             state: Mutex::new(State {
-                ks: Keyspace::new(databases),
+                ks,
                 blocking: BlockingTable::default(),
                 props: Propagation::default(),
             }),
@@ -96,7 +117,18 @@ impl Shared {
                 None => std::sync::OnceLock::new(),
             },
             checkpoint_request: Notify::new(),
+            segments: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Connects the payload store to the segment files of `dir` (before recovery).
+    pub fn attach_segments(&self, dir: &std::path::Path) -> Arc<SegmentReader> {
+        let reader = self
+            .segments
+            .get_or_init(|| Arc::new(SegmentReader::new(dir.to_path_buf())))
+            .clone();
+        self.state.lock().ks.payloads.set_source(reader.clone());
+        reader
     }
 
     /// True when clients must authenticate (`requirepass` set).
@@ -137,7 +169,8 @@ impl Shared {
     }
 
     /// Pushes settings that live outside the config struct (the log's fsync policy
-    /// and segment size) after CONFIG SET.
+    /// and segment size) after CONFIG SET. (The cache size is pushed by CONFIG SET
+    /// itself, which holds the keyspace.)
     pub fn apply_runtime_config(&self) {
         let cfg = self.config.read();
         if let Some(log) = self.log.get() {

@@ -1,10 +1,16 @@
-//! Checkpoints: the whole live state written as one file of batch records, so
-//! recovery replays the checkpoint plus the segments after it instead of all
-//! history, and the segments before it can be deleted (space comes back).
+//! Checkpoints: the live state's metadata written as one file, so recovery loads
+//! the checkpoint plus the segments after it instead of replaying all history.
 //!
 //! ```text
-//! checkpoint-<T>.ckp:  "RILLCKP1" | u64 T (LE) | batch records (record.rs format)
+//! checkpoint-<T>.ckp:  "RILLCKP2" | u64 T (LE) | records (record.rs format)
 //! ```
+//! Records are `State` (a stream's index nodes — entry IDs with the log positions
+//! of their payloads, not the payloads — its counters and groups), `Batch` (plain
+//! keys, TTLs) and one `Segments` record listing the segments before `T` that still
+//! hold live payloads: those are kept, every other segment before `T` is deleted.
+//! So a checkpoint's size and load time grow with the number of entries, not their
+//! bytes. (`RILLCKP1` files, which held whole entries as commands, are still read.)
+//!
 //! `T` is the first segment written after the checkpoint was taken. A checkpoint
 //! is written to a `.tmp` file, fsynced, renamed and the directory fsynced before
 //! anything it supersedes is deleted, so a crash at any point leaves either the
@@ -17,12 +23,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use super::record::{self, Decoded, LoggedCommand};
-use super::recovery::{list_segments, log_dir};
+use super::record::{self, Decoded, LoggedCommand, RecordKind};
+use super::recovery::{list_segments, log_dir, Replay};
 use super::StorageError;
 
 /// First bytes of a checkpoint file.
-pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLCKP1";
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLCKP2";
+/// The first format, whose records were all command batches.
+pub const CHECKPOINT_MAGIC_V1: &[u8; 8] = b"RILLCKP1";
 const HEADER_LEN: usize = 16;
 
 /// Path of the checkpoint whose tail starts at segment `tail`.
@@ -71,19 +79,22 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError>
 /// Reads and checks every record of a checkpoint, collecting the batches.
 pub fn read_checkpoint(dir: &Path, path: &Path) -> Result<Vec<Vec<LoggedCommand>>, StorageError> {
     let mut out = Vec::new();
-    read_checkpoint_with(dir, path, &mut |b, _| {
-        out.push(b);
+    read_checkpoint_with(dir, path, &mut |r, _| {
+        if let Replay::Batch { commands, .. } = r {
+            out.push(commands);
+        }
         Ok(())
     })?;
     Ok(out)
 }
 
-/// Reads and checks every record of a checkpoint, handing each batch to `sink`.
+/// Reads and checks every record of a checkpoint, handing batches and state to
+/// `sink`; returns the older segments it still refers to.
 pub fn read_checkpoint_with(
     dir: &Path,
     path: &Path,
     sink: &mut super::recovery::BatchSink<'_>,
-) -> Result<(), StorageError> {
+) -> Result<Vec<u64>, StorageError> {
     let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
     let corrupt = |offset: usize, reason: &str| StorageError::Corrupted {
         file: path.to_path_buf(),
@@ -91,29 +102,65 @@ pub fn read_checkpoint_with(
         reason: reason.to_string(),
         dir: dir.to_path_buf(),
     };
-    if data.len() < HEADER_LEN || &data[..8] != CHECKPOINT_MAGIC {
+    if data.len() < HEADER_LEN
+        || (&data[..8] != CHECKPOINT_MAGIC && &data[..8] != CHECKPOINT_MAGIC_V1)
+    {
         return Err(corrupt(0, "bad checkpoint header"));
     }
+    let mut referenced = Vec::new();
     let mut off = HEADER_LEN;
     while off < data.len() {
         match record::decode(&data.slice(off..)) {
-            Decoded::Record { payload, len, .. } => {
-                let batch = record::parse_batch(&payload)
-                    .ok_or_else(|| corrupt(off, "malformed batch payload"))?;
-                sink(batch, len as u64)?;
+            Decoded::Record { kind, payload, len } => {
+                match kind {
+                    k if k == RecordKind::Batch as u8 => {
+                        let commands = record::parse_batch(&payload)
+                            .ok_or_else(|| corrupt(off, "malformed batch payload"))?;
+                        sink(
+                            Replay::Batch {
+                                commands,
+                                pos: None,
+                            },
+                            len as u64,
+                        )
+                        .map_err(|e| match e {
+                            StorageError::Malformed(reason) => corrupt(off, &reason),
+                            e => e,
+                        })?;
+                    }
+                    k if k == RecordKind::State as u8 => {
+                        sink(Replay::State(payload), len as u64).map_err(|e| match e {
+                            StorageError::Malformed(reason) => corrupt(off, &reason),
+                            e => e,
+                        })?;
+                    }
+                    k if k == RecordKind::Segments as u8 => {
+                        if payload.len() % 8 != 0 {
+                            return Err(corrupt(off, "malformed segment list"));
+                        }
+                        referenced.extend(
+                            payload.chunks_exact(8).filter_map(|c| {
+                                <[u8; 8]>::try_from(c).ok().map(u64::from_le_bytes)
+                            }),
+                        );
+                    }
+                    _ => return Err(corrupt(off, "unknown record kind")),
+                }
                 off += len;
             }
             Decoded::Incomplete => return Err(corrupt(off, "record cut short")),
             Decoded::Invalid(reason) => return Err(corrupt(off, reason)),
         }
     }
-    Ok(())
+    Ok(referenced)
 }
 
 /// Encodes checkpoint contents: call [`CheckpointWriter::add`] per batch, then [`CheckpointWriter::finish`].
 pub struct CheckpointWriter {
     tail: u64,
     buf: BytesMut,
+    /// Segments before `tail` that live entries' payloads are in.
+    keep: Vec<u64>,
 }
 
 impl CheckpointWriter {
@@ -122,7 +169,21 @@ impl CheckpointWriter {
         let mut buf = BytesMut::with_capacity(1 << 20);
         buf.extend_from_slice(CHECKPOINT_MAGIC);
         buf.extend_from_slice(&tail.to_le_bytes());
-        CheckpointWriter { tail, buf }
+        CheckpointWriter {
+            tail,
+            buf,
+            keep: Vec::new(),
+        }
+    }
+
+    /// Adds one record of binary state (see the module docs).
+    pub fn add_state(&mut self, state: &[u8]) {
+        record::encode_record(RecordKind::State, state, &mut self.buf);
+    }
+
+    /// Sets the segments before the tail that must be kept (they hold live payloads).
+    pub fn keep_segments(&mut self, segments: Vec<u64>) {
+        self.keep = segments;
     }
 
     /// Adds one batch (applied atomically on recovery).
@@ -142,9 +203,15 @@ impl CheckpointWriter {
         self.buf.len() <= HEADER_LEN
     }
 
-    /// Writes the checkpoint durably, then deletes the segments and checkpoints it
-    /// supersedes. Returns the checkpoint's size in bytes.
-    pub fn finish(self, dir: &Path) -> Result<u64, StorageError> {
+    /// Writes the checkpoint durably, then deletes the segments (except those it
+    /// keeps) and checkpoints it supersedes, calling `forget` with each segment
+    /// number before its file goes. Returns the checkpoint's size in bytes.
+    pub fn finish(mut self, dir: &Path, forget: &mut dyn FnMut(u64)) -> Result<u64, StorageError> {
+        let mut list = Vec::with_capacity(self.keep.len() * 8);
+        for n in &self.keep {
+            list.extend_from_slice(&n.to_le_bytes());
+        }
+        record::encode_record(RecordKind::Segments, &list, &mut self.buf);
         let path = checkpoint_path(dir, self.tail);
         let tmp = path.with_extension("ckp.tmp");
         let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
@@ -161,7 +228,8 @@ impl CheckpointWriter {
         };
         sync_dir()?;
         for (n, p) in list_segments(dir)? {
-            if n < self.tail {
+            if n < self.tail && !self.keep.contains(&n) {
+                forget(n);
                 fs::remove_file(&p).map_err(|e| StorageError::io(&p, e))?;
             }
         }

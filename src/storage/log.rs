@@ -66,11 +66,19 @@ pub struct LogOptions {
 
 struct Queue {
     buf: BytesMut,
+    /// Where in `buf` a new segment starts, and its number. Appends decide the
+    /// segment boundaries (not the writer), so every record's position is known the
+    /// moment it is appended: the index points entries at their payloads there.
+    rolls: Vec<(usize, u64)>,
+    /// The segment the next append goes to, and its length once everything queued
+    /// is written.
+    seg: u64,
+    seg_len: u64,
     /// LSN of the last record in `buf` (or appended before).
     last_lsn: u64,
     shutdown: bool,
     /// A checkpoint asked for a new segment after what is queued; the writer
-    /// answers with the new segment's number.
+    /// answers once the old one is durable.
     roll: Option<std::sync::mpsc::Sender<Result<u64, String>>>,
     /// The writer is waiting on the condvar: only then does an append need to wake
     /// it (a wake per append cost a futex call and a context switch each).
@@ -87,6 +95,9 @@ struct Inner {
     poison_reason: Mutex<String>,
     policy: AtomicU8,
     segment_size: AtomicU64,
+    /// Position ([`pack_pos`]) up to which records are written to their segment
+    /// files (readable with `pread`); payloads past it exist only in memory.
+    written_pos: Arc<AtomicU64>,
     /// Bytes written to the log since start (INFO).
     pub written_bytes: AtomicU64,
     /// fsyncs performed since start (INFO).
@@ -98,6 +109,28 @@ pub struct Log {
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
     _lock: File,
+}
+
+/// Where a record starts: its segment and the byte offset in that file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPos {
+    /// Segment number.
+    pub segment: u64,
+    /// Offset of the record's first byte in the segment file.
+    pub offset: u64,
+}
+
+/// Bits of a packed position that hold the offset (segments are at most 1 GiB).
+pub const POS_OFFSET_BITS: u32 = 40;
+
+/// Packs (segment, offset) into one ordered `u64`: later in the log = larger.
+pub fn pack_pos(segment: u64, offset: u64) -> u64 {
+    (segment << POS_OFFSET_BITS) | (offset & ((1 << POS_OFFSET_BITS) - 1))
+}
+
+/// The inverse of [`pack_pos`].
+pub fn unpack_pos(pos: u64) -> (u64, u64) {
+    (pos >> POS_OFFSET_BITS, pos & ((1 << POS_OFFSET_BITS) - 1))
 }
 
 /// The open segment the writer appends to.
@@ -166,8 +199,10 @@ impl Log {
         opts: LogOptions,
     ) -> Result<(Log, Vec<Vec<LoggedCommand>>), StorageError> {
         let mut batches = Vec::new();
-        let log = Self::open_with(dir, opts, &mut |b, _| {
-            batches.push(b);
+        let log = Self::open_with(dir, opts, &mut |r, _| {
+            if let recovery::Replay::Batch { commands, .. } = r {
+                batches.push(commands);
+            }
             Ok(())
         })?;
         Ok((log, batches))
@@ -229,6 +264,9 @@ impl Log {
             dir: dir.to_path_buf(),
             queue: Mutex::new(Queue {
                 buf: BytesMut::with_capacity(64 * 1024),
+                rolls: Vec::new(),
+                seg: active.number,
+                seg_len: active.len,
                 last_lsn: 0,
                 shutdown: false,
                 roll: None,
@@ -241,6 +279,7 @@ impl Log {
             poison_reason: Mutex::new(String::new()),
             policy: AtomicU8::new(opts.policy.to_u8()),
             segment_size: AtomicU64::new(opts.segment_size.max(1024)),
+            written_pos: Arc::new(AtomicU64::new(pack_pos(active.number, active.len))),
             written_bytes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
         });
@@ -258,11 +297,33 @@ impl Log {
 
     /// Queues a batch record; returns its LSN. Refused once the log is poisoned.
     pub fn append(&self, commands: &[LoggedCommand]) -> Result<u64, StorageError> {
+        self.append_at(commands).map(|(lsn, _)| lsn)
+    }
+
+    /// Queues a batch record; returns its LSN and where it will be in the log.
+    pub fn append_at(&self, commands: &[LoggedCommand]) -> Result<(u64, RecordPos), StorageError> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(self.poison_error());
         }
         let mut q = self.inner.queue.lock();
+        let start = q.buf.len();
         encode_batch(commands, &mut q.buf);
+        let len = (q.buf.len() - start) as u64;
+        // A record never straddles segments: one that would pass the size limit
+        // opens the next segment (unless the current one is still empty).
+        if q.seg_len + len > self.inner.segment_size.load(Ordering::Acquire)
+            && q.seg_len > SEGMENT_HEADER_LEN as u64
+        {
+            q.seg += 1;
+            let seg = q.seg;
+            q.rolls.push((start, seg));
+            q.seg_len = SEGMENT_HEADER_LEN as u64;
+        }
+        let pos = RecordPos {
+            segment: q.seg,
+            offset: q.seg_len,
+        };
+        q.seg_len += len;
         q.last_lsn += 1;
         let lsn = q.last_lsn;
         self.inner.appended.store(lsn, Ordering::Release);
@@ -271,7 +332,17 @@ impl Log {
         if parked {
             self.inner.wake.notify_one();
         }
-        Ok(lsn)
+        Ok((lsn, pos))
+    }
+
+    /// Position up to which records are in their segment files (see [`pack_pos`]).
+    pub fn written_pos(&self) -> u64 {
+        self.inner.written_pos.load(Ordering::Acquire)
+    }
+
+    /// A shared handle on [`Log::written_pos`], for readers that outlive a borrow.
+    pub fn written_handle(&self) -> Arc<AtomicU64> {
+        self.inner.written_pos.clone()
     }
 
     /// LSN of the last appended record: a reply that observed the current state
@@ -342,7 +413,14 @@ impl Log {
             return Err(self.poison_error());
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        self.inner.queue.lock().roll = Some(tx);
+        {
+            let mut q = self.inner.queue.lock();
+            q.seg += 1;
+            let (at, seg) = (q.buf.len(), q.seg);
+            q.rolls.push((at, seg));
+            q.seg_len = SEGMENT_HEADER_LEN as u64;
+            q.roll = Some(tx);
+        }
         self.inner.wake.notify_one();
         match rx.recv() {
             Ok(Ok(n)) => Ok(n),
@@ -378,7 +456,7 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
-        let (buf, lsn, shutdown, roll) = {
+        let (buf, rolls, lsn, shutdown, roll) = {
             let mut q = inner.queue.lock();
             while q.buf.is_empty() && !q.shutdown && q.roll.is_none() {
                 let everysec_due = unsynced
@@ -393,7 +471,8 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
                 q.parked = false;
             }
             let buf = q.buf.split();
-            (buf, q.last_lsn, q.shutdown, q.roll.take())
+            let rolls = std::mem::take(&mut q.rolls);
+            (buf, rolls, q.last_lsn, q.shutdown, q.roll.take())
         };
         if inner.poisoned.load(Ordering::Acquire) {
             if shutdown {
@@ -402,38 +481,60 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
             continue;
         }
         let policy = FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire));
-        if !buf.is_empty() {
-            if active.len + buf.len() as u64 > inner.segment_size.load(Ordering::Acquire)
-                && active.len > SEGMENT_HEADER_LEN as u64
-            {
-                // Seal the full segment (durable before it is left) and start the next.
-                if let Err(e) = active.file.sync_data() {
+        // Write the queued bytes segment by segment, at the boundaries the appends chose.
+        let mut from = 0usize;
+        let mut failed = false;
+        for &(at, number) in rolls.iter().chain(std::iter::once(&(buf.len(), u64::MAX))) {
+            if at > from {
+                if let Err(e) = write_buf(&mut active.file, &buf[from..at]) {
                     poison(
                         &inner,
-                        format!("fsync of {} failed: {}", active.path.display(), e),
+                        format!("write to {} failed: {}", active.path.display(), e),
                     );
-                    continue;
+                    failed = true;
+                    break;
                 }
-                match create_segment(&inner.dir, active.number + 1) {
-                    Ok(next) => active = next,
-                    Err(e) => {
-                        poison(&inner, e.to_string());
-                        continue;
-                    }
-                }
+                active.len += (at - from) as u64;
+                inner
+                    .written_bytes
+                    .fetch_add((at - from) as u64, Ordering::Relaxed);
+                inner
+                    .written_pos
+                    .store(pack_pos(active.number, active.len), Ordering::Release);
+                unsynced = true;
+                from = at;
             }
-            if let Err(e) = write_buf(&mut active.file, &buf) {
+            if number == u64::MAX {
+                break;
+            }
+            // Seal the segment (durable before it is left) and start the next.
+            if let Err(e) = active.file.sync_data() {
                 poison(
                     &inner,
-                    format!("write to {} failed: {}", active.path.display(), e),
+                    format!("fsync of {} failed: {}", active.path.display(), e),
                 );
-                continue;
+                failed = true;
+                break;
             }
-            active.len += buf.len() as u64;
-            inner
-                .written_bytes
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            unsynced = true;
+            match create_segment(&inner.dir, number) {
+                Ok(next) => {
+                    active = next;
+                    inner
+                        .written_pos
+                        .store(pack_pos(active.number, active.len), Ordering::Release);
+                }
+                Err(e) => {
+                    poison(&inner, e.to_string());
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            if let Some(reply) = roll {
+                let _ = reply.send(Err(inner.poison_reason.lock().clone()));
+            }
+            continue;
         }
         if unsynced
             && (policy == FsyncPolicy::Always
@@ -456,25 +557,9 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
             inner.durable.send_replace(lsn);
         }
         if let Some(reply) = roll {
-            // Everything queued before the request is durable in the old segment;
-            // what follows goes to a new one, which a checkpoint's tail starts at.
-            let rolled = active
-                .file
-                .sync_data()
-                .map_err(|e| format!("fsync of {} failed: {}", active.path.display(), e))
-                .and_then(|_| {
-                    create_segment(&inner.dir, active.number + 1).map_err(|e| e.to_string())
-                });
-            match rolled {
-                Ok(next) => {
-                    active = next;
-                    let _ = reply.send(Ok(active.number));
-                }
-                Err(e) => {
-                    poison(&inner, e.clone());
-                    let _ = reply.send(Err(e));
-                }
-            }
+            // The roll's marker was in this round: everything queued before it is
+            // durable in the old segment and the new one exists.
+            let _ = reply.send(Ok(active.number));
         }
         if shutdown {
             return;

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod log;
+pub mod reader;
 pub mod record;
 pub mod recovery;
 
@@ -37,6 +38,10 @@ pub enum StorageError {
         "the log is poisoned after a failed write or fsync ({0}); writes are refused until restart"
     )]
     Poisoned(String),
+    /// A record's content could not be applied (reported with file and offset by
+    /// the reader that found it).
+    #[error("malformed record: {0}")]
+    Malformed(String),
     /// Another process holds the data directory.
     #[error("the data directory {} is in use by another Rill process (lock file {} is held)", dir.display(), lock.display())]
     Locked { dir: PathBuf, lock: PathBuf },

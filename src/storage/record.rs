@@ -17,6 +17,12 @@
 //! command layer. The commands are deterministic rewrites of what ran (an XADD
 //! with `*` is logged with the ID it got, an XREADGROUP as the claims it made).
 //!
+//! Kind 2, `State` (checkpoints only): engine-defined binary state — a stream's
+//! index nodes, counters and groups — handed to the command layer as is.
+//!
+//! Kind 3, `Segments` (checkpoints only): `u64` numbers of the segments before the
+//! checkpoint that still hold payloads of live entries, and so must be kept.
+//!
 //! What recovery does at each torn position (see `recovery.rs`): a header cut
 //! short, a payload cut short, or a bad checksum on the last record of the last
 //! segment are a torn tail and are truncated with a warning; any other bad
@@ -35,6 +41,50 @@ pub const MAX_PAYLOAD: usize = 1 << 30;
 pub enum RecordKind {
     /// A batch of commands to replay.
     Batch = 1,
+    /// Binary state written by a checkpoint.
+    State = 2,
+    /// The older segments a checkpoint still refers to.
+    Segments = 3,
+}
+
+/// Appends a record of `kind` with `payload` to `out`.
+pub fn encode_record(kind: RecordKind, payload: &[u8], out: &mut BytesMut) {
+    out.put_u32_le(payload.len() as u32);
+    let mut crc = crc32c::crc32c(&[kind as u8]);
+    crc = crc32c::crc32c_append(crc, payload);
+    out.put_u32_le(crc);
+    out.put_u8(kind as u8);
+    out.put_slice(payload);
+}
+
+/// Where the arguments `from..` of each selected command start inside a batch
+/// record encoded by [`encode_batch`], and how many bytes they span.
+///
+/// Used to point stream entries at their payloads: the field/value arguments of an
+/// XADD are stored as `u32 len | bytes` each, which is exactly the packed payload form.
+/// `select` returns, for a command, the index of its first payload argument.
+/// Returns (command index, offset from the record's start, length).
+pub fn arg_spans(
+    commands: &[LoggedCommand],
+    mut select: impl FnMut(&LoggedCommand) -> Option<usize>,
+) -> Vec<(usize, u64, u32)> {
+    let mut out = Vec::new();
+    let mut off = HEADER_LEN as u64;
+    for (i, c) in commands.iter().enumerate() {
+        off += 6;
+        let from = select(c).filter(|&f| f < c.argv.len());
+        let mut start = off;
+        for (j, a) in c.argv.iter().enumerate() {
+            if Some(j) == from {
+                start = off;
+            }
+            off += 4 + a.len() as u64;
+        }
+        if from.is_some() {
+            out.push((i, start, (off - start) as u32));
+        }
+    }
+    out
 }
 
 /// One command inside a batch: the database it ran in and its arguments.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::log::RecordPos;
 use super::record::{self, Decoded, LoggedCommand, HEADER_LEN};
 use super::StorageError;
 
@@ -55,8 +56,10 @@ pub struct Recovered {
     pub obsolete: Vec<PathBuf>,
     /// The batches, in log order.
     pub batches: Vec<Vec<LoggedCommand>>,
-    /// The segments, in order, with their valid lengths.
+    /// The segments after the checkpoint, in order, with their valid lengths.
     pub segments: Vec<SegmentFile>,
+    /// Segments before the checkpoint kept because live entries' payloads are there.
+    pub retained: Vec<u64>,
     /// The first damaged record, if any.
     pub damage: Option<Damage>,
     /// Bytes of valid records read.
@@ -101,8 +104,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 /// [`remove_obsolete`].
 pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
     let mut batches = Vec::new();
-    let mut rec = read_log_with(dir, &mut |b, _| {
-        batches.push(b);
+    let mut rec = read_log_with(dir, &mut |r, _| {
+        if let Replay::Batch { commands, .. } = r {
+            batches.push(commands);
+        }
         Ok(())
     })?;
     rec.batches = batches;
@@ -123,8 +128,21 @@ pub fn log_size(dir: &Path) -> u64 {
             .sum::<u64>()
 }
 
-/// Receives each valid batch in log order, with the bytes it occupied.
-pub type BatchSink<'a> = dyn FnMut(Vec<LoggedCommand>, u64) -> Result<(), StorageError> + 'a;
+/// One thing recovery hands to the command layer.
+#[derive(Debug)]
+pub enum Replay {
+    /// Commands to replay, with where their record is in the log (`None` for a
+    /// checkpoint's records).
+    Batch {
+        commands: Vec<LoggedCommand>,
+        pos: Option<RecordPos>,
+    },
+    /// Binary state from a checkpoint (a stream's index, counters, groups).
+    State(Bytes),
+}
+
+/// Receives each valid record in log order, with the bytes it occupied.
+pub type BatchSink<'a> = dyn FnMut(Replay, u64) -> Result<(), StorageError> + 'a;
 
 /// As [`read_log`], but hands each batch to `sink` as soon as it is read, so a
 /// log larger than memory can be replayed one segment at a time.
@@ -135,7 +153,7 @@ pub fn read_log_with(dir: &Path, sink: &mut BatchSink<'_>) -> Result<Recovered, 
     let checkpoints = super::checkpoint::list_checkpoints(dir)?;
     let mut first_segment = 0;
     if let Some((tail, path)) = checkpoints.last() {
-        super::checkpoint::read_checkpoint_with(dir, path, sink)?;
+        rec.retained = super::checkpoint::read_checkpoint_with(dir, path, sink)?;
         rec.checkpoint = Some((path.clone(), *tail));
         first_segment = *tail;
         for (_, p) in &checkpoints[..checkpoints.len() - 1] {
@@ -143,9 +161,21 @@ pub fn read_log_with(dir: &Path, sink: &mut BatchSink<'_>) -> Result<Recovered, 
         }
     }
     let mut segments = list_segments(dir)?;
+    for &n in &rec.retained {
+        if !segments.iter().any(|(m, _)| *m == n) {
+            return Err(StorageError::Corrupted {
+                file: segment_path(dir, n),
+                offset: 0,
+                reason: "segment missing: the checkpoint refers to entries stored in it".into(),
+                dir: dir.to_path_buf(),
+            });
+        }
+    }
     segments.retain(|(n, p)| {
         if *n < first_segment {
-            rec.obsolete.push(p.clone());
+            if !rec.retained.contains(n) {
+                rec.obsolete.push(p.clone());
+            }
             false
         } else {
             true
@@ -199,7 +229,25 @@ pub fn read_log_with(dir: &Path, sink: &mut BatchSink<'_>) -> Result<Recovered, 
                         damage(off as u64, "malformed batch payload", false, &mut rec);
                         break;
                     };
-                    sink(batch, len as u64)?;
+                    sink(
+                        Replay::Batch {
+                            commands: batch,
+                            pos: Some(RecordPos {
+                                segment: *number,
+                                offset: off as u64,
+                            }),
+                        },
+                        len as u64,
+                    )
+                    .map_err(|e| match e {
+                        StorageError::Malformed(reason) => StorageError::Corrupted {
+                            file: path.clone(),
+                            offset: off as u64,
+                            reason,
+                            dir: dir.to_path_buf(),
+                        },
+                        e => e,
+                    })?;
                     rec.bytes += len as u64;
                     off += len;
                 }

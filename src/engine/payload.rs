@@ -1,0 +1,372 @@
+//! Entry payloads: where an entry's field/value pairs live and how they are read back.
+//!
+//! An entry's fields are stored once, in the log record that added it. The index keeps
+//! only a [`PayloadHandle`] per entry — the payload's position in the log, its length and
+//! its CRC32C — so memory grows with the number of entries, not their size. The bytes
+//! are the record's own encoding of the field arguments (`u32 len | bytes` each), so a
+//! payload read from disk needs no conversion.
+//!
+//! Between an XADD and the moment its record is appended (the end of the command's
+//! critical section) the payload is *resident*: held here under a temporary key. The
+//! commit then *locates* it at its log position and moves it to the cache, a bounded
+//! map ordered by log position that keeps the newest payloads — the hot tail readers
+//! usually want — and evicts the oldest once they are on disk. Anything else is read
+//! from its segment with one `pread` and checked against its CRC, so a damaged byte is
+//! reported, never returned.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+/// Marks a handle whose payload is resident (not located in the log yet).
+const RESIDENT: u64 = 1 << 63;
+
+/// Where an entry's payload is: a log position (or a resident key), length and checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadHandle {
+    /// Packed log position (segment << 40 | offset), or `RESIDENT | key`.
+    pub at: u64,
+    /// Bytes of the encoded field/value pairs.
+    pub len: u32,
+    /// CRC32C of those bytes.
+    pub crc: u32,
+}
+
+impl PayloadHandle {
+    /// True while the payload waits for its log record.
+    pub fn is_resident(&self) -> bool {
+        self.at & RESIDENT != 0
+    }
+}
+
+/// An entry's field/value pairs, packed as `u32 len | bytes` per field and value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    data: Bytes,
+}
+
+impl Payload {
+    /// Packs a flat `field, value, field, value…` vector.
+    pub fn pack(fields: &[Bytes]) -> Self {
+        let size: usize = fields.iter().map(|f| 4 + f.len()).sum();
+        let mut data = Vec::with_capacity(size);
+        for f in fields {
+            data.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            data.extend_from_slice(f);
+        }
+        Payload {
+            data: Bytes::from(data),
+        }
+    }
+
+    /// Wraps bytes already in the packed form.
+    pub fn from_packed(data: Bytes) -> Self {
+        Payload { data }
+    }
+
+    /// The packed bytes.
+    pub fn packed(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The flat field/value vector (slices of the packed payload, no copy).
+    pub fn fields(&self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut p = 0;
+        while p + 4 <= self.data.len() {
+            let len = u32::from_le_bytes([
+                self.data[p],
+                self.data[p + 1],
+                self.data[p + 2],
+                self.data[p + 3],
+            ]) as usize;
+            let end = (p + 4 + len).min(self.data.len());
+            out.push(self.data.slice(p + 4..end));
+            p = end;
+        }
+        out
+    }
+}
+
+/// Reads payload bytes from the log; implemented over the segment files by the server.
+pub trait PayloadSource: Send + Sync {
+    /// Reads `len` bytes at packed log position `pos`.
+    fn read(&self, pos: u64, len: usize) -> Result<Vec<u8>, String>;
+    /// Packed position up to which the log is in its files (readable with `read`).
+    fn written_pos(&self) -> u64;
+}
+
+/// A payload could not be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Reading the segment failed.
+    #[error("ERR cannot read a stream entry from the log (segment {segment}, offset {offset}): {reason}")]
+    Unreadable {
+        segment: u64,
+        offset: u64,
+        reason: String,
+    },
+    /// The bytes read do not match the checksum stored with the entry.
+    #[error("ERR stream entry damaged on disk (segment {segment}, offset {offset}: checksum mismatch); run 'rill check' on the data directory")]
+    Damaged { segment: u64, offset: u64 },
+}
+
+/// Counters for INFO.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PayloadStats {
+    /// Bytes of payloads in the cache.
+    pub cache_bytes: u64,
+    /// Payloads in the cache.
+    pub cache_entries: u64,
+    /// Payloads waiting for their record (normally 0 between commands).
+    pub resident: u64,
+    /// Reads served from memory.
+    pub hits: u64,
+    /// Reads that went to disk.
+    pub misses: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    resident: HashMap<u64, Bytes>,
+    next_resident: u64,
+    cache: BTreeMap<u64, Bytes>,
+    cache_bytes: usize,
+    budget: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// Resident payloads, the cache, and the way to disk. One per keyspace; used under
+/// the keyspace lock, so its own mutex is never contended.
+#[derive(Default)]
+pub struct PayloadStore {
+    inner: Mutex<Inner>,
+    source: RwLock<Option<Arc<dyn PayloadSource>>>,
+}
+
+impl std::fmt::Debug for PayloadStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadStore")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl PayloadStore {
+    /// A store whose cache keeps at most `budget` bytes of located payloads.
+    pub fn new(budget: usize) -> Self {
+        let store = PayloadStore::default();
+        store.inner.lock().budget = budget;
+        store
+    }
+
+    /// Connects the store to the log files.
+    pub fn set_source(&self, source: Arc<dyn PayloadSource>) {
+        *self.source.write() = Some(source);
+    }
+
+    /// Changes the cache budget (CONFIG SET cache-size).
+    pub fn set_budget(&self, budget: usize) {
+        self.inner.lock().budget = budget;
+        self.evict();
+    }
+
+    /// Takes a new entry's fields; the handle is resident until [`PayloadStore::locate`].
+    pub fn insert(&self, fields: &[Bytes]) -> PayloadHandle {
+        let payload = Payload::pack(fields);
+        let data = payload.data;
+        let mut inner = self.inner.lock();
+        inner.next_resident = (inner.next_resident + 1) & !RESIDENT;
+        let key = inner.next_resident;
+        let handle = PayloadHandle {
+            at: RESIDENT | key,
+            len: data.len() as u32,
+            crc: crc32c::crc32c(&data),
+        };
+        inner.resident.insert(key, data);
+        handle
+    }
+
+    /// The payload of `h`: from memory if it is resident or cached, else from the log.
+    pub fn fetch(&self, h: PayloadHandle) -> Result<Payload, PayloadError> {
+        {
+            let mut inner = self.inner.lock();
+            let found = if h.is_resident() {
+                inner.resident.get(&(h.at & !RESIDENT)).cloned()
+            } else {
+                inner.cache.get(&h.at).cloned()
+            };
+            if let Some(data) = found {
+                inner.hits += 1;
+                return Ok(Payload { data });
+            }
+            inner.misses += 1;
+        }
+        let (segment, offset) = crate::storage::log::unpack_pos(h.at);
+        if h.is_resident() {
+            return Err(PayloadError::Unreadable {
+                segment,
+                offset,
+                reason: "payload not in memory".into(),
+            });
+        }
+        let source = self.source.read().clone();
+        let Some(source) = source else {
+            return Err(PayloadError::Unreadable {
+                segment,
+                offset,
+                reason: "no log to read from".into(),
+            });
+        };
+        let data =
+            source
+                .read(h.at, h.len as usize)
+                .map_err(|reason| PayloadError::Unreadable {
+                    segment,
+                    offset,
+                    reason,
+                })?;
+        if crc32c::crc32c(&data) != h.crc {
+            return Err(PayloadError::Damaged { segment, offset });
+        }
+        Ok(Payload {
+            data: Bytes::from(data),
+        })
+    }
+
+    /// The payload of a resident handle now lives at log position `pos`; returns the
+    /// located handle. A handle that is not resident (replay of a record whose entry
+    /// was loaded from a checkpoint, a relocation) just moves to `pos`.
+    pub fn locate(&self, h: PayloadHandle, pos: u64) -> PayloadHandle {
+        let mut inner = self.inner.lock();
+        if h.is_resident() {
+            if let Some(data) = inner.resident.remove(&(h.at & !RESIDENT)) {
+                inner.cache_bytes += data.len();
+                if let Some(old) = inner.cache.insert(pos, data) {
+                    inner.cache_bytes -= old.len();
+                }
+            }
+        }
+        PayloadHandle { at: pos, ..h }
+    }
+
+    /// Forgets resident payloads that were never located: their entries were removed
+    /// in the same critical section (an XADD then a DEL inside one EXEC). Called after
+    /// a successful commit, when everything still resident is unreachable.
+    pub fn discard_resident(&self) {
+        let mut inner = self.inner.lock();
+        if !inner.resident.is_empty() {
+            inner.resident.clear();
+        }
+    }
+
+    /// Drops the oldest cached payloads until the cache fits its budget. Payloads the
+    /// log writer has not written yet stay: they cannot be read back from disk.
+    pub fn evict(&self) {
+        let written = self.source.read().as_ref().map_or(0, |s| s.written_pos());
+        let mut inner = self.inner.lock();
+        while inner.cache_bytes > inner.budget {
+            let Some(entry) = inner.cache.first_entry() else {
+                break;
+            };
+            if *entry.key() >= written {
+                break;
+            }
+            let data = entry.remove();
+            inner.cache_bytes -= data.len();
+        }
+    }
+
+    /// Empties the cache (FLUSHALL).
+    pub fn clear_cache(&self) {
+        let mut inner = self.inner.lock();
+        inner.cache.clear();
+        inner.cache_bytes = 0;
+    }
+
+    /// Counters for INFO.
+    pub fn stats(&self) -> PayloadStats {
+        let inner = self.inner.lock();
+        PayloadStats {
+            cache_bytes: inner.cache_bytes as u64,
+            cache_entries: inner.cache.len() as u64,
+            resident: inner.resident.len() as u64,
+            hits: inner.hits,
+            misses: inner.misses,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(Mutex<Vec<u8>>);
+
+    impl PayloadSource for Mem {
+        fn read(&self, pos: u64, len: usize) -> Result<Vec<u8>, String> {
+            let (_, off) = crate::storage::log::unpack_pos(pos);
+            let d = self.0.lock();
+            d.get(off as usize..off as usize + len)
+                .map(|s| s.to_vec())
+                .ok_or_else(|| "short read".to_string())
+        }
+        fn written_pos(&self) -> u64 {
+            crate::storage::log::pack_pos(1, self.0.lock().len() as u64)
+        }
+    }
+
+    fn fields(v: &str) -> Vec<Bytes> {
+        vec![
+            Bytes::from_static(b"f"),
+            Bytes::copy_from_slice(v.as_bytes()),
+        ]
+    }
+
+    #[test]
+    fn resident_then_cached_then_read_from_disk_with_crc_check() {
+        let disk = Arc::new(Mem(Mutex::new(Vec::new())));
+        let store = PayloadStore::new(0);
+        store.set_source(disk.clone());
+        let h = store.insert(&fields("hello"));
+        assert!(h.is_resident());
+        assert_eq!(store.fetch(h).unwrap().fields(), fields("hello"));
+        // The record lands at offset 100 of segment 1; not written yet, so it stays cached.
+        let packed = Payload::pack(&fields("hello")).data;
+        let pos = crate::storage::log::pack_pos(1, 100);
+        let h = store.locate(h, pos);
+        store.evict();
+        assert_eq!(store.stats().cache_entries, 1);
+        // Written: evictable (budget 0), then served from "disk".
+        {
+            let mut d = disk.0.lock();
+            d.resize(100, 0);
+            d.extend_from_slice(&packed);
+        }
+        store.evict();
+        assert_eq!(store.stats().cache_entries, 0);
+        assert_eq!(store.fetch(h).unwrap().fields(), fields("hello"));
+        assert_eq!(store.stats().misses, 1);
+        // A flipped byte is reported, not returned.
+        disk.0.lock()[105] ^= 1;
+        assert!(matches!(
+            store.fetch(h),
+            Err(PayloadError::Damaged {
+                segment: 1,
+                offset: 100
+            })
+        ));
+    }
+
+    #[test]
+    fn unlocated_resident_payloads_are_discarded() {
+        let store = PayloadStore::new(1 << 20);
+        let h = store.insert(&fields("x"));
+        store.discard_resident();
+        assert!(store.fetch(h).is_err());
+        assert_eq!(store.stats().resident, 0);
+    }
+}
