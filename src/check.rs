@@ -115,6 +115,8 @@ pub struct CheckReport {
     pub checkpoint_damage: Option<(PathBuf, u64, String)>,
     /// Files a checkpoint superseded that a crash left behind; start-up deletes them.
     pub obsolete: Vec<PathBuf>,
+    /// Segments before the checkpoint, kept because live entries' payloads are in them.
+    pub retained: Vec<SegmentReport>,
 }
 
 impl CheckReport {
@@ -122,6 +124,43 @@ impl CheckReport {
     pub fn is_clean(&self) -> bool {
         self.damage.is_none() && self.checkpoint_damage.is_none()
     }
+}
+
+/// Walks every record of a sealed segment kept for its payloads. Any bad record there is
+/// corruption (they were complete and synced before the checkpoint that keeps them):
+/// returns the report and, if damaged, (offset, reason).
+fn verify_retained(path: &Path) -> Result<(SegmentReport, Option<(u64, String)>), CheckError> {
+    let data = read_file(path)?;
+    let mut report = SegmentReport {
+        path: path.to_path_buf(),
+        file_bytes: data.len() as u64,
+        valid_bytes: 0,
+        records: 0,
+        commands: 0,
+    };
+    if data.len() < SEGMENT_HEADER_LEN || &data[..8] != recovery::SEGMENT_MAGIC {
+        return Ok((report, Some((0, "bad segment header".into()))));
+    }
+    let mut off = SEGMENT_HEADER_LEN;
+    while off < data.len() {
+        match record::decode(&data.slice(off..)) {
+            Decoded::Record { payload, len, .. } => {
+                report.records += 1;
+                report.commands += record::parse_batch(&payload).map_or(0, |b| b.len() as u64);
+                off += len;
+            }
+            Decoded::Incomplete => {
+                report.valid_bytes = off as u64;
+                return Ok((report, Some((off as u64, "record cut short".into()))));
+            }
+            Decoded::Invalid(reason) => {
+                report.valid_bytes = off as u64;
+                return Ok((report, Some((off as u64, reason.into()))));
+            }
+        }
+    }
+    report.valid_bytes = off as u64;
+    Ok((report, None))
 }
 
 /// The data directory's lock, held while repairing so that no server starts meanwhile.
@@ -243,6 +282,7 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
                 checkpoint: None,
                 checkpoint_damage: Some((file, offset, reason)),
                 obsolete: Vec::new(),
+                retained: Vec::new(),
             })
         }
         Err(e) => return Err(e.into()),
@@ -260,6 +300,15 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
         }
         None => None,
     };
+    let mut retained = Vec::with_capacity(rec.retained.len());
+    let mut checkpoint_damage = None;
+    for &n in &rec.retained {
+        let (report, damage) = verify_retained(&recovery::segment_path(dir, n))?;
+        if let (Some((offset, reason)), None) = (damage, &checkpoint_damage) {
+            checkpoint_damage = Some((report.path.clone(), offset, reason));
+        }
+        retained.push(report);
+    }
     let mut segments = Vec::with_capacity(rec.segments.len());
     for seg in &rec.segments {
         let data = read_file(&seg.path)?;
@@ -283,8 +332,9 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
         damage: rec.damage,
         loss,
         checkpoint,
-        checkpoint_damage: None,
+        checkpoint_damage,
         obsolete: rec.obsolete,
+        retained,
     })
 }
 
@@ -314,7 +364,7 @@ pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::i
         )?;
         writeln!(
             out,
-            "It is a damaged checkpoint: the server refuses to start, and truncating the log cannot repair it (the history it replaced was deleted). Restore the directory from a backup."
+            "It is a damaged checkpoint, or a damaged segment the checkpoint keeps for its entries: truncating the log cannot repair it (the history it replaced was deleted). Restore the directory from a backup."
         )?;
         return writeln!(out, "Result: damaged");
     }
@@ -325,6 +375,15 @@ pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::i
             file_name(path),
             records,
             bytes
+        )?;
+    }
+    for s in &r.retained {
+        writeln!(
+            out,
+            "  {}  {} records  {} bytes  ok (kept: live entries' payloads are here)",
+            file_name(&s.path),
+            s.records,
+            s.file_bytes
         )?;
     }
     for p in &r.obsolete {

@@ -30,12 +30,22 @@ fn log_bytes(s: &TestServer) -> u64 {
         .sum()
 }
 
+/// Waits until a new checkpoint file exists and the checkpoint has finished: the file
+/// is renamed into place before the older segments are deleted and before
+/// `aof_rewrite_in_progress` drops to 0, so the file alone does not mean done.
 fn wait_for_checkpoint(s: &TestServer, previous: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut c = s.conn();
     while Instant::now() < deadline {
         let files = log_files(s);
         if files.iter().any(|f| f.ends_with(".ckp")) && files != previous {
-            return;
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query(&mut c)
+                .expect("INFO persistence");
+            if info.contains("aof_rewrite_in_progress:0") {
+                return;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -379,7 +379,10 @@ impl XGroupCreate {
                 .entries_read()
                 .map_or_else(|| "-1".to_string(), |n| n.to_string()),
         ));
-        stream.groups.insert(self.group.clone(), group);
+        // An owned copy of the name: the argument pins the connection's read buffer.
+        stream
+            .groups
+            .insert(Bytes::copy_from_slice(&self.group), group);
         ctx.propagate(logged);
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
@@ -1329,7 +1332,10 @@ impl XAutoClaim {
         let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
         // The scan needs the stream (does the entry still exist?) while it changes the group:
         // take the group out for the duration.
-        let mut group = stream.groups.remove(&self.group).ok_or_else(no_group)?;
+        let (name, mut group) = stream
+            .groups
+            .remove_entry(&self.group)
+            .ok_or_else(no_group)?;
         let mut log = GroupLog::new(&self.key, &self.group);
         if group.touch_consumer(&self.consumer, now) {
             log.consumer_created(&self.consumer);
@@ -1355,7 +1361,7 @@ impl XAutoClaim {
                 })
             })
             .collect();
-        stream.groups.insert(self.group.clone(), group);
+        stream.groups.insert(name, group);
         // The claims stand (and are logged) even if a payload could not be read.
         log.flush(ctx);
         ctx.signal_modified(&self.key);

@@ -35,6 +35,14 @@ const NODES_PER_RECORD: usize = 1024;
 /// Set while a checkpoint is being written (INFO `aof_rewrite_in_progress`).
 pub static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
 
+/// Log bytes written (since start) when the last checkpoint rolled the log.
+static WRITTEN_AT_CHECKPOINT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether anything was logged since the last checkpoint (or since start).
+pub fn log_grew_since_checkpoint(log: &crate::storage::Log) -> bool {
+    log.counters().0 > WRITTEN_AT_CHECKPOINT.load(Ordering::SeqCst)
+}
+
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
@@ -105,6 +113,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
         let (writer, keys, tail, usage) = {
             let guard = shared.state.lock();
             let tail = log.roll()?;
+            WRITTEN_AT_CHECKPOINT.store(log.counters().0, Ordering::SeqCst);
             let mut w = CheckpointWriter::new(tail);
             let mut keys = 0;
             let mut usage = BTreeMap::new();

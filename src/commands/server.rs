@@ -169,6 +169,11 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("dir", &cfg.dir.display());
             line("segment_size", &cfg.segment_size);
             line("cache_size", &cfg.cache_size);
+            let cache = ctx.ks.payloads.stats();
+            line("payload_cache_bytes", &cache.cache_bytes);
+            line("payload_cache_entries", &cache.cache_entries);
+            line("payload_cache_hits", &cache.hits);
+            line("payload_cache_misses", &cache.misses);
             line("checkpoint_interval", &cfg.checkpoint_interval);
             line("compaction_threshold", &cfg.compaction_threshold);
             line(

@@ -17,6 +17,12 @@ use bytes::Bytes;
 
 use crate::engine::id::StreamId;
 
+/// A name to keep: arguments are slices of a connection's read buffer, and keeping one
+/// would keep that whole buffer (other clients' payloads included) alive.
+fn owned(name: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(name)
+}
+
 /// 0-0: "no tombstone" for `max_deleted_id`, and XAUTOCLAIM's "scan finished" cursor.
 const ZERO_ID: StreamId = StreamId::MIN;
 
@@ -303,7 +309,7 @@ impl ConsumerGroup {
             return false;
         }
         self.consumers
-            .insert(name.clone(), Consumer::new(name.clone(), now_ms));
+            .insert(owned(name), Consumer::new(owned(name), now_ms));
         true
     }
 
@@ -317,7 +323,7 @@ impl ConsumerGroup {
             }
             None => {
                 self.consumers
-                    .insert(name.clone(), Consumer::new(name.clone(), now_ms));
+                    .insert(owned(name), Consumer::new(owned(name), now_ms));
                 true
             }
         }
@@ -364,7 +370,7 @@ impl ConsumerGroup {
         self.detach(id);
         self.attach(PendingEntry {
             id,
-            consumer: consumer.clone(),
+            consumer: self.stored_name(consumer),
             delivery_time_ms: now_ms,
             delivery_count: 1,
         });
@@ -443,13 +449,13 @@ impl ConsumerGroup {
             // claim below then bumps: a forced claim reports 2, as in Redis.
             None if opts.force => PendingEntry {
                 id,
-                consumer: consumer.clone(),
+                consumer: self.stored_name(consumer),
                 delivery_time_ms: opts.delivery_time_ms,
                 delivery_count: 1,
             },
             None => return ClaimOutcome::Skipped,
         };
-        entry.consumer = consumer.clone();
+        entry.consumer = self.stored_name(consumer);
         entry.delivery_time_ms = opts.delivery_time_ms;
         if let Some(count) = opts.retry_count {
             entry.delivery_count = count;
@@ -508,7 +514,7 @@ impl ConsumerGroup {
                 continue;
             }
             if let Some(mut entry) = self.detach(id) {
-                entry.consumer = consumer.clone();
+                entry.consumer = self.stored_name(consumer);
                 entry.delivery_time_ms = now_ms;
                 if !just_id {
                     entry.delivery_count = bump(entry.delivery_count);
@@ -648,8 +654,8 @@ impl ConsumerGroup {
     ) {
         let consumer = self
             .consumers
-            .entry(name.clone())
-            .or_insert_with(|| Consumer::new(name.clone(), seen_time_ms));
+            .entry(owned(name))
+            .or_insert_with(|| Consumer::new(owned(name), seen_time_ms));
         consumer.seen_time_ms = seen_time_ms;
         consumer.active_time_ms = active_time_ms;
     }
@@ -709,6 +715,15 @@ impl ConsumerGroup {
             }
         }
         Some(g)
+    }
+
+    /// The consumer's name as stored in the group (shared by its pending entries), or an
+    /// owned copy if it is not a consumer yet.
+    fn stored_name(&self, name: &Bytes) -> Bytes {
+        self.consumers
+            .get_key_value(name)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| owned(name))
     }
 
     /// Removes a pending entry from all three views, returning it.

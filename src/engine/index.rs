@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -90,7 +91,9 @@ struct Node {
     live: u64,
     /// Field names of the node's first entry: Redis's "master entry", which decides
     /// whether later entries are stored compressed and so how many bytes they take.
-    master_fields: Vec<Bytes>,
+    /// Shared between consecutive nodes with the same names (the usual case: every
+    /// entry of a stream has the same fields), so a node costs no allocation for them.
+    master_fields: Arc<[Bytes]>,
     /// Listpack bytes except the `count` and `deleted` header integers, which change size.
     body_bytes: u64,
 }
@@ -193,7 +196,7 @@ impl StreamIndex {
             node.listpack_bytes() + raw_len < max_bytes
                 && (limits.max_entries == 0 || (node.slots.len() as u64) < limits.max_entries)
         });
-        let names: Vec<Bytes> = fields.iter().step_by(2).cloned().collect();
+        let names: Vec<&Bytes> = fields.iter().step_by(2).collect();
         if !tail_fits {
             // Listpack header (6) + terminator (1) + the master entry:
             // count and deleted are accounted in `listpack_bytes`, then num-fields,
@@ -201,12 +204,17 @@ impl StreamIndex {
             let mut body = 7 + lp_int_size(names.len() as i64) + lp_int_size(0);
             body += names.iter().map(|f| lp_str_size(f)).sum::<u64>();
             self.rax.insert_id(id);
+            let master_fields = self.intern_names(&names);
+            // The closed node will not grow again: give back its spare capacity.
+            if let Some(mut tail) = self.nodes.last_entry() {
+                tail.get_mut().slots.shrink_to_fit();
+            }
             self.nodes.insert(
                 id,
                 Node {
-                    slots: Vec::new(),
+                    slots: Vec::with_capacity(4),
                     live: 0,
-                    master_fields: names.clone(),
+                    master_fields,
                     body_bytes: body,
                 },
             );
@@ -216,7 +224,11 @@ impl StreamIndex {
         };
         let node = tail.get_mut();
         let master = node.slots.first().map(|s| s.id).unwrap_or(id);
-        let same_fields = names == node.master_fields;
+        let same_fields = names.len() == node.master_fields.len()
+            && names
+                .iter()
+                .zip(node.master_fields.iter())
+                .all(|(a, b)| *a == b);
         let values = fields.iter().skip(1).step_by(2);
         let mut bytes = lp_int_size(if same_fields { 2 } else { 0 })
             + lp_int_size(id.ms.wrapping_sub(master.ms) as i64)
@@ -231,6 +243,27 @@ impl StreamIndex {
         node.slots.push(Slot::new(id, payload));
         node.live += 1;
         self.live += 1;
+    }
+
+    /// Master field names for a new node: the tail node's, when equal; else owned
+    /// copies (the arguments are slices of a connection's read buffer, which must not
+    /// stay alive with the node).
+    fn intern_names<B: AsRef<[u8]>>(&self, names: &[B]) -> Arc<[Bytes]> {
+        if let Some((_, tail)) = self.nodes.last_key_value() {
+            let same = tail.master_fields.len() == names.len()
+                && tail
+                    .master_fields
+                    .iter()
+                    .zip(names)
+                    .all(|(a, b)| a[..] == *b.as_ref());
+            if same {
+                return tail.master_fields.clone();
+            }
+        }
+        names
+            .iter()
+            .map(|n| Bytes::copy_from_slice(n.as_ref()))
+            .collect()
     }
 
     /// The live entry with this ID.
@@ -440,7 +473,7 @@ impl StreamIndex {
             out.put_id(*key);
             out.put_u64v(node.body_bytes);
             out.put_u32v(node.master_fields.len() as u32);
-            for f in &node.master_fields {
+            for f in node.master_fields.iter() {
                 out.put_bytes(f);
             }
             out.put_u32v(node.slots.len() as u32);
@@ -467,10 +500,11 @@ impl StreamIndex {
             }
             let body_bytes = r.u64()?;
             let nf = r.count(4)?;
-            let mut master_fields = Vec::with_capacity(nf);
+            let mut names = Vec::with_capacity(nf);
             for _ in 0..nf {
-                master_fields.push(r.bytes()?);
+                names.push(r.bytes()?);
             }
+            let master_fields = self.intern_names(&names);
             let ns = r.count(32)?;
             let mut slots = Vec::with_capacity(ns);
             let mut live = 0;

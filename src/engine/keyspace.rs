@@ -78,9 +78,15 @@ impl Db {
     }
 
     fn insert_raw(&mut self, key: Bytes, value: Value) {
-        if self.entries.insert(key.clone(), value).is_none() {
-            self.scan_order.insert((scan_hash(&key), key));
+        if let Some(slot) = self.entries.get_mut(&key) {
+            *slot = value;
+            return;
         }
+        // An owned copy: the argument is a slice of a connection's read buffer, and
+        // keeping it would keep that whole buffer alive.
+        let key = Bytes::copy_from_slice(&key);
+        self.entries.insert(key.clone(), value);
+        self.scan_order.insert((scan_hash(&key), key));
     }
 
     /// Up to `count` keys from `cursor` on, and the cursor to continue from (0 = done).

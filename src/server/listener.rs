@@ -101,6 +101,18 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if let Some(log) = shared.log.get() {
+        // A checkpoint now makes the next start load the index instead of replaying
+        // what was logged since the last one (as Redis saves on shutdown).
+        if !log.is_poisoned() && crate::commands::rewrite::log_grew_since_checkpoint(log) {
+            let sh = shared.clone();
+            match tokio::task::spawn_blocking(move || crate::commands::rewrite::checkpoint(&sh))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("Checkpoint at shutdown failed: {}", e),
+                Err(e) => tracing::warn!("Checkpoint at shutdown failed: {}", e),
+            }
+        }
         log.close();
         tracing::info!("Log flushed and synced.");
     }
