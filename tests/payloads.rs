@@ -216,3 +216,67 @@ fn cache_size_is_a_runtime_setting() {
     verify(&mut c, 20, 1000);
     assert_eq!(info_field(&mut c, "persistence", "cache_size"), 0);
 }
+
+#[test]
+fn entries_renamed_in_the_transaction_that_added_them_keep_their_payloads() {
+    let mut s = TestServer::start();
+    let mut c = s.conn();
+    type Entries = Vec<(String, Vec<(String, String)>)>;
+    let range = |c: &mut redis::Connection, key: &str| -> Entries {
+        redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query(c)
+            .expect("xrange")
+    };
+    let (): () = redis::pipe()
+        .atomic()
+        .cmd("XADD")
+        .arg("a")
+        .arg("1-1")
+        .arg("f")
+        .arg("first")
+        .ignore()
+        .cmd("RENAME")
+        .arg("a")
+        .arg("b")
+        .ignore()
+        .cmd("XADD")
+        .arg("a")
+        .arg("1-1")
+        .arg("f")
+        .arg("second")
+        .ignore()
+        .cmd("XADD")
+        .arg("gone")
+        .arg("1-1")
+        .arg("f")
+        .arg("x")
+        .ignore()
+        .cmd("DEL")
+        .arg("gone")
+        .ignore()
+        .query(&mut c)
+        .expect("exec");
+    let want_b = vec![(
+        "1-1".to_string(),
+        vec![("f".to_string(), "first".to_string())],
+    )];
+    let want_a = vec![(
+        "1-1".to_string(),
+        vec![("f".to_string(), "second".to_string())],
+    )];
+    assert_eq!(range(&mut c, "b"), want_b);
+    assert_eq!(range(&mut c, "a"), want_a);
+    // Replayed from the log, then from a checkpoint.
+    s.restart();
+    let mut c = s.conn();
+    assert_eq!(range(&mut c, "b"), want_b);
+    assert_eq!(range(&mut c, "a"), want_a);
+    checkpoint_now(&s, &mut c);
+    s.restart();
+    let mut c = s.conn();
+    assert_eq!(range(&mut c, "b"), want_b);
+    assert_eq!(range(&mut c, "a"), want_a);
+}

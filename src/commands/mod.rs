@@ -325,7 +325,6 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
         // New entries now point at their payloads in the record; what stays resident
         // belonged to entries removed in the same critical section.
         propagate::locate_payloads(&mut state.ks, &cmds, pos);
-        state.ks.payloads.discard_resident();
         state.ks.payloads.evict();
     }
     Ok(log.appended_lsn())

@@ -44,19 +44,37 @@ fn payload_from(cmd: &LoggedCommand) -> Option<usize> {
 /// DEL in one EXEC) are skipped.
 pub fn locate_payloads(ks: &mut Keyspace, cmds: &[LoggedCommand], pos: RecordPos) {
     let store = ks.payloads.clone();
-    for (i, off, _len) in arg_spans(cmds, payload_from) {
+    let mut unlocated = Vec::new();
+    for (i, off, len) in arg_spans(cmds, payload_from) {
         let cmd = &cmds[i];
-        let Ok(id) = StreamId::parse_strict(&cmd.argv[2], 0) else {
-            continue;
-        };
-        let Some(stream) = ks.stream_raw_mut(cmd.db as usize, &cmd.argv[1]) else {
-            continue;
-        };
         let at = pack_pos(pos.segment, pos.offset + off);
-        if let Some(old) = stream.index_mut().relocate(id, at) {
-            store.locate(old, at);
+        // The entry under this key and ID must hold these very bytes (same length and
+        // checksum): a stream renamed in the same transaction, and another created under
+        // the old name, must not swap payloads.
+        let crc = cmd.argv[3..].iter().fold(0u32, |crc, a| {
+            let crc = crc32c::crc32c_append(crc, &(a.len() as u32).to_le_bytes());
+            crc32c::crc32c_append(crc, a)
+        });
+        let located = StreamId::parse_strict(&cmd.argv[2], 0)
+            .ok()
+            .and_then(|id| {
+                let index = ks
+                    .stream_raw_mut(cmd.db as usize, &cmd.argv[1])?
+                    .index_mut();
+                let h = index.get(id)?.payload;
+                (h.len == len && h.crc == crc).then(|| index.relocate(id, at))?
+            })
+            .map(|old| store.locate(old, at));
+        if located.is_none() {
+            unlocated.push((
+                at,
+                crate::engine::payload::Payload::pack(&cmd.argv[3..])
+                    .packed()
+                    .clone(),
+            ));
         }
     }
+    store.settle_resident(&unlocated);
 }
 
 /// Commands queued for the log during one critical section.
@@ -192,7 +210,6 @@ pub fn replay_batch(
     state.ks.take_ready();
     if let (Some(pos), Some(batch)) = (pos, located) {
         locate_payloads(&mut state.ks, &batch, pos);
-        state.ks.payloads.discard_resident();
         state.ks.payloads.evict();
     }
     errors

@@ -111,7 +111,19 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
     let started = Instant::now();
     let result = (|| {
         let (writer, keys, tail, usage) = {
-            let guard = shared.state.lock();
+            let mut guard = shared.state.lock();
+            // Entries whose payload was forwarded (renamed in the transaction that
+            // added them) get their log position, so the checkpoint holds positions only.
+            let store = guard.ks.payloads.clone();
+            if store.has_forwarded() {
+                for db in 0..guard.ks.db_count() {
+                    for key in guard.ks.db(db).keys().cloned().collect::<Vec<_>>() {
+                        if let Some(s) = guard.ks.stream_raw_mut(db, &key) {
+                            s.index_mut().settle_resident(|h| store.resolve(h));
+                        }
+                    }
+                }
+            }
             let tail = log.roll()?;
             WRITTEN_AT_CHECKPOINT.store(log.counters().0, Ordering::SeqCst);
             let mut w = CheckpointWriter::new(tail);

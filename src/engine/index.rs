@@ -290,6 +290,25 @@ impl StreamIndex {
         Some(old)
     }
 
+    /// Replaces resident handles with what `resolve` says (forwarded positions), so
+    /// a checkpoint records only log positions. Returns how many were rewritten.
+    pub fn settle_resident(&mut self, resolve: impl Fn(PayloadHandle) -> PayloadHandle) -> u64 {
+        let mut n = 0;
+        for node in self.nodes.values_mut() {
+            for slot in node.slots.iter_mut().filter(|s| !s.deleted()) {
+                let h = slot.handle();
+                if h.is_resident() {
+                    let r = resolve(h);
+                    if !r.is_resident() {
+                        slot.at = r.at;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
     /// Calls `f` with the handle of every live entry (space accounting for compaction).
     pub fn for_each_payload(&self, mut f: impl FnMut(StreamId, PayloadHandle)) {
         for node in self.nodes.values() {

@@ -131,6 +131,10 @@ pub struct PayloadStats {
 #[derive(Default)]
 struct Inner {
     resident: HashMap<u64, Bytes>,
+    /// Resident keys whose entries could not be found by key when their record was
+    /// appended (the stream was renamed in the same transaction): where the payload
+    /// went. Rare; rewritten into the slots at the next checkpoint load.
+    forwarded: HashMap<u64, u64>,
     next_resident: u64,
     cache: BTreeMap<u64, Bytes>,
     cache_bytes: usize,
@@ -194,6 +198,11 @@ impl PayloadStore {
     pub fn fetch(&self, h: PayloadHandle) -> Result<Payload, PayloadError> {
         {
             let mut inner = self.inner.lock();
+            let at = match inner.forwarded.get(&(h.at & !RESIDENT)) {
+                Some(&pos) if h.is_resident() => pos,
+                _ => h.at,
+            };
+            let h = PayloadHandle { at, ..h };
             let found = if h.is_resident() {
                 inner.resident.get(&(h.at & !RESIDENT)).cloned()
             } else {
@@ -205,6 +214,7 @@ impl PayloadStore {
             }
             inner.misses += 1;
         }
+        let h = self.resolve(h);
         let (segment, offset) = crate::storage::log::unpack_pos(h.at);
         if h.is_resident() {
             return Err(PayloadError::Unreadable {
@@ -253,13 +263,42 @@ impl PayloadStore {
         PayloadHandle { at: pos, ..h }
     }
 
-    /// Forgets resident payloads that were never located: their entries were removed
-    /// in the same critical section (an XADD then a DEL inside one EXEC). Called after
-    /// a successful commit, when everything still resident is unreachable.
-    pub fn discard_resident(&self) {
+    /// True when some entries' payloads were forwarded (see [`PayloadStore::settle_resident`]).
+    pub fn has_forwarded(&self) -> bool {
+        !self.inner.lock().forwarded.is_empty()
+    }
+
+    /// The handle with a forwarded resident key replaced by its log position.
+    pub fn resolve(&self, h: PayloadHandle) -> PayloadHandle {
+        if !h.is_resident() {
+            return h;
+        }
+        match self.inner.lock().forwarded.get(&(h.at & !RESIDENT)) {
+            Some(&pos) => PayloadHandle { at: pos, ..h },
+            None => h,
+        }
+    }
+
+    /// Settles the payloads still resident after a record's entries were located by
+    /// key. `spans` are the record's unlocated payloads (log position, packed bytes).
+    /// A resident payload equal to one of them belongs to an entry that moved (RENAME
+    /// in the same transaction): it is forwarded there (equal bytes, so any equal span
+    /// is right). The rest belonged to entries removed in the same critical section
+    /// and are dropped. Called after a successful commit or replay.
+    pub fn settle_resident(&self, spans: &[(u64, Bytes)]) {
         let mut inner = self.inner.lock();
-        if !inner.resident.is_empty() {
-            inner.resident.clear();
+        if inner.resident.is_empty() {
+            return;
+        }
+        let resident: Vec<(u64, Bytes)> = inner.resident.drain().collect();
+        for (key, data) in resident {
+            if let Some((pos, _)) = spans.iter().find(|(_, b)| *b == data) {
+                inner.forwarded.insert(key, *pos);
+                inner.cache_bytes += data.len();
+                if let Some(old) = inner.cache.insert(*pos, data) {
+                    inner.cache_bytes -= old.len();
+                }
+            }
         }
     }
 
@@ -365,7 +404,7 @@ mod tests {
     fn unlocated_resident_payloads_are_discarded() {
         let store = PayloadStore::new(1 << 20);
         let h = store.insert(&fields("x"));
-        store.discard_resident();
+        store.settle_resident(&[]);
         assert!(store.fetch(h).is_err());
         assert_eq!(store.stats().resident, 0);
     }
