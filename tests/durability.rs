@@ -779,6 +779,9 @@ fn op_strategy() -> impl Strategy<Value = Vec<Vec<String>>> {
         key_strategy().prop_map(|k| vec![vec!["DEL".into(), k]]),
         Just(vec![vec!["RENAME".into(), "a".into(), "b".into()]]),
         key_strategy().prop_map(|k| vec![vec!["EXPIRE".into(), k, "3600".into()]]),
+        // A checkpoint (asynchronous, like Redis's rewrite): the restart then loads the
+        // index, groups and PELs from it and replays only what followed.
+        Just(vec![vec!["BGREWRITEAOF".into()]]),
     ];
     let single = prop_oneof![
         6 => xadd,

@@ -184,6 +184,10 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
 /// stalls clients for long.
 const RELOCATE_CHUNK: usize = 256;
 
+/// Log (in segments) recovery may have to replay before a checkpoint is taken
+/// regardless of `checkpoint-interval`.
+const MAX_REPLAY_SEGMENTS: u64 = 4;
+
 /// Dead bytes a segment must hold before compaction copies its live entries out.
 const MIN_DEAD_BYTES: u64 = 1 << 20;
 
@@ -317,15 +321,23 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return;
         }
-        let (interval, threshold) = {
+        let (interval, threshold, segment_size) = {
             let cfg = shared.config.read();
-            (cfg.checkpoint_interval, cfg.compaction_threshold as u64)
+            (
+                cfg.checkpoint_interval,
+                cfg.compaction_threshold as u64,
+                cfg.segment_size,
+            )
         };
         let grown = log.counters().0.saturating_sub(written_at_last);
+        // Recovery replays what was logged since the last checkpoint: past four
+        // segments of it, checkpoint without waiting for the interval, so a crash
+        // restart stays short however fast the writes come.
         let due = interval > 0
             && threshold > 0
-            && last_time.elapsed() >= Duration::from_secs(interval)
-            && grown >= (live * threshold / 100).max(1 << 20);
+            && ((last_time.elapsed() >= Duration::from_secs(interval)
+                && grown >= (live * threshold / 100).max(1 << 20))
+                || grown >= segment_size.saturating_mul(MAX_REPLAY_SEGMENTS));
         if !(requested || due) {
             continue;
         }
