@@ -58,11 +58,9 @@ pub fn locate_payloads(ks: &mut Keyspace, cmds: &[LoggedCommand], pos: RecordPos
         let located = StreamId::parse_strict(&cmd.argv[2], 0)
             .ok()
             .and_then(|id| {
-                let index = ks
-                    .stream_raw_mut(cmd.db as usize, &cmd.argv[1])?
-                    .index_mut();
-                let h = index.get(id)?.payload;
-                (h.len == len && h.crc == crc).then(|| index.relocate(id, at))?
+                ks.stream_raw_mut(cmd.db as usize, &cmd.argv[1])?
+                    .index_mut()
+                    .relocate_if(id, at, |h| h.len == len && h.crc == crc)
             })
             .map(|old| store.locate(old, at));
         if located.is_none() {

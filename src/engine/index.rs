@@ -279,10 +279,24 @@ impl StreamIndex {
     /// Points the live entry `id` at a new payload position (its record was appended,
     /// or compaction moved it); returns the handle it had.
     pub fn relocate(&mut self, id: StreamId, at: u64) -> Option<PayloadHandle> {
-        let (_, node) = self.nodes.range_mut(..=id).next_back()?;
+        self.relocate_if(id, at, |_| true)
+    }
+
+    /// As [`StreamIndex::relocate`], only if `check` accepts the entry's current handle.
+    pub fn relocate_if(
+        &mut self,
+        id: StreamId,
+        at: u64,
+        check: impl FnOnce(&PayloadHandle) -> bool,
+    ) -> Option<PayloadHandle> {
+        // The tail node first: where a just-appended entry is.
+        let node = match self.nodes.last_key_value() {
+            Some((k, _)) if *k <= id => self.nodes.last_entry()?.into_mut(),
+            _ => self.nodes.range_mut(..=id).next_back()?.1,
+        };
         let pos = node.position(id).ok()?;
         let slot = &mut node.slots[pos];
-        if slot.deleted() {
+        if slot.deleted() || !check(&slot.handle()) {
             return None;
         }
         let old = slot.handle();

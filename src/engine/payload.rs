@@ -130,7 +130,9 @@ pub struct PayloadStats {
 
 #[derive(Default)]
 struct Inner {
-    resident: HashMap<u64, Bytes>,
+    /// Resident payloads by key, in insertion order; a handful at a time (one
+    /// critical section's XADDs), so a vector beats a hash map.
+    resident: Vec<(u64, Bytes)>,
     /// Resident keys whose entries could not be found by key when their record was
     /// appended (the stream was renamed in the same transaction): where the payload
     /// went. Rare; rewritten into the slots at the next checkpoint load.
@@ -190,7 +192,7 @@ impl PayloadStore {
             len: data.len() as u32,
             crc: crc32c::crc32c(&data),
         };
-        inner.resident.insert(key, data);
+        inner.resident.push((key, data));
         handle
     }
 
@@ -204,7 +206,12 @@ impl PayloadStore {
             };
             let h = PayloadHandle { at, ..h };
             let found = if h.is_resident() {
-                inner.resident.get(&(h.at & !RESIDENT)).cloned()
+                let key = h.at & !RESIDENT;
+                inner
+                    .resident
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, d)| d.clone())
             } else {
                 inner.cache.get(&h.at).cloned()
             };
@@ -253,7 +260,9 @@ impl PayloadStore {
     pub fn locate(&self, h: PayloadHandle, pos: u64) -> PayloadHandle {
         let mut inner = self.inner.lock();
         if h.is_resident() {
-            if let Some(data) = inner.resident.remove(&(h.at & !RESIDENT)) {
+            let key = h.at & !RESIDENT;
+            let found = inner.resident.iter().position(|(k, _)| *k == key);
+            if let Some((_, data)) = found.map(|i| inner.resident.swap_remove(i)) {
                 inner.cache_bytes += data.len();
                 if let Some(old) = inner.cache.insert(pos, data) {
                     inner.cache_bytes -= old.len();
@@ -290,7 +299,7 @@ impl PayloadStore {
         if inner.resident.is_empty() {
             return;
         }
-        let resident: Vec<(u64, Bytes)> = inner.resident.drain().collect();
+        let resident: Vec<(u64, Bytes)> = std::mem::take(&mut inner.resident);
         for (key, data) in resident {
             if let Some((pos, _)) = spans.iter().find(|(_, b)| *b == data) {
                 inner.forwarded.insert(key, *pos);
@@ -305,6 +314,12 @@ impl PayloadStore {
     /// Drops the oldest cached payloads until the cache fits its budget. Payloads the
     /// log writer has not written yet stay: they cannot be read back from disk.
     pub fn evict(&self) {
+        {
+            let inner = self.inner.lock();
+            if inner.cache_bytes <= inner.budget {
+                return;
+            }
+        }
         let written = self.source.read().as_ref().map_or(0, |s| s.written_pos());
         let mut inner = self.inner.lock();
         while inner.cache_bytes > inner.budget {
