@@ -126,7 +126,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
             }
             let tail = log.roll()?;
             WRITTEN_AT_CHECKPOINT.store(log.counters().0, Ordering::SeqCst);
-            let mut w = CheckpointWriter::new(tail);
+            let mut w = CheckpointWriter::create(log.dir(), tail)?;
             let mut keys = 0;
             let mut usage = BTreeMap::new();
             for db in 0..guard.ks.db_count() {

@@ -161,7 +161,17 @@ pub struct CheckpointWriter {
     buf: BytesMut,
     /// Segments before `tail` that live entries' payloads are in.
     keep: Vec<u64>,
+    /// With [`CheckpointWriter::create`]: the `.tmp` file the buffer is flushed to
+    /// every [`FLUSH_AT`] bytes, so a large checkpoint never sits whole in memory.
+    file: Option<(PathBuf, fs::File)>,
+    /// Bytes already flushed to `file`.
+    flushed: u64,
+    /// The first write error, reported by `finish`.
+    error: Option<StorageError>,
 }
+
+/// Buffered bytes that trigger a write to the checkpoint file.
+const FLUSH_AT: usize = 1 << 20;
 
 impl CheckpointWriter {
     /// A checkpoint whose tail starts at segment `tail`.
@@ -173,12 +183,40 @@ impl CheckpointWriter {
             tail,
             buf,
             keep: Vec::new(),
+            file: None,
+            flushed: 0,
+            error: None,
+        }
+    }
+
+    /// A checkpoint written to its `.tmp` file in `dir` as it is encoded.
+    pub fn create(dir: &Path, tail: u64) -> Result<Self, StorageError> {
+        let tmp = checkpoint_path(dir, tail).with_extension("ckp.tmp");
+        let f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+        let mut w = CheckpointWriter::new(tail);
+        w.file = Some((tmp, f));
+        Ok(w)
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.buf.len() < FLUSH_AT || self.error.is_some() {
+            return;
+        }
+        if let Some((path, f)) = &mut self.file {
+            match f.write_all(&self.buf) {
+                Ok(()) => {
+                    self.flushed += self.buf.len() as u64;
+                    self.buf.clear();
+                }
+                Err(e) => self.error = Some(StorageError::io(path.clone(), e)),
+            }
         }
     }
 
     /// Adds one record of binary state (see the module docs).
     pub fn add_state(&mut self, state: &[u8]) {
         record::encode_record(RecordKind::State, state, &mut self.buf);
+        self.maybe_flush();
     }
 
     /// Sets the segments before the tail that must be kept (they hold live payloads).
@@ -190,17 +228,18 @@ impl CheckpointWriter {
     pub fn add(&mut self, batch: &[LoggedCommand]) {
         if !batch.is_empty() {
             record::encode_batch(batch, &mut self.buf);
+            self.maybe_flush();
         }
     }
 
     /// Bytes encoded so far.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.flushed as usize + self.buf.len()
     }
 
     /// True when nothing but the header was encoded.
     pub fn is_empty(&self) -> bool {
-        self.buf.len() <= HEADER_LEN
+        self.len() <= HEADER_LEN
     }
 
     /// Writes the checkpoint durably, then deletes the segments (except those it
@@ -212,11 +251,21 @@ impl CheckpointWriter {
             list.extend_from_slice(&n.to_le_bytes());
         }
         record::encode_record(RecordKind::Segments, &list, &mut self.buf);
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         let path = checkpoint_path(dir, self.tail);
-        let tmp = path.with_extension("ckp.tmp");
-        let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+        let (tmp, mut f) = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let tmp = path.with_extension("ckp.tmp");
+                let f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+                (tmp, f)
+            }
+        };
         f.write_all(&self.buf)
             .map_err(|e| StorageError::io(&tmp, e))?;
+        let total = self.flushed + self.buf.len() as u64;
         f.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
@@ -239,7 +288,7 @@ impl CheckpointWriter {
             }
         }
         sync_dir()?;
-        Ok(self.buf.len() as u64)
+        Ok(total)
     }
 }
 
