@@ -425,14 +425,14 @@ func (s *ownServer) start(t *testing.T) {
 		t.Fatalf("start %s: %v", s.bin, err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", s.port)
+	// Ready means PONG: like Redis, the server accepts connections while it loads its
+	// data and answers -LOADING until it is done, even if only for a few milliseconds.
 	if !waitFor(10*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err == nil
+		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+		defer c.Close()
+		return c.Ping(context.Background()).Err() == nil
 	}) {
-		t.Fatalf("rill did not listen on %s within 10 s", addr)
+		t.Fatalf("rill did not answer PING on %s within 10 s", addr)
 	}
 }
 
