@@ -141,26 +141,14 @@ fn verify_retained(path: &Path) -> Result<(SegmentReport, Option<(u64, String)>)
     if data.len() < SEGMENT_HEADER_LEN || &data[..8] != recovery::SEGMENT_MAGIC {
         return Ok((report, Some((0, "bad segment header".into()))));
     }
-    let mut off = SEGMENT_HEADER_LEN;
-    while off < data.len() {
-        match record::decode(&data.slice(off..)) {
-            Decoded::Record { payload, len, .. } => {
-                report.records += 1;
-                report.commands += record::parse_batch(&payload).map_or(0, |b| b.len() as u64);
-                off += len;
-            }
-            Decoded::Incomplete => {
-                report.valid_bytes = off as u64;
-                return Ok((report, Some((off as u64, "record cut short".into()))));
-            }
-            Decoded::Invalid(reason) => {
-                report.valid_bytes = off as u64;
-                return Ok((report, Some((off as u64, reason.into()))));
-            }
-        }
-    }
-    report.valid_bytes = off as u64;
-    Ok((report, None))
+    let w = walk_records(&data, SEGMENT_HEADER_LEN, data.len());
+    report.records = w.records;
+    report.commands = w.commands;
+    report.valid_bytes = w.end as u64;
+    Ok((
+        report,
+        w.error.map(|reason| (w.end as u64, reason.to_string())),
+    ))
 }
 
 /// The data directory's lock, held while repairing so that no server starts meanwhile.
@@ -190,21 +178,48 @@ fn try_lock(dir: &Path) -> Result<Option<Option<DirLock>>, CheckError> {
     Ok(Some(Some(DirLock { _file: file })))
 }
 
-/// Counts the records and commands in `data[from..to]`, stopping at the first that does not decode.
-fn count_records(data: &Bytes, from: usize, to: usize) -> (u64, u64) {
-    let mut off = from;
-    let (mut records, mut commands) = (0u64, 0u64);
-    while off < to {
-        match record::decode(&data.slice(off..to)) {
+/// What walking the records of `data[from..to]` found.
+struct Walk {
+    records: u64,
+    commands: u64,
+    /// Where the walk stopped: `to`, or the first record that does not decode.
+    end: usize,
+    /// Why it stopped early.
+    error: Option<&'static str>,
+}
+
+/// Walks the records in `data[from..to]`, stopping at the first that does not decode.
+fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
+    let mut w = Walk {
+        records: 0,
+        commands: 0,
+        end: from,
+        error: None,
+    };
+    while w.end < to {
+        match record::decode(&data.slice(w.end..to)) {
             Decoded::Record { payload, len, .. } => {
-                records += 1;
-                commands += record::parse_batch(&payload).map_or(0, |b| b.len() as u64);
-                off += len;
+                w.records += 1;
+                w.commands += record::parse_batch(&payload).map_or(0, |b| b.len() as u64);
+                w.end += len;
             }
-            Decoded::Incomplete | Decoded::Invalid(_) => break,
+            Decoded::Incomplete => {
+                w.error = Some("record cut short");
+                break;
+            }
+            Decoded::Invalid(reason) => {
+                w.error = Some(reason);
+                break;
+            }
         }
     }
-    (records, commands)
+    w
+}
+
+/// Counts the records and commands in `data[from..to]`, stopping at the first that does not decode.
+fn count_records(data: &Bytes, from: usize, to: usize) -> (u64, u64) {
+    let w = walk_records(data, from, to);
+    (w.records, w.commands)
 }
 
 fn read_file(path: &Path) -> Result<Bytes, CheckError> {

@@ -277,12 +277,7 @@ impl StreamIndex {
     }
 
     /// Points the live entry `id` at a new payload position (its record was appended,
-    /// or compaction moved it); returns the handle it had.
-    pub fn relocate(&mut self, id: StreamId, at: u64) -> Option<PayloadHandle> {
-        self.relocate_if(id, at, |_| true)
-    }
-
-    /// As [`StreamIndex::relocate`], only if `check` accepts the entry's current handle.
+    /// or compaction moved it) if `check` accepts its current handle; returns that handle.
     pub fn relocate_if(
         &mut self,
         id: StreamId,

@@ -198,13 +198,9 @@ impl PayloadStore {
 
     /// The payload of `h`: from memory if it is resident or cached, else from the log.
     pub fn fetch(&self, h: PayloadHandle) -> Result<Payload, PayloadError> {
+        let h = self.resolve(h);
         {
             let mut inner = self.inner.lock();
-            let at = match inner.forwarded.get(&(h.at & !RESIDENT)) {
-                Some(&pos) if h.is_resident() => pos,
-                _ => h.at,
-            };
-            let h = PayloadHandle { at, ..h };
             let found = if h.is_resident() {
                 let key = h.at & !RESIDENT;
                 inner
@@ -221,7 +217,6 @@ impl PayloadStore {
             }
             inner.misses += 1;
         }
-        let h = self.resolve(h);
         let (segment, offset) = crate::storage::log::unpack_pos(h.at);
         if h.is_resident() {
             return Err(PayloadError::Unreadable {
