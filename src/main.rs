@@ -8,6 +8,23 @@ use std::sync::Arc;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (v2 option number).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Returns freed pages to the OS at once instead of after mimalloc's default 10 ms.
+///
+/// mimalloc only carries out a delayed purge when the same thread allocates again, so
+/// the pages a busy load freed stayed resident for as long as the server was idle
+/// afterwards: about 40 MiB after a 1 M-entry fill by 50 connections, a fifth of RSS.
+/// An explicit `MIMALLOC_PURGE_DELAY` in the environment still wins.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option; mimalloc reads options on each use and
+        // allows setting them at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
 use rill::config::{parse_cli, AppendFsync, Config};
 use rill::server::{self, Shared};
 use rill::storage::{FsyncPolicy, Log, LogOptions};
@@ -19,6 +36,7 @@ fn usage() {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Fault-injection builds take their failpoints from FAILPOINTS (e.g. `log::fsync=return`),
     // so black-box tests can make a real server's disk fail.

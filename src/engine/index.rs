@@ -8,11 +8,13 @@
 //! deleted entry stays in its node as a flagged tombstone until the node empties.
 //!
 //! Payloads are not here: each slot holds a [`PayloadHandle`] (log position, length,
-//! checksum), so an entry costs 32 bytes of index whatever its size.
+//! checksum), so an entry costs 32 bytes of index whatever its size. The slots of all
+//! nodes sit in one deque in ID order and a node is a 24-byte run of it, so a stream of
+//! 1 KiB entries (three to a 4 KB node) costs about 40 bytes per entry, with no
+//! allocation per node: memory grows with the number of entries, not their size.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -43,6 +45,10 @@ const LISTPACK_MAX_SIZE: u64 = 1 << 30;
 /// Flag in `Slot::len` marking a tombstone (payload lengths stay below 2^31:
 /// a record is at most 1 GiB).
 const DELETED: u32 = 1 << 31;
+
+/// Slots left behind by freed nodes are compacted away once there are at least this
+/// many and they are half of all slots. Small in unit tests, so that they compact often.
+const GARBAGE_MIN: u64 = if cfg!(test) { 64 } else { 4096 };
 
 /// One slot of a node: an entry, or the tombstone it left behind. 32 bytes: the ID and
 /// where its payload is, no payload bytes.
@@ -82,31 +88,83 @@ impl Slot {
     }
 }
 
-/// A group of consecutive entries, the analogue of one listpack.
-#[derive(Clone, Debug)]
+/// A group of consecutive entries, the analogue of one listpack: a run of slots.
+#[derive(Clone, Copy, Debug)]
 struct Node {
-    /// Slots in ID order, tombstones included (Redis keeps them until the node is freed).
-    slots: Vec<Slot>,
+    /// Absolute number of its first slot (see [`StreamIndex::base`]). That slot, live or
+    /// a tombstone, is the node's master entry and its ID the node's key.
+    start: u64,
+    /// Slots, tombstones included (Redis keeps them until the node is freed).
+    count: u32,
     /// Live (non-deleted) slots.
-    live: u64,
-    /// Field names of the node's first entry: Redis's "master entry", which decides
-    /// whether later entries are stored compressed and so how many bytes they take.
-    /// Shared between consecutive nodes with the same names (the usual case: every
-    /// entry of a stream has the same fields), so a node costs no allocation for them.
-    master_fields: Arc<[Bytes]>,
-    /// Listpack bytes except the `count` and `deleted` header integers, which change size.
-    body_bytes: u64,
+    live: u32,
+    /// Listpack bytes except the `count` and `deleted` header integers, which change
+    /// size. Saturates; a listpack never passes 2 GiB (1 GiB cap plus one entry).
+    body_bytes: u32,
+    /// The master entry's field names, in [`FieldSets`]: they decide whether later
+    /// entries are stored compressed and so how many bytes they take.
+    fields: u32,
 }
 
 impl Node {
     /// Bytes of the listpack Redis would hold for this node (`lpBytes`).
     fn listpack_bytes(&self) -> u64 {
-        let deleted = self.slots.len() as u64 - self.live;
-        self.body_bytes + lp_int_size(self.live as i64) + lp_int_size(deleted as i64)
+        let deleted = self.count - self.live;
+        u64::from(self.body_bytes)
+            + lp_int_size(i64::from(self.live))
+            + lp_int_size(i64::from(deleted))
+    }
+}
+
+/// The master field-name lists of a stream's nodes, each stored once however many
+/// consecutive nodes share it (the usual case: every entry has the same fields).
+#[derive(Clone, Debug, Default)]
+struct FieldSets {
+    /// Name lists and how many nodes use each; `None` when free.
+    sets: Vec<Option<(Box<[Bytes]>, u32)>>,
+    free: Vec<u32>,
+}
+
+impl FieldSets {
+    fn names(&self, i: u32) -> &[Bytes] {
+        self.sets
+            .get(i as usize)
+            .and_then(|s| s.as_ref())
+            .map_or(&[], |(names, _)| names)
     }
 
-    fn position(&self, id: StreamId) -> Result<usize, usize> {
-        self.slots.binary_search_by(|s| s.id.cmp(&id))
+    /// One more node uses set `i`.
+    fn share(&mut self, i: u32) {
+        if let Some(Some((_, users))) = self.sets.get_mut(i as usize) {
+            *users += 1;
+        }
+    }
+
+    fn add(&mut self, names: Box<[Bytes]>) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.sets[i as usize] = Some((names, 1));
+                i
+            }
+            None => {
+                self.sets.push(Some((names, 1)));
+                // One set per node at most; a stream cannot hold 2^32 nodes in memory.
+                u32::try_from(self.sets.len() - 1).unwrap_or(u32::MAX)
+            }
+        }
+    }
+
+    /// A node using set `i` is gone.
+    fn release(&mut self, i: u32) {
+        if let Some(slot) = self.sets.get_mut(i as usize) {
+            if let Some((_, users)) = slot {
+                *users -= 1;
+                if *users == 0 {
+                    *slot = None;
+                    self.free.push(i);
+                }
+            }
+        }
     }
 }
 
@@ -129,13 +187,39 @@ pub enum TrimRule {
 }
 
 /// Entries of one stream, in ID order, grouped in nodes keyed by their first ("master") ID.
-#[derive(Clone, Debug, Default)]
+///
+/// Invariants: nodes are in key order, each a run of `slots` starting at its key; the
+/// first node starts at `base` and nothing follows the last node's slots. Slots between
+/// nodes (`garbage`) belonged to nodes freed in the middle of the stream; they are
+/// never reached (every walk goes node by node) and are compacted away in bulk.
+#[derive(Debug, Default)]
 pub struct StreamIndex {
-    nodes: BTreeMap<StreamId, Node>,
+    slots: VecDeque<Slot>,
+    /// Absolute number of `slots[0]`: slots dropped from the front advance it, so the
+    /// nodes' `start` stay valid.
+    base: u64,
+    nodes: VecDeque<Node>,
     live: u64,
-    /// The shape of the radix tree Redis would keep for these node keys, so
-    /// XINFO's `radix-tree-nodes` is Redis's number, not an estimate.
-    rax: crate::engine::rax::RaxShape,
+    /// Slots no node owns.
+    garbage: u64,
+    field_sets: FieldSets,
+    /// rax node count for XINFO, computed when asked; 0 = not known (a rax has at least
+    /// its head node).
+    rax_nodes: AtomicU64,
+}
+
+impl Clone for StreamIndex {
+    fn clone(&self) -> Self {
+        StreamIndex {
+            slots: self.slots.clone(),
+            base: self.base,
+            nodes: self.nodes.clone(),
+            live: self.live,
+            garbage: self.garbage,
+            field_sets: self.field_sets.clone(),
+            rax_nodes: AtomicU64::new(self.rax_nodes.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl StreamIndex {
@@ -145,9 +229,17 @@ impl StreamIndex {
     }
 
     /// Nodes of the radix tree Redis would hold for this index (XINFO `radix-tree-nodes`).
+    ///
+    /// Computed from the node keys (see [`crate::engine::rax`]) on the first call after
+    /// the set of nodes changed: O(nodes) then, O(1) while the nodes stay the same.
     pub fn radix_tree_nodes(&self) -> u64 {
-        debug_assert_eq!(self.rax.keys(), self.nodes.len() as u64);
-        self.rax.nodes()
+        let known = self.rax_nodes.load(Ordering::Relaxed);
+        if known != 0 {
+            return known;
+        }
+        let n = crate::engine::rax::count_nodes(self.nodes.iter().map(|n| self.key(n)));
+        self.rax_nodes.store(n, Ordering::Relaxed);
+        n
     }
 
     /// Live entries.
@@ -171,7 +263,63 @@ impl StreamIndex {
     /// lies in nodes already freed. Logging `MINID = key` therefore replays an
     /// approximate trim exactly, node for node.
     pub fn first_node_key(&self) -> Option<StreamId> {
-        self.nodes.first_key_value().map(|(k, _)| *k)
+        self.nodes.front().map(|n| self.key(n))
+    }
+
+    /// Position in `slots` of absolute slot number `abs`.
+    fn at(&self, abs: u64) -> usize {
+        (abs - self.base) as usize
+    }
+
+    fn key(&self, n: &Node) -> StreamId {
+        self.slots[self.at(n.start)].id
+    }
+
+    /// The node's slots.
+    fn slots_of(&self, n: &Node) -> std::collections::vec_deque::Iter<'_, Slot> {
+        let a = self.at(n.start);
+        self.slots.range(a..a + n.count as usize)
+    }
+
+    /// Index of the last node keyed at or below `id`: the one that would hold it.
+    fn node_for(&self, id: StreamId) -> Option<usize> {
+        // The tail node first: where appends, relocations and recent reads go.
+        let last = self.nodes.len().checked_sub(1)?;
+        if self.key(&self.nodes[last]) <= id {
+            return Some(last);
+        }
+        self.nodes
+            .partition_point(|n| self.key(n) <= id)
+            .checked_sub(1)
+    }
+
+    /// Where `id` is (or would go) among the node's slots, as `binary_search` says.
+    fn position(&self, n: &Node, id: StreamId) -> Result<usize, usize> {
+        let a = self.at(n.start);
+        let (mut lo, mut hi) = (0usize, n.count as usize);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.slots[a + mid].id.cmp(&id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// Absolute slot number of the live entry `id`.
+    fn find(&self, id: StreamId) -> Option<(usize, u64)> {
+        let i = self.node_for(id)?;
+        let node = &self.nodes[i];
+        let pos = self.position(node, id).ok()?;
+        let abs = node.start + pos as u64;
+        (!self.slots[self.at(abs)].deleted()).then_some((i, abs))
+    }
+
+    /// The set of nodes changed: the rax count must be computed again.
+    fn nodes_changed(&mut self) {
+        *self.rax_nodes.get_mut() = 0;
     }
 
     /// Appends an entry whose ID is above every ID ever stored here.
@@ -192,9 +340,9 @@ impl StreamIndex {
         } else {
             limits.max_bytes
         };
-        let tail_fits = self.nodes.last_key_value().is_some_and(|(_, node)| {
+        let tail_fits = self.nodes.back().is_some_and(|node| {
             node.listpack_bytes() + raw_len < max_bytes
-                && (limits.max_entries == 0 || (node.slots.len() as u64) < limits.max_entries)
+                && (limits.max_entries == 0 || u64::from(node.count) < limits.max_entries)
         });
         let names: Vec<&Bytes> = fields.iter().step_by(2).collect();
         if !tail_fits {
@@ -203,32 +351,23 @@ impl StreamIndex {
             // the field names and a zero terminator.
             let mut body = 7 + lp_int_size(names.len() as i64) + lp_int_size(0);
             body += names.iter().map(|f| lp_str_size(f)).sum::<u64>();
-            self.rax.insert_id(id);
-            let master_fields = self.intern_names(&names);
-            // The closed node will not grow again: give back its spare capacity.
-            if let Some(mut tail) = self.nodes.last_entry() {
-                tail.get_mut().slots.shrink_to_fit();
-            }
-            self.nodes.insert(
-                id,
-                Node {
-                    slots: Vec::with_capacity(4),
-                    live: 0,
-                    master_fields,
-                    body_bytes: body,
-                },
-            );
+            let fields = self.intern_names(&names);
+            self.nodes.push_back(Node {
+                start: self.base + self.slots.len() as u64,
+                count: 0,
+                live: 0,
+                body_bytes: u32::try_from(body).unwrap_or(u32::MAX),
+                fields,
+            });
+            self.nodes_changed();
         }
-        let Some(mut tail) = self.nodes.last_entry() else {
+        let Some(&node) = self.nodes.back() else {
             return;
         };
-        let node = tail.get_mut();
-        let master = node.slots.first().map(|s| s.id).unwrap_or(id);
-        let same_fields = names.len() == node.master_fields.len()
-            && names
-                .iter()
-                .zip(node.master_fields.iter())
-                .all(|(a, b)| *a == b);
+        let master = if node.count == 0 { id } else { self.key(&node) };
+        let master_fields = self.field_sets.names(node.fields);
+        let same_fields = names.len() == master_fields.len()
+            && names.iter().zip(master_fields).all(|(a, b)| *a == b);
         let values = fields.iter().skip(1).step_by(2);
         let mut bytes = lp_int_size(if same_fields { 2 } else { 0 })
             + lp_int_size(id.ms.wrapping_sub(master.ms) as i64)
@@ -239,38 +378,93 @@ impl StreamIndex {
             bytes += lp_int_size(n) + names.iter().map(|f| lp_str_size(f)).sum::<u64>();
         }
         bytes += values.map(|v| lp_str_size(v)).sum::<u64>() + lp_int_size(lp_count);
-        node.body_bytes += bytes;
-        node.slots.push(Slot::new(id, payload));
-        node.live += 1;
+        self.slots.push_back(Slot::new(id, payload));
+        if let Some(node) = self.nodes.back_mut() {
+            node.body_bytes = node
+                .body_bytes
+                .saturating_add(u32::try_from(bytes).unwrap_or(u32::MAX));
+            node.count += 1;
+            node.live += 1;
+        }
         self.live += 1;
     }
 
-    /// Master field names for a new node: the tail node's, when equal; else owned
+    /// Master field names for a new node: the tail node's set, when equal; else owned
     /// copies (the arguments are slices of a connection's read buffer, which must not
     /// stay alive with the node).
-    fn intern_names<B: AsRef<[u8]>>(&self, names: &[B]) -> Arc<[Bytes]> {
-        if let Some((_, tail)) = self.nodes.last_key_value() {
-            let same = tail.master_fields.len() == names.len()
-                && tail
-                    .master_fields
-                    .iter()
-                    .zip(names)
-                    .all(|(a, b)| a[..] == *b.as_ref());
+    fn intern_names<B: AsRef<[u8]>>(&mut self, names: &[B]) -> u32 {
+        if let Some(tail) = self.nodes.back() {
+            let set = self.field_sets.names(tail.fields);
+            let same = set.len() == names.len()
+                && set.iter().zip(names).all(|(a, b)| a[..] == *b.as_ref());
             if same {
-                return tail.master_fields.clone();
+                let i = tail.fields;
+                self.field_sets.share(i);
+                return i;
             }
         }
-        names
-            .iter()
-            .map(|n| Bytes::copy_from_slice(n.as_ref()))
-            .collect()
+        self.field_sets.add(
+            names
+                .iter()
+                .map(|n| Bytes::copy_from_slice(n.as_ref()))
+                .collect(),
+        )
+    }
+
+    /// Removes node `i` and its slots (or leaves them as garbage when other nodes are
+    /// on both sides). Live counts are the caller's business.
+    fn free_node(&mut self, i: usize) {
+        let Some(node) = self.nodes.remove(i) else {
+            return;
+        };
+        self.field_sets.release(node.fields);
+        self.nodes_changed();
+        let owned = u64::from(node.count);
+        if self.nodes.is_empty() {
+            self.base += self.slots.len() as u64;
+            self.slots.clear();
+            self.garbage = 0;
+        } else if i == 0 {
+            // Drop everything before the new first node, garbage included.
+            let next = self.nodes[0].start;
+            let drop = self.at(next);
+            self.slots.drain(..drop);
+            self.base = next;
+            self.garbage -= drop as u64 - owned;
+        } else if i == self.nodes.len() {
+            // Drop everything after the new last node.
+            let prev = self.nodes[i - 1];
+            let keep = self.at(prev.start) + prev.count as usize;
+            let dropped = (self.slots.len() - keep) as u64;
+            self.slots.truncate(keep);
+            self.garbage -= dropped - owned;
+        } else {
+            self.garbage += owned;
+            self.compact_if_needed();
+        }
+    }
+
+    /// Rewrites `slots` without garbage once garbage is most of it (amortised O(1)
+    /// per freed slot).
+    fn compact_if_needed(&mut self) {
+        if self.garbage < GARBAGE_MIN || self.garbage * 2 < self.slots.len() as u64 {
+            return;
+        }
+        let mut slots = VecDeque::with_capacity(self.slots.len() - self.garbage as usize);
+        for i in 0..self.nodes.len() {
+            let node = self.nodes[i];
+            slots.extend(self.slots_of(&node).copied());
+            self.nodes[i].start = self.base + (slots.len() - node.count as usize) as u64;
+        }
+        self.slots = slots;
+        self.garbage = 0;
     }
 
     /// The live entry with this ID.
     pub fn get(&self, id: StreamId) -> Option<IndexedEntry> {
-        let (_, node) = self.nodes.range(..=id).next_back()?;
-        let slot = &node.slots[node.position(id).ok()?];
-        (!slot.deleted()).then(|| IndexedEntry {
+        let (_, abs) = self.find(id)?;
+        let slot = &self.slots[self.at(abs)];
+        Some(IndexedEntry {
             id: slot.id,
             payload: slot.handle(),
         })
@@ -284,14 +478,10 @@ impl StreamIndex {
         at: u64,
         check: impl FnOnce(&PayloadHandle) -> bool,
     ) -> Option<PayloadHandle> {
-        // The tail node first: where a just-appended entry is.
-        let node = match self.nodes.last_key_value() {
-            Some((k, _)) if *k <= id => self.nodes.last_entry()?.into_mut(),
-            _ => self.nodes.range_mut(..=id).next_back()?.1,
-        };
-        let pos = node.position(id).ok()?;
-        let slot = &mut node.slots[pos];
-        if slot.deleted() || !check(&slot.handle()) {
+        let (_, abs) = self.find(id)?;
+        let i = self.at(abs);
+        let slot = &mut self.slots[i];
+        if !check(&slot.handle()) {
             return None;
         }
         let old = slot.handle();
@@ -303,15 +493,14 @@ impl StreamIndex {
     /// a checkpoint records only log positions. Returns how many were rewritten.
     pub fn settle_resident(&mut self, resolve: impl Fn(PayloadHandle) -> PayloadHandle) -> u64 {
         let mut n = 0;
-        for node in self.nodes.values_mut() {
-            for slot in node.slots.iter_mut().filter(|s| !s.deleted()) {
-                let h = slot.handle();
-                if h.is_resident() {
-                    let r = resolve(h);
-                    if !r.is_resident() {
-                        slot.at = r.at;
-                        n += 1;
-                    }
+        // Garbage slots may be rewritten too; nothing reads them.
+        for slot in self.slots.iter_mut().filter(|s| !s.deleted()) {
+            let h = slot.handle();
+            if h.is_resident() {
+                let r = resolve(h);
+                if !r.is_resident() {
+                    slot.at = r.at;
+                    n += 1;
                 }
             }
         }
@@ -320,8 +509,8 @@ impl StreamIndex {
 
     /// Calls `f` with the handle of every live entry (space accounting for compaction).
     pub fn for_each_payload(&self, mut f: impl FnMut(StreamId, PayloadHandle)) {
-        for node in self.nodes.values() {
-            for slot in node.slots.iter().filter(|s| !s.deleted()) {
+        for node in &self.nodes {
+            for slot in self.slots_of(node).filter(|s| !s.deleted()) {
                 f(slot.id, slot.handle());
             }
         }
@@ -331,29 +520,23 @@ impl StreamIndex {
     ///
     /// Returns whether a live entry was deleted.
     pub fn delete(&mut self, id: StreamId) -> bool {
-        let Some((&key, node)) = self.nodes.range_mut(..=id).next_back() else {
+        let Some((i, abs)) = self.find(id) else {
             return false;
         };
-        let Ok(pos) = node.position(id) else {
-            return false;
-        };
-        if node.slots[pos].deleted() {
-            return false;
-        }
-        node.slots[pos].set_deleted();
-        node.live -= 1;
+        let at = self.at(abs);
+        self.slots[at].set_deleted();
+        self.nodes[i].live -= 1;
         self.live -= 1;
-        if node.live == 0 {
-            self.nodes.remove(&key);
-            self.rax.remove_id(key);
+        if self.nodes[i].live == 0 {
+            self.free_node(i);
         }
         true
     }
 
     /// Live entries with `start <= id <= end`, ascending (or descending if `rev`), at most `count`.
     ///
-    /// O(log n + scanned): the first node is found through the ordered map, then slots are
-    /// walked; tombstones cost a step but are never returned.
+    /// O(log n + scanned): the first node is found by binary search over the nodes, then
+    /// slots are walked; tombstones cost a step but are never returned.
     pub fn range(
         &self,
         start: StreamId,
@@ -363,20 +546,11 @@ impl StreamIndex {
     ) -> Vec<IndexedEntry> {
         let mut out = Vec::new();
         let limit = count.unwrap_or(usize::MAX);
-        if start > end || limit == 0 {
+        if start > end || limit == 0 || self.nodes.is_empty() {
             return out;
         }
-        // The node holding `start` is keyed at or below it.
-        let first_key = self
-            .nodes
-            .range(..=start)
-            .next_back()
-            .map(|(k, _)| *k)
-            .unwrap_or(start);
-        let nodes = self
-            .nodes
-            .range((Bound::Included(first_key), Bound::Included(end)))
-            .map(|(_, n)| n);
+        // The node holding `start` is keyed at or below it; if none is, the first.
+        let first = self.node_for(start).unwrap_or(0);
         let mut take = |slot: &Slot| -> bool {
             if !slot.deleted() {
                 out.push(IndexedEntry {
@@ -387,21 +561,30 @@ impl StreamIndex {
             out.len() < limit
         };
         if rev {
-            'rev: for node in nodes.rev() {
-                let upper = match node.position(end) {
+            let Some(last) = self.node_for(end) else {
+                return out;
+            };
+            'rev: for i in (first..=last).rev() {
+                let node = &self.nodes[i];
+                let upper = match self.position(node, end) {
                     Ok(i) => i + 1,
                     Err(i) => i,
                 };
-                for slot in node.slots[..upper].iter().rev() {
+                let a = self.at(node.start);
+                for slot in self.slots.range(a..a + upper).rev() {
                     if slot.id < start || !take(slot) {
                         break 'rev;
                     }
                 }
             }
         } else {
-            'fwd: for node in nodes {
-                let (Ok(lower) | Err(lower)) = node.position(start);
-                for slot in &node.slots[lower..] {
+            'fwd: for node in self.nodes.range(first..) {
+                if self.key(node) > end {
+                    break;
+                }
+                let (Ok(lower) | Err(lower)) = self.position(node, start);
+                let a = self.at(node.start);
+                for slot in self.slots.range(a + lower..a + node.count as usize) {
                     if slot.id > end || !take(slot) {
                         break 'fwd;
                     }
@@ -431,26 +614,25 @@ impl StreamIndex {
     /// nodes, as Redis does for `~ … LIMIT n`. Returns the number of entries removed.
     pub fn trim(&mut self, rule: TrimRule, approx: bool, limit: u64) -> u64 {
         let mut removed = 0u64;
-        while let Some(mut first) = self.nodes.first_entry() {
+        while let Some(&node) = self.nodes.front() {
             if let TrimRule::MaxLen(max) = rule {
                 if self.live <= max {
                     break;
                 }
             }
-            let node = first.get_mut();
-            let entries = node.live;
+            let entries = u64::from(node.live);
             if limit != 0 && removed + entries > limit {
                 break;
             }
             let whole = match rule {
                 TrimRule::MaxLen(max) => self.live - entries >= max,
                 // Redis compares the node's last slot, tombstone or not.
-                TrimRule::MinId(min) => node.slots.last().is_some_and(|s| s.id < min),
+                TrimRule::MinId(min) => {
+                    self.slots_of(&node).next_back().is_some_and(|s| s.id < min)
+                }
             };
             if whole {
-                let key = *first.key();
-                first.remove();
-                self.rax.remove_id(key);
+                self.free_node(0);
                 self.live -= entries;
                 removed += entries;
                 continue;
@@ -458,17 +640,18 @@ impl StreamIndex {
             if approx {
                 break;
             }
-            for slot in node.slots.iter_mut() {
+            let a = self.at(node.start);
+            for k in a..a + node.count as usize {
                 let stop = match rule {
                     TrimRule::MaxLen(max) => self.live <= max,
-                    TrimRule::MinId(min) => slot.id >= min,
+                    TrimRule::MinId(min) => self.slots[k].id >= min,
                 };
                 if stop {
                     break;
                 }
-                if !slot.deleted() {
-                    slot.set_deleted();
-                    node.live -= 1;
+                if !self.slots[k].deleted() {
+                    self.slots[k].set_deleted();
+                    self.nodes[0].live -= 1;
                     self.live -= 1;
                     removed += 1;
                 }
@@ -493,19 +676,21 @@ impl StreamIndex {
         out: &mut Vec<u8>,
     ) -> Option<StreamId> {
         use crate::engine::codec::Put;
-        let mut iter = self.nodes.range(from..);
+        let first = self.nodes.partition_point(|n| self.key(n) < from);
         let count_at = out.len();
         out.put_u32v(0);
         let mut n = 0u32;
-        for (key, node) in iter.by_ref().take(max_nodes) {
-            out.put_id(*key);
-            out.put_u64v(node.body_bytes);
-            out.put_u32v(node.master_fields.len() as u32);
-            for f in node.master_fields.iter() {
+        let mut iter = self.nodes.range(first..);
+        for node in iter.by_ref().take(max_nodes) {
+            out.put_id(self.key(node));
+            out.put_u64v(u64::from(node.body_bytes));
+            let names = self.field_sets.names(node.fields);
+            out.put_u32v(names.len() as u32);
+            for f in names {
                 out.put_bytes(f);
             }
-            out.put_u32v(node.slots.len() as u32);
-            for s in &node.slots {
+            out.put_u32v(node.count);
+            for s in self.slots_of(node) {
                 out.put_id(s.id);
                 out.put_u64v(s.at);
                 out.put_u32v(s.len);
@@ -514,7 +699,7 @@ impl StreamIndex {
             n += 1;
         }
         out[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
-        iter.next().map(|(k, _)| *k)
+        iter.next().map(|node| self.key(node))
     }
 
     /// Adds nodes written by [`StreamIndex::encode_nodes`] (in key order, after every
@@ -523,19 +708,19 @@ impl StreamIndex {
         let count = r.count(28)?;
         for _ in 0..count {
             let key = r.id()?;
-            if self.nodes.last_key_value().is_some_and(|(k, _)| *k >= key) {
+            let after_last = self.slots.back().is_none_or(|s| s.id < key);
+            if !after_last {
                 return None;
             }
-            let body_bytes = r.u64()?;
+            let body_bytes = u32::try_from(r.u64()?).unwrap_or(u32::MAX);
             let nf = r.count(4)?;
             let mut names = Vec::with_capacity(nf);
             for _ in 0..nf {
                 names.push(r.bytes()?);
             }
-            let master_fields = self.intern_names(&names);
             let ns = r.count(32)?;
             let mut slots = Vec::with_capacity(ns);
-            let mut live = 0;
+            let mut live = 0u32;
             for _ in 0..ns {
                 let slot = Slot {
                     id: r.id()?,
@@ -548,22 +733,23 @@ impl StreamIndex {
                 }
                 slots.push(slot);
             }
-            if slots.first().is_some_and(|s| s.id != key)
+            if slots.first().is_none_or(|s| s.id != key)
                 || slots.windows(2).any(|w| w[0].id >= w[1].id)
             {
                 return None;
             }
-            self.rax.insert_id(key);
-            self.live += live;
-            self.nodes.insert(
-                key,
-                Node {
-                    slots,
-                    live,
-                    master_fields,
-                    body_bytes,
-                },
-            );
+            let fields = self.intern_names(&names);
+            let start = self.base + self.slots.len() as u64;
+            self.slots.extend(slots);
+            self.nodes.push_back(Node {
+                start,
+                count: u32::try_from(ns).ok()?,
+                live,
+                body_bytes,
+                fields,
+            });
+            self.live += u64::from(live);
+            self.nodes_changed();
         }
         Some(())
     }
@@ -730,6 +916,149 @@ mod tests {
         assert!(ix.delete(id(2, 0)));
         ix.append(id(3, 0), &fields("a"), h(), limits);
         assert_eq!(ix.node_count(), 2);
+    }
+
+    impl StreamIndex {
+        /// Panics unless the structure's invariants hold.
+        fn check(&self) {
+            let mut owned = 0u64;
+            let mut live = 0u64;
+            let mut prev_end = self.base;
+            let mut prev_id = None;
+            for (i, n) in self.nodes.iter().enumerate() {
+                assert!(n.count > 0);
+                assert!(n.start >= prev_end, "node {i} overlaps");
+                if i == 0 {
+                    assert_eq!(n.start, self.base, "first node starts at base");
+                }
+                let slots: Vec<&Slot> = self.slots_of(n).collect();
+                assert_eq!(slots.len(), n.count as usize);
+                assert_eq!(slots.iter().filter(|s| !s.deleted()).count() as u32, n.live);
+                for s in slots {
+                    assert!(prev_id < Some(s.id), "IDs ascend");
+                    prev_id = Some(s.id);
+                }
+                owned += u64::from(n.count);
+                live += u64::from(n.live);
+                prev_end = n.start + u64::from(n.count);
+            }
+            assert_eq!(
+                prev_end,
+                self.base + self.slots.len() as u64,
+                "nothing after the last node"
+            );
+            assert_eq!(self.garbage, self.slots.len() as u64 - owned);
+            assert_eq!(self.live, live);
+        }
+    }
+
+    /// Appends, XDEL-style deletes anywhere (freeing nodes in the middle, so garbage
+    /// builds up and is compacted) and exact trims, against a plain set of live IDs.
+    #[test]
+    fn random_history_matches_a_model() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let limits = NodeLimits {
+            max_entries: 4,
+            max_bytes: 4096,
+        };
+        let mut ix = StreamIndex::new();
+        let mut model = std::collections::BTreeSet::new();
+        let mut ms = 0;
+        let mut compactions = 0;
+        for step in 0..80_000u64 {
+            // Phases: mostly appends, then mostly deletes, and so on.
+            let appending = (step / 20_000) % 2 == 0;
+            let r = next() % 100;
+            if r < if appending { 90 } else { 5 } {
+                ms += 1 + next() % 3;
+                ix.append(id(ms, 0), &fields("v"), h(), limits);
+                model.insert(id(ms, 0));
+            } else if r < 99 || next() % 20 != 0 {
+                let victim = if model.is_empty() || next() % 10 == 0 {
+                    id(next() % (ms + 1), 0)
+                } else {
+                    *model
+                        .iter()
+                        .nth((next() % model.len() as u64) as usize)
+                        .expect("non-empty")
+                };
+                let garbage = ix.garbage;
+                assert_eq!(ix.delete(victim), model.remove(&victim), "step {step}");
+                // Compaction empties a garbage pile big enough to be worth it.
+                if garbage + 4 >= GARBAGE_MIN && ix.garbage == 0 {
+                    compactions += 1;
+                }
+            } else {
+                let keep = model.len() as u64 * 3 / 4;
+                let removed = ix.trim(TrimRule::MaxLen(keep), false, 0);
+                let mut n = 0;
+                while model.len() as u64 > keep {
+                    model.pop_first();
+                    n += 1;
+                }
+                assert_eq!(removed, n);
+            }
+            if step % 97 == 0 {
+                ix.check();
+                let all: Vec<StreamId> = ix
+                    .range(StreamId::MIN, StreamId::MAX, None, false)
+                    .iter()
+                    .map(|e| e.id)
+                    .collect();
+                assert_eq!(
+                    all,
+                    model.iter().copied().collect::<Vec<_>>(),
+                    "step {step}"
+                );
+                let (x, y) = (next() % (ms + 1), next() % (ms + 1));
+                let (a, b) = (id(x.min(y), 0), id(x.max(y), 0));
+                let rev: Vec<StreamId> =
+                    ix.range(a, b, Some(5), true).iter().map(|e| e.id).collect();
+                let want: Vec<StreamId> = model.range(a..=b).rev().take(5).copied().collect();
+                assert_eq!(rev, want, "step {step}");
+                assert_eq!(ix.len(), model.len() as u64);
+                assert_eq!(ix.first().map(|e| e.id), model.first().copied());
+                assert_eq!(ix.last().map(|e| e.id), model.last().copied());
+            }
+        }
+        assert!(compactions > 0, "garbage was never compacted");
+    }
+
+    /// A checkpoint's node records rebuild the same index.
+    #[test]
+    fn encode_decode_round_trip() {
+        let mut ix = filled(1000, NodeLimits::default());
+        for i in (1..=1000).step_by(7) {
+            ix.delete(id(i, 0));
+        }
+        for i in 301..=400 {
+            ix.delete(id(i, 0));
+        }
+        let mut back = StreamIndex::new();
+        let mut from = StreamId::MIN;
+        loop {
+            let mut buf = Vec::new();
+            let next = ix.encode_nodes(from, 3, &mut buf);
+            let mut r = crate::engine::codec::Reader::new(Bytes::from(buf));
+            back.decode_nodes(&mut r).expect("well-formed");
+            match next {
+                Some(k) => from = k,
+                None => break,
+            }
+        }
+        back.check();
+        assert_eq!(back.node_count(), ix.node_count());
+        assert_eq!(back.radix_tree_nodes(), ix.radix_tree_nodes());
+        assert_eq!(
+            back.range(StreamId::MIN, StreamId::MAX, None, false),
+            ix.range(StreamId::MIN, StreamId::MAX, None, false)
+        );
     }
 
     #[test]

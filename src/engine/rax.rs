@@ -1,95 +1,28 @@
-//! The shape of Redis's radix tree (`rax.c`), kept only to count its nodes.
+//! How many nodes Redis's radix tree (`rax.c`) has for a stream's node keys.
 //!
 //! Redis files a stream's listpacks in a rax keyed by each listpack's master entry ID
 //! (16 bytes, big-endian ms then seq), and XINFO STREAM reports that tree's `numnodes`
-//! as `radix-tree-nodes`. The count depends on the whole insert/delete history: rax
-//! splits compressed nodes on insert, and on delete it frees dead branches and
-//! re-compresses single-child chains only in the situations `raxRemove` checks for.
-//! So there is no formula; the honest way to report the number is to replay every
-//! `raxInsert` / `raxRemove` against a tree of the same shape.
+//! as `radix-tree-nodes`.
 //!
-//! [`RaxShape`] is that tree without values: each node keeps its key flag, whether it is
-//! compressed, its edge bytes and its children, and every step follows `rax.c`
-//! (7.x, unchanged since rax 1.2) closely enough that the node count matches exactly,
-//! including rax's quirks:
+//! For keys of one fixed length — and stream keys are all 16 bytes, so none is a prefix
+//! of another — rax keeps its tree canonical: inserts split compressed nodes, and
+//! `raxRemove` frees dead branches and re-compresses the single-child chain a removal
+//! leaves. The node count is then a function of the set of keys alone, not of the
+//! order they came and went in, and [`count_nodes`] computes it from the sorted keys in
+//! one pass, with no tree kept in memory (a tree shadowing rax cost about 100 bytes per
+//! node key, a third of the whole index at 1 KiB entries).
 //!
-//! - deleting a key held by a *compressed* node (a key that is a proper prefix of
-//!   other keys) never re-compresses, because `raxRemove` only tries when the node has
-//!   exactly one edge byte;
-//! - re-compression climbs only over non-key single-child ancestors and descends only
-//!   over non-key single-child descendants.
+//! The count, over the compacted trie of the keys: the head, plus for every trie edge
+//! one node for its target and one compressed node for the bytes between its first
+//! byte and its target when there are two or more, plus the top branching node (or
+//! the only leaf) when the head is a compressed prefix in front of it.
 //!
-//! Nodes live in an arena and are rewritten in place where rax allocates a replacement
-//! and frees the original; the arena's live-node count then equals rax's `numnodes`,
-//! which rax itself keeps equal to its allocated nodes.
+//! `shape::RaxShape` (tests only) is a step-by-step replica of `rax.c`'s insert and
+//! remove. It was matched against live Redis 7.0.15 traces and `rax.c` itself, and
+//! the tests check [`count_nodes`] against it and against those traces after random
+//! inserts and removals.
 
 use crate::engine::id::StreamId;
-
-/// rax's cap on the bytes of one compressed node (`RAX_NODE_MAX_SIZE`, a 29-bit field).
-const NODE_MAX_SIZE: usize = (1 << 29) - 1;
-
-/// Index of a node in the arena.
-type NodeRef = u32;
-
-/// One rax node, without its value pointer.
-///
-/// Like `raxNode`: a compressed node holds a string of `bytes` and exactly one child
-/// reached after all of them; a plain node holds one edge byte per child, sorted. A
-/// node "is a key" when the path leading *to* it spells a stored key.
-#[derive(Clone, Debug, Default)]
-struct RaxNode {
-    is_key: bool,
-    compressed: bool,
-    bytes: Vec<u8>,
-    children: Vec<NodeRef>,
-}
-
-impl RaxNode {
-    /// rax's `size` field: edge count, or string length when compressed.
-    fn size(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Whether rax may fold this node into a compressed chain: not a key and exactly one
-    /// child. rax spells the negation `iskey || (!iscompr && size != 1)` in both its
-    /// delete cleanup and its re-compression scans.
-    fn is_chain_link(&self) -> bool {
-        !self.is_key && (self.compressed || self.bytes.len() == 1)
-    }
-}
-
-/// A radix tree shaped exactly like Redis's rax under the same inserts and removals.
-///
-/// `nodes()` is rax's `numnodes` (1 for an empty tree: the head always exists) and
-/// `keys()` is `numele`.
-#[derive(Clone, Debug)]
-pub struct RaxShape {
-    arena: Vec<RaxNode>,
-    /// Arena slots freed by removals, reused by the next allocations.
-    free: Vec<NodeRef>,
-    head: NodeRef,
-    live_nodes: u64,
-    keys: u64,
-    /// Parent stack of the last walk, kept to avoid an allocation per removal.
-    scratch: Vec<NodeRef>,
-}
-
-impl Default for RaxShape {
-    fn default() -> Self {
-        RaxShape::new()
-    }
-}
-
-/// Where `walk` stopped, as `raxLowWalk` reports it.
-struct WalkEnd {
-    /// The node the walk ended at.
-    node: NodeRef,
-    /// Key bytes consumed.
-    matched: usize,
-    /// Inside a compressed `node`, the index of the first byte not matched.
-    split: usize,
-}
-
 /// The 16-byte rax key Redis files a stream node under (`streamEncodeID`).
 pub fn stream_node_key(id: StreamId) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -98,329 +31,465 @@ pub fn stream_node_key(id: StreamId) -> [u8; 16] {
     key
 }
 
-impl RaxShape {
-    /// An empty tree: just the head node, as `raxNew` makes it.
-    pub fn new() -> Self {
-        RaxShape {
-            arena: vec![RaxNode::default()],
-            free: Vec::new(),
-            head: 0,
-            live_nodes: 1,
-            keys: 0,
-            scratch: Vec::new(),
-        }
-    }
+/// Bytes of a stream node key.
+const KEY_LEN: i32 = 16;
 
-    /// rax's `numnodes`: XINFO STREAM's `radix-tree-nodes`.
-    pub fn nodes(&self) -> u64 {
-        self.live_nodes
-    }
-
-    /// rax's `numele`: XINFO STREAM's `radix-tree-keys`.
-    pub fn keys(&self) -> u64 {
-        self.keys
-    }
-
-    /// `raxInsert` of a stream node keyed by its master entry ID.
-    pub fn insert_id(&mut self, master: StreamId) -> bool {
-        self.insert(&stream_node_key(master))
-    }
-
-    /// `raxRemove` of the stream node keyed by its master entry ID.
-    pub fn remove_id(&mut self, master: StreamId) -> bool {
-        self.remove(&stream_node_key(master))
-    }
-
-    fn node(&self, r: NodeRef) -> &RaxNode {
-        &self.arena[r as usize]
-    }
-
-    fn node_mut(&mut self, r: NodeRef) -> &mut RaxNode {
-        &mut self.arena[r as usize]
-    }
-
-    fn alloc(&mut self, node: RaxNode) -> NodeRef {
-        self.live_nodes += 1;
-        match self.free.pop() {
-            Some(r) => {
-                self.arena[r as usize] = node;
-                r
-            }
-            None => {
-                // A rax with 2^32 nodes would need hundreds of GiB; the arena cannot get there.
-                let r = NodeRef::try_from(self.arena.len()).unwrap_or(NodeRef::MAX);
-                self.arena.push(node);
-                r
-            }
-        }
-    }
-
-    fn release(&mut self, r: NodeRef) {
-        self.live_nodes -= 1;
-        self.arena[r as usize] = RaxNode::default();
-        self.free.push(r);
-    }
-
-    /// `raxLowWalk`: follows `key` from the head as far as the tree spells it, pushing
-    /// every node passed through (not the one stopped at) onto `parents`.
-    fn walk(&self, key: &[u8], mut parents: Option<&mut Vec<NodeRef>>) -> WalkEnd {
-        let mut h = self.head;
-        let mut i = 0;
-        let mut j = 0;
-        loop {
-            let node = self.node(h);
-            if node.size() == 0 || i >= key.len() {
+/// rax's `numnodes` for a tree holding exactly these stream node keys, given in
+/// ascending order without duplicates. O(keys).
+pub fn count_nodes(sorted_keys: impl IntoIterator<Item = StreamId>) -> u64 {
+    let mut keys = sorted_keys
+        .into_iter()
+        .map(|id| u128::from_be_bytes(stream_node_key(id)));
+    let Some(mut prev) = keys.next() else {
+        // The head alone.
+        return 1;
+    };
+    let long = |child: i32, parent: i32| u64::from(child - parent >= 2);
+    let mut leaves = 1u64;
+    let mut branches = 0u64;
+    let mut long_edges = 0u64;
+    // Depths of the branching nodes on the path to the previous key, increasing.
+    let mut open: Vec<i32> = Vec::with_capacity(KEY_LEN as usize);
+    // Common prefix of the previous key with the one before it (-1: none).
+    let mut prev_lcp = -1i32;
+    for key in keys {
+        let lcp = ((prev ^ key).leading_zeros() / 8) as i32;
+        // The previous key's leaf hangs off the deeper of its two neighbours' branches.
+        long_edges += long(KEY_LEN, prev_lcp.max(lcp));
+        // Branches deeper than `lcp` are complete: each hangs off its next shallower
+        // open branch or the one at `lcp`, whichever is deeper.
+        while let Some(&top) = open.last() {
+            if top <= lcp {
                 break;
             }
-            let next = if node.compressed {
-                j = 0;
-                while j < node.size() && i < key.len() && node.bytes[j] == key[i] {
-                    j += 1;
-                    i += 1;
-                }
-                if j != node.size() {
-                    break;
-                }
-                node.children[0]
-            } else {
-                match node.bytes.binary_search(&key[i]) {
-                    Ok(pos) => {
-                        i += 1;
-                        node.children[pos]
-                    }
-                    Err(_) => break,
-                }
-            };
-            if let Some(stack) = parents.as_mut() {
-                stack.push(h);
-            }
-            h = next;
-            j = 0;
+            open.pop();
+            let parent = open.last().copied().unwrap_or(-1).max(lcp);
+            long_edges += long(top, parent);
         }
-        let split = if self.node(h).compressed { j } else { 0 };
-        WalkEnd {
-            node: h,
-            matched: i,
-            split,
+        if open.last() != Some(&lcp) {
+            open.push(lcp);
+            branches += 1;
+        }
+        prev_lcp = lcp;
+        prev = key;
+        leaves += 1;
+    }
+    if leaves > 1 {
+        long_edges += long(KEY_LEN, prev_lcp);
+    }
+    // The shallowest open branch is the top of the trie (or the only leaf is).
+    let mut top = if leaves == 1 { KEY_LEN } else { -1 };
+    while let Some(depth) = open.pop() {
+        match open.last() {
+            Some(&parent) => long_edges += long(depth, parent),
+            None => top = depth,
+        }
+    }
+    let edges = leaves + branches - 1;
+    1 + edges + long_edges + u64::from(top >= 1)
+}
+
+/// A step-by-step replica of rax.c, kept to check [`count_nodes`] against.
+#[cfg(test)]
+mod shape {
+    use super::*;
+
+    /// rax's cap on the bytes of one compressed node (`RAX_NODE_MAX_SIZE`, a 29-bit field).
+    const NODE_MAX_SIZE: usize = (1 << 29) - 1;
+
+    /// Index of a node in the arena.
+    type NodeRef = u32;
+
+    /// One rax node, without its value pointer.
+    ///
+    /// Like `raxNode`: a compressed node holds a string of `bytes` and exactly one child
+    /// reached after all of them; a plain node holds one edge byte per child, sorted. A
+    /// node "is a key" when the path leading *to* it spells a stored key.
+    #[derive(Clone, Debug, Default)]
+    struct RaxNode {
+        is_key: bool,
+        compressed: bool,
+        bytes: Vec<u8>,
+        children: Vec<NodeRef>,
+    }
+
+    impl RaxNode {
+        /// rax's `size` field: edge count, or string length when compressed.
+        fn size(&self) -> usize {
+            self.bytes.len()
+        }
+
+        /// Whether rax may fold this node into a compressed chain: not a key and exactly one
+        /// child. rax spells the negation `iskey || (!iscompr && size != 1)` in both its
+        /// delete cleanup and its re-compression scans.
+        fn is_chain_link(&self) -> bool {
+            !self.is_key && (self.compressed || self.bytes.len() == 1)
         }
     }
 
-    /// `raxInsert`: adds `key`, returning false if it was already present.
-    pub fn insert(&mut self, key: &[u8]) -> bool {
-        let len = key.len();
-        let WalkEnd {
-            node: mut h,
-            matched: mut i,
-            split: j,
-        } = self.walk(key, None);
+    /// A radix tree shaped exactly like Redis's rax under the same inserts and removals.
+    ///
+    /// `nodes()` is rax's `numnodes` (1 for an empty tree: the head always exists) and
+    /// `keys()` is `numele`.
+    #[derive(Clone, Debug)]
+    pub struct RaxShape {
+        arena: Vec<RaxNode>,
+        /// Arena slots freed by removals, reused by the next allocations.
+        free: Vec<NodeRef>,
+        head: NodeRef,
+        live_nodes: u64,
+        keys: u64,
+        /// Parent stack of the last walk, kept to avoid an allocation per removal.
+        scratch: Vec<NodeRef>,
+    }
 
-        // The key ends exactly at a node: just flag it.
-        if i == len && (!self.node(h).compressed || j == 0) {
-            let node = self.node_mut(h);
-            if node.is_key {
-                return false;
+    impl Default for RaxShape {
+        fn default() -> Self {
+            RaxShape::new()
+        }
+    }
+
+    /// Where `walk` stopped, as `raxLowWalk` reports it.
+    struct WalkEnd {
+        /// The node the walk ended at.
+        node: NodeRef,
+        /// Key bytes consumed.
+        matched: usize,
+        /// Inside a compressed `node`, the index of the first byte not matched.
+        split: usize,
+    }
+
+    impl RaxShape {
+        /// An empty tree: just the head node, as `raxNew` makes it.
+        pub fn new() -> Self {
+            RaxShape {
+                arena: vec![RaxNode::default()],
+                free: Vec::new(),
+                head: 0,
+                live_nodes: 1,
+                keys: 0,
+                scratch: Vec::new(),
             }
-            node.is_key = true;
-            self.keys += 1;
-            return true;
         }
 
-        if self.node(h).compressed {
-            let node = self.node(h);
-            let next = node.children[0];
-            if i != len {
-                // ALGO 1: a mismatch at byte j of a compressed node. It becomes
-                // [trimmed prefix] -> split node (the old byte j, later also the key's
-                // byte) -> [postfix] -> next; the insertion then continues at the split node.
-                let split_byte = node.bytes[j];
-                let postfix_bytes = node.bytes[j + 1..].to_vec();
-                let postfix = if postfix_bytes.is_empty() {
-                    next
+        /// Arena slots, freed ones included.
+        pub fn arena_len(&self) -> usize {
+            self.arena.len()
+        }
+
+        /// rax's `numnodes`: XINFO STREAM's `radix-tree-nodes`.
+        pub fn nodes(&self) -> u64 {
+            self.live_nodes
+        }
+
+        /// rax's `numele`: XINFO STREAM's `radix-tree-keys`.
+        pub fn keys(&self) -> u64 {
+            self.keys
+        }
+
+        /// `raxInsert` of a stream node keyed by its master entry ID.
+        pub fn insert_id(&mut self, master: StreamId) -> bool {
+            self.insert(&stream_node_key(master))
+        }
+
+        /// `raxRemove` of the stream node keyed by its master entry ID.
+        pub fn remove_id(&mut self, master: StreamId) -> bool {
+            self.remove(&stream_node_key(master))
+        }
+
+        fn node(&self, r: NodeRef) -> &RaxNode {
+            &self.arena[r as usize]
+        }
+
+        fn node_mut(&mut self, r: NodeRef) -> &mut RaxNode {
+            &mut self.arena[r as usize]
+        }
+
+        fn alloc(&mut self, node: RaxNode) -> NodeRef {
+            self.live_nodes += 1;
+            match self.free.pop() {
+                Some(r) => {
+                    self.arena[r as usize] = node;
+                    r
+                }
+                None => {
+                    // A rax with 2^32 nodes would need hundreds of GiB; the arena cannot get there.
+                    let r = NodeRef::try_from(self.arena.len()).unwrap_or(NodeRef::MAX);
+                    self.arena.push(node);
+                    r
+                }
+            }
+        }
+
+        fn release(&mut self, r: NodeRef) {
+            self.live_nodes -= 1;
+            self.arena[r as usize] = RaxNode::default();
+            self.free.push(r);
+        }
+
+        /// `raxLowWalk`: follows `key` from the head as far as the tree spells it, pushing
+        /// every node passed through (not the one stopped at) onto `parents`.
+        fn walk(&self, key: &[u8], mut parents: Option<&mut Vec<NodeRef>>) -> WalkEnd {
+            let mut h = self.head;
+            let mut i = 0;
+            let mut j = 0;
+            loop {
+                let node = self.node(h);
+                if node.size() == 0 || i >= key.len() {
+                    break;
+                }
+                let next = if node.compressed {
+                    j = 0;
+                    while j < node.size() && i < key.len() && node.bytes[j] == key[i] {
+                        j += 1;
+                        i += 1;
+                    }
+                    if j != node.size() {
+                        break;
+                    }
+                    node.children[0]
                 } else {
-                    self.alloc(RaxNode {
-                        is_key: false,
-                        compressed: postfix_bytes.len() > 1,
-                        bytes: postfix_bytes,
-                        children: vec![next],
-                    })
+                    match node.bytes.binary_search(&key[i]) {
+                        Ok(pos) => {
+                            i += 1;
+                            node.children[pos]
+                        }
+                        Err(_) => break,
+                    }
                 };
-                h = if j == 0 {
-                    // The split node replaces the compressed node and inherits its key flag.
-                    let split_node = self.node_mut(h);
-                    split_node.compressed = false;
-                    split_node.bytes = vec![split_byte];
-                    split_node.children = vec![postfix];
-                    h
-                } else {
-                    let split_node = self.alloc(RaxNode {
-                        is_key: false,
-                        compressed: false,
-                        bytes: vec![split_byte],
-                        children: vec![postfix],
-                    });
-                    // The trimmed prefix keeps the key flag; one byte left is a plain node.
-                    let trimmed = self.node_mut(h);
-                    trimmed.bytes.truncate(j);
-                    trimmed.compressed = j > 1;
-                    trimmed.children = vec![split_node];
-                    split_node
-                };
-            } else {
-                // ALGO 2: the key ends inside a compressed node (j > 0 here). Split it
-                // into [first j bytes] -> [rest, flagged as the new key] -> next.
-                let postfix_bytes = node.bytes[j..].to_vec();
-                let postfix = self.alloc(RaxNode {
-                    is_key: true,
-                    compressed: postfix_bytes.len() > 1,
-                    bytes: postfix_bytes,
-                    children: vec![next],
-                });
-                let trimmed = self.node_mut(h);
-                trimmed.bytes.truncate(j);
-                trimmed.compressed = j > 1;
-                trimmed.children = vec![postfix];
+                if let Some(stack) = parents.as_mut() {
+                    stack.push(h);
+                }
+                h = next;
+                j = 0;
+            }
+            let split = if self.node(h).compressed { j } else { 0 };
+            WalkEnd {
+                node: h,
+                matched: i,
+                split,
+            }
+        }
+
+        /// `raxInsert`: adds `key`, returning false if it was already present.
+        pub fn insert(&mut self, key: &[u8]) -> bool {
+            let len = key.len();
+            let WalkEnd {
+                node: mut h,
+                matched: mut i,
+                split: j,
+            } = self.walk(key, None);
+
+            // The key ends exactly at a node: just flag it.
+            if i == len && (!self.node(h).compressed || j == 0) {
+                let node = self.node_mut(h);
+                if node.is_key {
+                    return false;
+                }
+                node.is_key = true;
                 self.keys += 1;
                 return true;
             }
-        }
 
-        // Spell the rest of the key: a childless node takes as much as it can as one
-        // compressed string (when more than one byte remains), otherwise one edge is added.
-        while i < len {
-            let child = self.alloc(RaxNode::default());
-            let node = self.node_mut(h);
-            if node.size() == 0 && len - i > 1 {
-                let take = (len - i).min(NODE_MAX_SIZE);
-                node.compressed = true;
-                node.bytes = key[i..i + take].to_vec();
-                node.children = vec![child];
-                i += take;
-            } else {
-                let pos = node.bytes.partition_point(|&b| b <= key[i]);
-                node.bytes.insert(pos, key[i]);
-                node.children.insert(pos, child);
-                i += 1;
+            if self.node(h).compressed {
+                let node = self.node(h);
+                let next = node.children[0];
+                if i != len {
+                    // ALGO 1: a mismatch at byte j of a compressed node. It becomes
+                    // [trimmed prefix] -> split node (the old byte j, later also the key's
+                    // byte) -> [postfix] -> next; the insertion then continues at the split node.
+                    let split_byte = node.bytes[j];
+                    let postfix_bytes = node.bytes[j + 1..].to_vec();
+                    let postfix = if postfix_bytes.is_empty() {
+                        next
+                    } else {
+                        self.alloc(RaxNode {
+                            is_key: false,
+                            compressed: postfix_bytes.len() > 1,
+                            bytes: postfix_bytes,
+                            children: vec![next],
+                        })
+                    };
+                    h = if j == 0 {
+                        // The split node replaces the compressed node and inherits its key flag.
+                        let split_node = self.node_mut(h);
+                        split_node.compressed = false;
+                        split_node.bytes = vec![split_byte];
+                        split_node.children = vec![postfix];
+                        h
+                    } else {
+                        let split_node = self.alloc(RaxNode {
+                            is_key: false,
+                            compressed: false,
+                            bytes: vec![split_byte],
+                            children: vec![postfix],
+                        });
+                        // The trimmed prefix keeps the key flag; one byte left is a plain node.
+                        let trimmed = self.node_mut(h);
+                        trimmed.bytes.truncate(j);
+                        trimmed.compressed = j > 1;
+                        trimmed.children = vec![split_node];
+                        split_node
+                    };
+                } else {
+                    // ALGO 2: the key ends inside a compressed node (j > 0 here). Split it
+                    // into [first j bytes] -> [rest, flagged as the new key] -> next.
+                    let postfix_bytes = node.bytes[j..].to_vec();
+                    let postfix = self.alloc(RaxNode {
+                        is_key: true,
+                        compressed: postfix_bytes.len() > 1,
+                        bytes: postfix_bytes,
+                        children: vec![next],
+                    });
+                    let trimmed = self.node_mut(h);
+                    trimmed.bytes.truncate(j);
+                    trimmed.compressed = j > 1;
+                    trimmed.children = vec![postfix];
+                    self.keys += 1;
+                    return true;
+                }
             }
-            h = child;
-        }
-        let node = self.node_mut(h);
-        let added = !node.is_key;
-        node.is_key = true;
-        if added {
-            self.keys += 1;
-        }
-        true
-    }
 
-    /// `raxRemove`: deletes `key`, returning false if it was not present.
-    pub fn remove(&mut self, key: &[u8]) -> bool {
-        let mut parents = std::mem::take(&mut self.scratch);
-        parents.clear();
-        let end = self.walk(key, Some(&mut parents));
-        let node = self.node(end.node);
-        let found = end.matched == key.len() && !(node.compressed && end.split != 0) && node.is_key;
-        if found {
-            self.remove_found(end.node, &mut parents);
+            // Spell the rest of the key: a childless node takes as much as it can as one
+            // compressed string (when more than one byte remains), otherwise one edge is added.
+            while i < len {
+                let child = self.alloc(RaxNode::default());
+                let node = self.node_mut(h);
+                if node.size() == 0 && len - i > 1 {
+                    let take = (len - i).min(NODE_MAX_SIZE);
+                    node.compressed = true;
+                    node.bytes = key[i..i + take].to_vec();
+                    node.children = vec![child];
+                    i += take;
+                } else {
+                    let pos = node.bytes.partition_point(|&b| b <= key[i]);
+                    node.bytes.insert(pos, key[i]);
+                    node.children.insert(pos, child);
+                    i += 1;
+                }
+                h = child;
+            }
+            let node = self.node_mut(h);
+            let added = !node.is_key;
+            node.is_key = true;
+            if added {
+                self.keys += 1;
+            }
+            true
         }
-        self.scratch = parents;
-        found
-    }
 
-    /// The part of `raxRemove` after the key's node `h` was found; `parents` holds the path.
-    fn remove_found(&mut self, mut h: NodeRef, parents: &mut Vec<NodeRef>) {
-        self.node_mut(h).is_key = false;
-        self.keys -= 1;
+        /// `raxRemove`: deletes `key`, returning false if it was not present.
+        pub fn remove(&mut self, key: &[u8]) -> bool {
+            let mut parents = std::mem::take(&mut self.scratch);
+            parents.clear();
+            let end = self.walk(key, Some(&mut parents));
+            let node = self.node(end.node);
+            let found =
+                end.matched == key.len() && !(node.compressed && end.split != 0) && node.is_key;
+            if found {
+                self.remove_found(end.node, &mut parents);
+            }
+            self.scratch = parents;
+            found
+        }
 
-        let mut try_compress = false;
-        if self.node(h).size() == 0 {
-            // Free the now useless leaf and every non-key single-child ancestor above it.
-            let mut freed_child = None;
-            while h != self.head {
-                freed_child = Some(h);
-                self.release(h);
-                // Every node but the head was reached through its parent, so the stack
-                // cannot run dry below the head.
-                let Some(parent) = parents.pop() else {
-                    return;
-                };
-                h = parent;
-                if !self.node(h).is_chain_link() {
+        /// The part of `raxRemove` after the key's node `h` was found; `parents` holds the path.
+        fn remove_found(&mut self, mut h: NodeRef, parents: &mut Vec<NodeRef>) {
+            self.node_mut(h).is_key = false;
+            self.keys -= 1;
+
+            let mut try_compress = false;
+            if self.node(h).size() == 0 {
+                // Free the now useless leaf and every non-key single-child ancestor above it.
+                let mut freed_child = None;
+                while h != self.head {
+                    freed_child = Some(h);
+                    self.release(h);
+                    // Every node but the head was reached through its parent, so the stack
+                    // cannot run dry below the head.
+                    let Some(parent) = parents.pop() else {
+                        return;
+                    };
+                    h = parent;
+                    if !self.node(h).is_chain_link() {
+                        break;
+                    }
+                }
+                if let Some(child) = freed_child {
+                    let parent = self.node_mut(h);
+                    if parent.compressed {
+                        // A compressed node's only child is gone: it becomes a plain leaf.
+                        parent.compressed = false;
+                        parent.bytes.clear();
+                        parent.children.clear();
+                    } else if let Some(pos) = parent.children.iter().position(|&c| c == child) {
+                        parent.bytes.remove(pos);
+                        parent.children.remove(pos);
+                    }
+                    try_compress = parent.size() == 1 && !parent.is_key;
+                }
+            } else if self.node(h).size() == 1 {
+                // rax tests the edge count only: an unflagged *compressed* node (size >= 2)
+                // is left as it is, even though it could merge with its neighbours.
+                try_compress = true;
+            }
+            if !try_compress {
+                return;
+            }
+
+            // Climb to the highest non-key single-child ancestor, then gather the chain of
+            // non-key single-child nodes from there down, and fuse it into one compressed node.
+            while let Some(&parent) = parents.last() {
+                if !self.node(parent).is_chain_link() {
                     break;
                 }
+                parents.pop();
+                h = parent;
             }
-            if let Some(child) = freed_child {
-                let parent = self.node_mut(h);
-                if parent.compressed {
-                    // A compressed node's only child is gone: it becomes a plain leaf.
-                    parent.compressed = false;
-                    parent.bytes.clear();
-                    parent.children.clear();
-                } else if let Some(pos) = parent.children.iter().position(|&c| c == child) {
-                    parent.bytes.remove(pos);
-                    parent.children.remove(pos);
+            let start = h;
+            let mut chain = 1usize;
+            let mut total = self.node(start).size();
+            let mut cur = start;
+            while let Some(&child) = self.node(cur).children.last() {
+                cur = child;
+                let node = self.node(cur);
+                if !node.is_chain_link() || total + node.size() > NODE_MAX_SIZE {
+                    break;
                 }
-                try_compress = parent.size() == 1 && !parent.is_key;
+                chain += 1;
+                total += node.size();
             }
-        } else if self.node(h).size() == 1 {
-            // rax tests the edge count only: an unflagged *compressed* node (size >= 2)
-            // is left as it is, even though it could merge with its neighbours.
-            try_compress = true;
-        }
-        if !try_compress {
-            return;
-        }
-
-        // Climb to the highest non-key single-child ancestor, then gather the chain of
-        // non-key single-child nodes from there down, and fuse it into one compressed node.
-        while let Some(&parent) = parents.last() {
-            if !self.node(parent).is_chain_link() {
-                break;
+            if chain < 2 {
+                return;
             }
-            parents.pop();
-            h = parent;
-        }
-        let start = h;
-        let mut chain = 1usize;
-        let mut total = self.node(start).size();
-        let mut cur = start;
-        while let Some(&child) = self.node(cur).children.last() {
-            cur = child;
-            let node = self.node(cur);
-            if !node.is_chain_link() || total + node.size() > NODE_MAX_SIZE {
-                break;
+            // rax allocates the fused node and frees the whole chain; rebuilding `start` in
+            // place and freeing the other chain - 1 nodes leaves the same count.
+            let mut bytes = Vec::with_capacity(total);
+            let mut cur = start;
+            for step in 0..chain {
+                let node = std::mem::take(self.node_mut(cur));
+                bytes.extend_from_slice(&node.bytes);
+                let next = node.children.last().copied();
+                if step > 0 {
+                    self.release(cur);
+                }
+                match next {
+                    Some(next) => cur = next,
+                    None => break,
+                }
             }
-            chain += 1;
-            total += node.size();
+            let fused = self.node_mut(start);
+            fused.is_key = false;
+            fused.compressed = true;
+            fused.bytes = bytes;
+            fused.children = vec![cur];
         }
-        if chain < 2 {
-            return;
-        }
-        // rax allocates the fused node and frees the whole chain; rebuilding `start` in
-        // place and freeing the other chain - 1 nodes leaves the same count.
-        let mut bytes = Vec::with_capacity(total);
-        let mut cur = start;
-        for step in 0..chain {
-            let node = std::mem::take(self.node_mut(cur));
-            bytes.extend_from_slice(&node.bytes);
-            let next = node.children.last().copied();
-            if step > 0 {
-                self.release(cur);
-            }
-            match next {
-                Some(next) => cur = next,
-                None => break,
-            }
-        }
-        let fused = self.node_mut(start);
-        fused.is_key = false;
-        fused.compressed = true;
-        fused.bytes = bytes;
-        fused.children = vec![cur];
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::shape::RaxShape;
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -442,11 +511,17 @@ mod tests {
     /// Returns the number of checks made.
     fn replay(name: &str, trace: &str) -> usize {
         let mut rax = RaxShape::new();
+        // The stream keys present, for `count_nodes` (byte-key traces skip it).
+        let mut ids = std::collections::BTreeSet::new();
+        let mut stream_keys_only = true;
         let mut checks = 0;
         for (step, token) in trace.split_whitespace().enumerate() {
             let (op, rest) = token.split_at(1);
             match op {
-                "!" => rax = RaxShape::new(),
+                "!" => {
+                    rax = RaxShape::new();
+                    ids.clear();
+                }
                 "=" => {
                     let (keys, nodes) = rest.split_once('/').expect("KEYS/NODES");
                     let expected = (keys.parse().expect("keys"), nodes.parse().expect("nodes"));
@@ -455,11 +530,19 @@ mod tests {
                         expected,
                         "{name}: (keys, nodes) after token {step}"
                     );
+                    if stream_keys_only {
+                        assert_eq!(
+                            count_nodes(ids.iter().copied()),
+                            expected.1,
+                            "{name}: count_nodes after token {step}"
+                        );
+                    }
                     checks += 1;
                 }
                 "+" | "-" => {
                     let (done, expected) = match rest.split_once('/') {
                         Some((key, ret)) => {
+                            stream_keys_only = false;
                             let key = hex(key);
                             let done = if op == "+" {
                                 rax.insert(&key)
@@ -468,8 +551,14 @@ mod tests {
                             };
                             (done, ret == "1")
                         }
-                        None if op == "+" => (rax.insert_id(stream_id(rest)), true),
-                        None => (rax.remove_id(stream_id(rest)), true),
+                        None if op == "+" => {
+                            ids.insert(stream_id(rest));
+                            (rax.insert_id(stream_id(rest)), true)
+                        }
+                        None => {
+                            ids.remove(&stream_id(rest));
+                            (rax.remove_id(stream_id(rest)), true)
+                        }
                     };
                     assert_eq!(done, expected, "{name}: result of token {step} ({token})");
                 }
@@ -546,6 +635,65 @@ mod tests {
         assert_eq!(rax.nodes(), 2);
     }
 
+    /// Random inserts and removals of stream keys drawn from few byte values (so keys
+    /// share long prefixes and branch at every depth): after each step the replica's
+    /// count, which depends only on rax's own steps, equals `count_nodes` of the set.
+    #[test]
+    fn count_nodes_matches_the_replica_under_random_history() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Byte values that make IDs share prefixes, differ in one bit, or wrap.
+        let pick = |r: u64| -> u64 {
+            const PARTS: [u64; 6] = [0, 1, 2, 0xff, 0x100, 0x1_0000_0000];
+            PARTS[(r % 6) as usize] + (r >> 8) % 3
+        };
+        let mut checks = 0;
+        for round in 0..400 {
+            let mut rax = RaxShape::new();
+            let mut ids = std::collections::BTreeSet::new();
+            let steps = 1 + next() % 120;
+            for _ in 0..steps {
+                let r = next();
+                if r % 3 == 0 && !ids.is_empty() {
+                    let victim = *ids
+                        .iter()
+                        .nth((next() % ids.len() as u64) as usize)
+                        .expect("non-empty");
+                    ids.remove(&victim);
+                    assert!(rax.remove_id(victim));
+                } else {
+                    let id = StreamId::new(pick(next()) << (8 * (round % 5)), pick(next()));
+                    assert_eq!(ids.insert(id), rax.insert_id(id));
+                }
+                assert_eq!(
+                    count_nodes(ids.iter().copied()),
+                    rax.nodes(),
+                    "round {round}, keys {ids:?}"
+                );
+                checks += 1;
+            }
+        }
+        assert!(checks > 10_000, "{checks}");
+    }
+
+    #[test]
+    fn count_nodes_of_small_trees() {
+        assert_eq!(count_nodes([]), 1);
+        assert_eq!(count_nodes([StreamId::new(5, 0)]), 2);
+        // Differing in the last byte only: compressed 15 bytes -> branch -> 2 leaves.
+        assert_eq!(count_nodes([StreamId::new(5, 0), StreamId::new(5, 1)]), 4);
+        // Differing in the first byte: the head branches; each edge needs a compressed node.
+        assert_eq!(
+            count_nodes([StreamId::new(0, 0), StreamId::new(1 << 56, 0)]),
+            5
+        );
+    }
+
     #[test]
     fn stream_node_key_is_big_endian_ms_then_seq() {
         let key = stream_node_key(StreamId::new(0x0102_0304_0506_0708, 0x1112));
@@ -570,7 +718,7 @@ mod tests {
             assert!(rax.remove_id(*id));
         }
         assert_eq!((rax.keys(), rax.nodes()), (0, 1));
-        assert!(rax.arena.len() < 400_000, "freed slots are reused");
+        assert!(rax.arena_len() < 400_000, "freed slots are reused");
     }
 
     /// Every trace below (except `RAX_C_BYTES`) was recorded from a real Redis 7.0.15
