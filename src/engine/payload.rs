@@ -450,6 +450,39 @@ mod tests {
         ));
     }
 
+    /// Payloads share arena chunks (big ones get their own allocation) and each reads
+    /// back exactly, however they straddle chunk boundaries.
+    #[test]
+    fn arena_packs_payloads_back_to_back() {
+        let store = PayloadStore::new(1 << 30);
+        let sizes = [
+            0,
+            1,
+            1000,
+            CHUNK_MAX_PAYLOAD - 20,
+            CHUNK_MAX_PAYLOAD + 1,
+            3,
+            CHUNK,
+        ];
+        let mut handles = Vec::new();
+        for round in 0..40 {
+            for (i, size) in sizes.iter().enumerate() {
+                let v = format!("{round}-{i}-{}", "x".repeat(*size));
+                handles.push((store.insert(&fields(&v)), v));
+            }
+        }
+        for (h, v) in &handles {
+            assert_eq!(store.fetch(*h).expect("resident").fields(), fields(v));
+        }
+        // Small payloads really are slices of one chunk: consecutive addresses.
+        let a = store.fetch(handles[0].0).expect("resident");
+        let b = store.fetch(handles[1].0).expect("resident");
+        assert_eq!(
+            a.packed().as_ptr() as usize + a.packed().len(),
+            b.packed().as_ptr() as usize
+        );
+    }
+
     #[test]
     fn unlocated_resident_payloads_are_discarded() {
         let store = PayloadStore::new(1 << 20);
