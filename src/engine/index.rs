@@ -956,13 +956,7 @@ mod tests {
     /// builds up and is compacted) and exact trims, against a plain set of live IDs.
     #[test]
     fn random_history_matches_a_model() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::engine::test_rng(0x2545_f491_4f6c_dd1du64);
         let limits = NodeLimits {
             max_entries: 4,
             max_bytes: 4096,
@@ -979,8 +973,8 @@ mod tests {
                 ms += 1 + next() % 3;
                 ix.append(id(ms, 0), &fields("v"), h(), limits);
                 model.insert(id(ms, 0));
-            } else if r < 99 || next() % 20 != 0 {
-                let victim = if model.is_empty() || next() % 10 == 0 {
+            } else if r < 99 || !next().is_multiple_of(20) {
+                let victim = if model.is_empty() || next().is_multiple_of(10) {
                     id(next() % (ms + 1), 0)
                 } else {
                     *model

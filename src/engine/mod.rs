@@ -11,3 +11,15 @@ pub mod keyspace;
 pub mod payload;
 pub mod rax;
 pub mod stream;
+
+/// A small deterministic xorshift64 generator for randomized unit tests: the same
+/// seed gives the same history, so a failure replays.
+#[cfg(test)]
+pub(crate) fn test_rng(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

@@ -640,13 +640,7 @@ mod tests {
     /// count, which depends only on rax's own steps, equals `count_nodes` of the set.
     #[test]
     fn count_nodes_matches_the_replica_under_random_history() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::engine::test_rng(0x9e37_79b9_7f4a_7c15u64);
         // Byte values that make IDs share prefixes, differ in one bit, or wrap.
         let pick = |r: u64| -> u64 {
             const PARTS: [u64; 6] = [0, 1, 2, 0xff, 0x100, 0x1_0000_0000];
@@ -659,7 +653,7 @@ mod tests {
             let steps = 1 + next() % 120;
             for _ in 0..steps {
                 let r = next();
-                if r % 3 == 0 && !ids.is_empty() {
+                if r.is_multiple_of(3) && !ids.is_empty() {
                     let victim = *ids
                         .iter()
                         .nth((next() % ids.len() as u64) as usize)
