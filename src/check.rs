@@ -11,9 +11,8 @@
 //! (unreadable directory, a running server holds it, bad arguments). Both modes take the
 //! directory's LOCK as the server does and refuse while a server runs there.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,6 +20,7 @@ use bytes::Bytes;
 use clap::Parser;
 
 use crate::storage::checkpoint;
+use crate::storage::lock::{self, DirLock, LockFile};
 use crate::storage::record::{self, Decoded, HEADER_LEN};
 use crate::storage::recovery::{self, Damage, SEGMENT_HEADER_LEN};
 use crate::storage::StorageError;
@@ -151,31 +151,14 @@ fn verify_retained(path: &Path) -> Result<(SegmentReport, Option<(u64, String)>)
     ))
 }
 
-/// The data directory's lock, held while repairing so that no server starts meanwhile.
-struct DirLock {
-    _file: File,
-}
-
-/// Tries to take the directory's `LOCK` the way the server does (flock, exclusive, non-blocking).
-/// `Ok(None)`: a running server holds it. A missing lock file means no server ever ran here, or
-/// the directory is not one; nothing to hold then.
-fn try_lock(dir: &Path) -> Result<Option<Option<DirLock>>, CheckError> {
-    let path = dir.join("LOCK");
-    let file = match OpenOptions::new().read(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(None)),
-        Err(e) => return Err(StorageError::Io { path, source: e }.into()),
-    };
-    // SAFETY: flock on a descriptor we own and keep open for the lock's lifetime.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Ok(None);
-        }
-        return Err(StorageError::Io { path, source: err }.into());
+/// Takes the directory's lock the way the server does (see [`lock::lock_dir`]), without
+/// creating a `LOCK` file. `Ok(None)`: a running server holds it.
+fn try_lock(dir: &Path) -> Result<Option<DirLock>, CheckError> {
+    match lock::lock_dir(dir, LockFile::IfPresent) {
+        Ok(l) => Ok(Some(l)),
+        Err(StorageError::Locked { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    Ok(Some(Some(DirLock { _file: file })))
 }
 
 /// What walking the records of `data[from..to]` found.
@@ -703,7 +686,7 @@ mod tests {
         let segs = recovery::list_segments(&dir).expect("list");
         let path = &segs[segs.len() - 1].1;
         let len = fs::metadata(path).expect("meta").len();
-        let f = OpenOptions::new().write(true).open(path).expect("open");
+        let f = fs::OpenOptions::new().write(true).open(path).expect("open");
         f.set_len(len - 3).expect("cut");
         let (r, out) = text(&dir, false);
         assert_eq!(r, Ok(false));

@@ -179,3 +179,71 @@ fn example_config_starts() {
     let s = TestServer::start_with_file(example, &[]);
     assert_eq!(s.raw().cmd(&["PING"]), b"+PONG\r\n");
 }
+
+/// Issue #18, defect 4: the directory lock belongs to the directory, not to the name
+/// `LOCK`. Deleting the file under a running server used to let a second instance start
+/// on the same data directory, and the two logs overwrote each other's acknowledged writes.
+#[test]
+fn deleting_the_lock_file_does_not_let_a_second_instance_in() {
+    let mut server = TestServer::start();
+    let mut con = server.conn();
+    for i in 0..100 {
+        let _: String = redis::cmd("XADD")
+            .arg("s")
+            .arg(format!("{}-1", i + 1))
+            .arg("f")
+            .arg(i)
+            .query(&mut con)
+            .expect("xadd");
+    }
+    std::fs::remove_file(server.dir.join("LOCK")).expect("rm LOCK");
+    let second = |server: &TestServer| {
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
+            .arg(&server.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rill")
+    };
+    let out = second(&server);
+    assert!(!out.status.success(), "a second instance started");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("is in use by another Rill process"), "{said}");
+    // The check tool is refused too instead of calling the live directory clean.
+    let check = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("check")
+        .arg(&server.dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rill check");
+    assert_eq!(
+        check.status.code(),
+        Some(2),
+        "rill check ran on a live directory"
+    );
+
+    for i in 100..300 {
+        let _: String = redis::cmd("XADD")
+            .arg("s")
+            .arg(format!("{}-1", i + 1))
+            .arg("f")
+            .arg(i)
+            .query(&mut con)
+            .expect("xadd");
+    }
+    // Deleted a second time after the refused start (which must not have re-created and
+    // kept anything), still locked.
+    let _ = std::fs::remove_file(server.dir.join("LOCK"));
+    assert!(
+        !second(&server).status.success(),
+        "a second instance started"
+    );
+    server.restart();
+    let mut con = server.conn();
+    let len: usize = redis::cmd("XLEN").arg("s").query(&mut con).expect("xlen");
+    assert_eq!(len, 300, "acknowledged entries lost");
+}

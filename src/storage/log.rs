@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
+use super::lock;
 use super::record::{encode_batch, LoggedCommand};
 use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use super::StorageError;
@@ -108,7 +109,7 @@ struct Inner {
 pub struct Log {
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
+    _lock: lock::DirLock,
 }
 
 /// Where a record starts: its segment and the byte offset in that file.
@@ -139,28 +140,6 @@ struct Active {
     file: File,
     path: PathBuf,
     len: u64,
-}
-
-/// Takes the data directory's lock file: one process per data directory.
-fn lock_dir(dir: &Path) -> Result<File, StorageError> {
-    let path = dir.join("LOCK");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .read(true)
-        .open(&path)
-        .map_err(|e| StorageError::io(&path, e))?;
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a valid descriptor we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StorageError::Locked {
-            dir: dir.to_path_buf(),
-            lock: path,
-        });
-    }
-    Ok(f)
 }
 
 fn create_segment(dir: &Path, number: u64) -> Result<Active, StorageError> {
@@ -217,7 +196,7 @@ impl Log {
         replay: &mut recovery::BatchSink<'_>,
     ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
-        let lock = lock_dir(dir)?;
+        let lock = lock::lock_dir(dir, lock::LockFile::Create)?;
         let rec = recovery::read_log_with(dir, replay)?;
         recovery::remove_obsolete(dir, &rec)?;
         if let Some(d) = &rec.damage {

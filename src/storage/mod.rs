@@ -3,6 +3,7 @@
 //! and returns batches of argument vectors.
 
 pub mod checkpoint;
+pub mod lock;
 pub mod log;
 pub mod reader;
 pub mod record;
