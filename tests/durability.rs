@@ -859,3 +859,57 @@ fn random_stream_command_sequences_survive_restart() {
         panic!("{e}");
     }
 }
+
+/// An XRANGE entry as the `redis` crate returns it: ID and field/value pairs.
+type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Issue #18, defect 2: an EXEC whose record passes 1 GiB (three XADDs of 380 MiB) was
+/// acknowledged, then dropped after SIGKILL as a "torn tail" — and with anything logged after
+/// it the server refused to start. The record limit is now what the length field holds, and
+/// anything larger is refused before it runs.
+#[test]
+fn transaction_record_over_one_gib_survives_sigkill() {
+    const BIG: usize = 380 << 20;
+    let mut server = TestServer::start();
+    let mut con = server.conn();
+    ok(&mut con, &["MULTI"]);
+    for (i, fill) in [b'a', b'b', b'c'].into_iter().enumerate() {
+        let value = vec![fill; BIG];
+        let queued: String = redis::cmd("XADD")
+            .arg("big")
+            .arg(format!("{}-1", i + 1))
+            .arg("f")
+            .arg(value)
+            .query(&mut con)
+            .expect("queue XADD");
+        assert_eq!(queued, "QUEUED");
+    }
+    let ids: Vec<String> = redis::cmd("EXEC").query(&mut con).expect("EXEC");
+    assert_eq!(ids, ["1-1", "2-1", "3-1"]);
+
+    let check = |server: &TestServer, entries: usize| {
+        let mut con = server.conn();
+        let len: usize = redis::cmd("XLEN").arg("big").query(&mut con).expect("XLEN");
+        assert_eq!(len, entries, "acknowledged entries lost");
+        for (i, fill) in [b'a', b'b', b'c'].into_iter().enumerate() {
+            let id = format!("{}-1", i + 1);
+            let got: Vec<RawEntry> = redis::cmd("XRANGE")
+                .arg("big")
+                .arg(&id)
+                .arg(&id)
+                .query(&mut con)
+                .expect("XRANGE");
+            assert_eq!(got.len(), 1, "entry {id} missing");
+            let value = &got[0].1[0].1;
+            assert_eq!(value.len(), BIG, "entry {id} has the wrong size");
+            assert!(value.iter().all(|&b| b == fill), "entry {id} damaged");
+        }
+    };
+    server.restart();
+    check(&server, 3);
+    // Something logged after the big record must not make it "corruption in the middle".
+    let mut con = server.conn();
+    ok(&mut con, &["XADD", "big", "4-1", "f", "small"]);
+    server.restart();
+    check(&server, 4);
+}

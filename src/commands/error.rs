@@ -58,6 +58,13 @@ pub enum CommandError {
     ExecAbort,
     #[error("ERR Command not allowed inside a transaction")]
     NotAllowedInMulti,
+    /// A command (or the transaction it would join) could not fit in one log record.
+    #[error("ERR {what} too large to log: its record could take {bytes} bytes, at most {limit} fit in one")]
+    TooLargeToLog {
+        what: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
     BadClientName,
     #[error("ERR No such client")]

@@ -32,6 +32,7 @@ use crate::engine::keyspace::{Keyspace, Value};
 use crate::engine::stream::Stream;
 use crate::protocol::Reply;
 use crate::server::{Shared, State};
+use crate::storage::record;
 
 /// What a data command sees while it runs: the locked keyspace and who is asking.
 pub struct Ctx<'a> {
@@ -175,6 +176,22 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a write command's logged form may take beyond its own arguments (an XADD `*`
+/// logged with the ID it got, a trim rewritten to its exact threshold).
+const LOG_SLACK_PER_COMMAND: u64 = 128;
+
+/// The most a command or transaction may put in one log record, leaving room in
+/// [`record::MAX_PAYLOAD`] for what the same critical section adds (expired keys
+/// deleted, blocked readers served).
+const LOG_RECORD_BUDGET: u64 = record::MAX_PAYLOAD as u64 - (64 << 20);
+
+/// Upper bound of the bytes a write command with these arguments logs. Checked
+/// before the command runs, so nothing is executed (or acknowledged) that the log
+/// cannot hold as one record.
+fn log_bound(argv: &[Bytes]) -> u64 {
+    record::command_len(argv) + LOG_SLACK_PER_COMMAND
+}
+
 /// Executes one request for a connection: lookup, arity, auth, MULTI queueing,
 /// the handler itself, statistics, and serving of blocked readers.
 pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec {
@@ -216,10 +233,36 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
                 Some(spec),
             ));
         }
+        if spec.is_write() {
+            let bytes = session
+                .multi_log_bytes
+                .saturating_add(log_bound(args.argv()));
+            if bytes > LOG_RECORD_BUDGET {
+                session.multi_error = true;
+                let e = CommandError::TooLargeToLog {
+                    what: "transaction",
+                    bytes,
+                    limit: LOG_RECORD_BUDGET,
+                };
+                return Exec::Reply(error_reply(shared, &e, Some(spec)));
+            }
+            session.multi_log_bytes = bytes;
+        }
         if let Some(queue) = session.multi.as_mut() {
             queue.push((spec, args));
         }
         return Exec::Reply(Reply::status("QUEUED"));
+    }
+    if spec.is_write() {
+        let bytes = log_bound(args.argv());
+        if bytes > LOG_RECORD_BUDGET {
+            let e = CommandError::TooLargeToLog {
+                what: "command",
+                bytes,
+                limit: LOG_RECORD_BUDGET,
+            };
+            return Exec::Reply(error_reply(shared, &e, Some(spec)));
+        }
     }
 
     let result = run_handler(spec, session, shared, &mut args, false);

@@ -23,6 +23,8 @@ pub struct Session {
     pub multi: Option<Vec<(&'static CommandSpec, Args)>>,
     /// A command was rejected while queueing: EXEC must answer EXECABORT.
     pub multi_error: bool,
+    /// Upper bound of the log record the queued write commands would make.
+    pub multi_log_bytes: u64,
     /// WATCHed keys.
     pub watched: Vec<(usize, Bytes)>,
     /// Close the connection once the current replies are written (QUIT, CLIENT KILL of self).
@@ -48,6 +50,7 @@ impl Session {
             authenticated,
             multi: None,
             multi_error: false,
+            multi_log_bytes: 0,
             watched: Vec::new(),
             close_after_reply: false,
             suppress_reply: false,

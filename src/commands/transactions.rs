@@ -28,6 +28,7 @@ pub fn multi(s: &mut Session, _sh: &Shared, _a: &mut Args) -> R {
     }
     s.multi = Some(Vec::new());
     s.multi_error = false;
+    s.multi_log_bytes = 0;
     s.info.in_multi.store(true, Ordering::Relaxed);
     Ok(Reply::Ok.into())
 }
@@ -51,6 +52,7 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     state.ks.unwatch(s.id, &s.watched);
     s.watched.clear();
     s.multi_error = false;
+    s.multi_log_bytes = 0;
     s.info.in_multi.store(false, Ordering::Relaxed);
     s.info.watch_len.store(0, Ordering::Relaxed);
     if aborted {
@@ -112,6 +114,7 @@ pub fn discard(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
 pub fn discard_state(s: &mut Session, sh: &Shared) {
     s.multi = None;
     s.multi_error = false;
+    s.multi_log_bytes = 0;
     s.info.in_multi.store(false, Ordering::Relaxed);
     unwatch_all(s, sh);
 }

@@ -23,7 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::lock;
-use super::record::{encode_batch, LoggedCommand};
+use super::record::{encode_batch, LoggedCommand, HEADER_LEN, MAX_PAYLOAD};
 use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 use super::StorageError;
 
@@ -288,6 +288,18 @@ impl Log {
         let start = q.buf.len();
         encode_batch(commands, &mut q.buf);
         let len = (q.buf.len() - start) as u64;
+        if len - HEADER_LEN as u64 > MAX_PAYLOAD as u64 {
+            // The command layer bounds records before it runs anything, so this is a
+            // bug; the state already shows what cannot be logged, so stop accepting
+            // writes rather than acknowledge one that recovery could not read.
+            q.buf.truncate(start);
+            drop(q);
+            poison(
+                &self.inner,
+                format!("a record of {len} bytes exceeds the log's limit of {MAX_PAYLOAD}"),
+            );
+            return Err(self.poison_error());
+        }
         // A record never straddles segments: one that would pass the size limit
         // opens the next segment (unless the current one is still empty).
         if q.seg_len + len > self.inner.segment_size.load(Ordering::Acquire)

@@ -32,8 +32,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 9;
-/// Largest payload accepted; a longer length field means corruption.
-pub const MAX_PAYLOAD: usize = 1 << 30;
+/// Largest payload: what the 32-bit length field can express. The command layer refuses a
+/// command or transaction whose record could exceed it *before* running it (see
+/// [`command_len`]), and [`crate::storage::Log::append_at`] refuses (poisoning the log) a
+/// record that still does, so no acknowledged write is ever too large to read back. (Until
+/// 9ce2e6f this was 1 GiB while nothing stopped a larger EXEC from being acknowledged;
+/// recovery then took it for a torn tail.)
+pub const MAX_PAYLOAD: usize = u32::MAX as usize;
+
+/// Bytes one command with these arguments takes inside a batch record's payload.
+pub fn command_len(argv: &[Bytes]) -> u64 {
+    6 + argv.iter().map(|a| 4 + a.len() as u64).sum::<u64>()
+}
 
 /// Record kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +219,15 @@ mod tests {
                 argv: vec![Bytes::from("DEL"), Bytes::from("")],
             },
         ]
+    }
+
+    #[test]
+    fn command_len_is_what_a_batch_encodes() {
+        let cmds = sample();
+        let mut buf = BytesMut::new();
+        encode_batch(&cmds, &mut buf);
+        let sum: u64 = cmds.iter().map(|c| command_len(&c.argv)).sum();
+        assert_eq!(buf.len() as u64, HEADER_LEN as u64 + sum);
     }
 
     #[test]
