@@ -21,7 +21,7 @@ use clap::Parser;
 
 use crate::storage::checkpoint;
 use crate::storage::lock::{self, DirLock, LockFile};
-use crate::storage::record::{self, Decoded, HEADER_LEN};
+use crate::storage::record::{self, Decoded, RecordKind, HEADER_LEN};
 use crate::storage::recovery::{self, Damage, SEGMENT_HEADER_LEN};
 use crate::storage::StorageError;
 
@@ -138,7 +138,7 @@ fn verify_retained(path: &Path) -> Result<(SegmentReport, Option<(u64, String)>)
         records: 0,
         commands: 0,
     };
-    if data.len() < SEGMENT_HEADER_LEN || &data[..8] != recovery::SEGMENT_MAGIC {
+    if recovery::segment_version(&data).is_none() {
         return Ok((report, Some((0, "bad segment header".into()))));
     }
     let w = walk_records(&data, SEGMENT_HEADER_LEN, data.len());
@@ -181,6 +181,9 @@ fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
     };
     while w.end < to {
         match record::decode(&data.slice(w.end..to)) {
+            Decoded::Record { kind, len, .. } if kind == RecordKind::Seal as u8 => {
+                w.end += len;
+            }
             Decoded::Record { payload, len, .. } => {
                 w.records += 1;
                 w.commands += record::parse_batch(&payload).map_or(0, |b| b.len() as u64);
@@ -217,7 +220,12 @@ fn read_file(path: &Path) -> Result<Bytes, CheckError> {
 
 /// What truncating at `damage` loses, counted as far as the damaged bytes allow.
 fn measure_loss(damage: &Damage) -> Result<Loss, CheckError> {
-    let data = read_file(&damage.file)?;
+    // A missing segment is damage too; nothing of it is left to lose.
+    let data = if damage.file.exists() {
+        read_file(&damage.file)?
+    } else {
+        Bytes::new()
+    };
     let off = damage.offset as usize;
     let bytes_in_file = (data.len() as u64).saturating_sub(damage.offset);
     // Past the bad record only if its length field still points inside the file.
@@ -232,7 +240,7 @@ fn measure_loss(damage: &Damage) -> Result<Loss, CheckError> {
     let mut later_segments = Vec::new();
     for p in &damage.later_segments {
         let d = read_file(p)?;
-        let records = if d.len() >= SEGMENT_HEADER_LEN && &d[..8] == recovery::SEGMENT_MAGIC {
+        let records = if recovery::segment_version(&d).is_some() {
             count_records(&d, SEGMENT_HEADER_LEN, d.len()).0
         } else {
             0

@@ -727,7 +727,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "checkpoint-interval",
         default: "60",
         mutable: true,
-        doc: "Seconds between checks for a checkpoint (the live data rewritten as one file, after which older log segments are deleted); 0 disables automatic checkpoints (BGREWRITEAOF still works).",
+        doc: "Seconds between checks for a checkpoint (the live data rewritten as one file, after which older log segments are deleted) (at least 1; compaction-threshold 0 disables automatic checkpoints).",
         access: Access::Integer {
             min: 1,
             max: INT_MAX,

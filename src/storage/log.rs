@@ -23,8 +23,8 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::lock;
-use super::record::{encode_batch, LoggedCommand, HEADER_LEN, MAX_PAYLOAD};
-use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
+use super::record::{encode_batch, encode_seal, LoggedCommand, HEADER_LEN, MAX_PAYLOAD, SEAL_LEN};
+use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN};
 use super::StorageError;
 
 /// When appended records reach the disk (`appendfsync`).
@@ -149,10 +149,7 @@ fn create_segment(dir: &Path, number: u64) -> Result<Active, StorageError> {
         .write(true)
         .open(&path)
         .map_err(|e| StorageError::io(&path, e))?;
-    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
-    header.extend_from_slice(SEGMENT_MAGIC);
-    header.extend_from_slice(&number.to_le_bytes());
-    file.write_all(&header)
+    file.write_all(&recovery::segment_header(number))
         .map_err(|e| StorageError::io(&path, e))?;
     file.sync_all().map_err(|e| StorageError::io(&path, e))?;
     sync_dir(&recovery::log_dir(dir))?;
@@ -217,25 +214,25 @@ impl Log {
             );
             recovery::apply_truncation(d)?;
         }
+        // After a truncation the damaged segment is the newest, cut to its valid records
+        // (or to a fresh header when the cut was inside its header).
         let active = match rec.segments.last() {
-            Some(last)
-                if rec
-                    .damage
-                    .as_ref()
-                    .is_none_or(|d| d.offset > 0 || d.file != last.path) =>
-            {
+            Some(last) => {
                 let file = OpenOptions::new()
                     .append(true)
                     .open(&last.path)
                     .map_err(|e| StorageError::io(&last.path, e))?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| StorageError::io(&last.path, e))?
+                    .len();
                 Active {
                     number: last.number,
                     file,
                     path: last.path.clone(),
-                    len: last.valid_len,
+                    len,
                 }
             }
-            Some(last) => create_segment(dir, last.number)?,
             None => create_segment(dir, rec.checkpoint.as_ref().map_or(1, |c| c.1.max(1)))?,
         };
         let (durable, _) = watch::channel(0u64);
@@ -507,7 +504,17 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
                 failed = true;
                 break;
             }
-            match create_segment(&inner.dir, number) {
+            // The seal goes in only once the next segment exists durably: a newest
+            // segment that ends in a seal means the one it names was lost.
+            let next = create_segment(&inner.dir, number).and_then(|next| {
+                let mut seal = BytesMut::with_capacity(SEAL_LEN);
+                encode_seal(number, &mut seal);
+                write_buf(&mut active.file, &seal)
+                    .and_then(|()| sync_file(&active.file))
+                    .map_err(|e| StorageError::io(&active.path, e))?;
+                Ok(next)
+            });
+            match next {
                 Ok(next) => {
                     active = next;
                     inner
@@ -692,6 +699,115 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("corruption not detected"),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Writes records until the log has rolled into segment 2 and segment 2 holds records;
+    /// returns how many batches were appended.
+    async fn two_segments(dir: &Path) -> usize {
+        let (log, _) = Log::open(dir, opts()).unwrap();
+        let mut n = 0;
+        while recovery::list_segments(dir).unwrap().len() < 2
+            || std::fs::metadata(segment_path(dir, 2)).unwrap().len() <= SEGMENT_HEADER_LEN as u64
+        {
+            let lsn = log.append(&cmd(n)).unwrap();
+            log.wait_durable(lsn).await.unwrap();
+            n += 1;
+        }
+        log.close();
+        n
+    }
+
+    /// Segment 1's records: every batch appended before the roll.
+    fn batches_in_segment_1(dir: &Path) -> usize {
+        let data = Bytes::from(std::fs::read(segment_path(dir, 1)).unwrap());
+        let mut off = SEGMENT_HEADER_LEN;
+        let mut n = 0;
+        while let crate::storage::record::Decoded::Record { kind, len, .. } =
+            crate::storage::record::decode(&data.slice(off..))
+        {
+            if kind == crate::storage::record::RecordKind::Batch as u8 {
+                n += 1;
+            }
+            off += len;
+        }
+        n
+    }
+
+    /// A crash between creating segment 2 and sealing segment 1 (the seal missing or cut
+    /// short) is a torn roll: segment 2 had no records yet; it is dropped and the log goes on
+    /// in segment 1, sealing it properly at the next roll.
+    #[tokio::test]
+    async fn roll_cut_before_the_seal_recovers() {
+        for cut_seal_to in [0, 5, SEAL_LEN - 1] {
+            let dir = tmp("tornroll");
+            two_segments(&dir).await;
+            let in_1 = batches_in_segment_1(&dir);
+            let p1 = segment_path(&dir, 1);
+            let len = std::fs::metadata(&p1).unwrap().len();
+            let f = OpenOptions::new().write(true).open(&p1).unwrap();
+            f.set_len(len - SEAL_LEN as u64 + cut_seal_to as u64)
+                .unwrap();
+            let f2 = OpenOptions::new()
+                .write(true)
+                .open(segment_path(&dir, 2))
+                .unwrap();
+            f2.set_len(SEGMENT_HEADER_LEN as u64).unwrap();
+            let (log, batches) = Log::open(&dir, opts()).unwrap();
+            assert_eq!(batches.len(), in_1, "seal cut to {cut_seal_to}");
+            assert!(!segment_path(&dir, 2).exists());
+            for i in 0..200 {
+                let lsn = log.append(&cmd(i)).unwrap();
+                log.wait_durable(lsn).await.unwrap();
+            }
+            log.close();
+            drop(log);
+            let (log, batches) = Log::open(&dir, opts()).unwrap();
+            assert_eq!(batches.len(), in_1 + 200);
+            log.close();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// Without its seal, segment 1 followed by a segment with records means segment 1 lost
+    /// its end: corruption, named at the end of segment 1.
+    #[tokio::test]
+    async fn unsealed_segment_followed_by_records_is_refused() {
+        let dir = tmp("unsealed");
+        two_segments(&dir).await;
+        let p1 = segment_path(&dir, 1);
+        let len = std::fs::metadata(&p1).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&p1).unwrap();
+        f.set_len(len - SEAL_LEN as u64).unwrap();
+        match Log::open(&dir, opts()) {
+            Err(StorageError::Corrupted { file, offset, .. }) => {
+                assert_eq!(file, p1);
+                assert_eq!(offset, len - SEAL_LEN as u64);
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("missing end of segment 1 not detected"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Format-1 segments (no seals) written by earlier versions still open, and the log
+    /// goes on in them.
+    #[tokio::test]
+    async fn format_1_segments_still_open() {
+        let dir = tmp("v1");
+        let n = two_segments(&dir).await;
+        for seg in [1, 2] {
+            let p = segment_path(&dir, seg);
+            let mut data = std::fs::read(&p).unwrap();
+            data[..8].copy_from_slice(recovery::SEGMENT_MAGIC_V1);
+            if seg == 1 {
+                data.truncate(data.len() - SEAL_LEN);
+            }
+            std::fs::write(&p, &data).unwrap();
+        }
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches.len(), n);
+        log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

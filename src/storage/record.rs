@@ -23,10 +23,15 @@
 //! Kind 3, `Segments` (checkpoints only): `u64` numbers of the segments before the
 //! checkpoint that still hold payloads of live entries, and so must be kept.
 //!
-//! What recovery does at each torn position (see `recovery.rs`): a header cut
-//! short, a payload cut short, or a bad checksum on the last record of the last
-//! segment are a torn tail and are truncated with a warning; any other bad
-//! record is corruption and stops start-up naming the file and offset.
+//! Kind 4, `Seal` (segments only): `u64` number of the next segment. The last
+//! record of every segment but the newest since format 2 (`RILLLOG2`), written
+//! after the next segment exists durably, so a missing newest segment is seen.
+//!
+//! What recovery tells apart at the end of the newest segment (see `recovery.rs`):
+//! a torn write (a record cut short, or a zero-filled hole a power cut left) is
+//! truncated with a warning; a damaged record (valid records after it, a length
+//! field whose record checksum matches a shorter length, garbage without a hole) is
+//! corruption and stops start-up naming the file and offset.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -55,6 +60,25 @@ pub enum RecordKind {
     State = 2,
     /// The older segments a checkpoint still refers to.
     Segments = 3,
+    /// The last record of a segment: the number of the segment that follows, written
+    /// once that segment exists durably.
+    Seal = 4,
+}
+
+/// Bytes of a whole seal record.
+pub const SEAL_LEN: usize = HEADER_LEN + 8;
+
+/// Appends a seal record naming `next` to `out`.
+pub fn encode_seal(next: u64, out: &mut BytesMut) {
+    encode_record(RecordKind::Seal, &next.to_le_bytes(), out);
+}
+
+/// The next segment's number, if `kind`/`payload` is a seal record.
+pub fn parse_seal(kind: u8, payload: &[u8]) -> Option<u64> {
+    if kind != RecordKind::Seal as u8 {
+        return None;
+    }
+    Some(u64::from_le_bytes(payload.try_into().ok()?))
 }
 
 /// Appends a record of `kind` with `payload` to `out`.
@@ -162,6 +186,39 @@ pub fn decode(buf: &Bytes) -> Decoded {
         payload: buf.slice(HEADER_LEN..HEADER_LEN + n),
         len: HEADER_LEN + n,
     }
+}
+
+/// Whether `payload` has the shape of a batch (commands whose argument lengths add
+/// up to exactly its length), without copying anything. Recovery uses it to look
+/// for valid records after a damaged one cheaply before checking a checksum.
+pub fn batch_well_formed(payload: &[u8]) -> bool {
+    let mut p = 0usize;
+    let u32_at = |p: usize| -> Option<usize> {
+        let b = payload.get(p..p.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    if payload.is_empty() {
+        return false;
+    }
+    while p < payload.len() {
+        let Some(argc) = u32_at(p + 2) else {
+            return false;
+        };
+        p += 6;
+        if argc == 0 || argc > (payload.len() - p.min(payload.len())) / 4 {
+            return false;
+        }
+        for _ in 0..argc {
+            let Some(len) = u32_at(p) else {
+                return false;
+            };
+            p = match p.checked_add(4 + len) {
+                Some(end) if end <= payload.len() => end,
+                _ => return false,
+            };
+        }
+    }
+    true
 }
 
 /// Parses a batch payload into its commands.

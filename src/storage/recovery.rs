@@ -14,10 +14,42 @@ use super::log::RecordPos;
 use super::record::{self, Decoded, LoggedCommand, HEADER_LEN};
 use super::StorageError;
 
-/// First bytes of every segment file.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RILLLOG1";
+/// First bytes of every segment file written now: format 2, where every segment but the
+/// newest ends in a seal record naming the next.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RILLLOG2";
+/// First bytes of a format-1 segment (no seals); still read, and appended to.
+pub const SEGMENT_MAGIC_V1: &[u8; 8] = b"RILLLOG1";
 /// Segment header: magic and the segment number (u64 LE).
 pub const SEGMENT_HEADER_LEN: usize = 16;
+
+/// A segment's format from its first bytes: 1, 2, or `None` when they are no segment header.
+pub fn segment_version(data: &[u8]) -> Option<u8> {
+    if data.len() < SEGMENT_HEADER_LEN {
+        return None;
+    }
+    match &data[..8] {
+        m if m == SEGMENT_MAGIC_V1 => Some(1),
+        m if m == SEGMENT_MAGIC => Some(2),
+        _ => None,
+    }
+}
+
+/// The segment number in a segment file's name.
+pub fn segment_number(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".seg")?
+        .parse()
+        .ok()
+}
+
+/// A fresh segment header for segment `number`.
+pub fn segment_header(number: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    h[..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..].copy_from_slice(&number.to_le_bytes());
+    h
+}
 
 /// A segment file found on disk.
 #[derive(Debug, Clone)]
@@ -181,100 +213,371 @@ pub fn read_log_with(dir: &Path, sink: &mut BatchSink<'_>) -> Result<Recovered, 
             true
         }
     });
+    let first = rec.checkpoint.as_ref().map_or(1, |c| c.1.max(1));
+    read_segments(dir, &segments, first, &mut rec, sink)?;
+    Ok(rec)
+}
+
+/// What recovery decided about the end of one segment.
+enum End {
+    /// Every byte read, ending in a seal naming the next segment (at this offset).
+    Sealed(u64),
+    /// Every byte read, no seal.
+    Open,
+    /// Stopped at damage (recorded in `rec.damage`).
+    Damaged,
+}
+
+/// Records damage at `offset` of `file`; `later` are the segments after it (lost too).
+fn set_damage(
+    rec: &mut Recovered,
+    file: &Path,
+    offset: u64,
+    reason: String,
+    torn: bool,
+    later: &[(u64, PathBuf)],
+) {
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let later: Vec<PathBuf> = later.iter().map(|(_, p)| p.clone()).collect();
+    let lost = size(file).saturating_sub(offset) + later.iter().map(|p| size(p)).sum::<u64>();
+    rec.damage = Some(Damage {
+        file: file.to_path_buf(),
+        offset,
+        reason,
+        torn_tail: torn,
+        lost_bytes: lost,
+        later_segments: later,
+    });
+}
+
+/// Reads `segments` (all numbered `first` or later) in order. Besides every record, checks
+/// that none is missing: they must be numbered `first`, `first + 1`, … with no gap, and a
+/// segment of format 2 that is not the newest must end in a seal naming the next one (so a
+/// deleted or truncated segment, newest included, is found).
+fn read_segments(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    first: u64,
+    rec: &mut Recovered,
+    sink: &mut BatchSink<'_>,
+) -> Result<(), StorageError> {
+    if let Some((n, _)) = segments.first().filter(|(n, _)| *n != first) {
+        let reason = match &rec.checkpoint {
+            Some((ckp, _)) => format!(
+                "segment {first} is missing: the checkpoint {} continues in it, but the log starts at segment {n}",
+                ckp.display()
+            ),
+            None => format!(
+                "segment {first} is missing: the log starts at segment {n} with no checkpoint before it (deleted segments or a deleted checkpoint)"
+            ),
+        };
+        set_damage(rec, &segment_path(dir, first), 0, reason, false, segments);
+        return Ok(());
+    }
     let count = segments.len();
     for (i, (number, path)) in segments.iter().enumerate() {
         let last = i + 1 == count;
+        // The next segment holds no records: a crash may have cut the roll that made it.
+        let next_is_empty_tail = i + 2 == count
+            && fs::metadata(&segments[i + 1].1)
+                .map(|m| m.len() <= SEGMENT_HEADER_LEN as u64)
+                .unwrap_or(false);
         let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
-        let file_len = data.len() as u64;
-        let damage = |offset: u64, reason: &str, torn: bool, rec: &mut Recovered| {
-            let later: Vec<PathBuf> = segments[i + 1..].iter().map(|(_, p)| p.clone()).collect();
-            let later_bytes: u64 = later
-                .iter()
-                .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-                .sum();
-            rec.damage = Some(Damage {
-                file: path.clone(),
-                offset,
-                reason: reason.to_string(),
-                torn_tail: torn,
-                lost_bytes: file_len - offset + later_bytes,
-                later_segments: later,
-            });
-        };
-        if data.len() < SEGMENT_HEADER_LEN || &data[..8] != SEGMENT_MAGIC {
-            let torn = last
-                && data.len() < SEGMENT_HEADER_LEN
-                && SEGMENT_MAGIC.starts_with(&data[..data.len().min(8)]);
-            rec.segments.push(SegmentFile {
-                number: *number,
-                path: path.clone(),
-                valid_len: 0,
-            });
-            damage(0, "bad segment header", torn, &mut rec);
-            return Ok(rec);
-        }
-        let mut off = SEGMENT_HEADER_LEN;
-        loop {
-            if off == data.len() {
-                break;
+        let end = read_segment(
+            *number,
+            path,
+            &data,
+            last,
+            next_is_empty_tail,
+            rec,
+            sink,
+            dir,
+        )?;
+        let later = &segments[i + 1..];
+        match end {
+            End::Damaged => {
+                if let Some(d) = &mut rec.damage {
+                    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                    d.later_segments = later.iter().map(|(_, p)| p.clone()).collect();
+                    d.lost_bytes = (data.len() as u64).saturating_sub(d.offset)
+                        + d.later_segments.iter().map(|p| size(p)).sum::<u64>();
+                }
+                return Ok(());
             }
-            let rest = data.slice(off..);
-            match record::decode(&rest) {
-                Decoded::Record { kind, payload, len } => {
-                    if kind != record::RecordKind::Batch as u8 {
-                        damage(off as u64, "unknown record kind", false, &mut rec);
-                        break;
-                    }
-                    let Some(batch) = record::parse_batch(&payload) else {
-                        damage(off as u64, "malformed batch payload", false, &mut rec);
-                        break;
-                    };
-                    sink(
-                        Replay::Batch {
-                            commands: batch,
-                            pos: Some(RecordPos {
-                                segment: *number,
-                                offset: off as u64,
-                            }),
-                        },
-                        len as u64,
-                    )
-                    .map_err(|e| match e {
-                        StorageError::Malformed(reason) => StorageError::Corrupted {
-                            file: path.clone(),
-                            offset: off as u64,
-                            reason,
-                            dir: dir.to_path_buf(),
-                        },
-                        e => e,
-                    })?;
-                    rec.bytes += len as u64;
-                    off += len;
-                }
-                Decoded::Incomplete => {
-                    damage(off as u64, "record cut short", last, &mut rec);
-                    break;
-                }
-                Decoded::Invalid(reason) => {
-                    // The last record of the newest segment may be a torn write whose
-                    // length made it to disk before its payload.
-                    let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                    let reaches_end = off + HEADER_LEN + n >= data.len();
-                    damage(off as u64, reason, last && reaches_end, &mut rec);
-                    break;
+            End::Sealed(at) if last => {
+                let reason = format!(
+                    "segment {} is missing: this segment was sealed after it had been created",
+                    number + 1
+                );
+                set_damage(rec, path, at, reason, false, later);
+                mark_valid(rec, at);
+                return Ok(());
+            }
+            End::Sealed(at) => {
+                let next = later[0].0;
+                if next != number + 1 {
+                    let reason = format!(
+                        "segment {} is missing: the log jumps from segment {number} to {next}",
+                        number + 1
+                    );
+                    set_damage(rec, path, at, reason, false, later);
+                    mark_valid(rec, at);
+                    return Ok(());
                 }
             }
-        }
-        rec.segments.push(SegmentFile {
-            number: *number,
-            path: path.clone(),
-            valid_len: off as u64,
-        });
-        if rec.damage.is_some() {
-            return Ok(rec);
+            End::Open if last => {}
+            End::Open => {
+                let next = later[0].0;
+                let v2 = segment_version(&data) == Some(2);
+                let end = data.len() as u64;
+                if next != number + 1 {
+                    let reason = format!(
+                        "segment {} is missing: the log jumps from segment {number} to {next}",
+                        number + 1
+                    );
+                    set_damage(rec, path, end, reason, false, later);
+                    return Ok(());
+                }
+                if v2 && next_is_empty_tail {
+                    // Cut between creating the next segment and sealing this one:
+                    // nothing was written to the next yet; drop it and go on here.
+                    let reason = format!(
+                        "segment {next} was created but this one was not sealed (a roll cut by a crash)"
+                    );
+                    set_damage(rec, path, end, reason, true, later);
+                    return Ok(());
+                }
+                if v2 {
+                    let reason = format!(
+                        "segment {number} ends without the seal every segment but the newest has, and segment {next} follows with records: the end of this segment is missing"
+                    );
+                    set_damage(rec, path, end, reason, false, later);
+                    return Ok(());
+                }
+                // Format 1 wrote no seals: an unsealed older segment is as it should be.
+            }
         }
     }
-    Ok(rec)
+    Ok(())
+}
+
+/// Sets the valid length of the segment just read (the last in `rec.segments`).
+fn mark_valid(rec: &mut Recovered, at: u64) {
+    if let Some(s) = rec.segments.last_mut() {
+        s.valid_len = s.valid_len.min(at);
+    }
+}
+
+/// Reads one segment's records into `sink` and says how it ends. Damage found in it is put
+/// in `rec.damage`, as torn when it is what a cut write leaves at the newest end of the log.
+#[allow(clippy::too_many_arguments)]
+fn read_segment(
+    number: u64,
+    path: &Path,
+    data: &Bytes,
+    last: bool,
+    next_is_empty_tail: bool,
+    rec: &mut Recovered,
+    sink: &mut BatchSink<'_>,
+    dir: &Path,
+) -> Result<End, StorageError> {
+    let push = |rec: &mut Recovered, valid: usize| {
+        rec.segments.push(SegmentFile {
+            number,
+            path: path.to_path_buf(),
+            valid_len: valid as u64,
+        });
+    };
+    let Some(_version) = segment_version(data) else {
+        let torn = last
+            && data.len() < SEGMENT_HEADER_LEN
+            && (SEGMENT_MAGIC.starts_with(&data[..data.len().min(8)])
+                || SEGMENT_MAGIC_V1.starts_with(&data[..data.len().min(8)]));
+        push(rec, 0);
+        set_damage(rec, path, 0, "bad segment header".into(), torn, &[]);
+        return Ok(End::Damaged);
+    };
+    let named = u64::from_le_bytes(data[8..16].try_into().unwrap_or([0; 8]));
+    if named != number {
+        push(rec, 0);
+        let reason =
+            format!("segment header names segment {named}, not {number} (a renamed file?)");
+        set_damage(rec, path, 0, reason, false, &[]);
+        return Ok(End::Damaged);
+    }
+    let mut off = SEGMENT_HEADER_LEN;
+    while off < data.len() {
+        let rest = data.slice(off..);
+        let decoded = record::decode(&rest);
+        let (kind, payload, len) = match decoded {
+            Decoded::Record { kind, payload, len } => (kind, payload, len),
+            bad => {
+                let (torn, reason) = if last {
+                    match tail_verdict(data, off, &bad) {
+                        Ok(reason) => (true, reason),
+                        Err(reason) => (false, reason),
+                    }
+                } else if next_is_empty_tail && data.len() - off <= record::SEAL_LEN {
+                    // The seal written after the next segment was made, cut by a crash.
+                    (true, "seal record cut short".to_string())
+                } else {
+                    (false, bad_reason(&bad).to_string())
+                };
+                push(rec, off);
+                set_damage(rec, path, off as u64, reason, torn, &[]);
+                return Ok(End::Damaged);
+            }
+        };
+        if let Some(next) = record::parse_seal(kind, &payload) {
+            let reason = if next != number + 1 {
+                format!("seal names segment {next}, not {}", number + 1)
+            } else if off + len != data.len() {
+                "records after the segment's seal".to_string()
+            } else {
+                push(rec, off + len);
+                return Ok(End::Sealed(off as u64));
+            };
+            push(rec, off);
+            set_damage(rec, path, off as u64, reason, false, &[]);
+            return Ok(End::Damaged);
+        }
+        if kind != record::RecordKind::Batch as u8 {
+            push(rec, off);
+            set_damage(
+                rec,
+                path,
+                off as u64,
+                "unknown record kind".into(),
+                false,
+                &[],
+            );
+            return Ok(End::Damaged);
+        }
+        let Some(batch) = record::parse_batch(&payload) else {
+            push(rec, off);
+            set_damage(
+                rec,
+                path,
+                off as u64,
+                "malformed batch payload".into(),
+                false,
+                &[],
+            );
+            return Ok(End::Damaged);
+        };
+        sink(
+            Replay::Batch {
+                commands: batch,
+                pos: Some(RecordPos {
+                    segment: number,
+                    offset: off as u64,
+                }),
+            },
+            len as u64,
+        )
+        .map_err(|e| match e {
+            StorageError::Malformed(reason) => StorageError::Corrupted {
+                file: path.to_path_buf(),
+                offset: off as u64,
+                reason,
+                dir: dir.to_path_buf(),
+            },
+            e => e,
+        })?;
+        rec.bytes += len as u64;
+        off += len;
+    }
+    push(rec, off);
+    Ok(End::Open)
+}
+
+fn bad_reason(d: &Decoded) -> &'static str {
+    match d {
+        Decoded::Incomplete => "record cut short",
+        Decoded::Invalid(reason) => reason,
+        Decoded::Record { .. } => "valid record",
+    }
+}
+
+/// Bytes of an all-zero run that counts as a hole a power cut left (file space allocated,
+/// data never written), inside the 512-byte blocks devices write whole.
+const MIN_HOLE: usize = 32;
+const BLOCK: usize = 512;
+
+/// Decides whether the bad record at `off` of the newest segment is a torn write (`Ok`, with
+/// what was torn) or damage to acknowledged data (`Err`, with why). A write cut by a crash
+/// leaves a record cut short at the end of the file, or (after a power cut) a complete-length
+/// record with a zero-filled hole. Damage is: any valid record after it; a record whose length
+/// runs past the end while its checksum matches the bytes that are there (a damaged length
+/// field); a complete record with a bad checksum and no hole.
+pub fn tail_verdict(data: &[u8], off: usize, bad: &Decoded) -> Result<String, String> {
+    let what = bad_reason(bad);
+    if let Some(p) = valid_record_after(data, off + 1) {
+        return Err(format!(
+            "{what}, and a valid record follows at offset {p}: damage, not a torn write"
+        ));
+    }
+    match bad {
+        Decoded::Incomplete if data.len() - off > HEADER_LEN => {
+            let crc = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
+            if crc32c::crc32c(&data[off + 8..]) == crc {
+                return Err(
+                    "record length field damaged: the length runs past the end of the file, but the checksum matches the bytes there"
+                        .into(),
+                );
+            }
+            Ok(what.into())
+        }
+        Decoded::Incomplete => Ok(what.into()),
+        _ if has_hole(data, off) => Ok(format!("{what} (a zero-filled hole: a write cut by a power loss)")),
+        _ => Err(format!(
+            "{what} in the newest record, which is complete and has no zero-filled hole: damage, not a torn write"
+        )),
+    }
+}
+
+/// Whether `data[off..]` has a zero-filled hole: an all-zero run inside one 512-byte block,
+/// at least [`MIN_HOLE`] bytes long (or all of a shorter rest).
+fn has_hole(data: &[u8], off: usize) -> bool {
+    let need = MIN_HOLE.min(data.len() - off);
+    let mut b = off - off % BLOCK;
+    while b < data.len() {
+        let s = b.max(off);
+        let e = (b + BLOCK).min(data.len());
+        if e - s >= need && data[s..e].iter().all(|&x| x == 0) {
+            return true;
+        }
+        b += BLOCK;
+    }
+    false
+}
+
+/// The first offset at or after `from` where a valid segment record (a well-formed batch or
+/// a seal) starts, if any. Cheap on anything else: a length past the end, a wrong kind or a
+/// malformed batch is skipped before any checksum is computed.
+fn valid_record_after(data: &[u8], from: usize) -> Option<usize> {
+    let mut p = from;
+    while p + HEADER_LEN <= data.len() {
+        let n = u32::from_le_bytes([data[p], data[p + 1], data[p + 2], data[p + 3]]) as usize;
+        let kind = data[p + 8];
+        let fits = n <= data.len() - p - HEADER_LEN;
+        let shaped = fits
+            && match kind {
+                k if k == record::RecordKind::Seal as u8 => n == 8,
+                k if k == record::RecordKind::Batch as u8 => {
+                    record::batch_well_formed(&data[p + HEADER_LEN..p + HEADER_LEN + n])
+                }
+                _ => false,
+            };
+        if shaped {
+            let crc = u32::from_le_bytes([data[p + 4], data[p + 5], data[p + 6], data[p + 7]]);
+            if crc32c::crc32c(&data[p + 8..p + HEADER_LEN + n]) == crc {
+                return Some(p);
+            }
+        }
+        p += 1;
+    }
+    None
 }
 
 /// Deletes files a checkpoint made obsolete that a crash left behind.
@@ -290,22 +593,40 @@ pub fn remove_obsolete(dir: &Path, rec: &Recovered) -> Result<(), StorageError> 
     Ok(())
 }
 
-/// Cuts the log at the damage: truncates the damaged file and removes later segments.
+/// Cuts the log at the damage: truncates the damaged file and removes later segments. A cut
+/// inside a segment's header (or a segment that is missing altogether) leaves that segment
+/// with a fresh header and no records, so the chain of segment numbers and seals stays whole.
 pub fn apply_truncation(damage: &Damage) -> Result<(), StorageError> {
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(&damage.file)
-        .map_err(|e| StorageError::io(&damage.file, e))?;
-    let keep = if damage.offset == 0 { 0 } else { damage.offset };
-    f.set_len(keep)
-        .map_err(|e| StorageError::io(&damage.file, e))?;
-    f.sync_all()
-        .map_err(|e| StorageError::io(&damage.file, e))?;
-    if keep == 0 {
-        fs::remove_file(&damage.file).map_err(|e| StorageError::io(&damage.file, e))?;
+    let path = &damage.file;
+    if damage.offset < SEGMENT_HEADER_LEN as u64 {
+        let number = segment_number(path).ok_or_else(|| {
+            StorageError::Malformed(format!("{} is not a segment file name", path.display()))
+        })?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StorageError::io(path, e))?;
+        std::io::Write::write_all(&mut f, &segment_header(number))
+            .map_err(|e| StorageError::io(path, e))?;
+        f.sync_all().map_err(|e| StorageError::io(path, e))?;
+    } else {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| StorageError::io(path, e))?;
+        f.set_len(damage.offset)
+            .map_err(|e| StorageError::io(path, e))?;
+        f.sync_all().map_err(|e| StorageError::io(path, e))?;
     }
     for p in &damage.later_segments {
         fs::remove_file(p).map_err(|e| StorageError::io(p, e))?;
+    }
+    if let Some(d) = path.parent() {
+        fs::File::open(d)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StorageError::io(d, e))?;
     }
     Ok(())
 }
