@@ -1,9 +1,23 @@
 //! Reading the log back: every segment in order, every record checked.
 //!
-//! A damaged record at the very end of the newest segment is a write that was
-//! torn by a crash: it was never acknowledged, so it is cut off with a warning.
-//! A damaged record anywhere else is corruption: recovery stops and names the
-//! file and offset, and only `rill check --repair` truncates there.
+//! A write torn by a crash at the very end of the newest segment was never
+//! acknowledged, so it is cut off with a warning. Everything else is corruption:
+//! recovery stops and names the file and offset, and only `rill check --repair`
+//! truncates there. Telling the two apart ([`tail_verdict`]): a torn write leaves a
+//! record cut short, or a complete-length record with a zero-filled hole (space
+//! allocated, data never written, after a power cut), and nothing valid after it.
+//! A valid record after the bad one, a length past the end of the file while the
+//! checksum matches the bytes that are there (a damaged length field), or a
+//! complete bad record with no hole, is damage.
+//!
+//! Missing segments are found too: the segments after the checkpoint must be
+//! numbered from its tail T (from 1 without one) with no gap, and in format 2 each
+//! but the newest ends in a `Seal` record naming the next, written only once the
+//! next exists durably. So a deleted newest segment (the one before it is sealed)
+//! and a segment cut at a record boundary (unsealed, with records after it) are
+//! both reported. A crash between creating the next segment and sealing the
+//! previous leaves an unsealed segment followed by an empty one: a torn roll,
+//! repaired by dropping the empty segment.
 
 use std::fs;
 use std::path::{Path, PathBuf};
