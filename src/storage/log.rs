@@ -1,10 +1,17 @@
-//! The append log writer with group commit.
+//! The append log with group commit led by a committer, not a writer thread.
 //!
 //! Connections append records under the keyspace lock (so log order is execution
-//! order) into a shared buffer and get a log sequence number (LSN). One writer
-//! thread takes everything queued, writes it with one `write` and — under
-//! `appendfsync always` — one `fdatasync`, then publishes the new durable LSN;
-//! every reply waits for the LSN its command observed. Many clients, one fsync.
+//! order) into a shared buffer and get a log sequence number (LSN). A reply that
+//! depends on a record waits for its LSN in [`Log::wait_durable`]: the first waiter
+//! to take the commit lock becomes the committer — it takes everything queued,
+//! writes it with one `write` and, under `appendfsync always`, one `fdatasync`, then
+//! publishes the new durable LSN; the others wait on that result, and one of them
+//! leads the next round with whatever was appended meanwhile (tikv/raft-engine's
+//! leader/follower write barrier). So one client's durable write crosses no thread,
+//! and many clients still share one fsync. Under `everysec` the committer only
+//! writes and a background thread fsyncs once a second without the commit lock (as
+//! Redis's bio thread); under `no`, nothing is synced but on roll and shutdown. The
+//! background thread also commits what nobody waits for and serves shutdown.
 //!
 //! After a failed write or fsync the log is poisoned (the kernel may have dropped
 //! the dirty pages, so retrying could silently lose data): appends are refused and
@@ -78,18 +85,18 @@ struct Queue {
     /// LSN of the last record in `buf` (or appended before).
     last_lsn: u64,
     shutdown: bool,
-    /// A checkpoint asked for a new segment after what is queued; the writer
-    /// answers once the old one is durable.
-    roll: Option<std::sync::mpsc::Sender<Result<u64, String>>>,
-    /// The writer is waiting on the condvar: only then does an append need to wake
-    /// it (a wake per append cost a futex call and a context switch each).
-    parked: bool,
 }
 
 struct Inner {
     dir: PathBuf,
     queue: Mutex<Queue>,
+    /// The open segment; holding this lock is being the committer.
+    active: Mutex<Active>,
+    /// Wakes the background thread (shutdown, policy change).
     wake: Condvar,
+    /// Written but not yet fsynced (the background thread syncs under `everysec`).
+    unsynced: AtomicBool,
+    last_sync: Mutex<Instant>,
     durable: watch::Sender<u64>,
     appended: AtomicU64,
     poisoned: AtomicBool,
@@ -134,10 +141,11 @@ pub fn unpack_pos(pos: u64) -> (u64, u64) {
     (pos >> POS_OFFSET_BITS, pos & ((1 << POS_OFFSET_BITS) - 1))
 }
 
-/// The open segment the writer appends to.
+/// The open segment the committer appends to.
 struct Active {
     number: u64,
-    file: File,
+    /// Shared so the background fsync runs without the commit lock.
+    file: Arc<File>,
     path: PathBuf,
     len: u64,
 }
@@ -155,7 +163,7 @@ fn create_segment(dir: &Path, number: u64) -> Result<Active, StorageError> {
     sync_dir(&recovery::log_dir(dir))?;
     Ok(Active {
         number,
-        file,
+        file: Arc::new(file),
         path,
         len: SEGMENT_HEADER_LEN as u64,
     })
@@ -228,7 +236,7 @@ impl Log {
                     .len();
                 Active {
                     number: last.number,
-                    file,
+                    file: Arc::new(file),
                     path: last.path.clone(),
                     len,
                 }
@@ -236,6 +244,7 @@ impl Log {
             None => create_segment(dir, rec.checkpoint.as_ref().map_or(1, |c| c.1.max(1)))?,
         };
         let (durable, _) = watch::channel(0u64);
+        let start_pos = pack_pos(active.number, active.len);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             queue: Mutex::new(Queue {
@@ -245,24 +254,25 @@ impl Log {
                 seg_len: active.len,
                 last_lsn: 0,
                 shutdown: false,
-                roll: None,
-                parked: false,
             }),
+            active: Mutex::new(active),
             wake: Condvar::new(),
+            unsynced: AtomicBool::new(false),
+            last_sync: Mutex::new(Instant::now()),
             durable,
             appended: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
             policy: AtomicU8::new(opts.policy.to_u8()),
             segment_size: AtomicU64::new(opts.segment_size.max(1024)),
-            written_pos: Arc::new(AtomicU64::new(pack_pos(active.number, active.len))),
+            written_pos: Arc::new(AtomicU64::new(start_pos)),
             written_bytes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
         });
         let w = inner.clone();
         let writer = std::thread::Builder::new()
-            .name("rill-log-writer".into())
-            .spawn(move || writer_loop(w, active))
+            .name("rill-log-sync".into())
+            .spawn(move || background_loop(w))
             .map_err(|e| StorageError::io(dir, e))?;
         Ok(Log {
             inner,
@@ -315,11 +325,9 @@ impl Log {
         q.last_lsn += 1;
         let lsn = q.last_lsn;
         self.inner.appended.store(lsn, Ordering::Release);
-        let parked = q.parked;
         drop(q);
-        if parked {
-            self.inner.wake.notify_one();
-        }
+        // No wake-up: whoever waits for this record commits it (the background
+        // thread picks up what nobody waits for).
         Ok((lsn, pos))
     }
 
@@ -339,26 +347,41 @@ impl Log {
         self.inner.appended.load(Ordering::Acquire)
     }
 
-    /// Waits until record `lsn` is durable under the current policy.
+    /// Waits until record `lsn` is durable under the current policy, committing it
+    /// (and everything queued with it) itself when no commit is under way.
+    ///
+    /// The commit runs inline on the calling task's thread: a blocking `write` and,
+    /// under `always`, `fdatasync`, as Redis does them on its one thread; meanwhile
+    /// other tasks append and wait, and the next of them to find the lock free
+    /// commits all of that together.
     pub async fn wait_durable(&self, lsn: u64) -> Result<(), StorageError> {
-        if lsn == 0 || *self.inner.durable.borrow() >= lsn {
-            return if self.inner.poisoned.load(Ordering::Acquire)
-                && *self.inner.durable.borrow() < lsn
-            {
-                Err(self.poison_error())
+        let inner = &*self.inner;
+        let done = |d: u64| -> Option<Result<(), StorageError>> {
+            if lsn == 0 || d >= lsn {
+                Some(Ok(()))
+            } else if inner.poisoned.load(Ordering::Acquire) {
+                Some(Err(self.poison_error()))
             } else {
-                Ok(())
-            };
+                None
+            }
+        };
+        if let Some(r) = done(*inner.durable.borrow()) {
+            return r;
         }
-        let mut rx = self.inner.durable.subscribe();
-        let poisoned = &self.inner.poisoned;
-        let _ = rx
-            .wait_for(|d| *d >= lsn || poisoned.load(Ordering::Acquire))
-            .await;
-        if *rx.borrow() >= lsn {
-            Ok(())
-        } else {
-            Err(self.poison_error())
+        // Subscribed before each attempt at the lock, so a commit that ends after a
+        // failed attempt always wakes this waiter.
+        let mut rx = inner.durable.subscribe();
+        loop {
+            if let Some(r) = done(*rx.borrow_and_update()) {
+                return r;
+            }
+            if let Some(mut active) = inner.active.try_lock() {
+                commit_round(inner, &mut active);
+                continue;
+            }
+            if rx.changed().await.is_err() {
+                return Err(self.poison_error());
+            }
         }
     }
 
@@ -400,24 +423,25 @@ impl Log {
         if self.is_poisoned() {
             return Err(self.poison_error());
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
+        let seg = {
             let mut q = self.inner.queue.lock();
             q.seg += 1;
             let (at, seg) = (q.buf.len(), q.seg);
             q.rolls.push((at, seg));
             q.seg_len = SEGMENT_HEADER_LEN as u64;
-            q.roll = Some(tx);
+            seg
+        };
+        // Whoever holds the lock now may already have taken the marker; either way,
+        // once this round is done the old segment was synced and `seg` exists.
+        let mut active = self.inner.active.lock();
+        commit_round(&self.inner, &mut active);
+        if self.is_poisoned() || active.number < seg {
+            return Err(self.poison_error());
         }
-        self.inner.wake.notify_one();
-        match rx.recv() {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(StorageError::Poisoned(e)),
-            Err(_) => Err(self.poison_error()),
-        }
+        Ok(seg)
     }
 
-    /// Writes and syncs everything queued, then stops the writer (shutdown).
+    /// Writes and syncs everything queued, then stops the background thread (shutdown).
     pub fn close(&self) {
         self.inner.queue.lock().shutdown = true;
         self.inner.wake.notify_one();
@@ -440,124 +464,126 @@ fn poison(inner: &Inner, what: String) {
     inner.durable.send_modify(|_| {});
 }
 
-fn writer_loop(inner: Arc<Inner>, mut active: Active) {
-    let mut last_sync = Instant::now();
-    let mut unsynced = false;
-    loop {
-        let (buf, rolls, lsn, shutdown, roll) = {
-            let mut q = inner.queue.lock();
-            while q.buf.is_empty() && !q.shutdown && q.roll.is_none() {
-                let everysec_due = unsynced
-                    && FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire))
-                        == FsyncPolicy::Everysec
-                    && last_sync.elapsed() >= Duration::from_secs(1);
-                if everysec_due {
-                    break;
-                }
-                q.parked = true;
-                inner.wake.wait_for(&mut q, Duration::from_millis(250));
-                q.parked = false;
-            }
-            let buf = q.buf.split();
-            let rolls = std::mem::take(&mut q.rolls);
-            (buf, rolls, q.last_lsn, q.shutdown, q.roll.take())
-        };
-        if inner.poisoned.load(Ordering::Acquire) {
-            if shutdown {
+/// One commit: writes everything queued, segment by segment at the boundaries the
+/// appends chose (sealing each finished segment once the next exists), fsyncs under
+/// `always`, and publishes the durable LSN. Runs with the commit lock held.
+fn commit_round(inner: &Inner, active: &mut Active) {
+    let (buf, rolls, lsn) = {
+        let mut q = inner.queue.lock();
+        (q.buf.split(), std::mem::take(&mut q.rolls), q.last_lsn)
+    };
+    if inner.poisoned.load(Ordering::Acquire) || (buf.is_empty() && rolls.is_empty()) {
+        return;
+    }
+    let mut from = 0usize;
+    for &(at, number) in rolls.iter().chain(std::iter::once(&(buf.len(), u64::MAX))) {
+        if at > from {
+            if let Err(e) = write_buf(&active.file, &buf[from..at]) {
+                poison(
+                    inner,
+                    format!("write to {} failed: {}", active.path.display(), e),
+                );
                 return;
             }
-            continue;
+            active.len += (at - from) as u64;
+            inner
+                .written_bytes
+                .fetch_add((at - from) as u64, Ordering::Relaxed);
+            inner
+                .written_pos
+                .store(pack_pos(active.number, active.len), Ordering::Release);
+            inner.unsynced.store(true, Ordering::Release);
+            from = at;
         }
-        let policy = FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire));
-        // Write the queued bytes segment by segment, at the boundaries the appends chose.
-        let mut from = 0usize;
-        let mut failed = false;
-        for &(at, number) in rolls.iter().chain(std::iter::once(&(buf.len(), u64::MAX))) {
-            if at > from {
-                if let Err(e) = write_buf(&mut active.file, &buf[from..at]) {
-                    poison(
-                        &inner,
-                        format!("write to {} failed: {}", active.path.display(), e),
-                    );
-                    failed = true;
-                    break;
-                }
-                active.len += (at - from) as u64;
-                inner
-                    .written_bytes
-                    .fetch_add((at - from) as u64, Ordering::Relaxed);
+        if number == u64::MAX {
+            break;
+        }
+        // Seal the segment (durable before it is left) and start the next.
+        if let Err(e) = sync_file(&active.file) {
+            poison(
+                inner,
+                format!("fsync of {} failed: {}", active.path.display(), e),
+            );
+            return;
+        }
+        // The seal goes in only once the next segment exists durably: a newest
+        // segment that ends in a seal means the one it names was lost.
+        let next = create_segment(&inner.dir, number).and_then(|next| {
+            let mut seal = BytesMut::with_capacity(SEAL_LEN);
+            encode_seal(number, &mut seal);
+            write_buf(&active.file, &seal)
+                .and_then(|()| sync_file(&active.file))
+                .map_err(|e| StorageError::io(&active.path, e))?;
+            Ok(next)
+        });
+        match next {
+            Ok(next) => {
+                *active = next;
+                inner.unsynced.store(false, Ordering::Release);
                 inner
                     .written_pos
                     .store(pack_pos(active.number, active.len), Ordering::Release);
-                unsynced = true;
-                from = at;
             }
-            if number == u64::MAX {
-                break;
-            }
-            // Seal the segment (durable before it is left) and start the next.
-            if let Err(e) = active.file.sync_data() {
-                poison(
-                    &inner,
-                    format!("fsync of {} failed: {}", active.path.display(), e),
-                );
-                failed = true;
-                break;
-            }
-            // The seal goes in only once the next segment exists durably: a newest
-            // segment that ends in a seal means the one it names was lost.
-            let next = create_segment(&inner.dir, number).and_then(|next| {
-                let mut seal = BytesMut::with_capacity(SEAL_LEN);
-                encode_seal(number, &mut seal);
-                write_buf(&mut active.file, &seal)
-                    .and_then(|()| sync_file(&active.file))
-                    .map_err(|e| StorageError::io(&active.path, e))?;
-                Ok(next)
-            });
-            match next {
-                Ok(next) => {
-                    active = next;
-                    inner
-                        .written_pos
-                        .store(pack_pos(active.number, active.len), Ordering::Release);
-                }
-                Err(e) => {
-                    poison(&inner, e.to_string());
-                    failed = true;
-                    break;
-                }
+            Err(e) => {
+                poison(inner, e.to_string());
+                return;
             }
         }
-        if failed {
-            if let Some(reply) = roll {
-                let _ = reply.send(Err(inner.poison_reason.lock().clone()));
+    }
+    let policy = FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire));
+    if policy == FsyncPolicy::Always && inner.unsynced.swap(false, Ordering::AcqRel) {
+        if let Err(e) = sync_file(&active.file) {
+            poison(
+                inner,
+                format!("fsync of {} failed: {}", active.path.display(), e),
+            );
+            return;
+        }
+        inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        *inner.last_sync.lock() = Instant::now();
+    }
+    if !buf.is_empty() {
+        inner.durable.send_replace(lsn);
+    }
+}
+
+/// Fsyncs the active segment if anything is written but not synced, without the
+/// commit lock (appends and commits go on meanwhile).
+fn background_sync(inner: &Inner) {
+    if !inner.unsynced.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let (file, path) = {
+        let a = inner.active.lock();
+        (a.file.clone(), a.path.clone())
+    };
+    if let Err(e) = sync_file(&file) {
+        poison(inner, format!("fsync of {} failed: {}", path.display(), e));
+        return;
+    }
+    inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+    *inner.last_sync.lock() = Instant::now();
+}
+
+/// The background thread: the once-a-second fsync under `everysec`, commits of what
+/// nobody waits for, and the final write and fsync at shutdown.
+fn background_loop(inner: Arc<Inner>) {
+    loop {
+        let (shutdown, queued) = {
+            let mut q = inner.queue.lock();
+            if !q.shutdown {
+                inner.wake.wait_for(&mut q, Duration::from_millis(250));
             }
-            continue;
+            (q.shutdown, !q.buf.is_empty() || !q.rolls.is_empty())
+        };
+        if queued || shutdown {
+            commit_round(&inner, &mut inner.active.lock());
         }
-        if unsynced
-            && (policy == FsyncPolicy::Always
-                || shutdown
-                || (policy == FsyncPolicy::Everysec
-                    && last_sync.elapsed() >= Duration::from_secs(1)))
-        {
-            if let Err(e) = sync_file(&active.file) {
-                poison(
-                    &inner,
-                    format!("fsync of {} failed: {}", active.path.display(), e),
-                );
-                continue;
-            }
-            inner.fsyncs.fetch_add(1, Ordering::Relaxed);
-            unsynced = false;
-            last_sync = Instant::now();
-        }
-        if !buf.is_empty() {
-            inner.durable.send_replace(lsn);
-        }
-        if let Some(reply) = roll {
-            // The roll's marker was in this round: everything queued before it is
-            // durable in the old segment and the new one exists.
-            let _ = reply.send(Ok(active.number));
+        let policy = FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire));
+        let due = policy == FsyncPolicy::Everysec
+            && inner.last_sync.lock().elapsed() >= Duration::from_secs(1);
+        if (shutdown || due) && !inner.poisoned.load(Ordering::Acquire) {
+            background_sync(&inner);
         }
         if shutdown {
             return;
@@ -565,7 +591,7 @@ fn writer_loop(inner: Arc<Inner>, mut active: Active) {
     }
 }
 
-fn write_buf(file: &mut File, buf: &[u8]) -> std::io::Result<()> {
+fn write_buf(mut file: &File, buf: &[u8]) -> std::io::Result<()> {
     #[cfg(feature = "failpoints")]
     fail::fail_point!("log::write", |_| Err(std::io::Error::other(
         "injected write failure"
