@@ -3,7 +3,9 @@
 //! Start-up already refuses a damaged log (naming the file and offset); this is the tool an
 //! operator runs next. Without `--repair` it reads (it changes no log or checkpoint data): every segment, every record's length,
 //! checksum and batch framing, exactly as recovery does (it calls [`recovery::read_log`], so the
-//! verdict cannot drift from what start-up would decide). With `--repair` it first says precisely
+//! verdict cannot drift from what start-up would decide), then replays the records into a scratch
+//! keyspace with start-up's own replay code, so an intact record start-up could not apply ("Bad
+//! command in the log") is reported too, not called clean. With `--repair` it first says precisely
 //! what truncation at the first bad record loses (bytes, the records that can still be counted
 //! after it, later segments), then cuts there with [`recovery::apply_truncation`].
 //!
@@ -117,12 +119,29 @@ pub struct CheckReport {
     pub obsolete: Vec<PathBuf>,
     /// Segments before the checkpoint, kept because live entries' payloads are in them.
     pub retained: Vec<SegmentReport>,
+    /// The first record that is intact but that start-up could not apply.
+    pub unreplayable: Option<Unreplayable>,
+}
+
+/// A record whose bytes are intact but whose commands start-up could not apply (it stops
+/// with "Bad command in the log"). Found by replaying the whole directory into a scratch
+/// keyspace with the code start-up uses, so the verdict cannot drift from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreplayable {
+    /// The segment, or the checkpoint, holding the record.
+    pub file: PathBuf,
+    /// The record's offset in a segment (`None` in a checkpoint).
+    pub offset: Option<u64>,
+    /// Its number in replay order, from 1, as start-up's message counts.
+    pub record: u64,
+    /// The command and why it failed.
+    pub error: String,
 }
 
 impl CheckReport {
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damage.is_none() && self.checkpoint_damage.is_none()
+        self.damage.is_none() && self.checkpoint_damage.is_none() && self.unreplayable.is_none()
     }
 }
 
@@ -289,6 +308,7 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
                 checkpoint_damage: Some((file, offset, reason)),
                 obsolete: Vec::new(),
                 retained: Vec::new(),
+                unreplayable: None,
             })
         }
         Err(e) => return Err(e.into()),
@@ -333,6 +353,11 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
         });
     }
     let loss = rec.damage.as_ref().map(measure_loss).transpose()?;
+    let unreplayable = if checkpoint_damage.is_none() {
+        find_unreplayable(dir, rec.checkpoint.as_ref().map(|c| c.0.clone()))
+    } else {
+        None
+    };
     Ok(CheckReport {
         segments,
         damage: rec.damage,
@@ -341,7 +366,55 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
         checkpoint_damage,
         obsolete: rec.obsolete,
         retained,
+        unreplayable,
     })
+}
+
+/// Replays the directory as start-up does (`propagate::replay_batch`, `apply_state`) into a
+/// scratch keyspace, and returns the first record it could not apply. Like start-up it
+/// holds the data set's index in memory while it runs. Records after damage are not
+/// replayed (start-up never reaches them).
+fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplayable> {
+    let mut config = crate::config::Config::default();
+    // Every database a record can name (its `db` is 16 bits): the check does not know
+    // the server's `databases`.
+    config.databases = u32::from(u16::MAX) + 1;
+    let shared = crate::server::Shared::new(config, None);
+    shared.attach_segments(dir);
+    let mut record = 0u64;
+    let mut found: Option<Unreplayable> = None;
+    let _ = recovery::read_log_with(dir, &mut |item, _| {
+        record += 1;
+        let (errors, pos) = match item {
+            recovery::Replay::Batch { commands, pos } => (
+                crate::commands::propagate::replay_batch(&shared, commands, pos),
+                pos,
+            ),
+            recovery::Replay::State(data) => (
+                crate::commands::propagate::apply_state(&shared, data)
+                    .err()
+                    .into_iter()
+                    .collect(),
+                None,
+            ),
+        };
+        if let Some(error) = errors.into_iter().next() {
+            found = Some(Unreplayable {
+                file: match (pos, &checkpoint) {
+                    (Some(p), _) => recovery::segment_path(dir, p.segment),
+                    (None, Some(c)) => c.clone(),
+                    (None, None) => recovery::log_dir(dir),
+                },
+                offset: pos.map(|p| p.offset),
+                record,
+                error,
+            });
+            // Stops the reader, as start-up stops.
+            return Err(StorageError::Malformed("replay failed".into()));
+        }
+        Ok(())
+    });
+    found
 }
 
 fn file_name(p: &Path) -> String {
@@ -431,6 +504,24 @@ pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::i
         commands,
         bytes
     )?;
+    if let Some(u) = &r.unreplayable {
+        writeln!(
+            out,
+            "Record {} ({}{}) is intact but cannot be replayed: {}",
+            u.record,
+            u.file.display(),
+            u.offset
+                .map_or(String::new(), |o| format!(" at offset {o}")),
+            u.error
+        )?;
+        writeln!(
+            out,
+            "The server refuses to start on it (\"Bad command in the log\"); truncation does not repair it."
+        )?;
+        if r.damage.is_none() {
+            return writeln!(out, "Result: damaged");
+        }
+    }
     match &r.damage {
         None => writeln!(out, "Result: clean")?,
         Some(d) => {
@@ -521,6 +612,14 @@ pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, Check
         return Ok(false);
     }
     let (Some(d), Some(loss)) = (&report.damage, &report.loss) else {
+        if report.unreplayable.is_some() {
+            writeln!(
+                out,
+                "Not repaired: the record is intact, so there is nothing to truncate."
+            )
+            .map_err(CheckError::Output)?;
+            return Ok(false);
+        }
         writeln!(out, "Nothing to repair.").map_err(CheckError::Output)?;
         return Ok(true);
     };
@@ -623,6 +722,54 @@ mod tests {
         assert_eq!(r, Ok(true));
         assert!(out.contains("200 valid records"), "{out}");
         assert!(out.contains("Result: clean"), "{out}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A record that every checksum passes but that replay refuses (here the PEXPIREAT past
+    /// `i64::MAX` that `SET k v PX 9223372036854775807` used to log) is reported, as
+    /// start-up would refuse it, instead of calling the directory clean.
+    #[tokio::test]
+    async fn record_that_cannot_be_replayed_is_reported() {
+        let dir = tmp("unreplayable");
+        fill(&dir, 3).await;
+        let (log, _) = Log::open(
+            &dir,
+            LogOptions {
+                segment_size: 1024,
+                policy: FsyncPolicy::Always,
+            },
+        )
+        .expect("open");
+        let bad = vec![
+            LoggedCommand {
+                db: 0,
+                argv: vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("v")],
+            },
+            LoggedCommand {
+                db: 0,
+                argv: vec![
+                    Bytes::from("PEXPIREAT"),
+                    Bytes::from("k"),
+                    Bytes::from("9223373833466473206"),
+                ],
+            },
+        ];
+        let lsn = log.append(&bad).expect("append");
+        log.wait_durable(lsn).await.expect("durable");
+        log.close();
+        drop(log);
+        let report = check_dir(&dir).expect("check");
+        assert!(report.damage.is_none());
+        let u = report.unreplayable.clone().expect("reported");
+        assert_eq!(u.record, 4);
+        assert!(u.error.contains("PEXPIREAT"), "{}", u.error);
+        assert!(!report.is_clean());
+        let (r, out) = text(&dir, false);
+        assert_eq!(r, Ok(false));
+        assert!(out.contains("cannot be replayed"), "{out}");
+        assert!(out.contains("Result: damaged"), "{out}");
+        let (r, out) = text(&dir, true);
+        assert_eq!(r, Ok(false), "{out}");
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -64,6 +64,12 @@ fn main() -> ExitCode {
         eprintln!("Can't open the log file: {e}");
         return ExitCode::FAILURE;
     }
+    // Before anything opens files: descriptors for maxclients and for the log.
+    let mut config = config;
+    if let Err(msg) = server::fdlimit::adjust_at_startup(&mut config) {
+        tracing::error!("{}", msg);
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = std::fs::create_dir_all(&config.dir) {
         tracing::error!(
             "Can't create the data directory '{}': {}",

@@ -495,3 +495,148 @@ fn ping_echo_quit_reset() {
     assert_eq!(r.cmd(&["QUIT"]), b"+OK\r\n");
     assert!(r.is_closed());
 }
+
+/// `CONFIG GET maxclients` as a number.
+fn config_maxclients(r: &mut Raw) -> u64 {
+    let reply = String::from_utf8_lossy(&r.cmd(&["CONFIG", "GET", "maxclients"])).to_string();
+    reply
+        .lines()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad CONFIG GET reply {reply:?}"))
+}
+
+/// Under `ulimit -n 256` the server lowers maxclients so the log keeps the descriptors
+/// it needs: a flood of 400 connections gets `-ERR max number of clients reached` beyond
+/// that, while writes that roll many segments (and reads of those segments) go on, and
+/// after the flood, a SIGKILL and a restart every acknowledged entry is there. (The
+/// flood used to take every descriptor: the next segment failed with EMFILE, which
+/// poisoned the log until a restart.)
+#[test]
+fn connection_flood_under_low_ulimit_leaves_the_log_its_descriptors() {
+    const NOFILE: u64 = 256;
+    const FLOOD: u64 = 400;
+    // 1 MiB segments and no payload cache: 20 MiB of entries roll about 20 segments,
+    // and reading them back opens more segment files than the reader keeps open.
+    let mut s = TestServer::start_with_nofile(
+        Some(NOFILE),
+        &["--segment-size", "1mb", "--cache-size", "0"],
+    );
+    let mut w = s.raw();
+    let maxclients = config_maxclients(&mut w);
+    assert!(
+        (1..=NOFILE - 32).contains(&maxclients),
+        "maxclients {maxclients} leaves the server less than Redis's 32 descriptors"
+    );
+    wait_info(&mut w, "clients", &format!("maxclients:{maxclients}\r\n"));
+    // More than the limit allows is refused with Redis's text, naming what fits; up to
+    // that is fine.
+    assert_eq!(
+        String::from_utf8_lossy(&w.cmd(&["CONFIG", "SET", "maxclients", "10000"])),
+        format!("-ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with {maxclients}\r\n")
+    );
+    assert_eq!(w.cmd(&["CONFIG", "SET", "maxclients", "10"]), b"+OK\r\n");
+    let back = maxclients.to_string();
+    assert_eq!(w.cmd(&["CONFIG", "SET", "maxclients", &back]), b"+OK\r\n");
+    assert_eq!(config_maxclients(&mut w), maxclients);
+    wait_info(&mut w, "clients", "connected_clients:1\r\n");
+
+    let flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.port)).expect("connect"))
+        .collect();
+    let refused = FLOOD - (maxclients - 1);
+    wait_info(
+        &mut w,
+        "clients",
+        &format!("connected_clients:{maxclients}\r\n"),
+    );
+    wait_info(
+        &mut w,
+        "stats",
+        &format!("rejected_connections:{refused}\r\n"),
+    );
+
+    let value = "v".repeat(64 * 1024);
+    let mut acked: Vec<Vec<u8>> = Vec::new();
+    let add = |w: &mut Raw, n: usize, acked: &mut Vec<Vec<u8>>| {
+        for _ in 0..n {
+            let i = acked.len().to_string();
+            let reply = w.cmd(&["XADD", "s", "*", "i", &i, "v", &value]);
+            assert!(
+                reply.starts_with(b"$"),
+                "XADD {i}: {}",
+                String::from_utf8_lossy(&reply)
+            );
+            acked.push(reply);
+        }
+    };
+    add(&mut w, 320, &mut acked);
+    // Every entry reads back from its segment while the flood is still connected.
+    let all = w.cmd(&["XRANGE", "s", "-", "+"]);
+    assert!(all.starts_with(format!("*{}\r\n", acked.len()).as_bytes()));
+    assert!(
+        !String::from_utf8_lossy(&all).contains("\r\n-"),
+        "a read failed"
+    );
+
+    let mut refused_seen = 0;
+    for mut c in flood {
+        c.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 128];
+        match c.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                assert_eq!(&buf[..n], b"-ERR max number of clients reached\r\n");
+                refused_seen += 1;
+            }
+            Ok(_) => panic!("a flood connection was closed without the maxclients error"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+        }
+    }
+    assert_eq!(refused_seen, refused);
+    wait_info(&mut w, "clients", "connected_clients:1\r\n");
+    add(&mut w, 20, &mut acked);
+
+    s.restart();
+    let mut r = s.raw();
+    assert_eq!(
+        String::from_utf8_lossy(&r.cmd(&["XLEN", "s"])),
+        format!(":{}\r\n", acked.len())
+    );
+    for (i, id) in acked.iter().enumerate() {
+        // `$15\r\n1700000000000-0\r\n` -> the ID.
+        let text = String::from_utf8_lossy(id).to_string();
+        let id = text.lines().nth(1).expect("id");
+        let entry = r.cmd(&["XRANGE", "s", id, id]);
+        let want = format!(
+            "*1\r\n*2\r\n${}\r\n{id}\r\n*4\r\n$1\r\ni\r\n${}\r\n{i}\r\n$1\r\nv\r\n${}\r\n{value}\r\n",
+            id.len(),
+            i.to_string().len(),
+            value.len()
+        );
+        assert!(
+            entry == want.as_bytes(),
+            "entry {i} ({id}) differs after restart"
+        );
+    }
+}
+
+/// Like Redis, the server refuses to start when the open-files limit leaves no room
+/// for a single client next to what it reserves.
+#[test]
+fn too_low_ulimit_refuses_to_start() {
+    let dir = std::env::temp_dir().join(format!("rill-test-nofile-{}", std::process::id()));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rill"));
+    cmd.args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RILL_LOG");
+    common::limit_open_files(&mut cmd, 32);
+    let out = cmd.output().expect("run rill");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "started under ulimit -n 32: {text}");
+    assert!(
+        text.contains("Your current 'ulimit -n' of 32 is not enough for the server to start. Please increase your open file limit to at least"),
+        "{text}"
+    );
+}

@@ -294,3 +294,149 @@ fn keys_expire_passively_and_actively() {
     assert_eq!(r.cmd(&["GET", "p"]), b"$-1\r\n");
     assert_eq!(r.cmd(&["TTL", "p"]), b":-2\r\n");
 }
+
+/// Reads an integer reply's value.
+fn int_reply(reply: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(reply);
+    text.strip_prefix(':')
+        .and_then(|t| t.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("not an integer reply: {text:?}"))
+}
+
+/// Expiry times that would overflow are refused with Redis's texts, and every expiry the
+/// server acknowledges — the largest, the negative, the already-past — is logged in a form
+/// that replays: after SIGKILL the server starts again with the same keys and TTLs.
+/// (`SET k v PX 9223372036854775807` used to answer +OK and log a PEXPIREAT past
+/// `i64::MAX` that made every later start fail.)
+#[test]
+fn overflowing_expiry_is_refused_and_acknowledged_expiries_replay() {
+    let mut s = TestServer::start();
+    let mut r = s.raw();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let invalid = |cmd: &str| format!("-ERR invalid expire time in '{cmd}' command\r\n");
+    for (args, cmd) in [
+        (vec!["SET", "bad", "v", "PX", "9223372036854775807"], "set"),
+        // Fits once multiplied by 1000, overflows when the clock is added.
+        (vec!["SET", "bad", "v", "EX", "9223372036854775"], "set"),
+        // Overflows in the multiplication.
+        (vec!["SET", "bad", "v", "EX", "9223372036854776"], "set"),
+        (vec!["SET", "bad", "v", "PX", "0"], "set"),
+        (vec!["SET", "bad", "v", "EX", "-1"], "set"),
+        (
+            vec!["SET", "bad", "v", "NX", "PX", "-9223372036854775808"],
+            "set",
+        ),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&r.cmd(&args)),
+            invalid(cmd),
+            "{args:?}"
+        );
+    }
+    // Redis reports a syntax error before a bad number, and a bad number before a bad time.
+    assert_eq!(
+        r.cmd(&["SET", "bad", "v", "PX", "abc", "FOO"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["SET", "bad", "v", "PX", "abc"]),
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(r.cmd(&["EXISTS", "bad"]), b":0\r\n");
+
+    assert_eq!(r.cmd(&["SET", "target", "v"]), b"+OK\r\n");
+    for (args, cmd) in [
+        (vec!["PEXPIRE", "target", "9223372036854775807"], "pexpire"),
+        (vec!["EXPIRE", "target", "9223372036854775"], "expire"),
+        (vec!["EXPIRE", "target", "-9223372036854776"], "expire"),
+        (vec!["EXPIREAT", "target", "9223372036854776"], "expireat"),
+        (vec!["PEXPIRE", "nokey", "9223372036854775807"], "pexpire"),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&r.cmd(&args)),
+            invalid(cmd),
+            "{args:?}"
+        );
+    }
+    assert_eq!(r.cmd(&["TTL", "target"]), b":-1\r\n");
+
+    // Acknowledged edge cases.
+    let near_max = (i64::MAX - now_ms - 3_600_000).to_string();
+    let ok = [
+        (vec!["SET", "px1", "v", "PX", "1"], "+OK"),
+        (vec!["SET", "nearmax", "v", "PX", &near_max], "+OK"),
+        (vec!["SET", "ex", "v", "EX", "100000"], "+OK"),
+        (vec!["SET", "far", "v"], "+OK"),
+        (vec!["EXPIREAT", "far", "4102444800"], ":1"),
+        (vec!["SET", "max", "v"], "+OK"),
+        (vec!["PEXPIREAT", "max", "9223372036854775807"], ":1"),
+        (vec!["SET", "maxs", "v"], "+OK"),
+        (vec!["EXPIREAT", "maxs", "9223372036854775"], ":1"),
+        (vec!["SET", "past", "v"], "+OK"),
+        (vec!["PEXPIREAT", "past", "1000"], ":1"),
+        (vec!["SET", "neg", "v"], "+OK"),
+        (vec!["EXPIRE", "neg", "-9223372036854775"], ":1"),
+        (vec!["SET", "negat", "v"], "+OK"),
+        (vec!["PEXPIREAT", "negat", "-9223372036854775808"], ":1"),
+        (vec!["SET", "persisted", "v", "EX", "100"], "+OK"),
+        (vec!["PERSIST", "persisted"], ":1"),
+        (vec!["SET", "gt", "v", "EX", "500"], "+OK"),
+        (vec!["EXPIRE", "gt", "100", "GT"], ":0"),
+        (vec!["EXPIRE", "gt", "9223372036", "GT"], ":1"),
+        (vec!["PEXPIRE", "nokey", "100"], ":0"),
+        (vec!["XADD", "stream", "1-1", "f", "v"], "$3"),
+        (vec!["PEXPIRE", "stream", "100000000"], ":1"),
+    ];
+    for (args, want) in &ok {
+        let got = String::from_utf8_lossy(&r.cmd(args)).to_string();
+        assert!(got.starts_with(want), "{args:?}: {got:?}");
+    }
+    // PX 1 has certainly run out once a millisecond has passed.
+    std::thread::sleep(Duration::from_millis(5));
+
+    let check = |r: &mut common::Raw, when: &str| {
+        for gone in ["bad", "px1", "past", "neg", "negat", "nokey"] {
+            assert_eq!(r.cmd(&["EXISTS", gone]), b":0\r\n", "{when}: {gone}");
+        }
+        for no_ttl in ["target", "persisted"] {
+            assert_eq!(r.cmd(&["PTTL", no_ttl]), b":-1\r\n", "{when}: {no_ttl}");
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let pttl = |r: &mut common::Raw, key: &str| int_reply(&r.cmd(&["PTTL", key]));
+        // The expiry time, give or take the moment between the server's clock and ours.
+        let mut expires_at = |key: &str, want: i64, slack: i64| {
+            let at = pttl(r, key) + now_ms;
+            assert!(
+                (want - slack..=want.saturating_add(slack)).contains(&at),
+                "{when}: {key} expires at {at}"
+            );
+        };
+        expires_at("max", i64::MAX, 1000);
+        expires_at("nearmax", i64::MAX - 3_600_000, 100_000);
+        expires_at("maxs", 9_223_372_036_854_775_000, 1000);
+        expires_at("far", 4_102_444_800_000, 1000);
+        let ex = pttl(r, "ex");
+        assert!((99_000_000..=100_000_000).contains(&ex), "{when}: ex {ex}");
+        let gt = int_reply(&r.cmd(&["TTL", "gt"]));
+        assert!(
+            (9_223_372_000..=9_223_372_036).contains(&gt),
+            "{when}: gt {gt}"
+        );
+        let st = pttl(r, "stream");
+        assert!(
+            (99_000_000..=100_000_000).contains(&st),
+            "{when}: stream {st}"
+        );
+        assert_eq!(r.cmd(&["XLEN", "stream"]), b":1\r\n", "{when}");
+    };
+    check(&mut r, "before the restart");
+    s.restart();
+    let mut r = s.raw();
+    check(&mut r, "after SIGKILL and restart");
+}

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::args::{parse_u64, Args};
+use super::args::{parse_i64, parse_u64, Args};
 use super::error::CommandError;
 use super::glob::glob_match;
 use super::{Ctx, Outcome};
@@ -240,7 +240,8 @@ pub fn renamenx(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 /// Shared body of EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT (Redis's `expireGenericCommand`).
 fn expire_generic(ctx: &mut Ctx<'_>, a: &mut Args, name: &str, unit_ms: i64, absolute: bool) -> R {
     let key = a.next_bytes()?;
-    let when = a.next_i64()?;
+    // Parsed after the options: Redis reports a bad option before a bad number.
+    let when = a.next_bytes()?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     while let Some(opt) = a.next() {
         match String::from_utf8_lossy(&opt).to_ascii_uppercase().as_str() {
@@ -262,6 +263,9 @@ fn expire_generic(ctx: &mut Ctx<'_>, a: &mut Args, name: &str, unit_ms: i64, abs
     if gt && lt {
         return Err(CommandError::ExpireGtLt);
     }
+    let when = parse_i64(&when).ok_or(CommandError::NotInteger)?;
+    // Negative times are allowed (the key is deleted), but an overflow in the unit
+    // conversion or the addition of the clock is refused, as Redis does.
     let invalid = || CommandError::InvalidExpire(name.to_string());
     let mut at = when.checked_mul(unit_ms).ok_or_else(invalid)?;
     if !absolute {
@@ -415,39 +419,33 @@ pub fn set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let key = a.next_bytes()?;
     let value = a.next_bytes()?;
     let (mut nx, mut xx) = (false, false);
-    let mut ttl_ms: Option<i64> = None;
+    // (the argument, its unit in ms): read only once every option parsed, since Redis
+    // reports a syntax error before a bad number.
+    let mut ttl: Option<(Bytes, i64)> = None;
     while let Some(opt) = a.next() {
         match String::from_utf8_lossy(&opt).to_ascii_uppercase().as_str() {
             "NX" if !xx => nx = true,
             "XX" if !nx => xx = true,
-            "EX" if ttl_ms.is_none() => {
-                let n = a.next_i64()?;
-                if n <= 0 {
-                    return Err(CommandError::InvalidExpire("set".into()));
-                }
-                ttl_ms = Some(
-                    n.checked_mul(1000)
-                        .ok_or(CommandError::InvalidExpire("set".into()))?,
-                );
-            }
-            "PX" if ttl_ms.is_none() => {
-                let n = a.next_i64()?;
-                if n <= 0 {
-                    return Err(CommandError::InvalidExpire("set".into()));
-                }
-                ttl_ms = Some(n);
-            }
+            "EX" if ttl.is_none() => ttl = Some((a.next_bytes()?, 1000)),
+            "PX" if ttl.is_none() => ttl = Some((a.next_bytes()?, 1)),
             _ => return Err(CommandError::Syntax),
         }
     }
+    let at = match ttl {
+        Some((n, unit_ms)) => {
+            let n = parse_i64(&n).ok_or(CommandError::NotInteger)?;
+            Some(relative_expire_at(n, unit_ms, ctx.now_ms, "set")?)
+        }
+        None => None,
+    };
     let exists = ctx.ks.contains(ctx.db, &key, ctx.now_ms);
     if (nx && exists) || (xx && !exists) {
         return Ok(Reply::Nil.into());
     }
     let was_stream = matches!(ctx.ks.get(ctx.db, &key, ctx.now_ms), Some(Value::Stream(_)));
     ctx.ks.insert(ctx.db, key.clone(), Value::String(value));
-    if let Some(ms) = ttl_ms {
-        ctx.ks.set_expire(ctx.db, &key, ctx.now_ms + ms as u64);
+    if let Some(at) = at {
+        ctx.ks.set_expire(ctx.db, &key, at);
     }
     ctx.signal_modified(&key);
     if was_stream {
@@ -455,4 +453,22 @@ pub fn set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         ctx.signal_ready(&key);
     }
     Ok(Reply::Ok.into())
+}
+
+/// The absolute expiry (Unix ms) of a TTL given to SET as `n` units of `unit_ms`, checked as
+/// Redis's `getExpireMillisecondsOrReply` does: the TTL must be positive, and neither its
+/// conversion to milliseconds nor adding the clock may overflow a signed 64-bit integer. The
+/// result is what the log records as `PEXPIREAT`, and replay parses that as a signed integer:
+/// a time past `i64::MAX` would be acknowledged and then refuse every later start.
+fn relative_expire_at(n: i64, unit_ms: i64, now_ms: u64, name: &str) -> Result<u64, CommandError> {
+    let invalid = || CommandError::InvalidExpire(name.to_string());
+    if n <= 0 {
+        return Err(invalid());
+    }
+    let at = n
+        .checked_mul(unit_ms)
+        .and_then(|ms| ms.checked_add(i64::try_from(now_ms).ok()?))
+        .ok_or_else(invalid)?;
+    // Positive: both terms are.
+    Ok(at as u64)
 }

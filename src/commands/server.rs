@@ -360,11 +360,29 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
             )
         })
         .collect();
-    ctx.shared
-        .config
-        .write()
-        .set(&pairs)
-        .map_err(|e| CommandError::Raw(e.to_string()))?;
+    {
+        let mut config = ctx.shared.config.write();
+        let mut updated = config.clone();
+        updated
+            .set(&pairs)
+            .map_err(|e| CommandError::Raw(e.to_string()))?;
+        if updated.maxclients > config.maxclients {
+            // More clients need more descriptors: raise the limit or refuse, as Redis does.
+            let reserve = crate::server::fdlimit::reserved_fds(&updated);
+            if let Some(reason) =
+                crate::server::fdlimit::check_maxclients(updated.maxclients, reserve)
+            {
+                return Err(CommandError::Raw(
+                    crate::config::ConfigError::SetFailed {
+                        name: "maxclients".to_string(),
+                        reason,
+                    }
+                    .to_string(),
+                ));
+            }
+        }
+        *config = updated;
+    }
     ctx.shared.apply_runtime_config();
     let budget = ctx.shared.config.read().cache_size;
     ctx.ks

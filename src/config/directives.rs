@@ -530,7 +530,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "maxclients",
         default: "10000",
         mutable: true,
-        doc: "Maximum number of simultaneously connected clients.",
+        doc: "Maximum number of simultaneously connected clients. At start-up the open-files limit is raised to fit them plus what the server reserves for the log (as Redis does); where it cannot be, maxclients is lowered to fit, and CONFIG SET refuses more than fits.",
         access: Access::Integer {
             min: 1,
             max: u32::MAX as i64,

@@ -256,7 +256,14 @@ impl Keyspace {
     }
 
     /// Sets the absolute expiry of an existing key.
+    ///
+    /// `at_ms` must not exceed `i64::MAX`: the log records it as `PEXPIREAT`, whose
+    /// argument replay parses as a signed integer (the commands check this, as Redis does).
     pub fn set_expire(&mut self, db: usize, key: &[u8], at_ms: u64) {
+        debug_assert!(
+            i64::try_from(at_ms).is_ok(),
+            "expiry {at_ms} cannot be logged"
+        );
         if let Some((k, _)) = self.dbs[db].entries.get_key_value(key) {
             let k = k.clone();
             self.dbs[db].expires.insert(k, at_ms);

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -132,7 +131,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-fn admit(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
+fn admit(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     shared
         .stats
         .connections_received
@@ -158,10 +157,11 @@ fn admit(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
         None
     };
     if let Some(text) = refuse {
-        tokio::spawn(async move {
-            let _ = stream.write_all(text.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+        // Written and closed here, not in a task: a flood of refused connections must
+        // not hold descriptors the log needs (the reserve counts one at a time). A fresh
+        // socket's send buffer takes the text whole, as Redis's one write assumes.
+        let _ = stream.try_write(text.as_bytes());
+        let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         return;
     }
     let laddr = stream.local_addr().unwrap_or(addr);

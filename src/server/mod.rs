@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod connection;
+pub mod fdlimit;
 pub mod listener;
 pub mod stats;
 

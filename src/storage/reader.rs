@@ -3,7 +3,9 @@
 //! The stream index points each entry at the bytes of its fields inside the log
 //! record that added it (or that relocated it during compaction), so payloads are
 //! read back with one `pread` instead of being kept in memory. Files are opened on
-//! first use and kept open; a segment that compaction deletes is forgotten first,
+//! first use and kept open, at most [`MAX_OPEN_SEGMENTS`] of them (the least recently
+//! used is closed), so the descriptors storage needs stay bounded however many old
+//! segments hold live payloads; a segment that compaction deletes is forgotten first,
 //! so its space is returned to the file system.
 
 use std::collections::HashMap;
@@ -18,10 +20,15 @@ use parking_lot::Mutex;
 use super::log::pack_pos;
 use super::recovery::segment_path;
 
+/// Segment files the reader keeps open at most.
+pub const MAX_OPEN_SEGMENTS: usize = 16;
+
 /// Reads byte ranges of segment files, for the payload store.
 pub struct SegmentReader {
     dir: PathBuf,
-    files: Mutex<HashMap<u64, Arc<File>>>,
+    /// Open segments, each with the tick of its last use.
+    files: Mutex<HashMap<u64, (Arc<File>, u64)>>,
+    tick: AtomicU64,
     written: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
@@ -46,6 +53,7 @@ impl SegmentReader {
         SegmentReader {
             dir,
             files: Mutex::new(HashMap::new()),
+            tick: AtomicU64::new(0),
             written: std::sync::OnceLock::new(),
         }
     }
@@ -57,13 +65,24 @@ impl SegmentReader {
     }
 
     fn file(&self, segment: u64) -> Result<Arc<File>, ReadError> {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed);
         let mut files = self.files.lock();
-        if let Some(f) = files.get(&segment) {
+        if let Some((f, used)) = files.get_mut(&segment) {
+            *used = now;
             return Ok(f.clone());
+        }
+        if files.len() >= MAX_OPEN_SEGMENTS {
+            let oldest = files
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(n, _)| *n);
+            if let Some(n) = oldest {
+                files.remove(&n);
+            }
         }
         let path = segment_path(&self.dir, segment);
         let f = Arc::new(File::open(&path).map_err(|source| ReadError::Io { path, source })?);
-        files.insert(segment, f.clone());
+        files.insert(segment, (f.clone(), now));
         Ok(f)
     }
 

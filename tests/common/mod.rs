@@ -16,6 +16,8 @@ pub struct TestServer {
     /// How it was started, so `restart` can start it the same way.
     file: Option<String>,
     extra: Vec<String>,
+    /// `RLIMIT_NOFILE` the server was started under, if the test set one.
+    nofile: Option<u64>,
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -46,8 +48,14 @@ impl TestServer {
 
     /// Starts a server with extra `--directive value` arguments.
     pub fn start_with(extra: &[&str]) -> TestServer {
+        Self::start_with_nofile(None, extra)
+    }
+
+    /// Starts a server under an open-files limit (`ulimit -n`, soft and hard) of
+    /// `nofile`, without the privilege to raise it (kept across `restart`).
+    pub fn start_with_nofile(nofile: Option<u64>, extra: &[&str]) -> TestServer {
         for _ in 0..5 {
-            if let Some(s) = Self::try_start(None, extra) {
+            if let Some(s) = Self::try_start(None, extra, nofile) {
                 return s;
             }
         }
@@ -57,18 +65,18 @@ impl TestServer {
     /// Starts a server with a config file as first argument.
     pub fn start_with_file(file: &str, extra: &[&str]) -> TestServer {
         for _ in 0..5 {
-            if let Some(s) = Self::try_start(Some(file), extra) {
+            if let Some(s) = Self::try_start(Some(file), extra, None) {
                 return s;
             }
         }
         panic!("rill did not start");
     }
 
-    fn try_start(file: Option<&str>, extra: &[&str]) -> Option<TestServer> {
+    fn try_start(file: Option<&str>, extra: &[&str], nofile: Option<u64>) -> Option<TestServer> {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("rill-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
-        let started = Self::spawn_on(file, extra, dir.clone());
+        let started = Self::spawn_on(file, extra, dir.clone(), nofile);
         if started.is_none() {
             // A failed attempt must not leave its directory behind in /tmp.
             let _ = std::fs::remove_dir_all(&dir);
@@ -78,8 +86,16 @@ impl TestServer {
 
     /// Starts the binary on `dir` with `--port 0` and learns the port the OS chose
     /// from the start-up banner, so parallel tests never race for a port.
-    fn spawn_on(file: Option<&str>, extra: &[&str], dir: PathBuf) -> Option<TestServer> {
+    fn spawn_on(
+        file: Option<&str>,
+        extra: &[&str],
+        dir: PathBuf,
+        nofile: Option<u64>,
+    ) -> Option<TestServer> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        if let Some(n) = nofile {
+            limit_open_files(&mut cmd, n);
+        }
         if let Some(f) = file {
             cmd.arg(f);
         }
@@ -143,6 +159,7 @@ impl TestServer {
                             child,
                             file: file.map(str::to_string),
                             extra: extra.iter().map(|a| a.to_string()).collect(),
+                            nofile,
                         });
                     }
                 }
@@ -165,7 +182,9 @@ impl TestServer {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         // Retried like a first start: a slow machine may miss a deadline once.
         let mut next = (0..3)
-            .find_map(|_| Self::spawn_on(self.file.as_deref(), &extra, self.dir.clone()))
+            .find_map(|_| {
+                Self::spawn_on(self.file.as_deref(), &extra, self.dir.clone(), self.nofile)
+            })
             .expect("rill did not restart");
         std::mem::swap(self, &mut next);
         // `next` now holds the dead child; do not let its Drop remove the data dir.
@@ -251,6 +270,31 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+}
+
+/// Linux's capability number of CAP_SYS_RESOURCE (what lets a process raise a hard limit).
+const CAP_SYS_RESOURCE: libc::c_ulong = 24;
+
+/// Makes `cmd` run under `RLIMIT_NOFILE` = `n` (soft and hard), and without
+/// CAP_SYS_RESOURCE (dropped from the bounding set; best effort), so that even as root
+/// the server cannot raise the limit and has to live within it.
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, prctl).
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Without CAP_SETPCAP this fails; then the process is not privileged anyway.
+            let _ = libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+            Ok(())
+        });
     }
 }
 
