@@ -15,13 +15,13 @@ pub use log::{FsyncPolicy, Log, LogOptions};
 pub use record::LoggedCommand;
 
 /// The most files storage holds open at once, which the server keeps free of clients
-/// (`server::fdlimit`): the directory's LOCK; the active segment, the next one while
-/// the writer rolls to it, and the log directory opened to fsync the new name; a
+/// (`server::fdlimit`): the directory lock (the data directory itself and its LOCK
+/// file); the active segment, the next one while the committer rolls to it, and the log directory opened to fsync the new name; a
 /// checkpoint's temporary file and the directory fsynced after its rename (a checkpoint
 /// can run during a roll); and the segment reader's handles
 /// ([`reader::MAX_OPEN_SEGMENTS`], plus two evicted while a read still used them).
 /// Recovery runs before any client connects and opens one file at a time.
-pub const MAX_OPEN_FILES: u64 = 1 + 3 + 2 + reader::MAX_OPEN_SEGMENTS as u64 + 2;
+pub const MAX_OPEN_FILES: u64 = 2 + 3 + 2 + reader::MAX_OPEN_SEGMENTS as u64 + 2;
 
 /// Storage failures, each saying what the operator must do.
 #[non_exhaustive]
