@@ -143,8 +143,11 @@ impl Db {
 #[derive(Debug)]
 pub struct Keyspace {
     dbs: Vec<Db>,
-    /// Keys that got new data (or were deleted) since blocked readers were last served.
+    /// Keys that got new data (or were deleted) since blocked readers were last served,
+    /// in signalling order, and the same keys as a set: a DEL of n keys signals n keys,
+    /// which a linear membership test made O(n²) (issue #18, defect 8).
     ready: Vec<(usize, Bytes)>,
+    ready_set: HashSet<(usize, Bytes)>,
     /// WATCHed keys → the clients watching them.
     watched: HashMap<(usize, Bytes), HashSet<u64>>,
     /// Clients whose WATCHed keys changed: their next EXEC fails.
@@ -163,6 +166,7 @@ impl Keyspace {
         Keyspace {
             dbs: (0..databases.max(1)).map(|_| Db::default()).collect(),
             ready: Vec::new(),
+            ready_set: HashSet::new(),
             watched: HashMap::new(),
             dirty: HashSet::new(),
             expired_keys: 0,
@@ -333,13 +337,16 @@ impl Keyspace {
 
     /// Queues `key` so blocked readers are served after the current command.
     pub fn signal_ready(&mut self, db: usize, key: &[u8]) {
-        if !self.ready.iter().any(|(d, k)| *d == db && k == key) {
-            self.ready.push((db, Bytes::copy_from_slice(key)));
+        let entry = (db, Bytes::copy_from_slice(key));
+        if !self.ready_set.contains(&entry) {
+            self.ready_set.insert(entry.clone());
+            self.ready.push(entry);
         }
     }
 
     /// Takes the keys signalled ready since the last call, in signalling order.
     pub fn take_ready(&mut self) -> Vec<(usize, Bytes)> {
+        self.ready_set.clear();
         std::mem::take(&mut self.ready)
     }
 
@@ -397,6 +404,21 @@ impl Keyspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_keys_are_deduplicated_in_signalling_order() {
+        let mut ks = Keyspace::new(2);
+        for k in ["b", "a", "b", "c", "a"] {
+            ks.signal_ready(0, k.as_bytes());
+        }
+        ks.signal_ready(1, b"a");
+        let taken = ks.take_ready();
+        let taken: Vec<(usize, &[u8])> = taken.iter().map(|(d, k)| (*d, &k[..])).collect();
+        assert_eq!(taken, [(0, &b"b"[..]), (0, b"a"), (0, b"c"), (1, b"a")]);
+        // Taken means forgotten: the same key signals again.
+        ks.signal_ready(0, b"a");
+        assert_eq!(ks.take_ready(), vec![(0, Bytes::from_static(b"a"))]);
+    }
 
     #[test]
     fn scan_visits_every_key_once() {

@@ -172,7 +172,9 @@ pub struct PayloadStats {
 struct Inner {
     /// Resident payloads by key, in insertion order; a handful at a time (one
     /// critical section's XADDs), so a vector beats a hash map.
-    resident: Vec<(u64, Bytes)>,
+    /// By key: located one by one as their records are appended (a hash map, not a
+    /// list: an EXEC of n XADDs locates n of them, which a linear search made O(n²)).
+    resident: HashMap<u64, Bytes>,
     /// Resident keys whose entries could not be found by key when their record was
     /// appended (the stream was renamed in the same transaction): where the payload
     /// went. Rare; rewritten into the slots at the next checkpoint load.
@@ -232,7 +234,7 @@ impl PayloadStore {
             len: data.len() as u32,
             crc: crc32c::crc32c(&data),
         };
-        inner.resident.push((key, data));
+        inner.resident.insert(key, data);
         handle
     }
 
@@ -243,11 +245,7 @@ impl PayloadStore {
             let mut inner = self.inner.lock();
             let found = if h.is_resident() {
                 let key = h.at & !RESIDENT;
-                inner
-                    .resident
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, d)| d.clone())
+                inner.resident.get(&key).cloned()
             } else {
                 inner.cache.get(&h.at).cloned()
             };
@@ -296,8 +294,7 @@ impl PayloadStore {
         let mut inner = self.inner.lock();
         if h.is_resident() {
             let key = h.at & !RESIDENT;
-            let found = inner.resident.iter().position(|(k, _)| *k == key);
-            if let Some((_, data)) = found.map(|i| inner.resident.swap_remove(i)) {
+            if let Some(data) = inner.resident.remove(&key) {
                 inner.cache_bytes += data.len();
                 if let Some(old) = inner.cache.insert(pos, data) {
                     inner.cache_bytes -= old.len();
@@ -334,12 +331,13 @@ impl PayloadStore {
         if inner.resident.is_empty() {
             return;
         }
-        let resident: Vec<(u64, Bytes)> = std::mem::take(&mut inner.resident);
+        let resident = std::mem::take(&mut inner.resident);
+        let by_bytes: HashMap<&Bytes, u64> = spans.iter().map(|(pos, b)| (b, *pos)).collect();
         for (key, data) in resident {
-            if let Some((pos, _)) = spans.iter().find(|(_, b)| *b == data) {
-                inner.forwarded.insert(key, *pos);
+            if let Some(&pos) = by_bytes.get(&data) {
+                inner.forwarded.insert(key, pos);
                 inner.cache_bytes += data.len();
-                if let Some(old) = inner.cache.insert(*pos, data) {
+                if let Some(old) = inner.cache.insert(pos, data) {
                     inner.cache_bytes -= old.len();
                 }
             }
