@@ -218,9 +218,15 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     if let Some(log) = shared
         .log
         .get()
-        .filter(|l| spec.is_write() && l.is_poisoned())
+        // Reads too: the keyspace may hold what the failed write changed, which the
+        // log never accepted and a restart will not show (issue #18, defect 11).
+        .filter(|l| (spec.is_write() || spec.is_readonly()) && l.is_poisoned())
     {
         let e = CommandError::from(log.poison_error());
+        // As Redis's rejectCommand: a command refused inside MULTI aborts the EXEC.
+        if session.multi.is_some() {
+            session.multi_error = true;
+        }
         return Exec::Reply(error_reply(shared, &e, Some(spec)));
     }
 

@@ -149,6 +149,11 @@ impl CommandSpec {
         self.has_flag("write")
     }
 
+    /// Reads data (refused, like writes, while the log is poisoned).
+    pub fn is_readonly(&self) -> bool {
+        self.has_flag("readonly")
+    }
+
     /// Refused inside MULTI.
     pub fn no_multi(&self) -> bool {
         self.has_flag("no_multi")

@@ -61,6 +61,9 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     if dirty {
         return Ok(Reply::NilArray.into());
     }
+    if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
+        return Err(log.poison_error().into());
+    }
     let mut replies = Vec::with_capacity(queue.len());
     // Each command was resolved (and its arity checked) when it was queued.
     for (spec, mut args) in queue {

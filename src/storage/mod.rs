@@ -43,9 +43,10 @@ pub enum StorageError {
         dir: PathBuf,
     },
     /// A write or fsync failed earlier: the kernel may have dropped dirty pages, so
-    /// nothing more is accepted until a restart re-reads what is really on disk.
+    /// nothing more is accepted until a restart re-reads what is really on disk. Reads
+    /// are refused too: memory may hold writes the log never accepted.
     #[error(
-        "the log is poisoned after a failed write or fsync ({0}); writes are refused until restart"
+        "the log is poisoned after a failed write or fsync ({0}); writes and reads of data are refused until restart"
     )]
     Poisoned(String),
     /// A record's content could not be applied (reported with file and offset by
