@@ -127,6 +127,15 @@ async fn serve(config: Config) -> ExitCode {
         },
     };
     let dir = config.dir.clone();
+    // The directory first: a second instance must fail before it touches anything the
+    // running one owns (its pidfile included).
+    let lock = match rill::storage::lock::lock_dir(&dir, rill::storage::lock::LockFile::Create) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{}", e);
+            return ExitCode::FAILURE;
+        }
+    };
     let shared = Arc::new(Shared::new(config, None));
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,
@@ -159,7 +168,7 @@ async fn serve(config: Config) -> ExitCode {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let server_task = tokio::spawn(server::run(shared.clone(), listeners));
     let loader = shared.clone();
-    let loaded = tokio::task::spawn_blocking(move || load(&loader, &dir, opts)).await;
+    let loaded = tokio::task::spawn_blocking(move || load(&loader, lock, &dir, opts)).await;
     match loaded {
         Ok(Ok(log)) => {
             let _ = shared.log.set(log);
@@ -168,10 +177,12 @@ async fn serve(config: Config) -> ExitCode {
             tracing::error!("{}", msg);
             shared.begin_shutdown();
             let _ = server_task.await;
+            remove_pidfile(pidfile.as_deref());
             return ExitCode::FAILURE;
         }
         Err(e) => {
             tracing::error!("Loading failed: {}", e);
+            remove_pidfile(pidfile.as_deref());
             return ExitCode::FAILURE;
         }
     }
@@ -181,15 +192,24 @@ async fn serve(config: Config) -> ExitCode {
     tokio::spawn(rill::commands::rewrite::run_checkpoints(shared.clone()));
     tracing::info!("Ready to accept connections tcp");
     let _ = server_task.await;
-    if let Some(p) = &pidfile {
+    remove_pidfile(pidfile.as_deref());
+    ExitCode::SUCCESS
+}
+
+fn remove_pidfile(p: Option<&std::path::Path>) {
+    if let Some(p) = p {
         let _ = std::fs::remove_file(p);
     }
-    ExitCode::SUCCESS
 }
 
 /// Opens the log, replaying it into the keyspace as it is read (one segment in
 /// memory at a time), and logs progress (percent and MB/s) for long recoveries.
-fn load(shared: &Shared, dir: &std::path::Path, opts: LogOptions) -> Result<Log, String> {
+fn load(
+    shared: &Shared,
+    lock: rill::storage::lock::DirLock,
+    dir: &std::path::Path,
+    opts: LogOptions,
+) -> Result<Log, String> {
     use std::sync::atomic::Ordering::Relaxed;
     let started = std::time::Instant::now();
     let total = rill::storage::recovery::log_size(dir);
@@ -199,7 +219,7 @@ fn load(shared: &Shared, dir: &std::path::Path, opts: LogOptions) -> Result<Log,
     let mut last_report = std::time::Instant::now();
     let mut failure: Option<String> = None;
     let reader = shared.attach_segments(dir);
-    let opened = Log::open_with(dir, opts, &mut |item, bytes| {
+    let opened = Log::open_locked(lock, dir, opts, &mut |item, bytes| {
         let errors = match item {
             rill::storage::recovery::Replay::Batch { commands, pos } => {
                 rill::commands::propagate::replay_batch(shared, commands, pos)

@@ -304,6 +304,8 @@ fn server_with_failing_fsync_refuses_writes_and_reads_and_loses_nothing() {
         assert_eq!(send(&mut c, "MULTI"), "+OK");
         assert!(send(&mut c, "XLEN s").starts_with("-MISCONF"));
         assert!(send(&mut c, "EXEC").starts_with("-EXECABORT"));
+        // No checkpoint of a state the log did not accept.
+        assert!(send(&mut c, "BGREWRITEAOF").starts_with("-MISCONF"));
     }
     // Restarted on a healthy disk: every acknowledged entry is there; the refused one is not.
     let server = start(&dir, None);

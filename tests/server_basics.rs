@@ -247,3 +247,51 @@ fn deleting_the_lock_file_does_not_let_a_second_instance_in() {
     let len: usize = redis::cmd("XLEN").arg("s").query(&mut con).expect("xlen");
     assert_eq!(len, 300, "acknowledged entries lost");
 }
+
+/// Issue #18: a second instance refused on a data directory in use must not touch the
+/// running server's pidfile (it used to write its own pid there before failing).
+#[test]
+fn refused_second_instance_leaves_the_pidfile_alone() {
+    let pidfile = std::env::temp_dir().join(format!("rill-pidfile-{}.pid", std::process::id()));
+    let _ = std::fs::remove_file(&pidfile);
+    let pidfile_arg = pidfile.to_str().expect("utf-8").to_string();
+    let server = TestServer::start_with(&["--pidfile", &pidfile_arg]);
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut server.conn())
+        .expect("INFO");
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .expect("process_id")
+        .trim()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).expect("pidfile").trim(),
+        pid
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--pidfile",
+            &pidfile_arg,
+            "--dir",
+        ])
+        .arg(&server.dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rill");
+    assert!(!out.status.success(), "a second instance started");
+    assert_eq!(
+        std::fs::read_to_string(&pidfile)
+            .expect("pidfile kept")
+            .trim(),
+        pid,
+        "the refused instance overwrote the running server's pidfile"
+    );
+    drop(server);
+    let _ = std::fs::remove_file(&pidfile);
+}

@@ -909,6 +909,11 @@ fn function_flush(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 /// # Returns
 /// A status once a checkpoint (Rill's log rewrite) has been scheduled.
 pub fn bgrewriteaof(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    // A checkpoint of a keyspace the log did not fully accept would make that state
+    // durable; the checkpoint would fail anyway (issue #18).
+    if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
+        return Err(log.poison_error().into());
+    }
     if super::rewrite::IN_PROGRESS.load(Ordering::SeqCst) {
         return Err(CommandError::Invalid(
             "Background append only file rewriting already in progress".into(),

@@ -142,7 +142,12 @@ fn admit(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     };
     let _ = stream.set_nodelay(true);
     if keepalive > 0 {
-        let ka = socket2::TcpKeepalive::new().with_time(Duration::from_secs(keepalive));
+        // As Redis's anetKeepAlive: probes start after `tcp-keepalive` idle seconds and
+        // three unanswered ones, a third of it apart, close the connection (300 → 600 s).
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(keepalive))
+            .with_interval(Duration::from_secs((keepalive / 3).max(1)))
+            .with_retries(3);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
     }
     let refuse = if shared.clients.len() >= maxclients as usize {

@@ -200,8 +200,20 @@ impl Log {
         opts: LogOptions,
         replay: &mut recovery::BatchSink<'_>,
     ) -> Result<Log, StorageError> {
-        std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock::lock_dir(dir, lock::LockFile::Create)?;
+        Self::open_locked(lock, dir, opts, replay)
+    }
+
+    /// As [`Log::open_with`], with the directory's lock already taken (the server takes
+    /// it before anything else touches the directory, its pidfile included).
+    pub fn open_locked(
+        lock: lock::DirLock,
+        dir: &Path,
+        opts: LogOptions,
+        replay: &mut recovery::BatchSink<'_>,
+    ) -> Result<Log, StorageError> {
+        std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
         let rec = recovery::read_log_with(dir, replay)?;
         recovery::remove_obsolete(dir, &rec)?;
         if let Some(d) = &rec.damage {
