@@ -329,3 +329,73 @@ fn redis_crate_speaks_resp3() {
     let mut raw = Raw::connect(s.port);
     assert_eq!(raw.cmd(&["PING"]), b"+PONG\r\n");
 }
+
+/// Sends `input`, expects exactly `reply` and a connection that stays open.
+fn expect_reply_and_open(s: &TestServer, input: &[u8], reply: &[u8]) {
+    let mut c = connect(s.port);
+    c.write_all(input).expect("write");
+    let (got, closed) = read_until_close(&mut c, Duration::from_millis(600));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(reply),
+        "input {:?}",
+        String::from_utf8_lossy(input)
+    );
+    assert!(
+        !closed,
+        "input {:?} must not close",
+        String::from_utf8_lossy(input)
+    );
+}
+
+/// Header integers follow Redis's `string2ll` (no `+`, no leading zeros, no `-0`, no
+/// blanks), and a header line ends at its first CR whatever byte follows, as in
+/// `processMultibulkBuffer`. Expected replies were taken from redis-server 7.0.
+#[test]
+fn header_integers_follow_string2ll() {
+    let s = TestServer::start();
+    let multibulk = b"-ERR Protocol error: invalid multibulk length\r\n";
+    let bulk = b"-ERR Protocol error: invalid bulk length\r\n";
+    let refused: &[(&[u8], &[u8])] = &[
+        (b"*+1\r\n$4\r\nPING\r\n", multibulk),
+        (b"*01\r\n$4\r\nPING\r\n", multibulk),
+        (b"*-0\r\nPING\r\n", multibulk),
+        (b"* 1\r\n$4\r\nPING\r\n", multibulk),
+        (b"*1 \r\n$4\r\nPING\r\n", multibulk),
+        (b"*\r\n", multibulk),
+        (b"*9223372036854775808\r\n", multibulk),
+        (b"*1\r\n$+4\r\nPING\r\n", bulk),
+        (b"*1\r\n$04\r\nPING\r\n", bulk),
+        (b"*1\r\n$-0\r\n", bulk),
+        (b"*1\r\n$\r\n", bulk),
+        (b"*1\r\n$4 \r\nPING\r\n", bulk),
+        // A lone CR ends the count line; the next header then lacks its '$'.
+        (
+            b"*1\rX*1\r\n$4\r\nPING\r\n",
+            b"-ERR Protocol error: expected '$', got '*'\r\n",
+        ),
+    ];
+    for (input, reply) in refused {
+        expect_error_and_close(&s, input, reply);
+    }
+    let served: &[(&[u8], &[u8])] = &[
+        (b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
+        // A count <= 0 is an empty request, skipped without a reply.
+        (b"*-5\r\nPING\r\n", b"+PONG\r\n"),
+        (b"*0\r\n*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
+        (b"*-9223372036854775808\r\nPING\r\n", b"+PONG\r\n"),
+        // Redis skips the byte after a header's CR unseen, and the two bytes after a
+        // bulk's data unchecked: a lone CR is framing noise, not an internal error.
+        (b"*1\rX$4\r\nPING\r\n", b"+PONG\r\n"),
+        (b"*2\r\n$4\rXECHO\r\n$2\r\nhi\r\n", b"$2\r\nhi\r\n"),
+        (
+            b"*2\r\n$4\r\nECHO\r\n$2\r\nhiXY*1\r\n$4\r\nPING\r\n",
+            b"$2\r\nhi\r\n+PONG\r\n",
+        ),
+        // Inline commands have no header integers and still work.
+        (b"PING\r\nECHO \"a b\"\n", b"+PONG\r\n$3\r\na b\r\n"),
+    ];
+    for (input, reply) in served {
+        expect_reply_and_open(&s, input, reply);
+    }
+}
