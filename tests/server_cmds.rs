@@ -269,7 +269,10 @@ fn config_get_set_and_errors() {
         assert_eq!(pairs[1], "10000");
     } else {
         let n: u64 = pairs[1].parse().expect("a number");
-        assert!(n < 10_000 && n + 32 <= hard, "maxclients {n} with a hard limit of {hard}");
+        assert!(
+            n < 10_000 && n + 32 <= hard,
+            "maxclients {n} with a hard limit of {hard}"
+        );
     }
     assert_eq!(r.cmd(&["CONFIG", "SET", "maxclients", "500"]), b"+OK\r\n");
     assert_eq!(
