@@ -23,6 +23,13 @@ use crate::syntax::string2ll;
 /// Longest header line or inline request Redis accepts (`PROTO_INLINE_MAX_SIZE`).
 const INLINE_MAX: usize = 64 * 1024;
 
+/// Most arguments, and longest argument, that Redis lets a client send before it has
+/// authenticated (`processMultibulkBuffer`): enough for `AUTH user pass` or `HELLO 3
+/// AUTH user pass SETNAME name`, far too little to make the server buffer
+/// `proto-max-bulk-len` for a client that does not know the password.
+const UNAUTHENTICATED_MULTIBULK_MAX: i64 = 10;
+const UNAUTHENTICATED_BULK_MAX: i64 = 16384;
+
 /// A framing error. The connection answers with the text and closes, as Redis does.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -40,6 +47,10 @@ pub enum ProtocolError {
     TooBigInline,
     #[error("ERR Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    #[error("ERR Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("ERR Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
 
 /// Where the scanner stands inside a multibulk frame that is not complete yet.
@@ -63,6 +74,8 @@ const ARGS_RESERVED_MAX: usize = 1024;
 #[derive(Debug)]
 pub struct RequestDecoder {
     max_bulk_len: u64,
+    /// Whether the unauthenticated client limits apply.
+    unauthenticated: bool,
     partial: Option<Partial>,
 }
 
@@ -71,6 +84,7 @@ impl RequestDecoder {
     pub fn new(max_bulk_len: u64) -> Self {
         RequestDecoder {
             max_bulk_len,
+            unauthenticated: false,
             partial: None,
         }
     }
@@ -78,6 +92,13 @@ impl RequestDecoder {
     /// Updates the bulk length limit (CONFIG SET proto-max-bulk-len).
     pub fn set_max_bulk_len(&mut self, max: u64) {
         self.max_bulk_len = max;
+    }
+
+    /// Turns the limits for a client that must authenticate and has not yet on or off
+    /// (Redis's `authRequired`). The connection says so before each request, since
+    /// AUTH, HELLO AUTH or RESET earlier in the same read can change it.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// Takes the next complete request off the front of `buf`.
@@ -106,6 +127,9 @@ impl RequestDecoder {
                     string2ll(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
                 if count > i32::MAX as i64 {
                     return Err(ProtocolError::InvalidMultibulkLength);
+                }
+                if self.unauthenticated && count > UNAUTHENTICATED_MULTIBULK_MAX {
+                    return Err(ProtocolError::UnauthenticatedMultibulkLength);
                 }
                 if count <= 0 {
                     buf.advance(next);
@@ -151,13 +175,15 @@ impl RequestDecoder {
             if buf[p.pos] != b'$' {
                 return Err(ProtocolError::ExpectedDollar(buf[p.pos] as char));
             }
-            match string2ll(&buf[p.pos + 1..line_end]) {
-                Some(len) if len >= 0 && (len as u64) <= self.max_bulk_len => {
-                    p.bulk_len = Some(len as usize);
-                    p.pos = next;
-                }
+            let len = match string2ll(&buf[p.pos + 1..line_end]) {
+                Some(len) if len >= 0 && (len as u64) <= self.max_bulk_len => len,
                 _ => return Err(ProtocolError::InvalidBulkLength),
+            };
+            if self.unauthenticated && len > UNAUTHENTICATED_BULK_MAX {
+                return Err(ProtocolError::UnauthenticatedBulkLength);
             }
+            p.bulk_len = Some(len as usize);
+            p.pos = next;
         }
         // The whole frame is in the buffer: cut the arguments out of it, sharing
         // its memory rather than copying.
@@ -361,6 +387,35 @@ mod tests {
         // The byte after a header's CR and the two after a bulk's data are not checked.
         let got = decode_all(b"*2\r\n$4\rXECHO\r\n$2\r\nhiXY*-3\r\n").unwrap();
         assert_eq!(got, vec![vec![Bytes::from("ECHO"), Bytes::from("hi")]]);
+    }
+
+    #[test]
+    fn unauthenticated_limits() {
+        let mut d = RequestDecoder::new(512 * 1024 * 1024);
+        d.set_unauthenticated(true);
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        let mut buf = BytesMut::from(&b"*2\r\n$16385\r\n"[..]);
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        // A header that is invalid anyway says so first, as in Redis.
+        let mut buf = BytesMut::from(&b"*1\r\n$-2\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Err(ProtocolError::InvalidBulkLength));
+        // At the limits, and once the limits are off, requests pass.
+        let mut input = b"*10\r\n$16384\r\n".to_vec();
+        input.extend_from_slice(&[b'a'; 16384]);
+        input.extend_from_slice(b"\r\n");
+        input.extend_from_slice(&b"$1\r\nb\r\n".repeat(9));
+        let mut buf = BytesMut::from(&input[..]);
+        assert_eq!(d.decode(&mut buf).unwrap().map(|a| a.len()), Some(10));
+        d.set_unauthenticated(false);
+        let mut buf = BytesMut::from(&b"*11\r\n$100000000\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
     }
 
     #[test]
