@@ -11,3 +11,4 @@ pub mod engine;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod syntax;

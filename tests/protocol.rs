@@ -329,3 +329,183 @@ fn redis_crate_speaks_resp3() {
     let mut raw = Raw::connect(s.port);
     assert_eq!(raw.cmd(&["PING"]), b"+PONG\r\n");
 }
+
+/// Sends `input`, expects exactly `reply` and a connection that stays open.
+fn expect_reply_and_open(s: &TestServer, input: &[u8], reply: &[u8]) {
+    let mut c = connect(s.port);
+    c.write_all(input).expect("write");
+    let (got, closed) = read_until_close(&mut c, Duration::from_millis(600));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(reply),
+        "input {:?}",
+        String::from_utf8_lossy(input)
+    );
+    assert!(
+        !closed,
+        "input {:?} must not close",
+        String::from_utf8_lossy(input)
+    );
+}
+
+/// Header integers follow Redis's `string2ll` (no `+`, no leading zeros, no `-0`, no
+/// blanks), and a header line ends at its first CR whatever byte follows, as in
+/// `processMultibulkBuffer`. Expected replies were taken from redis-server 7.0.
+#[test]
+fn header_integers_follow_string2ll() {
+    let s = TestServer::start();
+    let multibulk = b"-ERR Protocol error: invalid multibulk length\r\n";
+    let bulk = b"-ERR Protocol error: invalid bulk length\r\n";
+    let refused: &[(&[u8], &[u8])] = &[
+        (b"*+1\r\n$4\r\nPING\r\n", multibulk),
+        (b"*01\r\n$4\r\nPING\r\n", multibulk),
+        (b"*-0\r\nPING\r\n", multibulk),
+        (b"* 1\r\n$4\r\nPING\r\n", multibulk),
+        (b"*1 \r\n$4\r\nPING\r\n", multibulk),
+        (b"*\r\n", multibulk),
+        (b"*9223372036854775808\r\n", multibulk),
+        (b"*1\r\n$+4\r\nPING\r\n", bulk),
+        (b"*1\r\n$04\r\nPING\r\n", bulk),
+        (b"*1\r\n$-0\r\n", bulk),
+        (b"*1\r\n$\r\n", bulk),
+        (b"*1\r\n$4 \r\nPING\r\n", bulk),
+        // A lone CR ends the count line; the next header then lacks its '$'.
+        (
+            b"*1\rX*1\r\n$4\r\nPING\r\n",
+            b"-ERR Protocol error: expected '$', got '*'\r\n",
+        ),
+    ];
+    for (input, reply) in refused {
+        expect_error_and_close(&s, input, reply);
+    }
+    let served: &[(&[u8], &[u8])] = &[
+        (b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
+        // A count <= 0 is an empty request, skipped without a reply.
+        (b"*-5\r\nPING\r\n", b"+PONG\r\n"),
+        (b"*0\r\n*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
+        (b"*-9223372036854775808\r\nPING\r\n", b"+PONG\r\n"),
+        // Redis skips the byte after a header's CR unseen, and the two bytes after a
+        // bulk's data unchecked: a lone CR is framing noise, not an internal error.
+        (b"*1\rX$4\r\nPING\r\n", b"+PONG\r\n"),
+        (b"*2\r\n$4\rXECHO\r\n$2\r\nhi\r\n", b"$2\r\nhi\r\n"),
+        (
+            b"*2\r\n$4\r\nECHO\r\n$2\r\nhiXY*1\r\n$4\r\nPING\r\n",
+            b"$2\r\nhi\r\n+PONG\r\n",
+        ),
+        // Inline commands have no header integers and still work.
+        (b"PING\r\nECHO \"a b\"\n", b"+PONG\r\n$3\r\na b\r\n"),
+    ];
+    for (input, reply) in served {
+        expect_reply_and_open(&s, input, reply);
+    }
+}
+
+/// With `requirepass` set, a client that has not authenticated gets Redis's small
+/// header limits (`processMultibulkBuffer`: at most 10 arguments of at most 16384
+/// bytes), so it cannot make the server buffer `proto-max-bulk-len` before AUTH.
+#[test]
+fn unauthenticated_clients_get_small_header_limits() {
+    let s = TestServer::start_with(&["--requirepass", "secret"]);
+    let bulk = b"-ERR Protocol error: unauthenticated bulk length\r\n";
+    let multibulk = b"-ERR Protocol error: unauthenticated multibulk length\r\n";
+    // The header alone is refused and the connection closed at once: the server does
+    // not wait for (or read) the 100 MB it announces.
+    let started = Instant::now();
+    expect_error_and_close(&s, b"*2\r\n$100000000\r\n", bulk);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    expect_error_and_close(&s, b"*2\r\n$4\r\nECHO\r\n$16385\r\n", bulk);
+    expect_error_and_close(&s, b"*11\r\n", multibulk);
+    // A malformed header is still reported as such, as in Redis.
+    expect_error_and_close(
+        &s,
+        b"*2\r\n$-1\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    );
+    expect_error_and_close(
+        &s,
+        b"*2147483648\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    );
+    // Exactly the limits are accepted (and the command then refused by NOAUTH).
+    let mut r = s.raw();
+    let big = "x".repeat(16384);
+    let mut args = vec!["DEL", big.as_str()];
+    args.extend(["y"; 8]);
+    let reply = r.cmd(&args);
+    assert!(
+        reply.starts_with(b"-NOAUTH"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    // After AUTH, even in the same write, large and long requests are fine.
+    let mut r = s.raw();
+    let payload = "z".repeat(1024 * 1024);
+    let mut input = b"AUTH secret\r\n".to_vec();
+    input.extend_from_slice(&encode(&["ECHO", &payload]));
+    r.send(&input);
+    assert_eq!(r.read_reply(), b"+OK\r\n");
+    let reply = r.read_reply();
+    assert!(
+        reply.starts_with(b"$1048576\r\nzzz"),
+        "{:?}",
+        String::from_utf8_lossy(&reply[..reply.len().min(80)])
+    );
+    let mut args = vec!["DEL"];
+    args.extend(["a"; 11]);
+    assert_eq!(r.cmd(&args), b":0\r\n");
+    // RESET forgets the authentication, and the limits apply again.
+    assert_eq!(r.cmd(&["RESET"]), b"+RESET\r\n");
+    r.send(b"*11\r\n");
+    assert_eq!(r.read_reply(), multibulk);
+    let mut rest = Vec::new();
+    r.reader.read_to_end(&mut rest).expect("closed");
+    assert!(rest.is_empty());
+}
+
+/// Eight unauthenticated clients announcing 100 MB bulks and sending data after the
+/// header must not grow the server's memory: each is refused at the header.
+#[test]
+fn unauthenticated_big_bulks_do_not_grow_memory() {
+    const CLIENTS: usize = 8;
+    const SENT_EACH: usize = 8 * 1024 * 1024;
+    let s = TestServer::start_with(&["--requirepass", "secret"]);
+    let mut probe = s.raw();
+    assert!(probe.cmd(&["PING"]).starts_with(b"-NOAUTH"));
+    let before = s.rss_bytes();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut held = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = connect(s.port);
+        c.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        // The server closes while we write: failed writes are expected, and stop.
+        let _ = c.write_all(b"*2\r\n$4\r\nECHO\r\n$100000000\r\n");
+        let mut sent = 0;
+        while sent < SENT_EACH && c.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        held.push(c);
+    }
+    // Give the server time to read what the kernel holds for it, then look at its
+    // memory while every client is still connected.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = s.rss_bytes();
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 8 * 1024 * 1024,
+        "RSS grew by {} KiB ({} -> {} KiB) for {CLIENTS} unauthenticated clients",
+        grown / 1024,
+        before / 1024,
+        after / 1024
+    );
+    for mut c in held {
+        let (got, closed) = read_until_close(&mut c, Duration::from_secs(5));
+        assert!(closed, "unauthenticated big bulk must close the connection");
+        // The reply may be lost to the reset our unread data causes; if it came, it
+        // is Redis's text.
+        if !got.is_empty() {
+            assert_eq!(got, b"-ERR Protocol error: unauthenticated bulk length\r\n");
+        }
+    }
+    assert!(probe.cmd(&["PING"]).starts_with(b"-NOAUTH"));
+}

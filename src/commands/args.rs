@@ -5,6 +5,9 @@ use bytes::Bytes;
 
 use super::error::CommandError;
 
+/// Redis's `string2ll`, under the name command parsers use.
+pub use crate::syntax::string2ll as parse_i64;
+
 /// The arguments of one command, consumed front to back by its parser.
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -94,25 +97,6 @@ impl Args {
     }
 }
 
-/// Parses a signed 64-bit integer exactly as Redis's `string2ll`: optional `-`, no
-/// `+`, no leading zeros (except "0"), no spaces, at most 20 characters.
-pub fn parse_i64(b: &[u8]) -> Option<i64> {
-    if b.is_empty() || b.len() > 20 {
-        return None;
-    }
-    let digits = if b[0] == b'-' { &b[1..] } else { b };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if digits.len() > 1 && digits[0] == b'0' {
-        return None;
-    }
-    if b == b"-0" {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
-
 /// Parses an unsigned 64-bit integer, for cursors.
 pub fn parse_u64(b: &[u8]) -> Option<u64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) || (b.len() > 1 && b[0] == b'0') {
@@ -124,19 +108,6 @@ pub fn parse_u64(b: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn string2ll_rules() {
-        assert_eq!(parse_i64(b"10"), Some(10));
-        assert_eq!(parse_i64(b"-10"), Some(-10));
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"010"), None);
-        assert_eq!(parse_i64(b"+1"), None);
-        assert_eq!(parse_i64(b" 1"), None);
-        assert_eq!(parse_i64(b"-0"), None);
-        assert_eq!(parse_i64(b"9223372036854775808"), None);
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-    }
 
     #[test]
     fn cursor() {

@@ -157,18 +157,11 @@ pub fn format_memory(bytes: u64) -> String {
     }
 }
 
-/// Parses an integer as strictly as Redis's `string2ll`: no sign `+`, no spaces, no leading
-/// zeros, no `-0`, no overflow. `port 06379` is an error in Redis, and so it is here.
+/// Parses an integer as strictly as Redis's `string2ll` (it is that function): no sign `+`,
+/// no spaces, no leading zeros, no `-0`, no overflow. `port 06379` is an error in Redis,
+/// and so it is here.
 pub fn parse_integer(text: &str) -> Option<i64> {
-    if text == "0" {
-        return Some(0);
-    }
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let first = digits.bytes().next()?;
-    if !(b'1'..=b'9').contains(&first) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse::<i64>().ok()
+    crate::syntax::string2ll(text.as_bytes())
 }
 
 /// One element of a compiled glob pattern; every token except `Star` matches exactly one byte,

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::engine::error::StreamError;
+use crate::syntax::string2ll;
 
 /// A stream entry ID: milliseconds and a sequence number, ordered as a 128-bit number.
 ///
@@ -226,45 +227,10 @@ fn parse_generic(
 /// Redis's `string2ull`: a canonical `long long` if possible (negatives refused),
 /// otherwise `strtoull` semantics (leading spaces, sign, leading zeros; overflow refused).
 fn parse_c_u64(s: &[u8]) -> Option<u64> {
-    if let Some(v) = parse_canonical_i64(s) {
+    if let Some(v) = string2ll(s) {
         return u64::try_from(v).ok();
     }
     strtoull(s)
-}
-
-/// Redis's `string2ll`: no spaces, no `+`, no leading zeros, fits in i64.
-pub(crate) fn parse_canonical_i64(s: &[u8]) -> Option<i64> {
-    // Redis refuses strings of LONG_STR_SIZE (21) bytes or more outright.
-    if s.is_empty() || s.len() >= 21 {
-        return None;
-    }
-    if s == b"0" {
-        return Some(0);
-    }
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    if negative {
-        if v > i64::MAX as u64 + 1 {
-            None
-        } else {
-            Some((v as i128).wrapping_neg() as i64)
-        }
-    } else {
-        i64::try_from(v).ok()
-    }
 }
 
 /// C's `strtoull(s, &end, 10)` accepted only when it consumed the whole, non-empty string.

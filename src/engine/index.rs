@@ -770,7 +770,7 @@ fn lp_int_size(v: i64) -> u64 {
 /// Bytes one string element takes in a listpack; strings that are canonical
 /// integers are stored as integers, as `lpAppend` does.
 fn lp_str_size(s: &[u8]) -> u64 {
-    if let Some(v) = crate::engine::id::parse_canonical_i64(s) {
+    if let Some(v) = crate::syntax::string2ll(s) {
         return lp_int_size(v);
     }
     let len = s.len() as u64;

@@ -1,18 +1,34 @@
-//! Request framing: RESP multibulk requests (decoded with `redis-protocol`) and
-//! inline commands (`PING\r\n` as telnet and nc send them).
+//! Request framing: RESP multibulk requests and inline commands (`PING\r\n` as
+//! telnet and nc send them), framed exactly as Redis's `processMultibulkBuffer` and
+//! `processInlineBuffer` frame them.
 //!
-//! `redis-protocol` re-parses a frame from its first byte on every call, which is
-//! quadratic when a large bulk string trickles in through many small reads. So an
-//! incremental scanner walks the frame's headers once, remembers how far it got,
-//! and only hands the buffer to `redis-protocol` when the whole frame is present.
+//! A general RESP parser re-parses a frame from its first byte on every call, which is
+//! quadratic when a large bulk string trickles in through many small reads. So this
+//! scanner walks the frame's headers once, remembers how far it got and where each
+//! argument lies, and cuts the arguments out of the buffer when the whole frame is
+//! present. It is the only parser of a request: a second one (Rill used to hand the
+//! frame to `redis-protocol`) has its own rules and its own error texts, and every
+//! place where the two disagree is an input Redis accepts or refuses differently.
+//! Redis's rules, reproduced here:
+//! - a header line ends at its first CR; the byte after it is skipped unseen;
+//! - header integers are parsed with `string2ll` ([`crate::syntax::string2ll`]);
+//! - the two bytes after a bulk's data are skipped unchecked.
+//!
 //! The scanner is also where Redis's limits are enforced, with Redis's texts.
 
 use bytes::{Buf, Bytes, BytesMut};
-use redis_protocol::resp2::decode::decode_bytes_mut;
-use redis_protocol::resp2::types::BytesFrame;
+
+use crate::syntax::string2ll;
 
 /// Longest header line or inline request Redis accepts (`PROTO_INLINE_MAX_SIZE`).
 const INLINE_MAX: usize = 64 * 1024;
+
+/// Most arguments, and longest argument, that Redis lets a client send before it has
+/// authenticated (`processMultibulkBuffer`): enough for `AUTH user pass` or `HELLO 3
+/// AUTH user pass SETNAME name`, far too little to make the server buffer
+/// `proto-max-bulk-len` for a client that does not know the password.
+const UNAUTHENTICATED_MULTIBULK_MAX: i64 = 10;
+const UNAUTHENTICATED_BULK_MAX: i64 = 16384;
 
 /// A framing error. The connection answers with the text and closes, as Redis does.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,12 +47,14 @@ pub enum ProtocolError {
     TooBigInline,
     #[error("ERR Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
-    #[error("ERR Protocol error: {0}")]
-    Malformed(String),
+    #[error("ERR Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("ERR Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
 
 /// Where the scanner stands inside a multibulk frame that is not complete yet.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Partial {
     /// Arguments still to scan.
     remaining: usize,
@@ -44,14 +62,20 @@ struct Partial {
     pos: usize,
     /// Length of the bulk whose header was scanned but whose data is not all here.
     bulk_len: Option<usize>,
-    /// Total number of arguments, to size the result.
-    total: usize,
+    /// Where each scanned argument's data lies in the frame: (offset, length).
+    args: Vec<(usize, usize)>,
 }
+
+/// Arguments reserved up front, whatever count the header announces (Redis's
+/// `argv_len` cap): the count is the client's word, not memory it has sent.
+const ARGS_RESERVED_MAX: usize = 1024;
 
 /// Splits a connection's input buffer into requests (argument vectors).
 #[derive(Debug)]
 pub struct RequestDecoder {
     max_bulk_len: u64,
+    /// Whether the unauthenticated client limits apply.
+    unauthenticated: bool,
     partial: Option<Partial>,
 }
 
@@ -60,6 +84,7 @@ impl RequestDecoder {
     pub fn new(max_bulk_len: u64) -> Self {
         RequestDecoder {
             max_bulk_len,
+            unauthenticated: false,
             partial: None,
         }
     }
@@ -67,6 +92,13 @@ impl RequestDecoder {
     /// Updates the bulk length limit (CONFIG SET proto-max-bulk-len).
     pub fn set_max_bulk_len(&mut self, max: u64) {
         self.max_bulk_len = max;
+    }
+
+    /// Turns the limits for a client that must authenticate and has not yet on or off
+    /// (Redis's `authRequired`). The connection says so before each request, since
+    /// AUTH, HELLO AUTH or RESET earlier in the same read can change it.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// Takes the next complete request off the front of `buf`.
@@ -92,9 +124,12 @@ impl RequestDecoder {
                     return Ok(None);
                 };
                 let count =
-                    parse_i64(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    string2ll(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
                 if count > i32::MAX as i64 {
                     return Err(ProtocolError::InvalidMultibulkLength);
+                }
+                if self.unauthenticated && count > UNAUTHENTICATED_MULTIBULK_MAX {
+                    return Err(ProtocolError::UnauthenticatedMultibulkLength);
                 }
                 if count <= 0 {
                     buf.advance(next);
@@ -104,7 +139,7 @@ impl RequestDecoder {
                     remaining: count as usize,
                     pos: next,
                     bulk_len: None,
-                    total: count as usize,
+                    args: Vec::with_capacity((count as usize).min(ARGS_RESERVED_MAX)),
                 });
             }
             return self.continue_multibulk(buf);
@@ -115,7 +150,7 @@ impl RequestDecoder {
         &mut self,
         buf: &mut BytesMut,
     ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        let Some(mut p) = self.partial else {
+        let Some(mut p) = self.partial.take() else {
             return Ok(None);
         };
         while p.remaining > 0 {
@@ -124,6 +159,7 @@ impl RequestDecoder {
                     self.partial = Some(p);
                     return Ok(None);
                 }
+                p.args.push((p.pos, len));
                 p.pos += len + 2;
                 p.bulk_len = None;
                 p.remaining -= 1;
@@ -131,47 +167,33 @@ impl RequestDecoder {
             }
             let Some((line_end, next)) = find_line(buf, p.pos) else {
                 if buf.len() - p.pos > INLINE_MAX {
-                    self.partial = None;
                     return Err(ProtocolError::TooBigBulkCount);
                 }
                 self.partial = Some(p);
                 return Ok(None);
             };
             if buf[p.pos] != b'$' {
-                self.partial = None;
                 return Err(ProtocolError::ExpectedDollar(buf[p.pos] as char));
             }
-            let len = parse_i64(&buf[p.pos + 1..line_end]);
-            match len {
-                Some(len) if len >= 0 && (len as u64) <= self.max_bulk_len => {
-                    p.bulk_len = Some(len as usize);
-                    p.pos = next;
-                }
-                _ => {
-                    self.partial = None;
-                    return Err(ProtocolError::InvalidBulkLength);
-                }
+            let len = match string2ll(&buf[p.pos + 1..line_end]) {
+                Some(len) if len >= 0 && (len as u64) <= self.max_bulk_len => len,
+                _ => return Err(ProtocolError::InvalidBulkLength),
+            };
+            if self.unauthenticated && len > UNAUTHENTICATED_BULK_MAX {
+                return Err(ProtocolError::UnauthenticatedBulkLength);
             }
+            p.bulk_len = Some(len as usize);
+            p.pos = next;
         }
-        // The whole frame is in the buffer: decode it exactly once.
-        self.partial = None;
-        let frame_len = p.pos;
-        match decode_bytes_mut(buf) {
-            Ok(Some((BytesFrame::Array(items), amt, _))) if amt == frame_len => {
-                let mut args = Vec::with_capacity(p.total);
-                for item in items {
-                    match item {
-                        BytesFrame::BulkString(b) => args.push(b),
-                        _ => return Err(ProtocolError::Malformed("expected bulk string".into())),
-                    }
-                }
-                Ok(Some(args))
-            }
-            Ok(_) => Err(ProtocolError::Malformed(
-                "malformed multibulk request".into(),
-            )),
-            Err(e) => Err(ProtocolError::Malformed(e.details().to_string())),
-        }
+        // The whole frame is in the buffer: cut the arguments out of it, sharing
+        // its memory rather than copying.
+        let frame = buf.split_to(p.pos).freeze();
+        Ok(Some(
+            p.args
+                .iter()
+                .map(|&(start, len)| frame.slice(start..start + len))
+                .collect(),
+        ))
     }
 }
 
@@ -184,10 +206,6 @@ fn find_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     } else {
         None
     }
-}
-
-fn parse_i64(s: &[u8]) -> Option<i64> {
-    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// Decodes one inline command line (Redis's `processInlineBuffer`).
@@ -356,6 +374,48 @@ mod tests {
         );
         let big = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(decode_all(&big), Err(ProtocolError::TooBigInline));
+    }
+
+    #[test]
+    fn headers_follow_string2ll_and_redis_framing() {
+        for bad in [&b"*+1\r\n"[..], b"*01\r\n", b"*-0\r\n", b"* 1\r\n"] {
+            assert_eq!(decode_all(bad), Err(ProtocolError::InvalidMultibulkLength));
+        }
+        for bad in [&b"*1\r\n$+4\r\n"[..], b"*1\r\n$04\r\n", b"*1\r\n$-0\r\n"] {
+            assert_eq!(decode_all(bad), Err(ProtocolError::InvalidBulkLength));
+        }
+        // The byte after a header's CR and the two after a bulk's data are not checked.
+        let got = decode_all(b"*2\r\n$4\rXECHO\r\n$2\r\nhiXY*-3\r\n").unwrap();
+        assert_eq!(got, vec![vec![Bytes::from("ECHO"), Bytes::from("hi")]]);
+    }
+
+    #[test]
+    fn unauthenticated_limits() {
+        let mut d = RequestDecoder::new(512 * 1024 * 1024);
+        d.set_unauthenticated(true);
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        let mut buf = BytesMut::from(&b"*2\r\n$16385\r\n"[..]);
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        // A header that is invalid anyway says so first, as in Redis.
+        let mut buf = BytesMut::from(&b"*1\r\n$-2\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Err(ProtocolError::InvalidBulkLength));
+        // At the limits, and once the limits are off, requests pass.
+        let mut input = b"*10\r\n$16384\r\n".to_vec();
+        input.extend_from_slice(&[b'a'; 16384]);
+        input.extend_from_slice(b"\r\n");
+        input.extend_from_slice(&b"$1\r\nb\r\n".repeat(9));
+        let mut buf = BytesMut::from(&input[..]);
+        assert_eq!(d.decode(&mut buf).unwrap().map(|a| a.len()), Some(10));
+        d.set_unauthenticated(false);
+        let mut buf = BytesMut::from(&b"*11\r\n$100000000\r\n"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
     }
 
     #[test]

@@ -65,6 +65,7 @@ async fn run(
             )
         };
         decoder.set_max_bulk_len(max_bulk);
+        let requires_auth = shared.requires_auth();
         if session.info.killed.load(Ordering::SeqCst) {
             return Err(End::Close);
         }
@@ -94,6 +95,9 @@ async fn run(
         }
 
         loop {
+            // Redis's `authRequired`: until this client authenticates, its requests are
+            // held to small header limits, so it cannot make us buffer large bulks.
+            decoder.set_unauthenticated(requires_auth && !session.authenticated);
             let argv = match decoder.decode(rbuf) {
                 Ok(Some(argv)) => argv,
                 Ok(None) => break,

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod connection;
 pub mod fdlimit;
 pub mod listener;
+pub mod password;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -141,12 +142,12 @@ impl Shared {
             .is_some_and(|p| !p.is_empty())
     }
 
-    /// Checks a password against `requirepass`.
+    /// Checks a password against `requirepass`, in constant time (see [`password`]).
     pub fn check_password(&self, pass: &[u8]) -> bool {
         let cfg = self.config.read();
         cfg.requirepass
             .as_ref()
-            .is_some_and(|p| !p.is_empty() && p.as_bytes() == pass)
+            .is_some_and(|p| !p.is_empty() && password::passwords_match(p.as_bytes(), pass))
     }
 
     /// `client-output-buffer-limit normal`: (hard bytes, soft bytes, soft seconds).

@@ -1,0 +1,53 @@
+//! Password checks that take the same time whatever the guess.
+//!
+//! A plain `==` on the password stops at the first differing byte (and at once when the
+//! lengths differ), so a client that can time AUTH replies learns the password's length
+//! and then its bytes one at a time. Redis avoids this by comparing SHA-256 digests of
+//! the two passwords with `time_independent_strcmp` (acl.c): the digests have a fixed
+//! length, so neither the content nor the length of the password shows in the timing.
+//!
+//! Rill does the same with two small, widely used and audited crates rather than
+//! hand-written code: `sha2` for the digests and `subtle`'s `ConstantTimeEq` for the
+//! comparison, which is written so the optimiser cannot turn it back into an early exit
+//! (a hand-rolled XOR loop gives no such guarantee).
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// True when `given` equals `expected`, in time independent of both their contents and
+/// their lengths (beyond hashing, which is linear in the input and reveals nothing of
+/// the expected password).
+pub fn passwords_match(expected: &[u8], given: &[u8]) -> bool {
+    let expected = Sha256::digest(expected);
+    let given = Sha256::digest(given);
+    expected.as_slice().ct_eq(given.as_slice()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_passwords_match_and_others_do_not() {
+        assert!(passwords_match(b"s3cr3t pass!", b"s3cr3t pass!"));
+        assert!(passwords_match(b"", b""));
+        for wrong in [
+            &b""[..],
+            b"s",
+            b"s3cr3t pass",
+            b"s3cr3t pass!!",
+            b"S3cr3t pass!",
+            b"s3cr3t pass?",
+            b"s3cr3t pass!\0",
+        ] {
+            assert!(
+                !passwords_match(b"s3cr3t pass!", wrong),
+                "{:?}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
+        // Binary passwords are bytes, not text.
+        assert!(passwords_match(&[0xff, 0, 7], &[0xff, 0, 7]));
+        assert!(!passwords_match(&[0xff, 0, 7], &[0xff, 0, 8]));
+    }
+}
