@@ -80,6 +80,12 @@ fn stream_state(
     w.add_state(&rec);
 }
 
+/// A key's value as the checkpoint saw it under the lock.
+enum Snapshot {
+    Stream(Box<crate::engine::stream::Stream>),
+    String(Bytes),
+}
+
 /// What a checkpoint found: its size, the keys written, and live payload bytes per
 /// segment before its tail (compaction's input).
 #[derive(Debug, Default)]
@@ -110,7 +116,13 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
     }
     let started = Instant::now();
     let result = (|| {
-        let (writer, keys, tail, usage) = {
+        // Under the lock only what must be consistent with the roll: a snapshot of the
+        // keyspace (streams cloned: their index is 32 bytes per entry, copied far faster
+        // than it is encoded; strings shared by reference count). Encoding and writing
+        // happen after the lock is released, so clients wait for the copy, not for the
+        // checkpoint (issue #18, defect 12).
+        log.sync()?;
+        let (snapshot, tail) = {
             let mut guard = shared.state.lock();
             // Entries whose payload was forwarded (renamed in the transaction that
             // added them) get their log position, so the checkpoint holds positions only.
@@ -126,34 +138,43 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
             }
             let tail = log.roll()?;
             WRITTEN_AT_CHECKPOINT.store(log.counters().0, Ordering::SeqCst);
-            let mut w = CheckpointWriter::create(log.dir(), tail)?;
-            let mut keys = 0;
-            let mut usage = BTreeMap::new();
+            let mut snapshot: Vec<(usize, Bytes, Snapshot, Option<u64>)> = Vec::new();
             for db in 0..guard.ks.db_count() {
-                let mut argvs: Vec<Vec<Bytes>> = Vec::new();
                 for (key, value, expire) in guard.ks.db(db).iter() {
-                    keys += 1;
-                    match value {
-                        Value::Stream(s) => stream_state(db, key, s, &mut w, &mut usage),
-                        Value::String(v) => argvs.push(vec![b("SET"), key.clone(), v.clone()]),
-                    }
-                    if let Some(at) = expire {
-                        argvs.push(vec![
-                            b("PEXPIREAT"),
-                            key.clone(),
-                            Bytes::from(at.to_string()),
-                        ]);
-                    }
-                    if argvs.len() >= BATCH {
-                        flush(&mut w, db, &mut argvs);
-                    }
+                    let value = match value {
+                        Value::Stream(s) => Snapshot::Stream(s.clone()),
+                        Value::String(v) => Snapshot::String(v.clone()),
+                    };
+                    snapshot.push((db, key.clone(), value, expire));
                 }
+            }
+            (snapshot, tail)
+        };
+        let mut w = CheckpointWriter::create(log.dir(), tail)?;
+        let keys = snapshot.len();
+        let mut usage = BTreeMap::new();
+        let mut argvs: Vec<Vec<Bytes>> = Vec::new();
+        let mut current_db = 0;
+        for (db, key, value, expire) in snapshot {
+            if db != current_db {
+                flush(&mut w, current_db, &mut argvs);
+                current_db = db;
+            }
+            match value {
+                Snapshot::Stream(s) => stream_state(db, &key, &s, &mut w, &mut usage),
+                Snapshot::String(v) => argvs.push(vec![b("SET"), key.clone(), v]),
+            }
+            if let Some(at) = expire {
+                argvs.push(vec![b("PEXPIREAT"), key, Bytes::from(at.to_string())]);
+            }
+            if argvs.len() >= BATCH {
                 flush(&mut w, db, &mut argvs);
             }
-            usage.retain(|seg, _| *seg < tail);
-            w.keep_segments(usage.keys().copied().collect());
-            (w, keys, tail, usage)
-        };
+        }
+        flush(&mut w, current_db, &mut argvs);
+        usage.retain(|seg, _| *seg < tail);
+        w.keep_segments(usage.keys().copied().collect());
+        let writer = w;
         let reader = shared.segments.get().cloned();
         let bytes = writer.finish(log.dir(), &mut |n| {
             if let Some(r) = &reader {

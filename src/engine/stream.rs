@@ -46,7 +46,7 @@ pub struct TrimSpec {
 }
 
 /// One stream value in the keyspace.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Stream {
     index: StreamIndex,
     /// The last ID ever generated, even if that entry was since deleted.

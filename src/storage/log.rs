@@ -453,6 +453,17 @@ impl Log {
         Ok(seg)
     }
 
+    /// Writes and fsyncs everything appended so far. A checkpoint calls it before it
+    /// takes the keyspace lock, so the roll under the lock has little left to sync.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        commit_round(&self.inner, &mut self.inner.active.lock());
+        background_sync(&self.inner);
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        Ok(())
+    }
+
     /// Writes and syncs everything queued, then stops the background thread (shutdown).
     pub fn close(&self) {
         self.inner.queue.lock().shutdown = true;
