@@ -15,6 +15,11 @@
 //! `RILL_DIFF_CASES` sets the number of cases; `RILL_DIFF_STEPS` the commands per case.
 //! `redis-server` must be on PATH (`apt-get install -y redis-server`); without it the
 //! test fails, never silently passes.
+//!
+//! A suite of its own, not part of plain `cargo test` (which needs nothing but Rust):
+//! `cargo test --features differential --test differential`; `.ci/run` installs Redis
+//! and runs it.
+#![cfg(feature = "differential")]
 
 mod common;
 
