@@ -84,15 +84,7 @@ async fn run(
             .stats
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
-        if qbuf_limit > 0 && rbuf.len() as u64 > qbuf_limit {
-            tracing::warn!(
-                "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
-                session.id,
-                session.info.addr,
-                String::from_utf8_lossy(&rbuf[..rbuf.len().min(64)])
-            );
-            return Err(End::Close);
-        }
+        check_query_buffer(session, rbuf, qbuf_limit)?;
 
         loop {
             // Redis's `authRequired`: until this client authenticates, its requests are
@@ -354,8 +346,29 @@ fn warn_output_limit(session: &Session, pending: u64) {
     );
 }
 
+/// Applies `client-query-buffer-limit` to the unparsed input: over it, the client is
+/// closed, as Redis's `readQueryFromClient` does.
+fn check_query_buffer(session: &Session, rbuf: &BytesMut, limit: u64) -> Result<(), End> {
+    if limit > 0 && rbuf.len() as u64 > limit {
+        tracing::warn!(
+            "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
+            session.id,
+            session.info.addr,
+            String::from_utf8_lossy(&rbuf[..rbuf.len().min(64)])
+        );
+        return Err(End::Close);
+    }
+    Ok(())
+}
+
 /// Waits for a blocked read's reply, its deadline, a disconnect or a kill.
-/// Bytes the client sends meanwhile are kept for after the reply, as Redis does.
+///
+/// Bytes the client sends meanwhile are kept for after the reply, as Redis does. The
+/// socket is read all along, however much arrives: a close can only be seen after
+/// every byte sent before it, so a reader that stopped at some size would never
+/// learn that the client left, and would hold its waiter, buffers and slot until
+/// the key is written. What it keeps is bounded by `client-query-buffer-limit`, as
+/// Redis bounds a blocked client's query buffer.
 async fn wait_blocked(
     shared: &Shared,
     socket: &mut TcpStream,
@@ -372,7 +385,6 @@ async fn wait_blocked(
         }
     };
     tokio::pin!(sleep);
-    let mut peer_open = true;
     loop {
         tokio::select! {
             r = &mut rx => return Ok(r.unwrap_or(Reply::NilArray)),
@@ -384,25 +396,23 @@ async fn wait_blocked(
                     None => rx.try_recv().unwrap_or(Reply::NilArray),
                 });
             }
-            r = socket.read_buf(rbuf), if peer_open => {
-                match r {
-                    Ok(0) | Err(_) => {
-                        // Watermill frees a read stuck in BLOCK 0 by closing the socket:
-                        // forget the waiter now, not at the next write to the key.
-                        shared.state.lock().blocking.remove(waiter);
-                        return Err(End::Close);
-                    }
-                    Ok(_) => {
+            r = socket.read_buf(rbuf) => {
+                let closed = match r {
+                    // Watermill frees a read stuck in BLOCK 0 by closing the socket:
+                    // forget the waiter now, not at the next write to the key.
+                    Ok(0) | Err(_) => true,
+                    Ok(n) => {
+                        shared
+                            .stats
+                            .net_input_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
                         let limit = shared.config.read().client_query_buffer_limit;
-                        if limit > 0 && rbuf.len() as u64 > limit {
-                            shared.state.lock().blocking.remove(waiter);
-                            return Err(End::Close);
-                        }
-                        if rbuf.len() > 1024 * 1024 {
-                            // Stop reading; the client will be served eventually.
-                            peer_open = false;
-                        }
+                        check_query_buffer(session, rbuf, limit).is_err()
                     }
+                };
+                if closed {
+                    shared.state.lock().blocking.remove(waiter);
+                    return Err(End::Close);
                 }
             }
             _ = session.info.kill_notify.notified() => {
