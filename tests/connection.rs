@@ -539,6 +539,53 @@ fn blocked_client_over_the_query_buffer_limit_is_closed() {
     wait_blocked(&mut admin, 0);
 }
 
+#[test]
+fn idle_timeout_closes_a_client_that_does_not_read_its_replies() {
+    let s = TestServer::start_with(&["--timeout", "1"]);
+    let mut r = s.raw();
+    // 256 entries of 4 KB: each XRANGE of the whole stream is a 1 MB reply.
+    let value = "v".repeat(4096);
+    let mut fill = Vec::new();
+    for _ in 0..256 {
+        fill.extend_from_slice(&encode(&["XADD", "s", "*", "f", &value]));
+    }
+    r.send(&fill);
+    for _ in 0..256 {
+        r.read_reply();
+    }
+    // 32 MB of replies, more than the sockets' buffers hold, never read: the server's
+    // write to this client gets stuck.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let mut pipeline = Vec::new();
+    for _ in 0..32 {
+        pipeline.extend_from_slice(&encode(&["XRANGE", "s", "-", "+"]));
+    }
+    c.write_all(&pipeline).expect("write pipeline");
+    // One second after its last command (and after the last byte it took), the server
+    // closes it, while still serving a client that keeps talking.
+    let started = Instant::now();
+    loop {
+        assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
+        let info = String::from_utf8_lossy(&r.cmd(&["INFO", "clients"])).to_string();
+        if info.contains("connected_clients:1\r\n") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "client stuck on its replies was not closed: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (got, closed) = read_until_close(&mut c, Duration::from_secs(10));
+    assert!(closed, "client was not disconnected");
+    assert!(
+        got.len() < 32 * 1024 * 1024,
+        "all {} bytes were delivered",
+        got.len()
+    );
+    assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
+}
+
 /// Polls INFO clients until `blocked_clients` reaches `n`.
 fn wait_blocked(r: &mut Raw, n: usize) {
     wait_info(r, "clients", &format!("blocked_clients:{n}\r\n"));
