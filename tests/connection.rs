@@ -454,6 +454,138 @@ fn client_unblock_timeout_and_error() {
     assert_eq!(reader.cmd(&["PING"]), b"+PONG\r\n");
 }
 
+/// The extra data blocked clients send before closing: 2 MB, well past the 1 MB at
+/// which the server used to stop reading from a blocked client (and so never saw
+/// it close). Even clients pipeline more commands, odd ones start a big request
+/// they never finish.
+fn two_megabytes_after_a_block(i: usize) -> Vec<u8> {
+    let mut out = encode(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+    if i.is_multiple_of(2) {
+        let ping = encode(&["PING"]);
+        while out.len() < 2 * 1024 * 1024 {
+            out.extend_from_slice(&ping);
+        }
+    } else {
+        out.extend_from_slice(b"*5\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$1\r\nf\r\n$4000000\r\n");
+        out.resize(out.len() + 2 * 1024 * 1024, b'x');
+    }
+    out
+}
+
+#[test]
+fn blocked_clients_that_send_megabytes_and_close_are_freed() {
+    const CLIENTS: usize = 50;
+    let s = TestServer::start();
+    let mut admin = s.raw();
+    assert_eq!(admin.cmd(&["PING"]), b"+PONG\r\n");
+    let rss_before = s.rss_bytes();
+    let port = s.port;
+    let senders: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                c.set_write_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                // A server that stops reading makes this time out; the close follows anyway.
+                let _ = c.write_all(&two_megabytes_after_a_block(i));
+                // Dropped: the client closes without waiting for any reply.
+            })
+        })
+        .collect();
+    for t in senders {
+        t.join().expect("sender");
+    }
+    // Every one of them is noticed gone: its slot and its waiter are freed...
+    wait_info(&mut admin, "clients", "connected_clients:1\r\n");
+    wait_blocked(&mut admin, 0);
+    // ... and so is what it had sent (100 MB in all).
+    let rss_after = s.rss_bytes();
+    assert!(
+        rss_after < rss_before + 32 * 1024 * 1024,
+        "RSS grew from {rss_before} to {rss_after} bytes"
+    );
+    // The key's queue holds nobody stale: a new reader is the one served.
+    let mut reader = s.raw();
+    reader.send(&encode(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]));
+    wait_blocked(&mut admin, 1);
+    let id = admin.cmd(&["XADD", "s", "*", "f", "v"]);
+    let id = String::from_utf8_lossy(&id)
+        .split("\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let reply = String::from_utf8_lossy(&reader.read_reply()).to_string();
+    assert!(reply.contains(&id), "reader got {reply:?}, not {id}");
+    wait_blocked(&mut admin, 0);
+    assert_eq!(admin.cmd(&["XLEN", "s"]), b":1\r\n");
+}
+
+#[test]
+fn blocked_client_over_the_query_buffer_limit_is_closed() {
+    let s = TestServer::start_with(&["--client-query-buffer-limit", "1mb"]);
+    let mut admin = s.raw();
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    c.set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // Stays open: the server must close it for the 3 MB it sends while blocked.
+    let mut data = encode(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+    data.extend_from_slice(b"*1\r\n$3000000\r\n");
+    data.resize(data.len() + 3 * 1000 * 1000, b'x');
+    let _ = c.write_all(&data);
+    let (got, closed) = read_until_close(&mut c, Duration::from_secs(10));
+    assert!(closed, "client over the query buffer limit was not closed");
+    assert!(got.is_empty(), "unexpected reply {got:?}");
+    wait_info(&mut admin, "clients", "connected_clients:1\r\n");
+    wait_blocked(&mut admin, 0);
+}
+
+#[test]
+fn idle_timeout_closes_a_client_that_does_not_read_its_replies() {
+    let s = TestServer::start_with(&["--timeout", "1"]);
+    let mut r = s.raw();
+    // 256 entries of 4 KB: each XRANGE of the whole stream is a 1 MB reply.
+    let value = "v".repeat(4096);
+    let mut fill = Vec::new();
+    for _ in 0..256 {
+        fill.extend_from_slice(&encode(&["XADD", "s", "*", "f", &value]));
+    }
+    r.send(&fill);
+    for _ in 0..256 {
+        r.read_reply();
+    }
+    // 32 MB of replies, more than the sockets' buffers hold, never read: the server's
+    // write to this client gets stuck.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let mut pipeline = Vec::new();
+    for _ in 0..32 {
+        pipeline.extend_from_slice(&encode(&["XRANGE", "s", "-", "+"]));
+    }
+    c.write_all(&pipeline).expect("write pipeline");
+    // One second after its last command (and after the last byte it took), the server
+    // closes it, while still serving a client that keeps talking.
+    let started = Instant::now();
+    loop {
+        assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
+        let info = String::from_utf8_lossy(&r.cmd(&["INFO", "clients"])).to_string();
+        if info.contains("connected_clients:1\r\n") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "client stuck on its replies was not closed: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (got, closed) = read_until_close(&mut c, Duration::from_secs(10));
+    assert!(closed, "client was not disconnected");
+    assert!(
+        got.len() < 32 * 1024 * 1024,
+        "all {} bytes were delivered",
+        got.len()
+    );
+    assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
+}
+
 /// Polls INFO clients until `blocked_clients` reaches `n`.
 fn wait_blocked(r: &mut Raw, n: usize) {
     wait_info(r, "clients", &format!("blocked_clients:{n}\r\n"));

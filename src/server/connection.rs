@@ -54,7 +54,7 @@ async fn run(
 ) -> Result<(), End> {
     // Byte ranges in `wbuf` of replies that acknowledge logged writes.
     let mut acks: Vec<(usize, usize)> = Vec::new();
-    let mut out = OutputState::default();
+    let mut timers = ClientTimers::new();
     loop {
         let (idle_timeout, qbuf_limit, max_bulk) = {
             let cfg = shared.config.read();
@@ -72,7 +72,7 @@ async fn run(
         let n = tokio::select! {
             r = socket.read_buf(rbuf) => r.map_err(|_| End::Close)?,
             _ = session.info.kill_notify.notified() => return Err(End::Close),
-            _ = idle(idle_timeout) => {
+            _ = until(timers.idle_deadline(idle_timeout)) => {
                 tracing::debug!("Closing idle client id={}", session.id);
                 return Err(End::Close);
             }
@@ -80,19 +80,12 @@ async fn run(
         if n == 0 {
             return Err(End::Close);
         }
+        timers.interacted();
         shared
             .stats
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
-        if qbuf_limit > 0 && rbuf.len() as u64 > qbuf_limit {
-            tracing::warn!(
-                "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
-                session.id,
-                session.info.addr,
-                String::from_utf8_lossy(&rbuf[..rbuf.len().min(64)])
-            );
-            return Err(End::Close);
-        }
+        check_query_buffer(session, rbuf, qbuf_limit)?;
 
         loop {
             // Redis's `authRequired`: until this client authenticates, its requests are
@@ -111,7 +104,7 @@ async fn run(
                         session,
                         wbuf,
                         &mut acks,
-                        &mut out,
+                        &mut timers,
                         FlushMode::Drain,
                     )
                     .await;
@@ -136,12 +129,15 @@ async fn run(
                         session,
                         wbuf,
                         &mut acks,
-                        &mut out,
+                        &mut timers,
                         FlushMode::Drain,
                     )
                     .await?;
                     let reply =
                         wait_blocked(shared, socket, session, rbuf, waiter, rx, deadline).await?;
+                    // Redis does not time out a blocked client: its idle time counts
+                    // from the end of the block.
+                    timers.interacted();
                     // The writer that served us may have logged the delivery; the
                     // reply waits for everything logged up to now.
                     if let Some(log) = shared.log.get() {
@@ -160,7 +156,7 @@ async fn run(
                     session,
                     wbuf,
                     &mut acks,
-                    &mut out,
+                    &mut timers,
                     FlushMode::Drain,
                 )
                 .await;
@@ -173,7 +169,7 @@ async fn run(
                     session,
                     wbuf,
                     &mut acks,
-                    &mut out,
+                    &mut timers,
                     FlushMode::NoWait,
                 )
                 .await?;
@@ -185,7 +181,7 @@ async fn run(
             session,
             wbuf,
             &mut acks,
-            &mut out,
+            &mut timers,
             FlushMode::Drain,
         )
         .await?;
@@ -201,7 +197,7 @@ async fn flush_durable(
     session: &Session,
     wbuf: &mut BytesMut,
     acks: &mut Vec<(usize, usize)>,
-    out: &mut OutputState,
+    timers: &mut ClientTimers,
     mode: FlushMode,
 ) -> Result<(), End> {
     if let Some(log) = shared.log.get() {
@@ -222,23 +218,45 @@ async fn flush_durable(
         }
     }
     acks.clear();
-    flush(shared, socket, session, wbuf, out, mode).await
+    flush(shared, socket, session, wbuf, timers, mode).await
 }
 
-/// Sleeps for the idle timeout, or forever when it is 0.
-async fn idle(secs: u64) {
-    if secs == 0 {
-        std::future::pending::<()>().await;
-    } else {
-        tokio::time::sleep(Duration::from_secs(secs)).await;
+/// Sleeps until `deadline`, or forever when there is none.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending::<()>().await,
     }
 }
 
-/// The part of `client-output-buffer-limit normal` that needs memory across
-/// flushes: since when the unsent replies have been above the soft limit.
-#[derive(Default)]
-struct OutputState {
+/// What the limits that close a client remember across reads and flushes.
+struct ClientTimers {
+    /// `client-output-buffer-limit normal`: since when the unsent replies have been
+    /// above the soft limit.
     over_soft_since: Option<Instant>,
+    /// `timeout`: when the client last sent us bytes or took some of its replies
+    /// (Redis's `lastinteraction`, updated by both its read and its write handler).
+    /// A client that stops reading its replies is thus idle from its last command or
+    /// the last byte it took, even while we wait to write to it.
+    last_interaction: Instant,
+}
+
+impl ClientTimers {
+    fn new() -> ClientTimers {
+        ClientTimers {
+            over_soft_since: None,
+            last_interaction: Instant::now(),
+        }
+    }
+
+    fn interacted(&mut self) {
+        self.last_interaction = Instant::now();
+    }
+
+    /// When the client counts as idle under `timeout` = `secs` (never when 0).
+    fn idle_deadline(&self, secs: u64) -> Option<Instant> {
+        (secs > 0).then(|| self.last_interaction + Duration::from_secs(secs))
+    }
 }
 
 /// Whether a flush may wait for the client to read.
@@ -257,30 +275,31 @@ enum FlushMode {
 /// the hard limit, or over the soft limit for longer than its seconds, the client
 /// is disconnected. Memory per connection thus stays bounded by the limit plus
 /// one reply, whatever a client pipelines without reading.
+///
+/// Waiting for the client to read is also bounded by `timeout`: a client that takes
+/// nothing for that long is idle, as in Redis, whose timeout check runs whether or
+/// not replies are pending.
 async fn flush(
     shared: &Shared,
     socket: &mut TcpStream,
     session: &Session,
     wbuf: &mut BytesMut,
-    out: &mut OutputState,
+    timers: &mut ClientTimers,
     mode: FlushMode,
 ) -> Result<(), End> {
     loop {
-        write_ready(shared, socket, wbuf)?;
-        check_output_limits(shared, session, wbuf.len() as u64, out)?;
+        if write_ready(shared, socket, wbuf)? > 0 {
+            timers.interacted();
+        }
+        check_output_limits(shared, session, wbuf.len() as u64, timers)?;
         if wbuf.is_empty() || mode == FlushMode::NoWait {
             return Ok(());
         }
         let (_, _, soft_secs) = shared.output_limits();
-        let soft_deadline = out
+        let soft_deadline = timers
             .over_soft_since
             .map(|t| t + Duration::from_secs(soft_secs));
-        let soft_expired = async {
-            match soft_deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
+        let idle_deadline = timers.idle_deadline(u64::from(shared.config.read().timeout));
         tokio::select! {
             r = socket.writable() => r.map_err(|_| End::Close)?,
             _ = session.info.kill_notify.notified() => {
@@ -289,18 +308,28 @@ async fn flush(
                     return Err(End::Close);
                 }
             }
-            _ = soft_expired => {}
+            _ = until(soft_deadline) => {}
+            _ = until(idle_deadline) => {
+                tracing::debug!(
+                    "Closing idle client id={} ({} bytes of replies not taken)",
+                    session.id,
+                    wbuf.len()
+                );
+                return Err(End::Close);
+            }
         }
     }
 }
 
-/// Writes as much of `wbuf` as the socket accepts without waiting.
-fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Result<(), End> {
+/// Writes as much of `wbuf` as the socket accepts without waiting; returns how much.
+fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Result<usize, End> {
+    let mut written = 0;
     while !wbuf.is_empty() {
         match socket.try_write(wbuf) {
             Ok(0) => return Err(End::Close),
             Ok(n) => {
                 wbuf.advance(n);
+                written += n;
                 shared
                     .stats
                     .net_output_bytes
@@ -319,7 +348,7 @@ fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Resu
             wbuf.clear();
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Applies the hard and soft limits to `pending` unsent bytes.
@@ -327,16 +356,16 @@ fn check_output_limits(
     shared: &Shared,
     session: &Session,
     pending: u64,
-    out: &mut OutputState,
+    timers: &mut ClientTimers,
 ) -> Result<(), End> {
     let (hard, soft, soft_secs) = shared.output_limits();
     let over_hard = hard > 0 && pending > hard;
     let mut over_soft_too_long = false;
     if soft > 0 && pending > soft {
-        let since = *out.over_soft_since.get_or_insert_with(Instant::now);
+        let since = *timers.over_soft_since.get_or_insert_with(Instant::now);
         over_soft_too_long = since.elapsed() > Duration::from_secs(soft_secs);
     } else {
-        out.over_soft_since = None;
+        timers.over_soft_since = None;
     }
     if over_hard || over_soft_too_long {
         warn_output_limit(session, pending);
@@ -354,8 +383,29 @@ fn warn_output_limit(session: &Session, pending: u64) {
     );
 }
 
+/// Applies `client-query-buffer-limit` to the unparsed input: over it, the client is
+/// closed, as Redis's `readQueryFromClient` does.
+fn check_query_buffer(session: &Session, rbuf: &BytesMut, limit: u64) -> Result<(), End> {
+    if limit > 0 && rbuf.len() as u64 > limit {
+        tracing::warn!(
+            "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
+            session.id,
+            session.info.addr,
+            String::from_utf8_lossy(&rbuf[..rbuf.len().min(64)])
+        );
+        return Err(End::Close);
+    }
+    Ok(())
+}
+
 /// Waits for a blocked read's reply, its deadline, a disconnect or a kill.
-/// Bytes the client sends meanwhile are kept for after the reply, as Redis does.
+///
+/// Bytes the client sends meanwhile are kept for after the reply, as Redis does. The
+/// socket is read all along, however much arrives: a close can only be seen after
+/// every byte sent before it, so a reader that stopped at some size would never
+/// learn that the client left, and would hold its waiter, buffers and slot until
+/// the key is written. What it keeps is bounded by `client-query-buffer-limit`, as
+/// Redis bounds a blocked client's query buffer.
 async fn wait_blocked(
     shared: &Shared,
     socket: &mut TcpStream,
@@ -365,14 +415,8 @@ async fn wait_blocked(
     mut rx: oneshot::Receiver<Reply>,
     deadline: Option<std::time::Instant>,
 ) -> Result<Reply, End> {
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
+    let sleep = until(deadline);
     tokio::pin!(sleep);
-    let mut peer_open = true;
     loop {
         tokio::select! {
             r = &mut rx => return Ok(r.unwrap_or(Reply::NilArray)),
@@ -384,25 +428,23 @@ async fn wait_blocked(
                     None => rx.try_recv().unwrap_or(Reply::NilArray),
                 });
             }
-            r = socket.read_buf(rbuf), if peer_open => {
-                match r {
-                    Ok(0) | Err(_) => {
-                        // Watermill frees a read stuck in BLOCK 0 by closing the socket:
-                        // forget the waiter now, not at the next write to the key.
-                        shared.state.lock().blocking.remove(waiter);
-                        return Err(End::Close);
-                    }
-                    Ok(_) => {
+            r = socket.read_buf(rbuf) => {
+                let closed = match r {
+                    // Watermill frees a read stuck in BLOCK 0 by closing the socket:
+                    // forget the waiter now, not at the next write to the key.
+                    Ok(0) | Err(_) => true,
+                    Ok(n) => {
+                        shared
+                            .stats
+                            .net_input_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
                         let limit = shared.config.read().client_query_buffer_limit;
-                        if limit > 0 && rbuf.len() as u64 > limit {
-                            shared.state.lock().blocking.remove(waiter);
-                            return Err(End::Close);
-                        }
-                        if rbuf.len() > 1024 * 1024 {
-                            // Stop reading; the client will be served eventually.
-                            peer_open = false;
-                        }
+                        check_query_buffer(session, rbuf, limit).is_err()
                     }
+                };
+                if closed {
+                    shared.state.lock().blocking.remove(waiter);
+                    return Err(End::Close);
                 }
             }
             _ = session.info.kill_notify.notified() => {
