@@ -666,6 +666,13 @@ mod tests {
     use crate::storage::recovery::segment_path;
     use crate::storage::{FsyncPolicy, Log, LogOptions};
 
+    /// Log options with tiny segments, so a few records roll several.
+    fn small_segments() -> LogOptions {
+        LogOptions {
+            segment_size: 1024,
+            policy: FsyncPolicy::Always,
+        }
+    }
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rill-check-{}-{}", name, std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -732,14 +739,7 @@ mod tests {
     async fn record_that_cannot_be_replayed_is_reported() {
         let dir = tmp("unreplayable");
         fill(&dir, 3).await;
-        let (log, _) = Log::open(
-            &dir,
-            LogOptions {
-                segment_size: 1024,
-                policy: FsyncPolicy::Always,
-            },
-        )
-        .expect("open");
+        let (log, _) = Log::open(&dir, small_segments()).expect("open");
         let bad = vec![
             LoggedCommand {
                 db: 0,
@@ -821,14 +821,7 @@ mod tests {
         assert!(out.contains("at least 198 record(s)"), "{out}");
         assert_eq!(fs::metadata(&path).expect("meta").len(), bad as u64);
         assert_eq!(recovery::list_segments(&dir).expect("list").len(), 1);
-        let (log, batches) = Log::open(
-            &dir,
-            LogOptions {
-                segment_size: 1024,
-                policy: FsyncPolicy::Always,
-            },
-        )
-        .expect("opens after repair");
+        let (log, batches) = Log::open(&dir, small_segments()).expect("opens after repair");
         assert_eq!(batches.len(), 2);
         log.close();
         let _ = fs::remove_dir_all(&dir);
@@ -853,14 +846,7 @@ mod tests {
     async fn check_and_repair_are_refused_while_a_server_holds_the_directory() {
         let dir = tmp("locked");
         fill(&dir, 3).await;
-        let (log, _) = Log::open(
-            &dir,
-            LogOptions {
-                segment_size: 1024,
-                policy: FsyncPolicy::Always,
-            },
-        )
-        .expect("open");
+        let (log, _) = Log::open(&dir, small_segments()).expect("open");
         let (r, _) = text(&dir, true);
         let err = r.expect_err("refused");
         assert!(err.contains("in use by a running Rill server"), "{err}");

@@ -187,15 +187,18 @@ fn example_config_starts() {
 fn deleting_the_lock_file_does_not_let_a_second_instance_in() {
     let mut server = TestServer::start();
     let mut con = server.conn();
-    for i in 0..100 {
-        let _: String = redis::cmd("XADD")
-            .arg("s")
-            .arg(format!("{}-1", i + 1))
-            .arg("f")
-            .arg(i)
-            .query(&mut con)
-            .expect("xadd");
-    }
+    let mut add = |range: std::ops::Range<usize>| {
+        for i in range {
+            let _: String = redis::cmd("XADD")
+                .arg("s")
+                .arg(format!("{}-1", i + 1))
+                .arg("f")
+                .arg(i)
+                .query(&mut con)
+                .expect("xadd");
+        }
+    };
+    add(0..100);
     std::fs::remove_file(server.dir.join("LOCK")).expect("rm LOCK");
     let second = |server: &TestServer| {
         Command::new(env!("CARGO_BIN_EXE_rill"))
@@ -226,15 +229,7 @@ fn deleting_the_lock_file_does_not_let_a_second_instance_in() {
         "rill check ran on a live directory"
     );
 
-    for i in 100..300 {
-        let _: String = redis::cmd("XADD")
-            .arg("s")
-            .arg(format!("{}-1", i + 1))
-            .arg("f")
-            .arg(i)
-            .query(&mut con)
-            .expect("xadd");
-    }
+    add(100..300);
     // Deleted a second time after the refused start (which must not have re-created and
     // kept anything), still locked.
     let _ = std::fs::remove_file(server.dir.join("LOCK"));
