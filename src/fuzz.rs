@@ -539,7 +539,20 @@ pub fn log_recovery(data: &[u8]) {
         let newest_segment = recovery::segment_number(path) == Some(base.newest)
             && base.files.iter().any(|(p, _)| p == path);
         let crash_like = *change == Change::TornLike && newest_segment;
-        if lost && !crash_like {
+        // A newest segment cut short loses what lies past the cut as a torn write would,
+        // whatever else was done to those bytes; what lies before the cut must survive or
+        // be reported.
+        let cut = files
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, b)| b.as_ref())
+            .map(|b| b.len() as u64)
+            .filter(|_| newest_segment);
+        let must_keep = all
+            .iter()
+            .filter(|r| cut.is_none_or(|c| r.end <= (base.newest, c)))
+            .count();
+        if got.len() < must_keep && !crash_like {
             assert!(
                 !silent,
                 "{change:?} damage to {} lost {} records and recovery reports {:?}",
