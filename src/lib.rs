@@ -8,6 +8,8 @@ pub mod check;
 pub mod commands;
 pub mod config;
 pub mod engine;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 pub mod protocol;
 pub mod server;
 pub mod storage;

@@ -18,7 +18,10 @@ pub fn split_args(line: &str) -> Option<Vec<String>> {
         while p < bytes.len() && is_space(bytes[p]) {
             p += 1;
         }
-        if p >= bytes.len() {
+        // A NUL ends the line, as it ends the C string Redis's sdssplitargs walks. (An
+        // unquoted NUL ends an argument without being consumed, so going on from it would
+        // push empty arguments forever: a config file with a NUL hung start-up.)
+        if p >= bytes.len() || bytes[p] == 0 {
             return Some(args);
         }
         let mut current: Vec<u8> = Vec::new();

@@ -743,3 +743,16 @@ fn log_levels_map_to_tracing() {
     assert_eq!(LogLevel::Nothing.tracing_filter(), "off");
     assert!(LogLevel::Debug < LogLevel::Warning);
 }
+
+/// Found by fuzzing (fuzz/ target `config`): an unquoted NUL used to end an argument without
+/// being consumed, so splitting spun forever, pushing empty arguments. It ends the line, as
+/// in Redis's `sdssplitargs`.
+#[test]
+fn nul_ends_a_line_instead_of_hanging() {
+    assert_eq!(
+        super::syntax::split_args("port 7000\0 ignored"),
+        Some(strings(&["port", "7000"]))
+    );
+    assert_eq!(super::syntax::split_args("\0port"), Some(Vec::new()));
+    assert_eq!(parse("port 7001\0junk\n").unwrap().port, 7001);
+}
