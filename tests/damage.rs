@@ -212,8 +212,11 @@ fn torn_final_write_still_starts_with_every_complete_record() {
     let newest = segments(&server.dir).pop().expect("segment");
     let mut data = std::fs::read(&newest).expect("read");
     let last = *record_offsets(&data).last().expect("a record");
-    let hole_from = (last + 600) / 512 * 512;
-    for b in &mut data[hole_from..hole_from + 1024] {
+    // A page of the record (4 KiB, page-aligned) never written: zeros.
+    let hole_from = (last / 4096 + 1) * 4096;
+    let hole_to = (hole_from + 4096).min(data.len());
+    assert!(hole_from < hole_to, "the last record spans a page boundary");
+    for b in &mut data[hole_from..hole_to] {
         *b = 0;
     }
     std::fs::write(&newest, &data).expect("write");
