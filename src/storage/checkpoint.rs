@@ -109,9 +109,11 @@ pub fn read_checkpoint_with(
     }
     let mut referenced = Vec::new();
     let mut off = HEADER_LEN;
+    let mut last_kind = None;
     while off < data.len() {
         match record::decode(&data.slice(off..)) {
             Decoded::Record { kind, payload, len } => {
+                last_kind = Some(kind);
                 match kind {
                     k if k == RecordKind::Batch as u8 => {
                         let commands = record::parse_batch(&payload)
@@ -151,6 +153,15 @@ pub fn read_checkpoint_with(
             Decoded::Incomplete => return Err(corrupt(off, "record cut short")),
             Decoded::Invalid(reason) => return Err(corrupt(off, reason)),
         }
+    }
+    // A checkpoint is complete and fsynced before it is renamed into place, and format 2
+    // always ends with its segment list: a file that does not was cut (at a record
+    // boundary, so every checksum passed) and lost state.
+    if &data[..8] == CHECKPOINT_MAGIC && last_kind != Some(RecordKind::Segments as u8) {
+        return Err(corrupt(
+            off,
+            "checkpoint cut short: it does not end with its segment list",
+        ));
     }
     Ok(referenced)
 }
@@ -332,6 +343,7 @@ mod tests {
         let tail = log.roll().unwrap();
         let mut w = CheckpointWriter::new(tail);
         w.add(&cmd("snapshot"));
+        record::encode_record(RecordKind::Segments, &[], &mut w.buf);
         // Simulate a crash after the rename but before old segments were deleted:
         // write the checkpoint by hand, keep segment 1.
         fs::write(checkpoint_path(&dir, tail), &w.buf).unwrap();
@@ -359,6 +371,42 @@ mod tests {
         log.close();
         let _ = fs::remove_dir_all(&dir);
     }
+
+    /// Cut at a record boundary every checksum still passes; the missing closing segment
+    /// list gives it away (found by the recovery fuzz target: a checkpoint cut to its
+    /// header was read as an empty one).
+    #[test]
+    fn a_checkpoint_cut_at_a_record_boundary_is_refused() {
+        let dir = tmp("cut");
+        fs::create_dir_all(log_dir(&dir)).unwrap();
+        let mut w = CheckpointWriter::new(2);
+        w.add(&cmd("a"));
+        let cut = w.buf.len();
+        w.add(&cmd("b"));
+        record::encode_record(RecordKind::Segments, &[], &mut w.buf);
+        let whole = w.buf.to_vec();
+        for len in [HEADER_LEN, cut, whole.len() - SEGMENTS_RECORD_LEN] {
+            fs::write(checkpoint_path(&dir, 2), &whole[..len]).unwrap();
+            assert!(
+                matches!(
+                    read_checkpoint(&dir, &checkpoint_path(&dir, 2)),
+                    Err(StorageError::Corrupted { .. })
+                ),
+                "cut at {len} accepted"
+            );
+        }
+        fs::write(checkpoint_path(&dir, 2), &whole).unwrap();
+        assert_eq!(
+            read_checkpoint(&dir, &checkpoint_path(&dir, 2))
+                .unwrap()
+                .len(),
+            2
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// An empty segment list record: header only.
+    const SEGMENTS_RECORD_LEN: usize = record::HEADER_LEN;
 
     #[test]
     fn a_damaged_checkpoint_is_reported_with_file_and_offset() {
