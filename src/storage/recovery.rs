@@ -583,25 +583,18 @@ fn has_hole(data: &[u8], off: usize) -> bool {
 
 /// Whether the bytes of the newest segment from `off` on hold a record whose length field is
 /// damaged (made longer) while its bytes are complete: its checksum matches the bytes from it
-/// up to some later place where a record (valid, or torn at the end of the file) could
-/// begin, or up to the end. Checked with one running checksum over the candidates.
+/// up to some later place where a record header could begin, or up to the end. Checked with
+/// one running checksum over the candidates (a false match needs a 32-bit checksum
+/// collision at one of them).
 fn length_damaged(data: &[u8], off: usize) -> bool {
     let stored = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
+    // Any place a record header could begin (a record kind byte in place), whatever state
+    // that record is in: the next one may be damaged or torn too.
     let could_start = |e: usize| -> bool {
-        if e == data.len() {
-            return true;
-        }
-        if e + HEADER_LEN > data.len() {
-            return false;
-        }
-        let kind = data[e + 8];
-        if kind != record::RecordKind::Batch as u8 && kind != record::RecordKind::Seal as u8 {
-            return false;
-        }
-        let n = u32::from_le_bytes([data[e], data[e + 1], data[e + 2], data[e + 3]]) as usize;
-        // Torn at the end, or complete and valid.
-        n > data.len() - e - HEADER_LEN
-            || valid_record_after(&data[..e + HEADER_LEN + n], e) == Some(e)
+        e == data.len()
+            || (e + HEADER_LEN <= data.len()
+                && (data[e + 8] == record::RecordKind::Batch as u8
+                    || data[e + 8] == record::RecordKind::Seal as u8))
     };
     let mut crc = crc32c::crc32c(&data[off + 8..off + HEADER_LEN]);
     let mut at = off + HEADER_LEN;
