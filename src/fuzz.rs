@@ -555,6 +555,26 @@ pub fn log_recovery(data: &[u8]) {
             .map(|b| b.len());
         let cut_and_altered =
             newest_segment && matches!((original_len, now_len), (Some(o), Some(n)) if n < o);
+        // Several faults in the newest segment (bytes changed far apart) can forge a torn
+        // write: a length made longer plus a changed byte in that record's payload looks
+        // exactly like a record cut short. Only the prefix rule (above) holds for them.
+        let spread = files
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, b)| b.as_ref())
+            .zip(base.files.iter().find(|(p, _)| p == path).map(|f| &f.1))
+            .map(|(n, o)| {
+                let diffs: Vec<usize> = o
+                    .iter()
+                    .zip(n.iter())
+                    .enumerate()
+                    .filter(|(_, (a, b))| a != b)
+                    .map(|(i, _)| i)
+                    .collect();
+                diffs.last().zip(diffs.first()).map_or(0, |(l, f)| l - f)
+            })
+            .unwrap_or(0);
+        let cut_and_altered = cut_and_altered || (newest_segment && spread > 8);
         if lost && !crash_like && !cut_and_altered {
             assert!(
                 !silent,

@@ -547,6 +547,19 @@ pub fn tail_verdict(data: &[u8], off: usize, bad: &Decoded) -> Result<String, St
             "record length field damaged: the length runs past the end of the file, but the checksum matches the bytes there"
                 .into(),
         ),
+        // A write cut short almost never ends exactly where its last command ends; bytes
+        // that form whole commands to the end of the file are a complete record whose
+        // length (and more) is damaged.
+        Decoded::Incomplete
+            if data.len() - off > HEADER_LEN
+                && data[off + 8] == record::RecordKind::Batch as u8
+                && record::batch_well_formed(&data[off + HEADER_LEN..]) =>
+        {
+            Err(
+                "record length field damaged: the length runs past the end of the file, but the bytes there are whole commands"
+                    .into(),
+            )
+        }
         Decoded::Incomplete => Ok(what.into()),
         _ if has_hole(data, off) => Ok(format!(
             "{what} (a zero-filled hole: a write cut by a power loss)"
