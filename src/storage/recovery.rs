@@ -309,27 +309,19 @@ fn read_segments(
                 .map(|m| m.len() <= SEGMENT_HEADER_LEN as u64)
                 .unwrap_or(false);
         let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
+        let later = &segments[i + 1..];
         let end = read_segment(
             *number,
             path,
             &data,
-            last,
+            later,
             next_is_empty_tail,
             rec,
             sink,
             dir,
         )?;
-        let later = &segments[i + 1..];
         match end {
-            End::Damaged => {
-                if let Some(d) = &mut rec.damage {
-                    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                    d.later_segments = later.iter().map(|(_, p)| p.clone()).collect();
-                    d.lost_bytes = (data.len() as u64).saturating_sub(d.offset)
-                        + d.later_segments.iter().map(|p| size(p)).sum::<u64>();
-                }
-                return Ok(());
-            }
+            End::Damaged => return Ok(()),
             End::Sealed(at) if last => {
                 let reason = format!(
                     "segment {} is missing: this segment was sealed after it had been created",
@@ -395,13 +387,14 @@ fn mark_valid(rec: &mut Recovered, at: u64) {
 }
 
 /// Reads one segment's records into `sink` and says how it ends. Damage found in it is put
-/// in `rec.damage`, as torn when it is what a cut write leaves at the newest end of the log.
+/// in `rec.damage` (with the `later` segments it loses too), as torn when it is what a cut
+/// write leaves at the newest end of the log.
 #[allow(clippy::too_many_arguments)]
 fn read_segment(
     number: u64,
     path: &Path,
     data: &Bytes,
-    last: bool,
+    later: &[(u64, PathBuf)],
     next_is_empty_tail: bool,
     rec: &mut Recovered,
     sink: &mut BatchSink<'_>,
@@ -414,13 +407,14 @@ fn read_segment(
             valid_len: valid as u64,
         });
     };
+    let last = later.is_empty();
     let Some(_version) = segment_version(data) else {
         let torn = last
             && data.len() < SEGMENT_HEADER_LEN
             && (SEGMENT_MAGIC.starts_with(&data[..data.len().min(8)])
                 || SEGMENT_MAGIC_V1.starts_with(&data[..data.len().min(8)]));
         push(rec, 0);
-        set_damage(rec, path, 0, "bad segment header".into(), torn, &[]);
+        set_damage(rec, path, 0, "bad segment header".into(), torn, later);
         return Ok(End::Damaged);
     };
     let named = u64::from_le_bytes(data[8..16].try_into().unwrap_or([0; 8]));
@@ -428,7 +422,7 @@ fn read_segment(
         push(rec, 0);
         let reason =
             format!("segment header names segment {named}, not {number} (a renamed file?)");
-        set_damage(rec, path, 0, reason, false, &[]);
+        set_damage(rec, path, 0, reason, false, later);
         return Ok(End::Damaged);
     }
     let mut off = SEGMENT_HEADER_LEN;
@@ -450,7 +444,7 @@ fn read_segment(
                     (false, bad_reason(&bad).to_string())
                 };
                 push(rec, off);
-                set_damage(rec, path, off as u64, reason, torn, &[]);
+                set_damage(rec, path, off as u64, reason, torn, later);
                 return Ok(End::Damaged);
             }
         };
@@ -464,7 +458,7 @@ fn read_segment(
                 return Ok(End::Sealed(off as u64));
             };
             push(rec, off);
-            set_damage(rec, path, off as u64, reason, false, &[]);
+            set_damage(rec, path, off as u64, reason, false, later);
             return Ok(End::Damaged);
         }
         if kind != record::RecordKind::Batch as u8 {
