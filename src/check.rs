@@ -385,19 +385,11 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
     let mut found: Option<Unreplayable> = None;
     let _ = recovery::read_log_with(dir, &mut |item, _| {
         record += 1;
-        let (errors, pos) = match item {
-            recovery::Replay::Batch { commands, pos } => (
-                crate::commands::propagate::replay_batch(&shared, commands, pos),
-                pos,
-            ),
-            recovery::Replay::State(data) => (
-                crate::commands::propagate::apply_state(&shared, data)
-                    .err()
-                    .into_iter()
-                    .collect(),
-                None,
-            ),
+        let pos = match &item {
+            recovery::Replay::Batch { pos, .. } | recovery::Replay::Ops { pos, .. } => *pos,
+            recovery::Replay::State(_) => None,
         };
+        let errors = crate::commands::propagate::replay(&shared, item);
         if let Some(error) = errors.into_iter().next() {
             found = Some(Unreplayable {
                 file: match (pos, &checkpoint) {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::commands::{self, propagate, Exec, Session};
+use crate::commands::{self, Exec, Session};
 use crate::config::{self, Config};
 use crate::protocol::RequestDecoder;
 use crate::server::Shared;
@@ -150,7 +150,7 @@ fn requests_from_lines(data: &[u8]) -> Vec<Vec<Bytes>> {
 /// Target 2: command parsing and execution against an in-process keyspace.
 ///
 /// Input: byte 0 picks the path (low bit: a client's `commands::execute`, or start-up's
-/// `propagate::replay_batch`, the path a damaged log would take); the rest is requests, one
+/// `format1::replay_batch`, the path a damaged log would take); the rest is requests, one
 /// per line. Checks: nothing panics.
 pub fn command_execution(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -185,7 +185,7 @@ pub fn command_execution(data: &[u8]) {
                 argv,
             })
             .collect();
-        let _ = propagate::replay_batch(&shared, batch, None);
+        let _ = crate::commands::format1::replay_batch(&shared, batch, None);
     }
 }
 

@@ -221,9 +221,6 @@ fn load(
     let reader = shared.attach_segments(dir);
     let opened = Log::open_locked(lock, dir, opts, &mut |item, bytes| {
         let errors = match item {
-            rill::storage::recovery::Replay::Batch { commands, pos } => {
-                rill::commands::propagate::replay_batch(shared, commands, pos)
-            }
             rill::storage::recovery::Replay::State(data) => {
                 match rill::commands::propagate::apply_state(shared, data) {
                     Ok(()) => Vec::new(),
@@ -231,6 +228,7 @@ fn load(
                     Err(e) => return Err(rill::storage::StorageError::Malformed(e)),
                 }
             }
+            item => rill::commands::propagate::replay(shared, item),
         };
         records += 1;
         done += bytes;

@@ -140,7 +140,6 @@ pub fn serve_ready(
                     in_multi: false,
                     blocking: None,
                     props,
-                    custom_propagation: false,
                 };
                 let reply = match w.retry.try_serve(&mut ctx) {
                     Ok(None) => continue,

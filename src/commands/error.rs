@@ -24,6 +24,10 @@ pub enum CommandError {
     UnknownSubcommand { sub: String, container: String },
     #[error("ERR no such key")]
     NoSuchKey,
+    /// A state change the engine refused after the command had checked it: a bug, reported
+    /// rather than applied half-way (nothing changed, nothing was logged).
+    #[error("ERR internal error: {0}")]
+    Internal(String),
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,
     #[error("ERR invalid expire time in '{0}' command")]

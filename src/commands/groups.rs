@@ -16,7 +16,7 @@ use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::engine::error::StreamError;
 use crate::engine::group::{AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup};
 use crate::engine::id::StreamId;
-use crate::engine::keyspace::Value;
+use crate::engine::op::{Applied, Op};
 use crate::engine::stream::{Entry, Stream};
 use crate::protocol::Reply;
 
@@ -145,115 +145,15 @@ fn xgroup_syntax(args: &Args) -> CommandError {
 }
 
 /// The stream under `key` (`None` when missing), WRONGTYPE for another type.
-fn stream_mut<'a>(
-    ctx: &'a mut Ctx<'_>,
-    key: &[u8],
-) -> Result<Option<&'a mut Stream>, CommandError> {
-    ctx.stream_mut(key)
+fn stream<'a>(ctx: &'a mut Ctx<'_>, key: &[u8]) -> Result<Option<&'a Stream>, CommandError> {
+    ctx.stream(key)
 }
 
-// ---------------------------------------------------------------------------------------------
-// What the log records
-// ---------------------------------------------------------------------------------------------
-
-/// A group's read position: last-delivered ID and entries-read counter.
-type Position = (StreamId, Option<u64>);
-
-fn position(group: &ConsumerGroup) -> Position {
-    (group.last_delivered_id(), group.entries_read())
-}
-
-/// The deterministic commands a group command logs, collected while the group is borrowed
-/// and handed to [`Ctx::propagate`] afterwards.
-///
-/// Replay must rebuild the PEL (IDs, owners, delivery times and counts), the consumers, the
-/// last-delivered ID and entries-read exactly, without the clock and without re-running reads.
-/// These are the forms Redis uses for its AOF and replicas (`streamPropagateXCLAIM`,
-/// `streamPropagateGroupID`, `streamPropagateConsumerCreation`); an entry that left the PEL
-/// is logged as XACK, which removes it whatever the stream holds.
-struct GroupLog {
-    key: Bytes,
-    group: Bytes,
-    cmds: Vec<Vec<Bytes>>,
-}
-
-impl GroupLog {
-    fn new(key: &Bytes, group: &Bytes) -> Self {
-        GroupLog {
-            key: key.clone(),
-            group: group.clone(),
-            cmds: Vec::new(),
-        }
-    }
-
-    fn head(&self, parts: &[&'static str]) -> Vec<Bytes> {
-        let mut argv: Vec<Bytes> = parts
-            .iter()
-            .map(|p| Bytes::from_static(p.as_bytes()))
-            .collect();
-        argv.push(self.key.clone());
-        argv.push(self.group.clone());
-        argv
-    }
-
-    /// `XGROUP CREATECONSUMER key group consumer`.
-    fn consumer_created(&mut self, consumer: &Bytes) {
-        let mut argv = self.head(&["XGROUP", "CREATECONSUMER"]);
-        argv.push(consumer.clone());
-        self.cmds.push(argv);
-    }
-
-    /// The PEL state of `id` as it is now: `XCLAIM key group owner 0 id TIME t RETRYCOUNT n
-    /// FORCE JUSTID LASTID last` while pending (FORCE creates the entry, RETRYCOUNT and TIME
-    /// set it exactly, LASTID never moves the group backwards), `XACK key group id` once not.
-    fn pending(&mut self, group: &ConsumerGroup, id: StreamId) {
-        let Some(entry) = group.pending_entry(id) else {
-            let mut argv = self.head(&["XACK"]);
-            argv.push(id.to_bytes());
-            self.cmds.push(argv);
-            return;
-        };
-        let mut argv = self.head(&["XCLAIM"]);
-        argv.extend([
-            entry.consumer.clone(),
-            Bytes::from_static(b"0"),
-            id.to_bytes(),
-            Bytes::from_static(b"TIME"),
-            Bytes::from(entry.delivery_time_ms.to_string()),
-            Bytes::from_static(b"RETRYCOUNT"),
-            Bytes::from(entry.delivery_count.to_string()),
-            Bytes::from_static(b"FORCE"),
-            Bytes::from_static(b"JUSTID"),
-            Bytes::from_static(b"LASTID"),
-            group.last_delivered_id().to_bytes(),
-        ]);
-        self.cmds.push(argv);
-    }
-
-    /// `XGROUP SETID key group last ENTRIESREAD n` when the position differs from `before`.
-    fn position_if_moved(&mut self, group: &ConsumerGroup, before: Position) {
-        if position(group) != before {
-            self.position(group);
-        }
-    }
-
-    /// `XGROUP SETID key group last ENTRIESREAD n`, `-1` for an unknown counter.
-    fn position(&mut self, group: &ConsumerGroup) {
-        let (last, read) = position(group);
-        let mut argv = self.head(&["XGROUP", "SETID"]);
-        argv.extend([
-            Bytes::from(last.to_string()),
-            Bytes::from_static(b"ENTRIESREAD"),
-            Bytes::from(read.map_or_else(|| "-1".to_string(), |n| n.to_string())),
-        ]);
-        self.cmds.push(argv);
-    }
-
-    /// Queues everything collected for the log, in order.
-    fn flush(self, ctx: &mut Ctx<'_>) {
-        for argv in self.cmds {
-            ctx.propagate(argv);
-        }
+/// The result of an op that counts.
+fn count(applied: Applied) -> u64 {
+    match applied {
+        Applied::Count(n) => n,
+        _ => 0,
     }
 }
 
@@ -336,11 +236,10 @@ impl XGroupCreate {
         }
     }
 
-    /// Creates the group. Logged as `XGROUP CREATE key group id [MKSTREAM] ENTRIESREAD n` with
-    /// `$` resolved, so replay does not depend on what the stream held.
+    /// Creates the group (`CreateStream` first with MKSTREAM on a missing key), with `$`
+    /// resolved, so replay does not depend on what the stream held.
     pub fn apply_create(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
-        let exists = stream_mut(ctx, &self.key)?.is_some();
+        let exists = stream(ctx, &self.key)?.is_some();
         if !exists && !self.mkstream {
             return Err(StreamError::GroupKeyMissing.into());
         }
@@ -352,61 +251,51 @@ impl XGroupCreate {
             Ok(GroupStart::Last) => None,
             Err(e) => return Err(e.clone().into()),
         };
-        if !exists {
-            ctx.ks.insert(
-                ctx.db,
-                self.key.clone(),
-                Value::Stream(Box::new(Stream::new())),
-            );
+        if exists {
+            if let Some(s) = stream(ctx, &self.key)? {
+                if s.groups.contains_key(&self.group) {
+                    return Err(StreamError::BusyGroup.into());
+                }
+            }
+        } else {
+            ctx.apply(Op::CreateStream {
+                key: self.key.clone(),
+            })?;
             ctx.signal_modified(&self.key);
         }
-        let Some(stream) = stream_mut(ctx, &self.key)? else {
-            return Err(StreamError::GroupKeyMissing.into());
+        let last = match (start, stream(ctx, &self.key)?) {
+            (Some(id), _) => id,
+            (None, Some(s)) => s.last_id(),
+            (None, None) => StreamId::MIN,
         };
-        if stream.groups.contains_key(&self.group) {
-            return Err(StreamError::BusyGroup.into());
-        }
-        let start = start.unwrap_or_else(|| stream.last_id());
-        let group = ConsumerGroup::new(start, self.entries_read);
-        let mut logged = GroupLog::new(&self.key, &self.group).head(&["XGROUP", "CREATE"]);
-        logged.push(group.last_delivered_id().to_bytes());
-        if !exists {
-            logged.push(Bytes::from_static(b"MKSTREAM"));
-        }
-        logged.push(Bytes::from_static(b"ENTRIESREAD"));
-        logged.push(Bytes::from(
-            group
-                .entries_read()
-                .map_or_else(|| "-1".to_string(), |n| n.to_string()),
-        ));
-        // An owned copy of the name: the argument pins the connection's read buffer.
-        stream
-            .groups
-            .insert(Bytes::copy_from_slice(&self.group), group);
-        ctx.propagate(logged);
+        ctx.apply(Op::GroupCreate {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            last,
+            entries_read: self.entries_read,
+        })?;
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
     }
 
-    /// Moves an existing group. Logged with `$` resolved and the counter as it resulted.
+    /// Moves an existing group, with `$` resolved.
     pub fn apply_setid(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
-        let Some(stream) = stream_mut(ctx, &self.key)? else {
+        let Some(s) = stream(ctx, &self.key)? else {
             return Err(StreamError::GroupKeyMissing.into());
         };
-        if !stream.groups.contains_key(&self.group) {
+        if !s.groups.contains_key(&self.group) {
             return Err(StreamError::no_such_group(&self.key, &self.group).into());
         }
         if !self.arity_ok {
             return Err(xgroup_syntax(args));
         }
-        let id = self.resolve(stream)?;
-        let mut log = GroupLog::new(&self.key, &self.group);
-        if let Some(group) = stream.groups.get_mut(&self.group) {
-            group.set_position(id, self.entries_read);
-            log.position(group);
-        }
-        log.flush(ctx);
+        let last = self.resolve(s)?;
+        ctx.apply(Op::GroupSetId {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            last,
+            entries_read: self.entries_read,
+        })?;
         ctx.signal_modified(&self.key);
         // Moving the group back makes entries available again to readers blocked on it.
         ctx.signal_ready(&self.key);
@@ -464,14 +353,13 @@ impl XGroupMember {
         })
     }
 
-    /// The stream and the (required) group, with Redis's errors.
-    fn group_mut<'a>(&self, ctx: &'a mut Ctx<'_>) -> Result<&'a mut ConsumerGroup, CommandError> {
-        let Some(stream) = stream_mut(ctx, &self.key)? else {
+    /// The stream's (required) group, with Redis's errors.
+    fn group<'a>(&self, ctx: &'a mut Ctx<'_>) -> Result<&'a ConsumerGroup, CommandError> {
+        let Some(s) = stream(ctx, &self.key)? else {
             return Err(StreamError::GroupKeyMissing.into());
         };
-        stream
-            .groups
-            .get_mut(&self.group)
+        s.groups
+            .get(&self.group)
             .ok_or_else(|| StreamError::no_such_group(&self.key, &self.group).into())
     }
 
@@ -490,14 +378,16 @@ impl XGroupMember {
 /// `NOGROUP the consumer group this client was blocked on no longer exists`.
 pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XGroupMember::parse(args, false)?;
-    let Some(stream) = stream_mut(ctx, &cmd.key)? else {
+    let Some(s) = stream(ctx, &cmd.key)? else {
         return Err(StreamError::GroupKeyMissing.into());
     };
-    if stream.groups.remove(&cmd.group).is_none() {
-        ctx.propagate_nothing();
+    if !s.groups.contains_key(&cmd.group) {
         return Ok(Reply::Int(0).into());
     }
-    ctx.propagate(args.argv().to_vec());
+    ctx.apply(Op::GroupDestroy {
+        key: cmd.key.clone(),
+        group: cmd.group.clone(),
+    })?;
     ctx.signal_modified(&cmd.key);
     ctx.signal_ready(&cmd.key);
     Ok(Reply::Int(1).into())
@@ -512,16 +402,18 @@ pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Com
 /// `:1` if the consumer was created, `:0` if it existed.
 pub fn xgroup_createconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XGroupMember::parse(args, true)?;
-    let now = ctx.now_ms;
     let consumer = cmd.consumer();
-    let created = cmd.group_mut(ctx)?.create_consumer(&consumer, now);
-    if created {
-        ctx.propagate(args.argv().to_vec());
-        ctx.signal_modified(&cmd.key);
-    } else {
-        ctx.propagate_nothing();
+    if cmd.group(ctx)?.consumer(&consumer).is_some() {
+        return Ok(Reply::Int(0).into());
     }
-    Ok(Reply::Int(i64::from(created)).into())
+    ctx.apply(Op::ConsumerCreate {
+        key: cmd.key.clone(),
+        group: cmd.group.clone(),
+        consumer,
+        time_ms: ctx.now_ms,
+    })?;
+    ctx.signal_modified(&cmd.key);
+    Ok(Reply::Int(1).into())
 }
 
 /// XGROUP DELCONSUMER.
@@ -534,14 +426,15 @@ pub fn xgroup_createconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outco
 pub fn xgroup_delconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XGroupMember::parse(args, true)?;
     let consumer = cmd.consumer();
-    let dropped = cmd.group_mut(ctx)?.delete_consumer(&consumer);
-    if dropped.is_some() {
-        ctx.propagate(args.argv().to_vec());
-        ctx.signal_modified(&cmd.key);
-    } else {
-        ctx.propagate_nothing();
+    if cmd.group(ctx)?.consumer(&consumer).is_none() {
+        return Ok(Reply::Int(0).into());
     }
-    let pending = dropped.unwrap_or(0);
+    let pending = count(ctx.apply(Op::ConsumerDelete {
+        key: cmd.key.clone(),
+        group: cmd.group.clone(),
+        consumer,
+    })?);
+    ctx.signal_modified(&cmd.key);
     Ok(Reply::Int(i64::try_from(pending).unwrap_or(i64::MAX)).into())
 }
 
@@ -696,82 +589,85 @@ impl XReadGroup {
     /// Serves every stream that has something for this consumer; `None` when none has.
     /// Creates the consumer and updates its seen-time on every stream, as Redis 7.2+ does.
     ///
-    /// Logs, per stream, the consumer's creation, each delivery or redelivery as the XCLAIM
-    /// that sets its PEL entry exactly, and the group's new position (NOACK reads log only
-    /// that). Seen-time alone is not logged. Whether run by the command or for a blocked
-    /// client, the log records join the critical section's record.
+    /// Per stream, one op: `Deliver` (new entries, with `>`), `Redeliver` (the consumer's
+    /// own pending entries, with an ID) or `Touch` (nothing to serve: seen-time, and the
+    /// consumer's creation). Whether run by the command or for a blocked client, the ops
+    /// join the critical section's record.
     fn serve(&self, ctx: &mut Ctx<'_>, count: usize) -> Result<Option<Reply>, CommandError> {
         let now = ctx.now_ms;
         let store = ctx.store();
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
         for (key, from) in &self.streams {
-            let Some(stream) = stream_mut(ctx, key)? else {
-                return Err(StreamError::no_group_for_read(key, &self.group).into());
+            let no_group = || StreamError::no_group_for_read(key, &self.group);
+            let Some(s) = stream(ctx, key)? else {
+                return Err(no_group().into());
             };
-            let counters = stream.counters();
-            let last_live = stream.last_live_id();
-            let Some(group) = stream.groups.get_mut(&self.group) else {
-                return Err(StreamError::no_group_for_read(key, &self.group).into());
+            let Some(group) = s.groups.get(&self.group) else {
+                return Err(no_group().into());
             };
             // Seen-time alone is not a change WATCH cares about; a new consumer or a delivery is.
-            let mut changed = group.touch_consumer(&self.consumer, now);
-            let mut log = GroupLog::new(key, &self.group);
-            if changed {
-                log.consumer_created(&self.consumer);
-            }
-            let before = position(group);
-            let reply = match from {
+            let mut changed = group.consumer(&self.consumer).is_none();
+            let (op, reply) = match from {
                 ReadFrom::History(after) => {
                     let ids = group.history(&self.consumer, *after, count);
                     // Every payload is read before anything changes, so a read error
                     // leaves the group as it was.
                     let found = ids
                         .iter()
-                        .map(|id| stream.get(*id, &store))
+                        .map(|id| s.get(*id, &store))
                         .collect::<Result<Vec<_>, _>>()?;
                     let mut entries = Vec::with_capacity(ids.len());
+                    let mut again = Vec::new();
                     for (id, found) in ids.into_iter().zip(found) {
                         match found {
                             Some(entry) => {
                                 entries.push(entry_reply(&entry));
-                                if let Some(group) = stream.groups.get_mut(&self.group) {
-                                    group.redeliver(id, now);
-                                    log.pending(group, id);
-                                    changed = true;
-                                }
+                                again.push(id);
                             }
                             // Acknowledge-able but gone from the stream: Redis shows `[id, nil]`.
                             None => entries.push(Reply::Array(vec![id_reply(id), Reply::NilArray])),
                         }
                     }
-                    Some(Reply::Array(entries))
+                    changed |= !again.is_empty();
+                    let op = Op::Redeliver {
+                        key: key.clone(),
+                        group: self.group.clone(),
+                        consumer: self.consumer.clone(),
+                        time_ms: now,
+                        ids: again,
+                    };
+                    (op, Some(Reply::Array(entries)))
                 }
                 ReadFrom::New => {
                     let from_id = group.last_delivered_id();
-                    match (last_live, from_id.incr()) {
+                    let entries = match (s.last_live_id(), from_id.incr()) {
                         (Some(last), Some(start)) if last > from_id => {
                             let limit = (count > 0).then_some(count);
-                            let entries =
-                                stream.range(start, StreamId::MAX, limit, false, &store)?;
-                            changed |= !entries.is_empty();
-                            if let Some(group) = stream.groups.get_mut(&self.group) {
-                                for entry in &entries {
-                                    group.advance(entry.id, &counters);
-                                    if !self.noack {
-                                        group.deliver(entry.id, &self.consumer, now);
-                                        log.pending(group, entry.id);
-                                    }
-                                }
-                                log.position_if_moved(group, before);
-                            }
-                            Some(Reply::Array(entries.iter().map(entry_reply).collect()))
+                            Some(s.range(start, StreamId::MAX, limit, false, &store)?)
                         }
                         _ => None,
-                    }
+                    };
+                    let ids: Vec<StreamId> = entries.iter().flatten().map(|e| e.id).collect();
+                    changed |= !ids.is_empty();
+                    let op = if ids.is_empty() {
+                        self.touch(key, now)
+                    } else {
+                        Op::Deliver {
+                            key: key.clone(),
+                            group: self.group.clone(),
+                            consumer: self.consumer.clone(),
+                            time_ms: now,
+                            noack: self.noack,
+                            ids,
+                        }
+                    };
+                    let reply = entries
+                        .map(|entries| Reply::Array(entries.iter().map(entry_reply).collect()));
+                    (op, reply)
                 }
-                ReadFrom::Meaningless(_) | ReadFrom::Invalid => None,
+                ReadFrom::Meaningless(_) | ReadFrom::Invalid => (self.touch(key, now), None),
             };
-            log.flush(ctx);
+            ctx.apply(op)?;
             if changed {
                 ctx.signal_modified(key);
             }
@@ -785,11 +681,17 @@ impl XReadGroup {
         Ok(Some(keyed_reply(ctx.proto, served)))
     }
 
+    fn touch(&self, key: &Bytes, now: u64) -> Op {
+        Op::Touch {
+            key: key.clone(),
+            group: self.group.clone(),
+            consumer: self.consumer.clone(),
+            time_ms: now,
+        }
+    }
+
     /// Runs the read: serves at once, or blocks, or answers null.
-    ///
-    /// Never logged as sent: [`serve`](Self::serve) logs what the read changed.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Outcome, CommandError> {
-        ctx.propagate_nothing();
         self.validate(ctx)?;
         if let Some(reply) = self.serve(ctx, self.count)? {
             return Ok(reply.into());
@@ -876,27 +778,24 @@ impl XAck {
         Ok(XAck { key, group, ids })
     }
 
-    /// Acknowledges the IDs. Logged as sent when something was acknowledged.
-    pub fn apply(self, ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
-        let acked_args = args.argv().get(3..).unwrap_or_default().to_vec();
-        let Some(stream) = stream_mut(ctx, &self.key)? else {
+    /// Acknowledges the IDs; logged only when something was pending.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let Some(s) = stream(ctx, &self.key)? else {
             return Ok(Reply::Int(0));
         };
-        let Some(group) = stream.groups.get_mut(&self.group) else {
+        let Some(group) = s.groups.get(&self.group) else {
             return Ok(Reply::Int(0));
         };
         let ids = self.ids?;
-        let acked = ids.into_iter().filter(|id| group.ack(*id)).count();
-        if acked > 0 {
-            // As sent: acknowledging by ID replays exactly.
-            let mut log = GroupLog::new(&self.key, &self.group);
-            let mut argv = log.head(&["XACK"]);
-            argv.extend(acked_args);
-            log.cmds.push(argv);
-            log.flush(ctx);
-            ctx.signal_modified(&self.key);
+        if !ids.iter().any(|id| group.pending_entry(*id).is_some()) {
+            return Ok(Reply::Int(0));
         }
+        let acked = count(ctx.apply(Op::Ack {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            ids,
+        })?);
+        ctx.signal_modified(&self.key);
         Ok(Reply::Int(i64::try_from(acked).unwrap_or(i64::MAX)))
     }
 }
@@ -910,7 +809,7 @@ impl XAck {
 /// The number of IDs that were pending and are now acknowledged; 0 for a missing key or group.
 pub fn xack(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XAck::parse(args)?;
-    Ok(cmd.apply(ctx, args)?.into())
+    Ok(cmd.apply(ctx)?.into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1179,49 +1078,34 @@ impl XClaim {
         })
     }
 
-    /// Transfers ownership of the IDs that qualify.
-    ///
-    /// Logged as the consumer's creation, one exact XCLAIM per claimed ID (absolute TIME,
-    /// resulting RETRYCOUNT), an XACK per ID dropped because its entry is gone, and the
-    /// group's position if LASTID moved it.
+    /// Transfers ownership of the IDs that qualify: one `Claim` op with the command's time
+    /// and options (replay re-runs the same claim against the same state).
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
-        let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
-        if !stream.groups.contains_key(&self.group) {
+        let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
+        if !s.groups.contains_key(&self.group) {
             return Err(no_group().into());
         }
         let tail = self.tail?;
-        // Look entries up first (payloads too, unless JUSTID): the group is borrowed
-        // mutably below, and a read error must leave it unchanged.
+        // Look entries up first (payloads too, unless JUSTID): a read error must leave the
+        // group unchanged.
         let store = ctx.store();
-        let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
+        let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
         let entries: Vec<Option<Entry>> = tail
             .ids
             .iter()
             .map(|id| {
                 if tail.just_id {
-                    Ok(stream.contains(*id).then(|| Entry {
+                    Ok(s.contains(*id).then(|| Entry {
                         id: *id,
                         fields: Vec::new(),
                     }))
                 } else {
-                    stream.get(*id, &store)
+                    s.get(*id, &store)
                 }
             })
             .collect::<Result<_, _>>()?;
-        let Some(group) = stream.groups.get_mut(&self.group) else {
-            return Err(no_group().into());
-        };
-        let mut log = GroupLog::new(&self.key, &self.group);
-        let before = position(group);
-        if let Some(last) = tail.last_id {
-            group.raise_last_delivered(last);
-        }
-        if group.touch_consumer(&self.consumer, now) {
-            log.consumer_created(&self.consumer);
-        }
         let opts = ClaimOptions {
             min_idle_ms: tail.min_idle_ms,
             delivery_time_ms: tail.delivery_time(now),
@@ -1229,12 +1113,20 @@ impl XClaim {
             force: tail.force,
             just_id: tail.just_id,
         };
+        let outcomes = match ctx.apply(Op::Claim {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            consumer: self.consumer.clone(),
+            time_ms: now,
+            opts,
+            last_id: tail.last_id,
+            ids: tail.ids.clone(),
+        })? {
+            Applied::Claims(o) => o,
+            _ => Vec::new(),
+        };
         let mut out = Vec::new();
-        for (id, entry) in tail.ids.iter().zip(entries) {
-            let outcome = group.claim(*id, &self.consumer, entry.is_some(), &opts, now);
-            if outcome != ClaimOutcome::Skipped {
-                log.pending(group, *id);
-            }
+        for ((id, entry), outcome) in tail.ids.iter().zip(entries).zip(outcomes) {
             if outcome != ClaimOutcome::Claimed {
                 continue;
             }
@@ -1243,8 +1135,6 @@ impl XClaim {
                 _ => out.push(id_reply(*id)),
             }
         }
-        log.position_if_moved(group, before);
-        log.flush(ctx);
         ctx.signal_modified(&self.key);
         Ok(Reply::Array(out))
     }
@@ -1320,25 +1210,15 @@ impl XAutoClaim {
         })
     }
 
-    /// Claims idle entries from the cursor on.
-    ///
-    /// Logged as the consumer's creation, one exact XCLAIM per claimed ID and one XACK per
-    /// ID dropped because its entry was deleted.
+    /// Claims idle entries from the cursor on: one `AutoClaim` op with the command's time
+    /// and arguments (replay re-runs the same scan against the same state).
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
         let store = ctx.store();
-        let stream = stream_mut(ctx, &self.key)?.ok_or_else(no_group)?;
-        // The scan needs the stream (does the entry still exist?) while it changes the group:
-        // take the group out for the duration.
-        let (name, mut group) = stream
-            .groups
-            .remove_entry(&self.group)
-            .ok_or_else(no_group)?;
-        let mut log = GroupLog::new(&self.key, &self.group);
-        if group.touch_consumer(&self.consumer, now) {
-            log.consumer_created(&self.consumer);
+        let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
+        if !s.groups.contains_key(&self.group) {
+            return Err(no_group().into());
         }
         let scan = AutoClaimScan {
             start: self.start,
@@ -1347,25 +1227,29 @@ impl XAutoClaim {
             just_id: self.just_id,
             now_ms: now,
         };
-        let result = group.auto_claim(&self.consumer, &scan, |id| stream.contains(id));
-        for id in result.claimed.iter().chain(&result.deleted) {
-            log.pending(&group, *id);
-        }
-        let claimed: Result<Vec<Reply>, _> = result
+        let result = match ctx.apply(Op::AutoClaim {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            consumer: self.consumer.clone(),
+            scan,
+        })? {
+            Applied::AutoClaim(r) => r,
+            _ => Default::default(),
+        };
+        ctx.signal_modified(&self.key);
+        // The claims stand (and are logged) even if a payload could not be read.
+        let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
+        let claimed: Vec<Reply> = result
             .claimed
             .iter()
             .map(|id| {
-                Ok(match (self.just_id, stream.get(*id, &store)?) {
+                Ok(match (self.just_id, s.get(*id, &store)?) {
                     (false, Some(entry)) => entry_reply(&entry),
                     _ => id_reply(*id),
                 })
             })
-            .collect();
-        stream.groups.insert(name, group);
-        // The claims stand (and are logged) even if a payload could not be read.
-        log.flush(ctx);
-        ctx.signal_modified(&self.key);
-        let claimed: Vec<Reply> = claimed.map_err(CommandError::Payload)?;
+            .collect::<Result<_, _>>()
+            .map_err(CommandError::Payload)?;
         Ok(Reply::Array(vec![
             id_reply(result.next_cursor),
             Reply::Array(claimed),

@@ -9,6 +9,7 @@ use super::error::CommandError;
 use super::glob::glob_match;
 use super::{Ctx, Outcome};
 use crate::engine::keyspace::Value;
+use crate::engine::op::Op;
 use crate::protocol::Reply;
 
 type R = Result<Outcome, CommandError>;
@@ -56,7 +57,8 @@ pub fn exists(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 pub fn del(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let mut n = 0;
     for key in a.rest() {
-        if ctx.ks.remove(ctx.db, &key, ctx.now_ms).is_some() {
+        if ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+            ctx.apply(Op::Del { key })?;
             n += 1;
         }
     }
@@ -179,7 +181,7 @@ fn flush_mode(a: &mut Args) -> Result<(), CommandError> {
 /// `+OK`.
 pub fn flushdb(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     flush_mode(a)?;
-    ctx.ks.flush_db(ctx.db);
+    ctx.apply(Op::FlushDb)?;
     Ok(Reply::Ok.into())
 }
 
@@ -192,9 +194,7 @@ pub fn flushdb(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 /// `+OK`.
 pub fn flushall(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     flush_mode(a)?;
-    for db in 0..ctx.ks.db_count() {
-        ctx.ks.flush_db(db);
-    }
+    ctx.apply(Op::FlushAll)?;
     Ok(Reply::Ok.into())
 }
 
@@ -210,7 +210,10 @@ fn rename_generic(ctx: &mut Ctx<'_>, a: &mut Args, nx: bool) -> Result<bool, Com
     if nx && ctx.ks.contains(ctx.db, &to, ctx.now_ms) {
         return Ok(false);
     }
-    Ok(ctx.ks.rename(ctx.db, &from, to, ctx.now_ms))
+    // `to` may hold an expired key: its DEL is logged before the rename.
+    ctx.ks.contains(ctx.db, &to, ctx.now_ms);
+    ctx.apply(Op::Rename { from, to })?;
+    Ok(true)
 }
 
 /// RENAME
@@ -284,9 +287,12 @@ fn expire_generic(ctx: &mut Ctx<'_>, a: &mut Args, name: &str, unit_ms: i64, abs
         return Ok(Reply::Int(0).into());
     }
     if at <= ctx.now_ms as i64 {
-        ctx.ks.remove(ctx.db, &key, ctx.now_ms);
+        ctx.apply(Op::Del { key })?;
     } else {
-        ctx.ks.set_expire(ctx.db, &key, at as u64);
+        ctx.apply(Op::ExpireAt {
+            key: key.clone(),
+            at_ms: at as u64,
+        })?;
         ctx.signal_modified(&key);
     }
     Ok(Reply::Int(1).into())
@@ -385,11 +391,12 @@ pub fn persist(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     if !ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
         return Ok(Reply::Int(0).into());
     }
-    let removed = ctx.ks.persist(ctx.db, &key);
-    if removed {
-        ctx.signal_modified(&key);
+    if ctx.ks.db(ctx.db).expire_at(&key).is_none() {
+        return Ok(Reply::Int(0).into());
     }
-    Ok(Reply::Int(removed as i64).into())
+    ctx.apply(Op::Persist { key: key.clone() })?;
+    ctx.signal_modified(&key);
+    Ok(Reply::Int(1).into())
 }
 
 /// GET
@@ -443,10 +450,11 @@ pub fn set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         return Ok(Reply::Nil.into());
     }
     let was_stream = matches!(ctx.ks.get(ctx.db, &key, ctx.now_ms), Some(Value::Stream(_)));
-    ctx.ks.insert(ctx.db, key.clone(), Value::String(value));
-    if let Some(at) = at {
-        ctx.ks.set_expire(ctx.db, &key, at);
-    }
+    ctx.apply(Op::SetString {
+        key: key.clone(),
+        value,
+        at_ms: at,
+    })?;
     ctx.signal_modified(&key);
     if was_stream {
         // A reader blocked on this stream must re-run and see WRONGTYPE.

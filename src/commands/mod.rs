@@ -6,6 +6,7 @@ pub mod args;
 pub mod blocking;
 pub mod connection;
 pub mod error;
+pub mod format1;
 pub mod glob;
 pub mod groups;
 pub mod keys;
@@ -29,6 +30,7 @@ pub use session::Session;
 pub use table::{CommandSpec, Handler};
 
 use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::op::{self, Applied, Op};
 use crate::engine::stream::Stream;
 use crate::protocol::Reply;
 use crate::server::{Shared, State};
@@ -52,10 +54,8 @@ pub struct Ctx<'a> {
     pub in_multi: bool,
     /// Blocked clients (CLIENT UNBLOCK, INFO); `None` while serving blocked clients.
     pub blocking: Option<&'a mut blocking::BlockingTable>,
-    /// Commands queued for the log in this critical section.
+    /// Ops queued for the log in this critical section.
     pub props: &'a mut propagate::Propagation,
-    /// Set when the handler logged its own (deterministic) form.
-    pub custom_propagation: bool,
 }
 
 impl Ctx<'_> {
@@ -68,13 +68,21 @@ impl Ctx<'_> {
         }
     }
 
-    /// Mutable access to the stream under `key`, as [`Ctx::stream`].
-    pub fn stream_mut(&mut self, key: &[u8]) -> Result<Option<&mut Stream>, CommandError> {
-        match self.ks.get_mut(self.db, key, self.now_ms) {
-            None => Ok(None),
-            Some(Value::Stream(s)) => Ok(Some(s)),
-            Some(_) => Err(CommandError::WrongType),
-        }
+    /// Applies a state change and queues it for the log: the only way a command changes
+    /// data (see `engine::op`). Fails only on a bug (the command checks what a client can
+    /// get wrong first), and then nothing changed and nothing is logged.
+    pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
+        let limits = self.shared.node_limits();
+        let applied = self
+            .ks
+            .apply(self.db, &mut op, limits)
+            .map_err(|e| match e {
+                // Checks the engine makes itself (XSETID's), with Redis's text.
+                op::ApplyError::Stream(e) => CommandError::from(e),
+                e => CommandError::Internal(e.to_string()),
+            })?;
+        self.props.push(self.db, op);
+        Ok(applied)
     }
 
     /// The payload store, to read entries' fields (a cheap handle: it is shared).
@@ -95,19 +103,6 @@ impl Ctx<'_> {
     /// Records that `key` may satisfy blocked readers; they are served after this command.
     pub fn signal_ready(&mut self, key: &[u8]) {
         self.ks.signal_ready(self.db, key);
-    }
-
-    /// Logs `argv` (in the current database) instead of the command as sent. Call
-    /// it once per command the effect needs; a handler that calls it (or
-    /// [`Ctx::propagate_nothing`]) opts out of default logging.
-    pub fn propagate(&mut self, argv: Vec<Bytes>) {
-        self.custom_propagation = true;
-        self.props.push(self.db, argv);
-    }
-
-    /// Logs nothing for this command (it changed nothing).
-    pub fn propagate_nothing(&mut self) {
-        self.custom_propagation = true;
     }
 
     /// True while the log is being replayed at start-up (handlers must not depend on it,
@@ -299,7 +294,7 @@ pub(crate) fn run_handler(
             let mut guard = shared.state.lock();
             let state: &mut State = &mut guard;
             let out = run_data(spec, session, shared, state, args, in_multi);
-            session.logged = !state.props.cmds.is_empty();
+            session.logged = !state.props.ops.is_empty();
             let committed = commit(shared, state);
             drop(guard);
             match committed {
@@ -329,7 +324,7 @@ pub(crate) fn run_data(
         return Err(CommandError::Syntax);
     };
     let now = now_ms();
-    let mark = state.props.cmds.len();
+    let mark = state.props.ops.len();
     let mut ctx = Ctx {
         ks: &mut state.ks,
         shared,
@@ -340,13 +335,8 @@ pub(crate) fn run_data(
         in_multi,
         blocking: Some(&mut state.blocking),
         props: &mut state.props,
-        custom_propagation: false,
     };
     let out = f(&mut ctx, args);
-    let logs_itself = ctx.custom_propagation;
-    if !logs_itself && spec.is_write() && matches!(&out, Ok(Outcome::Reply(r)) if !r.is_error()) {
-        propagate::default_propagation(&mut ctx, spec, args);
-    }
     propagate::log_expired(&mut state.ks, &mut state.props, mark);
     if !in_multi {
         blocking::serve_ready(
@@ -365,15 +355,19 @@ pub(crate) fn run_data(
 /// that observed this state must wait for.
 pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
     let Some(log) = shared.log.get() else {
-        state.props.cmds.clear();
+        state.props.ops.clear();
         return Ok(0);
     };
-    if !state.props.cmds.is_empty() {
-        let cmds = std::mem::take(&mut state.props.cmds);
-        let (_, pos) = log.append_at(&cmds)?;
+    if !state.props.ops.is_empty() {
+        let ops = std::mem::take(&mut state.props.ops);
+        let (_, pos, spans) = log.append_ops(|out| op::encode(&ops, out))?;
         // New entries now point at their payloads in the record; what stays resident
         // belonged to entries removed in the same critical section.
-        propagate::locate_payloads(&mut state.ks, &cmds, pos);
+        let payload_at = crate::storage::log::RecordPos {
+            segment: pos.segment,
+            offset: pos.offset + record::HEADER_LEN as u64,
+        };
+        propagate::locate_payloads(&mut state.ks, &ops, &spans, payload_at);
         state.ks.payloads.evict();
     }
     Ok(log.appended_lsn())
@@ -394,11 +388,10 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
         in_multi: false,
         blocking: None,
         props: &mut state.props,
-        custom_propagation: false,
     };
     let served = b.retry.try_serve(&mut ctx);
     propagate::log_expired(&mut state.ks, &mut state.props, 0);
-    session.logged = !state.props.cmds.is_empty();
+    session.logged = !state.props.ops.is_empty();
     match commit(shared, state) {
         Ok(lsn) => session.lsn = session.lsn.max(lsn),
         Err(e) => return Exec::Reply(error_reply(shared, &e, None)),

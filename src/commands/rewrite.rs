@@ -16,15 +16,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::propagate::{state_tag, RELOCATE};
+use super::propagate::state_tag;
 use crate::engine::codec::Put;
 use crate::engine::id::StreamId;
 use crate::engine::keyspace::Value;
+use crate::engine::op::{LoggedOp, Op};
 use crate::engine::stream::Stream;
 use crate::server::Shared;
 use crate::storage::checkpoint::CheckpointWriter;
 use crate::storage::log::unpack_pos;
-use crate::storage::{LoggedCommand, StorageError};
+use crate::storage::StorageError;
 
 /// Commands per batch record in a checkpoint (bounded so no record gets huge).
 const BATCH: usize = 512;
@@ -41,10 +42,6 @@ static WRITTEN_AT_CHECKPOINT: std::sync::atomic::AtomicU64 = std::sync::atomic::
 /// Whether anything was logged since the last checkpoint (or since start).
 pub fn log_grew_since_checkpoint(log: &crate::storage::Log) -> bool {
     log.counters().0 > WRITTEN_AT_CHECKPOINT.load(Ordering::SeqCst)
-}
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
 }
 
 fn state_header(tag: u8, db: usize, key: &Bytes) -> Vec<u8> {
@@ -128,13 +125,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
             // added them) get their log position, so the checkpoint holds positions only.
             let store = guard.ks.payloads.clone();
             if store.has_forwarded() {
-                for db in 0..guard.ks.db_count() {
-                    for key in guard.ks.db(db).keys().cloned().collect::<Vec<_>>() {
-                        if let Some(s) = guard.ks.stream_raw_mut(db, &key) {
-                            s.index_mut().settle_resident(|h| store.resolve(h));
-                        }
-                    }
-                }
+                guard.ks.settle_resident_payloads(|h| store.resolve(h));
             }
             let tail = log.roll()?;
             WRITTEN_AT_CHECKPOINT.store(log.counters().0, Ordering::SeqCst);
@@ -153,25 +144,33 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
         let mut w = CheckpointWriter::create(log.dir(), tail)?;
         let keys = snapshot.len();
         let mut usage = BTreeMap::new();
-        let mut argvs: Vec<Vec<Bytes>> = Vec::new();
-        let mut current_db = 0;
+        let mut ops: Vec<LoggedOp> = Vec::new();
         for (db, key, value, expire) in snapshot {
-            if db != current_db {
-                flush(&mut w, current_db, &mut argvs);
-                current_db = db;
-            }
+            let db16 = db as u16;
             match value {
-                Snapshot::Stream(s) => stream_state(db, &key, &s, &mut w, &mut usage),
-                Snapshot::String(v) => argvs.push(vec![b("SET"), key.clone(), v]),
+                Snapshot::Stream(s) => {
+                    stream_state(db, &key, &s, &mut w, &mut usage);
+                    if let Some(at_ms) = expire {
+                        ops.push(LoggedOp {
+                            db: db16,
+                            op: Op::ExpireAt { key, at_ms },
+                        });
+                    }
+                }
+                Snapshot::String(value) => ops.push(LoggedOp {
+                    db: db16,
+                    op: Op::SetString {
+                        key,
+                        value,
+                        at_ms: expire,
+                    },
+                }),
             }
-            if let Some(at) = expire {
-                argvs.push(vec![b("PEXPIREAT"), key, Bytes::from(at.to_string())]);
-            }
-            if argvs.len() >= BATCH {
-                flush(&mut w, db, &mut argvs);
+            if ops.len() >= BATCH {
+                flush(&mut w, &mut ops);
             }
         }
-        flush(&mut w, current_db, &mut argvs);
+        flush(&mut w, &mut ops);
         usage.retain(|seg, _| *seg < tail);
         w.keep_segments(usage.keys().copied().collect());
         let writer = w;
@@ -261,7 +260,7 @@ pub fn compact(
         let state = &mut *guard;
         let store = state.ks.payloads.clone();
         for (db, key, id) in chunk {
-            let Some(stream) = state.ks.stream_raw_mut(*db, key) else {
+            let Some(stream) = state.ks.stream_raw(*db, key) else {
                 continue;
             };
             let Some(entry) = stream.index().get(*id) else {
@@ -277,16 +276,15 @@ pub fn compact(
                     continue;
                 }
             };
-            let mut argv = vec![
-                Bytes::from_static(RELOCATE),
-                key.clone(),
-                Bytes::from(id.to_string()),
-            ];
-            argv.extend(payload.fields());
-            state.props.cmds.push(LoggedCommand {
-                db: *db as u16,
-                argv,
-            });
+            // Not through `apply`: the state does not change, only where the payload is.
+            state.props.push(
+                *db,
+                Op::Relocate {
+                    key: key.clone(),
+                    id: *id,
+                    fields: payload.fields(),
+                },
+            );
             moved += 1;
         }
         super::commit(shared, state).map_err(|e| match e {
@@ -304,18 +302,13 @@ pub fn compact(
     Ok(moved)
 }
 
-fn flush(w: &mut CheckpointWriter, db: usize, argvs: &mut Vec<Vec<Bytes>>) {
-    if argvs.is_empty() {
-        return;
+fn flush(w: &mut CheckpointWriter, ops: &mut Vec<LoggedOp>) {
+    if !ops.is_empty() {
+        w.add_ops(|out| {
+            crate::engine::op::encode(ops, out);
+        });
+        ops.clear();
     }
-    let batch: Vec<LoggedCommand> = argvs
-        .drain(..)
-        .map(|argv| LoggedCommand {
-            db: db as u16,
-            argv,
-        })
-        .collect();
-    w.add(&batch);
 }
 
 /// Takes a checkpoint every `checkpoint-interval` seconds once the log has grown by

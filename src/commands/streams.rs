@@ -13,7 +13,7 @@ use crate::commands::args::parse_i64;
 use crate::engine::error::StreamError;
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::index::{NodeLimits, TrimRule};
-use crate::engine::keyspace::Value;
+use crate::engine::op::{Applied, Op};
 use crate::engine::stream::{Entry, Stream, TrimSpec};
 use crate::protocol::Reply;
 
@@ -58,39 +58,6 @@ fn node_limits(ctx: &Ctx<'_>) -> NodeLimits {
         max_entries: entries as u64,
         max_bytes: bytes as u64,
     }
-}
-
-/// The exact trim clause (`MAXLEN = n` / `MINID = id`) the log records for `rule`.
-fn exact_trim_args(rule: TrimRule) -> [Bytes; 3] {
-    let (strategy, threshold) = match rule {
-        TrimRule::MaxLen(n) => ("MAXLEN", n.to_string()),
-        TrimRule::MinId(id) => ("MINID", id.to_string()),
-    };
-    [
-        Bytes::from_static(strategy.as_bytes()),
-        Bytes::from_static(b"="),
-        Bytes::from(threshold),
-    ]
-}
-
-/// Trims `stream` and returns the exact clause that replays this trim, `None` when
-/// it changed nothing (no entry and no emptied node went).
-///
-/// An exact trim replays as itself; a `~` trim (limited by node boundaries and LIMIT)
-/// is rewritten to the rule that removes precisely what it removed, as Redis's
-/// `streamRewriteApproxSpecifier`/`streamRewriteTrimArgument` do for its AOF.
-fn trim_for_log(stream: &mut Stream, spec: TrimSpec) -> (u64, Option<[Bytes; 3]>) {
-    let nodes = stream.radix_tree_keys();
-    let removed = stream.trim(spec);
-    if removed == 0 && nodes == stream.radix_tree_keys() {
-        return (0, None);
-    }
-    let rule = if spec.approx {
-        stream.exact_head_rule()
-    } else {
-        spec.rule
-    };
-    (removed, Some(exact_trim_args(rule)))
 }
 
 /// Parses a strict ID argument (no `-`/`+`), as XDEL, XSETID and MINID do.
@@ -250,49 +217,50 @@ impl XAdd {
         })
     }
 
-    /// Runs XADD.
-    ///
-    /// Logged as `XADD key id field value …` with the ID it got, then, if it trimmed,
-    /// `XTRIM key MAXLEN|MINID = threshold` with an exact clause, so replay needs neither
-    /// the clock nor the node layout; NOMKSTREAM on a missing key logs nothing.
+    /// Runs XADD: an `Append` op with the ID it got, then, if it trims, a `Trim` op
+    /// (logged as the exact rule that removed what it removed, see `engine::op`).
+    /// NOMKSTREAM on a missing key changes nothing.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
         let spec = self.opts.id.unwrap_or(AddIdSpec::Auto);
         // Refused before the key is looked up, so no empty stream is left behind.
         if spec == AddIdSpec::Explicit(StreamId::MIN) {
             return Err(StreamError::AddIdZero.into());
         }
-        let limits = node_limits(ctx);
         let now = ctx.now_ms;
-        if ctx.stream(&self.key)?.is_none() {
-            if self.opts.no_mkstream {
-                return Ok(Reply::Nil);
-            }
-            ctx.ks
-                .insert(ctx.db, self.key.clone(), Value::Stream(Box::default()));
-        }
-        let store = ctx.store();
-        let Some(stream) = ctx.stream_mut(&self.key)? else {
-            return Ok(Reply::Nil);
+        let id = match ctx.stream(&self.key)? {
+            Some(stream) => stream.next_id(spec, now)?,
+            None if self.opts.no_mkstream => return Ok(Reply::Nil),
+            None => Stream::new().next_id(spec, now)?,
         };
-        let id = stream.add(spec, &self.fields, now, limits, &store)?;
-        let trim = self.opts.trim.and_then(|trim| trim_for_log(stream, trim).1);
-        // Always `XADD key id field value …`: the payload's place in the record is then
-        // known (see `propagate::payload_args`), and the index points at it.
-        let mut logged = Vec::with_capacity(self.fields.len() + 3);
-        logged.push(Bytes::from_static(b"XADD"));
-        logged.push(self.key.clone());
-        logged.push(id.to_bytes());
-        logged.extend(self.fields);
-        ctx.propagate(logged);
-        if let Some(clause) = trim {
-            let mut xtrim = vec![Bytes::from_static(b"XTRIM"), self.key.clone()];
-            xtrim.extend(clause);
-            ctx.propagate(xtrim);
+        ctx.apply(Op::Append {
+            key: self.key.clone(),
+            id,
+            fields: self.fields,
+        })?;
+        if let Some(spec) = self.opts.trim {
+            trim(ctx, &self.key, spec)?;
         }
         ctx.signal_modified(&self.key);
         ctx.signal_ready(&self.key);
         Ok(Reply::Bulk(id.to_bytes()))
+    }
+}
+
+/// Trims the stream under `key` (which exists) and returns the entries removed. Logged
+/// unless it changed nothing (no entry and no emptied node went).
+fn trim(ctx: &mut Ctx<'_>, key: &Bytes, spec: TrimSpec) -> Result<u64, CommandError> {
+    let Some(stream) = ctx.stream(key)? else {
+        return Ok(0);
+    };
+    if !stream.would_trim(spec) {
+        return Ok(0);
+    }
+    match ctx.apply(Op::Trim {
+        key: key.clone(),
+        spec,
+    })? {
+        Applied::Count(n) => Ok(n),
+        _ => Ok(0),
     }
 }
 
@@ -332,18 +300,10 @@ impl XTrim {
         })
     }
 
-    /// Runs XTRIM. Logged as an exact trim (see [`trim_for_log`]), or not at all when
-    /// nothing changed.
+    /// Runs XTRIM (see [`trim`]).
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
-        let Some(stream) = ctx.stream_mut(&self.key)? else {
-            return Ok(Reply::Int(0));
-        };
-        let (removed, clause) = trim_for_log(stream, self.spec);
-        if let Some(clause) = clause {
-            let mut logged = vec![Bytes::from_static(b"XTRIM"), self.key.clone()];
-            logged.extend(clause);
-            ctx.propagate(logged);
+        let removed = trim(ctx, &self.key, self.spec)?;
+        if removed > 0 {
             ctx.signal_modified(&self.key);
         }
         Ok(Reply::Int(removed as i64))
@@ -385,28 +345,27 @@ impl XDel {
         })
     }
 
-    /// Runs XDEL.
+    /// Runs XDEL. Nothing deleted, nothing logged.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        ctx.propagate_nothing();
-        if ctx.stream(&self.key)?.is_none() {
+        let Some(stream) = ctx.stream(&self.key)? else {
             return Ok(Reply::Int(0));
-        }
+        };
         let ids = self
             .ids
             .iter()
             .map(|a| strict_id(a))
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(stream) = ctx.stream_mut(&self.key)? else {
+        if !ids.iter().any(|id| stream.contains(*id)) {
             return Ok(Reply::Int(0));
-        };
-        let deleted = stream.delete(&ids);
-        if deleted > 0 {
-            // As sent: deleting by ID replays exactly. Nothing deleted, nothing logged.
-            let mut logged = vec![Bytes::from_static(b"XDEL"), self.key.clone()];
-            logged.extend(self.ids);
-            ctx.propagate(logged);
-            ctx.signal_modified(&self.key);
         }
+        let deleted = match ctx.apply(Op::DeleteEntries {
+            key: self.key.clone(),
+            ids,
+        })? {
+            Applied::Count(n) => n,
+            _ => 0,
+        };
+        ctx.signal_modified(&self.key);
         Ok(Reply::Int(deleted as i64))
     }
 }
@@ -567,10 +526,15 @@ impl XSetId {
 
     /// Runs XSETID.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
-        let Some(stream) = ctx.stream_mut(&self.key)? else {
+        if ctx.stream(&self.key)?.is_none() {
             return Err(StreamError::NoSuchKey.into());
-        };
-        stream.set_id(self.id, self.entries_added, self.max_deleted)?;
+        }
+        ctx.apply(Op::SetId {
+            key: self.key.clone(),
+            last: self.id,
+            entries_added: self.entries_added,
+            max_deleted: self.max_deleted,
+        })?;
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
     }

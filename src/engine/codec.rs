@@ -52,6 +52,11 @@ impl Reader {
         Reader { buf, pos: 0 }
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// True when everything was read.
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()

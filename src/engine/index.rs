@@ -606,6 +606,47 @@ impl StreamIndex {
             .pop()
     }
 
+    /// Whether [`trim`](Self::trim) with these arguments would change anything (remove an
+    /// entry or free an emptied node): its first step, without taking it.
+    pub fn trim_would_change(&self, rule: TrimRule, approx: bool, limit: u64) -> bool {
+        let Some(&node) = self.nodes.front() else {
+            return false;
+        };
+        if let TrimRule::MaxLen(max) = rule {
+            if self.live <= max {
+                return false;
+            }
+        }
+        let entries = u64::from(node.live);
+        if limit != 0 && entries > limit {
+            return false;
+        }
+        let whole = match rule {
+            TrimRule::MaxLen(max) => self.live - entries >= max,
+            TrimRule::MinId(min) => self.slots_of(&node).next_back().is_some_and(|s| s.id < min),
+        };
+        if whole {
+            return true;
+        }
+        if approx {
+            return false;
+        }
+        let a = self.at(node.start);
+        for k in a..a + node.count as usize {
+            let stop = match rule {
+                TrimRule::MaxLen(max) => self.live <= max,
+                TrimRule::MinId(min) => self.slots[k].id >= min,
+            };
+            if stop {
+                return false;
+            }
+            if !self.slots[k].deleted() {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Removes entries from the head under `rule`, exactly like Redis's `streamTrim`.
     ///
     /// Whole nodes go first; with `approx` the trim stops at the first node that cannot

@@ -62,6 +62,11 @@ impl Db {
         self.entries.is_empty()
     }
 
+    /// True when `key` holds a value, expired or not (ops apply without a clock).
+    pub fn contains_raw(&self, key: &[u8]) -> bool {
+        self.entries.contains_key(key)
+    }
+
     /// Number of keys with a time to live.
     pub fn expires_len(&self) -> usize {
         self.expires.len()
@@ -237,15 +242,60 @@ impl Keyspace {
         self.dbs[db].entries.get(key)
     }
 
-    /// Mutable access to the value under `key`, honouring expiry.
-    pub fn get_mut(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&mut Value> {
-        self.expire_if_needed(db, key, now_ms);
-        self.dbs[db].entries.get_mut(key)
+    /// The stream under `key`, ignoring expiry (compaction reads where payloads are).
+    pub fn stream_raw(&self, db: usize, key: &[u8]) -> Option<&Stream> {
+        match self.dbs.get(db)?.entries.get(key)? {
+            Value::Stream(s) => Some(s),
+            Value::String(_) => None,
+        }
+    }
+
+    /// Points entry `id` of the stream under `key` at its payload's copy at log position
+    /// `at` if `check` accepts the handle it has now; returns that old handle. Where an entry's
+    /// bytes are is not state the log records (a record's position says it), so this is
+    /// not an op.
+    pub fn relocate_payload(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        id: crate::engine::id::StreamId,
+        at: u64,
+        check: impl FnOnce(&crate::engine::payload::PayloadHandle) -> bool,
+    ) -> Option<crate::engine::payload::PayloadHandle> {
+        self.stream_raw_mut(db, key)?
+            .index_mut()
+            .relocate_if(id, at, check)
+    }
+
+    /// Gives every resident payload of every stream the log position `resolve` finds for it
+    /// (before a checkpoint, which records positions only).
+    pub fn settle_resident_payloads(
+        &mut self,
+        resolve: impl Fn(crate::engine::payload::PayloadHandle) -> crate::engine::payload::PayloadHandle,
+    ) {
+        for db in &mut self.dbs {
+            for v in db.entries.values_mut() {
+                if let Value::Stream(s) = v {
+                    s.index_mut().settle_resident(&resolve);
+                }
+            }
+        }
+    }
+
+    /// The stream under `key`, created empty if missing: for loading a checkpoint's state
+    /// records only (a checkpoint is state, not ops). `None` for another type or a `db`
+    /// out of range.
+    pub fn checkpoint_stream(&mut self, db: usize, key: Bytes) -> Option<&mut Stream> {
+        self.stream_or_create(db, key)
     }
 
     /// The stream under `key`, ignoring expiry (locating payloads, loading checkpoints:
     /// bookkeeping that must not expire keys or signal anyone).
-    pub fn stream_raw_mut(&mut self, db: usize, key: &[u8]) -> Option<&mut Stream> {
+    pub(in crate::engine) fn stream_raw_mut(
+        &mut self,
+        db: usize,
+        key: &[u8],
+    ) -> Option<&mut Stream> {
         match self.dbs.get_mut(db)?.entries.get_mut(key)? {
             Value::Stream(s) => Some(s),
             Value::String(_) => None,
@@ -254,7 +304,11 @@ impl Keyspace {
 
     /// The stream under `key`, created empty if the key is missing (checkpoint loading);
     /// `None` when the key holds another type or `db` is out of range.
-    pub fn stream_or_create(&mut self, db: usize, key: Bytes) -> Option<&mut Stream> {
+    pub(in crate::engine) fn stream_or_create(
+        &mut self,
+        db: usize,
+        key: Bytes,
+    ) -> Option<&mut Stream> {
         let d = self.dbs.get_mut(db)?;
         if !d.entries.contains_key(&key) {
             d.insert_raw(key.clone(), Value::Stream(Box::default()));
@@ -271,29 +325,56 @@ impl Keyspace {
     }
 
     /// Stores `value` under `key`, replacing any old value and clearing its TTL.
-    pub fn insert(&mut self, db: usize, key: Bytes, value: Value) {
+    pub(in crate::engine) fn insert(&mut self, db: usize, key: Bytes, value: Value) {
         self.dbs[db].clear_expiry(&key);
         self.dbs[db].insert_raw(key, value);
     }
 
-    /// Deletes `key`; signals WATCH and blocked readers. Returns the old value.
-    pub fn remove(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<Value> {
-        if self.expire_if_needed(db, key, now_ms) {
-            return None;
-        }
-        let old = self.dbs[db].remove_raw(key)?;
+    /// Deletes `key` whether or not its TTL passed (applying a logged `Del`); signals WATCH
+    /// and blocked readers. True when it existed.
+    pub(crate) fn remove_now(&mut self, db: usize, key: &[u8]) -> bool {
+        let Some(old) = self.dbs[db].remove_raw(key) else {
+            return false;
+        };
         self.signal_modified(db, key);
         if matches!(old, Value::Stream(_)) {
             self.signal_ready(db, key);
         }
-        Some(old)
+        true
+    }
+
+    /// RENAME without a clock (applying a logged `Rename`): moves the value and its TTL,
+    /// replacing `to`. False when `from` does not exist.
+    pub(crate) fn rename_now(&mut self, db: usize, from: &[u8], to: Bytes) -> bool {
+        if from == &to[..] {
+            return self.dbs[db].contains_raw(from);
+        }
+        let ttl = self.dbs[db].expires.get(from).copied();
+        let Some(v) = self.dbs[db].remove_raw(from) else {
+            return false;
+        };
+        self.signal_modified(db, from);
+        if matches!(v, Value::Stream(_)) {
+            self.signal_ready(db, from);
+        }
+        self.remove_now(db, &to);
+        let is_stream = matches!(v, Value::Stream(_));
+        self.insert(db, to.clone(), v);
+        if let Some(at) = ttl {
+            self.set_expire(db, &to, at);
+        }
+        self.signal_modified(db, &to);
+        if is_stream {
+            self.signal_ready(db, &to);
+        }
+        true
     }
 
     /// Sets the absolute expiry of an existing key.
     ///
     /// `at_ms` must not exceed `i64::MAX`: the log records it as `PEXPIREAT`, whose
     /// argument replay parses as a signed integer (the commands check this, as Redis does).
-    pub fn set_expire(&mut self, db: usize, key: &[u8], at_ms: u64) {
+    pub(in crate::engine) fn set_expire(&mut self, db: usize, key: &[u8], at_ms: u64) {
         debug_assert!(
             i64::try_from(at_ms).is_ok(),
             "expiry {at_ms} cannot be logged"
@@ -305,12 +386,12 @@ impl Keyspace {
     }
 
     /// Removes the expiry of `key`; true when it had one.
-    pub fn persist(&mut self, db: usize, key: &[u8]) -> bool {
+    pub(in crate::engine) fn persist(&mut self, db: usize, key: &[u8]) -> bool {
         self.dbs[db].clear_expiry(key).is_some()
     }
 
     /// Deletes every key of `db`, signalling watchers and blocked readers of those keys.
-    pub fn flush_db(&mut self, db: usize) {
+    pub(in crate::engine) fn flush_db(&mut self, db: usize) {
         let watched: Vec<Bytes> = self
             .watched
             .keys()
@@ -408,28 +489,6 @@ impl Keyspace {
     /// True when a key `client` watches was modified since WATCH.
     pub fn is_dirty(&self, client: u64) -> bool {
         self.dirty.contains(&client)
-    }
-
-    /// Renames `from` to `to` keeping the TTL; false when `from` does not exist.
-    pub fn rename(&mut self, db: usize, from: &[u8], to: Bytes, now_ms: u64) -> bool {
-        if !self.contains(db, from, now_ms) {
-            return false;
-        }
-        let ttl = self.dbs[db].expires.get(from).copied();
-        let Some(v) = self.remove(db, from, now_ms) else {
-            return false;
-        };
-        self.remove(db, &to, now_ms);
-        let is_stream = matches!(v, Value::Stream(_));
-        self.insert(db, to.clone(), v);
-        if let Some(at) = ttl {
-            self.set_expire(db, &to, at);
-        }
-        self.signal_modified(db, &to);
-        if is_stream {
-            self.signal_ready(db, &to);
-        }
-        true
     }
 }
 

@@ -8,6 +8,7 @@ pub mod group;
 pub mod id;
 pub mod index;
 pub mod keyspace;
+pub mod op;
 pub mod payload;
 pub mod rax;
 pub mod stream;

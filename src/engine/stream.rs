@@ -202,6 +202,19 @@ impl Stream {
         limits: NodeLimits,
         store: &PayloadStore,
     ) -> Result<StreamId, StreamError> {
+        let id = self.next_id(spec, now_ms)?;
+        let payload = store.insert(fields);
+        self.index.append(id, fields, payload, limits);
+        self.last_id = id;
+        self.entries_added += 1;
+        if self.index.len() == 1 {
+            self.first_id = id;
+        }
+        Ok(id)
+    }
+
+    /// The ID an XADD with `spec` at `now_ms` would get, or why it would be refused.
+    pub fn next_id(&self, spec: AddIdSpec, now_ms: u64) -> Result<StreamId, StreamError> {
         if self.is_exhausted() {
             return Err(StreamError::IdExhausted);
         }
@@ -224,13 +237,6 @@ impl Stream {
         };
         if id <= self.last_id {
             return Err(StreamError::AddIdTooSmall);
-        }
-        let payload = store.insert(fields);
-        self.index.append(id, fields, payload, limits);
-        self.last_id = id;
-        self.entries_added += 1;
-        if self.index.len() == 1 {
-            self.first_id = id;
         }
         Ok(id)
     }
@@ -257,6 +263,12 @@ impl Stream {
             self.refresh_first_id();
         }
         deleted
+    }
+
+    /// Whether [`trim`](Self::trim) with `spec` would change anything.
+    pub fn would_trim(&self, spec: TrimSpec) -> bool {
+        self.index
+            .trim_would_change(spec.rule, spec.approx, spec.limit)
     }
 
     /// Trims from the head (XTRIM, XADD's trim clause); returns entries removed.

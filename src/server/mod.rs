@@ -162,6 +162,15 @@ impl Shared {
     }
 
     /// `stream-node-max-entries` and `stream-node-max-bytes`.
+    pub fn node_limits(&self) -> crate::engine::index::NodeLimits {
+        let (entries, bytes) = self.stream_node_limits();
+        crate::engine::index::NodeLimits {
+            max_entries: entries as u64,
+            max_bytes: bytes as u64,
+        }
+    }
+
+    /// `stream-node-max-entries` and `stream-node-max-bytes`, as configured now.
     pub fn stream_node_limits(&self) -> (usize, usize) {
         let cfg = self.config.read();
         (

@@ -2,11 +2,11 @@
 //! the checkpoint plus the segments after it instead of replaying all history.
 //!
 //! ```text
-//! checkpoint-<T>.ckp:  "RILLCKP2" | u64 T (LE) | records (record.rs format)
+//! checkpoint-<T>.ckp:  "RILLCKP3" | u64 T (LE) | records (record.rs format)
 //! ```
 //! Records are `State` (a stream's index nodes — entry IDs with the log positions
-//! of their payloads, not the payloads — its counters and groups), `Batch` (plain
-//! keys, TTLs) and one `Segments` record listing the segments before `T` that still
+//! of their payloads, not the payloads — its counters and groups), `Ops` (plain
+//! keys, TTLs; `Batch` in `RILLCKP2`) and one `Segments` record listing the segments before `T` that still
 //! hold live payloads: those are kept, every other segment before `T` is deleted.
 //! So a checkpoint's size and load time grow with the number of entries, not their
 //! bytes. (`RILLCKP1` files, which held whole entries as commands, are still read.)
@@ -28,7 +28,9 @@ use super::recovery::{list_segments, log_dir, Replay};
 use super::StorageError;
 
 /// First bytes of a checkpoint file.
-pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLCKP2";
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLCKP3";
+/// First bytes of a format-2 checkpoint (plain keys as command batches); still read.
+pub const CHECKPOINT_MAGIC_V2: &[u8; 8] = b"RILLCKP2";
 /// The first format, whose records were all command batches.
 pub const CHECKPOINT_MAGIC_V1: &[u8; 8] = b"RILLCKP1";
 const HEADER_LEN: usize = 16;
@@ -103,7 +105,9 @@ pub fn read_checkpoint_with(
         dir: dir.to_path_buf(),
     };
     if data.len() < HEADER_LEN
-        || (&data[..8] != CHECKPOINT_MAGIC && &data[..8] != CHECKPOINT_MAGIC_V1)
+        || (&data[..8] != CHECKPOINT_MAGIC
+            && &data[..8] != CHECKPOINT_MAGIC_V2
+            && &data[..8] != CHECKPOINT_MAGIC_V1)
     {
         return Err(corrupt(0, "bad checkpoint header"));
     }
@@ -129,6 +133,14 @@ pub fn read_checkpoint_with(
                             StorageError::Malformed(reason) => corrupt(off, &reason),
                             e => e,
                         })?;
+                    }
+                    k if k == RecordKind::Ops as u8 => {
+                        sink(Replay::Ops { payload, pos: None }, len as u64).map_err(
+                            |e| match e {
+                                StorageError::Malformed(reason) => corrupt(off, &reason),
+                                e => e,
+                            },
+                        )?;
                     }
                     k if k == RecordKind::State as u8 => {
                         sink(Replay::State(payload), len as u64).map_err(|e| match e {
@@ -157,7 +169,9 @@ pub fn read_checkpoint_with(
     // A checkpoint is complete and fsynced before it is renamed into place, and format 2
     // always ends with its segment list: a file that does not was cut (at a record
     // boundary, so every checksum passed) and lost state.
-    if &data[..8] == CHECKPOINT_MAGIC && last_kind != Some(RecordKind::Segments as u8) {
+    if (&data[..8] == CHECKPOINT_MAGIC || &data[..8] == CHECKPOINT_MAGIC_V2)
+        && last_kind != Some(RecordKind::Segments as u8)
+    {
         return Err(corrupt(
             off,
             "checkpoint cut short: it does not end with its segment list",
@@ -233,6 +247,12 @@ impl CheckpointWriter {
     /// Sets the segments before the tail that must be kept (they hold live payloads).
     pub fn keep_segments(&mut self, segments: Vec<u64>) {
         self.keep = segments;
+    }
+
+    /// Adds one record of typed ops (applied atomically on recovery), written by `fill`.
+    pub fn add_ops(&mut self, fill: impl FnOnce(&mut BytesMut)) {
+        record::encode_record_with(RecordKind::Ops, &mut self.buf, fill);
+        self.maybe_flush();
     }
 
     /// Adds one batch (applied atomically on recovery).

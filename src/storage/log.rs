@@ -30,7 +30,10 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::lock;
-use super::record::{encode_batch, encode_seal, LoggedCommand, HEADER_LEN, MAX_PAYLOAD, SEAL_LEN};
+use super::record::{
+    encode_batch, encode_record_with, encode_seal, LoggedCommand, RecordKind, HEADER_LEN,
+    MAX_PAYLOAD, SEAL_LEN,
+};
 use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN};
 use super::StorageError;
 
@@ -117,6 +120,14 @@ pub struct Log {
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
     _lock: lock::DirLock,
+}
+
+/// The format version in a segment file's header.
+fn header_version(path: &Path) -> Option<u8> {
+    use std::io::Read;
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    File::open(path).ok()?.read_exact(&mut h).ok()?;
+    recovery::segment_version(&h)
 }
 
 /// Where a record starts: its segment and the byte offset in that file.
@@ -236,6 +247,13 @@ impl Log {
         }
         // After a truncation the damaged segment is the newest, cut to its valid records
         // (or to a fresh header when the cut was inside its header).
+        // A newest segment of an older format is not appended to: its header names the
+        // format of every record in it. The log goes on in a new segment (after the roll
+        // below, once the log is running).
+        let older_tail = rec.segments.last().is_some_and(|last| {
+            last.valid_len > SEGMENT_HEADER_LEN as u64
+                && header_version(&last.path).is_some_and(|v| v < 3)
+        });
         let active = match rec.segments.last() {
             Some(last) => {
                 let file = OpenOptions::new()
@@ -286,11 +304,15 @@ impl Log {
             .name("rill-log-sync".into())
             .spawn(move || background_loop(w))
             .map_err(|e| StorageError::io(dir, e))?;
-        Ok(Log {
+        let log = Log {
             inner,
             writer: Mutex::new(Some(writer)),
             _lock: lock,
-        })
+        };
+        if older_tail {
+            log.roll()?;
+        }
+        Ok(log)
     }
 
     /// Queues a batch record; returns its LSN. Refused once the log is poisoned.
@@ -306,6 +328,16 @@ impl Log {
         let mut q = self.inner.queue.lock();
         let start = q.buf.len();
         encode_batch(commands, &mut q.buf);
+        self.queued(q, start)
+    }
+
+    /// Accounts for the record just encoded at `start` of the queue: checks its size,
+    /// places it in a segment, gives it an LSN.
+    fn queued(
+        &self,
+        mut q: parking_lot::MutexGuard<'_, Queue>,
+        start: usize,
+    ) -> Result<(u64, RecordPos), StorageError> {
         let len = (q.buf.len() - start) as u64;
         if len - HEADER_LEN as u64 > MAX_PAYLOAD as u64 {
             // The command layer bounds records before it runs anything, so this is a
@@ -341,6 +373,23 @@ impl Log {
         // No wake-up: whoever waits for this record commits it (the background
         // thread picks up what nobody waits for).
         Ok((lsn, pos))
+    }
+
+    /// Queues a record of typed ops that `fill` encodes straight into the queue; returns
+    /// its LSN, where the record will be in the log, the offset of its payload from the
+    /// record's start, and what `fill` returned. Refused once the log is poisoned.
+    pub fn append_ops<R>(
+        &self,
+        fill: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Result<(u64, RecordPos, R), StorageError> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        let mut q = self.inner.queue.lock();
+        let start = q.buf.len();
+        let (r, _) = encode_record_with(RecordKind::Ops, &mut q.buf, fill);
+        let (lsn, pos) = self.queued(q, start)?;
+        Ok((lsn, pos, r))
     }
 
     /// Position up to which records are in their segment files (see [`pack_pos`]).

@@ -27,6 +27,12 @@
 //! record of every segment but the newest since format 2 (`RILLLOG2`), written
 //! after the next segment exists durably, so a missing newest segment is seen.
 //!
+//! Kind 5, `Ops` (segments since format 3, `RILLLOG3`, and checkpoints since
+//! `RILLCKP3`): typed state changes, encoded and applied by the engine
+//! (`engine::op`, whose docs give the layout). Storage frames them (length,
+//! checksum, kind) and knows nothing of their content. Kind 1 is no longer written;
+//! it is still read from older data directories (`commands::format1`).
+//!
 //! What recovery tells apart at the end of the newest segment (see `recovery.rs`):
 //! a torn write (a record cut short, or a zero-filled hole a power cut left) is
 //! truncated with a warning; a damaged record (valid records after it, a length
@@ -63,6 +69,14 @@ pub enum RecordKind {
     /// The last record of a segment: the number of the segment that follows, written
     /// once that segment exists durably.
     Seal = 4,
+    /// Typed state changes (`engine::op`).
+    Ops = 5,
+}
+
+/// Whether a record of `kind` carries state to replay (a batch or ops): what recovery's
+/// damage checks look for after a bad record.
+pub fn carries_state(kind: u8) -> bool {
+    kind == RecordKind::Batch as u8 || kind == RecordKind::Ops as u8
 }
 
 /// Bytes of a whole seal record.
@@ -89,6 +103,26 @@ pub fn encode_record(kind: RecordKind, payload: &[u8], out: &mut BytesMut) {
     out.put_u32_le(crc);
     out.put_u8(kind as u8);
     out.put_slice(payload);
+}
+
+/// Appends a record of `kind` whose payload `fill` writes straight into `out` (no
+/// intermediate copy of large entries); returns what `fill` returned and the payload's
+/// offset in `out`.
+pub fn encode_record_with<R>(
+    kind: RecordKind,
+    out: &mut BytesMut,
+    fill: impl FnOnce(&mut BytesMut) -> R,
+) -> (R, usize) {
+    let start = out.len();
+    out.put_u32_le(0);
+    out.put_u32_le(0);
+    out.put_u8(kind as u8);
+    let r = fill(out);
+    let payload_len = (out.len() - start - HEADER_LEN) as u32;
+    let crc = crc32c::crc32c(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    (r, start + HEADER_LEN)
 }
 
 /// Where the arguments `from..` of each selected command start inside a batch

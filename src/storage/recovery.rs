@@ -28,22 +28,27 @@ use super::log::RecordPos;
 use super::record::{self, Decoded, LoggedCommand, HEADER_LEN};
 use super::StorageError;
 
-/// First bytes of every segment file written now: format 2, where every segment but the
-/// newest ends in a seal record naming the next.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RILLLOG2";
+/// First bytes of every segment file written now: format 3, whose records are typed ops
+/// (`Ops`), and where, as in format 2, every segment but the newest ends in a seal record
+/// naming the next.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RILLLOG3";
+/// First bytes of a format-2 segment (command batches, sealed); still read. The log never
+/// appends to one: opening a directory whose newest segment is older starts a new one.
+pub const SEGMENT_MAGIC_V2: &[u8; 8] = b"RILLLOG2";
 /// First bytes of a format-1 segment (no seals); still read, and appended to.
 pub const SEGMENT_MAGIC_V1: &[u8; 8] = b"RILLLOG1";
 /// Segment header: magic and the segment number (u64 LE).
 pub const SEGMENT_HEADER_LEN: usize = 16;
 
-/// A segment's format from its first bytes: 1, 2, or `None` when they are no segment header.
+/// A segment's format from its first bytes: 1, 2, 3, or `None` when they are no segment header.
 pub fn segment_version(data: &[u8]) -> Option<u8> {
     if data.len() < SEGMENT_HEADER_LEN {
         return None;
     }
     match &data[..8] {
         m if m == SEGMENT_MAGIC_V1 => Some(1),
-        m if m == SEGMENT_MAGIC => Some(2),
+        m if m == SEGMENT_MAGIC_V2 => Some(2),
+        m if m == SEGMENT_MAGIC => Some(3),
         _ => None,
     }
 }
@@ -185,6 +190,12 @@ pub enum Replay {
     },
     /// Binary state from a checkpoint (a stream's index, counters, groups).
     State(Bytes),
+    /// Typed ops (`engine::op` decodes them), with where their record's payload starts in
+    /// the log (`None` for a checkpoint's records).
+    Ops {
+        payload: Bytes,
+        pos: Option<RecordPos>,
+    },
 }
 
 /// Receives each valid record in log order, with the bytes it occupied.
@@ -346,7 +357,7 @@ fn read_segments(
             End::Open if last => {}
             End::Open => {
                 let next = later[0].0;
-                let v2 = segment_version(&data) == Some(2);
+                let v2 = segment_version(&data).is_some_and(|v| v >= 2);
                 let end = data.len() as u64;
                 if next != number + 1 {
                     let reason = format!(
@@ -412,6 +423,7 @@ fn read_segment(
         let torn = last
             && data.len() < SEGMENT_HEADER_LEN
             && (SEGMENT_MAGIC.starts_with(&data[..data.len().min(8)])
+                || SEGMENT_MAGIC_V2.starts_with(&data[..data.len().min(8)])
                 || SEGMENT_MAGIC_V1.starts_with(&data[..data.len().min(8)]));
         push(rec, 0);
         set_damage(rec, path, 0, "bad segment header".into(), torn, later);
@@ -461,6 +473,30 @@ fn read_segment(
             set_damage(rec, path, off as u64, reason, false, later);
             return Ok(End::Damaged);
         }
+        let at = RecordPos {
+            segment: number,
+            offset: off as u64,
+        };
+        if kind == record::RecordKind::Ops as u8 {
+            sink(
+                Replay::Ops {
+                    payload,
+                    pos: Some(at),
+                },
+                len as u64,
+            )
+            .map_err(|e| match e {
+                StorageError::Malformed(reason) => StorageError::Corrupted {
+                    file: path.to_path_buf(),
+                    offset: off as u64,
+                    reason,
+                    dir: dir.to_path_buf(),
+                },
+                e => e,
+            })?;
+            off += len;
+            continue;
+        }
         if kind != record::RecordKind::Batch as u8 {
             push(rec, off);
             set_damage(
@@ -488,10 +524,7 @@ fn read_segment(
         sink(
             Replay::Batch {
                 commands: batch,
-                pos: Some(RecordPos {
-                    segment: number,
-                    offset: off as u64,
-                }),
+                pos: Some(at),
             },
             len as u64,
         )
@@ -600,7 +633,7 @@ fn length_damaged(data: &[u8], off: usize) -> bool {
     let could_start = |e: usize| -> bool {
         e == data.len()
             || (e + HEADER_LEN <= data.len()
-                && (data[e + 8] == record::RecordKind::Batch as u8
+                && (record::carries_state(data[e + 8])
                     || data[e + 8] == record::RecordKind::Seal as u8))
     };
     let mut crc = crc32c::crc32c(&data[off + 8..off + HEADER_LEN]);
@@ -632,6 +665,8 @@ fn valid_record_after(data: &[u8], from: usize) -> Option<usize> {
                 k if k == record::RecordKind::Batch as u8 => {
                     record::batch_well_formed(&data[p + HEADER_LEN..p + HEADER_LEN + n])
                 }
+                // Storage does not know the ops' layout: the checksum decides.
+                k if k == record::RecordKind::Ops as u8 => n > 0,
                 _ => false,
             };
         if shaped {
