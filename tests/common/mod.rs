@@ -72,6 +72,17 @@ impl TestServer {
         panic!("rill did not start");
     }
 
+    /// Starts a server on an existing data directory `dir` (e.g. a copy of a fixture);
+    /// like every `TestServer`, it removes `dir` when dropped.
+    pub fn start_in(dir: PathBuf, extra: &[&str]) -> TestServer {
+        for _ in 0..5 {
+            if let Some(s) = Self::spawn_on(None, extra, dir.clone(), None) {
+                return s;
+            }
+        }
+        panic!("rill did not start on {}", dir.display());
+    }
+
     fn try_start(file: Option<&str>, extra: &[&str], nofile: Option<u64>) -> Option<TestServer> {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("rill-test-{}-{}", std::process::id(), n));
