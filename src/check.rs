@@ -384,7 +384,7 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
     })
 }
 
-/// Replays the directory as start-up does (`propagate::replay_batch`, `apply_state`) into a
+/// Replays the directory as start-up does (`persist::replay::replay`) into a
 /// scratch keyspace, and returns the first record it could not apply. Like start-up it
 /// holds the data set's index in memory while it runs. Records after damage are not
 /// replayed (start-up never reaches them).
@@ -403,7 +403,7 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
             recovery::Replay::Batch { pos, .. } | recovery::Replay::Ops { pos, .. } => *pos,
             recovery::Replay::State(_) => None,
         };
-        let errors = crate::commands::propagate::replay(&shared, item);
+        let errors = crate::persist::replay::replay(&shared, item);
         if let Some(error) = errors.into_iter().next() {
             found = Some(Unreplayable {
                 file: match (pos, &checkpoint) {

@@ -185,7 +185,7 @@ pub fn command_execution(data: &[u8]) {
                 argv,
             })
             .collect();
-        let _ = crate::commands::format1::replay_batch(&shared, batch, None);
+        let _ = crate::persist::format1::replay_batch(&shared, batch, None);
     }
 }
 

@@ -3,6 +3,8 @@
 //! Bytes arrive on a TCP connection (`server`), are framed into requests
 //! (`protocol`), parsed into typed commands and executed (`commands`) against the
 //! keyspace and the stream engine (`engine`). Replies flow back up the same way.
+//! Every change is a typed op the log (`storage`) records; `persist` reads the log
+//! back at start-up and writes checkpoints.
 
 pub mod check;
 pub mod commands;
@@ -10,6 +12,7 @@ pub mod config;
 pub mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
+pub mod persist;
 pub mod protocol;
 pub mod server;
 pub mod storage;

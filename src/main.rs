@@ -23,7 +23,7 @@ fn tune_allocator() {
 
 use rill::config::{parse_cli, AppendFsync, Config};
 use rill::server::{self, Shared};
-use rill::storage::{FsyncPolicy, Log, LogOptions};
+use rill::storage::{FsyncPolicy, LogOptions};
 
 fn usage() {
     eprintln!(
@@ -168,7 +168,9 @@ async fn serve(config: Config) -> ExitCode {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let server_task = tokio::spawn(server::run(shared.clone(), listeners));
     let loader = shared.clone();
-    let loaded = tokio::task::spawn_blocking(move || load(&loader, lock, &dir, opts)).await;
+    let loaded =
+        tokio::task::spawn_blocking(move || rill::persist::replay::load(&loader, lock, &dir, opts))
+            .await;
     match loaded {
         Ok(Ok(log)) => {
             let _ = shared.log.set(log);
@@ -189,7 +191,7 @@ async fn serve(config: Config) -> ExitCode {
     shared
         .loading
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    tokio::spawn(rill::commands::rewrite::run_checkpoints(shared.clone()));
+    tokio::spawn(rill::persist::checkpoint::run_checkpoints(shared.clone()));
     tracing::info!("Ready to accept connections tcp");
     let _ = server_task.await;
     remove_pidfile(pidfile.as_deref());
@@ -200,82 +202,6 @@ fn remove_pidfile(p: Option<&std::path::Path>) {
     if let Some(p) = p {
         let _ = std::fs::remove_file(p);
     }
-}
-
-/// Opens the log, replaying it into the keyspace as it is read (one segment in
-/// memory at a time), and logs progress (percent and MB/s) for long recoveries.
-fn load(
-    shared: &Shared,
-    lock: rill::storage::lock::DirLock,
-    dir: &std::path::Path,
-    opts: LogOptions,
-) -> Result<Log, String> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let started = std::time::Instant::now();
-    let total = rill::storage::recovery::log_size(dir);
-    shared.loading_total.store(total, Relaxed);
-    let mut done: u64 = 0;
-    let mut records: u64 = 0;
-    let mut last_report = std::time::Instant::now();
-    let mut failure: Option<String> = None;
-    let reader = shared.attach_segments(dir);
-    let opened = Log::open_locked(lock, dir, opts, &mut |item, bytes| {
-        let errors = match item {
-            rill::storage::recovery::Replay::State(data) => {
-                match rill::commands::propagate::apply_state(shared, data) {
-                    Ok(()) => Vec::new(),
-                    // Reported by the reader as corruption at this record's file and offset.
-                    Err(e) => return Err(rill::storage::StorageError::Malformed(e)),
-                }
-            }
-            item => rill::commands::propagate::replay(shared, item),
-        };
-        records += 1;
-        done += bytes;
-        shared.loading_done.store(done, Relaxed);
-        if let Some(e) = errors.first() {
-            failure = Some(format!(
-                "Bad command in the log at record {records}: {e} — the log was written by a newer version or is damaged; run 'rill check {}'",
-                dir.display()
-            ));
-            return Err(rill::storage::StorageError::Poisoned(
-                "replay failed".into(),
-            ));
-        }
-        if last_report.elapsed() >= std::time::Duration::from_secs(1) {
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!(
-                "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
-                done as f64 * 100.0 / total.max(1) as f64,
-                done >> 20,
-                total >> 20,
-                done as f64 / secs / 1e6
-            );
-            last_report = std::time::Instant::now();
-        }
-        Ok(())
-    });
-    let log = match (opened, failure) {
-        (_, Some(msg)) => return Err(msg),
-        (Err(e), None) => {
-            return Err(format!(
-                "Can't open the data directory {}: {}",
-                dir.display(),
-                e
-            ))
-        }
-        (Ok(log), None) => log,
-    };
-    reader.set_written(log.written_handle());
-    if records > 0 {
-        tracing::info!(
-            "DB loaded from the log: {} records, {} MB in {:.3} seconds",
-            records,
-            done >> 20,
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(log)
 }
 
 fn spawn_signal_handlers(shared: Arc<Shared>) {

@@ -6,12 +6,10 @@ pub mod args;
 pub mod blocking;
 pub mod connection;
 pub mod error;
-pub mod format1;
 pub mod glob;
 pub mod groups;
 pub mod keys;
 pub mod propagate;
-pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod streams;
@@ -367,7 +365,9 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
             segment: pos.segment,
             offset: pos.offset + record::HEADER_LEN as u64,
         };
-        propagate::locate_payloads(&mut state.ks, &ops, &spans, payload_at);
+        state
+            .ks
+            .locate_payloads(&ops, &spans, (payload_at.segment, payload_at.offset));
         state.ks.payloads.evict();
     }
     Ok(log.appended_lsn())

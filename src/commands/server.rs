@@ -153,7 +153,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("aof_enabled", &1);
             line(
                 "aof_rewrite_in_progress",
-                &(super::rewrite::IN_PROGRESS.load(Ordering::Relaxed) as u8),
+                &(sh.checkpoint_in_progress.load(Ordering::Relaxed) as u8),
             );
             let poisoned = sh.log.get().is_some_and(|l| l.is_poisoned());
             line(
@@ -914,7 +914,7 @@ pub fn bgrewriteaof(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
         return Err(log.poison_error().into());
     }
-    if super::rewrite::IN_PROGRESS.load(Ordering::SeqCst) {
+    if sh.checkpoint_in_progress.load(Ordering::SeqCst) {
         return Err(CommandError::Invalid(
             "Background append only file rewriting already in progress".into(),
         ));

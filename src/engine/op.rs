@@ -532,6 +532,51 @@ impl Keyspace {
     }
 }
 
+impl Keyspace {
+    /// Points the entries a just-appended (or just-replayed) record carries at their
+    /// payloads inside it: new entries leave the resident set for the cache, relocated
+    /// entries move to their new copy. `payload_at` is where the record's payload starts in
+    /// the log (segment, offset); `spans` are where each op's fields are in it. Entries
+    /// deleted since (an XADD then a DEL in one EXEC) are skipped.
+    pub fn locate_payloads(
+        &mut self,
+        ops: &[LoggedOp],
+        spans: &[FieldSpan],
+        payload_at: (u64, u64),
+    ) {
+        let store = self.payloads.clone();
+        let mut unlocated = Vec::new();
+        for &(i, off, len) in spans {
+            let Some(LoggedOp { db, op }) = ops.get(i) else {
+                continue;
+            };
+            let (Op::Append { key, id, fields } | Op::Relocate { key, id, fields }) = op else {
+                continue;
+            };
+            let at = crate::storage::log::pack_pos(payload_at.0, payload_at.1 + off as u64);
+            // The entry under this key and ID must hold these very bytes (same length and
+            // checksum): a stream renamed in the same transaction, and another created under
+            // the old name, must not swap payloads.
+            let crc = fields.iter().fold(0u32, |crc, a| {
+                let crc = crc32c::crc32c_append(crc, &(a.len() as u32).to_le_bytes());
+                crc32c::crc32c_append(crc, a)
+            });
+            let located = self
+                .relocate_payload(*db as usize, key, *id, at, |h| h.len == len && h.crc == crc)
+                .map(|old| store.locate(old, at));
+            if located.is_none() {
+                unlocated.push((
+                    at,
+                    crate::engine::payload::Payload::pack(fields)
+                        .packed()
+                        .clone(),
+                ));
+            }
+        }
+        store.settle_resident(&unlocated);
+    }
+}
+
 // -------------------------------------------------------------------------------------------
 // Encoding
 // -------------------------------------------------------------------------------------------

@@ -102,9 +102,10 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     if let Some(log) = shared.log.get() {
         // A checkpoint now makes the next start load the index instead of replaying
         // what was logged since the last one (as Redis saves on shutdown).
-        if !log.is_poisoned() && crate::commands::rewrite::log_grew_since_checkpoint(log) {
+        if !log.is_poisoned() && crate::persist::checkpoint::log_grew_since_checkpoint(&shared, log)
+        {
             let sh = shared.clone();
-            match tokio::task::spawn_blocking(move || crate::commands::rewrite::checkpoint(&sh))
+            match tokio::task::spawn_blocking(move || crate::persist::checkpoint::checkpoint(&sh))
                 .await
             {
                 Ok(Ok(_)) => {}

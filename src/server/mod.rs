@@ -68,6 +68,10 @@ pub struct Shared {
     pub log: std::sync::OnceLock<Log>,
     /// BGREWRITEAOF: asks the checkpoint task to write a checkpoint now.
     pub checkpoint_request: Notify,
+    /// Set while a checkpoint is being written (INFO `aof_rewrite_in_progress`).
+    pub checkpoint_in_progress: std::sync::atomic::AtomicBool,
+    /// Log bytes written (since start) when the last checkpoint rolled the log.
+    pub written_at_checkpoint: std::sync::atomic::AtomicU64,
     /// Reads entry payloads from the log segments (set before recovery).
     pub segments: std::sync::OnceLock<Arc<SegmentReader>>,
 }
@@ -119,6 +123,8 @@ impl Shared {
                 None => std::sync::OnceLock::new(),
             },
             checkpoint_request: Notify::new(),
+            checkpoint_in_progress: std::sync::atomic::AtomicBool::new(false),
+            written_at_checkpoint: std::sync::atomic::AtomicU64::new(0),
             segments: std::sync::OnceLock::new(),
         }
     }

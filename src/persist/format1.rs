@@ -8,9 +8,9 @@
 //! parsers and handlers (which, while replaying, apply their ops without logging them).
 //! Everything that knows format 1 is in this module.
 
-use super::args::Args;
-use super::table::{self, CommandSpec, Handler};
-use super::{Ctx, Outcome};
+use crate::commands::args::Args;
+use crate::commands::table::{self, CommandSpec, Handler};
+use crate::commands::{Ctx, Outcome};
 use crate::engine::id::StreamId;
 use crate::engine::keyspace::Keyspace;
 use crate::server::Shared;
@@ -105,7 +105,7 @@ pub fn replay_batch(
             errors.push(format!("{name}: not a data command"));
             continue;
         };
-        let now = super::now_ms();
+        let now = crate::commands::now_ms();
         let mut ctx = Ctx {
             ks: &mut state.ks,
             shared,

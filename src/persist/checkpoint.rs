@@ -1,22 +1,22 @@
-//! Checkpoints from the command layer's side: the live keyspace's metadata written
+//! Checkpoints from the keyspace's side: the live keyspace's metadata written
 //! as one file, so the log before it need not be replayed, and compaction, which
 //! moves the payloads that keep old segments alive so those segments can go.
 //!
 //! Per stream: its index nodes (entry IDs and where their payloads are in the log —
 //! never the payloads), then its counters and groups with every consumer and pending
-//! entry, as binary `State` records (`propagate::apply_state` reads them). Tombstones,
+//! entry, as binary `State` records (`replay::apply_state` reads them). Tombstones,
 //! consumers' seen/active times and pending entries of deleted entries survive as they
-//! are. Plain keys are written as SET, TTLs as PEXPIREAT.
+//! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::propagate::state_tag;
+use super::replay::state_tag;
 use crate::engine::codec::Put;
 use crate::engine::id::StreamId;
 use crate::engine::keyspace::Value;
@@ -33,15 +33,9 @@ const BATCH: usize = 512;
 /// Index nodes per state record (about 100 entries and 3 KiB each by default).
 const NODES_PER_RECORD: usize = 1024;
 
-/// Set while a checkpoint is being written (INFO `aof_rewrite_in_progress`).
-pub static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
-
-/// Log bytes written (since start) when the last checkpoint rolled the log.
-static WRITTEN_AT_CHECKPOINT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Whether anything was logged since the last checkpoint (or since start).
-pub fn log_grew_since_checkpoint(log: &crate::storage::Log) -> bool {
-    log.counters().0 > WRITTEN_AT_CHECKPOINT.load(Ordering::SeqCst)
+pub fn log_grew_since_checkpoint(shared: &Shared, log: &crate::storage::Log) -> bool {
+    log.counters().0 > shared.written_at_checkpoint.load(Ordering::SeqCst)
 }
 
 fn state_header(tag: u8, db: usize, key: &Bytes) -> Vec<u8> {
@@ -108,7 +102,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
     let Some(log) = shared.log.get() else {
         return Ok(CheckpointInfo::default());
     };
-    if IN_PROGRESS.swap(true, Ordering::SeqCst) {
+    if shared.checkpoint_in_progress.swap(true, Ordering::SeqCst) {
         return Ok(CheckpointInfo::default());
     }
     let started = Instant::now();
@@ -128,7 +122,9 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
                 guard.ks.settle_resident_payloads(|h| store.resolve(h));
             }
             let tail = log.roll()?;
-            WRITTEN_AT_CHECKPOINT.store(log.counters().0, Ordering::SeqCst);
+            shared
+                .written_at_checkpoint
+                .store(log.counters().0, Ordering::SeqCst);
             let mut snapshot: Vec<(usize, Bytes, Snapshot, Option<u64>)> = Vec::new();
             for db in 0..guard.ks.db_count() {
                 for (key, value, expire) in guard.ks.db(db).iter() {
@@ -187,7 +183,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
             usage,
         })
     })();
-    IN_PROGRESS.store(false, Ordering::SeqCst);
+    shared.checkpoint_in_progress.store(false, Ordering::SeqCst);
     if let Ok(info) = &result {
         tracing::info!(
             "Checkpoint written: {} keys, {} bytes in {:.3} s; {} older segments kept for live entries, the rest removed",
@@ -287,7 +283,7 @@ pub fn compact(
             );
             moved += 1;
         }
-        super::commit(shared, state).map_err(|e| match e {
+        crate::commands::commit(shared, state).map_err(|e| match e {
             crate::commands::error::CommandError::Storage(e) => e,
             other => StorageError::Poisoned(other.to_string()),
         })?;

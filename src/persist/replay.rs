@@ -1,0 +1,167 @@
+//! Start-up: the log and the newest checkpoint read back into the keyspace.
+//!
+//! Typed records go to [`Keyspace::apply`], the function live execution uses; format-1
+//! records (older releases) to [`super::format1`]; checkpoint state records straight
+//! into the streams they describe.
+//!
+//! [`Keyspace::apply`]: crate::engine::keyspace::Keyspace::apply
+
+use bytes::Bytes;
+
+use crate::engine::codec::Reader;
+use crate::engine::op::{self, LoggedOp};
+use crate::server::Shared;
+use crate::storage::log::{Log, LogOptions, RecordPos};
+use crate::storage::record::HEADER_LEN;
+use crate::storage::recovery::Replay;
+
+/// Applies one record of ops read from the log or a checkpoint (start-up). Returns what
+/// could not be applied, which should be nothing: anything else means the log does not fit
+/// the state, and the caller stops start-up naming the record.
+pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> Vec<String> {
+    let (ops, spans) = match op::decode(payload) {
+        Ok(d) => d,
+        Err(e) => return vec![e.to_string()],
+    };
+    let limits = shared.node_limits();
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    let mut errors = Vec::new();
+    for LoggedOp { db, op } in &ops {
+        let mut op = op.clone();
+        if let Err(e) = state.ks.apply(*db as usize, &mut op, limits) {
+            errors.push(format!("{op:?}: {e}"));
+            break;
+        }
+    }
+    state.ks.take_expired();
+    state.ks.take_ready();
+    if let Some(pos) = pos {
+        let payload_at = RecordPos {
+            segment: pos.segment,
+            offset: pos.offset + HEADER_LEN as u64,
+        };
+        state
+            .ks
+            .locate_payloads(&ops, &spans, (payload_at.segment, payload_at.offset));
+        state.ks.payloads.evict();
+    }
+    errors
+}
+
+/// Applies one item recovery read (start-up, `rill check`): what it could not apply, or
+/// nothing.
+pub fn replay(shared: &Shared, item: Replay) -> Vec<String> {
+    match item {
+        Replay::Ops { payload, pos } => replay_ops(shared, &payload, pos),
+        Replay::Batch { commands, pos } => super::format1::replay_batch(shared, commands, pos),
+        Replay::State(data) => apply_state(shared, data).err().into_iter().collect(),
+    }
+}
+
+/// Opens the log, replaying it into the keyspace as it is read (one segment in
+/// memory at a time), and logs progress (percent and MB/s) for long recoveries.
+pub fn load(
+    shared: &Shared,
+    lock: crate::storage::lock::DirLock,
+    dir: &std::path::Path,
+    opts: LogOptions,
+) -> Result<Log, String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let started = std::time::Instant::now();
+    let total = crate::storage::recovery::log_size(dir);
+    shared.loading_total.store(total, Relaxed);
+    let mut done: u64 = 0;
+    let mut records: u64 = 0;
+    let mut last_report = std::time::Instant::now();
+    let mut failure: Option<String> = None;
+    let reader = shared.attach_segments(dir);
+    let opened = Log::open_locked(lock, dir, opts, &mut |item, bytes| {
+        let errors = match item {
+            crate::storage::recovery::Replay::State(data) => {
+                match crate::persist::replay::apply_state(shared, data) {
+                    Ok(()) => Vec::new(),
+                    // Reported by the reader as corruption at this record's file and offset.
+                    Err(e) => return Err(crate::storage::StorageError::Malformed(e)),
+                }
+            }
+            item => crate::persist::replay::replay(shared, item),
+        };
+        records += 1;
+        done += bytes;
+        shared.loading_done.store(done, Relaxed);
+        if let Some(e) = errors.first() {
+            failure = Some(format!(
+                "Bad command in the log at record {records}: {e} — the log was written by a newer version or is damaged; run 'rill check {}'",
+                dir.display()
+            ));
+            return Err(crate::storage::StorageError::Poisoned(
+                "replay failed".into(),
+            ));
+        }
+        if last_report.elapsed() >= std::time::Duration::from_secs(1) {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(
+                "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
+                done as f64 * 100.0 / total.max(1) as f64,
+                done >> 20,
+                total >> 20,
+                done as f64 / secs / 1e6
+            );
+            last_report = std::time::Instant::now();
+        }
+        Ok(())
+    });
+    let log = match (opened, failure) {
+        (_, Some(msg)) => return Err(msg),
+        (Err(e), None) => {
+            return Err(format!(
+                "Can't open the data directory {}: {}",
+                dir.display(),
+                e
+            ))
+        }
+        (Ok(log), None) => log,
+    };
+    reader.set_written(log.written_handle());
+    if records > 0 {
+        tracing::info!(
+            "DB loaded from the log: {} records, {} MB in {:.3} seconds",
+            records,
+            done >> 20,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(log)
+}
+
+/// Tags of a checkpoint's binary state records.
+pub mod state_tag {
+    /// `u16 db | key | index nodes`: a run of a stream's nodes (creates the stream).
+    pub const NODES: u8 = 1;
+    /// `u16 db | key | counters and groups`: the rest of a stream (creates it if needed).
+    pub const META: u8 = 2;
+}
+
+/// Applies one binary state record of a checkpoint (start-up).
+pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
+    let mut r = Reader::new(data);
+    let malformed = || "malformed stream state".to_string();
+    let tag = r.u8().ok_or_else(malformed)?;
+    let db = r.u32().ok_or_else(malformed)? as usize;
+    let key = r.bytes().ok_or_else(malformed)?;
+    let mut guard = shared.state.lock();
+    let stream = guard
+        .ks
+        .checkpoint_stream(db, key)
+        .ok_or_else(|| "stream state for a key of another type or database".to_string())?;
+    let ok = match tag {
+        state_tag::NODES => stream.index_mut().decode_nodes(&mut r),
+        state_tag::META => stream.decode_meta(&mut r),
+        _ => None,
+    };
+    match ok {
+        Some(()) if r.is_empty() => Ok(()),
+        _ => Err(malformed()),
+    }
+}
