@@ -291,6 +291,11 @@ impl CommandDoc {
         self.key_specs = specs;
         self
     }
+    /// Marks an internal command (`syscmd`: DEBUG), which redis-cli leaves out of its hints.
+    pub const fn syscmd(mut self) -> Self {
+        self.doc_flags = &["syscmd"];
+        self
+    }
     /// Marks the command deprecated.
     pub const fn deprecated(mut self, since: &'static str, replaced_by: &'static str) -> Self {
         self.doc_flags = &["deprecated"];
@@ -520,6 +525,10 @@ static DOCS: &[(&str, CommandDoc)] = &[
         "dbsize",
         CommandDoc::new()
             .tips(&["request_policy:all_shards", "response_policy:agg_sum"]),
+    ),
+    (
+        "debug",
+        CommandDoc::new().syscmd(),
     ),
     (
         "del",

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod blocking;
 pub mod connection;
+pub mod debug;
 pub mod error;
 pub mod glob;
 pub mod groups;

@@ -1,4 +1,4 @@
-//! Server commands: INFO, CONFIG, COMMAND, TIME, SHUTDOWN and FUNCTION.
+//! Server commands: INFO, CONFIG, COMMAND, TIME, SHUTDOWN and FUNCTION (DEBUG is in `debug.rs`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;

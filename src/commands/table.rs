@@ -10,7 +10,7 @@ use super::args::Args;
 pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
-use super::{connection, keys, server, transactions, Ctx, Outcome};
+use super::{connection, debug, keys, server, transactions, Ctx, Outcome};
 use crate::server::Shared;
 
 /// A handler that runs against the locked keyspace.
@@ -441,6 +441,10 @@ static COMMANDS: &[CommandSpec] = &[
         .flags(&["admin", "noscript", "no_async_loading"])
         .acl(&["@admin", "@slow", "@dangerous"])
         .doc("server", "1.0.0", "O(1)", "Asynchronously rewrites the append-only file to disk."),
+    CommandSpec::new("debug", -2, Data(debug::debug))
+        .flags(&["admin", "noscript", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("server", "1.0.0", "Depends on subcommand.", "A container for debugging commands."),
     CommandSpec::new("function", -2, Container)
         .acl(&["@slow"])
         .doc("scripting", "7.0.0", "Depends on subcommand.", "A container for function commands.")

@@ -177,6 +177,23 @@ pub struct IndexedEntry {
     pub payload: PayloadHandle,
 }
 
+/// One node as [`StreamIndex::node_shapes`] describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeShape<'a> {
+    /// The ID of its first slot (live or a tombstone): the node's key.
+    pub key: StreamId,
+    /// The ID of its last slot, live or a tombstone: MINID trimming compares it.
+    pub last: StreamId,
+    /// Slots, tombstones included (`stream-node-max-entries` counts them).
+    pub slots: u32,
+    /// Live entries: `~` trimming removes a node whole only if these may all go.
+    pub live: u32,
+    /// The listpack bytes Redis would hold (`stream-node-max-bytes` is checked against them).
+    pub listpack_bytes: u64,
+    /// The master entry's field names, which decide how later entries are sized.
+    pub master_fields: &'a [Bytes],
+}
+
 /// How a trim decides what goes: keep the newest N, or drop IDs below a threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrimRule {
@@ -264,6 +281,20 @@ impl StreamIndex {
     /// approximate trim exactly, node for node.
     pub fn first_node_key(&self) -> Option<StreamId> {
         self.nodes.front().map(|n| self.key(n))
+    }
+
+    /// The shape of every node, first to last: what decides which entries a later `~`
+    /// trim removes, where the next node opens and what XINFO reports, so a restart
+    /// must rebuild it exactly (the digest covers it; see [`crate::engine::digest`]).
+    pub fn node_shapes(&self) -> impl Iterator<Item = NodeShape<'_>> + '_ {
+        self.nodes.iter().map(|n| NodeShape {
+            key: self.key(n),
+            last: self.slots_of(n).next_back().map_or(StreamId::MIN, |s| s.id),
+            slots: n.count,
+            live: n.live,
+            listpack_bytes: n.listpack_bytes(),
+            master_fields: self.field_sets.names(n.fields),
+        })
     }
 
     /// Position in `slots` of absolute slot number `abs`.

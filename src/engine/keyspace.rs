@@ -136,6 +136,11 @@ impl Db {
         (0, out)
     }
 
+    /// The value under `key`, expired or not, without touching anything (digests).
+    pub fn peek(&self, key: &[u8]) -> Option<&Value> {
+        self.entries.get(key)
+    }
+
     /// All keys (expired ones included; callers filter with `is_expired`).
     pub fn keys(&self) -> impl Iterator<Item = &Bytes> {
         self.entries.keys()

@@ -3,6 +3,7 @@
 //! Nothing here knows RESP or sockets: the command layer turns engine results into replies.
 
 pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod group;
 pub mod id;
