@@ -450,7 +450,7 @@ mod tests {
         }
         assert_eq!(digest(&a), digest(&b));
         assert_ne!(digest(&a), EMPTY);
-        b.remove(0, b"z", 0);
+        b.remove_now(0, b"z");
         b.insert(1, Bytes::from("z"), Value::String(Bytes::from("1")));
         assert_ne!(digest(&a), digest(&b));
         // Same value, other name: the value digest agrees, the dataset's does not.
