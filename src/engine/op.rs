@@ -227,6 +227,9 @@ pub enum ApplyError {
     /// The key is missing.
     #[error("no key '{0}'")]
     NoKey(String),
+    /// The key exists (creating a stream over it).
+    #[error("key '{0}' already exists")]
+    KeyExists(String),
     /// The group is missing.
     #[error("no group '{group}' in stream '{key}'")]
     NoGroup { key: String, group: String },
@@ -321,7 +324,7 @@ impl Keyspace {
             }
             Op::CreateStream { key } => {
                 if self.db(db).contains_raw(key) {
-                    return Err(ApplyError::NoStream(text(key)));
+                    return Err(ApplyError::KeyExists(text(key)));
                 }
                 self.insert(db, key.clone(), Value::Stream(Box::default()));
                 Ok(Applied::Done)
