@@ -207,9 +207,10 @@ fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
                 // The engine's decoder: a record whose checksum holds but whose ops do not
                 // parse is damage (start-up would stop at it too).
                 let payload = data.slice(w.end + HEADER_LEN..w.end + len);
-                match crate::engine::op::decode(&payload) {
-                    Ok((ops, _)) => w.commands += ops.len() as u64,
-                    Err(_) => {
+                let ops = record::split_ops(&payload).map(|(_, ops)| ops);
+                match ops.map(|ops| crate::engine::op::decode(&ops)) {
+                    Some(Ok((ops, _))) => w.commands += ops.len() as u64,
+                    _ => {
                         w.error = Some("malformed ops payload");
                         break;
                     }

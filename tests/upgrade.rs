@@ -565,14 +565,14 @@ fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
-/// The checkpoint is format 3 (`RILLCKP3`) and every segment from its tail on is format 3
-/// (`RILLLOG3`): what start-up replays is typed ops only. Older segments may remain only as
+/// The checkpoint is format 3 (`RILLSNP3`) and every segment from its tail on is format 3
+/// (`RILLSEG3`): what start-up replays is typed ops only. Older segments may remain only as
 /// the places live entries' payloads are read from (their bytes are the same in both
 /// formats), never replayed.
 fn assert_new_format_after_checkpoint(dir: &Path) {
     let ckp = newest_checkpoint(dir).expect("a checkpoint");
     let data = std::fs::read(&ckp).expect("read checkpoint");
-    assert_eq!(&data[..8], b"RILLCKP3", "checkpoint format");
+    assert_eq!(&data[..8], b"RILLSNP3", "checkpoint format");
     let tail = u64::from_le_bytes(data[8..16].try_into().expect("tail"));
     let log = dir.join("log");
     let mut replayed = 0;
@@ -590,7 +590,7 @@ fn assert_new_format_after_checkpoint(dir: &Path) {
         };
         if n >= tail {
             let head = std::fs::read(&p).expect("read segment");
-            assert_eq!(&head[..8], b"RILLLOG3", "segment {n} after the checkpoint");
+            assert_eq!(&head[..8], b"RILLSEG3", "segment {n} after the checkpoint");
             replayed += 1;
         }
     }

@@ -364,7 +364,7 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
         // belonged to entries removed in the same critical section.
         let payload_at = crate::storage::log::RecordPos {
             segment: pos.segment,
-            offset: pos.offset + record::HEADER_LEN as u64,
+            offset: pos.offset + record::OPS_AT,
         };
         state
             .ks

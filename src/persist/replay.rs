@@ -12,7 +12,6 @@ use crate::engine::codec::Reader;
 use crate::engine::op::{self, LoggedOp};
 use crate::server::Shared;
 use crate::storage::log::{Log, LogOptions, RecordPos};
-use crate::storage::record::HEADER_LEN;
 use crate::storage::recovery::Replay;
 
 /// Applies one record of ops read from the log or a checkpoint (start-up). Returns what
@@ -39,7 +38,7 @@ pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> V
     if let Some(pos) = pos {
         let payload_at = RecordPos {
             segment: pos.segment,
-            offset: pos.offset + HEADER_LEN as u64,
+            offset: pos.offset + crate::storage::record::OPS_AT,
         };
         state
             .ks

@@ -2,7 +2,7 @@
 //! the checkpoint plus the segments after it instead of replaying all history.
 //!
 //! ```text
-//! checkpoint-<T>.ckp:  "RILLCKP3" | u64 T (LE) | records (record.rs format)
+//! checkpoint-<T>.ckp:  "RILLSNP3" | u64 T (LE) | records (record.rs format)
 //! ```
 //! Records are `State` (a stream's index nodes — entry IDs with the log positions
 //! of their payloads, not the payloads — its counters and groups), `Ops` (plain
@@ -28,7 +28,9 @@ use super::recovery::{list_segments, log_dir, Replay};
 use super::StorageError;
 
 /// First bytes of a checkpoint file.
-pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLCKP3";
+/// (Not `RILLCKP3`, one flipped bit from `RILLCKP1`, which has no end marker: a damaged
+/// header would let a cut checkpoint pass. The fuzzer found that.)
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"RILLSNP3";
 /// First bytes of a format-2 checkpoint (plain keys as command batches); still read.
 pub const CHECKPOINT_MAGIC_V2: &[u8; 8] = b"RILLCKP2";
 /// The first format, whose records were all command batches.
@@ -135,6 +137,15 @@ pub fn read_checkpoint_with(
                         })?;
                     }
                     k if k == RecordKind::Ops as u8 => {
+                        let payload = match record::split_ops(&payload) {
+                            Some((record::NO_POS, ops)) => ops,
+                            _ => {
+                                return Err(corrupt(
+                                    off,
+                                    "ops record without the checkpoint's position mark",
+                                ))
+                            }
+                        };
                         sink(Replay::Ops { payload, pos: None }, len as u64).map_err(
                             |e| match e {
                                 StorageError::Malformed(reason) => corrupt(off, &reason),
@@ -251,7 +262,9 @@ impl CheckpointWriter {
 
     /// Adds one record of typed ops (applied atomically on recovery), written by `fill`.
     pub fn add_ops(&mut self, fill: impl FnOnce(&mut BytesMut)) {
-        record::encode_record_with(RecordKind::Ops, &mut self.buf, fill);
+        let start = record::begin_ops(&mut self.buf);
+        fill(&mut self.buf);
+        record::finish_ops(&mut self.buf[start..], record::NO_POS);
         self.maybe_flush();
     }
 

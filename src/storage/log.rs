@@ -31,8 +31,8 @@ use tokio::sync::watch;
 
 use super::lock;
 use super::record::{
-    encode_batch, encode_record_with, encode_seal, LoggedCommand, RecordKind, HEADER_LEN,
-    MAX_PAYLOAD, SEAL_LEN,
+    begin_ops, encode_batch, encode_seal, finish_ops, LoggedCommand, HEADER_LEN, MAX_PAYLOAD,
+    SEAL_LEN,
 };
 use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN};
 use super::StorageError;
@@ -328,15 +328,17 @@ impl Log {
         let mut q = self.inner.queue.lock();
         let start = q.buf.len();
         encode_batch(commands, &mut q.buf);
-        self.queued(q, start)
+        self.queued_with(q, start, |_, _| {})
     }
 
     /// Accounts for the record just encoded at `start` of the queue: checks its size,
     /// places it in a segment, gives it an LSN.
-    fn queued(
+    /// `finish` completes the record's bytes once its position is known.
+    fn queued_with(
         &self,
         mut q: parking_lot::MutexGuard<'_, Queue>,
         start: usize,
+        finish: impl FnOnce(&mut [u8], RecordPos),
     ) -> Result<(u64, RecordPos), StorageError> {
         let len = (q.buf.len() - start) as u64;
         if len - HEADER_LEN as u64 > MAX_PAYLOAD as u64 {
@@ -365,6 +367,7 @@ impl Log {
             segment: q.seg,
             offset: q.seg_len,
         };
+        finish(&mut q.buf[start..], pos);
         q.seg_len += len;
         q.last_lsn += 1;
         let lsn = q.last_lsn;
@@ -376,8 +379,8 @@ impl Log {
     }
 
     /// Queues a record of typed ops that `fill` encodes straight into the queue; returns
-    /// its LSN, where the record will be in the log, the offset of its payload from the
-    /// record's start, and what `fill` returned. Refused once the log is poisoned.
+    /// its LSN, where the record will be in the log (its ops start [`OPS_AT`] bytes in), and
+    /// what `fill` returned. Refused once the log is poisoned.
     pub fn append_ops<R>(
         &self,
         fill: impl FnOnce(&mut BytesMut) -> R,
@@ -386,9 +389,11 @@ impl Log {
             return Err(self.poison_error());
         }
         let mut q = self.inner.queue.lock();
-        let start = q.buf.len();
-        let (r, _) = encode_record_with(RecordKind::Ops, &mut q.buf, fill);
-        let (lsn, pos) = self.queued(q, start)?;
+        let start = begin_ops(&mut q.buf);
+        let r = fill(&mut q.buf);
+        let (lsn, pos) = self.queued_with(q, start, |rec, pos| {
+            finish_ops(rec, pack_pos(pos.segment, pos.offset));
+        })?;
         Ok((lsn, pos, r))
     }
 
@@ -802,6 +807,46 @@ mod tests {
 
     /// Writes records until the log has rolled into segment 2 and segment 2 holds records;
     /// returns how many batches were appended.
+    /// A valid segment copied to another place (as the next segment, its header's number
+    /// fixed) holds valid records at the wrong position: damage naming where they were
+    /// written, not a log that goes on.
+    #[tokio::test]
+    async fn ops_records_found_at_the_wrong_position_are_damage() {
+        let dir = tmp("moved");
+        let (log, _) = Log::open(&dir, opts()).unwrap();
+        let mut n = 0u8;
+        while recovery::list_segments(&dir).unwrap().len() < 2
+            || std::fs::metadata(segment_path(&dir, 2)).unwrap().len() <= SEGMENT_HEADER_LEN as u64
+        {
+            let (lsn, _, ()) = log
+                .append_ops(|out| out.extend_from_slice(&[n; 40]))
+                .unwrap();
+            log.wait_durable(lsn).await.unwrap();
+            n = n.wrapping_add(1);
+        }
+        log.close();
+        drop(log);
+        let rec = recovery::read_log(&dir).unwrap();
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        assert_eq!(rec.ops.len(), usize::from(n));
+        assert_eq!(&rec.ops[1][..], &[1u8; 40][..]);
+        // Sealed segment 1 copied over segment 2, its header naming 2: every check on the
+        // bytes alone passes.
+        let mut copy = std::fs::read(segment_path(&dir, 1)).unwrap();
+        copy[8..16].copy_from_slice(&2u64.to_le_bytes());
+        std::fs::write(segment_path(&dir, 2), &copy).unwrap();
+        let rec = recovery::read_log(&dir).unwrap();
+        let damage = rec.damage.expect("damage");
+        assert!(!damage.torn_tail, "{damage:?}");
+        assert!(
+            damage.reason.contains("written for segment 1 offset 16"),
+            "{}",
+            damage.reason
+        );
+        assert!(Log::open(&dir, opts()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     async fn two_segments(dir: &Path) -> usize {
         let (log, _) = Log::open(dir, opts()).unwrap();
         let mut n = 0;

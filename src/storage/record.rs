@@ -27,11 +27,15 @@
 //! record of every segment but the newest since format 2 (`RILLLOG2`), written
 //! after the next segment exists durably, so a missing newest segment is seen.
 //!
-//! Kind 5, `Ops` (segments since format 3, `RILLLOG3`, and checkpoints since
-//! `RILLCKP3`): typed state changes, encoded and applied by the engine
-//! (`engine::op`, whose docs give the layout). Storage frames them (length,
-//! checksum, kind) and knows nothing of their content. Kind 1 is no longer written;
-//! it is still read from older data directories (`commands::format1`).
+//! Kind 5, `Ops` (segments since format 3, `RILLSEG3`, and checkpoints since
+//! `RILLSNP3`): `u64 position | ops`. The position is where the record was written,
+//! `segment << 40 | offset` of its first byte (`u64::MAX` in a checkpoint), covered by
+//! the checksum: a valid record found anywhere else (a copied or renamed file, a block
+//! written at the wrong place) is damage, which no checksum over the bytes alone can
+//! see. The ops are typed state changes, encoded and applied by the engine
+//! (`engine::op`, whose docs give the layout); storage frames them and knows nothing
+//! of their content. Kind 1 is no longer written; it is still read from older data
+//! directories (`persist::format1`).
 //!
 //! What recovery tells apart at the end of the newest segment (see `recovery.rs`):
 //! a torn write (a record cut short, or a zero-filled hole a power cut left) is
@@ -73,6 +77,42 @@ pub enum RecordKind {
     Ops = 5,
 }
 
+/// Bytes of the position that starts an `Ops` record's payload.
+pub const POS_LEN: usize = 8;
+
+/// Offset of an `Ops` record's ops from the record's first byte.
+pub const OPS_AT: u64 = (HEADER_LEN + POS_LEN) as u64;
+
+/// The position an `Ops` record in a checkpoint carries (it is in no segment).
+pub const NO_POS: u64 = u64::MAX;
+
+/// Starts an `Ops` record at the end of `out`: header and position left to
+/// [`finish_ops`]. Returns the record's start.
+pub fn begin_ops(out: &mut BytesMut) -> usize {
+    let start = out.len();
+    out.put_u32_le(0);
+    out.put_u32_le(0);
+    out.put_u8(RecordKind::Ops as u8);
+    out.put_u64_le(0);
+    start
+}
+
+/// Completes the `Ops` record `rec` (all of its bytes, from its header on) once where it
+/// goes is known: its position, length and checksum.
+pub fn finish_ops(rec: &mut [u8], pos: u64) {
+    rec[HEADER_LEN..HEADER_LEN + POS_LEN].copy_from_slice(&pos.to_le_bytes());
+    let payload_len = (rec.len() - HEADER_LEN) as u32;
+    let crc = crc32c::crc32c(&rec[8..]);
+    rec[..4].copy_from_slice(&payload_len.to_le_bytes());
+    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Splits an `Ops` record's payload into its position and its ops.
+pub fn split_ops(payload: &Bytes) -> Option<(u64, Bytes)> {
+    let pos = u64::from_le_bytes(payload.get(..POS_LEN)?.try_into().ok()?);
+    Some((pos, payload.slice(POS_LEN..)))
+}
+
 /// Whether a record of `kind` carries state to replay (a batch or ops): what recovery's
 /// damage checks look for after a bad record.
 pub fn carries_state(kind: u8) -> bool {
@@ -103,26 +143,6 @@ pub fn encode_record(kind: RecordKind, payload: &[u8], out: &mut BytesMut) {
     out.put_u32_le(crc);
     out.put_u8(kind as u8);
     out.put_slice(payload);
-}
-
-/// Appends a record of `kind` whose payload `fill` writes straight into `out` (no
-/// intermediate copy of large entries); returns what `fill` returned and the payload's
-/// offset in `out`.
-pub fn encode_record_with<R>(
-    kind: RecordKind,
-    out: &mut BytesMut,
-    fill: impl FnOnce(&mut BytesMut) -> R,
-) -> (R, usize) {
-    let start = out.len();
-    out.put_u32_le(0);
-    out.put_u32_le(0);
-    out.put_u8(kind as u8);
-    let r = fill(out);
-    let payload_len = (out.len() - start - HEADER_LEN) as u32;
-    let crc = crc32c::crc32c(&out[start + 8..]);
-    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    (r, start + HEADER_LEN)
 }
 
 /// Where the arguments `from..` of each selected command start inside a batch

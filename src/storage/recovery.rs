@@ -30,8 +30,9 @@ use super::StorageError;
 
 /// First bytes of every segment file written now: format 3, whose records are typed ops
 /// (`Ops`), and where, as in format 2, every segment but the newest ends in a seal record
-/// naming the next.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"RILLLOG3";
+/// naming the next. Not `RILLLOG3`: that is one flipped bit from `RILLLOG1`, whose weaker
+/// rules (no seals) a damaged header would then get; this magic is 8 bits from either.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"RILLSEG3";
 /// First bytes of a format-2 segment (command batches, sealed); still read. The log never
 /// appends to one: opening a directory whose newest segment is older starts a new one.
 pub const SEGMENT_MAGIC_V2: &[u8; 8] = b"RILLLOG2";
@@ -105,8 +106,10 @@ pub struct Recovered {
     pub checkpoint: Option<(PathBuf, u64)>,
     /// Files superseded by the checkpoint (left over by a crash during clean-up).
     pub obsolete: Vec<PathBuf>,
-    /// The batches, in log order.
+    /// The batches (format 1), in log order.
     pub batches: Vec<Vec<LoggedCommand>>,
+    /// The payloads of the typed-op records, in log order.
+    pub ops: Vec<Bytes>,
     /// The segments after the checkpoint, in order, with their valid lengths.
     pub segments: Vec<SegmentFile>,
     /// Segments before the checkpoint kept because live entries' payloads are there.
@@ -155,13 +158,17 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 /// [`remove_obsolete`].
 pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
     let mut batches = Vec::new();
+    let mut ops = Vec::new();
     let mut rec = read_log_with(dir, &mut |r, _| {
-        if let Replay::Batch { commands, .. } = r {
-            batches.push(commands);
+        match r {
+            Replay::Batch { commands, .. } => batches.push(commands),
+            Replay::Ops { payload, .. } => ops.push(payload),
+            Replay::State(_) => {}
         }
         Ok(())
     })?;
     rec.batches = batches;
+    rec.ops = ops;
     Ok(rec)
 }
 
@@ -478,6 +485,22 @@ fn read_segment(
             offset: off as u64,
         };
         if kind == record::RecordKind::Ops as u8 {
+            let here = super::log::pack_pos(number, off as u64);
+            let payload = match record::split_ops(&payload) {
+                Some((pos, ops)) if pos == here => ops,
+                found => {
+                    let reason = match found {
+                        Some((pos, _)) => {
+                            let (s, o) = super::log::unpack_pos(pos);
+                            format!("a valid record written for segment {s} offset {o} (a copied or moved file?)")
+                        }
+                        None => "ops record too short for its position".to_string(),
+                    };
+                    push(rec, off);
+                    set_damage(rec, path, off as u64, reason, false, later);
+                    return Ok(End::Damaged);
+                }
+            };
             sink(
                 Replay::Ops {
                     payload,
@@ -666,7 +689,7 @@ fn valid_record_after(data: &[u8], from: usize) -> Option<usize> {
                     record::batch_well_formed(&data[p + HEADER_LEN..p + HEADER_LEN + n])
                 }
                 // Storage does not know the ops' layout: the checksum decides.
-                k if k == record::RecordKind::Ops as u8 => n > 0,
+                k if k == record::RecordKind::Ops as u8 => n >= record::POS_LEN,
                 _ => false,
             };
         if shaped {
