@@ -394,7 +394,7 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
     // Every database a record can name (its `db` is 16 bits): the check does not know
     // the server's `databases`.
     config.databases = u32::from(u16::MAX) + 1;
-    let shared = crate::server::Shared::new(config, None);
+    let shared = crate::core::Shared::new(config, None);
     shared.attach_segments(dir);
     let mut record = 0u64;
     let mut found: Option<Unreplayable> = None;

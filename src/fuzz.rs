@@ -14,9 +14,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::commands::{self, Exec, Session};
 use crate::config::{self, Config};
+use crate::core::Shared;
 use crate::engine::op::{self, LoggedOp, Op};
 use crate::protocol::RequestDecoder;
-use crate::server::Shared;
 use crate::storage::log::{FsyncPolicy, Log, LogOptions, RecordPos};
 use crate::storage::record::{LoggedCommand, OPS_AT};
 use crate::storage::{checkpoint, recovery};

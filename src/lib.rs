@@ -9,6 +9,7 @@
 pub mod check;
 pub mod commands;
 pub mod config;
+pub mod core;
 pub mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;

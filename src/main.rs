@@ -22,7 +22,8 @@ fn tune_allocator() {
 }
 
 use rill::config::{parse_cli, AppendFsync, Config};
-use rill::server::{self, Shared};
+use rill::core::Shared;
+use rill::server;
 use rill::storage::{FsyncPolicy, LogOptions};
 
 fn usage() {
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
     }
     // Before anything opens files: descriptors for maxclients and for the log.
     let mut config = config;
-    if let Err(msg) = server::fdlimit::adjust_at_startup(&mut config) {
+    if let Err(msg) = rill::core::fdlimit::adjust_at_startup(&mut config) {
         tracing::error!("{}", msg);
         return ExitCode::FAILURE;
     }

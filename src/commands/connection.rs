@@ -9,8 +9,8 @@ use super::error::CommandError;
 use super::session::Session;
 use super::table::{CommandSpec, Handler};
 use super::{Ctx, Outcome};
+use crate::core::Shared;
 use crate::protocol::Reply;
-use crate::server::Shared;
 
 /// The Redis version Rill reports: the stream semantics it reproduces.
 pub const REDIS_VERSION: &str = "7.4.1";
@@ -339,7 +339,7 @@ fn client_setinfo(s: &mut Session, _sh: &Shared, a: &mut Args) -> R {
     Ok(Reply::Ok.into())
 }
 
-fn client_line(ctx: &Ctx<'_>, info: &crate::server::clients::ClientInfo) -> String {
+fn client_line(ctx: &Ctx<'_>, info: &crate::core::clients::ClientInfo) -> String {
     let blocked = ctx.blocking.as_ref().is_some_and(|b| b.is_blocked(info.id));
     info.describe(blocked)
 }

@@ -3,14 +3,11 @@
 //! one file per command family with `parse` then `apply`.
 
 pub mod args;
-pub mod blocking;
 pub mod connection;
 pub mod debug;
-pub mod error;
 pub mod glob;
 pub mod groups;
 pub mod keys;
-pub mod propagate;
 pub mod server;
 pub mod session;
 pub mod streams;
@@ -24,128 +21,15 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 pub use args::Args;
-pub use error::CommandError;
+// The execution core's pieces every handler uses, under the names they have always had here.
+pub use crate::core::error::{self, CommandError};
+pub use crate::core::{blocking, commit, now_ms, propagate, Blocked, BlockedRead, Ctx, Outcome};
 pub use session::Session;
 pub use table::{CommandSpec, Handler};
 
-use crate::engine::keyspace::{Keyspace, Value};
-use crate::engine::op::{self, Applied, Op};
-use crate::engine::stream::Stream;
+use crate::core::{Shared, State};
 use crate::protocol::Reply;
-use crate::server::{Shared, State};
 use crate::storage::record;
-
-/// What a data command sees while it runs: the locked keyspace and who is asking.
-pub struct Ctx<'a> {
-    /// All databases; locked for the whole command.
-    pub ks: &'a mut Keyspace,
-    /// Server-wide state: configuration, clients, statistics.
-    pub shared: &'a Shared,
-    /// The selected database.
-    pub db: usize,
-    /// The client's protocol version (2 or 3), for replies whose shape differs.
-    pub proto: u8,
-    /// The client's id.
-    pub client_id: u64,
-    /// The command's time, in Unix milliseconds (one clock reading per command, as Redis).
-    pub now_ms: u64,
-    /// True inside EXEC: blocking reads answer as a timeout instead of blocking.
-    pub in_multi: bool,
-    /// Blocked clients (CLIENT UNBLOCK, INFO); `None` while serving blocked clients.
-    pub blocking: Option<&'a mut blocking::BlockingTable>,
-    /// Ops queued for the log in this critical section.
-    pub props: &'a mut propagate::Propagation,
-}
-
-impl Ctx<'_> {
-    /// The stream under `key`, `None` when the key does not exist, WRONGTYPE for another type.
-    pub fn stream(&mut self, key: &[u8]) -> Result<Option<&Stream>, CommandError> {
-        match self.ks.get(self.db, key, self.now_ms) {
-            None => Ok(None),
-            Some(Value::Stream(s)) => Ok(Some(s)),
-            Some(_) => Err(CommandError::WrongType),
-        }
-    }
-
-    /// Applies a state change and queues it for the log: the only way a command changes
-    /// data (see `engine::op`). Fails only on a bug (the command checks what a client can
-    /// get wrong first), and then nothing changed and nothing is logged.
-    pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
-        let limits = self.shared.node_limits();
-        let applied = self
-            .ks
-            .apply(self.db, &mut op, limits)
-            .map_err(|e| match e {
-                // Checks the engine makes itself (XSETID's), with Redis's text.
-                op::ApplyError::Stream(e) => CommandError::from(e),
-                e => CommandError::Internal(e.to_string()),
-            })?;
-        self.props.push(self.db, op);
-        Ok(applied)
-    }
-
-    /// The payload store, to read entries' fields (a cheap handle: it is shared).
-    pub fn store(&self) -> std::sync::Arc<crate::engine::payload::PayloadStore> {
-        self.ks.payloads.clone()
-    }
-
-    /// `stream-node-max-entries` and `stream-node-max-bytes`, as currently configured.
-    pub fn stream_node_limits(&self) -> (usize, usize) {
-        self.shared.stream_node_limits()
-    }
-
-    /// Records that `key` changed: WATCHers' transactions will fail.
-    pub fn signal_modified(&mut self, key: &[u8]) {
-        self.ks.signal_modified(self.db, key);
-    }
-
-    /// Records that `key` may satisfy blocked readers; they are served after this command.
-    pub fn signal_ready(&mut self, key: &[u8]) {
-        self.ks.signal_ready(self.db, key);
-    }
-
-    /// True while the log is being replayed at start-up (handlers must not depend on it,
-    /// but may skip work that only matters to live clients).
-    pub fn replaying(&self) -> bool {
-        self.props.replaying
-    }
-}
-
-/// How a blocked read is retried when one of its keys becomes ready.
-pub trait BlockedRead: Send {
-    /// Called under the keyspace lock, in FIFO order of blocking, each time one of
-    /// the keys is signalled ready. `Ok(None)` keeps the client blocked.
-    fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError>;
-
-    /// The reply when the deadline passes (or CLIENT UNBLOCK without ERROR).
-    fn on_timeout(&self) -> Reply {
-        Reply::NilArray
-    }
-}
-
-/// A read that found nothing and wants to wait.
-pub struct Blocked {
-    /// Keys whose changes may satisfy the read.
-    pub keys: Vec<Bytes>,
-    /// Absolute deadline; `None` waits forever (BLOCK 0).
-    pub deadline: Option<Instant>,
-    /// How to retry.
-    pub retry: Box<dyn BlockedRead>,
-}
-
-/// What a command handler produced.
-pub enum Outcome {
-    /// A reply to send now.
-    Reply(Reply),
-    /// Nothing yet: block the client.
-    Block(Blocked),
-}
-
-impl From<Reply> for Outcome {
-    fn from(r: Reply) -> Self {
-        Outcome::Reply(r)
-    }
-}
 
 /// The result of executing one request on a connection.
 pub enum Exec {
@@ -160,14 +44,6 @@ pub enum Exec {
         /// When to give up.
         deadline: Option<Instant>,
     },
-}
-
-/// Current Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// What a write command's logged form may take beyond its own arguments (an XADD `*`
@@ -347,31 +223,6 @@ pub(crate) fn run_data(
         );
     }
     out
-}
-
-/// Appends what the critical section queued for the log as one record (so it is
-/// applied entirely or not at all on recovery) and returns the LSN every reply
-/// that observed this state must wait for.
-pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
-    let Some(log) = shared.log.get() else {
-        state.props.ops.clear();
-        return Ok(0);
-    };
-    if !state.props.ops.is_empty() {
-        let ops = std::mem::take(&mut state.props.ops);
-        let (_, pos, spans) = log.append_ops(|out| op::encode(&ops, out))?;
-        // New entries now point at their payloads in the record; what stays resident
-        // belonged to entries removed in the same critical section.
-        let payload_at = crate::storage::log::RecordPos {
-            segment: pos.segment,
-            offset: pos.offset + record::OPS_AT,
-        };
-        state
-            .ks
-            .locate_payloads(&ops, &spans, (payload_at.segment, payload_at.offset));
-        state.ks.payloads.evict();
-    }
-    Ok(log.appended_lsn())
 }
 
 /// Registers a blocked client. The handler ran under the lock and released it, so

@@ -12,8 +12,8 @@ use super::session::Session;
 use super::table::docs::{self, Arg, BeginSearch, FindKeys, KeySpec};
 use super::table::{self, CommandSpec, Handler};
 use super::{Ctx, Outcome};
+use crate::core::Shared;
 use crate::protocol::Reply;
-use crate::server::Shared;
 
 type R = Result<Outcome, CommandError>;
 
@@ -368,9 +368,9 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
             .map_err(|e| CommandError::Raw(e.to_string()))?;
         if updated.maxclients > config.maxclients {
             // More clients need more descriptors: raise the limit or refuse, as Redis does.
-            let reserve = crate::server::fdlimit::reserved_fds(&updated);
+            let reserve = crate::core::fdlimit::reserved_fds(&updated);
             if let Some(reason) =
-                crate::server::fdlimit::check_maxclients(updated.maxclients, reserve)
+                crate::core::fdlimit::check_maxclients(updated.maxclients, reserve)
             {
                 return Err(CommandError::Raw(
                     crate::config::ConfigError::SetFailed {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::args::Args;
 use super::table::CommandSpec;
-use crate::server::clients::ClientInfo;
+use crate::core::clients::ClientInfo;
 
 /// The state of one connection, owned by its task.
 pub struct Session {

@@ -11,7 +11,7 @@ pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
 use super::{connection, debug, keys, server, transactions, Ctx, Outcome};
-use crate::server::Shared;
+use crate::core::Shared;
 
 /// A handler that runs against the locked keyspace.
 pub type DataFn = fn(&mut Ctx<'_>, &mut Args) -> Result<Outcome, CommandError>;

@@ -10,8 +10,8 @@ use super::error::CommandError;
 use super::session::Session;
 use super::table::Handler;
 use super::{blocking, error_reply, now_ms, run_data, Outcome};
+use crate::core::{Shared, State};
 use crate::protocol::Reply;
-use crate::server::{Shared, State};
 
 type R = Result<Outcome, CommandError>;
 

@@ -17,12 +17,12 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::replay::state_tag;
+use crate::core::Shared;
 use crate::engine::codec::Put;
 use crate::engine::id::StreamId;
 use crate::engine::keyspace::Value;
 use crate::engine::op::{LoggedOp, Op};
 use crate::engine::stream::Stream;
-use crate::server::Shared;
 use crate::storage::checkpoint::CheckpointWriter;
 use crate::storage::log::unpack_pos;
 use crate::storage::StorageError;
@@ -283,8 +283,8 @@ pub fn compact(
             );
             moved += 1;
         }
-        crate::commands::commit(shared, state).map_err(|e| match e {
-            crate::commands::error::CommandError::Storage(e) => e,
+        crate::core::commit(shared, state).map_err(|e| match e {
+            crate::core::CommandError::Storage(e) => e,
             other => StorageError::Poisoned(other.to_string()),
         })?;
     }

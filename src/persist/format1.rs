@@ -10,10 +10,10 @@
 
 use crate::commands::args::Args;
 use crate::commands::table::{self, CommandSpec, Handler};
-use crate::commands::{Ctx, Outcome};
+use crate::core::Shared;
+use crate::core::{Ctx, Outcome};
 use crate::engine::id::StreamId;
 use crate::engine::keyspace::Keyspace;
-use crate::server::Shared;
 use crate::storage::log::{pack_pos, RecordPos};
 use crate::storage::record::arg_spans;
 use crate::storage::LoggedCommand;
@@ -105,7 +105,7 @@ pub fn replay_batch(
             errors.push(format!("{name}: not a data command"));
             continue;
         };
-        let now = crate::commands::now_ms();
+        let now = crate::core::now_ms();
         let mut ctx = Ctx {
             ks: &mut state.ks,
             shared,

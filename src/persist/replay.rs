@@ -8,9 +8,9 @@
 
 use bytes::Bytes;
 
+use crate::core::Shared;
 use crate::engine::codec::Reader;
 use crate::engine::op::{self, LoggedOp};
-use crate::server::Shared;
 use crate::storage::log::{Log, LogOptions, RecordPos};
 use crate::storage::recovery::Replay;
 

@@ -10,9 +10,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::clients::ClientInfo;
-use super::Shared;
 use crate::commands::{self, Exec, Session};
+use crate::core::clients::ClientInfo;
+use crate::core::Shared;
 use crate::protocol::{Reply, RequestDecoder};
 
 /// Replies are flushed once this much is buffered even mid-batch, so a long
@@ -25,200 +25,191 @@ enum End {
     Close,
 }
 
-/// Serves one client until it disconnects or is told to close.
-pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, info: Arc<ClientInfo>) {
-    let authenticated = !shared.requires_auth();
-    let mut session = Session::new(info.clone(), authenticated);
-    let mut decoder = RequestDecoder::new(shared.config.read().proto_max_bulk_len);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let _ = run(
-        &shared,
-        &mut socket,
-        &mut session,
-        &mut decoder,
-        &mut rbuf,
-        &mut wbuf,
-    )
-    .await;
-    cleanup(&shared, &session);
+/// One client's connection, as mini-redis's `Connection`: its socket, read and write
+/// buffers, the request decoder and the client's state (`Session`), and what the reply
+/// path remembers across batches. The protocol knows no streams and the commands know no
+/// sockets; this is where they meet.
+struct Connection {
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    session: Session,
+    decoder: RequestDecoder,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Byte ranges in `wbuf` of replies that acknowledge logged writes.
+    acks: Vec<(usize, usize)>,
+    timers: ClientTimers,
 }
 
-async fn run(
-    shared: &Shared,
-    socket: &mut TcpStream,
-    session: &mut Session,
-    decoder: &mut RequestDecoder,
-    rbuf: &mut BytesMut,
-    wbuf: &mut BytesMut,
-) -> Result<(), End> {
-    // Byte ranges in `wbuf` of replies that acknowledge logged writes.
-    let mut acks: Vec<(usize, usize)> = Vec::new();
-    let mut timers = ClientTimers::new();
-    loop {
+/// Serves one client until it disconnects or is told to close.
+pub async fn serve(shared: Arc<Shared>, socket: TcpStream, info: Arc<ClientInfo>) {
+    let mut conn = Connection::new(shared, socket, info);
+    let _ = conn.run().await;
+    cleanup(&conn.shared, &conn.session);
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, socket: TcpStream, info: Arc<ClientInfo>) -> Connection {
+        let authenticated = !shared.requires_auth();
+        let decoder = RequestDecoder::new(shared.config.read().proto_max_bulk_len);
+        Connection {
+            session: Session::new(info, authenticated),
+            decoder,
+            socket,
+            shared,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            acks: Vec::new(),
+            timers: ClientTimers::new(),
+        }
+    }
+
+    /// Read, then execute every whole request the read completed, then write their
+    /// replies once they are durable: one write (and one wait) per batch of pipelined
+    /// requests, not one per reply.
+    async fn run(&mut self) -> Result<(), End> {
+        loop {
+            self.read().await?;
+            while let Some(argv) = self.next_request().await? {
+                self.execute(argv).await?;
+            }
+            self.flush_durable(FlushMode::Drain).await?;
+        }
+    }
+
+    /// Waits for bytes (or a kill, or the idle timeout) and appends them to `rbuf`.
+    async fn read(&mut self) -> Result<(), End> {
         let (idle_timeout, qbuf_limit, max_bulk) = {
-            let cfg = shared.config.read();
+            let cfg = self.shared.config.read();
             (
                 cfg.timeout as u64,
                 cfg.client_query_buffer_limit,
                 cfg.proto_max_bulk_len,
             )
         };
-        decoder.set_max_bulk_len(max_bulk);
-        let requires_auth = shared.requires_auth();
-        if session.info.killed.load(Ordering::SeqCst) {
+        self.decoder.set_max_bulk_len(max_bulk);
+        if self.session.info.killed.load(Ordering::SeqCst) {
             return Err(End::Close);
         }
         let n = tokio::select! {
-            r = socket.read_buf(rbuf) => r.map_err(|_| End::Close)?,
-            _ = session.info.kill_notify.notified() => return Err(End::Close),
-            _ = until(timers.idle_deadline(idle_timeout)) => {
-                tracing::debug!("Closing idle client id={}", session.id);
+            r = self.socket.read_buf(&mut self.rbuf) => r.map_err(|_| End::Close)?,
+            _ = self.session.info.kill_notify.notified() => return Err(End::Close),
+            _ = until(self.timers.idle_deadline(idle_timeout)) => {
+                tracing::debug!("Closing idle client id={}", self.session.id);
                 return Err(End::Close);
             }
         };
         if n == 0 {
             return Err(End::Close);
         }
-        timers.interacted();
-        shared
+        self.timers.interacted();
+        self.shared
             .stats
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
-        check_query_buffer(session, rbuf, qbuf_limit)?;
+        check_query_buffer(&self.session, &self.rbuf, qbuf_limit)
+    }
 
-        loop {
-            // Redis's `authRequired`: until this client authenticates, its requests are
-            // held to small header limits, so it cannot make us buffer large bulks.
-            decoder.set_unauthenticated(requires_auth && !session.authenticated);
-            let argv = match decoder.decode(rbuf) {
-                Ok(Some(argv)) => argv,
-                Ok(None) => break,
-                Err(e) => {
-                    // Redis answers a protocol error and closes the connection.
-                    shared.stats.record_error(&e.to_string());
-                    Reply::error(e.to_string()).encode(session.proto, wbuf);
-                    let _ = flush_durable(
-                        shared,
-                        socket,
-                        session,
-                        wbuf,
-                        &mut acks,
-                        &mut timers,
-                        FlushMode::Drain,
-                    )
-                    .await;
-                    return Err(End::Close);
+    /// The next whole request in `rbuf`, if any. A protocol error is answered and closes
+    /// the connection, as in Redis.
+    async fn next_request(&mut self) -> Result<Option<Vec<bytes::Bytes>>, End> {
+        // Redis's `authRequired`: until this client authenticates, its requests are held
+        // to small header limits, so it cannot make us buffer large bulks.
+        let requires_auth = self.shared.requires_auth();
+        self.decoder
+            .set_unauthenticated(requires_auth && !self.session.authenticated);
+        match self.decoder.decode(&mut self.rbuf) {
+            Ok(argv) => Ok(argv),
+            Err(e) => {
+                self.shared.stats.record_error(&e.to_string());
+                Reply::error(e.to_string()).encode(self.session.proto, &mut self.wbuf);
+                let _ = self.flush_durable(FlushMode::Drain).await;
+                Err(End::Close)
+            }
+        }
+    }
+
+    /// Executes one request and buffers its reply (waiting first if it blocks).
+    async fn execute(&mut self, argv: Vec<bytes::Bytes>) -> Result<(), End> {
+        let start = self.wbuf.len();
+        match commands::execute(&mut self.session, &self.shared, argv) {
+            Exec::Reply(r) => {
+                if !self.session.suppress_reply {
+                    r.encode(self.session.proto, &mut self.wbuf);
                 }
-            };
-            let start = wbuf.len();
-            match commands::execute(session, shared, argv) {
-                Exec::Reply(r) => {
-                    if !session.suppress_reply {
-                        r.encode(session.proto, wbuf);
-                    }
-                }
-                Exec::Blocked {
+            }
+            Exec::Blocked {
+                waiter,
+                rx,
+                deadline,
+            } => {
+                self.flush_durable(FlushMode::Drain).await?;
+                let reply = wait_blocked(
+                    &self.shared,
+                    &mut self.socket,
+                    &self.session,
+                    &mut self.rbuf,
                     waiter,
                     rx,
                     deadline,
-                } => {
-                    flush_durable(
-                        shared,
-                        socket,
-                        session,
-                        wbuf,
-                        &mut acks,
-                        &mut timers,
-                        FlushMode::Drain,
-                    )
-                    .await?;
-                    let reply =
-                        wait_blocked(shared, socket, session, rbuf, waiter, rx, deadline).await?;
-                    // Redis does not time out a blocked client: its idle time counts
-                    // from the end of the block.
-                    timers.interacted();
-                    // The writer that served us may have logged the delivery; the
-                    // reply waits for everything logged up to now.
-                    if let Some(log) = shared.log.get() {
-                        session.lsn = session.lsn.max(log.appended_lsn());
-                    }
-                    reply.encode(session.proto, wbuf);
-                }
-            }
-            if std::mem::take(&mut session.logged) {
-                acks.push((start, wbuf.len()));
-            }
-            if session.close_after_reply {
-                let _ = flush_durable(
-                    shared,
-                    socket,
-                    session,
-                    wbuf,
-                    &mut acks,
-                    &mut timers,
-                    FlushMode::Drain,
-                )
-                .await;
-                return Err(End::Close);
-            }
-            if wbuf.len() >= FLUSH_THRESHOLD {
-                flush_durable(
-                    shared,
-                    socket,
-                    session,
-                    wbuf,
-                    &mut acks,
-                    &mut timers,
-                    FlushMode::NoWait,
                 )
                 .await?;
-            }
-        }
-        flush_durable(
-            shared,
-            socket,
-            session,
-            wbuf,
-            &mut acks,
-            &mut timers,
-            FlushMode::Drain,
-        )
-        .await?;
-    }
-}
-
-/// Waits until every record the buffered replies depend on is durable, then
-/// writes them. If the log was poisoned meanwhile, the replies that acknowledge
-/// writes are replaced by the error: nothing is acknowledged that is not on disk.
-async fn flush_durable(
-    shared: &Shared,
-    socket: &mut TcpStream,
-    session: &Session,
-    wbuf: &mut BytesMut,
-    acks: &mut Vec<(usize, usize)>,
-    timers: &mut ClientTimers,
-    mode: FlushMode,
-) -> Result<(), End> {
-    if let Some(log) = shared.log.get() {
-        if let Err(e) = log.wait_durable(session.lsn).await {
-            if !acks.is_empty() {
-                let err = Reply::error(commands::CommandError::from(e).to_string())
-                    .to_bytes(session.proto);
-                let mut out = BytesMut::with_capacity(wbuf.len());
-                let mut pos = 0;
-                for &(s, e) in acks.iter() {
-                    out.extend_from_slice(&wbuf[pos..s]);
-                    out.extend_from_slice(&err);
-                    pos = e;
+                // Redis does not time out a blocked client: its idle time counts from
+                // the end of the block.
+                self.timers.interacted();
+                // The writer that served us may have logged the delivery; the reply
+                // waits for everything logged up to now.
+                if let Some(log) = self.shared.log.get() {
+                    self.session.lsn = self.session.lsn.max(log.appended_lsn());
                 }
-                out.extend_from_slice(&wbuf[pos..]);
-                *wbuf = out;
+                reply.encode(self.session.proto, &mut self.wbuf);
             }
         }
+        if std::mem::take(&mut self.session.logged) {
+            self.acks.push((start, self.wbuf.len()));
+        }
+        if self.session.close_after_reply {
+            let _ = self.flush_durable(FlushMode::Drain).await;
+            return Err(End::Close);
+        }
+        if self.wbuf.len() >= FLUSH_THRESHOLD {
+            self.flush_durable(FlushMode::NoWait).await?;
+        }
+        Ok(())
     }
-    acks.clear();
-    flush(shared, socket, session, wbuf, timers, mode).await
+
+    /// Waits until every record the buffered replies depend on is durable, then writes
+    /// them. If the log was poisoned meanwhile, the replies that acknowledge writes are
+    /// replaced by the error: nothing is acknowledged that is not on disk.
+    async fn flush_durable(&mut self, mode: FlushMode) -> Result<(), End> {
+        if let Some(log) = self.shared.log.get() {
+            if let Err(e) = log.wait_durable(self.session.lsn).await {
+                if !self.acks.is_empty() {
+                    let err = Reply::error(crate::core::CommandError::from(e).to_string())
+                        .to_bytes(self.session.proto);
+                    let mut out = BytesMut::with_capacity(self.wbuf.len());
+                    let mut pos = 0;
+                    for &(s, e) in self.acks.iter() {
+                        out.extend_from_slice(&self.wbuf[pos..s]);
+                        out.extend_from_slice(&err);
+                        pos = e;
+                    }
+                    out.extend_from_slice(&self.wbuf[pos..]);
+                    self.wbuf = out;
+                }
+            }
+        }
+        self.acks.clear();
+        flush(
+            &self.shared,
+            &mut self.socket,
+            &self.session,
+            &mut self.wbuf,
+            &mut self.timers,
+            mode,
+        )
+        .await
+    }
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

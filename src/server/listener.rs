@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use super::{connection, Shared};
+use super::connection;
+use crate::core::Shared;
 
 /// The text Redis 7 sends to a non-loopback client when protected mode is on and
 /// no password is set, before closing the connection.
@@ -196,21 +197,21 @@ async fn expire_loop(shared: Arc<Shared>) {
         }
         let started = std::time::Instant::now();
         loop {
-            let now = crate::commands::now_ms();
+            let now = crate::core::now_ms();
             let more = {
                 let mut guard = shared.state.lock();
                 let state = &mut *guard;
                 let (removed, more) = state.ks.active_expire(now, EXPIRE_CHUNK);
                 if removed > 0 {
-                    crate::commands::propagate::log_expired(&mut state.ks, &mut state.props, 0);
-                    crate::commands::blocking::serve_ready(
+                    crate::core::propagate::log_expired(&mut state.ks, &mut state.props, 0);
+                    crate::core::blocking::serve_ready(
                         &mut state.ks,
                         &mut state.blocking,
                         &mut state.props,
                         &shared,
                         now,
                     );
-                    if let Err(e) = crate::commands::commit(&shared, state) {
+                    if let Err(e) = crate::core::commit(&shared, state) {
                         tracing::warn!("Could not log expired keys: {}", e);
                         break;
                     }

@@ -15,7 +15,7 @@ pub use log::{FsyncPolicy, Log, LogOptions};
 pub use record::LoggedCommand;
 
 /// The most files storage holds open at once, which the server keeps free of clients
-/// (`server::fdlimit`): the directory lock (the data directory itself and its LOCK
+/// (`core::fdlimit`): the directory lock (the data directory itself and its LOCK
 /// file); the active segment, the next one while the committer rolls to it, and the log directory opened to fsync the new name; a
 /// checkpoint's temporary file and the directory fsynced after its rename (a checkpoint
 /// can run during a roll); and the segment reader's handles

@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 
 use super::propagate::Propagation;
 use super::{BlockedRead, Ctx};
+use crate::core::Shared;
 use crate::engine::keyspace::Keyspace;
 use crate::protocol::Reply;
-use crate::server::Shared;
 
 /// One blocked client.
 pub struct Waiter {

@@ -1,0 +1,365 @@
+//! The execution core: what a command may touch, in one place — the shared server state and
+//! the keyspace lock (`Shared`, `State`), the context a data command runs in (`Ctx`, whose
+//! `apply` is the only way it changes data), the commit of a critical section's ops to the
+//! log, blocked clients and their wake-ups, the client registry and INFO counters.
+//!
+//! Below `commands/` (which parses and executes) and `server/` (sockets); above `engine/` and
+//! `storage/`. Nothing here knows a command's syntax or a socket.
+
+pub mod blocking;
+pub mod clients;
+pub mod error;
+pub mod fdlimit;
+pub mod password;
+pub mod propagate;
+pub mod stats;
+
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::op::{self, Applied, Op};
+use crate::engine::payload::PayloadSource;
+use crate::engine::stream::Stream;
+use crate::protocol::Reply;
+use crate::storage::reader::SegmentReader;
+use crate::storage::record;
+use crate::storage::Log;
+use blocking::BlockingTable;
+pub use error::CommandError;
+use propagate::Propagation;
+
+/// Everything guarded by the keyspace lock: data and blocked clients together, so
+/// that a write and the serving of the readers it satisfies are one critical section.
+#[derive(Debug)]
+pub struct State {
+    /// The databases.
+    pub ks: Keyspace,
+    /// Clients blocked on keys.
+    pub blocking: BlockingTable,
+    /// Log records queued by the current critical section.
+    pub props: Propagation,
+}
+
+/// Server-wide state shared by all connections.
+pub struct Shared {
+    /// Keyspace and blocked clients (one lock; see `State`).
+    pub state: Mutex<State>,
+    /// Live configuration (CONFIG SET changes it).
+    pub config: RwLock<Config>,
+    /// Connected clients.
+    pub clients: clients::Registry,
+    /// INFO counters.
+    pub stats: stats::Stats,
+    /// Process start, for `uptime_in_seconds`.
+    pub started: Instant,
+    /// 40 hex characters identifying this run (INFO `run_id`).
+    pub run_id: String,
+    /// The TCP port actually bound (differs from config when it was 0).
+    pub port: AtomicU16,
+    /// True while the data set is being loaded (clients get -LOADING).
+    pub loading: AtomicBool,
+    /// Log records to replay at start-up, and how many are done (INFO persistence).
+    pub loading_total: std::sync::atomic::AtomicU64,
+    /// Records replayed so far.
+    pub loading_done: std::sync::atomic::AtomicU64,
+    /// Set once shutdown has begun.
+    pub shutting_down: AtomicBool,
+    /// Wakes the listener to begin shutdown.
+    pub shutdown: Notify,
+    /// The append log, set once recovery has replayed it (`get()` is `None` while
+    /// loading, when nothing may be logged).
+    pub log: std::sync::OnceLock<Log>,
+    /// BGREWRITEAOF: asks the checkpoint task to write a checkpoint now.
+    pub checkpoint_request: Notify,
+    /// Set while a checkpoint is being written (INFO `aof_rewrite_in_progress`).
+    pub checkpoint_in_progress: std::sync::atomic::AtomicBool,
+    /// Log bytes written (since start) when the last checkpoint rolled the log.
+    pub written_at_checkpoint: std::sync::atomic::AtomicU64,
+    /// Reads entry payloads from the log segments (set before recovery).
+    pub segments: std::sync::OnceLock<Arc<SegmentReader>>,
+}
+
+/// The engine's payload store reads through the segment reader.
+impl PayloadSource for SegmentReader {
+    fn read(&self, pos: u64, len: usize) -> Result<Vec<u8>, String> {
+        let (segment, offset) = crate::storage::log::unpack_pos(pos);
+        self.read_at(segment, offset, len)
+            .map_err(|e| e.to_string())
+    }
+
+    fn written_pos(&self) -> u64 {
+        SegmentReader::written_pos(self)
+    }
+}
+
+impl Shared {
+    /// Builds the shared state for `config`, persisting through `log` if given.
+    pub fn new(config: Config, log: Option<Log>) -> Self {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        let run_id: String = (0..40)
+            .map(|_| std::char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+            .collect();
+        let databases = config.databases as usize;
+        let ks = Keyspace::new(databases);
+        ks.payloads
+            .set_budget(usize::try_from(config.cache_size).unwrap_or(usize::MAX));
+        Shared {
+            state: Mutex::new(State {
+                ks,
+                blocking: BlockingTable::default(),
+                props: Propagation::default(),
+            }),
+            config: RwLock::new(config),
+            clients: clients::Registry::default(),
+            stats: stats::Stats::default(),
+            started: Instant::now(),
+            run_id,
+            port: AtomicU16::new(0),
+            loading: AtomicBool::new(false),
+            loading_total: std::sync::atomic::AtomicU64::new(0),
+            loading_done: std::sync::atomic::AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            shutdown: Notify::new(),
+            log: match log {
+                Some(l) => std::sync::OnceLock::from(l),
+                None => std::sync::OnceLock::new(),
+            },
+            checkpoint_request: Notify::new(),
+            checkpoint_in_progress: std::sync::atomic::AtomicBool::new(false),
+            written_at_checkpoint: std::sync::atomic::AtomicU64::new(0),
+            segments: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Connects the payload store to the segment files of `dir` (before recovery).
+    pub fn attach_segments(&self, dir: &std::path::Path) -> Arc<SegmentReader> {
+        let reader = self
+            .segments
+            .get_or_init(|| Arc::new(SegmentReader::new(dir.to_path_buf())))
+            .clone();
+        self.state.lock().ks.payloads.set_source(reader.clone());
+        reader
+    }
+
+    /// True when clients must authenticate (`requirepass` set).
+    pub fn requires_auth(&self) -> bool {
+        self.config
+            .read()
+            .requirepass
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+    }
+
+    /// Checks a password against `requirepass`, in constant time (see [`password`]).
+    pub fn check_password(&self, pass: &[u8]) -> bool {
+        let cfg = self.config.read();
+        cfg.requirepass
+            .as_ref()
+            .is_some_and(|p| !p.is_empty() && password::passwords_match(p.as_bytes(), pass))
+    }
+
+    /// `client-output-buffer-limit normal`: (hard bytes, soft bytes, soft seconds).
+    pub fn output_limits(&self) -> (u64, u64, u64) {
+        let l = self.config.read().client_output_buffer_limit.normal;
+        (l.hard_bytes, l.soft_bytes, l.soft_seconds)
+    }
+
+    /// True while loading the data set.
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::Relaxed)
+    }
+
+    /// `stream-node-max-entries` and `stream-node-max-bytes`.
+    pub fn node_limits(&self) -> crate::engine::index::NodeLimits {
+        let (entries, bytes) = self.stream_node_limits();
+        crate::engine::index::NodeLimits {
+            max_entries: entries as u64,
+            max_bytes: bytes as u64,
+        }
+    }
+
+    /// `stream-node-max-entries` and `stream-node-max-bytes`, as configured now.
+    pub fn stream_node_limits(&self) -> (usize, usize) {
+        let cfg = self.config.read();
+        (
+            cfg.stream_node_max_entries as usize,
+            cfg.stream_node_max_bytes as usize,
+        )
+    }
+
+    /// Pushes settings that live outside the config struct (the log's fsync policy
+    /// and segment size) after CONFIG SET. (The cache size is pushed by CONFIG SET
+    /// itself, which holds the keyspace.)
+    pub fn apply_runtime_config(&self) {
+        let cfg = self.config.read();
+        if let Some(log) = self.log.get() {
+            log.set_policy(match cfg.appendfsync {
+                crate::config::AppendFsync::Always => crate::storage::FsyncPolicy::Always,
+                crate::config::AppendFsync::Everysec => crate::storage::FsyncPolicy::Everysec,
+                crate::config::AppendFsync::No => crate::storage::FsyncPolicy::No,
+            });
+            log.set_segment_size(cfg.segment_size);
+        }
+    }
+
+    /// Begins a graceful shutdown.
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.swap(true, Ordering::SeqCst) {
+            self.shutdown.notify_waiters();
+            self.shutdown.notify_one();
+        }
+    }
+}
+
+/// What a data command sees while it runs: the locked keyspace and who is asking.
+pub struct Ctx<'a> {
+    /// All databases; locked for the whole command.
+    pub ks: &'a mut Keyspace,
+    /// Server-wide state: configuration, clients, statistics.
+    pub shared: &'a Shared,
+    /// The selected database.
+    pub db: usize,
+    /// The client's protocol version (2 or 3), for replies whose shape differs.
+    pub proto: u8,
+    /// The client's id.
+    pub client_id: u64,
+    /// The command's time, in Unix milliseconds (one clock reading per command, as Redis).
+    pub now_ms: u64,
+    /// True inside EXEC: blocking reads answer as a timeout instead of blocking.
+    pub in_multi: bool,
+    /// Blocked clients (CLIENT UNBLOCK, INFO); `None` while serving blocked clients.
+    pub blocking: Option<&'a mut blocking::BlockingTable>,
+    /// Ops queued for the log in this critical section.
+    pub props: &'a mut propagate::Propagation,
+}
+
+impl Ctx<'_> {
+    /// The stream under `key`, `None` when the key does not exist, WRONGTYPE for another type.
+    pub fn stream(&mut self, key: &[u8]) -> Result<Option<&Stream>, CommandError> {
+        match self.ks.get(self.db, key, self.now_ms) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(CommandError::WrongType),
+        }
+    }
+
+    /// Applies a state change and queues it for the log: the only way a command changes
+    /// data (see `engine::op`). Fails only on a bug (the command checks what a client can
+    /// get wrong first), and then nothing changed and nothing is logged.
+    pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
+        let limits = self.shared.node_limits();
+        let applied = self
+            .ks
+            .apply(self.db, &mut op, limits)
+            .map_err(|e| match e {
+                // Checks the engine makes itself (XSETID's), with Redis's text.
+                op::ApplyError::Stream(e) => CommandError::from(e),
+                e => CommandError::Internal(e.to_string()),
+            })?;
+        self.props.push(self.db, op);
+        Ok(applied)
+    }
+
+    /// The payload store, to read entries' fields (a cheap handle: it is shared).
+    pub fn store(&self) -> std::sync::Arc<crate::engine::payload::PayloadStore> {
+        self.ks.payloads.clone()
+    }
+
+    /// `stream-node-max-entries` and `stream-node-max-bytes`, as currently configured.
+    pub fn stream_node_limits(&self) -> (usize, usize) {
+        self.shared.stream_node_limits()
+    }
+
+    /// Records that `key` changed: WATCHers' transactions will fail.
+    pub fn signal_modified(&mut self, key: &[u8]) {
+        self.ks.signal_modified(self.db, key);
+    }
+
+    /// Records that `key` may satisfy blocked readers; they are served after this command.
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        self.ks.signal_ready(self.db, key);
+    }
+
+    /// True while the log is being replayed at start-up (handlers must not depend on it,
+    /// but may skip work that only matters to live clients).
+    pub fn replaying(&self) -> bool {
+        self.props.replaying
+    }
+}
+
+/// How a blocked read is retried when one of its keys becomes ready.
+pub trait BlockedRead: Send {
+    /// Called under the keyspace lock, in FIFO order of blocking, each time one of
+    /// the keys is signalled ready. `Ok(None)` keeps the client blocked.
+    fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError>;
+
+    /// The reply when the deadline passes (or CLIENT UNBLOCK without ERROR).
+    fn on_timeout(&self) -> Reply {
+        Reply::NilArray
+    }
+}
+
+/// A read that found nothing and wants to wait.
+pub struct Blocked {
+    /// Keys whose changes may satisfy the read.
+    pub keys: Vec<Bytes>,
+    /// Absolute deadline; `None` waits forever (BLOCK 0).
+    pub deadline: Option<Instant>,
+    /// How to retry.
+    pub retry: Box<dyn BlockedRead>,
+}
+
+/// What a command handler produced.
+pub enum Outcome {
+    /// A reply to send now.
+    Reply(Reply),
+    /// Nothing yet: block the client.
+    Block(Blocked),
+}
+
+impl From<Reply> for Outcome {
+    fn from(r: Reply) -> Self {
+        Outcome::Reply(r)
+    }
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Appends what the critical section queued for the log as one record (so it is
+/// applied entirely or not at all on recovery) and returns the LSN every reply
+/// that observed this state must wait for.
+pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
+    let Some(log) = shared.log.get() else {
+        state.props.ops.clear();
+        return Ok(0);
+    };
+    if !state.props.ops.is_empty() {
+        let ops = std::mem::take(&mut state.props.ops);
+        let (_, pos, spans) = log.append_ops(|out| op::encode(&ops, out))?;
+        // New entries now point at their payloads in the record; what stays resident
+        // belonged to entries removed in the same critical section.
+        let payload_at = crate::storage::log::RecordPos {
+            segment: pos.segment,
+            offset: pos.offset + record::OPS_AT,
+        };
+        state
+            .ks
+            .locate_payloads(&ops, &spans, (payload_at.segment, payload_at.offset));
+        state.ks.payloads.evict();
+    }
+    Ok(log.appended_lsn())
+}
