@@ -38,6 +38,42 @@ fn redis_crate_roundtrip() {
     assert_eq!(t, "string");
 }
 
+/// `io-threads 1` runs everything on one thread: a blocked reader is still served by
+/// another client's write (nothing waits on a second thread), and the setting shows.
+#[test]
+fn one_io_thread_serves_blocked_readers_and_writers() {
+    let s = TestServer::start_with(&["--io-threads", "1"]);
+    let mut c = s.conn();
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("io-threads")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, vec!["io-threads".to_string(), "1".to_string()]);
+    let mut reader = s.conn();
+    let blocked = std::thread::spawn(move || {
+        let r: redis::Value = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(10_000)
+            .arg("STREAMS")
+            .arg("s")
+            .arg("$")
+            .query(&mut reader)
+            .unwrap();
+        r
+    });
+    s.wait_blocked(1);
+    let id: String = redis::cmd("XADD")
+        .arg("s")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let r = blocked.join().unwrap();
+    assert!(format!("{r:?}").contains(&id), "{r:?}");
+}
+
 /// Reads until EOF; the bytes that arrived.
 fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     stream

@@ -539,6 +539,18 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "io-threads",
+        default: "0",
+        mutable: false,
+        doc: "Threads that run connections and commands (the runtime's workers); 0 = one per CPU core. 1 runs everything on one thread, as Redis's default does; bench/results/ compares the two.",
+        access: Access::Integer {
+            min: 0,
+            max: 128,
+            get: |c| i64::from(c.io_threads),
+            set: |c, v| c.io_threads = u32::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
         name: "timeout",
         default: "0",
         mutable: true,

@@ -160,6 +160,8 @@ pub struct Config {
     pub databases: u32,
     /// `maxclients`.
     pub maxclients: u32,
+    /// `io-threads`: runtime worker threads; 0 = one per CPU core.
+    pub io_threads: u32,
     /// `timeout`, in seconds; 0 = never.
     pub timeout: u32,
     /// `tcp-keepalive`, in seconds; 0 = off.
@@ -336,6 +338,7 @@ impl Config {
             appendfsync: AppendFsync::Always,
             databases: 0,
             maxclients: 0,
+            io_threads: 0,
             timeout: 0,
             tcp_keepalive: 0,
             loglevel: LogLevel::Notice,
