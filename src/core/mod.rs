@@ -348,18 +348,26 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
         return Ok(0);
     };
     if !state.props.ops.is_empty() {
-        let ops = std::mem::take(&mut state.props.ops);
-        let (_, pos, spans) = log.append_ops(|out| op::encode(&ops, out))?;
-        // New entries now point at their payloads in the record; what stays resident
-        // belonged to entries removed in the same critical section.
-        let payload_at = crate::storage::log::RecordPos {
-            segment: pos.segment,
-            offset: pos.offset + record::OPS_AT,
-        };
-        state
-            .ks
-            .locate_payloads(&ops, &spans, (payload_at.segment, payload_at.offset));
-        state.ks.payloads.evict();
+        let State { ks, props, .. } = state;
+        let appended = log
+            .append_ops(|out| op::encode(&props.ops, out))
+            .map(|(_, pos, spans)| {
+                // New entries now point at their payloads in the record; what stays
+                // resident belonged to entries removed in the same critical section.
+                ks.locate_payloads(
+                    &props.ops,
+                    &spans,
+                    (pos.segment, pos.offset + record::OPS_AT),
+                );
+                ks.payloads.evict();
+            });
+        // The queue is reused (no allocation per command), unless a huge transaction grew it.
+        if props.ops.capacity() > 4096 {
+            props.ops = Vec::new();
+        } else {
+            props.ops.clear();
+        }
+        appended?;
     }
     Ok(log.appended_lsn())
 }

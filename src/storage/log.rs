@@ -437,9 +437,15 @@ impl Log {
         // Subscribed before each attempt at the lock, so a commit that ends after a
         // failed attempt always wakes this waiter.
         let mut rx = inner.durable.subscribe();
+        let mut yielded = false;
         loop {
             if let Some(r) = done(*rx.borrow_and_update()) {
                 return r;
+            }
+            if !yielded {
+                yielded = true;
+                tokio::task::yield_now().await;
+                continue;
             }
             if let Some(mut active) = inner.active.try_lock() {
                 commit_round(inner, &mut active);
