@@ -5,6 +5,9 @@ Input: a TSV of `scenario, metric, server, rep, value` lines (one per measuremen
 average` lines. Output (stdout): the machine, the medians per scenario and server, the Rill/Redis ratio, the issue's
 target for that line and whether this run met it. Medians, not means: one run disturbed by a compile elsewhere on
 the machine should not move the table.
+
+Where NATS JetStream ran (server `jetstream`, in the XADD and drain scenarios only) the table gets a JetStream
+column and a Rill/JetStream ratio, left empty on the other lines. The targets stay Rill/Redis ratios.
 """
 
 import argparse
@@ -81,6 +84,7 @@ def main():
     ap.add_argument("--elapsed", required=True)
     ap.add_argument("--rill-commit", required=True)
     ap.add_argument("--redis-version", required=True)
+    ap.add_argument("--jetstream-version", help="nats-server version, when JetStream ran")
     args = ap.parse_args()
 
     values = OrderedDict()  # (scenario, metric) -> {server: [values]}
@@ -97,22 +101,38 @@ def main():
                 continue
             values.setdefault((scenario, metric), {}).setdefault(server, []).append(number)
 
+    def median(per_server, server):
+        return statistics.median(per_server[server]) if per_server.get(server) else None
+
+    with_js = any(per_server.get("jetstream") for per_server in values.values())
     m = machine()
     out = []
-    out.append(f"# Rill vs Redis — {args.mode} run")
+    out.append(f"# Rill vs Redis{' vs NATS JetStream' if with_js else ''} — {args.mode} run")
     out.append("")
+    js_text = ""
+    if with_js:
+        js_text = (
+            f"NATS JetStream: nats-server {args.jetstream_version or 'unknown'}, file storage, 1 replica, "
+            "`sync_interval: always` in the `always` rows and the drain, its default sync (every 2 min) in the "
+            "`everysec` rows; publish + PubAck stands for XADD, a shared durable pull consumer "
+            "(FetchNoWait 100, acks) for the drain (see bench/README.md). "
+        )
     out.append(
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}. "
-        f"Rill {args.rill_commit}, Redis {args.redis_version}. "
+        f"Rill {args.rill_commit}, Redis {args.redis_version}. {js_text}"
         f"Medians of {args.reps} run(s) per server, alternating; total {int(args.elapsed) // 60} min "
         f"{int(args.elapsed) % 60} s."
     )
     out.append("")
-    out.append("| Scenario | Metric | Rill | Redis | Rill/Redis | Target | Met |")
-    out.append("|---|---|---:|---:|---:|---|:-:|")
+    if with_js:
+        out.append("| Scenario | Metric | Rill | Redis | JetStream | Rill/Redis | Rill/JetStream | Target | Met |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---|:-:|")
+    else:
+        out.append("| Scenario | Metric | Rill | Redis | Rill/Redis | Target | Met |")
+        out.append("|---|---|---:|---:|---:|---|:-:|")
     for (scenario, metric), per_server in values.items():
-        rill = statistics.median(per_server["rill"]) if per_server.get("rill") else None
-        redis = statistics.median(per_server["redis"]) if per_server.get("redis") else None
+        rill = median(per_server, "rill")
+        redis = median(per_server, "redis")
         ratio = rill / redis if rill is not None and redis else None
         target = target_for(scenario, metric)
         target_text, met = "", ""
@@ -126,7 +146,18 @@ def main():
                 ok = subject >= bound if op == ">=" else subject <= bound
                 met = "✓" if ok else "✗"
         ratio_text = f"{ratio:.2f}×" if ratio is not None else "–"
-        out.append(f"| {scenario} | {metric} | {fmt(rill)} | {fmt(redis)} | {ratio_text} | {target_text} | {met} |")
+        if with_js:
+            js = median(per_server, "jetstream")
+            js_ratio = rill / js if rill is not None and js else None
+            js_ratio_text = f"{js_ratio:.2f}×" if js_ratio is not None else "–"
+            out.append(
+                f"| {scenario} | {metric} | {fmt(rill)} | {fmt(redis)} | {fmt(js)} | {ratio_text} | {js_ratio_text} "
+                f"| {target_text} | {met} |"
+            )
+        else:
+            out.append(
+                f"| {scenario} | {metric} | {fmt(rill)} | {fmt(redis)} | {ratio_text} | {target_text} | {met} |"
+            )
     out.append("")
     loads = []
     with open(args.loads) as f:
