@@ -169,7 +169,7 @@ pub(crate) fn run_handler(
             let mut guard = shared.state.lock();
             let state: &mut State = &mut guard;
             let out = run_data(spec, session, shared, state, args, in_multi);
-            session.logged = !state.props.ops.is_empty();
+            session.logged = state.props.acknowledges_write();
             let committed = commit(shared, state);
             drop(guard);
             match committed {
@@ -243,7 +243,7 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
     };
     let served = b.retry.try_serve(&mut ctx);
     propagate::log_expired(&mut state.ks, &mut state.props, 0);
-    session.logged = !state.props.ops.is_empty();
+    session.logged = state.props.acknowledges_write();
     match commit(shared, state) {
         Ok(lsn) => session.lsn = session.lsn.max(lsn),
         Err(e) => return Exec::Reply(error_reply(shared, &e, None)),

@@ -92,7 +92,7 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
         now_ms(),
     );
     // The whole transaction is one log record: recovery applies all of it or none.
-    s.logged = !state.props.ops.is_empty();
+    s.logged = state.props.acknowledges_write();
     let lsn = super::commit(sh, state)?;
     s.lsn = s.lsn.max(lsn);
     Ok(Reply::Array(replies).into())

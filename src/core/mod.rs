@@ -347,8 +347,12 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
         state.props.ops.clear();
         return Ok(0);
     };
+    // What a reply must wait for: everything appended so far, and this section's own
+    // record unless it holds only seen-time marks (see `Propagation::acknowledges_write`).
+    let mut wait_for = log.appended_lsn();
     if !state.props.ops.is_empty() {
         let State { ks, props, .. } = state;
+        let acknowledged = props.acknowledges_write();
         let appended = log
             .append_ops(|out| op::encode(&props.ops, out))
             .map(|(_, pos, spans)| {
@@ -368,6 +372,9 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
             props.ops.clear();
         }
         appended?;
+        if acknowledged {
+            wait_for = log.appended_lsn();
+        }
     }
-    Ok(log.appended_lsn())
+    Ok(wait_for)
 }

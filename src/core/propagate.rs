@@ -27,6 +27,14 @@ impl Propagation {
             self.ops.push(LoggedOp { db: db as u16, op });
         }
     }
+
+    /// Whether the queued ops change anything a reply acknowledges. A read that found
+    /// nothing logs only `Touch` (its consumer's seen-time): it is logged, but no reply
+    /// waits for it to be durable (losing it in a crash is the same as the read never
+    /// having happened), so an empty poll costs no fsync wait.
+    pub fn acknowledges_write(&self) -> bool {
+        self.ops.iter().any(|o| !matches!(o.op, Op::Touch { .. }))
+    }
 }
 
 /// Moves the `Del`s of keys that expired while the command ran to position `at`.
