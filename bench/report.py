@@ -25,6 +25,7 @@ TARGETS = [
     (lambda s, m: s.startswith("2. Drain"), ("ratio", ">=", 1.5)),
     (lambda s, m: s.startswith("3.") and m == "p99 ms", ("ratio", "<=", 1.0)),
     (lambda s, m: s.startswith("4. RSS"), ("ratio", "<=", 0.10)),
+    (lambda s, m: s.startswith("5. Restart after SIGKILL"), ("rill", "<=", 0.5)),
     (lambda s, m: s.startswith("5. Restart"), ("rill", "<=", 2.0)),
 ]
 
