@@ -652,11 +652,7 @@ impl StreamIndex {
         if limit != 0 && entries > limit {
             return false;
         }
-        let whole = match rule {
-            TrimRule::MaxLen(max) => self.live - entries >= max,
-            TrimRule::MinId(min) => self.slots_of(&node).next_back().is_some_and(|s| s.id < min),
-        };
-        if whole {
+        if self.trim_takes_whole(&node, rule, entries) {
             return true;
         }
         if approx {
@@ -664,11 +660,7 @@ impl StreamIndex {
         }
         let a = self.at(node.start);
         for k in a..a + node.count as usize {
-            let stop = match rule {
-                TrimRule::MaxLen(max) => self.live <= max,
-                TrimRule::MinId(min) => self.slots[k].id >= min,
-            };
-            if stop {
+            if self.trim_stops_at(k, rule) {
                 return false;
             }
             if !self.slots[k].deleted() {
@@ -676,6 +668,23 @@ impl StreamIndex {
             }
         }
         false
+    }
+
+    /// Whether a trim under `rule` removes the head node (holding `entries` live ones) whole.
+    fn trim_takes_whole(&self, node: &Node, rule: TrimRule, entries: u64) -> bool {
+        match rule {
+            TrimRule::MaxLen(max) => self.live - entries >= max,
+            // Redis compares the node's last slot, tombstone or not.
+            TrimRule::MinId(min) => self.slots_of(node).next_back().is_some_and(|s| s.id < min),
+        }
+    }
+
+    /// Whether an exact trim under `rule`, deleting inside the head node, stops at slot `k`.
+    fn trim_stops_at(&self, k: usize, rule: TrimRule) -> bool {
+        match rule {
+            TrimRule::MaxLen(max) => self.live <= max,
+            TrimRule::MinId(min) => self.slots[k].id >= min,
+        }
     }
 
     /// Removes entries from the head under `rule`, exactly like Redis's `streamTrim`.
@@ -696,14 +705,7 @@ impl StreamIndex {
             if limit != 0 && removed + entries > limit {
                 break;
             }
-            let whole = match rule {
-                TrimRule::MaxLen(max) => self.live - entries >= max,
-                // Redis compares the node's last slot, tombstone or not.
-                TrimRule::MinId(min) => {
-                    self.slots_of(&node).next_back().is_some_and(|s| s.id < min)
-                }
-            };
-            if whole {
+            if self.trim_takes_whole(&node, rule, entries) {
                 self.free_node(0);
                 self.live -= entries;
                 removed += entries;
@@ -714,11 +716,7 @@ impl StreamIndex {
             }
             let a = self.at(node.start);
             for k in a..a + node.count as usize {
-                let stop = match rule {
-                    TrimRule::MaxLen(max) => self.live <= max,
-                    TrimRule::MinId(min) => self.slots[k].id >= min,
-                };
-                if stop {
+                if self.trim_stops_at(k, rule) {
                     break;
                 }
                 if !self.slots[k].deleted() {

@@ -250,6 +250,20 @@ pub fn read_log_with(dir: &Path, sink: &mut BatchSink<'_>) -> Result<Recovered, 
     Ok(rec)
 }
 
+/// A record the sink could not apply (`Malformed`) is corruption at that record's file and
+/// offset; other errors pass through.
+fn corrupted_at(e: StorageError, path: &Path, off: usize, dir: &Path) -> StorageError {
+    match e {
+        StorageError::Malformed(reason) => StorageError::Corrupted {
+            file: path.to_path_buf(),
+            offset: off as u64,
+            reason,
+            dir: dir.to_path_buf(),
+        },
+        e => e,
+    }
+}
+
 /// What recovery decided about the end of one segment.
 enum End {
     /// Every byte read, ending in a seal naming the next segment (at this offset).
@@ -508,15 +522,7 @@ fn read_segment(
                 },
                 len as u64,
             )
-            .map_err(|e| match e {
-                StorageError::Malformed(reason) => StorageError::Corrupted {
-                    file: path.to_path_buf(),
-                    offset: off as u64,
-                    reason,
-                    dir: dir.to_path_buf(),
-                },
-                e => e,
-            })?;
+            .map_err(|e| corrupted_at(e, path, off, dir))?;
             off += len;
             continue;
         }
@@ -551,15 +557,7 @@ fn read_segment(
             },
             len as u64,
         )
-        .map_err(|e| match e {
-            StorageError::Malformed(reason) => StorageError::Corrupted {
-                file: path.to_path_buf(),
-                offset: off as u64,
-                reason,
-                dir: dir.to_path_buf(),
-            },
-            e => e,
-        })?;
+        .map_err(|e| corrupted_at(e, path, off, dir))?;
         rec.bytes += len as u64;
         off += len;
     }
