@@ -244,6 +244,16 @@ pub enum ApplyError {
     NoDb(usize),
 }
 
+/// The `Touch` an op that changed only a consumer's seen-time is logged as.
+fn touch(key: &Bytes, group: &Bytes, consumer: &Bytes, time_ms: u64) -> Op {
+    Op::Touch {
+        key: key.clone(),
+        group: group.clone(),
+        consumer: consumer.clone(),
+        time_ms,
+    }
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -498,15 +508,18 @@ impl Keyspace {
                         key: text(key),
                         group: text(group),
                     })?;
-                if let Some(last) = last_id {
-                    g.raise_last_delivered(*last);
-                }
+                let moved = last_id.is_some_and(|last| g.raise_last_delivered(last));
                 g.touch_consumer(consumer, *time_ms);
-                let outcomes = ids
+                let outcomes: Vec<ClaimOutcome> = ids
                     .iter()
                     .zip(present)
                     .map(|(id, in_stream)| g.claim(*id, consumer, in_stream, opts, *time_ms))
                     .collect();
+                if !moved && outcomes.iter().all(|o| *o == ClaimOutcome::Skipped) {
+                    // Nothing but the consumer's seen-time changed (a claimer's empty poll):
+                    // logged as what it was, so no reply waits for it.
+                    *op = touch(key, group, consumer, *time_ms);
+                }
                 Ok(Applied::Claims(outcomes))
             }
             Op::AutoClaim {
@@ -529,6 +542,9 @@ impl Keyspace {
                 g.touch_consumer(consumer, scan.now_ms);
                 let result = g.auto_claim(consumer, scan, |id| stream.contains(id));
                 stream.groups.insert(name, g);
+                if result.claimed.is_empty() && result.deleted.is_empty() {
+                    *op = touch(key, group, consumer, scan.now_ms);
+                }
                 Ok(Applied::AutoClaim(result))
             }
         }
@@ -1348,6 +1364,76 @@ mod tests {
         }
         assert!(decode(&Bytes::from_static(&[0, 0, 99])).is_err());
         assert!(decode(&Bytes::from_static(&[0, 0, 8])).is_err());
+    }
+
+    #[test]
+    fn claims_that_claim_nothing_are_logged_as_the_touch_they_were() {
+        let mut ks = Keyspace::new(1);
+        let limits = NodeLimits::default();
+        let id = StreamId::new(1, 0);
+        for mut op in [
+            Op::Append {
+                key: b("s"),
+                id,
+                fields: vec![b("f"), b("v")],
+            },
+            Op::GroupCreate {
+                key: b("s"),
+                group: b("g"),
+                last: StreamId::MIN,
+                entries_read: None,
+            },
+        ] {
+            ks.apply(0, &mut op, limits).expect("setup");
+        }
+        // Nothing pending: XCLAIM and XAUTOCLAIM change only the consumer's seen-time.
+        let opts = ClaimOptions {
+            min_idle_ms: 0,
+            delivery_time_ms: 5,
+            retry_count: None,
+            force: false,
+            just_id: false,
+        };
+        let mut claim = Op::Claim {
+            key: b("s"),
+            group: b("g"),
+            consumer: b("c"),
+            time_ms: 5,
+            opts,
+            last_id: None,
+            ids: vec![id],
+        };
+        ks.apply(0, &mut claim, limits).expect("claim");
+        assert!(matches!(claim, Op::Touch { time_ms: 5, .. }), "{claim:?}");
+        let mut auto = Op::AutoClaim {
+            key: b("s"),
+            group: b("g"),
+            consumer: b("c"),
+            scan: AutoClaimScan {
+                start: StreamId::MIN,
+                min_idle_ms: 0,
+                count: 10,
+                just_id: false,
+                now_ms: 6,
+            },
+        };
+        ks.apply(0, &mut auto, limits).expect("autoclaim");
+        assert!(matches!(auto, Op::Touch { time_ms: 6, .. }), "{auto:?}");
+        // FORCE claims the entry: logged as the claim.
+        let mut forced = Op::Claim {
+            key: b("s"),
+            group: b("g"),
+            consumer: b("c"),
+            time_ms: 7,
+            opts: ClaimOptions {
+                force: true,
+                ..opts
+            },
+            last_id: None,
+            ids: vec![id],
+        };
+        ks.apply(0, &mut forced, limits).expect("forced claim");
+        assert!(matches!(forced, Op::Claim { .. }), "{forced:?}");
     }
 
     #[test]
