@@ -187,7 +187,8 @@ pub struct Keyspace {
     /// in signalling order, and the same keys as a set: a DEL of n keys signals n keys,
     /// which a linear membership test made O(n²) (issue #18, defect 8).
     ready: Vec<(usize, Bytes)>,
-    ready_set: HashSet<(usize, Bytes)>,
+    /// The same keys by database, to find a key already queued without copying it.
+    ready_set: HashMap<usize, HashSet<Bytes>>,
     /// WATCHed keys → the clients watching them.
     watched: HashMap<(usize, Bytes), HashSet<u64>>,
     /// Clients whose WATCHed keys changed: their next EXEC fails.
@@ -206,7 +207,7 @@ impl Keyspace {
         Keyspace {
             dbs: (0..databases.max(1)).map(|_| Db::default()).collect(),
             ready: Vec::new(),
-            ready_set: HashSet::new(),
+            ready_set: HashMap::new(),
             watched: HashMap::new(),
             dirty: HashSet::new(),
             expired_keys: 0,
@@ -455,16 +456,25 @@ impl Keyspace {
 
     /// Queues `key` so blocked readers are served after the current command.
     pub fn signal_ready(&mut self, db: usize, key: &[u8]) {
-        let entry = (db, Bytes::copy_from_slice(key));
-        if !self.ready_set.contains(&entry) {
-            self.ready_set.insert(entry.clone());
-            self.ready.push(entry);
+        if self
+            .ready_set
+            .get(&db)
+            .is_some_and(|keys| keys.contains(key))
+        {
+            return;
         }
+        // Copied only when new: the key is a slice of a connection's read buffer.
+        let key = Bytes::copy_from_slice(key);
+        self.ready_set.entry(db).or_default().insert(key.clone());
+        self.ready.push((db, key));
     }
 
     /// Takes the keys signalled ready since the last call, in signalling order.
     pub fn take_ready(&mut self) -> Vec<(usize, Bytes)> {
-        self.ready_set.clear();
+        // Emptied, not dropped: the sets keep their capacity for the next command.
+        for keys in self.ready_set.values_mut() {
+            keys.clear();
+        }
         std::mem::take(&mut self.ready)
     }
 
