@@ -783,19 +783,18 @@ impl XAck {
         let Some(s) = stream(ctx, &self.key)? else {
             return Ok(Reply::Int(0));
         };
-        let Some(group) = s.groups.get(&self.group) else {
-            return Ok(Reply::Int(0));
-        };
-        let ids = self.ids?;
-        if !ids.iter().any(|id| group.pending_entry(*id).is_some()) {
+        if !s.groups.contains_key(&self.group) {
             return Ok(Reply::Int(0));
         }
+        let ids = self.ids?;
         let acked = count(ctx.apply(Op::Ack {
             key: self.key.clone(),
             group: self.group.clone(),
             ids,
         })?);
-        ctx.signal_modified(&self.key);
+        if acked > 0 {
+            ctx.signal_modified(&self.key);
+        }
         Ok(Reply::Int(i64::try_from(acked).unwrap_or(i64::MAX)))
     }
 }

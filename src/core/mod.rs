@@ -251,8 +251,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// Applies a state change and queues it for the log: the only way a command changes
-    /// data (see `engine::op`). Fails only on a bug (the command checks what a client can
+    /// Applies a state change and queues it for the log (unless it changed nothing): the
+    /// only way a command changes data (see `engine::op`). Fails only on a bug (the command checks what a client can
     /// get wrong first), and then nothing changed and nothing is logged.
     pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
         let limits = self.shared.node_limits();
@@ -264,7 +264,9 @@ impl Ctx<'_> {
                 op::ApplyError::Stream(e) => CommandError::from(e),
                 e => CommandError::Internal(e.to_string()),
             })?;
-        self.props.push(self.db, op);
+        if applied != Applied::Unchanged {
+            self.props.push(self.db, op);
+        }
         Ok(applied)
     }
 

@@ -637,39 +637,6 @@ impl StreamIndex {
             .pop()
     }
 
-    /// Whether [`trim`](Self::trim) with these arguments would change anything (remove an
-    /// entry or free an emptied node): its first step, without taking it.
-    pub fn trim_would_change(&self, rule: TrimRule, approx: bool, limit: u64) -> bool {
-        let Some(&node) = self.nodes.front() else {
-            return false;
-        };
-        if let TrimRule::MaxLen(max) = rule {
-            if self.live <= max {
-                return false;
-            }
-        }
-        let entries = u64::from(node.live);
-        if limit != 0 && entries > limit {
-            return false;
-        }
-        if self.trim_takes_whole(&node, rule, entries) {
-            return true;
-        }
-        if approx {
-            return false;
-        }
-        let a = self.at(node.start);
-        for k in a..a + node.count as usize {
-            if self.trim_stops_at(k, rule) {
-                return false;
-            }
-            if !self.slots[k].deleted() {
-                return true;
-            }
-        }
-        false
-    }
-
     /// Whether a trim under `rule` removes the head node (holding `entries` live ones) whole.
     fn trim_takes_whole(&self, node: &Node, rule: TrimRule, entries: u64) -> bool {
         match rule {

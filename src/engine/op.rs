@@ -208,6 +208,9 @@ pub struct LoggedOp {
 pub enum Applied {
     /// Nothing to report.
     Done,
+    /// The op changed nothing (no entry deleted, trimmed or acknowledged): it is not logged.
+    /// Deciding that here, where the change is made, spares each command a dry run of it.
+    Unchanged,
     /// A count: entries deleted or trimmed, IDs acknowledged, pending entries dropped.
     Count(u64),
     /// Per ID given to XCLAIM, what happened to it.
@@ -242,6 +245,15 @@ pub enum ApplyError {
     /// The database index is out of range.
     #[error("database {0} out of range")]
     NoDb(usize),
+}
+
+/// `Count(n)`, or `Unchanged` when `n` is 0.
+fn changed(n: u64) -> Applied {
+    if n == 0 {
+        Applied::Unchanged
+    } else {
+        Applied::Count(n)
+    }
 }
 
 /// The `Touch` an op that changed only a consumer's seen-time is logged as.
@@ -355,11 +367,16 @@ impl Keyspace {
             }
             Op::DeleteEntries { key, ids } => {
                 let stream = self.stream_for_op(db, key)?;
-                Ok(Applied::Count(stream.delete(ids)))
+                Ok(changed(stream.delete(ids)))
             }
             Op::Trim { key, spec } => {
                 let stream = self.stream_for_op(db, key)?;
+                let nodes = stream.radix_tree_keys();
                 let removed = stream.trim(*spec);
+                // An emptied node freed is a change too (XINFO shows it), even with no entry.
+                if removed == 0 && nodes == stream.radix_tree_keys() {
+                    return Ok(Applied::Unchanged);
+                }
                 if spec.approx {
                     *spec = TrimSpec {
                         rule: stream.exact_head_rule(),
@@ -488,7 +505,7 @@ impl Keyspace {
             Op::Ack { key, group, ids } => {
                 let g = self.group_for_op(db, key, group)?;
                 let acked = ids.iter().filter(|id| g.ack(**id)).count();
-                Ok(Applied::Count(acked as u64))
+                Ok(changed(acked as u64))
             }
             Op::Claim {
                 key,

@@ -265,12 +265,6 @@ impl Stream {
         deleted
     }
 
-    /// Whether [`trim`](Self::trim) with `spec` would change anything.
-    pub fn would_trim(&self, spec: TrimSpec) -> bool {
-        self.index
-            .trim_would_change(spec.rule, spec.approx, spec.limit)
-    }
-
     /// Trims from the head (XTRIM, XADD's trim clause); returns entries removed.
     ///
     /// Trimming never touches `max_deleted_id`: Redis treats it as history, not fragmentation.
