@@ -288,13 +288,6 @@ impl Keyspace {
         }
     }
 
-    /// The stream under `key`, created empty if missing: for loading a checkpoint's state
-    /// records only (a checkpoint is state, not ops). `None` for another type or a `db`
-    /// out of range.
-    pub fn checkpoint_stream(&mut self, db: usize, key: Bytes) -> Option<&mut Stream> {
-        self.stream_or_create(db, key)
-    }
-
     /// The stream under `key`, ignoring expiry (locating payloads, loading checkpoints:
     /// bookkeeping that must not expire keys or signal anyone).
     pub(in crate::engine) fn stream_raw_mut(
@@ -308,13 +301,10 @@ impl Keyspace {
         }
     }
 
-    /// The stream under `key`, created empty if the key is missing (checkpoint loading);
-    /// `None` when the key holds another type or `db` is out of range.
-    pub(in crate::engine) fn stream_or_create(
-        &mut self,
-        db: usize,
-        key: Bytes,
-    ) -> Option<&mut Stream> {
+    /// The stream under `key`, created empty if missing: for loading a checkpoint's state
+    /// records only (a checkpoint is state, not ops). `None` for another type or a `db`
+    /// out of range.
+    pub fn checkpoint_stream(&mut self, db: usize, key: Bytes) -> Option<&mut Stream> {
         let d = self.dbs.get_mut(db)?;
         if !d.entries.contains_key(&key) {
             d.insert_raw(key.clone(), Value::Stream(Box::default()));

@@ -18,7 +18,7 @@ use crate::storage::recovery::Replay;
 /// could not be applied, which should be nothing: anything else means the log does not fit
 /// the state, and the caller stops start-up naming the record.
 pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> Vec<String> {
-    let (ops, spans) = match op::decode(payload) {
+    let (mut ops, spans) = match op::decode(payload) {
         Ok(d) => d,
         Err(e) => return vec![e.to_string()],
     };
@@ -26,10 +26,11 @@ pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> V
     let mut guard = shared.state.lock();
     let state = &mut *guard;
     let mut errors = Vec::new();
-    for LoggedOp { db, op } in &ops {
-        let mut op = op.clone();
-        if let Err(e) = state.ks.apply(*db as usize, &mut op, limits) {
-            errors.push(format!("{op:?}: {e}"));
+    // Applied in place: a logged op is already in its exact form, so `apply` leaves it as
+    // it is, and the spans below still point at the same ops.
+    for LoggedOp { db, op } in &mut ops {
+        if let Err(e) = state.ks.apply(*db as usize, op, limits) {
+            errors.push(format!("{}: {e}", op.name()));
             break;
         }
     }

@@ -116,8 +116,6 @@ pub struct Recovered {
     pub retained: Vec<u64>,
     /// The first damaged record, if any.
     pub damage: Option<Damage>,
-    /// Bytes of valid records read.
-    pub bytes: u64,
 }
 
 /// Directory holding the segments.
@@ -558,7 +556,6 @@ fn read_segment(
             len as u64,
         )
         .map_err(|e| corrupted_at(e, path, off, dir))?;
-        rec.bytes += len as u64;
         off += len;
     }
     push(rec, off);
