@@ -26,122 +26,18 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use common::reference::RedisServer;
 use common::TestServer;
 
 // ---------------------------------------------------------------------------------------
 // The reference server
 // ---------------------------------------------------------------------------------------
-
-/// A real `redis-server` on a free loopback port, without persistence, killed on drop.
-struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` from PATH; panics with an install hint when it is missing,
-    /// because a differential test without its reference must not pass.
-    fn start() -> RedisServer {
-        let probe = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .output();
-        let version = match probe {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).to_string(),
-            _ => panic!(
-                "redis-server is not installed (or not on PATH): the differential test needs a real \
-                 Redis to compare against. Install it with `apt-get install -y redis-server`."
-            ),
-        };
-        eprintln!("differential: reference is {}", version.trim());
-        for attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("no free port");
-            let dir = std::env::temp_dir().join(format!(
-                "rill-diff-redis-{}-{}-{}",
-                std::process::id(),
-                port,
-                attempt
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create redis dir");
-            let mut child = Command::new("redis-server")
-                .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-                .arg("--port")
-                .arg(port.to_string())
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                // The port was only free a moment ago: another test's server may have
-                // taken it meanwhile, so accept only an answer from this very process.
-                if serves_as(port, child.id()) {
-                    return RedisServer { port, dir, child };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start");
-    }
-}
-
-/// True when the server listening on `port` answers `INFO server` with `process_id:pid`.
-fn serves_as(port: u16, pid: u32) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"INFO server\r\n").is_err() {
-        return false;
-    }
-    let want = format!("\nprocess_id:{pid}\r\n");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    // The reply is one bulk string; read until the field shows up or the reply ends.
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got);
-        if text.contains(&want) {
-            return true;
-        }
-        if text.ends_with("\r\n\r\n") {
-            break;
-        }
-    }
-    false
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Replies: a lossless parse tree

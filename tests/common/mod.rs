@@ -2,6 +2,8 @@
 //! fresh data directory, and speaks to it with raw RESP bytes or the `redis` crate.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,0 +1,150 @@
+//! The reference server of the differential suites: a real Redis 8.6.3 `redis-server` on a
+//! free loopback port, without persistence, killed on drop.
+//!
+//! Which binary: `RILL_REDIS_SERVER` when set (`.ci/run` sets it to what `.ci/redis8`
+//! prints), else the build `.ci/redis8` caches (`$HOME/.cache/rill/redis-8.6.3`), else
+//! `redis-server` from PATH. A binary that is not 8.6.3 is refused unless
+//! `RILL_REDIS_ANY_VERSION=1`: Rill answers as Redis 8.6.3, and comparing it with another
+//! version would report differences that are not defects. Without a reference the test
+//! fails with the command that builds one; it never passes silently.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Redis release the differential suites compare against.
+pub const REFERENCE_VERSION: &str = "8.6.3";
+
+/// The `redis-server` binary to compare against (see the module docs).
+pub fn reference_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("RILL_REDIS_SERVER") {
+        return PathBuf::from(path);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let cached = PathBuf::from(home)
+            .join(".cache/rill")
+            .join(format!("redis-{REFERENCE_VERSION}"))
+            .join("bin/redis-server");
+        if cached.exists() {
+            return cached;
+        }
+    }
+    PathBuf::from("redis-server")
+}
+
+/// A real `redis-server` on a free loopback port, without persistence, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl RedisServer {
+    /// Starts the reference binary; panics with a hint when it is missing or is another
+    /// version, because a differential test without its reference must not pass.
+    pub fn start() -> RedisServer {
+        let binary = reference_binary();
+        let probe = Command::new(&binary)
+            .arg("--version")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output();
+        let version = match probe {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).to_string(),
+            _ => panic!(
+                "no reference Redis at {}: the differential tests compare against Redis \
+                 {REFERENCE_VERSION}. Build it with `.ci/redis8` (cached in \
+                 ~/.cache/rill), or point RILL_REDIS_SERVER at a redis-server binary.",
+                binary.display()
+            ),
+        };
+        let any = std::env::var("RILL_REDIS_ANY_VERSION").is_ok_and(|v| v == "1");
+        assert!(
+            any || version.contains(&format!("v={REFERENCE_VERSION} ")),
+            "{} is not Redis {REFERENCE_VERSION} ({}); build the reference with `.ci/redis8`, \
+             or set RILL_REDIS_ANY_VERSION=1 to compare anyway",
+            binary.display(),
+            version.trim()
+        );
+        eprintln!("differential: reference is {}", version.trim());
+        for attempt in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("no free port");
+            let dir = std::env::temp_dir().join(format!(
+                "rill-diff-redis-{}-{}-{}",
+                std::process::id(),
+                port,
+                attempt
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create redis dir");
+            let mut child = Command::new(&binary)
+                .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                // The port was only free a moment ago: another test's server may have
+                // taken it meanwhile, so accept only an answer from this very process.
+                if serves_as(port, child.id()) {
+                    return RedisServer { port, dir, child };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+/// True when the server listening on `port` answers `INFO server` with `process_id:pid`.
+pub fn serves_as(port: u16, pid: u32) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    let want = format!("\nprocess_id:{pid}\r\n");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The reply is one bulk string; read until the field shows up or the reply ends.
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.contains(&want) {
+            return true;
+        }
+        if text.ends_with("\r\n\r\n") {
+            break;
+        }
+    }
+    false
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
