@@ -148,3 +148,84 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Rill and the reference Redis side by side, for table-driven differential tests: the
+/// same command goes to both and the reply bytes must be identical.
+///
+/// A script is run once per protocol with [`Twins::each_protocol`] (RESP2, then — after
+/// FLUSHALL on both — RESP3), so every form is compared in both encodings. Replies that
+/// carry time (idle times, `*` IDs) are compared through [`Twins::same_masked`].
+pub struct Twins {
+    pub rill: super::TestServer,
+    pub redis: RedisServer,
+    pub rill_conn: super::Raw,
+    pub redis_conn: super::Raw,
+    /// The protocol of the current connections (2 or 3).
+    pub protocol: u8,
+}
+
+impl Twins {
+    /// Starts both servers (Rill with `rill_args` added to its command line).
+    pub fn start(rill_args: &[&str]) -> Twins {
+        let rill = super::TestServer::start_with(rill_args);
+        let redis = RedisServer::start();
+        let rill_conn = super::Raw::connect(rill.port);
+        let redis_conn = super::Raw::connect(redis.port);
+        Twins {
+            rill,
+            redis,
+            rill_conn,
+            redis_conn,
+            protocol: 2,
+        }
+    }
+
+    /// Runs `script` in RESP2, then flushes both servers and runs it again in RESP3.
+    pub fn each_protocol(&mut self, mut script: impl FnMut(&mut Twins)) {
+        for protocol in [2u8, 3] {
+            self.reconnect(protocol);
+            self.both(&["FLUSHALL"]);
+            script(self);
+        }
+    }
+
+    /// Fresh connections to both servers speaking `protocol`.
+    pub fn reconnect(&mut self, protocol: u8) {
+        self.rill_conn = super::Raw::connect(self.rill.port);
+        self.redis_conn = super::Raw::connect(self.redis.port);
+        self.protocol = protocol;
+        if protocol == 3 {
+            // HELLO's reply carries server identity (version, id); only its success matters.
+            let r = self.rill_conn.cmd(&["HELLO", "3"]);
+            let p = self.redis_conn.cmd(&["HELLO", "3"]);
+            assert_eq!(r[0], b'%', "rill HELLO 3: {}", String::from_utf8_lossy(&r));
+            assert_eq!(p[0], b'%', "redis HELLO 3: {}", String::from_utf8_lossy(&p));
+        }
+    }
+
+    /// Sends `args` to both and returns (rill, redis) reply bytes, without comparing.
+    pub fn both(&mut self, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+        (self.rill_conn.cmd(args), self.redis_conn.cmd(args))
+    }
+
+    /// Sends `args` to both, asserts the replies are byte-identical, and returns them.
+    #[track_caller]
+    pub fn same(&mut self, args: &[&str]) -> Vec<u8> {
+        self.same_masked(args, |b| b.to_vec())
+    }
+
+    /// As [`Twins::same`], comparing `mask(reply)` instead of the raw bytes (for replies
+    /// with times or clock-made IDs in them).
+    #[track_caller]
+    pub fn same_masked(&mut self, args: &[&str], mask: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let (rill, redis) = self.both(args);
+        assert_eq!(
+            String::from_utf8_lossy(&mask(&rill)),
+            String::from_utf8_lossy(&mask(&redis)),
+            "RESP{} reply to {:?} differs (left: Rill, right: Redis {REFERENCE_VERSION})",
+            self.protocol,
+            args
+        );
+        rill
+    }
+}
