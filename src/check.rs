@@ -202,6 +202,11 @@ fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
         match record::decode(&data.slice(w.end..to)) {
             Decoded::Record { kind, len, .. } if kind == RecordKind::Seal as u8 => {
                 w.end += len;
+                // Zeros after a seal: preallocated space a crash kept from being cut
+                // (start-up accepts them too).
+                if data[w.end..to].iter().all(|&b| b == 0) {
+                    break;
+                }
             }
             Decoded::Record { kind, len, .. } if kind == RecordKind::Ops as u8 => {
                 // The engine's decoder: a record whose checksum holds but whose ops do not

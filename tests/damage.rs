@@ -50,11 +50,12 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Offsets of the records of a segment file (after its 16-byte header).
+/// Offsets of the records of a segment file (after its 16-byte header), up to the zeros
+/// the log preallocates after them.
 fn record_offsets(data: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut off = 16;
-    while off + 9 <= data.len() {
+    while off + 9 <= data.len() && data[off..off + 9].iter().any(|&b| b != 0) {
         out.push(off);
         let n = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
         off += 9 + n;

@@ -13,12 +13,25 @@
 //! Redis's bio thread); under `no`, nothing is synced but on roll and shutdown. The
 //! background thread also commits what nobody waits for and serves shutdown.
 //!
+//! **Preallocation.** The active segment is kept zero-filled a few MiB ahead of its
+//! records (by the background thread, [`PREALLOC_CHUNK`] at a time, synced). A record
+//! then overwrites blocks the file already has, so its `fdatasync` flushes data only: an
+//! append that grows the file also has to commit the new size and block map through the
+//! file system's journal. On this project's machine (ext4 on a virtual disk) that is
+//! 56 µs per fdatasync instead of 86 µs — the bulk of a single client's durable XADD.
+//! A record past the zero-filled space is appended as before (under the preallocation
+//! lock, so it never races the zero fill). Recovery reads zeros from a record boundary
+//! to the end of the newest segment as the end of the log (`recovery.rs`); a sealed
+//! segment and a clean shutdown cut the zeros off, so files at rest end at their last
+//! record as before.
+//!
 //! After a failed write or fsync the log is poisoned (the kernel may have dropped
 //! the dirty pages, so retrying could silently lose data): appends are refused and
 //! waiters get an error until restart.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -90,8 +103,35 @@ struct Queue {
     shutdown: bool,
 }
 
+/// How much zero-filled space the background thread adds to the active segment at a
+/// time, and how little left makes a commit ask for more. At 100 MB/s of records a chunk
+/// lasts 40 ms; filling it takes a few ms of the background thread.
+const PREALLOC_CHUNK: u64 = 4 << 20;
+const PREALLOC_LOW: u64 = 2 << 20;
+
+/// The zero-filled space of the active segment. Its lock is held while zeros are written,
+/// and by a commit that writes past them, so the two never overlap. Lock order: the
+/// commit lock (`Inner::active`) before this one.
+struct Prealloc {
+    file: Arc<File>,
+    path: PathBuf,
+    number: u64,
+    /// The segment's size on disk: its records end at or before it, zeros follow them.
+    end: u64,
+    /// No more preallocation in this segment (it reached the segment size, or a zero fill
+    /// failed — a full disk: records then grow the file as they are written).
+    done: bool,
+}
+
 struct Inner {
     dir: PathBuf,
+    prealloc: Mutex<Prealloc>,
+    /// `pack_pos(segment, end)` of [`Prealloc`], read by commits without its lock.
+    prealloc_end: AtomicU64,
+    /// A commit found the zero-filled space running low (the background thread fills).
+    prealloc_wanted: AtomicBool,
+    /// Copy of [`Prealloc::done`], so commits do not ask for what will not come.
+    prealloc_done: AtomicBool,
     queue: Mutex<Queue>,
     /// The open segment; holding this lock is being the committer.
     active: Mutex<Active>,
@@ -257,26 +297,41 @@ impl Log {
         let active = match rec.segments.last() {
             Some(last) => {
                 let file = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(&last.path)
                     .map_err(|e| StorageError::io(&last.path, e))?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| StorageError::io(&last.path, e))?
-                    .len();
+                // Records end where recovery found their end; what follows (if anything)
+                // is zeros preallocated before a crash, written over from here on.
                 Active {
                     number: last.number,
                     file: Arc::new(file),
                     path: last.path.clone(),
-                    len,
+                    len: last.valid_len,
                 }
             }
             None => create_segment(dir, rec.checkpoint.as_ref().map_or(1, |c| c.1.max(1)))?,
+        };
+        let on_disk = active
+            .file
+            .metadata()
+            .map_err(|e| StorageError::io(&active.path, e))?
+            .len()
+            .max(active.len);
+        let prealloc = Prealloc {
+            file: active.file.clone(),
+            path: active.path.clone(),
+            number: active.number,
+            end: on_disk,
+            done: false,
         };
         let (durable, _) = watch::channel(0u64);
         let start_pos = pack_pos(active.number, active.len);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
+            prealloc_end: AtomicU64::new(pack_pos(prealloc.number, prealloc.end)),
+            prealloc: Mutex::new(prealloc),
+            prealloc_wanted: AtomicBool::new(false),
+            prealloc_done: AtomicBool::new(false),
             queue: Mutex::new(Queue {
                 buf: BytesMut::with_capacity(64 * 1024),
                 rolls: Vec::new(),
@@ -561,7 +616,7 @@ fn commit_round(inner: &Inner, active: &mut Active) {
     let mut from = 0usize;
     for &(at, number) in rolls.iter().chain(std::iter::once(&(buf.len(), u64::MAX))) {
         if at > from {
-            if let Err(e) = write_buf(&active.file, &buf[from..at]) {
+            if let Err(e) = write_records(inner, active, &buf[from..at]) {
                 poison(
                     inner,
                     format!("write to {} failed: {}", active.path.display(), e),
@@ -594,9 +649,25 @@ fn commit_round(inner: &Inner, active: &mut Active) {
         let next = create_segment(&inner.dir, number).and_then(|next| {
             let mut seal = BytesMut::with_capacity(SEAL_LEN);
             encode_seal(number, &mut seal);
-            write_buf(&active.file, &seal)
-                .and_then(|()| sync_file(&active.file))
+            // Under the preallocation lock: no zero fill runs on the old segment while it
+            // is sealed and cut to its seal's end, and the next fill goes to the new one.
+            let mut p = inner.prealloc.lock();
+            let end = active.len + SEAL_LEN as u64;
+            write_buf(&active.file, &seal, active.len)
+                .and_then(|()| active.file.set_len(end))
+                .and_then(|()| active.file.sync_all())
                 .map_err(|e| StorageError::io(&active.path, e))?;
+            *p = Prealloc {
+                file: next.file.clone(),
+                path: next.path.clone(),
+                number: next.number,
+                end: next.len,
+                done: false,
+            };
+            inner
+                .prealloc_end
+                .store(pack_pos(next.number, next.len), Ordering::Release);
+            inner.prealloc_done.store(false, Ordering::Release);
             Ok(next)
         });
         match next {
@@ -654,11 +725,14 @@ fn background_loop(inner: Arc<Inner>) {
     loop {
         let (shutdown, queued) = {
             let mut q = inner.queue.lock();
-            if !q.shutdown {
+            if !q.shutdown && !inner.prealloc_wanted.load(Ordering::Acquire) {
                 inner.wake.wait_for(&mut q, Duration::from_millis(250));
             }
             (q.shutdown, !q.buf.is_empty() || !q.rolls.is_empty())
         };
+        if !shutdown && inner.prealloc_wanted.swap(false, Ordering::AcqRel) {
+            preallocate(&inner);
+        }
         if queued || shutdown {
             commit_round(&inner, &mut inner.active.lock());
         }
@@ -669,17 +743,123 @@ fn background_loop(inner: Arc<Inner>) {
             background_sync(&inner);
         }
         if shutdown {
+            trim_preallocated(&inner);
             return;
         }
     }
 }
 
-fn write_buf(mut file: &File, buf: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` (whole records) at the end of the active segment's records. Inside the
+/// zero-filled space no lock is needed (a fill only ever writes past it); past it, the
+/// preallocation lock waits out a fill in progress and the space's end moves past the
+/// records. Asks the background thread for more space when little is left.
+fn write_records(inner: &Inner, active: &Active, bytes: &[u8]) -> std::io::Result<()> {
+    let end = active.len + bytes.len() as u64;
+    let ready = inner.prealloc_end.load(Ordering::Acquire);
+    if pack_pos(active.number, end) <= ready {
+        write_buf(&active.file, bytes, active.len)?;
+    } else {
+        let mut p = inner.prealloc.lock();
+        write_buf(&active.file, bytes, active.len)?;
+        if p.number == active.number && end > p.end {
+            p.end = end;
+            inner
+                .prealloc_end
+                .store(pack_pos(p.number, end), Ordering::Release);
+        }
+    }
+    let (number, space_end) = unpack_pos(inner.prealloc_end.load(Ordering::Acquire));
+    if number == active.number
+        && space_end.saturating_sub(end) < PREALLOC_LOW
+        && !inner.prealloc_done.load(Ordering::Acquire)
+        && !inner.prealloc_wanted.swap(true, Ordering::AcqRel)
+    {
+        inner.wake.notify_one();
+    }
+    Ok(())
+}
+
+/// Zeros written past the active segment's space, [`PREALLOC_CHUNK`] at a time up to the
+/// segment size, and synced, so records written there later sync without a journal
+/// commit. A failed write stops preallocation in this segment (records still append); a
+/// failed fsync poisons the log, as it may have dropped records' pages too.
+fn preallocate(inner: &Inner) {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    if inner.poisoned.load(Ordering::Acquire) {
+        return;
+    }
+    let mut p = inner.prealloc.lock();
+    let limit = inner.segment_size.load(Ordering::Acquire);
+    let target = (p.end + PREALLOC_CHUNK).min(limit);
+    if p.done || target <= p.end {
+        p.done = true;
+        inner.prealloc_done.store(true, Ordering::Release);
+        return;
+    }
+    let mut at = p.end;
+    while at < target {
+        let n = (target - at).min(ZEROS.len() as u64) as usize;
+        if let Err(e) = write_buf(&p.file, &ZEROS[..n], at) {
+            tracing::warn!(
+                "Preallocating {} failed ({}): records now grow the file as they are written",
+                p.path.display(),
+                e
+            );
+            p.done = true;
+            inner.prealloc_done.store(true, Ordering::Release);
+            return;
+        }
+        at += n as u64;
+    }
+    if let Err(e) = sync_file(&p.file) {
+        let what = format!("fsync of {} failed: {}", p.path.display(), e);
+        drop(p);
+        poison(inner, what);
+        return;
+    }
+    p.end = target;
+    inner
+        .prealloc_end
+        .store(pack_pos(p.number, target), Ordering::Release);
+}
+
+/// At shutdown, cuts the zeros off the active segment, so a cleanly closed log ends at its
+/// last record.
+fn trim_preallocated(inner: &Inner) {
+    if inner.poisoned.load(Ordering::Acquire) {
+        return;
+    }
+    let active = inner.active.lock();
+    let mut p = inner.prealloc.lock();
+    if p.number != active.number || p.end <= active.len {
+        return;
+    }
+    let cut = active
+        .file
+        .set_len(active.len)
+        .and_then(|()| active.file.sync_all());
+    match cut {
+        Ok(()) => {
+            p.end = active.len;
+            inner
+                .prealloc_end
+                .store(pack_pos(p.number, p.end), Ordering::Release);
+        }
+        // Harmless: recovery reads the zeros as the end of the log.
+        Err(e) => tracing::warn!(
+            "Cutting the preallocated end of {} failed: {}",
+            active.path.display(),
+            e
+        ),
+    }
+}
+
+fn write_buf(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
     #[cfg(feature = "failpoints")]
     fail::fail_point!("log::write", |_| Err(std::io::Error::other(
         "injected write failure"
     )));
-    file.write_all(buf)
+    file.write_all_at(buf, offset)
 }
 
 fn sync_file(file: &File) -> std::io::Result<()> {
@@ -770,7 +950,8 @@ mod tests {
         for i in 0..3 {
             let lsn = log.append(&cmd(i)).unwrap();
             log.wait_durable(lsn).await.unwrap();
-            ends.push(std::fs::metadata(segment_path(&dir, 1)).unwrap().len());
+            // Where the records end (the file itself runs on into preallocated zeros).
+            ends.push(unpack_pos(log.written_pos()).1);
         }
         log.close();
         drop(log);
@@ -936,6 +1117,166 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("missing end of segment 1 not detected"),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Copies the log files of `from` into a fresh directory `to`, as a crash would leave
+    /// them (the log in `from` stays open: its preallocated zeros are in the copy).
+    fn crash_copy(from: &Path, to: &Path) {
+        let _ = std::fs::remove_dir_all(to);
+        std::fs::create_dir_all(recovery::log_dir(to)).unwrap();
+        for (_, p) in recovery::list_segments(from).unwrap() {
+            std::fs::copy(&p, recovery::log_dir(to).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+
+    fn big_opts() -> LogOptions {
+        LogOptions {
+            segment_size: 1 << 20,
+            policy: FsyncPolicy::Always,
+        }
+    }
+
+    /// The newest segment of a log that crashed ends in the zeros preallocated ahead of its
+    /// records: recovery finds every record, reports nothing, and the log goes on right
+    /// after the last record (not after the zeros). A clean close cuts the zeros off.
+    #[tokio::test]
+    async fn preallocated_tail_after_a_crash_is_the_end_of_the_log() {
+        let dir = tmp("prealloc");
+        let copy = tmp("prealloc-copy");
+        let (log, _) = Log::open(&dir, big_opts()).unwrap();
+        for i in 0..20 {
+            let lsn = log.append(&cmd(i)).unwrap();
+            log.wait_durable(lsn).await.unwrap();
+        }
+        let records_end = unpack_pos(log.written_pos()).1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(segment_path(&dir, 1)).unwrap().len() <= records_end {
+            assert!(Instant::now() < deadline, "nothing was preallocated");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        crash_copy(&dir, &copy);
+        let on_disk = std::fs::metadata(segment_path(&copy, 1)).unwrap().len();
+        assert_eq!(on_disk, 1 << 20, "preallocated up to the segment size");
+        let rec = recovery::read_log(&copy).unwrap();
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        assert_eq!(rec.segments.last().unwrap().valid_len, records_end);
+        let (log2, batches) = Log::open(&copy, big_opts()).unwrap();
+        assert_eq!(batches.len(), 20);
+        for i in 20..30 {
+            let lsn = log2.append(&cmd(i)).unwrap();
+            log2.wait_durable(lsn).await.unwrap();
+        }
+        log2.close();
+        drop(log2);
+        let len = std::fs::metadata(segment_path(&copy, 1)).unwrap().len();
+        let (log2, batches) = Log::open(&copy, big_opts()).unwrap();
+        assert_eq!(batches.len(), 30);
+        assert_eq!(batches[29], cmd(29));
+        assert_eq!(
+            len,
+            unpack_pos(log2.written_pos()).1,
+            "close cut the zeros off"
+        );
+        log2.close();
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+
+    /// Zeros do not hide damage: the newest record with a flipped byte is corruption even
+    /// when preallocated zeros follow it, and a record whose second page never reached the
+    /// disk (zeros there, then the zeros after it) is a torn write.
+    #[tokio::test]
+    async fn zeros_after_the_last_record_do_not_hide_damage() {
+        let dir = tmp("prealloc-damage");
+        let (log, _) = Log::open(&dir, big_opts()).unwrap();
+        let mut last_at = 0;
+        for i in 0..3u8 {
+            last_at = unpack_pos(log.written_pos()).1;
+            let (lsn, _, ()) = log
+                .append_ops(|out| out.extend_from_slice(&[i + 1; 6000]))
+                .unwrap();
+            log.wait_durable(lsn).await.unwrap();
+        }
+        log.close();
+        drop(log);
+        let path = segment_path(&dir, 1);
+        let clean = std::fs::read(&path).unwrap();
+        let last_at = last_at as usize;
+        // A flipped byte in the last record, zeros after it.
+        let mut data = clean.clone();
+        data[last_at + 100] ^= 1;
+        data.extend_from_slice(&[0; 64 * 1024]);
+        std::fs::write(&path, &data).unwrap();
+        match Log::open(&dir, big_opts()) {
+            Err(StorageError::Corrupted { file, offset, .. }) => {
+                assert_eq!(file, path);
+                assert_eq!(offset, last_at as u64);
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("damage behind preallocated zeros not detected"),
+        }
+        // The last record's length made longer, zeros after it: its checksum still
+        // matches the bytes up to the zeros, so it was complete.
+        let mut data = clean.clone();
+        data[last_at + 2] ^= 1;
+        data.extend_from_slice(&[0; 128 * 1024]);
+        std::fs::write(&path, &data).unwrap();
+        match Log::open(&dir, big_opts()) {
+            Err(StorageError::Corrupted { offset, reason, .. }) => {
+                assert_eq!(offset, last_at as u64);
+                assert!(reason.contains("length field damaged"), "{reason}");
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("damaged length behind preallocated zeros not detected"),
+        }
+        // The last record's second page lost to a power cut, zeros after it.
+        let mut data = clean.clone();
+        let page = (last_at / 4096 + 1) * 4096;
+        for b in &mut data[page..(page + 4096).min(clean.len())] {
+            *b = 0;
+        }
+        data.extend_from_slice(&[0; 64 * 1024]);
+        std::fs::write(&path, &data).unwrap();
+        let rec = recovery::read_log(&dir).unwrap();
+        let damage = rec.damage.clone().expect("a torn write");
+        assert!(damage.torn_tail, "{damage:?}");
+        assert_eq!(damage.offset, last_at as u64);
+        assert_eq!(rec.ops.len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A crash after the seal was written but before the zeros behind it were cut, and a
+    /// crash during a roll whose new segment was already preallocated: both recover.
+    #[tokio::test]
+    async fn zeros_around_a_roll_recover() {
+        let dir = tmp("prealloc-roll");
+        let n = two_segments(&dir).await;
+        let p1 = segment_path(&dir, 1);
+        let mut sealed = std::fs::read(&p1).unwrap();
+        let seal_at = sealed.len() - SEAL_LEN;
+        sealed.extend_from_slice(&[0; 8192]);
+        std::fs::write(&p1, &sealed).unwrap();
+        let rec = recovery::read_log(&dir).unwrap();
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches.len(), n);
+        log.close();
+        drop(log);
+        // Seal missing from segment 1 (the roll was cut), segment 2 holding only its header
+        // and preallocated zeros.
+        let in_1 = batches_in_segment_1(&dir);
+        let data = std::fs::read(&p1).unwrap();
+        std::fs::write(&p1, &data[..seal_at]).unwrap();
+        let p2 = segment_path(&dir, 2);
+        let mut empty = recovery::segment_header(2).to_vec();
+        empty.extend_from_slice(&[0; 8192]);
+        std::fs::write(&p2, &empty).unwrap();
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches.len(), in_1);
+        assert!(!p2.exists(), "{:?}", recovery::list_segments(&dir));
+        log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

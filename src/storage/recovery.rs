@@ -266,8 +266,9 @@ fn corrupted_at(e: StorageError, path: &Path, off: usize, dir: &Path) -> Storage
 enum End {
     /// Every byte read, ending in a seal naming the next segment (at this offset).
     Sealed(u64),
-    /// Every byte read, no seal.
-    Open,
+    /// Every record read, no seal; the records end at this offset (the file may go on
+    /// with the zeros the log preallocated).
+    Open(u64),
     /// Stopped at damage (recorded in `rec.damage`).
     Damaged,
 }
@@ -334,10 +335,7 @@ fn read_segments(
     for (i, (number, path)) in segments.iter().enumerate() {
         let last = i + 1 == count;
         // The next segment holds no records: a crash may have cut the roll that made it.
-        let next_is_empty_tail = i + 2 == count
-            && fs::metadata(&segments[i + 1].1)
-                .map(|m| m.len() <= SEGMENT_HEADER_LEN as u64)
-                .unwrap_or(false);
+        let next_is_empty_tail = i + 2 == count && holds_no_records(&segments[i + 1].1);
         let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
         let later = &segments[i + 1..];
         let end = read_segment(
@@ -373,11 +371,10 @@ fn read_segments(
                     return Ok(());
                 }
             }
-            End::Open if last => {}
-            End::Open => {
+            End::Open(_) if last => {}
+            End::Open(end) => {
                 let next = later[0].0;
                 let v2 = segment_version(&data).is_some_and(|v| v >= 2);
-                let end = data.len() as u64;
                 if next != number + 1 {
                     let reason = format!(
                         "segment {} is missing: the log jumps from segment {number} to {next}",
@@ -458,6 +455,18 @@ fn read_segment(
     }
     let mut off = SEGMENT_HEADER_LEN;
     while off < data.len() {
+        // Zeros from a record boundary to the end of the file: the space the log
+        // preallocates ahead of its writes (see `log.rs`), or a record whose first page a
+        // power cut never wrote — nothing acknowledged either way (an all-zero header is no
+        // valid record). The records end here.
+        if data[off..(off + HEADER_LEN).min(data.len())]
+            .iter()
+            .all(|&b| b == 0)
+            && all_zero(&data[off..])
+        {
+            push(rec, off);
+            return Ok(End::Open(off as u64));
+        }
         let rest = data.slice(off..);
         let decoded = record::decode(&rest);
         let (kind, payload, len) = match decoded {
@@ -482,7 +491,8 @@ fn read_segment(
         if let Some(next) = record::parse_seal(kind, &payload) {
             let reason = if next != number + 1 {
                 format!("seal names segment {next}, not {}", number + 1)
-            } else if off + len != data.len() {
+            } else if off + len != data.len() && !all_zero(&data[off + len..]) {
+                // Zeros after the seal are preallocated space a crash kept from being cut.
                 "records after the segment's seal".to_string()
             } else {
                 push(rec, off + len);
@@ -559,7 +569,29 @@ fn read_segment(
         off += len;
     }
     push(rec, off);
-    Ok(End::Open)
+    Ok(End::Open(off as u64))
+}
+
+/// Whether every byte is zero (a word at a time: a preallocated tail can be megabytes).
+fn all_zero(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    words
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .all(|w| w == 0)
+        && tail.iter().all(|&b| b == 0)
+}
+
+/// Whether a segment file holds no records: nothing after its header but preallocated
+/// zeros (the log may preallocate a new segment before anything is written to it).
+fn holds_no_records(path: &Path) -> bool {
+    match fs::metadata(path) {
+        Ok(m) if m.len() <= SEGMENT_HEADER_LEN as u64 => true,
+        Ok(_) => fs::read(path)
+            .map(|d| all_zero(&d[SEGMENT_HEADER_LEN.min(d.len())..]))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 fn bad_reason(d: &Decoded) -> &'static str {
@@ -606,12 +638,33 @@ pub fn tail_verdict(data: &[u8], off: usize, bad: &Decoded) -> Result<String, St
             )
         }
         Decoded::Incomplete => Ok(what.into()),
-        _ if has_hole(data, off) => Ok(format!(
+        // A length made longer that still ends inside the preallocated zeros: the record
+        // is complete-length, but its checksum matches the bytes up to a shorter end.
+        Decoded::Invalid(_) if data.len() - off > HEADER_LEN && length_damaged(data, off) => Err(
+            "record length field damaged: the checksum matches a shorter record, followed by preallocated zeros"
+                .into(),
+        ),
+        _ if has_hole(&data[..own_extent(data, off)], off) => Ok(format!(
             "{what} (a zero-filled hole: a write cut by a power loss)"
         )),
         _ => Err(format!(
             "{what} in the newest record, which is complete and has no zero-filled hole: damage, not a torn write"
         )),
+    }
+}
+
+/// Where the bytes that can belong to the complete-length record at `off` end: at the end
+/// of its length when only zeros follow it (the log's preallocated space, which is no hole
+/// in this record — a damaged last record must not pass for a torn one because of it), else
+/// at the end of `data`.
+fn own_extent(data: &[u8], off: usize) -> usize {
+    if data.len() < off + HEADER_LEN {
+        return data.len();
+    }
+    let n = u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+    match (off + HEADER_LEN).checked_add(n) {
+        Some(end) if end < data.len() && all_zero(&data[end..]) => end,
+        _ => data.len(),
     }
 }
 
@@ -648,8 +701,11 @@ fn length_damaged(data: &[u8], off: usize) -> bool {
     let stored = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
     // Any place a record header could begin (a record kind byte in place), whatever state
     // that record is in: the next one may be damaged or torn too.
+    // Or anywhere in the zeros that end the file: the log's preallocated space follows its
+    // last record (and that record may itself end in zero bytes).
+    let zeros_from = data.len() - data.iter().rev().take_while(|&&b| b == 0).count();
     let could_start = |e: usize| -> bool {
-        e == data.len()
+        e >= zeros_from
             || (e + HEADER_LEN <= data.len()
                 && (record::carries_state(data[e + 8])
                     || data[e + 8] == record::RecordKind::Seal as u8))
