@@ -65,18 +65,36 @@ fn record_offsets(data: &[u8]) -> Vec<usize> {
 
 /// Starts the real binary on `dir` and expects it to refuse, naming `file` and `offset`.
 fn assert_start_refused(dir: &Path, file: &Path, offset: Option<u64>) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+    // Output to a file and a deadline on the exit: a server that accepts the damage runs
+    // on, and must fail the test rather than hang it.
+    let log_path = dir.with_extension("start.log");
+    let log = std::fs::File::create(&log_path).expect("start log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
         .args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
         .arg(dir)
         .stdin(Stdio::null())
-        .output()
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
         .expect("run rill");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started on a damaged log:\n{said}"
     );
-    assert!(!out.status.success(), "started on a damaged log:\n{said}");
     let name = file.file_name().and_then(|n| n.to_str()).expect("name");
     assert!(said.contains(name), "does not name {name}:\n{said}");
     if let Some(offset) = offset {
