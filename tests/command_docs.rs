@@ -14,6 +14,10 @@
 //!
 //! Values are rendered compactly: maps `{k:v}`, arrays `[..]`, sets `~[..]`, status `+s`,
 //! bulk strings quoted, `null` when the field is absent.
+//!
+//! XDELEX, XACKDEL and the `KEEPREF | DELREF | ACKED` arguments and 8.2.0 history lines of
+//! XADD and XTRIM are Redis 8.6.3's (`tests/differential_refs.rs` compares them with a
+//! live 8.6.3).
 mod common;
 
 use common::TestServer;
@@ -61,9 +65,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "null",
     ),
     (
+        "xackdel",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"group\",type:\"string\",display_text:\"group\"},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]},{name:\"ids\",type:\"block\",token:\"IDS\",arguments:[{name:\"numids\",type:\"integer\",display_text:\"numids\"},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
+        "null",
+    ),
+    (
         "xadd",
-        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"nomkstream\",type:\"pure-token\",display_text:\"nomkstream\",token:\"NOMKSTREAM\",since:\"6.2.0\",flags:~[+optional]},{name:\"trim\",type:\"block\",flags:~[+optional],arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]}]},{name:\"id-selector\",type:\"oneof\",arguments:[{name:\"auto-id\",type:\"pure-token\",display_text:\"auto-id\",token:\"*\"},{name:\"id\",type:\"string\",display_text:\"id\"}]},{name:\"data\",type:\"block\",flags:~[+multiple],arguments:[{name:\"field\",type:\"string\",display_text:\"field\"},{name:\"value\",type:\"string\",display_text:\"value\"}]}]",
-        "~[[\"6.2.0\",\"Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option.\"],[\"7.0.0\",\"Added support for the `<ms>-*` explicit ID form.\"]]",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"nomkstream\",type:\"pure-token\",display_text:\"nomkstream\",token:\"NOMKSTREAM\",since:\"6.2.0\",flags:~[+optional]},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]},{name:\"trim\",type:\"block\",flags:~[+optional],arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]}]},{name:\"id-selector\",type:\"oneof\",arguments:[{name:\"auto-id\",type:\"pure-token\",display_text:\"auto-id\",token:\"*\"},{name:\"id\",type:\"string\",display_text:\"id\"}]},{name:\"data\",type:\"block\",flags:~[+multiple],arguments:[{name:\"field\",type:\"string\",display_text:\"field\"},{name:\"value\",type:\"string\",display_text:\"value\"}]}]",
+        "~[[\"6.2.0\",\"Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option.\"],[\"7.0.0\",\"Added support for the `<ms>-*` explicit ID form.\"],[\"8.2.0\",\"Added the `KEEPREF`, `DELREF` and `ACKED` options.\"]]",
     ),
     (
         "xautoclaim",
@@ -78,6 +87,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     (
         "xdel",
         "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]",
+        "null",
+    ),
+    (
+        "xdelex",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]},{name:\"ids\",type:\"block\",token:\"IDS\",arguments:[{name:\"numids\",type:\"integer\",display_text:\"numids\"},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
         "null",
     ),
     (
@@ -177,8 +191,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "xtrim",
-        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"trim\",type:\"block\",arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]}]}]",
-        "~[[\"6.2.0\",\"Added the `MINID` trimming strategy and the `LIMIT` option.\"]]",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"trim\",type:\"block\",arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]}]}]",
+        "~[[\"6.2.0\",\"Added the `MINID` trimming strategy and the `LIMIT` option.\"],[\"8.2.0\",\"Added the `KEEPREF`, `DELREF` and `ACKED` options.\"]]",
     ),
 ];
 

@@ -890,12 +890,13 @@ static DOCS: &[(&str, CommandDoc)] = &[
     (
         "xadd",
         CommandDoc::new()
-            .history(&[("6.2.0", "Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option."), ("7.0.0", "Added support for the `<ms>-*` explicit ID form.")])
+            .history(&[("6.2.0", "Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option."), ("7.0.0", "Added support for the `<ms>-*` explicit ID form."), ("8.2.0", "Added the `KEEPREF`, `DELREF` and `ACKED` options.")])
             .tips(&["nondeterministic_output"])
             .key_specs(&[KeySpec { notes: Some("UPDATE instead of INSERT because of the optional trimming feature"), flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
             .args(&[
                 key("key", 0),
                 pure("nomkstream", "NOMKSTREAM").since("6.2.0").optional(),
+                oneof("condition", REF_POLICY).optional(),
                 block("trim", &[
                     oneof("strategy", &[
                         pure("maxlen", "MAXLEN"),
@@ -951,6 +952,33 @@ static DOCS: &[(&str, CommandDoc)] = &[
                 pure("force", "FORCE").optional(),
                 pure("justid", "JUSTID").optional(),
                 string("lastid").token("LASTID").optional(),
+            ]),
+    ),
+    (
+        "xackdel",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                string("group"),
+                oneof("condition", REF_POLICY).optional(),
+                block("ids", &[
+                    integer("numids"),
+                    string("id").multiple(),
+                ]).token("IDS"),
+            ]),
+    ),
+    (
+        "xdelex",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                oneof("condition", REF_POLICY).optional(),
+                block("ids", &[
+                    integer("numids"),
+                    string("id").multiple(),
+                ]).token("IDS"),
             ]),
     ),
     (
@@ -1167,7 +1195,7 @@ static DOCS: &[(&str, CommandDoc)] = &[
     (
         "xtrim",
         CommandDoc::new()
-            .history(&[("6.2.0", "Added the `MINID` trimming strategy and the `LIMIT` option.")])
+            .history(&[("6.2.0", "Added the `MINID` trimming strategy and the `LIMIT` option."), ("8.2.0", "Added the `KEEPREF`, `DELREF` and `ACKED` options.")])
             .tips(&["nondeterministic_output"])
             .key_specs(&[KeySpec { notes: None, flags: &["RW", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
             .args(&[
@@ -1183,9 +1211,17 @@ static DOCS: &[(&str, CommandDoc)] = &[
                     ]).optional(),
                     string("threshold"),
                     integer("count").token("LIMIT").since("6.2.0").optional(),
+                    oneof("condition", REF_POLICY).optional(),
                 ]),
             ]),
     ),
+];
+
+/// `KEEPREF | DELREF | ACKED` (Redis 8.2), as XADD, XTRIM, XDELEX and XACKDEL document it.
+const REF_POLICY: &[Arg] = &[
+    pure("keepref", "KEEPREF"),
+    pure("delref", "DELREF"),
+    pure("acked", "ACKED"),
 ];
 
 #[cfg(test)]

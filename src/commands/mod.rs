@@ -8,6 +8,7 @@ pub mod debug;
 pub mod glob;
 pub mod groups;
 pub mod keys;
+pub mod refs;
 pub mod server;
 pub mod session;
 pub mod streams;

@@ -14,6 +14,7 @@ use crate::engine::error::StreamError;
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::op::{Applied, Op};
+use crate::engine::refs::RefPolicy;
 use crate::engine::stream::{Entry, Stream, TrimSpec};
 use crate::protocol::Reply;
 
@@ -95,6 +96,7 @@ fn parse_add_or_trim(
     let mut approx = false;
     let mut limit: i64 = 0;
     let mut limit_given = false;
+    let mut refs = None;
     let mut opts = AddTrimOptions::default();
     let argc = argv.len();
     let mut i = 2;
@@ -134,6 +136,9 @@ fn parse_add_or_trim(
             }
             limit_given = true;
             i += 1;
+        } else if let Some(policy) = RefPolicy::parse(opt).filter(|_| refs.is_none()) {
+            // Once only: a second one is not an option (XADD then reads it as the ID).
+            refs = Some(policy);
         } else if xadd && opt.eq_ignore_ascii_case(b"nomkstream") {
             opts.no_mkstream = true;
         } else if xadd {
@@ -176,6 +181,7 @@ fn parse_add_or_trim(
         rule,
         approx,
         limit: limit as u64,
+        refs: refs.unwrap_or_default(),
     });
     Ok(opts)
 }
@@ -188,7 +194,8 @@ fn parse_add_or_trim(
 ///
 /// # Format
 /// ```text
-/// XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]
+/// XADD key [NOMKSTREAM] [KEEPREF|DELREF|ACKED] [MAXLEN|MINID [=|~] threshold [LIMIT count]]
+///      *|id field value [field value ...]
 /// ```
 /// # Returns
 /// The new entry's ID as a bulk string; a null bulk with NOMKSTREAM on a missing key.
@@ -275,8 +282,10 @@ pub fn xadd(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError>
 ///
 /// # Format
 /// ```text
-/// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
+/// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count] [KEEPREF|DELREF|ACKED]
 /// ```
+/// Options may come in any order; KEEPREF (the default) leaves the groups' PEL entries of
+/// trimmed entries, DELREF removes them, ACKED trims only entries no group references.
 /// # Returns
 /// Integer: entries removed (0 for a missing key).
 #[derive(Debug)]
@@ -808,7 +817,8 @@ mod tests {
             Some(TrimSpec {
                 rule: TrimRule::MaxLen(5),
                 approx: true,
-                limit: 10_000
+                limit: 10_000,
+                refs: RefPolicy::KeepRef,
             })
         );
     }

@@ -476,6 +476,11 @@ static COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .acl(&["@write", "@stream", "@fast"])
         .doc("stream", "5.0.0", "O(1) for each single item to delete in the stream, regardless of the stream size.", "Returns the number of messages after removing them from a stream."),
+    CommandSpec::new("xdelex", -5, Data(super::refs::xdelex))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.2.0", "O(1) for each single item to delete in the stream, regardless of the stream size.", "Deletes one or multiple entries from the stream."),
     CommandSpec::new("xtrim", -4, Data(super::streams::xtrim))
         .flags(&["write"])
         .keys(1, 1, 1)
@@ -503,6 +508,11 @@ static COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .acl(&["@write", "@stream", "@fast"])
         .doc("stream", "5.0.0", "O(1) for each message ID processed.", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    CommandSpec::new("xackdel", -6, Data(super::refs::xackdel))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.2.0", "O(1) for each message ID processed.", "Acknowledges and deletes one or multiple messages for a stream consumer group."),
     CommandSpec::new("xpending", -3, Data(super::groups::xpending))
         .flags(&["readonly"])
         .keys(1, 1, 1)

@@ -264,7 +264,7 @@ impl Ctx<'_> {
                 op::ApplyError::Stream(e) => CommandError::from(e),
                 e => CommandError::Internal(e.to_string()),
             })?;
-        if applied != Applied::Unchanged {
+        if applied.changed() {
             self.props.push(self.db, op);
         }
         Ok(applied)

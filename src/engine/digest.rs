@@ -510,20 +510,30 @@ mod tests {
         s.groups
             .insert(Bytes::from("g"), ConsumerGroup::new(StreamId::MIN, None));
         check(s.clone(), "a group");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.set_position(StreamId::MIN, Some(0));
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .set_position(StreamId::MIN, Some(0));
         check(s.clone(), "entries-read");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.touch_consumer(&Bytes::from("c"), 100);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .touch_consumer(&Bytes::from("c"), 100);
         check(s.clone(), "a consumer");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.touch_consumer(&Bytes::from("c"), 101);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .touch_consumer(&Bytes::from("c"), 101);
         check(s.clone(), "seen-time");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.deliver(StreamId::new(1, 0), &Bytes::from("c"), 102);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .deliver(StreamId::new(1, 0), &Bytes::from("c"), 102);
         check(s.clone(), "a PEL entry and active-time");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.redeliver(StreamId::new(1, 0), 102);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .redeliver(StreamId::new(1, 0), 102);
         check(s, "delivery count");
     }
 

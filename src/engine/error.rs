@@ -154,6 +154,17 @@ pub enum StreamError {
     #[error("ERR COUNT must be > 0")]
     CountNotPositive,
 
+    // ----- XDELEX / XACKDEL (Redis 8.2, `streamParseAckDelArgsOrReply`) -----
+    /// `IDS numids` with numids not an integer in 1..=LONG_MAX.
+    #[error("ERR Number of IDs must be a positive integer")]
+    NumIdsNotPositive,
+    /// `IDS numids` with fewer arguments after it than numids.
+    #[error("ERR The `numids` parameter must match the number of arguments")]
+    NumIdsMismatch,
+    /// No `IDS` block.
+    #[error("ERR IDS option is required")]
+    IdsRequired,
+
     // ----- XINFO / XSETID -----
     /// XINFO or XSETID on a missing key.
     #[error("ERR no such key")]

@@ -223,6 +223,25 @@ pub struct PendingSummary {
     pub per_consumer: Vec<(Bytes, usize)>,
 }
 
+/// The IDs that entered (`true`) or left (`false`) a group's PEL since the stream last
+/// looked, in order: how the stream keeps its index of referenced entries (see
+/// [`crate::engine::refs`]) exact without being told by every PEL mutation separately.
+///
+/// Every insertion into or removal from the PEL goes through `attach`/`detach` (or
+/// `delete_consumer`), which record it here; the stream's `GroupMut` guard drains it as
+/// soon as the mutation is over. It is bookkeeping, not state: equal groups compare equal
+/// whatever their journals hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PelJournal(Vec<(StreamId, bool)>);
+
+impl PartialEq for PelJournal {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PelJournal {}
+
 /// A consumer group of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerGroup {
@@ -231,6 +250,7 @@ pub struct ConsumerGroup {
     pel: BTreeMap<StreamId, PendingEntry>,
     by_delivery_time: BTreeSet<(u64, StreamId)>,
     consumers: BTreeMap<Bytes, Consumer>,
+    journal: PelJournal,
 }
 
 impl ConsumerGroup {
@@ -243,7 +263,34 @@ impl ConsumerGroup {
             pel: BTreeMap::new(),
             by_delivery_time: BTreeSet::new(),
             consumers: BTreeMap::new(),
+            journal: PelJournal::default(),
         }
+    }
+
+    /// Hands the PEL changes recorded since the last call to `f` (ID, entered), in order,
+    /// and forgets them.
+    pub(crate) fn drain_pel_changes(&mut self, mut f: impl FnMut(StreamId, bool)) {
+        let changes = &mut self.journal.0;
+        let mut i = 0;
+        while i < changes.len() {
+            let (id, entered) = changes[i];
+            // A detach and re-attach of the same ID (a claim, a redelivery) changes nothing.
+            if !entered && changes.get(i + 1) == Some(&(id, true)) {
+                i += 2;
+                continue;
+            }
+            f(id, entered);
+            i += 1;
+        }
+        changes.clear();
+        if changes.capacity() > 1024 {
+            changes.shrink_to(64);
+        }
+    }
+
+    /// Forgets the recorded PEL changes (the caller counts the PEL as it is).
+    pub(crate) fn clear_pel_changes(&mut self) {
+        self.journal.0 = Vec::new();
     }
 
     /// ID of the last entry handed out with `>`.
@@ -337,6 +384,7 @@ impl ConsumerGroup {
             if let Some(entry) = self.pel.remove(id) {
                 self.by_delivery_time
                     .remove(&(entry.delivery_time_ms, entry.id));
+                self.journal.0.push((entry.id, false));
             }
         }
         Some(consumer.pending.len())
@@ -729,6 +777,7 @@ impl ConsumerGroup {
     /// Removes a pending entry from all three views, returning it.
     fn detach(&mut self, id: StreamId) -> Option<PendingEntry> {
         let entry = self.pel.remove(&id)?;
+        self.journal.0.push((id, false));
         self.by_delivery_time
             .remove(&(entry.delivery_time_ms, entry.id));
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
@@ -748,6 +797,7 @@ impl ConsumerGroup {
             owner.pending.insert(entry.id);
             self.consumers.insert(entry.consumer.clone(), owner);
         }
+        self.journal.0.push((entry.id, true));
         self.pel.insert(entry.id, entry);
     }
 

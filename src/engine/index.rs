@@ -697,6 +697,91 @@ impl StreamIndex {
         }
         removed
     }
+
+    /// Trims from the head entry by entry, as Redis's `streamTrim` does for DELREF and
+    /// ACKED: `delete` is asked about each live entry the rule reaches (true deletes it,
+    /// leaving a tombstone) and no node is dropped without this walk.
+    ///
+    /// Per node, from the head: stop once MAXLEN is met; stop before the node if its live
+    /// entries would take the count past `limit` (0 = none); walk its slots until the rule
+    /// is met. A node the rule covers entirely is freed if every live entry it had went,
+    /// and the walk moves on to the next node; a node the rule covers in part ends it.
+    ///
+    /// Returns the IDs deleted (ascending) and the keys of the nodes freed.
+    pub fn trim_each(
+        &mut self,
+        rule: TrimRule,
+        limit: u64,
+        mut delete: impl FnMut(StreamId) -> bool,
+    ) -> (Vec<StreamId>, Vec<StreamId>) {
+        let mut deleted = Vec::new();
+        let mut freed = Vec::new();
+        let mut i = 0;
+        while let Some(&node) = self.nodes.get(i) {
+            if let TrimRule::MaxLen(max) = rule {
+                if self.live <= max {
+                    break;
+                }
+            }
+            let entries = u64::from(node.live);
+            if limit != 0 && deleted.len() as u64 + entries > limit {
+                break;
+            }
+            let whole = self.trim_takes_whole(&node, rule, entries);
+            let a = self.at(node.start);
+            let mut deleted_here = 0u64;
+            for k in a..a + node.count as usize {
+                if self.trim_stops_at(k, rule) {
+                    break;
+                }
+                let slot = self.slots[k];
+                if slot.deleted() || !delete(slot.id) {
+                    continue;
+                }
+                self.slots[k].set_deleted();
+                self.nodes[i].live -= 1;
+                self.live -= 1;
+                deleted_here += 1;
+                deleted.push(slot.id);
+            }
+            if whole && deleted_here == entries {
+                freed.push(self.key(&node));
+                self.free_node(i);
+                continue;
+            }
+            if !whole {
+                break;
+            }
+            i += 1;
+        }
+        (deleted, freed)
+    }
+
+    /// Flags the live entry `id` deleted the way a trim does: its node stays, even if
+    /// emptied (see [`StreamIndex::free_if_empty`]). Returns whether it was live.
+    pub fn tombstone(&mut self, id: StreamId) -> bool {
+        let Some((i, abs)) = self.find(id) else {
+            return false;
+        };
+        let at = self.at(abs);
+        self.slots[at].set_deleted();
+        self.nodes[i].live -= 1;
+        self.live -= 1;
+        true
+    }
+
+    /// Frees the node keyed `key` if it holds no live entry; returns whether it did.
+    pub fn free_if_empty(&mut self, key: StreamId) -> bool {
+        let Some(i) = self.node_for(key) else {
+            return false;
+        };
+        let node = self.nodes[i];
+        if self.key(&node) != key || node.live != 0 {
+            return false;
+        }
+        self.free_node(i);
+        true
+    }
 }
 
 impl StreamIndex {

@@ -12,6 +12,7 @@ pub mod keyspace;
 pub mod op;
 pub mod payload;
 pub mod rax;
+pub mod refs;
 pub mod stream;
 
 /// A small deterministic xorshift64 generator for randomized unit tests: the same

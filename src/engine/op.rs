@@ -51,6 +51,9 @@
 //! | 28 | `Ack` | key, group, ids |
 //! | 29 | `Claim` | key, group, consumer, u64 time, u64 min_idle, u64 delivery_time, opt retry_count, u8 flags (1 force, 2 justid), opt-id last_id, ids |
 //! | 30 | `AutoClaim` | key, group, consumer, u64 time, id start, u64 min_idle, u64 count, u8 justid |
+//! | 31 | `TrimEntries` | key, u8 delref, ids (deleted), ids (keys of freed nodes) |
+//! | 32 | `DeleteRefs` | key, u8 policy (0 keepref, 1 delref, 2 acked), ids |
+//! | 33 | `AckDelete` | key, group, u8 policy, ids |
 //!
 //! An unknown tag or a body that does not parse is reported as a malformed record, never
 //! skipped: recovery stops naming the file and offset.
@@ -63,7 +66,8 @@ use crate::engine::group::{AutoClaim, AutoClaimScan, ClaimOptions, ClaimOutcome,
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::keyspace::{Keyspace, Value};
-use crate::engine::stream::{Stream, TrimSpec};
+use crate::engine::refs::{GroupMut, RefPolicy};
+use crate::engine::stream::{RefTrim, Stream, TrimSpec};
 
 /// One state change. Keys, groups and consumers are byte strings; `db` travels beside the
 /// op (see [`LoggedOp`]).
@@ -105,8 +109,32 @@ pub enum Op {
     /// Entries deleted by ID (XDEL).
     DeleteEntries { key: Bytes, ids: Vec<StreamId> },
     /// Entries trimmed from the head. Live execution may pass an approximate spec;
-    /// [`Keyspace::apply`] rewrites it to the exact rule that removes the same entries.
+    /// [`Keyspace::apply`] rewrites it to the exact rule that removes the same entries,
+    /// and a DELREF or ACKED one to the [`Op::TrimEntries`] it amounted to.
     Trim { key: Bytes, spec: TrimSpec },
+    /// A DELREF (`delref`) or ACKED trim as it came out: these entries deleted (and with
+    /// `delref` dropped from every PEL), then the nodes keyed `freed` freed. Logged instead
+    /// of the rule because which entries ACKED keeps depends on the node layout.
+    TrimEntries {
+        key: Bytes,
+        delref: bool,
+        ids: Vec<StreamId>,
+        freed: Vec<StreamId>,
+    },
+    /// XDELEX: entries deleted by ID under a reference policy. Replays exactly: the
+    /// policy looks only at the groups, which replay rebuilds first.
+    DeleteRefs {
+        key: Bytes,
+        policy: RefPolicy,
+        ids: Vec<StreamId>,
+    },
+    /// XACKDEL: IDs acknowledged in `group`, then their entries deleted under `policy`.
+    AckDelete {
+        key: Bytes,
+        group: Bytes,
+        policy: RefPolicy,
+        ids: Vec<StreamId>,
+    },
     /// XSETID.
     SetId {
         key: Bytes,
@@ -210,6 +238,9 @@ impl Op {
             Op::Relocate { .. } => "Relocate",
             Op::DeleteEntries { .. } => "DeleteEntries",
             Op::Trim { .. } => "Trim",
+            Op::TrimEntries { .. } => "TrimEntries",
+            Op::DeleteRefs { .. } => "DeleteRefs",
+            Op::AckDelete { .. } => "AckDelete",
             Op::SetId { .. } => "SetId",
             Op::GroupCreate { .. } => "GroupCreate",
             Op::GroupSetId { .. } => "GroupSetId",
@@ -249,6 +280,20 @@ pub enum Applied {
     Claims(Vec<ClaimOutcome>),
     /// XAUTOCLAIM's result.
     AutoClaim(AutoClaim),
+    /// Per ID given to XDELEX or XACKDEL, its result code (see
+    /// [`crate::engine::stream::delete_result`]); `changed` false when nothing changed,
+    /// and then the op is not logged.
+    Results { codes: Vec<i64>, changed: bool },
+}
+
+impl Applied {
+    /// Whether the op changed the state, and so is logged.
+    pub fn changed(&self) -> bool {
+        !matches!(
+            self,
+            Applied::Unchanged | Applied::Results { changed: false, .. }
+        )
+    }
 }
 
 /// Why an op could not be applied. Live execution checks everything a client can get wrong
@@ -313,7 +358,7 @@ impl Keyspace {
         db: usize,
         key: &[u8],
         group: &[u8],
-    ) -> Result<&mut ConsumerGroup, ApplyError> {
+    ) -> Result<GroupMut<'_>, ApplyError> {
         self.stream_for_op(db, key)?
             .groups
             .get_mut(group)
@@ -401,6 +446,59 @@ impl Keyspace {
                 let stream = self.stream_for_op(db, key)?;
                 Ok(changed(stream.delete(ids)))
             }
+            Op::Trim { key, spec } if spec.refs != RefPolicy::KeepRef => {
+                let delref = spec.refs == RefPolicy::DelRef;
+                let stream = self.stream_for_op(db, key)?;
+                let RefTrim { ids, freed } = stream.trim_with_refs(*spec);
+                if ids.is_empty() && freed.is_empty() {
+                    return Ok(Applied::Unchanged);
+                }
+                let removed = ids.len() as u64;
+                *op = Op::TrimEntries {
+                    key: key.clone(),
+                    delref,
+                    ids,
+                    freed,
+                };
+                Ok(Applied::Count(removed))
+            }
+            Op::TrimEntries {
+                key,
+                delref,
+                ids,
+                freed,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                let trim = RefTrim {
+                    ids: std::mem::take(ids),
+                    freed: std::mem::take(freed),
+                };
+                let result = stream.replay_ref_trim(&trim, *delref);
+                *ids = trim.ids;
+                *freed = trim.freed;
+                Ok(Applied::Count(result?))
+            }
+            Op::DeleteRefs { key, policy, ids } => {
+                let stream = self.stream_for_op(db, key)?;
+                let (codes, changed) = stream.delete_with_refs(ids, *policy);
+                Ok(Applied::Results { codes, changed })
+            }
+            Op::AckDelete {
+                key,
+                group,
+                policy,
+                ids,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                let (codes, changed) =
+                    stream
+                        .ack_delete(group, ids, *policy)
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
+                Ok(Applied::Results { codes, changed })
+            }
             Op::Trim { key, spec } => {
                 let stream = self.stream_for_op(db, key)?;
                 let nodes = stream.radix_tree_keys();
@@ -414,6 +512,7 @@ impl Keyspace {
                         rule: stream.exact_head_rule(),
                         approx: false,
                         limit: 0,
+                        refs: RefPolicy::KeepRef,
                     };
                 }
                 Ok(Applied::Count(removed))
@@ -504,13 +603,14 @@ impl Keyspace {
             } => {
                 let stream = self.stream_for_op(db, key)?;
                 let counters = stream.counters();
-                let g = stream
-                    .groups
-                    .get_mut(&group[..])
-                    .ok_or_else(|| ApplyError::NoGroup {
-                        key: text(key),
-                        group: text(group),
-                    })?;
+                let mut g =
+                    stream
+                        .groups
+                        .get_mut(&group[..])
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
                 g.touch_consumer(consumer, *time_ms);
                 for id in ids.iter() {
                     g.advance(*id, &counters);
@@ -527,7 +627,7 @@ impl Keyspace {
                 time_ms,
                 ids,
             } => {
-                let g = self.group_for_op(db, key, group)?;
+                let mut g = self.group_for_op(db, key, group)?;
                 g.touch_consumer(consumer, *time_ms);
                 for id in ids.iter() {
                     g.redeliver(*id, *time_ms);
@@ -535,7 +635,7 @@ impl Keyspace {
                 Ok(Applied::Done)
             }
             Op::Ack { key, group, ids } => {
-                let g = self.group_for_op(db, key, group)?;
+                let mut g = self.group_for_op(db, key, group)?;
                 let acked = ids.iter().filter(|id| g.ack(**id)).count();
                 Ok(changed(acked as u64))
             }
@@ -550,13 +650,14 @@ impl Keyspace {
             } => {
                 let stream = self.stream_for_op(db, key)?;
                 let present: Vec<bool> = ids.iter().map(|id| stream.contains(*id)).collect();
-                let g = stream
-                    .groups
-                    .get_mut(&group[..])
-                    .ok_or_else(|| ApplyError::NoGroup {
-                        key: text(key),
-                        group: text(group),
-                    })?;
+                let mut g =
+                    stream
+                        .groups
+                        .get_mut(&group[..])
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
                 let moved = last_id.is_some_and(|last| g.raise_last_delivered(last));
                 g.touch_consumer(consumer, *time_ms);
                 let outcomes: Vec<ClaimOutcome> = ids
@@ -578,19 +679,17 @@ impl Keyspace {
                 scan,
             } => {
                 let stream = self.stream_for_op(db, key)?;
-                // The scan asks the stream whether entries exist while it changes the
-                // group: take the group out for the duration.
-                let (name, mut g) =
+                // The scan asks the index whether entries exist while it changes the group.
+                let (mut g, index) =
                     stream
-                        .groups
-                        .remove_entry(&group[..])
+                        .group_and_index_mut(group)
                         .ok_or_else(|| ApplyError::NoGroup {
                             key: text(key),
                             group: text(group),
                         })?;
                 g.touch_consumer(consumer, scan.now_ms);
-                let result = g.auto_claim(consumer, scan, |id| stream.contains(id));
-                stream.groups.insert(name, g);
+                let result = g.auto_claim(consumer, scan, |id| index.get(id).is_some());
+                drop(g);
                 if result.claimed.is_empty() && result.deleted.is_empty() {
                     *op = touch(key, group, consumer, scan.now_ms);
                 }
@@ -674,6 +773,9 @@ mod tag {
     pub const ACK: u8 = 28;
     pub const CLAIM: u8 = 29;
     pub const AUTOCLAIM: u8 = 30;
+    pub const TRIMENTRIES: u8 = 31;
+    pub const DELETEREFS: u8 = 32;
+    pub const ACKDELETE: u8 = 33;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -777,7 +879,39 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
                 e.bytes(key);
                 e.ids(ids);
             }
+            Op::TrimEntries {
+                key,
+                delref,
+                ids,
+                freed,
+            } => {
+                e.u8(tag::TRIMENTRIES);
+                e.bytes(key);
+                e.u8(u8::from(*delref));
+                e.ids(ids);
+                e.ids(freed);
+            }
+            Op::DeleteRefs { key, policy, ids } => {
+                e.u8(tag::DELETEREFS);
+                e.bytes(key);
+                e.u8(policy.code());
+                e.ids(ids);
+            }
+            Op::AckDelete {
+                key,
+                group,
+                policy,
+                ids,
+            } => {
+                e.u8(tag::ACKDELETE);
+                e.bytes(key);
+                e.bytes(group);
+                e.u8(policy.code());
+                e.ids(ids);
+            }
             Op::Trim { key, spec } => {
+                // Only KEEPREF trims are logged as rules (`apply` rewrites the others).
+                debug_assert_eq!(spec.refs, RefPolicy::KeepRef);
                 e.u8(tag::TRIM);
                 e.bytes(key);
                 match spec.rule {
@@ -1028,7 +1162,7 @@ pub fn decode(payload: &Bytes) -> Result<(Vec<LoggedOp>, Vec<FieldSpan>), Decode
 }
 
 fn known_tag(t: u8) -> bool {
-    matches!(t, 1..=7 | 10..=15 | 20..=30)
+    matches!(t, 1..=7 | 10..=15 | 20..=33)
 }
 
 fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> Option<Op> {
@@ -1084,9 +1218,27 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
                     rule,
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
             }
         }
+        tag::TRIMENTRIES => Op::TrimEntries {
+            key: d.bytes()?,
+            delref: d.bool()?,
+            ids: d.ids()?,
+            freed: d.ids()?,
+        },
+        tag::DELETEREFS => Op::DeleteRefs {
+            key: d.bytes()?,
+            policy: RefPolicy::from_code(d.u8()?)?,
+            ids: d.ids()?,
+        },
+        tag::ACKDELETE => Op::AckDelete {
+            key: d.bytes()?,
+            group: d.bytes()?,
+            policy: RefPolicy::from_code(d.u8()?)?,
+            ids: d.ids()?,
+        },
         tag::SETID => Op::SetId {
             key: d.bytes()?,
             last: d.id()?,
@@ -1267,6 +1419,7 @@ mod tests {
                     rule: TrimRule::MinId(id),
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
             },
             Op::Trim {
@@ -1275,7 +1428,25 @@ mod tests {
                     rule: TrimRule::MaxLen(3),
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
+            },
+            Op::TrimEntries {
+                key: b("s"),
+                delref: true,
+                ids: vec![id, StreamId::new(9, 0)],
+                freed: vec![id],
+            },
+            Op::DeleteRefs {
+                key: b("s"),
+                policy: RefPolicy::Acked,
+                ids: vec![id],
+            },
+            Op::AckDelete {
+                key: b("s"),
+                group: b("g"),
+                policy: RefPolicy::DelRef,
+                ids: vec![id, StreamId::MAX],
             },
             Op::SetId {
                 key: b("s"),
@@ -1497,6 +1668,7 @@ mod tests {
                 rule: TrimRule::MaxLen(42),
                 approx: true,
                 limit: 0,
+                refs: RefPolicy::KeepRef,
             },
         };
         let removed = ks.apply(0, &mut op, limits).expect("trim");
@@ -1509,6 +1681,7 @@ mod tests {
                     rule: TrimRule::MinId(StreamId::new(51, 0)),
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
             }
         );

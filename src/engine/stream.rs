@@ -5,8 +5,6 @@
 //! go above it), `entries_added` and `max_deleted_id` drive consumer-group lag, and the
 //! recorded first ID is shown by XINFO. They change exactly where Redis changes them.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
 use crate::engine::error::StreamError;
@@ -14,6 +12,7 @@ use crate::engine::group::{ConsumerGroup, StreamCounters};
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule};
 use crate::engine::payload::{PayloadError, PayloadStore};
+use crate::engine::refs::{GroupMut, Groups, RefPolicy};
 
 /// An entry as commands see it: ID and flat `field, value, …` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,15 +33,37 @@ impl Entry {
     }
 }
 
-/// A trim request, parsed from `MAXLEN|MINID [=|~] threshold [LIMIT n]`.
+/// A trim request, parsed from `MAXLEN|MINID [=|~] threshold [LIMIT n]` and
+/// `KEEPREF|DELREF|ACKED`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrimSpec {
     /// What to remove.
     pub rule: TrimRule,
-    /// `~`: remove whole nodes only.
+    /// `~`: remove whole nodes only (with KEEPREF; see [`Stream::trim_with_refs`]).
     pub approx: bool,
     /// Maximum entries to remove (0 = unlimited); only meaningful with `approx`.
     pub limit: u64,
+    /// What happens to the consumer groups' references to trimmed entries.
+    pub refs: RefPolicy,
+}
+
+/// What a DELREF or ACKED trim removed, in the form its log record replays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefTrim {
+    /// The entries deleted, ascending (with ACKED there may be holes between them).
+    pub ids: Vec<StreamId>,
+    /// The keys of the nodes the trim freed.
+    pub freed: Vec<StreamId>,
+}
+
+/// XDELEX's and XACKDEL's per-ID result (`XDelexRes`, `XAckDelRes` in Redis).
+pub mod delete_result {
+    /// Not in the stream (XDELEX) or not pending in the group (XACKDEL).
+    pub const NOT_FOUND: i64 = -1;
+    /// Deleted (XACKDEL: acknowledged and deleted, or already gone from the stream).
+    pub const DELETED: i64 = 1;
+    /// Kept, because a consumer group still references it (ACKED).
+    pub const REFERENCED: i64 = 2;
 }
 
 /// One stream value in the keyspace.
@@ -57,8 +78,8 @@ pub struct Stream {
     max_deleted_id: StreamId,
     /// Entries ever added; never decreases (XSETID may raise it).
     entries_added: u64,
-    /// Consumer groups by name.
-    pub groups: BTreeMap<Bytes, ConsumerGroup>,
+    /// Consumer groups by name, with the index of the entries they reference.
+    pub groups: Groups,
 }
 
 impl Stream {
@@ -265,7 +286,8 @@ impl Stream {
         deleted
     }
 
-    /// Trims from the head (XTRIM, XADD's trim clause); returns entries removed.
+    /// Trims from the head (XTRIM, XADD's trim clause) leaving the groups' references
+    /// alone (KEEPREF; `spec.refs` is not looked at); returns entries removed.
     ///
     /// Trimming never touches `max_deleted_id`: Redis treats it as history, not fragmentation.
     pub fn trim(&mut self, spec: TrimSpec) -> u64 {
@@ -274,6 +296,138 @@ impl Stream {
             self.refresh_first_id();
         }
         removed
+    }
+
+    /// A DELREF or ACKED trim (`streamTrim` with a delete strategy other than KEEPREF):
+    /// every node the rule reaches is walked entry by entry, never dropped whole. DELREF
+    /// removes each trimmed entry from every PEL; ACKED skips entries a group references
+    /// (see [`Groups::is_referenced`]), so it can leave holes and goes on past them.
+    ///
+    /// `~` only bounds the work: `spec.limit` (0 = none) stops the trim before a node
+    /// whose live entries would take it past the limit. A node the rule covers entirely
+    /// is freed once all its entries went, and the walk goes on to the next one; it stops
+    /// after the first node the rule covers only in part (Redis fix #14623).
+    ///
+    /// Returns what went, which is also what the log records: which entries ACKED keeps
+    /// depends on where node boundaries fall, and those depend on the
+    /// `stream-node-max-*` settings of the time, so replay is told the outcome
+    /// ([`Stream::replay_ref_trim`]) rather than the rule.
+    pub fn trim_with_refs(&mut self, spec: TrimSpec) -> RefTrim {
+        let Stream { index, groups, .. } = self;
+        groups.refresh();
+        let (ids, freed) = match spec.refs {
+            RefPolicy::Acked => {
+                index.trim_each(spec.rule, spec.limit, |id| !groups.is_referenced(id))
+            }
+            _ => index.trim_each(spec.rule, spec.limit, |id| {
+                groups.drop_everywhere(id);
+                true
+            }),
+        };
+        if !ids.is_empty() {
+            self.refresh_first_id();
+        }
+        RefTrim { ids, freed }
+    }
+
+    /// Replays a logged DELREF (`delref`) or ACKED trim: the entries `trim.ids` are
+    /// deleted as a trim deletes them (`max_deleted_id` untouched; with `delref` they
+    /// leave every PEL too), then the nodes keyed `trim.freed` are freed if empty.
+    /// Under the node layout of the original run this rebuilds its nodes exactly; under
+    /// another one (the node settings changed before the restart) the same entries go.
+    ///
+    /// Nothing changes unless every ID is a live entry, given in ascending order.
+    pub fn replay_ref_trim(&mut self, trim: &RefTrim, delref: bool) -> Result<u64, StreamError> {
+        let ordered = trim.ids.windows(2).all(|w| w[0] < w[1]);
+        if !ordered || trim.ids.iter().any(|id| !self.contains(*id)) {
+            return Err(StreamError::InvalidId);
+        }
+        for &id in &trim.ids {
+            if delref {
+                self.groups.drop_everywhere(id);
+            }
+            self.index.tombstone(id);
+        }
+        for &key in &trim.freed {
+            self.index.free_if_empty(key);
+        }
+        if !trim.ids.is_empty() {
+            self.refresh_first_id();
+        }
+        Ok(trim.ids.len() as u64)
+    }
+
+    /// XDELEX: deletes each ID under `policy` and returns its result code (see
+    /// [`delete_result`]), and whether anything changed (an entry deleted, or with
+    /// DELREF a PEL entry dropped, even for an ID not in the stream).
+    ///
+    /// Deleting is XDEL's: `max_deleted_id` and the recorded first ID follow.
+    pub fn delete_with_refs(&mut self, ids: &[StreamId], policy: RefPolicy) -> (Vec<i64>, bool) {
+        self.groups.refresh();
+        let mut changed = false;
+        let codes = ids
+            .iter()
+            .map(|&id| {
+                match policy {
+                    RefPolicy::Acked if self.groups.is_referenced(id) => {
+                        return delete_result::REFERENCED;
+                    }
+                    RefPolicy::DelRef => changed |= self.groups.drop_everywhere(id),
+                    _ => {}
+                }
+                if self.delete(&[id]) == 1 {
+                    changed = true;
+                    delete_result::DELETED
+                } else {
+                    delete_result::NOT_FOUND
+                }
+            })
+            .collect();
+        (codes, changed)
+    }
+
+    /// XACKDEL: for each ID pending in `group`, acknowledges it, then deletes the entry
+    /// under `policy` (see [`delete_result`]); `None` when the group does not exist.
+    /// Also returns whether anything was acknowledged (then something changed).
+    pub fn ack_delete(
+        &mut self,
+        group: &[u8],
+        ids: &[StreamId],
+        policy: RefPolicy,
+    ) -> Option<(Vec<i64>, bool)> {
+        self.groups.get_mut(group)?;
+        self.groups.refresh();
+        let mut acked_any = false;
+        let mut codes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let acked = self.groups.get_mut(group).is_some_and(|mut g| g.ack(id));
+            if !acked {
+                codes.push(delete_result::NOT_FOUND);
+                continue;
+            }
+            acked_any = true;
+            match policy {
+                RefPolicy::Acked if self.groups.is_referenced(id) => {
+                    codes.push(delete_result::REFERENCED);
+                    continue;
+                }
+                RefPolicy::DelRef => {
+                    self.groups.drop_everywhere(id);
+                }
+                _ => {}
+            }
+            // Deleted, or already gone from the stream: Redis answers 1 either way.
+            self.delete(&[id]);
+            codes.push(delete_result::DELETED);
+        }
+        Some((codes, acked_any))
+    }
+
+    /// The group `name` to change, with the entry index to consult meanwhile (XAUTOCLAIM
+    /// asks whether entries still exist while it changes the group).
+    pub fn group_and_index_mut(&mut self, name: &[u8]) -> Option<(GroupMut<'_>, &StreamIndex)> {
+        let Stream { index, groups, .. } = self;
+        groups.get_mut(name).map(|g| (g, &*index))
     }
 
     /// XSETID: moves `last_id` (and optionally `entries_added`/`max_deleted_id`).
@@ -462,6 +616,7 @@ mod tests {
             rule: TrimRule::MaxLen(4),
             approx: false,
             limit: 0,
+            refs: RefPolicy::KeepRef,
         };
         assert_eq!(s.trim(spec), 6);
         assert_eq!(s.first_id(), Some(StreamId::new(7, 0)));
@@ -485,6 +640,7 @@ mod tests {
                 rule: TrimRule::MinId(StreamId::new(100, 0)),
                 approx: false,
                 limit: 0,
+                refs: RefPolicy::KeepRef,
             });
             s
         };
@@ -511,12 +667,14 @@ mod tests {
                 rule,
                 approx: true,
                 limit,
+                refs: RefPolicy::KeepRef,
             });
             let mut replayed = build();
             replayed.trim(TrimSpec {
                 rule: original.exact_head_rule(),
                 approx: false,
                 limit: 0,
+                refs: RefPolicy::KeepRef,
             });
             assert_eq!(shape(&original), shape(&replayed), "{rule:?} limit {limit}");
         }
@@ -526,7 +684,8 @@ mod tests {
             s.trim(TrimSpec {
                 rule: TrimRule::MaxLen(555),
                 approx: true,
-                limit: 10_000
+                limit: 10_000,
+                refs: RefPolicy::KeepRef,
             }),
             300
         );
