@@ -53,6 +53,8 @@ const KEYS: &[&str] = &["s:a", "s:b", "s:c", "s:d", "str", "mix"];
 const GROUPS: &[&str] = &["g1", "g2"];
 const CONSUMERS: &[&str] = &["alice", "bob", "carol"];
 const FIELDS: &[&str] = &["f", "g", "payload", "n"];
+/// The reference policies of XADD, XTRIM, XDELEX and XACKDEL (Redis 8.2).
+const REF_POLICIES: &[&str] = &["KEEPREF", "DELREF", "ACKED"];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -204,6 +206,22 @@ impl Workload {
             out.push(b"LIMIT".to_vec());
             out.push(self.rng.gen_range(0..20).to_string().into_bytes());
         }
+        if self.rng.gen_bool(0.5) {
+            out.push(self.pick(REF_POLICIES).as_bytes().to_vec());
+        }
+    }
+
+    /// `[KEEPREF|DELREF|ACKED] IDS n id…` of XDELEX and XACKDEL.
+    fn ids_block(&mut self, out: &mut Argv) {
+        if self.rng.gen_bool(0.8) {
+            out.push(self.pick(REF_POLICIES).as_bytes().to_vec());
+        }
+        let n = self.rng.gen_range(1..=3);
+        out.push(b"IDS".to_vec());
+        out.push(n.to_string().into_bytes());
+        for _ in 0..n {
+            out.push(self.known_id().into_bytes());
+        }
     }
 
     fn xadd(&mut self, key: &str) -> Argv {
@@ -238,11 +256,21 @@ impl Workload {
         let r = self.rng.gen_range(0..1000);
         match r {
             0..=219 => self.xadd(key),
-            220..=259 => {
+            220..=239 => {
                 let mut out = argv(&["XDEL", key]);
                 for _ in 0..self.rng.gen_range(1..=3) {
                     out.push(self.known_id().into_bytes());
                 }
+                out
+            }
+            240..=249 => {
+                let mut out = argv(&["XDELEX", key]);
+                self.ids_block(&mut out);
+                out
+            }
+            250..=259 => {
+                let mut out = argv(&["XACKDEL", key, group]);
+                self.ids_block(&mut out);
                 out
             }
             260..=289 => {
