@@ -2,7 +2,8 @@
 //!
 //! Each cycle starts the real `rill` binary on a free port and the same data directory, runs
 //! concurrent load from several connections (XADD, XREADGROUP `>` and history, XACK, XCLAIM,
-//! XGROUP CREATE/SETID/CREATECONSUMER, and MULTI/EXEC pairs), SIGKILLs the server at a random
+//! XGROUP CREATE/SETID/CREATECONSUMER, XTRIM MINID, XDELEX and XACKDEL with ACKED or DELREF,
+//! and MULTI/EXEC pairs), SIGKILLs the server at a random
 //! moment, runs `rill check` on the directory, restarts the server and compares what it
 //! serves with a model built only from ACKNOWLEDGED replies.
 //!
@@ -13,6 +14,11 @@
 //! applied: the state must equal the model either without it or with all of it; anything
 //! else (half a MULTI, half an XREADGROUP) is a violation. The model also predicts every
 //! reply (delivered IDs, ack counts, claimed IDs), so a wrong answer is caught at once.
+//!
+//! Deletes use only ACKED and DELREF, which never leave a PEL entry pointing at a deleted
+//! entry, and trims only exact MINID, whose outcome does not depend on node boundaries: the
+//! model stays exact with a few lines of Redis's rules (what "referenced" means, and how a
+//! group's entries-read counts past XDEL tombstones).
 //!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]`.
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
@@ -238,6 +244,8 @@ struct StreamModel {
     entries: BTreeMap<Id, Fields>,
     last_id: Id,
     entries_added: u64,
+    /// The largest ID deleted by XDELEX/XACKDEL (XINFO's max-deleted-entry-id).
+    max_deleted: Id,
     groups: BTreeMap<String, GroupModel>,
 }
 
@@ -281,6 +289,22 @@ enum Cmd {
     CreateConsumer {
         group: String,
         consumer: String,
+    },
+    /// `XTRIM key MINID = id ACKED|DELREF`.
+    TrimRefs {
+        minid: Id,
+        delref: bool,
+    },
+    /// `XDELEX key ACKED|DELREF IDS n id…`.
+    DelEx {
+        ids: Vec<Id>,
+        delref: bool,
+    },
+    /// `XACKDEL key group ACKED|DELREF IDS n id…`.
+    AckDel {
+        group: String,
+        ids: Vec<Id>,
+        delref: bool,
     },
 }
 
@@ -388,7 +412,41 @@ impl Cmd {
                 group.as_bytes(),
                 consumer.as_bytes(),
             ]),
+            Cmd::TrimRefs { minid, delref } => argv(&[
+                b"XTRIM",
+                own.as_bytes(),
+                b"MINID",
+                b"=",
+                &minid.bytes(),
+                policy(*delref),
+            ]),
+            Cmd::DelEx { ids, delref } => {
+                let mut a = argv(&[b"XDELEX", own.as_bytes(), policy(*delref), b"IDS"]);
+                a.push(ids.len().to_string().into_bytes());
+                a.extend(ids.iter().map(|i| i.bytes()));
+                a
+            }
+            Cmd::AckDel { group, ids, delref } => {
+                let mut a = argv(&[
+                    b"XACKDEL",
+                    own.as_bytes(),
+                    group.as_bytes(),
+                    policy(*delref),
+                    b"IDS",
+                ]);
+                a.push(ids.len().to_string().into_bytes());
+                a.extend(ids.iter().map(|i| i.bytes()));
+                a
+            }
         }
+    }
+}
+
+fn policy(delref: bool) -> &'static [u8] {
+    if delref {
+        b"DELREF"
+    } else {
+        b"ACKED"
     }
 }
 
@@ -404,6 +462,66 @@ fn entry_reply(id: Id, fields: &Fields) -> Resp {
 impl StreamModel {
     fn count_upto(&self, id: Id) -> u64 {
         self.entries.range(..=id).count() as u64
+    }
+
+    fn first_id(&self) -> Id {
+        self.entries.keys().next().copied().unwrap_or_default()
+    }
+
+    /// Redis's `streamEntryIsReferenced`: some group has not read `id` yet, or has it pending.
+    fn referenced(&self, id: Id) -> bool {
+        let Some(min) = self.groups.values().map(|g| g.last_id).min() else {
+            return false;
+        };
+        min < id || self.groups.values().any(|g| g.pel.contains_key(&id))
+    }
+
+    /// Deletes an entry as XDEL does (the largest deleted ID is remembered); true if it existed.
+    fn delete(&mut self, id: Id) -> bool {
+        let existed = self.entries.remove(&id).is_some();
+        if existed && id > self.max_deleted {
+            self.max_deleted = id;
+        }
+        existed
+    }
+
+    fn drop_everywhere(&mut self, id: Id) {
+        for g in self.groups.values_mut() {
+            g.pel.remove(&id);
+        }
+    }
+
+    /// A group's entries-read after delivering `id` with `>` (Redis's `streamRangeHasTombstones`
+    /// and `streamEstimateDistanceFromFirstEverEntry`): exact unless an XDEL tombstone lies at
+    /// or after `id`, else estimated, or unknown.
+    fn read_counter(&self, read: Option<u64>, id: Id) -> Option<u64> {
+        let length = self.entries.len() as u64;
+        let first = self.first_id();
+        let zero = Id(0, 0);
+        let tombstone = length > 0
+            && self.max_deleted != zero
+            && first <= self.max_deleted
+            && id <= self.max_deleted;
+        match read {
+            Some(n) if !tombstone => return Some(n + 1),
+            _ if self.entries_added == 0 => return read,
+            _ => {}
+        }
+        if (length == 0 && id <= self.last_id) || id == self.last_id {
+            return Some(self.entries_added);
+        }
+        if id > self.last_id {
+            return None;
+        }
+        if self.max_deleted == zero || self.max_deleted < first {
+            if id < first {
+                return Some(self.entries_added - length);
+            }
+            if id == first {
+                return Some(self.entries_added - length + 1);
+            }
+        }
+        None
     }
 
     /// Applies `cmd` as the server must, returning the reply it must give. `xadd_id` is the
@@ -455,11 +573,18 @@ impl StreamModel {
                 if new.is_empty() {
                     return Ok(Resp::Array(None));
                 }
+                let mut counters = Vec::new();
+                let mut read = g.entries_read;
+                for (id, _) in &new {
+                    read = self.read_counter(read, *id);
+                    counters.push(read);
+                }
+                let g = self.groups.get_mut(group).ok_or("no group")?;
                 let mut out = Vec::new();
-                for (id, f) in &new {
+                for ((id, f), read) in new.iter().zip(counters) {
                     g.pel.insert(*id, (consumer.clone(), 1));
                     g.last_id = *id;
-                    g.entries_read = g.entries_read.map(|n| n + 1);
+                    g.entries_read = read;
                     out.push(entry_reply(*id, f));
                 }
                 Ok(Resp::Array(Some(vec![Resp::Array(Some(vec![
@@ -541,6 +666,54 @@ impl StreamModel {
                 let g = self.groups.get_mut(group).ok_or("no group")?;
                 Ok(Resp::Int(i64::from(g.consumers.insert(consumer.clone()))))
             }
+            Cmd::TrimRefs { minid, delref } => {
+                // An exact MINID trim walks every entry below `minid`; trimming does not
+                // count as deleting (max-deleted-entry-id stays).
+                let below: Vec<Id> = self.entries.range(..*minid).map(|(id, _)| *id).collect();
+                let mut n = 0;
+                for id in below {
+                    if *delref {
+                        self.drop_everywhere(id);
+                    } else if self.referenced(id) {
+                        continue;
+                    }
+                    self.entries.remove(&id);
+                    n += 1;
+                }
+                Ok(Resp::Int(n))
+            }
+            Cmd::DelEx { ids, delref } => {
+                let mut out = Vec::new();
+                for id in ids {
+                    if *delref {
+                        self.drop_everywhere(*id);
+                    } else if self.referenced(*id) {
+                        out.push(Resp::Int(2));
+                        continue;
+                    }
+                    out.push(Resp::Int(if self.delete(*id) { 1 } else { -1 }));
+                }
+                Ok(Resp::Array(Some(out)))
+            }
+            Cmd::AckDel { group, ids, delref } => {
+                let mut out = Vec::new();
+                for id in ids {
+                    let g = self.groups.get_mut(group).ok_or("no group")?;
+                    if g.pel.remove(id).is_none() {
+                        out.push(Resp::Int(-1));
+                        continue;
+                    }
+                    if *delref {
+                        self.drop_everywhere(*id);
+                    } else if self.referenced(*id) {
+                        out.push(Resp::Int(2));
+                        continue;
+                    }
+                    self.delete(*id);
+                    out.push(Resp::Int(1));
+                }
+                Ok(Resp::Array(Some(out)))
+            }
         }
     }
 
@@ -574,6 +747,12 @@ impl StreamModel {
             d.push(format!(
                 "{key}: last-generated-id {} expected {}",
                 actual.last_id, self.last_id
+            ));
+        }
+        if self.max_deleted != actual.max_deleted {
+            d.push(format!(
+                "{key}: max-deleted-entry-id {} expected {}",
+                actual.max_deleted, self.max_deleted
             ));
         }
         if self.entries_added != actual.entries_added {
@@ -753,6 +932,10 @@ fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
             field(&info, "entries-added", "XINFO STREAM")?,
             "entries-added",
         )? as u64,
+        max_deleted: as_id(
+            field(&info, "max-deleted-entry-id", "XINFO STREAM")?,
+            "max-deleted-entry-id",
+        )?,
         ..StreamModel::default()
     };
     m.entries = parse_entries(&call(conn, &argv(&[b"XRANGE", k, b"-", b"+"]))?, "XRANGE")?;
@@ -941,7 +1124,40 @@ impl Worker {
                 consumer: self.consumer(),
                 count: self.rng.gen_range(1..=5),
             },
-            (65..=82, Some(group)) => {
+            (77..=78, Some(_)) => {
+                // Somewhere in the oldest quarter of the stream.
+                let ids: Vec<Id> = self.model.entries.keys().copied().collect();
+                let quarter = &ids[..ids.len().div_ceil(4)];
+                Cmd::TrimRefs {
+                    minid: self.pick(quarter).unwrap_or(Id(1, 0)),
+                    delref: self.rng.gen_bool(0.3),
+                }
+            }
+            (79..=80, Some(_)) => {
+                let all: Vec<Id> = self.model.entries.keys().copied().collect();
+                let mut ids: Vec<Id> = (0..self.rng.gen_range(1..=3))
+                    .filter_map(|_| self.pick(&all))
+                    .collect();
+                if ids.is_empty() || self.rng.gen_bool(0.1) {
+                    ids.push(Id(1, self.rng.gen_range(0..1000)));
+                }
+                Cmd::DelEx {
+                    ids,
+                    delref: self.rng.gen_bool(0.3),
+                }
+            }
+            (81..=82, Some(group)) => {
+                let mut ids = self.pending_ids(&group, 3);
+                if ids.is_empty() || self.rng.gen_bool(0.1) {
+                    ids.push(Id(1, self.rng.gen_range(0..1000)));
+                }
+                Cmd::AckDel {
+                    group,
+                    ids,
+                    delref: self.rng.gen_bool(0.3),
+                }
+            }
+            (65..=76, Some(group)) => {
                 let mut ids = self.pending_ids(&group, 3);
                 if ids.is_empty() || self.rng.gen_bool(0.1) {
                     // An ID never delivered: XACK must not count it.
