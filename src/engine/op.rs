@@ -1647,6 +1647,125 @@ mod tests {
         assert!(matches!(forced, Op::Claim { .. }), "{forced:?}");
     }
 
+    /// An ACKED trim is logged as the entries and nodes it removed; XDELEX and XACKDEL as
+    /// themselves, and not at all when they changed nothing.
+    #[test]
+    fn reference_aware_deletes_log_what_replays_them() {
+        let limits = NodeLimits {
+            max_entries: 2,
+            max_bytes: 0,
+        };
+        let build = || {
+            let mut ks = Keyspace::new(1);
+            for i in 1..=5u64 {
+                let mut op = Op::Append {
+                    key: b("s"),
+                    id: StreamId::new(i, 0),
+                    fields: vec![b("f"), b("v")],
+                };
+                ks.apply(0, &mut op, limits).expect("append");
+            }
+            let mut ops = vec![
+                Op::GroupCreate {
+                    key: b("s"),
+                    group: b("g"),
+                    last: StreamId::MIN,
+                    entries_read: None,
+                },
+                Op::Deliver {
+                    key: b("s"),
+                    group: b("g"),
+                    consumer: b("c"),
+                    time_ms: 1,
+                    noack: false,
+                    ids: (1..=5).map(|i| StreamId::new(i, 0)).collect(),
+                },
+                Op::Ack {
+                    key: b("s"),
+                    group: b("g"),
+                    ids: [1, 2, 4].map(|i| StreamId::new(i, 0)).to_vec(),
+                },
+            ];
+            for op in &mut ops {
+                ks.apply(0, op, limits).expect("setup");
+            }
+            ks
+        };
+        let mut ks = build();
+        let mut op = Op::Trim {
+            key: b("s"),
+            spec: TrimSpec {
+                rule: TrimRule::MinId(StreamId::new(6, 0)),
+                approx: true,
+                limit: 100,
+                refs: RefPolicy::Acked,
+            },
+        };
+        assert_eq!(ks.apply(0, &mut op, limits), Ok(Applied::Count(3)));
+        let logged = Op::TrimEntries {
+            key: b("s"),
+            delref: false,
+            ids: [1, 2, 4].map(|i| StreamId::new(i, 0)).to_vec(),
+            freed: vec![StreamId::new(1, 0)],
+        };
+        assert_eq!(op, logged);
+        let mut replayed = build();
+        let mut again = logged.clone();
+        assert_eq!(replayed.apply(0, &mut again, limits), Ok(Applied::Count(3)));
+        let digest = |ks: &Keyspace| crate::engine::digest::describe(ks, 0, None).ok();
+        assert_eq!(digest(&replayed), digest(&ks));
+        // Nothing left to trim: not logged.
+        let mut op = Op::Trim {
+            key: b("s"),
+            spec: TrimSpec {
+                rule: TrimRule::MinId(StreamId::new(6, 0)),
+                approx: false,
+                limit: 0,
+                refs: RefPolicy::Acked,
+            },
+        };
+        assert_eq!(ks.apply(0, &mut op, limits), Ok(Applied::Unchanged));
+        let mut op = Op::DeleteRefs {
+            key: b("s"),
+            policy: RefPolicy::Acked,
+            ids: vec![StreamId::new(3, 0), StreamId::new(9, 0)],
+        };
+        let applied = ks.apply(0, &mut op, limits).expect("xdelex");
+        assert_eq!(
+            applied,
+            Applied::Results {
+                codes: vec![2, 2],
+                changed: false
+            }
+        );
+        assert!(!applied.changed());
+        let mut op = Op::AckDelete {
+            key: b("s"),
+            group: b("g"),
+            policy: RefPolicy::Acked,
+            ids: vec![StreamId::new(3, 0)],
+        };
+        let applied = ks.apply(0, &mut op, limits).expect("xackdel");
+        assert!(applied.changed());
+        assert_eq!(
+            applied,
+            Applied::Results {
+                codes: vec![1],
+                changed: true
+            }
+        );
+        let mut op = Op::AckDelete {
+            key: b("s"),
+            group: b("nope"),
+            policy: RefPolicy::Acked,
+            ids: vec![StreamId::new(3, 0)],
+        };
+        assert!(matches!(
+            ks.apply(0, &mut op, limits),
+            Err(ApplyError::NoGroup { .. })
+        ));
+    }
+
     #[test]
     fn an_approximate_trim_is_logged_as_the_exact_rule_that_removed_the_same_entries() {
         let mut ks = Keyspace::new(1);

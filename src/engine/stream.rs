@@ -518,6 +518,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::group::ConsumerGroup;
 
     fn fv() -> Vec<Bytes> {
         vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")]
@@ -690,6 +691,147 @@ mod tests {
             300
         );
         assert_eq!(s.exact_head_rule(), TrimRule::MinId(StreamId::new(401, 0)));
+    }
+
+    /// A stream of `n` entries in nodes of `per_node`, one group that read them all and
+    /// acknowledged those `acked` says, and a second group that read the first `h_read`.
+    fn referenced_stream(
+        n: u64,
+        per_node: u64,
+        acked: impl Fn(u64) -> bool,
+        h_read: u64,
+    ) -> Stream {
+        let limits = NodeLimits {
+            max_entries: per_node,
+            max_bytes: 0,
+        };
+        let store = PayloadStore::new(1 << 20);
+        let mut s = Stream::new();
+        for ms in 1..=n {
+            s.add(
+                AddIdSpec::Explicit(StreamId::new(ms, 0)),
+                &fv(),
+                0,
+                limits,
+                &store,
+            )
+            .ok();
+        }
+        let c = Bytes::from_static(b"c");
+        for (name, read) in [("g", n), ("h", h_read)] {
+            s.groups
+                .insert(Bytes::from(name), ConsumerGroup::new(StreamId::MIN, None));
+            let counters = s.counters();
+            let mut g = s.groups.get_mut(name.as_bytes()).expect("group");
+            g.touch_consumer(&c, 0);
+            for ms in 1..=read {
+                g.advance(StreamId::new(ms, 0), &counters);
+                g.deliver(StreamId::new(ms, 0), &c, 0);
+                if name == "h" || acked(ms) {
+                    g.ack(StreamId::new(ms, 0));
+                }
+            }
+        }
+        s
+    }
+
+    fn live(s: &Stream) -> Vec<u64> {
+        s.index()
+            .range(StreamId::MIN, StreamId::MAX, None, false)
+            .iter()
+            .map(|e| e.id.ms)
+            .collect()
+    }
+
+    /// What an ACKED or DELREF trim logs, replayed on the stream as it was, rebuilds the
+    /// same entries, nodes, counters and PELs; replayed under other node boundaries, the
+    /// same entries and PELs, where re-running the rule would remove others.
+    #[test]
+    fn ref_trims_replay_from_what_they_removed() {
+        let acked = |ms: u64| !ms.is_multiple_of(3);
+        let shape = |s: &Stream| {
+            let pel: Vec<Vec<StreamId>> = s
+                .groups
+                .values()
+                .map(|g| g.pending_entries().map(|p| p.id).collect())
+                .collect();
+            (live(s), s.radix_tree_keys(), s.first_id(), pel)
+        };
+        for refs in [RefPolicy::Acked, RefPolicy::DelRef] {
+            for (rule, approx, limit) in [
+                (TrimRule::MaxLen(5), false, 0),
+                (TrimRule::MaxLen(2), true, 7),
+                (TrimRule::MinId(StreamId::new(14, 0)), false, 0),
+                (TrimRule::MinId(StreamId::new(30, 0)), true, 4),
+            ] {
+                let spec = TrimSpec {
+                    rule,
+                    approx,
+                    limit,
+                    refs,
+                };
+                let mut live_run = referenced_stream(20, 4, acked, 12);
+                let trim = live_run.trim_with_refs(spec);
+                live_run.groups.check();
+                let mut replayed = referenced_stream(20, 4, acked, 12);
+                let delref = refs == RefPolicy::DelRef;
+                assert_eq!(
+                    replayed.replay_ref_trim(&trim, delref),
+                    Ok(trim.ids.len() as u64)
+                );
+                replayed.groups.check();
+                assert_eq!(shape(&replayed), shape(&live_run), "{spec:?}");
+                let mut other = referenced_stream(20, 7, acked, 12);
+                assert!(other.replay_ref_trim(&trim, delref).is_ok());
+                assert_eq!(live(&other), live(&live_run), "{spec:?} other nodes");
+            }
+        }
+        // ACKED with MAXLEN stops at a partly covered node: where node boundaries fall
+        // decides what goes, which is why the log records the outcome.
+        let spec = TrimSpec {
+            rule: TrimRule::MaxLen(3),
+            approx: false,
+            limit: 0,
+            refs: RefPolicy::Acked,
+        };
+        let pending_12 = |ms: u64| ms > 2;
+        let mut three = referenced_stream(5, 3, pending_12, 5);
+        let mut five = referenced_stream(5, 5, pending_12, 5);
+        assert_eq!(three.trim_with_refs(spec).ids, vec![StreamId::new(3, 0)]);
+        assert_eq!(
+            five.trim_with_refs(spec).ids,
+            vec![StreamId::new(3, 0), StreamId::new(4, 0)]
+        );
+        // A replay refuses what it cannot apply whole: an ID not live, or out of order.
+        let mut s = referenced_stream(5, 3, pending_12, 5);
+        let bad = RefTrim {
+            ids: vec![StreamId::new(4, 0), StreamId::new(3, 0)],
+            freed: vec![],
+        };
+        assert!(s.replay_ref_trim(&bad, false).is_err());
+        let gone = RefTrim {
+            ids: vec![StreamId::new(3, 0), StreamId::new(9, 0)],
+            freed: vec![],
+        };
+        assert!(s.replay_ref_trim(&gone, false).is_err());
+        assert_eq!(live(&s), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn deletes_by_id_answer_per_id() {
+        let mut s = referenced_stream(6, 100, |ms| ms != 2, 3);
+        // g: 2 pending; h: read 1..3 and acked them, 4.. unread.
+        let ids = |v: &[u64]| v.iter().map(|&ms| StreamId::new(ms, 0)).collect::<Vec<_>>();
+        let (codes, changed) = s.delete_with_refs(&ids(&[1, 2, 4, 9]), RefPolicy::Acked);
+        assert_eq!((codes, changed), (vec![1, 2, 2, 2], true));
+        assert_eq!(s.max_deleted_id(), StreamId::new(1, 0));
+        let (codes, changed) = s.delete_with_refs(&ids(&[9]), RefPolicy::DelRef);
+        assert_eq!((codes, changed), (vec![-1], false));
+        let acked = s.ack_delete(b"g", &ids(&[2, 2, 3]), RefPolicy::Acked);
+        assert_eq!(acked, Some((vec![1, -1, -1], true)));
+        assert_eq!(s.ack_delete(b"x", &ids(&[2]), RefPolicy::Acked), None);
+        s.groups.check();
+        assert_eq!(live(&s), vec![3, 4, 5, 6]);
     }
 
     #[test]
