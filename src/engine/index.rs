@@ -194,6 +194,18 @@ pub struct NodeShape<'a> {
     pub master_fields: &'a [Bytes],
 }
 
+/// What an entry-by-entry trim ([`StreamIndex::trim_each`]) removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrimWalk {
+    /// The entries deleted, as runs `(first, last)`: every entry live before the trim
+    /// with an ID in a run was deleted, and between two runs at least one was kept.
+    pub runs: Vec<(StreamId, StreamId)>,
+    /// How many entries were deleted.
+    pub removed: u64,
+    /// The keys of the nodes freed.
+    pub freed: Vec<StreamId>,
+}
+
 /// How a trim decides what goes: keep the newest N, or drop IDs below a threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrimRule {
@@ -706,16 +718,15 @@ impl StreamIndex {
     /// entries would take the count past `limit` (0 = none); walk its slots until the rule
     /// is met. A node the rule covers entirely is freed if every live entry it had went,
     /// and the walk moves on to the next node; a node the rule covers in part ends it.
-    ///
-    /// Returns the IDs deleted (ascending) and the keys of the nodes freed.
     pub fn trim_each(
         &mut self,
         rule: TrimRule,
         limit: u64,
         mut delete: impl FnMut(StreamId) -> bool,
-    ) -> (Vec<StreamId>, Vec<StreamId>) {
-        let mut deleted = Vec::new();
-        let mut freed = Vec::new();
+    ) -> TrimWalk {
+        let mut walk = TrimWalk::default();
+        // Whether the last live entry walked was deleted: the next one extends its run.
+        let mut in_run = false;
         let mut i = 0;
         while let Some(&node) = self.nodes.get(i) {
             if let TrimRule::MaxLen(max) = rule {
@@ -724,7 +735,7 @@ impl StreamIndex {
                 }
             }
             let entries = u64::from(node.live);
-            if limit != 0 && deleted.len() as u64 + entries > limit {
+            if limit != 0 && walk.removed + entries > limit {
                 break;
             }
             let whole = self.trim_takes_whole(&node, rule, entries);
@@ -735,17 +746,26 @@ impl StreamIndex {
                     break;
                 }
                 let slot = self.slots[k];
-                if slot.deleted() || !delete(slot.id) {
+                if slot.deleted() {
+                    continue;
+                }
+                if !delete(slot.id) {
+                    in_run = false;
                     continue;
                 }
                 self.slots[k].set_deleted();
                 self.nodes[i].live -= 1;
                 self.live -= 1;
                 deleted_here += 1;
-                deleted.push(slot.id);
+                match walk.runs.last_mut() {
+                    Some(run) if in_run => run.1 = slot.id,
+                    _ => walk.runs.push((slot.id, slot.id)),
+                }
+                in_run = true;
             }
+            walk.removed += deleted_here;
             if whole && deleted_here == entries {
-                freed.push(self.key(&node));
+                walk.freed.push(self.key(&node));
                 self.free_node(i);
                 continue;
             }
@@ -754,7 +774,7 @@ impl StreamIndex {
             }
             i += 1;
         }
-        (deleted, freed)
+        walk
     }
 
     /// Flags the live entry `id` deleted the way a trim does: its node stays, even if

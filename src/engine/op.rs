@@ -51,7 +51,7 @@
 //! | 28 | `Ack` | key, group, ids |
 //! | 29 | `Claim` | key, group, consumer, u64 time, u64 min_idle, u64 delivery_time, opt retry_count, u8 flags (1 force, 2 justid), opt-id last_id, ids |
 //! | 30 | `AutoClaim` | key, group, consumer, u64 time, id start, u64 min_idle, u64 count, u8 justid |
-//! | 31 | `TrimEntries` | key, u8 delref, ids (deleted), ids (keys of freed nodes) |
+//! | 31 | `TrimEntries` | key, u8 delref, ids (runs: first, last, first, last …), ids (keys of freed nodes) |
 //! | 32 | `DeleteRefs` | key, u8 policy (0 keepref, 1 delref, 2 acked), ids |
 //! | 33 | `AckDelete` | key, group, u8 policy, ids |
 //!
@@ -112,13 +112,15 @@ pub enum Op {
     /// [`Keyspace::apply`] rewrites it to the exact rule that removes the same entries,
     /// and a DELREF or ACKED one to the [`Op::TrimEntries`] it amounted to.
     Trim { key: Bytes, spec: TrimSpec },
-    /// A DELREF (`delref`) or ACKED trim as it came out: these entries deleted (and with
-    /// `delref` dropped from every PEL), then the nodes keyed `freed` freed. Logged instead
-    /// of the rule because which entries ACKED keeps depends on the node layout.
+    /// A DELREF (`delref`) or ACKED trim as it came out: the live entries inside these
+    /// runs `(first, last)` deleted (and with `delref` dropped from every PEL), then the
+    /// nodes keyed `freed` freed. Logged instead of the rule because which entries ACKED
+    /// keeps depends on the node layout; as runs, so that trimming a million entries
+    /// logs a few bytes, as a KEEPREF trim does.
     TrimEntries {
         key: Bytes,
         delref: bool,
-        ids: Vec<StreamId>,
+        runs: Vec<(StreamId, StreamId)>,
         freed: Vec<StreamId>,
     },
     /// XDELEX: entries deleted by ID under a reference policy. Replays exactly: the
@@ -449,15 +451,18 @@ impl Keyspace {
             Op::Trim { key, spec } if spec.refs != RefPolicy::KeepRef => {
                 let delref = spec.refs == RefPolicy::DelRef;
                 let stream = self.stream_for_op(db, key)?;
-                let RefTrim { ids, freed } = stream.trim_with_refs(*spec);
-                if ids.is_empty() && freed.is_empty() {
+                let RefTrim {
+                    runs,
+                    removed,
+                    freed,
+                } = stream.trim_with_refs(*spec);
+                if runs.is_empty() && freed.is_empty() {
                     return Ok(Applied::Unchanged);
                 }
-                let removed = ids.len() as u64;
                 *op = Op::TrimEntries {
                     key: key.clone(),
                     delref,
-                    ids,
+                    runs,
                     freed,
                 };
                 Ok(Applied::Count(removed))
@@ -465,16 +470,17 @@ impl Keyspace {
             Op::TrimEntries {
                 key,
                 delref,
-                ids,
+                runs,
                 freed,
             } => {
                 let stream = self.stream_for_op(db, key)?;
                 let trim = RefTrim {
-                    ids: std::mem::take(ids),
+                    runs: std::mem::take(runs),
+                    removed: 0,
                     freed: std::mem::take(freed),
                 };
                 let result = stream.replay_ref_trim(&trim, *delref);
-                *ids = trim.ids;
+                *runs = trim.runs;
                 *freed = trim.freed;
                 Ok(Applied::Count(result?))
             }
@@ -882,13 +888,14 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
             Op::TrimEntries {
                 key,
                 delref,
-                ids,
+                runs,
                 freed,
             } => {
                 e.u8(tag::TRIMENTRIES);
                 e.bytes(key);
                 e.u8(u8::from(*delref));
-                e.ids(ids);
+                let ends: Vec<StreamId> = runs.iter().flat_map(|&(a, b)| [a, b]).collect();
+                e.ids(&ends);
                 e.ids(freed);
             }
             Op::DeleteRefs { key, policy, ids } => {
@@ -1222,12 +1229,20 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
                 },
             }
         }
-        tag::TRIMENTRIES => Op::TrimEntries {
-            key: d.bytes()?,
-            delref: d.bool()?,
-            ids: d.ids()?,
-            freed: d.ids()?,
-        },
+        tag::TRIMENTRIES => {
+            let key = d.bytes()?;
+            let delref = d.bool()?;
+            let ends = d.ids()?;
+            if ends.len() % 2 != 0 {
+                return None;
+            }
+            Op::TrimEntries {
+                key,
+                delref,
+                runs: ends.chunks(2).map(|p| (p[0], p[1])).collect(),
+                freed: d.ids()?,
+            }
+        }
         tag::DELETEREFS => Op::DeleteRefs {
             key: d.bytes()?,
             policy: RefPolicy::from_code(d.u8()?)?,
@@ -1434,7 +1449,7 @@ mod tests {
             Op::TrimEntries {
                 key: b("s"),
                 delref: true,
-                ids: vec![id, StreamId::new(9, 0)],
+                runs: vec![(id, id), (StreamId::new(9, 0), StreamId::new(12, 3))],
                 freed: vec![id],
             },
             Op::DeleteRefs {
@@ -1705,7 +1720,10 @@ mod tests {
         let logged = Op::TrimEntries {
             key: b("s"),
             delref: false,
-            ids: [1, 2, 4].map(|i| StreamId::new(i, 0)).to_vec(),
+            runs: vec![
+                (StreamId::new(1, 0), StreamId::new(2, 0)),
+                (StreamId::new(4, 0), StreamId::new(4, 0)),
+            ],
             freed: vec![StreamId::new(1, 0)],
         };
         assert_eq!(op, logged);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::engine::error::StreamError;
 use crate::engine::group::{ConsumerGroup, StreamCounters};
 use crate::engine::id::{AddIdSpec, StreamId};
-use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule};
+use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule, TrimWalk};
 use crate::engine::payload::{PayloadError, PayloadStore};
 use crate::engine::refs::{GroupMut, Groups, RefPolicy};
 
@@ -47,14 +47,10 @@ pub struct TrimSpec {
     pub refs: RefPolicy,
 }
 
-/// What a DELREF or ACKED trim removed, in the form its log record replays.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RefTrim {
-    /// The entries deleted, ascending (with ACKED there may be holes between them).
-    pub ids: Vec<StreamId>,
-    /// The keys of the nodes the trim freed.
-    pub freed: Vec<StreamId>,
-}
+/// What a DELREF or ACKED trim removed, in the form its log record replays: runs of
+/// deleted entries (one for DELREF; ACKED starts a new one after each entry it kept) and
+/// the nodes freed. See [`TrimWalk`].
+pub type RefTrim = TrimWalk;
 
 /// XDELEX's and XACKDEL's per-ID result (`XDelexRes`, `XAckDelRes` in Redis).
 pub mod delete_result {
@@ -315,46 +311,60 @@ impl Stream {
     pub fn trim_with_refs(&mut self, spec: TrimSpec) -> RefTrim {
         let Stream { index, groups, .. } = self;
         groups.refresh();
-        let (ids, freed) = match spec.refs {
+        let walk = match spec.refs {
             RefPolicy::Acked => {
                 index.trim_each(spec.rule, spec.limit, |id| !groups.is_referenced(id))
             }
-            _ => index.trim_each(spec.rule, spec.limit, |id| {
-                groups.drop_everywhere(id);
-                true
-            }),
+            // DELREF (KEEPREF trims are `Stream::trim`'s).
+            RefPolicy::DelRef | RefPolicy::KeepRef => {
+                index.trim_each(spec.rule, spec.limit, |id| {
+                    groups.drop_everywhere(id);
+                    true
+                })
+            }
         };
-        if !ids.is_empty() {
+        if walk.removed > 0 {
             self.refresh_first_id();
         }
-        RefTrim { ids, freed }
+        walk
     }
 
-    /// Replays a logged DELREF (`delref`) or ACKED trim: the entries `trim.ids` are
-    /// deleted as a trim deletes them (`max_deleted_id` untouched; with `delref` they
-    /// leave every PEL too), then the nodes keyed `trim.freed` are freed if empty.
+    /// Replays a logged DELREF (`delref`) or ACKED trim: every live entry inside one of
+    /// `trim.runs` is deleted as a trim deletes (`max_deleted_id` untouched; with `delref`
+    /// it leaves every PEL too), then the nodes keyed `trim.freed` are freed if empty.
     /// Under the node layout of the original run this rebuilds its nodes exactly; under
     /// another one (the node settings changed before the restart) the same entries go.
+    /// Returns how many entries were deleted.
     ///
-    /// Nothing changes unless every ID is a live entry, given in ascending order.
+    /// Nothing changes unless the runs ascend without overlapping and start and end on
+    /// live entries.
     pub fn replay_ref_trim(&mut self, trim: &RefTrim, delref: bool) -> Result<u64, StreamError> {
-        let ordered = trim.ids.windows(2).all(|w| w[0] < w[1]);
-        if !ordered || trim.ids.iter().any(|id| !self.contains(*id)) {
+        let ordered =
+            trim.runs.iter().all(|(a, b)| a <= b) && trim.runs.windows(2).all(|w| w[0].1 < w[1].0);
+        let ends_live = trim
+            .runs
+            .iter()
+            .all(|(a, b)| self.contains(*a) && self.contains(*b));
+        if !ordered || !ends_live {
             return Err(StreamError::InvalidId);
         }
-        for &id in &trim.ids {
-            if delref {
-                self.groups.drop_everywhere(id);
+        let mut removed = 0;
+        for &(first, last) in &trim.runs {
+            for e in self.index.range(first, last, None, false) {
+                if delref {
+                    self.groups.drop_everywhere(e.id);
+                }
+                self.index.tombstone(e.id);
+                removed += 1;
             }
-            self.index.tombstone(id);
         }
         for &key in &trim.freed {
             self.index.free_if_empty(key);
         }
-        if !trim.ids.is_empty() {
+        if removed > 0 {
             self.refresh_first_id();
         }
-        Ok(trim.ids.len() as u64)
+        Ok(removed)
     }
 
     /// XDELEX: deletes each ID under `policy` and returns its result code (see
@@ -775,10 +785,7 @@ mod tests {
                 live_run.groups.check();
                 let mut replayed = referenced_stream(20, 4, acked, 12);
                 let delref = refs == RefPolicy::DelRef;
-                assert_eq!(
-                    replayed.replay_ref_trim(&trim, delref),
-                    Ok(trim.ids.len() as u64)
-                );
+                assert_eq!(replayed.replay_ref_trim(&trim, delref), Ok(trim.removed));
                 replayed.groups.check();
                 assert_eq!(shape(&replayed), shape(&live_run), "{spec:?}");
                 let mut other = referenced_stream(20, 7, acked, 12);
@@ -797,21 +804,44 @@ mod tests {
         let pending_12 = |ms: u64| ms > 2;
         let mut three = referenced_stream(5, 3, pending_12, 5);
         let mut five = referenced_stream(5, 5, pending_12, 5);
-        assert_eq!(three.trim_with_refs(spec).ids, vec![StreamId::new(3, 0)]);
-        assert_eq!(
-            five.trim_with_refs(spec).ids,
-            vec![StreamId::new(3, 0), StreamId::new(4, 0)]
-        );
+        let run = |a: u64, b: u64| vec![(StreamId::new(a, 0), StreamId::new(b, 0))];
+        assert_eq!(three.trim_with_refs(spec).runs, run(3, 3));
+        assert_eq!(five.trim_with_refs(spec).runs, run(3, 4));
+        // ACKED holes split runs; DELREF makes one.
+        let spec = TrimSpec {
+            rule: TrimRule::MinId(StreamId::new(9, 0)),
+            approx: false,
+            limit: 0,
+            refs: RefPolicy::Acked,
+        };
+        let mut holes = referenced_stream(10, 3, |ms| ms != 3 && ms != 6, 10);
+        let trim = holes.trim_with_refs(spec);
+        assert_eq!(trim.removed, 6);
+        assert_eq!(trim.runs, [run(1, 2), run(4, 5), run(7, 8)].concat());
+        let delref = TrimSpec {
+            refs: RefPolicy::DelRef,
+            ..spec
+        };
+        let mut all = referenced_stream(10, 3, |ms| ms != 3 && ms != 6, 10);
+        assert_eq!(all.trim_with_refs(delref).runs, run(1, 8));
         // A replay refuses what it cannot apply whole: an ID not live, or out of order.
         let mut s = referenced_stream(5, 3, pending_12, 5);
         let bad = RefTrim {
-            ids: vec![StreamId::new(4, 0), StreamId::new(3, 0)],
-            freed: vec![],
+            runs: vec![(StreamId::new(4, 0), StreamId::new(3, 0))],
+            ..RefTrim::default()
         };
         assert!(s.replay_ref_trim(&bad, false).is_err());
+        let overlapping = RefTrim {
+            runs: vec![
+                (StreamId::new(1, 0), StreamId::new(3, 0)),
+                (StreamId::new(3, 0), StreamId::new(4, 0)),
+            ],
+            ..RefTrim::default()
+        };
+        assert!(s.replay_ref_trim(&overlapping, false).is_err());
         let gone = RefTrim {
-            ids: vec![StreamId::new(3, 0), StreamId::new(9, 0)],
-            freed: vec![],
+            runs: vec![(StreamId::new(3, 0), StreamId::new(9, 0))],
+            ..RefTrim::default()
         };
         assert!(s.replay_ref_trim(&gone, false).is_err());
         assert_eq!(live(&s), vec![1, 2, 3, 4, 5]);
