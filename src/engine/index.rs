@@ -202,8 +202,10 @@ pub struct TrimWalk {
     pub runs: Vec<(StreamId, StreamId)>,
     /// How many entries were deleted.
     pub removed: u64,
-    /// The keys of the nodes freed.
-    pub freed: Vec<StreamId>,
+    /// The key of the last node freed, if any. Every node up to it was walked and was
+    /// covered whole by the rule, so the nodes freed are exactly those keyed up to it
+    /// that hold no live entry afterwards (see [`StreamIndex::free_empty_through`]).
+    pub freed_through: Option<StreamId>,
 }
 
 /// How a trim decides what goes: keep the newest N, or drop IDs below a threshold.
@@ -765,7 +767,7 @@ impl StreamIndex {
             }
             walk.removed += deleted_here;
             if whole && deleted_here == entries {
-                walk.freed.push(self.key(&node));
+                walk.freed_through = Some(self.key(&node));
                 self.free_node(i);
                 continue;
             }
@@ -778,7 +780,7 @@ impl StreamIndex {
     }
 
     /// Flags the live entry `id` deleted the way a trim does: its node stays, even if
-    /// emptied (see [`StreamIndex::free_if_empty`]). Returns whether it was live.
+    /// emptied (see [`StreamIndex::free_empty_through`]). Returns whether it was live.
     pub fn tombstone(&mut self, id: StreamId) -> bool {
         let Some((i, abs)) = self.find(id) else {
             return false;
@@ -790,17 +792,22 @@ impl StreamIndex {
         true
     }
 
-    /// Frees the node keyed `key` if it holds no live entry; returns whether it did.
-    pub fn free_if_empty(&mut self, key: StreamId) -> bool {
-        let Some(i) = self.node_for(key) else {
-            return false;
-        };
-        let node = self.nodes[i];
-        if self.key(&node) != key || node.live != 0 {
-            return false;
+    /// Frees every node keyed at or below `key` that holds no live entry; returns how many.
+    pub fn free_empty_through(&mut self, key: StreamId) -> usize {
+        let mut freed = 0;
+        let mut i = 0;
+        while let Some(&node) = self.nodes.get(i) {
+            if self.key(&node) > key {
+                break;
+            }
+            if node.live == 0 {
+                self.free_node(i);
+                freed += 1;
+            } else {
+                i += 1;
+            }
         }
-        self.free_node(i);
-        true
+        freed
     }
 }
 

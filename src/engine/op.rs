@@ -51,7 +51,7 @@
 //! | 28 | `Ack` | key, group, ids |
 //! | 29 | `Claim` | key, group, consumer, u64 time, u64 min_idle, u64 delivery_time, opt retry_count, u8 flags (1 force, 2 justid), opt-id last_id, ids |
 //! | 30 | `AutoClaim` | key, group, consumer, u64 time, id start, u64 min_idle, u64 count, u8 justid |
-//! | 31 | `TrimEntries` | key, u8 delref, ids (runs: first, last, first, last …), ids (keys of freed nodes) |
+//! | 31 | `TrimEntries` | key, u8 delref, ids (runs: first, last, first, last …), opt-id freed_through |
 //! | 32 | `DeleteRefs` | key, u8 policy (0 keepref, 1 delref, 2 acked), ids |
 //! | 33 | `AckDelete` | key, group, u8 policy, ids |
 //!
@@ -114,14 +114,14 @@ pub enum Op {
     Trim { key: Bytes, spec: TrimSpec },
     /// A DELREF (`delref`) or ACKED trim as it came out: the live entries inside these
     /// runs `(first, last)` deleted (and with `delref` dropped from every PEL), then the
-    /// nodes keyed `freed` freed. Logged instead of the rule because which entries ACKED
+    /// empty nodes keyed up to `freed_through` freed. Logged instead of the rule because which entries ACKED
     /// keeps depends on the node layout; as runs, so that trimming a million entries
     /// logs a few bytes, as a KEEPREF trim does.
     TrimEntries {
         key: Bytes,
         delref: bool,
         runs: Vec<(StreamId, StreamId)>,
-        freed: Vec<StreamId>,
+        freed_through: Option<StreamId>,
     },
     /// XDELEX: entries deleted by ID under a reference policy. Replays exactly: the
     /// policy looks only at the groups, which replay rebuilds first.
@@ -454,16 +454,16 @@ impl Keyspace {
                 let RefTrim {
                     runs,
                     removed,
-                    freed,
+                    freed_through,
                 } = stream.trim_with_refs(*spec);
-                if runs.is_empty() && freed.is_empty() {
+                if runs.is_empty() && freed_through.is_none() {
                     return Ok(Applied::Unchanged);
                 }
                 *op = Op::TrimEntries {
                     key: key.clone(),
                     delref,
                     runs,
-                    freed,
+                    freed_through,
                 };
                 Ok(Applied::Count(removed))
             }
@@ -471,17 +471,16 @@ impl Keyspace {
                 key,
                 delref,
                 runs,
-                freed,
+                freed_through,
             } => {
                 let stream = self.stream_for_op(db, key)?;
                 let trim = RefTrim {
                     runs: std::mem::take(runs),
                     removed: 0,
-                    freed: std::mem::take(freed),
+                    freed_through: *freed_through,
                 };
                 let result = stream.replay_ref_trim(&trim, *delref);
                 *runs = trim.runs;
-                *freed = trim.freed;
                 Ok(Applied::Count(result?))
             }
             Op::DeleteRefs { key, policy, ids } => {
@@ -889,14 +888,14 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
                 key,
                 delref,
                 runs,
-                freed,
+                freed_through,
             } => {
                 e.u8(tag::TRIMENTRIES);
                 e.bytes(key);
                 e.u8(u8::from(*delref));
                 let ends: Vec<StreamId> = runs.iter().flat_map(|&(a, b)| [a, b]).collect();
                 e.ids(&ends);
-                e.ids(freed);
+                e.opt_id(*freed_through);
             }
             Op::DeleteRefs { key, policy, ids } => {
                 e.u8(tag::DELETEREFS);
@@ -1240,7 +1239,7 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
                 key,
                 delref,
                 runs: ends.chunks(2).map(|p| (p[0], p[1])).collect(),
-                freed: d.ids()?,
+                freed_through: d.opt_id()?,
             }
         }
         tag::DELETEREFS => Op::DeleteRefs {
@@ -1450,7 +1449,7 @@ mod tests {
                 key: b("s"),
                 delref: true,
                 runs: vec![(id, id), (StreamId::new(9, 0), StreamId::new(12, 3))],
-                freed: vec![id],
+                freed_through: Some(id),
             },
             Op::DeleteRefs {
                 key: b("s"),
@@ -1724,7 +1723,7 @@ mod tests {
                 (StreamId::new(1, 0), StreamId::new(2, 0)),
                 (StreamId::new(4, 0), StreamId::new(4, 0)),
             ],
-            freed: vec![StreamId::new(1, 0)],
+            freed_through: Some(StreamId::new(1, 0)),
         };
         assert_eq!(op, logged);
         let mut replayed = build();

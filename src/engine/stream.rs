@@ -331,7 +331,7 @@ impl Stream {
 
     /// Replays a logged DELREF (`delref`) or ACKED trim: every live entry inside one of
     /// `trim.runs` is deleted as a trim deletes (`max_deleted_id` untouched; with `delref`
-    /// it leaves every PEL too), then the nodes keyed `trim.freed` are freed if empty.
+    /// it leaves every PEL too), then the empty nodes keyed up to `trim.freed_through`.
     /// Under the node layout of the original run this rebuilds its nodes exactly; under
     /// another one (the node settings changed before the restart) the same entries go.
     /// Returns how many entries were deleted.
@@ -358,8 +358,8 @@ impl Stream {
                 removed += 1;
             }
         }
-        for &key in &trim.freed {
-            self.index.free_if_empty(key);
+        if let Some(key) = trim.freed_through {
+            self.index.free_empty_through(key);
         }
         if removed > 0 {
             self.refresh_first_id();
@@ -845,6 +845,43 @@ mod tests {
         };
         assert!(s.replay_ref_trim(&gone, false).is_err());
         assert_eq!(live(&s), vec![1, 2, 3, 4, 5]);
+    }
+
+    /// Redis keeps a node a MINID trim emptied when its last slot (a tombstone) is at or
+    /// above MINID; the next trim that covers it frees it. Replays keep both.
+    #[test]
+    fn ref_trims_keep_and_later_free_an_emptied_node() {
+        let mut s = referenced_stream(6, 3, |_| true, 6);
+        s.delete(&[StreamId::new(3, 0)]);
+        let before = s.clone();
+        let first = TrimSpec {
+            rule: TrimRule::MinId(StreamId::new(3, 0)),
+            approx: false,
+            limit: 0,
+            refs: RefPolicy::Acked,
+        };
+        let trim = s.trim_with_refs(first);
+        assert_eq!(trim.removed, 2);
+        assert_eq!(trim.freed_through, None);
+        assert_eq!((s.radix_tree_keys(), live(&s)), (2, vec![4, 5, 6]));
+        let mut replayed = before.clone();
+        assert_eq!(replayed.replay_ref_trim(&trim, false), Ok(2));
+        assert_eq!(replayed.radix_tree_keys(), 2);
+        let before = s.clone();
+        let second = TrimSpec {
+            rule: TrimRule::MinId(StreamId::new(5, 0)),
+            refs: RefPolicy::DelRef,
+            ..first
+        };
+        let trim = s.trim_with_refs(second);
+        assert_eq!(trim.freed_through, Some(StreamId::new(1, 0)));
+        assert_eq!((s.radix_tree_keys(), live(&s)), (1, vec![5, 6]));
+        let mut replayed = before;
+        assert_eq!(replayed.replay_ref_trim(&trim, true), Ok(1));
+        assert_eq!(
+            (replayed.radix_tree_keys(), live(&replayed)),
+            (1, vec![5, 6])
+        );
     }
 
     #[test]
