@@ -4,7 +4,15 @@
 //! views of the same pending entries are kept in step so that every command stays cheap:
 //! - the group PEL ordered by ID (XPENDING ranges, XAUTOCLAIM cursors, XACK),
 //! - each consumer's own IDs (history reads, XPENDING with a consumer, DELCONSUMER),
-//! - a by-delivery-time index (XPENDING IDLE and idle scans look only at entries old enough).
+//! - a by-delivery-time index (XPENDING IDLE, XREADGROUP CLAIM and idle scans look only at
+//!   entries old enough).
+//!
+//! The by-delivery-time index is Redis 8.6's PEL time list (`pel_time_head/tail`): ordered by
+//! delivery time, ties in the order the entries got that time (each attach takes the next
+//! number of a per-group counter), so XREADGROUP CLAIM serves the oldest delivery first and,
+//! among equal times, the one that got its time first, as Redis does. It is derived state:
+//! never logged nor checkpointed, rebuilt at load in (time, ID) order — which is what Redis's
+//! RDB load (`pelListInsertSorted` over the PEL in ID order) gives too.
 //!
 //! Deliveries, acknowledgements and claims are O(log n). The lag and entries-read counters follow
 //! Redis 7.4's `t_stream.c` exactly (`streamEstimateDistanceFromFirstEverEntry`,
@@ -106,6 +114,8 @@ pub struct PendingEntry {
     pub delivery_time_ms: u64,
     /// How many times it was delivered (XCLAIM RETRYCOUNT may set it to anything).
     pub delivery_count: u64,
+    /// Position among entries of equal delivery time in the by-delivery-time index.
+    order: u64,
 }
 
 /// A named reader inside a group.
@@ -229,7 +239,10 @@ pub struct ConsumerGroup {
     last_delivered_id: StreamId,
     entries_read: Option<u64>,
     pel: BTreeMap<StreamId, PendingEntry>,
-    by_delivery_time: BTreeSet<(u64, StreamId)>,
+    /// (delivery time, attach order) → ID: the PEL time list.
+    by_delivery_time: BTreeMap<(u64, u64), StreamId>,
+    /// The attach order the next pending entry gets.
+    next_order: u64,
     consumers: BTreeMap<Bytes, Consumer>,
 }
 
@@ -241,7 +254,8 @@ impl ConsumerGroup {
             last_delivered_id,
             entries_read,
             pel: BTreeMap::new(),
-            by_delivery_time: BTreeSet::new(),
+            by_delivery_time: BTreeMap::new(),
+            next_order: 0,
             consumers: BTreeMap::new(),
         }
     }
@@ -336,7 +350,7 @@ impl ConsumerGroup {
         for id in &consumer.pending {
             if let Some(entry) = self.pel.remove(id) {
                 self.by_delivery_time
-                    .remove(&(entry.delivery_time_ms, entry.id));
+                    .remove(&(entry.delivery_time_ms, entry.order));
             }
         }
         Some(consumer.pending.len())
@@ -373,6 +387,7 @@ impl ConsumerGroup {
             consumer: self.stored_name(consumer),
             delivery_time_ms: now_ms,
             delivery_count: 1,
+            order: 0,
         });
         self.mark_active(consumer, now_ms);
     }
@@ -452,6 +467,7 @@ impl ConsumerGroup {
                 consumer: self.stored_name(consumer),
                 delivery_time_ms: opts.delivery_time_ms,
                 delivery_count: 1,
+                order: 0,
             },
             None => return ClaimOutcome::Skipped,
         };
@@ -585,7 +601,7 @@ impl ConsumerGroup {
                 };
                 let mut ids: Vec<StreamId> = self
                     .by_delivery_time
-                    .range(..=(cutoff, StreamId::MAX))
+                    .range(..=(cutoff, u64::MAX))
                     .map(|(_, id)| *id)
                     .filter(|id| *id >= start && *id <= end)
                     .collect();
@@ -612,8 +628,16 @@ impl ConsumerGroup {
         let cutoff = now_ms.checked_sub(min_idle_ms);
         self.by_delivery_time
             .iter()
-            .take_while(move |(time, _)| cutoff.is_some_and(|c| *time <= c))
+            .take_while(move |((time, _), _)| cutoff.is_some_and(|c| *time <= c))
             .filter_map(|(_, id)| self.pel.get(id))
+    }
+
+    /// The whole PEL, oldest delivery first (ties in the order they got their time): the
+    /// order XREADGROUP CLAIM serves pending entries in.
+    pub fn pending_by_delivery_time(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.by_delivery_time
+            .values()
+            .filter_map(|id| self.pel.get(id))
     }
 
     /// The group's lag: entries in the stream not yet delivered to it, `None` when it cannot be
@@ -701,20 +725,40 @@ impl ConsumerGroup {
                     consumer: name.clone(),
                     delivery_time_ms: r.u64()?,
                     delivery_count: r.u64()?,
+                    order: 0,
                 };
                 if g.pel.contains_key(&entry.id) {
                     return None;
                 }
                 consumer.pending.insert(entry.id);
-                g.by_delivery_time
-                    .insert((entry.delivery_time_ms, entry.id));
                 g.pel.insert(entry.id, entry);
             }
             if g.consumers.insert(name, consumer).is_some() {
                 return None;
             }
         }
+        g.rebuild_time_index();
         Some(g)
+    }
+
+    /// Rebuilds the by-delivery-time index from the PEL after a load: sorted by delivery
+    /// time, ties by ID (the order Redis's RDB load leaves them in).
+    fn rebuild_time_index(&mut self) {
+        let mut by_time: Vec<(u64, StreamId)> = self
+            .pel
+            .values()
+            .map(|e| (e.delivery_time_ms, e.id))
+            .collect();
+        by_time.sort_unstable();
+        self.by_delivery_time.clear();
+        self.next_order = 0;
+        for (time, id) in by_time {
+            if let Some(entry) = self.pel.get_mut(&id) {
+                entry.order = self.next_order;
+                self.by_delivery_time.insert((time, self.next_order), id);
+                self.next_order += 1;
+            }
+        }
     }
 
     /// The consumer's name as stored in the group (shared by its pending entries), or an
@@ -730,7 +774,7 @@ impl ConsumerGroup {
     fn detach(&mut self, id: StreamId) -> Option<PendingEntry> {
         let entry = self.pel.remove(&id)?;
         self.by_delivery_time
-            .remove(&(entry.delivery_time_ms, entry.id));
+            .remove(&(entry.delivery_time_ms, entry.order));
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.remove(&id);
         }
@@ -738,9 +782,12 @@ impl ConsumerGroup {
     }
 
     /// Inserts a pending entry into all three views; its consumer must exist.
-    fn attach(&mut self, entry: PendingEntry) {
+    fn attach(&mut self, mut entry: PendingEntry) {
+        // Redis's pelListInsertSorted: after every entry with the same or an earlier time.
+        entry.order = self.next_order;
+        self.next_order += 1;
         self.by_delivery_time
-            .insert((entry.delivery_time_ms, entry.id));
+            .insert((entry.delivery_time_ms, entry.order), entry.id);
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.insert(entry.id);
         } else {
@@ -786,7 +833,10 @@ mod tests {
         let owned: usize = g.consumers.values().map(|c| c.pending.len()).sum();
         assert_eq!(owned, g.pel.len());
         for e in g.pel.values() {
-            assert!(g.by_delivery_time.contains(&(e.delivery_time_ms, e.id)));
+            assert_eq!(
+                g.by_delivery_time.get(&(e.delivery_time_ms, e.order)),
+                Some(&e.id)
+            );
             assert!(g.consumers[&e.consumer].pending.contains(&e.id));
         }
     }
