@@ -26,7 +26,9 @@ fn mask_idle(reply: &[u8]) -> Vec<u8> {
         let next_is_int = lines.get(i + 1).is_some_and(|n| n.starts_with(':'));
         let after_idle_name = i > 0
             && matches!(lines[i - 1], "idle" | "inactive")
-            && lines.get(i.wrapping_sub(2)).is_some_and(|l| l.starts_with('$'));
+            && lines
+                .get(i.wrapping_sub(2))
+                .is_some_and(|l| l.starts_with('$'));
         if line.starts_with(':') && (next_is_int || after_idle_name) {
             out.push(":IDLE".to_string());
         } else {
@@ -71,7 +73,16 @@ fn claim_parse_errors_match_redis() {
     let mut t = Twins::start(&[]);
     t.each_protocol(|t| {
         pending(t, "s", 2);
-        for bad in ["x", "+10", "-0", "5.5", "10e", "000", "", "99999999999999999999"] {
+        for bad in [
+            "x",
+            "+10",
+            "-0",
+            "5.5",
+            "10e",
+            "000",
+            "",
+            "99999999999999999999",
+        ] {
             t.same(&[
                 "XREADGROUP",
                 "GROUP",
@@ -96,9 +107,27 @@ fn claim_parse_errors_match_redis() {
             ">",
         ]);
         // CLAIM takes STREAMS as its value.
-        t.same(&["XREADGROUP", "GROUP", "g", "c", "CLAIM", "STREAMS", "s", ">"]);
+        t.same(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "CLAIM",
+            "STREAMS",
+            "s",
+            ">",
+        ]);
         // CLAIM after STREAMS is a key (unbalanced), or a key with a missing group.
-        t.same(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">", "CLAIM"]);
+        t.same(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "STREAMS",
+            "s",
+            ">",
+            "CLAIM",
+        ]);
         t.same(&[
             "XREADGROUP",
             "GROUP",
@@ -211,11 +240,7 @@ fn claimed_entries_shape_order_and_state_match_redis() {
         claim(t, "c3", &["CLAIM", "10000", "COUNT", "2"]);
         claim(t, "c3", &["CLAIM", "10000", "COUNT", "2"]);
         // CLAIM 0: everything pending is claimable; huge min-idle: nothing is.
-        claim(
-            t,
-            "c4",
-            &["CLAIM", "9223372036854775807", "COUNT", "3"],
-        );
+        claim(t, "c4", &["CLAIM", "9223372036854775807", "COUNT", "3"]);
         t.same(&["XADD", "s", "9-0", "f", "v9"]);
         claim(t, "c4", &["CLAIM", "9223372036854775807"]);
         claim(t, "c4", &["COUNT", "3", "CLAIM", "0"]);
