@@ -20,6 +20,10 @@ use crate::engine::op::{Applied, Op};
 use crate::engine::stream::{Entry, Stream};
 use crate::protocol::Reply;
 
+/// A blocked XREADGROUP CLAIM whose streams have nothing pending looks again this often (ms)
+/// at the least: each look that finds nothing logs the consumer's seen-time.
+const EMPTY_PEL_RECHECK_MS: u64 = 100;
+
 /// A blocked XREADGROUP without COUNT serves at most this many entries per stream, as Redis's
 /// `XREAD_BLOCKED_DEFAULT_COUNT`.
 const BLOCKED_DEFAULT_COUNT: usize = 1000;
@@ -806,7 +810,9 @@ impl XReadGroup {
     /// the oldest pending entry (still in its stream) of any of its streams reaches
     /// min-idle-time, or min-idle-time from now when none has one (Redis 8.4's
     /// `trackStreamClaimTimeouts`). Never earlier than the next millisecond, so a retry that
-    /// finds nothing does not spin.
+    /// finds nothing does not spin; and with empty PELs not before
+    /// [`EMPTY_PEL_RECHECK_MS`] (an entry entering a PEL wakes nobody, so this is polling;
+    /// an idle Redis notices it at its 100 ms `hz` tick too).
     fn claim_wake_at(&self, ctx: &mut Ctx<'_>) -> Option<u64> {
         let min_idle = self.claim?;
         let now = ctx.now_ms;
@@ -823,7 +829,10 @@ impl XReadGroup {
                     Some(oldest.map_or(first.delivery_time_ms, |t| t.min(first.delivery_time_ms)));
             }
         }
-        let wake = oldest.unwrap_or(now).saturating_add(min_idle);
+        let wake = match oldest {
+            Some(delivered) => delivered.saturating_add(min_idle),
+            None => now.saturating_add(min_idle.max(EMPTY_PEL_RECHECK_MS)),
+        };
         Some(wake.max(now.saturating_add(1)))
     }
 

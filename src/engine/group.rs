@@ -1119,6 +1119,61 @@ mod tests {
     }
 
     #[test]
+    fn time_index_keeps_tie_order_and_is_rebuilt_by_id_on_load() {
+        let s = plain(3);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let a = name("a");
+        g.touch_consumer(&a, 0);
+        for ms in 1..=3 {
+            g.advance(id(ms, 0), &s);
+            g.deliver(id(ms, 0), &a, 100);
+        }
+        // XCLAIM … TIME 50 JUSTID of 3-0, then of 1-0: equal times, in the order given.
+        let opts = ClaimOptions {
+            min_idle_ms: 0,
+            delivery_time_ms: 50,
+            retry_count: None,
+            force: false,
+            just_id: true,
+        };
+        g.claim(id(3, 0), &a, true, &opts, 100);
+        g.claim(id(1, 0), &a, true, &opts, 100);
+        let order = |g: &ConsumerGroup| {
+            g.pending_by_delivery_time()
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&g), vec![3, 1, 2]);
+        let idle = |g: &ConsumerGroup, min: u64| {
+            g.idle_entries(min, 100)
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(idle(&g, 50), vec![3, 1]);
+        assert_eq!(idle(&g, 51), Vec::<u64>::new());
+        assert_eq!(idle(&g, 0), vec![3, 1, 2]);
+        // A later delivery at an equal time goes after the others with that time.
+        g.redeliver(id(3, 0), 100);
+        assert_eq!(order(&g), vec![1, 2, 3]);
+        check_views(&g);
+        // Loaded from a checkpoint, ties come in ID order (as Redis's RDB load).
+        g.claim(id(3, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g), vec![1, 3, 2]);
+        let mut buf = Vec::new();
+        g.encode(&mut buf);
+        let mut r = crate::engine::codec::Reader::new(Bytes::from(buf));
+        let loaded = ConsumerGroup::decode(&mut r).expect("decodes");
+        assert_eq!(order(&loaded), vec![1, 3, 2]);
+        check_views(&loaded);
+        let mut g2 = loaded;
+        g2.claim(id(2, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g2), vec![1, 3, 2]);
+        g2.claim(id(1, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g2), vec![3, 2, 1]);
+        check_views(&g2);
+    }
+
+    #[test]
     fn redelivery_after_setid_reassigns_with_count_one() {
         let s = plain(2);
         let mut g = ConsumerGroup::new(ZERO_ID, None);

@@ -52,6 +52,11 @@
 //! | 29 | `Claim` | key, group, consumer, u64 time, u64 min_idle, u64 delivery_time, opt retry_count, u8 flags (1 force, 2 justid), opt-id last_id, ids |
 //! | 30 | `AutoClaim` | key, group, consumer, u64 time, id start, u64 min_idle, u64 count, u8 justid |
 //!
+//! XREADGROUP … CLAIM (Redis 8.4) adds no op: per stream it logs a `Claim` of exactly the
+//! IDs it took over (min-idle 0, delivery time = the command's time, no FORCE/JUSTID/
+//! RETRYCOUNT: each moves to the consumer with one more delivery), then the usual `Deliver`
+//! of the new entries — so replay needs neither the clock nor an idle test.
+//!
 //! An unknown tag or a body that does not parse is reported as a malformed record, never
 //! skipped: recovery stops naming the file and offset.
 
