@@ -988,3 +988,46 @@ fn limits_apply_when_a_blocked_read_is_served() {
         b"*1\r\n*2\r\n$1\r\na\r\n*1\r\n*2\r\n$3\r\n5-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
     );
 }
+
+#[test]
+fn second_blocked_claim_reader_claims_what_the_first_got_once_it_is_idle() {
+    // Redis's "XREADGROUP CLAIM with two blocked clients": an XADD serves the first reader;
+    // the second, retried by that write, finds nothing yet and must be woken by the idle
+    // time of the entry the first one got.
+    let server = TestServer::start();
+    let mut con = server.conn();
+    q(&mut con, &["XADD", "s", "1-0", "f", "v1"]);
+    q(&mut con, &["XDEL", "s", "1-0"]);
+    q(&mut con, &["XGROUP", "CREATE", "s", "g", "0"]);
+    let mut first = server.raw();
+    let mut second = server.raw();
+    let read = |name: &str| {
+        common::encode(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            name,
+            "BLOCK",
+            "0",
+            "CLAIM",
+            "200",
+            "STREAMS",
+            "s",
+            ">",
+        ])
+    };
+    first.send(&read("c1"));
+    server.wait_blocked(1);
+    second.send(&read("c2"));
+    server.wait_blocked(2);
+    q(&mut con, &["XADD", "s", "2-0", "f", "v2"]);
+    let a = first.read_reply();
+    assert_eq!(
+        a,
+        b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*4\r\n$3\r\n2-0\r\n*2\r\n$1\r\nf\r\n$2\r\nv2\r\n:0\r\n:0\r\n"
+    );
+    let b = String::from_utf8(second.read_reply()).unwrap_or_default();
+    assert!(b.contains("$3\r\n2-0\r\n"), "{b:?}");
+    assert!(b.ends_with(":1\r\n"), "{b:?}");
+    assert_eq!(pel(&mut con, "s"), [("2-0".into(), "c2".into(), 2)]);
+}
