@@ -10,7 +10,9 @@
 //! argument `lastid`; XINFO STREAM's `FULL` became a pure token inside `full-block`), and
 //! history entries were added in 7.2 (XINFO CONSUMERS, XINFO STREAM). Those 7.2+ forms are
 //! taken from Redis's generated `commands.def`. Summaries are not compared: the table carries
-//! Redis 7.4's wording, which differs from 7.0's.
+//! Redis 7.4's wording, which differs from 7.0's. XREAD and XREADGROUP carry Redis 8.10's
+//! additions as its `xread.json`/`xreadgroup.json` have them (CLAIM since 8.4.0, MAXCOUNT and
+//! MAXSIZE since 8.10.0, with their history entries).
 //!
 //! Values are rendered compactly: maps `{k:v}`, arrays `[..]`, sets `~[..]`, status `+s`,
 //! bulk strings quoted, `null` when the field is absent.
@@ -171,13 +173,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "xread",
-        "[{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
-        "null",
+        "[{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"maxcount\",type:\"integer\",display_text:\"maxcount\",token:\"MAXCOUNT\",since:\"8.10.0\",flags:~[+optional]},{name:\"maxsize\",type:\"integer\",display_text:\"maxsize\",token:\"MAXSIZE\",since:\"8.10.0\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
+        "~[[\"8.10.0\",\"Added the `MAXCOUNT` and `MAXSIZE` options.\"]]",
     ),
     (
         "xreadgroup",
-        "[{name:\"group-block\",type:\"block\",token:\"GROUP\",arguments:[{name:\"group\",type:\"string\",display_text:\"group\"},{name:\"consumer\",type:\"string\",display_text:\"consumer\"}]},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"noack\",type:\"pure-token\",display_text:\"noack\",token:\"NOACK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
-        "null",
+        "[{name:\"group-block\",type:\"block\",token:\"GROUP\",arguments:[{name:\"group\",type:\"string\",display_text:\"group\"},{name:\"consumer\",type:\"string\",display_text:\"consumer\"}]},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"maxcount\",type:\"integer\",display_text:\"maxcount\",token:\"MAXCOUNT\",since:\"8.10.0\",flags:~[+optional]},{name:\"maxsize\",type:\"integer\",display_text:\"maxsize\",token:\"MAXSIZE\",since:\"8.10.0\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"min-idle-time\",type:\"integer\",display_text:\"min-idle-time\",token:\"CLAIM\",since:\"8.4.0\",flags:~[+optional]},{name:\"noack\",type:\"pure-token\",display_text:\"noack\",token:\"NOACK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
+        "~[[\"8.4.0\",\"Added the `CLAIM` option.\"],[\"8.10.0\",\"Added the `MAXCOUNT` and `MAXSIZE` options.\"]]",
     ),
     (
         "xrevrange",

@@ -334,6 +334,19 @@ impl Workload {
                 if self.rng.gen_bool(0.15) {
                     out.push(b"NOACK".to_vec());
                 }
+                // Redis 8.4's CLAIM and 8.10's MAXCOUNT (MAXCOUNT 5 is never below COUNT).
+                if self.rng.gen_bool(0.3) {
+                    out.push(b"CLAIM".to_vec());
+                    out.push(
+                        self.pick(&["0", "0", "10", "50", "1000"])
+                            .as_bytes()
+                            .to_vec(),
+                    );
+                }
+                if self.rng.gen_bool(0.1) {
+                    out.push(b"MAXCOUNT".to_vec());
+                    out.push(b"5".to_vec());
+                }
                 out.push(b"STREAMS".to_vec());
                 let keys: Vec<&str> = if self.rng.gen_bool(0.25) {
                     let other = self.key();

@@ -1,9 +1,9 @@
 //! `rill-crashtest`: shows that no acknowledged write is lost when the server dies.
 //!
 //! Each cycle starts the real `rill` binary on a free port and the same data directory, runs
-//! concurrent load from several connections (XADD, XREADGROUP `>` and history, XACK, XCLAIM,
-//! XGROUP CREATE/SETID/CREATECONSUMER, XTRIM MINID, XDELEX and XACKDEL with ACKED or DELREF,
-//! and MULTI/EXEC pairs), SIGKILLs the server at a random
+//! concurrent load from several connections (XADD, XREADGROUP `>`, history and `CLAIM 0`, XACK,
+//! XCLAIM, XGROUP CREATE/SETID/CREATECONSUMER, XTRIM MINID, XDELEX and XACKDEL with ACKED or
+//! DELREF, and MULTI/EXEC pairs), SIGKILLs the server at a random
 //! moment, runs `rill check` on the directory, restarts the server and compares what it
 //! serves with a model built only from ACKNOWLEDGED replies.
 //!
@@ -13,7 +13,9 @@
 //! A command whose reply never came (the one in flight at the kill) may or may not have
 //! applied: the state must equal the model either without it or with all of it; anything
 //! else (half a MULTI, half an XREADGROUP) is a violation. The model also predicts every
-//! reply (delivered IDs, ack counts, claimed IDs), so a wrong answer is caught at once.
+//! reply (delivered IDs, ack counts, claimed IDs), so a wrong answer is caught at once. (The
+//! model keeps no delivery times: an XREADGROUP CLAIM reply is compared with its idle times
+//! zeroed and its claimed entries in ID order, see [`normalize_claim_reply`].)
 //!
 //! Deletes use only ACKED and DELREF, which never leave a PEL entry pointing at a deleted
 //! entry, and trims only exact MINID, whose outcome does not depend on node boundaries: the
@@ -306,6 +308,12 @@ enum Cmd {
         ids: Vec<Id>,
         delref: bool,
     },
+    /// `XREADGROUP … CLAIM 0` without COUNT: every pending entry moves to `consumer` (one
+    /// more delivery), then every new entry is delivered.
+    ClaimRead {
+        group: String,
+        consumer: String,
+    },
 }
 
 /// What a worker sends as one unit: one command, or several inside MULTI/EXEC.
@@ -438,6 +446,17 @@ impl Cmd {
                 a.extend(ids.iter().map(|i| i.bytes()));
                 a
             }
+            Cmd::ClaimRead { group, consumer } => argv(&[
+                b"XREADGROUP",
+                b"GROUP",
+                group.as_bytes(),
+                consumer.as_bytes(),
+                b"CLAIM",
+                b"0",
+                b"STREAMS",
+                own.as_bytes(),
+                b">",
+            ]),
         }
     }
 }
@@ -448,6 +467,61 @@ fn policy(delref: bool) -> &'static [u8] {
     } else {
         b"ACKED"
     }
+}
+
+/// An XREADGROUP CLAIM entry: `[id, fields, idle, count]` (idle as the model knows it: 0).
+fn claim_entry_reply(id: Id, fields: &Fields, count: u64) -> Resp {
+    let Resp::Array(Some(mut items)) = entry_reply(id, fields) else {
+        return Resp::Array(None);
+    };
+    items.push(Resp::Int(0));
+    items.push(Resp::Int(i64::try_from(count).unwrap_or(i64::MAX)));
+    Resp::Array(Some(items))
+}
+
+/// An XREADGROUP CLAIM reply as the model can predict it: idle times zeroed, and the claimed
+/// entries (delivery count above 0, served oldest delivery first) in ID order.
+fn normalize_claim_reply(reply: &Resp) -> Resp {
+    let Resp::Array(Some(streams)) = reply else {
+        return reply.clone();
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Resp::Array(Some(kv)) = stream else {
+            return reply.clone();
+        };
+        let [key, Resp::Array(Some(entries))] = kv.as_slice() else {
+            return reply.clone();
+        };
+        let mut claimed = Vec::new();
+        let mut fresh = Vec::new();
+        for e in entries {
+            let mut e = e.clone();
+            if let Resp::Array(Some(items)) = &mut e {
+                if items.len() == 4 {
+                    let was_claimed = items[3] != Resp::Int(0);
+                    items[2] = Resp::Int(0);
+                    let id = match &items[0] {
+                        Resp::Bulk(Some(b)) => Id::parse(b).unwrap_or_default(),
+                        _ => Id::default(),
+                    };
+                    if was_claimed {
+                        claimed.push((id, e));
+                        continue;
+                    }
+                }
+            }
+            fresh.push(e);
+        }
+        claimed.sort_by_key(|(id, _)| *id);
+        let mut entries: Vec<Resp> = claimed.into_iter().map(|(_, e)| e).collect();
+        entries.extend(fresh);
+        out.push(Resp::Array(Some(vec![
+            key.clone(),
+            Resp::Array(Some(entries)),
+        ])));
+    }
+    Resp::Array(Some(out))
 }
 
 fn entry_reply(id: Id, fields: &Fields) -> Resp {
@@ -713,6 +787,44 @@ impl StreamModel {
                     out.push(Resp::Int(1));
                 }
                 Ok(Resp::Array(Some(out)))
+            }
+            Cmd::ClaimRead { group, consumer } => {
+                let entries = &self.entries;
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                g.consumers.insert(consumer.clone());
+                let mut out = Vec::new();
+                for (id, (c, n)) in g.pel.iter_mut() {
+                    let f = entries.get(id).ok_or("PEL entry without stream entry")?;
+                    out.push(claim_entry_reply(*id, f, *n));
+                    *c = consumer.clone();
+                    *n += 1;
+                }
+                let new: Vec<(Id, Fields)> = entries
+                    .range(g.last_id..)
+                    .filter(|(id, _)| **id > g.last_id)
+                    .map(|(id, f)| (*id, f.clone()))
+                    .collect();
+                let mut counters = Vec::new();
+                let mut read = g.entries_read;
+                for (id, _) in &new {
+                    read = self.read_counter(read, *id);
+                    counters.push(read);
+                }
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                for ((id, f), read) in new.iter().zip(counters) {
+                    // Also after SETID moved back: delivered again as new, count 1.
+                    g.pel.insert(*id, (consumer.clone(), 1));
+                    g.last_id = *id;
+                    g.entries_read = read;
+                    out.push(claim_entry_reply(*id, f, 0));
+                }
+                if out.is_empty() {
+                    return Ok(Resp::Array(None));
+                }
+                Ok(Resp::Array(Some(vec![Resp::Array(Some(vec![
+                    bulk(own),
+                    Resp::Array(Some(out)),
+                ]))])))
             }
         }
     }
@@ -1197,6 +1309,10 @@ impl Worker {
                     entries_read,
                 }
             }
+            (96..=97, Some(group)) => Cmd::ClaimRead {
+                group,
+                consumer: self.consumer(),
+            },
             (_, Some(group)) => Cmd::CreateConsumer {
                 group,
                 consumer: self.consumer(),
@@ -1240,6 +1356,13 @@ impl Worker {
                 }
                 _ => {
                     let want = self.model.apply(cmd, &self.key, None)?;
+                    let normalized;
+                    let reply = if matches!(cmd, Cmd::ClaimRead { .. }) {
+                        normalized = normalize_claim_reply(reply);
+                        &normalized
+                    } else {
+                        reply
+                    };
                     if &want != reply {
                         return Err(format!(
                             "{}: reply {reply} but the model expects {want}",

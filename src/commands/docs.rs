@@ -1139,10 +1139,14 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ),
     (
         "xread",
+        // MAXCOUNT / MAXSIZE and the history entry as Redis 8.10's xread.json has them.
         CommandDoc::new()
+            .history(&[("8.10.0", "Added the `MAXCOUNT` and `MAXSIZE` options.")])
             .key_specs(&[KeySpec { notes: None, flags: &["RO", "access"], begin_search: BeginSearch::Keyword("STREAMS", 1), find_keys: FindKeys::Range { lastkey: -1, keystep: 1, limit: 2 } }])
             .args(&[
                 integer("count").token("COUNT").optional(),
+                integer("maxcount").token("MAXCOUNT").since("8.10.0").optional(),
+                integer("maxsize").token("MAXSIZE").since("8.10.0").optional(),
                 integer("milliseconds").token("BLOCK").optional(),
                 block("streams", &[
                     key("key", 0).multiple(),
@@ -1152,7 +1156,12 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ),
     (
         "xreadgroup",
+        // CLAIM (8.4), MAXCOUNT / MAXSIZE (8.10) and the history as Redis 8.10's xreadgroup.json.
         CommandDoc::new()
+            .history(&[
+                ("8.4.0", "Added the `CLAIM` option."),
+                ("8.10.0", "Added the `MAXCOUNT` and `MAXSIZE` options."),
+            ])
             .key_specs(&[KeySpec { notes: None, flags: &["RO", "access"], begin_search: BeginSearch::Keyword("STREAMS", 4), find_keys: FindKeys::Range { lastkey: -1, keystep: 1, limit: 2 } }])
             .args(&[
                 block("group-block", &[
@@ -1160,7 +1169,10 @@ static DOCS: &[(&str, CommandDoc)] = &[
                     string("consumer"),
                 ]).token("GROUP"),
                 integer("count").token("COUNT").optional(),
+                integer("maxcount").token("MAXCOUNT").since("8.10.0").optional(),
+                integer("maxsize").token("MAXSIZE").since("8.10.0").optional(),
                 integer("milliseconds").token("BLOCK").optional(),
+                integer("min-idle-time").token("CLAIM").since("8.4.0").optional(),
                 pure("noack", "NOACK").optional(),
                 block("streams", &[
                     key("key", 0).multiple(),

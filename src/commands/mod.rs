@@ -243,6 +243,10 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
         props: &mut state.props,
     };
     let served = b.retry.try_serve(&mut ctx);
+    let wake_ms = match served {
+        Ok(None) => b.retry.wake_at(&mut ctx),
+        _ => None,
+    };
     propagate::log_expired(&mut state.ks, &mut state.props, 0);
     session.logged = state.props.acknowledges_write();
     match commit(shared, state) {
@@ -262,6 +266,7 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
         keys: b.keys,
         retry: b.retry,
         tx,
+        wake_ms,
     });
     Exec::Blocked {
         waiter,

@@ -53,6 +53,132 @@ pub fn keyed_reply(proto: u8, per_key: Vec<(Bytes, Reply)>) -> Reply {
     }
 }
 
+/// MAXCOUNT and MAXSIZE (Redis 8.10): limits on a whole XREAD / XREADGROUP reply, across
+/// all of its streams, where COUNT limits each stream.
+///
+/// - MAXCOUNT: at most this many entries in total, filled in command order; once reached,
+///   later streams are not served (they are left out of the reply).
+/// - MAXSIZE: a soft cap on the reply's RESP bytes, protocol overhead included: checked
+///   before each next entry, so the reply stops at the first entry that would start at or
+///   beyond the cap. Array headers are counted as if they held one element.
+/// - At least one entry is always served, however large.
+/// - An entry left out is neither sent nor delivered: it stays out of the PEL, and the
+///   group's last-delivered ID does not move past it.
+/// - Both apply to new (`>`) reads, history reads and claimed entries, and again when a
+///   blocked read is served.
+///
+/// Validation (Redis 8.10's error texts are not published; these follow Redis's wording
+/// for the same checks elsewhere): a value that is not an integer gets
+/// `ERR value is not an integer or out of range`; 0 or less gets
+/// `ERR value is out of range, must be positive`; MAXCOUNT below a positive COUNT gets
+/// `ERR MAXCOUNT must be greater than or equal to COUNT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplyLimits {
+    /// MAXCOUNT: entries in the whole reply.
+    pub max_count: Option<u64>,
+    /// MAXSIZE: bytes of the whole reply (soft).
+    pub max_size: Option<u64>,
+}
+
+impl ReplyLimits {
+    /// Parses the value of MAXCOUNT or MAXSIZE: a positive integer.
+    pub fn parse_value(raw: &[u8]) -> Result<u64, CommandError> {
+        let n = parse_i64(raw).ok_or(CommandError::NotInteger)?;
+        if n <= 0 {
+            return Err(StreamError::ReadLimitNotPositive.into());
+        }
+        Ok(n.unsigned_abs())
+    }
+
+    /// The check made once all options are read: MAXCOUNT may not be below COUNT.
+    pub fn check_count(&self, count: usize) -> Result<(), CommandError> {
+        match self.max_count {
+            Some(max) if count > 0 && (count as u64) > max => {
+                Err(StreamError::MaxCountBelowCount.into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What is left of a reply's [`ReplyLimits`] while it is being built.
+#[derive(Debug)]
+pub struct ReplyBudget {
+    limits: ReplyLimits,
+    proto: u8,
+    entries: u64,
+    bytes: u64,
+    /// The current stream's key and headers, counted with its first entry.
+    pending_key: Option<u64>,
+}
+
+/// Bytes of a RESP aggregate header holding one element (`*1\r\n`, `%1\r\n`).
+const HEADER_BYTES: u64 = 4;
+
+impl ReplyBudget {
+    /// A budget for one reply.
+    pub fn new(limits: ReplyLimits, proto: u8) -> Self {
+        ReplyBudget {
+            limits,
+            proto,
+            entries: 0,
+            bytes: HEADER_BYTES,
+            pending_key: None,
+        }
+    }
+
+    /// Whether one more entry may go in: always the first one, then while under both caps.
+    pub fn admits(&self) -> bool {
+        if self.entries == 0 {
+            return true;
+        }
+        let count_ok = self.limits.max_count.is_none_or(|max| self.entries < max);
+        let size_ok = self.limits.max_size.is_none_or(|max| self.bytes < max);
+        count_ok && size_ok
+    }
+
+    /// At most how many more entries may go in (`None`: no count limit).
+    pub fn remaining(&self) -> Option<usize> {
+        self.limits
+            .max_count
+            .map(|max| usize::try_from(max.saturating_sub(self.entries)).unwrap_or(usize::MAX))
+    }
+
+    /// A per-stream COUNT (0 = none) further limited by what MAXCOUNT leaves.
+    pub fn limit(&self, count: usize) -> usize {
+        match (count, self.remaining()) {
+            (0, None) => 0,
+            (0, Some(left)) => left.max(1),
+            (count, None) => count,
+            (count, Some(left)) => count.min(left.max(1)),
+        }
+    }
+
+    /// Starts the part of the reply for stream `key`; its bytes count with its first entry.
+    pub fn open(&mut self, key: &[u8]) {
+        if self.limits.max_size.is_some() {
+            let key_bytes = Reply::Bulk(Bytes::copy_from_slice(key))
+                .to_bytes(self.proto)
+                .len() as u64;
+            // RESP2 wraps each stream in `[key, entries]`; RESP3 maps key → entries.
+            let wrapper = if self.proto >= 3 { 0 } else { HEADER_BYTES };
+            self.pending_key = Some(wrapper + key_bytes + HEADER_BYTES);
+        }
+    }
+
+    /// Counts one entry (its reply as it will be sent).
+    pub fn take(&mut self, entry: &Reply) {
+        self.entries += 1;
+        if self.limits.max_size.is_some() {
+            let key = self.pending_key.take().unwrap_or(0);
+            self.bytes = self
+                .bytes
+                .saturating_add(key)
+                .saturating_add(entry.to_bytes(self.proto).len() as u64);
+        }
+    }
+}
+
 fn node_limits(ctx: &Ctx<'_>) -> NodeLimits {
     let (entries, bytes) = ctx.stream_node_limits();
     NodeLimits {
@@ -571,14 +697,17 @@ enum ReadFrom {
 ///
 /// # Format
 /// ```text
-/// XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id|$|+ [id|$|+ ...]
+/// XREAD [COUNT count] [MAXCOUNT n] [MAXSIZE bytes] [BLOCK milliseconds]
+///       STREAMS key [key ...] id|$|+ [id|$|+ ...]
 /// ```
 /// # Returns
 /// RESP2: array of `[key, entries]`; RESP3: map key → entries; only keys with data.
-/// A null array when nothing is available (after the timeout when blocking).
+/// A null array when nothing is available (after the timeout when blocking). MAXCOUNT and
+/// MAXSIZE limit the whole reply (see [`ReplyLimits`]).
 #[derive(Debug)]
 pub struct XRead {
     count: usize,
+    limits: ReplyLimits,
     /// Absolute deadline: `Some(None)` = BLOCK 0 (forever), `None` = no BLOCK.
     block: Option<Option<Instant>>,
     keys: Vec<Bytes>,
@@ -591,6 +720,7 @@ impl XRead {
         let argv = args.argv();
         let argc = argv.len();
         let mut count = 0usize;
+        let mut limits = ReplyLimits::default();
         let mut block = None;
         let mut streams_at = None;
         let mut i = 1;
@@ -611,6 +741,14 @@ impl XRead {
                 i += 1;
                 let n = parse_i64(&argv[i]).ok_or(CommandError::NotInteger)?;
                 count = usize::try_from(n).unwrap_or(0);
+            } else if opt.eq_ignore_ascii_case(b"MAXCOUNT") && more > 0 {
+                i += 1;
+                limits.max_count = Some(ReplyLimits::parse_value(&argv[i])?);
+            } else if opt.eq_ignore_ascii_case(b"MAXSIZE") && more > 0 {
+                i += 1;
+                limits.max_size = Some(ReplyLimits::parse_value(&argv[i])?);
+            } else if opt.eq_ignore_ascii_case(b"CLAIM") && more > 0 {
+                return Err(StreamError::ClaimInXread.into());
             } else if opt.eq_ignore_ascii_case(b"STREAMS") && more > 0 {
                 if !more.is_multiple_of(2) {
                     return Err(StreamError::Unbalanced {
@@ -633,6 +771,7 @@ impl XRead {
         let Some(at) = streams_at else {
             return Err(CommandError::Syntax);
         };
+        limits.check_count(count)?;
         let n = (argc - at) / 2;
         let keys = argv[at..at + n].to_vec();
         let from = argv[at + n..]
@@ -645,6 +784,7 @@ impl XRead {
             .collect();
         Ok(XRead {
             count,
+            limits,
             block,
             keys,
             from,
@@ -680,6 +820,7 @@ impl XRead {
             after,
             last_seen,
             count: self.count,
+            limits: self.limits,
         };
         if let Some(reply) = read.serve(ctx, false) {
             return Ok(reply.into());
@@ -718,16 +859,22 @@ struct PendingXRead {
     last_seen: Vec<StreamId>,
     /// 0 = no limit.
     count: usize,
+    /// MAXCOUNT / MAXSIZE over the whole reply.
+    limits: ReplyLimits,
 }
 
 impl PendingXRead {
     /// The reply if any key has data; `woken` enables the wake-up rule for a stream
     /// trimmed empty by the write that signalled it (Redis answers `[[key, []]]`).
     fn serve(&self, ctx: &mut Ctx<'_>, woken: bool) -> Option<Reply> {
-        let count = (self.count > 0).then_some(self.count);
         let store = ctx.store();
+        let mut budget = ReplyBudget::new(self.limits, ctx.proto);
         let mut per_key = Vec::new();
         for ((key, &after), &seen) in self.keys.iter().zip(&self.after).zip(&self.last_seen) {
+            // MAXCOUNT / MAXSIZE reached: later streams are not served.
+            if !budget.admits() {
+                break;
+            }
             // A key deleted or replaced by another type keeps an XREAD blocked.
             let Ok(Some(stream)) = ctx.stream(key) else {
                 continue;
@@ -735,11 +882,23 @@ impl PendingXRead {
             let has_new = stream.last_live_id().is_some_and(|id| id > after);
             if has_new {
                 let start = after.incr().unwrap_or(StreamId::MAX);
+                let limit = budget.limit(self.count);
+                let count = (limit > 0).then_some(limit);
                 let entries = match stream.range(start, StreamId::MAX, count, false, &store) {
                     Ok(entries) => entries,
                     Err(e) => return Some(Reply::error(e.to_string())),
                 };
-                per_key.push((key.clone(), entries_reply(&entries)));
+                budget.open(key);
+                let mut out = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    if !budget.admits() {
+                        break;
+                    }
+                    let reply = entry_reply(entry);
+                    budget.take(&reply);
+                    out.push(reply);
+                }
+                per_key.push((key.clone(), Reply::Array(out)));
             } else if woken
                 && stream.is_empty()
                 && stream.last_id() > after.max(seen)

@@ -303,6 +303,12 @@ pub trait BlockedRead: Send {
     /// the keys is signalled ready. `Ok(None)` keeps the client blocked.
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError>;
 
+    /// When (Unix ms) to retry the read even if none of its keys is written: XREADGROUP
+    /// CLAIM waits for a pending entry to become idle enough. `None`: only writes wake it.
+    fn wake_at(&self, _ctx: &mut Ctx<'_>) -> Option<u64> {
+        None
+    }
+
     /// The reply when the deadline passes (or CLIENT UNBLOCK without ERROR).
     fn on_timeout(&self) -> Reply {
         Reply::NilArray

@@ -197,6 +197,25 @@ pub enum StreamError {
         /// The container command, uppercase.
         container: &'static str,
     },
+
+    // ----- XREADGROUP CLAIM (8.4) and MAXCOUNT / MAXSIZE (8.10) -----
+    /// CLAIM given to XREAD.
+    #[error("ERR The CLAIM option is only supported by XREADGROUP. You called XREAD instead.")]
+    ClaimInXread,
+    /// CLAIM's value is not an integer (Redis's `string2ll` rules).
+    #[error("ERR min-idle-time is not an integer or out of range")]
+    ClaimMinIdleNotInteger,
+    /// CLAIM's value is negative (0 is allowed, whatever the text says).
+    #[error("ERR min-idle-time must be a positive integer")]
+    ClaimMinIdleNegative,
+    /// MAXCOUNT or MAXSIZE of 0 or less. Redis 8.10's text is not known to us; this is the
+    /// one Redis uses for its other must-be-positive integers (`getPositiveLongFromObjectOrReply`).
+    #[error("ERR value is out of range, must be positive")]
+    ReadLimitNotPositive,
+    /// MAXCOUNT below COUNT. Redis 8.10's text is not known to us; worded like Redis's
+    /// other option-relation errors.
+    #[error("ERR MAXCOUNT must be greater than or equal to COUNT")]
+    MaxCountBelowCount,
 }
 
 impl StreamError {

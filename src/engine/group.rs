@@ -4,7 +4,15 @@
 //! views of the same pending entries are kept in step so that every command stays cheap:
 //! - the group PEL ordered by ID (XPENDING ranges, XAUTOCLAIM cursors, XACK),
 //! - each consumer's own IDs (history reads, XPENDING with a consumer, DELCONSUMER),
-//! - a by-delivery-time index (XPENDING IDLE and idle scans look only at entries old enough).
+//! - a by-delivery-time index (XPENDING IDLE, XREADGROUP CLAIM and idle scans look only at
+//!   entries old enough).
+//!
+//! The by-delivery-time index is Redis 8.6's PEL time list (`pel_time_head/tail`): ordered by
+//! delivery time, ties in the order the entries got that time (each attach takes the next
+//! number of a per-group counter), so XREADGROUP CLAIM serves the oldest delivery first and,
+//! among equal times, the one that got its time first, as Redis does. It is derived state:
+//! never logged nor checkpointed, rebuilt at load in (time, ID) order — which is what Redis's
+//! RDB load (`pelListInsertSorted` over the PEL in ID order) gives too.
 //!
 //! Deliveries, acknowledgements and claims are O(log n). The lag and entries-read counters follow
 //! Redis 7.4's `t_stream.c` exactly (`streamEstimateDistanceFromFirstEverEntry`,
@@ -106,6 +114,8 @@ pub struct PendingEntry {
     pub delivery_time_ms: u64,
     /// How many times it was delivered (XCLAIM RETRYCOUNT may set it to anything).
     pub delivery_count: u64,
+    /// Position among entries of equal delivery time in the by-delivery-time index.
+    order: u64,
 }
 
 /// A named reader inside a group.
@@ -248,7 +258,10 @@ pub struct ConsumerGroup {
     last_delivered_id: StreamId,
     entries_read: Option<u64>,
     pel: BTreeMap<StreamId, PendingEntry>,
-    by_delivery_time: BTreeSet<(u64, StreamId)>,
+    /// (delivery time, attach order) → ID: the PEL time list.
+    by_delivery_time: BTreeMap<(u64, u64), StreamId>,
+    /// The attach order the next pending entry gets.
+    next_order: u64,
     consumers: BTreeMap<Bytes, Consumer>,
     journal: PelJournal,
 }
@@ -261,7 +274,8 @@ impl ConsumerGroup {
             last_delivered_id,
             entries_read,
             pel: BTreeMap::new(),
-            by_delivery_time: BTreeSet::new(),
+            by_delivery_time: BTreeMap::new(),
+            next_order: 0,
             consumers: BTreeMap::new(),
             journal: PelJournal::default(),
         }
@@ -383,7 +397,7 @@ impl ConsumerGroup {
         for id in &consumer.pending {
             if let Some(entry) = self.pel.remove(id) {
                 self.by_delivery_time
-                    .remove(&(entry.delivery_time_ms, entry.id));
+                    .remove(&(entry.delivery_time_ms, entry.order));
                 self.journal.0.push((entry.id, false));
             }
         }
@@ -421,6 +435,7 @@ impl ConsumerGroup {
             consumer: self.stored_name(consumer),
             delivery_time_ms: now_ms,
             delivery_count: 1,
+            order: 0,
         });
         self.mark_active(consumer, now_ms);
     }
@@ -500,6 +515,7 @@ impl ConsumerGroup {
                 consumer: self.stored_name(consumer),
                 delivery_time_ms: opts.delivery_time_ms,
                 delivery_count: 1,
+                order: 0,
             },
             None => return ClaimOutcome::Skipped,
         };
@@ -633,7 +649,7 @@ impl ConsumerGroup {
                 };
                 let mut ids: Vec<StreamId> = self
                     .by_delivery_time
-                    .range(..=(cutoff, StreamId::MAX))
+                    .range(..=(cutoff, u64::MAX))
                     .map(|(_, id)| *id)
                     .filter(|id| *id >= start && *id <= end)
                     .collect();
@@ -660,8 +676,16 @@ impl ConsumerGroup {
         let cutoff = now_ms.checked_sub(min_idle_ms);
         self.by_delivery_time
             .iter()
-            .take_while(move |(time, _)| cutoff.is_some_and(|c| *time <= c))
+            .take_while(move |((time, _), _)| cutoff.is_some_and(|c| *time <= c))
             .filter_map(|(_, id)| self.pel.get(id))
+    }
+
+    /// The whole PEL, oldest delivery first (ties in the order they got their time): the
+    /// order XREADGROUP CLAIM serves pending entries in.
+    pub fn pending_by_delivery_time(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.by_delivery_time
+            .values()
+            .filter_map(|id| self.pel.get(id))
     }
 
     /// The group's lag: entries in the stream not yet delivered to it, `None` when it cannot be
@@ -749,20 +773,40 @@ impl ConsumerGroup {
                     consumer: name.clone(),
                     delivery_time_ms: r.u64()?,
                     delivery_count: r.u64()?,
+                    order: 0,
                 };
                 if g.pel.contains_key(&entry.id) {
                     return None;
                 }
                 consumer.pending.insert(entry.id);
-                g.by_delivery_time
-                    .insert((entry.delivery_time_ms, entry.id));
                 g.pel.insert(entry.id, entry);
             }
             if g.consumers.insert(name, consumer).is_some() {
                 return None;
             }
         }
+        g.rebuild_time_index();
         Some(g)
+    }
+
+    /// Rebuilds the by-delivery-time index from the PEL after a load: sorted by delivery
+    /// time, ties by ID (the order Redis's RDB load leaves them in).
+    fn rebuild_time_index(&mut self) {
+        let mut by_time: Vec<(u64, StreamId)> = self
+            .pel
+            .values()
+            .map(|e| (e.delivery_time_ms, e.id))
+            .collect();
+        by_time.sort_unstable();
+        self.by_delivery_time.clear();
+        self.next_order = 0;
+        for (time, id) in by_time {
+            if let Some(entry) = self.pel.get_mut(&id) {
+                entry.order = self.next_order;
+                self.by_delivery_time.insert((time, self.next_order), id);
+                self.next_order += 1;
+            }
+        }
     }
 
     /// The consumer's name as stored in the group (shared by its pending entries), or an
@@ -779,7 +823,7 @@ impl ConsumerGroup {
         let entry = self.pel.remove(&id)?;
         self.journal.0.push((id, false));
         self.by_delivery_time
-            .remove(&(entry.delivery_time_ms, entry.id));
+            .remove(&(entry.delivery_time_ms, entry.order));
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.remove(&id);
         }
@@ -787,9 +831,12 @@ impl ConsumerGroup {
     }
 
     /// Inserts a pending entry into all three views; its consumer must exist.
-    fn attach(&mut self, entry: PendingEntry) {
+    fn attach(&mut self, mut entry: PendingEntry) {
+        // Redis's pelListInsertSorted: after every entry with the same or an earlier time.
+        entry.order = self.next_order;
+        self.next_order += 1;
         self.by_delivery_time
-            .insert((entry.delivery_time_ms, entry.id));
+            .insert((entry.delivery_time_ms, entry.order), entry.id);
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.insert(entry.id);
         } else {
@@ -836,7 +883,10 @@ mod tests {
         let owned: usize = g.consumers.values().map(|c| c.pending.len()).sum();
         assert_eq!(owned, g.pel.len());
         for e in g.pel.values() {
-            assert!(g.by_delivery_time.contains(&(e.delivery_time_ms, e.id)));
+            assert_eq!(
+                g.by_delivery_time.get(&(e.delivery_time_ms, e.order)),
+                Some(&e.id)
+            );
             assert!(g.consumers[&e.consumer].pending.contains(&e.id));
         }
     }
@@ -1116,6 +1166,61 @@ mod tests {
         g.redeliver(id(1, 0), 6);
         let count = g.pending_entry(id(1, 0)).map(|e| e.delivery_count);
         assert_eq!(count, Some(i64::MAX as u64));
+    }
+
+    #[test]
+    fn time_index_keeps_tie_order_and_is_rebuilt_by_id_on_load() {
+        let s = plain(3);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let a = name("a");
+        g.touch_consumer(&a, 0);
+        for ms in 1..=3 {
+            g.advance(id(ms, 0), &s);
+            g.deliver(id(ms, 0), &a, 100);
+        }
+        // XCLAIM … TIME 50 JUSTID of 3-0, then of 1-0: equal times, in the order given.
+        let opts = ClaimOptions {
+            min_idle_ms: 0,
+            delivery_time_ms: 50,
+            retry_count: None,
+            force: false,
+            just_id: true,
+        };
+        g.claim(id(3, 0), &a, true, &opts, 100);
+        g.claim(id(1, 0), &a, true, &opts, 100);
+        let order = |g: &ConsumerGroup| {
+            g.pending_by_delivery_time()
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&g), vec![3, 1, 2]);
+        let idle = |g: &ConsumerGroup, min: u64| {
+            g.idle_entries(min, 100)
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(idle(&g, 50), vec![3, 1]);
+        assert_eq!(idle(&g, 51), Vec::<u64>::new());
+        assert_eq!(idle(&g, 0), vec![3, 1, 2]);
+        // A later delivery at an equal time goes after the others with that time.
+        g.redeliver(id(3, 0), 100);
+        assert_eq!(order(&g), vec![1, 2, 3]);
+        check_views(&g);
+        // Loaded from a checkpoint, ties come in ID order (as Redis's RDB load).
+        g.claim(id(3, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g), vec![1, 3, 2]);
+        let mut buf = Vec::new();
+        g.encode(&mut buf);
+        let mut r = crate::engine::codec::Reader::new(Bytes::from(buf));
+        let loaded = ConsumerGroup::decode(&mut r).expect("decodes");
+        assert_eq!(order(&loaded), vec![1, 3, 2]);
+        check_views(&loaded);
+        let mut g2 = loaded;
+        g2.claim(id(2, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g2), vec![1, 3, 2]);
+        g2.claim(id(1, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g2), vec![3, 2, 1]);
+        check_views(&g2);
     }
 
     #[test]

@@ -55,6 +55,11 @@
 //! | 32 | `DeleteRefs` | key, u8 policy (0 keepref, 1 delref, 2 acked), ids |
 //! | 33 | `AckDelete` | key, group, u8 policy, ids |
 //!
+//! XREADGROUP … CLAIM (Redis 8.4) adds no op: per stream it logs a `Claim` of exactly the
+//! IDs it took over (min-idle 0, delivery time = the command's time, no FORCE/JUSTID/
+//! RETRYCOUNT: each moves to the consumer with one more delivery), then the usual `Deliver`
+//! of the new entries — so replay needs neither the clock nor an idle test.
+//!
 //! An unknown tag or a body that does not parse is reported as a malformed record, never
 //! skipped: recovery stops naming the file and offset.
 

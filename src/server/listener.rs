@@ -86,6 +86,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
         accepters.spawn(accept_loop(shared.clone(), l));
     }
     let expirer = tokio::spawn(expire_loop(shared.clone()));
+    let claim_timer = tokio::spawn(crate::core::blocking::claim_timer_loop(shared.clone()));
 
     while !shared.shutting_down.load(Ordering::SeqCst) {
         shared.shutdown.notified().await;
@@ -93,6 +94,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     tracing::info!("User requested shutdown...");
     accepters.abort_all();
     expirer.abort();
+    claim_timer.abort();
 
     // Let every connection finish what it is doing, flush its replies and close.
     shared.clients.kill_all();
