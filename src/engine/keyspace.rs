@@ -199,6 +199,10 @@ pub struct Keyspace {
     expired_log: Vec<(usize, Bytes)>,
     /// Where the streams' entry payloads are read from (log, cache).
     pub payloads: std::sync::Arc<crate::engine::payload::PayloadStore>,
+    /// Streams that may hold IDMP history, for the sweep (Redis's `stream_idmp_keys`).
+    /// A hint, not state: a key is added when an IID is recorded, renamed or loaded, and
+    /// dropped by the sweep once it is gone or holds no producer.
+    idmp_keys: BTreeSet<(usize, Bytes)>,
 }
 
 impl Keyspace {
@@ -212,6 +216,7 @@ impl Keyspace {
             dirty: HashSet::new(),
             expired_keys: 0,
             expired_log: Vec::new(),
+            idmp_keys: BTreeSet::new(),
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
         }
     }
@@ -315,6 +320,34 @@ impl Keyspace {
         }
     }
 
+    /// Registers the stream under `key` for the IDMP sweep.
+    pub fn track_idmp(&mut self, db: usize, key: &[u8]) {
+        if !self.idmp_keys.contains(&(db, Bytes::copy_from_slice(key))) {
+            self.idmp_keys.insert((db, Bytes::copy_from_slice(key)));
+        }
+    }
+
+    /// The streams whose IDMP history has something to expire at `now_ms` (the sweep
+    /// then applies an `IdmpExpire` op to each). Forgets keys that are gone or hold no
+    /// producer any more.
+    pub fn idmp_due(&mut self, now_ms: u64) -> Vec<(usize, Bytes)> {
+        let mut due = Vec::new();
+        let dbs = &self.dbs;
+        self.idmp_keys.retain(|(db, key)| {
+            let Some(Value::Stream(s)) = dbs.get(*db).and_then(|d| d.entries.get(key)) else {
+                return false;
+            };
+            if !s.idmp().has_producers() {
+                return false;
+            }
+            if s.idmp().expiry_due(now_ms) {
+                due.push((*db, key.clone()));
+            }
+            true
+        });
+        due
+    }
+
     /// True when `key` exists (and has not expired).
     pub fn contains(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
         self.get(db, key, now_ms).is_some()
@@ -355,6 +388,9 @@ impl Keyspace {
         }
         self.remove_now(db, &to);
         let is_stream = matches!(v, Value::Stream(_));
+        if matches!(&v, Value::Stream(s) if s.idmp().has_producers()) {
+            self.track_idmp(db, &to);
+        }
         self.insert(db, to.clone(), v);
         if let Some(at) = ttl {
             self.set_expire(db, &to, at);

@@ -6,7 +6,8 @@
 //! never the payloads), then its counters and groups with every consumer and pending
 //! entry, as binary `State` records (`replay::apply_state` reads them). Tombstones,
 //! consumers' seen/active times and pending entries of deleted entries survive as they
-//! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`.
+//! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`. A stream's
+//! IDMP history, limits and counters follow as one optional `IDMP` state record.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -69,6 +70,11 @@ fn stream_state(
     let mut rec = state_header(state_tag::META, db, key);
     s.encode_meta(&mut rec);
     w.add_state(&rec);
+    if !s.idmp().is_default() {
+        let mut rec = state_header(state_tag::IDMP, db, key);
+        s.idmp().encode(&mut rec);
+        w.add_state(&rec);
+    }
 }
 
 /// A key's value as the checkpoint saw it under the lock.
