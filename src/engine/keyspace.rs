@@ -200,8 +200,12 @@ pub struct Keyspace {
     /// Where the streams' entry payloads are read from (log, cache).
     pub payloads: std::sync::Arc<crate::engine::payload::PayloadStore>,
     /// Streams that may hold IDMP history, for the sweep (Redis's `stream_idmp_keys`).
-    /// A hint, not state: a key is added when an IID is recorded, renamed or loaded, and
-    /// dropped by the sweep once it is gone or holds no producer.
+    /// A hint, not state: a key is added when an IID is recorded, or a stream holding
+    /// IIDs is renamed or loaded, and dropped by the sweep once it is gone or holds no
+    /// producer. (Redis also adds a renamed or loaded stream whose only producer is an
+    /// empty one — left by an XADD IDMP that failed — so its sweep drops that producer
+    /// after a restart; here it stays until the stream records an IID, so a restart
+    /// changes nothing.)
     idmp_keys: BTreeSet<(usize, Bytes)>,
 }
 
@@ -388,7 +392,7 @@ impl Keyspace {
         }
         self.remove_now(db, &to);
         let is_stream = matches!(v, Value::Stream(_));
-        if matches!(&v, Value::Stream(s) if s.idmp().has_producers()) {
+        if matches!(&v, Value::Stream(s) if s.idmp().iids_tracked() > 0) {
             self.track_idmp(db, &to);
         }
         self.insert(db, to.clone(), v);

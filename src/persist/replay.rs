@@ -167,7 +167,12 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
         }),
         _ => None,
     };
-    if tag == state_tag::IDMP {
+    let has_iids = tag == state_tag::IDMP
+        && guard
+            .ks
+            .stream_raw(db, &key)
+            .is_some_and(|s| s.idmp().iids_tracked() > 0);
+    if has_iids {
         guard.ks.track_idmp(db, &key);
     }
     match ok {
