@@ -328,3 +328,34 @@ fn config_and_command_docs_match_redis() {
         t.same(&["COMMAND", "INFO", "xcfgset", "xidmprecord"]);
     });
 }
+
+/// WATCH: a duplicate XADD, XCFGSET and XIDMPRECORD from another client leave a watcher's
+/// EXEC alone (Redis 8.6.3 signals none of them); a new IDMP entry aborts it.
+#[test]
+fn watch_matches_redis() {
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        t.same(&["XADD", "s", TOP, "f", "v"]);
+        t.same(&["XADD", "s", "IDMP", "p", "i", "*", "f", "v"]);
+        let mut rill_other = common::Raw::connect(t.rill.port);
+        let mut redis_other = common::Raw::connect(t.redis.port);
+        for args in [
+            &["XADD", "s", "IDMP", "p", "i", "*", "f", "v"][..],
+            &["XCFGSET", "s", "IDMP-DURATION", "100"],
+            &["XCFGSET", "s", "IDMP-DURATION", "50"],
+            &["XIDMPRECORD", "s", "q", "j", TOP],
+            &["XIDMPRECORD", "s", "q", "j", TOP],
+            &["XADD", "s", "IDMP", "p", "new", "*", "f", "v"],
+        ] {
+            t.same(&["WATCH", "s"]);
+            let (rill, redis) = (rill_other.cmd(args), redis_other.cmd(args));
+            assert_eq!(
+                String::from_utf8_lossy(&rill),
+                String::from_utf8_lossy(&redis)
+            );
+            t.same(&["MULTI"]);
+            t.same(&["PING"]);
+            t.same(&["EXEC"]);
+        }
+    });
+}

@@ -223,13 +223,28 @@ fn duplicates_are_answered_with_the_original_id() {
     assert_eq!(bulk(&again), first);
     assert_eq!(text(&r.cmd(&["XLEN", "s"])), len);
     assert_eq!(idmp_fields(&mut r, "s"), [100, 100, 2, 4, 4, 4]);
-    // A duplicate counts as a modification for WATCH, as in Redis.
+    // Neither a duplicate nor XCFGSET nor XIDMPRECORD disturbs a WATCHer (Redis 8.6.3
+    // signals none of them); a new entry does.
     let mut w = server.raw();
+    let e0 = bulk(&r.cmd(&["XADD", "s", "*", "f", "v"]));
+    for args in [
+        &["XADD", "s", "IDMP", "p", "order-1", "*", "f", "v"][..],
+        &["XCFGSET", "s", "IDMP-DURATION", "100"],
+        &["XCFGSET", "s", "IDMP-DURATION", "99"],
+        &["XIDMPRECORD", "s", "w", "x", &e0],
+    ] {
+        w.cmd(&["WATCH", "s"]);
+        r.cmd(args);
+        w.cmd(&["MULTI"]);
+        w.cmd(&["PING"]);
+        assert_eq!(text(&w.cmd(&["EXEC"])), "*1\r\n+PONG\r\n", "{args:?}");
+    }
     w.cmd(&["WATCH", "s"]);
-    r.cmd(&["XADD", "s", "IDMP", "p", "order-1", "*", "f", "v"]);
+    r.cmd(&["XADD", "s", "IDMP", "p", "order-2", "*", "f", "v"]);
     w.cmd(&["MULTI"]);
-    w.cmd(&["XLEN", "s"]);
+    w.cmd(&["PING"]);
     assert_eq!(text(&w.cmd(&["EXEC"])), "*-1\r\n");
+    r.cmd(&["XCFGSET", "s", "IDMP-DURATION", "100"]);
     // XIDMPRECORD makes an existing entry answer for an IID.
     let e = bulk(&r.cmd(&["XADD", "s", "*", "f", "v"]));
     assert_eq!(

@@ -92,14 +92,13 @@ impl XCfgSet {
         };
         let (cur_duration, cur_max) = (stream.idmp().duration_s(), stream.idmp().max_entries());
         let (duration, maxsize) = self.params?;
-        let op = Op::IdmpConfig {
+        // Logged only if it changed something. WATCHers are not disturbed either way:
+        // Redis 8.6.3 calls `keyModified(…, 0)`, which leaves watched keys alone.
+        ctx.apply(Op::IdmpConfig {
             key: self.key.clone(),
             duration_s: duration.unwrap_or(cur_duration),
             max_entries: maxsize.unwrap_or(cur_max),
-        };
-        if ctx.apply(op)? != crate::engine::op::Applied::Unchanged {
-            ctx.signal_modified(&self.key);
-        }
+        })?;
         Ok(Reply::Ok)
     }
 }
@@ -160,13 +159,13 @@ impl XIdmpRecord {
             Some(_) => return Err(IdmpError::IidConflict.into()),
             None => {}
         }
+        // No WATCH signal, as Redis 8.6.3 (`keyModified(…, 0)`).
         ctx.apply(Op::IdmpRecord {
             key: self.key.clone(),
             pid: self.pid,
             iid: self.iid,
             id: self.id,
         })?;
-        ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
     }
 }

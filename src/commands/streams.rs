@@ -343,11 +343,10 @@ fn stream_next_id(
 
 /// An XADD IDMP whose IID was already recorded: counted (logged, so `iids-duplicates`
 /// survives a restart, and so the reply waits until the original entry is durable) and
-/// answered with the original ID. WATCHers see the key as modified, as in Redis; nothing
-/// else happens (no trim, no wake-up, no keyspace event).
+/// answered with the original ID. Nothing else happens: no trim, no wake-up, and — as in
+/// Redis 8.6.3, which calls `keyModified(…, 0)` here — WATCHers are not disturbed.
 fn duplicate(ctx: &mut Ctx<'_>, key: &Bytes, original: StreamId) -> Result<Reply, CommandError> {
     ctx.apply(Op::IdmpDuplicate { key: key.clone() })?;
-    ctx.signal_modified(key);
     Ok(Reply::Bulk(original.to_bytes()))
 }
 
