@@ -5,7 +5,7 @@
 //! held, so the bookkeeping here needs no synchronisation of its own.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
@@ -206,7 +206,7 @@ pub struct Keyspace {
     /// empty one — left by an XADD IDMP that failed — so its sweep drops that producer
     /// after a restart; here it stays until the stream records an IID, so a restart
     /// changes nothing.)
-    idmp_keys: BTreeSet<(usize, Bytes)>,
+    idmp_keys: BTreeMap<usize, BTreeSet<Bytes>>,
 }
 
 impl Keyspace {
@@ -220,7 +220,7 @@ impl Keyspace {
             dirty: HashSet::new(),
             expired_keys: 0,
             expired_log: Vec::new(),
-            idmp_keys: BTreeSet::new(),
+            idmp_keys: BTreeMap::new(),
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
         }
     }
@@ -326,8 +326,11 @@ impl Keyspace {
 
     /// Registers the stream under `key` for the IDMP sweep.
     pub fn track_idmp(&mut self, db: usize, key: &[u8]) {
-        if !self.idmp_keys.contains(&(db, Bytes::copy_from_slice(key))) {
-            self.idmp_keys.insert((db, Bytes::copy_from_slice(key)));
+        let keys = self.idmp_keys.entry(db).or_default();
+        // Copied only when new (once per stream, not per XADD): the argument is a slice
+        // of a connection's read buffer.
+        if !keys.contains(key) {
+            keys.insert(Bytes::copy_from_slice(key));
         }
     }
 
@@ -337,18 +340,21 @@ impl Keyspace {
     pub fn idmp_due(&mut self, now_ms: u64) -> Vec<(usize, Bytes)> {
         let mut due = Vec::new();
         let dbs = &self.dbs;
-        self.idmp_keys.retain(|(db, key)| {
-            let Some(Value::Stream(s)) = dbs.get(*db).and_then(|d| d.entries.get(key)) else {
-                return false;
-            };
-            if !s.idmp().has_producers() {
-                return false;
-            }
-            if s.idmp().expiry_due(now_ms) {
-                due.push((*db, key.clone()));
-            }
-            true
-        });
+        for (db, keys) in self.idmp_keys.iter_mut() {
+            keys.retain(|key| {
+                let Some(Value::Stream(s)) = dbs.get(*db).and_then(|d| d.entries.get(key)) else {
+                    return false;
+                };
+                if !s.idmp().has_producers() {
+                    return false;
+                }
+                if s.idmp().expiry_due(now_ms) {
+                    due.push((*db, key.clone()));
+                }
+                true
+            });
+        }
+        self.idmp_keys.retain(|_, keys| !keys.is_empty());
         due
     }
 

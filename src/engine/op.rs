@@ -1681,4 +1681,64 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn idmp_history_is_swept_by_the_time_in_the_op_and_renamed_streams_stay_tracked() {
+        let mut ks = Keyspace::new(1);
+        let limits = NodeLimits::default();
+        let id = StreamId::new(10_000, 0);
+        for mut op in [
+            Op::Append {
+                key: b("s"),
+                id,
+                fields: vec![b("f"), b("v")],
+            },
+            Op::IdmpConfig {
+                key: b("s"),
+                duration_s: 1,
+                max_entries: 100,
+            },
+            Op::IdmpRecord {
+                key: b("s"),
+                pid: b("p"),
+                iid: b("i"),
+                id,
+            },
+            Op::Rename {
+                from: b("s"),
+                to: b("t"),
+            },
+        ] {
+            ks.apply(0, &mut op, limits).expect("setup");
+        }
+        // Recording the same mapping again changes nothing; another ID is refused.
+        let mut same = Op::IdmpRecord {
+            key: b("t"),
+            pid: b("p"),
+            iid: b("i"),
+            id,
+        };
+        assert_eq!(ks.apply(0, &mut same, limits), Ok(Applied::Unchanged));
+        let mut other = Op::IdmpRecord {
+            key: b("t"),
+            pid: b("p"),
+            iid: b("i"),
+            id: StreamId::new(1, 0),
+        };
+        assert!(ks.apply(0, &mut other, limits).is_err());
+        assert_eq!(ks.idmp_due(10_999), vec![]);
+        assert_eq!(ks.idmp_due(11_000), vec![(0, b("t"))]);
+        // The op decides by its own time, whatever the caller's clock says.
+        let mut early = Op::IdmpExpire {
+            key: b("t"),
+            now_ms: 10_500,
+        };
+        assert_eq!(ks.apply(0, &mut early, limits), Ok(Applied::Unchanged));
+        let mut sweep = Op::IdmpExpire {
+            key: b("t"),
+            now_ms: 11_000,
+        };
+        assert_eq!(ks.apply(0, &mut sweep, limits), Ok(Applied::Count(2)));
+        assert_eq!(ks.idmp_due(99_999), vec![], "nothing left to track");
+    }
 }
