@@ -275,28 +275,50 @@ impl IdmpState {
             .any(|p| p.order.front().is_none_or(|(_, id)| id.ms <= cutoff))
     }
 
-    /// Appends the state in checkpoint form:
+    /// The state in checkpoint form, as records of about `budget` bytes at most (one
+    /// producer is never split), each `prefix` followed by
     /// `u64 duration | u64 max | u64 added | u64 duplicates | u32 producers |
     /// per producer: bytes pid | u32 n | n × (bytes iid | id)`, IIDs oldest first.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.put_u64v(self.duration_s);
-        out.put_u64v(self.max_entries);
-        out.put_u64v(self.iids_added);
-        out.put_u64v(self.iids_duplicates);
-        out.put_u32v(self.producers.len() as u32);
+    /// Always at least one record, so the limits and counters are written.
+    pub fn encode_chunks(&self, prefix: &[u8], budget: usize) -> Vec<Vec<u8>> {
+        let start = |out: &mut Vec<u8>| -> usize {
+            out.extend_from_slice(prefix);
+            out.put_u64v(self.duration_s);
+            out.put_u64v(self.max_entries);
+            out.put_u64v(self.iids_added);
+            out.put_u64v(self.iids_duplicates);
+            let at = out.len();
+            out.put_u32v(0);
+            at
+        };
+        let mut chunks = Vec::new();
+        let mut out = Vec::new();
+        let mut count_at = start(&mut out);
+        let mut n = 0u32;
         for (pid, p) in &self.producers {
+            if n > 0 && out.len() >= budget {
+                out[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
+                chunks.push(std::mem::take(&mut out));
+                count_at = start(&mut out);
+                n = 0;
+            }
             out.put_bytes(pid);
             out.put_u32v(p.order.len() as u32);
             for (iid, id) in &p.order {
                 out.put_bytes(iid);
                 out.put_id(*id);
             }
+            n += 1;
         }
+        out[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
+        chunks.push(out);
+        chunks
     }
 
-    /// Reads what [`IdmpState::encode`] wrote; `None` when malformed (limits out of
-    /// range, a producer or IID twice, more IIDs than the limit).
-    pub fn decode(r: &mut Reader) -> Option<IdmpState> {
+    /// Reads one record [`IdmpState::encode_chunks`] wrote (after its prefix) into this
+    /// state: the limits and counters, and the producers it carries. `None` when
+    /// malformed (limits out of range, a producer or IID twice, more IIDs than the limit).
+    pub fn decode_chunk(&mut self, r: &mut Reader) -> Option<()> {
         let duration_s = r.u64()?;
         let max_entries = r.u64()?;
         if !(MIN_DURATION..=MAX_DURATION).contains(&duration_s)
@@ -304,18 +326,15 @@ impl IdmpState {
         {
             return None;
         }
-        let mut s = IdmpState {
-            duration_s,
-            max_entries,
-            producers: BTreeMap::new(),
-            iids_added: r.u64()?,
-            iids_duplicates: r.u64()?,
-        };
+        self.duration_s = duration_s;
+        self.max_entries = max_entries;
+        self.iids_added = r.u64()?;
+        self.iids_duplicates = r.u64()?;
         let n = r.count(8)?;
         for _ in 0..n {
             let pid = Bytes::copy_from_slice(&r.bytes()?);
             let count = r.count(20)?;
-            if count as u64 > max_entries || s.producers.contains_key(&pid) {
+            if count as u64 > max_entries || self.producers.contains_key(&pid) {
                 return None;
             }
             let mut p = Producer::default();
@@ -327,9 +346,9 @@ impl IdmpState {
                 }
                 p.order.push_back((iid, id));
             }
-            s.producers.insert(pid, p);
+            self.producers.insert(pid, p);
         }
-        Some(s)
+        Some(())
     }
 }
 
@@ -435,18 +454,39 @@ mod tests {
             s.record(b"p", iid, id(i as u64));
         }
         s.record(b"q\xff", b"x", StreamId::MAX);
+        s.ensure_producer(b"r");
         s.count_duplicate();
-        let mut out = Vec::new();
-        s.encode(&mut out);
-        let back = IdmpState::decode(&mut Reader::new(Bytes::from(out.clone())));
-        assert_eq!(back.as_ref(), Some(&s));
+        let decode = |chunks: &[Vec<u8>]| -> Option<IdmpState> {
+            let mut back = IdmpState::default();
+            for c in chunks {
+                let mut r = Reader::new(Bytes::copy_from_slice(c));
+                back.decode_chunk(&mut r)?;
+                r.is_empty().then_some(())?;
+            }
+            Some(back)
+        };
+        // One record, or one per producer with a tiny budget: the same state.
+        for budget in [usize::MAX, 1] {
+            let chunks = s.encode_chunks(b"", budget);
+            assert_eq!(chunks.len(), if budget == 1 { 3 } else { 1 });
+            assert_eq!(decode(&chunks).as_ref(), Some(&s), "budget {budget}");
+        }
+        let out = s.encode_chunks(b"", usize::MAX).remove(0);
         for cut in 0..out.len() {
             let mut r = Reader::new(Bytes::copy_from_slice(&out[..cut]));
-            assert!(IdmpState::decode(&mut r).is_none(), "cut at {cut}");
+            assert!(
+                IdmpState::default().decode_chunk(&mut r).is_none(),
+                "cut at {cut}"
+            );
         }
         let mut bad = out.clone();
         bad[..8].copy_from_slice(&0u64.to_le_bytes());
-        assert!(IdmpState::decode(&mut Reader::new(Bytes::from(bad))).is_none());
+        assert!(decode(&[bad]).is_none());
+        // The same producer in two records is damage.
+        let twice = s.encode_chunks(b"", usize::MAX);
+        assert!(decode(&[twice[0].clone(), twice[0].clone()]).is_none());
+        // A stream without IDMP still writes its limits and counters.
+        assert_eq!(IdmpState::default().encode_chunks(b"pre", 0).len(), 1);
     }
 
     #[test]

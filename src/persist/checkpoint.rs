@@ -31,6 +31,10 @@ use crate::storage::StorageError;
 /// Commands per batch record in a checkpoint (bounded so no record gets huge).
 const BATCH: usize = 512;
 
+/// Bytes of IDMP producers per state record (a producer is never split): IIDs are any
+/// length and a stream may have many producers, and a record is at most 4 GiB.
+const IDMP_RECORD_BYTES: usize = 16 << 20;
+
 /// Index nodes per state record (about 100 entries and 3 KiB each by default).
 const NODES_PER_RECORD: usize = 1024;
 
@@ -71,9 +75,10 @@ fn stream_state(
     s.encode_meta(&mut rec);
     w.add_state(&rec);
     if !s.idmp().is_default() {
-        let mut rec = state_header(state_tag::IDMP, db, key);
-        s.idmp().encode(&mut rec);
-        w.add_state(&rec);
+        let header = state_header(state_tag::IDMP, db, key);
+        for rec in s.idmp().encode_chunks(&header, IDMP_RECORD_BYTES) {
+            w.add_state(&rec);
+        }
     }
 }
 

@@ -141,7 +141,8 @@ pub mod state_tag {
     pub const NODES: u8 = 1;
     /// `u16 db | key | counters and groups`: the rest of a stream (creates it if needed).
     pub const META: u8 = 2;
-    /// `u16 db | key | IDMP state` (`IdmpState::encode`): written only for streams whose
+    /// `u16 db | key | IDMP state` (`IdmpState::encode_chunks`: limits, counters and some of
+    /// the producers; a stream with many has several): written only for streams whose
     /// idempotent-production state differs from a fresh stream's, so checkpoints of
     /// releases before it (which have no such record) load as streams without IDMP history.
     pub const IDMP: u8 = 8;
@@ -162,9 +163,7 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
     let ok = match tag {
         state_tag::NODES => stream.index_mut().decode_nodes(&mut r),
         state_tag::META => stream.decode_meta(&mut r),
-        state_tag::IDMP => crate::engine::idmp::IdmpState::decode(&mut r).map(|idmp| {
-            *stream.idmp_mut() = idmp;
-        }),
+        state_tag::IDMP => stream.idmp_mut().decode_chunk(&mut r),
         _ => None,
     };
     let has_iids = tag == state_tag::IDMP
