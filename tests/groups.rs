@@ -764,6 +764,12 @@ fn xinfo_stream_groups_consumers() {
             "max-deleted-entry-id",
             "entries-added",
             "recorded-first-entry-id",
+            "idmp-duration",
+            "idmp-maxsize",
+            "pids-tracked",
+            "iids-tracked",
+            "iids-added",
+            "iids-duplicates",
             "groups",
             "first-entry",
             "last-entry"
@@ -810,6 +816,12 @@ fn xinfo_stream_groups_consumers() {
             "max-deleted-entry-id",
             "entries-added",
             "recorded-first-entry-id",
+            "idmp-duration",
+            "idmp-maxsize",
+            "pids-tracked",
+            "iids-tracked",
+            "iids-added",
+            "iids-duplicates",
             "entries",
             "groups"
         ]

@@ -22,6 +22,11 @@
 //! model stays exact with a few lines of Redis's rules (what "referenced" means, and how a
 //! group's entries-read counts past XDEL tombstones).
 //!
+//! Appends to the shared stream are idempotent (`XADD … IDMP w<i> <token>`, Redis 8.6):
+//! after each restart every worker re-sends its latest acknowledged ones, as a producer
+//! retrying after a lost reply would, and each must be answered with its original ID
+//! (and, checked at the next restart, must not have appended anything).
+//!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]`.
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
 //! test itself could not run (the server did not start, bad arguments).
@@ -328,7 +333,14 @@ impl Cmd {
         let key = |s: bool| if s { shared } else { own }.as_bytes().to_vec();
         match self {
             Cmd::XAdd { fields, shared } => {
-                let mut a = vec![b"XADD".to_vec(), key(*shared), b"*".to_vec()];
+                let mut a = vec![b"XADD".to_vec(), key(*shared)];
+                if *shared {
+                    // The token is unique ("w<i>-<seq>"): its worker is the producer.
+                    let token = token_of(fields);
+                    let pid = token.split(|&b| b == b'-').next().unwrap_or_default();
+                    a.extend([b"IDMP".to_vec(), pid.to_vec(), token.clone()]);
+                }
+                a.push(b"*".to_vec());
                 for (f, v) in fields {
                     a.push(f.clone());
                     a.push(v.clone());
@@ -1148,6 +1160,9 @@ struct Worker {
     seq: u64,
     /// Acknowledged XADDs to the shared stream: ID → fields.
     shared_acked: BTreeMap<Id, Fields>,
+    /// Shared-stream appends acknowledged (or found applied) since the last restart,
+    /// re-sent after it: IDMP must answer each with its ID.
+    idmp_resend: Vec<(Fields, Id)>,
     /// Commands acknowledged over the whole run.
     acked: u64,
 }
@@ -1350,6 +1365,7 @@ impl Worker {
                     let id = as_id(reply, "XADD reply")?;
                     if *shared {
                         self.shared_acked.insert(id, fields.clone());
+                        self.idmp_resend.push((fields.clone(), id));
                     } else {
                         self.model.apply(cmd, &self.key, Some(id))?;
                     }
@@ -1751,6 +1767,7 @@ fn verify(
                         ));
                     }
                     w.shared_acked.insert(*id, (*f).clone());
+                    w.idmp_resend.push(((*f).clone(), *id));
                 }
             }
             if let Some(m) = with {
@@ -1803,6 +1820,36 @@ fn verify(
     Ok(violations)
 }
 
+/// IIDs re-sent per worker after a restart: well under IDMP-MAXSIZE (100), so none was
+/// evicted by the worker's own later appends; all were added within the last cycle, far
+/// inside IDMP-DURATION (100 s).
+const IDMP_RESEND: usize = 50;
+
+/// Re-sends each worker's latest shared-stream appends with the same IDMP producer and
+/// IID: the restarted server must answer with the IDs they got before the crash.
+fn resend_idmp(port: u16, workers: &mut [Worker]) -> Result<Vec<String>, String> {
+    let mut conn = Conn::connect(port).map_err(|e| format!("cannot connect: {e}"))?;
+    let mut violations = Vec::new();
+    for w in workers.iter_mut() {
+        let sent = std::mem::take(&mut w.idmp_resend);
+        for (fields, id) in sent.iter().rev().take(IDMP_RESEND) {
+            let cmd = Cmd::XAdd {
+                fields: fields.clone(),
+                shared: true,
+            };
+            let reply = call(&mut conn, &cmd.argv(&w.key, SHARED_KEY))?;
+            if as_id(&reply, "XADD IDMP re-send").ok() != Some(*id) {
+                violations.push(format!(
+                    "worker {}: re-sent IDMP XADD {} answered {reply}, not its original ID {id}",
+                    w.index,
+                    String::from_utf8_lossy(&token_of(fields))
+                ));
+            }
+        }
+    }
+    Ok(violations)
+}
+
 fn describe(op: &Op, key: &str) -> String {
     let cmds: Vec<String> = op
         .cmds
@@ -1852,6 +1899,7 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
             rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
             seq: 0,
             shared_acked: BTreeMap::new(),
+            idmp_resend: Vec::new(),
             acked: 0,
         })
         .collect();
@@ -1910,7 +1958,10 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         }
         server = start_server(&bin, &data, &log)?;
         let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
-        let violations = verify(server.port, &mut workers, &mut in_flight, &mut stats)?;
+        let mut violations = verify(server.port, &mut workers, &mut in_flight, &mut stats)?;
+        if violations.is_empty() {
+            violations = resend_idmp(server.port, &mut workers)?;
+        }
         stats.cycles = cycle;
         stats.acked = acked;
         println!(
@@ -1930,7 +1981,10 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
     server.terminate()?;
     let server = start_server(&bin, &data, &log)?;
     let mut none: Vec<Option<Op>> = workers.iter().map(|_| None).collect();
-    let violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
+    let mut violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
+    if violations.is_empty() {
+        violations = resend_idmp(server.port, &mut workers)?;
+    }
     let _ = server.terminate();
     if !violations.is_empty() {
         return Ok(Err(format!(

@@ -897,6 +897,17 @@ static DOCS: &[(&str, CommandDoc)] = &[
                 key("key", 0),
                 pure("nomkstream", "NOMKSTREAM").since("6.2.0").optional(),
                 oneof("condition", REF_POLICY).optional(),
+                oneof("idmp", &[
+                    block("idmpauto-with-pid", &[
+                        pure("idmpauto-token", "IDMPAUTO"),
+                        string("pid").display("producer-id"),
+                    ]),
+                    block("idmp-with-pid-iid", &[
+                        pure("idmp-token", "IDMP"),
+                        string("pid").display("producer-id"),
+                        string("iid").display("idempotent-id"),
+                    ]),
+                ]).optional(),
                 block("trim", &[
                     oneof("strategy", &[
                         pure("maxlen", "MAXLEN"),
@@ -982,6 +993,22 @@ static DOCS: &[(&str, CommandDoc)] = &[
             ]),
     ),
     (
+        "xcfgset",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                block("idmp-duration-block", &[
+                    pure("idmp-duration-token", "IDMP-DURATION"),
+                    integer("duration"),
+                ]).optional(),
+                block("idmp-maxsize-block", &[
+                    pure("idmp-maxsize-token", "IDMP-MAXSIZE"),
+                    integer("maxsize"),
+                ]).optional(),
+            ]),
+    ),
+    (
         "xdel",
         CommandDoc::new()
             .key_specs(&[KeySpec { notes: None, flags: &["RW", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
@@ -1056,6 +1083,17 @@ static DOCS: &[(&str, CommandDoc)] = &[
                     pure("new-id", "$"),
                 ]),
                 integer("entriesread").display("entries-read").token("ENTRIESREAD").optional(),
+            ]),
+    ),
+    (
+        "xidmprecord",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                string("pid"),
+                string("iid"),
+                string("stream-id"),
             ]),
     ),
     (

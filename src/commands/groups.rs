@@ -275,6 +275,7 @@ impl XGroupCreate {
             ctx.apply(Op::CreateStream {
                 key: self.key.clone(),
             })?;
+            super::streams::configure_new_stream(ctx, &self.key)?;
             ctx.signal_modified(&self.key);
         }
         let last = match (start, stream(ctx, &self.key)?) {

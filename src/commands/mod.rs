@@ -7,6 +7,7 @@ pub mod connection;
 pub mod debug;
 pub mod glob;
 pub mod groups;
+pub mod idmp;
 pub mod keys;
 pub mod refs;
 pub mod server;

@@ -12,6 +12,7 @@ use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::commands::args::parse_i64;
 use crate::engine::error::StreamError;
 use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::idmp::IdmpError;
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::op::{Applied, Op};
 use crate::engine::refs::RefPolicy;
@@ -204,6 +205,16 @@ struct AddTrimOptions {
     /// XADD only: the ID argument and its position in argv (fields follow it).
     id: Option<AddIdSpec>,
     id_pos: usize,
+    /// XADD only: `IDMP pid iid` or `IDMPAUTO pid`.
+    idmp: Option<Idempotency>,
+}
+
+/// XADD's idempotency option (Redis 8.6): the producer, and its IID or `None` for
+/// IDMPAUTO (derived from the fields once they are known).
+#[derive(Debug, Clone)]
+struct Idempotency {
+    pid: Bytes,
+    iid: Option<Bytes>,
 }
 
 /// Reads options from argv[2..] the way Redis does: one left-to-right pass, each option
@@ -267,8 +278,43 @@ fn parse_add_or_trim(
             refs = Some(policy);
         } else if xadd && opt.eq_ignore_ascii_case(b"nomkstream") {
             opts.no_mkstream = true;
+        } else if xadd && opt.eq_ignore_ascii_case(b"idmpauto") && more > 0 {
+            if opts.idmp.is_some() {
+                return Err(IdmpError::SpecifiedTwice.into());
+            }
+            let pid = &argv[i + 1];
+            if pid.is_empty() {
+                return Err(IdmpError::AutoEmptyProducer.into());
+            }
+            opts.idmp = Some(Idempotency {
+                pid: pid.clone(),
+                iid: None,
+            });
+            i += 1;
+        } else if xadd && opt.eq_ignore_ascii_case(b"idmp") && more >= 2 {
+            if opts.idmp.is_some() {
+                return Err(IdmpError::SpecifiedTwice.into());
+            }
+            let (pid, iid) = (&argv[i + 1], &argv[i + 2]);
+            if pid.is_empty() {
+                return Err(IdmpError::EmptyProducer.into());
+            }
+            if iid.is_empty() {
+                return Err(IdmpError::EmptyIid.into());
+            }
+            opts.idmp = Some(Idempotency {
+                pid: pid.clone(),
+                iid: Some(iid.clone()),
+            });
+            i += 2;
         } else if xadd {
             opts.id = Some(AddIdSpec::parse(opt)?);
+            // Only `*` (handled above) may carry IDMP: a re-sent explicit ID could not be
+            // told from a new entry. (Redis lets replicas and AOF through; Rill's log
+            // carries ops, not commands, so no client needs that.)
+            if opts.idmp.is_some() {
+                return Err(IdmpError::ExplicitId.into());
+            }
             break;
         } else {
             return Err(CommandError::Syntax);
@@ -318,13 +364,19 @@ fn parse_add_or_trim(
 
 /// Appends an entry, creating the stream unless NOMKSTREAM, then trims if asked.
 ///
+/// With `IDMP pid iid` (or `IDMPAUTO pid`, whose IID is a hash of the fields) an XADD
+/// whose IID producer `pid` already sent is not appended: it is answered with the ID the
+/// first one got (even if that entry is gone since), nothing is trimmed and no reader is
+/// woken (Redis 8.6's idempotent production; see `engine::idmp`).
+///
 /// # Format
 /// ```text
-/// XADD key [NOMKSTREAM] [KEEPREF|DELREF|ACKED] [MAXLEN|MINID [=|~] threshold [LIMIT count]]
-///      *|id field value [field value ...]
+/// XADD key [NOMKSTREAM] [KEEPREF|DELREF|ACKED] [IDMPAUTO pid | IDMP pid iid]
+///      [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]
 /// ```
 /// # Returns
-/// The new entry's ID as a bulk string; a null bulk with NOMKSTREAM on a missing key.
+/// The new entry's ID as a bulk string (the original entry's for a duplicate); a null bulk
+/// with NOMKSTREAM on a missing key.
 #[derive(Debug)]
 pub struct XAdd {
     key: Bytes,
@@ -360,16 +412,46 @@ impl XAdd {
             return Err(StreamError::AddIdZero.into());
         }
         let now = ctx.now_ms;
-        let id = match ctx.stream(&self.key)? {
-            Some(stream) => stream.next_id(spec, now)?,
+        let iid = self.opts.idmp.as_ref().map(|i| match &i.iid {
+            Some(iid) => iid.clone(),
+            None => Bytes::copy_from_slice(&crate::engine::idmp::auto_iid(&self.fields)),
+        });
+        let (id, created) = match ctx.stream(&self.key)? {
+            Some(stream) => {
+                if let (Some(idmp), Some(iid)) = (&self.opts.idmp, &iid) {
+                    if let Some(original) = stream.idmp().lookup(&idmp.pid, iid) {
+                        return duplicate(ctx, &self.key, original);
+                    }
+                    if stream.is_exhausted() && !stream.idmp().has_producer(&idmp.pid) {
+                        // Redis has created the producer by the time it finds the
+                        // stream full; `pids-tracked` shows it.
+                        ctx.apply(Op::IdmpProducer {
+                            key: self.key.clone(),
+                            pid: idmp.pid.clone(),
+                        })?;
+                    }
+                }
+                (stream_next_id(ctx, &self.key, spec, now)?, false)
+            }
             None if self.opts.no_mkstream => return Ok(Reply::Nil),
-            None => Stream::new().next_id(spec, now)?,
+            None => (Stream::new().next_id(spec, now)?, true),
         };
         ctx.apply(Op::Append {
             key: self.key.clone(),
             id,
             fields: self.fields,
         })?;
+        if created {
+            configure_new_stream(ctx, &self.key)?;
+        }
+        if let (Some(idmp), Some(iid)) = (self.opts.idmp, iid) {
+            ctx.apply(Op::IdmpRecord {
+                key: self.key.clone(),
+                pid: idmp.pid,
+                iid,
+                id,
+            })?;
+        }
         if let Some(spec) = self.opts.trim {
             trim(ctx, &self.key, spec)?;
         }
@@ -377,6 +459,45 @@ impl XAdd {
         ctx.signal_ready(&self.key);
         Ok(Reply::Bulk(id.to_bytes()))
     }
+}
+
+/// The ID the next XADD to the existing stream under `key` gets.
+fn stream_next_id(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    spec: AddIdSpec,
+    now: u64,
+) -> Result<StreamId, CommandError> {
+    match ctx.stream(key)? {
+        Some(s) => Ok(s.next_id(spec, now)?),
+        None => Ok(Stream::new().next_id(spec, now)?),
+    }
+}
+
+/// An XADD IDMP whose IID was already recorded: counted (logged, so `iids-duplicates`
+/// survives a restart, and so the reply waits until the original entry is durable) and
+/// answered with the original ID. Nothing else happens: no trim, no wake-up, and — as in
+/// Redis 8.6.3, which calls `keyModified(…, 0)` here — WATCHers are not disturbed.
+fn duplicate(ctx: &mut Ctx<'_>, key: &Bytes, original: StreamId) -> Result<Reply, CommandError> {
+    ctx.apply(Op::IdmpDuplicate { key: key.clone() })?;
+    Ok(Reply::Bulk(original.to_bytes()))
+}
+
+/// Gives a stream just created under `key` the IDMP limits configured now
+/// (`stream-idmp-duration`, `stream-idmp-maxsize`), which each stream keeps as its own.
+/// Streams are created with Redis's defaults, so only a difference is logged, as its own
+/// op: replay then gets the same limits whatever the configuration is when it runs.
+pub fn configure_new_stream(ctx: &mut Ctx<'_>, key: &Bytes) -> Result<(), CommandError> {
+    let (duration_s, max_entries) = {
+        let cfg = ctx.shared.config.read();
+        (cfg.stream_idmp_duration, cfg.stream_idmp_maxsize)
+    };
+    ctx.apply(Op::IdmpConfig {
+        key: key.clone(),
+        duration_s,
+        max_entries,
+    })?;
+    Ok(())
 }
 
 /// Trims the stream under `key` and returns the entries removed. Logged unless it changed

@@ -532,5 +532,15 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("stream", "5.0.0", "Depends on subcommand.", "A container for stream introspection commands.")
         .subs(super::xinfo::XINFO_SUBCOMMANDS),
+    CommandSpec::new("xcfgset", -2, Data(super::idmp::xcfgset))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.6.0", "O(1)", "Sets the IDMP configuration parameters for a stream."),
+    CommandSpec::new("xidmprecord", 5, Data(super::idmp::xidmprecord))
+        .flags(&["write", "denyoom", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.6.2", "O(1)", "An internal command for setting IDMP metadata on an existing stream message."),
     // STREAM-COMMANDS-END
 ];

@@ -347,6 +347,28 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The IDMP sweep at `now_ms`: every stream with IIDs due (by its own IDMP-DURATION) gets
+/// an `IdmpExpire` op carrying `now_ms`, so replay forgets exactly what this forgot, in
+/// the same place in the log. One lock hold and one record for all of them.
+pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    let due = state.ks.idmp_due(now_ms);
+    if due.is_empty() {
+        return Ok(());
+    }
+    let limits = shared.node_limits();
+    for (db, key) in due {
+        let mut op = Op::IdmpExpire { key, now_ms };
+        match state.ks.apply(db, &mut op, limits) {
+            Ok(Applied::Unchanged) => {}
+            Ok(_) => state.props.push(db, op),
+            Err(e) => tracing::warn!("IDMP sweep: {e}"),
+        }
+    }
+    commit(shared, state).map(|_| ())
+}
+
 /// Appends what the critical section queued for the log as one record (so it is
 /// applied entirely or not at all on recovery) and returns the LSN every reply
 /// that observed this state must wait for.

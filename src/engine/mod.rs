@@ -7,6 +7,7 @@ pub mod digest;
 pub mod error;
 pub mod group;
 pub mod id;
+pub mod idmp;
 pub mod index;
 pub mod keyspace;
 pub mod op;

@@ -54,6 +54,11 @@
 //! | 31 | `TrimEntries` | key, u8 delref, ids (runs: first, last, first, last …), opt-id freed_through |
 //! | 32 | `DeleteRefs` | key, u8 policy (0 keepref, 1 delref, 2 acked), ids |
 //! | 33 | `AckDelete` | key, group, u8 policy, ids |
+//! | 40 | `IdmpRecord` | key, pid, iid, id |
+//! | 41 | `IdmpDuplicate` | key |
+//! | 42 | `IdmpProducer` | key, pid |
+//! | 43 | `IdmpConfig` | key, u64 duration_s, u64 max_entries |
+//! | 44 | `IdmpExpire` | key, u64 now_ms |
 //!
 //! XREADGROUP … CLAIM (Redis 8.4) adds no op: per stream it logs a `Claim` of exactly the
 //! IDs it took over (min-idle 0, delivery time = the command's time, no FORCE/JUSTID/
@@ -69,6 +74,7 @@ use crate::engine::codec::Reader;
 use crate::engine::error::StreamError;
 use crate::engine::group::{AutoClaim, AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup};
 use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::idmp::{IdmpError, Recorded};
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::keyspace::{Keyspace, Value};
 use crate::engine::refs::{GroupMut, RefPolicy};
@@ -227,6 +233,30 @@ pub enum Op {
         consumer: Bytes,
         scan: AutoClaimScan,
     },
+    /// XADD IDMP/IDMPAUTO (logged after its `Append`, before any trim) or XIDMPRECORD:
+    /// `iid → id` recorded at the tail of producer `pid`'s history (which evicts its
+    /// oldest IID past the stream's IDMP-MAXSIZE). IDMPAUTO's IID is logged as computed.
+    IdmpRecord {
+        key: Bytes,
+        pid: Bytes,
+        iid: Bytes,
+        id: StreamId,
+    },
+    /// An XADD IDMP answered from the history: counted in `iids-duplicates`.
+    IdmpDuplicate { key: Bytes },
+    /// An XADD IDMP that failed after Redis had already created its producer (which
+    /// then shows in `pids-tracked`).
+    IdmpProducer { key: Bytes, pid: Bytes },
+    /// XCFGSET (and a stream created while `stream-idmp-*` differ from their defaults):
+    /// the stream's limits; a changed value clears its producers.
+    IdmpConfig {
+        key: Bytes,
+        duration_s: u64,
+        max_entries: u64,
+    },
+    /// The IDMP sweep at `now_ms`: IIDs whose entry ID is IDMP-DURATION old, and
+    /// producers left empty, removed (the time is the live sweep's, never the replay's).
+    IdmpExpire { key: Bytes, now_ms: u64 },
 }
 
 impl Op {
@@ -260,6 +290,11 @@ impl Op {
             Op::Ack { .. } => "Ack",
             Op::Claim { .. } => "Claim",
             Op::AutoClaim { .. } => "AutoClaim",
+            Op::IdmpRecord { .. } => "IdmpRecord",
+            Op::IdmpDuplicate { .. } => "IdmpDuplicate",
+            Op::IdmpProducer { .. } => "IdmpProducer",
+            Op::IdmpConfig { .. } => "IdmpConfig",
+            Op::IdmpExpire { .. } => "IdmpExpire",
         }
     }
 }
@@ -329,6 +364,10 @@ pub enum ApplyError {
     /// The database index is out of range.
     #[error("database {0} out of range")]
     NoDb(usize),
+    /// An IDMP change that does not fit the stream's history (an IID recorded with
+    /// another ID, an entry that does not exist).
+    #[error("{0}")]
+    Idmp(#[from] IdmpError),
 }
 
 /// `Count(n)`, or `Unchanged` when `n` is 0.
@@ -705,6 +744,59 @@ impl Keyspace {
                 }
                 Ok(Applied::AutoClaim(result))
             }
+            Op::IdmpRecord { key, pid, iid, id } => {
+                let stream = self.stream_for_op(db, key)?;
+                if !stream.contains(*id) {
+                    return Err(IdmpError::NoSuchMessage.into());
+                }
+                match stream.idmp_mut().record(pid, iid, *id) {
+                    Recorded::Added => {
+                        self.track_idmp(db, key);
+                        Ok(Applied::Done)
+                    }
+                    Recorded::Same => Ok(Applied::Unchanged),
+                    Recorded::Conflict(_) => Err(IdmpError::IidConflict.into()),
+                }
+            }
+            Op::IdmpDuplicate { key } => {
+                self.stream_for_op(db, key)?.idmp_mut().count_duplicate();
+                Ok(Applied::Done)
+            }
+            Op::IdmpProducer { key, pid } => {
+                let created = self.stream_for_op(db, key)?.idmp_mut().ensure_producer(pid);
+                Ok(if created {
+                    Applied::Done
+                } else {
+                    Applied::Unchanged
+                })
+            }
+            Op::IdmpConfig {
+                key,
+                duration_s,
+                max_entries,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                if !(crate::engine::idmp::MIN_DURATION..=crate::engine::idmp::MAX_DURATION)
+                    .contains(duration_s)
+                {
+                    return Err(IdmpError::DurationRange.into());
+                }
+                if !(crate::engine::idmp::MIN_MAXSIZE..=crate::engine::idmp::MAX_MAXSIZE)
+                    .contains(max_entries)
+                {
+                    return Err(IdmpError::MaxsizeRange.into());
+                }
+                let changed = stream.idmp_mut().configure(*duration_s, *max_entries);
+                Ok(if changed {
+                    Applied::Done
+                } else {
+                    Applied::Unchanged
+                })
+            }
+            Op::IdmpExpire { key, now_ms } => {
+                let (iids, producers) = self.stream_for_op(db, key)?.idmp_mut().expire(*now_ms);
+                Ok(changed(iids + producers))
+            }
         }
     }
 }
@@ -786,6 +878,11 @@ mod tag {
     pub const TRIMENTRIES: u8 = 31;
     pub const DELETEREFS: u8 = 32;
     pub const ACKDELETE: u8 = 33;
+    pub const IDMPRECORD: u8 = 40;
+    pub const IDMPDUPLICATE: u8 = 41;
+    pub const IDMPPRODUCER: u8 = 42;
+    pub const IDMPCONFIG: u8 = 43;
+    pub const IDMPEXPIRE: u8 = 44;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -1080,6 +1177,37 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
                 e.u64(scan.count as u64);
                 e.u8(u8::from(scan.just_id));
             }
+            Op::IdmpRecord { key, pid, iid, id } => {
+                e.u8(tag::IDMPRECORD);
+                e.bytes(key);
+                e.bytes(pid);
+                e.bytes(iid);
+                e.id(*id);
+            }
+            Op::IdmpDuplicate { key } => {
+                e.u8(tag::IDMPDUPLICATE);
+                e.bytes(key);
+            }
+            Op::IdmpProducer { key, pid } => {
+                e.u8(tag::IDMPPRODUCER);
+                e.bytes(key);
+                e.bytes(pid);
+            }
+            Op::IdmpConfig {
+                key,
+                duration_s,
+                max_entries,
+            } => {
+                e.u8(tag::IDMPCONFIG);
+                e.bytes(key);
+                e.u64(*duration_s);
+                e.u64(*max_entries);
+            }
+            Op::IdmpExpire { key, now_ms } => {
+                e.u8(tag::IDMPEXPIRE);
+                e.bytes(key);
+                e.u64(*now_ms);
+            }
         }
     }
     spans
@@ -1173,7 +1301,7 @@ pub fn decode(payload: &Bytes) -> Result<(Vec<LoggedOp>, Vec<FieldSpan>), Decode
 }
 
 fn known_tag(t: u8) -> bool {
-    matches!(t, 1..=7 | 10..=15 | 20..=33)
+    matches!(t, 1..=7 | 10..=15 | 20..=33 | 40..=44)
 }
 
 fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> Option<Op> {
@@ -1385,6 +1513,26 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
                 },
             }
         }
+        tag::IDMPRECORD => Op::IdmpRecord {
+            key: d.bytes()?,
+            pid: d.bytes()?,
+            iid: d.bytes()?,
+            id: d.id()?,
+        },
+        tag::IDMPDUPLICATE => Op::IdmpDuplicate { key: d.bytes()? },
+        tag::IDMPPRODUCER => Op::IdmpProducer {
+            key: d.bytes()?,
+            pid: d.bytes()?,
+        },
+        tag::IDMPCONFIG => Op::IdmpConfig {
+            key: d.bytes()?,
+            duration_s: d.u64()?,
+            max_entries: d.u64()?,
+        },
+        tag::IDMPEXPIRE => Op::IdmpExpire {
+            key: d.bytes()?,
+            now_ms: d.u64()?,
+        },
         _ => return None,
     })
 }
@@ -1552,6 +1700,26 @@ mod tests {
                     just_id: true,
                     now_ms: 11,
                 },
+            },
+            Op::IdmpRecord {
+                key: b("s"),
+                pid: b("p"),
+                iid: b("i\0"),
+                id,
+            },
+            Op::IdmpDuplicate { key: b("s") },
+            Op::IdmpProducer {
+                key: b("s"),
+                pid: b("p"),
+            },
+            Op::IdmpConfig {
+                key: b("s"),
+                duration_s: 5,
+                max_entries: 6,
+            },
+            Op::IdmpExpire {
+                key: b("s"),
+                now_ms: 12,
             },
         ];
         ops.into_iter()
@@ -1826,5 +1994,65 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn idmp_history_is_swept_by_the_time_in_the_op_and_renamed_streams_stay_tracked() {
+        let mut ks = Keyspace::new(1);
+        let limits = NodeLimits::default();
+        let id = StreamId::new(10_000, 0);
+        for mut op in [
+            Op::Append {
+                key: b("s"),
+                id,
+                fields: vec![b("f"), b("v")],
+            },
+            Op::IdmpConfig {
+                key: b("s"),
+                duration_s: 1,
+                max_entries: 100,
+            },
+            Op::IdmpRecord {
+                key: b("s"),
+                pid: b("p"),
+                iid: b("i"),
+                id,
+            },
+            Op::Rename {
+                from: b("s"),
+                to: b("t"),
+            },
+        ] {
+            ks.apply(0, &mut op, limits).expect("setup");
+        }
+        // Recording the same mapping again changes nothing; another ID is refused.
+        let mut same = Op::IdmpRecord {
+            key: b("t"),
+            pid: b("p"),
+            iid: b("i"),
+            id,
+        };
+        assert_eq!(ks.apply(0, &mut same, limits), Ok(Applied::Unchanged));
+        let mut other = Op::IdmpRecord {
+            key: b("t"),
+            pid: b("p"),
+            iid: b("i"),
+            id: StreamId::new(1, 0),
+        };
+        assert!(ks.apply(0, &mut other, limits).is_err());
+        assert_eq!(ks.idmp_due(10_999), vec![]);
+        assert_eq!(ks.idmp_due(11_000), vec![(0, b("t"))]);
+        // The op decides by its own time, whatever the caller's clock says.
+        let mut early = Op::IdmpExpire {
+            key: b("t"),
+            now_ms: 10_500,
+        };
+        assert_eq!(ks.apply(0, &mut early, limits), Ok(Applied::Unchanged));
+        let mut sweep = Op::IdmpExpire {
+            key: b("t"),
+            now_ms: 11_000,
+        };
+        assert_eq!(ks.apply(0, &mut sweep, limits), Ok(Applied::Count(2)));
+        assert_eq!(ks.idmp_due(99_999), vec![], "nothing left to track");
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::engine::error::StreamError;
 use crate::engine::group::{ConsumerGroup, StreamCounters};
 use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::idmp::IdmpState;
 use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule, TrimWalk};
 use crate::engine::payload::{PayloadError, PayloadStore};
 use crate::engine::refs::{GroupMut, Groups, RefPolicy};
@@ -76,6 +77,8 @@ pub struct Stream {
     entries_added: u64,
     /// Consumer groups by name, with the index of the entries they reference.
     pub groups: Groups,
+    /// Idempotent production: producers' recent IIDs, limits and counters (Redis 8.6).
+    idmp: IdmpState,
 }
 
 impl Stream {
@@ -518,6 +521,16 @@ impl Stream {
             self.groups.insert(name, g);
         }
         Some(())
+    }
+
+    /// The idempotent-production state (XADD IDMP, XCFGSET, XINFO).
+    pub fn idmp(&self) -> &IdmpState {
+        &self.idmp
+    }
+
+    /// The idempotent-production state, mutably (ops, checkpoint loading).
+    pub fn idmp_mut(&mut self) -> &mut IdmpState {
+        &mut self.idmp
     }
 
     fn refresh_first_id(&mut self) {
