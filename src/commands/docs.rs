@@ -900,12 +900,12 @@ static DOCS: &[(&str, CommandDoc)] = &[
                 oneof("idmp", &[
                     block("idmpauto-with-pid", &[
                         pure("idmpauto-token", "IDMPAUTO"),
-                        string("pid").display("producer-id"),
+                        string("pid"),
                     ]),
                     block("idmp-with-pid-iid", &[
                         pure("idmp-token", "IDMP"),
-                        string("pid").display("producer-id"),
-                        string("iid").display("idempotent-id"),
+                        string("pid"),
+                        string("iid"),
                     ]),
                 ]).optional(),
                 block("trim", &[
