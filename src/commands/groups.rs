@@ -263,16 +263,16 @@ impl XGroupCreate {
             })?;
             ctx.signal_modified(&self.key);
         }
-        let last = match (start, stream(ctx, &self.key)?) {
-            (Some(id), _) => id,
-            (None, Some(s)) => s.last_id(),
-            (None, None) => StreamId::MIN,
+        let (last, added) = match (start, stream(ctx, &self.key)?) {
+            (Some(id), s) => (id, s.map_or(0, Stream::entries_added)),
+            (None, Some(s)) => (s.last_id(), s.entries_added()),
+            (None, None) => (StreamId::MIN, 0),
         };
         ctx.apply(Op::GroupCreate {
             key: self.key.clone(),
             group: self.group.clone(),
             last,
-            entries_read: self.entries_read,
+            entries_read: self.entries_read.map(|n| n.min(added)),
         })?;
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
@@ -290,11 +290,13 @@ impl XGroupCreate {
             return Err(xgroup_syntax(args));
         }
         let last = self.resolve(s)?;
+        // A group cannot have read more than was ever added (Redis 8.2.2, #14259).
+        let entries_read = self.entries_read.map(|n| n.min(s.entries_added()));
         ctx.apply(Op::GroupSetId {
             key: self.key.clone(),
             group: self.group.clone(),
             last,
-            entries_read: self.entries_read,
+            entries_read,
         })?;
         ctx.signal_modified(&self.key);
         // Moving the group back makes entries available again to readers blocked on it.
