@@ -377,7 +377,7 @@ impl XGroupMember {
 ///
 /// # Returns
 /// `:1` if the group was destroyed, `:0` if it did not exist. Clients blocked on the group get
-/// `NOGROUP the consumer group this client was blocked on no longer exists`.
+/// the NOGROUP error a fresh XREADGROUP would.
 pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XGroupMember::parse(args, false)?;
     let Some(s) = stream(ctx, &cmd.key)? else {
@@ -724,10 +724,11 @@ impl BlockedRead for BlockedGroupRead {
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError> {
         for (key, _) in &self.read.streams {
             match ctx.stream(key)? {
-                // Deleted key: re-running the command fails as a fresh call would (7.2+).
+                // Deleted key or destroyed group: re-running the command fails as a fresh
+                // call would (7.2+; 8.x answers the destroyed group this way too).
                 None => return Err(StreamError::no_group_for_read(key, &self.read.group).into()),
                 Some(stream) if !stream.groups.contains_key(&self.read.group) => {
-                    return Err(StreamError::BlockedGroupDestroyed.into())
+                    return Err(StreamError::no_group_for_read(key, &self.read.group).into())
                 }
                 Some(_) => {}
             }

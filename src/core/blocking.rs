@@ -20,6 +20,8 @@ use crate::protocol::Reply;
 pub struct Waiter {
     /// The blocked client's id (CLIENT UNBLOCK, disconnect clean-up).
     pub client_id: u64,
+    /// The blocked command's full name, whose failed calls an error ending the wait counts.
+    pub command: &'static str,
     /// The database the command ran in.
     pub db: usize,
     /// The client's protocol version, for reply shapes.
@@ -30,6 +32,18 @@ pub struct Waiter {
     pub retry: Box<dyn BlockedRead>,
     /// Where the reply goes.
     pub tx: oneshot::Sender<Reply>,
+}
+
+impl Waiter {
+    /// Ends the wait with an error, counted as Redis's `updateStatsOnUnblock` counts it:
+    /// an error reply (errorstats, `total_error_replies`) and a failed call of the
+    /// blocked command (its call was counted when it blocked).
+    pub fn fail(self, shared: &Shared, text: String) {
+        shared.stats.record_error(&text);
+        shared.stats.record_failed(self.command);
+        // The receiver is gone only if the client disconnected meanwhile.
+        let _ = self.tx.send(Reply::error(text));
+    }
 }
 
 /// All blocked clients, indexed by key (FIFO) and by client.
@@ -141,17 +155,17 @@ pub fn serve_ready(
                     blocking: None,
                     props,
                 };
-                let reply = match w.retry.try_serve(&mut ctx) {
+                let served = match w.retry.try_serve(&mut ctx) {
                     Ok(None) => continue,
-                    Ok(Some(reply)) => reply,
-                    Err(e) => {
-                        shared.stats.record_error(&e.to_string());
-                        Reply::error(e.to_string())
-                    }
+                    Ok(Some(reply)) => Ok(reply),
+                    Err(e) => Err(e.to_string()),
                 };
                 if let Some(w) = table.remove(id) {
-                    // The receiver is gone only if the client disconnected meanwhile.
-                    let _ = w.tx.send(reply);
+                    match served {
+                        // The receiver is gone only if the client disconnected meanwhile.
+                        Ok(reply) => drop(w.tx.send(reply)),
+                        Err(text) => w.fail(shared, text),
+                    }
                 }
             }
         }

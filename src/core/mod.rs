@@ -8,6 +8,7 @@
 
 pub mod blocking;
 pub mod clients;
+mod dirty;
 pub mod error;
 pub mod fdlimit;
 pub mod password;
@@ -256,6 +257,12 @@ impl Ctx<'_> {
     /// get wrong first), and then nothing changed and nothing is logged.
     pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
         let limits = self.shared.node_limits();
+        let created_consumer = self.consumer_missing(&op);
+        let trims_own_append = matches!(
+            (&op, self.props.ops.last()),
+            (Op::Trim { key, .. }, Some(op::LoggedOp { db, op: Op::Append { key: added, .. } }))
+                if usize::from(*db) == self.db && added == key
+        );
         let applied = self
             .ks
             .apply(self.db, &mut op, limits)
@@ -265,9 +272,64 @@ impl Ctx<'_> {
                 e => CommandError::Internal(e.to_string()),
             })?;
         if applied != Applied::Unchanged {
+            let changes = dirty::changes(&op, &applied, created_consumer, trims_own_append);
+            self.shared
+                .stats
+                .dirty
+                .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
             self.props.push(self.db, op);
         }
         Ok(applied)
+    }
+
+    /// Whether `op` names a consumer its group does not have yet (it will create it).
+    fn consumer_missing(&mut self, op: &Op) -> bool {
+        let (key, group, consumer) = match op {
+            Op::ConsumerCreate {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Touch {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Deliver {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Redeliver {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Claim {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::AutoClaim {
+                key,
+                group,
+                consumer,
+                ..
+            } => (key, group, consumer),
+            _ => return false,
+        };
+        match self.ks.get(self.db, key, self.now_ms) {
+            Some(Value::Stream(s)) => s
+                .groups
+                .get(&group[..])
+                .is_some_and(|g| g.consumer(consumer).is_none()),
+            _ => false,
+        }
     }
 
     /// The payload store, to read entries' fields (a cheap handle: it is shared).

@@ -100,9 +100,6 @@ pub enum StreamError {
         /// `$` or `+`.
         special: char,
     },
-    /// The group a blocked XREADGROUP waits on was destroyed.
-    #[error("NOGROUP the consumer group this client was blocked on no longer exists")]
-    BlockedGroupDestroyed,
 
     // ----- XGROUP -----
     /// XGROUP subcommand on a missing key (without MKSTREAM).

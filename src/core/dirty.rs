@@ -1,0 +1,68 @@
+//! Redis's dirty counter (`server.dirty`): how many changes a write made, as INFO
+//! persistence's `rdb_changes_since_last_save` shows it. Clients and Redis's own tests
+//! read it to tell whether a command changed anything (an XREADGROUP that delivers counts
+//! one, a read of the consumer's own PEL counts nothing).
+//!
+//! Redis adds to it command by command; Rill counts the same amounts per applied [`Op`],
+//! in [`super::Ctx::apply`], from what the op did. Replay does not count (Redis starts at 0
+//! after loading), and nothing resets it: Rill never writes an RDB snapshot, which is
+//! what resets Redis's.
+
+use crate::engine::group::ClaimOutcome;
+use crate::engine::op::{Applied, Op};
+
+/// The dirty increment of one applied op, following `t_stream.c`/`db.c` of Redis 8.6.
+///
+/// `created_consumer`: the op made its consumer exist (Redis's `streamCreateConsumer`
+/// counts one). `trims_own_append`: a `Trim` right after an `Append` to the same key is
+/// XADD's MAXLEN/MINID, which Redis does not count beyond the XADD itself.
+pub(crate) fn changes(
+    op: &Op,
+    applied: &Applied,
+    created_consumer: bool,
+    trims_own_append: bool,
+) -> u64 {
+    let count = match applied {
+        Applied::Count(n) => *n,
+        _ => 1,
+    };
+    let own = match op {
+        // MKSTREAM's stream counts with the group it was created for; compaction moves
+        // payloads without changing anything a client sees.
+        Op::CreateStream { .. } | Op::Relocate { .. } => 0,
+        Op::Trim { .. } if trims_own_append => 0,
+        Op::DeleteEntries { .. } | Op::Trim { .. } | Op::Ack { .. } => count,
+        Op::FlushDb | Op::FlushAll => count.max(1),
+        // A created consumer is all a read that found nothing changes.
+        Op::Touch { .. } | Op::ConsumerCreate { .. } => 0,
+        // Redelivering from the consumer's own PEL changes only delivery counts and
+        // times, which Redis decided are not worth propagating ("XREADGROUP from PEL does
+        // not change dirty").
+        Op::Redeliver { .. } => 0,
+        // One per stream XREADGROUP delivered new entries from.
+        Op::Deliver { .. } => 1,
+        Op::Claim { .. } => match applied {
+            Applied::Claims(outcomes) => outcomes
+                .iter()
+                .filter(|o| **o != ClaimOutcome::Skipped)
+                .count() as u64,
+            _ => 0,
+        },
+        Op::AutoClaim { .. } => match applied {
+            Applied::AutoClaim(a) => (a.claimed.len() + a.deleted.len()) as u64,
+            _ => 0,
+        },
+        Op::Del { .. }
+        | Op::Rename { .. }
+        | Op::ExpireAt { .. }
+        | Op::Persist { .. }
+        | Op::SetString { .. }
+        | Op::Append { .. }
+        | Op::SetId { .. }
+        | Op::GroupCreate { .. }
+        | Op::GroupSetId { .. }
+        | Op::GroupDestroy { .. }
+        | Op::ConsumerDelete { .. } => 1,
+    };
+    own + u64::from(created_consumer)
+}
