@@ -9,7 +9,8 @@
 //! reference, so no difference is excused: every mismatch is a defect. Only values that
 //! legitimately differ between two correct servers run a few ms apart (idle times,
 //! seen/active times, delivery times, `*` IDs taken from the clock) are masked, by
-//! [`Normaliser`].
+//! [`Normaliser`]. Besides the replies, each command must move Redis's dirty counter
+//! (INFO `rdb_changes_since_last_save`) by the same amount on both servers.
 //!
 //! The generator covers the Redis 7.x stream commands; the Redis 8 additions (XDELEX,
 //! XACKDEL, KEEPREF/DELREF/ACKED, CLAIM, IDMP …) have table-driven suites of their own
@@ -286,6 +287,19 @@ impl Side {
         } else {
             self.resp2.call(args)
         }
+    }
+
+    /// The dirty counter, INFO persistence's `rdb_changes_since_last_save`.
+    fn dirty(&mut self) -> u64 {
+        let info = self.resp2.call(&argv(&["INFO", "persistence"]));
+        let text = info.text().map(|t| String::from_utf8_lossy(t).to_string());
+        text.as_deref()
+            .and_then(|t| {
+                t.split("\r\n")
+                    .find_map(|l| l.strip_prefix("rdb_changes_since_last_save:"))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no dirty counter in {info:?}"))
     }
 }
 
@@ -1272,6 +1286,7 @@ impl Pair {
         );
         let mut log = Vec::new();
         let mut found = Vec::new();
+        let mut dirty = (self.redis.dirty(), self.rill.dirty());
         for (args, resp3) in commands {
             let mut redis = self.redis.call(resp3, &args);
             let (name, sub) = command_name(&args);
@@ -1313,6 +1328,36 @@ impl Pair {
                     resp3,
                     args,
                     reply: format!("(MISMATCH, read-only: continued) {}", redis.brief()),
+                });
+                continue;
+            }
+            // Redis's dirty counter (INFO `rdb_changes_since_last_save`) must move by
+            // the same amount: clients read it to learn whether a command changed data.
+            let now = (self.redis.dirty(), self.rill.dirty());
+            let moved = (now.0 - dirty.0, now.1 - dirty.1);
+            dirty = now;
+            if moved.0 != moved.1 {
+                let dirty_reply = |n: u64| Resp::Line(b'+', format!("dirty +{n}").into_bytes());
+                found.push(Mismatch {
+                    case_seed,
+                    setup: setup.clone(),
+                    log: log
+                        .iter()
+                        .map(|s: &Step| Step {
+                            resp3: s.resp3,
+                            args: s.args.clone(),
+                            reply: s.reply.clone(),
+                        })
+                        .collect(),
+                    args: args.clone(),
+                    resp3,
+                    redis: dirty_reply(moved.0),
+                    rill: dirty_reply(moved.1),
+                });
+                log.push(Step {
+                    resp3,
+                    args,
+                    reply: format!("(DIRTY MISMATCH: continued) {}", redis.brief()),
                 });
                 continue;
             }

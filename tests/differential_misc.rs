@@ -427,6 +427,12 @@ fn dirty_counter_moves_as_in_redis_8() {
         &[
             "XCLAIM", "x", "g1", "Carol", "0", "2-0", "5-0", "8-0", "JUSTID",
         ],
+        &[
+            "XCLAIM", "x", "g1", "Carol", "3600000", "2-0", "LASTID", "8-0",
+        ],
+        &[
+            "XCLAIM", "x", "g1", "Erin", "3600000", "2-0", "LASTID", "1-0",
+        ],
         &["XAUTOCLAIM", "x", "g1", "Dave", "0", "0", "JUSTID"],
         &["XDEL", "x", "6-0", "7-0"],
         &["XAUTOCLAIM", "x", "g1", "Dave", "0", "0", "JUSTID"],

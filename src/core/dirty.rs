@@ -41,11 +41,16 @@ pub(crate) fn changes(
         Op::Redeliver { .. } => 0,
         // One per stream XREADGROUP delivered new entries from.
         Op::Deliver { .. } => 1,
+        // One per ID claimed or dropped from the PEL. A claim that only moved the group
+        // (LASTID) counts one for that; one that did nothing at all was logged as `Touch`.
         Op::Claim { .. } => match applied {
-            Applied::Claims(outcomes) => outcomes
-                .iter()
-                .filter(|o| **o != ClaimOutcome::Skipped)
-                .count() as u64,
+            Applied::Claims(outcomes) => {
+                let changed = outcomes
+                    .iter()
+                    .filter(|o| **o != ClaimOutcome::Skipped)
+                    .count() as u64;
+                changed.max(1)
+            }
             _ => 0,
         },
         Op::AutoClaim { .. } => match applied {
