@@ -460,3 +460,15 @@ fn dirty_counter_moves_as_in_redis_8() {
         before = after;
     }
 }
+
+/// SCRIPT as COMMAND INFO and COMMAND DOCS describe it.
+#[test]
+fn script_command_docs_match_redis_8() {
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        for sub in ["script|exists", "script|flush", "script|kill", "script|help"] {
+            t.same(&["COMMAND", "INFO", sub]);
+            t.same(&["COMMAND", "DOCS", sub]);
+        }
+    });
+}
