@@ -446,6 +446,19 @@ fn dirty_counter_moves_as_in_redis_8() {
         &["XGROUP", "CREATE", "y", "g", "$", "MKSTREAM"],
         &["SET", "k", "v"],
         &["DEL", "k", "y", "nokey"],
+        &["SET", "k", "v"],
+        &["EXPIRE", "k", "100"],
+        &["PERSIST", "k"],
+        &["PERSIST", "k"],
+        &["RENAME", "k", "k2"],
+        &["XADD", "a", "1-1", "f", "v"],
+        &["XADD", "b", "1-1", "f", "v"],
+        &["UNLINK", "a", "nokey"],
+        &["FLUSHDB"],
+        &["XADD", "a", "1-1", "f", "v"],
+        &["XADD", "b", "1-1", "f", "v"],
+        &["FLUSHALL"],
+        &["FLUSHALL"],
     ];
     let mut before = dirty(&mut t);
     for args in script {
@@ -466,7 +479,12 @@ fn dirty_counter_moves_as_in_redis_8() {
 fn script_command_docs_match_redis_8() {
     let mut t = Twins::start(&[]);
     t.each_protocol(|t| {
-        for sub in ["script|exists", "script|flush", "script|kill", "script|help"] {
+        for sub in [
+            "script|exists",
+            "script|flush",
+            "script|kill",
+            "script|help",
+        ] {
             t.same(&["COMMAND", "INFO", sub]);
             t.same(&["COMMAND", "DOCS", sub]);
         }

@@ -11,17 +11,26 @@
 use crate::engine::group::ClaimOutcome;
 use crate::engine::op::{Applied, Op};
 
+/// What the dirty increment of an op depends on besides the op and its result, taken
+/// from the keyspace just before it was applied.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Before {
+    /// The op made its consumer exist (Redis's `streamCreateConsumer` counts one).
+    pub created_consumer: bool,
+    /// A `Trim` right after an `Append` to the same key is XADD's MAXLEN/MINID, which
+    /// Redis does not count beyond the XADD itself.
+    pub trims_own_append: bool,
+    /// Keys a FLUSHDB/FLUSHALL removes (Redis adds `emptyData`'s count).
+    pub flushed_keys: u64,
+}
+
 /// The dirty increment of one applied op, following `t_stream.c`/`db.c` of Redis 8.6.
-///
-/// `created_consumer`: the op made its consumer exist (Redis's `streamCreateConsumer`
-/// counts one). `trims_own_append`: a `Trim` right after an `Append` to the same key is
-/// XADD's MAXLEN/MINID, which Redis does not count beyond the XADD itself.
-pub(crate) fn changes(
-    op: &Op,
-    applied: &Applied,
-    created_consumer: bool,
-    trims_own_append: bool,
-) -> u64 {
+pub(crate) fn changes(op: &Op, applied: &Applied, before: Before) -> u64 {
+    let Before {
+        created_consumer,
+        trims_own_append,
+        flushed_keys,
+    } = before;
     let count = match applied {
         Applied::Count(n) => *n,
         _ => 1,
@@ -32,7 +41,8 @@ pub(crate) fn changes(
         Op::CreateStream { .. } | Op::Relocate { .. } => 0,
         Op::Trim { .. } if trims_own_append => 0,
         Op::DeleteEntries { .. } | Op::Trim { .. } | Op::Ack { .. } => count,
-        Op::FlushDb | Op::FlushAll => count.max(1),
+        // The keys removed.
+        Op::FlushDb | Op::FlushAll => flushed_keys,
         // A created consumer is all a read that found nothing changes.
         Op::Touch { .. } | Op::ConsumerCreate { .. } => 0,
         // Redelivering from the consumer's own PEL changes only delivery counts and

@@ -257,12 +257,17 @@ impl Ctx<'_> {
     /// get wrong first), and then nothing changed and nothing is logged.
     pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
         let limits = self.shared.node_limits();
-        let created_consumer = self.consumer_missing(&op);
-        let trims_own_append = matches!(
-            (&op, self.props.ops.last()),
-            (Op::Trim { key, .. }, Some(op::LoggedOp { db, op: Op::Append { key: added, .. } }))
-                if usize::from(*db) == self.db && added == key
-        );
+        let before = dirty::Before {
+            created_consumer: self.consumer_missing(&op),
+            trims_own_append: self.trims_own_append(&op),
+            flushed_keys: match op {
+                Op::FlushDb => self.ks.db(self.db).len() as u64,
+                Op::FlushAll => (0..self.ks.db_count())
+                    .map(|d| self.ks.db(d).len() as u64)
+                    .sum(),
+                _ => 0,
+            },
+        };
         let applied = self
             .ks
             .apply(self.db, &mut op, limits)
@@ -272,7 +277,7 @@ impl Ctx<'_> {
                 e => CommandError::Internal(e.to_string()),
             })?;
         if applied != Applied::Unchanged {
-            let changes = dirty::changes(&op, &applied, created_consumer, trims_own_append);
+            let changes = dirty::changes(&op, &applied, before);
             self.shared
                 .stats
                 .dirty
@@ -280,6 +285,20 @@ impl Ctx<'_> {
             self.props.push(self.db, op);
         }
         Ok(applied)
+    }
+
+    /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key.
+    fn trims_own_append(&self, op: &Op) -> bool {
+        match (op, self.props.ops.last()) {
+            (
+                Op::Trim { key, .. },
+                Some(op::LoggedOp {
+                    db,
+                    op: Op::Append { key: added, .. },
+                }),
+            ) => usize::from(*db) == self.db && added == key,
+            _ => false,
+        }
     }
 
     /// Whether `op` names a consumer its group does not have yet (it will create it).
