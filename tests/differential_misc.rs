@@ -346,8 +346,11 @@ fn blocked_xreadgroup_errors_count_as_in_redis_8() {
 fn dirty_counter_moves_as_in_redis_8() {
     let mut t = Twins::start(&[]);
     t.reconnect(2);
-    let dirty = |t: &mut Twins| -> (u64, u64) {
-        let (rill, redis) = t.both(&["INFO", "persistence"]);
+    // Read on connections of their own: the script's may be inside MULTI.
+    let mut probes = (Raw::connect(t.rill.port), Raw::connect(t.redis.port));
+    let mut dirty = |_: &mut Twins| -> (u64, u64) {
+        let rill = probes.0.cmd(&["INFO", "persistence"]);
+        let redis = probes.1.cmd(&["INFO", "persistence"]);
         let n = |info: &[u8]| -> u64 {
             info_field(info, "rdb_changes_since_last_save")
                 .and_then(|v| v.parse().ok())
@@ -459,9 +462,25 @@ fn dirty_counter_moves_as_in_redis_8() {
         &["XADD", "b", "1-1", "f", "v"],
         &["FLUSHALL"],
         &["FLUSHALL"],
+        &["MULTI"],
+        &["XADD", "t", "1-1", "f", "v"],
+        &["XGROUP", "CREATE", "t", "g", "0"],
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "t", ">"],
+        &["EXEC"],
+        &["SET", "short", "v", "PX", "1"],
+        &["(sleep)"],
+        &["GET", "short"],
+        &["SET", "short", "v", "PX", "1"],
+        &["(sleep)"],
+        &["XADD", "short", "1-1", "f", "v"],
     ];
     let mut before = dirty(&mut t);
     for args in script {
+        if args == &["(sleep)"] {
+            // Let the `PX 1` key expire before it is touched again.
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         // JUSTID replies and IDs are deterministic; no clock IDs are used.
         t.same(args);
         let after = dirty(&mut t);
