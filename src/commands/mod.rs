@@ -200,6 +200,7 @@ pub(crate) fn run_data(
     };
     let now = now_ms();
     let mark = state.props.ops.len();
+    state.props.command_start = mark;
     let mut ctx = Ctx {
         ks: &mut state.ks,
         shared,

@@ -277,19 +277,24 @@ impl Ctx<'_> {
                 e => CommandError::Internal(e.to_string()),
             })?;
         if applied != Applied::Unchanged {
-            let changes = dirty::changes(&op, &applied, before);
-            self.shared
-                .stats
-                .dirty
-                .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
+            // Replaying an old log is loading, which Redis does not count either.
+            if !self.props.replaying {
+                let changes = dirty::changes(&op, &applied, before);
+                self.shared
+                    .stats
+                    .dirty
+                    .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
+            }
             self.props.push(self.db, op);
         }
         Ok(applied)
     }
 
-    /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key.
+    /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key
+    /// by the same command.
     fn trims_own_append(&self, op: &Op) -> bool {
-        match (op, self.props.ops.last()) {
+        let own = &self.props.ops[self.props.command_start.min(self.props.ops.len())..];
+        match (op, own.last()) {
             (
                 Op::Trim { key, .. },
                 Some(op::LoggedOp {
