@@ -244,9 +244,26 @@ fn script_and_config_resetstat_match_redis_8() {
         t.same(&["SCRIPT"]);
         t.same(&["SCRIPT", "NOPE"]);
         t.same(&["XADD", "s", "x", "f", "v"]);
+        t.same(&["SET", "short", "v", "PX", "1"]);
+        std::thread::sleep(Duration::from_millis(20));
+        t.same(&["GET", "short"]);
         t.same(&["CONFIG", "RESETSTAT"]);
         t.same(&["CONFIG", "RESETSTAT", "x"]);
         t.same(&["INFO", "errorstats"]);
+        let (rill, redis) = t.both(&["INFO", "stats"]);
+        for field in [
+            "total_connections_received",
+            "total_commands_processed",
+            "rejected_connections",
+            "expired_keys",
+            "total_error_replies",
+        ] {
+            assert_eq!(
+                info_field(&rill, field),
+                info_field(&redis, field),
+                "{field} after CONFIG RESETSTAT (left: Rill, right: Redis 8.6.3)"
+            );
+        }
     });
 }
 

@@ -203,8 +203,13 @@ fn script_and_config_resetstat_answer_as_without_scripts() {
         r.cmd(&["SCRIPT", "NOPE"]),
         b"-ERR unknown subcommand 'NOPE'. Try SCRIPT HELP.\r\n"
     );
-    // CONFIG RESETSTAT clears the error and command counters.
+    // CONFIG RESETSTAT clears the error, command and expiry counters.
     r.cmd(&["XADD", "s", "x", "f", "v"]);
+    r.cmd(&["SET", "short", "v", "PX", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(r.cmd(&["GET", "short"]), b"$-1\r\n");
+    let stats = r.cmd(&["INFO", "stats"]);
+    assert_eq!(info_field(&stats, "expired_keys").as_deref(), Some("1"));
     assert_eq!(r.cmd(&["CONFIG", "RESETSTAT"]), b"+OK\r\n");
     let errors = r.cmd(&["INFO", "errorstats"]);
     assert_eq!(errors, b"$14\r\n# Errorstats\r\n\r\n");
@@ -213,6 +218,7 @@ fn script_and_config_resetstat_answer_as_without_scripts() {
         info_field(&stats, "total_error_replies").as_deref(),
         Some("0")
     );
+    assert_eq!(info_field(&stats, "expired_keys").as_deref(), Some("0"));
 }
 
 #[test]

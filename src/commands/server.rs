@@ -404,6 +404,8 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
     ctx.shared.stats.reset();
+    // Kept with the keyspace, which counts it, but a statistic like the others.
+    ctx.ks.expired_keys = 0;
     Ok(Reply::Ok.into())
 }
 
