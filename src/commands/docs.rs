@@ -791,6 +791,39 @@ static DOCS: &[(&str, CommandDoc)] = &[
             ]),
     ),
     (
+        "script",
+        CommandDoc::new(),
+    ),
+    (
+        "script|exists",
+        CommandDoc::new()
+            .tips(&["request_policy:all_shards", "response_policy:agg_logical_and"])
+            .args(&[
+                string("sha1").multiple(),
+            ]),
+    ),
+    (
+        "script|flush",
+        CommandDoc::new()
+            .history(&[("6.2.0", "Added the `ASYNC` and `SYNC` flushing mode modifiers.")])
+            .tips(&["request_policy:all_nodes", "response_policy:all_succeeded"])
+            .args(&[
+                oneof("flush-type", &[
+                    pure("async", "ASYNC"),
+                    pure("sync", "SYNC"),
+                ]).since("6.2.0").optional(),
+            ]),
+    ),
+    (
+        "script|help",
+        CommandDoc::new(),
+    ),
+    (
+        "script|kill",
+        CommandDoc::new()
+            .tips(&["request_policy:all_shards", "response_policy:one_succeeded"]),
+    ),
+    (
         "select",
         CommandDoc::new()
             .args(&[

@@ -278,16 +278,16 @@ impl XGroupCreate {
             super::streams::configure_new_stream(ctx, &self.key)?;
             ctx.signal_modified(&self.key);
         }
-        let last = match (start, stream(ctx, &self.key)?) {
-            (Some(id), _) => id,
-            (None, Some(s)) => s.last_id(),
-            (None, None) => StreamId::MIN,
+        let (last, added) = match (start, stream(ctx, &self.key)?) {
+            (Some(id), s) => (id, s.map_or(0, Stream::entries_added)),
+            (None, Some(s)) => (s.last_id(), s.entries_added()),
+            (None, None) => (StreamId::MIN, 0),
         };
         ctx.apply(Op::GroupCreate {
             key: self.key.clone(),
             group: self.group.clone(),
             last,
-            entries_read: self.entries_read,
+            entries_read: self.entries_read.map(|n| n.min(added)),
         })?;
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
@@ -305,11 +305,13 @@ impl XGroupCreate {
             return Err(xgroup_syntax(args));
         }
         let last = self.resolve(s)?;
+        // A group cannot have read more than was ever added (Redis 8.2.2, #14259).
+        let entries_read = self.entries_read.map(|n| n.min(s.entries_added()));
         ctx.apply(Op::GroupSetId {
             key: self.key.clone(),
             group: self.group.clone(),
             last,
-            entries_read: self.entries_read,
+            entries_read,
         })?;
         ctx.signal_modified(&self.key);
         // Moving the group back makes entries available again to readers blocked on it.
@@ -390,7 +392,7 @@ impl XGroupMember {
 ///
 /// # Returns
 /// `:1` if the group was destroyed, `:0` if it did not exist. Clients blocked on the group get
-/// `NOGROUP the consumer group this client was blocked on no longer exists`.
+/// the NOGROUP error a fresh XREADGROUP would.
 pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XGroupMember::parse(args, false)?;
     let Some(s) = stream(ctx, &cmd.key)? else {
@@ -791,8 +793,16 @@ impl XReadGroup {
             if ops.is_empty() {
                 ops.push(self.touch(key, now));
             }
+            // Redis counts one change per stream a read served, claims and new entries
+            // together (`propCount` in xreadCommand).
+            let mut counted = false;
             for op in ops {
-                ctx.apply(op)?;
+                let dirty = match op {
+                    Op::Claim { .. } | Op::Deliver { .. } => Some(u64::from(!counted)),
+                    _ => None,
+                };
+                counted |= dirty.is_some();
+                ctx.apply_counted(op, dirty)?;
             }
             if changed {
                 ctx.signal_modified(key);
@@ -884,10 +894,11 @@ impl BlockedRead for BlockedGroupRead {
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError> {
         for (key, _) in &self.read.streams {
             match ctx.stream(key)? {
-                // Deleted key: re-running the command fails as a fresh call would (7.2+).
+                // Deleted key or destroyed group: re-running the command fails as a fresh
+                // call would (7.2+; 8.x answers the destroyed group this way too).
                 None => return Err(StreamError::no_group_for_read(key, &self.read.group).into()),
                 Some(stream) if !stream.groups.contains_key(&self.read.group) => {
-                    return Err(StreamError::BlockedGroupDestroyed.into())
+                    return Err(StreamError::no_group_for_read(key, &self.read.group).into())
                 }
                 Some(_) => {}
             }

@@ -159,13 +159,17 @@ impl XIdmpRecord {
             Some(_) => return Err(IdmpError::IidConflict.into()),
             None => {}
         }
-        // No WATCH signal, as Redis 8.6.3 (`keyModified(…, 0)`).
-        ctx.apply(Op::IdmpRecord {
-            key: self.key.clone(),
-            pid: self.pid,
-            iid: self.iid,
-            id: self.id,
-        })?;
+        // No WATCH signal, as Redis 8.6.3 (`keyModified(…, 0)`); one change for the dirty
+        // counter (XADD's own history entry counts none: its append did).
+        ctx.apply_counted(
+            Op::IdmpRecord {
+                key: self.key.clone(),
+                pid: self.pid,
+                iid: self.iid,
+                id: self.id,
+            },
+            Some(1),
+        )?;
         Ok(Reply::Ok)
     }
 }

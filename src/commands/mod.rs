@@ -146,7 +146,7 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     let result = run_handler(spec, session, shared, &mut args, false);
     let exec = match result {
         Ok(Outcome::Reply(r)) => Exec::Reply(r),
-        Ok(Outcome::Block(b)) => block(session, shared, b),
+        Ok(Outcome::Block(b)) => block(spec, session, shared, b),
         Err(e) => Exec::Reply(error_reply(shared, &e, Some(spec))),
     };
     let failed = matches!(&exec, Exec::Reply(r) if r.is_error());
@@ -202,6 +202,7 @@ pub(crate) fn run_data(
     };
     let now = now_ms();
     let mark = state.props.ops.len();
+    state.props.command_start = mark;
     let mut ctx = Ctx {
         ks: &mut state.ks,
         shared,
@@ -229,7 +230,12 @@ pub(crate) fn run_data(
 
 /// Registers a blocked client. The handler ran under the lock and released it, so
 /// a write may have slipped in between: retry once under the lock before waiting.
-fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
+fn block(
+    spec: &'static CommandSpec,
+    session: &mut Session,
+    shared: &Shared,
+    mut b: Blocked,
+) -> Exec {
     let mut guard = shared.state.lock();
     let state: &mut State = &mut guard;
     let mut ctx = Ctx {
@@ -262,6 +268,7 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
     let (tx, rx) = oneshot::channel();
     let waiter = state.blocking.add(blocking::Waiter {
         client_id: session.id,
+        command: spec.full_name(),
         db: session.db,
         proto: session.proto,
         keys: b.keys,

@@ -492,11 +492,15 @@ pub fn configure_new_stream(ctx: &mut Ctx<'_>, key: &Bytes) -> Result<(), Comman
         let cfg = ctx.shared.config.read();
         (cfg.stream_idmp_duration, cfg.stream_idmp_maxsize)
     };
-    ctx.apply(Op::IdmpConfig {
-        key: key.clone(),
-        duration_s,
-        max_entries,
-    })?;
+    // Part of creating the stream, which the command counts already.
+    ctx.apply_counted(
+        Op::IdmpConfig {
+            key: key.clone(),
+            duration_s,
+            max_entries,
+        },
+        Some(0),
+    )?;
     Ok(())
 }
 

@@ -449,6 +449,10 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("scripting", "7.0.0", "Depends on subcommand.", "A container for function commands.")
         .subs(server::FUNCTION_SUBCOMMANDS),
+    CommandSpec::new("script", -2, Container)
+        .acl(&["@slow"])
+        .doc("scripting", "2.6.0", "Depends on subcommand.", "A container for Lua scripts management commands.")
+        .subs(server::SCRIPT_SUBCOMMANDS),
     // ---- streams (h1: streams.rs; h2: groups.rs, xinfo.rs) ----
     // STREAM-COMMANDS-BEGIN
     CommandSpec::new("xadd", -5, Data(super::streams::xadd))

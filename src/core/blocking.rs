@@ -28,6 +28,8 @@ use crate::protocol::Reply;
 pub struct Waiter {
     /// The blocked client's id (CLIENT UNBLOCK, disconnect clean-up).
     pub client_id: u64,
+    /// The blocked command's full name, whose failed calls an error ending the wait counts.
+    pub command: &'static str,
     /// The database the command ran in.
     pub db: usize,
     /// The client's protocol version, for reply shapes.
@@ -40,6 +42,18 @@ pub struct Waiter {
     pub tx: oneshot::Sender<Reply>,
     /// When to retry even without a write (Unix ms), see [`BlockedRead::wake_at`].
     pub wake_ms: Option<u64>,
+}
+
+impl Waiter {
+    /// Ends the wait with an error, counted as Redis's `updateStatsOnUnblock` counts it:
+    /// an error reply (errorstats, `total_error_replies`) and a failed call of the
+    /// blocked command (its call was counted when it blocked).
+    pub fn fail(self, shared: &Shared, text: String) {
+        shared.stats.record_error(&text);
+        shared.stats.record_failed(self.command);
+        // The receiver is gone only if the client disconnected meanwhile.
+        let _ = self.tx.send(Reply::error(text));
+    }
 }
 
 /// All blocked clients, indexed by key (FIFO) and by client.
@@ -196,7 +210,7 @@ pub fn serve_ready(
                     blocking: None,
                     props,
                 };
-                let reply = match w.retry.try_serve(&mut ctx) {
+                let served = match w.retry.try_serve(&mut ctx) {
                     Ok(None) => {
                         // Still waiting: what it waits for may have moved (a CLAIM read's
                         // oldest pending entry acknowledged, say).
@@ -204,15 +218,15 @@ pub fn serve_ready(
                         table.reschedule(id, wake);
                         continue;
                     }
-                    Ok(Some(reply)) => reply,
-                    Err(e) => {
-                        shared.stats.record_error(&e.to_string());
-                        Reply::error(e.to_string())
-                    }
+                    Ok(Some(reply)) => Ok(reply),
+                    Err(e) => Err(e.to_string()),
                 };
                 if let Some(w) = table.remove(id) {
-                    // The receiver is gone only if the client disconnected meanwhile.
-                    let _ = w.tx.send(reply);
+                    match served {
+                        // The receiver is gone only if the client disconnected meanwhile.
+                        Ok(reply) => drop(w.tx.send(reply)),
+                        Err(text) => w.fail(shared, text),
+                    }
                 }
             }
         }
@@ -263,20 +277,21 @@ pub fn serve_due(
             blocking: None,
             props,
         };
-        let reply = match w.retry.try_serve(&mut ctx) {
+        let served = match w.retry.try_serve(&mut ctx) {
             Ok(None) => {
                 let wake = w.retry.wake_at(&mut ctx);
                 table.reschedule(id, wake);
                 continue;
             }
-            Ok(Some(reply)) => reply,
-            Err(e) => {
-                shared.stats.record_error(&e.to_string());
-                Reply::error(e.to_string())
-            }
+            Ok(Some(reply)) => Ok(reply),
+            Err(e) => Err(e.to_string()),
         };
         if let Some(w) = table.remove(id) {
-            let _ = w.tx.send(reply);
+            match served {
+                // The receiver is gone only if the client disconnected meanwhile.
+                Ok(reply) => drop(w.tx.send(reply)),
+                Err(text) => w.fail(shared, text),
+            }
         }
     }
     serve_ready(ks, table, props, shared, now_ms);

@@ -8,6 +8,7 @@
 
 pub mod blocking;
 pub mod clients;
+mod dirty;
 pub mod error;
 pub mod fdlimit;
 pub mod password;
@@ -254,8 +255,31 @@ impl Ctx<'_> {
     /// Applies a state change and queues it for the log (unless it changed nothing): the
     /// only way a command changes data (see `engine::op`). Fails only on a bug (the command checks what a client can
     /// get wrong first), and then nothing changed and nothing is logged.
-    pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
+    pub fn apply(&mut self, op: Op) -> Result<Applied, CommandError> {
+        self.apply_counted(op, None)
+    }
+
+    /// As [`Ctx::apply`], adding `dirty` to the dirty counter instead of what the op alone
+    /// implies (when set): for a command whose ops Redis counts as one change together,
+    /// such as an XREADGROUP … CLAIM that claims and delivers on one stream (a consumer the
+    /// op creates still counts one).
+    pub fn apply_counted(
+        &mut self,
+        mut op: Op,
+        dirty: Option<u64>,
+    ) -> Result<Applied, CommandError> {
         let limits = self.shared.node_limits();
+        let before = dirty::Before {
+            created_consumer: self.consumer_missing(&op),
+            trims_own_append: self.trims_own_append(&op),
+            flushed_keys: match op {
+                Op::FlushDb => self.ks.db(self.db).len() as u64,
+                Op::FlushAll => (0..self.ks.db_count())
+                    .map(|d| self.ks.db(d).len() as u64)
+                    .sum(),
+                _ => 0,
+            },
+        };
         let applied = self
             .ks
             .apply(self.db, &mut op, limits)
@@ -265,9 +289,98 @@ impl Ctx<'_> {
                 e => CommandError::Internal(e.to_string()),
             })?;
         if applied.changed() {
+            // Replaying an old log is loading, which Redis does not count either.
+            if !self.props.replaying {
+                let changes = match dirty {
+                    // The override replaces the op's own count; a consumer it created
+                    // still counts.
+                    Some(n) => n + u64::from(before.created_consumer),
+                    None => dirty::changes(&op, &applied, before),
+                };
+                self.shared
+                    .stats
+                    .dirty
+                    .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
+            }
             self.props.push(self.db, op);
         }
         Ok(applied)
+    }
+
+    /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key
+    /// by the same command.
+    fn trims_own_append(&self, op: &Op) -> bool {
+        let own = &self.props.ops[self.props.command_start.min(self.props.ops.len())..];
+        // An XADD IDMP logs its IID record between the append and the trim.
+        let last = own
+            .iter()
+            .rev()
+            .find(|o| !matches!(o.op, Op::IdmpRecord { .. }));
+        let op = match op {
+            Op::TrimEntries { key, .. } => key,
+            Op::Trim { key, .. } => key,
+            _ => return false,
+        };
+        match (op, last) {
+            (
+                key,
+                Some(op::LoggedOp {
+                    db,
+                    op: Op::Append { key: added, .. },
+                }),
+            ) => usize::from(*db) == self.db && added == key,
+            _ => false,
+        }
+    }
+
+    /// Whether `op` names a consumer its group does not have yet (it will create it).
+    fn consumer_missing(&mut self, op: &Op) -> bool {
+        let (key, group, consumer) = match op {
+            Op::ConsumerCreate {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Touch {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Deliver {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Redeliver {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Claim {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::AutoClaim {
+                key,
+                group,
+                consumer,
+                ..
+            } => (key, group, consumer),
+            _ => return false,
+        };
+        match self.ks.get(self.db, key, self.now_ms) {
+            Some(Value::Stream(s)) => s
+                .groups
+                .get(&group[..])
+                .is_some_and(|g| g.consumer(consumer).is_none()),
+            _ => false,
+        }
     }
 
     /// The payload store, to read entries' fields (a cheap handle: it is shared).

@@ -55,8 +55,8 @@ pub enum StreamError {
 
     // ----- XREAD / XREADGROUP -----
     /// Odd number of arguments after STREAMS. `command` is `xread` or `xreadgroup`,
-    /// `placeholder` is `$` or `>` accordingly.
-    #[error("ERR Unbalanced '{command}' list of streams: for each stream key an ID or '{placeholder}' must be specified.")]
+    /// `placeholder` is `$` or `>` accordingly. Redis 8.0 names XREAD's `+` too.
+    #[error("ERR Unbalanced '{command}' list of streams: for each stream key {} must be specified.", unbalanced_choices(*placeholder))]
     Unbalanced {
         /// The command name, lowercase, as Redis prints it.
         command: &'static str,
@@ -100,9 +100,6 @@ pub enum StreamError {
         /// `$` or `+`.
         special: char,
     },
-    /// The group a blocked XREADGROUP waits on was destroyed.
-    #[error("NOGROUP the consumer group this client was blocked on no longer exists")]
-    BlockedGroupDestroyed,
 
     // ----- XGROUP -----
     /// XGROUP subcommand on a missing key (without MKSTREAM).
@@ -244,6 +241,16 @@ impl StreamError {
     }
 }
 
+/// What the "Unbalanced" error says each key needs: XREAD also takes `+` (the last entry)
+/// since 7.4, and Redis 8.0 says so; XREADGROUP takes `>`.
+fn unbalanced_choices(placeholder: char) -> String {
+    if placeholder == '$' {
+        "an ID, '+', or '$'".to_string()
+    } else {
+        format!("an ID or '{placeholder}'")
+    }
+}
+
 /// Names inside error lines are text; Redis would copy raw bytes, we replace invalid UTF-8.
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -261,7 +268,15 @@ mod tests {
                 placeholder: '$'
             }
             .to_string(),
-            "ERR Unbalanced 'xread' list of streams: for each stream key an ID or '$' must be specified."
+            "ERR Unbalanced 'xread' list of streams: for each stream key an ID, '+', or '$' must be specified."
+        );
+        assert_eq!(
+            StreamError::Unbalanced {
+                command: "xreadgroup",
+                placeholder: '>'
+            }
+            .to_string(),
+            "ERR Unbalanced 'xreadgroup' list of streams: for each stream key an ID or '>' must be specified."
         );
         assert_eq!(
             StreamError::no_such_group(b"k", b"g").to_string(),

@@ -53,14 +53,13 @@ pub struct StreamCounters {
 }
 
 impl StreamCounters {
-    /// Whether an XDEL tombstone lies in `[start, +inf]` inside the stream; when it does, counting
-    /// entries by arithmetic on `entries_added` is no longer exact (`streamRangeHasTombstones`).
+    /// Whether an XDEL tombstone lies in `[start, +inf]`; when it does, counting entries by
+    /// arithmetic on `entries_added` is no longer exact (`streamRangeHasTombstones`).
+    ///
+    /// Redis 8.0 dropped 7.4's shortcut "a tombstone before the first live entry fragments
+    /// nothing" (redis/redis#13958): the callers now check the first entry themselves.
     pub fn has_tombstone_from(&self, start: StreamId) -> bool {
         if self.length == 0 || self.max_deleted_id == ZERO_ID {
-            return false;
-        }
-        if self.first_id > self.max_deleted_id {
-            // The latest tombstone precedes the first live entry: it no longer fragments anything.
             return false;
         }
         start <= self.max_deleted_id
@@ -75,6 +74,10 @@ impl StreamCounters {
         }
         if self.length == 0 && id <= self.last_id {
             return Some(self.entries_added);
+        }
+        // A tombstone after `id` fragments the stream between it and the last ID (8.0).
+        if id != ZERO_ID && id < self.max_deleted_id {
+            return None;
         }
         if id == self.last_id {
             return Some(self.entries_added);
@@ -411,7 +414,12 @@ impl ConsumerGroup {
             return;
         }
         match self.entries_read {
-            Some(read) if !stream.has_tombstone_from(id) => {
+            // Redis 8.0 tests the group's old position, not the new ID, and only counts on
+            // from a position inside the stream (`streamReplyWithRange`).
+            Some(read)
+                if self.last_delivered_id >= stream.first_id
+                    && !stream.has_tombstone_from(self.last_delivered_id) =>
+            {
                 self.entries_read = Some(read + 1);
             }
             _ => {
@@ -689,11 +697,17 @@ impl ConsumerGroup {
     }
 
     /// The group's lag: entries in the stream not yet delivered to it, `None` when it cannot be
-    /// known because of XDEL fragmentation (`streamReplyWithCGLag` in Redis 7.4).
+    /// known because of XDEL fragmentation (`streamReplyWithCGLag` in Redis 8.6).
     pub fn lag(&self, stream: &StreamCounters) -> Option<i64> {
         let added = i64::try_from(stream.entries_added).unwrap_or(i64::MAX);
-        if stream.entries_added == 0 {
+        if stream.entries_added == 0 || stream.length == 0 {
+            // Never written, or everything deleted since: nothing left to deliver (8.0).
             return Some(0);
+        }
+        if self.last_delivered_id < stream.first_id && stream.max_deleted_id < stream.first_id {
+            // Both the group and the newest tombstone are behind the first entry: every entry
+            // still in the stream is undelivered (8.0).
+            return Some(i64::try_from(stream.length).unwrap_or(i64::MAX));
         }
         if let Some(read) = self.entries_read {
             if !stream.has_tombstone_from(self.last_delivered_id) {
@@ -967,6 +981,41 @@ mod tests {
         let g = ConsumerGroup::new(id(2, 0), Some(2));
         assert_eq!(g.lag(&s), None);
         assert_eq!(ConsumerGroup::new(ZERO_ID, None).lag(&plain(0)), Some(0));
+    }
+
+    /// The lag rules Redis 8.0 added (#13338, #13473, #13958; `streamReplyWithCGLag`).
+    #[test]
+    fn lag_follows_redis_8_rules() {
+        // Everything deleted since: lag 0, even for a group that never read.
+        let emptied = StreamCounters {
+            length: 0,
+            entries_added: 3,
+            first_id: ZERO_ID,
+            last_id: id(3, 0),
+            max_deleted_id: id(3, 0),
+        };
+        assert_eq!(ConsumerGroup::new(ZERO_ID, None).lag(&emptied), Some(0));
+        // Group and newest tombstone both before the first entry: lag = length.
+        let trimmed = StreamCounters {
+            length: 2,
+            entries_added: 5,
+            first_id: id(4, 0),
+            last_id: id(5, 0),
+            max_deleted_id: id(2, 0),
+        };
+        assert_eq!(ConsumerGroup::new(id(1, 0), None).lag(&trimmed), Some(2));
+        // A tombstone after the ID makes its distance unknown.
+        let holed = StreamCounters {
+            length: 3,
+            entries_added: 5,
+            first_id: id(1, 0),
+            last_id: id(5, 0),
+            max_deleted_id: id(4, 0),
+        };
+        assert_eq!(holed.estimate_distance(id(1, 0)), None);
+        assert_eq!(holed.estimate_distance(id(5, 0)), Some(5));
+        // The tombstone-before-first shortcut is gone: any tombstone at or after the start counts.
+        assert!(trimmed.has_tombstone_from(id(1, 0)));
     }
 
     #[test]
