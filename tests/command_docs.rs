@@ -10,10 +10,16 @@
 //! argument `lastid`; XINFO STREAM's `FULL` became a pure token inside `full-block`), and
 //! history entries were added in 7.2 (XINFO CONSUMERS, XINFO STREAM). Those 7.2+ forms are
 //! taken from Redis's generated `commands.def`. Summaries are not compared: the table carries
-//! Redis 7.4's wording, which differs from 7.0's.
+//! Redis 7.4's wording, which differs from 7.0's. XREAD and XREADGROUP carry Redis 8.10's
+//! additions as its `xread.json`/`xreadgroup.json` have them (CLAIM since 8.4.0, MAXCOUNT and
+//! MAXSIZE since 8.10.0, with their history entries).
 //!
 //! Values are rendered compactly: maps `{k:v}`, arrays `[..]`, sets `~[..]`, status `+s`,
 //! bulk strings quoted, `null` when the field is absent.
+//!
+//! XDELEX, XACKDEL and the `KEEPREF | DELREF | ACKED` arguments and 8.2.0 history lines of
+//! XADD and XTRIM are Redis 8.6.3's (`tests/differential_refs.rs` compares them with a
+//! live 8.6.3).
 mod common;
 
 use common::TestServer;
@@ -61,9 +67,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "null",
     ),
     (
+        "xackdel",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"group\",type:\"string\",display_text:\"group\"},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]},{name:\"ids\",type:\"block\",token:\"IDS\",arguments:[{name:\"numids\",type:\"integer\",display_text:\"numids\"},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
+        "null",
+    ),
+    (
         "xadd",
-        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"nomkstream\",type:\"pure-token\",display_text:\"nomkstream\",token:\"NOMKSTREAM\",since:\"6.2.0\",flags:~[+optional]},{name:\"trim\",type:\"block\",flags:~[+optional],arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]}]},{name:\"id-selector\",type:\"oneof\",arguments:[{name:\"auto-id\",type:\"pure-token\",display_text:\"auto-id\",token:\"*\"},{name:\"id\",type:\"string\",display_text:\"id\"}]},{name:\"data\",type:\"block\",flags:~[+multiple],arguments:[{name:\"field\",type:\"string\",display_text:\"field\"},{name:\"value\",type:\"string\",display_text:\"value\"}]}]",
-        "~[[\"6.2.0\",\"Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option.\"],[\"7.0.0\",\"Added support for the `<ms>-*` explicit ID form.\"]]",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"nomkstream\",type:\"pure-token\",display_text:\"nomkstream\",token:\"NOMKSTREAM\",since:\"6.2.0\",flags:~[+optional]},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]},{name:\"idmp\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"idmpauto-with-pid\",type:\"block\",arguments:[{name:\"idmpauto-token\",type:\"pure-token\",display_text:\"idmpauto-token\",token:\"IDMPAUTO\"},{name:\"pid\",type:\"string\",display_text:\"pid\"}]},{name:\"idmp-with-pid-iid\",type:\"block\",arguments:[{name:\"idmp-token\",type:\"pure-token\",display_text:\"idmp-token\",token:\"IDMP\"},{name:\"pid\",type:\"string\",display_text:\"pid\"},{name:\"iid\",type:\"string\",display_text:\"iid\"}]}]},{name:\"trim\",type:\"block\",flags:~[+optional],arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]}]},{name:\"id-selector\",type:\"oneof\",arguments:[{name:\"auto-id\",type:\"pure-token\",display_text:\"auto-id\",token:\"*\"},{name:\"id\",type:\"string\",display_text:\"id\"}]},{name:\"data\",type:\"block\",flags:~[+multiple],arguments:[{name:\"field\",type:\"string\",display_text:\"field\"},{name:\"value\",type:\"string\",display_text:\"value\"}]}]",
+        "~[[\"6.2.0\",\"Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option.\"],[\"7.0.0\",\"Added support for the `<ms>-*` explicit ID form.\"],[\"8.2.0\",\"Added the `KEEPREF`, `DELREF` and `ACKED` options.\"]]",
     ),
     (
         "xautoclaim",
@@ -78,6 +89,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     (
         "xdel",
         "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]",
+        "null",
+    ),
+    (
+        "xdelex",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]},{name:\"ids\",type:\"block\",token:\"IDS\",arguments:[{name:\"numids\",type:\"integer\",display_text:\"numids\"},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
         "null",
     ),
     (
@@ -157,13 +173,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "xread",
-        "[{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
-        "null",
+        "[{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"maxcount\",type:\"integer\",display_text:\"maxcount\",token:\"MAXCOUNT\",since:\"8.10.0\",flags:~[+optional]},{name:\"maxsize\",type:\"integer\",display_text:\"maxsize\",token:\"MAXSIZE\",since:\"8.10.0\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
+        "~[[\"8.10.0\",\"Added the `MAXCOUNT` and `MAXSIZE` options.\"]]",
     ),
     (
         "xreadgroup",
-        "[{name:\"group-block\",type:\"block\",token:\"GROUP\",arguments:[{name:\"group\",type:\"string\",display_text:\"group\"},{name:\"consumer\",type:\"string\",display_text:\"consumer\"}]},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"noack\",type:\"pure-token\",display_text:\"noack\",token:\"NOACK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
-        "null",
+        "[{name:\"group-block\",type:\"block\",token:\"GROUP\",arguments:[{name:\"group\",type:\"string\",display_text:\"group\"},{name:\"consumer\",type:\"string\",display_text:\"consumer\"}]},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"COUNT\",flags:~[+optional]},{name:\"maxcount\",type:\"integer\",display_text:\"maxcount\",token:\"MAXCOUNT\",since:\"8.10.0\",flags:~[+optional]},{name:\"maxsize\",type:\"integer\",display_text:\"maxsize\",token:\"MAXSIZE\",since:\"8.10.0\",flags:~[+optional]},{name:\"milliseconds\",type:\"integer\",display_text:\"milliseconds\",token:\"BLOCK\",flags:~[+optional]},{name:\"min-idle-time\",type:\"integer\",display_text:\"min-idle-time\",token:\"CLAIM\",since:\"8.4.0\",flags:~[+optional]},{name:\"noack\",type:\"pure-token\",display_text:\"noack\",token:\"NOACK\",flags:~[+optional]},{name:\"streams\",type:\"block\",token:\"STREAMS\",arguments:[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0,flags:~[+multiple]},{name:\"id\",type:\"string\",display_text:\"id\",flags:~[+multiple]}]}]",
+        "~[[\"8.4.0\",\"Added the `CLAIM` option.\"],[\"8.10.0\",\"Added the `MAXCOUNT` and `MAXSIZE` options.\"]]",
     ),
     (
         "xrevrange",
@@ -177,8 +193,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "xtrim",
-        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"trim\",type:\"block\",arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]}]}]",
-        "~[[\"6.2.0\",\"Added the `MINID` trimming strategy and the `LIMIT` option.\"]]",
+        "[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"trim\",type:\"block\",arguments:[{name:\"strategy\",type:\"oneof\",arguments:[{name:\"maxlen\",type:\"pure-token\",display_text:\"maxlen\",token:\"MAXLEN\"},{name:\"minid\",type:\"pure-token\",display_text:\"minid\",token:\"MINID\",since:\"6.2.0\"}]},{name:\"operator\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"equal\",type:\"pure-token\",display_text:\"equal\",token:\"=\"},{name:\"approximately\",type:\"pure-token\",display_text:\"approximately\",token:\"~\"}]},{name:\"threshold\",type:\"string\",display_text:\"threshold\"},{name:\"count\",type:\"integer\",display_text:\"count\",token:\"LIMIT\",since:\"6.2.0\",flags:~[+optional]},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]}]}]",
+        "~[[\"6.2.0\",\"Added the `MINID` trimming strategy and the `LIMIT` option.\"],[\"8.2.0\",\"Added the `KEEPREF`, `DELREF` and `ACKED` options.\"]]",
     ),
 ];
 

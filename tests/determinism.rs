@@ -38,11 +38,18 @@ use common::{Raw, TestServer};
 
 /// Small nodes, so that a few dozen entries per stream make `~` trims remove whole nodes
 /// and XDEL leave tombstones in them.
+///
+/// IDMP histories last a day (as `XCFGSET` below keeps them): IIDs are forgotten by a
+/// background sweep at a time no command chooses, which would move the state between the
+/// live digest and the restart (expiry across restarts is tests/idmp.rs's). A
+/// non-default duration also makes every new stream log its limits.
 const SERVER_ARGS: &[&str] = &[
     "--compaction-threshold",
     "0",
     "--stream-node-max-entries",
     "6",
+    "--stream-idmp-duration",
+    "86400",
 ];
 
 const STEPS: usize = 2500;
@@ -53,6 +60,8 @@ const KEYS: &[&str] = &["s:a", "s:b", "s:c", "s:d", "str", "mix"];
 const GROUPS: &[&str] = &["g1", "g2"];
 const CONSUMERS: &[&str] = &["alice", "bob", "carol"];
 const FIELDS: &[&str] = &["f", "g", "payload", "n"];
+/// The reference policies of XADD, XTRIM, XDELEX and XACKDEL (Redis 8.2).
+const REF_POLICIES: &[&str] = &["KEEPREF", "DELREF", "ACKED"];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -95,6 +104,8 @@ struct Workload {
     ids: Vec<String>,
     db: usize,
     short_ttls_until: u64,
+    /// The last XADD with IDMP/IDMPAUTO, re-sent now and then as a producer retries.
+    last_idmp: Option<Argv>,
 }
 
 impl Workload {
@@ -104,6 +115,7 @@ impl Workload {
             ids: Vec::new(),
             db: 0,
             short_ttls_until: 0,
+            last_idmp: None,
         }
     }
 
@@ -204,9 +216,33 @@ impl Workload {
             out.push(b"LIMIT".to_vec());
             out.push(self.rng.gen_range(0..20).to_string().into_bytes());
         }
+        if self.rng.gen_bool(0.5) {
+            out.push(self.pick(REF_POLICIES).as_bytes().to_vec());
+        }
+    }
+
+    /// `[KEEPREF|DELREF|ACKED] IDS n id…` of XDELEX and XACKDEL.
+    fn ids_block(&mut self, out: &mut Argv) {
+        if self.rng.gen_bool(0.8) {
+            out.push(self.pick(REF_POLICIES).as_bytes().to_vec());
+        }
+        let n = self.rng.gen_range(1..=3);
+        out.push(b"IDS".to_vec());
+        out.push(n.to_string().into_bytes());
+        for _ in 0..n {
+            out.push(self.known_id().into_bytes());
+        }
     }
 
     fn xadd(&mut self, key: &str) -> Argv {
+        if self.rng.gen_bool(0.03) {
+            return self.xcfgset(key);
+        }
+        if self.rng.gen_bool(0.25) {
+            if let Some(retry) = &self.last_idmp {
+                return retry.clone();
+            }
+        }
         let mut out = argv(&["XADD", key]);
         if self.rng.gen_bool(0.1) {
             out.push(b"NOMKSTREAM".to_vec());
@@ -222,10 +258,39 @@ impl Workload {
             }
             _ => "*".to_string(),
         };
+        if id == "*" && self.rng.gen_bool(0.5) {
+            // Few producers and IIDs, so duplicates and evictions are frequent.
+            let pid = self.pick(&["p1", "p2"]);
+            if self.rng.gen_bool(0.2) {
+                out.extend([b"IDMPAUTO".to_vec(), pid.as_bytes().to_vec()]);
+            } else {
+                let iid = format!("i{}", self.rng.gen_range(0..4));
+                out.extend([b"IDMP".to_vec(), pid.as_bytes().to_vec(), iid.into_bytes()]);
+            }
+        }
+        let idmp = out.iter().any(|a| a.starts_with(b"IDMP"));
         out.push(id.into_bytes());
         for _ in 0..self.rng.gen_range(1..=3) {
             out.push(self.pick(FIELDS).as_bytes().to_vec());
             out.push(self.value());
+        }
+        if idmp {
+            self.last_idmp = Some(out.clone());
+        }
+        out
+    }
+
+    /// XCFGSET with long durations only (see [`SERVER_ARGS`]) and small sizes, so that
+    /// the IDMP history is cleared and evicted often.
+    fn xcfgset(&mut self, key: &str) -> Argv {
+        let mut out = argv(&["XCFGSET", key]);
+        if self.rng.gen_bool(0.5) {
+            let d = self.pick(&["3600", "86400"]);
+            out.extend([b"IDMP-DURATION".to_vec(), d.as_bytes().to_vec()]);
+        }
+        if out.len() == 2 || self.rng.gen_bool(0.5) {
+            let m = self.pick(&["1", "2", "3", "100"]);
+            out.extend([b"IDMP-MAXSIZE".to_vec(), m.as_bytes().to_vec()]);
         }
         out
     }
@@ -238,11 +303,21 @@ impl Workload {
         let r = self.rng.gen_range(0..1000);
         match r {
             0..=219 => self.xadd(key),
-            220..=259 => {
+            220..=239 => {
                 let mut out = argv(&["XDEL", key]);
                 for _ in 0..self.rng.gen_range(1..=3) {
                     out.push(self.known_id().into_bytes());
                 }
+                out
+            }
+            240..=249 => {
+                let mut out = argv(&["XDELEX", key]);
+                self.ids_block(&mut out);
+                out
+            }
+            250..=259 => {
+                let mut out = argv(&["XACKDEL", key, group]);
+                self.ids_block(&mut out);
                 out
             }
             260..=289 => {
@@ -305,6 +380,19 @@ impl Workload {
                 }
                 if self.rng.gen_bool(0.15) {
                     out.push(b"NOACK".to_vec());
+                }
+                // Redis 8.4's CLAIM and 8.10's MAXCOUNT (MAXCOUNT 5 is never below COUNT).
+                if self.rng.gen_bool(0.3) {
+                    out.push(b"CLAIM".to_vec());
+                    out.push(
+                        self.pick(&["0", "0", "10", "50", "1000"])
+                            .as_bytes()
+                            .to_vec(),
+                    );
+                }
+                if self.rng.gen_bool(0.1) {
+                    out.push(b"MAXCOUNT".to_vec());
+                    out.push(b"5".to_vec());
                 }
                 out.push(b"STREAMS".to_vec());
                 let keys: Vec<&str> = if self.rng.gen_bool(0.25) {
@@ -592,6 +680,14 @@ fn run_workload(server: &TestServer, seed: u64) {
         }
         if w.rng.gen_bool(0.03) {
             std::thread::sleep(Duration::from_millis(w.rng.gen_range(1..25)));
+        }
+    }
+    // Streams live briefly here (short TTLs, DEL, RENAME): leave IDMP history, with a
+    // retry, in whatever streams the run ends with, so the final state has some.
+    for key in &KEYS[..4] {
+        for _ in 0..2 {
+            let reply = main.cmd(&["XADD", key, "IDMP", "p1", "last", "*", "f", "v"]);
+            w.remember(&reply);
         }
     }
     let wait = w.short_ttls_until.saturating_sub(now_ms()) + 50;

@@ -564,7 +564,7 @@ fn stream_expiring_while_down_stays_expired() {
     drop(con);
     std::thread::sleep(Duration::from_millis(1000));
     server.restart();
-    assert_eq!(snapshot(&server), "db0 kept stream ttl\n  [\"length\" \"1\" \"radix-tree-keys\" \"1\" \"radix-tree-nodes\" \"2\" \"last-generated-id\" \"1-0\" \"max-deleted-entry-id\" \"0-0\" \"entries-added\" \"1\" \"recorded-first-entry-id\" \"1-0\" \"entries\" [[\"1-0\" [\"f\" \"v\"]]] \"groups\" []]\n  [[\"1-0\" [\"f\" \"v\"]]]\n  []\n");
+    assert_eq!(snapshot(&server), "db0 kept stream ttl\n  [\"length\" \"1\" \"radix-tree-keys\" \"1\" \"radix-tree-nodes\" \"2\" \"last-generated-id\" \"1-0\" \"max-deleted-entry-id\" \"0-0\" \"entries-added\" \"1\" \"recorded-first-entry-id\" \"1-0\" \"idmp-duration\" \"100\" \"idmp-maxsize\" \"100\" \"pids-tracked\" \"0\" \"iids-tracked\" \"0\" \"iids-added\" \"0\" \"iids-duplicates\" \"0\" \"entries\" [[\"1-0\" [\"f\" \"v\"]]] \"groups\" []]\n  [[\"1-0\" [\"f\" \"v\"]]]\n  []\n");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -764,6 +764,12 @@ fn xinfo_stream_groups_consumers() {
             "max-deleted-entry-id",
             "entries-added",
             "recorded-first-entry-id",
+            "idmp-duration",
+            "idmp-maxsize",
+            "pids-tracked",
+            "iids-tracked",
+            "iids-added",
+            "iids-duplicates",
             "groups",
             "first-entry",
             "last-entry"
@@ -810,6 +816,12 @@ fn xinfo_stream_groups_consumers() {
             "max-deleted-entry-id",
             "entries-added",
             "recorded-first-entry-id",
+            "idmp-duration",
+            "idmp-maxsize",
+            "pids-tracked",
+            "iids-tracked",
+            "iids-added",
+            "iids-duplicates",
             "entries",
             "groups"
         ]
@@ -974,7 +986,7 @@ fn blocking_xreadgroup_fails_when_group_or_key_goes_away() {
     assert_eq!(c.cmd(&["XGROUP", "DESTROY", "s", "g"]), V::Int(1));
     assert_eq!(
         blocked.read().1,
-        "-NOGROUP the consumer group this client was blocked on no longer exists\r\n"
+        "-NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option\r\n"
     );
 
     ok(c.cmd(&["XGROUP", "CREATE", "s", "g", "$"]));

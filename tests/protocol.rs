@@ -265,8 +265,10 @@ fn resp3_and_resp2_reply_shapes() {
         .trim_start_matches(':')
         .trim()
         .to_string();
+    let version = rill::commands::connection::REDIS_VERSION;
     let expected = format!(
-        "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.4.1\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:{id}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"
+        "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n${}\r\n{version}\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:{id}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
+        version.len()
     );
     assert_eq!(String::from_utf8_lossy(&hello3), expected);
     assert_eq!(r.cmd(&["CLIENT", "GETNAME"]), b"_\r\n");

@@ -188,7 +188,14 @@ fn info_sections() {
         !all.contains("# Commandstats"),
         "commandstats is not a default section"
     );
-    assert_eq!(field(&all, "redis_version").as_deref(), Some("7.4.1"));
+    assert_eq!(
+        field(&all, "redis_version").as_deref(),
+        Some(rill::commands::connection::REDIS_VERSION)
+    );
+    assert_eq!(
+        field(&all, "rill_version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(
         field(&all, "tcp_port").as_deref(),
         Some(s.port.to_string().as_str())

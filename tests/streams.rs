@@ -556,7 +556,7 @@ fn xread_argument_errors() {
     c.raw(&["SET", "str", "x"]);
     assert_eq!(
         c.err(&["XREAD", "STREAMS", "a", "b", "0"]),
-        "ERR Unbalanced 'xread' list of streams: for each stream key an ID or '$' must be specified."
+        "ERR Unbalanced 'xread' list of streams: for each stream key an ID, '+', or '$' must be specified."
     );
     assert_eq!(
         c.err(&["XREAD", "GROUP", "g", "c", "STREAMS", "a", "0"]),

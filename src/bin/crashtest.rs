@@ -1,8 +1,9 @@
 //! `rill-crashtest`: shows that no acknowledged write is lost when the server dies.
 //!
 //! Each cycle starts the real `rill` binary on a free port and the same data directory, runs
-//! concurrent load from several connections (XADD, XREADGROUP `>` and history, XACK, XCLAIM,
-//! XGROUP CREATE/SETID/CREATECONSUMER, and MULTI/EXEC pairs), SIGKILLs the server at a random
+//! concurrent load from several connections (XADD, XREADGROUP `>`, history and `CLAIM 0`, XACK,
+//! XCLAIM, XGROUP CREATE/SETID/CREATECONSUMER, XTRIM MINID, XDELEX and XACKDEL with ACKED or
+//! DELREF, and MULTI/EXEC pairs), SIGKILLs the server at a random
 //! moment, runs `rill check` on the directory, restarts the server and compares what it
 //! serves with a model built only from ACKNOWLEDGED replies.
 //!
@@ -12,7 +13,19 @@
 //! A command whose reply never came (the one in flight at the kill) may or may not have
 //! applied: the state must equal the model either without it or with all of it; anything
 //! else (half a MULTI, half an XREADGROUP) is a violation. The model also predicts every
-//! reply (delivered IDs, ack counts, claimed IDs), so a wrong answer is caught at once.
+//! reply (delivered IDs, ack counts, claimed IDs), so a wrong answer is caught at once. (The
+//! model keeps no delivery times: an XREADGROUP CLAIM reply is compared with its idle times
+//! zeroed and its claimed entries in ID order, see [`normalize_claim_reply`].)
+//!
+//! Deletes use only ACKED and DELREF, which never leave a PEL entry pointing at a deleted
+//! entry, and trims only exact MINID, whose outcome does not depend on node boundaries: the
+//! model stays exact with a few lines of Redis's rules (what "referenced" means, and how a
+//! group's entries-read counts past XDEL tombstones).
+//!
+//! Appends to the shared stream are idempotent (`XADD … IDMP w<i> <token>`, Redis 8.6):
+//! after each restart every worker re-sends its latest acknowledged ones, as a producer
+//! retrying after a lost reply would, and each must be answered with its original ID
+//! (and, checked at the next restart, must not have appended anything).
 //!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]`.
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
@@ -238,6 +251,8 @@ struct StreamModel {
     entries: BTreeMap<Id, Fields>,
     last_id: Id,
     entries_added: u64,
+    /// The largest ID deleted by XDELEX/XACKDEL (XINFO's max-deleted-entry-id).
+    max_deleted: Id,
     groups: BTreeMap<String, GroupModel>,
 }
 
@@ -282,6 +297,28 @@ enum Cmd {
         group: String,
         consumer: String,
     },
+    /// `XTRIM key MINID = id ACKED|DELREF`.
+    TrimRefs {
+        minid: Id,
+        delref: bool,
+    },
+    /// `XDELEX key ACKED|DELREF IDS n id…`.
+    DelEx {
+        ids: Vec<Id>,
+        delref: bool,
+    },
+    /// `XACKDEL key group ACKED|DELREF IDS n id…`.
+    AckDel {
+        group: String,
+        ids: Vec<Id>,
+        delref: bool,
+    },
+    /// `XREADGROUP … CLAIM 0` without COUNT: every pending entry moves to `consumer` (one
+    /// more delivery), then every new entry is delivered.
+    ClaimRead {
+        group: String,
+        consumer: String,
+    },
 }
 
 /// What a worker sends as one unit: one command, or several inside MULTI/EXEC.
@@ -296,7 +333,14 @@ impl Cmd {
         let key = |s: bool| if s { shared } else { own }.as_bytes().to_vec();
         match self {
             Cmd::XAdd { fields, shared } => {
-                let mut a = vec![b"XADD".to_vec(), key(*shared), b"*".to_vec()];
+                let mut a = vec![b"XADD".to_vec(), key(*shared)];
+                if *shared {
+                    // The token is unique ("w<i>-<seq>"): its worker is the producer.
+                    let token = token_of(fields);
+                    let pid = token.split(|&b| b == b'-').next().unwrap_or_default();
+                    a.extend([b"IDMP".to_vec(), pid.to_vec(), token.clone()]);
+                }
+                a.push(b"*".to_vec());
                 for (f, v) in fields {
                     a.push(f.clone());
                     a.push(v.clone());
@@ -388,8 +432,108 @@ impl Cmd {
                 group.as_bytes(),
                 consumer.as_bytes(),
             ]),
+            Cmd::TrimRefs { minid, delref } => argv(&[
+                b"XTRIM",
+                own.as_bytes(),
+                b"MINID",
+                b"=",
+                &minid.bytes(),
+                policy(*delref),
+            ]),
+            Cmd::DelEx { ids, delref } => {
+                let mut a = argv(&[b"XDELEX", own.as_bytes(), policy(*delref), b"IDS"]);
+                a.push(ids.len().to_string().into_bytes());
+                a.extend(ids.iter().map(|i| i.bytes()));
+                a
+            }
+            Cmd::AckDel { group, ids, delref } => {
+                let mut a = argv(&[
+                    b"XACKDEL",
+                    own.as_bytes(),
+                    group.as_bytes(),
+                    policy(*delref),
+                    b"IDS",
+                ]);
+                a.push(ids.len().to_string().into_bytes());
+                a.extend(ids.iter().map(|i| i.bytes()));
+                a
+            }
+            Cmd::ClaimRead { group, consumer } => argv(&[
+                b"XREADGROUP",
+                b"GROUP",
+                group.as_bytes(),
+                consumer.as_bytes(),
+                b"CLAIM",
+                b"0",
+                b"STREAMS",
+                own.as_bytes(),
+                b">",
+            ]),
         }
     }
+}
+
+fn policy(delref: bool) -> &'static [u8] {
+    if delref {
+        b"DELREF"
+    } else {
+        b"ACKED"
+    }
+}
+
+/// An XREADGROUP CLAIM entry: `[id, fields, idle, count]` (idle as the model knows it: 0).
+fn claim_entry_reply(id: Id, fields: &Fields, count: u64) -> Resp {
+    let Resp::Array(Some(mut items)) = entry_reply(id, fields) else {
+        return Resp::Array(None);
+    };
+    items.push(Resp::Int(0));
+    items.push(Resp::Int(i64::try_from(count).unwrap_or(i64::MAX)));
+    Resp::Array(Some(items))
+}
+
+/// An XREADGROUP CLAIM reply as the model can predict it: idle times zeroed, and the claimed
+/// entries (delivery count above 0, served oldest delivery first) in ID order.
+fn normalize_claim_reply(reply: &Resp) -> Resp {
+    let Resp::Array(Some(streams)) = reply else {
+        return reply.clone();
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Resp::Array(Some(kv)) = stream else {
+            return reply.clone();
+        };
+        let [key, Resp::Array(Some(entries))] = kv.as_slice() else {
+            return reply.clone();
+        };
+        let mut claimed = Vec::new();
+        let mut fresh = Vec::new();
+        for e in entries {
+            let mut e = e.clone();
+            if let Resp::Array(Some(items)) = &mut e {
+                if items.len() == 4 {
+                    let was_claimed = items[3] != Resp::Int(0);
+                    items[2] = Resp::Int(0);
+                    let id = match &items[0] {
+                        Resp::Bulk(Some(b)) => Id::parse(b).unwrap_or_default(),
+                        _ => Id::default(),
+                    };
+                    if was_claimed {
+                        claimed.push((id, e));
+                        continue;
+                    }
+                }
+            }
+            fresh.push(e);
+        }
+        claimed.sort_by_key(|(id, _)| *id);
+        let mut entries: Vec<Resp> = claimed.into_iter().map(|(_, e)| e).collect();
+        entries.extend(fresh);
+        out.push(Resp::Array(Some(vec![
+            key.clone(),
+            Resp::Array(Some(entries)),
+        ])));
+    }
+    Resp::Array(Some(out))
 }
 
 fn entry_reply(id: Id, fields: &Fields) -> Resp {
@@ -404,6 +548,66 @@ fn entry_reply(id: Id, fields: &Fields) -> Resp {
 impl StreamModel {
     fn count_upto(&self, id: Id) -> u64 {
         self.entries.range(..=id).count() as u64
+    }
+
+    fn first_id(&self) -> Id {
+        self.entries.keys().next().copied().unwrap_or_default()
+    }
+
+    /// Redis's `streamEntryIsReferenced`: some group has not read `id` yet, or has it pending.
+    fn referenced(&self, id: Id) -> bool {
+        let Some(min) = self.groups.values().map(|g| g.last_id).min() else {
+            return false;
+        };
+        min < id || self.groups.values().any(|g| g.pel.contains_key(&id))
+    }
+
+    /// Deletes an entry as XDEL does (the largest deleted ID is remembered); true if it existed.
+    fn delete(&mut self, id: Id) -> bool {
+        let existed = self.entries.remove(&id).is_some();
+        if existed && id > self.max_deleted {
+            self.max_deleted = id;
+        }
+        existed
+    }
+
+    fn drop_everywhere(&mut self, id: Id) {
+        for g in self.groups.values_mut() {
+            g.pel.remove(&id);
+        }
+    }
+
+    /// A group's entries-read after delivering `id` with `>` (Redis's `streamRangeHasTombstones`
+    /// and `streamEstimateDistanceFromFirstEverEntry`): exact unless an XDEL tombstone lies at
+    /// or after `id`, else estimated, or unknown.
+    fn read_counter(&self, read: Option<u64>, id: Id) -> Option<u64> {
+        let length = self.entries.len() as u64;
+        let first = self.first_id();
+        let zero = Id(0, 0);
+        let tombstone = length > 0
+            && self.max_deleted != zero
+            && first <= self.max_deleted
+            && id <= self.max_deleted;
+        match read {
+            Some(n) if !tombstone => return Some(n + 1),
+            _ if self.entries_added == 0 => return read,
+            _ => {}
+        }
+        if (length == 0 && id <= self.last_id) || id == self.last_id {
+            return Some(self.entries_added);
+        }
+        if id > self.last_id {
+            return None;
+        }
+        if self.max_deleted == zero || self.max_deleted < first {
+            if id < first {
+                return Some(self.entries_added - length);
+            }
+            if id == first {
+                return Some(self.entries_added - length + 1);
+            }
+        }
+        None
     }
 
     /// Applies `cmd` as the server must, returning the reply it must give. `xadd_id` is the
@@ -455,11 +659,18 @@ impl StreamModel {
                 if new.is_empty() {
                     return Ok(Resp::Array(None));
                 }
+                let mut counters = Vec::new();
+                let mut read = g.entries_read;
+                for (id, _) in &new {
+                    read = self.read_counter(read, *id);
+                    counters.push(read);
+                }
+                let g = self.groups.get_mut(group).ok_or("no group")?;
                 let mut out = Vec::new();
-                for (id, f) in &new {
+                for ((id, f), read) in new.iter().zip(counters) {
                     g.pel.insert(*id, (consumer.clone(), 1));
                     g.last_id = *id;
-                    g.entries_read = g.entries_read.map(|n| n + 1);
+                    g.entries_read = read;
                     out.push(entry_reply(*id, f));
                 }
                 Ok(Resp::Array(Some(vec![Resp::Array(Some(vec![
@@ -541,6 +752,92 @@ impl StreamModel {
                 let g = self.groups.get_mut(group).ok_or("no group")?;
                 Ok(Resp::Int(i64::from(g.consumers.insert(consumer.clone()))))
             }
+            Cmd::TrimRefs { minid, delref } => {
+                // An exact MINID trim walks every entry below `minid`; trimming does not
+                // count as deleting (max-deleted-entry-id stays).
+                let below: Vec<Id> = self.entries.range(..*minid).map(|(id, _)| *id).collect();
+                let mut n = 0;
+                for id in below {
+                    if *delref {
+                        self.drop_everywhere(id);
+                    } else if self.referenced(id) {
+                        continue;
+                    }
+                    self.entries.remove(&id);
+                    n += 1;
+                }
+                Ok(Resp::Int(n))
+            }
+            Cmd::DelEx { ids, delref } => {
+                let mut out = Vec::new();
+                for id in ids {
+                    if *delref {
+                        self.drop_everywhere(*id);
+                    } else if self.referenced(*id) {
+                        out.push(Resp::Int(2));
+                        continue;
+                    }
+                    out.push(Resp::Int(if self.delete(*id) { 1 } else { -1 }));
+                }
+                Ok(Resp::Array(Some(out)))
+            }
+            Cmd::AckDel { group, ids, delref } => {
+                let mut out = Vec::new();
+                for id in ids {
+                    let g = self.groups.get_mut(group).ok_or("no group")?;
+                    if g.pel.remove(id).is_none() {
+                        out.push(Resp::Int(-1));
+                        continue;
+                    }
+                    if *delref {
+                        self.drop_everywhere(*id);
+                    } else if self.referenced(*id) {
+                        out.push(Resp::Int(2));
+                        continue;
+                    }
+                    self.delete(*id);
+                    out.push(Resp::Int(1));
+                }
+                Ok(Resp::Array(Some(out)))
+            }
+            Cmd::ClaimRead { group, consumer } => {
+                let entries = &self.entries;
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                g.consumers.insert(consumer.clone());
+                let mut out = Vec::new();
+                for (id, (c, n)) in g.pel.iter_mut() {
+                    let f = entries.get(id).ok_or("PEL entry without stream entry")?;
+                    out.push(claim_entry_reply(*id, f, *n));
+                    *c = consumer.clone();
+                    *n += 1;
+                }
+                let new: Vec<(Id, Fields)> = entries
+                    .range(g.last_id..)
+                    .filter(|(id, _)| **id > g.last_id)
+                    .map(|(id, f)| (*id, f.clone()))
+                    .collect();
+                let mut counters = Vec::new();
+                let mut read = g.entries_read;
+                for (id, _) in &new {
+                    read = self.read_counter(read, *id);
+                    counters.push(read);
+                }
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                for ((id, f), read) in new.iter().zip(counters) {
+                    // Also after SETID moved back: delivered again as new, count 1.
+                    g.pel.insert(*id, (consumer.clone(), 1));
+                    g.last_id = *id;
+                    g.entries_read = read;
+                    out.push(claim_entry_reply(*id, f, 0));
+                }
+                if out.is_empty() {
+                    return Ok(Resp::Array(None));
+                }
+                Ok(Resp::Array(Some(vec![Resp::Array(Some(vec![
+                    bulk(own),
+                    Resp::Array(Some(out)),
+                ]))])))
+            }
         }
     }
 
@@ -574,6 +871,12 @@ impl StreamModel {
             d.push(format!(
                 "{key}: last-generated-id {} expected {}",
                 actual.last_id, self.last_id
+            ));
+        }
+        if self.max_deleted != actual.max_deleted {
+            d.push(format!(
+                "{key}: max-deleted-entry-id {} expected {}",
+                actual.max_deleted, self.max_deleted
             ));
         }
         if self.entries_added != actual.entries_added {
@@ -753,6 +1056,10 @@ fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
             field(&info, "entries-added", "XINFO STREAM")?,
             "entries-added",
         )? as u64,
+        max_deleted: as_id(
+            field(&info, "max-deleted-entry-id", "XINFO STREAM")?,
+            "max-deleted-entry-id",
+        )?,
         ..StreamModel::default()
     };
     m.entries = parse_entries(&call(conn, &argv(&[b"XRANGE", k, b"-", b"+"]))?, "XRANGE")?;
@@ -853,6 +1160,9 @@ struct Worker {
     seq: u64,
     /// Acknowledged XADDs to the shared stream: ID → fields.
     shared_acked: BTreeMap<Id, Fields>,
+    /// Shared-stream appends acknowledged (or found applied) since the last restart,
+    /// re-sent after it: IDMP must answer each with its ID.
+    idmp_resend: Vec<(Fields, Id)>,
     /// Commands acknowledged over the whole run.
     acked: u64,
 }
@@ -941,7 +1251,40 @@ impl Worker {
                 consumer: self.consumer(),
                 count: self.rng.gen_range(1..=5),
             },
-            (65..=82, Some(group)) => {
+            (77..=78, Some(_)) => {
+                // Somewhere in the oldest quarter of the stream.
+                let ids: Vec<Id> = self.model.entries.keys().copied().collect();
+                let quarter = &ids[..ids.len().div_ceil(4)];
+                Cmd::TrimRefs {
+                    minid: self.pick(quarter).unwrap_or(Id(1, 0)),
+                    delref: self.rng.gen_bool(0.3),
+                }
+            }
+            (79..=80, Some(_)) => {
+                let all: Vec<Id> = self.model.entries.keys().copied().collect();
+                let mut ids: Vec<Id> = (0..self.rng.gen_range(1..=3))
+                    .filter_map(|_| self.pick(&all))
+                    .collect();
+                if ids.is_empty() || self.rng.gen_bool(0.1) {
+                    ids.push(Id(1, self.rng.gen_range(0..1000)));
+                }
+                Cmd::DelEx {
+                    ids,
+                    delref: self.rng.gen_bool(0.3),
+                }
+            }
+            (81..=82, Some(group)) => {
+                let mut ids = self.pending_ids(&group, 3);
+                if ids.is_empty() || self.rng.gen_bool(0.1) {
+                    ids.push(Id(1, self.rng.gen_range(0..1000)));
+                }
+                Cmd::AckDel {
+                    group,
+                    ids,
+                    delref: self.rng.gen_bool(0.3),
+                }
+            }
+            (65..=76, Some(group)) => {
                 let mut ids = self.pending_ids(&group, 3);
                 if ids.is_empty() || self.rng.gen_bool(0.1) {
                     // An ID never delivered: XACK must not count it.
@@ -981,6 +1324,10 @@ impl Worker {
                     entries_read,
                 }
             }
+            (96..=97, Some(group)) => Cmd::ClaimRead {
+                group,
+                consumer: self.consumer(),
+            },
             (_, Some(group)) => Cmd::CreateConsumer {
                 group,
                 consumer: self.consumer(),
@@ -1018,12 +1365,20 @@ impl Worker {
                     let id = as_id(reply, "XADD reply")?;
                     if *shared {
                         self.shared_acked.insert(id, fields.clone());
+                        self.idmp_resend.push((fields.clone(), id));
                     } else {
                         self.model.apply(cmd, &self.key, Some(id))?;
                     }
                 }
                 _ => {
                     let want = self.model.apply(cmd, &self.key, None)?;
+                    let normalized;
+                    let reply = if matches!(cmd, Cmd::ClaimRead { .. }) {
+                        normalized = normalize_claim_reply(reply);
+                        &normalized
+                    } else {
+                        reply
+                    };
                     if &want != reply {
                         return Err(format!(
                             "{}: reply {reply} but the model expects {want}",
@@ -1412,6 +1767,7 @@ fn verify(
                         ));
                     }
                     w.shared_acked.insert(*id, (*f).clone());
+                    w.idmp_resend.push(((*f).clone(), *id));
                 }
             }
             if let Some(m) = with {
@@ -1464,6 +1820,36 @@ fn verify(
     Ok(violations)
 }
 
+/// IIDs re-sent per worker after a restart: well under IDMP-MAXSIZE (100), so none was
+/// evicted by the worker's own later appends; all were added within the last cycle, far
+/// inside IDMP-DURATION (100 s).
+const IDMP_RESEND: usize = 50;
+
+/// Re-sends each worker's latest shared-stream appends with the same IDMP producer and
+/// IID: the restarted server must answer with the IDs they got before the crash.
+fn resend_idmp(port: u16, workers: &mut [Worker]) -> Result<Vec<String>, String> {
+    let mut conn = Conn::connect(port).map_err(|e| format!("cannot connect: {e}"))?;
+    let mut violations = Vec::new();
+    for w in workers.iter_mut() {
+        let sent = std::mem::take(&mut w.idmp_resend);
+        for (fields, id) in sent.iter().rev().take(IDMP_RESEND) {
+            let cmd = Cmd::XAdd {
+                fields: fields.clone(),
+                shared: true,
+            };
+            let reply = call(&mut conn, &cmd.argv(&w.key, SHARED_KEY))?;
+            if as_id(&reply, "XADD IDMP re-send").ok() != Some(*id) {
+                violations.push(format!(
+                    "worker {}: re-sent IDMP XADD {} answered {reply}, not its original ID {id}",
+                    w.index,
+                    String::from_utf8_lossy(&token_of(fields))
+                ));
+            }
+        }
+    }
+    Ok(violations)
+}
+
 fn describe(op: &Op, key: &str) -> String {
     let cmds: Vec<String> = op
         .cmds
@@ -1513,6 +1899,7 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
             rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
             seq: 0,
             shared_acked: BTreeMap::new(),
+            idmp_resend: Vec::new(),
             acked: 0,
         })
         .collect();
@@ -1571,7 +1958,10 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         }
         server = start_server(&bin, &data, &log)?;
         let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
-        let violations = verify(server.port, &mut workers, &mut in_flight, &mut stats)?;
+        let mut violations = verify(server.port, &mut workers, &mut in_flight, &mut stats)?;
+        if violations.is_empty() {
+            violations = resend_idmp(server.port, &mut workers)?;
+        }
         stats.cycles = cycle;
         stats.acked = acked;
         println!(
@@ -1591,7 +1981,10 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
     server.terminate()?;
     let server = start_server(&bin, &data, &log)?;
     let mut none: Vec<Option<Op>> = workers.iter().map(|_| None).collect();
-    let violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
+    let mut violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
+    if violations.is_empty() {
+        violations = resend_idmp(server.port, &mut workers)?;
+    }
     let _ = server.terminate();
     if !violations.is_empty() {
         return Ok(Err(format!(

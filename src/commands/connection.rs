@@ -12,8 +12,23 @@ use super::{Ctx, Outcome};
 use crate::core::Shared;
 use crate::protocol::Reply;
 
-/// The Redis version Rill reports: the stream semantics it reproduces.
-pub const REDIS_VERSION: &str = "7.4.1";
+/// The Redis version Rill reports as INFO `redis_version` and HELLO `version`: the newest
+/// Redis release whose *whole* stream feature set Rill implements.
+///
+/// Clients gate features on it (go-redis and redis-py skip or refuse Redis 8 stream
+/// commands below 8.2/8.4/8.6), so it must never claim a release whose commands Rill
+/// lacks: a client that believes the server is 8.6 sends XDELEX, XREADGROUP … CLAIM and
+/// XADD … IDMP, and gets "syntax error" instead of a clean skip. Raise it only when every
+/// stream command, option and reply shape of that release is in (issue #12: 8.2 needs
+/// XDELEX/XACKDEL and KEEPREF/DELREF/ACKED, 8.4 XREADGROUP CLAIM, 8.6 IDMP and XCFGSET),
+/// together with the differential tests that prove it. Where Rill answers differently
+/// from Redis 7.4 in the 7.4 feature set, it answers as Redis 8.6.3, the reference of the
+/// differential suites. Rill's own version is INFO `rill_version`.
+///
+/// 8.6.3: 8.2's, 8.4's and 8.6's stream commands are all in, each compared byte for byte
+/// with a real 8.6.3 (tests/differential_refs.rs, differential_claim.rs,
+/// differential_idmp.rs). 8.8 would need XNACK.
+pub const REDIS_VERSION: &str = "8.6.3";
 
 type R = Result<Outcome, CommandError>;
 
@@ -495,12 +510,15 @@ fn client_unblock(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     }) else {
         return Ok(Reply::Int(0).into());
     };
-    let reply = if as_error {
-        Reply::error(CommandError::Unblocked.to_string())
+    if as_error {
+        w.fail(ctx.shared, CommandError::Unblocked.to_string());
+        // Redis counts a call as failed when error replies were sent while it ran, the
+        // one it sent the unblocked client included.
+        ctx.shared.stats.record_failed("client|unblock");
     } else {
-        w.retry.on_timeout()
-    };
-    let _ = w.tx.send(reply);
+        let reply = w.retry.on_timeout();
+        let _ = w.tx.send(reply);
+    }
     Ok(Reply::Int(1).into())
 }
 

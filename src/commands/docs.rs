@@ -791,6 +791,39 @@ static DOCS: &[(&str, CommandDoc)] = &[
             ]),
     ),
     (
+        "script",
+        CommandDoc::new(),
+    ),
+    (
+        "script|exists",
+        CommandDoc::new()
+            .tips(&["request_policy:all_shards", "response_policy:agg_logical_and"])
+            .args(&[
+                string("sha1").multiple(),
+            ]),
+    ),
+    (
+        "script|flush",
+        CommandDoc::new()
+            .history(&[("6.2.0", "Added the `ASYNC` and `SYNC` flushing mode modifiers.")])
+            .tips(&["request_policy:all_nodes", "response_policy:all_succeeded"])
+            .args(&[
+                oneof("flush-type", &[
+                    pure("async", "ASYNC"),
+                    pure("sync", "SYNC"),
+                ]).since("6.2.0").optional(),
+            ]),
+    ),
+    (
+        "script|help",
+        CommandDoc::new(),
+    ),
+    (
+        "script|kill",
+        CommandDoc::new()
+            .tips(&["request_policy:all_shards", "response_policy:one_succeeded"]),
+    ),
+    (
         "select",
         CommandDoc::new()
             .args(&[
@@ -890,12 +923,24 @@ static DOCS: &[(&str, CommandDoc)] = &[
     (
         "xadd",
         CommandDoc::new()
-            .history(&[("6.2.0", "Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option."), ("7.0.0", "Added support for the `<ms>-*` explicit ID form.")])
+            .history(&[("6.2.0", "Added the `NOMKSTREAM` option, `MINID` trimming strategy and the `LIMIT` option."), ("7.0.0", "Added support for the `<ms>-*` explicit ID form."), ("8.2.0", "Added the `KEEPREF`, `DELREF` and `ACKED` options.")])
             .tips(&["nondeterministic_output"])
             .key_specs(&[KeySpec { notes: Some("UPDATE instead of INSERT because of the optional trimming feature"), flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
             .args(&[
                 key("key", 0),
                 pure("nomkstream", "NOMKSTREAM").since("6.2.0").optional(),
+                oneof("condition", REF_POLICY).optional(),
+                oneof("idmp", &[
+                    block("idmpauto-with-pid", &[
+                        pure("idmpauto-token", "IDMPAUTO"),
+                        string("pid"),
+                    ]),
+                    block("idmp-with-pid-iid", &[
+                        pure("idmp-token", "IDMP"),
+                        string("pid"),
+                        string("iid"),
+                    ]),
+                ]).optional(),
                 block("trim", &[
                     oneof("strategy", &[
                         pure("maxlen", "MAXLEN"),
@@ -951,6 +996,49 @@ static DOCS: &[(&str, CommandDoc)] = &[
                 pure("force", "FORCE").optional(),
                 pure("justid", "JUSTID").optional(),
                 string("lastid").token("LASTID").optional(),
+            ]),
+    ),
+    (
+        "xackdel",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                string("group"),
+                oneof("condition", REF_POLICY).optional(),
+                block("ids", &[
+                    integer("numids"),
+                    string("id").multiple(),
+                ]).token("IDS"),
+            ]),
+    ),
+    (
+        "xdelex",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                oneof("condition", REF_POLICY).optional(),
+                block("ids", &[
+                    integer("numids"),
+                    string("id").multiple(),
+                ]).token("IDS"),
+            ]),
+    ),
+    (
+        "xcfgset",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                block("idmp-duration-block", &[
+                    pure("idmp-duration-token", "IDMP-DURATION"),
+                    integer("duration"),
+                ]).optional(),
+                block("idmp-maxsize-block", &[
+                    pure("idmp-maxsize-token", "IDMP-MAXSIZE"),
+                    integer("maxsize"),
+                ]).optional(),
             ]),
     ),
     (
@@ -1028,6 +1116,17 @@ static DOCS: &[(&str, CommandDoc)] = &[
                     pure("new-id", "$"),
                 ]),
                 integer("entriesread").display("entries-read").token("ENTRIESREAD").optional(),
+            ]),
+    ),
+    (
+        "xidmprecord",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                string("pid"),
+                string("iid"),
+                string("stream-id"),
             ]),
     ),
     (
@@ -1111,10 +1210,14 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ),
     (
         "xread",
+        // MAXCOUNT / MAXSIZE and the history entry as Redis 8.10's xread.json has them.
         CommandDoc::new()
+            .history(&[("8.10.0", "Added the `MAXCOUNT` and `MAXSIZE` options.")])
             .key_specs(&[KeySpec { notes: None, flags: &["RO", "access"], begin_search: BeginSearch::Keyword("STREAMS", 1), find_keys: FindKeys::Range { lastkey: -1, keystep: 1, limit: 2 } }])
             .args(&[
                 integer("count").token("COUNT").optional(),
+                integer("maxcount").token("MAXCOUNT").since("8.10.0").optional(),
+                integer("maxsize").token("MAXSIZE").since("8.10.0").optional(),
                 integer("milliseconds").token("BLOCK").optional(),
                 block("streams", &[
                     key("key", 0).multiple(),
@@ -1124,7 +1227,12 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ),
     (
         "xreadgroup",
+        // CLAIM (8.4), MAXCOUNT / MAXSIZE (8.10) and the history as Redis 8.10's xreadgroup.json.
         CommandDoc::new()
+            .history(&[
+                ("8.4.0", "Added the `CLAIM` option."),
+                ("8.10.0", "Added the `MAXCOUNT` and `MAXSIZE` options."),
+            ])
             .key_specs(&[KeySpec { notes: None, flags: &["RO", "access"], begin_search: BeginSearch::Keyword("STREAMS", 4), find_keys: FindKeys::Range { lastkey: -1, keystep: 1, limit: 2 } }])
             .args(&[
                 block("group-block", &[
@@ -1132,7 +1240,10 @@ static DOCS: &[(&str, CommandDoc)] = &[
                     string("consumer"),
                 ]).token("GROUP"),
                 integer("count").token("COUNT").optional(),
+                integer("maxcount").token("MAXCOUNT").since("8.10.0").optional(),
+                integer("maxsize").token("MAXSIZE").since("8.10.0").optional(),
                 integer("milliseconds").token("BLOCK").optional(),
+                integer("min-idle-time").token("CLAIM").since("8.4.0").optional(),
                 pure("noack", "NOACK").optional(),
                 block("streams", &[
                     key("key", 0).multiple(),
@@ -1167,7 +1278,7 @@ static DOCS: &[(&str, CommandDoc)] = &[
     (
         "xtrim",
         CommandDoc::new()
-            .history(&[("6.2.0", "Added the `MINID` trimming strategy and the `LIMIT` option.")])
+            .history(&[("6.2.0", "Added the `MINID` trimming strategy and the `LIMIT` option."), ("8.2.0", "Added the `KEEPREF`, `DELREF` and `ACKED` options.")])
             .tips(&["nondeterministic_output"])
             .key_specs(&[KeySpec { notes: None, flags: &["RW", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
             .args(&[
@@ -1183,9 +1294,17 @@ static DOCS: &[(&str, CommandDoc)] = &[
                     ]).optional(),
                     string("threshold"),
                     integer("count").token("LIMIT").since("6.2.0").optional(),
+                    oneof("condition", REF_POLICY).optional(),
                 ]),
             ]),
     ),
+];
+
+/// `KEEPREF | DELREF | ACKED` (Redis 8.2), as XADD, XTRIM, XDELEX and XACKDEL document it.
+const REF_POLICY: &[Arg] = &[
+    pure("keepref", "KEEPREF"),
+    pure("delref", "DELREF"),
+    pure("acked", "ACKED"),
 ];
 
 #[cfg(test)]

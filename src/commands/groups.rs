@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::streams::{entry_reply, keyed_reply};
+use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::engine::error::StreamError;
@@ -19,6 +19,10 @@ use crate::engine::id::StreamId;
 use crate::engine::op::{Applied, Op};
 use crate::engine::stream::{Entry, Stream};
 use crate::protocol::Reply;
+
+/// A blocked XREADGROUP CLAIM whose streams have nothing pending looks again this often (ms)
+/// at the least: each look that finds nothing logs the consumer's seen-time.
+const EMPTY_PEL_RECHECK_MS: u64 = 100;
 
 /// A blocked XREADGROUP without COUNT serves at most this many entries per stream, as Redis's
 /// `XREAD_BLOCKED_DEFAULT_COUNT`.
@@ -119,6 +123,16 @@ pub(crate) fn id_reply(id: StreamId) -> Reply {
 /// Milliseconds elapsed since `then`, never negative (clocks may step back).
 fn elapsed(now_ms: u64, then_ms: u64) -> i64 {
     i64::try_from(now_ms.saturating_sub(then_ms)).unwrap_or(i64::MAX)
+}
+
+/// A claimed entry as XREADGROUP CLAIM shows it: `[id, [f, v, …], idle, delivery-count]`.
+fn claimed_entry_reply(e: &Entry, idle: i64, count: i64) -> Reply {
+    Reply::Array(vec![
+        Reply::Bulk(e.id.to_bytes()),
+        Reply::Array(e.fields.iter().cloned().map(Reply::Bulk).collect()),
+        Reply::Int(idle),
+        Reply::Int(count),
+    ])
 }
 
 /// A non-negative i64 as a count (Redis clamps negative COUNTs to 0).
@@ -261,18 +275,19 @@ impl XGroupCreate {
             ctx.apply(Op::CreateStream {
                 key: self.key.clone(),
             })?;
+            super::streams::configure_new_stream(ctx, &self.key)?;
             ctx.signal_modified(&self.key);
         }
-        let last = match (start, stream(ctx, &self.key)?) {
-            (Some(id), _) => id,
-            (None, Some(s)) => s.last_id(),
-            (None, None) => StreamId::MIN,
+        let (last, added) = match (start, stream(ctx, &self.key)?) {
+            (Some(id), s) => (id, s.map_or(0, Stream::entries_added)),
+            (None, Some(s)) => (s.last_id(), s.entries_added()),
+            (None, None) => (StreamId::MIN, 0),
         };
         ctx.apply(Op::GroupCreate {
             key: self.key.clone(),
             group: self.group.clone(),
             last,
-            entries_read: self.entries_read,
+            entries_read: self.entries_read.map(|n| n.min(added)),
         })?;
         ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
@@ -290,11 +305,13 @@ impl XGroupCreate {
             return Err(xgroup_syntax(args));
         }
         let last = self.resolve(s)?;
+        // A group cannot have read more than was ever added (Redis 8.2.2, #14259).
+        let entries_read = self.entries_read.map(|n| n.min(s.entries_added()));
         ctx.apply(Op::GroupSetId {
             key: self.key.clone(),
             group: self.group.clone(),
             last,
-            entries_read: self.entries_read,
+            entries_read,
         })?;
         ctx.signal_modified(&self.key);
         // Moving the group back makes entries available again to readers blocked on it.
@@ -375,7 +392,7 @@ impl XGroupMember {
 ///
 /// # Returns
 /// `:1` if the group was destroyed, `:0` if it did not exist. Clients blocked on the group get
-/// `NOGROUP the consumer group this client was blocked on no longer exists`.
+/// the NOGROUP error a fresh XREADGROUP would.
 pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let cmd = XGroupMember::parse(args, false)?;
     let Some(s) = stream(ctx, &cmd.key)? else {
@@ -482,20 +499,38 @@ pub struct XReadGroup {
     /// Milliseconds; `Some(0)` blocks forever.
     block: Option<u64>,
     noack: bool,
+    /// CLAIM min-idle-time (ms): serve idle pending entries of other consumers first.
+    claim: Option<u64>,
+    /// MAXCOUNT / MAXSIZE over the whole reply.
+    limits: ReplyLimits,
     streams: Vec<(Bytes, ReadFrom)>,
 }
 
 impl XReadGroup {
-    /// Parses `GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS key … id …` in Redis's order.
+    /// Parses `GROUP g c [COUNT n] [MAXCOUNT n] [MAXSIZE bytes] [BLOCK ms] [CLAIM ms] [NOACK]
+    /// STREAMS key … id …` in Redis's order: options in any order, repeated ones override.
     pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
         let mut group = None;
         let mut count = 0;
         let mut block = None;
         let mut noack = false;
+        let mut claim = None;
+        let mut limits = ReplyLimits::default();
         let mut streams_args = None;
         while let Some(opt) = args.next() {
             let more = args.remaining();
-            if opt.eq_ignore_ascii_case(b"BLOCK") && more > 0 {
+            if opt.eq_ignore_ascii_case(b"CLAIM") && more > 0 {
+                let raw = args.next_bytes()?;
+                let ms = super::args::parse_i64(&raw).ok_or(StreamError::ClaimMinIdleNotInteger)?;
+                if ms < 0 {
+                    return Err(StreamError::ClaimMinIdleNegative.into());
+                }
+                claim = Some(ms.unsigned_abs());
+            } else if opt.eq_ignore_ascii_case(b"MAXCOUNT") && more > 0 {
+                limits.max_count = Some(ReplyLimits::parse_value(&args.next_bytes()?)?);
+            } else if opt.eq_ignore_ascii_case(b"MAXSIZE") && more > 0 {
+                limits.max_size = Some(ReplyLimits::parse_value(&args.next_bytes()?)?);
+            } else if opt.eq_ignore_ascii_case(b"BLOCK") && more > 0 {
                 let raw = args.next_bytes()?;
                 let ms = super::args::parse_i64(&raw).ok_or(StreamError::TimeoutNotInteger)?;
                 if ms < 0 {
@@ -534,6 +569,7 @@ impl XReadGroup {
         let Some((group, consumer)) = group else {
             return Err(StreamError::MissingGroup.into());
         };
+        limits.check_count(count)?;
         let half = rest.len() / 2;
         let streams = rest[..half]
             .iter()
@@ -560,6 +596,8 @@ impl XReadGroup {
             count,
             block,
             noack,
+            claim,
+            limits,
             streams,
         })
     }
@@ -589,13 +627,24 @@ impl XReadGroup {
     /// Serves every stream that has something for this consumer; `None` when none has.
     /// Creates the consumer and updates its seen-time on every stream, as Redis 7.2+ does.
     ///
-    /// Per stream, one op: `Deliver` (new entries, with `>`), `Redeliver` (the consumer's
-    /// own pending entries, with an ID) or `Touch` (nothing to serve: seen-time, and the
-    /// consumer's creation). Whether run by the command or for a blocked client, the ops
-    /// join the critical section's record.
+    /// Per stream, the ops: `Redeliver` (the consumer's own pending entries, with an ID),
+    /// or for `>` a `Claim` (with CLAIM: idle pending entries taken over, with the command's
+    /// time) then a `Deliver` (new entries); `Touch` when nothing was served (seen-time, and
+    /// the consumer's creation). Whether run by the command or for a blocked client, the
+    /// ops join the critical section's record.
+    ///
+    /// With CLAIM (Redis 8.4, `streamReplyWithRange`): pending entries idle at least
+    /// min-idle-time come first, oldest delivery first, as `[id, fields, idle, count]` with
+    /// the count before this delivery; pending entries whose stream entry is gone are
+    /// skipped and left in the PEL; NOACK does not apply to them. New entries follow as
+    /// `[id, fields, 0, 0]`, and COUNT covers both. A history read (ID other than `>`)
+    /// ignores CLAIM, and so does every later stream of the same command (Redis keeps
+    /// min-idle-time in one command-wide variable).
     fn serve(&self, ctx: &mut Ctx<'_>, count: usize) -> Result<Option<Reply>, CommandError> {
         let now = ctx.now_ms;
         let store = ctx.store();
+        let mut budget = ReplyBudget::new(self.limits, ctx.proto);
+        let mut claim = self.claim;
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
         for (key, from) in &self.streams {
             let no_group = || StreamError::no_group_for_read(key, &self.group);
@@ -607,67 +656,154 @@ impl XReadGroup {
             };
             // Seen-time alone is not a change WATCH cares about; a new consumer or a delivery is.
             let mut changed = group.consumer(&self.consumer).is_none();
-            let (op, reply) = match from {
-                ReadFrom::History(after) => {
-                    let ids = group.history(&self.consumer, *after, count);
+            // MAXCOUNT / MAXSIZE reached: later streams are not served (seen-time still is).
+            let open = budget.admits();
+            let mut ops = Vec::new();
+            let reply = match from {
+                ReadFrom::History(after) if open => {
+                    claim = None;
+                    let ids = group.history(&self.consumer, *after, budget.limit(count));
                     // Every payload is read before anything changes, so a read error
                     // leaves the group as it was.
                     let found = ids
                         .iter()
                         .map(|id| s.get(*id, &store))
                         .collect::<Result<Vec<_>, _>>()?;
+                    budget.open(key);
                     let mut entries = Vec::with_capacity(ids.len());
                     let mut again = Vec::new();
                     for (id, found) in ids.into_iter().zip(found) {
-                        match found {
+                        if !budget.admits() {
+                            break;
+                        }
+                        let reply = match found {
                             Some(entry) => {
-                                entries.push(entry_reply(&entry));
                                 again.push(id);
+                                entry_reply(&entry)
                             }
                             // Acknowledge-able but gone from the stream: Redis shows `[id, nil]`.
-                            None => entries.push(Reply::Array(vec![id_reply(id), Reply::NilArray])),
-                        }
+                            None => Reply::Array(vec![id_reply(id), Reply::NilArray]),
+                        };
+                        budget.take(&reply);
+                        entries.push(reply);
                     }
                     changed |= !again.is_empty();
-                    let op = Op::Redeliver {
+                    ops.push(Op::Redeliver {
                         key: key.clone(),
                         group: self.group.clone(),
                         consumer: self.consumer.clone(),
                         time_ms: now,
                         ids: again,
-                    };
-                    (op, Some(Reply::Array(entries)))
+                    });
+                    Some(Reply::Array(entries))
                 }
-                ReadFrom::New => {
-                    let from_id = group.last_delivered_id();
-                    let entries = match (s.last_live_id(), from_id.incr()) {
-                        (Some(last), Some(start)) if last > from_id => {
-                            let limit = (count > 0).then_some(count);
-                            Some(s.range(start, StreamId::MAX, limit, false, &store)?)
+                ReadFrom::History(_) => {
+                    claim = None;
+                    None
+                }
+                ReadFrom::New if open => {
+                    budget.open(key);
+                    let mut entries = Vec::new();
+                    // Claim phase: idle pending entries, oldest delivery first.
+                    let mut claimed = Vec::new();
+                    if let Some(min_idle) = claim {
+                        for pending in group.idle_entries(min_idle, now) {
+                            if count > 0 && claimed.len() >= count {
+                                break;
+                            }
+                            if !budget.admits() {
+                                break;
+                            }
+                            let Some(entry) = s.get(pending.id, &store)? else {
+                                continue;
+                            };
+                            let reply = claimed_entry_reply(
+                                &entry,
+                                elapsed(now, pending.delivery_time_ms),
+                                to_i64(pending.delivery_count),
+                            );
+                            budget.take(&reply);
+                            entries.push(reply);
+                            claimed.push(pending.id);
                         }
-                        _ => None,
-                    };
-                    let ids: Vec<StreamId> = entries.iter().flatten().map(|e| e.id).collect();
-                    changed |= !ids.is_empty();
-                    let op = if ids.is_empty() {
-                        self.touch(key, now)
+                    }
+                    // New entries fill what COUNT leaves.
+                    let from_id = group.last_delivered_id();
+                    let left = if count == 0 {
+                        0
                     } else {
-                        Op::Deliver {
+                        count.saturating_sub(claimed.len())
+                    };
+                    let mut fresh = Vec::new();
+                    if (count == 0 || left > 0) && budget.admits() {
+                        if let (Some(last), Some(start)) = (s.last_live_id(), from_id.incr()) {
+                            if last > from_id {
+                                let limit = budget.limit(left);
+                                let limit = (limit > 0).then_some(limit);
+                                for entry in s.range(start, StreamId::MAX, limit, false, &store)? {
+                                    if !budget.admits() {
+                                        break;
+                                    }
+                                    let reply = if claim.is_some() {
+                                        claimed_entry_reply(&entry, 0, 0)
+                                    } else {
+                                        entry_reply(&entry)
+                                    };
+                                    budget.take(&reply);
+                                    entries.push(reply);
+                                    fresh.push(entry.id);
+                                }
+                            }
+                        }
+                    }
+                    changed |= !entries.is_empty();
+                    if !claimed.is_empty() {
+                        ops.push(Op::Claim {
+                            key: key.clone(),
+                            group: self.group.clone(),
+                            consumer: self.consumer.clone(),
+                            time_ms: now,
+                            // Exactly these IDs, taken over now with one more delivery:
+                            // replay needs no clock and no idle test.
+                            opts: ClaimOptions {
+                                min_idle_ms: 0,
+                                delivery_time_ms: now,
+                                retry_count: None,
+                                force: false,
+                                just_id: false,
+                            },
+                            last_id: None,
+                            ids: claimed,
+                        });
+                    }
+                    if !fresh.is_empty() {
+                        ops.push(Op::Deliver {
                             key: key.clone(),
                             group: self.group.clone(),
                             consumer: self.consumer.clone(),
                             time_ms: now,
                             noack: self.noack,
-                            ids,
-                        }
-                    };
-                    let reply = entries
-                        .map(|entries| Reply::Array(entries.iter().map(entry_reply).collect()));
-                    (op, reply)
+                            ids: fresh,
+                        });
+                    }
+                    (!entries.is_empty()).then_some(Reply::Array(entries))
                 }
-                ReadFrom::Meaningless(_) | ReadFrom::Invalid => (self.touch(key, now), None),
+                ReadFrom::New | ReadFrom::Meaningless(_) | ReadFrom::Invalid => None,
             };
-            ctx.apply(op)?;
+            if ops.is_empty() {
+                ops.push(self.touch(key, now));
+            }
+            // Redis counts one change per stream a read served, claims and new entries
+            // together (`propCount` in xreadCommand).
+            let mut counted = false;
+            for op in ops {
+                let dirty = match op {
+                    Op::Claim { .. } | Op::Deliver { .. } => Some(u64::from(!counted)),
+                    _ => None,
+                };
+                counted |= dirty.is_some();
+                ctx.apply_counted(op, dirty)?;
+            }
             if changed {
                 ctx.signal_modified(key);
             }
@@ -679,6 +815,36 @@ impl XReadGroup {
             return Ok(None);
         }
         Ok(Some(keyed_reply(ctx.proto, served)))
+    }
+
+    /// With CLAIM, when a blocked read should be retried although no key was written: when
+    /// the oldest pending entry (still in its stream) of any of its streams reaches
+    /// min-idle-time, or min-idle-time from now when none has one (Redis 8.4's
+    /// `trackStreamClaimTimeouts`). Never earlier than the next millisecond, so a retry that
+    /// finds nothing does not spin; and with empty PELs not before
+    /// [`EMPTY_PEL_RECHECK_MS`] (an entry entering a PEL wakes nobody, so this is polling;
+    /// an idle Redis notices it at its 100 ms `hz` tick too).
+    fn claim_wake_at(&self, ctx: &mut Ctx<'_>) -> Option<u64> {
+        let min_idle = self.claim?;
+        let now = ctx.now_ms;
+        let mut oldest: Option<u64> = None;
+        for (key, _) in &self.streams {
+            let Ok(Some(s)) = ctx.stream(key) else {
+                continue;
+            };
+            let Some(group) = s.groups.get(&self.group) else {
+                continue;
+            };
+            if let Some(first) = group.pending_by_delivery_time().find(|p| s.contains(p.id)) {
+                oldest =
+                    Some(oldest.map_or(first.delivery_time_ms, |t| t.min(first.delivery_time_ms)));
+            }
+        }
+        let wake = match oldest {
+            Some(delivered) => delivered.saturating_add(min_idle),
+            None => now.saturating_add(min_idle.max(EMPTY_PEL_RECHECK_MS)),
+        };
+        Some(wake.max(now.saturating_add(1)))
     }
 
     fn touch(&self, key: &Bytes, now: u64) -> Op {
@@ -704,6 +870,7 @@ impl XReadGroup {
             return Ok(Reply::NilArray.into());
         }
         let deadline = (block_ms > 0).then(|| Instant::now() + Duration::from_millis(block_ms));
+        // A history read never blocks (it always answers), so CLAIM is still in force here.
         let keys = self.streams.iter().map(|(k, _)| k.clone()).collect();
         Ok(Outcome::Block(Blocked {
             keys,
@@ -713,19 +880,25 @@ impl XReadGroup {
     }
 }
 
-/// A blocked XREADGROUP waiting for new entries (all of its IDs are `>`).
+/// A blocked XREADGROUP waiting for new entries (all of its IDs are `>`), or with CLAIM for
+/// a pending entry to become idle enough.
 struct BlockedGroupRead {
     read: XReadGroup,
 }
 
 impl BlockedRead for BlockedGroupRead {
+    fn wake_at(&self, ctx: &mut Ctx<'_>) -> Option<u64> {
+        self.read.claim_wake_at(ctx)
+    }
+
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError> {
         for (key, _) in &self.read.streams {
             match ctx.stream(key)? {
-                // Deleted key: re-running the command fails as a fresh call would (7.2+).
+                // Deleted key or destroyed group: re-running the command fails as a fresh
+                // call would (7.2+; 8.x answers the destroyed group this way too).
                 None => return Err(StreamError::no_group_for_read(key, &self.read.group).into()),
                 Some(stream) if !stream.groups.contains_key(&self.read.group) => {
-                    return Err(StreamError::BlockedGroupDestroyed.into())
+                    return Err(StreamError::no_group_for_read(key, &self.read.group).into())
                 }
                 Some(_) => {}
             }
@@ -742,12 +915,24 @@ impl BlockedRead for BlockedGroupRead {
 /// XREADGROUP.
 ///
 /// # Format
-/// `XREADGROUP GROUP group consumer [COUNT count] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...]`
+/// ```text
+/// XREADGROUP GROUP group consumer [COUNT count] [MAXCOUNT n] [MAXSIZE bytes] [BLOCK ms]
+///            [CLAIM min-idle-time] [NOACK] STREAMS key [key ...] id [id ...]
+/// ```
 ///
 /// # Returns
 /// Per stream with data, its entries: RESP2 `[[key, [[id, [f, v, …]], …]], …]`, RESP3 a map.
 /// With `>` only new entries (added to the PEL unless NOACK); with an ID the consumer's own
 /// pending history, deleted entries as `[id, nil]`. Null when nothing was served (after BLOCK).
+///
+/// With CLAIM and `>`, every entry has four elements, `[id, [f, v, …], idle-ms,
+/// delivery-count]`: first the group's pending entries idle at least min-idle-time (oldest
+/// delivery first; they move to this consumer, count + 1), then new ones as `idle 0, count 0`.
+/// A blocked CLAIM read is served when a pending entry becomes idle enough.
+///
+/// Errors beyond Redis 7.4's: `ERR min-idle-time is not an integer or out of range`,
+/// `ERR min-idle-time must be a positive integer` (negative; 0 is allowed); MAXCOUNT and
+/// MAXSIZE as documented on [`ReplyLimits`].
 pub fn xreadgroup(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     XReadGroup::parse(args)?.apply(ctx)
 }

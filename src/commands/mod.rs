@@ -7,7 +7,9 @@ pub mod connection;
 pub mod debug;
 pub mod glob;
 pub mod groups;
+pub mod idmp;
 pub mod keys;
+pub mod refs;
 pub mod server;
 pub mod session;
 pub mod streams;
@@ -144,7 +146,7 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     let result = run_handler(spec, session, shared, &mut args, false);
     let exec = match result {
         Ok(Outcome::Reply(r)) => Exec::Reply(r),
-        Ok(Outcome::Block(b)) => block(session, shared, b),
+        Ok(Outcome::Block(b)) => block(spec, session, shared, b),
         Err(e) => Exec::Reply(error_reply(shared, &e, Some(spec))),
     };
     let failed = matches!(&exec, Exec::Reply(r) if r.is_error());
@@ -200,6 +202,7 @@ pub(crate) fn run_data(
     };
     let now = now_ms();
     let mark = state.props.ops.len();
+    state.props.command_start = mark;
     let mut ctx = Ctx {
         ks: &mut state.ks,
         shared,
@@ -227,7 +230,12 @@ pub(crate) fn run_data(
 
 /// Registers a blocked client. The handler ran under the lock and released it, so
 /// a write may have slipped in between: retry once under the lock before waiting.
-fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
+fn block(
+    spec: &'static CommandSpec,
+    session: &mut Session,
+    shared: &Shared,
+    mut b: Blocked,
+) -> Exec {
     let mut guard = shared.state.lock();
     let state: &mut State = &mut guard;
     let mut ctx = Ctx {
@@ -242,6 +250,10 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
         props: &mut state.props,
     };
     let served = b.retry.try_serve(&mut ctx);
+    let wake_ms = match served {
+        Ok(None) => b.retry.wake_at(&mut ctx),
+        _ => None,
+    };
     propagate::log_expired(&mut state.ks, &mut state.props, 0);
     session.logged = state.props.acknowledges_write();
     match commit(shared, state) {
@@ -256,11 +268,13 @@ fn block(session: &mut Session, shared: &Shared, mut b: Blocked) -> Exec {
     let (tx, rx) = oneshot::channel();
     let waiter = state.blocking.add(blocking::Waiter {
         client_id: session.id,
+        command: spec.full_name(),
         db: session.db,
         proto: session.proto,
         keys: b.keys,
         retry: b.retry,
         tx,
+        wake_ms,
     });
     Exec::Blocked {
         waiter,

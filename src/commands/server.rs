@@ -91,7 +91,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
     let uptime = sh.started.elapsed().as_secs();
     match section {
         "server" => {
+            // Redis's own fields first, in its order (tools read the git/build ones to
+            // tell builds apart; Rill has neither, and says so as a release build does).
             line("redis_version", &REDIS_VERSION);
+            line("redis_git_sha1", &"00000000");
+            line("redis_git_dirty", &0);
+            line("redis_build_id", &"0");
+            // What is actually running: Rill's own version (REDIS_VERSION is the Redis
+            // whose stream features it implements).
             line("rill_version", &env!("CARGO_PKG_VERSION"));
             line("redis_mode", &"standalone");
             line("os", &std::env::consts::OS);
@@ -102,6 +109,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("uptime_in_seconds", &uptime);
             line("uptime_in_days", &(uptime / 86400));
             line("hz", &cfg.hz);
+            line("configured_hz", &cfg.hz);
             line(
                 "executable",
                 &std::env::current_exe()
@@ -148,7 +156,10 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 line("loading_loaded_perc", &format!("{perc:.2}"));
             }
             line("async_loading", &0);
-            line("rdb_changes_since_last_save", &0);
+            line(
+                "rdb_changes_since_last_save",
+                &sh.stats.dirty.load(Ordering::Relaxed),
+            );
             line("rdb_bgsave_in_progress", &0);
             line("aof_enabled", &1);
             line(
@@ -393,6 +404,8 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
     ctx.shared.stats.reset();
+    // Kept with the keyspace, which counts it, but a statistic like the others.
+    ctx.ks.expired_keys = 0;
     Ok(Reply::Ok.into())
 }
 
@@ -899,6 +912,95 @@ fn function_flush(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     }
     a.finish()?;
     Ok(Reply::Ok.into())
+}
+
+/// The SCRIPT subcommands Rill answers as a server whose script cache is always empty:
+/// there is no Lua, so nothing is cached, nothing runs and there is nothing to flush.
+/// go-redis's own test suite calls SCRIPT FLUSH (and CONFIG RESETSTAT) while it sets up;
+/// an "unknown command" there fails tests that never use a script.
+pub static SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("script|exists", -3, Handler::Data(script_exists))
+        .flags(&["noscript"])
+        .acl(&["@slow", "@scripting"])
+        .doc(
+            "scripting",
+            "2.6.0",
+            "O(N) with N being the number of scripts to check (so checking a single script is an O(1) operation).",
+            "Determines whether server-side Lua scripts exist in the script cache.",
+        ),
+    CommandSpec::new("script|flush", -2, Handler::Data(script_flush))
+        .flags(&["noscript"])
+        .acl(&["@slow", "@scripting"])
+        .doc(
+            "scripting",
+            "2.6.0",
+            "O(N) with N being the number of scripts in cache",
+            "Removes all server-side Lua scripts from the script cache.",
+        ),
+    CommandSpec::new("script|kill", 2, Handler::Data(script_kill))
+        .flags(&["noscript", "allow_busy"])
+        .acl(&["@slow", "@scripting"])
+        .doc(
+            "scripting",
+            "2.6.0",
+            "O(1)",
+            "Terminates a server-side Lua script during execution.",
+        ),
+    CommandSpec::new("script|help", 2, Handler::Data(script_help))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@scripting"])
+        .doc(
+            "scripting",
+            "5.0.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
+];
+
+/// `SCRIPT EXISTS sha1 [sha1 ...]`: `:0` for each, the cache being empty.
+fn script_exists(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    Ok(Reply::Array(a.rest().iter().map(|_| Reply::Int(0)).collect()).into())
+}
+
+/// `SCRIPT FLUSH [ASYNC|SYNC]`: `+OK`, with Redis's check of the option.
+fn script_flush(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
+    let valid = match a.remaining() {
+        0 => true,
+        1 => a.eat("ASYNC") || a.eat("SYNC"),
+        _ => false,
+    };
+    if !valid {
+        return Err(CommandError::Invalid(
+            "SCRIPT FLUSH only support SYNC|ASYNC option".into(),
+        ));
+    }
+    Ok(Reply::Ok.into())
+}
+
+/// `SCRIPT KILL`: no script is ever running.
+fn script_kill(_ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    Err(CommandError::Raw(
+        "NOTBUSY No scripts in execution right now.".into(),
+    ))
+}
+
+fn script_help(_ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
+    Ok(help_reply(
+        "SCRIPT",
+        &[
+            "EXISTS <sha1> [<sha1> ...]",
+            "    Return information about the existence of the scripts in the script cache.",
+            "FLUSH [ASYNC|SYNC]",
+            "    Flush the Lua scripts cache. Very dangerous on replicas.",
+            "    When called without the optional mode argument, the behavior is determined by the",
+            "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+            "    * ASYNC: Asynchronously flush the scripts cache.",
+            "    * SYNC: Synchronously flush the scripts cache.",
+            "KILL",
+            "    Kill the currently executing Lua script.",
+        ],
+    )
+    .into())
 }
 
 /// BGREWRITEAOF

@@ -12,8 +12,10 @@ use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::commands::args::parse_i64;
 use crate::engine::error::StreamError;
 use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::idmp::IdmpError;
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::op::{Applied, Op};
+use crate::engine::refs::RefPolicy;
 use crate::engine::stream::{Entry, Stream, TrimSpec};
 use crate::protocol::Reply;
 
@@ -52,6 +54,132 @@ pub fn keyed_reply(proto: u8, per_key: Vec<(Bytes, Reply)>) -> Reply {
     }
 }
 
+/// MAXCOUNT and MAXSIZE (Redis 8.10): limits on a whole XREAD / XREADGROUP reply, across
+/// all of its streams, where COUNT limits each stream.
+///
+/// - MAXCOUNT: at most this many entries in total, filled in command order; once reached,
+///   later streams are not served (they are left out of the reply).
+/// - MAXSIZE: a soft cap on the reply's RESP bytes, protocol overhead included: checked
+///   before each next entry, so the reply stops at the first entry that would start at or
+///   beyond the cap. Array headers are counted as if they held one element.
+/// - At least one entry is always served, however large.
+/// - An entry left out is neither sent nor delivered: it stays out of the PEL, and the
+///   group's last-delivered ID does not move past it.
+/// - Both apply to new (`>`) reads, history reads and claimed entries, and again when a
+///   blocked read is served.
+///
+/// Validation (Redis 8.10's error texts are not published; these follow Redis's wording
+/// for the same checks elsewhere): a value that is not an integer gets
+/// `ERR value is not an integer or out of range`; 0 or less gets
+/// `ERR value is out of range, must be positive`; MAXCOUNT below a positive COUNT gets
+/// `ERR MAXCOUNT must be greater than or equal to COUNT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplyLimits {
+    /// MAXCOUNT: entries in the whole reply.
+    pub max_count: Option<u64>,
+    /// MAXSIZE: bytes of the whole reply (soft).
+    pub max_size: Option<u64>,
+}
+
+impl ReplyLimits {
+    /// Parses the value of MAXCOUNT or MAXSIZE: a positive integer.
+    pub fn parse_value(raw: &[u8]) -> Result<u64, CommandError> {
+        let n = parse_i64(raw).ok_or(CommandError::NotInteger)?;
+        if n <= 0 {
+            return Err(StreamError::ReadLimitNotPositive.into());
+        }
+        Ok(n.unsigned_abs())
+    }
+
+    /// The check made once all options are read: MAXCOUNT may not be below COUNT.
+    pub fn check_count(&self, count: usize) -> Result<(), CommandError> {
+        match self.max_count {
+            Some(max) if count > 0 && (count as u64) > max => {
+                Err(StreamError::MaxCountBelowCount.into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What is left of a reply's [`ReplyLimits`] while it is being built.
+#[derive(Debug)]
+pub struct ReplyBudget {
+    limits: ReplyLimits,
+    proto: u8,
+    entries: u64,
+    bytes: u64,
+    /// The current stream's key and headers, counted with its first entry.
+    pending_key: Option<u64>,
+}
+
+/// Bytes of a RESP aggregate header holding one element (`*1\r\n`, `%1\r\n`).
+const HEADER_BYTES: u64 = 4;
+
+impl ReplyBudget {
+    /// A budget for one reply.
+    pub fn new(limits: ReplyLimits, proto: u8) -> Self {
+        ReplyBudget {
+            limits,
+            proto,
+            entries: 0,
+            bytes: HEADER_BYTES,
+            pending_key: None,
+        }
+    }
+
+    /// Whether one more entry may go in: always the first one, then while under both caps.
+    pub fn admits(&self) -> bool {
+        if self.entries == 0 {
+            return true;
+        }
+        let count_ok = self.limits.max_count.is_none_or(|max| self.entries < max);
+        let size_ok = self.limits.max_size.is_none_or(|max| self.bytes < max);
+        count_ok && size_ok
+    }
+
+    /// At most how many more entries may go in (`None`: no count limit).
+    pub fn remaining(&self) -> Option<usize> {
+        self.limits
+            .max_count
+            .map(|max| usize::try_from(max.saturating_sub(self.entries)).unwrap_or(usize::MAX))
+    }
+
+    /// A per-stream COUNT (0 = none) further limited by what MAXCOUNT leaves.
+    pub fn limit(&self, count: usize) -> usize {
+        match (count, self.remaining()) {
+            (0, None) => 0,
+            (0, Some(left)) => left.max(1),
+            (count, None) => count,
+            (count, Some(left)) => count.min(left.max(1)),
+        }
+    }
+
+    /// Starts the part of the reply for stream `key`; its bytes count with its first entry.
+    pub fn open(&mut self, key: &[u8]) {
+        if self.limits.max_size.is_some() {
+            let key_bytes = Reply::Bulk(Bytes::copy_from_slice(key))
+                .to_bytes(self.proto)
+                .len() as u64;
+            // RESP2 wraps each stream in `[key, entries]`; RESP3 maps key → entries.
+            let wrapper = if self.proto >= 3 { 0 } else { HEADER_BYTES };
+            self.pending_key = Some(wrapper + key_bytes + HEADER_BYTES);
+        }
+    }
+
+    /// Counts one entry (its reply as it will be sent).
+    pub fn take(&mut self, entry: &Reply) {
+        self.entries += 1;
+        if self.limits.max_size.is_some() {
+            let key = self.pending_key.take().unwrap_or(0);
+            self.bytes = self
+                .bytes
+                .saturating_add(key)
+                .saturating_add(entry.to_bytes(self.proto).len() as u64);
+        }
+    }
+}
+
 fn node_limits(ctx: &Ctx<'_>) -> NodeLimits {
     let (entries, bytes) = ctx.stream_node_limits();
     NodeLimits {
@@ -77,6 +205,16 @@ struct AddTrimOptions {
     /// XADD only: the ID argument and its position in argv (fields follow it).
     id: Option<AddIdSpec>,
     id_pos: usize,
+    /// XADD only: `IDMP pid iid` or `IDMPAUTO pid`.
+    idmp: Option<Idempotency>,
+}
+
+/// XADD's idempotency option (Redis 8.6): the producer, and its IID or `None` for
+/// IDMPAUTO (derived from the fields once they are known).
+#[derive(Debug, Clone)]
+struct Idempotency {
+    pid: Bytes,
+    iid: Option<Bytes>,
 }
 
 /// Reads options from argv[2..] the way Redis does: one left-to-right pass, each option
@@ -95,6 +233,7 @@ fn parse_add_or_trim(
     let mut approx = false;
     let mut limit: i64 = 0;
     let mut limit_given = false;
+    let mut refs = None;
     let mut opts = AddTrimOptions::default();
     let argc = argv.len();
     let mut i = 2;
@@ -134,10 +273,48 @@ fn parse_add_or_trim(
             }
             limit_given = true;
             i += 1;
+        } else if let Some(policy) = RefPolicy::parse(opt).filter(|_| refs.is_none()) {
+            // Once only: a second one is not an option (XADD then reads it as the ID).
+            refs = Some(policy);
         } else if xadd && opt.eq_ignore_ascii_case(b"nomkstream") {
             opts.no_mkstream = true;
+        } else if xadd && opt.eq_ignore_ascii_case(b"idmpauto") && more > 0 {
+            if opts.idmp.is_some() {
+                return Err(IdmpError::SpecifiedTwice.into());
+            }
+            let pid = &argv[i + 1];
+            if pid.is_empty() {
+                return Err(IdmpError::AutoEmptyProducer.into());
+            }
+            opts.idmp = Some(Idempotency {
+                pid: pid.clone(),
+                iid: None,
+            });
+            i += 1;
+        } else if xadd && opt.eq_ignore_ascii_case(b"idmp") && more >= 2 {
+            if opts.idmp.is_some() {
+                return Err(IdmpError::SpecifiedTwice.into());
+            }
+            let (pid, iid) = (&argv[i + 1], &argv[i + 2]);
+            if pid.is_empty() {
+                return Err(IdmpError::EmptyProducer.into());
+            }
+            if iid.is_empty() {
+                return Err(IdmpError::EmptyIid.into());
+            }
+            opts.idmp = Some(Idempotency {
+                pid: pid.clone(),
+                iid: Some(iid.clone()),
+            });
+            i += 2;
         } else if xadd {
             opts.id = Some(AddIdSpec::parse(opt)?);
+            // Only `*` (handled above) may carry IDMP: a re-sent explicit ID could not be
+            // told from a new entry. (Redis lets replicas and AOF through; Rill's log
+            // carries ops, not commands, so no client needs that.)
+            if opts.idmp.is_some() {
+                return Err(IdmpError::ExplicitId.into());
+            }
             break;
         } else {
             return Err(CommandError::Syntax);
@@ -176,6 +353,7 @@ fn parse_add_or_trim(
         rule,
         approx,
         limit: limit as u64,
+        refs: refs.unwrap_or_default(),
     });
     Ok(opts)
 }
@@ -186,12 +364,19 @@ fn parse_add_or_trim(
 
 /// Appends an entry, creating the stream unless NOMKSTREAM, then trims if asked.
 ///
+/// With `IDMP pid iid` (or `IDMPAUTO pid`, whose IID is a hash of the fields) an XADD
+/// whose IID producer `pid` already sent is not appended: it is answered with the ID the
+/// first one got (even if that entry is gone since), nothing is trimmed and no reader is
+/// woken (Redis 8.6's idempotent production; see `engine::idmp`).
+///
 /// # Format
 /// ```text
-/// XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]
+/// XADD key [NOMKSTREAM] [KEEPREF|DELREF|ACKED] [IDMPAUTO pid | IDMP pid iid]
+///      [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]
 /// ```
 /// # Returns
-/// The new entry's ID as a bulk string; a null bulk with NOMKSTREAM on a missing key.
+/// The new entry's ID as a bulk string (the original entry's for a duplicate); a null bulk
+/// with NOMKSTREAM on a missing key.
 #[derive(Debug)]
 pub struct XAdd {
     key: Bytes,
@@ -227,16 +412,46 @@ impl XAdd {
             return Err(StreamError::AddIdZero.into());
         }
         let now = ctx.now_ms;
-        let id = match ctx.stream(&self.key)? {
-            Some(stream) => stream.next_id(spec, now)?,
+        let iid = self.opts.idmp.as_ref().map(|i| match &i.iid {
+            Some(iid) => iid.clone(),
+            None => Bytes::copy_from_slice(&crate::engine::idmp::auto_iid(&self.fields)),
+        });
+        let (id, created) = match ctx.stream(&self.key)? {
+            Some(stream) => {
+                if let (Some(idmp), Some(iid)) = (&self.opts.idmp, &iid) {
+                    if let Some(original) = stream.idmp().lookup(&idmp.pid, iid) {
+                        return duplicate(ctx, &self.key, original);
+                    }
+                    if stream.is_exhausted() && !stream.idmp().has_producer(&idmp.pid) {
+                        // Redis has created the producer by the time it finds the
+                        // stream full; `pids-tracked` shows it.
+                        ctx.apply(Op::IdmpProducer {
+                            key: self.key.clone(),
+                            pid: idmp.pid.clone(),
+                        })?;
+                    }
+                }
+                (stream_next_id(ctx, &self.key, spec, now)?, false)
+            }
             None if self.opts.no_mkstream => return Ok(Reply::Nil),
-            None => Stream::new().next_id(spec, now)?,
+            None => (Stream::new().next_id(spec, now)?, true),
         };
         ctx.apply(Op::Append {
             key: self.key.clone(),
             id,
             fields: self.fields,
         })?;
+        if created {
+            configure_new_stream(ctx, &self.key)?;
+        }
+        if let (Some(idmp), Some(iid)) = (self.opts.idmp, iid) {
+            ctx.apply(Op::IdmpRecord {
+                key: self.key.clone(),
+                pid: idmp.pid,
+                iid,
+                id,
+            })?;
+        }
         if let Some(spec) = self.opts.trim {
             trim(ctx, &self.key, spec)?;
         }
@@ -244,6 +459,49 @@ impl XAdd {
         ctx.signal_ready(&self.key);
         Ok(Reply::Bulk(id.to_bytes()))
     }
+}
+
+/// The ID the next XADD to the existing stream under `key` gets.
+fn stream_next_id(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    spec: AddIdSpec,
+    now: u64,
+) -> Result<StreamId, CommandError> {
+    match ctx.stream(key)? {
+        Some(s) => Ok(s.next_id(spec, now)?),
+        None => Ok(Stream::new().next_id(spec, now)?),
+    }
+}
+
+/// An XADD IDMP whose IID was already recorded: counted (logged, so `iids-duplicates`
+/// survives a restart, and so the reply waits until the original entry is durable) and
+/// answered with the original ID. Nothing else happens: no trim, no wake-up, and — as in
+/// Redis 8.6.3, which calls `keyModified(…, 0)` here — WATCHers are not disturbed.
+fn duplicate(ctx: &mut Ctx<'_>, key: &Bytes, original: StreamId) -> Result<Reply, CommandError> {
+    ctx.apply(Op::IdmpDuplicate { key: key.clone() })?;
+    Ok(Reply::Bulk(original.to_bytes()))
+}
+
+/// Gives a stream just created under `key` the IDMP limits configured now
+/// (`stream-idmp-duration`, `stream-idmp-maxsize`), which each stream keeps as its own.
+/// Streams are created with Redis's defaults, so only a difference is logged, as its own
+/// op: replay then gets the same limits whatever the configuration is when it runs.
+pub fn configure_new_stream(ctx: &mut Ctx<'_>, key: &Bytes) -> Result<(), CommandError> {
+    let (duration_s, max_entries) = {
+        let cfg = ctx.shared.config.read();
+        (cfg.stream_idmp_duration, cfg.stream_idmp_maxsize)
+    };
+    // Part of creating the stream, which the command counts already.
+    ctx.apply_counted(
+        Op::IdmpConfig {
+            key: key.clone(),
+            duration_s,
+            max_entries,
+        },
+        Some(0),
+    )?;
+    Ok(())
 }
 
 /// Trims the stream under `key` and returns the entries removed. Logged unless it changed
@@ -275,8 +533,10 @@ pub fn xadd(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError>
 ///
 /// # Format
 /// ```text
-/// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
+/// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count] [KEEPREF|DELREF|ACKED]
 /// ```
+/// Options may come in any order; KEEPREF (the default) leaves the groups' PEL entries of
+/// trimmed entries, DELREF removes them, ACKED trims only entries no group references.
 /// # Returns
 /// Integer: entries removed (0 for a missing key).
 #[derive(Debug)]
@@ -562,14 +822,17 @@ enum ReadFrom {
 ///
 /// # Format
 /// ```text
-/// XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id|$|+ [id|$|+ ...]
+/// XREAD [COUNT count] [MAXCOUNT n] [MAXSIZE bytes] [BLOCK milliseconds]
+///       STREAMS key [key ...] id|$|+ [id|$|+ ...]
 /// ```
 /// # Returns
 /// RESP2: array of `[key, entries]`; RESP3: map key → entries; only keys with data.
-/// A null array when nothing is available (after the timeout when blocking).
+/// A null array when nothing is available (after the timeout when blocking). MAXCOUNT and
+/// MAXSIZE limit the whole reply (see [`ReplyLimits`]).
 #[derive(Debug)]
 pub struct XRead {
     count: usize,
+    limits: ReplyLimits,
     /// Absolute deadline: `Some(None)` = BLOCK 0 (forever), `None` = no BLOCK.
     block: Option<Option<Instant>>,
     keys: Vec<Bytes>,
@@ -582,6 +845,7 @@ impl XRead {
         let argv = args.argv();
         let argc = argv.len();
         let mut count = 0usize;
+        let mut limits = ReplyLimits::default();
         let mut block = None;
         let mut streams_at = None;
         let mut i = 1;
@@ -602,6 +866,14 @@ impl XRead {
                 i += 1;
                 let n = parse_i64(&argv[i]).ok_or(CommandError::NotInteger)?;
                 count = usize::try_from(n).unwrap_or(0);
+            } else if opt.eq_ignore_ascii_case(b"MAXCOUNT") && more > 0 {
+                i += 1;
+                limits.max_count = Some(ReplyLimits::parse_value(&argv[i])?);
+            } else if opt.eq_ignore_ascii_case(b"MAXSIZE") && more > 0 {
+                i += 1;
+                limits.max_size = Some(ReplyLimits::parse_value(&argv[i])?);
+            } else if opt.eq_ignore_ascii_case(b"CLAIM") && more > 0 {
+                return Err(StreamError::ClaimInXread.into());
             } else if opt.eq_ignore_ascii_case(b"STREAMS") && more > 0 {
                 if !more.is_multiple_of(2) {
                     return Err(StreamError::Unbalanced {
@@ -624,6 +896,7 @@ impl XRead {
         let Some(at) = streams_at else {
             return Err(CommandError::Syntax);
         };
+        limits.check_count(count)?;
         let n = (argc - at) / 2;
         let keys = argv[at..at + n].to_vec();
         let from = argv[at + n..]
@@ -636,6 +909,7 @@ impl XRead {
             .collect();
         Ok(XRead {
             count,
+            limits,
             block,
             keys,
             from,
@@ -671,6 +945,7 @@ impl XRead {
             after,
             last_seen,
             count: self.count,
+            limits: self.limits,
         };
         if let Some(reply) = read.serve(ctx, false) {
             return Ok(reply.into());
@@ -709,16 +984,22 @@ struct PendingXRead {
     last_seen: Vec<StreamId>,
     /// 0 = no limit.
     count: usize,
+    /// MAXCOUNT / MAXSIZE over the whole reply.
+    limits: ReplyLimits,
 }
 
 impl PendingXRead {
     /// The reply if any key has data; `woken` enables the wake-up rule for a stream
     /// trimmed empty by the write that signalled it (Redis answers `[[key, []]]`).
     fn serve(&self, ctx: &mut Ctx<'_>, woken: bool) -> Option<Reply> {
-        let count = (self.count > 0).then_some(self.count);
         let store = ctx.store();
+        let mut budget = ReplyBudget::new(self.limits, ctx.proto);
         let mut per_key = Vec::new();
         for ((key, &after), &seen) in self.keys.iter().zip(&self.after).zip(&self.last_seen) {
+            // MAXCOUNT / MAXSIZE reached: later streams are not served.
+            if !budget.admits() {
+                break;
+            }
             // A key deleted or replaced by another type keeps an XREAD blocked.
             let Ok(Some(stream)) = ctx.stream(key) else {
                 continue;
@@ -726,11 +1007,23 @@ impl PendingXRead {
             let has_new = stream.last_live_id().is_some_and(|id| id > after);
             if has_new {
                 let start = after.incr().unwrap_or(StreamId::MAX);
+                let limit = budget.limit(self.count);
+                let count = (limit > 0).then_some(limit);
                 let entries = match stream.range(start, StreamId::MAX, count, false, &store) {
                     Ok(entries) => entries,
                     Err(e) => return Some(Reply::error(e.to_string())),
                 };
-                per_key.push((key.clone(), entries_reply(&entries)));
+                budget.open(key);
+                let mut out = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    if !budget.admits() {
+                        break;
+                    }
+                    let reply = entry_reply(entry);
+                    budget.take(&reply);
+                    out.push(reply);
+                }
+                per_key.push((key.clone(), Reply::Array(out)));
             } else if woken
                 && stream.is_empty()
                 && stream.last_id() > after.max(seen)
@@ -808,7 +1101,8 @@ mod tests {
             Some(TrimSpec {
                 rule: TrimRule::MaxLen(5),
                 approx: true,
-                limit: 10_000
+                limit: 10_000,
+                refs: RefPolicy::KeepRef,
             })
         );
     }

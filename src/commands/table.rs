@@ -449,6 +449,10 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("scripting", "7.0.0", "Depends on subcommand.", "A container for function commands.")
         .subs(server::FUNCTION_SUBCOMMANDS),
+    CommandSpec::new("script", -2, Container)
+        .acl(&["@slow"])
+        .doc("scripting", "2.6.0", "Depends on subcommand.", "A container for Lua scripts management commands.")
+        .subs(server::SCRIPT_SUBCOMMANDS),
     // ---- streams (h1: streams.rs; h2: groups.rs, xinfo.rs) ----
     // STREAM-COMMANDS-BEGIN
     CommandSpec::new("xadd", -5, Data(super::streams::xadd))
@@ -476,6 +480,11 @@ static COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .acl(&["@write", "@stream", "@fast"])
         .doc("stream", "5.0.0", "O(1) for each single item to delete in the stream, regardless of the stream size.", "Returns the number of messages after removing them from a stream."),
+    CommandSpec::new("xdelex", -5, Data(super::refs::xdelex))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.2.0", "O(1) for each single item to delete in the stream, regardless of the stream size.", "Deletes one or multiple entries from the stream."),
     CommandSpec::new("xtrim", -4, Data(super::streams::xtrim))
         .flags(&["write"])
         .keys(1, 1, 1)
@@ -503,6 +512,11 @@ static COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .acl(&["@write", "@stream", "@fast"])
         .doc("stream", "5.0.0", "O(1) for each message ID processed.", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream."),
+    CommandSpec::new("xackdel", -6, Data(super::refs::xackdel))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.2.0", "O(1) for each message ID processed.", "Acknowledges and deletes one or multiple messages for a stream consumer group."),
     CommandSpec::new("xpending", -3, Data(super::groups::xpending))
         .flags(&["readonly"])
         .keys(1, 1, 1)
@@ -522,5 +536,15 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("stream", "5.0.0", "Depends on subcommand.", "A container for stream introspection commands.")
         .subs(super::xinfo::XINFO_SUBCOMMANDS),
+    CommandSpec::new("xcfgset", -2, Data(super::idmp::xcfgset))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.6.0", "O(1)", "Sets the IDMP configuration parameters for a stream."),
+    CommandSpec::new("xidmprecord", 5, Data(super::idmp::xidmprecord))
+        .flags(&["write", "denyoom", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.6.2", "O(1)", "An internal command for setting IDMP metadata on an existing stream message."),
     // STREAM-COMMANDS-END
 ];

@@ -166,6 +166,16 @@ impl XInfoStream {
                 id_reply(stream.recorded_first_id()),
             ),
         ];
+        // Redis 8.6: always present, also on streams that never used IDMP.
+        let idmp = stream.idmp();
+        fields.extend([
+            field("idmp-duration", int(idmp.duration_s())),
+            field("idmp-maxsize", int(idmp.max_entries())),
+            field("pids-tracked", int(idmp.pids_tracked())),
+            field("iids-tracked", int(idmp.iids_tracked())),
+            field("iids-added", int(idmp.iids_added())),
+            field("iids-duplicates", int(idmp.iids_duplicates())),
+        ]);
         let Some(count) = full else {
             let entry_or_nil = |e: Option<Entry>| e.map_or(Reply::Nil, |e| entry_reply(&e));
             fields.push(field("groups", len(stream.groups.len())));

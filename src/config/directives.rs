@@ -659,6 +659,30 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "stream-idmp-duration",
+        default: "100",
+        mutable: true,
+        doc: "Seconds an idempotent ID (XADD IDMP/IDMPAUTO) is remembered, counted from its entry's ID time (1-86400). Each stream takes the value when it is created; XCFGSET changes one stream's.",
+        access: Access::Integer {
+            min: 1,
+            max: 86_400,
+            get: |c| i64::try_from(c.stream_idmp_duration).unwrap_or(i64::MAX),
+            set: |c, v| c.stream_idmp_duration = v.unsigned_abs(),
+        },
+    },
+    Directive {
+        name: "stream-idmp-maxsize",
+        default: "100",
+        mutable: true,
+        doc: "Idempotent IDs remembered per producer and stream; the oldest is forgotten past it (1-10000). Each stream takes the value when it is created; XCFGSET changes one stream's.",
+        access: Access::Integer {
+            min: 1,
+            max: 10_000,
+            get: |c| i64::try_from(c.stream_idmp_maxsize).unwrap_or(i64::MAX),
+            set: |c, v| c.stream_idmp_maxsize = v.unsigned_abs(),
+        },
+    },
+    Directive {
         name: "daemonize",
         default: "no",
         mutable: false,

@@ -180,6 +180,10 @@ pub struct Config {
     pub stream_node_max_entries: u64,
     /// `stream-node-max-bytes`, in bytes; 0 = unlimited.
     pub stream_node_max_bytes: u64,
+    /// `stream-idmp-duration`, in seconds: IDMP-DURATION of streams created from now on.
+    pub stream_idmp_duration: u64,
+    /// `stream-idmp-maxsize`, IIDs per producer: IDMP-MAXSIZE of streams created from now on.
+    pub stream_idmp_maxsize: u64,
     /// `daemonize`; always `false` (`yes` is refused).
     pub daemonize: bool,
     /// `pidfile`; `None` writes no pid file.
@@ -348,6 +352,8 @@ impl Config {
             client_output_buffer_limit: ClientOutputBufferLimits::default(),
             stream_node_max_entries: 0,
             stream_node_max_bytes: 0,
+            stream_idmp_duration: 0,
+            stream_idmp_maxsize: 0,
             daemonize: false,
             pidfile: None,
             save: Vec::new(),

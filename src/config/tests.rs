@@ -485,6 +485,8 @@ fn config_get_exact_and_glob() {
         vec![
             ("stream-node-max-entries".to_string(), "100".to_string()),
             ("stream-node-max-bytes".to_string(), "4096".to_string()),
+            ("stream-idmp-duration".to_string(), "100".to_string()),
+            ("stream-idmp-maxsize".to_string(), "100".to_string()),
         ]
     );
     assert_eq!(c.get("*").len(), DIRECTIVES.len());

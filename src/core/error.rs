@@ -92,6 +92,9 @@ pub enum CommandError {
     Raw(String),
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// XADD IDMP/IDMPAUTO, XCFGSET, XIDMPRECORD (Redis 8.6).
+    #[error(transparent)]
+    Idmp(#[from] crate::engine::idmp::IdmpError),
     /// An entry's payload could not be read back from the log.
     #[error(transparent)]
     Payload(#[from] crate::engine::payload::PayloadError),

@@ -8,6 +8,7 @@
 
 pub mod blocking;
 pub mod clients;
+mod dirty;
 pub mod error;
 pub mod fdlimit;
 pub mod password;
@@ -254,8 +255,31 @@ impl Ctx<'_> {
     /// Applies a state change and queues it for the log (unless it changed nothing): the
     /// only way a command changes data (see `engine::op`). Fails only on a bug (the command checks what a client can
     /// get wrong first), and then nothing changed and nothing is logged.
-    pub fn apply(&mut self, mut op: Op) -> Result<Applied, CommandError> {
+    pub fn apply(&mut self, op: Op) -> Result<Applied, CommandError> {
+        self.apply_counted(op, None)
+    }
+
+    /// As [`Ctx::apply`], adding `dirty` to the dirty counter instead of what the op alone
+    /// implies (when set): for a command whose ops Redis counts as one change together,
+    /// such as an XREADGROUP … CLAIM that claims and delivers on one stream (a consumer the
+    /// op creates still counts one).
+    pub fn apply_counted(
+        &mut self,
+        mut op: Op,
+        dirty: Option<u64>,
+    ) -> Result<Applied, CommandError> {
         let limits = self.shared.node_limits();
+        let before = dirty::Before {
+            created_consumer: self.consumer_missing(&op),
+            trims_own_append: self.trims_own_append(&op),
+            flushed_keys: match op {
+                Op::FlushDb => self.ks.db(self.db).len() as u64,
+                Op::FlushAll => (0..self.ks.db_count())
+                    .map(|d| self.ks.db(d).len() as u64)
+                    .sum(),
+                _ => 0,
+            },
+        };
         let applied = self
             .ks
             .apply(self.db, &mut op, limits)
@@ -264,10 +288,99 @@ impl Ctx<'_> {
                 op::ApplyError::Stream(e) => CommandError::from(e),
                 e => CommandError::Internal(e.to_string()),
             })?;
-        if applied != Applied::Unchanged {
+        if applied.changed() {
+            // Replaying an old log is loading, which Redis does not count either.
+            if !self.props.replaying {
+                let changes = match dirty {
+                    // The override replaces the op's own count; a consumer it created
+                    // still counts.
+                    Some(n) => n + u64::from(before.created_consumer),
+                    None => dirty::changes(&op, &applied, before),
+                };
+                self.shared
+                    .stats
+                    .dirty
+                    .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
+            }
             self.props.push(self.db, op);
         }
         Ok(applied)
+    }
+
+    /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key
+    /// by the same command.
+    fn trims_own_append(&self, op: &Op) -> bool {
+        let own = &self.props.ops[self.props.command_start.min(self.props.ops.len())..];
+        // An XADD IDMP logs its IID record between the append and the trim.
+        let last = own
+            .iter()
+            .rev()
+            .find(|o| !matches!(o.op, Op::IdmpRecord { .. }));
+        let op = match op {
+            Op::TrimEntries { key, .. } => key,
+            Op::Trim { key, .. } => key,
+            _ => return false,
+        };
+        match (op, last) {
+            (
+                key,
+                Some(op::LoggedOp {
+                    db,
+                    op: Op::Append { key: added, .. },
+                }),
+            ) => usize::from(*db) == self.db && added == key,
+            _ => false,
+        }
+    }
+
+    /// Whether `op` names a consumer its group does not have yet (it will create it).
+    fn consumer_missing(&mut self, op: &Op) -> bool {
+        let (key, group, consumer) = match op {
+            Op::ConsumerCreate {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Touch {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Deliver {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Redeliver {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::Claim {
+                key,
+                group,
+                consumer,
+                ..
+            }
+            | Op::AutoClaim {
+                key,
+                group,
+                consumer,
+                ..
+            } => (key, group, consumer),
+            _ => return false,
+        };
+        match self.ks.get(self.db, key, self.now_ms) {
+            Some(Value::Stream(s)) => s
+                .groups
+                .get(&group[..])
+                .is_some_and(|g| g.consumer(consumer).is_none()),
+            _ => false,
+        }
     }
 
     /// The payload store, to read entries' fields (a cheap handle: it is shared).
@@ -302,6 +415,12 @@ pub trait BlockedRead: Send {
     /// Called under the keyspace lock, in FIFO order of blocking, each time one of
     /// the keys is signalled ready. `Ok(None)` keeps the client blocked.
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError>;
+
+    /// When (Unix ms) to retry the read even if none of its keys is written: XREADGROUP
+    /// CLAIM waits for a pending entry to become idle enough. `None`: only writes wake it.
+    fn wake_at(&self, _ctx: &mut Ctx<'_>) -> Option<u64> {
+        None
+    }
 
     /// The reply when the deadline passes (or CLIENT UNBLOCK without ERROR).
     fn on_timeout(&self) -> Reply {
@@ -339,6 +458,28 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The IDMP sweep at `now_ms`: every stream with IIDs due (by its own IDMP-DURATION) gets
+/// an `IdmpExpire` op carrying `now_ms`, so replay forgets exactly what this forgot, in
+/// the same place in the log. One lock hold and one record for all of them.
+pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    let due = state.ks.idmp_due(now_ms);
+    if due.is_empty() {
+        return Ok(());
+    }
+    let limits = shared.node_limits();
+    for (db, key) in due {
+        let mut op = Op::IdmpExpire { key, now_ms };
+        match state.ks.apply(db, &mut op, limits) {
+            Ok(Applied::Unchanged) => {}
+            Ok(_) => state.props.push(db, op),
+            Err(e) => tracing::warn!("IDMP sweep: {e}"),
+        }
+    }
+    commit(shared, state).map(|_| ())
 }
 
 /// Appends what the critical section queued for the log as one record (so it is

@@ -18,6 +18,9 @@ pub struct Propagation {
     /// True while replaying a format-1 record through the command handlers: what they
     /// apply is not logged again.
     pub replaying: bool,
+    /// Where the ops of the command now running start in `ops` (EXEC runs several
+    /// commands in one critical section).
+    pub command_start: usize,
 }
 
 impl Propagation {

@@ -34,6 +34,9 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Error replies sent.
     pub error_replies: AtomicU64,
+    /// Redis's dirty counter (`rdb_changes_since_last_save`, see `core::dirty`). Not
+    /// reset by CONFIG RESETSTAT, as in Redis.
+    pub dirty: AtomicU64,
     commands: Mutex<BTreeMap<&'static str, CommandStat>>,
     errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -49,6 +52,13 @@ impl Stats {
         if failed {
             s.failed += 1;
         }
+    }
+
+    /// Counts a failure of `cmd` already counted as a call: a blocked command unblocked
+    /// with an error, or a command whose execution sent another client an error reply
+    /// (Redis counts a call as failed when the error counter moved while it ran).
+    pub fn record_failed(&self, cmd: &'static str) {
+        self.commands.lock().entry(cmd).or_default().failed += 1;
     }
 
     /// Counts a command refused before it ran.

@@ -43,6 +43,13 @@
 //!     dead consumers and delete them; the count catches a consumer view of the PEL that
 //!     disagrees with the PEL itself.
 //!
+//! - The **idmp** state (Redis 8.6 idempotent production), only where it differs from a
+//!   stream that never used it: IDMP-DURATION and IDMP-MAXSIZE (XCFGSET, or the
+//!   `stream-idmp-*` settings when the stream was created), the lifetime counters
+//!   `iids-added` and `iids-duplicates`, and per **producer** (by name) every IID with
+//!   its entry ID, oldest first — whether a re-sent XADD is a duplicate, and which IID
+//!   the next insertion or sweep evicts.
+//!
 //! Not covered: WATCH state, blocked clients, the ready-key queue (they belong to
 //! connections, which a restart does not keep), and `expired_keys` and other statistics.
 //!
@@ -239,7 +246,31 @@ fn walk_stream(sink: &mut impl Sink, s: &Stream, store: &PayloadStore) -> Result
     for (name, group) in &s.groups {
         walk_group(sink, name, group);
     }
+    walk_idmp(sink, s.idmp());
     Ok(())
+}
+
+fn walk_idmp(sink: &mut impl Sink, idmp: &crate::engine::idmp::IdmpState) {
+    if idmp.is_default() {
+        return;
+    }
+    sink.open("idmp");
+    sink.uint("duration", idmp.duration_s());
+    sink.uint("maxsize", idmp.max_entries());
+    sink.uint("iids-added", idmp.iids_added());
+    sink.uint("iids-duplicates", idmp.iids_duplicates());
+    for (pid, p) in idmp.producers() {
+        sink.open("producer");
+        sink.bytes("pid", pid);
+        for (iid, id) in p.iids() {
+            sink.open("iid");
+            sink.bytes("iid", iid);
+            sink.id("id", *id);
+            sink.close();
+        }
+        sink.close();
+    }
+    sink.close();
 }
 
 fn walk_group(sink: &mut impl Sink, name: &[u8], g: &ConsumerGroup) {
@@ -510,21 +541,39 @@ mod tests {
         s.groups
             .insert(Bytes::from("g"), ConsumerGroup::new(StreamId::MIN, None));
         check(s.clone(), "a group");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.set_position(StreamId::MIN, Some(0));
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .set_position(StreamId::MIN, Some(0));
         check(s.clone(), "entries-read");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.touch_consumer(&Bytes::from("c"), 100);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .touch_consumer(&Bytes::from("c"), 100);
         check(s.clone(), "a consumer");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.touch_consumer(&Bytes::from("c"), 101);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .touch_consumer(&Bytes::from("c"), 101);
         check(s.clone(), "seen-time");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.deliver(StreamId::new(1, 0), &Bytes::from("c"), 102);
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .deliver(StreamId::new(1, 0), &Bytes::from("c"), 102);
         check(s.clone(), "a PEL entry and active-time");
-        let g = s.groups.get_mut(&b"g"[..]).unwrap();
-        g.redeliver(StreamId::new(1, 0), 102);
-        check(s, "delivery count");
+        s.groups
+            .get_mut(&b"g"[..])
+            .unwrap()
+            .redeliver(StreamId::new(1, 0), 102);
+        check(s.clone(), "delivery count");
+        s.idmp_mut().record(b"p", b"i", StreamId::new(1, 0));
+        check(s.clone(), "an IID");
+        s.idmp_mut().record(b"p", b"j", StreamId::new(2, 0));
+        check(s.clone(), "a second IID");
+        s.idmp_mut().count_duplicate();
+        check(s.clone(), "iids-duplicates");
+        s.idmp_mut().configure(5, 100);
+        check(s, "IDMP-DURATION");
     }
 
     #[test]

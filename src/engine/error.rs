@@ -55,8 +55,8 @@ pub enum StreamError {
 
     // ----- XREAD / XREADGROUP -----
     /// Odd number of arguments after STREAMS. `command` is `xread` or `xreadgroup`,
-    /// `placeholder` is `$` or `>` accordingly.
-    #[error("ERR Unbalanced '{command}' list of streams: for each stream key an ID or '{placeholder}' must be specified.")]
+    /// `placeholder` is `$` or `>` accordingly. Redis 8.0 names XREAD's `+` too.
+    #[error("ERR Unbalanced '{command}' list of streams: for each stream key {} must be specified.", unbalanced_choices(*placeholder))]
     Unbalanced {
         /// The command name, lowercase, as Redis prints it.
         command: &'static str,
@@ -100,9 +100,6 @@ pub enum StreamError {
         /// `$` or `+`.
         special: char,
     },
-    /// The group a blocked XREADGROUP waits on was destroyed.
-    #[error("NOGROUP the consumer group this client was blocked on no longer exists")]
-    BlockedGroupDestroyed,
 
     // ----- XGROUP -----
     /// XGROUP subcommand on a missing key (without MKSTREAM).
@@ -154,6 +151,17 @@ pub enum StreamError {
     #[error("ERR COUNT must be > 0")]
     CountNotPositive,
 
+    // ----- XDELEX / XACKDEL (Redis 8.2, `streamParseAckDelArgsOrReply`) -----
+    /// `IDS numids` with numids not an integer in 1..=LONG_MAX.
+    #[error("ERR Number of IDs must be a positive integer")]
+    NumIdsNotPositive,
+    /// `IDS numids` with fewer arguments after it than numids.
+    #[error("ERR The `numids` parameter must match the number of arguments")]
+    NumIdsMismatch,
+    /// No `IDS` block.
+    #[error("ERR IDS option is required")]
+    IdsRequired,
+
     // ----- XINFO / XSETID -----
     /// XINFO or XSETID on a missing key.
     #[error("ERR no such key")]
@@ -186,6 +194,25 @@ pub enum StreamError {
         /// The container command, uppercase.
         container: &'static str,
     },
+
+    // ----- XREADGROUP CLAIM (8.4) and MAXCOUNT / MAXSIZE (8.10) -----
+    /// CLAIM given to XREAD.
+    #[error("ERR The CLAIM option is only supported by XREADGROUP. You called XREAD instead.")]
+    ClaimInXread,
+    /// CLAIM's value is not an integer (Redis's `string2ll` rules).
+    #[error("ERR min-idle-time is not an integer or out of range")]
+    ClaimMinIdleNotInteger,
+    /// CLAIM's value is negative (0 is allowed, whatever the text says).
+    #[error("ERR min-idle-time must be a positive integer")]
+    ClaimMinIdleNegative,
+    /// MAXCOUNT or MAXSIZE of 0 or less. Redis 8.10's text is not known to us; this is the
+    /// one Redis uses for its other must-be-positive integers (`getPositiveLongFromObjectOrReply`).
+    #[error("ERR value is out of range, must be positive")]
+    ReadLimitNotPositive,
+    /// MAXCOUNT below COUNT. Redis 8.10's text is not known to us; worded like Redis's
+    /// other option-relation errors.
+    #[error("ERR MAXCOUNT must be greater than or equal to COUNT")]
+    MaxCountBelowCount,
 }
 
 impl StreamError {
@@ -214,6 +241,16 @@ impl StreamError {
     }
 }
 
+/// What the "Unbalanced" error says each key needs: XREAD also takes `+` (the last entry)
+/// since 7.4, and Redis 8.0 says so; XREADGROUP takes `>`.
+fn unbalanced_choices(placeholder: char) -> String {
+    if placeholder == '$' {
+        "an ID, '+', or '$'".to_string()
+    } else {
+        format!("an ID or '{placeholder}'")
+    }
+}
+
 /// Names inside error lines are text; Redis would copy raw bytes, we replace invalid UTF-8.
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -231,7 +268,15 @@ mod tests {
                 placeholder: '$'
             }
             .to_string(),
-            "ERR Unbalanced 'xread' list of streams: for each stream key an ID or '$' must be specified."
+            "ERR Unbalanced 'xread' list of streams: for each stream key an ID, '+', or '$' must be specified."
+        );
+        assert_eq!(
+            StreamError::Unbalanced {
+                command: "xreadgroup",
+                placeholder: '>'
+            }
+            .to_string(),
+            "ERR Unbalanced 'xreadgroup' list of streams: for each stream key an ID or '>' must be specified."
         );
         assert_eq!(
             StreamError::no_such_group(b"k", b"g").to_string(),

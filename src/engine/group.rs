@@ -4,7 +4,15 @@
 //! views of the same pending entries are kept in step so that every command stays cheap:
 //! - the group PEL ordered by ID (XPENDING ranges, XAUTOCLAIM cursors, XACK),
 //! - each consumer's own IDs (history reads, XPENDING with a consumer, DELCONSUMER),
-//! - a by-delivery-time index (XPENDING IDLE and idle scans look only at entries old enough).
+//! - a by-delivery-time index (XPENDING IDLE, XREADGROUP CLAIM and idle scans look only at
+//!   entries old enough).
+//!
+//! The by-delivery-time index is Redis 8.6's PEL time list (`pel_time_head/tail`): ordered by
+//! delivery time, ties in the order the entries got that time (each attach takes the next
+//! number of a per-group counter), so XREADGROUP CLAIM serves the oldest delivery first and,
+//! among equal times, the one that got its time first, as Redis does. It is derived state:
+//! never logged nor checkpointed, rebuilt at load in (time, ID) order — which is what Redis's
+//! RDB load (`pelListInsertSorted` over the PEL in ID order) gives too.
 //!
 //! Deliveries, acknowledgements and claims are O(log n). The lag and entries-read counters follow
 //! Redis 7.4's `t_stream.c` exactly (`streamEstimateDistanceFromFirstEverEntry`,
@@ -45,14 +53,13 @@ pub struct StreamCounters {
 }
 
 impl StreamCounters {
-    /// Whether an XDEL tombstone lies in `[start, +inf]` inside the stream; when it does, counting
-    /// entries by arithmetic on `entries_added` is no longer exact (`streamRangeHasTombstones`).
+    /// Whether an XDEL tombstone lies in `[start, +inf]`; when it does, counting entries by
+    /// arithmetic on `entries_added` is no longer exact (`streamRangeHasTombstones`).
+    ///
+    /// Redis 8.0 dropped 7.4's shortcut "a tombstone before the first live entry fragments
+    /// nothing" (redis/redis#13958): the callers now check the first entry themselves.
     pub fn has_tombstone_from(&self, start: StreamId) -> bool {
         if self.length == 0 || self.max_deleted_id == ZERO_ID {
-            return false;
-        }
-        if self.first_id > self.max_deleted_id {
-            // The latest tombstone precedes the first live entry: it no longer fragments anything.
             return false;
         }
         start <= self.max_deleted_id
@@ -67,6 +74,10 @@ impl StreamCounters {
         }
         if self.length == 0 && id <= self.last_id {
             return Some(self.entries_added);
+        }
+        // A tombstone after `id` fragments the stream between it and the last ID (8.0).
+        if id != ZERO_ID && id < self.max_deleted_id {
+            return None;
         }
         if id == self.last_id {
             return Some(self.entries_added);
@@ -106,6 +117,8 @@ pub struct PendingEntry {
     pub delivery_time_ms: u64,
     /// How many times it was delivered (XCLAIM RETRYCOUNT may set it to anything).
     pub delivery_count: u64,
+    /// Position among entries of equal delivery time in the by-delivery-time index.
+    order: u64,
 }
 
 /// A named reader inside a group.
@@ -223,14 +236,37 @@ pub struct PendingSummary {
     pub per_consumer: Vec<(Bytes, usize)>,
 }
 
+/// The IDs that entered (`true`) or left (`false`) a group's PEL since the stream last
+/// looked, in order: how the stream keeps its index of referenced entries (see
+/// [`crate::engine::refs`]) exact without being told by every PEL mutation separately.
+///
+/// Every insertion into or removal from the PEL goes through `attach`/`detach` (or
+/// `delete_consumer`), which record it here; the stream's `GroupMut` guard drains it as
+/// soon as the mutation is over. It is bookkeeping, not state: equal groups compare equal
+/// whatever their journals hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PelJournal(Vec<(StreamId, bool)>);
+
+impl PartialEq for PelJournal {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PelJournal {}
+
 /// A consumer group of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerGroup {
     last_delivered_id: StreamId,
     entries_read: Option<u64>,
     pel: BTreeMap<StreamId, PendingEntry>,
-    by_delivery_time: BTreeSet<(u64, StreamId)>,
+    /// (delivery time, attach order) → ID: the PEL time list.
+    by_delivery_time: BTreeMap<(u64, u64), StreamId>,
+    /// The attach order the next pending entry gets.
+    next_order: u64,
     consumers: BTreeMap<Bytes, Consumer>,
+    journal: PelJournal,
 }
 
 impl ConsumerGroup {
@@ -241,9 +277,37 @@ impl ConsumerGroup {
             last_delivered_id,
             entries_read,
             pel: BTreeMap::new(),
-            by_delivery_time: BTreeSet::new(),
+            by_delivery_time: BTreeMap::new(),
+            next_order: 0,
             consumers: BTreeMap::new(),
+            journal: PelJournal::default(),
         }
+    }
+
+    /// Hands the PEL changes recorded since the last call to `f` (ID, entered), in order,
+    /// and forgets them.
+    pub(crate) fn drain_pel_changes(&mut self, mut f: impl FnMut(StreamId, bool)) {
+        let changes = &mut self.journal.0;
+        let mut i = 0;
+        while i < changes.len() {
+            let (id, entered) = changes[i];
+            // A detach and re-attach of the same ID (a claim, a redelivery) changes nothing.
+            if !entered && changes.get(i + 1) == Some(&(id, true)) {
+                i += 2;
+                continue;
+            }
+            f(id, entered);
+            i += 1;
+        }
+        changes.clear();
+        if changes.capacity() > 1024 {
+            changes.shrink_to(64);
+        }
+    }
+
+    /// Forgets the recorded PEL changes (the caller counts the PEL as it is).
+    pub(crate) fn clear_pel_changes(&mut self) {
+        self.journal.0 = Vec::new();
     }
 
     /// ID of the last entry handed out with `>`.
@@ -336,7 +400,8 @@ impl ConsumerGroup {
         for id in &consumer.pending {
             if let Some(entry) = self.pel.remove(id) {
                 self.by_delivery_time
-                    .remove(&(entry.delivery_time_ms, entry.id));
+                    .remove(&(entry.delivery_time_ms, entry.order));
+                self.journal.0.push((entry.id, false));
             }
         }
         Some(consumer.pending.len())
@@ -349,7 +414,12 @@ impl ConsumerGroup {
             return;
         }
         match self.entries_read {
-            Some(read) if !stream.has_tombstone_from(id) => {
+            // Redis 8.0 tests the group's old position, not the new ID, and only counts on
+            // from a position inside the stream (`streamReplyWithRange`).
+            Some(read)
+                if self.last_delivered_id >= stream.first_id
+                    && !stream.has_tombstone_from(self.last_delivered_id) =>
+            {
                 self.entries_read = Some(read + 1);
             }
             _ => {
@@ -373,6 +443,7 @@ impl ConsumerGroup {
             consumer: self.stored_name(consumer),
             delivery_time_ms: now_ms,
             delivery_count: 1,
+            order: 0,
         });
         self.mark_active(consumer, now_ms);
     }
@@ -452,6 +523,7 @@ impl ConsumerGroup {
                 consumer: self.stored_name(consumer),
                 delivery_time_ms: opts.delivery_time_ms,
                 delivery_count: 1,
+                order: 0,
             },
             None => return ClaimOutcome::Skipped,
         };
@@ -585,7 +657,7 @@ impl ConsumerGroup {
                 };
                 let mut ids: Vec<StreamId> = self
                     .by_delivery_time
-                    .range(..=(cutoff, StreamId::MAX))
+                    .range(..=(cutoff, u64::MAX))
                     .map(|(_, id)| *id)
                     .filter(|id| *id >= start && *id <= end)
                     .collect();
@@ -612,16 +684,30 @@ impl ConsumerGroup {
         let cutoff = now_ms.checked_sub(min_idle_ms);
         self.by_delivery_time
             .iter()
-            .take_while(move |(time, _)| cutoff.is_some_and(|c| *time <= c))
+            .take_while(move |((time, _), _)| cutoff.is_some_and(|c| *time <= c))
             .filter_map(|(_, id)| self.pel.get(id))
     }
 
+    /// The whole PEL, oldest delivery first (ties in the order they got their time): the
+    /// order XREADGROUP CLAIM serves pending entries in.
+    pub fn pending_by_delivery_time(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.by_delivery_time
+            .values()
+            .filter_map(|id| self.pel.get(id))
+    }
+
     /// The group's lag: entries in the stream not yet delivered to it, `None` when it cannot be
-    /// known because of XDEL fragmentation (`streamReplyWithCGLag` in Redis 7.4).
+    /// known because of XDEL fragmentation (`streamReplyWithCGLag` in Redis 8.6).
     pub fn lag(&self, stream: &StreamCounters) -> Option<i64> {
         let added = i64::try_from(stream.entries_added).unwrap_or(i64::MAX);
-        if stream.entries_added == 0 {
+        if stream.entries_added == 0 || stream.length == 0 {
+            // Never written, or everything deleted since: nothing left to deliver (8.0).
             return Some(0);
+        }
+        if self.last_delivered_id < stream.first_id && stream.max_deleted_id < stream.first_id {
+            // Both the group and the newest tombstone are behind the first entry: every entry
+            // still in the stream is undelivered (8.0).
+            return Some(i64::try_from(stream.length).unwrap_or(i64::MAX));
         }
         if let Some(read) = self.entries_read {
             if !stream.has_tombstone_from(self.last_delivered_id) {
@@ -701,20 +787,40 @@ impl ConsumerGroup {
                     consumer: name.clone(),
                     delivery_time_ms: r.u64()?,
                     delivery_count: r.u64()?,
+                    order: 0,
                 };
                 if g.pel.contains_key(&entry.id) {
                     return None;
                 }
                 consumer.pending.insert(entry.id);
-                g.by_delivery_time
-                    .insert((entry.delivery_time_ms, entry.id));
                 g.pel.insert(entry.id, entry);
             }
             if g.consumers.insert(name, consumer).is_some() {
                 return None;
             }
         }
+        g.rebuild_time_index();
         Some(g)
+    }
+
+    /// Rebuilds the by-delivery-time index from the PEL after a load: sorted by delivery
+    /// time, ties by ID (the order Redis's RDB load leaves them in).
+    fn rebuild_time_index(&mut self) {
+        let mut by_time: Vec<(u64, StreamId)> = self
+            .pel
+            .values()
+            .map(|e| (e.delivery_time_ms, e.id))
+            .collect();
+        by_time.sort_unstable();
+        self.by_delivery_time.clear();
+        self.next_order = 0;
+        for (time, id) in by_time {
+            if let Some(entry) = self.pel.get_mut(&id) {
+                entry.order = self.next_order;
+                self.by_delivery_time.insert((time, self.next_order), id);
+                self.next_order += 1;
+            }
+        }
     }
 
     /// The consumer's name as stored in the group (shared by its pending entries), or an
@@ -729,8 +835,9 @@ impl ConsumerGroup {
     /// Removes a pending entry from all three views, returning it.
     fn detach(&mut self, id: StreamId) -> Option<PendingEntry> {
         let entry = self.pel.remove(&id)?;
+        self.journal.0.push((id, false));
         self.by_delivery_time
-            .remove(&(entry.delivery_time_ms, entry.id));
+            .remove(&(entry.delivery_time_ms, entry.order));
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.remove(&id);
         }
@@ -738,9 +845,12 @@ impl ConsumerGroup {
     }
 
     /// Inserts a pending entry into all three views; its consumer must exist.
-    fn attach(&mut self, entry: PendingEntry) {
+    fn attach(&mut self, mut entry: PendingEntry) {
+        // Redis's pelListInsertSorted: after every entry with the same or an earlier time.
+        entry.order = self.next_order;
+        self.next_order += 1;
         self.by_delivery_time
-            .insert((entry.delivery_time_ms, entry.id));
+            .insert((entry.delivery_time_ms, entry.order), entry.id);
         if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.insert(entry.id);
         } else {
@@ -748,6 +858,7 @@ impl ConsumerGroup {
             owner.pending.insert(entry.id);
             self.consumers.insert(entry.consumer.clone(), owner);
         }
+        self.journal.0.push((entry.id, true));
         self.pel.insert(entry.id, entry);
     }
 
@@ -786,7 +897,10 @@ mod tests {
         let owned: usize = g.consumers.values().map(|c| c.pending.len()).sum();
         assert_eq!(owned, g.pel.len());
         for e in g.pel.values() {
-            assert!(g.by_delivery_time.contains(&(e.delivery_time_ms, e.id)));
+            assert_eq!(
+                g.by_delivery_time.get(&(e.delivery_time_ms, e.order)),
+                Some(&e.id)
+            );
             assert!(g.consumers[&e.consumer].pending.contains(&e.id));
         }
     }
@@ -867,6 +981,41 @@ mod tests {
         let g = ConsumerGroup::new(id(2, 0), Some(2));
         assert_eq!(g.lag(&s), None);
         assert_eq!(ConsumerGroup::new(ZERO_ID, None).lag(&plain(0)), Some(0));
+    }
+
+    /// The lag rules Redis 8.0 added (#13338, #13473, #13958; `streamReplyWithCGLag`).
+    #[test]
+    fn lag_follows_redis_8_rules() {
+        // Everything deleted since: lag 0, even for a group that never read.
+        let emptied = StreamCounters {
+            length: 0,
+            entries_added: 3,
+            first_id: ZERO_ID,
+            last_id: id(3, 0),
+            max_deleted_id: id(3, 0),
+        };
+        assert_eq!(ConsumerGroup::new(ZERO_ID, None).lag(&emptied), Some(0));
+        // Group and newest tombstone both before the first entry: lag = length.
+        let trimmed = StreamCounters {
+            length: 2,
+            entries_added: 5,
+            first_id: id(4, 0),
+            last_id: id(5, 0),
+            max_deleted_id: id(2, 0),
+        };
+        assert_eq!(ConsumerGroup::new(id(1, 0), None).lag(&trimmed), Some(2));
+        // A tombstone after the ID makes its distance unknown.
+        let holed = StreamCounters {
+            length: 3,
+            entries_added: 5,
+            first_id: id(1, 0),
+            last_id: id(5, 0),
+            max_deleted_id: id(4, 0),
+        };
+        assert_eq!(holed.estimate_distance(id(1, 0)), None);
+        assert_eq!(holed.estimate_distance(id(5, 0)), Some(5));
+        // The tombstone-before-first shortcut is gone: any tombstone at or after the start counts.
+        assert!(trimmed.has_tombstone_from(id(1, 0)));
     }
 
     #[test]
@@ -1066,6 +1215,61 @@ mod tests {
         g.redeliver(id(1, 0), 6);
         let count = g.pending_entry(id(1, 0)).map(|e| e.delivery_count);
         assert_eq!(count, Some(i64::MAX as u64));
+    }
+
+    #[test]
+    fn time_index_keeps_tie_order_and_is_rebuilt_by_id_on_load() {
+        let s = plain(3);
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let a = name("a");
+        g.touch_consumer(&a, 0);
+        for ms in 1..=3 {
+            g.advance(id(ms, 0), &s);
+            g.deliver(id(ms, 0), &a, 100);
+        }
+        // XCLAIM … TIME 50 JUSTID of 3-0, then of 1-0: equal times, in the order given.
+        let opts = ClaimOptions {
+            min_idle_ms: 0,
+            delivery_time_ms: 50,
+            retry_count: None,
+            force: false,
+            just_id: true,
+        };
+        g.claim(id(3, 0), &a, true, &opts, 100);
+        g.claim(id(1, 0), &a, true, &opts, 100);
+        let order = |g: &ConsumerGroup| {
+            g.pending_by_delivery_time()
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&g), vec![3, 1, 2]);
+        let idle = |g: &ConsumerGroup, min: u64| {
+            g.idle_entries(min, 100)
+                .map(|e| e.id.ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(idle(&g, 50), vec![3, 1]);
+        assert_eq!(idle(&g, 51), Vec::<u64>::new());
+        assert_eq!(idle(&g, 0), vec![3, 1, 2]);
+        // A later delivery at an equal time goes after the others with that time.
+        g.redeliver(id(3, 0), 100);
+        assert_eq!(order(&g), vec![1, 2, 3]);
+        check_views(&g);
+        // Loaded from a checkpoint, ties come in ID order (as Redis's RDB load).
+        g.claim(id(3, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g), vec![1, 3, 2]);
+        let mut buf = Vec::new();
+        g.encode(&mut buf);
+        let mut r = crate::engine::codec::Reader::new(Bytes::from(buf));
+        let loaded = ConsumerGroup::decode(&mut r).expect("decodes");
+        assert_eq!(order(&loaded), vec![1, 3, 2]);
+        check_views(&loaded);
+        let mut g2 = loaded;
+        g2.claim(id(2, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g2), vec![1, 3, 2]);
+        g2.claim(id(1, 0), &a, true, &opts, 100);
+        assert_eq!(order(&g2), vec![3, 2, 1]);
+        check_views(&g2);
     }
 
     #[test]

@@ -194,6 +194,20 @@ pub struct NodeShape<'a> {
     pub master_fields: &'a [Bytes],
 }
 
+/// What an entry-by-entry trim ([`StreamIndex::trim_each`]) removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrimWalk {
+    /// The entries deleted, as runs `(first, last)`: every entry live before the trim
+    /// with an ID in a run was deleted, and between two runs at least one was kept.
+    pub runs: Vec<(StreamId, StreamId)>,
+    /// How many entries were deleted.
+    pub removed: u64,
+    /// The key of the last node freed, if any. Every node up to it was walked and was
+    /// covered whole by the rule, so the nodes freed are exactly those keyed up to it
+    /// that hold no live entry afterwards (see [`StreamIndex::free_empty_through`]).
+    pub freed_through: Option<StreamId>,
+}
+
 /// How a trim decides what goes: keep the newest N, or drop IDs below a threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrimRule {
@@ -696,6 +710,104 @@ impl StreamIndex {
             break;
         }
         removed
+    }
+
+    /// Trims from the head entry by entry, as Redis's `streamTrim` does for DELREF and
+    /// ACKED: `delete` is asked about each live entry the rule reaches (true deletes it,
+    /// leaving a tombstone) and no node is dropped without this walk.
+    ///
+    /// Per node, from the head: stop once MAXLEN is met; stop before the node if its live
+    /// entries would take the count past `limit` (0 = none); walk its slots until the rule
+    /// is met. A node the rule covers entirely is freed if every live entry it had went,
+    /// and the walk moves on to the next node; a node the rule covers in part ends it.
+    pub fn trim_each(
+        &mut self,
+        rule: TrimRule,
+        limit: u64,
+        mut delete: impl FnMut(StreamId) -> bool,
+    ) -> TrimWalk {
+        let mut walk = TrimWalk::default();
+        // Whether the last live entry walked was deleted: the next one extends its run.
+        let mut in_run = false;
+        let mut i = 0;
+        while let Some(&node) = self.nodes.get(i) {
+            if let TrimRule::MaxLen(max) = rule {
+                if self.live <= max {
+                    break;
+                }
+            }
+            let entries = u64::from(node.live);
+            if limit != 0 && walk.removed + entries > limit {
+                break;
+            }
+            let whole = self.trim_takes_whole(&node, rule, entries);
+            let a = self.at(node.start);
+            let mut deleted_here = 0u64;
+            for k in a..a + node.count as usize {
+                if self.trim_stops_at(k, rule) {
+                    break;
+                }
+                let slot = self.slots[k];
+                if slot.deleted() {
+                    continue;
+                }
+                if !delete(slot.id) {
+                    in_run = false;
+                    continue;
+                }
+                self.slots[k].set_deleted();
+                self.nodes[i].live -= 1;
+                self.live -= 1;
+                deleted_here += 1;
+                match walk.runs.last_mut() {
+                    Some(run) if in_run => run.1 = slot.id,
+                    _ => walk.runs.push((slot.id, slot.id)),
+                }
+                in_run = true;
+            }
+            walk.removed += deleted_here;
+            if whole && deleted_here == entries {
+                walk.freed_through = Some(self.key(&node));
+                self.free_node(i);
+                continue;
+            }
+            if !whole {
+                break;
+            }
+            i += 1;
+        }
+        walk
+    }
+
+    /// Flags the live entry `id` deleted the way a trim does: its node stays, even if
+    /// emptied (see [`StreamIndex::free_empty_through`]). Returns whether it was live.
+    pub fn tombstone(&mut self, id: StreamId) -> bool {
+        let Some((i, abs)) = self.find(id) else {
+            return false;
+        };
+        let at = self.at(abs);
+        self.slots[at].set_deleted();
+        self.nodes[i].live -= 1;
+        self.live -= 1;
+        true
+    }
+
+    /// Frees every node keyed at or below `key` that holds no live entry; returns how many.
+    pub fn free_empty_through(&mut self, key: StreamId) -> usize {
+        let mut freed = 0;
+        let mut i = 0;
+        while let Some(&node) = self.nodes.get(i) {
+            if self.key(&node) > key {
+                break;
+            }
+            if node.live == 0 {
+                self.free_node(i);
+                freed += 1;
+            } else {
+                i += 1;
+            }
+        }
+        freed
     }
 }
 

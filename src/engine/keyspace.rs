@@ -5,7 +5,7 @@
 //! held, so the bookkeeping here needs no synchronisation of its own.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
@@ -199,6 +199,14 @@ pub struct Keyspace {
     expired_log: Vec<(usize, Bytes)>,
     /// Where the streams' entry payloads are read from (log, cache).
     pub payloads: std::sync::Arc<crate::engine::payload::PayloadStore>,
+    /// Streams that may hold IDMP history, for the sweep (Redis's `stream_idmp_keys`).
+    /// A hint, not state: a key is added when an IID is recorded, or a stream holding
+    /// IIDs is renamed or loaded, and dropped by the sweep once it is gone or holds no
+    /// producer. (Redis also adds a renamed or loaded stream whose only producer is an
+    /// empty one — left by an XADD IDMP that failed — so its sweep drops that producer
+    /// after a restart; here it stays until the stream records an IID, so a restart
+    /// changes nothing.)
+    idmp_keys: BTreeMap<usize, BTreeSet<Bytes>>,
 }
 
 impl Keyspace {
@@ -212,6 +220,7 @@ impl Keyspace {
             dirty: HashSet::new(),
             expired_keys: 0,
             expired_log: Vec::new(),
+            idmp_keys: BTreeMap::new(),
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
         }
     }
@@ -315,6 +324,40 @@ impl Keyspace {
         }
     }
 
+    /// Registers the stream under `key` for the IDMP sweep.
+    pub fn track_idmp(&mut self, db: usize, key: &[u8]) {
+        let keys = self.idmp_keys.entry(db).or_default();
+        // Copied only when new (once per stream, not per XADD): the argument is a slice
+        // of a connection's read buffer.
+        if !keys.contains(key) {
+            keys.insert(Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// The streams whose IDMP history has something to expire at `now_ms` (the sweep
+    /// then applies an `IdmpExpire` op to each). Forgets keys that are gone or hold no
+    /// producer any more.
+    pub fn idmp_due(&mut self, now_ms: u64) -> Vec<(usize, Bytes)> {
+        let mut due = Vec::new();
+        let dbs = &self.dbs;
+        for (db, keys) in self.idmp_keys.iter_mut() {
+            keys.retain(|key| {
+                let Some(Value::Stream(s)) = dbs.get(*db).and_then(|d| d.entries.get(key)) else {
+                    return false;
+                };
+                if !s.idmp().has_producers() {
+                    return false;
+                }
+                if s.idmp().expiry_due(now_ms) {
+                    due.push((*db, key.clone()));
+                }
+                true
+            });
+        }
+        self.idmp_keys.retain(|_, keys| !keys.is_empty());
+        due
+    }
+
     /// True when `key` exists (and has not expired).
     pub fn contains(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
         self.get(db, key, now_ms).is_some()
@@ -355,6 +398,9 @@ impl Keyspace {
         }
         self.remove_now(db, &to);
         let is_stream = matches!(v, Value::Stream(_));
+        if matches!(&v, Value::Stream(s) if s.idmp().iids_tracked() > 0) {
+            self.track_idmp(db, &to);
+        }
         self.insert(db, to.clone(), v);
         if let Some(at) = ttl {
             self.set_expire(db, &to, at);

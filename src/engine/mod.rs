@@ -7,11 +7,13 @@ pub mod digest;
 pub mod error;
 pub mod group;
 pub mod id;
+pub mod idmp;
 pub mod index;
 pub mod keyspace;
 pub mod op;
 pub mod payload;
 pub mod rax;
+pub mod refs;
 pub mod stream;
 
 /// A small deterministic xorshift64 generator for randomized unit tests: the same

@@ -51,6 +51,19 @@
 //! | 28 | `Ack` | key, group, ids |
 //! | 29 | `Claim` | key, group, consumer, u64 time, u64 min_idle, u64 delivery_time, opt retry_count, u8 flags (1 force, 2 justid), opt-id last_id, ids |
 //! | 30 | `AutoClaim` | key, group, consumer, u64 time, id start, u64 min_idle, u64 count, u8 justid |
+//! | 31 | `TrimEntries` | key, u8 delref, ids (runs: first, last, first, last …), opt-id freed_through |
+//! | 32 | `DeleteRefs` | key, u8 policy (0 keepref, 1 delref, 2 acked), ids |
+//! | 33 | `AckDelete` | key, group, u8 policy, ids |
+//! | 40 | `IdmpRecord` | key, pid, iid, id |
+//! | 41 | `IdmpDuplicate` | key |
+//! | 42 | `IdmpProducer` | key, pid |
+//! | 43 | `IdmpConfig` | key, u64 duration_s, u64 max_entries |
+//! | 44 | `IdmpExpire` | key, u64 now_ms |
+//!
+//! XREADGROUP … CLAIM (Redis 8.4) adds no op: per stream it logs a `Claim` of exactly the
+//! IDs it took over (min-idle 0, delivery time = the command's time, no FORCE/JUSTID/
+//! RETRYCOUNT: each moves to the consumer with one more delivery), then the usual `Deliver`
+//! of the new entries — so replay needs neither the clock nor an idle test.
 //!
 //! An unknown tag or a body that does not parse is reported as a malformed record, never
 //! skipped: recovery stops naming the file and offset.
@@ -61,9 +74,11 @@ use crate::engine::codec::Reader;
 use crate::engine::error::StreamError;
 use crate::engine::group::{AutoClaim, AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup};
 use crate::engine::id::{AddIdSpec, StreamId};
+use crate::engine::idmp::{IdmpError, Recorded};
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::keyspace::{Keyspace, Value};
-use crate::engine::stream::{Stream, TrimSpec};
+use crate::engine::refs::{GroupMut, RefPolicy};
+use crate::engine::stream::{RefTrim, Stream, TrimSpec};
 
 /// One state change. Keys, groups and consumers are byte strings; `db` travels beside the
 /// op (see [`LoggedOp`]).
@@ -105,8 +120,34 @@ pub enum Op {
     /// Entries deleted by ID (XDEL).
     DeleteEntries { key: Bytes, ids: Vec<StreamId> },
     /// Entries trimmed from the head. Live execution may pass an approximate spec;
-    /// [`Keyspace::apply`] rewrites it to the exact rule that removes the same entries.
+    /// [`Keyspace::apply`] rewrites it to the exact rule that removes the same entries,
+    /// and a DELREF or ACKED one to the [`Op::TrimEntries`] it amounted to.
     Trim { key: Bytes, spec: TrimSpec },
+    /// A DELREF (`delref`) or ACKED trim as it came out: the live entries inside these
+    /// runs `(first, last)` deleted (and with `delref` dropped from every PEL), then the
+    /// empty nodes keyed up to `freed_through` freed. Logged instead of the rule because which entries ACKED
+    /// keeps depends on the node layout; as runs, so that trimming a million entries
+    /// logs a few bytes, as a KEEPREF trim does.
+    TrimEntries {
+        key: Bytes,
+        delref: bool,
+        runs: Vec<(StreamId, StreamId)>,
+        freed_through: Option<StreamId>,
+    },
+    /// XDELEX: entries deleted by ID under a reference policy. Replays exactly: the
+    /// policy looks only at the groups, which replay rebuilds first.
+    DeleteRefs {
+        key: Bytes,
+        policy: RefPolicy,
+        ids: Vec<StreamId>,
+    },
+    /// XACKDEL: IDs acknowledged in `group`, then their entries deleted under `policy`.
+    AckDelete {
+        key: Bytes,
+        group: Bytes,
+        policy: RefPolicy,
+        ids: Vec<StreamId>,
+    },
     /// XSETID.
     SetId {
         key: Bytes,
@@ -192,6 +233,30 @@ pub enum Op {
         consumer: Bytes,
         scan: AutoClaimScan,
     },
+    /// XADD IDMP/IDMPAUTO (logged after its `Append`, before any trim) or XIDMPRECORD:
+    /// `iid → id` recorded at the tail of producer `pid`'s history (which evicts its
+    /// oldest IID past the stream's IDMP-MAXSIZE). IDMPAUTO's IID is logged as computed.
+    IdmpRecord {
+        key: Bytes,
+        pid: Bytes,
+        iid: Bytes,
+        id: StreamId,
+    },
+    /// An XADD IDMP answered from the history: counted in `iids-duplicates`.
+    IdmpDuplicate { key: Bytes },
+    /// An XADD IDMP that failed after Redis had already created its producer (which
+    /// then shows in `pids-tracked`).
+    IdmpProducer { key: Bytes, pid: Bytes },
+    /// XCFGSET (and a stream created while `stream-idmp-*` differ from their defaults):
+    /// the stream's limits; a changed value clears its producers.
+    IdmpConfig {
+        key: Bytes,
+        duration_s: u64,
+        max_entries: u64,
+    },
+    /// The IDMP sweep at `now_ms`: IIDs whose entry ID is IDMP-DURATION old, and
+    /// producers left empty, removed (the time is the live sweep's, never the replay's).
+    IdmpExpire { key: Bytes, now_ms: u64 },
 }
 
 impl Op {
@@ -210,6 +275,9 @@ impl Op {
             Op::Relocate { .. } => "Relocate",
             Op::DeleteEntries { .. } => "DeleteEntries",
             Op::Trim { .. } => "Trim",
+            Op::TrimEntries { .. } => "TrimEntries",
+            Op::DeleteRefs { .. } => "DeleteRefs",
+            Op::AckDelete { .. } => "AckDelete",
             Op::SetId { .. } => "SetId",
             Op::GroupCreate { .. } => "GroupCreate",
             Op::GroupSetId { .. } => "GroupSetId",
@@ -222,6 +290,11 @@ impl Op {
             Op::Ack { .. } => "Ack",
             Op::Claim { .. } => "Claim",
             Op::AutoClaim { .. } => "AutoClaim",
+            Op::IdmpRecord { .. } => "IdmpRecord",
+            Op::IdmpDuplicate { .. } => "IdmpDuplicate",
+            Op::IdmpProducer { .. } => "IdmpProducer",
+            Op::IdmpConfig { .. } => "IdmpConfig",
+            Op::IdmpExpire { .. } => "IdmpExpire",
         }
     }
 }
@@ -249,6 +322,20 @@ pub enum Applied {
     Claims(Vec<ClaimOutcome>),
     /// XAUTOCLAIM's result.
     AutoClaim(AutoClaim),
+    /// Per ID given to XDELEX or XACKDEL, its result code (see
+    /// [`crate::engine::stream::delete_result`]); `changed` false when nothing changed,
+    /// and then the op is not logged.
+    Results { codes: Vec<i64>, changed: bool },
+}
+
+impl Applied {
+    /// Whether the op changed the state, and so is logged.
+    pub fn changed(&self) -> bool {
+        !matches!(
+            self,
+            Applied::Unchanged | Applied::Results { changed: false, .. }
+        )
+    }
 }
 
 /// Why an op could not be applied. Live execution checks everything a client can get wrong
@@ -277,6 +364,10 @@ pub enum ApplyError {
     /// The database index is out of range.
     #[error("database {0} out of range")]
     NoDb(usize),
+    /// An IDMP change that does not fit the stream's history (an IID recorded with
+    /// another ID, an entry that does not exist).
+    #[error("{0}")]
+    Idmp(#[from] IdmpError),
 }
 
 /// `Count(n)`, or `Unchanged` when `n` is 0.
@@ -313,7 +404,7 @@ impl Keyspace {
         db: usize,
         key: &[u8],
         group: &[u8],
-    ) -> Result<&mut ConsumerGroup, ApplyError> {
+    ) -> Result<GroupMut<'_>, ApplyError> {
         self.stream_for_op(db, key)?
             .groups
             .get_mut(group)
@@ -401,6 +492,62 @@ impl Keyspace {
                 let stream = self.stream_for_op(db, key)?;
                 Ok(changed(stream.delete(ids)))
             }
+            Op::Trim { key, spec } if spec.refs != RefPolicy::KeepRef => {
+                let delref = spec.refs == RefPolicy::DelRef;
+                let stream = self.stream_for_op(db, key)?;
+                let RefTrim {
+                    runs,
+                    removed,
+                    freed_through,
+                } = stream.trim_with_refs(*spec);
+                if runs.is_empty() && freed_through.is_none() {
+                    return Ok(Applied::Unchanged);
+                }
+                *op = Op::TrimEntries {
+                    key: key.clone(),
+                    delref,
+                    runs,
+                    freed_through,
+                };
+                Ok(Applied::Count(removed))
+            }
+            Op::TrimEntries {
+                key,
+                delref,
+                runs,
+                freed_through,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                let trim = RefTrim {
+                    runs: std::mem::take(runs),
+                    removed: 0,
+                    freed_through: *freed_through,
+                };
+                let result = stream.replay_ref_trim(&trim, *delref);
+                *runs = trim.runs;
+                Ok(Applied::Count(result?))
+            }
+            Op::DeleteRefs { key, policy, ids } => {
+                let stream = self.stream_for_op(db, key)?;
+                let (codes, changed) = stream.delete_with_refs(ids, *policy);
+                Ok(Applied::Results { codes, changed })
+            }
+            Op::AckDelete {
+                key,
+                group,
+                policy,
+                ids,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                let (codes, changed) =
+                    stream
+                        .ack_delete(group, ids, *policy)
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
+                Ok(Applied::Results { codes, changed })
+            }
             Op::Trim { key, spec } => {
                 let stream = self.stream_for_op(db, key)?;
                 let nodes = stream.radix_tree_keys();
@@ -414,6 +561,7 @@ impl Keyspace {
                         rule: stream.exact_head_rule(),
                         approx: false,
                         limit: 0,
+                        refs: RefPolicy::KeepRef,
                     };
                 }
                 Ok(Applied::Count(removed))
@@ -504,13 +652,14 @@ impl Keyspace {
             } => {
                 let stream = self.stream_for_op(db, key)?;
                 let counters = stream.counters();
-                let g = stream
-                    .groups
-                    .get_mut(&group[..])
-                    .ok_or_else(|| ApplyError::NoGroup {
-                        key: text(key),
-                        group: text(group),
-                    })?;
+                let mut g =
+                    stream
+                        .groups
+                        .get_mut(&group[..])
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
                 g.touch_consumer(consumer, *time_ms);
                 for id in ids.iter() {
                     g.advance(*id, &counters);
@@ -527,7 +676,7 @@ impl Keyspace {
                 time_ms,
                 ids,
             } => {
-                let g = self.group_for_op(db, key, group)?;
+                let mut g = self.group_for_op(db, key, group)?;
                 g.touch_consumer(consumer, *time_ms);
                 for id in ids.iter() {
                     g.redeliver(*id, *time_ms);
@@ -535,7 +684,7 @@ impl Keyspace {
                 Ok(Applied::Done)
             }
             Op::Ack { key, group, ids } => {
-                let g = self.group_for_op(db, key, group)?;
+                let mut g = self.group_for_op(db, key, group)?;
                 let acked = ids.iter().filter(|id| g.ack(**id)).count();
                 Ok(changed(acked as u64))
             }
@@ -550,13 +699,14 @@ impl Keyspace {
             } => {
                 let stream = self.stream_for_op(db, key)?;
                 let present: Vec<bool> = ids.iter().map(|id| stream.contains(*id)).collect();
-                let g = stream
-                    .groups
-                    .get_mut(&group[..])
-                    .ok_or_else(|| ApplyError::NoGroup {
-                        key: text(key),
-                        group: text(group),
-                    })?;
+                let mut g =
+                    stream
+                        .groups
+                        .get_mut(&group[..])
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
                 let moved = last_id.is_some_and(|last| g.raise_last_delivered(last));
                 g.touch_consumer(consumer, *time_ms);
                 let outcomes: Vec<ClaimOutcome> = ids
@@ -578,23 +728,74 @@ impl Keyspace {
                 scan,
             } => {
                 let stream = self.stream_for_op(db, key)?;
-                // The scan asks the stream whether entries exist while it changes the
-                // group: take the group out for the duration.
-                let (name, mut g) =
+                // The scan asks the index whether entries exist while it changes the group.
+                let (mut g, index) =
                     stream
-                        .groups
-                        .remove_entry(&group[..])
+                        .group_and_index_mut(group)
                         .ok_or_else(|| ApplyError::NoGroup {
                             key: text(key),
                             group: text(group),
                         })?;
                 g.touch_consumer(consumer, scan.now_ms);
-                let result = g.auto_claim(consumer, scan, |id| stream.contains(id));
-                stream.groups.insert(name, g);
+                let result = g.auto_claim(consumer, scan, |id| index.get(id).is_some());
+                drop(g);
                 if result.claimed.is_empty() && result.deleted.is_empty() {
                     *op = touch(key, group, consumer, scan.now_ms);
                 }
                 Ok(Applied::AutoClaim(result))
+            }
+            Op::IdmpRecord { key, pid, iid, id } => {
+                let stream = self.stream_for_op(db, key)?;
+                if !stream.contains(*id) {
+                    return Err(IdmpError::NoSuchMessage.into());
+                }
+                match stream.idmp_mut().record(pid, iid, *id) {
+                    Recorded::Added => {
+                        self.track_idmp(db, key);
+                        Ok(Applied::Done)
+                    }
+                    Recorded::Same => Ok(Applied::Unchanged),
+                    Recorded::Conflict(_) => Err(IdmpError::IidConflict.into()),
+                }
+            }
+            Op::IdmpDuplicate { key } => {
+                self.stream_for_op(db, key)?.idmp_mut().count_duplicate();
+                Ok(Applied::Done)
+            }
+            Op::IdmpProducer { key, pid } => {
+                let created = self.stream_for_op(db, key)?.idmp_mut().ensure_producer(pid);
+                Ok(if created {
+                    Applied::Done
+                } else {
+                    Applied::Unchanged
+                })
+            }
+            Op::IdmpConfig {
+                key,
+                duration_s,
+                max_entries,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                if !(crate::engine::idmp::MIN_DURATION..=crate::engine::idmp::MAX_DURATION)
+                    .contains(duration_s)
+                {
+                    return Err(IdmpError::DurationRange.into());
+                }
+                if !(crate::engine::idmp::MIN_MAXSIZE..=crate::engine::idmp::MAX_MAXSIZE)
+                    .contains(max_entries)
+                {
+                    return Err(IdmpError::MaxsizeRange.into());
+                }
+                let changed = stream.idmp_mut().configure(*duration_s, *max_entries);
+                Ok(if changed {
+                    Applied::Done
+                } else {
+                    Applied::Unchanged
+                })
+            }
+            Op::IdmpExpire { key, now_ms } => {
+                let (iids, producers) = self.stream_for_op(db, key)?.idmp_mut().expire(*now_ms);
+                Ok(changed(iids + producers))
             }
         }
     }
@@ -674,6 +875,14 @@ mod tag {
     pub const ACK: u8 = 28;
     pub const CLAIM: u8 = 29;
     pub const AUTOCLAIM: u8 = 30;
+    pub const TRIMENTRIES: u8 = 31;
+    pub const DELETEREFS: u8 = 32;
+    pub const ACKDELETE: u8 = 33;
+    pub const IDMPRECORD: u8 = 40;
+    pub const IDMPDUPLICATE: u8 = 41;
+    pub const IDMPPRODUCER: u8 = 42;
+    pub const IDMPCONFIG: u8 = 43;
+    pub const IDMPEXPIRE: u8 = 44;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -777,7 +986,40 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
                 e.bytes(key);
                 e.ids(ids);
             }
+            Op::TrimEntries {
+                key,
+                delref,
+                runs,
+                freed_through,
+            } => {
+                e.u8(tag::TRIMENTRIES);
+                e.bytes(key);
+                e.u8(u8::from(*delref));
+                let ends: Vec<StreamId> = runs.iter().flat_map(|&(a, b)| [a, b]).collect();
+                e.ids(&ends);
+                e.opt_id(*freed_through);
+            }
+            Op::DeleteRefs { key, policy, ids } => {
+                e.u8(tag::DELETEREFS);
+                e.bytes(key);
+                e.u8(policy.code());
+                e.ids(ids);
+            }
+            Op::AckDelete {
+                key,
+                group,
+                policy,
+                ids,
+            } => {
+                e.u8(tag::ACKDELETE);
+                e.bytes(key);
+                e.bytes(group);
+                e.u8(policy.code());
+                e.ids(ids);
+            }
             Op::Trim { key, spec } => {
+                // Only KEEPREF trims are logged as rules (`apply` rewrites the others).
+                debug_assert_eq!(spec.refs, RefPolicy::KeepRef);
                 e.u8(tag::TRIM);
                 e.bytes(key);
                 match spec.rule {
@@ -935,6 +1177,37 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
                 e.u64(scan.count as u64);
                 e.u8(u8::from(scan.just_id));
             }
+            Op::IdmpRecord { key, pid, iid, id } => {
+                e.u8(tag::IDMPRECORD);
+                e.bytes(key);
+                e.bytes(pid);
+                e.bytes(iid);
+                e.id(*id);
+            }
+            Op::IdmpDuplicate { key } => {
+                e.u8(tag::IDMPDUPLICATE);
+                e.bytes(key);
+            }
+            Op::IdmpProducer { key, pid } => {
+                e.u8(tag::IDMPPRODUCER);
+                e.bytes(key);
+                e.bytes(pid);
+            }
+            Op::IdmpConfig {
+                key,
+                duration_s,
+                max_entries,
+            } => {
+                e.u8(tag::IDMPCONFIG);
+                e.bytes(key);
+                e.u64(*duration_s);
+                e.u64(*max_entries);
+            }
+            Op::IdmpExpire { key, now_ms } => {
+                e.u8(tag::IDMPEXPIRE);
+                e.bytes(key);
+                e.u64(*now_ms);
+            }
         }
     }
     spans
@@ -1028,7 +1301,7 @@ pub fn decode(payload: &Bytes) -> Result<(Vec<LoggedOp>, Vec<FieldSpan>), Decode
 }
 
 fn known_tag(t: u8) -> bool {
-    matches!(t, 1..=7 | 10..=15 | 20..=30)
+    matches!(t, 1..=7 | 10..=15 | 20..=33 | 40..=44)
 }
 
 fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> Option<Op> {
@@ -1084,9 +1357,35 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
                     rule,
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
             }
         }
+        tag::TRIMENTRIES => {
+            let key = d.bytes()?;
+            let delref = d.bool()?;
+            let ends = d.ids()?;
+            if ends.len() % 2 != 0 {
+                return None;
+            }
+            Op::TrimEntries {
+                key,
+                delref,
+                runs: ends.chunks(2).map(|p| (p[0], p[1])).collect(),
+                freed_through: d.opt_id()?,
+            }
+        }
+        tag::DELETEREFS => Op::DeleteRefs {
+            key: d.bytes()?,
+            policy: RefPolicy::from_code(d.u8()?)?,
+            ids: d.ids()?,
+        },
+        tag::ACKDELETE => Op::AckDelete {
+            key: d.bytes()?,
+            group: d.bytes()?,
+            policy: RefPolicy::from_code(d.u8()?)?,
+            ids: d.ids()?,
+        },
         tag::SETID => Op::SetId {
             key: d.bytes()?,
             last: d.id()?,
@@ -1214,6 +1513,26 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
                 },
             }
         }
+        tag::IDMPRECORD => Op::IdmpRecord {
+            key: d.bytes()?,
+            pid: d.bytes()?,
+            iid: d.bytes()?,
+            id: d.id()?,
+        },
+        tag::IDMPDUPLICATE => Op::IdmpDuplicate { key: d.bytes()? },
+        tag::IDMPPRODUCER => Op::IdmpProducer {
+            key: d.bytes()?,
+            pid: d.bytes()?,
+        },
+        tag::IDMPCONFIG => Op::IdmpConfig {
+            key: d.bytes()?,
+            duration_s: d.u64()?,
+            max_entries: d.u64()?,
+        },
+        tag::IDMPEXPIRE => Op::IdmpExpire {
+            key: d.bytes()?,
+            now_ms: d.u64()?,
+        },
         _ => return None,
     })
 }
@@ -1267,6 +1586,7 @@ mod tests {
                     rule: TrimRule::MinId(id),
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
             },
             Op::Trim {
@@ -1275,7 +1595,25 @@ mod tests {
                     rule: TrimRule::MaxLen(3),
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
+            },
+            Op::TrimEntries {
+                key: b("s"),
+                delref: true,
+                runs: vec![(id, id), (StreamId::new(9, 0), StreamId::new(12, 3))],
+                freed_through: Some(id),
+            },
+            Op::DeleteRefs {
+                key: b("s"),
+                policy: RefPolicy::Acked,
+                ids: vec![id],
+            },
+            Op::AckDelete {
+                key: b("s"),
+                group: b("g"),
+                policy: RefPolicy::DelRef,
+                ids: vec![id, StreamId::MAX],
             },
             Op::SetId {
                 key: b("s"),
@@ -1362,6 +1700,26 @@ mod tests {
                     just_id: true,
                     now_ms: 11,
                 },
+            },
+            Op::IdmpRecord {
+                key: b("s"),
+                pid: b("p"),
+                iid: b("i\0"),
+                id,
+            },
+            Op::IdmpDuplicate { key: b("s") },
+            Op::IdmpProducer {
+                key: b("s"),
+                pid: b("p"),
+            },
+            Op::IdmpConfig {
+                key: b("s"),
+                duration_s: 5,
+                max_entries: 6,
+            },
+            Op::IdmpExpire {
+                key: b("s"),
+                now_ms: 12,
             },
         ];
         ops.into_iter()
@@ -1476,6 +1834,128 @@ mod tests {
         assert!(matches!(forced, Op::Claim { .. }), "{forced:?}");
     }
 
+    /// An ACKED trim is logged as the entries and nodes it removed; XDELEX and XACKDEL as
+    /// themselves, and not at all when they changed nothing.
+    #[test]
+    fn reference_aware_deletes_log_what_replays_them() {
+        let limits = NodeLimits {
+            max_entries: 2,
+            max_bytes: 0,
+        };
+        let build = || {
+            let mut ks = Keyspace::new(1);
+            for i in 1..=5u64 {
+                let mut op = Op::Append {
+                    key: b("s"),
+                    id: StreamId::new(i, 0),
+                    fields: vec![b("f"), b("v")],
+                };
+                ks.apply(0, &mut op, limits).expect("append");
+            }
+            let mut ops = vec![
+                Op::GroupCreate {
+                    key: b("s"),
+                    group: b("g"),
+                    last: StreamId::MIN,
+                    entries_read: None,
+                },
+                Op::Deliver {
+                    key: b("s"),
+                    group: b("g"),
+                    consumer: b("c"),
+                    time_ms: 1,
+                    noack: false,
+                    ids: (1..=5).map(|i| StreamId::new(i, 0)).collect(),
+                },
+                Op::Ack {
+                    key: b("s"),
+                    group: b("g"),
+                    ids: [1, 2, 4].map(|i| StreamId::new(i, 0)).to_vec(),
+                },
+            ];
+            for op in &mut ops {
+                ks.apply(0, op, limits).expect("setup");
+            }
+            ks
+        };
+        let mut ks = build();
+        let mut op = Op::Trim {
+            key: b("s"),
+            spec: TrimSpec {
+                rule: TrimRule::MinId(StreamId::new(6, 0)),
+                approx: true,
+                limit: 100,
+                refs: RefPolicy::Acked,
+            },
+        };
+        assert_eq!(ks.apply(0, &mut op, limits), Ok(Applied::Count(3)));
+        let logged = Op::TrimEntries {
+            key: b("s"),
+            delref: false,
+            runs: vec![
+                (StreamId::new(1, 0), StreamId::new(2, 0)),
+                (StreamId::new(4, 0), StreamId::new(4, 0)),
+            ],
+            freed_through: Some(StreamId::new(1, 0)),
+        };
+        assert_eq!(op, logged);
+        let mut replayed = build();
+        let mut again = logged.clone();
+        assert_eq!(replayed.apply(0, &mut again, limits), Ok(Applied::Count(3)));
+        let digest = |ks: &Keyspace| crate::engine::digest::describe(ks, 0, None).ok();
+        assert_eq!(digest(&replayed), digest(&ks));
+        // Nothing left to trim: not logged.
+        let mut op = Op::Trim {
+            key: b("s"),
+            spec: TrimSpec {
+                rule: TrimRule::MinId(StreamId::new(6, 0)),
+                approx: false,
+                limit: 0,
+                refs: RefPolicy::Acked,
+            },
+        };
+        assert_eq!(ks.apply(0, &mut op, limits), Ok(Applied::Unchanged));
+        let mut op = Op::DeleteRefs {
+            key: b("s"),
+            policy: RefPolicy::Acked,
+            ids: vec![StreamId::new(3, 0), StreamId::new(9, 0)],
+        };
+        let applied = ks.apply(0, &mut op, limits).expect("xdelex");
+        assert_eq!(
+            applied,
+            Applied::Results {
+                codes: vec![2, 2],
+                changed: false
+            }
+        );
+        assert!(!applied.changed());
+        let mut op = Op::AckDelete {
+            key: b("s"),
+            group: b("g"),
+            policy: RefPolicy::Acked,
+            ids: vec![StreamId::new(3, 0)],
+        };
+        let applied = ks.apply(0, &mut op, limits).expect("xackdel");
+        assert!(applied.changed());
+        assert_eq!(
+            applied,
+            Applied::Results {
+                codes: vec![1],
+                changed: true
+            }
+        );
+        let mut op = Op::AckDelete {
+            key: b("s"),
+            group: b("nope"),
+            policy: RefPolicy::Acked,
+            ids: vec![StreamId::new(3, 0)],
+        };
+        assert!(matches!(
+            ks.apply(0, &mut op, limits),
+            Err(ApplyError::NoGroup { .. })
+        ));
+    }
+
     #[test]
     fn an_approximate_trim_is_logged_as_the_exact_rule_that_removed_the_same_entries() {
         let mut ks = Keyspace::new(1);
@@ -1497,6 +1977,7 @@ mod tests {
                 rule: TrimRule::MaxLen(42),
                 approx: true,
                 limit: 0,
+                refs: RefPolicy::KeepRef,
             },
         };
         let removed = ks.apply(0, &mut op, limits).expect("trim");
@@ -1509,8 +1990,69 @@ mod tests {
                     rule: TrimRule::MinId(StreamId::new(51, 0)),
                     approx: false,
                     limit: 0,
+                    refs: RefPolicy::KeepRef,
                 },
             }
         );
+    }
+
+    #[test]
+    fn idmp_history_is_swept_by_the_time_in_the_op_and_renamed_streams_stay_tracked() {
+        let mut ks = Keyspace::new(1);
+        let limits = NodeLimits::default();
+        let id = StreamId::new(10_000, 0);
+        for mut op in [
+            Op::Append {
+                key: b("s"),
+                id,
+                fields: vec![b("f"), b("v")],
+            },
+            Op::IdmpConfig {
+                key: b("s"),
+                duration_s: 1,
+                max_entries: 100,
+            },
+            Op::IdmpRecord {
+                key: b("s"),
+                pid: b("p"),
+                iid: b("i"),
+                id,
+            },
+            Op::Rename {
+                from: b("s"),
+                to: b("t"),
+            },
+        ] {
+            ks.apply(0, &mut op, limits).expect("setup");
+        }
+        // Recording the same mapping again changes nothing; another ID is refused.
+        let mut same = Op::IdmpRecord {
+            key: b("t"),
+            pid: b("p"),
+            iid: b("i"),
+            id,
+        };
+        assert_eq!(ks.apply(0, &mut same, limits), Ok(Applied::Unchanged));
+        let mut other = Op::IdmpRecord {
+            key: b("t"),
+            pid: b("p"),
+            iid: b("i"),
+            id: StreamId::new(1, 0),
+        };
+        assert!(ks.apply(0, &mut other, limits).is_err());
+        assert_eq!(ks.idmp_due(10_999), vec![]);
+        assert_eq!(ks.idmp_due(11_000), vec![(0, b("t"))]);
+        // The op decides by its own time, whatever the caller's clock says.
+        let mut early = Op::IdmpExpire {
+            key: b("t"),
+            now_ms: 10_500,
+        };
+        assert_eq!(ks.apply(0, &mut early, limits), Ok(Applied::Unchanged));
+        let mut sweep = Op::IdmpExpire {
+            key: b("t"),
+            now_ms: 11_000,
+        };
+        assert_eq!(ks.apply(0, &mut sweep, limits), Ok(Applied::Count(2)));
+        assert_eq!(ks.idmp_due(99_999), vec![], "nothing left to track");
     }
 }

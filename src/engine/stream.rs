@@ -5,15 +5,15 @@
 //! go above it), `entries_added` and `max_deleted_id` drive consumer-group lag, and the
 //! recorded first ID is shown by XINFO. They change exactly where Redis changes them.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
 use crate::engine::error::StreamError;
 use crate::engine::group::{ConsumerGroup, StreamCounters};
 use crate::engine::id::{AddIdSpec, StreamId};
-use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule};
+use crate::engine::idmp::IdmpState;
+use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule, TrimWalk};
 use crate::engine::payload::{PayloadError, PayloadStore};
+use crate::engine::refs::{GroupMut, Groups, RefPolicy};
 
 /// An entry as commands see it: ID and flat `field, value, …` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,15 +34,33 @@ impl Entry {
     }
 }
 
-/// A trim request, parsed from `MAXLEN|MINID [=|~] threshold [LIMIT n]`.
+/// A trim request, parsed from `MAXLEN|MINID [=|~] threshold [LIMIT n]` and
+/// `KEEPREF|DELREF|ACKED`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrimSpec {
     /// What to remove.
     pub rule: TrimRule,
-    /// `~`: remove whole nodes only.
+    /// `~`: remove whole nodes only (with KEEPREF; see [`Stream::trim_with_refs`]).
     pub approx: bool,
     /// Maximum entries to remove (0 = unlimited); only meaningful with `approx`.
     pub limit: u64,
+    /// What happens to the consumer groups' references to trimmed entries.
+    pub refs: RefPolicy,
+}
+
+/// What a DELREF or ACKED trim removed, in the form its log record replays: runs of
+/// deleted entries (one for DELREF; ACKED starts a new one after each entry it kept) and
+/// the nodes freed. See [`TrimWalk`].
+pub type RefTrim = TrimWalk;
+
+/// XDELEX's and XACKDEL's per-ID result (`XDelexRes`, `XAckDelRes` in Redis).
+pub mod delete_result {
+    /// Not in the stream (XDELEX) or not pending in the group (XACKDEL).
+    pub const NOT_FOUND: i64 = -1;
+    /// Deleted (XACKDEL: acknowledged and deleted, or already gone from the stream).
+    pub const DELETED: i64 = 1;
+    /// Kept, because a consumer group still references it (ACKED).
+    pub const REFERENCED: i64 = 2;
 }
 
 /// One stream value in the keyspace.
@@ -57,8 +75,10 @@ pub struct Stream {
     max_deleted_id: StreamId,
     /// Entries ever added; never decreases (XSETID may raise it).
     entries_added: u64,
-    /// Consumer groups by name.
-    pub groups: BTreeMap<Bytes, ConsumerGroup>,
+    /// Consumer groups by name, with the index of the entries they reference.
+    pub groups: Groups,
+    /// Idempotent production: producers' recent IIDs, limits and counters (Redis 8.6).
+    idmp: IdmpState,
 }
 
 impl Stream {
@@ -265,7 +285,8 @@ impl Stream {
         deleted
     }
 
-    /// Trims from the head (XTRIM, XADD's trim clause); returns entries removed.
+    /// Trims from the head (XTRIM, XADD's trim clause) leaving the groups' references
+    /// alone (KEEPREF; `spec.refs` is not looked at); returns entries removed.
     ///
     /// Trimming never touches `max_deleted_id`: Redis treats it as history, not fragmentation.
     pub fn trim(&mut self, spec: TrimSpec) -> u64 {
@@ -274,6 +295,152 @@ impl Stream {
             self.refresh_first_id();
         }
         removed
+    }
+
+    /// A DELREF or ACKED trim (`streamTrim` with a delete strategy other than KEEPREF):
+    /// every node the rule reaches is walked entry by entry, never dropped whole. DELREF
+    /// removes each trimmed entry from every PEL; ACKED skips entries a group references
+    /// (see [`Groups::is_referenced`]), so it can leave holes and goes on past them.
+    ///
+    /// `~` only bounds the work: `spec.limit` (0 = none) stops the trim before a node
+    /// whose live entries would take it past the limit. A node the rule covers entirely
+    /// is freed once all its entries went, and the walk goes on to the next one; it stops
+    /// after the first node the rule covers only in part (Redis fix #14623).
+    ///
+    /// Returns what went, which is also what the log records: which entries ACKED keeps
+    /// depends on where node boundaries fall, and those depend on the
+    /// `stream-node-max-*` settings of the time, so replay is told the outcome
+    /// ([`Stream::replay_ref_trim`]) rather than the rule.
+    pub fn trim_with_refs(&mut self, spec: TrimSpec) -> RefTrim {
+        let Stream { index, groups, .. } = self;
+        groups.refresh();
+        let walk = match spec.refs {
+            RefPolicy::Acked => {
+                index.trim_each(spec.rule, spec.limit, |id| !groups.is_referenced(id))
+            }
+            // DELREF (KEEPREF trims are `Stream::trim`'s).
+            RefPolicy::DelRef | RefPolicy::KeepRef => {
+                index.trim_each(spec.rule, spec.limit, |id| {
+                    groups.drop_everywhere(id);
+                    true
+                })
+            }
+        };
+        if walk.removed > 0 {
+            self.refresh_first_id();
+        }
+        walk
+    }
+
+    /// Replays a logged DELREF (`delref`) or ACKED trim: every live entry inside one of
+    /// `trim.runs` is deleted as a trim deletes (`max_deleted_id` untouched; with `delref`
+    /// it leaves every PEL too), then the empty nodes keyed up to `trim.freed_through`.
+    /// Under the node layout of the original run this rebuilds its nodes exactly; under
+    /// another one (the node settings changed before the restart) the same entries go.
+    /// Returns how many entries were deleted.
+    ///
+    /// Nothing changes unless the runs ascend without overlapping and start and end on
+    /// live entries.
+    pub fn replay_ref_trim(&mut self, trim: &RefTrim, delref: bool) -> Result<u64, StreamError> {
+        let ordered =
+            trim.runs.iter().all(|(a, b)| a <= b) && trim.runs.windows(2).all(|w| w[0].1 < w[1].0);
+        let ends_live = trim
+            .runs
+            .iter()
+            .all(|(a, b)| self.contains(*a) && self.contains(*b));
+        if !ordered || !ends_live {
+            return Err(StreamError::InvalidId);
+        }
+        let mut removed = 0;
+        for &(first, last) in &trim.runs {
+            for e in self.index.range(first, last, None, false) {
+                if delref {
+                    self.groups.drop_everywhere(e.id);
+                }
+                self.index.tombstone(e.id);
+                removed += 1;
+            }
+        }
+        if let Some(key) = trim.freed_through {
+            self.index.free_empty_through(key);
+        }
+        if removed > 0 {
+            self.refresh_first_id();
+        }
+        Ok(removed)
+    }
+
+    /// XDELEX: deletes each ID under `policy` and returns its result code (see
+    /// [`delete_result`]), and whether anything changed (an entry deleted, or with
+    /// DELREF a PEL entry dropped, even for an ID not in the stream).
+    ///
+    /// Deleting is XDEL's: `max_deleted_id` and the recorded first ID follow.
+    pub fn delete_with_refs(&mut self, ids: &[StreamId], policy: RefPolicy) -> (Vec<i64>, bool) {
+        self.groups.refresh();
+        let mut changed = false;
+        let codes = ids
+            .iter()
+            .map(|&id| {
+                match policy {
+                    RefPolicy::Acked if self.groups.is_referenced(id) => {
+                        return delete_result::REFERENCED;
+                    }
+                    RefPolicy::DelRef => changed |= self.groups.drop_everywhere(id),
+                    _ => {}
+                }
+                if self.delete(&[id]) == 1 {
+                    changed = true;
+                    delete_result::DELETED
+                } else {
+                    delete_result::NOT_FOUND
+                }
+            })
+            .collect();
+        (codes, changed)
+    }
+
+    /// XACKDEL: for each ID pending in `group`, acknowledges it, then deletes the entry
+    /// under `policy` (see [`delete_result`]); `None` when the group does not exist.
+    /// Also returns whether anything was acknowledged (then something changed).
+    pub fn ack_delete(
+        &mut self,
+        group: &[u8],
+        ids: &[StreamId],
+        policy: RefPolicy,
+    ) -> Option<(Vec<i64>, bool)> {
+        self.groups.get_mut(group)?;
+        self.groups.refresh();
+        let mut acked_any = false;
+        let mut codes = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let acked = self.groups.get_mut(group).is_some_and(|mut g| g.ack(id));
+            if !acked {
+                codes.push(delete_result::NOT_FOUND);
+                continue;
+            }
+            acked_any = true;
+            match policy {
+                RefPolicy::Acked if self.groups.is_referenced(id) => {
+                    codes.push(delete_result::REFERENCED);
+                    continue;
+                }
+                RefPolicy::DelRef => {
+                    self.groups.drop_everywhere(id);
+                }
+                _ => {}
+            }
+            // Deleted, or already gone from the stream: Redis answers 1 either way.
+            self.delete(&[id]);
+            codes.push(delete_result::DELETED);
+        }
+        Some((codes, acked_any))
+    }
+
+    /// The group `name` to change, with the entry index to consult meanwhile (XAUTOCLAIM
+    /// asks whether entries still exist while it changes the group).
+    pub fn group_and_index_mut(&mut self, name: &[u8]) -> Option<(GroupMut<'_>, &StreamIndex)> {
+        let Stream { index, groups, .. } = self;
+        groups.get_mut(name).map(|g| (g, &*index))
     }
 
     /// XSETID: moves `last_id` (and optionally `entries_added`/`max_deleted_id`).
@@ -356,6 +523,16 @@ impl Stream {
         Some(())
     }
 
+    /// The idempotent-production state (XADD IDMP, XCFGSET, XINFO).
+    pub fn idmp(&self) -> &IdmpState {
+        &self.idmp
+    }
+
+    /// The idempotent-production state, mutably (ops, checkpoint loading).
+    pub fn idmp_mut(&mut self) -> &mut IdmpState {
+        &mut self.idmp
+    }
+
     fn refresh_first_id(&mut self) {
         self.first_id = self.index.first().map(|e| e.id).unwrap_or_default();
     }
@@ -364,6 +541,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::group::ConsumerGroup;
 
     fn fv() -> Vec<Bytes> {
         vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")]
@@ -462,6 +640,7 @@ mod tests {
             rule: TrimRule::MaxLen(4),
             approx: false,
             limit: 0,
+            refs: RefPolicy::KeepRef,
         };
         assert_eq!(s.trim(spec), 6);
         assert_eq!(s.first_id(), Some(StreamId::new(7, 0)));
@@ -485,6 +664,7 @@ mod tests {
                 rule: TrimRule::MinId(StreamId::new(100, 0)),
                 approx: false,
                 limit: 0,
+                refs: RefPolicy::KeepRef,
             });
             s
         };
@@ -511,12 +691,14 @@ mod tests {
                 rule,
                 approx: true,
                 limit,
+                refs: RefPolicy::KeepRef,
             });
             let mut replayed = build();
             replayed.trim(TrimSpec {
                 rule: original.exact_head_rule(),
                 approx: false,
                 limit: 0,
+                refs: RefPolicy::KeepRef,
             });
             assert_eq!(shape(&original), shape(&replayed), "{rule:?} limit {limit}");
         }
@@ -526,11 +708,210 @@ mod tests {
             s.trim(TrimSpec {
                 rule: TrimRule::MaxLen(555),
                 approx: true,
-                limit: 10_000
+                limit: 10_000,
+                refs: RefPolicy::KeepRef,
             }),
             300
         );
         assert_eq!(s.exact_head_rule(), TrimRule::MinId(StreamId::new(401, 0)));
+    }
+
+    /// A stream of `n` entries in nodes of `per_node`, one group that read them all and
+    /// acknowledged those `acked` says, and a second group that read the first `h_read`.
+    fn referenced_stream(
+        n: u64,
+        per_node: u64,
+        acked: impl Fn(u64) -> bool,
+        h_read: u64,
+    ) -> Stream {
+        let limits = NodeLimits {
+            max_entries: per_node,
+            max_bytes: 0,
+        };
+        let store = PayloadStore::new(1 << 20);
+        let mut s = Stream::new();
+        for ms in 1..=n {
+            s.add(
+                AddIdSpec::Explicit(StreamId::new(ms, 0)),
+                &fv(),
+                0,
+                limits,
+                &store,
+            )
+            .ok();
+        }
+        let c = Bytes::from_static(b"c");
+        for (name, read) in [("g", n), ("h", h_read)] {
+            s.groups
+                .insert(Bytes::from(name), ConsumerGroup::new(StreamId::MIN, None));
+            let counters = s.counters();
+            let mut g = s.groups.get_mut(name.as_bytes()).expect("group");
+            g.touch_consumer(&c, 0);
+            for ms in 1..=read {
+                g.advance(StreamId::new(ms, 0), &counters);
+                g.deliver(StreamId::new(ms, 0), &c, 0);
+                if name == "h" || acked(ms) {
+                    g.ack(StreamId::new(ms, 0));
+                }
+            }
+        }
+        s
+    }
+
+    fn live(s: &Stream) -> Vec<u64> {
+        s.index()
+            .range(StreamId::MIN, StreamId::MAX, None, false)
+            .iter()
+            .map(|e| e.id.ms)
+            .collect()
+    }
+
+    /// What an ACKED or DELREF trim logs, replayed on the stream as it was, rebuilds the
+    /// same entries, nodes, counters and PELs; replayed under other node boundaries, the
+    /// same entries and PELs, where re-running the rule would remove others.
+    #[test]
+    fn ref_trims_replay_from_what_they_removed() {
+        let acked = |ms: u64| !ms.is_multiple_of(3);
+        let shape = |s: &Stream| {
+            let pel: Vec<Vec<StreamId>> = s
+                .groups
+                .values()
+                .map(|g| g.pending_entries().map(|p| p.id).collect())
+                .collect();
+            (live(s), s.radix_tree_keys(), s.first_id(), pel)
+        };
+        for refs in [RefPolicy::Acked, RefPolicy::DelRef] {
+            for (rule, approx, limit) in [
+                (TrimRule::MaxLen(5), false, 0),
+                (TrimRule::MaxLen(2), true, 7),
+                (TrimRule::MinId(StreamId::new(14, 0)), false, 0),
+                (TrimRule::MinId(StreamId::new(30, 0)), true, 4),
+            ] {
+                let spec = TrimSpec {
+                    rule,
+                    approx,
+                    limit,
+                    refs,
+                };
+                let mut live_run = referenced_stream(20, 4, acked, 12);
+                let trim = live_run.trim_with_refs(spec);
+                live_run.groups.check();
+                let mut replayed = referenced_stream(20, 4, acked, 12);
+                let delref = refs == RefPolicy::DelRef;
+                assert_eq!(replayed.replay_ref_trim(&trim, delref), Ok(trim.removed));
+                replayed.groups.check();
+                assert_eq!(shape(&replayed), shape(&live_run), "{spec:?}");
+                let mut other = referenced_stream(20, 7, acked, 12);
+                assert!(other.replay_ref_trim(&trim, delref).is_ok());
+                assert_eq!(live(&other), live(&live_run), "{spec:?} other nodes");
+            }
+        }
+        // ACKED with MAXLEN stops at a partly covered node: where node boundaries fall
+        // decides what goes, which is why the log records the outcome.
+        let spec = TrimSpec {
+            rule: TrimRule::MaxLen(3),
+            approx: false,
+            limit: 0,
+            refs: RefPolicy::Acked,
+        };
+        let pending_12 = |ms: u64| ms > 2;
+        let mut three = referenced_stream(5, 3, pending_12, 5);
+        let mut five = referenced_stream(5, 5, pending_12, 5);
+        let run = |a: u64, b: u64| vec![(StreamId::new(a, 0), StreamId::new(b, 0))];
+        assert_eq!(three.trim_with_refs(spec).runs, run(3, 3));
+        assert_eq!(five.trim_with_refs(spec).runs, run(3, 4));
+        // ACKED holes split runs; DELREF makes one.
+        let spec = TrimSpec {
+            rule: TrimRule::MinId(StreamId::new(9, 0)),
+            approx: false,
+            limit: 0,
+            refs: RefPolicy::Acked,
+        };
+        let mut holes = referenced_stream(10, 3, |ms| ms != 3 && ms != 6, 10);
+        let trim = holes.trim_with_refs(spec);
+        assert_eq!(trim.removed, 6);
+        assert_eq!(trim.runs, [run(1, 2), run(4, 5), run(7, 8)].concat());
+        let delref = TrimSpec {
+            refs: RefPolicy::DelRef,
+            ..spec
+        };
+        let mut all = referenced_stream(10, 3, |ms| ms != 3 && ms != 6, 10);
+        assert_eq!(all.trim_with_refs(delref).runs, run(1, 8));
+        // A replay refuses what it cannot apply whole: an ID not live, or out of order.
+        let mut s = referenced_stream(5, 3, pending_12, 5);
+        let bad = RefTrim {
+            runs: vec![(StreamId::new(4, 0), StreamId::new(3, 0))],
+            ..RefTrim::default()
+        };
+        assert!(s.replay_ref_trim(&bad, false).is_err());
+        let overlapping = RefTrim {
+            runs: vec![
+                (StreamId::new(1, 0), StreamId::new(3, 0)),
+                (StreamId::new(3, 0), StreamId::new(4, 0)),
+            ],
+            ..RefTrim::default()
+        };
+        assert!(s.replay_ref_trim(&overlapping, false).is_err());
+        let gone = RefTrim {
+            runs: vec![(StreamId::new(3, 0), StreamId::new(9, 0))],
+            ..RefTrim::default()
+        };
+        assert!(s.replay_ref_trim(&gone, false).is_err());
+        assert_eq!(live(&s), vec![1, 2, 3, 4, 5]);
+    }
+
+    /// Redis keeps a node a MINID trim emptied when its last slot (a tombstone) is at or
+    /// above MINID; the next trim that covers it frees it. Replays keep both.
+    #[test]
+    fn ref_trims_keep_and_later_free_an_emptied_node() {
+        let mut s = referenced_stream(6, 3, |_| true, 6);
+        s.delete(&[StreamId::new(3, 0)]);
+        let before = s.clone();
+        let first = TrimSpec {
+            rule: TrimRule::MinId(StreamId::new(3, 0)),
+            approx: false,
+            limit: 0,
+            refs: RefPolicy::Acked,
+        };
+        let trim = s.trim_with_refs(first);
+        assert_eq!(trim.removed, 2);
+        assert_eq!(trim.freed_through, None);
+        assert_eq!((s.radix_tree_keys(), live(&s)), (2, vec![4, 5, 6]));
+        let mut replayed = before.clone();
+        assert_eq!(replayed.replay_ref_trim(&trim, false), Ok(2));
+        assert_eq!(replayed.radix_tree_keys(), 2);
+        let before = s.clone();
+        let second = TrimSpec {
+            rule: TrimRule::MinId(StreamId::new(5, 0)),
+            refs: RefPolicy::DelRef,
+            ..first
+        };
+        let trim = s.trim_with_refs(second);
+        assert_eq!(trim.freed_through, Some(StreamId::new(1, 0)));
+        assert_eq!((s.radix_tree_keys(), live(&s)), (1, vec![5, 6]));
+        let mut replayed = before;
+        assert_eq!(replayed.replay_ref_trim(&trim, true), Ok(1));
+        assert_eq!(
+            (replayed.radix_tree_keys(), live(&replayed)),
+            (1, vec![5, 6])
+        );
+    }
+
+    #[test]
+    fn deletes_by_id_answer_per_id() {
+        let mut s = referenced_stream(6, 100, |ms| ms != 2, 3);
+        // g: 2 pending; h: read 1..3 and acked them, 4.. unread.
+        let ids = |v: &[u64]| v.iter().map(|&ms| StreamId::new(ms, 0)).collect::<Vec<_>>();
+        let (codes, changed) = s.delete_with_refs(&ids(&[1, 2, 4, 9]), RefPolicy::Acked);
+        assert_eq!((codes, changed), (vec![1, 2, 2, 2], true));
+        assert_eq!(s.max_deleted_id(), StreamId::new(1, 0));
+        let (codes, changed) = s.delete_with_refs(&ids(&[9]), RefPolicy::DelRef);
+        assert_eq!((codes, changed), (vec![-1], false));
+        let acked = s.ack_delete(b"g", &ids(&[2, 2, 3]), RefPolicy::Acked);
+        assert_eq!(acked, Some((vec![1, -1, -1], true)));
+        assert_eq!(s.ack_delete(b"x", &ids(&[2]), RefPolicy::Acked), None);
+        s.groups.check();
+        assert_eq!(live(&s), vec![3, 4, 5, 6]);
     }
 
     #[test]

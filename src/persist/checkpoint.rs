@@ -6,7 +6,8 @@
 //! never the payloads), then its counters and groups with every consumer and pending
 //! entry, as binary `State` records (`replay::apply_state` reads them). Tombstones,
 //! consumers' seen/active times and pending entries of deleted entries survive as they
-//! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`.
+//! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`. A stream's
+//! IDMP history, limits and counters follow as one optional `IDMP` state record.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,10 @@ use crate::storage::StorageError;
 
 /// Commands per batch record in a checkpoint (bounded so no record gets huge).
 const BATCH: usize = 512;
+
+/// Bytes of IDMP producers per state record (a producer is never split): IIDs are any
+/// length and a stream may have many producers, and a record is at most 4 GiB.
+const IDMP_RECORD_BYTES: usize = 16 << 20;
 
 /// Index nodes per state record (about 100 entries and 3 KiB each by default).
 const NODES_PER_RECORD: usize = 1024;
@@ -69,6 +74,12 @@ fn stream_state(
     let mut rec = state_header(state_tag::META, db, key);
     s.encode_meta(&mut rec);
     w.add_state(&rec);
+    if !s.idmp().is_default() {
+        let header = state_header(state_tag::IDMP, db, key);
+        for rec in s.idmp().encode_chunks(&header, IDMP_RECORD_BYTES) {
+            w.add_state(&rec);
+        }
+    }
 }
 
 /// A key's value as the checkpoint saw it under the lock.

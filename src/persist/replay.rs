@@ -141,6 +141,11 @@ pub mod state_tag {
     pub const NODES: u8 = 1;
     /// `u16 db | key | counters and groups`: the rest of a stream (creates it if needed).
     pub const META: u8 = 2;
+    /// `u16 db | key | IDMP state` (`IdmpState::encode_chunks`: limits, counters and some of
+    /// the producers; a stream with many has several): written only for streams whose
+    /// idempotent-production state differs from a fresh stream's, so checkpoints of
+    /// releases before it (which have no such record) load as streams without IDMP history.
+    pub const IDMP: u8 = 8;
 }
 
 /// Applies one binary state record of a checkpoint (start-up).
@@ -153,13 +158,22 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
     let mut guard = shared.state.lock();
     let stream = guard
         .ks
-        .checkpoint_stream(db, key)
+        .checkpoint_stream(db, key.clone())
         .ok_or_else(|| "stream state for a key of another type or database".to_string())?;
     let ok = match tag {
         state_tag::NODES => stream.index_mut().decode_nodes(&mut r),
         state_tag::META => stream.decode_meta(&mut r),
+        state_tag::IDMP => stream.idmp_mut().decode_chunk(&mut r),
         _ => None,
     };
+    let has_iids = tag == state_tag::IDMP
+        && guard
+            .ks
+            .stream_raw(db, &key)
+            .is_some_and(|s| s.idmp().iids_tracked() > 0);
+    if has_iids {
+        guard.ks.track_idmp(db, &key);
+    }
     match ok {
         Some(()) if r.is_empty() => Ok(()),
         _ => Err(malformed()),

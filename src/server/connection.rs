@@ -160,6 +160,10 @@ impl Connection {
                 // The writer that served us may have logged the delivery; the reply
                 // waits for everything logged up to now.
                 if let Some(log) = self.shared.log.get() {
+                    // The writer (or CLAIM timer) that served us holds the keyspace lock
+                    // until its record is appended: take it once so the LSN read below
+                    // includes that record.
+                    drop(self.shared.state.lock());
                     self.session.lsn = self.session.lsn.max(log.appended_lsn());
                 }
                 reply.encode(self.session.proto, &mut self.wbuf);

@@ -86,6 +86,8 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
         accepters.spawn(accept_loop(shared.clone(), l));
     }
     let expirer = tokio::spawn(expire_loop(shared.clone()));
+    let claim_timer = tokio::spawn(crate::core::blocking::claim_timer_loop(shared.clone()));
+    let idmp_sweeper = tokio::spawn(idmp_sweep_loop(shared.clone()));
 
     while !shared.shutting_down.load(Ordering::SeqCst) {
         shared.shutdown.notified().await;
@@ -93,6 +95,8 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     tracing::info!("User requested shutdown...");
     accepters.abort_all();
     expirer.abort();
+    claim_timer.abort();
+    idmp_sweeper.abort();
 
     // Let every connection finish what it is doing, flush its replies and close.
     shared.clients.kill_all();
@@ -222,6 +226,21 @@ async fn expire_loop(shared: Arc<Shared>) {
                 break;
             }
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The IDMP sweep (Redis 8.6's `handleExpiredIdmpEntries`, run once a second): IIDs
+/// older than their stream's IDMP-DURATION are forgotten. See [`crate::core::sweep_idmp`].
+async fn idmp_sweep_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1000));
+    loop {
+        tick.tick().await;
+        if shared.is_loading() {
+            continue;
+        }
+        if let Err(e) = crate::core::sweep_idmp(&shared, crate::core::now_ms()) {
+            tracing::warn!("Could not log the IDMP sweep: {}", e);
         }
     }
 }
