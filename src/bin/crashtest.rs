@@ -577,23 +577,27 @@ impl StreamModel {
         }
     }
 
-    /// A group's entries-read after delivering `id` with `>` (Redis's `streamRangeHasTombstones`
-    /// and `streamEstimateDistanceFromFirstEverEntry`): exact unless an XDEL tombstone lies at
-    /// or after `id`, else estimated, or unknown.
-    fn read_counter(&self, read: Option<u64>, id: Id) -> Option<u64> {
+    /// A group's entries-read after delivering `id` with `>` from `last` (its previous
+    /// last-delivered-id), as Redis 8.6.3's `streamReplyWithRange`: counted on while the
+    /// counter is valid, the group is not behind the first entry and no XDEL tombstone lies at
+    /// or after `last`; else estimated (`streamEstimateDistanceFromFirstEverEntry`), or unknown.
+    fn read_counter(&self, read: Option<u64>, last: Id, id: Id) -> Option<u64> {
         let length = self.entries.len() as u64;
         let first = self.first_id();
         let zero = Id(0, 0);
-        let tombstone = length > 0
-            && self.max_deleted != zero
-            && first <= self.max_deleted
-            && id <= self.max_deleted;
+        let tombstone_ahead = length > 0 && self.max_deleted != zero && last <= self.max_deleted;
         match read {
-            Some(n) if !tombstone => return Some(n + 1),
+            Some(n) if last >= first && !tombstone_ahead => return Some(n + 1),
             _ if self.entries_added == 0 => return read,
             _ => {}
         }
-        if (length == 0 && id <= self.last_id) || id == self.last_id {
+        if length == 0 && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        if id != zero && id < self.max_deleted {
+            return None;
+        }
+        if id == self.last_id {
             return Some(self.entries_added);
         }
         if id > self.last_id {
@@ -661,8 +665,10 @@ impl StreamModel {
                 }
                 let mut counters = Vec::new();
                 let mut read = g.entries_read;
+                let mut last = g.last_id;
                 for (id, _) in &new {
-                    read = self.read_counter(read, *id);
+                    read = self.read_counter(read, last, *id);
+                    last = *id;
                     counters.push(read);
                 }
                 let g = self.groups.get_mut(group).ok_or("no group")?;
@@ -818,8 +824,10 @@ impl StreamModel {
                     .collect();
                 let mut counters = Vec::new();
                 let mut read = g.entries_read;
+                let mut last = g.last_id;
                 for (id, _) in &new {
-                    read = self.read_counter(read, *id);
+                    read = self.read_counter(read, last, *id);
+                    last = *id;
                     counters.push(read);
                 }
                 let g = self.groups.get_mut(group).ok_or("no group")?;
