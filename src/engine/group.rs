@@ -734,7 +734,7 @@ impl ConsumerGroup {
             }
             None if min_idle_ms > 0 => {
                 // The NACK zone (delivery time 0, at the head) passes any IDLE filter.
-                let cutoff = now_ms.checked_sub(min_idle_ms).unwrap_or(0);
+                let cutoff = now_ms.saturating_sub(min_idle_ms);
                 let mut ids: Vec<StreamId> = self
                     .by_delivery_time
                     .range(..=(cutoff, u64::MAX))
@@ -767,8 +767,8 @@ impl ConsumerGroup {
         let cutoff = now_ms.checked_sub(min_idle_ms);
         // The NACK zone first (FIFO), whatever the idle time asked for, then by age.
         self.by_delivery_time
-            .iter()
-            .filter_map(|(_, id)| self.pel.get(id))
+            .values()
+            .filter_map(|id| self.pel.get(id))
             .take_while(move |e| e.nacked || cutoff.is_some_and(|c| e.delivery_time_ms <= c))
     }
 
