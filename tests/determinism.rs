@@ -418,10 +418,28 @@ impl Workload {
                 }
                 out
             }
-            540..=599 => {
+            540..=579 => {
                 let mut out = argv(&["XACK", key, group]);
                 for _ in 0..self.rng.gen_range(1..=3) {
                     out.push(self.known_id().into_bytes());
+                }
+                out
+            }
+            // XNACK (Redis 8.8): the NACK zone's order and counts must replay exactly.
+            580..=599 => {
+                let mode = self.pick(&["SILENT", "FAIL", "FATAL"]);
+                let mut out = argv(&["XNACK", key, group, mode, "IDS"]);
+                let n = self.rng.gen_range(1..=3);
+                out.push(n.to_string().into_bytes());
+                for _ in 0..n {
+                    out.push(self.known_id().into_bytes());
+                }
+                if self.rng.gen_bool(0.3) {
+                    out.push(b"RETRYCOUNT".to_vec());
+                    out.push(self.rng.gen_range(0..10).to_string().into_bytes());
+                }
+                if self.rng.gen_bool(0.3) {
+                    out.push(b"FORCE".to_vec());
                 }
                 out
             }
