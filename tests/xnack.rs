@@ -909,3 +909,37 @@ fn command_info_and_docs() {
         assert!(docs.contains(needle), "{needle} not in {docs}");
     }
 }
+
+#[test]
+fn nacked_entries_stay_referenced_for_acked_deletes() {
+    let s = TestServer::start();
+    let mut r = s.raw();
+    setup(&mut r, 3);
+    assert_eq!(text(&mut r, &["XACK", "s", "g", "1-0", "2-0"]), ":2\r\n");
+    // A FORCE NACK puts 1-0 back in the PEL: ACKED must keep it now.
+    assert_eq!(
+        text(
+            &mut r,
+            &["XNACK", "s", "g", "FAIL", "FORCE", "IDS", "1", "1-0"]
+        ),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["XDELEX", "s", "ACKED", "IDS", "2", "1-0", "2-0"]),
+        "*2\r\n:2\r\n:1\r\n"
+    );
+    // A NACK of an owned entry keeps it referenced too; XACK releases it.
+    assert_eq!(
+        text(&mut r, &["XNACK", "s", "g", "SILENT", "IDS", "1", "3-0"]),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["XDELEX", "s", "ACKED", "IDS", "1", "3-0"]),
+        "*1\r\n:2\r\n"
+    );
+    assert_eq!(text(&mut r, &["XACK", "s", "g", "1-0", "3-0"]), ":2\r\n");
+    assert_eq!(
+        text(&mut r, &["XDELEX", "s", "ACKED", "IDS", "2", "1-0", "3-0"]),
+        "*2\r\n:1\r\n:1\r\n"
+    );
+}

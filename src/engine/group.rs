@@ -1058,13 +1058,18 @@ mod tests {
     fn check_views(g: &ConsumerGroup) {
         assert_eq!(g.pel.len(), g.by_delivery_time.len());
         let owned: usize = g.consumers.values().map(|c| c.pending.len()).sum();
-        assert_eq!(owned, g.pel.len());
+        assert_eq!(owned + g.nacked_count(), g.pel.len());
         for e in g.pel.values() {
             assert_eq!(
                 g.by_delivery_time.get(&(e.delivery_time_ms, e.order)),
                 Some(&e.id)
             );
-            assert!(g.consumers[&e.consumer].pending.contains(&e.id));
+            if e.nacked {
+                assert_eq!((e.delivery_time_ms, e.consumer.len()), (0, 0));
+                assert!(g.consumers.values().all(|c| !c.pending.contains(&e.id)));
+            } else {
+                assert!(g.consumers[&e.consumer].pending.contains(&e.id));
+            }
         }
     }
 
@@ -1378,6 +1383,69 @@ mod tests {
         g.redeliver(id(1, 0), 6);
         let count = g.pending_entry(id(1, 0)).map(|e| e.delivery_count);
         assert_eq!(count, Some(i64::MAX as u64));
+    }
+
+    #[test]
+    fn nack_releases_into_a_fifo_zone_that_checkpoints_in_order() {
+        let mut g = ConsumerGroup::new(id(0, 0), None);
+        let alice = name("alice");
+        g.touch_consumer(&alice, 100);
+        for ms in 1..=4 {
+            g.deliver(id(ms, 0), &alice, 100 + ms);
+        }
+        let nack = |mode, retry_count, force| NackOptions {
+            mode,
+            retry_count,
+            force,
+        };
+        assert!(g.nack(id(3, 0), true, &nack(NackMode::Fail, None, false)));
+        assert!(g.nack(id(1, 0), true, &nack(NackMode::Silent, None, false)));
+        assert!(g.nack(id(2, 0), true, &nack(NackMode::Fatal, Some(7), false)));
+        // Re-NACK moves to the end; not pending without FORCE, or not in the stream, is
+        // skipped; FORCE creates an unowned entry from 0.
+        assert!(g.nack(id(3, 0), true, &nack(NackMode::Fatal, None, false)));
+        assert!(!g.nack(id(9, 0), true, &nack(NackMode::Fail, None, false)));
+        assert!(!g.nack(id(9, 0), false, &nack(NackMode::Fail, None, true)));
+        assert!(g.nack(id(8, 0), true, &nack(NackMode::Silent, None, true)));
+        check_views(&g);
+        let zone: Vec<(StreamId, u64)> = g.nack_zone().map(|e| (e.id, e.delivery_count)).collect();
+        let expected = vec![
+            (id(1, 0), 0),
+            (id(2, 0), 7),
+            (id(3, 0), MAX_DELIVERY_COUNT),
+            (id(8, 0), 0),
+        ];
+        assert_eq!(zone, expected);
+        assert_eq!(g.consumer(b"alice").map(Consumer::pending_count), Some(1));
+        // The zone comes first for an idle scan, whatever the min-idle.
+        let idle: Vec<StreamId> = g.idle_entries(u64::MAX, 200).map(|e| e.id).collect();
+        assert_eq!(idle, vec![id(1, 0), id(2, 0), id(3, 0), id(8, 0)]);
+        // Checkpoint form: owners in `encode`, the zone in order beside it.
+        let mut bytes = Vec::new();
+        g.encode(&mut bytes);
+        g.encode_nack_zone(&mut bytes);
+        let mut r = crate::engine::codec::Reader::new(Bytes::from(bytes));
+        let mut back = ConsumerGroup::decode(&mut r).expect("group");
+        back.decode_nack_zone(&mut r).expect("zone");
+        assert!(r.is_empty());
+        check_views(&back);
+        let zone_back: Vec<(StreamId, u64)> =
+            back.nack_zone().map(|e| (e.id, e.delivery_count)).collect();
+        assert_eq!(zone_back, expected);
+        // A claim takes a NACKed entry whatever its idle time and gives it an owner.
+        let opts = ClaimOptions {
+            min_idle_ms: u64::MAX,
+            delivery_time_ms: 300,
+            retry_count: None,
+            force: false,
+            just_id: false,
+        };
+        assert_eq!(
+            g.claim(id(2, 0), &alice, true, &opts, 300),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(g.pending_entry(id(2, 0)).map(|e| e.delivery_count), Some(8));
+        check_views(&g);
     }
 
     #[test]
