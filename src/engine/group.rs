@@ -11,8 +11,15 @@
 //! delivery time, ties in the order the entries got that time (each attach takes the next
 //! number of a per-group counter), so XREADGROUP CLAIM serves the oldest delivery first and,
 //! among equal times, the one that got its time first, as Redis does. It is derived state:
-//! never logged nor checkpointed, rebuilt at load in (time, ID) order — which is what Redis's
+//! never logged nor checkpointed (but for the NACK zone, below), rebuilt at load in (time, ID) order — which is what Redis's
 //! RDB load (`pelListInsertSorted` over the PEL in ID order) gives too.
+//!
+//! XNACK (Redis 8.8) releases pending entries without acknowledging them: a NACKed entry
+//! stays in the group PEL but has no owner (it is in no consumer's list) and delivery
+//! time 0, so it sits in the "NACK zone" at the head of the time index, first in first
+//! out by attach order (a re-NACK re-attaches it at the zone's tail). Claims take it
+//! regardless of min-idle-time. Unlike the rest of the index the zone's order is state:
+//! checkpoints write it as its own record, and replay re-creates it from the log's ops.
 //!
 //! Deliveries, acknowledgements and claims are O(log n). The lag and entries-read counters follow
 //! Redis 7.4's `t_stream.c` exactly (`streamEstimateDistanceFromFirstEverEntry`,
