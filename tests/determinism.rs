@@ -418,10 +418,28 @@ impl Workload {
                 }
                 out
             }
-            540..=599 => {
+            540..=579 => {
                 let mut out = argv(&["XACK", key, group]);
                 for _ in 0..self.rng.gen_range(1..=3) {
                     out.push(self.known_id().into_bytes());
+                }
+                out
+            }
+            // XNACK (Redis 8.8): the NACK zone's order and counts must replay exactly.
+            580..=599 => {
+                let mode = self.pick(&["SILENT", "FAIL", "FATAL"]);
+                let mut out = argv(&["XNACK", key, group, mode, "IDS"]);
+                let n = self.rng.gen_range(1..=3);
+                out.push(n.to_string().into_bytes());
+                for _ in 0..n {
+                    out.push(self.known_id().into_bytes());
+                }
+                if self.rng.gen_bool(0.3) {
+                    out.push(b"RETRYCOUNT".to_vec());
+                    out.push(self.rng.gen_range(0..10).to_string().into_bytes());
+                }
+                if self.rng.gen_bool(0.3) {
+                    out.push(b"FORCE".to_vec());
                 }
                 out
             }
@@ -688,6 +706,36 @@ fn run_workload(server: &TestServer, seed: u64) {
         for _ in 0..2 {
             let reply = main.cmd(&["XADD", key, "IDMP", "p1", "last", "*", "f", "v"]);
             w.remember(&reply);
+        }
+    }
+    // The run's claims drain NACK zones as fast as XNACK fills them: leave one in each
+    // stream too (two new entries, NACKed with FORCE in zone order newest first), so the
+    // checkpoint and the log carry some.
+    for key in &KEYS[..4] {
+        main.cmd(&["XGROUP", "CREATE", key, "g1", "0"]);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let reply = main.cmd(&["XADD", key, "*", "f", "nack"]);
+            if reply.first() == Some(&b'$') {
+                ids.push(text_of(&reply));
+            }
+            w.remember(&reply);
+        }
+        if ids.len() == 2 {
+            let reply = main.cmd(&[
+                "XNACK",
+                key,
+                "g1",
+                "FAIL",
+                "FORCE",
+                "RETRYCOUNT",
+                "3",
+                "IDS",
+                "2",
+                &ids[1],
+                &ids[0],
+            ]);
+            assert_eq!(reply, b":2\r\n", "{key}");
         }
     }
     let wait = w.short_ttls_until.saturating_sub(now_ms()) + 50;

@@ -1013,6 +1013,26 @@ static DOCS: &[(&str, CommandDoc)] = &[
             ]),
     ),
     (
+        "xnack",
+        CommandDoc::new()
+            .key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])
+            .args(&[
+                key("key", 0),
+                string("group"),
+                oneof("mode", &[
+                    pure("silent", "SILENT"),
+                    pure("fail", "FAIL"),
+                    pure("fatal", "FATAL"),
+                ]),
+                block("ids", &[
+                    integer("numids"),
+                    string("id").multiple(),
+                ]).token("IDS"),
+                integer("count").token("RETRYCOUNT").optional(),
+                pure("force", "FORCE").optional(),
+            ]),
+    ),
+    (
         "xdelex",
         CommandDoc::new()
             .key_specs(&[KeySpec { notes: None, flags: &["RW", "delete"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }])

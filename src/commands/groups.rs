@@ -1,4 +1,4 @@
-//! Consumer-group commands: XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM.
+//! Consumer-group commands: XGROUP, XREADGROUP, XACK, XNACK, XPENDING, XCLAIM, XAUTOCLAIM.
 //!
 //! Each command is a struct of its parsed arguments with `parse` (every syntax error, in
 //! Redis's order) and `apply` (against the keyspace). Where Redis reports a state error
@@ -14,7 +14,9 @@ use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::engine::error::StreamError;
-use crate::engine::group::{AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup};
+use crate::engine::group::{
+    AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup, NackMode, NackOptions,
+};
 use crate::engine::id::StreamId;
 use crate::engine::op::{Applied, Op};
 use crate::engine::stream::{Entry, Stream};
@@ -997,6 +999,132 @@ pub fn xack(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError>
 }
 
 // ---------------------------------------------------------------------------------------------
+// XNACK (Redis 8.8)
+// ---------------------------------------------------------------------------------------------
+
+/// Everything after XNACK's group; Redis reports its errors only once the group is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NackTail {
+    opts: NackOptions,
+    ids: Vec<StreamId>,
+}
+
+impl NackTail {
+    /// Parses `SILENT|FAIL|FATAL` then `IDS numids id…`, `RETRYCOUNT n` and `FORCE` in any
+    /// order, with errors in Redis's order: the mode, then the options left to right, then
+    /// a missing IDS block, then the IDs.
+    fn parse(argv: &[Bytes]) -> Result<NackTail, CommandError> {
+        let mode = argv
+            .first()
+            .and_then(|m| NackMode::parse(m))
+            .ok_or(StreamError::NackMode)?;
+        let mut retry_count = None;
+        let mut force = false;
+        let mut raw_ids: Option<&[Bytes]> = None;
+        let mut j = 1;
+        while j < argv.len() {
+            let opt = &argv[j];
+            let more = argv.len() - 1 - j;
+            if opt.eq_ignore_ascii_case(b"IDS") && more > 0 {
+                let numids = crate::commands::args::parse_i64(&argv[j + 1])
+                    .filter(|n| (1..=i64::from(i32::MAX)).contains(n))
+                    .ok_or(StreamError::NackNumIds)? as usize;
+                if numids > more - 1 {
+                    return Err(StreamError::NackNumIdsMismatch.into());
+                }
+                // A second IDS block replaces the first, as a repeated option does.
+                raw_ids = Some(&argv[j + 2..j + 2 + numids]);
+                j += 2 + numids;
+            } else if opt.eq_ignore_ascii_case(b"RETRYCOUNT") && more > 0 {
+                let n = crate::commands::args::parse_i64(&argv[j + 1])
+                    .ok_or(CommandError::NotInteger)?;
+                let n = u64::try_from(n).map_err(|_| StreamError::NackRetryCountNegative)?;
+                retry_count = Some(n);
+                j += 2;
+            } else if opt.eq_ignore_ascii_case(b"FORCE") {
+                force = true;
+                j += 1;
+            } else {
+                return Err(StreamError::UnrecognizedNackOption(
+                    String::from_utf8_lossy(opt).into_owned(),
+                )
+                .into());
+            }
+        }
+        let raw_ids = raw_ids.ok_or(StreamError::NackIdsRequired)?;
+        let ids = raw_ids
+            .iter()
+            .map(|raw| StreamId::parse_strict(raw, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NackTail {
+            opts: NackOptions {
+                mode,
+                retry_count,
+                force,
+            },
+            ids,
+        })
+    }
+}
+
+/// XNACK's parsed arguments.
+#[derive(Debug)]
+pub struct XNack {
+    key: Bytes,
+    group: Bytes,
+    /// Mode and option errors come after NOGROUP, as in Redis.
+    tail: Result<NackTail, CommandError>,
+}
+
+impl XNack {
+    /// Parses `key group mode …` (see [`NackTail::parse`]).
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let tail = NackTail::parse(&args.rest());
+        Ok(XNack { key, group, tail })
+    }
+
+    /// Releases the IDs into the group's NACK zone: one `Nack` op, logged only when it
+    /// NACKed something. Blocked `XREADGROUP … CLAIM` readers are woken, as Redis's
+    /// `signalKeyAsReady` does.
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
+        if !s.groups.contains_key(&self.group) {
+            return Err(no_group().into());
+        }
+        let tail = self.tail?;
+        let nacked = count(ctx.apply(Op::Nack {
+            key: self.key.clone(),
+            group: self.group.clone(),
+            opts: tail.opts,
+            ids: tail.ids,
+        })?);
+        if nacked > 0 {
+            ctx.signal_modified(&self.key);
+            ctx.signal_ready(&self.key);
+        }
+        Ok(Reply::Int(i64::try_from(nacked).unwrap_or(i64::MAX)))
+    }
+}
+
+/// XNACK (Redis 8.8).
+///
+/// # Format
+/// `XNACK key group SILENT|FAIL|FATAL IDS numids id [id ...] [RETRYCOUNT count] [FORCE]`
+///
+/// # Returns
+/// The number of IDs NACKed (each occurrence of a repeated ID counts): pending ones are
+/// released by their owner into the group's NACK zone, with SILENT one delivery fewer, FAIL
+/// the count unchanged, FATAL the largest count, RETRYCOUNT exactly `count`; with FORCE an
+/// ID in the stream but not pending gets a new unowned NACK. NOGROUP for a missing key or
+/// group.
+pub fn xnack(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    Ok(XNack::parse(args)?.apply(ctx)?.into())
+}
+
+// ---------------------------------------------------------------------------------------------
 // XPENDING
 // ---------------------------------------------------------------------------------------------
 
@@ -1112,10 +1240,16 @@ impl XPending {
             entries
                 .into_iter()
                 .map(|e| {
+                    // A NACKed entry has no owner and no delivery to be idle since.
+                    let idle = if e.is_nacked() {
+                        -1
+                    } else {
+                        elapsed(now, e.delivery_time_ms)
+                    };
                     Reply::Array(vec![
                         id_reply(e.id),
                         Reply::Bulk(e.consumer.clone()),
-                        Reply::Int(elapsed(now, e.delivery_time_ms)),
+                        Reply::Int(idle),
                         Reply::Int(to_i64(e.delivery_count)),
                     ])
                 })

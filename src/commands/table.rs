@@ -517,6 +517,11 @@ static COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .acl(&["@write", "@stream", "@fast"])
         .doc("stream", "8.2.0", "O(1) for each message ID processed.", "Acknowledges and deletes one or multiple messages for a stream consumer group."),
+    CommandSpec::new("xnack", -7, Data(super::groups::xnack))
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@write", "@stream", "@fast"])
+        .doc("stream", "8.8.0", "O(1) for each message ID processed.", "Releases claimed messages back to the group's PEL without acknowledging them, making them available for re-delivery."),
     CommandSpec::new("xpending", -3, Data(super::groups::xpending))
         .flags(&["readonly"])
         .keys(1, 1, 1)

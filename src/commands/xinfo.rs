@@ -245,15 +245,24 @@ impl XInfoStream {
                         ])
                     })
                     .collect();
-                Reply::Map(vec![
+                let mut fields = vec![
                     field("name", Reply::Bulk(name.clone())),
                     field("last-delivered-id", id_reply(group.last_delivered_id())),
                     field("entries-read", entries_read_reply(group)),
                     field("lag", lag_reply(group, stream)),
                     field("pel-count", len(group.pending_count())),
-                    field("pending", Reply::Array(pel)),
-                    field("consumers", Reply::Array(consumers)),
-                ])
+                ];
+                // Redis 8.8 always prints `nacked-count` here (8 pairs). Rill reports
+                // 8.6.3, whose layout has 7, so the field appears only once XNACK (which
+                // 8.6.3 lacks) has put something in the group's NACK zone: nothing an
+                // 8.6.3 client can do changes this reply.
+                let nacked = group.nacked_count();
+                if nacked > 0 {
+                    fields.push(field("nacked-count", len(nacked)));
+                }
+                fields.push(field("pending", Reply::Array(pel)));
+                fields.push(field("consumers", Reply::Array(consumers)));
+                Reply::Map(fields)
             })
             .collect();
         fields.push(field("groups", Reply::Array(groups)));

@@ -40,9 +40,13 @@ pub(crate) fn changes(op: &Op, applied: &Applied, before: Before) -> u64 {
         // payloads without changing anything a client sees.
         Op::CreateStream { .. } | Op::Relocate { .. } => 0,
         Op::Trim { .. } | Op::TrimEntries { .. } if trims_own_append => 0,
-        Op::DeleteEntries { .. } | Op::Trim { .. } | Op::TrimEntries { .. } | Op::Ack { .. } => {
-            count
-        }
+        // XNACK: `server.dirty += nacked` in Redis 8.8's xnackCommand, one per ID NACKed
+        // (duplicates included); one that NACKed nothing was not logged and counts 0.
+        Op::DeleteEntries { .. }
+        | Op::Trim { .. }
+        | Op::TrimEntries { .. }
+        | Op::Ack { .. }
+        | Op::Nack { .. } => count,
         // XDELEX counts the entries it deleted (code 1); XACKDEL the PEL entries it removed
         // (codes 1 and 2), whether or not their entries could go too.
         Op::DeleteRefs { .. } => match applied {

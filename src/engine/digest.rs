@@ -284,6 +284,17 @@ fn walk_group(sink: &mut impl Sink, name: &[u8], g: &ConsumerGroup) {
         sink.bytes("consumer", &p.consumer);
         sink.uint("delivery-time", p.delivery_time_ms);
         sink.uint("delivery-count", p.delivery_count);
+        if p.is_nacked() {
+            // Only NACKed entries carry the mark, so digests of states without XNACK
+            // are what they were before it.
+            sink.uint("nacked", 1);
+        }
+        sink.close();
+    }
+    // The NACK zone's order is state: XREADGROUP CLAIM serves it first in first out.
+    for p in g.nack_zone() {
+        sink.open("nack-zone");
+        sink.id("id", p.id);
         sink.close();
     }
     for c in g.consumers() {

@@ -162,6 +162,30 @@ pub enum StreamError {
     #[error("ERR IDS option is required")]
     IdsRequired,
 
+    // ----- XNACK (Redis 8.8) -----
+    // Redis's unstable source at a3e68716 passes these texts to `addReplyError` with an
+    // `ERR ` already in them, which would put `-ERR ERR …` on the wire; Redis's pattern
+    // everywhere else (and its tests, which glob) is one `ERR`, which is what these send.
+    /// The third argument is not SILENT, FAIL or FATAL.
+    #[error("ERR mode must be SILENT, FAIL, or FATAL")]
+    NackMode,
+    /// `IDS numids` with numids not an integer in 1..=INT_MAX.
+    #[error("ERR numids must be a positive integer")]
+    NackNumIds,
+    /// `IDS numids` with fewer arguments after it than numids.
+    #[error("ERR number of IDs doesn't match numids")]
+    NackNumIdsMismatch,
+    /// RETRYCOUNT below 0.
+    #[error("ERR Invalid RETRYCOUNT value, must be >= 0")]
+    NackRetryCountNegative,
+    /// A token XNACK does not know (a second mode, an ID after the IDS block, an option
+    /// missing its value); holds the token as written.
+    #[error("ERR Unrecognized XNACK option '{0}'")]
+    UnrecognizedNackOption(String),
+    /// No `IDS` block.
+    #[error("ERR syntax error, expected IDS keyword")]
+    NackIdsRequired,
+
     // ----- XINFO / XSETID -----
     /// XINFO or XSETID on a missing key.
     #[error("ERR no such key")]

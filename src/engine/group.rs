@@ -11,8 +11,15 @@
 //! delivery time, ties in the order the entries got that time (each attach takes the next
 //! number of a per-group counter), so XREADGROUP CLAIM serves the oldest delivery first and,
 //! among equal times, the one that got its time first, as Redis does. It is derived state:
-//! never logged nor checkpointed, rebuilt at load in (time, ID) order — which is what Redis's
+//! never logged nor checkpointed (but for the NACK zone, below), rebuilt at load in (time, ID) order — which is what Redis's
 //! RDB load (`pelListInsertSorted` over the PEL in ID order) gives too.
+//!
+//! XNACK (Redis 8.8) releases pending entries without acknowledging them: a NACKed entry
+//! stays in the group PEL but has no owner (it is in no consumer's list) and delivery
+//! time 0, so it sits in the "NACK zone" at the head of the time index, first in first
+//! out by attach order (a re-NACK re-attaches it at the zone's tail). Claims take it
+//! regardless of min-idle-time. Unlike the rest of the index the zone's order is state:
+//! checkpoints write it as its own record, and replay re-creates it from the log's ops.
 //!
 //! Deliveries, acknowledgements and claims are O(log n). The lag and entries-read counters follow
 //! Redis 7.4's `t_stream.c` exactly (`streamEstimateDistanceFromFirstEverEntry`,
@@ -111,14 +118,89 @@ fn bump(count: u64) -> u64 {
 pub struct PendingEntry {
     /// The stream entry this refers to (it may have been deleted from the stream since).
     pub id: StreamId,
-    /// The consumer that currently owns it.
+    /// The consumer that currently owns it; empty for an XNACKed entry, which has none.
     pub consumer: Bytes,
     /// Unix time in ms of the last delivery; idle time is measured from here.
     pub delivery_time_ms: u64,
     /// How many times it was delivered (XCLAIM RETRYCOUNT may set it to anything).
     pub delivery_count: u64,
+    /// Released by XNACK (Redis 8.8): owned by no consumer, in the group's NACK zone.
+    nacked: bool,
     /// Position among entries of equal delivery time in the by-delivery-time index.
     order: u64,
+}
+
+impl PendingEntry {
+    /// Whether XNACK released it: no owner, in the NACK zone, claimable regardless of
+    /// min-idle-time (XPENDING shows it with consumer `""` and idle -1).
+    pub fn is_nacked(&self) -> bool {
+        self.nacked
+    }
+}
+
+/// What XNACK does to the delivery counter (Redis 8.8's `XNACK … SILENT | FAIL | FATAL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackMode {
+    /// The delivery did not count: one fewer, never below 0.
+    Silent,
+    /// A failed delivery: the counter stays as it is.
+    Fail,
+    /// The entry should not be retried: the counter goes to its maximum (`LLONG_MAX`).
+    Fatal,
+}
+
+impl NackMode {
+    /// The mode token (any case), or `None`.
+    pub fn parse(token: &[u8]) -> Option<NackMode> {
+        if token.eq_ignore_ascii_case(b"silent") {
+            Some(NackMode::Silent)
+        } else if token.eq_ignore_ascii_case(b"fail") {
+            Some(NackMode::Fail)
+        } else if token.eq_ignore_ascii_case(b"fatal") {
+            Some(NackMode::Fatal)
+        } else {
+            None
+        }
+    }
+
+    /// The byte the log stores it as.
+    pub fn code(self) -> u8 {
+        match self {
+            NackMode::Silent => 0,
+            NackMode::Fail => 1,
+            NackMode::Fatal => 2,
+        }
+    }
+
+    /// The mode stored as `code`.
+    pub fn from_code(code: u8) -> Option<NackMode> {
+        match code {
+            0 => Some(NackMode::Silent),
+            1 => Some(NackMode::Fail),
+            2 => Some(NackMode::Fatal),
+            _ => None,
+        }
+    }
+
+    /// The counter after a NACK in this mode (RETRYCOUNT, when given, replaces it).
+    fn apply(self, count: u64) -> u64 {
+        match self {
+            NackMode::Silent => count.saturating_sub(1),
+            NackMode::Fail => count,
+            NackMode::Fatal => MAX_DELIVERY_COUNT,
+        }
+    }
+}
+
+/// Options of one XNACK call that apply to every ID it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NackOptions {
+    /// How the delivery counter changes.
+    pub mode: NackMode,
+    /// RETRYCOUNT: the counter to store instead (at most `i64::MAX`).
+    pub retry_count: Option<u64>,
+    /// FORCE: create an unowned NACK for an ID that is in the stream but not pending.
+    pub force: bool,
 }
 
 /// A named reader inside a group.
@@ -443,6 +525,7 @@ impl ConsumerGroup {
             consumer: self.stored_name(consumer),
             delivery_time_ms: now_ms,
             delivery_count: 1,
+            nacked: false,
             order: 0,
         });
         self.mark_active(consumer, now_ms);
@@ -505,7 +588,9 @@ impl ConsumerGroup {
         }
         let mut entry = match self.pel.get(&id) {
             Some(existing) => {
+                // A NACKed entry is up for grabs whatever its idle time (Redis 8.8).
                 if opts.min_idle_ms > 0
+                    && !existing.nacked
                     && now_ms.saturating_sub(existing.delivery_time_ms) < opts.min_idle_ms
                 {
                     return ClaimOutcome::Skipped;
@@ -523,11 +608,13 @@ impl ConsumerGroup {
                 consumer: self.stored_name(consumer),
                 delivery_time_ms: opts.delivery_time_ms,
                 delivery_count: 1,
+                nacked: false,
                 order: 0,
             },
             None => return ClaimOutcome::Skipped,
         };
         entry.consumer = self.stored_name(consumer);
+        entry.nacked = false;
         entry.delivery_time_ms = opts.delivery_time_ms;
         if let Some(count) = opts.retry_count {
             entry.delivery_count = count;
@@ -565,8 +652,8 @@ impl ConsumerGroup {
                 .pel
                 .range((cursor, Bound::Unbounded))
                 .next()
-                .map(|(id, entry)| (*id, entry.delivery_time_ms));
-            let Some((id, delivery_time)) = next else {
+                .map(|(id, entry)| (*id, entry.delivery_time_ms, entry.nacked));
+            let Some((id, delivery_time, nacked)) = next else {
                 result.next_cursor = ZERO_ID;
                 return result;
             };
@@ -582,11 +669,12 @@ impl ConsumerGroup {
                 remaining -= 1;
                 continue;
             }
-            if min_idle_ms > 0 && now_ms.saturating_sub(delivery_time) < min_idle_ms {
+            if min_idle_ms > 0 && !nacked && now_ms.saturating_sub(delivery_time) < min_idle_ms {
                 continue;
             }
             if let Some(mut entry) = self.detach(id) {
                 entry.consumer = self.stored_name(consumer);
+                entry.nacked = false;
                 entry.delivery_time_ms = now_ms;
                 if !just_id {
                     entry.delivery_count = bump(entry.delivery_count);
@@ -652,13 +740,15 @@ impl ConsumerGroup {
                     .collect()
             }
             None if min_idle_ms > 0 => {
-                let Some(cutoff) = now_ms.checked_sub(min_idle_ms) else {
-                    return Vec::new();
-                };
+                // The NACK zone (delivery time 0, at the head) passes any IDLE filter.
+                let cutoff = now_ms.saturating_sub(min_idle_ms);
                 let mut ids: Vec<StreamId> = self
                     .by_delivery_time
                     .range(..=(cutoff, u64::MAX))
                     .map(|(_, id)| *id)
+                    .filter(|id| {
+                        now_ms >= min_idle_ms || self.pel.get(id).is_some_and(|e| e.nacked)
+                    })
                     .filter(|id| *id >= start && *id <= end)
                     .collect();
                 ids.sort_unstable();
@@ -682,10 +772,85 @@ impl ConsumerGroup {
         now_ms: u64,
     ) -> impl Iterator<Item = &PendingEntry> {
         let cutoff = now_ms.checked_sub(min_idle_ms);
+        // The NACK zone first (FIFO), whatever the idle time asked for, then by age.
         self.by_delivery_time
-            .iter()
-            .take_while(move |((time, _), _)| cutoff.is_some_and(|c| *time <= c))
+            .values()
+            .filter_map(|id| self.pel.get(id))
+            .take_while(move |e| e.nacked || cutoff.is_some_and(|c| e.delivery_time_ms <= c))
+    }
+
+    /// XNACK of one ID: releases it from its owner into the tail of the NACK zone, its
+    /// counter changed by the mode (or set by RETRYCOUNT). An ID not pending gets a new,
+    /// unowned NACK with FORCE when `in_stream`. True when the ID was NACKed (counted).
+    pub fn nack(&mut self, id: StreamId, in_stream: bool, opts: &NackOptions) -> bool {
+        let mut entry = match self.detach(id) {
+            Some(entry) => entry,
+            None if opts.force && in_stream => PendingEntry {
+                id,
+                consumer: Bytes::new(),
+                delivery_time_ms: 0,
+                delivery_count: 0,
+                nacked: true,
+                order: 0,
+            },
+            None => return false,
+        };
+        entry.delivery_count = match opts.retry_count {
+            Some(count) => count.min(MAX_DELIVERY_COUNT),
+            None => opts.mode.apply(entry.delivery_count),
+        };
+        entry.consumer = Bytes::new();
+        entry.delivery_time_ms = 0;
+        entry.nacked = true;
+        self.attach(entry);
+        true
+    }
+
+    /// Entries in the NACK zone (`nacked-count` of XINFO STREAM FULL).
+    pub fn nacked_count(&self) -> usize {
+        self.nack_zone().count()
+    }
+
+    /// The NACK zone in its order (oldest NACK first): what XREADGROUP CLAIM serves first.
+    pub fn nack_zone(&self) -> impl Iterator<Item = &PendingEntry> {
+        self.by_delivery_time
+            .range(..(1, 0))
             .filter_map(|(_, id)| self.pel.get(id))
+            .filter(|e| e.nacked)
+    }
+
+    /// Appends the NACK zone in checkpoint form, in zone order: `u32 n | n × (id, u64
+    /// count)`. Kept out of [`encode`](Self::encode) (which lists pending entries under
+    /// their owners) so that checkpoints written before XNACK still read.
+    pub fn encode_nack_zone(&self, out: &mut Vec<u8>) {
+        use crate::engine::codec::Put;
+        out.put_u32v(self.nacked_count() as u32);
+        for e in self.nack_zone() {
+            out.put_id(e.id);
+            out.put_u64v(e.delivery_count);
+        }
+    }
+
+    /// Restores a NACK zone written by [`encode_nack_zone`](Self::encode_nack_zone) at the
+    /// tail of this group's zone; `None` when malformed or when an ID is already pending.
+    pub fn decode_nack_zone(&mut self, r: &mut crate::engine::codec::Reader) -> Option<()> {
+        let n = r.count(24)?;
+        for _ in 0..n {
+            let id = r.id()?;
+            let delivery_count = r.u64()?;
+            if self.pel.contains_key(&id) || delivery_count > MAX_DELIVERY_COUNT {
+                return None;
+            }
+            self.attach(PendingEntry {
+                id,
+                consumer: Bytes::new(),
+                delivery_time_ms: 0,
+                delivery_count,
+                nacked: true,
+                order: 0,
+            });
+        }
+        Some(())
     }
 
     /// The whole PEL, oldest delivery first (ties in the order they got their time): the
@@ -787,6 +952,7 @@ impl ConsumerGroup {
                     consumer: name.clone(),
                     delivery_time_ms: r.u64()?,
                     delivery_count: r.u64()?,
+                    nacked: false,
                     order: 0,
                 };
                 if g.pel.contains_key(&entry.id) {
@@ -838,8 +1004,10 @@ impl ConsumerGroup {
         self.journal.0.push((id, false));
         self.by_delivery_time
             .remove(&(entry.delivery_time_ms, entry.order));
-        if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
-            owner.pending.remove(&id);
+        if !entry.nacked {
+            if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
+                owner.pending.remove(&id);
+            }
         }
         Some(entry)
     }
@@ -851,7 +1019,9 @@ impl ConsumerGroup {
         self.next_order += 1;
         self.by_delivery_time
             .insert((entry.delivery_time_ms, entry.order), entry.id);
-        if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
+        if entry.nacked {
+            // Owned by no consumer: only the group PEL and the time index know it.
+        } else if let Some(owner) = self.consumers.get_mut(&entry.consumer) {
             owner.pending.insert(entry.id);
         } else {
             let mut owner = Consumer::new(entry.consumer.clone(), entry.delivery_time_ms);
@@ -895,13 +1065,18 @@ mod tests {
     fn check_views(g: &ConsumerGroup) {
         assert_eq!(g.pel.len(), g.by_delivery_time.len());
         let owned: usize = g.consumers.values().map(|c| c.pending.len()).sum();
-        assert_eq!(owned, g.pel.len());
+        assert_eq!(owned + g.nacked_count(), g.pel.len());
         for e in g.pel.values() {
             assert_eq!(
                 g.by_delivery_time.get(&(e.delivery_time_ms, e.order)),
                 Some(&e.id)
             );
-            assert!(g.consumers[&e.consumer].pending.contains(&e.id));
+            if e.nacked {
+                assert_eq!((e.delivery_time_ms, e.consumer.len()), (0, 0));
+                assert!(g.consumers.values().all(|c| !c.pending.contains(&e.id)));
+            } else {
+                assert!(g.consumers[&e.consumer].pending.contains(&e.id));
+            }
         }
     }
 
@@ -1215,6 +1390,69 @@ mod tests {
         g.redeliver(id(1, 0), 6);
         let count = g.pending_entry(id(1, 0)).map(|e| e.delivery_count);
         assert_eq!(count, Some(i64::MAX as u64));
+    }
+
+    #[test]
+    fn nack_releases_into_a_fifo_zone_that_checkpoints_in_order() {
+        let mut g = ConsumerGroup::new(id(0, 0), None);
+        let alice = name("alice");
+        g.touch_consumer(&alice, 100);
+        for ms in 1..=4 {
+            g.deliver(id(ms, 0), &alice, 100 + ms);
+        }
+        let nack = |mode, retry_count, force| NackOptions {
+            mode,
+            retry_count,
+            force,
+        };
+        assert!(g.nack(id(3, 0), true, &nack(NackMode::Fail, None, false)));
+        assert!(g.nack(id(1, 0), true, &nack(NackMode::Silent, None, false)));
+        assert!(g.nack(id(2, 0), true, &nack(NackMode::Fatal, Some(7), false)));
+        // Re-NACK moves to the end; not pending without FORCE, or not in the stream, is
+        // skipped; FORCE creates an unowned entry from 0.
+        assert!(g.nack(id(3, 0), true, &nack(NackMode::Fatal, None, false)));
+        assert!(!g.nack(id(9, 0), true, &nack(NackMode::Fail, None, false)));
+        assert!(!g.nack(id(9, 0), false, &nack(NackMode::Fail, None, true)));
+        assert!(g.nack(id(8, 0), true, &nack(NackMode::Silent, None, true)));
+        check_views(&g);
+        let zone: Vec<(StreamId, u64)> = g.nack_zone().map(|e| (e.id, e.delivery_count)).collect();
+        let expected = vec![
+            (id(1, 0), 0),
+            (id(2, 0), 7),
+            (id(3, 0), MAX_DELIVERY_COUNT),
+            (id(8, 0), 0),
+        ];
+        assert_eq!(zone, expected);
+        assert_eq!(g.consumer(b"alice").map(Consumer::pending_count), Some(1));
+        // The zone comes first for an idle scan, whatever the min-idle.
+        let idle: Vec<StreamId> = g.idle_entries(u64::MAX, 200).map(|e| e.id).collect();
+        assert_eq!(idle, vec![id(1, 0), id(2, 0), id(3, 0), id(8, 0)]);
+        // Checkpoint form: owners in `encode`, the zone in order beside it.
+        let mut bytes = Vec::new();
+        g.encode(&mut bytes);
+        g.encode_nack_zone(&mut bytes);
+        let mut r = crate::engine::codec::Reader::new(Bytes::from(bytes));
+        let mut back = ConsumerGroup::decode(&mut r).expect("group");
+        back.decode_nack_zone(&mut r).expect("zone");
+        assert!(r.is_empty());
+        check_views(&back);
+        let zone_back: Vec<(StreamId, u64)> =
+            back.nack_zone().map(|e| (e.id, e.delivery_count)).collect();
+        assert_eq!(zone_back, expected);
+        // A claim takes a NACKed entry whatever its idle time and gives it an owner.
+        let opts = ClaimOptions {
+            min_idle_ms: u64::MAX,
+            delivery_time_ms: 300,
+            retry_count: None,
+            force: false,
+            just_id: false,
+        };
+        assert_eq!(
+            g.claim(id(2, 0), &alice, true, &opts, 300),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(g.pending_entry(id(2, 0)).map(|e| e.delivery_count), Some(8));
+        check_views(&g);
     }
 
     #[test]

@@ -59,6 +59,7 @@
 //! | 42 | `IdmpProducer` | key, pid |
 //! | 43 | `IdmpConfig` | key, u64 duration_s, u64 max_entries |
 //! | 44 | `IdmpExpire` | key, u64 now_ms |
+//! | 45 | `Nack` | key, group, u8 mode (0 silent, 1 fail, 2 fatal), opt retry_count, u8 force, ids |
 //!
 //! XREADGROUP … CLAIM (Redis 8.4) adds no op: per stream it logs a `Claim` of exactly the
 //! IDs it took over (min-idle 0, delivery time = the command's time, no FORCE/JUSTID/
@@ -72,7 +73,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::engine::codec::Reader;
 use crate::engine::error::StreamError;
-use crate::engine::group::{AutoClaim, AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup};
+use crate::engine::group::{
+    AutoClaim, AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup, NackMode, NackOptions,
+};
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::idmp::{IdmpError, Recorded};
 use crate::engine::index::{NodeLimits, TrimRule};
@@ -226,6 +229,14 @@ pub enum Op {
         last_id: Option<StreamId>,
         ids: Vec<StreamId>,
     },
+    /// XNACK (Redis 8.8): these IDs released into the group's NACK zone, in order. Needs
+    /// no time: a NACKed entry's delivery time is 0 whenever it happens.
+    Nack {
+        key: Bytes,
+        group: Bytes,
+        opts: NackOptions,
+        ids: Vec<StreamId>,
+    },
     /// XAUTOCLAIM, with the command's time and arguments.
     AutoClaim {
         key: Bytes,
@@ -290,6 +301,7 @@ impl Op {
             Op::Ack { .. } => "Ack",
             Op::Claim { .. } => "Claim",
             Op::AutoClaim { .. } => "AutoClaim",
+            Op::Nack { .. } => "Nack",
             Op::IdmpRecord { .. } => "IdmpRecord",
             Op::IdmpDuplicate { .. } => "IdmpDuplicate",
             Op::IdmpProducer { .. } => "IdmpProducer",
@@ -721,6 +733,29 @@ impl Keyspace {
                 }
                 Ok(Applied::Claims(outcomes))
             }
+            Op::Nack {
+                key,
+                group,
+                opts,
+                ids,
+            } => {
+                let stream = self.stream_for_op(db, key)?;
+                let present: Vec<bool> = ids.iter().map(|id| stream.contains(*id)).collect();
+                let mut g =
+                    stream
+                        .groups
+                        .get_mut(&group[..])
+                        .ok_or_else(|| ApplyError::NoGroup {
+                            key: text(key),
+                            group: text(group),
+                        })?;
+                let nacked = ids
+                    .iter()
+                    .zip(present)
+                    .filter(|(id, in_stream)| g.nack(**id, *in_stream, opts))
+                    .count();
+                Ok(changed(nacked as u64))
+            }
             Op::AutoClaim {
                 key,
                 group,
@@ -883,6 +918,7 @@ mod tag {
     pub const IDMPPRODUCER: u8 = 42;
     pub const IDMPCONFIG: u8 = 43;
     pub const IDMPEXPIRE: u8 = 44;
+    pub const NACK: u8 = 45;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -1003,6 +1039,20 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
                 e.u8(tag::DELETEREFS);
                 e.bytes(key);
                 e.u8(policy.code());
+                e.ids(ids);
+            }
+            Op::Nack {
+                key,
+                group,
+                opts,
+                ids,
+            } => {
+                e.u8(tag::NACK);
+                e.bytes(key);
+                e.bytes(group);
+                e.u8(opts.mode.code());
+                e.opt(opts.retry_count);
+                e.u8(u8::from(opts.force));
                 e.ids(ids);
             }
             Op::AckDelete {
@@ -1386,6 +1436,20 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
             policy: RefPolicy::from_code(d.u8()?)?,
             ids: d.ids()?,
         },
+        tag::NACK => Op::Nack {
+            key: d.bytes()?,
+            group: d.bytes()?,
+            opts: NackOptions {
+                mode: NackMode::from_code(d.u8()?)?,
+                retry_count: d.opt()?,
+                force: match d.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                },
+            },
+            ids: d.ids()?,
+        },
         tag::SETID => Op::SetId {
             key: d.bytes()?,
             last: d.id()?,
@@ -1614,6 +1678,16 @@ mod tests {
                 group: b("g"),
                 policy: RefPolicy::DelRef,
                 ids: vec![id, StreamId::MAX],
+            },
+            Op::Nack {
+                key: b("s"),
+                group: b("g"),
+                opts: NackOptions {
+                    mode: NackMode::Fatal,
+                    retry_count: Some(7),
+                    force: true,
+                },
+                ids: vec![id, id, StreamId::MAX],
             },
             Op::SetId {
                 key: b("s"),

@@ -7,7 +7,8 @@
 //! entry, as binary `State` records (`replay::apply_state` reads them). Tombstones,
 //! consumers' seen/active times and pending entries of deleted entries survive as they
 //! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`. A stream's
-//! IDMP history, limits and counters follow as one optional `IDMP` state record.
+//! IDMP history, limits and counters follow as one optional `IDMP` state record, and each
+//! group's XNACK zone (Redis 8.8) as one optional `NACK` record per group that has one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -77,6 +78,14 @@ fn stream_state(
     if !s.idmp().is_default() {
         let header = state_header(state_tag::IDMP, db, key);
         for rec in s.idmp().encode_chunks(&header, IDMP_RECORD_BYTES) {
+            w.add_state(&rec);
+        }
+    }
+    for (name, g) in s.groups.iter() {
+        if g.nacked_count() > 0 {
+            let mut rec = state_header(state_tag::NACK, db, key);
+            rec.put_bytes(name);
+            g.encode_nack_zone(&mut rec);
             w.add_state(&rec);
         }
     }

@@ -146,6 +146,10 @@ pub mod state_tag {
     /// idempotent-production state differs from a fresh stream's, so checkpoints of
     /// releases before it (which have no such record) load as streams without IDMP history.
     pub const IDMP: u8 = 8;
+    /// `u16 db | key | group | NACK zone` (`ConsumerGroup::encode_nack_zone`: the group's
+    /// XNACKed entries in zone order), after the stream's `META`: written only for groups
+    /// with NACKed entries, so checkpoints of releases before XNACK load unchanged.
+    pub const NACK: u8 = 9;
 }
 
 /// Applies one binary state record of a checkpoint (start-up).
@@ -164,6 +168,13 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
         state_tag::NODES => stream.index_mut().decode_nodes(&mut r),
         state_tag::META => stream.decode_meta(&mut r),
         state_tag::IDMP => stream.idmp_mut().decode_chunk(&mut r),
+        state_tag::NACK => r.bytes().and_then(|group| {
+            // Through the groups' guard, so the stream's referenced-entries index counts them.
+            stream
+                .groups
+                .get_mut(&group[..])
+                .and_then(|mut g| g.decode_nack_zone(&mut r))
+        }),
         _ => None,
     };
     let has_iids = tag == state_tag::IDMP
