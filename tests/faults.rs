@@ -334,3 +334,42 @@ fn server_with_failing_fsync_refuses_writes_and_reads_and_loses_nothing() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The background zero fill ahead of the records (preallocation) shares the segment file
+/// with them: its failed fsync may have dropped their pages too, so it poisons the log like
+/// a failed commit, and every record acknowledged before is still there after a restart.
+#[tokio::test]
+async fn failed_fsync_of_the_preallocated_space_poisons_the_log() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tmp("prealloc");
+    let (log, _) = Log::open(&dir, opts()).expect("open");
+    fail::cfg("log::prealloc_fsync", "return").expect("failpoint");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut acked = 0;
+    let mut error = None;
+    while Instant::now() < deadline {
+        let lsn = match log.append(&record(acked)) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        };
+        match log.wait_durable(lsn).await {
+            Ok(()) => acked += 1,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let error = error.expect("the failed zero fill never poisoned the log");
+    assert!(is_poisoned(&error), "{error}");
+    log.close();
+    drop(log);
+    fail::remove("log::prealloc_fsync");
+    // The record whose wait saw the poison may or may not have reached the file.
+    assert_recovered(&dir, acked, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    scenario.teardown();
+}

@@ -799,7 +799,7 @@ fn preallocate(inner: &Inner) {
     let mut at = p.end;
     while at < target {
         let n = (target - at).min(ZEROS.len() as u64) as usize;
-        if let Err(e) = write_buf(&p.file, &ZEROS[..n], at) {
+        if let Err(e) = write_zeros(&p.file, &ZEROS[..n], at) {
             tracing::warn!(
                 "Preallocating {} failed ({}): records now grow the file as they are written",
                 p.path.display(),
@@ -811,7 +811,7 @@ fn preallocate(inner: &Inner) {
         }
         at += n as u64;
     }
-    if let Err(e) = sync_file(&p.file) {
+    if let Err(e) = sync_zeros(&p.file) {
         let what = format!("fsync of {} failed: {}", p.path.display(), e);
         drop(p);
         poison(inner, what);
@@ -860,6 +860,25 @@ fn write_buf(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
         "injected write failure"
     )));
     file.write_all_at(buf, offset)
+}
+
+/// The zero fill's write and fsync, with failpoints of their own (`log::prealloc_write`,
+/// `log::prealloc_fsync`) so fault tests that count the records' writes and fsyncs are not
+/// thrown off by the background thread.
+fn write_zeros(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("log::prealloc_write", |_| Err(std::io::Error::other(
+        "injected write failure"
+    )));
+    file.write_all_at(buf, offset)
+}
+
+fn sync_zeros(file: &File) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("log::prealloc_fsync", |_| Err(std::io::Error::other(
+        "injected fsync failure"
+    )));
+    file.sync_data()
 }
 
 fn sync_file(file: &File) -> std::io::Result<()> {
