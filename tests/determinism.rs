@@ -712,7 +712,9 @@ fn run_workload(server: &TestServer, seed: u64) {
     // stream too (two new entries, NACKed with FORCE in zone order newest first), so the
     // checkpoint and the log carry some.
     for key in &KEYS[..4] {
-        main.cmd(&["XGROUP", "CREATE", key, "g1", "0"]);
+        // A short TTL could expire the stream (and g1 with it) between these commands.
+        main.cmd(&["PERSIST", key]);
+        main.cmd(&["XGROUP", "CREATE", key, "g1", "0", "MKSTREAM"]);
         let mut ids = Vec::new();
         for _ in 0..2 {
             let reply = main.cmd(&["XADD", key, "*", "f", "nack"]);
