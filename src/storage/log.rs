@@ -301,12 +301,13 @@ impl Log {
                     .open(&last.path)
                     .map_err(|e| StorageError::io(&last.path, e))?;
                 // Records end where recovery found their end; what follows (if anything)
-                // is zeros preallocated before a crash, written over from here on.
+                // is zeros preallocated before a crash, written over from here on. A segment
+                // whose header was torn has just been given a fresh one: records go after it.
                 Active {
                     number: last.number,
                     file: Arc::new(file),
                     path: last.path.clone(),
-                    len: last.valid_len,
+                    len: last.valid_len.max(SEGMENT_HEADER_LEN as u64),
                 }
             }
             None => create_segment(dir, rec.checkpoint.as_ref().map_or(1, |c| c.1.max(1)))?,
@@ -1263,6 +1264,30 @@ mod tests {
         assert!(damage.torn_tail, "{damage:?}");
         assert_eq!(damage.offset, last_at as u64);
         assert_eq!(rec.ops.len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A newest segment whose header was torn (cut inside its 16 bytes) gets a fresh header
+    /// at start-up, and the log goes on after it — not over it (found by the recovery fuzzer
+    /// when the log first took its end from recovery instead of the file's length).
+    #[tokio::test]
+    async fn torn_header_is_rewritten_and_records_go_after_it() {
+        let dir = tmp("tornheader");
+        two_segments(&dir).await;
+        let in_1 = batches_in_segment_1(&dir);
+        std::fs::write(segment_path(&dir, 2), &recovery::segment_header(2)[..7]).unwrap();
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches.len(), in_1);
+        let lsn = log.append(&cmd(7)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        log.close();
+        drop(log);
+        let rec = recovery::read_log(&dir).unwrap();
+        assert!(rec.damage.is_none(), "{:?}", rec.damage);
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches.len(), in_1 + 1);
+        assert_eq!(batches[in_1], cmd(7));
+        log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
