@@ -2,8 +2,8 @@
 //!
 //! Each cycle starts the real `rill` binary on a free port and the same data directory, runs
 //! concurrent load from several connections (XADD, XREADGROUP `>`, history and `CLAIM 0`, XACK,
-//! XCLAIM, XGROUP CREATE/SETID/CREATECONSUMER, XTRIM MINID, XDELEX and XACKDEL with ACKED or
-//! DELREF, and MULTI/EXEC pairs), SIGKILLs the server at a random
+//! XCLAIM, XNACK FAIL, XGROUP CREATE/SETID/CREATECONSUMER, XTRIM MINID, XDELEX and XACKDEL with
+//! ACKED or DELREF, and MULTI/EXEC pairs), SIGKILLs the server at a random
 //! moment, runs `rill check` on the directory, restarts the server and compares what it
 //! serves with a model built only from ACKNOWLEDGED replies.
 //!
@@ -319,6 +319,12 @@ enum Cmd {
         group: String,
         consumer: String,
     },
+    /// `XNACK key group FAIL IDS n id…`: each pending ID (duplicates each time) loses its
+    /// owner and keeps its delivery count; claims and CLAIM reads take it back.
+    Nack {
+        group: String,
+        ids: Vec<Id>,
+    },
 }
 
 /// What a worker sends as one unit: one command, or several inside MULTI/EXEC.
@@ -454,6 +460,12 @@ impl Cmd {
                     policy(*delref),
                     b"IDS",
                 ]);
+                a.push(ids.len().to_string().into_bytes());
+                a.extend(ids.iter().map(|i| i.bytes()));
+                a
+            }
+            Cmd::Nack { group, ids } => {
+                let mut a = argv(&[b"XNACK", own.as_bytes(), group.as_bytes(), b"FAIL", b"IDS"]);
                 a.push(ids.len().to_string().into_bytes());
                 a.extend(ids.iter().map(|i| i.bytes()));
                 a
@@ -805,6 +817,17 @@ impl StreamModel {
                     out.push(Resp::Int(1));
                 }
                 Ok(Resp::Array(Some(out)))
+            }
+            Cmd::Nack { group, ids } => {
+                let g = self.groups.get_mut(group).ok_or("no group")?;
+                let mut n = 0;
+                for id in ids {
+                    if let Some((c, _)) = g.pel.get_mut(id) {
+                        c.clear();
+                        n += 1;
+                    }
+                }
+                Ok(Resp::Int(n))
             }
             Cmd::ClaimRead { group, consumer } => {
                 let entries = &self.entries;
@@ -1336,6 +1359,23 @@ impl Worker {
                 group,
                 consumer: self.consumer(),
             },
+            (98..=99, Some(group)) => {
+                let mut ids = self.pending_ids(&group, 3);
+                if ids.is_empty() {
+                    return Cmd::CreateConsumer {
+                        group,
+                        consumer: self.consumer(),
+                    };
+                }
+                if self.rng.gen_bool(0.2) {
+                    // Counted twice, as Redis does.
+                    ids.push(ids[0]);
+                }
+                if self.rng.gen_bool(0.1) {
+                    ids.push(Id(1, self.rng.gen_range(0..1000)));
+                }
+                Cmd::Nack { group, ids }
+            }
             (_, Some(group)) => Cmd::CreateConsumer {
                 group,
                 consumer: self.consumer(),
