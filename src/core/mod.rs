@@ -310,17 +310,17 @@ impl Ctx<'_> {
     /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key
     /// by the same command.
     fn trims_own_append(&self, op: &Op) -> bool {
+        let op = match op {
+            Op::TrimEntries { key, .. } => key,
+            Op::Trim { key, .. } => key,
+            _ => return false,
+        };
         let own = &self.props.ops[self.props.command_start.min(self.props.ops.len())..];
         // An XADD IDMP logs its IID record between the append and the trim.
         let last = own
             .iter()
             .rev()
             .find(|o| !matches!(o.op, Op::IdmpRecord { .. }));
-        let op = match op {
-            Op::TrimEntries { key, .. } => key,
-            Op::Trim { key, .. } => key,
-            _ => return false,
-        };
         match (op, last) {
             (
                 key,
