@@ -204,7 +204,7 @@ fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
                 w.end += len;
                 // Zeros after a seal: preallocated space a crash kept from being cut
                 // (start-up accepts them too).
-                if data[w.end..to].iter().all(|&b| b == 0) {
+                if recovery::all_zero(&data[w.end..to]) {
                     break;
                 }
             }

@@ -470,13 +470,21 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
     if due.is_empty() {
         return Ok(());
     }
-    let limits = shared.node_limits();
     for (db, key) in due {
-        let mut op = Op::IdmpExpire { key, now_ms };
-        match state.ks.apply(db, &mut op, limits) {
-            Ok(Applied::Unchanged) => {}
-            Ok(_) => state.props.push(db, op),
-            Err(e) => tracing::warn!("IDMP sweep: {e}"),
+        let mut ctx = Ctx {
+            ks: &mut state.ks,
+            shared,
+            db,
+            proto: 2,
+            client_id: 0,
+            now_ms,
+            in_multi: false,
+            blocking: None,
+            props: &mut state.props,
+        };
+        // Expiry is housekeeping, not a change a client made: no dirty count.
+        if let Err(e) = ctx.apply_counted(Op::IdmpExpire { key, now_ms }, Some(0)) {
+            tracing::warn!("IDMP sweep: {e}");
         }
     }
     commit(shared, state).map(|_| ())

@@ -573,7 +573,7 @@ fn read_segment(
 }
 
 /// Whether every byte is zero (a word at a time: a preallocated tail can be megabytes).
-fn all_zero(bytes: &[u8]) -> bool {
+pub fn all_zero(bytes: &[u8]) -> bool {
     let words = bytes.chunks_exact(8);
     let tail = words.remainder();
     words
@@ -585,12 +585,22 @@ fn all_zero(bytes: &[u8]) -> bool {
 /// Whether a segment file holds no records: nothing after its header but preallocated
 /// zeros (the log may preallocate a new segment before anything is written to it).
 fn holds_no_records(path: &Path) -> bool {
-    match fs::metadata(path) {
-        Ok(m) if m.len() <= SEGMENT_HEADER_LEN as u64 => true,
-        Ok(_) => fs::read(path)
-            .map(|d| all_zero(&d[SEGMENT_HEADER_LEN.min(d.len())..]))
-            .unwrap_or(false),
-        Err(_) => false,
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    if f.seek(SeekFrom::Start(SEGMENT_HEADER_LEN as u64)).is_err() {
+        return false;
+    }
+    // A chunk at a time, stopping at the first record byte: the file can be a whole
+    // segment long.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) if all_zero(&buf[..n]) => {}
+            _ => return false,
+        }
     }
 }
 
