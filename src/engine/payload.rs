@@ -259,6 +259,10 @@ struct Inner {
     /// went. Rare; rewritten into the slots at the next checkpoint load.
     forwarded: HashMap<u64, u64>,
     next_resident: u64,
+    /// Where the next inserted payload already is in the log (replay): position, length.
+    preset: Option<(u64, u32, u32)>,
+    /// The preset was taken by an insert.
+    preset_taken: bool,
     arena: Arena,
     cache: Cache,
     cache_bytes: usize,
@@ -302,9 +306,33 @@ impl PayloadStore {
         self.evict();
     }
 
+    /// Replay: the next [`PayloadStore::insert`] is of a payload already in the log at
+    /// `at` (`len` packed bytes with checksum `crc`, computed by the caller over those
+    /// bytes in one pass), so it gets that position at once — no copy, no resident stage,
+    /// no cache entry (replay fills no cache: most of what it reads is old).
+    /// [`PayloadStore::take_preset`] says afterwards whether an insert used it.
+    pub fn preset(&self, at: u64, len: u32, crc: u32) {
+        let mut inner = self.inner.lock();
+        inner.preset = Some((at, len, crc));
+        inner.preset_taken = false;
+    }
+
+    /// True when an insert took the preset position; clears it either way.
+    pub fn take_preset(&self) -> bool {
+        let mut inner = self.inner.lock();
+        inner.preset = None;
+        std::mem::take(&mut inner.preset_taken)
+    }
+
     /// Takes a new entry's fields; the handle is resident until [`PayloadStore::locate`].
     pub fn insert(&self, fields: &[Bytes]) -> PayloadHandle {
         let mut inner = self.inner.lock();
+        if let Some((at, len, crc)) = inner.preset.take() {
+            if packed_len(fields) == len as usize {
+                inner.preset_taken = true;
+                return PayloadHandle { at, len, crc };
+            }
+        }
         let data = inner.arena.pack(fields);
         inner.next_resident = (inner.next_resident + 1) & !RESIDENT;
         let key = inner.next_resident;

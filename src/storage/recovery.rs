@@ -332,11 +332,14 @@ fn read_segments(
         return Ok(());
     }
     let count = segments.len();
+    // One buffer for every segment, taken back after each when nothing kept a slice of
+    // it: a fresh 64 MiB allocation per segment spent a fifth of replay in page faults.
+    let mut spare: Vec<u8> = Vec::new();
     for (i, (number, path)) in segments.iter().enumerate() {
         let last = i + 1 == count;
         // The next segment holds no records: a crash may have cut the roll that made it.
         let next_is_empty_tail = i + 2 == count && holds_no_records(&segments[i + 1].1);
-        let data = Bytes::from(fs::read(path).map_err(|e| StorageError::io(path, e))?);
+        let data = read_into(path, std::mem::take(&mut spare))?;
         let later = &segments[i + 1..];
         let end = read_segment(
             *number,
@@ -348,6 +351,10 @@ fn read_segments(
             sink,
             dir,
         )?;
+        let v2 = segment_version(&data).is_some_and(|v| v >= 2);
+        if let Ok(buf) = data.try_into_mut() {
+            spare = buf.into();
+        }
         match end {
             End::Damaged => return Ok(()),
             End::Sealed(at) if last => {
@@ -374,7 +381,6 @@ fn read_segments(
             End::Open(_) if last => {}
             End::Open(end) => {
                 let next = later[0].0;
-                let v2 = segment_version(&data).is_some_and(|v| v >= 2);
                 if next != number + 1 {
                     let reason = format!(
                         "segment {} is missing: the log jumps from segment {number} to {next}",
@@ -404,6 +410,19 @@ fn read_segments(
         }
     }
     Ok(())
+}
+
+/// The whole file at `path`, read into `buf` (emptied first; its allocation reused).
+fn read_into(path: &Path, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
+    use std::io::Read;
+    buf.clear();
+    let mut file = fs::File::open(path).map_err(|e| StorageError::io(path, e))?;
+    if let Ok(m) = file.metadata() {
+        buf.reserve(usize::try_from(m.len()).unwrap_or(0).saturating_add(1));
+    }
+    file.read_to_end(&mut buf)
+        .map_err(|e| StorageError::io(path, e))?;
+    Ok(Bytes::from(buf))
 }
 
 /// Sets the valid length of the segment just read (the last in `rec.segments`).
