@@ -129,7 +129,8 @@ pub fn load(
             ));
         }
         // The clock read only every 256 records: per record it showed in replay profiles.
-        if records % 256 == 0 && last_report.elapsed() >= std::time::Duration::from_secs(1) {
+        if records.is_multiple_of(256) && last_report.elapsed() >= std::time::Duration::from_secs(1)
+        {
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
                 "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
