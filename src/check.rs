@@ -408,6 +408,9 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
         let pos = match &item {
             recovery::Replay::Batch { pos, .. } | recovery::Replay::Ops { pos, .. } => *pos,
             recovery::Replay::State(_) => None,
+            // Checked by `check_raft` (framing and index contiguity); what an entry's data
+            // means is applied only by a cluster node once it is committed.
+            recovery::Replay::Raft { .. } => return Ok(()),
         };
         let errors = crate::persist::replay::replay(&shared, item);
         if let Some(error) = errors.into_iter().next() {

@@ -56,6 +56,11 @@ pub fn replay(shared: &Shared, item: Replay) -> Vec<String> {
         Replay::Ops { payload, pos } => replay_ops(shared, &payload, pos),
         Replay::Batch { commands, pos } => super::format1::replay_batch(shared, commands, pos),
         Replay::State(data) => apply_state(shared, data).err().into_iter().collect(),
+        // The single-node server never writes Raft records: a directory that has them
+        // belongs to a cluster node, whose entries apply only once committed.
+        Replay::Raft { .. } => vec![
+            "a Raft log record: this data directory belongs to a cluster node and cannot be opened by a single-node server".into(),
+        ],
     }
 }
 

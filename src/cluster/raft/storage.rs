@@ -1,0 +1,216 @@
+//! raft-rs's [`Storage`] over the Raft log kept in Rill's segmented log
+//! ([`crate::storage::raftlog::RaftLog`]): the log *is* the Raft log, one record per entry,
+//! with no second write-ahead log (design scale-out.md §3.3).
+//!
+//! **Crate features.** `raft` 0.7 is built with `default-features = false, features =
+//! ["protobuf-codec"]`. `protobuf-codec` builds its message types with `protobuf-build`,
+//! which runs the `protoc` bundled inside that crate for linux-x86_64 (no system `protoc`,
+//! no network); `prost-codec` needs a system `protoc` (there is none here) and brings a
+//! second protobuf stack. `default-logger` is left out: it pulls `slog-term`/`slog-envlogger`
+//! for a logger Rill does not use (the driver will pass its own `slog::Logger`, bridged to
+//! `tracing`).
+//!
+//! **Semantics** follow raft-rs's `MemStorage` (checked against it by the oracle test
+//! below), with these differences, each on purpose:
+//! - `term(first_index - 1)` after a purge returns the purged entry's term (the trait's own
+//!   contract: "the term of the entry before first_index is retained"); `MemStorage`, whose
+//!   `compact` forgets it, answers `Compacted`, which makes a leader send a snapshot where
+//!   entries would do.
+//! - Purging every entry (`compact(last_index + 1)`) keeps `first_index = last_index + 1`;
+//!   `MemStorage` then falls back to its snapshot's index, moving `first_index` backwards.
+//! - `entries` with `high > last_index + 1` returns `Unavailable` instead of panicking, and
+//!   an empty range of an empty log returns no entries instead of panicking.
+//! - Appends that would leave a hole, overwrite purged entries, or truncate committed ones
+//!   are refused with an error (`MemStorage` panics or, for the last, allows it).
+//! - `snapshot` returns `SnapshotTemporarilyUnavailable` for now: a snapshot is a
+//!   checkpoint plus the segments it keeps, shipped by step I (design §3.8). raft-rs retries
+//!   later, so a follower that needs a snapshot waits until then.
+
+use std::path::Path;
+
+use ::raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
+use ::raft::{GetEntriesContext, RaftState, Storage};
+use protobuf::Message as _;
+
+use crate::storage::log::LogOptions;
+use crate::storage::raft_record::{ConfStateRecord, EntryKind, HardStateRecord, RaftEntryRecord};
+use crate::storage::raftlog::{RaftLog, RaftLogError};
+use crate::storage::recovery::BatchSink;
+use crate::storage::StorageError;
+
+/// raft-rs's storage over a data directory's log.
+pub struct LogStorage {
+    log: RaftLog,
+}
+
+/// A storage error in raft's terms: `Compacted` and `Unavailable` as raft-rs expects
+/// them, everything else (I/O, damage, refused operations) as `Other`.
+fn to_raft(e: RaftLogError) -> ::raft::Error {
+    use ::raft::StorageError as S;
+    ::raft::Error::Store(match e {
+        RaftLogError::Compacted { .. } => S::Compacted,
+        RaftLogError::Unavailable { .. } => S::Unavailable,
+        e => S::Other(Box::new(e)),
+    })
+}
+
+/// The stored form of a raft entry.
+pub fn entry_record(e: &Entry) -> RaftEntryRecord {
+    RaftEntryRecord {
+        term: e.term,
+        index: e.index,
+        kind: match e.get_entry_type() {
+            EntryType::EntryNormal => EntryKind::Normal,
+            EntryType::EntryConfChange => EntryKind::ConfChange,
+            EntryType::EntryConfChangeV2 => EntryKind::ConfChangeV2,
+        },
+        context: e.context.clone(),
+        data: e.data.clone(),
+    }
+}
+
+/// The raft entry of a stored one.
+pub fn entry(r: &RaftEntryRecord) -> Entry {
+    let mut e = Entry {
+        term: r.term,
+        index: r.index,
+        context: r.context.clone(),
+        data: r.data.clone(),
+        ..Default::default()
+    };
+    e.set_entry_type(match r.kind {
+        EntryKind::Normal => EntryType::EntryNormal,
+        EntryKind::ConfChange => EntryType::EntryConfChange,
+        EntryKind::ConfChangeV2 => EntryType::EntryConfChangeV2,
+    });
+    e
+}
+
+fn hard_state_record(h: &HardState) -> HardStateRecord {
+    HardStateRecord {
+        term: h.term,
+        vote: h.vote,
+        commit: h.commit,
+    }
+}
+
+fn conf_state(c: &ConfStateRecord) -> ConfState {
+    ConfState {
+        voters: c.voters.clone(),
+        learners: c.learners.clone(),
+        voters_outgoing: c.voters_outgoing.clone(),
+        learners_next: c.learners_next.clone(),
+        auto_leave: c.auto_leave,
+        ..Default::default()
+    }
+}
+
+impl LogStorage {
+    /// Opens the log of `dir` (recovering it), handing records that are not Raft's to
+    /// `sink`.
+    pub fn open_with(
+        dir: &Path,
+        opts: LogOptions,
+        sink: &mut BatchSink<'_>,
+    ) -> Result<LogStorage, StorageError> {
+        Ok(LogStorage {
+            log: RaftLog::open(dir, opts, sink)?,
+        })
+    }
+
+    /// Opens the log of `dir`, which holds only Raft records (tests, tools).
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<LogStorage, StorageError> {
+        Self::open_with(dir, opts, &mut |_, _| Ok(()))
+    }
+
+    /// The Raft log underneath.
+    pub fn raft_log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// Writes and syncs what is queued, then stops the log.
+    pub fn close(&self) {
+        self.log.close();
+    }
+
+    /// Persists a Ready's entries and hard state together (one write, one fsync),
+    /// overwriting a conflicting uncommitted suffix.
+    pub fn append(&self, entries: &[Entry], hard_state: Option<&HardState>) -> ::raft::Result<()> {
+        let recs: Vec<RaftEntryRecord> = entries.iter().map(entry_record).collect();
+        self.log
+            .append(&recs, hard_state.map(hard_state_record))
+            .map_err(to_raft)
+    }
+
+    /// Persists a hard state on its own (a Ready with a new commit index but no entries).
+    pub fn set_hard_state(&self, hard_state: &HardState) -> ::raft::Result<()> {
+        self.log
+            .set_hard_state(hard_state_record(hard_state))
+            .map_err(to_raft)
+    }
+
+    /// Persists the configuration a conf change produced.
+    pub fn set_conf_state(&self, cs: &ConfState) -> ::raft::Result<()> {
+        self.log
+            .set_conf_state(ConfStateRecord {
+                voters: cs.voters.clone(),
+                learners: cs.learners.clone(),
+                voters_outgoing: cs.voters_outgoing.clone(),
+                learners_next: cs.learners_next.clone(),
+                auto_leave: cs.auto_leave,
+            })
+            .map_err(to_raft)
+    }
+
+    /// Purges the entries before `compact_index`, which must not pass `applied + 1`.
+    pub fn compact(&self, compact_index: u64, applied: u64) -> ::raft::Result<()> {
+        self.log.compact(compact_index, applied).map_err(to_raft)
+    }
+}
+
+impl Storage for LogStorage {
+    fn initial_state(&self) -> ::raft::Result<RaftState> {
+        let s = self.log.state();
+        let hs = HardState {
+            term: s.hard_state.term,
+            vote: s.hard_state.vote,
+            commit: s.hard_state.commit,
+            ..Default::default()
+        };
+        Ok(RaftState::new(hs, conf_state(&s.conf_state)))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> ::raft::Result<Vec<Entry>> {
+        let max_size = max_size.into().filter(|&m| m != ::raft::NO_LIMIT);
+        // Sized as raft's `limit_size` sizes them: the encoded protobuf message.
+        let recs = self
+            .log
+            .entries(low, high, max_size, |r| u64::from(entry(r).compute_size()))
+            .map_err(to_raft)?;
+        Ok(recs.iter().map(entry).collect())
+    }
+
+    fn term(&self, idx: u64) -> ::raft::Result<u64> {
+        self.log.term(idx).map_err(to_raft)
+    }
+
+    fn first_index(&self) -> ::raft::Result<u64> {
+        Ok(self.log.first_index())
+    }
+
+    fn last_index(&self) -> ::raft::Result<u64> {
+        Ok(self.log.last_index())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
+        Err(::raft::Error::Store(
+            ::raft::StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
