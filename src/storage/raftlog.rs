@@ -255,6 +255,18 @@ impl RaftIndex {
         Ok(())
     }
 
+    /// The records that restate the current hard state, conf state and purge point.
+    fn restatement(&self) -> Vec<RaftRecord> {
+        let mut recs = vec![
+            RaftRecord::HardState(self.hard_state),
+            RaftRecord::ConfState(self.conf_state.clone()),
+        ];
+        if self.compacted.index > 0 && self.compacted.term > 0 {
+            recs.push(RaftRecord::Compact(self.compacted));
+        }
+        recs
+    }
+
     /// (first index, last index).
     pub fn bounds(&self) -> (u64, u64) {
         (self.first_index(), self.last_index())
@@ -289,18 +301,80 @@ impl RaftLog {
             Replay::Raft { record, pos } => index.observe(dir, record, pos, len),
             other => sink(other, len),
         })?;
-        if let Err(e) = index.finish(dir) {
-            log.close();
-            return Err(e);
-        }
         let reader = SegmentReader::new(dir.to_path_buf());
         reader.set_written(log.written_handle());
-        Ok(RaftLog {
+        let raft = RaftLog {
             log,
             reader,
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
-        })
+        };
+        let checked = raft
+            .finish_truncation()
+            .and_then(|()| raft.index.lock().finish(dir));
+        if let Err(e) = checked {
+            raft.log.close();
+            return Err(e);
+        }
+        Ok(raft)
+    }
+
+    /// Completes a truncation a crash interrupted (its intent file is still there): cuts
+    /// what is left of the old suffix and restates the state it kept, unless the entries
+    /// that replaced the suffix, and so the restated state written before them, are
+    /// already in the log.
+    fn finish_truncation(&self) -> Result<(), StorageError> {
+        let Some(t) = intent::read(&self.dir)? else {
+            return Ok(());
+        };
+        let mut i = self.index.lock();
+        let first = i.first_index();
+        let old_entry = t
+            .index
+            .checked_sub(first)
+            .and_then(|k| i.entries.get(k as usize).map(|l| (k as usize, *l)));
+        let replaced = match old_entry {
+            Some((_, l)) if l.term != t.old_term => true,
+            Some((keep, l)) => {
+                if l.pos != pack_pos(t.at.segment, t.at.offset) {
+                    return Err(RaftIndex::corrupted(
+                        &self.dir,
+                        t.at,
+                        format!(
+                            "an unfinished truncation of the Raft log names this position for entry {}, which is elsewhere",
+                            t.index
+                        ),
+                    ));
+                }
+                for n in self.log.truncate_at(t.at)? {
+                    self.reader.forget(n);
+                }
+                i.entries.truncate(keep);
+                false
+            }
+            None => false,
+        };
+        if !replaced {
+            tracing::warn!(
+                "Finishing a truncation of the Raft log at index {} that a crash interrupted",
+                t.index
+            );
+            self.log.append_raft(&t.restate)?;
+            self.log.sync()?;
+            for r in &t.restate {
+                match r {
+                    RaftRecord::HardState(h) => i.hard_state = *h,
+                    RaftRecord::ConfState(c) => i.conf_state = c.clone(),
+                    RaftRecord::Compact(c) if c.index > i.compacted.index => {
+                        let drop = ((c.index - i.compacted.index) as usize).min(i.entries.len());
+                        i.entries.drain(..drop);
+                        i.compacted = *c;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        intent::remove(&self.dir)
     }
 
     /// The underlying log (for the records that are not Raft's).
@@ -338,6 +412,10 @@ impl RaftLog {
         let i = self.index.lock();
         if idx == i.compacted.index {
             return Ok(i.compacted.term);
+        }
+        if idx == 0 {
+            // Raft's index 0 is before every log, of term 0 (as `MemStorage` answers).
+            return Ok(0);
         }
         if idx < i.compacted.index {
             return Err(RaftLogError::Compacted {
@@ -446,11 +524,23 @@ impl RaftLog {
                     });
                 }
             }
-            if first.index <= i.last_index() {
-                self.truncate_locked(&mut i, first.index)?;
-            }
         }
-        let mut records: Vec<RaftRecord> = entries.iter().cloned().map(RaftRecord::Entry).collect();
+        let truncated = match entries.first() {
+            Some(first) if first.index <= i.last_index() => {
+                self.truncate_locked(&mut i, first.index)?;
+                true
+            }
+            _ => false,
+        };
+        // After a truncation the state records it cut are restated first, in the same
+        // write as the entries (the intent file kept them meanwhile).
+        let restated = if truncated {
+            i.restatement()
+        } else {
+            Vec::new()
+        };
+        let mut records = restated.clone();
+        records.extend(entries.iter().cloned().map(RaftRecord::Entry));
         if let Some(h) = hard_state {
             records.push(RaftRecord::HardState(h));
         }
@@ -459,7 +549,12 @@ impl RaftLog {
         }
         let (_, positions) = self.log.append_raft(&records)?;
         self.log.sync()?;
-        for ((rec, pos), e) in records.iter().zip(&positions).zip(entries) {
+        if truncated {
+            intent::remove(&self.dir)?;
+        }
+        let entry_at = &positions[restated.len()..];
+        let entry_recs = &records[restated.len()..];
+        for ((rec, pos), e) in entry_recs.iter().zip(entry_at).zip(entries) {
             i.entries.push_back(EntryLoc {
                 pos: pack_pos(pos.segment, pos.offset),
                 len: raft_record::encoded_len(rec) as u32,
@@ -486,7 +581,20 @@ impl RaftLog {
             return Ok(());
         };
         let (segment, offset) = unpack_pos(loc.pos);
-        let deleted = self.log.truncate_at(RecordPos { segment, offset })?;
+        let at = RecordPos { segment, offset };
+        // The cut removes state records after `at` too (hard states are written with every
+        // Ready): the intent keeps the current ones durable until they are restated, so a
+        // crash in between never forgets a vote.
+        intent::write(
+            &self.dir,
+            &intent::Intent {
+                index: from,
+                old_term: loc.term,
+                at,
+                restate: i.restatement(),
+            },
+        )?;
+        let deleted = self.log.truncate_at(at)?;
         for n in deleted {
             self.reader.forget(n);
         }
@@ -550,14 +658,7 @@ impl RaftLog {
     /// the checkpoint is published (step I).
     pub fn restate(&self) -> Result<(), RaftLogError> {
         let i = self.index.lock();
-        let mut recs = vec![
-            RaftRecord::HardState(i.hard_state),
-            RaftRecord::ConfState(i.conf_state.clone()),
-        ];
-        if i.compacted.index > 0 {
-            recs.push(RaftRecord::Compact(i.compacted));
-        }
-        self.log.append_raft(&recs)?;
+        self.log.append_raft(&i.restatement())?;
         self.log.sync()?;
         Ok(())
     }
@@ -751,6 +852,39 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn a_vote_written_after_the_cut_survives_the_truncation() {
+        let dir = tmp("vote");
+        let log = open(&dir);
+        log.append(&ents(1, 30, 1), Some(hs(1, 5))).unwrap();
+        log.set_conf_state(ConfStateRecord {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        })
+        .unwrap();
+        log.compact(3, 5).unwrap();
+        let voted = HardStateRecord {
+            term: 2,
+            vote: 3,
+            commit: 5,
+        };
+        log.set_hard_state(voted).unwrap();
+        // All of those records are after entry 10's: the cut removes them from the files.
+        log.append(&ents(10, 11, 2), None).unwrap();
+        log.close();
+        drop(log);
+        let log = open(&dir);
+        assert_eq!(log.state().hard_state, voted);
+        assert_eq!(log.state().conf_state.voters, vec![1, 2, 3]);
+        assert_eq!((log.first_index(), log.last_index()), (3, 11));
+        assert_eq!(log.term(2).unwrap(), 1);
+        assert!(!recovery::log_dir(&dir)
+            .join("raft-truncate.intent")
+            .exists());
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Where each entry's record is, read back from the files.
     fn position_of(log: &RaftLog, idx: u64) -> RecordPos {
         let i = log.index.lock();
@@ -921,24 +1055,168 @@ mod tests {
                 std::fs::copy(&p, recovery::log_dir(to).join(p.file_name().unwrap())).unwrap();
             }
         };
+        let voted = hs(2, 5);
         for steps in 0..=3 * (last - at.segment) as usize {
             snapshot(&dir, &copy);
+            // As `truncate_locked` leaves it: the intent, then some of the cut's steps.
+            intent::write(
+                &copy,
+                &intent::Intent {
+                    index: 10,
+                    old_term: 1,
+                    at,
+                    restate: vec![RaftRecord::HardState(voted)],
+                },
+            )
+            .unwrap();
             partial_truncation(&copy, at.segment, last, at.offset, steps);
             let log = open(&copy);
-            let n = log.last_index();
-            // The old entries up to somewhere at or after the cut, no gap.
-            assert!((9..=60).contains(&n), "after {steps} steps: last index {n}");
-            assert_eq!(all(&log), ents(1, n, 1), "after {steps} steps");
+            // The cut is finished, and the state it could have cut is restated.
+            assert_eq!(all(&log), ents(1, 9, 1), "after {steps} steps");
+            assert_eq!(log.state().hard_state, voted, "after {steps} steps");
             log.append(&ents(10, 12, 2), None).unwrap();
             log.close();
             drop(log);
+            // An intent left behind after the entries that replaced the suffix were
+            // durable (a crash before its removal) cuts nothing.
+            intent::write(
+                &copy,
+                &intent::Intent {
+                    index: 10,
+                    old_term: 1,
+                    at,
+                    restate: vec![RaftRecord::HardState(hs(1, 5))],
+                },
+            )
+            .unwrap();
             let log = open(&copy);
             let mut want = ents(1, 9, 1);
             want.extend(ents(10, 12, 2));
             assert_eq!(all(&log), want, "after {steps} steps");
+            assert_eq!(log.state().hard_state, voted, "after {steps} steps");
             log.close();
         }
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&copy);
+    }
+}
+
+/// The truncation intent: a small file, written (and renamed into place, durably) before a
+/// truncation cuts anything, that keeps the hard state, conf state and purge point the cut
+/// may remove, and says where the cut is. Removed once the state is restated in the log.
+///
+/// ```text
+/// "RILLRTI1" | u64 index | u64 old term | u64 segment | u64 offset | records… | u32 crc32c
+/// ```
+///
+/// The records are Raft records framed as in a segment; the checksum covers everything
+/// before it. A file that fails its checksum is damage (the rename made it whole).
+mod intent {
+    use std::fs;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    use super::super::log::RecordPos;
+    use super::super::raft_record::{self, RaftRecord};
+    use super::super::record::{self, Decoded};
+    use super::super::recovery::log_dir;
+    use super::super::StorageError;
+
+    const MAGIC: &[u8; 8] = b"RILLRTI1";
+
+    pub(super) struct Intent {
+        pub index: u64,
+        pub old_term: u64,
+        pub at: RecordPos,
+        pub restate: Vec<RaftRecord>,
+    }
+
+    fn path(dir: &Path) -> PathBuf {
+        log_dir(dir).join("raft-truncate.intent")
+    }
+
+    fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+        let d = log_dir(dir);
+        fs::File::open(&d)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::io(&d, e))
+    }
+
+    pub(super) fn write(dir: &Path, t: &Intent) -> Result<(), StorageError> {
+        let mut buf = BytesMut::new();
+        buf.put_slice(MAGIC);
+        buf.put_u64_le(t.index);
+        buf.put_u64_le(t.old_term);
+        buf.put_u64_le(t.at.segment);
+        buf.put_u64_le(t.at.offset);
+        for r in &t.restate {
+            raft_record::encode(r, &mut buf);
+        }
+        let crc = crc32c::crc32c(&buf);
+        buf.put_u32_le(crc);
+        let tmp = path(dir).with_extension("tmp");
+        let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+        f.write_all(&buf)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StorageError::io(&tmp, e))?;
+        fs::rename(&tmp, path(dir)).map_err(|e| StorageError::io(path(dir), e))?;
+        sync_dir(dir)
+    }
+
+    pub(super) fn read(dir: &Path) -> Result<Option<Intent>, StorageError> {
+        let p = path(dir);
+        let data = match fs::read(&p) {
+            Ok(d) => Bytes::from(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(&p, e)),
+        };
+        let damaged = |offset: usize, reason: &str| StorageError::Corrupted {
+            file: p.clone(),
+            offset: offset as u64,
+            reason: reason.to_string(),
+            dir: dir.to_path_buf(),
+        };
+        if data.len() < 44 || &data[..8] != MAGIC {
+            return Err(damaged(0, "not a Raft truncation intent"));
+        }
+        let body = data.len() - 4;
+        let stored = u32::from_le_bytes(data[body..].try_into().unwrap_or([0; 4]));
+        if crc32c::crc32c(&data[..body]) != stored {
+            return Err(damaged(body, "checksum mismatch"));
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap_or([0; 8]));
+        let mut restate = Vec::new();
+        let mut off = 40;
+        while off < body {
+            match record::decode(&data.slice(off..body)) {
+                Decoded::Record { kind, payload, len } => {
+                    match raft_record::decode(kind, &payload) {
+                        Some(Ok(r)) => restate.push(r),
+                        _ => return Err(damaged(off, "not a Raft state record")),
+                    }
+                    off += len;
+                }
+                _ => return Err(damaged(off, "record cut short")),
+            }
+        }
+        Ok(Some(Intent {
+            index: u64_at(8),
+            old_term: u64_at(16),
+            at: RecordPos {
+                segment: u64_at(24),
+                offset: u64_at(32),
+            },
+            restate,
+        }))
+    }
+
+    pub(super) fn remove(dir: &Path) -> Result<(), StorageError> {
+        match fs::remove_file(path(dir)) {
+            Ok(()) => sync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io(path(dir), e)),
+        }
     }
 }

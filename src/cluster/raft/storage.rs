@@ -214,3 +214,246 @@ impl Storage for LogStorage {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::log::FsyncPolicy;
+    use ::raft::storage::MemStorage;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+
+    fn opts() -> LogOptions {
+        LogOptions {
+            segment_size: 1024,
+            policy: FsyncPolicy::Always,
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("rill-raftstorage-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn ctx() -> GetEntriesContext {
+        GetEntriesContext::empty(false)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Append `n` entries starting `back` entries before the end (clamped to what may
+        /// be overwritten), with a new term when `bump`, and data of `size` bytes.
+        Append {
+            back: u64,
+            n: u64,
+            bump: bool,
+            size: usize,
+        },
+        /// Move the commit index forward by up to `by`.
+        Commit {
+            by: u64,
+        },
+        /// Purge up to `by` entries past first_index (never past commit + 1, never all).
+        Compact {
+            by: u64,
+        },
+        ConfState {
+            voters: Vec<u64>,
+        },
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0u64..6, 1u64..6, any::<bool>(), 0usize..300)
+                .prop_map(|(back, n, bump, size)| Step::Append { back, n, bump, size }),
+            2 => (0u64..8).prop_map(|by| Step::Commit { by }),
+            2 => (0u64..6).prop_map(|by| Step::Compact { by }),
+            1 => proptest::collection::vec(1u64..6, 0..4).prop_map(|voters| Step::ConfState { voters }),
+            2 => Just(Step::Reopen),
+        ]
+    }
+
+    fn entry_of(index: u64, term: u64, size: usize, kind: EntryType) -> Entry {
+        let mut e = Entry {
+            index,
+            term,
+            data: Bytes::from(vec![(index * 7 + term) as u8; size]),
+            context: if index.is_multiple_of(5) {
+                Bytes::from_static(b"ctx")
+            } else {
+                Bytes::new()
+            },
+            ..Default::default()
+        };
+        e.set_entry_type(kind);
+        e
+    }
+
+    /// Everything raft can ask, compared between the two storages (MemStorage's panics
+    /// and documented differences avoided or checked on their own).
+    fn compare(ours: &LogStorage, oracle: &MemStorage, applied_purge: bool) {
+        let (f, l) = (oracle.first_index().unwrap(), oracle.last_index().unwrap());
+        assert_eq!(ours.first_index().unwrap(), f, "first_index");
+        assert_eq!(ours.last_index().unwrap(), l, "last_index");
+        let ours_state = ours.initial_state().unwrap();
+        let oracle_state = oracle.initial_state().unwrap();
+        assert_eq!(ours_state.hard_state, oracle_state.hard_state);
+        assert_eq!(ours_state.conf_state, oracle_state.conf_state);
+        for idx in f.saturating_sub(3)..=l + 2 {
+            let (a, b) = (ours.term(idx), oracle.term(idx));
+            if idx + 1 == f && idx > 0 && applied_purge {
+                // Ours keeps the purged entry's term (documented); MemStorage forgets it.
+                assert_eq!(
+                    b,
+                    Err(::raft::Error::Store(::raft::StorageError::Compacted))
+                );
+                assert!(a.is_ok(), "term({idx}) of the last purged entry");
+            } else {
+                assert_eq!(a, b, "term({idx})");
+            }
+        }
+        if l >= f {
+            for lo in f.saturating_sub(1).max(1)..=l + 1 {
+                for hi in [lo, lo + 1, lo + 3, l + 1] {
+                    if hi < lo || hi > l + 1 {
+                        continue;
+                    }
+                    for max in [None, Some(0), Some(100), Some(700), Some(::raft::NO_LIMIT)] {
+                        let a = ours.entries(lo, hi, max, ctx());
+                        let b = oracle.entries(lo, hi, max, ctx());
+                        assert_eq!(a, b, "entries({lo}, {hi}, {max:?})");
+                    }
+                }
+            }
+        }
+    }
+
+    fn run(steps: Vec<Step>, name: &str) {
+        let dir = tmp(name);
+        let mut ours = LogStorage::open(&dir, opts()).unwrap();
+        let oracle = MemStorage::new();
+        let mut commit = 0u64;
+        let mut purged = false;
+        for s in steps {
+            let (f, l) = (oracle.first_index().unwrap(), oracle.last_index().unwrap());
+            let last_term = oracle.term(l).unwrap_or(0);
+            match s {
+                Step::Append {
+                    back,
+                    n,
+                    bump,
+                    size,
+                } => {
+                    // Truncation only above commit and never into purged entries.
+                    let start = (l + 1).saturating_sub(back).max(commit + 1).max(f);
+                    let term = last_term.max(1) + u64::from(bump || start <= l);
+                    let ents: Vec<Entry> = (start..start + n)
+                        .map(|i| {
+                            let kind = if i.is_multiple_of(9) {
+                                EntryType::EntryConfChangeV2
+                            } else {
+                                EntryType::EntryNormal
+                            };
+                            entry_of(i, term, size, kind)
+                        })
+                        .collect();
+                    ours.append(&ents, None).unwrap();
+                    oracle.wl().append(&ents).unwrap();
+                }
+                Step::Commit { by } => {
+                    commit = (commit + by).min(l);
+                    let hs = HardState {
+                        term: last_term,
+                        vote: 1,
+                        commit,
+                        ..Default::default()
+                    };
+                    ours.set_hard_state(&hs).unwrap();
+                    oracle.wl().set_hardstate(hs);
+                }
+                Step::Compact { by } => {
+                    // MemStorage forgets first_index when every entry goes (documented).
+                    let to = (f + by).min(commit + 1).min(l);
+                    if to > f {
+                        ours.compact(to, commit).unwrap();
+                        oracle.wl().compact(to).unwrap();
+                        purged = true;
+                    }
+                }
+                Step::ConfState { voters } => {
+                    let cs = ConfState {
+                        voters,
+                        learners: vec![9],
+                        ..Default::default()
+                    };
+                    ours.set_conf_state(&cs).unwrap();
+                    oracle.wl().set_conf_state(cs);
+                }
+                Step::Reopen => {
+                    ours.close();
+                    drop(ours);
+                    ours = LogStorage::open(&dir, opts()).unwrap();
+                }
+            }
+            compare(&ours, &oracle, purged);
+        }
+        // And once more after a restart, whatever the last step was.
+        ours.close();
+        drop(ours);
+        let ours = LogStorage::open(&dir, opts()).unwrap();
+        compare(&ours, &oracle, purged);
+        ours.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Random appends (overwriting uncommitted suffixes), commits, purges, conf changes
+        /// and restarts on our storage and on raft-rs's MemStorage: the same answers.
+        #[test]
+        fn behaves_as_raft_rs_mem_storage(steps in proptest::collection::vec(step(), 1..40)) {
+            run(steps, "oracle");
+        }
+    }
+
+    #[test]
+    fn snapshot_is_not_available_yet() {
+        let dir = tmp("snap");
+        let s = LogStorage::open(&dir, opts()).unwrap();
+        assert_eq!(
+            s.snapshot(0, 2),
+            Err(::raft::Error::Store(
+                ::raft::StorageError::SnapshotTemporarilyUnavailable
+            ))
+        );
+        s.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_truncation_restates_the_conf_state_written_after_the_cut() {
+        run(
+            vec![
+                Step::Append {
+                    back: 0,
+                    n: 1,
+                    bump: false,
+                    size: 0,
+                },
+                Step::ConfState { voters: vec![] },
+                Step::Append {
+                    back: 1,
+                    n: 1,
+                    bump: false,
+                    size: 0,
+                },
+            ],
+            "conf-after-cut",
+        );
+    }
+}
