@@ -273,6 +273,50 @@ impl RaftIndex {
     }
 }
 
+/// What `rill check` reports of a data directory's Raft log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSummary {
+    /// First and last index in the log.
+    pub first_index: u64,
+    pub last_index: u64,
+    /// Raft records read (entries and state).
+    pub records: u64,
+    pub hard_state: HardStateRecord,
+    /// A truncation was cut short by a crash; start-up finishes it.
+    pub interrupted_truncation: bool,
+}
+
+/// Reads the Raft records of `dir` as start-up does (without opening the log for writing)
+/// and checks them: indexes without a gap, terms that do not go down, purges and commit
+/// inside the log. `None` when the directory has no Raft record (a single-node directory).
+/// Segment damage is not reported here (recovery's reader reports it); the check stops
+/// where it is.
+pub fn verify(dir: &Path) -> Result<Option<RaftSummary>, StorageError> {
+    let mut index = RaftIndex::default();
+    let mut records = 0u64;
+    let rec = recovery::read_log_with(dir, &mut |r, len| {
+        if let Replay::Raft { record, pos } = r {
+            records += 1;
+            index.observe(dir, record, pos, len)?;
+        }
+        Ok(())
+    })?;
+    let interrupted_truncation = intent::read(dir)?.is_some();
+    if records == 0 && !interrupted_truncation {
+        return Ok(None);
+    }
+    if rec.damage.as_ref().is_none_or(|d| d.torn_tail) && !interrupted_truncation {
+        index.finish(dir)?;
+    }
+    Ok(Some(RaftSummary {
+        first_index: index.first_index(),
+        last_index: index.last_index(),
+        records,
+        hard_state: index.hard_state,
+        interrupted_truncation,
+    }))
+}
+
 /// A Raft log over a data directory's segmented log.
 pub struct RaftLog {
     log: Log,
