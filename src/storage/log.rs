@@ -524,6 +524,11 @@ impl Log {
         let result = (|| -> Result<(), StorageError> {
             let cut = |number: u64, len: u64| -> Result<File, StorageError> {
                 let path = segment_path(&inner.dir, number);
+                #[cfg(feature = "failpoints")]
+                fail::fail_point!("log::truncate", |_| Err(StorageError::io(
+                    &path,
+                    std::io::Error::other("injected truncation failure")
+                )));
                 let f = OpenOptions::new()
                     .write(true)
                     .open(&path)
