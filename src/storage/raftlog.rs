@@ -987,24 +987,72 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_entry_is_cut_and_the_log_goes_on() {
+    fn a_torn_last_write_is_cut_at_every_offset_and_the_log_goes_on() {
         let dir = tmp("torn");
-        let log = open(&dir);
-        log.append(&ents(1, 5, 1), Some(hs(1, 3))).unwrap();
-        log.append(&ents(6, 6, 1), None).unwrap();
-        let last = position_of(&log, 6);
+        let big = LogOptions {
+            segment_size: 1 << 20,
+            policy: FsyncPolicy::Always,
+        };
+        let log = RaftLog::open(&dir, big, &mut |_, _| Ok(())).unwrap();
+        log.append(&ents(1, 3, 1), Some(hs(1, 2))).unwrap();
+        log.append(&ents(4, 5, 1), Some(hs(1, 4))).unwrap();
+        let ends = [position_of(&log, 4), position_of(&log, 5)];
+        let from = ends[0].offset;
         log.close();
         drop(log);
-        let path = segment_path(&dir, last.segment);
-        let len = std::fs::metadata(&path).unwrap().len();
-        for cut in (last.offset + 1..len).step_by(7) {
-            let data = std::fs::read(&path).unwrap();
-            std::fs::write(&path, &data[..cut as usize]).unwrap();
-            let log = open(&dir);
-            assert_eq!(log.last_index(), 5, "cut at {cut}");
-            log.append(&ents(6, 6, 1), None).unwrap();
-            assert_eq!(all(&log), ents(1, 6, 1));
+        let path = segment_path(&dir, ends[0].segment);
+        let full = std::fs::read(&path).unwrap();
+        let end_of = |idx: usize| -> u64 {
+            // Where entry 4 + idx's record ends: the next record's start, or the hard state's.
+            if idx == 0 {
+                ends[1].offset
+            } else {
+                full.len() as u64 - (record::HEADER_LEN as u64 + 24)
+            }
+        };
+        for cut in from..full.len() as u64 {
+            std::fs::write(&path, &full[..cut as usize]).unwrap();
+            let log = RaftLog::open(&dir, big, &mut |_, _| Ok(())).expect("a torn tail opens");
+            let complete = (0..2).filter(|&k| end_of(k) <= cut).count() as u64;
+            assert_eq!(log.last_index(), 3 + complete, "cut at {cut}");
+            assert_eq!(all(&log), ents(1, 3 + complete, 1), "cut at {cut}");
+            assert_eq!(log.state().hard_state, hs(1, 2), "cut at {cut}");
             log.close();
+        }
+        // And the log goes on after the cut.
+        let log = RaftLog::open(&dir, big, &mut |_, _| Ok(())).unwrap();
+        log.append(&ents(5, 6, 2), Some(hs(2, 5))).unwrap();
+        log.close();
+        drop(log);
+        let log = RaftLog::open(&dir, big, &mut |_, _| Ok(())).unwrap();
+        let mut want = ents(1, 4, 1);
+        want.extend(ents(5, 6, 2));
+        assert_eq!(all(&log), want);
+        assert_eq!(log.state().hard_state, hs(2, 5));
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_flip_of_any_byte_of_an_older_entry_is_damage_at_its_offset() {
+        let dir = tmp("everyflip");
+        let log = open(&dir);
+        log.append(&ents(1, 30, 1), Some(hs(1, 30))).unwrap();
+        let at = position_of(&log, 2);
+        let len = log.index.lock().entries[1].len as u64;
+        log.close();
+        drop(log);
+        for byte in 0..len {
+            flip(&dir, at, byte);
+            match RaftLog::open(&dir, opts(), &mut |_, _| Ok(())) {
+                Err(StorageError::Corrupted { file, offset, .. }) => {
+                    assert_eq!(file, segment_path(&dir, at.segment), "byte {byte}");
+                    assert_eq!(offset, at.offset, "byte {byte}");
+                }
+                Err(e) => panic!("byte {byte}: {e}"),
+                Ok(_) => panic!("byte {byte}: a damaged entry was accepted"),
+            }
+            flip(&dir, at, byte);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
