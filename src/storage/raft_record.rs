@@ -39,6 +39,12 @@ pub fn is_raft_kind(kind: u8) -> bool {
 /// Bytes of a `RaftEntry` payload before its context.
 pub const ENTRY_META_LEN: usize = 8 + 8 + 1 + 4;
 
+/// Offset of a `RaftEntry` record's data from the record's first byte, for an entry with a
+/// context of `context_len` bytes: where payload handles into the entry's ops point from.
+pub fn data_offset(context_len: usize) -> u64 {
+    (HEADER_LEN + ENTRY_META_LEN + context_len) as u64
+}
+
 /// Raft's entry types, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -320,6 +326,10 @@ mod tests {
             assert!(plausible_len(kind, payload.len()));
             assert!(record::carries_state(kind));
             assert_eq!(decode(kind, &payload), Some(Ok(rec.clone())));
+            if let RaftRecord::Entry(e) = &rec {
+                let at = data_offset(e.context.len()) as usize;
+                assert_eq!(&buf[at..], &e.data[..]);
+            }
             for i in 4..buf.len() {
                 let mut b = buf.to_vec();
                 b[i] ^= 0x10;

@@ -333,8 +333,10 @@ pub struct RaftState {
 }
 
 impl RaftLog {
-    /// Opens (recovering) the log of `dir` and rebuilds the Raft index from it. Records
-    /// of other kinds go to `sink`, as [`Log::open_with`] hands them over.
+    /// Opens (recovering) the log of `dir` and rebuilds the Raft index from it. Every
+    /// record goes on to `sink` too, as [`Log::open_with`] hands them over, Raft records
+    /// included once the index has checked them: which entries to apply (those up to the
+    /// commit index, known for certain only at the end) is the caller's decision.
     pub fn open(
         dir: &Path,
         opts: LogOptions,
@@ -342,7 +344,10 @@ impl RaftLog {
     ) -> Result<RaftLog, StorageError> {
         let mut index = RaftIndex::default();
         let log = Log::open_with(dir, opts, &mut |r, len| match r {
-            Replay::Raft { record, pos } => index.observe(dir, record, pos, len),
+            Replay::Raft { record, pos } => {
+                index.observe(dir, record.clone(), pos, len)?;
+                sink(Replay::Raft { record, pos }, len)
+            }
             other => sink(other, len),
         })?;
         let reader = SegmentReader::new(dir.to_path_buf());
