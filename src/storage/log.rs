@@ -519,6 +519,21 @@ impl Log {
                 at.segment, at.offset, active.number, active.len
             )));
         }
+        // Nothing is cut unless the whole cut can be made: the segment of `at` must still be
+        // there (a checkpoint may have deleted it) and hold `at`.
+        let target = segment_path(&inner.dir, at.segment);
+        match std::fs::metadata(&target) {
+            Ok(m) if m.len() >= at.offset => {}
+            Ok(m) => {
+                return Err(StorageError::Malformed(format!(
+                    "truncation at offset {} of {}, which is {} bytes long",
+                    at.offset,
+                    target.display(),
+                    m.len()
+                )))
+            }
+            Err(e) => return Err(StorageError::io(&target, e)),
+        }
         let mut p = inner.prealloc.lock();
         let mut deleted = Vec::new();
         let result = (|| -> Result<(), StorageError> {
@@ -1094,6 +1109,43 @@ mod tests {
         let (log, batches) = Log::open(&dir, opts()).unwrap();
         assert_eq!(batches.len(), 500);
         assert_eq!(batches[499], cmd(499));
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn truncate_at_cuts_the_log_and_refuses_positions_outside_it() {
+        let dir = tmp("cut");
+        let (log, _) = Log::open(&dir, opts()).unwrap();
+        let lsn = log.append(&cmd(1)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        for outside in [
+            RecordPos {
+                segment: 9,
+                offset: SEGMENT_HEADER_LEN as u64,
+            },
+            RecordPos {
+                segment: 1,
+                offset: 3,
+            },
+            RecordPos {
+                segment: 1,
+                offset: 1 << 30,
+            },
+        ] {
+            assert!(log.truncate_at(outside).is_err(), "{outside:?}");
+        }
+        assert!(!log.is_poisoned());
+        let (_, pos) = log.append_at(&cmd(2)).unwrap();
+        let lsn = log.append(&cmd(3)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        assert_eq!(log.truncate_at(pos).unwrap(), Vec::<u64>::new());
+        let lsn = log.append(&cmd(4)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        log.close();
+        drop(log);
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches, vec![cmd(1), cmd(4)]);
         log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
