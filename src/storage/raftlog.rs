@@ -21,7 +21,16 @@
 //!
 //! **Truncation** (a conflicting suffix from index i) removes the records from i's position
 //! on with [`Log::truncate_at`] and only ever above the persisted commit index ("truncate
-//! only above commit"). **Purge** ([`RaftLog::compact`]) only moves `first_index` (below
+//! only above commit"). Hard states are written with every Ready, so the cut usually removes
+//! the latest one (with the vote in it) from the files: before cutting, the current hard
+//! state, conf state and purge point go into an intent file (`log/raft-truncate.intent`,
+//! written and renamed durably), and they are restated as records in the same write as the
+//! entries that replace the suffix; then the intent is removed. Start-up finishes a cut a
+//! crash interrupted (recognised by entry i still having its old term) and restates the
+//! state. Any record kind after i goes with the cut: a node-local record written after
+//! uncommitted entries is lost, which step D must allow for (design §3.7 rebuilds).
+//!
+//! **Purge** ([`RaftLog::compact`]) only moves `first_index` (below
 //! the applied index), recorded in a `RaftCompact` record; segments are deleted by the
 //! checkpoint machinery, which knows what else they hold.
 //!
@@ -59,6 +68,9 @@ pub enum RaftLogError {
     /// The entries would overwrite purged ones.
     #[error("Raft entry {index} would overwrite purged entries (first index {first_index})")]
     OverwritePurged { index: u64, first_index: u64 },
+    /// An entry's term is below the one before it (recovery would call that corruption).
+    #[error("Raft entry {index} has term {term}, below the term {prev} of the entry before it")]
+    TermGoesDown { index: u64, term: u64, prev: u64 },
     /// A truncation would remove committed entries: a bug above storage, refused.
     #[error(
         "refusing to truncate the Raft log at index {index}: entries up to {commit} are committed"
@@ -565,6 +577,11 @@ impl RaftLog {
                     last_index: i.last_index(),
                 });
             }
+            // The term before the first new entry: the kept entry's, or the purge point's.
+            let mut prev = match (first.index - i.first_index()).checked_sub(1) {
+                Some(k) => i.entries[k as usize].term,
+                None => i.compacted.term,
+            };
             for (n, e) in entries.iter().enumerate() {
                 if e.index != first.index + n as u64 {
                     return Err(RaftLogError::Gap {
@@ -572,6 +589,14 @@ impl RaftLog {
                         last_index: first.index + n as u64 - 1,
                     });
                 }
+                if e.term < prev {
+                    return Err(RaftLogError::TermGoesDown {
+                        index: e.index,
+                        term: e.term,
+                        prev,
+                    });
+                }
+                prev = e.term;
             }
         }
         let truncated = match entries.first() {
@@ -824,6 +849,10 @@ mod tests {
         assert!(matches!(
             log.append(&ents(82, 83, 2), None),
             Err(RaftLogError::Gap { .. })
+        ));
+        assert!(matches!(
+            log.append(&ents(81, 81, 0), None),
+            Err(RaftLogError::TermGoesDown { .. })
         ));
         // Nothing was changed by the refusals.
         assert_eq!(all(&log), ents(1, 80, 1));
@@ -1195,6 +1224,88 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&copy);
+    }
+
+    /// Operations with arbitrary arguments, valid or not.
+    #[derive(Debug, Clone)]
+    enum Attempt {
+        Append { start: u64, n: u64 },
+        Commit { to: u64 },
+        Compact { to: u64, applied: u64 },
+        Reopen,
+    }
+
+    fn attempt() -> impl proptest::strategy::Strategy<Value = Attempt> {
+        use proptest::prelude::*;
+        prop_oneof![
+            5 => (0u64..40, 1u64..5).prop_map(|(start, n)| Attempt::Append { start, n }),
+            2 => (0u64..40).prop_map(|to| Attempt::Commit { to }),
+            2 => (0u64..40, 0u64..40).prop_map(|(to, applied)| Attempt::Compact { to, applied }),
+            1 => Just(Attempt::Reopen),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+        /// The invariants, against arbitrary requests: no hole, truncation only above the
+        /// commit index, purge only below the applied index and within the log. A refused
+        /// request changes nothing, on disk either (checked across reopens).
+        #[test]
+        fn refused_requests_are_exactly_the_invalid_ones_and_change_nothing(
+            attempts in proptest::collection::vec(attempt(), 1..40)
+        ) {
+            let dir = tmp("invariants");
+            let mut log = open(&dir);
+            // The model: terms of entries first.. and the commit index.
+            let (mut first, mut terms, mut commit) = (1u64, Vec::<u64>::new(), 0u64);
+            let mut term = 1;
+            for a in attempts {
+                let last = first + terms.len() as u64 - 1;
+                match a {
+                    Attempt::Append { start, n } => {
+                        term += 1;
+                        let r = log.append(&ents(start, start + n - 1, term), None);
+                        let valid = start >= first && start <= last + 1 && (start > last || start > commit);
+                        proptest::prop_assert_eq!(r.is_ok(), valid, "{:?}", r.err());
+                        if valid {
+                            terms.truncate((start - first) as usize);
+                            terms.extend(std::iter::repeat_n(term, n as usize));
+                        }
+                    }
+                    Attempt::Commit { to } => {
+                        commit = commit.max(to.min(last));
+                        log.set_hard_state(hs(term, commit)).unwrap();
+                    }
+                    Attempt::Compact { to, applied } => {
+                        let r = log.compact(to, applied);
+                        let valid = to <= first || (to <= last + 1 && to <= applied + 1);
+                        proptest::prop_assert_eq!(r.is_ok(), valid, "{:?}", r.err());
+                        if valid && to > first {
+                            terms.drain(..(to - first) as usize);
+                            first = to;
+                        }
+                    }
+                    Attempt::Reopen => {
+                        log.close();
+                        drop(log);
+                        log = open(&dir);
+                    }
+                }
+                let last = first + terms.len() as u64 - 1;
+                proptest::prop_assert_eq!((log.first_index(), log.last_index()), (first, last));
+                let got: Vec<u64> = all(&log).iter().map(|e| e.term).collect();
+                proptest::prop_assert_eq!(&got, &terms);
+                proptest::prop_assert_eq!(log.state().hard_state.commit, commit);
+            }
+            log.close();
+            drop(log);
+            let log = open(&dir);
+            let got: Vec<u64> = all(&log).iter().map(|e| e.term).collect();
+            proptest::prop_assert_eq!(&got, &terms);
+            log.close();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
 
