@@ -668,7 +668,17 @@ impl RaftLog {
                 restate: i.restatement(),
             },
         )?;
-        let deleted = self.log.truncate_at(at)?;
+        let deleted = match self.log.truncate_at(at) {
+            Ok(deleted) => deleted,
+            Err(e) => {
+                // Refused before anything was cut: the intent must not make start-up try
+                // again. A failure midway poisons the log and leaves it for start-up.
+                if !self.log.is_poisoned() {
+                    intent::remove(&self.dir)?;
+                }
+                return Err(e.into());
+            }
+        };
         for n in deleted {
             self.reader.forget(n);
         }
@@ -959,6 +969,27 @@ mod tests {
         assert!(!recovery::log_dir(&dir)
             .join("raft-truncate.intent")
             .exists());
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cut_refused_before_it_starts_leaves_no_intent() {
+        let dir = tmp("refusedcut");
+        let log = open(&dir);
+        log.append(&ents(1, 60, 1), None).unwrap();
+        let at = position_of(&log, 2);
+        // As if a checkpoint had deleted the segment (the caller's bug): nothing is cut.
+        std::fs::remove_file(segment_path(&dir, at.segment)).unwrap();
+        assert!(matches!(
+            log.append(&ents(2, 3, 2), None),
+            Err(RaftLogError::Storage(StorageError::Io { .. }))
+        ));
+        assert!(!log.log().is_poisoned());
+        assert!(!recovery::log_dir(&dir)
+            .join("raft-truncate.intent")
+            .exists());
+        assert_eq!(log.last_index(), 60);
         log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
