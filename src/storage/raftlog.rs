@@ -329,6 +329,11 @@ pub fn verify(dir: &Path) -> Result<Option<RaftSummary>, StorageError> {
     }))
 }
 
+/// The most bytes [`RaftLog::entries`] reads with one `pread`, and the most bytes of other
+/// records it reads over between two entries rather than starting another `pread`.
+const READ_RUN: u64 = 1 << 20;
+const MAX_GAP: u64 = 4096;
+
 /// A Raft log over a data directory's segmented log.
 pub struct RaftLog {
     log: Log,
@@ -517,32 +522,76 @@ impl RaftLog {
         }
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut total = 0u64;
-        for idx in lo..hi {
-            let loc = i.entries[(idx - i.first_index()) as usize];
-            let e = self.read_entry(idx, loc)?;
-            total += size_of(&e);
-            if !out.is_empty() && max_size.is_some_and(|m| total > m) {
-                break;
+        let loc = |idx: u64| i.entries[(idx - i.first_index()) as usize];
+        let mut idx = lo;
+        while idx < hi {
+            // Entries close together in one segment (a Ready's entries, the hard states
+            // between Readies) are read with one pread of up to READ_RUN bytes: a leader
+            // catching a follower up reads runs of entries.
+            let (segment, offset) = unpack_pos(loc(idx).pos);
+            let mut end = idx + 1;
+            let mut span = u64::from(loc(idx).len);
+            while end < hi {
+                let (s, o) = unpack_pos(loc(end).pos);
+                let to = o + u64::from(loc(end).len);
+                if s != segment
+                    || o < offset + span
+                    || o - (offset + span) > MAX_GAP
+                    || to - offset > READ_RUN
+                {
+                    break;
+                }
+                span = to - offset;
+                end += 1;
             }
-            out.push(e);
+            let run = self.read_run(RecordPos { segment, offset }, span)?;
+            for k in idx..end {
+                let l = loc(k);
+                let at = unpack_pos(l.pos).1;
+                let rel = (at - offset) as usize;
+                let rec = run.slice(rel..rel + l.len as usize);
+                let e = self.decode_entry(
+                    k,
+                    l,
+                    RecordPos {
+                        segment,
+                        offset: at,
+                    },
+                    &rec,
+                )?;
+                total += size_of(&e);
+                if !out.is_empty() && max_size.is_some_and(|m| total > m) {
+                    return Ok(out);
+                }
+                out.push(e);
+            }
+            idx = end;
         }
         Ok(out)
     }
 
-    /// Reads entry `idx`'s record and checks that it is intact and is that entry.
-    fn read_entry(&self, idx: u64, loc: EntryLoc) -> Result<RaftEntryRecord, StorageError> {
-        let (segment, offset) = unpack_pos(loc.pos);
-        let at = RecordPos { segment, offset };
-        let bytes = self
-            .reader
-            .read_at(segment, offset, loc.len as usize)
+    /// Reads `len` bytes of the log at `at`.
+    fn read_run(&self, at: RecordPos, len: u64) -> Result<bytes::Bytes, StorageError> {
+        self.reader
+            .read_at(at.segment, at.offset, len as usize)
+            .map(bytes::Bytes::from)
             .map_err(|e| match e {
                 super::reader::ReadError::Io { path, source } => StorageError::io(path, source),
                 e @ super::reader::ReadError::NotWritten { .. } => {
                     RaftIndex::corrupted(&self.dir, at, e.to_string())
                 }
-            })?;
-        let reason = match record::decode(&bytes::Bytes::from(bytes)) {
+            })
+    }
+
+    /// Checks that the record read at `at` is intact and is entry `idx` of the map.
+    fn decode_entry(
+        &self,
+        idx: u64,
+        loc: EntryLoc,
+        at: RecordPos,
+        rec: &bytes::Bytes,
+    ) -> Result<RaftEntryRecord, StorageError> {
+        let reason = match record::decode(rec) {
             Decoded::Record { kind, payload, .. } => match raft_record::decode(kind, &payload) {
                 Some(Ok(RaftRecord::Entry(e))) if e.index == idx && e.term == loc.term => {
                     return Ok(e)
