@@ -1501,6 +1501,8 @@ mod intent {
     }
 
     pub(super) fn remove(dir: &Path) -> Result<(), StorageError> {
+        // A temporary file a crash left before its rename is no intent; it goes too.
+        let _ = fs::remove_file(path(dir).with_extension("tmp"));
         match fs::remove_file(path(dir)) {
             Ok(()) => sync_dir(dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
