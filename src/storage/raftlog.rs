@@ -1276,6 +1276,9 @@ mod tests {
             )
             .unwrap();
             partial_truncation(&copy, at.segment, last, at.offset, steps);
+            // `rill check` sees the interrupted cut and leaves it to start-up.
+            let summary = verify(&copy).unwrap().unwrap();
+            assert!(summary.interrupted_truncation, "after {steps} steps");
             let log = open(&copy);
             // The cut is finished, and the state it could have cut is restated.
             assert_eq!(all(&log), ents(1, 9, 1), "after {steps} steps");
