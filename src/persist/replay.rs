@@ -85,6 +85,11 @@ pub fn replay(shared: &Shared, item: Replay) -> Vec<String> {
         Replay::Ops { payload, pos } => replay_ops(shared, &payload, pos),
         Replay::Batch { commands, pos } => super::format1::replay_batch(shared, commands, pos),
         Replay::State(data) => apply_state(shared, data).err().into_iter().collect(),
+        // The single-node server never writes Raft records: a directory that has them
+        // belongs to a cluster node, whose entries apply only once committed.
+        Replay::Raft { .. } => vec![
+            "a Raft log record: this data directory belongs to a cluster node and cannot be opened by a single-node server".into(),
+        ],
     }
 }
 
@@ -219,5 +224,43 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
     match ok {
         Some(()) if r.is_empty() => Ok(()),
         _ => Err(malformed()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::lock::{lock_dir, LockFile};
+    use crate::storage::raftlog::RaftLog;
+    use crate::storage::{FsyncPolicy, LogOptions};
+
+    /// The single-node server never writes Raft records, and refuses a directory that has
+    /// them instead of starting without the entries in them.
+    #[test]
+    fn a_cluster_nodes_directory_is_refused_by_the_single_node_server() {
+        let dir = std::env::temp_dir().join(format!("rill-replay-raft-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = LogOptions {
+            segment_size: 1 << 20,
+            policy: FsyncPolicy::Always,
+        };
+        let log = RaftLog::open(&dir, opts, &mut |_, _| Ok(())).expect("open");
+        let entry = crate::storage::raft_record::RaftEntryRecord {
+            term: 1,
+            index: 1,
+            kind: crate::storage::raft_record::EntryKind::Normal,
+            context: bytes::Bytes::new(),
+            data: bytes::Bytes::from_static(b"ops"),
+        };
+        log.append(&[entry], None).expect("append");
+        log.close();
+        drop(log);
+        let shared = crate::core::Shared::new(crate::config::Config::default(), None);
+        let lock = lock_dir(&dir, LockFile::Create).expect("lock");
+        let err = match super::load(&shared, lock, &dir, opts) {
+            Err(e) => e,
+            Ok(_) => panic!("a directory with a Raft log was opened as a single node's"),
+        };
+        assert!(err.contains("belongs to a cluster node"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

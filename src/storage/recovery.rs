@@ -161,7 +161,7 @@ pub fn read_log(dir: &Path) -> Result<Recovered, StorageError> {
         match r {
             Replay::Batch { commands, .. } => batches.push(commands),
             Replay::Ops { payload, .. } => ops.push(payload),
-            Replay::State(_) => {}
+            Replay::State(_) | Replay::Raft { .. } => {}
         }
         Ok(())
     })?;
@@ -200,6 +200,12 @@ pub enum Replay {
     Ops {
         payload: Bytes,
         pos: Option<RecordPos>,
+    },
+    /// A Raft record (`raft_record.rs`) and where it is in the log. Only a data directory
+    /// that holds a Raft log has them; `raftlog.rs` rebuilds its index from them.
+    Raft {
+        record: super::raft_record::RaftRecord,
+        pos: RecordPos,
     },
 }
 
@@ -553,6 +559,20 @@ fn read_segment(
             off += len;
             continue;
         }
+        if let Some(raft) = super::raft_record::decode(kind, &payload) {
+            let record = match raft {
+                Ok(record) => record,
+                Err(reason) => {
+                    push(rec, off);
+                    set_damage(rec, path, off as u64, reason.into(), false, later);
+                    return Ok(End::Damaged);
+                }
+            };
+            sink(Replay::Raft { record, pos: at }, len as u64)
+                .map_err(|e| corrupted_at(e, path, off, dir))?;
+            off += len;
+            continue;
+        }
         if kind != record::RecordKind::Batch as u8 {
             push(rec, off);
             set_damage(
@@ -770,6 +790,7 @@ fn valid_record_after(data: &[u8], from: usize) -> Option<usize> {
                 }
                 // Storage does not know the ops' layout: the checksum decides.
                 k if k == record::RecordKind::Ops as u8 => n >= record::POS_LEN,
+                k if super::raft_record::is_raft_kind(k) => super::raft_record::plausible_len(k, n),
                 _ => false,
             };
         if shaped {
