@@ -506,14 +506,15 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
     if !state.props.ops.is_empty() {
         let State { ks, props, .. } = state;
         let acknowledged = props.acknowledges_write();
+        props.spans.clear();
         let appended = log
-            .append_ops(|out| op::encode(&props.ops, out))
-            .map(|(_, pos, spans)| {
+            .append_ops(|out| op::encode_into(&props.ops, out, &mut props.spans))
+            .map(|(_, pos, ())| {
                 // New entries now point at their payloads in the record; what stays
                 // resident belonged to entries removed in the same critical section.
                 ks.locate_payloads(
                     &props.ops,
-                    &spans,
+                    &props.spans,
                     (pos.segment, pos.offset + record::OPS_AT),
                 );
                 ks.payloads.evict();

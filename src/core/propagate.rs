@@ -21,6 +21,8 @@ pub struct Propagation {
     /// Where the ops of the command now running start in `ops` (EXEC runs several
     /// commands in one critical section).
     pub command_start: usize,
+    /// Where the entries' fields landed in the last record (reused by every commit).
+    pub spans: Vec<crate::engine::op::FieldSpan>,
 }
 
 impl Propagation {

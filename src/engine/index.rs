@@ -389,14 +389,16 @@ impl StreamIndex {
             node.listpack_bytes() + raw_len < max_bytes
                 && (limits.max_entries == 0 || u64::from(node.count) < limits.max_entries)
         });
-        let names: Vec<&Bytes> = fields.iter().step_by(2).collect();
+        // The field names, without collecting them (an allocation per entry otherwise).
+        let names = || fields.iter().step_by(2);
+        let names_len = fields.len().div_ceil(2);
         if !tail_fits {
             // Listpack header (6) + terminator (1) + the master entry:
             // count and deleted are accounted in `listpack_bytes`, then num-fields,
             // the field names and a zero terminator.
-            let mut body = 7 + lp_int_size(names.len() as i64) + lp_int_size(0);
-            body += names.iter().map(|f| lp_str_size(f)).sum::<u64>();
-            let fields = self.intern_names(&names);
+            let mut body = 7 + lp_int_size(names_len as i64) + lp_int_size(0);
+            body += names().map(|f| lp_str_size(f)).sum::<u64>();
+            let fields = self.intern_names(&names().collect::<Vec<_>>());
             self.nodes.push_back(Node {
                 start: self.base + self.slots.len() as u64,
                 count: 0,
@@ -411,16 +413,16 @@ impl StreamIndex {
         };
         let master = if node.count == 0 { id } else { self.key(&node) };
         let master_fields = self.field_sets.names(node.fields);
-        let same_fields = names.len() == master_fields.len()
-            && names.iter().zip(master_fields).all(|(a, b)| *a == b);
+        let same_fields =
+            names_len == master_fields.len() && names().zip(master_fields).all(|(a, b)| a == b);
         let values = fields.iter().skip(1).step_by(2);
         let mut bytes = lp_int_size(if same_fields { 2 } else { 0 })
             + lp_int_size(id.ms.wrapping_sub(master.ms) as i64)
             + lp_int_size(id.seq.wrapping_sub(master.seq) as i64);
-        let n = names.len() as i64;
+        let n = names_len as i64;
         let lp_count = if same_fields { n + 3 } else { 2 * n + 4 };
         if !same_fields {
-            bytes += lp_int_size(n) + names.iter().map(|f| lp_str_size(f)).sum::<u64>();
+            bytes += lp_int_size(n) + names().map(|f| lp_str_size(f)).sum::<u64>();
         }
         bytes += values.map(|v| lp_str_size(v)).sum::<u64>() + lp_int_size(lp_count);
         self.slots.push_back(Slot::new(id, payload));

@@ -962,8 +962,15 @@ impl Enc<'_> {
 /// Appends the encoding of `ops` to `out`; returns where entries' fields landed, relative
 /// to the first byte written.
 pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
-    let start = out.len();
     let mut spans = Vec::new();
+    encode_into(ops, out, &mut spans);
+    spans
+}
+
+/// [`encode`], with the spans appended to a vector the caller reuses (the commit path:
+/// no allocation per command).
+pub fn encode_into(ops: &[LoggedOp], out: &mut BytesMut, spans: &mut Vec<FieldSpan>) {
+    let start = out.len();
     for (i, LoggedOp { db, op }) in ops.iter().enumerate() {
         let mut e = Enc(out);
         e.0.put_u16_le(*db);
@@ -1256,7 +1263,6 @@ pub fn encode(ops: &[LoggedOp], out: &mut BytesMut) -> Vec<FieldSpan> {
             }
         }
     }
-    spans
 }
 
 /// Why a record's payload did not decode.

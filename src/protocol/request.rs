@@ -77,6 +77,9 @@ pub struct RequestDecoder {
     /// Whether the unauthenticated client limits apply.
     unauthenticated: bool,
     partial: Option<Partial>,
+    /// The argument positions of the last request, emptied, for the next one (no
+    /// allocation per request).
+    spare: Vec<(usize, usize)>,
 }
 
 impl RequestDecoder {
@@ -86,6 +89,7 @@ impl RequestDecoder {
             max_bulk_len,
             unauthenticated: false,
             partial: None,
+            spare: Vec::new(),
         }
     }
 
@@ -135,11 +139,14 @@ impl RequestDecoder {
                     buf.advance(next);
                     continue;
                 }
+                let mut args = std::mem::take(&mut self.spare);
+                args.clear();
+                args.reserve((count as usize).min(ARGS_RESERVED_MAX));
                 self.partial = Some(Partial {
                     remaining: count as usize,
                     pos: next,
                     bulk_len: None,
-                    args: Vec::with_capacity((count as usize).min(ARGS_RESERVED_MAX)),
+                    args,
                 });
             }
             return self.continue_multibulk(buf);
@@ -188,12 +195,16 @@ impl RequestDecoder {
         // The whole frame is in the buffer: cut the arguments out of it, sharing
         // its memory rather than copying.
         let frame = buf.split_to(p.pos).freeze();
-        Ok(Some(
-            p.args
-                .iter()
-                .map(|&(start, len)| frame.slice(start..start + len))
-                .collect(),
-        ))
+        let argv = p
+            .args
+            .iter()
+            .map(|&(start, len)| frame.slice(start..start + len))
+            .collect();
+        // Kept for the next request unless a huge one grew it.
+        if p.args.capacity() <= ARGS_RESERVED_MAX {
+            self.spare = p.args;
+        }
+        Ok(Some(argv))
     }
 }
 
