@@ -7,6 +7,7 @@
 //! back at start-up and writes checkpoints.
 
 pub mod check;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod core;

@@ -9,6 +9,7 @@ pub mod glob;
 pub mod groups;
 pub mod idmp;
 pub mod keys;
+pub mod keyspec;
 pub mod refs;
 pub mod server;
 pub mod session;
