@@ -138,7 +138,24 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shared = Arc::new(Shared::new(config, None));
+    // After the directory lock, so two nodes cannot share one cluster config file.
+    let cluster = if config.cluster_enabled {
+        match rill::cluster::Cluster::open(config.cluster_config_path()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{}", e);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let mut shared = Shared::new(config, None);
+    if let Some(cluster) = cluster {
+        tracing::info!("Cluster mode: node id {}", cluster.topology.read().myself());
+        shared = shared.with_cluster(cluster);
+    }
+    let shared = Arc::new(shared);
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,
         Err(e) => {

@@ -324,6 +324,8 @@ pub struct Topology {
     map: ShardMap,
     /// For each slot, the index of its shard in `map.shards`.
     owner: Vec<Option<u16>>,
+    /// Number of slots with an owner (checked on every keyed command).
+    assigned: usize,
 }
 
 impl Topology {
@@ -333,6 +335,7 @@ impl Topology {
             myself,
             map: ShardMap::default(),
             owner: vec![None; usize::from(SLOTS)],
+            assigned: 0,
         }
     }
 
@@ -419,6 +422,7 @@ impl Topology {
                 }
             }
         }
+        self.assigned = owner.iter().filter(|o| o.is_some()).count();
         self.owner = owner;
         self.map = map;
     }
@@ -455,7 +459,13 @@ impl Topology {
 
     /// Number of slots that have an owner.
     pub fn assigned_slots(&self) -> usize {
-        self.owner.iter().filter(|o| o.is_some()).count()
+        self.assigned
+    }
+
+    /// Redis's `cluster_state:ok`: every slot has an owner (Redis's default
+    /// `cluster-require-full-coverage yes`; with a static map no node is ever failing).
+    pub fn is_ok(&self) -> bool {
+        self.assigned == usize::from(SLOTS)
     }
 }
 

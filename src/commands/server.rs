@@ -100,7 +100,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             // What is actually running: Rill's own version (REDIS_VERSION is the Redis
             // whose stream features it implements).
             line("rill_version", &env!("CARGO_PKG_VERSION"));
-            line("redis_mode", &"standalone");
+            line(
+                "redis_mode",
+                &if ctx.shared.cluster.is_some() {
+                    "cluster"
+                } else {
+                    "standalone"
+                },
+            );
             line("os", &std::env::consts::OS);
             line("arch_bits", &64);
             line("process_id", &std::process::id());
@@ -229,7 +236,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("used_cpu_sys", &format!("{sys:.6}"));
             line("used_cpu_user", &format!("{user:.6}"));
         }
-        "cluster" => line("cluster_enabled", &0),
+        "cluster" => line("cluster_enabled", &u8::from(ctx.shared.cluster.is_some())),
         "keyspace" => {
             for db in 0..ctx.ks.db_count() {
                 let d = ctx.ks.db(db);
