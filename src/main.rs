@@ -28,7 +28,7 @@ use rill::storage::{FsyncPolicy, LogOptions};
 
 fn usage() {
     eprintln!(
-        "Usage: rill [/path/to/redis.conf] [options]\n       rill -v or --version\n       rill -h or --help\n\nExamples:\n       rill (run the server with default config: port 6379, data dir ./data)\n       rill /etc/rill/redis.conf\n       rill --port 7777\n       rill /etc/myredis.conf --loglevel verbose"
+        "Usage: rill [/path/to/redis.conf] [options]\n       rill check [--repair] DIR\n       rill cluster create HOST:PORT ... | rill cluster check HOST:PORT\n       rill -v or --version\n       rill -h or --help\n\nExamples:\n       rill (run the server with default config: port 6379, data dir ./data)\n       rill /etc/rill/redis.conf\n       rill --port 7777\n       rill /etc/myredis.conf --loglevel verbose"
     );
 }
 
@@ -42,6 +42,8 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         // Offline verification of a data directory; never starts a server.
         Some("check") => return rill::check::main(&args[1..]),
+        // Cluster administration against running nodes; never starts a server.
+        Some("cluster") => return rill::cluster_cli::main(&args[1..]),
         Some("-v") | Some("--version") => {
             println!("Rill server v={}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
