@@ -1,0 +1,504 @@
+//! Cluster mode (issue #13) on real `rill` processes on loopback: `rill cluster create` over
+//! three nodes, the CLUSTER replies built from the map it made, MOVED / CROSSSLOT /
+//! CLUSTERDOWN in Redis's exact texts (MULTI/EXEC and multi-stream XREAD included), the
+//! per-slot key index, a restart that keeps the node id and the map, and `rill cluster
+//! check` passing, then failing once a node is down.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+use common::{free_port, Raw, TestServer};
+use redis::Value;
+
+/// A cluster-mode node on a fixed port (so a restart keeps the address the map holds).
+fn node() -> TestServer {
+    let port = free_port().to_string();
+    TestServer::start_with(&["--cluster-enabled", "yes", "--port", &port])
+}
+
+fn rill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .output()
+        .expect("run rill")
+}
+
+fn addr(s: &TestServer) -> String {
+    format!("127.0.0.1:{}", s.port)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn query(s: &TestServer, args: &[&str]) -> Value {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(&mut s.conn()).expect("query")
+}
+
+/// `field:value` lines of an INFO-like text.
+fn fields(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Three nodes made into one cluster by `rill cluster create`.
+fn create_cluster() -> Vec<TestServer> {
+    let nodes: Vec<TestServer> = (0..3).map(|_| node()).collect();
+    let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    let mut args = vec!["cluster", "create"];
+    args.extend(addrs.iter().map(String::as_str));
+    let out = rill(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "create failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Master[0] -> Slots 0 - 5460"), "{stdout}");
+    assert!(
+        stdout.contains("Master[1] -> Slots 5461 - 10922"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Master[2] -> Slots 10923 - 16383"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[OK] All 16384 slots covered."), "{stdout}");
+    nodes
+}
+
+/// The node (index) that owns `slot` in the three-node layout.
+fn owner_index(slot: i64) -> usize {
+    match slot {
+        0..=5460 => 0,
+        5461..=10922 => 1,
+        _ => 2,
+    }
+}
+
+fn keyslot(s: &TestServer, key: &str) -> i64 {
+    int(&query(s, &["CLUSTER", "KEYSLOT", key]))
+}
+
+/// A key whose slot node `i` owns, with a given prefix.
+fn key_on(nodes: &[TestServer], i: usize, prefix: &str) -> (String, i64) {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .map(|k| {
+            let slot = keyslot(&nodes[0], &k);
+            (k, slot)
+        })
+        .find(|(_, slot)| owner_index(*slot) == i)
+        .expect("some key")
+}
+
+#[test]
+fn create_reports_the_map_on_every_node_in_redis_shapes() {
+    let nodes = create_cluster();
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|n| text(&query(n, &["CLUSTER", "MYID"])))
+        .collect();
+    for id in &ids {
+        assert_eq!(id.len(), 40);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+    let ranges = [(0, 5460), (5461, 10922), (10923, 16383)];
+    for n in &nodes {
+        // CLUSTER SLOTS: [start, end, [ip, port, id, {}]] per range, in slot order.
+        let Value::Array(entries) = query(n, &["CLUSTER", "SLOTS"]) else {
+            panic!("SLOTS is not an array");
+        };
+        assert_eq!(entries.len(), 3);
+        for (i, entry) in entries.iter().enumerate() {
+            let Value::Array(parts) = entry else {
+                panic!("slot entry is not an array")
+            };
+            assert_eq!(parts.len(), 3, "one node per shard");
+            assert_eq!((int(&parts[0]), int(&parts[1])), ranges[i]);
+            let Value::Array(master) = &parts[2] else {
+                panic!("node is not an array")
+            };
+            assert_eq!(text(&master[0]), "127.0.0.1");
+            assert_eq!(int(&master[1]), i64::from(nodes[i].port));
+            assert_eq!(text(&master[2]), ids[i]);
+            assert_eq!(master[3], Value::Array(vec![]), "RESP2 empty map");
+        }
+
+        // CLUSTER NODES: one line per node, `myself` on this one.
+        let lines = text(&query(n, &["CLUSTER", "NODES"]));
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines.len(), 3);
+        for (i, id) in ids.iter().enumerate() {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(id.as_str()))
+                .expect("every node listed");
+            let f: Vec<&str> = line.split(' ').collect();
+            let port = nodes[i].port;
+            assert_eq!(f[1], format!("127.0.0.1:{port}@{}", port + 10000));
+            let myself = n.port == port;
+            assert_eq!(
+                f[2],
+                if myself { "myself,master" } else { "master" },
+                "{line}"
+            );
+            assert_eq!(&f[3..8], &["-", "0", "0", "1", "connected"]);
+            assert_eq!(f[8], format!("{}-{}", ranges[i].0, ranges[i].1));
+        }
+
+        let info = fields(&text(&query(n, &["CLUSTER", "INFO"])));
+        assert_eq!(info["cluster_state"], "ok");
+        assert_eq!(info["cluster_slots_assigned"], "16384");
+        assert_eq!(info["cluster_slots_ok"], "16384");
+        assert_eq!(info["cluster_known_nodes"], "3");
+        assert_eq!(info["cluster_size"], "3");
+        assert_eq!(info["cluster_current_epoch"], "1");
+
+        let server_info = text(&query(n, &["INFO", "cluster"]));
+        assert!(server_info.contains("cluster_enabled:1"), "{server_info}");
+    }
+
+    // CLUSTER SHARDS over RESP3: maps with slots and nodes, the shard ids MYSHARDID gives.
+    let mut c = nodes[1].conn3();
+    let shards: Value = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query(&mut c)
+        .expect("shards");
+    let Value::Array(shards) = shards else {
+        panic!("SHARDS is not an array")
+    };
+    assert_eq!(shards.len(), 3);
+    for (i, shard) in shards.iter().enumerate() {
+        let Value::Map(kv) = shard else {
+            panic!("shard is not a map: {shard:?}")
+        };
+        assert_eq!(text(&kv[0].0), "slots");
+        assert_eq!(
+            kv[0].1,
+            Value::Array(vec![Value::Int(ranges[i].0), Value::Int(ranges[i].1)])
+        );
+        assert_eq!(text(&kv[1].0), "nodes");
+        let Value::Array(members) = &kv[1].1 else {
+            panic!("nodes is not an array")
+        };
+        let Value::Map(member) = &members[0] else {
+            panic!("node is not a map")
+        };
+        let names: Vec<String> = member.iter().map(|(k, _)| text(k)).collect();
+        assert_eq!(
+            names,
+            [
+                "id",
+                "port",
+                "ip",
+                "endpoint",
+                "role",
+                "replication-offset",
+                "health"
+            ]
+        );
+        assert_eq!(text(&member[0].1), ids[i]);
+        assert_eq!(int(&member[1].1), i64::from(nodes[i].port));
+        assert_eq!(text(&member[4].1), "master");
+        assert_eq!(text(&member[6].1), "online");
+    }
+    let shard_ids: Vec<String> = nodes
+        .iter()
+        .map(|n| text(&query(n, &["CLUSTER", "MYSHARDID"])))
+        .collect();
+    assert!(shard_ids[0] != shard_ids[1] && shard_ids[1] != shard_ids[2]);
+}
+
+#[test]
+fn keyed_commands_are_routed_with_redis_texts() {
+    let nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 2, "stream:");
+    // Asked on the wrong node: MOVED to the owner, nothing written there.
+    let mut wrong = Raw::connect(nodes[0].port);
+    assert_eq!(
+        wrong.cmd(&["XADD", &key, "*", "f", "v"]),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[2].port).into_bytes()
+    );
+    assert_eq!(
+        wrong.cmd(&["DBSIZE"]),
+        b":0\r\n",
+        "keyless commands run here"
+    );
+    // On the owner it runs.
+    let mut right = Raw::connect(nodes[2].port);
+    assert!(right
+        .cmd(&["XADD", &key, "1-1", "f", "v"])
+        .starts_with(b"$3\r\n1-1"));
+    assert_eq!(right.cmd(&["XLEN", &key]), b":1\r\n");
+    // Subcommand keys count too.
+    assert_eq!(
+        wrong.cmd(&["XGROUP", "CREATE", &key, "g", "0"]),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[2].port).into_bytes()
+    );
+    assert_eq!(right.cmd(&["XGROUP", "CREATE", &key, "g", "0"]), b"+OK\r\n");
+
+    // Keys in two slots: CROSSSLOT, even when this node owns both.
+    let (a, sa) = key_on(&nodes, 2, "a:");
+    let (b, sb) = key_on(&nodes, 2, "b:");
+    assert_ne!(sa, sb);
+    let crossslot = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec();
+    assert_eq!(right.cmd(&["DEL", &a, &b]), crossslot);
+    assert_eq!(
+        right.cmd(&["XREAD", "STREAMS", &a, &b, "0", "0"]),
+        crossslot
+    );
+    assert_eq!(
+        right.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", &a, &b, ">", ">"]),
+        crossslot
+    );
+    assert_eq!(right.cmd(&["RENAME", &a, &b]), crossslot);
+    // Hash tags put keys in one slot: multi-stream reads work.
+    let t1 = format!("{{{key}}}.one");
+    let t2 = format!("{{{key}}}.two");
+    assert_eq!(right.cmd(&["XADD", &t1, "1-1", "f", "v"]), b"$3\r\n1-1\r\n");
+    assert!(right
+        .cmd(&["XREAD", "STREAMS", &t1, &t2, "0", "0"])
+        .starts_with(b"*1\r\n"));
+
+    // MULTI: a queued command for another node aborts EXEC, as Redis's flagTransaction.
+    assert_eq!(right.cmd(&["MULTI"]), b"+OK\r\n");
+    let (elsewhere, eslot) = key_on(&nodes, 0, "x:");
+    assert_eq!(
+        right.cmd(&["XADD", &elsewhere, "*", "f", "v"]),
+        format!("-MOVED {eslot} 127.0.0.1:{}\r\n", nodes[0].port).into_bytes()
+    );
+    assert_eq!(right.cmd(&["XLEN", &key]), b"+QUEUED\r\n");
+    assert_eq!(
+        right.cmd(&["EXEC"]),
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    // Queued commands each in one slot but not the same one: EXEC answers CROSSSLOT and
+    // the transaction is gone (Redis's discardTransaction).
+    assert_eq!(right.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(right.cmd(&["XADD", &a, "1-1", "f", "v"]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["XADD", &b, "1-1", "f", "v"]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["EXEC"]), crossslot);
+    assert_eq!(right.cmd(&["EXEC"]), b"-ERR EXEC without MULTI\r\n");
+    assert_eq!(right.cmd(&["EXISTS", &a]), b":0\r\n", "nothing ran");
+    // Same slot: the transaction runs.
+    assert_eq!(right.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(right.cmd(&["XADD", &t1, "2-1", "f", "v"]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["XLEN", &t1]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["EXEC"]), b"*2\r\n$3\r\n2-1\r\n:2\r\n");
+
+    // SELECT n != 0 is refused; connection flags answer +OK.
+    assert_eq!(
+        right.cmd(&["SELECT", "1"]),
+        b"-ERR SELECT is not allowed in cluster mode\r\n"
+    );
+    assert_eq!(right.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    for flag in ["READONLY", "READWRITE", "ASKING"] {
+        assert_eq!(right.cmd(&[flag]), b"+OK\r\n", "{flag}");
+    }
+    // Topology is the CLI's: Redis's hand-made changes are refused, naming it.
+    let meet = String::from_utf8(right.cmd(&["CLUSTER", "MEET", "127.0.0.1", "1"])).expect("utf8");
+    assert!(
+        meet.starts_with("-ERR CLUSTER MEET is not supported")
+            && meet.contains("rill cluster create"),
+        "{meet}"
+    );
+    let addslots = String::from_utf8(right.cmd(&["CLUSTER", "ADDSLOTS", "1"])).expect("utf8");
+    assert!(addslots.contains("rill cluster create"), "{addslots}");
+}
+
+#[test]
+fn slot_key_index_counts_and_lists_keys() {
+    let nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 1, "s:");
+    let tagged: Vec<String> = (0..5).map(|i| format!("{{{key}}}:{i}")).collect();
+    let mut c = Raw::connect(nodes[1].port);
+    for k in &tagged {
+        assert!(c.cmd(&["XADD", k, "*", "f", "v"]).starts_with(b"$"));
+    }
+    let slot_s = slot.to_string();
+    assert_eq!(c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot_s]), b":5\r\n");
+    let Value::Array(listed) = query(&nodes[1], &["CLUSTER", "GETKEYSINSLOT", &slot_s, "3"]) else {
+        panic!("not an array")
+    };
+    assert_eq!(listed.len(), 3);
+    for k in &listed {
+        assert!(tagged.contains(&text(k)));
+    }
+    assert_eq!(c.cmd(&["DEL", &tagged[0]]), b":1\r\n");
+    assert_eq!(c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot_s]), b":4\r\n");
+    assert_eq!(
+        c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]),
+        b"-ERR Invalid slot\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["CLUSTER", "GETKEYSINSLOT", "1", "-1"]),
+        b"-ERR Invalid slot or number of keys\r\n"
+    );
+}
+
+#[test]
+fn a_restarted_node_keeps_its_id_map_and_keys() {
+    let mut nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 0, "r:");
+    let mut c = Raw::connect(nodes[0].port);
+    assert!(c.cmd(&["XADD", &key, "*", "f", "v"]).starts_with(b"$"));
+    let id = text(&query(&nodes[0], &["CLUSTER", "MYID"]));
+    let slots = query(&nodes[0], &["CLUSTER", "SLOTS"]);
+    let conf = std::fs::read_to_string(nodes[0].dir.join("nodes.conf")).expect("nodes.conf");
+    assert!(conf.contains(&format!("myself {id}")), "{conf}");
+
+    nodes[0].restart();
+    assert_eq!(text(&query(&nodes[0], &["CLUSTER", "MYID"])), id);
+    assert_eq!(query(&nodes[0], &["CLUSTER", "SLOTS"]), slots);
+    let slot_s = slot.to_string();
+    assert_eq!(
+        int(&query(&nodes[0], &["CLUSTER", "COUNTKEYSINSLOT", &slot_s])),
+        1,
+        "the slot index is rebuilt from the log"
+    );
+    let mut c = Raw::connect(nodes[0].port);
+    assert_eq!(c.cmd(&["XLEN", &key]), b":1\r\n");
+    let check = rill(&["cluster", "check", &addr(&nodes[0])]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn check_fails_when_a_node_is_down() {
+    let mut nodes = create_cluster();
+    let ok = rill(&["cluster", "check", &addr(&nodes[1])]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("[OK] All nodes agree about slots configuration."),
+        "{stdout}"
+    );
+
+    let down_id = text(&query(&nodes[2], &["CLUSTER", "MYID"]));
+    assert!(nodes[2].signal_and_wait(9).is_some());
+    let bad = rill(&["cluster", "check", &addr(&nodes[0])]);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("[ERR] {down_id} 127.0.0.1:{}", nodes[2].port)),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn create_refuses_nodes_already_in_a_cluster_and_foreign_maps() {
+    let nodes = create_cluster();
+    let fresh = node();
+    let out = rill(&["cluster", "create", &addr(&nodes[0]), &addr(&fresh)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already part of a cluster"));
+
+    let other = node();
+    // Before create every slot is unassigned: keyed commands get CLUSTERDOWN.
+    let mut c = Raw::connect(other.port);
+    assert_eq!(
+        c.cmd(&["SET", "k", "v"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    let out = rill(&["cluster", "create", &addr(&fresh), &addr(&fresh)]);
+    assert_eq!(out.status.code(), Some(1), "the same node twice");
+    // A map that does not list the node is refused by the node itself.
+    let foreign = "rill-cluster 1\nepoch 1\nshard 0000000000000000000000000000000000000001 0-16383\nnode 0000000000000000000000000000000000000001 0000000000000000000000000000000000000002 127.0.0.1 1 10001\n";
+    let refused =
+        String::from_utf8(c.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", foreign])).expect("utf8");
+    assert!(
+        refused.starts_with("-ERR the shard map does not include this node"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_node_before_create_answers_as_an_empty_redis_cluster_node() {
+    let n = node();
+    let mut c = Raw::connect(n.port);
+    assert_eq!(
+        c.cmd(&["XADD", "s", "*", "f", "v"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    assert_eq!(c.cmd(&["CLUSTER", "SLOTS"]), b"*0\r\n");
+    assert_eq!(
+        c.cmd(&["CLUSTER", "MYSHARDID"]),
+        b"-ERR No shard ID yet\r\n"
+    );
+    let info = fields(&text(&query(&n, &["CLUSTER", "INFO"])));
+    assert_eq!(info["cluster_state"], "fail");
+    assert_eq!(info["cluster_slots_assigned"], "0");
+    assert_eq!(info["cluster_known_nodes"], "1");
+    let nodes = text(&query(&n, &["CLUSTER", "NODES"]));
+    let id = text(&query(&n, &["CLUSTER", "MYID"]));
+    assert_eq!(
+        nodes,
+        format!(
+            "{id} :{}@{} myself,master - 0 0 0 connected\n",
+            n.port,
+            n.port + 10000
+        )
+    );
+    let check = rill(&["cluster", "check", &addr(&n)]);
+    assert_eq!(check.status.code(), Some(1));
+}
+
+#[test]
+fn without_cluster_mode_cluster_commands_are_disabled_and_directives_show() {
+    let s = TestServer::start();
+    let mut c = Raw::connect(s.port);
+    let disabled = b"-ERR This instance has cluster support disabled\r\n".to_vec();
+    for cmd in [
+        &["CLUSTER", "INFO"][..],
+        &["CLUSTER", "KEYSLOT", "k"],
+        &["CLUSTER", "MEET", "127.0.0.1", "1"],
+        &["READONLY"],
+        &["ASKING"],
+        &["RILL.CLUSTER", "TOPOLOGY"],
+    ] {
+        assert_eq!(c.cmd(cmd), disabled, "{cmd:?}");
+    }
+    assert_eq!(c.cmd(&["SELECT", "1"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    let info = text(&query(&s, &["INFO", "cluster"]));
+    assert!(info.contains("cluster_enabled:0"), "{info}");
+    let Value::Array(kv) = query(&s, &["CONFIG", "GET", "cluster-*"]) else {
+        panic!("not an array")
+    };
+    let got: HashMap<String, String> = kv.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect();
+    assert_eq!(got["cluster-enabled"], "no");
+    assert_eq!(got["cluster-config-file"], "nodes.conf");
+    assert_eq!(got["cluster-node-timeout"], "15000");
+    assert_eq!(got["cluster-announce-ip"], "");
+    assert_eq!(got["cluster-announce-port"], "0");
+    assert_eq!(got["cluster-port"], "0");
+    assert!(
+        !s.dir.join("nodes.conf").exists(),
+        "no cluster config file outside cluster mode"
+    );
+}
