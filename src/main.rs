@@ -142,6 +142,11 @@ async fn serve(config: Config) -> ExitCode {
     };
     // After the directory lock, so two nodes cannot share one cluster config file.
     let cluster = if config.cluster_enabled {
+        // Redis's check: the bus port must fit in 16 bits.
+        if config.cluster_port == 0 && config.port > 55535 {
+            tracing::error!("Redis port number too high. Cluster communication port is 10,000 port numbers higher than your Redis port. Your Redis port number must be 55535 or less.");
+            return ExitCode::FAILURE;
+        }
         match rill::cluster::Cluster::open(config.cluster_config_path()) {
             Ok(c) => Some(c),
             Err(e) => {

@@ -14,7 +14,11 @@ use redis::Value;
 
 /// A cluster-mode node on a fixed port (so a restart keeps the address the map holds).
 fn node() -> TestServer {
-    let port = free_port().to_string();
+    // The bus port (port + 10000) must fit in 16 bits, as in Redis.
+    let port = std::iter::repeat_with(free_port)
+        .find(|p| *p <= 55535)
+        .expect("a free port")
+        .to_string();
     TestServer::start_with(&["--cluster-enabled", "yes", "--port", &port])
 }
 
