@@ -127,7 +127,9 @@ fn parse_slot(a: &mut Args, err: CommandError) -> Result<u16, CommandError> {
 /// # Returns
 /// A verbatim text of `field:value` lines, as Redis's `genClusterInfoString`:
 /// `cluster_state:ok` once every slot is served, slot counts, known nodes, the number of
-/// shards serving slots, and the map's epoch as current and own epoch.
+/// shards serving slots, and the map's epoch as current and own epoch; then Redis 8.6's
+/// bus-message and slot-migration counters, all 0 (nodes exchange no messages, and slots
+/// do not move, in this release).
 pub fn info(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     let topology = cluster_of(sh)?.topology.read();
     let map = topology.map();
@@ -146,7 +148,14 @@ pub fn info(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
          cluster_my_epoch:{epoch}\r\n\
          cluster_stats_messages_sent:0\r\n\
          cluster_stats_messages_received:0\r\n\
-         total_cluster_links_buffer_limit_exceeded:0\r\n",
+         total_cluster_links_buffer_limit_exceeded:0\r\n\
+         cluster_slot_migration_active_tasks:0\r\n\
+         cluster_slot_migration_active_trim_running:0\r\n\
+         cluster_slot_migration_active_trim_current_job_keys:0\r\n\
+         cluster_slot_migration_active_trim_current_job_trimmed:0\r\n\
+         cluster_slot_migration_stats_active_trim_started:0\r\n\
+         cluster_slot_migration_stats_active_trim_completed:0\r\n\
+         cluster_slot_migration_stats_active_trim_cancelled:0\r\n",
         if topology.is_ok() { "ok" } else { "fail" },
         epoch = map.epoch,
     );
