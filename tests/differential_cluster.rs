@@ -392,3 +392,40 @@ fn without_cluster_mode_both_refuse_cluster_commands() {
         t.same(&["SELECT", "1"]);
     });
 }
+
+#[test]
+fn command_getkeys_matches_redis() {
+    // What cluster clients ask when they cannot find keys themselves (redis-py does for
+    // XREAD and XREADGROUP): the same key extraction routing uses.
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        for with in ["GETKEYS", "GETKEYSANDFLAGS"] {
+            t.same(&["COMMAND", with, "XADD", "s", "*", "f", "v"]);
+            t.same(&[
+                "COMMAND", with, "XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0",
+            ]);
+            t.same(&[
+                "COMMAND",
+                with,
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "STREAMS",
+                "a",
+                ">",
+            ]);
+            t.same(&["COMMAND", with, "DEL", "a", "b", "c"]);
+            t.same(&["COMMAND", with, "RENAME", "a", "b"]);
+            t.same(&["COMMAND", with, "XGROUP", "CREATE", "s", "g", "$"]);
+            t.same(&["COMMAND", with, "XINFO", "STREAM", "s"]);
+            t.same(&["COMMAND", with, "SET", "k", "v"]);
+            t.same(&["COMMAND", with, "SET", "k", "v", "GET"]);
+            t.same(&["COMMAND", with, "PING"]);
+            t.same(&["COMMAND", with, "NOSUCH", "x"]);
+            t.same(&["COMMAND", with, "XADD", "s"]);
+            t.same(&["COMMAND", with, "XGROUP", "NOSUCH"]);
+            t.same(&["COMMAND", with]);
+        }
+    });
+}

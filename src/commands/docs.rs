@@ -496,6 +496,14 @@ static DOCS: &[(&str, CommandDoc)] = &[
             ]),
     ),
     (
+        "command|getkeys",
+        CommandDoc::new().args(&[string("command"), string("arg").optional().multiple()]),
+    ),
+    (
+        "command|getkeysandflags",
+        CommandDoc::new().args(&[string("command"), string("arg").optional().multiple()]),
+    ),
+    (
         "command|help",
         CommandDoc::new(),
     ),

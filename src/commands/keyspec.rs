@@ -39,6 +39,41 @@ pub fn has_keys(spec: &CommandSpec) -> bool {
 /// order the specs find them; empty when its arguments do not fit its specs (the command
 /// will report the error itself).
 pub fn key_positions(spec: &CommandSpec, argv: &[Bytes]) -> Vec<usize> {
+    keys_with_specs(spec, argv)
+        .into_iter()
+        .map(|(pos, _)| pos)
+        .collect()
+}
+
+/// SET's key as Redis's `setGetKeys` reports it: its spec says `variable_flags`, because
+/// the access depends on GET (read and overwrite) or not (overwrite only).
+static SET_OVERWRITE: KeySpec = KeySpec {
+    notes: None,
+    flags: &["OW", "update"],
+    begin_search: BeginSearch::Index(1),
+    find_keys: FindKeys::Range {
+        lastkey: 0,
+        keystep: 1,
+        limit: 0,
+    },
+};
+static SET_GET: KeySpec = KeySpec {
+    notes: None,
+    flags: &["RW", "access", "update"],
+    begin_search: BeginSearch::Index(1),
+    find_keys: FindKeys::Range {
+        lastkey: 0,
+        keystep: 1,
+        limit: 0,
+    },
+};
+
+/// As [`key_positions`], with the key spec that found each key (for its access flags).
+pub fn keys_with_specs(spec: &CommandSpec, argv: &[Bytes]) -> Vec<(usize, &'static KeySpec)> {
+    if spec.full == "set" && argv.len() >= 3 {
+        let get = argv[3..].iter().any(|a| a.eq_ignore_ascii_case(b"get"));
+        return vec![(1, if get { &SET_GET } else { &SET_OVERWRITE })];
+    }
     let argc = argv.len() as i64;
     let mut out = Vec::new();
     for ks in specs_of(spec) {
@@ -79,7 +114,7 @@ pub fn key_positions(spec: &CommandSpec, argv: &[Bytes]) -> Vec<usize> {
         }
         let mut i = first;
         while i <= last {
-            out.push(i as usize);
+            out.push((i as usize, ks));
             i += keystep.max(1);
         }
     }
