@@ -506,3 +506,42 @@ fn without_cluster_mode_cluster_commands_are_disabled_and_directives_show() {
         "no cluster config file outside cluster mode"
     );
 }
+
+#[test]
+fn blocked_readers_are_moved_when_their_slot_leaves_the_node() {
+    let nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 0, "blocked:");
+    let mut reader = Raw::connect(nodes[0].port);
+    reader.send(&common::encode(&[
+        "XREAD", "BLOCK", "0", "STREAMS", &key, "$",
+    ]));
+    nodes[0].wait_blocked(1);
+    // A newer map that gives node 0's range to node 1 and node 1's to node 0.
+    let Value::BulkString(map) = query(&nodes[0], &["RILL.CLUSTER", "TOPOLOGY"]) else {
+        panic!("TOPOLOGY is not a bulk string")
+    };
+    let map = String::from_utf8(map)
+        .expect("utf8")
+        .replace("epoch 1", "epoch 2")
+        .replace(" 0-5460", " SWAP")
+        .replace(" 5461-10922", " 0-5460")
+        .replace(" SWAP", " 5461-10922");
+    let mut admin = Raw::connect(nodes[0].port);
+    assert_eq!(
+        admin.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &map]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        reader.read_reply(),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[1].port).into_bytes()
+    );
+    nodes[0].wait_blocked(0);
+    // An older map is refused.
+    let old = map.replace("epoch 2", "epoch 1");
+    let refused =
+        String::from_utf8(admin.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &old])).expect("utf8");
+    assert!(
+        refused.starts_with("-ERR the shard map has epoch 1, older"),
+        "{refused}"
+    );
+}

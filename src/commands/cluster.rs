@@ -516,7 +516,38 @@ pub fn settopology(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         .map_err(|_| CommandError::Invalid("the shard map is not UTF-8 text".into()))?;
     let (map, _) = ShardMap::parse(text)?;
     cluster.set_map(map)?;
+    redirect_blocked(sh, cluster);
     Ok(Reply::Ok.into())
+}
+
+/// Answers the clients blocked on keys whose slot this node no longer serves, as Redis's
+/// `clusterRedirectBlockedClientIfNeeded`: `MOVED` to the new owner, `CLUSTERDOWN` when
+/// the slot has none or the cluster does not serve every slot. A blocked command's keys are
+/// all in one slot (routing checked it), so the first key decides.
+fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
+    let mut state = sh.state.lock();
+    let topology = cluster.topology.read();
+    let healthy = topology.is_ok();
+    let moved = state.blocking.take_where(|w| {
+        !healthy
+            || w.keys
+                .first()
+                .is_some_and(|k| topology.owner(key_slot(k)) != SlotOwner::Myself)
+    });
+    for waiter in moved {
+        let error = match waiter.keys.first().map(|k| key_slot(k)) {
+            _ if !healthy => CommandError::ClusterDown,
+            Some(slot) => match topology.owner(slot) {
+                SlotOwner::Node(node) => CommandError::Moved {
+                    slot,
+                    endpoint: node.endpoint(),
+                },
+                _ => CommandError::SlotNotServed,
+            },
+            None => CommandError::SlotNotServed,
+        };
+        waiter.fail(sh, error.to_string());
+    }
 }
 
 /// RILL.CLUSTER TOPOLOGY
