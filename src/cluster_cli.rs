@@ -27,6 +27,9 @@ use crate::cluster::topology::{NodeId, NodeInfo, ShardMap};
 #[derive(Debug, Parser)]
 #[command(name = "rill cluster", about = "Create and check a Rill cluster")]
 pub struct ClusterArgs {
+    /// Password of the nodes (`requirepass`), sent with AUTH on every connection.
+    #[arg(short = 'a', long = "pass", global = true)]
+    pass: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +87,7 @@ enum Value {
 /// One blocking connection to a node.
 struct Node {
     addr: String,
+    pass: Option<String>,
     host: String,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
@@ -92,7 +96,7 @@ struct Node {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Node {
-    fn connect(addr: &str) -> Result<Node, CliError> {
+    fn connect(addr: &str, pass: Option<&str>) -> Result<Node, CliError> {
         let (host, _) = addr
             .rsplit_once(':')
             .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
@@ -113,15 +117,25 @@ impl Node {
         };
         stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-        Ok(Node {
+        let mut node = Node {
             addr: addr.to_string(),
+            pass: pass.map(str::to_string),
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string(),
             reader: BufReader::new(stream.try_clone().map_err(io)?),
             writer: stream,
-        })
+        };
+        if let Some(p) = pass {
+            node.call(&[b"AUTH", p.as_bytes()])?;
+        }
+        Ok(node)
+    }
+
+    /// Another node, with the same password.
+    fn open(&self, addr: &str) -> Result<Node, CliError> {
+        Node::connect(addr, self.pass.as_deref())
     }
 
     fn io(&self, source: std::io::Error) -> CliError {
@@ -257,9 +271,10 @@ pub fn main(args: &[String]) -> ExitCode {
             };
         }
     };
+    let pass = parsed.pass.as_deref();
     let result = match parsed.command {
-        Command::Create { nodes } => create(&nodes),
-        Command::Check { node } => check(&node),
+        Command::Create { nodes } => create(&nodes, pass),
+        Command::Check { node } => check(&node, pass),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -271,11 +286,11 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn create(addrs: &[String]) -> Result<bool, CliError> {
+fn create(addrs: &[String], pass: Option<&str>) -> Result<bool, CliError> {
     let mut nodes = Vec::new();
     let mut infos: Vec<NodeInfo> = Vec::new();
     for addr in addrs {
-        let mut node = Node::connect(addr)?;
+        let mut node = Node::connect(addr, pass)?;
         let info = node.node_info()?;
         let map = node.topology()?;
         if map.epoch > 0 || !map.shards.is_empty() {
@@ -331,11 +346,11 @@ fn create(addrs: &[String]) -> Result<bool, CliError> {
         }
     }
     println!(">>> Every node persisted the map.");
-    check(&addrs[0])
+    check(&addrs[0], pass)
 }
 
-fn check(addr: &str) -> Result<bool, CliError> {
-    let mut first = Node::connect(addr)?;
+fn check(addr: &str, pass: Option<&str>) -> Result<bool, CliError> {
+    let mut first = Node::connect(addr, pass)?;
     let map = first.topology()?;
     println!(">>> Performing Cluster Check (using node {addr})");
     if map.shards.is_empty() {
@@ -345,7 +360,7 @@ fn check(addr: &str) -> Result<bool, CliError> {
     let mut healthy = true;
     for node_info in map.nodes() {
         let at = node_info.endpoint();
-        let report = check_node(&at, node_info, &map);
+        let report = check_node(&first, &at, node_info, &map);
         match report {
             Ok(()) => println!(
                 "[OK] {} {at}: up, serves this map (epoch {}).",
@@ -371,8 +386,8 @@ fn check(addr: &str) -> Result<bool, CliError> {
 }
 
 /// One node of the map: reachable, the id the map says, the same map, state ok.
-fn check_node(at: &str, expected: &NodeInfo, map: &ShardMap) -> Result<(), String> {
-    let mut node = Node::connect(at).map_err(|e| e.to_string())?;
+fn check_node(first: &Node, at: &str, expected: &NodeInfo, map: &ShardMap) -> Result<(), String> {
+    let mut node = first.open(at).map_err(|e| e.to_string())?;
     let info = node.node_info().map_err(|e| e.to_string())?;
     if info.id != expected.id {
         return Err(format!("is node {}, not the map's", info.id));

@@ -545,3 +545,108 @@ fn blocked_readers_are_moved_when_their_slot_leaves_the_node() {
         "{refused}"
     );
 }
+
+#[test]
+fn announced_addresses_are_what_the_map_and_redirects_show() {
+    // Node B listens on 127.0.0.1 (for the harness) and 127.0.0.2, and announces the latter
+    // with another port number written in: the map, MOVED and `check` use the announced address.
+    let a = node();
+    let port_b = std::iter::repeat_with(free_port)
+        .find(|p| *p <= 55535)
+        .expect("a free port")
+        .to_string();
+    let b = TestServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--port",
+        &port_b,
+        "--bind",
+        "127.0.0.1",
+        "127.0.0.2",
+        "--cluster-announce-ip",
+        "127.0.0.2",
+        "--cluster-port",
+        "7999",
+    ]);
+    let out = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let Value::Array(slots) = query(&a, &["CLUSTER", "SLOTS"]) else {
+        panic!("not an array")
+    };
+    let Value::Array(second) = &slots[1] else {
+        panic!("not an array")
+    };
+    let Value::Array(node_b) = &second[2] else {
+        panic!("not an array")
+    };
+    assert_eq!(text(&node_b[0]), "127.0.0.2");
+    assert_eq!(int(&node_b[1]), i64::from(b.port));
+    let nodes = text(&query(&b, &["CLUSTER", "NODES"]));
+    assert!(
+        nodes.contains(&format!("127.0.0.2:{}@7999 myself,master", b.port)),
+        "{nodes}"
+    );
+    let (key, slot) = (0..)
+        .map(|i| format!("k{i}"))
+        .map(|k| {
+            let s = keyslot(&a, &k);
+            (k, s)
+        })
+        .find(|(_, s)| *s >= 8192)
+        .expect("a key of B");
+    let mut c = Raw::connect(a.port);
+    assert_eq!(
+        c.cmd(&["XADD", &key, "*", "f", "v"]),
+        format!("-MOVED {slot} 127.0.0.2:{}\r\n", b.port).into_bytes()
+    );
+    let check = rill(&["cluster", "check", &addr(&a)]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn the_cli_authenticates_with_a_password() {
+    let start = || {
+        let port = std::iter::repeat_with(free_port)
+            .find(|p| *p <= 55535)
+            .expect("a free port")
+            .to_string();
+        TestServer::start_with(&[
+            "--cluster-enabled",
+            "yes",
+            "--port",
+            &port,
+            "--requirepass",
+            "s3cret",
+        ])
+    };
+    let (a, b) = (start(), start());
+    let without = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("NOAUTH"));
+    let with = rill(&["cluster", "create", "-a", "s3cret", &addr(&a), &addr(&b)]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stdout)
+    );
+    let check = rill(&["cluster", "check", "--pass", "s3cret", &addr(&b)]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let mut c = Raw::connect(a.port);
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
+    assert!(c
+        .cmd(&["CLUSTER", "INFO"])
+        .windows(16)
+        .any(|w| w == b"cluster_state:ok"));
+}
