@@ -650,3 +650,48 @@ fn the_cli_authenticates_with_a_password() {
         .windows(16)
         .any(|w| w == b"cluster_state:ok"));
 }
+
+#[test]
+fn the_slot_index_is_rebuilt_from_a_checkpoint() {
+    let mut nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 1, "ckp:");
+    let keys: Vec<String> = (0..4).map(|i| format!("{{{key}}}{i}")).collect();
+    let mut c = Raw::connect(nodes[1].port);
+    for k in &keys {
+        assert!(c.cmd(&["XADD", k, "*", "f", "v"]).starts_with(b"$"));
+    }
+    assert_eq!(c.cmd(&["BGREWRITEAOF"]).first(), Some(&b'+'));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let has_ckp = std::fs::read_dir(nodes[1].dir.join("log"))
+            .expect("log dir")
+            .any(|e| {
+                e.expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".ckp")
+            });
+        let info = text(&query(&nodes[1], &["INFO", "persistence"]));
+        if has_ckp && info.contains("aof_rewrite_in_progress:0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nodes[1].restart();
+    let slot_s = slot.to_string();
+    assert_eq!(
+        int(&query(&nodes[1], &["CLUSTER", "COUNTKEYSINSLOT", &slot_s])),
+        4
+    );
+    let Value::Array(listed) = query(&nodes[1], &["CLUSTER", "GETKEYSINSLOT", &slot_s, "10"])
+    else {
+        panic!("not an array")
+    };
+    let mut listed: Vec<String> = listed.iter().map(text).collect();
+    listed.sort();
+    assert_eq!(listed, keys);
+}

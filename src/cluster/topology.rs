@@ -57,6 +57,8 @@ pub enum TopologyError {
     NotAMember(String),
     #[error("the shard map has epoch {got}, older than this node's {current}")]
     StaleEpoch { got: u64, current: u64 },
+    #[error("the shard map differs from this node's at the same epoch {0}; send a newer epoch")]
+    ConflictingMap(u64),
 }
 
 /// A 40-hex-digit identifier (node ids, shard ids), as Redis Cluster uses.
@@ -406,6 +408,11 @@ impl Topology {
                 current: self.map.epoch,
             });
         }
+        // Two different maps under one epoch would leave nodes disagreeing with no way to
+        // tell which is newer.
+        if map.epoch == self.map.epoch && self.map.epoch > 0 && map != &self.map {
+            return Err(TopologyError::ConflictingMap(map.epoch));
+        }
         if map.shard_of(&self.myself).is_none() {
             return Err(TopologyError::NotAMember(self.myself.to_string()));
         }
@@ -532,6 +539,14 @@ mod tests {
         me.id = id.clone();
         let map = ShardMap::even(vec![me, node(7001)], 1);
         t.check(&map).expect("member");
+        let mut other = map.clone();
+        other.shards.reverse();
+        t.install(map.clone());
+        assert!(matches!(
+            t.check(&other),
+            Err(TopologyError::ConflictingMap(1))
+        ));
+        t.check(&map).expect("the same map again is fine");
         t.install(map.clone());
         t.save(&path).expect("save");
         let again = Topology::open(&path).expect("reopen");
