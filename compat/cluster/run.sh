@@ -5,7 +5,8 @@
 #       and `redis-cli --cluster check` accepts the cluster;
 #   (b) redis-py RedisCluster (test_cluster.py), with compat/python's requirements and virtualenv;
 #   (c) go-redis ClusterClient (go/cluster_test.go) and Watermill redisstream over a UniversalClient given the
-#       three addresses (go/watermill_test.go), at the versions compat/watermill pins.
+#       three addresses (go/watermill_test.go), at the versions compat/watermill pins;
+#   (d) ioredis Cluster (ioredis.test.mjs), the version compat/node pins.
 #
 # In:  RILL_CLUSTER ("host:port host:port host:port"), RESULTS (a file to append "name passed failed" lines to),
 #      LOGDIR.
@@ -99,6 +100,23 @@ if command -v go >/dev/null; then
 else
 	echo "cluster: go is not installed; go-redis ClusterClient not run" >&2
 	echo "go-redis-cluster 0 1" >>"$RESULTS"
+	status=1
+fi
+# ------------------------------------------------------------------ (d) ioredis Cluster
+if command -v npm >/dev/null; then
+	(cd "$here/../node" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGDIR/cluster-node-install.log" 2>&1 || {
+		cat "$LOGDIR/cluster-node-install.log" >&2
+		status=1
+	}
+	tap="$LOGDIR/cluster-ioredis.tap"
+	(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap ioredis.test.mjs) >"$tap" 2>&1 || status=1
+	grep -E '^not ok' "$tap" >&2 || true
+	pass="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" | tail -1)"
+	fail="$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" | tail -1)"
+	echo "ioredis-cluster ${pass:-0} ${fail:-1}" >>"$RESULTS"
+else
+	echo "cluster: npm is not installed; ioredis Cluster not run" >&2
+	echo "ioredis-cluster 0 1" >>"$RESULTS"
 	status=1
 fi
 exit $status
