@@ -1,5 +1,5 @@
 //! Which arguments of a request are keys, read from the command's key specs in
-//! [`docs`](super::table::docs) — the same data COMMAND INFO publishes, so what Rill routes
+//! [`docs`] — the same data COMMAND INFO publishes, so what Rill routes
 //! on is what cluster clients route on. The one place that extracts keys from a request.
 //!
 //! The rules are Redis's `getKeysUsingKeySpecs` (`db.c`): a spec begins at a fixed index or
