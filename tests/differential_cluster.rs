@@ -276,6 +276,46 @@ fn cluster_texts_and_replies_match_redis() {
         compare(&mut t, &["CLUSTER", "SLOTS"]);
         compare(&mut t, &["CLUSTER", "MYID"]);
         compare(&mut t, &["CLUSTER", "MYSHARDID"]);
+        // CLUSTER NODES: this node's line and the other's, field for field, but for the
+        // config epochs (Redis bumps them while the nodes meet) and the other node's
+        // ping/pong times (Rill's nodes do not ping each other).
+        let (r, p) = t.both(&["CLUSTER", "NODES"]);
+        let lines = |b: &[u8], ports: &[(u16, &str)]| -> Vec<String> {
+            let text = mask(b, ports);
+            // The text after the bulk (`$n`) or verbatim (`=n` … `txt:`) header.
+            let body = text.split_once("\r\n").map_or("", |(_, rest)| rest);
+            let body = body.strip_prefix("txt:").unwrap_or(body);
+            let mut lines: Vec<String> = body
+                .split('\n')
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    let mut f: Vec<&str> = l.split(' ').collect();
+                    assert!(f.len() >= 8, "short CLUSTER NODES line {l:?}");
+                    f[6] = "<epoch>";
+                    if !f[2].starts_with("myself") {
+                        f[4] = "<ping>";
+                        f[5] = "<pong>";
+                    }
+                    f.join(" ")
+                })
+                .collect();
+            lines.sort();
+            lines
+        };
+        let ours = lines(&r, &rill_ports);
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        assert!(
+            ours.iter().any(|l| {
+                l
+                == "<id> 127.0.0.1:<port-a>@<cport-a> myself,master - 0 0 <epoch> connected 0-8191"
+            }),
+            "{ours:?}"
+        );
+        assert_eq!(
+            ours,
+            lines(&p, &redis_ports),
+            "CLUSTER NODES (RESP{protocol})"
+        );
         let (r, p) = t.both(&["CLUSTER", "INFO"]);
         for field in [
             "cluster_state:",
