@@ -5,9 +5,10 @@
 //! node ids and ports masked where they necessarily differ. Covered: CLUSTER KEYSLOT over
 //! edge-case and generated keys, CLUSTERDOWN before any slot is served and while only part
 //! of them are, MOVED, CROSSSLOT (DEL, XREAD, XREADGROUP, RENAME, MULTI/EXEC), SELECT,
-//! READONLY/READWRITE/ASKING, COUNTKEYSINSLOT/GETKEYSINSLOT and their errors, CLUSTER SLOTS
-//! and the fields of CLUSTER INFO that do not count bus messages; and, without cluster
-//! mode, the "cluster support disabled" error.
+//! READONLY/READWRITE/ASKING, COUNTKEYSINSLOT/GETKEYSINSLOT and their errors, CLUSTER SLOTS,
+//! SHARDS (shard by shard), NODES (epochs and peer ping times masked), MYID, MYSHARDID and
+//! the fields of CLUSTER INFO that do not count bus messages; COMMAND GETKEYS; and, without
+//! cluster mode, the "cluster support disabled" error.
 #![cfg(feature = "differential")]
 
 mod common;
@@ -276,6 +277,21 @@ fn cluster_texts_and_replies_match_redis() {
         compare(&mut t, &["CLUSTER", "SLOTS"]);
         compare(&mut t, &["CLUSTER", "MYID"]);
         compare(&mut t, &["CLUSTER", "MYSHARDID"]);
+        // CLUSTER SHARDS, shard by shard (Redis lists them in its dict's order).
+        let (r, p) = t.both(&["CLUSTER", "SHARDS"]);
+        let shards = |b: &[u8], ports: &[(u16, &str)]| -> Vec<String> {
+            let mut parts: Vec<String> =
+                mask(b, ports).split("slots").map(str::to_string).collect();
+            parts.sort();
+            parts
+        };
+        let ours = shards(&r, &rill_ports);
+        assert_eq!(ours.len(), 3, "two shards: {ours:?}");
+        assert_eq!(
+            ours,
+            shards(&p, &redis_ports),
+            "CLUSTER SHARDS (RESP{protocol})"
+        );
         // CLUSTER NODES: this node's line and the other's, field for field, but for the
         // config epochs (Redis bumps them while the nodes meet) and the other node's
         // ping/pong times (Rill's nodes do not ping each other).
