@@ -214,6 +214,24 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Cluster mode serves database 0 only (SELECT n is refused): keys elsewhere would be
+    // unreachable. Redis stops too (verifyClusterConfigWithData).
+    if shared.cluster.is_some() {
+        let held = {
+            let state = shared.state.lock();
+            (1..state.ks.db_count()).find(|&db| !state.ks.db(db).is_empty())
+        };
+        if let Some(db) = held {
+            tracing::error!(
+                "Cluster mode serves database 0 only, but database {} holds keys: start without cluster-enabled and move or delete them first.",
+                db
+            );
+            shared.begin_shutdown();
+            let _ = server_task.await;
+            remove_pidfile(pidfile.as_deref());
+            return ExitCode::FAILURE;
+        }
+    }
     shared
         .loading
         .store(false, std::sync::atomic::Ordering::SeqCst);

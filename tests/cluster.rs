@@ -695,3 +695,44 @@ fn the_slot_index_is_rebuilt_from_a_checkpoint() {
     listed.sort();
     assert_eq!(listed, keys);
 }
+
+#[test]
+fn cluster_mode_refuses_a_data_set_with_keys_outside_database_0() {
+    let mut s = TestServer::start();
+    let mut c = Raw::connect(s.port);
+    assert_eq!(c.cmd(&["SELECT", "3"]), b"+OK\r\n");
+    assert!(c.cmd(&["XADD", "s", "*", "f", "v"]).starts_with(b"$"));
+    drop(c);
+    assert!(s.signal_and_wait(15).is_some());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--dir",
+        ])
+        .arg(&s.dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rill");
+    // It must stop by itself; a server that kept running is killed and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("Cluster mode serves database 0 only, but database 3 holds keys"),
+        "{log}"
+    );
+}
