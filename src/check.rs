@@ -23,6 +23,8 @@ use clap::Parser;
 
 use crate::storage::checkpoint;
 use crate::storage::lock::{self, DirLock, LockFile};
+use crate::storage::raft_record;
+use crate::storage::raftlog::{self, RaftSummary};
 use crate::storage::record::{self, Decoded, RecordKind, HEADER_LEN};
 use crate::storage::recovery::{self, Damage, SEGMENT_HEADER_LEN};
 use crate::storage::StorageError;
@@ -121,6 +123,11 @@ pub struct CheckReport {
     pub retained: Vec<SegmentReport>,
     /// The first record that is intact but that start-up could not apply.
     pub unreplayable: Option<Unreplayable>,
+    /// The Raft log, in a cluster node's directory.
+    pub raft: Option<RaftSummary>,
+    /// Raft records that are intact but do not form a Raft log (a gap in the indexes, a
+    /// term going down, a commit past the end): (file, offset, reason).
+    pub raft_damage: Option<(PathBuf, u64, String)>,
 }
 
 /// A record whose bytes are intact but whose commands start-up could not apply (it stops
@@ -141,7 +148,10 @@ pub struct Unreplayable {
 impl CheckReport {
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damage.is_none() && self.checkpoint_damage.is_none() && self.unreplayable.is_none()
+        self.damage.is_none()
+            && self.checkpoint_damage.is_none()
+            && self.unreplayable.is_none()
+            && self.raft_damage.is_none()
     }
 }
 
@@ -220,6 +230,11 @@ fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
                         break;
                     }
                 }
+                w.records += 1;
+                w.end += len;
+            }
+            Decoded::Record { kind, len, .. } if raft_record::is_raft_kind(kind) => {
+                // Framing and indexes are checked by `raftlog::verify`.
                 w.records += 1;
                 w.end += len;
             }
@@ -329,6 +344,8 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
                 obsolete: Vec::new(),
                 retained: Vec::new(),
                 unreplayable: None,
+                raft: None,
+                raft_damage: None,
             })
         }
         Err(e) => return Err(e.into()),
@@ -378,6 +395,16 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
     } else {
         None
     };
+    let (raft, raft_damage) = match raftlog::verify(dir) {
+        Ok(summary) => (summary, None),
+        Err(StorageError::Corrupted {
+            file,
+            offset,
+            reason,
+            ..
+        }) => (None, Some((file, offset, reason))),
+        Err(e) => return Err(e.into()),
+    };
     Ok(CheckReport {
         segments,
         damage: rec.damage,
@@ -387,6 +414,8 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
         obsolete: rec.obsolete,
         retained,
         unreplayable,
+        raft,
+        raft_damage,
     })
 }
 
@@ -408,6 +437,9 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
         let pos = match &item {
             recovery::Replay::Batch { pos, .. } | recovery::Replay::Ops { pos, .. } => *pos,
             recovery::Replay::State(_) => None,
+            // Checked by `check_raft` (framing and index contiguity); what an entry's data
+            // means is applied only by a cluster node once it is committed.
+            recovery::Replay::Raft { .. } => return Ok(()),
         };
         let errors = crate::persist::replay::replay(&shared, item);
         if let Some(error) = errors.into_iter().next() {
@@ -516,6 +548,40 @@ pub fn print_report(dir: &Path, r: &CheckReport, out: &mut impl Write) -> std::i
         commands,
         bytes
     )?;
+    if let Some(raft) = &r.raft {
+        writeln!(
+            out,
+            "Raft log: entries {} to {} ({} Raft records), hard state term {} vote {} commit {}: indexes contiguous",
+            raft.first_index,
+            raft.last_index,
+            raft.records,
+            raft.hard_state.term,
+            raft.hard_state.vote,
+            raft.hard_state.commit
+        )?;
+        if raft.interrupted_truncation {
+            writeln!(
+                out,
+                "A truncation of the Raft log was interrupted by a crash; start-up finishes it."
+            )?;
+        }
+    }
+    if let Some((file, offset, reason)) = &r.raft_damage {
+        writeln!(
+            out,
+            "Raft log DAMAGED: {} at offset {}: {}",
+            file.display(),
+            offset,
+            reason
+        )?;
+        writeln!(
+            out,
+            "The records are intact but do not form a Raft log; the server refuses to start. Truncation does not make this node safe to rejoin its group: re-provision it under a new node ID."
+        )?;
+        if r.damage.is_none() {
+            return writeln!(out, "Result: damaged");
+        }
+    }
     if let Some(u) = &r.unreplayable {
         writeln!(
             out,
@@ -624,6 +690,14 @@ pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, Check
         return Ok(false);
     }
     let (Some(d), Some(loss)) = (&report.damage, &report.loss) else {
+        if report.raft_damage.is_some() {
+            writeln!(
+                out,
+                "Not repaired: the records are intact, and a Raft log is not repaired by truncation."
+            )
+            .map_err(CheckError::Output)?;
+            return Ok(false);
+        }
         if report.unreplayable.is_some() {
             writeln!(
                 out,
@@ -917,6 +991,89 @@ mod tests {
         assert!(r
             .expect_err("refused")
             .contains("not a Rill data directory"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn raft_entries(from: u64, to: u64) -> Vec<raft_record::RaftRecord> {
+        (from..=to)
+            .map(|index| {
+                raft_record::RaftRecord::Entry(raft_record::RaftEntryRecord {
+                    term: 1,
+                    index,
+                    kind: raft_record::EntryKind::Normal,
+                    context: Bytes::new(),
+                    data: Bytes::from(vec![7u8; 100]),
+                })
+            })
+            .collect()
+    }
+
+    /// A cluster node's directory: Raft records only, through the real log.
+    fn fill_raft(
+        dir: &Path,
+        recs: &[raft_record::RaftRecord],
+    ) -> Vec<crate::storage::log::RecordPos> {
+        let (log, _) = Log::open(dir, small_segments()).expect("open");
+        let (_, pos) = log.append_raft(recs).expect("append");
+        log.sync().expect("sync");
+        log.close();
+        pos
+    }
+
+    #[test]
+    fn a_raft_log_is_reported_and_its_gaps_and_flips_are_damage() {
+        let dir = tmp("raft");
+        let mut recs = raft_entries(1, 30);
+        recs.push(raft_record::RaftRecord::HardState(
+            raft_record::HardStateRecord {
+                term: 1,
+                vote: 1,
+                commit: 12,
+            },
+        ));
+        let pos = fill_raft(&dir, &recs);
+        let (ok, out) = text(&dir, false);
+        assert_eq!(ok, Ok(true), "{out}");
+        assert!(
+            out.contains(
+                "Raft log: entries 1 to 30 (31 Raft records), hard state term 1 vote 1 commit 12"
+            ),
+            "{out}"
+        );
+        // A bit flipped inside entry 5 (an older segment): damage named by file and offset.
+        let at = pos[4];
+        let path = segment_path(&dir, at.segment);
+        let mut data = fs::read(&path).unwrap();
+        data[at.offset as usize + 20] ^= 1;
+        fs::write(&path, &data).unwrap();
+        let (ok, out) = text(&dir, false);
+        assert_eq!(ok, Ok(false), "{out}");
+        assert!(
+            out.contains(&format!(
+                "First damaged record: {} at offset {}",
+                path.display(),
+                at.offset
+            )),
+            "{out}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+        // Intact records whose indexes skip one.
+        let mut recs = raft_entries(1, 3);
+        recs.extend(raft_entries(5, 6));
+        let pos = fill_raft(&dir, &recs);
+        let (ok, out) = text(&dir, false);
+        assert_eq!(ok, Ok(false), "{out}");
+        assert!(
+            out.contains(&format!(
+                "Raft log DAMAGED: {} at offset {}: Raft entry has index 5 where 4 was expected",
+                segment_path(&dir, pos[3].segment).display(),
+                pos[3].offset
+            )),
+            "{out}"
+        );
+        let (ok, out) = text(&dir, true);
+        assert_eq!(ok, Ok(false), "{out}");
+        assert!(out.contains("Not repaired"), "{out}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

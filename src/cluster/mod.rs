@@ -3,9 +3,11 @@
 //! A layer between the command layer and the engine: it knows keys only as bytes to hash,
 //! and nodes only as ids and addresses. `slot` maps keys to slots; `topology` holds this
 //! node's id and the shard map and persists both in the cluster config file. Which keys a
-//! command names is the command table's business (`commands::keys`), and what a
-//! redirection looks like on the wire is `core::error`'s.
+//! command names is the command table's business (`commands::keyspec`), and what a
+//! redirection looks like on the wire is `core::error`'s. `raft` replicates a shard's log (the
+//! replication half, a later issue); the static shard map does not use it yet.
 
+pub mod raft;
 pub mod slot;
 pub mod topology;
 

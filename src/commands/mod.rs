@@ -80,7 +80,7 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
             return Exec::Reply(error_reply(shared, &e, None));
         }
     };
-    session.info.touch(spec.full_name());
+    session.info.touch(spec.full_name(), started);
 
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));

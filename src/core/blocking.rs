@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::propagate::Propagation;
 use super::{BlockedRead, Ctx};
 use crate::core::Shared;
+use crate::engine::hash::{KeyHash, U64Keys};
 use crate::engine::keyspace::Keyspace;
 use crate::protocol::Reply;
 
@@ -60,13 +61,16 @@ impl Waiter {
 #[derive(Default)]
 pub struct BlockingTable {
     next_id: u64,
-    waiters: HashMap<u64, Waiter>,
-    by_key: HashMap<(usize, Bytes), VecDeque<u64>>,
-    by_client: HashMap<u64, u64>,
+    waiters: HashMap<u64, Waiter, U64Keys>,
+    by_key: HashMap<(usize, Bytes), VecDeque<u64>, KeyHash>,
+    by_client: HashMap<u64, u64, U64Keys>,
     /// (wake time, waiter id) of waiters with a wake time.
     timers: BTreeSet<(u64, u64)>,
     /// Wakes [`claim_timer_loop`] when an earlier wake time is registered.
     timer_notify: Arc<tokio::sync::Notify>,
+    /// The number of waiters, shared with the keyspace, which signals ready keys only
+    /// while someone waits (see `Keyspace::gate_signals`).
+    count: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for BlockingTable {
@@ -108,7 +112,14 @@ impl BlockingTable {
             self.set_timer(id, at);
         }
         self.waiters.insert(id, waiter);
+        self.count
+            .store(self.waiters.len(), std::sync::atomic::Ordering::Relaxed);
         id
+    }
+
+    /// The waiter count the keyspace gates its signals on.
+    pub fn count_handle(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.count.clone()
     }
 
     /// Registers (or moves) the wake time of waiter `id`.
@@ -149,6 +160,8 @@ impl BlockingTable {
     /// Removes a waiter (served, timed out, disconnected or unblocked).
     pub fn remove(&mut self, id: u64) -> Option<Waiter> {
         let w = self.waiters.remove(&id)?;
+        self.count
+            .store(self.waiters.len(), std::sync::atomic::Ordering::Relaxed);
         if let Some(at) = w.wake_ms {
             self.timers.remove(&(at, id));
         }

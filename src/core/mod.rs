@@ -112,13 +112,15 @@ impl Shared {
             .map(|_| std::char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
             .collect();
         let databases = config.databases as usize;
-        let ks = Keyspace::new(databases);
+        let mut ks = Keyspace::new(databases);
         ks.payloads
             .set_budget(usize::try_from(config.cache_size).unwrap_or(usize::MAX));
+        let blocking = BlockingTable::default();
+        ks.gate_signals(blocking.count_handle());
         Shared {
             state: Mutex::new(State {
                 ks,
-                blocking: BlockingTable::default(),
+                blocking,
                 props: Propagation::default(),
             }),
             config: RwLock::new(config),

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod digest;
 pub mod error;
 pub mod group;
+pub mod hash;
 pub mod id;
 pub mod idmp;
 pub mod index;

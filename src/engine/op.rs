@@ -858,16 +858,12 @@ impl Keyspace {
                 continue;
             };
             let at = crate::storage::log::pack_pos(payload_at.0, payload_at.1 + off as u64);
-            // The entry under this key and ID must hold these very bytes (same length and
-            // checksum): a stream renamed in the same transaction, and another created under
-            // the old name, must not swap payloads.
-            let crc = fields.iter().fold(0u32, |crc, a| {
-                let crc = crc32c::crc32c_append(crc, &(a.len() as u32).to_le_bytes());
-                crc32c::crc32c_append(crc, a)
+            // The entry under this key and ID must hold these very bytes: a stream renamed
+            // in the same transaction, and another created under the old name, must not
+            // swap payloads.
+            let located = self.relocate_payload(*db as usize, key, *id, at, |h| {
+                store.locate_if_same(h, at, fields, len)
             });
-            let located = self
-                .relocate_payload(*db as usize, key, *id, at, |h| h.len == len && h.crc == crc)
-                .map(|old| store.locate(old, at));
             if located.is_none() {
                 unlocated.push((
                     at,

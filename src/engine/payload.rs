@@ -14,7 +14,7 @@
 //! from its segment with one `pread` and checked against its CRC, so a damaged byte is
 //! reported, never returned.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -98,6 +98,29 @@ fn write_packed(out: &mut impl bytes::BufMut, fields: &[Bytes]) {
     }
 }
 
+/// CRC32C of `fields` in packed form, without packing them.
+pub fn fields_crc(fields: &[Bytes]) -> u32 {
+    fields.iter().fold(0u32, |crc, a| {
+        let crc = crc32c::crc32c_append(crc, &(a.len() as u32).to_le_bytes());
+        crc32c::crc32c_append(crc, a)
+    })
+}
+
+/// True when `packed` is `fields` in packed form.
+fn packed_eq(packed: &[u8], fields: &[Bytes]) -> bool {
+    let mut rest = packed;
+    for f in fields {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        if u32::from_le_bytes(*len) as usize != f.len() || !tail.starts_with(f) {
+            return false;
+        }
+        rest = &tail[f.len()..];
+    }
+    rest.is_empty()
+}
+
 /// Bytes of one arena chunk.
 const CHUNK: usize = 64 * 1024;
 
@@ -168,20 +191,80 @@ pub struct PayloadStats {
     pub misses: u64,
 }
 
+/// The resident keys are consecutive counters no client chooses: see [`U64Keys`].
+type SeqKeys = crate::engine::hash::U64Keys;
+
+/// The located payloads in memory, ordered by log position.
+///
+/// Payloads are located in log order (records are appended, and located, one critical
+/// section at a time), and evicted oldest first, so a deque sorted by position takes
+/// both at its ends in O(1), where a B-tree paid a descent for each (3–4 % of the CPU of
+/// a pipelined XADD load). Lookups are a binary search. An insert out of order (none is
+/// known to happen) still keeps the order, at the cost of a shift.
+#[derive(Default)]
+struct Cache {
+    items: VecDeque<(u64, Bytes)>,
+}
+
+impl Cache {
+    fn search(&self, pos: u64) -> Result<usize, usize> {
+        self.items.binary_search_by_key(&pos, |(p, _)| *p)
+    }
+
+    fn get(&self, pos: &u64) -> Option<&Bytes> {
+        self.search(*pos).ok().map(|i| &self.items[i].1)
+    }
+
+    /// Inserts (or replaces) the payload at `pos`; returns the one replaced.
+    fn insert(&mut self, pos: u64, data: Bytes) -> Option<Bytes> {
+        if self.items.back().is_none_or(|(last, _)| *last < pos) {
+            self.items.push_back((pos, data));
+            return None;
+        }
+        match self.search(pos) {
+            Ok(i) => Some(std::mem::replace(&mut self.items[i].1, data)),
+            Err(i) => {
+                self.items.insert(i, (pos, data));
+                None
+            }
+        }
+    }
+
+    fn first_pos(&self) -> Option<u64> {
+        self.items.front().map(|(p, _)| *p)
+    }
+
+    fn pop_first(&mut self) -> Option<Bytes> {
+        self.items.pop_front().map(|(_, d)| d)
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn clear(&mut self) {
+        self.items = VecDeque::new();
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// Resident payloads by key, in insertion order; a handful at a time (one
     /// critical section's XADDs), so a vector beats a hash map.
     /// By key: located one by one as their records are appended (a hash map, not a
     /// list: an EXEC of n XADDs locates n of them, which a linear search made O(n²)).
-    resident: HashMap<u64, Bytes>,
+    resident: HashMap<u64, Bytes, SeqKeys>,
     /// Resident keys whose entries could not be found by key when their record was
     /// appended (the stream was renamed in the same transaction): where the payload
     /// went. Rare; rewritten into the slots at the next checkpoint load.
     forwarded: HashMap<u64, u64>,
     next_resident: u64,
+    /// Where the next inserted payload already is in the log (replay): position, length.
+    preset: Option<(u64, u32, u32)>,
+    /// The preset was taken by an insert.
+    preset_taken: bool,
     arena: Arena,
-    cache: BTreeMap<u64, Bytes>,
+    cache: Cache,
     cache_bytes: usize,
     budget: usize,
     hits: u64,
@@ -223,9 +306,33 @@ impl PayloadStore {
         self.evict();
     }
 
+    /// Replay: the next [`PayloadStore::insert`] is of a payload already in the log at
+    /// `at` (`len` packed bytes with checksum `crc`, computed by the caller over those
+    /// bytes in one pass), so it gets that position at once — no copy, no resident stage,
+    /// no cache entry (replay fills no cache: most of what it reads is old).
+    /// [`PayloadStore::take_preset`] says afterwards whether an insert used it.
+    pub fn preset(&self, at: u64, len: u32, crc: u32) {
+        let mut inner = self.inner.lock();
+        inner.preset = Some((at, len, crc));
+        inner.preset_taken = false;
+    }
+
+    /// True when an insert took the preset position; clears it either way.
+    pub fn take_preset(&self) -> bool {
+        let mut inner = self.inner.lock();
+        inner.preset = None;
+        std::mem::take(&mut inner.preset_taken)
+    }
+
     /// Takes a new entry's fields; the handle is resident until [`PayloadStore::locate`].
     pub fn insert(&self, fields: &[Bytes]) -> PayloadHandle {
         let mut inner = self.inner.lock();
+        if let Some((at, len, crc)) = inner.preset.take() {
+            if packed_len(fields) == len as usize {
+                inner.preset_taken = true;
+                return PayloadHandle { at, len, crc };
+            }
+        }
         let data = inner.arena.pack(fields);
         inner.next_resident = (inner.next_resident + 1) & !RESIDENT;
         let key = inner.next_resident;
@@ -304,6 +411,39 @@ impl PayloadStore {
         PayloadHandle { at: pos, ..h }
     }
 
+    /// Locates the payload of `h` at `pos` if it is the payload of `fields` (packed, `len`
+    /// bytes): a resident payload must hold these very bytes (compared, and then moved to
+    /// the cache at `pos`); one already located (replay of a record whose entry a
+    /// checkpoint loaded, a relocation) must have the same length and checksum. False
+    /// leaves everything as it was.
+    ///
+    /// One lock and a byte comparison, where checking by checksum first and locating
+    /// after cost a second CRC pass over every payload and a second lock.
+    pub fn locate_if_same(&self, h: &PayloadHandle, pos: u64, fields: &[Bytes], len: u32) -> bool {
+        if h.len != len {
+            return false;
+        }
+        if !h.is_resident() {
+            return fields_crc(fields) == h.crc;
+        }
+        let mut inner = self.inner.lock();
+        let key = h.at & !RESIDENT;
+        let same = inner
+            .resident
+            .get(&key)
+            .is_some_and(|data| packed_eq(data, fields));
+        if !same {
+            return false;
+        }
+        if let Some(data) = inner.resident.remove(&key) {
+            inner.cache_bytes += data.len();
+            if let Some(old) = inner.cache.insert(pos, data) {
+                inner.cache_bytes -= old.len();
+            }
+        }
+        true
+    }
+
     /// True when some entries' payloads were forwarded (see [`PayloadStore::settle_resident`]).
     pub fn has_forwarded(&self) -> bool {
         !self.inner.lock().forwarded.is_empty()
@@ -356,14 +496,13 @@ impl PayloadStore {
         let written = self.source.read().as_ref().map_or(0, |s| s.written_pos());
         let mut inner = self.inner.lock();
         while inner.cache_bytes > inner.budget {
-            let Some(entry) = inner.cache.first_entry() else {
-                break;
-            };
-            if *entry.key() >= written {
-                break;
+            match inner.cache.first_pos() {
+                Some(pos) if pos < written => {}
+                _ => break,
             }
-            let data = entry.remove();
-            inner.cache_bytes -= data.len();
+            if let Some(data) = inner.cache.pop_first() {
+                inner.cache_bytes -= data.len();
+            }
         }
     }
 

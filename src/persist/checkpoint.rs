@@ -221,8 +221,16 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
 const RELOCATE_CHUNK: usize = 256;
 
 /// Log (in segments) recovery may have to replay before a checkpoint is taken
-/// regardless of `checkpoint-interval`.
-const MAX_REPLAY_SEGMENTS: u64 = 4;
+/// regardless of `checkpoint-interval`, unless the last checkpoint was bigger than that
+/// (then its size is the bound: a checkpoint never costs more writing than the log it
+/// saves replaying, and a restart replays no more than it loads). Replay reads about
+/// 1 GB/s here (`bench/results/2026-12-07-restart.md`), so two 64 MiB segments plus
+/// what arrives while the checkpoint is written keep a crash restart near a quarter
+/// second.
+const MAX_REPLAY_SEGMENTS: u64 = 2;
+
+/// How often the checkpoint task looks at how far the log has grown.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(250);
 
 /// Dead bytes a segment must hold before compaction copies its live entries out.
 const MIN_DEAD_BYTES: u64 = 1 << 20;
@@ -339,6 +347,8 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
     };
     // Live data as of the last checkpoint: its index plus the payloads it keeps.
     let mut live: u64 = 0;
+    // Bytes of the last checkpoint written.
+    let mut last_size: u64 = 0;
     let mut written_at_last = log.counters().0;
     let mut last_time = Instant::now();
     let mut again = false;
@@ -346,7 +356,7 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
         let requested = again
             || tokio::select! {
                 _ = shared.checkpoint_request.notified() => true,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                _ = tokio::time::sleep(CHECKPOINT_POLL) => false,
             };
         if shared.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -360,14 +370,18 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
             )
         };
         let grown = log.counters().0.saturating_sub(written_at_last);
-        // Recovery replays what was logged since the last checkpoint: past four
-        // segments of it, checkpoint without waiting for the interval, so a crash
-        // restart stays short however fast the writes come.
+        // Recovery replays what was logged since the last checkpoint: past two
+        // segments of it (or the last checkpoint's size, if bigger), checkpoint without
+        // waiting for the interval, so a crash restart stays short however fast the
+        // writes come.
+        let replay_bound = segment_size
+            .saturating_mul(MAX_REPLAY_SEGMENTS)
+            .max(last_size);
         let due = interval > 0
             && threshold > 0
             && ((last_time.elapsed() >= Duration::from_secs(interval)
                 && grown >= (live * threshold / 100).max(1 << 20))
-                || grown >= segment_size.saturating_mul(MAX_REPLAY_SEGMENTS));
+                || grown >= replay_bound);
         if !(requested || due) {
             continue;
         }
@@ -390,6 +404,7 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
         {
             Ok(Ok((info, moved))) => {
                 live = info.bytes + info.usage.values().sum::<u64>();
+                last_size = info.bytes;
                 written_at_last = written_before;
                 again = moved > 0;
             }

@@ -18,7 +18,7 @@ use crate::storage::recovery::Replay;
 /// could not be applied, which should be nothing: anything else means the log does not fit
 /// the state, and the caller stops start-up naming the record.
 pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> Vec<String> {
-    let (mut ops, spans) = match op::decode(payload) {
+    let (mut ops, mut spans) = match op::decode(payload) {
         Ok(d) => d,
         Err(e) => return vec![e.to_string()],
     };
@@ -26,25 +26,54 @@ pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> V
     let mut guard = shared.state.lock();
     let state = &mut *guard;
     let mut errors = Vec::new();
+    let payload_at = pos.map(|pos| RecordPos {
+        segment: pos.segment,
+        offset: pos.offset + crate::storage::record::OPS_AT,
+    });
+    let store = state.ks.payloads.clone();
+    // Spans are in op order; an XADD's entry is pointed at its payload in this record as
+    // it is applied (see `PayloadStore::preset`), the rest located after.
+    let mut next_span = 0;
+    let mut preset = vec![false; ops.len()];
     // Applied in place: a logged op is already in its exact form, so `apply` leaves it as
     // it is, and the spans below still point at the same ops.
-    for LoggedOp { db, op } in &mut ops {
-        if let Err(e) = state.ks.apply(*db as usize, op, limits) {
+    for (i, LoggedOp { db, op }) in ops.iter_mut().enumerate() {
+        while spans.get(next_span).is_some_and(|s| s.0 < i) {
+            next_span += 1;
+        }
+        let span = spans.get(next_span).filter(|s| s.0 == i);
+        let presetting = match (payload_at, span) {
+            (Some(at), Some(&(_, off, len))) if matches!(op, op::Op::Append { .. }) => {
+                let pos = crate::storage::log::pack_pos(at.segment, at.offset + off as u64);
+                // The packed fields are these bytes of the record, contiguous.
+                let Some(packed) = payload.get(off..off + len as usize) else {
+                    errors.push(format!("{}: payload span out of the record", op.name()));
+                    break;
+                };
+                store.preset(pos, len, crc32c::crc32c(packed));
+                true
+            }
+            _ => false,
+        };
+        let applied = state.ks.apply(*db as usize, op, limits);
+        if presetting {
+            preset[i] = store.take_preset();
+        }
+        if let Err(e) = applied {
             errors.push(format!("{}: {e}", op.name()));
             break;
         }
     }
     state.ks.take_expired();
     state.ks.take_ready();
-    if let Some(pos) = pos {
-        let payload_at = RecordPos {
-            segment: pos.segment,
-            offset: pos.offset + crate::storage::record::OPS_AT,
-        };
-        state
-            .ks
-            .locate_payloads(&ops, &spans, (payload_at.segment, payload_at.offset));
-        state.ks.payloads.evict();
+    if let Some(at) = payload_at {
+        spans.retain(|s| !preset.get(s.0).copied().unwrap_or(false));
+        if !spans.is_empty() {
+            state
+                .ks
+                .locate_payloads(&ops, &spans, (at.segment, at.offset));
+            state.ks.payloads.evict();
+        }
     }
     errors
 }
@@ -56,6 +85,11 @@ pub fn replay(shared: &Shared, item: Replay) -> Vec<String> {
         Replay::Ops { payload, pos } => replay_ops(shared, &payload, pos),
         Replay::Batch { commands, pos } => super::format1::replay_batch(shared, commands, pos),
         Replay::State(data) => apply_state(shared, data).err().into_iter().collect(),
+        // The single-node server never writes Raft records: a directory that has them
+        // belongs to a cluster node, whose entries apply only once committed.
+        Replay::Raft { .. } => vec![
+            "a Raft log record: this data directory belongs to a cluster node and cannot be opened by a single-node server".into(),
+        ],
     }
 }
 
@@ -99,7 +133,9 @@ pub fn load(
                 "replay failed".into(),
             ));
         }
-        if last_report.elapsed() >= std::time::Duration::from_secs(1) {
+        // The clock read only every 256 records: per record it showed in replay profiles.
+        if records.is_multiple_of(256) && last_report.elapsed() >= std::time::Duration::from_secs(1)
+        {
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
                 "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
@@ -188,5 +224,43 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
     match ok {
         Some(()) if r.is_empty() => Ok(()),
         _ => Err(malformed()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::lock::{lock_dir, LockFile};
+    use crate::storage::raftlog::RaftLog;
+    use crate::storage::{FsyncPolicy, LogOptions};
+
+    /// The single-node server never writes Raft records, and refuses a directory that has
+    /// them instead of starting without the entries in them.
+    #[test]
+    fn a_cluster_nodes_directory_is_refused_by_the_single_node_server() {
+        let dir = std::env::temp_dir().join(format!("rill-replay-raft-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = LogOptions {
+            segment_size: 1 << 20,
+            policy: FsyncPolicy::Always,
+        };
+        let log = RaftLog::open(&dir, opts, &mut |_, _| Ok(())).expect("open");
+        let entry = crate::storage::raft_record::RaftEntryRecord {
+            term: 1,
+            index: 1,
+            kind: crate::storage::raft_record::EntryKind::Normal,
+            context: bytes::Bytes::new(),
+            data: bytes::Bytes::from_static(b"ops"),
+        };
+        log.append(&[entry], None).expect("append");
+        log.close();
+        drop(log);
+        let shared = crate::core::Shared::new(crate::config::Config::default(), None);
+        let lock = lock_dir(&dir, LockFile::Create).expect("lock");
+        let err = match super::load(&shared, lock, &dir, opts) {
+            Err(e) => e,
+            Ok(_) => panic!("a directory with a Raft log was opened as a single node's"),
+        };
+        assert!(err.contains("belongs to a cluster node"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

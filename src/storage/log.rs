@@ -396,18 +396,33 @@ impl Log {
         start: usize,
         finish: impl FnOnce(&mut [u8], RecordPos),
     ) -> Result<(u64, RecordPos), StorageError> {
+        match self.place(&mut q, start, finish) {
+            Ok(placed) => Ok(placed),
+            Err(why) => {
+                drop(q);
+                poison(&self.inner, why);
+                Err(self.poison_error())
+            }
+        }
+    }
+
+    /// [`Log::queued_with`] with the queue lock held: the reason to poison the log when the
+    /// record is too large.
+    fn place(
+        &self,
+        q: &mut Queue,
+        start: usize,
+        finish: impl FnOnce(&mut [u8], RecordPos),
+    ) -> Result<(u64, RecordPos), String> {
         let len = (q.buf.len() - start) as u64;
         if len - HEADER_LEN as u64 > MAX_PAYLOAD as u64 {
             // The command layer bounds records before it runs anything, so this is a
             // bug; the state already shows what cannot be logged, so stop accepting
             // writes rather than acknowledge one that recovery could not read.
             q.buf.truncate(start);
-            drop(q);
-            poison(
-                &self.inner,
-                format!("a record of {len} bytes exceeds the log's limit of {MAX_PAYLOAD}"),
-            );
-            return Err(self.poison_error());
+            return Err(format!(
+                "a record of {len} bytes exceeds the log's limit of {MAX_PAYLOAD}"
+            ));
         }
         // A record never straddles segments: one that would pass the size limit
         // opens the next segment (unless the current one is still empty).
@@ -428,10 +443,167 @@ impl Log {
         q.last_lsn += 1;
         let lsn = q.last_lsn;
         self.inner.appended.store(lsn, Ordering::Release);
-        drop(q);
         // No wake-up: whoever waits for this record commits it (the background
         // thread picks up what nobody waits for).
         Ok((lsn, pos))
+    }
+
+    /// Queues Raft records (`raft_record.rs`) back to back, under one hold of the queue
+    /// lock, so they go to disk in one group commit and nothing lands between them: a
+    /// Ready's entries and the hard state it produced are made durable together (by
+    /// [`Log::wait_durable`] on the returned LSN, or [`Log::sync`]). Returns the LSN of the
+    /// last record and where each one will be. Refused once the log is poisoned.
+    pub fn append_raft(
+        &self,
+        records: &[super::raft_record::RaftRecord],
+    ) -> Result<(u64, Vec<RecordPos>), StorageError> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        let mut q = self.inner.queue.lock();
+        let mut out = Vec::with_capacity(records.len());
+        let mut lsn = q.last_lsn;
+        for rec in records {
+            let start = q.buf.len();
+            super::raft_record::encode(rec, &mut q.buf);
+            match self.place(&mut q, start, |_, _| {}) {
+                Ok((l, pos)) => {
+                    lsn = l;
+                    out.push(pos);
+                }
+                Err(why) => {
+                    drop(q);
+                    poison(&self.inner, why);
+                    return Err(self.poison_error());
+                }
+            }
+        }
+        Ok((lsn, out))
+    }
+
+    /// Cuts the log at `at` (the first byte of a record, as [`Log::append_raft`] returned
+    /// it): everything from there on is removed from the disk, and the next record goes
+    /// to `at`. This is Raft's truncation of a conflicting suffix; records of any kind
+    /// after `at` go with it (a node-local record there was written after entries that
+    /// were never committed, and the layers above rebuild from the log after a
+    /// truncation, design §3.7).
+    ///
+    /// Everything queued is written first. Then, newest segment first, each later segment
+    /// is emptied to its header, the one before it is cut (to `at`, or to its header),
+    /// and the emptied segment is deleted, each step synced; so a crash anywhere leaves a
+    /// directory recovery opens: at worst an unsealed segment followed by an empty one,
+    /// which is the torn roll recovery already repairs. The caller forgets cached read
+    /// handles of the deleted segments (returned).
+    pub fn truncate_at(&self, at: RecordPos) -> Result<Vec<u64>, StorageError> {
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        let inner = &*self.inner;
+        let mut active = inner.active.lock();
+        let mut q = loop {
+            commit_round(inner, &mut active);
+            let q = inner.queue.lock();
+            if (q.buf.is_empty() && q.rolls.is_empty()) || self.is_poisoned() {
+                break q;
+            }
+        };
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        if at.segment > active.number
+            || (at.segment == active.number && at.offset > active.len)
+            || at.offset < SEGMENT_HEADER_LEN as u64
+        {
+            return Err(StorageError::Malformed(format!(
+                "truncation at segment {} offset {} is outside the log (it ends at segment {} offset {})",
+                at.segment, at.offset, active.number, active.len
+            )));
+        }
+        // Nothing is cut unless the whole cut can be made: the segment of `at` must still be
+        // there (a checkpoint may have deleted it) and hold `at`.
+        let target = segment_path(&inner.dir, at.segment);
+        match std::fs::metadata(&target) {
+            Ok(m) if m.len() >= at.offset => {}
+            Ok(m) => {
+                return Err(StorageError::Malformed(format!(
+                    "truncation at offset {} of {}, which is {} bytes long",
+                    at.offset,
+                    target.display(),
+                    m.len()
+                )))
+            }
+            Err(e) => return Err(StorageError::io(&target, e)),
+        }
+        let mut p = inner.prealloc.lock();
+        let mut deleted = Vec::new();
+        let result = (|| -> Result<(), StorageError> {
+            let cut = |number: u64, len: u64| -> Result<File, StorageError> {
+                let path = segment_path(&inner.dir, number);
+                #[cfg(feature = "failpoints")]
+                fail::fail_point!("log::truncate", |_| Err(StorageError::io(
+                    &path,
+                    std::io::Error::other("injected truncation failure")
+                )));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| StorageError::io(&path, e))?;
+                f.set_len(len)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| StorageError::io(&path, e))?;
+                Ok(f)
+            };
+            let header = SEGMENT_HEADER_LEN as u64;
+            for k in (at.segment + 1..=active.number).rev() {
+                cut(k, header)?;
+                cut(
+                    k - 1,
+                    if k - 1 == at.segment {
+                        at.offset
+                    } else {
+                        header
+                    },
+                )?;
+                let path = segment_path(&inner.dir, k);
+                std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+                sync_dir(&recovery::log_dir(&inner.dir))?;
+                deleted.push(k);
+            }
+            let file = cut(at.segment, at.offset)?;
+            *active = Active {
+                number: at.segment,
+                file: Arc::new(file),
+                path: segment_path(&inner.dir, at.segment),
+                len: at.offset,
+            };
+            Ok(())
+        })();
+        if let Err(e) = result {
+            drop(p);
+            drop(q);
+            // The files are somewhere between the old and the new end: nothing more may
+            // be written until a restart reads what is there.
+            poison(inner, format!("truncation failed: {e}"));
+            return Err(e);
+        }
+        *p = Prealloc {
+            file: active.file.clone(),
+            path: active.path.clone(),
+            number: active.number,
+            end: active.len,
+            done: false,
+        };
+        inner
+            .prealloc_end
+            .store(pack_pos(active.number, active.len), Ordering::Release);
+        inner.prealloc_done.store(false, Ordering::Release);
+        inner.unsynced.store(false, Ordering::Release);
+        inner
+            .written_pos
+            .store(pack_pos(active.number, active.len), Ordering::Release);
+        q.seg = active.number;
+        q.seg_len = active.len;
+        Ok(deleted)
     }
 
     /// Queues a record of typed ops that `fill` encodes straight into the queue; returns
@@ -937,6 +1109,43 @@ mod tests {
         let (log, batches) = Log::open(&dir, opts()).unwrap();
         assert_eq!(batches.len(), 500);
         assert_eq!(batches[499], cmd(499));
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn truncate_at_cuts_the_log_and_refuses_positions_outside_it() {
+        let dir = tmp("cut");
+        let (log, _) = Log::open(&dir, opts()).unwrap();
+        let lsn = log.append(&cmd(1)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        for outside in [
+            RecordPos {
+                segment: 9,
+                offset: SEGMENT_HEADER_LEN as u64,
+            },
+            RecordPos {
+                segment: 1,
+                offset: 3,
+            },
+            RecordPos {
+                segment: 1,
+                offset: 1 << 30,
+            },
+        ] {
+            assert!(log.truncate_at(outside).is_err(), "{outside:?}");
+        }
+        assert!(!log.is_poisoned());
+        let (_, pos) = log.append_at(&cmd(2)).unwrap();
+        let lsn = log.append(&cmd(3)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        assert_eq!(log.truncate_at(pos).unwrap(), Vec::<u64>::new());
+        let lsn = log.append(&cmd(4)).unwrap();
+        log.wait_durable(lsn).await.unwrap();
+        log.close();
+        drop(log);
+        let (log, batches) = Log::open(&dir, opts()).unwrap();
+        assert_eq!(batches, vec![cmd(1), cmd(4)]);
         log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

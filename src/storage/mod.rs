@@ -5,6 +5,8 @@
 pub mod checkpoint;
 pub mod lock;
 pub mod log;
+pub mod raft_record;
+pub mod raftlog;
 pub mod reader;
 pub mod record;
 pub mod recovery;

@@ -37,6 +37,12 @@
 //! of their content. Kind 1 is no longer written; it is still read from older data
 //! directories (`persist::format1`).
 //!
+//! Kinds 6–9 (segments only; written only when the directory holds a Raft log, never by
+//! the single-node server): `RaftEntry`, `HardState`, `ConfState` and `RaftCompact`, the
+//! Raft log and the Raft state that must survive a restart. Storage frames them and
+//! checks their indexes; it knows nothing of what an entry's data means. Their layouts
+//! are in `raft_record.rs`, next to their encoders.
+//!
 //! What recovery tells apart at the end of the newest segment (see `recovery.rs`):
 //! a torn write (a record cut short, or a zero-filled hole a power cut left) is
 //! truncated with a warning; a damaged record (valid records after it, a length
@@ -75,6 +81,14 @@ pub enum RecordKind {
     Seal = 4,
     /// Typed state changes (`engine::op`).
     Ops = 5,
+    /// One Raft log entry (`raft_record.rs`).
+    RaftEntry = 6,
+    /// Raft's hard state: term, vote, commit.
+    HardState = 7,
+    /// Raft's configuration (voters and learners).
+    ConfState = 8,
+    /// The Raft log's entries up to an index are purged.
+    RaftCompact = 9,
 }
 
 /// Bytes of the position that starts an `Ops` record's payload.
@@ -116,7 +130,9 @@ pub fn split_ops(payload: &Bytes) -> Option<(u64, Bytes)> {
 /// Whether a record of `kind` carries state to replay (a batch or ops): what recovery's
 /// damage checks look for after a bad record.
 pub fn carries_state(kind: u8) -> bool {
-    kind == RecordKind::Batch as u8 || kind == RecordKind::Ops as u8
+    kind == RecordKind::Batch as u8
+        || kind == RecordKind::Ops as u8
+        || super::raft_record::is_raft_kind(kind)
 }
 
 /// Bytes of a whole seal record.
