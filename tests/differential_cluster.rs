@@ -280,8 +280,17 @@ fn cluster_texts_and_replies_match_redis() {
         // CLUSTER SHARDS, shard by shard (Redis lists them in its dict's order).
         let (r, p) = t.both(&["CLUSTER", "SHARDS"]);
         let shards = |b: &[u8], ports: &[(u16, &str)]| -> Vec<String> {
-            let mut parts: Vec<String> =
-                mask(b, ports).split("slots").map(str::to_string).collect();
+            // Each shard starts `*4` (RESP2) or `%2` (RESP3), `$5`, `slots`: cut there, so
+            // no part carries the next shard's header.
+            let mut parts: Vec<String> = mask(b, ports)
+                .split("$5\r\nslots")
+                .map(|p| {
+                    p.strip_suffix("*4\r\n")
+                        .or_else(|| p.strip_suffix("%2\r\n"))
+                        .unwrap_or(p)
+                        .to_string()
+                })
+                .collect();
             parts.sort();
             parts
         };
