@@ -87,16 +87,18 @@ fn cluster_of(sh: &Shared) -> Result<&Cluster, CommandError> {
 /// `cluster-announce-ip` (or nothing, as Redis before MEET), the port, the bus port.
 fn myself_unmapped(sh: &Shared, topology: &Topology) -> NodeInfo {
     let cfg = sh.config.read();
+    let listening = sh.port.load(std::sync::atomic::Ordering::Relaxed);
     let port = if cfg.cluster_announce_port != 0 {
         cfg.cluster_announce_port
     } else {
-        sh.port.load(std::sync::atomic::Ordering::Relaxed)
+        listening
     };
     NodeInfo {
         id: topology.myself().clone(),
         ip: cfg.cluster_announce_ip.clone().unwrap_or_default(),
         port,
-        cport: cfg.cluster_bus_port(port),
+        // As Redis: the bus port follows the port listened on, not the announced one.
+        cport: cfg.cluster_bus_port(listening),
     }
 }
 
