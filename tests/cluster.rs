@@ -736,3 +736,36 @@ fn cluster_mode_refuses_a_data_set_with_keys_outside_database_0() {
         "{log}"
     );
 }
+
+#[test]
+fn nodeinfo_follows_the_announce_directives() {
+    let n = node();
+    let mut c = Raw::connect(n.port);
+    let id = text(&query(&n, &["CLUSTER", "MYID"]));
+    let info =
+        |c: &mut Raw| String::from_utf8_lossy(&c.cmd(&["RILL.CLUSTER", "NODEINFO"])).into_owned();
+    assert_eq!(
+        info(&mut c),
+        format!(
+            "*4\r\n$40\r\n{id}\r\n$0\r\n\r\n:{}\r\n:{}\r\n",
+            n.port,
+            n.port + 10000
+        )
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-announce-ip", "10.1.2.3"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-announce-port", "7777"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        info(&mut c),
+        format!(
+            "*4\r\n$40\r\n{id}\r\n$8\r\n10.1.2.3\r\n:7777\r\n:{}\r\n",
+            n.port + 10000
+        ),
+        "the bus port follows the port listened on"
+    );
+}
