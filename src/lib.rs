@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod cluster_cli;
 pub mod commands;
 pub mod config;
 pub mod core;

@@ -28,7 +28,7 @@ use rill::storage::{FsyncPolicy, LogOptions};
 
 fn usage() {
     eprintln!(
-        "Usage: rill [/path/to/redis.conf] [options]\n       rill -v or --version\n       rill -h or --help\n\nExamples:\n       rill (run the server with default config: port 6379, data dir ./data)\n       rill /etc/rill/redis.conf\n       rill --port 7777\n       rill /etc/myredis.conf --loglevel verbose"
+        "Usage: rill [/path/to/redis.conf] [options]\n       rill check [--repair] DIR\n       rill cluster create HOST:PORT ... | rill cluster check HOST:PORT\n       rill -v or --version\n       rill -h or --help\n\nExamples:\n       rill (run the server with default config: port 6379, data dir ./data)\n       rill /etc/rill/redis.conf\n       rill --port 7777\n       rill /etc/myredis.conf --loglevel verbose"
     );
 }
 
@@ -42,6 +42,8 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         // Offline verification of a data directory; never starts a server.
         Some("check") => return rill::check::main(&args[1..]),
+        // Cluster administration against running nodes; never starts a server.
+        Some("cluster") => return rill::cluster_cli::main(&args[1..]),
         Some("-v") | Some("--version") => {
             println!("Rill server v={}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -138,7 +140,29 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shared = Arc::new(Shared::new(config, None));
+    // After the directory lock, so two nodes cannot share one cluster config file.
+    let cluster = if config.cluster_enabled {
+        // Redis's check: the bus port must fit in 16 bits.
+        if config.cluster_port == 0 && config.port > 55535 {
+            tracing::error!("Redis port number too high. Cluster communication port is 10,000 port numbers higher than your Redis port. Your Redis port number must be 55535 or less.");
+            return ExitCode::FAILURE;
+        }
+        match rill::cluster::Cluster::open(config.cluster_config_path()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{}", e);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let mut shared = Shared::new(config, None);
+    if let Some(cluster) = cluster {
+        tracing::info!("Cluster mode: node id {}", cluster.topology.read().myself());
+        shared = shared.with_cluster(cluster);
+    }
+    let shared = Arc::new(shared);
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,
         Err(e) => {
@@ -186,6 +210,24 @@ async fn serve(config: Config) -> ExitCode {
         }
         Err(e) => {
             tracing::error!("Loading failed: {}", e);
+            remove_pidfile(pidfile.as_deref());
+            return ExitCode::FAILURE;
+        }
+    }
+    // Cluster mode serves database 0 only (SELECT n is refused): keys elsewhere would be
+    // unreachable. Redis stops too (verifyClusterConfigWithData).
+    if shared.cluster.is_some() {
+        let held = {
+            let state = shared.state.lock();
+            (1..state.ks.db_count()).find(|&db| !state.ks.db(db).is_empty())
+        };
+        if let Some(db) = held {
+            tracing::error!(
+                "Cluster mode serves database 0 only, but database {} holds keys: start without cluster-enabled and move or delete them first.",
+                db
+            );
+            shared.begin_shutdown();
+            let _ = server_task.await;
             remove_pidfile(pidfile.as_deref());
             return ExitCode::FAILURE;
         }

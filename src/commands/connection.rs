@@ -90,6 +90,8 @@ pub fn reset(s: &mut Session, sh: &Shared, _args: &mut Args) -> R {
     s.info.db.store(0, Ordering::Relaxed);
     s.info.resp.store(2, Ordering::Relaxed);
     s.info.no_evict.store(false, Ordering::Relaxed);
+    s.readonly = false;
+    s.asking = false;
     Ok(Reply::status("RESET").into())
 }
 
@@ -181,7 +183,14 @@ pub fn hello(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
         (Reply::bulk("version"), Reply::bulk(REDIS_VERSION)),
         (Reply::bulk("proto"), Reply::Int(proto as i64)),
         (Reply::bulk("id"), Reply::Int(s.id as i64)),
-        (Reply::bulk("mode"), Reply::bulk("standalone")),
+        (
+            Reply::bulk("mode"),
+            Reply::bulk(if sh.cluster.is_some() {
+                "cluster"
+            } else {
+                "standalone"
+            }),
+        ),
         (Reply::bulk("role"), Reply::bulk("master")),
         (Reply::bulk("modules"), Reply::Array(vec![])),
     ])
@@ -207,6 +216,9 @@ impl CommandError {
 /// `+OK`, or `ERR DB index is out of range`.
 pub fn select(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
     let idx = args.next_i64()?;
+    if sh.cluster.is_some() && idx != 0 {
+        return Err(CommandError::SelectInClusterMode);
+    }
     let dbs = sh.config.read().databases as i64;
     if idx < 0 || idx >= dbs {
         return Err(CommandError::DbIndexOutOfRange);

@@ -324,6 +324,43 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// Redis 7.4's docs for every command in the table. Names changed in 7.2 (e.g. XADD's
 /// `id_or_auto` became `id-selector`), so this follows 7.2+/7.4, not 7.0.
 static DOCS: &[(&str, CommandDoc)] = &[
+    // ---- cluster (Redis 8's src/commands/cluster-*.json; RILL.CLUSTER is Rill's) ----
+    ("cluster|info", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("cluster|myid", CommandDoc::new()),
+    ("cluster|myshardid", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("cluster|nodes", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("cluster|slots", CommandDoc::new().tips(&["nondeterministic_output"]).history(&[("4.0.0", "Added node IDs."), ("7.0.0", "Added additional networking metadata field.")]).deprecated("7.0.0", "`CLUSTER SHARDS`")),
+    ("cluster|shards", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("cluster|keyslot", CommandDoc::new().args(&[string("key")])),
+    ("cluster|countkeysinslot", CommandDoc::new().args(&[integer("slot")])),
+    ("cluster|getkeysinslot", CommandDoc::new().tips(&["nondeterministic_output"]).args(&[integer("slot"), integer("count")])),
+    ("cluster|replicas", CommandDoc::new().tips(&["nondeterministic_output"]).args(&[string("node-id")])),
+    ("cluster|slaves", CommandDoc::new().tips(&["nondeterministic_output"]).args(&[string("node-id")]).deprecated("5.0.0", "`CLUSTER REPLICAS`")),
+    ("cluster|saveconfig", CommandDoc::new()),
+    ("cluster|help", CommandDoc::new()),
+    ("cluster|meet", CommandDoc::new().history(&[("4.0.0", "Added the optional `cluster_bus_port` argument.")]).args(&[string("ip"), integer("port"), integer("cluster-bus-port").optional()])),
+    ("cluster|addslots", CommandDoc::new().args(&[integer("slot").multiple()])),
+    ("cluster|addslotsrange", CommandDoc::new().args(&[block("range", &[integer("start-slot"), integer("end-slot")]).multiple()])),
+    ("cluster|delslots", CommandDoc::new().args(&[integer("slot").multiple()])),
+    ("cluster|delslotsrange", CommandDoc::new().args(&[block("range", &[integer("start-slot"), integer("end-slot")]).multiple()])),
+    ("cluster|flushslots", CommandDoc::new()),
+    ("cluster|setslot", CommandDoc::new().args(&[integer("slot"), oneof("subcommand", &[string("importing").token("IMPORTING"), string("migrating").token("MIGRATING"), string("node").token("NODE"), pure("stable", "STABLE")])])),
+    ("cluster|forget", CommandDoc::new().args(&[string("node-id")])),
+    ("cluster|replicate", CommandDoc::new().args(&[string("node-id")])),
+    ("cluster|failover", CommandDoc::new().args(&[oneof("options", &[pure("force", "FORCE"), pure("takeover", "TAKEOVER")]).optional()])),
+    ("cluster|reset", CommandDoc::new().args(&[oneof("reset-type", &[pure("hard", "HARD"), pure("soft", "SOFT")]).optional()])),
+    ("cluster|bumpepoch", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("cluster|set-config-epoch", CommandDoc::new().args(&[integer("config-epoch")])),
+
+    ("cluster", CommandDoc::new()),
+    ("readonly", CommandDoc::new()),
+    ("readwrite", CommandDoc::new()),
+    ("asking", CommandDoc::new()),
+    ("rill.cluster", CommandDoc::new()),
+    ("rill.cluster|nodeinfo", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("rill.cluster|topology", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("rill.cluster|settopology", CommandDoc::new().args(&[string("map")])),
+    ("rill.cluster|help", CommandDoc::new()),
     (
         "auth",
         CommandDoc::new()
@@ -457,6 +494,14 @@ static DOCS: &[(&str, CommandDoc)] = &[
             .args(&[
                 string("command-name").optional().multiple(),
             ]),
+    ),
+    (
+        "command|getkeys",
+        CommandDoc::new().args(&[string("command"), string("arg").optional().multiple()]),
+    ),
+    (
+        "command|getkeysandflags",
+        CommandDoc::new().args(&[string("command"), string("arg").optional().multiple()]),
     ),
     (
         "command|help",

@@ -3,12 +3,14 @@
 //! one file per command family with `parse` then `apply`.
 
 pub mod args;
+pub mod cluster;
 pub mod connection;
 pub mod debug;
 pub mod glob;
 pub mod groups;
 pub mod idmp;
 pub mod keys;
+pub mod keyspec;
 pub mod refs;
 pub mod server;
 pub mod session;
@@ -82,6 +84,25 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
 
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
+    }
+    // ASKING holds for the one command after it (Redis's resetClient), or for a whole
+    // transaction.
+    if spec.full_name() != "asking" && session.multi.is_none() {
+        session.asking = false;
+    }
+    // Before the loading check and MULTI queueing, as Redis's processCommand: a queued
+    // command for another slot aborts the EXEC; an EXEC whose queued commands span
+    // slots discards the transaction.
+    if let Some(cluster) = &shared.cluster {
+        if let Err(e) = cluster::route(spec, session, cluster, args.argv()) {
+            if spec.full_name() == "exec" {
+                transactions::discard_state(session, shared);
+            } else if session.multi.is_some() {
+                session.multi_error = true;
+            }
+            shared.stats.record_rejected(spec.full_name());
+            return Exec::Reply(error_reply(shared, &e, Some(spec)));
+        }
     }
     if shared.is_loading() && !spec.ok_loading() {
         return Exec::Reply(error_reply(shared, &CommandError::Loading, Some(spec)));

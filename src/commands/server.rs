@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::args::Args;
 use super::connection::{help_reply, REDIS_VERSION};
 use super::error::CommandError;
+use super::keyspec;
 use super::session::Session;
 use super::table::docs::{self, Arg, BeginSearch, FindKeys, KeySpec};
 use super::table::{self, CommandSpec, Handler};
@@ -100,7 +101,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             // What is actually running: Rill's own version (REDIS_VERSION is the Redis
             // whose stream features it implements).
             line("rill_version", &env!("CARGO_PKG_VERSION"));
-            line("redis_mode", &"standalone");
+            line(
+                "redis_mode",
+                &if ctx.shared.cluster.is_some() {
+                    "cluster"
+                } else {
+                    "standalone"
+                },
+            );
             line("os", &std::env::consts::OS);
             line("arch_bits", &64);
             line("process_id", &std::process::id());
@@ -229,7 +237,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("used_cpu_sys", &format!("{sys:.6}"));
             line("used_cpu_user", &format!("{user:.6}"));
         }
-        "cluster" => line("cluster_enabled", &0),
+        "cluster" => line("cluster_enabled", &u8::from(ctx.shared.cluster.is_some())),
         "keyspace" => {
             for db in 0..ctx.ks.db_count() {
                 let d = ctx.ks.db(db);
@@ -469,6 +477,24 @@ pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
             "O(N) where N is the total number of Redis commands",
             "Returns a list of command names.",
         ),
+    CommandSpec::new("command|getkeys", -3, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc(
+            "server",
+            "2.8.13",
+            "O(N) where N is the number of arguments to the command",
+            "Extracts the key names from an arbitrary command.",
+        ),
+    CommandSpec::new("command|getkeysandflags", -3, Handler::Data(command))
+        .flags(&["loading", "stale"])
+        .acl(&["@slow", "@connection"])
+        .doc(
+            "server",
+            "7.0.0",
+            "O(N) where N is the number of arguments to the command",
+            "Extracts the key names and access flags for an arbitrary command.",
+        ),
     CommandSpec::new("command|help", 2, Handler::Data(command))
         .flags(&["loading", "stale"])
         .acl(&["@slow", "@connection"])
@@ -483,7 +509,8 @@ pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
 /// COMMAND
 ///
 /// # Format
-/// `COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST | HELP]`
+/// `COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST | GETKEYS command [arg ...] |
+/// GETKEYSANDFLAGS command [arg ...] | HELP]`
 ///
 /// # Returns
 /// Command metadata generated from the command table.
@@ -500,6 +527,13 @@ pub fn command(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                 return Err(arity_err("count"));
             }
             Ok(Reply::Int(table::all().len() as i64).into())
+        }
+        "getkeys" | "getkeysandflags" => {
+            let asked = a.rest();
+            if asked.is_empty() {
+                return Err(arity_err(&sub_l));
+            }
+            command_getkeys(&asked, sub_l == "getkeysandflags")
         }
         "list" => {
             // FILTERBY is accepted for MODULE/ACLCAT/PATTERN.
@@ -580,6 +614,10 @@ pub fn command(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                 "    Return documentation details about multiple Redis commands.",
                 "    If no command names are given, documentation details for all",
                 "    commands are returned.",
+                "GETKEYS <full-command>",
+                "    Return the keys from a full Redis command.",
+                "GETKEYSANDFLAGS <full-command>",
+                "    Return the keys and the access flags from a full Redis command.",
             ],
         )
         .into()),
@@ -588,6 +626,48 @@ pub fn command(_ctx: &mut Ctx<'_>, a: &mut Args) -> R {
             container: "COMMAND".into(),
         }),
     }
+}
+
+/// COMMAND GETKEYS / GETKEYSANDFLAGS: the keys of `argv` as routing sees them (the one
+/// key extraction, [`keyspec`]), with Redis's `getKeysSubcommandImpl` errors.
+fn command_getkeys(argv: &[Bytes], with_flags: bool) -> R {
+    let invalid = |what: &str| CommandError::Invalid(what.to_string());
+    let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+    let top = table::lookup(&name).ok_or_else(|| invalid("Invalid command specified"))?;
+    let spec = match (top.handler, argv.get(1)) {
+        (super::Handler::Container, Some(sub)) => {
+            let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+            top.subcommands
+                .iter()
+                .find(|s| s.name() == sub)
+                .ok_or_else(|| invalid("Invalid command specified"))?
+        }
+        _ => top,
+    };
+    if !keyspec::has_keys(spec) {
+        return Err(invalid("The command has no key arguments"));
+    }
+    let argc = argv.len() as i32;
+    if (spec.arity > 0 && spec.arity != argc) || argc < -spec.arity {
+        return Err(invalid("Invalid number of arguments specified for command"));
+    }
+    let keys = keyspec::keys_with_specs(spec, argv);
+    if keys.is_empty() {
+        return Err(invalid("Invalid arguments specified for command"));
+    }
+    Ok(Reply::Array(
+        keys.into_iter()
+            .map(|(pos, ks)| {
+                let key = Reply::Bulk(argv[pos].clone());
+                if with_flags {
+                    Reply::Array(vec![key, status_set(ks.flags)])
+                } else {
+                    key
+                }
+            })
+            .collect(),
+    )
+    .into())
 }
 
 /// Finds `name` or `container|sub`.

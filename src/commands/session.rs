@@ -36,6 +36,11 @@ pub struct Session {
     pub logged: bool,
     /// Send no reply to the current command (SHUTDOWN closes the connection instead).
     pub suppress_reply: bool,
+    /// Cluster mode: READONLY was sent (reads may be served by a replica; kept for when
+    /// shards have replicas).
+    pub readonly: bool,
+    /// Cluster mode: ASKING was sent; holds for the next command only.
+    pub asking: bool,
     /// The part of the client's state visible to other clients (CLIENT LIST …).
     pub info: Arc<ClientInfo>,
 }
@@ -56,6 +61,8 @@ impl Session {
             suppress_reply: false,
             lsn: 0,
             logged: false,
+            readonly: false,
+            asking: false,
             info,
         }
     }

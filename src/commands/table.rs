@@ -10,7 +10,7 @@ use super::args::Args;
 pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
-use super::{connection, debug, keys, server, transactions, Ctx, Outcome};
+use super::{cluster, connection, debug, keys, server, transactions, Ctx, Outcome};
 use crate::core::Shared;
 
 /// A handler that runs against the locked keyspace.
@@ -514,6 +514,27 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("scripting", "2.6.0", "Depends on subcommand.", "A container for Lua scripts management commands.")
         .subs(server::SCRIPT_SUBCOMMANDS),
+    // ---- cluster (cluster.rs) ----
+    CommandSpec::new("cluster", -2, Container)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "Depends on subcommand.", "A container for Redis Cluster commands.")
+        .subs(cluster::CLUSTER_SUBCOMMANDS),
+    CommandSpec::new("readonly", 1, Conn(cluster::readonly))
+        .flags(&["loading", "stale", "fast"])
+        .acl(&["@fast", "@connection"])
+        .doc("cluster", "3.0.0", "O(1)", "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    CommandSpec::new("readwrite", 1, Conn(cluster::readwrite))
+        .flags(&["loading", "stale", "fast"])
+        .acl(&["@fast", "@connection"])
+        .doc("cluster", "3.0.0", "O(1)", "Enables read-write queries for a connection to a Reids Cluster replica node."),
+    CommandSpec::new("asking", 1, Conn(cluster::asking))
+        .flags(&["fast"])
+        .acl(&["@fast", "@connection"])
+        .doc("cluster", "3.0.0", "O(1)", "Signals that a cluster client is following an -ASK redirect."),
+    CommandSpec::new("rill.cluster", -2, Container)
+        .acl(&["@slow"])
+        .doc("cluster", "0.1.0", "Depends on subcommand.", "Rill's cluster administration (used by 'rill cluster').")
+        .subs(cluster::RILL_CLUSTER_SUBCOMMANDS),
     // ---- streams (h1: streams.rs; h2: groups.rs, xinfo.rs) ----
     // STREAM-COMMANDS-BEGIN
     CommandSpec::new("xadd", -5, Data(super::streams::xadd))

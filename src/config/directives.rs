@@ -783,4 +783,84 @@ pub static DIRECTIVES: &[Directive] = &[
             set: |c, v| c.compaction_threshold = u8::try_from(v).unwrap_or(100),
         },
     },
+    Directive {
+        name: "cluster-enabled",
+        default: "no",
+        mutable: false,
+        doc: "Cluster mode: keys are routed by hash slot over the nodes of a shard map made by `rill cluster create`, and the CLUSTER commands answer as Redis Cluster's do. With no, CLUSTER answers that cluster support is disabled.",
+        access: Access::Bool {
+            get: |c| c.cluster_enabled,
+            set: |c, v| {
+                c.cluster_enabled = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "cluster-config-file",
+        default: "nodes.conf",
+        mutable: false,
+        doc: "File, relative to dir, that holds this node's id and the shard map in cluster mode. Written by Rill (never edit it); two nodes must not share it.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| path_text(&c.cluster_config_file),
+            set: |c, v| {
+                if v.is_empty() {
+                    return Err("cluster-config-file can't be empty".to_string());
+                }
+                c.cluster_config_file = PathBuf::from(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "cluster-node-timeout",
+        default: "15000",
+        mutable: true,
+        doc: "Milliseconds a cluster node may be unreachable before it counts as failing. Accepted for redis.conf compatibility; the static shard map of this release has no failure detection, so it is not used yet.",
+        access: Access::Integer {
+            min: 0,
+            max: i64::MAX,
+            get: |c| i64::try_from(c.cluster_node_timeout).unwrap_or(i64::MAX),
+            set: |c, v| c.cluster_node_timeout = v.unsigned_abs(),
+        },
+    },
+    Directive {
+        name: "cluster-announce-ip",
+        default: "\"\"",
+        mutable: true,
+        doc: "Address this node gives `rill cluster create` for the shard map (what MOVED and CLUSTER SLOTS show); \"\" uses the address the CLI reached it on. Read when the cluster is created.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.cluster_announce_ip.clone().unwrap_or_default(),
+            set: |c, v| {
+                c.cluster_announce_ip = (!v.is_empty()).then_some(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "cluster-announce-port",
+        default: "0",
+        mutable: true,
+        doc: "Client port this node gives `rill cluster create` for the shard map (0-65535); 0 uses the port it listens on. Read when the cluster is created.",
+        access: Access::Integer {
+            min: 0,
+            max: 65535,
+            get: |c| i64::from(c.cluster_announce_port),
+            set: |c, v| c.cluster_announce_port = u16::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "cluster-port",
+        default: "0",
+        mutable: false,
+        doc: "Cluster bus port (0-65535); 0 means port + 10000, as in Redis. Reported in the shard map (CLUSTER NODES, SHARDS); nothing listens on it yet, because the shard map is static and nodes do not talk to each other.",
+        access: Access::Integer {
+            min: 0,
+            max: 65535,
+            get: |c| i64::from(c.cluster_port),
+            set: |c, v| c.cluster_port = u16::try_from(v).unwrap_or(0),
+        },
+    },
 ];

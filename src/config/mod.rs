@@ -200,6 +200,18 @@ pub struct Config {
     pub checkpoint_interval: u64,
     /// `compaction-threshold`, in percent (0 = never compact).
     pub compaction_threshold: u8,
+    /// `cluster-enabled`.
+    pub cluster_enabled: bool,
+    /// `cluster-config-file`, relative to `dir` unless absolute.
+    pub cluster_config_file: PathBuf,
+    /// `cluster-node-timeout`, in milliseconds (not used yet).
+    pub cluster_node_timeout: u64,
+    /// `cluster-announce-ip`; `None` when unset.
+    pub cluster_announce_ip: Option<String>,
+    /// `cluster-announce-port`; 0 = the listening port.
+    pub cluster_announce_port: u16,
+    /// `cluster-port`; 0 = port + 10000.
+    pub cluster_port: u16,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
     config_file: Option<PathBuf>,
 }
@@ -330,6 +342,24 @@ impl From<String> for Failure {
 }
 
 impl Config {
+    /// Where the cluster config file lives: `cluster-config-file` inside `dir` (as Redis,
+    /// which chdirs into `dir` before opening it), or as given when absolute.
+    pub fn cluster_config_path(&self) -> PathBuf {
+        self.dir.join(&self.cluster_config_file)
+    }
+
+    /// The cluster bus port this node reports for a client port: `cluster-port`, or the
+    /// client port + 10000 when it is 0 (Redis's `CLUSTER_PORT_INCR`).
+    pub fn cluster_bus_port(&self, client_port: u16) -> u16 {
+        if self.cluster_port != 0 {
+            self.cluster_port
+        } else {
+            client_port.wrapping_add(10000)
+        }
+    }
+}
+
+impl Config {
     /// Placeholder values that every directive's default then overwrites.
     fn unset() -> Self {
         Config {
@@ -362,6 +392,12 @@ impl Config {
             cache_size: 0,
             checkpoint_interval: 0,
             compaction_threshold: 0,
+            cluster_enabled: false,
+            cluster_config_file: PathBuf::new(),
+            cluster_node_timeout: 0,
+            cluster_announce_ip: None,
+            cluster_announce_port: 0,
+            cluster_port: 0,
             config_file: None,
         }
     }

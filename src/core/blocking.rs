@@ -178,6 +178,18 @@ impl BlockingTable {
         Some(w)
     }
 
+    /// Removes and returns the waiters `pred` picks (e.g. cluster mode: those whose keys'
+    /// slot this node no longer serves).
+    pub fn take_where(&mut self, mut pred: impl FnMut(&Waiter) -> bool) -> Vec<Waiter> {
+        let ids: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| pred(w))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| self.remove(id)).collect()
+    }
+
     /// Removes the waiter of `client_id`, if that client is blocked.
     pub fn remove_client(&mut self, client_id: u64) -> Option<Waiter> {
         let id = *self.by_client.get(&client_id)?;

@@ -90,6 +90,39 @@ pub enum CommandError {
     /// Text that does not start with ERR (HELLO's NOAUTH, …), verbatim.
     #[error("{0}")]
     Raw(String),
+    /// Cluster mode: the key's slot is served by another node.
+    #[error("MOVED {slot} {endpoint}")]
+    Moved { slot: u16, endpoint: String },
+    /// Cluster mode: the keys of a request (or of a transaction) are in several slots.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// Cluster mode: no shard owns the key's slot (e.g. before `rill cluster create`).
+    #[error("CLUSTERDOWN Hash slot not served")]
+    SlotNotServed,
+    /// Cluster mode: not every slot is served, so no keyed command is (Redis's default
+    /// `cluster-require-full-coverage yes`).
+    #[error("CLUSTERDOWN The cluster is down")]
+    ClusterDown,
+    #[error("ERR This instance has cluster support disabled")]
+    ClusterDisabled,
+    #[error("ERR SELECT is not allowed in cluster mode")]
+    SelectInClusterMode,
+    #[error("ERR Invalid slot")]
+    InvalidSlot,
+    #[error("ERR Invalid slot or number of keys")]
+    InvalidSlotOrCount,
+    #[error("ERR No shard ID yet")]
+    NoShardId,
+    /// A Redis command that changes the cluster's topology by hand; Rill's topology is
+    /// managed by the `rill cluster` CLI.
+    #[error("ERR CLUSTER {command} is not supported: Rill's cluster topology is managed with '{instead}'")]
+    TopologyManaged {
+        command: String,
+        instead: &'static str,
+    },
+    /// A shard map sent with RILL.CLUSTER was refused, or could not be persisted.
+    #[error("ERR {0}")]
+    Topology(#[from] crate::cluster::TopologyError),
     #[error(transparent)]
     Stream(#[from] StreamError),
     /// XADD IDMP/IDMPAUTO, XCFGSET, XIDMPRECORD (Redis 8.6).

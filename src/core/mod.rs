@@ -23,6 +23,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::engine::keyspace::{Keyspace, Value};
 use crate::engine::op::{self, Applied, Op};
@@ -85,6 +86,8 @@ pub struct Shared {
     pub written_at_checkpoint: std::sync::atomic::AtomicU64,
     /// Reads entry payloads from the log segments (set before recovery).
     pub segments: std::sync::OnceLock<Arc<SegmentReader>>,
+    /// Node id and shard map with `cluster-enabled yes`; `None` otherwise.
+    pub cluster: Option<Cluster>,
 }
 
 /// The engine's payload store reads through the segment reader.
@@ -139,7 +142,19 @@ impl Shared {
             checkpoint_in_progress: std::sync::atomic::AtomicBool::new(false),
             written_at_checkpoint: std::sync::atomic::AtomicU64::new(0),
             segments: std::sync::OnceLock::new(),
+            cluster: None,
         }
+    }
+
+    /// Serves in cluster mode with `cluster`'s id and map; keys are indexed by hash slot
+    /// from now on (call before the data set loads).
+    pub fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.state
+            .get_mut()
+            .ks
+            .enable_key_groups(crate::cluster::slot::key_slot);
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Connects the payload store to the segment files of `dir` (before recovery).

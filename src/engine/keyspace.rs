@@ -43,6 +43,52 @@ pub struct Db {
     /// Keys ordered by a fixed hash, so SCAN can resume from a numeric cursor and
     /// still return every key that existed for the whole iteration.
     scan_order: BTreeSet<(u64, Bytes)>,
+    /// Keys by a caller-defined group (cluster mode: the hash slot), when enabled.
+    groups: Option<KeyGroups>,
+}
+
+/// A function that puts a key in one of 65536 groups. The engine does not know what a
+/// group is; cluster mode passes the hash slot function, so CLUSTER COUNTKEYSINSLOT and
+/// GETKEYSINSLOT read an index instead of scanning every key.
+pub type KeyGroupFn = fn(&[u8]) -> u16;
+
+/// The keys of a database by group, kept in step with its entries.
+#[derive(Debug)]
+struct KeyGroups {
+    group_of: KeyGroupFn,
+    /// (group, key): a group's keys are one range.
+    members: BTreeSet<(u16, Bytes)>,
+    /// Keys per group.
+    counts: HashMap<u16, usize>,
+}
+
+impl KeyGroups {
+    fn new(group_of: KeyGroupFn) -> Self {
+        KeyGroups {
+            group_of,
+            members: BTreeSet::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, key: &Bytes) {
+        let g = (self.group_of)(key);
+        if self.members.insert((g, key.clone())) {
+            *self.counts.entry(g).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        let g = (self.group_of)(key);
+        if self.members.remove(&(g, Bytes::copy_from_slice(key))) {
+            if let Some(n) = self.counts.get_mut(&g) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(&g);
+                }
+            }
+        }
+    }
 }
 
 /// A fixed (unseeded) hash: SCAN cursors must stay valid across calls.
@@ -108,6 +154,9 @@ impl Db {
         self.clear_expiry(key);
         self.scan_order
             .remove(&(scan_hash(key), Bytes::copy_from_slice(key)));
+        if let Some(g) = self.groups.as_mut() {
+            g.remove(key);
+        }
         Some(v)
     }
 
@@ -120,7 +169,31 @@ impl Db {
         // keeping it would keep that whole buffer alive.
         let key = Bytes::copy_from_slice(&key);
         self.entries.insert(key.clone(), value);
+        if let Some(g) = self.groups.as_mut() {
+            g.insert(&key);
+        }
         self.scan_order.insert((scan_hash(&key), key));
+    }
+
+    /// Number of keys in `group` (0 when groups are not enabled).
+    pub fn count_in_group(&self, group: u16) -> usize {
+        self.groups
+            .as_ref()
+            .and_then(|g| g.counts.get(&group).copied())
+            .unwrap_or(0)
+    }
+
+    /// Up to `max` keys of `group`, in byte order.
+    pub fn keys_in_group(&self, group: u16, max: usize) -> Vec<Bytes> {
+        let Some(g) = self.groups.as_ref() else {
+            return Vec::new();
+        };
+        g.members
+            .range((group, Bytes::new())..)
+            .take_while(|(gr, _)| *gr == group)
+            .take(max)
+            .map(|(_, k)| k.clone())
+            .collect()
     }
 
     /// Up to `count` keys from `cursor` on, and the cursor to continue from (0 = done).
@@ -455,7 +528,26 @@ impl Keyspace {
         for key in streams {
             self.signal_ready(db, &key);
         }
-        self.dbs[db] = Db::default();
+        let groups = self.dbs[db]
+            .groups
+            .as_ref()
+            .map(|g| KeyGroups::new(g.group_of));
+        self.dbs[db] = Db {
+            groups,
+            ..Db::default()
+        };
+    }
+
+    /// Indexes every database's keys by `group_of` from now on (and the keys already
+    /// there), for [`Db::count_in_group`] and [`Db::keys_in_group`].
+    pub fn enable_key_groups(&mut self, group_of: KeyGroupFn) {
+        for db in &mut self.dbs {
+            let mut groups = KeyGroups::new(group_of);
+            for key in db.entries.keys() {
+                groups.insert(key);
+            }
+            db.groups = Some(groups);
+        }
     }
 
     /// Removes up to `max` keys whose TTL has passed, earliest first, across the
@@ -590,6 +682,38 @@ mod tests {
         assert_eq!(ks.db(0).len(), 2);
         assert_eq!(ks.db(1).len(), 0);
         assert_eq!(ks.db(0).expiry_order.len(), 0);
+    }
+
+    #[test]
+    fn key_groups_follow_inserts_removals_renames_and_flushes() {
+        fn first_byte(key: &[u8]) -> u16 {
+            key.first().copied().map_or(0, u16::from)
+        }
+        let mut ks = Keyspace::new(1);
+        ks.insert(0, Bytes::from_static(b"a1"), Value::String(Bytes::new()));
+        ks.enable_key_groups(first_byte);
+        ks.insert(0, Bytes::from_static(b"a2"), Value::String(Bytes::new()));
+        ks.insert(0, Bytes::from_static(b"b1"), Value::String(Bytes::new()));
+        ks.insert(0, Bytes::from_static(b"a2"), Value::String(Bytes::new()));
+        assert_eq!(ks.db(0).count_in_group(u16::from(b'a')), 2);
+        assert_eq!(
+            ks.db(0).keys_in_group(u16::from(b'a'), 10),
+            vec![Bytes::from_static(b"a1"), Bytes::from_static(b"a2")]
+        );
+        assert_eq!(ks.db(0).keys_in_group(u16::from(b'a'), 1).len(), 1);
+        assert!(ks.rename_now(0, b"a1", Bytes::from_static(b"b2")));
+        assert_eq!(ks.db(0).count_in_group(u16::from(b'a')), 1);
+        assert_eq!(ks.db(0).count_in_group(u16::from(b'b')), 2);
+        assert!(ks.remove_now(0, b"b1"));
+        assert_eq!(ks.db(0).count_in_group(u16::from(b'b')), 1);
+        ks.flush_db(0);
+        assert_eq!(ks.db(0).count_in_group(u16::from(b'b')), 0);
+        ks.insert(0, Bytes::from_static(b"c"), Value::String(Bytes::new()));
+        assert_eq!(
+            ks.db(0).count_in_group(u16::from(b'c')),
+            1,
+            "still indexed after a flush"
+        );
     }
 
     #[test]

@@ -46,6 +46,12 @@ impl RedisServer {
     /// Starts the reference binary; panics with a hint when it is missing or is another
     /// version, because a differential test without its reference must not pass.
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// As [`RedisServer::start`], with extra `--directive value` arguments (e.g.
+    /// `--cluster-enabled yes`; its `nodes.conf` then lands in the server's own dir).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let binary = reference_binary();
         let probe = Command::new(&binary)
             .arg("--version")
@@ -89,6 +95,7 @@ impl RedisServer {
                 .arg(port.to_string())
                 .arg("--dir")
                 .arg(&dir)
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -167,8 +174,13 @@ pub struct Twins {
 impl Twins {
     /// Starts both servers (Rill with `rill_args` added to its command line).
     pub fn start(rill_args: &[&str]) -> Twins {
+        Self::start_each(rill_args, &[])
+    }
+
+    /// Starts both servers, each with its own extra arguments.
+    pub fn start_each(rill_args: &[&str], redis_args: &[&str]) -> Twins {
         let rill = super::TestServer::start_with(rill_args);
-        let redis = RedisServer::start();
+        let redis = RedisServer::start_with(redis_args);
         let rill_conn = super::Raw::connect(rill.port);
         let redis_conn = super::Raw::connect(redis.port);
         Twins {

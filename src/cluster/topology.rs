@@ -1,0 +1,564 @@
+//! This node's identity and the cluster's shard map, and the file that keeps both.
+//!
+//! The map is static in this release: `rill cluster create` computes it, sends it to every
+//! node (`RILL.CLUSTER SETTOPOLOGY`), and each node persists it here before it answers. A
+//! shard owns slot ranges and lists its nodes, the one that serves writes (the master, later
+//! the Raft leader) first; today every shard has exactly one node, but nothing here assumes
+//! it, so replicas and leader changes fit later.
+//!
+//! # The cluster config file
+//!
+//! `cluster-config-file` inside `dir` (default `nodes.conf`, as in Redis, though the content
+//! is Rill's own, not Redis's `nodes.conf` format). Text, one record per line, fields
+//! separated by single spaces:
+//!
+//! ```text
+//! rill-cluster 1                                  format name and version
+//! myself <node-id>                                this node's 40-hex id
+//! epoch <n>                                       the map's version; 0 = no map yet
+//! shard <shard-id> <start>-<end> [<start>-<end> …] a shard and its slot ranges (inclusive)
+//! node <shard-id> <node-id> <ip> <port> <cport>   a member of that shard, master first
+//! ```
+//!
+//! The same text (without the `myself` line) is what `RILL.CLUSTER SETTOPOLOGY` carries and
+//! `RILL.CLUSTER TOPOLOGY` returns, so one parser reads both. The file is replaced whole:
+//! written to `<file>.tmp`, fsynced, renamed over the old one, and the directory fsynced, so
+//! a crash leaves the old or the new map, never a mix. A file that does not parse stops the
+//! start-up: regenerating an id would make the node a stranger to its own cluster.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::slot::SLOTS;
+
+const FORMAT: &str = "rill-cluster 1";
+
+/// Why the cluster config file or a shard map could not be used; each says what to do.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("can't read or write the cluster config file '{}': {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the cluster config file '{}' is damaged at line {line}: {reason}. Restore it from a backup; deleting it makes this node a new, empty one with another id", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("invalid shard map at line {line}: {reason}")]
+    InvalidMap { line: usize, reason: String },
+    #[error("the shard map does not include this node ({0}); send each node a map that lists it")]
+    NotAMember(String),
+    #[error("the shard map has epoch {got}, older than this node's {current}")]
+    StaleEpoch { got: u64, current: u64 },
+    #[error("the shard map differs from this node's at the same epoch {0}; send a newer epoch")]
+    ConflictingMap(u64),
+}
+
+/// A 40-hex-digit identifier (node ids, shard ids), as Redis Cluster uses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// A fresh random id.
+    pub fn random() -> NodeId {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        NodeId(
+            (0..40)
+                .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
+                .collect(),
+        )
+    }
+
+    /// Parses 40 lower-case hex digits.
+    pub fn parse(text: &str) -> Option<NodeId> {
+        (text.len() == 40
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| NodeId(text.to_string()))
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An inclusive range of slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SlotRange {
+    /// First slot.
+    pub start: u16,
+    /// Last slot (inclusive).
+    pub end: u16,
+}
+
+/// A node of the map: its id and where clients and peers reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// The address clients are redirected to.
+    pub ip: String,
+    /// Client port.
+    pub port: u16,
+    /// Cluster bus port.
+    pub cport: u16,
+}
+
+impl NodeInfo {
+    /// `ip:port`, as MOVED shows it.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+}
+
+/// A shard: slot ranges and the nodes that hold them, the one serving writes first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    /// The shard's id (CLUSTER MYSHARDID).
+    pub id: NodeId,
+    /// Slot ranges, sorted.
+    pub slots: Vec<SlotRange>,
+    /// Members; `nodes[0]` serves writes.
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Shard {
+    /// Number of slots the shard owns.
+    pub fn slot_count(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|r| usize::from(r.end - r.start) + 1)
+            .sum()
+    }
+}
+
+/// The whole cluster as one node knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardMap {
+    /// Version of the map; 0 = none yet.
+    pub epoch: u64,
+    /// The shards.
+    pub shards: Vec<Shard>,
+}
+
+impl ShardMap {
+    /// Splits all 16384 slots evenly over one shard per node, in the given order, with
+    /// `redis-cli --cluster create`'s arithmetic (a float cursor, `lround`), so the same
+    /// nodes get the same ranges as with Redis: 0-5460, 5461-10922, 10923-16383 for three.
+    pub fn even(nodes: Vec<NodeInfo>, epoch: u64) -> ShardMap {
+        let count = nodes.len().max(1);
+        let per_node = f32::from(SLOTS) / count as f32;
+        let mut cursor = 0.0f32;
+        let mut first = 0i64;
+        let last_slot = i64::from(SLOTS) - 1;
+        let shards = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut last = (cursor + per_node - 1.0).round() as i64;
+                if last > last_slot || i == count - 1 {
+                    last = last_slot;
+                }
+                last = last.max(first);
+                let range = SlotRange {
+                    start: first as u16,
+                    end: last as u16,
+                };
+                first = last + 1;
+                cursor += per_node;
+                Shard {
+                    id: NodeId::random(),
+                    slots: vec![range],
+                    nodes: vec![node],
+                }
+            })
+            .collect();
+        ShardMap { epoch, shards }
+    }
+
+    /// The map as text (see the module docs).
+    pub fn to_text(&self) -> String {
+        let mut out = format!("{FORMAT}\nepoch {}\n", self.epoch);
+        for shard in &self.shards {
+            let _ = write!(out, "shard {}", shard.id);
+            for r in &shard.slots {
+                let _ = write!(out, " {}-{}", r.start, r.end);
+            }
+            out.push('\n');
+            for n in &shard.nodes {
+                let _ = writeln!(
+                    out,
+                    "node {} {} {} {} {}",
+                    shard.id, n.id, n.ip, n.port, n.cport
+                );
+            }
+        }
+        out
+    }
+
+    /// Parses a map (and a `myself` line, returned if present), checking that slot ranges
+    /// are valid and that no slot, node or shard appears twice.
+    pub fn parse(text: &str) -> Result<(ShardMap, Option<NodeId>), TopologyError> {
+        let bad = |line: usize, reason: &str| TopologyError::InvalidMap {
+            line,
+            reason: reason.to_string(),
+        };
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, l)) if l == FORMAT => {}
+            _ => return Err(bad(1, "expected 'rill-cluster 1'")),
+        }
+        let mut map = ShardMap::default();
+        let mut myself = None;
+        let mut owned = vec![false; usize::from(SLOTS)];
+        for (no, line) in lines {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields.as_slice() {
+                [""] => {}
+                ["myself", id] => {
+                    myself = Some(NodeId::parse(id).ok_or_else(|| bad(no, "bad node id"))?);
+                }
+                ["epoch", n] => {
+                    map.epoch = n.parse().map_err(|_| bad(no, "bad epoch"))?;
+                }
+                ["shard", id, ranges @ ..] => {
+                    let id = NodeId::parse(id).ok_or_else(|| bad(no, "bad shard id"))?;
+                    if map.shards.iter().any(|s| s.id == id) {
+                        return Err(bad(no, "shard listed twice"));
+                    }
+                    let mut slots = Vec::new();
+                    for r in ranges {
+                        let (a, b) = r.split_once('-').ok_or_else(|| bad(no, "bad range"))?;
+                        let (start, end): (u16, u16) = match (a.parse(), b.parse()) {
+                            (Ok(a), Ok(b)) if a <= b && b < SLOTS => (a, b),
+                            _ => return Err(bad(no, "bad range")),
+                        };
+                        for slot in start..=end {
+                            if std::mem::replace(&mut owned[usize::from(slot)], true) {
+                                return Err(bad(no, "slot owned twice"));
+                            }
+                        }
+                        slots.push(SlotRange { start, end });
+                    }
+                    slots.sort();
+                    map.shards.push(Shard {
+                        id,
+                        slots,
+                        nodes: Vec::new(),
+                    });
+                }
+                ["node", shard, id, ip, port, cport] => {
+                    let id = NodeId::parse(id).ok_or_else(|| bad(no, "bad node id"))?;
+                    if map.nodes().any(|n| n.id == id) {
+                        return Err(bad(no, "node listed twice"));
+                    }
+                    let (Ok(port), Ok(cport)) = (port.parse(), cport.parse()) else {
+                        return Err(bad(no, "bad port"));
+                    };
+                    if ip.is_empty() {
+                        return Err(bad(no, "empty address"));
+                    }
+                    let shard = map
+                        .shards
+                        .iter_mut()
+                        .find(|s| s.id.as_str() == *shard)
+                        .ok_or_else(|| bad(no, "node of an unknown shard"))?;
+                    shard.nodes.push(NodeInfo {
+                        id,
+                        ip: ip.to_string(),
+                        port,
+                        cport,
+                    });
+                }
+                _ => return Err(bad(no, "unknown record")),
+            }
+        }
+        if let Some(s) = map.shards.iter().find(|s| s.nodes.is_empty()) {
+            return Err(bad(0, &format!("shard {} has no node", s.id)));
+        }
+        Ok((map, myself))
+    }
+
+    /// Every node of every shard.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.shards.iter().flat_map(|s| s.nodes.iter())
+    }
+
+    /// The shard `node` belongs to.
+    pub fn shard_of(&self, node: &NodeId) -> Option<&Shard> {
+        self.shards
+            .iter()
+            .find(|s| s.nodes.iter().any(|n| &n.id == node))
+    }
+}
+
+/// Where a slot's requests go, as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotOwner<'a> {
+    /// This node serves it.
+    Myself,
+    /// Another node serves it.
+    Node(&'a NodeInfo),
+    /// No shard owns it.
+    Unassigned,
+}
+
+/// This node's id and map, with the slot → shard table derived from the map.
+#[derive(Debug)]
+pub struct Topology {
+    myself: NodeId,
+    map: ShardMap,
+    /// For each slot, the index of its shard in `map.shards`.
+    owner: Vec<Option<u16>>,
+    /// Number of slots with an owner (checked on every keyed command).
+    assigned: usize,
+}
+
+impl Topology {
+    /// A node with no map yet.
+    pub fn new(myself: NodeId) -> Topology {
+        Topology {
+            myself,
+            map: ShardMap::default(),
+            owner: vec![None; usize::from(SLOTS)],
+            assigned: 0,
+        }
+    }
+
+    /// Opens the cluster config file, or creates it with a new node id when there is none.
+    pub fn open(path: &Path) -> Result<Topology, TopologyError> {
+        let io = |source| TopologyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                let corrupt = |e: TopologyError| match e {
+                    TopologyError::InvalidMap { line, reason } => TopologyError::Corrupt {
+                        path: path.to_path_buf(),
+                        line,
+                        reason,
+                    },
+                    other => other,
+                };
+                let (map, myself) = ShardMap::parse(&text).map_err(corrupt)?;
+                let myself = myself.ok_or_else(|| TopologyError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    reason: "no 'myself' line".to_string(),
+                })?;
+                let mut t = Topology::new(myself);
+                t.install(map);
+                Ok(t)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let t = Topology::new(NodeId::random());
+                t.save(path)?;
+                Ok(t)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Writes the file atomically (see the module docs).
+    pub fn save(&self, path: &Path) -> Result<(), TopologyError> {
+        let io = |source| TopologyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = self.map.to_text();
+        // `myself` right after the format line.
+        let at = FORMAT.len() + 1;
+        text.insert_str(at, &format!("myself {}\n", self.myself));
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Checks a new map against this node: it must list this node and not be older.
+    pub fn check(&self, map: &ShardMap) -> Result<(), TopologyError> {
+        if map.epoch < self.map.epoch {
+            return Err(TopologyError::StaleEpoch {
+                got: map.epoch,
+                current: self.map.epoch,
+            });
+        }
+        // Two different maps under one epoch would leave nodes disagreeing with no way to
+        // tell which is newer.
+        if map.epoch == self.map.epoch && self.map.epoch > 0 && map != &self.map {
+            return Err(TopologyError::ConflictingMap(map.epoch));
+        }
+        if map.shard_of(&self.myself).is_none() {
+            return Err(TopologyError::NotAMember(self.myself.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Makes `map` the current map (the caller checked and persisted it).
+    pub fn install(&mut self, map: ShardMap) {
+        let mut owner = vec![None; usize::from(SLOTS)];
+        for (i, shard) in map.shards.iter().enumerate() {
+            for r in &shard.slots {
+                for slot in r.start..=r.end {
+                    owner[usize::from(slot)] = Some(i as u16);
+                }
+            }
+        }
+        self.assigned = owner.iter().filter(|o| o.is_some()).count();
+        self.owner = owner;
+        self.map = map;
+    }
+
+    /// This node's id.
+    pub fn myself(&self) -> &NodeId {
+        &self.myself
+    }
+
+    /// The current map.
+    pub fn map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// This node's shard, once it has a map.
+    pub fn my_shard(&self) -> Option<&Shard> {
+        self.map.shard_of(&self.myself)
+    }
+
+    /// Who serves `slot`: its shard's first node (the master).
+    pub fn owner(&self, slot: u16) -> SlotOwner<'_> {
+        let shard = self
+            .owner
+            .get(usize::from(slot))
+            .copied()
+            .flatten()
+            .and_then(|i| self.map.shards.get(usize::from(i)));
+        match shard.and_then(|s| s.nodes.first()) {
+            None => SlotOwner::Unassigned,
+            Some(n) if n.id == self.myself => SlotOwner::Myself,
+            Some(n) => SlotOwner::Node(n),
+        }
+    }
+
+    /// Number of slots that have an owner.
+    pub fn assigned_slots(&self) -> usize {
+        self.assigned
+    }
+
+    /// Redis's `cluster_state:ok`: every slot has an owner (Redis's default
+    /// `cluster-require-full-coverage yes`; with a static map no node is ever failing).
+    pub fn is_ok(&self) -> bool {
+        self.assigned == usize::from(SLOTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(port: u16) -> NodeInfo {
+        NodeInfo {
+            id: NodeId::random(),
+            ip: "127.0.0.1".into(),
+            port,
+            cport: port + 10000,
+        }
+    }
+
+    #[test]
+    fn even_split_covers_every_slot_once_like_redis_cli() {
+        let map = ShardMap::even(vec![node(7000), node(7001), node(7002)], 1);
+        let ranges: Vec<_> = map.shards.iter().map(|s| s.slots[0]).collect();
+        // redis-cli --cluster create with 3 masters: 0-5460, 5461-10922, 10923-16383.
+        assert_eq!(
+            ranges,
+            vec![
+                SlotRange {
+                    start: 0,
+                    end: 5460
+                },
+                SlotRange {
+                    start: 5461,
+                    end: 10922
+                },
+                SlotRange {
+                    start: 10923,
+                    end: 16383
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn text_round_trips_and_rejects_overlaps() {
+        let map = ShardMap::even(vec![node(7000), node(7001)], 4);
+        let (back, myself) = ShardMap::parse(&map.to_text()).expect("parse");
+        assert_eq!(back, map);
+        assert_eq!(myself, None);
+        let overlapping = map.to_text().replace("8192-16383", "8191-16383");
+        assert!(ShardMap::parse(&overlapping).is_err());
+        assert!(ShardMap::parse("rill-cluster 2\n").is_err());
+        let no_node = format!("{FORMAT}\nepoch 1\nshard {} 0-1\n", NodeId::random());
+        assert!(ShardMap::parse(&no_node).is_err());
+    }
+
+    #[test]
+    fn file_keeps_the_id_and_map_across_opens() {
+        let dir = std::env::temp_dir().join(format!("rill-topology-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("nodes.conf");
+        let mut t = Topology::open(&path).expect("create");
+        let id = t.myself().clone();
+        assert_eq!(t.owner(0), SlotOwner::Unassigned);
+        let mut me = node(7000);
+        me.id = id.clone();
+        let map = ShardMap::even(vec![me, node(7001)], 1);
+        t.check(&map).expect("member");
+        let mut other = map.clone();
+        other.shards.reverse();
+        t.install(map.clone());
+        assert!(matches!(
+            t.check(&other),
+            Err(TopologyError::ConflictingMap(1))
+        ));
+        t.check(&map).expect("the same map again is fine");
+        t.install(map.clone());
+        t.save(&path).expect("save");
+        let again = Topology::open(&path).expect("reopen");
+        assert_eq!(again.myself(), &id);
+        assert_eq!(again.map(), &map);
+        assert_eq!(again.owner(0), SlotOwner::Myself);
+        assert!(matches!(again.owner(16383), SlotOwner::Node(n) if n.port == 7001));
+        fs::write(&path, "rill-cluster 1\nmyself zz\n").expect("damage");
+        assert!(matches!(
+            Topology::open(&path),
+            Err(TopologyError::Corrupt { .. })
+        ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,758 @@
+//! Cluster mode as clients see it: the redirect decision taken before a keyed command runs
+//! ([`route`]), the CLUSTER family with Redis Cluster's reply shapes, READONLY / READWRITE /
+//! ASKING, and RILL.CLUSTER, the admin family `rill cluster` drives (a name Redis does not
+//! use, so it cannot collide with a Redis command).
+//!
+//! The shard map is static: the Redis commands that change topology by hand (MEET,
+//! ADDSLOTS, SETSLOT, REPLICATE, FAILOVER …) are refused with an error naming the
+//! `rill cluster` equivalent.
+
+use bytes::Bytes;
+
+use super::args::Args;
+use super::error::CommandError;
+use super::keyspec;
+use super::session::Session;
+use super::table::{CommandSpec, Handler};
+use super::Outcome;
+use crate::cluster::slot::{key_slot, SLOTS};
+use crate::cluster::topology::{NodeInfo, Shard, Topology};
+use crate::cluster::{Cluster, ShardMap, SlotOwner};
+use crate::core::Shared;
+use crate::protocol::Reply;
+
+type R = Result<Outcome, CommandError>;
+
+/// Decides whether this node may run a request, as Redis's `getNodeByQuery`: every key of
+/// the command (for EXEC: of every queued command) must be in one slot, that slot must have
+/// an owner, the cluster must serve every slot, and the owner must be this node. Commands
+/// without keys always run here.
+///
+/// # Errors
+/// `CLUSTERDOWN Hash slot not served` (the first key's slot has no owner), `CROSSSLOT`,
+/// `CLUSTERDOWN The cluster is down`, `MOVED <slot> <ip>:<port>` — in Redis's order.
+pub fn route(
+    spec: &'static CommandSpec,
+    session: &Session,
+    cluster: &Cluster,
+    argv: &[Bytes],
+) -> Result<(), CommandError> {
+    let topology = cluster.topology.read();
+    let mut first: Option<(u16, SlotOwner<'_>)> = None;
+    let mut visit = |spec: &CommandSpec, argv: &[Bytes]| -> Result<(), CommandError> {
+        for pos in keyspec::key_positions(spec, argv) {
+            let slot = key_slot(&argv[pos]);
+            match first {
+                None => {
+                    let owner = topology.owner(slot);
+                    if owner == SlotOwner::Unassigned {
+                        return Err(CommandError::SlotNotServed);
+                    }
+                    first = Some((slot, owner));
+                }
+                Some((s, _)) if s != slot => return Err(CommandError::CrossSlot),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    };
+    if spec.full == "exec" {
+        for (queued, args) in session.multi.iter().flatten() {
+            visit(queued, args.argv())?;
+        }
+    } else {
+        visit(spec, argv)?;
+    }
+    let Some((slot, owner)) = first else {
+        return Ok(());
+    };
+    if !topology.is_ok() {
+        return Err(CommandError::ClusterDown);
+    }
+    match owner {
+        SlotOwner::Myself => Ok(()),
+        SlotOwner::Node(node) => Err(CommandError::Moved {
+            slot,
+            endpoint: node.endpoint(),
+        }),
+        SlotOwner::Unassigned => Err(CommandError::SlotNotServed),
+    }
+}
+
+fn cluster_of(sh: &Shared) -> Result<&Cluster, CommandError> {
+    sh.cluster.as_ref().ok_or(CommandError::ClusterDisabled)
+}
+
+/// This node as the map would list it, for the replies given before it has a map:
+/// `cluster-announce-ip` (or nothing, as Redis before MEET), the port, the bus port.
+fn myself_unmapped(sh: &Shared, topology: &Topology) -> NodeInfo {
+    let cfg = sh.config.read();
+    let listening = sh.port.load(std::sync::atomic::Ordering::Relaxed);
+    let port = if cfg.cluster_announce_port != 0 {
+        cfg.cluster_announce_port
+    } else {
+        listening
+    };
+    NodeInfo {
+        id: topology.myself().clone(),
+        ip: cfg.cluster_announce_ip.clone().unwrap_or_default(),
+        port,
+        // As Redis: the bus port follows the port listened on, not the announced one.
+        cport: cfg.cluster_bus_port(listening),
+    }
+}
+
+/// The shards to report: the map's, or before one exists a lone shard of this node with
+/// no slots (and no shard id).
+fn shards_to_report(sh: &Shared, topology: &Topology) -> Vec<Shard> {
+    if topology.map().shards.is_empty() {
+        vec![Shard {
+            id: topology.myself().clone(),
+            slots: Vec::new(),
+            nodes: vec![myself_unmapped(sh, topology)],
+        }]
+    } else {
+        topology.map().shards.clone()
+    }
+}
+
+fn parse_slot(a: &mut Args, err: CommandError) -> Result<u16, CommandError> {
+    let slot = a.next_i64()?;
+    u16::try_from(slot).ok().filter(|s| *s < SLOTS).ok_or(err)
+}
+
+/// CLUSTER INFO
+///
+/// # Format
+/// `CLUSTER INFO`
+///
+/// # Returns
+/// A verbatim text of `field:value` lines, as Redis's `genClusterInfoString`:
+/// `cluster_state:ok` once every slot is served, slot counts, known nodes, the number of
+/// shards serving slots, and the map's epoch as current and own epoch; then Redis 8.6's
+/// bus-message and slot-migration counters, all 0 (nodes exchange no messages, and slots
+/// do not move, in this release).
+pub fn info(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let map = topology.map();
+    let assigned = topology.assigned_slots();
+    let known = map.nodes().count().max(1);
+    let size = map.shards.iter().filter(|s| s.slot_count() > 0).count();
+    let text = format!(
+        "cluster_state:{}\r\n\
+         cluster_slots_assigned:{assigned}\r\n\
+         cluster_slots_ok:{assigned}\r\n\
+         cluster_slots_pfail:0\r\n\
+         cluster_slots_fail:0\r\n\
+         cluster_known_nodes:{known}\r\n\
+         cluster_size:{size}\r\n\
+         cluster_current_epoch:{epoch}\r\n\
+         cluster_my_epoch:{epoch}\r\n\
+         cluster_stats_messages_sent:0\r\n\
+         cluster_stats_messages_received:0\r\n\
+         total_cluster_links_buffer_limit_exceeded:0\r\n\
+         cluster_slot_migration_active_tasks:0\r\n\
+         cluster_slot_migration_active_trim_running:0\r\n\
+         cluster_slot_migration_active_trim_current_job_keys:0\r\n\
+         cluster_slot_migration_active_trim_current_job_trimmed:0\r\n\
+         cluster_slot_migration_stats_active_trim_started:0\r\n\
+         cluster_slot_migration_stats_active_trim_completed:0\r\n\
+         cluster_slot_migration_stats_active_trim_cancelled:0\r\n",
+        if topology.is_ok() { "ok" } else { "fail" },
+        epoch = map.epoch,
+    );
+    Ok(Reply::Verbatim(Bytes::from(text)).into())
+}
+
+/// CLUSTER MYID
+///
+/// # Format
+/// `CLUSTER MYID`
+///
+/// # Returns
+/// This node's 40-hex id (stable across restarts: it is in the cluster config file).
+pub fn myid(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    Ok(Reply::bulk(topology.myself().to_string()).into())
+}
+
+/// CLUSTER MYSHARDID
+///
+/// # Format
+/// `CLUSTER MYSHARDID`
+///
+/// # Returns
+/// The id of this node's shard; `No shard ID yet` before the cluster is created.
+pub fn myshardid(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let shard = topology.my_shard().ok_or(CommandError::NoShardId)?;
+    Ok(Reply::bulk(shard.id.to_string()).into())
+}
+
+/// CLUSTER NODES
+///
+/// # Format
+/// `CLUSTER NODES`
+///
+/// # Returns
+/// One line per node, as Redis's `clusterGenNodeDescription`:
+/// `<id> <ip>:<port>@<cport> <flags> <master> <ping-sent> <pong-recv> <epoch> <link> <slots>…`.
+/// Nodes do not ping each other yet (the map is static), so the ping fields are 0 and
+/// every node is reported `connected`.
+pub fn nodes(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    use std::fmt::Write as _;
+    let topology = cluster_of(sh)?.topology.read();
+    let epoch = topology.map().epoch;
+    let mut text = String::new();
+    for shard in shards_to_report(sh, &topology) {
+        for (i, node) in shard.nodes.iter().enumerate() {
+            let myself = &node.id == topology.myself();
+            let role = if i == 0 { "master" } else { "slave" };
+            let flags = if myself {
+                format!("myself,{role}")
+            } else {
+                role.to_string()
+            };
+            let master = match shard.nodes.first() {
+                Some(m) if i > 0 => m.id.to_string(),
+                _ => "-".to_string(),
+            };
+            let _ = write!(
+                text,
+                "{} {}:{}@{} {flags} {master} 0 0 {epoch} connected",
+                node.id, node.ip, node.port, node.cport
+            );
+            if i == 0 {
+                for r in &shard.slots {
+                    if r.start == r.end {
+                        let _ = write!(text, " {}", r.start);
+                    } else {
+                        let _ = write!(text, " {}-{}", r.start, r.end);
+                    }
+                }
+            }
+            text.push('\n');
+        }
+    }
+    Ok(Reply::Verbatim(Bytes::from(text)).into())
+}
+
+/// One node as CLUSTER SLOTS lists it: `[ip, port, id, {}]` (the map holds the extra
+/// endpoints Redis adds; there are none with IP endpoints and no hostnames).
+fn slots_node(n: &NodeInfo) -> Reply {
+    Reply::Array(vec![
+        Reply::bulk(n.ip.clone()),
+        Reply::Int(i64::from(n.port)),
+        Reply::bulk(n.id.to_string()),
+        Reply::Map(vec![]),
+    ])
+}
+
+/// CLUSTER SLOTS
+///
+/// # Format
+/// `CLUSTER SLOTS`
+///
+/// # Returns
+/// One entry per slot range, in slot order: `[start, end, master, replica …]`, each node
+/// `[ip, port, id, {}]`. The serving node (master, later the Raft leader) comes first:
+/// go-redis takes the first as the master.
+pub fn slots(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let mut ranges: Vec<_> = topology
+        .map()
+        .shards
+        .iter()
+        .flat_map(|s| s.slots.iter().map(move |r| (r, s)))
+        .collect();
+    ranges.sort_by_key(|(r, _)| r.start);
+    let reply = ranges
+        .into_iter()
+        .map(|(r, shard)| {
+            let mut entry = vec![Reply::Int(i64::from(r.start)), Reply::Int(i64::from(r.end))];
+            entry.extend(shard.nodes.iter().map(slots_node));
+            Reply::Array(entry)
+        })
+        .collect();
+    Ok(Reply::Array(reply).into())
+}
+
+/// CLUSTER SHARDS
+///
+/// # Format
+/// `CLUSTER SHARDS`
+///
+/// # Returns
+/// One map per shard: `slots` (flat start/end pairs) and `nodes`, each node a map of `id`,
+/// `port`, `ip`, `endpoint`, `role`, `replication-offset` and `health`, in Redis's order.
+pub fn shards(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let reply = shards_to_report(sh, &topology)
+        .iter()
+        .map(|shard| {
+            let slots = shard
+                .slots
+                .iter()
+                .flat_map(|r| [Reply::Int(i64::from(r.start)), Reply::Int(i64::from(r.end))])
+                .collect();
+            let nodes = shard
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    Reply::Map(vec![
+                        (Reply::bulk("id"), Reply::bulk(n.id.to_string())),
+                        (Reply::bulk("port"), Reply::Int(i64::from(n.port))),
+                        (Reply::bulk("ip"), Reply::bulk(n.ip.clone())),
+                        (Reply::bulk("endpoint"), Reply::bulk(n.ip.clone())),
+                        (
+                            Reply::bulk("role"),
+                            Reply::bulk(if i == 0 { "master" } else { "replica" }),
+                        ),
+                        (Reply::bulk("replication-offset"), Reply::Int(0)),
+                        (Reply::bulk("health"), Reply::bulk("online")),
+                    ])
+                })
+                .collect();
+            Reply::Map(vec![
+                (Reply::bulk("slots"), Reply::Array(slots)),
+                (Reply::bulk("nodes"), Reply::Array(nodes)),
+            ])
+        })
+        .collect();
+    Ok(Reply::Array(reply).into())
+}
+
+/// CLUSTER KEYSLOT
+///
+/// # Format
+/// `CLUSTER KEYSLOT key`
+///
+/// # Returns
+/// The key's hash slot: CRC16 of the key (or of its `{hash tag}`) mod 16384.
+pub fn keyslot(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    cluster_of(sh)?;
+    let key = a.next_bytes()?;
+    Ok(Reply::Int(i64::from(key_slot(&key))).into())
+}
+
+/// CLUSTER COUNTKEYSINSLOT
+///
+/// # Format
+/// `CLUSTER COUNTKEYSINSLOT slot`
+///
+/// # Returns
+/// The number of keys this node holds in `slot` (from the per-slot index).
+pub fn countkeysinslot(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    cluster_of(sh)?;
+    let slot = parse_slot(a, CommandError::InvalidSlot)?;
+    let n = sh.state.lock().ks.db(0).count_in_group(slot);
+    Ok(Reply::Int(n as i64).into())
+}
+
+/// CLUSTER GETKEYSINSLOT
+///
+/// # Format
+/// `CLUSTER GETKEYSINSLOT slot count`
+///
+/// # Returns
+/// Up to `count` key names this node holds in `slot`.
+pub fn getkeysinslot(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    cluster_of(sh)?;
+    let slot = a.next_i64()?;
+    let count = a.next_i64()?;
+    let slot = u16::try_from(slot)
+        .ok()
+        .filter(|s| *s < SLOTS && count >= 0)
+        .ok_or(CommandError::InvalidSlotOrCount)?;
+    let max = usize::try_from(count).unwrap_or(usize::MAX);
+    let keys = sh.state.lock().ks.db(0).keys_in_group(slot, max);
+    Ok(Reply::Array(keys.into_iter().map(Reply::Bulk).collect()).into())
+}
+
+/// CLUSTER REPLICAS / SLAVES
+///
+/// # Format
+/// `CLUSTER REPLICAS node-id`
+///
+/// # Returns
+/// The CLUSTER NODES lines of the master's replicas (none in this release); `Unknown node`
+/// for an id the map does not hold.
+pub fn replicas(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let id = a.next_bytes()?;
+    let id = String::from_utf8_lossy(&id).to_string();
+    let shard = topology
+        .map()
+        .shards
+        .iter()
+        .find(|s| s.nodes.iter().any(|n| n.id.as_str() == id))
+        .ok_or_else(|| CommandError::Invalid(format!("Unknown node {id}")))?;
+    if shard.nodes.first().is_some_and(|m| m.id.as_str() != id) {
+        return Err(CommandError::Invalid(
+            "The specified node is not a master".into(),
+        ));
+    }
+    Ok(Reply::Array(vec![]).into())
+}
+
+/// CLUSTER SAVECONFIG
+///
+/// # Format
+/// `CLUSTER SAVECONFIG`
+///
+/// # Returns
+/// `+OK`: the cluster config file is already written (and fsynced) whenever it changes.
+pub fn saveconfig(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    cluster_of(sh)?;
+    Ok(Reply::Ok.into())
+}
+
+/// CLUSTER HELP
+pub fn help(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    cluster_of(sh)?;
+    Ok(super::connection::help_reply(
+        "CLUSTER",
+        &[
+            "COUNTKEYSINSLOT <slot>",
+            "    Return the number of keys in <slot>.",
+            "GETKEYSINSLOT <slot> <count>",
+            "    Return key names stored by current node in a slot.",
+            "INFO",
+            "    Return information about the cluster.",
+            "KEYSLOT <key>",
+            "    Return the hash slot for <key>.",
+            "MYID",
+            "    Return the node id.",
+            "MYSHARDID",
+            "    Return the node's shard id.",
+            "NODES",
+            "    Return cluster configuration seen by node. Output format:",
+            "    <id> <ip:port@bus-port[,hostname]> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+            "REPLICAS <node-id>",
+            "    Return <node-id> replicas.",
+            "SLOTS",
+            "    Return information about slots range mappings. Each range is made of:",
+            "    start, end, master and replicas IP addresses, ports and ids",
+            "SHARDS",
+            "    Return information about slot range mappings and the nodes associated with them.",
+            "(Topology is managed with 'rill cluster'; MEET, ADDSLOTS, SETSLOT, REPLICATE, FAILOVER … are refused.)",
+        ],
+    )
+    .into())
+}
+
+/// A CLUSTER subcommand that changes topology by hand: refused, naming what to use.
+pub fn refused(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    cluster_of(sh)?;
+    let sub = a
+        .argv()
+        .get(1)
+        .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase())
+        .unwrap_or_default();
+    let instead = match sub.as_str() {
+        "SETSLOT" => "rill cluster create (moving slots is not supported yet)",
+        "REPLICATE" | "FAILOVER" => "rill cluster create (replicas are not supported yet)",
+        _ => "rill cluster create",
+    };
+    Err(CommandError::TopologyManaged {
+        command: sub,
+        instead,
+    })
+}
+
+/// READONLY
+///
+/// # Format
+/// `READONLY`
+///
+/// # Returns
+/// `+OK`; the connection may read from replicas (kept for when shards have them).
+pub fn readonly(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    cluster_of(sh)?;
+    s.readonly = true;
+    Ok(Reply::Ok.into())
+}
+
+/// READWRITE
+///
+/// # Format
+/// `READWRITE`
+///
+/// # Returns
+/// `+OK`; ends READONLY.
+pub fn readwrite(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    cluster_of(sh)?;
+    s.readonly = false;
+    Ok(Reply::Ok.into())
+}
+
+/// ASKING
+///
+/// # Format
+/// `ASKING`
+///
+/// # Returns
+/// `+OK`; the next command may be served for a slot being imported (slot migration is
+/// not implemented yet, so the flag is only kept).
+pub fn asking(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    cluster_of(sh)?;
+    s.asking = true;
+    Ok(Reply::Ok.into())
+}
+
+/// RILL.CLUSTER SETTOPOLOGY
+///
+/// # Format
+/// `RILL.CLUSTER SETTOPOLOGY map`
+///
+/// # Returns
+/// `+OK` once the map (the text format of `cluster::topology`) is persisted in the cluster
+/// config file and served; an error if it does not parse, does not list this node, or is
+/// older than the map this node has.
+pub fn settopology(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    let cluster = cluster_of(sh)?;
+    let text = a.next_bytes()?;
+    a.finish()?;
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| CommandError::Invalid("the shard map is not UTF-8 text".into()))?;
+    let (map, _) = ShardMap::parse(text)?;
+    cluster.set_map(map)?;
+    redirect_blocked(sh, cluster);
+    Ok(Reply::Ok.into())
+}
+
+/// Answers the clients blocked on keys whose slot this node no longer serves, as Redis's
+/// `clusterRedirectBlockedClientIfNeeded`: `MOVED` to the new owner, `CLUSTERDOWN` when
+/// the slot has none or the cluster does not serve every slot. A blocked command's keys are
+/// all in one slot (routing checked it), so the first key decides.
+fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
+    let mut state = sh.state.lock();
+    let topology = cluster.topology.read();
+    let healthy = topology.is_ok();
+    let moved = state.blocking.take_where(|w| {
+        !healthy
+            || w.keys
+                .first()
+                .is_some_and(|k| topology.owner(key_slot(k)) != SlotOwner::Myself)
+    });
+    for waiter in moved {
+        let error = match waiter.keys.first().map(|k| key_slot(k)) {
+            _ if !healthy => CommandError::ClusterDown,
+            Some(slot) => match topology.owner(slot) {
+                SlotOwner::Node(node) => CommandError::Moved {
+                    slot,
+                    endpoint: node.endpoint(),
+                },
+                _ => CommandError::SlotNotServed,
+            },
+            None => CommandError::SlotNotServed,
+        };
+        waiter.fail(sh, error.to_string());
+    }
+}
+
+/// RILL.CLUSTER TOPOLOGY
+///
+/// # Format
+/// `RILL.CLUSTER TOPOLOGY`
+///
+/// # Returns
+/// The shard map this node serves, as text (epoch 0 and no shards before `create`).
+pub fn topology(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    Ok(Reply::bulk(topology.map().to_text()).into())
+}
+
+/// RILL.CLUSTER NODEINFO
+///
+/// # Format
+/// `RILL.CLUSTER NODEINFO`
+///
+/// # Returns
+/// `[id, announce-ip, port, cport]`: what `rill cluster create` puts in the map for this
+/// node. `announce-ip` is empty unless `cluster-announce-ip` is set (the CLI then uses the
+/// address it reached the node on).
+pub fn nodeinfo(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let me = myself_unmapped(sh, &topology);
+    Ok(Reply::Array(vec![
+        Reply::bulk(me.id.to_string()),
+        Reply::bulk(me.ip),
+        Reply::Int(i64::from(me.port)),
+        Reply::Int(i64::from(me.cport)),
+    ])
+    .into())
+}
+
+/// RILL.CLUSTER HELP
+pub fn rill_help(_s: &mut Session, _sh: &Shared, _a: &mut Args) -> R {
+    Ok(super::connection::help_reply(
+        "RILL.CLUSTER",
+        &[
+            "NODEINFO",
+            "    Return this node's id, announced ip, port and bus port.",
+            "TOPOLOGY",
+            "    Return the shard map this node serves.",
+            "SETTOPOLOGY <map>",
+            "    Persist and serve a shard map (sent by 'rill cluster create').",
+        ],
+    )
+    .into())
+}
+
+const STALE: &[&str] = &["stale"];
+const LOADING_STALE: &[&str] = &["loading", "stale"];
+const ADMIN: &[&str] = &["admin", "stale", "no_async_loading"];
+
+const fn sub(full: &'static str, arity: i32, f: super::table::ConnFn) -> CommandSpec {
+    CommandSpec::new(full, arity, Handler::Conn(f))
+}
+
+/// The CLUSTER subcommands.
+pub static CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
+    sub("cluster|info", 2, info)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(1)", "Returns information about the state of a node."),
+    sub("cluster|myid", 2, myid)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(1)", "Returns the ID of a node."),
+    sub("cluster|myshardid", 2, myshardid)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "7.2.0", "O(1)", "Returns the shard ID of a node."),
+    sub("cluster|nodes", 2, nodes)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(N) where N is the total number of Cluster nodes", "Returns the cluster configuration for a node."),
+    sub("cluster|slots", 2, slots)
+        .flags(LOADING_STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(N) where N is the total number of Cluster nodes", "Returns the mapping of cluster slots to nodes."),
+    sub("cluster|shards", 2, shards)
+        .flags(LOADING_STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "7.0.0", "O(N) where N is the total number of cluster nodes", "Returns the mapping of cluster slots to shards."),
+    sub("cluster|keyslot", 3, keyslot)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(N) where N is the number of bytes in the key", "Returns the hash slot for a key."),
+    sub("cluster|countkeysinslot", 3, countkeysinslot)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(1)", "Returns the number of keys in a hash slot."),
+    sub("cluster|getkeysinslot", 4, getkeysinslot)
+        .flags(STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "3.0.0", "O(N) where N is the number of requested keys", "Returns the key names in a hash slot."),
+    sub("cluster|replicas", 3, replicas)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "5.0.0", "O(N) where N is the number of replicas.", "Lists the replica nodes of a master node."),
+    sub("cluster|slaves", 3, replicas)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(N) where N is the number of replicas.", "Lists the replica nodes of a master node."),
+    sub("cluster|saveconfig", 2, saveconfig)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Forces a node to save the cluster configuration to disk."),
+    sub("cluster|help", 2, help)
+        .flags(LOADING_STALE)
+        .acl(&["@slow"])
+        .doc("cluster", "5.0.0", "O(1)", "Returns helpful text about the different subcommands."),
+    sub("cluster|meet", -4, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Forces a node to handshake with another node."),
+    sub("cluster|addslots", -3, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(N) where N is the total number of hash slot arguments", "Assigns new hash slots to a node."),
+    sub("cluster|addslotsrange", -4, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "7.0.0", "O(N) where N is the total number of the slots between the start slot and end slot arguments.", "Assigns new hash slot ranges to a node."),
+    sub("cluster|delslots", -3, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(N) where N is the total number of hash slot arguments", "Sets hash slots as unbound for a node."),
+    sub("cluster|delslotsrange", -4, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "7.0.0", "O(N) where N is the total number of the slots between the start slot and end slot arguments.", "Sets hash slot ranges as unbound for a node."),
+    sub("cluster|flushslots", 2, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Deletes all slots information from a node."),
+    sub("cluster|setslot", -4, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Binds a hash slot to a node."),
+    sub("cluster|forget", 3, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Removes a node from the nodes table."),
+    sub("cluster|replicate", 3, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Configure a node as replica of a master node."),
+    sub("cluster|failover", -2, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Forces a replica to perform a manual failover of its master."),
+    sub("cluster|reset", -2, refused)
+        .flags(&["admin", "noscript", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(N) where N is the number of known nodes. The command may execute a FLUSHALL as a side effect.", "Resets a node."),
+    sub("cluster|bumpepoch", 2, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Advances the cluster config epoch."),
+    sub("cluster|set-config-epoch", 3, refused)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc("cluster", "3.0.0", "O(1)", "Sets the configuration epoch for a new node."),
+];
+
+/// The RILL.CLUSTER subcommands (Rill's own admin family).
+pub static RILL_CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
+    sub("rill.cluster|nodeinfo", 2, nodeinfo)
+        .flags(LOADING_STALE)
+        .acl(&["@admin", "@slow"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(1)",
+            "Returns this node's id, announced address, port and bus port.",
+        ),
+    sub("rill.cluster|topology", 2, topology)
+        .flags(LOADING_STALE)
+        .acl(&["@admin", "@slow"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(N) where N is the number of nodes",
+            "Returns the shard map this node serves.",
+        ),
+    sub("rill.cluster|settopology", 3, settopology)
+        .flags(&["admin", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(N) where N is the number of nodes",
+            "Persists and serves a shard map (used by 'rill cluster create').",
+        ),
+    sub("rill.cluster|help", 2, rill_help)
+        .flags(LOADING_STALE)
+        .acl(&["@slow"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(1)",
+            "Returns helpful text about the different subcommands.",
+        ),
+];

@@ -1,0 +1,771 @@
+//! Cluster mode (issue #13) on real `rill` processes on loopback: `rill cluster create` over
+//! three nodes, the CLUSTER replies built from the map it made, MOVED / CROSSSLOT /
+//! CLUSTERDOWN in Redis's exact texts (MULTI/EXEC and multi-stream XREAD included), the
+//! per-slot key index, a restart that keeps the node id and the map, and `rill cluster
+//! check` passing, then failing once a node is down.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+use common::{free_port, Raw, TestServer};
+use redis::Value;
+
+/// A cluster-mode node on a fixed port (so a restart keeps the address the map holds).
+fn node() -> TestServer {
+    // The bus port (port + 10000) must fit in 16 bits, as in Redis.
+    let port = std::iter::repeat_with(free_port)
+        .find(|p| *p <= 55535)
+        .expect("a free port")
+        .to_string();
+    TestServer::start_with(&["--cluster-enabled", "yes", "--port", &port])
+}
+
+fn rill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .output()
+        .expect("run rill")
+}
+
+fn addr(s: &TestServer) -> String {
+    format!("127.0.0.1:{}", s.port)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn query(s: &TestServer, args: &[&str]) -> Value {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(&mut s.conn()).expect("query")
+}
+
+/// `field:value` lines of an INFO-like text.
+fn fields(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Three nodes made into one cluster by `rill cluster create`.
+fn create_cluster() -> Vec<TestServer> {
+    let nodes: Vec<TestServer> = (0..3).map(|_| node()).collect();
+    let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    let mut args = vec!["cluster", "create"];
+    args.extend(addrs.iter().map(String::as_str));
+    let out = rill(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "create failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Master[0] -> Slots 0 - 5460"), "{stdout}");
+    assert!(
+        stdout.contains("Master[1] -> Slots 5461 - 10922"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Master[2] -> Slots 10923 - 16383"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[OK] All 16384 slots covered."), "{stdout}");
+    nodes
+}
+
+/// The node (index) that owns `slot` in the three-node layout.
+fn owner_index(slot: i64) -> usize {
+    match slot {
+        0..=5460 => 0,
+        5461..=10922 => 1,
+        _ => 2,
+    }
+}
+
+fn keyslot(s: &TestServer, key: &str) -> i64 {
+    int(&query(s, &["CLUSTER", "KEYSLOT", key]))
+}
+
+/// A key whose slot node `i` owns, with a given prefix.
+fn key_on(nodes: &[TestServer], i: usize, prefix: &str) -> (String, i64) {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .map(|k| {
+            let slot = keyslot(&nodes[0], &k);
+            (k, slot)
+        })
+        .find(|(_, slot)| owner_index(*slot) == i)
+        .expect("some key")
+}
+
+#[test]
+fn create_reports_the_map_on_every_node_in_redis_shapes() {
+    let nodes = create_cluster();
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|n| text(&query(n, &["CLUSTER", "MYID"])))
+        .collect();
+    for id in &ids {
+        assert_eq!(id.len(), 40);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+    let ranges = [(0, 5460), (5461, 10922), (10923, 16383)];
+    for n in &nodes {
+        // CLUSTER SLOTS: [start, end, [ip, port, id, {}]] per range, in slot order.
+        let Value::Array(entries) = query(n, &["CLUSTER", "SLOTS"]) else {
+            panic!("SLOTS is not an array");
+        };
+        assert_eq!(entries.len(), 3);
+        for (i, entry) in entries.iter().enumerate() {
+            let Value::Array(parts) = entry else {
+                panic!("slot entry is not an array")
+            };
+            assert_eq!(parts.len(), 3, "one node per shard");
+            assert_eq!((int(&parts[0]), int(&parts[1])), ranges[i]);
+            let Value::Array(master) = &parts[2] else {
+                panic!("node is not an array")
+            };
+            assert_eq!(text(&master[0]), "127.0.0.1");
+            assert_eq!(int(&master[1]), i64::from(nodes[i].port));
+            assert_eq!(text(&master[2]), ids[i]);
+            assert_eq!(master[3], Value::Array(vec![]), "RESP2 empty map");
+        }
+
+        // CLUSTER NODES: one line per node, `myself` on this one.
+        let lines = text(&query(n, &["CLUSTER", "NODES"]));
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines.len(), 3);
+        for (i, id) in ids.iter().enumerate() {
+            let line = lines
+                .iter()
+                .find(|l| l.starts_with(id.as_str()))
+                .expect("every node listed");
+            let f: Vec<&str> = line.split(' ').collect();
+            let port = nodes[i].port;
+            assert_eq!(f[1], format!("127.0.0.1:{port}@{}", port + 10000));
+            let myself = n.port == port;
+            assert_eq!(
+                f[2],
+                if myself { "myself,master" } else { "master" },
+                "{line}"
+            );
+            assert_eq!(&f[3..8], &["-", "0", "0", "1", "connected"]);
+            assert_eq!(f[8], format!("{}-{}", ranges[i].0, ranges[i].1));
+        }
+
+        let info = fields(&text(&query(n, &["CLUSTER", "INFO"])));
+        assert_eq!(info["cluster_state"], "ok");
+        assert_eq!(info["cluster_slots_assigned"], "16384");
+        assert_eq!(info["cluster_slots_ok"], "16384");
+        assert_eq!(info["cluster_known_nodes"], "3");
+        assert_eq!(info["cluster_size"], "3");
+        assert_eq!(info["cluster_current_epoch"], "1");
+
+        let server_info = text(&query(n, &["INFO", "cluster"]));
+        assert!(server_info.contains("cluster_enabled:1"), "{server_info}");
+    }
+
+    // CLUSTER SHARDS over RESP3: maps with slots and nodes, the shard ids MYSHARDID gives.
+    let mut c = nodes[1].conn3();
+    let shards: Value = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query(&mut c)
+        .expect("shards");
+    let Value::Array(shards) = shards else {
+        panic!("SHARDS is not an array")
+    };
+    assert_eq!(shards.len(), 3);
+    for (i, shard) in shards.iter().enumerate() {
+        let Value::Map(kv) = shard else {
+            panic!("shard is not a map: {shard:?}")
+        };
+        assert_eq!(text(&kv[0].0), "slots");
+        assert_eq!(
+            kv[0].1,
+            Value::Array(vec![Value::Int(ranges[i].0), Value::Int(ranges[i].1)])
+        );
+        assert_eq!(text(&kv[1].0), "nodes");
+        let Value::Array(members) = &kv[1].1 else {
+            panic!("nodes is not an array")
+        };
+        let Value::Map(member) = &members[0] else {
+            panic!("node is not a map")
+        };
+        let names: Vec<String> = member.iter().map(|(k, _)| text(k)).collect();
+        assert_eq!(
+            names,
+            [
+                "id",
+                "port",
+                "ip",
+                "endpoint",
+                "role",
+                "replication-offset",
+                "health"
+            ]
+        );
+        assert_eq!(text(&member[0].1), ids[i]);
+        assert_eq!(int(&member[1].1), i64::from(nodes[i].port));
+        assert_eq!(text(&member[4].1), "master");
+        assert_eq!(text(&member[6].1), "online");
+    }
+    let shard_ids: Vec<String> = nodes
+        .iter()
+        .map(|n| text(&query(n, &["CLUSTER", "MYSHARDID"])))
+        .collect();
+    assert!(shard_ids[0] != shard_ids[1] && shard_ids[1] != shard_ids[2]);
+}
+
+#[test]
+fn keyed_commands_are_routed_with_redis_texts() {
+    let nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 2, "stream:");
+    // Asked on the wrong node: MOVED to the owner, nothing written there.
+    let mut wrong = Raw::connect(nodes[0].port);
+    assert_eq!(
+        wrong.cmd(&["XADD", &key, "*", "f", "v"]),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[2].port).into_bytes()
+    );
+    assert_eq!(
+        wrong.cmd(&["DBSIZE"]),
+        b":0\r\n",
+        "keyless commands run here"
+    );
+    // On the owner it runs.
+    let mut right = Raw::connect(nodes[2].port);
+    assert!(right
+        .cmd(&["XADD", &key, "1-1", "f", "v"])
+        .starts_with(b"$3\r\n1-1"));
+    assert_eq!(right.cmd(&["XLEN", &key]), b":1\r\n");
+    // Subcommand keys count too.
+    assert_eq!(
+        wrong.cmd(&["XGROUP", "CREATE", &key, "g", "0"]),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[2].port).into_bytes()
+    );
+    assert_eq!(right.cmd(&["XGROUP", "CREATE", &key, "g", "0"]), b"+OK\r\n");
+
+    // Keys in two slots: CROSSSLOT, even when this node owns both.
+    let (a, sa) = key_on(&nodes, 2, "a:");
+    let (b, sb) = key_on(&nodes, 2, "b:");
+    assert_ne!(sa, sb);
+    let crossslot = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec();
+    assert_eq!(right.cmd(&["DEL", &a, &b]), crossslot);
+    assert_eq!(
+        right.cmd(&["XREAD", "STREAMS", &a, &b, "0", "0"]),
+        crossslot
+    );
+    assert_eq!(
+        right.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", &a, &b, ">", ">"]),
+        crossslot
+    );
+    assert_eq!(right.cmd(&["RENAME", &a, &b]), crossslot);
+    // Hash tags put keys in one slot: multi-stream reads work.
+    let t1 = format!("{{{key}}}.one");
+    let t2 = format!("{{{key}}}.two");
+    assert_eq!(right.cmd(&["XADD", &t1, "1-1", "f", "v"]), b"$3\r\n1-1\r\n");
+    assert!(right
+        .cmd(&["XREAD", "STREAMS", &t1, &t2, "0", "0"])
+        .starts_with(b"*1\r\n"));
+
+    // MULTI: a queued command for another node aborts EXEC, as Redis's flagTransaction.
+    assert_eq!(right.cmd(&["MULTI"]), b"+OK\r\n");
+    let (elsewhere, eslot) = key_on(&nodes, 0, "x:");
+    assert_eq!(
+        right.cmd(&["XADD", &elsewhere, "*", "f", "v"]),
+        format!("-MOVED {eslot} 127.0.0.1:{}\r\n", nodes[0].port).into_bytes()
+    );
+    assert_eq!(right.cmd(&["XLEN", &key]), b"+QUEUED\r\n");
+    assert_eq!(
+        right.cmd(&["EXEC"]),
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    // Queued commands each in one slot but not the same one: EXEC answers CROSSSLOT and
+    // the transaction is gone (Redis's discardTransaction).
+    assert_eq!(right.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(right.cmd(&["XADD", &a, "1-1", "f", "v"]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["XADD", &b, "1-1", "f", "v"]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["EXEC"]), crossslot);
+    assert_eq!(right.cmd(&["EXEC"]), b"-ERR EXEC without MULTI\r\n");
+    assert_eq!(right.cmd(&["EXISTS", &a]), b":0\r\n", "nothing ran");
+    // Same slot: the transaction runs.
+    assert_eq!(right.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(right.cmd(&["XADD", &t1, "2-1", "f", "v"]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["XLEN", &t1]), b"+QUEUED\r\n");
+    assert_eq!(right.cmd(&["EXEC"]), b"*2\r\n$3\r\n2-1\r\n:2\r\n");
+
+    // SELECT n != 0 is refused; connection flags answer +OK.
+    assert_eq!(
+        right.cmd(&["SELECT", "1"]),
+        b"-ERR SELECT is not allowed in cluster mode\r\n"
+    );
+    assert_eq!(right.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    for flag in ["READONLY", "READWRITE", "ASKING"] {
+        assert_eq!(right.cmd(&[flag]), b"+OK\r\n", "{flag}");
+    }
+    // Topology is the CLI's: Redis's hand-made changes are refused, naming it.
+    let meet = String::from_utf8(right.cmd(&["CLUSTER", "MEET", "127.0.0.1", "1"])).expect("utf8");
+    assert!(
+        meet.starts_with("-ERR CLUSTER MEET is not supported")
+            && meet.contains("rill cluster create"),
+        "{meet}"
+    );
+    let addslots = String::from_utf8(right.cmd(&["CLUSTER", "ADDSLOTS", "1"])).expect("utf8");
+    assert!(addslots.contains("rill cluster create"), "{addslots}");
+}
+
+#[test]
+fn slot_key_index_counts_and_lists_keys() {
+    let nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 1, "s:");
+    let tagged: Vec<String> = (0..5).map(|i| format!("{{{key}}}:{i}")).collect();
+    let mut c = Raw::connect(nodes[1].port);
+    for k in &tagged {
+        assert!(c.cmd(&["XADD", k, "*", "f", "v"]).starts_with(b"$"));
+    }
+    let slot_s = slot.to_string();
+    assert_eq!(c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot_s]), b":5\r\n");
+    let Value::Array(listed) = query(&nodes[1], &["CLUSTER", "GETKEYSINSLOT", &slot_s, "3"]) else {
+        panic!("not an array")
+    };
+    assert_eq!(listed.len(), 3);
+    for k in &listed {
+        assert!(tagged.contains(&text(k)));
+    }
+    assert_eq!(c.cmd(&["DEL", &tagged[0]]), b":1\r\n");
+    assert_eq!(c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", &slot_s]), b":4\r\n");
+    assert_eq!(
+        c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]),
+        b"-ERR Invalid slot\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["CLUSTER", "GETKEYSINSLOT", "1", "-1"]),
+        b"-ERR Invalid slot or number of keys\r\n"
+    );
+}
+
+#[test]
+fn a_restarted_node_keeps_its_id_map_and_keys() {
+    let mut nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 0, "r:");
+    let mut c = Raw::connect(nodes[0].port);
+    assert!(c.cmd(&["XADD", &key, "*", "f", "v"]).starts_with(b"$"));
+    let id = text(&query(&nodes[0], &["CLUSTER", "MYID"]));
+    let slots = query(&nodes[0], &["CLUSTER", "SLOTS"]);
+    let conf = std::fs::read_to_string(nodes[0].dir.join("nodes.conf")).expect("nodes.conf");
+    assert!(conf.contains(&format!("myself {id}")), "{conf}");
+
+    nodes[0].restart();
+    assert_eq!(text(&query(&nodes[0], &["CLUSTER", "MYID"])), id);
+    assert_eq!(query(&nodes[0], &["CLUSTER", "SLOTS"]), slots);
+    let slot_s = slot.to_string();
+    assert_eq!(
+        int(&query(&nodes[0], &["CLUSTER", "COUNTKEYSINSLOT", &slot_s])),
+        1,
+        "the slot index is rebuilt from the log"
+    );
+    let mut c = Raw::connect(nodes[0].port);
+    assert_eq!(c.cmd(&["XLEN", &key]), b":1\r\n");
+    let check = rill(&["cluster", "check", &addr(&nodes[0])]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn check_fails_when_a_node_is_down() {
+    let mut nodes = create_cluster();
+    let ok = rill(&["cluster", "check", &addr(&nodes[1])]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("[OK] All nodes agree about slots configuration."),
+        "{stdout}"
+    );
+
+    let down_id = text(&query(&nodes[2], &["CLUSTER", "MYID"]));
+    assert!(nodes[2].signal_and_wait(9).is_some());
+    let bad = rill(&["cluster", "check", &addr(&nodes[0])]);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("[ERR] {down_id} 127.0.0.1:{}", nodes[2].port)),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn create_refuses_nodes_already_in_a_cluster_and_foreign_maps() {
+    let nodes = create_cluster();
+    let fresh = node();
+    let out = rill(&["cluster", "create", &addr(&nodes[0]), &addr(&fresh)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already part of a cluster"));
+
+    let other = node();
+    // Before create every slot is unassigned: keyed commands get CLUSTERDOWN.
+    let mut c = Raw::connect(other.port);
+    assert_eq!(
+        c.cmd(&["SET", "k", "v"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    let out = rill(&["cluster", "create", &addr(&fresh), &addr(&fresh)]);
+    assert_eq!(out.status.code(), Some(1), "the same node twice");
+    // A map that does not list the node is refused by the node itself.
+    let foreign = "rill-cluster 1\nepoch 1\nshard 0000000000000000000000000000000000000001 0-16383\nnode 0000000000000000000000000000000000000001 0000000000000000000000000000000000000002 127.0.0.1 1 10001\n";
+    let refused =
+        String::from_utf8(c.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", foreign])).expect("utf8");
+    assert!(
+        refused.starts_with("-ERR the shard map does not include this node"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_node_before_create_answers_as_an_empty_redis_cluster_node() {
+    let n = node();
+    let mut c = Raw::connect(n.port);
+    assert_eq!(
+        c.cmd(&["XADD", "s", "*", "f", "v"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    assert_eq!(c.cmd(&["CLUSTER", "SLOTS"]), b"*0\r\n");
+    assert_eq!(
+        c.cmd(&["CLUSTER", "MYSHARDID"]),
+        b"-ERR No shard ID yet\r\n"
+    );
+    let info = fields(&text(&query(&n, &["CLUSTER", "INFO"])));
+    assert_eq!(info["cluster_state"], "fail");
+    assert_eq!(info["cluster_slots_assigned"], "0");
+    assert_eq!(info["cluster_known_nodes"], "1");
+    let nodes = text(&query(&n, &["CLUSTER", "NODES"]));
+    let id = text(&query(&n, &["CLUSTER", "MYID"]));
+    assert_eq!(
+        nodes,
+        format!(
+            "{id} :{}@{} myself,master - 0 0 0 connected\n",
+            n.port,
+            n.port + 10000
+        )
+    );
+    let check = rill(&["cluster", "check", &addr(&n)]);
+    assert_eq!(check.status.code(), Some(1));
+}
+
+#[test]
+fn without_cluster_mode_cluster_commands_are_disabled_and_directives_show() {
+    let s = TestServer::start();
+    let mut c = Raw::connect(s.port);
+    let disabled = b"-ERR This instance has cluster support disabled\r\n".to_vec();
+    for cmd in [
+        &["CLUSTER", "INFO"][..],
+        &["CLUSTER", "KEYSLOT", "k"],
+        &["CLUSTER", "MEET", "127.0.0.1", "1"],
+        &["READONLY"],
+        &["ASKING"],
+        &["RILL.CLUSTER", "TOPOLOGY"],
+    ] {
+        assert_eq!(c.cmd(cmd), disabled, "{cmd:?}");
+    }
+    assert_eq!(c.cmd(&["SELECT", "1"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    let info = text(&query(&s, &["INFO", "cluster"]));
+    assert!(info.contains("cluster_enabled:0"), "{info}");
+    let Value::Array(kv) = query(&s, &["CONFIG", "GET", "cluster-*"]) else {
+        panic!("not an array")
+    };
+    let got: HashMap<String, String> = kv.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect();
+    assert_eq!(got["cluster-enabled"], "no");
+    assert_eq!(got["cluster-config-file"], "nodes.conf");
+    assert_eq!(got["cluster-node-timeout"], "15000");
+    assert_eq!(got["cluster-announce-ip"], "");
+    assert_eq!(got["cluster-announce-port"], "0");
+    assert_eq!(got["cluster-port"], "0");
+    assert!(
+        !s.dir.join("nodes.conf").exists(),
+        "no cluster config file outside cluster mode"
+    );
+}
+
+#[test]
+fn blocked_readers_are_moved_when_their_slot_leaves_the_node() {
+    let nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 0, "blocked:");
+    let mut reader = Raw::connect(nodes[0].port);
+    reader.send(&common::encode(&[
+        "XREAD", "BLOCK", "0", "STREAMS", &key, "$",
+    ]));
+    nodes[0].wait_blocked(1);
+    // A newer map that gives node 0's range to node 1 and node 1's to node 0.
+    let Value::BulkString(map) = query(&nodes[0], &["RILL.CLUSTER", "TOPOLOGY"]) else {
+        panic!("TOPOLOGY is not a bulk string")
+    };
+    let map = String::from_utf8(map)
+        .expect("utf8")
+        .replace("epoch 1", "epoch 2")
+        .replace(" 0-5460", " SWAP")
+        .replace(" 5461-10922", " 0-5460")
+        .replace(" SWAP", " 5461-10922");
+    let mut admin = Raw::connect(nodes[0].port);
+    assert_eq!(
+        admin.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &map]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        reader.read_reply(),
+        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[1].port).into_bytes()
+    );
+    nodes[0].wait_blocked(0);
+    // An older map is refused.
+    let old = map.replace("epoch 2", "epoch 1");
+    let refused =
+        String::from_utf8(admin.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &old])).expect("utf8");
+    assert!(
+        refused.starts_with("-ERR the shard map has epoch 1, older"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn announced_addresses_are_what_the_map_and_redirects_show() {
+    // Node B listens on 127.0.0.1 (for the harness) and 127.0.0.2, and announces the latter
+    // with another port number written in: the map, MOVED and `check` use the announced address.
+    let a = node();
+    let port_b = std::iter::repeat_with(free_port)
+        .find(|p| *p <= 55535)
+        .expect("a free port")
+        .to_string();
+    let b = TestServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--port",
+        &port_b,
+        "--bind",
+        "127.0.0.1",
+        "127.0.0.2",
+        "--cluster-announce-ip",
+        "127.0.0.2",
+        "--cluster-port",
+        "7999",
+    ]);
+    let out = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let Value::Array(slots) = query(&a, &["CLUSTER", "SLOTS"]) else {
+        panic!("not an array")
+    };
+    let Value::Array(second) = &slots[1] else {
+        panic!("not an array")
+    };
+    let Value::Array(node_b) = &second[2] else {
+        panic!("not an array")
+    };
+    assert_eq!(text(&node_b[0]), "127.0.0.2");
+    assert_eq!(int(&node_b[1]), i64::from(b.port));
+    let nodes = text(&query(&b, &["CLUSTER", "NODES"]));
+    assert!(
+        nodes.contains(&format!("127.0.0.2:{}@7999 myself,master", b.port)),
+        "{nodes}"
+    );
+    let (key, slot) = (0..)
+        .map(|i| format!("k{i}"))
+        .map(|k| {
+            let s = keyslot(&a, &k);
+            (k, s)
+        })
+        .find(|(_, s)| *s >= 8192)
+        .expect("a key of B");
+    let mut c = Raw::connect(a.port);
+    assert_eq!(
+        c.cmd(&["XADD", &key, "*", "f", "v"]),
+        format!("-MOVED {slot} 127.0.0.2:{}\r\n", b.port).into_bytes()
+    );
+    let check = rill(&["cluster", "check", &addr(&a)]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn the_cli_authenticates_with_a_password() {
+    let start = || {
+        let port = std::iter::repeat_with(free_port)
+            .find(|p| *p <= 55535)
+            .expect("a free port")
+            .to_string();
+        TestServer::start_with(&[
+            "--cluster-enabled",
+            "yes",
+            "--port",
+            &port,
+            "--requirepass",
+            "s3cret",
+        ])
+    };
+    let (a, b) = (start(), start());
+    let without = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("NOAUTH"));
+    let with = rill(&["cluster", "create", "-a", "s3cret", &addr(&a), &addr(&b)]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stdout)
+    );
+    let check = rill(&["cluster", "check", "--pass", "s3cret", &addr(&b)]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let mut c = Raw::connect(a.port);
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
+    assert!(c
+        .cmd(&["CLUSTER", "INFO"])
+        .windows(16)
+        .any(|w| w == b"cluster_state:ok"));
+}
+
+#[test]
+fn the_slot_index_is_rebuilt_from_a_checkpoint() {
+    let mut nodes = create_cluster();
+    let (key, slot) = key_on(&nodes, 1, "ckp:");
+    let keys: Vec<String> = (0..4).map(|i| format!("{{{key}}}{i}")).collect();
+    let mut c = Raw::connect(nodes[1].port);
+    for k in &keys {
+        assert!(c.cmd(&["XADD", k, "*", "f", "v"]).starts_with(b"$"));
+    }
+    assert_eq!(c.cmd(&["BGREWRITEAOF"]).first(), Some(&b'+'));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let has_ckp = std::fs::read_dir(nodes[1].dir.join("log"))
+            .expect("log dir")
+            .any(|e| {
+                e.expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".ckp")
+            });
+        let info = text(&query(&nodes[1], &["INFO", "persistence"]));
+        if has_ckp && info.contains("aof_rewrite_in_progress:0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nodes[1].restart();
+    let slot_s = slot.to_string();
+    assert_eq!(
+        int(&query(&nodes[1], &["CLUSTER", "COUNTKEYSINSLOT", &slot_s])),
+        4
+    );
+    let Value::Array(listed) = query(&nodes[1], &["CLUSTER", "GETKEYSINSLOT", &slot_s, "10"])
+    else {
+        panic!("not an array")
+    };
+    let mut listed: Vec<String> = listed.iter().map(text).collect();
+    listed.sort();
+    assert_eq!(listed, keys);
+}
+
+#[test]
+fn cluster_mode_refuses_a_data_set_with_keys_outside_database_0() {
+    let mut s = TestServer::start();
+    let mut c = Raw::connect(s.port);
+    assert_eq!(c.cmd(&["SELECT", "3"]), b"+OK\r\n");
+    assert!(c.cmd(&["XADD", "s", "*", "f", "v"]).starts_with(b"$"));
+    drop(c);
+    assert!(s.signal_and_wait(15).is_some());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--dir",
+        ])
+        .arg(&s.dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rill");
+    // It must stop by itself; a server that kept running is killed and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("Cluster mode serves database 0 only, but database 3 holds keys"),
+        "{log}"
+    );
+}
+
+#[test]
+fn nodeinfo_follows_the_announce_directives() {
+    let n = node();
+    let mut c = Raw::connect(n.port);
+    let id = text(&query(&n, &["CLUSTER", "MYID"]));
+    let info =
+        |c: &mut Raw| String::from_utf8_lossy(&c.cmd(&["RILL.CLUSTER", "NODEINFO"])).into_owned();
+    assert_eq!(
+        info(&mut c),
+        format!(
+            "*4\r\n$40\r\n{id}\r\n$0\r\n\r\n:{}\r\n:{}\r\n",
+            n.port,
+            n.port + 10000
+        )
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-announce-ip", "10.1.2.3"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "cluster-announce-port", "7777"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        info(&mut c),
+        format!(
+            "*4\r\n$40\r\n{id}\r\n$8\r\n10.1.2.3\r\n:7777\r\n:{}\r\n",
+            n.port + 10000
+        ),
+        "the bus port follows the port listened on"
+    );
+}

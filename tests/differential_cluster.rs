@@ -1,0 +1,496 @@
+//! Cluster mode (issue #13) against a real Redis 8.6.3 Cluster: two Redis nodes started with
+//! `cluster-enabled yes`, given slots 0-8191 and 8192-16383 with CLUSTER ADDSLOTSRANGE and
+//! joined with CLUSTER MEET, beside two Rill nodes given the same split by `rill cluster
+//! create`. The same commands go to node A of each; replies must be byte-identical, with
+//! node ids and ports masked where they necessarily differ. Covered: CLUSTER KEYSLOT over
+//! edge-case and generated keys, CLUSTERDOWN before any slot is served and while only part
+//! of them are, MOVED, CROSSSLOT (DEL, XREAD, XREADGROUP, RENAME, MULTI/EXEC), SELECT,
+//! READONLY/READWRITE/ASKING, COUNTKEYSINSLOT/GETKEYSINSLOT and their errors, CLUSTER SLOTS,
+//! SHARDS (shard by shard), NODES (epochs and peer ping times masked), MYID, MYSHARDID and
+//! the fields of CLUSTER INFO that do not count bus messages; COMMAND GETKEYS; and, without
+//! cluster mode, the "cluster support disabled" error.
+#![cfg(feature = "differential")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::reference::{RedisServer, Twins};
+use common::{free_port, Raw, TestServer};
+
+/// A port whose bus port (port + 10000) fits in 16 bits.
+fn cluster_port() -> u16 {
+    std::iter::repeat_with(free_port)
+        .find(|p| *p <= 55535)
+        .expect("a free port")
+}
+
+fn rill_node() -> TestServer {
+    let port = cluster_port().to_string();
+    TestServer::start_with(&["--cluster-enabled", "yes", "--port", &port])
+}
+
+fn redis_args(cport: &str) -> Vec<&str> {
+    vec!["--cluster-enabled", "yes", "--cluster-port", cport]
+}
+
+/// Replaces every 40-hex-digit run (node and shard ids) with `<id>`, and each given port
+/// with its label.
+fn mask(reply: &[u8], ports: &[(u16, &str)]) -> String {
+    let mut text = String::from_utf8_lossy(reply).into_owned();
+    for (port, label) in ports {
+        text = text.replace(&port.to_string(), label);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            .count();
+        if run == 40 {
+            out.push_str("<id>");
+            i += 40;
+        } else {
+            let n = run.max(1);
+            out.push_str(&text[i..i + n]);
+            i += n;
+        }
+    }
+    out
+}
+
+fn wait_cluster_ok(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut c = Raw::connect(port);
+    loop {
+        let info = String::from_utf8_lossy(&c.cmd(&["CLUSTER", "INFO"])).into_owned();
+        let slots = c.cmd(&["CLUSTER", "SLOTS"]);
+        if info.contains("cluster_state:ok") && slots.starts_with(b"*2\r\n") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis cluster never became ok: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first key, among `prefix0`, `prefix1` …, whose slot is in `range`.
+fn key_in(t: &mut Twins, prefix: &str, range: std::ops::RangeInclusive<i64>) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| {
+            let r = t.rill_conn.cmd(&["CLUSTER", "KEYSLOT", k]);
+            let slot: i64 = String::from_utf8_lossy(&r[1..r.len() - 2])
+                .parse()
+                .expect("slot");
+            range.contains(&slot)
+        })
+        .expect("a key")
+}
+
+#[test]
+fn cluster_texts_and_replies_match_redis() {
+    let redis_cport_a = free_port().to_string();
+    let redis_cport_b = free_port().to_string();
+    let rill_a_port = cluster_port().to_string();
+    let mut t = Twins::start_each(
+        &["--cluster-enabled", "yes", "--port", &rill_a_port],
+        &redis_args(&redis_cport_a),
+    );
+    let rill_b = rill_node();
+    let redis_b = RedisServer::start_with(&redis_args(&redis_cport_b));
+
+    // Before any slot is served.
+    t.same(&["GET", "foo"]);
+    t.same(&["XADD", "s", "*", "f", "v"]);
+    t.same(&["PING"]);
+    t.same(&["CLUSTER", "SLOTS"]);
+
+    // Only node A's half is served (Redis: ADDSLOTSRANGE before MEET; Rill: a map of A
+    // alone, sent as RILL.CLUSTER SETTOPOLOGY): an owned slot is "cluster down", an
+    // unowned one "not served".
+    t.redis_conn.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
+    let id_a = String::from_utf8_lossy(&t.rill_conn.cmd(&["CLUSTER", "MYID"])).into_owned();
+    let id_a = id_a.lines().nth(1).expect("id").to_string();
+    let half = format!(
+        "rill-cluster 1\nepoch 1\nshard {id_a} 0-8191\nnode {id_a} {id_a} 127.0.0.1 {rill_a_port} 1\n"
+    );
+    assert_eq!(
+        t.rill_conn.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &half]),
+        b"+OK\r\n"
+    );
+    let low = key_in(&mut t, "low", 0..=8191);
+    let high = key_in(&mut t, "high", 8192..=16383);
+    t.same(&["GET", &low]);
+    t.same(&["GET", &high]);
+
+    // The full two-node cluster on both sides.
+    let rill_b_port = rill_b.port.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "cluster",
+            "create",
+            &format!("127.0.0.1:{rill_a_port}"),
+            &format!("127.0.0.1:{rill_b_port}"),
+        ])
+        .output()
+        .expect("rill cluster create");
+    // A already has a map (the half one), so create refuses it; give both nodes the map
+    // create would make instead, with a newer epoch.
+    assert_eq!(out.status.code(), Some(1));
+    let mut b = Raw::connect(rill_b.port);
+    let id_b = String::from_utf8_lossy(&b.cmd(&["CLUSTER", "MYID"])).into_owned();
+    let id_b = id_b.lines().nth(1).expect("id").to_string();
+    let full = format!(
+        "rill-cluster 1\nepoch 2\nshard {id_a} 0-8191\nnode {id_a} {id_a} 127.0.0.1 {rill_a_port} {}\nshard {id_b} 8192-16383\nnode {id_b} {id_b} 127.0.0.1 {rill_b_port} {}\n",
+        rill_a_port.parse::<u32>().expect("port") + 10000,
+        rill_b.port as u32 + 10000
+    );
+    for c in [&mut t.rill_conn, &mut b] {
+        assert_eq!(c.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &full]), b"+OK\r\n");
+    }
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(["cluster", "check", &format!("127.0.0.1:{rill_a_port}")])
+        .output()
+        .expect("rill cluster check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let mut rb = Raw::connect(redis_b.port);
+    rb.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
+    let meet = t.redis_conn.cmd(&[
+        "CLUSTER",
+        "MEET",
+        "127.0.0.1",
+        &redis_b.port.to_string(),
+        &redis_cport_b,
+    ]);
+    assert_eq!(meet, b"+OK\r\n");
+    wait_cluster_ok(t.redis.port);
+    wait_cluster_ok(redis_b.port);
+
+    let ports = |t: &Twins| {
+        [
+            (t.rill.port + 10000, "<cport-a>"),
+            (rill_b.port + 10000, "<cport-b>"),
+            (t.rill.port, "<port-a>"),
+            (rill_b.port, "<port-b>"),
+        ]
+    };
+    let redis_ports = [
+        (redis_cport_a.parse::<u16>().expect("port"), "<cport-a>"),
+        (redis_cport_b.parse::<u16>().expect("port"), "<cport-b>"),
+        (t.redis.port, "<port-a>"),
+        (redis_b.port, "<port-b>"),
+    ];
+    let rill_ports = ports(&t);
+
+    for protocol in [2u8, 3] {
+        t.reconnect(protocol);
+        let compare = |t: &mut Twins, args: &[&str]| {
+            let (r, p) = t.both(args);
+            assert_eq!(
+                mask(&r, &rill_ports),
+                mask(&p, &redis_ports),
+                "RESP{protocol} reply to {args:?} differs (left: Rill, right: Redis)"
+            );
+        };
+        // MOVED, with the other node's address.
+        compare(&mut t, &["GET", &high]);
+        compare(&mut t, &["XADD", &high, "*", "f", "v"]);
+        compare(&mut t, &["XGROUP", "CREATE", &high, "g", "$", "MKSTREAM"]);
+        compare(&mut t, &["XREAD", "STREAMS", &high, "0"]);
+        // Served here.
+        t.same(&["XADD", &low, "1-1", "f", "v"]);
+        t.same(&["XLEN", &low]);
+        // CROSSSLOT.
+        let low2 = key_in(&mut t, "other", 0..=8191);
+        t.same(&["DEL", &low, &low2]);
+        t.same(&["DEL", &low, &high]);
+        t.same(&["RENAME", &low, &low2]);
+        t.same(&["XREAD", "STREAMS", &low, &low2, "0", "0"]);
+        t.same(&["XREAD", "COUNT", "1", "STREAMS", &low, &high, "0", "0"]);
+        t.same(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "STREAMS",
+            &low,
+            &low2,
+            ">",
+            ">",
+        ]);
+        // Unbalanced stream lists name no keys: the command's own error, not a redirect.
+        t.same(&["XREAD", "STREAMS", &low, &high, "0"]);
+        // Hash tags: one slot.
+        let tag1 = format!("{{{low}}}.a");
+        let tag2 = format!("{{{low}}}.b");
+        t.same(&["XADD", &tag1, "1-1", "f", "v"]);
+        t.same(&["XREAD", "STREAMS", &tag1, &tag2, "0", "0"]);
+        // MULTI/EXEC.
+        t.same(&["MULTI"]);
+        compare(&mut t, &["XADD", &high, "*", "f", "v"]);
+        t.same(&["XLEN", &low]);
+        t.same(&["EXEC"]);
+        t.same(&["MULTI"]);
+        t.same(&["XLEN", &low]);
+        t.same(&["XLEN", &low2]);
+        t.same(&["EXEC"]);
+        t.same(&["EXEC"]);
+        t.same(&["MULTI"]);
+        t.same(&["XLEN", &tag1]);
+        t.same(&["XLEN", &tag2]);
+        t.same(&["EXEC"]);
+        // Connection commands.
+        t.same(&["SELECT", "1"]);
+        t.same(&["SELECT", "0"]);
+        t.same(&["SELECT", "x"]);
+        t.same(&["READONLY"]);
+        t.same(&["READWRITE"]);
+        t.same(&["ASKING"]);
+        t.same(&["GET", &low]);
+        // The slot index.
+        let slot = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", &tag1])).into_owned();
+        let slot = slot.trim_start_matches(':').trim_end().to_string();
+        t.same(&["CLUSTER", "COUNTKEYSINSLOT", &slot]);
+        // Listing order within a slot is Redis's dict order: list a slot with one key.
+        t.same(&["XADD", &low2, "1-1", "f", "v"]);
+        let solo = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", &low2])).into_owned();
+        let solo = solo.trim_start_matches(':').trim_end().to_string();
+        t.same(&["CLUSTER", "COUNTKEYSINSLOT", &solo]);
+        t.same(&["CLUSTER", "GETKEYSINSLOT", &solo, "10"]);
+        t.same(&["CLUSTER", "GETKEYSINSLOT", &slot, "0"]);
+        t.same(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]);
+        t.same(&["CLUSTER", "COUNTKEYSINSLOT", "-1"]);
+        t.same(&["CLUSTER", "COUNTKEYSINSLOT", "x"]);
+        t.same(&["CLUSTER", "GETKEYSINSLOT", "1", "-1"]);
+        t.same(&["CLUSTER", "GETKEYSINSLOT", "16384", "1"]);
+        t.same(&["CLUSTER", "KEYSLOT"]);
+        // Topology.
+        compare(&mut t, &["CLUSTER", "SLOTS"]);
+        compare(&mut t, &["CLUSTER", "MYID"]);
+        compare(&mut t, &["CLUSTER", "MYSHARDID"]);
+        // CLUSTER SHARDS, shard by shard (Redis lists them in its dict's order).
+        let (r, p) = t.both(&["CLUSTER", "SHARDS"]);
+        let shards = |b: &[u8], ports: &[(u16, &str)]| -> Vec<String> {
+            // Each shard starts `*4` (RESP2) or `%2` (RESP3), `$5`, `slots`: cut there, so
+            // no part carries the next shard's header.
+            let mut parts: Vec<String> = mask(b, ports)
+                .split("$5\r\nslots")
+                .map(|p| {
+                    p.strip_suffix("*4\r\n")
+                        .or_else(|| p.strip_suffix("%2\r\n"))
+                        .unwrap_or(p)
+                        .to_string()
+                })
+                .collect();
+            parts.sort();
+            parts
+        };
+        let ours = shards(&r, &rill_ports);
+        assert_eq!(ours.len(), 3, "two shards: {ours:?}");
+        assert_eq!(
+            ours,
+            shards(&p, &redis_ports),
+            "CLUSTER SHARDS (RESP{protocol})"
+        );
+        // CLUSTER NODES: this node's line and the other's, field for field, but for the
+        // config epochs (Redis bumps them while the nodes meet) and the other node's
+        // ping/pong times (Rill's nodes do not ping each other).
+        let (r, p) = t.both(&["CLUSTER", "NODES"]);
+        let lines = |b: &[u8], ports: &[(u16, &str)]| -> Vec<String> {
+            let text = mask(b, ports);
+            // The text after the bulk (`$n`) or verbatim (`=n` … `txt:`) header.
+            let body = text.split_once("\r\n").map_or("", |(_, rest)| rest);
+            let body = body.strip_prefix("txt:").unwrap_or(body);
+            let mut lines: Vec<String> = body
+                .split('\n')
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    let mut f: Vec<&str> = l.split(' ').collect();
+                    assert!(f.len() >= 8, "short CLUSTER NODES line {l:?}");
+                    f[6] = "<epoch>";
+                    if !f[2].starts_with("myself") {
+                        f[4] = "<ping>";
+                        f[5] = "<pong>";
+                    }
+                    f.join(" ")
+                })
+                .collect();
+            lines.sort();
+            lines
+        };
+        let ours = lines(&r, &rill_ports);
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        assert!(
+            ours.iter().any(|l| {
+                l
+                == "<id> 127.0.0.1:<port-a>@<cport-a> myself,master - 0 0 <epoch> connected 0-8191"
+            }),
+            "{ours:?}"
+        );
+        assert_eq!(
+            ours,
+            lines(&p, &redis_ports),
+            "CLUSTER NODES (RESP{protocol})"
+        );
+        let (r, p) = t.both(&["CLUSTER", "INFO"]);
+        for field in [
+            "cluster_state:",
+            "cluster_slots_assigned:",
+            "cluster_slots_ok:",
+            "cluster_slots_pfail:",
+            "cluster_slots_fail:",
+            "cluster_known_nodes:",
+            "cluster_size:",
+        ] {
+            let line = |b: &[u8]| {
+                String::from_utf8_lossy(b)
+                    .split("\r\n")
+                    .find(|l| l.contains(field))
+                    .map(|l| l[l.find(field).unwrap_or(0)..].to_string())
+            };
+            assert_eq!(line(&r), line(&p), "CLUSTER INFO {field} (RESP{protocol})");
+        }
+        // The same fields in the same order, apart from Redis's per-message-type counters,
+        // which appear only once such messages were sent.
+        let names = |b: &[u8]| -> Vec<String> {
+            String::from_utf8_lossy(b)
+                .split("\r\n")
+                .map(|l| l.strip_prefix("txt:").unwrap_or(l))
+                .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+                .filter(|k| {
+                    !k.starts_with("cluster_stats_messages_")
+                        || k == "cluster_stats_messages_sent"
+                        || k == "cluster_stats_messages_received"
+                })
+                .collect()
+        };
+        assert_eq!(names(&r), names(&p), "CLUSTER INFO fields (RESP{protocol})");
+        t.both(&["DEL", &low, &tag1]);
+        t.both(&["DEL", &low2]);
+    }
+}
+
+#[test]
+fn keyslot_vectors_match_redis() {
+    let rill_port = cluster_port().to_string();
+    let cport = free_port().to_string();
+    let mut t = Twins::start_each(
+        &["--cluster-enabled", "yes", "--port", &rill_port],
+        &redis_args(&cport),
+    );
+    let mut keys: Vec<Vec<u8>> = [
+        "",
+        "foo",
+        "bar",
+        "123456789",
+        "{user1000}.following",
+        "{user1000}.followers",
+        "{}",
+        "{}a",
+        "{}{a}",
+        "a{b",
+        "a}b{c}",
+        "{{a}}",
+        "foo{{bar}}zap",
+        "foo{bar}{zap}",
+        "{a",
+        "a}",
+        "}{",
+        "{a}",
+        "x{}y{z}",
+        "ключ",
+        "{ключ}.x",
+    ]
+    .iter()
+    .map(|k| k.as_bytes().to_vec())
+    .collect();
+    keys.push(vec![0, 255, 123, 1, 125]);
+    keys.push(vec![b'k'; 5000]);
+    // A deterministic spread of generated keys and hash tags.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 24) as usize;
+        let mut k: Vec<u8> = (0..len).map(|j| (x >> (j % 8 * 8)) as u8).collect();
+        if i % 3 == 0 {
+            k.extend_from_slice(format!("{{tag{}}}", x % 97).as_bytes());
+        }
+        keys.push(k);
+    }
+    for protocol in [2u8, 3] {
+        t.reconnect(protocol);
+        for key in &keys {
+            let args: [&[u8]; 3] = [b"CLUSTER", b"KEYSLOT", key];
+            let r = t.rill_conn.cmd_bytes(&args);
+            let p = t.redis_conn.cmd_bytes(&args);
+            assert_eq!(r, p, "KEYSLOT {key:?} (RESP{protocol})");
+        }
+    }
+}
+
+#[test]
+fn without_cluster_mode_both_refuse_cluster_commands() {
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        t.same(&["CLUSTER", "INFO"]);
+        t.same(&["CLUSTER", "KEYSLOT", "foo"]);
+        t.same(&["CLUSTER", "SLOTS"]);
+        t.same(&["CLUSTER", "NODES"]);
+        t.same(&["CLUSTER", "SHARDS"]);
+        t.same(&["CLUSTER", "MYID"]);
+        t.same(&["CLUSTER", "COUNTKEYSINSLOT", "1"]);
+        t.same(&["CLUSTER", "NOSUCH"]);
+        t.same(&["READONLY"]);
+        t.same(&["READWRITE"]);
+        t.same(&["ASKING"]);
+        t.same(&["SELECT", "1"]);
+    });
+}
+
+#[test]
+fn command_getkeys_matches_redis() {
+    // What cluster clients ask when they cannot find keys themselves (redis-py does for
+    // XREAD and XREADGROUP): the same key extraction routing uses.
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        for with in ["GETKEYS", "GETKEYSANDFLAGS"] {
+            t.same(&["COMMAND", with, "XADD", "s", "*", "f", "v"]);
+            t.same(&[
+                "COMMAND", with, "XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0",
+            ]);
+            t.same(&[
+                "COMMAND",
+                with,
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "STREAMS",
+                "a",
+                ">",
+            ]);
+            t.same(&["COMMAND", with, "DEL", "a", "b", "c"]);
+            t.same(&["COMMAND", with, "RENAME", "a", "b"]);
+            t.same(&["COMMAND", with, "XGROUP", "CREATE", "s", "g", "$"]);
+            t.same(&["COMMAND", with, "XINFO", "STREAM", "s"]);
+            t.same(&["COMMAND", with, "SET", "k", "v"]);
+            t.same(&["COMMAND", with, "SET", "k", "v", "GET"]);
+            t.same(&["COMMAND", with, "PING"]);
+            t.same(&["COMMAND", with, "NOSUCH", "x"]);
+            t.same(&["COMMAND", with, "XADD", "s"]);
+            t.same(&["COMMAND", with, "XGROUP", "NOSUCH"]);
+            t.same(&["COMMAND", with]);
+        }
+    });
+}
