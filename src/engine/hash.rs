@@ -2,7 +2,7 @@
 //!
 //! The std default, SipHash-1-3, cost about 180 instructions per key of a few bytes, and
 //! an XADD hashed its key (and a few integers) about 16 times: a fifth of the server's
-//! instructions per XADD (callgrind, `bench/results/2026-12-07-hashing.md`). So:
+//! instructions per XADD (callgrind, `bench/results/2026-12-07-hot-path-instructions.md`). So:
 //! - [`KeyHash`] for what clients choose (key names, command names): foldhash (crate
 //!   `foldhash`, by the author of hashbrown's default hasher, which it is), seeded at
 //!   random once per process and per map. Like Redis's seeded SipHash it keeps an
