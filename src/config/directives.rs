@@ -427,7 +427,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "bind",
         default: "127.0.0.1 -::1",
         mutable: false,
-        doc: "Addresses to listen on (at most 16). A leading '-' marks an address that may be unavailable without failing start-up; \"\" listens on none.",
+        doc: "Addresses to listen on (at most 16), as in Redis: an address with a ':' is IPv6 and listened on for IPv6 only ('::*' is every IPv6 address), any other is IPv4 or a host name ('*' is every IPv4 address), so '* -::*' is every interface of both families on one port. A leading '-' marks an address that may be missing from the host without failing start-up; an address family the kernel lacks is always skipped. \"\" listens on none, and the server does not start.",
         access: Access::Multi {
             set: set_bind,
             get: |c| c.bind.join(" "),

@@ -1,11 +1,13 @@
 //! Binding, accepting, admission (maxclients, protected mode), background
 //! expiry, and graceful shutdown.
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -16,48 +18,86 @@ use crate::core::Shared;
 /// no password is set, before closing the connection.
 const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
-/// Errors that stop the server from starting.
+/// Pending connections the kernel queues per listening socket (tokio's default, which
+/// Rill used before binding through socket2; Redis's `tcp-backlog` is 511).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Errors that stop the server from starting. The address that failed has already been
+/// logged, as Redis's `listenToPort` does before giving up.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("Warning: Could not create server TCP listening socket {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
     #[error("Failed listening on port {0} (tcp), aborting.")]
-    NoListener(u16),
+    Failed(u16),
+    /// `bind ""`, or every address optional and unavailable.
+    #[error("Configured to not listen anywhere, exiting.")]
+    Nowhere,
 }
 
-/// Binds every configured address. A `-` prefix marks an address whose failure is
-/// tolerated (Redis's default `bind 127.0.0.1 -::1` on hosts without IPv6).
+/// Why one address could not be listened on, worded as Redis's `anetTcpServer` words it
+/// (`bind: Cannot assign requested address`).
+#[derive(Debug)]
+struct AddrError {
+    step: &'static str,
+    source: io::Error,
+}
+
+impl AddrError {
+    fn at(step: &'static str) -> impl FnOnce(io::Error) -> AddrError {
+        move |source| AddrError { step, source }
+    }
+
+    /// Redis's `listenToPort` rule: an optional (`-`) address may be missing from the
+    /// host (EADDRNOTAVAIL); an address family or protocol the kernel lacks (no IPv6 at
+    /// all) is skipped even when not optional. Anything else (EADDRINUSE, EACCES) is fatal.
+    fn tolerated(&self, optional: bool) -> bool {
+        match self.source.raw_os_error() {
+            Some(libc::EADDRNOTAVAIL) => optional,
+            Some(
+                libc::ENOPROTOOPT
+                | libc::EPROTONOSUPPORT
+                | libc::ESOCKTNOSUPPORT
+                | libc::EPFNOSUPPORT
+                | libc::EAFNOSUPPORT,
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for AddrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // strerror's text without Rust's " (os error N)" suffix, as Redis prints it.
+        let text = self.source.to_string();
+        let text = match text.rfind(" (os error ") {
+            Some(at) => &text[..at],
+            None => &text,
+        };
+        match (self.step, self.source.raw_os_error()) {
+            ("socket", Some(n)) => write!(f, "unable to bind socket, errno: {n}"),
+            ("resolve", _) => f.write_str(text),
+            (step, _) => write!(f, "{step}: {text}"),
+        }
+    }
+}
+
+/// Binds every configured address, as Redis's `listenToPort`: an address with a `:` is
+/// IPv6 (`::*` meaning any), otherwise IPv4 (`*` meaning any) or a host name resolved to
+/// IPv4. A `-` prefix marks an address whose absence is tolerated (the default
+/// `127.0.0.1 -::1` on hosts without IPv6). Every failure is logged; see
+/// [`AddrError::tolerated`] for which ones stop start-up.
 pub async fn bind(shared: &Shared) -> Result<Vec<TcpListener>, ListenError> {
     let (addrs, port) = {
         let cfg = shared.config.read();
         (cfg.bind.clone(), cfg.port)
     };
-    let addrs = if addrs.is_empty() {
-        vec!["*".to_string(), "-::*".to_string()]
-    } else {
-        addrs
-    };
     let mut listeners = Vec::new();
     let mut port = port;
-    for raw in addrs {
+    for raw in &addrs {
         let (optional, host) = match raw.strip_prefix('-') {
-            Some(h) => (true, h.to_string()),
-            None => (false, raw.clone()),
+            Some(h) => (true, h),
+            None => (false, raw.as_str()),
         };
-        let host = match host.as_str() {
-            "*" => "0.0.0.0".to_string(),
-            "::*" => "::".to_string(),
-            h => h.to_string(),
-        };
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        match TcpListener::bind(&addr).await {
+        match listen_on(host, port).await {
             Ok(l) => {
                 if port == 0 {
                     // Port 0 asks the OS for a free port; every further address uses the same one.
@@ -65,17 +105,95 @@ pub async fn bind(shared: &Shared) -> Result<Vec<TcpListener>, ListenError> {
                 }
                 listeners.push(l);
             }
-            Err(e) if optional => {
-                tracing::debug!("optional bind {} failed: {}", addr, e);
+            Err(e) => {
+                tracing::warn!(
+                    "Warning: Could not create server TCP listening socket {}:{}: {}",
+                    host,
+                    port,
+                    e
+                );
+                if !e.tolerated(optional) {
+                    return Err(ListenError::Failed(port));
+                }
             }
-            Err(source) => return Err(ListenError::Bind { addr, source }),
         }
     }
     if listeners.is_empty() {
-        return Err(ListenError::NoListener(port));
+        return Err(ListenError::Nowhere);
     }
     shared.port.store(port, Ordering::SeqCst);
     Ok(listeners)
+}
+
+/// One listening socket for one `bind` address.
+async fn listen_on(host: &str, port: u16) -> Result<TcpListener, AddrError> {
+    let addr = resolve(host, port).await?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(AddrError::at("socket"))?;
+    if addr.is_ipv6() {
+        // As Redis's `anetV6Only`: an IPv6 socket takes IPv6 only, whatever the host's
+        // `net.ipv6.bindv6only`. Otherwise `bind ::` would also take IPv4 (peers seen as
+        // `::ffff:a.b.c.d`), and `* -::*` could not put both families on one port.
+        socket
+            .set_only_v6(true)
+            .map_err(AddrError::at("setsockopt"))?;
+    }
+    socket
+        .set_reuse_address(true)
+        .map_err(AddrError::at("setsockopt SO_REUSEADDR"))?;
+    socket.bind(&addr.into()).map_err(AddrError::at("bind"))?;
+    socket
+        .listen(LISTEN_BACKLOG)
+        .map_err(AddrError::at("listen"))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(AddrError::at("fcntl(F_SETFL,O_NONBLOCK)"))?;
+    TcpListener::from_std(socket.into()).map_err(AddrError::at("listen"))
+}
+
+/// The socket address for a `bind` address: its family is decided by the text (a `:`
+/// means IPv6), as Redis passes `AF_INET6` or `AF_INET` to `getaddrinfo`.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AddrError> {
+    let v6 = host.contains(':');
+    let any: Option<IpAddr> = match host {
+        "::*" => Some(Ipv6Addr::UNSPECIFIED.into()),
+        "*" => Some(Ipv4Addr::UNSPECIFIED.into()),
+        _ => None,
+    };
+    if let Some(ip) = any {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(AddrError::at("resolve"))?
+        .find(|a| a.is_ipv6() == v6);
+    found.ok_or_else(|| AddrError {
+        step: "resolve",
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            "Address family for hostname not supported",
+        ),
+    })
+}
+
+/// The address a connection is known by in CLIENT LIST, CLIENT KILL and the
+/// protected-mode check: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, which only a
+/// dual-stack socket produces) as the IPv4 address it is, and an IPv6 address without
+/// flow label or scope id, as Redis's `inet_ntop` text shows it.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0).into(),
+        },
+        v4 => v4,
+    }
+}
+
+/// Redis's `connIsLocal`: `127.*` or `::1`, judged on the canonical address so that a
+/// mapped loopback peer (`::ffff:127.0.0.1`) counts as local.
+pub fn is_local(addr: SocketAddr) -> bool {
+    canonical(addr).ip().is_loopback()
 }
 
 /// Serves until shutdown: accepts connections, runs background expiry, then drains
@@ -162,7 +280,7 @@ fn admit(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
         Some("-ERR max number of clients reached\r\n")
-    } else if protected && !shared.requires_auth() && !addr.ip().is_loopback() {
+    } else if protected && !shared.requires_auth() && !is_local(addr) {
         Some(PROTECTED_MODE_DENIED)
     } else {
         None
@@ -175,8 +293,8 @@ fn admit(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
         let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         return;
     }
-    let laddr = stream.local_addr().unwrap_or(addr);
-    let info = shared.clients.register(addr, laddr);
+    let laddr = canonical(stream.local_addr().unwrap_or(addr));
+    let info = shared.clients.register(canonical(addr), laddr);
     tokio::spawn(async move {
         let id = info.id;
         connection::serve(shared.clone(), stream, info).await;
@@ -249,3 +367,72 @@ async fn idmp_sweep_loop(shared: Arc<Shared>) {
 const EXPIRE_CHUNK: usize = 1000;
 /// Time active expiry may take per 100 ms tick.
 const EXPIRE_BUDGET: Duration = Duration::from_millis(25);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("a socket address literal")
+    }
+
+    #[test]
+    fn mapped_ipv4_is_shown_and_judged_as_ipv4() {
+        assert_eq!(
+            canonical(addr("[::ffff:127.0.0.1]:5000")),
+            addr("127.0.0.1:5000")
+        );
+        assert_eq!(
+            canonical(addr("[::ffff:10.1.2.3]:5000")).to_string(),
+            "10.1.2.3:5000"
+        );
+        // Plain IPv6 keeps Redis's bracketed form, without a scope id.
+        assert_eq!(canonical(addr("[::1]:5000")).to_string(), "[::1]:5000");
+        assert_eq!(
+            canonical(addr("[fe80::1%2]:5000")).to_string(),
+            "[fe80::1]:5000"
+        );
+        assert_eq!(canonical(addr("10.0.0.1:1")), addr("10.0.0.1:1"));
+    }
+
+    #[test]
+    fn local_is_127_slash_8_and_ipv6_loopback_mapped_or_not() {
+        for local in [
+            "127.0.0.1:1",
+            "127.9.8.7:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+            "[::ffff:127.3.2.1]:1",
+        ] {
+            assert!(is_local(addr(local)), "{local}");
+        }
+        for remote in [
+            "10.0.0.1:1",
+            "[::ffff:10.0.0.1]:1",
+            "[::2]:1",
+            "[fe80::1]:1",
+            "[::]:1",
+            "0.0.0.0:1",
+            // IPv4-compatible (not mapped) addresses are not IPv4 peers.
+            "[::127.0.0.1]:1",
+        ] {
+            assert!(!is_local(addr(remote)), "{remote}");
+        }
+    }
+
+    #[test]
+    fn optional_addresses_may_be_missing_and_missing_families_never_stop_start_up() {
+        let err = |code| AddrError {
+            step: "bind",
+            source: io::Error::from_raw_os_error(code),
+        };
+        assert!(err(libc::EADDRNOTAVAIL).tolerated(true));
+        assert!(!err(libc::EADDRNOTAVAIL).tolerated(false));
+        assert!(err(libc::EAFNOSUPPORT).tolerated(false));
+        assert!(!err(libc::EADDRINUSE).tolerated(true));
+        assert_eq!(
+            err(libc::EADDRNOTAVAIL).to_string(),
+            "bind: Cannot assign requested address"
+        );
+    }
+}
