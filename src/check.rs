@@ -717,20 +717,28 @@ pub fn run(dir: &Path, repair: bool, out: &mut impl Write) -> Result<bool, Check
     Ok(after.is_clean())
 }
 
-/// Entry point of `rill check`: `args` are the arguments after `check`.
-pub fn main(args: &[String]) -> ExitCode {
-    let parsed = match CheckArgs::try_parse_from(
-        std::iter::once("rill check".to_string()).chain(args.iter().cloned()),
-    ) {
-        Ok(a) => a,
-        Err(e) => {
+/// Parses the arguments of the subcommand `rill NAME …` (`args` are those after NAME)
+/// with clap; on `--help`/`--version` or an error, prints what clap says and gives the
+/// exit code to return (0 for help, 2 for a usage error). Shared by `rill check` and
+/// `rill cluster`.
+pub fn parse_subcommand<T: Parser>(name: &str, args: &[String]) -> Result<T, ExitCode> {
+    T::try_parse_from(std::iter::once(format!("rill {name}")).chain(args.iter().cloned())).map_err(
+        |e| {
             let _ = e.print();
-            return if e.use_stderr() {
+            if e.use_stderr() {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
-            };
-        }
+            }
+        },
+    )
+}
+
+/// Entry point of `rill check`: `args` are the arguments after `check`.
+pub fn main(args: &[String]) -> ExitCode {
+    let parsed: CheckArgs = match parse_subcommand("check", args) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

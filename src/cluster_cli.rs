@@ -258,18 +258,9 @@ impl Node {
 
 /// Entry point of `rill cluster …`.
 pub fn main(args: &[String]) -> ExitCode {
-    let parsed = match ClusterArgs::try_parse_from(
-        std::iter::once("rill cluster".to_string()).chain(args.iter().cloned()),
-    ) {
+    let parsed: ClusterArgs = match crate::check::parse_subcommand("cluster", args) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     let pass = parsed.pass.as_deref();
     let result = match parsed.command {
