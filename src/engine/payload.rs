@@ -628,4 +628,66 @@ mod tests {
         assert!(store.fetch(h).is_err());
         assert_eq!(store.stats().resident, 0);
     }
+
+    #[test]
+    fn cache_keeps_log_order_whatever_the_insert_order() {
+        let mut c = Cache::default();
+        for pos in [10u64, 20, 30] {
+            assert!(c.insert(pos, Bytes::from(pos.to_string())).is_none());
+        }
+        // Out of order and a replacement: still sorted, replaced value returned.
+        assert!(c.insert(15, Bytes::from_static(b"15")).is_none());
+        assert_eq!(
+            c.insert(20, Bytes::from_static(b"twenty")),
+            Some(Bytes::from_static(b"20"))
+        );
+        assert_eq!(c.get(&20), Some(&Bytes::from_static(b"twenty")));
+        assert_eq!(c.get(&25), None);
+        let order: Vec<u64> = c.items.iter().map(|(p, _)| *p).collect();
+        assert_eq!(order, vec![10, 15, 20, 30]);
+        assert_eq!(c.first_pos(), Some(10));
+        assert_eq!(c.pop_first(), Some(Bytes::from_static(b"10")));
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn locate_if_same_moves_only_the_same_bytes() {
+        let store = PayloadStore::new(1 << 20);
+        let h = store.insert(&fields("hello"));
+        let len = h.len;
+        // Other bytes of the same length: not this entry's payload; nothing moves.
+        assert!(!store.locate_if_same(&h, 100, &fields("hellO"), len));
+        assert!(!store.locate_if_same(&h, 100, &fields("hello"), len + 1));
+        assert_eq!(store.stats().resident, 1);
+        // The same bytes: moved to the cache at the position.
+        assert!(store.locate_if_same(&h, 100, &fields("hello"), len));
+        assert_eq!(store.stats().resident, 0);
+        let located = PayloadHandle { at: 100, ..h };
+        assert_eq!(
+            store.fetch(located).expect("cached").fields(),
+            fields("hello")
+        );
+        // A located handle (replay over a checkpoint): checked by length and checksum.
+        assert!(store.locate_if_same(&located, 200, &fields("hello"), len));
+        assert!(!store.locate_if_same(&located, 200, &fields("world"), len));
+    }
+
+    #[test]
+    fn a_preset_insert_takes_the_position_and_caches_nothing() {
+        let store = PayloadStore::new(1 << 20);
+        let packed = Payload::pack(&fields("v")).packed().clone();
+        store.preset(4242, packed.len() as u32, crc32c::crc32c(&packed));
+        let h = store.insert(&fields("v"));
+        assert!(store.take_preset());
+        assert_eq!(
+            (h.at, h.len, h.crc),
+            (4242, packed.len() as u32, fields_crc(&fields("v")))
+        );
+        assert_eq!(store.stats().resident, 0);
+        assert_eq!(store.stats().cache_entries, 0);
+        // Unused (or of another length): cleared, and the next insert is resident as usual.
+        store.preset(4343, 1, 0);
+        assert!(!store.take_preset());
+        assert!(store.insert(&fields("w")).is_resident());
+    }
 }
