@@ -772,3 +772,53 @@ fn too_low_ulimit_refuses_to_start() {
         "{text}"
     );
 }
+
+/// A huge reply's memory goes back to the OS once it is sent (issue #18, defect 14: one
+/// `XREADGROUP COUNT 1000000000` over a large stream left RSS at its peak).
+#[test]
+fn memory_of_a_huge_reply_is_returned_after_it_is_sent() {
+    const ENTRIES: usize = 60_000;
+    let s = TestServer::start();
+    let mut c = s.raw();
+    let value = "v".repeat(1024);
+    // Pipelined fill, 1,000 XADDs per write.
+    for chunk in 0..ENTRIES / 1000 {
+        let mut batch = Vec::new();
+        for _ in 0..1000 {
+            batch.extend_from_slice(&encode(&["XADD", "big", "*", "f", &value]));
+        }
+        c.send(&batch);
+        for _ in 0..1000 {
+            let r = c.read_reply();
+            assert!(r.starts_with(b"$"), "XADD in batch {chunk}: {r:?}");
+        }
+    }
+    assert_eq!(c.cmd(&["XGROUP", "CREATE", "big", "g", "0"]), b"+OK\r\n");
+    let rss_before = s.rss_bytes();
+    // About 64 MB of reply, read to its end.
+    c.send(&encode(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "COUNT",
+        "1000000000",
+        "STREAMS",
+        "big",
+        ">",
+    ]));
+    let reply = c.read_reply();
+    assert!(
+        reply.len() > ENTRIES * 1024,
+        "reply of {} bytes",
+        reply.len()
+    );
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+    // What stays is the 60 k pending entries (a few hundred bytes each), not the reply.
+    let rss_after = s.rss_bytes();
+    assert!(
+        rss_after < rss_before + 40 * 1024 * 1024,
+        "RSS went from {rss_before} to {rss_after} bytes after a {} byte reply",
+        reply.len()
+    );
+}
