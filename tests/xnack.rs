@@ -775,6 +775,53 @@ fn blocked_claim_read_wakes_on_xnack() {
     );
 }
 
+/// XNACK changes the group, not the entries: like XACK (whose WATCH behaviour
+/// tests/differential_watch.rs compares with Redis 8.6.3) it leaves a WATCHer's transaction
+/// alone, whether it NACKs something or not. Redis 8.8's xnackCommand (a3e68716) only
+/// calls `signalKeyAsReady`.
+#[test]
+fn xnack_does_not_abort_a_watchers_transaction() {
+    let s = TestServer::start();
+    let mut r = s.raw();
+    setup(&mut r, 2);
+    let mut watcher = s.raw();
+    for (nack, reply) in [
+        (
+            &["XNACK", "s", "g", "SILENT", "IDS", "1", "1-0"][..],
+            ":1\r\n",
+        ),
+        (
+            &["XNACK", "s", "g", "FATAL", "IDS", "1", "9-0"][..],
+            ":0\r\n",
+        ),
+        (
+            &[
+                "XNACK",
+                "s",
+                "g",
+                "FAIL",
+                "FORCE",
+                "RETRYCOUNT",
+                "3",
+                "IDS",
+                "1",
+                "2-0",
+            ][..],
+            ":1\r\n",
+        ),
+    ] {
+        assert_eq!(text(&mut watcher, &["WATCH", "s"]), "+OK\r\n");
+        assert_eq!(text(&mut r, nack), reply, "{nack:?}");
+        assert_eq!(text(&mut watcher, &["MULTI"]), "+OK\r\n");
+        assert_eq!(text(&mut watcher, &["PING"]), "+QUEUED\r\n");
+        assert_eq!(
+            text(&mut watcher, &["EXEC"]),
+            "*1\r\n+PONG\r\n",
+            "after {nack:?}"
+        );
+    }
+}
+
 /// DEBUG DIGEST and XINFO STREAM FULL (stored delivery times, not idle times, and the
 /// groups' `nacked-count`): what must survive a restart.
 fn state(r: &mut Raw) -> (String, String) {

@@ -278,6 +278,8 @@ impl XGroupCreate {
                 key: self.key.clone(),
             })?;
             super::streams::configure_new_stream(ctx, &self.key)?;
+            // Only creating the key touches WATCH (`keyModified(…, 1)` after `dbAdd` in
+            // Redis's xgroupCommand); the group itself is `keyModified(…, 0)`.
             ctx.signal_modified(&self.key);
         }
         let (last, added) = match (start, stream(ctx, &self.key)?) {
@@ -291,7 +293,6 @@ impl XGroupCreate {
             last,
             entries_read: self.entries_read.map(|n| n.min(added)),
         })?;
-        ctx.signal_modified(&self.key);
         Ok(Reply::Ok)
     }
 
@@ -315,7 +316,7 @@ impl XGroupCreate {
             last,
             entries_read,
         })?;
-        ctx.signal_modified(&self.key);
+        // Not a WATCH change: Redis's xgroupCommand SETID calls `keyModified(…, 0)`.
         // Moving the group back makes entries available again to readers blocked on it.
         ctx.signal_ready(&self.key);
         Ok(Reply::Ok)
@@ -407,7 +408,8 @@ pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Com
         key: cmd.key.clone(),
         group: cmd.group.clone(),
     })?;
-    ctx.signal_modified(&cmd.key);
+    // Not a WATCH change (`keyModified(…, 0)` in Redis's xgroupCommand DESTROY); blocked
+    // readers are still woken, to get their NOGROUP error.
     ctx.signal_ready(&cmd.key);
     Ok(Reply::Int(1).into())
 }
@@ -431,7 +433,7 @@ pub fn xgroup_createconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outco
         consumer,
         time_ms: ctx.now_ms,
     })?;
-    ctx.signal_modified(&cmd.key);
+    // No WATCH signal: Redis's xgroupCommand CREATECONSUMER calls `keyModified(…, 0)`.
     Ok(Reply::Int(1).into())
 }
 
@@ -453,7 +455,7 @@ pub fn xgroup_delconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome,
         group: cmd.group.clone(),
         consumer,
     })?);
-    ctx.signal_modified(&cmd.key);
+    // No WATCH signal: Redis's xgroupCommand DELCONSUMER calls `keyModified(…, 0)`.
     Ok(Reply::Int(i64::try_from(pending).unwrap_or(i64::MAX)).into())
 }
 
@@ -656,8 +658,6 @@ impl XReadGroup {
             let Some(group) = s.groups.get(&self.group) else {
                 return Err(no_group().into());
             };
-            // Seen-time alone is not a change WATCH cares about; a new consumer or a delivery is.
-            let mut changed = group.consumer(&self.consumer).is_none();
             // MAXCOUNT / MAXSIZE reached: later streams are not served (seen-time still is).
             let open = budget.admits();
             let mut ops = Vec::new();
@@ -689,7 +689,6 @@ impl XReadGroup {
                         budget.take(&reply);
                         entries.push(reply);
                     }
-                    changed |= !again.is_empty();
                     ops.push(Op::Redeliver {
                         key: key.clone(),
                         group: self.group.clone(),
@@ -758,7 +757,6 @@ impl XReadGroup {
                             }
                         }
                     }
-                    changed |= !entries.is_empty();
                     if !claimed.is_empty() {
                         ops.push(Op::Claim {
                             key: key.clone(),
@@ -806,9 +804,8 @@ impl XReadGroup {
                 counted |= dirty.is_some();
                 ctx.apply_counted(op, dirty)?;
             }
-            if changed {
-                ctx.signal_modified(key);
-            }
+            // No WATCH signal: deliveries, claims and new consumers change the group, not the
+            // entries, and Redis's xreadCommand only updates the LRM (`keyModified(…, 0)`).
             if let Some(reply) = reply {
                 served.push((key.clone(), reply));
             }
@@ -974,14 +971,13 @@ impl XAck {
             return Ok(Reply::Int(0));
         }
         let ids = self.ids?;
+        // An ack changes the group, not the entries: Redis's xackCommand calls
+        // `keyModified(…, 0)` (LRM only), so WATCHers of the key are not aborted.
         let acked = count(ctx.apply(Op::Ack {
             key: self.key.clone(),
             group: self.group.clone(),
             ids,
         })?);
-        if acked > 0 {
-            ctx.signal_modified(&self.key);
-        }
         Ok(Reply::Int(i64::try_from(acked).unwrap_or(i64::MAX)))
     }
 }
@@ -1101,8 +1097,9 @@ impl XNack {
             opts: tail.opts,
             ids: tail.ids,
         })?);
+        // Redis 8.8's xnackCommand only wakes CLAIM readers (`signalKeyAsReady`); like
+        // XACK it does not touch WATCHers (XNACK is newer than the 8.6.3 we compare with).
         if nacked > 0 {
-            ctx.signal_modified(&self.key);
             ctx.signal_ready(&self.key);
         }
         Ok(Reply::Int(i64::try_from(nacked).unwrap_or(i64::MAX)))
@@ -1453,7 +1450,8 @@ impl XClaim {
                 _ => out.push(id_reply(*id)),
             }
         }
-        ctx.signal_modified(&self.key);
+        // Claims move pending entries between consumers: Redis's xclaimCommand ends with
+        // `keyModified(…, 0)`, which does not touch WATCH.
         Ok(Reply::Array(out))
     }
 }
@@ -1554,7 +1552,7 @@ impl XAutoClaim {
             Applied::AutoClaim(r) => r,
             _ => Default::default(),
         };
-        ctx.signal_modified(&self.key);
+        // No WATCH signal: Redis's xautoclaimCommand calls `keyModified(…, 0)`.
         // The claims stand (and are logged) even if a payload could not be read.
         let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
         let claimed: Vec<Reply> = result

@@ -179,6 +179,7 @@ impl XAckDel {
             return Ok(all_not_found(args.ids.len()));
         }
         let ids = parse_ids(&args.ids)?;
+        let before = ctx.stream(&self.key)?.map_or(0, |s| s.len());
         let Applied::Results { codes, .. } = ctx.apply(Op::AckDelete {
             key: self.key.clone(),
             group: self.group.clone(),
@@ -188,7 +189,10 @@ impl XAckDel {
         else {
             return Err(CommandError::Internal("XACKDEL without results".into()));
         };
-        if codes.contains(&delete_result::DELETED) {
+        // WATCH is touched only when an entry left the stream (`deleted` in Redis's
+        // xackdelCommand): an acknowledged ID whose entry was already gone answers 1 too,
+        // but then only the group changed, which is `keyModified(…, 0)`.
+        if ctx.stream(&self.key)?.map_or(0, |s| s.len()) < before {
             ctx.signal_modified(&self.key);
         }
         Ok(results_reply(codes))

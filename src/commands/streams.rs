@@ -791,7 +791,7 @@ impl XSetId {
             entries_added: self.entries_added,
             max_deleted: self.max_deleted,
         })?;
-        ctx.signal_modified(&self.key);
+        // Not a WATCH change: Redis's xsetidCommand calls `keyModified(…, 0)`.
         Ok(Reply::Ok)
     }
 }

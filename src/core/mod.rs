@@ -411,6 +411,11 @@ impl Ctx<'_> {
     }
 
     /// Records that `key` changed: WATCHers' transactions will fail.
+    ///
+    /// Call it exactly where Redis calls `keyModified(…, 1)` (formerly `signalModifiedKey`).
+    /// For streams that is when entries are added or deleted or the key is created: group and
+    /// consumer changes (XACK, XCLAIM, XREADGROUP deliveries, XGROUP SETID …) are
+    /// `keyModified(…, 0)` in Redis 8.6.3 and leave WATCH alone (tests/differential_watch.rs).
     pub fn signal_modified(&mut self, key: &[u8]) {
         self.ks.signal_modified(self.db, key);
     }
