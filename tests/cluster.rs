@@ -3,23 +3,79 @@
 //! CLUSTERDOWN in Redis's exact texts (MULTI/EXEC and multi-stream XREAD included), the
 //! per-slot key index, a restart that keeps the node id and the map, and `rill cluster
 //! check` passing, then failing once a node is down.
+//!
+//! Where the nodes run: each test re-executes itself inside a private network namespace
+//! (`unshare -rn`, see `common::netns`), where every 127.0.0.x address is the test's own,
+//! and gives each node its own address, 127.0.0.11, .12, .13 …, all on port 7000, as
+//! nodes on separate machines would be. Where no namespace can be made the test says
+//! `SKIPPED namespace: …` on stderr and runs its nodes on 127.0.0.1, each on a free port.
 
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU8, Ordering};
 
+use common::netns::{self, in_netns};
 use common::{free_port, Raw, TestServer};
 use redis::Value;
 
-/// A cluster-mode node on a fixed port (so a restart keeps the address the map holds).
+/// The port of every node inside the namespace (their addresses differ).
+const NETNS_PORT: u16 = 7000;
+
+/// The last byte of the next node's address inside the namespace: 127.0.0.11, .12, …
+/// (one test per process there, so every test starts from .11).
+static NEXT_HOST: AtomicU8 = AtomicU8::new(11);
+
+/// Runs the test named `test` inside a private network namespace; true when it ran (and
+/// passed) there, so the caller returns. False inside the namespace, and on a machine
+/// without one, which the output says.
+fn ran_in_netns(test: &str) -> bool {
+    if in_netns() {
+        return false;
+    }
+    if netns::rerun_in_netns(test, netns::LOOPBACK_UP) {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED namespace: `unshare -rn` is not available here; {test} runs its nodes on \
+         127.0.0.1 with a free port each"
+    );
+    false
+}
+
+/// Where the next node listens: its own address and port 7000 inside the namespace;
+/// else 127.0.0.1 and a free port. Fixed either way, so a restart keeps the address the
+/// map holds; the bus port (port + 10000) must fit in 16 bits, as in Redis.
+fn next_address() -> (IpAddr, String) {
+    if in_netns() {
+        let last = NEXT_HOST.fetch_add(1, Ordering::SeqCst);
+        (
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)),
+            NETNS_PORT.to_string(),
+        )
+    } else {
+        let port = std::iter::repeat_with(free_port)
+            .find(|p| *p <= 55535)
+            .expect("a free port");
+        (IpAddr::V4(Ipv4Addr::LOCALHOST), port.to_string())
+    }
+}
+
+/// A cluster-mode node at the next address, with extra arguments.
+fn node_with(extra: &[&str]) -> TestServer {
+    let (host, port) = next_address();
+    let mut args = vec!["--cluster-enabled", "yes", "--port", &port];
+    args.extend_from_slice(extra);
+    TestServer::start_on(host, &args)
+}
+
+/// A cluster-mode node at the next address.
 fn node() -> TestServer {
-    // The bus port (port + 10000) must fit in 16 bits, as in Redis.
-    let port = std::iter::repeat_with(free_port)
-        .find(|p| *p <= 55535)
-        .expect("a free port")
-        .to_string();
-    TestServer::start_with(&["--cluster-enabled", "yes", "--port", &port])
+    node_with(&[])
 }
 
 fn rill(args: &[&str]) -> Output {
@@ -29,8 +85,9 @@ fn rill(args: &[&str]) -> Output {
         .expect("run rill")
 }
 
+/// `host:port`, as the map, MOVED and the CLI show a node.
 fn addr(s: &TestServer) -> String {
-    format!("127.0.0.1:{}", s.port)
+    format!("{}:{}", s.host, s.port)
 }
 
 fn text(v: &Value) -> String {
@@ -69,6 +126,12 @@ fn fields(text: &str) -> HashMap<String, String> {
 fn create_cluster() -> Vec<TestServer> {
     let nodes: Vec<TestServer> = (0..3).map(|_| node()).collect();
     let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    if in_netns() {
+        assert_eq!(
+            addrs,
+            ["127.0.0.11:7000", "127.0.0.12:7000", "127.0.0.13:7000"]
+        );
+    }
     let mut args = vec!["cluster", "create"];
     args.extend(addrs.iter().map(String::as_str));
     let out = rill(&args);
@@ -118,6 +181,9 @@ fn key_on(nodes: &[TestServer], i: usize, prefix: &str) -> (String, i64) {
 
 #[test]
 fn create_reports_the_map_on_every_node_in_redis_shapes() {
+    if ran_in_netns("create_reports_the_map_on_every_node_in_redis_shapes") {
+        return;
+    }
     let nodes = create_cluster();
     let ids: Vec<String> = nodes
         .iter()
@@ -143,7 +209,7 @@ fn create_reports_the_map_on_every_node_in_redis_shapes() {
             let Value::Array(master) = &parts[2] else {
                 panic!("node is not an array")
             };
-            assert_eq!(text(&master[0]), "127.0.0.1");
+            assert_eq!(text(&master[0]), nodes[i].host.to_string());
             assert_eq!(int(&master[1]), i64::from(nodes[i].port));
             assert_eq!(text(&master[2]), ids[i]);
             assert_eq!(master[3], Value::Array(vec![]), "RESP2 empty map");
@@ -160,8 +226,8 @@ fn create_reports_the_map_on_every_node_in_redis_shapes() {
                 .expect("every node listed");
             let f: Vec<&str> = line.split(' ').collect();
             let port = nodes[i].port;
-            assert_eq!(f[1], format!("127.0.0.1:{port}@{}", port + 10000));
-            let myself = n.port == port;
+            assert_eq!(f[1], format!("{}@{}", addr(&nodes[i]), port + 10000));
+            let myself = addr(n) == addr(&nodes[i]);
             assert_eq!(
                 f[2],
                 if myself { "myself,master" } else { "master" },
@@ -236,13 +302,16 @@ fn create_reports_the_map_on_every_node_in_redis_shapes() {
 
 #[test]
 fn keyed_commands_are_routed_with_redis_texts() {
+    if ran_in_netns("keyed_commands_are_routed_with_redis_texts") {
+        return;
+    }
     let nodes = create_cluster();
     let (key, slot) = key_on(&nodes, 2, "stream:");
     // Asked on the wrong node: MOVED to the owner, nothing written there.
-    let mut wrong = Raw::connect(nodes[0].port);
+    let mut wrong = nodes[0].raw();
     assert_eq!(
         wrong.cmd(&["XADD", &key, "*", "f", "v"]),
-        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[2].port).into_bytes()
+        format!("-MOVED {slot} {}\r\n", addr(&nodes[2])).into_bytes()
     );
     assert_eq!(
         wrong.cmd(&["DBSIZE"]),
@@ -250,7 +319,7 @@ fn keyed_commands_are_routed_with_redis_texts() {
         "keyless commands run here"
     );
     // On the owner it runs.
-    let mut right = Raw::connect(nodes[2].port);
+    let mut right = nodes[2].raw();
     assert!(right
         .cmd(&["XADD", &key, "1-1", "f", "v"])
         .starts_with(b"$3\r\n1-1"));
@@ -258,7 +327,7 @@ fn keyed_commands_are_routed_with_redis_texts() {
     // Subcommand keys count too.
     assert_eq!(
         wrong.cmd(&["XGROUP", "CREATE", &key, "g", "0"]),
-        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[2].port).into_bytes()
+        format!("-MOVED {slot} {}\r\n", addr(&nodes[2])).into_bytes()
     );
     assert_eq!(right.cmd(&["XGROUP", "CREATE", &key, "g", "0"]), b"+OK\r\n");
 
@@ -290,7 +359,7 @@ fn keyed_commands_are_routed_with_redis_texts() {
     let (elsewhere, eslot) = key_on(&nodes, 0, "x:");
     assert_eq!(
         right.cmd(&["XADD", &elsewhere, "*", "f", "v"]),
-        format!("-MOVED {eslot} 127.0.0.1:{}\r\n", nodes[0].port).into_bytes()
+        format!("-MOVED {eslot} {}\r\n", addr(&nodes[0])).into_bytes()
     );
     assert_eq!(right.cmd(&["XLEN", &key]), b"+QUEUED\r\n");
     assert_eq!(
@@ -333,10 +402,13 @@ fn keyed_commands_are_routed_with_redis_texts() {
 
 #[test]
 fn slot_key_index_counts_and_lists_keys() {
+    if ran_in_netns("slot_key_index_counts_and_lists_keys") {
+        return;
+    }
     let nodes = create_cluster();
     let (key, slot) = key_on(&nodes, 1, "s:");
     let tagged: Vec<String> = (0..5).map(|i| format!("{{{key}}}:{i}")).collect();
-    let mut c = Raw::connect(nodes[1].port);
+    let mut c = nodes[1].raw();
     for k in &tagged {
         assert!(c.cmd(&["XADD", k, "*", "f", "v"]).starts_with(b"$"));
     }
@@ -363,9 +435,12 @@ fn slot_key_index_counts_and_lists_keys() {
 
 #[test]
 fn a_restarted_node_keeps_its_id_map_and_keys() {
+    if ran_in_netns("a_restarted_node_keeps_its_id_map_and_keys") {
+        return;
+    }
     let mut nodes = create_cluster();
     let (key, slot) = key_on(&nodes, 0, "r:");
-    let mut c = Raw::connect(nodes[0].port);
+    let mut c = nodes[0].raw();
     assert!(c.cmd(&["XADD", &key, "*", "f", "v"]).starts_with(b"$"));
     let id = text(&query(&nodes[0], &["CLUSTER", "MYID"]));
     let slots = query(&nodes[0], &["CLUSTER", "SLOTS"]);
@@ -381,7 +456,7 @@ fn a_restarted_node_keeps_its_id_map_and_keys() {
         1,
         "the slot index is rebuilt from the log"
     );
-    let mut c = Raw::connect(nodes[0].port);
+    let mut c = nodes[0].raw();
     assert_eq!(c.cmd(&["XLEN", &key]), b":1\r\n");
     let check = rill(&["cluster", "check", &addr(&nodes[0])]);
     assert!(
@@ -393,6 +468,9 @@ fn a_restarted_node_keeps_its_id_map_and_keys() {
 
 #[test]
 fn check_fails_when_a_node_is_down() {
+    if ran_in_netns("check_fails_when_a_node_is_down") {
+        return;
+    }
     let mut nodes = create_cluster();
     let ok = rill(&["cluster", "check", &addr(&nodes[1])]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
@@ -408,13 +486,16 @@ fn check_fails_when_a_node_is_down() {
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains(&format!("[ERR] {down_id} 127.0.0.1:{}", nodes[2].port)),
+        stdout.contains(&format!("[ERR] {down_id} {}", addr(&nodes[2]))),
         "{stdout}"
     );
 }
 
 #[test]
 fn create_refuses_nodes_already_in_a_cluster_and_foreign_maps() {
+    if ran_in_netns("create_refuses_nodes_already_in_a_cluster_and_foreign_maps") {
+        return;
+    }
     let nodes = create_cluster();
     let fresh = node();
     let out = rill(&["cluster", "create", &addr(&nodes[0]), &addr(&fresh)]);
@@ -423,7 +504,7 @@ fn create_refuses_nodes_already_in_a_cluster_and_foreign_maps() {
 
     let other = node();
     // Before create every slot is unassigned: keyed commands get CLUSTERDOWN.
-    let mut c = Raw::connect(other.port);
+    let mut c = other.raw();
     assert_eq!(
         c.cmd(&["SET", "k", "v"]),
         b"-CLUSTERDOWN Hash slot not served\r\n"
@@ -442,8 +523,11 @@ fn create_refuses_nodes_already_in_a_cluster_and_foreign_maps() {
 
 #[test]
 fn a_node_before_create_answers_as_an_empty_redis_cluster_node() {
+    if ran_in_netns("a_node_before_create_answers_as_an_empty_redis_cluster_node") {
+        return;
+    }
     let n = node();
-    let mut c = Raw::connect(n.port);
+    let mut c = n.raw();
     assert_eq!(
         c.cmd(&["XADD", "s", "*", "f", "v"]),
         b"-CLUSTERDOWN Hash slot not served\r\n"
@@ -474,8 +558,11 @@ fn a_node_before_create_answers_as_an_empty_redis_cluster_node() {
 
 #[test]
 fn without_cluster_mode_cluster_commands_are_disabled_and_directives_show() {
+    if ran_in_netns("without_cluster_mode_cluster_commands_are_disabled_and_directives_show") {
+        return;
+    }
     let s = TestServer::start();
-    let mut c = Raw::connect(s.port);
+    let mut c = s.raw();
     let disabled = b"-ERR This instance has cluster support disabled\r\n".to_vec();
     for cmd in [
         &["CLUSTER", "INFO"][..],
@@ -509,9 +596,12 @@ fn without_cluster_mode_cluster_commands_are_disabled_and_directives_show() {
 
 #[test]
 fn blocked_readers_are_moved_when_their_slot_leaves_the_node() {
+    if ran_in_netns("blocked_readers_are_moved_when_their_slot_leaves_the_node") {
+        return;
+    }
     let nodes = create_cluster();
     let (key, slot) = key_on(&nodes, 0, "blocked:");
-    let mut reader = Raw::connect(nodes[0].port);
+    let mut reader = nodes[0].raw();
     reader.send(&common::encode(&[
         "XREAD", "BLOCK", "0", "STREAMS", &key, "$",
     ]));
@@ -526,14 +616,14 @@ fn blocked_readers_are_moved_when_their_slot_leaves_the_node() {
         .replace(" 0-5460", " SWAP")
         .replace(" 5461-10922", " 0-5460")
         .replace(" SWAP", " 5461-10922");
-    let mut admin = Raw::connect(nodes[0].port);
+    let mut admin = nodes[0].raw();
     assert_eq!(
         admin.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &map]),
         b"+OK\r\n"
     );
     assert_eq!(
         reader.read_reply(),
-        format!("-MOVED {slot} 127.0.0.1:{}\r\n", nodes[1].port).into_bytes()
+        format!("-MOVED {slot} {}\r\n", addr(&nodes[1])).into_bytes()
     );
     nodes[0].wait_blocked(0);
     // An older map is refused.
@@ -548,26 +638,31 @@ fn blocked_readers_are_moved_when_their_slot_leaves_the_node() {
 
 #[test]
 fn announced_addresses_are_what_the_map_and_redirects_show() {
-    // Node B listens on 127.0.0.1 (for the harness) and 127.0.0.2, and announces the latter
-    // with another port number written in: the map, MOVED and `check` use the announced address.
+    if ran_in_netns("announced_addresses_are_what_the_map_and_redirects_show") {
+        return;
+    }
+    // Node B listens on its own address (for the harness) and 127.0.0.2, and announces the
+    // latter with another port number written in: the map, MOVED and `check` use the
+    // announced address.
     let a = node();
-    let port_b = std::iter::repeat_with(free_port)
-        .find(|p| *p <= 55535)
-        .expect("a free port")
-        .to_string();
-    let b = TestServer::start_with(&[
-        "--cluster-enabled",
-        "yes",
-        "--port",
-        &port_b,
-        "--bind",
-        "127.0.0.1",
-        "127.0.0.2",
-        "--cluster-announce-ip",
-        "127.0.0.2",
-        "--cluster-port",
-        "7999",
-    ]);
+    let (host_b, port_b) = next_address();
+    let bind_b = host_b.to_string();
+    let b = TestServer::start_on(
+        host_b,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--port",
+            &port_b,
+            "--bind",
+            &bind_b,
+            "127.0.0.2",
+            "--cluster-announce-ip",
+            "127.0.0.2",
+            "--cluster-port",
+            "7999",
+        ],
+    );
     let out = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
     assert!(
         out.status.success(),
@@ -598,7 +693,7 @@ fn announced_addresses_are_what_the_map_and_redirects_show() {
         })
         .find(|(_, s)| *s >= 8192)
         .expect("a key of B");
-    let mut c = Raw::connect(a.port);
+    let mut c = a.raw();
     assert_eq!(
         c.cmd(&["XADD", &key, "*", "f", "v"]),
         format!("-MOVED {slot} 127.0.0.2:{}\r\n", b.port).into_bytes()
@@ -613,20 +708,10 @@ fn announced_addresses_are_what_the_map_and_redirects_show() {
 
 #[test]
 fn the_cli_authenticates_with_a_password() {
-    let start = || {
-        let port = std::iter::repeat_with(free_port)
-            .find(|p| *p <= 55535)
-            .expect("a free port")
-            .to_string();
-        TestServer::start_with(&[
-            "--cluster-enabled",
-            "yes",
-            "--port",
-            &port,
-            "--requirepass",
-            "s3cret",
-        ])
-    };
+    if ran_in_netns("the_cli_authenticates_with_a_password") {
+        return;
+    }
+    let start = || node_with(&["--requirepass", "s3cret"]);
     let (a, b) = (start(), start());
     let without = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
     assert_eq!(without.status.code(), Some(2));
@@ -643,7 +728,7 @@ fn the_cli_authenticates_with_a_password() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let mut c = Raw::connect(a.port);
+    let mut c = a.raw();
     assert_eq!(c.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
     assert!(c
         .cmd(&["CLUSTER", "INFO"])
@@ -653,10 +738,13 @@ fn the_cli_authenticates_with_a_password() {
 
 #[test]
 fn the_slot_index_is_rebuilt_from_a_checkpoint() {
+    if ran_in_netns("the_slot_index_is_rebuilt_from_a_checkpoint") {
+        return;
+    }
     let mut nodes = create_cluster();
     let (key, slot) = key_on(&nodes, 1, "ckp:");
     let keys: Vec<String> = (0..4).map(|i| format!("{{{key}}}{i}")).collect();
-    let mut c = Raw::connect(nodes[1].port);
+    let mut c = nodes[1].raw();
     for k in &keys {
         assert!(c.cmd(&["XADD", k, "*", "f", "v"]).starts_with(b"$"));
     }
@@ -698,8 +786,11 @@ fn the_slot_index_is_rebuilt_from_a_checkpoint() {
 
 #[test]
 fn cluster_mode_refuses_a_data_set_with_keys_outside_database_0() {
+    if ran_in_netns("cluster_mode_refuses_a_data_set_with_keys_outside_database_0") {
+        return;
+    }
     let mut s = TestServer::start();
-    let mut c = Raw::connect(s.port);
+    let mut c = s.raw();
     assert_eq!(c.cmd(&["SELECT", "3"]), b"+OK\r\n");
     assert!(c.cmd(&["XADD", "s", "*", "f", "v"]).starts_with(b"$"));
     drop(c);
@@ -739,8 +830,11 @@ fn cluster_mode_refuses_a_data_set_with_keys_outside_database_0() {
 
 #[test]
 fn nodeinfo_follows_the_announce_directives() {
+    if ran_in_netns("nodeinfo_follows_the_announce_directives") {
+        return;
+    }
     let n = node();
-    let mut c = Raw::connect(n.port);
+    let mut c = n.raw();
     let id = text(&query(&n, &["CLUSTER", "MYID"]));
     let info =
         |c: &mut Raw| String::from_utf8_lossy(&c.cmd(&["RILL.CLUSTER", "NODEINFO"])).into_owned();

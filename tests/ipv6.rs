@@ -9,6 +9,8 @@
 //! itself inside it. Otherwise the loopback parts run on the host, and what needs an
 //! absent ::1 or a non-loopback address is skipped with a message on stderr.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -16,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Set in the environment of a test re-executed inside the private namespace.
-const IN_NETNS: &str = "RILL_IPV6_TEST_NETNS";
+use common::netns::{self, in_netns, skipped};
+
 /// Non-loopback addresses that exist only inside the private namespace.
 const REMOTE_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const REMOTE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
@@ -28,56 +30,11 @@ const LOCAL_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LOCAL_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Says why part of a test did not run, past libtest's output capture, so a skip is
-/// never silent.
-fn skipped(what: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
-}
-
-fn in_netns() -> bool {
-    std::env::var_os(IN_NETNS).is_some()
-}
-
-/// Whether `unshare -rn` works here (user and network namespaces allowed, `ip` present).
-fn netns_available() -> bool {
-    Command::new("unshare")
-        .args(["-rn", "sh", "-c", NETNS_SETUP])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Runs the test named `test` again inside a private network namespace and asserts that
-/// it passed there. False when no namespace can be made (the caller runs what it can).
+/// Runs the test named `test` again inside a private network namespace with the
+/// non-loopback addresses above, and asserts that it passed there. False when no
+/// namespace can be made (the caller runs what it can).
 fn rerun_in_netns(test: &str) -> bool {
-    if !netns_available() {
-        return false;
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let out = Command::new("unshare")
-        .args([
-            "-rn",
-            "sh",
-            "-c",
-            &format!("{NETNS_SETUP} && exec \"$@\""),
-            "sh",
-        ])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_NETNS, "1")
-        .output()
-        .expect("run the test inside unshare -rn");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = writeln!(std::io::stderr(), "{stderr}");
-    assert!(
-        out.status.success(),
-        "{test} failed inside a private network namespace:\n{stdout}\n{stderr}"
-    );
-    // An exact filter that matched nothing would pass vacuously.
-    assert!(stdout.contains("1 passed"), "{test} did not run:\n{stdout}");
-    true
+    netns::rerun_in_netns(test, NETNS_SETUP)
 }
 
 /// Whether this network stack has ::1 (binding it is the test; nothing is sent).

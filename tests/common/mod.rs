@@ -2,16 +2,19 @@
 //! fresh data directory, and speaks to it with raw RESP bytes or the `redis` crate.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod reference;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running server, killed on drop.
 pub struct TestServer {
+    /// The address it listens on and is reached at (127.0.0.1 unless started with `start_on`).
+    pub host: IpAddr,
     pub port: u16,
     pub dir: PathBuf,
     child: Child,
@@ -21,6 +24,8 @@ pub struct TestServer {
     /// `RLIMIT_NOFILE` the server was started under, if the test set one.
     nofile: Option<u64>,
 }
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -53,6 +58,18 @@ impl TestServer {
         Self::start_with_nofile(None, extra)
     }
 
+    /// Starts a server listening on `host` (e.g. a 127.0.0.x address of its own inside a
+    /// private network namespace) with extra arguments, and reaches it there; a `--bind`
+    /// in `extra` may add addresses, but must keep `host`.
+    pub fn start_on(host: IpAddr, extra: &[&str]) -> TestServer {
+        for _ in 0..5 {
+            if let Some(s) = Self::try_start_on(host, None, extra, None) {
+                return s;
+            }
+        }
+        panic!("rill did not start on {host}");
+    }
+
     /// Starts a server under an open-files limit (`ulimit -n`, soft and hard) of
     /// `nofile`, without the privilege to raise it (kept across `restart`).
     pub fn start_with_nofile(nofile: Option<u64>, extra: &[&str]) -> TestServer {
@@ -78,7 +95,7 @@ impl TestServer {
     /// like every `TestServer`, it removes `dir` when dropped.
     pub fn start_in(dir: PathBuf, extra: &[&str]) -> TestServer {
         for _ in 0..5 {
-            if let Some(s) = Self::spawn_on(None, extra, dir.clone(), None) {
+            if let Some(s) = Self::spawn_on(LOCALHOST, None, extra, dir.clone(), None) {
                 return s;
             }
         }
@@ -86,10 +103,19 @@ impl TestServer {
     }
 
     fn try_start(file: Option<&str>, extra: &[&str], nofile: Option<u64>) -> Option<TestServer> {
+        Self::try_start_on(LOCALHOST, file, extra, nofile)
+    }
+
+    fn try_start_on(
+        host: IpAddr,
+        file: Option<&str>,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Option<TestServer> {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("rill-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
-        let started = Self::spawn_on(file, extra, dir.clone(), nofile);
+        let started = Self::spawn_on(host, file, extra, dir.clone(), nofile);
         if started.is_none() {
             // A failed attempt must not leave its directory behind in /tmp.
             let _ = std::fs::remove_dir_all(&dir);
@@ -100,6 +126,7 @@ impl TestServer {
     /// Starts the binary on `dir` with `--port 0` and learns the port the OS chose
     /// from the start-up banner, so parallel tests never race for a port.
     fn spawn_on(
+        host: IpAddr,
         file: Option<&str>,
         extra: &[&str],
         dir: PathBuf,
@@ -115,7 +142,7 @@ impl TestServer {
         cmd.arg("--port")
             .arg("0")
             .arg("--bind")
-            .arg("127.0.0.1")
+            .arg(host.to_string())
             .arg("--dir")
             .arg(&dir)
             .args(extra)
@@ -171,7 +198,7 @@ impl TestServer {
         };
         let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            if let Ok(mut s) = TcpStream::connect((host, port)) {
                 // Ready once it answers (not -LOADING).
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 if s.write_all(&probe).is_ok() {
@@ -182,6 +209,7 @@ impl TestServer {
                         && (buf == ready || (password.is_none() && buf.starts_with(b"-NOAUTH")))
                     {
                         return Some(TestServer {
+                            host,
                             port,
                             dir,
                             child,
@@ -211,7 +239,13 @@ impl TestServer {
         // Retried like a first start: a slow machine may miss a deadline once.
         let mut next = (0..3)
             .find_map(|_| {
-                Self::spawn_on(self.file.as_deref(), &extra, self.dir.clone(), self.nofile)
+                Self::spawn_on(
+                    self.host,
+                    self.file.as_deref(),
+                    &extra,
+                    self.dir.clone(),
+                    self.nofile,
+                )
             })
             .expect("rill did not restart");
         std::mem::swap(self, &mut next);
@@ -236,9 +270,9 @@ impl TestServer {
         kb * 1024
     }
 
-    /// `redis://127.0.0.1:port`.
+    /// `redis://host:port`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.host, self.port)
     }
 
     /// A `redis` crate client.
@@ -261,7 +295,7 @@ impl TestServer {
 
     /// A raw RESP connection.
     pub fn raw(&self) -> Raw {
-        Raw::connect(self.port)
+        Raw::connect_to(self.host, self.port)
     }
 
     /// Waits until exactly `n` clients are blocked (INFO `blocked_clients`), so a test
@@ -365,8 +399,13 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Connects to 127.0.0.1:`port`.
     pub fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Self::connect_to(LOCALHOST, port)
+    }
+
+    pub fn connect_to(host: IpAddr, port: u16) -> Raw {
+        let stream = TcpStream::connect((host, port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");

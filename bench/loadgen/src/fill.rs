@@ -42,7 +42,7 @@ pub async fn run(addr: &str, args: FillArgs) -> Result<String, RespError> {
         let claimed = Arc::clone(&claimed);
         let key = args.key.clone();
         let (count, pipeline, size) = (args.count, args.pipeline.max(1), args.size);
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (tasks.len() as u64 + 1));
+        let mut rng = XorShift::new(tasks.len() as u64 + 1);
         tasks.push(tokio::spawn(async move {
             let mut batch = Vec::new();
             let mut payload = vec![0u8; size];
@@ -74,10 +74,15 @@ pub async fn run(addr: &str, args: FillArgs) -> Result<String, RespError> {
 }
 
 /// xorshift64: cheap enough to generate a gigabyte of payload without becoming the bottleneck.
-struct XorShift(u64);
+pub struct XorShift(u64);
 
 impl XorShift {
-    fn fill_printable(&mut self, out: &mut [u8]) {
+    /// A generator for connection `n` (distinct `n`, distinct sequences; never seeded with 0).
+    pub fn new(n: u64) -> XorShift {
+        XorShift(0x9E37_79B9_7F4A_7C15 ^ n)
+    }
+
+    pub fn fill_printable(&mut self, out: &mut [u8]) {
         const ALPHABET: &[u8; 64] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         for chunk in out.chunks_mut(8) {

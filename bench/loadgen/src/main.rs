@@ -1,9 +1,10 @@
 //! `rill-loadgen`: the parts of bench/run that redis-benchmark cannot express.
 //!
-//! Every subcommand talks RESP2 to one server (Rill or Redis, it cannot tell) and prints exactly one result line of
+//! Every subcommand talks RESP2 to one server (`cluster-xadd`: to every node of a cluster) (Rill or Redis, it cannot tell) and prints exactly one result line of
 //! `name key=value …` on stdout, which bench/run parses; diagnostics go to stderr. Throughputs are measured from the
 //! moment every connection is open to the moment the last one finishes, so connection set-up is never counted.
 
+mod cluster;
 mod drain;
 mod fill;
 mod latency;
@@ -32,6 +33,9 @@ enum Command {
     Drain(drain::DrainArgs),
     /// Publish at a fixed rate while consumers block in XREADGROUP; report publish→delivery percentiles.
     Latency(latency::LatencyArgs),
+    /// XADD round-robin over many streams (PREFIX{N}), each sent to the cluster node owning its slot (from one
+    /// CLUSTER SLOTS), CONNS connections per node; or, with --standalone, all to one server.
+    ClusterXadd(cluster::ClusterXaddArgs),
     /// Wait until the server answers PING with PONG; report the seconds since a given start time.
     Ready(ready::ReadyArgs),
 }
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
             Command::Fill(args) => fill::run(&cli.addr, args).await,
             Command::Drain(args) => drain::run(&cli.addr, args).await,
             Command::Latency(args) => latency::run(&cli.addr, args).await,
+            Command::ClusterXadd(args) => cluster::run(&cli.addr, args).await,
             Command::Ready(args) => ready::run(&cli.addr, args).await,
         }
     });
