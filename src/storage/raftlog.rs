@@ -797,24 +797,38 @@ impl RaftLog {
     }
 }
 
+/// Fixtures shared by the Raft log's tests here and in `cluster::raft::storage`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use crate::storage::log::FsyncPolicy;
-    use crate::storage::raft_record::EntryKind;
-    use bytes::Bytes;
 
-    fn opts() -> LogOptions {
+    /// Tiny segments (1 KiB), so a few entries already span several; fsync always.
+    pub fn opts() -> LogOptions {
         LogOptions {
             segment_size: 1024,
             policy: FsyncPolicy::Always,
         }
     }
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rill-raftlog-{}-{}", name, std::process::id()));
+    /// An empty directory for test `name` of suite `suite`, unique to this process.
+    pub fn tmp(suite: &str, name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rill-{suite}-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::opts;
+    use super::*;
+    use crate::storage::log::FsyncPolicy;
+    use crate::storage::raft_record::EntryKind;
+    use bytes::Bytes;
+
+    fn tmp(name: &str) -> PathBuf {
+        super::test_support::tmp("raftlog", name)
     }
 
     fn open(dir: &Path) -> RaftLog {

@@ -218,24 +218,15 @@ impl Storage for LogStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::log::FsyncPolicy;
     use ::raft::storage::MemStorage;
     use bytes::Bytes;
     use proptest::prelude::*;
     use std::path::PathBuf;
 
-    fn opts() -> LogOptions {
-        LogOptions {
-            segment_size: 1024,
-            policy: FsyncPolicy::Always,
-        }
-    }
+    use crate::storage::raftlog::test_support::opts;
 
     fn tmp(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("rill-raftstorage-{}-{}", name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+        crate::storage::raftlog::test_support::tmp("raftstorage", name)
     }
 
     fn ctx() -> GetEntriesContext {
