@@ -528,27 +528,36 @@ pub fn settopology(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
 /// all in one slot (routing checked it), so the first key decides.
 fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
     let mut state = sh.state.lock();
-    let topology = cluster.topology.read();
-    let healthy = topology.is_ok();
-    let moved = state.blocking.take_where(|w| {
-        !healthy
-            || w.keys
-                .first()
-                .is_some_and(|k| topology.owner(key_slot(k)) != SlotOwner::Myself)
-    });
+    let moved = state
+        .blocking
+        .take_where(|w| blocked_redirect(cluster, &w.keys).is_some());
     for waiter in moved {
-        let error = match waiter.keys.first().map(|k| key_slot(k)) {
-            _ if !healthy => CommandError::ClusterDown,
-            Some(slot) => match topology.owner(slot) {
-                SlotOwner::Node(node) => CommandError::Moved {
-                    slot,
-                    endpoint: node.endpoint(),
-                },
-                _ => CommandError::SlotNotServed,
-            },
-            None => CommandError::SlotNotServed,
-        };
-        waiter.fail(sh, error.to_string());
+        if let Some(error) = blocked_redirect(cluster, &waiter.keys) {
+            waiter.fail(sh, error.to_string());
+        }
+    }
+}
+
+/// What a client blocked on `keys` must be answered now that the map may have changed:
+/// `None` while this node serves their slot (all in one: routing checked it, so the first
+/// key decides), else `MOVED` to the new owner, or `CLUSTERDOWN` when the slot has no owner
+/// or the cluster does not serve every slot. Called under the keyspace lock both when a map
+/// is installed (for the clients already waiting) and when a client is about to wait
+/// (`commands::block`), so a map installed between a command's route check and its
+/// registration cannot leave it waiting for keys that are no longer here.
+pub fn blocked_redirect(cluster: &Cluster, keys: &[bytes::Bytes]) -> Option<CommandError> {
+    let topology = cluster.topology.read();
+    if !topology.is_ok() {
+        return Some(CommandError::ClusterDown);
+    }
+    let slot = key_slot(keys.first()?);
+    match topology.owner(slot) {
+        SlotOwner::Myself => None,
+        SlotOwner::Node(node) => Some(CommandError::Moved {
+            slot,
+            endpoint: node.endpoint(),
+        }),
+        _ => Some(CommandError::SlotNotServed),
     }
 }
 

@@ -286,6 +286,16 @@ fn block(
         Err(e) => return Exec::Reply(error_reply(shared, &e, None)),
         Ok(None) => {}
     }
+    // Routing was checked before the handler ran; a shard map installed since (its
+    // redirect of the waiting clients ran before we took the lock) must not leave this
+    // client waiting for keys another node now serves.
+    if let Some(e) = shared
+        .cluster
+        .as_ref()
+        .and_then(|c| cluster::blocked_redirect(c, &b.keys))
+    {
+        return Exec::Reply(error_reply(shared, &e, None));
+    }
     let (tx, rx) = oneshot::channel();
     let waiter = state.blocking.add(blocking::Waiter {
         client_id: session.id,
