@@ -426,6 +426,27 @@ impl Keyspace {
             })
     }
 
+    /// [`Self::group_for_op`], plus whether each of `ids` is still an entry of the stream
+    /// (XCLAIM and XNACK treat the PEL entries of deleted entries differently).
+    fn group_and_presence(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        group: &[u8],
+        ids: &[StreamId],
+    ) -> Result<(GroupMut<'_>, Vec<bool>), ApplyError> {
+        let stream = self.stream_for_op(db, key)?;
+        let present = ids.iter().map(|id| stream.contains(*id)).collect();
+        let g = stream
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| ApplyError::NoGroup {
+                key: text(key),
+                group: text(group),
+            })?;
+        Ok((g, present))
+    }
+
     /// Applies `op` to database `db`: the one way the keyspace's data changes, used by live
     /// execution, recovery and replicas alike.
     ///
@@ -709,16 +730,7 @@ impl Keyspace {
                 last_id,
                 ids,
             } => {
-                let stream = self.stream_for_op(db, key)?;
-                let present: Vec<bool> = ids.iter().map(|id| stream.contains(*id)).collect();
-                let mut g =
-                    stream
-                        .groups
-                        .get_mut(&group[..])
-                        .ok_or_else(|| ApplyError::NoGroup {
-                            key: text(key),
-                            group: text(group),
-                        })?;
+                let (mut g, present) = self.group_and_presence(db, key, group, ids)?;
                 let moved = last_id.is_some_and(|last| g.raise_last_delivered(last));
                 g.touch_consumer(consumer, *time_ms);
                 let outcomes: Vec<ClaimOutcome> = ids
@@ -739,16 +751,7 @@ impl Keyspace {
                 opts,
                 ids,
             } => {
-                let stream = self.stream_for_op(db, key)?;
-                let present: Vec<bool> = ids.iter().map(|id| stream.contains(*id)).collect();
-                let mut g =
-                    stream
-                        .groups
-                        .get_mut(&group[..])
-                        .ok_or_else(|| ApplyError::NoGroup {
-                            key: text(key),
-                            group: text(group),
-                        })?;
+                let (mut g, present) = self.group_and_presence(db, key, group, ids)?;
                 let nacked = ids
                     .iter()
                     .zip(present)

@@ -324,7 +324,8 @@ impl PayloadStore {
         std::mem::take(&mut inner.preset_taken)
     }
 
-    /// Takes a new entry's fields; the handle is resident until [`PayloadStore::locate`].
+    /// Takes a new entry's fields; the handle is resident until the commit locates it
+    /// ([`PayloadStore::locate_if_same`]).
     pub fn insert(&self, fields: &[Bytes]) -> PayloadHandle {
         let mut inner = self.inner.lock();
         if let Some((at, len, crc)) = inner.preset.take() {
