@@ -81,10 +81,19 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.io_threads > 0 {
-        builder.worker_threads(config.io_threads as usize);
-    }
+    let percore = server::cores::wanted();
+    let cores = if config.io_threads > 0 {
+        config.io_threads as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let mut builder = if percore {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cores);
+        b
+    };
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -92,7 +101,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(async move {
+        if percore {
+            if let Err(e) = server::cores::start(cores.saturating_sub(1)) {
+                tracing::error!("Can't start the runtimes: {}", e);
+                return ExitCode::FAILURE;
+            }
+        }
+        serve(config).await
+    })
 }
 
 fn init_logging(config: &Config) -> std::io::Result<()> {

@@ -822,3 +822,53 @@ fn memory_of_a_huge_reply_is_returned_after_it_is_sent() {
         reply.len()
     );
 }
+
+/// A client that pipelines logged writes mixed with large replies and reads nothing for a
+/// while: the committer that makes each batch durable finds the socket full and gives the
+/// rest back to the connection, which must still send every reply once, in order, and
+/// none before its write is durable (issue #10: replies written by the committer).
+#[test]
+fn replies_handed_to_the_committer_stay_in_order_when_the_socket_is_full() {
+    let s = TestServer::start();
+    let stream = TcpStream::connect((s.host, s.port)).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    const N: usize = 20_000;
+    let pad = |i: usize| format!("{i:0>1000}");
+    let sender = std::thread::spawn(move || {
+        let mut req = Vec::new();
+        for i in 0..N {
+            let id = format!("{}-0", i + 1);
+            req.extend_from_slice(&encode(&["XADD", "s", &id, "f", "v"]));
+            req.extend_from_slice(&encode(&["ECHO", &pad(i)]));
+            if req.len() > 256 * 1024 {
+                writer.write_all(&req).expect("write");
+                req.clear();
+            }
+        }
+        writer.write_all(&req).expect("write");
+    });
+    // Let the server's socket buffers fill before reading anything.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut want = Vec::new();
+    for i in 0..N {
+        let id = format!("{}-0", i + 1);
+        want.extend_from_slice(format!("${}\r\n{}\r\n", id.len(), id).as_bytes());
+        want.extend_from_slice(format!("$1000\r\n{}\r\n", pad(i)).as_bytes());
+    }
+    let mut got = vec![0u8; want.len()];
+    let mut r = stream;
+    r.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    r.read_exact(&mut got).expect("all replies");
+    sender.join().expect("sender");
+    if got != want {
+        let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+        panic!(
+            "replies differ at byte {at}: got {:?}, want {:?}",
+            String::from_utf8_lossy(&got[at..(at + 80).min(got.len())]),
+            String::from_utf8_lossy(&want[at..(at + 80).min(want.len())])
+        );
+    }
+    let mut a = s.raw();
+    assert_eq!(a.cmd(&["XLEN", "s"]), format!(":{N}\r\n").as_bytes());
+}

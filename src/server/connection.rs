@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use super::handoff::{self, Handoff, Outbox, Phase};
 use crate::commands::{self, Exec, Session};
 use crate::core::clients::ClientInfo;
 use crate::core::Shared;
 use crate::protocol::{Reply, RequestDecoder};
+use crate::storage::FsyncPolicy;
 
 /// Replies are flushed once this much is buffered even mid-batch, so a long
 /// pipeline does not hold all its replies in memory.
@@ -31,7 +32,11 @@ enum End {
 /// sockets; this is where they meet.
 struct Connection {
     shared: Arc<Shared>,
-    socket: TcpStream,
+    /// Shared with the outbox, so a committer can write the replies it makes durable.
+    socket: Arc<TcpStream>,
+    /// Replies handed to the committer ([`handoff`]), and the registry they go to.
+    outbox: Arc<Outbox>,
+    handoff: Arc<Handoff>,
     session: Session,
     decoder: RequestDecoder,
     rbuf: BytesMut,
@@ -44,19 +49,32 @@ struct Connection {
 }
 
 /// Serves one client until it disconnects or is told to close.
-pub async fn serve(shared: Arc<Shared>, socket: TcpStream, info: Arc<ClientInfo>) {
-    let mut conn = Connection::new(shared, socket, info);
+pub async fn serve(
+    shared: Arc<Shared>,
+    handoff: Arc<Handoff>,
+    socket: TcpStream,
+    info: Arc<ClientInfo>,
+) {
+    let mut conn = Connection::new(shared, handoff, socket, info);
     let _ = conn.run().await;
     cleanup(&conn.shared, &conn.session);
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, socket: TcpStream, info: Arc<ClientInfo>) -> Connection {
+    fn new(
+        shared: Arc<Shared>,
+        handoff: Arc<Handoff>,
+        socket: TcpStream,
+        info: Arc<ClientInfo>,
+    ) -> Connection {
         let authenticated = !shared.requires_auth();
         let decoder = RequestDecoder::new(shared.config.read().proto_max_bulk_len);
+        let socket = Arc::new(socket);
         Connection {
             session: Session::new(info, authenticated),
             decoder,
+            outbox: Outbox::new(socket.clone()),
+            handoff,
             socket,
             shared,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -70,15 +88,61 @@ impl Connection {
     }
 
     /// Read, then execute every whole request the read completed, then write their
-    /// replies once they are durable: one write (and one wait) per batch of pipelined
-    /// requests, not one per reply.
+    /// replies once they are durable: one write per batch of pipelined requests, not
+    /// one per reply, by the committer when the batch waits for a commit.
     async fn run(&mut self) -> Result<(), End> {
         loop {
             self.read().await?;
             while let Some(argv) = self.next_request().await? {
                 self.execute(argv).await?;
             }
-            self.flush_durable(FlushMode::Drain).await?;
+            self.flush_batch().await?;
+        }
+    }
+
+    /// The end of a batch. Replies that wait for a commit are handed to its committer
+    /// ([`handoff`]), which writes them once they are durable, and the connection goes
+    /// back to reading; anything else is written now.
+    async fn flush_batch(&mut self) -> Result<(), End> {
+        if self.wbuf.is_empty() && self.outbox.phase() != Phase::Returned {
+            // Nothing to write (a handed-off batch is the committer's to write).
+            return Ok(());
+        }
+        self.settle_outbox().await;
+        if let Some(log) = self.shared.log.get() {
+            // Only an fsync is worth handing off: under `everysec` and `no` the wait is a
+            // write(2), cheaper done inline than by a committer that must then be woken.
+            if self.session.lsn > log.durable_lsn()
+                && log.policy() == FsyncPolicy::Always
+                && self.wbuf.len() < FLUSH_THRESHOLD
+                && !self.trim_after_flush
+            {
+                let lsn = self.session.lsn;
+                self.handoff
+                    .hand(&self.shared, &self.outbox, &mut self.wbuf, &mut self.acks, lsn)
+                    .await;
+                return Ok(());
+            }
+        }
+        self.flush_durable(FlushMode::Drain).await
+    }
+
+    /// Waits until no handed-off reply is pending; what the committer could not write
+    /// goes first in `wbuf`, before the replies buffered since.
+    async fn settle_outbox(&mut self) {
+        if self.outbox.phase() == Phase::Idle {
+            return;
+        }
+        let mut back = self.outbox.settle().await;
+        if back.is_empty() {
+            return;
+        }
+        let shift = back.len();
+        back.extend_from_slice(&self.wbuf);
+        self.wbuf = back;
+        for a in self.acks.iter_mut() {
+            a.0 += shift;
+            a.1 += shift;
         }
     }
 
@@ -96,9 +160,12 @@ impl Connection {
         if self.session.info.killed.load(Ordering::SeqCst) {
             return Err(End::Close);
         }
+        let handed_off = self.outbox.phase() != Phase::Idle;
         let n = tokio::select! {
-            r = self.socket.read_buf(&mut self.rbuf) => r.map_err(|_| End::Close)?,
+            r = read_some(&self.socket, &mut self.rbuf) => r.map_err(|_| End::Close)?,
             _ = self.session.info.kill_notify.notified() => return Err(End::Close),
+            // The committer gave back replies it could not write: write them now.
+            _ = self.outbox.settled(), if handed_off => return Ok(()),
             _ = until(self.timers.idle_deadline(idle_timeout)) => {
                 tracing::debug!("Closing idle client id={}", self.session.id);
                 return Err(End::Close);
@@ -151,7 +218,7 @@ impl Connection {
                 self.flush_durable(FlushMode::Drain).await?;
                 let reply = wait_blocked(
                     &self.shared,
-                    &mut self.socket,
+                    &self.socket,
                     &self.session,
                     &mut self.rbuf,
                     waiter,
@@ -194,27 +261,20 @@ impl Connection {
     /// them. If the log was poisoned meanwhile, the replies that acknowledge writes are
     /// replaced by the error: nothing is acknowledged that is not on disk.
     async fn flush_durable(&mut self, mode: FlushMode) -> Result<(), End> {
+        self.settle_outbox().await;
         if let Some(log) = self.shared.log.get() {
             if let Err(e) = log.wait_durable(self.session.lsn).await {
                 if !self.acks.is_empty() {
                     let err = Reply::error(crate::core::CommandError::from(e).to_string())
                         .to_bytes(self.session.proto);
-                    let mut out = BytesMut::with_capacity(self.wbuf.len());
-                    let mut pos = 0;
-                    for &(s, e) in self.acks.iter() {
-                        out.extend_from_slice(&self.wbuf[pos..s]);
-                        out.extend_from_slice(&err);
-                        pos = e;
-                    }
-                    out.extend_from_slice(&self.wbuf[pos..]);
-                    self.wbuf = out;
+                    self.wbuf = handoff::replace_acks(&self.wbuf, &self.acks, &err);
                 }
             }
         }
         self.acks.clear();
         flush(
             &self.shared,
-            &mut self.socket,
+            &self.socket,
             &self.session,
             &mut self.wbuf,
             &mut self.timers,
@@ -289,7 +349,7 @@ enum FlushMode {
 /// not replies are pending.
 async fn flush(
     shared: &Shared,
-    socket: &mut TcpStream,
+    socket: &TcpStream,
     session: &Session,
     wbuf: &mut BytesMut,
     timers: &mut ClientTimers,
@@ -325,6 +385,18 @@ async fn flush(
                 );
                 return Err(End::Close);
             }
+        }
+    }
+}
+
+/// Reads what the socket has into `rbuf`, waiting for it to be readable (0 at EOF).
+/// Through `&TcpStream`, as the socket is shared with the outbox's writer.
+async fn read_some(socket: &TcpStream, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    loop {
+        socket.readable().await?;
+        match socket.try_read_buf(rbuf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
         }
     }
 }
@@ -432,7 +504,7 @@ fn check_query_buffer(session: &Session, rbuf: &BytesMut, limit: u64) -> Result<
 /// Redis bounds a blocked client's query buffer.
 async fn wait_blocked(
     shared: &Shared,
-    socket: &mut TcpStream,
+    socket: &TcpStream,
     session: &Session,
     rbuf: &mut BytesMut,
     waiter: u64,
@@ -452,7 +524,7 @@ async fn wait_blocked(
                     None => rx.try_recv().unwrap_or(Reply::NilArray),
                 });
             }
-            r = socket.read_buf(rbuf) => {
+            r = read_some(socket, rbuf) => {
                 let closed = match r {
                     // Watermill frees a read stuck in BLOCK 0 by closing the socket:
                     // forget the waiter now, not at the next write to the key.

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::connection;
+use super::handoff::Handoff;
 use crate::core::Shared;
 
 /// The text Redis 7 sends to a non-loopback client when protected mode is on and
@@ -200,8 +201,9 @@ pub fn is_local(addr: SocketAddr) -> bool {
 /// the clients and returns.
 pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     let mut accepters = JoinSet::new();
+    let handoff = Arc::new(Handoff::default());
     for l in listeners {
-        accepters.spawn(accept_loop(shared.clone(), l));
+        accepters.spawn(accept_loop(shared.clone(), handoff.clone(), l));
     }
     let expirer = tokio::spawn(expire_loop(shared.clone()));
     let claim_timer = tokio::spawn(crate::core::blocking::claim_timer_loop(shared.clone()));
@@ -242,10 +244,10 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     tracing::info!("Rill is now ready to exit, bye bye...");
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, handoff: Arc<Handoff>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => admit(shared.clone(), stream, addr),
+            Ok((stream, addr)) => admit(shared.clone(), &handoff, stream, addr),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!("Error accepting a client connection: {}", e);
@@ -255,7 +257,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-fn admit(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+fn admit(shared: Arc<Shared>, handoff: &Arc<Handoff>, stream: TcpStream, addr: SocketAddr) {
     shared
         .stats
         .connections_received
@@ -295,9 +297,25 @@ fn admit(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     }
     let laddr = canonical(stream.local_addr().unwrap_or(addr));
     let info = shared.clients.register(canonical(addr), laddr);
+    let handoff = handoff.clone();
+    if let Some(core) = super::cores::next() {
+        // Moved to that core's reactor (registered there on first use).
+        let Ok(std_stream) = stream.into_std() else {
+            shared.clients.unregister(info.id);
+            return;
+        };
+        core.spawn(async move {
+            let id = info.id;
+            if let Ok(stream) = TcpStream::from_std(std_stream) {
+                connection::serve(shared.clone(), handoff, stream, info).await;
+            }
+            shared.clients.unregister(id);
+        });
+        return;
+    }
     tokio::spawn(async move {
         let id = info.id;
-        connection::serve(shared.clone(), stream, info).await;
+        connection::serve(shared.clone(), handoff, stream, info).await;
         shared.clients.unregister(id);
     });
 }

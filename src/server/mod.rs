@@ -3,6 +3,8 @@
 //! execution core's.
 
 pub mod connection;
+pub mod cores;
+pub mod handoff;
 pub mod listener;
 
 pub use listener::run;

@@ -641,6 +641,28 @@ impl Log {
         self.inner.appended.load(Ordering::Acquire)
     }
 
+    /// LSN up to which records are durable under the current policy.
+    pub fn durable_lsn(&self) -> u64 {
+        *self.inner.durable.borrow()
+    }
+
+    /// Commits everything appended so far on the calling thread (after a commit under
+    /// way, if any, ends) and returns the durable LSN. For a caller that leads commits
+    /// for others and hands them their results itself, instead of waking each waiter
+    /// (the server's reply hand-off); waiters in [`Log::wait_durable`] are woken as
+    /// after any commit.
+    pub fn commit(&self) -> Result<u64, StorageError> {
+        let inner = &*self.inner;
+        {
+            let mut active = inner.active.lock();
+            commit_round(inner, &mut active);
+        }
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        Ok(self.durable_lsn())
+    }
+
     /// Waits until record `lsn` is durable under the current policy, committing it
     /// (and everything queued with it) itself when no commit is under way.
     ///
@@ -693,6 +715,11 @@ impl Log {
     /// The poison error with its cause.
     pub fn poison_error(&self) -> StorageError {
         StorageError::Poisoned(self.inner.poison_reason.lock().clone())
+    }
+
+    /// The fsync policy in force.
+    pub fn policy(&self) -> FsyncPolicy {
+        FsyncPolicy::from_u8(self.inner.policy.load(Ordering::Acquire))
     }
 
     /// CONFIG SET appendfsync.
