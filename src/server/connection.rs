@@ -119,7 +119,13 @@ impl Connection {
             {
                 let lsn = self.session.lsn;
                 self.handoff
-                    .hand(&self.shared, &self.outbox, &mut self.wbuf, &mut self.acks, lsn)
+                    .hand(
+                        &self.shared,
+                        &self.outbox,
+                        &mut self.wbuf,
+                        &mut self.acks,
+                        lsn,
+                    )
                     .await;
                 return Ok(());
             }
@@ -283,7 +289,10 @@ impl Connection {
         .await?;
         if self.trim_after_flush && self.wbuf.is_empty() {
             self.trim_after_flush = false;
-            release_freed_memory();
+            // A huge reply (an `XREADGROUP COUNT 1000000000` over a large stream) is
+            // many small allocations whose pages glibc keeps once freed: 537 MB of RSS
+            // after a 300 k × 1 KiB reply, 63 MB before it (issue #18, defect 14).
+            super::heap::release();
         }
         Ok(())
     }
@@ -433,19 +442,6 @@ fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Resu
 
 /// Reply size past which, once the reply is sent, the freed memory is handed back to the OS.
 const HUGE_REPLY: usize = 32 << 20;
-
-/// Returns the heap's free pages to the OS (glibc's `malloc_trim`). A huge reply (an
-/// `XREADGROUP COUNT 1000000000` over a large stream) is built from many small allocations;
-/// glibc keeps their pages after they are freed, so RSS stayed at its peak — 537 MB after a
-/// 300 k × 1 KiB reply, 63 MB before it (issue #18, defect 14). Trimming takes a few
-/// milliseconds, paid only after such a reply.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the OS; it is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Applies the hard and soft limits to `pending` unsent bytes.
 fn check_output_limits(

@@ -272,10 +272,7 @@ impl Handoff {
                 Ok(d) => (d, None),
                 Err(e) => (
                     log.durable_lsn(),
-                    Some(
-                        Reply::error(crate::core::CommandError::from(e).to_string())
-                            .to_bytes(2),
-                    ),
+                    Some(Reply::error(crate::core::CommandError::from(e).to_string()).to_bytes(2)),
                 ),
             };
             if !self.deliver_all(shared, durable, poison.as_deref(), false) {

@@ -208,6 +208,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     let expirer = tokio::spawn(expire_loop(shared.clone()));
     let claim_timer = tokio::spawn(crate::core::blocking::claim_timer_loop(shared.clone()));
     let idmp_sweeper = tokio::spawn(idmp_sweep_loop(shared.clone()));
+    let heap_trimmer = tokio::spawn(super::heap::trim_loop());
 
     while !shared.shutting_down.load(Ordering::SeqCst) {
         shared.shutdown.notified().await;
@@ -217,6 +218,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     expirer.abort();
     claim_timer.abort();
     idmp_sweeper.abort();
+    heap_trimmer.abort();
 
     // Let every connection finish what it is doing, flush its replies and close.
     shared.clients.kill_all();

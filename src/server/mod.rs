@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod cores;
 pub mod handoff;
+pub mod heap;
 pub mod listener;
 
 pub use listener::run;

@@ -10,6 +10,7 @@ mod fill;
 mod latency;
 mod ready;
 mod resp;
+mod stress;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ enum Command {
     ClusterXadd(cluster::ClusterXaddArgs),
     /// Wait until the server answers PING with PONG; report the seconds since a given start time.
     Ready(ready::ReadyArgs),
+    /// The load test of issue #18: crowds of idle, blocked, slow, unauthenticated and expiring clients while a
+    /// probe measures latency and the server's memory is watched; fails on a bound not held.
+    Stress(stress::StressArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,9 @@ fn main() -> ExitCode {
             Command::Latency(args) => latency::run(&cli.addr, args).await,
             Command::ClusterXadd(args) => cluster::run(&cli.addr, args).await,
             Command::Ready(args) => ready::run(&cli.addr, args).await,
+            Command::Stress(args) => stress::run(&cli.addr, args)
+                .await
+                .map_err(|e| resp::RespError::Unexpected(e.to_string())),
         }
     });
     match result {
