@@ -11,6 +11,7 @@ pub mod groups;
 pub mod idmp;
 pub mod keys;
 pub mod keyspec;
+pub mod migrate;
 pub mod refs;
 pub mod server;
 pub mod session;
@@ -87,14 +88,38 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     }
     // ASKING holds for the one command after it (Redis's resetClient), or for a whole
     // transaction.
+    let asking = session.asking;
     if spec.full_name() != "asking" && session.multi.is_none() {
         session.asking = false;
     }
+    session.route_under_lock = None;
     // Before the loading check and MULTI queueing, as Redis's processCommand: a queued
     // command for another slot aborts the EXEC; an EXEC whose queued commands span
     // slots discards the transaction.
     if let Some(cluster) = &shared.cluster {
-        if let Err(e) = cluster::route(spec, session, cluster, args.argv()) {
+        let mut routed = cluster::route(spec, session, cluster, args.argv(), asking);
+        if let Ok(cluster::Routed::UnderLock) = routed {
+            let runs_under_lock = session.multi.is_none()
+                && matches!(spec.handler, Handler::Data(_))
+                || matches!(spec.full_name(), "exec" | "rill.restore");
+            if runs_under_lock {
+                // Finished where the command takes the lock (`run_handler`, EXEC, RILL.RESTORE).
+                session.route_under_lock = Some(asking);
+            } else {
+                // A command queued in MULTI (routed again at EXEC) or one that does not run
+                // on the keyspace: Redis's answer for the keys as they are now.
+                let state = shared.state.lock();
+                routed = cluster::route_locked(
+                    &[(spec, args.argv())],
+                    cluster,
+                    asking,
+                    &state.ks,
+                    now_ms(),
+                )
+                .map(|()| cluster::Routed::Here);
+            }
+        }
+        if let Err(e) = routed {
             if spec.full_name() == "exec" {
                 transactions::discard_state(session, shared);
             } else if session.multi.is_some() {
@@ -191,6 +216,17 @@ pub(crate) fn run_handler(
         Handler::Data(_) => {
             let mut guard = shared.state.lock();
             let state: &mut State = &mut guard;
+            if let (Some(asking), Some(cluster)) =
+                (session.route_under_lock.take(), &shared.cluster)
+            {
+                cluster::route_locked(
+                    &[(spec, args.argv())],
+                    cluster,
+                    asking,
+                    &state.ks,
+                    now_ms(),
+                )?;
+            }
             let out = run_data(spec, session, shared, state, args, in_multi);
             session.logged = state.props.acknowledges_write();
             let committed = commit(shared, state);
