@@ -531,7 +531,7 @@ static COMMANDS: &[CommandSpec] = &[
         .flags(&["fast"])
         .acl(&["@fast", "@connection"])
         .doc("cluster", "3.0.0", "O(1)", "Signals that a cluster client is following an -ASK redirect."),
-    CommandSpec::new("rill.migrate", -7, Conn(super::migrate::migrate))
+    CommandSpec::new("rill.migrate", -6, Conn(super::migrate::migrate))
         .flags(&["write"])
         .acl(&["@keyspace", "@write", "@slow", "@dangerous"])
         .doc("cluster", "0.1.0", "O(N) where N is the size of the keys moved", "Moves keys to another Rill node atomically and durably (used by 'rill cluster reshard')."),
