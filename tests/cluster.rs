@@ -904,11 +904,11 @@ struct Follower {
 }
 
 impl Follower {
-    fn new(seed: &TestServer) -> Follower {
+    fn new_at(seed: String) -> Follower {
         Follower {
             conns: HashMap::new(),
             slots: HashMap::new(),
-            seed: addr(seed),
+            seed,
         }
     }
 
@@ -1013,7 +1013,7 @@ fn setslot(s: &TestServer, slot: u16, what: &str, id: Option<&str>) {
     let slot = slot.to_string();
     let mut args = vec!["RILL.CLUSTER", "SETSLOT", &slot, what];
     args.extend(id);
-    assert_eq!(text(&query(s, &args)), "OK");
+    assert_eq!(query(s, &args), Value::Okay);
 }
 
 #[test]
@@ -1152,11 +1152,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
     let writer = {
         let (stop, streams, seed) = (stop.clone(), streams.clone(), addr(&nodes[2]));
         std::thread::spawn(move || {
-            let mut c = Follower {
-                conns: HashMap::new(),
-                slots: HashMap::new(),
-                seed,
-            };
+            let mut c = Follower::new_at(seed);
             let mut acked: Vec<(String, String)> = Vec::new();
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
@@ -1174,11 +1170,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
     let consumer = {
         let (stop, streams, seed) = (stop.clone(), streams.clone(), addr(&nodes[1]));
         std::thread::spawn(move || {
-            let mut c = Follower {
-                conns: HashMap::new(),
-                slots: HashMap::new(),
-                seed,
-            };
+            let mut c = Follower::new_at(seed);
             let mut delivered: Vec<(String, String)> = Vec::new();
             let mut acked: Vec<(String, String)> = Vec::new();
             let mut tried: Vec<(String, String)> = Vec::new();
@@ -1426,8 +1418,33 @@ fn kill_mid_move(victim: usize) {
     // Pending one entry each: the second delivered, unacknowledged.
     assert_eq!(before[0].as_ref().map(|s| s.pending.len()), Some(1));
 
+    // A client keeps appending to a stream in a moved slot throughout, through the kill.
+    let live = (0..)
+        .map(|n| format!("live{n}"))
+        .find(|k| rill::cluster::slot::key_slot(k.as_bytes()) < SLOTS_MOVED)
+        .expect("a key");
+    query(&nodes[0], &["XADD", &live, "*", "n", "first"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, live, seed) = (stop.clone(), live.clone(), addr(&nodes[2]));
+        std::thread::spawn(move || {
+            let mut c = Follower::new_at(seed);
+            let mut acked: Vec<String> = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let v = n.to_string();
+                match c.run(&live, &cmd(&["XADD", &live, "*", "n", &v])) {
+                    Ok(id) => acked.push(text(&id)),
+                    // A node down: try again a little later.
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+                n += 1;
+            }
+            acked
+        })
+    };
     let slots = SLOTS_MOVED.to_string();
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_rill"))
+    let cli = Command::new(env!("CARGO_BIN_EXE_rill"))
         .args([
             "cluster",
             "reshard",
@@ -1475,16 +1492,38 @@ fn kill_mid_move(victim: usize) {
         "fix failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        int(&query(&nodes[0], &["DBSIZE"])),
-        0,
-        "nothing left on the source"
-    );
-    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), keys.len() as i64);
+    assert!(stdout.contains("Completing the move of slot"), "{stdout}");
+    // `fix` finished the slot that was open; the slots the reshard had not reached yet
+    // are still the source's, with their keys there.
+    let moved_slots = (0..SLOTS_MOVED)
+        .filter(|slot| {
+            let key = keys
+                .iter()
+                .find(|k| rill::cluster::slot::key_slot(k.as_bytes()) == *slot)
+                .expect("a key in every moved slot");
+            let mut raw = nodes[1].raw();
+            !raw.cmd(&["EXISTS", key]).starts_with(b"-MOVED")
+        })
+        .count();
+    assert!(moved_slots >= 1, "fix moved the open slot: {stdout}");
+    for slot in 0..SLOTS_MOVED {
+        let on = usize::from(usize::from(slot) < moved_slots);
+        let slot = slot.to_string();
+        assert_eq!(
+            int(&query(
+                &nodes[1 - on],
+                &["CLUSTER", "COUNTKEYSINSLOT", &slot]
+            )),
+            0,
+            "slot {slot}'s keys are on one node only"
+        );
+    }
     for (i, k) in keys.iter().enumerate() {
+        let slot = rill::cluster::slot::key_slot(k.as_bytes());
+        let on = usize::from(usize::from(slot) < moved_slots);
         match &before[i] {
-            Some(shape_before) => assert_eq!(&shape(&nodes[1], k), shape_before, "{k}"),
-            None => assert_eq!(text(&query(&nodes[1], &["GET", k])), i.to_string()),
+            Some(shape_before) => assert_eq!(&shape(&nodes[on], k), shape_before, "{k}"),
+            None => assert_eq!(text(&query(&nodes[on], &["GET", k])), i.to_string()),
         }
     }
     for n in &nodes {
@@ -1493,12 +1532,61 @@ fn kill_mid_move(victim: usize) {
         };
         assert!(states.is_empty(), "every slot closed");
     }
-    // And it all survives a restart of the target.
+    // The rest of the plan, run again, moves what was left.
+    if moved_slots < usize::from(SLOTS_MOVED) {
+        let rest = (usize::from(SLOTS_MOVED) - moved_slots).to_string();
+        let out = rill(&[
+            "cluster",
+            "reshard",
+            &addr(&nodes[2]),
+            "--from",
+            &ids[0],
+            "--to",
+            &ids[1],
+            "--slots",
+            &rest,
+            "--yes",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().expect("writer");
+    assert!(written.len() > 20, "the writer wrote: {}", written.len());
+    assert_eq!(
+        int(&query(&nodes[0], &["DBSIZE"])),
+        0,
+        "nothing left on the source"
+    );
+    let total = keys.len() as i64 + 1;
+    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), total);
+    for (i, k) in keys.iter().enumerate() {
+        match &before[i] {
+            Some(shape_before) => assert_eq!(&shape(&nodes[1], k), shape_before, "{k}"),
+            None => assert_eq!(text(&query(&nodes[1], &["GET", k])), i.to_string()),
+        }
+    }
+    // Every XADD acknowledged while a node died and the slot moved is there, once.
+    let check_written = |n: &TestServer| {
+        let ids = stream_ids(n, &live);
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "no entry twice");
+        for id in &written {
+            assert!(ids.contains(id), "acknowledged {id} lost");
+        }
+    };
+    check_written(&nodes[1]);
+    // And it all survives a SIGKILL of the target.
     nodes[1].restart();
-    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), keys.len() as i64);
+    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), total);
     if let Some(first) = &before[0] {
         assert_eq!(&shape(&nodes[1], &keys[0]), first);
     }
+    check_written(&nodes[1]);
 }
 
 #[test]
