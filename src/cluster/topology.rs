@@ -93,6 +93,9 @@ fn ranges_of(slots: &[u16]) -> Vec<SlotRange> {
     out
 }
 
+/// Lines of a file with their index.
+type Numbered<'a> = Vec<(usize, &'a str)>;
+
 /// Parses a `migrating|importing <slot> <node-id>` line.
 fn parse_state(line: &str) -> Option<(u16, SlotState)> {
     let mut f = line.split(' ');
@@ -459,7 +462,7 @@ impl Topology {
         match fs::read_to_string(path) {
             Ok(text) => {
                 // The slot states are this node's own lines; the rest is a map.
-                let (state_lines, map_lines): (Vec<(usize, &str)>, Vec<(usize, &str)>) = text
+                let (state_lines, map_lines): (Numbered<'_>, Numbered<'_>) = text
                     .lines()
                     .enumerate()
                     .partition(|(_, l)| l.starts_with("migrating ") || l.starts_with("importing "));

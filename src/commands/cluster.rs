@@ -23,6 +23,9 @@ use crate::protocol::Reply;
 
 type R = Result<Outcome, CommandError>;
 
+/// Whether a key is in this node's keyspace (routing on a slot being moved).
+pub type KeyExists<'a> = &'a dyn Fn(&[u8]) -> bool;
+
 /// What routing decided for a request this node may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routed {
@@ -80,7 +83,7 @@ pub fn route_keys(
     commands: &[(&CommandSpec, &[Bytes])],
     cluster: &Cluster,
     asking: bool,
-    exists: Option<&dyn Fn(&[u8]) -> bool>,
+    exists: Option<KeyExists<'_>>,
 ) -> Result<Routed, CommandError> {
     let topology = cluster.topology.read();
     let mut first: Option<(u16, SlotOwner<'_>, &Bytes)> = None;

@@ -104,10 +104,8 @@ pub fn restore(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let ops = transfer::decode(&payload, &key)?;
     let argv = a.argv().to_vec();
     locked(s, sh, (spec, &argv), true, |ctx| {
-        if ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
-            if !replace {
-                return Err(CommandError::BusyKey);
-            }
+        if !replace && ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+            return Err(CommandError::BusyKey);
         }
         if ctx.ks.db(ctx.db).contains_raw(&key) {
             ctx.apply(Op::Del { key: key.clone() })?;
