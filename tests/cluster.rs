@@ -1118,6 +1118,26 @@ fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
         format!("-ERR I'm not the owner of hash slot {slot}\r\n")
     );
 
+    // RILL.RESTORE is routed on its key like any write: served by the owner, by the
+    // importing node only after ASKING, by no other node.
+    let busy = k("busy");
+    let payload = rill::engine::transfer::encode(vec![rill::engine::op::Op::SetString {
+        key: busy.clone().into(),
+        value: "moved".into(),
+        at_ms: None,
+    }]);
+    let restore = |c: &mut Raw, replace: bool| {
+        let mut args: Vec<&[u8]> = vec![b"RILL.RESTORE", busy.as_bytes(), &payload];
+        if replace {
+            args.push(b"REPLACE");
+        }
+        c.cmd_bytes(&args)
+    };
+    let mut other = nodes[2].raw();
+    assert_eq!(other.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(restore(&mut other, false), moved.as_bytes());
+    assert_eq!(restore(&mut dst, false), moved.as_bytes());
+
     // Closed again: the owner serves every key, the other node redirects even after ASKING.
     setslot(&nodes[0], slot, "STABLE", None);
     setslot(&nodes[1], slot, "STABLE", None);
@@ -1126,6 +1146,25 @@ fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
     let mut dst = nodes[1].raw();
     assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
     assert_eq!(dst.cmd(&["XLEN", &gone]), moved.as_bytes());
+    // On the owner of a stable slot: BUSYKEY without REPLACE, payloads checked.
+    assert_eq!(src.cmd(&["SET", &busy, "here"]), b"+OK\r\n");
+    assert_eq!(
+        restore(&mut src, false),
+        b"-BUSYKEY Target key name already exists.\r\n"
+    );
+    assert_eq!(restore(&mut src, true), b"+OK\r\n");
+    assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
+    assert_eq!(
+        src.cmd(&["RILL.RESTORE", &busy, "RILLKEY1garbage", "REPLACE"]),
+        b"-ERR DUMP payload version or checksum are wrong\r\n"
+    );
+    assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
+    // A payload for another key than the one it is restored as is refused.
+    assert_eq!(
+        src.cmd_bytes(&[b"RILL.RESTORE", here.as_bytes(), &payload, b"REPLACE"]),
+        b"-ERR DUMP payload does not hold the key it is restored as\r\n"
+    );
+    assert_eq!(src.cmd(&["XLEN", &here]), b":1\r\n");
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn locked<T>(
     session.lsn = session.lsn.max(lsn);
     if sync {
         if let Some(log) = sh.log.get() {
-            log.sync()?;
+            log.sync_now()?;
         }
     }
     drop(guard);
@@ -146,7 +146,9 @@ fn peer_error(e: PeerError) -> CommandError {
 /// (acknowledged after its fsync there) and deleted here (fsynced before anyone can see it
 /// missing); `+NOKEY` when none exists. On an error nothing is deleted: a key the target
 /// did not acknowledge stays here. `timeout` (milliseconds) bounds connecting and each
-/// reply. See the module docs for why this is atomic per key.
+/// reply. See the module docs for why this is atomic per key. The keys are not routed
+/// (not key specs): this is an operator's command on the node that has them, and it moves
+/// what of them it has.
 pub fn migrate(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let spec = super::table::lookup_raw(b"rill.migrate").ok_or(CommandError::Syntax)?;
     let host = a.next_bytes()?;
@@ -181,6 +183,11 @@ pub fn migrate(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let moved = locked(s, sh, (spec, &argv), true, |ctx| {
         let mut payloads = Vec::new();
         for key in &keys {
+            // A key whose TTL passed is deleted now, as Redis's lookup does, so that it
+            // stops being listed by CLUSTER GETKEYSINSLOT (and the reshard moves on).
+            if !ctx.ks.contains(ctx.db, key, ctx.now_ms) {
+                continue;
+            }
             if let Some(ops) = transfer::export(ctx.ks, ctx.db, key, ctx.now_ms)? {
                 payloads.push((key.clone(), transfer::encode(ops)));
             }
