@@ -41,7 +41,10 @@ use crate::cluster::topology::{NodeId, NodeInfo, ShardMap};
 
 /// Arguments of `rill cluster`.
 #[derive(Debug, Parser)]
-#[command(name = "rill cluster", about = "Create and check a Rill cluster")]
+#[command(
+    name = "rill cluster",
+    about = "Create, check and reshard a Rill cluster"
+)]
 pub struct ClusterArgs {
     /// Password of the nodes (`requirepass`), sent with AUTH on every connection.
     #[arg(short = 'a', long = "pass", global = true)]
