@@ -1643,3 +1643,124 @@ fn a_target_killed_mid_move_loses_nothing_and_fix_completes_the_move() {
     }
     kill_mid_move(1);
 }
+
+/// The number of slots each node serves, as CLUSTER SLOTS on `at` says, by node id.
+fn slot_counts(at: &TestServer) -> HashMap<String, i64> {
+    let Value::Array(ranges) = query(at, &["CLUSTER", "SLOTS"]) else {
+        panic!("SLOTS is not an array")
+    };
+    let mut counts = HashMap::new();
+    for r in ranges {
+        let Value::Array(p) = r else {
+            panic!("not a range: {r:?}")
+        };
+        let Value::Array(master) = &p[2] else {
+            panic!("node is not an array")
+        };
+        *counts.entry(text(&master[2])).or_insert(0) += int(&p[1]) - int(&p[0]) + 1;
+    }
+    counts
+}
+
+#[test]
+fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
+    if ran_in_netns("rebalance_evens_out_slots_and_moves_their_streams_whole") {
+        return;
+    }
+    let nodes = create_cluster();
+    let ids = ids(&nodes);
+    // Streams in node 1's highest slots: the ones it gives away once it has too many.
+    let keys: Vec<String> = (0..)
+        .map(|n| format!("r{n}"))
+        .filter(|k| (10_900..=10_922).contains(&rill::cluster::slot::key_slot(k.as_bytes())))
+        .take(10)
+        .collect();
+    for k in &keys {
+        for j in 1..=3 {
+            query(&nodes[1], &["XADD", k, &format!("{j}-0"), "f", "v"]);
+        }
+        query(&nodes[1], &["XGROUP", "CREATE", k, "g", "0"]);
+        query(
+            &nodes[1],
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "COUNT",
+                "2",
+                "STREAMS",
+                k,
+                ">",
+            ],
+        );
+        query(&nodes[1], &["XACK", k, "g", "1-0"]);
+    }
+    let before: Vec<StreamShape> = keys.iter().map(|k| shape(&nodes[1], k)).collect();
+    assert_eq!(before[0].pending.len(), 1);
+
+    // 40 slots from node 0 to node 1: 5421 / 5502 / 5461, under 1% off.
+    let out = rill(&[
+        "cluster",
+        "reshard",
+        &addr(&nodes[0]),
+        "--from",
+        &ids[0],
+        "--to",
+        &ids[1],
+        "--slots",
+        "40",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = rill(&["cluster", "rebalance", &addr(&nodes[2])]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("No rebalancing needed"), "{stdout}");
+
+    let out = rill(&[
+        "cluster",
+        "rebalance",
+        &addr(&nodes[2]),
+        "--threshold",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("moving 40 slots"), "{stdout}");
+    for n in &nodes {
+        let counts = slot_counts(n);
+        assert_eq!(counts.get(&ids[0]), Some(&5461), "{counts:?}");
+        assert_eq!(counts.get(&ids[1]), Some(&5462), "{counts:?}");
+        assert_eq!(counts.get(&ids[2]), Some(&5461), "{counts:?}");
+    }
+    // Node 1 gave its highest 40 slots (10883-10922) to node 0, the streams with them.
+    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), 0);
+    assert_eq!(int(&query(&nodes[0], &["DBSIZE"])), keys.len() as i64);
+    for (k, shape_before) in keys.iter().zip(&before) {
+        assert_eq!(&shape(&nodes[0], k), shape_before, "{k}");
+        let mut raw = nodes[1].raw();
+        let slot = rill::cluster::slot::key_slot(k.as_bytes());
+        assert_eq!(
+            raw.cmd(&["XLEN", k]),
+            format!("-MOVED {slot} {}\r\n", addr(&nodes[0])).into_bytes()
+        );
+    }
+    let out = rill(&[
+        "cluster",
+        "rebalance",
+        &addr(&nodes[0]),
+        "--threshold",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("No rebalancing needed"), "{stdout}");
+}
