@@ -178,10 +178,17 @@ impl Peer {
                 if len < 0 {
                     Value::Bulk(None)
                 } else {
-                    let len = usize::try_from(len).map_err(|_| bad())?;
-                    let mut buf = vec![0u8; len + 2];
-                    self.reader.read_exact(&mut buf).map_err(|e| self.io(e))?;
-                    buf.truncate(len);
+                    // Read as it arrives: a length from the wire is not an allocation size.
+                    let want = u64::try_from(len).map_err(|_| bad())?.saturating_add(2);
+                    let mut buf = Vec::new();
+                    (&mut self.reader)
+                        .take(want)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| self.io(e))?;
+                    if buf.len() as u64 != want || !buf.ends_with(b"\r\n") {
+                        return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    buf.truncate(buf.len() - 2);
                     Value::Bulk(Some(buf))
                 }
             }
