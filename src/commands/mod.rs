@@ -86,10 +86,16 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
     }
-    // ASKING holds for the one command after it (Redis's resetClient), or for a whole
-    // transaction.
+    // ASKING holds for the one command after it, or, when that is MULTI, until the
+    // transaction ends: Redis's resetClient clears it after any command but ASKING that
+    // leaves the client outside MULTI.
     let asking = session.asking;
-    if spec.full_name() != "asking" && session.multi.is_none() {
+    let in_multi_after = match spec.full_name() {
+        "multi" => true,
+        "exec" | "discard" | "reset" => false,
+        _ => session.multi.is_some(),
+    };
+    if spec.full_name() != "asking" && !in_multi_after {
         session.asking = false;
     }
     session.route_under_lock = None;
