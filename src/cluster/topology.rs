@@ -74,8 +74,18 @@ pub enum TopologyError {
     StaleEpoch { got: u64, current: u64 },
     #[error("the shard map differs from this node's at the same epoch {0}; send a newer epoch")]
     ConflictingMap(u64),
-    #[error("{0}")]
-    BadSlotState(String),
+    /// MIGRATING asked of a node that does not own the slot (Redis's SETSLOT text).
+    #[error("I'm not the owner of hash slot {0}")]
+    NotOwner(u16),
+    /// IMPORTING asked of the slot's owner (Redis's SETSLOT text).
+    #[error("I'm already the owner of hash slot {0}")]
+    AlreadyOwner(u16),
+    /// The other end of a move is not a node of the map (Redis's SETSLOT text).
+    #[error("I don't know about node {0}")]
+    UnknownNode(NodeId),
+    /// A move between this node and itself.
+    #[error("can't move slot {0} between this node and itself")]
+    MoveToSelf(u16),
 }
 
 /// Sorted slots as inclusive ranges.
@@ -607,29 +617,19 @@ impl Topology {
         // Redis's checks, in its order.
         match (&state, self.owner(slot)) {
             (SlotState::Migrating(_), SlotOwner::Myself) => {}
-            (SlotState::Migrating(_), _) => {
-                return Err(TopologyError::BadSlotState(format!(
-                    "I'm not the owner of hash slot {slot}"
-                )))
-            }
+            (SlotState::Migrating(_), _) => return Err(TopologyError::NotOwner(slot)),
             (SlotState::Importing(_), SlotOwner::Myself) => {
-                return Err(TopologyError::BadSlotState(format!(
-                    "I'm already the owner of hash slot {slot}"
-                )))
+                return Err(TopologyError::AlreadyOwner(slot))
             }
             (SlotState::Importing(_), _) => {}
         }
         let peer = state.peer();
         if !self.map.nodes().any(|n| &n.id == peer) {
-            return Err(TopologyError::BadSlotState(format!(
-                "I don't know about node {peer}"
-            )));
+            return Err(TopologyError::UnknownNode(peer.clone()));
         }
         // Redis accepts this node itself, and would then ASK clients back to itself.
         if peer == &self.myself {
-            return Err(TopologyError::BadSlotState(format!(
-                "can't move slot {slot} between this node and itself"
-            )));
+            return Err(TopologyError::MoveToSelf(slot));
         }
         self.states.insert(slot, state);
         Ok(())
