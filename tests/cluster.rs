@@ -1696,8 +1696,16 @@ fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
         );
         query(&nodes[1], &["XACK", k, "g", "1-0"]);
     }
+    // A pending entry deleted from the stream, an idempotent producer's history, a TTL.
+    query(&nodes[1], &["XDEL", &keys[0], "2-0"]);
+    let idmp_id = text(&query(
+        &nodes[1],
+        &["XADD", &keys[1], "IDMP", "p", "i1", "*", "f", "v"],
+    ));
+    query(&nodes[1], &["PEXPIRE", &keys[2], "100000000"]);
     let before: Vec<StreamShape> = keys.iter().map(|k| shape(&nodes[1], k)).collect();
     assert_eq!(before[0].pending.len(), 1);
+    assert_eq!(before[0].ids, ["1-0", "3-0"]);
 
     // 40 slots from node 0 to node 1: 5421 / 5502 / 5461, under 1% off.
     let out = rill(&[
@@ -1754,6 +1762,18 @@ fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
             format!("-MOVED {slot} {}\r\n", addr(&nodes[0])).into_bytes()
         );
     }
+    // The producer's history came along: the same IID is not added twice.
+    assert_eq!(
+        text(&query(
+            &nodes[0],
+            &["XADD", &keys[1], "IDMP", "p", "i1", "*", "f", "v"]
+        )),
+        idmp_id
+    );
+    assert_eq!(int(&query(&nodes[0], &["XLEN", &keys[1]])), 4);
+    let ttl = int(&query(&nodes[0], &["PTTL", &keys[2]]));
+    assert!(ttl > 99_000_000 && ttl <= 100_000_000, "TTL moved: {ttl}");
+    assert_eq!(int(&query(&nodes[0], &["PTTL", &keys[3]])), -1);
     let out = rill(&[
         "cluster",
         "rebalance",
