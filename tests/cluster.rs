@@ -1626,6 +1626,16 @@ fn kill_mid_move(victim: usize) {
         assert_eq!(&shape(&nodes[1], &keys[0]), first);
     }
     check_written(&nodes[1]);
+    // The offline checker reads the moved keys' records (Appends and a StreamState each).
+    nodes[1].signal_and_wait(9);
+    let dir = nodes[1].dir.to_string_lossy().into_owned();
+    let out = rill(&["check", &dir]);
+    assert!(
+        out.status.success(),
+        "rill check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
