@@ -2,7 +2,10 @@
 //! three nodes, the CLUSTER replies built from the map it made, MOVED / CROSSSLOT /
 //! CLUSTERDOWN in Redis's exact texts (MULTI/EXEC and multi-stream XREAD included), the
 //! per-slot key index, a restart that keeps the node id and the map, and `rill cluster
-//! check` passing, then failing once a node is down.
+//! check` passing, then failing once a node is down. Moving slots: ASK / ASKING / TRYAGAIN
+//! on an open slot, `rill cluster reshard` while clients write and read through a group,
+//! `rebalance`, and a source or target SIGKILLed mid-move, finished by `rill cluster fix`,
+//! with every acknowledged XADD and pending entry checked afterwards.
 //!
 //! Where the nodes run: each test re-executes itself inside a private network namespace
 //! (`unshare -rn`, see `common::netns`), where every 127.0.0.x address is the test's own,

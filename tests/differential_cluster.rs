@@ -7,8 +7,9 @@
 //! of them are, MOVED, CROSSSLOT (DEL, XREAD, XREADGROUP, RENAME, MULTI/EXEC), SELECT,
 //! READONLY/READWRITE/ASKING, COUNTKEYSINSLOT/GETKEYSINSLOT and their errors, CLUSTER SLOTS,
 //! SHARDS (shard by shard), NODES (epochs and peer ping times masked), MYID, MYSHARDID and
-//! the fields of CLUSTER INFO that do not count bus messages; COMMAND GETKEYS; and, without
-//! cluster mode, the "cluster support disabled" error.
+//! the fields of CLUSTER INFO that do not count bus messages; COMMAND GETKEYS; a slot open
+//! for a move (ASK, TRYAGAIN, ASKING, CLUSTER NODES' `[slot->-id]`); and, without cluster
+//! mode, the "cluster support disabled" error.
 #![cfg(feature = "differential")]
 
 mod common;
