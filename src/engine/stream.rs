@@ -560,7 +560,15 @@ impl Stream {
             return None;
         }
         let mut r = Reader::new(state);
+        let live = (self.len(), self.last_live_id());
         self.decode_meta(&mut r)?;
+        // The counters must agree with the entries already rebuilt (the state may come
+        // from any client of RILL.RESTORE): new IDs keep growing past every entry.
+        let consistent = live.1.is_none_or(|last| last <= self.last_id)
+            && self.max_deleted_id <= self.last_id
+            && self.entries_added >= live.0
+            && self.index.first().is_none_or(|e| e.id == self.first_id);
+        consistent.then_some(())?;
         for _ in 0..r.count(4)? {
             let mut chunk = Reader::new(r.bytes()?);
             self.idmp.decode_chunk(&mut chunk)?;

@@ -143,6 +143,77 @@ pub fn decode(payload: &Bytes, key: &[u8]) -> Result<Vec<Op>, TransferError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::index::NodeLimits;
+
+    fn stream_with(ids: &[u64]) -> Keyspace {
+        let mut ks = Keyspace::new(1);
+        let mut ops: Vec<Op> = ids
+            .iter()
+            .map(|ms| Op::Append {
+                key: b("s"),
+                id: StreamId::new(*ms, 0),
+                fields: vec![b("f"), b("v")],
+            })
+            .collect();
+        ops.push(Op::GroupCreate {
+            key: b("s"),
+            group: b("g"),
+            last: StreamId::MIN,
+            entries_read: None,
+        });
+        for mut op in ops {
+            ks.apply(0, &mut op, NodeLimits::default()).expect("setup");
+        }
+        ks
+    }
+
+    fn counters(ks: &Keyspace) -> (u64, StreamId, u64, usize) {
+        match ks.db(0).peek(b"s") {
+            Some(Value::Stream(s)) => (s.len(), s.last_id(), s.entries_added(), s.groups.len()),
+            other => panic!("not a stream: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exported_stream_rebuilds_whole_and_inconsistent_state_is_refused() {
+        let source = stream_with(&[1, 5]);
+        let ops = export(&source, 0, &b("s"), 0)
+            .expect("readable")
+            .expect("exists");
+        let ops = decode(&encode(ops), b"s").expect("a moved key");
+        let mut target = Keyspace::new(1);
+        for mut op in ops {
+            target
+                .apply(0, &mut op, NodeLimits::default())
+                .expect("applies");
+        }
+        assert_eq!(counters(&target), counters(&source));
+
+        // A state whose last ID is below the entries it is put on (a forged RILL.RESTORE):
+        // refused, and the stream keeps its own counters.
+        let old = stream_with(&[1]);
+        let Some(Value::Stream(s)) = old.db(0).peek(b"s") else {
+            panic!("not a stream")
+        };
+        let forged = Bytes::from(s.encode_state());
+        let mut bare = Keyspace::new(1);
+        for ms in [1, 5] {
+            let mut op = Op::Append {
+                key: b("s"),
+                id: StreamId::new(ms, 0),
+                fields: vec![b("f"), b("v")],
+            };
+            bare.apply(0, &mut op, NodeLimits::default())
+                .expect("append");
+        }
+        let before = counters(&bare);
+        let mut op = Op::StreamState {
+            key: b("s"),
+            state: forged,
+        };
+        assert!(bare.apply(0, &mut op, NodeLimits::default()).is_err());
+        assert_eq!(counters(&bare), before);
+    }
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
