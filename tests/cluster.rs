@@ -1168,6 +1168,17 @@ fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
         b"-ERR DUMP payload does not hold the key it is restored as\r\n"
     );
     assert_eq!(src.cmd(&["XLEN", &here]), b":1\r\n");
+    // RILL.MIGRATE to where nothing listens: Redis's MIGRATE text, and the key stays.
+    let host = nodes[2].host.to_string();
+    assert_eq!(
+        src.cmd(&["RILL.MIGRATE", &host, "1", "1000", "KEYS", &busy]),
+        b"-IOERR error or timeout connecting to the client\r\n"
+    );
+    assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
+    assert_eq!(
+        src.cmd(&["RILL.MIGRATE", &host, "1", "1000", "KEYS", &gone]),
+        b"+NOKEY\r\n"
+    );
 }
 
 #[test]

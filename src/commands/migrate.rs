@@ -125,9 +125,7 @@ pub fn restore(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
 /// Why moving keys to the target failed, as MIGRATE reports it.
 fn peer_error(e: PeerError) -> CommandError {
     match e {
-        PeerError::Connect { .. } | PeerError::BadAddress(_) => {
-            CommandError::MigrateIo("connecting")
-        }
+        PeerError::Connect { .. } | PeerError::BadAddress(_) => CommandError::MigrateConnect,
         PeerError::Io { .. } => CommandError::MigrateIo("reading"),
         PeerError::Server { text, .. } => CommandError::TargetError(text),
         PeerError::Unexpected { what, .. } => {

@@ -107,7 +107,11 @@ pub enum CommandError {
     /// RILL.RESTORE: a payload that is not a moved key's.
     #[error("ERR DUMP {0}")]
     Transfer(#[from] crate::engine::transfer::TransferError),
-    /// RILL.MIGRATE could not reach or hear from the target (Redis's MIGRATE text).
+    /// RILL.MIGRATE could not connect to the target (Redis's MIGRATE text, which says
+    /// "client").
+    #[error("IOERR error or timeout connecting to the client")]
+    MigrateConnect,
+    /// RILL.MIGRATE lost or timed out talking to the target (Redis's MIGRATE text).
     #[error("IOERR error or timeout {0} to target instance")]
     MigrateIo(&'static str),
     /// RILL.MIGRATE: the target refused a key (Redis's MIGRATE text).
