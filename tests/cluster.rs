@@ -1155,7 +1155,28 @@ fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
         restore(&mut src, false),
         b"-BUSYKEY Target key name already exists.\r\n"
     );
+    assert_eq!(
+        src.cmd_bytes(&[
+            b"RILL.RESTORE",
+            busy.as_bytes(),
+            &payload,
+            b"REPLACE",
+            b"BOGUS"
+        ]),
+        b"-ERR syntax error\r\n"
+    );
     assert_eq!(restore(&mut src, true), b"+OK\r\n");
+    // NOSYNC (all but the last key of a batch) stores the key all the same.
+    assert_eq!(
+        src.cmd_bytes(&[
+            b"RILL.RESTORE",
+            busy.as_bytes(),
+            &payload,
+            b"NOSYNC",
+            b"REPLACE"
+        ]),
+        b"+OK\r\n"
+    );
     assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
     assert_eq!(
         src.cmd(&["RILL.RESTORE", &busy, "RILLKEY1garbage", "REPLACE"]),
@@ -1510,7 +1531,7 @@ fn kill_mid_move(victim: usize) {
             &slots,
             "--yes",
             "--pipeline",
-            "1",
+            "5",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -8,13 +8,15 @@
 //! `RILL.MIGRATE` holds the keyspace lock from the moment it reads the keys until their
 //! deletion is on disk, as Redis's MIGRATE blocks its one thread: no client command can
 //! change a key between its copy and its deletion, and none can be told `-ASK` (the key is
-//! missing) before the deletion is durable. In between, it sends each key to the target as
-//! `ASKING` + `RILL.RESTORE key payload REPLACE`, and the target answers only once the key
-//! is applied, logged and fsynced (whatever `appendfsync` says). So at every instant a
-//! moved key is durably on the source, or on both (the source's copy then wins: re-running
-//! the move replaces the target's), or only on the target — never on neither. A key the
-//! target did not acknowledge stays on the source. The price, as in Redis, is that the
-//! source's clients wait during a batch (bounded by the timeout).
+//! missing) before the deletion is durable. In between, it pipelines each key to the target
+//! as `ASKING` + `RILL.RESTORE key payload REPLACE NOSYNC`, the last one without `NOSYNC`:
+//! the target answers that one only once it is applied, logged and fsynced (whatever
+//! `appendfsync` says), and that fsync covers the keys restored before it on the same node.
+//! The source deletes the keys acknowledged only when that last one is acknowledged. So at
+//! every instant a moved key is durably on the source, or on both (the source's copy then
+//! wins: re-running the move replaces the target's), or only on the target — never on
+//! neither; and a batch costs the target one forced fsync, not one per key. The price, as
+//! in Redis, is that the source's clients wait during a batch (bounded by the timeout).
 
 use std::time::Duration;
 
@@ -88,22 +90,31 @@ fn locked<T>(
 /// RILL.RESTORE
 ///
 /// # Format
-/// `RILL.RESTORE key payload [REPLACE]`
+/// `RILL.RESTORE key payload [REPLACE] [NOSYNC]`
 ///
 /// # Returns
 /// `+OK` once the key the payload holds (from `RILL.MIGRATE` on another node) is stored,
-/// logged as one record and fsynced; `BUSYKEY` when the key exists and REPLACE is not
-/// given. Routed like any keyed command: on a slot this node is importing it needs ASKING
+/// logged as one record and fsynced — with everything logged before it, so a batch sends
+/// `NOSYNC` (acknowledged under the `appendfsync` policy, like any write) on all its keys
+/// but the last; `BUSYKEY` when the key exists and REPLACE is not given. Routed like any keyed command: on a slot this node is importing it needs ASKING
 /// just before, as Redis's `RESTORE-ASKING` does.
 pub fn restore(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let spec = super::table::lookup_raw(b"rill.restore").ok_or(CommandError::Syntax)?;
     let key = a.next_bytes()?;
     let payload = a.next_bytes()?;
-    let replace = a.eat("REPLACE");
-    a.finish()?;
+    let (mut replace, mut sync) = (false, true);
+    while a.remaining() > 0 {
+        if a.eat("REPLACE") {
+            replace = true;
+        } else if a.eat("NOSYNC") {
+            sync = false;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
     let ops = transfer::decode(&payload, &key)?;
     let argv = a.argv().to_vec();
-    locked(s, sh, (spec, &argv), true, |ctx| {
+    locked(s, sh, (spec, &argv), sync, |ctx| {
         if !replace && ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
             return Err(CommandError::BusyKey);
         }
@@ -199,19 +210,26 @@ pub fn migrate(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
             args.extend(auth.iter().map(|b| b.as_ref()));
             target.call(&args).map_err(peer_error)?;
         }
-        for (key, payload) in &payloads {
+        let last = payloads.len() - 1;
+        for (i, (key, payload)) in payloads.iter().enumerate() {
             target.send(&[b"ASKING"]).map_err(peer_error)?;
-            target
-                .send(&[b"RILL.RESTORE", key, payload, b"REPLACE"])
-                .map_err(peer_error)?;
+            let mut args: Vec<&[u8]> = vec![b"RILL.RESTORE", key, payload, b"REPLACE"];
+            if i != last {
+                args.push(b"NOSYNC");
+            }
+            target.send(&args).map_err(peer_error)?;
         }
         let mut stored = Vec::new();
         let mut failure = None;
-        for (key, _) in &payloads {
+        let mut synced = false;
+        for (i, (key, _)) in payloads.iter().enumerate() {
             let asked = target.reply();
             let restored = target.reply();
             match (asked, restored) {
-                (Ok(_), Ok(Value::Simple(_))) => stored.push(key.clone()),
+                (Ok(_), Ok(Value::Simple(_))) => {
+                    stored.push(key.clone());
+                    synced = i == last;
+                }
                 (Err(e), _) | (_, Err(e)) => {
                     failure.get_or_insert(peer_error(e));
                 }
@@ -222,9 +240,16 @@ pub fn migrate(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
                 }
             }
         }
-        // Only what the target acknowledged (on its disk) leaves this node.
-        for key in &stored {
-            ctx.apply(Op::Del { key: key.clone() })?;
+        // Only what the target acknowledged, and then fsynced with the last key, leaves
+        // this node.
+        if synced {
+            for key in &stored {
+                ctx.apply(Op::Del { key: key.clone() })?;
+            }
+        } else {
+            failure.get_or_insert(CommandError::TargetError(
+                "the last key of the batch was not stored".into(),
+            ));
         }
         match failure {
             Some(e) => Err(e),
