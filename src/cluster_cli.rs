@@ -1,7 +1,8 @@
-//! `rill cluster create HOST:PORT …` and `rill cluster check HOST:PORT`: the operator's side
-//! of cluster mode, like `redis-cli --cluster create` (without replicas) and `--cluster
-//! check`. Both talk to running nodes over their client port with Rill's own admin family
-//! (`RILL.CLUSTER NODEINFO / TOPOLOGY / SETTOPOLOGY`) and CLUSTER INFO.
+//! `rill cluster create|check|reshard|rebalance|fix`: the operator's side of cluster mode,
+//! like `redis-cli --cluster create` (without replicas), `check`, `reshard`, `rebalance` and
+//! `fix`. All talk to running nodes over their client port with Rill's own admin family
+//! (`RILL.CLUSTER NODEINFO / TOPOLOGY / SETTOPOLOGY / SETSLOT / SLOTSTATES`, `RILL.MIGRATE`)
+//! and CLUSTER INFO / GETKEYSINSLOT.
 //!
 //! `create` asks every node for its id and announced address, refuses nodes that already
 //! belong to a cluster or hold keys (as redis-cli does), splits the 16384 slots evenly in
@@ -12,20 +13,38 @@
 //! match, does it serve the same map, does it report `cluster_state:ok`; and checks that
 //! the map covers all 16384 slots. Exit status: 0 healthy, 1 problems found, 2 the command
 //! could not run (bad arguments, the first node unreachable or not in cluster mode).
+//!
+//! `reshard` and `rebalance` move slots one at a time with redis-cli's procedure
+//! (`clusterManagerMoveSlot`): the slot IMPORTING on the target, MIGRATING on the source,
+//! its keys moved in batches of `--pipeline` with `RILL.MIGRATE` (each key stored and
+//! fsynced on the target before the source deletes it; see `commands::migrate`), then a map
+//! giving the slot to the target under the next epoch, sent to the target, the source and
+//! every other node, each persisting it before it answers. Clients keep working throughout:
+//! `-ASK` sends them to the target for keys already moved, `-TRYAGAIN` asks them to repeat
+//! a multi-key command whose keys are split for the moment. Redis's own manual surface
+//! (`CLUSTER SETSLOT`, `MIGRATE` with DUMP payloads) is refused or absent: these commands
+//! are how slots move.
+//!
+//! The open states are persisted on both nodes, so a move interrupted anywhere — the CLI
+//! stopped, the source or the target killed — leaves the slot open; `fix` brings every node
+//! to the newest map and completes each open slot's move (the steps are all repeatable).
+//! Nothing acknowledged is lost meanwhile: a key is on the source, on the target, or (for
+//! an instant, durably) on both, where the source's copy is the one a repeated move sends.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::cluster::peer::{Peer as Node, PeerError as CliError, Value};
 use crate::cluster::slot::SLOTS;
 use crate::cluster::topology::{NodeId, NodeInfo, ShardMap};
 
 /// Arguments of `rill cluster`.
 #[derive(Debug, Parser)]
-#[command(name = "rill cluster", about = "Create and check a Rill cluster")]
+#[command(
+    name = "rill cluster",
+    about = "Create, check and reshard a Rill cluster"
+)]
 pub struct ClusterArgs {
     /// Password of the nodes (`requirepass`), sent with AUTH on every connection.
     #[arg(short = 'a', long = "pass", global = true)]
@@ -49,211 +68,57 @@ enum Command {
         /// Any node of the cluster, as HOST:PORT.
         node: String,
     },
-}
-
-/// Why a command to a node failed.
-#[derive(Debug, thiserror::Error)]
-enum CliError {
-    #[error("can't reach {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
+    /// Move slots, with their keys, from one node to another while clients keep working
+    /// (like `redis-cli --cluster reshard`).
+    Reshard {
+        /// Any node of the cluster, as HOST:PORT.
+        node: String,
+        /// The id of the node giving the slots.
+        #[arg(long)]
+        from: String,
+        /// The id of the node receiving them.
+        #[arg(long)]
+        to: String,
+        /// How many slots to move (the source's lowest first).
+        #[arg(long)]
+        slots: usize,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Keys per RILL.MIGRATE batch.
+        #[arg(long, default_value_t = 10)]
+        pipeline: usize,
+        /// Milliseconds a batch may take on the target (RILL.MIGRATE's timeout).
+        #[arg(long, default_value_t = 60000)]
+        timeout: u64,
     },
-    #[error("{addr}: {source}")]
-    Io {
-        addr: String,
-        #[source]
-        source: std::io::Error,
+    /// Move slots so that every node serves about as many (like `redis-cli --cluster
+    /// rebalance`).
+    Rebalance {
+        /// Any node of the cluster, as HOST:PORT.
+        node: String,
+        /// Do nothing unless some node is off by more than this percentage of its share.
+        #[arg(long, default_value_t = 2.0)]
+        threshold: f64,
+        /// Give slots to nodes that have none too.
+        #[arg(long)]
+        use_empty_masters: bool,
+        /// Keys per RILL.MIGRATE batch.
+        #[arg(long, default_value_t = 10)]
+        pipeline: usize,
+        /// Milliseconds a batch may take on the target (RILL.MIGRATE's timeout).
+        #[arg(long, default_value_t = 60000)]
+        timeout: u64,
     },
-    #[error("{addr} answered with an error: {text}")]
-    Server { addr: String, text: String },
-    #[error("{addr} answered something unexpected to {what}")]
-    Unexpected { addr: String, what: &'static str },
-    #[error("'{0}' is not HOST:PORT")]
-    BadAddress(String),
-}
-
-/// A RESP reply, as much of it as the CLI reads.
-#[derive(Debug)]
-enum Value {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Value>),
-}
-
-/// One blocking connection to a node.
-struct Node {
-    addr: String,
-    pass: Option<String>,
-    host: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-impl Node {
-    fn connect(addr: &str, pass: Option<&str>) -> Result<Node, CliError> {
-        let (host, _) = addr
-            .rsplit_once(':')
-            .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-            .ok_or_else(|| CliError::BadAddress(addr.to_string()))?;
-        let connect = |source| CliError::Connect {
-            addr: addr.to_string(),
-            source,
-        };
-        let sock = addr
-            .to_socket_addrs()
-            .map_err(connect)?
-            .next()
-            .ok_or_else(|| CliError::BadAddress(addr.to_string()))?;
-        let stream = TcpStream::connect_timeout(&sock, TIMEOUT).map_err(connect)?;
-        let io = |source| CliError::Io {
-            addr: addr.to_string(),
-            source,
-        };
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-        let mut node = Node {
-            addr: addr.to_string(),
-            pass: pass.map(str::to_string),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            reader: BufReader::new(stream.try_clone().map_err(io)?),
-            writer: stream,
-        };
-        if let Some(p) = pass {
-            node.call(&[b"AUTH", p.as_bytes()])?;
-        }
-        Ok(node)
-    }
-
-    /// Another node, with the same password.
-    fn open(&self, addr: &str) -> Result<Node, CliError> {
-        Node::connect(addr, self.pass.as_deref())
-    }
-
-    fn io(&self, source: std::io::Error) -> CliError {
-        CliError::Io {
-            addr: self.addr.clone(),
-            source,
-        }
-    }
-
-    /// Sends one command and reads its reply; an error reply becomes [`CliError::Server`].
-    fn call(&mut self, args: &[&[u8]]) -> Result<Value, CliError> {
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a);
-            req.extend_from_slice(b"\r\n");
-        }
-        self.writer.write_all(&req).map_err(|e| self.io(e))?;
-        match self.read_value()? {
-            Value::Error(text) => Err(CliError::Server {
-                addr: self.addr.clone(),
-                text,
-            }),
-            v => Ok(v),
-        }
-    }
-
-    fn read_line(&mut self) -> Result<String, CliError> {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|e| self.io(e))?;
-        if n == 0 {
-            return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        Ok(line.trim_end_matches("\r\n").to_string())
-    }
-
-    fn read_value(&mut self) -> Result<Value, CliError> {
-        let line = self.read_line()?;
-        let bad = || CliError::Unexpected {
-            addr: self.addr.clone(),
-            what: "a RESP reply",
-        };
-        let (kind, rest) = line.split_at_checked(1).ok_or_else(bad)?;
-        let num = || rest.parse::<i64>().map_err(|_| bad());
-        Ok(match kind {
-            "+" => Value::Simple(rest.to_string()),
-            "-" => Value::Error(rest.to_string()),
-            ":" => Value::Int(num()?),
-            "$" => {
-                let len = num()?;
-                if len < 0 {
-                    Value::Bulk(None)
-                } else {
-                    let len = usize::try_from(len).map_err(|_| bad())?;
-                    let mut buf = vec![0u8; len + 2];
-                    self.reader.read_exact(&mut buf).map_err(|e| self.io(e))?;
-                    buf.truncate(len);
-                    Value::Bulk(Some(buf))
-                }
-            }
-            "*" => {
-                let len = num()?;
-                let mut items = Vec::new();
-                for _ in 0..len.max(0) {
-                    items.push(self.read_value()?);
-                }
-                Value::Array(items)
-            }
-            _ => return Err(bad()),
-        })
-    }
-
-    fn text(&mut self, args: &[&[u8]], what: &'static str) -> Result<String, CliError> {
-        match self.call(args)? {
-            Value::Bulk(Some(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
-            Value::Simple(s) => Ok(s),
-            _ => Err(CliError::Unexpected {
-                addr: self.addr.clone(),
-                what,
-            }),
-        }
-    }
-
-    /// This node as the map should list it (`RILL.CLUSTER NODEINFO`); an empty announced
-    /// address means "the address you reached me on".
-    fn node_info(&mut self) -> Result<NodeInfo, CliError> {
-        let unexpected = |addr: &str| CliError::Unexpected {
-            addr: addr.to_string(),
-            what: "RILL.CLUSTER NODEINFO",
-        };
-        let Value::Array(items) = self.call(&[b"RILL.CLUSTER", b"NODEINFO"])? else {
-            return Err(unexpected(&self.addr));
-        };
-        match items.as_slice() {
-            [Value::Bulk(Some(id)), Value::Bulk(Some(ip)), Value::Int(port), Value::Int(cport)] => {
-                let id = NodeId::parse(&String::from_utf8_lossy(id))
-                    .ok_or_else(|| unexpected(&self.addr))?;
-                let ip = String::from_utf8_lossy(ip).into_owned();
-                Ok(NodeInfo {
-                    id,
-                    ip: if ip.is_empty() { self.host.clone() } else { ip },
-                    port: u16::try_from(*port).map_err(|_| unexpected(&self.addr))?,
-                    cport: u16::try_from(*cport).map_err(|_| unexpected(&self.addr))?,
-                })
-            }
-            _ => Err(unexpected(&self.addr)),
-        }
-    }
-
-    fn topology(&mut self) -> Result<ShardMap, CliError> {
-        let text = self.text(&[b"RILL.CLUSTER", b"TOPOLOGY"], "RILL.CLUSTER TOPOLOGY")?;
-        ShardMap::parse(&text)
-            .map(|(map, _)| map)
-            .map_err(|_| CliError::Unexpected {
-                addr: self.addr.clone(),
-                what: "RILL.CLUSTER TOPOLOGY",
-            })
-    }
+    /// Finish what an interrupted reshard left (a node killed mid-move): bring every node
+    /// to the newest map and complete every open slot's move (like `redis-cli --cluster fix`).
+    Fix {
+        /// Any node of the cluster, as HOST:PORT.
+        node: String,
+        /// Milliseconds a batch may take on the target (RILL.MIGRATE's timeout).
+        #[arg(long, default_value_t = 60000)]
+        timeout: u64,
+    },
 }
 
 /// Entry point of `rill cluster …`.
@@ -266,6 +131,44 @@ pub fn main(args: &[String]) -> ExitCode {
     let result = match parsed.command {
         Command::Create { nodes } => create(&nodes, pass),
         Command::Check { node } => check(&node, pass),
+        Command::Reshard {
+            node,
+            from,
+            to,
+            slots,
+            yes,
+            pipeline,
+            timeout,
+        } => reshard(
+            &node,
+            pass,
+            &from,
+            &to,
+            slots,
+            yes,
+            Batches { pipeline, timeout },
+        ),
+        Command::Rebalance {
+            node,
+            threshold,
+            use_empty_masters,
+            pipeline,
+            timeout,
+        } => rebalance(
+            &node,
+            pass,
+            threshold,
+            use_empty_masters,
+            Batches { pipeline, timeout },
+        ),
+        Command::Fix { node, timeout } => fix(
+            &node,
+            pass,
+            Batches {
+                pipeline: 10,
+                timeout,
+            },
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -398,4 +301,466 @@ fn check_node(first: &Node, at: &str, expected: &NodeInfo, map: &ShardMap) -> Re
         return Err("reports cluster_state:fail".to_string());
     }
     Ok(())
+}
+
+/// How keys move: per RILL.MIGRATE, how many keys and how long it may take.
+#[derive(Debug, Clone, Copy)]
+struct Batches {
+    pipeline: usize,
+    timeout: u64,
+}
+
+/// The cluster as `reshard` / `rebalance` / `fix` work on it: the map, and a connection
+/// to every node of it.
+struct Cluster {
+    map: ShardMap,
+    nodes: Vec<(NodeInfo, Node)>,
+}
+
+impl Cluster {
+    /// The map `addr` serves, and every node of it, which must all be reachable.
+    fn load(addr: &str, pass: Option<&str>) -> Result<Cluster, CliError> {
+        let mut first = Node::connect(addr, pass)?;
+        let map = first.topology()?;
+        let mut nodes = Vec::new();
+        for info in map.nodes() {
+            let node = first.open(&info.endpoint())?;
+            nodes.push((info.clone(), node));
+        }
+        Ok(Cluster { map, nodes })
+    }
+
+    fn node(&mut self, id: &NodeId) -> Option<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .find(|(i, _)| &i.id == id)
+            .map(|(_, n)| n)
+    }
+
+    fn info(&self, id: &NodeId) -> Option<&NodeInfo> {
+        self.map.nodes().find(|n| &n.id == id)
+    }
+
+    /// Sends `map` to every node: `first` before the others (the node a slot moved to, so
+    /// that from then on the source's `-ASK`s and the others' `-MOVED`s lead to a node that
+    /// serves it), then `second`, then the rest.
+    fn propagate(&mut self, map: &ShardMap, order: &[&NodeId]) -> Result<(), CliError> {
+        let text = map.to_text();
+        let mut ids: Vec<NodeId> = order.iter().map(|id| (*id).clone()).collect();
+        ids.extend(
+            self.map
+                .nodes()
+                .map(|n| n.id.clone())
+                .filter(|id| !order.contains(&id)),
+        );
+        for id in ids {
+            if let Some(node) = self.node(&id) {
+                node.call(&[b"RILL.CLUSTER", b"SETTOPOLOGY", text.as_bytes()])?;
+            }
+        }
+        self.map = map.clone();
+        Ok(())
+    }
+
+    /// Moves `slot` from the node `source` (its owner) to `target`, as redis-cli's
+    /// `clusterManagerMoveSlot`: IMPORTING on the target, MIGRATING on the source, the keys
+    /// in batches (each key stored and fsynced on the target before the source deletes it),
+    /// then the slot given to the target's shard under a new epoch, on every node. Every
+    /// step may be repeated, so a move interrupted anywhere is finished by running it again.
+    fn move_slot(
+        &mut self,
+        slot: u16,
+        source: &NodeId,
+        target: &NodeId,
+        batches: Batches,
+        pass: Option<&str>,
+    ) -> Result<usize, CliError> {
+        let slot_text = slot.to_string();
+        let unknown = |id: &NodeId| CliError::BadAddress(format!("node {id} is not in the map"));
+        let target_info = self.info(target).cloned().ok_or_else(|| unknown(target))?;
+        let target_shard = self
+            .map
+            .shard_of(target)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| unknown(target))?;
+        self.node(target).ok_or_else(|| unknown(target))?.call(&[
+            b"RILL.CLUSTER",
+            b"SETSLOT",
+            slot_text.as_bytes(),
+            b"IMPORTING",
+            source.as_str().as_bytes(),
+        ])?;
+        let src = self.node(source).ok_or_else(|| unknown(source))?;
+        src.call(&[
+            b"RILL.CLUSTER",
+            b"SETSLOT",
+            slot_text.as_bytes(),
+            b"MIGRATING",
+            target.as_str().as_bytes(),
+        ])?;
+        let port = target_info.port.to_string();
+        let timeout = batches.timeout.to_string();
+        let count = batches.pipeline.max(1).to_string();
+        let mut moved = 0;
+        loop {
+            let Value::Array(keys) = src.call(&[
+                b"CLUSTER",
+                b"GETKEYSINSLOT",
+                slot_text.as_bytes(),
+                count.as_bytes(),
+            ])?
+            else {
+                return Err(CliError::Unexpected {
+                    addr: src.addr().to_string(),
+                    what: "CLUSTER GETKEYSINSLOT",
+                });
+            };
+            let keys: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter_map(|k| match k {
+                    Value::Bulk(Some(k)) => Some(k),
+                    _ => None,
+                })
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args: Vec<&[u8]> = vec![
+                b"RILL.MIGRATE",
+                target_info.ip.as_bytes(),
+                port.as_bytes(),
+                timeout.as_bytes(),
+            ];
+            if let Some(p) = pass {
+                args.push(b"AUTH");
+                args.push(p.as_bytes());
+            }
+            args.push(b"KEYS");
+            args.extend(keys.iter().map(Vec::as_slice));
+            src.call(&args)?;
+            moved += keys.len();
+        }
+        let next = self
+            .map
+            .with_slot_moved(slot, &target_shard)
+            .ok_or_else(|| unknown(target))?;
+        self.propagate(&next, &[target, source])?;
+        Ok(moved)
+    }
+}
+
+/// Asks on stdin, as redis-cli does before it moves anything.
+fn confirmed(question: &str) -> bool {
+    use std::io::Write as _;
+    print!("{question} (type 'yes' to accept): ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+}
+
+/// Refuses to start a move on a cluster that is not healthy and settled: every node must
+/// serve the map and have no slot open (else `rill cluster fix` first).
+fn settled(cluster: &mut Cluster) -> Result<bool, CliError> {
+    let map = cluster.map.clone();
+    let mut ok = true;
+    for (info, node) in &mut cluster.nodes {
+        if node.topology()? != map {
+            println!(
+                "[ERR] {} {} serves another map: run 'rill cluster fix' first.",
+                info.id,
+                info.endpoint()
+            );
+            ok = false;
+        }
+        if !open_slots(node)?.is_empty() {
+            println!(
+                "[ERR] {} {} has slots in migrating or importing state: run 'rill cluster fix' first.",
+                info.id,
+                info.endpoint()
+            );
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
+
+/// A node's open slots: (slot, "migrating" | "importing", other node).
+fn open_slots(node: &mut Node) -> Result<Vec<(u16, String, NodeId)>, CliError> {
+    let unexpected = |addr: &str| CliError::Unexpected {
+        addr: addr.to_string(),
+        what: "RILL.CLUSTER SLOTSTATES",
+    };
+    let Value::Array(items) = node.call(&[b"RILL.CLUSTER", b"SLOTSTATES"])? else {
+        return Err(unexpected(node.addr()));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Value::Array(parts) => match parts.as_slice() {
+                [Value::Int(slot), Value::Bulk(Some(word)), Value::Bulk(Some(id))] => {
+                    let slot = u16::try_from(*slot).map_err(|_| unexpected(node.addr()))?;
+                    let id = NodeId::parse(&String::from_utf8_lossy(id))
+                        .ok_or_else(|| unexpected(node.addr()))?;
+                    out.push((slot, String::from_utf8_lossy(word).into_owned(), id));
+                }
+                _ => return Err(unexpected(node.addr())),
+            },
+            _ => return Err(unexpected(node.addr())),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a node id given on the command line.
+fn node_id(text: &str, cluster: &Cluster) -> Option<NodeId> {
+    NodeId::parse(text).filter(|id| cluster.info(id).is_some())
+}
+
+fn reshard(
+    addr: &str,
+    pass: Option<&str>,
+    from: &str,
+    to: &str,
+    count: usize,
+    yes: bool,
+    batches: Batches,
+) -> Result<bool, CliError> {
+    let mut cluster = Cluster::load(addr, pass)?;
+    println!(">>> Performing Cluster Check (using node {addr})");
+    if !settled(&mut cluster)? {
+        return Ok(false);
+    }
+    let (Some(source), Some(target)) = (node_id(from, &cluster), node_id(to, &cluster)) else {
+        println!("[ERR] --from and --to must be ids of nodes of the cluster (CLUSTER MYID).");
+        return Ok(false);
+    };
+    let shard_slots = |id: &NodeId| -> Vec<u16> {
+        cluster
+            .map
+            .shard_of(id)
+            .filter(|s| s.nodes.first().map(|n| &n.id) == Some(id))
+            .map(|s| s.slots.iter().flat_map(|r| r.start..=r.end).collect())
+            .unwrap_or_default()
+    };
+    let available = shard_slots(&source);
+    if source == target {
+        println!("[ERR] Target node is also listed among the source nodes!");
+        return Ok(false);
+    }
+    if count == 0 || count > available.len() {
+        println!(
+            "[ERR] The source node serves {} slots; can't move {count}.",
+            available.len()
+        );
+        return Ok(false);
+    }
+    let plan: Vec<u16> = available.into_iter().take(count).collect();
+    println!("Ready to move {count} slots.");
+    println!("  Source node: {source}");
+    println!("  Destination node: {target}");
+    println!("  Slots: {}", ranges_text(&plan));
+    if !yes && !confirmed("Do you want to proceed with the proposed reshard plan?") {
+        println!("*** Aborting...");
+        return Ok(false);
+    }
+    for slot in plan {
+        let keys = move_or_explain(&mut cluster, slot, &source, &target, batches, pass)?;
+        println!("Moving slot {slot} from {source} to {target}: {keys} keys");
+    }
+    println!(
+        ">>> Every node serves the new map (epoch {}).",
+        cluster.map.epoch
+    );
+    check(addr, pass)
+}
+
+/// `move_slot`, with what to do when it fails half-way.
+fn move_or_explain(
+    cluster: &mut Cluster,
+    slot: u16,
+    source: &NodeId,
+    target: &NodeId,
+    batches: Batches,
+    pass: Option<&str>,
+) -> Result<usize, CliError> {
+    cluster
+        .move_slot(slot, source, target, batches, pass)
+        .inspect_err(|e| {
+            println!("[ERR] Moving slot {slot} from {source} to {target} failed: {e}");
+            println!("[ERR] The slot stays open on both nodes; once both are up, 'rill cluster fix' completes the move.");
+        })
+}
+
+/// Slots as `a-b,c,…`.
+fn ranges_text(slots: &[u16]) -> String {
+    let mut sorted = slots.to_vec();
+    sorted.sort_unstable();
+    let mut parts: Vec<(u16, u16)> = Vec::new();
+    for s in sorted {
+        match parts.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(s) => *end = s,
+            _ => parts.push((s, s)),
+        }
+    }
+    parts
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn rebalance(
+    addr: &str,
+    pass: Option<&str>,
+    threshold: f64,
+    use_empty: bool,
+    batches: Batches,
+) -> Result<bool, CliError> {
+    let mut cluster = Cluster::load(addr, pass)?;
+    println!(">>> Performing Cluster Check (using node {addr})");
+    if !settled(&mut cluster)? {
+        return Ok(false);
+    }
+    // The masters taking part, and the slots each has.
+    let mut nodes: Vec<(NodeId, Vec<u16>)> = cluster
+        .map
+        .shards
+        .iter()
+        .filter(|s| use_empty || s.slot_count() > 0)
+        .filter_map(|s| {
+            let slots = s.slots.iter().flat_map(|r| r.start..=r.end).collect();
+            s.nodes.first().map(|n| (n.id.clone(), slots))
+        })
+        .collect();
+    if nodes.len() < 2 {
+        println!("*** No rebalancing needed: fewer than two masters take part.");
+        return Ok(true);
+    }
+    let total: usize = nodes.iter().map(|(_, s)| s.len()).sum();
+    let n = nodes.len();
+    // The most slotted first, so the extra slots of an uneven split stay where they are.
+    nodes.sort_by_key(|(_, s)| std::cmp::Reverse(s.len()));
+    let expected: Vec<usize> = (0..n)
+        .map(|i| total / n + usize::from(i < total % n))
+        .collect();
+    let off = nodes
+        .iter()
+        .zip(&expected)
+        .map(|((_, s), e)| (s.len() as f64 - *e as f64).abs() / (*e).max(1) as f64 * 100.0)
+        .fold(0.0, f64::max);
+    if off <= threshold {
+        println!("*** No rebalancing needed! All nodes are within the {threshold:.2}% threshold.");
+        return Ok(true);
+    }
+    // Donors give their highest slots to receivers, in order.
+    let mut moves: Vec<(u16, NodeId, NodeId)> = Vec::new();
+    let mut give: Vec<(NodeId, Vec<u16>)> = Vec::new();
+    let mut need: Vec<(NodeId, usize)> = Vec::new();
+    for ((id, slots), e) in nodes.iter().zip(&expected) {
+        if slots.len() > *e {
+            give.push((id.clone(), slots[*e..].to_vec()));
+        } else if slots.len() < *e {
+            need.push((id.clone(), e - slots.len()));
+        }
+    }
+    let mut donors = give
+        .into_iter()
+        .flat_map(|(id, slots)| slots.into_iter().map(move |s| (s, id.clone())));
+    for (to, want) in need {
+        for _ in 0..want {
+            if let Some((slot, from)) = donors.next() {
+                moves.push((slot, from, to.clone()));
+            }
+        }
+    }
+    println!(
+        ">>> Rebalancing across {n} nodes: moving {} slots.",
+        moves.len()
+    );
+    for (slot, from, to) in moves {
+        move_or_explain(&mut cluster, slot, &from, &to, batches, pass)?;
+        println!("Moved slot {slot} from {from} to {to}");
+    }
+    check(addr, pass)
+}
+
+fn fix(addr: &str, pass: Option<&str>, batches: Batches) -> Result<bool, CliError> {
+    let mut cluster = Cluster::load(addr, pass)?;
+    println!(">>> Performing Cluster Check (using node {addr})");
+    // The newest map any node has (a reshard stopped while sending it) goes to all.
+    let mut newest = cluster.map.clone();
+    for (_, node) in &mut cluster.nodes {
+        let theirs = node.topology()?;
+        if theirs.epoch > newest.epoch {
+            newest = theirs;
+        }
+    }
+    let lagging = cluster
+        .nodes
+        .iter_mut()
+        .map(|(i, n)| n.topology().map(|m| (i.id.clone(), m != newest)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if lagging.iter().any(|(_, behind)| *behind) {
+        println!(
+            ">>> Sending the newest map (epoch {}) to every node.",
+            newest.epoch
+        );
+        cluster.propagate(&newest, &[])?;
+    }
+    cluster.map = newest;
+    // Every open slot: finish its move from its owner to the node named.
+    let mut open: Vec<(u16, NodeId, NodeId)> = Vec::new();
+    let ids: Vec<NodeId> = cluster.nodes.iter().map(|(i, _)| i.id.clone()).collect();
+    for id in ids {
+        let Some(node) = cluster.node(&id) else {
+            continue;
+        };
+        for (slot, word, other) in open_slots(node)? {
+            let (source, target) = if word == "migrating" {
+                (id.clone(), other)
+            } else {
+                (other, id.clone())
+            };
+            if !open.iter().any(|(s, _, _)| *s == slot) {
+                open.push((slot, source, target));
+            }
+        }
+    }
+    if open.is_empty() {
+        println!("[OK] No slot is being moved.");
+    }
+    for (slot, source, target) in open {
+        // The map decides who owns the slot now: the move may only be left to announce.
+        let owner = cluster
+            .map
+            .shard_owning(slot)
+            .and_then(|s| s.nodes.first())
+            .map(|n| n.id.clone());
+        if owner.as_ref() == Some(&target) {
+            println!(">>> Slot {slot} already belongs to {target}: closing it on {source}.");
+            if let Some(node) = cluster.node(&source) {
+                node.call(&[
+                    b"RILL.CLUSTER",
+                    b"SETSLOT",
+                    slot.to_string().as_bytes(),
+                    b"STABLE",
+                ])?;
+            }
+            continue;
+        }
+        if owner.as_ref() != Some(&source) {
+            println!("[ERR] Slot {slot} is open between {source} and {target}, but owned by neither; fix by hand.");
+            return Ok(false);
+        }
+        println!(">>> Completing the move of slot {slot} from {source} to {target}.");
+        let keys = move_or_explain(&mut cluster, slot, &source, &target, batches, pass)?;
+        println!("Moved slot {slot}: {keys} keys");
+    }
+    check(addr, pass)
 }

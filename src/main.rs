@@ -28,7 +28,7 @@ use rill::storage::{FsyncPolicy, LogOptions};
 
 fn usage() {
     eprintln!(
-        "Usage: rill [/path/to/redis.conf] [options]\n       rill check [--repair] DIR\n       rill cluster create HOST:PORT ... | rill cluster check HOST:PORT\n       rill -v or --version\n       rill -h or --help\n\nExamples:\n       rill (run the server with default config: port 6379, data dir ./data)\n       rill /etc/rill/redis.conf\n       rill --port 7777\n       rill /etc/myredis.conf --loglevel verbose"
+        "Usage: rill [/path/to/redis.conf] [options]\n       rill check [--repair] DIR\n       rill cluster create HOST:PORT ... | rill cluster check HOST:PORT\n       rill cluster reshard|rebalance|fix HOST:PORT ... (see rill cluster --help)\n       rill -v or --version\n       rill -h or --help\n\nExamples:\n       rill (run the server with default config: port 6379, data dir ./data)\n       rill /etc/rill/redis.conf\n       rill --port 7777\n       rill /etc/myredis.conf --loglevel verbose"
     );
 }
 

@@ -2,7 +2,10 @@
 //! three nodes, the CLUSTER replies built from the map it made, MOVED / CROSSSLOT /
 //! CLUSTERDOWN in Redis's exact texts (MULTI/EXEC and multi-stream XREAD included), the
 //! per-slot key index, a restart that keeps the node id and the map, and `rill cluster
-//! check` passing, then failing once a node is down.
+//! check` passing, then failing once a node is down. Moving slots: ASK / ASKING / TRYAGAIN
+//! on an open slot, `rill cluster reshard` while clients write and read through a group,
+//! `rebalance`, and a source or target SIGKILLed mid-move, finished by `rill cluster fix`,
+//! with every acknowledged XADD and pending entry checked afterwards.
 //!
 //! Where the nodes run: each test re-executes itself inside a private network namespace
 //! (`unshare -rn`, see `common::netns`), where every 127.0.0.x address is the test's own,
@@ -862,4 +865,967 @@ fn nodeinfo_follows_the_announce_directives() {
         ),
         "the bus port follows the port listened on"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Moving slots online: ASK / ASKING / TRYAGAIN, `rill cluster reshard` under load, and a
+// source or target killed in the middle of a move.
+// ---------------------------------------------------------------------------------------
+
+fn ids(nodes: &[TestServer]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| text(&query(n, &["CLUSTER", "MYID"])))
+        .collect()
+}
+
+/// A hash tag whose slot node `i` owns and is below `below` (so that a reshard of the
+/// owner's lowest slots moves it), different from the ones in `taken`.
+fn tag_in(i: usize, below: u16, taken: &[String]) -> (String, u16) {
+    (0..)
+        .map(|n| format!("t{n}"))
+        .filter(|t| !taken.contains(t))
+        .map(|t| {
+            let slot = rill::cluster::slot::key_slot(format!("{{{t}}}").as_bytes());
+            (t, slot)
+        })
+        .find(|(_, slot)| owner_index(i64::from(*slot)) == i && slot_rank(i, *slot) < below)
+        .expect("some tag")
+}
+
+/// A slot's position among its owner's slots in the three-node layout.
+fn slot_rank(i: usize, slot: u16) -> u16 {
+    slot - [0, 5461, 10923][i]
+}
+
+/// A cluster client as go-redis or redis-py are: sends a key's command to the node its map
+/// says, learns from `-MOVED`, follows `-ASK` once with ASKING, retries `-TRYAGAIN`.
+struct Follower {
+    conns: HashMap<String, redis::Connection>,
+    slots: HashMap<u16, String>,
+    seed: String,
+}
+
+impl Follower {
+    fn new_at(seed: String) -> Follower {
+        Follower {
+            conns: HashMap::new(),
+            slots: HashMap::new(),
+            seed,
+        }
+    }
+
+    fn conn(&mut self, at: &str) -> redis::RedisResult<&mut redis::Connection> {
+        if !self.conns.contains_key(at) {
+            let c = redis::Client::open(format!("redis://{at}/"))?
+                .get_connection_with_timeout(std::time::Duration::from_secs(5))?;
+            c.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+            self.conns.insert(at.to_string(), c);
+        }
+        Ok(self.conns.get_mut(at).expect("just inserted"))
+    }
+
+    /// Runs `cmd` (whose keys hash to `key`'s slot) where the cluster says.
+    fn run(&mut self, key: &str, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        let slot = rill::cluster::slot::key_slot(key.as_bytes());
+        let mut at = self
+            .slots
+            .get(&slot)
+            .cloned()
+            .unwrap_or_else(|| self.seed.clone());
+        let mut asking = false;
+        let mut last = None;
+        for _ in 0..200 {
+            let result = self.conn(&at).and_then(|c| {
+                if asking {
+                    redis::pipe()
+                        .cmd("ASKING")
+                        .ignore()
+                        .add_command(cmd.clone())
+                        .query::<Vec<Value>>(c)
+                        .map(|mut v| v.pop().unwrap_or(Value::Nil))
+                } else {
+                    cmd.query::<Value>(c)
+                }
+            });
+            asking = false;
+            match result {
+                Err(e) if e.kind() == redis::ErrorKind::Moved => {
+                    let (node, s) = e.redirect_node().expect("MOVED names a node");
+                    at = node.to_string();
+                    self.slots.insert(s, at.clone());
+                }
+                Err(e) if e.kind() == redis::ErrorKind::Ask => {
+                    at = e.redirect_node().expect("ASK names a node").0.to_string();
+                    asking = true;
+                }
+                Err(e) if e.kind() == redis::ErrorKind::TryAgain => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    last = Some(e);
+                }
+                Err(e) => {
+                    // A broken connection is opened again next time.
+                    self.conns.remove(&at);
+                    return Err(e);
+                }
+                Ok(v) => return Ok(v),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::TryAgain, "too many redirects"))
+        }))
+    }
+}
+
+fn cmd(args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c
+}
+
+/// The IDs of a stream's entries, as a node answers XRANGE.
+fn stream_ids(s: &TestServer, key: &str) -> Vec<String> {
+    let Value::Array(entries) = query(s, &["XRANGE", key, "-", "+"]) else {
+        panic!("XRANGE is not an array")
+    };
+    entries
+        .iter()
+        .map(|e| match e {
+            Value::Array(parts) => text(&parts[0]),
+            other => panic!("not an entry: {other:?}"),
+        })
+        .collect()
+}
+
+/// The IDs pending in a group, as a node answers XPENDING's extended form.
+fn pending_ids(s: &TestServer, key: &str, group: &str) -> Vec<(String, String, i64)> {
+    let Value::Array(rows) = query(s, &["XPENDING", key, group, "-", "+", "1000000"]) else {
+        panic!("XPENDING is not an array")
+    };
+    rows.iter()
+        .map(|r| match r {
+            Value::Array(p) => (text(&p[0]), text(&p[1]), int(&p[3])),
+            other => panic!("not a pending entry: {other:?}"),
+        })
+        .collect()
+}
+
+fn setslot(s: &TestServer, slot: u16, what: &str, id: Option<&str>) {
+    let slot = slot.to_string();
+    let mut args = vec!["RILL.CLUSTER", "SETSLOT", &slot, what];
+    args.extend(id);
+    assert_eq!(query(s, &args), Value::Okay);
+}
+
+#[test]
+fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
+    if ran_in_netns("an_open_slot_answers_ask_asking_and_tryagain_as_redis_does") {
+        return;
+    }
+    let mut nodes = create_cluster();
+    let ids = ids(&nodes);
+    let (tag, slot) = tag_in(0, 5461, &[]);
+    let k = |name: &str| format!("{{{tag}}}{name}");
+    let (here, gone, gone2) = (k("here"), k("gone"), k("gone2"));
+    query(&nodes[0], &["XADD", &here, "1-1", "f", "v"]);
+    setslot(&nodes[1], slot, "IMPORTING", Some(&ids[0]));
+    setslot(&nodes[0], slot, "MIGRATING", Some(&ids[1]));
+    let ask = format!("-ASK {slot} {}\r\n", addr(&nodes[1]));
+    let moved = format!("-MOVED {slot} {}\r\n", addr(&nodes[0]));
+    let tryagain = b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n";
+
+    // The source serves the keys it has, sends the rest to the target.
+    let mut src = nodes[0].raw();
+    assert_eq!(src.cmd(&["XLEN", &here]), b":1\r\n");
+    assert_eq!(src.cmd(&["XLEN", &gone]), ask.as_bytes());
+    assert_eq!(src.cmd(&["XADD", &gone, "*", "f", "v"]), ask.as_bytes());
+    assert_eq!(src.cmd(&["DEL", &gone, &gone2]), ask.as_bytes());
+    assert_eq!(src.cmd(&["DEL", &here, &gone]), tryagain);
+    // In a transaction, at queue time and at EXEC.
+    assert_eq!(src.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(src.cmd(&["XLEN", &gone]), ask.as_bytes());
+    assert!(src.cmd(&["EXEC"]).starts_with(b"-EXECABORT"));
+    assert_eq!(src.cmd(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(src.cmd(&["XLEN", &here]), b"+QUEUED\r\n");
+    assert_eq!(src.cmd(&["EXEC"]), b"*1\r\n:1\r\n");
+
+    // The target serves the slot only right after ASKING; otherwise MOVED to the owner.
+    let mut dst = nodes[1].raw();
+    assert_eq!(dst.cmd(&["XADD", &gone, "1-1", "f", "v"]), moved.as_bytes());
+    assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
+    assert!(dst
+        .cmd(&["XADD", &gone, "1-1", "f", "v"])
+        .starts_with(b"$3\r\n1-1"));
+    assert_eq!(
+        dst.cmd(&["XLEN", &gone]),
+        moved.as_bytes(),
+        "ASKING is one-shot"
+    );
+    assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(dst.cmd(&["XLEN", &gone]), b":1\r\n");
+    assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(dst.cmd(&["DEL", &gone, &gone2]), tryagain);
+    assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(
+        dst.cmd(&["EXISTS", &gone, &gone]),
+        b":2\r\n",
+        "one key twice"
+    );
+
+    // The states show in CLUSTER NODES and SLOTSTATES, and survive a SIGKILL.
+    let nodes_line = text(&query(&nodes[0], &["CLUSTER", "NODES"]));
+    assert!(
+        nodes_line.contains(&format!("[{slot}->-{}]", ids[1])),
+        "{nodes_line}"
+    );
+    let nodes_line = text(&query(&nodes[1], &["CLUSTER", "NODES"]));
+    assert!(
+        nodes_line.contains(&format!("[{slot}-<-{}]", ids[0])),
+        "{nodes_line}"
+    );
+    nodes[0].restart();
+    nodes[1].restart();
+    let Value::Array(states) = query(&nodes[0], &["RILL.CLUSTER", "SLOTSTATES"]) else {
+        panic!("SLOTSTATES is not an array")
+    };
+    assert_eq!(
+        states,
+        vec![Value::Array(vec![
+            Value::Int(i64::from(slot)),
+            Value::BulkString(b"migrating".to_vec()),
+            Value::BulkString(ids[1].clone().into_bytes()),
+        ])]
+    );
+    let mut src = nodes[0].raw();
+    assert_eq!(src.cmd(&["XLEN", &gone]), ask.as_bytes());
+    let mut dst = nodes[1].raw();
+    assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(dst.cmd(&["XLEN", &gone]), b":1\r\n");
+
+    // Redis's manual SETSLOT is refused, naming what moves slots here.
+    let refused = String::from_utf8(src.cmd(&["CLUSTER", "SETSLOT", &slot.to_string(), "STABLE"]))
+        .expect("utf8");
+    assert!(refused.contains("rill cluster reshard"), "{refused}");
+    // Only the owner migrates a slot, only another node imports it (Redis's texts).
+    assert_eq!(
+        String::from_utf8(dst.cmd(&[
+            "RILL.CLUSTER",
+            "SETSLOT",
+            &slot.to_string(),
+            "MIGRATING",
+            &ids[0]
+        ]))
+        .expect("utf8"),
+        format!("-ERR I'm not the owner of hash slot {slot}\r\n")
+    );
+
+    // RILL.RESTORE is routed on its key like any write: served by the owner, by the
+    // importing node only after ASKING, by no other node.
+    let busy = k("busy");
+    let payload = rill::engine::transfer::encode(vec![rill::engine::op::Op::SetString {
+        key: busy.clone().into(),
+        value: "moved".into(),
+        at_ms: None,
+    }]);
+    let restore = |c: &mut Raw, replace: bool| {
+        let mut args: Vec<&[u8]> = vec![b"RILL.RESTORE", busy.as_bytes(), &payload];
+        if replace {
+            args.push(b"REPLACE");
+        }
+        c.cmd_bytes(&args)
+    };
+    let mut other = nodes[2].raw();
+    assert_eq!(other.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(restore(&mut other, false), moved.as_bytes());
+    assert_eq!(restore(&mut dst, false), moved.as_bytes());
+
+    // Closed again: the owner serves every key, the other node redirects even after ASKING.
+    setslot(&nodes[0], slot, "STABLE", None);
+    setslot(&nodes[1], slot, "STABLE", None);
+    let mut src = nodes[0].raw();
+    assert_eq!(src.cmd(&["XLEN", &gone]), b":0\r\n");
+    let mut dst = nodes[1].raw();
+    assert_eq!(dst.cmd(&["ASKING"]), b"+OK\r\n");
+    assert_eq!(dst.cmd(&["XLEN", &gone]), moved.as_bytes());
+    // On the owner of a stable slot: BUSYKEY without REPLACE, payloads checked.
+    assert_eq!(src.cmd(&["SET", &busy, "here"]), b"+OK\r\n");
+    assert_eq!(
+        restore(&mut src, false),
+        b"-BUSYKEY Target key name already exists.\r\n"
+    );
+    assert_eq!(
+        src.cmd_bytes(&[
+            b"RILL.RESTORE",
+            busy.as_bytes(),
+            &payload,
+            b"REPLACE",
+            b"BOGUS"
+        ]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(restore(&mut src, true), b"+OK\r\n");
+    // NOSYNC (all but the last key of a batch) stores the key all the same.
+    assert_eq!(
+        src.cmd_bytes(&[
+            b"RILL.RESTORE",
+            busy.as_bytes(),
+            &payload,
+            b"NOSYNC",
+            b"REPLACE"
+        ]),
+        b"+OK\r\n"
+    );
+    assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
+    assert_eq!(
+        src.cmd(&["RILL.RESTORE", &busy, "RILLKEY1garbage", "REPLACE"]),
+        b"-ERR DUMP payload version or checksum are wrong\r\n"
+    );
+    assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
+    // A payload for another key than the one it is restored as is refused.
+    assert_eq!(
+        src.cmd_bytes(&[b"RILL.RESTORE", here.as_bytes(), &payload, b"REPLACE"]),
+        b"-ERR DUMP payload does not hold the key it is restored as\r\n"
+    );
+    assert_eq!(src.cmd(&["XLEN", &here]), b":1\r\n");
+    // RILL.MIGRATE to where nothing listens: Redis's MIGRATE text, and the key stays.
+    let host = nodes[2].host.to_string();
+    assert_eq!(
+        src.cmd(&["RILL.MIGRATE", &host, "1", "1000", "KEYS", &busy]),
+        b"-IOERR error or timeout connecting to the client\r\n"
+    );
+    assert_eq!(src.cmd(&["GET", &busy]), b"$5\r\nmoved\r\n");
+    assert_eq!(
+        src.cmd(&["RILL.MIGRATE", &host, "1", "1000", "KEYS", &gone]),
+        b"+NOKEY\r\n"
+    );
+}
+
+#[test]
+fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
+    if ran_in_netns("reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once") {
+        return;
+    }
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    const SLOTS_MOVED: u16 = 12;
+    let nodes = create_cluster();
+    let ids = ids(&nodes);
+    let mut tags = Vec::new();
+    for _ in 0..4 {
+        let (t, _) = tag_in(0, SLOTS_MOVED, &tags);
+        tags.push(t);
+    }
+    let streams: Vec<String> = tags.iter().map(|t| format!("{{{t}}}events")).collect();
+    for s in &streams {
+        query(&nodes[0], &["XGROUP", "CREATE", s, "g", "$", "MKSTREAM"]);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // The writer: XADD round-robin, remembering every ID acknowledged.
+    let writer = {
+        let (stop, streams, seed) = (stop.clone(), streams.clone(), addr(&nodes[2]));
+        std::thread::spawn(move || {
+            let mut c = Follower::new_at(seed);
+            let mut acked: Vec<(String, String)> = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let key = &streams[n as usize % streams.len()];
+                let v = n.to_string();
+                if let Ok(id) = c.run(key, &cmd(&["XADD", key, "*", "n", &v])) {
+                    acked.push((key.clone(), text(&id)));
+                }
+                n += 1;
+            }
+            acked
+        })
+    };
+    // The consumer: XREADGROUP, then XACK every other entry it got.
+    let consumer = {
+        let (stop, streams, seed) = (stop.clone(), streams.clone(), addr(&nodes[1]));
+        std::thread::spawn(move || {
+            let mut c = Follower::new_at(seed);
+            let mut delivered: Vec<(String, String)> = Vec::new();
+            let mut acked: Vec<(String, String)> = Vec::new();
+            let mut tried: Vec<(String, String)> = Vec::new();
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let key = &streams[n % streams.len()];
+                n += 1;
+                let read = c.run(
+                    key,
+                    &cmd(&[
+                        "XREADGROUP",
+                        "GROUP",
+                        "g",
+                        "c",
+                        "COUNT",
+                        "5",
+                        "STREAMS",
+                        key,
+                        ">",
+                    ]),
+                );
+                let Ok(Value::Array(per_stream)) = read else {
+                    continue;
+                };
+                for s in per_stream {
+                    let Value::Array(parts) = s else { continue };
+                    let Value::Array(entries) = &parts[1] else {
+                        continue;
+                    };
+                    for (i, e) in entries.iter().enumerate() {
+                        let Value::Array(e) = e else { continue };
+                        let id = text(&e[0]);
+                        delivered.push((key.clone(), id.clone()));
+                        if i % 2 == 0 {
+                            tried.push((key.clone(), id.clone()));
+                            if let Ok(Value::Int(1)) = c.run(key, &cmd(&["XACK", key, "g", &id])) {
+                                acked.push((key.clone(), id));
+                            }
+                        }
+                    }
+                }
+            }
+            (delivered, acked, tried)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let slots = SLOTS_MOVED.to_string();
+    let out = rill(&[
+        "cluster",
+        "reshard",
+        &addr(&nodes[0]),
+        "--from",
+        &ids[0],
+        "--to",
+        &ids[1],
+        "--slots",
+        &slots,
+        "--yes",
+        "--pipeline",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reshard failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().expect("writer");
+    let (delivered, acked, tried) = consumer.join().expect("consumer");
+    assert!(
+        written.len() > 50,
+        "the writer wrote during the move: {}",
+        written.len()
+    );
+    assert!(delivered.len() > 20, "the consumer read during the move");
+
+    // Every node serves the new map: the moved slots are node 1's.
+    for n in &nodes {
+        let Value::Array(entries) = query(n, &["CLUSTER", "SLOTS"]) else {
+            panic!("SLOTS is not an array")
+        };
+        let first = match &entries[0] {
+            Value::Array(p) => p.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (int(&first[0]), int(&first[1])),
+            (0, i64::from(SLOTS_MOVED) - 1)
+        );
+        let Value::Array(master) = &first[2] else {
+            panic!("node is not an array")
+        };
+        assert_eq!(text(&master[2]), ids[1]);
+    }
+    for s in &streams {
+        let slot = rill::cluster::slot::key_slot(s.as_bytes()).to_string();
+        assert_eq!(
+            int(&query(&nodes[0], &["CLUSTER", "COUNTKEYSINSLOT", &slot])),
+            0,
+            "nothing left on the source"
+        );
+        // Every acknowledged XADD exactly once, nothing else.
+        let on_target = stream_ids(&nodes[1], s);
+        let mut unique = on_target.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), on_target.len(), "no entry twice in {s}");
+        let mine: Vec<&String> = written
+            .iter()
+            .filter(|(k, _)| k == s)
+            .map(|(_, id)| id)
+            .collect();
+        for id in &mine {
+            assert!(on_target.contains(id), "acknowledged {id} of {s} lost");
+        }
+        // Pending: what was delivered and not acknowledged is pending, once; what was
+        // acknowledged is not.
+        let pending: Vec<String> = pending_ids(&nodes[1], s, "g")
+            .into_iter()
+            .map(|(id, consumer, _)| {
+                assert_eq!(consumer, "c");
+                id
+            })
+            .collect();
+        let mut unique = pending.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), pending.len(), "no pending entry twice in {s}");
+        for (k, id) in &delivered {
+            let was_acked = acked.contains(&(k.clone(), id.clone()));
+            let ack_unknown = !was_acked && tried.contains(&(k.clone(), id.clone()));
+            if k == s && !was_acked && !ack_unknown {
+                assert!(pending.contains(id), "delivered {id} of {s} not pending");
+            }
+            if k == s && was_acked {
+                assert!(
+                    !pending.contains(id),
+                    "acknowledged {id} of {s} still pending"
+                );
+            }
+        }
+    }
+    let out = rill(&["cluster", "check", &addr(&nodes[2])]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// What one stream looked like before the move, to compare with after.
+#[derive(Debug, PartialEq)]
+struct StreamShape {
+    ids: Vec<String>,
+    pending: Vec<(String, String, i64)>,
+    info: Vec<(String, String)>,
+}
+
+fn shape(s: &TestServer, key: &str) -> StreamShape {
+    let Value::Array(info) = query(s, &["XINFO", "STREAM", key]) else {
+        panic!("XINFO is not an array")
+    };
+    let info = info
+        .chunks(2)
+        .filter_map(|kv| match (&kv[0], &kv[1]) {
+            (Value::BulkString(k), Value::BulkString(v)) => Some((
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )),
+            (Value::BulkString(k), Value::Int(v)) => {
+                Some((String::from_utf8_lossy(k).into_owned(), v.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    StreamShape {
+        ids: stream_ids(s, key),
+        pending: pending_ids(s, key, "g"),
+        info,
+    }
+}
+
+/// Kills the source (`victim` 0) or the target (1) of a reshard in the middle of moving
+/// its keys, restarts it, finishes with `rill cluster fix`, and checks that every key is on
+/// the target exactly as it was, and nowhere else.
+fn kill_mid_move(victim: usize) {
+    const SLOTS_MOVED: u16 = 3;
+    let mut nodes = create_cluster();
+    let ids = ids(&nodes);
+    // Many small keys, so that the move takes long enough to be interrupted.
+    let mut keys = Vec::new();
+    let mut n = 0u64;
+    while keys.len() < 300 {
+        let k = format!("k{n}");
+        n += 1;
+        if rill::cluster::slot::key_slot(k.as_bytes()) < SLOTS_MOVED {
+            keys.push(k);
+        }
+    }
+    let mut c = nodes[0].conn();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 10 == 9 {
+            let _: () = redis::cmd("SET").arg(k).arg(i).query(&mut c).expect("SET");
+            continue;
+        }
+        for j in 0..3 {
+            let _: String = redis::cmd("XADD")
+                .arg(k)
+                .arg(format!("{}-{j}", i + 1))
+                .arg("f")
+                .arg(j)
+                .query(&mut c)
+                .expect("XADD");
+        }
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(k)
+            .arg("g")
+            .arg("0")
+            .query(&mut c)
+            .expect("XGROUP");
+        let _: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("COUNT")
+            .arg(2)
+            .arg("STREAMS")
+            .arg(k)
+            .arg(">")
+            .query(&mut c)
+            .expect("XREADGROUP");
+        let _: i64 = redis::cmd("XACK")
+            .arg(k)
+            .arg("g")
+            .arg(format!("{}-0", i + 1))
+            .query(&mut c)
+            .expect("XACK");
+    }
+    let before: Vec<Option<StreamShape>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (i % 10 != 9).then(|| shape(&nodes[0], k)))
+        .collect();
+    // Pending one entry each: the second delivered, unacknowledged.
+    assert_eq!(before[0].as_ref().map(|s| s.pending.len()), Some(1));
+
+    // A client keeps appending to a stream in a moved slot throughout, through the kill.
+    let live = (0..)
+        .map(|n| format!("live{n}"))
+        .find(|k| rill::cluster::slot::key_slot(k.as_bytes()) < SLOTS_MOVED)
+        .expect("a key");
+    query(&nodes[0], &["XADD", &live, "*", "n", "first"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, live, seed) = (stop.clone(), live.clone(), addr(&nodes[2]));
+        std::thread::spawn(move || {
+            let mut c = Follower::new_at(seed);
+            let mut acked: Vec<String> = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let v = n.to_string();
+                match c.run(&live, &cmd(&["XADD", &live, "*", "n", &v])) {
+                    Ok(id) => acked.push(text(&id)),
+                    // A node down: try again a little later.
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+                n += 1;
+            }
+            acked
+        })
+    };
+    let slots = SLOTS_MOVED.to_string();
+    let cli = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "cluster",
+            "reshard",
+            &addr(&nodes[0]),
+            "--from",
+            &ids[0],
+            "--to",
+            &ids[1],
+            "--slots",
+            &slots,
+            "--yes",
+            "--pipeline",
+            "5",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rill cluster reshard");
+    // Some keys moved, most not yet: kill.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let moved = int(&query(&nodes[1], &["DBSIZE"]));
+        if moved >= 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the move did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nodes[victim].restart();
+    let out = cli.wait_with_output().expect("reshard exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "the reshard was interrupted: {stdout}"
+    );
+    assert!(stdout.contains("rill cluster fix"), "{stdout}");
+
+    let out = rill(&["cluster", "fix", &addr(&nodes[2])]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "fix failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Completing the move of slot"), "{stdout}");
+    // `fix` finished the slot that was open; the slots the reshard had not reached yet
+    // are still the source's, with their keys there.
+    let moved_slots = (0..SLOTS_MOVED)
+        .filter(|slot| {
+            let key = keys
+                .iter()
+                .find(|k| rill::cluster::slot::key_slot(k.as_bytes()) == *slot)
+                .expect("a key in every moved slot");
+            let mut raw = nodes[1].raw();
+            !raw.cmd(&["EXISTS", key]).starts_with(b"-MOVED")
+        })
+        .count();
+    assert!(moved_slots >= 1, "fix moved the open slot: {stdout}");
+    for slot in 0..SLOTS_MOVED {
+        let on = usize::from(usize::from(slot) < moved_slots);
+        let slot = slot.to_string();
+        assert_eq!(
+            int(&query(
+                &nodes[1 - on],
+                &["CLUSTER", "COUNTKEYSINSLOT", &slot]
+            )),
+            0,
+            "slot {slot}'s keys are on one node only"
+        );
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let slot = rill::cluster::slot::key_slot(k.as_bytes());
+        let on = usize::from(usize::from(slot) < moved_slots);
+        match &before[i] {
+            Some(shape_before) => assert_eq!(&shape(&nodes[on], k), shape_before, "{k}"),
+            None => assert_eq!(text(&query(&nodes[on], &["GET", k])), i.to_string()),
+        }
+    }
+    for n in &nodes {
+        let Value::Array(states) = query(n, &["RILL.CLUSTER", "SLOTSTATES"]) else {
+            panic!("SLOTSTATES is not an array")
+        };
+        assert!(states.is_empty(), "every slot closed");
+    }
+    // The rest of the plan, run again, moves what was left.
+    if moved_slots < usize::from(SLOTS_MOVED) {
+        let rest = (usize::from(SLOTS_MOVED) - moved_slots).to_string();
+        let out = rill(&[
+            "cluster",
+            "reshard",
+            &addr(&nodes[2]),
+            "--from",
+            &ids[0],
+            "--to",
+            &ids[1],
+            "--slots",
+            &rest,
+            "--yes",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().expect("writer");
+    assert!(written.len() > 20, "the writer wrote: {}", written.len());
+    assert_eq!(
+        int(&query(&nodes[0], &["DBSIZE"])),
+        0,
+        "nothing left on the source"
+    );
+    let total = keys.len() as i64 + 1;
+    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), total);
+    for (i, k) in keys.iter().enumerate() {
+        match &before[i] {
+            Some(shape_before) => assert_eq!(&shape(&nodes[1], k), shape_before, "{k}"),
+            None => assert_eq!(text(&query(&nodes[1], &["GET", k])), i.to_string()),
+        }
+    }
+    // Every XADD acknowledged while a node died and the slot moved is there, once.
+    let check_written = |n: &TestServer| {
+        let ids = stream_ids(n, &live);
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "no entry twice");
+        for id in &written {
+            assert!(ids.contains(id), "acknowledged {id} lost");
+        }
+    };
+    check_written(&nodes[1]);
+    // And it all survives a SIGKILL of the target.
+    nodes[1].restart();
+    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), total);
+    if let Some(first) = &before[0] {
+        assert_eq!(&shape(&nodes[1], &keys[0]), first);
+    }
+    check_written(&nodes[1]);
+    // The offline checker reads the moved keys' records (Appends and a StreamState each).
+    nodes[1].signal_and_wait(9);
+    let dir = nodes[1].dir.to_string_lossy().into_owned();
+    let out = rill(&["check", &dir]);
+    assert!(
+        out.status.success(),
+        "rill check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_source_killed_mid_move_loses_nothing_and_fix_completes_the_move() {
+    if ran_in_netns("a_source_killed_mid_move_loses_nothing_and_fix_completes_the_move") {
+        return;
+    }
+    kill_mid_move(0);
+}
+
+#[test]
+fn a_target_killed_mid_move_loses_nothing_and_fix_completes_the_move() {
+    if ran_in_netns("a_target_killed_mid_move_loses_nothing_and_fix_completes_the_move") {
+        return;
+    }
+    kill_mid_move(1);
+}
+
+/// The number of slots each node serves, as CLUSTER SLOTS on `at` says, by node id.
+fn slot_counts(at: &TestServer) -> HashMap<String, i64> {
+    let Value::Array(ranges) = query(at, &["CLUSTER", "SLOTS"]) else {
+        panic!("SLOTS is not an array")
+    };
+    let mut counts = HashMap::new();
+    for r in ranges {
+        let Value::Array(p) = r else {
+            panic!("not a range: {r:?}")
+        };
+        let Value::Array(master) = &p[2] else {
+            panic!("node is not an array")
+        };
+        *counts.entry(text(&master[2])).or_insert(0) += int(&p[1]) - int(&p[0]) + 1;
+    }
+    counts
+}
+
+#[test]
+fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
+    if ran_in_netns("rebalance_evens_out_slots_and_moves_their_streams_whole") {
+        return;
+    }
+    let nodes = create_cluster();
+    let ids = ids(&nodes);
+    // Streams in node 1's highest slots: the ones it gives away once it has too many.
+    let keys: Vec<String> = (0..)
+        .map(|n| format!("r{n}"))
+        .filter(|k| (10_900..=10_922).contains(&rill::cluster::slot::key_slot(k.as_bytes())))
+        .take(10)
+        .collect();
+    for k in &keys {
+        for j in 1..=3 {
+            query(&nodes[1], &["XADD", k, &format!("{j}-0"), "f", "v"]);
+        }
+        query(&nodes[1], &["XGROUP", "CREATE", k, "g", "0"]);
+        query(
+            &nodes[1],
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "COUNT",
+                "2",
+                "STREAMS",
+                k,
+                ">",
+            ],
+        );
+        query(&nodes[1], &["XACK", k, "g", "1-0"]);
+    }
+    // A pending entry deleted from the stream, an idempotent producer's history, a TTL.
+    query(&nodes[1], &["XDEL", &keys[0], "2-0"]);
+    let idmp_id = text(&query(
+        &nodes[1],
+        &["XADD", &keys[1], "IDMP", "p", "i1", "*", "f", "v"],
+    ));
+    query(&nodes[1], &["PEXPIRE", &keys[2], "100000000"]);
+    let before: Vec<StreamShape> = keys.iter().map(|k| shape(&nodes[1], k)).collect();
+    assert_eq!(before[0].pending.len(), 1);
+    assert_eq!(before[0].ids, ["1-0", "3-0"]);
+
+    // 40 slots from node 0 to node 1: 5421 / 5502 / 5461, under 1% off.
+    let out = rill(&[
+        "cluster",
+        "reshard",
+        &addr(&nodes[0]),
+        "--from",
+        &ids[0],
+        "--to",
+        &ids[1],
+        "--slots",
+        "40",
+        "--yes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = rill(&["cluster", "rebalance", &addr(&nodes[2])]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("No rebalancing needed"), "{stdout}");
+
+    let out = rill(&[
+        "cluster",
+        "rebalance",
+        &addr(&nodes[2]),
+        "--threshold",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("moving 40 slots"), "{stdout}");
+    for n in &nodes {
+        let counts = slot_counts(n);
+        assert_eq!(counts.get(&ids[0]), Some(&5461), "{counts:?}");
+        assert_eq!(counts.get(&ids[1]), Some(&5462), "{counts:?}");
+        assert_eq!(counts.get(&ids[2]), Some(&5461), "{counts:?}");
+    }
+    // Node 1 gave its highest 40 slots (10883-10922) to node 0, the streams with them.
+    assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), 0);
+    assert_eq!(int(&query(&nodes[0], &["DBSIZE"])), keys.len() as i64);
+    for (k, shape_before) in keys.iter().zip(&before) {
+        assert_eq!(&shape(&nodes[0], k), shape_before, "{k}");
+        let mut raw = nodes[1].raw();
+        let slot = rill::cluster::slot::key_slot(k.as_bytes());
+        assert_eq!(
+            raw.cmd(&["XLEN", k]),
+            format!("-MOVED {slot} {}\r\n", addr(&nodes[0])).into_bytes()
+        );
+    }
+    // The producer's history came along: the same IID is not added twice.
+    assert_eq!(
+        text(&query(
+            &nodes[0],
+            &["XADD", &keys[1], "IDMP", "p", "i1", "*", "f", "v"]
+        )),
+        idmp_id
+    );
+    assert_eq!(int(&query(&nodes[0], &["XLEN", &keys[1]])), 4);
+    let ttl = int(&query(&nodes[0], &["PTTL", &keys[2]]));
+    assert!(ttl > 99_000_000 && ttl <= 100_000_000, "TTL moved: {ttl}");
+    assert_eq!(int(&query(&nodes[0], &["PTTL", &keys[3]])), -1);
+    let out = rill(&[
+        "cluster",
+        "rebalance",
+        &addr(&nodes[0]),
+        "--threshold",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("No rebalancing needed"), "{stdout}");
 }

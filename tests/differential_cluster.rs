@@ -7,8 +7,9 @@
 //! of them are, MOVED, CROSSSLOT (DEL, XREAD, XREADGROUP, RENAME, MULTI/EXEC), SELECT,
 //! READONLY/READWRITE/ASKING, COUNTKEYSINSLOT/GETKEYSINSLOT and their errors, CLUSTER SLOTS,
 //! SHARDS (shard by shard), NODES (epochs and peer ping times masked), MYID, MYSHARDID and
-//! the fields of CLUSTER INFO that do not count bus messages; COMMAND GETKEYS; and, without
-//! cluster mode, the "cluster support disabled" error.
+//! the fields of CLUSTER INFO that do not count bus messages; COMMAND GETKEYS; a slot open
+//! for a move (ASK, TRYAGAIN, ASKING, CLUSTER NODES' `[slot->-id]`); and, without cluster
+//! mode, the "cluster support disabled" error.
 #![cfg(feature = "differential")]
 
 mod common;
@@ -493,4 +494,174 @@ fn command_getkeys_matches_redis() {
             t.same(&["COMMAND", with]);
         }
     });
+}
+
+/// A slot being moved (MIGRATING on node A, IMPORTING on node B), on both: Redis's set with
+/// `CLUSTER SETSLOT`, Rill's with `RILL.CLUSTER SETSLOT` (what `rill cluster reshard`
+/// sends). `-ASK`, `-TRYAGAIN`, the one-shot ASKING, `-MOVED` from the importing node,
+/// MULTI/EXEC on the migrating node, and the open slot in CLUSTER NODES must read the same.
+#[test]
+fn open_slot_texts_match_redis() {
+    let redis_cport_a = free_port().to_string();
+    let redis_cport_b = free_port().to_string();
+    let rill_a_port = cluster_port().to_string();
+    let mut t = Twins::start_each(
+        &["--cluster-enabled", "yes", "--port", &rill_a_port],
+        &redis_args(&redis_cport_a),
+    );
+    let rill_b = rill_node();
+    let redis_b = RedisServer::start_with(&redis_args(&redis_cport_b));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "cluster",
+            "create",
+            &format!("127.0.0.1:{rill_a_port}"),
+            &format!("127.0.0.1:{}", rill_b.port),
+        ])
+        .output()
+        .expect("rill cluster create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut rb = Raw::connect(redis_b.port);
+    t.redis_conn.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
+    rb.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
+    let meet = t.redis_conn.cmd(&[
+        "CLUSTER",
+        "MEET",
+        "127.0.0.1",
+        &redis_b.port.to_string(),
+        &redis_cport_b,
+    ]);
+    assert_eq!(meet, b"+OK\r\n");
+    wait_cluster_ok(t.redis.port);
+    wait_cluster_ok(redis_b.port);
+    let id = |c: &mut Raw| {
+        let r = String::from_utf8_lossy(&c.cmd(&["CLUSTER", "MYID"])).into_owned();
+        r.lines().nth(1).expect("id").to_string()
+    };
+    let mut b = Raw::connect(rill_b.port);
+    let (rill_a_id, rill_b_id) = (id(&mut t.rill_conn), id(&mut b));
+    let (redis_a_id, redis_b_id) = (id(&mut t.redis_conn), id(&mut rb));
+
+    let tag = key_in(&mut t, "tag", 0..=8191);
+    let slot = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", &tag])).into_owned();
+    let slot = slot.trim_start_matches(':').trim_end().to_string();
+    let (here, gone, gone2) = (
+        format!("{{{tag}}}here"),
+        format!("{{{tag}}}gone"),
+        format!("{{{tag}}}gone2"),
+    );
+    t.same(&["XADD", &here, "1-1", "f", "v"]);
+    let ok = b"+OK\r\n".to_vec();
+    assert_eq!(
+        rb.cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &redis_a_id]),
+        ok
+    );
+    assert_eq!(
+        t.redis_conn
+            .cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &redis_b_id]),
+        ok
+    );
+    assert_eq!(
+        b.cmd(&["RILL.CLUSTER", "SETSLOT", &slot, "IMPORTING", &rill_a_id]),
+        ok
+    );
+    assert_eq!(
+        t.rill_conn
+            .cmd(&["RILL.CLUSTER", "SETSLOT", &slot, "MIGRATING", &rill_b_id]),
+        ok
+    );
+
+    let rill_ports = [
+        (t.rill.port + 10000, "<cport-a>"),
+        (rill_b.port + 10000, "<cport-b>"),
+        (t.rill.port, "<port-a>"),
+        (rill_b.port, "<port-b>"),
+    ];
+    let redis_ports = [
+        (redis_cport_a.parse::<u16>().expect("port"), "<cport-a>"),
+        (redis_cport_b.parse::<u16>().expect("port"), "<cport-b>"),
+        (t.redis.port, "<port-a>"),
+        (redis_b.port, "<port-b>"),
+    ];
+    // The migrating node.
+    let compare_a = |t: &mut Twins, args: &[&str]| {
+        let (r, p) = t.both(args);
+        assert_eq!(
+            mask(&r, &rill_ports),
+            mask(&p, &redis_ports),
+            "reply to {args:?} on the migrating node differs (left: Rill, right: Redis)"
+        );
+    };
+    compare_a(&mut t, &["XLEN", &here]);
+    compare_a(&mut t, &["XLEN", &gone]);
+    compare_a(&mut t, &["XADD", &gone, "*", "f", "v"]);
+    compare_a(&mut t, &["DEL", &gone, &gone2]);
+    compare_a(&mut t, &["DEL", &here, &gone]);
+    compare_a(&mut t, &["EXISTS", &here, &here]);
+    compare_a(&mut t, &["XREAD", "STREAMS", &here, &gone, "0", "0"]);
+    compare_a(&mut t, &["MULTI"]);
+    compare_a(&mut t, &["XLEN", &gone]);
+    compare_a(&mut t, &["EXEC"]);
+    compare_a(&mut t, &["MULTI"]);
+    compare_a(&mut t, &["XLEN", &here]);
+    compare_a(&mut t, &["EXEC"]);
+    // Only the node's own line shows the open slot; the other's is compared elsewhere.
+    let own_line = |reply: &[u8], ports: &[(u16, &str)]| -> String {
+        let text = mask(reply, ports);
+        let line = text
+            .split('\n')
+            .find(|l| l.contains("myself"))
+            .expect("own line")
+            .to_string();
+        let mut f: Vec<&str> = line.split(' ').collect();
+        f[6] = "<epoch>";
+        f.join(" ")
+    };
+    let (r, p) = t.both(&["CLUSTER", "NODES"]);
+    let ours = own_line(&r, &rill_ports);
+    assert!(ours.contains(&format!("[{slot}->-<id>]")), "{ours}");
+    assert_eq!(ours, own_line(&p, &redis_ports));
+
+    // The importing node.
+    let mut compare_b = |args: &[&str]| {
+        let (r, p) = (b.cmd(args), rb.cmd(args));
+        assert_eq!(
+            mask(&r, &rill_ports),
+            mask(&p, &redis_ports),
+            "reply to {args:?} on the importing node differs (left: Rill, right: Redis)"
+        );
+        r
+    };
+    compare_b(&["XLEN", &gone]);
+    compare_b(&["ASKING"]);
+    compare_b(&["XADD", &gone, "1-1", "f", "v"]);
+    compare_b(&["XLEN", &gone]);
+    compare_b(&["ASKING"]);
+    compare_b(&["XLEN", &gone]);
+    compare_b(&["ASKING"]);
+    compare_b(&["DEL", &gone, &gone2]);
+    compare_b(&["ASKING"]);
+    compare_b(&["EXISTS", &gone, &gone]);
+    compare_b(&["ASKING"]);
+    compare_b(&["MULTI"]);
+    compare_b(&["XLEN", &gone]);
+    compare_b(&["EXEC"]);
+    compare_b(&["XLEN", &gone]);
+    compare_b(&["MULTI"]);
+    compare_b(&["XLEN", &gone]);
+    compare_b(&["EXEC"]);
+    compare_b(&["ASKING"]);
+    compare_b(&["MULTI"]);
+    compare_b(&["DISCARD"]);
+    compare_b(&["XLEN", &gone]);
+    let nodes = compare_b(&["CLUSTER", "MYID"]);
+    assert!(!nodes.is_empty());
+    let (r, p) = (b.cmd(&["CLUSTER", "NODES"]), rb.cmd(&["CLUSTER", "NODES"]));
+    let ours = own_line(&r, &rill_ports);
+    assert!(ours.contains(&format!("[{slot}-<-<id>]")), "{ours}");
+    assert_eq!(ours, own_line(&p, &redis_ports));
 }

@@ -7,6 +7,7 @@
 //! redirection looks like on the wire is `core::error`'s. `raft` replicates a shard's log (the
 //! replication half, a later issue); the static shard map does not use it yet.
 
+pub mod peer;
 pub mod raft;
 pub mod slot;
 pub mod topology;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use parking_lot::RwLock;
 
-pub use topology::{NodeId, ShardMap, SlotOwner, Topology, TopologyError};
+pub use topology::{NodeId, ShardMap, SlotOwner, SlotState, Topology, TopologyError};
 
 /// The cluster state of a node started with `cluster-enabled yes`.
 #[derive(Debug)]
@@ -41,8 +42,18 @@ impl Cluster {
     pub fn set_map(&self, map: ShardMap) -> Result<(), TopologyError> {
         let mut t = self.topology.write();
         t.check(&map)?;
-        let mut next = Topology::new(t.myself().clone());
-        next.install(map);
+        let next = t.successor(map);
+        next.save(&self.path)?;
+        *t = next;
+        Ok(())
+    }
+
+    /// Opens or closes `slot` (MIGRATING / IMPORTING / stable), persisting the change before
+    /// it is served, under the write lock as [`Cluster::set_map`].
+    pub fn set_slot_state(&self, slot: u16, state: Option<SlotState>) -> Result<(), TopologyError> {
+        let mut t = self.topology.write();
+        let mut next = t.clone();
+        next.set_slot_state(slot, state)?;
         next.save(&self.path)?;
         *t = next;
         Ok(())

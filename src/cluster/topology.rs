@@ -18,10 +18,25 @@
 //! epoch <n>                                       the map's version; 0 = no map yet
 //! shard <shard-id> <start>-<end> [<start>-<end> …] a shard and its slot ranges (inclusive)
 //! node <shard-id> <node-id> <ip> <port> <cport>   a member of that shard, master first
+//! migrating <slot> <node-id>                      this node is moving <slot> to that node
+//! importing <slot> <node-id>                      this node is receiving <slot> from it
 //! ```
 //!
-//! The same text (without the `myself` line) is what `RILL.CLUSTER SETTOPOLOGY` carries and
-//! `RILL.CLUSTER TOPOLOGY` returns, so one parser reads both. The file is replaced whole:
+//! The same text (without the `myself`, `migrating` and `importing` lines) is what
+//! `RILL.CLUSTER SETTOPOLOGY` carries and `RILL.CLUSTER TOPOLOGY` returns, so one parser
+//! reads both.
+//!
+//! # Slot states (online resharding)
+//!
+//! A slot being moved is *open* on both ends, as in Redis: MIGRATING on the node that owns
+//! it (keys it still has are served there, the rest are answered `-ASK`), IMPORTING on the
+//! node receiving it (served there only after `ASKING`). The states are this node's own,
+//! not part of the map: `rill cluster reshard` sets them with `RILL.CLUSTER SETSLOT`, and
+//! they are persisted with the map so that a node killed in the middle of a move restarts
+//! with its slot still open, and `rill cluster fix` (or the same reshard again) can finish
+//! it. Installing a map closes them the way Redis's `CLUSTER SETSLOT … NODE` does: a
+//! MIGRATING slot the map gives away and an IMPORTING slot the map gives to this node are
+//! stable again. The file is replaced whole:
 //! written to `<file>.tmp`, fsynced, renamed over the old one, and the directory fsynced, so
 //! a crash leaves the old or the new map, never a mix. A file that does not parse stops the
 //! start-up: regenerating an id would make the node a stranger to its own cluster.
@@ -59,6 +74,52 @@ pub enum TopologyError {
     StaleEpoch { got: u64, current: u64 },
     #[error("the shard map differs from this node's at the same epoch {0}; send a newer epoch")]
     ConflictingMap(u64),
+    /// MIGRATING asked of a node that does not own the slot (Redis's SETSLOT text).
+    #[error("I'm not the owner of hash slot {0}")]
+    NotOwner(u16),
+    /// IMPORTING asked of the slot's owner (Redis's SETSLOT text).
+    #[error("I'm already the owner of hash slot {0}")]
+    AlreadyOwner(u16),
+    /// The other end of a move is not a node of the map (Redis's SETSLOT text).
+    #[error("I don't know about node {0}")]
+    UnknownNode(NodeId),
+    /// A move between this node and itself.
+    #[error("can't move slot {0} between this node and itself")]
+    MoveToSelf(u16),
+}
+
+/// Sorted slots as inclusive ranges.
+fn ranges_of(slots: &[u16]) -> Vec<SlotRange> {
+    let mut out: Vec<SlotRange> = Vec::new();
+    for &slot in slots {
+        match out.last_mut() {
+            Some(r) if r.end.checked_add(1) == Some(slot) => r.end = slot,
+            _ => out.push(SlotRange {
+                start: slot,
+                end: slot,
+            }),
+        }
+    }
+    out
+}
+
+/// Lines of a file with their index.
+type Numbered<'a> = Vec<(usize, &'a str)>;
+
+/// Parses a `migrating|importing <slot> <node-id>` line.
+fn parse_state(line: &str) -> Option<(u16, SlotState)> {
+    let mut f = line.split(' ');
+    let (word, slot, id) = (f.next()?, f.next()?, f.next()?);
+    if f.next().is_some() {
+        return None;
+    }
+    let slot: u16 = slot.parse().ok().filter(|s| *s < SLOTS)?;
+    let id = NodeId::parse(id)?;
+    match word {
+        "migrating" => Some((slot, SlotState::Migrating(id))),
+        "importing" => Some((slot, SlotState::Importing(id))),
+        _ => None,
+    }
 }
 
 /// A 40-hex-digit identifier (node ids, shard ids), as Redis Cluster uses.
@@ -295,6 +356,38 @@ impl ShardMap {
         Ok((map, myself))
     }
 
+    /// The shard that owns `slot`, if any.
+    pub fn shard_owning(&self, slot: u16) -> Option<&Shard> {
+        self.shards
+            .iter()
+            .find(|s| s.slots.iter().any(|r| r.start <= slot && slot <= r.end))
+    }
+
+    /// This map with `slot` given to the shard `to` (its ranges merged again), under the
+    /// next epoch: what a finished slot move installs on every node. `None` when `to` is not
+    /// a shard of the map.
+    pub fn with_slot_moved(&self, slot: u16, to: &NodeId) -> Option<ShardMap> {
+        if !self.shards.iter().any(|s| &s.id == to) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.epoch = self.epoch + 1;
+        for shard in &mut next.shards {
+            let mut slots: Vec<u16> = shard
+                .slots
+                .iter()
+                .flat_map(|r| r.start..=r.end)
+                .filter(|s| *s != slot)
+                .collect();
+            if &shard.id == to {
+                slots.push(slot);
+                slots.sort_unstable();
+            }
+            shard.slots = ranges_of(&slots);
+        }
+        Some(next)
+    }
+
     /// Every node of every shard.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
         self.shards.iter().flat_map(|s| s.nodes.iter())
@@ -305,6 +398,32 @@ impl ShardMap {
         self.shards
             .iter()
             .find(|s| s.nodes.iter().any(|n| &n.id == node))
+    }
+}
+
+/// A slot being moved, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    /// This node owns the slot and is moving its keys to the node named.
+    Migrating(NodeId),
+    /// This node is receiving the slot from the node named (its owner).
+    Importing(NodeId),
+}
+
+impl SlotState {
+    /// The word the cluster config file and `RILL.CLUSTER SLOTSTATES` use.
+    pub fn word(&self) -> &'static str {
+        match self {
+            SlotState::Migrating(_) => "migrating",
+            SlotState::Importing(_) => "importing",
+        }
+    }
+
+    /// The other end of the move.
+    pub fn peer(&self) -> &NodeId {
+        match self {
+            SlotState::Migrating(n) | SlotState::Importing(n) => n,
+        }
     }
 }
 
@@ -320,7 +439,7 @@ pub enum SlotOwner<'a> {
 }
 
 /// This node's id and map, with the slot → shard table derived from the map.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Topology {
     myself: NodeId,
     map: ShardMap,
@@ -328,6 +447,8 @@ pub struct Topology {
     owner: Vec<Option<u16>>,
     /// Number of slots with an owner (checked on every keyed command).
     assigned: usize,
+    /// Open slots (MIGRATING / IMPORTING), by slot.
+    states: std::collections::BTreeMap<u16, SlotState>,
 }
 
 impl Topology {
@@ -338,6 +459,7 @@ impl Topology {
             map: ShardMap::default(),
             owner: vec![None; usize::from(SLOTS)],
             assigned: 0,
+            states: std::collections::BTreeMap::new(),
         }
     }
 
@@ -349,6 +471,22 @@ impl Topology {
         };
         match fs::read_to_string(path) {
             Ok(text) => {
+                // The slot states are this node's own lines; the rest is a map.
+                let (state_lines, map_lines): (Numbered<'_>, Numbered<'_>) = text
+                    .lines()
+                    .enumerate()
+                    .partition(|(_, l)| l.starts_with("migrating ") || l.starts_with("importing "));
+                let text: String = map_lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+                let mut states = std::collections::BTreeMap::new();
+                for (i, line) in state_lines {
+                    let (slot, state) =
+                        parse_state(line).ok_or_else(|| TopologyError::Corrupt {
+                            path: path.to_path_buf(),
+                            line: i + 1,
+                            reason: "bad slot state".to_string(),
+                        })?;
+                    states.insert(slot, state);
+                }
                 let corrupt = |e: TopologyError| match e {
                     TopologyError::InvalidMap { line, reason } => TopologyError::Corrupt {
                         path: path.to_path_buf(),
@@ -365,6 +503,7 @@ impl Topology {
                 })?;
                 let mut t = Topology::new(myself);
                 t.install(map);
+                t.states = states;
                 Ok(t)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -386,6 +525,9 @@ impl Topology {
         // `myself` right after the format line.
         let at = FORMAT.len() + 1;
         text.insert_str(at, &format!("myself {}\n", self.myself));
+        for (slot, state) in &self.states {
+            let _ = writeln!(text, "{} {slot} {}", state.word(), state.peer());
+        }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -419,8 +561,81 @@ impl Topology {
         Ok(())
     }
 
-    /// Makes `map` the current map (the caller checked and persisted it).
+    /// Makes `map` the current map (the caller checked it, and persists the result), closing
+    /// the open slots the map settles as Redis's `CLUSTER SETSLOT … NODE` does: a MIGRATING
+    /// slot that is no longer this node's, an IMPORTING slot that now is.
     pub fn install(&mut self, map: ShardMap) {
+        self.install_map(map);
+        let states = std::mem::take(&mut self.states);
+        self.states = states
+            .into_iter()
+            .filter(|(slot, state)| match (state, self.owner(*slot)) {
+                (SlotState::Migrating(_), SlotOwner::Myself) => true,
+                (SlotState::Migrating(_), _) => false,
+                (SlotState::Importing(_), SlotOwner::Myself) => false,
+                (SlotState::Importing(_), _) => true,
+            })
+            .collect();
+    }
+
+    /// This node with `map` installed in place of its map (its open slots carried over and
+    /// closed as [`Topology::install`] says).
+    pub fn successor(&self, map: ShardMap) -> Topology {
+        let mut next = Topology::new(self.myself.clone());
+        next.states = self.states.clone();
+        next.install(map);
+        next
+    }
+
+    /// The open slots.
+    pub fn slot_states(&self) -> &std::collections::BTreeMap<u16, SlotState> {
+        &self.states
+    }
+
+    /// The state of `slot`, if it is open.
+    pub fn slot_state(&self, slot: u16) -> Option<&SlotState> {
+        self.states.get(&slot)
+    }
+
+    /// True when some slot is open (checked on every keyed command).
+    pub fn has_open_slots(&self) -> bool {
+        !self.states.is_empty()
+    }
+
+    /// Opens `slot` (or closes it with `None`), as `CLUSTER SETSLOT … MIGRATING | IMPORTING |
+    /// STABLE`, with Redis's checks: only the owner migrates a slot, only a non-owner imports
+    /// it, and the other end must be a node of the map other than this one.
+    pub fn set_slot_state(
+        &mut self,
+        slot: u16,
+        state: Option<SlotState>,
+    ) -> Result<(), TopologyError> {
+        let Some(state) = state else {
+            self.states.remove(&slot);
+            return Ok(());
+        };
+        // Redis's checks, in its order.
+        match (&state, self.owner(slot)) {
+            (SlotState::Migrating(_), SlotOwner::Myself) => {}
+            (SlotState::Migrating(_), _) => return Err(TopologyError::NotOwner(slot)),
+            (SlotState::Importing(_), SlotOwner::Myself) => {
+                return Err(TopologyError::AlreadyOwner(slot))
+            }
+            (SlotState::Importing(_), _) => {}
+        }
+        let peer = state.peer();
+        if !self.map.nodes().any(|n| &n.id == peer) {
+            return Err(TopologyError::UnknownNode(peer.clone()));
+        }
+        // Redis accepts this node itself, and would then ASK clients back to itself.
+        if peer == &self.myself {
+            return Err(TopologyError::MoveToSelf(slot));
+        }
+        self.states.insert(slot, state);
+        Ok(())
+    }
+
+    fn install_map(&mut self, map: ShardMap) {
         let mut owner = vec![None; usize::from(SLOTS)];
         for (i, shard) in map.shards.iter().enumerate() {
             for r in &shard.slots {
@@ -527,6 +742,66 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_slot_changes_owner_under_the_next_epoch_and_states_close() {
+        let map = ShardMap::even(vec![node(7000), node(7001)], 3);
+        let to = map.shards[1].id.clone();
+        let next = map.with_slot_moved(5, &to).expect("known shard");
+        assert_eq!(next.epoch, 4);
+        assert_eq!(
+            next.shards[0].slots,
+            vec![
+                SlotRange { start: 0, end: 4 },
+                SlotRange {
+                    start: 6,
+                    end: 8191
+                }
+            ]
+        );
+        assert_eq!(
+            next.shards[1].slots,
+            vec![
+                SlotRange { start: 5, end: 5 },
+                SlotRange {
+                    start: 8192,
+                    end: 16383
+                }
+            ]
+        );
+        assert_eq!(next.shard_owning(5).map(|s| &s.id), Some(&to));
+        assert!(map.with_slot_moved(5, &NodeId::random()).is_none());
+        // Back again: the ranges merge.
+        let back = next
+            .with_slot_moved(5, &map.shards[0].id)
+            .expect("known shard");
+        assert_eq!(back.shards[0].slots, map.shards[0].slots);
+
+        // The source's MIGRATING closes when the map gives the slot away; the target's
+        // IMPORTING when the map gives it the slot.
+        let source_id = map.shards[0].nodes[0].id.clone();
+        let target_id = map.shards[1].nodes[0].id.clone();
+        let mut source = Topology::new(source_id.clone());
+        source.install(map.clone());
+        let mut target = Topology::new(target_id.clone());
+        target.install(map.clone());
+        assert!(source
+            .set_slot_state(5, Some(SlotState::Importing(target_id.clone())))
+            .is_err());
+        source
+            .set_slot_state(5, Some(SlotState::Migrating(target_id.clone())))
+            .expect("owner migrates");
+        assert!(target
+            .set_slot_state(5, Some(SlotState::Migrating(source_id.clone())))
+            .is_err());
+        target
+            .set_slot_state(5, Some(SlotState::Importing(source_id.clone())))
+            .expect("other imports");
+        assert!(source.successor(map.clone()).slot_state(5).is_some());
+        assert!(source.successor(next.clone()).slot_state(5).is_none());
+        assert!(target.successor(map.clone()).slot_state(5).is_some());
+        assert!(target.successor(next).slot_state(5).is_none());
+    }
+
+    #[test]
     fn file_keeps_the_id_and_map_across_opens() {
         let dir = std::env::temp_dir().join(format!("rill-topology-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -549,7 +824,12 @@ mod tests {
         t.check(&map).expect("the same map again is fine");
         t.install(map.clone());
         t.save(&path).expect("save");
+        let other = map.shards[1].nodes[0].id.clone();
+        t.set_slot_state(3, Some(SlotState::Migrating(other.clone())))
+            .expect("migrating");
+        t.save(&path).expect("save");
         let again = Topology::open(&path).expect("reopen");
+        assert_eq!(again.slot_state(3), Some(&SlotState::Migrating(other)));
         assert_eq!(again.myself(), &id);
         assert_eq!(again.map(), &map);
         assert_eq!(again.owner(0), SlotOwner::Myself);

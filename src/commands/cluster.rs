@@ -16,67 +16,168 @@ use super::session::Session;
 use super::table::{CommandSpec, Handler};
 use super::Outcome;
 use crate::cluster::slot::{key_slot, SLOTS};
-use crate::cluster::topology::{NodeInfo, Shard, Topology};
-use crate::cluster::{Cluster, ShardMap, SlotOwner};
+use crate::cluster::topology::{NodeId, NodeInfo, Shard, Topology};
+use crate::cluster::{Cluster, ShardMap, SlotOwner, SlotState};
 use crate::core::Shared;
 use crate::protocol::Reply;
 
 type R = Result<Outcome, CommandError>;
 
-/// Decides whether this node may run a request, as Redis's `getNodeByQuery`: every key of
-/// the command (for EXEC: of every queued command) must be in one slot, that slot must have
-/// an owner, the cluster must serve every slot, and the owner must be this node. Commands
-/// without keys always run here.
+/// Whether a key is in this node's keyspace (routing on a slot being moved).
+pub type KeyExists<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+/// What routing decided for a request this node may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Run it here.
+    Here,
+    /// Its slot is being moved and whether it runs here depends on which of its keys this
+    /// node has: decide again with [`route_keys`] under the keyspace lock the command will
+    /// run under, so no key can leave (or arrive) between the decision and the command.
+    UnderLock,
+}
+
+/// Decides whether this node may run a request, as Redis's `getNodeByQuery`, before the
+/// keyspace is locked: see [`route_keys`]. `asking` is whether ASKING preceded it.
 ///
 /// # Errors
-/// `CLUSTERDOWN Hash slot not served` (the first key's slot has no owner), `CROSSSLOT`,
-/// `CLUSTERDOWN The cluster is down`, `MOVED <slot> <ip>:<port>` — in Redis's order.
+/// As [`route_keys`], except the ones that depend on which keys exist.
 pub fn route(
     spec: &'static CommandSpec,
     session: &Session,
     cluster: &Cluster,
     argv: &[Bytes],
-) -> Result<(), CommandError> {
+    asking: bool,
+) -> Result<Routed, CommandError> {
+    if spec.full == "exec" {
+        let queued: Vec<(&CommandSpec, &[Bytes])> = session
+            .multi
+            .iter()
+            .flatten()
+            .map(|(q, args)| (*q, args.argv()))
+            .collect();
+        route_keys(&queued, cluster, asking, None)
+    } else {
+        route_keys(&[(spec, argv)], cluster, asking, None)
+    }
+}
+
+/// Redis's `getNodeByQuery` over `commands` (one, or the queued commands of an EXEC): every
+/// key must be in one slot, that slot must have an owner, the cluster must serve every slot,
+/// and the owner must be this node — unless the slot is being moved:
+///
+/// - MIGRATING here: the request runs here if this node has all its keys; with none of them
+///   it is answered `-ASK` to the node the slot moves to; with some, `-TRYAGAIN`.
+/// - IMPORTING here: the request runs here only after ASKING (else `-MOVED` to the owner),
+///   and a request naming several different keys only if this node has them all (else
+///   `-TRYAGAIN`).
+///
+/// `exists` says whether a key is here; without it (before the lock is taken) a decision
+/// that needs it is [`Routed::UnderLock`]. Commands without keys always run here.
+///
+/// # Errors
+/// `CLUSTERDOWN Hash slot not served` (the first key's slot has no owner), `CROSSSLOT`,
+/// `CLUSTERDOWN The cluster is down`, `ASK`, `TRYAGAIN`, `MOVED <slot> <ip>:<port>` — in
+/// Redis's order.
+pub fn route_keys(
+    commands: &[(&CommandSpec, &[Bytes])],
+    cluster: &Cluster,
+    asking: bool,
+    exists: Option<KeyExists<'_>>,
+) -> Result<Routed, CommandError> {
     let topology = cluster.topology.read();
-    let mut first: Option<(u16, SlotOwner<'_>)> = None;
-    let mut visit = |spec: &CommandSpec, argv: &[Bytes]| -> Result<(), CommandError> {
+    let mut first: Option<(u16, SlotOwner<'_>, &Bytes)> = None;
+    let (mut migrating, mut importing, mut multiple_keys) = (None, false, false);
+    let (mut missing, mut existing, mut unknown) = (0usize, 0usize, false);
+    for (spec, argv) in commands {
         for pos in keyspec::key_positions(spec, argv) {
-            let slot = key_slot(&argv[pos]);
+            let key = &argv[pos];
+            let slot = key_slot(key);
             match first {
                 None => {
                     let owner = topology.owner(slot);
                     if owner == SlotOwner::Unassigned {
                         return Err(CommandError::SlotNotServed);
                     }
-                    first = Some((slot, owner));
+                    match topology.slot_state(slot) {
+                        Some(SlotState::Migrating(to)) if owner == SlotOwner::Myself => {
+                            migrating = Some(to);
+                        }
+                        Some(SlotState::Importing(_)) => importing = true,
+                        _ => {}
+                    }
+                    first = Some((slot, owner, key));
                 }
-                Some((s, _)) if s != slot => return Err(CommandError::CrossSlot),
-                Some(_) => {}
+                Some((s, _, _)) if s != slot => return Err(CommandError::CrossSlot),
+                Some((_, _, first_key)) => {
+                    if importing && first_key != key {
+                        multiple_keys = true;
+                    }
+                }
+            }
+            if migrating.is_some() || importing {
+                match exists {
+                    Some(f) if f(key) => existing += 1,
+                    Some(_) => missing += 1,
+                    None => unknown = true,
+                }
             }
         }
-        Ok(())
-    };
-    if spec.full == "exec" {
-        for (queued, args) in session.multi.iter().flatten() {
-            visit(queued, args.argv())?;
-        }
-    } else {
-        visit(spec, argv)?;
     }
-    let Some((slot, owner)) = first else {
-        return Ok(());
+    let Some((slot, owner, _)) = first else {
+        return Ok(Routed::Here);
     };
     if !topology.is_ok() {
         return Err(CommandError::ClusterDown);
     }
+    if let Some(to) = migrating {
+        if unknown {
+            return Ok(Routed::UnderLock);
+        }
+        // A target the map no longer lists cannot be asked: the keys stay served here.
+        let target = topology.map().nodes().find(|n| &n.id == to);
+        if let (true, Some(target)) = (missing > 0, target) {
+            return Err(if existing > 0 {
+                CommandError::TryAgain
+            } else {
+                CommandError::Ask {
+                    slot,
+                    endpoint: target.endpoint(),
+                }
+            });
+        }
+    }
+    if importing && asking {
+        if multiple_keys && unknown {
+            return Ok(Routed::UnderLock);
+        }
+        if multiple_keys && missing > 0 {
+            return Err(CommandError::TryAgain);
+        }
+        return Ok(Routed::Here);
+    }
     match owner {
-        SlotOwner::Myself => Ok(()),
+        SlotOwner::Myself => Ok(Routed::Here),
         SlotOwner::Node(node) => Err(CommandError::Moved {
             slot,
             endpoint: node.endpoint(),
         }),
         SlotOwner::Unassigned => Err(CommandError::SlotNotServed),
     }
+}
+
+/// [`route_keys`] with the keyspace in hand: whether a key exists in database 0 (the only
+/// one in cluster mode) at `now_ms`, an expired key counting as missing, as Redis's lookup.
+pub fn route_locked(
+    commands: &[(&CommandSpec, &[Bytes])],
+    cluster: &Cluster,
+    asking: bool,
+    ks: &crate::engine::keyspace::Keyspace,
+    now_ms: u64,
+) -> Result<(), CommandError> {
+    let db = ks.db(0);
+    let exists = |k: &[u8]| db.contains_raw(k) && !db.is_expired(k, now_ms);
+    route_keys(commands, cluster, asking, Some(&exists)).map(|_| ())
 }
 
 fn cluster_of(sh: &Shared) -> Result<&Cluster, CommandError> {
@@ -229,6 +330,16 @@ pub fn nodes(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
                     } else {
                         let _ = write!(text, " {}-{}", r.start, r.end);
                     }
+                }
+            }
+            // As Redis, this node's open slots: `[slot->-target]`, `[slot-<-source]`.
+            if myself {
+                for (slot, state) in topology.slot_states() {
+                    let arrow = match state {
+                        SlotState::Migrating(_) => "->-",
+                        SlotState::Importing(_) => "-<-",
+                    };
+                    let _ = write!(text, " [{slot}{arrow}{}]", state.peer());
                 }
             }
             text.push('\n');
@@ -436,7 +547,7 @@ pub fn help(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
             "    start, end, master and replicas IP addresses, ports and ids",
             "SHARDS",
             "    Return information about slot range mappings and the nodes associated with them.",
-            "(Topology is managed with 'rill cluster'; MEET, ADDSLOTS, SETSLOT, REPLICATE, FAILOVER … are refused.)",
+            "(Topology is managed with 'rill cluster create|reshard|rebalance|fix'; MEET, ADDSLOTS, SETSLOT, REPLICATE, FAILOVER … are refused.)",
         ],
     )
     .into())
@@ -451,7 +562,7 @@ pub fn refused(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase())
         .unwrap_or_default();
     let instead = match sub.as_str() {
-        "SETSLOT" => "rill cluster create (moving slots is not supported yet)",
+        "SETSLOT" => "rill cluster reshard",
         "REPLICATE" | "FAILOVER" => "rill cluster create (replicas are not supported yet)",
         _ => "rill cluster create",
     };
@@ -551,6 +662,11 @@ pub fn blocked_redirect(cluster: &Cluster, keys: &[bytes::Bytes]) -> Option<Comm
         return Some(CommandError::ClusterDown);
     }
     let slot = key_slot(keys.first()?);
+    // As Redis: a client blocked on a slot this node is importing (it came with ASKING)
+    // keeps waiting; the slot is about to be this node's.
+    if let Some(SlotState::Importing(_)) = topology.slot_state(slot) {
+        return None;
+    }
     match topology.owner(slot) {
         SlotOwner::Myself => None,
         SlotOwner::Node(node) => Some(CommandError::Moved {
@@ -559,6 +675,66 @@ pub fn blocked_redirect(cluster: &Cluster, keys: &[bytes::Bytes]) -> Option<Comm
         }),
         _ => Some(CommandError::SlotNotServed),
     }
+}
+
+/// RILL.CLUSTER SETSLOT
+///
+/// # Format
+/// `RILL.CLUSTER SETSLOT slot MIGRATING node-id | IMPORTING node-id | STABLE`
+///
+/// # Returns
+/// `+OK` once the slot's new state is persisted in the cluster config file and served:
+/// what Redis's `CLUSTER SETSLOT` does for these three forms, with its checks (only the
+/// owner migrates a slot, only another node imports it). Assigning the slot (Redis's
+/// `SETSLOT … NODE`) is a new map, sent with SETTOPOLOGY by `rill cluster reshard`.
+pub fn setslot(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    let cluster = cluster_of(sh)?;
+    let slot = parse_slot(a, CommandError::InvalidSlot)?;
+    let what = a.next_bytes()?;
+    let node = |a: &mut Args| -> Result<NodeId, CommandError> {
+        let id = a.next_bytes()?;
+        let id = String::from_utf8_lossy(&id).to_string();
+        NodeId::parse(&id)
+            .ok_or_else(|| CommandError::Invalid(format!("I don't know about node {id}")))
+    };
+    let state = if what.eq_ignore_ascii_case(b"migrating") {
+        Some(SlotState::Migrating(node(a)?))
+    } else if what.eq_ignore_ascii_case(b"importing") {
+        Some(SlotState::Importing(node(a)?))
+    } else if what.eq_ignore_ascii_case(b"stable") {
+        None
+    } else {
+        return Err(CommandError::Syntax);
+    };
+    a.finish()?;
+    cluster.set_slot_state(slot, state)?;
+    // A slot no longer importing: clients blocked on it with ASKING go to its owner.
+    redirect_blocked(sh, cluster);
+    Ok(Reply::Ok.into())
+}
+
+/// RILL.CLUSTER SLOTSTATES
+///
+/// # Format
+/// `RILL.CLUSTER SLOTSTATES`
+///
+/// # Returns
+/// The open slots of this node: `[slot, "migrating" | "importing", node-id]` each, in slot
+/// order.
+pub fn slotstates(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let topology = cluster_of(sh)?.topology.read();
+    let reply = topology
+        .slot_states()
+        .iter()
+        .map(|(slot, state)| {
+            Reply::Array(vec![
+                Reply::Int(i64::from(*slot)),
+                Reply::bulk(state.word()),
+                Reply::bulk(state.peer().to_string()),
+            ])
+        })
+        .collect();
+    Ok(Reply::Array(reply).into())
 }
 
 /// RILL.CLUSTER TOPOLOGY
@@ -604,7 +780,11 @@ pub fn rill_help(_s: &mut Session, _sh: &Shared, _a: &mut Args) -> R {
             "TOPOLOGY",
             "    Return the shard map this node serves.",
             "SETTOPOLOGY <map>",
-            "    Persist and serve a shard map (sent by 'rill cluster create').",
+            "    Persist and serve a shard map (sent by 'rill cluster create' and 'reshard').",
+            "SETSLOT <slot> MIGRATING|IMPORTING <node-id> | STABLE",
+            "    Open or close a slot being moved (sent by 'rill cluster reshard').",
+            "SLOTSTATES",
+            "    Return this node's open slots: [slot, migrating|importing, node-id] each.",
         ],
     )
     .into())
@@ -754,6 +934,24 @@ pub static RILL_CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
             "0.1.0",
             "O(N) where N is the number of nodes",
             "Persists and serves a shard map (used by 'rill cluster create').",
+        ),
+    sub("rill.cluster|setslot", -4, setslot)
+        .flags(&["admin", "loading", "stale"])
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(1)",
+            "Opens or closes a slot being moved (used by 'rill cluster reshard').",
+        ),
+    sub("rill.cluster|slotstates", 2, slotstates)
+        .flags(LOADING_STALE)
+        .acl(&["@admin", "@slow"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(N) where N is the number of open slots",
+            "Returns the slots this node is migrating or importing.",
         ),
     sub("rill.cluster|help", 2, rill_help)
         .flags(LOADING_STALE)

@@ -361,6 +361,10 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ("rill.cluster|topology", CommandDoc::new().tips(&["nondeterministic_output"])),
     ("rill.cluster|settopology", CommandDoc::new().args(&[string("map")])),
     ("rill.cluster|help", CommandDoc::new()),
+    ("rill.cluster|setslot", CommandDoc::new().args(&[integer("slot"), oneof("subcommand", &[string("importing").token("IMPORTING"), string("migrating").token("MIGRATING"), pure("stable", "STABLE")])])),
+    ("rill.cluster|slotstates", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("rill.migrate", CommandDoc::new().args(&[string("host"), integer("port"), integer("timeout"), string("password").token("AUTH").optional(), block("username-password", &[string("username"), string("password")]).token("AUTH2").optional(), string("key").token("KEYS").multiple()])),
+    ("rill.restore", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["OW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0), string("payload"), pure("replace", "REPLACE").optional(), pure("nosync", "NOSYNC").optional()])),
     (
         "auth",
         CommandDoc::new()

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod idmp;
 pub mod keys;
 pub mod keyspec;
+pub mod migrate;
 pub mod refs;
 pub mod server;
 pub mod session;
@@ -85,16 +86,46 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
     }
-    // ASKING holds for the one command after it (Redis's resetClient), or for a whole
-    // transaction.
-    if spec.full_name() != "asking" && session.multi.is_none() {
+    // ASKING holds for the one command after it, or, when that is MULTI, until the
+    // transaction ends: Redis's resetClient clears it after any command but ASKING that
+    // leaves the client outside MULTI.
+    let asking = session.asking;
+    let in_multi_after = match spec.full_name() {
+        "multi" => true,
+        "exec" | "discard" | "reset" => false,
+        _ => session.multi.is_some(),
+    };
+    if spec.full_name() != "asking" && !in_multi_after {
         session.asking = false;
     }
+    session.route_under_lock = None;
     // Before the loading check and MULTI queueing, as Redis's processCommand: a queued
     // command for another slot aborts the EXEC; an EXEC whose queued commands span
     // slots discards the transaction.
     if let Some(cluster) = &shared.cluster {
-        if let Err(e) = cluster::route(spec, session, cluster, args.argv()) {
+        let mut routed = cluster::route(spec, session, cluster, args.argv(), asking);
+        if let Ok(cluster::Routed::UnderLock) = routed {
+            let runs_under_lock = session.multi.is_none()
+                && matches!(spec.handler, Handler::Data(_))
+                || matches!(spec.full_name(), "exec" | "rill.restore");
+            if runs_under_lock {
+                // Finished where the command takes the lock (`run_handler`, EXEC, RILL.RESTORE).
+                session.route_under_lock = Some(asking);
+            } else {
+                // A command queued in MULTI (routed again at EXEC) or one that does not run
+                // on the keyspace: Redis's answer for the keys as they are now.
+                let state = shared.state.lock();
+                routed = cluster::route_locked(
+                    &[(spec, args.argv())],
+                    cluster,
+                    asking,
+                    &state.ks,
+                    now_ms(),
+                )
+                .map(|()| cluster::Routed::Here);
+            }
+        }
+        if let Err(e) = routed {
             if spec.full_name() == "exec" {
                 transactions::discard_state(session, shared);
             } else if session.multi.is_some() {
@@ -191,6 +222,17 @@ pub(crate) fn run_handler(
         Handler::Data(_) => {
             let mut guard = shared.state.lock();
             let state: &mut State = &mut guard;
+            if let (Some(asking), Some(cluster)) =
+                (session.route_under_lock.take(), &shared.cluster)
+            {
+                cluster::route_locked(
+                    &[(spec, args.argv())],
+                    cluster,
+                    asking,
+                    &state.ks,
+                    now_ms(),
+                )?;
+            }
             let out = run_data(spec, session, shared, state, args, in_multi);
             session.logged = state.props.acknowledges_write();
             let committed = commit(shared, state);

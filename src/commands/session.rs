@@ -41,6 +41,11 @@ pub struct Session {
     pub readonly: bool,
     /// Cluster mode: ASKING was sent; holds for the next command only.
     pub asking: bool,
+    /// Cluster mode: the current command is routed to a slot being moved, where whether
+    /// it runs here depends on which of its keys exist, so routing is finished under the
+    /// keyspace lock the command runs under (see `commands::cluster::Routed`), with the
+    /// ASKING state it arrived with.
+    pub route_under_lock: Option<bool>,
     /// The part of the client's state visible to other clients (CLIENT LIST …).
     pub info: Arc<ClientInfo>,
 }
@@ -63,6 +68,7 @@ impl Session {
             logged: false,
             readonly: false,
             asking: false,
+            route_under_lock: None,
             info,
         }
     }

@@ -292,7 +292,7 @@ pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
 
 /// Finds a command by its name as the client sent it (any case) without
 /// allocating: this runs for every request.
-fn lookup_raw(raw: &[u8]) -> Option<&'static CommandSpec> {
+pub(crate) fn lookup_raw(raw: &[u8]) -> Option<&'static CommandSpec> {
     let mut buf = [0u8; 32];
     if raw.len() > buf.len() {
         return None;
@@ -531,6 +531,15 @@ static COMMANDS: &[CommandSpec] = &[
         .flags(&["fast"])
         .acl(&["@fast", "@connection"])
         .doc("cluster", "3.0.0", "O(1)", "Signals that a cluster client is following an -ASK redirect."),
+    CommandSpec::new("rill.migrate", -6, Conn(super::migrate::migrate))
+        .flags(&["write"])
+        .acl(&["@keyspace", "@write", "@slow", "@dangerous"])
+        .doc("cluster", "0.1.0", "O(N) where N is the size of the keys moved", "Moves keys to another Rill node atomically and durably (used by 'rill cluster reshard')."),
+    CommandSpec::new("rill.restore", -3, Conn(super::migrate::restore))
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .acl(&["@keyspace", "@write", "@slow", "@dangerous"])
+        .doc("cluster", "0.1.0", "O(N) where N is the size of the key", "Stores a key moved from another Rill node (sent by RILL.MIGRATE)."),
     CommandSpec::new("rill.cluster", -2, Container)
         .acl(&["@slow"])
         .doc("cluster", "0.1.0", "Depends on subcommand.", "Rill's cluster administration (used by 'rill cluster').")

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use super::args::Args;
 use super::error::CommandError;
 use super::session::Session;
-use super::table::Handler;
+use super::table::{CommandSpec, Handler};
 use super::{blocking, error_reply, now_ms, run_data, Outcome};
 use crate::core::{Shared, State};
 use crate::protocol::Reply;
+use bytes::Bytes;
 
 type R = Result<Outcome, CommandError>;
 
@@ -55,6 +56,14 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     s.multi_log_bytes = 0;
     s.info.in_multi.store(false, Ordering::Relaxed);
     s.info.watch_len.store(0, Ordering::Relaxed);
+    // A transaction on a slot being moved: which of its keys are here decides, now that
+    // none can leave before it has run (see `cluster::route_keys`). As a routing error
+    // before EXEC, it discards the transaction.
+    if let (Some(asking), Some(cluster)) = (s.route_under_lock.take(), &sh.cluster) {
+        let queued: Vec<(&CommandSpec, &[Bytes])> =
+            queue.iter().map(|(q, a)| (*q, a.argv())).collect();
+        super::cluster::route_locked(&queued, cluster, asking, &state.ks, now_ms())?;
+    }
     if aborted {
         return Err(CommandError::ExecAbort);
     }

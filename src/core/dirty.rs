@@ -39,6 +39,8 @@ pub(crate) fn changes(op: &Op, applied: &Applied, before: Before) -> u64 {
         // MKSTREAM's stream counts with the group it was created for; compaction moves
         // payloads without changing anything a client sees.
         Op::CreateStream { .. } | Op::Relocate { .. } => 0,
+        // A moved-in stream counts with its entries' `Append`s (Redis's RESTORE counts one).
+        Op::StreamState { .. } => 0,
         Op::Trim { .. } | Op::TrimEntries { .. } if trims_own_append => 0,
         // XNACK: `server.dirty += nacked` in Redis 8.8's xnackCommand, one per ID NACKed
         // (duplicates included); one that NACKed nothing was not logged and counts 0.

@@ -93,6 +93,30 @@ pub enum CommandError {
     /// Cluster mode: the key's slot is served by another node.
     #[error("MOVED {slot} {endpoint}")]
     Moved { slot: u16, endpoint: String },
+    /// Cluster mode: the key's slot is being moved and the key is not (or no longer) on this
+    /// node: ask the node the slot is moving to, once (`ASKING`), without updating the map.
+    #[error("ASK {slot} {endpoint}")]
+    Ask { slot: u16, endpoint: String },
+    /// Cluster mode: a multi-key request on a slot being moved, with some keys here and
+    /// some not.
+    #[error("TRYAGAIN Multiple keys request during rehashing of slot")]
+    TryAgain,
+    /// RILL.RESTORE onto an existing key without REPLACE (Redis's RESTORE text).
+    #[error("BUSYKEY Target key name already exists.")]
+    BusyKey,
+    /// RILL.RESTORE: a payload that is not a moved key's.
+    #[error("ERR DUMP {0}")]
+    Transfer(#[from] crate::engine::transfer::TransferError),
+    /// RILL.MIGRATE could not connect to the target (Redis's MIGRATE text, which says
+    /// "client").
+    #[error("IOERR error or timeout connecting to the client")]
+    MigrateConnect,
+    /// RILL.MIGRATE lost or timed out talking to the target (Redis's MIGRATE text).
+    #[error("IOERR error or timeout {0} to target instance")]
+    MigrateIo(&'static str),
+    /// RILL.MIGRATE: the target refused a key (Redis's MIGRATE text).
+    #[error("ERR Target instance replied with error: {0}")]
+    TargetError(String),
     /// Cluster mode: the keys of a request (or of a transaction) are in several slots.
     #[error("CROSSSLOT Keys in request don't hash to the same slot")]
     CrossSlot,

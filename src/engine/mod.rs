@@ -16,6 +16,7 @@ pub mod payload;
 pub mod rax;
 pub mod refs;
 pub mod stream;
+pub mod transfer;
 
 /// A small deterministic xorshift64 generator for randomized unit tests: the same
 /// seed gives the same history, so a failure replays.

@@ -60,6 +60,13 @@
 //! | 43 | `IdmpConfig` | key, u64 duration_s, u64 max_entries |
 //! | 44 | `IdmpExpire` | key, u64 now_ms |
 //! | 45 | `Nack` | key, group, u8 mode (0 silent, 1 fail, 2 fatal), opt retry_count, u8 force, ids |
+//! | 46 | `StreamState` | key, bytes state (`Stream::encode_state`: counters, groups, PELs, consumers, IDMP, NACK zones) |
+//!
+//! A stream moved in from another node (`RILL.RESTORE`, cluster resharding) is logged as
+//! one record of `Append`s of its live entries (or a `CreateStream` when it has none), then
+//! one `StreamState` with the rest of it, then its TTL as an `ExpireAt`: its entries'
+//! payloads live in that record like any XADD's, and replay rebuilds exactly the stream
+//! the other node had.
 //!
 //! XREADGROUP … CLAIM (Redis 8.4) adds no op: per stream it logs a `Claim` of exactly the
 //! IDs it took over (min-idle 0, delivery time = the command's time, no FORCE/JUSTID/
@@ -268,6 +275,10 @@ pub enum Op {
     /// The IDMP sweep at `now_ms`: IIDs whose entry ID is IDMP-DURATION old, and
     /// producers left empty, removed (the time is the live sweep's, never the replay's).
     IdmpExpire { key: Bytes, now_ms: u64 },
+    /// A stream's counters, groups (consumers, PELs, NACK zones) and IDMP state, as another
+    /// node had them, put on the stream just rebuilt from its entries (a stream moved
+    /// between cluster nodes). The stream must exist and have no group yet.
+    StreamState { key: Bytes, state: Bytes },
 }
 
 impl Op {
@@ -307,6 +318,7 @@ impl Op {
             Op::IdmpProducer { .. } => "IdmpProducer",
             Op::IdmpConfig { .. } => "IdmpConfig",
             Op::IdmpExpire { .. } => "IdmpExpire",
+            Op::StreamState { .. } => "StreamState",
         }
     }
 }
@@ -380,6 +392,9 @@ pub enum ApplyError {
     /// another ID, an entry that does not exist).
     #[error("{0}")]
     Idmp(#[from] IdmpError),
+    /// A moved stream's state that does not decode, or a stream that already has groups.
+    #[error("malformed or misplaced stream state for key '{0}'")]
+    BadState(String),
 }
 
 /// `Count(n)`, or `Unchanged` when `n` is 0.
@@ -835,6 +850,20 @@ impl Keyspace {
                 let (iids, producers) = self.stream_for_op(db, key)?.idmp_mut().expire(*now_ms);
                 Ok(changed(iids + producers))
             }
+            Op::StreamState { key, state } => {
+                let stream = self.stream_for_op(db, key)?;
+                // Checked on a copy, so a malformed state changes nothing.
+                let mut restored = stream.clone();
+                restored
+                    .restore_state(state.clone())
+                    .ok_or_else(|| ApplyError::BadState(text(key)))?;
+                let has_iids = restored.idmp().iids_tracked() > 0;
+                *stream = restored;
+                if has_iids {
+                    self.track_idmp(db, key);
+                }
+                Ok(Applied::Done)
+            }
         }
     }
 }
@@ -918,6 +947,7 @@ mod tag {
     pub const IDMPCONFIG: u8 = 43;
     pub const IDMPEXPIRE: u8 = 44;
     pub const NACK: u8 = 45;
+    pub const STREAMSTATE: u8 = 46;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -1264,6 +1294,11 @@ pub fn encode_into(ops: &[LoggedOp], out: &mut BytesMut, spans: &mut Vec<FieldSp
                 e.bytes(key);
                 e.u64(*now_ms);
             }
+            Op::StreamState { key, state } => {
+                e.u8(tag::STREAMSTATE);
+                e.bytes(key);
+                e.bytes(state);
+            }
         }
     }
 }
@@ -1356,7 +1391,7 @@ pub fn decode(payload: &Bytes) -> Result<(Vec<LoggedOp>, Vec<FieldSpan>), Decode
 }
 
 fn known_tag(t: u8) -> bool {
-    matches!(t, 1..=7 | 10..=15 | 20..=33 | 40..=44)
+    matches!(t, 1..=7 | 10..=15 | 20..=33 | 40..=46)
 }
 
 fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> Option<Op> {
@@ -1602,6 +1637,10 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
             key: d.bytes()?,
             now_ms: d.u64()?,
         },
+        tag::STREAMSTATE => Op::StreamState {
+            key: d.bytes()?,
+            state: d.bytes()?,
+        },
         _ => return None,
     })
 }
@@ -1799,6 +1838,10 @@ mod tests {
             Op::IdmpExpire {
                 key: b("s"),
                 now_ms: 12,
+            },
+            Op::StreamState {
+                key: b("s"),
+                state: b("\0state"),
             },
         ];
         ops.into_iter()

@@ -523,6 +523,68 @@ impl Stream {
         Some(())
     }
 
+    /// Everything about the stream but its entries, in one blob: the counters and groups
+    /// with every consumer and pending entry ([`Stream::encode_meta`]), the IDMP state and
+    /// each group's NACK zone, in the checkpoint's encodings —
+    /// `meta | u32 n | n × bytes idmp-chunk | u32 m | m × (bytes group | bytes zone)`.
+    /// What a stream moved to another node carries beside its entries (`Op::StreamState`).
+    pub fn encode_state(&self) -> Vec<u8> {
+        use crate::engine::codec::Put;
+        let mut out = Vec::new();
+        self.encode_meta(&mut out);
+        let chunks = self.idmp.encode_chunks(&[], usize::MAX);
+        out.put_u32v(chunks.len() as u32);
+        for c in &chunks {
+            out.put_bytes(c);
+        }
+        let nacked: Vec<_> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.nacked_count() > 0)
+            .collect();
+        out.put_u32v(nacked.len() as u32);
+        for (name, g) in nacked {
+            out.put_bytes(name);
+            let mut zone = Vec::new();
+            g.encode_nack_zone(&mut zone);
+            out.put_bytes(&zone);
+        }
+        out
+    }
+
+    /// Restores what [`Stream::encode_state`] wrote into a stream that has its entries and
+    /// no groups yet; `None` when malformed or when the stream already has groups.
+    pub fn restore_state(&mut self, state: Bytes) -> Option<()> {
+        use crate::engine::codec::Reader;
+        if !self.groups.is_empty() {
+            return None;
+        }
+        let mut r = Reader::new(state);
+        let live = (self.len(), self.last_live_id());
+        self.decode_meta(&mut r)?;
+        // The counters must agree with the entries already rebuilt (the state may come
+        // from any client of RILL.RESTORE): new IDs keep growing past every entry.
+        let consistent = live.1.is_none_or(|last| last <= self.last_id)
+            && self.max_deleted_id <= self.last_id
+            && self.entries_added >= live.0
+            && self.index.first().is_none_or(|e| e.id == self.first_id);
+        consistent.then_some(())?;
+        for _ in 0..r.count(4)? {
+            let mut chunk = Reader::new(r.bytes()?);
+            self.idmp.decode_chunk(&mut chunk)?;
+            chunk.is_empty().then_some(())?;
+        }
+        for _ in 0..r.count(8)? {
+            let group = r.bytes()?;
+            let mut zone = Reader::new(r.bytes()?);
+            self.groups
+                .get_mut(&group[..])
+                .and_then(|mut g| g.decode_nack_zone(&mut zone))?;
+            zone.is_empty().then_some(())?;
+        }
+        r.is_empty().then_some(())
+    }
+
     /// The idempotent-production state (XADD IDMP, XCFGSET, XINFO).
     pub fn idmp(&self) -> &IdmpState {
         &self.idmp

@@ -779,6 +779,27 @@ impl Log {
         Ok(())
     }
 
+    /// Writes everything appended so far and fsyncs it before it returns, whatever the
+    /// policy and whatever fsync another thread has under way ([`Log::sync`] may return
+    /// while the background thread's fsync of the same data is still running). For an
+    /// acknowledgement that must mean "on disk" (a key moved between cluster nodes).
+    pub fn sync_now(&self) -> Result<(), StorageError> {
+        let mut active = self.inner.active.lock();
+        commit_round(&self.inner, &mut active);
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        if let Err(e) = sync_file(&active.file) {
+            poison(
+                &self.inner,
+                format!("fsync of {} failed: {}", active.path.display(), e),
+            );
+            return Err(self.poison_error());
+        }
+        self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Writes and syncs everything queued, then stops the background thread (shutdown).
     pub fn close(&self) {
         self.inner.queue.lock().shutdown = true;
