@@ -492,3 +492,42 @@ mod raft_log {
         scenario.teardown();
     }
 }
+
+/// `Log::sync` (checkpoints, the Raft log) must not return while the fsync that covers its
+/// data is still running on another thread: under `everysec` the background fsync takes the
+/// "unsynced" mark before it syncs, and a `sync` that found the mark gone used to return at
+/// once, with the data possibly still only in the page cache.
+#[tokio::test]
+async fn sync_waits_for_a_background_fsync_under_way() {
+    let scenario = fail::FailScenario::setup();
+    let dir = tmp("sync-wait");
+    let (log, _) = Log::open(
+        &dir,
+        LogOptions {
+            segment_size: 1 << 20,
+            policy: FsyncPolicy::Everysec,
+        },
+    )
+    .expect("open");
+    let lsn = log.append(&record(0)).expect("append");
+    log.wait_durable(lsn).await.expect("written");
+    // The next fsync, whoever runs it, takes 800 ms.
+    fail::cfg("log::fsync", "1*sleep(800)->off").expect("failpoint");
+    let log = std::sync::Arc::new(log);
+    let first = {
+        let log = log.clone();
+        std::thread::spawn(move || log.sync())
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    log.sync().expect("sync");
+    let waited = t.elapsed();
+    first.join().expect("thread").expect("first sync");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "sync returned after {waited:?}, while the fsync covering its data was still running"
+    );
+    log.close();
+    let _ = std::fs::remove_dir_all(&dir);
+    scenario.teardown();
+}

@@ -139,6 +139,11 @@ struct Inner {
     wake: Condvar,
     /// Written but not yet fsynced (the background thread syncs under `everysec`).
     unsynced: AtomicBool,
+    /// Held by [`background_sync`] from taking `unsynced` to the end of its fsync, so a
+    /// [`Log::sync`] that finds `unsynced` already taken waits for that fsync to end
+    /// instead of returning while the data it covers may still be in the page cache.
+    /// Taken before `active` (never while holding it).
+    bg_sync: Mutex<()>,
     last_sync: Mutex<Instant>,
     durable: watch::Sender<u64>,
     appended: AtomicU64,
@@ -344,6 +349,7 @@ impl Log {
             active: Mutex::new(active),
             wake: Condvar::new(),
             unsynced: AtomicBool::new(false),
+            bg_sync: Mutex::new(()),
             last_sync: Mutex::new(Instant::now()),
             durable,
             appended: AtomicU64::new(0),
@@ -768,8 +774,10 @@ impl Log {
         Ok(seg)
     }
 
-    /// Writes and fsyncs everything appended so far. A checkpoint calls it before it
-    /// takes the keyspace lock, so the roll under the lock has little left to sync.
+    /// Writes and fsyncs everything appended so far; when it returns, all of it is on
+    /// disk (a background fsync that had already taken the work is waited for). A
+    /// checkpoint calls it before it takes the keyspace lock, so the roll under the lock
+    /// has little left to sync.
     pub fn sync(&self) -> Result<(), StorageError> {
         commit_round(&self.inner, &mut self.inner.active.lock());
         background_sync(&self.inner);
@@ -779,10 +787,11 @@ impl Log {
         Ok(())
     }
 
-    /// Writes everything appended so far and fsyncs it before it returns, whatever the
-    /// policy and whatever fsync another thread has under way ([`Log::sync`] may return
-    /// while the background thread's fsync of the same data is still running). For an
-    /// acknowledgement that must mean "on disk" (a key moved between cluster nodes).
+    /// Writes everything appended so far and fsyncs the active segment under the commit
+    /// lock before it returns, whatever the policy: one fsync of its own, never one shared
+    /// with another thread. For an acknowledgement that must mean "on disk" (a key moved
+    /// between cluster nodes). ([`Log::sync`] gives the same guarantee, waiting for a
+    /// background fsync under way instead of issuing one.)
     pub fn sync_now(&self) -> Result<(), StorageError> {
         let mut active = self.inner.active.lock();
         commit_round(&self.inner, &mut active);
@@ -906,7 +915,11 @@ fn commit_round(inner: &Inner, active: &mut Active) {
         }
     }
     let policy = FsyncPolicy::from_u8(inner.policy.load(Ordering::Acquire));
-    if policy == FsyncPolicy::Always && inner.unsynced.swap(false, Ordering::AcqRel) {
+    // What this round wrote is fsynced here whatever `unsynced` says: a background
+    // fsync that took the flag (under `everysec`, just before a switch to `always`) may
+    // still be running, and the waiters told `durable` below must not depend on it.
+    let wrote = !buf.is_empty();
+    if policy == FsyncPolicy::Always && (inner.unsynced.swap(false, Ordering::AcqRel) | wrote) {
         if let Err(e) = sync_file(&active.file) {
             poison(
                 inner,
@@ -925,6 +938,7 @@ fn commit_round(inner: &Inner, active: &mut Active) {
 /// Fsyncs the active segment if anything is written but not synced, without the
 /// commit lock (appends and commits go on meanwhile).
 fn background_sync(inner: &Inner) {
+    let _in_flight = inner.bg_sync.lock();
     if !inner.unsynced.swap(false, Ordering::AcqRel) {
         return;
     }
