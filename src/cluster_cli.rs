@@ -458,6 +458,20 @@ fn confirmed(question: &str) -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
 }
 
+/// Loads the cluster `addr` belongs to and says so, as `fix`, `reshard` and `rebalance` begin.
+fn load_checking(addr: &str, pass: Option<&str>) -> Result<Cluster, CliError> {
+    let cluster = Cluster::load(addr, pass)?;
+    println!(">>> Performing Cluster Check (using node {addr})");
+    Ok(cluster)
+}
+
+/// `load_checking` for a command that moves slots: `None`, having said why, unless the
+/// cluster is `settled`.
+fn load_settled(addr: &str, pass: Option<&str>) -> Result<Option<Cluster>, CliError> {
+    let mut cluster = load_checking(addr, pass)?;
+    Ok(settled(&mut cluster)?.then_some(cluster))
+}
+
 /// Refuses to start a move on a cluster that is not healthy and settled: every node must
 /// serve the map and have no slot open (else `rill cluster fix` first).
 fn settled(cluster: &mut Cluster) -> Result<bool, CliError> {
@@ -525,11 +539,9 @@ fn reshard(
     yes: bool,
     batches: Batches,
 ) -> Result<bool, CliError> {
-    let mut cluster = Cluster::load(addr, pass)?;
-    println!(">>> Performing Cluster Check (using node {addr})");
-    if !settled(&mut cluster)? {
+    let Some(mut cluster) = load_settled(addr, pass)? else {
         return Ok(false);
-    }
+    };
     let (Some(source), Some(target)) = (node_id(from, &cluster), node_id(to, &cluster)) else {
         println!("[ERR] --from and --to must be ids of nodes of the cluster (CLUSTER MYID).");
         return Ok(false);
@@ -539,7 +551,7 @@ fn reshard(
             .map
             .shard_of(id)
             .filter(|s| s.nodes.first().map(|n| &n.id) == Some(id))
-            .map(|s| s.slots.iter().flat_map(|r| r.start..=r.end).collect())
+            .map(|s| s.each_slot().collect())
             .unwrap_or_default()
     };
     let available = shard_slots(&source);
@@ -622,11 +634,9 @@ fn rebalance(
     use_empty: bool,
     batches: Batches,
 ) -> Result<bool, CliError> {
-    let mut cluster = Cluster::load(addr, pass)?;
-    println!(">>> Performing Cluster Check (using node {addr})");
-    if !settled(&mut cluster)? {
+    let Some(mut cluster) = load_settled(addr, pass)? else {
         return Ok(false);
-    }
+    };
     // The masters taking part, and the slots each has.
     let mut nodes: Vec<(NodeId, Vec<u16>)> = cluster
         .map
@@ -634,8 +644,9 @@ fn rebalance(
         .iter()
         .filter(|s| use_empty || s.slot_count() > 0)
         .filter_map(|s| {
-            let slots = s.slots.iter().flat_map(|r| r.start..=r.end).collect();
-            s.nodes.first().map(|n| (n.id.clone(), slots))
+            s.nodes
+                .first()
+                .map(|n| (n.id.clone(), s.each_slot().collect()))
         })
         .collect();
     if nodes.len() < 2 {
@@ -691,8 +702,7 @@ fn rebalance(
 }
 
 fn fix(addr: &str, pass: Option<&str>, batches: Batches) -> Result<bool, CliError> {
-    let mut cluster = Cluster::load(addr, pass)?;
-    println!(">>> Performing Cluster Check (using node {addr})");
+    let mut cluster = load_checking(addr, pass)?;
     // The newest map any node has (a reshard stopped while sending it) goes to all.
     let mut newest = cluster.map.clone();
     for (_, node) in &mut cluster.nodes {

@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use common::netns::{self, in_netns};
 use common::{free_port, Raw, TestServer};
@@ -81,11 +83,30 @@ fn node() -> TestServer {
     node_with(&[])
 }
 
+fn rill_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rill"));
+    c.args(args);
+    c
+}
+
 fn rill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(args)
-        .output()
-        .expect("run rill")
+    rill_command(args).output().expect("run rill")
+}
+
+/// The standard output of a `rill` run (`what`) that must have succeeded.
+fn succeeded(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs `rill` with `args`, which must succeed; its standard output.
+fn rill_ok(args: &[&str]) -> String {
+    succeeded(&rill(args), &format!("rill {}", args.join(" ")))
 }
 
 /// `host:port`, as the map, MOVED and the CLI show a node.
@@ -109,12 +130,16 @@ fn int(v: &Value) -> i64 {
     }
 }
 
-fn query(s: &TestServer, args: &[&str]) -> Value {
+fn cmd(args: &[&str]) -> redis::Cmd {
     let mut c = redis::cmd(args[0]);
     for a in &args[1..] {
         c.arg(*a);
     }
-    c.query(&mut s.conn()).expect("query")
+    c
+}
+
+fn query(s: &TestServer, args: &[&str]) -> Value {
+    cmd(args).query(&mut s.conn()).expect("query")
 }
 
 /// `field:value` lines of an INFO-like text.
@@ -137,13 +162,7 @@ fn create_cluster() -> Vec<TestServer> {
     }
     let mut args = vec!["cluster", "create"];
     args.extend(addrs.iter().map(String::as_str));
-    let out = rill(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "create failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rill_ok(&args);
     assert!(stdout.contains("Master[0] -> Slots 0 - 5460"), "{stdout}");
     assert!(
         stdout.contains("Master[1] -> Slots 5461 - 10922"),
@@ -461,12 +480,7 @@ fn a_restarted_node_keeps_its_id_map_and_keys() {
     );
     let mut c = nodes[0].raw();
     assert_eq!(c.cmd(&["XLEN", &key]), b":1\r\n");
-    let check = rill(&["cluster", "check", &addr(&nodes[0])]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    rill_ok(&["cluster", "check", &addr(&nodes[0])]);
 }
 
 #[test]
@@ -475,9 +489,7 @@ fn check_fails_when_a_node_is_down() {
         return;
     }
     let mut nodes = create_cluster();
-    let ok = rill(&["cluster", "check", &addr(&nodes[1])]);
-    let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{stdout}");
+    let stdout = rill_ok(&["cluster", "check", &addr(&nodes[1])]);
     assert!(
         stdout.contains("[OK] All nodes agree about slots configuration."),
         "{stdout}"
@@ -666,12 +678,7 @@ fn announced_addresses_are_what_the_map_and_redirects_show() {
             "7999",
         ],
     );
-    let out = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    rill_ok(&["cluster", "create", &addr(&a), &addr(&b)]);
     let Value::Array(slots) = query(&a, &["CLUSTER", "SLOTS"]) else {
         panic!("not an array")
     };
@@ -701,12 +708,7 @@ fn announced_addresses_are_what_the_map_and_redirects_show() {
         c.cmd(&["XADD", &key, "*", "f", "v"]),
         format!("-MOVED {slot} 127.0.0.2:{}\r\n", b.port).into_bytes()
     );
-    let check = rill(&["cluster", "check", &addr(&a)]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    rill_ok(&["cluster", "check", &addr(&a)]);
 }
 
 #[test]
@@ -719,18 +721,8 @@ fn the_cli_authenticates_with_a_password() {
     let without = rill(&["cluster", "create", &addr(&a), &addr(&b)]);
     assert_eq!(without.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&without.stderr).contains("NOAUTH"));
-    let with = rill(&["cluster", "create", "-a", "s3cret", &addr(&a), &addr(&b)]);
-    assert!(
-        with.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with.stdout)
-    );
-    let check = rill(&["cluster", "check", "--pass", "s3cret", &addr(&b)]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    rill_ok(&["cluster", "create", "-a", "s3cret", &addr(&a), &addr(&b)]);
+    rill_ok(&["cluster", "check", "--pass", "s3cret", &addr(&b)]);
     let mut c = a.raw();
     assert_eq!(c.cmd(&["AUTH", "s3cret"]), b"+OK\r\n");
     assert!(c
@@ -977,14 +969,6 @@ impl Follower {
     }
 }
 
-fn cmd(args: &[&str]) -> redis::Cmd {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c
-}
-
 /// The IDs of a stream's entries, as a node answers XRANGE.
 fn stream_ids(s: &TestServer, key: &str) -> Vec<String> {
     let Value::Array(entries) = query(s, &["XRANGE", key, "-", "+"]) else {
@@ -1017,6 +1001,116 @@ fn setslot(s: &TestServer, slot: u16, what: &str, id: Option<&str>) {
     let mut args = vec!["RILL.CLUSTER", "SETSLOT", &slot, what];
     args.extend(id);
     assert_eq!(query(s, &args), Value::Okay);
+}
+
+/// A node's open slots, as RILL.CLUSTER SLOTSTATES answers.
+fn slot_states(s: &TestServer) -> Vec<Value> {
+    let Value::Array(states) = query(s, &["RILL.CLUSTER", "SLOTSTATES"]) else {
+        panic!("SLOTSTATES is not an array")
+    };
+    states
+}
+
+/// CLUSTER SLOTS on `at`: each range, and the id of the node serving it.
+fn slot_ranges(at: &TestServer) -> Vec<(i64, i64, String)> {
+    let Value::Array(ranges) = query(at, &["CLUSTER", "SLOTS"]) else {
+        panic!("SLOTS is not an array")
+    };
+    ranges
+        .iter()
+        .map(|r| {
+            let Value::Array(p) = r else {
+                panic!("not a range: {r:?}")
+            };
+            let Value::Array(master) = &p[2] else {
+                panic!("node is not an array")
+            };
+            (int(&p[0]), int(&p[1]), text(&master[2]))
+        })
+        .collect()
+}
+
+/// `rill cluster reshard` through `at`, moving `slots` slots from node `from` to node `to`
+/// without asking, with `extra` arguments.
+fn reshard_command(at: &TestServer, from: &str, to: &str, slots: u16, extra: &[&str]) -> Command {
+    let (at, slots) = (addr(at), slots.to_string());
+    let mut args = vec![
+        "cluster", "reshard", &at, "--from", from, "--to", to, "--slots", &slots, "--yes",
+    ];
+    args.extend_from_slice(extra);
+    rill_command(&args)
+}
+
+/// `reshard_command`, run to its end, which must be a success.
+fn reshard(at: &TestServer, from: &str, to: &str, slots: u16, extra: &[&str]) {
+    let out = reshard_command(at, from, to, slots, extra)
+        .output()
+        .expect("run rill cluster reshard");
+    succeeded(&out, "rill cluster reshard");
+}
+
+/// XREADGROUP of up to `count` new entries of `key` for consumer `c` of group `g`.
+fn read_group(key: &str, count: usize) -> redis::Cmd {
+    let count = count.to_string();
+    cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "COUNT",
+        &count,
+        "STREAMS",
+        key,
+        ">",
+    ])
+}
+
+/// Stream `key` with the entries `ids` (field `f`, the value its position), group `g`
+/// from the start, the first two delivered to consumer `c` and the first acknowledged:
+/// one entry pending.
+fn stream_with_pending(c: &mut redis::Connection, key: &str, ids: &[String]) {
+    for (j, id) in ids.iter().enumerate() {
+        let _: String = cmd(&["XADD", key, id, "f", &j.to_string()])
+            .query(c)
+            .expect("XADD");
+    }
+    let _: () = cmd(&["XGROUP", "CREATE", key, "g", "0"])
+        .query(c)
+        .expect("XGROUP");
+    let _: Value = read_group(key, 2).query(c).expect("XREADGROUP");
+    let _: i64 = cmd(&["XACK", key, "g", &ids[0]]).query(c).expect("XACK");
+}
+
+/// A client that appends to `streams` in turn through a `Follower` seeded at `seed` until
+/// `stop`, and returns every (stream, ID) acknowledged. A failed XADD (a node down, say)
+/// is tried again a little later.
+fn spawn_writer(
+    stop: Arc<AtomicBool>,
+    streams: Vec<String>,
+    seed: String,
+) -> JoinHandle<Vec<(String, String)>> {
+    std::thread::spawn(move || {
+        let mut c = Follower::new_at(seed);
+        let mut acked: Vec<(String, String)> = Vec::new();
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let key = &streams[n as usize % streams.len()];
+            let v = n.to_string();
+            match c.run(key, &cmd(&["XADD", key, "*", "n", &v])) {
+                Ok(id) => acked.push((key.clone(), text(&id))),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+            n += 1;
+        }
+        acked
+    })
+}
+
+/// Asserts that no ID stands twice in `ids` (in order, as a node lists them).
+fn assert_no_repeats(ids: &[String], what: &str) {
+    let mut unique = ids.to_vec();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{what}");
 }
 
 #[test]
@@ -1087,11 +1181,8 @@ fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
     );
     nodes[0].restart();
     nodes[1].restart();
-    let Value::Array(states) = query(&nodes[0], &["RILL.CLUSTER", "SLOTSTATES"]) else {
-        panic!("SLOTSTATES is not an array")
-    };
     assert_eq!(
-        states,
+        slot_states(&nodes[0]),
         vec![Value::Array(vec![
             Value::Int(i64::from(slot)),
             Value::BulkString(b"migrating".to_vec()),
@@ -1207,8 +1298,6 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
     if ran_in_netns("reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once") {
         return;
     }
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
     const SLOTS_MOVED: u16 = 12;
     let nodes = create_cluster();
     let ids = ids(&nodes);
@@ -1223,23 +1312,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     // The writer: XADD round-robin, remembering every ID acknowledged.
-    let writer = {
-        let (stop, streams, seed) = (stop.clone(), streams.clone(), addr(&nodes[2]));
-        std::thread::spawn(move || {
-            let mut c = Follower::new_at(seed);
-            let mut acked: Vec<(String, String)> = Vec::new();
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let key = &streams[n as usize % streams.len()];
-                let v = n.to_string();
-                if let Ok(id) = c.run(key, &cmd(&["XADD", key, "*", "n", &v])) {
-                    acked.push((key.clone(), text(&id)));
-                }
-                n += 1;
-            }
-            acked
-        })
-    };
+    let writer = spawn_writer(stop.clone(), streams.clone(), addr(&nodes[2]));
     // The consumer: XREADGROUP, then XACK every other entry it got.
     let consumer = {
         let (stop, streams, seed) = (stop.clone(), streams.clone(), addr(&nodes[1]));
@@ -1252,21 +1325,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
             while !stop.load(Ordering::SeqCst) {
                 let key = &streams[n % streams.len()];
                 n += 1;
-                let read = c.run(
-                    key,
-                    &cmd(&[
-                        "XREADGROUP",
-                        "GROUP",
-                        "g",
-                        "c",
-                        "COUNT",
-                        "5",
-                        "STREAMS",
-                        key,
-                        ">",
-                    ]),
-                );
-                let Ok(Value::Array(per_stream)) = read else {
+                let Ok(Value::Array(per_stream)) = c.run(key, &read_group(key, 5)) else {
                     continue;
                 };
                 for s in per_stream {
@@ -1291,26 +1350,12 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let slots = SLOTS_MOVED.to_string();
-    let out = rill(&[
-        "cluster",
-        "reshard",
-        &addr(&nodes[0]),
-        "--from",
+    reshard(
+        &nodes[0],
         &ids[0],
-        "--to",
         &ids[1],
-        "--slots",
-        &slots,
-        "--yes",
-        "--pipeline",
-        "1",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "reshard failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        SLOTS_MOVED,
+        &["--pipeline", "1"],
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
@@ -1325,21 +1370,10 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
 
     // Every node serves the new map: the moved slots are node 1's.
     for n in &nodes {
-        let Value::Array(entries) = query(n, &["CLUSTER", "SLOTS"]) else {
-            panic!("SLOTS is not an array")
-        };
-        let first = match &entries[0] {
-            Value::Array(p) => p.clone(),
-            other => panic!("{other:?}"),
-        };
         assert_eq!(
-            (int(&first[0]), int(&first[1])),
-            (0, i64::from(SLOTS_MOVED) - 1)
+            slot_ranges(n)[0],
+            (0, i64::from(SLOTS_MOVED) - 1, ids[1].clone())
         );
-        let Value::Array(master) = &first[2] else {
-            panic!("node is not an array")
-        };
-        assert_eq!(text(&master[2]), ids[1]);
     }
     for s in &streams {
         let slot = rill::cluster::slot::key_slot(s.as_bytes()).to_string();
@@ -1350,9 +1384,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
         );
         // Every acknowledged XADD exactly once, nothing else.
         let on_target = stream_ids(&nodes[1], s);
-        let mut unique = on_target.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), on_target.len(), "no entry twice in {s}");
+        assert_no_repeats(&on_target, &format!("no entry twice in {s}"));
         let mine: Vec<&String> = written
             .iter()
             .filter(|(k, _)| k == s)
@@ -1370,9 +1402,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
                 id
             })
             .collect();
-        let mut unique = pending.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), pending.len(), "no pending entry twice in {s}");
+        assert_no_repeats(&pending, &format!("no pending entry twice in {s}"));
         for (k, id) in &delivered {
             let was_acked = acked.contains(&(k.clone(), id.clone()));
             let ack_unknown = !was_acked && tried.contains(&(k.clone(), id.clone()));
@@ -1387,12 +1417,7 @@ fn reshard_under_load_keeps_every_acknowledged_entry_and_pending_entry_once() {
             }
         }
     }
-    let out = rill(&["cluster", "check", &addr(&nodes[2])]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    rill_ok(&["cluster", "check", &addr(&nodes[2])]);
 }
 
 /// What one stream looked like before the move, to compare with after.
@@ -1450,39 +1475,8 @@ fn kill_mid_move(victim: usize) {
             let _: () = redis::cmd("SET").arg(k).arg(i).query(&mut c).expect("SET");
             continue;
         }
-        for j in 0..3 {
-            let _: String = redis::cmd("XADD")
-                .arg(k)
-                .arg(format!("{}-{j}", i + 1))
-                .arg("f")
-                .arg(j)
-                .query(&mut c)
-                .expect("XADD");
-        }
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(k)
-            .arg("g")
-            .arg("0")
-            .query(&mut c)
-            .expect("XGROUP");
-        let _: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg("g")
-            .arg("c")
-            .arg("COUNT")
-            .arg(2)
-            .arg("STREAMS")
-            .arg(k)
-            .arg(">")
-            .query(&mut c)
-            .expect("XREADGROUP");
-        let _: i64 = redis::cmd("XACK")
-            .arg(k)
-            .arg("g")
-            .arg(format!("{}-0", i + 1))
-            .query(&mut c)
-            .expect("XACK");
+        let entries: Vec<String> = (0..3).map(|j| format!("{}-{j}", i + 1)).collect();
+        stream_with_pending(&mut c, k, &entries);
     }
     let before: Vec<Option<StreamShape>> = keys
         .iter()
@@ -1498,45 +1492,19 @@ fn kill_mid_move(victim: usize) {
         .find(|k| rill::cluster::slot::key_slot(k.as_bytes()) < SLOTS_MOVED)
         .expect("a key");
     query(&nodes[0], &["XADD", &live, "*", "n", "first"]);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, live, seed) = (stop.clone(), live.clone(), addr(&nodes[2]));
-        std::thread::spawn(move || {
-            let mut c = Follower::new_at(seed);
-            let mut acked: Vec<String> = Vec::new();
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let v = n.to_string();
-                match c.run(&live, &cmd(&["XADD", &live, "*", "n", &v])) {
-                    Ok(id) => acked.push(text(&id)),
-                    // A node down: try again a little later.
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                }
-                n += 1;
-            }
-            acked
-        })
-    };
-    let slots = SLOTS_MOVED.to_string();
-    let cli = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args([
-            "cluster",
-            "reshard",
-            &addr(&nodes[0]),
-            "--from",
-            &ids[0],
-            "--to",
-            &ids[1],
-            "--slots",
-            &slots,
-            "--yes",
-            "--pipeline",
-            "5",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run rill cluster reshard");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(stop.clone(), vec![live.clone()], addr(&nodes[2]));
+    let cli = reshard_command(
+        &nodes[0],
+        &ids[0],
+        &ids[1],
+        SLOTS_MOVED,
+        &["--pipeline", "5"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("run rill cluster reshard");
     // Some keys moved, most not yet: kill.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -1559,13 +1527,7 @@ fn kill_mid_move(victim: usize) {
     );
     assert!(stdout.contains("rill cluster fix"), "{stdout}");
 
-    let out = rill(&["cluster", "fix", &addr(&nodes[2])]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "fix failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = rill_ok(&["cluster", "fix", &addr(&nodes[2])]);
     assert!(stdout.contains("Completing the move of slot"), "{stdout}");
     // `fix` finished the slot that was open; the slots the reshard had not reached yet
     // are still the source's, with their keys there.
@@ -1592,40 +1554,25 @@ fn kill_mid_move(victim: usize) {
             "slot {slot}'s keys are on one node only"
         );
     }
+    // Key `i` on `at` is as it was before the move.
+    let as_before = |i: usize, at: &TestServer| {
+        let k = &keys[i];
+        match &before[i] {
+            Some(shape_before) => assert_eq!(&shape(at, k), shape_before, "{k}"),
+            None => assert_eq!(text(&query(at, &["GET", k])), i.to_string()),
+        }
+    };
     for (i, k) in keys.iter().enumerate() {
         let slot = rill::cluster::slot::key_slot(k.as_bytes());
-        let on = usize::from(usize::from(slot) < moved_slots);
-        match &before[i] {
-            Some(shape_before) => assert_eq!(&shape(&nodes[on], k), shape_before, "{k}"),
-            None => assert_eq!(text(&query(&nodes[on], &["GET", k])), i.to_string()),
-        }
+        as_before(i, &nodes[usize::from(usize::from(slot) < moved_slots)]);
     }
     for n in &nodes {
-        let Value::Array(states) = query(n, &["RILL.CLUSTER", "SLOTSTATES"]) else {
-            panic!("SLOTSTATES is not an array")
-        };
-        assert!(states.is_empty(), "every slot closed");
+        assert!(slot_states(n).is_empty(), "every slot closed");
     }
     // The rest of the plan, run again, moves what was left.
     if moved_slots < usize::from(SLOTS_MOVED) {
-        let rest = (usize::from(SLOTS_MOVED) - moved_slots).to_string();
-        let out = rill(&[
-            "cluster",
-            "reshard",
-            &addr(&nodes[2]),
-            "--from",
-            &ids[0],
-            "--to",
-            &ids[1],
-            "--slots",
-            &rest,
-            "--yes",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let rest = SLOTS_MOVED - u16::try_from(moved_slots).expect("a few slots");
+        reshard(&nodes[2], &ids[0], &ids[1], rest, &[]);
     }
     stop.store(true, Ordering::SeqCst);
     let written = writer.join().expect("writer");
@@ -1637,19 +1584,14 @@ fn kill_mid_move(victim: usize) {
     );
     let total = keys.len() as i64 + 1;
     assert_eq!(int(&query(&nodes[1], &["DBSIZE"])), total);
-    for (i, k) in keys.iter().enumerate() {
-        match &before[i] {
-            Some(shape_before) => assert_eq!(&shape(&nodes[1], k), shape_before, "{k}"),
-            None => assert_eq!(text(&query(&nodes[1], &["GET", k])), i.to_string()),
-        }
+    for i in 0..keys.len() {
+        as_before(i, &nodes[1]);
     }
     // Every XADD acknowledged while a node died and the slot moved is there, once.
     let check_written = |n: &TestServer| {
         let ids = stream_ids(n, &live);
-        let mut unique = ids.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len(), "no entry twice");
-        for id in &written {
+        assert_no_repeats(&ids, "no entry twice");
+        for (_, id) in &written {
             assert!(ids.contains(id), "acknowledged {id} lost");
         }
     };
@@ -1664,13 +1606,7 @@ fn kill_mid_move(victim: usize) {
     // The offline checker reads the moved keys' records (Appends and a StreamState each).
     nodes[1].signal_and_wait(9);
     let dir = nodes[1].dir.to_string_lossy().into_owned();
-    let out = rill(&["check", &dir]);
-    assert!(
-        out.status.success(),
-        "rill check: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rill_ok(&["check", &dir]);
 }
 
 #[test]
@@ -1691,18 +1627,9 @@ fn a_target_killed_mid_move_loses_nothing_and_fix_completes_the_move() {
 
 /// The number of slots each node serves, as CLUSTER SLOTS on `at` says, by node id.
 fn slot_counts(at: &TestServer) -> HashMap<String, i64> {
-    let Value::Array(ranges) = query(at, &["CLUSTER", "SLOTS"]) else {
-        panic!("SLOTS is not an array")
-    };
     let mut counts = HashMap::new();
-    for r in ranges {
-        let Value::Array(p) = r else {
-            panic!("not a range: {r:?}")
-        };
-        let Value::Array(master) = &p[2] else {
-            panic!("node is not an array")
-        };
-        *counts.entry(text(&master[2])).or_insert(0) += int(&p[1]) - int(&p[0]) + 1;
+    for (start, end, id) in slot_ranges(at) {
+        *counts.entry(id).or_insert(0) += end - start + 1;
     }
     counts
 }
@@ -1720,26 +1647,10 @@ fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
         .filter(|k| (10_900..=10_922).contains(&rill::cluster::slot::key_slot(k.as_bytes())))
         .take(10)
         .collect();
+    let mut c = nodes[1].conn();
     for k in &keys {
-        for j in 1..=3 {
-            query(&nodes[1], &["XADD", k, &format!("{j}-0"), "f", "v"]);
-        }
-        query(&nodes[1], &["XGROUP", "CREATE", k, "g", "0"]);
-        query(
-            &nodes[1],
-            &[
-                "XREADGROUP",
-                "GROUP",
-                "g",
-                "c",
-                "COUNT",
-                "2",
-                "STREAMS",
-                k,
-                ">",
-            ],
-        );
-        query(&nodes[1], &["XACK", k, "g", "1-0"]);
+        let entries: Vec<String> = (1..=3).map(|j| format!("{j}-0")).collect();
+        stream_with_pending(&mut c, k, &entries);
     }
     // A pending entry deleted from the stream, an idempotent producer's history, a TTL.
     query(&nodes[1], &["XDEL", &keys[0], "2-0"]);
@@ -1753,41 +1664,17 @@ fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
     assert_eq!(before[0].ids, ["1-0", "3-0"]);
 
     // 40 slots from node 0 to node 1: 5421 / 5502 / 5461, under 1% off.
-    let out = rill(&[
-        "cluster",
-        "reshard",
-        &addr(&nodes[0]),
-        "--from",
-        &ids[0],
-        "--to",
-        &ids[1],
-        "--slots",
-        "40",
-        "--yes",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = rill(&["cluster", "rebalance", &addr(&nodes[2])]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    reshard(&nodes[0], &ids[0], &ids[1], 40, &[]);
+    let stdout = rill_ok(&["cluster", "rebalance", &addr(&nodes[2])]);
     assert!(stdout.contains("No rebalancing needed"), "{stdout}");
 
-    let out = rill(&[
+    let stdout = rill_ok(&[
         "cluster",
         "rebalance",
         &addr(&nodes[2]),
         "--threshold",
         "0.5",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("moving 40 slots"), "{stdout}");
     for n in &nodes {
         let counts = slot_counts(n);

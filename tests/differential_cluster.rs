@@ -62,6 +62,105 @@ fn mask(reply: &[u8], ports: &[(u16, &str)]) -> String {
     out
 }
 
+/// What stands beside node A of each side (the `Twins`): node B of each, all four in
+/// cluster mode and not yet joined, and the labels `mask` gives their ports.
+struct Beside {
+    rill_a_port: String,
+    rill_b: TestServer,
+    redis_b: RedisServer,
+    redis_cport_b: String,
+    masks: Masks,
+}
+
+fn start_pairs() -> (Twins, Beside) {
+    let redis_cport_a = free_port().to_string();
+    let redis_cport_b = free_port().to_string();
+    let rill_a_port = cluster_port().to_string();
+    let t = Twins::start_each(
+        &["--cluster-enabled", "yes", "--port", &rill_a_port],
+        &redis_args(&redis_cport_a),
+    );
+    let rill_b = rill_node();
+    let redis_b = RedisServer::start_with(&redis_args(&redis_cport_b));
+    let port = |p: &str| p.parse::<u16>().expect("port");
+    let masks = Masks {
+        rill: [
+            (t.rill.port + 10000, "<cport-a>"),
+            (rill_b.port + 10000, "<cport-b>"),
+            (t.rill.port, "<port-a>"),
+            (rill_b.port, "<port-b>"),
+        ],
+        redis: [
+            (port(&redis_cport_a), "<cport-a>"),
+            (port(&redis_cport_b), "<cport-b>"),
+            (t.redis.port, "<port-a>"),
+            (redis_b.port, "<port-b>"),
+        ],
+    };
+    let beside = Beside {
+        rill_a_port,
+        rill_b,
+        redis_b,
+        redis_cport_b,
+        masks,
+    };
+    (t, beside)
+}
+
+/// The labels `mask` gives each side's ports.
+struct Masks {
+    rill: [(u16, &'static str); 4],
+    redis: [(u16, &'static str); 4],
+}
+
+impl Masks {
+    /// Asserts that Rill's reply `r` and Redis's `p` (to `what`) read the same, masked.
+    fn assert_same(&self, r: &[u8], p: &[u8], what: std::fmt::Arguments) {
+        assert_eq!(
+            mask(r, &self.rill),
+            mask(p, &self.redis),
+            "{what} differs (left: Rill, right: Redis)"
+        );
+    }
+}
+
+/// Redis node B takes slots 8192-16383 and meets node A (which has the rest already); both
+/// then serve the cluster. A connection to node B.
+fn join_redis(t: &mut Twins, redis_b: &RedisServer, redis_cport_b: &str) -> Raw {
+    let mut rb = Raw::connect(redis_b.port);
+    rb.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
+    let meet = t.redis_conn.cmd(&[
+        "CLUSTER",
+        "MEET",
+        "127.0.0.1",
+        &redis_b.port.to_string(),
+        redis_cport_b,
+    ]);
+    assert_eq!(meet, b"+OK\r\n");
+    wait_cluster_ok(t.redis.port);
+    wait_cluster_ok(redis_b.port);
+    rb
+}
+
+fn rill(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .output()
+        .expect("run rill")
+}
+
+/// A node's id, as CLUSTER MYID answers.
+fn myid(c: &mut Raw) -> String {
+    let reply = String::from_utf8_lossy(&c.cmd(&["CLUSTER", "MYID"])).into_owned();
+    reply.lines().nth(1).expect("id").to_string()
+}
+
+/// The slot of `key`, which both sides must answer alike.
+fn keyslot(t: &mut Twins, key: &str) -> String {
+    let slot = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", key])).into_owned();
+    slot.trim_start_matches(':').trim_end().to_string()
+}
+
 fn wait_cluster_ok(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut c = Raw::connect(port);
@@ -95,15 +194,8 @@ fn key_in(t: &mut Twins, prefix: &str, range: std::ops::RangeInclusive<i64>) -> 
 
 #[test]
 fn cluster_texts_and_replies_match_redis() {
-    let redis_cport_a = free_port().to_string();
-    let redis_cport_b = free_port().to_string();
-    let rill_a_port = cluster_port().to_string();
-    let mut t = Twins::start_each(
-        &["--cluster-enabled", "yes", "--port", &rill_a_port],
-        &redis_args(&redis_cport_a),
-    );
-    let rill_b = rill_node();
-    let redis_b = RedisServer::start_with(&redis_args(&redis_cport_b));
+    let (mut t, beside) = start_pairs();
+    let rill_a_port = &beside.rill_a_port;
 
     // Before any slot is served.
     t.same(&["GET", "foo"]);
@@ -115,8 +207,7 @@ fn cluster_texts_and_replies_match_redis() {
     // alone, sent as RILL.CLUSTER SETTOPOLOGY): an owned slot is "cluster down", an
     // unowned one "not served".
     t.redis_conn.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
-    let id_a = String::from_utf8_lossy(&t.rill_conn.cmd(&["CLUSTER", "MYID"])).into_owned();
-    let id_a = id_a.lines().nth(1).expect("id").to_string();
+    let id_a = myid(&mut t.rill_conn);
     let half = format!(
         "rill-cluster 1\nepoch 1\nshard {id_a} 0-8191\nnode {id_a} {id_a} 127.0.0.1 {rill_a_port} 1\n"
     );
@@ -130,77 +221,41 @@ fn cluster_texts_and_replies_match_redis() {
     t.same(&["GET", &high]);
 
     // The full two-node cluster on both sides.
-    let rill_b_port = rill_b.port.to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args([
-            "cluster",
-            "create",
-            &format!("127.0.0.1:{rill_a_port}"),
-            &format!("127.0.0.1:{rill_b_port}"),
-        ])
-        .output()
-        .expect("rill cluster create");
+    let rill_b_port = beside.rill_b.port.to_string();
+    let out = rill(&[
+        "cluster",
+        "create",
+        &format!("127.0.0.1:{rill_a_port}"),
+        &format!("127.0.0.1:{rill_b_port}"),
+    ]);
     // A already has a map (the half one), so create refuses it; give both nodes the map
     // create would make instead, with a newer epoch.
     assert_eq!(out.status.code(), Some(1));
-    let mut b = Raw::connect(rill_b.port);
-    let id_b = String::from_utf8_lossy(&b.cmd(&["CLUSTER", "MYID"])).into_owned();
-    let id_b = id_b.lines().nth(1).expect("id").to_string();
+    let mut b = Raw::connect(beside.rill_b.port);
+    let id_b = myid(&mut b);
     let full = format!(
         "rill-cluster 1\nepoch 2\nshard {id_a} 0-8191\nnode {id_a} {id_a} 127.0.0.1 {rill_a_port} {}\nshard {id_b} 8192-16383\nnode {id_b} {id_b} 127.0.0.1 {rill_b_port} {}\n",
         rill_a_port.parse::<u32>().expect("port") + 10000,
-        rill_b.port as u32 + 10000
+        beside.rill_b.port as u32 + 10000
     );
     for c in [&mut t.rill_conn, &mut b] {
         assert_eq!(c.cmd(&["RILL.CLUSTER", "SETTOPOLOGY", &full]), b"+OK\r\n");
     }
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(["cluster", "check", &format!("127.0.0.1:{rill_a_port}")])
-        .output()
-        .expect("rill cluster check");
+    let check = rill(&["cluster", "check", &format!("127.0.0.1:{rill_a_port}")]);
     assert!(
         check.status.success(),
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let mut rb = Raw::connect(redis_b.port);
-    rb.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
-    let meet = t.redis_conn.cmd(&[
-        "CLUSTER",
-        "MEET",
-        "127.0.0.1",
-        &redis_b.port.to_string(),
-        &redis_cport_b,
-    ]);
-    assert_eq!(meet, b"+OK\r\n");
-    wait_cluster_ok(t.redis.port);
-    wait_cluster_ok(redis_b.port);
-
-    let ports = |t: &Twins| {
-        [
-            (t.rill.port + 10000, "<cport-a>"),
-            (rill_b.port + 10000, "<cport-b>"),
-            (t.rill.port, "<port-a>"),
-            (rill_b.port, "<port-b>"),
-        ]
-    };
-    let redis_ports = [
-        (redis_cport_a.parse::<u16>().expect("port"), "<cport-a>"),
-        (redis_cport_b.parse::<u16>().expect("port"), "<cport-b>"),
-        (t.redis.port, "<port-a>"),
-        (redis_b.port, "<port-b>"),
-    ];
-    let rill_ports = ports(&t);
+    join_redis(&mut t, &beside.redis_b, &beside.redis_cport_b);
 
     for protocol in [2u8, 3] {
         t.reconnect(protocol);
         let compare = |t: &mut Twins, args: &[&str]| {
             let (r, p) = t.both(args);
-            assert_eq!(
-                mask(&r, &rill_ports),
-                mask(&p, &redis_ports),
-                "RESP{protocol} reply to {args:?} differs (left: Rill, right: Redis)"
-            );
+            beside
+                .masks
+                .assert_same(&r, &p, format_args!("RESP{protocol} reply to {args:?}"));
         };
         // MOVED, with the other node's address.
         compare(&mut t, &["GET", &high]);
@@ -258,13 +313,11 @@ fn cluster_texts_and_replies_match_redis() {
         t.same(&["ASKING"]);
         t.same(&["GET", &low]);
         // The slot index.
-        let slot = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", &tag1])).into_owned();
-        let slot = slot.trim_start_matches(':').trim_end().to_string();
+        let slot = keyslot(&mut t, &tag1);
         t.same(&["CLUSTER", "COUNTKEYSINSLOT", &slot]);
         // Listing order within a slot is Redis's dict order: list a slot with one key.
         t.same(&["XADD", &low2, "1-1", "f", "v"]);
-        let solo = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", &low2])).into_owned();
-        let solo = solo.trim_start_matches(':').trim_end().to_string();
+        let solo = keyslot(&mut t, &low2);
         t.same(&["CLUSTER", "COUNTKEYSINSLOT", &solo]);
         t.same(&["CLUSTER", "GETKEYSINSLOT", &solo, "10"]);
         t.same(&["CLUSTER", "GETKEYSINSLOT", &slot, "0"]);
@@ -295,11 +348,11 @@ fn cluster_texts_and_replies_match_redis() {
             parts.sort();
             parts
         };
-        let ours = shards(&r, &rill_ports);
+        let ours = shards(&r, &beside.masks.rill);
         assert_eq!(ours.len(), 3, "two shards: {ours:?}");
         assert_eq!(
             ours,
-            shards(&p, &redis_ports),
+            shards(&p, &beside.masks.redis),
             "CLUSTER SHARDS (RESP{protocol})"
         );
         // CLUSTER NODES: this node's line and the other's, field for field, but for the
@@ -328,7 +381,7 @@ fn cluster_texts_and_replies_match_redis() {
             lines.sort();
             lines
         };
-        let ours = lines(&r, &rill_ports);
+        let ours = lines(&r, &beside.masks.rill);
         assert_eq!(ours.len(), 2, "{ours:?}");
         assert!(
             ours.iter().any(|l| {
@@ -339,7 +392,7 @@ fn cluster_texts_and_replies_match_redis() {
         );
         assert_eq!(
             ours,
-            lines(&p, &redis_ports),
+            lines(&p, &beside.masks.redis),
             "CLUSTER NODES (RESP{protocol})"
         );
         let (r, p) = t.both(&["CLUSTER", "INFO"]);
@@ -502,53 +555,27 @@ fn command_getkeys_matches_redis() {
 /// MULTI/EXEC on the migrating node, and the open slot in CLUSTER NODES must read the same.
 #[test]
 fn open_slot_texts_match_redis() {
-    let redis_cport_a = free_port().to_string();
-    let redis_cport_b = free_port().to_string();
-    let rill_a_port = cluster_port().to_string();
-    let mut t = Twins::start_each(
-        &["--cluster-enabled", "yes", "--port", &rill_a_port],
-        &redis_args(&redis_cport_a),
-    );
-    let rill_b = rill_node();
-    let redis_b = RedisServer::start_with(&redis_args(&redis_cport_b));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args([
-            "cluster",
-            "create",
-            &format!("127.0.0.1:{rill_a_port}"),
-            &format!("127.0.0.1:{}", rill_b.port),
-        ])
-        .output()
-        .expect("rill cluster create");
+    let (mut t, beside) = start_pairs();
+    let rill_a_port = &beside.rill_a_port;
+    let out = rill(&[
+        "cluster",
+        "create",
+        &format!("127.0.0.1:{rill_a_port}"),
+        &format!("127.0.0.1:{}", beside.rill_b.port),
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let mut rb = Raw::connect(redis_b.port);
     t.redis_conn.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
-    rb.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
-    let meet = t.redis_conn.cmd(&[
-        "CLUSTER",
-        "MEET",
-        "127.0.0.1",
-        &redis_b.port.to_string(),
-        &redis_cport_b,
-    ]);
-    assert_eq!(meet, b"+OK\r\n");
-    wait_cluster_ok(t.redis.port);
-    wait_cluster_ok(redis_b.port);
-    let id = |c: &mut Raw| {
-        let r = String::from_utf8_lossy(&c.cmd(&["CLUSTER", "MYID"])).into_owned();
-        r.lines().nth(1).expect("id").to_string()
-    };
-    let mut b = Raw::connect(rill_b.port);
-    let (rill_a_id, rill_b_id) = (id(&mut t.rill_conn), id(&mut b));
-    let (redis_a_id, redis_b_id) = (id(&mut t.redis_conn), id(&mut rb));
+    let mut rb = join_redis(&mut t, &beside.redis_b, &beside.redis_cport_b);
+    let mut b = Raw::connect(beside.rill_b.port);
+    let (rill_a_id, rill_b_id) = (myid(&mut t.rill_conn), myid(&mut b));
+    let (redis_a_id, redis_b_id) = (myid(&mut t.redis_conn), myid(&mut rb));
 
     let tag = key_in(&mut t, "tag", 0..=8191);
-    let slot = String::from_utf8_lossy(&t.same(&["CLUSTER", "KEYSLOT", &tag])).into_owned();
-    let slot = slot.trim_start_matches(':').trim_end().to_string();
+    let slot = keyslot(&mut t, &tag);
     let (here, gone, gone2) = (
         format!("{{{tag}}}here"),
         format!("{{{tag}}}gone"),
@@ -575,25 +602,13 @@ fn open_slot_texts_match_redis() {
         ok
     );
 
-    let rill_ports = [
-        (t.rill.port + 10000, "<cport-a>"),
-        (rill_b.port + 10000, "<cport-b>"),
-        (t.rill.port, "<port-a>"),
-        (rill_b.port, "<port-b>"),
-    ];
-    let redis_ports = [
-        (redis_cport_a.parse::<u16>().expect("port"), "<cport-a>"),
-        (redis_cport_b.parse::<u16>().expect("port"), "<cport-b>"),
-        (t.redis.port, "<port-a>"),
-        (redis_b.port, "<port-b>"),
-    ];
     // The migrating node.
     let compare_a = |t: &mut Twins, args: &[&str]| {
         let (r, p) = t.both(args);
-        assert_eq!(
-            mask(&r, &rill_ports),
-            mask(&p, &redis_ports),
-            "reply to {args:?} on the migrating node differs (left: Rill, right: Redis)"
+        beside.masks.assert_same(
+            &r,
+            &p,
+            format_args!("reply to {args:?} on the migrating node"),
         );
     };
     compare_a(&mut t, &["XLEN", &here]);
@@ -622,17 +637,17 @@ fn open_slot_texts_match_redis() {
         f.join(" ")
     };
     let (r, p) = t.both(&["CLUSTER", "NODES"]);
-    let ours = own_line(&r, &rill_ports);
+    let ours = own_line(&r, &beside.masks.rill);
     assert!(ours.contains(&format!("[{slot}->-<id>]")), "{ours}");
-    assert_eq!(ours, own_line(&p, &redis_ports));
+    assert_eq!(ours, own_line(&p, &beside.masks.redis));
 
     // The importing node.
     let mut compare_b = |args: &[&str]| {
         let (r, p) = (b.cmd(args), rb.cmd(args));
-        assert_eq!(
-            mask(&r, &rill_ports),
-            mask(&p, &redis_ports),
-            "reply to {args:?} on the importing node differs (left: Rill, right: Redis)"
+        beside.masks.assert_same(
+            &r,
+            &p,
+            format_args!("reply to {args:?} on the importing node"),
         );
         r
     };
@@ -661,7 +676,7 @@ fn open_slot_texts_match_redis() {
     let nodes = compare_b(&["CLUSTER", "MYID"]);
     assert!(!nodes.is_empty());
     let (r, p) = (b.cmd(&["CLUSTER", "NODES"]), rb.cmd(&["CLUSTER", "NODES"]));
-    let ours = own_line(&r, &rill_ports);
+    let ours = own_line(&r, &beside.masks.rill);
     assert!(ours.contains(&format!("[{slot}-<-<id>]")), "{ours}");
-    assert_eq!(ours, own_line(&p, &redis_ports));
+    assert_eq!(ours, own_line(&p, &beside.masks.redis));
 }

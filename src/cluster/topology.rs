@@ -207,6 +207,11 @@ impl Shard {
             .map(|r| usize::from(r.end - r.start) + 1)
             .sum()
     }
+
+    /// The shard's slots, one by one, in order.
+    pub fn each_slot(&self) -> impl Iterator<Item = u16> + '_ {
+        self.slots.iter().flat_map(|r| r.start..=r.end)
+    }
 }
 
 /// The whole cluster as one node knows it.
@@ -373,12 +378,7 @@ impl ShardMap {
         let mut next = self.clone();
         next.epoch = self.epoch + 1;
         for shard in &mut next.shards {
-            let mut slots: Vec<u16> = shard
-                .slots
-                .iter()
-                .flat_map(|r| r.start..=r.end)
-                .filter(|s| *s != slot)
-                .collect();
+            let mut slots: Vec<u16> = shard.each_slot().filter(|s| *s != slot).collect();
             if &shard.id == to {
                 slots.push(slot);
                 slots.sort_unstable();
@@ -704,6 +704,14 @@ mod tests {
         }
     }
 
+    /// Slot ranges from `(start, end)` pairs.
+    fn ranges_from(pairs: &[(u16, u16)]) -> Vec<SlotRange> {
+        pairs
+            .iter()
+            .map(|&(start, end)| SlotRange { start, end })
+            .collect()
+    }
+
     #[test]
     fn even_split_covers_every_slot_once_like_redis_cli() {
         let map = ShardMap::even(vec![node(7000), node(7001), node(7002)], 1);
@@ -711,20 +719,7 @@ mod tests {
         // redis-cli --cluster create with 3 masters: 0-5460, 5461-10922, 10923-16383.
         assert_eq!(
             ranges,
-            vec![
-                SlotRange {
-                    start: 0,
-                    end: 5460
-                },
-                SlotRange {
-                    start: 5461,
-                    end: 10922
-                },
-                SlotRange {
-                    start: 10923,
-                    end: 16383
-                }
-            ]
+            ranges_from(&[(0, 5460), (5461, 10922), (10923, 16383)])
         );
     }
 
@@ -747,26 +742,8 @@ mod tests {
         let to = map.shards[1].id.clone();
         let next = map.with_slot_moved(5, &to).expect("known shard");
         assert_eq!(next.epoch, 4);
-        assert_eq!(
-            next.shards[0].slots,
-            vec![
-                SlotRange { start: 0, end: 4 },
-                SlotRange {
-                    start: 6,
-                    end: 8191
-                }
-            ]
-        );
-        assert_eq!(
-            next.shards[1].slots,
-            vec![
-                SlotRange { start: 5, end: 5 },
-                SlotRange {
-                    start: 8192,
-                    end: 16383
-                }
-            ]
-        );
+        assert_eq!(next.shards[0].slots, ranges_from(&[(0, 4), (6, 8191)]));
+        assert_eq!(next.shards[1].slots, ranges_from(&[(5, 5), (8192, 16383)]));
         assert_eq!(next.shard_owning(5).map(|s| &s.id), Some(&to));
         assert!(map.with_slot_moved(5, &NodeId::random()).is_none());
         // Back again: the ranges merge.
