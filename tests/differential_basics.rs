@@ -36,3 +36,22 @@ fn stream_basics_match_redis_8() {
         t.same(&["XADD", "s", "MAXLEN", "x", "*", "f", "v"]);
     });
 }
+
+/// Unknown commands and subcommands: Redis 8 drops ", with args beginning with: " when the
+/// command came alone, and cuts the arguments it shows at 128 bytes (the last one mid-way).
+#[test]
+fn unknown_command_texts_match_redis_8() {
+    let mut t = Twins::start(&[]);
+    let long = "x".repeat(200);
+    let mid = "y".repeat(100);
+    t.each_protocol(|t| {
+        t.same(&["FOO"]);
+        t.same(&["FOO", "a", "b"]);
+        t.same(&["FOO", &long]);
+        t.same(&["FOO", &mid, &mid, "z"]);
+        t.same(&[&long, "a"]);
+        t.same(&["XINFO", "NOPE"]);
+        t.same(&["XINFO"]);
+        t.same(&["XGROUP", &long]);
+    });
+}

@@ -242,20 +242,21 @@ impl CommandSpec {
 pub fn resolve(args: &mut Args) -> Result<&'static CommandSpec, CommandError> {
     let argv = args.argv();
     let Some(spec) = lookup_raw(&argv[0]) else {
-        let mut shown = String::new();
+        // Redis's `'%.*s' ` with 128 minus what is shown so far, while under 128 bytes:
+        // the last argument shown may be cut.
+        let mut shown: Vec<u8> = Vec::new();
         for a in argv.iter().skip(1) {
-            let a = String::from_utf8_lossy(a);
-            if shown.len() + a.len() > 128 {
+            if shown.len() >= 128 {
                 break;
             }
-            shown.push_str(&format!("'{}' ", a));
+            let room = 128 - shown.len();
+            shown.push(b'\'');
+            shown.extend_from_slice(&a[..a.len().min(room)]);
+            shown.extend_from_slice(b"' ");
         }
         return Err(CommandError::UnknownCommand {
-            name: String::from_utf8_lossy(&argv[0])
-                .chars()
-                .take(128)
-                .collect(),
-            args: shown,
+            name: String::from_utf8_lossy(&argv[0][..argv[0].len().min(128)]).into_owned(),
+            args: String::from_utf8_lossy(&shown).into_owned(),
         });
     };
     if matches!(spec.handler, Handler::Container) {

@@ -18,7 +18,9 @@ pub enum CommandError {
     WrongType,
     #[error("ERR wrong number of arguments for '{0}' command")]
     WrongArity(String),
-    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    /// `args` is empty when the command came alone: Redis 8 then ends the text after the
+    /// name (7.x always added ", with args beginning with: ").
+    #[error("ERR unknown command '{name}'{}", args_suffix(args))]
     UnknownCommand { name: String, args: String },
     #[error("ERR unknown subcommand '{sub}'. Try {container} HELP.")]
     UnknownSubcommand { sub: String, container: String },
@@ -164,5 +166,15 @@ impl CommandError {
     /// The error's first word (`ERR`, `WRONGTYPE` …), as INFO errorstats counts them.
     pub fn prefix(text: &str) -> &str {
         text.split(' ').next().unwrap_or("ERR")
+    }
+}
+
+/// The `, with args beginning with: …` part of an unknown-command error, present only
+/// when the command had arguments (Redis 8's `commandCheckExistence`).
+fn args_suffix(args: &str) -> String {
+    if args.is_empty() {
+        String::new()
+    } else {
+        format!(", with args beginning with: {args}")
     }
 }
