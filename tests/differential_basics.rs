@@ -30,6 +30,12 @@ fn stream_basics_match_redis_8() {
             "s",
             ">",
         ]);
+        // Arguments past the consumer are ignored (Redis never reads them), up to the
+        // arity limit of 9.
+        t.same(&["XPENDING", "s", "g", "-", "+", "10", "c", "extra"]);
+        t.same(&["XPENDING", "s", "g", "-", "+", "10", "c", "x", "y"]);
+        t.same(&["XPENDING", "s", "g", "-", "+", "10", "c", "x", "y", "z"]);
+        t.same(&["XPENDING", "s", "g", "IDLE", "0", "-", "+", "10", "c", "x"]);
         t.same(&["XACK", "s", "g", "1-1", "9-9"]);
         t.same(&["XTRIM", "s", "MAXLEN", "1"]);
         t.same(&["XDEL", "s", "1-2", "1-3"]);
@@ -37,7 +43,7 @@ fn stream_basics_match_redis_8() {
     });
 }
 
-/// Unknown commands and subcommands: Redis 8 drops ", with args beginning with: " when the
+/// Unknown commands and subcommands, and the HELP texts of the stream containers: Redis 8 drops ", with args beginning with: " when the
 /// command came alone, and cuts the arguments it shows at 128 bytes (the last one mid-way).
 #[test]
 fn unknown_command_texts_match_redis_8() {
@@ -53,5 +59,8 @@ fn unknown_command_texts_match_redis_8() {
         t.same(&["XINFO", "NOPE"]);
         t.same(&["XINFO"]);
         t.same(&["XGROUP", &long]);
+        // Redis 8 says "Print this help." where 7.x said "Prints".
+        t.same(&["XGROUP", "HELP"]);
+        t.same(&["XINFO", "HELP"]);
     });
 }

@@ -281,7 +281,7 @@ fn xgroup_create_setid_destroy_and_consumers() {
         V::Status("XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".into())
     );
     assert_eq!(help.arr().len(), 17);
-    assert_eq!(help.arr()[16], V::Status("    Prints this help.".into()));
+    assert_eq!(help.arr()[16], V::Status("    Print this help.".into()));
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::connection::help_reply;
 use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
@@ -92,9 +93,9 @@ pub const XGROUP_SUBCOMMANDS: &[CommandSpec] = &[
         ),
 ];
 
-/// XGROUP HELP, line for line as Redis 7.4 prints it.
+/// XGROUP HELP's own lines, as Redis 8.6 prints them between the common header and the
+/// common `HELP` lines ([`help_reply`]).
 const XGROUP_HELP: &[&str] = &[
-    "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "CREATE <key> <groupname> <id|$> [option]",
     "    Create a new consumer group. Options are:",
     "    * MKSTREAM",
@@ -109,8 +110,6 @@ const XGROUP_HELP: &[&str] = &[
     "    Remove the specified group.",
     "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
     "    Set the current group ID and entries_read counter.",
-    "HELP",
-    "    Prints this help.",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -468,12 +467,7 @@ pub fn xgroup_delconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome,
 /// The help text, one status line per element.
 pub fn xgroup_help(_ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     args.finish()?;
-    Ok(help_reply(XGROUP_HELP).into())
-}
-
-/// Redis's `addReplyHelp`: an array of simple strings.
-pub(crate) fn help_reply(lines: &[&'static str]) -> Reply {
-    Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+    Ok(help_reply("XGROUP", XGROUP_HELP).into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1177,7 +1171,9 @@ impl XPending {
             .as_end()
             .ok_or(StreamError::InvalidEndId)?;
         let consumer = args.next();
-        args.finish()?;
+        // Redis reads the consumer at its place and never looks past it: up to two more
+        // arguments (the arity check above caps them) are ignored, not a syntax error.
+        let _ = args.rest();
         Ok(XPending {
             key,
             group,

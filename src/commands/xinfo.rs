@@ -6,7 +6,8 @@
 
 use bytes::Bytes;
 
-use super::groups::{help_reply, id_reply};
+use super::connection::help_reply;
+use super::groups::id_reply;
 use super::streams::entry_reply;
 use super::table::{CommandSpec, Handler};
 use super::{Args, CommandError, Ctx, Outcome};
@@ -58,17 +59,15 @@ pub const XINFO_SUBCOMMANDS: &[CommandSpec] = &[
         ),
 ];
 
-/// XINFO HELP, line for line as Redis 7.4 prints it (the missing `]` is Redis's).
+/// XINFO HELP's own lines, as Redis 8.6 prints them between the common header and the
+/// common `HELP` lines (the missing `]` is Redis's).
 const XINFO_HELP: &[&str] = &[
-    "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "CONSUMERS <key> <groupname>",
     "    Show consumers of <groupname>.",
     "GROUPS <key>",
     "    Show the stream consumer groups.",
     "STREAM <key> [FULL [COUNT <count>]",
     "    Show information about the stream.",
-    "HELP",
-    "    Prints this help.",
 ];
 
 /// XINFO STREAM FULL shows at most this many entries / PEL entries per list unless COUNT says.
@@ -356,5 +355,5 @@ pub fn xinfo_consumers(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Co
 /// The help text, one status line per element.
 pub fn xinfo_help(_ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     args.finish()?;
-    Ok(help_reply(XINFO_HELP).into())
+    Ok(help_reply("XINFO", XINFO_HELP).into())
 }
