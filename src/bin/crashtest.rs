@@ -27,7 +27,17 @@
 //! retrying after a lost reply would, and each must be answered with its original ID
 //! (and, checked at the next restart, must not have appended anything).
 //!
-//! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]`.
+//! **Power cuts** (`--powercut`): the data directory lives on `rill-lazyfs` (tools/lazyfs), a
+//! FUSE file system that keeps, besides what programs see, what a disk would still hold: file
+//! data only once fsynced, names (new files, renames, unlinks, new directories) only once
+//! their directory was fsynced. Each cycle then SIGKILLs the server and cuts the power: the
+//! file system drops everything not durable (`--tear`: keeps a random prefix of each file's
+//! unsynced bytes, a torn write) before `rill check` and the restart. The same model checks
+//! the result, so a missing fsync of a file or a directory shows up as an acknowledged write
+//! lost. Self-test: `--appendfsync everysec` acknowledges before fsync and must FAIL here.
+//!
+//! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]
+//! [--powercut [--tear] [--lazyfs PATH]] [--appendfsync always|everysec|no]`.
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
 //! test itself could not run (the server did not start, bad arguments).
 
@@ -72,6 +82,21 @@ struct Opts {
     /// connections (at most one unanswered command each) this must be reported as a violation.
     #[arg(long, default_value_t = 0)]
     sabotage_drop_records: usize,
+    /// Run the data directory on rill-lazyfs and cut the power (drop everything not fsynced)
+    /// at each kill, instead of only killing the process.
+    #[arg(long)]
+    powercut: bool,
+    /// With --powercut: of each file's unsynced bytes keep a random-length prefix (a torn
+    /// write), instead of none.
+    #[arg(long, requires = "powercut")]
+    tear: bool,
+    /// The rill-lazyfs binary (default: `rill-lazyfs` next to this program).
+    #[arg(long, requires = "powercut")]
+    lazyfs: Option<PathBuf>,
+    /// The server's appendfsync. Anything but `always` acknowledges writes before they are
+    /// durable: with --powercut that must be reported as lost writes (a self-test).
+    #[arg(long, default_value = "always")]
+    appendfsync: String,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1545,7 +1570,7 @@ struct Server {
     port: u16,
 }
 
-fn start_server(bin: &Path, dir: &Path, log: &Path) -> Result<Server, String> {
+fn start_server(bin: &Path, dir: &Path, log: &Path, appendfsync: &str) -> Result<Server, String> {
     let mut child = Command::new(bin)
         .args([
             "--port",
@@ -1553,7 +1578,7 @@ fn start_server(bin: &Path, dir: &Path, log: &Path) -> Result<Server, String> {
             "--bind",
             "127.0.0.1",
             "--appendfsync",
-            "always",
+            appendfsync,
         ])
         .args(["--segment-size", "1mb", "--save", ""])
         .arg("--dir")
@@ -1727,6 +1752,118 @@ fn offline_check(bin: &Path, dir: &Path) -> Result<(), String> {
 }
 
 // ------------------------------------------------------------------------------------------
+// The power-cut file system (tools/lazyfs), driven through its control socket.
+// ------------------------------------------------------------------------------------------
+
+/// A mounted `rill-lazyfs`; unmounted when dropped, on every exit path.
+struct LazyFs {
+    child: Child,
+    mnt: PathBuf,
+    control: PathBuf,
+}
+
+/// What the power cuts dropped, summed over the run (from the file system's reports).
+#[derive(Default)]
+struct CutTotals {
+    bytes_dropped: u64,
+    bytes_torn_kept: u64,
+    files_reverted: u64,
+    names_reverted: u64,
+    inodes_removed: u64,
+}
+
+impl LazyFs {
+    /// Mounts a fresh lazy file system on `work/mnt` and waits until it answers.
+    fn mount(bin: &Path, work: &Path, tear_seed: Option<u64>) -> Result<LazyFs, String> {
+        let mnt = work.join("mnt");
+        std::fs::create_dir_all(&mnt)
+            .map_err(|e| format!("cannot create {}: {e}", mnt.display()))?;
+        let control = work.join("lazyfs.sock");
+        let mut cmd = Command::new(bin);
+        cmd.arg(&mnt).arg("--control").arg(&control);
+        if let Some(s) = tear_seed {
+            cmd.arg("--tear-seed").arg(s.to_string());
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout from rill-lazyfs")?;
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "rill-lazyfs did not mount on {} (FUSE is required: /dev/fuse and root or \
+                 fusermount3; .ci/powercut installs fuse3)",
+                mnt.display()
+            ));
+        }
+        Ok(LazyFs {
+            child,
+            mnt,
+            control,
+        })
+    }
+
+    /// One control command; the answer after `ok`.
+    fn request(&self, command: &str) -> Result<String, String> {
+        let err = |e: std::io::Error| format!("rill-lazyfs control {command}: {e}");
+        let mut s = std::os::unix::net::UnixStream::connect(&self.control).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(err)?;
+        writeln!(s, "{command}").map_err(err)?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).map_err(err)?;
+        let line = line.trim_end();
+        match line.strip_prefix("ok") {
+            Some(rest) => Ok(rest.trim_start().to_string()),
+            None => Err(format!("rill-lazyfs control {command}: {line:?}")),
+        }
+    }
+
+    /// The power goes and comes back: everything not durable is dropped. Adds the file
+    /// system's report to `totals` and returns it for the cycle line.
+    fn power_cut(&self, totals: &mut CutTotals) -> Result<String, String> {
+        self.request("cut")?;
+        let report = self.request("restore")?;
+        let field = |k: &str| -> Result<u64, String> {
+            report
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("rill-lazyfs restore: no {k} in {report:?}"))
+        };
+        totals.bytes_dropped += field("bytes_dropped")?;
+        totals.bytes_torn_kept += field("bytes_torn_kept")?;
+        totals.files_reverted += field("files_reverted")?;
+        totals.names_reverted += field("names_reverted")?;
+        totals.inodes_removed += field("inodes_removed")?;
+        Ok(report)
+    }
+}
+
+impl Drop for LazyFs {
+    fn drop(&mut self) {
+        let _ = self.request("unmount");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // The cycle loop.
 // ------------------------------------------------------------------------------------------
 
@@ -1741,6 +1878,8 @@ struct Stats {
     pending_checked: u64,
     groups_checked: u64,
     checkpoints_requested: u64,
+    /// With --powercut: what the cuts dropped.
+    cuts: Option<CutTotals>,
 }
 
 impl Stats {
@@ -1935,8 +2074,84 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         std::env::temp_dir().join(format!("rill-crashtest-{}", std::process::id()))
     });
     let _ = std::fs::remove_dir_all(&work);
-    let data = work.join("data");
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let lazyfs = if opts.powercut {
+        let lazy_bin = match &opts.lazyfs {
+            Some(b) => b.clone(),
+            None => bin.with_file_name("rill-lazyfs"),
+        };
+        let tear_seed = opts.tear.then_some(seed ^ 0x7EA2);
+        let fs = LazyFs::mount(&lazy_bin, &work, tear_seed)?;
+        println!(
+            "power cuts on rill-lazyfs at {}{}",
+            fs.mnt.display(),
+            if opts.tear {
+                ", tearing unsynced writes"
+            } else {
+                ""
+            }
+        );
+        Some(fs)
+    } else {
+        None
+    };
+    let data = match &lazyfs {
+        Some(fs) => fs.mnt.join("data"),
+        None => work.join("data"),
+    };
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    if let Some(fs) = &lazyfs {
+        // The data directory exists before the server does, made durable as an operator's
+        // mkdir on a real disk would be by the time a server runs on it.
+        std::fs::File::open(&fs.mnt)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("cannot fsync {}: {e}", fs.mnt.display()))?;
+    }
+    let result = cycles(opts, seed, &bin, &work, &data, lazyfs.as_ref());
+    if let (Ok(Err(_)), Some(_)) = (&result, &lazyfs) {
+        // The lazy file system lives in memory: keep a copy of what the failing restart saw.
+        let keep = work.join("data-after-cut");
+        match copy_tree(&data, &keep) {
+            Ok(()) => println!(
+                "the data directory after the cut is copied to {}",
+                keep.display()
+            ),
+            Err(e) => println!("could not copy the data directory out of the mount: {e}"),
+        }
+    }
+    drop(lazyfs);
+    if matches!(result, Ok(Ok(_))) && opts.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+/// Copies a directory tree (the data directory, out of the lazy file system).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The kill (or power-cut) / restart / verify cycles, then a clean shutdown and a last check.
+fn cycles(
+    opts: &Opts,
+    seed: u64,
+    bin: &Path,
+    work: &Path,
+    data: &Path,
+    lazyfs: Option<&LazyFs>,
+) -> Result<Result<Stats, String>, String> {
+    let (bin, data) = (bin.to_path_buf(), data.to_path_buf());
+    let mut cuts = CutTotals::default();
     let log = work.join("server.log");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut workers: Vec<Worker> = (0..opts.workers.max(1))
@@ -1952,7 +2167,7 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         })
         .collect();
     let mut stats = Stats::default();
-    let mut server = start_server(&bin, &data, &log)?;
+    let mut server = start_server(&bin, &data, &log, &opts.appendfsync)?;
     for cycle in 1..=opts.cycles {
         let port = server.port;
         let handles: Vec<_> = workers
@@ -1971,6 +2186,12 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         });
         std::thread::sleep(Duration::from_millis(load_ms));
         server.kill()?;
+        // The process is dead (reaped); now the power goes. Every reply a client saw was
+        // sent before the kill, so whatever it acknowledged had to be durable by then.
+        let cut_report = match lazyfs {
+            Some(fs) => Some(fs.power_cut(&mut cuts)?),
+            None => None,
+        };
         if let Some(h) = checkpointer {
             // Refused or cut off by the kill is fine; an error reply is not.
             if let Ok(Ok(Resp::Error(e))) = h.join() {
@@ -2004,7 +2225,7 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         if opts.sabotage_drop_records > 0 {
             drop_newest_records(&data, opts.sabotage_drop_records)?;
         }
-        server = start_server(&bin, &data, &log)?;
+        server = start_server(&bin, &data, &log, &opts.appendfsync)?;
         let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
         let mut violations = verify(server.port, &mut workers, &mut in_flight, &mut stats)?;
         if violations.is_empty() {
@@ -2013,9 +2234,11 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
         stats.cycles = cycle;
         stats.acked = acked;
         println!(
-            "cycle {cycle}: killed after {load_ms} ms, {acked} commands acknowledged so far, {} in flight at the kill, {}",
+            "cycle {cycle}: {} after {load_ms} ms, {acked} commands acknowledged so far, {} in flight at the kill, {}{}",
+            if cut_report.is_some() { "power cut" } else { "killed" },
             sent_unanswered,
-            if violations.is_empty() { "state verified" } else { "VIOLATIONS" }
+            if violations.is_empty() { "state verified" } else { "VIOLATIONS" },
+            cut_report.map(|r| format!(" (dropped: {r})")).unwrap_or_default()
         );
         if !violations.is_empty() {
             let _ = server.kill();
@@ -2027,7 +2250,7 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
     }
     // Finally the clean path: SIGTERM, restart, everything still there.
     server.terminate()?;
-    let server = start_server(&bin, &data, &log)?;
+    let server = start_server(&bin, &data, &log, &opts.appendfsync)?;
     let mut none: Vec<Option<Op>> = workers.iter().map(|_| None).collect();
     let mut violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
     if violations.is_empty() {
@@ -2040,8 +2263,8 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
             violations.join("\n")
         )));
     }
-    if opts.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work);
+    if lazyfs.is_some() {
+        stats.cuts = Some(cuts);
     }
     Ok(Ok(stats))
 }
@@ -2062,6 +2285,18 @@ fn main() -> ExitCode {
                 s.groups_checked,
                 s.pending_checked
             );
+            if let Some(c) = &s.cuts {
+                println!(
+                    "power cuts: {} cuts dropped {} unsynced bytes in {} file versions, kept {} torn bytes, \
+                     reverted {} directory entries, removed {} unsynced files; 0 acknowledged writes lost",
+                    s.cycles,
+                    c.bytes_dropped,
+                    c.files_reverted,
+                    c.bytes_torn_kept,
+                    c.names_reverted,
+                    c.inodes_removed
+                );
+            }
             ExitCode::SUCCESS
         }
         Ok(Err(violation)) => {
