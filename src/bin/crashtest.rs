@@ -30,14 +30,16 @@
 //! **Power cuts** (`--powercut`): the data directory lives on `rill-lazyfs` (tools/lazyfs), a
 //! FUSE file system that keeps, besides what programs see, what a disk would still hold: file
 //! data only once fsynced, names (new files, renames, unlinks, new directories) only once
-//! their directory was fsynced. Each cycle then SIGKILLs the server and cuts the power: the
-//! file system drops everything not durable (`--tear`: keeps a random prefix of each file's
-//! unsynced bytes, a torn write) before `rill check` and the restart. The same model checks
+//! their directory was fsynced. Each cycle cuts the power under load while the server runs
+//! (every later write and fsync fails with EIO: the server may refuse writes, never
+//! acknowledge them), SIGKILLs it 0-20 ms later, and the file system drops everything not
+//! durable at the cut (`--tear`: keeps a random prefix of each file's unsynced pages, a torn
+//! write) before `rill check` and the restart. The same model checks
 //! the result, so a missing fsync of a file or a directory shows up as an acknowledged write
 //! lost. Self-test: `--appendfsync everysec` acknowledges before fsync and must FAIL here.
 //!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]
-//! [--powercut [--tear] [--lazyfs PATH]] [--appendfsync always|everysec|no]`.
+//! [--powercut [--tear] [--sync-delay-us N] [--lazyfs PATH]] [--appendfsync always|everysec|no]`.
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
 //! test itself could not run (the server did not start, bad arguments).
 
@@ -47,6 +49,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -86,10 +90,14 @@ struct Opts {
     /// at each kill, instead of only killing the process.
     #[arg(long)]
     powercut: bool,
-    /// With --powercut: of each file's unsynced bytes keep a random-length prefix (a torn
-    /// write), instead of none.
+    /// With --powercut: of each file's unsynced pages keep a random prefix (a torn write),
+    /// instead of none.
     #[arg(long, requires = "powercut")]
     tear: bool,
+    /// With --powercut: how long each fsync takes on rill-lazyfs, in µs, as a disk's flush
+    /// does; with 0 (instant, in memory) a cut almost never finds unsynced data.
+    #[arg(long, default_value_t = 500, requires = "powercut")]
+    sync_delay_us: u64,
     /// The rill-lazyfs binary (default: `rill-lazyfs` next to this program).
     #[arg(long, requires = "powercut")]
     lazyfs: Option<PathBuf>,
@@ -1226,7 +1234,8 @@ struct Worker {
 /// How a load phase ended for one worker.
 struct LoadEnd {
     worker: Worker,
-    /// The op sent whose reply never came.
+    /// The op sent whose reply never came (or, after a power cut, was an error: the server
+    /// could not write it, or not know whether it was written).
     in_flight: Option<Op>,
     /// A wrong reply (the server is wrong even without a crash).
     violation: Option<String>,
@@ -1493,8 +1502,12 @@ impl Worker {
         }
     }
 
-    /// Runs ops until the connection dies (the server was killed).
-    fn load(mut self, port: u16) -> LoadEnd {
+    /// Runs ops until the connection dies (the server was killed). Once `powered_off` is set
+    /// (just before the power is cut, while the server still runs) an error reply is the
+    /// server failing to write or fsync, not a wrong answer: the op's outcome is then unknown,
+    /// as for one whose reply never came, and the load ends. An acknowledgement after the cut
+    /// is still an acknowledgement: it must have been durable before the power went.
+    fn load(mut self, port: u16, powered_off: &AtomicBool) -> LoadEnd {
         let mut conn = match Conn::connect(port) {
             Ok(c) => c,
             Err(_) => {
@@ -1507,7 +1520,19 @@ impl Worker {
         };
         loop {
             let op = self.next_op();
-            match self.run_op(&mut conn, &op) {
+            let result = self.run_op(&mut conn, &op);
+            let refused = match &result {
+                Ok(replies) => replies.iter().any(|r| matches!(r, Resp::Error(_))),
+                Err(e) => e.kind() == std::io::ErrorKind::InvalidData,
+            };
+            if refused && powered_off.load(Ordering::SeqCst) {
+                return LoadEnd {
+                    worker: self,
+                    in_flight: Some(op),
+                    violation: None,
+                };
+            }
+            match result {
                 Ok(replies) => {
                     if let Err(v) = self.apply_acked(&op, &replies) {
                         let violation = Some(format!("worker {}: {v}", self.index));
@@ -1774,13 +1799,19 @@ struct CutTotals {
 
 impl LazyFs {
     /// Mounts a fresh lazy file system on `work/mnt` and waits until it answers.
-    fn mount(bin: &Path, work: &Path, tear_seed: Option<u64>) -> Result<LazyFs, String> {
+    fn mount(
+        bin: &Path,
+        work: &Path,
+        tear_seed: Option<u64>,
+        sync_delay_us: u64,
+    ) -> Result<LazyFs, String> {
         let mnt = work.join("mnt");
         std::fs::create_dir_all(&mnt)
             .map_err(|e| format!("cannot create {}: {e}", mnt.display()))?;
         let control = work.join("lazyfs.sock");
         let mut cmd = Command::new(bin);
         cmd.arg(&mnt).arg("--control").arg(&control);
+        cmd.arg("--sync-delay-us").arg(sync_delay_us.to_string());
         if let Some(s) = tear_seed {
             cmd.arg("--tear-seed").arg(s.to_string());
         }
@@ -1824,10 +1855,14 @@ impl LazyFs {
         }
     }
 
-    /// The power goes and comes back: everything not durable is dropped. Adds the file
+    /// The power goes: from now on every change and sync fails with EIO.
+    fn cut(&self) -> Result<(), String> {
+        self.request("cut").map(|_| ())
+    }
+
+    /// The power comes back: everything not durable at the cut is dropped. Adds the file
     /// system's report to `totals` and returns it for the cycle line.
-    fn power_cut(&self, totals: &mut CutTotals) -> Result<String, String> {
-        self.request("cut")?;
+    fn restore(&self, totals: &mut CutTotals) -> Result<String, String> {
         let report = self.request("restore")?;
         let field = |k: &str| -> Result<u64, String> {
             report
@@ -2081,7 +2116,7 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
             None => bin.with_file_name("rill-lazyfs"),
         };
         let tear_seed = opts.tear.then_some(seed ^ 0x7EA2);
-        let fs = LazyFs::mount(&lazy_bin, &work, tear_seed)?;
+        let fs = LazyFs::mount(&lazy_bin, &work, tear_seed, opts.sync_delay_us)?;
         println!(
             "power cuts on rill-lazyfs at {}{}",
             fs.mnt.display(),
@@ -2170,31 +2205,49 @@ fn cycles(
     let mut server = start_server(&bin, &data, &log, &opts.appendfsync)?;
     for cycle in 1..=opts.cycles {
         let port = server.port;
+        let powered_off = Arc::new(AtomicBool::new(false));
         let handles: Vec<_> = workers
             .drain(..)
-            .map(|w| std::thread::spawn(move || w.load(port)))
+            .map(|w| {
+                let off = powered_off.clone();
+                std::thread::spawn(move || w.load(port, &off))
+            })
             .collect();
         let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
         // Every other cycle a checkpoint is asked for mid-load, so that kills also land while
         // a checkpoint is written, renamed and the segments it supersedes are deleted.
         let checkpointer = rng.gen_bool(0.5).then(|| {
             let after = Duration::from_millis(rng.gen_range(0..load_ms));
+            let off = powered_off.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(after);
-                Conn::connect(port).and_then(|mut c| c.call(&argv(&[b"BGREWRITEAOF"])))
+                let reply = Conn::connect(port).and_then(|mut c| c.call(&argv(&[b"BGREWRITEAOF"])));
+                // Whether the power was already off when the answer came.
+                (reply, off.load(Ordering::SeqCst))
             })
         });
         std::thread::sleep(Duration::from_millis(load_ms));
-        server.kill()?;
-        // The process is dead (reaped); now the power goes. Every reply a client saw was
-        // sent before the kill, so whatever it acknowledged had to be durable by then.
         let cut_report = match lazyfs {
-            Some(fs) => Some(fs.power_cut(&mut cuts)?),
-            None => None,
+            Some(fs) => {
+                // The power goes while the server runs, in the middle of whatever it was
+                // writing: from here on every write and fsync fails with EIO, and what was
+                // written but not yet fsynced is lost. The server may notice (and must then
+                // refuse, not acknowledge) for a random moment before the process dies too.
+                powered_off.store(true, Ordering::SeqCst);
+                fs.cut()?;
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..=20)));
+                server.kill()?;
+                Some(fs.restore(&mut cuts)?)
+            }
+            None => {
+                server.kill()?;
+                None
+            }
         };
         if let Some(h) = checkpointer {
-            // Refused or cut off by the kill is fine; an error reply is not.
-            if let Ok(Ok(Resp::Error(e))) = h.join() {
+            // Refused or cut off by the kill is fine; an error reply is not, unless the power
+            // was already off (the checkpoint could not be written).
+            if let Ok((Ok(Resp::Error(e)), false)) = h.join() {
                 return Ok(Err(format!("cycle {cycle}: BGREWRITEAOF answered -{e}")));
             }
             stats.checkpoints_requested += 1;

@@ -1,5 +1,6 @@
-//! `rill-lazyfs MOUNTPOINT --control SOCKET [--tear-seed N]`: mounts an empty lazy file
-//! system (see the library docs) on MOUNTPOINT, prints `ready` on stdout once the mount and the
+//! `rill-lazyfs MOUNTPOINT --control SOCKET [--tear-seed N] [--sync-delay-us N]`: mounts an
+//! empty lazy file system (see the library docs) on MOUNTPOINT, each fsync taking N µs
+//! ([`LazyFs::with_sync_delay`]), prints `ready` on stdout once the mount and the
 //! control socket are up, and serves control commands (`cut`, `restore`, `status`, `unmount`)
 //! until `unmount`, SIGTERM or SIGINT; then it unmounts and exits.
 
@@ -18,14 +19,16 @@ struct Args {
     mountpoint: PathBuf,
     control: PathBuf,
     tear_seed: Option<u64>,
+    sync_delay_us: u64,
 }
 
-const USAGE: &str = "rill-lazyfs MOUNTPOINT --control SOCKET [--tear-seed N]";
+const USAGE: &str = "rill-lazyfs MOUNTPOINT --control SOCKET [--tear-seed N] [--sync-delay-us N]";
 
 fn parse_args() -> Result<Args, LazyFsError> {
     let mut mountpoint = None;
     let mut control = None;
     let mut tear_seed = None;
+    let mut sync_delay_us = 0;
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -42,6 +45,12 @@ fn parse_args() -> Result<Args, LazyFsError> {
                     .ok_or_else(|| LazyFsError::Usage(format!("--tear-seed N; {USAGE}")))?;
                 tear_seed = Some(v);
             }
+            Some("--sync-delay-us") => {
+                sync_delay_us = args
+                    .next()
+                    .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
+                    .ok_or_else(|| LazyFsError::Usage(format!("--sync-delay-us N; {USAGE}")))?;
+            }
             Some("-h" | "--help") => return Err(LazyFsError::Usage(USAGE.into())),
             _ if mountpoint.is_none() && !a.as_bytes().starts_with(b"-") => {
                 mountpoint = Some(PathBuf::from(a))
@@ -57,6 +66,7 @@ fn parse_args() -> Result<Args, LazyFsError> {
         mountpoint: mountpoint.ok_or_else(|| LazyFsError::Usage(USAGE.into()))?,
         control: control.ok_or_else(|| LazyFsError::Usage(USAGE.into()))?,
         tear_seed,
+        sync_delay_us,
     })
 }
 
@@ -98,16 +108,21 @@ fn run(args: Args) -> Result<(), LazyFsError> {
         MountOption::FSName("rill-lazyfs".into()),
         MountOption::Subtype("rill-lazyfs".into()),
     ];
-    let session = fuser::spawn_mount(LazyFs::new(tree.clone()), &args.mountpoint, &config)
-        .map_err(|e| {
-            LazyFsError::io(
-                format!(
-                    "cannot mount FUSE on {} (needs /dev/fuse and root or fusermount3)",
-                    args.mountpoint.display()
-                ),
-                e,
-            )
-        })?;
+    let session = fuser::spawn_mount(
+        LazyFs::new(tree.clone())
+            .with_sync_delay(std::time::Duration::from_micros(args.sync_delay_us)),
+        &args.mountpoint,
+        &config,
+    )
+    .map_err(|e| {
+        LazyFsError::io(
+            format!(
+                "cannot mount FUSE on {} (needs /dev/fuse and root or fusermount3)",
+                args.mountpoint.display()
+            ),
+            e,
+        )
+    })?;
     let _ = std::fs::remove_file(&args.control);
     let listener = UnixListener::bind(&args.control)
         .map_err(|e| LazyFsError::io(format!("bind {}", args.control.display()), e))?;

@@ -135,8 +135,11 @@ fn writes_after_the_cut_fail_and_never_become_durable() {
 }
 
 #[test]
-fn torn_tail_keeps_a_prefix_of_the_unsynced_bytes() {
+fn torn_tail_keeps_a_prefix_of_the_unsynced_pages() {
     let m = Mounted::new("tear", Some(7));
+    let page = rill_lazyfs::model::TEAR_UNIT as usize;
+    let mut want = b"synced.".to_vec();
+    want.extend((0..2 * page).map(|i| (i % 251) as u8 + 1));
     let mut lens = std::collections::BTreeSet::new();
     for _ in 0..20 {
         let mut f = OpenOptions::new()
@@ -145,16 +148,22 @@ fn torn_tail_keeps_a_prefix_of_the_unsynced_bytes() {
             .write(true)
             .open(m.path("log"))
             .expect("open");
-        f.write_all(b"synced.").expect("write");
+        f.write_all(&want[..7]).expect("write");
         f.sync_all().expect("fsync");
         sync_dir(&m.mnt);
-        f.write_all(b"0123456789").expect("write");
+        f.write_all(&want[7..]).expect("write");
         drop(f);
         m.power_cycle();
         let got = fs::read(m.path("log")).expect("read");
         assert!(
-            b"synced.0123456789".starts_with(&got) && got.len() >= 7,
-            "torn content {got:?}"
+            want.starts_with(&got) && got.len() >= 7,
+            "torn content is not a prefix ({} bytes)",
+            got.len()
+        );
+        assert!(
+            [7, page, 2 * page, want.len()].contains(&got.len()),
+            "a tear inside a page: {} bytes kept",
+            got.len()
         );
         lens.insert(got.len());
     }
