@@ -1095,9 +1095,26 @@ fn parse_entries(r: &Resp, what: &str) -> Result<BTreeMap<Id, Fields>, String> {
 }
 
 fn call(conn: &mut Conn, a: &[Vec<u8>]) -> Result<Resp, String> {
-    conn.call(a)
-        .map_err(|e| format!("{} failed: {e}", String::from_utf8_lossy(&a.join(&b' '))))
+    let began = Instant::now();
+    let reply = conn
+        .call(a)
+        .map_err(|e| format!("{} failed: {e}", String::from_utf8_lossy(&a.join(&b' '))));
+    // A verify normally takes well under a second; say which reply was slow when one is
+    // (the power-cut runs saw two verifies of over 100 s, not yet explained).
+    let took = began.elapsed();
+    if took > SLOW_REPLY {
+        let cmd: Vec<&[u8]> = a.iter().take(4).map(|x| x.as_slice()).collect();
+        eprintln!(
+            "slow reply: {} … took {} ms",
+            String::from_utf8_lossy(&cmd.join(&b' ')),
+            took.as_millis()
+        );
+    }
+    reply
 }
+
+/// A checking command slower than this is reported on stderr.
+const SLOW_REPLY: Duration = Duration::from_secs(3);
 
 /// Reads everything the model describes about `key` from the server.
 fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
