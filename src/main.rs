@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         tracing::error!("{}", msg);
         return ExitCode::FAILURE;
     }
-    if let Err(e) = std::fs::create_dir_all(&config.dir) {
+    if let Err(e) = rill::storage::create_dir_all_durable(&config.dir) {
         tracing::error!(
             "Can't create the data directory '{}': {}",
             config.dir.display(),

@@ -256,7 +256,7 @@ impl Log {
         opts: LogOptions,
         replay: &mut recovery::BatchSink<'_>,
     ) -> Result<Log, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        super::create_dir_all_durable(dir).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock::lock_dir(dir, lock::LockFile::Create)?;
         Self::open_locked(lock, dir, opts, replay)
     }
@@ -269,7 +269,12 @@ impl Log {
         opts: LogOptions,
         replay: &mut recovery::BatchSink<'_>,
     ) -> Result<Log, StorageError> {
-        std::fs::create_dir_all(recovery::log_dir(dir)).map_err(|e| StorageError::io(dir, e))?;
+        let ld = recovery::log_dir(dir);
+        super::create_dir_all_durable(&ld).map_err(|e| StorageError::io(&ld, e))?;
+        // Also when `log/` already existed: a run that crashed (the process, not the power)
+        // right after creating it left its name in the page cache only, and every segment in
+        // it would go with it at a later power cut.
+        super::sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
         let rec = recovery::read_log_with(dir, replay)?;
         recovery::remove_obsolete(dir, &rec)?;
         if let Some(d) = &rec.damage {
