@@ -11,8 +11,10 @@
 //! that come in order are stored at full density: the entry's own bytes plus about two
 //! bytes of chunk bookkeeping. Keys and values sit in two arrays, so a 12-byte key does
 //! not pad to 16 beside an 8-aligned value. Keys inserted out of order split a chunk in
-//! halves (at least half full); a chunk emptied below a quarter merges with its
-//! neighbour or gives memory back.
+//! halves (at least half full) that keep no spare room, and a chunk grows an eighth of
+//! a chunk at a time once past a quarter, so keys that come at random (the keyspace's
+//! SCAN order of key hashes, `engine::keyspace`) fill their arrays to about 90%. A chunk
+//! emptied below a quarter merges with a neighbour or gives memory back.
 //!
 //! Lookups, inserts and removals cost a lookup in the B-tree of chunks (n / 128
 //! entries), a binary search and a move of at most one chunk's entries.
@@ -42,11 +44,19 @@ impl<K: Ord + Copy, V> Chunk<K, V> {
         self.keys.len()
     }
 
-    /// Makes room for one more entry, doubling up to [`CHUNK`] and never past it.
+    /// Makes room for one more entry, never past [`CHUNK`]: doubling up to a quarter
+    /// chunk, then an eighth of a chunk at a time, so that a chunk filled at random
+    /// (the SCAN order of the keyspace) wastes at most that eighth, not half.
     fn grow(&mut self) {
         fn room<T>(v: &mut Vec<T>) {
             if v.len() == v.capacity() {
-                let want = (v.capacity() * 2).clamp(4, CHUNK);
+                let cap = v.capacity();
+                let want = if cap < CHUNK / 4 {
+                    (cap * 2).max(4)
+                } else {
+                    cap + CHUNK / 8
+                }
+                .min(CHUNK);
                 v.reserve_exact(want.saturating_sub(v.len()));
             }
         }
@@ -60,11 +70,16 @@ impl<K: Ord + Copy, V> Chunk<K, V> {
         self.vals.insert(i, val);
     }
 
+    /// The entries from `at` on, in a new chunk; both halves keep no spare room (each
+    /// grows again as entries arrive).
     fn split_off(&mut self, at: usize) -> Self {
-        Chunk {
+        let right = Chunk {
             keys: self.keys.split_off(at),
             vals: self.vals.split_off(at),
-        }
+        };
+        self.keys.shrink_to_fit();
+        self.vals.shrink_to_fit();
+        right
     }
 
     /// Gives memory back once a chunk is at most a quarter full.
