@@ -186,7 +186,21 @@ impl<K: Ord + Copy, V> ChunkMap<K, V> {
             chunk.insert_at(i, key, val);
         } else if i == CHUNK {
             // Appending past a full chunk (keys in order): leave it full, start the next.
-            let mut next = Chunk::new();
+            // Past the last chunk, keys are coming in order (a PEL filling): that chunk
+            // is taken at full size at once, sparing the allocator a trail of freed
+            // smaller arrays (2 bytes a pending entry of RSS).
+            let in_order = self
+                .chunks
+                .last_key_value()
+                .is_some_and(|(b, _)| *b == bound);
+            let mut next = if in_order {
+                Chunk {
+                    keys: Vec::with_capacity(CHUNK),
+                    vals: Vec::with_capacity(CHUNK),
+                }
+            } else {
+                Chunk::new()
+            };
             next.insert_at(0, key, val);
             self.chunks.insert(key, next);
         } else {

@@ -141,26 +141,29 @@ impl PendingEntry {
 /// The owner of an XNACKed entry: none.
 const NO_OWNER: u32 = u32::MAX;
 
-/// A pending entry as the group PEL stores it beside its ID: 24 bytes, 4-aligned so the
+/// A delivery count too large for a [`Record`]: the count is in the group's `big_counts`.
+const BIG_COUNT: u32 = u32::MAX;
+
+/// A pending entry as the group PEL stores it beside its ID: 20 bytes, 4-aligned so the
 /// PEL's value array packs them without padding. The owner is the consumer's slot in the
-/// group's consumer table ([`NO_OWNER`] when NACKed), not its name.
+/// group's consumer table ([`NO_OWNER`] when NACKed), not its name. The delivery count
+/// is 32 bits ([`BIG_COUNT`] and up, which only XCLAIM RETRYCOUNT / XNACK RETRYCOUNT
+/// reach, live in a side map): 4 bytes less a pending entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, packed(4))]
 struct Record {
     delivery_time_ms: u64,
-    delivery_count: u64,
+    delivery_count: u32,
     /// Position among entries of equal delivery time in the by-delivery-time index.
     order: u32,
     owner: u32,
 }
 
+const _: () = assert!(std::mem::size_of::<Record>() == 20);
+
 impl Record {
     fn time(&self) -> u64 {
         self.delivery_time_ms
-    }
-
-    fn count(&self) -> u64 {
-        self.delivery_count
     }
 
     #[cfg(test)]
@@ -390,6 +393,8 @@ pub struct ConsumerGroup {
     by_delivery_time: ChunkMap<TimeKey, StreamId>,
     /// The attach order the next pending entry gets.
     next_order: u32,
+    /// The delivery counts of entries whose record holds [`BIG_COUNT`].
+    big_counts: BTreeMap<StreamId, u64>,
     /// Consumer name → slot in `slots`, in name order (byte-wise, like Redis's rax).
     names: BTreeMap<Bytes, u32>,
     /// The consumers by slot; a deleted consumer's slot is `None` until reused.
@@ -426,6 +431,7 @@ impl ConsumerGroup {
             pel: ChunkMap::new(),
             by_delivery_time: ChunkMap::new(),
             next_order: 0,
+            big_counts: BTreeMap::new(),
             names: BTreeMap::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -529,6 +535,9 @@ impl ConsumerGroup {
         for id in consumer.pending.keys() {
             if let Some(record) = self.pel.remove(id) {
                 self.by_delivery_time.remove(&record.time_key());
+                if record.delivery_count == BIG_COUNT {
+                    self.big_counts.remove(id);
+                }
             }
         }
         Some(consumer.pending.len())
@@ -573,8 +582,8 @@ impl ConsumerGroup {
     /// Records that `id` was delivered again from the consumer's history (XREADGROUP with an
     /// explicit ID): delivery time reset, count + 1.
     pub fn redeliver(&mut self, id: StreamId, now_ms: u64) {
-        if let Some(record) = self.detach(id) {
-            self.attach(id, now_ms, bump(record.count()), record.owner());
+        if let Some((record, count)) = self.detach(id) {
+            self.attach(id, now_ms, bump(count), record.owner());
         }
     }
 
@@ -632,8 +641,10 @@ impl ConsumerGroup {
                 {
                     return ClaimOutcome::Skipped;
                 }
-                self.detach(id);
-                existing.count()
+                match self.detach(id) {
+                    Some((_, count)) => count,
+                    None => return ClaimOutcome::Skipped,
+                }
             }
             // FORCE creates the entry; min-idle does not apply to it (it had no owner).
             // Like Redis's streamCreateNACK it starts at one delivery, which the
@@ -701,12 +712,8 @@ impl ConsumerGroup {
             {
                 continue;
             }
-            if let Some(record) = self.detach(id) {
-                let count = if just_id {
-                    record.count()
-                } else {
-                    bump(record.count())
-                };
+            if let Some((_, count)) = self.detach(id) {
+                let count = if just_id { count } else { bump(count) };
                 let owner = self.ensure_consumer(consumer, now_ms);
                 self.attach(id, now_ms, count, owner);
             }
@@ -817,7 +824,7 @@ impl ConsumerGroup {
     /// unowned NACK with FORCE when `in_stream`. True when the ID was NACKed (counted).
     pub fn nack(&mut self, id: StreamId, in_stream: bool, opts: &NackOptions) -> bool {
         let count = match self.detach(id) {
-            Some(record) => record.count(),
+            Some((_, count)) => count,
             None if opts.force && in_stream => 0,
             None => return false,
         };
@@ -942,7 +949,7 @@ impl ConsumerGroup {
                 if let Some(p) = self.pel.get(id) {
                     out.put_id(*id);
                     out.put_u64v(p.time());
-                    out.put_u64v(p.count());
+                    out.put_u64v(self.count_of(*id, p));
                 }
             }
         }
@@ -967,15 +974,18 @@ impl ConsumerGroup {
             let n = r.count(32)?;
             for _ in 0..n {
                 let id = r.id()?;
+                let delivery_time_ms = r.u64()?;
+                let count = r.u64()?;
+                if g.pel.contains_key(&id) {
+                    return None;
+                }
                 let record = Record {
-                    delivery_time_ms: r.u64()?,
-                    delivery_count: r.u64()?,
+                    delivery_time_ms,
+                    delivery_count: g.compact_count(id, count),
                     order: 0,
                     owner: slot,
                 };
-                if g.pel.insert(id, record).is_some() {
-                    return None;
-                }
+                g.pel.insert(id, record);
                 pending.insert(id, ());
             }
             let consumer = g.slot_mut(slot)?;
@@ -1071,21 +1081,50 @@ impl ConsumerGroup {
             id,
             consumer,
             delivery_time_ms: record.time(),
-            delivery_count: record.count(),
+            delivery_count: self.count_of(id, record),
             nacked: record.nacked(),
         }
     }
 
-    /// Removes a pending entry from all three views, returning its record.
-    fn detach(&mut self, id: StreamId) -> Option<Record> {
+    /// The delivery count of the entry stored as `record` under `id`.
+    fn count_of(&self, id: StreamId, record: &Record) -> u64 {
+        match record.delivery_count {
+            BIG_COUNT => self
+                .big_counts
+                .get(&id)
+                .copied()
+                .unwrap_or(u64::from(BIG_COUNT)),
+            small => u64::from(small),
+        }
+    }
+
+    /// The record's form of delivery count `count` of `id`, filing a large one in
+    /// `big_counts`.
+    fn compact_count(&mut self, id: StreamId, count: u64) -> u32 {
+        match u32::try_from(count) {
+            Ok(small) if small != BIG_COUNT => small,
+            _ => {
+                self.big_counts.insert(id, count);
+                BIG_COUNT
+            }
+        }
+    }
+
+    /// Removes a pending entry from all three views, returning its record and its
+    /// delivery count.
+    fn detach(&mut self, id: StreamId) -> Option<(Record, u64)> {
         let record = self.pel.remove(&id)?;
+        let count = match record.delivery_count {
+            BIG_COUNT => self.big_counts.remove(&id).unwrap_or(u64::from(BIG_COUNT)),
+            small => u64::from(small),
+        };
         self.by_delivery_time.remove(&record.time_key());
         if !record.nacked() {
             if let Some(owner) = self.slot_mut(record.owner()) {
                 owner.pending.remove(&id);
             }
         }
-        Some(record)
+        Some((record, count))
     }
 
     /// Inserts a pending entry into all three views; `owner` is a consumer's slot (which
@@ -1100,6 +1139,11 @@ impl ConsumerGroup {
                 consumer.pending.insert(id, ());
             }
         }
+        if !self.big_counts.is_empty() {
+            // Only a detached ID is attached, so none is left there; kept exact regardless.
+            self.big_counts.remove(&id);
+        }
+        let delivery_count = self.compact_count(id, delivery_count);
         self.pel.insert(
             id,
             Record {
@@ -1162,6 +1206,15 @@ mod tests {
         for (name, &slot) in &g.names {
             assert_eq!(g.slot(slot).map(|c| &c.name), Some(name));
         }
+        // A large count is in the side map exactly when its record says so.
+        for (id, r) in g.pel.iter() {
+            let big = r.delivery_count == BIG_COUNT;
+            assert_eq!(g.big_counts.contains_key(id), big);
+            if big {
+                assert!(g.big_counts[id] >= u64::from(BIG_COUNT));
+            }
+        }
+        assert!(g.big_counts.keys().all(|id| g.pel.contains_key(id)));
         let live = g.slots.iter().filter(|s| s.is_some()).count();
         assert_eq!(live, g.names.len());
         assert_eq!(live + g.free_slots.len(), g.slots.len());
@@ -1695,6 +1748,49 @@ mod tests {
         assert_eq!(g.history(b"c", ZERO_ID, 0), vec![id(3, 0)]);
         let names: Vec<&[u8]> = g.consumers().map(|c| &c.name()[..]).collect();
         assert_eq!(names, vec![&b"b"[..], &b"c"[..]]);
+        check_views(&g);
+    }
+
+    #[test]
+    fn counts_past_32_bits_survive_claims_redeliveries_checkpoints_and_removal() {
+        let mut g = ConsumerGroup::new(ZERO_ID, None);
+        let (a, b) = (name("a"), name("b"));
+        g.touch_consumer(&a, 0);
+        g.touch_consumer(&b, 0);
+        for ms in 1..=4 {
+            g.deliver(id(ms, 0), &a, 10);
+        }
+        let edge = u64::from(u32::MAX);
+        let claim = |retry_count| ClaimOptions {
+            min_idle_ms: 0,
+            delivery_time_ms: 20,
+            retry_count: Some(retry_count),
+            force: false,
+            just_id: false,
+        };
+        g.claim(id(1, 0), &a, true, &claim(edge + 5), 20);
+        g.claim(id(2, 0), &b, true, &claim(edge), 20);
+        g.claim(id(3, 0), &a, true, &claim(edge - 1), 20);
+        let counts = |g: &ConsumerGroup| -> Vec<u64> {
+            g.pending_entries().map(|e| e.delivery_count).collect()
+        };
+        assert_eq!(counts(&g), vec![edge + 5, edge, edge - 1, 1]);
+        assert_eq!(g.big_counts.len(), 2);
+        check_views(&g);
+        g.redeliver(id(3, 0), 30);
+        g.redeliver(id(1, 0), 30);
+        assert_eq!(counts(&g), vec![edge + 6, edge, edge, 1]);
+        check_views(&g);
+        let mut buf = Vec::new();
+        g.encode(&mut buf);
+        let mut r = crate::engine::codec::Reader::new(Bytes::from(buf));
+        let back = ConsumerGroup::decode(&mut r).expect("decodes");
+        assert_eq!(counts(&back), counts(&g));
+        check_views(&back);
+        // XACK and DELCONSUMER leave nothing behind in the side map.
+        assert!(g.ack(id(2, 0)));
+        assert_eq!(g.delete_consumer(b"a"), Some(3));
+        assert!(g.big_counts.is_empty() && g.pel.is_empty());
         check_views(&g);
     }
 }
