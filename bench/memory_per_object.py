@@ -11,7 +11,9 @@ fresh data dir, appendfsync no), and:
   1. XGROUP CREATE s g 0 MKSTREAM and N x `XADD s * f v`; RSS (and used_memory) noted;
   2. XREADGROUP GROUP g c COUNT 1000 STREAMS s > until N entries are pending (no ACK);
      the RSS growth / N is the cost of one pending entry;
-  3. N x `SET key:<i> val:<i>`; the RSS growth / N is the cost of one plain key.
+  3. in another fresh process, N x `SET key:<i> val:<i>`; the RSS growth / N is the
+     cost of one plain key (a separate process, so that memory freed in steps 1-2 and
+     reused here is not counted to the wrong phase).
 RSS is read from /proc/PID/status (VmRSS) after a short settle; Redis's INFO used_memory
 (allocator-counted bytes) is reported beside it. Rill's INFO used_memory is its RSS.
 Prints a markdown table, each figure also as a ratio to the first Redis; --out appends it
@@ -93,14 +95,40 @@ def settle(pid, c):
     time.sleep(0.5)
     return rss(pid), info_used(c)
 
-def measure(name, argv, port, n):
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+class Server:
+    """A fresh server process (and data dir) for one measurement."""
+    def __init__(self, argv_for_dir, port):
+        self.dir = tempfile.TemporaryDirectory()
+        self.p = subprocess.Popen(argv_for_dir(self.dir.name), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.c = Conn(port)
+        for _ in range(600):
+            try:
+                self.c.call("PING")
+                break
+            except RuntimeError as e:  # LOADING while the server starts
+                if not str(e).startswith("LOADING"):
+                    raise
+                time.sleep(0.05)
+
+    def settle(self):
+        return settle(self.p.pid, self.c)
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+        self.dir.cleanup()
+
+def measure(name, argv_for_dir, port, n):
+    # Pending entries and keys each in their own process, so that memory one phase frees
+    # and the next reuses is not counted to the wrong one.
+    s = Server(argv_for_dir, port)
     try:
-        c = Conn(port)
-        base = settle(p.pid, c)
+        c = s.c
+        base = s.settle()
         c.call("XGROUP", "CREATE", "s", "g", "0", "MKSTREAM")
         c.pipeline([("XADD", "s", "*", "f", "v")] * n)
-        added = settle(p.pid, c)
+        added = s.settle()
         delivered = 0
         while delivered < n:
             r = c.call("XREADGROUP", "GROUP", "g", "c", "COUNT", "1000", "STREAMS", "s", ">")
@@ -108,22 +136,26 @@ def measure(name, argv, port, n):
             if got == 0:
                 raise RuntimeError("nothing more to read at %d" % delivered)
             delivered += got
-        pending = settle(p.pid, c)
-        c.pipeline([("SET", "key:%d" % i, "val:%d" % i) for i in range(n)])
-        keys = settle(p.pid, c)
-        res = {
-            "pending_rss": (pending[0] - added[0]) / n,
-            "pending_used": (pending[1] - added[1]) / n,
-            "key_rss": (keys[0] - pending[0]) / n,
-            "key_used": (keys[1] - pending[1]) / n,
-            "entry_rss": (added[0] - base[0]) / n,
-        }
-        print("%-6s N=%d  pending entry: %6.1f B RSS (%6.1f used_memory)   plain key: %6.1f B RSS (%6.1f used_memory)   [stream entry %6.1f B RSS]"
-              % (name, n, res["pending_rss"], res["pending_used"], res["key_rss"], res["key_used"], res["entry_rss"]), flush=True)
-        return res
+        pending = s.settle()
     finally:
-        p.kill()
-        p.wait()
+        s.close()
+    s = Server(argv_for_dir, port)
+    try:
+        empty = s.settle()
+        s.c.pipeline([("SET", "key:%d" % i, "val:%d" % i) for i in range(n)])
+        keys = s.settle()
+    finally:
+        s.close()
+    res = {
+        "pending_rss": (pending[0] - added[0]) / n,
+        "pending_used": (pending[1] - added[1]) / n,
+        "key_rss": (keys[0] - empty[0]) / n,
+        "key_used": (keys[1] - empty[1]) / n,
+        "entry_rss": (added[0] - base[0]) / n,
+    }
+    print("%-6s N=%d  pending entry: %6.1f B RSS (%6.1f used_memory)   plain key: %6.1f B RSS (%6.1f used_memory)   [stream entry %6.1f B RSS]"
+          % (name, n, res["pending_rss"], res["pending_used"], res["key_rss"], res["key_used"], res["entry_rss"]), flush=True)
+    return res
 
 def main():
     import argparse
@@ -141,16 +173,15 @@ def main():
     for path in redis:
         version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.split()
         label = "redis " + next((w[2:] for w in version if w.startswith("v=")), path)
-        with tempfile.TemporaryDirectory() as d:
-            rows.append((label, measure(label, [path, "--port", str(port), "--save", "", "--appendonly", "no",
-                                                "--dir", d], port, a.n)))
+        argv = lambda d, path=path, port=port: [path, "--port", str(port), "--save", "", "--appendonly", "no",
+                                                "--dir", d]
+        rows.append((label, measure(label, argv, port, a.n)))
         port += 1
     for spec in rill:
         label, _, path = spec.rpartition("=")
         label = label or "rill"
-        with tempfile.TemporaryDirectory() as d:
-            rows.append((label, measure(label, [path, "--port", str(port), "--dir", d, "--appendfsync", "no"],
-                                        port, a.n)))
+        argv = lambda d, path=path, port=port: [path, "--port", str(port), "--dir", d, "--appendfsync", "no"]
+        rows.append((label, measure(label, argv, port, a.n)))
         port += 1
     ref = rows[0][1]
     out = ["N = %d; bytes per object (RSS growth / N), ratio to %s in brackets" % (a.n, rows[0][0]), "",
