@@ -115,7 +115,7 @@ fn bump(count: u64) -> u64 {
 }
 
 /// One delivered-but-unacknowledged entry (a NACK in Redis's source), as the group's
-/// readers see it. The group stores it more compactly (see [`Record`]); this is a copy.
+/// readers see it. The group stores it more compactly (see `Record`); this is a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
     /// The stream entry this refers to (it may have been deleted from the stream since).

@@ -6,7 +6,7 @@
 //!
 //! # How a key is stored
 //!
-//! A database is a `hashbrown` table of 16-byte [`Slot`]s, plus the SCAN order. A
+//! A database is a `hashbrown` table of 16-byte `Slot`s, plus the SCAN order. A
 //! string key is one allocation holding the key and the value side by side
 //! (`[key length varint][key][value]`); a stream key is a box with the key and the
 //! stream. A `HashMap<Bytes, Value>` kept a 32-byte `Bytes` key and a 40-byte value per
@@ -32,7 +32,7 @@ use crate::engine::chunkmap::ChunkMap;
 use crate::engine::hash::{KeyHash, U64Keys};
 use crate::engine::stream::Stream;
 
-/// A value to store under a key (what [`Keyspace::insert`] takes and a removal gives back).
+/// A value to store under a key (what `Keyspace::insert` takes and a removal gives back).
 #[derive(Debug)]
 pub enum Value {
     /// A stream: Rill's reason to exist.
