@@ -8,7 +8,7 @@ use super::args::{parse_i64, parse_u64, Args};
 use super::error::CommandError;
 use super::glob::glob_match;
 use super::{Ctx, Outcome};
-use crate::engine::keyspace::Value;
+use crate::engine::keyspace::ValueRef;
 use crate::engine::op::Op;
 use crate::protocol::Reply;
 
@@ -26,7 +26,7 @@ pub fn type_(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let t = ctx
         .ks
         .get(ctx.db, &key, ctx.now_ms)
-        .map_or("none", Value::type_name);
+        .map_or("none", ValueRef::type_name);
     Ok(Reply::status(t).into())
 }
 
@@ -79,7 +79,7 @@ pub fn keys(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let out: Vec<Reply> = db
         .keys()
         .filter(|k| !db.is_expired(k, ctx.now_ms) && (all || glob_match(&pattern, k, false)))
-        .map(|k| Reply::Bulk(k.clone()))
+        .map(|k| Reply::Bulk(Bytes::copy_from_slice(k)))
         .collect();
     Ok(Reply::Array(out).into())
 }
@@ -410,7 +410,7 @@ pub fn get(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let key = a.next_bytes()?;
     match ctx.ks.get(ctx.db, &key, ctx.now_ms) {
         None => Ok(Reply::Nil.into()),
-        Some(Value::String(v)) => Ok(Reply::Bulk(v.clone()).into()),
+        Some(ValueRef::String(v)) => Ok(Reply::Bulk(Bytes::copy_from_slice(v)).into()),
         Some(_) => Err(CommandError::WrongType),
     }
 }
@@ -449,7 +449,10 @@ pub fn set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     if (nx && exists) || (xx && !exists) {
         return Ok(Reply::Nil.into());
     }
-    let was_stream = matches!(ctx.ks.get(ctx.db, &key, ctx.now_ms), Some(Value::Stream(_)));
+    let was_stream = matches!(
+        ctx.ks.get(ctx.db, &key, ctx.now_ms),
+        Some(ValueRef::Stream(_))
+    );
     ctx.apply(Op::SetString {
         key: key.clone(),
         value,

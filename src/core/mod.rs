@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::keyspace::{Keyspace, ValueRef};
 use crate::engine::op::{self, Applied, Op};
 use crate::engine::payload::PayloadSource;
 use crate::engine::stream::Stream;
@@ -264,7 +264,7 @@ impl Ctx<'_> {
     pub fn stream(&mut self, key: &[u8]) -> Result<Option<&Stream>, CommandError> {
         match self.ks.get(self.db, key, self.now_ms) {
             None => Ok(None),
-            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(ValueRef::Stream(s)) => Ok(Some(s)),
             Some(_) => Err(CommandError::WrongType),
         }
     }
@@ -392,7 +392,7 @@ impl Ctx<'_> {
             _ => return false,
         };
         match self.ks.get(self.db, key, self.now_ms) {
-            Some(Value::Stream(s)) => s
+            Some(ValueRef::Stream(s)) => s
                 .groups
                 .get(&group[..])
                 .is_some_and(|g| g.consumer(consumer).is_none()),

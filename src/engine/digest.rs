@@ -73,7 +73,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::engine::group::ConsumerGroup;
 use crate::engine::id::StreamId;
-use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::keyspace::{Keyspace, ValueRef};
 use crate::engine::payload::{PayloadError, PayloadStore};
 use crate::engine::stream::Stream;
 
@@ -153,10 +153,10 @@ pub fn describe(
     };
     for db in dbs {
         let d = ks.db(db);
-        let mut keys: Vec<(&Bytes, &Value, Option<u64>)> = d
+        let mut keys: Vec<(&[u8], ValueRef<'_>, Option<u64>)> = d
             .iter()
             .filter(|(k, _, _)| !d.is_expired(k, now_ms))
-            .filter(|(k, _, _)| only.is_none_or(|(_, wanted)| wanted.contains(k)))
+            .filter(|(k, _, _)| only.is_none_or(|(_, wanted)| wanted.iter().any(|w| w == k)))
             .collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
         for (key, value, expire_at) in keys {
@@ -200,15 +200,15 @@ trait Sink {
 
 fn walk_value(
     sink: &mut impl Sink,
-    value: &Value,
+    value: ValueRef<'_>,
     expire_at: Option<u64>,
     store: &PayloadStore,
 ) -> Result<(), PayloadError> {
     sink.bytes("type", value.type_name().as_bytes());
     sink.opt("expire-at", expire_at);
     match value {
-        Value::String(s) => sink.bytes("value", s),
-        Value::Stream(s) => walk_stream(sink, s, store)?,
+        ValueRef::String(s) => sink.bytes("value", s),
+        ValueRef::Stream(s) => walk_stream(sink, s, store)?,
     }
     Ok(())
 }
@@ -446,6 +446,7 @@ mod tests {
     use super::*;
     use crate::engine::id::AddIdSpec;
     use crate::engine::index::NodeLimits;
+    use crate::engine::keyspace::Value;
 
     fn fields(v: &[&str]) -> Vec<Bytes> {
         v.iter()

@@ -3,17 +3,36 @@
 //!
 //! The keyspace is guarded by one lock in the server; every command runs with it
 //! held, so the bookkeeping here needs no synchronisation of its own.
+//!
+//! # How a key is stored
+//!
+//! A database is a `hashbrown` table of 16-byte `Slot`s, plus the SCAN order. A
+//! string key is one allocation holding the key and the value side by side
+//! (`[key length varint][key][value]`); a stream key is a box with the key and the
+//! stream. A `HashMap<Bytes, Value>` kept a 32-byte `Bytes` key and a 40-byte value per
+//! slot, and each `Bytes` its own allocation and shared header: with the SCAN index that
+//! made about 310 bytes a plain key, against Redis's 69
+//! (`bench/results/2026-12-07-memory-per-object.md`). Readers get a [`ValueRef`]
+//! (a string as `&[u8]`), so GET copies a string into its reply instead of sharing it:
+//! one `memcpy` of a value Redis too copies into its output buffer.
+//!
+//! SCAN's cursor is a key's hash: [`Db`] keeps the hashes of its keys in order (a
+//! [`ChunkMap`], about 12 bytes a key) and finds the keys of a hash in the table, so a
+//! scan returns every key present for the whole iteration, whatever the table's
+//! resizes do. The hash is the table's own (seeded per database, so nobody outside can
+//! aim keys at one bucket); cursors are valid for the life of the process, as Redis's.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
+use crate::engine::chunkmap::ChunkMap;
 use crate::engine::hash::{KeyHash, U64Keys};
 use crate::engine::stream::Stream;
 
-/// A value stored under a key.
+/// A value to store under a key (what `Keyspace::insert` takes and a removal gives back).
 #[derive(Debug)]
 pub enum Value {
     /// A stream: Rill's reason to exist.
@@ -32,17 +51,132 @@ impl Value {
     }
 }
 
+/// A stored value, borrowed from its database.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRef<'a> {
+    /// A stream.
+    Stream(&'a Stream),
+    /// A plain string's bytes.
+    String(&'a [u8]),
+}
+
+impl ValueRef<'_> {
+    /// The name TYPE answers and SCAN's TYPE filter matches.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ValueRef::Stream(_) => "stream",
+            ValueRef::String(_) => "string",
+        }
+    }
+}
+
+/// A key and its value as a database's table stores them; see the module docs.
+#[derive(Debug)]
+enum Slot {
+    /// `[key length, LEB128][key][value]`, in one allocation.
+    String(Box<[u8]>),
+    /// A stream and its key.
+    Stream(Box<StreamSlot>),
+}
+
+#[derive(Debug)]
+struct StreamSlot {
+    key: Box<[u8]>,
+    stream: Box<Stream>,
+}
+
+// The table's slot stays two words (the stream box sits where the string's length is).
+const _: () = assert!(std::mem::size_of::<Slot>() == 16);
+
+/// Splits a packed string slot into key and value (both empty if it is malformed,
+/// which [`Slot::new`] never makes).
+fn unpack(packed: &[u8]) -> (&[u8], &[u8]) {
+    let mut len: usize = 0;
+    for (i, &b) in packed.iter().enumerate().take(10) {
+        len |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let start = i + 1;
+            return match packed.get(start..start.saturating_add(len)) {
+                Some(key) => (key, &packed[start + len..]),
+                None => (&[], &[]),
+            };
+        }
+    }
+    (&[], &[])
+}
+
+impl Slot {
+    fn new(key: &[u8], value: Value) -> Slot {
+        match value {
+            Value::String(v) => {
+                // Exactly the bytes needed: a shrink afterwards (`into_boxed_slice`) can
+                // leave malloc's chunk at the larger size (16 bytes a key at 1 M keys).
+                let varint = (usize::BITS - key.len().leading_zeros()).div_ceil(7).max(1);
+                let mut packed = Vec::with_capacity(varint as usize + key.len() + v.len());
+                let mut len = key.len();
+                while len >= 0x80 {
+                    packed.push((len as u8 & 0x7f) | 0x80);
+                    len >>= 7;
+                }
+                packed.push(len as u8);
+                packed.extend_from_slice(key);
+                packed.extend_from_slice(&v);
+                debug_assert_eq!(packed.len(), packed.capacity());
+                Slot::String(packed.into_boxed_slice())
+            }
+            Value::Stream(stream) => Slot::Stream(Box::new(StreamSlot {
+                key: key.into(),
+                stream,
+            })),
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        match self {
+            Slot::String(packed) => unpack(packed).0,
+            Slot::Stream(s) => &s.key,
+        }
+    }
+
+    fn value(&self) -> ValueRef<'_> {
+        match self {
+            Slot::String(packed) => ValueRef::String(unpack(packed).1),
+            Slot::Stream(s) => ValueRef::Stream(&s.stream),
+        }
+    }
+
+    fn stream_mut(&mut self) -> Option<&mut Stream> {
+        match self {
+            Slot::String(_) => None,
+            Slot::Stream(s) => Some(&mut s.stream),
+        }
+    }
+
+    /// The value, owned again (a string shares the slot's allocation).
+    fn into_value(self) -> Value {
+        match self {
+            Slot::String(packed) => {
+                let value_len = unpack(&packed).1.len();
+                let packed = Bytes::from(packed);
+                Value::String(packed.slice(packed.len() - value_len..))
+            }
+            Slot::Stream(s) => Value::Stream(s.stream),
+        }
+    }
+}
+
 /// One numbered database (SELECT n).
 #[derive(Debug, Default)]
 pub struct Db {
-    entries: HashMap<Bytes, Value, KeyHash>,
+    /// The keys with their values, by `hasher`'s hash of the key.
+    table: HashTable<Slot>,
+    hasher: KeyHash,
+    /// The hashes of the keys in `table`, in order: SCAN's cursors (see the module docs).
+    scan_order: ChunkMap<u64, ()>,
     expires: HashMap<Bytes, u64, KeyHash>,
     /// The same TTLs ordered by time: active expiry takes the due keys from the front
     /// instead of scanning every key with a TTL (which cost 18% CPU idle with 2 M keys).
     expiry_order: BTreeSet<(u64, Bytes)>,
-    /// Keys ordered by a fixed hash, so SCAN can resume from a numeric cursor and
-    /// still return every key that existed for the whole iteration.
-    scan_order: BTreeSet<(u64, Bytes)>,
     /// Keys by a caller-defined group (cluster mode: the hash slot), when enabled.
     groups: Option<KeyGroups>,
 }
@@ -71,9 +205,9 @@ impl KeyGroups {
         }
     }
 
-    fn insert(&mut self, key: &Bytes) {
+    fn insert(&mut self, key: &[u8]) {
         let g = (self.group_of)(key);
-        if self.members.insert((g, key.clone())) {
+        if self.members.insert((g, Bytes::copy_from_slice(key))) {
             *self.counts.entry(g).or_default() += 1;
         }
     }
@@ -91,27 +225,42 @@ impl KeyGroups {
     }
 }
 
-/// A fixed (unseeded) hash: SCAN cursors must stay valid across calls.
-fn scan_hash(key: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
-}
-
 impl Db {
+    /// The table's hash of `key`, which is also its SCAN position.
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn slot(&self, key: &[u8]) -> Option<&Slot> {
+        self.table.find(self.hash(key), |s| s.key() == key)
+    }
+
+    fn slot_mut(&mut self, key: &[u8]) -> Option<&mut Slot> {
+        let h = self.hash(key);
+        self.table.find_mut(h, |s| s.key() == key)
+    }
+
+    /// The keys whose hash is `h` (almost always one).
+    fn keys_with_hash(&self, h: u64) -> impl Iterator<Item = &[u8]> + '_ {
+        self.table
+            .iter_hash(h)
+            .map(Slot::key)
+            .filter(move |k| self.hash(k) == h)
+    }
+
     /// Number of keys (expired keys not yet reclaimed included, as DBSIZE in Redis).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.table.len()
     }
 
     /// True when the database holds no key.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.table.is_empty()
     }
 
     /// True when `key` holds a value, expired or not (ops apply without a clock).
     pub fn contains_raw(&self, key: &[u8]) -> bool {
-        self.entries.contains_key(key)
+        self.slot(key).is_some()
     }
 
     /// Number of keys with a time to live.
@@ -124,7 +273,7 @@ impl Db {
         self.expires.get(key).copied()
     }
 
-    /// Sets `key`'s expiry (`key` is the map's own copy, shared).
+    /// Sets `key`'s expiry (`key` is an owned copy, shared by both TTL maps).
     fn set_expiry(&mut self, key: Bytes, at_ms: u64) {
         if let Some(old) = self.expires.insert(key.clone(), at_ms) {
             self.expiry_order.remove(&(old, key.clone()));
@@ -150,29 +299,42 @@ impl Db {
     }
 
     fn remove_raw(&mut self, key: &[u8]) -> Option<Value> {
-        let v = self.entries.remove(key)?;
+        let h = self.hash(key);
+        let slot = match self.table.find_entry(h, |s| s.key() == key) {
+            Ok(found) => found.remove().0,
+            Err(_) => return None,
+        };
         self.clear_expiry(key);
-        self.scan_order
-            .remove(&(scan_hash(key), Bytes::copy_from_slice(key)));
+        if self.keys_with_hash(h).next().is_none() {
+            self.scan_order.remove(&h);
+        }
         if let Some(g) = self.groups.as_mut() {
             g.remove(key);
         }
-        Some(v)
+        Some(slot.into_value())
     }
 
-    fn insert_raw(&mut self, key: Bytes, value: Value) {
-        if let Some(slot) = self.entries.get_mut(&key) {
-            *slot = value;
+    fn insert_raw(&mut self, key: &[u8], value: Value) {
+        // The slot copies the key: the argument is a slice of a connection's read
+        // buffer, and keeping it would keep that whole buffer alive.
+        let slot = Slot::new(key, value);
+        if let Some(old) = self.slot_mut(key) {
+            *old = slot;
             return;
         }
-        // An owned copy: the argument is a slice of a connection's read buffer, and
-        // keeping it would keep that whole buffer alive.
-        let key = Bytes::copy_from_slice(&key);
-        self.entries.insert(key.clone(), value);
+        let h = self.hash(key);
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(h, slot, |s| hasher.hash_one(s.key()));
+        self.scan_order.insert(h, ());
         if let Some(g) = self.groups.as_mut() {
-            g.insert(&key);
+            g.insert(key);
         }
-        self.scan_order.insert((scan_hash(&key), key));
+    }
+
+    /// The stream under `key`, expired or not.
+    fn stream_mut(&mut self, key: &[u8]) -> Option<&mut Stream> {
+        self.slot_mut(key)?.stream_mut()
     }
 
     /// Number of keys in `group` (0 when groups are not enabled).
@@ -196,28 +358,27 @@ impl Db {
             .collect()
     }
 
-    /// Up to `count` keys from `cursor` on, and the cursor to continue from (0 = done).
+    /// Up to `count` keys from `cursor` on (more when keys share a hash), and the
+    /// cursor to continue from (0 = done).
     pub fn scan(&self, cursor: u64, count: usize) -> (u64, Vec<Bytes>) {
         let mut out = Vec::new();
-        let mut last_hash = None;
-        for (h, k) in self.scan_order.range((cursor, Bytes::new())..) {
-            if out.len() >= count && last_hash != Some(*h) {
-                return (*h, out);
+        for (&h, _) in self.scan_order.range(cursor..) {
+            if out.len() >= count {
+                return (h, out);
             }
-            last_hash = Some(*h);
-            out.push(k.clone());
+            out.extend(self.keys_with_hash(h).map(Bytes::copy_from_slice));
         }
         (0, out)
     }
 
     /// The value under `key`, expired or not, without touching anything (digests).
-    pub fn peek(&self, key: &[u8]) -> Option<&Value> {
-        self.entries.get(key)
+    pub fn peek(&self, key: &[u8]) -> Option<ValueRef<'_>> {
+        self.slot(key).map(Slot::value)
     }
 
     /// All keys (expired ones included; callers filter with `is_expired`).
-    pub fn keys(&self) -> impl Iterator<Item = &Bytes> {
-        self.entries.keys()
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.table.iter().map(Slot::key)
     }
 
     /// True when `key` has a TTL that has passed at `now_ms`.
@@ -230,25 +391,29 @@ impl Db {
     pub fn random_key(&self) -> Option<Bytes> {
         use rand::Rng;
         let h: u64 = rand::thread_rng().gen();
-        self.scan_order
-            .range((h, Bytes::new())..)
+        let (&found, _) = self
+            .scan_order
+            .range(h..)
             .next()
-            .or_else(|| self.scan_order.iter().next())
-            .map(|(_, k)| k.clone())
+            .or_else(|| self.scan_order.first())?;
+        self.keys_with_hash(found)
+            .next()
+            .map(Bytes::copy_from_slice)
     }
 
     /// Every key with its value and expiry (checkpoints).
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Value, Option<u64>)> {
-        self.entries
-            .iter()
-            .map(|(k, v)| (k, v, self.expires.get(k).copied()))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], ValueRef<'_>, Option<u64>)> {
+        self.table.iter().map(|s| {
+            let key = s.key();
+            (key, s.value(), self.expires.get(key).copied())
+        })
     }
 
     /// An iterator over the streams of this database (INFO, memory accounting).
-    pub fn streams(&self) -> impl Iterator<Item = (&Bytes, &Stream)> {
-        self.entries.iter().filter_map(|(k, v)| match v {
-            Value::Stream(s) => Some((k, &**s)),
-            Value::String(_) => None,
+    pub fn streams(&self) -> impl Iterator<Item = (&[u8], &Stream)> {
+        self.table.iter().filter_map(|s| match s {
+            Slot::Stream(s) => Some((&s.key[..], &*s.stream)),
+            Slot::String(_) => None,
         })
     }
 }
@@ -331,16 +496,16 @@ impl Keyspace {
     }
 
     /// The value under `key`, honouring expiry.
-    pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<&Value> {
+    pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<ValueRef<'_>> {
         self.expire_if_needed(db, key, now_ms);
-        self.dbs[db].entries.get(key)
+        self.dbs[db].peek(key)
     }
 
     /// The stream under `key`, ignoring expiry (compaction reads where payloads are).
     pub fn stream_raw(&self, db: usize, key: &[u8]) -> Option<&Stream> {
-        match self.dbs.get(db)?.entries.get(key)? {
-            Value::Stream(s) => Some(s),
-            Value::String(_) => None,
+        match self.dbs.get(db)?.peek(key)? {
+            ValueRef::Stream(s) => Some(s),
+            ValueRef::String(_) => None,
         }
     }
 
@@ -368,8 +533,8 @@ impl Keyspace {
         resolve: impl Fn(crate::engine::payload::PayloadHandle) -> crate::engine::payload::PayloadHandle,
     ) {
         for db in &mut self.dbs {
-            for v in db.entries.values_mut() {
-                if let Value::Stream(s) = v {
+            for slot in db.table.iter_mut() {
+                if let Some(s) = slot.stream_mut() {
                     s.index_mut().settle_resident(&resolve);
                 }
             }
@@ -383,10 +548,7 @@ impl Keyspace {
         db: usize,
         key: &[u8],
     ) -> Option<&mut Stream> {
-        match self.dbs.get_mut(db)?.entries.get_mut(key)? {
-            Value::Stream(s) => Some(s),
-            Value::String(_) => None,
-        }
+        self.dbs.get_mut(db)?.stream_mut(key)
     }
 
     /// The stream under `key`, created empty if missing: for loading a checkpoint's state
@@ -394,13 +556,10 @@ impl Keyspace {
     /// out of range.
     pub fn checkpoint_stream(&mut self, db: usize, key: Bytes) -> Option<&mut Stream> {
         let d = self.dbs.get_mut(db)?;
-        if !d.entries.contains_key(&key) {
-            d.insert_raw(key.clone(), Value::Stream(Box::default()));
+        if !d.contains_raw(&key) {
+            d.insert_raw(&key, Value::Stream(Box::default()));
         }
-        match d.entries.get_mut(&key)? {
-            Value::Stream(s) => Some(s),
-            Value::String(_) => None,
-        }
+        d.stream_mut(&key)
     }
 
     /// Registers the stream under `key` for the IDMP sweep.
@@ -421,7 +580,7 @@ impl Keyspace {
         let dbs = &self.dbs;
         for (db, keys) in self.idmp_keys.iter_mut() {
             keys.retain(|key| {
-                let Some(Value::Stream(s)) = dbs.get(*db).and_then(|d| d.entries.get(key)) else {
+                let Some(ValueRef::Stream(s)) = dbs.get(*db).and_then(|d| d.peek(key)) else {
                     return false;
                 };
                 if !s.idmp().has_producers() {
@@ -445,7 +604,7 @@ impl Keyspace {
     /// Stores `value` under `key`, replacing any old value and clearing its TTL.
     pub(in crate::engine) fn insert(&mut self, db: usize, key: Bytes, value: Value) {
         self.dbs[db].clear_expiry(&key);
-        self.dbs[db].insert_raw(key, value);
+        self.dbs[db].insert_raw(&key, value);
     }
 
     /// Deletes `key` whether or not its TTL passed (applying a logged `Del`); signals WATCH
@@ -500,9 +659,8 @@ impl Keyspace {
             i64::try_from(at_ms).is_ok(),
             "expiry {at_ms} cannot be logged"
         );
-        if let Some((k, _)) = self.dbs[db].entries.get_key_value(key) {
-            let k = k.clone();
-            self.dbs[db].set_expiry(k, at_ms);
+        if self.dbs[db].contains_raw(key) {
+            self.dbs[db].set_expiry(Bytes::copy_from_slice(key), at_ms);
         }
     }
 
@@ -520,11 +678,14 @@ impl Keyspace {
             .map(|(_, k)| k.clone())
             .collect();
         for key in watched {
-            if self.dbs[db].entries.contains_key(&key) {
+            if self.dbs[db].contains_raw(&key) {
                 self.signal_modified(db, &key);
             }
         }
-        let streams: Vec<Bytes> = self.dbs[db].streams().map(|(k, _)| k.clone()).collect();
+        let streams: Vec<Bytes> = self.dbs[db]
+            .streams()
+            .map(|(k, _)| Bytes::copy_from_slice(k))
+            .collect();
         for key in streams {
             self.signal_ready(db, &key);
         }
@@ -543,7 +704,7 @@ impl Keyspace {
     pub fn enable_key_groups(&mut self, group_of: KeyGroupFn) {
         for db in &mut self.dbs {
             let mut groups = KeyGroups::new(group_of);
-            for key in db.entries.keys() {
+            for key in db.keys() {
                 groups.insert(key);
             }
             db.groups = Some(groups);
@@ -674,8 +835,8 @@ mod tests {
         ks.insert(0, Bytes::from("k2"), Value::String(Bytes::new()));
         assert_eq!(ks.active_expire(99, 100), (0, false));
         assert_eq!(ks.active_expire(105, 2), (2, true));
-        assert!(!ks.db(0).entries.contains_key(&b"k3"[..]));
-        assert!(!ks.db(0).entries.contains_key(&b"k4"[..]));
+        assert!(!ks.db(0).contains_raw(b"k3"));
+        assert!(!ks.db(0).contains_raw(b"k4"));
         assert_eq!(ks.active_expire(1_000, 100), (5, false));
         assert_eq!(ks.db(0).len(), 3, "k0, k1 and k2 stay");
         assert_eq!(ks.active_expire(20_000, 100), (2, false));
@@ -781,5 +942,182 @@ mod tests {
         assert!(ks.is_dirty(7));
         ks.unwatch(7, &[(0, Bytes::from("a"))]);
         assert!(!ks.is_dirty(7));
+    }
+
+    #[test]
+    fn packed_slots_round_trip_any_key_and_value_length() {
+        for (klen, vlen) in [
+            (0, 0),
+            (1, 0),
+            (0, 5),
+            (127, 3),
+            (128, 0),
+            (300, 70_000),
+            (20_000, 1),
+        ] {
+            let key = vec![b'k'; klen];
+            let value = Bytes::from(vec![b'v'; vlen]);
+            let slot = Slot::new(&key, Value::String(value.clone()));
+            assert_eq!(slot.key(), &key[..]);
+            assert!(matches!(slot.value(), ValueRef::String(v) if v == &value[..]));
+            assert!(matches!(slot.into_value(), Value::String(v) if v == value));
+        }
+        // A malformed packing (never made) reads as empty, without a panic.
+        assert_eq!(unpack(&[0x85]), (&[][..], &[][..]));
+        assert_eq!(unpack(&[0xff; 12]), (&[][..], &[][..]));
+        assert_eq!(unpack(&[]), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn values_read_back_and_removals_give_them_back() {
+        let mut ks = Keyspace::new(2);
+        ks.insert(0, Bytes::from("s"), Value::Stream(Box::default()));
+        ks.insert(0, Bytes::from("k"), Value::String(Bytes::from("v1")));
+        ks.insert(0, Bytes::from("k"), Value::String(Bytes::from("v2")));
+        assert!(matches!(ks.get(0, b"k", 0), Some(ValueRef::String(b"v2"))));
+        assert!(matches!(ks.get(0, b"s", 0), Some(ValueRef::Stream(_))));
+        assert!(ks.get(1, b"k", 0).is_none());
+        assert_eq!(ks.db(0).len(), 2);
+        assert!(ks.stream_raw(0, b"s").is_some() && ks.stream_raw(0, b"k").is_none());
+        // A string replaced by a stream under the same key, and back.
+        ks.insert(0, Bytes::from("k"), Value::Stream(Box::default()));
+        assert!(matches!(ks.get(0, b"k", 0), Some(ValueRef::Stream(_))));
+        assert!(matches!(ks.dbs[0].remove_raw(b"k"), Some(Value::Stream(_))));
+        assert!(matches!(ks.dbs[0].remove_raw(b"s"), Some(Value::Stream(_))));
+        assert!(ks.dbs[0].remove_raw(b"s").is_none());
+        assert!(ks.db(0).is_empty() && ks.db(0).scan_order.is_empty());
+        ks.set_expire(0, b"gone", 5);
+        assert_eq!(ks.db(0).expires_len(), 0, "no TTL on a missing key");
+    }
+
+    /// One change of the property test below.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Set(u16, u8),
+        Stream(u16),
+        Del(u16),
+        Rename(u16, u16),
+        Expire(u16, u64),
+        /// One SCAN call with this COUNT, if a scan is under way.
+        Scan(usize),
+    }
+
+    fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => (0u16..400, any::<u8>()).prop_map(|(k, v)| Change::Set(k, v)),
+            1 => (0u16..400).prop_map(Change::Stream),
+            4 => (0u16..400).prop_map(Change::Del),
+            1 => (0u16..400, 0u16..400).prop_map(|(a, b)| Change::Rename(a, b)),
+            1 => (0u16..400, 1u64..100).prop_map(|(k, t)| Change::Expire(k, t)),
+            4 => (1usize..40).prop_map(Change::Scan),
+        ]
+    }
+
+    fn key(k: u16) -> Bytes {
+        // Some keys long enough for a two-byte length.
+        if k.is_multiple_of(7) {
+            Bytes::from(format!("{k}:{}", "x".repeat(130)))
+        } else {
+            Bytes::from(format!("key:{k}"))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// The keyspace holds what a BTreeMap given the same changes holds, and a SCAN
+        /// running through the changes returns every key present for its whole course,
+        /// none twice, while the table grows and shrinks.
+        #[test]
+        fn keyspace_follows_a_model_and_scan_misses_nothing(
+            changes in proptest::collection::vec(change(), 1..300)
+        ) {
+            use proptest::prop_assert;
+            use proptest::prop_assert_eq;
+            #[derive(Debug, PartialEq, Clone)]
+            enum M { Str(Vec<u8>), Stream }
+            let mut ks = Keyspace::new(1);
+            let mut model: BTreeMap<Bytes, M> = BTreeMap::new();
+            let mut ttl: BTreeMap<Bytes, u64> = BTreeMap::new();
+            // The scan under way: cursor, keys returned, keys present since it began.
+            let mut cursor: Option<u64> = None;
+            let mut returned: Vec<Bytes> = Vec::new();
+            let mut stayed: BTreeSet<Bytes> = model.keys().cloned().collect();
+            for c in changes {
+                match c {
+                    Change::Set(k, v) => {
+                        ks.insert(0, key(k), Value::String(Bytes::from(vec![v; usize::from(v % 40)])));
+                        model.insert(key(k), M::Str(vec![v; usize::from(v % 40)]));
+                        ttl.remove(&key(k));
+                    }
+                    Change::Stream(k) => {
+                        ks.insert(0, key(k), Value::Stream(Box::default()));
+                        model.insert(key(k), M::Stream);
+                        ttl.remove(&key(k));
+                    }
+                    Change::Del(k) => {
+                        prop_assert_eq!(ks.remove_now(0, &key(k)), model.remove(&key(k)).is_some());
+                        ttl.remove(&key(k));
+                        stayed.remove(&key(k));
+                    }
+                    Change::Rename(a, b) => {
+                        prop_assert_eq!(ks.rename_now(0, &key(a), key(b)), model.contains_key(&key(a)));
+                        if a != b {
+                            if let Some(v) = model.remove(&key(a)) {
+                                model.insert(key(b), v);
+                                ttl.remove(&key(b));
+                                if let Some(t) = ttl.remove(&key(a)) {
+                                    ttl.insert(key(b), t);
+                                }
+                                stayed.remove(&key(a));
+                                stayed.remove(&key(b));
+                            }
+                        }
+                    }
+                    Change::Expire(k, t) => {
+                        ks.set_expire(0, &key(k), t);
+                        if model.contains_key(&key(k)) {
+                            ttl.insert(key(k), t);
+                        }
+                    }
+                    Change::Scan(count) => {
+                        let (next, keys) = ks.db(0).scan(cursor.unwrap_or(0), count);
+                        returned.extend(keys);
+                        if next == 0 {
+                            let got: BTreeSet<Bytes> = returned.iter().cloned().collect();
+                            prop_assert_eq!(got.len(), returned.len(), "a key returned twice");
+                            prop_assert!(stayed.is_subset(&got), "missed {:?}", stayed.difference(&got).collect::<Vec<_>>());
+                            cursor = None;
+                            returned.clear();
+                            stayed = model.keys().cloned().collect();
+                        } else {
+                            cursor = Some(next);
+                        }
+                    }
+                }
+            }
+            let d = ks.db(0);
+            prop_assert_eq!(d.len(), model.len());
+            prop_assert_eq!(d.scan_order.len(), model.len(), "one hash a key (no collisions here)");
+            for (k, m) in &model {
+                let got = match d.peek(k) {
+                    Some(ValueRef::String(v)) => Some(M::Str(v.to_vec())),
+                    Some(ValueRef::Stream(_)) => Some(M::Stream),
+                    None => None,
+                };
+                prop_assert_eq!(got.as_ref(), Some(m));
+                prop_assert_eq!(d.expire_at(k), ttl.get(k).copied());
+            }
+            let keys: BTreeSet<Vec<u8>> = d.keys().map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(keys, model.keys().map(|k| k.to_vec()).collect::<BTreeSet<_>>());
+            prop_assert_eq!(d.expires_len(), ttl.len());
+            prop_assert_eq!(d.streams().count(), model.values().filter(|m| **m == M::Stream).count());
+            if let Some(k) = d.random_key() {
+                prop_assert!(model.contains_key(&k));
+            } else {
+                prop_assert!(model.is_empty());
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows RESP or sockets: the command layer turns engine results into replies.
 
+pub mod chunkmap;
 pub mod codec;
 pub mod digest;
 pub mod error;

@@ -4,19 +4,18 @@
 //! entry, whether any group still *references* it (`streamEntryIsReferenced`): some group
 //! has not read it yet (its ID is above the smallest last-delivered-id of the groups), or
 //! it is in some group's PEL. Trimming asks that of every entry it walks, so the answer
-//! must not cost a walk over every PEL. [`Groups`] therefore keeps, beside the groups:
+//! must not cost a walk over every PEL. [`Groups`] therefore keeps, beside the groups,
+//! `min_last`: the smallest last-delivered-id over the groups (Redis's
+//! `min_cgroup_last_id`), invalidated like Redis's cache when the group holding it moves.
+//! It is derived and never persisted; it stays exact because a group can only be changed
+//! through [`GroupMut`], whose `Drop` notices a moved last-delivered-id. Reading the
+//! groups (`Deref` to the map) needs no guard.
 //!
-//! - `pending`: entry ID → how many groups have it pending (Redis's `cgroups_ref`, which
-//!   lists the groups; a count is enough because DELREF visits each group anyway);
-//! - `min_last`: the smallest last-delivered-id over the groups (Redis's
-//!   `min_cgroup_last_id`), invalidated like Redis's cache when the group holding it moves.
-//!
-//! Both are derived from the groups and never persisted: a checkpoint load inserts each
-//! group through [`Groups::insert`], which counts its PEL, as Redis rebuilds `cgroups_ref`
-//! on RDB load. They stay exact because a group can only be changed through [`GroupMut`],
-//! whose `Drop` drains the PEL changes the group recorded (every insertion and removal goes
-//! through `ConsumerGroup::attach`/`detach`, which record them) and notices a moved
-//! last-delivered-id. Reading the groups (`Deref` to the map) needs no guard.
+//! "Pending in some group" is asked of each group's PEL (an O(log n) lookup per group).
+//! Redis keeps a second index for it (`cgroups_ref`: entry ID → the groups that have it
+//! pending), and Rill kept one too (ID → count of groups), but it cost about 40 bytes per
+//! pending entry — as much again as half the PEL itself — to save lookups only for
+//! streams with several groups, and a bookkeeping step on every PEL change.
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -89,8 +88,6 @@ struct MinLast {
 #[derive(Debug, Clone, Default)]
 pub struct Groups {
     map: BTreeMap<Bytes, ConsumerGroup>,
-    /// Entry ID → number of groups with it in their PEL (never 0: such IDs are removed).
-    pending: BTreeMap<StreamId, u32>,
     min_last: MinLast,
 }
 
@@ -111,44 +108,23 @@ impl<'a> IntoIterator for &'a Groups {
     }
 }
 
-fn count_in(pending: &mut BTreeMap<StreamId, u32>, id: StreamId) {
-    *pending.entry(id).or_insert(0) += 1;
-}
-
-fn count_out(pending: &mut BTreeMap<StreamId, u32>, id: StreamId) {
-    if let Some(n) = pending.get_mut(&id) {
-        *n -= 1;
-        if *n == 0 {
-            pending.remove(&id);
-        }
-    }
-}
-
 impl Groups {
-    /// The group named `name`, to change it; the index follows when the guard is dropped.
+    /// The group named `name`, to change it; the cached minimum follows when the guard
+    /// is dropped.
     pub fn get_mut(&mut self, name: &[u8]) -> Option<GroupMut<'_>> {
-        let Groups {
-            map,
-            pending,
-            min_last,
-        } = self;
+        let Groups { map, min_last } = self;
         let group = map.get_mut(name)?;
         let last_before = group.last_delivered_id();
         Some(GroupMut {
             group,
-            pending,
             min_last,
             last_before,
         })
     }
 
-    /// Adds (or replaces) a group, counting the entries its PEL holds.
-    pub fn insert(&mut self, name: Bytes, mut group: ConsumerGroup) -> Option<ConsumerGroup> {
+    /// Adds (or replaces) a group.
+    pub fn insert(&mut self, name: Bytes, group: ConsumerGroup) -> Option<ConsumerGroup> {
         let old = self.remove(&name);
-        group.clear_pel_changes();
-        for p in group.pending_entries() {
-            count_in(&mut self.pending, p.id);
-        }
         let last = group.last_delivered_id();
         if !self.min_last.stale {
             self.min_last.value = Some(self.min_last.value.map_or(last, |m| m.min(last)));
@@ -159,12 +135,7 @@ impl Groups {
 
     /// Removes a group (XGROUP DESTROY): its PEL no longer references anything.
     pub fn remove(&mut self, name: &[u8]) -> Option<ConsumerGroup> {
-        let mut group = self.map.remove(name)?;
-        // Changes not drained yet are already in the PEL being uncounted.
-        group.clear_pel_changes();
-        for p in group.pending_entries() {
-            count_out(&mut self.pending, p.id);
-        }
+        let group = self.map.remove(name)?;
         if self.map.is_empty() {
             self.min_last = MinLast::default();
         } else if self.min_last.value == Some(group.last_delivered_id()) {
@@ -203,51 +174,33 @@ impl Groups {
     pub fn is_referenced(&self, id: StreamId) -> bool {
         match self.min_last_delivered() {
             None => false,
-            Some(min) => min < id || self.pending.contains_key(&id),
+            Some(min) => min < id || self.is_pending_anywhere(id),
         }
     }
 
     /// Whether `id` is pending in at least one group.
     pub fn is_pending_anywhere(&self, id: StreamId) -> bool {
-        self.pending.contains_key(&id)
+        self.map.values().any(|g| g.is_pending(id))
     }
 
     /// How many (group, entry) pending pairs there are: the sum of the PEL sizes.
     pub fn pending_refs(&self) -> u64 {
-        self.pending.values().map(|&n| u64::from(n)).sum()
+        self.map.values().map(|g| g.pending_count() as u64).sum()
     }
 
     /// DELREF: removes `id` from every group's PEL and its owner's (`streamCleanupEntryCGroupRefs`).
     /// Returns whether it was pending anywhere.
     pub fn drop_everywhere(&mut self, id: StreamId) -> bool {
-        if !self.pending.contains_key(&id) {
-            return false;
-        }
+        let mut dropped = false;
         for group in self.map.values_mut() {
-            if group.drop_pending(id) {
-                let pending = &mut self.pending;
-                group.drain_pel_changes(|id, entered| {
-                    if entered {
-                        count_in(pending, id);
-                    } else {
-                        count_out(pending, id);
-                    }
-                });
-            }
+            dropped |= group.drop_pending(id);
         }
-        true
+        dropped
     }
 
     /// Panics unless the index matches the groups (tests).
     #[cfg(test)]
     pub fn check(&self) {
-        let mut want: BTreeMap<StreamId, u32> = BTreeMap::new();
-        for g in self.map.values() {
-            for p in g.pending_entries() {
-                count_in(&mut want, p.id);
-            }
-        }
-        assert_eq!(self.pending, want, "pending index");
         assert_eq!(
             self.min_last_delivered(),
             self.map
@@ -259,12 +212,10 @@ impl Groups {
     }
 }
 
-/// One group, borrowed for a change: derefs to the [`ConsumerGroup`]; when dropped, the
-/// PEL changes it made are counted into the stream's index and a moved last-delivered-id
-/// updates (or invalidates) the cached minimum.
+/// One group, borrowed for a change: derefs to the [`ConsumerGroup`]; when dropped, a
+/// moved last-delivered-id updates (or invalidates) the cached minimum.
 pub struct GroupMut<'a> {
     group: &'a mut ConsumerGroup,
-    pending: &'a mut BTreeMap<StreamId, u32>,
     min_last: &'a mut MinLast,
     last_before: StreamId,
 }
@@ -285,14 +236,6 @@ impl DerefMut for GroupMut<'_> {
 
 impl Drop for GroupMut<'_> {
     fn drop(&mut self) {
-        let pending = &mut *self.pending;
-        self.group.drain_pel_changes(|id, entered| {
-            if entered {
-                count_in(pending, id);
-            } else {
-                count_out(pending, id);
-            }
-        });
         let now = self.group.last_delivered_id();
         if now != self.last_before && !self.min_last.stale {
             // As `streamUpdateCGroupLastId`: a new minimum is known at once; the group

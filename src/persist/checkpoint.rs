@@ -22,7 +22,7 @@ use super::replay::state_tag;
 use crate::core::Shared;
 use crate::engine::codec::Put;
 use crate::engine::id::StreamId;
-use crate::engine::keyspace::Value;
+use crate::engine::keyspace::ValueRef;
 use crate::engine::op::{LoggedOp, Op};
 use crate::engine::stream::Stream;
 use crate::storage::checkpoint::CheckpointWriter;
@@ -149,10 +149,10 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
             for db in 0..guard.ks.db_count() {
                 for (key, value, expire) in guard.ks.db(db).iter() {
                     let value = match value {
-                        Value::Stream(s) => Snapshot::Stream(s.clone()),
-                        Value::String(v) => Snapshot::String(v.clone()),
+                        ValueRef::Stream(s) => Snapshot::Stream(Box::new(s.clone())),
+                        ValueRef::String(v) => Snapshot::String(Bytes::copy_from_slice(v)),
                     };
-                    snapshot.push((db, key.clone(), value, expire));
+                    snapshot.push((db, Bytes::copy_from_slice(key), value, expire));
                 }
             }
             (snapshot, tail)
@@ -272,7 +272,7 @@ pub fn compact(
             for (key, s) in guard.ks.db(db).streams() {
                 s.index().for_each_payload(|id, h| {
                     if !h.is_resident() && victims.contains(&unpack_pos(h.at).0) {
-                        todo.push((db, key.clone(), id));
+                        todo.push((db, Bytes::copy_from_slice(key), id));
                     }
                 });
             }
