@@ -23,7 +23,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::engine::id::StreamId;
-use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::keyspace::{Keyspace, ValueRef};
 use crate::engine::op::{self, LoggedOp, Op};
 use crate::engine::payload::PayloadError;
 
@@ -58,12 +58,12 @@ pub fn export(
     let mut ops = Vec::new();
     match d.peek(key) {
         None => return Ok(None),
-        Some(Value::String(value)) => ops.push(Op::SetString {
+        Some(ValueRef::String(value)) => ops.push(Op::SetString {
             key: key.clone(),
-            value: value.clone(),
+            value: Bytes::copy_from_slice(value),
             at_ms,
         }),
-        Some(Value::Stream(s)) => {
+        Some(ValueRef::Stream(s)) => {
             let entries = s.range(StreamId::MIN, StreamId::MAX, None, false, &ks.payloads)?;
             if entries.is_empty() {
                 ops.push(Op::CreateStream { key: key.clone() });
@@ -169,7 +169,7 @@ mod tests {
 
     fn counters(ks: &Keyspace) -> (u64, StreamId, u64, usize) {
         match ks.db(0).peek(b"s") {
-            Some(Value::Stream(s)) => (s.len(), s.last_id(), s.entries_added(), s.groups.len()),
+            Some(ValueRef::Stream(s)) => (s.len(), s.last_id(), s.entries_added(), s.groups.len()),
             other => panic!("not a stream: {other:?}"),
         }
     }
@@ -192,7 +192,7 @@ mod tests {
         // A state whose last ID is below the entries it is put on (a forged RILL.RESTORE):
         // refused, and the stream keeps its own counters.
         let old = stream_with(&[1]);
-        let Some(Value::Stream(s)) = old.db(0).peek(b"s") else {
+        let Some(ValueRef::Stream(s)) = old.db(0).peek(b"s") else {
             panic!("not a stream")
         };
         let forged = Bytes::from(s.encode_state());
