@@ -35,8 +35,12 @@ fn stream_basics_match_redis_8() {
         // entries differ by the millisecond between the servers.)
         t.same(&["XPENDING", "s", "g", "-", "+", "10", "nobody", "extra"]);
         t.same(&["XPENDING", "s", "g", "-", "+", "10", "nobody", "x", "y"]);
-        t.same(&["XPENDING", "s", "g", "-", "+", "10", "nobody", "x", "y", "z"]);
-        t.same(&["XPENDING", "s", "g", "IDLE", "0", "-", "+", "10", "nobody", "x"]);
+        t.same(&[
+            "XPENDING", "s", "g", "-", "+", "10", "nobody", "x", "y", "z",
+        ]);
+        t.same(&[
+            "XPENDING", "s", "g", "IDLE", "0", "-", "+", "10", "nobody", "x",
+        ]);
         t.same(&["XPENDING", "s", "g", "-", "+", "x", "nobody", "extra"]);
         t.same(&["XACK", "s", "g", "1-1", "9-9"]);
         t.same(&["XTRIM", "s", "MAXLEN", "1"]);
