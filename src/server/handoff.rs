@@ -199,6 +199,15 @@ pub fn replace_acks(buf: &[u8], acks: &[(usize, usize)], err: &[u8]) -> BytesMut
     out
 }
 
+/// Gives up commit leadership if dropped before it is forgotten (see [`Handoff::hand`]).
+struct Abdication<'a>(&'a Handoff);
+
+impl Drop for Abdication<'_> {
+    fn drop(&mut self) {
+        self.0.registry.lock().leading = false;
+    }
+}
+
 struct Registry {
     pending: Vec<Arc<Outbox>>,
     /// A commit leader is at work: it will see everything registered.
@@ -243,8 +252,12 @@ impl Handoff {
             reg.leading = true;
         }
         // Let the connections ready on this thread execute and register first, so this
-        // commit covers them too.
+        // commit covers them too. Leadership is held across this await: should the task
+        // be dropped here (runtime shutdown), the guard gives it up, so a later
+        // registrant leads instead of waiting for a leader that is gone.
+        let guard = Abdication(self);
         tokio::task::yield_now().await;
+        std::mem::forget(guard);
         if self.lead(shared, ROUNDS_INLINE) {
             let me = self.clone();
             let shared = shared.clone();
