@@ -64,15 +64,42 @@ impl LazyFs {
         if !self.sync_delay.is_zero() {
             std::thread::sleep(self.sync_delay);
         }
-        match self.tree.lock().fsync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.tree.lock().fsync(ino.0));
     }
 }
 
 fn errno(e: FsError) -> Errno {
     Errno::from_i32(e.errno())
+}
+
+// The replies that every request answers the same way: the model's result, or its errno.
+
+fn reply_entry(reply: ReplyEntry, r: Result<Attr, FsError>) {
+    match r {
+        Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_attr(reply: ReplyAttr, r: Result<Attr, FsError>) {
+    match r {
+        Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_opened(reply: ReplyOpen, r: Result<u64, FsError>, flags: FopenFlags) {
+    match r {
+        Ok(fh) => reply.opened(FileHandle(fh), flags),
+        Err(e) => reply.error(errno(e)),
+    }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -114,17 +141,11 @@ fn perm(mode: u32, umask: u32) -> u16 {
 impl Filesystem for LazyFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let t = self.tree.lock();
-        match t.lookup(parent.0, name).and_then(|i| t.attr(i)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_entry(reply, t.lookup(parent.0, name).and_then(|i| t.attr(i)));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.tree.lock().attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_attr(reply, self.tree.lock().attr(ino.0));
     }
 
     fn setattr(
@@ -167,10 +188,7 @@ impl Filesystem for LazyFs {
             }
             t.attr(ino.0)
         })();
-        match r {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_attr(reply, r);
     }
 
     fn mkdir(
@@ -186,10 +204,7 @@ impl Filesystem for LazyFs {
         let r = t
             .mkdir(parent.0, name, perm(mode, umask), req.uid(), req.gid())
             .and_then(|i| t.attr(i));
-        match r {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_entry(reply, r);
     }
 
     fn mknod(
@@ -210,24 +225,15 @@ impl Filesystem for LazyFs {
         let r = t
             .create_file(parent.0, name, perm(mode, umask), req.uid(), req.gid())
             .and_then(|i| t.attr(i));
-        match r {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.tree.lock().unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.tree.lock().unlink(parent.0, name));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.tree.lock().rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.tree.lock().rmdir(parent.0, name));
     }
 
     fn rename(
@@ -245,14 +251,11 @@ impl Filesystem for LazyFs {
             return;
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self
+        let r = self
             .tree
             .lock()
-            .rename(parent.0, name, newparent.0, newname, noreplace)
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+            .rename(parent.0, name, newparent.0, newname, noreplace);
+        reply_empty(reply, r);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -266,10 +269,7 @@ impl Filesystem for LazyFs {
             }
             t.open(ino.0)
         })();
-        match r {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_opened(reply, r, FopenFlags::FOPEN_DIRECT_IO);
     }
 
     fn create(
@@ -393,10 +393,7 @@ impl Filesystem for LazyFs {
             }
             t.open(ino.0)
         })();
-        match r {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_opened(reply, r, FopenFlags::empty());
     }
 
     fn readdir(
@@ -483,9 +480,6 @@ impl Filesystem for LazyFs {
             }
             Ok(())
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, r);
     }
 }

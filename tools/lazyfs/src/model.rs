@@ -227,6 +227,14 @@ pub struct Tree {
     frozen: bool,
 }
 
+/// A name a new entry may take: not empty, `.` or `..`.
+fn check_name(name: &OsStr) -> Result<(), FsError> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
 impl Default for Tree {
     fn default() -> Self {
         Tree::new()
@@ -323,9 +331,7 @@ impl Tree {
 
     fn add_node(&mut self, parent: Ino, name: &OsStr, node: Node) -> Result<Ino, FsError> {
         self.live()?;
-        if name.is_empty() || name == "." || name == ".." {
-            return Err(FsError::Invalid);
-        }
+        check_name(name)?;
         if self.dir(parent)?.cur.contains_key(name) {
             return Err(FsError::Exists);
         }
@@ -379,10 +385,7 @@ impl Tree {
         if self.node(ino)?.kind() == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        self.dir_mut(parent)?.cur.remove(name);
-        self.touch_dir(parent);
-        self.collect_garbage();
-        Ok(())
+        self.remove_name(parent, name)
     }
 
     /// Removes the empty directory `name` from `parent`.
@@ -392,6 +395,11 @@ impl Tree {
         if !self.dir(ino)?.cur.is_empty() {
             return Err(FsError::NotEmpty);
         }
+        self.remove_name(parent, name)
+    }
+
+    /// Drops the current name `name` from `parent` and whatever nothing refers to any more.
+    fn remove_name(&mut self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.dir_mut(parent)?.cur.remove(name);
         self.touch_dir(parent);
         self.collect_garbage();
@@ -409,9 +417,7 @@ impl Tree {
         noreplace: bool,
     ) -> Result<(), FsError> {
         self.live()?;
-        if newname.is_empty() || newname == "." || newname == ".." {
-            return Err(FsError::Invalid);
-        }
+        check_name(newname)?;
         let ino = self.lookup(parent, name)?;
         self.dir(newparent)?;
         if parent == newparent && name == newname {
@@ -599,20 +605,7 @@ impl Tree {
         let mut report = CutReport::default();
         self.handles.clear();
         // Everything a durable name reaches, from the root.
-        let mut reach = BTreeSet::new();
-        let mut stack = vec![ROOT];
-        while let Some(ino) = stack.pop() {
-            if !reach.insert(ino) {
-                continue;
-            }
-            if let Some(Node {
-                content: Content::Dir(d),
-                ..
-            }) = self.nodes.get(&ino)
-            {
-                stack.extend(d.durable.values().copied());
-            }
-        }
+        let reach = self.reachable(vec![ROOT], false);
         let before = self.nodes.len() as u64;
         self.nodes.retain(|ino, _| reach.contains(ino));
         report.inodes_removed = before - self.nodes.len() as u64;
@@ -678,12 +671,18 @@ impl Tree {
 
     /// Drops inodes nothing refers to: no current or durable name, no open handle.
     fn collect_garbage(&mut self) {
-        let mut keep: BTreeSet<Ino> = self.handles.values().copied().collect();
-        let mut stack: Vec<Ino> = keep.iter().copied().collect();
-        stack.push(ROOT);
-        keep.clear();
+        let mut roots: Vec<Ino> = self.handles.values().copied().collect();
+        roots.push(ROOT);
+        let keep = self.reachable(roots, true);
+        self.nodes.retain(|ino, _| keep.contains(ino));
+    }
+
+    /// The inodes reachable from `roots` through durable names, and through current names
+    /// as well when `current`.
+    fn reachable(&self, mut stack: Vec<Ino>, current: bool) -> BTreeSet<Ino> {
+        let mut seen = BTreeSet::new();
         while let Some(ino) = stack.pop() {
-            if !keep.insert(ino) {
+            if !seen.insert(ino) {
                 continue;
             }
             if let Some(Node {
@@ -691,11 +690,13 @@ impl Tree {
                 ..
             }) = self.nodes.get(&ino)
             {
-                stack.extend(d.cur.values().copied());
+                if current {
+                    stack.extend(d.cur.values().copied());
+                }
                 stack.extend(d.durable.values().copied());
             }
         }
-        self.nodes.retain(|ino, _| keep.contains(ino));
+        seen
     }
 
     /// Number of inodes held (for tests and the status line).
@@ -728,6 +729,15 @@ mod tests {
         t.read(ino, 0, u32::MAX).ok().map(<[u8]>::to_vec)
     }
 
+    /// Creates ROOT/a with its name and `data` durable (root and file fsynced).
+    fn durable_file(t: &mut Tree, data: &[u8]) -> Ino {
+        let f = t.create_file(ROOT, name("a"), 0o644, 0, 0).unwrap();
+        t.fsync(ROOT).unwrap();
+        t.write(f, 0, data).unwrap();
+        t.fsync(f).unwrap();
+        f
+    }
+
     #[test]
     fn unsynced_create_vanishes_even_with_file_fsync() {
         let mut t = Tree::new();
@@ -744,10 +754,7 @@ mod tests {
     #[test]
     fn synced_data_and_name_survive_unsynced_tail_does_not() {
         let mut t = Tree::new();
-        let f = t.create_file(ROOT, name("a"), 0o644, 0, 0).unwrap();
-        t.fsync(ROOT).unwrap();
-        t.write(f, 0, b"hello").unwrap();
-        t.fsync(f).unwrap();
+        let f = durable_file(&mut t, b"hello");
         t.write(f, 5, b" world").unwrap();
         t.write(f, 0, b"J").unwrap();
         t.cut();
@@ -760,10 +767,7 @@ mod tests {
     #[test]
     fn truncation_is_undone_unless_synced() {
         let mut t = Tree::new();
-        let f = t.create_file(ROOT, name("a"), 0o644, 0, 0).unwrap();
-        t.fsync(ROOT).unwrap();
-        t.write(f, 0, b"0123456789").unwrap();
-        t.fsync(f).unwrap();
+        let f = durable_file(&mut t, b"0123456789");
         t.set_len(f, 3).unwrap();
         t.cut();
         t.restore(None);
@@ -870,10 +874,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         for seed in 0..64 {
             let mut t = Tree::new();
-            let f = t.create_file(ROOT, name("a"), 0o644, 0, 0).unwrap();
-            t.fsync(ROOT).unwrap();
-            t.write(f, 0, &want[..7]).unwrap();
-            t.fsync(f).unwrap();
+            let f = durable_file(&mut t, &want[..7]);
             t.write(f, 7, &want[7..]).unwrap();
             t.cut();
             let mut rng = TearRng::new(seed);
@@ -894,10 +895,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         for seed in 0..32 {
             let mut t = Tree::new();
-            let f = t.create_file(ROOT, name("a"), 0o644, 0, 0).unwrap();
-            t.fsync(ROOT).unwrap();
-            t.write(f, 0, b"synced|").unwrap();
-            t.fsync(f).unwrap();
+            let f = durable_file(&mut t, b"synced|");
             t.write(f, 7, b"abcdefgh").unwrap();
             t.cut();
             t.restore(Some(&mut TearRng::new(seed)));
