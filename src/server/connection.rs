@@ -271,8 +271,7 @@ impl Connection {
         if let Some(log) = self.shared.log.get() {
             if let Err(e) = log.wait_durable(self.session.lsn).await {
                 if !self.acks.is_empty() {
-                    let err = Reply::error(crate::core::CommandError::from(e).to_string())
-                        .to_bytes(self.session.proto);
+                    let err = handoff::poison_reply(e);
                     self.wbuf = handoff::replace_acks(&self.wbuf, &self.acks, &err);
                 }
             }

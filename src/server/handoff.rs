@@ -186,6 +186,12 @@ impl Outbox {
     }
 }
 
+/// The reply that stands in for an acknowledgement the log could not make durable (the
+/// same bytes in RESP2 and RESP3: a simple error).
+pub fn poison_reply(e: crate::storage::StorageError) -> BytesMut {
+    Reply::error(crate::core::CommandError::from(e).to_string()).to_bytes(2)
+}
+
 /// `buf` with each range in `acks` replaced by `err`.
 pub fn replace_acks(buf: &[u8], acks: &[(usize, usize)], err: &[u8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(buf.len());
@@ -276,19 +282,17 @@ impl Handoff {
     /// if outboxes are still pending (the caller goes on leading), false once leadership
     /// is given up with nothing pending.
     fn lead(&self, shared: &Shared, rounds: usize) -> bool {
+        // Outboxes are handed over only when there is a log (the connection checks), and
+        // the log, once set, stays: with none, nothing can be pending.
         let Some(log) = shared.log.get() else {
-            // No log (nothing is ever pending on one): deliver everything as is.
-            return self.deliver_all(shared, u64::MAX, None, true);
+            return self.deliver_all(shared, u64::MAX, None);
         };
         for _ in 0..rounds {
             let (durable, poison) = match log.commit() {
                 Ok(d) => (d, None),
-                Err(e) => (
-                    log.durable_lsn(),
-                    Some(Reply::error(crate::core::CommandError::from(e).to_string()).to_bytes(2)),
-                ),
+                Err(e) => (log.durable_lsn(), Some(poison_reply(e))),
             };
-            if !self.deliver_all(shared, durable, poison.as_deref(), false) {
+            if !self.deliver_all(shared, durable, poison.as_deref()) {
                 return false;
             }
         }
@@ -296,15 +300,9 @@ impl Handoff {
     }
 
     /// Delivers every pending outbox `durable` covers. Returns whether some remain; when
-    /// none do (or `last`), leadership ends under the same lock, so a connection
-    /// registering after this becomes the next leader.
-    fn deliver_all(
-        &self,
-        shared: &Shared,
-        durable: u64,
-        poison: Option<&[u8]>,
-        last: bool,
-    ) -> bool {
+    /// none do, leadership ends under the same lock, so a connection registering after
+    /// this becomes the next leader.
+    fn deliver_all(&self, shared: &Shared, durable: u64, poison: Option<&[u8]>) -> bool {
         let (ready, still) = {
             let mut reg = self.registry.lock();
             let all = std::mem::take(&mut reg.pending);
@@ -316,7 +314,7 @@ impl Handoff {
                     reg.pending.push(ob);
                 }
             }
-            let still = !reg.pending.is_empty() && !last;
+            let still = !reg.pending.is_empty();
             if !still {
                 reg.leading = false;
             }

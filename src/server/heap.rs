@@ -72,6 +72,8 @@ pub async fn trim_loop() {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // The check too runs on a blocking thread: mallinfo2 walks every arena's free
+        // lists under its lock, milliseconds on a large fragmented heap.
         if let Ok(Some(free)) = tokio::task::spawn_blocking(trim_if_worth_it).await {
             tracing::debug!(
                 "Returned free heap to the system ({} bytes were free)",
