@@ -335,6 +335,32 @@ fn server_with_failing_fsync_refuses_writes_and_reads_and_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A read that finds nothing but creates its consumer changes what later replies show
+/// (XINFO CONSUMERS, the consumer's own reads), so its reply waits for the log like a
+/// write's: with the fsync failing it answers the error, not an empty read the next crash
+/// would take back. Found by the power-cut test: a consumer created by an empty
+/// XREADGROUP was gone after the cut.
+#[test]
+fn empty_read_that_creates_its_consumer_waits_for_the_fsync() {
+    let dir = tmp("consumer-create");
+    let server = start(&dir, Some("log::fsync=2*off->return"));
+    let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut c = BufReader::new(stream);
+    assert_eq!(send(&mut c, "XADD s 1-1 n 1"), "1-1");
+    assert_eq!(send(&mut c, "XGROUP CREATE s g $"), "+OK");
+    let read = send(&mut c, "XREADGROUP GROUP g alice STREAMS s >");
+    assert!(
+        read.starts_with("-MISCONF") && read.contains("poisoned"),
+        "a read that created its consumer was answered before it was durable: {read}"
+    );
+    drop(c);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The background zero fill ahead of the records (preallocation) shares the segment file
 /// with them: its failed fsync may have dropped their pages too, so it poisons the log like
 /// a failed commit, and every record acknowledged before is still there after a restart.

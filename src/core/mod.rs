@@ -319,7 +319,7 @@ impl Ctx<'_> {
                     .dirty
                     .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
             }
-            self.props.push(self.db, op);
+            self.props.push(self.db, creation_logged_as_such(op, before.created_consumer));
         }
         Ok(applied)
     }
@@ -551,4 +551,28 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
         }
     }
     Ok(wait_for)
+}
+
+/// A `Touch` that created its consumer is logged as `ConsumerCreate` (the same state:
+/// both create it with seen- and active-time `time_ms`), so the reply waits for it to
+/// be durable: a consumer a client was told about (XINFO CONSUMERS, XPENDING, its later
+/// reads) must survive a crash. A `Touch` of an existing consumer changes only its
+/// seen-time, which no reply acknowledges ([`Propagation::acknowledges_write`]).
+///
+/// [`Propagation::acknowledges_write`]: propagate::Propagation::acknowledges_write
+fn creation_logged_as_such(op: Op, created: bool) -> Op {
+    match op {
+        Op::Touch {
+            key,
+            group,
+            consumer,
+            time_ms,
+        } if created => Op::ConsumerCreate {
+            key,
+            group,
+            consumer,
+            time_ms,
+        },
+        op => op,
+    }
 }
