@@ -102,6 +102,12 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        if server::executor::wanted() {
+            if let Err(e) = server::executor::start() {
+                tracing::error!("Can't start the executor thread: {}", e);
+                return ExitCode::FAILURE;
+            }
+        }
         if percore {
             if let Err(e) = server::cores::start(cores.saturating_sub(1)) {
                 tracing::error!("Can't start the runtimes: {}", e);

@@ -319,7 +319,10 @@ impl Ctx<'_> {
                     .dirty
                     .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
             }
-            self.props.push(self.db, creation_logged_as_such(op, before.created_consumer));
+            self.props.push(
+                self.db,
+                creation_logged_as_such(op, before.created_consumer),
+            );
         }
         Ok(applied)
     }

@@ -9,16 +9,20 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use super::executor;
 use super::handoff::{self, Handoff, Outbox, Phase};
 use crate::commands::{self, Exec, Session};
 use crate::core::clients::ClientInfo;
 use crate::core::Shared;
-use crate::protocol::{Reply, RequestDecoder};
+use crate::protocol::{ProtocolError, Reply, RequestDecoder};
 use crate::storage::FsyncPolicy;
 
 /// Replies are flushed once this much is buffered even mid-batch, so a long
 /// pipeline does not hold all its replies in memory.
-const FLUSH_THRESHOLD: usize = 64 * 1024;
+pub(super) const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Whole requests waiting to run, oldest first.
+type Requests = std::collections::VecDeque<Vec<bytes::Bytes>>;
 
 /// Why a connection ends.
 enum End {
@@ -91,6 +95,9 @@ impl Connection {
     /// replies once they are durable: one write per batch of pipelined requests, not
     /// one per reply, by the committer when the batch waits for a commit.
     async fn run(&mut self) -> Result<(), End> {
+        if executor::running() {
+            return self.run_on_executor().await;
+        }
         loop {
             self.read().await?;
             while let Some(argv) = self.next_request().await? {
@@ -98,6 +105,85 @@ impl Connection {
             }
             self.flush_batch().await?;
         }
+    }
+
+    /// `run` for the single-executor model ([`executor`]): every whole request a read
+    /// completed goes to the executor thread in one batch, which executes and encodes
+    /// them; this task only reads, waits and writes.
+    async fn run_on_executor(&mut self) -> Result<(), End> {
+        loop {
+            self.read().await?;
+            loop {
+                let (requests, bad) = self.decode_batch();
+                if requests.is_empty() && bad.is_none() {
+                    break;
+                }
+                self.execute_batch(requests).await?;
+                if let Some(e) = bad {
+                    self.protocol_error(e).await;
+                    return Err(End::Close);
+                }
+            }
+            self.flush_batch().await?;
+        }
+    }
+
+    /// The whole requests in `rbuf`, and the protocol error that ends them if any. A
+    /// client that must still authenticate gets one request per batch, so that the
+    /// header limits of an unauthenticated client end with its AUTH, as they do when
+    /// each request is decoded after the previous one ran.
+    fn decode_batch(&mut self) -> (Requests, Option<ProtocolError>) {
+        let one = self.shared.requires_auth() && !self.session.authenticated;
+        let mut requests = Requests::new();
+        loop {
+            match self.decode_next() {
+                Ok(Some(argv)) => {
+                    requests.push_back(argv);
+                    if one {
+                        return (requests, None);
+                    }
+                }
+                Ok(None) => return (requests, None),
+                Err(e) => return (requests, Some(e)),
+            }
+        }
+    }
+
+    /// Runs `requests` on the executor thread, waiting for blocked ones and writing
+    /// replies past the flush threshold between parts.
+    async fn execute_batch(&mut self, mut requests: Requests) -> Result<(), End> {
+        while !requests.is_empty() {
+            let placeholder = Session::new(self.session.info.clone(), false);
+            let batch = executor::Batch {
+                session: std::mem::replace(&mut self.session, placeholder),
+                requests,
+                wbuf: std::mem::take(&mut self.wbuf),
+                acks: std::mem::take(&mut self.acks),
+                stop: None,
+                huge: false,
+            };
+            let Some(batch) = executor::execute(&self.shared, batch).await else {
+                return Err(End::Close);
+            };
+            self.session = batch.session;
+            self.wbuf = batch.wbuf;
+            self.acks = batch.acks;
+            requests = batch.requests;
+            self.trim_after_flush |= batch.huge;
+            match batch.stop {
+                None => {}
+                Some(executor::Stop::Blocked(exec)) => {
+                    let start = self.wbuf.len();
+                    self.finish(exec, start).await?;
+                }
+                Some(executor::Stop::Close) => {
+                    let _ = self.flush_durable(FlushMode::Drain).await;
+                    return Err(End::Close);
+                }
+                Some(executor::Stop::Flush) => self.flush_durable(FlushMode::NoWait).await?,
+            }
+        }
+        Ok(())
     }
 
     /// The end of a batch. Replies that wait for a commit are handed to its committer
@@ -199,18 +285,40 @@ impl Connection {
         match self.decoder.decode(&mut self.rbuf) {
             Ok(argv) => Ok(argv),
             Err(e) => {
-                self.shared.stats.record_error(&e.to_string());
-                Reply::error(e.to_string()).encode(self.session.proto, &mut self.wbuf);
-                let _ = self.flush_durable(FlushMode::Drain).await;
+                self.protocol_error(e).await;
                 Err(End::Close)
             }
         }
     }
 
+    /// `next_request`'s decoding alone, for a batch sent to the executor. The header
+    /// limits of an unauthenticated client are those of the session before the batch
+    /// (an AUTH inside the batch lifts them from the next read on).
+    fn decode_next(&mut self) -> Result<Option<Vec<bytes::Bytes>>, ProtocolError> {
+        let requires_auth = self.shared.requires_auth();
+        self.decoder
+            .set_unauthenticated(requires_auth && !self.session.authenticated);
+        self.decoder.decode(&mut self.rbuf)
+    }
+
+    /// Answers a protocol error, as Redis does before it closes the connection.
+    async fn protocol_error(&mut self, e: ProtocolError) {
+        self.shared.stats.record_error(&e.to_string());
+        Reply::error(e.to_string()).encode(self.session.proto, &mut self.wbuf);
+        let _ = self.flush_durable(FlushMode::Drain).await;
+    }
+
     /// Executes one request and buffers its reply (waiting first if it blocks).
     async fn execute(&mut self, argv: Vec<bytes::Bytes>) -> Result<(), End> {
         let start = self.wbuf.len();
-        match commands::execute(&mut self.session, &self.shared, argv) {
+        let exec = commands::execute(&mut self.session, &self.shared, argv);
+        self.finish(exec, start).await
+    }
+
+    /// Buffers the reply of an executed request (waiting for it first if it blocked);
+    /// its encoding starts at `start` in `wbuf`.
+    async fn finish(&mut self, exec: Exec, start: usize) -> Result<(), End> {
+        match exec {
             Exec::Reply(r) => {
                 if !self.session.suppress_reply {
                     r.encode(self.session.proto, &mut self.wbuf);
@@ -440,7 +548,7 @@ fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Resu
 }
 
 /// Reply size past which, once the reply is sent, the freed memory is handed back to the OS.
-const HUGE_REPLY: usize = 32 << 20;
+pub(super) const HUGE_REPLY: usize = 32 << 20;
 
 /// Applies the hard and soft limits to `pending` unsent bytes.
 fn check_output_limits(

@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod cores;
+pub mod executor;
 pub mod handoff;
 pub mod heap;
 pub mod listener;
