@@ -14,6 +14,7 @@ use super::connection::help_reply;
 use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
+use crate::core::detached;
 use crate::engine::error::StreamError;
 use crate::engine::group::{
     AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup, NackMode, NackOptions,
@@ -880,6 +881,15 @@ struct BlockedGroupRead {
 }
 
 impl BlockedRead for BlockedGroupRead {
+    fn detach(&mut self) {
+        let read = &mut self.read;
+        read.group = detached(&read.group);
+        read.consumer = detached(&read.consumer);
+        for (key, _) in &mut read.streams {
+            *key = detached(key);
+        }
+    }
+
     fn wake_at(&self, ctx: &mut Ctx<'_>) -> Option<u64> {
         self.read.claim_wake_at(ctx)
     }

@@ -339,13 +339,15 @@ fn block(
         return Exec::Reply(error_reply(shared, &e, None));
     }
     let (tx, rx) = oneshot::channel();
+    let mut retry = b.retry;
+    retry.detach();
     let waiter = state.blocking.add(blocking::Waiter {
         client_id: session.id,
         command: spec.full_name(),
         db: session.db,
         proto: session.proto,
-        keys: b.keys,
-        retry: b.retry,
+        keys: b.keys.iter().map(crate::core::detached).collect(),
+        retry,
         tx,
         wake_ms,
     });

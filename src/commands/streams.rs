@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::commands::args::parse_i64;
+use crate::core::detached;
 use crate::engine::error::StreamError;
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::idmp::IdmpError;
@@ -1039,6 +1040,12 @@ impl PendingXRead {
 }
 
 impl BlockedRead for PendingXRead {
+    fn detach(&mut self) {
+        for key in &mut self.keys {
+            *key = detached(key);
+        }
+    }
+
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError> {
         Ok(self.serve(ctx, true))
     }

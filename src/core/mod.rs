@@ -437,6 +437,11 @@ impl Ctx<'_> {
 
 /// How a blocked read is retried when one of its keys becomes ready.
 pub trait BlockedRead: Send {
+    /// Copies what it holds of the request (keys, group and consumer names) out of the
+    /// connection's read buffer, which its `Bytes` slices would otherwise keep whole
+    /// (16 KiB) for as long as the client waits. Called once, when the client blocks.
+    fn detach(&mut self);
+
     /// Called under the keyspace lock, in FIFO order of blocking, each time one of
     /// the keys is signalled ready. `Ok(None)` keeps the client blocked.
     fn try_serve(&mut self, ctx: &mut Ctx<'_>) -> Result<Option<Reply>, CommandError>;
@@ -475,6 +480,11 @@ impl From<Reply> for Outcome {
     fn from(r: Reply) -> Self {
         Outcome::Reply(r)
     }
+}
+
+/// A copy of `b` that shares no buffer (see [`BlockedRead::detach`]).
+pub fn detached(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
 }
 
 /// Current Unix time in milliseconds.

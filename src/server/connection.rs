@@ -24,6 +24,9 @@ pub(super) const FLUSH_THRESHOLD: usize = 64 * 1024;
 /// Whole requests waiting to run, oldest first.
 type Requests = std::collections::VecDeque<Vec<bytes::Bytes>>;
 
+/// How much a read asks the socket for (at least).
+const READ_CHUNK: usize = 16 * 1024;
+
 /// Why a connection ends.
 enum End {
     /// Peer closed, QUIT, kill, idle timeout, protocol error or output limit.
@@ -81,7 +84,7 @@ impl Connection {
             handoff,
             socket,
             shared,
-            rbuf: BytesMut::with_capacity(16 * 1024),
+            rbuf: BytesMut::new(),
             // Grown by the replies as needed (and kept), not 16 KiB up front: an idle
             // connection held 10.4 KB, 4 of them this buffer's first page.
             wbuf: BytesMut::new(),
@@ -507,13 +510,55 @@ async fn flush(
 
 /// Reads what the socket has into `rbuf`, waiting for it to be readable (0 at EOF).
 /// Through `&TcpStream`, as the socket is shared with the outbox's writer.
+///
+/// An empty buffer is parked in its thread's spares before the wait and one is taken
+/// back when bytes arrive, as Redis 8 reads into a shared query buffer until a client
+/// has a partial request: an idle or blocked client holds no read buffer (a 16 KiB
+/// buffer is most of what a connection cost: 6.9 KB of RSS per idle client, 2.8 KB
+/// without), and a busy one reuses a spare instead of calling the allocator.
 async fn read_some(socket: &TcpStream, rbuf: &mut BytesMut) -> std::io::Result<usize> {
     loop {
+        park_read_buffer(rbuf);
         socket.readable().await?;
+        unpark_read_buffer(rbuf);
         match socket.try_read_buf(rbuf) {
+            // The readiness was stale: park the buffer again for the next wait.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             r => return r,
         }
+    }
+}
+
+/// How many empty read buffers a runtime thread keeps for the next read.
+const SPARE_READ_BUFFERS: usize = 8;
+
+thread_local! {
+    static SPARES: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Gives an empty read buffer to this thread's spares (or back to the allocator).
+fn park_read_buffer(rbuf: &mut BytesMut) {
+    if !rbuf.is_empty() || rbuf.capacity() == 0 {
+        return;
+    }
+    let spare = std::mem::take(rbuf);
+    SPARES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_READ_BUFFERS {
+            s.push(spare);
+        }
+    });
+}
+
+/// Makes sure `rbuf` has room for a read, from this thread's spares if it has none.
+fn unpark_read_buffer(rbuf: &mut BytesMut) {
+    if rbuf.capacity() == 0 {
+        if let Some(spare) = SPARES.with(|s| s.borrow_mut().pop()) {
+            *rbuf = spare;
+        }
+    }
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        rbuf.reserve(READ_CHUNK);
     }
 }
 
