@@ -4,8 +4,9 @@
 #   (a) redis-cli: `-c` follows MOVED for stream commands across the nodes, a plain call shows the MOVED error,
 #       and `redis-cli --cluster check` accepts the cluster;
 #   (b) redis-py RedisCluster (test_cluster.py), with compat/python's requirements and virtualenv;
-#   (c) go-redis ClusterClient (go/cluster_test.go) and Watermill redisstream over a UniversalClient given the
-#       three addresses (go/watermill_test.go), at the versions compat/watermill pins;
+#   (c) go-redis ClusterClient (go/cluster_test.go), the same producing and consuming while `rill cluster reshard`
+#       moves their slot away and back (go/reshard_test.go, RILL_BIN), and Watermill redisstream over a
+#       UniversalClient given the three addresses (go/watermill_test.go), at the versions compat/watermill pins;
 #   (d) ioredis Cluster (ioredis.test.mjs), the version compat/node pins.
 #
 # In:  RILL_CLUSTER ("host:port host:port host:port"), RESULTS (a file to append "name passed failed" lines to),
