@@ -642,6 +642,8 @@ impl XReadGroup {
     fn serve(&self, ctx: &mut Ctx<'_>, count: usize) -> Result<Option<Reply>, CommandError> {
         let now = ctx.now_ms;
         let store = ctx.store();
+        let room = ctx.reply_room;
+        let mut over_limit = false;
         let mut budget = ReplyBudget::new(self.limits, ctx.proto);
         let mut claim = self.claim;
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
@@ -736,8 +738,18 @@ impl XReadGroup {
                             if last > from_id {
                                 let limit = budget.limit(left);
                                 let limit = (limit > 0).then_some(limit);
-                                for entry in s.range(start, StreamId::MAX, limit, false, &store)? {
+                                let ranged = s.range_within(
+                                    start,
+                                    StreamId::MAX,
+                                    limit,
+                                    false,
+                                    &store,
+                                    room,
+                                )?;
+                                let mut stopped = false;
+                                for entry in ranged.entries {
                                     if !budget.admits() {
+                                        stopped = true;
                                         break;
                                     }
                                     let reply = if claim.is_some() {
@@ -748,6 +760,13 @@ impl XReadGroup {
                                     budget.take(&reply);
                                     entries.push(reply);
                                     fresh.push(entry.id);
+                                }
+                                if !stopped && !ranged.beyond.is_empty() {
+                                    // Past the client's output limit: delivered as Redis
+                                    // delivers them (into the PEL), but not read, as the
+                                    // client is closed without the reply.
+                                    fresh.extend(ranged.beyond);
+                                    over_limit = true;
                                 }
                             }
                         }
@@ -805,6 +824,7 @@ impl XReadGroup {
                 served.push((key.clone(), reply));
             }
         }
+        ctx.over_limit |= over_limit;
         if served.is_empty() {
             return Ok(None);
         }

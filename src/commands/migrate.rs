@@ -65,6 +65,8 @@ fn locked<T>(
         in_multi: false,
         blocking: Some(&mut state.blocking),
         props: &mut state.props,
+        reply_room: u64::MAX,
+        over_limit: false,
     };
     let out = f(&mut ctx);
     propagate::log_expired(&mut state.ks, &mut state.props, mark);

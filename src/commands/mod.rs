@@ -266,6 +266,7 @@ pub(crate) fn run_data(
     let now = now_ms();
     let mark = state.props.ops.len();
     state.props.command_start = mark;
+    let hard = shared.output_limits().0;
     let mut ctx = Ctx {
         ks: &mut state.ks,
         shared,
@@ -276,8 +277,22 @@ pub(crate) fn run_data(
         in_multi,
         blocking: Some(&mut state.blocking),
         props: &mut state.props,
+        reply_room: if hard > 0 { hard } else { u64::MAX },
+        over_limit: false,
     };
     let out = f(&mut ctx, args);
+    if ctx.over_limit {
+        // Redis buffers the reply, finds it past the hard limit and closes the client
+        // without sending it; the reply was not even built whole here.
+        tracing::warn!(
+            "Client id={} addr={} closed for overcoming of output buffer limits (a reply of more than {} bytes).",
+            session.id,
+            session.info.addr,
+            hard
+        );
+        session.suppress_reply = true;
+        session.close_after_reply = true;
+    }
     propagate::log_expired(&mut state.ks, &mut state.props, mark);
     if !in_multi {
         blocking::serve_ready(
@@ -311,6 +326,8 @@ fn block(
         in_multi: false,
         blocking: None,
         props: &mut state.props,
+        reply_room: u64::MAX,
+        over_limit: false,
     };
     let served = b.retry.try_serve(&mut ctx);
     let wake_ms = match served {

@@ -707,6 +707,7 @@ impl XRange {
     /// Runs the range read.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let store = ctx.store();
+        let room = ctx.reply_room;
         let Some(stream) = ctx.stream(&self.key)? else {
             return Ok(Reply::Array(Vec::new()));
         };
@@ -714,8 +715,9 @@ impl XRange {
             return Ok(Reply::NilArray);
         }
         let count = self.count.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let entries = stream.range(self.start, self.end, count, self.rev, &store)?;
-        Ok(entries_reply(&entries))
+        let ranged = stream.range_within(self.start, self.end, count, self.rev, &store, room)?;
+        ctx.over_limit |= !ranged.beyond.is_empty();
+        Ok(entries_reply(&ranged.entries))
     }
 }
 
@@ -1002,6 +1004,7 @@ impl PendingXRead {
                 break;
             }
             // A key deleted or replaced by another type keeps an XREAD blocked.
+            let room = ctx.reply_room;
             let Ok(Some(stream)) = ctx.stream(key) else {
                 continue;
             };
@@ -1010,10 +1013,14 @@ impl PendingXRead {
                 let start = after.incr().unwrap_or(StreamId::MAX);
                 let limit = budget.limit(self.count);
                 let count = (limit > 0).then_some(limit);
-                let entries = match stream.range(start, StreamId::MAX, count, false, &store) {
-                    Ok(entries) => entries,
-                    Err(e) => return Some(Reply::error(e.to_string())),
-                };
+                let entries =
+                    match stream.range_within(start, StreamId::MAX, count, false, &store, room) {
+                        Ok(ranged) => {
+                            ctx.over_limit |= !ranged.beyond.is_empty();
+                            ranged.entries
+                        }
+                        Err(e) => return Some(Reply::error(e.to_string())),
+                    };
                 budget.open(key);
                 let mut out = Vec::with_capacity(entries.len());
                 for entry in &entries {

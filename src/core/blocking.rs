@@ -234,6 +234,8 @@ pub fn serve_ready(
                     in_multi: false,
                     blocking: None,
                     props,
+                    reply_room: u64::MAX,
+                    over_limit: false,
                 };
                 let served = match w.retry.try_serve(&mut ctx) {
                     Ok(None) => {
@@ -301,6 +303,8 @@ pub fn serve_due(
             in_multi: false,
             blocking: None,
             props,
+            reply_room: u64::MAX,
+            over_limit: false,
         };
         let served = match w.retry.try_serve(&mut ctx) {
             Ok(None) => {

@@ -257,6 +257,13 @@ pub struct Ctx<'a> {
     pub blocking: Option<&'a mut blocking::BlockingTable>,
     /// Ops queued for the log in this critical section.
     pub props: &'a mut propagate::Propagation,
+    /// Most bytes of entry fields one reply may hold: the client's output buffer hard limit
+    /// (`client-output-buffer-limit normal`), `u64::MAX` when there is none. A read whose
+    /// reply would pass it stops reading payloads and sets `over_limit`.
+    pub reply_room: u64,
+    /// The reply passed `reply_room`: it is incomplete, and the client is closed without
+    /// it, as Redis closes a client whose output passes the hard limit.
+    pub over_limit: bool,
 }
 
 impl Ctx<'_> {
@@ -516,6 +523,8 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
             in_multi: false,
             blocking: None,
             props: &mut state.props,
+            reply_room: u64::MAX,
+            over_limit: false,
         };
         // Expiry is housekeeping, not a change a client made: no dirty count.
         if let Err(e) = ctx.apply_counted(Op::IdmpExpire { key, now_ms }, Some(0)) {

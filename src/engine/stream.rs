@@ -24,6 +24,14 @@ pub struct Entry {
     pub fields: Vec<Bytes>,
 }
 
+/// What [`Stream::range_within`] found: the entries it read, then the IDs of those past
+/// the room it was given (empty when everything fit).
+#[derive(Debug, Default)]
+pub struct Ranged {
+    pub entries: Vec<Entry>,
+    pub beyond: Vec<StreamId>,
+}
+
 impl Entry {
     /// Reads an indexed entry's payload.
     pub fn load(e: IndexedEntry, store: &PayloadStore) -> Result<Entry, PayloadError> {
@@ -161,6 +169,35 @@ impl Stream {
             .into_iter()
             .map(|e| Entry::load(e, store))
             .collect()
+    }
+
+    /// As [`Stream::range`], loading payloads only while the fields read so far stay within
+    /// `room` bytes: the entries past it come back as IDs alone, unread, so one reply's
+    /// memory is bounded by what a client may be sent (its output buffer limit).
+    pub fn range_within(
+        &self,
+        start: StreamId,
+        end: StreamId,
+        count: Option<usize>,
+        rev: bool,
+        store: &PayloadStore,
+        room: u64,
+    ) -> Result<Ranged, PayloadError> {
+        let mut out = Ranged::default();
+        let mut used: u64 = 0;
+        for e in self.index.range(start, end, count, rev) {
+            if used > room {
+                out.beyond.push(e.id);
+                continue;
+            }
+            let entry = Entry::load(e, store)?;
+            used = entry
+                .fields
+                .iter()
+                .fold(used, |n, f| n.saturating_add(f.len() as u64));
+            out.entries.push(entry);
+        }
+        Ok(out)
     }
 
     /// The first live entry (XINFO `first-entry`).

@@ -116,6 +116,8 @@ pub fn replay_batch(
             in_multi: true,
             blocking: None,
             props: &mut state.props,
+            reply_room: u64::MAX,
+            over_limit: false,
         };
         match f(&mut ctx, &mut args) {
             Ok(Outcome::Reply(r)) if r.is_error() => errors.push(format!("{name}: {r:?}")),
