@@ -45,7 +45,16 @@ fn main() -> ExitCode {
         // Cluster administration against running nodes; never starts a server.
         Some("cluster") => return rill::cluster_cli::main(&args[1..]),
         Some("-v") | Some("--version") => {
-            println!("Rill server v={}", env!("CARGO_PKG_VERSION"));
+            // Redis's shape: `Redis server v=8.6.3 sha=00000000:0 malloc=jemalloc-5.3.0
+            // bits=64 build=…`.
+            println!(
+                "Rill server v={} sha={}:{} malloc=libc bits={} build={}",
+                env!("CARGO_PKG_VERSION"),
+                env!("RILL_GIT_SHA1"),
+                env!("RILL_GIT_DIRTY"),
+                usize::BITS,
+                env!("RILL_BUILD_ID")
+            );
             return ExitCode::SUCCESS;
         }
         Some("-h") | Some("--help") => {
@@ -260,6 +269,8 @@ async fn serve(config: Config) -> ExitCode {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(rill::persist::checkpoint::run_checkpoints(shared.clone()));
     tracing::info!("Ready to accept connections tcp");
+    let supervised = shared.config.read().supervised;
+    server::notify::notify(supervised, "READY=1\nSTATUS=Ready to accept connections\n");
     let _ = server_task.await;
     remove_pidfile(pidfile.as_deref());
     ExitCode::SUCCESS

@@ -93,11 +93,11 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
     match section {
         "server" => {
             // Redis's own fields first, in its order (tools read the git/build ones to
-            // tell builds apart; Rill has neither, and says so as a release build does).
+            // tell builds apart: the commit Rill was built from, see build.rs).
             line("redis_version", &REDIS_VERSION);
-            line("redis_git_sha1", &"00000000");
-            line("redis_git_dirty", &0);
-            line("redis_build_id", &"0");
+            line("redis_git_sha1", &env!("RILL_GIT_SHA1"));
+            line("redis_git_dirty", &env!("RILL_GIT_DIRTY"));
+            line("redis_build_id", &env!("RILL_BUILD_ID"));
             // What is actually running: Rill's own version (REDIS_VERSION is the Redis
             // whose stream features it implements).
             line("rill_version", &env!("CARGO_PKG_VERSION"));

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::syntax::{format_memory, parse_integer, parse_memory, quote, split_args};
-use super::{AppendFsync, Config, LogLevel, OutputBufferLimit, SavePoint};
+use super::{AppendFsync, Config, LogLevel, OutputBufferLimit, SavePoint, Supervised};
 
 /// Redis caps `hz` to this range after accepting any non-negative value (`updateHZ`).
 const MIN_HZ: i64 = 1;
@@ -696,6 +696,17 @@ pub static DIRECTIVES: &[Directive] = &[
                 c.daemonize = false;
                 Ok(())
             },
+        },
+    },
+    Directive {
+        name: "supervised",
+        default: "no",
+        mutable: false,
+        doc: "How readiness is reported to a supervisor: no, upstart (nothing sent), systemd (READY=1 on $NOTIFY_SOCKET once the data is loaded and the ports listen, STOPPING=1 at shutdown; for Type=notify units) or auto (systemd when $NOTIFY_SOCKET is set).",
+        access: Access::Enum {
+            names: &Supervised::NAMES,
+            get: |c| c.supervised.index(),
+            set: |c, i| c.supervised = Supervised::from_index(i),
         },
     },
     Directive {

@@ -61,6 +61,37 @@ impl AppendFsync {
     }
 }
 
+/// How Rill tells a supervisor it is ready (`supervised`, as Redis's directive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervised {
+    /// No supervisor interaction.
+    No,
+    /// Upstart's `expect stop`: accepted, and nothing is sent (Rill does not daemonize).
+    Upstart,
+    /// systemd `Type=notify`: `READY=1` (and `STOPPING=1`) on `$NOTIFY_SOCKET`.
+    Systemd,
+    /// systemd when `$NOTIFY_SOCKET` is set, nothing otherwise.
+    Auto,
+}
+
+impl Supervised {
+    /// The names accepted in configuration, in Redis's order.
+    pub const NAMES: [&'static str; 4] = ["no", "upstart", "systemd", "auto"];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(index: usize) -> Self {
+        match index {
+            1 => Self::Upstart,
+            2 => Self::Systemd,
+            3 => Self::Auto,
+            _ => Self::No,
+        }
+    }
+}
+
 /// Log verbosity (`loglevel`), from most to least verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -186,6 +217,8 @@ pub struct Config {
     pub stream_idmp_maxsize: u64,
     /// `daemonize`; always `false` (`yes` is refused).
     pub daemonize: bool,
+    /// `supervised`: how readiness is reported to a supervisor.
+    pub supervised: Supervised,
     /// `pidfile`; `None` writes no pid file.
     pub pidfile: Option<PathBuf>,
     /// `save` (reported only).
@@ -385,6 +418,7 @@ impl Config {
             stream_idmp_duration: 0,
             stream_idmp_maxsize: 0,
             daemonize: false,
+            supervised: Supervised::No,
             pidfile: None,
             save: Vec::new(),
             hz: 0,

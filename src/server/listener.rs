@@ -214,6 +214,8 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
         shared.shutdown.notified().await;
     }
     tracing::info!("User requested shutdown...");
+    let supervised = shared.config.read().supervised;
+    super::notify::notify(supervised, "STOPPING=1\n");
     accepters.abort_all();
     expirer.abort();
     claim_timer.abort();

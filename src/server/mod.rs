@@ -8,5 +8,6 @@ pub mod executor;
 pub mod handoff;
 pub mod heap;
 pub mod listener;
+pub mod notify;
 
 pub use listener::run;

@@ -1,0 +1,56 @@
+//! Build facts for `rill --version` and INFO server, as Redis's `release.h`: the git commit
+//! the binary was built from (`RILL_GIT_SHA1`, 8 hex digits, `00000000` outside a git
+//! checkout), whether the tree had uncommitted changes (`RILL_GIT_DIRTY`, 0 or 1), and a
+//! build id that tells builds apart (`RILL_BUILD_ID`: a hash of the version, commit,
+//! target and profile).
+//!
+//! The script re-runs when the checked-out commit moves (`.git/HEAD`, the branch's ref,
+//! `packed-refs`), not on every edit, so a build rebuilds the crate once per commit, not
+//! once per change of the index; the dirty flag is that of the moment the script ran.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    // Re-run when the checked-out commit moves (a missing file is simply not watched).
+    let mut watched = vec![".git/HEAD".to_string(), ".git/packed-refs".to_string()];
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(branch) = head.trim().strip_prefix("ref: ") {
+            watched.push(format!(".git/{branch}"));
+        }
+    }
+    for f in watched {
+        if std::path::Path::new(&f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+    let sha = git(&["rev-parse", "--short=8", "HEAD"])
+        .filter(|s| s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| "00000000".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| u8::from(!s.is_empty()))
+        .unwrap_or(0);
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let profile = std::env::var("PROFILE").unwrap_or_default();
+    // FNV-1a over what identifies the build (no dependency for a build script's hash).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!(
+        "{}/{sha}/{dirty}/{target}/{profile}",
+        env!("CARGO_PKG_VERSION")
+    )
+    .bytes()
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    println!("cargo:rustc-env=RILL_GIT_SHA1={sha}");
+    println!("cargo:rustc-env=RILL_GIT_DIRTY={dirty}");
+    println!("cargo:rustc-env=RILL_BUILD_ID={h:016x}");
+}

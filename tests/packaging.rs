@@ -1,0 +1,176 @@
+//! What packaging relies on (issue #17, item 5): `rill --version` names the version and the
+//! build the way `redis-server --version` does, and INFO server agrees with it; under
+//! `supervised systemd` (a `Type=notify` unit) the server sends `READY=1` on
+//! `$NOTIFY_SOCKET` once it accepts connections and `STOPPING=1` when it shuts down.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn version_line() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("--version")
+        .output()
+        .expect("rill --version");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+/// `key=value` fields of the version line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn version_names_the_build_as_redis_server_does() {
+    let line = version_line();
+    assert!(line.starts_with("Rill server v="), "{line}");
+    assert_eq!(field(&line, "v"), env!("CARGO_PKG_VERSION"));
+    let (sha, dirty) = field(&line, "sha").split_once(':').expect("sha=X:D");
+    assert_eq!(sha.len(), 8, "{line}");
+    assert!(sha.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+    assert!(dirty == "0" || dirty == "1", "{line}");
+    assert_eq!(field(&line, "bits"), "64");
+    let build = field(&line, "build");
+    assert_eq!(build.len(), 16, "{line}");
+    // Built from a git checkout: the commit is the one checked out.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=8", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    if let Ok(head) = head {
+        if head.status.success() {
+            assert_eq!(sha, String::from_utf8_lossy(&head.stdout).trim(), "{line}");
+        }
+    }
+    // INFO server says the same.
+    let (mut child, port) = start(&[], None);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"INFO server\r\n").expect("write");
+    let info = read_bulk(&mut c);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        info.contains(&format!("redis_git_sha1:{sha}\r\n")),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("redis_git_dirty:{dirty}\r\n")),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("redis_build_id:{build}\r\n")),
+        "{info}"
+    );
+}
+
+fn read_bulk(c: &mut TcpStream) -> String {
+    let mut r = BufReader::new(c);
+    let mut header = String::new();
+    r.read_line(&mut header).expect("header");
+    let n: usize = header
+        .trim()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .expect("bulk");
+    let mut body = vec![0u8; n + 2];
+    r.read_exact(&mut body).expect("body");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Starts rill on a fresh directory with `args`, optionally with `NOTIFY_SOCKET`; returns
+/// the child and its port (from the start-up banner).
+fn start(args: &[&str], notify: Option<&std::path::Path>) -> (Child, u16) {
+    let dir = std::env::temp_dir().join(format!(
+        "rill-packaging-{}-{}",
+        std::process::id(),
+        args.join("-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+    cmd.args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
+        .arg(&dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RILL_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(path) = notify {
+        cmd.env("NOTIFY_SOCKET", path);
+    }
+    let mut child = cmd.spawn().expect("spawn rill");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(p) = line.split("port=").nth(1) {
+                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    if let Ok(port) = digits.parse::<u16>() {
+                        let _ = tx.send(port);
+                        sent = true;
+                    }
+                }
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server banner");
+    (child, port)
+}
+
+fn receive(socket: &UnixDatagram) -> Option<String> {
+    let mut buf = [0u8; 512];
+    socket
+        .recv(&mut buf)
+        .ok()
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn supervised_systemd_notifies_ready_and_stopping() {
+    let path = std::env::temp_dir().join(format!("rill-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+
+    let (mut child, port) = start(&["--supervised", "systemd"], Some(&path));
+    let ready = receive(&socket).expect("no notification");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // Ready means serving.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"PING\r\n").expect("write");
+    let mut pong = [0u8; 7];
+    c.read_exact(&mut pong).expect("pong");
+    assert_eq!(&pong, b"+PONG\r\n");
+    c.write_all(b"SHUTDOWN\r\n").expect("shutdown");
+    let stopping = receive(&socket).expect("no STOPPING");
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    let _ = child.wait();
+
+    // `supervised no` sends nothing even when a socket is offered.
+    let (mut child, port) = start(&["--supervised", "no"], Some(&path));
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"PING\r\n").expect("write");
+    c.read_exact(&mut pong).expect("pong");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    assert_eq!(receive(&socket), None, "notified without supervised");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&path);
+}
