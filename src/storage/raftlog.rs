@@ -359,8 +359,21 @@ impl RaftLog {
         opts: LogOptions,
         sink: &mut recovery::BatchSink<'_>,
     ) -> Result<RaftLog, StorageError> {
+        super::create_dir_all_durable(dir).map_err(|e| StorageError::io(dir, e))?;
+        let lock = super::lock::lock_dir(dir, super::lock::LockFile::Create)?;
+        Self::open_locked(lock, dir, opts, sink)
+    }
+
+    /// As [`RaftLog::open`], with the directory's lock already taken (the server takes it
+    /// before anything else touches the directory).
+    pub fn open_locked(
+        lock: super::lock::DirLock,
+        dir: &Path,
+        opts: LogOptions,
+        sink: &mut recovery::BatchSink<'_>,
+    ) -> Result<RaftLog, StorageError> {
         let mut index = RaftIndex::default();
-        let log = Log::open_with(dir, opts, &mut |r, len| match r {
+        let log = Log::open_locked(lock, dir, opts, &mut |r, len| match r {
             Replay::Raft { record, pos } => {
                 index.observe(dir, record.clone(), pos, len)?;
                 sink(Replay::Raft { record, pos }, len)
@@ -470,6 +483,26 @@ impl RaftLog {
     /// The last index in the log (the last purged one when it is empty).
     pub fn last_index(&self) -> u64 {
         self.index.lock().last_index()
+    }
+
+    /// Where entry `idx`'s record starts.
+    pub fn entry_pos(&self, idx: u64) -> Result<RecordPos, RaftLogError> {
+        let i = self.index.lock();
+        if idx < i.first_index() {
+            return Err(RaftLogError::Compacted {
+                first_index: i.first_index(),
+            });
+        }
+        match i.entries.get((idx - i.first_index()) as usize) {
+            Some(l) => {
+                let (segment, offset) = unpack_pos(l.pos);
+                Ok(RecordPos { segment, offset })
+            }
+            None => Err(RaftLogError::Unavailable {
+                index: idx,
+                last_index: i.last_index(),
+            }),
+        }
     }
 
     /// The term of entry `idx`. The last purged entry's term is kept, so the term of
@@ -689,6 +722,65 @@ impl RaftLog {
             i.hard_state_pos = positions.last().copied();
         }
         Ok(())
+    }
+
+    /// Queues `entries`, which must continue the log (the next index, no overwrite), and
+    /// `hard_state` after them, in one hold of the log's queue, without waiting for them:
+    /// the caller makes them durable with a group commit ([`Log::commit`]) and only then
+    /// tells raft they are persisted. This is the Raft driver's write (step D): a leader
+    /// queues each proposal's entry under the keyspace lock, and the Ready loop queues the
+    /// hard state, so entries and hard state share the group's one `write` + `fdatasync`.
+    ///
+    /// The index map shows the entries at once, so raft can ask their terms; reading one
+    /// back ([`RaftLog::entries`]) before its group commit wrote it reports it unwritten,
+    /// which raft never does for entries it has not been told are persisted. Returns the
+    /// LSN of the last record queued and each entry's position.
+    pub fn queue(
+        &self,
+        entries: &[RaftEntryRecord],
+        hard_state: Option<HardStateRecord>,
+    ) -> Result<(u64, Vec<RecordPos>), RaftLogError> {
+        let mut i = self.index.lock();
+        let mut prev = i.entries.back().map_or(i.compacted.term, |l| l.term);
+        for (n, e) in entries.iter().enumerate() {
+            let expected = i.last_index() + 1 + n as u64;
+            if e.index != expected {
+                return Err(RaftLogError::Gap {
+                    index: e.index,
+                    last_index: expected - 1,
+                });
+            }
+            if e.term < prev {
+                return Err(RaftLogError::TermGoesDown {
+                    index: e.index,
+                    term: e.term,
+                    prev,
+                });
+            }
+            prev = e.term;
+        }
+        let mut records: Vec<RaftRecord> = entries.iter().cloned().map(RaftRecord::Entry).collect();
+        if let Some(h) = hard_state {
+            records.push(RaftRecord::HardState(h));
+        }
+        if records.is_empty() {
+            return Ok((self.log.appended_lsn(), Vec::new()));
+        }
+        let (lsn, positions) = self.log.append_raft(&records)?;
+        for ((rec, pos), e) in records.iter().zip(&positions).zip(entries) {
+            i.entries.push_back(EntryLoc {
+                pos: pack_pos(pos.segment, pos.offset),
+                len: raft_record::encoded_len(rec) as u32,
+                term: e.term,
+            });
+        }
+        if let Some(h) = hard_state {
+            i.hard_state = h;
+            i.hard_state_pos = positions.last().copied();
+        }
+        let mut positions = positions;
+        positions.truncate(entries.len());
+        Ok((lsn, positions))
     }
 
     /// Removes entries from `from` on (disk first, then the map).

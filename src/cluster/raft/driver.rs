@@ -1,0 +1,284 @@
+//! The Ready loop of a hosted group (raft-rs's async ready), run where the log's group
+//! commit runs. Design scale-out.md §3.4.
+//!
+//! **Where it runs.** The single-node log has no writer thread: the first task that waits
+//! for a record leads a group commit (`storage/log.rs`). The Ready loop runs in the same
+//! place: a task waiting for index *i* ([`RaftNode::wait_committed`]), the reply hand-off's
+//! committer ([`RaftNode::commit`]) and the tick timer ([`run_ticks`]) each take a turn of
+//! it when none is under way, and the others wait on the `committed` watch. So, as today,
+//! one client's durable write crosses no thread, and many clients share one fsync.
+//!
+//! **One turn** ([`RaftNode::round`]):
+//! 1. `ready()`; its entries that a proposal already queued are skipped, the rest (raft's
+//!    own, such as a new leader's empty entry) and its hard state are queued
+//!    ([`RaftLog::queue`](crate::storage::raftlog::RaftLog::queue));
+//!    `advance_append_async`.
+//! 2. The log's group commit: one `write` and one `fdatasync` for every record queued —
+//!    the proposals' entries, the hard state, anything else.
+//! 3. `on_persist_ready`: in a group of one voter, raft commits what its own fsync made
+//!    durable. The commit index is published on the watch, and replies up to it leave.
+//!
+//! A hard state with a new commit index is produced by the turn *after* the one that made
+//! the entries durable, so on disk the commit index trails the entries by a group; the
+//! replies do not wait for it (raft's commit is the quorum's fsync, not the record of it),
+//! and after a crash the single voter re-elects itself and commits its whole log again
+//! (start-up applies that tail only then, [`RaftNode::recover`]). The tick timer's turns
+//! write the trailing hard state when no write follows.
+//!
+//! A failed write or fsync poisons the log, and the node stops: every waiter not yet
+//! committed gets the poison error, as in the single-node server.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::raft::StateRole;
+
+use super::node::{RaftError, RaftNode, TICK_MS};
+use super::storage::entry_record;
+use crate::storage::log::RecordPos;
+use crate::storage::raft_record::{self, RaftEntryRecord};
+
+/// Applies one committed entry this node has not executed (start-up's uncommitted tail):
+/// the entry and where its data starts in the log.
+pub type ApplyEntry<'a> = dyn FnMut(&RaftEntryRecord, RecordPos) -> Result<(), String> + 'a;
+
+/// Turns a waiter leads at most in a row before it waits instead (the rest of the queue
+/// is led by whoever waits next).
+const ROUNDS_PER_WAIT: usize = 4;
+
+impl RaftNode {
+    /// One turn of the Ready loop (see the module docs). Committed entries this node did
+    /// not execute go to `apply`; with none given they stop the node (only start-up has
+    /// them while a group has one voter). Returns the committed index.
+    pub fn round(&self, apply: Option<&mut ApplyEntry<'_>>) -> Result<u64, RaftError> {
+        let _turn = self.driving.lock();
+        self.round_locked(apply)
+    }
+
+    fn round_locked(&self, apply: Option<&mut ApplyEntry<'_>>) -> Result<u64, RaftError> {
+        self.check()?;
+        let (number, to_apply) = match self.take_ready() {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(e)),
+        };
+        if !to_apply.is_empty() {
+            let Some(apply) = apply else {
+                let why = format!(
+                    "entry {} was committed but not executed here: applying entries from other nodes is a later step",
+                    to_apply[0].0.index
+                );
+                self.stop(why.clone());
+                return Err(RaftError::Stopped(why));
+            };
+            for (e, at) in &to_apply {
+                if let Err(why) = apply(e, *at) {
+                    let why = format!("applying Raft entry {}: {why}", e.index);
+                    self.stop(why.clone());
+                    return Err(RaftError::Stopped(why));
+                }
+            }
+            let mut g = self.group.lock();
+            if let Some((last, _)) = to_apply.last() {
+                g.executed_through = g.executed_through.max(last.index);
+            }
+        }
+        // The group commit: the proposals' entries and this Ready's records, one fsync.
+        if let Err(e) = self.log.log().commit() {
+            return Err(self.fail(e.into()));
+        }
+        let commit = {
+            let mut g = self.group.lock();
+            if let Some(n) = number {
+                g.raw.on_persist_ready(n);
+            }
+            let log = &g.raw.raft.raft_log;
+            let commit = log.committed;
+            // Entries executed here are applied; tell raft so it does not hold them.
+            let applied = commit.min(log.persisted).min(g.executed_through);
+            if applied > log.applied {
+                g.raw.advance_apply_to(applied);
+            }
+            self.leader
+                .store(g.raw.raft.state == StateRole::Leader, Ordering::Release);
+            commit
+        };
+        if commit > *self.committed.borrow() {
+            self.committed.send_replace(commit);
+        }
+        Ok(commit)
+    }
+
+    /// Step 1 of a turn: takes a Ready (if any), queues what it asks to persist, and hands
+    /// back its number and the committed entries to apply, with where their data is.
+    #[allow(clippy::type_complexity)]
+    fn take_ready(&self) -> Result<(Option<u64>, Vec<(RaftEntryRecord, RecordPos)>), RaftError> {
+        let mut g = self.group.lock();
+        if !g.raw.has_ready() {
+            return Ok((None, Vec::new()));
+        }
+        let mut rd = g.raw.ready();
+        if !rd.snapshot().is_empty() {
+            return Err(RaftError::Stopped(
+                "raft asked to install a snapshot: snapshots are a later step".into(),
+            ));
+        }
+        // A group of one voter sends nothing; peers are a later step (transport).
+        if !rd.messages().is_empty() || !rd.persisted_messages().is_empty() {
+            return Err(RaftError::Stopped(
+                "raft asked to send messages to peers: groups of one voter only so far".into(),
+            ));
+        }
+        let fresh: Vec<RaftEntryRecord> = rd
+            .entries()
+            .iter()
+            .filter(|e| e.index > g.queued_through)
+            .map(entry_record)
+            .collect();
+        let hard_state = rd.hs().map(|h| raft_record::HardStateRecord {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        });
+        if !fresh.is_empty() || hard_state.is_some() {
+            self.log.queue(&fresh, hard_state)?;
+        }
+        if let Some(last) = fresh.last() {
+            g.queued_through = last.index;
+        }
+        let executed = g.executed_through;
+        let committed = rd.take_committed_entries();
+        let mut to_apply = Vec::new();
+        for e in committed.iter().filter(|e| e.index > executed) {
+            let at = self.log.entry_pos(e.index)?;
+            let data_at = RecordPos {
+                segment: at.segment,
+                offset: at.offset + raft_record::data_offset(e.context.len()),
+            };
+            to_apply.push((entry_record(e), data_at));
+        }
+        let number = rd.number();
+        g.raw.advance_append_async(rd);
+        Ok((Some(number), to_apply))
+    }
+
+    /// Stops the node for `e` and returns it.
+    fn fail(&self, e: RaftError) -> RaftError {
+        self.stop(e.to_string());
+        e
+    }
+
+    /// Leads turns until everything proposed before the call is committed (or a turn makes
+    /// no progress), for a caller that hands replies out itself (the reply hand-off's
+    /// committer). Returns the committed index.
+    pub fn commit(&self) -> Result<u64, RaftError> {
+        let target = self.proposed();
+        let _turn = self.driving.lock();
+        let mut last = self.committed();
+        loop {
+            let c = self.round_locked(None)?;
+            if c >= target || c == last {
+                return Ok(c);
+            }
+            last = c;
+        }
+    }
+
+    /// Waits until entry `index` is committed, leading turns of the Ready loop itself when
+    /// none is under way (as [`Log::wait_durable`](crate::storage::Log::wait_durable)
+    /// leads group commits).
+    pub async fn wait_committed(&self, index: u64) -> Result<(), RaftError> {
+        if index == 0 || self.committed() >= index {
+            return Ok(());
+        }
+        let mut rx = self.committed.subscribe();
+        let mut yielded = false;
+        let mut led = 0;
+        loop {
+            if *rx.borrow_and_update() >= index {
+                return Ok(());
+            }
+            self.check()?;
+            if !yielded {
+                // Let the tasks ready on this thread propose first: one fsync for all.
+                yielded = true;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if led < ROUNDS_PER_WAIT {
+                if let Some(_turn) = self.driving.try_lock() {
+                    led += 1;
+                    self.round_locked(None)?;
+                    continue;
+                }
+            }
+            led = 0;
+            if rx.changed().await.is_err() {
+                return self.check();
+            }
+        }
+    }
+
+    /// Start-up: elects this node (the single voter) and commits its whole log, applying
+    /// the entries after `applied` through `apply` (the replay path) as they commit. The
+    /// server serves nothing before this returns.
+    pub fn recover(&self, apply: &mut ApplyEntry<'_>) -> Result<(), RaftError> {
+        {
+            let mut g = self.group.lock();
+            if g.raw.raft.state != StateRole::Leader {
+                g.raw
+                    .campaign()
+                    .map_err(|e| RaftError::Stopped(e.to_string()))?;
+            }
+        }
+        // Each turn persists what the last one produced; a handful suffice (vote, the new
+        // term's entry, its commit). More means raft is not converging: refuse to start.
+        for _ in 0..16 {
+            let commit = self.round(Some(&mut *apply))?;
+            let last = self.log.last_index();
+            let done = {
+                let g = self.group.lock();
+                g.raw.raft.state == StateRole::Leader
+                    && commit >= last
+                    && g.executed_through >= last
+                    && !g.raw.has_ready()
+            };
+            if done {
+                self.proposed.store(last, Ordering::Release);
+                return Ok(());
+            }
+        }
+        Err(RaftError::Stopped(
+            "the group of one voter did not elect itself and commit its log at start-up".into(),
+        ))
+    }
+
+    /// Ticks the group every [`TICK_MS`] and takes a turn of the Ready loop when raft has
+    /// something to do (a hard state that trails the last writes, elections later on).
+    /// Ends when `running` returns false.
+    pub async fn run_ticks(self: Arc<Self>, running: impl Fn() -> bool) {
+        let mut every = tokio::time::interval(Duration::from_millis(TICK_MS));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while running() {
+            every.tick().await;
+            if self.failed.load(Ordering::Acquire) {
+                continue;
+            }
+            let pending = {
+                let mut g = self.group.lock();
+                g.raw.tick();
+                g.raw.has_ready()
+            };
+            if pending {
+                let me = self.clone();
+                // A turn may fsync: off the runtime's threads.
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(_turn) = me.driving.try_lock() {
+                        let _ = me.round_locked(None);
+                    }
+                })
+                .await;
+            }
+        }
+    }
+}
