@@ -1096,6 +1096,13 @@ pub fn bgrewriteaof(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
         return Err(log.poison_error().into());
     }
+    // A checkpoint of a Raft log becomes a snapshot only once its cut is committed (design
+    // scale-out.md §3.8, step I): until then Raft mode takes none, and says so.
+    if sh.log.get().is_none() && sh.raft.get().is_some() {
+        return Err(CommandError::Invalid(
+            "checkpoints are not taken with cluster-raft yes yet (issue #14 step I)".into(),
+        ));
+    }
     if sh.checkpoint_in_progress.load(Ordering::SeqCst) {
         return Err(CommandError::Invalid(
             "Background append only file rewriting already in progress".into(),
