@@ -282,3 +282,210 @@ impl RaftNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::storage::raftlog::test_support::{opts, tmp};
+    use crate::storage::raftlog::RaftLog;
+
+    fn open(dir: &std::path::Path) -> Arc<RaftLog> {
+        Arc::new(RaftLog::open(dir, opts(), &mut |_, _| Ok(())).expect("open"))
+    }
+
+    /// The bytes at `at` in the log's segment files.
+    fn bytes_at(dir: &std::path::Path, at: RecordPos, len: usize) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(crate::storage::recovery::segment_path(dir, at.segment))
+            .expect("segment");
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, at.offset).expect("read");
+        buf
+    }
+
+    #[test]
+    fn nothing_is_proposed_before_the_group_has_elected_this_node() {
+        let dir = tmp("raftdriver", "not-leader");
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("start");
+        assert!(!node.is_leader());
+        assert!(matches!(
+            node.propose(b"x".to_vec()),
+            Err(RaftError::NotLeader)
+        ));
+        assert!(matches!(node.admits(true), Err(RaftError::NotLeader)));
+        assert!(node.admits(false).is_ok(), "reads are not refused");
+        node.recover(&mut |_, _| Ok(())).expect("elect");
+        assert!(node.is_leader());
+        assert!(node.admits(true).is_ok());
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A proposal is queued at once (its data readable at the position it was given once
+    /// written), committed by the group commit, and read back after a reopen with its term.
+    #[tokio::test]
+    async fn proposals_commit_with_the_group_commit_and_survive_a_reopen() {
+        let dir = tmp("raftdriver", "commit");
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("start");
+        node.recover(&mut |_, _| Ok(())).expect("elect");
+        let base = node.committed();
+        assert_eq!(base, log.last_index(), "the new term's entry is committed");
+        let mut placed = Vec::new();
+        for i in 0..20u32 {
+            let data = format!("ops-{i}").into_bytes();
+            let p = node.propose(data.clone()).expect("propose");
+            assert_eq!(p.index, base + 1 + u64::from(i));
+            assert_eq!(node.proposed(), p.index);
+            // Not committed before its group commit.
+            assert!(node.committed() < p.index);
+            placed.push((p, data));
+        }
+        let last = placed[19].0.index;
+        node.wait_committed(last).await.expect("committed");
+        assert!(node.committed() >= last);
+        for (p, data) in &placed {
+            assert_eq!(&bytes_at(&dir, p.data_at, data.len()), data);
+        }
+        // The trailing hard state goes out with the next turn.
+        node.round(None).expect("turn");
+        assert_eq!(log.state().hard_state.commit, last);
+        log.close();
+        drop(node);
+        drop(log);
+        let log = open(&dir);
+        assert_eq!(log.last_index(), last);
+        assert_eq!(log.state().hard_state.commit, last);
+        let entries = log
+            .entries(base + 1, last + 1, None, |_| 0)
+            .expect("entries");
+        for (e, (_, data)) in entries.iter().zip(&placed) {
+            assert_eq!(&e.data[..], &data[..]);
+            assert_eq!(e.term, 1);
+        }
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Many waiters share fsyncs: the Ready loop runs in whichever waiter finds it free,
+    /// and one turn's group commit covers every entry queued before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_waiters_share_group_commits() {
+        let dir = tmp("raftdriver", "group");
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("start");
+        node.recover(&mut |_, _| Ok(())).expect("elect");
+        let fsyncs_before = log.log().counters().1;
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let index = node
+                        .propose(format!("{t}-{i}").into_bytes())
+                        .expect("propose")
+                        .index;
+                    node.wait_committed(index).await.expect("commit");
+                    assert!(node.committed() >= index);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let fsyncs = log.log().counters().1 - fsyncs_before;
+        assert!(fsyncs > 0);
+        assert!(
+            fsyncs < 400,
+            "{fsyncs} fsyncs for 400 proposals: the group commit is not shared"
+        );
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The commit index on disk trails the entries by a turn: entries a crash left past it
+    /// are applied only when the group commits them again at start-up, in order, each with
+    /// the position its data is at.
+    #[tokio::test]
+    async fn a_tail_past_the_recorded_commit_is_applied_once_committed_again() {
+        let dir = tmp("raftdriver", "tail");
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("start");
+        node.recover(&mut |_, _| Ok(())).expect("elect");
+        let mut last = 0;
+        for i in 0..5u32 {
+            last = node
+                .propose(vec![b'a' + i as u8; 3])
+                .expect("propose")
+                .index;
+        }
+        node.wait_committed(last).await.expect("commit");
+        // No further turn: the hard state on disk does not yet say `last` is committed.
+        let recorded = log.state().hard_state.commit;
+        assert!(recorded < last, "commit {recorded} already recorded");
+        log.close();
+        drop(node);
+        drop(log);
+
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), recorded).expect("restart");
+        let mut applied = Vec::new();
+        node.recover(&mut |e, at| {
+            if !e.data.is_empty() {
+                applied.push((e.index, e.data.to_vec(), at));
+            }
+            Ok(())
+        })
+        .expect("recover");
+        let expected: Vec<u64> = (recorded + 1..=last)
+            .filter(|i| applied.iter().any(|(j, _, _)| j == i))
+            .collect();
+        assert_eq!(
+            applied.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(applied.last().map(|a| a.0), Some(last));
+        for (_, data, at) in &applied {
+            assert_eq!(&bytes_at(&dir, *at, data.len()), data);
+        }
+        assert!(node.is_leader());
+        assert!(
+            node.committed() > last,
+            "the new term's entry commits the tail"
+        );
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An applier that fails stops the group instead of serving a state without the entry.
+    #[tokio::test]
+    async fn a_failed_apply_stops_the_group() {
+        let dir = tmp("raftdriver", "apply-fails");
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("start");
+        node.recover(&mut |_, _| Ok(())).expect("elect");
+        let last = node.propose(b"x".to_vec()).expect("propose").index;
+        node.wait_committed(last).await.expect("commit");
+        log.close();
+        drop(node);
+        drop(log);
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("restart");
+        let err = node
+            .recover(&mut |e, _| {
+                if e.data.is_empty() {
+                    Ok(())
+                } else {
+                    Err("does not fit".into())
+                }
+            })
+            .expect_err("recovered past a failed apply");
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        assert!(node.propose(b"y".to_vec()).is_err());
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
