@@ -264,3 +264,31 @@ fn checkpoints_are_refused_not_pretended() {
     // Nothing else changed: writes go on.
     assert_eq!(c.cmd(&["XADD", "x", "1-1", "a", "b"]), b"$3\r\n1-1\r\n");
 }
+
+#[test]
+fn info_shows_the_group() {
+    let server = raft();
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.cmd(&["XADD", "i", "1-1", "a", "b"]), b"$3\r\n1-1\r\n");
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    let field = |name: &str| -> String {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .to_string()
+    };
+    assert_eq!(field("raft_enabled"), "1");
+    assert_eq!(field("raft_role"), "leader");
+    assert_eq!(field("raft_term"), "1");
+    let commit: u64 = field("raft_commit_index").parse().expect("commit");
+    let last: u64 = field("raft_last_index").parse().expect("last");
+    // The group's own entry of term 1, then the XADD: acknowledged, so committed.
+    assert_eq!(commit, 2);
+    assert_eq!(last, 2);
+    assert_eq!(field("log_poisoned"), "0");
+    // The single-node server has none of these.
+    let plain = single();
+    let mut p = Raw::connect(plain.port);
+    let info = String::from_utf8_lossy(&p.cmd(&["INFO", "persistence"])).into_owned();
+    assert!(!info.contains("raft_"), "{info}");
+}

@@ -174,7 +174,13 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "aof_rewrite_in_progress",
                 &(sh.checkpoint_in_progress.load(Ordering::Relaxed) as u8),
             );
-            let poisoned = sh.log.get().is_some_and(|l| l.is_poisoned());
+            let poisoned = match sh.log.get() {
+                Some(l) => l.is_poisoned(),
+                None => sh
+                    .raft
+                    .get()
+                    .is_some_and(|r| r.raft_log().log().is_poisoned()),
+            };
             line(
                 "aof_last_write_status",
                 &if poisoned { "err" } else { "ok" },
@@ -184,6 +190,18 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 line("log_written_bytes", &written);
                 line("log_fsyncs", &fsyncs);
                 line("log_poisoned", &(poisoned as u8));
+            } else if let Some(raft) = sh.raft.get() {
+                let (written, fsyncs) = raft.raft_log().log().counters();
+                line("log_written_bytes", &written);
+                line("log_fsyncs", &fsyncs);
+                line("log_poisoned", &(poisoned as u8));
+                let s = raft.status();
+                line("raft_enabled", &1);
+                line("raft_role", &if s.leader { "leader" } else { "follower" });
+                line("raft_term", &s.term);
+                line("raft_commit_index", &s.commit);
+                line("raft_applied_index", &s.applied);
+                line("raft_last_index", &s.last_index);
             }
             line("dir", &cfg.dir.display());
             line("segment_size", &cfg.segment_size);

@@ -16,8 +16,9 @@
 //! **Durability.** [`RaftLog::append`] queues a Ready's entries and its hard state in one
 //! hold of the log's queue ([`Log::append_raft`]) and makes them durable with one group
 //! commit ([`Log::sync`]: one `write`, one `fdatasync`), before the index map shows them.
-//! Step D, which runs the Ready loop in the writer, may split the two (queue under the
-//! keyspace lock, then wait for the durable LSN).
+//! The Raft driver (step D) splits the two: [`RaftLog::queue`] queues a leader's entries
+//! under the keyspace lock and a Ready's hard state, and the Ready loop's group commit makes
+//! them durable before raft is told they are persisted.
 //!
 //! **Truncation** (a conflicting suffix from index i) removes the records from i's position
 //! on with [`Log::truncate_at`] and only ever above the persisted commit index ("truncate
@@ -35,8 +36,8 @@
 //! checkpoint machinery, which knows what else they hold.
 //!
 //! **Not the LSN.** The log's LSNs still count records in memory (one per Raft record,
-//! hard states included); a Raft index is the entry's own field. Step D maps replies to
-//! indexes (design: "LSN := Raft index").
+//! hard states included); a Raft index is the entry's own field. In Raft mode replies wait
+//! for indexes on the driver's `committed` watch (design: "LSN := Raft index").
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

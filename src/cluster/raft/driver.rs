@@ -43,10 +43,6 @@ use crate::storage::raft_record::{self, RaftEntryRecord};
 /// the entry and where its data starts in the log.
 pub type ApplyEntry<'a> = dyn FnMut(&RaftEntryRecord, RecordPos) -> Result<(), String> + 'a;
 
-/// Turns a waiter leads at most in a row before it waits instead (the rest of the queue
-/// is led by whoever waits next).
-const ROUNDS_PER_WAIT: usize = 4;
-
 impl RaftNode {
     /// One turn of the Ready loop (see the module docs). Committed entries this node did
     /// not execute go to `apply`; with none given they stop the node (only start-up has
@@ -186,14 +182,15 @@ impl RaftNode {
 
     /// Waits until entry `index` is committed, leading turns of the Ready loop itself when
     /// none is under way (as [`Log::wait_durable`](crate::storage::Log::wait_durable)
-    /// leads group commits).
+    /// leads group commits). One turn that finds the entry proposed commits it in a group of
+    /// one voter (turns run one at a time, and each tells raft what its fsync persisted);
+    /// a turn that moves nothing waits for another's commit, or a tick, before trying again.
     pub async fn wait_committed(&self, index: u64) -> Result<(), RaftError> {
         if index == 0 || self.committed() >= index {
             return Ok(());
         }
         let mut rx = self.committed.subscribe();
         let mut yielded = false;
-        let mut led = 0;
         loop {
             if *rx.borrow_and_update() >= index {
                 return Ok(());
@@ -205,17 +202,17 @@ impl RaftNode {
                 tokio::task::yield_now().await;
                 continue;
             }
-            if led < ROUNDS_PER_WAIT {
-                if let Some(_turn) = self.driving.try_lock() {
-                    led += 1;
-                    self.round_locked(None)?;
+            if let Some(_turn) = self.driving.try_lock() {
+                let before = self.committed();
+                let c = self.round_locked(None)?;
+                if c >= index {
+                    return Ok(());
+                }
+                if c > before {
                     continue;
                 }
             }
-            led = 0;
-            if rx.changed().await.is_err() {
-                return self.check();
-            }
+            let _ = tokio::time::timeout(Duration::from_millis(TICK_MS), rx.changed()).await;
         }
     }
 
@@ -306,20 +303,33 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_proposed_before_the_group_has_elected_this_node() {
+    fn no_write_runs_before_the_group_has_elected_this_node() {
         let dir = tmp("raftdriver", "not-leader");
         let log = open(&dir);
         let node = RaftNode::start(log.clone(), 0).expect("start");
         assert!(!node.is_leader());
-        assert!(matches!(
-            node.propose(b"x".to_vec()),
-            Err(RaftError::NotLeader)
-        ));
         assert!(matches!(node.admits(true), Err(RaftError::NotLeader)));
         assert!(node.admits(false).is_ok(), "reads are not refused");
         node.recover(&mut |_, _| Ok(())).expect("elect");
         assert!(node.is_leader());
         assert!(node.admits(true).is_ok());
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A proposal comes after its ops ran: one a non-leader cannot make leaves the keyspace
+    /// ahead of the log, so the group stops rather than go on acknowledging.
+    #[test]
+    fn a_proposal_refused_after_execution_stops_the_group() {
+        let dir = tmp("raftdriver", "refused");
+        let log = open(&dir);
+        let node = RaftNode::start(log.clone(), 0).expect("start");
+        assert!(matches!(
+            node.propose(b"x".to_vec()),
+            Err(RaftError::Dropped)
+        ));
+        assert!(matches!(node.admits(false), Err(RaftError::Stopped(_))));
+        assert!(node.recover(&mut |_, _| Ok(())).is_err());
         log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -83,6 +83,19 @@ pub struct Proposed {
     pub data_at: RecordPos,
 }
 
+/// Where the group is (INFO persistence's `raft_*` fields).
+#[derive(Debug, Clone, Copy)]
+pub struct RaftStatus {
+    pub leader: bool,
+    pub term: u64,
+    /// The highest index known committed (replies up to it are released).
+    pub commit: u64,
+    /// The highest index raft was told is applied.
+    pub applied: u64,
+    /// The last index in the log, committed or not.
+    pub last_index: u64,
+}
+
 /// What the group's lock protects.
 pub(super) struct Group {
     pub(super) raw: RawNode<LogStorage>,
@@ -222,10 +235,16 @@ impl RaftNode {
         self.proposed.load(Ordering::Acquire)
     }
 
-    /// The term and applied index, for INFO.
-    pub fn status(&self) -> (u64, u64) {
+    /// Where the group is, for INFO.
+    pub fn status(&self) -> RaftStatus {
         let g = self.group.lock();
-        (g.raw.raft.term, g.raw.raft.raft_log.applied)
+        RaftStatus {
+            leader: self.is_leader(),
+            term: g.raw.raft.term,
+            commit: self.committed(),
+            applied: g.raw.raft.raft_log.applied,
+            last_index: g.raw.raft.raft_log.last_index(),
+        }
     }
 
     /// Proposes one critical section's encoded ops; call with the keyspace lock held, after
@@ -234,7 +253,10 @@ impl RaftNode {
         self.check()?;
         let mut g = self.group.lock();
         if g.raw.raft.state != StateRole::Leader {
-            return Err(RaftError::NotLeader);
+            // The ops already ran (`admits` said leader a moment ago): as a dropped proposal.
+            drop(g);
+            self.stop("leadership was lost between the check and the proposal".into());
+            return Err(RaftError::Dropped);
         }
         let before = g.raw.raft.raft_log.last_index();
         if let Err(e) = g.raw.propose(Vec::new(), data) {
