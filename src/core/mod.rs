@@ -578,9 +578,14 @@ fn propose(raft: &crate::cluster::raft::RaftNode, state: &mut State) -> Result<u
     let State { ks, props, .. } = state;
     let acknowledged = props.acknowledges_write();
     props.spans.clear();
-    let mut data = bytes::BytesMut::new();
-    op::encode_into(&props.ops, &mut data, &mut props.spans);
-    let proposed = raft.propose(Vec::from(data)).map(|p| {
+    props.scratch.clear();
+    op::encode_into(&props.ops, &mut props.scratch, &mut props.spans);
+    let data = props.scratch[..].to_vec();
+    if props.scratch.capacity() > 1 << 20 {
+        // A huge transaction's buffer is not kept.
+        props.scratch = bytes::BytesMut::new();
+    }
+    let proposed = raft.propose(data).map(|p| {
         ks.locate_payloads(
             &props.ops,
             &props.spans,

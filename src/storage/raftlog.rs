@@ -111,6 +111,78 @@ pub struct RaftIndex {
     first_seen: Option<(u64, RecordPos)>,
     /// Where the hard state was read.
     hard_state_pos: Option<RecordPos>,
+    /// The entries queued most recently, kept in memory.
+    cache: EntryCache,
+}
+
+/// The newest entries as they were queued: a run of consecutive indexes ending at the last
+/// one. Raft reads back what it has just committed (the leader's Ready hands committed
+/// entries over, though it executed them already) and, with peers, what it sends; serving
+/// those from memory saves a `pread`, a checksum and a decode per entry, and the index lock
+/// is not held across a read. Trimmed by the driver once entries are applied
+/// ([`RaftLog::trim_cache`]) and capped, so a log nobody trims holds a bounded amount.
+#[derive(Debug, Default, Clone)]
+struct EntryCache {
+    entries: VecDeque<RaftEntryRecord>,
+    bytes: usize,
+}
+
+/// At most this many entries, and this many bytes of their data, stay cached.
+const CACHE_MAX_ENTRIES: usize = 1 << 16;
+const CACHE_MAX_BYTES: usize = 64 << 20;
+
+impl EntryCache {
+    fn weight(e: &RaftEntryRecord) -> usize {
+        e.data.len() + e.context.len()
+    }
+
+    /// Appends `e`; an entry that does not follow the last one starts the run anew.
+    fn push(&mut self, e: RaftEntryRecord) {
+        if self.entries.back().is_some_and(|b| b.index + 1 != e.index) {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += Self::weight(&e);
+        self.entries.push_back(e);
+        while self.entries.len() > CACHE_MAX_ENTRIES || self.bytes > CACHE_MAX_BYTES {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= Self::weight(&e);
+        }
+    }
+
+    /// Forgets entries from `index` on (a truncation).
+    fn truncate_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|e| e.index >= index) {
+            if let Some(e) = self.entries.pop_back() {
+                self.bytes -= Self::weight(&e);
+            }
+        }
+    }
+
+    /// Forgets entries up to and including `index`.
+    fn drop_through(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|e| e.index <= index) {
+            self.pop_front();
+        }
+    }
+
+    /// Entries `[lo, hi)` if all of them are cached.
+    fn range(&self, lo: u64, hi: u64) -> Option<impl Iterator<Item = &RaftEntryRecord>> {
+        let first = self.entries.front()?.index;
+        let last = self.entries.back()?.index;
+        if lo < first || hi > last + 1 || lo > hi {
+            return None;
+        }
+        Some(
+            self.entries
+                .range((lo - first) as usize..(hi - first) as usize),
+        )
+    }
 }
 
 impl RaftIndex {
@@ -486,6 +558,50 @@ impl RaftLog {
         self.index.lock().last_index()
     }
 
+    /// Queues one entry that continues the log ([`RaftLog::queue`] without the lists):
+    /// a leader's proposal, under the keyspace lock. Returns its LSN and position.
+    pub fn queue_entry(&self, e: &RaftEntryRecord) -> Result<(u64, RecordPos), RaftLogError> {
+        let mut i = self.index.lock();
+        self.queue_one(&mut i, e)
+    }
+
+    fn queue_one(
+        &self,
+        i: &mut RaftIndex,
+        e: &RaftEntryRecord,
+    ) -> Result<(u64, RecordPos), RaftLogError> {
+        let last = i.last_index();
+        if e.index != last + 1 {
+            return Err(RaftLogError::Gap {
+                index: e.index,
+                last_index: last,
+            });
+        }
+        let prev = i.entries.back().map_or(i.compacted.term, |l| l.term);
+        if e.term < prev {
+            return Err(RaftLogError::TermGoesDown {
+                index: e.index,
+                term: e.term,
+                prev,
+            });
+        }
+        let rec = RaftRecord::Entry(e.clone());
+        let (lsn, pos) = self.log.append_raft_one(&rec)?;
+        i.entries.push_back(EntryLoc {
+            pos: pack_pos(pos.segment, pos.offset),
+            len: raft_record::encoded_len(&rec) as u32,
+            term: e.term,
+        });
+        i.cache.push(e.clone());
+        Ok((lsn, pos))
+    }
+
+    /// Lets the in-memory copies of entries up to `index` go (they are applied, and no
+    /// peer needs them from memory); they are read from the segments if asked for again.
+    pub fn trim_cache(&self, index: u64) {
+        self.index.lock().cache.drop_through(index);
+    }
+
     /// Where entry `idx`'s record starts.
     pub fn entry_pos(&self, idx: u64) -> Result<RecordPos, RaftLogError> {
         let i = self.index.lock();
@@ -556,6 +672,18 @@ impl RaftLog {
         }
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut total = 0u64;
+        if let Some(cached) = i.cache.range(lo, hi) {
+            for e in cached {
+                if let Some(m) = max_size {
+                    total += size_of(e);
+                    if !out.is_empty() && total > m {
+                        break;
+                    }
+                }
+                out.push(e.clone());
+            }
+            return Ok(out);
+        }
         let loc = |idx: u64| i.entries[(idx - i.first_index()) as usize];
         let mut idx = lo;
         while idx < hi {
@@ -717,6 +845,7 @@ impl RaftLog {
                 len: raft_record::encoded_len(rec) as u32,
                 term: e.term,
             });
+            i.cache.push(e.clone());
         }
         if let Some(h) = hard_state {
             i.hard_state = h;
@@ -742,6 +871,11 @@ impl RaftLog {
         hard_state: Option<HardStateRecord>,
     ) -> Result<(u64, Vec<RecordPos>), RaftLogError> {
         let mut i = self.index.lock();
+        if let ([e], None) = (entries, hard_state) {
+            // A leader's proposal: one entry, no lists.
+            let pos = self.queue_one(&mut i, e)?;
+            return Ok((pos.0, vec![pos.1]));
+        }
         let mut prev = i.entries.back().map_or(i.compacted.term, |l| l.term);
         for (n, e) in entries.iter().enumerate() {
             let expected = i.last_index() + 1 + n as u64;
@@ -774,6 +908,7 @@ impl RaftLog {
                 len: raft_record::encoded_len(rec) as u32,
                 term: e.term,
             });
+            i.cache.push(e.clone());
         }
         if let Some(h) = hard_state {
             i.hard_state = h;
@@ -825,6 +960,7 @@ impl RaftLog {
             self.reader.forget(n);
         }
         i.entries.truncate(keep);
+        i.cache.truncate_from(from);
         Ok(())
     }
 
@@ -875,6 +1011,7 @@ impl RaftLog {
         self.log.append_raft(&[RaftRecord::Compact(c)])?;
         self.log.sync()?;
         i.entries.drain(..drop);
+        i.cache.drop_through(c.index);
         i.compacted = c;
         Ok(())
     }

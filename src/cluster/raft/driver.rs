@@ -144,6 +144,11 @@ impl RaftNode {
         }
         let executed = g.executed_through;
         let committed = rd.take_committed_entries();
+        if let Some(last) = committed.last() {
+            // Raft hands each committed entry over once: the cached copies can go (peers
+            // will bound this by their matched index from step E on).
+            self.log.trim_cache(last.index);
+        }
         let mut to_apply = Vec::new();
         for e in committed.iter().filter(|e| e.index > executed) {
             let at = self.log.entry_pos(e.index)?;

@@ -291,20 +291,14 @@ impl RaftNode {
             data: entry.data.clone(),
         };
         let index = record.index;
-        let queued = self.log.queue(std::slice::from_ref(&record), None);
-        let pos = match queued {
-            Ok((_, pos)) => pos.first().copied(),
+        let pos = match self.log.queue_entry(&record) {
+            Ok((_, pos)) => pos,
             Err(e) => {
                 drop(g);
                 let e = RaftError::from(e);
                 self.stop(e.to_string());
                 return Err(e);
             }
-        };
-        let Some(pos) = pos else {
-            drop(g);
-            self.stop("the log gave no position for a queued entry".into());
-            return Err(RaftError::Dropped);
         };
         g.queued_through = index;
         g.executed_through = index;
