@@ -292,3 +292,19 @@ fn info_shows_the_group() {
     let info = String::from_utf8_lossy(&p.cmd(&["INFO", "persistence"])).into_owned();
     assert!(!info.contains("raft_"), "{info}");
 }
+
+#[test]
+fn appendfsync_cannot_be_weakened_at_run_time() {
+    let server = raft();
+    let mut c = Raw::connect(server.port);
+    let reply =
+        String::from_utf8_lossy(&c.cmd(&["CONFIG", "SET", "appendfsync", "everysec"])).into_owned();
+    assert!(
+        reply.starts_with("-ERR") && reply.contains("requires appendfsync always"),
+        "{reply}"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "appendfsync"]),
+        b"*2\r\n$11\r\nappendfsync\r\n$6\r\nalways\r\n"
+    );
+}

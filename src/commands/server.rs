@@ -418,6 +418,17 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                 ));
             }
         }
+        // Raft mode counts an entry persisted only once fsynced: as at start-up, a weaker
+        // policy is refused rather than silently not applied.
+        if updated.cluster_raft && updated.appendfsync != crate::config::AppendFsync::Always {
+            return Err(CommandError::Raw(
+                crate::config::ConfigError::SetFailed {
+                    name: "appendfsync".to_string(),
+                    reason: "cluster-raft yes requires appendfsync always".to_string(),
+                }
+                .to_string(),
+            ));
+        }
         *config = updated;
     }
     ctx.shared.apply_runtime_config();

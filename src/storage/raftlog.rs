@@ -171,6 +171,11 @@ impl EntryCache {
         }
     }
 
+    /// The index of the first cached entry.
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.index)
+    }
+
     /// Entries `[lo, hi)` if all of them are cached.
     fn range(&self, lo: u64, hi: u64) -> Option<impl Iterator<Item = &RaftEntryRecord>> {
         let first = self.entries.front()?.index;
@@ -672,28 +677,21 @@ impl RaftLog {
         }
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut total = 0u64;
-        if let Some(cached) = i.cache.range(lo, hi) {
-            for e in cached {
-                if let Some(m) = max_size {
-                    total += size_of(e);
-                    if !out.is_empty() && total > m {
-                        break;
-                    }
-                }
-                out.push(e.clone());
-            }
-            return Ok(out);
-        }
+        // The cache holds a suffix of the log: the part of the range before it is read from
+        // the segments (written by then: raft asks only for entries it was told are
+        // persisted, or older), the rest is cloned from memory — which is also what serves
+        // entries queued but not yet written.
+        let disk_hi = i.cache.first().map_or(hi, |f| f.clamp(lo, hi));
         let loc = |idx: u64| i.entries[(idx - i.first_index()) as usize];
         let mut idx = lo;
-        while idx < hi {
+        while idx < disk_hi {
             // Entries close together in one segment (a Ready's entries, the hard states
             // between Readies) are read with one pread of up to READ_RUN bytes: a leader
             // catching a follower up reads runs of entries.
             let (segment, offset) = unpack_pos(loc(idx).pos);
             let mut end = idx + 1;
             let mut span = u64::from(loc(idx).len);
-            while end < hi {
+            while end < disk_hi {
                 let (s, o) = unpack_pos(loc(end).pos);
                 let to = o + u64::from(loc(end).len);
                 if s != segment
@@ -728,6 +726,17 @@ impl RaftLog {
                 out.push(e);
             }
             idx = end;
+        }
+        if let Some(cached) = i.cache.range(disk_hi, hi) {
+            for e in cached {
+                if let Some(m) = max_size {
+                    total += size_of(e);
+                    if !out.is_empty() && total > m {
+                        break;
+                    }
+                }
+                out.push(e.clone());
+            }
         }
         Ok(out)
     }
@@ -1063,6 +1072,55 @@ mod tests {
 
     fn open(dir: &Path) -> RaftLog {
         RaftLog::open(dir, opts(), &mut |_, _| Ok(())).expect("open")
+    }
+
+    /// Queued entries are readable at once (from memory) before their group commit wrote
+    /// them, the same after it, and from the segments once trimmed or after a reopen; a
+    /// queue that does not continue the log is refused and changes nothing.
+    #[test]
+    fn queued_entries_are_read_from_memory_then_from_the_segments() {
+        let dir = tmp("queue");
+        let log = open(&dir);
+        let (lsn, pos) = log.queue(&[ent(1, 1), ent(2, 1)], None).expect("queue");
+        assert_eq!(pos.len(), 2);
+        assert!(log.log().durable_lsn() < lsn, "queued, not yet written");
+        assert_eq!(log.last_index(), 2);
+        assert_eq!(log.term(2).expect("term"), 1);
+        let (_, p3) = log.queue_entry(&ent(3, 2)).expect("queue one");
+        assert!(p3.offset > 0);
+        let got = log.entries(1, 4, None, |_| 0).expect("from memory");
+        assert_eq!(got, vec![ent(1, 1), ent(2, 1), ent(3, 2)]);
+        assert!(matches!(
+            log.queue_entry(&ent(5, 2)),
+            Err(RaftLogError::Gap { .. })
+        ));
+        assert!(matches!(
+            log.queue(&[ent(4, 1)], None),
+            Err(RaftLogError::TermGoesDown { .. })
+        ));
+        assert_eq!(log.last_index(), 3);
+        log.log().commit().expect("group commit");
+        log.trim_cache(3);
+        let got = log.entries(1, 4, None, |_| 0).expect("from the segments");
+        assert_eq!(got, vec![ent(1, 1), ent(2, 1), ent(3, 2)]);
+        // Size limits hold on both paths: at least one entry, then up to the limit.
+        log.queue_entry(&ent(4, 2)).expect("queue");
+        assert_eq!(
+            log.entries(3, 5, Some(1), |_| 10).expect("limited").len(),
+            1
+        );
+        assert_eq!(
+            log.entries(4, 5, Some(1), |_| 10).expect("limited").len(),
+            1
+        );
+        log.log().commit().expect("group commit");
+        log.close();
+        drop(log);
+        let log = open(&dir);
+        let got = log.entries(1, 5, None, |_| 0).expect("after reopen");
+        assert_eq!(got, vec![ent(1, 1), ent(2, 1), ent(3, 2), ent(4, 2)]);
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn ent(index: u64, term: u64) -> RaftEntryRecord {
