@@ -160,6 +160,10 @@ impl RaftNode {
         }
         let number = rd.number();
         g.raw.advance_append_async(rd);
+        // Proposers (holding the keyspace lock) wait for this lock: free it before the
+        // handed-over entries are dropped.
+        drop(g);
+        drop(committed);
         Ok((Some(number), to_apply))
     }
 
