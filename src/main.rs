@@ -163,6 +163,15 @@ async fn serve(config: Config) -> ExitCode {
         },
     };
     let dir = config.dir.clone();
+    let raft_mode = config.cluster_raft;
+    // An acknowledged write must be on disk: a Raft entry counts as persisted only after
+    // its fsync (design scale-out.md §3.7), so weaker policies are refused, not weakened.
+    if raft_mode && config.appendfsync != AppendFsync::Always {
+        tracing::error!(
+            "cluster-raft yes requires appendfsync always (a Raft entry is acknowledged once fsynced)"
+        );
+        return ExitCode::FAILURE;
+    }
     // The directory first: a second instance must fail before it touches anything the
     // running one owns (its pidfile included).
     let lock = match rill::storage::lock::lock_dir(&dir, rill::storage::lock::LockFile::Create) {
@@ -226,12 +235,25 @@ async fn serve(config: Config) -> ExitCode {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let server_task = tokio::spawn(server::run(shared.clone(), listeners));
     let loader = shared.clone();
-    let loaded =
-        tokio::task::spawn_blocking(move || rill::persist::replay::load(&loader, lock, &dir, opts))
-            .await;
+    let loaded = tokio::task::spawn_blocking(move || {
+        if raft_mode {
+            load_raft(&loader, lock, &dir, opts).map(|()| None)
+        } else {
+            rill::persist::replay::load(&loader, lock, &dir, opts).map(Some)
+        }
+    })
+    .await;
     match loaded {
-        Ok(Ok(log)) => {
+        Ok(Ok(Some(log))) => {
             let _ = shared.log.set(log);
+        }
+        Ok(Ok(None)) => {
+            if let Some(raft) = shared.raft.get() {
+                let sh = shared.clone();
+                tokio::spawn(raft.clone().run_ticks(move || {
+                    !sh.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+                }));
+            }
         }
         Ok(Err(msg)) => {
             tracing::error!("{}", msg);
@@ -274,6 +296,36 @@ async fn serve(config: Config) -> ExitCode {
     let _ = server_task.await;
     remove_pidfile(pidfile.as_deref());
     ExitCode::SUCCESS
+}
+
+/// Start-up in Raft mode: replays the log's committed entries, then starts the group (one
+/// voter), which elects itself and commits the rest of its log, applied as it commits.
+fn load_raft(
+    shared: &Arc<Shared>,
+    lock: rill::storage::lock::DirLock,
+    dir: &std::path::Path,
+    opts: LogOptions,
+) -> Result<(), String> {
+    let loaded = rill::persist::replay::load_raft(shared, lock, dir, opts)?;
+    let node =
+        rill::cluster::raft::RaftNode::start(loaded.log.clone(), loaded.applied).and_then(|node| {
+            node.recover(&mut |entry, at| rill::persist::replay::apply_entry(shared, entry, at))?;
+            Ok(node)
+        });
+    match node {
+        Ok(node) => {
+            tracing::info!(
+                "Raft group of one voter: leader, log committed to index {}",
+                node.committed()
+            );
+            let _ = shared.raft.set(node);
+            Ok(())
+        }
+        Err(e) => {
+            loaded.log.close();
+            Err(format!("Can't start the Raft group: {e}"))
+        }
+    }
 }
 
 fn remove_pidfile(p: Option<&std::path::Path>) {

@@ -196,9 +196,15 @@ impl Drop for Server {
 }
 
 fn start(dir: &Path, failpoints: Option<&str>) -> Server {
+    start_with(dir, failpoints, &[])
+}
+
+/// [`start`] with extra `--directive value` arguments.
+fn start_with(dir: &Path, failpoints: Option<&str>, extra: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
     cmd.args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
         .arg(dir)
+        .args(extra)
         .env("NO_COLOR", "1")
         .env_remove("RILL_LOG")
         .env_remove("FAILPOINTS")
@@ -556,4 +562,119 @@ async fn sync_waits_for_a_background_fsync_under_way() {
     log.close();
     let _ = std::fs::remove_dir_all(&dir);
     scenario.teardown();
+}
+
+/// Raft mode (`cluster-raft yes`): a write is acknowledged once its entry is committed, which
+/// in a group of one voter is once the group commit's fsync succeeded. When an fsync fails,
+/// the log is poisoned and the group stops: the write waiting for it gets the error, never an
+/// acknowledgement, and every later command touching data is refused. After a restart on a
+/// healthy disk every acknowledged write is there. Start-up fsyncs (the group's
+/// configuration, its election) come first, so the writes run until the first failure
+/// rather than counting on a number.
+#[test]
+fn raft_mode_with_failing_fsync_acknowledges_nothing_it_did_not_sync() {
+    let dir = tmp("raft");
+    let raft = ["--cluster-raft", "yes", "--appendfsync", "always"];
+    let mut acked = Vec::new();
+    {
+        let server = start_with(&dir, Some("log::fsync=12*off->return"), &raft);
+        let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut c = BufReader::new(stream);
+        let mut failed = None;
+        for i in 1..=200 {
+            let reply = send(&mut c, &format!("XADD s {i}-1 n {i}"));
+            if reply == format!("{i}-1") {
+                acked.push(i);
+                continue;
+            }
+            failed = Some(reply);
+            break;
+        }
+        let failed = failed.expect("an fsync failed, so some write must have been refused");
+        assert!(
+            failed.starts_with("-MISCONF") && failed.contains("poisoned"),
+            "the write whose fsync failed must not be acknowledged: {failed}"
+        );
+        assert!(!acked.is_empty(), "no write succeeded before the failure");
+        let refused = send(&mut c, "XADD s 999-1 n x");
+        assert!(
+            refused.starts_with("-MISCONF") && refused.contains("poisoned"),
+            "later writes are refused: {refused}"
+        );
+        assert!(send(&mut c, "XLEN s").starts_with("-MISCONF"));
+        assert_eq!(send(&mut c, "PING"), "+PONG");
+    }
+    let server = start_with(&dir, None, &raft);
+    let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut c = BufReader::new(stream);
+    let len: usize = send(&mut c, "XLEN s")
+        .trim_start_matches(':')
+        .parse()
+        .expect("XLEN");
+    // The refused write may have reached the disk before its fsync failed; nothing else.
+    assert!(
+        len == acked.len() || len == acked.len() + 1,
+        "XLEN {len} after restart, {} acknowledged",
+        acked.len()
+    );
+    for i in &acked {
+        assert_eq!(
+            send(&mut c, &format!("XRANGE s {i}-1 {i}-1")),
+            "*1",
+            "entry {i}-1"
+        );
+        let mut rest = String::new();
+        for _ in 0..8 {
+            rest.clear();
+            c.read_line(&mut rest).expect("entry");
+        }
+    }
+    assert_eq!(send(&mut c, "XRANGE s 999-1 999-1"), "*0");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Raft driver in process: a proposal whose group commit's fsync fails is never
+/// committed — its waiter gets the poison error, the `committed` index stays where the last
+/// good fsync left it, and the group refuses further proposals.
+#[tokio::test]
+async fn raft_driver_commits_nothing_after_a_failed_fsync() {
+    use rill::cluster::raft::{RaftError, RaftNode};
+    use rill::storage::raftlog::RaftLog;
+    let scenario = fail::FailScenario::setup();
+    let dir = tmp("raft-driver");
+    let log = std::sync::Arc::new(RaftLog::open(&dir, opts(), &mut |_, _| Ok(())).expect("open"));
+    let node = RaftNode::start(log.clone(), 0).expect("start");
+    node.recover(&mut |_, _| Ok(())).expect("elect");
+    let good = node.propose(b"one".to_vec()).expect("propose").index;
+    node.wait_committed(good).await.expect("committed");
+    let committed = node.committed();
+    assert!(committed >= good);
+
+    fail::cfg("log::fsync", "return").expect("failpoint");
+    let bad = node.propose(b"two".to_vec()).expect("propose").index;
+    let err = node.wait_committed(bad).await.expect_err("not committed");
+    assert!(matches!(err, RaftError::Storage(_)), "{err}");
+    assert!(err.to_string().contains("injected fsync failure"), "{err}");
+    assert_eq!(
+        node.committed(),
+        committed,
+        "commit moved past a failed fsync"
+    );
+    fail::remove("log::fsync");
+    assert!(
+        node.propose(b"three".to_vec()).is_err(),
+        "a stopped group proposed"
+    );
+    assert!(node.wait_committed(bad).await.is_err());
+    log.close();
+    drop(node);
+    scenario.teardown();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,7 +39,8 @@
 //! lost. Self-test: `--appendfsync everysec` acknowledges before fsync and must FAIL here.
 //!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]
-//! [--powercut [--tear] [--sync-delay-us N] [--lazyfs PATH]] [--appendfsync always|everysec|no]`.
+//! [--powercut [--tear] [--sync-delay-us N] [--lazyfs PATH]] [--appendfsync always|everysec|no]
+//! [--raft]`. `--raft` runs the server with `cluster-raft yes` (a Raft group of one voter).
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
 //! test itself could not run (the server did not start, bad arguments).
 
@@ -105,6 +106,11 @@ struct Opts {
     /// durable: with --powercut that must be reported as lost writes (a self-test).
     #[arg(long, default_value = "always")]
     appendfsync: String,
+    /// Run the server with `cluster-raft yes` (issue #14 step D: writes are acknowledged once
+    /// their Raft entry is committed by the group of one voter). Raft mode takes no
+    /// checkpoints yet, so none are asked for.
+    #[arg(long)]
+    raft: bool,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1612,7 +1618,13 @@ struct Server {
     port: u16,
 }
 
-fn start_server(bin: &Path, dir: &Path, log: &Path, appendfsync: &str) -> Result<Server, String> {
+fn start_server(
+    bin: &Path,
+    dir: &Path,
+    log: &Path,
+    appendfsync: &str,
+    raft: bool,
+) -> Result<Server, String> {
     let mut child = Command::new(bin)
         .args([
             "--port",
@@ -1623,6 +1635,11 @@ fn start_server(bin: &Path, dir: &Path, log: &Path, appendfsync: &str) -> Result
             appendfsync,
         ])
         .args(["--segment-size", "1mb", "--save", ""])
+        .args(if raft {
+            &["--cluster-raft", "yes"][..]
+        } else {
+            &[]
+        })
         .arg("--dir")
         .arg(dir)
         .env("NO_COLOR", "1")
@@ -2246,7 +2263,7 @@ fn cycles(
         })
         .collect();
     let mut stats = Stats::default();
-    let mut server = start_server(&bin, &data, &log, &opts.appendfsync)?;
+    let mut server = start_server(&bin, &data, &log, &opts.appendfsync, opts.raft)?;
     let mut load_began = Instant::now();
     for cycle in 1..=opts.cycles {
         let port = server.port;
@@ -2264,7 +2281,8 @@ fn cycles(
         // a checkpoint is written, renamed and the segments it supersedes are deleted.
         let checkpoint_after = rng
             .gen_bool(0.5)
-            .then(|| Duration::from_millis(rng.gen_range(0..load_ms)));
+            .then(|| Duration::from_millis(rng.gen_range(0..load_ms)))
+            .filter(|_| !opts.raft);
         let checkpointer = checkpoint_after.map(|after| {
             let off = powered_off.clone();
             std::thread::spawn(move || {
@@ -2338,7 +2356,7 @@ fn cycles(
         if opts.sabotage_drop_records > 0 {
             drop_newest_records(&data, opts.sabotage_drop_records)?;
         }
-        server = start_server(&bin, &data, &log, &opts.appendfsync)?;
+        server = start_server(&bin, &data, &log, &opts.appendfsync, opts.raft)?;
         let restart_ms = restart_began.elapsed().as_millis();
         let verify_began = Instant::now();
         let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
@@ -2368,7 +2386,7 @@ fn cycles(
     }
     // Finally the clean path: SIGTERM, restart, everything still there.
     server.terminate()?;
-    let server = start_server(&bin, &data, &log, &opts.appendfsync)?;
+    let server = start_server(&bin, &data, &log, &opts.appendfsync, opts.raft)?;
     let mut none: Vec<Option<Op>> = workers.iter().map(|_| None).collect();
     let mut violations = verify(server.port, &mut workers, &mut none, &mut stats)?;
     if violations.is_empty() {

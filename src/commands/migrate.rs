@@ -83,6 +83,10 @@ fn locked<T>(
     if sync {
         if let Some(log) = sh.log.get() {
             log.sync_now()?;
+        } else if let Some(raft) = sh.raft.get() {
+            // Committed (fsynced) before the lock is released, as `sync_now` does: the
+            // Ready loop never takes the keyspace lock, so this keeps the lock order.
+            raft.commit()?;
         }
     }
     drop(guard);

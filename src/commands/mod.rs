@@ -153,6 +153,20 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
         }
         return Exec::Reply(error_reply(shared, &e, Some(spec)));
     }
+    // Raft mode (no plain log): as above for a stopped group, and a write executes only
+    // on the leader, checked before it runs, so a refused proposal is never half done.
+    if shared.log.get().is_none() {
+        if let Some(raft) = shared.raft.get() {
+            if spec.is_write() || spec.is_readonly() {
+                if let Err(e) = raft.admits(spec.is_write()) {
+                    if session.multi.is_some() {
+                        session.multi_error = true;
+                    }
+                    return Exec::Reply(error_reply(shared, &CommandError::Raft(e), Some(spec)));
+                }
+            }
+        }
+    }
 
     if session.multi.is_some() && !spec.is_transaction_control() {
         if spec.no_multi() {

@@ -174,7 +174,13 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "aof_rewrite_in_progress",
                 &(sh.checkpoint_in_progress.load(Ordering::Relaxed) as u8),
             );
-            let poisoned = sh.log.get().is_some_and(|l| l.is_poisoned());
+            let poisoned = match sh.log.get() {
+                Some(l) => l.is_poisoned(),
+                None => sh
+                    .raft
+                    .get()
+                    .is_some_and(|r| r.raft_log().log().is_poisoned()),
+            };
             line(
                 "aof_last_write_status",
                 &if poisoned { "err" } else { "ok" },
@@ -184,6 +190,18 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 line("log_written_bytes", &written);
                 line("log_fsyncs", &fsyncs);
                 line("log_poisoned", &(poisoned as u8));
+            } else if let Some(raft) = sh.raft.get() {
+                let (written, fsyncs) = raft.raft_log().log().counters();
+                line("log_written_bytes", &written);
+                line("log_fsyncs", &fsyncs);
+                line("log_poisoned", &(poisoned as u8));
+                let s = raft.status();
+                line("raft_enabled", &1);
+                line("raft_role", &if s.leader { "leader" } else { "follower" });
+                line("raft_term", &s.term);
+                line("raft_commit_index", &s.commit);
+                line("raft_applied_index", &s.applied);
+                line("raft_last_index", &s.last_index);
             }
             line("dir", &cfg.dir.display());
             line("segment_size", &cfg.segment_size);
@@ -399,6 +417,17 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                     .to_string(),
                 ));
             }
+        }
+        // Raft mode counts an entry persisted only once fsynced: as at start-up, a weaker
+        // policy is refused rather than silently not applied.
+        if updated.cluster_raft && updated.appendfsync != crate::config::AppendFsync::Always {
+            return Err(CommandError::Raw(
+                crate::config::ConfigError::SetFailed {
+                    name: "appendfsync".to_string(),
+                    reason: "cluster-raft yes requires appendfsync always".to_string(),
+                }
+                .to_string(),
+            ));
         }
         *config = updated;
     }
@@ -1095,6 +1124,13 @@ pub fn bgrewriteaof(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     // durable; the checkpoint would fail anyway (issue #18).
     if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
         return Err(log.poison_error().into());
+    }
+    // A checkpoint of a Raft log becomes a snapshot only once its cut is committed (design
+    // scale-out.md §3.8, step I): until then Raft mode takes none, and says so.
+    if sh.log.get().is_none() && sh.raft.get().is_some() {
+        return Err(CommandError::Invalid(
+            "checkpoints are not taken with cluster-raft yes yet (issue #14 step I)".into(),
+        ));
     }
     if sh.checkpoint_in_progress.load(Ordering::SeqCst) {
         return Err(CommandError::Invalid(

@@ -73,6 +73,12 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
         return Err(log.poison_error().into());
     }
+    if sh.log.get().is_none() {
+        if let Some(raft) = sh.raft.get() {
+            // A stopped group (failed fsync, lost leadership) runs nothing, as a poisoned log.
+            raft.admits(false)?;
+        }
+    }
     let mut replies = Vec::with_capacity(queue.len());
     // Each command was resolved (and its arity checked) when it was queued.
     for (spec, mut args) in queue {

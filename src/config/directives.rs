@@ -808,6 +808,19 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "cluster-raft",
+        default: "no",
+        mutable: false,
+        doc: "Keep the log as a Raft log and acknowledge a write once its Raft entry is committed (issue #14, step D: a group of one voter, this node; replication to other nodes is not there yet). Replies are the same as without it; requires appendfsync always. Checkpoints and compaction are off in this mode for now, so the log only grows. A data directory written in this mode can be opened only in this mode.",
+        access: Access::Bool {
+            get: |c| c.cluster_raft,
+            set: |c, v| {
+                c.cluster_raft = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
         name: "cluster-config-file",
         default: "nodes.conf",
         mutable: false,

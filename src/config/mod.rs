@@ -235,6 +235,8 @@ pub struct Config {
     pub compaction_threshold: u8,
     /// `cluster-enabled`.
     pub cluster_enabled: bool,
+    /// `cluster-raft`: the log is a Raft log of a group of one voter (issue #14, step D).
+    pub cluster_raft: bool,
     /// `cluster-config-file`, relative to `dir` unless absolute.
     pub cluster_config_file: PathBuf,
     /// `cluster-node-timeout`, in milliseconds (not used yet).
@@ -427,6 +429,7 @@ impl Config {
             checkpoint_interval: 0,
             compaction_threshold: 0,
             cluster_enabled: false,
+            cluster_raft: false,
             cluster_config_file: PathBuf::new(),
             cluster_node_timeout: 0,
             cluster_announce_ip: None,

@@ -160,6 +160,19 @@ pub enum CommandError {
     /// The log refused a write (poisoned after a failed write or fsync).
     #[error("MISCONF {0}")]
     Storage(#[from] crate::storage::StorageError),
+    /// The node's Raft group refused the write or failed its wait (`cluster-raft yes`).
+    #[error("{}", raft_text(.0))]
+    Raft(#[from] crate::cluster::raft::RaftError),
+}
+
+/// A Raft error's wire text: a poisoned log reads as in the single-node server; a node that
+/// is not (or no longer) leader, or whose group stopped, is down for this shard.
+fn raft_text(e: &crate::cluster::raft::RaftError) -> String {
+    use crate::cluster::raft::RaftError;
+    match e {
+        RaftError::Storage(e) => format!("MISCONF {e}"),
+        e => format!("CLUSTERDOWN {e}"),
+    }
 }
 
 impl CommandError {

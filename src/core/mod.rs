@@ -88,6 +88,10 @@ pub struct Shared {
     pub segments: std::sync::OnceLock<Arc<SegmentReader>>,
     /// Node id and shard map with `cluster-enabled yes`; `None` otherwise.
     pub cluster: Option<Cluster>,
+    /// The Raft group this node hosts with `cluster-raft yes`, set once recovery has
+    /// replayed and committed its log; `log` is then unset, and writes are proposed to it
+    /// and acknowledged once committed (`cluster/raft`).
+    pub raft: std::sync::OnceLock<Arc<crate::cluster::raft::RaftNode>>,
 }
 
 /// The engine's payload store reads through the segment reader.
@@ -143,6 +147,7 @@ impl Shared {
             written_at_checkpoint: std::sync::atomic::AtomicU64::new(0),
             segments: std::sync::OnceLock::new(),
             cluster: None,
+            raft: std::sync::OnceLock::new(),
         }
     }
 
@@ -539,6 +544,10 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
 /// that observed this state must wait for.
 pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
     let Some(log) = shared.log.get() else {
+        // Raft mode has no plain log: its branch is off the single-node path.
+        if let Some(raft) = shared.raft.get() {
+            return propose(raft, state);
+        }
         state.props.ops.clear();
         return Ok(0);
     };
@@ -571,6 +580,47 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
         if acknowledged {
             wait_for = log.appended_lsn();
         }
+    }
+    Ok(wait_for)
+}
+
+/// [`commit`] in Raft mode: the critical section's ops become one Raft entry, proposed with
+/// the keyspace lock still held (lock order keyspace → raft) and queued to the log at once,
+/// so its payloads are located as an `Ops` record's are. Returns the Raft index every reply
+/// that observed this state must wait for (the `committed` watch replaces the durable LSN).
+/// A refused proposal is an error reply, never an acknowledgement: the node has stopped.
+fn propose(raft: &crate::cluster::raft::RaftNode, state: &mut State) -> Result<u64, CommandError> {
+    let mut wait_for = raft.proposed();
+    if state.props.ops.is_empty() {
+        return Ok(wait_for);
+    }
+    let State { ks, props, .. } = state;
+    let acknowledged = props.acknowledges_write();
+    props.spans.clear();
+    props.scratch.clear();
+    op::encode_into(&props.ops, &mut props.scratch, &mut props.spans);
+    let data = props.scratch[..].to_vec();
+    if props.scratch.capacity() > 1 << 20 {
+        // A huge transaction's buffer is not kept.
+        props.scratch = bytes::BytesMut::new();
+    }
+    let proposed = raft.propose(data).map(|p| {
+        ks.locate_payloads(
+            &props.ops,
+            &props.spans,
+            (p.data_at.segment, p.data_at.offset),
+        );
+        ks.payloads.evict();
+        p.index
+    });
+    if props.ops.capacity() > 4096 {
+        props.ops = Vec::new();
+    } else {
+        props.ops.clear();
+    }
+    let index = proposed.map_err(CommandError::Raft)?;
+    if acknowledged {
+        wait_for = index;
     }
     Ok(wait_for)
 }

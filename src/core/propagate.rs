@@ -23,6 +23,9 @@ pub struct Propagation {
     pub command_start: usize,
     /// Where the entries' fields landed in the last record (reused by every commit).
     pub spans: Vec<crate::engine::op::FieldSpan>,
+    /// Raft mode: the ops are encoded here first (reused, so an entry costs one exact-size
+    /// allocation, the one raft keeps).
+    pub scratch: bytes::BytesMut,
 }
 
 impl Propagation {

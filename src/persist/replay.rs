@@ -18,6 +18,20 @@ use crate::storage::recovery::Replay;
 /// could not be applied, which should be nothing: anything else means the log does not fit
 /// the state, and the caller stops start-up naming the record.
 pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> Vec<String> {
+    let payload_at = pos.map(|pos| RecordPos {
+        segment: pos.segment,
+        offset: pos.offset + crate::storage::record::OPS_AT,
+    });
+    replay_ops_at(shared, payload, payload_at)
+}
+
+/// [`replay_ops`] for ops whose first byte is at `payload_at` in the log (a Raft entry's
+/// data, which starts after its term, index and context).
+pub fn replay_ops_at(
+    shared: &Shared,
+    payload: &Bytes,
+    payload_at: Option<RecordPos>,
+) -> Vec<String> {
     let (mut ops, mut spans) = match op::decode(payload) {
         Ok(d) => d,
         Err(e) => return vec![e.to_string()],
@@ -26,10 +40,6 @@ pub fn replay_ops(shared: &Shared, payload: &Bytes, pos: Option<RecordPos>) -> V
     let mut guard = shared.state.lock();
     let state = &mut *guard;
     let mut errors = Vec::new();
-    let payload_at = pos.map(|pos| RecordPos {
-        segment: pos.segment,
-        offset: pos.offset + crate::storage::record::OPS_AT,
-    });
     let store = state.ks.payloads.clone();
     // Spans are in op order; an XADD's entry is pointed at its payload in this record as
     // it is applied (see `PayloadStore::preset`), the rest located after.
@@ -93,6 +103,188 @@ pub fn replay(shared: &Shared, item: Replay) -> Vec<String> {
     }
 }
 
+/// Applies a committed Raft entry's ops, whose data starts at `data_at` (start-up replay
+/// and the driver's apply of an uncommitted tail once it commits). Raft's own empty entries
+/// (a new leader's) change nothing.
+pub fn apply_entry(
+    shared: &Shared,
+    entry: &crate::storage::raft_record::RaftEntryRecord,
+    data_at: RecordPos,
+) -> Result<(), String> {
+    if entry.data.is_empty() || entry.kind != crate::storage::raft_record::EntryKind::Normal {
+        return Ok(());
+    }
+    match replay_ops_at(shared, &entry.data, Some(data_at))
+        .into_iter()
+        .next()
+    {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// What [`load_raft`] opened: the Raft log, and the index up to which its entries are in
+/// the keyspace (entries after it were not yet known committed).
+pub struct RaftLoaded {
+    pub log: std::sync::Arc<crate::storage::raftlog::RaftLog>,
+    pub applied: u64,
+}
+
+/// [`load`] for a node whose log is a Raft log (`cluster-raft yes`): records of the
+/// single-node kinds replay as there (a directory may have been a single node's before),
+/// and a Raft entry is applied once a hard state read after it shows it committed. Entries
+/// no hard state commits (the tail of the last group commits before a crash: the commit
+/// index on disk trails the entries by a group) are not applied here; the driver applies
+/// them once the group has committed them again (`RaftNode::recover`).
+pub fn load_raft(
+    shared: &Shared,
+    lock: crate::storage::lock::DirLock,
+    dir: &std::path::Path,
+    opts: LogOptions,
+) -> Result<RaftLoaded, String> {
+    use crate::storage::raft_record::{RaftEntryRecord, RaftRecord};
+    use crate::storage::raftlog::RaftLog;
+    let mut progress = Progress::new(shared, dir);
+    let reader = shared.attach_segments(dir);
+    let mut commit = 0u64;
+    let mut applied = 0u64;
+    let mut held: std::collections::VecDeque<(RaftEntryRecord, RecordPos)> = Default::default();
+    let opened = RaftLog::open_locked(lock, dir, opts, &mut |item, bytes| {
+        let errors = match item {
+            Replay::Raft { record, pos } => {
+                match record {
+                    RaftRecord::Entry(e) => held.push_back((e, pos)),
+                    RaftRecord::HardState(h) => commit = commit.max(h.commit),
+                    _ => {}
+                }
+                let mut errors = Vec::new();
+                while held.front().is_some_and(|(e, _)| e.index <= commit) {
+                    let Some((e, pos)) = held.pop_front() else {
+                        break;
+                    };
+                    let data_at = RecordPos {
+                        segment: pos.segment,
+                        offset: pos.offset
+                            + crate::storage::raft_record::data_offset(e.context.len()),
+                    };
+                    if let Err(why) = apply_entry(shared, &e, data_at) {
+                        errors.push(format!("Raft entry {}: {why}", e.index));
+                        break;
+                    }
+                    applied = e.index;
+                }
+                errors
+            }
+            Replay::State(data) => match apply_state(shared, data) {
+                Ok(()) => Vec::new(),
+                Err(e) => return Err(crate::storage::StorageError::Malformed(e)),
+            },
+            item => replay(shared, item),
+        };
+        progress.record(bytes, errors)
+    });
+    let log = progress.finish(opened)?;
+    reader.set_written(log.log().written_handle());
+    Ok(RaftLoaded {
+        log: std::sync::Arc::new(log),
+        applied,
+    })
+}
+
+/// Start-up progress: counts what was replayed, logs it for long recoveries, and keeps the
+/// first replay failure.
+struct Progress<'a> {
+    shared: &'a Shared,
+    dir: &'a std::path::Path,
+    started: std::time::Instant,
+    total: u64,
+    done: u64,
+    records: u64,
+    last_report: std::time::Instant,
+    failure: Option<String>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(shared: &'a Shared, dir: &'a std::path::Path) -> Self {
+        let total = crate::storage::recovery::log_size(dir);
+        shared
+            .loading_total
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+        Progress {
+            shared,
+            dir,
+            started: std::time::Instant::now(),
+            total,
+            done: 0,
+            records: 0,
+            last_report: std::time::Instant::now(),
+            failure: None,
+        }
+    }
+
+    /// Counts one record of `bytes` that replayed with `errors`.
+    fn record(
+        &mut self,
+        bytes: u64,
+        errors: Vec<String>,
+    ) -> Result<(), crate::storage::StorageError> {
+        self.records += 1;
+        self.done += bytes;
+        self.shared
+            .loading_done
+            .store(self.done, std::sync::atomic::Ordering::Relaxed);
+        if let Some(e) = errors.first() {
+            self.failure = Some(format!(
+                "Bad command in the log at record {}: {e} — the log was written by a newer version or is damaged; run 'rill check {}'",
+                self.records,
+                self.dir.display()
+            ));
+            return Err(crate::storage::StorageError::Poisoned(
+                "replay failed".into(),
+            ));
+        }
+        // The clock read only every 256 records: per record it showed in replay profiles.
+        if self.records.is_multiple_of(256)
+            && self.last_report.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(
+                "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
+                self.done as f64 * 100.0 / self.total.max(1) as f64,
+                self.done >> 20,
+                self.total >> 20,
+                self.done as f64 / secs / 1e6
+            );
+            self.last_report = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    /// What opening the log came to, with the replay failure first.
+    fn finish<L>(self, opened: Result<L, crate::storage::StorageError>) -> Result<L, String> {
+        let log = match (opened, self.failure) {
+            (_, Some(msg)) => return Err(msg),
+            (Err(e), None) => {
+                return Err(format!(
+                    "Can't open the data directory {}: {}",
+                    self.dir.display(),
+                    e
+                ))
+            }
+            (Ok(log), None) => log,
+        };
+        if self.records > 0 {
+            tracing::info!(
+                "DB loaded from the log: {} records, {} MB in {:.3} seconds",
+                self.records,
+                self.done >> 20,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(log)
+    }
+}
+
 /// Opens the log, replaying it into the keyspace as it is read (one segment in
 /// memory at a time), and logs progress (percent and MB/s) for long recoveries.
 pub fn load(
@@ -101,73 +293,21 @@ pub fn load(
     dir: &std::path::Path,
     opts: LogOptions,
 ) -> Result<Log, String> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let started = std::time::Instant::now();
-    let total = crate::storage::recovery::log_size(dir);
-    shared.loading_total.store(total, Relaxed);
-    let mut done: u64 = 0;
-    let mut records: u64 = 0;
-    let mut last_report = std::time::Instant::now();
-    let mut failure: Option<String> = None;
+    let mut progress = Progress::new(shared, dir);
     let reader = shared.attach_segments(dir);
     let opened = Log::open_locked(lock, dir, opts, &mut |item, bytes| {
         let errors = match item {
-            crate::storage::recovery::Replay::State(data) => {
-                match crate::persist::replay::apply_state(shared, data) {
-                    Ok(()) => Vec::new(),
-                    // Reported by the reader as corruption at this record's file and offset.
-                    Err(e) => return Err(crate::storage::StorageError::Malformed(e)),
-                }
-            }
-            item => crate::persist::replay::replay(shared, item),
+            Replay::State(data) => match apply_state(shared, data) {
+                Ok(()) => Vec::new(),
+                // Reported by the reader as corruption at this record's file and offset.
+                Err(e) => return Err(crate::storage::StorageError::Malformed(e)),
+            },
+            item => replay(shared, item),
         };
-        records += 1;
-        done += bytes;
-        shared.loading_done.store(done, Relaxed);
-        if let Some(e) = errors.first() {
-            failure = Some(format!(
-                "Bad command in the log at record {records}: {e} — the log was written by a newer version or is damaged; run 'rill check {}'",
-                dir.display()
-            ));
-            return Err(crate::storage::StorageError::Poisoned(
-                "replay failed".into(),
-            ));
-        }
-        // The clock read only every 256 records: per record it showed in replay profiles.
-        if records.is_multiple_of(256) && last_report.elapsed() >= std::time::Duration::from_secs(1)
-        {
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!(
-                "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
-                done as f64 * 100.0 / total.max(1) as f64,
-                done >> 20,
-                total >> 20,
-                done as f64 / secs / 1e6
-            );
-            last_report = std::time::Instant::now();
-        }
-        Ok(())
+        progress.record(bytes, errors)
     });
-    let log = match (opened, failure) {
-        (_, Some(msg)) => return Err(msg),
-        (Err(e), None) => {
-            return Err(format!(
-                "Can't open the data directory {}: {}",
-                dir.display(),
-                e
-            ))
-        }
-        (Ok(log), None) => log,
-    };
+    let log = progress.finish(opened)?;
     reader.set_written(log.written_handle());
-    if records > 0 {
-        tracing::info!(
-            "DB loaded from the log: {} records, {} MB in {:.3} seconds",
-            records,
-            done >> 20,
-            started.elapsed().as_secs_f64()
-        );
-    }
     Ok(log)
 }
 

@@ -198,14 +198,21 @@ impl Connection {
             return Ok(());
         }
         self.settle_outbox().await;
-        if let Some(log) = self.shared.log.get() {
+        let pending = match self.shared.log.get() {
             // Only an fsync is worth handing off: under `everysec` and `no` the wait is a
             // write(2), cheaper done inline than by a committer that must then be woken.
-            if self.session.lsn > log.durable_lsn()
-                && log.policy() == FsyncPolicy::Always
-                && self.wbuf.len() < FLUSH_THRESHOLD
-                && !self.trim_after_flush
-            {
+            Some(log) => {
+                self.session.lsn > log.durable_lsn() && log.policy() == FsyncPolicy::Always
+            }
+            // Raft mode (no plain log): the observed index is not committed yet.
+            None => self
+                .shared
+                .raft
+                .get()
+                .is_some_and(|raft| self.session.lsn > raft.committed()),
+        };
+        {
+            if pending && self.wbuf.len() < FLUSH_THRESHOLD && !self.trim_after_flush {
                 let lsn = self.session.lsn;
                 self.handoff
                     .hand(
@@ -354,6 +361,10 @@ impl Connection {
                     // includes that record.
                     drop(self.shared.state.lock());
                     self.session.lsn = self.session.lsn.max(log.appended_lsn());
+                } else if let Some(raft) = self.shared.raft.get() {
+                    // As above, with the entry the writer proposed.
+                    drop(self.shared.state.lock());
+                    self.session.lsn = self.session.lsn.max(raft.proposed());
                 }
                 reply.encode(self.session.proto, &mut self.wbuf);
             }
@@ -379,12 +390,21 @@ impl Connection {
     /// replaced by the error: nothing is acknowledged that is not on disk.
     async fn flush_durable(&mut self, mode: FlushMode) -> Result<(), End> {
         self.settle_outbox().await;
-        if let Some(log) = self.shared.log.get() {
-            if let Err(e) = log.wait_durable(self.session.lsn).await {
-                if !self.acks.is_empty() {
-                    let err = handoff::poison_reply(e);
-                    self.wbuf = handoff::replace_acks(&self.wbuf, &self.acks, &err);
-                }
+        let waited = match self.shared.log.get() {
+            Some(log) => log.wait_durable(self.session.lsn).await.map_err(Into::into),
+            // Raft mode (no plain log): replies wait for the commit of what they observed.
+            None => match self.shared.raft.get() {
+                Some(raft) => raft
+                    .wait_committed(self.session.lsn)
+                    .await
+                    .map_err(Into::into),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = waited {
+            if !self.acks.is_empty() {
+                let err = handoff::poison_reply(e);
+                self.wbuf = handoff::replace_acks(&self.wbuf, &self.acks, &err);
             }
         }
         self.acks.clear();

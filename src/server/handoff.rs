@@ -188,8 +188,8 @@ impl Outbox {
 
 /// The reply that stands in for an acknowledgement the log could not make durable (the
 /// same bytes in RESP2 and RESP3: a simple error).
-pub fn poison_reply(e: crate::storage::StorageError) -> BytesMut {
-    Reply::error(crate::core::CommandError::from(e).to_string()).to_bytes(2)
+pub fn poison_reply(e: crate::core::CommandError) -> BytesMut {
+    Reply::error(e.to_string()).to_bytes(2)
 }
 
 /// `buf` with each range in `acks` replaced by `err`.
@@ -285,14 +285,37 @@ impl Handoff {
         // Outboxes are handed over only when there is a log (the connection checks), and
         // the log, once set, stays: with none, nothing can be pending.
         let Some(log) = shared.log.get() else {
+            if let Some(raft) = shared.raft.get() {
+                return self.lead_raft(shared, raft, rounds);
+            }
             return self.deliver_all(shared, u64::MAX, None);
         };
         for _ in 0..rounds {
             let (durable, poison) = match log.commit() {
                 Ok(d) => (d, None),
-                Err(e) => (log.durable_lsn(), Some(poison_reply(e))),
+                Err(e) => (log.durable_lsn(), Some(poison_reply(e.into()))),
             };
             if !self.deliver_all(shared, durable, poison.as_deref()) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// [`Handoff::lead`] in Raft mode: each round is a turn of the group's Ready loop (its
+    /// group commit included), and replies leave once their index is committed.
+    fn lead_raft(
+        &self,
+        shared: &Shared,
+        raft: &crate::cluster::raft::RaftNode,
+        rounds: usize,
+    ) -> bool {
+        for _ in 0..rounds {
+            let (committed, poison) = match raft.commit() {
+                Ok(c) => (c, None),
+                Err(e) => (raft.committed(), Some(poison_reply(e.into()))),
+            };
+            if !self.deliver_all(shared, committed, poison.as_deref()) {
                 return false;
             }
         }

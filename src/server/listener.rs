@@ -244,6 +244,11 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
         }
         log.close();
         tracing::info!("Log flushed and synced.");
+    } else if let Some(raft) = shared.raft.get() {
+        // The trailing hard state (its commit index) goes out with the last records.
+        let _ = raft.round(None);
+        raft.close();
+        tracing::info!("Raft log flushed and synced.");
     }
     tracing::info!("Rill is now ready to exit, bye bye...");
 }

@@ -492,6 +492,21 @@ impl Log {
         Ok((lsn, out))
     }
 
+    /// [`Log::append_raft`] for one record, without the lists (a leader queues one entry
+    /// per critical section).
+    pub fn append_raft_one(
+        &self,
+        record: &super::raft_record::RaftRecord,
+    ) -> Result<(u64, RecordPos), StorageError> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        let mut q = self.inner.queue.lock();
+        let start = q.buf.len();
+        super::raft_record::encode(record, &mut q.buf);
+        self.queued_with(q, start, |_, _| {})
+    }
+
     /// Cuts the log at `at` (the first byte of a record, as [`Log::append_raft`] returned
     /// it): everything from there on is removed from the disk, and the next record goes
     /// to `at`. This is Raft's truncation of a conflicting suffix; records of any kind

@@ -1,8 +1,8 @@
 //! The Raft record kinds: a Raft log kept in the segments, framed like every other record
 //! (`u32 len | u32 crc32c | u8 kind | payload`, see `record.rs`).
 //!
-//! Written only when the data directory holds a Raft log (`raftlog.rs`); the single-node
-//! server never writes them. Storage knows their framing (term, index, entry type, hard
+//! Written only when the data directory holds a Raft log (`raftlog.rs`, the server with
+//! `cluster-raft yes`); the single-node server never writes them. Storage knows their framing (term, index, entry type, hard
 //! state) and nothing of what an entry's data means: for Rill that is a batch of typed ops,
 //! applied by the layers above once the entry is committed.
 //!

@@ -16,8 +16,9 @@
 //! **Durability.** [`RaftLog::append`] queues a Ready's entries and its hard state in one
 //! hold of the log's queue ([`Log::append_raft`]) and makes them durable with one group
 //! commit ([`Log::sync`]: one `write`, one `fdatasync`), before the index map shows them.
-//! Step D, which runs the Ready loop in the writer, may split the two (queue under the
-//! keyspace lock, then wait for the durable LSN).
+//! The Raft driver (step D) splits the two: [`RaftLog::queue`] queues a leader's entries
+//! under the keyspace lock and a Ready's hard state, and the Ready loop's group commit makes
+//! them durable before raft is told they are persisted.
 //!
 //! **Truncation** (a conflicting suffix from index i) removes the records from i's position
 //! on with [`Log::truncate_at`] and only ever above the persisted commit index ("truncate
@@ -35,8 +36,8 @@
 //! checkpoint machinery, which knows what else they hold.
 //!
 //! **Not the LSN.** The log's LSNs still count records in memory (one per Raft record,
-//! hard states included); a Raft index is the entry's own field. Step D maps replies to
-//! indexes (design: "LSN := Raft index").
+//! hard states included); a Raft index is the entry's own field. In Raft mode replies wait
+//! for indexes on the driver's `committed` watch (design: "LSN := Raft index").
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,83 @@ pub struct RaftIndex {
     first_seen: Option<(u64, RecordPos)>,
     /// Where the hard state was read.
     hard_state_pos: Option<RecordPos>,
+    /// The entries queued most recently, kept in memory.
+    cache: EntryCache,
+}
+
+/// The newest entries as they were queued: a run of consecutive indexes ending at the last
+/// one. Raft reads back what it has just committed (the leader's Ready hands committed
+/// entries over, though it executed them already) and, with peers, what it sends; serving
+/// those from memory saves a `pread`, a checksum and a decode per entry, and the index lock
+/// is not held across a read. Trimmed by the driver once entries are applied
+/// ([`RaftLog::trim_cache`]) and capped, so a log nobody trims holds a bounded amount.
+#[derive(Debug, Default, Clone)]
+struct EntryCache {
+    entries: VecDeque<RaftEntryRecord>,
+    bytes: usize,
+}
+
+/// At most this many entries, and this many bytes of their data, stay cached.
+const CACHE_MAX_ENTRIES: usize = 1 << 16;
+const CACHE_MAX_BYTES: usize = 64 << 20;
+
+impl EntryCache {
+    fn weight(e: &RaftEntryRecord) -> usize {
+        e.data.len() + e.context.len()
+    }
+
+    /// Appends `e`; an entry that does not follow the last one starts the run anew.
+    fn push(&mut self, e: RaftEntryRecord) {
+        if self.entries.back().is_some_and(|b| b.index + 1 != e.index) {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += Self::weight(&e);
+        self.entries.push_back(e);
+        while self.entries.len() > CACHE_MAX_ENTRIES || self.bytes > CACHE_MAX_BYTES {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= Self::weight(&e);
+        }
+    }
+
+    /// Forgets entries from `index` on (a truncation).
+    fn truncate_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|e| e.index >= index) {
+            if let Some(e) = self.entries.pop_back() {
+                self.bytes -= Self::weight(&e);
+            }
+        }
+    }
+
+    /// Forgets entries up to and including `index`.
+    fn drop_through(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|e| e.index <= index) {
+            self.pop_front();
+        }
+    }
+
+    /// The index of the first cached entry.
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.index)
+    }
+
+    /// Entries `[lo, hi)` if all of them are cached.
+    fn range(&self, lo: u64, hi: u64) -> Option<impl Iterator<Item = &RaftEntryRecord>> {
+        let first = self.entries.front()?.index;
+        let last = self.entries.back()?.index;
+        if lo < first || hi > last + 1 || lo > hi {
+            return None;
+        }
+        Some(
+            self.entries
+                .range((lo - first) as usize..(hi - first) as usize),
+        )
+    }
 }
 
 impl RaftIndex {
@@ -359,8 +437,21 @@ impl RaftLog {
         opts: LogOptions,
         sink: &mut recovery::BatchSink<'_>,
     ) -> Result<RaftLog, StorageError> {
+        super::create_dir_all_durable(dir).map_err(|e| StorageError::io(dir, e))?;
+        let lock = super::lock::lock_dir(dir, super::lock::LockFile::Create)?;
+        Self::open_locked(lock, dir, opts, sink)
+    }
+
+    /// As [`RaftLog::open`], with the directory's lock already taken (the server takes it
+    /// before anything else touches the directory).
+    pub fn open_locked(
+        lock: super::lock::DirLock,
+        dir: &Path,
+        opts: LogOptions,
+        sink: &mut recovery::BatchSink<'_>,
+    ) -> Result<RaftLog, StorageError> {
         let mut index = RaftIndex::default();
-        let log = Log::open_with(dir, opts, &mut |r, len| match r {
+        let log = Log::open_locked(lock, dir, opts, &mut |r, len| match r {
             Replay::Raft { record, pos } => {
                 index.observe(dir, record.clone(), pos, len)?;
                 sink(Replay::Raft { record, pos }, len)
@@ -472,6 +563,70 @@ impl RaftLog {
         self.index.lock().last_index()
     }
 
+    /// Queues one entry that continues the log ([`RaftLog::queue`] without the lists):
+    /// a leader's proposal, under the keyspace lock. Returns its LSN and position.
+    pub fn queue_entry(&self, e: &RaftEntryRecord) -> Result<(u64, RecordPos), RaftLogError> {
+        let mut i = self.index.lock();
+        self.queue_one(&mut i, e)
+    }
+
+    fn queue_one(
+        &self,
+        i: &mut RaftIndex,
+        e: &RaftEntryRecord,
+    ) -> Result<(u64, RecordPos), RaftLogError> {
+        let last = i.last_index();
+        if e.index != last + 1 {
+            return Err(RaftLogError::Gap {
+                index: e.index,
+                last_index: last,
+            });
+        }
+        let prev = i.entries.back().map_or(i.compacted.term, |l| l.term);
+        if e.term < prev {
+            return Err(RaftLogError::TermGoesDown {
+                index: e.index,
+                term: e.term,
+                prev,
+            });
+        }
+        let rec = RaftRecord::Entry(e.clone());
+        let (lsn, pos) = self.log.append_raft_one(&rec)?;
+        i.entries.push_back(EntryLoc {
+            pos: pack_pos(pos.segment, pos.offset),
+            len: raft_record::encoded_len(&rec) as u32,
+            term: e.term,
+        });
+        i.cache.push(e.clone());
+        Ok((lsn, pos))
+    }
+
+    /// Lets the in-memory copies of entries up to `index` go (they are applied, and no
+    /// peer needs them from memory); they are read from the segments if asked for again.
+    pub fn trim_cache(&self, index: u64) {
+        self.index.lock().cache.drop_through(index);
+    }
+
+    /// Where entry `idx`'s record starts.
+    pub fn entry_pos(&self, idx: u64) -> Result<RecordPos, RaftLogError> {
+        let i = self.index.lock();
+        if idx < i.first_index() {
+            return Err(RaftLogError::Compacted {
+                first_index: i.first_index(),
+            });
+        }
+        match i.entries.get((idx - i.first_index()) as usize) {
+            Some(l) => {
+                let (segment, offset) = unpack_pos(l.pos);
+                Ok(RecordPos { segment, offset })
+            }
+            None => Err(RaftLogError::Unavailable {
+                index: idx,
+                last_index: i.last_index(),
+            }),
+        }
+    }
+
     /// The term of entry `idx`. The last purged entry's term is kept, so the term of
     /// `first_index - 1` is known too.
     pub fn term(&self, idx: u64) -> Result<u64, RaftLogError> {
@@ -522,16 +677,21 @@ impl RaftLog {
         }
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut total = 0u64;
+        // The cache holds a suffix of the log: the part of the range before it is read from
+        // the segments (written by then: raft asks only for entries it was told are
+        // persisted, or older), the rest is cloned from memory — which is also what serves
+        // entries queued but not yet written.
+        let disk_hi = i.cache.first().map_or(hi, |f| f.clamp(lo, hi));
         let loc = |idx: u64| i.entries[(idx - i.first_index()) as usize];
         let mut idx = lo;
-        while idx < hi {
+        while idx < disk_hi {
             // Entries close together in one segment (a Ready's entries, the hard states
             // between Readies) are read with one pread of up to READ_RUN bytes: a leader
             // catching a follower up reads runs of entries.
             let (segment, offset) = unpack_pos(loc(idx).pos);
             let mut end = idx + 1;
             let mut span = u64::from(loc(idx).len);
-            while end < hi {
+            while end < disk_hi {
                 let (s, o) = unpack_pos(loc(end).pos);
                 let to = o + u64::from(loc(end).len);
                 if s != segment
@@ -566,6 +726,17 @@ impl RaftLog {
                 out.push(e);
             }
             idx = end;
+        }
+        if let Some(cached) = i.cache.range(disk_hi, hi) {
+            for e in cached {
+                if let Some(m) = max_size {
+                    total += size_of(e);
+                    if !out.is_empty() && total > m {
+                        break;
+                    }
+                }
+                out.push(e.clone());
+            }
         }
         Ok(out)
     }
@@ -683,12 +854,78 @@ impl RaftLog {
                 len: raft_record::encoded_len(rec) as u32,
                 term: e.term,
             });
+            i.cache.push(e.clone());
         }
         if let Some(h) = hard_state {
             i.hard_state = h;
             i.hard_state_pos = positions.last().copied();
         }
         Ok(())
+    }
+
+    /// Queues `entries`, which must continue the log (the next index, no overwrite), and
+    /// `hard_state` after them, in one hold of the log's queue, without waiting for them:
+    /// the caller makes them durable with a group commit ([`Log::commit`]) and only then
+    /// tells raft they are persisted. This is the Raft driver's write (step D): a leader
+    /// queues each proposal's entry under the keyspace lock, and the Ready loop queues the
+    /// hard state, so entries and hard state share the group's one `write` + `fdatasync`.
+    ///
+    /// The index map shows the entries at once, so raft can ask their terms; reading one
+    /// back ([`RaftLog::entries`]) before its group commit wrote it reports it unwritten,
+    /// which raft never does for entries it has not been told are persisted. Returns the
+    /// LSN of the last record queued and each entry's position.
+    pub fn queue(
+        &self,
+        entries: &[RaftEntryRecord],
+        hard_state: Option<HardStateRecord>,
+    ) -> Result<(u64, Vec<RecordPos>), RaftLogError> {
+        let mut i = self.index.lock();
+        if let ([e], None) = (entries, hard_state) {
+            // A leader's proposal: one entry, no lists.
+            let pos = self.queue_one(&mut i, e)?;
+            return Ok((pos.0, vec![pos.1]));
+        }
+        let mut prev = i.entries.back().map_or(i.compacted.term, |l| l.term);
+        for (n, e) in entries.iter().enumerate() {
+            let expected = i.last_index() + 1 + n as u64;
+            if e.index != expected {
+                return Err(RaftLogError::Gap {
+                    index: e.index,
+                    last_index: expected - 1,
+                });
+            }
+            if e.term < prev {
+                return Err(RaftLogError::TermGoesDown {
+                    index: e.index,
+                    term: e.term,
+                    prev,
+                });
+            }
+            prev = e.term;
+        }
+        let mut records: Vec<RaftRecord> = entries.iter().cloned().map(RaftRecord::Entry).collect();
+        if let Some(h) = hard_state {
+            records.push(RaftRecord::HardState(h));
+        }
+        if records.is_empty() {
+            return Ok((self.log.appended_lsn(), Vec::new()));
+        }
+        let (lsn, positions) = self.log.append_raft(&records)?;
+        for ((rec, pos), e) in records.iter().zip(&positions).zip(entries) {
+            i.entries.push_back(EntryLoc {
+                pos: pack_pos(pos.segment, pos.offset),
+                len: raft_record::encoded_len(rec) as u32,
+                term: e.term,
+            });
+            i.cache.push(e.clone());
+        }
+        if let Some(h) = hard_state {
+            i.hard_state = h;
+            i.hard_state_pos = positions.last().copied();
+        }
+        let mut positions = positions;
+        positions.truncate(entries.len());
+        Ok((lsn, positions))
     }
 
     /// Removes entries from `from` on (disk first, then the map).
@@ -732,6 +969,7 @@ impl RaftLog {
             self.reader.forget(n);
         }
         i.entries.truncate(keep);
+        i.cache.truncate_from(from);
         Ok(())
     }
 
@@ -782,6 +1020,7 @@ impl RaftLog {
         self.log.append_raft(&[RaftRecord::Compact(c)])?;
         self.log.sync()?;
         i.entries.drain(..drop);
+        i.cache.drop_through(c.index);
         i.compacted = c;
         Ok(())
     }
@@ -833,6 +1072,55 @@ mod tests {
 
     fn open(dir: &Path) -> RaftLog {
         RaftLog::open(dir, opts(), &mut |_, _| Ok(())).expect("open")
+    }
+
+    /// Queued entries are readable at once (from memory) before their group commit wrote
+    /// them, the same after it, and from the segments once trimmed or after a reopen; a
+    /// queue that does not continue the log is refused and changes nothing.
+    #[test]
+    fn queued_entries_are_read_from_memory_then_from_the_segments() {
+        let dir = tmp("queue");
+        let log = open(&dir);
+        let (lsn, pos) = log.queue(&[ent(1, 1), ent(2, 1)], None).expect("queue");
+        assert_eq!(pos.len(), 2);
+        assert!(log.log().durable_lsn() < lsn, "queued, not yet written");
+        assert_eq!(log.last_index(), 2);
+        assert_eq!(log.term(2).expect("term"), 1);
+        let (_, p3) = log.queue_entry(&ent(3, 2)).expect("queue one");
+        assert!(p3.offset > 0);
+        let got = log.entries(1, 4, None, |_| 0).expect("from memory");
+        assert_eq!(got, vec![ent(1, 1), ent(2, 1), ent(3, 2)]);
+        assert!(matches!(
+            log.queue_entry(&ent(5, 2)),
+            Err(RaftLogError::Gap { .. })
+        ));
+        assert!(matches!(
+            log.queue(&[ent(4, 1)], None),
+            Err(RaftLogError::TermGoesDown { .. })
+        ));
+        assert_eq!(log.last_index(), 3);
+        log.log().commit().expect("group commit");
+        log.trim_cache(3);
+        let got = log.entries(1, 4, None, |_| 0).expect("from the segments");
+        assert_eq!(got, vec![ent(1, 1), ent(2, 1), ent(3, 2)]);
+        // Size limits hold on both paths: at least one entry, then up to the limit.
+        log.queue_entry(&ent(4, 2)).expect("queue");
+        assert_eq!(
+            log.entries(3, 5, Some(1), |_| 10).expect("limited").len(),
+            1
+        );
+        assert_eq!(
+            log.entries(4, 5, Some(1), |_| 10).expect("limited").len(),
+            1
+        );
+        log.log().commit().expect("group commit");
+        log.close();
+        drop(log);
+        let log = open(&dir);
+        let got = log.entries(1, 5, None, |_| 0).expect("after reopen");
+        assert_eq!(got, vec![ent(1, 1), ent(2, 1), ent(3, 2), ent(4, 2)]);
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn ent(index: u64, term: u64) -> RaftEntryRecord {

@@ -150,6 +150,11 @@ impl TestServer {
             .env_remove("RILL_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        // RILL_TEST_SERVER_ARGS="--cluster-raft yes" runs every black-box test against the
+        // server in another mode (after the test's own arguments, so it wins).
+        if let Ok(more) = std::env::var("RILL_TEST_SERVER_ARGS") {
+            cmd.args(more.split_whitespace());
+        }
         let mut child = cmd.spawn().expect("spawn rill");
         let Some(stdout) = child.stdout.take() else {
             let _ = child.kill();

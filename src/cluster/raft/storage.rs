@@ -40,7 +40,7 @@ use crate::storage::StorageError;
 
 /// raft-rs's storage over a data directory's log.
 pub struct LogStorage {
-    log: RaftLog,
+    log: std::sync::Arc<RaftLog>,
 }
 
 /// A storage error in raft's terms: `Compacted` and `Unavailable` as raft-rs expects
@@ -114,8 +114,14 @@ impl LogStorage {
         sink: &mut BatchSink<'_>,
     ) -> Result<LogStorage, StorageError> {
         Ok(LogStorage {
-            log: RaftLog::open(dir, opts, sink)?,
+            log: std::sync::Arc::new(RaftLog::open(dir, opts, sink)?),
         })
+    }
+
+    /// Raft's storage over a Raft log already open (the server opens it while replaying,
+    /// and the driver keeps a handle on it to queue and commit records).
+    pub fn new(log: std::sync::Arc<RaftLog>) -> LogStorage {
+        LogStorage { log }
     }
 
     /// Opens the log of `dir`, which holds only Raft records (tests, tools).
@@ -124,7 +130,7 @@ impl LogStorage {
     }
 
     /// The Raft log underneath.
-    pub fn raft_log(&self) -> &RaftLog {
+    pub fn raft_log(&self) -> &std::sync::Arc<RaftLog> {
         &self.log
     }
 

@@ -1,0 +1,347 @@
+//! One hosted Raft group: raft-rs's `RawNode` over the Rill log (`storage.rs`), behind its
+//! own mutex, and what the rest of the server sees of it — propose a critical section's
+//! ops, the `committed` watch replies wait on, leadership. Design scale-out.md §3.1, §3.4.
+//!
+//! **Why raft-rs.** It is TiKV's consensus core: a Raft state machine with no I/O of its own
+//! (design §2.1), so the log it persists to is Rill's segmented log, written with the group
+//! commit the single-node server already has, and no second WAL or runtime comes with it.
+//!
+//! **Lock order: keyspace → raft, never the reverse.** A leader proposes with the keyspace
+//! lock held (the ops were just produced there, so log order is execution order) and takes
+//! the group's lock inside it. The Ready loop (`driver.rs`) takes the group's lock on its
+//! own and never the keyspace lock while holding it: committed entries that still need
+//! applying are taken out first and applied after the group's lock is released.
+//!
+//! **Write path (leader).** Under the keyspace lock, after a command's ops are produced:
+//! [`RaftNode::propose`] hands raft the encoded ops, and the entry it makes (term, index) is
+//! queued at once to the log as a `RaftEntry` record ([`RaftLog::queue`]), so its payload
+//! positions are known before the lock is released (payload handles point into it, as into
+//! an `Ops` record) and the Ready loop does not write it again. The reply's observed index
+//! is the entry's Raft index; it is released once `committed` reaches it. A proposal raft
+//! drops is a leadership loss: the caller's state already holds the ops, so the node stops
+//! ([`RaftError::Dropped`]) and acknowledges nothing more.
+//!
+//! **Single voter (step D).** The group has one voter, this node, id 1. It elects itself at
+//! start-up, and commit equals its own fsync. Peers, followers applying entries, snapshots
+//! and leadership changes are later steps (E–J); a Ready asking for any of them stops the
+//! node with an error instead of doing half of it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ::raft::eraftpb::ConfState;
+use ::raft::{Config, RawNode, StateRole, Storage as _};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::storage::LogStorage;
+use crate::storage::log::RecordPos;
+use crate::storage::raft_record::{self, EntryKind, RaftEntryRecord};
+use crate::storage::raftlog::{RaftLog, RaftLogError};
+use crate::storage::StorageError;
+
+/// This node's id in its group while groups have one voter (step J derives it from the
+/// node id).
+pub const SINGLE_VOTER_ID: u64 = 1;
+
+/// Milliseconds per raft tick; heartbeat 1 tick, election 10 (design §3.7).
+pub const TICK_MS: u64 = 100;
+
+/// Why the group refused a proposal or failed a waiter.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    /// This node is not the group's leader: it executes no write.
+    #[error("this node is not the Raft leader of its shard")]
+    NotLeader,
+    /// raft dropped a proposal whose ops were already executed: leadership was lost
+    /// meanwhile. The node stops acknowledging; the write's outcome is unknown.
+    #[error("the Raft group dropped a proposal (leadership lost); the write's outcome is unknown and this node stopped acknowledging writes until it restarts")]
+    Dropped,
+    /// The log failed (a failed write or fsync poisons it): nothing more is acknowledged.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// raft-rs reported an error, or asked for something this step does not do (peers,
+    /// snapshots); the node stopped.
+    #[error("the Raft group stopped: {0}")]
+    Stopped(String),
+}
+
+impl From<RaftLogError> for RaftError {
+    fn from(e: RaftLogError) -> Self {
+        match e {
+            RaftLogError::Storage(e) => RaftError::Storage(e),
+            e => RaftError::Stopped(e.to_string()),
+        }
+    }
+}
+
+/// A proposal raft accepted: its Raft index, and where its ops start in the log.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposed {
+    pub index: u64,
+    pub data_at: RecordPos,
+}
+
+/// Where the group is (INFO persistence's `raft_*` fields).
+#[derive(Debug, Clone, Copy)]
+pub struct RaftStatus {
+    pub leader: bool,
+    pub term: u64,
+    /// The highest index known committed (replies up to it are released).
+    pub commit: u64,
+    /// The highest index raft was told is applied.
+    pub applied: u64,
+    /// The last index in the log, committed or not.
+    pub last_index: u64,
+}
+
+/// What the group's lock protects.
+pub(super) struct Group {
+    pub(super) raw: RawNode<LogStorage>,
+    /// Entries up to this index are in the log's queue already (queued by the proposal
+    /// that made them): the Ready loop skips them.
+    pub(super) queued_through: u64,
+    /// Entries up to this index are in the keyspace (executed here under the keyspace
+    /// lock, or replayed at start-up): the Ready loop applies only those after it.
+    pub(super) executed_through: u64,
+}
+
+/// One hosted Raft group.
+pub struct RaftNode {
+    pub(super) log: Arc<RaftLog>,
+    /// The raft lock (after the keyspace lock, never before it).
+    pub(super) group: Mutex<Group>,
+    /// One Ready loop turn at a time (taken before `group`, never while holding it).
+    pub(super) driving: Mutex<()>,
+    /// The highest index known committed: replies wait on it (the `durable` watch of the
+    /// single-node log, in Raft mode).
+    pub(super) committed: watch::Sender<u64>,
+    /// The last index proposed here: what a reply that observed the current state waits for.
+    pub(super) proposed: AtomicU64,
+    /// Whether this node leads its group, read without the group's lock before executing.
+    pub(super) leader: AtomicBool,
+    /// Why the node stopped, once it has (its waiters fail with it).
+    pub(super) stopped: Mutex<Option<String>>,
+    pub(super) failed: AtomicBool,
+}
+
+/// raft-rs logs through slog; Rill logs through tracing.
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, r: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        match r.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::error!("raft: {}", r.msg()),
+            slog::Level::Warning => tracing::warn!("raft: {}", r.msg()),
+            slog::Level::Info => tracing::info!("raft: {}", r.msg()),
+            _ => tracing::debug!("raft: {}", r.msg()),
+        }
+        Ok(())
+    }
+}
+
+/// The group's raft configuration: pre-vote and check-quorum on (design §3.7), `applied`
+/// where start-up replay stopped.
+fn config(applied: u64) -> Config {
+    Config {
+        id: SINGLE_VOTER_ID,
+        election_tick: 10,
+        heartbeat_tick: 1,
+        applied,
+        pre_vote: true,
+        check_quorum: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    }
+}
+
+impl RaftNode {
+    /// Starts the group over `log`, whose entries up to `applied` are already in the
+    /// keyspace (start-up replay applies entries only once a hard state shows them
+    /// committed). A log with no configuration yet is bootstrapped as a group of one voter,
+    /// this node. The node is not leader until [`RaftNode::recover`] has run.
+    pub fn start(log: Arc<RaftLog>, applied: u64) -> Result<Arc<RaftNode>, RaftError> {
+        let state = log.state();
+        if state.conf_state.voters.is_empty() && state.conf_state.learners.is_empty() {
+            let storage = LogStorage::new(log.clone());
+            storage
+                .set_conf_state(&ConfState {
+                    voters: vec![SINGLE_VOTER_ID],
+                    ..Default::default()
+                })
+                .map_err(|e| RaftError::Stopped(e.to_string()))?;
+        } else if state.conf_state.voters != [SINGLE_VOTER_ID] {
+            return Err(RaftError::Stopped(format!(
+                "the log's Raft configuration has voters {:?}: groups of more than this node are not supported yet",
+                state.conf_state.voters
+            )));
+        }
+        let storage = LogStorage::new(log.clone());
+        let last = storage
+            .last_index()
+            .map_err(|e| RaftError::Stopped(e.to_string()))?;
+        let logger = slog::Logger::root(slog::Drain::fuse(TracingDrain), slog::o!());
+        let raw = RawNode::new(&config(applied), storage, &logger)
+            .map_err(|e| RaftError::Stopped(e.to_string()))?;
+        let (committed, _) = watch::channel(applied);
+        Ok(Arc::new(RaftNode {
+            log,
+            group: Mutex::new(Group {
+                raw,
+                queued_through: last,
+                executed_through: applied,
+            }),
+            driving: Mutex::new(()),
+            committed,
+            proposed: AtomicU64::new(last),
+            leader: AtomicBool::new(false),
+            stopped: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        }))
+    }
+
+    /// The Raft log underneath.
+    pub fn raft_log(&self) -> &Arc<RaftLog> {
+        &self.log
+    }
+
+    /// Whether this node leads its group (checked before a write executes).
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
+    }
+
+    /// Whether a command may run: nothing once the group stopped, and a write only on the
+    /// leader (checked before it executes; [`RaftNode::propose`] checks again).
+    pub fn admits(&self, write: bool) -> Result<(), RaftError> {
+        self.check()?;
+        if write && !self.leader.load(Ordering::Acquire) {
+            return Err(RaftError::NotLeader);
+        }
+        Ok(())
+    }
+
+    /// The highest committed index.
+    pub fn committed(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
+    /// The last index proposed: a reply that observed the current state waits for it.
+    pub fn proposed(&self) -> u64 {
+        self.proposed.load(Ordering::Acquire)
+    }
+
+    /// Where the group is, for INFO.
+    pub fn status(&self) -> RaftStatus {
+        let g = self.group.lock();
+        RaftStatus {
+            leader: self.is_leader(),
+            term: g.raw.raft.term,
+            commit: self.committed(),
+            applied: g.raw.raft.raft_log.applied,
+            last_index: g.raw.raft.raft_log.last_index(),
+        }
+    }
+
+    /// Proposes one critical section's encoded ops; call with the keyspace lock held, after
+    /// the ops were executed. The entry is queued to the log before this returns.
+    pub fn propose(&self, data: Vec<u8>) -> Result<Proposed, RaftError> {
+        self.check()?;
+        let mut g = self.group.lock();
+        if g.raw.raft.state != StateRole::Leader {
+            // The ops already ran (`admits` said leader a moment ago): as a dropped proposal.
+            drop(g);
+            self.stop("leadership was lost between the check and the proposal".into());
+            return Err(RaftError::Dropped);
+        }
+        let before = g.raw.raft.raft_log.last_index();
+        if let Err(e) = g.raw.propose(Vec::new(), data) {
+            // The ops already changed the keyspace, and the log will not have them.
+            let err = match e {
+                ::raft::Error::ProposalDropped => RaftError::Dropped,
+                e => RaftError::Stopped(e.to_string()),
+            };
+            drop(g);
+            self.stop(err.to_string());
+            return Err(err);
+        }
+        let Some(entry) = g.raw.raft.raft_log.unstable.entries.last() else {
+            drop(g);
+            self.stop("raft accepted a proposal but made no entry".into());
+            return Err(RaftError::Dropped);
+        };
+        if entry.index != before + 1 {
+            let why = format!(
+                "raft made entry {} for a proposal after entry {before}",
+                entry.index
+            );
+            drop(g);
+            self.stop(why.clone());
+            return Err(RaftError::Stopped(why));
+        }
+        let record = RaftEntryRecord {
+            term: entry.term,
+            index: entry.index,
+            kind: EntryKind::Normal,
+            context: bytes::Bytes::new(),
+            data: entry.data.clone(),
+        };
+        let index = record.index;
+        let pos = match self.log.queue_entry(&record) {
+            Ok((_, pos)) => pos,
+            Err(e) => {
+                drop(g);
+                let e = RaftError::from(e);
+                self.stop(e.to_string());
+                return Err(e);
+            }
+        };
+        g.queued_through = index;
+        g.executed_through = index;
+        self.proposed.store(index, Ordering::Release);
+        Ok(Proposed {
+            index,
+            data_at: RecordPos {
+                segment: pos.segment,
+                offset: pos.offset + raft_record::data_offset(0),
+            },
+        })
+    }
+
+    /// The error a stopped node answers with, if it has stopped.
+    pub(super) fn check(&self) -> Result<(), RaftError> {
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.log.log().is_poisoned() {
+            return Err(RaftError::Storage(self.log.log().poison_error()));
+        }
+        let why = self.stopped.lock().clone().unwrap_or_default();
+        Err(RaftError::Stopped(why))
+    }
+
+    /// Stops the node: no more proposals, and every waiter not yet committed fails.
+    pub(super) fn stop(&self, why: String) {
+        {
+            let mut s = self.stopped.lock();
+            if s.is_none() {
+                tracing::error!("Raft group stopped: {why}");
+                *s = Some(why);
+            }
+        }
+        self.leader.store(false, Ordering::Release);
+        self.failed.store(true, Ordering::Release);
+        // Wake the waiters so they see it.
+        self.committed.send_modify(|_| {});
+    }
+
+    /// Writes and syncs what is queued, then stops the log (shutdown).
+    pub fn close(&self) {
+        let _turn = self.driving.lock();
+        self.log.close();
+    }
+}

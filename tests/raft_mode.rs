@@ -1,0 +1,310 @@
+//! `cluster-raft yes` (issue #14 step D: the log is a Raft log of a group of one voter, and a
+//! write is acknowledged once its entry is committed) against the real server: the replies
+//! are byte for byte those of the single-node server, `kill -9` loses no acknowledged write
+//! (entries whose commit the log did not record yet are committed again at start-up), and
+//! what the mode refuses it refuses at start-up.
+
+mod common;
+
+use std::process::Command;
+
+use common::{encode, Raw, TestServer};
+
+fn raft() -> TestServer {
+    TestServer::start_with(&["--cluster-raft", "yes", "--appendfsync", "always"])
+}
+
+fn single() -> TestServer {
+    TestServer::start_with(&["--appendfsync", "always"])
+}
+
+/// Commands whose replies do not depend on the clock: explicit IDs, no idle times.
+const SCRIPT: &[&[&str]] = &[
+    &["XADD", "s", "1-1", "f", "v1"],
+    &["XADD", "s", "2-1", "f", "v2", "g", "w"],
+    &["XADD", "s", "2-1", "f", "dup"],
+    &["XGROUP", "CREATE", "s", "g", "0"],
+    &["XGROUP", "CREATE", "s", "g", "0"],
+    &[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "alice",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "s",
+        ">",
+    ],
+    &["XREADGROUP", "GROUP", "g", "bob", "STREAMS", "s", ">"],
+    &["XREADGROUP", "GROUP", "g", "bob", "STREAMS", "s", ">"],
+    &["XPENDING", "s", "g"],
+    &["XACK", "s", "g", "1-1", "9-9"],
+    &["XACK", "s", "g", "1-1"],
+    &["XAUTOCLAIM", "s", "g", "carol", "0", "0-0"],
+    &["XPENDING", "s", "g"],
+    &["XREADGROUP", "GROUP", "g", "carol", "STREAMS", "s", "0"],
+    &["XINFO", "GROUPS", "s"],
+    &["XLEN", "s"],
+    &["XRANGE", "s", "-", "+"],
+    &["XDEL", "s", "1-1"],
+    &["XTRIM", "s", "MAXLEN", "5"],
+    &["XADD", "s", "MAXLEN", "1", "3-1", "f", "v3"],
+    &["XRANGE", "s", "-", "+"],
+    &["XGROUP", "SETID", "s", "g", "0"],
+    &["XREADGROUP", "GROUP", "g", "dave", "STREAMS", "s", ">"],
+    &["XGROUP", "CREATECONSUMER", "s", "g", "erin"],
+    &["XGROUP", "DELCONSUMER", "s", "g", "dave"],
+    &["MULTI"],
+    &["XADD", "t", "1-1", "a", "1"],
+    &["XADD", "t", "1-2", "a", "2"],
+    &["XLEN", "t"],
+    &["EXEC"],
+    &["XADD", "t", "1-1", "a", "late"],
+    &["DEL", "t"],
+    &["EXISTS", "t"],
+    &["XREAD", "COUNT", "5", "STREAMS", "s", "0"],
+    &["XINFO", "STREAM", "s"],
+];
+
+fn run_script(server: &TestServer) -> Vec<Vec<u8>> {
+    let mut c = Raw::connect(server.port);
+    let mut out: Vec<Vec<u8>> = SCRIPT.iter().map(|argv| c.cmd(argv)).collect();
+    // Pipelined: one batch of replies that waits for one commit.
+    let mut batch = Vec::new();
+    for i in 10..20 {
+        batch.extend(encode(&[
+            "XADD",
+            "p",
+            &format!("{i}-1"),
+            "n",
+            &i.to_string(),
+        ]));
+    }
+    batch.extend(encode(&["XLEN", "p"]));
+    c.send(&batch);
+    for _ in 10..=20 {
+        out.push(c.read_reply());
+    }
+    out
+}
+
+#[test]
+fn replies_are_the_same_as_the_single_node_servers() {
+    let (r, s) = (raft(), single());
+    let with = run_script(&r);
+    let without = run_script(&s);
+    // The test can fail: the script's first reply is a known value in both.
+    assert_eq!(with[0], b"$3\r\n1-1\r\n");
+    for (i, (a, b)) in with.iter().zip(&without).enumerate() {
+        assert_eq!(
+            String::from_utf8_lossy(a),
+            String::from_utf8_lossy(b),
+            "reply {i} differs in Raft mode"
+        );
+    }
+    assert_eq!(with.len(), without.len());
+}
+
+/// A blocked XREADGROUP served by another client's XADD: the delivery is in the writer's
+/// entry, and the reader's reply waits for its commit, as for the durable LSN.
+#[test]
+fn a_blocked_reader_is_served_the_same_way() {
+    for server in [raft(), single()] {
+        let mut w = Raw::connect(server.port);
+        assert_eq!(
+            w.cmd(&["XGROUP", "CREATE", "b", "g", "$", "MKSTREAM"]),
+            b"+OK\r\n"
+        );
+        let mut reader = Raw::connect(server.port);
+        reader.send(&encode(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "0",
+            "STREAMS",
+            "b",
+            ">",
+        ]));
+        server.wait_blocked(1);
+        assert_eq!(w.cmd(&["XADD", "b", "5-5", "k", "v"]), b"$3\r\n5-5\r\n");
+        let got = reader.read_reply();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "*1\r\n*2\r\n$1\r\nb\r\n*1\r\n*2\r\n$3\r\n5-5\r\n*2\r\n$1\r\nk\r\n$1\r\nv\r\n"
+        );
+        assert_eq!(
+            w.cmd(&["XPENDING", "b", "g"]),
+            b"*4\r\n:1\r\n$3\r\n5-5\r\n$3\r\n5-5\r\n*1\r\n*2\r\n$1\r\nc\r\n$1\r\n1\r\n"
+        );
+    }
+}
+
+/// What the server holds, as text (no clock-dependent fields).
+fn state(c: &mut Raw) -> String {
+    let mut out = String::new();
+    for argv in [
+        &["XLEN", "k"][..],
+        &["XRANGE", "k", "-", "+"],
+        &["XPENDING", "k", "g"],
+        &["XPENDING", "k", "g", "-", "+", "1000000"],
+        &["XINFO", "GROUPS", "k"],
+    ] {
+        let reply = c.cmd(argv);
+        // Idle times in the extended XPENDING depend on the clock: keep owners and counts.
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        if argv.len() == 6 {
+            let lines: Vec<&str> = text.split("\r\n").collect();
+            // Each entry: *4, $id-len, id, $owner-len, owner, :idle, :count.
+            let kept: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i == 0 || (*i - 1) % 7 != 5)
+                .map(|(_, l)| *l)
+                .collect();
+            out.push_str(&kept.join("|"));
+        } else {
+            out.push_str(&text);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let mut server = raft();
+    let mut c = Raw::connect(server.port);
+    assert_eq!(
+        c.cmd(&["XGROUP", "CREATE", "k", "g", "$", "MKSTREAM"]),
+        b"+OK\r\n"
+    );
+    let mut acked = 0u64;
+    for round in 0..3u64 {
+        for i in 0..40u64 {
+            let id = format!("{}-{}", round + 1, i + 1);
+            let reply = c.cmd(&["XADD", "k", &id, "n", &i.to_string()]);
+            assert_eq!(reply, format!("${}\r\n{id}\r\n", id.len()).into_bytes());
+            acked += 1;
+        }
+        // This round's entries delivered, two of them acknowledged.
+        let read = c.cmd(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "COUNT",
+            "40",
+            "STREAMS",
+            "k",
+            ">",
+        ]);
+        assert!(
+            read.starts_with(b"*1\r\n"),
+            "{}",
+            String::from_utf8_lossy(&read)
+        );
+        assert_eq!(
+            c.cmd(&[
+                "XACK",
+                "k",
+                "g",
+                &format!("{}-1", round + 1),
+                &format!("{}-2", round + 1)
+            ]),
+            b":2\r\n"
+        );
+        let before = state(&mut c);
+        // SIGKILL right after the acknowledgements: the commit index on disk trails them.
+        server.restart();
+        c = Raw::connect(server.port);
+        let after = state(&mut c);
+        assert_eq!(before, after, "state after kill -9 (round {round})");
+        assert_eq!(c.cmd(&["XLEN", "k"]), format!(":{acked}\r\n").into_bytes());
+    }
+    // The group keeps accepting writes after its restarts, at the next index.
+    assert_eq!(c.cmd(&["XADD", "k", "9-9", "n", "x"]), b"$3\r\n9-9\r\n");
+}
+
+#[test]
+fn raft_mode_requires_appendfsync_always() {
+    let dir = std::env::temp_dir().join(format!("rill-raft-everysec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args([
+            "--port",
+            "0",
+            "--cluster-raft",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run rill");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "started without appendfsync always");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("requires appendfsync always"), "{text}");
+}
+
+#[test]
+fn checkpoints_are_refused_not_pretended() {
+    let server = raft();
+    let mut c = Raw::connect(server.port);
+    let reply = String::from_utf8_lossy(&c.cmd(&["BGREWRITEAOF"])).into_owned();
+    assert!(
+        reply.starts_with("-ERR checkpoints are not taken"),
+        "{reply}"
+    );
+    // Nothing else changed: writes go on.
+    assert_eq!(c.cmd(&["XADD", "x", "1-1", "a", "b"]), b"$3\r\n1-1\r\n");
+}
+
+#[test]
+fn info_shows_the_group() {
+    let server = raft();
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.cmd(&["XADD", "i", "1-1", "a", "b"]), b"$3\r\n1-1\r\n");
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    let field = |name: &str| -> String {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .to_string()
+    };
+    assert_eq!(field("raft_enabled"), "1");
+    assert_eq!(field("raft_role"), "leader");
+    assert_eq!(field("raft_term"), "1");
+    let commit: u64 = field("raft_commit_index").parse().expect("commit");
+    let last: u64 = field("raft_last_index").parse().expect("last");
+    // The group's own entry of term 1, then the XADD: acknowledged, so committed.
+    assert_eq!(commit, 2);
+    assert_eq!(last, 2);
+    assert_eq!(field("log_poisoned"), "0");
+    // The single-node server has none of these.
+    let plain = single();
+    let mut p = Raw::connect(plain.port);
+    let info = String::from_utf8_lossy(&p.cmd(&["INFO", "persistence"])).into_owned();
+    assert!(!info.contains("raft_"), "{info}");
+}
+
+#[test]
+fn appendfsync_cannot_be_weakened_at_run_time() {
+    let server = raft();
+    let mut c = Raw::connect(server.port);
+    let reply =
+        String::from_utf8_lossy(&c.cmd(&["CONFIG", "SET", "appendfsync", "everysec"])).into_owned();
+    assert!(
+        reply.starts_with("-ERR") && reply.contains("requires appendfsync always"),
+        "{reply}"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "appendfsync"]),
+        b"*2\r\n$11\r\nappendfsync\r\n$6\r\nalways\r\n"
+    );
+}
