@@ -3,3 +3,4 @@
 //! are later steps.
 
 pub mod storage;
+pub mod transport;
