@@ -73,9 +73,11 @@
 //! A frame longer than the limit is refused as soon as its length is read; the reader's
 //! buffer only grows as bytes actually arrive (by [`READ_CHUNK`]), so a lying length costs no
 //! allocation. A checksum mismatch, a count or length that does not fit the body, a message
-//! that does not decode, or a message whose `from`/`to` disagree with the authenticated
-//! sender and this node closes that connection with a logged error; the listener and other
-//! connections carry on. The message count bound keeps decoding from multiplying a small
+//! that does not decode, or a message not addressed to this node (`to`) closes that
+//! connection with a logged error; the listener and other connections carry on. `from` is not
+//! checked against the authenticated sender: raft-rs forwards some messages with another
+//! node's `from` (a follower forwards `MsgTransferLeader`, whose `from` is the transferee),
+//! and a peer holding the secret is trusted with the group anyway. The message count bound keeps decoding from multiplying a small
 //! frame into a large allocation (an empty message is 4 bytes on the wire and a few hundred in
 //! memory).
 
@@ -176,10 +178,13 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Time one batch's write may take before the connection is given up. Default 5 s.
     pub write_timeout: Duration,
-    /// Received frames the inbound channel holds before reads stop (applies to the channel
-    /// the caller creates; recorded here for documentation). Default 1024.
-    pub inbox_frames: usize,
 }
+
+/// A sensible bound for the inbound channel given to [`Transport::start`], in frames: a full
+/// channel stops reads (backpressure), so this times the frame size bounds what waits there.
+pub const DEFAULT_INBOX_FRAMES: usize = 1024;
+/// The largest [`TransportConfig::max_frame`] accepted: lengths are 32-bit on the wire.
+pub const MAX_FRAME_CEILING: usize = 1 << 30;
 
 impl TransportConfig {
     /// A configuration with the defaults documented on each field.
@@ -203,7 +208,6 @@ impl TransportConfig {
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
-            inbox_frames: 1024,
         }
     }
 }
@@ -279,14 +283,15 @@ pub enum TransportError {
         #[source]
         source: FrameError,
     },
-    #[error("Raft peer {addr} sent a message from {from} to {to} on node {sender}'s connection to node {node}")]
+    #[error("Raft peer {addr} (node {sender}) sent a message for node {to} to node {node}")]
     Misaddressed {
         addr: SocketAddr,
         sender: RaftNodeId,
         node: RaftNodeId,
-        from: RaftNodeId,
         to: RaftNodeId,
     },
+    #[error("max_frame of {0} bytes is above the ceiling of {MAX_FRAME_CEILING}")]
+    FrameLimit(usize),
 }
 
 /// One received frame: messages of one group from one sender, in the order sent.
@@ -1061,16 +1066,11 @@ async fn deliver(
         while let Some(frame) = decode_frame(&mut buf, cfg.max_frame)
             .map_err(|source| TransportError::Frame { addr, source })?
         {
-            if let Some(m) = frame
-                .messages
-                .iter()
-                .find(|m| m.from != from || m.to != cfg.node)
-            {
+            if let Some(m) = frame.messages.iter().find(|m| m.to != cfg.node) {
                 return Err(TransportError::Misaddressed {
                     addr,
                     sender: from,
                     node: cfg.node,
-                    from: m.from,
                     to: m.to,
                 });
             }
@@ -1135,6 +1135,9 @@ impl Transport {
     ) -> Result<Transport, TransportError> {
         if cfg.secret.0.is_empty() {
             return Err(TransportError::EmptySecret);
+        }
+        if cfg.max_frame > MAX_FRAME_CEILING {
+            return Err(TransportError::FrameLimit(cfg.max_frame));
         }
         let listener =
             TcpListener::bind(cfg.listen)

@@ -34,7 +34,7 @@ fn config(node: RaftNodeId, host: u8, secret: &str) -> TransportConfig {
 }
 
 async fn start(cfg: TransportConfig) -> (Transport, mpsc::Receiver<Inbound>) {
-    let (tx, rx) = mpsc::channel(cfg.inbox_frames);
+    let (tx, rx) = mpsc::channel(DEFAULT_INBOX_FRAMES);
     let t = Transport::start(cfg, tx).await.expect("transport starts");
     (t, rx)
 }
@@ -362,10 +362,10 @@ async fn garbage_and_oversized_frames_close_only_their_connection() {
     s.write_all(&frame).await.expect("write");
     closed_by_peer(&mut s).await;
 
-    // A well-formed message claiming to come from another node.
+    // A well-formed message for another node.
     let mut s = handshaken(addr, 1, 2).await;
     let mut frame = Vec::new();
-    encode_frame(GROUP, &[msg(3, 2, 0)], &mut frame).expect("encode");
+    encode_frame(GROUP, &[msg(1, 3, 0)], &mut frame).expect("encode");
     s.write_all(&frame).await.expect("write");
     closed_by_peer(&mut s).await;
 
@@ -573,4 +573,55 @@ proptest::proptest! {
         proptest::prop_assert!(buf.is_empty());
         proptest::prop_assert_eq!(got, want);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_message_keeps_its_from() {
+    // raft-rs forwards MsgTransferLeader from a follower with the transferee as `from`.
+    let (a, _rx_a) = start(config(1, 91, "s")).await;
+    let (b, mut rx_b) = start(config(2, 92, "s")).await;
+    a.add_peer(2, b.local_addr());
+    let mut m = msg(3, 2, 5);
+    m.set_msg_type(MessageType::MsgTransferLeader);
+    a.send(GROUP, m.clone()).expect("known peer");
+    let got = recv(&mut rx_b, 1).await;
+    assert_eq!(got[0].0, 1, "the authenticated sender");
+    assert_eq!(got[0].2, m);
+    assert_eq!(b.stats().bad_frames, 0);
+}
+
+#[tokio::test]
+async fn bad_configurations_are_refused() {
+    let (tx, _rx) = mpsc::channel(1);
+    let cfg = config(1, 1, "");
+    assert!(matches!(
+        Transport::start(cfg, tx.clone()).await,
+        Err(TransportError::EmptySecret)
+    ));
+    let mut cfg = config(1, 1, "s");
+    cfg.max_frame = MAX_FRAME_CEILING + 1;
+    assert!(matches!(
+        Transport::start(cfg, tx.clone()).await,
+        Err(TransportError::FrameLimit(_))
+    ));
+    let (t, _rx) = start(config(1, 1, "s")).await;
+    assert!(matches!(
+        t.send(GROUP, msg(1, 2, 0)),
+        Err(TransportError::UnknownPeer(2))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_a_frame_is_dropped_not_sent() {
+    let mut cfg = config(1, 93, "s");
+    cfg.max_frame = 4096;
+    let (a, _rx_a) = start(cfg).await;
+    let (b, mut rx_b) = start(config(2, 94, "s")).await;
+    a.add_peer(2, b.local_addr());
+    a.send(GROUP, msg_with_payload(1, 2, 0, 8192))
+        .expect("known peer");
+    a.send(GROUP, msg(1, 2, 1)).expect("known peer");
+    let got = recv(&mut rx_b, 1).await;
+    assert_eq!(got[0].2.index, 1);
+    assert_eq!(a.stats().peers[0].dropped_messages, 1);
 }
