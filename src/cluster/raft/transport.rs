@@ -953,6 +953,32 @@ struct Shared {
     senders: parking_lot::Mutex<HashMap<RaftNodeId, SenderSlot>>,
     generation: AtomicU64,
     handshakes: Arc<Semaphore>,
+    /// When the last refusal was logged at warn level (ms since `started`).
+    refusal_logged: AtomicU64,
+    started: std::time::Instant,
+}
+
+impl Shared {
+    /// Counts a refused inbound connection and logs it: at warn level at most once a second,
+    /// so strangers knocking (or a peer with the wrong secret retrying every backoff) cannot
+    /// flood the log; the rest at debug level.
+    fn refused(&self, addr: SocketAddr, why: &dyn fmt::Display) {
+        self.inbound
+            .handshakes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.refusal_logged.load(Ordering::Relaxed);
+        let due = (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .refusal_logged
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            tracing::warn!(%addr, "Raft listener refused a connection: {why} (more within a second are logged at debug level)");
+        } else {
+            tracing::debug!(%addr, "Raft listener refused a connection: {why}");
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -962,8 +988,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             r = listener.accept() => match r {
                 Ok((stream, addr)) => {
                     let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
-                        tracing::warn!(%addr, "Raft listener: too many handshakes in progress, connection closed");
-                        shared.inbound.handshakes_refused.fetch_add(1, Ordering::Relaxed);
+                        shared.refused(addr, &"too many handshakes in progress");
                         continue;
                     };
                     conns.spawn(serve_inbound(shared.clone(), stream, addr, permit));
@@ -993,19 +1018,11 @@ async fn serve_inbound(
         {
             Ok(Ok(from)) => from,
             Ok(Err(e)) => {
-                shared
-                    .inbound
-                    .handshakes_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%addr, "Raft listener refused a connection: {}", e.at(addr));
+                shared.refused(addr, &e.at(addr));
                 return;
             }
             Err(_) => {
-                shared
-                    .inbound
-                    .handshakes_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%addr, "Raft listener: handshake timed out");
+                shared.refused(addr, &"handshake timed out");
                 return;
             }
         };
@@ -1159,6 +1176,8 @@ impl Transport {
             senders: parking_lot::Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            refusal_logged: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
         let runtime = tokio::runtime::Handle::current();
         let accept = runtime.spawn(accept_loop(listener, shared.clone()));

@@ -625,3 +625,57 @@ async fn a_message_larger_than_a_frame_is_dropped_not_sent() {
     assert_eq!(got[0].2.index, 1);
     assert_eq!(a.stats().peers[0].dropped_messages, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_from_a_sender_replaces_its_old_one() {
+    let (b, mut rx_b) = start(config(2, 95, "s")).await;
+    let addr = b.local_addr();
+    let mut first = handshaken(addr, 1, 2).await;
+    let mut frame = Vec::new();
+    encode_frame(GROUP, &[msg(1, 2, 0)], &mut frame).expect("encode");
+    first.write_all(&frame).await.expect("write");
+    assert_eq!(recv(&mut rx_b, 1).await[0].2.index, 0);
+    // The sender reconnects (it thinks the first connection dead): the listener ends the
+    // first one before the second delivers, so the sender's messages stay in order.
+    let mut second = handshaken(addr, 1, 2).await;
+    closed_by_peer(&mut first).await;
+    let mut frame = Vec::new();
+    encode_frame(GROUP, &[msg(1, 2, 1)], &mut frame).expect("encode");
+    second.write_all(&frame).await.expect("write");
+    assert_eq!(recv(&mut rx_b, 1).await[0].2.index, 1);
+    // Another sender's connection is not affected.
+    let mut third = handshaken(addr, 3, 2).await;
+    let mut frame = Vec::new();
+    encode_frame(GROUP, &[msg(3, 2, 9)], &mut frame).expect("encode");
+    third.write_all(&frame).await.expect("write");
+    assert_eq!(recv(&mut rx_b, 1).await[0].2.index, 9);
+    let mut frame = Vec::new();
+    encode_frame(GROUP, &[msg(1, 2, 2)], &mut frame).expect("encode");
+    second.write_all(&frame).await.expect("write");
+    assert_eq!(recv(&mut rx_b, 1).await[0].2.index, 2);
+    assert_eq!(b.stats().inbound_connections, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_works_from_a_thread_outside_the_runtime() {
+    // The driver runs in the log writer thread, not on the runtime.
+    let (a, _rx_a) = start(config(1, 96, "s")).await;
+    let (b, mut rx_b) = start(config(2, 97, "s")).await;
+    let a = Arc::new(a);
+    let writer = {
+        let a = a.clone();
+        let b_addr = b.local_addr();
+        std::thread::spawn(move || {
+            a.add_peer(2, b_addr);
+            for k in 0..100 {
+                a.send(GROUP, msg(1, 2, k)).expect("known peer");
+            }
+        })
+    };
+    let got = recv(&mut rx_b, 100).await;
+    writer.join().expect("writer thread");
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(k, (_, _, m))| m.index == k as u64));
+}
