@@ -60,6 +60,11 @@
 //! encryption: Raft traffic is as private as the network it runs on, like Redis's cluster bus
 //! (design §3.7); the secret keeps strangers and misconfigured nodes out.
 //!
+//! Limits of this design, on purpose for now: at most [`MAX_PENDING_HANDSHAKES`] handshakes
+//! run at once (each bounded by the handshake timeout), so a flood of strangers cannot hold
+//! unbounded tasks but can delay a real peer's reconnect while it lasts; `HELLO` tells anyone
+//! who connects the cluster id and node id (neither is a secret).
+//!
 //! # Frame
 //!
 //! ```text
@@ -302,7 +307,8 @@ pub struct Inbound {
     pub messages: Vec<Message>,
 }
 
-/// One outbound link's counters, as [`Transport::stats`] reports them.
+/// One outbound link's counters, as [`Transport::stats`] reports them. Reconnects are
+/// `connects - 1`; a link replaced by [`Transport::add_peer`] starts from zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStats {
     pub peer: RaftNodeId,
@@ -315,8 +321,8 @@ pub struct PeerStats {
     pub sent_frames: u64,
     /// Bytes written to the socket (frames, not handshakes).
     pub sent_bytes: u64,
-    /// Messages dropped: pushed out of a full queue, too large for a frame, or lost with a
-    /// failed write.
+    /// Messages dropped: pushed out of a full queue, too large for a frame, or in a batch
+    /// whose write failed (some of which the peer may have received).
     pub dropped_messages: u64,
     /// Successful handshakes (the first connection counts too).
     pub connects: u64,
