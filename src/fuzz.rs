@@ -645,3 +645,65 @@ fn opts() -> LogOptions {
         policy: FsyncPolicy::No,
     }
 }
+
+/// Target 5: the Raft transport's frame decoder (`cluster::raft::transport::decode_frame`),
+/// what a peer's bytes meet after the handshake.
+///
+/// Input: byte 0 picks the frame limit (low 2 bits: 64 B, 4 KiB, 1 MiB, 16 MiB); bytes 1-8
+/// seed the read chunking; the rest is wire bytes. Checks: no panic; the same frames and the
+/// same error whether the bytes arrive whole or in chunks; every decoded frame re-encodes to
+/// one that decodes to the same frame.
+pub fn raft_frame_decoder(data: &[u8]) {
+    use crate::cluster::raft::transport::{decode_frame, encode_frame, Frame, FrameError};
+
+    if data.len() < 9 {
+        return;
+    }
+    let max_frame = [64, 4096, 1 << 20, 16 << 20][usize::from(data[0] & 3)];
+    let mut choices = Choices(u64::from_le_bytes(data[1..9].try_into().unwrap()) | 1);
+    let input = &data[9..];
+
+    // Feeds `chunks` one after another, decoding all it can after each, up to an error.
+    let decode = |chunks: &[&[u8]]| -> (Vec<Frame>, Option<FrameError>) {
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            loop {
+                match decode_frame(&mut buf, max_frame) {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(e) => return (frames, Some(e)),
+                }
+            }
+        }
+        (frames, None)
+    };
+    let mut chunks = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let n = match choices.next() % 3 {
+            0 => 1,
+            1 => (choices.next() % 64) as usize + 1,
+            _ => rest.len(),
+        }
+        .min(rest.len());
+        chunks.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let whole = decode(&[input]);
+    let chunked = decode(&chunks);
+    assert_eq!(whole, chunked, "chunked and whole decoding differ");
+    for f in &whole.0 {
+        let mut wire = Vec::new();
+        encode_frame(f.group, &f.messages, &mut wire).expect("a decoded frame encodes");
+        let mut buf = BytesMut::from(&wire[..]);
+        let again = decode_frame(&mut buf, usize::MAX).expect("a re-encoded frame decodes");
+        assert_eq!(
+            again.as_ref(),
+            Some(f),
+            "re-encoded frame decodes differently"
+        );
+        assert!(buf.is_empty(), "re-encoded frame left bytes behind");
+    }
+}

@@ -2,10 +2,13 @@
 //! `storage.rs` is raft-rs's storage over the Rill log (step C); `node.rs` the hosted group
 //! (its `RawNode` behind a mutex, proposals, the `committed` watch) and `driver.rs` its
 //! Ready loop, run where the log's group commit runs (step D, a group of one voter:
-//! `cluster-raft yes`). Transport, follower apply and snapshots are later steps.
+//! `cluster-raft yes`); `transport.rs` the authenticated peer links between a group's
+//! replicas (step E, not wired to the driver yet). Follower apply and snapshots are later
+//! steps.
 
 pub mod driver;
 pub mod node;
 pub mod storage;
+pub mod transport;
 
 pub use node::{Proposed, RaftError, RaftNode};
