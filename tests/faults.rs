@@ -8,6 +8,8 @@
 //! `FAILPOINTS=log::fsync=…`, which `main` hands to `fail::FailScenario::setup()`.
 #![cfg(feature = "failpoints")]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,24 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rill::storage::{FsyncPolicy, Log, LogOptions, LoggedCommand, StorageError};
+
+/// Opens a data directory this process closed a moment ago. Another test of this binary
+/// may be spawning a server at that moment: between its fork and its exec the child holds
+/// a copy of every descriptor, the directory's lock included (close-on-exec closes it
+/// only at the exec), so the flock can still look taken for that instant. Retried for up
+/// to 2 s; any other error, or a lock still held after that, fails the test.
+fn reopen<T, E: std::fmt::Debug>(what: &str, mut open: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(e) if format!("{e:?}").contains("Locked {") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rill-faults-{}-{}", name, std::process::id()));
@@ -58,7 +78,7 @@ fn is_poisoned(e: &StorageError) -> bool {
 /// Reopens `dir` and checks that the first `acked` records are exactly the acknowledged ones;
 /// at most `unacked` more (written, never acknowledged) may follow.
 fn assert_recovered(dir: &Path, acked: usize, unacked: usize) {
-    let (log, batches) = Log::open(dir, opts()).expect("reopen after the failure");
+    let (log, batches) = reopen("reopen after the failure", || Log::open(dir, opts()));
     assert!(
         (acked..=acked + unacked).contains(&batches.len()),
         "recovered {} records, acknowledged {acked}, unacknowledged {unacked}",
@@ -74,7 +94,7 @@ fn assert_recovered(dir: &Path, acked: usize, unacked: usize) {
 async fn failed_fsync_poisons_and_nothing_acknowledged_is_lost() {
     let scenario = fail::FailScenario::setup();
     let dir = tmp("fsync");
-    let (log, _) = Log::open(&dir, opts()).expect("open");
+    let (log, _) = reopen("open", || Log::open(&dir, opts()));
     acknowledged(&log, 0, 5).await;
 
     fail::cfg("log::fsync", "return").expect("failpoint");
@@ -112,7 +132,7 @@ async fn failed_fsync_poisons_and_nothing_acknowledged_is_lost() {
 async fn failed_write_poisons_and_every_waiter_gets_the_error() {
     let scenario = fail::FailScenario::setup();
     let dir = tmp("write");
-    let (log, _) = Log::open(&dir, opts()).expect("open");
+    let (log, _) = reopen("open", || Log::open(&dir, opts()));
     let log = std::sync::Arc::new(log);
     acknowledged(&log, 0, 3).await;
 
@@ -152,7 +172,7 @@ async fn failed_write_poisons_and_every_waiter_gets_the_error() {
 async fn fsync_failing_after_some_commits_keeps_every_earlier_commit() {
     let scenario = fail::FailScenario::setup();
     let dir = tmp("later");
-    let (log, _) = Log::open(&dir, opts()).expect("open");
+    let (log, _) = reopen("open", || Log::open(&dir, opts()));
     // Four fsyncs succeed, then every one fails.
     fail::cfg("log::fsync", "4*off->return").expect("failpoint");
     let mut acked = 0;
@@ -214,26 +234,7 @@ fn start_with(dir: &Path, failpoints: Option<&str>, extra: &[&str]) -> Server {
         cmd.env("FAILPOINTS", f);
     }
     let mut child = cmd.spawn().expect("spawn rill");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                if let Some(p) = line.split("port=").nth(1) {
-                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
-                    if let Ok(port) = digits.parse::<u16>() {
-                        let _ = tx.send(port);
-                        sent = true;
-                    }
-                }
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server banner");
+    let port = common::banner_port(&mut child, Duration::from_secs(30)).expect("server banner");
     let server = Server { child, port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -374,7 +375,7 @@ fn empty_read_that_creates_its_consumer_waits_for_the_fsync() {
 async fn failed_fsync_of_the_preallocated_space_poisons_the_log() {
     let scenario = fail::FailScenario::setup();
     let dir = tmp("prealloc");
-    let (log, _) = Log::open(&dir, opts()).expect("open");
+    let (log, _) = reopen("open", || Log::open(&dir, opts()));
     fail::cfg("log::prealloc_fsync", "return").expect("failpoint");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut acked = 0;
@@ -435,7 +436,7 @@ mod raft_log {
     }
 
     fn open(dir: &Path) -> RaftLog {
-        RaftLog::open(dir, small(), &mut |_, _| Ok(())).expect("open")
+        reopen("open", || RaftLog::open(dir, small(), &mut |_, _| Ok(())))
     }
 
     fn all(log: &RaftLog) -> Vec<RaftEntryRecord> {

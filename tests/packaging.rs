@@ -3,6 +3,8 @@
 //! `supervised systemd` (a `Type=notify` unit) the server sends `READY=1` on
 //! `$NOTIFY_SOCKET` once it accepts connections and `STOPPING=1` when it shuts down.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
@@ -107,26 +109,7 @@ fn start(args: &[&str], notify: Option<&std::path::Path>) -> (Child, u16) {
         cmd.env("NOTIFY_SOCKET", path);
     }
     let mut child = cmd.spawn().expect("spawn rill");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                if let Some(p) = line.split("port=").nth(1) {
-                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
-                    if let Ok(port) = digits.parse::<u16>() {
-                        let _ = tx.send(port);
-                        sent = true;
-                    }
-                }
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server banner");
+    let port = common::banner_port(&mut child, Duration::from_secs(30)).expect("server banner");
     (child, port)
 }
 

@@ -40,6 +40,30 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 const BLOCKED_WITHIN: Duration = Duration::from_secs(10);
 
 /// A port that was free a moment ago (for tests that need to know it up front).
+/// The port a server started with `--port 0` (stdout piped) announces in its start-up
+/// banner (`port=N`), within `within`; `None` if it never does. Its stdout keeps being
+/// drained afterwards, so the server never blocks on a full pipe.
+pub fn banner_port(child: &mut std::process::Child, within: Duration) -> Option<u16> {
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(p) = line.split("port=").nth(1) {
+                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    if let Ok(port) = digits.parse::<u16>() {
+                        let _ = tx.send(port);
+                        sent = true;
+                    }
+                }
+            }
+        }
+    });
+    rx.recv_timeout(within).ok()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -156,35 +180,10 @@ impl TestServer {
             cmd.args(more.split_whitespace());
         }
         let mut child = cmd.spawn().expect("spawn rill");
-        let Some(stdout) = child.stdout.take() else {
+        let Some(port) = banner_port(&mut child, BANNER_WITHIN) else {
             let _ = child.kill();
             let _ = child.wait();
             return None;
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let mut sent = false;
-            // Keep draining after the banner so the server never blocks on a full pipe.
-            while let Some(Ok(line)) = lines.next() {
-                if !sent {
-                    if let Some(p) = line.split("port=").nth(1) {
-                        let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
-                        if let Ok(port) = digits.parse::<u16>() {
-                            let _ = tx.send(port);
-                            sent = true;
-                        }
-                    }
-                }
-            }
-        });
-        let port = match rx.recv_timeout(BANNER_WITHIN) {
-            Ok(p) => p,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
         };
         // NOAUTH is answered before the loading check (as in Redis), so it does not
         // prove the log is replayed: with a password on the command line, authenticate
