@@ -257,17 +257,6 @@ fn output_buffer_limit_disconnects_a_client_that_does_not_read() {
     assert_eq!(r.cmd(&["PING"]), b"+PONG\r\n");
 }
 
-/// The peak resident memory (`VmHWM`) of process `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 /// One reply larger than the hard output limit is not built whole (issue #18, item 14:
 /// `XREADGROUP COUNT 1000000000` over a large stream left 1.55 GB of RSS): the read stops
 /// taking payloads once past the limit and the client is closed without the reply, as
@@ -290,7 +279,7 @@ fn a_reply_past_the_hard_output_limit_is_not_built() {
         }
     }
     assert_eq!(r.cmd(&["XGROUP", "CREATE", "s", "g", "0"]), b"+OK\r\n");
-    let before = peak_rss(s.pid());
+    let before = s.peak_rss_bytes();
     let reads: [&[&str]; 3] = [
         &["XRANGE", "s", "-", "+"],
         &["XREVRANGE", "s", "+", "-"],
@@ -313,7 +302,7 @@ fn a_reply_past_the_hard_output_limit_is_not_built() {
         assert!(closed, "{}: client not disconnected", read[0]);
         assert!(got.is_empty(), "{}: {} bytes sent", read[0], got.len());
     }
-    let grown = peak_rss(s.pid()).saturating_sub(before);
+    let grown = s.peak_rss_bytes().saturating_sub(before);
     assert!(
         grown < 12 << 20,
         "peak RSS grew {grown} bytes for replies of 24 MB each"

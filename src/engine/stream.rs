@@ -164,11 +164,9 @@ impl Stream {
         rev: bool,
         store: &PayloadStore,
     ) -> Result<Vec<Entry>, PayloadError> {
-        self.index
-            .range(start, end, count, rev)
-            .into_iter()
-            .map(|e| Entry::load(e, store))
-            .collect()
+        Ok(self
+            .range_within(start, end, count, rev, store, u64::MAX)?
+            .entries)
     }
 
     /// As [`Stream::range`], loading payloads only while the fields read so far stay within
