@@ -234,7 +234,22 @@ fn walk_records(data: &Bytes, from: usize, to: usize) -> Walk {
                 w.end += len;
             }
             Decoded::Record { kind, len, .. } if raft_record::is_raft_kind(kind) => {
-                // Framing and indexes are checked by `raftlog::verify`.
+                // Framing and indexes are checked by `raftlog::verify`; a normal entry's
+                // data is a critical section's ops (Raft mode), counted as changes.
+                let payload = data.slice(w.end + HEADER_LEN..w.end + len);
+                if let Some(Ok(raft_record::RaftRecord::Entry(e))) =
+                    raft_record::decode(kind, &payload)
+                {
+                    if e.kind == raft_record::EntryKind::Normal && !e.data.is_empty() {
+                        match crate::engine::op::decode(&e.data) {
+                            Ok((ops, _)) => w.commands += ops.len() as u64,
+                            Err(_) => {
+                                w.error = Some("malformed ops in a Raft entry");
+                                break;
+                            }
+                        }
+                    }
+                }
                 w.records += 1;
                 w.end += len;
             }

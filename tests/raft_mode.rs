@@ -226,6 +226,19 @@ fn kill_9_loses_no_acknowledged_write() {
     }
     // The group keeps accepting writes after its restarts, at the next index.
     assert_eq!(c.cmd(&["XADD", "k", "9-9", "n", "x"]), b"$3\r\n9-9\r\n");
+    // `rill check` counts the writes inside the Raft entries: the stream and group of
+    // XGROUP CREATE … MKSTREAM (2), 121 appends, 3 deliveries and 3 acks (the restarts'
+    // leader no-ops carry none).
+    drop(c);
+    server.signal_and_wait(9);
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("check")
+        .arg(&server.dir)
+        .output()
+        .expect("rill check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(", 129 changes,"), "{text}");
 }
 
 #[test]
