@@ -41,8 +41,18 @@ type R = Result<Outcome, CommandError>;
 /// `PING [message]`
 ///
 /// # Returns
-/// `+PONG`, or the message as a bulk string.
-pub fn ping(_s: &mut Session, _sh: &Shared, args: &mut Args) -> R {
+/// `+PONG`, or the message as a bulk string; in RESP2 subscribed mode
+/// `["pong", message-or-""]`.
+pub fn ping(s: &mut Session, _sh: &Shared, args: &mut Args) -> R {
+    // RESP2 subscribed mode: `[pong, message-or-empty]`, as Redis's pingCommand.
+    if s.proto == 2 && s.subs.active() {
+        let message = match args.remaining() {
+            0 => Bytes::new(),
+            1 => args.next_bytes()?,
+            _ => return Err(CommandError::WrongArity("ping".into())),
+        };
+        return Ok(Reply::bulks([Bytes::from_static(b"pong"), message]).into());
+    }
     match args.remaining() {
         0 => Ok(Reply::status("PONG").into()),
         1 => Ok(Reply::Bulk(args.next_bytes()?).into()),
@@ -83,6 +93,7 @@ pub fn quit(s: &mut Session, _sh: &Shared, _args: &mut Args) -> R {
 /// transaction, no watches, no name, unauthenticated if a password is set).
 pub fn reset(s: &mut Session, sh: &Shared, _args: &mut Args) -> R {
     super::transactions::discard_state(s, sh);
+    super::pubsub::unsubscribe_all(s, sh);
     s.db = 0;
     s.proto = 2;
     s.authenticated = !sh.requires_auth();

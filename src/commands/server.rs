@@ -241,6 +241,13 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 &st.rejected_connections.load(Ordering::Relaxed),
             );
             line("expired_keys", &ctx.ks.expired_keys);
+            {
+                use crate::core::pubsub::Kind;
+                let ps = &ctx.shared.pubsub;
+                line("pubsub_channels", &ps.len(Kind::Channel));
+                line("pubsub_patterns", &ps.len(Kind::Pattern));
+                line("pubsubshard_channels", &ps.len(Kind::Shard));
+            }
             line(
                 "total_error_replies",
                 &st.error_replies.load(Ordering::Relaxed),

@@ -64,7 +64,7 @@ pub async fn serve(
 ) {
     let mut conn = Connection::new(shared, handoff, socket, info);
     let _ = conn.run().await;
-    cleanup(&conn.shared, &conn.session);
+    cleanup(&conn.shared, &mut conn.session);
 }
 
 impl Connection {
@@ -263,11 +263,17 @@ impl Connection {
             return Err(End::Close);
         }
         let handed_off = self.outbox.phase() != Phase::Idle;
+        let outlet = self.session.subs.outlet.clone();
         let n = tokio::select! {
             r = read_some(&self.socket, &mut self.rbuf) => r.map_err(|_| End::Close)?,
             _ = self.session.info.kill_notify.notified() => return Err(End::Close),
             // The committer gave back replies it could not write: write them now.
             _ = self.outbox.settled(), if handed_off => return Ok(()),
+            // Pub/Sub deliveries: encode them for the batch's flush to write.
+            _ = deliveries(outlet.as_deref()) => {
+                self.take_deliveries();
+                return Ok(());
+            }
             _ = until(self.timers.idle_deadline(idle_timeout)) => {
                 tracing::debug!("Closing idle client id={}", self.session.id);
                 return Err(End::Close);
@@ -282,6 +288,18 @@ impl Connection {
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
         check_query_buffer(&self.session, &self.rbuf, qbuf_limit)
+    }
+
+    /// Encodes the Pub/Sub deliveries waiting in the client's outlet into `wbuf`, in the
+    /// client's protocol (arrays in RESP2, push frames in RESP3).
+    fn take_deliveries(&mut self) {
+        let Some(outlet) = &self.session.subs.outlet else {
+            return;
+        };
+        for d in outlet.take() {
+            commands::pubsub::delivery_reply(d).encode(self.session.proto, &mut self.wbuf);
+        }
+        outlet.set_unsent(self.wbuf.len() as u64);
     }
 
     /// The next whole request in `rbuf`, if any. A protocol error is answered and closes
@@ -333,6 +351,9 @@ impl Connection {
                 if !self.session.suppress_reply {
                     r.encode(self.session.proto, &mut self.wbuf);
                 }
+                // Messages a command published to this very client follow its reply, as
+                // Redis 7.2+ defers the pushes to the client it is executing.
+                self.take_deliveries();
             }
             Exec::Blocked {
                 waiter,
@@ -498,11 +519,15 @@ async fn flush(
         if write_ready(shared, socket, wbuf)? > 0 {
             timers.interacted();
         }
+        if let Some(outlet) = &session.subs.outlet {
+            // What publishers add to while we wait counts against the pubsub limit.
+            outlet.set_unsent(wbuf.len() as u64);
+        }
         check_output_limits(shared, session, wbuf.len() as u64, timers)?;
         if wbuf.is_empty() || mode == FlushMode::NoWait {
             return Ok(());
         }
-        let (_, _, soft_secs) = shared.output_limits();
+        let (_, _, soft_secs) = output_limits(shared, session);
         let soft_deadline = timers
             .over_soft_since
             .map(|t| t + Duration::from_secs(soft_secs));
@@ -615,6 +640,24 @@ fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Resu
 /// Reply size past which, once the reply is sent, the freed memory is handed back to the OS.
 pub(super) const HUGE_REPLY: usize = 32 << 20;
 
+/// The client's `client-output-buffer-limit` class: `pubsub` while it has a
+/// subscription (as Redis's `getClientType`), `normal` otherwise.
+fn output_limits(shared: &Shared, session: &Session) -> (u64, u64, u64) {
+    if session.subs.active() {
+        shared.pubsub_output_limits()
+    } else {
+        shared.output_limits()
+    }
+}
+
+/// Waits for a Pub/Sub delivery to `outlet`, forever when the client has none.
+async fn deliveries(outlet: Option<&crate::core::pubsub::Outlet>) {
+    match outlet {
+        Some(o) => o.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Applies the hard and soft limits to `pending` unsent bytes.
 fn check_output_limits(
     shared: &Shared,
@@ -622,7 +665,7 @@ fn check_output_limits(
     pending: u64,
     timers: &mut ClientTimers,
 ) -> Result<(), End> {
-    let (hard, soft, soft_secs) = shared.output_limits();
+    let (hard, soft, soft_secs) = output_limits(shared, session);
     let over_hard = hard > 0 && pending > hard;
     let mut over_soft_too_long = false;
     if soft > 0 && pending > soft {
@@ -720,7 +763,8 @@ async fn wait_blocked(
 }
 
 /// Forgets everything the connection left behind.
-fn cleanup(shared: &Shared, session: &Session) {
+fn cleanup(shared: &Shared, session: &mut Session) {
+    commands::pubsub::unsubscribe_all(session, shared);
     let mut state = shared.state.lock();
     state.blocking.remove_client(session.id);
     state.ks.unwatch(session.id, &session.watched);
