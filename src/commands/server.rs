@@ -680,7 +680,12 @@ fn command_getkeys(argv: &[Bytes], with_flags: bool) -> R {
         }
         _ => top,
     };
-    if !keyspec::has_keys(spec) {
+    // Shard channels (SPUBLISH, SSUBSCRIBE) route like keys but are `not_key`, which
+    // Redis's COMMAND GETKEYS leaves out.
+    let only_not_keys = table::docs::lookup(spec.full).is_some_and(|d| {
+        !d.key_specs.is_empty() && d.key_specs.iter().all(|k| k.flags.contains(&"not_key"))
+    });
+    if !keyspec::has_keys(spec) || only_not_keys {
         return Err(invalid("The command has no key arguments"));
     }
     let argc = argv.len() as i32;

@@ -383,7 +383,7 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@pubsub", "@fast"])
         .doc("pubsub", "2.0.0", "O(N+M) where N is the number of clients subscribed to the receiving channel and M is the total number of subscribed patterns (by any client).", "Posts a message to a channel."),
     CommandSpec::new("subscribe", -2, Conn(pubsub::subscribe))
-        .flags(&["pubsub", "noscript", "loading", "stale"])
+        .flags(&["denyoom", "pubsub", "noscript", "loading", "stale"])
         .acl(&["@pubsub", "@slow"])
         .doc("pubsub", "2.0.0", "O(N) where N is the number of channels to subscribe to.", "Listens for messages published to channels."),
     CommandSpec::new("unsubscribe", -1, Conn(pubsub::unsubscribe))
@@ -391,7 +391,7 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@pubsub", "@slow"])
         .doc("pubsub", "2.0.0", "O(N) where N is the number of channels to unsubscribe.", "Stops listening to messages posted to channels."),
     CommandSpec::new("psubscribe", -2, Conn(pubsub::psubscribe))
-        .flags(&["pubsub", "noscript", "loading", "stale"])
+        .flags(&["denyoom", "pubsub", "noscript", "loading", "stale"])
         .acl(&["@pubsub", "@slow"])
         .doc("pubsub", "2.0.0", "O(N) where N is the number of patterns to subscribe to.", "Listens for messages published to channels that match one or more patterns."),
     CommandSpec::new("punsubscribe", -1, Conn(pubsub::punsubscribe))
@@ -404,7 +404,7 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@pubsub", "@fast"])
         .doc("pubsub", "7.0.0", "O(N) where N is the number of clients subscribed to the receiving shard channel.", "Post a message to a shard channel"),
     CommandSpec::new("ssubscribe", -2, Conn(pubsub::ssubscribe))
-        .flags(&["pubsub", "noscript", "loading", "stale"])
+        .flags(&["denyoom", "pubsub", "noscript", "loading", "stale"])
         .keys(1, -1, 1)
         .acl(&["@pubsub", "@slow"])
         .doc("pubsub", "7.0.0", "O(N) where N is the number of shard channels to subscribe to.", "Listens for messages published to shard channels."),
