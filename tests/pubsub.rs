@@ -265,3 +265,31 @@ fn slow_subscriber_is_closed_by_the_pubsub_limit() {
         rest.len()
     );
 }
+
+#[test]
+fn subscribers_are_never_idle_and_are_their_own_client_type() {
+    let s = TestServer::start_with(&["--timeout", "1"]);
+    let mut sub = s.raw();
+    sub.cmd(&["SUBSCRIBE", "tick"]);
+    let mut plain = s.raw();
+    let list = text(&plain.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]));
+    assert_eq!(list.matches("id=").count(), 1, "{list}");
+    assert!(list.contains("sub=1"), "{list}");
+    let list = text(&plain.cmd(&["CLIENT", "LIST", "TYPE", "normal"]));
+    assert_eq!(list.matches("id=").count(), 1, "{list}");
+    assert!(list.contains("cmd=client|list"), "{list}");
+    // `timeout` closes idle normal clients, never subscribers (as Redis).
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(plain.is_closed());
+    let mut publisher = s.raw();
+    assert_eq!(text(&publisher.cmd(&["PUBLISH", "tick", "1"])), ":1\r\n");
+    assert_eq!(
+        text(&sub.read_reply()),
+        "*3\r\n$7\r\nmessage\r\n$4\r\ntick\r\n$1\r\n1\r\n"
+    );
+    assert_eq!(
+        text(&publisher.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"])),
+        ":1\r\n"
+    );
+    assert!(sub.is_closed());
+}

@@ -70,6 +70,13 @@ impl ClientInfo {
         now.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000
     }
 
+    /// True with at least one Pub/Sub subscription (Redis's `pubsub` client type).
+    pub fn is_pubsub(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0)
+    }
+
     /// Asks the connection to close.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);

@@ -274,7 +274,9 @@ impl Connection {
                 self.take_deliveries();
                 return Ok(());
             }
-            _ = until(self.timers.idle_deadline(idle_timeout)) => {
+            // A subscriber is never idle, as Redis's clientsCronHandleTimeout skips
+            // pubsub clients: it waits for messages, not for its own commands.
+            _ = until(self.timers.idle_deadline(if self.session.subs.active() { 0 } else { idle_timeout })) => {
                 tracing::debug!("Closing idle client id={}", self.session.id);
                 return Err(End::Close);
             }
@@ -531,7 +533,12 @@ async fn flush(
         let soft_deadline = timers
             .over_soft_since
             .map(|t| t + Duration::from_secs(soft_secs));
-        let idle_deadline = timers.idle_deadline(u64::from(shared.config.read().timeout));
+        let idle_secs = if session.subs.active() {
+            0
+        } else {
+            u64::from(shared.config.read().timeout)
+        };
+        let idle_deadline = timers.idle_deadline(idle_secs);
         tokio::select! {
             r = socket.writable() => r.map_err(|_| End::Close)?,
             _ = session.info.kill_notify.notified() => {
