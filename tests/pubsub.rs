@@ -170,6 +170,8 @@ fn patterns_shard_channels_and_introspection() {
         "{}",
         text(&help)
     );
+    let info = c.cmd(&["INFO", "clients"]);
+    assert_eq!(info_field(&info, "pubsub_clients").as_deref(), Some("2"));
     let info = c.cmd(&["INFO", "stats"]);
     assert_eq!(info_field(&info, "pubsub_channels").as_deref(), Some("0"));
     assert_eq!(info_field(&info, "pubsub_patterns").as_deref(), Some("1"));

@@ -138,6 +138,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "blocked_clients",
                 &ctx.blocking.as_ref().map_or(0, |b| b.len()),
             );
+            // Redis 7.4+: clients with at least one subscription.
+            let pubsub_clients = sh
+                .clients
+                .snapshot()
+                .iter()
+                .filter(|c| c.is_pubsub())
+                .count();
+            line("pubsub_clients", &pubsub_clients);
         }
         "memory" => {
             let rss = rss_bytes();
