@@ -295,3 +295,23 @@ fn subscribers_are_never_idle_and_are_their_own_client_type() {
     );
     assert!(sub.is_closed());
 }
+
+#[test]
+fn a_blocked_resp3_subscriber_gets_its_messages_while_blocked() {
+    let s = TestServer::start();
+    let mut sub = s.raw();
+    sub.cmd(&["HELLO", "3"]);
+    sub.cmd(&["SUBSCRIBE", "c"]);
+    sub.send(&common::encode(&[
+        "XREAD", "BLOCK", "0", "STREAMS", "s", "$",
+    ]));
+    s.wait_blocked(1);
+    let mut other = s.raw();
+    assert_eq!(text(&other.cmd(&["PUBLISH", "c", "during"])), ":1\r\n");
+    assert_eq!(
+        text(&sub.read_reply()),
+        ">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\nduring\r\n"
+    );
+    other.cmd(&["XADD", "s", "1-1", "f", "v"]);
+    assert!(text(&sub.read_reply()).starts_with("%1\r\n$1\r\ns\r\n"));
+}

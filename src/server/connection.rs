@@ -363,16 +363,29 @@ impl Connection {
                 deadline,
             } => {
                 self.flush_durable(FlushMode::Drain).await?;
-                let reply = wait_blocked(
-                    &self.shared,
-                    &self.socket,
-                    &self.session,
-                    &mut self.rbuf,
-                    waiter,
-                    rx,
-                    deadline,
-                )
-                .await?;
+                let mut rx = rx;
+                let reply = loop {
+                    let waited = wait_blocked(
+                        &self.shared,
+                        &self.socket,
+                        &self.session,
+                        &mut self.rbuf,
+                        waiter,
+                        &mut rx,
+                        deadline,
+                    )
+                    .await?;
+                    if let Some(reply) = waited {
+                        break reply;
+                    }
+                    // A (RESP3) subscriber gets its messages while it is blocked, as in
+                    // Redis; what the socket does not take now goes before the reply.
+                    self.take_deliveries();
+                    write_ready(&self.shared, &self.socket, &mut self.wbuf)?;
+                    if let Some(outlet) = &self.session.subs.outlet {
+                        outlet.set_unsent(self.wbuf.len() as u64);
+                    }
+                };
                 // Redis does not time out a blocked client: its idle time counts from
                 // the end of the block.
                 self.timers.interacted();
@@ -712,7 +725,8 @@ fn check_query_buffer(session: &Session, rbuf: &BytesMut, limit: u64) -> Result<
     Ok(())
 }
 
-/// Waits for a blocked read's reply, its deadline, a disconnect or a kill.
+/// Waits for a blocked read's reply, its deadline, a disconnect or a kill; `None` when
+/// Pub/Sub deliveries arrived first (the caller writes them and waits again).
 ///
 /// Bytes the client sends meanwhile are kept for after the reply, as Redis does. The
 /// socket is read all along, however much arrives: a close can only be seen after
@@ -726,22 +740,23 @@ async fn wait_blocked(
     session: &Session,
     rbuf: &mut BytesMut,
     waiter: u64,
-    mut rx: oneshot::Receiver<Reply>,
+    rx: &mut oneshot::Receiver<Reply>,
     deadline: Option<std::time::Instant>,
-) -> Result<Reply, End> {
+) -> Result<Option<Reply>, End> {
     let sleep = until(deadline);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
-            r = &mut rx => return Ok(r.unwrap_or(Reply::NilArray)),
+            r = &mut *rx => return Ok(Some(r.unwrap_or(Reply::NilArray))),
             _ = &mut sleep => {
                 let mut state = shared.state.lock();
-                return Ok(match state.blocking.remove(waiter) {
+                return Ok(Some(match state.blocking.remove(waiter) {
                     Some(w) => w.retry.on_timeout(),
                     // Served between the timer firing and taking the lock.
                     None => rx.try_recv().unwrap_or(Reply::NilArray),
-                });
+                }));
             }
+            _ = deliveries(session.subs.outlet.as_deref()) => return Ok(None),
             r = read_some(socket, rbuf) => {
                 let closed = match r {
                     // Watermill frees a read stuck in BLOCK 0 by closing the socket:
