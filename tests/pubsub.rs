@@ -315,3 +315,35 @@ fn a_blocked_resp3_subscriber_gets_its_messages_while_blocked() {
     other.cmd(&["XADD", "s", "1-1", "f", "v"]);
     assert!(text(&sub.read_reply()).starts_with("%1\r\n$1\r\ns\r\n"));
 }
+
+#[test]
+fn slow_subscriber_over_the_soft_limit_too_long_is_closed() {
+    let s = TestServer::start_with(&["--client-output-buffer-limit", "pubsub 0 256kb 1"]);
+    let mut slow = s.raw();
+    slow.cmd(&["SUBSCRIBE", "firehose"]);
+    let mut publisher = s.raw();
+    let payload = "x".repeat(16 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0usize;
+    // With no hard limit, only the soft limit's second ends it.
+    loop {
+        let n = publisher.cmd(&["PUBLISH", "firehose", &payload]);
+        if n == b":0\r\n" {
+            break;
+        }
+        sent += 1;
+        assert!(
+            Instant::now() < deadline,
+            "still subscribed after {sent} messages"
+        );
+        if sent > 512 {
+            // Enough queued to be past the soft limit: wait for its second.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(text(&publisher.cmd(&["PING"])), "+PONG\r\n");
+    assert_eq!(
+        text(&publisher.cmd(&["PUBSUB", "NUMSUB", "firehose"])),
+        "*2\r\n$8\r\nfirehose\r\n:0\r\n"
+    );
+}
