@@ -143,6 +143,14 @@ const COMMON: &[Step] = &[
     Cmd(PUB, &["PUBSUB", "SHARDNUMSUB", "rs"]),
     Cmd(PUB, &["PUBSUB", "NUMPAT"]),
     Cmd(PUB, &["PUBLISH", "r", "gone"]),
+    // Inside MULTI: EXEC's array counts commands, and a SUBSCRIBE of two channels writes
+    // two confirmations into it, as Redis does (so the framing is Redis's, not a tree).
+    Cmd(SUB, &["MULTI"]),
+    Cmd(SUB, &["SUBSCRIBE", "t1", "t2"]),
+    Cmd(SUB, &["PING"]),
+    Multi(SUB, &["EXEC"], 2),
+    Cmd(SUB, &["UNSUBSCRIBE", "t1"]),
+    Cmd(SUB, &["UNSUBSCRIBE", "t2"]),
 ];
 
 /// RESP2 subscribed mode (RESET brings the subscriber back to RESP2, so this runs after
