@@ -4,8 +4,8 @@
 //! build id that tells builds apart (`RILL_BUILD_ID`: a hash of the version, commit,
 //! target and profile).
 //!
-//! The script re-runs when the checked-out commit moves (`.git/HEAD`, the branch's ref,
-//! `packed-refs`), not on every edit, so a build rebuilds the crate once per commit, not
+//! The script re-runs when the checked-out commit moves (`HEAD`, the branch's ref,
+//! `packed-refs`, found through git so linked worktrees work too), not on every edit, so a build rebuilds the crate once per commit, not
 //! once per change of the index; the dirty flag is that of the moment the script ran.
 
 use std::process::Command;
@@ -18,11 +18,18 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    // Re-run when the checked-out commit moves (a missing file is simply not watched).
-    let mut watched = vec![".git/HEAD".to_string(), ".git/packed-refs".to_string()];
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+    // Re-run when the checked-out commit moves (a missing file is simply not watched). In a
+    // linked worktree `.git` is a file: HEAD is in the worktree's git dir, the branch refs
+    // and packed-refs in the common one, so ask git where they are.
+    let git_dir = git(&["rev-parse", "--git-dir"]).unwrap_or_else(|| ".git".into());
+    let common_dir = git(&["rev-parse", "--git-common-dir"]).unwrap_or_else(|| git_dir.clone());
+    let mut watched = vec![
+        format!("{git_dir}/HEAD"),
+        format!("{common_dir}/packed-refs"),
+    ];
+    if let Ok(head) = std::fs::read_to_string(format!("{git_dir}/HEAD")) {
         if let Some(branch) = head.trim().strip_prefix("ref: ") {
-            watched.push(format!(".git/{branch}"));
+            watched.push(format!("{common_dir}/{branch}"));
         }
     }
     for f in watched {

@@ -1716,3 +1716,48 @@ fn rebalance_evens_out_slots_and_moves_their_streams_whole() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("No rebalancing needed"), "{stdout}");
 }
+
+/// SPUBLISH/SSUBSCRIBE route by slot like keys (MOVED, CROSSSLOT); PUBLISH and SUBSCRIBE
+/// run on any node and reach only that node's subscribers (no cluster-bus broadcast yet).
+#[test]
+fn shard_channels_route_by_slot_and_publish_stays_local() {
+    if ran_in_netns("shard_channels_route_by_slot_and_publish_stays_local") {
+        return;
+    }
+    let nodes = create_cluster();
+    let (channel, slot) = key_on(&nodes, 1, "orders:");
+    let moved = format!("-MOVED {slot} {}\r\n", addr(&nodes[1])).into_bytes();
+    let mut wrong = nodes[0].raw();
+    assert_eq!(wrong.cmd(&["SSUBSCRIBE", &channel]), moved);
+    assert_eq!(wrong.cmd(&["SPUBLISH", &channel, "m"]), moved);
+    let mut sub = nodes[1].raw();
+    let mut publisher = nodes[1].raw();
+    assert_eq!(
+        sub.cmd(&["SSUBSCRIBE", &channel]),
+        format!(
+            "*3\r\n$10\r\nssubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+            channel.len()
+        )
+        .into_bytes()
+    );
+    assert_eq!(publisher.cmd(&["SPUBLISH", &channel, "m"]), b":1\r\n");
+    assert_eq!(
+        sub.read_reply(),
+        format!(
+            "*3\r\n$8\r\nsmessage\r\n${}\r\n{channel}\r\n$1\r\nm\r\n",
+            channel.len()
+        )
+        .into_bytes()
+    );
+    let (a, _) = key_on(&nodes, 1, "a:");
+    let (b, _) = key_on(&nodes, 1, "b:");
+    assert_eq!(
+        publisher.cmd(&["SSUBSCRIBE", &a, &b]),
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec()
+    );
+    // PUBLISH is local: a subscriber on node 1 does not hear a PUBLISH sent to node 0.
+    let mut local = nodes[1].raw();
+    local.cmd(&["SUBSCRIBE", "news"]);
+    assert_eq!(wrong.cmd(&["PUBLISH", "news", "x"]), b":0\r\n");
+    assert_eq!(publisher.cmd(&["PUBLISH", "news", "y"]), b":1\r\n");
+}

@@ -41,8 +41,18 @@ type R = Result<Outcome, CommandError>;
 /// `PING [message]`
 ///
 /// # Returns
-/// `+PONG`, or the message as a bulk string.
-pub fn ping(_s: &mut Session, _sh: &Shared, args: &mut Args) -> R {
+/// `+PONG`, or the message as a bulk string; in RESP2 subscribed mode
+/// `["pong", message-or-""]`.
+pub fn ping(s: &mut Session, _sh: &Shared, args: &mut Args) -> R {
+    // RESP2 subscribed mode: `[pong, message-or-empty]`, as Redis's pingCommand.
+    if s.proto == 2 && s.subs.active() {
+        let message = match args.remaining() {
+            0 => Bytes::new(),
+            1 => args.next_bytes()?,
+            _ => return Err(CommandError::WrongArity("ping".into())),
+        };
+        return Ok(Reply::bulks([Bytes::from_static(b"pong"), message]).into());
+    }
     match args.remaining() {
         0 => Ok(Reply::status("PONG").into()),
         1 => Ok(Reply::Bulk(args.next_bytes()?).into()),
@@ -83,6 +93,7 @@ pub fn quit(s: &mut Session, _sh: &Shared, _args: &mut Args) -> R {
 /// transaction, no watches, no name, unauthenticated if a password is set).
 pub fn reset(s: &mut Session, sh: &Shared, _args: &mut Args) -> R {
     super::transactions::discard_state(s, sh);
+    super::pubsub::unsubscribe_all(s, sh);
     s.db = 0;
     s.proto = 2;
     s.authenticated = !sh.requires_auth();
@@ -384,13 +395,16 @@ fn client_info(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
 
 fn client_list(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let mut ids: Option<Vec<u64>> = None;
+    // TYPE normal | pubsub: whether the listed clients have subscriptions (Redis's class).
+    let mut pubsub: Option<bool> = None;
     while let Some(opt) = a.next() {
         if opt.eq_ignore_ascii_case(b"TYPE") {
             let t = a.next_bytes()?;
             let t = String::from_utf8_lossy(&t).to_ascii_lowercase();
             match t.as_str() {
-                "normal" => {}
-                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                "normal" => pubsub = Some(false),
+                "pubsub" => pubsub = Some(true),
+                "master" | "replica" | "slave" => ids = Some(Vec::new()),
                 _ => {
                     return Err(CommandError::Invalid(format!("Unknown client type '{t}'")));
                 }
@@ -413,7 +427,9 @@ fn client_list(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     }
     let mut out = String::new();
     for c in ctx.shared.clients.snapshot() {
-        if ids.as_ref().is_some_and(|v| !v.contains(&c.id)) {
+        if ids.as_ref().is_some_and(|v| !v.contains(&c.id))
+            || pubsub.is_some_and(|p| p != c.is_pubsub())
+        {
             continue;
         }
         out.push_str(&client_line(ctx, &c));
@@ -449,6 +465,7 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let mut skipme = true;
     let mut maxage = None;
     let mut kind_ok = true;
+    let mut pubsub: Option<bool> = None;
     let mut user_ok = true;
     while a.remaining() > 0 {
         let opt = a.next_bytes()?;
@@ -467,8 +484,9 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
             "addr" => addr = Some(v),
             "laddr" => laddr = Some(v),
             "type" => match v.to_ascii_lowercase().as_str() {
-                "normal" => {}
-                "master" | "replica" | "slave" | "pubsub" => kind_ok = false,
+                "normal" => pubsub = Some(false),
+                "pubsub" => pubsub = Some(true),
+                "master" | "replica" | "slave" => kind_ok = false,
                 _ => return Err(CommandError::Invalid(format!("Unknown client type '{v}'"))),
             },
             "user" => user_ok = v == "default",
@@ -489,6 +507,7 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
                 || laddr.as_ref().is_some_and(|x| *x != c.laddr.to_string())
                 || maxage.is_some_and(|m| (c.created.elapsed().as_secs() as i64) < m)
                 || (skipme && c.id == s.id)
+                || pubsub.is_some_and(|p| p != c.is_pubsub())
             {
                 continue;
             }

@@ -365,6 +365,22 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ("rill.cluster|slotstates", CommandDoc::new().tips(&["nondeterministic_output"])),
     ("rill.migrate", CommandDoc::new().args(&[string("host"), integer("port"), integer("timeout"), string("password").token("AUTH").optional(), block("username-password", &[string("username"), string("password")]).token("AUTH2").optional(), string("key").token("KEYS").multiple()])),
     ("rill.restore", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["OW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0), string("payload"), pure("replace", "REPLACE").optional(), pure("nosync", "NOSYNC").optional()])),
+    // ---- pub/sub (Redis 8.6.3's COMMAND DOCS; shard channels are `not_key` key specs) ----
+    ("publish", CommandDoc::new().args(&[string("channel"), string("message")])),
+    ("subscribe", CommandDoc::new().args(&[string("channel").multiple()])),
+    ("unsubscribe", CommandDoc::new().args(&[string("channel").optional().multiple()])),
+    ("psubscribe", CommandDoc::new().args(&[pattern("pattern").multiple()])),
+    ("punsubscribe", CommandDoc::new().args(&[pattern("pattern").optional().multiple()])),
+    ("spublish", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["not_key"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[string("shardchannel"), string("message")])),
+    ("ssubscribe", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["not_key"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: -1, keystep: 1, limit: 0 } }]).args(&[string("shardchannel").multiple()])),
+    ("sunsubscribe", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["not_key"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: -1, keystep: 1, limit: 0 } }]).args(&[string("shardchannel").optional().multiple()])),
+    ("pubsub", CommandDoc::new()),
+    ("pubsub|channels", CommandDoc::new().args(&[pattern("pattern").optional()])),
+    ("pubsub|numsub", CommandDoc::new().args(&[string("channel").optional().multiple()])),
+    ("pubsub|numpat", CommandDoc::new()),
+    ("pubsub|shardchannels", CommandDoc::new().args(&[pattern("pattern").optional()])),
+    ("pubsub|shardnumsub", CommandDoc::new().args(&[string("shardchannel").optional().multiple()])),
+    ("pubsub|help", CommandDoc::new()),
     (
         "auth",
         CommandDoc::new()

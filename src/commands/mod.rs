@@ -12,6 +12,7 @@ pub mod idmp;
 pub mod keys;
 pub mod keyspec;
 pub mod migrate;
+pub mod pubsub;
 pub mod refs;
 pub mod server;
 pub mod session;
@@ -134,6 +135,19 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
             shared.stats.record_rejected(spec.full_name());
             return Exec::Reply(error_reply(shared, &e, Some(spec)));
         }
+    }
+    // RESP2 subscribed mode, as Redis's processCommand (after routing, before loading):
+    // RESP3 has push frames, so any command may run there.
+    if session.proto == 2
+        && session.subs.active()
+        && !pubsub::allowed_when_subscribed(spec.full_name())
+    {
+        if session.multi.is_some() {
+            session.multi_error = true;
+        }
+        shared.stats.record_rejected(spec.full_name());
+        let e = CommandError::SubscribedContext(spec.full_name());
+        return Exec::Reply(error_reply(shared, &e, Some(spec)));
     }
     if shared.is_loading() && !spec.ok_loading() {
         return Exec::Reply(error_reply(shared, &CommandError::Loading, Some(spec)));

@@ -138,6 +138,14 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "blocked_clients",
                 &ctx.blocking.as_ref().map_or(0, |b| b.len()),
             );
+            // Redis 7.4+: clients with at least one subscription.
+            let pubsub_clients = sh
+                .clients
+                .snapshot()
+                .iter()
+                .filter(|c| c.is_pubsub())
+                .count();
+            line("pubsub_clients", &pubsub_clients);
         }
         "memory" => {
             let rss = rss_bytes();
@@ -241,6 +249,13 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 &st.rejected_connections.load(Ordering::Relaxed),
             );
             line("expired_keys", &ctx.ks.expired_keys);
+            {
+                use crate::core::pubsub::Kind;
+                let ps = &ctx.shared.pubsub;
+                line("pubsub_channels", &ps.len(Kind::Channel));
+                line("pubsub_patterns", &ps.len(Kind::Pattern));
+                line("pubsubshard_channels", &ps.len(Kind::Shard));
+            }
             line(
                 "total_error_replies",
                 &st.error_replies.load(Ordering::Relaxed),
@@ -673,7 +688,12 @@ fn command_getkeys(argv: &[Bytes], with_flags: bool) -> R {
         }
         _ => top,
     };
-    if !keyspec::has_keys(spec) {
+    // Shard channels (SPUBLISH, SSUBSCRIBE) route like keys but are `not_key`, which
+    // Redis's COMMAND GETKEYS leaves out.
+    let only_not_keys = table::docs::lookup(spec.full).is_some_and(|d| {
+        !d.key_specs.is_empty() && d.key_specs.iter().all(|k| k.flags.contains(&"not_key"))
+    });
+    if !keyspec::has_keys(spec) || only_not_keys {
         return Err(invalid("The command has no key arguments"));
     }
     let argc = argv.len() as i32;

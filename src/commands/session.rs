@@ -8,6 +8,46 @@ use bytes::Bytes;
 use super::args::Args;
 use super::table::CommandSpec;
 use crate::core::clients::ClientInfo;
+use crate::core::pubsub::{Kind, Outlet};
+
+/// A client's Pub/Sub subscriptions (the registry in `core::pubsub` holds the reverse map).
+#[derive(Default)]
+pub struct Subscriptions {
+    /// SUBSCRIBE channels.
+    pub channels: std::collections::HashSet<Bytes>,
+    /// PSUBSCRIBE patterns.
+    pub patterns: std::collections::HashSet<Bytes>,
+    /// SSUBSCRIBE shard channels.
+    pub shard: std::collections::HashSet<Bytes>,
+    /// Where publishers leave this client's messages; made at the first subscription.
+    pub outlet: Option<Arc<Outlet>>,
+}
+
+impl Subscriptions {
+    /// The set of one kind.
+    pub fn of(&self, kind: Kind) -> &std::collections::HashSet<Bytes> {
+        match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard,
+        }
+    }
+
+    /// The set of one kind, to change.
+    pub fn of_mut(&mut self, kind: Kind) -> &mut std::collections::HashSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    /// True with at least one subscription of any kind (Redis's `CLIENT_PUBSUB`: the
+    /// client is in the pubsub output-limit class, and in RESP2 in subscribed mode).
+    pub fn active(&self) -> bool {
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())
+    }
+}
 
 /// The state of one connection, owned by its task.
 pub struct Session {
@@ -46,6 +86,8 @@ pub struct Session {
     /// keyspace lock the command runs under (see `commands::cluster::Routed`), with the
     /// ASKING state it arrived with.
     pub route_under_lock: Option<bool>,
+    /// Pub/Sub subscriptions.
+    pub subs: Subscriptions,
     /// The part of the client's state visible to other clients (CLIENT LIST …).
     pub info: Arc<ClientInfo>,
 }
@@ -69,6 +111,7 @@ impl Session {
             readonly: false,
             asking: false,
             route_under_lock: None,
+            subs: Subscriptions::default(),
             info,
         }
     }

@@ -10,7 +10,7 @@ use super::args::Args;
 pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
-use super::{cluster, connection, debug, keys, server, transactions, Ctx, Outcome};
+use super::{cluster, connection, debug, keys, pubsub, server, transactions, Ctx, Outcome};
 use crate::core::Shared;
 
 /// A handler that runs against the locked keyspace.
@@ -377,6 +377,46 @@ static COMMANDS: &[CommandSpec] = &[
         .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
         .acl(&["@fast", "@transaction"])
         .doc("transactions", "2.2.0", "O(1)", "Forgets about watched keys of a transaction."),
+    // ---- pub/sub (pubsub.rs) ----
+    CommandSpec::new("publish", 3, Conn(pubsub::publish))
+        .flags(&["pubsub", "loading", "stale", "fast"])
+        .acl(&["@pubsub", "@fast"])
+        .doc("pubsub", "2.0.0", "O(N+M) where N is the number of clients subscribed to the receiving channel and M is the total number of subscribed patterns (by any client).", "Posts a message to a channel."),
+    CommandSpec::new("subscribe", -2, Conn(pubsub::subscribe))
+        .flags(&["denyoom", "pubsub", "noscript", "loading", "stale"])
+        .acl(&["@pubsub", "@slow"])
+        .doc("pubsub", "2.0.0", "O(N) where N is the number of channels to subscribe to.", "Listens for messages published to channels."),
+    CommandSpec::new("unsubscribe", -1, Conn(pubsub::unsubscribe))
+        .flags(&["pubsub", "noscript", "loading", "stale"])
+        .acl(&["@pubsub", "@slow"])
+        .doc("pubsub", "2.0.0", "O(N) where N is the number of channels to unsubscribe.", "Stops listening to messages posted to channels."),
+    CommandSpec::new("psubscribe", -2, Conn(pubsub::psubscribe))
+        .flags(&["denyoom", "pubsub", "noscript", "loading", "stale"])
+        .acl(&["@pubsub", "@slow"])
+        .doc("pubsub", "2.0.0", "O(N) where N is the number of patterns to subscribe to.", "Listens for messages published to channels that match one or more patterns."),
+    CommandSpec::new("punsubscribe", -1, Conn(pubsub::punsubscribe))
+        .flags(&["pubsub", "noscript", "loading", "stale"])
+        .acl(&["@pubsub", "@slow"])
+        .doc("pubsub", "2.0.0", "O(N) where N is the number of patterns to unsubscribe.", "Stops listening to messages published to channels that match one or more patterns."),
+    CommandSpec::new("spublish", 3, Conn(pubsub::spublish))
+        .flags(&["pubsub", "loading", "stale", "fast"])
+        .keys(1, 1, 1)
+        .acl(&["@pubsub", "@fast"])
+        .doc("pubsub", "7.0.0", "O(N) where N is the number of clients subscribed to the receiving shard channel.", "Post a message to a shard channel"),
+    CommandSpec::new("ssubscribe", -2, Conn(pubsub::ssubscribe))
+        .flags(&["denyoom", "pubsub", "noscript", "loading", "stale"])
+        .keys(1, -1, 1)
+        .acl(&["@pubsub", "@slow"])
+        .doc("pubsub", "7.0.0", "O(N) where N is the number of shard channels to subscribe to.", "Listens for messages published to shard channels."),
+    CommandSpec::new("sunsubscribe", -1, Conn(pubsub::sunsubscribe))
+        .flags(&["pubsub", "noscript", "loading", "stale"])
+        .keys(1, -1, 1)
+        .acl(&["@pubsub", "@slow"])
+        .doc("pubsub", "7.0.0", "O(N) where N is the number of shard channels to unsubscribe.", "Stops listening to messages posted to shard channels."),
+    CommandSpec::new("pubsub", -2, Container)
+        .acl(&["@slow"])
+        .doc("pubsub", "2.8.0", "Depends on subcommand.", "A container for Pub/Sub commands.")
+        .subs(pubsub::PUBSUB_SUBCOMMANDS),
     // ---- keyspace ----
     CommandSpec::new("type", 2, Data(keys::type_))
         .flags(&["readonly", "fast"])

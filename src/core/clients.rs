@@ -44,6 +44,8 @@ pub struct ClientInfo {
     pub watch_len: AtomicUsize,
     /// CLIENT NO-EVICT.
     pub no_evict: AtomicBool,
+    /// Pub/Sub channels, patterns and shard channels subscribed (`sub=`, `psub=`, `ssub=`).
+    pub subscriptions: [AtomicUsize; 3],
     /// Set by CLIENT KILL; the connection closes as soon as it sees it.
     pub killed: AtomicBool,
     /// Wakes the connection task to notice `killed`.
@@ -68,6 +70,13 @@ impl ClientInfo {
         now.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000
     }
 
+    /// True with at least one Pub/Sub subscription (Redis's `pubsub` client type).
+    pub fn is_pubsub(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0)
+    }
+
     /// Asks the connection to close.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
@@ -77,6 +86,13 @@ impl ClientInfo {
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
     pub fn describe(&self, blocked: bool) -> String {
         let mut flags = String::new();
+        let [sub, psub, ssub] = self
+            .subscriptions
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed));
+        if sub + psub + ssub > 0 {
+            flags.push('P');
+        }
         if self.in_multi.load(Ordering::Relaxed) {
             flags.push('x');
         }
@@ -95,7 +111,7 @@ impl ClientInfo {
             -1
         };
         format!(
-            "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -104,6 +120,9 @@ impl ClientInfo {
             self.idle_secs(),
             flags,
             self.db.load(Ordering::Relaxed),
+            sub,
+            psub,
+            ssub,
             multi,
             self.watch_len.load(Ordering::Relaxed),
             self.last_cmd.lock(),
@@ -141,6 +160,7 @@ impl Registry {
             multi_len: AtomicUsize::new(0),
             watch_len: AtomicUsize::new(0),
             no_evict: AtomicBool::new(false),
+            subscriptions: Default::default(),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         });

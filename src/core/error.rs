@@ -129,6 +129,9 @@ pub enum CommandError {
     /// `cluster-require-full-coverage yes`).
     #[error("CLUSTERDOWN The cluster is down")]
     ClusterDown,
+    /// RESP2 subscribed mode: a command other than (P|S)(UN)SUBSCRIBE, PING, QUIT, RESET.
+    #[error("ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
+    SubscribedContext(&'static str),
     #[error("ERR This instance has cluster support disabled")]
     ClusterDisabled,
     #[error("ERR SELECT is not allowed in cluster mode")]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fdlimit;
 pub mod password;
 pub mod propagate;
+pub mod pubsub;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -59,6 +60,8 @@ pub struct Shared {
     pub clients: clients::Registry,
     /// INFO counters.
     pub stats: stats::Stats,
+    /// Pub/Sub subscriptions and their delivery outlets (its own lock, never the keyspace's).
+    pub pubsub: pubsub::Registry,
     /// Process start, for `uptime_in_seconds`.
     pub started: Instant,
     /// 40 hex characters identifying this run (INFO `run_id`).
@@ -130,6 +133,7 @@ impl Shared {
             config: RwLock::new(config),
             clients: clients::Registry::default(),
             stats: stats::Stats::default(),
+            pubsub: pubsub::Registry::default(),
             started: Instant::now(),
             run_id,
             port: AtomicU16::new(0),
@@ -192,6 +196,13 @@ impl Shared {
     /// `client-output-buffer-limit normal`: (hard bytes, soft bytes, soft seconds).
     pub fn output_limits(&self) -> (u64, u64, u64) {
         let l = self.config.read().client_output_buffer_limit.normal;
+        (l.hard_bytes, l.soft_bytes, l.soft_seconds)
+    }
+
+    /// `client-output-buffer-limit pubsub` (hard bytes, soft bytes, soft seconds): the
+    /// class of a client with at least one subscription, as Redis's `getClientType`.
+    pub fn pubsub_output_limits(&self) -> (u64, u64, u64) {
+        let l = self.config.read().client_output_buffer_limit.pubsub;
         (l.hard_bytes, l.soft_bytes, l.soft_seconds)
     }
 

@@ -35,6 +35,11 @@ pub enum Reply {
     Bool(bool),
     /// A verbatim string (`=n\r\ntxt:...`) in RESP3, a bulk string in RESP2.
     Verbatim(Bytes),
+    /// Out-of-band data (Pub/Sub confirmations and messages): `>n` in RESP3, an array in RESP2.
+    Push(Vec<Reply>),
+    /// Several top-level replies to one request, written one after the other (a
+    /// SUBSCRIBE of n channels answers n confirmations).
+    Several(Vec<Reply>),
 }
 
 impl Reply {
@@ -129,6 +134,17 @@ impl Reply {
                     out.put_slice(if *b { b":1\r\n" } else { b":0\r\n" });
                 }
             }
+            Reply::Push(items) => {
+                header(out, if resp3 { b'>' } else { b'*' }, items.len() as i64);
+                for item in items {
+                    item.encode(proto, out);
+                }
+            }
+            Reply::Several(replies) => {
+                for reply in replies {
+                    reply.encode(proto, out);
+                }
+            }
             Reply::Verbatim(text) => {
                 if resp3 {
                     header(out, b'=', text.len() as i64 + 4);
@@ -205,6 +221,21 @@ mod tests {
     fn error_text_is_one_line() {
         let e = Reply::error("ERR a\r\nb");
         assert_eq!(&e.to_bytes(2)[..], b"-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn push_and_several() {
+        let push = Reply::Push(vec![Reply::bulk("subscribe"), Reply::Nil, Reply::Int(0)]);
+        assert_eq!(
+            &push.to_bytes(2)[..],
+            b"*3\r\n$9\r\nsubscribe\r\n$-1\r\n:0\r\n"
+        );
+        assert_eq!(
+            &push.to_bytes(3)[..],
+            b">3\r\n$9\r\nsubscribe\r\n_\r\n:0\r\n"
+        );
+        let two = Reply::Several(vec![Reply::Int(1), Reply::Int(2)]);
+        assert_eq!(&two.to_bytes(2)[..], b":1\r\n:2\r\n");
     }
 
     #[test]

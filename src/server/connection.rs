@@ -64,7 +64,7 @@ pub async fn serve(
 ) {
     let mut conn = Connection::new(shared, handoff, socket, info);
     let _ = conn.run().await;
-    cleanup(&conn.shared, &conn.session);
+    cleanup(&conn.shared, &mut conn.session);
 }
 
 impl Connection {
@@ -263,12 +263,20 @@ impl Connection {
             return Err(End::Close);
         }
         let handed_off = self.outbox.phase() != Phase::Idle;
+        let outlet = self.session.subs.outlet.clone();
         let n = tokio::select! {
             r = read_some(&self.socket, &mut self.rbuf) => r.map_err(|_| End::Close)?,
             _ = self.session.info.kill_notify.notified() => return Err(End::Close),
             // The committer gave back replies it could not write: write them now.
             _ = self.outbox.settled(), if handed_off => return Ok(()),
-            _ = until(self.timers.idle_deadline(idle_timeout)) => {
+            // Pub/Sub deliveries: encode them for the batch's flush to write.
+            _ = deliveries(outlet.as_deref()) => {
+                self.take_deliveries();
+                return Ok(());
+            }
+            // A subscriber is never idle, as Redis's clientsCronHandleTimeout skips
+            // pubsub clients: it waits for messages, not for its own commands.
+            _ = until(self.timers.idle_deadline(if self.session.subs.active() { 0 } else { idle_timeout })) => {
                 tracing::debug!("Closing idle client id={}", self.session.id);
                 return Err(End::Close);
             }
@@ -282,6 +290,18 @@ impl Connection {
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
         check_query_buffer(&self.session, &self.rbuf, qbuf_limit)
+    }
+
+    /// Encodes the Pub/Sub deliveries waiting in the client's outlet into `wbuf`, in the
+    /// client's protocol (arrays in RESP2, push frames in RESP3).
+    fn take_deliveries(&mut self) {
+        let Some(outlet) = &self.session.subs.outlet else {
+            return;
+        };
+        for d in outlet.take() {
+            commands::pubsub::delivery_reply(d).encode(self.session.proto, &mut self.wbuf);
+        }
+        outlet.set_unsent(self.wbuf.len() as u64);
     }
 
     /// The next whole request in `rbuf`, if any. A protocol error is answered and closes
@@ -333,6 +353,9 @@ impl Connection {
                 if !self.session.suppress_reply {
                     r.encode(self.session.proto, &mut self.wbuf);
                 }
+                // Messages a command published to this very client follow its reply, as
+                // Redis 7.2+ defers the pushes to the client it is executing.
+                self.take_deliveries();
             }
             Exec::Blocked {
                 waiter,
@@ -340,16 +363,29 @@ impl Connection {
                 deadline,
             } => {
                 self.flush_durable(FlushMode::Drain).await?;
-                let reply = wait_blocked(
-                    &self.shared,
-                    &self.socket,
-                    &self.session,
-                    &mut self.rbuf,
-                    waiter,
-                    rx,
-                    deadline,
-                )
-                .await?;
+                let mut rx = rx;
+                let reply = loop {
+                    let waited = wait_blocked(
+                        &self.shared,
+                        &self.socket,
+                        &self.session,
+                        &mut self.rbuf,
+                        waiter,
+                        &mut rx,
+                        deadline,
+                    )
+                    .await?;
+                    if let Some(reply) = waited {
+                        break reply;
+                    }
+                    // A (RESP3) subscriber gets its messages while it is blocked, as in
+                    // Redis; what the socket does not take now goes before the reply.
+                    self.take_deliveries();
+                    write_ready(&self.shared, &self.socket, &mut self.wbuf)?;
+                    if let Some(outlet) = &self.session.subs.outlet {
+                        outlet.set_unsent(self.wbuf.len() as u64);
+                    }
+                };
                 // Redis does not time out a blocked client: its idle time counts from
                 // the end of the block.
                 self.timers.interacted();
@@ -498,15 +534,24 @@ async fn flush(
         if write_ready(shared, socket, wbuf)? > 0 {
             timers.interacted();
         }
+        if let Some(outlet) = &session.subs.outlet {
+            // What publishers add to while we wait counts against the pubsub limit.
+            outlet.set_unsent(wbuf.len() as u64);
+        }
         check_output_limits(shared, session, wbuf.len() as u64, timers)?;
         if wbuf.is_empty() || mode == FlushMode::NoWait {
             return Ok(());
         }
-        let (_, _, soft_secs) = shared.output_limits();
+        let (_, _, soft_secs) = output_limits(shared, session);
         let soft_deadline = timers
             .over_soft_since
             .map(|t| t + Duration::from_secs(soft_secs));
-        let idle_deadline = timers.idle_deadline(u64::from(shared.config.read().timeout));
+        let idle_secs = if session.subs.active() {
+            0
+        } else {
+            u64::from(shared.config.read().timeout)
+        };
+        let idle_deadline = timers.idle_deadline(idle_secs);
         tokio::select! {
             r = socket.writable() => r.map_err(|_| End::Close)?,
             _ = session.info.kill_notify.notified() => {
@@ -615,6 +660,24 @@ fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Resu
 /// Reply size past which, once the reply is sent, the freed memory is handed back to the OS.
 pub(super) const HUGE_REPLY: usize = 32 << 20;
 
+/// The client's `client-output-buffer-limit` class: `pubsub` while it has a
+/// subscription (as Redis's `getClientType`), `normal` otherwise.
+fn output_limits(shared: &Shared, session: &Session) -> (u64, u64, u64) {
+    if session.subs.active() {
+        shared.pubsub_output_limits()
+    } else {
+        shared.output_limits()
+    }
+}
+
+/// Waits for a Pub/Sub delivery to `outlet`, forever when the client has none.
+async fn deliveries(outlet: Option<&crate::core::pubsub::Outlet>) {
+    match outlet {
+        Some(o) => o.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Applies the hard and soft limits to `pending` unsent bytes.
 fn check_output_limits(
     shared: &Shared,
@@ -622,7 +685,7 @@ fn check_output_limits(
     pending: u64,
     timers: &mut ClientTimers,
 ) -> Result<(), End> {
-    let (hard, soft, soft_secs) = shared.output_limits();
+    let (hard, soft, soft_secs) = output_limits(shared, session);
     let over_hard = hard > 0 && pending > hard;
     let mut over_soft_too_long = false;
     if soft > 0 && pending > soft {
@@ -662,7 +725,8 @@ fn check_query_buffer(session: &Session, rbuf: &BytesMut, limit: u64) -> Result<
     Ok(())
 }
 
-/// Waits for a blocked read's reply, its deadline, a disconnect or a kill.
+/// Waits for a blocked read's reply, its deadline, a disconnect or a kill; `None` when
+/// Pub/Sub deliveries arrived first (the caller writes them and waits again).
 ///
 /// Bytes the client sends meanwhile are kept for after the reply, as Redis does. The
 /// socket is read all along, however much arrives: a close can only be seen after
@@ -676,22 +740,23 @@ async fn wait_blocked(
     session: &Session,
     rbuf: &mut BytesMut,
     waiter: u64,
-    mut rx: oneshot::Receiver<Reply>,
+    rx: &mut oneshot::Receiver<Reply>,
     deadline: Option<std::time::Instant>,
-) -> Result<Reply, End> {
+) -> Result<Option<Reply>, End> {
     let sleep = until(deadline);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
-            r = &mut rx => return Ok(r.unwrap_or(Reply::NilArray)),
+            r = &mut *rx => return Ok(Some(r.unwrap_or(Reply::NilArray))),
             _ = &mut sleep => {
                 let mut state = shared.state.lock();
-                return Ok(match state.blocking.remove(waiter) {
+                return Ok(Some(match state.blocking.remove(waiter) {
                     Some(w) => w.retry.on_timeout(),
                     // Served between the timer firing and taking the lock.
                     None => rx.try_recv().unwrap_or(Reply::NilArray),
-                });
+                }));
             }
+            _ = deliveries(session.subs.outlet.as_deref()) => return Ok(None),
             r = read_some(socket, rbuf) => {
                 let closed = match r {
                     // Watermill frees a read stuck in BLOCK 0 by closing the socket:
@@ -720,7 +785,8 @@ async fn wait_blocked(
 }
 
 /// Forgets everything the connection left behind.
-fn cleanup(shared: &Shared, session: &Session) {
+fn cleanup(shared: &Shared, session: &mut Session) {
+    commands::pubsub::unsubscribe_all(session, shared);
     let mut state = shared.state.lock();
     state.blocking.remove_client(session.id);
     state.ks.unwatch(session.id, &session.watched);
