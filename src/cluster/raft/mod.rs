@@ -5,6 +5,7 @@
 //! `cluster-raft yes`). Transport, follower apply and snapshots are later steps.
 
 pub mod driver;
+pub mod group;
 pub mod node;
 pub mod storage;
 
