@@ -292,6 +292,20 @@ impl Cluster {
             self.crash(id);
             self.restart(id);
         }
+        // No node but the leader has anything in its keyspace past the commit index.
+        for id in VOTERS {
+            if let Some(r) = self.node(id) {
+                let s = r.node.status();
+                if !s.leader && r.node.admits(false).is_ok() {
+                    assert!(
+                        s.executed <= s.commit,
+                        "node {id} (not leader) has index {} in its keyspace, commit {}",
+                        s.executed,
+                        s.commit
+                    );
+                }
+            }
+        }
         self.settle_acks();
     }
 
@@ -635,7 +649,7 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 50, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 50, ..ProptestConfig::default() })]
 
     /// Random schedules of writes, crashes, partitions and a lossy, duplicating,
     /// reordering network: after healing, nothing acknowledged is missing anywhere and the

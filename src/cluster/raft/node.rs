@@ -101,6 +101,9 @@ pub struct RaftStatus {
     pub applied: u64,
     /// The last index in the log, committed or not.
     pub last_index: u64,
+    /// The highest index in this node's keyspace: executed here (a leader's, possibly past
+    /// `commit`) or applied from the log (never past `commit` on a follower).
+    pub executed: u64,
 }
 
 /// What the group's lock protects.
@@ -241,6 +244,7 @@ impl RaftNode {
             commit: self.committed(),
             applied: g.raw.raft.raft_log.applied,
             last_index: g.raw.raft.raft_log.last_index(),
+            executed: g.executed_through,
         }
     }
 
