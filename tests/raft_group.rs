@@ -668,7 +668,7 @@ proptest! {
                 Action::Steps(n) => {
                     for _ in 0..n {
                         ticks += 1;
-                        c.step(ticks % 2 == 0);
+                        c.step(ticks.is_multiple_of(2));
                     }
                 }
                 Action::Crash(id) => {

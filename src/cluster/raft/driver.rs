@@ -18,6 +18,14 @@
 //! 3. `on_persist_ready`: in a group of one voter, raft commits what its own fsync made
 //!    durable. The commit index is published on the watch, and replies up to it leave.
 //!
+//! In a group of several voters (`group.rs`) the turn also sends the Ready's `messages`
+//! when it takes them and its `persisted_messages` after step 2; a follower's entries are
+//! queued in step 1 like raft's own (a conflicting suffix is cut and rewritten there, with
+//! its own fsync), and committed entries it did not execute are applied through the node's
+//! applier before the fsync (raft hands over only entries already persisted here). A
+//! leader's commit then advances when peers' acknowledgements are stepped in, and the next
+//! turn publishes it.
+//!
 //! A hard state with a new commit index is produced by the turn *after* the one that made
 //! the entries durable, so on disk the commit index trails the entries by a group; the
 //! replies do not wait for it (raft's commit is the quorum's fsync, not the record of it),
