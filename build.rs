@@ -4,9 +4,10 @@
 //! build id that tells builds apart (`RILL_BUILD_ID`: a hash of the version, commit,
 //! target and profile).
 //!
-//! The script re-runs when the checked-out commit moves (`.git/HEAD`, the branch's ref,
-//! `packed-refs`), not on every edit, so a build rebuilds the crate once per commit, not
-//! once per change of the index; the dirty flag is that of the moment the script ran.
+//! The script re-runs when the checked-out commit moves (`HEAD`, the branch's ref,
+//! `packed-refs`, wherever git keeps them: a linked worktree's are not under `.git/`), not
+//! on every edit, so a build rebuilds the crate once per commit, not once per change of
+//! the index; the dirty flag is that of the moment the script ran.
 
 use std::process::Command;
 
@@ -18,12 +19,16 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    // Re-run when the checked-out commit moves (a missing file is simply not watched).
-    let mut watched = vec![".git/HEAD".to_string(), ".git/packed-refs".to_string()];
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
-        if let Some(branch) = head.trim().strip_prefix("ref: ") {
-            watched.push(format!(".git/{branch}"));
-        }
+    // Re-run when the checked-out commit moves (a missing file is simply not watched). Paths
+    // come from git (`--git-path`): in a linked worktree `.git` is a file, HEAD is under
+    // the worktree's git dir and the branch refs under the common one.
+    let git_path = |p: &str| git(&["rev-parse", "--git-path", p]);
+    let mut watched: Vec<String> = ["HEAD", "packed-refs"]
+        .iter()
+        .filter_map(|p| git_path(p))
+        .collect();
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.extend(git_path(&branch));
     }
     for f in watched {
         if std::path::Path::new(&f).exists() {
