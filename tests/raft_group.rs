@@ -31,8 +31,6 @@ use rill::core::Shared;
 use rill::storage::lock::{lock_dir, LockFile};
 use rill::storage::log::{FsyncPolicy, LogOptions};
 
-const VOTERS: [u64; 3] = [1, 2, 3];
-
 /// A small deterministic generator (xorshift), seeded by the schedule.
 struct Rng(u64);
 
@@ -141,7 +139,7 @@ fn opts() -> LogOptions {
 
 /// Opens replica `id` from `dir`: start-up replay, then the group's node, whose applier is
 /// the replay path.
-fn open(id: u64, dir: &Path, net: &Arc<Mutex<Net>>, applied: &Applied) -> Replica {
+fn open(id: u64, voters: &[u64], dir: &Path, net: &Arc<Mutex<Net>>, applied: &Applied) -> Replica {
     let shared = Arc::new(Shared::new(Config::default(), None));
     let lock = lock_dir(dir, LockFile::Create).expect("lock");
     let loaded = rill::persist::replay::load_raft(&shared, lock, dir, opts()).expect("load");
@@ -149,7 +147,7 @@ fn open(id: u64, dir: &Path, net: &Arc<Mutex<Net>>, applied: &Applied) -> Replic
         loaded.log.clone(),
         loaded.applied,
         id,
-        &VOTERS,
+        voters,
         Arc::new(Sink(net.clone())),
     )
     .expect("start");
@@ -177,6 +175,7 @@ fn open(id: u64, dir: &Path, net: &Arc<Mutex<Net>>, applied: &Applied) -> Replic
 }
 
 struct Cluster {
+    voters: Vec<u64>,
     dirs: Vec<PathBuf>,
     net: Arc<Mutex<Net>>,
     replicas: Vec<Option<Replica>>,
@@ -215,8 +214,14 @@ fn argv(args: &[&str]) -> Vec<Bytes> {
 
 impl Cluster {
     fn new(name: &str, seed: u64) -> Cluster {
+        Cluster::with_voters(name, seed, 3)
+    }
+
+    fn with_voters(name: &str, seed: u64, n: u64) -> Cluster {
         let net = Arc::new(Mutex::new(Net::new(seed)));
+        let voters: Vec<u64> = (1..=n).collect();
         let mut c = Cluster {
+            voters: voters.clone(),
             dirs: Vec::new(),
             net,
             replicas: Vec::new(),
@@ -226,10 +231,10 @@ impl Cluster {
             pending: Vec::new(),
             next_id: 1,
         };
-        for id in VOTERS {
+        for id in voters {
             let dir = tmp(&format!("{name}-{id}"));
             let applied: Applied = Default::default();
-            let r = open(id, &dir, &c.net, &applied);
+            let r = open(id, &c.voters, &dir, &c.net, &applied);
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
             c.sessions
                 .push(Session::new(r.shared.clients.register(addr, addr), true));
@@ -254,7 +259,7 @@ impl Cluster {
     fn restart(&mut self, id: u64) {
         let i = (id - 1) as usize;
         if self.replicas[i].is_none() {
-            let r = open(id, &self.dirs[i], &self.net, &self.applied[i]);
+            let r = open(id, &self.voters, &self.dirs[i], &self.net, &self.applied[i]);
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
             self.sessions[i] = Session::new(r.shared.clients.register(addr, addr), true);
             self.replicas[i] = Some(r);
@@ -266,7 +271,7 @@ impl Cluster {
     /// deposed leader) is restarted from its directory, as an operator would.
     fn step(&mut self, tick: bool) {
         let mut stopped = Vec::new();
-        for id in VOTERS {
+        for id in self.voters.clone() {
             if let Some(r) = self.node(id) {
                 if tick {
                     r.node.tick();
@@ -293,7 +298,7 @@ impl Cluster {
             self.restart(id);
         }
         // No node but the leader has anything in its keyspace past the commit index.
-        for id in VOTERS {
+        for id in self.voters.clone() {
             if let Some(r) = self.node(id) {
                 let s = r.node.status();
                 if !s.leader && r.node.admits(false).is_ok() {
@@ -330,8 +335,9 @@ impl Cluster {
     }
 
     fn leader(&self) -> Option<u64> {
-        VOTERS
-            .into_iter()
+        self.voters
+            .iter()
+            .copied()
             .find(|&id| self.node(id).is_some_and(|r| r.node.is_leader()))
     }
 
@@ -409,7 +415,7 @@ impl Cluster {
             net.dup_pct = 0;
             net.max_delay = 1;
         }
-        for id in VOTERS {
+        for id in self.voters.clone() {
             self.restart(id);
         }
         for n in 0..3000 {
@@ -440,7 +446,7 @@ impl Cluster {
         let target = lr.node.status().last_index;
         self.pending.is_empty()
             && self.net.lock().in_flight.is_empty()
-            && VOTERS.into_iter().all(|id| {
+            && self.voters.iter().all(|&id| {
                 self.node(id).is_some_and(|r| {
                     let s = r.node.status();
                     r.node.committed() >= target && s.applied >= target
@@ -452,7 +458,7 @@ impl Cluster {
     fn check(&mut self) {
         let now = rill::core::now_ms();
         let mut digests = Vec::new();
-        for id in VOTERS {
+        for id in self.voters.clone() {
             let r = self.node(id).expect("healed");
             let d = {
                 let state = r.shared.state.lock();
@@ -465,7 +471,7 @@ impl Cluster {
             "replicas' digests differ after healing"
         );
         let acked: Vec<u64> = self.acked.iter().copied().collect();
-        for id in VOTERS {
+        for id in self.voters.clone() {
             for &a in &acked {
                 let sid = format!("{a}-1");
                 let got = self.exec(id, &["XRANGE", "s", &sid, &sid]).expect("xrange");
@@ -528,7 +534,7 @@ fn three_replicas_elect_replicate_and_converge() {
     );
     c.check();
     // Followers applied the leader's entries from their own logs.
-    for id in VOTERS.into_iter().filter(|&id| id != leader) {
+    for id in [1, 2, 3].into_iter().filter(|&id| id != leader) {
         assert!(
             c.applied[(id - 1) as usize].lock().len() >= 25,
             "follower {id} applied too little"
@@ -613,7 +619,7 @@ fn an_isolated_leaders_writes_are_never_acknowledged() {
     }
     c.check();
     // The stranded writes are nowhere.
-    for node in VOTERS {
+    for node in [1, 2, 3] {
         for id in &stranded {
             let sid = format!("{id}-1");
             let got = c.exec(node, &["XRANGE", "s", &sid, &sid]).expect("xrange");
@@ -695,4 +701,54 @@ proptest! {
         c.heal();
         c.check();
     }
+}
+
+/// A group of five rides out two nodes down at once: with one more lost it stops
+/// committing, and after healing everything acknowledged is everywhere.
+#[test]
+fn five_replicas_survive_two_failures() {
+    let mut c = Cluster::with_voters("five", 17, 5);
+    let first = elect(&mut c);
+    for k in 0..10 {
+        c.write(k);
+        c.step(false);
+    }
+    c.crash(first);
+    let other = c
+        .voters
+        .iter()
+        .copied()
+        .find(|&id| id != first)
+        .expect("peer");
+    c.crash(other);
+    let second = elect(&mut c);
+    assert!(second != first && second != other);
+    let acked_before = c.acked.len();
+    for k in 0..10 {
+        c.write(k);
+        c.step(false);
+    }
+    for _ in 0..20 {
+        c.step(false);
+    }
+    assert!(c.acked.len() > acked_before, "three of five commit");
+    // A third failure: no quorum, nothing more is acknowledged.
+    let third = c
+        .voters
+        .iter()
+        .copied()
+        .find(|&id| id != first && id != other && id != second)
+        .expect("peer");
+    c.crash(third);
+    let stuck = c.acked.len();
+    for k in 0..5 {
+        c.write(k);
+        c.step(false);
+    }
+    for n in 0..100 {
+        c.step(n % 2 == 0);
+    }
+    assert_eq!(c.acked.len(), stuck, "two of five acknowledged a write");
+    c.heal();
+    c.check();
 }
