@@ -598,6 +598,34 @@ fn an_isolated_leaders_writes_are_never_acknowledged() {
         c.step(false);
     }
     assert!(!stranded.is_empty(), "the isolated leader took no write");
+    // Cut off, the leader steps down (check-quorum) with its writes executed but not
+    // committed: its group stops, and a client still waiting for one gets an error.
+    {
+        let old = c.node(first).expect("alive").node.clone();
+        let held = old.proposed();
+        assert!(old.committed() < held);
+        let mut deposed = false;
+        for _ in 0..100 {
+            old.tick();
+            if old.round(None).is_err() {
+                deposed = true;
+                break;
+            }
+        }
+        assert!(deposed, "an isolated leader went on leading");
+        assert!(!old.is_leader());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let err = rt
+            .block_on(old.wait_committed(held))
+            .expect_err("a deposed leader released a held reply");
+        assert!(
+            err.to_string().contains("lost Raft leadership"),
+            "unexpected error: {err}"
+        );
+    }
     for n in 0..400 {
         c.step(n % 2 == 0);
         if c.leader().is_some_and(|l| l != first) {
