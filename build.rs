@@ -5,8 +5,9 @@
 //! target and profile).
 //!
 //! The script re-runs when the checked-out commit moves (`HEAD`, the branch's ref,
-//! `packed-refs`, found through git so linked worktrees work too), not on every edit, so a build rebuilds the crate once per commit, not
-//! once per change of the index; the dirty flag is that of the moment the script ran.
+//! `packed-refs`, wherever git keeps them: a linked worktree's are not under `.git/`), not
+//! on every edit, so a build rebuilds the crate once per commit, not once per change of
+//! the index; the dirty flag is that of the moment the script ran.
 
 use std::process::Command;
 
@@ -18,19 +19,16 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    // Re-run when the checked-out commit moves (a missing file is simply not watched). In a
-    // linked worktree `.git` is a file: HEAD is in the worktree's git dir, the branch refs
-    // and packed-refs in the common one, so ask git where they are.
-    let git_dir = git(&["rev-parse", "--git-dir"]).unwrap_or_else(|| ".git".into());
-    let common_dir = git(&["rev-parse", "--git-common-dir"]).unwrap_or_else(|| git_dir.clone());
-    let mut watched = vec![
-        format!("{git_dir}/HEAD"),
-        format!("{common_dir}/packed-refs"),
-    ];
-    if let Ok(head) = std::fs::read_to_string(format!("{git_dir}/HEAD")) {
-        if let Some(branch) = head.trim().strip_prefix("ref: ") {
-            watched.push(format!("{common_dir}/{branch}"));
-        }
+    // Re-run when the checked-out commit moves (a missing file is simply not watched). Paths
+    // come from git (`--git-path`): in a linked worktree `.git` is a file, HEAD is under
+    // the worktree's git dir and the branch refs under the common one.
+    let git_path = |p: &str| git(&["rev-parse", "--git-path", p]);
+    let mut watched: Vec<String> = ["HEAD", "packed-refs"]
+        .iter()
+        .filter_map(|p| git_path(p))
+        .collect();
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.extend(git_path(&branch));
     }
     for f in watched {
         if std::path::Path::new(&f).exists() {

@@ -18,6 +18,14 @@
 //! 3. `on_persist_ready`: in a group of one voter, raft commits what its own fsync made
 //!    durable. The commit index is published on the watch, and replies up to it leave.
 //!
+//! In a group of several voters (`group.rs`) the turn also sends the Ready's `messages`
+//! when it takes them and its `persisted_messages` after step 2; a follower's entries are
+//! queued in step 1 like raft's own (a conflicting suffix is cut and rewritten there, with
+//! its own fsync), and committed entries it did not execute are applied through the node's
+//! applier before the fsync (raft hands over only entries already persisted here). A
+//! leader's commit then advances when peers' acknowledgements are stepped in, and the next
+//! turn publishes it.
+//!
 //! A hard state with a new commit index is produced by the turn *after* the one that made
 //! the entries durable, so on disk the commit index trails the entries by a group; the
 //! replies do not wait for it (raft's commit is the quorum's fsync, not the record of it),
@@ -32,6 +40,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::raft::eraftpb::Message;
 use ::raft::StateRole;
 
 use super::node::{RaftError, RaftNode, TICK_MS};
@@ -39,14 +48,28 @@ use super::storage::entry_record;
 use crate::storage::log::RecordPos;
 use crate::storage::raft_record::{self, RaftEntryRecord};
 
+/// What one turn took from a Ready.
+#[derive(Default)]
+struct Taken {
+    /// The Ready's number, for `on_persist_ready` (none: raft had nothing).
+    number: Option<u64>,
+    /// Committed entries this node did not execute, with where their data starts.
+    to_apply: Vec<(RaftEntryRecord, RecordPos)>,
+    /// Messages that may leave before the turn's fsync (a leader's appends).
+    early: Vec<Message>,
+    /// Messages that may leave only after it (votes, acknowledgements).
+    after_persist: Vec<Message>,
+}
+
 /// Applies one committed entry this node has not executed (start-up's uncommitted tail):
 /// the entry and where its data starts in the log.
 pub type ApplyEntry<'a> = dyn FnMut(&RaftEntryRecord, RecordPos) -> Result<(), String> + 'a;
 
 impl RaftNode {
     /// One turn of the Ready loop (see the module docs). Committed entries this node did
-    /// not execute go to `apply`; with none given they stop the node (only start-up has
-    /// them while a group has one voter). Returns the committed index.
+    /// not execute go to `apply`, or with none given to the node's applier (a follower's;
+    /// without either they stop the node). Messages go to the node's sink. Returns the
+    /// committed index.
     pub fn round(&self, apply: Option<&mut ApplyEntry<'_>>) -> Result<u64, RaftError> {
         let _turn = self.driving.lock();
         self.round_locked(apply)
@@ -54,38 +77,25 @@ impl RaftNode {
 
     fn round_locked(&self, apply: Option<&mut ApplyEntry<'_>>) -> Result<u64, RaftError> {
         self.check()?;
-        let (number, to_apply) = match self.take_ready() {
+        let taken = match self.take_ready() {
             Ok(r) => r,
             Err(e) => return Err(self.fail(e)),
         };
-        if !to_apply.is_empty() {
-            let Some(apply) = apply else {
-                let why = format!(
-                    "entry {} was committed but not executed here: applying entries from other nodes is a later step",
-                    to_apply[0].0.index
-                );
-                self.stop(why.clone());
-                return Err(RaftError::Stopped(why));
-            };
-            for (e, at) in &to_apply {
-                if let Err(why) = apply(e, *at) {
-                    let why = format!("applying Raft entry {}: {why}", e.index);
-                    self.stop(why.clone());
-                    return Err(RaftError::Stopped(why));
-                }
+        if let Some(sink) = &self.sink {
+            if !taken.early.is_empty() {
+                sink.send(taken.early);
             }
-            let mut g = self.group.lock();
-            if let Some((last, _)) = to_apply.last() {
-                g.executed_through = g.executed_through.max(last.index);
-            }
+        }
+        if !taken.to_apply.is_empty() {
+            self.apply_committed(&taken.to_apply, apply)?;
         }
         // The group commit: the proposals' entries and this Ready's records, one fsync.
         if let Err(e) = self.log.log().commit() {
             return Err(self.fail(e.into()));
         }
-        let commit = {
+        let (commit, after_persist) = {
             let mut g = self.group.lock();
-            if let Some(n) = number {
+            if let Some(n) = taken.number {
                 g.raw.on_persist_ready(n);
             }
             let log = &g.raw.raft.raft_log;
@@ -95,23 +105,65 @@ impl RaftNode {
             if applied > log.applied {
                 g.raw.advance_apply_to(applied);
             }
-            self.leader
-                .store(g.raw.raft.state == StateRole::Leader, Ordering::Release);
-            commit
+            self.leader.store(Self::may_lead(&g), Ordering::Release);
+            self.check_leadership(&g);
+            // Acknowledgements and votes promise what the fsync above made durable.
+            (commit, taken.after_persist)
         };
+        if let Some(sink) = &self.sink {
+            if !after_persist.is_empty() {
+                sink.send(after_persist);
+            }
+        }
+        self.check()?;
         if commit > *self.committed.borrow() {
             self.committed.send_replace(commit);
         }
         Ok(commit)
     }
 
-    /// Step 1 of a turn: takes a Ready (if any), queues what it asks to persist, and hands
-    /// back its number and the committed entries to apply, with where their data is.
-    #[allow(clippy::type_complexity)]
-    fn take_ready(&self) -> Result<(Option<u64>, Vec<(RaftEntryRecord, RecordPos)>), RaftError> {
+    /// Applies committed entries this node did not execute, through `apply` or else the
+    /// node's applier; with neither, the node stops (a single voter has such entries only at
+    /// start-up, where `recover` passes the replay path).
+    fn apply_committed(
+        &self,
+        to_apply: &[(RaftEntryRecord, RecordPos)],
+        apply: Option<&mut ApplyEntry<'_>>,
+    ) -> Result<(), RaftError> {
+        let mut stored = self.applier.lock();
+        let apply: &mut ApplyEntry<'_> = match (apply, stored.as_mut()) {
+            (Some(a), _) => a,
+            (None, Some(b)) => &mut **b,
+            (None, None) => {
+                let why = format!(
+                    "entry {} was committed but not executed here, and this node has no applier",
+                    to_apply[0].0.index
+                );
+                self.stop(why.clone());
+                return Err(RaftError::Stopped(why));
+            }
+        };
+        for (e, at) in to_apply {
+            if let Err(why) = apply(e, *at) {
+                let why = format!("applying Raft entry {}: {why}", e.index);
+                self.stop(why.clone());
+                return Err(RaftError::Stopped(why));
+            }
+            // One at a time: a failure later leaves the ones before it counted.
+            let mut g = self.group.lock();
+            g.executed_through = g.executed_through.max(e.index);
+        }
+        Ok(())
+    }
+
+    /// Step 1 of a turn: takes a Ready (if any), queues what it asks to persist (entries
+    /// a proposal queued already are skipped; a conflicting suffix is cut and replaced in
+    /// one durable write), and hands back its number, the committed entries to apply with
+    /// where their data is, and the messages to send before and after the turn's fsync.
+    fn take_ready(&self) -> Result<Taken, RaftError> {
         let mut g = self.group.lock();
         if !g.raw.has_ready() {
-            return Ok((None, Vec::new()));
+            return Ok(Taken::default());
         }
         let mut rd = g.raw.ready();
         if !rd.snapshot().is_empty() {
@@ -119,25 +171,47 @@ impl RaftNode {
                 "raft asked to install a snapshot: snapshots are a later step".into(),
             ));
         }
-        // A group of one voter sends nothing; peers are a later step (transport).
-        if !rd.messages().is_empty() || !rd.persisted_messages().is_empty() {
+        let (early, after_persist) = if self.sink.is_some() {
+            (rd.take_messages(), rd.take_persisted_messages())
+        } else if !rd.messages().is_empty() || !rd.persisted_messages().is_empty() {
+            // The single voter sends nothing.
             return Err(RaftError::Stopped(
-                "raft asked to send messages to peers: groups of one voter only so far".into(),
+                "raft asked to send messages to peers, and this group of one voter has none".into(),
             ));
-        }
-        let fresh: Vec<RaftEntryRecord> = rd
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        // Entries already in the log (same index and term: the same entry) are skipped.
+        let skip = rd
             .entries()
             .iter()
-            .filter(|e| e.index > g.queued_through)
-            .map(entry_record)
-            .collect();
+            .take_while(|e| {
+                e.index <= g.queued_through && self.log.term(e.index).ok() == Some(e.term)
+            })
+            .count();
+        let fresh: Vec<RaftEntryRecord> = rd.entries()[skip..].iter().map(entry_record).collect();
         let hard_state = rd.hs().map(|h| raft_record::HardStateRecord {
             term: h.term,
             vote: h.vote,
             commit: h.commit,
         });
-        if !fresh.is_empty() || hard_state.is_some() {
-            self.log.queue(&fresh, hard_state)?;
+        match fresh.first() {
+            Some(first) if first.index <= self.log.last_index() => {
+                // A conflicting suffix from the new leader. Entries executed here (this
+                // node led and ran them ahead of commit) cannot be cut from the keyspace.
+                if first.index <= g.executed_through {
+                    return Err(RaftError::Deposed {
+                        executed: g.executed_through,
+                        committed: g.raw.raft.raft_log.committed,
+                    });
+                }
+                self.log.append(&fresh, hard_state)?;
+            }
+            _ => {
+                if !fresh.is_empty() || hard_state.is_some() {
+                    self.log.queue(&fresh, hard_state)?;
+                }
+            }
         }
         if let Some(last) = fresh.last() {
             g.queued_through = last.index;
@@ -145,8 +219,8 @@ impl RaftNode {
         let executed = g.executed_through;
         let committed = rd.take_committed_entries();
         if let Some(last) = committed.last() {
-            // Raft hands each committed entry over once: the cached copies can go (peers
-            // will bound this by their matched index from step E on).
+            // Raft hands each committed entry over once: the cached copies can go (a
+            // lagging peer's entries are read back from the segments).
             self.log.trim_cache(last.index);
         }
         let mut to_apply = Vec::new();
@@ -164,7 +238,12 @@ impl RaftNode {
         // handed-over entries are dropped.
         drop(g);
         drop(committed);
-        Ok((Some(number), to_apply))
+        Ok(Taken {
+            number: Some(number),
+            to_apply,
+            early,
+            after_persist,
+        })
     }
 
     /// Stops the node for `e` and returns it.
@@ -251,6 +330,7 @@ impl RaftNode {
             };
             if done {
                 self.proposed.store(last, Ordering::Release);
+                self.leader.store(true, Ordering::Release);
                 return Ok(());
             }
         }
@@ -270,11 +350,7 @@ impl RaftNode {
             if self.failed.load(Ordering::Acquire) {
                 continue;
             }
-            let pending = {
-                let mut g = self.group.lock();
-                g.raw.tick();
-                g.raw.has_ready()
-            };
+            let pending = self.tick();
             if pending {
                 let me = self.clone();
                 // A turn may fsync: off the runtime's threads.

@@ -2,11 +2,14 @@
 //! `storage.rs` is raft-rs's storage over the Rill log (step C); `node.rs` the hosted group
 //! (its `RawNode` behind a mutex, proposals, the `committed` watch) and `driver.rs` its
 //! Ready loop, run where the log's group commit runs (step D, a group of one voter:
-//! `cluster-raft yes`); `transport.rs` the authenticated peer links between a group's
-//! replicas (step E, not wired to the driver yet). Follower apply and snapshots are later
-//! steps.
+//! `cluster-raft yes`); `group.rs` groups of several voters (step F in process: peer
+//! messages through a `MessageSink`, followers writing and applying committed entries
+//! through the replay path); `transport.rs` the authenticated peer links between a group's
+//! replicas (step E). The server does not connect the two yet (it runs the single voter);
+//! follower MOVED/READONLY, ReadIndex and snapshots are later steps.
 
 pub mod driver;
+pub mod group;
 pub mod node;
 pub mod storage;
 pub mod transport;

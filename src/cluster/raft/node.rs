@@ -21,19 +21,21 @@
 //! drops is a leadership loss: the caller's state already holds the ops, so the node stops
 //! ([`RaftError::Dropped`]) and acknowledges nothing more.
 //!
-//! **Single voter (step D).** The group has one voter, this node, id 1. It elects itself at
-//! start-up, and commit equals its own fsync. Peers, followers applying entries, snapshots
-//! and leadership changes are later steps (E–J); a Ready asking for any of them stops the
-//! node with an error instead of doing half of it.
+//! **Single voter (step D).** The server's group has one voter, this node, id 1
+//! ([`RaftNode::start`]). It elects itself at start-up, and commit equals its own fsync; it
+//! has no message sink, and a Ready asking to send anything stops it with an error.
+//! Groups of several voters (step F, `group.rs`) are started with
+//! [`RaftNode::start_group`] and a [`MessageSink`](super::group::MessageSink).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ::raft::eraftpb::ConfState;
-use ::raft::{Config, RawNode, StateRole, Storage as _};
+use ::raft::{Config, RawNode, StateRole};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::group::MessageSink;
 use super::storage::LogStorage;
 use crate::storage::log::RecordPos;
 use crate::storage::raft_record::{self, EntryKind, RaftEntryRecord};
@@ -58,6 +60,11 @@ pub enum RaftError {
     /// meanwhile. The node stops acknowledging; the write's outcome is unknown.
     #[error("the Raft group dropped a proposal (leadership lost); the write's outcome is unknown and this node stopped acknowledging writes until it restarts")]
     Dropped,
+    /// This leader lost leadership while its keyspace held writes not yet committed
+    /// (executed ahead of the commit index): their outcome is unknown, the held replies
+    /// fail, and the keyspace may differ from the group's until the node restarts.
+    #[error("this node lost Raft leadership with writes up to index {executed} executed but only {committed} committed; their outcome is unknown and the node stopped: restart it to rebuild its state from the log")]
+    Deposed { executed: u64, committed: u64 },
     /// The log failed (a failed write or fsync poisons it): nothing more is acknowledged.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -94,6 +101,9 @@ pub struct RaftStatus {
     pub applied: u64,
     /// The last index in the log, committed or not.
     pub last_index: u64,
+    /// The highest index in this node's keyspace: executed here (a leader's, possibly past
+    /// `commit`) or applied from the log (never past `commit` on a follower).
+    pub executed: u64,
 }
 
 /// What the group's lock protects.
@@ -107,9 +117,20 @@ pub(super) struct Group {
     pub(super) executed_through: u64,
 }
 
+/// Applies one committed entry this node did not execute, whose data starts at the given
+/// position (the replay path): a follower's apply, and start-up's uncommitted tail.
+pub type Applier = dyn FnMut(&RaftEntryRecord, RecordPos) -> Result<(), String> + Send;
+
 /// One hosted Raft group.
 pub struct RaftNode {
     pub(super) log: Arc<RaftLog>,
+    /// This node's id in the group.
+    pub(super) id: u64,
+    /// Where outgoing messages go; none for the single voter.
+    pub(super) sink: Option<Arc<dyn MessageSink>>,
+    /// Where committed entries this node did not execute go, when a turn is not given an
+    /// applier of its own (taken inside a turn, after `driving`).
+    pub(super) applier: Mutex<Option<Box<Applier>>>,
     /// The raft lock (after the keyspace lock, never before it).
     pub(super) group: Mutex<Group>,
     /// One Ready loop turn at a time (taken before `group`, never while holding it).
@@ -127,7 +148,7 @@ pub struct RaftNode {
 }
 
 /// raft-rs logs through slog; Rill logs through tracing.
-struct TracingDrain;
+pub(super) struct TracingDrain;
 
 impl slog::Drain for TracingDrain {
     type Ok = ();
@@ -146,9 +167,9 @@ impl slog::Drain for TracingDrain {
 
 /// The group's raft configuration: pre-vote and check-quorum on (design §3.7), `applied`
 /// where start-up replay stopped.
-fn config(applied: u64) -> Config {
+pub(super) fn config(id: u64, applied: u64) -> Config {
     Config {
-        id: SINGLE_VOTER_ID,
+        id,
         election_tick: 10,
         heartbeat_tick: 1,
         applied,
@@ -181,28 +202,7 @@ impl RaftNode {
                 state.conf_state.voters
             )));
         }
-        let storage = LogStorage::new(log.clone());
-        let last = storage
-            .last_index()
-            .map_err(|e| RaftError::Stopped(e.to_string()))?;
-        let logger = slog::Logger::root(slog::Drain::fuse(TracingDrain), slog::o!());
-        let raw = RawNode::new(&config(applied), storage, &logger)
-            .map_err(|e| RaftError::Stopped(e.to_string()))?;
-        let (committed, _) = watch::channel(applied);
-        Ok(Arc::new(RaftNode {
-            log,
-            group: Mutex::new(Group {
-                raw,
-                queued_through: last,
-                executed_through: applied,
-            }),
-            driving: Mutex::new(()),
-            committed,
-            proposed: AtomicU64::new(last),
-            leader: AtomicBool::new(false),
-            stopped: Mutex::new(None),
-            failed: AtomicBool::new(false),
-        }))
+        Self::open(log, applied, SINGLE_VOTER_ID, None)
     }
 
     /// The Raft log underneath.
@@ -244,6 +244,7 @@ impl RaftNode {
             commit: self.committed(),
             applied: g.raw.raft.raft_log.applied,
             last_index: g.raw.raft.raft_log.last_index(),
+            executed: g.executed_through,
         }
     }
 

@@ -1,0 +1,218 @@
+//! Groups of several voters (issue #14 step F): what a hosted group exchanges with its
+//! peers, and what a follower does with what it receives. Design scale-out.md §3.3–§3.7.
+//!
+//! **Messages.** The Ready loop (`driver.rs`) hands raft's outgoing messages to a
+//! [`MessageSink`]: a Ready's `messages` as soon as it is taken (a leader may send appends
+//! while its own fsync runs, raft thesis §10.2.1), its `persisted_messages` (votes, append
+//! acknowledgements) only after the turn's group commit made what they promise durable.
+//! Incoming messages enter through [`RaftNode::step`]. The network transport (step E)
+//! implements the sink; the in-process tests (`tests/raft_group.rs`) implement it with a
+//! simulated network. A sink must not call back into the node: it queues.
+//!
+//! **Follower path.** Entries from the leader are written with the Ready's hard state in
+//! one write and made durable by the turn's `fdatasync` before raft is told they are
+//! persisted, so an acknowledgement always follows the fsync. A conflicting suffix is cut
+//! with the log's truncation (`RaftLog::append`, step C; never at or below the persisted
+//! commit index). Committed entries reach the keyspace through the node's applier
+//! ([`RaftNode::set_applier`]), the replay path crash recovery uses, with their payloads
+//! located at this node's own log positions. raft hands over only entries that are both
+//! committed and persisted here, so a follower never applies an uncommitted entry.
+//!
+//! **Leadership.** A node accepts writes only once it leads *and* an entry of its own term
+//! is committed and everything committed is applied here: before that, entries of earlier
+//! terms may still be on their way into its keyspace. A leader executes a write before its
+//! entry commits (the keyspace runs ahead of the commit index, speculatively). If it loses
+//! leadership with such entries outstanding, its keyspace may hold writes the new leader
+//! will overwrite (design §3.7): the group **stops** with [`RaftError::Deposed`], every held
+//! reply fails (never acknowledged), and the node must be restarted, which rebuilds its
+//! keyspace from the log's committed entries (start-up replay applies only those). A
+//! deposed leader with nothing outstanding simply becomes a follower. Rebuilding in place
+//! (without a restart) is a later step.
+//!
+//! **Not wired yet:** the network transport (step E), follower `-MOVED` / `READONLY`
+//! (step G), snapshots and membership changes (steps H–J). The server still runs only the
+//! single-voter group (`cluster-raft yes`); groups of several voters are used by the tests.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ::raft::eraftpb::{ConfState, Message};
+use ::raft::{RawNode, StateRole, Storage as _};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::node::{config, Applier, Group, RaftError, RaftNode, TracingDrain};
+use super::storage::LogStorage;
+use crate::storage::raftlog::RaftLog;
+
+/// Where a group's outgoing messages go (the transport, or a test's network). Sending is
+/// fire and forget: raft retries what is lost.
+pub trait MessageSink: Send + Sync {
+    /// Sends `msgs` to their peers (`Message::to`). Must not block on the network or call
+    /// back into the node.
+    fn send(&self, msgs: Vec<Message>);
+}
+
+impl RaftNode {
+    /// Starts node `id` of a group of `voters` over `log`, whose entries up to `applied`
+    /// are already in the keyspace (start-up replay). A log with no configuration yet is
+    /// given `voters`; one with another configuration is refused. Outgoing messages go to
+    /// `sink`. The node is a follower until an election makes it leader (ticks,
+    /// [`RaftNode::tick`], or [`RaftNode::campaign`]); committed entries it did not
+    /// execute go to the applier ([`RaftNode::set_applier`]), which must be set before the
+    /// first turn that has any.
+    pub fn start_group(
+        log: Arc<RaftLog>,
+        applied: u64,
+        id: u64,
+        voters: &[u64],
+        sink: Arc<dyn MessageSink>,
+    ) -> Result<Arc<RaftNode>, RaftError> {
+        if !voters.contains(&id) {
+            return Err(RaftError::Stopped(format!(
+                "node {id} is not one of the group's voters {voters:?}"
+            )));
+        }
+        let mut voters = voters.to_vec();
+        voters.sort_unstable();
+        voters.dedup();
+        let state = log.state();
+        if state.conf_state.voters.is_empty() && state.conf_state.learners.is_empty() {
+            LogStorage::new(log.clone())
+                .set_conf_state(&ConfState {
+                    voters: voters.clone(),
+                    ..Default::default()
+                })
+                .map_err(|e| RaftError::Stopped(e.to_string()))?;
+        } else {
+            let mut have = state.conf_state.voters.clone();
+            have.sort_unstable();
+            if have != voters {
+                return Err(RaftError::Stopped(format!(
+                    "the log's Raft configuration has voters {have:?}, not {voters:?}: membership changes are a later step"
+                )));
+            }
+        }
+        Self::open(log, applied, id, Some(sink))
+    }
+
+    /// Builds the node (the configuration is on the log already).
+    pub(super) fn open(
+        log: Arc<RaftLog>,
+        applied: u64,
+        id: u64,
+        sink: Option<Arc<dyn MessageSink>>,
+    ) -> Result<Arc<RaftNode>, RaftError> {
+        let storage = LogStorage::new(log.clone());
+        let last = storage
+            .last_index()
+            .map_err(|e| RaftError::Stopped(e.to_string()))?;
+        let logger = slog::Logger::root(slog::Drain::fuse(TracingDrain), slog::o!());
+        let raw = RawNode::new(&config(id, applied), storage, &logger)
+            .map_err(|e| RaftError::Stopped(e.to_string()))?;
+        let (committed, _) = watch::channel(applied);
+        Ok(Arc::new(RaftNode {
+            log,
+            id,
+            sink,
+            applier: Mutex::new(None),
+            group: Mutex::new(Group {
+                raw,
+                queued_through: last,
+                executed_through: applied,
+            }),
+            driving: Mutex::new(()),
+            committed,
+            proposed: std::sync::atomic::AtomicU64::new(last),
+            leader: std::sync::atomic::AtomicBool::new(false),
+            stopped: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+
+    /// This node's id in its group.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sets where committed entries this node did not execute go: the keyspace's replay
+    /// path ([`crate::persist::replay::apply_entry`]). It runs in a turn of the Ready loop,
+    /// without the group's lock, and may take the keyspace lock.
+    pub fn set_applier(&self, applier: Box<Applier>) {
+        *self.applier.lock() = Some(applier);
+    }
+
+    /// Hands raft one message from a peer. A message raft refuses (a local kind, or a
+    /// response from a node outside the group) is dropped: the network is not trusted.
+    /// The caller then takes a turn ([`RaftNode::round`]) when convenient.
+    pub fn step(&self, msg: Message) -> Result<(), RaftError> {
+        self.check()?;
+        let mut g = self.group.lock();
+        match g.raw.step(msg) {
+            Ok(()) => {}
+            Err(::raft::Error::StepLocalMsg | ::raft::Error::StepPeerNotFound) => {}
+            Err(e) => {
+                drop(g);
+                let e = RaftError::Stopped(e.to_string());
+                self.stop(e.to_string());
+                return Err(e);
+            }
+        }
+        self.check_leadership(&g);
+        Ok(())
+    }
+
+    /// Advances raft's clock one tick ([`super::node::TICK_MS`] in the server). Returns
+    /// whether a turn has work.
+    pub fn tick(&self) -> bool {
+        if self.failed.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut g = self.group.lock();
+        g.raw.tick();
+        self.check_leadership(&g);
+        g.raw.has_ready()
+    }
+
+    /// Starts an election now (tests; `CLUSTER FAILOVER` later).
+    pub fn campaign(&self) -> Result<(), RaftError> {
+        self.check()?;
+        let mut g = self.group.lock();
+        g.raw
+            .campaign()
+            .map_err(|e| RaftError::Stopped(e.to_string()))
+    }
+
+    /// The leader this node knows of (0: none).
+    pub fn leader_id(&self) -> u64 {
+        self.group.lock().raw.raft.leader_id
+    }
+
+    /// After raft's role may have changed: a node that no longer leads takes no more
+    /// writes, and one whose keyspace ran ahead of the commit index stops (module docs).
+    pub(super) fn check_leadership(&self, g: &Group) {
+        if g.raw.raft.state == StateRole::Leader {
+            return;
+        }
+        self.leader.store(false, Ordering::Release);
+        let committed = g.raw.raft.raft_log.committed;
+        if g.executed_through > committed {
+            self.stop(
+                RaftError::Deposed {
+                    executed: g.executed_through,
+                    committed,
+                }
+                .to_string(),
+            );
+        }
+    }
+
+    /// Whether this node may take writes: it leads, an entry of its term is committed, and
+    /// everything committed is in its keyspace.
+    pub(super) fn may_lead(g: &Group) -> bool {
+        let r = &g.raw.raft;
+        r.state == StateRole::Leader
+            && r.commit_to_current_term()
+            && g.executed_through >= r.raft_log.committed
+    }
+}
