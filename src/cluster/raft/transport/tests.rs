@@ -145,6 +145,12 @@ async fn three_transports_deliver_in_order() {
         }
     }
     for (t, _) in &nodes {
+        // A sender counts a batch once its write returned, which may be after the
+        // receiver already handed the messages on.
+        eventually("the senders' counters", || {
+            t.stats().peers.iter().all(|p| p.sent_messages == N)
+        })
+        .await;
         let s = t.stats();
         assert_eq!(s.received_messages, 2 * N);
         for p in &s.peers {
@@ -190,6 +196,11 @@ async fn a_large_batch_arrives_whole_and_in_frames() {
         assert_eq!(*g, GROUP + k as u64 % 2);
         assert_eq!(m.entries[0].data.len(), (k * 37) % 3000);
     }
+    // Counted once the write returned, possibly after the receiver had everything.
+    eventually("the sender's counters", || {
+        a.stats().peers[0].sent_messages == N
+    })
+    .await;
     let s = &a.stats().peers[0];
     assert_eq!(s.sent_messages, N);
     assert_eq!(s.dropped_messages, 0);
@@ -215,6 +226,11 @@ async fn many_messages_of_one_group_share_frames() {
         .iter()
         .enumerate()
         .all(|(k, (_, _, m))| m.index == k as u64));
+    // Counted once the write returned, possibly after the receiver had everything.
+    eventually("the sender's counters", || {
+        a.stats().peers[0].sent_messages == 10_000
+    })
+    .await;
     let s = &a.stats().peers[0];
     assert!(
         s.sent_frames * 10 < s.sent_messages,
