@@ -24,16 +24,36 @@ use rill::storage::{FsyncPolicy, Log, LogOptions, LoggedCommand, StorageError};
 /// a copy of every descriptor, the directory's lock included (close-on-exec closes it
 /// only at the exec), so the flock can still look taken for that instant. Retried for up
 /// to 2 s; any other error, or a lock still held after that, fails the test.
-fn reopen<T, E: std::fmt::Debug>(what: &str, mut open: impl FnMut() -> Result<T, E>) -> T {
+fn reopen<T, E: LockError>(what: &str, mut open: impl FnMut() -> Result<T, E>) -> T {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match open() {
             Ok(v) => return v,
-            Err(e) if format!("{e:?}").contains("Locked {") && Instant::now() < deadline => {
+            Err(e) if e.is_locked() && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => panic!("{what}: {e:?}"),
         }
+    }
+}
+
+/// An open's error that may say the directory is locked.
+trait LockError: std::fmt::Debug {
+    fn is_locked(&self) -> bool;
+}
+
+impl LockError for StorageError {
+    fn is_locked(&self) -> bool {
+        matches!(self, StorageError::Locked { .. })
+    }
+}
+
+impl LockError for rill::storage::raftlog::RaftLogError {
+    fn is_locked(&self) -> bool {
+        matches!(
+            self,
+            rill::storage::raftlog::RaftLogError::Storage(StorageError::Locked { .. })
+        )
     }
 }
 

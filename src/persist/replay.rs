@@ -88,6 +88,18 @@ pub fn replay_ops_at(
     errors
 }
 
+/// One recovered item applied: a checkpoint's state, or a log record through [`replay`].
+/// A state the engine cannot load is reported by the reader as corruption at this
+/// record's file and offset.
+fn replay_item(shared: &Shared, item: Replay) -> Result<Vec<String>, crate::storage::StorageError> {
+    match item {
+        Replay::State(data) => apply_state(shared, data)
+            .map(|()| Vec::new())
+            .map_err(crate::storage::StorageError::Malformed),
+        item => Ok(replay(shared, item)),
+    }
+}
+
 /// Applies one item recovery read (start-up, `rill check`): what it could not apply, or
 /// nothing.
 pub fn replay(shared: &Shared, item: Replay) -> Vec<String> {
@@ -175,11 +187,7 @@ pub fn load_raft(
                 }
                 errors
             }
-            Replay::State(data) => match apply_state(shared, data) {
-                Ok(()) => Vec::new(),
-                Err(e) => return Err(crate::storage::StorageError::Malformed(e)),
-            },
-            item => replay(shared, item),
+            item => replay_item(shared, item)?,
         };
         progress.record(bytes, errors)
     });
@@ -296,14 +304,7 @@ pub fn load(
     let mut progress = Progress::new(shared, dir);
     let reader = shared.attach_segments(dir);
     let opened = Log::open_locked(lock, dir, opts, &mut |item, bytes| {
-        let errors = match item {
-            Replay::State(data) => match apply_state(shared, data) {
-                Ok(()) => Vec::new(),
-                // Reported by the reader as corruption at this record's file and offset.
-                Err(e) => return Err(crate::storage::StorageError::Malformed(e)),
-            },
-            item => replay(shared, item),
-        };
+        let errors = replay_item(shared, item)?;
         progress.record(bytes, errors)
     });
     let log = progress.finish(opened)?;

@@ -56,7 +56,7 @@ pub enum Stop {
 
 type Job = (Arc<Shared>, Batch, oneshot::Sender<Batch>);
 
-static EXECUTOR: OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+static EXECUTOR: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
 
 /// Starts the executor thread. Call once, before connections are served.
 pub fn start() -> std::io::Result<()> {
@@ -70,7 +70,7 @@ pub fn start() -> std::io::Result<()> {
                 let _ = back.send(batch);
             }
         })?;
-    let _ = EXECUTOR.set(std::sync::Mutex::new(tx));
+    let _ = EXECUTOR.set(tx);
     Ok(())
 }
 
@@ -83,10 +83,7 @@ pub fn running() -> bool {
 /// `None` if the executor is gone (it never stops while the process runs).
 pub async fn execute(shared: &Arc<Shared>, batch: Batch) -> Option<Batch> {
     let (tx, rx) = oneshot::channel();
-    {
-        let sender = EXECUTOR.get()?.lock().ok()?;
-        sender.send((shared.clone(), batch, tx)).ok()?;
-    }
+    EXECUTOR.get()?.send((shared.clone(), batch, tx)).ok()?;
     rx.await.ok()
 }
 

@@ -191,6 +191,29 @@ impl EntryCache {
 }
 
 impl RaftIndex {
+    /// Records what one write put in the log: `records` (entries first, then the hard
+    /// state if any) at `positions`, for `entries`, and the new hard state.
+    fn written(
+        &mut self,
+        records: &[RaftRecord],
+        positions: &[RecordPos],
+        entries: &[RaftEntryRecord],
+        hard_state: Option<HardStateRecord>,
+    ) {
+        for ((rec, pos), e) in records.iter().zip(positions).zip(entries) {
+            self.entries.push_back(EntryLoc {
+                pos: pack_pos(pos.segment, pos.offset),
+                len: raft_record::encoded_len(rec) as u32,
+                term: e.term,
+            });
+            self.cache.push(e.clone());
+        }
+        if let Some(h) = hard_state {
+            self.hard_state = h;
+            self.hard_state_pos = positions.last().copied();
+        }
+    }
+
     fn first_index(&self) -> u64 {
         self.compacted.index + 1
     }
@@ -846,20 +869,12 @@ impl RaftLog {
         if truncated {
             intent::remove(&self.dir)?;
         }
-        let entry_at = &positions[restated.len()..];
-        let entry_recs = &records[restated.len()..];
-        for ((rec, pos), e) in entry_recs.iter().zip(entry_at).zip(entries) {
-            i.entries.push_back(EntryLoc {
-                pos: pack_pos(pos.segment, pos.offset),
-                len: raft_record::encoded_len(rec) as u32,
-                term: e.term,
-            });
-            i.cache.push(e.clone());
-        }
-        if let Some(h) = hard_state {
-            i.hard_state = h;
-            i.hard_state_pos = positions.last().copied();
-        }
+        i.written(
+            &records[restated.len()..],
+            &positions[restated.len()..],
+            entries,
+            hard_state,
+        );
         Ok(())
     }
 
@@ -911,18 +926,7 @@ impl RaftLog {
             return Ok((self.log.appended_lsn(), Vec::new()));
         }
         let (lsn, positions) = self.log.append_raft(&records)?;
-        for ((rec, pos), e) in records.iter().zip(&positions).zip(entries) {
-            i.entries.push_back(EntryLoc {
-                pos: pack_pos(pos.segment, pos.offset),
-                len: raft_record::encoded_len(rec) as u32,
-                term: e.term,
-            });
-            i.cache.push(e.clone());
-        }
-        if let Some(h) = hard_state {
-            i.hard_state = h;
-            i.hard_state_pos = positions.last().copied();
-        }
+        i.written(&records, &positions, entries, hard_state);
         let mut positions = positions;
         positions.truncate(entries.len());
         Ok((lsn, positions))
