@@ -53,8 +53,8 @@ pub fn spublish(_s: &mut Session, sh: &Shared, args: &mut Args) -> R {
 fn publish_to(sh: &Shared, kind: Kind, args: &mut Args) -> R {
     let channel = args.next_bytes()?;
     let message = args.next_bytes()?;
-    let hard = sh.pubsub_output_limits().0;
-    let n = sh.pubsub.publish(kind, &channel, &message, hard, |p, c| {
+    let limits = sh.pubsub_output_limits();
+    let n = sh.pubsub.publish(kind, &channel, &message, limits, |p, c| {
         glob_match(p, c, false)
     });
     Ok(Reply::Int(n).into())

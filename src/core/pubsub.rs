@@ -8,10 +8,13 @@
 //! waits on beside its socket. Publishers never block: they push under the outlet's
 //! short lock and notify.
 //!
-//! Memory stays bounded by `client-output-buffer-limit pubsub`: a push that would take
-//! what the subscriber holds undelivered (queued here plus unsent in its connection) past
-//! the hard limit kills the subscriber instead, as Redis closes a client whose reply
-//! list passes the limit; the soft limit is the connection's to time.
+//! Memory stays bounded by `client-output-buffer-limit pubsub`, counted on what the
+//! subscriber holds undelivered (queued here plus unsent in its connection): a push that
+//! would take it past the hard limit, or that finds it over the soft limit for longer
+//! than the soft seconds, kills the subscriber instead, as Redis checks both limits each
+//! time it adds to a client's reply list. The soft limit's clock lives in the outlet,
+//! so the publisher and the subscriber's own connection (which checks it as it writes)
+//! time the same excess.
 //!
 //! Matching patterns is the command layer's glob (`commands::glob`), passed in by the
 //! caller, since this layer sits below it.
@@ -19,6 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -70,7 +74,12 @@ pub struct Outlet {
     /// Bytes the connection holds encoded but not yet written to the socket.
     unsent: AtomicU64,
     ready: Notify,
+    /// Since when the undelivered bytes have been over the soft limit.
+    over_soft_since: Mutex<Option<Instant>>,
 }
+
+/// A `client-output-buffer-limit` class: hard bytes, soft bytes, soft seconds (0: none).
+pub type Limits = (u64, u64, u64);
 
 impl Outlet {
     /// An empty outlet for `client`.
@@ -81,21 +90,47 @@ impl Outlet {
             queued: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
             ready: Notify::new(),
+            over_soft_since: Mutex::new(None),
         })
     }
 
-    /// Queues `d` unless that would take the subscriber past `hard` bytes (0: no
-    /// limit); then the subscriber is killed and `false` returned.
-    fn push(&self, d: Delivery, hard: u64) -> bool {
+    /// Whether the subscriber, holding `extra` bytes more than it does now, is over
+    /// the hard limit or has been over the soft one for longer than its seconds.
+    /// Starts (or resets) the soft limit's clock.
+    pub fn over_limits(&self, extra: u64, (hard, soft, soft_secs): Limits) -> bool {
+        let held =
+            self.queued.load(Ordering::Relaxed) + self.unsent.load(Ordering::Relaxed) + extra;
+        if hard > 0 && held > hard {
+            return true;
+        }
+        let mut since = self.over_soft_since.lock();
+        if soft > 0 && held > soft {
+            let t = *since.get_or_insert_with(Instant::now);
+            t.elapsed() > Duration::from_secs(soft_secs)
+        } else {
+            *since = None;
+            false
+        }
+    }
+
+    /// When the soft limit's time runs out, if the subscriber is over it.
+    pub fn soft_deadline(&self, (_, _, soft_secs): Limits) -> Option<Instant> {
+        self.over_soft_since
+            .lock()
+            .map(|t| t + Duration::from_secs(soft_secs))
+    }
+
+    /// Queues `d` unless that would take the subscriber past its `limits`
+    /// ([`Outlet::over_limits`]); then the subscriber is killed and `false` returned.
+    fn push(&self, d: Delivery, limits: Limits) -> bool {
         let size = d.size();
-        let held = self.queued.load(Ordering::Relaxed) + self.unsent.load(Ordering::Relaxed);
-        if hard > 0 && held + size > hard {
+        if self.over_limits(size, limits) {
             if !self.client.killed.load(Ordering::SeqCst) {
                 tracing::warn!(
                     "Client id={} addr={} closed for overcoming of output buffer limits (pubsub: {} bytes undelivered).",
                     self.client.id,
                     self.client.addr,
-                    held + size
+                    self.queued.load(Ordering::Relaxed) + self.unsent.load(Ordering::Relaxed) + size
                 );
                 self.client.kill();
             }
@@ -179,13 +214,13 @@ impl Registry {
 
     /// Delivers `message` to the subscribers of `channel` (for `Channel`: also to the
     /// clients whose pattern `matches` it) and returns how many received it, as
-    /// PUBLISH and SPUBLISH answer. `hard` is the pubsub class's hard limit.
+    /// PUBLISH and SPUBLISH answer. `limits` are the pubsub class's.
     pub fn publish(
         &self,
         kind: Kind,
         channel: &Bytes,
         message: &Bytes,
-        hard: u64,
+        limits: Limits,
         matches: impl Fn(&[u8], &[u8]) -> bool,
     ) -> i64 {
         let maps = self.maps.lock();
@@ -202,7 +237,7 @@ impl Registry {
                     channel: channel.clone(),
                     message: message.clone(),
                 };
-                receivers += i64::from(outlet.push(d, hard));
+                receivers += i64::from(outlet.push(d, limits));
             }
         }
         if kind == Kind::Channel {
@@ -217,7 +252,7 @@ impl Registry {
                         channel: channel.clone(),
                         message: message.clone(),
                     };
-                    receivers += i64::from(outlet.push(d, hard));
+                    receivers += i64::from(outlet.push(d, limits));
                 }
             }
         }
@@ -286,7 +321,13 @@ mod tests {
         reg.subscribe(Kind::Pattern, &Bytes::from("n*"), &b);
         reg.subscribe(Kind::Pattern, &Bytes::from("x*"), &b);
         let prefix = |p: &[u8], c: &[u8]| c.starts_with(&p[..p.len() - 1]);
-        let n = reg.publish(Kind::Channel, &"news".into(), &"hi".into(), 0, prefix);
+        let n = reg.publish(
+            Kind::Channel,
+            &"news".into(),
+            &"hi".into(),
+            (0, 0, 0),
+            prefix,
+        );
         assert_eq!(n, 2);
         assert_eq!(a.take().len(), 1);
         let got = b.take();
@@ -294,7 +335,7 @@ mod tests {
         assert_eq!(got[0].pattern.as_deref(), Some(&b"n*"[..]));
         // A shard publish reaches only shard subscribers.
         assert_eq!(
-            reg.publish(Kind::Shard, &"news".into(), &"hi".into(), 0, prefix),
+            reg.publish(Kind::Shard, &"news".into(), &"hi".into(), (0, 0, 0), prefix),
             0
         );
         reg.unsubscribe(Kind::Channel, b"news", 1);
@@ -311,16 +352,58 @@ mod tests {
         let msg = Bytes::from(vec![b'x'; 100]);
         let never = |_: &[u8], _: &[u8]| false;
         assert_eq!(
-            reg.publish(Kind::Channel, &"c".into(), &msg, 1000, never),
+            reg.publish(Kind::Channel, &"c".into(), &msg, (1000, 0, 0), never),
             1
         );
         a.set_unsent(900);
         assert_eq!(
-            reg.publish(Kind::Channel, &"c".into(), &msg, 1000, never),
+            reg.publish(Kind::Channel, &"c".into(), &msg, (1000, 0, 0), never),
             0
         );
         assert!(a.client.killed.load(Ordering::SeqCst));
         assert_eq!(reg.count(Kind::Channel, b"c"), 0);
         assert_eq!(a.take().len(), 1);
+    }
+
+    #[test]
+    fn queued_bytes_over_the_soft_limit_too_long_kill_the_subscriber() {
+        let reg = Registry::default();
+        let a = Outlet::new(client(1));
+        reg.subscribe(Kind::Channel, &Bytes::from("c"), &a);
+        let msg = Bytes::from(vec![b'x'; 100]);
+        let never = |_: &[u8], _: &[u8]| false;
+        // Soft 150 bytes for 1 s (a delivery here is 149): the first push stays under
+        // it, the second starts the clock (queued, never taken by a connection), a push
+        // after the second finds it run out.
+        let soft = (0, 150, 1);
+        assert_eq!(
+            reg.publish(Kind::Channel, &"c".into(), &msg, soft, never),
+            1
+        );
+        assert_eq!(a.soft_deadline(soft), None);
+        assert_eq!(
+            reg.publish(Kind::Channel, &"c".into(), &msg, soft, never),
+            1
+        );
+        assert!(a.soft_deadline(soft).is_some());
+        assert!(!a.client.killed.load(Ordering::SeqCst));
+        std::thread::sleep(Duration::from_millis(1050));
+        assert_eq!(
+            reg.publish(Kind::Channel, &"c".into(), &msg, soft, never),
+            0
+        );
+        assert!(a.client.killed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn taking_the_queue_under_the_soft_limit_stops_its_clock() {
+        let a = Outlet::new(client(1));
+        let soft = (0, 150, 60);
+        a.set_unsent(200);
+        assert!(!a.over_limits(0, soft));
+        assert!(a.soft_deadline(soft).is_some());
+        a.set_unsent(10);
+        assert!(!a.over_limits(0, soft));
+        assert_eq!(a.soft_deadline(soft), None);
     }
 }

@@ -542,10 +542,13 @@ async fn flush(
         if wbuf.is_empty() || mode == FlushMode::NoWait {
             return Ok(());
         }
-        let (_, _, soft_secs) = output_limits(shared, session);
-        let soft_deadline = timers
-            .over_soft_since
-            .map(|t| t + Duration::from_secs(soft_secs));
+        let limits = output_limits(shared, session);
+        let soft_deadline = match subscriber_outlet(session) {
+            Some(outlet) => outlet.soft_deadline(limits),
+            None => timers
+                .over_soft_since
+                .map(|t| t + Duration::from_secs(limits.2)),
+        };
         let idle_secs = if session.subs.active() {
             0
         } else {
@@ -670,6 +673,15 @@ fn output_limits(shared: &Shared, session: &Session) -> (u64, u64, u64) {
     }
 }
 
+/// The outlet of a client in the pubsub class (with at least one subscription).
+fn subscriber_outlet(session: &Session) -> Option<&crate::core::pubsub::Outlet> {
+    session
+        .subs
+        .outlet
+        .as_deref()
+        .filter(|_| session.subs.active())
+}
+
 /// Waits for a Pub/Sub delivery to `outlet`, forever when the client has none.
 async fn deliveries(outlet: Option<&crate::core::pubsub::Outlet>) {
     match outlet {
@@ -685,7 +697,18 @@ fn check_output_limits(
     pending: u64,
     timers: &mut ClientTimers,
 ) -> Result<(), End> {
-    let (hard, soft, soft_secs) = output_limits(shared, session);
+    let limits = output_limits(shared, session);
+    if let Some(outlet) = subscriber_outlet(session) {
+        // A subscriber's limits count what waits in its outlet too, on the outlet's
+        // clock, which publishers check as well.
+        outlet.set_unsent(pending);
+        if outlet.over_limits(0, limits) {
+            warn_output_limit(session, pending);
+            return Err(End::Close);
+        }
+        return Ok(());
+    }
+    let (hard, soft, soft_secs) = limits;
     let over_hard = hard > 0 && pending > hard;
     let mut over_soft_too_long = false;
     if soft > 0 && pending > soft {
