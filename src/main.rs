@@ -237,23 +237,33 @@ async fn serve(config: Config) -> ExitCode {
     let loader = shared.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         if raft_mode {
-            load_raft(&loader, lock, &dir, opts).map(|()| None)
+            load_raft(&loader, lock, &dir, opts).map(Loaded::Raft)
         } else {
-            rill::persist::replay::load(&loader, lock, &dir, opts).map(Some)
+            rill::persist::replay::load(&loader, lock, &dir, opts).map(Loaded::Log)
         }
     })
     .await;
     match loaded {
-        Ok(Ok(Some(log))) => {
+        Ok(Ok(Loaded::Log(log))) => {
             let _ = shared.log.set(log);
         }
-        Ok(Ok(None)) => {
+        Ok(Ok(Loaded::Raft(None))) => {
             if let Some(raft) = shared.raft.get() {
                 let sh = shared.clone();
                 tokio::spawn(raft.clone().run_ticks(move || {
                     !sh.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
                 }));
             }
+        }
+        Ok(Ok(Loaded::Raft(Some(replica)))) => {
+            // A replicated shard: its group starts once the node has a map.
+            let sh = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server::replication::host(sh.clone(), replica).await {
+                    tracing::error!("{}", e);
+                    sh.begin_shutdown();
+                }
+            });
         }
         Ok(Err(msg)) => {
             tracing::error!("{}", msg);
@@ -298,15 +308,28 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What start-up loaded.
+enum Loaded {
+    /// The single-node log.
+    Log(rill::storage::Log),
+    /// A Raft log: its group already running (one voter), or to be started as a replica
+    /// of this node's shard once the node has a map (cluster mode).
+    Raft(Option<rill::persist::replay::RaftLoaded>),
+}
+
 /// Start-up in Raft mode: replays the log's committed entries, then starts the group (one
-/// voter), which elects itself and commits the rest of its log, applied as it commits.
+/// voter), which elects itself and commits the rest of its log, applied as it commits. In
+/// cluster mode the group is the shard's, started by `server::replication::host`.
 fn load_raft(
     shared: &Arc<Shared>,
     lock: rill::storage::lock::DirLock,
     dir: &std::path::Path,
     opts: LogOptions,
-) -> Result<(), String> {
+) -> Result<Option<rill::persist::replay::RaftLoaded>, String> {
     let loaded = rill::persist::replay::load_raft(shared, lock, dir, opts)?;
+    if shared.cluster.is_some() {
+        return Ok(Some(loaded));
+    }
     let node =
         rill::cluster::raft::RaftNode::start(loaded.log.clone(), loaded.applied).and_then(|node| {
             node.recover(&mut |entry, at| rill::persist::replay::apply_entry(shared, entry, at))?;
@@ -319,7 +342,7 @@ fn load_raft(
                 node.committed()
             );
             let _ = shared.raft.set(node);
-            Ok(())
+            Ok(None)
         }
         Err(e) => {
             loaded.log.close();

@@ -49,16 +49,30 @@ pub fn route(
     argv: &[Bytes],
     asking: bool,
 ) -> Result<Routed, CommandError> {
-    if spec.full == "exec" {
+    let (routed, writes) = if spec.full == "exec" {
         let queued: Vec<(&CommandSpec, &[Bytes])> = session
             .multi
             .iter()
             .flatten()
             .map(|(q, args)| (*q, args.argv()))
             .collect();
-        route_keys(&queued, cluster, asking, None)
+        let writes = queued.iter().any(|(q, _)| q.is_write());
+        (route_keys(&queued, cluster, asking, None), writes)
     } else {
-        route_keys(&[(spec, argv)], cluster, asking, None)
+        (
+            route_keys(&[(spec, argv)], cluster, asking, None),
+            spec.is_write(),
+        )
+    };
+    match routed {
+        // Redis's READONLY: a replica serves reads of its own shard's slots (here from the
+        // committed state its Raft group applied).
+        Err(CommandError::Moved { slot, .. })
+            if session.readonly && !writes && cluster.topology.read().in_my_shard(slot) =>
+        {
+            Ok(Routed::Here)
+        }
+        r => r,
     }
 }
 
