@@ -305,7 +305,34 @@ async fn serve(config: Config) -> ExitCode {
     server::notify::notify(supervised, "READY=1\nSTATUS=Ready to accept connections\n");
     let _ = server_task.await;
     remove_pidfile(pidfile.as_deref());
+    if shared
+        .restart_after_shutdown
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return restart_in_place();
+    }
     ExitCode::SUCCESS
+}
+
+/// Starts this server again in this process, with the same binary and arguments: the log
+/// is closed and every socket and the directory lock are closed on `exec` (all opened
+/// close-on-exec), so the new image recovers the data directory as after a crash. Used by
+/// a deposed Raft leader to rebuild its keyspace from the committed log.
+fn restart_in_place() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("Can't restart in place (no path to this binary: {e}); exiting");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::warn!("Restarting in place: {}", exe.display());
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    tracing::error!("Can't restart in place: {err}; exiting");
+    ExitCode::FAILURE
 }
 
 /// What start-up loaded.

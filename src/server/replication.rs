@@ -30,11 +30,17 @@
 //! follower serves reads after READONLY from its committed state (it applies only committed
 //! entries).
 //!
+//! **A deposed leader** whose keyspace ran ahead of the commit index (writes executed, not
+//! committed, when it learnt of a newer term) cannot go on as a follower: its state may
+//! hold writes the new leader overwrites. Its held replies fail (never acknowledged), and
+//! the server shuts down and starts again in the same process (`exec` of its own binary
+//! and arguments, `main.rs`), which replays the log's committed entries — the crash
+//! recovery path, design §3.7's rebuild. Clients reconnect, as after a failover.
+//!
 //! **Not yet** (issue #14's later steps): ReadIndex (a leader cut off from its group may
 //! answer reads from its last state until it learns of the new term; its writes are never
-//! acknowledged), blocked XREAD on followers woken by applies, snapshots and log GC,
-//! membership changes, and rebuilding a deposed leader in place (its group stops, and the
-//! node must be restarted).
+//! acknowledged), blocked XREAD on followers woken by applies, snapshots and log GC, and
+//! membership changes.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -263,6 +269,16 @@ fn drive(
             if !stopped_logged {
                 tracing::error!("Raft group stopped: {e}");
                 stopped_logged = true;
+            }
+            if node.is_deposed() {
+                if let Some(sh) = shared.upgrade() {
+                    tracing::warn!(
+                        "This node lost leadership with writes not committed in its keyspace: restarting to rebuild it from the log's committed entries"
+                    );
+                    sh.restart_after_shutdown.store(true, Ordering::SeqCst);
+                    sh.begin_shutdown();
+                }
+                break;
             }
             continue;
         }

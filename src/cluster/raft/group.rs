@@ -127,6 +127,7 @@ impl RaftNode {
             leader: std::sync::atomic::AtomicBool::new(false),
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
+            deposed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -197,6 +198,7 @@ impl RaftNode {
         self.leader.store(false, Ordering::Release);
         let committed = g.raw.raft.raft_log.committed;
         if g.executed_through > committed {
+            self.deposed.store(true, Ordering::Release);
             self.stop(
                 RaftError::Deposed {
                     executed: g.executed_through,

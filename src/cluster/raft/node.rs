@@ -145,6 +145,9 @@ pub struct RaftNode {
     /// Why the node stopped, once it has (its waiters fail with it).
     pub(super) stopped: Mutex<Option<String>>,
     pub(super) failed: AtomicBool,
+    /// The node stopped because it lost leadership with writes executed past the commit
+    /// index ([`RaftError::Deposed`]): its keyspace must be rebuilt from the log.
+    pub(super) deposed: AtomicBool,
 }
 
 /// raft-rs logs through slog; Rill logs through tracing.
@@ -223,6 +226,13 @@ impl RaftNode {
             return Err(RaftError::NotLeader);
         }
         Ok(())
+    }
+
+    /// Whether the node stopped as a deposed leader whose keyspace ran ahead of the commit
+    /// index ([`RaftError::Deposed`]): what it holds must be rebuilt from the log's committed
+    /// entries (a restart does that) before it can serve again.
+    pub fn is_deposed(&self) -> bool {
+        self.deposed.load(Ordering::Acquire)
     }
 
     /// The highest committed index.
