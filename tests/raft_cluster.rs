@@ -298,3 +298,63 @@ fn a_leader_cut_off_from_its_replicas_acknowledges_nothing() {
     assert!(now[1].contains("1-1"), "{now:?}");
     converge(&nodes, &all, &now);
 }
+
+/// Sends SIGSTOP or SIGCONT to a node.
+fn signal(s: &TestServer, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &s.pid().to_string()])
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} failed");
+}
+
+#[test]
+fn a_paused_leader_never_answers_a_read_with_state_older_than_an_acknowledged_write() {
+    if ran_in_netns(
+        "a_paused_leader_never_answers_a_read_with_state_older_than_an_acknowledged_write",
+    ) {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "old"]).starts_with(b"$"));
+    converge(&nodes, &all, &state(&nodes[l]));
+
+    // The leader stops; the others elect one of them, which acknowledges a newer write.
+    signal(&nodes[l], "STOP");
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(15));
+    assert!(nodes[l2]
+        .raw()
+        .cmd(&["XADD", "s", "2-1", "f", "new"])
+        .starts_with(b"$"));
+
+    // A read reaches the old leader while it is stopped, and runs when it continues, still
+    // believing it leads: it must not be answered from its old state.
+    c.send(&common::encode(&["XRANGE", "s", "-", "+"]));
+    signal(&nodes[l], "CONT");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    loop {
+        match c.reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if reply.ends_with(b"\r\n") && (reply[0] != b'*' || text(&reply).contains("new")) {
+                    break;
+                }
+            }
+        }
+    }
+    let reply = text(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with('-') || reply.contains("new"),
+        "the deposed leader answered from its old state: {reply:?}"
+    );
+}

@@ -167,6 +167,16 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         Some(sh) => apply_entry(&sh, entry, at),
         None => Err("the server is shutting down".into()),
     }));
+    // The map names a new leader before it takes its first write (and a follower learns
+    // of one), so requests are routed to it and CLUSTER SLOTS lists it first.
+    let weak = Arc::downgrade(shared);
+    let ids = members.clone();
+    node.on_leader_change(Box::new(move |leader| {
+        if let (Some(sh), Some((_, id))) = (weak.upgrade(), ids.iter().find(|(r, _)| *r == leader))
+        {
+            follow(&sh, id, true);
+        }
+    }));
     if shared.raft.set(node.clone()).is_err() {
         return Err("a Raft group is already running on this node".into());
     }

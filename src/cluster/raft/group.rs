@@ -103,6 +103,8 @@ impl RaftNode {
         id: u64,
         sink: Option<Arc<dyn MessageSink>>,
     ) -> Result<Arc<RaftNode>, RaftError> {
+        // Reads need a leadership confirmation only when another node could lead.
+        let replicated = log.state().conf_state.voters.len() > 1;
         let storage = LogStorage::new(log.clone());
         let last = storage
             .last_index()
@@ -128,6 +130,9 @@ impl RaftNode {
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
             deposed: std::sync::atomic::AtomicBool::new(false),
+            leader_hook: Mutex::new(None),
+            leader_told: std::sync::atomic::AtomicU64::new(0),
+            reads: super::read::ReadBarrier::new(replicated),
         }))
     }
 
