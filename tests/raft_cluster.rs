@@ -358,3 +358,43 @@ fn a_paused_leader_never_answers_a_read_with_state_older_than_an_acknowledged_wr
         "the deposed leader answered from its old state: {reply:?}"
     );
 }
+
+#[test]
+fn clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one() {
+    if ran_in_netns("clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert_eq!(
+        c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]),
+        b"+OK\r\n"
+    );
+    let slot = text(&c.cmd(&["CLUSTER", "KEYSLOT", "s"]));
+    let slot = slot.trim_start_matches(':').trim_end().to_string();
+    let mut blocked = nodes[l].raw();
+    blocked.send(&common::encode(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ]));
+    nodes[l].wait_blocked(1);
+    // Paused past the election timeout, the leader comes back as a follower (it had no
+    // write outstanding): its blocked client is sent to the new leader.
+    signal(&nodes[l], "STOP");
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(15));
+    signal(&nodes[l], "CONT");
+    assert_eq!(
+        text(&blocked.read_reply()),
+        format!("-MOVED {slot} {}\r\n", addr(&nodes[l2]))
+    );
+}

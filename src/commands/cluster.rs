@@ -647,11 +647,12 @@ pub fn settopology(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     Ok(Reply::Ok.into())
 }
 
-/// Answers the clients blocked on keys whose slot this node no longer serves, as Redis's
+/// Answers the clients blocked on keys whose slot this node no longer serves (a new map, or
+/// a replicated shard's new leader elsewhere), as Redis's
 /// `clusterRedirectBlockedClientIfNeeded`: `MOVED` to the new owner, `CLUSTERDOWN` when
 /// the slot has none or the cluster does not serve every slot. A blocked command's keys are
 /// all in one slot (routing checked it), so the first key decides.
-fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
+pub fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
     let mut state = sh.state.lock();
     let moved = state
         .blocking

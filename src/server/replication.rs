@@ -297,6 +297,14 @@ fn drive(
             if let Some((_, id)) = members.iter().find(|(r, _)| *r == leader) {
                 if let Some(sh) = shared.upgrade() {
                     follow(&sh, id, leader != leader_seen);
+                    if leader != leader_seen {
+                        // Clients blocked here on the shard's keys follow the leader, as
+                        // Redis redirects them when its master changes (not under the
+                        // group's lock: this takes the keyspace lock).
+                        if let Some(cluster) = sh.cluster.as_ref() {
+                            crate::commands::cluster::redirect_blocked(&sh, cluster);
+                        }
+                    }
                 }
             }
             leader_seen = leader;
