@@ -155,7 +155,17 @@ impl RaftNode {
         self.check()?;
         let mut g = self.group.lock();
         match g.raw.step(msg) {
-            Ok(()) => {}
+            Ok(()) => {
+                // A leader's commit index moves when a quorum's acknowledgements come in
+                // (each sent after that node's fsync): the replies waiting for it leave now,
+                // not after the next turn of the Ready loop (which may be behind an fsync).
+                if g.raw.raft.state == StateRole::Leader {
+                    let commit = g.raw.raft.raft_log.committed;
+                    if commit > *self.committed.borrow() {
+                        self.committed.send_replace(commit);
+                    }
+                }
+            }
             Err(::raft::Error::StepLocalMsg | ::raft::Error::StepPeerNotFound) => {}
             Err(e) => {
                 drop(g);

@@ -66,6 +66,21 @@ impl ReadBarrier {
 }
 
 impl RaftNode {
+    /// Whether the group has members besides this node (its commit index then moves with
+    /// their acknowledgements).
+    pub fn has_peers(&self) -> bool {
+        self.reads.replicated
+    }
+
+    /// Waits until the commit index is past `from`, or a tick at most.
+    pub async fn commit_moved(&self, from: u64) {
+        let mut rx = self.committed.subscribe();
+        if *rx.borrow_and_update() > from {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(TICK_MS), rx.changed()).await;
+    }
+
     /// Whether a read executed here must wait for [`RaftNode::confirm_leadership`]: this
     /// node leads a group where another could.
     pub fn reads_need_confirmation(&self) -> bool {
