@@ -240,9 +240,10 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Whether the node stopped as a deposed leader whose keyspace ran ahead of the commit
-    /// index ([`RaftError::Deposed`]): what it holds must be rebuilt from the log's committed
-    /// entries (a restart does that) before it can serve again.
+    /// Whether the node stopped with a keyspace ahead of its log: a deposed leader whose
+    /// writes ran past the commit index ([`RaftError::Deposed`]), or a proposal refused after
+    /// its ops ran. What it holds must be rebuilt from the log's committed entries (a restart
+    /// does that) before it can serve again.
     pub fn is_deposed(&self) -> bool {
         self.deposed.load(Ordering::Acquire)
     }
@@ -297,7 +298,7 @@ impl RaftNode {
         if g.raw.raft.state != StateRole::Leader {
             // The ops already ran (`admits` said leader a moment ago): as a dropped proposal.
             drop(g);
-            self.stop("leadership was lost between the check and the proposal".into());
+            self.stop_ahead_of_log("leadership was lost between the check and the proposal".into());
             return Err(RaftError::Dropped);
         }
         let before = g.raw.raft.raft_log.last_index();
@@ -308,7 +309,7 @@ impl RaftNode {
                 e => RaftError::Stopped(e.to_string()),
             };
             drop(g);
-            self.stop(err.to_string());
+            self.stop_ahead_of_log(err.to_string());
             return Err(err);
         }
         let Some(entry) = g.raw.raft.raft_log.unstable.entries.last() else {
@@ -364,6 +365,13 @@ impl RaftNode {
         }
         let why = self.stopped.lock().clone().unwrap_or_default();
         Err(RaftError::Stopped(why))
+    }
+
+    /// Stops the node after a proposal was refused once its ops had run: the keyspace holds
+    /// what the log will not, so it must be rebuilt from the log, as a deposed leader's.
+    fn stop_ahead_of_log(&self, why: String) {
+        self.deposed.store(true, Ordering::Release);
+        self.stop(why);
     }
 
     /// Stops the node: no more proposals, and every waiter not yet committed fails.
