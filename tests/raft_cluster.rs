@@ -450,3 +450,50 @@ fn cluster_failover_on_a_replica_hands_it_the_leadership() {
     }
     converge(&nodes, &all, &state(&nodes[f]));
 }
+
+#[test]
+fn only_the_leader_expires_keys_and_replicas_apply_its_deletions() {
+    if ran_in_netns("only_the_leader_expires_keys_and_replicas_apply_its_deletions") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
+    assert!(c.cmd(&["XADD", "kept", "1-1", "f", "v"]).starts_with(b"$"));
+    // IIDs a sweep forgets after IDMP-DURATION (1 s), and a key that expires.
+    assert!(c
+        .cmd(&["XCFGSET", "kept", "IDMP-DURATION", "1"])
+        .starts_with(b"+OK"));
+    assert!(c
+        .cmd(&["XADD", "kept", "IDMP", "p", "i1", "*", "f", "v"])
+        .starts_with(b"$"));
+    assert_eq!(c.cmd(&["PEXPIRE", "s", "300"]), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Replicas read the expired key as absent; the leader's deletion reaches them; no
+    // group stopped (a replica that expired or swept on its own would have proposed).
+    for i in all {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut r = nodes[i].raw();
+            assert_eq!(r.cmd(&["READONLY"]), b"+OK\r\n");
+            assert_eq!(text(&r.cmd(&["XLEN", "s"])), ":0\r\n", "node {i}");
+            let info = text(&r.cmd(&["XINFO", "STREAM", "kept"]));
+            if text(&r.cmd(&["EXISTS", "s"])) == ":0\r\n" && info.contains("iids-tracked\r\n:0") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i}: {info}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        info_field(&nodes[l], "persistence", "raft_role").as_deref(),
+        Some("leader")
+    );
+    assert!(nodes[l]
+        .raw()
+        .cmd(&["XADD", "kept", "*", "f", "v"])
+        .starts_with(b"$"));
+    converge(&nodes, &all, &state(&nodes[l]));
+}

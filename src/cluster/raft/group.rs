@@ -126,7 +126,7 @@ impl RaftNode {
             driving: Mutex::new(()),
             committed,
             proposed: std::sync::atomic::AtomicU64::new(last),
-            leader: std::sync::atomic::AtomicBool::new(false),
+            leader: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
             deposed: std::sync::atomic::AtomicBool::new(false),

@@ -142,8 +142,10 @@ pub struct RaftNode {
     pub(super) committed: watch::Sender<u64>,
     /// The last index proposed here: what a reply that observed the current state waits for.
     pub(super) proposed: AtomicU64,
-    /// Whether this node leads its group, read without the group's lock before executing.
-    pub(super) leader: AtomicBool,
+    /// Whether this node leads its group and takes writes, read without the group's lock
+    /// before executing (shared with the keyspace as its expiry gate: only the leader
+    /// expires keys).
+    pub(super) leader: Arc<AtomicBool>,
     /// Why the node stopped, once it has (its waiters fail with it).
     pub(super) stopped: Mutex<Option<String>>,
     pub(super) failed: AtomicBool,
@@ -223,6 +225,12 @@ impl RaftNode {
     /// The Raft log underneath.
     pub fn raft_log(&self) -> &Arc<RaftLog> {
         &self.log
+    }
+
+    /// The flag that is true while this node leads and takes writes: the keyspace's expiry
+    /// gate on a replica ([`crate::engine::keyspace::Keyspace::set_expiry_gate`]).
+    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+        self.leader.clone()
     }
 
     /// Whether this node leads its group (checked before a write executes).
