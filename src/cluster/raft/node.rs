@@ -354,6 +354,17 @@ impl RaftNode {
         g.queued_through = index;
         g.executed_through = index;
         self.proposed.store(index, Ordering::Release);
+        // A leader's appends may leave before its own fsync (raft thesis §10.2.1; raft-rs
+        // hands a leader's messages out at once). When a turn is under way, its fsync would
+        // hold this entry's appends until the next turn: send them now, so the followers'
+        // fsync overlaps the leader's instead of following it.
+        if let Some(sink) = &self.sink {
+            if self.driving.is_locked() && !g.raw.raft.msgs.is_empty() {
+                let msgs = std::mem::take(&mut g.raw.raft.msgs);
+                drop(g);
+                sink.send(msgs);
+            }
+        }
         Ok(Proposed {
             index,
             data_at: RecordPos {
