@@ -84,6 +84,25 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     };
     session.info.touch(spec.full_name(), started);
 
+    // Right after lookup and arity, before authentication, as Redis's processCommand.
+    if spec.is_protected()
+        && !shared
+            .config
+            .read()
+            .enable_debug_command
+            .allows(session.info.is_local())
+    {
+        if session.multi.is_some() {
+            session.multi_error = true;
+        }
+        shared.stats.record_rejected(spec.full_name());
+        return Exec::Reply(error_reply(
+            shared,
+            &CommandError::DebugNotAllowed,
+            Some(spec),
+        ));
+    }
+
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
     }

@@ -415,8 +415,13 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     {
         let mut config = ctx.shared.config.write();
         let mut updated = config.clone();
+        let local = ctx
+            .shared
+            .clients
+            .get(ctx.client_id)
+            .is_some_and(|c| c.is_local());
         updated
-            .set(&pairs)
+            .set_by(&pairs, local)
             .map_err(|e| CommandError::Raw(e.to_string()))?;
         if updated.maxclients > config.maxclients {
             // More clients need more descriptors: raise the limit or refuse, as Redis does.

@@ -71,6 +71,9 @@ mod bit {
     pub const READONLY: u8 = 8;
     pub const NO_MULTI: u8 = 16;
     pub const TRANSACTION_CONTROL: u8 = 32;
+    /// Redis's `CMD_PROTECTED` (not shown by COMMAND INFO): DEBUG, refused unless
+    /// `enable-debug-command` allows the client.
+    pub const PROTECTED: u8 = 64;
 }
 
 /// `a == b`, usable in a const fn.
@@ -111,8 +114,12 @@ const fn flag_bits(flags: &[&str]) -> u8 {
     bits
 }
 
-/// [`bit::TRANSACTION_CONTROL`] for the commands executed at once inside MULTI.
+/// [`bit::TRANSACTION_CONTROL`] for the commands executed at once inside MULTI, and
+/// [`bit::PROTECTED`] for DEBUG: bits that depend on the name, not on COMMAND's flags.
 const fn control_bit(full: &str) -> u8 {
+    if str_eq(full, "debug") {
+        return bit::PROTECTED;
+    }
     let names = ["exec", "discard", "multi", "watch", "quit", "reset"];
     let mut i = 0;
     while i < names.len() {
@@ -220,6 +227,11 @@ impl CommandSpec {
     /// Refused inside MULTI.
     pub fn no_multi(&self) -> bool {
         self.bits & bit::NO_MULTI != 0
+    }
+
+    /// Redis's `CMD_PROTECTED`: refused unless `enable-debug-command` allows the client.
+    pub fn is_protected(&self) -> bool {
+        self.bits & bit::PROTECTED != 0
     }
 
     /// Executed at once inside MULTI rather than queued.

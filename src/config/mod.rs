@@ -92,6 +92,47 @@ impl Supervised {
     }
 }
 
+/// Who may do something dangerous to the server (`enable-protected-configs`,
+/// `enable-debug-command`), as Redis's `protected_action_enum`: nobody, everybody, or only
+/// clients connected from the machine itself. Redis added these in 7.0 so that a client that
+/// knows the password still cannot point `dir` elsewhere (and have files written there) or
+/// run DEBUG: such a client is not assumed to be the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtectedAction {
+    /// Refused to every client (the default).
+    No,
+    /// Allowed to every client.
+    Yes,
+    /// Allowed to clients connected over loopback (Redis's `connIsLocal`).
+    Local,
+}
+
+impl ProtectedAction {
+    /// The names accepted in configuration, in Redis's order.
+    pub const NAMES: [&'static str; 3] = ["no", "yes", "local"];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(index: usize) -> Self {
+        match index {
+            1 => Self::Yes,
+            2 => Self::Local,
+            _ => Self::No,
+        }
+    }
+
+    /// Redis's `allowProtectedAction`: whether a client, local or not, may do it.
+    pub fn allows(self, client_is_local: bool) -> bool {
+        match self {
+            Self::No => false,
+            Self::Yes => true,
+            Self::Local => client_is_local,
+        }
+    }
+}
+
 /// Log verbosity (`loglevel`), from most to least verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -247,6 +288,10 @@ pub struct Config {
     pub cluster_announce_port: u16,
     /// `cluster-port`; 0 = port + 10000.
     pub cluster_port: u16,
+    /// `enable-protected-configs`: who may CONFIG SET the protected directives (`dir`).
+    pub enable_protected_configs: ProtectedAction,
+    /// `enable-debug-command`: who may run DEBUG.
+    pub enable_debug_command: ProtectedAction,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
     config_file: Option<PathBuf>,
 }
@@ -435,6 +480,8 @@ impl Config {
             cluster_announce_ip: None,
             cluster_announce_port: 0,
             cluster_port: 0,
+            enable_protected_configs: ProtectedAction::No,
+            enable_debug_command: ProtectedAction::No,
             config_file: None,
         }
     }
@@ -700,6 +747,22 @@ impl Config {
         &mut self,
         pairs: &[(N, V)],
     ) -> Result<(), ConfigError> {
+        self.set_by(pairs, false)
+    }
+
+    /// CONFIG SET as [`Config::set`], for a client connected over loopback
+    /// (`client_is_local`) or not: `enable-protected-configs` decides whether it may change
+    /// the protected directives.
+    ///
+    /// # Errors
+    /// As [`Config::set`], and `can't set protected config` for a protected directive the
+    /// client may not change.
+    pub fn set_by<N: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        pairs: &[(N, V)],
+        client_is_local: bool,
+    ) -> Result<(), ConfigError> {
+        let protected_allowed = self.enable_protected_configs.allows(client_is_local);
         let mut chosen: Vec<&'static Directive> = Vec::with_capacity(pairs.len());
         let mut refusal: Option<ConfigError> = None;
         for (name, _) in pairs {
@@ -710,7 +773,12 @@ impl Config {
                 continue;
             };
             if refusal.is_none() {
-                if !directive.mutable {
+                if directive.protected && !protected_allowed {
+                    refusal = Some(ConfigError::SetFailed {
+                        name: name.to_string(),
+                        reason: "can't set protected config".to_string(),
+                    });
+                } else if !directive.mutable {
                     refusal = Some(ConfigError::SetFailed {
                         name: name.to_string(),
                         reason: "can't set immutable config".to_string(),

@@ -70,6 +70,12 @@ impl ClientInfo {
         now.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000
     }
 
+    /// Redis's `connIsLocal`: the peer is a loopback address (`127.*`, `::1`). `addr` is
+    /// registered in its canonical form (a mapped `::ffff:127.0.0.1` as `127.0.0.1`).
+    pub fn is_local(&self) -> bool {
+        self.addr.ip().is_loopback()
+    }
+
     /// True with at least one Pub/Sub subscription (Redis's `pubsub` client type).
     pub fn is_pubsub(&self) -> bool {
         self.subscriptions

@@ -42,6 +42,9 @@ pub enum CommandError {
     InvalidCursor,
     #[error("ERR source and destination objects are the same")]
     SameObject,
+    /// DEBUG refused by `enable-debug-command` (Redis's text for its protected commands).
+    #[error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.")]
+    DebugNotAllowed,
     #[error("NOAUTH Authentication required.")]
     NoAuth,
     #[error("WRONGPASS invalid username-password pair or user is disabled.")]
