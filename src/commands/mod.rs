@@ -2,6 +2,7 @@
 //! ACL categories, docs) that drives dispatch, arity errors, COMMAND and stats;
 //! one file per command family with `parse` then `apply`.
 
+pub mod acl;
 pub mod args;
 pub mod cluster;
 pub mod connection;
@@ -105,6 +106,17 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
 
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
+    }
+    // As Redis's processCommand: after authentication and MULTI's refusal of no-multi
+    // commands (reported later here), before routing. Free for an unrestricted user.
+    if !(session.multi.is_some() && spec.no_multi()) {
+        if let Err(e) = acl::authorize(session, shared, spec, args.argv()) {
+            if session.multi.is_some() {
+                session.multi_error = true;
+            }
+            shared.stats.record_rejected(spec.full_name());
+            return Exec::Reply(error_reply(shared, &e, Some(spec)));
+        }
     }
     // ASKING holds for the one command after it, or, when that is MULTI, until the
     // transaction ends: Redis's resetClient clears it after any command but ASKING that

@@ -449,6 +449,12 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                 .to_string(),
             ));
         }
+        if updated.requirepass != config.requirepass {
+            // Redis's `requirepass` is the `default` user's password.
+            ctx.shared
+                .acl
+                .set_default_password(updated.requirepass.as_deref());
+        }
         *config = updated;
     }
     ctx.shared.apply_runtime_config();

@@ -10,7 +10,7 @@ use super::args::Args;
 pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
-use super::{cluster, connection, debug, keys, pubsub, server, transactions, Ctx, Outcome};
+use super::{acl, cluster, connection, debug, keys, pubsub, server, transactions, Ctx, Outcome};
 use crate::core::Shared;
 
 /// A handler that runs against the locked keyspace.
@@ -367,6 +367,11 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("connection", "2.4.0", "Depends on subcommand.", "A container for client connection commands.")
         .subs(connection::CLIENT_SUBCOMMANDS),
+    // ---- ACL (acl.rs) ----
+    CommandSpec::new("acl", -2, Container)
+        .acl(&["@slow"])
+        .doc("server", "6.0.0", "Depends on subcommand.", "A container for Access List Control commands.")
+        .subs(acl::ACL_SUBCOMMANDS),
     // ---- transactions ----
     CommandSpec::new("multi", 1, Conn(transactions::multi))
         .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])

@@ -955,4 +955,44 @@ pub static DIRECTIVES: &[Directive] = &[
             set: |c, i| c.enable_debug_command = ProtectedAction::from_index(i),
         },
     },
+    Directive {
+        name: "acl-pubsub-default",
+        default: "resetchannels",
+        mutable: true,
+        protected: false,
+        doc: "Channels a new ACL user may use: resetchannels (none until granted with &pattern, Redis 7's default) or allchannels.",
+        access: Access::Enum {
+            names: &["allchannels", "resetchannels"],
+            get: |c| usize::from(!c.acl_pubsub_default_all),
+            set: |c, i| c.acl_pubsub_default_all = i == 0,
+        },
+    },
+    Directive {
+        name: "acllog-max-len",
+        default: "128",
+        mutable: true,
+        protected: false,
+        doc: "Entries ACL LOG keeps (refused commands, keys, channels and authentications); 0 keeps none.",
+        access: Access::Integer {
+            min: 0,
+            max: i64::MAX,
+            get: |c| i64::try_from(c.acllog_max_len).unwrap_or(i64::MAX),
+            set: |c, v| c.acllog_max_len = u64::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "aclfile",
+        default: "\"\"",
+        mutable: false,
+        protected: false,
+        doc: "File of ACL users (one 'user <name> <rules>' line each) loaded at start-up and by ACL LOAD, written by ACL SAVE; \"\" for none. Users may instead be declared with 'user' lines in this file, but not both.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| optional_path_text(&c.aclfile),
+            set: |c, v| {
+                c.aclfile = optional_path(v);
+                Ok(())
+            },
+        },
+    },
 ];

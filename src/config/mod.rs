@@ -292,6 +292,16 @@ pub struct Config {
     pub enable_protected_configs: ProtectedAction,
     /// `enable-debug-command`: who may run DEBUG.
     pub enable_debug_command: ProtectedAction,
+    /// `aclfile`: the ACL users' file (ACL LOAD / ACL SAVE); `None` without one.
+    pub aclfile: Option<PathBuf>,
+    /// `acl-pubsub-default`: new users get every channel (`allchannels`) or none
+    /// (`resetchannels`, Redis 7's default).
+    pub acl_pubsub_default_all: bool,
+    /// `acllog-max-len`: entries ACL LOG keeps.
+    pub acllog_max_len: u64,
+    /// `user <name> <rules…>` lines, in order, applied at start-up (not a CONFIG GET
+    /// parameter, as in Redis).
+    pub users: Vec<Vec<String>>,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
     config_file: Option<PathBuf>,
 }
@@ -482,6 +492,10 @@ impl Config {
             cluster_port: 0,
             enable_protected_configs: ProtectedAction::No,
             enable_debug_command: ProtectedAction::No,
+            aclfile: None,
+            acl_pubsub_default_all: false,
+            acllog_max_len: 0,
+            users: Vec::new(),
             config_file: None,
         }
     }
@@ -618,6 +632,12 @@ impl Config {
                 args
             };
             return Ok(directive.apply(self, &args, state)?);
+        }
+        if name.eq_ignore_ascii_case("user") && !args.is_empty() {
+            // Redis's UsersToLoad: the rules are checked when the users are created at
+            // start-up, against the command table.
+            self.users.push(args);
+            return Ok(());
         }
         match args.as_slice() {
             [path] if name.eq_ignore_ascii_case("include") => self.include(path, state, depth + 1),

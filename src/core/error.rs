@@ -45,6 +45,38 @@ pub enum CommandError {
     /// DEBUG refused by `enable-debug-command` (Redis's text for its protected commands).
     #[error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.")]
     DebugNotAllowed,
+    /// An ACL refusal; the text is `getAclErrorMessage`'s (see `commands/acl.rs`).
+    #[error("NOPERM {0}")]
+    NoPerm(String),
+    /// A queued command the ACL no longer allows at EXEC.
+    #[error("NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {0}")]
+    NoPermAtExec(&'static str),
+    #[error("ERR Error in ACL SETUSER modifier '{op}': {reason}")]
+    AclModifier { op: String, reason: &'static str },
+    #[error("ERR Unmatched parenthesis in acl selector starting at '{0}'.")]
+    AclUnmatchedParen(String),
+    #[error("ERR Usernames can't contain spaces or null characters")]
+    AclBadUsername,
+    #[error("ERR The 'default' user cannot be removed")]
+    AclDeleteDefault,
+    #[error("ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.")]
+    AclNoFile,
+    #[error("ERR Unknown category '{0}'")]
+    AclUnknownCategory(String),
+    #[error("ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096")]
+    AclGenpassBits,
+    /// CLIENT KILL USER with a user that does not exist.
+    #[error("ERR No such user '{0}'")]
+    NoSuchUser(String),
+    #[error("ERR User '{0}' not found")]
+    AclUserNotFound(String),
+    #[error("ERR Command '{0}' not found")]
+    AclCommandNotFound(String),
+    /// ACL LOAD: the file's errors, as Redis lists them.
+    #[error("ERR {0}")]
+    AclLoad(String),
+    #[error("ERR There was an error trying to save the ACLs. Please check the server logs for more information")]
+    AclSaveFailed,
     #[error("NOAUTH Authentication required.")]
     NoAuth,
     #[error("WRONGPASS invalid username-password pair or user is disabled.")]

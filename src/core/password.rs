@@ -23,6 +23,30 @@ pub fn passwords_match(expected: &[u8], given: &[u8]) -> bool {
     expected.as_slice().ct_eq(given.as_slice()).into()
 }
 
+/// Redis's `ACLHashPassword`: the SHA-256 of the password as 64 lower-case hex digits, the
+/// form ACL users keep (and ACL LIST / GETUSER show), so no clear-text password is stored.
+pub fn hash_password(pass: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(pass);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Redis's `ACLCheckPasswordHash`: exactly 64 lower-case hex digits.
+pub fn is_password_hash(text: &[u8]) -> bool {
+    text.len() == 64 && text.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// True when `given` hashes to `stored` (a [`hash_password`] string), compared in constant
+/// time as Redis's `time_independent_strcmp` over the two hashes.
+pub fn hash_matches(stored: &str, given: &[u8]) -> bool {
+    let given = hash_password(given);
+    stored.as_bytes().ct_eq(given.as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +70,16 @@ mod tests {
                 String::from_utf8_lossy(wrong)
             );
         }
+        assert_eq!(
+            hash_password(b"pw"),
+            "30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4"
+        );
+        assert!(hash_matches(&hash_password(b"pw"), b"pw"));
+        assert!(!hash_matches(&hash_password(b"pw"), b"pW"));
+        assert!(is_password_hash(hash_password(b"").as_bytes()));
+        assert!(!is_password_hash(
+            b"30C952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4"
+        ));
         // Binary passwords are bytes, not text.
         assert!(passwords_match(&[0xff, 0, 7], &[0xff, 0, 7]));
         assert!(!passwords_match(&[0xff, 0, 7], &[0xff, 0, 8]));

@@ -1,0 +1,273 @@
+//! Differential checks of ACL users (issue #17 item 2) and protected configs (item 3)
+//! against Redis 8.6.3: the ACL command's replies and errors, AUTH and HELLO AUTH as a user,
+//! the NOPERM texts of refused commands, keys and channels, ACL LOG entries (their times and
+//! client descriptions masked), byte for byte in RESP2 and RESP3.
+#![cfg(feature = "differential")]
+
+mod common;
+
+use common::reference::Twins;
+use common::Raw;
+
+/// The ACL LOG fields that carry times or a client description: their values are
+/// replaced, so the rest of each entry is compared exactly.
+fn mask_log(reply: &[u8]) -> Vec<u8> {
+    const VOLATILE: [&str; 4] = [
+        "age-seconds",
+        "client-info",
+        "timestamp-created",
+        "timestamp-last-updated",
+    ];
+    let text = String::from_utf8_lossy(reply).into_owned();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        out.push(lines[i].to_string());
+        if VOLATILE.contains(&lines[i]) && i + 1 < lines.len() {
+            if lines[i + 1].starts_with('$') {
+                i += 1; // the bulk's length line; its text follows
+            }
+            out.push("<masked>".to_string());
+            i += 1;
+        }
+        i += 1;
+    }
+    out.join("\r\n").into_bytes()
+}
+
+/// A connection to each server authenticated as `user`.
+fn login(t: &Twins, user: &str, pass: &str) -> (Raw, Raw) {
+    let mut rill = Raw::connect(t.rill.port);
+    let mut redis = Raw::connect(t.redis.port);
+    if t.protocol == 3 {
+        assert_eq!(rill.cmd(&["HELLO", "3", "AUTH", user, pass])[0], b'%');
+        assert_eq!(redis.cmd(&["HELLO", "3", "AUTH", user, pass])[0], b'%');
+    } else {
+        assert_eq!(rill.cmd(&["AUTH", user, pass]), b"+OK\r\n");
+        assert_eq!(redis.cmd(&["AUTH", user, pass]), b"+OK\r\n");
+    }
+    (rill, redis)
+}
+
+#[track_caller]
+fn same_on(conns: &mut (Raw, Raw), protocol: u8, args: &[&str]) -> Vec<u8> {
+    let rill = conns.0.cmd(args);
+    let redis = conns.1.cmd(args);
+    assert_eq!(
+        String::from_utf8_lossy(&rill),
+        String::from_utf8_lossy(&redis),
+        "RESP{protocol} reply to {args:?} differs (left: Rill, right: Redis)"
+    );
+    rill
+}
+
+#[test]
+fn acl_users_and_their_descriptions_match_redis() {
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        t.same(&["ACL", "LOG", "RESET"]);
+        t.same(&["ACL", "USERS"]);
+        t.same(&["ACL", "LIST"]);
+        t.same(&["ACL", "WHOAMI"]);
+        t.same(&["ACL", "GETUSER", "default"]);
+        t.same(&["ACL", "GETUSER", "nobody"]);
+        t.same(&[
+            "ACL",
+            "SETUSER",
+            "alice",
+            "on",
+            ">pw",
+            "~foo*",
+            "%R~bar*",
+            "&chan*",
+            "+get",
+            "+set",
+            "-@dangerous",
+            "+client|id",
+            "+publish",
+            "+subscribe",
+            "+multi",
+            "+exec",
+        ]);
+        t.same(&["ACL", "GETUSER", "alice"]);
+        t.same(&[
+            "ACL",
+            "SETUSER",
+            "bob",
+            "+@all",
+            "-get",
+            "%R~a",
+            "%W~a",
+            "%W~b",
+            "&x",
+            "resetchannels",
+            "(+set ~k*)",
+            "(",
+            "+get",
+            "%R~r*",
+            ")",
+        ]);
+        t.same(&["ACL", "GETUSER", "bob"]);
+        t.same(&[
+            "ACL",
+            "SETUSER",
+            "carol",
+            "#30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4",
+            "nopass",
+            "allkeys",
+            "allchannels",
+            "allcommands",
+            "-xadd",
+            "+xgroup|create",
+            "-xgroup",
+        ]);
+        t.same(&[
+            "ACL", "SETUSER", "dave", "reset", ">a", ">b", "<a", "+@stream", "-@write", "+@read",
+        ]);
+        t.same(&["ACL", "LIST"]);
+        t.same(&["ACL", "USERS"]);
+        // Errors, all or nothing.
+        t.same(&["ACL", "SETUSER", "bob", "foo"]);
+        t.same(&["ACL", "SETUSER", "bob", "+nosuch"]);
+        t.same(&["ACL", "SETUSER", "bob", "-@nosuch"]);
+        t.same(&["ACL", "SETUSER", "bob", "(", "+get"]);
+        t.same(&["ACL", "SETUSER", "bob", "~*", "~x"]);
+        t.same(&["ACL", "SETUSER", "bob", "&*", "&x"]);
+        t.same(&["ACL", "SETUSER", "bob", "#abc"]);
+        t.same(&["ACL", "SETUSER", "bob", "<nope"]);
+        t.same(&["ACL", "SETUSER", "bob", "%X~a"]);
+        t.same(&["ACL", "SETUSER", "bob", "+xgroup|create|x"]);
+        t.same(&["ACL", "SETUSER", "b b"]);
+        t.same(&["ACL", "SETUSER", "bob", "on", "bad"]);
+        t.same(&["ACL", "GETUSER", "bob"]);
+        // DRYRUN.
+        t.same(&["ACL", "DRYRUN", "bob", "get", "a"]);
+        t.same(&["ACL", "DRYRUN", "bob", "set", "k1", "v"]);
+        t.same(&["ACL", "DRYRUN", "bob", "set", "a", "v"]);
+        t.same(&["ACL", "DRYRUN", "bob", "set", "zz", "v"]);
+        t.same(&["ACL", "DRYRUN", "alice", "get", "zz"]);
+        t.same(&["ACL", "DRYRUN", "alice", "publish", "other", "m"]);
+        t.same(&["ACL", "DRYRUN", "alice", "xadd", "foo", "*", "a", "1"]);
+        t.same(&["ACL", "DRYRUN", "bob", "nosuch"]);
+        t.same(&["ACL", "DRYRUN", "nob", "get", "a"]);
+        t.same(&["ACL", "DRYRUN", "bob", "get"]);
+        // The rest of the command.
+        t.same(&["ACL", "CAT"]);
+        t.same(&["ACL", "CAT", "nosuch"]);
+        t.same(&["ACL", "GENPASS", "0"]);
+        t.same(&["ACL", "GENPASS", "4097"]);
+        t.same(&["ACL", "GENPASS", "x"]);
+        t.same(&["ACL", "LOAD"]);
+        t.same(&["ACL", "SAVE"]);
+        t.same(&["ACL", "DELUSER", "default"]);
+        t.same(&["ACL", "DELUSER", "bob", "carol", "nob"]);
+        t.same(&["ACL", "NOPE"]);
+        t.same(&["ACL", "HELP"]);
+        t.same(&["ACL", "DELUSER", "alice", "dave"]);
+        t.same(&["ACL", "LIST"]);
+    });
+}
+
+#[test]
+fn noperm_texts_auth_and_acl_log_match_redis() {
+    let mut t = Twins::start(&[]);
+    t.each_protocol(|t| {
+        t.same(&["ACL", "LOG", "RESET"]);
+        t.same(&[
+            "ACL",
+            "SETUSER",
+            "alice",
+            "on",
+            ">pw",
+            "~foo*",
+            "%R~bar*",
+            "&chan*",
+            "+get",
+            "+set",
+            "+client|id",
+            "+publish",
+            "+multi",
+            "+exec",
+            "+acl|whoami",
+        ]);
+        t.same(&["AUTH", "alice", "wrong"]);
+        t.same(&["AUTH", "nobody", "pw"]);
+        t.same(&["AUTH", "pw"]);
+        t.same(&["AUTH", "a", "b", "c"]);
+        t.same(&["HELLO", "2", "AUTH", "alice", "nope"]);
+        let p = t.protocol;
+        let mut alice = login(t, "alice", "pw");
+        same_on(&mut alice, p, &["ACL", "WHOAMI"]);
+        same_on(&mut alice, p, &["GET", "foo1"]);
+        same_on(&mut alice, p, &["GET", "bar1"]);
+        same_on(&mut alice, p, &["GET", "zz"]);
+        same_on(&mut alice, p, &["SET", "bar1", "v"]);
+        same_on(&mut alice, p, &["SET", "foo1", "v"]);
+        same_on(&mut alice, p, &["XADD", "foo", "*", "a", "1"]);
+        same_on(&mut alice, p, &["PUBLISH", "chan1", "m"]);
+        same_on(&mut alice, p, &["PUBLISH", "other", "m"]);
+        same_on(&mut alice, p, &["CLIENT", "GETNAME"]);
+        same_on(&mut alice, p, &["CLIENT", "SETNAME", "x"]);
+        same_on(&mut alice, p, &["ACL", "LIST"]);
+        // A refused command inside MULTI aborts the EXEC.
+        same_on(&mut alice, p, &["MULTI"]);
+        same_on(&mut alice, p, &["GET", "zz"]);
+        same_on(&mut alice, p, &["EXEC"]);
+        t.same_masked(&["ACL", "LOG"], mask_log);
+        t.same_masked(&["ACL", "LOG", "2"], mask_log);
+        t.same(&["ACL", "LOG", "0"]);
+        t.same(&["ACL", "LOG", "x"]);
+        // Rules changed between queueing and EXEC.
+        same_on(&mut alice, p, &["MULTI"]);
+        same_on(&mut alice, p, &["GET", "foo1"]);
+        t.same(&["ACL", "SETUSER", "alice", "-get"]);
+        same_on(&mut alice, p, &["EXEC"]);
+        // Deleting a user closes its connections.
+        t.same(&["ACL", "DELUSER", "alice"]);
+        assert!(alice.0.is_closed(), "Rill kept a deleted user's connection");
+        assert!(
+            alice.1.is_closed(),
+            "Redis kept a deleted user's connection"
+        );
+        t.same(&["ACL", "LOG", "RESET"]);
+    });
+}
+
+#[test]
+fn requirepass_is_the_default_users_password() {
+    let mut t = Twins::start(&[]);
+    t.same(&["CONFIG", "SET", "requirepass", "s3cret"]);
+    t.same(&["ACL", "LIST"]);
+    let mut fresh = (Raw::connect(t.rill.port), Raw::connect(t.redis.port));
+    same_on(&mut fresh, 2, &["GET", "x"]);
+    same_on(&mut fresh, 2, &["AUTH", "wrong"]);
+    same_on(&mut fresh, 2, &["AUTH", "default", "s3cret"]);
+    same_on(&mut fresh, 2, &["ACL", "WHOAMI"]);
+    same_on(
+        &mut fresh,
+        2,
+        &["ACL", "SETUSER", "default", "resetpass", "nopass"],
+    );
+    same_on(&mut fresh, 2, &["CONFIG", "GET", "requirepass"]);
+    same_on(&mut fresh, 2, &["CONFIG", "SET", "requirepass", ""]);
+    same_on(&mut fresh, 2, &["ACL", "LIST"]);
+}
+
+/// Redis 7's protected configs and DEBUG: refused to every client by default.
+#[test]
+fn protected_configs_match_redis() {
+    let mut t = Twins::start(&["--enable-debug-command", "no"]);
+    t.each_protocol(|t| {
+        t.same(&["CONFIG", "SET", "dir", "/tmp"]);
+        t.same(&["CONFIG", "SET", "timeout", "1", "dir", "/tmp"]);
+        t.same(&["CONFIG", "SET", "logfile", "/tmp/x"]);
+        t.same(&["CONFIG", "SET", "aclfile", "/tmp/x"]);
+        t.same(&["CONFIG", "SET", "enable-protected-configs", "yes"]);
+        t.same(&["CONFIG", "SET", "enable-debug-command", "yes"]);
+        t.same(&["CONFIG", "GET", "enable-protected-configs"]);
+        t.same(&["CONFIG", "GET", "enable-debug-command"]);
+        t.same(&["CONFIG", "GET", "acl*"]);
+        t.same(&["DEBUG", "DIGEST"]);
+    });
+}
