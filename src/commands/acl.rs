@@ -836,66 +836,85 @@ fn close_clients_of(s: &mut Session, sh: &Shared, users: &[Arc<User>]) {
 // ACL file and `user` directives
 // ---------------------------------------------------------------------------------------
 
-/// Parses ACL file text (Redis's `ACLLoadFromFile`): `user <name> <rules…>` lines, blank
-/// lines and `#` comments; every error is collected, as Redis reports them.
-fn parse_acl_text(text: &str, pubsub_all: bool) -> Result<Vec<(Bytes, UserRules)>, String> {
+/// Parses ACL file text as Redis's `ACLLoadFromFile`: each non-blank line is split on single
+/// spaces (no quoting, no comments) and must be `user <name> <rules…>`; every error is
+/// collected, with the file name and line, in Redis's words.
+fn parse_acl_text(
+    text: &str,
+    file: &str,
+    pubsub_all: bool,
+) -> Result<Vec<(Bytes, UserRules)>, String> {
     let mut users: Vec<(Bytes, UserRules)> = Vec::new();
     let mut errors = String::new();
     for (i, line) in text.split('\n').enumerate() {
         let linenum = i + 1;
         let line = line.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
-        if line.is_empty() || line.starts_with('#') {
+        if line.is_empty() {
             continue;
         }
-        let Some(words) = crate::config::syntax::split_args(line) else {
-            errors.push_str(&format!("{linenum}: unbalanced quotes in acl line. "));
-            continue;
-        };
-        if words.is_empty() {
-            continue;
-        }
+        let words: Vec<&str> = line.split(' ').collect();
         if words[0] != "user" || words.len() < 2 {
-            errors.push_str(&format!("{linenum}: line should start with user keyword. "));
+            errors.push_str(&format!(
+                "{file}:{linenum} should start with user keyword followed by the username. "
+            ));
             continue;
         }
-        let name = Bytes::from(words[1].clone().into_bytes());
-        if has_spaces(&name) {
+        if has_spaces(words[1].as_bytes()) {
             errors.push_str(&format!(
-                "{linenum}: username '{}' contains invalid characters. ",
+                "'{file}:{linenum}: username '{}' contains invalid characters. ",
                 words[1]
             ));
             continue;
         }
+        let name = Bytes::copy_from_slice(words[1].as_bytes());
         if users.iter().any(|(n, _)| *n == name) {
-            errors.push_str(&format!("{linenum}: Duplicate user '{}' found. ", words[1]));
+            errors.push_str(&format!(
+                "WARNING: Duplicate user '{}' found on line {linenum}. ",
+                words[1]
+            ));
             continue;
         }
         let ops: Vec<Bytes> = words[2..]
             .iter()
-            .map(|w| Bytes::from(w.clone().into_bytes()))
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
             .collect();
-        let merged = match merge_selectors(&ops) {
-            Ok(m) => m,
-            Err(_) => {
-                errors.push_str(&format!(
-                    "{linenum}: Unmatched parenthesis in acl selector starting at '{}'. ",
-                    words.get(2).map_or("", |w| w.as_str())
-                ));
-                continue;
-            }
-        };
         let mut rules = UserRules::new(pubsub_all);
-        let mut failed = false;
-        for op in &merged {
-            if let Err(e) = apply_user_op(&mut rules, op, pubsub_all) {
-                errors.push_str(&format!("{linenum}: {}. ", e.text()));
-                failed = true;
-                break;
+        match merge_selectors(&ops) {
+            Err(_) => errors.push_str(&format!(
+                "{file}:{linenum}: Unmatched parenthesis in selector definition."
+            )),
+            Ok(merged) => {
+                let mut syntax_error = false;
+                for op in &merged {
+                    let op: &[u8] = {
+                        let mut o = &op[..];
+                        while let [rest @ .., b'\t' | b'\r' | b'\n'] = o {
+                            o = rest;
+                        }
+                        while let [b'\t' | b'\r' | b'\n', rest @ ..] = o {
+                            o = rest;
+                        }
+                        o
+                    };
+                    match apply_user_op(&mut rules, op, pubsub_all) {
+                        Ok(()) => {}
+                        // Unknown names are all listed (they are not secret); of the other
+                        // errors only the first, as later ones may follow from it.
+                        Err(RuleError::UnknownName) => errors.push_str(&format!(
+                            "{file}:{linenum}: Error in applying operation '{}': {}. ",
+                            String::from_utf8_lossy(op),
+                            RuleError::UnknownName.text()
+                        )),
+                        Err(e) if !syntax_error => {
+                            errors.push_str(&format!("{file}:{linenum}: {}. ", e.text()));
+                            syntax_error = true;
+                        }
+                        Err(_) => {}
+                    }
+                }
             }
         }
-        if !failed {
-            users.push((name, rules));
-        }
+        users.push((name, rules));
     }
     if errors.is_empty() {
         Ok(users)
@@ -914,7 +933,7 @@ fn load_file(sh: &Shared, path: &std::path::Path) -> Result<Vec<Arc<User>>, Stri
             io_reason(&e)
         )
     })?;
-    let users = parse_acl_text(&text, pubsub_all(sh))?;
+    let users = parse_acl_text(&text, &path.display().to_string(), pubsub_all(sh))?;
     Ok(sh.acl.replace_all(users))
 }
 
@@ -974,31 +993,41 @@ pub fn load_at_startup(sh: &Shared) -> Result<(), String> {
     }
     let all = pubsub_all(sh);
     if !users.is_empty() {
+        // Redis's ACLLoadConfiguredUsers: each `user` line creates its user (`default`,
+        // which exists, is reset first); a name given twice is refused.
         let mut loaded: Vec<(Bytes, UserRules)> = sh
             .acl
             .users()
             .iter()
             .map(|u| (u.name.clone(), u.rules().clone()))
             .collect();
+        let mut declared: Vec<Bytes> = Vec::new();
         for words in &users {
             let Some((name, ops)) = words.split_first() else {
                 continue;
             };
             let name = Bytes::from(name.clone().into_bytes());
+            if has_spaces(&name) {
+                return Err("Spaces not allowed in ACL usernames".to_string());
+            }
+            if declared.contains(&name) {
+                return Err(format!(
+                    "Error in user declaration '{}': Duplicate user found. A user can only be defined once in config files",
+                    String::from_utf8_lossy(&name)
+                ));
+            }
+            declared.push(name.clone());
             let ops: Vec<Bytes> = ops
                 .iter()
                 .map(|w| Bytes::from(w.clone().into_bytes()))
                 .collect();
-            let base = loaded.iter().position(|(n, _)| *n == name);
-            let rules =
-                set_user_rules(base.map(|i| loaded[i].1.clone()), &ops, all).map_err(|e| {
-                    format!(
-                        "Error in user declaration '{}': {}",
-                        String::from_utf8_lossy(&name),
-                        e.to_string().trim_start_matches("ERR ")
-                    )
-                })?;
-            match base {
+            let rules = set_user_rules(None, &ops, all).map_err(|e| match e {
+                CommandError::AclModifier { op, reason } => {
+                    format!("Error in user declaration '{op}': {reason}")
+                }
+                other => other.to_string(),
+            })?;
+            match loaded.iter().position(|(n, _)| *n == name) {
                 Some(i) => loaded[i].1 = rules,
                 None => loaded.push((name, rules)),
             }
@@ -1555,6 +1584,21 @@ mod tests {
         assert!(rules(&["~*", "~x"]).is_err_and(|e| e.contains("'allkeys' flag")));
         assert!(rules(&["#abc"]).is_err_and(|e| e.contains("exactly 64 characters")));
         assert!(rules(&["<nope"]).is_err_and(|e| e.contains("does not exist")));
+    }
+
+    #[test]
+    fn acl_file_errors_are_redis_texts() {
+        let text = "user default on nopass ~* &* +@all\nuser alice on >pw ~a* +nosuch\nfoo bar\nuser bob on\nuser bob off\nuser \"c d\"\n";
+        assert_eq!(
+            parse_acl_text(text, "/tmp/u.acl", false).map(|_| ()),
+            Err("/tmp/u.acl:2: Error in applying operation '+nosuch': Unknown command or category name in ACL. /tmp/u.acl:3 should start with user keyword followed by the username. WARNING: Duplicate user 'bob' found on line 5. /tmp/u.acl:6: Syntax error. WARNING: ACL errors detected, no change to the previously active ACL rules was performed".to_string())
+        );
+        let users = parse_acl_text("user alice on >pw ~a* +get\n\n", "f", false).expect("valid");
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            describe_user(&users[0].1),
+            "on sanitize-payload #30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4 ~a* resetchannels -@all +get"
+        );
     }
 
     #[test]

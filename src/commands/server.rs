@@ -13,6 +13,7 @@ use super::session::Session;
 use super::table::docs::{self, Arg, BeginSearch, FindKeys, KeySpec};
 use super::table::{self, CommandSpec, Handler};
 use super::{Ctx, Outcome};
+use crate::core::acl::DenyReason;
 use crate::core::Shared;
 use crate::protocol::Reply;
 
@@ -260,6 +261,18 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "total_error_replies",
                 &st.error_replies.load(Ordering::Relaxed),
             );
+            let denied = sh.acl.log.lock().denied;
+            line("acl_access_denied_auth", &denied[DenyReason::Auth as usize]);
+            line(
+                "acl_access_denied_cmd",
+                &denied[DenyReason::Command as usize],
+            );
+            line("acl_access_denied_key", &denied[DenyReason::Key as usize]);
+            line(
+                "acl_access_denied_channel",
+                &denied[DenyReason::Channel as usize],
+            );
+            line("acl_access_denied_tls_cert", &0);
         }
         "replication" => {
             line("role", &"master");
@@ -467,6 +480,7 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
     ctx.shared.stats.reset();
+    ctx.shared.acl.log.lock().denied = [0; 4];
     // Kept with the keyspace, which counts it, but a statistic like the others.
     ctx.ks.expired_keys = 0;
     Ok(Reply::Ok.into())
