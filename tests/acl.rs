@@ -226,7 +226,7 @@ fn channel_permissions_cover_subscriptions() {
     let server = TestServer::start();
     let mut admin = server.raw();
     assert_eq!(
-        admin.cmd(&["ACL", "SETUSER", "sub", "on", "nopass", "+@pubsub", "&news.*"]),
+        admin.cmd(&["ACL", "SETUSER", "sub", "on", "nopass", "+@pubsub", "+ping", "&news.*"]),
         b"+OK\r\n"
     );
     let mut sub = login(server.port, "sub", "x");
@@ -243,6 +243,14 @@ fn channel_permissions_cover_subscriptions() {
         sub.cmd(&["PSUBSCRIBE", "news.*"]),
         b"*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:1\r\n"
     );
+    // Widening the rules keeps the subscriber; revoking its pattern closes it.
+    assert_eq!(admin.cmd(&["ACL", "SETUSER", "sub", "&sports"]), b"+OK\r\n");
+    assert_eq!(sub.cmd(&["PING"]), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "sub", "resetchannels", "&sports"]),
+        b"+OK\r\n"
+    );
+    assert!(sub.is_closed());
     let info = String::from_utf8_lossy(&admin.cmd(&["INFO", "stats"])).into_owned();
     assert!(info.contains("acl_access_denied_channel:2\r\n"), "{info}");
     assert!(info.contains("acl_access_denied_auth:0\r\n"), "{info}");

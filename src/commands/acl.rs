@@ -832,6 +832,53 @@ fn close_clients_of(s: &mut Session, sh: &Shared, users: &[Arc<User>]) {
     }
 }
 
+/// Redis's `ACLKillPubsubClientsIfNeeded`: when a user's channel rules no longer cover
+/// what they did, its subscribers with a subscription outside the new rules are closed.
+fn close_revoked_subscribers(
+    s: &mut Session,
+    sh: &Shared,
+    name: &[u8],
+    old: &UserRules,
+    new: &UserRules,
+) {
+    if sh.pubsub.is_empty() || new.selectors.iter().any(|sel| sel.all_channels) {
+        return;
+    }
+    let upcoming: Vec<&Bytes> = new.selectors.iter().flat_map(|sel| &sel.channels).collect();
+    let superset = old
+        .selectors
+        .iter()
+        .all(|sel| !sel.all_channels && sel.channels.iter().all(|c| upcoming.contains(&c)));
+    if superset {
+        return;
+    }
+    let allowed = |channel: &[u8], is_pattern: bool| {
+        upcoming.iter().any(|p| {
+            if is_pattern {
+                &p[..] == channel
+            } else {
+                glob::glob_match(p, channel, false)
+            }
+        })
+    };
+    for c in sh.clients.snapshot() {
+        if !c.is_pubsub() || &c.user.lock()[..] != name {
+            continue;
+        }
+        let revoked = sh
+            .pubsub
+            .subscriptions_of(c.id)
+            .iter()
+            .any(|(kind, channel)| !allowed(channel, *kind == crate::core::pubsub::Kind::Pattern));
+        if revoked {
+            c.kill();
+            if c.id == s.id {
+                s.close_after_reply = true;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // ACL file and `user` directives
 // ---------------------------------------------------------------------------------------
@@ -1052,14 +1099,16 @@ pub fn load_at_startup(sh: &Shared) -> Result<(), String> {
 /// # Returns
 /// `+OK`; the rules apply all or none.
 fn setuser(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
-    let _ = s;
     let name = a.next_bytes()?;
     if has_spaces(&name) {
         return Err(CommandError::AclBadUsername);
     }
     let ops = a.rest();
-    let existing = sh.acl.user(&name);
-    let rules = set_user_rules(existing.map(|u| u.rules().clone()), &ops, pubsub_all(sh))?;
+    let old = sh.acl.user(&name).map(|u| u.rules().clone());
+    let rules = set_user_rules(old.clone(), &ops, pubsub_all(sh))?;
+    if let Some(old) = &old {
+        close_revoked_subscribers(s, sh, &name, old, &rules);
+    }
     sh.acl.set_user(&name, rules);
     Ok(Reply::Ok.into())
 }
@@ -1330,8 +1379,20 @@ fn load(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
         .aclfile
         .clone()
         .ok_or(CommandError::AclNoFile)?;
+    let before: Vec<(Bytes, UserRules)> = sh
+        .acl
+        .users()
+        .iter()
+        .map(|u| (u.name.clone(), u.rules().clone()))
+        .collect();
     let removed = load_file(sh, &path).map_err(CommandError::AclLoad)?;
     close_clients_of(s, sh, &removed);
+    for (name, old) in before {
+        if let Some(user) = sh.acl.user(&name) {
+            let new = user.rules().clone();
+            close_revoked_subscribers(s, sh, &name, &old, &new);
+        }
+    }
     Ok(Reply::Ok.into())
 }
 
