@@ -275,3 +275,44 @@ fn acl_pubsub_default_allchannels() {
         .concat()
     );
 }
+
+/// CONFIG REWRITE writes the users as `user` lines in place of the file's, as Redis does
+/// (the rest appended after the signature), and a restart loads them.
+#[test]
+fn config_rewrite_writes_the_users() {
+    let dir = temp_dir("rewrite");
+    let conf = dir.join("rill.conf");
+    std::fs::write(
+        &conf,
+        "# comment\nuser alice on >pw ~a* +get\nuser bob on nopass\n",
+    )
+    .expect("write conf");
+    let mut server = TestServer::start_with_file(conf.to_str().expect("utf-8"), &[]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&["ACL", "DELUSER", "bob"]), b":1\r\n");
+    assert_eq!(c.cmd(&["ACL", "SETUSER", "carol", "on"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["CONFIG", "REWRITE"]), b"+OK\r\n");
+    let text = std::fs::read_to_string(&conf).expect("read conf");
+    let users: Vec<&str> = text.lines().filter(|l| l.starts_with("user ")).collect();
+    assert_eq!(
+        users,
+        [
+            format!("user alice on sanitize-payload #{ALICE_HASH} ~a* resetchannels -@all +get")
+                .as_str(),
+            "user carol on sanitize-payload resetchannels -@all",
+            "user default on nopass sanitize-payload ~* &* +@all",
+        ]
+    );
+    assert!(
+        text.starts_with(&format!("# comment\n{}\nuser carol", users[0])),
+        "{text}"
+    );
+    server.restart();
+    let mut c = server.raw();
+    assert_eq!(
+        c.cmd(&["ACL", "USERS"]),
+        b"*3\r\n$5\r\nalice\r\n$5\r\ncarol\r\n$7\r\ndefault\r\n"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

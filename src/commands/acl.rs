@@ -505,6 +505,12 @@ fn describe_user(rules: &UserRules) -> String {
     out
 }
 
+/// Every user as a `user <name> <rules>` line, in name order (ACL LIST, ACL SAVE, CONFIG
+/// REWRITE).
+pub fn user_lines(sh: &Shared) -> Vec<String> {
+    sh.acl.users().iter().map(|u| user_line(u)).collect()
+}
+
 /// `user <name> <rules>`, one line of ACL LIST and of the ACL file.
 fn user_line(u: &User) -> String {
     format!("user {} {}", u.name_text(), describe_user(&u.rules()))
@@ -998,8 +1004,8 @@ fn io_reason(e: &std::io::Error) -> String {
 fn save_file(sh: &Shared, path: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut text = String::new();
-    for u in sh.acl.users() {
-        text.push_str(&user_line(&u));
+    for line in user_lines(sh) {
+        text.push_str(&line);
         text.push('\n');
     }
     let tmp = path.with_file_name(format!(
@@ -1191,14 +1197,7 @@ fn getuser(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
 /// # Returns
 /// One `user <name> <rules>` line per user, in name order.
 fn list(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
-    Ok(Reply::Array(
-        sh.acl
-            .users()
-            .iter()
-            .map(|u| Reply::bulk(user_line(u)))
-            .collect(),
-    )
-    .into())
+    Ok(Reply::Array(user_lines(sh).into_iter().map(Reply::bulk).collect()).into())
 }
 
 /// ACL USERS

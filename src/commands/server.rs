@@ -487,10 +487,13 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
 }
 
 fn config_rewrite(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
-    ctx.shared
-        .config
-        .read()
-        .rewrite()
+    let config = ctx.shared.config.read();
+    let users = match config.aclfile {
+        Some(_) => Vec::new(),
+        None => super::acl::user_lines(ctx.shared),
+    };
+    config
+        .rewrite_with_users(Some(&users))
         .map_err(|e| CommandError::Raw(e.to_string()))?;
     Ok(Reply::Ok.into())
 }

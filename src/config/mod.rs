@@ -841,11 +841,22 @@ impl Config {
     /// [`ConfigError::NoConfigFile`] when started without one; [`ConfigError::Rewrite`] when
     /// the file cannot be read or replaced.
     pub fn rewrite(&self) -> Result<(), ConfigError> {
+        self.rewrite_with_users(None)
+    }
+
+    /// CONFIG REWRITE as the server runs it: `users` are the ACL users as `user …` lines
+    /// (Redis's `rewriteConfigUserOption`: they replace the file's `user` lines; with an
+    /// `aclfile` the server passes none, and the file's `user` lines go). `None` keeps the
+    /// file's `user` lines as they are.
+    ///
+    /// # Errors
+    /// As [`Config::rewrite`].
+    pub fn rewrite_with_users(&self, users: Option<&[String]>) -> Result<(), ConfigError> {
         let path = self
             .config_file
             .as_deref()
             .ok_or(ConfigError::NoConfigFile)?;
-        self.rewrite_to(path)
+        rewrite::rewrite_file(self, path, users).map_err(ConfigError::Rewrite)
     }
 
     /// Rewrites `path` to hold the current configuration, keeping its comments, layout and
@@ -855,7 +866,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Rewrite`] when the file cannot be read or replaced.
     pub fn rewrite_to(&self, path: &Path) -> Result<(), ConfigError> {
-        rewrite::rewrite_file(self, path).map_err(ConfigError::Rewrite)
+        rewrite::rewrite_file(self, path, None).map_err(ConfigError::Rewrite)
     }
 }
 
