@@ -1697,4 +1697,19 @@ mod tests {
         // AUTH and the other no-auth commands are never refused.
         assert_eq!(run("auth x"), Ok(()));
     }
+
+    /// Every command with key positions has key specs, so the ACL checks its keys.
+    #[test]
+    fn every_keyed_command_has_key_specs() {
+        let missing: Vec<&str> = catalog()
+            .specs
+            .iter()
+            .filter(|s| s.first_key != 0 && !keyspec::has_keys(s))
+            .map(|s| s.full)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keyed commands without key specs: {missing:?}"
+        );
+    }
 }
