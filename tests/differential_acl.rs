@@ -164,7 +164,26 @@ fn acl_users_and_their_descriptions_match_redis() {
         t.same(&["ACL", "DELUSER", "bob", "carol", "nob"]);
         t.same(&["ACL", "NOPE"]);
         t.same(&["ACL", "HELP"]);
-        t.same(&["ACL", "DELUSER", "alice", "dave"]);
+        // Redis's deprecated first-argument rules.
+        t.same(&[
+            "ACL",
+            "SETUSER",
+            "fa",
+            "+select|0",
+            "+select|1",
+            "+SELECT|0",
+            "+debug|Digest",
+        ]);
+        t.same(&["ACL", "GETUSER", "fa"]);
+        t.same(&["ACL", "DRYRUN", "fa", "select", "1"]);
+        t.same(&["ACL", "DRYRUN", "fa", "select", "2"]);
+        t.same(&["ACL", "DRYRUN", "fa", "debug", "DIGEST"]);
+        t.same(&["ACL", "SETUSER", "fa", "-select|4"]);
+        t.same(&["ACL", "SETUSER", "fa", "-select"]);
+        t.same(&["ACL", "SETUSER", "fa", "+select|3", "+@connection"]);
+        t.same(&["ACL", "LIST"]);
+        t.same(&["ACL", "DRYRUN", "fa", "select", "5"]);
+        t.same(&["ACL", "DELUSER", "alice", "dave", "fa"]);
         t.same(&["ACL", "LIST"]);
     });
 }

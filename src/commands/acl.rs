@@ -178,9 +178,11 @@ fn update_rules(sel: &mut Selector, rule: &str, allow: bool) {
     sel.rules = rules;
 }
 
-/// Redis's `ACLChangeSelectorPerm`: a command and all its subcommands.
+/// Redis's `ACLChangeSelectorPerm`: a command and all its subcommands (and the command's
+/// first-argument rules go).
 fn change_command(sel: &mut Selector, id: CommandId, allow: bool) {
     sel.set_command(id, allow);
+    sel.first_args.retain(|(i, _)| *i != id);
     for &sub in &catalog().children[id] {
         sel.set_command(sub, allow);
     }
@@ -287,11 +289,21 @@ fn apply_selector_op(sel: &mut Selector, op: &[u8]) -> Result<(), RuleError> {
                     return Err(RuleError::Syntax);
                 }
                 if catalog().children[id].is_empty() {
-                    // Redis's deprecated first-arg rules (`+select|0`) are not supported.
-                    return Err(RuleError::UnknownName);
+                    // Redis's deprecated first-argument rule (`+select|0`): allowed with
+                    // that first argument only.
+                    let first = Bytes::copy_from_slice(&name[bar + 1..]);
+                    match sel.first_args.iter_mut().find(|(i, _)| *i == id) {
+                        Some((_, args)) => {
+                            if !args.iter().any(|a| a.eq_ignore_ascii_case(&first)) {
+                                args.push(first);
+                            }
+                        }
+                        None => sel.first_args.push((id, vec![first])),
+                    }
+                } else {
+                    let sub = lookup(name).ok_or(RuleError::UnknownName)?;
+                    change_command(sel, sub, true);
                 }
-                let sub = lookup(name).ok_or(RuleError::UnknownName)?;
-                change_command(sel, sub, true);
                 update_rules(sel, &String::from_utf8_lossy(name), true);
             }
         }
@@ -594,7 +606,13 @@ fn check_selector(
     spec: &CommandSpec,
     argv: &[Bytes],
 ) -> Result<(), Denied> {
-    if !sel.all_commands && !spec.no_auth() && !sel.allows(id) {
+    if !sel.all_commands
+        && !spec.no_auth()
+        && !sel.allows(id)
+        && !argv
+            .get(1)
+            .is_some_and(|first| sel.allows_first_arg(id, first))
+    {
         return Err(Denied {
             reason: DenyReason::Command,
             pos: 0,
@@ -1625,6 +1643,14 @@ mod tests {
         // A later rule for the same command replaces the earlier one and its subcommands.
         let r = rules(&["+client|id", "+get", "-client"]).expect("valid");
         assert_eq!(describe_commands(&r.selectors[0]), "-@all +get -client");
+        // Redis's first-argument rules, and what later rules do to them.
+        let r = rules(&["+select|0", "+select|1", "+SELECT|0", "+debug|Digest"]).expect("valid");
+        assert_eq!(
+            describe_commands(&r.selectors[0]),
+            "-@all +select|1 +select|0 +debug|digest"
+        );
+        let r = rules(&["+select|0", "-select"]).expect("valid");
+        assert_eq!(describe_commands(&r.selectors[0]), "-@all -select");
     }
 
     #[test]
@@ -1694,6 +1720,28 @@ mod tests {
         assert_eq!(run("publish other m"), Err((DenyReason::Channel, 1)));
         assert_eq!(run("psubscribe chan*"), Ok(()));
         assert_eq!(run("psubscribe chan1"), Err((DenyReason::Channel, 1)));
+        let r = rules(&["+select|0", "+SELECT|1"]).expect("valid");
+        let v = argv("select 1");
+        let spec = table::lookup("select").expect("select");
+        assert_eq!(check(&r, spec, &v), Ok(()));
+        assert!(check(&r, spec, &argv("select 2")).is_err());
+        let r = rules(&[
+            "on",
+            "~foo*",
+            "%R~bar*",
+            "&chan*",
+            "+get",
+            "+set",
+            "+publish",
+            "+psubscribe",
+        ])
+        .expect("valid");
+        let run = |s: &str| {
+            let v = argv(s);
+            let mut a = Args::new(v.clone());
+            let spec = table::resolve(&mut a).expect("known");
+            check(&r, spec, &v).map_err(|d| (d.reason, d.pos))
+        };
         // AUTH and the other no-auth commands are never refused.
         assert_eq!(run("auth x"), Ok(()));
     }

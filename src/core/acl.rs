@@ -51,6 +51,9 @@ pub struct Selector {
     /// Allowed commands, one bit per [`CommandId`]; the bits past its end are
     /// `future_commands` (Redis's `+@all` sets every bit of its fixed-size bitmap).
     pub allowed: Vec<u64>,
+    /// Redis's deprecated first-argument rules (`+select|0`): a command whose bit is clear
+    /// is still allowed with one of these first arguments (compared in any case).
+    pub first_args: Vec<(CommandId, Vec<Bytes>)>,
     /// The command rules in the order given, each command or category once (Redis's
     /// `command_rules`), as ACL LIST shows them after `+@all`/`-@all`.
     pub rules: String,
@@ -72,6 +75,7 @@ impl Selector {
             all_commands: false,
             future_commands: false,
             allowed: Vec::new(),
+            first_args: Vec::new(),
             rules: String::new(),
             all_keys: false,
             keys: Vec::new(),
@@ -103,11 +107,20 @@ impl Selector {
         }
     }
 
+    /// Whether `first` is an allowed first argument of a command whose bit is clear.
+    pub fn allows_first_arg(&self, id: CommandId, first: &[u8]) -> bool {
+        self.first_args
+            .iter()
+            .find(|(i, _)| *i == id)
+            .is_some_and(|(_, args)| args.iter().any(|a| a.eq_ignore_ascii_case(first)))
+    }
+
     /// `+@all` (`allow`) or `-@all`: every bit, and the rule list starts again.
     pub fn set_all_commands(&mut self, allow: bool) {
         self.all_commands = allow;
         self.future_commands = allow;
         self.allowed.clear();
+        self.first_args.clear();
         self.rules.clear();
     }
 
