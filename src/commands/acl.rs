@@ -191,6 +191,10 @@ fn change_command(sel: &mut Selector, id: CommandId, allow: bool) {
 /// Redis's `ACLSetSelector`.
 fn apply_selector_op(sel: &mut Selector, op: &[u8]) -> Result<(), RuleError> {
     let is = |word: &str| op.eq_ignore_ascii_case(word.as_bytes());
+    if op.is_empty() {
+        // An empty word inside a selector's parentheses.
+        return Err(RuleError::Syntax);
+    }
     if is("allkeys") || op == b"~*" {
         sel.all_keys = true;
         sel.keys.clear();
@@ -216,6 +220,11 @@ fn apply_selector_op(sel: &mut Selector, op: &[u8]) -> Result<(), RuleError> {
         if op[0] == b'%' {
             loop {
                 let Some(&c) = op.get(offset) else {
+                    // `%R` without `~` is Redis's pattern "" for reads; a bare `%` is refused
+                    // (Redis would store a pattern with no access at all).
+                    if read || write {
+                        break;
+                    }
                     return Err(RuleError::Syntax);
                 };
                 if c.eq_ignore_ascii_case(&b'r') && !read {
@@ -1670,6 +1679,13 @@ mod tests {
         assert!(rules(&["~*", "~x"]).is_err_and(|e| e.contains("'allkeys' flag")));
         assert!(rules(&["#abc"]).is_err_and(|e| e.contains("exactly 64 characters")));
         assert!(rules(&["<nope"]).is_err_and(|e| e.contains("does not exist")));
+        assert!(rules(&["(\"\" +get)"]).is_err_and(|e| e.contains("Syntax error")));
+        assert!(rules(&["%"]).is_err_and(|e| e.contains("Syntax error")));
+        let r = rules(&["%R", "%RW~x"]).expect("valid");
+        assert_eq!(
+            describe_selector(&r.selectors[0]),
+            "%R~ ~x resetchannels -@all"
+        );
     }
 
     #[test]
