@@ -271,6 +271,26 @@ fn requirepass_is_the_default_users_password() {
     same_on(&mut fresh, 2, &["CONFIG", "GET", "requirepass"]);
     same_on(&mut fresh, 2, &["CONFIG", "SET", "requirepass", ""]);
     same_on(&mut fresh, 2, &["ACL", "LIST"]);
+    // A disabled user cannot authenticate; a disabled `default` makes every new
+    // connection authenticate first, while the ones already authenticated keep working.
+    same_on(
+        &mut fresh,
+        2,
+        &["ACL", "SETUSER", "eve", "off", ">pw", "+@all"],
+    );
+    same_on(&mut fresh, 2, &["AUTH", "eve", "pw"]);
+    same_on(&mut fresh, 2, &["HELLO", "3", "AUTH", "eve", "pw"]);
+    same_on(&mut fresh, 2, &["ACL", "SETUSER", "eve", "on"]);
+    same_on(&mut fresh, 2, &["ACL", "SETUSER", "default", "off"]);
+    let mut locked = (Raw::connect(t.rill.port), Raw::connect(t.redis.port));
+    same_on(&mut locked, 2, &["PING"]);
+    same_on(&mut locked, 2, &["AUTH", "x"]);
+    same_on(&mut locked, 2, &["HELLO", "3"]);
+    same_on(&mut locked, 2, &["AUTH", "eve", "pw"]);
+    same_on(&mut locked, 2, &["PING"]);
+    same_on(&mut fresh, 2, &["ACL", "WHOAMI"]);
+    same_on(&mut fresh, 2, &["ACL", "SETUSER", "default", "on"]);
+    same_on(&mut fresh, 2, &["ACL", "DELUSER", "eve"]);
 }
 
 /// Redis 7's protected configs and DEBUG: refused to every client by default.
