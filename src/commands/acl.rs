@@ -116,31 +116,7 @@ fn lookup(name: &[u8]) -> Option<CommandId> {
 // Rules
 // ---------------------------------------------------------------------------------------
 
-/// Why a SETUSER modifier was refused (Redis's errno values and `ACLSetUserStringError`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RuleError {
-    Syntax,
-    UnknownName,
-    AfterAllKeys,
-    AfterAllChannels,
-    NoSuchPassword,
-    BadHash,
-    SubcommandFirstArg,
-}
-
-impl RuleError {
-    fn text(self) -> &'static str {
-        match self {
-            Self::Syntax => "Syntax error",
-            Self::UnknownName => "Unknown command or category name in ACL",
-            Self::AfterAllKeys => "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns",
-            Self::AfterAllChannels => "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels",
-            Self::NoSuchPassword => "The password you are trying to remove from the user does not exist",
-            Self::BadHash => "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters",
-            Self::SubcommandFirstArg => "Allowing first-arg of a subcommand is not supported",
-        }
-    }
-}
+use crate::core::error::{AclDenial, AclFileError, AclRuleError as RuleError};
 
 /// Redis's `ACLStringHasSpaces`: any C `isspace` character or NUL.
 fn has_spaces(s: &[u8]) -> bool {
@@ -441,7 +417,7 @@ fn set_user_rules(
     for op in &merged {
         apply_user_op(&mut rules, op, all_channels).map_err(|e| CommandError::AclModifier {
             op: String::from_utf8_lossy(op).into_owned(),
-            reason: e.text(),
+            reason: e,
         })?;
     }
     Ok(rules)
@@ -692,27 +668,24 @@ fn deny_message(
     spec: &CommandSpec,
     argv: &[Bytes],
     verbose: bool,
-) -> String {
+) -> AclDenial {
     let value =
         || String::from_utf8_lossy(argv.get(d.pos).map_or(&[][..], |b| &b[..])).into_owned();
     match d.reason {
-        DenyReason::Command | DenyReason::Auth => format!(
-            "User {} has no permissions to run the '{}' command",
-            user.name_text(),
-            spec.full
-        ),
-        DenyReason::Key if verbose => format!(
-            "User {} has no permissions to access the '{}' key",
-            user.name_text(),
-            value()
-        ),
-        DenyReason::Key => "No permissions to access a key".to_string(),
-        DenyReason::Channel if verbose => format!(
-            "User {} has no permissions to access the '{}' channel",
-            user.name_text(),
-            value()
-        ),
-        DenyReason::Channel => "No permissions to access a channel".to_string(),
+        DenyReason::Command | DenyReason::Auth => AclDenial::Command {
+            user: user.name_text(),
+            command: spec.full,
+        },
+        DenyReason::Key if verbose => AclDenial::VerboseKey {
+            user: user.name_text(),
+            key: value(),
+        },
+        DenyReason::Key => AclDenial::Key,
+        DenyReason::Channel if verbose => AclDenial::VerboseChannel {
+            user: user.name_text(),
+            channel: value(),
+        },
+        DenyReason::Channel => AclDenial::Channel,
     }
 }
 
@@ -933,25 +906,22 @@ fn parse_acl_text(
             continue;
         }
         let words: Vec<&str> = line.split(' ').collect();
+        let file = file.to_string();
+        let line = linenum;
+        let mut report = |e: AclFileError| errors.push_str(&e.to_string());
         if words[0] != "user" || words.len() < 2 {
-            errors.push_str(&format!(
-                "{file}:{linenum} should start with user keyword followed by the username. "
-            ));
+            report(AclFileError::NotAUser { file, line });
             continue;
         }
         if has_spaces(words[1].as_bytes()) {
-            errors.push_str(&format!(
-                "'{file}:{linenum}: username '{}' contains invalid characters. ",
-                words[1]
-            ));
+            let name = words[1].to_string();
+            report(AclFileError::BadName { file, line, name });
             continue;
         }
         let name = Bytes::copy_from_slice(words[1].as_bytes());
         if users.iter().any(|(n, _)| *n == name) {
-            errors.push_str(&format!(
-                "WARNING: Duplicate user '{}' found on line {linenum}. ",
-                words[1]
-            ));
+            let name = words[1].to_string();
+            report(AclFileError::Duplicate { name, line });
             continue;
         }
         let ops: Vec<Bytes> = words[2..]
@@ -960,9 +930,7 @@ fn parse_acl_text(
             .collect();
         let mut rules = UserRules::new(pubsub_all);
         match merge_selectors(&ops) {
-            Err(_) => errors.push_str(&format!(
-                "{file}:{linenum}: Unmatched parenthesis in selector definition."
-            )),
+            Err(_) => report(AclFileError::UnmatchedParen { file, line }),
             Ok(merged) => {
                 let mut syntax_error = false;
                 for op in &merged {
@@ -980,13 +948,18 @@ fn parse_acl_text(
                         Ok(()) => {}
                         // Unknown names are all listed (they are not secret); of the other
                         // errors only the first, as later ones may follow from it.
-                        Err(RuleError::UnknownName) => errors.push_str(&format!(
-                            "{file}:{linenum}: Error in applying operation '{}': {}. ",
-                            String::from_utf8_lossy(op),
-                            RuleError::UnknownName.text()
-                        )),
-                        Err(e) if !syntax_error => {
-                            errors.push_str(&format!("{file}:{linenum}: {}. ", e.text()));
+                        Err(RuleError::UnknownName) => report(AclFileError::UnknownName {
+                            file: file.clone(),
+                            line,
+                            op: String::from_utf8_lossy(op).into_owned(),
+                            reason: RuleError::UnknownName,
+                        }),
+                        Err(reason) if !syntax_error => {
+                            report(AclFileError::Rule {
+                                file: file.clone(),
+                                line,
+                                reason,
+                            });
                             syntax_error = true;
                         }
                         Err(_) => {}
@@ -999,7 +972,7 @@ fn parse_acl_text(
     if errors.is_empty() {
         Ok(users)
     } else {
-        errors.push_str("WARNING: ACL errors detected, no change to the previously active ACL rules was performed");
+        errors.push_str(AclFileError::NOTHING_CHANGED);
         Err(errors)
     }
 }
@@ -1007,11 +980,11 @@ fn parse_acl_text(
 /// Loads `path` into the ACL (ACL LOAD, start-up). Returns the users removed.
 fn load_file(sh: &Shared, path: &std::path::Path) -> Result<Vec<Arc<User>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "Error loading ACLs, opening file '{}': {}",
-            path.display(),
-            io_reason(&e)
-        )
+        AclFileError::Open {
+            file: path.display().to_string(),
+            reason: io_reason(&e),
+        }
+        .to_string()
     })?;
     let users = parse_acl_text(&text, &path.display().to_string(), pubsub_all(sh))?;
     Ok(sh.acl.replace_all(users))
@@ -1069,7 +1042,7 @@ pub fn load_at_startup(sh: &Shared) -> Result<(), String> {
         (c.users.clone(), c.aclfile.clone())
     };
     if aclfile.is_some() && !users.is_empty() {
-        return Err("Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is invalid. This setup is very likely to lead to configuration errors and security holes, please define either an ACL file or declare users directly in your redis.conf, but not both.".to_string());
+        return Err(AclFileError::BothSources.to_string());
     }
     let all = pubsub_all(sh);
     if !users.is_empty() {
@@ -1088,13 +1061,14 @@ pub fn load_at_startup(sh: &Shared) -> Result<(), String> {
             };
             let name = Bytes::from(name.clone().into_bytes());
             if has_spaces(&name) {
-                return Err("Spaces not allowed in ACL usernames".to_string());
+                return Err(AclFileError::SpacesInName.to_string());
             }
             if declared.contains(&name) {
-                return Err(format!(
-                    "Error in user declaration '{}': Duplicate user found. A user can only be defined once in config files",
-                    String::from_utf8_lossy(&name)
-                ));
+                return Err(AclFileError::Declaration {
+                    op: String::from_utf8_lossy(&name).into_owned(),
+                    reason: RuleError::Duplicate,
+                }
+                .to_string());
             }
             declared.push(name.clone());
             let ops: Vec<Bytes> = ops
@@ -1103,7 +1077,7 @@ pub fn load_at_startup(sh: &Shared) -> Result<(), String> {
                 .collect();
             let rules = set_user_rules(None, &ops, all).map_err(|e| match e {
                 CommandError::AclModifier { op, reason } => {
-                    format!("Error in user declaration '{op}': {reason}")
+                    AclFileError::Declaration { op, reason }.to_string()
                 }
                 other => other.to_string(),
             })?;
@@ -1387,7 +1361,7 @@ fn dryrun(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let rules = user.rules();
     match check(&rules, spec, &argv) {
         Ok(()) => Ok(Reply::Ok.into()),
-        Err(d) => Ok(Reply::bulk(deny_message(d, &user, spec, &argv, true)).into()),
+        Err(d) => Ok(Reply::bulk(deny_message(d, &user, spec, &argv, true).to_string()).into()),
     }
 }
 
