@@ -306,6 +306,8 @@ fn protected_configs_match_redis() {
         t.same(&["CONFIG", "SET", "enable-debug-command", "yes"]);
         t.same(&["CONFIG", "GET", "enable-protected-configs"]);
         t.same(&["CONFIG", "GET", "enable-debug-command"]);
+        t.same(&["CONFIG", "GET", "enable-module-command"]);
+        t.same(&["CONFIG", "SET", "enable-module-command", "yes"]);
         // One at a time: Redis answers a pattern in its dict's (seeded) order.
         t.same(&["CONFIG", "GET", "aclfile"]);
         t.same(&["CONFIG", "GET", "acllog-max-len"]);

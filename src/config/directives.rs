@@ -956,6 +956,18 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "enable-module-command",
+        default: "no",
+        mutable: false,
+        protected: false,
+        doc: "Who may run MODULE (no, yes or local); accepted for Redis configuration files, Rill has no modules.",
+        access: Access::Enum {
+            names: &ProtectedAction::NAMES,
+            get: |c| c.enable_module_command.index(),
+            set: |c, i| c.enable_module_command = ProtectedAction::from_index(i),
+        },
+    },
+    Directive {
         name: "acl-pubsub-default",
         default: "resetchannels",
         mutable: true,

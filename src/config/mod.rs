@@ -292,6 +292,9 @@ pub struct Config {
     pub enable_protected_configs: ProtectedAction,
     /// `enable-debug-command`: who may run DEBUG.
     pub enable_debug_command: ProtectedAction,
+    /// `enable-module-command`: accepted so Redis's stock configuration files load (Rill
+    /// has no MODULE command).
+    pub enable_module_command: ProtectedAction,
     /// `aclfile`: the ACL users' file (ACL LOAD / ACL SAVE); `None` without one.
     pub aclfile: Option<PathBuf>,
     /// `acl-pubsub-default`: new users get every channel (`allchannels`) or none
@@ -492,6 +495,7 @@ impl Config {
             cluster_port: 0,
             enable_protected_configs: ProtectedAction::No,
             enable_debug_command: ProtectedAction::No,
+            enable_module_command: ProtectedAction::No,
             aclfile: None,
             acl_pubsub_default_all: false,
             acllog_max_len: 0,
