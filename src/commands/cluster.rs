@@ -49,16 +49,30 @@ pub fn route(
     argv: &[Bytes],
     asking: bool,
 ) -> Result<Routed, CommandError> {
-    if spec.full == "exec" {
+    let (routed, writes) = if spec.full == "exec" {
         let queued: Vec<(&CommandSpec, &[Bytes])> = session
             .multi
             .iter()
             .flatten()
             .map(|(q, args)| (*q, args.argv()))
             .collect();
-        route_keys(&queued, cluster, asking, None)
+        let writes = queued.iter().any(|(q, _)| q.is_write());
+        (route_keys(&queued, cluster, asking, None), writes)
     } else {
-        route_keys(&[(spec, argv)], cluster, asking, None)
+        (
+            route_keys(&[(spec, argv)], cluster, asking, None),
+            spec.is_write(),
+        )
+    };
+    match routed {
+        // Redis's READONLY: a replica serves reads of its own shard's slots (here from the
+        // committed state its Raft group applied).
+        Err(CommandError::Moved { slot, .. })
+            if session.readonly && !writes && cluster.topology.read().in_my_shard(slot) =>
+        {
+            Ok(Routed::Here)
+        }
+        r => r,
     }
 }
 
@@ -633,11 +647,12 @@ pub fn settopology(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     Ok(Reply::Ok.into())
 }
 
-/// Answers the clients blocked on keys whose slot this node no longer serves, as Redis's
+/// Answers the clients blocked on keys whose slot this node no longer serves (a new map, or
+/// a replicated shard's new leader elsewhere), as Redis's
 /// `clusterRedirectBlockedClientIfNeeded`: `MOVED` to the new owner, `CLUSTERDOWN` when
 /// the slot has none or the cluster does not serve every slot. A blocked command's keys are
 /// all in one slot (routing checked it), so the first key decides.
-fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
+pub fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
     let mut state = sh.state.lock();
     let moved = state
         .blocking

@@ -209,7 +209,16 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
                     }
                     return Exec::Reply(error_reply(shared, &CommandError::Raft(e), Some(spec)));
                 }
+                if spec.is_readonly() && !spec.is_write() && raft.reads_need_confirmation() {
+                    session.read_barrier = true;
+                }
             }
+        } else if spec.is_write() && shared.config.read().cluster_raft {
+            // A replica whose group has not started (no map yet): nothing could log it.
+            if session.multi.is_some() {
+                session.multi_error = true;
+            }
+            return Exec::Reply(error_reply(shared, &CommandError::ClusterDown, Some(spec)));
         }
     }
 

@@ -207,6 +207,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 let s = raft.status();
                 line("raft_enabled", &1);
                 line("raft_role", &if s.leader { "leader" } else { "follower" });
+                line("raft_leader_id", &format!("{:016x}", s.leader_id));
                 line("raft_term", &s.term);
                 line("raft_commit_index", &s.commit);
                 line("raft_applied_index", &s.applied);

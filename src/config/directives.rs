@@ -850,7 +850,7 @@ pub static DIRECTIVES: &[Directive] = &[
         default: "no",
         mutable: false,
         protected: false,
-        doc: "Keep the log as a Raft log and acknowledge a write once its Raft entry is committed (issue #14, step D: a group of one voter, this node; replication to other nodes is not there yet). Replies are the same as without it; requires appendfsync always. Checkpoints and compaction are off in this mode for now, so the log only grows. A data directory written in this mode can be opened only in this mode.",
+        doc: "Keep the log as a Raft log and acknowledge a write once its Raft entry is committed. Alone, the node is a group of one voter; with `cluster-enabled yes` each shard of the map is one Raft group of its nodes, replicated over the cluster bus port (`cluster-secret` required), its leader serving the shard's slots and the others answering -MOVED (reads after READONLY). Replies are the same as without it; requires appendfsync always. Checkpoints and compaction are off in this mode for now, so the log only grows. A data directory written in this mode can be opened only in this mode.",
         access: Access::Bool {
             get: |c| c.cluster_raft,
             set: |c, v| {
@@ -901,6 +901,21 @@ pub static DIRECTIVES: &[Directive] = &[
             get: |c| c.cluster_announce_ip.clone().unwrap_or_default(),
             set: |c, v| {
                 c.cluster_announce_ip = (!v.is_empty()).then_some(v);
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "cluster-secret",
+        default: "\"\"",
+        mutable: false,
+        protected: false,
+        doc: "Shared secret the nodes of a replicated cluster (`cluster-enabled yes` with `cluster-raft yes`) prove to each other on the Raft links (HMAC-SHA256 challenge); every node of the cluster must hold the same one. Required once a shard has more than one node.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| c.cluster_secret.clone(),
+            set: |c, v| {
+                c.cluster_secret = v;
                 Ok(())
             },
         },

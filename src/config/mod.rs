@@ -284,6 +284,8 @@ pub struct Config {
     pub cluster_node_timeout: u64,
     /// `cluster-announce-ip`; `None` when unset.
     pub cluster_announce_ip: Option<String>,
+    /// `cluster-secret`: what the Raft links of a replicated cluster authenticate with.
+    pub cluster_secret: String,
     /// `cluster-announce-port`; 0 = the listening port.
     pub cluster_announce_port: u16,
     /// `cluster-port`; 0 = port + 10000.
@@ -491,6 +493,7 @@ impl Config {
             cluster_config_file: PathBuf::new(),
             cluster_node_timeout: 0,
             cluster_announce_ip: None,
+            cluster_secret: String::new(),
             cluster_announce_port: 0,
             cluster_port: 0,
             enable_protected_configs: ProtectedAction::No,

@@ -79,6 +79,9 @@ pub struct Shared {
     pub loading_done: std::sync::atomic::AtomicU64,
     /// Set once shutdown has begun.
     pub shutting_down: AtomicBool,
+    /// Set with a shutdown that must start the server again in this process (a deposed
+    /// Raft leader rebuilding its keyspace from the log: `server::replication`).
+    pub restart_after_shutdown: AtomicBool,
     /// Wakes the listener to begin shutdown.
     pub shutdown: Notify,
     /// The append log, set once recovery has replayed it (`get()` is `None` while
@@ -145,6 +148,7 @@ impl Shared {
             loading_total: std::sync::atomic::AtomicU64::new(0),
             loading_done: std::sync::atomic::AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
+            restart_after_shutdown: AtomicBool::new(false),
             shutdown: Notify::new(),
             log: match log {
                 Some(l) => std::sync::OnceLock::from(l),

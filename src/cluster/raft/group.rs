@@ -103,6 +103,8 @@ impl RaftNode {
         id: u64,
         sink: Option<Arc<dyn MessageSink>>,
     ) -> Result<Arc<RaftNode>, RaftError> {
+        // Reads need a leadership confirmation only when another node could lead.
+        let replicated = log.state().conf_state.voters.len() > 1;
         let storage = LogStorage::new(log.clone());
         let last = storage
             .last_index()
@@ -127,6 +129,10 @@ impl RaftNode {
             leader: std::sync::atomic::AtomicBool::new(false),
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
+            deposed: std::sync::atomic::AtomicBool::new(false),
+            leader_hook: Mutex::new(None),
+            leader_told: std::sync::atomic::AtomicU64::new(0),
+            reads: super::read::ReadBarrier::new(replicated),
         }))
     }
 
@@ -149,7 +155,17 @@ impl RaftNode {
         self.check()?;
         let mut g = self.group.lock();
         match g.raw.step(msg) {
-            Ok(()) => {}
+            Ok(()) => {
+                // A leader's commit index moves when a quorum's acknowledgements come in
+                // (each sent after that node's fsync): the replies waiting for it leave now,
+                // not after the next turn of the Ready loop (which may be behind an fsync).
+                if g.raw.raft.state == StateRole::Leader {
+                    let commit = g.raw.raft.raft_log.committed;
+                    if commit > *self.committed.borrow() {
+                        self.committed.send_replace(commit);
+                    }
+                }
+            }
             Err(::raft::Error::StepLocalMsg | ::raft::Error::StepPeerNotFound) => {}
             Err(e) => {
                 drop(g);
@@ -197,6 +213,7 @@ impl RaftNode {
         self.leader.store(false, Ordering::Release);
         let committed = g.raw.raft.raft_log.committed;
         if g.executed_through > committed {
+            self.deposed.store(true, Ordering::Release);
             self.stop(
                 RaftError::Deposed {
                     executed: g.executed_through,

@@ -94,6 +94,8 @@ pub struct Proposed {
 #[derive(Debug, Clone, Copy)]
 pub struct RaftStatus {
     pub leader: bool,
+    /// The raft id of the leader this node knows of (0: none).
+    pub leader_id: u64,
     pub term: u64,
     /// The highest index known committed (replies up to it are released).
     pub commit: u64,
@@ -145,7 +147,20 @@ pub struct RaftNode {
     /// Why the node stopped, once it has (its waiters fail with it).
     pub(super) stopped: Mutex<Option<String>>,
     pub(super) failed: AtomicBool,
+    /// The node stopped because it lost leadership with writes executed past the commit
+    /// index ([`RaftError::Deposed`]): its keyspace must be rebuilt from the log.
+    pub(super) deposed: AtomicBool,
+    /// Told the leader's id each time a turn sees it change, before this node starts
+    /// taking writes as leader ([`RaftNode::on_leader_change`]).
+    pub(super) leader_hook: Mutex<Option<Box<LeaderHook>>>,
+    /// The leader the hook was last told of.
+    pub(super) leader_told: AtomicU64,
+    /// Reads waiting for a leadership confirmation (`read.rs`).
+    pub(super) reads: super::read::ReadBarrier,
 }
+
+/// See [`RaftNode::on_leader_change`].
+pub type LeaderHook = dyn Fn(u64) + Send + Sync;
 
 /// raft-rs logs through slog; Rill logs through tracing.
 pub(super) struct TracingDrain;
@@ -225,6 +240,31 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Whether the node stopped as a deposed leader whose keyspace ran ahead of the commit
+    /// index ([`RaftError::Deposed`]): what it holds must be rebuilt from the log's committed
+    /// entries (a restart does that) before it can serve again.
+    pub fn is_deposed(&self) -> bool {
+        self.deposed.load(Ordering::Acquire)
+    }
+
+    /// Sets what is told the group's leader (its raft id) whenever a turn of the Ready loop
+    /// sees it change — before this node, newly elected, takes its first write, so whoever
+    /// routes requests (the cluster map) already names it. Called with the group's lock
+    /// held: it must not call back into the node.
+    pub fn on_leader_change(&self, hook: Box<LeaderHook>) {
+        *self.leader_hook.lock() = Some(hook);
+    }
+
+    /// Tells the hook of a new leader (`g` held).
+    pub(super) fn tell_leader(&self, g: &Group) {
+        let id = g.raw.raft.leader_id;
+        if id != 0 && self.leader_told.swap(id, Ordering::AcqRel) != id {
+            if let Some(hook) = self.leader_hook.lock().as_ref() {
+                hook(id);
+            }
+        }
+    }
+
     /// The highest committed index.
     pub fn committed(&self) -> u64 {
         *self.committed.borrow()
@@ -240,6 +280,7 @@ impl RaftNode {
         let g = self.group.lock();
         RaftStatus {
             leader: self.is_leader(),
+            leader_id: g.raw.raft.leader_id,
             term: g.raw.raft.term,
             commit: self.committed(),
             applied: g.raw.raft.raft_log.applied,
