@@ -1750,4 +1750,37 @@ mod tests {
             "keyed commands without key specs: {missing:?}"
         );
     }
+
+    /// A client closed by another (here: its user deleted) runs nothing more of what it
+    /// pipelined, and answers nothing more.
+    #[test]
+    fn a_deleted_users_pipelined_requests_do_not_run() {
+        let shared = Shared::new(crate::config::Config::default(), None);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
+        let run = |s: &mut Session, words: &str| {
+            let argv = words
+                .split(' ')
+                .map(|w| Bytes::from(w.to_string()))
+                .collect();
+            match super::super::execute(s, &shared, argv) {
+                super::super::Exec::Reply(r) => r,
+                super::super::Exec::Blocked { .. } => Reply::Nil,
+            }
+        };
+        let mut admin = Session::new(shared.clients.register(addr, addr), true);
+        let mut alice = Session::new(shared.clients.register(addr, addr), true);
+        assert!(matches!(
+            run(&mut admin, "ACL SETUSER alice on >pw +@all ~*"),
+            Reply::Ok
+        ));
+        assert!(matches!(run(&mut alice, "AUTH alice pw"), Reply::Ok));
+        assert!(matches!(run(&mut alice, "SET k v"), Reply::Ok));
+        assert!(matches!(
+            run(&mut admin, "ACL DELUSER alice"),
+            Reply::Int(1)
+        ));
+        run(&mut alice, "SET k w");
+        assert!(alice.suppress_reply && alice.close_after_reply);
+        assert!(matches!(run(&mut admin, "GET k"), Reply::Bulk(b) if &b[..] == b"v"));
+    }
 }

@@ -72,6 +72,18 @@ fn log_bound(argv: &[Bytes]) -> u64 {
 /// Executes one request for a connection: lookup, arity, auth, MULTI queueing,
 /// the handler itself, statistics, and serving of blocked readers.
 pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec {
+    // A client closed by another (CLIENT KILL, ACL DELUSER, ACL LOAD) runs nothing more of
+    // what it pipelined, as Redis stops reading a CLIENT_CLOSE_ASAP client: a deleted
+    // user's requests must not keep running on its old rules.
+    if session
+        .info
+        .killed
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        session.suppress_reply = true;
+        session.close_after_reply = true;
+        return Exec::Reply(Reply::Nil);
+    }
     let started = Instant::now();
     let mut args = Args::new(argv);
     let spec = match table::resolve(&mut args) {
