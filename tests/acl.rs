@@ -82,7 +82,8 @@ fn user_lines_of_the_config_file_create_users() {
 fn bad_user_lines_or_both_sources_stop_start_up() {
     let dir = temp_dir("bad");
     for (text, expect) in [
-        ("user alice on +nosuch\n", "Error in user declaration '+nosuch': Unknown command or category name in ACL"),
+        ("user alice on +nosuch\n", "Error loading ACL rule '+nosuch' for the user named 'alice': Unknown command or category name in ACL"),
+        ("user alice on ~* ~x\n", "Error in user declaration '~x': Adding a pattern after the * pattern"),
         ("user alice on\nuser alice off\n", "Duplicate user found"),
         ("user alice on\naclfile /tmp/x.acl\n", "please define either an ACL file or declare users directly in your redis.conf, but not both"),
     ] {

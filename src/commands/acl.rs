@@ -1076,6 +1076,15 @@ pub fn load_at_startup(sh: &Shared) -> Result<(), String> {
                 .map(|w| Bytes::from(w.clone().into_bytes()))
                 .collect();
             let rules = set_user_rules(None, &ops, all).map_err(|e| match e {
+                CommandError::AclModifier {
+                    op,
+                    reason: RuleError::UnknownName,
+                } => AclFileError::LoadingRule {
+                    op,
+                    user: String::from_utf8_lossy(&name).into_owned(),
+                    reason: RuleError::UnknownName,
+                }
+                .to_string(),
                 CommandError::AclModifier { op, reason } => {
                     AclFileError::Declaration { op, reason }.to_string()
                 }

@@ -305,6 +305,14 @@ pub enum AclFileError {
     /// A `user` line of the configuration (start-up).
     #[error("Error in user declaration '{op}': {reason}")]
     Declaration { op: String, reason: AclRuleError },
+    /// A `user` line naming an unknown command or category (Redis finds these only when it
+    /// creates the users, after modules could have added commands).
+    #[error("Error loading ACL rule '{op}' for the user named '{user}': {reason}")]
+    LoadingRule {
+        op: String,
+        user: String,
+        reason: AclRuleError,
+    },
     #[error("Spaces not allowed in ACL usernames")]
     SpacesInName,
     #[error("Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is invalid. This setup is very likely to lead to configuration errors and security holes, please define either an ACL file or declare users directly in your redis.conf, but not both.")]
