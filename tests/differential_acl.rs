@@ -242,6 +242,7 @@ fn noperm_texts_auth_and_acl_log_match_redis() {
         same_on(&mut alice, p, &["GET", "foo1"]);
         t.same(&["ACL", "SETUSER", "alice", "-get"]);
         same_on(&mut alice, p, &["EXEC"]);
+        t.same_masked(&["ACL", "LOG", "1"], mask_log);
         // Deleting a user closes its connections.
         t.same(&["ACL", "DELUSER", "alice"]);
         assert!(alice.0.is_closed(), "Rill kept a deleted user's connection");
