@@ -634,7 +634,12 @@ fn check_selector(
 /// refusal with the highest reason, then the latest argument.
 pub fn check(rules: &UserRules, spec: &CommandSpec, argv: &[Bytes]) -> Result<(), Denied> {
     let Some(&id) = catalog().ids.get(spec.full) else {
-        return Ok(());
+        // Every spec of the table is in the catalog; one that is not is refused, never
+        // allowed unchecked.
+        return Err(Denied {
+            reason: DenyReason::Command,
+            pos: 0,
+        });
     };
     let mut worst = Denied {
         reason: DenyReason::Command,
