@@ -261,6 +261,13 @@ async fn serve(config: Config) -> ExitCode {
             }
         }
         Ok(Ok(Loaded::Raft(Some(replica)))) => {
+            // Nothing expires here until this node leads its shard (the group's start sets
+            // the real gate): a replica's keys go only by its leader's logged deletions.
+            shared
+                .state
+                .lock()
+                .ks
+                .set_expiry_gate(Arc::new(std::sync::atomic::AtomicBool::new(false)));
             // A replicated shard: its group starts once the node has a map.
             let sh = shared.clone();
             tokio::spawn(async move {

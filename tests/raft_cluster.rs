@@ -398,3 +398,102 @@ fn clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one() {
         format!("-MOVED {slot} {}\r\n", addr(&nodes[l2]))
     );
 }
+
+#[test]
+fn cluster_failover_on_a_replica_hands_it_the_leadership() {
+    if ran_in_netns("cluster_failover_on_a_replica_hands_it_the_leadership") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
+    assert_eq!(
+        text(&c.cmd(&["CLUSTER", "FAILOVER"])),
+        "-ERR You should send CLUSTER FAILOVER to a replica\r\n"
+    );
+    let f = (l + 1) % 3;
+    let mut fc = nodes[f].raw();
+    assert_eq!(
+        text(&fc.cmd(&["CLUSTER", "FAILOVER", "NOW"])),
+        "-ERR syntax error\r\n"
+    );
+    assert_eq!(fc.cmd(&["CLUSTER", "FAILOVER"]), b"+OK\r\n");
+    // The leader transfer brings the replica up to date and makes it campaign at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&nodes[f], "persistence", "raft_role").as_deref() != Some("leader") {
+        assert!(Instant::now() < deadline, "node {f} did not take over");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut fc = nodes[f].raw();
+    assert!(fc.cmd(&["XADD", "s", "2-1", "f", "v"]).starts_with(b"$"));
+    assert_eq!(text(&fc.cmd(&["XLEN", "s"])), ":2\r\n");
+    // The old leader follows it and redirects there.
+    let slot = text(&fc.cmd(&["CLUSTER", "KEYSLOT", "s"]));
+    let moved = format!(
+        "-MOVED {} {}\r\n",
+        slot.trim_start_matches(':').trim_end(),
+        addr(&nodes[f])
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = text(&nodes[l].raw().cmd(&["XLEN", "s"]));
+        if r == moved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader does not redirect: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    converge(&nodes, &all, &state(&nodes[f]));
+}
+
+#[test]
+fn only_the_leader_expires_keys_and_replicas_apply_its_deletions() {
+    if ran_in_netns("only_the_leader_expires_keys_and_replicas_apply_its_deletions") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
+    assert!(c.cmd(&["XADD", "kept", "1-1", "f", "v"]).starts_with(b"$"));
+    // IIDs a sweep forgets after IDMP-DURATION (1 s), and a key that expires.
+    assert!(c
+        .cmd(&["XCFGSET", "kept", "IDMP-DURATION", "1"])
+        .starts_with(b"+OK"));
+    assert!(c
+        .cmd(&["XADD", "kept", "IDMP", "p", "i1", "*", "f", "v"])
+        .starts_with(b"$"));
+    assert_eq!(c.cmd(&["PEXPIRE", "s", "300"]), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Replicas read the expired key as absent; the leader's deletion reaches them; no
+    // group stopped (a replica that expired or swept on its own would have proposed).
+    for i in all {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut r = nodes[i].raw();
+            assert_eq!(r.cmd(&["READONLY"]), b"+OK\r\n");
+            assert_eq!(text(&r.cmd(&["XLEN", "s"])), ":0\r\n", "node {i}");
+            let info = text(&r.cmd(&["XINFO", "STREAM", "kept"]));
+            if text(&r.cmd(&["EXISTS", "s"])) == ":0\r\n" && info.contains("iids-tracked\r\n:0") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i}: {info}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        info_field(&nodes[l], "persistence", "raft_role").as_deref(),
+        Some("leader")
+    );
+    assert!(nodes[l]
+        .raw()
+        .cmd(&["XADD", "kept", "*", "f", "v"])
+        .starts_with(b"$"));
+    converge(&nodes, &all, &state(&nodes[l]));
+}

@@ -2498,6 +2498,14 @@ struct Replica {
     server: Option<Server>,
 }
 
+impl Drop for Replica {
+    /// A replica never outlives the test, whichever way it ends (a stopped one included).
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.kill();
+    }
+}
+
 impl Replica {
     fn start(&mut self, bin: &Path, appendfsync: &str) -> Result<(), String> {
         if self.server.is_none() {

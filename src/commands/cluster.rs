@@ -577,13 +577,43 @@ pub fn refused(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         .unwrap_or_default();
     let instead = match sub.as_str() {
         "SETSLOT" => "rill cluster reshard",
-        "REPLICATE" | "FAILOVER" => "rill cluster create (replicas are not supported yet)",
+        "REPLICATE" => "rill cluster create --replicas",
+        "FAILOVER" => "rill cluster create --replicas with cluster-raft yes",
         _ => "rill cluster create",
     };
     Err(CommandError::TopologyManaged {
         command: sub,
         instead,
     })
+}
+
+/// CLUSTER FAILOVER
+///
+/// # Format
+/// `CLUSTER FAILOVER [FORCE | TAKEOVER]`
+///
+/// # Returns
+/// `+OK` once a replica of a replicated shard (`cluster-raft yes`) has asked its leader to
+/// hand over leadership (Raft's leader transfer: the leader brings it up to date first), or
+/// with FORCE / TAKEOVER has started an election itself; the failover completes
+/// asynchronously, as in Redis. On the leader: Redis's "You should send CLUSTER FAILOVER to
+/// a replica". Without replicated shards the topology is the CLI's to manage (refused).
+pub fn failover(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    let (Some(raft), true) = (
+        sh.raft.get(),
+        sh.log.get().is_none() && sh.cluster.is_some(),
+    ) else {
+        return refused(s, sh, a);
+    };
+    let force = a.eat("FORCE") || a.eat("TAKEOVER");
+    if a.remaining() > 0 {
+        return Err(CommandError::Syntax);
+    }
+    if raft.is_leader() {
+        return Err(CommandError::FailoverOnMaster);
+    }
+    raft.failover(force)?;
+    Ok(Reply::Ok.into())
 }
 
 /// READONLY
@@ -903,7 +933,7 @@ pub static CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
         .flags(ADMIN)
         .acl(&["@admin", "@slow", "@dangerous"])
         .doc("cluster", "3.0.0", "O(1)", "Configure a node as replica of a master node."),
-    sub("cluster|failover", -2, refused)
+    sub("cluster|failover", -2, failover)
         .flags(ADMIN)
         .acl(&["@admin", "@slow", "@dangerous"])
         .doc("cluster", "3.0.0", "O(1)", "Forces a replica to perform a manual failover of its master."),

@@ -177,6 +177,9 @@ pub enum CommandError {
     InvalidSlotOrCount,
     #[error("ERR No shard ID yet")]
     NoShardId,
+    /// CLUSTER FAILOVER sent to the node that already leads its shard (Redis's text for a master).
+    #[error("ERR You should send CLUSTER FAILOVER to a replica")]
+    FailoverOnMaster,
     /// A Redis command that changes the cluster's topology by hand; Rill's topology is
     /// managed by the `rill cluster` CLI.
     #[error("ERR CLUSTER {command} is not supported: Rill's cluster topology is managed with '{instead}'")]

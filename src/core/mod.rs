@@ -521,6 +521,10 @@ pub fn now_ms() -> u64 {
 pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
     let mut guard = shared.state.lock();
     let state = &mut *guard;
+    if !state.ks.expires_locally() {
+        // A replica forgets IIDs when its leader's logged sweep says so.
+        return Ok(());
+    }
     let due = state.ks.idmp_due(now_ms);
     if due.is_empty() {
         return Ok(());

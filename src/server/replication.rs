@@ -177,6 +177,8 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
             follow(&sh, id, true);
         }
     }));
+    // Only the leader expires keys (and IIDs); a replica applies the deletions it logs.
+    shared.state.lock().ks.set_expiry_gate(node.leader_flag());
     if shared.raft.set(node.clone()).is_err() {
         return Err("a Raft group is already running on this node".into());
     }

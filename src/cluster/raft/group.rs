@@ -126,7 +126,7 @@ impl RaftNode {
             driving: Mutex::new(()),
             committed,
             proposed: std::sync::atomic::AtomicU64::new(last),
-            leader: std::sync::atomic::AtomicBool::new(false),
+            leader: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
             deposed: std::sync::atomic::AtomicBool::new(false),
@@ -199,6 +199,24 @@ impl RaftNode {
             .map_err(|e| RaftError::Stopped(e.to_string()))
     }
 
+    /// `CLUSTER FAILOVER`: asks the leader to hand leadership to this node (raft's leader
+    /// transfer: the leader brings it up to date, then tells it to campaign at once); with
+    /// `force`, starts an election now without the leader (it wins only with a log as up to
+    /// date as a majority's). Sent by the next turn of the Ready loop.
+    pub fn failover(&self, force: bool) -> Result<(), RaftError> {
+        self.check()?;
+        let mut g = self.group.lock();
+        if force {
+            g.raw
+                .campaign()
+                .map_err(|e| RaftError::Stopped(e.to_string()))
+        } else {
+            let me = self.id;
+            g.raw.transfer_leader(me);
+            Ok(())
+        }
+    }
+
     /// The leader this node knows of (0: none).
     pub fn leader_id(&self) -> u64 {
         self.group.lock().raw.raft.leader_id
@@ -224,11 +242,13 @@ impl RaftNode {
         }
     }
 
-    /// Whether this node may take writes: it leads, an entry of its term is committed, and
-    /// everything committed is in its keyspace.
+    /// Whether this node may take writes: it leads and is not handing leadership over (raft
+    /// drops proposals meanwhile), an entry of its term is committed, and everything
+    /// committed is in its keyspace.
     pub(super) fn may_lead(g: &Group) -> bool {
         let r = &g.raw.raft;
         r.state == StateRole::Leader
+            && r.lead_transferee.is_none()
             && r.commit_to_current_term()
             && g.executed_through >= r.raft_log.committed
     }

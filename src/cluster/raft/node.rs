@@ -142,8 +142,10 @@ pub struct RaftNode {
     pub(super) committed: watch::Sender<u64>,
     /// The last index proposed here: what a reply that observed the current state waits for.
     pub(super) proposed: AtomicU64,
-    /// Whether this node leads its group, read without the group's lock before executing.
-    pub(super) leader: AtomicBool,
+    /// Whether this node leads its group and takes writes, read without the group's lock
+    /// before executing (shared with the keyspace as its expiry gate: only the leader
+    /// expires keys).
+    pub(super) leader: Arc<AtomicBool>,
     /// Why the node stopped, once it has (its waiters fail with it).
     pub(super) stopped: Mutex<Option<String>>,
     pub(super) failed: AtomicBool,
@@ -225,6 +227,12 @@ impl RaftNode {
         &self.log
     }
 
+    /// The flag that is true while this node leads and takes writes: the keyspace's expiry
+    /// gate on a replica ([`crate::engine::keyspace::Keyspace::set_expiry_gate`]).
+    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+        self.leader.clone()
+    }
+
     /// Whether this node leads its group (checked before a write executes).
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
@@ -240,9 +248,10 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Whether the node stopped as a deposed leader whose keyspace ran ahead of the commit
-    /// index ([`RaftError::Deposed`]): what it holds must be rebuilt from the log's committed
-    /// entries (a restart does that) before it can serve again.
+    /// Whether the node stopped with a keyspace ahead of its log: a deposed leader whose
+    /// writes ran past the commit index ([`RaftError::Deposed`]), or a proposal refused after
+    /// its ops ran. What it holds must be rebuilt from the log's committed entries (a restart
+    /// does that) before it can serve again.
     pub fn is_deposed(&self) -> bool {
         self.deposed.load(Ordering::Acquire)
     }
@@ -297,7 +306,7 @@ impl RaftNode {
         if g.raw.raft.state != StateRole::Leader {
             // The ops already ran (`admits` said leader a moment ago): as a dropped proposal.
             drop(g);
-            self.stop("leadership was lost between the check and the proposal".into());
+            self.stop_ahead_of_log("leadership was lost between the check and the proposal".into());
             return Err(RaftError::Dropped);
         }
         let before = g.raw.raft.raft_log.last_index();
@@ -308,7 +317,7 @@ impl RaftNode {
                 e => RaftError::Stopped(e.to_string()),
             };
             drop(g);
-            self.stop(err.to_string());
+            self.stop_ahead_of_log(err.to_string());
             return Err(err);
         }
         let Some(entry) = g.raw.raft.raft_log.unstable.entries.last() else {
@@ -364,6 +373,13 @@ impl RaftNode {
         }
         let why = self.stopped.lock().clone().unwrap_or_default();
         Err(RaftError::Stopped(why))
+    }
+
+    /// Stops the node after a proposal was refused once its ops had run: the keyspace holds
+    /// what the log will not, so it must be rebuilt from the log, as a deposed leader's.
+    fn stop_ahead_of_log(&self, why: String) {
+        self.deposed.store(true, Ordering::Release);
+        self.stop(why);
     }
 
     /// Stops the node: no more proposals, and every waiter not yet committed fails.
