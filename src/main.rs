@@ -203,6 +203,11 @@ async fn serve(config: Config) -> ExitCode {
         tracing::info!("Cluster mode: node id {}", cluster.topology.read().myself());
         shared = shared.with_cluster(cluster);
     }
+    // Before listening, as Redis's ACLLoadUsersAtStartup: bad users stop start-up.
+    if let Err(e) = rill::commands::acl::load_at_startup(&shared) {
+        tracing::error!("{}", e);
+        return ExitCode::FAILURE;
+    }
     let shared = Arc::new(shared);
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,

@@ -92,6 +92,8 @@ pub struct Session {
     pub subs: Subscriptions,
     /// The part of the client's state visible to other clients (CLIENT LIST …).
     pub info: Arc<ClientInfo>,
+    /// The ACL user it runs as once authenticated; `None` is the `default` user.
+    pub user: Option<Arc<crate::core::acl::User>>,
 }
 
 impl Session {
@@ -116,6 +118,7 @@ impl Session {
             route_under_lock: None,
             subs: Subscriptions::default(),
             info,
+            user: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! Below `commands/` (which parses and executes) and `server/` (sockets); above `engine/` and
 //! `storage/`. Nothing here knows a command's syntax or a socket.
 
+pub mod acl;
 pub mod blocking;
 pub mod clients;
 mod dirty;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub clients: clients::Registry,
     /// INFO counters.
     pub stats: stats::Stats,
+    /// ACL users and the ACL log: node-local configuration, never logged or replicated.
+    pub acl: acl::Acl,
     /// Pub/Sub subscriptions and their delivery outlets (its own lock, never the keyspace's).
     pub pubsub: pubsub::Registry,
     /// Process start, for `uptime_in_seconds`.
@@ -133,6 +136,7 @@ impl Shared {
                 blocking,
                 props: Propagation::default(),
             }),
+            acl: acl::Acl::new(config.requirepass.as_deref()),
             config: RwLock::new(config),
             clients: clients::Registry::default(),
             stats: stats::Stats::default(),
@@ -180,21 +184,10 @@ impl Shared {
         reader
     }
 
-    /// True when clients must authenticate (`requirepass` set).
+    /// Redis's `authRequired` for a client that has not authenticated: the `default` user
+    /// has a password (`requirepass`) or is `off`.
     pub fn requires_auth(&self) -> bool {
-        self.config
-            .read()
-            .requirepass
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-    }
-
-    /// Checks a password against `requirepass`, in constant time (see [`password`]).
-    pub fn check_password(&self, pass: &[u8]) -> bool {
-        let cfg = self.config.read();
-        cfg.requirepass
-            .as_ref()
-            .is_some_and(|p| !p.is_empty() && password::passwords_match(p.as_bytes(), pass))
+        !self.acl.default.is_open()
     }
 
     /// `client-output-buffer-limit normal`: (hard bytes, soft bytes, soft seconds).

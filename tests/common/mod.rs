@@ -170,6 +170,9 @@ impl TestServer {
             .arg(host.to_string())
             .arg("--dir")
             .arg(&dir)
+            // As Redis's own test suite: tests read DEBUG DIGEST (refused by default).
+            .arg("--enable-debug-command")
+            .arg("local")
             .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("RILL_LOG")
