@@ -602,7 +602,7 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
 /// that observed this state must wait for (the `committed` watch replaces the durable LSN).
 /// A refused proposal is an error reply, never an acknowledgement: the node has stopped.
 fn propose(raft: &crate::cluster::raft::RaftNode, state: &mut State) -> Result<u64, CommandError> {
-    let mut wait_for = raft.proposed();
+    let mut wait_for = raft.executed();
     if state.props.ops.is_empty() {
         return Ok(wait_for);
     }

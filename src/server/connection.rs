@@ -406,7 +406,7 @@ impl Connection {
                 } else if let Some(raft) = self.shared.raft.get() {
                     // As above, with the entry the writer proposed.
                     drop(self.shared.state.lock());
-                    self.session.lsn = self.session.lsn.max(raft.proposed());
+                    self.session.lsn = self.session.lsn.max(raft.executed());
                 }
                 reply.encode(self.session.proto, &mut self.wbuf);
             }

@@ -156,6 +156,7 @@ impl RaftNode {
             // One at a time: a failure later leaves the ones before it counted.
             let mut g = self.group.lock();
             g.executed_through = g.executed_through.max(e.index);
+            self.executed.fetch_max(e.index, Ordering::AcqRel);
         }
         Ok(())
     }

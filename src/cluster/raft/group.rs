@@ -126,6 +126,7 @@ impl RaftNode {
             driving: Mutex::new(()),
             committed,
             proposed: std::sync::atomic::AtomicU64::new(last),
+            executed: std::sync::atomic::AtomicU64::new(applied),
             leader: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
@@ -228,9 +229,10 @@ impl RaftNode {
         if g.raw.raft.state == StateRole::Leader {
             return;
         }
-        self.leader.store(false, Ordering::Release);
         let committed = g.raw.raft.raft_log.committed;
-        if g.executed_through > committed {
+        if g.executed_through <= committed {
+            self.leader.store(false, Ordering::Release);
+        } else {
             self.deposed.store(true, Ordering::Release);
             self.stop(
                 RaftError::Deposed {

@@ -140,8 +140,11 @@ pub struct RaftNode {
     /// The highest index known committed: replies wait on it (the `durable` watch of the
     /// single-node log, in Raft mode).
     pub(super) committed: watch::Sender<u64>,
-    /// The last index proposed here: what a reply that observed the current state waits for.
+    /// The last index proposed here.
     pub(super) proposed: AtomicU64,
+    /// The highest index in this node's keyspace (`Group::executed_through`, readable
+    /// without the group's lock): what a reply that observed the current state waits for.
+    pub(super) executed: AtomicU64,
     /// Whether this node leads its group and takes writes, read without the group's lock
     /// before executing (shared with the keyspace as its expiry gate: only the leader
     /// expires keys).
@@ -279,9 +282,19 @@ impl RaftNode {
         *self.committed.borrow()
     }
 
-    /// The last index proposed: a reply that observed the current state waits for it.
+    /// The last index proposed here.
     pub fn proposed(&self) -> u64 {
         self.proposed.load(Ordering::Acquire)
+    }
+
+    /// The highest index in this node's keyspace: what a reply that observed the current
+    /// state waits for to be committed. On the leader, its last proposal; on a follower,
+    /// what it applied (committed already); on a leader deposed with writes outstanding,
+    /// past the commit index, so a read of that state waits until the node stops and
+    /// fails it. (Not [`RaftNode::proposed`]: a follower's log may hold entries past the
+    /// commit index that a new leader cuts off; a read waiting for them would wait on.)
+    pub fn executed(&self) -> u64 {
+        self.executed.load(Ordering::Acquire)
     }
 
     /// Where the group is, for INFO.
@@ -353,6 +366,7 @@ impl RaftNode {
         };
         g.queued_through = index;
         g.executed_through = index;
+        self.executed.store(index, Ordering::Release);
         self.proposed.store(index, Ordering::Release);
         // A leader's appends may leave before its own fsync (raft thesis §10.2.1; raft-rs
         // hands a leader's messages out at once). When a turn is under way, its fsync would
@@ -402,8 +416,9 @@ impl RaftNode {
                 *s = Some(why);
             }
         }
-        self.leader.store(false, Ordering::Release);
+        // Failed before no longer leading: whoever sees the leader gone sees the stop.
         self.failed.store(true, Ordering::Release);
+        self.leader.store(false, Ordering::Release);
         // Wake the waiters so they see it.
         self.committed.send_modify(|_| {});
     }
