@@ -211,6 +211,9 @@ impl RaftNode {
                     });
                 }
                 self.log.append(&fresh, hard_state)?;
+                // What was proposed here past the cut is gone: `proposed` names the log's
+                // last own proposal, never an index the log no longer has.
+                self.proposed.fetch_min(first.index - 1, Ordering::AcqRel);
             }
             _ => {
                 if !fresh.is_empty() || hard_state.is_some() {
