@@ -462,7 +462,8 @@ impl Cluster {
             let r = self.node(id).expect("healed");
             let d = {
                 let state = r.shared.state.lock();
-                rill::engine::digest::dataset_digest(&state.ks, now).expect("digest")
+                rill::engine::digest::dataset_digest(&state.ks, now)
+                    .unwrap_or_else(|e| panic!("node {id}: digest: {e:?}"))
             };
             digests.push(d);
         }

@@ -101,6 +101,9 @@ struct Queue {
     /// LSN of the last record in `buf` (or appended before).
     last_lsn: u64,
     shutdown: bool,
+    /// The log was dropped without [`Log::close`]: the background thread stops without
+    /// writing anything more (what was queued is lost, as in a crash).
+    abandoned: bool,
 }
 
 /// How much zero-filled space the background thread adds to the active segment at a
@@ -350,6 +353,7 @@ impl Log {
                 seg_len: active.len,
                 last_lsn: 0,
                 shutdown: false,
+                abandoned: false,
             }),
             active: Mutex::new(active),
             wake: Condvar::new(),
@@ -844,6 +848,22 @@ impl Log {
     }
 }
 
+impl Drop for Log {
+    /// A log dropped without [`Log::close`] writes nothing more, and its background thread
+    /// is gone before the directory lock is released (the fields drop after this): another
+    /// instance opened on the directory afterwards is its only writer. Before, the thread
+    /// went on zero-filling ahead of the old end and committing what was queued, over the
+    /// records the next instance wrote (found by `tests/raft_group.rs`' crashes, which drop
+    /// a replica's log and reopen it in the same process).
+    fn drop(&mut self) {
+        if let Some(h) = self.writer.lock().take() {
+            self.inner.queue.lock().abandoned = true;
+            self.inner.wake.notify_one();
+            let _ = h.join();
+        }
+    }
+}
+
 fn poison(inner: &Inner, what: String) {
     tracing::error!("Log poisoned: {}. Writes are refused until restart.", what);
     *inner.poison_reason.lock() = what;
@@ -980,8 +1000,11 @@ fn background_loop(inner: Arc<Inner>) {
     loop {
         let (shutdown, queued) = {
             let mut q = inner.queue.lock();
-            if !q.shutdown && !inner.prealloc_wanted.load(Ordering::Acquire) {
+            if !q.shutdown && !q.abandoned && !inner.prealloc_wanted.load(Ordering::Acquire) {
                 inner.wake.wait_for(&mut q, Duration::from_millis(250));
+            }
+            if q.abandoned {
+                return;
             }
             (q.shutdown, !q.buf.is_empty() || !q.rolls.is_empty())
         };
