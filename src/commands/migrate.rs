@@ -69,7 +69,12 @@ fn locked<T>(
         over_limit: false,
     };
     let out = f(&mut ctx);
-    propagate::log_expired(&mut state.ks, &mut state.props, mark);
+    propagate::log_expired(
+        &mut state.ks,
+        &mut state.props,
+        mark,
+        sh.notify_flags.load(std::sync::atomic::Ordering::Relaxed),
+    );
     blocking::serve_ready(
         &mut state.ks,
         &mut state.blocking,

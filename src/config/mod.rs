@@ -15,6 +15,7 @@
 //! (`-`) is not supported.
 
 pub mod directives;
+pub mod keyspace_events;
 mod rewrite;
 pub mod syntax;
 
@@ -247,6 +248,9 @@ pub struct Config {
     pub cluster_announce_port: u16,
     /// `cluster-port`; 0 = port + 10000.
     pub cluster_port: u16,
+    /// `notify-keyspace-events`: the classes of keyspace events published, as
+    /// [`keyspace_events`] flags (0: none, the default).
+    pub notify_keyspace_events: u32,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
     config_file: Option<PathBuf>,
 }
@@ -435,6 +439,7 @@ impl Config {
             cluster_announce_ip: None,
             cluster_announce_port: 0,
             cluster_port: 0,
+            notify_keyspace_events: 0,
             config_file: None,
         }
     }

@@ -52,6 +52,10 @@ pub struct Delivery {
     pub channel: Bytes,
     /// The payload.
     pub message: Bytes,
+    /// The log position the message announces (a keyspace event's record): the
+    /// subscriber's connection writes it only once the log is durable up to there.
+    /// 0 for PUBLISH, which announces nothing logged.
+    pub after: u64,
 }
 
 impl Delivery {
@@ -223,6 +227,20 @@ impl Registry {
         limits: Limits,
         matches: impl Fn(&[u8], &[u8]) -> bool,
     ) -> i64 {
+        self.publish_after(kind, channel, message, limits, matches, 0)
+    }
+
+    /// [`Registry::publish`] of a message the subscribers may see only once the log is
+    /// durable up to `after` ([`Delivery::after`]).
+    pub fn publish_after(
+        &self,
+        kind: Kind,
+        channel: &Bytes,
+        message: &Bytes,
+        limits: Limits,
+        matches: impl Fn(&[u8], &[u8]) -> bool,
+        after: u64,
+    ) -> i64 {
         let maps = self.maps.lock();
         let mut receivers = 0;
         let direct = match kind {
@@ -236,6 +254,7 @@ impl Registry {
                     pattern: None,
                     channel: channel.clone(),
                     message: message.clone(),
+                    after,
                 };
                 receivers += i64::from(outlet.push(d, limits));
             }
@@ -251,6 +270,7 @@ impl Registry {
                         pattern: Some(pattern.clone()),
                         channel: channel.clone(),
                         message: message.clone(),
+                        after,
                     };
                     receivers += i64::from(outlet.push(d, limits));
                 }

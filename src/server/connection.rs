@@ -299,6 +299,8 @@ impl Connection {
             return;
         };
         for d in outlet.take() {
+            // A keyspace event is written with the replies that wait for its record.
+            self.session.lsn = self.session.lsn.max(d.after);
             commands::pubsub::delivery_reply(d).encode(self.session.proto, &mut self.wbuf);
         }
         outlet.set_unsent(self.wbuf.len() as u64);
@@ -381,6 +383,7 @@ impl Connection {
                     // A (RESP3) subscriber gets its messages while it is blocked, as in
                     // Redis; what the socket does not take now goes before the reply.
                     self.take_deliveries();
+                    self.wait_logged().await;
                     write_ready(&self.shared, &self.socket, &mut self.wbuf)?;
                     if let Some(outlet) = &self.session.subs.outlet {
                         outlet.set_unsent(self.wbuf.len() as u64);
@@ -419,6 +422,22 @@ impl Connection {
             self.flush_durable(FlushMode::NoWait).await?;
         }
         Ok(())
+    }
+
+    /// Waits until the log is durable (Raft: committed) up to `session.lsn`, for keyspace
+    /// events written while the client is blocked. A failed log is the replies' concern
+    /// ([`Connection::flush_durable`]); here it only ends the wait.
+    async fn wait_logged(&self) {
+        match self.shared.log.get() {
+            Some(log) => {
+                let _ = log.wait_durable(self.session.lsn).await;
+            }
+            None => {
+                if let Some(raft) = self.shared.raft.get() {
+                    let _ = raft.wait_committed(self.session.lsn).await;
+                }
+            }
+        }
     }
 
     /// Waits until every record the buffered replies depend on is durable, then writes
