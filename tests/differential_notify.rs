@@ -170,8 +170,28 @@ const STREAMS: &[Step] = &[
     Cmd(&["XGROUP", "CREATECONSUMER", "s", "g", "c1"]),
     Cmd(&["XADD", "s", "11-1", "a", "1"]),
     Cmd(&["XADD", "s", "12-1", "a", "2"]),
-    Cmd(&["XREADGROUP", "GROUP", "g", "c2", "COUNT", "1", "STREAMS", "s", ">"]),
-    Cmd(&["XREADGROUP", "GROUP", "g", "c2", "COUNT", "1", "STREAMS", "s", ">"]),
+    Cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c2",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "s",
+        ">",
+    ]),
+    Cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c2",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "s",
+        ">",
+    ]),
     Cmd(&["XACK", "s", "g", "11-1"]),
     Cmd(&["XCLAIM", "s", "g", "c3", "0", "12-1", "JUSTID"]),
     Cmd(&["XAUTOCLAIM", "s", "g", "c4", "0", "0", "JUSTID"]),
@@ -309,8 +329,20 @@ fn own_events_follow_the_reply_as_in_redis() {
 fn config_values_match_redis() {
     let mut t = Twins::start(&[]);
     for value in [
-        "", "KEA", "A", "KE", "Eg$lshzxetd", "AKEnocm", "mnocKE", "t", "gx", "xg", "KEq", "a",
-        "AA", "$",
+        "",
+        "KEA",
+        "A",
+        "KE",
+        "Eg$lshzxetd",
+        "AKEnocm",
+        "mnocKE",
+        "t",
+        "gx",
+        "xg",
+        "KEq",
+        "a",
+        "AA",
+        "$",
     ] {
         t.same(&["CONFIG", "SET", "notify-keyspace-events", value]);
         t.same(&["CONFIG", "GET", "notify-keyspace-events"]);

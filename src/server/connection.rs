@@ -405,6 +405,11 @@ impl Connection {
                     drop(self.shared.state.lock());
                     self.session.lsn = self.session.lsn.max(raft.proposed());
                 }
+                // The keyspace events of the write that served us were published before
+                // its critical section ended (the lock taken above waited for it): they
+                // go before the reply, as Redis pushes them before it writes the reply of
+                // a client it unblocks.
+                self.take_deliveries();
                 reply.encode(self.session.proto, &mut self.wbuf);
             }
         }
