@@ -16,8 +16,8 @@
 //! so the publisher and the subscriber's own connection (which checks it as it writes)
 //! time the same excess.
 //!
-//! Matching patterns is the command layer's glob (`commands::glob`), passed in by the
-//! caller, since this layer sits below it.
+//! Matching patterns is Redis's glob (`crate::glob`), passed in by the caller (PUBLISH, keyspace
+//! events), so the registry itself depends on no matching rule.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
