@@ -444,7 +444,7 @@ mod tests {
         let got: Vec<(Bytes, Bytes)> = outlet
             .take()
             .into_iter()
-            .map(|d| (d.channel, d.message))
+            .map(|d| (d.channel.clone(), d.message.clone()))
             .collect();
         assert_eq!(
             got,

@@ -301,7 +301,8 @@ impl Connection {
         for d in outlet.take() {
             // A keyspace event is written with the replies that wait for its record.
             self.session.lsn = self.session.lsn.max(d.after);
-            commands::pubsub::delivery_reply(d).encode(self.session.proto, &mut self.wbuf);
+            self.wbuf
+                .extend_from_slice(commands::pubsub::encoded_delivery(&d, self.session.proto));
         }
         outlet.set_unsent(self.wbuf.len() as u64);
     }
