@@ -317,6 +317,16 @@ impl Registry {
             Kind::Shard => &maps.shard,
             _ => &maps.channels,
         };
+        if direct.is_empty() && (kind != Kind::Channel || maps.patterns.is_empty()) {
+            return 0;
+        }
+        // Copies, once per publish: the arguments are slices of the publisher's read buffer,
+        // which a delivery waiting for a slow subscriber would otherwise keep whole (and
+        // every subscriber's drop would touch its count, from another thread).
+        let (channel, message) = (
+            &Bytes::copy_from_slice(channel),
+            &Bytes::copy_from_slice(message),
+        );
         if let Some(subs) = direct.get(channel) {
             let d = Delivery::new(kind, None, channel.clone(), message.clone(), after);
             for outlet in subs.values().filter(|o| o.live()) {
