@@ -291,7 +291,8 @@ fn admit(shared: Arc<Shared>, handoff: &Arc<Handoff>, stream: TcpStream, addr: S
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
         Some("-ERR max number of clients reached\r\n")
-    } else if protected && !shared.requires_auth() && !is_local(addr) {
+    } else if protected && shared.acl.default.rules().nopass && !is_local(addr) {
+        // Redis's test is the `default` user's `nopass` alone (even when it is `off`).
         Some(PROTECTED_MODE_DENIED)
     } else {
         None

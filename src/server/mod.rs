@@ -9,5 +9,6 @@ pub mod handoff;
 pub mod heap;
 pub mod listener;
 pub mod notify;
+pub mod replication;
 
 pub use listener::run;
