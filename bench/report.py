@@ -17,7 +17,7 @@ import statistics
 import sys
 from collections import OrderedDict
 
-# Targets from issues #6 and #10, as (test on the ratio or on Rill's value, text shown).
+# Targets from issues #6, #10 and #15, as (test on the ratio or on Rill's value, text shown).
 # Ratios are Rill/Redis; for latency and memory lower is better.
 TARGETS = [
     (lambda s, m: s.startswith("1. XADD") and "P16" in s and s.endswith("always"), ("ratio", ">=", 1.5)),
@@ -26,6 +26,9 @@ TARGETS = [
     (lambda s, m: s.startswith("2. Drain"), ("ratio", ">=", 1.5)),
     (lambda s, m: s.startswith("7. XADD 1 conns") or s.startswith("7. XADD 1000 conns"), ("ratio", ">=", 1.0)),
     (lambda s, m: s.startswith("3.") and m == "p99 ms", ("ratio", "<=", 1.0)),
+    # Issue #15: Pub/Sub fan-out at least Redis's deliveries/s, at most its p99.
+    (lambda s, m: s.startswith("10.") and m == "deliveries/s", ("ratio", ">=", 1.0)),
+    (lambda s, m: s.startswith("10.") and m == "p99 ms", ("ratio", "<=", 1.0)),
     (lambda s, m: s.startswith("4. RSS"), ("ratio", "<=", 0.10)),
     (lambda s, m: s.startswith("5. Restart after SIGKILL"), ("rill", "<=", 0.5)),
     (lambda s, m: s.startswith("5. Restart"), ("rill", "<=", 2.0)),

@@ -15,6 +15,7 @@ pub mod core;
 pub mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
+pub mod glob;
 pub mod persist;
 pub mod protocol;
 pub mod server;

@@ -1170,7 +1170,29 @@ fn an_open_slot_answers_ask_asking_and_tryagain_as_redis_does() {
         ]),
         b"-ERR syntax error\r\n"
     );
+    // Keyspace events of a restore that replaces a key, as Redis's RESTORE REPLACE sends them.
+    assert_eq!(
+        src.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kgo"]),
+        b"+OK\r\n"
+    );
+    let mut events = nodes[0].raw();
+    let channel = format!("__keyspace@0__:{busy}");
+    events.cmd(&["SUBSCRIBE", &channel]);
     assert_eq!(restore(&mut src, true), b"+OK\r\n");
+    for event in ["restore", "overwritten"] {
+        assert_eq!(
+            String::from_utf8(events.read_reply()).expect("utf8"),
+            format!(
+                "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{event}\r\n",
+                channel.len(),
+                event.len()
+            )
+        );
+    }
+    assert_eq!(
+        src.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]),
+        b"+OK\r\n"
+    );
     // NOSYNC (all but the last key of a batch) stores the key all the same.
     assert_eq!(
         src.cmd_bytes(&[

@@ -164,6 +164,71 @@ for name in want:
 EOF
 )
 
+# ------------------------------------------------------------------ subscribe (issue #15)
+# subscribe_output NAME PATTERN-COUNT-CHANNEL CMD...: runs `redis-cli CMD...` (SUBSCRIBE or PSUBSCRIBE, which print
+# every message until killed) in the background, waits until the server counts its subscription, runs the
+# commands given on stdin (one per line) with another redis-cli, and prints what the subscriber printed.
+subscribe_output() {
+	local out="$LOGDIR/cli-$1.out" pid i
+	shift
+	cli "$@" >"$out" 2>&1 &
+	pid=$!
+	for i in $(seq 1 50); do
+		if [ "$(cli PUBSUB NUMPAT)" -ge 1 ] || [ "$(cli PUBSUB NUMSUB "${@: -1}" | sed -n 2p)" = 1 ]; then break; fi
+		sleep 0.1
+	done
+	cli >/dev/null
+	sleep 0.5
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	cat "$out"
+}
+k="$prefix:sub"
+check "subscribe: messages as redis-cli prints them" "subscribe
+$k
+1
+message
+$k
+hello
+message
+$k
+two words" "$(printf 'PUBLISH %s hello\nPUBLISH %s "two words"\n' "$k" "$k" | subscribe_output subscribe SUBSCRIBE "$k")"
+check "subscribe -3: the same lines from RESP3 pushes" "subscribe
+$k
+1
+message
+$k
+hello" "$(printf 'PUBLISH %s hello\n' "$k" | subscribe_output subscribe3 -3 SUBSCRIBE "$k")"
+k="$prefix:keyspace"
+cli CONFIG SET notify-keyspace-events KEA >/dev/null
+check "psubscribe: keyspace events of stream and key commands" "psubscribe
+__keyspace@0__:$k
+1
+pmessage
+__keyspace@0__:$k
+__keyspace@0__:$k
+xadd
+pmessage
+__keyspace@0__:$k
+__keyspace@0__:$k
+xgroup-create
+pmessage
+__keyspace@0__:$k
+__keyspace@0__:$k
+expire
+pmessage
+__keyspace@0__:$k
+__keyspace@0__:$k
+del" "$(printf 'XADD %s 1-1 f v\nXGROUP CREATE %s g 0\nEXPIRE %s 100\nDEL %s\n' "$k" "$k" "$k" "$k" |
+	subscribe_output psubscribe PSUBSCRIBE "__keyspace@0__:$k")"
+check "subscribe: a keyevent channel" "subscribe
+__keyevent@0__:xtrim
+1
+message
+__keyevent@0__:xtrim
+$k" "$(printf 'XADD %s MAXLEN 0 2-1 f v\n' "$k" | subscribe_output keyevent SUBSCRIBE __keyevent@0__:xtrim)"
+cli CONFIG SET notify-keyspace-events "" >/dev/null
+
 # ------------------------------------------------------------------ the interactive prompt (tmux)
 if command -v tmux >/dev/null; then
 	session="rillcompat$$"

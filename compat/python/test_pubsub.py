@@ -79,3 +79,40 @@ def test_run_in_thread_handler(address, proto):
         worker.join(5)
         p.close()
         client.close()
+
+
+def test_keyspace_notifications(r, proto):
+    """notify-keyspace-events: redis-py's pubsub() receives the keyspace and keyevent messages of stream and key
+    commands, in Redis's order, in RESP2 and RESP3."""
+    key = f"compat:ks:{uuid.uuid4().hex}"
+    assert r.config_set("notify-keyspace-events", "KEA")
+    try:
+        assert r.config_get("notify-keyspace-events") == {"notify-keyspace-events": "AKE"}
+        p = r.pubsub()
+        p.subscribe(f"__keyspace@0__:{key}")
+        assert get_message(p)["type"] == "subscribe"
+        p.psubscribe("__keyevent@0__:x*")
+        assert get_message(p)["type"] == "psubscribe"
+        r.xadd(key, {"f": "v"}, id="1-1")
+        r.xgroup_create(key, "g", id="0")
+        r.xreadgroup("g", "alice", {key: ">"})
+        r.pexpire(key, 1)
+        expected = [
+            ("message", f"__keyspace@0__:{key}", "xadd"),
+            ("pmessage", "__keyevent@0__:xadd", key),
+            ("message", f"__keyspace@0__:{key}", "xgroup-create"),
+            ("pmessage", "__keyevent@0__:xgroup-create", key),
+            ("message", f"__keyspace@0__:{key}", "xgroup-createconsumer"),
+            ("pmessage", "__keyevent@0__:xgroup-createconsumer", key),
+            ("message", f"__keyspace@0__:{key}", "expire"),
+            # The key expires (actively, or at the first lookup): only its keyspace channel is subscribed.
+            ("message", f"__keyspace@0__:{key}", "expired"),
+        ]
+        got = []
+        for _ in expected:
+            m = get_message(p)
+            got.append((m["type"], m["channel"], m["data"]))
+        assert got == expected
+        p.close()
+    finally:
+        r.config_set("notify-keyspace-events", "")

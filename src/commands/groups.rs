@@ -15,6 +15,7 @@ use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::core::detached;
+use crate::core::keyspace_events as events;
 use crate::engine::error::StreamError;
 use crate::engine::group::{
     AutoClaimScan, ClaimOptions, ClaimOutcome, ConsumerGroup, NackMode, NackOptions,
@@ -165,6 +166,14 @@ fn stream<'a>(ctx: &'a mut Ctx<'_>, key: &[u8]) -> Result<Option<&'a Stream>, Co
     ctx.stream(key)
 }
 
+/// Redis's `lookupKeyRead` of a command that reads `key` first: `keymiss` when it is
+/// missing (WRONGTYPE is the caller's to report).
+fn read_lookup(ctx: &mut Ctx<'_>, key: &[u8]) {
+    if matches!(ctx.stream(key), Ok(None)) {
+        ctx.key_miss(key);
+    }
+}
+
 /// The result of an op that counts.
 fn count(applied: Applied) -> u64 {
     match applied {
@@ -293,6 +302,7 @@ impl XGroupCreate {
             last,
             entries_read: self.entries_read.map(|n| n.min(added)),
         })?;
+        ctx.notify(events::STREAM, "xgroup-create", &self.key);
         Ok(Reply::Ok)
     }
 
@@ -316,6 +326,7 @@ impl XGroupCreate {
             last,
             entries_read,
         })?;
+        ctx.notify(events::STREAM, "xgroup-setid", &self.key);
         // Not a WATCH change: Redis's xgroupCommand SETID calls `keyModified(…, 0)`.
         // Moving the group back makes entries available again to readers blocked on it.
         ctx.signal_ready(&self.key);
@@ -408,6 +419,7 @@ pub fn xgroup_destroy(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Com
         key: cmd.key.clone(),
         group: cmd.group.clone(),
     })?;
+    ctx.notify(events::STREAM, "xgroup-destroy", &cmd.key);
     // Not a WATCH change (`keyModified(…, 0)` in Redis's xgroupCommand DESTROY); blocked
     // readers are still woken, to get their NOGROUP error.
     ctx.signal_ready(&cmd.key);
@@ -433,6 +445,7 @@ pub fn xgroup_createconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outco
         consumer,
         time_ms: ctx.now_ms,
     })?;
+    // Its `xgroup-createconsumer` event is `Ctx::apply`'s, as for every consumer created.
     // No WATCH signal: Redis's xgroupCommand CREATECONSUMER calls `keyModified(…, 0)`.
     Ok(Reply::Int(1).into())
 }
@@ -455,6 +468,7 @@ pub fn xgroup_delconsumer(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome,
         group: cmd.group.clone(),
         consumer,
     })?);
+    ctx.notify(events::STREAM, "xgroup-delconsumer", &cmd.key);
     // No WATCH signal: Redis's xgroupCommand DELCONSUMER calls `keyModified(…, 0)`.
     Ok(Reply::Int(i64::try_from(pending).unwrap_or(i64::MAX)).into())
 }
@@ -605,6 +619,7 @@ impl XReadGroup {
     /// the ID. Nothing is changed.
     fn validate(&self, ctx: &mut Ctx<'_>) -> Result<(), CommandError> {
         for (key, from) in &self.streams {
+            read_lookup(ctx, key);
             let has_group = match ctx.stream(key)? {
                 Some(stream) => stream.groups.contains_key(&self.group),
                 None => false,
@@ -988,6 +1003,7 @@ impl XAck {
 
     /// Acknowledges the IDs; logged only when something was pending.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        read_lookup(ctx, &self.key);
         let Some(s) = stream(ctx, &self.key)? else {
             return Ok(Reply::Int(0));
         };
@@ -1222,6 +1238,7 @@ impl XPending {
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        read_lookup(ctx, &self.key);
         let stream = ctx.stream(&self.key)?.ok_or_else(no_group)?;
         let group = stream.groups.get(&self.group).ok_or_else(no_group)?;
         let Some(range) = &self.range else {
@@ -1424,6 +1441,7 @@ impl XClaim {
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        read_lookup(ctx, &self.key);
         let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
         if !s.groups.contains_key(&self.group) {
             return Err(no_group().into());
@@ -1558,6 +1576,7 @@ impl XAutoClaim {
         let now = ctx.now_ms;
         let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
         let store = ctx.store();
+        read_lookup(ctx, &self.key);
         let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
         if !s.groups.contains_key(&self.group) {
             return Err(no_group().into());

@@ -8,6 +8,7 @@ use super::args::{parse_i64, parse_u64, Args};
 use super::error::CommandError;
 use super::glob::glob_match;
 use super::{Ctx, Outcome};
+use crate::core::keyspace_events as events;
 use crate::engine::keyspace::ValueRef;
 use crate::engine::op::Op;
 use crate::protocol::Reply;
@@ -27,6 +28,9 @@ pub fn type_(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         .ks
         .get(ctx.db, &key, ctx.now_ms)
         .map_or("none", ValueRef::type_name);
+    if t == "none" {
+        ctx.key_miss(&key);
+    }
     Ok(Reply::status(t).into())
 }
 
@@ -42,6 +46,8 @@ pub fn exists(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     for key in a.rest() {
         if ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
             n += 1;
+        } else {
+            ctx.key_miss(&key);
         }
     }
     Ok(Reply::Int(n).into())
@@ -58,7 +64,8 @@ pub fn del(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let mut n = 0;
     for key in a.rest() {
         if ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
-            ctx.apply(Op::Del { key })?;
+            ctx.apply(Op::Del { key: key.clone() })?;
+            ctx.notify(events::GENERIC, "del", &key);
             n += 1;
         }
     }
@@ -211,8 +218,23 @@ fn rename_generic(ctx: &mut Ctx<'_>, a: &mut Args, nx: bool) -> Result<bool, Com
         return Ok(false);
     }
     // `to` may hold an expired key: its DEL is logged before the rename.
-    ctx.ks.contains(ctx.db, &to, ctx.now_ms);
-    ctx.apply(Op::Rename { from, to })?;
+    let replaced = ctx.ks.get(ctx.db, &to, ctx.now_ms).map(ValueRef::type_name);
+    let moved = ctx
+        .ks
+        .get(ctx.db, &from, ctx.now_ms)
+        .map(ValueRef::type_name);
+    ctx.apply(Op::Rename {
+        from: from.clone(),
+        to: to.clone(),
+    })?;
+    ctx.notify(events::GENERIC, "rename_from", &from);
+    ctx.notify(events::GENERIC, "rename_to", &to);
+    if let Some(old) = replaced {
+        ctx.notify(events::OVERWRITTEN, "overwritten", &to);
+        if Some(old) != moved {
+            ctx.notify(events::TYPE_CHANGED, "type_changed", &to);
+        }
+    }
     Ok(true)
 }
 
@@ -287,13 +309,15 @@ fn expire_generic(ctx: &mut Ctx<'_>, a: &mut Args, name: &str, unit_ms: i64, abs
         return Ok(Reply::Int(0).into());
     }
     if at <= ctx.now_ms as i64 {
-        ctx.apply(Op::Del { key })?;
+        ctx.apply(Op::Del { key: key.clone() })?;
+        ctx.notify(events::GENERIC, "del", &key);
     } else {
         ctx.apply(Op::ExpireAt {
             key: key.clone(),
             at_ms: at as u64,
         })?;
         ctx.signal_modified(&key);
+        ctx.notify(events::GENERIC, "expire", &key);
     }
     Ok(Reply::Int(1).into())
 }
@@ -345,6 +369,7 @@ pub fn pexpireat(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 fn ttl_generic(ctx: &mut Ctx<'_>, a: &mut Args, unit_ms: u64) -> R {
     let key = a.next_bytes()?;
     if !ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
+        ctx.key_miss(&key);
         return Ok(Reply::Int(-2).into());
     }
     Ok(Reply::Int(match ctx.ks.db(ctx.db).expire_at(&key) {
@@ -396,6 +421,7 @@ pub fn persist(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     }
     ctx.apply(Op::Persist { key: key.clone() })?;
     ctx.signal_modified(&key);
+    ctx.notify(events::GENERIC, "persist", &key);
     Ok(Reply::Int(1).into())
 }
 
@@ -409,7 +435,10 @@ pub fn persist(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 pub fn get(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     let key = a.next_bytes()?;
     match ctx.ks.get(ctx.db, &key, ctx.now_ms) {
-        None => Ok(Reply::Nil.into()),
+        None => {
+            ctx.key_miss(&key);
+            Ok(Reply::Nil.into())
+        }
         Some(ValueRef::String(v)) => Ok(Reply::Bulk(Bytes::copy_from_slice(v)).into()),
         Some(_) => Err(CommandError::WrongType),
     }
@@ -458,6 +487,18 @@ pub fn set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         value,
         at_ms: at,
     })?;
+    // Redis's setKey: `overwritten` (and `type_changed`) for an existing key, `new`
+    // (`Ctx::apply`'s) for a created one; then SET's own events.
+    if exists {
+        ctx.notify(events::OVERWRITTEN, "overwritten", &key);
+        if was_stream {
+            ctx.notify(events::TYPE_CHANGED, "type_changed", &key);
+        }
+    }
+    ctx.notify(events::STRING, "set", &key);
+    if at.is_some() {
+        ctx.notify(events::GENERIC, "expire", &key);
+    }
     ctx.signal_modified(&key);
     if was_stream {
         // A reader blocked on this stream must re-run and see WRONGTYPE.

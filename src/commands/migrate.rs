@@ -28,6 +28,7 @@ use super::session::Session;
 use super::table::CommandSpec;
 use super::{blocking, commit, now_ms, propagate, Ctx, Outcome};
 use crate::cluster::peer::{Peer, PeerError, Value};
+use crate::core::keyspace_events as events;
 use crate::core::{Shared, State};
 use crate::engine::op::Op;
 use crate::engine::transfer;
@@ -69,7 +70,12 @@ fn locked<T>(
         over_limit: false,
     };
     let out = f(&mut ctx);
-    propagate::log_expired(&mut state.ks, &mut state.props, mark);
+    propagate::log_expired(
+        &mut state.ks,
+        &mut state.props,
+        mark,
+        sh.notify_flags.load(std::sync::atomic::Ordering::Relaxed),
+    );
     blocking::serve_ready(
         &mut state.ks,
         &mut state.blocking,
@@ -124,7 +130,12 @@ pub fn restore(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         if !replace && ctx.ks.contains(ctx.db, &key, ctx.now_ms) {
             return Err(CommandError::BusyKey);
         }
-        if ctx.ks.db(ctx.db).contains_raw(&key) {
+        let replaced = ctx
+            .ks
+            .db(ctx.db)
+            .peek(&key)
+            .map(crate::engine::keyspace::ValueRef::type_name);
+        if replaced.is_some() {
             ctx.apply(Op::Del { key: key.clone() })?;
         }
         for op in ops {
@@ -132,6 +143,20 @@ pub fn restore(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
                 // Nothing half-built is left behind (nor logged as such).
                 ctx.apply(Op::Del { key: key.clone() })?;
                 return Err(e);
+            }
+        }
+        // As Redis's RESTORE (the target's half of MIGRATE): `restore`, and `overwritten`
+        // for a REPLACE that replaced a key (`new` is `Ctx::apply`'s).
+        ctx.notify(events::GENERIC, "restore", &key);
+        if let Some(old) = replaced {
+            ctx.notify(events::OVERWRITTEN, "overwritten", &key);
+            let new = ctx
+                .ks
+                .db(ctx.db)
+                .peek(&key)
+                .map(crate::engine::keyspace::ValueRef::type_name);
+            if new != Some(old) {
+                ctx.notify(events::TYPE_CHANGED, "type_changed", &key);
             }
         }
         Ok(())
@@ -251,6 +276,8 @@ pub fn migrate(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         if synced {
             for key in &stored {
                 ctx.apply(Op::Del { key: key.clone() })?;
+                // As Redis's MIGRATE: each key that left is a `del` here.
+                ctx.notify(events::GENERIC, "del", key);
             }
         } else {
             failure.get_or_insert(CommandError::TargetError(

@@ -7,7 +7,7 @@ pub mod args;
 pub mod cluster;
 pub mod connection;
 pub mod debug;
-pub mod glob;
+pub use crate::glob;
 pub mod groups;
 pub mod idmp;
 pub mod keys;
@@ -346,6 +346,7 @@ pub(crate) fn run_data(
     let now = now_ms();
     let mark = state.props.ops.len();
     state.props.command_start = mark;
+    state.props.events_start = state.props.events.len();
     let hard = shared.output_limits().0;
     let mut ctx = Ctx {
         ks: &mut state.ks,
@@ -373,7 +374,14 @@ pub(crate) fn run_data(
         session.suppress_reply = true;
         session.close_after_reply = true;
     }
-    propagate::log_expired(&mut state.ks, &mut state.props, mark);
+    propagate::log_expired(
+        &mut state.ks,
+        &mut state.props,
+        mark,
+        shared
+            .notify_flags
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     if !in_multi {
         blocking::serve_ready(
             &mut state.ks,
@@ -414,7 +422,14 @@ fn block(
         Ok(None) => b.retry.wake_at(&mut ctx),
         _ => None,
     };
-    propagate::log_expired(&mut state.ks, &mut state.props, 0);
+    propagate::log_expired(
+        &mut state.ks,
+        &mut state.props,
+        0,
+        shared
+            .notify_flags
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     session.logged = state.props.acknowledges_write();
     match commit(shared, state) {
         Ok(lsn) => session.lsn = session.lsn.max(lsn),

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::args::parse_i64;
 use super::{Args, CommandError, Ctx, Outcome};
+use crate::core::keyspace_events as events;
 use crate::engine::error::StreamError;
 use crate::engine::id::StreamId;
 use crate::engine::op::{Applied, Op};
@@ -126,6 +127,7 @@ impl XDelEx {
         };
         if codes.contains(&delete_result::DELETED) {
             ctx.signal_modified(&self.key);
+            ctx.notify(events::STREAM, "xdel", &self.key);
         }
         Ok(results_reply(codes))
     }
@@ -171,6 +173,10 @@ impl XAckDel {
     /// Runs XACKDEL, in Redis's order: WRONGTYPE, option errors, missing key or group, ID
     /// errors. Logged only when something was acknowledged.
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        // Redis looks the key up for reading (`keymiss`), before the option errors.
+        if matches!(ctx.stream(&self.key), Ok(None)) {
+            ctx.key_miss(&self.key);
+        }
         let has_group = ctx
             .stream(&self.key)?
             .is_some_and(|s| s.groups.contains_key(&self.group));
@@ -194,6 +200,7 @@ impl XAckDel {
         // but then only the group changed, which is `keyModified(…, 0)`.
         if ctx.stream(&self.key)?.map_or(0, |s| s.len()) < before {
             ctx.signal_modified(&self.key);
+            ctx.notify(events::STREAM, "xdel", &self.key);
         }
         Ok(results_reply(codes))
     }

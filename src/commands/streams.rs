@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
 use crate::commands::args::parse_i64;
 use crate::core::detached;
+use crate::core::keyspace_events as events;
 use crate::engine::error::StreamError;
 use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::idmp::IdmpError;
@@ -442,6 +443,7 @@ impl XAdd {
             id,
             fields: self.fields,
         })?;
+        ctx.notify(events::STREAM, "xadd", &self.key);
         if created {
             configure_new_stream(ctx, &self.key)?;
         }
@@ -454,7 +456,9 @@ impl XAdd {
             })?;
         }
         if let Some(spec) = self.opts.trim {
-            trim(ctx, &self.key, spec)?;
+            if trim(ctx, &self.key, spec)? > 0 {
+                ctx.notify(events::STREAM, "xtrim", &self.key);
+            }
         }
         ctx.signal_modified(&self.key);
         ctx.signal_ready(&self.key);
@@ -563,6 +567,7 @@ impl XTrim {
         let removed = trim(ctx, &self.key, self.spec)?;
         if removed > 0 {
             ctx.signal_modified(&self.key);
+            ctx.notify(events::STREAM, "xtrim", &self.key);
         }
         Ok(Reply::Int(removed as i64))
     }
@@ -622,6 +627,7 @@ impl XDel {
         };
         if deleted > 0 {
             ctx.signal_modified(&self.key);
+            ctx.notify(events::STREAM, "xdel", &self.key);
         }
         Ok(Reply::Int(deleted as i64))
     }
@@ -644,7 +650,11 @@ pub fn xdel(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError>
 pub fn xlen(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let key = args.next_bytes()?;
     args.finish()?;
-    let len = ctx.stream(&key)?.map_or(0, Stream::len);
+    let Some(stream) = ctx.stream(&key)? else {
+        ctx.key_miss(&key);
+        return Ok(Reply::Int(0).into());
+    };
+    let len = stream.len();
     Ok(Reply::Int(len as i64).into())
 }
 
@@ -709,6 +719,7 @@ impl XRange {
         let store = ctx.store();
         let room = ctx.reply_room;
         let Some(stream) = ctx.stream(&self.key)? else {
+            ctx.key_miss(&self.key);
             return Ok(Reply::Array(Vec::new()));
         };
         if self.count == Some(0) {
@@ -794,6 +805,7 @@ impl XSetId {
             entries_added: self.entries_added,
             max_deleted: self.max_deleted,
         })?;
+        ctx.notify(events::STREAM, "xsetid", &self.key);
         // Not a WATCH change: Redis's xsetidCommand calls `keyModified(…, 0)`.
         Ok(Reply::Ok)
     }
@@ -924,6 +936,9 @@ impl XRead {
     pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Outcome, CommandError> {
         let mut after = Vec::with_capacity(self.keys.len());
         for (key, from) in self.keys.iter().zip(&self.from) {
+            if ctx.stream(key)?.is_none() {
+                ctx.key_miss(key);
+            }
             let stream = ctx.stream(key)?;
             let id = match from {
                 ReadFrom::Last => stream.map_or(StreamId::MIN, Stream::last_id),
@@ -1005,8 +1020,17 @@ impl PendingXRead {
             }
             // A key deleted or replaced by another type keeps an XREAD blocked.
             let room = ctx.reply_room;
-            let Ok(Some(stream)) = ctx.stream(key) else {
-                continue;
+            let stream = match ctx.stream(key) {
+                Ok(Some(stream)) => stream,
+                Ok(None) => {
+                    // Redis looks every key up again to serve the read: a second
+                    // `keymiss` (a woken read is not re-run from its start here).
+                    if !woken {
+                        ctx.key_miss(key);
+                    }
+                    continue;
+                }
+                Err(_) => continue,
             };
             let has_new = stream.last_live_id().is_some_and(|id| id > after);
             if has_new {

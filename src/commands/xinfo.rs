@@ -100,6 +100,9 @@ fn lag_reply(group: &ConsumerGroup, stream: &Stream) -> Reply {
 
 /// The stream under `key`; XINFO on a missing key is `ERR no such key`.
 fn existing_stream<'a>(ctx: &'a mut Ctx<'_>, key: &[u8]) -> Result<&'a Stream, CommandError> {
+    if matches!(ctx.stream(key), Ok(None)) {
+        ctx.key_miss(key);
+    }
     ctx.stream(key)?
         .ok_or(CommandError::Stream(StreamError::NoSuchKey))
 }

@@ -780,6 +780,22 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "notify-keyspace-events",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "Keyspace events published through Pub/Sub, as Redis's class letters: K (on __keyspace@<db>__:<key>) and/or E (on __keyevent@<db>__:<event>), with the classes g (generic: del, expire, rename …), $ (string), t (stream), x (expired), m (key miss), n (new key), o (overwritten), c (type changed), l s h z e d (accepted; Rill has no such events), A (g$lshzxetd). \"\" publishes none.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| super::keyspace_events::letters(c.notify_keyspace_events),
+            set: |c, v| {
+                c.notify_keyspace_events = super::keyspace_events::parse(&v)
+                    .ok_or_else(|| super::keyspace_events::INVALID.to_string())?;
+                Ok(())
+            },
+        },
+    },
+    Directive {
         name: "segment-size",
         default: "64mb",
         mutable: false,

@@ -15,6 +15,7 @@
 //! (`-`) is not supported.
 
 pub mod directives;
+pub mod keyspace_events;
 mod rewrite;
 pub mod syntax;
 
@@ -290,6 +291,9 @@ pub struct Config {
     pub cluster_announce_port: u16,
     /// `cluster-port`; 0 = port + 10000.
     pub cluster_port: u16,
+    /// `notify-keyspace-events`: the classes of keyspace events published, as
+    /// [`keyspace_events`] flags (0: none, the default).
+    pub notify_keyspace_events: u32,
     /// `enable-protected-configs`: who may CONFIG SET the protected directives (`dir`).
     pub enable_protected_configs: ProtectedAction,
     /// `enable-debug-command`: who may run DEBUG.
@@ -496,6 +500,7 @@ impl Config {
             cluster_secret: String::new(),
             cluster_announce_port: 0,
             cluster_port: 0,
+            notify_keyspace_events: 0,
             enable_protected_configs: ProtectedAction::No,
             enable_debug_command: ProtectedAction::No,
             enable_module_command: ProtectedAction::No,

@@ -361,7 +361,14 @@ pub async fn claim_timer_loop(shared: Arc<Shared>) {
             &shared,
             now,
         );
-        crate::core::propagate::log_expired(&mut state.ks, &mut state.props, 0);
+        crate::core::propagate::log_expired(
+            &mut state.ks,
+            &mut state.props,
+            0,
+            shared
+                .notify_flags
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         if let Err(e) = crate::core::commit(&shared, state) {
             tracing::warn!("Could not log the deliveries of blocked CLAIM reads: {}", e);
         }

@@ -12,12 +12,13 @@ pub mod clients;
 mod dirty;
 pub mod error;
 pub mod fdlimit;
+pub mod keyspace_events;
 pub mod password;
 pub mod propagate;
 pub mod pubsub;
 pub mod stats;
 
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,6 +66,9 @@ pub struct Shared {
     pub acl: acl::Acl,
     /// Pub/Sub subscriptions and their delivery outlets (its own lock, never the keyspace's).
     pub pubsub: pubsub::Registry,
+    /// `notify-keyspace-events` as flags, read by every write that may emit an event (kept
+    /// out of the config lock; CONFIG SET updates it through `apply_runtime_config`).
+    pub notify_flags: AtomicU32,
     /// Process start, for `uptime_in_seconds`.
     pub started: Instant,
     /// 40 hex characters identifying this run (INFO `run_id`).
@@ -125,6 +129,7 @@ impl Shared {
             .map(|_| std::char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
             .collect();
         let databases = config.databases as usize;
+        let notify_flags = AtomicU32::new(config.notify_keyspace_events);
         let mut ks = Keyspace::new(databases);
         ks.payloads
             .set_budget(usize::try_from(config.cache_size).unwrap_or(usize::MAX));
@@ -141,6 +146,7 @@ impl Shared {
             clients: clients::Registry::default(),
             stats: stats::Stats::default(),
             pubsub: pubsub::Registry::default(),
+            notify_flags,
             started: Instant::now(),
             run_id,
             port: AtomicU16::new(0),
@@ -231,6 +237,8 @@ impl Shared {
     /// itself, which holds the keyspace.)
     pub fn apply_runtime_config(&self) {
         let cfg = self.config.read();
+        self.notify_flags
+            .store(cfg.notify_keyspace_events, Ordering::Relaxed);
         if let Some(log) = self.log.get() {
             log.set_policy(match cfg.appendfsync {
                 crate::config::AppendFsync::Always => crate::storage::FsyncPolicy::Always,
@@ -306,8 +314,10 @@ impl Ctx<'_> {
         dirty: Option<u64>,
     ) -> Result<Applied, CommandError> {
         let limits = self.shared.node_limits();
+        // The stream whose group gains a consumer through this op, if it does.
+        let consumer_on = self.consumer_missing(&op);
         let before = dirty::Before {
-            created_consumer: self.consumer_missing(&op),
+            created_consumer: consumer_on.is_some(),
             trims_own_append: self.trims_own_append(&op),
             flushed_keys: match op {
                 Op::FlushDb => self.ks.db(self.db).len() as u64,
@@ -317,6 +327,7 @@ impl Ctx<'_> {
                 _ => 0,
             },
         };
+        let creates = self.creates_key(&op);
         let applied = self
             .ks
             .apply(self.db, &mut op, limits)
@@ -339,12 +350,63 @@ impl Ctx<'_> {
                     .dirty
                     .fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
             }
+            // Redis's dbAdd says `new` and streamCreateConsumer `xgroup-createconsumer`,
+            // below the commands that create keys and consumers.
+            if let Some(key) = creates {
+                self.notify(keyspace_events::NEW, "new", &key);
+            }
+            if let Some(key) = consumer_on {
+                self.notify(keyspace_events::STREAM, "xgroup-createconsumer", &key);
+            }
             self.props.push(
                 self.db,
                 creation_logged_as_such(op, before.created_consumer),
             );
         }
         Ok(applied)
+    }
+
+    /// The key `op` adds to the database, if it adds one (Redis's `dbAdd`): a stream or
+    /// string stored where there was none, and a rename's destination (Redis deletes an
+    /// existing destination and adds the key anew).
+    fn creates_key(&self, op: &Op) -> Option<Bytes> {
+        if !keyspace_events::wanted(self.notify_flags(), keyspace_events::NEW) {
+            return None;
+        }
+        let absent = |key: &Bytes| (!self.ks.db(self.db).contains_raw(key)).then(|| key.clone());
+        match op {
+            Op::Append { key, .. } | Op::CreateStream { key } | Op::SetString { key, .. } => {
+                absent(key)
+            }
+            Op::Rename { to, .. } => Some(to.clone()),
+            _ => None,
+        }
+    }
+
+    fn notify_flags(&self) -> u32 {
+        self.shared.notify_flags.load(Ordering::Relaxed)
+    }
+
+    /// Emits keyspace event `name` of `class` for `key`, where Redis calls
+    /// `notifyKeyspaceEvent`: published once the critical section's record is appended
+    /// (see [`keyspace_events`]), not at all while replaying or when `notify-keyspace-events`
+    /// leaves the class out.
+    pub fn notify(&mut self, class: u32, name: &'static str, key: &[u8]) {
+        let flags = self.notify_flags();
+        if self.props.replaying || !keyspace_events::wanted(flags, class) {
+            return;
+        }
+        self.props.events.push(keyspace_events::KeyEvent {
+            db: self.db,
+            name,
+            key: Bytes::copy_from_slice(key),
+            flags,
+        });
+    }
+
+    /// `keymiss` for `key` (class `m`): a read found no key, as Redis's `lookupKeyRead`.
+    pub fn key_miss(&mut self, key: &[u8]) {
+        self.notify(keyspace_events::KEY_MISS, "keymiss", key);
     }
 
     /// Whether `op` is XADD's own trimming: a `Trim` right after an `Append` to its key
@@ -373,8 +435,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether `op` names a consumer its group does not have yet (it will create it).
-    fn consumer_missing(&mut self, op: &Op) -> bool {
+    /// The stream of `op` when `op` names a consumer its group does not have yet (it will
+    /// create it).
+    fn consumer_missing(&mut self, op: &Op) -> Option<Bytes> {
         let (key, group, consumer) = match op {
             Op::ConsumerCreate {
                 key,
@@ -412,15 +475,16 @@ impl Ctx<'_> {
                 consumer,
                 ..
             } => (key, group, consumer),
-            _ => return false,
+            _ => return None,
         };
-        match self.ks.get(self.db, key, self.now_ms) {
+        let missing = match self.ks.get(self.db, key, self.now_ms) {
             Some(ValueRef::Stream(s)) => s
                 .groups
                 .get(&group[..])
                 .is_some_and(|g| g.consumer(consumer).is_none()),
             _ => false,
-        }
+        };
+        missing.then(|| key.clone())
     }
 
     /// The payload store, to read entries' fields (a cheap handle: it is shared).
@@ -555,6 +619,23 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
 /// applied entirely or not at all on recovery) and returns the LSN every reply
 /// that observed this state must wait for.
 pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
+    let committed = commit_ops(shared, state);
+    let events = std::mem::take(&mut state.props.events);
+    state.props.events_start = 0;
+    // A record the log refused announces nothing: its events are dropped.
+    if let Ok(lsn) = committed {
+        keyspace_events::publish(shared, &events, lsn);
+    }
+    if events.capacity() <= 1024 {
+        // Reused, as the ops' queue is.
+        state.props.events = events;
+        state.props.events.clear();
+    }
+    committed
+}
+
+/// [`commit`]'s log half: appends the queued ops as one record.
+fn commit_ops(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
     let Some(log) = shared.log.get() else {
         // Raft mode has no plain log: its branch is off the single-node path.
         if let Some(raft) = shared.raft.get() {

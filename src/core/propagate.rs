@@ -7,6 +7,7 @@
 //!
 //! [`Ctx::apply`]: super::Ctx::apply
 
+use super::keyspace_events::{self, KeyEvent};
 use crate::engine::keyspace::Keyspace;
 use crate::engine::op::{LoggedOp, Op};
 
@@ -26,6 +27,15 @@ pub struct Propagation {
     /// Raft mode: the ops are encoded here first (reused, so an entry costs one exact-size
     /// allocation, the one raft keeps).
     pub scratch: bytes::BytesMut,
+    /// Keyspace events the critical section emitted, in order: not logged, published by
+    /// [`commit`] once the record is appended (see `core::keyspace_events`).
+    ///
+    /// [`commit`]: super::commit
+    pub events: Vec<KeyEvent>,
+    /// Where the events of the command now running start in `events` (`expired` events
+    /// of keys its lookups expired go there, before its own, as Redis emits them at the
+    /// lookup).
+    pub events_start: usize,
 }
 
 impl Propagation {
@@ -45,11 +55,32 @@ impl Propagation {
     }
 }
 
-/// Moves the `Del`s of keys that expired while the command ran to position `at`.
-pub(crate) fn log_expired(ks: &mut Keyspace, props: &mut Propagation, at: usize) {
+/// Moves the `Del`s of keys that expired while the command ran to position `at`, and
+/// their `expired` events (Redis's `deleteExpiredKeyAndPropagate`, for lazy and active
+/// expiry alike) to `props.events_start`, before the events of the command that noticed.
+/// `notify_flags` is `notify-keyspace-events`.
+pub(crate) fn log_expired(
+    ks: &mut Keyspace,
+    props: &mut Propagation,
+    at: usize,
+    notify_flags: u32,
+) {
     let expired = ks.take_expired();
     if expired.is_empty() || props.replaying {
         return;
+    }
+    if keyspace_events::wanted(notify_flags, keyspace_events::EXPIRED) {
+        let events: Vec<KeyEvent> = expired
+            .iter()
+            .map(|(db, key)| KeyEvent {
+                db: *db,
+                name: "expired",
+                key: key.clone(),
+                flags: notify_flags,
+            })
+            .collect();
+        let ev_at = props.events_start.min(props.events.len());
+        props.events.splice(ev_at..ev_at, events);
     }
     let dels: Vec<LoggedOp> = expired
         .into_iter()

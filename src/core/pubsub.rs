@@ -16,12 +16,12 @@
 //! so the publisher and the subscriber's own connection (which checks it as it writes)
 //! time the same excess.
 //!
-//! Matching patterns is the command layer's glob (`commands::glob`), passed in by the
-//! caller, since this layer sits below it.
+//! Matching patterns is Redis's glob (`crate::glob`), passed in by the caller (PUBLISH, keyspace
+//! events), so the registry itself depends on no matching rule.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -41,9 +41,16 @@ pub enum Kind {
     Shard,
 }
 
-/// One message for one subscriber.
+/// One message as its subscribers receive it: shared by all the subscribers of a channel
+/// (or of one pattern), so a publish to a thousand subscribers costs one reference count
+/// each, and its encoded form is made once per protocol by the first subscriber's
+/// connection ([`Delivery::encoded`]) and copied by the others.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Delivery(Arc<Message>);
+
+/// What a [`Delivery`] holds.
+#[derive(Debug)]
+pub struct Message {
     /// `Channel` (`message`), `Pattern` (`pmessage`, with `pattern`) or `Shard` (`smessage`).
     pub kind: Kind,
     /// The pattern that matched, for `Pattern`.
@@ -52,9 +59,49 @@ pub struct Delivery {
     pub channel: Bytes,
     /// The payload.
     pub message: Bytes,
+    /// The log position the message announces (a keyspace event's record): the
+    /// subscriber's connection writes it only once the log is durable up to there.
+    /// 0 for PUBLISH, which announces nothing logged.
+    pub after: u64,
+    /// The encoded form per protocol (RESP2, RESP3), made by whoever encodes it first.
+    encoded: [OnceLock<Bytes>; 2],
+}
+
+impl std::ops::Deref for Delivery {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.0
+    }
 }
 
 impl Delivery {
+    /// A message on `channel` (matched by `pattern`, for `Pattern`).
+    pub fn new(
+        kind: Kind,
+        pattern: Option<Bytes>,
+        channel: Bytes,
+        message: Bytes,
+        after: u64,
+    ) -> Delivery {
+        Delivery(Arc::new(Message {
+            kind,
+            pattern,
+            channel,
+            message,
+            after,
+            encoded: [OnceLock::new(), OnceLock::new()],
+        }))
+    }
+
+    /// The message encoded for protocol `proto` (2 or 3): `encode`'s result, made once and
+    /// shared by every subscriber of that protocol. The encoding is the caller's (this layer
+    /// knows no RESP).
+    pub fn encoded(&self, proto: u8, encode: impl FnOnce(&Message) -> Bytes) -> &Bytes {
+        let slot = &self.0.encoded[usize::from(proto >= 3)];
+        slot.get_or_init(|| encode(&self.0))
+    }
+
     /// About what the delivery takes once encoded (RESP headers included), the unit the
     /// output limits count in.
     fn size(&self) -> u64 {
@@ -75,7 +122,9 @@ pub struct Outlet {
     unsent: AtomicU64,
     ready: Notify,
     /// Since when the undelivered bytes have been over the soft limit.
-    over_soft_since: Mutex<Option<Instant>>,
+    /// (Nanoseconds since [`clock_base`] + 1; 0: not over it.) An atomic, not a lock:
+    /// every push checks it.
+    over_soft_since: AtomicU64,
 }
 
 /// A `client-output-buffer-limit` class: hard bytes, soft bytes, soft seconds (0: none).
@@ -90,7 +139,7 @@ impl Outlet {
             queued: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
             ready: Notify::new(),
-            over_soft_since: Mutex::new(None),
+            over_soft_since: AtomicU64::new(0),
         })
     }
 
@@ -103,21 +152,32 @@ impl Outlet {
         if hard > 0 && held > hard {
             return true;
         }
-        let mut since = self.over_soft_since.lock();
         if soft > 0 && held > soft {
-            let t = *since.get_or_insert_with(Instant::now);
-            t.elapsed() > Duration::from_secs(soft_secs)
+            let now = clock_now();
+            let since = match self.over_soft_since.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => now,
+                Err(since) => since,
+            };
+            Duration::from_nanos(now.saturating_sub(since)) > Duration::from_secs(soft_secs)
         } else {
-            *since = None;
+            if self.over_soft_since.load(Ordering::Relaxed) != 0 {
+                self.over_soft_since.store(0, Ordering::Relaxed);
+            }
             false
         }
     }
 
     /// When the soft limit's time runs out, if the subscriber is over it.
     pub fn soft_deadline(&self, (_, _, soft_secs): Limits) -> Option<Instant> {
-        self.over_soft_since
-            .lock()
-            .map(|t| t + Duration::from_secs(soft_secs))
+        match self.over_soft_since.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(clock_base() + Duration::from_nanos(t - 1) + Duration::from_secs(soft_secs)),
+        }
     }
 
     /// Queues `d` unless that would take the subscriber past its `limits`
@@ -162,6 +222,20 @@ impl Outlet {
     fn live(&self) -> bool {
         !self.client.killed.load(Ordering::SeqCst)
     }
+}
+
+/// The instant the soft limit's clocks count from.
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Now on the soft limit's clock: nanoseconds since [`clock_base`] + 1, never 0.
+fn clock_now() -> u64 {
+    let base = clock_base();
+    u64::try_from(base.elapsed().as_nanos())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
 }
 
 type Subscribers = HashMap<u64, Arc<Outlet>>;
@@ -223,21 +297,40 @@ impl Registry {
         limits: Limits,
         matches: impl Fn(&[u8], &[u8]) -> bool,
     ) -> i64 {
+        self.publish_after(kind, channel, message, limits, matches, 0)
+    }
+
+    /// [`Registry::publish`] of a message the subscribers may see only once the log is
+    /// durable up to `after` ([`Delivery::after`]).
+    pub fn publish_after(
+        &self,
+        kind: Kind,
+        channel: &Bytes,
+        message: &Bytes,
+        limits: Limits,
+        matches: impl Fn(&[u8], &[u8]) -> bool,
+        after: u64,
+    ) -> i64 {
         let maps = self.maps.lock();
         let mut receivers = 0;
         let direct = match kind {
             Kind::Shard => &maps.shard,
             _ => &maps.channels,
         };
+        if direct.is_empty() && (kind != Kind::Channel || maps.patterns.is_empty()) {
+            return 0;
+        }
+        // Copies, once per publish: the arguments are slices of the publisher's read buffer,
+        // which a delivery waiting for a slow subscriber would otherwise keep whole (and
+        // every subscriber's drop would touch its count, from another thread).
+        let (channel, message) = (
+            &Bytes::copy_from_slice(channel),
+            &Bytes::copy_from_slice(message),
+        );
         if let Some(subs) = direct.get(channel) {
+            let d = Delivery::new(kind, None, channel.clone(), message.clone(), after);
             for outlet in subs.values().filter(|o| o.live()) {
-                let d = Delivery {
-                    kind,
-                    pattern: None,
-                    channel: channel.clone(),
-                    message: message.clone(),
-                };
-                receivers += i64::from(outlet.push(d, limits));
+                receivers += i64::from(outlet.push(d.clone(), limits));
             }
         }
         if kind == Kind::Channel {
@@ -245,14 +338,15 @@ impl Registry {
                 if !matches(pattern, channel) {
                     continue;
                 }
+                let d = Delivery::new(
+                    Kind::Pattern,
+                    Some(pattern.clone()),
+                    channel.clone(),
+                    message.clone(),
+                    after,
+                );
                 for outlet in subs.values().filter(|o| o.live()) {
-                    let d = Delivery {
-                        kind: Kind::Pattern,
-                        pattern: Some(pattern.clone()),
-                        channel: channel.clone(),
-                        message: message.clone(),
-                    };
-                    receivers += i64::from(outlet.push(d, limits));
+                    receivers += i64::from(outlet.push(d.clone(), limits));
                 }
             }
         }

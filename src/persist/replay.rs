@@ -404,4 +404,54 @@ mod tests {
         assert!(err.contains("belongs to a cluster node"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Replay (start-up, and a Raft follower's apply, which goes through the same
+    /// function) publishes no keyspace event, even to a client subscribed while the data
+    /// set loads; the same change made by a command does.
+    #[test]
+    fn replay_publishes_no_keyspace_event_and_a_command_does() {
+        use crate::core::pubsub::{Kind, Outlet};
+        use crate::engine::id::StreamId;
+        use crate::engine::op::{self, LoggedOp, Op};
+        use bytes::Bytes;
+
+        let mut config = crate::config::Config::default();
+        config.notify_keyspace_events = crate::config::keyspace_events::parse("KEA").unwrap_or(0);
+        let shared = crate::core::Shared::new(config, None);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
+        let outlet = Outlet::new(shared.clients.register(addr, addr));
+        shared
+            .pubsub
+            .subscribe(Kind::Pattern, &Bytes::from_static(b"*"), &outlet);
+
+        let ops = vec![LoggedOp {
+            db: 0,
+            op: Op::Append {
+                key: Bytes::from_static(b"s"),
+                id: StreamId { ms: 1, seq: 1 },
+                fields: vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")],
+            },
+        }];
+        let mut record = bytes::BytesMut::new();
+        op::encode_into(&ops, &mut record, &mut Vec::new());
+        assert!(super::replay_ops(&shared, &record.freeze(), None).is_empty());
+        assert_eq!(shared.state.lock().ks.db(0).len(), 1);
+        assert!(outlet.take().is_empty(), "replay published an event");
+
+        let mut session = crate::commands::Session::new(shared.clients.register(addr, addr), true);
+        let argv = ["XADD", "s", "2-1", "f", "v"].map(|a| Bytes::from(a.as_bytes().to_vec()));
+        crate::commands::execute(&mut session, &shared, argv.to_vec());
+        let got: Vec<(Bytes, Bytes)> = outlet
+            .take()
+            .into_iter()
+            .map(|d| (d.channel.clone(), d.message.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Bytes::from("__keyspace@0__:s"), Bytes::from("xadd")),
+                (Bytes::from("__keyevent@0__:xadd"), Bytes::from("s")),
+            ]
+        );
+    }
 }

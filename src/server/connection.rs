@@ -305,7 +305,10 @@ impl Connection {
             return;
         };
         for d in outlet.take() {
-            commands::pubsub::delivery_reply(d).encode(self.session.proto, &mut self.wbuf);
+            // A keyspace event is written with the replies that wait for its record.
+            self.session.lsn = self.session.lsn.max(d.after);
+            self.wbuf
+                .extend_from_slice(commands::pubsub::encoded_delivery(&d, self.session.proto));
         }
         outlet.set_unsent(self.wbuf.len() as u64);
     }
@@ -387,6 +390,7 @@ impl Connection {
                     // A (RESP3) subscriber gets its messages while it is blocked, as in
                     // Redis; what the socket does not take now goes before the reply.
                     self.take_deliveries();
+                    self.wait_logged().await;
                     write_ready(&self.shared, &self.socket, &mut self.wbuf)?;
                     if let Some(outlet) = &self.session.subs.outlet {
                         outlet.set_unsent(self.wbuf.len() as u64);
@@ -408,6 +412,11 @@ impl Connection {
                     drop(self.shared.state.lock());
                     self.session.lsn = self.session.lsn.max(raft.executed());
                 }
+                // The keyspace events of the write that served us were published before
+                // its critical section ended (the lock taken above waited for it): they
+                // go before the reply, as Redis pushes them before it writes the reply of
+                // a client it unblocks.
+                self.take_deliveries();
                 reply.encode(self.session.proto, &mut self.wbuf);
             }
         }
@@ -425,6 +434,22 @@ impl Connection {
             self.flush_durable(FlushMode::NoWait).await?;
         }
         Ok(())
+    }
+
+    /// Waits until the log is durable (Raft: committed) up to `session.lsn`, for keyspace
+    /// events written while the client is blocked. A failed log is the replies' concern
+    /// ([`Connection::flush_durable`]); here it only ends the wait.
+    async fn wait_logged(&self) {
+        match self.shared.log.get() {
+            Some(log) => {
+                let _ = log.wait_durable(self.session.lsn).await;
+            }
+            None => {
+                if let Some(raft) = self.shared.raft.get() {
+                    let _ = raft.wait_committed(self.session.lsn).await;
+                }
+            }
+        }
     }
 
     /// Waits until every record the buffered replies depend on is durable, then writes

@@ -353,7 +353,14 @@ async fn expire_loop(shared: Arc<Shared>) {
                 let state = &mut *guard;
                 let (removed, more) = state.ks.active_expire(now, EXPIRE_CHUNK);
                 if removed > 0 {
-                    crate::core::propagate::log_expired(&mut state.ks, &mut state.props, 0);
+                    crate::core::propagate::log_expired(
+                        &mut state.ks,
+                        &mut state.props,
+                        0,
+                        shared
+                            .notify_flags
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    );
                     crate::core::blocking::serve_ready(
                         &mut state.ks,
                         &mut state.blocking,

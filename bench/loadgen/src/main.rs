@@ -6,6 +6,7 @@
 
 mod cluster;
 mod drain;
+mod fanout;
 mod fill;
 mod latency;
 mod ready;
@@ -37,6 +38,9 @@ enum Command {
     /// XADD round-robin over many streams (PREFIX{N}), each sent to the cluster node owning its slot (from one
     /// CLUSTER SLOTS), CONNS connections per node; or, with --standalone, all to one server.
     ClusterXadd(cluster::ClusterXaddArgs),
+    /// PUBLISH fixed-size messages to N subscribers of one channel; report deliveries/s and publish→delivery
+    /// percentiles.
+    Fanout(fanout::FanoutArgs),
     /// Wait until the server answers PING with PONG; report the seconds since a given start time.
     Ready(ready::ReadyArgs),
     /// The load test of issue #18: crowds of idle, blocked, slow, unauthenticated and expiring clients while a
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
             Command::Fill(args) => fill::run(&cli.addr, args).await,
             Command::Drain(args) => drain::run(&cli.addr, args).await,
             Command::Latency(args) => latency::run(&cli.addr, args).await,
+            Command::Fanout(args) => fanout::run(&cli.addr, args).await,
             Command::ClusterXadd(args) => cluster::run(&cli.addr, args).await,
             Command::Ready(args) => ready::run(&cli.addr, args).await,
             Command::Stress(args) => stress::run(&cli.addr, args)

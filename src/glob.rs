@@ -1,5 +1,6 @@
 //! Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with ranges and `^`,
-//! and `\` escapes. Used by KEYS, SCAN MATCH and CONFIG GET.
+//! and `\` escapes. Used by KEYS, SCAN MATCH, CONFIG GET and Pub/Sub patterns (at the crate
+//! root because the execution core matches the patterns of keyspace events too).
 
 /// True when `s` matches `pattern`; `nocase` folds ASCII case.
 pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
