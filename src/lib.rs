@@ -20,3 +20,4 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 pub mod syntax;
+pub mod tls;
