@@ -426,6 +426,21 @@ fn large_requests_and_replies_over_tls() {
     assert!(reply.len() > 8 << 20, "{}", reply.len());
     assert!(reply.starts_with(b"*8\r\n"));
     assert_eq!(c.cmd(&["PING"]).expect("ping"), b"+PONG\r\n");
+    // A pipeline whose replies fill the socket buffers while the client does not read:
+    // every reply arrives once it does, the records the server's TLS session held included.
+    let mut batch = Vec::new();
+    for i in 1..=8 {
+        let id = format!("{i}-0");
+        batch.extend_from_slice(&encode(&["XRANGE", "big", &id, &id]));
+    }
+    batch.extend_from_slice(&encode(&["PING"]));
+    c.send(&batch).expect("pipeline");
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 1..=8 {
+        let r = c.read_reply().expect("xrange reply");
+        assert!(r.len() > 1 << 20, "{}", r.len());
+    }
+    assert_eq!(c.read_reply().expect("ping"), b"+PONG\r\n");
 }
 
 #[test]

@@ -216,8 +216,10 @@ impl Connection {
     /// ([`handoff`]), which writes them once they are durable, and the connection goes
     /// back to reading; anything else is written now.
     async fn flush_batch(&mut self) -> Result<(), End> {
-        if self.wbuf.is_empty() && self.outbox.phase() != Phase::Returned {
-            // Nothing to write (a handed-off batch is the committer's to write).
+        if self.wbuf.is_empty() && self.outbox.phase() != Phase::Returned && !self.io.holds_output()
+        {
+            // Nothing to write (a handed-off batch is the committer's to write; TLS
+            // records a mid-pipeline flush left in the session are not nothing).
             return Ok(());
         }
         self.settle_outbox().await;
