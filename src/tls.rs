@@ -363,6 +363,83 @@ mod tests {
         ));
     }
 
+    /// Writes a CA and a certificate for 127.0.0.1/localhost it signed (usable as server
+    /// and client) into `dir`; returns the settings naming them.
+    fn certificates_in(dir: &Path) -> TlsSettings {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("leaf");
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
+        std::fs::write(dir.join("node.crt"), leaf.pem()).expect("write");
+        std::fs::write(dir.join("node.key"), key.serialize_pem()).expect("write");
+        let path = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        TlsSettings {
+            cluster: true,
+            cert_file: path("node.crt"),
+            key_file: path("node.key"),
+            ca_cert_dir: dir.to_string_lossy().into_owned(),
+            ..TlsSettings::default()
+        }
+    }
+
+    #[test]
+    fn outgoing_links_authenticate_to_a_node_that_requires_client_certificates() {
+        let dir = std::env::temp_dir().join(format!("rill-tls-unit-{}", std::process::id()));
+        let settings = certificates_in(&dir);
+        let context = TlsContext::default();
+        let built = context.configure(&settings);
+        let _ = std::fs::remove_dir_all(&dir);
+        built.expect("configure");
+        // The client side a cluster or replication link would use, against the server side
+        // of another node with tls-auth-clients yes, in memory.
+        let client_config = context.client_config().expect("client config");
+        let server_config = context
+            .server_config(TlsAuthClients::Yes)
+            .expect("server config");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let mut client = rustls::ClientConnection::new(client_config, name).expect("client");
+        let mut server = rustls::ServerConnection::new(server_config).expect("server");
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).expect("client write");
+            }
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).expect("server read");
+            }
+            server
+                .process_new_packets()
+                .expect("server accepts the link");
+            let mut wire = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut wire).expect("server write");
+            }
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).expect("client read");
+            }
+            client
+                .process_new_packets()
+                .expect("client accepts the node");
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!server.is_handshaking());
+        assert!(server
+            .peer_certificates()
+            .is_some_and(|chain| !chain.is_empty()));
+    }
+
     #[test]
     fn missing_files_are_named_as_redis_logs_them() {
         let mut s = TlsSettings {

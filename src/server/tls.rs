@@ -110,13 +110,6 @@ impl TlsSession {
         }
     }
 
-    /// The peer certificate's chain, if it sent one (tls-auth-clients yes or optional).
-    pub fn has_peer_certificate(&self) -> bool {
-        self.conn
-            .peer_certificates()
-            .is_some_and(|chain| !chain.is_empty())
-    }
-
     /// Whether the peer has closed and every byte it sent before has been taken.
     pub fn closed(&self) -> bool {
         self.closed
