@@ -391,6 +391,26 @@ fn plain_text_and_bad_handshakes_on_the_tls_port_disturb_no_one() {
 }
 
 #[test]
+fn a_handshake_never_started_is_bounded_by_timeout() {
+    let certs = Certs::generate();
+    let (server, port) = start_tls(&certs, &["--timeout", "1"]);
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    // Closed by the server (as an idle client is), not by our read timeout.
+    assert_eq!(
+        silent.read(&mut [0u8; 16]).expect("closed, not timed out"),
+        0
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let mut plain = server.raw();
+    let clients = String::from_utf8_lossy(&plain.cmd(&["INFO", "clients"])).to_string();
+    assert!(clients.contains("connected_clients:1\r\n"), "{clients}");
+}
+
+#[test]
 fn blocking_xread_over_tls() {
     let certs = Certs::generate();
     let (server, port) = start_tls(&certs, &[]);
