@@ -4,15 +4,17 @@
 //! Redis), and the client side for outgoing links (replication and the cluster bus, once
 //! they are built: they take [`TlsContext::client_config`]).
 //!
-//! Why rustls with the *ring* provider: it builds from the crate registry with only a C
-//! compiler (which the Rust linker needs anyway), where aws-lc-rs needs cmake (and nasm
-//! on some targets) on a fresh machine, and OpenSSL bindings need its headers and a
-//! system library. The price: rustls 0.23.48 deprecates its ring provider because it has
-//! no post-quantum key exchange (X25519MLKEM768 is aws-lc-rs's); key exchange is X25519 or
-//! the NIST curves, as with Redis on OpenSSL before 3.5. rustls implements TLS 1.2 and 1.3 only, which is Redis's default
-//! `tls-protocols`; TLSv1 and TLSv1.1 are refused at configuration time. The connection
-//! drives a `rustls::ServerConnection` over the same readiness-based socket as a plain
-//! connection (`server::connection`), so no second I/O stack (tokio-rustls) is needed.
+//! Why rustls with the *ring* provider: ring builds from the crate registry with only a
+//! C compiler (which the Rust linker needs anyway; `.ci/run` installs build-essential and
+//! nothing more), while aws-lc-rs compiles the much larger AWS-LC, whose build has needed
+//! cmake (and nasm on some targets) depending on version and target, and OpenSSL bindings
+//! need its headers and a system library. The price: rustls 0.23.48 deprecates its ring
+//! provider because it has no post-quantum key exchange (X25519MLKEM768 is aws-lc-rs's);
+//! key exchange is X25519 or the NIST curves, as with Redis on OpenSSL before 3.5.
+//! rustls implements TLS 1.2 and 1.3 only, Redis's default `tls-protocols`; TLSv1 and
+//! TLSv1.1 are refused at configuration time. The connection drives a
+//! `rustls::ServerConnection` over the same readiness-based socket as a plain connection
+//! (`server::tls`), so no second I/O stack (tokio-rustls) is needed.
 //!
 //! Error texts and log lines are Redis's (`tls.c`), so an operator's searches still work.
 
