@@ -51,6 +51,12 @@ impl Certs {
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         leaf(
+            "rotated",
+            &ca_cert,
+            &ca_key,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        leaf(
             "client",
             &ca_cert,
             &ca_key,
@@ -591,9 +597,47 @@ fn tls_configuration_errors() {
         String::from_utf8_lossy(&admin.cmd(&["CONFIG", "SET", "tls-port", "1"])),
         "-ERR CONFIG SET failed (possibly related to argument 'tls-port') - can't set immutable config\r\n"
     );
-    // Reloading the same files works and new connections keep being served.
+    // Rotation: new connections get the new certificate, an open one keeps its session.
+    let mut open = TlsRaw::connect(port, certs.client_config(Some("client"))).expect("tls");
     assert_eq!(
-        admin.cmd(&["CONFIG", "SET", "tls-cert-file", &certs.path("server.crt")]),
+        admin.cmd(&[
+            "CONFIG",
+            "SET",
+            "tls-cert-file",
+            &certs.path("rotated.crt"),
+            "tls-key-file",
+            &certs.path("rotated.key")
+        ]),
+        b"+OK\r\n"
+    );
+    let fresh = TlsRaw::connect(port, certs.client_config(Some("client"))).expect("tls");
+    let served = fresh
+        .reader
+        .get_ref()
+        .conn
+        .peer_certificates()
+        .and_then(|chain| chain.first().cloned())
+        .expect("server certificate");
+    let rotated = CertificateDer::pem_file_iter(certs.path("rotated.crt"))
+        .expect("rotated")
+        .next()
+        .expect("one certificate")
+        .expect("parses");
+    assert_eq!(served, rotated);
+    assert_eq!(open.cmd(&["PING"]).expect("ping"), b"+PONG\r\n");
+    // A certificate whose key is not tls-key-file's is refused; both together are not.
+    assert!(admin
+        .cmd(&["CONFIG", "SET", "tls-cert-file", &certs.path("server.crt")])
+        .starts_with(b"-ERR CONFIG SET failed"));
+    assert_eq!(
+        admin.cmd(&[
+            "CONFIG",
+            "SET",
+            "tls-cert-file",
+            &certs.path("server.crt"),
+            "tls-key-file",
+            &certs.path("server.key")
+        ]),
         b"+OK\r\n"
     );
     assert_eq!(
