@@ -1,5 +1,5 @@
 //! `rill cluster create|check|reshard|rebalance|fix`: the operator's side of cluster mode,
-//! like `redis-cli --cluster create` (without replicas), `check`, `reshard`, `rebalance` and
+//! like `redis-cli --cluster create` (`--replicas R`: shards of 1 + R nodes), `check`, `reshard`, `rebalance` and
 //! `fix`. All talk to running nodes over their client port with Rill's own admin family
 //! (`RILL.CLUSTER NODEINFO / TOPOLOGY / SETTOPOLOGY / SETSLOT / SLOTSTATES`, `RILL.MIGRATE`)
 //! and CLUSTER INFO / GETKEYSINSLOT.
@@ -61,6 +61,15 @@ enum Command {
         /// The nodes, as HOST:PORT.
         #[arg(required = true)]
         nodes: Vec<String>,
+        /// Replicas per shard (`--cluster-replicas` of redis-cli): the nodes form shards of
+        /// 1 + R, the first nodes given leading them. Nodes started with `cluster-raft yes`
+        /// make each shard one Raft group.
+        #[arg(
+            long = "replicas",
+            visible_alias = "cluster-replicas",
+            default_value_t = 0
+        )]
+        replicas: usize,
     },
     /// Check that every node of the cluster is up, agrees on the map, and that all 16384
     /// slots are served. Exit status 0 when healthy, 1 otherwise.
@@ -129,7 +138,7 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let pass = parsed.pass.as_deref();
     let result = match parsed.command {
-        Command::Create { nodes } => create(&nodes, pass),
+        Command::Create { nodes, replicas } => create(&nodes, replicas, pass),
         Command::Check { node } => check(&node, pass),
         Command::Reshard {
             node,
@@ -180,7 +189,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn create(addrs: &[String], pass: Option<&str>) -> Result<bool, CliError> {
+fn create(addrs: &[String], replicas: usize, pass: Option<&str>) -> Result<bool, CliError> {
     let mut nodes = Vec::new();
     let mut infos: Vec<NodeInfo> = Vec::new();
     for addr in addrs {
@@ -214,29 +223,45 @@ fn create(addrs: &[String], pass: Option<&str>) -> Result<bool, CliError> {
         ">>> Performing hash slots allocation on {} nodes...",
         nodes.len()
     );
-    let map = ShardMap::even(infos, 1);
+    let Some(map) = ShardMap::with_replicas(infos, replicas, 1) else {
+        eprintln!(
+            "[ERR] {} nodes do not make shards of 1 master + {replicas} replicas.",
+            nodes.len()
+        );
+        return Ok(false);
+    };
     for (i, shard) in map.shards.iter().enumerate() {
         for r in &shard.slots {
             println!("Master[{i}] -> Slots {} - {}", r.start, r.end);
         }
     }
     let text = map.to_text();
-    for (node, shard) in nodes.iter_mut().zip(&map.shards) {
+    for node in nodes.iter_mut() {
         node.call(&[b"RILL.CLUSTER", b"SETTOPOLOGY", text.as_bytes()])?;
-        if let Some(n) = shard.nodes.first() {
-            println!(
-                "M: {} {}:{}\n   slots:{} ({} slots) master",
-                n.id,
-                n.ip,
-                n.port,
-                shard
-                    .slots
-                    .iter()
-                    .map(|r| format!("[{}-{}]", r.start, r.end))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                shard.slot_count()
-            );
+    }
+    for shard in &map.shards {
+        let slots = shard
+            .slots
+            .iter()
+            .map(|r| format!("[{}-{}]", r.start, r.end))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (i, n) in shard.nodes.iter().enumerate() {
+            if i == 0 {
+                println!(
+                    "M: {} {}:{}\n   slots:{} ({} slots) master",
+                    n.id,
+                    n.ip,
+                    n.port,
+                    slots,
+                    shard.slot_count()
+                );
+            } else {
+                println!(
+                    "S: {} {}:{}\n   replicates {}",
+                    n.id, n.ip, n.port, shard.nodes[0].id
+                );
+            }
         }
     }
     println!(">>> Every node persisted the map.");
@@ -287,7 +312,7 @@ fn check_node(first: &Node, at: &str, expected: &NodeInfo, map: &ShardMap) -> Re
         return Err(format!("is node {}, not the map's", info.id));
     }
     let theirs = node.topology().map_err(|e| e.to_string())?;
-    if &theirs != map {
+    if !theirs.same_members(map) {
         return Err(format!(
             "serves another map (epoch {}, {} shards)",
             theirs.epoch,

@@ -203,6 +203,11 @@ async fn serve(config: Config) -> ExitCode {
         tracing::info!("Cluster mode: node id {}", cluster.topology.read().myself());
         shared = shared.with_cluster(cluster);
     }
+    // Before listening, as Redis's ACLLoadUsersAtStartup: bad users stop start-up.
+    if let Err(e) = rill::commands::acl::load_at_startup(&shared) {
+        tracing::error!("{}", e);
+        return ExitCode::FAILURE;
+    }
     let shared = Arc::new(shared);
     let tls_settings = shared.config.read().tls.clone();
     if tls_settings.in_use() {
@@ -247,23 +252,40 @@ async fn serve(config: Config) -> ExitCode {
     let loader = shared.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         if raft_mode {
-            load_raft(&loader, lock, &dir, opts).map(|()| None)
+            load_raft(&loader, lock, &dir, opts).map(Loaded::Raft)
         } else {
-            rill::persist::replay::load(&loader, lock, &dir, opts).map(Some)
+            rill::persist::replay::load(&loader, lock, &dir, opts).map(Loaded::Log)
         }
     })
     .await;
     match loaded {
-        Ok(Ok(Some(log))) => {
+        Ok(Ok(Loaded::Log(log))) => {
             let _ = shared.log.set(log);
         }
-        Ok(Ok(None)) => {
+        Ok(Ok(Loaded::Raft(None))) => {
             if let Some(raft) = shared.raft.get() {
                 let sh = shared.clone();
                 tokio::spawn(raft.clone().run_ticks(move || {
                     !sh.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
                 }));
             }
+        }
+        Ok(Ok(Loaded::Raft(Some(replica)))) => {
+            // Nothing expires here until this node leads its shard (the group's start sets
+            // the real gate): a replica's keys go only by its leader's logged deletions.
+            shared
+                .state
+                .lock()
+                .ks
+                .set_expiry_gate(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+            // A replicated shard: its group starts once the node has a map.
+            let sh = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server::replication::host(sh.clone(), replica).await {
+                    tracing::error!("{}", e);
+                    sh.begin_shutdown();
+                }
+            });
         }
         Ok(Err(msg)) => {
             tracing::error!("{}", msg);
@@ -311,18 +333,58 @@ async fn serve(config: Config) -> ExitCode {
     server::notify::notify(supervised, "READY=1\nSTATUS=Ready to accept connections\n");
     let _ = server_task.await;
     remove_pidfile(pidfile.as_deref());
+    if shared
+        .restart_after_shutdown
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return restart_in_place();
+    }
     ExitCode::SUCCESS
 }
 
+/// Starts this server again in this process, with the same binary and arguments: the log
+/// is closed and every socket and the directory lock are closed on `exec` (all opened
+/// close-on-exec), so the new image recovers the data directory as after a crash. Used by
+/// a deposed Raft leader to rebuild its keyspace from the committed log.
+fn restart_in_place() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("Can't restart in place (no path to this binary: {e}); exiting");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::warn!("Restarting in place: {}", exe.display());
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    tracing::error!("Can't restart in place: {err}; exiting");
+    ExitCode::FAILURE
+}
+
+/// What start-up loaded.
+enum Loaded {
+    /// The single-node log.
+    Log(rill::storage::Log),
+    /// A Raft log: its group already running (one voter), or to be started as a replica
+    /// of this node's shard once the node has a map (cluster mode).
+    Raft(Option<rill::persist::replay::RaftLoaded>),
+}
+
 /// Start-up in Raft mode: replays the log's committed entries, then starts the group (one
-/// voter), which elects itself and commits the rest of its log, applied as it commits.
+/// voter), which elects itself and commits the rest of its log, applied as it commits. In
+/// cluster mode the group is the shard's, started by `server::replication::host`.
 fn load_raft(
     shared: &Arc<Shared>,
     lock: rill::storage::lock::DirLock,
     dir: &std::path::Path,
     opts: LogOptions,
-) -> Result<(), String> {
+) -> Result<Option<rill::persist::replay::RaftLoaded>, String> {
     let loaded = rill::persist::replay::load_raft(shared, lock, dir, opts)?;
+    if shared.cluster.is_some() {
+        return Ok(Some(loaded));
+    }
     let node =
         rill::cluster::raft::RaftNode::start(loaded.log.clone(), loaded.applied).and_then(|node| {
             node.recover(&mut |entry, at| rill::persist::replay::apply_entry(shared, entry, at))?;
@@ -335,7 +397,7 @@ fn load_raft(
                 node.committed()
             );
             let _ = shared.raft.set(node);
-            Ok(())
+            Ok(None)
         }
         Err(e) => {
             loaded.log.close();

@@ -234,3 +234,35 @@ fn config_rewrite_updates_the_file_and_survives_a_restart() {
     assert_eq!(pairs, ["maxclients", "123"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Redis 7's protected configs and commands: a client that knows the password cannot
+/// point `dir` elsewhere, and DEBUG needs `enable-debug-command` (the harness passes
+/// `local`; a later `--enable-debug-command no` wins).
+#[test]
+fn protected_configs_and_debug_are_refused_by_default() {
+    let server = TestServer::start_with(&["--enable-debug-command", "no"]);
+    let mut r = server.raw();
+    assert_eq!(
+        r.cmd(&["CONFIG", "SET", "dir", "/tmp"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'dir') - can't set protected config\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["CONFIG", "SET", "enable-protected-configs", "yes"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'enable-protected-configs') - can't set immutable config\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["CONFIG", "GET", "enable-debug-command"]),
+        b"*2\r\n$20\r\nenable-debug-command\r\n$2\r\nno\r\n"
+    );
+    assert_eq!(
+        r.cmd(&["DEBUG", "DIGEST"]),
+        &b"-ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.\r\n"[..]
+    );
+    let local = TestServer::start_with(&["--enable-protected-configs", "local"]);
+    let mut r = local.raw();
+    assert_eq!(
+        r.cmd(&["CONFIG", "SET", "dir", "/tmp"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'dir') - can't set immutable config\r\n"
+    );
+    assert!(r.cmd(&["DEBUG", "DIGEST"]).starts_with(b"+"));
+}

@@ -501,6 +501,12 @@ impl Drop for Cluster {
         for r in self.replicas.iter_mut() {
             *r = None;
         }
+        // A failing run's directories are kept when RILL_KEEP_FAILED is set, to inspect
+        // them (`rill check`).
+        if std::thread::panicking() && std::env::var_os("RILL_KEEP_FAILED").is_some() {
+            eprintln!("kept: {:?}", self.dirs);
+            return;
+        }
         for d in &self.dirs {
             let _ = std::fs::remove_dir_all(d);
         }

@@ -111,6 +111,16 @@ struct Opts {
     /// checkpoints yet, so none are asked for.
     #[arg(long)]
     raft: bool,
+    /// Run a replicated shard instead of one server: three nodes on 127.0.0.1 with
+    /// `cluster-enabled yes` and `cluster-raft yes`, made one shard by `rill cluster create
+    /// --replicas 2`. Each cycle loads the leader, then strikes: SIGKILL of the leader, of a
+    /// follower or of every node, or SIGSTOP of the leader past the election timeout; then
+    /// the nodes are restarted (or continued), a leader is found, its state is checked
+    /// against the model and every replica must converge to it.
+    /// With --sabotage-drop-records every cycle kills every node and cuts the records off
+    /// each replica's log, a checker self-test that must FAIL.
+    #[arg(long, conflicts_with_all = ["powercut", "raft"])]
+    replicated: bool,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1530,7 +1540,7 @@ impl Worker {
     /// server failing to write or fsync, not a wrong answer: the op's outcome is then unknown,
     /// as for one whose reply never came, and the load ends. An acknowledgement after the cut
     /// is still an acknowledgement: it must have been durable before the power went.
-    fn load(mut self, port: u16, powered_off: &AtomicBool) -> LoadEnd {
+    fn load(mut self, port: u16, powered_off: &AtomicBool, stop: &AtomicBool) -> LoadEnd {
         let mut conn = match Conn::connect(port) {
             Ok(c) => c,
             Err(_) => {
@@ -1542,6 +1552,13 @@ impl Worker {
             }
         };
         loop {
+            if stop.load(Ordering::SeqCst) {
+                return LoadEnd {
+                    worker: self,
+                    in_flight: None,
+                    violation: None,
+                };
+            }
             let op = self.next_op();
             let result = self.run_op(&mut conn, &op);
             let refused = match &result {
@@ -1625,21 +1642,45 @@ fn start_server(
     appendfsync: &str,
     raft: bool,
 ) -> Result<Server, String> {
+    start_node(bin, dir, log, appendfsync, raft, None)
+}
+
+/// [`start_server`], or with `node` = `Some(port)` a replica of a replicated shard on that
+/// port (its cluster bus on port + 10000).
+fn start_node(
+    bin: &Path,
+    dir: &Path,
+    log: &Path,
+    appendfsync: &str,
+    raft: bool,
+    node: Option<u16>,
+) -> Result<Server, String> {
+    let port = node.map_or_else(|| "0".to_string(), |p| p.to_string());
+    let cluster: &[&str] = if node.is_some() {
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-raft",
+            "yes",
+            "--cluster-secret",
+            "rill-crashtest",
+        ]
+    } else if raft {
+        &["--cluster-raft", "yes"]
+    } else {
+        &[]
+    };
     let mut child = Command::new(bin)
         .args([
             "--port",
-            "0",
+            &port,
             "--bind",
             "127.0.0.1",
             "--appendfsync",
             appendfsync,
         ])
         .args(["--segment-size", "1mb", "--save", ""])
-        .args(if raft {
-            &["--cluster-raft", "yes"][..]
-        } else {
-            &[]
-        })
+        .args(cluster)
         .arg("--dir")
         .arg(dir)
         .env("NO_COLOR", "1")
@@ -2203,7 +2244,11 @@ fn run(opts: &Opts) -> Result<Result<Stats, String>, String> {
             .and_then(|d| d.sync_all())
             .map_err(|e| format!("cannot fsync {}: {e}", fs.mnt.display()))?;
     }
-    let result = cycles(opts, seed, &bin, &work, &data, lazyfs.as_ref());
+    let result = if opts.replicated {
+        replicated_cycles(opts, seed, &bin, &work)
+    } else {
+        cycles(opts, seed, &bin, &work, &data, lazyfs.as_ref())
+    };
     if let (Ok(Err(_)), Some(_)) = (&result, &lazyfs) {
         // The lazy file system lives in memory: keep a copy of what the failing restart saw.
         let keep = work.join("data-after-cut");
@@ -2273,7 +2318,7 @@ fn cycles(
             .drain(..)
             .map(|w| {
                 let off = powered_off.clone();
-                std::thread::spawn(move || w.load(port, &off))
+                std::thread::spawn(move || w.load(port, &off, &AtomicBool::new(false)))
             })
             .collect();
         let mut load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
@@ -2401,6 +2446,447 @@ fn cycles(
     }
     if lazyfs.is_some() {
         stats.cuts = Some(cuts);
+    }
+    Ok(Ok(stats))
+}
+
+// ------------------------------------------------------------------------------------------
+// A replicated shard (--replicated): three nodes, one Raft group.
+// ------------------------------------------------------------------------------------------
+
+/// What strikes the shard at the end of a cycle's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nemesis {
+    /// SIGKILL the leader; restart it once another leads.
+    KillLeader,
+    /// SIGKILL one follower; restart it.
+    KillFollower,
+    /// SIGKILL every node (a power loss of the whole shard, disks intact); restart all.
+    KillAll,
+    /// SIGSTOP the leader past the election timeout, then SIGCONT: it comes back deposed,
+    /// with writes in flight that it must never acknowledge.
+    PauseLeader,
+}
+
+impl Nemesis {
+    fn pick(rng: &mut StdRng) -> Nemesis {
+        match rng.gen_range(0..10) {
+            0..=3 => Nemesis::KillLeader,
+            4..=5 => Nemesis::KillFollower,
+            6 => Nemesis::KillAll,
+            _ => Nemesis::PauseLeader,
+        }
+    }
+}
+
+impl fmt::Display for Nemesis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Nemesis::KillLeader => "leader killed",
+            Nemesis::KillFollower => "follower killed",
+            Nemesis::KillAll => "all nodes killed",
+            Nemesis::PauseLeader => "leader paused",
+        })
+    }
+}
+
+/// One replica: where it listens and keeps its data, and its process while it runs.
+struct Replica {
+    port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+    server: Option<Server>,
+}
+
+impl Drop for Replica {
+    /// A replica never outlives the test, whichever way it ends (a stopped one included).
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.kill();
+    }
+}
+
+impl Replica {
+    fn start(&mut self, bin: &Path, appendfsync: &str) -> Result<(), String> {
+        if self.server.is_none() {
+            let s = start_node(
+                bin,
+                &self.dir,
+                &self.log,
+                appendfsync,
+                true,
+                Some(self.port),
+            )?;
+            self.server = Some(s);
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self) -> Result<(), String> {
+        match self.server.take() {
+            Some(s) => s.kill(),
+            None => Ok(()),
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(s) = &self.server {
+            if let Ok(pid) = libc::pid_t::try_from(s.child.id()) {
+                // SAFETY: signalling our own child, which has not been reaped yet.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    }
+}
+
+/// `n` ports on 127.0.0.1 that are free, with their cluster bus ports (+10000) free too.
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..200 {
+        if ports.len() == n {
+            break;
+        }
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| format!("cannot find a free port: {e}"))?;
+        let port = l.local_addr().map_err(|e| e.to_string())?.port();
+        if port > 55535 {
+            continue;
+        }
+        if let Ok(bus) = std::net::TcpListener::bind(("127.0.0.1", port + 10000)) {
+            held.push(bus);
+            held.push(l);
+            ports.push(port);
+        }
+    }
+    if ports.len() < n {
+        return Err("cannot find free ports for the replicas".into());
+    }
+    Ok(ports)
+}
+
+/// What the node on `port` says of its group: whether it leads and takes writes, the raft
+/// id of the leader it knows of, and its own raft id (`None`: no answer).
+fn raft_view(port: u16) -> Option<(bool, String, String)> {
+    let mut c = Conn::connect(port).ok()?;
+    c.writer
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    let Resp::Bulk(Some(info)) = c.call(&argv(&[b"INFO", b"persistence"])).ok()? else {
+        return None;
+    };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    let Resp::Bulk(Some(id)) = c.call(&argv(&[b"CLUSTER", b"MYID"])).ok()? else {
+        return None;
+    };
+    let leader_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("raft_leader_id:"))?
+        .trim()
+        .to_string();
+    Some((
+        info.contains("raft_role:leader"),
+        leader_id,
+        String::from_utf8_lossy(id.get(..16)?).into_owned(),
+    ))
+}
+
+/// The index of the replica that leads — says so, and a majority of the replicas name
+/// it (a leader just back from a pause may still believe it leads) — waiting up to
+/// `within` for an election.
+fn find_leader(replicas: &[Replica], within: Duration) -> Result<usize, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let views: Vec<Option<(bool, String, String)>> = replicas
+            .iter()
+            .map(|r| r.server.as_ref().and_then(|_| raft_view(r.port)))
+            .collect();
+        for (i, v) in views.iter().enumerate() {
+            if let Some((true, _, me)) = v {
+                let named = views
+                    .iter()
+                    .flatten()
+                    .filter(|(_, leader, _)| leader == me)
+                    .count();
+                if named * 2 > replicas.len() {
+                    return Ok(i);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no replica became leader within {within:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every running replica serves the leader's streams (after READONLY): the
+/// replicas' committed state converges. Returns the differences if it does not.
+fn converge(
+    replicas: &[Replica],
+    leader: usize,
+    keys: &[String],
+    within: Duration,
+) -> Result<Vec<String>, String> {
+    let mut lc =
+        Conn::connect(replicas[leader].port).map_err(|e| format!("cannot connect: {e}"))?;
+    let mut expected = Vec::new();
+    for k in keys {
+        expected.push(observe(&mut lc, k)?);
+    }
+    let deadline = Instant::now() + within;
+    for (i, r) in replicas.iter().enumerate() {
+        if i == leader || r.server.is_none() {
+            continue;
+        }
+        loop {
+            // A replica may be restarting (a deposed leader rebuilds itself in place):
+            // not answering is not diverging, until the deadline.
+            let diffs: Vec<String> = match replica_diffs(r.port, keys, &expected) {
+                Ok(d) => d.into_iter().map(|d| format!("replica {i}: {d}")).collect(),
+                Err(e) => vec![format!("replica {i}: {e}")],
+            };
+            if diffs.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Ok(diffs);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// How the replica on `port` (read after READONLY) differs from `expected`, key by key.
+fn replica_diffs(
+    port: u16,
+    keys: &[String],
+    expected: &[StreamModel],
+) -> Result<Vec<String>, String> {
+    let mut c = Conn::connect(port).map_err(|e| format!("cannot connect: {e}"))?;
+    call(&mut c, &argv(&[b"READONLY"]))?;
+    let mut diffs = Vec::new();
+    for (k, want) in keys.iter().zip(expected) {
+        let got = observe(&mut c, k)?;
+        diffs.extend(want.diff(&got, k));
+    }
+    Ok(diffs)
+}
+
+/// `--replicated`: the cycles of [`cycles`] against a shard of three replicas.
+fn replicated_cycles(
+    opts: &Opts,
+    seed: u64,
+    bin: &Path,
+    work: &Path,
+) -> Result<Result<Stats, String>, String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut replicas: Vec<Replica> = free_ports(3)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, port)| Replica {
+            port,
+            dir: work.join(format!("node{i}")),
+            log: work.join(format!("node{i}.log")),
+            server: None,
+        })
+        .collect();
+    for r in &mut replicas {
+        std::fs::create_dir_all(&r.dir)
+            .map_err(|e| format!("cannot create {}: {e}", r.dir.display()))?;
+        r.start(bin, &opts.appendfsync)?;
+    }
+    let addrs: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("127.0.0.1:{}", r.port))
+        .collect();
+    let out = Command::new(bin)
+        .args(["cluster", "create", "--replicas", "2"])
+        .args(&addrs)
+        .output()
+        .map_err(|e| format!("cannot run rill cluster create: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rill cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut workers: Vec<Worker> = (0..opts.workers.max(1))
+        .map(|i| Worker {
+            index: i,
+            key: format!("crash:w{i}"),
+            model: StreamModel::default(),
+            rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
+            seq: 0,
+            shared_acked: BTreeMap::new(),
+            idmp_resend: Vec::new(),
+            acked: 0,
+        })
+        .collect();
+    let mut keys: Vec<String> = workers.iter().map(|w| w.key.clone()).collect();
+    keys.push(SHARED_KEY.to_string());
+    let mut stats = Stats::default();
+    let mut failovers = Vec::new();
+    let mut load_began;
+    for cycle in 1..=opts.cycles {
+        let leader = find_leader(&replicas, Duration::from_secs(30))?;
+        let port = replicas[leader].port;
+        load_began = Instant::now();
+        // Any error reply ends a worker's load with its op in flight (applied or not): a
+        // leader that steps down fails what it held, its outcome unknown.
+        let disrupted = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = workers
+            .drain(..)
+            .map(|w| {
+                let (off, stop) = (disrupted.clone(), stop.clone());
+                std::thread::spawn(move || w.load(port, &off, &stop))
+            })
+            .collect();
+        let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
+        std::thread::sleep(Duration::from_millis(load_ms));
+        let nemesis = if opts.sabotage_drop_records > 0 {
+            Nemesis::KillAll
+        } else {
+            Nemesis::pick(&mut rng)
+        };
+        let struck = Instant::now();
+        let follower = (leader + rng.gen_range(1..3)) % 3;
+        let mut killed = Vec::new();
+        match nemesis {
+            Nemesis::KillLeader => {
+                replicas[leader].kill()?;
+                killed.push(leader);
+            }
+            Nemesis::KillFollower => {
+                replicas[follower].kill()?;
+                killed.push(follower);
+                // The leader goes on: let the load run on a little, then stop it.
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..300)));
+                stop.store(true, Ordering::SeqCst);
+            }
+            Nemesis::KillAll => {
+                for (i, r) in replicas.iter_mut().enumerate() {
+                    r.kill()?;
+                    killed.push(i);
+                }
+            }
+            Nemesis::PauseLeader => {
+                replicas[leader].signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(rng.gen_range(1500..3000)));
+                replicas[leader].signal(libc::SIGCONT);
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        let mut in_flight = Vec::new();
+        let mut load_violations = Vec::new();
+        for h in handles {
+            let end = h
+                .join()
+                .map_err(|_| "a worker thread panicked".to_string())?;
+            if let Some(v) = end.violation {
+                load_violations.push(v);
+            }
+            in_flight.push(end.in_flight);
+            workers.push(end.worker);
+        }
+        workers.sort_by_key(|w| w.index);
+        let acked: u64 = workers.iter().map(|w| w.acked).sum();
+        if !load_violations.is_empty() {
+            return Ok(Err(format!(
+                "cycle {cycle}: wrong replies during the load:\n{}",
+                load_violations.join("\n")
+            )));
+        }
+        // A leader among the survivors first (that is the failover), then the rest back.
+        let survivors_lead = if nemesis == Nemesis::KillLeader {
+            let l = find_leader(&replicas, Duration::from_secs(30))?;
+            failovers.push(struck.elapsed().as_millis());
+            Some(l)
+        } else {
+            None
+        };
+        for &i in &killed {
+            if let Err(e) = offline_check(bin, &replicas[i].dir) {
+                return Ok(Err(format!("cycle {cycle}: replica {i}: {e}")));
+            }
+            if opts.sabotage_drop_records > 0 {
+                drop_newest_records(&replicas[i].dir, opts.sabotage_drop_records)?;
+            }
+            replicas[i].start(bin, &opts.appendfsync)?;
+        }
+        let leader = find_leader(&replicas, Duration::from_secs(30))?;
+        let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
+        let verify_began = Instant::now();
+        let mut violations = verify(
+            replicas[leader].port,
+            &mut workers,
+            &mut in_flight,
+            &mut stats,
+        )?;
+        if violations.is_empty() {
+            violations = resend_idmp(replicas[leader].port, &mut workers, load_began, &mut stats)?;
+        }
+        if violations.is_empty() {
+            violations = converge(&replicas, leader, &keys, Duration::from_secs(20))?;
+        }
+        stats.max_verify_ms = stats.max_verify_ms.max(verify_began.elapsed().as_millis());
+        stats.cycles = cycle;
+        stats.acked = acked;
+        println!(
+            "cycle {cycle}: {nemesis} after {load_ms} ms (leader was {leader_before}, now {leader}{}), {acked} commands acknowledged so far, {sent_unanswered} in flight, {}",
+            survivors_lead
+                .map(|l| format!(", replica {l} led {} ms after the kill", failovers.last().copied().unwrap_or(0)))
+                .unwrap_or_default(),
+            if violations.is_empty() { "state verified, replicas converged" } else { "VIOLATIONS" },
+            leader_before = replicas.iter().position(|r| r.port == port).unwrap_or(0),
+        );
+        if !violations.is_empty() {
+            for r in &mut replicas {
+                let _ = r.kill();
+            }
+            return Ok(Err(format!(
+                "cycle {cycle} (seed {seed}, {nemesis}):\n{}",
+                violations.join("\n")
+            )));
+        }
+    }
+    if !failovers.is_empty() {
+        failovers.sort_unstable();
+        println!(
+            "failover (leader SIGKILL to a new leader answering INFO as leader): {} times, median {} ms, max {} ms",
+            failovers.len(),
+            failovers[failovers.len() / 2],
+            failovers[failovers.len() - 1]
+        );
+    }
+    // Finally the clean path: SIGTERM every node, start them again, everything still there.
+    for r in &mut replicas {
+        if let Some(s) = r.server.take() {
+            s.terminate()?;
+        }
+    }
+    for r in &mut replicas {
+        r.start(bin, &opts.appendfsync)?;
+    }
+    let leader = find_leader(&replicas, Duration::from_secs(30))?;
+    let mut none: Vec<Option<Op>> = workers.iter().map(|_| None).collect();
+    let mut violations = verify(replicas[leader].port, &mut workers, &mut none, &mut stats)?;
+    if violations.is_empty() {
+        violations = converge(&replicas, leader, &keys, Duration::from_secs(20))?;
+    }
+    for r in &mut replicas {
+        if let Some(s) = r.server.take() {
+            let _ = s.terminate();
+        }
+    }
+    if !violations.is_empty() {
+        return Ok(Err(format!(
+            "after a clean shutdown and restart of every replica (seed {seed}):\n{}",
+            violations.join("\n")
+        )));
     }
     Ok(Ok(stats))
 }

@@ -151,6 +151,14 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id raft-rs knows this node (or a shard, as its group) by: the first 16 hex
+    /// digits as a number, or 1 should they all be zero (raft-rs reserves 0 for "none").
+    /// Two members of one group whose ids share those 64 bits are refused when the group
+    /// starts (`Shard::raft_voters`).
+    pub fn raft_id(&self) -> u64 {
+        u64::from_str_radix(&self.0[..16], 16).unwrap_or(1).max(1)
+    }
 }
 
 impl std::fmt::Display for NodeId {
@@ -200,6 +208,16 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// The raft ids of the shard's members (its group's voters), in the map's order;
+    /// `None` when two members share one (see [`NodeId::raft_id`]).
+    pub fn raft_voters(&self) -> Option<Vec<u64>> {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id.raft_id()).collect();
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        (unique.len() == ids.len()).then_some(ids)
+    }
+
     /// Number of slots the shard owns.
     pub fn slot_count(&self) -> usize {
         self.slots
@@ -256,6 +274,38 @@ impl ShardMap {
             })
             .collect();
         ShardMap { epoch, shards }
+    }
+
+    /// `redis-cli --cluster create --cluster-replicas R`'s layout: the nodes split into
+    /// shards of `1 + replicas`, the first `nodes / (1 + replicas)` nodes each leading one
+    /// (slots split evenly over them as [`ShardMap::even`]) and the rest given to the shards
+    /// in turn. `None` when the nodes do not divide into such shards.
+    pub fn with_replicas(nodes: Vec<NodeInfo>, replicas: usize, epoch: u64) -> Option<ShardMap> {
+        let per_shard = replicas.checked_add(1)?;
+        if nodes.is_empty() || !nodes.len().is_multiple_of(per_shard) {
+            return None;
+        }
+        let masters = nodes.len() / per_shard;
+        let mut rest = nodes;
+        let others = rest.split_off(masters);
+        let mut map = ShardMap::even(rest, epoch);
+        for (i, node) in others.into_iter().enumerate() {
+            map.shards[i % masters].nodes.push(node);
+        }
+        Some(map)
+    }
+
+    /// Whether `other` is this map but for the order of each shard's members (a Raft
+    /// group's leader is listed first where it is known: [`Topology::follow_leader`]).
+    pub fn same_members(&self, other: &ShardMap) -> bool {
+        let sorted = |m: &ShardMap| {
+            let mut m = m.clone();
+            for s in &mut m.shards {
+                s.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+            m
+        };
+        self.epoch == other.epoch && sorted(self) == sorted(other)
     }
 
     /// The map as text (see the module docs).
@@ -552,7 +602,8 @@ impl Topology {
         }
         // Two different maps under one epoch would leave nodes disagreeing with no way to
         // tell which is newer.
-        if map.epoch == self.map.epoch && self.map.epoch > 0 && map != &self.map {
+        // (Which member leads a shard is Raft's to say, not the map's: order does not count.)
+        if map.epoch == self.map.epoch && self.map.epoch > 0 && !map.same_members(&self.map) {
             return Err(TopologyError::ConflictingMap(map.epoch));
         }
         if map.shard_of(&self.myself).is_none() {
@@ -649,6 +700,23 @@ impl Topology {
         self.map = map;
     }
 
+    /// Makes `leader` the first node of its shard, the one slots are served by and
+    /// reported with (a Raft group's new leader, as the group elected it): a node-local
+    /// view of who leads, not a new map. Returns whether anything changed.
+    pub fn follow_leader(&mut self, leader: &NodeId) -> bool {
+        for shard in &mut self.map.shards {
+            if let Some(at) = shard.nodes.iter().position(|n| &n.id == leader) {
+                if at == 0 {
+                    return false;
+                }
+                let node = shard.nodes.remove(at);
+                shard.nodes.insert(0, node);
+                return true;
+            }
+        }
+        false
+    }
+
     /// This node's id.
     pub fn myself(&self) -> &NodeId {
         &self.myself
@@ -662,6 +730,24 @@ impl Topology {
     /// This node's shard, once it has a map.
     pub fn my_shard(&self) -> Option<&Shard> {
         self.map.shard_of(&self.myself)
+    }
+
+    /// Whether `slot` belongs to this node's shard (served here, or by the node this one
+    /// replicates).
+    pub fn in_my_shard(&self, slot: u16) -> bool {
+        let mine = self
+            .map
+            .shards
+            .iter()
+            .position(|s| s.nodes.iter().any(|n| n.id == self.myself));
+        mine.is_some()
+            && self
+                .owner
+                .get(usize::from(slot))
+                .copied()
+                .flatten()
+                .map(usize::from)
+                == mine
     }
 
     /// Who serves `slot`: its shard's first node (the master).
@@ -702,6 +788,57 @@ mod tests {
             port,
             cport: port + 10000,
         }
+    }
+
+    #[test]
+    fn replicas_make_shards_of_one_leader_and_r_followers_like_redis_cli() {
+        let nodes: Vec<NodeInfo> = (0..6).map(|i| node(7000 + i)).collect();
+        let map = ShardMap::with_replicas(nodes.clone(), 1, 1).expect("6 = 3 × 2");
+        assert_eq!(map.shards.len(), 3);
+        for (i, shard) in map.shards.iter().enumerate() {
+            assert_eq!(shard.nodes, vec![nodes[i].clone(), nodes[i + 3].clone()]);
+        }
+        assert_eq!(map.shards[0].slots, ranges_from(&[(0, 5460)]));
+        assert!(
+            ShardMap::with_replicas(nodes.clone(), 3, 1).is_none(),
+            "6 ≠ k × 4"
+        );
+        assert_eq!(
+            ShardMap::with_replicas(nodes.clone(), 0, 1).map(|m| m.shards.len()),
+            Some(6)
+        );
+    }
+
+    #[test]
+    fn the_raft_leader_serves_its_shard_and_the_map_still_matches() {
+        let nodes: Vec<NodeInfo> = (0..3).map(|i| node(7000 + i)).collect();
+        let map = ShardMap::with_replicas(nodes.clone(), 2, 1).expect("one shard");
+        let mut t = Topology::new(nodes[1].id.clone());
+        t.install(map.clone());
+        assert_eq!(t.owner(0), SlotOwner::Node(&nodes[0]));
+        assert!(t.in_my_shard(0) && t.in_my_shard(16383));
+        assert!(t.follow_leader(&nodes[1].id));
+        assert!(!t.follow_leader(&nodes[1].id), "already first");
+        assert_eq!(t.owner(0), SlotOwner::Myself);
+        // Resending the map of the same epoch is not a conflict: order is Raft's to say.
+        assert!(t.map().same_members(&map));
+        assert!(t.check(&map).is_ok());
+        let voters = t.my_shard().and_then(Shard::raft_voters).expect("distinct");
+        assert_eq!(voters[0], nodes[1].id.raft_id());
+        assert!(voters.iter().all(|&v| v != 0));
+    }
+
+    #[test]
+    fn raft_ids_come_from_the_node_ids_first_64_bits_and_are_never_zero() {
+        let id = NodeId::parse("00000000000000ff0123456789abcdef01234567").expect("id");
+        assert_eq!(id.raft_id(), 0xff);
+        let zero = NodeId::parse(&"0".repeat(40)).expect("id");
+        assert_eq!(zero.raft_id(), 1);
+        let mut twins = ShardMap::with_replicas(vec![node(1), node(2)], 1, 1).expect("map");
+        let twin = format!("00000000000000ff{}", "1".repeat(24));
+        twins.shards[0].nodes[1].id = NodeId::parse(&twin).expect("id");
+        twins.shards[0].nodes[0].id = id;
+        assert_eq!(twins.shards[0].raft_voters(), None);
     }
 
     /// Slot ranges from `(start, end)` pairs.

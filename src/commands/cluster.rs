@@ -49,16 +49,30 @@ pub fn route(
     argv: &[Bytes],
     asking: bool,
 ) -> Result<Routed, CommandError> {
-    if spec.full == "exec" {
+    let (routed, writes) = if spec.full == "exec" {
         let queued: Vec<(&CommandSpec, &[Bytes])> = session
             .multi
             .iter()
             .flatten()
             .map(|(q, args)| (*q, args.argv()))
             .collect();
-        route_keys(&queued, cluster, asking, None)
+        let writes = queued.iter().any(|(q, _)| q.is_write());
+        (route_keys(&queued, cluster, asking, None), writes)
     } else {
-        route_keys(&[(spec, argv)], cluster, asking, None)
+        (
+            route_keys(&[(spec, argv)], cluster, asking, None),
+            spec.is_write(),
+        )
+    };
+    match routed {
+        // Redis's READONLY: a replica serves reads of its own shard's slots (here from the
+        // committed state its Raft group applied).
+        Err(CommandError::Moved { slot, .. })
+            if session.readonly && !writes && cluster.topology.read().in_my_shard(slot) =>
+        {
+            Ok(Routed::Here)
+        }
+        r => r,
     }
 }
 
@@ -563,13 +577,43 @@ pub fn refused(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         .unwrap_or_default();
     let instead = match sub.as_str() {
         "SETSLOT" => "rill cluster reshard",
-        "REPLICATE" | "FAILOVER" => "rill cluster create (replicas are not supported yet)",
+        "REPLICATE" => "rill cluster create --replicas",
+        "FAILOVER" => "rill cluster create --replicas with cluster-raft yes",
         _ => "rill cluster create",
     };
     Err(CommandError::TopologyManaged {
         command: sub,
         instead,
     })
+}
+
+/// CLUSTER FAILOVER
+///
+/// # Format
+/// `CLUSTER FAILOVER [FORCE | TAKEOVER]`
+///
+/// # Returns
+/// `+OK` once a replica of a replicated shard (`cluster-raft yes`) has asked its leader to
+/// hand over leadership (Raft's leader transfer: the leader brings it up to date first), or
+/// with FORCE / TAKEOVER has started an election itself; the failover completes
+/// asynchronously, as in Redis. On the leader: Redis's "You should send CLUSTER FAILOVER to
+/// a replica". Without replicated shards the topology is the CLI's to manage (refused).
+pub fn failover(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    let (Some(raft), true) = (
+        sh.raft.get(),
+        sh.log.get().is_none() && sh.cluster.is_some(),
+    ) else {
+        return refused(s, sh, a);
+    };
+    let force = a.eat("FORCE") || a.eat("TAKEOVER");
+    if a.remaining() > 0 {
+        return Err(CommandError::Syntax);
+    }
+    if raft.is_leader() {
+        return Err(CommandError::FailoverOnMaster);
+    }
+    raft.failover(force)?;
+    Ok(Reply::Ok.into())
 }
 
 /// READONLY
@@ -633,11 +677,12 @@ pub fn settopology(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     Ok(Reply::Ok.into())
 }
 
-/// Answers the clients blocked on keys whose slot this node no longer serves, as Redis's
+/// Answers the clients blocked on keys whose slot this node no longer serves (a new map, or
+/// a replicated shard's new leader elsewhere), as Redis's
 /// `clusterRedirectBlockedClientIfNeeded`: `MOVED` to the new owner, `CLUSTERDOWN` when
 /// the slot has none or the cluster does not serve every slot. A blocked command's keys are
 /// all in one slot (routing checked it), so the first key decides.
-fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
+pub fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
     let mut state = sh.state.lock();
     let moved = state
         .blocking
@@ -888,7 +933,7 @@ pub static CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
         .flags(ADMIN)
         .acl(&["@admin", "@slow", "@dangerous"])
         .doc("cluster", "3.0.0", "O(1)", "Configure a node as replica of a master node."),
-    sub("cluster|failover", -2, refused)
+    sub("cluster|failover", -2, failover)
         .flags(ADMIN)
         .acl(&["@admin", "@slow", "@dangerous"])
         .doc("cluster", "3.0.0", "O(1)", "Forces a replica to perform a manual failover of its master."),

@@ -97,6 +97,8 @@ pub fn reset(s: &mut Session, sh: &Shared, _args: &mut Args) -> R {
     s.db = 0;
     s.proto = 2;
     s.authenticated = !sh.requires_auth();
+    s.user = None;
+    *s.info.user.lock() = bytes::Bytes::from_static(b"default");
     *s.info.name.lock() = Bytes::new();
     s.info.db.store(0, Ordering::Relaxed);
     s.info.resp.store(2, Ordering::Relaxed);
@@ -114,34 +116,17 @@ pub fn reset(s: &mut Session, sh: &Shared, _args: &mut Args) -> R {
 /// # Returns
 /// `+OK`, or WRONGPASS.
 pub fn auth(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
+    let object = args.argv()[0].clone();
     let (user, pass) = match args.remaining() {
         1 => (None, args.next_bytes()?),
         2 => (Some(args.next_bytes()?), args.next_bytes()?),
         _ => return Err(CommandError::Syntax),
     };
-    if user.is_none() && !sh.requires_auth() {
+    if user.is_none() && sh.acl.default.rules().nopass {
         return Err(CommandError::AuthNotConfigured);
     }
-    check_credentials(s, sh, user.as_deref(), &pass)?;
+    super::acl::authenticate(s, sh, object, user.as_deref(), &pass)?;
     Ok(Reply::Ok.into())
-}
-
-/// Only the `default` user exists; with no `requirepass` it accepts any password
-/// (Redis's `nopass`).
-fn check_credentials(
-    s: &mut Session,
-    sh: &Shared,
-    user: Option<&[u8]>,
-    pass: &[u8],
-) -> Result<(), CommandError> {
-    let user_ok = user.is_none_or(|u| u == b"default");
-    let pass_ok = !sh.requires_auth() || sh.check_password(pass);
-    if user_ok && pass_ok {
-        s.authenticated = true;
-        Ok(())
-    } else {
-        Err(CommandError::WrongPass)
-    }
 }
 
 /// HELLO
@@ -152,6 +137,7 @@ fn check_credentials(
 /// # Returns
 /// A map of server properties: server, version, proto, id, mode, role, modules.
 pub fn hello(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
+    let object = args.argv()[0].clone();
     let mut proto = s.proto;
     if let Some(v) = args.next() {
         let v = parse_i64(&v).ok_or(CommandError::ProtoNotInteger)?;
@@ -178,7 +164,7 @@ pub fn hello(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
         }
     }
     match auth {
-        Some((user, pass)) => check_credentials(s, sh, Some(&user), &pass)?,
+        Some((user, pass)) => super::acl::authenticate(s, sh, object, Some(&user), &pass)?,
         None if !s.authenticated => {
             return Err(CommandError::Invalid("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into()).into_noauth());
         }
@@ -466,7 +452,7 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     let mut maxage = None;
     let mut kind_ok = true;
     let mut pubsub: Option<bool> = None;
-    let mut user_ok = true;
+    let mut user: Option<Bytes> = None;
     while a.remaining() > 0 {
         let opt = a.next_bytes()?;
         let val = a.next().ok_or(CommandError::Syntax)?;
@@ -489,7 +475,12 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
                 "master" | "replica" | "slave" => kind_ok = false,
                 _ => return Err(CommandError::Invalid(format!("Unknown client type '{v}'"))),
             },
-            "user" => user_ok = v == "default",
+            "user" => {
+                if sh.acl.user(&val).is_none() {
+                    return Err(CommandError::NoSuchUser(v));
+                }
+                user = Some(val.clone());
+            }
             "skipme" => match v.to_ascii_lowercase().as_str() {
                 "yes" => skipme = true,
                 "no" => skipme = false,
@@ -500,7 +491,7 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         }
     }
     let mut killed = 0;
-    if kind_ok && user_ok {
+    if kind_ok {
         for c in sh.clients.snapshot() {
             if id.is_some_and(|i| i != c.id)
                 || addr.as_ref().is_some_and(|x| *x != c.addr.to_string())
@@ -508,6 +499,7 @@ fn client_kill(s: &mut Session, sh: &Shared, a: &mut Args) -> R {
                 || maxage.is_some_and(|m| (c.created.elapsed().as_secs() as i64) < m)
                 || (skipme && c.id == s.id)
                 || pubsub.is_some_and(|p| p != c.is_pubsub())
+                || user.as_ref().is_some_and(|u| *u != *c.user.lock())
             {
                 continue;
             }

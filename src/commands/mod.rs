@@ -2,6 +2,7 @@
 //! ACL categories, docs) that drives dispatch, arity errors, COMMAND and stats;
 //! one file per command family with `parse` then `apply`.
 
+pub mod acl;
 pub mod args;
 pub mod cluster;
 pub mod connection;
@@ -71,6 +72,18 @@ fn log_bound(argv: &[Bytes]) -> u64 {
 /// Executes one request for a connection: lookup, arity, auth, MULTI queueing,
 /// the handler itself, statistics, and serving of blocked readers.
 pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec {
+    // A client closed by another (CLIENT KILL, ACL DELUSER, ACL LOAD) runs nothing more of
+    // what it pipelined, as Redis stops reading a CLIENT_CLOSE_ASAP client: a deleted
+    // user's requests must not keep running on its old rules.
+    if session
+        .info
+        .killed
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        session.suppress_reply = true;
+        session.close_after_reply = true;
+        return Exec::Reply(Reply::Nil);
+    }
     let started = Instant::now();
     let mut args = Args::new(argv);
     let spec = match table::resolve(&mut args) {
@@ -84,8 +97,38 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
     };
     session.info.touch(spec.full_name(), started);
 
+    // Right after lookup and arity, before authentication, as Redis's processCommand.
+    if spec.is_protected()
+        && !shared
+            .config
+            .read()
+            .enable_debug_command
+            .allows(session.info.is_local())
+    {
+        if session.multi.is_some() {
+            session.multi_error = true;
+        }
+        shared.stats.record_rejected(spec.full_name());
+        return Exec::Reply(error_reply(
+            shared,
+            &CommandError::DebugNotAllowed,
+            Some(spec),
+        ));
+    }
+
     if !session.authenticated && !spec.no_auth() && shared.requires_auth() {
         return Exec::Reply(error_reply(shared, &CommandError::NoAuth, Some(spec)));
+    }
+    // As Redis's processCommand: after authentication and MULTI's refusal of no-multi
+    // commands (reported later here), before routing. Free for an unrestricted user.
+    if !(session.multi.is_some() && spec.no_multi()) {
+        if let Err(e) = acl::authorize(session, shared, spec, args.argv()) {
+            if session.multi.is_some() {
+                session.multi_error = true;
+            }
+            shared.stats.record_rejected(spec.full_name());
+            return Exec::Reply(error_reply(shared, &e, Some(spec)));
+        }
     }
     // ASKING holds for the one command after it, or, when that is MULTI, until the
     // transaction ends: Redis's resetClient clears it after any command but ASKING that
@@ -178,7 +221,16 @@ pub fn execute(session: &mut Session, shared: &Shared, argv: Vec<Bytes>) -> Exec
                     }
                     return Exec::Reply(error_reply(shared, &CommandError::Raft(e), Some(spec)));
                 }
+                if spec.is_readonly() && !spec.is_write() && raft.reads_need_confirmation() {
+                    session.read_barrier = true;
+                }
             }
+        } else if spec.is_write() && shared.config.read().cluster_raft {
+            // A replica whose group has not started (no map yet): nothing could log it.
+            if session.multi.is_some() {
+                session.multi_error = true;
+            }
+            return Exec::Reply(error_reply(shared, &CommandError::ClusterDown, Some(spec)));
         }
     }
 

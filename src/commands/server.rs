@@ -13,6 +13,7 @@ use super::session::Session;
 use super::table::docs::{self, Arg, BeginSearch, FindKeys, KeySpec};
 use super::table::{self, CommandSpec, Handler};
 use super::{Ctx, Outcome};
+use crate::core::acl::DenyReason;
 use crate::core::Shared;
 use crate::protocol::Reply;
 
@@ -206,6 +207,7 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 let s = raft.status();
                 line("raft_enabled", &1);
                 line("raft_role", &if s.leader { "leader" } else { "follower" });
+                line("raft_leader_id", &format!("{:016x}", s.leader_id));
                 line("raft_term", &s.term);
                 line("raft_commit_index", &s.commit);
                 line("raft_applied_index", &s.applied);
@@ -260,6 +262,18 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "total_error_replies",
                 &st.error_replies.load(Ordering::Relaxed),
             );
+            let denied = sh.acl.log.lock().denied;
+            line("acl_access_denied_auth", &denied[DenyReason::Auth as usize]);
+            line(
+                "acl_access_denied_cmd",
+                &denied[DenyReason::Command as usize],
+            );
+            line("acl_access_denied_key", &denied[DenyReason::Key as usize]);
+            line(
+                "acl_access_denied_channel",
+                &denied[DenyReason::Channel as usize],
+            );
+            line("acl_access_denied_tls_cert", &0);
         }
         "replication" => {
             line("role", &"master");
@@ -415,8 +429,13 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
     {
         let mut config = ctx.shared.config.write();
         let mut updated = config.clone();
+        let local = ctx
+            .shared
+            .clients
+            .get(ctx.client_id)
+            .is_some_and(|c| c.is_local());
         updated
-            .set(&pairs)
+            .set_by(&pairs, local)
             .map_err(|e| CommandError::Raw(e.to_string()))?;
         if updated.maxclients > config.maxclients {
             // More clients need more descriptors: raise the limit or refuse, as Redis does.
@@ -446,7 +465,7 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
         }
         // Redis's applyTlsCfg: a changed tls-* directive (a certificate path even when
         // unchanged, to pick up rotated files) rebuilds the TLS contexts while TLS is in
-        // use; if they do not build, nothing changes. tls-auth-clients needs no rebuild
+        // use; if they do not build, nothing changes (so before anything is applied). tls-auth-clients needs no rebuild
         // (each mode has its context), as it has no apply function in Redis.
         if let Some((name, _)) = pairs.iter().find(|(n, _)| {
             let n = n.to_ascii_lowercase();
@@ -466,6 +485,12 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                 }
             }
         }
+        if updated.requirepass != config.requirepass {
+            // Redis's `requirepass` is the `default` user's password.
+            ctx.shared
+                .acl
+                .set_default_password(updated.requirepass.as_deref());
+        }
         *config = updated;
     }
     ctx.shared.apply_runtime_config();
@@ -478,16 +503,20 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
     ctx.shared.stats.reset();
+    ctx.shared.acl.log.lock().denied = [0; 4];
     // Kept with the keyspace, which counts it, but a statistic like the others.
     ctx.ks.expired_keys = 0;
     Ok(Reply::Ok.into())
 }
 
 fn config_rewrite(ctx: &mut Ctx<'_>, _a: &mut Args) -> R {
-    ctx.shared
-        .config
-        .read()
-        .rewrite()
+    let config = ctx.shared.config.read();
+    let users = match config.aclfile {
+        Some(_) => Vec::new(),
+        None => super::acl::user_lines(ctx.shared),
+    };
+    config
+        .rewrite_with_users(Some(&users))
         .map_err(|e| CommandError::Raw(e.to_string()))?;
     Ok(Reply::Ok.into())
 }

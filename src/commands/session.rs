@@ -76,9 +76,11 @@ pub struct Session {
     pub logged: bool,
     /// Send no reply to the current command (SHUTDOWN closes the connection instead).
     pub suppress_reply: bool,
-    /// Cluster mode: READONLY was sent (reads may be served by a replica; kept for when
-    /// shards have replicas).
+    /// Cluster mode: READONLY was sent (reads may be served by a replica).
     pub readonly: bool,
+    /// A read ran on the leader of a replicated shard: its reply waits until the node has
+    /// confirmed its leadership (`cluster::raft::read`).
+    pub read_barrier: bool,
     /// Cluster mode: ASKING was sent; holds for the next command only.
     pub asking: bool,
     /// Cluster mode: the current command is routed to a slot being moved, where whether
@@ -90,6 +92,8 @@ pub struct Session {
     pub subs: Subscriptions,
     /// The part of the client's state visible to other clients (CLIENT LIST …).
     pub info: Arc<ClientInfo>,
+    /// The ACL user it runs as once authenticated; `None` is the `default` user.
+    pub user: Option<Arc<crate::core::acl::User>>,
 }
 
 impl Session {
@@ -109,10 +113,12 @@ impl Session {
             lsn: 0,
             logged: false,
             readonly: false,
+            read_barrier: false,
             asking: false,
             route_under_lock: None,
             subs: Subscriptions::default(),
             info,
+            user: None,
         }
     }
 }

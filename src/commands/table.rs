@@ -10,7 +10,7 @@ use super::args::Args;
 pub mod docs;
 use super::error::CommandError;
 use super::session::Session;
-use super::{cluster, connection, debug, keys, pubsub, server, transactions, Ctx, Outcome};
+use super::{acl, cluster, connection, debug, keys, pubsub, server, transactions, Ctx, Outcome};
 use crate::core::Shared;
 
 /// A handler that runs against the locked keyspace.
@@ -71,6 +71,9 @@ mod bit {
     pub const READONLY: u8 = 8;
     pub const NO_MULTI: u8 = 16;
     pub const TRANSACTION_CONTROL: u8 = 32;
+    /// Redis's `CMD_PROTECTED` (not shown by COMMAND INFO): DEBUG, refused unless
+    /// `enable-debug-command` allows the client.
+    pub const PROTECTED: u8 = 64;
 }
 
 /// `a == b`, usable in a const fn.
@@ -111,8 +114,12 @@ const fn flag_bits(flags: &[&str]) -> u8 {
     bits
 }
 
-/// [`bit::TRANSACTION_CONTROL`] for the commands executed at once inside MULTI.
+/// [`bit::TRANSACTION_CONTROL`] for the commands executed at once inside MULTI, and
+/// [`bit::PROTECTED`] for DEBUG: bits that depend on the name, not on COMMAND's flags.
 const fn control_bit(full: &str) -> u8 {
+    if str_eq(full, "debug") {
+        return bit::PROTECTED;
+    }
     let names = ["exec", "discard", "multi", "watch", "quit", "reset"];
     let mut i = 0;
     while i < names.len() {
@@ -220,6 +227,11 @@ impl CommandSpec {
     /// Refused inside MULTI.
     pub fn no_multi(&self) -> bool {
         self.bits & bit::NO_MULTI != 0
+    }
+
+    /// Redis's `CMD_PROTECTED`: refused unless `enable-debug-command` allows the client.
+    pub fn is_protected(&self) -> bool {
+        self.bits & bit::PROTECTED != 0
     }
 
     /// Executed at once inside MULTI rather than queued.
@@ -355,6 +367,11 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("connection", "2.4.0", "Depends on subcommand.", "A container for client connection commands.")
         .subs(connection::CLIENT_SUBCOMMANDS),
+    // ---- ACL (acl.rs) ----
+    CommandSpec::new("acl", -2, Container)
+        .acl(&["@slow"])
+        .doc("server", "6.0.0", "Depends on subcommand.", "A container for Access List Control commands.")
+        .subs(acl::ACL_SUBCOMMANDS),
     // ---- transactions ----
     CommandSpec::new("multi", 1, Conn(transactions::multi))
         .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])

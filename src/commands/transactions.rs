@@ -83,6 +83,10 @@ pub fn exec(s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     // Each command was resolved (and its arity checked) when it was queued.
     for (spec, mut args) in queue {
         let started = std::time::Instant::now();
+        if let Err(e) = super::acl::authorize_at_exec(s, sh, spec, args.argv()) {
+            replies.push(error_reply(sh, &e, Some(spec)));
+            continue;
+        }
         let out = match spec.handler {
             Handler::Data(_) => run_data(spec, s, sh, state, &mut args, true),
             Handler::Conn(f) => f(s, sh, &mut args),

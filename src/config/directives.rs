@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use super::syntax::{format_memory, parse_integer, parse_memory, quote, split_args};
 use super::{
-    AppendFsync, Config, LogLevel, OutputBufferLimit, SavePoint, Supervised, TlsAuthClients,
+    AppendFsync, Config, LogLevel, OutputBufferLimit, ProtectedAction, SavePoint, Supervised,
+    TlsAuthClients,
 };
 
 /// Redis caps `hz` to this range after accepting any non-negative value (`updateHZ`).
@@ -95,6 +96,11 @@ pub struct Directive {
     /// Whether CONFIG SET may change it while the server runs; the others are read at start-up
     /// only, and CONFIG SET answers "can't set immutable config".
     pub mutable: bool,
+    /// Redis's `PROTECTED_CONFIG`: a path the server writes to, which CONFIG SET may change
+    /// only for the clients `enable-protected-configs` allows, so that knowing the password
+    /// is not enough to make the server write files elsewhere. Checked before `mutable`, so
+    /// the refusal reads as Redis's ("can't set protected config").
+    pub protected: bool,
     /// What the directive does, its unit and its special values.
     pub doc: &'static str,
     pub(crate) access: Access,
@@ -429,6 +435,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "bind",
         default: "127.0.0.1 -::1",
         mutable: false,
+        protected: false,
         doc: "Addresses to listen on (at most 16), as in Redis: an address with a ':' is IPv6 and listened on for IPv6 only ('::*' is every IPv6 address), any other is IPv4 or a host name ('*' is every IPv4 address), so '* -::*' is every interface of both families on one port. A leading '-' marks an address that may be missing from the host without failing start-up; an address family the kernel lacks is always skipped. \"\" listens on none, and the server does not start.",
         access: Access::Multi {
             set: set_bind,
@@ -440,6 +447,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "port",
         default: "6379",
         mutable: false,
+        protected: false,
         doc: "TCP port to accept connections on (0-65535).",
         access: Access::Integer {
             min: 0,
@@ -452,6 +460,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-port",
         default: "0",
         mutable: false,
+        protected: false,
         doc: "TLS port to accept connections on (0-65535), on the same bind addresses as port; 0 = no TLS listener. With tls-port set, port 0 turns the plain TCP port off, as in Redis (without tls-port, port 0 asks the OS for a free port).",
         access: Access::Integer {
             min: 0,
@@ -464,6 +473,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-cert-file",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "The server's X.509 certificate chain, PEM. Required with tls-port (or tls-replication, tls-cluster). CONFIG SET reloads the certificates even when the value is unchanged (Redis's VOLATILE_CONFIG); new connections use them, and a file that does not load refuses the CONFIG SET and keeps the old ones.",
         access: Access::Text {
             omit_empty: true,
@@ -478,6 +488,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-key-file",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "The private key of tls-cert-file, PEM (PKCS#8, PKCS#1 or SEC1; not encrypted: tls-key-file-pass is not supported).",
         access: Access::Text {
             omit_empty: true,
@@ -492,6 +503,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-client-cert-file",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "Certificate (PEM) that outgoing TLS links (replication, cluster) present; \"\" = tls-cert-file.",
         access: Access::Text {
             omit_empty: true,
@@ -506,6 +518,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-client-key-file",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "Private key of tls-client-cert-file, PEM; \"\" = tls-key-file.",
         access: Access::Text {
             omit_empty: true,
@@ -520,6 +533,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-ca-cert-file",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "CA certificates (PEM) that client certificates and peers must chain to. One of tls-ca-cert-file and tls-ca-cert-dir is required unless tls-auth-clients is no (and tls-replication, tls-cluster are off).",
         access: Access::Text {
             omit_empty: true,
@@ -534,6 +548,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-ca-cert-dir",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "A directory of CA certificates (PEM); every certificate in every file of it is trusted (OpenSSL's hashed names are not needed).",
         access: Access::Text {
             omit_empty: true,
@@ -548,6 +563,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-auth-clients",
         default: "yes",
         mutable: true,
+        protected: false,
         doc: "Client certificates on the TLS port: yes (required, and verified against the CA certificates), optional (asked for; one that is sent must verify) or no (not asked for). CONFIG SET applies to connections accepted from then on.",
         access: Access::Enum {
             names: &TlsAuthClients::NAMES,
@@ -559,6 +575,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-protocols",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "TLS versions to accept, space-separated, case-insensitive: TLSv1.2 and/or TLSv1.3; \"\" = \"TLSv1.2 TLSv1.3\". TLSv1 and TLSv1.1 are refused (rustls does not implement them).",
         access: Access::Text {
             omit_empty: true,
@@ -573,6 +590,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-ciphersuites",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "TLS 1.3 cipher suites, colon-separated, in OpenSSL's names (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256); \"\" = all three. TLS 1.2 suites (tls-ciphers) are rustls's ECDHE-AEAD defaults.",
         access: Access::Text {
             omit_empty: true,
@@ -587,6 +605,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-replication",
         default: "no",
         mutable: true,
+        protected: false,
         doc: "Replication links use TLS (with tls-client-cert-file or tls-cert-file as their certificate). Accepted and validated; Rill's replication is not built yet.",
         access: Access::Bool {
             get: |c| c.tls.replication,
@@ -600,6 +619,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tls-cluster",
         default: "no",
         mutable: true,
+        protected: false,
         doc: "Cluster links use TLS. Accepted and validated; Rill's cluster bus is not built yet.",
         access: Access::Bool {
             get: |c| c.tls.cluster,
@@ -613,6 +633,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "protected-mode",
         default: "yes",
         mutable: true,
+        protected: false,
         doc: "When yes and no password is set, only loopback clients may connect.",
         access: Access::Bool {
             get: |c| c.protected_mode,
@@ -626,6 +647,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "requirepass",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "Password clients must give with AUTH before other commands; \"\" disables authentication.",
         access: Access::Text {
             omit_empty: true,
@@ -640,6 +662,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "dir",
         default: "./data",
         mutable: false,
+        protected: true,
         doc: "Data directory holding the stream log, indexes and checkpoints; relative paths are relative to the working directory at start-up.",
         access: Access::Text {
             omit_empty: false,
@@ -657,6 +680,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "appendonly",
         default: "no",
         mutable: true,
+        protected: false,
         doc: "Accepted and reported for compatibility with Redis tooling; Rill always persists every write to its log (see appendfsync).",
         access: Access::Bool {
             get: |c| c.appendonly,
@@ -670,6 +694,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "appendfsync",
         default: "always",
         mutable: true,
+        protected: false,
         doc: "When the log is fsynced: always (before every reply that depends on a write), everysec (once per second) or no (left to the OS).",
         access: Access::Enum {
             names: &AppendFsync::NAMES,
@@ -681,6 +706,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "databases",
         default: "16",
         mutable: false,
+        protected: false,
         doc: "Number of logical databases (SELECT 0 to databases-1).",
         access: Access::Integer {
             min: 1,
@@ -693,6 +719,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "maxclients",
         default: "10000",
         mutable: true,
+        protected: false,
         doc: "Maximum number of simultaneously connected clients. At start-up the open-files limit is raised to fit them plus what the server reserves for the log (as Redis does); where it cannot be, maxclients is lowered to fit, and CONFIG SET refuses more than fits.",
         access: Access::Integer {
             min: 1,
@@ -705,6 +732,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "io-threads",
         default: "0",
         mutable: false,
+        protected: false,
         doc: "Threads that run connections and commands (the runtime's workers); 0 = one per CPU core. 1 runs everything on one thread, as Redis's default does; bench/results/ compares the two.",
         access: Access::Integer {
             min: 0,
@@ -717,6 +745,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "timeout",
         default: "0",
         mutable: true,
+        protected: false,
         doc: "Close a client after it has been idle this many seconds; 0 never closes idle clients.",
         access: Access::Integer {
             min: 0,
@@ -729,6 +758,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "tcp-keepalive",
         default: "300",
         mutable: true,
+        protected: false,
         doc: "Seconds between TCP keepalive probes on client sockets; 0 disables keepalive.",
         access: Access::Integer {
             min: 0,
@@ -741,6 +771,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "loglevel",
         default: "notice",
         mutable: true,
+        protected: false,
         doc: "Log verbosity: debug, verbose, notice, warning or nothing.",
         access: Access::Enum {
             names: &LogLevel::NAMES,
@@ -752,6 +783,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "logfile",
         default: "\"\"",
         mutable: false,
+        protected: false,
         doc: "File to append the log to; \"\" logs to standard output. Start-up fails if it cannot be opened.",
         access: Access::Text {
             omit_empty: false,
@@ -766,6 +798,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "proto-max-bulk-len",
         default: "512mb",
         mutable: true,
+        protected: false,
         doc: "Largest bulk string a client may send, in bytes (memory units accepted, at least 1mb).",
         access: Access::Memory {
             min: MB,
@@ -778,6 +811,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "client-query-buffer-limit",
         default: "1gb",
         mutable: true,
+        protected: false,
         doc: "Largest unparsed input a client may accumulate, in bytes (memory units accepted, at least 1mb); beyond it the client is closed.",
         access: Access::Memory {
             min: MB,
@@ -790,6 +824,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "client-output-buffer-limit",
         default: "normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60",
         mutable: true,
+        protected: false,
         doc: "Per client class (normal, replica, pubsub): <class> <hard bytes> <soft bytes> <soft seconds>. A client whose pending replies exceed the hard limit, or stay above the soft limit for the soft seconds, is closed; 0 disables a limit.",
         access: Access::Multi {
             set: set_client_output_buffer_limit,
@@ -801,6 +836,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "stream-node-max-entries",
         default: "100",
         mutable: true,
+        protected: false,
         doc: "Entries per stream index node; bounds what approximate (~) trimming removes. 0 means no limit.",
         access: Access::Integer {
             min: 0,
@@ -813,6 +849,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "stream-node-max-bytes",
         default: "4096",
         mutable: true,
+        protected: false,
         doc: "Bytes per stream index node, in bytes (memory units accepted). 0 means no limit.",
         access: Access::Memory {
             min: 0,
@@ -825,6 +862,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "stream-idmp-duration",
         default: "100",
         mutable: true,
+        protected: false,
         doc: "Seconds an idempotent ID (XADD IDMP/IDMPAUTO) is remembered, counted from its entry's ID time (1-86400). Each stream takes the value when it is created; XCFGSET changes one stream's.",
         access: Access::Integer {
             min: 1,
@@ -837,6 +875,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "stream-idmp-maxsize",
         default: "100",
         mutable: true,
+        protected: false,
         doc: "Idempotent IDs remembered per producer and stream; the oldest is forgotten past it (1-10000). Each stream takes the value when it is created; XCFGSET changes one stream's.",
         access: Access::Integer {
             min: 1,
@@ -849,6 +888,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "daemonize",
         default: "no",
         mutable: false,
+        protected: false,
         doc: "Only 'no' is supported: run Rill in the foreground under a supervisor (systemd, a container runtime).",
         access: Access::Bool {
             get: |c| c.daemonize,
@@ -865,6 +905,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "supervised",
         default: "no",
         mutable: false,
+        protected: false,
         doc: "How readiness is reported to a supervisor: no, upstart (nothing sent), systemd (READY=1 on $NOTIFY_SOCKET once the data is loaded and the ports listen, STOPPING=1 at shutdown; for Type=notify units) or auto (systemd when $NOTIFY_SOCKET is set).",
         access: Access::Enum {
             names: &Supervised::NAMES,
@@ -876,6 +917,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "pidfile",
         default: "\"\"",
         mutable: false,
+        protected: false,
         doc: "File to write the process id to at start-up; \"\" writes none.",
         access: Access::Text {
             omit_empty: true,
@@ -890,6 +932,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "save",
         default: "3600 1 300 100 60 10000",
         mutable: true,
+        protected: false,
         doc: "Snapshot points as <seconds> <changes> pairs; accepted and reported for compatibility (Rill's log makes every write durable). \"\" removes all.",
         access: Access::Multi {
             set: set_save,
@@ -901,6 +944,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "hz",
         default: "10",
         mutable: true,
+        protected: false,
         doc: "Frequency of background tasks (expiry of idle clients, timers), per second; values are capped to 1-500.",
         access: Access::Integer {
             min: 0,
@@ -913,6 +957,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "segment-size",
         default: "64mb",
         mutable: false,
+        protected: false,
         doc: "Size at which a log segment file is sealed and a new one started, in bytes (memory units accepted, 1mb to 1gb).",
         access: Access::Memory {
             min: MB,
@@ -925,6 +970,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cache-size",
         default: "32mb",
         mutable: true,
+        protected: false,
         doc: "Memory for recently written entry payloads (the hot tail readers usually want); older payloads are read from the log files on disk. Entries cost about 40 bytes of index each on top of this.",
         access: Access::Memory {
             min: 0,
@@ -937,6 +983,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "checkpoint-interval",
         default: "60",
         mutable: true,
+        protected: false,
         doc: "Seconds between checks for a checkpoint (the live data rewritten as one file, after which older log segments are deleted) (at least 1; compaction-threshold 0 disables automatic checkpoints).",
         access: Access::Integer {
             min: 1,
@@ -949,6 +996,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "compaction-threshold",
         default: "50",
         mutable: true,
+        protected: false,
         doc: "Percent the log may grow beyond the last checkpoint (at least 1mb) before the next checkpoint reclaims the space (0-100); 0 disables automatic checkpoints.",
         access: Access::Integer {
             min: 0,
@@ -961,6 +1009,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cluster-enabled",
         default: "no",
         mutable: false,
+        protected: false,
         doc: "Cluster mode: keys are routed by hash slot over the nodes of a shard map made by `rill cluster create`, and the CLUSTER commands answer as Redis Cluster's do. With no, CLUSTER answers that cluster support is disabled.",
         access: Access::Bool {
             get: |c| c.cluster_enabled,
@@ -974,7 +1023,8 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cluster-raft",
         default: "no",
         mutable: false,
-        doc: "Keep the log as a Raft log and acknowledge a write once its Raft entry is committed (issue #14, step D: a group of one voter, this node; replication to other nodes is not there yet). Replies are the same as without it; requires appendfsync always. Checkpoints and compaction are off in this mode for now, so the log only grows. A data directory written in this mode can be opened only in this mode.",
+        protected: false,
+        doc: "Keep the log as a Raft log and acknowledge a write once its Raft entry is committed. Alone, the node is a group of one voter; with `cluster-enabled yes` each shard of the map is one Raft group of its nodes, replicated over the cluster bus port (`cluster-secret` required), its leader serving the shard's slots and the others answering -MOVED (reads after READONLY). Replies are the same as without it; requires appendfsync always. Checkpoints and compaction are off in this mode for now, so the log only grows. A data directory written in this mode can be opened only in this mode.",
         access: Access::Bool {
             get: |c| c.cluster_raft,
             set: |c, v| {
@@ -987,6 +1037,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cluster-config-file",
         default: "nodes.conf",
         mutable: false,
+        protected: false,
         doc: "File, relative to dir, that holds this node's id and the shard map in cluster mode. Written by Rill (never edit it); two nodes must not share it.",
         access: Access::Text {
             omit_empty: false,
@@ -1004,6 +1055,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cluster-node-timeout",
         default: "15000",
         mutable: true,
+        protected: false,
         doc: "Milliseconds a cluster node may be unreachable before it counts as failing. Accepted for redis.conf compatibility; the static shard map of this release has no failure detection, so it is not used yet.",
         access: Access::Integer {
             min: 0,
@@ -1016,6 +1068,7 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cluster-announce-ip",
         default: "\"\"",
         mutable: true,
+        protected: false,
         doc: "Address this node gives `rill cluster create` for the shard map (what MOVED and CLUSTER SLOTS show); \"\" uses the address the CLI reached it on. Read when the cluster is created.",
         access: Access::Text {
             omit_empty: true,
@@ -1027,9 +1080,25 @@ pub static DIRECTIVES: &[Directive] = &[
         },
     },
     Directive {
+        name: "cluster-secret",
+        default: "\"\"",
+        mutable: false,
+        protected: false,
+        doc: "Shared secret the nodes of a replicated cluster (`cluster-enabled yes` with `cluster-raft yes`) prove to each other on the Raft links (HMAC-SHA256 challenge); every node of the cluster must hold the same one. Required once a shard has more than one node.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| c.cluster_secret.clone(),
+            set: |c, v| {
+                c.cluster_secret = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
         name: "cluster-announce-port",
         default: "0",
         mutable: true,
+        protected: false,
         doc: "Client port this node gives `rill cluster create` for the shard map (0-65535); 0 uses the port it listens on. Read when the cluster is created.",
         access: Access::Integer {
             min: 0,
@@ -1042,12 +1111,89 @@ pub static DIRECTIVES: &[Directive] = &[
         name: "cluster-port",
         default: "0",
         mutable: false,
+        protected: false,
         doc: "Cluster bus port (0-65535); 0 means port + 10000, as in Redis. Reported in the shard map (CLUSTER NODES, SHARDS); nothing listens on it yet, because the shard map is static and nodes do not talk to each other.",
         access: Access::Integer {
             min: 0,
             max: 65535,
             get: |c| i64::from(c.cluster_port),
             set: |c, v| c.cluster_port = u16::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "enable-protected-configs",
+        default: "no",
+        mutable: false,
+        protected: false,
+        doc: "Who may change protected directives (dir) with CONFIG SET: no, yes, or local (clients connected over loopback only). Rill cannot move its data directory while running, so even an allowed client is refused with 'can't set immutable config'.",
+        access: Access::Enum {
+            names: &ProtectedAction::NAMES,
+            get: |c| c.enable_protected_configs.index(),
+            set: |c, i| c.enable_protected_configs = ProtectedAction::from_index(i),
+        },
+    },
+    Directive {
+        name: "enable-debug-command",
+        default: "no",
+        mutable: false,
+        protected: false,
+        doc: "Who may run DEBUG: no, yes, or local (clients connected over loopback only).",
+        access: Access::Enum {
+            names: &ProtectedAction::NAMES,
+            get: |c| c.enable_debug_command.index(),
+            set: |c, i| c.enable_debug_command = ProtectedAction::from_index(i),
+        },
+    },
+    Directive {
+        name: "enable-module-command",
+        default: "no",
+        mutable: false,
+        protected: false,
+        doc: "Who may run MODULE (no, yes or local); accepted for Redis configuration files, Rill has no modules.",
+        access: Access::Enum {
+            names: &ProtectedAction::NAMES,
+            get: |c| c.enable_module_command.index(),
+            set: |c, i| c.enable_module_command = ProtectedAction::from_index(i),
+        },
+    },
+    Directive {
+        name: "acl-pubsub-default",
+        default: "resetchannels",
+        mutable: true,
+        protected: false,
+        doc: "Channels a new ACL user may use: resetchannels (none until granted with &pattern, Redis 7's default) or allchannels.",
+        access: Access::Enum {
+            names: &["allchannels", "resetchannels"],
+            get: |c| usize::from(!c.acl_pubsub_default_all),
+            set: |c, i| c.acl_pubsub_default_all = i == 0,
+        },
+    },
+    Directive {
+        name: "acllog-max-len",
+        default: "128",
+        mutable: true,
+        protected: false,
+        doc: "Entries ACL LOG keeps (refused commands, keys, channels and authentications); 0 keeps none.",
+        access: Access::Integer {
+            min: 0,
+            max: i64::MAX,
+            get: |c| i64::try_from(c.acllog_max_len).unwrap_or(i64::MAX),
+            set: |c, v| c.acllog_max_len = u64::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "aclfile",
+        default: "\"\"",
+        mutable: false,
+        protected: false,
+        doc: "File of ACL users (one 'user <name> <rules>' line each) loaded at start-up and by ACL LOAD, written by ACL SAVE; \"\" for none. Users may instead be declared with 'user' lines in this file, but not both.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| optional_path_text(&c.aclfile),
+            set: |c, v| {
+                c.aclfile = optional_path(v);
+                Ok(())
+            },
         },
     },
 ];

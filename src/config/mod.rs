@@ -92,6 +92,47 @@ impl Supervised {
     }
 }
 
+/// Who may do something dangerous to the server (`enable-protected-configs`,
+/// `enable-debug-command`), as Redis's `protected_action_enum`: nobody, everybody, or only
+/// clients connected from the machine itself. Redis added these in 7.0 so that a client that
+/// knows the password still cannot point `dir` elsewhere (and have files written there) or
+/// run DEBUG: such a client is not assumed to be the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtectedAction {
+    /// Refused to every client (the default).
+    No,
+    /// Allowed to every client.
+    Yes,
+    /// Allowed to clients connected over loopback (Redis's `connIsLocal`).
+    Local,
+}
+
+impl ProtectedAction {
+    /// The names accepted in configuration, in Redis's order.
+    pub const NAMES: [&'static str; 3] = ["no", "yes", "local"];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(index: usize) -> Self {
+        match index {
+            1 => Self::Yes,
+            2 => Self::Local,
+            _ => Self::No,
+        }
+    }
+
+    /// Redis's `allowProtectedAction`: whether a client, local or not, may do it.
+    pub fn allows(self, client_is_local: bool) -> bool {
+        match self {
+            Self::No => false,
+            Self::Yes => true,
+            Self::Local => client_is_local,
+        }
+    }
+}
+
 /// Log verbosity (`loglevel`), from most to least verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -312,10 +353,29 @@ pub struct Config {
     pub cluster_node_timeout: u64,
     /// `cluster-announce-ip`; `None` when unset.
     pub cluster_announce_ip: Option<String>,
+    /// `cluster-secret`: what the Raft links of a replicated cluster authenticate with.
+    pub cluster_secret: String,
     /// `cluster-announce-port`; 0 = the listening port.
     pub cluster_announce_port: u16,
     /// `cluster-port`; 0 = port + 10000.
     pub cluster_port: u16,
+    /// `enable-protected-configs`: who may CONFIG SET the protected directives (`dir`).
+    pub enable_protected_configs: ProtectedAction,
+    /// `enable-debug-command`: who may run DEBUG.
+    pub enable_debug_command: ProtectedAction,
+    /// `enable-module-command`: accepted so Redis's stock configuration files load (Rill
+    /// has no MODULE command).
+    pub enable_module_command: ProtectedAction,
+    /// `aclfile`: the ACL users' file (ACL LOAD / ACL SAVE); `None` without one.
+    pub aclfile: Option<PathBuf>,
+    /// `acl-pubsub-default`: new users get every channel (`allchannels`) or none
+    /// (`resetchannels`, Redis 7's default).
+    pub acl_pubsub_default_all: bool,
+    /// `acllog-max-len`: entries ACL LOG keeps.
+    pub acllog_max_len: u64,
+    /// `user <name> <rules…>` lines, in order, applied at start-up (not a CONFIG GET
+    /// parameter, as in Redis).
+    pub users: Vec<Vec<String>>,
     /// The `tls-*` directives.
     pub tls: TlsSettings,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
@@ -504,8 +564,16 @@ impl Config {
             cluster_config_file: PathBuf::new(),
             cluster_node_timeout: 0,
             cluster_announce_ip: None,
+            cluster_secret: String::new(),
             cluster_announce_port: 0,
             cluster_port: 0,
+            enable_protected_configs: ProtectedAction::No,
+            enable_debug_command: ProtectedAction::No,
+            enable_module_command: ProtectedAction::No,
+            aclfile: None,
+            acl_pubsub_default_all: false,
+            acllog_max_len: 0,
+            users: Vec::new(),
             tls: TlsSettings::default(),
             config_file: None,
         }
@@ -644,6 +712,12 @@ impl Config {
             };
             return Ok(directive.apply(self, &args, state)?);
         }
+        if name.eq_ignore_ascii_case("user") && !args.is_empty() {
+            // Redis's UsersToLoad: the rules are checked when the users are created at
+            // start-up, against the command table.
+            self.users.push(args);
+            return Ok(());
+        }
         match args.as_slice() {
             [path] if name.eq_ignore_ascii_case("include") => self.include(path, state, depth + 1),
             _ => Err("Bad directive or wrong number of arguments"
@@ -772,6 +846,22 @@ impl Config {
         &mut self,
         pairs: &[(N, V)],
     ) -> Result<(), ConfigError> {
+        self.set_by(pairs, false)
+    }
+
+    /// CONFIG SET as [`Config::set`], for a client connected over loopback
+    /// (`client_is_local`) or not: `enable-protected-configs` decides whether it may change
+    /// the protected directives.
+    ///
+    /// # Errors
+    /// As [`Config::set`], and `can't set protected config` for a protected directive the
+    /// client may not change.
+    pub fn set_by<N: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        pairs: &[(N, V)],
+        client_is_local: bool,
+    ) -> Result<(), ConfigError> {
+        let protected_allowed = self.enable_protected_configs.allows(client_is_local);
         let mut chosen: Vec<&'static Directive> = Vec::with_capacity(pairs.len());
         let mut refusal: Option<ConfigError> = None;
         for (name, _) in pairs {
@@ -782,7 +872,12 @@ impl Config {
                 continue;
             };
             if refusal.is_none() {
-                if !directive.mutable {
+                if directive.protected && !protected_allowed {
+                    refusal = Some(ConfigError::SetFailed {
+                        name: name.to_string(),
+                        reason: "can't set protected config".to_string(),
+                    });
+                } else if !directive.mutable {
                     refusal = Some(ConfigError::SetFailed {
                         name: name.to_string(),
                         reason: "can't set immutable config".to_string(),
@@ -825,11 +920,22 @@ impl Config {
     /// [`ConfigError::NoConfigFile`] when started without one; [`ConfigError::Rewrite`] when
     /// the file cannot be read or replaced.
     pub fn rewrite(&self) -> Result<(), ConfigError> {
+        self.rewrite_with_users(None)
+    }
+
+    /// CONFIG REWRITE as the server runs it: `users` are the ACL users as `user …` lines
+    /// (Redis's `rewriteConfigUserOption`: they replace the file's `user` lines; with an
+    /// `aclfile` the server passes none, and the file's `user` lines go). `None` keeps the
+    /// file's `user` lines as they are.
+    ///
+    /// # Errors
+    /// As [`Config::rewrite`].
+    pub fn rewrite_with_users(&self, users: Option<&[String]>) -> Result<(), ConfigError> {
         let path = self
             .config_file
             .as_deref()
             .ok_or(ConfigError::NoConfigFile)?;
-        self.rewrite_to(path)
+        rewrite::rewrite_file(self, path, users).map_err(ConfigError::Rewrite)
     }
 
     /// Rewrites `path` to hold the current configuration, keeping its comments, layout and
@@ -839,7 +945,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Rewrite`] when the file cannot be read or replaced.
     pub fn rewrite_to(&self, path: &Path) -> Result<(), ConfigError> {
-        rewrite::rewrite_file(self, path).map_err(ConfigError::Rewrite)
+        rewrite::rewrite_file(self, path, None).map_err(ConfigError::Rewrite)
     }
 }
 

@@ -758,3 +758,39 @@ fn nul_ends_a_line_instead_of_hanging() {
     assert_eq!(super::syntax::split_args("\0port"), Some(Vec::new()));
     assert_eq!(parse("port 7001\0junk\n").unwrap().port, 7001);
 }
+
+/// Redis's PROTECTED_CONFIG: `dir` is refused as protected unless `enable-protected-configs`
+/// allows the client, and then as immutable (Rill cannot move its data directory live);
+/// the two enable-* directives themselves cannot be set at run time.
+#[test]
+fn protected_configs_follow_enable_protected_configs() {
+    let refused = |c: &mut Config, name: &str, local: bool| {
+        c.set_by(&[(name, "/tmp")], local)
+            .expect_err("refused")
+            .to_string()
+    };
+    let mut c = Config::default();
+    assert_eq!(
+        refused(&mut c, "dir", true),
+        "ERR CONFIG SET failed (possibly related to argument 'dir') - can't set protected config"
+    );
+    assert_eq!(
+        refused(&mut c, "enable-protected-configs", true),
+        "ERR CONFIG SET failed (possibly related to argument 'enable-protected-configs') - can't set immutable config"
+    );
+    for (setting, local, reason) in [
+        ("local", false, "protected"),
+        ("local", true, "immutable"),
+        ("yes", false, "immutable"),
+    ] {
+        let mut c = parse(&format!("enable-protected-configs {setting}\n")).expect("valid");
+        assert_eq!(
+            refused(&mut c, "dir", local),
+            format!("ERR CONFIG SET failed (possibly related to argument 'dir') - can't set {reason} config"),
+            "{setting} local={local}"
+        );
+    }
+    let c = parse("enable-debug-command local\n").expect("valid");
+    assert!(c.enable_debug_command.allows(true) && !c.enable_debug_command.allows(false));
+    assert!(!Config::default().enable_debug_command.allows(true));
+}

@@ -46,6 +46,8 @@ pub struct ClientInfo {
     pub no_evict: AtomicBool,
     /// Pub/Sub channels, patterns and shard channels subscribed (`sub=`, `psub=`, `ssub=`).
     pub subscriptions: [AtomicUsize; 3],
+    /// The ACL user it is authenticated as (`user=`; CLIENT KILL USER, ACL DELUSER).
+    pub user: Mutex<Bytes>,
     /// Set by CLIENT KILL; the connection closes as soon as it sees it.
     pub killed: AtomicBool,
     /// Wakes the connection task to notice `killed`.
@@ -68,6 +70,12 @@ impl ClientInfo {
     pub fn idle_secs(&self) -> u64 {
         let now = self.created.elapsed().as_millis() as u64;
         now.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000
+    }
+
+    /// Redis's `connIsLocal`: the peer is a loopback address (`127.*`, `::1`). `addr` is
+    /// registered in its canonical form (a mapped `::ffff:127.0.0.1` as `127.0.0.1`).
+    pub fn is_local(&self) -> bool {
+        self.addr.ip().is_loopback()
     }
 
     /// True with at least one Pub/Sub subscription (Redis's `pubsub` client type).
@@ -111,7 +119,7 @@ impl ClientInfo {
             -1
         };
         format!(
-            "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -126,6 +134,7 @@ impl ClientInfo {
             multi,
             self.watch_len.load(Ordering::Relaxed),
             self.last_cmd.lock(),
+            String::from_utf8_lossy(&self.user.lock()),
             self.resp.load(Ordering::Relaxed),
             String::from_utf8_lossy(&self.lib_name.lock()),
             String::from_utf8_lossy(&self.lib_ver.lock()),
@@ -161,6 +170,7 @@ impl Registry {
             watch_len: AtomicUsize::new(0),
             no_evict: AtomicBool::new(false),
             subscriptions: Default::default(),
+            user: Mutex::new(Bytes::from_static(b"default")),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         });

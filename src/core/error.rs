@@ -42,6 +42,41 @@ pub enum CommandError {
     InvalidCursor,
     #[error("ERR source and destination objects are the same")]
     SameObject,
+    /// DEBUG refused by `enable-debug-command` (Redis's text for its protected commands).
+    #[error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.")]
+    DebugNotAllowed,
+    /// An ACL refusal (Redis's `getAclErrorMessage`, not verbose).
+    #[error("NOPERM {0}")]
+    NoPerm(AclDenial),
+    /// A queued command the ACL no longer allows at EXEC.
+    #[error("NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {0}")]
+    NoPermAtExec(&'static str),
+    #[error("ERR Error in ACL SETUSER modifier '{op}': {reason}")]
+    AclModifier { op: String, reason: AclRuleError },
+    #[error("ERR Unmatched parenthesis in acl selector starting at '{0}'.")]
+    AclUnmatchedParen(String),
+    #[error("ERR Usernames can't contain spaces or null characters")]
+    AclBadUsername,
+    #[error("ERR The 'default' user cannot be removed")]
+    AclDeleteDefault,
+    #[error("ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.")]
+    AclNoFile,
+    #[error("ERR Unknown category '{0}'")]
+    AclUnknownCategory(String),
+    #[error("ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096")]
+    AclGenpassBits,
+    /// CLIENT KILL USER with a user that does not exist.
+    #[error("ERR No such user '{0}'")]
+    NoSuchUser(String),
+    #[error("ERR User '{0}' not found")]
+    AclUserNotFound(String),
+    #[error("ERR Command '{0}' not found")]
+    AclCommandNotFound(String),
+    /// ACL LOAD: the file's errors, as Redis lists them (see [`AclFileError`]).
+    #[error("ERR {0}")]
+    AclLoad(String),
+    #[error("ERR There was an error trying to save the ACLs. Please check the server logs for more information")]
+    AclSaveFailed,
     #[error("NOAUTH Authentication required.")]
     NoAuth,
     #[error("WRONGPASS invalid username-password pair or user is disabled.")]
@@ -142,6 +177,9 @@ pub enum CommandError {
     InvalidSlotOrCount,
     #[error("ERR No shard ID yet")]
     NoShardId,
+    /// CLUSTER FAILOVER sent to the node that already leads its shard (Redis's text for a master).
+    #[error("ERR You should send CLUSTER FAILOVER to a replica")]
+    FailoverOnMaster,
     /// A Redis command that changes the cluster's topology by hand; Rill's topology is
     /// managed by the `rill cluster` CLI.
     #[error("ERR CLUSTER {command} is not supported: Rill's cluster topology is managed with '{instead}'")]
@@ -193,4 +231,99 @@ fn args_suffix(args: &str) -> String {
     } else {
         format!(", with args beginning with: {args}")
     }
+}
+
+/// Why an ACL rule was refused: Redis's errno values and `ACLSetUserStringError` texts.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AclRuleError {
+    #[error("Syntax error")]
+    Syntax,
+    #[error("Unknown command or category name in ACL")]
+    UnknownName,
+    #[error("Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns")]
+    AfterAllKeys,
+    #[error("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels")]
+    AfterAllChannels,
+    #[error("The password you are trying to remove from the user does not exist")]
+    NoSuchPassword,
+    #[error("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")]
+    BadHash,
+    #[error("Duplicate user found. A user can only be defined once in config files")]
+    Duplicate,
+    #[error("Allowing first-arg of a subcommand is not supported")]
+    SubcommandFirstArg,
+}
+
+/// What the ACL refused, as Redis's `getAclErrorMessage` words it: the `Verbose…` forms
+/// name the key or channel (ACL DRYRUN), the others do not (NOPERM replies, which any
+/// client may provoke).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclDenial {
+    #[error("User {user} has no permissions to run the '{command}' command")]
+    Command { user: String, command: &'static str },
+    #[error("No permissions to access a key")]
+    Key,
+    #[error("No permissions to access a channel")]
+    Channel,
+    #[error("User {user} has no permissions to access the '{key}' key")]
+    VerboseKey { user: String, key: String },
+    #[error("User {user} has no permissions to access the '{channel}' channel")]
+    VerboseChannel { user: String, channel: String },
+}
+
+/// One problem of an ACL file or of the `user` lines, in Redis's words (`ACLLoadFromFile`,
+/// `ACLLoadConfiguredUsers`); ACL LOAD lists them all, then
+/// [`AclFileError::NOTHING_CHANGED`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclFileError {
+    #[error("{file}:{line} should start with user keyword followed by the username. ")]
+    NotAUser { file: String, line: usize },
+    // Redis's text opens with a stray quote.
+    #[error("'{file}:{line}: username '{name}' contains invalid characters. ")]
+    BadName {
+        file: String,
+        line: usize,
+        name: String,
+    },
+    #[error("WARNING: Duplicate user '{name}' found on line {line}. ")]
+    Duplicate { name: String, line: usize },
+    #[error("{file}:{line}: Unmatched parenthesis in selector definition.")]
+    UnmatchedParen { file: String, line: usize },
+    #[error("{file}:{line}: Error in applying operation '{op}': {reason}. ")]
+    UnknownName {
+        file: String,
+        line: usize,
+        op: String,
+        reason: AclRuleError,
+    },
+    #[error("{file}:{line}: {reason}. ")]
+    Rule {
+        file: String,
+        line: usize,
+        reason: AclRuleError,
+    },
+    #[error("Error loading ACLs, opening file '{file}': {reason}")]
+    Open { file: String, reason: String },
+    /// A `user` line of the configuration (start-up).
+    #[error("Error in user declaration '{op}': {reason}")]
+    Declaration { op: String, reason: AclRuleError },
+    /// A `user` line naming an unknown command or category (Redis finds these only when it
+    /// creates the users, after modules could have added commands).
+    #[error("Error loading ACL rule '{op}' for the user named '{user}': {reason}")]
+    LoadingRule {
+        op: String,
+        user: String,
+        reason: AclRuleError,
+    },
+    #[error("Spaces not allowed in ACL usernames")]
+    SpacesInName,
+    #[error("Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is invalid. This setup is very likely to lead to configuration errors and security holes, please define either an ACL file or declare users directly in your redis.conf, but not both.")]
+    BothSources,
+}
+
+impl AclFileError {
+    /// What ACL LOAD's error ends with.
+    pub const NOTHING_CHANGED: &'static str =
+        "WARNING: ACL errors detected, no change to the previously active ACL rules was performed";
 }

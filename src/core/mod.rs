@@ -6,6 +6,7 @@
 //! Below `commands/` (which parses and executes) and `server/` (sockets); above `engine/` and
 //! `storage/`. Nothing here knows a command's syntax or a socket.
 
+pub mod acl;
 pub mod blocking;
 pub mod clients;
 mod dirty;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub clients: clients::Registry,
     /// INFO counters.
     pub stats: stats::Stats,
+    /// ACL users and the ACL log: node-local configuration, never logged or replicated.
+    pub acl: acl::Acl,
     /// Pub/Sub subscriptions and their delivery outlets (its own lock, never the keyspace's).
     pub pubsub: pubsub::Registry,
     /// Process start, for `uptime_in_seconds`.
@@ -76,6 +79,9 @@ pub struct Shared {
     pub loading_done: std::sync::atomic::AtomicU64,
     /// Set once shutdown has begun.
     pub shutting_down: AtomicBool,
+    /// Set with a shutdown that must start the server again in this process (a deposed
+    /// Raft leader rebuilding its keyspace from the log: `server::replication`).
+    pub restart_after_shutdown: AtomicBool,
     /// Wakes the listener to begin shutdown.
     pub shutdown: Notify,
     /// The append log, set once recovery has replayed it (`get()` is `None` while
@@ -133,6 +139,7 @@ impl Shared {
                 blocking,
                 props: Propagation::default(),
             }),
+            acl: acl::Acl::new(config.requirepass.as_deref()),
             config: RwLock::new(config),
             clients: clients::Registry::default(),
             stats: stats::Stats::default(),
@@ -144,6 +151,7 @@ impl Shared {
             loading_total: std::sync::atomic::AtomicU64::new(0),
             loading_done: std::sync::atomic::AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
+            restart_after_shutdown: AtomicBool::new(false),
             shutdown: Notify::new(),
             log: match log {
                 Some(l) => std::sync::OnceLock::from(l),
@@ -180,21 +188,10 @@ impl Shared {
         reader
     }
 
-    /// True when clients must authenticate (`requirepass` set).
+    /// Redis's `authRequired` for a client that has not authenticated: the `default` user
+    /// has a password (`requirepass`) or is `off`.
     pub fn requires_auth(&self) -> bool {
-        self.config
-            .read()
-            .requirepass
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-    }
-
-    /// Checks a password against `requirepass`, in constant time (see [`password`]).
-    pub fn check_password(&self, pass: &[u8]) -> bool {
-        let cfg = self.config.read();
-        cfg.requirepass
-            .as_ref()
-            .is_some_and(|p| !p.is_empty() && password::passwords_match(p.as_bytes(), pass))
+        !self.acl.default.is_open()
     }
 
     /// `client-output-buffer-limit normal`: (hard bytes, soft bytes, soft seconds).
@@ -528,6 +525,10 @@ pub fn now_ms() -> u64 {
 pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
     let mut guard = shared.state.lock();
     let state = &mut *guard;
+    if !state.ks.expires_locally() {
+        // A replica forgets IIDs when its leader's logged sweep says so.
+        return Ok(());
+    }
     let due = state.ks.idmp_due(now_ms);
     if due.is_empty() {
         return Ok(());
@@ -605,7 +606,7 @@ pub fn commit(shared: &Shared, state: &mut State) -> Result<u64, CommandError> {
 /// that observed this state must wait for (the `committed` watch replaces the durable LSN).
 /// A refused proposal is an error reply, never an acknowledgement: the node has stopped.
 fn propose(raft: &crate::cluster::raft::RaftNode, state: &mut State) -> Result<u64, CommandError> {
-    let mut wait_for = raft.proposed();
+    let mut wait_for = raft.executed();
     if state.props.ops.is_empty() {
         return Ok(wait_for);
     }

@@ -289,6 +289,21 @@ impl Registry {
             .count()
     }
 
+    /// One client's subscriptions of each kind (ACL: a subscriber whose channel permissions
+    /// were revoked is disconnected). A scan of every name: ACL changes are rare.
+    pub fn subscriptions_of(&self, client: u64) -> Vec<(Kind, Bytes)> {
+        let mut maps = self.maps.lock();
+        let mut out = Vec::new();
+        for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+            for (name, subs) in maps.of(kind).iter() {
+                if subs.contains_key(&client) {
+                    out.push((kind, name.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// True when nobody subscribes to anything.
     pub fn is_empty(&self) -> bool {
         let mut maps = self.maps.lock();

@@ -450,6 +450,9 @@ pub struct Keyspace {
     /// [`Keyspace::gate_signals`]): with none, a write signals nothing, so a plain
     /// XADD does not copy its key and hash it twice for a set nobody reads.
     waiters: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Whether this node may expire keys itself ([`Keyspace::set_expiry_gate`]): none for a
+    /// node alone; on a replica of a replicated shard, true only while it leads.
+    expiry_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Keyspace {
@@ -466,7 +469,24 @@ impl Keyspace {
             idmp_keys: BTreeMap::new(),
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
             waiters: None,
+            expiry_gate: None,
         }
+    }
+
+    /// Makes expiry conditional on `gate`: while it is false the node expires nothing itself
+    /// — keys past their TTL read as absent but stay, neither the lazy nor the active half
+    /// removes them, and the IDMP sweep waits — as a replica leaves expiry to its leader,
+    /// whose logged deletions it applies (design scale-out.md §3.5; Redis replicas do the
+    /// same). A replicated shard's node passes its "leads and takes writes" flag.
+    pub fn set_expiry_gate(&mut self, gate: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.expiry_gate = Some(gate);
+    }
+
+    /// Whether this node expires keys (and IIDs) itself now.
+    pub fn expires_locally(&self) -> bool {
+        self.expiry_gate
+            .as_ref()
+            .is_none_or(|g| g.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Number of databases.
@@ -481,7 +501,7 @@ impl Keyspace {
 
     /// Removes `key` if its TTL has passed; true when it did.
     fn expire_if_needed(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
-        if self.dbs[db].is_expired(key, now_ms) {
+        if self.dbs[db].is_expired(key, now_ms) && self.expires_locally() {
             let was_stream = matches!(self.dbs[db].remove_raw(key), Some(Value::Stream(_)));
             self.expired_keys += 1;
             self.expired_log.push((db, Bytes::copy_from_slice(key)));
@@ -497,7 +517,10 @@ impl Keyspace {
 
     /// The value under `key`, honouring expiry.
     pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<ValueRef<'_>> {
-        self.expire_if_needed(db, key, now_ms);
+        if !self.expire_if_needed(db, key, now_ms) && self.dbs[db].is_expired(key, now_ms) {
+            // Past its TTL on a node that does not expire keys itself: absent, not removed.
+            return None;
+        }
         self.dbs[db].peek(key)
     }
 
@@ -716,6 +739,9 @@ impl Keyspace {
     /// many it removed and whether due keys remain (the caller decides, by time spent,
     /// whether to go on now — Redis's adaptive cycle).
     pub fn active_expire(&mut self, now_ms: u64, max: usize) -> (usize, bool) {
+        if !self.expires_locally() {
+            return (0, false);
+        }
         let mut removed = 0;
         for db in 0..self.dbs.len() {
             if removed >= max {

@@ -237,11 +237,13 @@ impl Connection {
                 .is_some_and(|raft| self.session.lsn > raft.committed()),
         };
         {
-            // A TLS connection never hands off: the committer would write its replies to
-            // the socket around the TLS session. It waits for the commit itself.
+            // A read that must confirm leadership first is flushed here (below), not by
+            // the committer. Nor does a TLS connection hand off: the committer would write
+            // its replies to the socket around the TLS session. It waits for the commit itself.
             if pending
                 && self.wbuf.len() < FLUSH_THRESHOLD
                 && !self.trim_after_flush
+                && !self.session.read_barrier
                 && self.io.tls.is_none()
             {
                 let lsn = self.session.lsn;
@@ -431,7 +433,7 @@ impl Connection {
                 } else if let Some(raft) = self.shared.raft.get() {
                     // As above, with the entry the writer proposed.
                     drop(self.shared.state.lock());
-                    self.session.lsn = self.session.lsn.max(raft.proposed());
+                    self.session.lsn = self.session.lsn.max(raft.executed());
                 }
                 reply.encode(self.session.proto, &mut self.wbuf);
             }
@@ -457,6 +459,20 @@ impl Connection {
     /// replaced by the error: nothing is acknowledged that is not on disk.
     async fn flush_durable(&mut self, mode: FlushMode) -> Result<(), End> {
         self.settle_outbox().await;
+        if std::mem::take(&mut self.session.read_barrier) {
+            // Reads on a replicated shard's leader: answered only once this node has
+            // confirmed it still leads. A node that no longer does answers nothing: the
+            // client reconnects and is redirected, as after a failover.
+            if let Some(raft) = self.shared.raft.get() {
+                if let Err(e) = raft.confirm_leadership().await {
+                    tracing::debug!(
+                        "Closing client id={}: its reads can't be confirmed ({e})",
+                        self.session.id
+                    );
+                    return Err(End::Close);
+                }
+            }
+        }
         let waited = match self.shared.log.get() {
             Some(log) => log.wait_durable(self.session.lsn).await.map_err(Into::into),
             // Raft mode (no plain log): replies wait for the commit of what they observed.

@@ -269,7 +269,17 @@ impl Handoff {
             let shared = shared.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::task::yield_now().await;
+                    // In a replicated group the commit index moves with the peers'
+                    // acknowledgements, not with this node's rounds: wait for it to move
+                    // rather than spin on rounds that find nothing to do.
+                    let replicated = match (shared.log.get(), shared.raft.get()) {
+                        (None, Some(raft)) if raft.has_peers() => Some(raft.committed()),
+                        _ => None,
+                    };
+                    match (replicated, shared.raft.get()) {
+                        (Some(from), Some(raft)) => raft.commit_moved(from).await,
+                        _ => tokio::task::yield_now().await,
+                    }
                     if !me.lead(&shared, ROUNDS_INLINE) {
                         break;
                     }

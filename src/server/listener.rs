@@ -340,8 +340,9 @@ fn admit(
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
         Some("-ERR max number of clients reached\r\n")
-    } else if protected && !shared.requires_auth() && !is_local(addr) && !tls {
-        // A TLS client is told after its handshake (`tls_accept`), as Redis's
+    } else if protected && shared.acl.default.rules().nopass && !is_local(addr) && !tls {
+        // Redis's test is the `default` user's `nopass` alone (even when it is `off`). A
+        // TLS client is told after its handshake (`tls_accept`), as Redis's
         // clientAcceptHandler does.
         Some(PROTECTED_MODE_DENIED)
     } else {
@@ -468,7 +469,7 @@ async fn tls_accept(
         }
     }
     let (protected, local) = (shared.config.read().protected_mode, is_local(info.addr));
-    if protected && !shared.requires_auth() && !local {
+    if protected && shared.acl.default.rules().nopass && !local {
         let mut text = bytes::BytesMut::from(PROTECTED_MODE_DENIED.as_bytes());
         let _ = session.write_ready(stream, &mut text);
         session.close(stream);

@@ -9,6 +9,7 @@ pub mod handoff;
 pub mod heap;
 pub mod listener;
 pub mod notify;
+pub mod replication;
 pub mod tls;
 
 pub use listener::run;

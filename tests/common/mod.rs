@@ -2,6 +2,7 @@
 //! fresh data directory, and speaks to it with raw RESP bytes or the `redis` crate.
 #![allow(dead_code)]
 
+pub mod cluster_nodes;
 pub mod netns;
 pub mod reference;
 
@@ -175,6 +176,9 @@ impl TestServer {
             .arg(host.to_string())
             .arg("--dir")
             .arg(&dir)
+            // As Redis's own test suite: tests read DEBUG DIGEST (refused by default).
+            .arg("--enable-debug-command")
+            .arg("local")
             .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("RILL_LOG")

@@ -75,7 +75,10 @@ impl RaftNode {
         self.round_locked(apply)
     }
 
-    fn round_locked(&self, apply: Option<&mut ApplyEntry<'_>>) -> Result<u64, RaftError> {
+    pub(super) fn round_locked(
+        &self,
+        apply: Option<&mut ApplyEntry<'_>>,
+    ) -> Result<u64, RaftError> {
         self.check()?;
         let taken = match self.take_ready() {
             Ok(r) => r,
@@ -105,6 +108,7 @@ impl RaftNode {
             if applied > log.applied {
                 g.raw.advance_apply_to(applied);
             }
+            self.tell_leader(&g);
             self.leader.store(Self::may_lead(&g), Ordering::Release);
             self.check_leadership(&g);
             // Acknowledgements and votes promise what the fsync above made durable.
@@ -152,6 +156,7 @@ impl RaftNode {
             // One at a time: a failure later leaves the ones before it counted.
             let mut g = self.group.lock();
             g.executed_through = g.executed_through.max(e.index);
+            self.executed.fetch_max(e.index, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -206,6 +211,9 @@ impl RaftNode {
                     });
                 }
                 self.log.append(&fresh, hard_state)?;
+                // What was proposed here past the cut is gone: `proposed` names the log's
+                // last own proposal, never an index the log no longer has.
+                self.proposed.fetch_min(first.index - 1, Ordering::AcqRel);
             }
             _ => {
                 if !fresh.is_empty() || hard_state.is_some() {
@@ -231,6 +239,10 @@ impl RaftNode {
                 offset: at.offset + raft_record::data_offset(e.context.len()),
             };
             to_apply.push((entry_record(e), data_at));
+        }
+        for rs in rd.take_read_states() {
+            // On the leader, everything up to the ReadState's index is executed already.
+            self.reads.confirm(&rs.request_ctx);
         }
         let number = rd.number();
         g.raw.advance_append_async(rd);

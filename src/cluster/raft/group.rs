@@ -103,6 +103,8 @@ impl RaftNode {
         id: u64,
         sink: Option<Arc<dyn MessageSink>>,
     ) -> Result<Arc<RaftNode>, RaftError> {
+        // Reads need a leadership confirmation only when another node could lead.
+        let replicated = log.state().conf_state.voters.len() > 1;
         let storage = LogStorage::new(log.clone());
         let last = storage
             .last_index()
@@ -124,9 +126,14 @@ impl RaftNode {
             driving: Mutex::new(()),
             committed,
             proposed: std::sync::atomic::AtomicU64::new(last),
-            leader: std::sync::atomic::AtomicBool::new(false),
+            executed: std::sync::atomic::AtomicU64::new(applied),
+            leader: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             stopped: Mutex::new(None),
             failed: std::sync::atomic::AtomicBool::new(false),
+            deposed: std::sync::atomic::AtomicBool::new(false),
+            leader_hook: Mutex::new(None),
+            leader_told: std::sync::atomic::AtomicU64::new(0),
+            reads: super::read::ReadBarrier::new(replicated),
         }))
     }
 
@@ -149,7 +156,17 @@ impl RaftNode {
         self.check()?;
         let mut g = self.group.lock();
         match g.raw.step(msg) {
-            Ok(()) => {}
+            Ok(()) => {
+                // A leader's commit index moves when a quorum's acknowledgements come in
+                // (each sent after that node's fsync): the replies waiting for it leave now,
+                // not after the next turn of the Ready loop (which may be behind an fsync).
+                if g.raw.raft.state == StateRole::Leader {
+                    let commit = g.raw.raft.raft_log.committed;
+                    if commit > *self.committed.borrow() {
+                        self.committed.send_replace(commit);
+                    }
+                }
+            }
             Err(::raft::Error::StepLocalMsg | ::raft::Error::StepPeerNotFound) => {}
             Err(e) => {
                 drop(g);
@@ -183,6 +200,24 @@ impl RaftNode {
             .map_err(|e| RaftError::Stopped(e.to_string()))
     }
 
+    /// `CLUSTER FAILOVER`: asks the leader to hand leadership to this node (raft's leader
+    /// transfer: the leader brings it up to date, then tells it to campaign at once); with
+    /// `force`, starts an election now without the leader (it wins only with a log as up to
+    /// date as a majority's). Sent by the next turn of the Ready loop.
+    pub fn failover(&self, force: bool) -> Result<(), RaftError> {
+        self.check()?;
+        let mut g = self.group.lock();
+        if force {
+            g.raw
+                .campaign()
+                .map_err(|e| RaftError::Stopped(e.to_string()))
+        } else {
+            let me = self.id;
+            g.raw.transfer_leader(me);
+            Ok(())
+        }
+    }
+
     /// The leader this node knows of (0: none).
     pub fn leader_id(&self) -> u64 {
         self.group.lock().raw.raft.leader_id
@@ -194,9 +229,11 @@ impl RaftNode {
         if g.raw.raft.state == StateRole::Leader {
             return;
         }
-        self.leader.store(false, Ordering::Release);
         let committed = g.raw.raft.raft_log.committed;
-        if g.executed_through > committed {
+        if g.executed_through <= committed {
+            self.leader.store(false, Ordering::Release);
+        } else {
+            self.deposed.store(true, Ordering::Release);
             self.stop(
                 RaftError::Deposed {
                     executed: g.executed_through,
@@ -207,11 +244,13 @@ impl RaftNode {
         }
     }
 
-    /// Whether this node may take writes: it leads, an entry of its term is committed, and
-    /// everything committed is in its keyspace.
+    /// Whether this node may take writes: it leads and is not handing leadership over (raft
+    /// drops proposals meanwhile), an entry of its term is committed, and everything
+    /// committed is in its keyspace.
     pub(super) fn may_lead(g: &Group) -> bool {
         let r = &g.raw.raft;
         r.state == StateRole::Leader
+            && r.lead_transferee.is_none()
             && r.commit_to_current_term()
             && g.executed_through >= r.raft_log.committed
     }

@@ -11,6 +11,7 @@
 pub mod driver;
 pub mod group;
 pub mod node;
+pub mod read;
 pub mod storage;
 pub mod transport;
 

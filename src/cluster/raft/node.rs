@@ -94,6 +94,8 @@ pub struct Proposed {
 #[derive(Debug, Clone, Copy)]
 pub struct RaftStatus {
     pub leader: bool,
+    /// The raft id of the leader this node knows of (0: none).
+    pub leader_id: u64,
     pub term: u64,
     /// The highest index known committed (replies up to it are released).
     pub commit: u64,
@@ -138,14 +140,32 @@ pub struct RaftNode {
     /// The highest index known committed: replies wait on it (the `durable` watch of the
     /// single-node log, in Raft mode).
     pub(super) committed: watch::Sender<u64>,
-    /// The last index proposed here: what a reply that observed the current state waits for.
+    /// The last index proposed here.
     pub(super) proposed: AtomicU64,
-    /// Whether this node leads its group, read without the group's lock before executing.
-    pub(super) leader: AtomicBool,
+    /// The highest index in this node's keyspace (`Group::executed_through`, readable
+    /// without the group's lock): what a reply that observed the current state waits for.
+    pub(super) executed: AtomicU64,
+    /// Whether this node leads its group and takes writes, read without the group's lock
+    /// before executing (shared with the keyspace as its expiry gate: only the leader
+    /// expires keys).
+    pub(super) leader: Arc<AtomicBool>,
     /// Why the node stopped, once it has (its waiters fail with it).
     pub(super) stopped: Mutex<Option<String>>,
     pub(super) failed: AtomicBool,
+    /// The node stopped because it lost leadership with writes executed past the commit
+    /// index ([`RaftError::Deposed`]): its keyspace must be rebuilt from the log.
+    pub(super) deposed: AtomicBool,
+    /// Told the leader's id each time a turn sees it change, before this node starts
+    /// taking writes as leader ([`RaftNode::on_leader_change`]).
+    pub(super) leader_hook: Mutex<Option<Box<LeaderHook>>>,
+    /// The leader the hook was last told of.
+    pub(super) leader_told: AtomicU64,
+    /// Reads waiting for a leadership confirmation (`read.rs`).
+    pub(super) reads: super::read::ReadBarrier,
 }
+
+/// See [`RaftNode::on_leader_change`].
+pub type LeaderHook = dyn Fn(u64) + Send + Sync;
 
 /// raft-rs logs through slog; Rill logs through tracing.
 pub(super) struct TracingDrain;
@@ -210,6 +230,12 @@ impl RaftNode {
         &self.log
     }
 
+    /// The flag that is true while this node leads and takes writes: the keyspace's expiry
+    /// gate on a replica ([`crate::engine::keyspace::Keyspace::set_expiry_gate`]).
+    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+        self.leader.clone()
+    }
+
     /// Whether this node leads its group (checked before a write executes).
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
@@ -225,14 +251,50 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Whether the node stopped with a keyspace ahead of its log: a deposed leader whose
+    /// writes ran past the commit index ([`RaftError::Deposed`]), or a proposal refused after
+    /// its ops ran. What it holds must be rebuilt from the log's committed entries (a restart
+    /// does that) before it can serve again.
+    pub fn is_deposed(&self) -> bool {
+        self.deposed.load(Ordering::Acquire)
+    }
+
+    /// Sets what is told the group's leader (its raft id) whenever a turn of the Ready loop
+    /// sees it change — before this node, newly elected, takes its first write, so whoever
+    /// routes requests (the cluster map) already names it. Called with the group's lock
+    /// held: it must not call back into the node.
+    pub fn on_leader_change(&self, hook: Box<LeaderHook>) {
+        *self.leader_hook.lock() = Some(hook);
+    }
+
+    /// Tells the hook of a new leader (`g` held).
+    pub(super) fn tell_leader(&self, g: &Group) {
+        let id = g.raw.raft.leader_id;
+        if id != 0 && self.leader_told.swap(id, Ordering::AcqRel) != id {
+            if let Some(hook) = self.leader_hook.lock().as_ref() {
+                hook(id);
+            }
+        }
+    }
+
     /// The highest committed index.
     pub fn committed(&self) -> u64 {
         *self.committed.borrow()
     }
 
-    /// The last index proposed: a reply that observed the current state waits for it.
+    /// The last index proposed here.
     pub fn proposed(&self) -> u64 {
         self.proposed.load(Ordering::Acquire)
+    }
+
+    /// The highest index in this node's keyspace: what a reply that observed the current
+    /// state waits for to be committed. On the leader, its last proposal; on a follower,
+    /// what it applied (committed already); on a leader deposed with writes outstanding,
+    /// past the commit index, so a read of that state waits until the node stops and
+    /// fails it. (Not [`RaftNode::proposed`]: a follower's log may hold entries past the
+    /// commit index that a new leader cuts off; a read waiting for them would wait on.)
+    pub fn executed(&self) -> u64 {
+        self.executed.load(Ordering::Acquire)
     }
 
     /// Where the group is, for INFO.
@@ -240,6 +302,7 @@ impl RaftNode {
         let g = self.group.lock();
         RaftStatus {
             leader: self.is_leader(),
+            leader_id: g.raw.raft.leader_id,
             term: g.raw.raft.term,
             commit: self.committed(),
             applied: g.raw.raft.raft_log.applied,
@@ -256,7 +319,7 @@ impl RaftNode {
         if g.raw.raft.state != StateRole::Leader {
             // The ops already ran (`admits` said leader a moment ago): as a dropped proposal.
             drop(g);
-            self.stop("leadership was lost between the check and the proposal".into());
+            self.stop_ahead_of_log("leadership was lost between the check and the proposal".into());
             return Err(RaftError::Dropped);
         }
         let before = g.raw.raft.raft_log.last_index();
@@ -267,7 +330,7 @@ impl RaftNode {
                 e => RaftError::Stopped(e.to_string()),
             };
             drop(g);
-            self.stop(err.to_string());
+            self.stop_ahead_of_log(err.to_string());
             return Err(err);
         }
         let Some(entry) = g.raw.raft.raft_log.unstable.entries.last() else {
@@ -303,7 +366,19 @@ impl RaftNode {
         };
         g.queued_through = index;
         g.executed_through = index;
+        self.executed.store(index, Ordering::Release);
         self.proposed.store(index, Ordering::Release);
+        // A leader's appends may leave before its own fsync (raft thesis §10.2.1; raft-rs
+        // hands a leader's messages out at once). When a turn is under way, its fsync would
+        // hold this entry's appends until the next turn: send them now, so the followers'
+        // fsync overlaps the leader's instead of following it.
+        if let Some(sink) = &self.sink {
+            if self.driving.is_locked() && !g.raw.raft.msgs.is_empty() {
+                let msgs = std::mem::take(&mut g.raw.raft.msgs);
+                drop(g);
+                sink.send(msgs);
+            }
+        }
         Ok(Proposed {
             index,
             data_at: RecordPos {
@@ -325,6 +400,13 @@ impl RaftNode {
         Err(RaftError::Stopped(why))
     }
 
+    /// Stops the node after a proposal was refused once its ops had run: the keyspace holds
+    /// what the log will not, so it must be rebuilt from the log, as a deposed leader's.
+    fn stop_ahead_of_log(&self, why: String) {
+        self.deposed.store(true, Ordering::Release);
+        self.stop(why);
+    }
+
     /// Stops the node: no more proposals, and every waiter not yet committed fails.
     pub(super) fn stop(&self, why: String) {
         {
@@ -334,8 +416,9 @@ impl RaftNode {
                 *s = Some(why);
             }
         }
-        self.leader.store(false, Ordering::Release);
+        // Failed before no longer leading: whoever sees the leader gone sees the stop.
         self.failed.store(true, Ordering::Release);
+        self.leader.store(false, Ordering::Release);
         // Wake the waiters so they see it.
         self.committed.send_modify(|_| {});
     }

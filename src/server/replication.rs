@@ -1,0 +1,316 @@
+//! A replicated shard in the server (issue #14): with `cluster-enabled yes` and
+//! `cluster-raft yes`, this node's shard of the map is one Raft group whose voters are the
+//! shard's nodes, and this module connects the pieces the lower layers provide — the peer
+//! transport (`cluster::raft::transport`), the hosted group (`cluster::raft::node`,
+//! `group.rs`), the replay path that applies committed entries (`persist::replay`) — into
+//! the running server. Design scale-out.md §3.2–§3.7.
+//!
+//! **Start.** The log is replayed up to its last recorded commit (`persist::replay::
+//! load_raft`), then [`host`] waits until the node has a map that lists its shard (a new
+//! node gets one from `rill cluster create`; a restarted node has it in its cluster config
+//! file), starts the transport on the cluster bus port (`cluster-port`, or the client
+//! port plus 10000) with `cluster-secret`, and starts the group with the shard's members as voters
+//! (raft ids from node ids, [`NodeId::raft_id`](crate::cluster::NodeId::raft_id)). Until a
+//! leader is elected and has committed an entry of its term, writes answer `-CLUSTERDOWN`
+//! (clients retry it), as do commands on a node that has no map yet.
+//!
+//! **The driver thread** (`rill-raft`): receives the peers' messages and steps them into the
+//! group, ticks raft's clock every [`TICK_MS`], and takes a turn of the Ready loop after
+//! either (which fsyncs on a follower, and publishes the commit index a leader's waiting
+//! replies are released by). A leader's own writes still take turns in the tasks waiting
+//! for them, as with one voter, so one fsync serves every write queued meanwhile; turns run
+//! one at a time. Committed entries a follower did not execute are applied through the
+//! replay path crash recovery uses, holding the server only weakly (the server owns the
+//! group, the group its applier).
+//!
+//! **Who serves the slots.** The node raft reports as leader is moved to the front of its
+//! shard in this node's view of the map ([`Topology::follow_leader`](crate::cluster::Topology::follow_leader)),
+//! so keyed commands on a follower are answered `-MOVED` to the leader, and CLUSTER
+//! SLOTS / SHARDS / NODES list the leader first, as Redis lists a promoted replica. A
+//! follower serves reads after READONLY from its committed state (it applies only committed
+//! entries).
+//!
+//! **A deposed leader** whose keyspace ran ahead of the commit index (writes executed, not
+//! committed, when it learnt of a newer term) cannot go on as a follower: its state may
+//! hold writes the new leader overwrites. Its held replies fail (never acknowledged), and
+//! the server shuts down and starts again in the same process (`exec` of its own binary
+//! and arguments, `main.rs`), which replays the log's committed entries — the crash
+//! recovery path, design §3.7's rebuild. Clients reconnect, as after a failover.
+//!
+//! **Not yet** (issue #14's later steps): ReadIndex (a leader cut off from its group may
+//! answer reads from its last state until it learns of the new term; its writes are never
+//! acknowledged), blocked XREAD on followers woken by applies, snapshots and log GC, and
+//! membership changes.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::cluster::raft::group::MessageSink;
+use crate::cluster::raft::node::TICK_MS;
+use crate::cluster::raft::transport::{
+    GroupId, Inbound, SharedSecret, Transport, TransportConfig, DEFAULT_INBOX_FRAMES,
+};
+use crate::cluster::raft::RaftNode;
+use crate::cluster::topology::{NodeId, NodeInfo};
+use crate::core::Shared;
+use crate::persist::replay::{apply_entry, RaftLoaded};
+
+/// Hands the group's outgoing messages to the transport (never blocks: it queues).
+struct TransportSink {
+    transport: Arc<Transport>,
+    group: GroupId,
+}
+
+impl MessageSink for TransportSink {
+    fn send(&self, msgs: Vec<raft::eraftpb::Message>) {
+        for m in msgs {
+            if let Err(e) = self.transport.send(self.group, m) {
+                tracing::debug!("Raft message not sent: {e}");
+            }
+        }
+    }
+}
+
+/// Starts this node's replica of its shard once the node has a map (see the module docs).
+/// Returns when the group runs, or at shutdown; an error stops the server (the log it was
+/// given is closed then).
+pub async fn host(shared: Arc<Shared>, loaded: RaftLoaded) -> Result<(), String> {
+    let started = start(&shared, &loaded).await;
+    if !matches!(started, Ok(true)) {
+        loaded.log.close();
+    }
+    started.map(|_| ())
+}
+
+/// [`host`]'s work: `Ok(false)` when the server shut down before the map came.
+async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String> {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return Err("a replicated shard needs cluster-enabled yes".into());
+    };
+    let (shard, me) = loop {
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        {
+            let t = cluster.topology.read();
+            if let Some(s) = t.my_shard() {
+                break (s.clone(), t.myself().clone());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let voters = shard.raft_voters().ok_or_else(|| {
+        format!(
+            "two nodes of shard {} have node ids that begin with the same 16 hex digits; give one a new id",
+            shard.id
+        )
+    })?;
+    let Some(mine) = shard.nodes.iter().find(|n| n.id == me).cloned() else {
+        return Err(format!(
+            "the map's shard {} does not list this node",
+            shard.id
+        ));
+    };
+    let secret = shared.config.read().cluster_secret.clone();
+    if secret.is_empty() && shard.nodes.len() > 1 {
+        return Err(
+            "cluster-raft yes with cluster-enabled yes needs cluster-secret: every node of the cluster must set the same one".into(),
+        );
+    }
+    // A group of one member needs no peer, but the transport still checks a secret.
+    let secret = if secret.is_empty() {
+        me.to_string()
+    } else {
+        secret
+    };
+    let ip: Option<IpAddr> = mine.ip.parse().ok();
+    let listen = SocketAddr::new(
+        ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        mine.cport,
+    );
+    let mut cfg = TransportConfig::new(me.raft_id(), 0, SharedSecret::new(secret), listen);
+    // Outbound links from this node's own address: a fault proxy (or a firewall) can tell
+    // every directed link apart.
+    cfg.source = ip.filter(|ip| !ip.is_unspecified());
+    let (tx, inbox) = mpsc::channel(DEFAULT_INBOX_FRAMES);
+    let transport = Transport::start(cfg, tx)
+        .await
+        .map_err(|e| format!("can't start the Raft transport on {listen}: {e}"))?;
+    let transport = Arc::new(transport);
+    let mut members = Vec::new();
+    for n in &shard.nodes {
+        members.push((n.id.raft_id(), n.id.clone()));
+        if n.id == me {
+            continue;
+        }
+        transport.add_peer(n.id.raft_id(), peer_addr(n)?);
+    }
+    let group = shard.id.raft_id();
+    let sink = Arc::new(TransportSink {
+        transport: transport.clone(),
+        group,
+    });
+    let node = RaftNode::start_group(
+        loaded.log.clone(),
+        loaded.applied,
+        me.raft_id(),
+        &voters,
+        sink,
+    )
+    .map_err(|e| format!("can't start the Raft group of shard {}: {e}", shard.id))?;
+    let weak = Arc::downgrade(shared);
+    node.set_applier(Box::new(move |entry, at| match weak.upgrade() {
+        Some(sh) => apply_entry(&sh, entry, at),
+        None => Err("the server is shutting down".into()),
+    }));
+    // The map names a new leader before it takes its first write (and a follower learns
+    // of one), so requests are routed to it and CLUSTER SLOTS lists it first.
+    let weak = Arc::downgrade(shared);
+    let ids = members.clone();
+    node.on_leader_change(Box::new(move |leader| {
+        if let (Some(sh), Some((_, id))) = (weak.upgrade(), ids.iter().find(|(r, _)| *r == leader))
+        {
+            follow(&sh, id, true);
+        }
+    }));
+    // Only the leader expires keys (and IIDs); a replica applies the deletions it logs.
+    shared.state.lock().ks.set_expiry_gate(node.leader_flag());
+    if shared.raft.set(node.clone()).is_err() {
+        return Err("a Raft group is already running on this node".into());
+    }
+    tracing::info!(
+        "Raft group of shard {} started: {} voters, this node {} (raft id {:#x}), log committed to index {}",
+        shard.id,
+        voters.len(),
+        me,
+        me.raft_id(),
+        loaded.applied
+    );
+    let runtime = tokio::runtime::Handle::current();
+    let weak = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name("rill-raft".into())
+        .spawn(move || drive(weak, node, inbox, runtime, group, members, transport))
+        .map_err(|e| format!("can't start the Raft driver thread: {e}"))?;
+    Ok(true)
+}
+
+/// Lists `leader` first in its shard in this node's map (also after a new map from
+/// SETTOPOLOGY put another first), taking the map's write lock only to change it.
+fn follow(shared: &Shared, leader: &NodeId, news: bool) {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return;
+    };
+    let first = cluster
+        .topology
+        .read()
+        .my_shard()
+        .and_then(|s| s.nodes.first())
+        .map(|n| &n.id == leader);
+    if first == Some(false) && cluster.topology.write().follow_leader(leader) && news {
+        tracing::info!("Raft: node {leader} leads this shard now");
+    }
+}
+
+/// Where a member's Raft listener is: its map address and cluster bus port.
+fn peer_addr(n: &NodeInfo) -> Result<SocketAddr, String> {
+    (n.ip.as_str(), n.cport)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("can't resolve node {}'s address {}:{}", n.id, n.ip, n.cport))
+}
+
+/// The driver thread (module docs). Ends at shutdown, or when the transport is gone.
+fn drive(
+    shared: Weak<Shared>,
+    node: Arc<RaftNode>,
+    mut inbox: mpsc::Receiver<Inbound>,
+    runtime: tokio::runtime::Handle,
+    group: GroupId,
+    members: Vec<(u64, NodeId)>,
+    _transport: Arc<Transport>,
+) {
+    let tick = Duration::from_millis(TICK_MS);
+    let mut next_tick = Instant::now() + tick;
+    let mut leader_seen = 0u64;
+    let mut stopped_logged = false;
+    loop {
+        match shared.upgrade() {
+            Some(sh) if !sh.shutting_down.load(Ordering::SeqCst) => {}
+            _ => break,
+        }
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = runtime.block_on(async { tokio::time::timeout(wait, inbox.recv()).await });
+        let mut batches = Vec::new();
+        match first {
+            Ok(Some(b)) => batches.push(b),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        while let Ok(b) = inbox.try_recv() {
+            batches.push(b);
+        }
+        for batch in batches {
+            if batch.group != group {
+                tracing::debug!(
+                    "Raft messages for group {:#x} from {:#x} dropped: this node hosts {:#x}",
+                    batch.group,
+                    batch.from,
+                    group
+                );
+                continue;
+            }
+            for m in batch.messages {
+                let _ = node.step(m);
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            node.tick();
+            next_tick += tick;
+            if next_tick < now {
+                next_tick = now + tick;
+            }
+        }
+        if let Err(e) = node.round(None) {
+            if !stopped_logged {
+                tracing::error!("Raft group stopped: {e}");
+                stopped_logged = true;
+            }
+            if node.is_deposed() {
+                if let Some(sh) = shared.upgrade() {
+                    tracing::warn!(
+                        "This node lost leadership with writes not committed in its keyspace: restarting to rebuild it from the log's committed entries"
+                    );
+                    sh.restart_after_shutdown.store(true, Ordering::SeqCst);
+                    sh.begin_shutdown();
+                }
+                break;
+            }
+            continue;
+        }
+        let leader = node.leader_id();
+        if leader != 0 {
+            if let Some((_, id)) = members.iter().find(|(r, _)| *r == leader) {
+                if let Some(sh) = shared.upgrade() {
+                    follow(&sh, id, leader != leader_seen);
+                    if leader != leader_seen {
+                        // Clients blocked here on the shard's keys follow the leader, as
+                        // Redis redirects them when its master changes (not under the
+                        // group's lock: this takes the keyspace lock).
+                        if let Some(cluster) = sh.cluster.as_ref() {
+                            crate::commands::cluster::redirect_blocked(&sh, cluster);
+                        }
+                    }
+                }
+            }
+            leader_seen = leader;
+        }
+    }
+    tracing::debug!("Raft driver thread ends");
+}

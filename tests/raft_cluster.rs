@@ -1,0 +1,499 @@
+//! Replicated shards (issue #14) on real `rill` processes: three nodes started with
+//! `cluster-enabled yes` and `cluster-raft yes`, made one shard of a leader and two
+//! replicas by `rill cluster create --replicas 2`, replicating over their cluster bus
+//! ports (the HMAC-authenticated Raft transport). What a client sees: writes on the
+//! leader only (followers answer `-MOVED` to it, and serve reads after READONLY from
+//! their committed state), every replica converging to the same streams, groups and
+//! pending entries, a new leader within seconds of the old one's SIGKILL with every
+//! acknowledged write and delivery on it, the killed node rejoining as a follower, and a
+//! leader cut off from its replicas acknowledging nothing.
+//!
+//! Nodes run inside a private network namespace, each on its own 127.0.0.x address
+//! (`common::cluster_nodes`).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::cluster_nodes::{addr, node_with, ran_in_netns, rill_ok};
+use common::TestServer;
+
+const SECRET: &str = "raft-cluster-test-secret";
+
+/// A node that hosts a replica of its shard.
+fn replica() -> TestServer {
+    node_with(&[
+        "--cluster-raft",
+        "yes",
+        "--cluster-secret",
+        SECRET,
+        "--appendfsync",
+        "always",
+    ])
+}
+
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
+/// Three replicas made into one shard.
+fn create_shard() -> Vec<TestServer> {
+    let nodes: Vec<TestServer> = (0..3).map(|_| replica()).collect();
+    let mut args = vec!["cluster", "create", "--replicas", "2"];
+    let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    args.extend(addrs.iter().map(String::as_str));
+    let out = rill_ok(&args);
+    assert!(out.contains("Master[0] -> Slots 0 - 16383"), "{out}");
+    assert_eq!(out.matches("\nS: ").count(), 2, "{out}");
+    nodes
+}
+
+/// `args`' reply from node `s`, or `None` while it does not answer (a node restarting).
+fn try_query(s: &TestServer, args: &[&str]) -> Option<String> {
+    let mut stream =
+        TcpStream::connect_timeout(&SocketAddr::new(s.host, s.port), Duration::from_secs(1))
+            .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(&common::encode(args)).ok()?;
+    // One reply line is enough for INFO's fields and simple replies; read what comes.
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    let len: usize = first.trim_end().strip_prefix('$')?.parse().ok()?;
+    let mut body = vec![0u8; len + 2];
+    reader.read_exact(&mut body).ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An INFO field of a node (`None` while it does not answer).
+fn info_field(s: &TestServer, section: &str, field: &str) -> Option<String> {
+    try_query(s, &["INFO", section])?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+/// The node (index, among `alive`) that leads the shard and takes writes, waiting up to
+/// `within` for an election.
+fn leader(nodes: &[TestServer], alive: &[usize], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        for &i in alive {
+            if info_field(&nodes[i], "persistence", "raft_role").as_deref() == Some("leader") {
+                return i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader among nodes {alive:?} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a follower must agree with the leader on: the stream, its group and its PEL.
+const STATE: &[&[&str]] = &[
+    &["XLEN", "s"],
+    &["XRANGE", "s", "-", "+"],
+    &["XINFO", "GROUPS", "s"],
+    &["XPENDING", "s", "g"],
+    &["XPENDING", "s", "g", "-", "+", "1000"],
+];
+
+/// The replies of [`STATE`] on node `s` (after READONLY, so a follower answers itself),
+/// the idle times of pending entries (which grow while the test waits) masked.
+fn state(s: &TestServer) -> Vec<String> {
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["READONLY"]), b"+OK\r\n");
+    STATE.iter().map(|q| mask_idle(&text(&c.cmd(q)))).collect()
+}
+
+/// An extended XPENDING reply with each entry's idle time (`*4`, id, consumer, *idle*,
+/// deliveries) replaced by `?`; other replies unchanged.
+fn mask_idle(reply: &str) -> String {
+    let lines: Vec<&str> = reply.split("\r\n").collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        // `*4`, `$n`, id, `$n`, consumer, idle, deliveries.
+        if lines[i] == "*4" && lines.get(i + 5).is_some_and(|l| l.starts_with(':')) {
+            out.extend_from_slice(&lines[i..i + 5]);
+            out.push(":?");
+            i += 6;
+        } else {
+            out.push(lines[i]);
+            i += 1;
+        }
+    }
+    out.join("\r\n")
+}
+
+/// Waits until every node in `alive` answers [`STATE`] as `expected`.
+fn converge(nodes: &[TestServer], alive: &[usize], expected: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &i in alive {
+        loop {
+            let got = state(&nodes[i]);
+            if got == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not converge:\n{got:?}\nexpected\n{expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The ids of the first `n` entries `XREADGROUP` delivered in `reply` (RESP2).
+fn delivered_ids(reply: &[u8]) -> Vec<String> {
+    text(reply)
+        .split("\r\n")
+        .filter(|l| l.len() > 3 && l.contains('-') && l.as_bytes()[0].is_ascii_digit())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_replicated_shard_fails_over_without_losing_an_acknowledged_write() {
+    if ran_in_netns("a_replicated_shard_fails_over_without_losing_an_acknowledged_write") {
+        return;
+    }
+    let mut nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let slot = text(&nodes[l].raw().cmd(&["CLUSTER", "KEYSLOT", "s"]));
+    let slot = slot.trim_start_matches(':').trim_end();
+
+    // Writes on the leader, acknowledged once a majority has them.
+    let mut c = nodes[l].raw();
+    for i in 0..200 {
+        let r = c.cmd(&["XADD", "s", "*", "n", &i.to_string()]);
+        assert!(r.starts_with(b"$"), "XADD {i}: {}", text(&r));
+    }
+    assert_eq!(c.cmd(&["XGROUP", "CREATE", "s", "g", "0"]), b"+OK\r\n");
+    let read = c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "COUNT",
+        "50",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    let ids = delivered_ids(&read);
+    assert_eq!(ids.len(), 50, "{}", text(&read));
+    let mut ack = vec!["XACK", "s", "g"];
+    ack.extend(ids[..10].iter().map(String::as_str));
+    assert_eq!(c.cmd(&ack), b":10\r\n");
+
+    // Followers redirect writes and plain reads to the leader, and serve reads after
+    // READONLY; all agree with the leader.
+    let moved = format!("-MOVED {slot} {}\r\n", addr(&nodes[l]));
+    for f in all.iter().copied().filter(|&i| i != l) {
+        let mut fc = nodes[f].raw();
+        assert_eq!(text(&fc.cmd(&["XADD", "s", "*", "n", "x"])), moved);
+        assert_eq!(text(&fc.cmd(&["XLEN", "s"])), moved);
+        // CLUSTER SLOTS lists the leader first.
+        let slots = text(&fc.cmd(&["CLUSTER", "SLOTS"]));
+        let at = |n: &TestServer| slots.find(&format!("{}\r\n:{}\r\n", n.host, n.port));
+        let first = all.iter().filter_map(|&i| at(&nodes[i])).min();
+        assert_eq!(first, at(&nodes[l]), "{slots}");
+    }
+    let before = state(&nodes[l]);
+    assert!(before[0].starts_with(":200"), "{before:?}");
+    assert!(before[3].starts_with("*4\r\n:40\r\n"), "{before:?}");
+    converge(&nodes, &all, &before);
+
+    // The leader dies: another is elected and has everything acknowledged.
+    let killed_at = Instant::now();
+    nodes[l].signal_and_wait(9);
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(15));
+    let failover = killed_at.elapsed();
+    eprintln!("new leader after {failover:?}");
+    assert_eq!(state(&nodes[l2]), before);
+    let mut c2 = nodes[l2].raw();
+    assert!(c2.cmd(&["XADD", "s", "*", "n", "after"]).starts_with(b"$"));
+    let read = c2.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c2",
+        "COUNT",
+        "5",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    assert_eq!(delivered_ids(&read).len(), 5, "{}", text(&read));
+    let after = state(&nodes[l2]);
+    assert!(after[0].starts_with(":201"), "{after:?}");
+
+    // The killed node comes back as a follower of the new leader and catches up.
+    nodes[l].restart();
+    converge(&nodes, &all, &after);
+    let moved = format!("-MOVED {slot} {}\r\n", addr(&nodes[l2]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = text(&nodes[l].raw().cmd(&["XADD", "s", "*", "n", "x"]));
+        if r == moved {
+            break;
+        }
+        // Until it hears from the leader it cannot take the write either.
+        assert!(
+            r.starts_with("-CLUSTERDOWN") || r.starts_with("-MOVED"),
+            "{r}"
+        );
+        assert!(Instant::now() < deadline, "still {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nodes_text = text(&nodes[l].raw().cmd(&["CLUSTER", "NODES"]));
+    let master_line = nodes_text
+        .lines()
+        .find(|line| line.contains(" master "))
+        .unwrap_or_default();
+    assert!(master_line.contains(&addr(&nodes[l2])), "{nodes_text}");
+    rill_ok(&["cluster", "check", &addr(&nodes[l2])]);
+}
+
+#[test]
+fn a_leader_cut_off_from_its_replicas_acknowledges_nothing() {
+    if ran_in_netns("a_leader_cut_off_from_its_replicas_acknowledges_nothing") {
+        return;
+    }
+    let mut nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
+    let before = state(&nodes[l]);
+    converge(&nodes, &all, &before);
+    let followers: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    for &f in &followers {
+        nodes[f].signal_and_wait(9);
+    }
+    // Alone, the leader cannot commit: the write is answered with an error once it steps
+    // down (check-quorum, about an election timeout), never with its ID.
+    let started = Instant::now();
+    let r = text(&c.cmd(&["XADD", "s", "2-1", "f", "v"]));
+    assert!(r.starts_with("-CLUSTERDOWN"), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Its keyspace ran ahead of the commit index: it restarts in place (same process) to
+    // rebuild it from the log, and rejoins once its replicas are back. One state for all;
+    // the unacknowledged write may or may not have survived, the acknowledged one has.
+    let pid = nodes[l].pid();
+    for &f in &followers {
+        nodes[f].restart();
+    }
+    let l2 = leader(&nodes, &all, Duration::from_secs(20));
+    assert!(nodes[l].is_running(), "the deposed leader exited");
+    assert_eq!(nodes[l].pid(), pid);
+    let now = state(&nodes[l2]);
+    assert!(now[1].contains("1-1"), "{now:?}");
+    converge(&nodes, &all, &now);
+}
+
+/// Sends SIGSTOP or SIGCONT to a node.
+fn signal(s: &TestServer, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &s.pid().to_string()])
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} failed");
+}
+
+#[test]
+fn a_paused_leader_never_answers_a_read_with_state_older_than_an_acknowledged_write() {
+    if ran_in_netns(
+        "a_paused_leader_never_answers_a_read_with_state_older_than_an_acknowledged_write",
+    ) {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "old"]).starts_with(b"$"));
+    converge(&nodes, &all, &state(&nodes[l]));
+
+    // The leader stops; the others elect one of them, which acknowledges a newer write.
+    signal(&nodes[l], "STOP");
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(15));
+    assert!(nodes[l2]
+        .raw()
+        .cmd(&["XADD", "s", "2-1", "f", "new"])
+        .starts_with(b"$"));
+
+    // A read reaches the old leader while it is stopped, and runs when it continues, still
+    // believing it leads: it must not be answered from its old state.
+    c.send(&common::encode(&["XRANGE", "s", "-", "+"]));
+    signal(&nodes[l], "CONT");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    loop {
+        match c.reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if reply.ends_with(b"\r\n") && (reply[0] != b'*' || text(&reply).contains("new")) {
+                    break;
+                }
+            }
+        }
+    }
+    let reply = text(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with('-') || reply.contains("new"),
+        "the deposed leader answered from its old state: {reply:?}"
+    );
+}
+
+#[test]
+fn clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one() {
+    if ran_in_netns("clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert_eq!(
+        c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]),
+        b"+OK\r\n"
+    );
+    let slot = text(&c.cmd(&["CLUSTER", "KEYSLOT", "s"]));
+    let slot = slot.trim_start_matches(':').trim_end().to_string();
+    let mut blocked = nodes[l].raw();
+    blocked.send(&common::encode(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ]));
+    nodes[l].wait_blocked(1);
+    // Paused past the election timeout, the leader comes back as a follower (it had no
+    // write outstanding): its blocked client is sent to the new leader.
+    signal(&nodes[l], "STOP");
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(15));
+    signal(&nodes[l], "CONT");
+    assert_eq!(
+        text(&blocked.read_reply()),
+        format!("-MOVED {slot} {}\r\n", addr(&nodes[l2]))
+    );
+}
+
+#[test]
+fn cluster_failover_on_a_replica_hands_it_the_leadership() {
+    if ran_in_netns("cluster_failover_on_a_replica_hands_it_the_leadership") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
+    assert_eq!(
+        text(&c.cmd(&["CLUSTER", "FAILOVER"])),
+        "-ERR You should send CLUSTER FAILOVER to a replica\r\n"
+    );
+    let f = (l + 1) % 3;
+    let mut fc = nodes[f].raw();
+    assert_eq!(
+        text(&fc.cmd(&["CLUSTER", "FAILOVER", "NOW"])),
+        "-ERR syntax error\r\n"
+    );
+    assert_eq!(fc.cmd(&["CLUSTER", "FAILOVER"]), b"+OK\r\n");
+    // The leader transfer brings the replica up to date and makes it campaign at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&nodes[f], "persistence", "raft_role").as_deref() != Some("leader") {
+        assert!(Instant::now() < deadline, "node {f} did not take over");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut fc = nodes[f].raw();
+    assert!(fc.cmd(&["XADD", "s", "2-1", "f", "v"]).starts_with(b"$"));
+    assert_eq!(text(&fc.cmd(&["XLEN", "s"])), ":2\r\n");
+    // The old leader follows it and redirects there.
+    let slot = text(&fc.cmd(&["CLUSTER", "KEYSLOT", "s"]));
+    let moved = format!(
+        "-MOVED {} {}\r\n",
+        slot.trim_start_matches(':').trim_end(),
+        addr(&nodes[f])
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = text(&nodes[l].raw().cmd(&["XLEN", "s"]));
+        if r == moved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader does not redirect: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    converge(&nodes, &all, &state(&nodes[f]));
+}
+
+#[test]
+fn only_the_leader_expires_keys_and_replicas_apply_its_deletions() {
+    if ran_in_netns("only_the_leader_expires_keys_and_replicas_apply_its_deletions") {
+        return;
+    }
+    let nodes = create_shard();
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
+    assert!(c.cmd(&["XADD", "kept", "1-1", "f", "v"]).starts_with(b"$"));
+    // IIDs a sweep forgets after IDMP-DURATION (1 s), and a key that expires.
+    assert!(c
+        .cmd(&["XCFGSET", "kept", "IDMP-DURATION", "1"])
+        .starts_with(b"+OK"));
+    assert!(c
+        .cmd(&["XADD", "kept", "IDMP", "p", "i1", "*", "f", "v"])
+        .starts_with(b"$"));
+    assert_eq!(c.cmd(&["PEXPIRE", "s", "300"]), b":1\r\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Replicas read the expired key as absent; the leader's deletion reaches them; no
+    // group stopped (a replica that expired or swept on its own would have proposed).
+    for i in all {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut r = nodes[i].raw();
+            assert_eq!(r.cmd(&["READONLY"]), b"+OK\r\n");
+            assert_eq!(text(&r.cmd(&["XLEN", "s"])), ":0\r\n", "node {i}");
+            let info = text(&r.cmd(&["XINFO", "STREAM", "kept"]));
+            if text(&r.cmd(&["EXISTS", "s"])) == ":0\r\n" && info.contains("iids-tracked\r\n:0") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {i}: {info}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        info_field(&nodes[l], "persistence", "raft_role").as_deref(),
+        Some("leader")
+    );
+    assert!(nodes[l]
+        .raw()
+        .cmd(&["XADD", "kept", "*", "f", "v"])
+        .starts_with(b"$"));
+    converge(&nodes, &all, &state(&nodes[l]));
+}
