@@ -21,3 +21,4 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 pub mod syntax;
+pub mod tls;

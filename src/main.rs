@@ -209,6 +209,15 @@ async fn serve(config: Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let shared = Arc::new(shared);
+    let tls_settings = shared.config.read().tls.clone();
+    if tls_settings.in_use() {
+        // As Redis's initListeners: a TLS setup that does not load stops start-up.
+        if let Err(e) = shared.tls.configure(&tls_settings) {
+            tracing::error!("{}", e);
+            tracing::error!("Failed to configure TLS. Check logs for more info.");
+            return ExitCode::FAILURE;
+        }
+    }
     let listeners = match server::listener::bind(&shared).await {
         Ok(l) => l,
         Err(e) => {
@@ -238,6 +247,7 @@ async fn serve(config: Config) -> ExitCode {
     shared
         .loading
         .store(true, std::sync::atomic::Ordering::SeqCst);
+    let listening = (!listeners.plain.is_empty(), !listeners.tls.is_empty());
     let server_task = tokio::spawn(server::run(shared.clone(), listeners));
     let loader = shared.clone();
     let loaded = tokio::task::spawn_blocking(move || {
@@ -312,7 +322,13 @@ async fn serve(config: Config) -> ExitCode {
         .loading
         .store(false, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(rill::persist::checkpoint::run_checkpoints(shared.clone()));
-    tracing::info!("Ready to accept connections tcp");
+    // One line per kind of listener, as Redis's initListeners logs them.
+    if listening.0 {
+        tracing::info!("Ready to accept connections tcp");
+    }
+    if listening.1 {
+        tracing::info!("Ready to accept connections tls");
+    }
     let supervised = shared.config.read().supervised;
     server::notify::notify(supervised, "READY=1\nSTATUS=Ready to accept connections\n");
     let _ = server_task.await;

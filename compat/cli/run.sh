@@ -4,7 +4,8 @@
 # Each check runs the real redis-cli the way a person or a script does (arguments, stdin, -x, -3, --pipe, --scan,
 # the interactive prompt under tmux) and compares its output with what it prints against Redis 7.4.
 #
-# In:  RILL_HOST, RILL_PORT, RESULTS (a file to append "name passed failed" lines to), LOGDIR.
+# In:  RILL_HOST, RILL_PORT, RESULTS (a file to append "name passed failed" lines to), LOGDIR; RILL_TLS_PORT,
+#      RILL_TLS_CA, RILL_TLS_CERT, RILL_TLS_KEY for the TLS checks.
 set -euo pipefail
 : "${RILL_HOST:?}" "${RILL_PORT:?}" "${RESULTS:?}" "${LOGDIR:?}"
 
@@ -253,6 +254,41 @@ if command -v tmux >/dev/null; then
 else
 	failed=$((failed + 1))
 	echo "FAIL interactive: tmux is not installed" >>"$log"
+fi
+
+# ------------------------------------------------------------------ TLS (redis-cli --tls)
+# Debian's redis-cli is built with TLS. The server requires a client certificate (tls-auth-clients yes, the default).
+if [ -n "${RILL_TLS_PORT:-}" ]; then
+	tcli() {
+		redis-cli -h "$RILL_HOST" -p "$RILL_TLS_PORT" --tls --cacert "$RILL_TLS_CA" --cert "$RILL_TLS_CERT" \
+			--key "$RILL_TLS_KEY" "$@"
+	}
+	k="$prefix:tls"
+	check "tls: PING" "PONG" "$(tcli PING 2>&1)"
+	check "tls: XADD" "7-1" "$(tcli XADD "$k" 7-1 over tls 2>&1)"
+	check "tls: plain port sees it" "1" "$(cli XLEN "$k" 2>&1)"
+	check "tls: XRANGE formatted" '1) 1) "7-1"
+   2) 1) "over"
+      2) "tls"' "$(tcli --no-raw XRANGE "$k" - + 2>&1)"
+	check "tls: --pipe of 10k XADDs" "yes" "$(for i in $(seq 1 10000); do printf 'XADD %s * i %d\n' "$k:pipe" "$i"; done |
+		tcli --pipe 2>&1 | grep -q 'errors: 0, replies: 10000' && echo yes || echo no)"
+	check "tls: XLEN after --pipe" "10000" "$(tcli XLEN "$k:pipe" 2>&1)"
+	check "tls: blocking XREAD woken by an XADD on the plain port" "yes" "$(
+		(sleep 0.5 && cli XADD "$k:block" 8-1 woken yes >/dev/null) &
+		out="$(tcli XREAD BLOCK 5000 STREAMS "$k:block" '$' 2>&1)"
+		wait
+		[[ "$out" == *woken* ]] && echo yes || echo "no: $out"
+	)"
+	check "tls: no client certificate is refused" "refused" "$(
+		redis-cli -h "$RILL_HOST" -p "$RILL_TLS_PORT" --tls --cacert "$RILL_TLS_CA" PING 2>&1 | grep -q PONG &&
+			echo served || echo refused
+	)"
+	check "tls: plain text on the TLS port is refused" "refused" "$(
+		timeout 10 redis-cli -h "$RILL_HOST" -p "$RILL_TLS_PORT" PING 2>&1 | grep -q PONG && echo served || echo refused
+	)"
+	check "tls: the plain port still serves" "PONG" "$(cli PING 2>&1)"
+	check "tls: CONFIG GET tls-auth-clients" "tls-auth-clients
+yes" "$(tcli CONFIG GET tls-auth-clients 2>&1)"
 fi
 
 echo "redis-cli $passed $failed" >>"$RESULTS"

@@ -463,6 +463,28 @@ fn config_set(ctx: &mut Ctx<'_>, a: &mut Args) -> R {
                 .to_string(),
             ));
         }
+        // Redis's applyTlsCfg: a changed tls-* directive (a certificate path even when
+        // unchanged, to pick up rotated files) rebuilds the TLS contexts while TLS is in
+        // use; if they do not build, nothing changes (so before anything is applied). tls-auth-clients needs no rebuild
+        // (each mode has its context), as it has no apply function in Redis.
+        if let Some((name, _)) = pairs.iter().find(|(n, _)| {
+            let n = n.to_ascii_lowercase();
+            n.starts_with("tls-") && n != "tls-auth-clients"
+        }) {
+            if updated.tls.in_use() {
+                if let Err(e) = ctx.shared.tls.configure(&updated.tls) {
+                    tracing::warn!("{}", e);
+                    return Err(CommandError::Raw(
+                        crate::config::ConfigError::SetFailed {
+                            name: name.clone(),
+                            reason: "Unable to update TLS configuration. Check server logs."
+                                .to_string(),
+                        }
+                        .to_string(),
+                    ));
+                }
+            }
+        }
         if updated.requirepass != config.requirepass {
             // Redis's `requirepass` is the `default` user's password.
             ctx.shared

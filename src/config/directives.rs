@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::syntax::{format_memory, parse_integer, parse_memory, quote, split_args};
 use super::{
     AppendFsync, Config, LogLevel, OutputBufferLimit, ProtectedAction, SavePoint, Supervised,
+    TlsAuthClients,
 };
 
 /// Redis caps `hz` to this range after accepting any non-negative value (`updateHZ`).
@@ -453,6 +454,179 @@ pub static DIRECTIVES: &[Directive] = &[
             max: 65535,
             get: |c| i64::from(c.port),
             set: |c, v| c.port = u16::try_from(v).unwrap_or(u16::MAX),
+        },
+    },
+    Directive {
+        name: "tls-port",
+        default: "0",
+        mutable: false,
+        protected: false,
+        doc: "TLS port to accept connections on (0-65535), on the same bind addresses as port; 0 = no TLS listener. With tls-port set, port 0 turns the plain TCP port off, as in Redis (without tls-port, port 0 asks the OS for a free port).",
+        access: Access::Integer {
+            min: 0,
+            max: 65535,
+            get: |c| i64::from(c.tls.port),
+            set: |c, v| c.tls.port = u16::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "tls-cert-file",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "The server's X.509 certificate chain, PEM. Required with tls-port (or tls-replication, tls-cluster). CONFIG SET reloads the certificates even when the value is unchanged (Redis's VOLATILE_CONFIG); new connections use them, and a file that does not load refuses the CONFIG SET and keeps the old ones.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.cert_file.clone(),
+            set: |c, v| {
+                c.tls.cert_file = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-key-file",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "The private key of tls-cert-file, PEM (PKCS#8, PKCS#1 or SEC1; not encrypted: tls-key-file-pass is not supported).",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.key_file.clone(),
+            set: |c, v| {
+                c.tls.key_file = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-client-cert-file",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "Certificate (PEM) that outgoing TLS links (replication, cluster) present; \"\" = tls-cert-file.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.client_cert_file.clone(),
+            set: |c, v| {
+                c.tls.client_cert_file = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-client-key-file",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "Private key of tls-client-cert-file, PEM; \"\" = tls-key-file.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.client_key_file.clone(),
+            set: |c, v| {
+                c.tls.client_key_file = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-ca-cert-file",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "CA certificates (PEM) that client certificates and peers must chain to. One of tls-ca-cert-file and tls-ca-cert-dir is required unless tls-auth-clients is no (and tls-replication, tls-cluster are off).",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.ca_cert_file.clone(),
+            set: |c, v| {
+                c.tls.ca_cert_file = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-ca-cert-dir",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "A directory of CA certificates (PEM); every certificate in every file of it is trusted (OpenSSL's hashed names are not needed).",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.ca_cert_dir.clone(),
+            set: |c, v| {
+                c.tls.ca_cert_dir = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-auth-clients",
+        default: "yes",
+        mutable: true,
+        protected: false,
+        doc: "Client certificates on the TLS port: yes (required, and verified against the CA certificates), optional (asked for; one that is sent must verify) or no (not asked for). CONFIG SET applies to connections accepted from then on.",
+        access: Access::Enum {
+            names: &TlsAuthClients::NAMES,
+            get: |c| c.tls.auth_clients.index(),
+            set: |c, i| c.tls.auth_clients = TlsAuthClients::from_index(i),
+        },
+    },
+    Directive {
+        name: "tls-protocols",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "TLS versions to accept, space-separated, case-insensitive: TLSv1.2 and/or TLSv1.3; \"\" = \"TLSv1.2 TLSv1.3\". TLSv1 and TLSv1.1 are refused (rustls does not implement them).",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.protocols.clone(),
+            set: |c, v| {
+                c.tls.protocols = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-ciphersuites",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "TLS 1.3 cipher suites, colon-separated, in OpenSSL's names (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256); \"\" = all three. TLS 1.2 suites (tls-ciphers) are rustls's ECDHE-AEAD defaults.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.tls.ciphersuites.clone(),
+            set: |c, v| {
+                c.tls.ciphersuites = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-replication",
+        default: "no",
+        mutable: true,
+        protected: false,
+        doc: "Replication links use TLS (with tls-client-cert-file or tls-cert-file as their certificate). Accepted and validated; Rill's replication is not built yet.",
+        access: Access::Bool {
+            get: |c| c.tls.replication,
+            set: |c, v| {
+                c.tls.replication = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "tls-cluster",
+        default: "no",
+        mutable: true,
+        protected: false,
+        doc: "Cluster links use TLS. Accepted and validated; Rill's cluster bus is not built yet.",
+        access: Access::Bool {
+            get: |c| c.tls.cluster,
+            set: |c, v| {
+                c.tls.cluster = v;
+                Ok(())
+            },
         },
     },
     Directive {

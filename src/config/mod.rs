@@ -211,6 +211,75 @@ pub struct ClientOutputBufferLimits {
     pub pubsub: OutputBufferLimit,
 }
 
+/// `tls-auth-clients`: whether a TLS client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsAuthClients {
+    /// No certificate is asked for.
+    No,
+    /// A certificate signed by a configured CA is required (Redis's default).
+    #[default]
+    Yes,
+    /// A certificate is asked for; a client may send none, but one it sends must verify.
+    Optional,
+}
+
+impl TlsAuthClients {
+    /// The names accepted in configuration, in Redis's order.
+    pub const NAMES: [&'static str; 3] = ["no", "yes", "optional"];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(index: usize) -> Self {
+        match index {
+            0 => Self::No,
+            2 => Self::Optional,
+            _ => Self::Yes,
+        }
+    }
+}
+
+/// The `tls-*` directives, as Redis's `redisTLSContextConfig` plus the port and the
+/// client-authentication mode. Paths and lists are kept as written; an empty string is
+/// unset (Redis's `EMPTY_STRING_IS_NULL`). [`crate::tls`] turns them into rustls
+/// configurations.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    /// `tls-port`; 0 = no TLS listener.
+    pub port: u16,
+    /// `tls-cert-file`: the server's certificate chain (PEM), also the client certificate
+    /// of outgoing links unless `tls-client-cert-file` is set.
+    pub cert_file: String,
+    /// `tls-key-file`: the private key of `tls-cert-file` (PEM, unencrypted).
+    pub key_file: String,
+    /// `tls-client-cert-file` / `tls-client-key-file`: the certificate outgoing links
+    /// (replication, cluster) present.
+    pub client_cert_file: String,
+    pub client_key_file: String,
+    /// `tls-ca-cert-file`: CA certificates (PEM) that client and peer certificates must chain to.
+    pub ca_cert_file: String,
+    /// `tls-ca-cert-dir`: a directory of such CA certificates, every file in it read.
+    pub ca_cert_dir: String,
+    /// `tls-auth-clients`.
+    pub auth_clients: TlsAuthClients,
+    /// `tls-protocols`: space-separated versions; empty = `TLSv1.2 TLSv1.3`.
+    pub protocols: String,
+    /// `tls-ciphersuites`: colon-separated TLS 1.3 suites; empty = rustls's defaults.
+    pub ciphersuites: String,
+    /// `tls-replication`: replication links use TLS.
+    pub replication: bool,
+    /// `tls-cluster`: cluster links use TLS.
+    pub cluster: bool,
+}
+
+impl TlsSettings {
+    /// Whether a TLS context must be built (Redis's `tls_port || tls_replication || tls_cluster`).
+    pub fn in_use(&self) -> bool {
+        self.port != 0 || self.replication || self.cluster
+    }
+}
+
 /// The server's configuration. Fields are typed; their defaults, units and meaning are in
 /// [`DIRECTIVES`], which is also the only place that parses or prints them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +380,8 @@ pub struct Config {
     /// `user <name> <rules…>` lines, in order, applied at start-up (not a CONFIG GET
     /// parameter, as in Redis).
     pub users: Vec<Vec<String>>,
+    /// The `tls-*` directives.
+    pub tls: TlsSettings,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
     config_file: Option<PathBuf>,
 }
@@ -508,6 +579,7 @@ impl Config {
             acl_pubsub_default_all: false,
             acllog_max_len: 0,
             users: Vec::new(),
+            tls: TlsSettings::default(),
             config_file: None,
         }
     }

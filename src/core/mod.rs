@@ -105,6 +105,9 @@ pub struct Shared {
     /// replayed and committed its log; `log` is then unset, and writes are proposed to it
     /// and acknowledged once committed (`cluster/raft`).
     pub raft: std::sync::OnceLock<Arc<crate::cluster::raft::RaftNode>>,
+    /// The TLS contexts built from the `tls-*` directives (at start-up when TLS is in
+    /// use, again by CONFIG SET of a `tls-*` directive).
+    pub tls: crate::tls::TlsContext,
 }
 
 /// The engine's payload store reads through the segment reader.
@@ -166,6 +169,7 @@ impl Shared {
             segments: std::sync::OnceLock::new(),
             cluster: None,
             raft: std::sync::OnceLock::new(),
+            tls: crate::tls::TlsContext::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::executor;
 use super::handoff::{self, Handoff, Outbox, Phase};
+use super::tls::TlsSession;
 use crate::commands::{self, Exec, Session};
 use crate::core::clients::ClientInfo;
 use crate::core::Shared;
@@ -39,8 +40,9 @@ enum End {
 /// sockets; this is where they meet.
 struct Connection {
     shared: Arc<Shared>,
-    /// Shared with the outbox, so a committer can write the replies it makes durable.
-    socket: Arc<TcpStream>,
+    /// The socket (shared with the outbox, so a committer can write the replies it makes
+    /// durable) and, on the TLS port, the TLS session over it.
+    io: Io,
     /// Replies handed to the committer ([`handoff`]), and the registry they go to.
     outbox: Arc<Outbox>,
     handoff: Arc<Handoff>,
@@ -55,15 +57,35 @@ struct Connection {
     trim_after_flush: bool,
 }
 
-/// Serves one client until it disconnects or is told to close.
+/// The connection's byte stream: the socket, and on the TLS port the TLS session that
+/// every byte goes through ([`super::tls`]). Plain connections pay one branch per call.
+pub(super) struct Io {
+    socket: Arc<TcpStream>,
+    tls: Option<Box<TlsSession>>,
+}
+
+impl Io {
+    /// Whether bytes the connection took from `wbuf` still wait to be sent (TLS records
+    /// rustls holds; a plain socket holds none).
+    fn holds_output(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+}
+
+/// Serves one client until it disconnects or is told to close. `tls` is the session of a
+/// connection accepted on the TLS port, its handshake done.
 pub async fn serve(
     shared: Arc<Shared>,
     handoff: Arc<Handoff>,
     socket: TcpStream,
+    tls: Option<Box<TlsSession>>,
     info: Arc<ClientInfo>,
 ) {
-    let mut conn = Connection::new(shared, handoff, socket, info);
+    let mut conn = Connection::new(shared, handoff, socket, tls, info);
     let _ = conn.run().await;
+    if let Some(tls) = conn.io.tls.as_deref_mut() {
+        tls.close(&conn.io.socket);
+    }
     cleanup(&conn.shared, &mut conn.session);
 }
 
@@ -72,6 +94,7 @@ impl Connection {
         shared: Arc<Shared>,
         handoff: Arc<Handoff>,
         socket: TcpStream,
+        tls: Option<Box<TlsSession>>,
         info: Arc<ClientInfo>,
     ) -> Connection {
         let authenticated = !shared.requires_auth();
@@ -82,7 +105,7 @@ impl Connection {
             decoder,
             outbox: Outbox::new(socket.clone()),
             handoff,
-            socket,
+            io: Io { socket, tls },
             shared,
             rbuf: BytesMut::new(),
             // Grown by the replies as needed (and kept), not 16 KiB up front: an idle
@@ -193,8 +216,10 @@ impl Connection {
     /// ([`handoff`]), which writes them once they are durable, and the connection goes
     /// back to reading; anything else is written now.
     async fn flush_batch(&mut self) -> Result<(), End> {
-        if self.wbuf.is_empty() && self.outbox.phase() != Phase::Returned {
-            // Nothing to write (a handed-off batch is the committer's to write).
+        if self.wbuf.is_empty() && self.outbox.phase() != Phase::Returned && !self.io.holds_output()
+        {
+            // Nothing to write (a handed-off batch is the committer's to write; TLS
+            // records a mid-pipeline flush left in the session are not nothing).
             return Ok(());
         }
         self.settle_outbox().await;
@@ -213,11 +238,13 @@ impl Connection {
         };
         {
             // A read that must confirm leadership first is flushed here (below), not by
-            // the committer.
+            // the committer. Nor does a TLS connection hand off: the committer would write
+            // its replies to the socket around the TLS session. It waits for the commit itself.
             if pending
                 && self.wbuf.len() < FLUSH_THRESHOLD
                 && !self.trim_after_flush
                 && !self.session.read_barrier
+                && self.io.tls.is_none()
             {
                 let lsn = self.session.lsn;
                 self.handoff
@@ -271,7 +298,7 @@ impl Connection {
         let handed_off = self.outbox.phase() != Phase::Idle;
         let outlet = self.session.subs.outlet.clone();
         let n = tokio::select! {
-            r = read_some(&self.socket, &mut self.rbuf) => r.map_err(|_| End::Close)?,
+            r = read_some(&mut self.io, &mut self.rbuf) => r.map_err(|_| End::Close)?,
             _ = self.session.info.kill_notify.notified() => return Err(End::Close),
             // The committer gave back replies it could not write: write them now.
             _ = self.outbox.settled(), if handed_off => return Ok(()),
@@ -376,7 +403,7 @@ impl Connection {
                 let reply = loop {
                     let waited = wait_blocked(
                         &self.shared,
-                        &self.socket,
+                        &mut self.io,
                         &self.session,
                         &mut self.rbuf,
                         waiter,
@@ -391,7 +418,7 @@ impl Connection {
                     // Redis; what the socket does not take now goes before the reply.
                     self.take_deliveries();
                     self.wait_logged().await;
-                    write_ready(&self.shared, &self.socket, &mut self.wbuf)?;
+                    write_ready(&self.shared, &mut self.io, &mut self.wbuf)?;
                     if let Some(outlet) = &self.session.subs.outlet {
                         outlet.set_unsent(self.wbuf.len() as u64);
                     }
@@ -491,7 +518,7 @@ impl Connection {
         self.acks.clear();
         flush(
             &self.shared,
-            &self.socket,
+            &mut self.io,
             &self.session,
             &mut self.wbuf,
             &mut self.timers,
@@ -569,14 +596,14 @@ enum FlushMode {
 /// not replies are pending.
 async fn flush(
     shared: &Shared,
-    socket: &TcpStream,
+    io: &mut Io,
     session: &Session,
     wbuf: &mut BytesMut,
     timers: &mut ClientTimers,
     mode: FlushMode,
 ) -> Result<(), End> {
     loop {
-        if write_ready(shared, socket, wbuf)? > 0 {
+        if write_ready(shared, io, wbuf)? > 0 {
             timers.interacted();
         }
         if let Some(outlet) = &session.subs.outlet {
@@ -584,7 +611,7 @@ async fn flush(
             outlet.set_unsent(wbuf.len() as u64);
         }
         check_output_limits(shared, session, wbuf.len() as u64, timers)?;
-        if wbuf.is_empty() || mode == FlushMode::NoWait {
+        if (wbuf.is_empty() && !io.holds_output()) || mode == FlushMode::NoWait {
             return Ok(());
         }
         let limits = output_limits(shared, session);
@@ -601,7 +628,7 @@ async fn flush(
         };
         let idle_deadline = timers.idle_deadline(idle_secs);
         tokio::select! {
-            r = socket.writable() => r.map_err(|_| End::Close)?,
+            r = io.socket.writable() => r.map_err(|_| End::Close)?,
             _ = session.info.kill_notify.notified() => {
                 // CLIENT KILL closes at once; a shutdown lets in-flight replies finish.
                 if !shared.shutting_down.load(Ordering::SeqCst) {
@@ -621,15 +648,20 @@ async fn flush(
     }
 }
 
-/// Reads what the socket has into `rbuf`, waiting for it to be readable (0 at EOF).
-/// Through `&TcpStream`, as the socket is shared with the outbox's writer.
+/// Reads what the socket has into `rbuf`, waiting for it to be readable (0 at EOF); on
+/// the TLS port, what it has decrypted. Through `&TcpStream`, as the socket is shared with
+/// the outbox's writer.
 ///
 /// An empty buffer is parked in its thread's spares before the wait and one is taken
 /// back when bytes arrive, as Redis 8 reads into a shared query buffer until a client
 /// has a partial request: an idle or blocked client holds no read buffer (a 16 KiB
 /// buffer is most of what a connection cost: 6.9 KB of RSS per idle client, 2.8 KB
 /// without), and a busy one reuses a spare instead of calling the allocator.
-async fn read_some(socket: &TcpStream, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_some(io: &mut Io, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    let socket = &*io.socket;
+    if let Some(tls) = io.tls.as_deref_mut() {
+        return read_some_tls(socket, tls, rbuf).await;
+    }
     loop {
         park_read_buffer(rbuf);
         socket.readable().await?;
@@ -639,6 +671,24 @@ async fn read_some(socket: &TcpStream, rbuf: &mut BytesMut) -> std::io::Result<u
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             r => return r,
         }
+    }
+}
+
+/// [`read_some`] through the TLS session: a readable socket may hold only part of a
+/// record (or a key update), so it waits again until some plaintext comes out.
+async fn read_some_tls(
+    socket: &TcpStream,
+    tls: &mut TlsSession,
+    rbuf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    loop {
+        unpark_read_buffer(rbuf);
+        let n = tls.read_ready(socket, rbuf)?;
+        if n > 0 || tls.closed() {
+            return Ok(n);
+        }
+        park_read_buffer(rbuf);
+        socket.readable().await?;
     }
 }
 
@@ -676,9 +726,18 @@ fn unpark_read_buffer(rbuf: &mut BytesMut) {
 }
 
 /// Writes as much of `wbuf` as the socket accepts without waiting; returns how much.
-fn write_ready(shared: &Shared, socket: &TcpStream, wbuf: &mut BytesMut) -> Result<usize, End> {
+fn write_ready(shared: &Shared, io: &mut Io, wbuf: &mut BytesMut) -> Result<usize, End> {
     let mut written = 0;
-    while !wbuf.is_empty() {
+    let socket = &*io.socket;
+    if let Some(tls) = io.tls.as_deref_mut() {
+        // Plaintext bytes, as Redis counts what SSL_write took.
+        written = tls.write_ready(socket, wbuf).map_err(|_| End::Close)?;
+        shared
+            .stats
+            .net_output_bytes
+            .fetch_add(written as u64, Ordering::Relaxed);
+    }
+    while !wbuf.is_empty() && io.tls.is_none() {
         match socket.try_write(wbuf) {
             Ok(0) => return Err(End::Close),
             Ok(n) => {
@@ -804,7 +863,7 @@ fn check_query_buffer(session: &Session, rbuf: &BytesMut, limit: u64) -> Result<
 /// Redis bounds a blocked client's query buffer.
 async fn wait_blocked(
     shared: &Shared,
-    socket: &TcpStream,
+    io: &mut Io,
     session: &Session,
     rbuf: &mut BytesMut,
     waiter: u64,
@@ -825,7 +884,7 @@ async fn wait_blocked(
                 }));
             }
             _ = deliveries(session.subs.outlet.as_deref()) => return Ok(None),
-            r = read_some(socket, rbuf) => {
+            r = read_some(io, rbuf) => {
                 let closed = match r {
                     // Watermill frees a read stuck in BLOCK 0 by closing the socket:
                     // forget the waiter now, not at the next write to the key.

@@ -1,5 +1,5 @@
-//! Binding, accepting, admission (maxclients, protected mode), background
-//! expiry, and graceful shutdown.
+//! Binding, accepting, admission (maxclients, protected mode), the TLS handshake of
+//! connections on `tls-port`, background expiry, and graceful shutdown.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 
 use super::connection;
 use super::handoff::Handoff;
+use super::tls::TlsSession;
+use crate::core::clients::ClientInfo;
 use crate::core::Shared;
 
 /// The text Redis 7 sends to a non-loopback client when protected mode is on and
@@ -27,8 +29,9 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// logged, as Redis's `listenToPort` does before giving up.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("Failed listening on port {0} (tcp), aborting.")]
-    Failed(u16),
+    /// The port, and `tcp` or `tls`.
+    #[error("Failed listening on port {0} ({1}), aborting.")]
+    Failed(u16, &'static str),
     /// `bind ""`, or every address optional and unavailable.
     #[error("Configured to not listen anywhere, exiting.")]
     Nowhere,
@@ -81,19 +84,55 @@ impl std::fmt::Display for AddrError {
     }
 }
 
-/// Binds every configured address, as Redis's `listenToPort`: an address with a `:` is
+/// The listening sockets: plain TCP on `port`, TLS on `tls-port`, each on every `bind`
+/// address.
+pub struct Listeners {
+    pub plain: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
+}
+
+/// Binds every configured address for `port` and, when set, `tls-port`, as Redis's
+/// `initListeners`. With a `tls-port`, `port 0` means no plain TCP port, as in Redis;
+/// without one, `port 0` asks the OS for a free port (Rill's tests start servers so).
+/// The TLS contexts must be configured first ([`crate::tls::TlsContext::configure`]).
+pub async fn bind(shared: &Shared) -> Result<Listeners, ListenError> {
+    let (addrs, port, tls_port) = {
+        let cfg = shared.config.read();
+        (cfg.bind.clone(), cfg.port, cfg.tls.port)
+    };
+    let mut plain = Vec::new();
+    let mut bound = 0;
+    if port != 0 || tls_port == 0 {
+        (plain, bound) = bind_port(&addrs, port, "tcp").await?;
+    }
+    let mut tls = Vec::new();
+    if tls_port != 0 {
+        (tls, _) = bind_port(&addrs, tls_port, "tls").await?;
+    }
+    if plain.is_empty() && tls.is_empty() {
+        return Err(ListenError::Nowhere);
+    }
+    // INFO's tcp_port and the banner: the TLS port when there is no plain one, as Redis.
+    shared
+        .port
+        .store(if bound != 0 { bound } else { tls_port }, Ordering::SeqCst);
+    Ok(Listeners { plain, tls })
+}
+
+/// Binds `port` on every address, as Redis's `listenToPort`: an address with a `:` is
 /// IPv6 (`::*` meaning any), otherwise IPv4 (`*` meaning any) or a host name resolved to
 /// IPv4. A `-` prefix marks an address whose absence is tolerated (the default
 /// `127.0.0.1 -::1` on hosts without IPv6). Every failure is logged; see
-/// [`AddrError::tolerated`] for which ones stop start-up.
-pub async fn bind(shared: &Shared) -> Result<Vec<TcpListener>, ListenError> {
-    let (addrs, port) = {
-        let cfg = shared.config.read();
-        (cfg.bind.clone(), cfg.port)
-    };
+/// [`AddrError::tolerated`] for which ones stop start-up. Returns the port bound (the
+/// one the OS chose for 0).
+async fn bind_port(
+    addrs: &[String],
+    port: u16,
+    kind: &'static str,
+) -> Result<(Vec<TcpListener>, u16), ListenError> {
     let mut listeners = Vec::new();
     let mut port = port;
-    for raw in &addrs {
+    for raw in addrs {
         let (optional, host) = match raw.strip_prefix('-') {
             Some(h) => (true, h),
             None => (false, raw.as_str()),
@@ -114,16 +153,12 @@ pub async fn bind(shared: &Shared) -> Result<Vec<TcpListener>, ListenError> {
                     e
                 );
                 if !e.tolerated(optional) {
-                    return Err(ListenError::Failed(port));
+                    return Err(ListenError::Failed(port, kind));
                 }
             }
         }
     }
-    if listeners.is_empty() {
-        return Err(ListenError::Nowhere);
-    }
-    shared.port.store(port, Ordering::SeqCst);
-    Ok(listeners)
+    Ok((listeners, port))
 }
 
 /// One listening socket for one `bind` address.
@@ -199,11 +234,14 @@ pub fn is_local(addr: SocketAddr) -> bool {
 
 /// Serves until shutdown: accepts connections, runs background expiry, then drains
 /// the clients and returns.
-pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
+pub async fn run(shared: Arc<Shared>, listeners: Listeners) {
     let mut accepters = JoinSet::new();
     let handoff = Arc::new(Handoff::default());
-    for l in listeners {
-        accepters.spawn(accept_loop(shared.clone(), handoff.clone(), l));
+    for l in listeners.plain {
+        accepters.spawn(accept_loop(shared.clone(), handoff.clone(), l, false));
+    }
+    for l in listeners.tls {
+        accepters.spawn(accept_loop(shared.clone(), handoff.clone(), l, true));
     }
     let expirer = tokio::spawn(expire_loop(shared.clone()));
     let claim_timer = tokio::spawn(crate::core::blocking::claim_timer_loop(shared.clone()));
@@ -253,10 +291,10 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     tracing::info!("Rill is now ready to exit, bye bye...");
 }
 
-async fn accept_loop(shared: Arc<Shared>, handoff: Arc<Handoff>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, handoff: Arc<Handoff>, listener: TcpListener, tls: bool) {
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => admit(shared.clone(), &handoff, stream, addr),
+            Ok((stream, addr)) => admit(shared.clone(), &handoff, stream, addr, tls),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!("Error accepting a client connection: {}", e);
@@ -266,14 +304,25 @@ async fn accept_loop(shared: Arc<Shared>, handoff: Arc<Handoff>, listener: TcpLi
     }
 }
 
-fn admit(shared: Arc<Shared>, handoff: &Arc<Handoff>, stream: TcpStream, addr: SocketAddr) {
+fn admit(
+    shared: Arc<Shared>,
+    handoff: &Arc<Handoff>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: bool,
+) {
     shared
         .stats
         .connections_received
         .fetch_add(1, Ordering::Relaxed);
-    let (maxclients, protected, keepalive) = {
+    let (maxclients, protected, keepalive, auth_clients) = {
         let cfg = shared.config.read();
-        (cfg.maxclients, cfg.protected_mode, cfg.tcp_keepalive as u64)
+        (
+            cfg.maxclients,
+            cfg.protected_mode,
+            cfg.tcp_keepalive as u64,
+            cfg.tls.auth_clients,
+        )
     };
     let _ = stream.set_nodelay(true);
     if keepalive > 0 {
@@ -291,12 +340,35 @@ fn admit(shared: Arc<Shared>, handoff: &Arc<Handoff>, stream: TcpStream, addr: S
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
         Some("-ERR max number of clients reached\r\n")
-    } else if protected && shared.acl.default.rules().nopass && !is_local(addr) {
-        // Redis's test is the `default` user's `nopass` alone (even when it is `off`).
+    } else if protected && shared.acl.default.rules().nopass && !is_local(addr) && !tls {
+        // Redis's test is the `default` user's `nopass` alone (even when it is `off`). A
+        // TLS client is told after its handshake (`tls_accept`), as Redis's
+        // clientAcceptHandler does.
         Some(PROTECTED_MODE_DENIED)
     } else {
         None
     };
+    // The configuration (and client-certificate mode) a TLS connection is accepted with.
+    let tls_config = match tls {
+        false => None,
+        true => match shared.tls.server_config(auth_clients) {
+            Some(c) => Some(c),
+            None => {
+                // tls-auth-clients was set to yes/optional with no CA certificates to
+                // verify against: every certificate would fail, as in Redis.
+                tracing::warn!(
+                    "Error accepting a client connection: no CA certificates to verify client certificates (tls-ca-cert-file, tls-ca-cert-dir) (addr={})",
+                    canonical(addr)
+                );
+                return;
+            }
+        },
+    };
+    if let (Some(_), Some(_)) = (refuse, &tls_config) {
+        // Over maxclients: the text cannot go through a TLS session that does not exist
+        // yet; Redis's write there fails too, and the connection is just closed.
+        return;
+    }
     if let Some(text) = refuse {
         // Written and closed here, not in a task: a flood of refused connections must
         // not hold descriptors the log needs (the reserve counts one at a time). A fresh
@@ -317,7 +389,7 @@ fn admit(shared: Arc<Shared>, handoff: &Arc<Handoff>, stream: TcpStream, addr: S
         core.spawn(async move {
             let id = info.id;
             if let Ok(stream) = TcpStream::from_std(std_stream) {
-                connection::serve(shared.clone(), handoff, stream, info).await;
+                serve(shared.clone(), handoff, stream, tls_config, info).await;
             }
             shared.clients.unregister(id);
         });
@@ -325,9 +397,86 @@ fn admit(shared: Arc<Shared>, handoff: &Arc<Handoff>, stream: TcpStream, addr: S
     }
     tokio::spawn(async move {
         let id = info.id;
-        connection::serve(shared.clone(), handoff, stream, info).await;
+        serve(shared.clone(), handoff, stream, tls_config, info).await;
         shared.clients.unregister(id);
     });
+}
+
+/// Serves an admitted connection; on the TLS port, once its handshake is done.
+async fn serve(
+    shared: Arc<Shared>,
+    handoff: Arc<Handoff>,
+    stream: TcpStream,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    info: Arc<ClientInfo>,
+) {
+    let tls = match tls_config {
+        None => None,
+        Some(config) => match tls_accept(&shared, &stream, config, &info).await {
+            Some(session) => Some(session),
+            None => return,
+        },
+    };
+    connection::serve(shared, handoff, stream, tls, info).await;
+}
+
+/// The TLS handshake of a connection on the TLS port, then the protected-mode check Redis
+/// makes after it. The client is registered meanwhile (it counts in `connected_clients`,
+/// CLIENT KILL and shutdown end the handshake, and `timeout` bounds it), as Redis creates
+/// the client before `connAccept`. A failed handshake — plain text on the TLS port, a
+/// certificate that does not verify — is logged as Redis logs it and closes only this
+/// connection.
+async fn tls_accept(
+    shared: &Shared,
+    stream: &TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    info: &ClientInfo,
+) -> Option<Box<TlsSession>> {
+    let failed = |reason: &dyn std::fmt::Display| {
+        tracing::warn!(
+            "Error accepting a client connection: {} (addr={} laddr={})",
+            reason,
+            info.addr,
+            info.laddr
+        );
+    };
+    let mut session = match TlsSession::new(config) {
+        Ok(s) => Box::new(s),
+        Err(e) => {
+            failed(&e);
+            return None;
+        }
+    };
+    let idle = u64::from(shared.config.read().timeout);
+    let deadline = (idle > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(idle));
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        r = session.handshake(stream) => {
+            if let Err(e) = r {
+                failed(&e);
+                return None;
+            }
+        }
+        _ = info.kill_notify.notified() => return None,
+        _ = timeout => {
+            tracing::debug!("Closing idle client id={} (TLS handshake not done)", info.id);
+            return None;
+        }
+    }
+    let (protected, local) = (shared.config.read().protected_mode, is_local(info.addr));
+    if protected && shared.acl.default.rules().nopass && !local {
+        let mut text = bytes::BytesMut::from(PROTECTED_MODE_DENIED.as_bytes());
+        let _ = session.write_ready(stream, &mut text);
+        session.close(stream);
+        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+        return None;
+    }
+    Some(session)
 }
 
 /// Active expiry: keys with a passed TTL are removed even if nobody touches them.

@@ -1,4 +1,4 @@
-//! The TCP front: listener and admission, one task per connection, active expiry,
+//! The TCP and TLS front: listeners and admission, one task per connection, active expiry,
 //! graceful shutdown. The state every connection shares (`core::Shared`) is the
 //! execution core's.
 
@@ -10,5 +10,6 @@ pub mod heap;
 pub mod listener;
 pub mod notify;
 pub mod replication;
+pub mod tls;
 
 pub use listener::run;

@@ -83,6 +83,12 @@ impl TestServer {
         Self::start_with_nofile(None, extra)
     }
 
+    /// One attempt at [`TestServer::start_with`]: `None` when the server did not start
+    /// (e.g. a port named in `extra` was taken meanwhile), for tests that pick ports.
+    pub fn try_start_with(extra: &[&str]) -> Option<TestServer> {
+        Self::try_start(None, extra, None)
+    }
+
     /// Starts a server listening on `host` (e.g. a 127.0.0.x address of its own inside a
     /// private network namespace) with extra arguments, and reaches it there; a `--bind`
     /// in `extra` may add addresses, but must keep `host`.
