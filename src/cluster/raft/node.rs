@@ -369,11 +369,12 @@ impl RaftNode {
         self.executed.store(index, Ordering::Release);
         self.proposed.store(index, Ordering::Release);
         // A leader's appends may leave before its own fsync (raft thesis §10.2.1; raft-rs
-        // hands a leader's messages out at once). When a turn is under way, its fsync would
-        // hold this entry's appends until the next turn: send them now, so the followers'
-        // fsync overlaps the leader's instead of following it.
+        // hands a leader's messages out at once): send them now rather than at the next
+        // turn of the Ready loop — which may be behind an fsync, or not come until a peer's
+        // message or a tick (100 ms) wakes the driver — so the followers' fsyncs overlap
+        // the leader's, and a quiet shard commits a write in one round trip.
         if let Some(sink) = &self.sink {
-            if self.driving.is_locked() && !g.raw.raft.msgs.is_empty() {
+            if !g.raw.raft.msgs.is_empty() {
                 let msgs = std::mem::take(&mut g.raw.raft.msgs);
                 drop(g);
                 sink.send(msgs);
