@@ -50,6 +50,13 @@ fn create_shard() -> Vec<TestServer> {
     nodes
 }
 
+/// A new shard of three replicas and the index of its elected leader.
+fn shard_and_leader() -> (Vec<TestServer>, usize) {
+    let nodes = create_shard();
+    let l = leader(&nodes, &[0, 1, 2], Duration::from_secs(10));
+    (nodes, l)
+}
+
 /// `args`' reply from node `s`, or `None` while it does not answer (a node restarting).
 fn try_query(s: &TestServer, args: &[&str]) -> Option<String> {
     let mut stream =
@@ -161,9 +168,8 @@ fn a_replicated_shard_fails_over_without_losing_an_acknowledged_write() {
     if ran_in_netns("a_replicated_shard_fails_over_without_losing_an_acknowledged_write") {
         return;
     }
-    let mut nodes = create_shard();
+    let (mut nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
-    let l = leader(&nodes, &all, Duration::from_secs(10));
     let slot = text(&nodes[l].raw().cmd(&["CLUSTER", "KEYSLOT", "s"]));
     let slot = slot.trim_start_matches(':').trim_end();
 
@@ -266,9 +272,8 @@ fn a_leader_cut_off_from_its_replicas_acknowledges_nothing() {
     if ran_in_netns("a_leader_cut_off_from_its_replicas_acknowledges_nothing") {
         return;
     }
-    let mut nodes = create_shard();
+    let (mut nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
-    let l = leader(&nodes, &all, Duration::from_secs(10));
     let mut c = nodes[l].raw();
     assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
     let before = state(&nodes[l]);
@@ -316,9 +321,8 @@ fn a_paused_leader_never_answers_a_read_with_state_older_than_an_acknowledged_wr
     ) {
         return;
     }
-    let nodes = create_shard();
+    let (nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
-    let l = leader(&nodes, &all, Duration::from_secs(10));
     let mut c = nodes[l].raw();
     assert!(c.cmd(&["XADD", "s", "1-1", "f", "old"]).starts_with(b"$"));
     converge(&nodes, &all, &state(&nodes[l]));
@@ -364,9 +368,8 @@ fn clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one() {
     if ran_in_netns("clients_blocked_on_a_leader_that_steps_down_are_moved_to_the_new_one") {
         return;
     }
-    let nodes = create_shard();
+    let (nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
-    let l = leader(&nodes, &all, Duration::from_secs(10));
     let mut c = nodes[l].raw();
     assert_eq!(
         c.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]),
@@ -404,9 +407,8 @@ fn cluster_failover_on_a_replica_hands_it_the_leadership() {
     if ran_in_netns("cluster_failover_on_a_replica_hands_it_the_leadership") {
         return;
     }
-    let nodes = create_shard();
+    let (nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
-    let l = leader(&nodes, &all, Duration::from_secs(10));
     let mut c = nodes[l].raw();
     assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
     assert_eq!(
@@ -456,9 +458,8 @@ fn only_the_leader_expires_keys_and_replicas_apply_its_deletions() {
     if ran_in_netns("only_the_leader_expires_keys_and_replicas_apply_its_deletions") {
         return;
     }
-    let nodes = create_shard();
+    let (nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
-    let l = leader(&nodes, &all, Duration::from_secs(10));
     let mut c = nodes[l].raw();
     assert!(c.cmd(&["XADD", "s", "1-1", "f", "v"]).starts_with(b"$"));
     assert!(c.cmd(&["XADD", "kept", "1-1", "f", "v"]).starts_with(b"$"));

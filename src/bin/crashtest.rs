@@ -2282,6 +2282,28 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Waits for the load's workers: puts them back in `workers` (in index order) and returns
+/// each one's op in flight at its end and the wrong replies any of them saw.
+fn join_workers(
+    handles: Vec<std::thread::JoinHandle<LoadEnd>>,
+    workers: &mut Vec<Worker>,
+) -> Result<(Vec<Option<Op>>, Vec<String>), String> {
+    let mut in_flight = Vec::new();
+    let mut violations = Vec::new();
+    for h in handles {
+        let end = h
+            .join()
+            .map_err(|_| "a worker thread panicked".to_string())?;
+        if let Some(v) = end.violation {
+            violations.push(v);
+        }
+        in_flight.push(end.in_flight);
+        workers.push(end.worker);
+    }
+    workers.sort_by_key(|w| w.index);
+    Ok((in_flight, violations))
+}
+
 /// The kill (or power-cut) / restart / verify cycles, then a clean shutdown and a last check.
 fn cycles(
     opts: &Opts,
@@ -2374,19 +2396,7 @@ fn cycles(
             }
             stats.checkpoints_requested += 1;
         }
-        let mut in_flight = Vec::new();
-        let mut load_violations = Vec::new();
-        for h in handles {
-            let end = h
-                .join()
-                .map_err(|_| "a worker thread panicked".to_string())?;
-            if let Some(v) = end.violation {
-                load_violations.push(v);
-            }
-            in_flight.push(end.in_flight);
-            workers.push(end.worker);
-        }
-        workers.sort_by_key(|w| w.index);
+        let (mut in_flight, load_violations) = join_workers(handles, &mut workers)?;
         let acked: u64 = workers.iter().map(|w| w.acked).sum();
         if !load_violations.is_empty() {
             return Ok(Err(format!(
@@ -2780,19 +2790,7 @@ fn replicated_cycles(
                 stop.store(true, Ordering::SeqCst);
             }
         }
-        let mut in_flight = Vec::new();
-        let mut load_violations = Vec::new();
-        for h in handles {
-            let end = h
-                .join()
-                .map_err(|_| "a worker thread panicked".to_string())?;
-            if let Some(v) = end.violation {
-                load_violations.push(v);
-            }
-            in_flight.push(end.in_flight);
-            workers.push(end.worker);
-        }
-        workers.sort_by_key(|w| w.index);
+        let (mut in_flight, load_violations) = join_workers(handles, &mut workers)?;
         let acked: u64 = workers.iter().map(|w| w.acked).sum();
         if !load_violations.is_empty() {
             return Ok(Err(format!(

@@ -45,7 +45,7 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -190,13 +190,47 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         me.raft_id(),
         loaded.applied
     );
-    let runtime = tokio::runtime::Handle::current();
+    // The driver thread waits on one channel for the peers' frames and the clock's ticks,
+    // fed by two tasks, so it needs no timer of the runtime's (which panics once the runtime
+    // shuts down) and ends when the runtime drops them.
+    let (wake_tx, wake_rx) = mpsc::channel(DEFAULT_INBOX_FRAMES);
+    tokio::spawn(forward_frames(inbox, wake_tx.clone()));
+    tokio::spawn(tick(wake_tx));
     let weak = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("rill-raft".into())
-        .spawn(move || drive(weak, node, inbox, runtime, group, members, transport))
+        .spawn(move || drive(weak, node, wake_rx, group, members, transport))
         .map_err(|e| format!("can't start the Raft driver thread: {e}"))?;
     Ok(true)
+}
+
+/// What wakes the driver thread.
+enum Wake {
+    /// A frame of messages from a peer.
+    Frame(Inbound),
+    /// Raft's clock: one tick.
+    Tick,
+}
+
+/// Hands the transport's frames to the driver thread.
+async fn forward_frames(mut inbox: mpsc::Receiver<Inbound>, to: mpsc::Sender<Wake>) {
+    while let Some(frame) = inbox.recv().await {
+        if to.send(Wake::Frame(frame)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends the driver thread a tick every [`TICK_MS`].
+async fn tick(to: mpsc::Sender<Wake>) {
+    let mut every = tokio::time::interval(Duration::from_millis(TICK_MS));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if to.send(Wake::Tick).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Lists `leader` first in its shard in this node's map (also after a new map from
@@ -225,18 +259,16 @@ fn peer_addr(n: &NodeInfo) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("can't resolve node {}'s address {}:{}", n.id, n.ip, n.cport))
 }
 
-/// The driver thread (module docs). Ends at shutdown, or when the transport is gone.
+/// The driver thread (module docs). Ends at shutdown, or when the runtime drops the tasks
+/// that feed it.
 fn drive(
     shared: Weak<Shared>,
     node: Arc<RaftNode>,
-    mut inbox: mpsc::Receiver<Inbound>,
-    runtime: tokio::runtime::Handle,
+    mut wake: mpsc::Receiver<Wake>,
     group: GroupId,
     members: Vec<(u64, NodeId)>,
     _transport: Arc<Transport>,
 ) {
-    let tick = Duration::from_millis(TICK_MS);
-    let mut next_tick = Instant::now() + tick;
     let mut leader_seen = 0u64;
     let mut stopped_logged = false;
     loop {
@@ -244,16 +276,16 @@ fn drive(
             Some(sh) if !sh.shutting_down.load(Ordering::SeqCst) => {}
             _ => break,
         }
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let first = runtime.block_on(async { tokio::time::timeout(wait, inbox.recv()).await });
+        let Some(first) = wake.blocking_recv() else {
+            break;
+        };
+        let mut ticks = 0;
         let mut batches = Vec::new();
-        match first {
-            Ok(Some(b)) => batches.push(b),
-            Ok(None) => break,
-            Err(_) => {}
-        }
-        while let Ok(b) = inbox.try_recv() {
-            batches.push(b);
+        for w in std::iter::once(first).chain(std::iter::from_fn(|| wake.try_recv().ok())) {
+            match w {
+                Wake::Frame(b) => batches.push(b),
+                Wake::Tick => ticks += 1,
+            }
         }
         for batch in batches {
             if batch.group != group {
@@ -269,13 +301,8 @@ fn drive(
                 let _ = node.step(m);
             }
         }
-        let now = Instant::now();
-        if now >= next_tick {
+        for _ in 0..ticks {
             node.tick();
-            next_tick += tick;
-            if next_tick < now {
-                next_tick = now + tick;
-            }
         }
         if let Err(e) = node.round(None) {
             if !stopped_logged {
