@@ -2282,6 +2282,22 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The load's workers, each with its own stream and a random source derived from `seed`.
+fn new_workers(opts: &Opts, seed: u64) -> Vec<Worker> {
+    (0..opts.workers.max(1))
+        .map(|i| Worker {
+            index: i,
+            key: format!("crash:w{i}"),
+            model: StreamModel::default(),
+            rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
+            seq: 0,
+            shared_acked: BTreeMap::new(),
+            idmp_resend: Vec::new(),
+            acked: 0,
+        })
+        .collect()
+}
+
 /// Waits for the load's workers: puts them back in `workers` (in index order) and returns
 /// each one's op in flight at its end and the wrong replies any of them saw.
 fn join_workers(
@@ -2317,18 +2333,7 @@ fn cycles(
     let mut cuts = CutTotals::default();
     let log = work.join("server.log");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut workers: Vec<Worker> = (0..opts.workers.max(1))
-        .map(|i| Worker {
-            index: i,
-            key: format!("crash:w{i}"),
-            model: StreamModel::default(),
-            rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
-            seq: 0,
-            shared_acked: BTreeMap::new(),
-            idmp_resend: Vec::new(),
-            acked: 0,
-        })
-        .collect();
+    let mut workers = new_workers(opts, seed);
     let mut stats = Stats::default();
     let mut server = start_server(&bin, &data, &log, &opts.appendfsync, opts.raft)?;
     let mut load_began = Instant::now();
@@ -2723,18 +2728,7 @@ fn replicated_cycles(
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let mut workers: Vec<Worker> = (0..opts.workers.max(1))
-        .map(|i| Worker {
-            index: i,
-            key: format!("crash:w{i}"),
-            model: StreamModel::default(),
-            rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
-            seq: 0,
-            shared_acked: BTreeMap::new(),
-            idmp_resend: Vec::new(),
-            acked: 0,
-        })
-        .collect();
+    let mut workers = new_workers(opts, seed);
     let mut keys: Vec<String> = workers.iter().map(|w| w.key.clone()).collect();
     keys.push(SHARED_KEY.to_string());
     let mut stats = Stats::default();
