@@ -499,26 +499,24 @@ impl Keyspace {
         &self.dbs[db]
     }
 
-    /// Removes `key` if its TTL has passed; true when it did.
-    fn expire_if_needed(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
-        if self.dbs[db].is_expired(key, now_ms) && self.expires_locally() {
-            let was_stream = matches!(self.dbs[db].remove_raw(key), Some(Value::Stream(_)));
-            self.expired_keys += 1;
-            self.expired_log.push((db, Bytes::copy_from_slice(key)));
-            self.signal_modified(db, key);
-            if was_stream {
-                self.signal_ready(db, key);
-            }
-            true
-        } else {
-            false
+    /// Removes `key`, whose TTL has passed (the caller checked), counting and logging it.
+    fn remove_expired(&mut self, db: usize, key: &[u8]) {
+        let was_stream = matches!(self.dbs[db].remove_raw(key), Some(Value::Stream(_)));
+        self.expired_keys += 1;
+        self.expired_log.push((db, Bytes::copy_from_slice(key)));
+        self.signal_modified(db, key);
+        if was_stream {
+            self.signal_ready(db, key);
         }
     }
 
-    /// The value under `key`, honouring expiry.
+    /// The value under `key`, honouring expiry: a key past its TTL is absent — removed, or,
+    /// on a node that does not expire keys itself, left for its leader's logged deletion.
     pub fn get(&mut self, db: usize, key: &[u8], now_ms: u64) -> Option<ValueRef<'_>> {
-        if !self.expire_if_needed(db, key, now_ms) && self.dbs[db].is_expired(key, now_ms) {
-            // Past its TTL on a node that does not expire keys itself: absent, not removed.
+        if self.dbs[db].is_expired(key, now_ms) {
+            if self.expires_locally() {
+                self.remove_expired(db, key);
+            }
             return None;
         }
         self.dbs[db].peek(key)
@@ -748,7 +746,8 @@ impl Keyspace {
                 return (removed, true);
             }
             for key in self.dbs[db].due(now_ms, max - removed) {
-                if self.expire_if_needed(db, &key, now_ms) {
+                if self.dbs[db].is_expired(&key, now_ms) {
+                    self.remove_expired(db, &key);
                     removed += 1;
                 }
             }
