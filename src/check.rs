@@ -451,6 +451,12 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
         record += 1;
         let pos = match &item {
             recovery::Replay::Batch { pos, .. } | recovery::Replay::Ops { pos, .. } => *pos,
+            // A Raft checkpoint's cut: read by a cluster node's start-up only.
+            recovery::Replay::State(d)
+                if d.first() == Some(&crate::persist::replay::state_tag::RAFT) =>
+            {
+                return Ok(())
+            }
             recovery::Replay::State(_) => None,
             // Checked by `check_raft` (framing and index contiguity); what an entry's data
             // means is applied only by a cluster node once it is committed.

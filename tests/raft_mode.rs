@@ -265,17 +265,154 @@ fn raft_mode_requires_appendfsync_always() {
     assert!(text.contains("requires appendfsync always"), "{text}");
 }
 
+/// A field of INFO's persistence section.
+fn persistence(c: &mut Raw, field: &str) -> u64 {
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+/// Segment files in the data directory.
+fn segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("log"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Asks for a checkpoint (once one the server took on its own has finished) and waits
+/// until the Raft log's first index passes `past`.
+fn checkpoint_past(c: &mut Raw, past: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reply = c.cmd(&["BGREWRITEAOF"]);
+        if reply == b"+Background append only file rewriting started\r\n" {
+            break;
+        }
+        assert_eq!(
+            reply,
+            b"-ERR Background append only file rewriting already in progress\r\n"
+        );
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    loop {
+        let first = persistence(c, "raft_first_index");
+        if first > past && persistence(c, "aof_rewrite_in_progress") == 0 {
+            return first;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint did not purge the Raft log (first index {first})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Step I: a checkpoint of a Raft node's keyspace lets the log's prefix go — the Raft
+/// entries it holds are purged and the segments holding nothing live are deleted — and a
+/// restart (kill -9) loads it and replays only what follows, with the same state.
 #[test]
-fn checkpoints_are_refused_not_pretended() {
-    let server = raft();
+fn a_checkpoint_purges_the_raft_log_and_a_restart_starts_from_it() {
+    let mut server = TestServer::start_with(&[
+        "--cluster-raft",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--segment-size",
+        "1mb",
+        "--checkpoint-interval",
+        "3600",
+    ]);
     let mut c = Raw::connect(server.port);
-    let reply = String::from_utf8_lossy(&c.cmd(&["BGREWRITEAOF"])).into_owned();
-    assert!(
-        reply.starts_with("-ERR checkpoints are not taken"),
-        "{reply}"
+    assert_eq!(
+        c.cmd(&["XGROUP", "CREATE", "k", "g", "$", "MKSTREAM"]),
+        b"+OK\r\n"
     );
-    // Nothing else changed: writes go on.
-    assert_eq!(c.cmd(&["XADD", "x", "1-1", "a", "b"]), b"$3\r\n1-1\r\n");
+    let big = "x".repeat(4096);
+    for i in 1..=1200u64 {
+        let id = format!("{i}-1");
+        let reply = c.cmd(&["XADD", "k", &id, "n", &i.to_string(), "pad", &big]);
+        assert_eq!(reply, format!("${}\r\n{id}\r\n", id.len()).into_bytes());
+    }
+    let read = c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "COUNT",
+        "1150",
+        "STREAMS",
+        "k",
+        ">",
+    ]);
+    assert!(read.starts_with(b"*1\r\n"));
+    // Most entries die, so most segments hold nothing live.
+    assert_eq!(c.cmd(&["XTRIM", "k", "MAXLEN", "100"]), b":1100\r\n");
+    assert_eq!(c.cmd(&["XACK", "k", "g", "1101-1", "1102-1"]), b":2\r\n");
+    let before_segments = segments(&server.dir);
+    assert!(before_segments >= 5, "{before_segments} segments");
+    // (The server may have taken checkpoints on its own: the log grew past two segments.)
+    let first = persistence(&mut c, "raft_first_index");
+    let first = checkpoint_past(&mut c, first);
+    let after_segments = segments(&server.dir);
+    assert!(
+        after_segments <= 3,
+        "{before_segments} segments before the checkpoint, {after_segments} after"
+    );
+    // Writes after the cut, then kill -9: the state is the checkpoint plus these.
+    for i in 1201..=1250u64 {
+        let id = format!("{i}-1");
+        assert_eq!(
+            c.cmd(&["XADD", "k", &id, "n", &i.to_string()]),
+            format!("${}\r\n{id}\r\n", id.len()).into_bytes()
+        );
+    }
+    assert_eq!(c.cmd(&["XACK", "k", "g", "1103-1"]), b":1\r\n");
+    let before = state(&mut c);
+    server.restart();
+    c = Raw::connect(server.port);
+    assert_eq!(
+        state(&mut c),
+        before,
+        "state after kill -9 past a checkpoint"
+    );
+    assert_eq!(persistence(&mut c, "raft_first_index"), first);
+    // A second checkpoint after a write (the restart's own entry is not a proposal), and
+    // the group goes on at the next index.
+    assert_eq!(
+        c.cmd(&["XADD", "k", "9999-1", "n", "x"]),
+        b"$6\r\n9999-1\r\n"
+    );
+    let second = checkpoint_past(&mut c, first);
+    assert_eq!(
+        c.cmd(&["XADD", "k", "9999-2", "n", "y"]),
+        b"$6\r\n9999-2\r\n"
+    );
+    let before = state(&mut c);
+    server.restart();
+    c = Raw::connect(server.port);
+    assert_eq!(
+        state(&mut c),
+        before,
+        "state after kill -9 past a second checkpoint"
+    );
+    assert!(persistence(&mut c, "raft_first_index") >= second);
+    // `rill check` reads the directory as the server does.
+    drop(c);
+    server.signal_and_wait(9);
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("check")
+        .arg(&server.dir)
+        .output()
+        .expect("rill check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
 }
 
 #[test]

@@ -212,6 +212,8 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 line("raft_commit_index", &s.commit);
                 line("raft_applied_index", &s.applied);
                 line("raft_last_index", &s.last_index);
+                line("raft_first_index", &raft.raft_log().first_index());
+                line("raft_purge_floor", &raft.purge_floor());
             }
             line("dir", &cfg.dir.display());
             line("segment_size", &cfg.segment_size);
@@ -1195,13 +1197,6 @@ pub fn bgrewriteaof(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     // durable; the checkpoint would fail anyway (issue #18).
     if let Some(log) = sh.log.get().filter(|l| l.is_poisoned()) {
         return Err(log.poison_error().into());
-    }
-    // A checkpoint of a Raft log becomes a snapshot only once its cut is committed (design
-    // scale-out.md §3.8, step I): until then Raft mode takes none, and says so.
-    if sh.log.get().is_none() && sh.raft.get().is_some() {
-        return Err(CommandError::Invalid(
-            "checkpoints are not taken with cluster-raft yes yet (issue #14 step I)".into(),
-        ));
     }
     if sh.checkpoint_in_progress.load(Ordering::SeqCst) {
         return Err(CommandError::Invalid(

@@ -119,6 +119,9 @@ pub struct CheckpointInfo {
 /// file is written after the lock is released. The encoding is the entries' index,
 /// 32 bytes per entry, not their payloads.
 pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
+    if let Some(node) = shared.raft.get() {
+        return checkpoint_raft(shared, node);
+    }
     let Some(log) = shared.log.get() else {
         return Ok(CheckpointInfo::default());
     };
@@ -135,67 +138,15 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
         log.sync()?;
         let (snapshot, tail) = {
             let mut guard = shared.state.lock();
-            // Entries whose payload was forwarded (renamed in the transaction that
-            // added them) get their log position, so the checkpoint holds positions only.
-            let store = guard.ks.payloads.clone();
-            if store.has_forwarded() {
-                guard.ks.settle_resident_payloads(|h| store.resolve(h));
-            }
             let tail = log.roll()?;
             shared
                 .written_at_checkpoint
                 .store(log.counters().0, Ordering::SeqCst);
-            let mut snapshot: Vec<(usize, Bytes, Snapshot, Option<u64>)> = Vec::new();
-            for db in 0..guard.ks.db_count() {
-                for (key, value, expire) in guard.ks.db(db).iter() {
-                    let value = match value {
-                        ValueRef::Stream(s) => Snapshot::Stream(Box::new(s.clone())),
-                        ValueRef::String(v) => Snapshot::String(Bytes::copy_from_slice(v)),
-                    };
-                    snapshot.push((db, Bytes::copy_from_slice(key), value, expire));
-                }
-            }
-            (snapshot, tail)
+            (take_snapshot(&mut guard), tail)
         };
         let mut w = CheckpointWriter::create(log.dir(), tail)?;
-        let keys = snapshot.len();
-        let mut usage = BTreeMap::new();
-        let mut ops: Vec<LoggedOp> = Vec::new();
-        for (db, key, value, expire) in snapshot {
-            let db16 = db as u16;
-            match value {
-                Snapshot::Stream(s) => {
-                    stream_state(db, &key, &s, &mut w, &mut usage);
-                    if let Some(at_ms) = expire {
-                        ops.push(LoggedOp {
-                            db: db16,
-                            op: Op::ExpireAt { key, at_ms },
-                        });
-                    }
-                }
-                Snapshot::String(value) => ops.push(LoggedOp {
-                    db: db16,
-                    op: Op::SetString {
-                        key,
-                        value,
-                        at_ms: expire,
-                    },
-                }),
-            }
-            if ops.len() >= BATCH {
-                flush(&mut w, &mut ops);
-            }
-        }
-        flush(&mut w, &mut ops);
-        usage.retain(|seg, _| *seg < tail);
-        w.keep_segments(usage.keys().copied().collect());
-        let writer = w;
-        let reader = shared.segments.get().cloned();
-        let bytes = writer.finish(log.dir(), &mut |n| {
-            if let Some(r) = &reader {
-                r.forget(n);
-            }
-        })?;
+        let (keys, usage) = encode_snapshot(snapshot, &mut w, tail);
+        let bytes = finish_writer(shared, w, log.dir(), &[])?;
         Ok(CheckpointInfo {
             bytes,
             keys,
@@ -204,15 +155,210 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
         })
     })();
     shared.checkpoint_in_progress.store(false, Ordering::SeqCst);
-    if let Ok(info) = &result {
-        tracing::info!(
-            "Checkpoint written: {} keys, {} bytes in {:.3} s; {} older segments kept for live entries, the rest removed",
-            info.keys,
-            info.bytes,
-            started.elapsed().as_secs_f64(),
-            info.usage.len()
-        );
+    log_checkpoint(&result, started);
+    result
+}
+
+/// The keyspace as a checkpoint encodes it, copied under the lock (`guard`).
+fn take_snapshot(guard: &mut crate::core::State) -> Vec<(usize, Bytes, Snapshot, Option<u64>)> {
+    // Entries whose payload was forwarded (renamed in the transaction that added them)
+    // get their log position, so the checkpoint holds positions only.
+    let store = guard.ks.payloads.clone();
+    if store.has_forwarded() {
+        guard.ks.settle_resident_payloads(|h| store.resolve(h));
     }
+    let mut snapshot = Vec::new();
+    for db in 0..guard.ks.db_count() {
+        for (key, value, expire) in guard.ks.db(db).iter() {
+            let value = match value {
+                ValueRef::Stream(s) => Snapshot::Stream(Box::new(s.clone())),
+                ValueRef::String(v) => Snapshot::String(Bytes::copy_from_slice(v)),
+            };
+            snapshot.push((db, Bytes::copy_from_slice(key), value, expire));
+        }
+    }
+    snapshot
+}
+
+/// Encodes `snapshot` into `w`: the number of keys, and the live payload bytes of each
+/// segment before `tail` (the segments the checkpoint keeps).
+fn encode_snapshot(
+    snapshot: Vec<(usize, Bytes, Snapshot, Option<u64>)>,
+    w: &mut CheckpointWriter,
+    tail: u64,
+) -> (usize, BTreeMap<u64, u64>) {
+    let keys = snapshot.len();
+    let mut usage = BTreeMap::new();
+    let mut ops: Vec<LoggedOp> = Vec::new();
+    for (db, key, value, expire) in snapshot {
+        let db16 = db as u16;
+        match value {
+            Snapshot::Stream(s) => {
+                stream_state(db, &key, &s, w, &mut usage);
+                if let Some(at_ms) = expire {
+                    ops.push(LoggedOp {
+                        db: db16,
+                        op: Op::ExpireAt { key, at_ms },
+                    });
+                }
+            }
+            Snapshot::String(value) => ops.push(LoggedOp {
+                db: db16,
+                op: Op::SetString {
+                    key,
+                    value,
+                    at_ms: expire,
+                },
+            }),
+        }
+        if ops.len() >= BATCH {
+            flush(w, &mut ops);
+        }
+    }
+    flush(w, &mut ops);
+    usage.retain(|seg, _| *seg < tail);
+    w.keep_segments(usage.keys().copied().collect());
+    (keys, usage)
+}
+
+/// Publishes the checkpoint `w` and deletes what it supersedes, telling every reader of
+/// the segments (the payload reader, and `more`) to forget the deleted ones.
+fn finish_writer(
+    shared: &Shared,
+    w: CheckpointWriter,
+    dir: &std::path::Path,
+    more: &[&crate::storage::reader::SegmentReader],
+) -> Result<u64, StorageError> {
+    let reader = shared.segments.get().cloned();
+    w.finish(dir, &mut |n| {
+        if let Some(r) = &reader {
+            r.forget(n);
+        }
+        for r in more {
+            r.forget(n);
+        }
+    })
+}
+
+fn log_checkpoint(result: &Result<CheckpointInfo, StorageError>, started: Instant) {
+    if let Ok(info) = result {
+        if info.bytes > 0 {
+            tracing::info!(
+                "Checkpoint written: {} keys, {} bytes in {:.3} s; {} older segments kept for live entries, the rest removed",
+                info.keys,
+                info.bytes,
+                started.elapsed().as_secs_f64(),
+                info.usage.len()
+            );
+        }
+    }
+}
+
+/// How long a Raft checkpoint waits for its cut to be committed and recorded committed
+/// on disk before it is given up (a leader that lost its majority).
+const RAFT_CUT_WAIT: Duration = Duration::from_secs(30);
+
+/// [`checkpoint`] in Raft mode (design §3.8): the keyspace at a Raft index A — taken
+/// between two turns of the Ready loop, so no committed entry is half applied — written
+/// with A and the segment R the log rolled to; then the Raft log is purged below the
+/// smaller of A and the group's purge floor ([`RaftNode::purge_floor`]: entries no voter
+/// will need), and the segments before the first entry kept are deleted unless they hold
+/// live payloads.
+///
+/// The checkpoint's tail T is the segment of the first entry kept, not R: a follower's
+/// log holds entries past A that it has not applied, and on a leader they may trail the
+/// roll too, so recovery reads from T, indexes every entry, applies only those past A, and
+/// skips other records before R (they are in the checkpoint). A leader's A may be past
+/// the commit index (it executes before commit): the checkpoint is published only once A
+/// is committed and a hard state recording that is on disk (raft refuses to restart with
+/// an applied index past the commit on disk); a leader deposed meanwhile restarts from
+/// the previous checkpoint, and this one is dropped.
+fn checkpoint_raft(
+    shared: &Shared,
+    node: &crate::cluster::raft::RaftNode,
+) -> Result<CheckpointInfo, StorageError> {
+    let raft_log = node.raft_log();
+    let log = raft_log.log();
+    if shared.checkpoint_in_progress.swap(true, Ordering::SeqCst) {
+        return Ok(CheckpointInfo::default());
+    }
+    let started = Instant::now();
+    let mut tmp = None;
+    let result = (|| {
+        let cut = node.between_turns(|| {
+            let mut guard = shared.state.lock();
+            let applied = node.executed();
+            let roll = log.roll()?;
+            shared
+                .written_at_checkpoint
+                .store(log.counters().0, Ordering::SeqCst);
+            // Entries up to `keep - 1` may go: applied here, and no voter needs them.
+            let keep = applied
+                .min(node.purge_floor())
+                .saturating_add(1)
+                .max(raft_log.first_index());
+            let tail = if keep <= raft_log.last_index() {
+                raft_log
+                    .entry_pos(keep)
+                    .map_err(|e| StorageError::Poisoned(e.to_string()))?
+                    .segment
+            } else {
+                roll
+            };
+            Ok::<_, StorageError>((take_snapshot(&mut guard), applied, roll, keep, tail))
+        });
+        let (snapshot, applied, roll, keep, tail) = cut?;
+        let mut w = CheckpointWriter::create(log.dir(), tail)?;
+        tmp = Some(
+            crate::storage::checkpoint::checkpoint_path(log.dir(), tail).with_extension("ckp.tmp"),
+        );
+        let mut meta = state_header(state_tag::RAFT, 0, &Bytes::new());
+        meta.put_u64v(applied);
+        meta.put_u64v(roll);
+        w.add_state(&meta);
+        let (keys, usage) = encode_snapshot(snapshot, &mut w, tail);
+        // Publish only a committed cut, recorded committed on disk.
+        let deadline = Instant::now() + RAFT_CUT_WAIT;
+        while node.committed() < applied || node.persisted_commit() < applied {
+            if node.is_stopped() || shared.shutting_down.load(Ordering::SeqCst) {
+                return Err(StorageError::Poisoned(format!(
+                    "the Raft group stopped before the checkpoint's cut (index {applied}) was committed"
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(StorageError::Poisoned(format!(
+                    "the checkpoint's cut (Raft index {applied}) was not committed within {} s",
+                    RAFT_CUT_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The purge, then the hard state (with a commit index of at least `applied`),
+        // configuration and purge point restated in the new segments: the older ones may
+        // be deleted.
+        raft_log
+            .compact(keep, applied)
+            .map_err(|e| StorageError::Poisoned(e.to_string()))?;
+        raft_log
+            .restate()
+            .map_err(|e| StorageError::Poisoned(e.to_string()))?;
+        let bytes = finish_writer(shared, w, log.dir(), &[raft_log.reader()])?;
+        tmp = None;
+        tracing::info!(
+            "Raft checkpoint at index {applied}: log purged below index {keep}, replay starts at segment {tail}"
+        );
+        Ok(CheckpointInfo {
+            bytes,
+            keys,
+            tail,
+            usage,
+        })
+    })();
+    if let Some(tmp) = tmp {
+        let _ = std::fs::remove_file(tmp);
+    }
+    shared.checkpoint_in_progress.store(false, Ordering::SeqCst);
+    log_checkpoint(&result, started);
     result
 }
 
@@ -342,8 +488,19 @@ fn flush(w: &mut CheckpointWriter, ops: &mut Vec<LoggedOp>) {
 /// if it moved anything, so their files go. Disk use so stays within about
 /// 1 / threshold × the live data, plus what the log grows between checkpoints.
 pub async fn run_checkpoints(shared: Arc<Shared>) {
-    let Some(log) = shared.log.get() else {
-        return;
+    // In Raft mode the log is the group's, there once the group has started.
+    let raft_mode = shared.config.read().cluster_raft;
+    let log = loop {
+        if let Some(log) = shared.log.get() {
+            break log;
+        }
+        match shared.raft.get() {
+            Some(node) => break node.raft_log().log(),
+            None if raft_mode && !shared.shutting_down.load(Ordering::SeqCst) => {
+                tokio::time::sleep(CHECKPOINT_POLL).await
+            }
+            None => return,
+        }
     };
     // Live data as of the last checkpoint: its index plus the payloads it keeps.
     let mut live: u64 = 0;

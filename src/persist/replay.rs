@@ -160,9 +160,32 @@ pub fn load_raft(
     let reader = shared.attach_segments(dir);
     let mut commit = 0u64;
     let mut applied = 0u64;
+    // A checkpoint's cut: the entries it holds, and the segment its records end before.
+    let mut cut: Option<(u64, u64)> = None;
     let mut held: std::collections::VecDeque<(RaftEntryRecord, RecordPos)> = Default::default();
     let opened = RaftLog::open_locked(lock, dir, opts, &mut |item, bytes| {
+        let roll = cut.map(|(_, roll)| roll);
+        let before_cut = |pos: Option<RecordPos>| matches!((roll, pos), (Some(roll), Some(p)) if p.segment < roll);
         let errors = match item {
+            Replay::State(data) if data.first() == Some(&state_tag::RAFT) => {
+                let mut r = Reader::new(data);
+                let parsed = (|| {
+                    r.u8()?;
+                    r.u32()?;
+                    r.bytes()?;
+                    Some((r.u64()?, r.u64()?))
+                })();
+                let Some((at, roll)) = parsed else {
+                    return Err(crate::storage::StorageError::Malformed(
+                        "malformed Raft checkpoint state".into(),
+                    ));
+                };
+                cut = Some((at, roll));
+                applied = at;
+                Vec::new()
+            }
+            // Records before the cut other than Raft's are in the checkpoint already.
+            Replay::Ops { pos, .. } | Replay::Batch { pos, .. } if before_cut(pos) => Vec::new(),
             Replay::Raft { record, pos } => {
                 match record {
                     RaftRecord::Entry(e) => held.push_back((e, pos)),
@@ -179,6 +202,10 @@ pub fn load_raft(
                         offset: pos.offset
                             + crate::storage::raft_record::data_offset(e.context.len()),
                     };
+                    // Entries up to the checkpoint's cut are in it.
+                    if e.index <= applied {
+                        continue;
+                    }
                     if let Err(why) = apply_entry(shared, &e, data_at) {
                         errors.push(format!("Raft entry {}: {why}", e.index));
                         break;
@@ -327,6 +354,10 @@ pub mod state_tag {
     /// XNACKed entries in zone order), after the stream's `META`: written only for groups
     /// with NACKed entries, so checkpoints of releases before XNACK load unchanged.
     pub const NACK: u8 = 9;
+    /// `u16 db (0) | key (empty) | u64 applied | u64 roll`: a Raft node's checkpoint
+    /// (`checkpoint_raft`): the keyspace holds the entries through Raft index `applied`, and
+    /// the records before segment `roll` are in it. Read by [`super::load_raft`] only.
+    pub const RAFT: u8 = 10;
 }
 
 /// Applies one binary state record of a checkpoint (start-up).
@@ -334,6 +365,12 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
     let mut r = Reader::new(data);
     let malformed = || "malformed stream state".to_string();
     let tag = r.u8().ok_or_else(malformed)?;
+    if tag == state_tag::RAFT {
+        return Err(
+            "a Raft checkpoint: this data directory belongs to a cluster node and cannot be opened by a single-node server"
+                .into(),
+        );
+    }
     let db = r.u32().ok_or_else(malformed)? as usize;
     let key = r.bytes().ok_or_else(malformed)?;
     let mut guard = shared.state.lock();

@@ -293,6 +293,11 @@ impl RaftIndex {
                     }
                     return Ok(());
                 }
+                if c.index < self.compacted.index && self.compacted.term == 0 {
+                    // A purge point restated before a later checkpoint's cut, below where
+                    // the log read now starts (the older purge point is in the checkpoint).
+                    return Ok(());
+                }
                 if c.index < self.compacted.index {
                     return Err(Self::corrupted(
                         dir,
@@ -555,6 +560,12 @@ impl RaftLog {
             }
         }
         intent::remove(&self.dir)
+    }
+
+    /// The reader the entries are read back with (a checkpoint that deletes segments tells
+    /// it to forget them).
+    pub fn reader(&self) -> &SegmentReader {
+        &self.reader
     }
 
     /// The underlying log (for the records that are not Raft's).

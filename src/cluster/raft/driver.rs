@@ -226,6 +226,9 @@ impl RaftNode {
         }
         let executed = g.executed_through;
         let committed = rd.take_committed_entries();
+        for e in &committed {
+            self.adopt_floor(&e.context);
+        }
         if let Some(last) = committed.last() {
             // Raft hands each committed entry over once: the cached copies can go (a
             // lagging peer's entries are read back from the segments).

@@ -134,6 +134,8 @@ impl RaftNode {
             leader_hook: Mutex::new(None),
             leader_told: std::sync::atomic::AtomicU64::new(0),
             reads: super::read::ReadBarrier::new(replicated),
+            floor: std::sync::atomic::AtomicU64::new(0),
+            floor_sent: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 

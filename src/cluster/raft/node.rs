@@ -162,6 +162,26 @@ pub struct RaftNode {
     pub(super) leader_told: AtomicU64,
     /// Reads waiting for a leadership confirmation (`read.rs`).
     pub(super) reads: super::read::ReadBarrier,
+    /// The purge floor: an index every voter's log holds committed (see
+    /// [`RaftNode::purge_floor`]); only ever raised.
+    pub(super) floor: AtomicU64,
+    /// The last floor this node, as leader, sent in an entry's context.
+    pub(super) floor_sent: AtomicU64,
+}
+
+/// An entry context that carries the purge floor: this tag, then the index (u64 LE).
+const FLOOR_TAG: u8 = 1;
+
+/// How far the floor must have moved before a leader sends it again (in entries): one
+/// 9-byte context per this many entries at most.
+const FLOOR_STEP: u64 = 256;
+
+/// The purge floor an entry's context carries, if it carries one.
+pub(super) fn floor_in(context: &[u8]) -> Option<u64> {
+    match context {
+        [FLOOR_TAG, rest @ ..] => Some(u64::from_le_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// See [`RaftNode::on_leader_change`].
@@ -323,7 +343,8 @@ impl RaftNode {
             return Err(RaftError::Dropped);
         }
         let before = g.raw.raft.raft_log.last_index();
-        if let Err(e) = g.raw.propose(Vec::new(), data) {
+        let context = self.floor_context(&g);
+        if let Err(e) = g.raw.propose(context, data) {
             // The ops already changed the keyspace, and the log will not have them.
             let err = match e {
                 ::raft::Error::ProposalDropped => RaftError::Dropped,
@@ -351,9 +372,10 @@ impl RaftNode {
             term: entry.term,
             index: entry.index,
             kind: EntryKind::Normal,
-            context: bytes::Bytes::new(),
+            context: entry.context.clone(),
             data: entry.data.clone(),
         };
+        let context_len = record.context.len();
         let index = record.index;
         let pos = match self.log.queue_entry(&record) {
             Ok((_, pos)) => pos,
@@ -384,9 +406,76 @@ impl RaftNode {
             index,
             data_at: RecordPos {
                 segment: pos.segment,
-                offset: pos.offset + raft_record::data_offset(0),
+                offset: pos.offset + raft_record::data_offset(context_len),
             },
         })
+    }
+
+    /// The purge floor: an index below which no voter will ever need this node's entries,
+    /// so a checkpoint at or past it may purge them (`persist::checkpoint`, design §3.8).
+    /// A leader computes it as the smallest index every peer has acknowledged (its match),
+    /// capped at the commit index, and sends it to the followers in the context of an
+    /// entry it proposes; they adopt it when the entry commits. It only rises: a voter's
+    /// log never loses committed entries (a node that lost its disk must come back under
+    /// a new id), so an index every voter held once, committed, stays held by all. Until
+    /// snapshots can be shipped (not built yet), a voter that is down holds the floor —
+    /// and with it every log's purge — at what it had acknowledged.
+    pub fn purge_floor(&self) -> u64 {
+        self.floor.load(Ordering::Acquire)
+    }
+
+    /// Adopts a floor an entry's context carried (a committed entry's).
+    pub(super) fn adopt_floor(&self, context: &[u8]) {
+        if let Some(f) = floor_in(context) {
+            self.floor.fetch_max(f, Ordering::AcqRel);
+        }
+    }
+
+    /// The context for a proposal: the floor when it moved by [`FLOOR_STEP`] since it was
+    /// last sent (`g` held, leader), else none.
+    fn floor_context(&self, g: &Group) -> Vec<u8> {
+        let raft = &g.raw.raft;
+        let matched = raft
+            .prs()
+            .iter()
+            .map(|(id, p)| {
+                if *id == raft.id {
+                    raft.raft_log.last_index()
+                } else {
+                    p.matched
+                }
+            })
+            .min()
+            .unwrap_or(0);
+        let floor = matched.min(raft.raft_log.committed);
+        self.floor.fetch_max(floor, Ordering::AcqRel);
+        if floor < self.floor_sent.load(Ordering::Acquire) + FLOOR_STEP {
+            return Vec::new();
+        }
+        self.floor_sent.store(floor, Ordering::Release);
+        let mut c = Vec::with_capacity(9);
+        c.push(FLOOR_TAG);
+        c.extend_from_slice(&floor.to_le_bytes());
+        c
+    }
+
+    /// Runs `f` between two turns of the Ready loop: no committed entry is being applied
+    /// meanwhile, so [`RaftNode::executed`] names exactly what the keyspace holds once `f`
+    /// takes the keyspace lock (a checkpoint's cut). Never call with the keyspace lock held.
+    pub fn between_turns<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _turn = self.driving.lock();
+        f()
+    }
+
+    /// The commit index in the hard state last written to the log: what a restart
+    /// starts from (raft refuses an applied index past it).
+    pub fn persisted_commit(&self) -> u64 {
+        self.log.state().hard_state.commit
+    }
+
+    /// Whether the node stopped (deposed, failed, or shut down).
+    pub fn is_stopped(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// The error a stopped node answers with, if it has stopped.
