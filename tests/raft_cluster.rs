@@ -24,14 +24,21 @@ const SECRET: &str = "raft-cluster-test-secret";
 
 /// A node that hosts a replica of its shard.
 fn replica() -> TestServer {
-    node_with(&[
+    replica_with(&[])
+}
+
+/// [`replica`] with more arguments.
+fn replica_with(extra: &[&str]) -> TestServer {
+    let mut args = vec![
         "--cluster-raft",
         "yes",
         "--cluster-secret",
         SECRET,
         "--appendfsync",
         "always",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    node_with(&args)
 }
 
 fn text(reply: &[u8]) -> String {
@@ -40,7 +47,12 @@ fn text(reply: &[u8]) -> String {
 
 /// Three replicas made into one shard.
 fn create_shard() -> Vec<TestServer> {
-    let nodes: Vec<TestServer> = (0..3).map(|_| replica()).collect();
+    create_shard_with(&[])
+}
+
+/// [`create_shard`] of nodes started with more arguments.
+fn create_shard_with(extra: &[&str]) -> Vec<TestServer> {
+    let nodes: Vec<TestServer> = (0..3).map(|_| replica_with(extra)).collect();
     let mut args = vec!["cluster", "create", "--replicas", "2"];
     let addrs: Vec<String> = nodes.iter().map(addr).collect();
     args.extend(addrs.iter().map(String::as_str));
@@ -497,4 +509,110 @@ fn only_the_leader_expires_keys_and_replicas_apply_its_deletions() {
         .cmd(&["XADD", "kept", "*", "f", "v"])
         .starts_with(b"$"));
     converge(&nodes, &all, &state(&nodes[l]));
+}
+
+/// `field` of INFO persistence on node `s`, as a number (waiting while it restarts).
+fn persisted(s: &TestServer, field: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = info_field(s, "persistence", field).and_then(|v| v.parse().ok()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {field} from {}", addr(s));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asks node `s` for a checkpoint and waits for it to finish; its Raft first index after.
+fn checkpoint(s: &TestServer) -> u64 {
+    let mut c = s.raw();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = text(&c.cmd(&["BGREWRITEAOF"]));
+        if r.starts_with("+Background append only file rewriting started") {
+            break;
+        }
+        assert!(r.contains("already in progress"), "{r}");
+        assert!(Instant::now() < deadline, "{r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The request is taken within a poll of the checkpoint task (250 ms).
+    std::thread::sleep(Duration::from_millis(400));
+    while persisted(s, "aof_rewrite_in_progress") != 0 {
+        assert!(Instant::now() < deadline, "checkpoint still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    persisted(s, "raft_first_index")
+}
+
+/// Step I in a shard: every replica checkpoints and purges its Raft log, but never below
+/// what each replica holds — a follower that is down holds the purge floor, and so every
+/// log's purge, at what it had acknowledged, and once back it catches up from the
+/// leader's log (there are no snapshots to ship yet); then the purge goes on.
+#[test]
+fn replicas_purge_their_logs_only_below_what_every_replica_holds() {
+    if ran_in_netns("replicas_purge_their_logs_only_below_what_every_replica_holds") {
+        return;
+    }
+    let mut nodes = create_shard_with(&["--segment-size", "1mb", "--checkpoint-interval", "3600"]);
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let pad = "p".repeat(2048);
+    let write = |s: &TestServer, from: u64, n: u64| {
+        let mut c = s.raw();
+        for i in from..from + n {
+            let r = c.cmd(&[
+                "XADD",
+                "s",
+                &format!("{i}-1"),
+                "n",
+                &i.to_string(),
+                "pad",
+                &pad,
+            ]);
+            assert!(r.starts_with(b"$"), "XADD {i}: {}", text(&r));
+        }
+        assert!(c.cmd(&["XTRIM", "s", "MAXLEN", "20"]).starts_with(b":"));
+    };
+    write(&nodes[l], 1, 700);
+    let expected = state(&nodes[l]);
+    converge(&nodes, &all, &expected);
+    for s in &nodes {
+        let first = checkpoint(s);
+        assert!(first > 256, "{} purged only below {first}", addr(s));
+    }
+
+    // A follower goes down: the others' purges stop at what it holds.
+    let f = (l + 1) % 3;
+    let held = persisted(&nodes[f], "raft_last_index");
+    nodes[f].signal_and_wait(9);
+    write(&nodes[l], 701, 700);
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != f).collect();
+    for &i in &others {
+        let first = checkpoint(&nodes[i]);
+        assert!(
+            first <= held + 1,
+            "node {i} purged below {first}, but the follower that is down holds only {held}"
+        );
+        assert!(persisted(&nodes[i], "raft_purge_floor") <= held);
+    }
+
+    // It comes back and catches up from the leader's log; then the purge moves past it.
+    nodes[f].restart();
+    let expected = state(&nodes[l]);
+    converge(&nodes, &all, &expected);
+    write(&nodes[l], 1401, 300);
+    let expected = state(&nodes[l]);
+    converge(&nodes, &all, &expected);
+    for s in &nodes {
+        let first = checkpoint(s);
+        assert!(
+            first > held + 1,
+            "{} still purged only below {first} (the follower had {held})",
+            addr(s)
+        );
+    }
+    // And a node restarted past its checkpoint has the same state.
+    nodes[f].restart();
+    converge(&nodes, &all, &expected);
 }
