@@ -107,8 +107,8 @@ struct Opts {
     #[arg(long, default_value = "always")]
     appendfsync: String,
     /// Run the server with `cluster-raft yes` (issue #14 step D: writes are acknowledged once
-    /// their Raft entry is committed by the group of one voter). Raft mode takes no
-    /// checkpoints yet, so none are asked for.
+    /// their Raft entry is committed by the group of one voter); checkpoints are asked for
+    /// as in the single-node cycles (a Raft checkpoint also purges the Raft log).
     #[arg(long)]
     raft: bool,
     /// Run a replicated shard instead of one server: three nodes on 127.0.0.1 with
@@ -2353,8 +2353,7 @@ fn cycles(
         // a checkpoint is written, renamed and the segments it supersedes are deleted.
         let checkpoint_after = rng
             .gen_bool(0.5)
-            .then(|| Duration::from_millis(rng.gen_range(0..load_ms)))
-            .filter(|_| !opts.raft);
+            .then(|| Duration::from_millis(rng.gen_range(0..load_ms)));
         let checkpointer = checkpoint_after.map(|after| {
             let off = powered_off.clone();
             std::thread::spawn(move || {
