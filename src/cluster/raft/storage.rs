@@ -23,8 +23,9 @@
 //! - Appends that would leave a hole, overwrite purged entries, or truncate committed ones
 //!   are refused with an error (`MemStorage` panics or, for the last, allows it).
 //! - `snapshot` returns `SnapshotTemporarilyUnavailable` for now: a snapshot is a
-//!   checkpoint plus the segments it keeps, shipped by step I (design §3.8). raft-rs retries
-//!   later, so a follower that needs a snapshot waits until then.
+//!   checkpoint plus the segments it keeps, to be shipped (design §3.8; not built). raft-rs
+//!   retries later. Checkpoints purge the log only below the group's purge floor
+//!   (`RaftNode::purge_floor`), so no voter ever needs one; a new replica would.
 
 use std::path::Path;
 
