@@ -616,3 +616,33 @@ fn replicas_purge_their_logs_only_below_what_every_replica_holds() {
     nodes[f].restart();
     converge(&nodes, &all, &expected);
 }
+
+/// A client blocked on XREAD on a replica (after READONLY) is served when the leader's
+/// entry is applied there, as a Redis replica serves it when its master's write arrives.
+#[test]
+fn a_reader_blocked_on_a_replica_is_served_when_the_leaders_write_is_applied() {
+    if ran_in_netns("a_reader_blocked_on_a_replica_is_served_when_the_leaders_write_is_applied") {
+        return;
+    }
+    let (nodes, l) = shard_and_leader();
+    let f = (l + 1) % 3;
+    let mut c = nodes[l].raw();
+    assert_eq!(c.cmd(&["XADD", "s", "1-1", "n", "0"]), b"$3\r\n1-1\r\n");
+    let mut blocked = nodes[f].raw();
+    assert_eq!(blocked.cmd(&["READONLY"]), b"+OK\r\n");
+    // Waits until the replica has the first entry, so `$` is past it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while blocked.cmd(&["XLEN", "s"]) != b":1\r\n" {
+        assert!(Instant::now() < deadline, "the replica never applied 1-1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    blocked.send(&common::encode(&[
+        "XREAD", "BLOCK", "0", "STREAMS", "s", "$",
+    ]));
+    nodes[f].wait_blocked(1);
+    assert_eq!(c.cmd(&["XADD", "s", "2-1", "n", "1"]), b"$3\r\n2-1\r\n");
+    assert_eq!(
+        text(&blocked.read_reply()),
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-1\r\n*2\r\n$1\r\nn\r\n$1\r\n1\r\n"
+    );
+}

@@ -686,9 +686,9 @@ pub fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
     let mut state = sh.state.lock();
     let moved = state
         .blocking
-        .take_where(|w| blocked_redirect(cluster, &w.keys).is_some());
+        .take_where(|w| blocked_redirect(cluster, &w.keys, w.replica_read).is_some());
     for waiter in moved {
-        if let Some(error) = blocked_redirect(cluster, &waiter.keys) {
+        if let Some(error) = blocked_redirect(cluster, &waiter.keys, waiter.replica_read) {
             waiter.fail(sh, error.to_string());
         }
     }
@@ -700,13 +700,22 @@ pub fn redirect_blocked(sh: &Shared, cluster: &Cluster) {
 /// or the cluster does not serve every slot. Called under the keyspace lock both when a map
 /// is installed (for the clients already waiting) and when a client is about to wait
 /// (`commands::block`), so a map installed between a command's route check and its
-/// registration cannot leave it waiting for keys that are no longer here.
-pub fn blocked_redirect(cluster: &Cluster, keys: &[bytes::Bytes]) -> Option<CommandError> {
+/// registration cannot leave it waiting for keys that are no longer here. A `replica_read`
+/// (a read-only command of a READONLY client) keeps waiting on any node of the slot's
+/// shard, as [`route`] lets it run there.
+pub fn blocked_redirect(
+    cluster: &Cluster,
+    keys: &[bytes::Bytes],
+    replica_read: bool,
+) -> Option<CommandError> {
     let topology = cluster.topology.read();
     if !topology.is_ok() {
         return Some(CommandError::ClusterDown);
     }
     let slot = key_slot(keys.first()?);
+    if replica_read && topology.in_my_shard(slot) {
+        return None;
+    }
     // As Redis: a client blocked on a slot this node is importing (it came with ASKING)
     // keeps waiting; the slot is about to be this node's.
     if let Some(SlotState::Importing(_)) = topology.slot_state(slot) {

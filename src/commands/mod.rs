@@ -443,10 +443,11 @@ fn block(
     // Routing was checked before the handler ran; a shard map installed since (its
     // redirect of the waiting clients ran before we took the lock) must not leave this
     // client waiting for keys another node now serves.
+    let replica_read = session.readonly && !spec.is_write();
     if let Some(e) = shared
         .cluster
         .as_ref()
-        .and_then(|c| cluster::blocked_redirect(c, &b.keys))
+        .and_then(|c| cluster::blocked_redirect(c, &b.keys, replica_read))
     {
         return Exec::Reply(error_reply(shared, &e, None));
     }
@@ -462,6 +463,7 @@ fn block(
         retry,
         tx,
         wake_ms,
+        replica_read,
     });
     Exec::Blocked {
         waiter,

@@ -43,6 +43,10 @@ pub struct Waiter {
     pub tx: oneshot::Sender<Reply>,
     /// When to retry even without a write (Unix ms), see [`BlockedRead::wake_at`].
     pub wake_ms: Option<u64>,
+    /// A read a replica may serve: a read-only command from a client in READONLY mode
+    /// (Redis's `clusterRedirectBlockedClientIfNeeded` keeps such a client waiting on a
+    /// replica of the slot's shard).
+    pub replica_read: bool,
 }
 
 impl Waiter {

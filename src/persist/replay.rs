@@ -32,6 +32,17 @@ pub fn replay_ops_at(
     payload: &Bytes,
     payload_at: Option<RecordPos>,
 ) -> Vec<String> {
+    apply_ops_at(shared, payload, payload_at, false)
+}
+
+/// [`replay_ops_at`], and with `serve` the clients blocked on the keys it made ready are
+/// served (a replica applying its leader's entries while it serves reads).
+fn apply_ops_at(
+    shared: &Shared,
+    payload: &Bytes,
+    payload_at: Option<RecordPos>,
+    serve: bool,
+) -> Vec<String> {
     let (mut ops, mut spans) = match op::decode(payload) {
         Ok(d) => d,
         Err(e) => return vec![e.to_string()],
@@ -75,7 +86,39 @@ pub fn replay_ops_at(
         }
     }
     state.ks.take_expired();
-    state.ks.take_ready();
+    if serve && errors.is_empty() {
+        // The command layer signals the keys a live write made ready; applied ops are
+        // signalled here, those a blocked XREAD can be waiting on (a spurious signal
+        // only makes a waiter look again).
+        for LoggedOp { db, op } in &ops {
+            let key = match op {
+                op::Op::Append { key, .. }
+                | op::Op::Del { key }
+                | op::Op::SetString { key, .. }
+                | op::Op::SetId { key, .. }
+                | op::Op::Rename { to: key, .. } => key,
+                _ => continue,
+            };
+            state.ks.signal_ready(*db as usize, key);
+        }
+        // Only reads are served here (XREAD after READONLY): a replica takes no writes,
+        // and its clients blocked on XREADGROUP were sent to the leader when it stopped
+        // leading. A read logs nothing; anything else a waiter queued is not this
+        // replica's to log.
+        crate::core::blocking::serve_ready(
+            &mut state.ks,
+            &mut state.blocking,
+            &mut state.props,
+            shared,
+            crate::core::now_ms(),
+        );
+        if !state.props.ops.is_empty() {
+            tracing::warn!("A client served on a replica queued writes: dropped");
+            state.props.ops.clear();
+        }
+    } else {
+        state.ks.take_ready();
+    }
     if let Some(at) = payload_at {
         spans.retain(|s| !preset.get(s.0).copied().unwrap_or(false));
         if !spans.is_empty() {
@@ -127,6 +170,26 @@ pub fn apply_entry(
         return Ok(());
     }
     match replay_ops_at(shared, &entry.data, Some(data_at))
+        .into_iter()
+        .next()
+    {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// [`apply_entry`] on a running replica: clients blocked on the keys the entry made ready
+/// (XREAD after READONLY) are served, as a Redis replica serves them when its master's
+/// writes arrive.
+pub fn apply_committed_entry(
+    shared: &Shared,
+    entry: &crate::storage::raft_record::RaftEntryRecord,
+    data_at: RecordPos,
+) -> Result<(), String> {
+    if entry.data.is_empty() || entry.kind != crate::storage::raft_record::EntryKind::Normal {
+        return Ok(());
+    }
+    match apply_ops_at(shared, &entry.data, Some(data_at), true)
         .into_iter()
         .next()
     {

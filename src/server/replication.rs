@@ -37,10 +37,10 @@
 //! and arguments, `main.rs`), which replays the log's committed entries — the crash
 //! recovery path, design §3.7's rebuild. Clients reconnect, as after a failover.
 //!
-//! **Not yet** (issue #14's later steps): ReadIndex (a leader cut off from its group may
-//! answer reads from its last state until it learns of the new term; its writes are never
-//! acknowledged), blocked XREAD on followers woken by applies, snapshots and log GC, and
-//! membership changes.
+//! **Reads on replicas.** After READONLY a replica serves reads from what it applied, and
+//! a client blocked there on XREAD is served as the leader's entries are applied.
+//!
+//! **Not yet** (issue #14's later steps): shipping snapshots, and membership changes.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -57,7 +57,7 @@ use crate::cluster::raft::transport::{
 use crate::cluster::raft::RaftNode;
 use crate::cluster::topology::{NodeId, NodeInfo};
 use crate::core::Shared;
-use crate::persist::replay::{apply_entry, RaftLoaded};
+use crate::persist::replay::{apply_committed_entry, RaftLoaded};
 
 /// Hands the group's outgoing messages to the transport (never blocks: it queues).
 struct TransportSink {
@@ -164,7 +164,7 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
     .map_err(|e| format!("can't start the Raft group of shard {}: {e}", shard.id))?;
     let weak = Arc::downgrade(shared);
     node.set_applier(Box::new(move |entry, at| match weak.upgrade() {
-        Some(sh) => apply_entry(&sh, entry, at),
+        Some(sh) => apply_committed_entry(&sh, entry, at),
         None => Err("the server is shutting down".into()),
     }));
     // The map names a new leader before it takes its first write (and a follower learns
