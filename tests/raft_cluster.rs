@@ -22,12 +22,7 @@ use common::TestServer;
 
 const SECRET: &str = "raft-cluster-test-secret";
 
-/// A node that hosts a replica of its shard.
-fn replica() -> TestServer {
-    replica_with(&[])
-}
-
-/// [`replica`] with more arguments.
+/// A node that hosts a replica of its shard, started with `extra` arguments too.
 fn replica_with(extra: &[&str]) -> TestServer {
     let mut args = vec![
         "--cluster-raft",
@@ -644,5 +639,66 @@ fn a_reader_blocked_on_a_replica_is_served_when_the_leaders_write_is_applied() {
     assert_eq!(
         text(&blocked.read_reply()),
         "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-1\r\n*2\r\n$1\r\nn\r\n$1\r\n1\r\n"
+    );
+}
+
+/// Leader hints: the nodes of the other shards learn a shard's new leader from it (its
+/// heartbeats to them over the cluster bus), so their `MOVED` replies name it within
+/// seconds — not the dead node their map listed first.
+#[test]
+fn the_other_shards_learn_a_shards_new_leader() {
+    if ran_in_netns("the_other_shards_learn_a_shards_new_leader") {
+        return;
+    }
+    let mut nodes: Vec<TestServer> = (0..6).map(|_| replica_with(&[])).collect();
+    let mut args = vec!["cluster", "create", "--replicas", "2"];
+    let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    args.extend(addrs.iter().map(String::as_str));
+    let out = rill_ok(&args);
+    assert!(out.contains("Master[1]"), "{out}");
+    // The two shards, by CLUSTER MYSHARDID.
+    let shard_of: Vec<String> = nodes
+        .iter()
+        .map(|n| text(&n.raw().cmd(&["CLUSTER", "MYSHARDID"])))
+        .collect();
+    let a: Vec<usize> = (0..6).filter(|&i| shard_of[i] == shard_of[0]).collect();
+    let b: Vec<usize> = (0..6).filter(|&i| shard_of[i] != shard_of[0]).collect();
+    assert_eq!((a.len(), b.len()), (3, 3), "{shard_of:?}");
+    let lb = leader(&nodes, &b, Duration::from_secs(10));
+    // A key of shard B: its leader serves it.
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| nodes[lb].raw().cmd(&["XLEN", k]) == b":0\r\n")
+        .expect("a key of shard B");
+    let slot = text(&nodes[lb].raw().cmd(&["CLUSTER", "KEYSLOT", &key]));
+    let slot = slot.trim_start_matches(':').trim_end().to_string();
+    // Every node of shard A redirects the key to node `l`, within seconds.
+    let wait_for = |nodes: &[TestServer], l: usize| {
+        let expect = format!("-MOVED {slot} {}\r\n", addr(&nodes[l]));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for &i in &a {
+            loop {
+                let got = text(&nodes[i].raw().cmd(&["XLEN", &key]));
+                if got == expect {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} of shard A still answers {got}, not {expect}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    wait_for(&nodes, lb);
+    // B's leader dies; B elects another, and A's nodes learn of it.
+    nodes[lb].signal_and_wait(9);
+    let rest: Vec<usize> = b.iter().copied().filter(|&i| i != lb).collect();
+    let lb2 = leader(&nodes, &rest, Duration::from_secs(15));
+    let elected = Instant::now();
+    wait_for(&nodes, lb2);
+    eprintln!(
+        "shard A's nodes knew the new leader {:?} after its election",
+        elected.elapsed()
     );
 }

@@ -37,6 +37,15 @@
 //! and arguments, `main.rs`), which replays the log's committed entries — the crash
 //! recovery path, design §3.7's rebuild. Clients reconnect, as after a failover.
 //!
+//! **Leader hints.** Every node is also linked to the nodes of the other shards. A leader,
+//! when elected and then every second, sends each of them a heartbeat of its own group
+//! (`MsgHeartbeat` with its term); not being members they never step it, but their driver
+//! reads it as "the sender leads that shard" (newest term wins) and lists it first in that
+//! shard of their map. So every node's `MOVED` replies and CLUSTER SLOTS name a shard's new
+//! leader within a second of its election, not the dead node their map listed first.
+//! (Nodes added to the map after the group started are not told; that comes with
+//! membership changes.)
+//!
 //! **Reads on replicas.** After READONLY a replica serves reads from what it applied, and
 //! a client blocked there on XREAD is served as the leader's entries are applied.
 //!
@@ -149,6 +158,28 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         }
         transport.add_peer(n.id.raft_id(), peer_addr(n)?);
     }
+    // The nodes of the other shards, told of this shard's leader (leader hints, module
+    // docs). A node whose raft id another node shares is left out: links are by raft id.
+    let mut observers: Vec<(u64, NodeId)> = Vec::new();
+    {
+        let t = cluster.topology.read();
+        let all: Vec<&NodeInfo> = t.map().shards.iter().flat_map(|s| s.nodes.iter()).collect();
+        for n in all
+            .iter()
+            .filter(|n| !shard.nodes.iter().any(|m| m.id == n.id))
+        {
+            let rid = n.id.raft_id();
+            if all.iter().filter(|m| m.id.raft_id() == rid).count() > 1 {
+                tracing::warn!(
+                    "Node {} shares its raft id with another node: it will not be told of this shard's leader",
+                    n.id
+                );
+                continue;
+            }
+            transport.add_peer(rid, peer_addr(n)?);
+            observers.push((rid, n.id.clone()));
+        }
+    }
     let group = shard.id.raft_id();
     let sink = Arc::new(TransportSink {
         transport: transport.clone(),
@@ -199,7 +230,19 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
     let weak = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("rill-raft".into())
-        .spawn(move || drive(weak, node, wake_rx, group, members, transport))
+        .spawn(move || {
+            drive(
+                weak,
+                node,
+                wake_rx,
+                Hosted {
+                    group,
+                    members,
+                    observers,
+                },
+                transport,
+            )
+        })
         .map_err(|e| format!("can't start the Raft driver thread: {e}"))?;
     Ok(true)
 }
@@ -259,18 +302,38 @@ fn peer_addr(n: &NodeInfo) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("can't resolve node {}'s address {}:{}", n.id, n.ip, n.cport))
 }
 
+/// The group a driver thread runs and who it talks to.
+struct Hosted {
+    group: GroupId,
+    /// The group's members: raft id and node id.
+    members: Vec<(u64, NodeId)>,
+    /// The nodes of the other shards, told of this shard's leader while this node leads.
+    observers: Vec<(u64, NodeId)>,
+}
+
+/// How often a leader tells the other shards' nodes that it leads (in ticks), besides at
+/// once when elected.
+const HINT_TICKS: u64 = 10;
+
 /// The driver thread (module docs). Ends at shutdown, or when the runtime drops the tasks
 /// that feed it.
 fn drive(
     shared: Weak<Shared>,
     node: Arc<RaftNode>,
     mut wake: mpsc::Receiver<Wake>,
-    group: GroupId,
-    members: Vec<(u64, NodeId)>,
-    _transport: Arc<Transport>,
+    hosted: Hosted,
+    transport: Arc<Transport>,
 ) {
+    let Hosted {
+        group,
+        members,
+        observers,
+    } = hosted;
     let mut leader_seen = 0u64;
     let mut stopped_logged = false;
+    // Per other shard's group: the newest term a leader hint came with.
+    let mut hint_terms: std::collections::HashMap<GroupId, u64> = Default::default();
+    let mut ticks_since_hint = 0u64;
     loop {
         match shared.upgrade() {
             Some(sh) if !sh.shutting_down.load(Ordering::SeqCst) => {}
@@ -289,12 +352,9 @@ fn drive(
         }
         for batch in batches {
             if batch.group != group {
-                tracing::debug!(
-                    "Raft messages for group {:#x} from {:#x} dropped: this node hosts {:#x}",
-                    batch.group,
-                    batch.from,
-                    group
-                );
+                if let Some(sh) = shared.upgrade() {
+                    leader_hint(&sh, &batch, &mut hint_terms);
+                }
                 continue;
             }
             for m in batch.messages {
@@ -304,6 +364,7 @@ fn drive(
         for _ in 0..ticks {
             node.tick();
         }
+        ticks_since_hint += ticks;
         if let Err(e) = node.round(None) {
             if !stopped_logged {
                 tracing::error!("Raft group stopped: {e}");
@@ -322,6 +383,13 @@ fn drive(
             continue;
         }
         let leader = node.leader_id();
+        if leader == node.id()
+            && node.is_leader()
+            && (leader != leader_seen || ticks_since_hint >= HINT_TICKS)
+        {
+            ticks_since_hint = 0;
+            tell_observers(&node, &transport, group, &observers);
+        }
         if leader != 0 {
             if let Some((_, id)) = members.iter().find(|(r, _)| *r == leader) {
                 if let Some(sh) = shared.upgrade() {
@@ -340,4 +408,70 @@ fn drive(
         }
     }
     tracing::debug!("Raft driver thread ends");
+}
+
+/// A leader hint: a heartbeat this node, leader of `group` at its current term, sends the
+/// nodes of the other shards. They are not members, so raft never sees it; their driver
+/// reads it as "the sender leads its shard" ([`leader_hint`]).
+fn tell_observers(
+    node: &RaftNode,
+    transport: &Transport,
+    group: GroupId,
+    observers: &[(u64, NodeId)],
+) {
+    let term = node.status().term;
+    for (rid, _) in observers {
+        let mut m = raft::eraftpb::Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        m.from = node.id();
+        m.to = *rid;
+        m.term = term;
+        if let Err(e) = transport.send(group, m) {
+            tracing::debug!("Leader hint not sent: {e}");
+        }
+    }
+}
+
+/// Reads a frame of another shard's group as a leader hint (see [`tell_observers`]): its
+/// authenticated sender leads that shard, unless a hint with a newer term came already.
+/// The sender is listed first in its shard in this node's map, so this node's MOVED
+/// replies and CLUSTER SLOTS name it — without this a node learns another shard's new
+/// leader only from its clients' redirections.
+fn leader_hint(sh: &Shared, batch: &Inbound, terms: &mut std::collections::HashMap<GroupId, u64>) {
+    let Some(cluster) = sh.cluster.as_ref() else {
+        return;
+    };
+    let Some(term) = batch
+        .messages
+        .iter()
+        .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat)
+        .map(|m| m.term)
+        .max()
+    else {
+        return;
+    };
+    if terms.get(&batch.group).is_some_and(|&t| t > term) {
+        return;
+    }
+    let leader = {
+        let t = cluster.topology.read();
+        t.map()
+            .shards
+            .iter()
+            .find(|s| s.id.raft_id() == batch.group)
+            .and_then(|s| s.nodes.iter().find(|n| n.id.raft_id() == batch.from))
+            .map(|n| n.id.clone())
+    };
+    let Some(leader) = leader else {
+        tracing::debug!(
+            "A leader hint from {:#x} for group {:#x}, which this node's map does not have",
+            batch.from,
+            batch.group
+        );
+        return;
+    };
+    terms.insert(batch.group, term);
+    if cluster.topology.write().follow_leader(&leader) {
+        tracing::info!("Raft: node {leader} leads its shard now (term {term}, told by it)");
+    }
 }
