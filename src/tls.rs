@@ -66,6 +66,61 @@ struct Contexts {
     optional: Option<Arc<ServerConfig>>,
     /// Outgoing links; `None` without CA certificates (no peer could be verified).
     client: Option<Arc<ClientConfig>>,
+    /// Outgoing cluster links: as `client`, but the peer's certificate is checked against
+    /// the CA only, not against its address ([`ChainOnly`]).
+    cluster_client: Option<Arc<ClientConfig>>,
+}
+
+/// Verifies a peer's certificate chain against the CA certificates and not its name: the
+/// cluster bus dials peers by address, and Redis (OpenSSL with `SSL_VERIFY_PEER` and no
+/// host check) accepts any certificate of the cluster's CA there, so certificates made for
+/// Redis Cluster, often without IP subject names, work unchanged.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // The chain is checked first; only a name mismatch after it is forgiven.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// The live TLS configuration: replaced whole by [`TlsContext::configure`], read by every
@@ -110,6 +165,15 @@ impl TlsContext {
     /// certificates, presenting `tls-client-cert-file` (or `tls-cert-file`).
     pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
         self.current.read().as_ref()?.client.clone()
+    }
+
+    /// What the cluster bus (`tls-cluster yes`) uses: the server side requiring a peer
+    /// certificate from the CA, and the client side presenting this node's and checking the
+    /// peer's chain (not its name, as Redis). `None` without CA certificates.
+    pub fn cluster_link(&self) -> Option<(Arc<ServerConfig>, Arc<ClientConfig>)> {
+        let current = self.current.read();
+        let c = current.as_ref()?;
+        Some((c.required.clone()?, c.cluster_client.clone()?))
     }
 }
 
@@ -308,16 +372,38 @@ fn build(settings: &TlsSettings) -> Result<Contexts, TlsError> {
                 .with_protocol_versions(&versions)
                 .map_err(rustls_err)?
                 .with_root_certificates(roots.clone())
+                .with_client_auth_cert(client_chain.clone(), client_key.clone_key())
+                .map_err(rustls_err)?;
+            let chain_only = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| TlsError::Ca(e.to_string()))?;
+            let cluster_client = ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&versions)
+                .map_err(rustls_err)?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(chain_only)))
                 .with_client_auth_cert(client_chain, client_key)
                 .map_err(rustls_err)?;
-            (Some(required), Some(optional), Some(Arc::new(client)))
+            (
+                Some(required),
+                Some(optional),
+                Some((Arc::new(client), Arc::new(cluster_client))),
+            )
         }
+    };
+    let (client, cluster_client) = match client {
+        Some((c, cc)) => (Some(c), Some(cc)),
+        None => (None, None),
     };
     Ok(Contexts {
         no_auth,
         required,
         optional,
         client,
+        cluster_client,
     })
 }
 

@@ -702,3 +702,120 @@ fn the_other_shards_learn_a_shards_new_leader() {
         elected.elapsed()
     );
 }
+
+/// `tls-cluster yes`: the Raft links are TLS with certificates from the cluster's CA. The
+/// shard replicates over them; the bus port speaks no plain text; a node whose
+/// certificate comes from another CA is cut off (the others go on without it) until it
+/// has a good one again, then catches up.
+#[test]
+fn raft_links_use_tls_with_the_clusters_ca() {
+    if ran_in_netns("raft_links_use_tls_with_the_clusters_ca") {
+        return;
+    }
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = std::env::temp_dir().join(format!("rill-raft-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    let ca = common::certs::ca("Rill cluster CA");
+    let rogue = common::certs::ca("Another CA");
+    std::fs::write(dir.join("ca.crt"), ca.0.pem()).expect("write ca");
+    // One certificate per node (names are not checked on the bus: any of the CA's).
+    for i in 0..3 {
+        common::certs::leaf(
+            &dir,
+            &format!("node{i}"),
+            &["rill-node"],
+            &ca,
+            vec![ServerAuth, ClientAuth],
+        );
+    }
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let mut nodes: Vec<TestServer> = (0..3)
+        .map(|i| {
+            let (crt, key, cafile) = (
+                path(&format!("node{i}.crt")),
+                path(&format!("node{i}.key")),
+                path("ca.crt"),
+            );
+            replica_with(&[
+                "--tls-cluster",
+                "yes",
+                "--tls-cert-file",
+                &crt,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &cafile,
+            ])
+        })
+        .collect();
+    let mut args = vec!["cluster", "create", "--replicas", "2"];
+    let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    args.extend(addrs.iter().map(String::as_str));
+    rill_ok(&args);
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    for i in 1..=50 {
+        let id = format!("{i}-1");
+        assert_eq!(
+            text(&c.cmd(&["XADD", "s", &id, "n", "x"])),
+            format!("${}\r\n{id}\r\n", id.len())
+        );
+    }
+    let expected = state(&nodes[l]);
+    converge(&nodes, &all, &expected);
+
+    // The bus port answers a plain-text peer with no Raft handshake (a plain bus sends its
+    // HELLO, "RILLRAFT…", at once): it waits for a TLS ClientHello.
+    let bus = SocketAddr::new(nodes[l].host, nodes[l].port + 10000);
+    let mut plain = TcpStream::connect_timeout(&bus, Duration::from_secs(2)).expect("bus");
+    plain
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut first = [0u8; 8];
+    let got = plain.read(&mut first).unwrap_or(0);
+    assert!(
+        got == 0 || first[..got] != b"RILLRAFT"[..got],
+        "the bus spoke plain text"
+    );
+
+    // A follower with a certificate of another CA is cut off; writes go on without it.
+    let f = (l + 1) % 3;
+    common::certs::leaf(
+        &dir,
+        &format!("node{f}"),
+        &["rill-node"],
+        &rogue,
+        vec![ServerAuth, ClientAuth],
+    );
+    nodes[f].restart();
+    for i in 51..=60 {
+        let id = format!("{i}-1");
+        assert!(c.cmd(&["XADD", "s", &id, "n", "x"]).starts_with(b"$"));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let len = |s: &TestServer| {
+        let mut r = s.raw();
+        assert_eq!(r.cmd(&["READONLY"]), b"+OK\r\n");
+        text(&r.cmd(&["XLEN", "s"]))
+    };
+    assert_eq!(
+        len(&nodes[f]),
+        ":50\r\n",
+        "the node with a foreign certificate"
+    );
+    // With a certificate of the CA again, it catches up.
+    common::certs::leaf(
+        &dir,
+        &format!("node{f}"),
+        &["rill-node"],
+        &ca,
+        vec![ServerAuth, ClientAuth],
+    );
+    nodes[f].restart();
+    let expected = state(&nodes[l]);
+    assert!(expected[0].starts_with(":60"), "{expected:?}");
+    converge(&nodes, &all, &expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}

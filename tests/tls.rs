@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{encode, free_port, TestServer};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -31,43 +28,17 @@ impl Certs {
         let dir = std::env::temp_dir().join(format!("rill-tls-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cert dir");
-        let (ca_cert, ca_key) = ca("Rill test CA");
-        let (rogue, rogue_key) = ca("Unknown CA");
-        std::fs::write(dir.join("ca.crt"), ca_cert.pem()).expect("write");
-        let leaf = |name: &str, issuer: &rcgen::Certificate, issuer_key: &KeyPair, eku| {
-            let key = KeyPair::generate().expect("key");
-            let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
-                .expect("params");
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.extended_key_usages = vec![eku];
-            let cert = p.signed_by(&key, issuer, issuer_key).expect("sign");
-            std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write");
-            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+        let ca = common::certs::ca("Rill test CA");
+        let rogue = common::certs::ca("Unknown CA");
+        std::fs::write(dir.join("ca.crt"), ca.0.pem()).expect("write");
+        let names = ["localhost", "127.0.0.1"];
+        let leaf = |name: &str, issuer, eku| {
+            common::certs::leaf(&dir, name, &names, issuer, vec![eku]);
         };
-        leaf(
-            "server",
-            &ca_cert,
-            &ca_key,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        leaf(
-            "rotated",
-            &ca_cert,
-            &ca_key,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        leaf(
-            "client",
-            &ca_cert,
-            &ca_key,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        leaf(
-            "rogue",
-            &rogue,
-            &rogue_key,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
+        leaf("server", &ca, ExtendedKeyUsagePurpose::ServerAuth);
+        leaf("rotated", &ca, ExtendedKeyUsagePurpose::ServerAuth);
+        leaf("client", &ca, ExtendedKeyUsagePurpose::ClientAuth);
+        leaf("rogue", &rogue, ExtendedKeyUsagePurpose::ClientAuth);
         Certs { dir }
     }
 
@@ -116,20 +87,6 @@ impl Drop for Certs {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().expect("ca key");
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = p.self_signed(&key).expect("ca cert");
-    (cert, key)
 }
 
 /// A server with a plain port (for the harness's readiness probe) and a TLS port, both

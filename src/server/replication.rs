@@ -61,7 +61,7 @@ use tokio::sync::mpsc;
 use crate::cluster::raft::group::MessageSink;
 use crate::cluster::raft::node::TICK_MS;
 use crate::cluster::raft::transport::{
-    GroupId, Inbound, SharedSecret, Transport, TransportConfig, DEFAULT_INBOX_FRAMES,
+    GroupId, Inbound, LinkTls, SharedSecret, Transport, TransportConfig, DEFAULT_INBOX_FRAMES,
 };
 use crate::cluster::raft::RaftNode;
 use crate::cluster::topology::{NodeId, NodeInfo};
@@ -145,6 +145,14 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
     // Outbound links from this node's own address: a fault proxy (or a firewall) can tell
     // every directed link apart.
     cfg.source = ip.filter(|ip| !ip.is_unspecified());
+    if shared.config.read().tls.cluster {
+        let Some((accept, dial)) = shared.tls.cluster_link() else {
+            return Err(
+                "tls-cluster yes needs tls-cert-file, tls-key-file and tls-ca-cert-file (or tls-ca-cert-dir): the peers' certificates are checked against the CA".into(),
+            );
+        };
+        cfg.tls = Some(LinkTls { accept, dial });
+    }
     let (tx, inbox) = mpsc::channel(DEFAULT_INBOX_FRAMES);
     let transport = Transport::start(cfg, tx)
         .await

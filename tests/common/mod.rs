@@ -2,6 +2,7 @@
 //! fresh data directory, and speaks to it with raw RESP bytes or the `redis` crate.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cluster_nodes;
 pub mod netns;
 pub mod reference;

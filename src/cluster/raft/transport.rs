@@ -56,9 +56,21 @@
 //!
 //! HMAC comes from the RustCrypto `hmac` crate (over `sha2`, already a dependency, same
 //! `digest` 0.10): a few lines of RFC 2104 by hand would work too, but the crate is the
-//! maintained, reviewed and test-vectored version of exactly those lines. There is no
-//! encryption: Raft traffic is as private as the network it runs on, like Redis's cluster bus
-//! (design §3.7); the secret keeps strangers and misconfigured nodes out.
+//! maintained, reviewed and test-vectored version of exactly those lines. Without TLS there
+//! is no encryption: Raft traffic is as private as the network it runs on, like Redis's
+//! cluster bus without `tls-cluster` (design §3.7); the secret keeps strangers and
+//! misconfigured nodes out.
+//!
+//! # TLS
+//!
+//! With [`TransportConfig::tls`] (`tls-cluster yes`) every link is TLS first (rustls through
+//! `tokio-rustls`, the maintained async adapter of the rustls the client port already uses)
+//! and the handshake above runs inside it: the listener requires a client certificate that
+//! chains to the cluster's CA, and the dialer checks the listener's chain (not its name:
+//! peers are dialed by address, and Redis's OpenSSL cluster bus does not check names
+//! either). The TLS handshake counts against the handshake timeout. A link's stream is then
+//! a boxed `AsyncRead + AsyncWrite`, split with `tokio::io::split`, and every batch is
+//! flushed after it is written (TLS holds back what it encrypted until then).
 //!
 //! Limits of this design, on purpose for now: at most [`MAX_PENDING_HANDSHAKES`] handshakes
 //! run at once (each bounded by the handshake timeout), so a flood of strangers cannot hold
@@ -183,7 +195,28 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Time one batch's write may take before the connection is given up. Default 5 s.
     pub write_timeout: Duration,
+    /// TLS on every link (`tls-cluster yes`); `None` for plain TCP. Default `None`.
+    pub tls: Option<LinkTls>,
 }
+
+/// TLS for the links (module docs, "TLS"): how this node accepts peers (requiring a
+/// certificate from the cluster's CA) and dials them (presenting its own).
+#[derive(Clone)]
+pub struct LinkTls {
+    pub accept: Arc<rustls::ServerConfig>,
+    pub dial: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for LinkTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkTls")
+    }
+}
+
+/// A link's byte stream: TCP, or TLS over it.
+trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> LinkIo for T {}
+type LinkStream = Box<dyn LinkIo>;
 
 /// A sensible bound for the inbound channel given to [`Transport::start`], in frames: a full
 /// channel stops reads (backpressure), so this times the frame size bounds what waits there.
@@ -213,6 +246,7 @@ impl TransportConfig {
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -281,6 +315,12 @@ pub enum TransportError {
         addr: SocketAddr,
         #[source]
         source: HandshakeError,
+    },
+    #[error("Raft peer {addr}: TLS handshake failed: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
     },
     #[error("Raft peer {addr}: {source}")]
     Frame {
@@ -787,7 +827,7 @@ impl PeerLink {
     }
 }
 
-async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<TcpStream, TransportError> {
+async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<LinkStream, TransportError> {
     let addr = link.addr;
     let io = |source| TransportError::Io { addr, source };
     let socket = if addr.is_ipv4() {
@@ -799,7 +839,7 @@ async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<TcpStream, Trans
     if let Some(ip) = cfg.source {
         socket.bind(SocketAddr::new(ip, 0)).map_err(io)?;
     }
-    let mut stream = tokio::time::timeout(cfg.connect_timeout, socket.connect(addr))
+    let stream = tokio::time::timeout(cfg.connect_timeout, socket.connect(addr))
         .await
         .map_err(|_| TransportError::Timeout {
             addr,
@@ -807,27 +847,41 @@ async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<TcpStream, Trans
         })?
         .map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    tokio::time::timeout(
-        cfg.handshake_timeout,
-        dialer_handshake(&mut stream, cfg, link.id),
-    )
-    .await
-    .map_err(|_| TransportError::Timeout {
-        addr,
-        what: "in the handshake",
-    })?
-    .map_err(|e| e.at(addr))?;
-    Ok(stream)
+    let handshake = async {
+        let mut stream: LinkStream = match &cfg.tls {
+            Some(tls) => {
+                // The peer is named by its address; its certificate must chain to the
+                // cluster's CA (names are not checked, as Redis does not: see the docs).
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let tls_stream = tokio_rustls::TlsConnector::from(tls.dial.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|source| TransportError::Tls { addr, source })?;
+                Box::new(tls_stream)
+            }
+            None => Box::new(stream),
+        };
+        dialer_handshake(&mut stream, cfg, link.id)
+            .await
+            .map_err(|e| e.at(addr))?;
+        Ok::<_, TransportError>(stream)
+    };
+    tokio::time::timeout(cfg.handshake_timeout, handshake)
+        .await
+        .map_err(|_| TransportError::Timeout {
+            addr,
+            what: "in the handshake",
+        })?
 }
 
 /// Sends the queue's batches until the connection fails.
 async fn pump(
     cfg: &TransportConfig,
     link: &PeerLink,
-    stream: TcpStream,
+    stream: LinkStream,
 ) -> Result<(), TransportError> {
     let addr = link.addr;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut probe = [0u8; 1];
     let mut out = Vec::new();
     loop {
@@ -870,7 +924,12 @@ async fn pump(
                 }
             }
         }
-        let written = tokio::time::timeout(cfg.write_timeout, wr.write_all(&out)).await;
+        // TLS holds back what it encrypted until flushed.
+        let written = tokio::time::timeout(cfg.write_timeout, async {
+            wr.write_all(&out).await?;
+            wr.flush().await
+        })
+        .await;
         let failed = match written {
             Ok(Ok(())) => None,
             Ok(Err(source)) => Some(TransportError::Io { addr, source }),
@@ -1012,26 +1071,39 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn serve_inbound(
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let cfg = &shared.cfg;
     let _ = stream.set_nodelay(true);
-    let from =
-        match tokio::time::timeout(cfg.handshake_timeout, listener_handshake(&mut stream, cfg))
-            .await
-        {
-            Ok(Ok(from)) => from,
-            Ok(Err(e)) => {
-                shared.refused(addr, &e.at(addr));
-                return;
+    let handshake = async {
+        let mut stream: LinkStream = match &cfg.tls {
+            Some(tls) => {
+                let tls_stream = tokio_rustls::TlsAcceptor::from(tls.accept.clone())
+                    .accept(stream)
+                    .await
+                    .map_err(|source| TransportError::Tls { addr, source })?;
+                Box::new(tls_stream)
             }
-            Err(_) => {
-                shared.refused(addr, &"handshake timed out");
-                return;
-            }
+            None => Box::new(stream),
         };
+        let from = listener_handshake(&mut stream, cfg)
+            .await
+            .map_err(|e| e.at(addr))?;
+        Ok::<_, TransportError>((stream, from))
+    };
+    let (stream, from) = match tokio::time::timeout(cfg.handshake_timeout, handshake).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            shared.refused(addr, &e);
+            return;
+        }
+        Err(_) => {
+            shared.refused(addr, &"handshake timed out");
+            return;
+        }
+    };
     drop(permit);
     shared.inbound.connections.fetch_add(1, Ordering::Relaxed);
     let gen = shared.generation.fetch_add(1, Ordering::Relaxed);
@@ -1078,7 +1150,7 @@ async fn serve_inbound(
 /// Reads frames and hands them to the inbox until the connection ends or misbehaves.
 async fn deliver(
     shared: &Shared,
-    mut stream: TcpStream,
+    mut stream: LinkStream,
     addr: SocketAddr,
     from: RaftNodeId,
 ) -> Result<(), TransportError> {
