@@ -176,6 +176,9 @@ fn add(s: &mut Session, sh: &Shared, kind: Kind, args: &mut Args) -> R {
         .clone();
     let mut replies = Vec::with_capacity(args.remaining());
     while let Some(name) = args.next() {
+        // Kept for as long as the subscription lasts: a copy, not a slice of the
+        // connection's read buffer (which a slice would keep whole).
+        let name = crate::core::detached(&name);
         if s.subs.of_mut(kind).insert(name.clone()) {
             sh.pubsub.subscribe(kind, &name, &outlet);
         }
