@@ -35,6 +35,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::cluster::peer::Auth;
 use crate::cluster::peer::{Peer as Node, PeerError as CliError, Value};
 use crate::cluster::slot::SLOTS;
 use crate::cluster::topology::{NodeId, NodeInfo, ShardMap};
@@ -46,9 +47,13 @@ use crate::cluster::topology::{NodeId, NodeInfo, ShardMap};
     about = "Create, check and reshard a Rill cluster"
 )]
 pub struct ClusterArgs {
-    /// Password of the nodes (`requirepass`), sent with AUTH on every connection.
+    /// Password of the nodes (`requirepass`, or the `--user`'s), sent with AUTH on every
+    /// connection.
     #[arg(short = 'a', long = "pass", global = true)]
     pass: Option<String>,
+    /// ACL user to authenticate as (`AUTH user pass`), with `--pass`.
+    #[arg(long = "user", global = true, requires = "pass")]
+    user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -136,7 +141,11 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let pass = parsed.pass.as_deref();
+    let auth = parsed.pass.clone().map(|pass| Auth {
+        user: parsed.user.clone(),
+        pass,
+    });
+    let pass = auth.as_ref();
     let result = match parsed.command {
         Command::Create { nodes, replicas } => create(&nodes, replicas, pass),
         Command::Check { node } => check(&node, pass),
@@ -189,7 +198,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn create(addrs: &[String], replicas: usize, pass: Option<&str>) -> Result<bool, CliError> {
+fn create(addrs: &[String], replicas: usize, pass: Option<&Auth>) -> Result<bool, CliError> {
     let mut nodes = Vec::new();
     let mut infos: Vec<NodeInfo> = Vec::new();
     for addr in addrs {
@@ -268,7 +277,7 @@ fn create(addrs: &[String], replicas: usize, pass: Option<&str>) -> Result<bool,
     check(&addrs[0], pass)
 }
 
-fn check(addr: &str, pass: Option<&str>) -> Result<bool, CliError> {
+fn check(addr: &str, pass: Option<&Auth>) -> Result<bool, CliError> {
     let mut first = Node::connect(addr, pass)?;
     let map = first.topology()?;
     println!(">>> Performing Cluster Check (using node {addr})");
@@ -344,7 +353,7 @@ struct Cluster {
 
 impl Cluster {
     /// The map `addr` serves, and every node of it, which must all be reachable.
-    fn load(addr: &str, pass: Option<&str>) -> Result<Cluster, CliError> {
+    fn load(addr: &str, pass: Option<&Auth>) -> Result<Cluster, CliError> {
         let mut first = Node::connect(addr, pass)?;
         let map = first.topology()?;
         let mut nodes = Vec::new();
@@ -398,7 +407,7 @@ impl Cluster {
         source: &NodeId,
         target: &NodeId,
         batches: Batches,
-        pass: Option<&str>,
+        pass: Option<&Auth>,
     ) -> Result<usize, CliError> {
         let slot_text = slot.to_string();
         let unknown = |id: &NodeId| CliError::BadAddress(format!("node {id} is not in the map"));
@@ -457,8 +466,8 @@ impl Cluster {
                 timeout.as_bytes(),
             ];
             if let Some(p) = pass {
-                args.push(b"AUTH");
-                args.push(p.as_bytes());
+                args.push(if p.user.is_some() { b"AUTH2" } else { b"AUTH" });
+                args.extend(p.args());
             }
             args.push(b"KEYS");
             args.extend(keys.iter().map(Vec::as_slice));
@@ -484,7 +493,7 @@ fn confirmed(question: &str) -> bool {
 }
 
 /// Loads the cluster `addr` belongs to and says so, as `fix`, `reshard` and `rebalance` begin.
-fn load_checking(addr: &str, pass: Option<&str>) -> Result<Cluster, CliError> {
+fn load_checking(addr: &str, pass: Option<&Auth>) -> Result<Cluster, CliError> {
     let cluster = Cluster::load(addr, pass)?;
     println!(">>> Performing Cluster Check (using node {addr})");
     Ok(cluster)
@@ -492,7 +501,7 @@ fn load_checking(addr: &str, pass: Option<&str>) -> Result<Cluster, CliError> {
 
 /// `load_checking` for a command that moves slots: `None`, having said why, unless the
 /// cluster is `settled`.
-fn load_settled(addr: &str, pass: Option<&str>) -> Result<Option<Cluster>, CliError> {
+fn load_settled(addr: &str, pass: Option<&Auth>) -> Result<Option<Cluster>, CliError> {
     let mut cluster = load_checking(addr, pass)?;
     Ok(settled(&mut cluster)?.then_some(cluster))
 }
@@ -557,7 +566,7 @@ fn node_id(text: &str, cluster: &Cluster) -> Option<NodeId> {
 
 fn reshard(
     addr: &str,
-    pass: Option<&str>,
+    pass: Option<&Auth>,
     from: &str,
     to: &str,
     count: usize,
@@ -618,7 +627,7 @@ fn move_or_explain(
     source: &NodeId,
     target: &NodeId,
     batches: Batches,
-    pass: Option<&str>,
+    pass: Option<&Auth>,
 ) -> Result<usize, CliError> {
     cluster
         .move_slot(slot, source, target, batches, pass)
@@ -654,7 +663,7 @@ fn ranges_text(slots: &[u16]) -> String {
 
 fn rebalance(
     addr: &str,
-    pass: Option<&str>,
+    pass: Option<&Auth>,
     threshold: f64,
     use_empty: bool,
     batches: Batches,
@@ -726,7 +735,7 @@ fn rebalance(
     check(addr, pass)
 }
 
-fn fix(addr: &str, pass: Option<&str>, batches: Batches) -> Result<bool, CliError> {
+fn fix(addr: &str, pass: Option<&Auth>, batches: Batches) -> Result<bool, CliError> {
     let mut cluster = load_checking(addr, pass)?;
     // The newest map any node has (a reshard stopped while sending it) goes to all.
     let mut newest = cluster.map.clone();

@@ -645,6 +645,68 @@ fn the_cli_authenticates_with_a_password() {
         .any(|w| w == b"cluster_state:ok"));
 }
 
+/// `--user`: the CLI authenticates as an ACL user (`AUTH user pass`), and the slot moves
+/// it drives do too (RILL.MIGRATE … AUTH2 user pass), with the default user off.
+#[test]
+fn the_cli_authenticates_as_an_acl_user() {
+    if ran_in_netns("the_cli_authenticates_as_an_acl_user") {
+        return;
+    }
+    let start = || {
+        node_with(&[
+            "--user", "default", "off", "--user", "admin", "on", ">pw", "~*", "&*", "+@all",
+        ])
+    };
+    let (a, b) = (start(), start());
+    let without = rill(&["cluster", "create", "-a", "pw", &addr(&a), &addr(&b)]);
+    assert_eq!(without.status.code(), Some(2), "{without:?}");
+    rill_ok(&[
+        "cluster",
+        "create",
+        "--user",
+        "admin",
+        "-a",
+        "pw",
+        &addr(&a),
+        &addr(&b),
+    ]);
+    let login = |s: &TestServer| {
+        let mut c = s.raw();
+        assert_eq!(c.cmd(&["AUTH", "admin", "pw"]), b"+OK\r\n");
+        c
+    };
+    let (mut ca, mut cb) = (login(&a), login(&b));
+    // A key in the first node's lowest 32 slots (the ones a reshard moves first).
+    let key = (0..100_000)
+        .map(|i| format!("u{i}"))
+        .find(|k| {
+            let slot = String::from_utf8_lossy(&ca.cmd(&["CLUSTER", "KEYSLOT", k])).into_owned();
+            slot.trim_start_matches(':')
+                .trim_end()
+                .parse::<u16>()
+                .is_ok_and(|s| s < 32)
+        })
+        .expect("a key of the first node");
+    assert_eq!(ca.cmd(&["XADD", &key, "1-1", "f", "v"]), b"$3\r\n1-1\r\n");
+    // `$40\r\n<id>\r\n`.
+    let id = |c: &mut Raw| {
+        let reply = String::from_utf8_lossy(&c.cmd(&["CLUSTER", "MYID"])).into_owned();
+        reply.lines().nth(1).unwrap_or_default().to_string()
+    };
+    let (ida, idb) = (id(&mut ca), id(&mut cb));
+    reshard(&a, &ida, &idb, 32, &["--user", "admin", "--pass", "pw"]);
+    assert_eq!(cb.cmd(&["XLEN", &key]), b":1\r\n");
+    rill_ok(&[
+        "cluster",
+        "check",
+        "--user",
+        "admin",
+        "--pass",
+        "pw",
+        &addr(&b),
+    ]);
+}
+
 #[test]
 fn the_slot_index_is_rebuilt_from_a_checkpoint() {
     if ran_in_netns("the_slot_index_is_rebuilt_from_a_checkpoint") {

@@ -41,10 +41,28 @@ pub enum Value {
     Array(Vec<Value>),
 }
 
+/// How a connection authenticates: `AUTH pass`, or with a user `AUTH user pass` (an ACL
+/// user, as redis-cli's `--user`).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user: Option<String>,
+    pub pass: String,
+}
+
+impl Auth {
+    /// The arguments after `AUTH` (also RILL.MIGRATE's `AUTH pass` / `AUTH2 user pass`).
+    pub fn args(&self) -> Vec<&[u8]> {
+        match &self.user {
+            Some(u) => vec![u.as_bytes(), self.pass.as_bytes()],
+            None => vec![self.pass.as_bytes()],
+        }
+    }
+}
+
 /// One blocking connection to a node.
 pub struct Peer {
     addr: String,
-    pass: Option<String>,
+    pass: Option<Auth>,
     host: String,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
@@ -55,14 +73,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Peer {
     /// Connects (and authenticates with `pass`) with the default timeout.
-    pub fn connect(addr: &str, pass: Option<&str>) -> Result<Peer, PeerError> {
+    pub fn connect(addr: &str, pass: Option<&Auth>) -> Result<Peer, PeerError> {
         Peer::connect_with(addr, pass, TIMEOUT)
     }
 
     /// Connects with `timeout` for connecting, each write and each read.
     pub fn connect_with(
         addr: &str,
-        pass: Option<&str>,
+        pass: Option<&Auth>,
         timeout: Duration,
     ) -> Result<Peer, PeerError> {
         let (host, _) = addr
@@ -87,7 +105,7 @@ impl Peer {
         stream.set_write_timeout(Some(timeout)).map_err(io)?;
         let mut node = Peer {
             addr: addr.to_string(),
-            pass: pass.map(str::to_string),
+            pass: pass.cloned(),
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -96,14 +114,16 @@ impl Peer {
             writer: stream,
         };
         if let Some(p) = pass {
-            node.call(&[b"AUTH", p.as_bytes()])?;
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            args.extend(p.args());
+            node.call(&args)?;
         }
         Ok(node)
     }
 
     /// Another node, with the same password.
     pub fn open(&self, addr: &str) -> Result<Peer, PeerError> {
-        Peer::connect(addr, self.pass.as_deref())
+        Peer::connect(addr, self.pass.as_ref())
     }
 
     fn io(&self, source: std::io::Error) -> PeerError {
