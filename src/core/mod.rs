@@ -50,6 +50,10 @@ pub struct State {
     pub blocking: BlockingTable,
     /// Log records queued by the current critical section.
     pub props: Propagation,
+    /// Raft mode: the highest Raft index whose ops are in the keyspace (a leader's last
+    /// proposal, a follower's last applied entry with ops), kept under this lock so a
+    /// checkpoint's cut names exactly what it holds. 0 outside Raft mode.
+    pub raft_index: u64,
 }
 
 /// Server-wide state shared by all connections.
@@ -143,6 +147,7 @@ impl Shared {
                 ks,
                 blocking,
                 props: Propagation::default(),
+                raft_index: 0,
             }),
             acl: acl::Acl::new(config.requirepass.as_deref()),
             config: RwLock::new(config),
@@ -716,6 +721,7 @@ fn propose(raft: &crate::cluster::raft::RaftNode, state: &mut State) -> Result<u
         props.ops.clear();
     }
     let index = proposed.map_err(CommandError::Raft)?;
+    state.raft_index = index;
     if acknowledged {
         wait_for = index;
     }

@@ -258,8 +258,9 @@ fn log_checkpoint(result: &Result<CheckpointInfo, StorageError>, started: Instan
 /// on disk before it is given up (a leader that lost its majority).
 const RAFT_CUT_WAIT: Duration = Duration::from_secs(30);
 
-/// [`checkpoint`] in Raft mode (design §3.8): the keyspace at a Raft index A — taken
-/// between two turns of the Ready loop, so no committed entry is half applied — written
+/// [`checkpoint`] in Raft mode (design §3.8): the keyspace at a Raft index A — the highest
+/// whose ops it holds, kept under the keyspace lock ([`crate::core::State::raft_index`]),
+/// so the Ready loop runs on while the keyspace is copied — written
 /// with A and the segment R the log rolled to; then the Raft log is purged below the
 /// smaller of A and the group's purge floor ([`RaftNode::purge_floor`]: entries no voter
 /// will need), and the segments before the first entry kept are deleted unless they hold
@@ -285,9 +286,9 @@ fn checkpoint_raft(
     let started = Instant::now();
     let mut tmp = None;
     let result = (|| {
-        let cut = node.between_turns(|| {
+        let cut = (|| {
             let mut guard = shared.state.lock();
-            let applied = node.executed();
+            let applied = guard.raft_index;
             let roll = log.roll()?;
             shared
                 .written_at_checkpoint
@@ -306,7 +307,7 @@ fn checkpoint_raft(
                 roll
             };
             Ok::<_, StorageError>((take_snapshot(&mut guard), applied, roll, keep, tail))
-        });
+        })();
         let (snapshot, applied, roll, keep, tail) = cut?;
         let mut w = CheckpointWriter::create(log.dir(), tail)?;
         tmp = Some(

@@ -32,15 +32,18 @@ pub fn replay_ops_at(
     payload: &Bytes,
     payload_at: Option<RecordPos>,
 ) -> Vec<String> {
-    apply_ops_at(shared, payload, payload_at, false)
+    apply_ops_at(shared, payload, payload_at, None, false)
 }
 
-/// [`replay_ops_at`], and with `serve` the clients blocked on the keys it made ready are
-/// served (a replica applying its leader's entries while it serves reads).
+/// [`replay_ops_at`]; a Raft entry's `raft_index` is recorded as the keyspace's
+/// ([`crate::core::State::raft_index`]) in the same critical section, and with `serve`
+/// the clients blocked on the keys it made ready are served (a replica applying its
+/// leader's entries while it serves reads).
 fn apply_ops_at(
     shared: &Shared,
     payload: &Bytes,
     payload_at: Option<RecordPos>,
+    raft_index: Option<u64>,
     serve: bool,
 ) -> Vec<String> {
     let (mut ops, mut spans) = match op::decode(payload) {
@@ -86,6 +89,9 @@ fn apply_ops_at(
         }
     }
     state.ks.take_expired();
+    if let (Some(index), true) = (raft_index, errors.is_empty()) {
+        state.raft_index = state.raft_index.max(index);
+    }
     if serve && errors.is_empty() {
         // The command layer signals the keys a live write made ready; applied ops are
         // signalled here, those a blocked XREAD can be waiting on (a spurious signal
@@ -169,7 +175,7 @@ pub fn apply_entry(
     if entry.data.is_empty() || entry.kind != crate::storage::raft_record::EntryKind::Normal {
         return Ok(());
     }
-    match replay_ops_at(shared, &entry.data, Some(data_at))
+    match apply_ops_at(shared, &entry.data, Some(data_at), Some(entry.index), false)
         .into_iter()
         .next()
     {
@@ -189,7 +195,7 @@ pub fn apply_committed_entry(
     if entry.data.is_empty() || entry.kind != crate::storage::raft_record::EntryKind::Normal {
         return Ok(());
     }
-    match apply_ops_at(shared, &entry.data, Some(data_at), true)
+    match apply_ops_at(shared, &entry.data, Some(data_at), Some(entry.index), true)
         .into_iter()
         .next()
     {
@@ -245,6 +251,7 @@ pub fn load_raft(
                 };
                 cut = Some((at, roll));
                 applied = at;
+                shared.state.lock().raft_index = at;
                 Vec::new()
             }
             // Records before the cut other than Raft's are in the checkpoint already.

@@ -459,14 +459,6 @@ impl RaftNode {
         c
     }
 
-    /// Runs `f` between two turns of the Ready loop: no committed entry is being applied
-    /// meanwhile, so [`RaftNode::executed`] names exactly what the keyspace holds once `f`
-    /// takes the keyspace lock (a checkpoint's cut). Never call with the keyspace lock held.
-    pub fn between_turns<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _turn = self.driving.lock();
-        f()
-    }
-
     /// The commit index in the hard state last written to the log: what a restart
     /// starts from (raft refuses an applied index past it).
     pub fn persisted_commit(&self) -> u64 {
