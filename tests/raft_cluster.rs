@@ -145,11 +145,21 @@ fn mask_idle(reply: &str) -> String {
 
 /// Waits until every node in `alive` answers [`STATE`] as `expected`.
 fn converge(nodes: &[TestServer], alive: &[usize], expected: &[String]) {
+    await_all(nodes, alive, &expected.to_vec(), state);
+}
+
+/// Waits (10 s at most) until `read` of every node in `alive` is `expected`.
+fn await_all<T: PartialEq + std::fmt::Debug>(
+    nodes: &[TestServer],
+    alive: &[usize],
+    expected: &T,
+    read: impl Fn(&TestServer) -> T,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for &i in alive {
         loop {
-            let got = state(&nodes[i]);
-            if got == expected {
+            let got = read(&nodes[i]);
+            if &got == expected {
                 break;
             }
             assert!(
@@ -675,20 +685,7 @@ fn the_other_shards_learn_a_shards_new_leader() {
     // Every node of shard A redirects the key to node `l`, within seconds.
     let wait_for = |nodes: &[TestServer], l: usize| {
         let expect = format!("-MOVED {slot} {}\r\n", addr(&nodes[l]));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for &i in &a {
-            loop {
-                let got = text(&nodes[i].raw().cmd(&["XLEN", &key]));
-                if got == expect {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "node {i} of shard A still answers {got}, not {expect}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        await_all(nodes, &a, &expect, |n| text(&n.raw().cmd(&["XLEN", &key])));
     };
     wait_for(&nodes, lb);
     // B's leader dies; B elects another, and A's nodes learn of it.

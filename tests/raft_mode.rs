@@ -230,14 +230,7 @@ fn kill_9_loses_no_acknowledged_write() {
     // XGROUP CREATE … MKSTREAM (2), 121 appends, 3 deliveries and 3 acks (the restarts'
     // leader no-ops carry none).
     drop(c);
-    server.signal_and_wait(9);
-    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .arg("check")
-        .arg(&server.dir)
-        .output()
-        .expect("rill check");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}");
+    let text = killed_and_checked(&mut server);
     assert!(text.contains(", 129 changes,"), "{text}");
 }
 
@@ -405,6 +398,12 @@ fn a_checkpoint_purges_the_raft_log_and_a_restart_starts_from_it() {
     assert!(persistence(&mut c, "raft_first_index") >= second);
     // `rill check` reads the directory as the server does.
     drop(c);
+    killed_and_checked(&mut server);
+}
+
+/// Kills `server` (SIGKILL) and runs `rill check` on its directory, which must pass; its
+/// report.
+fn killed_and_checked(server: &mut TestServer) -> String {
     server.signal_and_wait(9);
     let out = Command::new(env!("CARGO_BIN_EXE_rill"))
         .arg("check")
@@ -413,6 +412,7 @@ fn a_checkpoint_purges_the_raft_log_and_a_restart_starts_from_it() {
         .expect("rill check");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
+    text
 }
 
 #[test]

@@ -172,16 +172,7 @@ pub fn apply_entry(
     entry: &crate::storage::raft_record::RaftEntryRecord,
     data_at: RecordPos,
 ) -> Result<(), String> {
-    if entry.data.is_empty() || entry.kind != crate::storage::raft_record::EntryKind::Normal {
-        return Ok(());
-    }
-    match apply_ops_at(shared, &entry.data, Some(data_at), Some(entry.index), false)
-        .into_iter()
-        .next()
-    {
-        None => Ok(()),
-        Some(e) => Err(e),
-    }
+    apply_raft_entry(shared, entry, data_at, false)
 }
 
 /// [`apply_entry`] on a running replica: clients blocked on the keys the entry made ready
@@ -192,10 +183,19 @@ pub fn apply_committed_entry(
     entry: &crate::storage::raft_record::RaftEntryRecord,
     data_at: RecordPos,
 ) -> Result<(), String> {
+    apply_raft_entry(shared, entry, data_at, true)
+}
+
+fn apply_raft_entry(
+    shared: &Shared,
+    entry: &crate::storage::raft_record::RaftEntryRecord,
+    data_at: RecordPos,
+    serve: bool,
+) -> Result<(), String> {
     if entry.data.is_empty() || entry.kind != crate::storage::raft_record::EntryKind::Normal {
         return Ok(());
     }
-    match apply_ops_at(shared, &entry.data, Some(data_at), Some(entry.index), true)
+    match apply_ops_at(shared, &entry.data, Some(data_at), Some(entry.index), serve)
         .into_iter()
         .next()
     {
