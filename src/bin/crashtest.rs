@@ -38,9 +38,14 @@
 //! the result, so a missing fsync of a file or a directory shows up as an acknowledged write
 //! lost. Self-test: `--appendfsync everysec` acknowledges before fsync and must FAIL here.
 //!
+//! **Replicated** (`--replicated`): a shard of three replicas, every directed Raft link through
+//! a fault proxy, struck by process faults and network partitions (see the option's help and
+//! docs/architecture.md, Tests); the workers keep writing to the old leader during a fault, so
+//! an acknowledgement from a leader cut off from its majority shows up as a lost write.
+//!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]
 //! [--powercut [--tear] [--sync-delay-us N] [--lazyfs PATH]] [--appendfsync always|everysec|no]
-//! [--raft]`. `--raft` runs the server with `cluster-raft yes` (a Raft group of one voter).
+//! [--raft] [--replicated [--no-partitions] [--faultproxy PATH]]`. `--raft` runs the server with `cluster-raft yes` (a Raft group of one voter).
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
 //! test itself could not run (the server did not start, bad arguments).
 
@@ -113,10 +118,13 @@ struct Opts {
     raft: bool,
     /// Run a replicated shard instead of one server: three nodes on 127.0.0.1 with
     /// `cluster-enabled yes` and `cluster-raft yes`, made one shard by `rill cluster create
-    /// --replicas 2`. Each cycle loads the leader, then strikes: SIGKILL of the leader, of a
-    /// follower or of every node, or SIGSTOP of the leader past the election timeout; then
-    /// the nodes are restarted (or continued), a leader is found, its state is checked
-    /// against the model and every replica must converge to it.
+    /// --replicas 2`, every directed Raft link through its own `rill-faultproxy` listener
+    /// (`cluster-peer-route`). Each cycle loads the leader, then strikes: SIGKILL of the
+    /// leader, of a follower or of every node, SIGSTOP of the leader past the election
+    /// timeout, or a network fault — leader or follower isolated, leader→followers or
+    /// followers→leader cut (by reset or blackhole), every link delayed — healed after a
+    /// while; then the nodes are restarted (or continued), a leader is found, its state is
+    /// checked against the model and every replica must converge to it.
     /// With --sabotage-drop-records every cycle kills every node and cuts the records off
     /// each replica's log, a checker self-test that must FAIL.
     #[arg(long, conflicts_with_all = ["powercut", "raft"])]
