@@ -1299,6 +1299,9 @@ struct Worker {
     /// How its last load ended with an op in flight: the error reply (its first word) or
     /// the connection's error — the replicated runs count these per nemesis.
     ended_by: Option<String>,
+    /// When each op of its last load was acknowledged (the replicated runs count the
+    /// acknowledgements a leader gave after it was cut off from its majority).
+    ack_times: Vec<Instant>,
 }
 
 /// How a load phase ended for one worker.
@@ -1541,6 +1544,7 @@ impl Worker {
             }
         }
         self.acked += op.cmds.len() as u64;
+        self.ack_times.push(Instant::now());
         Ok(())
     }
 
@@ -1579,6 +1583,7 @@ impl Worker {
     /// is still an acknowledgement: it must have been durable before the power went.
     fn load(mut self, port: u16, powered_off: &AtomicBool, stop: &AtomicBool) -> LoadEnd {
         self.ended_by = None;
+        self.ack_times.clear();
         let mut conn = match Conn::connect(port) {
             Ok(c) => c,
             Err(_) => {
@@ -2049,6 +2054,12 @@ struct Stats {
     max_verify_ms: u128,
     /// With --powercut: what the cuts dropped.
     cuts: Option<CutTotals>,
+    /// With --replicated: reads of the shared stream answered during the load and faults,
+    /// and the distinct entries they showed, each checked to be in the final log.
+    dirty_reads_answered: u64,
+    dirty_reads_checked: u64,
+    /// With --replicated: acknowledgements the old leader gave after it was cut off.
+    acked_after_cut: u64,
 }
 
 impl Stats {
@@ -2346,6 +2357,7 @@ fn new_workers(opts: &Opts, seed: u64) -> Vec<Worker> {
             idmp_resend: Vec::new(),
             acked: 0,
             ended_by: None,
+            ack_times: Vec::new(),
         })
         .collect()
 }
@@ -2971,6 +2983,50 @@ fn replica_diffs(
     Ok(diffs)
 }
 
+/// A reader of the shared stream's newest entries on one node (after READONLY on a
+/// follower) for as long as the load runs, through whatever fault strikes: everything it is
+/// ever shown must be in the final log (no read of a write that was never committed, e.g.
+/// from a leader cut off from its majority). The shared stream is append-only, so nothing
+/// it saw may be missing later. Reconnects after errors; returns what it saw and how many
+/// reads were answered.
+fn dirty_reader(port: u16, readonly: bool, stop: &AtomicBool) -> (BTreeMap<Id, Fields>, u64) {
+    let mut seen = BTreeMap::new();
+    let mut answered = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut c) = Conn::connect(port) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        if readonly && c.call(&argv(&[b"READONLY"])).is_err() {
+            continue;
+        }
+        while !stop.load(Ordering::SeqCst) {
+            let reply = c.call(&argv(&[
+                b"XREVRANGE",
+                SHARED_KEY.as_bytes(),
+                b"+",
+                b"-",
+                b"COUNT",
+                b"5",
+            ]));
+            match reply {
+                Ok(r @ Resp::Array(_)) => {
+                    if let Ok(entries) = parse_entries(&r, "XREVRANGE") {
+                        answered += 1;
+                        seen.extend(entries);
+                    }
+                }
+                // An error reply (-MOVED, -CLUSTERDOWN …) shows nothing.
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (seen, answered)
+}
+
 /// `--replicated`: the cycles of [`cycles`] against a shard of three replicas.
 fn replicated_cycles(
     opts: &Opts,
@@ -3059,6 +3115,15 @@ fn replicated_cycles(
                 std::thread::spawn(move || w.load(port, &off, &stop))
             })
             .collect();
+        // Readers on the leader and on a follower, through the fault (dirty-read check).
+        let reader_stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = [(port, false), (replicas[(leader + 1) % 3].port, true)]
+            .into_iter()
+            .map(|(p, readonly)| {
+                let stop = reader_stop.clone();
+                std::thread::spawn(move || dirty_reader(p, readonly, &stop))
+            })
+            .collect();
         let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
         std::thread::sleep(Duration::from_millis(load_ms));
         let nemesis = if opts.sabotage_drop_records > 0 {
@@ -3130,6 +3195,21 @@ fn replicated_cycles(
             }
         }
         let (mut in_flight, load_violations) = join_workers(handles, &mut workers)?;
+        if nemesis.deposes_leader() {
+            // Acknowledged by the old leader after it was cut off (replies to entries the
+            // followers had already taken, or none): each is checked like any other below.
+            stats.acked_after_cut += workers
+                .iter()
+                .map(|w| w.ack_times.iter().filter(|t| **t > struck).count() as u64)
+                .sum::<u64>();
+        }
+        reader_stop.store(true, Ordering::SeqCst);
+        let mut read_seen: BTreeMap<Id, Fields> = BTreeMap::new();
+        for r in readers {
+            let (seen, answered) = r.join().map_err(|_| "a reader thread panicked")?;
+            read_seen.extend(seen);
+            stats.dirty_reads_answered += answered;
+        }
         let acked: u64 = workers.iter().map(|w| w.acked).sum();
         if !load_violations.is_empty() {
             return Ok(Err(format!(
@@ -3190,6 +3270,27 @@ fn replicated_cycles(
         }
         if violations.is_empty() {
             violations = converge(&replicas, leader, &keys, Duration::from_secs(20))?;
+        }
+        if violations.is_empty() {
+            // No dirty reads: what the readers saw is in the final log, as they saw it.
+            let mut lc =
+                Conn::connect(replicas[leader].port).map_err(|e| format!("cannot connect: {e}"))?;
+            let final_shared = observe(&mut lc, SHARED_KEY)?;
+            for (id, f) in &read_seen {
+                match final_shared.entries.get(id) {
+                    Some(ff) if ff == f => {}
+                    Some(ff) => violations.push(format!(
+                        "a reader saw {SHARED_KEY} {id} as {} but the final log holds {}",
+                        show_fields(f),
+                        show_fields(ff)
+                    )),
+                    None => violations.push(format!(
+                        "dirty read: a reader saw {SHARED_KEY} {id} ({}) which is not in the final log",
+                        show_fields(f)
+                    )),
+                }
+            }
+            stats.dirty_reads_checked += read_seen.len() as u64;
         }
         stats.max_verify_ms = stats.max_verify_ms.max(verify_began.elapsed().as_millis());
         stats.cycles = cycle;
@@ -3289,6 +3390,16 @@ fn main() -> ExitCode {
                  outlasted IDMP-DURATION); slowest restart {} ms, slowest verify {} ms",
                 s.idmp_resent, s.idmp_skipped_cycles, s.max_restart_ms, s.max_verify_ms
             );
+            if s.dirty_reads_answered > 0 {
+                println!(
+                    "acknowledgements from a leader after its cut was ordered: {} (each verified present)",
+                    s.acked_after_cut
+                );
+                println!(
+                    "reads during the faults (leader and a follower): {} answered, {} distinct entries seen, every one in the final log",
+                    s.dirty_reads_answered, s.dirty_reads_checked
+                );
+            }
             if let Some(c) = &s.cuts {
                 println!(
                     "power cuts: {} cuts dropped {} unsynced bytes in {} file versions, kept {} torn bytes, \
