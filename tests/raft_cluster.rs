@@ -601,8 +601,9 @@ fn info_replication_shows_each_replicas_lag_on_the_leader_and_the_leader_on_a_re
     assert_eq!(r["raft_leader_id"], leader_id, "{r:?}");
     for &f in &followers {
         let e = replica_entry(&r, &nodes[f]).expect("an entry per replica");
-        // Heartbeats every tick (100 ms): the leader heard from it just now.
-        assert_eq!(e["lag"], "0", "{e:?}");
+        // Heartbeats every tick (100 ms): the leader heard from it just now (within the
+        // election timeout; a loaded machine may delay a heartbeat or two).
+        assert!(["0", "1"].contains(&e["lag"].as_str()), "{e:?}");
         let contact: i64 = e["last_contact_ms"].parse().expect("a number");
         assert!((0..1000).contains(&contact), "{e:?}");
         assert_eq!(e["active"], "1", "{e:?}");
@@ -617,7 +618,10 @@ fn info_replication_shows_each_replicas_lag_on_the_leader_and_the_leader_on_a_re
         assert_eq!(fr["master_host"], nodes[l].host.to_string(), "{fr:?}");
         assert_eq!(fr["master_port"], nodes[l].port.to_string(), "{fr:?}");
         assert_eq!(fr["master_link_status"], "up", "{fr:?}");
-        assert_eq!(fr["master_last_io_seconds_ago"], "0", "{fr:?}");
+        assert!(
+            ["0", "1"].contains(&fr["master_last_io_seconds_ago"].as_str()),
+            "{fr:?}"
+        );
         assert_eq!(fr["raft_leader_id"], leader_id, "{fr:?}");
         assert_eq!(fr["raft_term"], r["raft_term"], "{fr:?}");
         assert_eq!(fr["slave_repl_offset"], fr["raft_applied_index"], "{fr:?}");

@@ -334,7 +334,8 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
 /// milliseconds since the leader last heard from it. A replica's `state` is `online` when
 /// raft replicates to it and heard from it within the election timeout, `probe` or
 /// `snapshot` while raft looks for where their logs agree or sends it a snapshot, and
-/// `unreachable` when it has not been heard from within the election timeout.
+/// `unreachable` when it has not been heard from within the election timeout. A replica not
+/// heard from since this node started shows `lag=-1` and `last_contact_ms=-1`.
 fn replication_raft(
     sh: &Shared,
     raft: &crate::cluster::raft::RaftNode,
