@@ -1,7 +1,7 @@
 //! `rill-faultproxy` (the network faults of issue #14's replication tests) between a client
 //! and a real `rill` server: each mode does to live traffic what it says — pass forwards,
-//! delay holds every chunk for its milliseconds, blackhole swallows everything while the
-//! connection stays open, drop resets open connections and refuses new ones — and a link
+//! delay holds every chunk for its milliseconds, blackhole holds everything while the
+//! connection stays open (and lets it flow on, intact, once healed), drop resets open connections and refuses new ones — and a link
 //! switched back to pass carries new connections again.
 
 mod common;
@@ -125,6 +125,19 @@ fn each_mode_does_what_it_says_to_live_traffic() {
     }
     let mut direct = server.raw();
     assert_eq!(direct.cmd(&["EXISTS", "swallowed"]), b":0\r\n");
+
+    // Healed, a blackhole's connection carries on where it stopped, with nothing lost
+    // (a stream never has a hole, as TCP over a healed route): the held command runs and
+    // its reply arrives, then the next.
+    assert_eq!(proxy.control("SET c2s pass"), "OK");
+    a.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut held = [0u8; 5];
+    a.read_exact(&mut held).expect("the held command's reply");
+    assert_eq!(&held, b"+OK\r\n");
+    assert_eq!(direct.cmd(&["EXISTS", "swallowed"]), b":1\r\n");
+    let (reply, _) = ping(&mut a).expect("ping after the blackhole healed");
+    assert_eq!(reply, b"+PONG\r\n");
 
     // drop: the open connection is reset, a new one is refused (reset at once).
     assert_eq!(proxy.control("SET c2s drop"), "OK");

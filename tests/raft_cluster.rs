@@ -816,3 +816,362 @@ fn raft_links_use_tls_with_the_clusters_ca() {
     converge(&nodes, &all, &expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// INFO replication's fields of node `s`, as `name → value` (empty while it does not answer).
+fn replication(s: &TestServer) -> std::collections::BTreeMap<String, String> {
+    try_query(s, &["INFO", "replication"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The `k=v,…` fields of an INFO value such as `slave0:ip=…,port=…`.
+fn subfields(v: &str) -> std::collections::BTreeMap<String, String> {
+    v.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Waits up to `within` until `check` holds for node `s`'s INFO replication; the fields
+/// then (the last ones seen in the failure message otherwise).
+fn replication_until(
+    s: &TestServer,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+) -> std::collections::BTreeMap<String, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = replication(s);
+        if check(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {within:?}: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The replica entry (`slaveN` and `raft_replicaN` fields merged) of the node with
+/// client port `port` in a leader's INFO replication.
+fn replica_entry(
+    r: &std::collections::BTreeMap<String, String>,
+    node: &TestServer,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    (0..r.len()).find_map(|i| {
+        let slave = subfields(r.get(&format!("slave{i}"))?);
+        if slave.get("ip")? != &node.host.to_string()
+            || slave.get("port")? != &node.port.to_string()
+        {
+            return None;
+        }
+        let mut all = subfields(r.get(&format!("raft_replica{i}"))?);
+        all.extend(slave);
+        Some(all)
+    })
+}
+
+#[test]
+fn info_replication_shows_each_replicas_lag_on_the_leader_and_the_leader_on_a_replica() {
+    if ran_in_netns(
+        "info_replication_shows_each_replicas_lag_on_the_leader_and_the_leader_on_a_replica",
+    ) {
+        return;
+    }
+    let (mut nodes, l) = shard_and_leader();
+    let all = [0, 1, 2];
+    let followers: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let mut c = nodes[l].raw();
+    for i in 1..=5 {
+        let id = format!("{i}-1");
+        assert!(c.cmd(&["XADD", "s", &id, "f", "v"]).starts_with(b"$"));
+    }
+    // The leader: Redis's master lines, one slaveN per replica with its address, and the
+    // Raft lines; once the replicas caught up, each matches the leader's last index.
+    let r = replication_until(
+        &nodes[l],
+        Duration::from_secs(10),
+        "replicas caught up",
+        |r| {
+            let last = r.get("raft_last_index");
+            followers.iter().all(|&f| {
+                replica_entry(r, &nodes[f]).is_some_and(|e| {
+                    e.get("state").map(String::as_str) == Some("online")
+                        && e.get("lag_entries").map(String::as_str) == Some("0")
+                        && e.get("offset") == last
+                        && e.get("match") == last
+                })
+            })
+        },
+    );
+    assert_eq!(r["role"], "master", "{r:?}");
+    assert_eq!(r["raft_role"], "leader", "{r:?}");
+    assert_eq!(r["connected_slaves"], "2", "{r:?}");
+    assert_eq!(r["raft_commit_index"], r["raft_last_index"], "{r:?}");
+    assert_eq!(r["master_repl_offset"], r["raft_last_index"], "{r:?}");
+    let leader_id = text(&nodes[l].raw().cmd(&["CLUSTER", "MYID"]));
+    let leader_id = leader_id.lines().nth(1).unwrap_or_default()[..16].to_string();
+    assert_eq!(r["raft_leader_id"], leader_id, "{r:?}");
+    for &f in &followers {
+        let e = replica_entry(&r, &nodes[f]).expect("an entry per replica");
+        // Heartbeats every tick (100 ms): the leader heard from it just now (within the
+        // election timeout; a loaded machine may delay a heartbeat or two).
+        assert!(["0", "1"].contains(&e["lag"].as_str()), "{e:?}");
+        let contact: i64 = e["last_contact_ms"].parse().expect("a number");
+        assert!((0..1000).contains(&contact), "{e:?}");
+        assert_eq!(e["active"], "1", "{e:?}");
+        assert_eq!(e["state"], "online", "{e:?}");
+        // A replica: role slave, its master the leader (address and id), the link up, and
+        // everything committed applied.
+        let fr = replication_until(&nodes[f], Duration::from_secs(10), "applied", |fr| {
+            fr.get("raft_applied_index") == r.get("raft_commit_index")
+        });
+        assert_eq!(fr["role"], "slave", "{fr:?}");
+        assert_eq!(fr["raft_role"], "follower", "{fr:?}");
+        assert_eq!(fr["master_host"], nodes[l].host.to_string(), "{fr:?}");
+        assert_eq!(fr["master_port"], nodes[l].port.to_string(), "{fr:?}");
+        assert_eq!(fr["master_link_status"], "up", "{fr:?}");
+        assert!(
+            ["0", "1"].contains(&fr["master_last_io_seconds_ago"].as_str()),
+            "{fr:?}"
+        );
+        assert_eq!(fr["raft_leader_id"], leader_id, "{fr:?}");
+        assert_eq!(fr["raft_term"], r["raft_term"], "{fr:?}");
+        assert_eq!(fr["slave_repl_offset"], fr["raft_applied_index"], "{fr:?}");
+        assert_eq!(fr["connected_slaves"], "0", "{fr:?}");
+        assert!(!fr.contains_key("slave0"), "{fr:?}");
+    }
+
+    // A replica killed: the leader goes on with the other, and shows the dead one
+    // unreachable, not heard from for seconds, and lagging by the entries written since.
+    let dead = followers[0];
+    nodes[dead].signal_and_wait(9);
+    for i in 6..=9 {
+        let id = format!("{i}-1");
+        assert!(c.cmd(&["XADD", "s", &id, "f", "v"]).starts_with(b"$"));
+    }
+    let r = replication_until(
+        &nodes[l],
+        Duration::from_secs(10),
+        "the dead replica unreachable",
+        |r| {
+            replica_entry(r, &nodes[dead]).is_some_and(|e| {
+                e.get("state").map(String::as_str) == Some("unreachable")
+                    && e.get("active").map(String::as_str) == Some("0")
+                    && e.get("last_contact_ms")
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .is_some_and(|ms| ms >= 1000)
+            })
+        },
+    );
+    let e = replica_entry(&r, &nodes[dead]).expect("still listed");
+    let last: u64 = r["raft_last_index"].parse().expect("a number");
+    let matched: u64 = e["match"].parse().expect("a number");
+    assert!(matched + 4 <= last, "{r:?}");
+    assert_eq!(e["lag_entries"], (last - matched).to_string(), "{e:?}");
+    assert_eq!(r["connected_slaves"], "2", "{r:?}");
+    let live = replica_entry(&r, &nodes[followers[1]]).expect("listed");
+    assert_eq!(live["state"], "online", "{live:?}");
+
+    // Back: it catches up, and is online with no lag again.
+    nodes[dead].restart();
+    replication_until(
+        &nodes[l],
+        Duration::from_secs(20),
+        "the replica back online",
+        |r| {
+            let last = r.get("raft_last_index");
+            replica_entry(r, &nodes[dead]).is_some_and(|e| {
+                e.get("state").map(String::as_str) == Some("online") && e.get("match") == last
+            })
+        },
+    );
+}
+
+/// A `rill-faultproxy` with the given links (`name`, target address); each gets a listener
+/// on 127.0.0.1 and a free port.
+struct LinkProxy {
+    child: std::process::Child,
+    control: BufReader<TcpStream>,
+    listen: Vec<(String, String)>,
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LinkProxy {
+    fn start(links: &[(&str, String)]) -> LinkProxy {
+        let control = common::free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rill-faultproxy"));
+        cmd.args(["--control", &format!("127.0.0.1:{control}")]);
+        let mut listen = Vec::new();
+        for (name, target) in links {
+            let l = format!("127.0.0.1:{}", common::free_port());
+            cmd.args(["--link", &format!("{name}={l}={target}")]);
+            listen.push((name.to_string(), l));
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn rill-faultproxy");
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut banner)
+            .expect("banner");
+        assert!(banner.starts_with("ready control="), "{banner}");
+        let stream = TcpStream::connect(("127.0.0.1", control)).expect("control");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        LinkProxy {
+            child,
+            control: BufReader::new(stream),
+            listen,
+        }
+    }
+
+    fn addr(&self, name: &str) -> &str {
+        &self
+            .listen
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a link")
+            .1
+    }
+
+    fn set(&mut self, name: &str, mode: &str) {
+        self.control
+            .get_mut()
+            .write_all(format!("SET {name} {mode}\n").as_bytes())
+            .expect("control write");
+        let mut answer = String::new();
+        self.control.read_line(&mut answer).expect("control read");
+        assert_eq!(answer.trim_end(), "OK");
+    }
+
+    /// Bytes forwarded on a link so far (`LIST`).
+    fn forwarded(&mut self, name: &str) -> u64 {
+        self.control
+            .get_mut()
+            .write_all(b"LIST\n")
+            .expect("control write");
+        let mut found = None;
+        loop {
+            let mut line = String::new();
+            self.control.read_line(&mut line).expect("control read");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["END"] => break,
+                [n, .., bytes] if *n == name => found = bytes.parse().ok(),
+                _ => {}
+            }
+        }
+        found.expect("the link is listed")
+    }
+}
+
+#[test]
+fn a_peer_route_carries_a_raft_link_and_cutting_it_is_a_one_way_partition() {
+    if ran_in_netns("a_peer_route_carries_a_raft_link_and_cutting_it_is_a_one_way_partition") {
+        return;
+    }
+    // B and C first, so A can be told their bus addresses: A dials each through a proxy
+    // link (`cluster-peer-route`), while B and C dial A directly.
+    let b = replica_with(&[]);
+    let c = replica_with(&[]);
+    let bus = |s: &TestServer| format!("{}:{}", s.host, s.port + 10000);
+    let mut proxy = LinkProxy::start(&[("a2b", bus(&b)), ("a2c", bus(&c))]);
+    let routes = [
+        "--cluster-peer-route".to_string(),
+        bus(&b),
+        proxy.addr("a2b").to_string(),
+        "--cluster-peer-route".to_string(),
+        bus(&c),
+        proxy.addr("a2c").to_string(),
+    ];
+    let mut args = vec![
+        "--cluster-raft",
+        "yes",
+        "--cluster-secret",
+        SECRET,
+        "--appendfsync",
+        "always",
+    ];
+    args.extend(routes.iter().map(String::as_str));
+    let a = node_with(&args);
+    let nodes = vec![a, b, c];
+    let addrs: Vec<String> = nodes.iter().map(addr).collect();
+    let mut create = vec!["cluster", "create", "--replicas", "2"];
+    create.extend(addrs.iter().map(String::as_str));
+    rill_ok(&create);
+    let l = leader(&nodes, &[0, 1, 2], Duration::from_secs(10));
+    assert!(text(&nodes[l].raw().cmd(&["XADD", "s", "1-1", "f", "v"])).starts_with('$'));
+    // A's traffic took the routes: both links carried bytes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.forwarded("a2b") == 0 || proxy.forwarded("a2c") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "A's Raft links bypassed the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Cut A's outbound links only: B and C still reach A, A reaches no one. A cannot lead
+    // (if it did, check-quorum deposes it); B or C leads, with A listed as unreachable and
+    // falling behind, although A still receives (and applies) the leader's entries.
+    proxy.set("a2b", "blackhole");
+    proxy.set("a2c", "blackhole");
+    let l = leader(&nodes, &[1, 2], Duration::from_secs(20));
+    let mut w = nodes[l].raw();
+    for i in 2..=4 {
+        let id = format!("{i}-1");
+        assert!(text(&w.cmd(&["XADD", "s", &id, "f", "v"])).starts_with('$'));
+    }
+    let r = replication_until(
+        &nodes[l],
+        Duration::from_secs(10),
+        "A unreachable, lagging",
+        |r| {
+            let last: Option<u64> = r.get("raft_last_index").and_then(|v| v.parse().ok());
+            replica_entry(r, &nodes[0]).is_some_and(|e| {
+                e.get("state").map(String::as_str) == Some("unreachable")
+                    && e.get("match")
+                        .and_then(|m| m.parse::<u64>().ok())
+                        .zip(last)
+                        .is_some_and(|(m, last)| m < last)
+            })
+        },
+    );
+    assert_eq!(r["role"], "master", "{r:?}");
+    let other = 3 - l; // the other of 1 and 2
+    let e = replica_entry(&r, &nodes[other]).expect("listed");
+    assert_eq!(e["state"], "online", "{e:?}");
+    assert_ne!(
+        info_field(&nodes[0], "replication", "raft_role").as_deref(),
+        Some("leader")
+    );
+
+    // Heal: A's acknowledgements reach the leader again; it is online, caught up, and every
+    // replica holds the same stream.
+    proxy.set("a2b", "pass");
+    proxy.set("a2c", "pass");
+    replication_until(&nodes[l], Duration::from_secs(20), "A back online", |r| {
+        let last = r.get("raft_last_index");
+        replica_entry(r, &nodes[0]).is_some_and(|e| {
+            e.get("state").map(String::as_str) == Some("online") && e.get("match") == last
+        })
+    });
+    let now = state(&nodes[l]);
+    assert!(now[1].contains("4-1"), "{now:?}");
+    converge(&nodes, &[0, 1, 2], &now);
+}

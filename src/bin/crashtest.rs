@@ -38,9 +38,14 @@
 //! the result, so a missing fsync of a file or a directory shows up as an acknowledged write
 //! lost. Self-test: `--appendfsync everysec` acknowledges before fsync and must FAIL here.
 //!
+//! **Replicated** (`--replicated`): a shard of three replicas, every directed Raft link through
+//! a fault proxy, struck by process faults and network partitions (see the option's help and
+//! docs/architecture.md, Tests); the workers keep writing to the old leader during a fault, so
+//! an acknowledgement from a leader cut off from its majority shows up as a lost write.
+//!
 //! Usage: `rill-crashtest [--cycles N] [--seed S] [--workers W] [--server PATH] [--dir DIR]
 //! [--powercut [--tear] [--sync-delay-us N] [--lazyfs PATH]] [--appendfsync always|everysec|no]
-//! [--raft]`. `--raft` runs the server with `cluster-raft yes` (a Raft group of one voter).
+//! [--raft] [--replicated [--no-partitions] [--faultproxy PATH]]`. `--raft` runs the server with `cluster-raft yes` (a Raft group of one voter).
 //! Exit status 0 when every check passed, 1 on a violation (printed precisely), 2 when the
 //! test itself could not run (the server did not start, bad arguments).
 
@@ -113,14 +118,25 @@ struct Opts {
     raft: bool,
     /// Run a replicated shard instead of one server: three nodes on 127.0.0.1 with
     /// `cluster-enabled yes` and `cluster-raft yes`, made one shard by `rill cluster create
-    /// --replicas 2`. Each cycle loads the leader, then strikes: SIGKILL of the leader, of a
-    /// follower or of every node, or SIGSTOP of the leader past the election timeout; then
-    /// the nodes are restarted (or continued), a leader is found, its state is checked
-    /// against the model and every replica must converge to it.
+    /// --replicas 2`, every directed Raft link through its own `rill-faultproxy` listener
+    /// (`cluster-peer-route`). Each cycle loads the leader, then strikes: SIGKILL of the
+    /// leader, of a follower or of every node, SIGSTOP of the leader past the election
+    /// timeout, or a network fault — leader or follower isolated, leader→followers or
+    /// followers→leader cut (by reset or blackhole), every link delayed — healed after a
+    /// while; then the nodes are restarted (or continued), a leader is found, its state is
+    /// checked against the model and every replica must converge to it.
     /// With --sabotage-drop-records every cycle kills every node and cuts the records off
     /// each replica's log, a checker self-test that must FAIL.
     #[arg(long, conflicts_with_all = ["powercut", "raft"])]
     replicated: bool,
+    /// With --replicated: the rill-faultproxy binary every Raft link runs through (default:
+    /// `rill-faultproxy` next to this program).
+    #[arg(long, requires = "replicated")]
+    faultproxy: Option<PathBuf>,
+    /// With --replicated: only the process nemeses (kills and pauses), no partitions, delays
+    /// or blackholes (the links still run through the proxy, always passing).
+    #[arg(long, requires = "replicated")]
+    no_partitions: bool,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -248,6 +264,20 @@ impl Conn {
     fn call(&mut self, argv: &[Vec<u8>]) -> std::io::Result<Resp> {
         self.send(argv)?;
         self.read()
+    }
+
+    /// One `\n`-terminated line (the fault proxy's control protocol), without the `\n`.
+    fn line_lf(&mut self) -> std::io::Result<String> {
+        let mut l = String::new();
+        self.reader.read_line(&mut l)?;
+        if !l.ends_with('\n') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed mid-line",
+            ));
+        }
+        l.truncate(l.len() - 1);
+        Ok(l)
     }
 }
 
@@ -1245,7 +1275,11 @@ fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
 // Workers.
 // ------------------------------------------------------------------------------------------
 
-const SHARED_KEY: &str = "crash:shared";
+/// Every key carries the hash tag `{crash}`: in cluster mode (`--replicated`) a MULTI/EXEC
+/// pair over a worker's stream and the shared one must be in one slot, or it is refused
+/// with -CROSSSLOT (which, counted as the load's end, had stopped every worker within its
+/// first few dozen commands).
+const SHARED_KEY: &str = "{crash}:shared";
 const TOKEN: &[u8] = b"op";
 
 /// What one connection owns across cycles.
@@ -1262,6 +1296,12 @@ struct Worker {
     idmp_resend: Vec<(Fields, Id)>,
     /// Commands acknowledged over the whole run.
     acked: u64,
+    /// How its last load ended with an op in flight: the error reply (its first word) or
+    /// the connection's error — the replicated runs count these per nemesis.
+    ended_by: Option<String>,
+    /// When each op of its last load was acknowledged (the replicated runs count the
+    /// acknowledgements a leader gave after it was cut off from its majority).
+    ack_times: Vec<Instant>,
 }
 
 /// How a load phase ended for one worker.
@@ -1504,6 +1544,7 @@ impl Worker {
             }
         }
         self.acked += op.cmds.len() as u64;
+        self.ack_times.push(Instant::now());
         Ok(())
     }
 
@@ -1541,6 +1582,8 @@ impl Worker {
     /// as for one whose reply never came, and the load ends. An acknowledgement after the cut
     /// is still an acknowledgement: it must have been durable before the power went.
     fn load(mut self, port: u16, powered_off: &AtomicBool, stop: &AtomicBool) -> LoadEnd {
+        self.ended_by = None;
+        self.ack_times.clear();
         let mut conn = match Conn::connect(port) {
             Ok(c) => c,
             Err(_) => {
@@ -1566,6 +1609,16 @@ impl Worker {
                 Err(e) => e.kind() == std::io::ErrorKind::InvalidData,
             };
             if refused && powered_off.load(Ordering::SeqCst) {
+                self.ended_by = Some(match &result {
+                    Ok(replies) => replies
+                        .iter()
+                        .find_map(|r| match r {
+                            Resp::Error(e) => e.split_whitespace().next().map(|w| format!("-{w}")),
+                            _ => None,
+                        })
+                        .unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                });
                 return LoadEnd {
                     worker: self,
                     in_flight: Some(op),
@@ -1591,7 +1644,8 @@ impl Worker {
                         violation,
                     };
                 }
-                Err(_) => {
+                Err(e) => {
+                    self.ended_by = Some(format!("{:?}", e.kind()));
                     return LoadEnd {
                         worker: self,
                         in_flight: Some(op),
@@ -1642,7 +1696,7 @@ fn start_server(
     appendfsync: &str,
     raft: bool,
 ) -> Result<Server, String> {
-    start_node(bin, dir, log, appendfsync, raft, None)
+    start_node(bin, dir, log, appendfsync, raft, None, &[])
 }
 
 /// [`start_server`], or with `node` = `Some(port)` a replica of a replicated shard on that
@@ -1654,6 +1708,7 @@ fn start_node(
     appendfsync: &str,
     raft: bool,
     node: Option<u16>,
+    extra: &[String],
 ) -> Result<Server, String> {
     let port = node.map_or_else(|| "0".to_string(), |p| p.to_string());
     let cluster: &[&str] = if node.is_some() {
@@ -1681,6 +1736,7 @@ fn start_node(
         ])
         .args(["--segment-size", "1mb", "--save", ""])
         .args(cluster)
+        .args(extra)
         .arg("--dir")
         .arg(dir)
         .env("NO_COLOR", "1")
@@ -1998,6 +2054,12 @@ struct Stats {
     max_verify_ms: u128,
     /// With --powercut: what the cuts dropped.
     cuts: Option<CutTotals>,
+    /// With --replicated: reads of the shared stream answered during the load and faults,
+    /// and the distinct entries they showed, each checked to be in the final log.
+    dirty_reads_answered: u64,
+    dirty_reads_checked: u64,
+    /// With --replicated: acknowledgements the old leader gave after it was cut off.
+    acked_after_cut: u64,
 }
 
 impl Stats {
@@ -2287,13 +2349,15 @@ fn new_workers(opts: &Opts, seed: u64) -> Vec<Worker> {
     (0..opts.workers.max(1))
         .map(|i| Worker {
             index: i,
-            key: format!("crash:w{i}"),
+            key: format!("{{crash}}:w{i}"),
             model: StreamModel::default(),
             rng: StdRng::seed_from_u64(seed.wrapping_add(1 + i as u64)),
             seq: 0,
             shared_acked: BTreeMap::new(),
             idmp_resend: Vec::new(),
             acked: 0,
+            ended_by: None,
+            ack_times: Vec::new(),
         })
         .collect()
 }
@@ -2480,27 +2544,254 @@ enum Nemesis {
     /// SIGSTOP the leader past the election timeout, then SIGCONT: it comes back deposed,
     /// with writes in flight that it must never acknowledge.
     PauseLeader,
+    /// Cut the leader off both followers, both directions: the followers elect a new
+    /// leader, the old one (still taking the workers' writes) must acknowledge none of
+    /// them; then heal.
+    IsolateLeader(Cut),
+    /// Cut one follower off both other nodes, both directions; the leader goes on with the
+    /// other; then heal (the follower catches up).
+    IsolateFollower(Cut),
+    /// Cut only the leader's outbound links (leader → followers): the followers hear
+    /// nothing and elect a new leader, whose messages still reach the old one.
+    CutLeaderOut(Cut),
+    /// Cut only the leader's inbound links (followers → leader): the leader hears no
+    /// acknowledgement, steps down by check-quorum, and cannot learn of the new leader
+    /// until the heal.
+    CutLeaderIn(Cut),
+    /// Delay every link by this many milliseconds (each chunk, both ways), then heal.
+    Delay(u64),
+}
+
+/// How a partition cuts a link: `drop` resets connections (the sender sees errors at
+/// once); `blackhole` keeps them open and swallows everything (seen only by timeouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Drop,
+    Blackhole,
+}
+
+impl Cut {
+    fn mode(self) -> &'static str {
+        match self {
+            Cut::Drop => "drop",
+            Cut::Blackhole => "blackhole",
+        }
+    }
 }
 
 impl Nemesis {
-    fn pick(rng: &mut StdRng) -> Nemesis {
-        match rng.gen_range(0..10) {
+    fn pick(rng: &mut StdRng, partitions: bool) -> Nemesis {
+        let cut = if rng.gen_bool(0.5) {
+            Cut::Drop
+        } else {
+            Cut::Blackhole
+        };
+        match rng.gen_range(0..if partitions { 18 } else { 10 }) {
             0..=3 => Nemesis::KillLeader,
             4..=5 => Nemesis::KillFollower,
             6 => Nemesis::KillAll,
-            _ => Nemesis::PauseLeader,
+            7..=9 => Nemesis::PauseLeader,
+            10..=11 => Nemesis::IsolateLeader(cut),
+            12..=13 => Nemesis::IsolateFollower(cut),
+            14 => Nemesis::CutLeaderOut(cut),
+            15 => Nemesis::CutLeaderIn(cut),
+            _ => Nemesis::Delay(rng.gen_range(20..=400)),
+        }
+    }
+
+    /// The directed links (from, to) the nemesis cuts, given the leader and a follower.
+    fn links(self, leader: usize, follower: usize) -> Vec<(usize, usize)> {
+        let others = |n: usize| (0..3).filter(move |&o| o != n);
+        match self {
+            Nemesis::IsolateLeader(_) => others(leader)
+                .flat_map(|o| [(leader, o), (o, leader)])
+                .collect(),
+            Nemesis::IsolateFollower(_) => others(follower)
+                .flat_map(|o| [(follower, o), (o, follower)])
+                .collect(),
+            Nemesis::CutLeaderOut(_) => others(leader).map(|o| (leader, o)).collect(),
+            Nemesis::CutLeaderIn(_) => others(leader).map(|o| (o, leader)).collect(),
+            Nemesis::Delay(_) => (0..3)
+                .flat_map(|a| others(a).map(move |b| (a, b)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the followers must elect one of themselves while the fault lasts.
+    fn deposes_leader(self) -> bool {
+        matches!(
+            self,
+            Nemesis::IsolateLeader(_) | Nemesis::CutLeaderOut(_) | Nemesis::CutLeaderIn(_)
+        )
+    }
+
+    /// The nemesis's kind, without its parameters (for the counts).
+    fn kind(self) -> String {
+        match self {
+            Nemesis::Delay(_) => "links delayed".into(),
+            other => other.to_string(),
         }
     }
 }
 
 impl fmt::Display for Nemesis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Nemesis::KillLeader => "leader killed",
-            Nemesis::KillFollower => "follower killed",
-            Nemesis::KillAll => "all nodes killed",
-            Nemesis::PauseLeader => "leader paused",
-        })
+        match self {
+            Nemesis::KillLeader => f.write_str("leader killed"),
+            Nemesis::KillFollower => f.write_str("follower killed"),
+            Nemesis::KillAll => f.write_str("all nodes killed"),
+            Nemesis::PauseLeader => f.write_str("leader paused"),
+            Nemesis::IsolateLeader(c) => write!(f, "leader isolated ({})", c.mode()),
+            Nemesis::IsolateFollower(c) => write!(f, "follower isolated ({})", c.mode()),
+            Nemesis::CutLeaderOut(c) => write!(f, "leader->followers cut ({})", c.mode()),
+            Nemesis::CutLeaderIn(c) => write!(f, "followers->leader cut ({})", c.mode()),
+            Nemesis::Delay(ms) => write!(f, "links delayed {ms} ms"),
+        }
+    }
+}
+
+/// The `rill-faultproxy` every Raft link of the shard runs through: link `n<a>to<b>` carries
+/// node a's connection to node b (a Raft link is one TCP connection per direction: a dials
+/// b for its messages to b, and b answers on its own connection to a), so cutting it is an
+/// exact one-way partition.
+struct Proxy {
+    child: Child,
+    control: Conn,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// The link carrying node `from`'s messages to node `to`.
+    fn link(from: usize, to: usize) -> String {
+        format!("n{from}to{to}")
+    }
+
+    /// Starts the proxy with a listener per directed link, each forwarding to its target's
+    /// cluster bus port; returns it with the listeners' ports, `ports[a][b]` for a → b.
+    /// `free` gives the listeners' ports (`n * n - n + 1` of them: the control port and
+    /// one per link), chosen with the nodes' so none collides with a node's bus port.
+    fn start(
+        bin: &Path,
+        nodes: &[u16],
+        free: Vec<u16>,
+        log: &Path,
+    ) -> Result<(Proxy, Vec<Vec<u16>>), String> {
+        let n = nodes.len();
+        let mut free = free.into_iter();
+        let mut next = || free.next().ok_or("cannot find free ports for the proxy");
+        let control = next()?;
+        let mut ports = vec![vec![0u16; n]; n];
+        let mut cmd = Command::new(bin);
+        cmd.arg("--control").arg(format!("127.0.0.1:{control}"));
+        for (a, row) in ports.iter_mut().enumerate() {
+            for (b, port) in row.iter_mut().enumerate() {
+                if a == b {
+                    continue;
+                }
+                *port = next()?;
+                cmd.arg("--link").arg(format!(
+                    "{}=127.0.0.1:{}=127.0.0.1:{}",
+                    Proxy::link(a, b),
+                    *port,
+                    nodes[b] + 10000
+                ));
+            }
+        }
+        let logfile = std::fs::File::create(log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(logfile)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        if !first.starts_with("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "rill-faultproxy did not start (printed {first:?}, see {})",
+                log.display()
+            ));
+        }
+        let control = match Conn::connect(control) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot reach the proxy's control port: {e}"));
+            }
+        };
+        Ok((Proxy { child, control }, ports))
+    }
+
+    /// Sets a link's mode (`pass`, `drop`, `blackhole`, `delay <ms>`).
+    fn set(&mut self, link: &str, mode: &str) -> Result<(), String> {
+        self.control
+            .writer
+            .write_all(format!("SET {link} {mode}\n").as_bytes())
+            .map_err(|e| format!("proxy control: {e}"))?;
+        let answer = self
+            .control
+            .line_lf()
+            .map_err(|e| format!("proxy control: {e}"))?;
+        if answer != "OK" {
+            return Err(format!("proxy control: SET {link} {mode}: {answer}"));
+        }
+        Ok(())
+    }
+
+    /// Every link back to pass.
+    fn heal(&mut self, n: usize) -> Result<(), String> {
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    self.set(&Proxy::link(a, b), "pass")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index of a leader other than `old` — says so, and a majority names it — waiting up
+/// to `within` (while a partition holds: the followers must elect one of themselves).
+fn find_new_leader(replicas: &[Replica], old: usize, within: Duration) -> Result<usize, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let views: Vec<Option<(bool, String, String)>> = replicas
+            .iter()
+            .map(|r| r.server.as_ref().and_then(|_| raft_view(r.port)))
+            .collect();
+        for (i, v) in views.iter().enumerate() {
+            if i == old {
+                continue;
+            }
+            if let Some((true, _, me)) = v {
+                let named = views
+                    .iter()
+                    .flatten()
+                    .filter(|(_, leader, _)| leader == me)
+                    .count();
+                if named * 2 > replicas.len() {
+                    return Ok(i);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no follower became leader within {within:?} of the partition"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -2509,6 +2800,8 @@ struct Replica {
     port: u16,
     dir: PathBuf,
     log: PathBuf,
+    /// `--cluster-peer-route` arguments: each peer's bus address routed via its proxy link.
+    routes: Vec<String>,
     server: Option<Server>,
 }
 
@@ -2530,6 +2823,7 @@ impl Replica {
                 appendfsync,
                 true,
                 Some(self.port),
+                &self.routes,
             )?;
             self.server = Some(s);
         }
@@ -2688,6 +2982,50 @@ fn replica_diffs(
     Ok(diffs)
 }
 
+/// A reader of the shared stream's newest entries on one node (after READONLY on a
+/// follower) for as long as the load runs, through whatever fault strikes: everything it is
+/// ever shown must be in the final log (no read of a write that was never committed, e.g.
+/// from a leader cut off from its majority). The shared stream is append-only, so nothing
+/// it saw may be missing later. Reconnects after errors; returns what it saw and how many
+/// reads were answered.
+fn dirty_reader(port: u16, readonly: bool, stop: &AtomicBool) -> (BTreeMap<Id, Fields>, u64) {
+    let mut seen = BTreeMap::new();
+    let mut answered = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut c) = Conn::connect(port) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        if readonly && c.call(&argv(&[b"READONLY"])).is_err() {
+            continue;
+        }
+        while !stop.load(Ordering::SeqCst) {
+            let reply = c.call(&argv(&[
+                b"XREVRANGE",
+                SHARED_KEY.as_bytes(),
+                b"+",
+                b"-",
+                b"COUNT",
+                b"5",
+            ]));
+            match reply {
+                Ok(r @ Resp::Array(_)) => {
+                    if let Ok(entries) = parse_entries(&r, "XREVRANGE") {
+                        answered += 1;
+                        seen.extend(entries);
+                    }
+                }
+                // An error reply (-MOVED, -CLUSTERDOWN …) shows nothing.
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (seen, answered)
+}
+
 /// `--replicated`: the cycles of [`cycles`] against a shard of three replicas.
 fn replicated_cycles(
     opts: &Opts,
@@ -2696,13 +3034,38 @@ fn replicated_cycles(
     work: &Path,
 ) -> Result<Result<Stats, String>, String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut replicas: Vec<Replica> = free_ports(3)?
-        .into_iter()
+    // The nodes' ports and the proxy's, chosen together so that none is another's bus port.
+    let mut ports = free_ports(3 + 3 * 2 + 1)?;
+    let proxy_ports = ports.split_off(3);
+    let proxy_bin = match &opts.faultproxy {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find myself: {e}"))?
+            .with_file_name("rill-faultproxy"),
+    };
+    let (mut proxy, via) = Proxy::start(&proxy_bin, &ports, proxy_ports, &work.join("proxy.log"))?;
+    let partitions = !opts.no_partitions;
+    let mut replicas: Vec<Replica> = ports
+        .iter()
         .enumerate()
-        .map(|(i, port)| Replica {
+        .map(|(i, &port)| Replica {
             port,
             dir: work.join(format!("node{i}")),
             log: work.join(format!("node{i}.log")),
+            // Every Raft link through its own proxy listener: node i dials peer j's bus
+            // port via via[i][j].
+            routes: ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .flat_map(|(j, &peer)| {
+                    [
+                        "--cluster-peer-route".to_string(),
+                        format!("127.0.0.1:{}", peer + 10000),
+                        format!("127.0.0.1:{}", via[i][j]),
+                    ]
+                })
+                .collect(),
             server: None,
         })
         .collect();
@@ -2732,6 +3095,9 @@ fn replicated_cycles(
     keys.push(SHARED_KEY.to_string());
     let mut stats = Stats::default();
     let mut failovers = Vec::new();
+    // Partition → a follower leads (while the partition holds), in ms.
+    let mut partition_failovers = Vec::new();
+    let mut struck_by: BTreeMap<String, u32> = BTreeMap::new();
     let mut load_began;
     for cycle in 1..=opts.cycles {
         let leader = find_leader(&replicas, Duration::from_secs(30))?;
@@ -2748,13 +3114,23 @@ fn replicated_cycles(
                 std::thread::spawn(move || w.load(port, &off, &stop))
             })
             .collect();
+        // Readers on the leader and on a follower, through the fault (dirty-read check).
+        let reader_stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = [(port, false), (replicas[(leader + 1) % 3].port, true)]
+            .into_iter()
+            .map(|(p, readonly)| {
+                let stop = reader_stop.clone();
+                std::thread::spawn(move || dirty_reader(p, readonly, &stop))
+            })
+            .collect();
         let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
         std::thread::sleep(Duration::from_millis(load_ms));
         let nemesis = if opts.sabotage_drop_records > 0 {
             Nemesis::KillAll
         } else {
-            Nemesis::pick(&mut rng)
+            Nemesis::pick(&mut rng, partitions)
         };
+        *struck_by.entry(nemesis.kind()).or_default() += 1;
         let struck = Instant::now();
         let follower = (leader + rng.gen_range(1..3)) % 3;
         let mut killed = Vec::new();
@@ -2782,8 +3158,57 @@ fn replicated_cycles(
                 replicas[leader].signal(libc::SIGCONT);
                 stop.store(true, Ordering::SeqCst);
             }
+            Nemesis::IsolateLeader(cut)
+            | Nemesis::IsolateFollower(cut)
+            | Nemesis::CutLeaderOut(cut)
+            | Nemesis::CutLeaderIn(cut) => {
+                for (a, b) in nemesis.links(leader, follower) {
+                    proxy.set(&Proxy::link(a, b), cut.mode())?;
+                }
+                // The workers go on writing to the old leader all along: with the leader
+                // cut off, none of what they send may be acknowledged unless committed.
+                if nemesis.deposes_leader() {
+                    match find_new_leader(&replicas, leader, Duration::from_secs(30)) {
+                        Ok(_) => partition_failovers.push(struck.elapsed().as_millis()),
+                        Err(e) => {
+                            stop.store(true, Ordering::SeqCst);
+                            return Ok(Err(format!(
+                                "cycle {cycle} (seed {seed}, {nemesis}): {e} (stuck election; logs in {})",
+                                work.display()
+                            )));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(rng.gen_range(500..2500)));
+                proxy.heal(replicas.len())?;
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..300)));
+                stop.store(true, Ordering::SeqCst);
+            }
+            Nemesis::Delay(ms) => {
+                for (a, b) in nemesis.links(leader, follower) {
+                    proxy.set(&Proxy::link(a, b), &format!("delay {ms}"))?;
+                }
+                std::thread::sleep(Duration::from_millis(rng.gen_range(1000..3000)));
+                proxy.heal(replicas.len())?;
+                stop.store(true, Ordering::SeqCst);
+            }
         }
         let (mut in_flight, load_violations) = join_workers(handles, &mut workers)?;
+        if nemesis.deposes_leader() {
+            // Acknowledged by the old leader after it was cut off (replies to entries the
+            // followers had already taken, or none): each is checked like any other below.
+            stats.acked_after_cut += workers
+                .iter()
+                .map(|w| w.ack_times.iter().filter(|t| **t > struck).count() as u64)
+                .sum::<u64>();
+        }
+        reader_stop.store(true, Ordering::SeqCst);
+        let mut read_seen: BTreeMap<Id, Fields> = BTreeMap::new();
+        for r in readers {
+            let (seen, answered) = r.join().map_err(|_| "a reader thread panicked")?;
+            read_seen.extend(seen);
+            stats.dirty_reads_answered += answered;
+        }
         let acked: u64 = workers.iter().map(|w| w.acked).sum();
         if !load_violations.is_empty() {
             return Ok(Err(format!(
@@ -2810,6 +3235,28 @@ fn replicated_cycles(
         }
         let leader = find_leader(&replicas, Duration::from_secs(30))?;
         let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
+        // Why each worker's load ended with an op in flight (an error reply, or the
+        // connection's error), e.g. "-MOVED x2, ConnectionReset x1".
+        let mut ends: BTreeMap<String, u32> = BTreeMap::new();
+        for w in &workers {
+            if let Some(e) = &w.ended_by {
+                // "EXEC answered -CLUSTERDOWN the Raft group …" → "EXEC -CLUSTERDOWN".
+                let short = match e.split_once(" -") {
+                    Some((what, err)) => format!(
+                        "{} -{}",
+                        what.split_whitespace().next().unwrap_or_default(),
+                        err.split_whitespace().next().unwrap_or_default()
+                    ),
+                    None => e.clone(),
+                };
+                *ends.entry(short).or_default() += 1;
+            }
+        }
+        let ended_by = ends
+            .iter()
+            .map(|(e, n)| format!("{e} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let verify_began = Instant::now();
         let mut violations = verify(
             replicas[leader].port,
@@ -2823,14 +3270,36 @@ fn replicated_cycles(
         if violations.is_empty() {
             violations = converge(&replicas, leader, &keys, Duration::from_secs(20))?;
         }
+        if violations.is_empty() {
+            // No dirty reads: what the readers saw is in the final log, as they saw it.
+            let mut lc =
+                Conn::connect(replicas[leader].port).map_err(|e| format!("cannot connect: {e}"))?;
+            let final_shared = observe(&mut lc, SHARED_KEY)?;
+            for (id, f) in &read_seen {
+                match final_shared.entries.get(id) {
+                    Some(ff) if ff == f => {}
+                    Some(ff) => violations.push(format!(
+                        "a reader saw {SHARED_KEY} {id} as {} but the final log holds {}",
+                        show_fields(f),
+                        show_fields(ff)
+                    )),
+                    None => violations.push(format!(
+                        "dirty read: a reader saw {SHARED_KEY} {id} ({}) which is not in the final log",
+                        show_fields(f)
+                    )),
+                }
+            }
+            stats.dirty_reads_checked += read_seen.len() as u64;
+        }
         stats.max_verify_ms = stats.max_verify_ms.max(verify_began.elapsed().as_millis());
         stats.cycles = cycle;
         stats.acked = acked;
         println!(
-            "cycle {cycle}: {nemesis} after {load_ms} ms (leader was {leader_before}, now {leader}{}), {acked} commands acknowledged so far, {sent_unanswered} in flight, {}",
+            "cycle {cycle}: {nemesis} after {load_ms} ms (leader was {leader_before}, now {leader}{}), {acked} commands acknowledged so far, {sent_unanswered} in flight{}, {}",
             survivors_lead
                 .map(|l| format!(", replica {l} led {} ms after the kill", failovers.last().copied().unwrap_or(0)))
                 .unwrap_or_default(),
+            if ended_by.is_empty() { String::new() } else { format!(" ({ended_by})") },
             if violations.is_empty() { "state verified, replicas converged" } else { "VIOLATIONS" },
             leader_before = replicas.iter().position(|r| r.port == port).unwrap_or(0),
         );
@@ -2843,6 +3312,23 @@ fn replicated_cycles(
                 violations.join("\n")
             )));
         }
+    }
+    println!(
+        "nemeses: {}; violations: 0",
+        struck_by
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !partition_failovers.is_empty() {
+        partition_failovers.sort_unstable();
+        println!(
+            "failover under partition (leader cut off to a follower answering INFO as leader, named by a majority): {} times, median {} ms, max {} ms",
+            partition_failovers.len(),
+            partition_failovers[partition_failovers.len() / 2],
+            partition_failovers[partition_failovers.len() - 1]
+        );
     }
     if !failovers.is_empty() {
         failovers.sort_unstable();
@@ -2903,6 +3389,16 @@ fn main() -> ExitCode {
                  outlasted IDMP-DURATION); slowest restart {} ms, slowest verify {} ms",
                 s.idmp_resent, s.idmp_skipped_cycles, s.max_restart_ms, s.max_verify_ms
             );
+            if s.dirty_reads_answered > 0 {
+                println!(
+                    "acknowledgements from a leader after its cut was ordered: {} (each verified present)",
+                    s.acked_after_cut
+                );
+                println!(
+                    "reads during the faults (leader and a follower): {} answered, {} distinct entries seen, every one in the final log",
+                    s.dirty_reads_answered, s.dirty_reads_checked
+                );
+            }
             if let Some(c) = &s.cuts {
                 println!(
                     "power cuts: {} cuts dropped {} unsynced bytes in {} file versions, kept {} torn bytes, \

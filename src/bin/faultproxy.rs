@@ -18,10 +18,17 @@
 //! |---|---|
 //! | `SET <link> pass` | bytes forwarded both ways as they come |
 //! | `SET <link> delay <ms>` | each chunk forwarded `ms` after it was read, both ways, in order |
-//! | `SET <link> blackhole` | connections stay open; nothing is forwarded, what is read is discarded (peers see only timeouts) |
+//! | `SET <link> blackhole` | connections stay open; nothing is read or forwarded, so the bytes wait in the kernel's buffers and a sender's writes block once they are full (peers see only timeouts); switched back, what was held flows on, in order |
 //! | `SET <link> drop` | open connections are reset (RST), new ones accepted and reset at once |
 //! | `GET <link>` | the link's mode (`pass`, `delay 20`, …) |
 //! | `LIST` | `<link> <mode> <open connections> <bytes forwarded>` per link |
+//!
+//! A blackhole *holds* bytes rather than discarding them: a real route that loses every packet
+//! never makes a hole in a TCP stream — TCP retransmits, and once the route heals the stream
+//! goes on where it stopped (or the connection dies). Discarding bytes mid-stream and then
+//! forwarding again would hand the receiver a stream with a hole, which no network produces: a
+//! Raft link then read a length out of the middle of a message and waited for megabytes that
+//! never came (soak seed 5001, cycle 71).
 //!
 //! It prints `ready control=ADDR` on stdout once every listener is bound. Test-only code:
 //! no TLS, no auth; it is meant for loopback addresses in a test's own namespace.
@@ -266,17 +273,28 @@ async fn pump(mut from: OwnedReadHalf, to: OwnedWriteHalf, link: Arc<Link>) {
     let writer = tokio::spawn(write_side(rx, to, link.clone()));
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        // A blackhole reads nothing until the mode changes: the bytes wait in the kernel.
+        let mode = *modes.borrow_and_update();
+        match mode {
+            Mode::Drop => break,
+            Mode::Blackhole => {
+                if modes.changed().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Mode::Pass | Mode::Delay(_) => {}
+        }
         tokio::select! {
             r = from.read(&mut buf) => {
                 let n = match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                match *modes.borrow_and_update() {
-                    Mode::Blackhole => continue,
-                    Mode::Drop => break,
-                    Mode::Pass | Mode::Delay(_) => {}
+                if *modes.borrow() == Mode::Drop {
+                    break;
                 }
+                // Read just as a blackhole began: queued, and the writer holds it.
                 if tx.send((Instant::now(), buf[..n].to_vec())).await.is_err() {
                     break;
                 }
@@ -301,8 +319,19 @@ async fn write_side(
     mut to: OwnedWriteHalf,
     link: Arc<Link>,
 ) {
+    let mut modes = link.mode.subscribe();
     while let Some((read_at, chunk)) = rx.recv().await {
-        let mode = *link.mode.borrow();
+        // A blackhole holds the chunk until the mode changes.
+        loop {
+            let mode = *modes.borrow_and_update();
+            if mode != Mode::Blackhole {
+                break;
+            }
+            if modes.changed().await.is_err() {
+                return;
+            }
+        }
+        let mode = *modes.borrow();
         match mode {
             Mode::Drop => {
                 reset(to.as_ref());

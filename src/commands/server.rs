@@ -277,10 +277,13 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             );
             line("acl_access_denied_tls_cert", &0);
         }
-        "replication" => {
-            line("role", &"master");
-            line("connected_slaves", &0);
-        }
+        "replication" => match sh.raft.get() {
+            Some(raft) if sh.cluster.is_some() => replication_raft(sh, raft, &mut line),
+            _ => {
+                line("role", &"master");
+                line("connected_slaves", &0);
+            }
+        },
         "cpu" => {
             let (user, sys) = cpu_times();
             line("used_cpu_sys", &format!("{sys:.6}"));
@@ -320,6 +323,97 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             }
         }
         _ => {}
+    }
+}
+
+/// INFO replication of a replicated shard's node (`cluster-raft yes` in a cluster): Redis's
+/// lines where they mean the same — `role:master` on the Raft leader and `role:slave` on the
+/// others, the leader's `slaveN:ip=…,port=…,state=…,offset=…,lag=…` per replica, with the
+/// offset a Raft index (the replica's acknowledged match index) rather than a byte count,
+/// and `lag` whole seconds since the leader last heard from it, as Redis's seconds since the
+/// last REPLCONF ACK — then the Raft state as `raft_*` lines, `raft_replicaN` giving every
+/// replica's match and next index, how many entries it lags the leader's log, and the
+/// milliseconds since the leader last heard from it. A replica's `state` is `online` when
+/// raft replicates to it and heard from it within the election timeout, `probe` or
+/// `snapshot` while raft looks for where their logs agree or sends it a snapshot, and
+/// `unreachable` when it has not been heard from within the election timeout. A replica not
+/// heard from since this node started shows `lag=-1` and `last_contact_ms=-1`.
+fn replication_raft(
+    sh: &Shared,
+    raft: &crate::cluster::raft::RaftNode,
+    line: &mut dyn FnMut(&str, &dyn std::fmt::Display),
+) {
+    let s = raft.status();
+    let members: Vec<crate::cluster::topology::NodeInfo> = sh
+        .cluster
+        .as_ref()
+        .and_then(|c| c.topology.read().my_shard().map(|s| s.nodes.clone()))
+        .unwrap_or_default();
+    let member = |id: u64| members.iter().find(|n| n.id.raft_id() == id);
+    let replicas = raft.replicas();
+    if s.leader {
+        line("role", &"master");
+        line("connected_slaves", &replicas.len());
+        for (i, r) in replicas.iter().enumerate() {
+            let (ip, port) = member(r.id).map_or(("?", 0), |n| (n.ip.as_str(), n.port));
+            let state = if !r.active {
+                "unreachable"
+            } else if r.state == "replicate" {
+                "online"
+            } else {
+                r.state
+            };
+            let lag = r.last_contact_ms.map_or(-1, |ms| (ms / 1000) as i64);
+            line(
+                &format!("slave{i}"),
+                &format!(
+                    "ip={ip},port={port},state={state},offset={},lag={lag}",
+                    r.matched
+                ),
+            );
+        }
+        line("master_repl_offset", &s.last_index);
+    } else {
+        line("role", &"slave");
+        let leader = member(s.leader_id);
+        line("master_host", &leader.map_or("", |n| n.ip.as_str()));
+        line("master_port", &leader.map_or(0, |n| n.port));
+        let heard = (s.leader_id != 0)
+            .then(|| raft.last_contact_ms(s.leader_id))
+            .flatten();
+        let up = heard.is_some_and(|ms| ms < crate::cluster::raft::node::ELECTION_TIMEOUT_MS);
+        line("master_link_status", &if up { "up" } else { "down" });
+        line(
+            "master_last_io_seconds_ago",
+            &heard.map_or(-1, |ms| (ms / 1000) as i64),
+        );
+        line("master_sync_in_progress", &0);
+        line("slave_repl_offset", &s.applied);
+        line("slave_read_only", &1);
+        line("connected_slaves", &0);
+        line("master_repl_offset", &s.commit);
+    }
+    line("raft_enabled", &1);
+    line("raft_role", &if s.leader { "leader" } else { "follower" });
+    line("raft_term", &s.term);
+    line("raft_leader_id", &format!("{:016x}", s.leader_id));
+    line("raft_commit_index", &s.commit);
+    line("raft_applied_index", &s.applied);
+    line("raft_last_index", &s.last_index);
+    for (i, r) in replicas.iter().enumerate() {
+        line(
+            &format!("raft_replica{i}"),
+            &format!(
+                "id={:016x},match={},next={},lag_entries={},last_contact_ms={},state={},active={}",
+                r.id,
+                r.matched,
+                r.next,
+                s.last_index.saturating_sub(r.matched),
+                r.last_contact_ms.map_or(-1, |ms| ms as i64),
+                r.state,
+                u8::from(r.active)
+            ),
+        );
     }
 }
 

@@ -316,6 +316,53 @@ fn bind_lines(config: &Config) -> Vec<String> {
     }
 }
 
+/// `cluster-peer-route`: pairs of addresses. Within one load (file, includes, command line)
+/// every line adds its pairs; `""` clears them.
+fn set_peer_routes(
+    config: &mut Config,
+    args: &[String],
+    state: &mut LoadState,
+) -> Result<(), String> {
+    let args = match args {
+        [only] if only.is_empty() => &[][..],
+        other => other,
+    };
+    if !args.len().is_multiple_of(2) {
+        return Err("cluster-peer-route takes pairs of <peer-bus-addr> <via-addr>".to_string());
+    }
+    let mut routes = Vec::with_capacity(args.len() / 2);
+    for pair in args.chunks(2) {
+        let parse = |s: &str| {
+            s.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("'{s}' is not an ip:port address"))
+        };
+        routes.push((parse(&pair[0])?, parse(&pair[1])?));
+    }
+    if state.reading_file && !args.is_empty() {
+        config.cluster_peer_routes.extend(routes);
+    } else {
+        config.cluster_peer_routes = routes;
+    }
+    Ok(())
+}
+
+fn get_peer_routes(config: &Config) -> String {
+    config
+        .cluster_peer_routes
+        .iter()
+        .map(|(peer, via)| format!("{peer} {via}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn peer_route_lines(config: &Config) -> Vec<String> {
+    config
+        .cluster_peer_routes
+        .iter()
+        .map(|(peer, via)| format!("cluster-peer-route {peer} {via}"))
+        .collect()
+}
+
 /// Client classes of `client-output-buffer-limit`, in Redis's order; `slave` is accepted as
 /// the old name of `replica`, and CONFIG GET still prints `slave` as Redis does.
 const BUFFER_CLASSES: [&str; 3] = ["normal", "slave", "pubsub"];
@@ -1108,6 +1155,18 @@ pub static DIRECTIVES: &[Directive] = &[
                 c.cluster_secret = v;
                 Ok(())
             },
+        },
+    },
+    Directive {
+        name: "cluster-peer-route",
+        default: "\"\"",
+        mutable: false,
+        protected: false,
+        doc: "`cluster-peer-route <peer-bus-addr> <via-addr>`: this node dials `via-addr` (ip:port) for its Raft link to the peer whose cluster bus address in the shard map is `peer-bus-addr` (ip:port), instead of that address. Repeatable (one pair per line, or several pairs on one line); empty by default. For a proxy or NAT between the nodes, and for the replication fault tests, which route each directed link through its own fault proxy. Only outbound links change: the node still listens on its own bus port.",
+        access: Access::Multi {
+            set: set_peer_routes,
+            get: get_peer_routes,
+            lines: peer_route_lines,
         },
     },
     Directive {

@@ -356,6 +356,9 @@ pub struct Config {
     pub cluster_announce_ip: Option<String>,
     /// `cluster-secret`: what the Raft links of a replicated cluster authenticate with.
     pub cluster_secret: String,
+    /// `cluster-peer-route`: (peer's cluster bus address, address to dial instead) pairs,
+    /// for fault proxies in tests and for NAT; empty by default.
+    pub cluster_peer_routes: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// `cluster-announce-port`; 0 = the listening port.
     pub cluster_announce_port: u16,
     /// `cluster-port`; 0 = port + 10000.
@@ -569,6 +572,7 @@ impl Config {
             cluster_node_timeout: 0,
             cluster_announce_ip: None,
             cluster_secret: String::new(),
+            cluster_peer_routes: Vec::new(),
             cluster_announce_port: 0,
             cluster_port: 0,
             notify_keyspace_events: 0,

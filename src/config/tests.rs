@@ -468,6 +468,51 @@ fn cli_save_with_one_quoted_value_is_split() {
 }
 
 #[test]
+fn cluster_peer_routes_accumulate_from_file_lines_and_command_line_options() {
+    let addr = |s: &str| s.parse::<std::net::SocketAddr>().expect("address");
+    let c = parse(
+        "cluster-peer-route 127.0.0.12:17000 127.0.200.1:17000\n\
+         cluster-peer-route 127.0.0.13:17000 127.0.200.2:17000 [::1]:17000 [::1]:27000\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        c.cluster_peer_routes,
+        [
+            (addr("127.0.0.12:17000"), addr("127.0.200.1:17000")),
+            (addr("127.0.0.13:17000"), addr("127.0.200.2:17000")),
+            (addr("[::1]:17000"), addr("[::1]:27000")),
+        ]
+    );
+    assert_eq!(
+        c.get("cluster-peer-route")[0].1,
+        "127.0.0.12:17000 127.0.200.1:17000 127.0.0.13:17000 127.0.200.2:17000 [::1]:17000 [::1]:27000"
+    );
+    assert!(Config::default().cluster_peer_routes.is_empty());
+    let (_, options) = parse_cli(&strings(&[
+        "--cluster-peer-route",
+        "10.0.0.2:17000",
+        "10.0.9.2:17000",
+        "--cluster-peer-route",
+        "10.0.0.3:17000",
+        "10.0.9.3:17000",
+    ]))
+    .expect("valid");
+    let c = Config::load(None, &options).expect("valid");
+    assert_eq!(c.cluster_peer_routes.len(), 2);
+    // Pairs of ip:port only.
+    for bad in [
+        "cluster-peer-route 127.0.0.12:17000",
+        "cluster-peer-route 127.0.0.12 127.0.0.13:17000",
+        "cluster-peer-route node-b:17000 127.0.0.13:17000",
+    ] {
+        assert!(
+            matches!(parse(bad), Err(ConfigError::BadLine { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn config_get_exact_and_glob() {
     let c = Config::default();
     assert_eq!(

@@ -158,13 +158,23 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         .await
         .map_err(|e| format!("can't start the Raft transport on {listen}: {e}"))?;
     let transport = Arc::new(transport);
+    let routes = shared.config.read().cluster_peer_routes.clone();
     let mut members = Vec::new();
     for n in &shard.nodes {
         members.push((n.id.raft_id(), n.id.clone()));
         if n.id == me {
             continue;
         }
-        transport.add_peer(n.id.raft_id(), peer_addr(n)?);
+        let addr = peer_addr(n)?;
+        // `cluster-peer-route`: dial a proxy (or a NAT address) for this peer instead.
+        let dial = routes
+            .iter()
+            .find(|(peer, _)| *peer == addr)
+            .map_or(addr, |(_, via)| *via);
+        if dial != addr {
+            tracing::info!("Raft link to node {} ({addr}) dialled via {dial}", n.id);
+        }
+        transport.add_peer(n.id.raft_id(), dial);
     }
     // The nodes of the other shards, told of this shard's leader (leader hints, module
     // docs). A node whose raft id another node shares is left out: links are by raft id.

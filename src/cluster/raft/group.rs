@@ -136,6 +136,7 @@ impl RaftNode {
             reads: super::read::ReadBarrier::new(replicated),
             floor: std::sync::atomic::AtomicU64::new(0),
             floor_sent: std::sync::atomic::AtomicU64::new(0),
+            heard: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -157,6 +158,12 @@ impl RaftNode {
     pub fn step(&self, msg: Message) -> Result<(), RaftError> {
         self.check()?;
         let mut g = self.group.lock();
+        // Last contact, for INFO: only members are tracked, so the map stays bounded.
+        if msg.from != self.id && g.raw.raft.prs().get(msg.from).is_some() {
+            self.heard
+                .lock()
+                .insert(msg.from, std::time::Instant::now());
+        }
         match g.raw.step(msg) {
             Ok(()) => {
                 // A leader's commit index moves when a quorum's acknowledgements come in

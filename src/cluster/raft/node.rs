@@ -48,6 +48,10 @@ pub const SINGLE_VOTER_ID: u64 = 1;
 
 /// Milliseconds per raft tick; heartbeat 1 tick, election 10 (design §3.7).
 pub const TICK_MS: u64 = 100;
+/// raft's election timeout, in ticks (check-quorum's window too).
+pub const ELECTION_TICKS: usize = 10;
+/// The election timeout in milliseconds.
+pub const ELECTION_TIMEOUT_MS: u64 = ELECTION_TICKS as u64 * TICK_MS;
 
 /// Why the group refused a proposal or failed a waiter.
 #[non_exhaustive]
@@ -167,6 +171,8 @@ pub struct RaftNode {
     pub(super) floor: AtomicU64,
     /// The last floor this node, as leader, sent in an entry's context.
     pub(super) floor_sent: AtomicU64,
+    /// When a message from each peer (raft id) was last stepped in: INFO's last contact.
+    pub(super) heard: Mutex<std::collections::HashMap<u64, std::time::Instant>>,
 }
 
 /// An entry context that carries the purge floor: this tag, then the index (u64 LE).
@@ -182,6 +188,23 @@ pub(super) fn floor_in(context: &[u8]) -> Option<u64> {
         [FLOOR_TAG, rest @ ..] => Some(u64::from_le_bytes(rest.try_into().ok()?)),
         _ => None,
     }
+}
+
+/// A leader's view of one other voter (INFO replication), from raft's progress tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaProgress {
+    /// The replica's raft id.
+    pub id: u64,
+    /// The highest index known to be in its log (`Progress::matched`).
+    pub matched: u64,
+    /// The next index the leader will send it.
+    pub next: u64,
+    /// raft's replication state for it: `probe`, `replicate` or `snapshot`.
+    pub state: &'static str,
+    /// Whether it was heard from within the current election timeout (check-quorum's view).
+    pub active: bool,
+    /// Milliseconds since a message from it was last stepped in (`None`: never, since start).
+    pub last_contact_ms: Option<u64>,
 }
 
 /// See [`RaftNode::on_leader_change`].
@@ -210,7 +233,7 @@ impl slog::Drain for TracingDrain {
 pub(super) fn config(id: u64, applied: u64) -> Config {
     Config {
         id,
-        election_tick: 10,
+        election_tick: ELECTION_TICKS,
         heartbeat_tick: 1,
         applied,
         pre_vote: true,
@@ -329,6 +352,50 @@ impl RaftNode {
             last_index: g.raw.raft.raft_log.last_index(),
             executed: g.executed_through,
         }
+    }
+
+    /// On the leader, every other voter's progress (empty on a follower): INFO's per-replica
+    /// lag. The matched index is raft's, so a replica counts what it acknowledged (after its
+    /// fsync), not what was sent to it.
+    pub fn replicas(&self) -> Vec<ReplicaProgress> {
+        let g = self.group.lock();
+        if g.raw.raft.state != StateRole::Leader {
+            return Vec::new();
+        }
+        let heard = self.heard.lock();
+        let now = std::time::Instant::now();
+        let mut out: Vec<ReplicaProgress> = g
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, pr)| ReplicaProgress {
+                id: *id,
+                matched: pr.matched,
+                next: pr.next_idx,
+                state: match pr.state {
+                    ::raft::ProgressState::Probe => "probe",
+                    ::raft::ProgressState::Replicate => "replicate",
+                    ::raft::ProgressState::Snapshot => "snapshot",
+                },
+                active: pr.recent_active,
+                last_contact_ms: heard
+                    .get(id)
+                    .map(|t| u64::try_from(now.duration_since(*t).as_millis()).unwrap_or(u64::MAX)),
+            })
+            .collect();
+        out.sort_by_key(|r| r.id);
+        out
+    }
+
+    /// Milliseconds since a message from `peer` (raft id) was last stepped in; `None` if
+    /// none came since this node started.
+    pub fn last_contact_ms(&self, peer: u64) -> Option<u64> {
+        self.heard
+            .lock()
+            .get(&peer)
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Proposes one critical section's encoded ops; call with the keyspace lock held, after
