@@ -16,6 +16,7 @@ pub mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
 pub mod glob;
+pub mod histogram;
 pub mod persist;
 pub mod protocol;
 pub mod server;
