@@ -1,4 +1,4 @@
-module github.com/rill/compat/redis_exporter
+module github.com/rill/compat/metrics
 
 go 1.26.0
 
