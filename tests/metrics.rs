@@ -353,3 +353,39 @@ fn metrics_port_is_off_by_default_and_declared() {
     let set = raw.cmd(&["CONFIG", "SET", "metrics-port", "9121"]);
     assert!(set.starts_with(b"-ERR"), "{:?}", String::from_utf8_lossy(&set));
 }
+
+/// The Grafana dashboard (packaging/grafana/rill.json) queries only series the endpoint
+/// exports: every `rill_…` name in its expressions is a sample name of a scrape.
+#[test]
+fn dashboard_uses_only_exported_series() {
+    let (s, mport) = start(&[]);
+    let mut raw = s.raw();
+    raw.cmd(&["XADD", "orders", "*", "n", "1"]);
+    raw.cmd(&["XGROUP", "CREATE", "orders", "billing", "0"]);
+    raw.cmd(&["XREADGROUP", "GROUP", "billing", "alice", "STREAMS", "orders", ">"]);
+    let text = scrape_text(mport);
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/grafana/rill.json"
+    ))
+    .expect("packaging/grafana/rill.json");
+    let mut names: Vec<&str> = dashboard
+        .match_indices("rill_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() > 20, "{names:?}");
+    for name in names {
+        let exported = text
+            .lines()
+            .any(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])));
+        assert!(exported, "the dashboard queries {name}, which is not exported");
+    }
+}
