@@ -18,6 +18,7 @@ pub mod fuzz;
 pub mod glob;
 pub mod histogram;
 pub mod persist;
+pub mod progress;
 pub mod protocol;
 pub mod server;
 pub mod storage;
