@@ -51,7 +51,10 @@ fn scrape_text(port: u16) -> String {
             .contains("content-type: application/openmetrics-text"),
         "{head}"
     );
-    assert!(body.ends_with("# EOF\n"), "body does not end the exposition");
+    assert!(
+        body.ends_with("# EOF\n"),
+        "body does not end the exposition"
+    );
     body.to_string()
 }
 
@@ -68,9 +71,9 @@ fn number(v: &Value) -> f64 {
 }
 
 fn find<'a>(s: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
-    s.samples.iter().find(|x| {
-        x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
-    })
+    s.samples
+        .iter()
+        .find(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
 }
 
 fn value(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
@@ -121,7 +124,9 @@ fn series_follow_xadd_xreadgroup_and_xack() {
         .query(&mut c)
         .expect("XGROUP CREATE");
     let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg(&["GROUP", "billing", "alice", "COUNT", "3", "STREAMS", "orders", ">"])
+        .arg(&[
+            "GROUP", "billing", "alice", "COUNT", "3", "STREAMS", "orders", ">",
+        ])
         .query(&mut c)
         .expect("XREADGROUP");
 
@@ -149,7 +154,11 @@ fn series_follow_xadd_xreadgroup_and_xack() {
         5.0
     );
     assert_eq!(
-        value(&m, "rill_command_duration_seconds_count", &[("cmd", "xreadgroup")]),
+        value(
+            &m,
+            "rill_command_duration_seconds_count",
+            &[("cmd", "xreadgroup")]
+        ),
         1.0
     );
     // Every XADD was fsynced under appendfsync always, each in a group commit.
@@ -185,7 +194,15 @@ fn series_follow_xadd_xreadgroup_and_xack() {
     let blocker = std::thread::spawn(move || {
         let mut b = common::Raw::connect(port);
         b.cmd(&[
-            "XREADGROUP", "GROUP", "audit", "bob", "BLOCK", "10000", "STREAMS", "orders", ">",
+            "XREADGROUP",
+            "GROUP",
+            "audit",
+            "bob",
+            "BLOCK",
+            "10000",
+            "STREAMS",
+            "orders",
+            ">",
         ])
     });
     s.wait_blocked(1);
@@ -196,7 +213,11 @@ fn series_follow_xadd_xreadgroup_and_xack() {
         .query(&mut c)
         .expect("XADD");
     let reply = blocker.join().expect("blocked reader");
-    assert!(reply.starts_with(b"*1\r\n"), "{:?}", String::from_utf8_lossy(&reply));
+    assert!(
+        reply.starts_with(b"*1\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
     let m = scrape(mport);
     assert_eq!(value(&m, "rill_blocked_clients", &[]), 0.0);
     assert_eq!(value(&m, "rill_stream_length", &stream), 6.0);
@@ -243,7 +264,10 @@ fn per_stream_series_are_bounded() {
     assert_eq!(described.len(), 3, "{described:?}");
     // The allow-listed stream first, then the longest others.
     for want in ["keep-me", "s10", "s9"] {
-        assert!(described.contains(&want), "{want} missing from {described:?}");
+        assert!(
+            described.contains(&want),
+            "{want} missing from {described:?}"
+        );
     }
     let groups = m
         .samples
@@ -287,14 +311,20 @@ fn label_values_are_escaped() {
 fn bad_http_is_refused_and_the_server_goes_on() {
     let (s, mport) = start(&[]);
     let mut raw = s.raw();
-    let not_found = http(mport, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let not_found = http(
+        mport,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
     let post = http(
         mport,
         b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
     );
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-    assert!(post.to_ascii_lowercase().contains("allow: get, head"), "{post}");
+    assert!(
+        post.to_ascii_lowercase().contains("allow: get, head"),
+        "{post}"
+    );
     // Not HTTP at all: a 400 or a closed connection, never a hang.
     let garbage = http(mport, b"\x00\x01\x02 hello\r\n\r\n");
     assert!(
@@ -303,7 +333,10 @@ fn bad_http_is_refused_and_the_server_goes_on() {
     );
     // RESP on the metrics port.
     let resp = http(mport, b"*1\r\n$4\r\nPING\r\n\r\n");
-    assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 400"),
+        "{resp}"
+    );
     // An oversized header: refused, not buffered without bound.
     let mut huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 1 << 20));
@@ -348,10 +381,17 @@ fn metrics_port_is_off_by_default_and_declared() {
     ] {
         assert!(text.contains(name), "{name} not in {text}");
     }
-    assert!(text.contains("$12\r\nmetrics-port\r\n$1\r\n0\r\n"), "{text}");
+    assert!(
+        text.contains("$12\r\nmetrics-port\r\n$1\r\n0\r\n"),
+        "{text}"
+    );
     // metrics-port cannot change at run time.
     let set = raw.cmd(&["CONFIG", "SET", "metrics-port", "9121"]);
-    assert!(set.starts_with(b"-ERR"), "{:?}", String::from_utf8_lossy(&set));
+    assert!(
+        set.starts_with(b"-ERR"),
+        "{:?}",
+        String::from_utf8_lossy(&set)
+    );
 }
 
 /// The Grafana dashboard (packaging/grafana/rill.json) queries only series the endpoint
@@ -362,7 +402,15 @@ fn dashboard_uses_only_exported_series() {
     let mut raw = s.raw();
     raw.cmd(&["XADD", "orders", "*", "n", "1"]);
     raw.cmd(&["XGROUP", "CREATE", "orders", "billing", "0"]);
-    raw.cmd(&["XREADGROUP", "GROUP", "billing", "alice", "STREAMS", "orders", ">"]);
+    raw.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "billing",
+        "alice",
+        "STREAMS",
+        "orders",
+        ">",
+    ]);
     let text = scrape_text(mport);
     let dashboard = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -383,9 +431,13 @@ fn dashboard_uses_only_exported_series() {
     names.dedup();
     assert!(names.len() > 20, "{names:?}");
     for name in names {
-        let exported = text
-            .lines()
-            .any(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])));
-        assert!(exported, "the dashboard queries {name}, which is not exported");
+        let exported = text.lines().any(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with([' ', '{']))
+        });
+        assert!(
+            exported,
+            "the dashboard queries {name}, which is not exported"
+        );
     }
 }

@@ -218,7 +218,10 @@ fn check_reports_progress_lines_when_not_on_a_terminal() {
     for phase in ["rill check: Verifying segments:", "rill check: Replaying:"] {
         let p = percents(&stderr, phase);
         assert!(!p.is_empty(), "no '{phase}' lines in {stderr}");
-        assert!(p.windows(2).all(|w| w[0] <= w[1]), "{phase} went back: {p:?}");
+        assert!(
+            p.windows(2).all(|w| w[0] <= w[1]),
+            "{phase} went back: {p:?}"
+        );
     }
     assert!(
         percents(&stderr, "rill check: Replaying:").len() >= 3000 / 256,
@@ -270,10 +273,16 @@ fn recovery_logs_progress_lines_when_not_on_a_terminal() {
     let p = percents(&log, "Loading:");
     assert!(p.len() >= 3000 / 256, "{log}");
     assert!(p.windows(2).all(|w| w[0] <= w[1]), "{p:?}");
-    assert!(log.contains("DB loaded from the log: 3000 records"), "{log}");
+    assert!(
+        log.contains("DB loaded from the log: 3000 records"),
+        "{log}"
+    );
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
     }
-    assert!(!stderr.contains('\u{1b}'), "a bar was drawn on a pipe: {stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "a bar was drawn on a pipe: {stderr:?}"
+    );
 }

@@ -411,7 +411,11 @@ fn enc_server(o: &mut Out<'_, '_>, r: &Reading) -> std::fmt::Result {
         ];
         m.encode_info(&labels)?;
     }
-    o.gauge("uptime_seconds", "Seconds since the server started", r.uptime_s)?;
+    o.gauge(
+        "uptime_seconds",
+        "Seconds since the server started",
+        r.uptime_s,
+    )?;
     o.gauge(
         "connected_clients",
         "Client connections open now (INFO connected_clients)",
@@ -466,7 +470,11 @@ fn enc_storage(o: &mut Out<'_, '_>, r: &Reading) -> std::fmt::Result {
         "1 while a checkpoint is written",
         u64::from(r.checkpoint_in_progress),
     )?;
-    o.counter("checkpoints", "Checkpoints written since start", r.checkpoints)?;
+    o.counter(
+        "checkpoints",
+        "Checkpoints written since start",
+        r.checkpoints,
+    )?;
     o.gauge(
         "last_checkpoint_timestamp_seconds",
         "Unix time the last checkpoint finished (0: none yet)",
@@ -560,19 +568,24 @@ fn enc_commands(o: &mut Out<'_, '_>, r: &Reading) -> std::fmt::Result {
         MetricType::Histogram,
     )?;
     for (name, h) in &r.latencies {
-        m.encode_family(&cmd(name))?.encode_histogram::<NoLabelSet>(
-            h.sum as f64 * 1e-6,
-            h.count,
-            &buckets(h, 1e-6),
-            None,
-        )?;
+        m.encode_family(&cmd(name))?
+            .encode_histogram::<NoLabelSet>(
+                h.sum as f64 * 1e-6,
+                h.count,
+                &buckets(h, 1e-6),
+                None,
+            )?;
     }
     Ok(())
 }
 
 fn enc_streams(o: &mut Out<'_, '_>, r: &Reading) -> std::fmt::Result {
     let s = &r.streams;
-    o.gauge("streams", "Streams in the keyspace, all databases", s.total_streams)?;
+    o.gauge(
+        "streams",
+        "Streams in the keyspace, all databases",
+        s.total_streams,
+    )?;
     o.gauge(
         "metrics_streams_described",
         "Streams with series of their own (bounded by metrics-max-streams)",

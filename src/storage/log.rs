@@ -43,13 +43,13 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::lock;
-use crate::histogram::HistogramSnapshot;
 use super::record::{
     begin_ops, encode_batch, encode_seal, finish_ops, LoggedCommand, HEADER_LEN, MAX_PAYLOAD,
     SEAL_LEN,
 };
 use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN};
 use super::StorageError;
+use crate::histogram::HistogramSnapshot;
 
 /// When appended records reach the disk (`appendfsync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
