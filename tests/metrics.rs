@@ -441,3 +441,40 @@ fn dashboard_uses_only_exported_series() {
         );
     }
 }
+
+/// A checkpoint (forced by BGREWRITEAOF, as Redis's AOF rewrite) is counted and timed.
+#[test]
+fn checkpoints_are_counted() {
+    let (s, mport) = start(&[]);
+    let mut raw = s.raw();
+    let m = scrape(mport);
+    let before = value(&m, "rill_checkpoints_total", &[]);
+    assert_eq!(value(&m, "rill_compaction_entries_todo", &[]), 0.0);
+    raw.cmd(&["XADD", "orders", "*", "n", "1"]);
+    let reply = raw.cmd(&["BGREWRITEAOF"]);
+    assert!(
+        reply.starts_with(b"+"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(mport);
+        if value(&m, "rill_checkpoints_total", &[]) > before {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs_f64();
+            let at = value(&m, "rill_last_checkpoint_timestamp_seconds", &[]);
+            assert!((now - at).abs() < 60.0, "checkpoint at {at}, now {now}");
+            assert!(value(&m, "rill_last_checkpoint_duration_seconds", &[]) >= 0.0);
+            assert_eq!(value(&m, "rill_checkpoint_in_progress", &[]), 0.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
