@@ -251,6 +251,28 @@ fn per_stream_series_are_bounded() {
         .arg(&["keep-me", "*", "i", "0"])
         .query(&mut c)
         .expect("XADD");
+    // Five consumers in s10's group, three of them holding 3, 2 and 1 entries: only three
+    // consumer series in all, the most pending first.
+    for (consumer, count) in [("c1", "3"), ("c2", "2"), ("c3", "1")] {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg(&[
+                "GROUP", "g", consumer, "COUNT", count, "STREAMS", "s10", ">",
+            ])
+            .query(&mut c)
+            .expect("XREADGROUP");
+    }
+    // And one in s9's group with 1 pending: the bound is over all groups (four consumers
+    // would pass a per-group bound of 3); the tie with c3 goes to the longer stream, s10.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "g", "d1", "COUNT", "1", "STREAMS", "s9", ">"])
+        .query(&mut c)
+        .expect("XREADGROUP");
+    for idle in ["c4", "c5"] {
+        let _: i64 = redis::cmd("XGROUP")
+            .arg(&["CREATECONSUMER", "s10", "g", idle])
+            .query(&mut c)
+            .expect("XGROUP CREATECONSUMER");
+    }
 
     let m = scrape(mport);
     assert_eq!(value(&m, "rill_streams", &[]), 11.0);
@@ -275,6 +297,22 @@ fn per_stream_series_are_bounded() {
         .filter(|x| x.metric == "rill_group_pending")
         .count();
     assert_eq!(groups, 2, "only the described streams' groups");
+    let mut consumers: Vec<&str> = m
+        .samples
+        .iter()
+        .filter(|x| x.metric == "rill_consumer_pending")
+        .filter_map(|x| x.labels.get("consumer"))
+        .collect();
+    consumers.sort_unstable();
+    assert_eq!(consumers, ["c1", "c2", "c3"]);
+    assert_eq!(
+        value(
+            &m,
+            "rill_consumer_pending",
+            &[("stream", "s10"), ("consumer", "c1")]
+        ),
+        3.0
+    );
 
     // Changed at run time: no per-stream series at all.
     let _: () = redis::cmd("CONFIG")

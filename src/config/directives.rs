@@ -1248,7 +1248,7 @@ pub static DIRECTIVES: &[Directive] = &[
         default: "100",
         mutable: true,
         protected: false,
-        doc: "At most this many streams get per-stream, per-group and per-consumer series on the Prometheus endpoint (the streams metrics-streams matches first, then the longest); also at most this many groups per stream and consumers per group (the most pending first). Bounds the label cardinality whatever the keyspace holds; 0 = no per-stream series.",
+        doc: "At most this many streams get per-stream, per-group and per-consumer series on the Prometheus endpoint (the streams metrics-streams matches first, then the longest), and at most this many groups and this many consumers in all (the most pending first). Bounds the label cardinality whatever the keyspace holds; 0 = no per-stream series.",
         access: Access::Integer {
             min: 0,
             max: 100_000,

@@ -6,8 +6,8 @@
 //! Nothing is maintained on the write path: a reading walks the keyspace once (with the
 //! keyspace lock held by the caller) and picks the streams to describe with a bounded heap,
 //! so its cost is O(streams · log limit) plus the chosen streams' nodes, groups and
-//! consumers, and the number of series it yields is bounded by [`Selection`]'s limits
-//! whatever the keyspace holds.
+//! consumers, and the number of streams, groups and consumers it yields is each bounded by
+//! [`Selection`]'s limits whatever the keyspace holds.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,9 +25,9 @@ pub struct Selection<'a> {
     /// Streams whose name a pattern matches come first (glob, as KEYS); the rest of the
     /// places go to the longest other streams.
     pub always: &'a [String],
-    /// At most this many groups per stream and consumers per group, the ones with the most
-    /// pending entries first.
-    pub max_per_stream: usize,
+    /// At most this many groups and this many consumers in all (over every stream
+    /// described), the ones with the most pending entries first.
+    pub max_groups: usize,
 }
 
 /// One stream at the moment of the reading.
@@ -92,8 +92,8 @@ fn describe(db: usize, key: &[u8], s: &Stream, sel: &Selection<'_>, now_ms: u64)
                 })
                 .collect();
             consumers.sort_by(|a, b| b.pending.cmp(&a.pending).then(a.name.cmp(&b.name)));
-            let consumers_omitted = consumers.len().saturating_sub(sel.max_per_stream);
-            consumers.truncate(sel.max_per_stream);
+            let consumers_omitted = consumers.len().saturating_sub(sel.max_groups);
+            consumers.truncate(sel.max_groups);
             GroupReading {
                 name: name.clone(),
                 pending: g.pending_count() as u64,
@@ -108,13 +108,76 @@ fn describe(db: usize, key: &[u8], s: &Stream, sel: &Selection<'_>, now_ms: u64)
         })
         .collect();
     groups.sort_by(|a, b| b.pending.cmp(&a.pending).then(a.name.cmp(&b.name)));
-    groups.truncate(sel.max_per_stream);
+    groups.truncate(sel.max_groups);
     StreamReading {
         db,
         key: Bytes::copy_from_slice(key),
         length: s.len(),
         bytes: s.index().node_shapes().map(|n| n.listpack_bytes).sum(),
         groups,
+    }
+}
+
+/// Keeps at most `max` groups over all `streams`, and at most `max` consumers over the
+/// groups kept: the most pending first (ties: the earlier stream, then name order), so the
+/// series a reading yields are bounded by `max` per family, not by a product of limits.
+fn bound_groups(streams: &mut [StreamReading], max: usize) {
+    let mut groups: Vec<(u64, usize, usize)> = streams
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            s.groups
+                .iter()
+                .enumerate()
+                .map(move |(gi, g)| (g.pending, si, gi))
+        })
+        .collect();
+    if groups.len() > max {
+        groups.sort_by(|a, b| b.0.cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        let keep: std::collections::HashSet<(usize, usize)> = groups
+            .iter()
+            .take(max)
+            .map(|&(_, si, gi)| (si, gi))
+            .collect();
+        for (si, s) in streams.iter_mut().enumerate() {
+            let mut gi = 0;
+            s.groups.retain(|_| {
+                let kept = keep.contains(&(si, gi));
+                gi += 1;
+                kept
+            });
+        }
+    }
+    let mut consumers: Vec<(u64, usize, usize, usize)> = Vec::new();
+    for (si, s) in streams.iter().enumerate() {
+        for (gi, g) in s.groups.iter().enumerate() {
+            consumers.extend(
+                g.consumers
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| (c.pending, si, gi, ci)),
+            );
+        }
+    }
+    if consumers.len() > max {
+        consumers.sort_by(|a, b| b.0.cmp(&a.0).then((a.1, a.2, a.3).cmp(&(b.1, b.2, b.3))));
+        let keep: std::collections::HashSet<(usize, usize, usize)> = consumers
+            .iter()
+            .take(max)
+            .map(|&(_, si, gi, ci)| (si, gi, ci))
+            .collect();
+        for (si, s) in streams.iter_mut().enumerate() {
+            for (gi, g) in s.groups.iter_mut().enumerate() {
+                let before = g.consumers.len();
+                let mut ci = 0;
+                g.consumers.retain(|_| {
+                    let kept = keep.contains(&(si, gi, ci));
+                    ci += 1;
+                    kept
+                });
+                g.consumers_omitted += before - g.consumers.len();
+            }
+        }
     }
 }
 
@@ -149,13 +212,14 @@ impl Keyspace {
         let mut chosen: Vec<(bool, u64, usize, Bytes)> =
             best.into_iter().map(|Reverse(t)| t).collect();
         chosen.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)).then(a.3.cmp(&b.3)));
-        let streams = chosen
+        let mut streams: Vec<StreamReading> = chosen
             .into_iter()
             .filter_map(|(_, _, db, key)| {
                 let s = self.stream_raw(db, &key)?;
                 Some(describe(db, &key, s, sel, now_ms))
             })
             .collect();
+        bound_groups(&mut streams, sel.max_groups);
         StreamsReading {
             total_streams: total,
             streams,

@@ -23,9 +23,10 @@
 //!
 //! # Cardinality
 //! Per-stream series exist for at most `metrics-max-streams` streams (those matching
-//! `metrics-streams` first, then the longest), at most that many groups per stream and
-//! consumers per group (the most pending first); `rill_streams` and
-//! `rill_metrics_streams_described` tell how many were left out.
+//! `metrics-streams` first, then the longest), and at most that many groups and that many
+//! consumers in all (the most pending first); `rill_streams` and
+//! `rill_metrics_streams_described` tell how many streams were left out. Per-command series
+//! are bounded by the command table.
 //!
 //! [`Keyspace::observe_streams`]: crate::engine::keyspace::Keyspace::observe_streams
 
@@ -236,7 +237,7 @@ fn read(shared: &Shared) -> Reading {
     let sel = Selection {
         max_streams,
         always: &always,
-        max_per_stream: max_streams,
+        max_groups: max_streams,
     };
     let (streams, blocked_clients, cache) = {
         let state = shared.state.lock();
