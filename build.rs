@@ -4,6 +4,10 @@
 //! build id that tells builds apart (`RILL_BUILD_ID`: a hash of the version, commit,
 //! target and profile).
 //!
+//! Outside a git checkout (a source tarball, a container build without `.git`) the commit
+//! can be given as `RILL_BUILD_GIT_SHA` (at least 8 hex digits; the Dockerfile passes its
+//! `RILL_GIT_SHA` build argument); without it the commit is `00000000`.
+//!
 //! The script re-runs when the checked-out commit moves (`HEAD`, the branch's ref,
 //! `packed-refs`, wherever git keeps them: a linked worktree's are not under `.git/`), not
 //! on every edit, so a build rebuilds the crate once per commit, not once per change of
@@ -36,8 +40,14 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RILL_BUILD_GIT_SHA");
+    let given = std::env::var("RILL_BUILD_GIT_SHA")
+        .ok()
+        .filter(|s| s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|s| s[..8].to_ascii_lowercase());
     let sha = git(&["rev-parse", "--short=8", "HEAD"])
         .filter(|s| s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .or(given)
         .unwrap_or_else(|| "00000000".into());
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
         .map(|s| u8::from(!s.is_empty()))

@@ -388,8 +388,10 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
         retained.push(report);
     }
     let mut segments = Vec::with_capacity(rec.segments.len());
+    let mut shown = progress("Verifying segments", recovery::log_size(dir));
     for seg in &rec.segments {
         let data = read_file(&seg.path)?;
+        shown.advance(data.len() as u64);
         let valid = (seg.valid_len as usize).min(data.len());
         let (records, commands) = if valid >= SEGMENT_HEADER_LEN {
             count_records(&data, SEGMENT_HEADER_LEN, valid)
@@ -404,6 +406,7 @@ fn check_unlocked(dir: &Path) -> Result<CheckReport, CheckError> {
             commands,
         });
     }
+    shown.finish();
     let loss = rec.damage.as_ref().map(measure_loss).transpose()?;
     let unreplayable = if checkpoint_damage.is_none() {
         find_unreplayable(dir, rec.checkpoint.as_ref().map(|c| c.0.clone()))
@@ -447,8 +450,10 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
     shared.attach_segments(dir);
     let mut record = 0u64;
     let mut found: Option<Unreplayable> = None;
-    let _ = recovery::read_log_with(dir, &mut |item, _| {
+    let mut shown = progress("Replaying", recovery::log_size(dir));
+    let _ = recovery::read_log_with(dir, &mut |item, bytes| {
         record += 1;
+        shown.advance(bytes);
         let pos = match &item {
             recovery::Replay::Batch { pos, .. } | recovery::Replay::Ops { pos, .. } => *pos,
             // A Raft checkpoint's cut: read by a cluster node's start-up only.
@@ -479,7 +484,18 @@ fn find_unreplayable(dir: &Path, checkpoint: Option<PathBuf>) -> Option<Unreplay
         }
         Ok(())
     });
+    shown.finish();
     found
+}
+
+/// Progress of one pass over the log: a bar on a terminal, otherwise a line on standard
+/// error every second (standard output carries the report).
+fn progress(what: &'static str, total: u64) -> crate::progress::Progress {
+    crate::progress::Progress::new(
+        what,
+        total,
+        Box::new(|line| eprintln!("rill check: {line}")),
+    )
 }
 
 fn file_name(p: &Path) -> String {

@@ -16,7 +16,9 @@ pub mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
 pub mod glob;
+pub mod histogram;
 pub mod persist;
+pub mod progress;
 pub mod protocol;
 pub mod server;
 pub mod storage;

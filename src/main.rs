@@ -225,6 +225,16 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match server::metrics::bind(&shared).await {
+        Ok(Some(l)) => {
+            tokio::spawn(server::metrics::serve(shared.clone(), l));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("{}", e);
+            return ExitCode::FAILURE;
+        }
+    }
     {
         let cfg = shared.config.read();
         tracing::info!(

@@ -157,3 +157,132 @@ fn supervised_systemd_notifies_ready_and_stopping() {
     let _ = child.wait();
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn dash_v_is_version() {
+    let v = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("-v")
+        .output()
+        .expect("rill -v");
+    assert!(v.status.success());
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), version_line());
+}
+
+/// A data directory whose log holds `entries` XADDs that were never checkpointed (the
+/// server was SIGKILLed): both `rill check` and start-up read them all. Kept alive by
+/// the returned server handle (dropping it removes the directory).
+fn unclean_dir(entries: usize) -> common::TestServer {
+    let mut s = common::TestServer::start_with(&["--compaction-threshold", "0"]);
+    let mut raw = s.raw();
+    let mut pipeline = Vec::new();
+    for i in 0..entries {
+        pipeline.extend(common::encode(&[
+            "XADD",
+            "events",
+            "*",
+            "payload",
+            &format!("{i:0>64}"),
+        ]));
+    }
+    raw.send(&pipeline);
+    for _ in 0..entries {
+        assert!(raw.read_reply().starts_with(b"$"));
+    }
+    s.signal_and_wait(9).expect("SIGKILL");
+    s
+}
+
+/// Percentages of progress lines `prefix…: P% (…`, in order.
+fn percents(text: &str, prefix: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.split_once(prefix).map(|(_, rest)| rest))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse::<f64>().ok())
+        .collect()
+}
+
+#[test]
+fn check_reports_progress_lines_when_not_on_a_terminal() {
+    let s = unclean_dir(3000);
+    let out = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("check")
+        .arg(&s.dir)
+        .env("RILL_PROGRESS_INTERVAL_MS", "0")
+        .env_remove("RILL_PROGRESS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("rill check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Lines on stderr (a pipe here), one per 256 records at this interval, advancing.
+    for phase in ["rill check: Verifying segments:", "rill check: Replaying:"] {
+        let p = percents(&stderr, phase);
+        assert!(!p.is_empty(), "no '{phase}' lines in {stderr}");
+        assert!(
+            p.windows(2).all(|w| w[0] <= w[1]),
+            "{phase} went back: {p:?}"
+        );
+    }
+    assert!(
+        percents(&stderr, "rill check: Replaying:").len() >= 3000 / 256,
+        "{stderr}"
+    );
+    assert!(stderr.contains(" MB/s)"), "{stderr}");
+    // No bar escape codes, and the report on stdout stays free of progress.
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(!stdout.contains("Replaying"), "{stdout}");
+
+    // At the default interval (1 s) a quick check prints no progress at all.
+    let quiet = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("check")
+        .arg(&s.dir)
+        .env_remove("RILL_PROGRESS_INTERVAL_MS")
+        .output()
+        .expect("rill check");
+    assert!(quiet.status.success());
+    let quiet_err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!quiet_err.contains("Replaying"), "{quiet_err}");
+}
+
+#[test]
+fn recovery_logs_progress_lines_when_not_on_a_terminal() {
+    let s = unclean_dir(3000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(["--port", "0", "--bind", "127.0.0.1", "--dir"])
+        .arg(&s.dir)
+        .env("RILL_PROGRESS_INTERVAL_MS", "0")
+        .env("NO_COLOR", "1")
+        .env_remove("RILL_LOG")
+        .env_remove("RILL_PROGRESS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rill");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut log = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("Ready to accept connections") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let p = percents(&log, "Loading:");
+    assert!(p.len() >= 3000 / 256, "{log}");
+    assert!(p.windows(2).all(|w| w[0] <= w[1]), "{p:?}");
+    assert!(
+        log.contains("DB loaded from the log: 3000 records"),
+        "{log}"
+    );
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "a bar was drawn on a pipe: {stderr:?}"
+    );
+}

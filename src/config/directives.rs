@@ -1271,4 +1271,63 @@ pub static DIRECTIVES: &[Directive] = &[
             },
         },
     },
+    Directive {
+        name: "metrics-port",
+        default: "0",
+        mutable: false,
+        protected: false,
+        doc: "TCP port of the Prometheus endpoint (GET /metrics, plain HTTP, no authentication), on metrics-bind; 0 = off.",
+        access: Access::Integer {
+            min: 0,
+            max: 65535,
+            get: |c| i64::from(c.metrics_port),
+            set: |c, v| c.metrics_port = u16::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "metrics-bind",
+        default: "127.0.0.1",
+        mutable: false,
+        protected: false,
+        doc: "The one address the Prometheus endpoint listens on. Loopback by default because the endpoint has no authentication and names streams, groups and consumers: set it to an address Prometheus reaches (0.0.0.0, ::) deliberately.",
+        access: Access::Text {
+            omit_empty: false,
+            get: |c| c.metrics_bind.clone(),
+            set: |c, v| {
+                if v.parse::<std::net::IpAddr>().is_err() {
+                    return Err(format!("'{v}' is not an IP address"));
+                }
+                c.metrics_bind = v;
+                Ok(())
+            },
+        },
+    },
+    Directive {
+        name: "metrics-max-streams",
+        default: "100",
+        mutable: true,
+        protected: false,
+        doc: "At most this many streams get per-stream, per-group and per-consumer series on the Prometheus endpoint (the streams metrics-streams matches first, then the longest), and at most this many groups and this many consumers in all (the most pending first). Bounds the label cardinality whatever the keyspace holds; 0 = no per-stream series.",
+        access: Access::Integer {
+            min: 0,
+            max: 100_000,
+            get: |c| i64::try_from(c.metrics_max_streams).unwrap_or(i64::MAX),
+            set: |c, v| c.metrics_max_streams = usize::try_from(v).unwrap_or(0),
+        },
+    },
+    Directive {
+        name: "metrics-streams",
+        default: "\"\"",
+        mutable: true,
+        protected: false,
+        doc: "Glob patterns (space-separated, as KEYS) of streams the Prometheus endpoint always describes, within metrics-max-streams, before the longest others; \"\" = none.",
+        access: Access::Text {
+            omit_empty: true,
+            get: |c| c.metrics_streams.join(" "),
+            set: |c, v| {
+                c.metrics_streams = v.split_whitespace().map(str::to_string).collect();
+                Ok(())
+            },
+        },
+    },
 ];

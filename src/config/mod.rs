@@ -385,6 +385,15 @@ pub struct Config {
     pub users: Vec<Vec<String>>,
     /// The `tls-*` directives.
     pub tls: TlsSettings,
+    /// `metrics-port`: the Prometheus endpoint's port; 0 = off.
+    pub metrics_port: u16,
+    /// `metrics-bind`: the address the Prometheus endpoint listens on.
+    pub metrics_bind: String,
+    /// `metrics-max-streams`: streams (and groups per stream, consumers per group) with
+    /// series of their own.
+    pub metrics_max_streams: usize,
+    /// `metrics-streams`: glob patterns of streams always described first.
+    pub metrics_streams: Vec<String>,
     /// The file the configuration was loaded from, made absolute, for CONFIG REWRITE.
     config_file: Option<PathBuf>,
 }
@@ -584,6 +593,10 @@ impl Config {
             acllog_max_len: 0,
             users: Vec::new(),
             tls: TlsSettings::default(),
+            metrics_port: 0,
+            metrics_bind: String::new(),
+            metrics_max_streams: 0,
+            metrics_streams: Vec::new(),
             config_file: None,
         }
     }

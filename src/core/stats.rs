@@ -8,6 +8,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::engine::hash::U64Keys;
+use crate::histogram::{Histogram, HistogramSnapshot};
 
 /// Per-command counters (INFO commandstats).
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,6 +32,8 @@ struct CallCounters {
     usec: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    /// Latency of each execution in µs (the Prometheus endpoint's histogram).
+    latency: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +59,28 @@ pub struct Stats {
     /// that arrive from different places are merged when read.
     commands: RwLock<std::collections::HashMap<usize, Arc<CallCounters>, U64Keys>>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// Checkpoint and compaction progress (not reset by CONFIG RESETSTAT: it describes
+    /// the data, not the traffic).
+    pub progress: Progress,
+}
+
+/// What the background storage work has done and is doing (the Prometheus endpoint).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Checkpoints written since start.
+    pub checkpoints: AtomicU64,
+    /// Unix time (s) the last checkpoint finished; 0 before the first.
+    pub last_checkpoint_unix: AtomicU64,
+    /// How long the last checkpoint took, µs.
+    pub last_checkpoint_usec: AtomicU64,
+    /// Entries the compaction under way has to relocate (0 when none runs).
+    pub compaction_todo: AtomicU64,
+    /// Entries it relocated so far.
+    pub compaction_done: AtomicU64,
+    /// Entries relocated by compaction since start.
+    pub compacted_entries: AtomicU64,
+    /// Compactions run since start.
+    pub compactions: AtomicU64,
 }
 
 impl Stats {
@@ -76,6 +101,7 @@ impl Stats {
                     usec: AtomicU64::new(0),
                     rejected: AtomicU64::new(0),
                     failed: AtomicU64::new(0),
+                    latency: Histogram::default(),
                 })
             })
             .clone()
@@ -85,8 +111,10 @@ impl Stats {
         self.commands_processed.fetch_add(1, Ordering::Relaxed);
         let key = cmd.as_ptr() as usize;
         let add = |c: &CallCounters| {
+            let usec = took.as_micros() as u64;
             c.calls.fetch_add(1, Ordering::Relaxed);
-            c.usec.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            c.usec.fetch_add(usec, Ordering::Relaxed);
+            c.latency.record(usec);
             if failed {
                 c.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -122,6 +150,27 @@ impl Stats {
             s.usec += c.usec.load(Ordering::Relaxed);
             s.rejected += c.rejected.load(Ordering::Relaxed);
             s.failed += c.failed.load(Ordering::Relaxed);
+        }
+        by_name.into_iter().collect()
+    }
+
+    /// Per command name, in name order: the latency histogram (µs) of its executions.
+    pub fn command_latencies(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        let mut by_name: BTreeMap<&'static str, HistogramSnapshot> = BTreeMap::new();
+        for c in self.commands.read().values() {
+            let snap = c.latency.snapshot();
+            match by_name.get_mut(c.name) {
+                Some(s) => {
+                    for (a, b) in s.buckets.iter_mut().zip(&snap.buckets) {
+                        a.1 += b.1;
+                    }
+                    s.sum += snap.sum;
+                    s.count += snap.count;
+                }
+                None => {
+                    by_name.insert(c.name, snap);
+                }
+            }
         }
         by_name.into_iter().collect()
     }

@@ -12,6 +12,7 @@ pub mod id;
 pub mod idmp;
 pub mod index;
 pub mod keyspace;
+pub mod observe;
 pub mod op;
 pub mod payload;
 pub mod rax;

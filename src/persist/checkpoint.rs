@@ -155,7 +155,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
         })
     })();
     shared.checkpoint_in_progress.store(false, Ordering::SeqCst);
-    log_checkpoint(&result, started);
+    log_checkpoint(shared, &result, started);
     result
 }
 
@@ -240,8 +240,22 @@ fn finish_writer(
     })
 }
 
-fn log_checkpoint(result: &Result<CheckpointInfo, StorageError>, started: Instant) {
+/// Counts a checkpoint that ran (for the Prometheus endpoint) and logs it.
+fn log_checkpoint(
+    shared: &Shared,
+    result: &Result<CheckpointInfo, StorageError>,
+    started: Instant,
+) {
     if let Ok(info) = result {
+        let progress = &shared.stats.progress;
+        progress.checkpoints.fetch_add(1, Ordering::Relaxed);
+        progress.last_checkpoint_usec.store(
+            started.elapsed().as_micros().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        progress
+            .last_checkpoint_unix
+            .store(crate::core::now_ms() / 1000, Ordering::Relaxed);
         if info.bytes > 0 {
             tracing::info!(
                 "Checkpoint written: {} keys, {} bytes in {:.3} s; {} older segments kept for live entries, the rest removed",
@@ -359,7 +373,7 @@ fn checkpoint_raft(
         let _ = std::fs::remove_file(tmp);
     }
     shared.checkpoint_in_progress.store(false, Ordering::SeqCst);
-    log_checkpoint(&result, started);
+    log_checkpoint(shared, &result, started);
     result
 }
 
@@ -425,8 +439,24 @@ pub fn compact(
             }
         }
     }
+    // Progress for the Prometheus endpoint, cleared however this returns.
+    struct Running<'a>(&'a crate::core::stats::Progress);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.compaction_todo.store(0, Ordering::Relaxed);
+            self.0.compaction_done.store(0, Ordering::Relaxed);
+        }
+    }
+    let progress = &shared.stats.progress;
+    progress.compactions.fetch_add(1, Ordering::Relaxed);
+    progress.compaction_done.store(0, Ordering::Relaxed);
+    progress
+        .compaction_todo
+        .store(todo.len() as u64, Ordering::Relaxed);
+    let _running = Running(progress);
     let mut moved = 0u64;
     for chunk in todo.chunks(RELOCATE_CHUNK) {
+        let moved_before = moved;
         let mut guard = shared.state.lock();
         let state = &mut *guard;
         let store = state.ks.payloads.clone();
@@ -462,6 +492,12 @@ pub fn compact(
             crate::core::CommandError::Storage(e) => e,
             other => StorageError::Poisoned(other.to_string()),
         })?;
+        progress
+            .compaction_done
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        progress
+            .compacted_entries
+            .fetch_add(moved - moved_before, Ordering::Relaxed);
     }
     if moved > 0 {
         tracing::info!(

@@ -302,10 +302,10 @@ struct Progress<'a> {
     shared: &'a Shared,
     dir: &'a std::path::Path,
     started: std::time::Instant,
-    total: u64,
     done: u64,
     records: u64,
-    last_report: std::time::Instant,
+    /// A bar on a terminal, `Loading: …` log lines otherwise (`crate::progress`).
+    shown: crate::progress::Progress,
     failure: Option<String>,
 }
 
@@ -319,10 +319,13 @@ impl<'a> Progress<'a> {
             shared,
             dir,
             started: std::time::Instant::now(),
-            total,
             done: 0,
             records: 0,
-            last_report: std::time::Instant::now(),
+            shown: crate::progress::Progress::new(
+                "Loading",
+                total,
+                Box::new(|line| tracing::info!("{}", line)),
+            ),
             failure: None,
         }
     }
@@ -348,25 +351,13 @@ impl<'a> Progress<'a> {
                 "replay failed".into(),
             ));
         }
-        // The clock read only every 256 records: per record it showed in replay profiles.
-        if self.records.is_multiple_of(256)
-            && self.last_report.elapsed() >= std::time::Duration::from_secs(1)
-        {
-            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!(
-                "Loading: {:.1}% ({} of {} MB, {:.1} MB/s)",
-                self.done as f64 * 100.0 / self.total.max(1) as f64,
-                self.done >> 20,
-                self.total >> 20,
-                self.done as f64 / secs / 1e6
-            );
-            self.last_report = std::time::Instant::now();
-        }
+        self.shown.advance(bytes);
         Ok(())
     }
 
     /// What opening the log came to, with the replay failure first.
     fn finish<L>(self, opened: Result<L, crate::storage::StorageError>) -> Result<L, String> {
+        self.shown.finish();
         let log = match (opened, self.failure) {
             (_, Some(msg)) => return Err(msg),
             (Err(e), None) => {

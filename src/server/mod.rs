@@ -8,6 +8,7 @@ pub mod executor;
 pub mod handoff;
 pub mod heap;
 pub mod listener;
+pub mod metrics;
 pub mod notify;
 pub mod replication;
 pub mod tls;

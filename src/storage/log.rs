@@ -49,6 +49,7 @@ use super::record::{
 };
 use super::recovery::{self, segment_path, SEGMENT_HEADER_LEN};
 use super::StorageError;
+use crate::histogram::HistogramSnapshot;
 
 /// When appended records reach the disk (`appendfsync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +162,10 @@ struct Inner {
     pub written_bytes: AtomicU64,
     /// fsyncs performed since start (INFO).
     pub fsyncs: AtomicU64,
+    /// How long each fsync of the records took, in µs (the Prometheus endpoint).
+    pub fsync_usec: crate::histogram::Histogram,
+    /// Records (batches of commands) each commit round wrote: group commit's batch size.
+    pub commit_records: crate::histogram::Histogram,
 }
 
 /// The append log of a data directory. Dropping it does not flush: call [`Log::close`].
@@ -369,6 +374,8 @@ impl Log {
             written_pos: Arc::new(AtomicU64::new(start_pos)),
             written_bytes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            fsync_usec: Default::default(),
+            commit_records: Default::default(),
         });
         let w = inner.clone();
         let writer = std::thread::Builder::new()
@@ -765,6 +772,14 @@ impl Log {
             .store(bytes.max(1024), Ordering::Release);
     }
 
+    /// fsync latency (µs) and records per commit round, since start.
+    pub fn histograms(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        (
+            self.inner.fsync_usec.snapshot(),
+            self.inner.commit_records.snapshot(),
+        )
+    }
+
     /// (bytes written, fsyncs) since start.
     pub fn counters(&self) -> (u64, u64) {
         (
@@ -822,6 +837,7 @@ impl Log {
         if self.is_poisoned() {
             return Err(self.poison_error());
         }
+        let started = Instant::now();
         if let Err(e) = sync_file(&active.file) {
             poison(
                 &self.inner,
@@ -829,7 +845,7 @@ impl Log {
             );
             return Err(self.poison_error());
         }
-        self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        count_fsync(&self.inner, started);
         Ok(())
     }
 
@@ -960,6 +976,7 @@ fn commit_round(inner: &Inner, active: &mut Active) {
     // still be running, and the waiters told `durable` below must not depend on it.
     let wrote = !buf.is_empty();
     if policy == FsyncPolicy::Always && (inner.unsynced.swap(false, Ordering::AcqRel) | wrote) {
+        let started = Instant::now();
         if let Err(e) = sync_file(&active.file) {
             poison(
                 inner,
@@ -967,12 +984,21 @@ fn commit_round(inner: &Inner, active: &mut Active) {
             );
             return;
         }
-        inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        count_fsync(inner, started);
         *inner.last_sync.lock() = Instant::now();
     }
     if !buf.is_empty() {
-        inner.durable.send_replace(lsn);
+        let before = inner.durable.send_replace(lsn);
+        inner.commit_records.record(lsn.saturating_sub(before));
     }
+}
+
+/// Counts an fsync that began at `started` (INFO's count and the latency histogram).
+fn count_fsync(inner: &Inner, started: Instant) {
+    inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+    inner
+        .fsync_usec
+        .record(started.elapsed().as_micros().try_into().unwrap_or(u64::MAX));
 }
 
 /// Fsyncs the active segment if anything is written but not synced, without the
@@ -986,11 +1012,12 @@ fn background_sync(inner: &Inner) {
         let a = inner.active.lock();
         (a.file.clone(), a.path.clone())
     };
+    let started = Instant::now();
     if let Err(e) = sync_file(&file) {
         poison(inner, format!("fsync of {} failed: {}", path.display(), e));
         return;
     }
-    inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+    count_fsync(inner, started);
     *inner.last_sync.lock() = Instant::now();
 }
 
