@@ -3124,6 +3124,20 @@ fn replicated_cycles(
             })
             .collect();
         let load_ms = rng.gen_range(20..=opts.max_load_ms.max(21));
+        // Every other cycle each node is asked for a checkpoint mid-load: a Raft checkpoint
+        // purges the log below the group's purge floor and deletes segments, so strikes
+        // also land while one is written and the log purged. (Not joined: an answer from
+        // a node struck meanwhile may never come; refusals are fine.)
+        if rng.gen_bool(0.5) {
+            for r in &replicas {
+                let (p, after) = (r.port, rng.gen_range(0..load_ms));
+                stats.checkpoints_requested += 1;
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(after));
+                    let _ = Conn::connect(p).and_then(|mut c| c.call(&argv(&[b"BGREWRITEAOF"])));
+                });
+            }
+        }
         std::thread::sleep(Duration::from_millis(load_ms));
         let nemesis = if opts.sabotage_drop_records > 0 {
             Nemesis::KillAll
