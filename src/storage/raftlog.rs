@@ -1306,6 +1306,41 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Recovery after a Raft checkpoint reads from the segment of the first entry kept: a
+    /// purge point an older checkpoint restated later in the log, below where the log read
+    /// now starts, is stale and ignored; a purge point that goes back below a confirmed
+    /// one is still corruption.
+    #[test]
+    fn a_stale_purge_point_restated_before_a_later_cut_is_ignored_on_recovery() {
+        let dir = tmp("stale-purge");
+        let at = |offset| RecordPos { segment: 7, offset };
+        let compact = |index, term| RaftRecord::Compact(CompactRecord { index, term });
+        let mut i = RaftIndex::default();
+        for (k, idx) in (100..=130).enumerate() {
+            i.observe(
+                &dir,
+                RaftRecord::Entry(ent(idx, 2)),
+                at(k as u64 * 100),
+                100,
+            )
+            .unwrap();
+        }
+        // An older checkpoint's purge point, restated after the entries read first.
+        i.observe(&dir, compact(50, 1), at(9000), 20).unwrap();
+        assert_eq!(i.bounds(), (100, 130));
+        // The newest checkpoint's purge point confirms where the log starts.
+        i.observe(&dir, compact(119, 2), at(9100), 20).unwrap();
+        assert_eq!(i.bounds(), (120, 130));
+        i.finish(&dir).unwrap();
+        // Below a confirmed purge point, a purge point is damage.
+        let err = i.observe(&dir, compact(60, 1), at(9200), 20).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("purged to index 60 after it was purged to 119"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_vote_written_after_the_cut_survives_the_truncation() {
         let dir = tmp("vote");
