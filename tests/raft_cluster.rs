@@ -777,6 +777,40 @@ fn raft_links_use_tls_with_the_clusters_ca() {
         "the bus spoke plain text"
     );
 
+    // Certificates rotate as Redis's do: new files, CONFIG SET, and the next connection to
+    // the bus is served with them (here: a TLS client presenting another node's certificate
+    // is shown the leader's new one).
+    common::certs::leaf(
+        &dir,
+        &format!("node{l}"),
+        &["rill-node-rotated"],
+        &ca,
+        vec![ServerAuth, ClientAuth],
+    );
+    let mut admin = nodes[l].raw();
+    for (directive, file) in [("tls-cert-file", "crt"), ("tls-key-file", "key")] {
+        assert_eq!(
+            admin.cmd(&[
+                "CONFIG",
+                "SET",
+                directive,
+                &path(&format!("node{l}.{file}"))
+            ]),
+            b"+OK\r\n"
+        );
+    }
+    let presented = bus_certificate(&bus, "rill-node-rotated", &dir, (l + 1) % 3);
+    let rotated = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_file(dir.join(format!("node{l}.crt")))
+            .expect("the rotated certificate")
+    };
+    assert!(
+        presented == rotated,
+        "the bus still presents the old certificate"
+    );
+    assert!(c.cmd(&["XADD", "s", "50-2", "n", "x"]).starts_with(b"$"));
+
     // A follower with a certificate of another CA is cut off; writes go on without it.
     let f = (l + 1) % 3;
     common::certs::leaf(
@@ -787,7 +821,7 @@ fn raft_links_use_tls_with_the_clusters_ca() {
         vec![ServerAuth, ClientAuth],
     );
     nodes[f].restart();
-    for i in 51..=60 {
+    for i in 51..=59 {
         let id = format!("{i}-1");
         assert!(c.cmd(&["XADD", "s", &id, "n", "x"]).starts_with(b"$"));
     }
@@ -1174,4 +1208,44 @@ fn a_peer_route_carries_a_raft_link_and_cutting_it_is_a_one_way_partition() {
     let now = state(&nodes[l]);
     assert!(now[1].contains("4-1"), "{now:?}");
     converge(&nodes, &[0, 1, 2], &now);
+}
+
+/// The certificate node `bus` presents to a TLS client on its bus port that expects it to
+/// be for `name` and presents node `as_node`'s certificate from `dir` (the handshake only:
+/// the Raft handshake inside is not answered).
+fn bus_certificate(
+    bus: &SocketAddr,
+    name: &str,
+    dir: &std::path::Path,
+    as_node: usize,
+) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.crt")).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("add ca");
+    }
+    let chain = CertificateDer::pem_file_iter(dir.join(format!("node{as_node}.crt")))
+        .expect("chain")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("chain certs");
+    let key = PrivateKeyDer::from_pem_file(dir.join(format!("node{as_node}.key"))).expect("key");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client auth");
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("a DNS name");
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+    let mut sock = TcpStream::connect_timeout(bus, Duration::from_secs(2)).expect("bus");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .expect("TLS handshake with the bus");
+    }
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .expect("a server certificate")
+        .clone()
+        .into_owned()
 }

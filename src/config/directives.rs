@@ -667,7 +667,7 @@ pub static DIRECTIVES: &[Directive] = &[
         default: "no",
         mutable: true,
         protected: false,
-        doc: "The cluster bus (Raft replication and leader hints between nodes) uses TLS: each node presents tls-cert-file (or tls-client-cert-file when dialing) and requires a peer certificate that chains to tls-ca-cert-file/dir (names are not checked, as in Redis). Every node of a cluster must agree. Read when the node's Raft group starts: a change takes effect at the next restart.",
+        doc: "The cluster bus (Raft replication and leader hints between nodes) uses TLS: each node presents tls-cert-file (or tls-client-cert-file when dialing) and requires a peer certificate that chains to tls-ca-cert-file/dir (names are not checked, as in Redis). Every node of a cluster must agree. Read when the node's Raft group starts: a change takes effect at the next restart (rotated certificates, CONFIG SET tls-cert-file …, serve the next bus connection).",
         access: Access::Bool {
             get: |c| c.tls.cluster,
             set: |c, v| {

@@ -146,12 +146,16 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
     // every directed link apart.
     cfg.source = ip.filter(|ip| !ip.is_unspecified());
     if shared.config.read().tls.cluster {
-        let Some((accept, dial)) = shared.tls.cluster_link() else {
+        if shared.tls.cluster_link().is_none() {
             return Err(
                 "tls-cluster yes needs tls-cert-file, tls-key-file and tls-ca-cert-file (or tls-ca-cert-dir): the peers' certificates are checked against the CA".into(),
             );
-        };
-        cfg.tls = Some(LinkTls { accept, dial });
+        }
+        // Asked per connection: CONFIG SET tls-* rebuilds them (certificate rotation).
+        let weak = Arc::downgrade(shared);
+        cfg.tls = Some(LinkTls(Arc::new(move || {
+            weak.upgrade().and_then(|sh| sh.tls.cluster_link())
+        })));
     }
     let (tx, inbox) = mpsc::channel(DEFAULT_INBOX_FRAMES);
     let transport = Transport::start(cfg, tx)

@@ -200,16 +200,28 @@ pub struct TransportConfig {
 }
 
 /// TLS for the links (module docs, "TLS"): how this node accepts peers (requiring a
-/// certificate from the cluster's CA) and dials them (presenting its own).
+/// certificate from the cluster's CA) and dials them (presenting its own), asked again for
+/// every new connection, so certificates rotated meanwhile (CONFIG SET tls-cert-file …)
+/// are used from the next connection on, as Redis's cluster bus does. `None` from the
+/// provider: TLS is no longer configured, and the connection is refused.
 #[derive(Clone)]
-pub struct LinkTls {
-    pub accept: Arc<rustls::ServerConfig>,
-    pub dial: Arc<rustls::ClientConfig>,
-}
+pub struct LinkTls(pub Arc<TlsConfigs>);
+
+/// What [`LinkTls`] asks: the server and client configurations in force now.
+pub type TlsConfigs =
+    dyn Fn() -> Option<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)> + Send + Sync;
 
 impl fmt::Debug for LinkTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("LinkTls")
+    }
+}
+
+/// The error of a link whose TLS configuration is gone.
+fn no_tls(addr: SocketAddr) -> TransportError {
+    TransportError::Tls {
+        addr,
+        source: io::Error::other("TLS is not configured on this node any more"),
     }
 }
 
@@ -853,7 +865,8 @@ async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<LinkStream, Tran
                 // The peer is named by its address; its certificate must chain to the
                 // cluster's CA (names are not checked, as Redis does not: see the docs).
                 let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-                let tls_stream = tokio_rustls::TlsConnector::from(tls.dial.clone())
+                let (_, dial) = (tls.0)().ok_or_else(|| no_tls(addr))?;
+                let tls_stream = tokio_rustls::TlsConnector::from(dial)
                     .connect(name, stream)
                     .await
                     .map_err(|source| TransportError::Tls { addr, source })?;
@@ -1080,7 +1093,8 @@ async fn serve_inbound(
     let handshake = async {
         let mut stream: LinkStream = match &cfg.tls {
             Some(tls) => {
-                let tls_stream = tokio_rustls::TlsAcceptor::from(tls.accept.clone())
+                let (accept, _) = (tls.0)().ok_or_else(|| no_tls(addr))?;
+                let tls_stream = tokio_rustls::TlsAcceptor::from(accept)
                     .accept(stream)
                     .await
                     .map_err(|source| TransportError::Tls { addr, source })?;
