@@ -1249,3 +1249,34 @@ fn bus_certificate(
         .clone()
         .into_owned()
 }
+
+/// A node whose Raft log was lost (its `log/` deleted, as a replaced disk would) does not
+/// rejoin its shard under its old id: it refuses to start its replica, and the shard goes on
+/// without it.
+#[test]
+fn a_node_that_lost_its_raft_log_does_not_rejoin_under_its_old_id() {
+    if ran_in_netns("a_node_that_lost_its_raft_log_does_not_rejoin_under_its_old_id") {
+        return;
+    }
+    let (mut nodes, l) = shard_and_leader();
+    let all = [0, 1, 2];
+    let mut c = nodes[l].raw();
+    for i in 1..=20 {
+        let id = format!("{i}-1");
+        assert!(c.cmd(&["XADD", "s", &id, "n", "x"]).starts_with(b"$"));
+    }
+    converge(&nodes, &all, &state(&nodes[l]));
+    let f = (l + 1) % 3;
+    nodes[f].signal_and_wait(9);
+    std::fs::remove_dir_all(nodes[f].dir.join("log")).expect("remove the log");
+    let (status, out) = nodes[f].start_expecting_exit(Duration::from_secs(20));
+    assert!(status.is_some(), "the node with no log kept running: {out}");
+    assert!(
+        out.contains("must not rejoin under its old id with a shorter log"),
+        "{out}"
+    );
+    // The others go on.
+    assert!(c.cmd(&["XADD", "s", "21-1", "n", "x"]).starts_with(b"$"));
+    let rest: Vec<usize> = all.iter().copied().filter(|&i| i != f).collect();
+    converge(&nodes, &rest, &state(&nodes[l]));
+}

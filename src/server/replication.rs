@@ -124,6 +124,7 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
             shard.id
         ));
     };
+    check_identity(shared, loaded, &me)?;
     let secret = shared.config.read().cluster_secret.clone();
     if secret.is_empty() && shard.nodes.len() > 1 {
         return Err(
@@ -230,6 +231,7 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
             follow(&sh, id, true);
         }
     }));
+    mark_member(shared, &me)?;
     // Only the leader expires keys (and IIDs); a replica applies the deletions it logs.
     shared.state.lock().ks.set_expiry_gate(node.leader_flag());
     if shared.raft.set(node.clone()).is_err() {
@@ -313,6 +315,56 @@ fn follow(shared: &Shared, leader: &NodeId, news: bool) {
     if first == Some(false) && cluster.topology.write().follow_leader(leader) && news {
         tracing::info!("Raft: node {leader} leads this shard now");
     }
+}
+
+/// The file in the data directory (beside the cluster config file, outside `log/`) that
+/// says this node id has been a member of its shard's Raft group.
+const MEMBER_MARKER: &str = "raft-member";
+
+/// Refuses to start the group when this node id has been a member before but its Raft log
+/// is empty: its log was lost or replaced (a new disk, a deleted `log/`). Rejoining under
+/// the same id with a shorter log could undo votes and acknowledgements it gave, and lose
+/// committed writes (design §3.3: such a node must come back under a new id).
+fn check_identity(shared: &Shared, loaded: &RaftLoaded, me: &NodeId) -> Result<(), String> {
+    let marker = shared.config.read().dir.join(MEMBER_MARKER);
+    let was_member = std::fs::read_to_string(&marker).is_ok_and(|id| id.trim() == me.to_string());
+    let state = loaded.log.state();
+    // What starting the group writes first is its configuration: a log without one never
+    // held anything of the group's (a marker written after it means the log went).
+    let empty = loaded.log.last_index() == 0
+        && state.hard_state.term == 0
+        && state.conf_state.voters.is_empty()
+        && state.conf_state.learners.is_empty();
+    if was_member && empty {
+        return Err(format!(
+            "This node ({me}) has been a member of its shard's Raft group, but its Raft log is empty: its data was lost or replaced. \
+             A node must not rejoin under its old id with a shorter log (it could undo votes and acknowledgements it gave). \
+             Give it a new id (remove {} and the cluster config file) and add it to the shard again.",
+            marker.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Records (durably, once) that this node id is a member of its shard's group.
+fn mark_member(shared: &Shared, me: &NodeId) -> Result<(), String> {
+    let marker = shared.config.read().dir.join(MEMBER_MARKER);
+    if std::fs::read_to_string(&marker).is_ok_and(|id| id.trim() == me.to_string()) {
+        return Ok(());
+    }
+    let tmp = marker.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{me}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &marker)?;
+        if let Some(parent) = marker.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| format!("can't write {}: {e}", marker.display()))
 }
 
 /// Where a member's Raft listener is: its map address and cluster bus port.

@@ -268,6 +268,53 @@ impl TestServer {
         next.dir = PathBuf::new();
     }
 
+    /// Runs the server again on its directory, as [`TestServer::restart`] would, for a
+    /// start-up that must fail: its exit status (`None` if it still runs after `within`,
+    /// then it is killed) and what it printed. The server must not be running.
+    pub fn start_expecting_exit(
+        &self,
+        within: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        if let Some(f) = &self.file {
+            cmd.arg(f);
+        }
+        cmd.arg("--port")
+            .arg("0")
+            .arg("--bind")
+            .arg(self.host.to_string())
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--enable-debug-command")
+            .arg("local")
+            .args(&self.extra)
+            .env("NO_COLOR", "1")
+            .env_remove("RILL_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn rill");
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut out);
+        }
+        (status, out)
+    }
+
     /// The server process's id (for reading its /proc entries).
     pub fn pid(&self) -> u32 {
         self.child.id()
