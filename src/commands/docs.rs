@@ -363,6 +363,11 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ("rill.cluster|help", CommandDoc::new()),
     ("rill.cluster|setslot", CommandDoc::new().args(&[integer("slot"), oneof("subcommand", &[string("importing").token("IMPORTING"), string("migrating").token("MIGRATING"), pure("stable", "STABLE")])])),
     ("rill.cluster|slotstates", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("rill.policy", CommandDoc::new()),
+    ("rill.policy|set", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(2), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0), integer("max-age").token("MAXAGE").optional(), integer("max-bytes").token("MAXBYTES").optional(), integer("max-len").token("MAXLEN").optional(), oneof("condition", &[pure("keepref", "KEEPREF"), pure("delref", "DELREF"), pure("acked", "ACKED")]).optional()])),
+    ("rill.policy|get", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["RO", "access"], begin_search: BeginSearch::Index(2), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0)])),
+    ("rill.policy|del", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(2), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0)])),
+    ("rill.policy|help", CommandDoc::new()),
     ("rill.migrate", CommandDoc::new().args(&[string("host"), integer("port"), integer("timeout"), string("password").token("AUTH").optional(), block("username-password", &[string("username"), string("password")]).token("AUTH2").optional(), string("key").token("KEYS").multiple()])),
     ("rill.restore", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["OW", "update"], begin_search: BeginSearch::Index(1), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0), string("payload"), pure("replace", "REPLACE").optional(), pure("nosync", "NOSYNC").optional()])),
     // ---- ACL (Redis 8.6.3's src/commands/acl-*.json) ----

@@ -619,6 +619,76 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
     commit(shared, state).map(|_| ())
 }
 
+/// The server-wide retention defaults (`stream-retention-*`), as configured now.
+pub fn retention_defaults(shared: &Shared) -> crate::engine::policy::RetentionDefaults {
+    let cfg = shared.config.read();
+    crate::engine::policy::RetentionDefaults {
+        max_age_ms: cfg.stream_retention_max_age,
+        max_bytes: cfg.stream_retention_max_bytes,
+        max_len: cfg.stream_retention_max_len,
+        refs: crate::engine::refs::RefPolicy::from_code(cfg.stream_retention_refs as u8)
+            .unwrap_or_default(),
+    }
+}
+
+/// The retention sweep at `now_ms` (broker policies, `engine::policy`): every stream over
+/// its age, byte or length limit is trimmed by exact `Trim` ops, oldest entries first,
+/// so replay and followers remove exactly these entries whatever their clock and
+/// configuration. One lock hold and one record for all streams. Returns the entries
+/// removed.
+pub fn sweep_retention(shared: &Shared, now_ms: u64) -> Result<u64, CommandError> {
+    let defaults = retention_defaults(shared);
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    if !state.ks.expires_locally() {
+        // A replica trims when its leader's logged sweep says so.
+        return Ok(0);
+    }
+    let due = state.ks.retention_due(now_ms, &defaults);
+    shared
+        .stats
+        .retention_sweeps
+        .fetch_add(1, Ordering::Relaxed);
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for (db, key, trims) in due {
+        let mut ctx = Ctx {
+            ks: &mut state.ks,
+            shared,
+            db,
+            proto: 2,
+            client_id: 0,
+            now_ms,
+            in_multi: false,
+            blocking: None,
+            props: &mut state.props,
+            reply_room: u64::MAX,
+            over_limit: false,
+        };
+        for spec in trims {
+            // Housekeeping, as expiry: no dirty count.
+            match ctx.apply_counted(
+                Op::Trim {
+                    key: key.clone(),
+                    spec,
+                },
+                Some(0),
+            ) {
+                Ok(Applied::Count(n)) => removed += n,
+                Ok(_) => {}
+                Err(e) => tracing::warn!("retention sweep: {e}"),
+            }
+        }
+    }
+    shared
+        .stats
+        .retention_trimmed
+        .fetch_add(removed, Ordering::Relaxed);
+    commit(shared, state).map(|_| removed)
+}
+
 /// Appends what the critical section queued for the log as one record (so it is
 /// applied entirely or not at all on recovery) and returns the LSN every reply
 /// that observed this state must wait for.

@@ -446,6 +446,10 @@ pub struct Keyspace {
     /// after a restart; here it stays until the stream records an IID, so a restart
     /// changes nothing.)
     idmp_keys: BTreeMap<usize, BTreeSet<Bytes>>,
+    /// Whether some stream was ever given its own broker policy: until then, with no
+    /// `stream-retention-*` default on, the retention sweep looks at nothing. A hint, never
+    /// reset (a stale `true` only costs the sweep a pass over the streams).
+    policies_seen: bool,
     /// How many clients are blocked, kept by whoever serves them (see
     /// [`Keyspace::gate_signals`]): with none, a write signals nothing, so a plain
     /// XADD does not copy its key and hash it twice for a set nobody reads.
@@ -467,6 +471,7 @@ impl Keyspace {
             expired_keys: 0,
             expired_log: Vec::new(),
             idmp_keys: BTreeMap::new(),
+            policies_seen: false,
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
             waiters: None,
             expiry_gate: None,
@@ -614,6 +619,42 @@ impl Keyspace {
             });
         }
         self.idmp_keys.retain(|_, keys| !keys.is_empty());
+        due
+    }
+
+    /// Notes that a stream has its own broker policy (the retention sweep must look).
+    pub fn note_policy(&mut self) {
+        self.policies_seen = true;
+    }
+
+    /// The trims the retention sweep at `now_ms` decides, per stream: each stream's own
+    /// policy over `defaults` (see [`crate::engine::policy`]). Streams past their TTL are
+    /// left to expiry. Empty, without a look at any stream, when no default is on and no
+    /// stream ever had a policy.
+    pub fn retention_due(
+        &self,
+        now_ms: u64,
+        defaults: &crate::engine::policy::RetentionDefaults,
+    ) -> Vec<(usize, Bytes, Vec<crate::engine::stream::TrimSpec>)> {
+        let mut due = Vec::new();
+        if !defaults.is_active() && !self.policies_seen {
+            return due;
+        }
+        for (db, d) in self.dbs.iter().enumerate() {
+            for (key, stream) in d.streams() {
+                let limits = match stream.policy() {
+                    Some(p) => p.effective(defaults),
+                    None => *defaults,
+                };
+                if !limits.is_active() || d.is_expired(key, now_ms) {
+                    continue;
+                }
+                let trims = crate::engine::policy::retention_trims(stream, &limits, now_ms);
+                if !trims.is_empty() {
+                    due.push((db, Bytes::copy_from_slice(key), trims));
+                }
+            }
+        }
         due
     }
 

@@ -14,6 +14,7 @@ pub mod index;
 pub mod keyspace;
 pub mod op;
 pub mod payload;
+pub mod policy;
 pub mod rax;
 pub mod refs;
 pub mod stream;

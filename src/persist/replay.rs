@@ -327,6 +327,9 @@ pub mod state_tag {
     /// XNACKed entries in zone order), after the stream's `META`: written only for groups
     /// with NACKed entries, so checkpoints of releases before XNACK load unchanged.
     pub const NACK: u8 = 9;
+    /// `u16 db | key | policy` (`StreamPolicy::encode`), after the stream's `META`: written
+    /// only for streams with their own broker policy, so older checkpoints load unchanged.
+    pub const POLICY: u8 = 10;
 }
 
 /// Applies one binary state record of a checkpoint (start-up).
@@ -352,8 +355,14 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
                 .get_mut(&group[..])
                 .and_then(|mut g| g.decode_nack_zone(&mut r))
         }),
+        state_tag::POLICY => {
+            crate::engine::policy::StreamPolicy::decode(&mut r).map(|p| stream.set_policy(p))
+        }
         _ => None,
     };
+    if tag == state_tag::POLICY {
+        guard.ks.note_policy();
+    }
     let has_iids = tag == state_tag::IDMP
         && guard
             .ks

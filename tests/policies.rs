@@ -1,0 +1,487 @@
+//! Broker policies (Rill only, issue #16) against a real listening Rill: retention by age,
+//! bytes and length, enforced by the server's sweep without any write; per-stream
+//! `RILL.POLICY` overrides over the `stream-retention-*` defaults; Redis 8.2's KEEPREF/
+//! DELREF/ACKED semantics; durability (the policy and the sweep's trims survive `kill -9`
+//! and checkpoints, and replay never decides again by the clock); and Redis replies
+//! (XINFO) left byte-exact.
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Raw, TestServer};
+
+/// The sweep runs every 50 ms in these tests.
+const FAST: &[&str] = &["--stream-retention-interval", "50"];
+
+fn text(r: &mut Raw, args: &[&str]) -> String {
+    String::from_utf8_lossy(&r.cmd(args)).into_owned()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn xlen(r: &mut Raw, key: &str) -> u64 {
+    let reply = text(r, &["XLEN", key]);
+    reply
+        .trim_start_matches(':')
+        .trim_end()
+        .parse()
+        .unwrap_or_else(|_| panic!("XLEN reply {reply:?}"))
+}
+
+/// Waits until `key` has `want` entries (the sweep runs in the background), or panics.
+fn wait_len(r: &mut Raw, key: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let len = xlen(r, key);
+        if len == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} has {len} entries, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// IDs of a stream, oldest first.
+fn ids(r: &mut Raw, key: &str) -> Vec<String> {
+    let reply = text(r, &["XRANGE", key, "-", "+"]);
+    reply
+        .split("\r\n")
+        .filter(|l| {
+            l.contains('-') && l.chars().all(|c| c.is_ascii_digit() || c == '-') && !l.is_empty()
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn add(r: &mut Raw, key: &str, id: &str) {
+    let reply = text(r, &["XADD", key, id, "f", "v"]);
+    assert!(reply.starts_with('$'), "XADD {id}: {reply}");
+}
+
+fn info_field(r: &mut Raw, field: &str) -> Option<String> {
+    let info = text(r, &["INFO", "policies"]);
+    info.split("\r\n")
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+#[test]
+fn set_get_del_and_errors_with_redis_texts() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "nokey", "MAXLEN", "1"]),
+        "-ERR no such key\r\n"
+    );
+    assert_eq!(text(&mut r, &["SET", "str", "x"]), "+OK\r\n");
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "str", "MAXLEN", "1"]),
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "GET", "str"]),
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+    add(&mut r, "s", "1-0");
+    for (args, want) in [
+        (
+            &["RILL.POLICY", "SET", "s", "MAXLEN", "-1"][..],
+            "-ERR value is not an integer or out of range\r\n",
+        ),
+        (
+            &["RILL.POLICY", "SET", "s", "MAXAGE", "x"][..],
+            "-ERR value is not an integer or out of range\r\n",
+        ),
+        (
+            &["RILL.POLICY", "SET", "s", "MAXLEN", "1", "MAXLEN", "2"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "SET", "s", "ACKED", "DELREF"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "SET", "s", "MAXLEN"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "SET", "s", "BOGUS", "1"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "SET", "s"][..],
+            "-ERR wrong number of arguments for 'rill.policy|set' command\r\n",
+        ),
+        (
+            &["RILL.POLICY", "NOPE"][..],
+            "-ERR unknown subcommand 'NOPE'. Try RILL.POLICY HELP.\r\n",
+        ),
+    ] {
+        assert_eq!(text(&mut r, args), want, "{args:?}");
+    }
+    // Nothing set yet: the defaults (all off), nothing of its own.
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "GET", "s"]),
+        "*10\r\n$7\r\nmax-age\r\n:0\r\n$9\r\nmax-bytes\r\n:0\r\n$7\r\nmax-len\r\n:0\r\n$4\r\nrefs\r\n$7\r\nkeepref\r\n$3\r\nown\r\n*0\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "SET", "s", "maxage", "60000", "acked"]
+        ),
+        "+OK\r\n"
+    );
+    // A second SET merges: MAXAGE and ACKED stay.
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXBYTES", "1000000"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "GET", "s"]),
+        "*10\r\n$7\r\nmax-age\r\n:60000\r\n$9\r\nmax-bytes\r\n:1000000\r\n$7\r\nmax-len\r\n:0\r\n$4\r\nrefs\r\n$5\r\nacked\r\n$3\r\nown\r\n*3\r\n$7\r\nmax-age\r\n$9\r\nmax-bytes\r\n$4\r\nrefs\r\n"
+    );
+    // RESP3: a map.
+    assert!(text(&mut r, &["HELLO", "3"]).starts_with('%'), "HELLO 3");
+    assert!(text(&mut r, &["RILL.POLICY", "GET", "s"]).starts_with("%5\r\n"));
+    assert_eq!(
+        info_field(&mut r, "streams_with_policy").as_deref(),
+        Some("1")
+    );
+    assert_eq!(text(&mut r, &["RILL.POLICY", "DEL", "s"]), ":1\r\n");
+    assert_eq!(text(&mut r, &["RILL.POLICY", "DEL", "s"]), ":0\r\n");
+    assert_eq!(text(&mut r, &["RILL.POLICY", "DEL", "nokey"]), ":0\r\n");
+    assert_eq!(
+        info_field(&mut r, "streams_with_policy").as_deref(),
+        Some("0")
+    );
+    let help = text(&mut r, &["RILL.POLICY", "HELP"]);
+    assert!(help.contains("MAXAGE"), "{help}");
+}
+
+#[test]
+fn length_limit_is_enforced_by_the_sweep_without_any_write() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    for i in 1..=10 {
+        add(&mut r, "s", &format!("{i}-0"));
+    }
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXLEN", "3"]),
+        "+OK\r\n"
+    );
+    // No XADD from here on: the server trims by itself, oldest first.
+    wait_len(&mut r, "s", 3);
+    assert_eq!(ids(&mut r, "s"), ["8-0", "9-0", "10-0"]);
+    let trimmed = info_field(&mut r, "retention_trimmed_entries");
+    assert_eq!(trimmed.as_deref(), Some("7"));
+    // Trimming is not deleting: XINFO's max-deleted-entry-id stays, as with XTRIM.
+    let info = text(&mut r, &["XINFO", "STREAM", "s"]);
+    assert!(info.contains("max-deleted-entry-id\r\n$3\r\n0-0"), "{info}");
+}
+
+#[test]
+fn age_limit_trims_by_entry_id_time() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    let now = now_ms();
+    // Three entries 20 s old, two 1 s old.
+    for (i, age) in [20_000u64, 20_000, 20_000, 1_000, 1_000].iter().enumerate() {
+        add(&mut r, "s", &format!("{}-{i}", now - age));
+    }
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXAGE", "10000"]),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "s", 2);
+    assert_eq!(
+        ids(&mut r, "s"),
+        [format!("{}-3", now - 1000), format!("{}-4", now - 1000)]
+    );
+}
+
+#[test]
+fn byte_limit_trims_oldest_whole_nodes_and_keeps_the_newest() {
+    // 10 entries per node, each entry about 110 bytes.
+    let server = TestServer::start_with(&[
+        "--stream-retention-interval",
+        "50",
+        "--stream-node-max-entries",
+        "10",
+    ]);
+    let mut r = server.raw();
+    let value = "x".repeat(100);
+    for i in 1..=50 {
+        let reply = text(&mut r, &["XADD", "s", &format!("{i}-0"), "f", &value]);
+        assert!(reply.starts_with('$'));
+    }
+    // About 2.5 nodes' worth: the two newest nodes stay.
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXBYTES", "2800"]),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "s", 20);
+    assert_eq!(ids(&mut r, "s").first().map(String::as_str), Some("31-0"));
+    // A limit below one node keeps the newest node.
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXBYTES", "1"]),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "s", 10);
+    assert_eq!(ids(&mut r, "s").first().map(String::as_str), Some("41-0"));
+}
+
+#[test]
+fn config_defaults_apply_to_every_stream_and_a_stream_may_opt_out() {
+    let server = TestServer::start_with(&[
+        "--stream-retention-interval",
+        "50",
+        "--stream-retention-max-len",
+        "2",
+    ]);
+    let mut r = server.raw();
+    for key in ["a", "b"] {
+        for i in 1..=5 {
+            add(&mut r, key, &format!("{i}-0"));
+        }
+    }
+    // `b` turns the length limit off for itself (0 = no limit).
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "b", "MAXLEN", "0"]),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "a", 2);
+    // Several sweeps later `b` is still whole.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(xlen(&mut r, "b"), 5);
+    assert_eq!(
+        info_field(&mut r, "retention_max_len").as_deref(),
+        Some("2")
+    );
+    // The defaults change at run time.
+    assert_eq!(
+        text(&mut r, &["CONFIG", "SET", "stream-retention-max-len", "1"]),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "a", 1);
+    assert_eq!(
+        text(&mut r, &["CONFIG", "GET", "stream-retention-refs"]),
+        "*2\r\n$21\r\nstream-retention-refs\r\n$7\r\nkeepref\r\n"
+    );
+}
+
+#[test]
+fn acked_never_drops_what_a_group_has_not_acknowledged() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    for i in 1..=6 {
+        add(&mut r, "s", &format!("{i}-0"));
+    }
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    // g reads 1..4; acknowledges 1 and 2 only; 5 and 6 are not delivered yet.
+    let read = text(
+        &mut r,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "COUNT",
+            "4",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    assert!(read.contains("4-0"), "{read}");
+    assert_eq!(text(&mut r, &["XACK", "s", "g", "1-0", "2-0"]), ":2\r\n");
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXLEN", "0", "ACKED"]),
+        "+OK\r\n"
+    );
+    // MAXLEN 0 turns the limit off; MAXLEN 1 asks for everything but the newest.
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXLEN", "1"]),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "s", 4);
+    assert_eq!(ids(&mut r, "s"), ["3-0", "4-0", "5-0", "6-0"]);
+    // The rest goes as it is acknowledged.
+    assert_eq!(text(&mut r, &["XACK", "s", "g", "3-0", "4-0"]), ":2\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ids(&mut r, "s"), ["5-0", "6-0"]);
+    let read = text(
+        &mut r,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
+    );
+    assert!(read.contains("6-0"), "{read}");
+    assert_eq!(text(&mut r, &["XACK", "s", "g", "5-0"]), ":1\r\n");
+    wait_len(&mut r, "s", 1);
+    assert_eq!(ids(&mut r, "s"), ["6-0"]);
+}
+
+#[test]
+fn delref_drops_trimmed_entries_from_the_pels_keepref_leaves_them() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    for key in ["keep", "del"] {
+        for i in 1..=4 {
+            add(&mut r, key, &format!("{i}-0"));
+        }
+        assert_eq!(
+            text(&mut r, &["XGROUP", "CREATE", key, "g", "0"]),
+            "+OK\r\n"
+        );
+        let read = text(
+            &mut r,
+            &["XREADGROUP", "GROUP", "g", "c", "STREAMS", key, ">"],
+        );
+        assert!(read.contains("4-0"), "{read}");
+    }
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "keep", "MAXLEN", "1"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "SET", "del", "MAXLEN", "1", "DELREF"]
+        ),
+        "+OK\r\n"
+    );
+    wait_len(&mut r, "keep", 1);
+    wait_len(&mut r, "del", 1);
+    assert!(text(&mut r, &["XPENDING", "keep", "g"]).starts_with("*4\r\n:4\r\n"));
+    assert!(text(&mut r, &["XPENDING", "del", "g"]).starts_with("*4\r\n:1\r\n"));
+}
+
+#[test]
+fn xinfo_replies_are_unchanged_by_a_policy() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    for i in 1..=3 {
+        add(&mut r, "s", &format!("{i}-0"));
+    }
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    let before = (
+        text(&mut r, &["XINFO", "STREAM", "s"]),
+        text(&mut r, &["XINFO", "STREAM", "s", "FULL"]),
+        text(&mut r, &["XINFO", "GROUPS", "s"]),
+        text(&mut r, &["XPENDING", "s", "g"]),
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "SET", "s", "MAXAGE", "999999999999", "ACKED"]
+        ),
+        "+OK\r\n"
+    );
+    let after = (
+        text(&mut r, &["XINFO", "STREAM", "s"]),
+        text(&mut r, &["XINFO", "STREAM", "s", "FULL"]),
+        text(&mut r, &["XINFO", "GROUPS", "s"]),
+        text(&mut r, &["XPENDING", "s", "g"]),
+    );
+    assert_eq!(before, after);
+}
+
+#[test]
+fn policy_and_trims_survive_kill_9_and_checkpoints_and_replay_does_not_decide_again() {
+    // No automatic checkpoint: the first restart replays the log from empty.
+    let mut server = TestServer::start_with(&[
+        "--stream-retention-interval",
+        "50",
+        "--compaction-threshold",
+        "0",
+    ]);
+    let mut r = server.raw();
+    let now = now_ms();
+    for i in 0..10u64 {
+        add(&mut r, "s", &format!("{}-0", now - 60_000 + i * 1000));
+    }
+    for i in 1..=3 {
+        add(&mut r, "t", &format!("{i}-0"));
+    }
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXAGE", "55500"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "SET", "t", "MAXLEN", "2", "DELREF"]
+        ),
+        "+OK\r\n"
+    );
+    // Entries 0..=4 of `s` are older than 55.5 s when the sweep runs.
+    wait_len(&mut r, "s", 5);
+    wait_len(&mut r, "t", 2);
+    // Stop the sweep deciding anything more (the surviving entries age past the limit
+    // as the test runs), then remember the state.
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXAGE", "0"]),
+        "+OK\r\n"
+    );
+    let digest = text(&mut r, &["DEBUG", "DIGEST"]);
+    let s_ids = ids(&mut r, "s");
+    let policy = text(&mut r, &["RILL.POLICY", "GET", "t"]);
+
+    // kill -9 and restart: replay applies the logged trims, not the clock.
+    server.restart();
+    let mut r = server.raw();
+    assert_eq!(text(&mut r, &["DEBUG", "DIGEST"]), digest);
+    assert_eq!(ids(&mut r, "s"), s_ids);
+    assert_eq!(text(&mut r, &["RILL.POLICY", "GET", "t"]), policy);
+
+    // A checkpoint holds the policies too.
+    assert!(text(&mut r, &["BGREWRITEAOF"]).starts_with('+'));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir(server.dir.join("log"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".ckp"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "no checkpoint written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.restart();
+    let mut r = server.raw();
+    assert_eq!(text(&mut r, &["DEBUG", "DIGEST"]), digest);
+    assert_eq!(text(&mut r, &["RILL.POLICY", "GET", "t"]), policy);
+    // …and is still enforced after the restart.
+    add(&mut r, "t", "10-0");
+    wait_len(&mut r, "t", 2);
+    assert_eq!(ids(&mut r, "t"), ["3-0", "10-0"]);
+}
+
+#[test]
+fn policy_set_inside_multi_and_renamed_streams_keep_their_policy() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    for i in 1..=5 {
+        add(&mut r, "s", &format!("{i}-0"));
+    }
+    assert_eq!(text(&mut r, &["MULTI"]), "+OK\r\n");
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "SET", "s", "MAXLEN", "2"]),
+        "+QUEUED\r\n"
+    );
+    assert_eq!(text(&mut r, &["RENAME", "s", "moved"]), "+QUEUED\r\n");
+    assert_eq!(text(&mut r, &["EXEC"]), "*2\r\n+OK\r\n+OK\r\n");
+    wait_len(&mut r, "moved", 2);
+    assert!(text(&mut r, &["RILL.POLICY", "GET", "moved"]).contains("max-len\r\n:2"));
+}
