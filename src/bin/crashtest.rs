@@ -22,6 +22,13 @@
 //! model stays exact with a few lines of Redis's rules (what "referenced" means, and how a
 //! group's entries-read counts past XDEL tombstones).
 //!
+//! Broker policies (issue #16): each worker also appends to its retention stream
+//! `<key>:ret` in `MULTI; XADD; RILL.POLICY SET … MAXLEN 8; EXEC`, which the server's
+//! retention sweep trims by itself. After a restart that stream must hold a gap-free suffix
+//! of the acknowledged appends at least 8 long (trims go from the head only, and replay
+//! applies the logged trims, never decides again), keep its policy, and be trimmed to 8
+//! again by the restarted server.
+//!
 //! Appends to the shared stream are idempotent (`XADD … IDMP w<i> <token>`, Redis 8.6):
 //! after each restart every worker re-sends its latest acknowledged ones, as a producer
 //! retrying after a lost reply would, and each must be answered with its original ID
@@ -1247,6 +1254,8 @@ fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
 
 const SHARED_KEY: &str = "crash:shared";
 const TOKEN: &[u8] = b"op";
+/// The length limit of every worker's retention stream (broker policies, issue #16).
+const RETAIN_MAXLEN: usize = 8;
 
 /// What one connection owns across cycles.
 struct Worker {
@@ -1262,6 +1271,11 @@ struct Worker {
     idmp_resend: Vec<(Fields, Id)>,
     /// Commands acknowledged over the whole run.
     acked: u64,
+    /// Acknowledged appends to the worker's retention stream (`<key>:ret`, under a
+    /// `RILL.POLICY … MAXLEN` the server's sweep enforces), oldest first.
+    retained: Vec<(Id, Fields)>,
+    /// The retention append whose reply never came.
+    retained_in_flight: Option<Fields>,
 }
 
 /// How a load phase ended for one worker.
@@ -1507,6 +1521,52 @@ impl Worker {
         Ok(())
     }
 
+    /// One append to the retention stream, with its policy (re)stated in the same
+    /// transaction (an unchanged policy is not logged again): `MULTI; XADD <key>:ret * …;
+    /// RILL.POLICY SET <key>:ret MAXLEN 8; EXEC`. An error reply is `InvalidData`; a
+    /// connection that died leaves the append in flight.
+    fn retention_op(&mut self, conn: &mut Conn) -> std::io::Result<()> {
+        let key = format!("{}:ret", self.key);
+        let fields = self.fields();
+        let mut add: Vec<&[u8]> = vec![b"XADD", key.as_bytes(), b"*"];
+        for (k, v) in &fields {
+            add.push(k);
+            add.push(v);
+        }
+        let maxlen = RETAIN_MAXLEN.to_string();
+        self.retained_in_flight = Some(fields.clone());
+        conn.send(&argv(&[b"MULTI"]))?;
+        conn.send(&argv(&add))?;
+        conn.send(&argv(&[
+            b"RILL.POLICY",
+            b"SET",
+            key.as_bytes(),
+            b"MAXLEN",
+            maxlen.as_bytes(),
+        ]))?;
+        conn.send(&argv(&[b"EXEC"]))?;
+        for _ in 0..3 {
+            let r = conn.read()?;
+            if !matches!(&r, Resp::Simple(s) if s == "OK" || s == "QUEUED") {
+                return Err(bad_data(format!("retention MULTI queueing answered {r}")));
+            }
+        }
+        let exec = conn.read()?;
+        let Resp::Array(Some(items)) = &exec else {
+            return Err(bad_data(format!("retention EXEC answered {exec}")));
+        };
+        let id = match items.as_slice() {
+            [id, Resp::Simple(ok)] if ok == "OK" => {
+                as_id(id, "retention XADD").map_err(bad_data)?
+            }
+            _ => return Err(bad_data(format!("retention EXEC answered {exec}"))),
+        };
+        self.retained_in_flight = None;
+        self.retained.push((id, fields));
+        self.acked += 2;
+        Ok(())
+    }
+
     /// Sends one op; `Ok(None)` when the connection died before its reply was complete.
     fn run_op(&mut self, conn: &mut Conn, op: &Op) -> std::io::Result<Vec<Resp>> {
         if !op.multi {
@@ -1558,6 +1618,29 @@ impl Worker {
                     in_flight: None,
                     violation: None,
                 };
+            }
+            if self.rng.gen_range(0..100) < 6 {
+                match self.retention_op(&mut conn) {
+                    Ok(()) => continue,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::InvalidData
+                            && !powered_off.load(Ordering::SeqCst) =>
+                    {
+                        let violation = Some(format!("worker {}: {e}", self.index));
+                        return LoadEnd {
+                            worker: self,
+                            in_flight: None,
+                            violation,
+                        };
+                    }
+                    Err(_) => {
+                        return LoadEnd {
+                            worker: self,
+                            in_flight: None,
+                            violation: None,
+                        };
+                    }
+                }
             }
             let op = self.next_op();
             let result = self.run_op(&mut conn, &op);
@@ -2122,6 +2205,78 @@ fn verify(
         }
     }
     stats.entries_checked += shared.entries.len() as u64;
+    for w in workers.iter_mut() {
+        violations.extend(verify_retention(&mut conn, w)?);
+    }
+    Ok(violations)
+}
+
+/// A worker's retention stream after a restart: its entries are the newest of the
+/// acknowledged appends (plus, at the end, the one in flight if it applied) — a suffix
+/// without gaps, at least `RETAIN_MAXLEN` long when that many were added (the sweep trims
+/// from the head only, and replay applies its logged trims, never more) — its policy
+/// survived, and the restarted server's sweep trims it to the limit again.
+fn verify_retention(conn: &mut Conn, w: &mut Worker) -> Result<Vec<String>, String> {
+    let key = format!("{}:ret", w.key);
+    let mut violations = Vec::new();
+    let actual: Vec<(Id, Fields)> = parse_entries(
+        &call(conn, &argv(&[b"XRANGE", key.as_bytes(), b"-", b"+"]))?,
+        "XRANGE",
+    )?
+    .into_iter()
+    .collect();
+    let in_flight = w.retained_in_flight.take();
+    let applied = match (&in_flight, actual.last()) {
+        (Some(f), Some((id, af))) if af == f => {
+            w.retained.push((*id, f.clone()));
+            true
+        }
+        _ => false,
+    };
+    let expected = &w.retained;
+    let kept = actual.len();
+    let suffix = kept <= expected.len() && expected[expected.len() - kept..] == actual[..];
+    if !suffix || kept < RETAIN_MAXLEN.min(expected.len()) {
+        violations.push(format!(
+            "worker {}: {key} holds {kept} entries (from {:?}), not the newest ≥ {} of the {} acknowledged{}",
+            w.index,
+            actual.first().map(|(id, _)| id.to_string()),
+            RETAIN_MAXLEN.min(expected.len()),
+            expected.len(),
+            if applied { " + the in-flight one" } else { "" }
+        ));
+    }
+    if !expected.is_empty() {
+        let policy = call(conn, &argv(&[b"RILL.POLICY", b"GET", key.as_bytes()]))?;
+        let kept_policy = match &policy {
+            Resp::Array(Some(items)) => items.windows(2).any(|p| {
+                p[0] == bulk(b"max-len".to_vec()) && p[1] == Resp::Int(RETAIN_MAXLEN as i64)
+            }),
+            _ => false,
+        };
+        if !kept_policy {
+            violations.push(format!(
+                "worker {}: {key}'s policy was lost: RILL.POLICY GET answered {policy}",
+                w.index
+            ));
+        }
+        // The restarted server enforces it (its sweep runs every second).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let len = as_int(&call(conn, &argv(&[b"XLEN", key.as_bytes()]))?, "XLEN")?;
+            if len as usize <= RETAIN_MAXLEN {
+                break;
+            }
+            if Instant::now() > deadline {
+                violations.push(format!(
+                    "worker {}: {key} still holds {len} entries 5 s after the restart (limit {RETAIN_MAXLEN})",
+                    w.index
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     Ok(violations)
 }
 
@@ -2294,6 +2449,8 @@ fn new_workers(opts: &Opts, seed: u64) -> Vec<Worker> {
             shared_acked: BTreeMap::new(),
             idmp_resend: Vec::new(),
             acked: 0,
+            retained: Vec::new(),
+            retained_in_flight: None,
         })
         .collect()
 }
