@@ -129,7 +129,7 @@ fn set_get_del_and_errors_with_redis_texts() {
     // Nothing set yet: the defaults (all off), nothing of its own.
     assert_eq!(
         text(&mut r, &["RILL.POLICY", "GET", "s"]),
-        "*10\r\n$7\r\nmax-age\r\n:0\r\n$9\r\nmax-bytes\r\n:0\r\n$7\r\nmax-len\r\n:0\r\n$4\r\nrefs\r\n$7\r\nkeepref\r\n$3\r\nown\r\n*0\r\n"
+        "*12\r\n$7\r\nmax-age\r\n:0\r\n$9\r\nmax-bytes\r\n:0\r\n$7\r\nmax-len\r\n:0\r\n$4\r\nrefs\r\n$7\r\nkeepref\r\n$3\r\nown\r\n*0\r\n$6\r\ngroups\r\n*0\r\n"
     );
     assert_eq!(
         text(
@@ -145,11 +145,11 @@ fn set_get_del_and_errors_with_redis_texts() {
     );
     assert_eq!(
         text(&mut r, &["RILL.POLICY", "GET", "s"]),
-        "*10\r\n$7\r\nmax-age\r\n:60000\r\n$9\r\nmax-bytes\r\n:1000000\r\n$7\r\nmax-len\r\n:0\r\n$4\r\nrefs\r\n$5\r\nacked\r\n$3\r\nown\r\n*3\r\n$7\r\nmax-age\r\n$9\r\nmax-bytes\r\n$4\r\nrefs\r\n"
+        "*12\r\n$7\r\nmax-age\r\n:60000\r\n$9\r\nmax-bytes\r\n:1000000\r\n$7\r\nmax-len\r\n:0\r\n$4\r\nrefs\r\n$5\r\nacked\r\n$3\r\nown\r\n*3\r\n$7\r\nmax-age\r\n$9\r\nmax-bytes\r\n$4\r\nrefs\r\n$6\r\ngroups\r\n*0\r\n"
     );
     // RESP3: a map.
     assert!(text(&mut r, &["HELLO", "3"]).starts_with('%'), "HELLO 3");
-    assert!(text(&mut r, &["RILL.POLICY", "GET", "s"]).starts_with("%5\r\n"));
+    assert!(text(&mut r, &["RILL.POLICY", "GET", "s"]).starts_with("%6\r\n"));
     assert_eq!(
         info_field(&mut r, "streams_with_policy").as_deref(),
         Some("1")
@@ -246,16 +246,18 @@ fn config_defaults_apply_to_every_stream_and_a_stream_may_opt_out() {
         "2",
     ]);
     let mut r = server.raw();
-    for key in ["a", "b"] {
-        for i in 1..=5 {
-            add(&mut r, key, &format!("{i}-0"));
-        }
-    }
-    // `b` turns the length limit off for itself (0 = no limit).
+    // `b` turns the length limit off for itself (0 = no limit) before it grows past it.
+    add(&mut r, "b", "1-0");
     assert_eq!(
         text(&mut r, &["RILL.POLICY", "SET", "b", "MAXLEN", "0"]),
         "+OK\r\n"
     );
+    for i in 2..=5 {
+        add(&mut r, "b", &format!("{i}-0"));
+    }
+    for i in 1..=5 {
+        add(&mut r, "a", &format!("{i}-0"));
+    }
     wait_len(&mut r, "a", 2);
     // Several sweeps later `b` is still whole.
     std::thread::sleep(Duration::from_millis(300));
@@ -484,4 +486,460 @@ fn policy_set_inside_multi_and_renamed_streams_keep_their_policy() {
     assert_eq!(text(&mut r, &["EXEC"]), "*2\r\n+OK\r\n+OK\r\n");
     wait_len(&mut r, "moved", 2);
     assert!(text(&mut r, &["RILL.POLICY", "GET", "moved"]).contains("max-len\r\n:2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dead-lettering
+// ---------------------------------------------------------------------------------------------
+
+/// The field/value pairs of the entries of `key`, oldest first, as `field=value` strings.
+fn entries(r: &mut Raw, key: &str) -> Vec<Vec<String>> {
+    let _ = r;
+    let mut con = redis::Client::open(format!(
+        "redis://127.0.0.1:{}/",
+        r.stream.peer_addr().map(|a| a.port()).unwrap_or(0)
+    ))
+    .and_then(|c| c.get_connection())
+    .expect("a redis-rs connection");
+    let range: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .expect("XRANGE");
+    range
+        .into_iter()
+        .map(|(_, flat)| {
+            flat.chunks(2)
+                .map(|p| format!("{}={}", p[0], p.get(1).map_or("", |v| v)))
+                .collect()
+        })
+        .collect()
+}
+
+fn field_of(entry: &[String], name: &str) -> Option<String> {
+    entry
+        .iter()
+        .find_map(|p| p.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+/// Waits until `key` has `want` entries pending in group `g`.
+fn wait_pending(r: &mut Raw, key: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = text(r, &["XPENDING", key, "g"]);
+        if reply.starts_with(&format!("*4\r\n:{want}\r\n")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "XPENDING {key} g: {reply}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn group_policy_commands_and_errors() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "GROUP", "s", "g", "MAXDELIVER", "3"]
+        ),
+        "-NOGROUP No such key 's' or consumer group 'g'\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    for (args, want) in [
+        (
+            &["RILL.POLICY", "GROUP", "s", "g", "DEADLETTER", "s"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "GROUP", "s", "g", "MAXDELIVER", "-3"][..],
+            "-ERR value is not an integer or out of range\r\n",
+        ),
+        (
+            &["RILL.POLICY", "GROUP", "s", "g", "MAXDELIVER"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "GROUP", "s", "g", "TIMES", "3"][..],
+            "-ERR syntax error\r\n",
+        ),
+    ] {
+        assert_eq!(text(&mut r, args), want, "{args:?}");
+    }
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "GROUP", "s", "g", "MAXDELIVER", "3"]
+        ),
+        "+OK\r\n"
+    );
+    // Defaults filled in: <key>:dlq, a 30 s ack wait.
+    let get = text(&mut r, &["RILL.POLICY", "GET", "s"]);
+    assert!(
+        get.ends_with("$6\r\ngroups\r\n*2\r\n$1\r\ng\r\n*6\r\n$11\r\nmax-deliver\r\n:3\r\n$11\r\ndead-letter\r\n$5\r\ns:dlq\r\n$8\r\nack-wait\r\n:30000\r\n"),
+        "{get}"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "DEADLETTER",
+                "dead",
+                "ACKWAIT",
+                "10"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    let get = text(&mut r, &["RILL.POLICY", "GET", "s"]);
+    assert!(
+        get.contains(
+            "max-deliver\r\n:3\r\n$11\r\ndead-letter\r\n$4\r\ndead\r\n$8\r\nack-wait\r\n:10\r\n"
+        ),
+        "{get}"
+    );
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "DELGROUP", "s", "g"]),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["RILL.POLICY", "DELGROUP", "s", "g"]),
+        ":0\r\n"
+    );
+    // XINFO GROUPS and XPENDING are Redis's whatever the policy.
+    assert!(text(&mut r, &["RILL.POLICY", "GET", "s"]).ends_with("$6\r\ngroups\r\n*0\r\n"));
+}
+
+#[test]
+fn entries_past_maxdeliver_move_to_the_dead_letter_stream_while_others_flow() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    add(&mut r, "jobs", "1-0");
+    assert_eq!(
+        text(&mut r, &["XADD", "jobs", "2-0", "task", "poison"]),
+        "$3\r\n2-0\r\n"
+    );
+    add(&mut r, "jobs", "3-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "jobs", "g", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "jobs",
+                "g",
+                "MAXDELIVER",
+                "3",
+                "ACKWAIT",
+                "100"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    // Delivery 1: everything; the good ones are acknowledged, the poison is not.
+    let read = text(
+        &mut r,
+        &["XREADGROUP", "GROUP", "g", "w1", "STREAMS", "jobs", ">"],
+    );
+    assert!(read.contains("3-0"), "{read}");
+    assert_eq!(text(&mut r, &["XACK", "jobs", "g", "1-0", "3-0"]), ":2\r\n");
+    // Deliveries 2 and 3 through XREADGROUP … CLAIM (Redis 8.4), as an unchanged client
+    // redelivers; new entries keep flowing beside it.
+    for (delivery, fresh) in [(2, "4-0"), (3, "5-0")] {
+        add(&mut r, "jobs", fresh);
+        std::thread::sleep(Duration::from_millis(30));
+        let read = text(
+            &mut r,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "w2",
+                "CLAIM",
+                "20",
+                "STREAMS",
+                "jobs",
+                ">",
+            ],
+        );
+        assert!(
+            read.contains("2-0") && read.contains(fresh),
+            "delivery {delivery}: {read:?}"
+        );
+        let row = text(&mut r, &["XPENDING", "jobs", "g", "2-0", "2-0", "1"]);
+        assert!(
+            row.ends_with(&format!(":{delivery}\r\n")),
+            "delivery {delivery}: {row}"
+        );
+        assert_eq!(text(&mut r, &["XACK", "jobs", "g", fresh]), ":1\r\n");
+    }
+    // Three deliveries, the last one failed (not acknowledged within 100 ms): dead-lettered.
+    wait_pending(&mut r, "jobs", 0);
+    let dlq = entries(&mut r, "jobs:dlq");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let e = &dlq[0];
+    assert_eq!(e[0], "task=poison");
+    assert_eq!(field_of(e, "rill-dlq-source-key").as_deref(), Some("jobs"));
+    assert_eq!(field_of(e, "rill-dlq-source-id").as_deref(), Some("2-0"));
+    assert_eq!(field_of(e, "rill-dlq-group").as_deref(), Some("g"));
+    assert_eq!(field_of(e, "rill-dlq-consumer").as_deref(), Some("w2"));
+    assert_eq!(field_of(e, "rill-dlq-deliveries").as_deref(), Some("3"));
+    assert_eq!(
+        field_of(e, "rill-dlq-reason").as_deref(),
+        Some("max-deliver")
+    );
+    let at: u64 = field_of(e, "rill-dlq-time")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    assert!(at.abs_diff(now_ms()) < 60_000, "time {at}");
+    // The source entry stays in the stream (it is acknowledged, not deleted).
+    assert_eq!(xlen(&mut r, "jobs"), 5);
+    assert_eq!(
+        info_field(&mut r, "dead_lettered_entries").as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn an_entry_still_within_its_ack_wait_is_not_dead_lettered() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "MAXDELIVER",
+                "1",
+                "ACKWAIT",
+                "60000"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    let read = text(
+        &mut r,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
+    );
+    assert!(read.contains("1-0"));
+    std::thread::sleep(Duration::from_millis(400));
+    // Delivered once (= MAXDELIVER) but still leased: the consumer may yet acknowledge.
+    wait_pending(&mut r, "s", 1);
+    assert_eq!(text(&mut r, &["EXISTS", "s:dlq"]), ":0\r\n");
+    // XNACK FAIL ends the lease: the next sweep moves it.
+    assert_eq!(
+        text(&mut r, &["XNACK", "s", "g", "FAIL", "IDS", "1", "1-0"]),
+        ":1\r\n"
+    );
+    wait_pending(&mut r, "s", 0);
+    let dlq = entries(&mut r, "s:dlq");
+    assert_eq!(
+        field_of(&dlq[0], "rill-dlq-deliveries").as_deref(),
+        Some("1")
+    );
+    // XNACK releases the entry from its owner: no consumer to report.
+    assert_eq!(field_of(&dlq[0], "rill-dlq-consumer").as_deref(), Some(""));
+}
+
+#[test]
+fn xnack_fatal_dead_letters_at_once_only_under_a_policy() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    for key in ["with", "without"] {
+        assert_eq!(
+            text(&mut r, &["XADD", key, "1-0", "f", key]),
+            "$3\r\n1-0\r\n"
+        );
+        assert_eq!(
+            text(&mut r, &["XGROUP", "CREATE", key, "g", "0"]),
+            "+OK\r\n"
+        );
+        let read = text(
+            &mut r,
+            &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", key, ">"],
+        );
+        assert!(read.contains("1-0"));
+    }
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "with",
+                "g",
+                "DEADLETTER",
+                "graveyard"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    // The reply is XNACK's own; the move happens in the same record.
+    assert_eq!(
+        text(&mut r, &["XNACK", "with", "g", "FATAL", "IDS", "1", "1-0"]),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &["XNACK", "without", "g", "FATAL", "IDS", "1", "1-0"]
+        ),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["XPENDING", "with", "g"]),
+        "*4\r\n:0\r\n$-1\r\n$-1\r\n*-1\r\n"
+    );
+    assert!(text(&mut r, &["XPENDING", "without", "g"]).starts_with("*4\r\n:1\r\n"));
+    let dlq = entries(&mut r, "graveyard");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0][0], "f=with");
+    assert_eq!(
+        field_of(&dlq[0], "rill-dlq-consumer").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        field_of(&dlq[0], "rill-dlq-deliveries").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        field_of(&dlq[0], "rill-dlq-reason").as_deref(),
+        Some("nack-fatal")
+    );
+    assert_eq!(text(&mut r, &["EXISTS", "without:dlq"]), ":0\r\n");
+}
+
+#[test]
+fn a_dead_letter_key_of_another_type_leaves_the_entry_pending() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(text(&mut r, &["SET", "s:dlq", "not a stream"]), "+OK\r\n");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "MAXDELIVER",
+                "1",
+                "ACKWAIT",
+                "10"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    let read = text(
+        &mut r,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
+    );
+    assert!(read.contains("1-0"));
+    std::thread::sleep(Duration::from_millis(300));
+    wait_pending(&mut r, "s", 1);
+    assert_eq!(text(&mut r, &["GET", "s:dlq"]), "$12\r\nnot a stream\r\n");
+    // Once the key is a stream the move happens.
+    assert_eq!(text(&mut r, &["DEL", "s:dlq"]), ":1\r\n");
+    wait_pending(&mut r, "s", 0);
+    assert_eq!(xlen(&mut r, "s:dlq"), 1);
+}
+
+#[test]
+fn dead_letters_and_group_policies_survive_kill_9_and_checkpoints() {
+    let mut server = TestServer::start_with(&[
+        "--stream-retention-interval",
+        "50",
+        "--compaction-threshold",
+        "0",
+    ]);
+    let mut r = server.raw();
+    for i in 1..=4 {
+        add(&mut r, "s", &format!("{i}-0"));
+    }
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "MAXDELIVER",
+                "1",
+                "ACKWAIT",
+                "50"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    let read = text(
+        &mut r,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "COUNT",
+            "2",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    assert!(read.contains("2-0"));
+    wait_pending(&mut r, "s", 0);
+    assert_eq!(xlen(&mut r, "s:dlq"), 2);
+    // Stop further moves so the state is stable, keeping a group policy to check.
+    assert_eq!(
+        text(
+            &mut r,
+            &["RILL.POLICY", "GROUP", "s", "g", "MAXDELIVER", "0"]
+        ),
+        "+OK\r\n"
+    );
+    let digest = text(&mut r, &["DEBUG", "DIGEST"]);
+    let policy = text(&mut r, &["RILL.POLICY", "GET", "s"]);
+    let dlq = entries(&mut r, "s:dlq");
+    server.restart();
+    let mut r = server.raw();
+    assert_eq!(text(&mut r, &["DEBUG", "DIGEST"]), digest);
+    assert_eq!(text(&mut r, &["RILL.POLICY", "GET", "s"]), policy);
+    assert_eq!(entries(&mut r, "s:dlq"), dlq);
+    assert!(text(&mut r, &["BGREWRITEAOF"]).starts_with('+'));
+    std::thread::sleep(Duration::from_millis(500));
+    server.restart();
+    let mut r = server.raw();
+    assert_eq!(text(&mut r, &["DEBUG", "DIGEST"]), digest);
+    assert_eq!(text(&mut r, &["RILL.POLICY", "GET", "s"]), policy);
 }

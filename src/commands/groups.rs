@@ -14,6 +14,7 @@ use super::connection::help_reply;
 use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
+use crate::core::deadletter;
 use crate::core::detached;
 use crate::core::keyspace_events as events;
 use crate::engine::error::StreamError;
@@ -1131,12 +1132,57 @@ impl XNack {
             return Err(no_group().into());
         }
         let tail = self.tail?;
+        // Broker policies: under a group with dead-lettering on, FATAL moves the entries to
+        // the dead-letter stream at once (same record as the NACK). Their owners and counts
+        // are taken before the NACK releases them.
+        let dead_letter = match (
+            tail.opts.mode,
+            s.policy().and_then(|p| p.group(&self.group)),
+        ) {
+            (NackMode::Fatal, Some(gp)) if gp.dead_letters() => {
+                let g = s.groups.get(&self.group[..]);
+                let doomed: Vec<deadletter::Doomed> = tail
+                    .ids
+                    .iter()
+                    .filter_map(|id| g.and_then(|g| g.pending_entry(*id)))
+                    .map(|e| deadletter::Doomed {
+                        id: e.id,
+                        consumer: e.consumer,
+                        deliveries: e.delivery_count,
+                    })
+                    .collect();
+                Some((gp.dead_letter_key(&self.key), doomed))
+            }
+            _ => None,
+        };
         let nacked = count(ctx.apply(Op::Nack {
             key: self.key.clone(),
             group: self.group.clone(),
             opts: tail.opts,
             ids: tail.ids,
         })?);
+        if let Some((dlq, doomed)) = dead_letter {
+            let mut seen = std::collections::BTreeSet::new();
+            let doomed: Vec<_> = doomed.into_iter().filter(|d| seen.insert(d.id)).collect();
+            match deadletter::dead_letter(
+                ctx,
+                &self.key,
+                &self.group,
+                &dlq,
+                &doomed,
+                deadletter::Reason::NackFatal,
+            ) {
+                Ok(n) => {
+                    ctx.shared
+                        .stats
+                        .dead_lettered
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                // The NACK stands (the entries stay in the NACK zone); the policy sweep does
+                // not retry a FATAL, so say why.
+                Err(e) => tracing::warn!("XNACK FATAL could not dead-letter: {e}"),
+            }
+        }
         // Redis 8.8's xnackCommand only wakes CLAIM readers (`signalKeyAsReady`); like
         // XACK it does not touch WATCHers (XNACK is newer than the 8.6.3 we compare with).
         if nacked > 0 {

@@ -15,7 +15,7 @@ use super::table::{CommandSpec, Handler};
 use super::{Args, CommandError, Ctx, Outcome};
 use crate::engine::error::StreamError;
 use crate::engine::op::Op;
-use crate::engine::policy::StreamPolicy;
+use crate::engine::policy::{GroupPolicy, StreamPolicy};
 use crate::engine::refs::RefPolicy;
 use crate::protocol::Reply;
 
@@ -51,6 +51,26 @@ pub const RILL_POLICY_SUBCOMMANDS: &[CommandSpec] = &[
             "O(1)",
             "Removes a stream's own policy: the stream follows the defaults again.",
         ),
+    CommandSpec::new("rill.policy|group", -5, Handler::Data(policy_group))
+        .flags(&["write", "fast"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@fast"])
+        .doc(
+            "stream",
+            "0.1.0",
+            "O(1)",
+            "Sets a consumer group's dead-letter policy: MAXDELIVER, the dead-letter stream and the ack wait.",
+        ),
+    CommandSpec::new("rill.policy|delgroup", 4, Handler::Data(policy_delgroup))
+        .flags(&["write", "fast"])
+        .keys(2, 2, 1)
+        .acl(&["@write", "@fast"])
+        .doc(
+            "stream",
+            "0.1.0",
+            "O(1)",
+            "Removes a consumer group's dead-letter policy.",
+        ),
     CommandSpec::new("rill.policy|help", 2, Handler::Data(policy_help))
         .flags(&["loading", "stale"])
         .acl(&["@slow"])
@@ -69,7 +89,13 @@ const HELP: &[&str] = &[
     "GET <key>",
     "    Show the limits in force and which of them are the stream's own.",
     "DEL <key>",
-    "    Remove the stream's own limits.",
+    "    Remove the stream's own limits and its groups' policies.",
+    "GROUP <key> <group> [MAXDELIVER <n>] [DEADLETTER <stream>] [ACKWAIT <ms>]",
+    "    Dead-letter entries of <group> delivered <n> times whose last delivery failed (XNACKed",
+    "    or not acknowledged within ACKWAIT, default 30000) to <stream> (default <key>:dlq);",
+    "    XNACK FATAL dead-letters at once.",
+    "DELGROUP <key> <group>",
+    "    Remove the group's policy.",
 ];
 
 /// Sets (merges into) a stream's own policy.
@@ -156,7 +182,8 @@ pub fn policy_set(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Command
 /// # Returns
 /// A map (a flat array in RESP2): `max-age` (ms), `max-bytes`, `max-len` (integers, 0 =
 /// no limit), `refs` (`keepref`, `delref` or `acked`) and `own` (an array of the names set
-/// on the stream itself; the others are the `stream-retention-*` defaults). Errors:
+/// on the stream itself; the others are the `stream-retention-*` defaults), `groups` (a map
+/// of group name → `max-deliver`, `dead-letter`, `ack-wait`, with defaults filled in). Errors:
 /// `ERR no such key`, `WRONGTYPE`.
 pub fn policy_get(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let key = args.next_bytes()?;
@@ -174,6 +201,20 @@ pub fn policy_get(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Command
         RefPolicy::DelRef => "delref",
         RefPolicy::Acked => "acked",
     };
+    let groups = own
+        .groups
+        .iter()
+        .map(|(g, p)| {
+            (
+                Reply::Bulk(g.clone()),
+                Reply::Map(vec![
+                    (name("max-deliver"), int(p.max_deliver.unwrap_or(0))),
+                    (name("dead-letter"), Reply::Bulk(p.dead_letter_key(&key))),
+                    (name("ack-wait"), int(p.ack_wait())),
+                ]),
+            )
+        })
+        .collect();
     let mut set = Vec::new();
     for (field, present) in [
         ("max-age", own.max_age_ms.is_some()),
@@ -191,6 +232,7 @@ pub fn policy_get(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Command
         (name("max-len"), int(e.max_len)),
         (name("refs"), name(refs)),
         (name("own"), Reply::Array(set)),
+        (name("groups"), Reply::Map(groups)),
     ])
     .into())
 }
@@ -224,4 +266,105 @@ pub fn policy_del(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Command
 pub fn policy_help(_ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     args.finish()?;
     Ok(help_reply("RILL.POLICY", HELP).into())
+}
+
+/// Sets (merges into) a consumer group's dead-letter policy.
+///
+/// # Format
+/// ```text
+/// RILL.POLICY GROUP key group [MAXDELIVER n] [DEADLETTER stream] [ACKWAIT ms]
+/// ```
+/// # Returns
+/// `+OK`. Errors: `NOGROUP` for a missing key or group, `WRONGTYPE`, `ERR syntax error` for
+/// an unknown or repeated option or a dead-letter stream that is the stream itself, Redis's
+/// integer error for a value that is not a non-negative integer.
+#[derive(Debug)]
+pub struct PolicyGroup {
+    key: Bytes,
+    group: Bytes,
+    policy: GroupPolicy,
+}
+
+impl PolicyGroup {
+    /// Parses RILL.POLICY GROUP's arguments (after the subcommand name).
+    pub fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let key = args.next_bytes()?;
+        let group = args.next_bytes()?;
+        let mut policy = GroupPolicy::default();
+        while let Some(opt) = args.next() {
+            let value = args.next().ok_or(CommandError::Syntax)?;
+            if opt.eq_ignore_ascii_case(b"DEADLETTER") {
+                if value == key || policy.dead_letter.replace(value).is_some() {
+                    return Err(CommandError::Syntax);
+                }
+                continue;
+            }
+            let slot = if opt.eq_ignore_ascii_case(b"MAXDELIVER") {
+                &mut policy.max_deliver
+            } else if opt.eq_ignore_ascii_case(b"ACKWAIT") {
+                &mut policy.ack_wait_ms
+            } else {
+                return Err(CommandError::Syntax);
+            };
+            let value = parse_u64(&value)
+                .filter(|v| i64::try_from(*v).is_ok())
+                .ok_or(CommandError::NotInteger)?;
+            if slot.replace(value).is_some() {
+                return Err(CommandError::Syntax);
+            }
+        }
+        if policy == GroupPolicy::default() {
+            return Err(CommandError::Syntax);
+        }
+        Ok(PolicyGroup { key, group, policy })
+    }
+
+    /// Logs the stream's policy with this group's merged in (nothing when unchanged).
+    pub fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply, CommandError> {
+        let no_group = || StreamError::no_key_or_group(&self.key, &self.group);
+        let Some(stream) = ctx.stream(&self.key)? else {
+            return Err(no_group().into());
+        };
+        if !stream.groups.contains_key(&self.group) {
+            return Err(no_group().into());
+        }
+        let mut change = StreamPolicy::default();
+        change
+            .groups
+            .insert(Bytes::copy_from_slice(&self.group), self.policy);
+        let policy = stream.policy().cloned().unwrap_or_default().merged(&change);
+        ctx.apply(Op::PolicySet {
+            key: self.key,
+            policy,
+        })?;
+        Ok(Reply::Ok)
+    }
+}
+
+/// Handler for RILL.POLICY GROUP.
+pub fn policy_group(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let cmd = PolicyGroup::parse(args)?;
+    Ok(cmd.apply(ctx)?.into())
+}
+
+/// Removes a consumer group's dead-letter policy.
+///
+/// # Format
+/// ```text
+/// RILL.POLICY DELGROUP key group
+/// ```
+/// # Returns
+/// `:1` when the group had a policy, else `:0`. Errors: `WRONGTYPE`.
+pub fn policy_delgroup(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
+    let key = args.next_bytes()?;
+    let group = args.next_bytes()?;
+    args.finish()?;
+    let Some(mut policy) = ctx.stream(&key)?.and_then(|s| s.policy().cloned()) else {
+        return Ok(Reply::Int(0).into());
+    };
+    if policy.groups.remove(&group[..]).is_none() {
+        return Ok(Reply::Int(0).into());
+    }
+    ctx.apply(Op::PolicySet { key, policy })?;
+    Ok(Reply::Int(1).into())
 }

@@ -309,6 +309,10 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 "retention_trimmed_entries",
                 &sh.stats.retention_trimmed.load(Ordering::Relaxed),
             );
+            line(
+                "dead_lettered_entries",
+                &sh.stats.dead_lettered.load(Ordering::Relaxed),
+            );
             let own = (0..ctx.ks.db_count())
                 .map(|db| {
                     ctx.ks

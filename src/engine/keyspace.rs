@@ -459,6 +459,21 @@ pub struct Keyspace {
     expiry_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// What the dead-letter sweep found in one group ([`Keyspace::dead_letter_due`]).
+#[derive(Debug)]
+pub struct DeadLetterDue {
+    /// The database.
+    pub db: usize,
+    /// The source stream.
+    pub key: Bytes,
+    /// The consumer group.
+    pub group: Bytes,
+    /// Its dead-letter stream.
+    pub dead_letter: Bytes,
+    /// The entries to move, oldest delivery first.
+    pub entries: Vec<crate::engine::group::PendingEntry>,
+}
+
 impl Keyspace {
     /// A keyspace of `databases` empty databases.
     pub fn new(databases: usize) -> Self {
@@ -658,6 +673,50 @@ impl Keyspace {
         due
     }
 
+    /// The entries the dead-letter sweep at `now_ms` moves, per group whose policy sets
+    /// MAXDELIVER: pending entries whose delivery counter reached it and whose last delivery
+    /// failed — XNACKed, or idle for the group's ACKWAIT — at most `max` per group, oldest
+    /// delivery first. Empty at once when no stream ever had a policy.
+    pub fn dead_letter_due(&self, now_ms: u64, max: usize) -> Vec<DeadLetterDue> {
+        let mut due = Vec::new();
+        if !self.policies_seen {
+            return due;
+        }
+        for (db, d) in self.dbs.iter().enumerate() {
+            for (key, stream) in d.streams() {
+                let Some(policy) = stream.policy() else {
+                    continue;
+                };
+                if d.is_expired(key, now_ms) {
+                    continue;
+                }
+                for (name, gp) in &policy.groups {
+                    let Some(limit) = gp.max_deliver.filter(|n| *n > 0) else {
+                        continue;
+                    };
+                    let Some(group) = stream.groups.get(&name[..]) else {
+                        continue;
+                    };
+                    let entries: Vec<_> = group
+                        .idle_entries(gp.ack_wait(), now_ms)
+                        .filter(|e| e.delivery_count >= limit)
+                        .take(max)
+                        .collect();
+                    if !entries.is_empty() {
+                        due.push(DeadLetterDue {
+                            db,
+                            key: Bytes::copy_from_slice(key),
+                            group: name.clone(),
+                            dead_letter: gp.dead_letter_key(key),
+                            entries,
+                        });
+                    }
+                }
+            }
+        }
+        due
+    }
+
     /// True when `key` exists (and has not expired).
     pub fn contains(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
         self.get(db, key, now_ms).is_some()
@@ -759,6 +818,15 @@ impl Keyspace {
             groups,
             ..Db::default()
         };
+    }
+
+    /// Whether `a` and `b` are in the same key group (cluster mode: the same hash slot);
+    /// always true without groups.
+    pub fn same_key_group(&self, a: &[u8], b: &[u8]) -> bool {
+        match self.dbs.first().and_then(|d| d.groups.as_ref()) {
+            Some(g) => (g.group_of)(a) == (g.group_of)(b),
+            None => true,
+        }
     }
 
     /// Indexes every database's keys by `group_of` from now on (and the keys already

@@ -1886,6 +1886,7 @@ mod tests {
                     max_bytes: None,
                     max_len: Some(0),
                     refs: Some(RefPolicy::Acked),
+                    ..Default::default()
                 },
             },
         ];

@@ -26,6 +26,8 @@
 //!   options: KEEPREF (default; Redis's), DELREF (also drop them from every PEL) or ACKED
 //!   (never remove an entry some group has not delivered and acknowledged).
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use crate::engine::codec::{Put, Reader};
@@ -45,6 +47,106 @@ pub struct StreamPolicy {
     pub max_len: Option<u64>,
     /// What trimming does about the groups' references.
     pub refs: Option<RefPolicy>,
+    /// Per consumer group (by name): dead-lettering.
+    pub groups: BTreeMap<Bytes, GroupPolicy>,
+}
+
+/// A consumer group's dead-letter settings (`RILL.POLICY GROUP`).
+///
+/// An entry whose delivery counter reached `max_deliver` and whose last delivery failed —
+/// XNACKed, or not acknowledged within `ack_wait_ms` — is moved by the policy sweep to the
+/// dead-letter stream with its fields and origin metadata and acknowledged in the group, in
+/// one log record. `XNACK … FATAL` dead-letters at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// Deliveries after which a failed entry is dead-lettered (0 = never by count).
+    pub max_deliver: Option<u64>,
+    /// The dead-letter stream (`None`: `<key>:dlq`).
+    pub dead_letter: Option<Bytes>,
+    /// How long a delivery may stay unacknowledged before it counts as failed, in ms
+    /// (`None`: [`DEFAULT_ACK_WAIT_MS`]).
+    pub ack_wait_ms: Option<u64>,
+}
+
+/// A delivery's lease when the group sets none: JetStream's default AckWait.
+pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
+
+impl GroupPolicy {
+    /// True when dead-lettering is on (a MAXDELIVER or a DEADLETTER stream is set): then
+    /// XNACK FATAL dead-letters at once.
+    pub fn dead_letters(&self) -> bool {
+        self.max_deliver.is_some_and(|n| n > 0) || self.dead_letter.is_some()
+    }
+
+    /// The dead-letter stream of `key`'s group.
+    pub fn dead_letter_key(&self, key: &[u8]) -> Bytes {
+        match &self.dead_letter {
+            Some(k) => k.clone(),
+            None => {
+                let mut k = key.to_vec();
+                k.extend_from_slice(b":dlq");
+                Bytes::from(k)
+            }
+        }
+    }
+
+    /// The lease of a delivery, in ms.
+    pub fn ack_wait(&self) -> u64 {
+        self.ack_wait_ms.unwrap_or(DEFAULT_ACK_WAIT_MS)
+    }
+
+    /// `self` with every field `other` sets replaced by `other`'s.
+    pub fn merged(&self, other: &GroupPolicy) -> GroupPolicy {
+        GroupPolicy {
+            max_deliver: other.max_deliver.or(self.max_deliver),
+            dead_letter: other
+                .dead_letter
+                .clone()
+                .or_else(|| self.dead_letter.clone()),
+            ack_wait_ms: other.ack_wait_ms.or(self.ack_wait_ms),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
+        if let Some(v) = self.max_deliver {
+            fields.push((group_tag::MAX_DELIVER, v.to_le_bytes().to_vec()));
+        }
+        if let Some(k) = &self.dead_letter {
+            fields.push((group_tag::DEAD_LETTER, k.to_vec()));
+        }
+        if let Some(v) = self.ack_wait_ms {
+            fields.push((group_tag::ACK_WAIT, v.to_le_bytes().to_vec()));
+        }
+        out.put_u32v(fields.len() as u32);
+        for (t, v) in fields {
+            out.put_u8v(t);
+            out.put_bytes(&v);
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Option<GroupPolicy> {
+        let mut p = GroupPolicy::default();
+        let int = |b: &Bytes| Some(u64::from_le_bytes(b[..].try_into().ok()?));
+        for _ in 0..r.count(5)? {
+            let t = r.u8()?;
+            let v = r.bytes()?;
+            match t {
+                group_tag::MAX_DELIVER => p.max_deliver = Some(int(&v)?),
+                group_tag::DEAD_LETTER => p.dead_letter = Some(v),
+                group_tag::ACK_WAIT => p.ack_wait_ms = Some(int(&v)?),
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+}
+
+/// Field tags of a [`GroupPolicy`]'s encoding.
+mod group_tag {
+    pub const MAX_DELIVER: u8 = 1;
+    pub const DEAD_LETTER: u8 = 2;
+    pub const ACK_WAIT: u8 = 3;
 }
 
 /// Field tags of [`StreamPolicy::encode`].
@@ -61,14 +163,26 @@ impl StreamPolicy {
         *self == StreamPolicy::default()
     }
 
-    /// `self` with every field `other` sets replaced by `other`'s.
+    /// `self` with every field `other` sets replaced by `other`'s (group settings merge
+    /// group by group).
     pub fn merged(&self, other: &StreamPolicy) -> StreamPolicy {
+        let mut groups = self.groups.clone();
+        for (name, g) in &other.groups {
+            let merged = groups.get(name).cloned().unwrap_or_default().merged(g);
+            groups.insert(name.clone(), merged);
+        }
         StreamPolicy {
             max_age_ms: other.max_age_ms.or(self.max_age_ms),
             max_bytes: other.max_bytes.or(self.max_bytes),
             max_len: other.max_len.or(self.max_len),
             refs: other.refs.or(self.refs),
+            groups,
         }
+    }
+
+    /// The dead-letter settings of group `name`, if it has any.
+    pub fn group(&self, name: &[u8]) -> Option<&GroupPolicy> {
+        self.groups.get(name)
     }
 
     /// The settings in force: each field this stream sets, else the default's.
@@ -81,8 +195,9 @@ impl StreamPolicy {
         }
     }
 
-    /// Log and checkpoint form: `u32 n | n × (u8 tag | u64 value) | u32 0` (the final
-    /// count is reserved for per-group settings; a reader refuses a non-zero one).
+    /// Log and checkpoint form: `u32 n | n × (u8 tag | u64 value) | u32 g | g × (bytes
+    /// group | u32 m | m × (u8 tag | bytes value))` (group values: u64 little endian, or
+    /// the dead-letter key).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let fields = [
             (tag::MAX_AGE, self.max_age_ms),
@@ -99,7 +214,11 @@ impl StreamPolicy {
             out.put_u8v(t);
             out.put_u64v(v);
         }
-        out.put_u32v(0);
+        out.put_u32v(self.groups.len() as u32);
+        for (name, g) in &self.groups {
+            out.put_bytes(name);
+            g.encode(out);
+        }
     }
 
     /// Reads what [`StreamPolicy::encode`] wrote; `None` when malformed.
@@ -120,7 +239,12 @@ impl StreamPolicy {
             };
             *slot = Some(v);
         }
-        (r.u32()? == 0).then_some(p)
+        for _ in 0..r.count(8)? {
+            let name = r.bytes()?;
+            let g = GroupPolicy::decode(r)?;
+            p.groups.insert(name, g);
+        }
+        Some(p)
     }
 
     /// [`StreamPolicy::decode`] of a whole buffer.
@@ -242,6 +366,14 @@ mod tests {
             max_bytes: None,
             max_len: Some(0),
             refs: Some(RefPolicy::Acked),
+            groups: BTreeMap::from([(
+                Bytes::from_static(b"g"),
+                GroupPolicy {
+                    max_deliver: Some(3),
+                    dead_letter: Some(Bytes::from_static(b"dead")),
+                    ack_wait_ms: None,
+                },
+            )]),
         };
         let mut out = Vec::new();
         p.encode(&mut out);

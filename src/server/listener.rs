@@ -549,8 +549,9 @@ async fn idmp_sweep_loop(shared: Arc<Shared>) {
     }
 }
 
-/// The retention sweep (broker policies): every `stream-retention-interval` ms, streams
-/// over their age, byte or length limit are trimmed. See [`crate::core::sweep_retention`].
+/// The policy sweeps (broker policies): every `stream-retention-interval` ms, streams over
+/// their age, byte or length limit are trimmed ([`crate::core::sweep_retention`]) and failed
+/// entries past their group's MAXDELIVER dead-lettered ([`crate::core::sweep_dead_letters`]).
 async fn retention_sweep_loop(shared: Arc<Shared>) {
     loop {
         let every = shared.config.read().stream_retention_interval.max(10);
@@ -560,6 +561,9 @@ async fn retention_sweep_loop(shared: Arc<Shared>) {
         }
         if let Err(e) = crate::core::sweep_retention(&shared, crate::core::now_ms()) {
             tracing::warn!("Could not log the retention sweep: {}", e);
+        }
+        if let Err(e) = crate::core::sweep_dead_letters(&shared, crate::core::now_ms()) {
+            tracing::warn!("Could not log the dead-letter sweep: {}", e);
         }
     }
 }
