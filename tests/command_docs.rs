@@ -256,7 +256,10 @@ fn containers_list_their_subcommands_with_docs() {
         ),
         ("xinfo", &["consumers", "groups", "help", "stream"][..]),
         // Rill's broker policies (issue #16).
-        ("rill.policy", &["del", "delgroup", "get", "group", "help", "set"][..]),
+        (
+            "rill.policy",
+            &["del", "delgroup", "get", "group", "help", "set"][..],
+        ),
     ] {
         let doc = docs_of(&mut con, container);
         let Some(Value::Map(listed)) = field(&doc, "subcommands") else {

@@ -277,7 +277,8 @@ pub fn policy_help(_ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Comma
 /// # Returns
 /// `+OK`. Errors: `NOGROUP` for a missing key or group, `WRONGTYPE`, `ERR syntax error` for
 /// an unknown or repeated option or a dead-letter stream that is the stream itself, Redis's
-/// integer error for a value that is not a non-negative integer.
+/// integer error for a value that is not a non-negative integer, and in cluster mode
+/// `CROSSSLOT` when the dead-letter stream (default `<key>:dlq`) hashes to another slot.
 #[derive(Debug)]
 pub struct PolicyGroup {
     key: Bytes,
@@ -328,6 +329,23 @@ impl PolicyGroup {
         if !stream.groups.contains_key(&self.group) {
             return Err(no_group().into());
         }
+        // Cluster mode: the sweep writes the dead-letter stream on this node, so it must be
+        // in the source's hash slot (both named with one hash tag).
+        let merged = stream
+            .policy()
+            .and_then(|p| p.group(&self.group))
+            .cloned()
+            .unwrap_or_default()
+            .merged(&self.policy);
+        if !ctx
+            .ks
+            .same_key_group(&self.key, &merged.dead_letter_key(&self.key))
+        {
+            return Err(CommandError::CrossSlot);
+        }
+        let Some(stream) = ctx.stream(&self.key)? else {
+            return Err(no_group().into());
+        };
         let mut change = StreamPolicy::default();
         change
             .groups
