@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Rill's broker policies (issue #16) with real clients, unchanged; called by compat/run (not meant to be run
 # alone). redis-py (from compat/python's requirements, in compat/python/.venv) shows age-based retention trimming
-# while consumers read (test_retention.py).
+# while consumers read (test_retention.py); Watermill redisstream (go/, the versions compat/watermill pins) shows a
+# poison message dead-lettered after MAXDELIVER deliveries while the other messages flow (go/deadletter_test.go).
 #
-# In:  RILL_HOST, RILL_PORT, RESULTS (a file to append "name passed failed" lines to), LOGDIR.
+# In:  RILL_HOST, RILL_PORT, RILL_ADDR, RESULTS (a file to append "name passed failed" lines to), LOGDIR.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 pydir="$here/../python"
@@ -39,5 +40,16 @@ print(tests - bad - skipped, bad)
 PYEOF
 )"
 echo "retention-redis-py $counts" >>"$RESULTS"
+
+# ---- Watermill: dead-lettering
+if command -v go >/dev/null; then
+	json="$LOGDIR/policies-go.json"
+	(cd "$here/go" && GOFLAGS=-mod=readonly GOTOOLCHAIN=local go test -count=1 -v -json ./... >"$json" 2>"$LOGDIR/policies-go.err") || status=1
+	echo "deadletter-watermill $(python3 "$here/../lib/gotest_count.py" "$json")" >>"$RESULTS"
+else
+	echo "policies: go is not installed; Watermill dead-lettering not run" >&2
+	echo "deadletter-watermill 0 1" >>"$RESULTS"
+	status=1
+fi
 
 exit $status
