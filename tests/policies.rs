@@ -582,7 +582,7 @@ fn group_policy_commands_and_errors() {
     // Defaults filled in: <key>:dlq, a 30 s ack wait.
     let get = text(&mut r, &["RILL.POLICY", "GET", "s"]);
     assert!(
-        get.ends_with("$6\r\ngroups\r\n*2\r\n$1\r\ng\r\n*6\r\n$11\r\nmax-deliver\r\n:3\r\n$11\r\ndead-letter\r\n$5\r\ns:dlq\r\n$8\r\nack-wait\r\n:30000\r\n"),
+        get.ends_with("$6\r\ngroups\r\n*2\r\n$1\r\ng\r\n*8\r\n$11\r\nmax-deliver\r\n:3\r\n$11\r\ndead-letter\r\n$5\r\ns:dlq\r\n$8\r\nack-wait\r\n:30000\r\n$7\r\nbackoff\r\n*0\r\n"),
         "{get}"
     );
     assert_eq!(
@@ -942,4 +942,185 @@ fn dead_letters_and_group_policies_survive_kill_9_and_checkpoints() {
     let mut r = server.raw();
     assert_eq!(text(&mut r, &["DEBUG", "DIGEST"]), digest);
     assert_eq!(text(&mut r, &["RILL.POLICY", "GET", "s"]), policy);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redelivery with backoff
+// ---------------------------------------------------------------------------------------------
+
+/// The IDs an `XREADGROUP … CLAIM 0` by `consumer` gets now (claimed and new).
+fn claim_now(r: &mut Raw, consumer: &str) -> String {
+    text(
+        r,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            consumer,
+            "CLAIM",
+            "0",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    )
+}
+
+#[test]
+fn backoff_holds_redelivery_through_claim_until_its_step_passed() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    for (args, want) in [
+        (
+            &["RILL.POLICY", "GROUP", "s", "g", "BACKOFF", "1x"][..],
+            "-ERR syntax error\r\n",
+        ),
+        (
+            &["RILL.POLICY", "GROUP", "s", "g", "BACKOFF", ""][..],
+            "-ERR syntax error\r\n",
+        ),
+    ] {
+        assert_eq!(text(&mut r, args), want, "{args:?}");
+    }
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "ACKWAIT",
+                "100",
+                "BACKOFF",
+                "200ms 1s"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    assert!(text(&mut r, &["RILL.POLICY", "GET", "s"])
+        .ends_with("$7\r\nbackoff\r\n*2\r\n:200\r\n:1000\r\n"));
+    let first = claim_now(&mut r, "c1");
+    assert!(first.contains("1-0"), "{first}");
+    let delivered = Instant::now();
+    // Without the policy CLAIM 0 would take it back at once; with it, not before
+    // ACKWAIT + 200 ms after the first delivery.
+    assert_eq!(claim_now(&mut r, "c2"), "*-1\r\n");
+    let mut again = String::new();
+    while delivered.elapsed() < Duration::from_secs(5) {
+        again = claim_now(&mut r, "c2");
+        if again.contains("1-0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let waited = delivered.elapsed();
+    assert!(again.contains("1-0"), "{again}");
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(2000),
+        "second delivery after {waited:?}"
+    );
+    // The second step (1 s) applies after the second delivery; the last step repeats.
+    let redelivered = Instant::now();
+    assert_eq!(claim_now(&mut r, "c3"), "*-1\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(claim_now(&mut r, "c3"), "*-1\r\n");
+    let mut third = String::new();
+    while redelivered.elapsed() < Duration::from_secs(5) {
+        third = claim_now(&mut r, "c3");
+        if third.contains("1-0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(third.contains("1-0"), "{third}");
+    assert!(redelivered.elapsed() >= Duration::from_millis(1090));
+    // Redis's XPENDING shows three deliveries.
+    assert!(text(&mut r, &["XPENDING", "s", "g", "-", "+", "10"]).ends_with(":3\r\n"));
+}
+
+#[test]
+fn a_blocked_claim_read_wakes_when_the_backoff_step_has_passed() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "ACKWAIT",
+                "0",
+                "BACKOFF",
+                "400"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    assert!(claim_now(&mut r, "c1").contains("1-0"));
+    let started = Instant::now();
+    let woke = text(
+        &mut r,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c2",
+            "BLOCK",
+            "5000",
+            "CLAIM",
+            "0",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    let waited = started.elapsed();
+    assert!(woke.contains("1-0"), "{woke}");
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_millis(3000),
+        "woke after {waited:?}"
+    );
+}
+
+#[test]
+fn without_backoff_claim_keeps_redis_rules() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    // A dead-letter policy alone changes nothing about CLAIM.
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "MAXDELIVER",
+                "5",
+                "ACKWAIT",
+                "60000"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    assert!(claim_now(&mut r, "c1").contains("1-0"));
+    assert!(claim_now(&mut r, "c2").contains("1-0"));
 }

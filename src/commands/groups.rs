@@ -721,9 +721,21 @@ impl XReadGroup {
                     // Claim phase: idle pending entries, oldest delivery first.
                     let mut claimed = Vec::new();
                     if let Some(min_idle) = claim {
+                        // Broker policies: a group's backoff schedule holds entries back
+                        // until their step has passed (Rill only; off unless set).
+                        let backoff = s
+                            .policy()
+                            .and_then(|p| p.group(&self.group))
+                            .filter(|g| g.backoff_ms.is_some());
                         for pending in group.idle_entries(min_idle, now) {
                             if count > 0 && claimed.len() >= count {
                                 break;
+                            }
+                            if backoff
+                                .and_then(|g| g.redelivery_at(&pending))
+                                .is_some_and(|at| at > now)
+                            {
+                                continue;
                             }
                             if !budget.admits() {
                                 break;
@@ -855,6 +867,8 @@ impl XReadGroup {
     /// [`EMPTY_PEL_RECHECK_MS`] (an entry entering a PEL wakes nobody, so this is polling;
     /// an idle Redis notices it at its 100 ms `hz` tick too).
     fn claim_wake_at(&self, ctx: &mut Ctx<'_>) -> Option<u64> {
+        /// Pending entries a backoff wake looks at (oldest deliveries first).
+        const BACKOFF_WAKE_SCAN: usize = 1000;
         let min_idle = self.claim?;
         let now = ctx.now_ms;
         let mut oldest: Option<u64> = None;
@@ -865,6 +879,29 @@ impl XReadGroup {
             let Some(group) = s.groups.get(&self.group) else {
                 continue;
             };
+            // Broker policies: with a backoff schedule, the earliest entry its schedule
+            // releases (looked for among the oldest deliveries only, so a wait stays cheap).
+            let backoff = s
+                .policy()
+                .and_then(|p| p.group(&self.group))
+                .filter(|g| g.backoff_ms.is_some());
+            if let Some(g) = backoff {
+                let due = group
+                    .pending_by_delivery_time()
+                    .filter(|p| s.contains(p.id))
+                    .take(BACKOFF_WAKE_SCAN)
+                    .filter_map(|p| {
+                        let at = g.redelivery_at(&p)?;
+                        Some(at.max(p.delivery_time_ms.saturating_add(min_idle)))
+                    })
+                    .min();
+                if let Some(at) = due {
+                    // As an entry's delivery time would: `wake` adds min-idle back.
+                    let as_delivery = at.saturating_sub(min_idle);
+                    oldest = Some(oldest.map_or(as_delivery, |t| t.min(as_delivery)));
+                }
+                continue;
+            }
             if let Some(first) = group.pending_by_delivery_time().find(|p| s.contains(p.id)) {
                 oldest =
                     Some(oldest.map_or(first.delivery_time_ms, |t| t.min(first.delivery_time_ms)));

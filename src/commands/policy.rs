@@ -90,10 +90,11 @@ const HELP: &[&str] = &[
     "    Show the limits in force and which of them are the stream's own.",
     "DEL <key>",
     "    Remove the stream's own limits and its groups' policies.",
-    "GROUP <key> <group> [MAXDELIVER <n>] [DEADLETTER <stream>] [ACKWAIT <ms>]",
+    "GROUP <key> <group> [MAXDELIVER <n>] [DEADLETTER <stream>] [ACKWAIT <ms>] [BACKOFF \"1s 5s\"]",
     "    Dead-letter entries of <group> delivered <n> times whose last delivery failed (XNACKed",
     "    or not acknowledged within ACKWAIT, default 30000) to <stream> (default <key>:dlq);",
-    "    XNACK FATAL dead-letters at once.",
+    "    XNACK FATAL dead-letters at once. With BACKOFF, XREADGROUP CLAIM redelivers an entry after",
+    "    its k-th delivery only once idle ACKWAIT + step k (the last step repeats).",
     "DELGROUP <key> <group>",
     "    Remove the group's policy.",
 ];
@@ -183,7 +184,8 @@ pub fn policy_set(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Command
 /// A map (a flat array in RESP2): `max-age` (ms), `max-bytes`, `max-len` (integers, 0 =
 /// no limit), `refs` (`keepref`, `delref` or `acked`) and `own` (an array of the names set
 /// on the stream itself; the others are the `stream-retention-*` defaults), `groups` (a map
-/// of group name → `max-deliver`, `dead-letter`, `ack-wait`, with defaults filled in). Errors:
+/// of group name → `max-deliver`, `dead-letter`, `ack-wait`, `backoff` (ms steps), with defaults
+/// filled in). Errors:
 /// `ERR no such key`, `WRONGTYPE`.
 pub fn policy_get(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, CommandError> {
     let key = args.next_bytes()?;
@@ -211,6 +213,10 @@ pub fn policy_get(ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Command
                     (name("max-deliver"), int(p.max_deliver.unwrap_or(0))),
                     (name("dead-letter"), Reply::Bulk(p.dead_letter_key(&key))),
                     (name("ack-wait"), int(p.ack_wait())),
+                    (
+                        name("backoff"),
+                        Reply::Array(p.backoff_ms.iter().flatten().map(|v| int(*v)).collect()),
+                    ),
                 ]),
             )
         })
@@ -272,8 +278,10 @@ pub fn policy_help(_ctx: &mut Ctx<'_>, args: &mut Args) -> Result<Outcome, Comma
 ///
 /// # Format
 /// ```text
-/// RILL.POLICY GROUP key group [MAXDELIVER n] [DEADLETTER stream] [ACKWAIT ms]
+/// RILL.POLICY GROUP key group [MAXDELIVER n] [DEADLETTER stream] [ACKWAIT ms] [BACKOFF schedule]
 /// ```
+/// `schedule` is one argument, e.g. `"1s 5s 30s 2m"`: after its k-th delivery an entry is
+/// redelivered by `XREADGROUP … CLAIM` only once idle ACKWAIT + step k (the last step repeats).
 /// # Returns
 /// `+OK`. Errors: `NOGROUP` for a missing key or group, `WRONGTYPE`, `ERR syntax error` for
 /// an unknown or repeated option or a dead-letter stream that is the stream itself, Redis's
@@ -294,6 +302,14 @@ impl PolicyGroup {
         let mut policy = GroupPolicy::default();
         while let Some(opt) = args.next() {
             let value = args.next().ok_or(CommandError::Syntax)?;
+            if opt.eq_ignore_ascii_case(b"BACKOFF") {
+                let steps =
+                    crate::engine::policy::parse_backoff(&value).ok_or(CommandError::Syntax)?;
+                if policy.backoff_ms.replace(steps).is_some() {
+                    return Err(CommandError::Syntax);
+                }
+                continue;
+            }
             if opt.eq_ignore_ascii_case(b"DEADLETTER") {
                 if value == key || policy.dead_letter.replace(value).is_some() {
                     return Err(CommandError::Syntax);

@@ -66,7 +66,14 @@ pub struct GroupPolicy {
     /// How long a delivery may stay unacknowledged before it counts as failed, in ms
     /// (`None`: [`DEFAULT_ACK_WAIT_MS`]).
     pub ack_wait_ms: Option<u64>,
+    /// Redelivery backoff, in ms: after its k-th delivery an entry may be claimed by
+    /// `XREADGROUP … CLAIM` only once idle for ACKWAIT + `backoff[k-1]` (the last step
+    /// repeats). `None`: no backoff, Redis's CLAIM rule alone.
+    pub backoff_ms: Option<Vec<u64>>,
 }
+
+/// Steps a backoff schedule may have.
+pub const MAX_BACKOFF_STEPS: usize = 32;
 
 /// A delivery's lease when the group sets none: JetStream's default AckWait.
 pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
@@ -104,7 +111,26 @@ impl GroupPolicy {
                 .clone()
                 .or_else(|| self.dead_letter.clone()),
             ack_wait_ms: other.ack_wait_ms.or(self.ack_wait_ms),
+            backoff_ms: other.backoff_ms.clone().or_else(|| self.backoff_ms.clone()),
         }
+    }
+
+    /// The earliest time (Unix ms) `XREADGROUP … CLAIM` may redeliver `e` under the
+    /// backoff schedule; `None` without one. An XNACKed entry is due at once (XNACK
+    /// keeps no time of its own; its NACK zone is served first, as Redis 8.8 does).
+    pub fn redelivery_at(&self, e: &crate::engine::group::PendingEntry) -> Option<u64> {
+        let steps = self.backoff_ms.as_ref().filter(|s| !s.is_empty())?;
+        if e.is_nacked() {
+            return Some(0);
+        }
+        let k = usize::try_from(e.delivery_count.saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .min(steps.len() - 1);
+        Some(
+            e.delivery_time_ms
+                .saturating_add(self.ack_wait())
+                .saturating_add(steps[k]),
+        )
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -117,6 +143,12 @@ impl GroupPolicy {
         }
         if let Some(v) = self.ack_wait_ms {
             fields.push((group_tag::ACK_WAIT, v.to_le_bytes().to_vec()));
+        }
+        if let Some(steps) = &self.backoff_ms {
+            fields.push((
+                group_tag::BACKOFF,
+                steps.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
         }
         out.put_u32v(fields.len() as u32);
         for (t, v) in fields {
@@ -135,6 +167,16 @@ impl GroupPolicy {
                 group_tag::MAX_DELIVER => p.max_deliver = Some(int(&v)?),
                 group_tag::DEAD_LETTER => p.dead_letter = Some(v),
                 group_tag::ACK_WAIT => p.ack_wait_ms = Some(int(&v)?),
+                group_tag::BACKOFF => {
+                    if v.len() % 8 != 0 || v.len() / 8 > MAX_BACKOFF_STEPS {
+                        return None;
+                    }
+                    p.backoff_ms = Some(
+                        v.chunks(8)
+                            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                            .collect(),
+                    );
+                }
                 _ => return None,
             }
         }
@@ -147,6 +189,7 @@ mod group_tag {
     pub const MAX_DELIVER: u8 = 1;
     pub const DEAD_LETTER: u8 = 2;
     pub const ACK_WAIT: u8 = 3;
+    pub const BACKOFF: u8 = 4;
 }
 
 /// Field tags of [`StreamPolicy::encode`].
@@ -331,6 +374,37 @@ fn bytes_cut(stream: &Stream, max_bytes: u64) -> Option<StreamId> {
     None
 }
 
+/// Parses a backoff schedule: durations separated by spaces or commas, each a number with
+/// an optional unit `ms` (the default), `s`, `m` or `h` (`"1s 5s 30s 2m"`); `None` when a
+/// step does not parse or there are none or more than [`MAX_BACKOFF_STEPS`].
+pub fn parse_backoff(text: &[u8]) -> Option<Vec<u64>> {
+    let text = std::str::from_utf8(text).ok()?;
+    let steps: Option<Vec<u64>> = text
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(|step| {
+            let split = step
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(step.len());
+            let (digits, unit) = step.split_at(split);
+            let n: u64 = if digits.is_empty() {
+                return None;
+            } else {
+                digits.parse().ok()?
+            };
+            let scale = match unit.to_ascii_lowercase().as_str() {
+                "" | "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                _ => return None,
+            };
+            n.checked_mul(scale).filter(|v| *v <= i64::MAX as u64)
+        })
+        .collect();
+    steps.filter(|s| !s.is_empty() && s.len() <= MAX_BACKOFF_STEPS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +434,28 @@ mod tests {
     }
 
     #[test]
+    fn backoff_schedules_parse_with_units_and_pick_their_step_by_delivery_count() {
+        assert_eq!(
+            parse_backoff(b"1s 5s 30s 2m"),
+            Some(vec![1000, 5000, 30_000, 120_000])
+        );
+        assert_eq!(parse_backoff(b"250,1h"), Some(vec![250, 3_600_000]));
+        for bad in [&b""[..], b"1x", b"s", b"-1", b"1.5s"] {
+            assert_eq!(parse_backoff(bad), None, "{bad:?}");
+        }
+        let g = GroupPolicy {
+            ack_wait_ms: Some(100),
+            backoff_ms: Some(vec![1000, 5000]),
+            ..Default::default()
+        };
+        let e = |count| crate::engine::group::PendingEntry::for_test(StreamId::MIN, 10_000, count);
+        assert_eq!(g.redelivery_at(&e(1)), Some(11_100));
+        assert_eq!(g.redelivery_at(&e(2)), Some(15_100));
+        assert_eq!(g.redelivery_at(&e(9)), Some(15_100));
+        assert_eq!(GroupPolicy::default().redelivery_at(&e(1)), None);
+    }
+
+    #[test]
     fn encoding_round_trips_and_rejects_unknown_tags() {
         let p = StreamPolicy {
             max_age_ms: Some(60_000),
@@ -372,6 +468,7 @@ mod tests {
                     max_deliver: Some(3),
                     dead_letter: Some(Bytes::from_static(b"dead")),
                     ack_wait_ms: None,
+                    backoff_ms: Some(vec![1000, 5000]),
                 },
             )]),
         };
