@@ -1124,3 +1124,52 @@ fn without_backoff_claim_keeps_redis_rules() {
     assert!(claim_now(&mut r, "c1").contains("1-0"));
     assert!(claim_now(&mut r, "c2").contains("1-0"));
 }
+
+#[test]
+fn a_nacked_entry_waits_for_its_backoff_step_from_the_nack() {
+    let server = TestServer::start();
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "ACKWAIT",
+                "60000",
+                "BACKOFF",
+                "300"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    assert!(claim_now(&mut r, "c1").contains("1-0"));
+    // The consumer gives up at once: XNACK ends the lease, the 300 ms step counts from here.
+    assert_eq!(
+        text(&mut r, &["XNACK", "s", "g", "FAIL", "IDS", "1", "1-0"]),
+        ":1\r\n"
+    );
+    let nacked = Instant::now();
+    assert_eq!(claim_now(&mut r, "c2"), "*-1\r\n");
+    let mut again = String::new();
+    while nacked.elapsed() < Duration::from_secs(5) {
+        again = claim_now(&mut r, "c2");
+        if again.contains("1-0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(again.contains("1-0"), "{again}");
+    let waited = nacked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(2000),
+        "redelivered {waited:?} after the NACK"
+    );
+}

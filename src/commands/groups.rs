@@ -665,6 +665,11 @@ impl XReadGroup {
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
         for (key, from) in &self.streams {
             let no_group = || StreamError::no_group_for_read(key, &self.group);
+            // Broker policies: when this process saw the group's entries XNACKed.
+            let nacked_at = match claim {
+                Some(_) => ctx.ks.nack_times(ctx.db, key, &self.group).cloned(),
+                None => None,
+            };
             let Some(s) = stream(ctx, key)? else {
                 return Err(no_group().into());
             };
@@ -731,8 +736,10 @@ impl XReadGroup {
                             if count > 0 && claimed.len() >= count {
                                 break;
                             }
+                            let nack_time =
+                                nacked_at.as_ref().and_then(|m| m.get(&pending.id).copied());
                             if backoff
-                                .and_then(|g| g.redelivery_at(&pending))
+                                .and_then(|g| g.redelivery_at(&pending, nack_time))
                                 .is_some_and(|at| at > now)
                             {
                                 continue;
@@ -873,6 +880,7 @@ impl XReadGroup {
         let now = ctx.now_ms;
         let mut oldest: Option<u64> = None;
         for (key, _) in &self.streams {
+            let nacked_at = ctx.ks.nack_times(ctx.db, key, &self.group).cloned();
             let Ok(Some(s)) = ctx.stream(key) else {
                 continue;
             };
@@ -891,7 +899,8 @@ impl XReadGroup {
                     .filter(|p| s.contains(p.id))
                     .take(BACKOFF_WAKE_SCAN)
                     .filter_map(|p| {
-                        let at = g.redelivery_at(&p)?;
+                        let nack_time = nacked_at.as_ref().and_then(|m| m.get(&p.id).copied());
+                        let at = g.redelivery_at(&p, nack_time)?;
                         Some(at.max(p.delivery_time_ms.saturating_add(min_idle)))
                     })
                     .min();
@@ -1192,12 +1201,28 @@ impl XNack {
             }
             _ => None,
         };
+        let backoff = s
+            .policy()
+            .and_then(|p| p.group(&self.group))
+            .is_some_and(|g| g.backoff_ms.is_some());
+        let nack_ids = if backoff {
+            tail.ids.clone()
+        } else {
+            Vec::new()
+        };
         let nacked = count(ctx.apply(Op::Nack {
             key: self.key.clone(),
             group: self.group.clone(),
             opts: tail.opts,
             ids: tail.ids,
         })?);
+        if backoff && nacked > 0 {
+            // The backoff step of a NACKed entry counts from now (a live hint, see
+            // `Keyspace::note_nacks`).
+            let (db, now) = (ctx.db, ctx.now_ms);
+            ctx.ks
+                .note_nacks(db, &self.key, &self.group, &nack_ids, now);
+        }
         if let Some((dlq, doomed)) = dead_letter {
             let mut seen = std::collections::BTreeSet::new();
             let doomed: Vec<_> = doomed.into_iter().filter(|d| seen.insert(d.id)).collect();

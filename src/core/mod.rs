@@ -726,6 +726,7 @@ pub fn sweep_dead_letters(shared: &Shared, now_ms: u64) -> Result<u64, CommandEr
     if !state.ks.expires_locally() {
         return Ok(0);
     }
+    state.ks.prune_nack_times();
     let due = state.ks.dead_letter_due(now_ms, DEAD_LETTER_BATCH);
     if due.is_empty() {
         return Ok(0);

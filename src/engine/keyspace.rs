@@ -30,6 +30,7 @@ use hashbrown::HashTable;
 
 use crate::engine::chunkmap::ChunkMap;
 use crate::engine::hash::{KeyHash, U64Keys};
+use crate::engine::id::StreamId;
 use crate::engine::stream::Stream;
 
 /// A value to store under a key (what `Keyspace::insert` takes and a removal gives back).
@@ -450,6 +451,10 @@ pub struct Keyspace {
     /// `stream-retention-*` default on, the retention sweep looks at nothing. A hint, never
     /// reset (a stale `true` only costs the sweep a pass over the streams).
     policies_seen: bool,
+    /// When entries of groups with a backoff schedule were XNACKed (live only, never
+    /// logged): the CLAIM path's hint for their backoff step. Lost on restart (the entries
+    /// are then due at once); pruned by the policy sweep once an entry is no longer NACKed.
+    nack_times: HashMap<(usize, Bytes, Bytes), BTreeMap<StreamId, u64>>,
     /// How many clients are blocked, kept by whoever serves them (see
     /// [`Keyspace::gate_signals`]): with none, a write signals nothing, so a plain
     /// XADD does not copy its key and hash it twice for a set nobody reads.
@@ -487,6 +492,7 @@ impl Keyspace {
             expired_log: Vec::new(),
             idmp_keys: BTreeMap::new(),
             policies_seen: false,
+            nack_times: HashMap::default(),
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
             waiters: None,
             expiry_gate: None,
@@ -640,6 +646,60 @@ impl Keyspace {
     /// Notes that a stream has its own broker policy (the retention sweep must look).
     pub fn note_policy(&mut self) {
         self.policies_seen = true;
+    }
+
+    /// Remembers that `ids` of `key`'s group were XNACKed at `now_ms` (see `nack_times`).
+    pub fn note_nacks(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        group: &[u8],
+        ids: &[StreamId],
+        now_ms: u64,
+    ) {
+        let times = self
+            .nack_times
+            .entry((
+                db,
+                Bytes::copy_from_slice(key),
+                Bytes::copy_from_slice(group),
+            ))
+            .or_default();
+        for id in ids {
+            times.insert(*id, now_ms);
+        }
+    }
+
+    /// When entries of `key`'s group were XNACKed, as far as this process saw.
+    pub fn nack_times(
+        &self,
+        db: usize,
+        key: &[u8],
+        group: &[u8],
+    ) -> Option<&BTreeMap<StreamId, u64>> {
+        if self.nack_times.is_empty() {
+            return None;
+        }
+        self.nack_times.get(&(
+            db,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(group),
+        ))
+    }
+
+    /// Forgets NACK times of entries no longer in their group's NACK zone.
+    pub fn prune_nack_times(&mut self) {
+        let dbs = &self.dbs;
+        self.nack_times.retain(|(db, key, group), times| {
+            let Some(ValueRef::Stream(s)) = dbs.get(*db).and_then(|d| d.peek(key)) else {
+                return false;
+            };
+            let Some(g) = s.groups.get(&group[..]) else {
+                return false;
+            };
+            times.retain(|id, _| g.pending_entry(*id).is_some_and(|e| e.is_nacked()));
+            !times.is_empty()
+        });
     }
 
     /// The trims the retention sweep at `now_ms` decides, per stream: each stream's own

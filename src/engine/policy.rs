@@ -116,16 +116,22 @@ impl GroupPolicy {
     }
 
     /// The earliest time (Unix ms) `XREADGROUP … CLAIM` may redeliver `e` under the
-    /// backoff schedule; `None` without one. An XNACKed entry is due at once (XNACK
-    /// keeps no time of its own; its NACK zone is served first, as Redis 8.8 does).
-    pub fn redelivery_at(&self, e: &crate::engine::group::PendingEntry) -> Option<u64> {
+    /// backoff schedule; `None` without one. A lease counts from the last delivery plus
+    /// ACKWAIT; an XNACKed entry's step counts from `nacked_at`, when it was NACKed (XNACK
+    /// stores no time in the PEL: the caller keeps it, live only), and without it the
+    /// entry is due at once.
+    pub fn redelivery_at(
+        &self,
+        e: &crate::engine::group::PendingEntry,
+        nacked_at: Option<u64>,
+    ) -> Option<u64> {
         let steps = self.backoff_ms.as_ref().filter(|s| !s.is_empty())?;
-        if e.is_nacked() {
-            return Some(0);
-        }
         let k = usize::try_from(e.delivery_count.saturating_sub(1))
             .unwrap_or(usize::MAX)
             .min(steps.len() - 1);
+        if e.is_nacked() {
+            return Some(nacked_at.map_or(0, |t| t.saturating_add(steps[k])));
+        }
         Some(
             e.delivery_time_ms
                 .saturating_add(self.ack_wait())
@@ -449,10 +455,10 @@ mod tests {
             ..Default::default()
         };
         let e = |count| crate::engine::group::PendingEntry::for_test(StreamId::MIN, 10_000, count);
-        assert_eq!(g.redelivery_at(&e(1)), Some(11_100));
-        assert_eq!(g.redelivery_at(&e(2)), Some(15_100));
-        assert_eq!(g.redelivery_at(&e(9)), Some(15_100));
-        assert_eq!(GroupPolicy::default().redelivery_at(&e(1)), None);
+        assert_eq!(g.redelivery_at(&e(1), None), Some(11_100));
+        assert_eq!(g.redelivery_at(&e(2), None), Some(15_100));
+        assert_eq!(g.redelivery_at(&e(9), None), Some(15_100));
+        assert_eq!(GroupPolicy::default().redelivery_at(&e(1), None), None);
     }
 
     #[test]
