@@ -255,6 +255,11 @@ fn containers_list_their_subcommands_with_docs() {
             ][..],
         ),
         ("xinfo", &["consumers", "groups", "help", "stream"][..]),
+        // Rill's broker policies (issue #16).
+        (
+            "rill.policy",
+            &["del", "delgroup", "get", "group", "help", "set"][..],
+        ),
     ] {
         let doc = docs_of(&mut con, container);
         let Some(Value::Map(listed)) = field(&doc, "subcommands") else {
@@ -280,6 +285,11 @@ fn containers_list_their_subcommands_with_docs() {
     // A subcommand can be asked for directly, as Redis allows.
     let doc = docs_of(&mut con, "xgroup|create");
     assert!(field(&doc, "arguments").is_some());
+    let doc = docs_of(&mut con, "rill.policy|set");
+    assert_eq!(
+        field(&doc, "arguments").map(render).as_deref(),
+        Some("[{name:\"key\",type:\"key\",display_text:\"key\",key_spec_index:0},{name:\"max-age\",type:\"integer\",display_text:\"max-age\",token:\"MAXAGE\",flags:~[+optional]},{name:\"max-bytes\",type:\"integer\",display_text:\"max-bytes\",token:\"MAXBYTES\",flags:~[+optional]},{name:\"max-len\",type:\"integer\",display_text:\"max-len\",token:\"MAXLEN\",flags:~[+optional]},{name:\"condition\",type:\"oneof\",flags:~[+optional],arguments:[{name:\"keepref\",type:\"pure-token\",display_text:\"keepref\",token:\"KEEPREF\"},{name:\"delref\",type:\"pure-token\",display_text:\"delref\",token:\"DELREF\"},{name:\"acked\",type:\"pure-token\",display_text:\"acked\",token:\"ACKED\"}]}]")
+    );
 }
 
 #[test]

@@ -22,6 +22,16 @@
 //! model stays exact with a few lines of Redis's rules (what "referenced" means, and how a
 //! group's entries-read counts past XDEL tombstones).
 //!
+//! Broker policies (issue #16): each worker also appends to its retention stream
+//! `{<key>:ret}` (a hash tag, so its dead-letter stream shares its slot) in `MULTI; XADD; RILL.POLICY SET … MAXLEN 8; EXEC`, which the server's
+//! retention sweep trims by itself. After a restart that stream must hold a gap-free suffix
+//! of the acknowledged appends at least 8 long (trims go from the head only, and replay
+//! applies the logged trims, never decides again), keep its policy, and be trimmed to 8
+//! again by the restarted server. A group on it reads every entry and never acknowledges,
+//! under `RILL.POLICY GROUP … MAXDELIVER 1 ACKWAIT 20`: its dead-letter stream must hold each
+//! moved entry once, never one still pending (append and ack are one record), only
+//! acknowledged appends, and the restarted server must go on moving what is pending.
+//!
 //! Appends to the shared stream are idempotent (`XADD … IDMP w<i> <token>`, Redis 8.6):
 //! after each restart every worker re-sends its latest acknowledged ones, as a producer
 //! retrying after a lost reply would, and each must be answered with its original ID
@@ -1281,6 +1291,8 @@ fn observe(conn: &mut Conn, key: &str) -> Result<StreamModel, String> {
 /// first few dozen commands).
 const SHARED_KEY: &str = "{crash}:shared";
 const TOKEN: &[u8] = b"op";
+/// The length limit of every worker's retention stream (broker policies, issue #16).
+const RETAIN_MAXLEN: usize = 8;
 
 /// What one connection owns across cycles.
 struct Worker {
@@ -1302,6 +1314,13 @@ struct Worker {
     /// When each op of its last load was acknowledged (the replicated runs count the
     /// acknowledgements a leader gave after it was cut off from its majority).
     ack_times: Vec<Instant>,
+    /// Acknowledged appends to the worker's retention stream (`<key>:ret`, under a
+    /// `RILL.POLICY … MAXLEN` the server's sweep enforces), oldest first.
+    retained: Vec<(Id, Fields)>,
+    /// The retention append whose reply never came.
+    retained_in_flight: Option<Fields>,
+    /// Whether the retention stream's dead-lettering group exists (with its policy).
+    retained_group: bool,
 }
 
 /// How a load phase ended for one worker.
@@ -1548,6 +1567,93 @@ impl Worker {
         Ok(())
     }
 
+    /// One append to the retention stream, with its policy (re)stated in the same
+    /// transaction (an unchanged policy is not logged again): `MULTI; XADD <key>:ret * …;
+    /// RILL.POLICY SET <key>:ret MAXLEN 8; EXEC`. An error reply is `InvalidData`; a
+    /// connection that died leaves the append in flight.
+    fn retention_op(&mut self, conn: &mut Conn) -> std::io::Result<()> {
+        let key = format!("{{{}:ret}}", self.key);
+        let fields = self.fields();
+        let mut add: Vec<&[u8]> = vec![b"XADD", key.as_bytes(), b"*"];
+        for (k, v) in &fields {
+            add.push(k);
+            add.push(v);
+        }
+        let maxlen = RETAIN_MAXLEN.to_string();
+        if !self.retained_group {
+            // Once: a group that reads every entry and never acknowledges, under a
+            // dead-letter policy that moves each one after its first delivery.
+            let created = conn.call(&argv(&[
+                b"XGROUP",
+                b"CREATE",
+                key.as_bytes(),
+                b"g",
+                b"$",
+                b"MKSTREAM",
+            ]))?;
+            let policy = conn.call(&argv(&[
+                b"RILL.POLICY",
+                b"GROUP",
+                key.as_bytes(),
+                b"g",
+                b"MAXDELIVER",
+                b"1",
+                b"ACKWAIT",
+                b"20",
+            ]))?;
+            let created_ok = matches!(&created, Resp::Simple(s) if s == "OK")
+                || matches!(&created, Resp::Error(e) if e.starts_with("BUSYGROUP"));
+            if !created_ok || !matches!(&policy, Resp::Simple(s) if s == "OK") {
+                return Err(bad_data(format!(
+                    "retention group set-up answered {created} and {policy}"
+                )));
+            }
+            self.retained_group = true;
+        }
+        self.retained_in_flight = Some(fields.clone());
+        conn.send(&argv(&[b"MULTI"]))?;
+        conn.send(&argv(&add))?;
+        conn.send(&argv(&[
+            b"RILL.POLICY",
+            b"SET",
+            key.as_bytes(),
+            b"MAXLEN",
+            maxlen.as_bytes(),
+        ]))?;
+        conn.send(&argv(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g",
+            b"c",
+            b"COUNT",
+            b"1",
+            b"STREAMS",
+            key.as_bytes(),
+            b">",
+        ]))?;
+        conn.send(&argv(&[b"EXEC"]))?;
+        for _ in 0..4 {
+            let r = conn.read()?;
+            if !matches!(&r, Resp::Simple(s) if s == "OK" || s == "QUEUED") {
+                return Err(bad_data(format!("retention MULTI queueing answered {r}")));
+            }
+        }
+        let exec = conn.read()?;
+        let Resp::Array(Some(items)) = &exec else {
+            return Err(bad_data(format!("retention EXEC answered {exec}")));
+        };
+        let id = match items.as_slice() {
+            [id, Resp::Simple(ok), Resp::Array(_)] if ok == "OK" => {
+                as_id(id, "retention XADD").map_err(bad_data)?
+            }
+            _ => return Err(bad_data(format!("retention EXEC answered {exec}"))),
+        };
+        self.retained_in_flight = None;
+        self.retained.push((id, fields));
+        self.acked += 3;
+        Ok(())
+    }
+
     /// Sends one op; `Ok(None)` when the connection died before its reply was complete.
     fn run_op(&mut self, conn: &mut Conn, op: &Op) -> std::io::Result<Vec<Resp>> {
         if !op.multi {
@@ -1601,6 +1707,29 @@ impl Worker {
                     in_flight: None,
                     violation: None,
                 };
+            }
+            if self.rng.gen_range(0..100) < 6 {
+                match self.retention_op(&mut conn) {
+                    Ok(()) => continue,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::InvalidData
+                            && !powered_off.load(Ordering::SeqCst) =>
+                    {
+                        let violation = Some(format!("worker {}: {e}", self.index));
+                        return LoadEnd {
+                            worker: self,
+                            in_flight: None,
+                            violation,
+                        };
+                    }
+                    Err(_) => {
+                        return LoadEnd {
+                            worker: self,
+                            in_flight: None,
+                            violation: None,
+                        };
+                    }
+                }
             }
             let op = self.next_op();
             let result = self.run_op(&mut conn, &op);
@@ -2184,6 +2313,172 @@ fn verify(
         }
     }
     stats.entries_checked += shared.entries.len() as u64;
+    for w in workers.iter_mut() {
+        violations.extend(verify_retention(&mut conn, w)?);
+    }
+    Ok(violations)
+}
+
+/// The retention stream's dead letters after a restart: each entry moved at most once
+/// (replay never moves again), never both moved and still pending (the `Append` and the
+/// `Ack` are one record), only entries that were acknowledged appends (or the one in
+/// flight), with their fields when the entry was still there; and the restarted server
+/// goes on moving what is pending.
+fn verify_dead_letters(conn: &mut Conn, w: &Worker, key: &str) -> Result<Vec<String>, String> {
+    let mut violations = Vec::new();
+    let dlq = format!("{key}:dlq");
+    let moved = parse_entries(
+        &call(conn, &argv(&[b"XRANGE", dlq.as_bytes(), b"-", b"+"]))?,
+        "XRANGE dlq",
+    )?;
+    let known: BTreeMap<Id, &Fields> = w.retained.iter().map(|(id, f)| (*id, f)).collect();
+    let mut sources = BTreeSet::new();
+    for (dlq_id, fields) in &moved {
+        let source = fields
+            .iter()
+            .find(|(k, _)| k == b"rill-dlq-source-id")
+            .and_then(|(_, v)| Id::parse(v));
+        let Some(source) = source else {
+            violations.push(format!(
+                "worker {}: {dlq} entry {dlq_id} has no source ID",
+                w.index
+            ));
+            continue;
+        };
+        if !sources.insert(source) {
+            violations.push(format!(
+                "worker {}: {key} entry {source} was dead-lettered twice",
+                w.index
+            ));
+        }
+        let own: Fields = fields
+            .iter()
+            .take_while(|(k, _)| !k.starts_with(b"rill-dlq-"))
+            .cloned()
+            .collect();
+        match known.get(&source) {
+            Some(f) if own.is_empty() || own == **f => {}
+            Some(f) => violations.push(format!(
+                "worker {}: {dlq} entry {dlq_id} carries {} for {source}, appended as {}",
+                w.index,
+                show_fields(&own),
+                show_fields(f)
+            )),
+            None => violations.push(format!(
+                "worker {}: {dlq} entry {dlq_id} names {source}, never acknowledged nor in flight",
+                w.index
+            )),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending = parse_pending_ids(&call(
+            conn,
+            &argv(&[b"XPENDING", key.as_bytes(), b"g", b"-", b"+", b"1000"]),
+        )?)?;
+        if let Some(both) = pending.iter().find(|id| sources.contains(id)) {
+            violations.push(format!(
+                "worker {}: {key} entry {both} is both dead-lettered and still pending",
+                w.index
+            ));
+            break;
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            violations.push(format!(
+                "worker {}: {key} still has {} pending entries 5 s after the restart (MAXDELIVER 1, ACKWAIT 20)",
+                w.index,
+                pending.len()
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(violations)
+}
+
+/// The IDs of an extended XPENDING reply.
+fn parse_pending_ids(r: &Resp) -> Result<Vec<Id>, String> {
+    as_array(r, "XPENDING")?
+        .iter()
+        .map(|row| {
+            let row = as_array(row, "XPENDING row")?;
+            row.first()
+                .ok_or_else(|| "XPENDING: empty row".to_string())
+                .and_then(|id| as_id(id, "XPENDING id"))
+        })
+        .collect()
+}
+
+/// A worker's retention stream after a restart: its entries are the newest of the
+/// acknowledged appends (plus, at the end, the one in flight if it applied) — a suffix
+/// without gaps, at least `RETAIN_MAXLEN` long when that many were added (the sweep trims
+/// from the head only, and replay applies its logged trims, never more) — its policy
+/// survived, and the restarted server's sweep trims it to the limit again.
+fn verify_retention(conn: &mut Conn, w: &mut Worker) -> Result<Vec<String>, String> {
+    let key = format!("{{{}:ret}}", w.key);
+    let mut violations = Vec::new();
+    let actual: Vec<(Id, Fields)> = parse_entries(
+        &call(conn, &argv(&[b"XRANGE", key.as_bytes(), b"-", b"+"]))?,
+        "XRANGE",
+    )?
+    .into_iter()
+    .collect();
+    let in_flight = w.retained_in_flight.take();
+    let applied = match (&in_flight, actual.last()) {
+        (Some(f), Some((id, af))) if af == f => {
+            w.retained.push((*id, f.clone()));
+            true
+        }
+        _ => false,
+    };
+    let expected = &w.retained;
+    let kept = actual.len();
+    let suffix = kept <= expected.len() && expected[expected.len() - kept..] == actual[..];
+    if !suffix || kept < RETAIN_MAXLEN.min(expected.len()) {
+        violations.push(format!(
+            "worker {}: {key} holds {kept} entries (from {:?}), not the newest ≥ {} of the {} acknowledged{}",
+            w.index,
+            actual.first().map(|(id, _)| id.to_string()),
+            RETAIN_MAXLEN.min(expected.len()),
+            expected.len(),
+            if applied { " + the in-flight one" } else { "" }
+        ));
+    }
+    if !expected.is_empty() {
+        let policy = call(conn, &argv(&[b"RILL.POLICY", b"GET", key.as_bytes()]))?;
+        let kept_policy = match &policy {
+            Resp::Array(Some(items)) => items.windows(2).any(|p| {
+                p[0] == bulk(b"max-len".to_vec()) && p[1] == Resp::Int(RETAIN_MAXLEN as i64)
+            }),
+            _ => false,
+        };
+        if !kept_policy {
+            violations.push(format!(
+                "worker {}: {key}'s policy was lost: RILL.POLICY GET answered {policy}",
+                w.index
+            ));
+        }
+        violations.extend(verify_dead_letters(conn, w, &key)?);
+        // The restarted server enforces it (its sweep runs every second).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let len = as_int(&call(conn, &argv(&[b"XLEN", key.as_bytes()]))?, "XLEN")?;
+            if len as usize <= RETAIN_MAXLEN {
+                break;
+            }
+            if Instant::now() > deadline {
+                violations.push(format!(
+                    "worker {}: {key} still holds {len} entries 5 s after the restart (limit {RETAIN_MAXLEN})",
+                    w.index
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     Ok(violations)
 }
 
@@ -2358,6 +2653,9 @@ fn new_workers(opts: &Opts, seed: u64) -> Vec<Worker> {
             acked: 0,
             ended_by: None,
             ack_times: Vec::new(),
+            retained: Vec::new(),
+            retained_in_flight: None,
+            retained_group: false,
         })
         .collect()
 }

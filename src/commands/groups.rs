@@ -14,6 +14,7 @@ use super::connection::help_reply;
 use super::streams::{entry_reply, keyed_reply, ReplyBudget, ReplyLimits};
 use super::table::{CommandSpec, Handler};
 use super::{Args, Blocked, BlockedRead, CommandError, Ctx, Outcome};
+use crate::core::deadletter;
 use crate::core::detached;
 use crate::core::keyspace_events as events;
 use crate::engine::error::StreamError;
@@ -664,6 +665,11 @@ impl XReadGroup {
         let mut served: Vec<(Bytes, Reply)> = Vec::new();
         for (key, from) in &self.streams {
             let no_group = || StreamError::no_group_for_read(key, &self.group);
+            // Broker policies: when this process saw the group's entries XNACKed.
+            let nacked_at = match claim {
+                Some(_) => ctx.ks.nack_times(ctx.db, key, &self.group).cloned(),
+                None => None,
+            };
             let Some(s) = stream(ctx, key)? else {
                 return Err(no_group().into());
             };
@@ -720,9 +726,23 @@ impl XReadGroup {
                     // Claim phase: idle pending entries, oldest delivery first.
                     let mut claimed = Vec::new();
                     if let Some(min_idle) = claim {
+                        // Broker policies: a group's backoff schedule holds entries back
+                        // until their step has passed (Rill only; off unless set).
+                        let backoff = s
+                            .policy()
+                            .and_then(|p| p.group(&self.group))
+                            .filter(|g| g.backoff_ms.is_some());
                         for pending in group.idle_entries(min_idle, now) {
                             if count > 0 && claimed.len() >= count {
                                 break;
+                            }
+                            let nack_time =
+                                nacked_at.as_ref().and_then(|m| m.get(&pending.id).copied());
+                            if backoff
+                                .and_then(|g| g.redelivery_at(&pending, nack_time))
+                                .is_some_and(|at| at > now)
+                            {
+                                continue;
                             }
                             if !budget.admits() {
                                 break;
@@ -854,16 +874,43 @@ impl XReadGroup {
     /// [`EMPTY_PEL_RECHECK_MS`] (an entry entering a PEL wakes nobody, so this is polling;
     /// an idle Redis notices it at its 100 ms `hz` tick too).
     fn claim_wake_at(&self, ctx: &mut Ctx<'_>) -> Option<u64> {
+        /// Pending entries a backoff wake looks at (oldest deliveries first).
+        const BACKOFF_WAKE_SCAN: usize = 1000;
         let min_idle = self.claim?;
         let now = ctx.now_ms;
         let mut oldest: Option<u64> = None;
         for (key, _) in &self.streams {
+            let nacked_at = ctx.ks.nack_times(ctx.db, key, &self.group).cloned();
             let Ok(Some(s)) = ctx.stream(key) else {
                 continue;
             };
             let Some(group) = s.groups.get(&self.group) else {
                 continue;
             };
+            // Broker policies: with a backoff schedule, the earliest entry its schedule
+            // releases (looked for among the oldest deliveries only, so a wait stays cheap).
+            let backoff = s
+                .policy()
+                .and_then(|p| p.group(&self.group))
+                .filter(|g| g.backoff_ms.is_some());
+            if let Some(g) = backoff {
+                let due = group
+                    .pending_by_delivery_time()
+                    .filter(|p| s.contains(p.id))
+                    .take(BACKOFF_WAKE_SCAN)
+                    .filter_map(|p| {
+                        let nack_time = nacked_at.as_ref().and_then(|m| m.get(&p.id).copied());
+                        let at = g.redelivery_at(&p, nack_time)?;
+                        Some(at.max(p.delivery_time_ms.saturating_add(min_idle)))
+                    })
+                    .min();
+                if let Some(at) = due {
+                    // As an entry's delivery time would: `wake` adds min-idle back.
+                    let as_delivery = at.saturating_sub(min_idle);
+                    oldest = Some(oldest.map_or(as_delivery, |t| t.min(as_delivery)));
+                }
+                continue;
+            }
             if let Some(first) = group.pending_by_delivery_time().find(|p| s.contains(p.id)) {
                 oldest =
                     Some(oldest.map_or(first.delivery_time_ms, |t| t.min(first.delivery_time_ms)));
@@ -1131,12 +1178,73 @@ impl XNack {
             return Err(no_group().into());
         }
         let tail = self.tail?;
+        // Broker policies: under a group with dead-lettering on, FATAL moves the entries to
+        // the dead-letter stream at once (same record as the NACK). Their owners and counts
+        // are taken before the NACK releases them.
+        let dead_letter = match (
+            tail.opts.mode,
+            s.policy().and_then(|p| p.group(&self.group)),
+        ) {
+            (NackMode::Fatal, Some(gp)) if gp.dead_letters() => {
+                let g = s.groups.get(&self.group[..]);
+                let doomed: Vec<deadletter::Doomed> = tail
+                    .ids
+                    .iter()
+                    .filter_map(|id| g.and_then(|g| g.pending_entry(*id)))
+                    .map(|e| deadletter::Doomed {
+                        id: e.id,
+                        consumer: e.consumer,
+                        deliveries: e.delivery_count,
+                    })
+                    .collect();
+                Some((gp.dead_letter_key(&self.key), doomed))
+            }
+            _ => None,
+        };
+        let backoff = s
+            .policy()
+            .and_then(|p| p.group(&self.group))
+            .is_some_and(|g| g.backoff_ms.is_some());
+        let nack_ids = if backoff {
+            tail.ids.clone()
+        } else {
+            Vec::new()
+        };
         let nacked = count(ctx.apply(Op::Nack {
             key: self.key.clone(),
             group: self.group.clone(),
             opts: tail.opts,
             ids: tail.ids,
         })?);
+        if backoff && nacked > 0 {
+            // The backoff step of a NACKed entry counts from now (a live hint, see
+            // `Keyspace::note_nacks`).
+            let (db, now) = (ctx.db, ctx.now_ms);
+            ctx.ks
+                .note_nacks(db, &self.key, &self.group, &nack_ids, now);
+        }
+        if let Some((dlq, doomed)) = dead_letter {
+            let mut seen = std::collections::BTreeSet::new();
+            let doomed: Vec<_> = doomed.into_iter().filter(|d| seen.insert(d.id)).collect();
+            match deadletter::dead_letter(
+                ctx,
+                &self.key,
+                &self.group,
+                &dlq,
+                &doomed,
+                deadletter::Reason::NackFatal,
+            ) {
+                Ok(n) => {
+                    ctx.shared
+                        .stats
+                        .dead_lettered
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                // The NACK stands (the entries stay in the NACK zone); the policy sweep does
+                // not retry a FATAL, so say why.
+                Err(e) => tracing::warn!("XNACK FATAL could not dead-letter: {e}"),
+            }
+        }
         // Redis 8.8's xnackCommand only wakes CLAIM readers (`signalKeyAsReady`); like
         // XACK it does not touch WATCHers (XNACK is newer than the 8.6.3 we compare with).
         if nacked > 0 {

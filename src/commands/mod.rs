@@ -13,6 +13,7 @@ pub mod idmp;
 pub mod keys;
 pub mod keyspec;
 pub mod migrate;
+pub mod policy;
 pub mod pubsub;
 pub mod refs;
 pub mod server;

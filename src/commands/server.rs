@@ -30,6 +30,7 @@ const INFO_DEFAULT: &[&str] = &[
     "modules",
     "errorstats",
     "cluster",
+    "policies",
     "keyspace",
 ];
 const INFO_ALL_EXTRA: &[&str] = &["commandstats", "latencystats"];
@@ -290,6 +291,44 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
             line("used_cpu_user", &format!("{user:.6}"));
         }
         "cluster" => line("cluster_enabled", &u8::from(ctx.shared.cluster.is_some())),
+        "policies" => {
+            // Rill's broker policies: the defaults in force and what the sweep did.
+            let d = crate::core::retention_defaults(sh);
+            line("retention_max_age_ms", &d.max_age_ms);
+            line("retention_max_bytes", &d.max_bytes);
+            line("retention_max_len", &d.max_len);
+            line(
+                "retention_refs",
+                &match d.refs {
+                    crate::engine::refs::RefPolicy::KeepRef => "keepref",
+                    crate::engine::refs::RefPolicy::DelRef => "delref",
+                    crate::engine::refs::RefPolicy::Acked => "acked",
+                },
+            );
+            line("retention_interval_ms", &cfg.stream_retention_interval);
+            line(
+                "retention_sweeps",
+                &sh.stats.retention_sweeps.load(Ordering::Relaxed),
+            );
+            line(
+                "retention_trimmed_entries",
+                &sh.stats.retention_trimmed.load(Ordering::Relaxed),
+            );
+            line(
+                "dead_lettered_entries",
+                &sh.stats.dead_lettered.load(Ordering::Relaxed),
+            );
+            let own = (0..ctx.ks.db_count())
+                .map(|db| {
+                    ctx.ks
+                        .db(db)
+                        .streams()
+                        .filter(|(_, s)| s.policy().is_some())
+                        .count()
+                })
+                .sum::<usize>();
+            line("streams_with_policy", &own);
+        }
         "keyspace" => {
             for db in 0..ctx.ks.db_count() {
                 let d = ctx.ks.db(db);

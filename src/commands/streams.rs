@@ -488,25 +488,10 @@ fn duplicate(ctx: &mut Ctx<'_>, key: &Bytes, original: StreamId) -> Result<Reply
     Ok(Reply::Bulk(original.to_bytes()))
 }
 
-/// Gives a stream just created under `key` the IDMP limits configured now
-/// (`stream-idmp-duration`, `stream-idmp-maxsize`), which each stream keeps as its own.
-/// Streams are created with Redis's defaults, so only a difference is logged, as its own
-/// op: replay then gets the same limits whatever the configuration is when it runs.
+/// Gives a stream just created under `key` the IDMP limits configured now (see
+/// [`Ctx::configure_new_stream`]).
 pub fn configure_new_stream(ctx: &mut Ctx<'_>, key: &Bytes) -> Result<(), CommandError> {
-    let (duration_s, max_entries) = {
-        let cfg = ctx.shared.config.read();
-        (cfg.stream_idmp_duration, cfg.stream_idmp_maxsize)
-    };
-    // Part of creating the stream, which the command counts already.
-    ctx.apply_counted(
-        Op::IdmpConfig {
-            key: key.clone(),
-            duration_s,
-            max_entries,
-        },
-        Some(0),
-    )?;
-    Ok(())
+    ctx.configure_new_stream(key)
 }
 
 /// Trims the stream under `key` and returns the entries removed. Logged unless it changed

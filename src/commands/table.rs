@@ -602,6 +602,11 @@ static COMMANDS: &[CommandSpec] = &[
         .acl(&["@slow"])
         .doc("cluster", "0.1.0", "Depends on subcommand.", "Rill's cluster administration (used by 'rill cluster').")
         .subs(cluster::RILL_CLUSTER_SUBCOMMANDS),
+    // ---- broker policies (policy.rs; Rill only) ----
+    CommandSpec::new("rill.policy", -2, Container)
+        .acl(&["@slow"])
+        .doc("stream", "0.1.0", "Depends on subcommand.", "Rill's broker policies for a stream: retention by age, size and length.")
+        .subs(super::policy::RILL_POLICY_SUBCOMMANDS),
     // ---- streams (h1: streams.rs; h2: groups.rs, xinfo.rs) ----
     // STREAM-COMMANDS-BEGIN
     CommandSpec::new("xadd", -5, Data(super::streams::xadd))

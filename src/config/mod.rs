@@ -326,6 +326,17 @@ pub struct Config {
     pub stream_idmp_duration: u64,
     /// `stream-idmp-maxsize`, IIDs per producer: IDMP-MAXSIZE of streams created from now on.
     pub stream_idmp_maxsize: u64,
+    /// `stream-retention-max-age`, in ms: default maximum entry age of every stream (0 = none).
+    pub stream_retention_max_age: u64,
+    /// `stream-retention-max-bytes`: default maximum stream size (0 = none).
+    pub stream_retention_max_bytes: u64,
+    /// `stream-retention-max-len`: default maximum entries per stream (0 = none).
+    pub stream_retention_max_len: u64,
+    /// `stream-retention-refs`: default reference policy of retention trims
+    /// (0 keepref, 1 delref, 2 acked: `RefPolicy::from_code`).
+    pub stream_retention_refs: usize,
+    /// `stream-retention-interval`, in ms: how often the retention sweep runs.
+    pub stream_retention_interval: u64,
     /// `daemonize`; always `false` (`yes` is refused).
     pub daemonize: bool,
     /// `supervised`: how readiness is reported to a supervisor.
@@ -566,6 +577,11 @@ impl Config {
             stream_node_max_bytes: 0,
             stream_idmp_duration: 0,
             stream_idmp_maxsize: 0,
+            stream_retention_max_age: 0,
+            stream_retention_max_bytes: 0,
+            stream_retention_max_len: 0,
+            stream_retention_refs: 0,
+            stream_retention_interval: 0,
             daemonize: false,
             supervised: Supervised::No,
             pidfile: None,

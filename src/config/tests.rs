@@ -532,6 +532,11 @@ fn config_get_exact_and_glob() {
             ("stream-node-max-bytes".to_string(), "4096".to_string()),
             ("stream-idmp-duration".to_string(), "100".to_string()),
             ("stream-idmp-maxsize".to_string(), "100".to_string()),
+            ("stream-retention-max-age".to_string(), "0".to_string()),
+            ("stream-retention-max-bytes".to_string(), "0".to_string()),
+            ("stream-retention-max-len".to_string(), "0".to_string()),
+            ("stream-retention-refs".to_string(), "keepref".to_string()),
+            ("stream-retention-interval".to_string(), "1000".to_string()),
         ]
     );
     assert_eq!(c.get("*").len(), DIRECTIVES.len());

@@ -65,6 +65,8 @@ pub(crate) fn changes(op: &Op, applied: &Applied, before: Before) -> u64 {
         // failed XADD are not commands that changed data.
         Op::IdmpRecord { .. } | Op::IdmpProducer { .. } | Op::IdmpExpire { .. } => 0,
         Op::IdmpDuplicate { .. } | Op::IdmpConfig { .. } => 1,
+        // RILL.POLICY SET/DEL: one change, as XCFGSET.
+        Op::PolicySet { .. } => 1,
         // The keys removed.
         Op::FlushDb | Op::FlushAll => flushed_keys,
         // A created consumer is all a read that found nothing changes.

@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod blocking;
 pub mod clients;
+pub mod deadletter;
 mod dirty;
 pub mod error;
 pub mod fdlimit;
@@ -517,6 +518,27 @@ impl Ctx<'_> {
     }
 
     /// Records that `key` may satisfy blocked readers; they are served after this command.
+    /// Gives a stream just created under `key` the IDMP limits configured now
+    /// (`stream-idmp-duration`, `stream-idmp-maxsize`), which each stream keeps as its own.
+    /// Streams are created with Redis's defaults, so only a difference is logged, as its own
+    /// op: replay then gets the same limits whatever the configuration is when it runs.
+    pub fn configure_new_stream(&mut self, key: &Bytes) -> Result<(), CommandError> {
+        let (duration_s, max_entries) = {
+            let cfg = self.shared.config.read();
+            (cfg.stream_idmp_duration, cfg.stream_idmp_maxsize)
+        };
+        // Part of creating the stream, which the command counts already.
+        self.apply_counted(
+            Op::IdmpConfig {
+                key: key.clone(),
+                duration_s,
+                max_entries,
+            },
+            Some(0),
+        )?;
+        Ok(())
+    }
+
     pub fn signal_ready(&mut self, key: &[u8]) {
         self.ks.signal_ready(self.db, key);
     }
@@ -622,6 +644,150 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
         }
     }
     commit(shared, state).map(|_| ())
+}
+
+/// The server-wide retention defaults (`stream-retention-*`), as configured now.
+pub fn retention_defaults(shared: &Shared) -> crate::engine::policy::RetentionDefaults {
+    let cfg = shared.config.read();
+    crate::engine::policy::RetentionDefaults {
+        max_age_ms: cfg.stream_retention_max_age,
+        max_bytes: cfg.stream_retention_max_bytes,
+        max_len: cfg.stream_retention_max_len,
+        refs: crate::engine::refs::RefPolicy::from_code(cfg.stream_retention_refs as u8)
+            .unwrap_or_default(),
+    }
+}
+
+/// The retention sweep at `now_ms` (broker policies, `engine::policy`): every stream over
+/// its age, byte or length limit is trimmed by exact `Trim` ops, oldest entries first,
+/// so replay and followers remove exactly these entries whatever their clock and
+/// configuration. One lock hold and one record for all streams. Returns the entries
+/// removed.
+pub fn sweep_retention(shared: &Shared, now_ms: u64) -> Result<u64, CommandError> {
+    let defaults = retention_defaults(shared);
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    if !state.ks.expires_locally() {
+        // A replica trims when its leader's logged sweep says so.
+        return Ok(0);
+    }
+    let due = state.ks.retention_due(now_ms, &defaults);
+    shared
+        .stats
+        .retention_sweeps
+        .fetch_add(1, Ordering::Relaxed);
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for (db, key, trims) in due {
+        let mut ctx = Ctx {
+            ks: &mut state.ks,
+            shared,
+            db,
+            proto: 2,
+            client_id: 0,
+            now_ms,
+            in_multi: false,
+            blocking: None,
+            props: &mut state.props,
+            reply_room: u64::MAX,
+            over_limit: false,
+        };
+        for spec in trims {
+            // Housekeeping, as expiry: no dirty count.
+            match ctx.apply_counted(
+                Op::Trim {
+                    key: key.clone(),
+                    spec,
+                },
+                Some(0),
+            ) {
+                Ok(Applied::Count(n)) => removed += n,
+                Ok(_) => {}
+                Err(e) => tracing::warn!("retention sweep: {e}"),
+            }
+        }
+    }
+    shared
+        .stats
+        .retention_trimmed
+        .fetch_add(removed, Ordering::Relaxed);
+    commit(shared, state).map(|_| removed)
+}
+
+/// Entries one group may dead-letter per sweep (the rest wait for the next one), so a
+/// sweep holds the keyspace lock for a bounded time.
+const DEAD_LETTER_BATCH: usize = 1000;
+
+/// The dead-letter sweep at `now_ms` (broker policies): in every group whose policy sets
+/// MAXDELIVER, the entries whose delivery counter reached it and whose last delivery
+/// failed (XNACKed, or unacknowledged for the group's ACKWAIT) move to the group's
+/// dead-letter stream (see [`deadletter`]). One lock hold and one record for all of them.
+/// Returns the entries moved.
+pub fn sweep_dead_letters(shared: &Shared, now_ms: u64) -> Result<u64, CommandError> {
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
+    if !state.ks.expires_locally() {
+        return Ok(0);
+    }
+    state.ks.prune_nack_times();
+    let due = state.ks.dead_letter_due(now_ms, DEAD_LETTER_BATCH);
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    for d in due {
+        let mut ctx = Ctx {
+            ks: &mut state.ks,
+            shared,
+            db: d.db,
+            proto: 2,
+            client_id: 0,
+            now_ms,
+            in_multi: false,
+            blocking: None,
+            props: &mut state.props,
+            reply_room: u64::MAX,
+            over_limit: false,
+        };
+        let doomed: Vec<deadletter::Doomed> = d
+            .entries
+            .into_iter()
+            .map(|e| deadletter::Doomed {
+                id: e.id,
+                consumer: e.consumer,
+                deliveries: e.delivery_count,
+            })
+            .collect();
+        match deadletter::dead_letter(
+            &mut ctx,
+            &d.key,
+            &d.group,
+            &d.dead_letter,
+            &doomed,
+            deadletter::Reason::MaxDeliver,
+        ) {
+            Ok(n) => moved += n,
+            Err(e) => tracing::warn!(
+                "dead-letter sweep: {} group {}: {e}",
+                String::from_utf8_lossy(&d.key),
+                String::from_utf8_lossy(&d.group)
+            ),
+        }
+    }
+    shared
+        .stats
+        .dead_lettered
+        .fetch_add(moved, Ordering::Relaxed);
+    crate::core::blocking::serve_ready(
+        &mut state.ks,
+        &mut state.blocking,
+        &mut state.props,
+        shared,
+        now_ms,
+    );
+    commit(shared, state).map(|_| moved)
 }
 
 /// Appends what the critical section queued for the log as one record (so it is

@@ -53,6 +53,12 @@ pub struct Stats {
     /// Redis's dirty counter (`rdb_changes_since_last_save`, see `core::dirty`). Not
     /// reset by CONFIG RESETSTAT, as in Redis.
     pub dirty: AtomicU64,
+    /// Runs of the retention sweep (broker policies; INFO policies).
+    pub retention_sweeps: AtomicU64,
+    /// Entries the retention sweep trimmed.
+    pub retention_trimmed: AtomicU64,
+    /// Entries moved to a dead-letter stream (sweep and XNACK FATAL).
+    pub dead_lettered: AtomicU64,
     /// Per command, by the address of its name (each spec's `&'static str`): looked up
     /// without comparing strings and counted without a lock shared by every command —
     /// the mutex and name comparisons this replaced showed in XADD profiles. Names

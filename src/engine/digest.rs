@@ -50,6 +50,9 @@
 //!   its entry ID, oldest first — whether a re-sent XADD is a duplicate, and which IID
 //!   the next insertion or sweep evicts.
 //!
+//! - The stream's own **broker policy** (`RILL.POLICY`), where it has one, in its log
+//!   encoding — which limits the retention sweep applies to it.
+//!
 //! Not covered: WATCH state, blocked clients, the ready-key queue (they belong to
 //! connections, which a restart does not keep), and `expired_keys` and other statistics.
 //!
@@ -247,6 +250,14 @@ fn walk_stream(sink: &mut impl Sink, s: &Stream, store: &PayloadStore) -> Result
         walk_group(sink, name, group);
     }
     walk_idmp(sink, s.idmp());
+    if let Some(p) = s.policy() {
+        // The stream's own broker policy (RILL.POLICY): only fields it sets.
+        sink.open("policy");
+        let mut body = Vec::new();
+        p.encode(&mut body);
+        sink.bytes("encoded", &body);
+        sink.close();
+    }
     Ok(())
 }
 

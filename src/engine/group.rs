@@ -131,6 +131,18 @@ pub struct PendingEntry {
 }
 
 impl PendingEntry {
+    /// A pending entry owned by nobody in particular, for tests of policies.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: StreamId, delivery_time_ms: u64, delivery_count: u64) -> Self {
+        PendingEntry {
+            id,
+            consumer: Bytes::from_static(b"c"),
+            delivery_time_ms,
+            delivery_count,
+            nacked: false,
+        }
+    }
+
     /// Whether XNACK released it: no owner, in the NACK zone, claimable regardless of
     /// min-idle-time (XPENDING shows it with consumer `""` and idle -1).
     pub fn is_nacked(&self) -> bool {

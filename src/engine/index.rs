@@ -300,7 +300,7 @@ impl StreamIndex {
     /// The shape of every node, first to last: what decides which entries a later `~`
     /// trim removes, where the next node opens and what XINFO reports, so a restart
     /// must rebuild it exactly (the digest covers it; see [`crate::engine::digest`]).
-    pub fn node_shapes(&self) -> impl Iterator<Item = NodeShape<'_>> + '_ {
+    pub fn node_shapes(&self) -> impl DoubleEndedIterator<Item = NodeShape<'_>> + '_ {
         self.nodes.iter().map(|n| NodeShape {
             key: self.key(n),
             last: self.slots_of(n).next_back().map_or(StreamId::MIN, |s| s.id),

@@ -30,6 +30,7 @@ use hashbrown::HashTable;
 
 use crate::engine::chunkmap::ChunkMap;
 use crate::engine::hash::{KeyHash, U64Keys};
+use crate::engine::id::StreamId;
 use crate::engine::stream::Stream;
 
 /// A value to store under a key (what `Keyspace::insert` takes and a removal gives back).
@@ -446,6 +447,14 @@ pub struct Keyspace {
     /// after a restart; here it stays until the stream records an IID, so a restart
     /// changes nothing.)
     idmp_keys: BTreeMap<usize, BTreeSet<Bytes>>,
+    /// Whether some stream was ever given its own broker policy: until then, with no
+    /// `stream-retention-*` default on, the retention sweep looks at nothing. A hint, never
+    /// reset (a stale `true` only costs the sweep a pass over the streams).
+    policies_seen: bool,
+    /// When entries of groups with a backoff schedule were XNACKed (live only, never
+    /// logged): the CLAIM path's hint for their backoff step. Lost on restart (the entries
+    /// are then due at once); pruned by the policy sweep once an entry is no longer NACKed.
+    nack_times: HashMap<(usize, Bytes, Bytes), BTreeMap<StreamId, u64>>,
     /// How many clients are blocked, kept by whoever serves them (see
     /// [`Keyspace::gate_signals`]): with none, a write signals nothing, so a plain
     /// XADD does not copy its key and hash it twice for a set nobody reads.
@@ -453,6 +462,21 @@ pub struct Keyspace {
     /// Whether this node may expire keys itself ([`Keyspace::set_expiry_gate`]): none for a
     /// node alone; on a replica of a replicated shard, true only while it leads.
     expiry_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// What the dead-letter sweep found in one group ([`Keyspace::dead_letter_due`]).
+#[derive(Debug)]
+pub struct DeadLetterDue {
+    /// The database.
+    pub db: usize,
+    /// The source stream.
+    pub key: Bytes,
+    /// The consumer group.
+    pub group: Bytes,
+    /// Its dead-letter stream.
+    pub dead_letter: Bytes,
+    /// The entries to move, oldest delivery first.
+    pub entries: Vec<crate::engine::group::PendingEntry>,
 }
 
 impl Keyspace {
@@ -467,6 +491,8 @@ impl Keyspace {
             expired_keys: 0,
             expired_log: Vec::new(),
             idmp_keys: BTreeMap::new(),
+            policies_seen: false,
+            nack_times: HashMap::default(),
             payloads: std::sync::Arc::new(crate::engine::payload::PayloadStore::new(64 << 20)),
             waiters: None,
             expiry_gate: None,
@@ -617,6 +643,140 @@ impl Keyspace {
         due
     }
 
+    /// Notes that a stream has its own broker policy (the retention sweep must look).
+    pub fn note_policy(&mut self) {
+        self.policies_seen = true;
+    }
+
+    /// Remembers that `ids` of `key`'s group were XNACKed at `now_ms` (see `nack_times`).
+    pub fn note_nacks(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        group: &[u8],
+        ids: &[StreamId],
+        now_ms: u64,
+    ) {
+        let times = self
+            .nack_times
+            .entry((
+                db,
+                Bytes::copy_from_slice(key),
+                Bytes::copy_from_slice(group),
+            ))
+            .or_default();
+        for id in ids {
+            times.insert(*id, now_ms);
+        }
+    }
+
+    /// When entries of `key`'s group were XNACKed, as far as this process saw.
+    pub fn nack_times(
+        &self,
+        db: usize,
+        key: &[u8],
+        group: &[u8],
+    ) -> Option<&BTreeMap<StreamId, u64>> {
+        if self.nack_times.is_empty() {
+            return None;
+        }
+        self.nack_times.get(&(
+            db,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(group),
+        ))
+    }
+
+    /// Forgets NACK times of entries no longer in their group's NACK zone.
+    pub fn prune_nack_times(&mut self) {
+        let dbs = &self.dbs;
+        self.nack_times.retain(|(db, key, group), times| {
+            let Some(ValueRef::Stream(s)) = dbs.get(*db).and_then(|d| d.peek(key)) else {
+                return false;
+            };
+            let Some(g) = s.groups.get(&group[..]) else {
+                return false;
+            };
+            times.retain(|id, _| g.pending_entry(*id).is_some_and(|e| e.is_nacked()));
+            !times.is_empty()
+        });
+    }
+
+    /// The trims the retention sweep at `now_ms` decides, per stream: each stream's own
+    /// policy over `defaults` (see [`crate::engine::policy`]). Streams past their TTL are
+    /// left to expiry. Empty, without a look at any stream, when no default is on and no
+    /// stream ever had a policy.
+    pub fn retention_due(
+        &self,
+        now_ms: u64,
+        defaults: &crate::engine::policy::RetentionDefaults,
+    ) -> Vec<(usize, Bytes, Vec<crate::engine::stream::TrimSpec>)> {
+        let mut due = Vec::new();
+        if !defaults.is_active() && !self.policies_seen {
+            return due;
+        }
+        for (db, d) in self.dbs.iter().enumerate() {
+            for (key, stream) in d.streams() {
+                let limits = match stream.policy() {
+                    Some(p) => p.effective(defaults),
+                    None => *defaults,
+                };
+                if !limits.is_active() || d.is_expired(key, now_ms) {
+                    continue;
+                }
+                let trims = crate::engine::policy::retention_trims(stream, &limits, now_ms);
+                if !trims.is_empty() {
+                    due.push((db, Bytes::copy_from_slice(key), trims));
+                }
+            }
+        }
+        due
+    }
+
+    /// The entries the dead-letter sweep at `now_ms` moves, per group whose policy sets
+    /// MAXDELIVER: pending entries whose delivery counter reached it and whose last delivery
+    /// failed — XNACKed, or idle for the group's ACKWAIT — at most `max` per group, oldest
+    /// delivery first. Empty at once when no stream ever had a policy.
+    pub fn dead_letter_due(&self, now_ms: u64, max: usize) -> Vec<DeadLetterDue> {
+        let mut due = Vec::new();
+        if !self.policies_seen {
+            return due;
+        }
+        for (db, d) in self.dbs.iter().enumerate() {
+            for (key, stream) in d.streams() {
+                let Some(policy) = stream.policy() else {
+                    continue;
+                };
+                if d.is_expired(key, now_ms) {
+                    continue;
+                }
+                for (name, gp) in &policy.groups {
+                    let Some(limit) = gp.max_deliver.filter(|n| *n > 0) else {
+                        continue;
+                    };
+                    let Some(group) = stream.groups.get(&name[..]) else {
+                        continue;
+                    };
+                    let entries: Vec<_> = group
+                        .idle_entries(gp.ack_wait(), now_ms)
+                        .filter(|e| e.delivery_count >= limit)
+                        .take(max)
+                        .collect();
+                    if !entries.is_empty() {
+                        due.push(DeadLetterDue {
+                            db,
+                            key: Bytes::copy_from_slice(key),
+                            group: name.clone(),
+                            dead_letter: gp.dead_letter_key(key),
+                            entries,
+                        });
+                    }
+                }
+            }
+        }
+        due
+    }
+
     /// True when `key` exists (and has not expired).
     pub fn contains(&mut self, db: usize, key: &[u8], now_ms: u64) -> bool {
         self.get(db, key, now_ms).is_some()
@@ -718,6 +878,15 @@ impl Keyspace {
             groups,
             ..Db::default()
         };
+    }
+
+    /// Whether `a` and `b` are in the same key group (cluster mode: the same hash slot);
+    /// always true without groups.
+    pub fn same_key_group(&self, a: &[u8], b: &[u8]) -> bool {
+        match self.dbs.first().and_then(|d| d.groups.as_ref()) {
+            Some(g) => (g.group_of)(a) == (g.group_of)(b),
+            None => true,
+        }
     }
 
     /// Indexes every database's keys by `group_of` from now on (and the keys already

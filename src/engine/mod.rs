@@ -15,6 +15,7 @@ pub mod keyspace;
 pub mod observe;
 pub mod op;
 pub mod payload;
+pub mod policy;
 pub mod rax;
 pub mod refs;
 pub mod stream;

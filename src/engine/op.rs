@@ -60,7 +60,12 @@
 //! | 43 | `IdmpConfig` | key, u64 duration_s, u64 max_entries |
 //! | 44 | `IdmpExpire` | key, u64 now_ms |
 //! | 45 | `Nack` | key, group, u8 mode (0 silent, 1 fail, 2 fatal), opt retry_count, u8 force, ids |
-//! | 46 | `StreamState` | key, bytes state (`Stream::encode_state`: counters, groups, PELs, consumers, IDMP, NACK zones) |
+//! | 46 | `StreamState` | key, bytes state (`Stream::encode_state`: counters, groups, PELs, consumers, IDMP, NACK zones, policy) |
+//! | 47 | `PolicySet` | key, bytes policy (`StreamPolicy::encode`; no field set = the stream's own policy removed) |
+//!
+//! The retention sweep (`engine::policy`) adds no op of its own: what it decided is logged
+//! as exact `Trim`s (`MINID` cut-off, `MAXLEN` count) or the `TrimEntries` an ACKED/DELREF
+//! trim amounted to, so replay never consults the clock or the `stream-retention-*` defaults.
 //!
 //! A stream moved in from another node (`RILL.RESTORE`, cluster resharding) is logged as
 //! one record of `Append`s of its live entries (or a `CreateStream` when it has none), then
@@ -87,6 +92,7 @@ use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::idmp::{IdmpError, Recorded};
 use crate::engine::index::{NodeLimits, TrimRule};
 use crate::engine::keyspace::{Keyspace, Value};
+use crate::engine::policy::StreamPolicy;
 use crate::engine::refs::{GroupMut, RefPolicy};
 use crate::engine::stream::{RefTrim, Stream, TrimSpec};
 
@@ -279,6 +285,9 @@ pub enum Op {
     /// node had them, put on the stream just rebuilt from its entries (a stream moved
     /// between cluster nodes). The stream must exist and have no group yet.
     StreamState { key: Bytes, state: Bytes },
+    /// RILL.POLICY SET/DEL: the stream's own broker policy, replaced whole (an empty one
+    /// removes it and the stream follows the server's defaults again).
+    PolicySet { key: Bytes, policy: StreamPolicy },
 }
 
 impl Op {
@@ -319,6 +328,7 @@ impl Op {
             Op::IdmpConfig { .. } => "IdmpConfig",
             Op::IdmpExpire { .. } => "IdmpExpire",
             Op::StreamState { .. } => "StreamState",
+            Op::PolicySet { .. } => "PolicySet",
         }
     }
 }
@@ -858,10 +868,24 @@ impl Keyspace {
                     .restore_state(state.clone())
                     .ok_or_else(|| ApplyError::BadState(text(key)))?;
                 let has_iids = restored.idmp().iids_tracked() > 0;
+                let has_policy = restored.policy().is_some();
                 *stream = restored;
+                if has_policy {
+                    self.note_policy();
+                }
                 if has_iids {
                     self.track_idmp(db, key);
                 }
+                Ok(Applied::Done)
+            }
+            Op::PolicySet { key, policy } => {
+                let stream = self.stream_for_op(db, key)?;
+                let old = stream.policy().cloned().unwrap_or_default();
+                if old == *policy {
+                    return Ok(Applied::Unchanged);
+                }
+                stream.set_policy(policy.clone());
+                self.note_policy();
                 Ok(Applied::Done)
             }
         }
@@ -948,6 +972,7 @@ mod tag {
     pub const IDMPEXPIRE: u8 = 44;
     pub const NACK: u8 = 45;
     pub const STREAMSTATE: u8 = 46;
+    pub const POLICYSET: u8 = 47;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -1293,6 +1318,13 @@ pub fn encode_into(ops: &[LoggedOp], out: &mut BytesMut, spans: &mut Vec<FieldSp
                 e.u8(tag::IDMPEXPIRE);
                 e.bytes(key);
                 e.u64(*now_ms);
+            }
+            Op::PolicySet { key, policy } => {
+                e.u8(tag::POLICYSET);
+                e.bytes(key);
+                let mut body = Vec::new();
+                policy.encode(&mut body);
+                e.bytes(&body);
             }
             Op::StreamState { key, state } => {
                 e.u8(tag::STREAMSTATE);
@@ -1641,6 +1673,10 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
             key: d.bytes()?,
             state: d.bytes()?,
         },
+        tag::POLICYSET => Op::PolicySet {
+            key: d.bytes()?,
+            policy: StreamPolicy::from_bytes(d.bytes()?)?,
+        },
         _ => return None,
     })
 }
@@ -1842,6 +1878,16 @@ mod tests {
             Op::StreamState {
                 key: b("s"),
                 state: b("\0state"),
+            },
+            Op::PolicySet {
+                key: b("s"),
+                policy: StreamPolicy {
+                    max_age_ms: Some(1000),
+                    max_bytes: None,
+                    max_len: Some(0),
+                    refs: Some(RefPolicy::Acked),
+                    ..Default::default()
+                },
             },
         ];
         ops.into_iter()

@@ -13,6 +13,7 @@ use crate::engine::id::{AddIdSpec, StreamId};
 use crate::engine::idmp::IdmpState;
 use crate::engine::index::{IndexedEntry, NodeLimits, StreamIndex, TrimRule, TrimWalk};
 use crate::engine::payload::{PayloadError, PayloadStore};
+use crate::engine::policy::StreamPolicy;
 use crate::engine::refs::{GroupMut, Groups, RefPolicy};
 
 /// An entry as commands see it: ID and flat `field, value, …` list.
@@ -87,6 +88,8 @@ pub struct Stream {
     pub groups: Groups,
     /// Idempotent production: producers' recent IIDs, limits and counters (Redis 8.6).
     idmp: IdmpState,
+    /// The stream's own broker policy (`RILL.POLICY`), if it has one.
+    policy: Option<Box<StreamPolicy>>,
 }
 
 impl Stream {
@@ -560,8 +563,9 @@ impl Stream {
 
     /// Everything about the stream but its entries, in one blob: the counters and groups
     /// with every consumer and pending entry ([`Stream::encode_meta`]), the IDMP state and
-    /// each group's NACK zone, in the checkpoint's encodings —
-    /// `meta | u32 n | n × bytes idmp-chunk | u32 m | m × (bytes group | bytes zone)`.
+    /// each group's NACK zone, in the checkpoint's encodings, then the stream's own broker
+    /// policy if it has one —
+    /// `meta | u32 n | n × bytes idmp-chunk | u32 m | m × (bytes group | bytes zone) | [bytes policy]`.
     /// What a stream moved to another node carries beside its entries (`Op::StreamState`).
     pub fn encode_state(&self) -> Vec<u8> {
         use crate::engine::codec::Put;
@@ -583,6 +587,11 @@ impl Stream {
             let mut zone = Vec::new();
             g.encode_nack_zone(&mut zone);
             out.put_bytes(&zone);
+        }
+        if let Some(p) = self.policy() {
+            let mut policy = Vec::new();
+            p.encode(&mut policy);
+            out.put_bytes(&policy);
         }
         out
     }
@@ -617,7 +626,21 @@ impl Stream {
                 .and_then(|mut g| g.decode_nack_zone(&mut zone))?;
             zone.is_empty().then_some(())?;
         }
+        // Optional, so a state from a node without broker policies restores unchanged.
+        if !r.is_empty() {
+            self.set_policy(StreamPolicy::from_bytes(r.bytes()?)?);
+        }
         r.is_empty().then_some(())
+    }
+
+    /// The stream's own broker policy (`RILL.POLICY`); `None` follows the defaults.
+    pub fn policy(&self) -> Option<&StreamPolicy> {
+        self.policy.as_deref()
+    }
+
+    /// Replaces the stream's own policy (an empty one removes it).
+    pub fn set_policy(&mut self, policy: StreamPolicy) {
+        self.policy = (!policy.is_empty()).then(|| Box::new(policy));
     }
 
     /// The idempotent-production state (XADD IDMP, XCFGSET, XINFO).

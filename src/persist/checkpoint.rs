@@ -8,7 +8,8 @@
 //! consumers' seen/active times and pending entries of deleted entries survive as they
 //! are. Plain keys are written as `SetString` ops, streams' TTLs as `ExpireAt`. A stream's
 //! IDMP history, limits and counters follow as one optional `IDMP` state record, and each
-//! group's XNACK zone (Redis 8.8) as one optional `NACK` record per group that has one.
+//! group's XNACK zone (Redis 8.8) as one optional `NACK` record per group that has one,
+//! and a stream's own broker policy (`RILL.POLICY`) as one optional `POLICY` record.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -80,6 +81,11 @@ fn stream_state(
         for rec in s.idmp().encode_chunks(&header, IDMP_RECORD_BYTES) {
             w.add_state(&rec);
         }
+    }
+    if let Some(p) = s.policy() {
+        let mut rec = state_header(state_tag::POLICY, db, key);
+        p.encode(&mut rec);
+        w.add_state(&rec);
     }
     for (name, g) in s.groups.iter() {
         if g.nacked_count() > 0 {

@@ -415,10 +415,13 @@ pub mod state_tag {
     /// XNACKed entries in zone order), after the stream's `META`: written only for groups
     /// with NACKed entries, so checkpoints of releases before XNACK load unchanged.
     pub const NACK: u8 = 9;
+    /// `u16 db | key | policy` (`StreamPolicy::encode`), after the stream's `META`: written
+    /// only for streams with their own broker policy, so older checkpoints load unchanged.
+    pub const POLICY: u8 = 10;
     /// `u16 db (0) | key (empty) | u64 applied | u64 roll`: a Raft node's checkpoint
     /// (`checkpoint_raft`): the keyspace holds the entries through Raft index `applied`, and
     /// the records before segment `roll` are in it. Read by [`super::load_raft`] only.
-    pub const RAFT: u8 = 10;
+    pub const RAFT: u8 = 11;
 }
 
 /// Applies one binary state record of a checkpoint (start-up).
@@ -450,8 +453,14 @@ pub fn apply_state(shared: &Shared, data: Bytes) -> Result<(), String> {
                 .get_mut(&group[..])
                 .and_then(|mut g| g.decode_nack_zone(&mut r))
         }),
+        state_tag::POLICY => {
+            crate::engine::policy::StreamPolicy::decode(&mut r).map(|p| stream.set_policy(p))
+        }
         _ => None,
     };
+    if tag == state_tag::POLICY {
+        guard.ks.note_policy();
+    }
     let has_iids = tag == state_tag::IDMP
         && guard
             .ks

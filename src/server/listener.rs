@@ -246,6 +246,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Listeners) {
     let expirer = tokio::spawn(expire_loop(shared.clone()));
     let claim_timer = tokio::spawn(crate::core::blocking::claim_timer_loop(shared.clone()));
     let idmp_sweeper = tokio::spawn(idmp_sweep_loop(shared.clone()));
+    let retention_sweeper = tokio::spawn(retention_sweep_loop(shared.clone()));
     let heap_trimmer = tokio::spawn(super::heap::trim_loop());
 
     while !shared.shutting_down.load(Ordering::SeqCst) {
@@ -258,6 +259,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Listeners) {
     expirer.abort();
     claim_timer.abort();
     idmp_sweeper.abort();
+    retention_sweeper.abort();
     heap_trimmer.abort();
 
     // Let every connection finish what it is doing, flush its replies and close.
@@ -543,6 +545,25 @@ async fn idmp_sweep_loop(shared: Arc<Shared>) {
         }
         if let Err(e) = crate::core::sweep_idmp(&shared, crate::core::now_ms()) {
             tracing::warn!("Could not log the IDMP sweep: {}", e);
+        }
+    }
+}
+
+/// The policy sweeps (broker policies): every `stream-retention-interval` ms, streams over
+/// their age, byte or length limit are trimmed ([`crate::core::sweep_retention`]) and failed
+/// entries past their group's MAXDELIVER dead-lettered ([`crate::core::sweep_dead_letters`]).
+async fn retention_sweep_loop(shared: Arc<Shared>) {
+    loop {
+        let every = shared.config.read().stream_retention_interval.max(10);
+        tokio::time::sleep(Duration::from_millis(every)).await;
+        if shared.is_loading() {
+            continue;
+        }
+        if let Err(e) = crate::core::sweep_retention(&shared, crate::core::now_ms()) {
+            tracing::warn!("Could not log the retention sweep: {}", e);
+        }
+        if let Err(e) = crate::core::sweep_dead_letters(&shared, crate::core::now_ms()) {
+            tracing::warn!("Could not log the dead-letter sweep: {}", e);
         }
     }
 }
