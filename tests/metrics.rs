@@ -516,3 +516,49 @@ fn checkpoints_are_counted() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Broker policies (issue #16) show in the metrics: what the retention sweep trimmed and
+/// what was dead-lettered, as INFO policies counts them.
+#[test]
+fn broker_policy_sweeps_are_counted() {
+    let (s, mport) = start(&["--stream-retention-interval", "50"]);
+    let mut raw = s.raw();
+    for i in 1..=5 {
+        raw.cmd(&["XADD", "ret", &format!("{i}-1"), "n", "x"]);
+    }
+    assert_eq!(
+        raw.cmd(&["RILL.POLICY", "SET", "ret", "MAXLEN", "2"]),
+        b"+OK\r\n"
+    );
+    // A group whose poison entry is XNACKed FATAL under a dead-letter policy.
+    raw.cmd(&["XADD", "jobs", "1-1", "n", "poison"]);
+    assert_eq!(raw.cmd(&["XGROUP", "CREATE", "jobs", "g", "0"]), b"+OK\r\n");
+    assert_eq!(
+        raw.cmd(&["RILL.POLICY", "GROUP", "jobs", "g", "MAXDELIVER", "1"]),
+        b"+OK\r\n"
+    );
+    assert!(raw
+        .cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "jobs", ">"])
+        .starts_with(b"*1\r\n"));
+    assert_eq!(
+        raw.cmd(&["XNACK", "jobs", "g", "FATAL", "IDS", "1", "1-1"]),
+        b":1\r\n"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(mport);
+        let trimmed = value(&m, "rill_retention_trimmed_entries_total", &[]);
+        let dead = value(&m, "rill_dead_lettered_entries_total", &[]);
+        if trimmed >= 3.0 && dead >= 1.0 {
+            assert!(value(&m, "rill_retention_sweeps_total", &[]) >= 1.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trimmed {trimmed}, dead-lettered {dead}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(raw.cmd(&["XLEN", "ret"]), b":2\r\n");
+    assert_eq!(raw.cmd(&["XLEN", "jobs:dlq"]), b":1\r\n");
+}

@@ -393,8 +393,30 @@ impl Collector for RillCollector {
         enc_server(&mut o, &r)?;
         enc_storage(&mut o, &r)?;
         enc_commands(&mut o, &r)?;
+        enc_policies(&mut o, &self.shared)?;
         enc_streams(&mut o, &r)
     }
+}
+
+/// Broker policies (issue #16): what the retention and dead-letter sweeps did (INFO
+/// policies has the same counters).
+fn enc_policies(o: &mut Out<'_, '_>, sh: &Shared) -> std::fmt::Result {
+    let st = &sh.stats;
+    o.counter(
+        "retention_sweeps",
+        "Runs of the retention sweep (broker policies)",
+        st.retention_sweeps.load(Ordering::Relaxed),
+    )?;
+    o.counter(
+        "retention_trimmed_entries",
+        "Entries the retention sweep trimmed",
+        st.retention_trimmed.load(Ordering::Relaxed),
+    )?;
+    o.counter(
+        "dead_lettered_entries",
+        "Entries moved to a dead-letter stream (the sweep past MAXDELIVER, and XNACK FATAL)",
+        st.dead_lettered.load(Ordering::Relaxed),
+    )
 }
 
 fn enc_server(o: &mut Out<'_, '_>, r: &Reading) -> std::fmt::Result {
