@@ -448,18 +448,7 @@ fn policy_and_trims_survive_kill_9_and_checkpoints_and_replay_does_not_decide_ag
     assert_eq!(text(&mut r, &["RILL.POLICY", "GET", "t"]), policy);
 
     // A checkpoint holds the policies too.
-    assert!(text(&mut r, &["BGREWRITEAOF"]).starts_with('+'));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_dir(server.dir.join("log"))
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".ckp"))
-        })
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "no checkpoint written");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    checkpoint_now(&mut r, &server.dir);
     server.restart();
     let mut r = server.raw();
     assert_eq!(text(&mut r, &["DEBUG", "DIGEST"]), digest);
@@ -1154,12 +1143,13 @@ fn a_nacked_entry_waits_for_its_backoff_step_from_the_nack() {
         "+OK\r\n"
     );
     assert!(claim_now(&mut r, "c1").contains("1-0"));
-    // The consumer gives up at once: XNACK ends the lease, the 300 ms step counts from here.
+    // The consumer gives up at once: XNACK ends the lease, the 300 ms step counts from here
+    // (timed from before the request: the server's time of the NACK is after it).
+    let nacked = Instant::now();
     assert_eq!(
         text(&mut r, &["XNACK", "s", "g", "FAIL", "IDS", "1", "1-0"]),
         ":1\r\n"
     );
-    let nacked = Instant::now();
     assert_eq!(claim_now(&mut r, "c2"), "*-1\r\n");
     let mut again = String::new();
     while nacked.elapsed() < Duration::from_secs(5) {
@@ -1172,7 +1162,72 @@ fn a_nacked_entry_waits_for_its_backoff_step_from_the_nack() {
     assert!(again.contains("1-0"), "{again}");
     let waited = nacked.elapsed();
     assert!(
-        waited >= Duration::from_millis(290) && waited < Duration::from_millis(2000),
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(2000),
         "redelivered {waited:?} after the NACK"
     );
+}
+
+/// The time a NACKed entry's backoff counts from is state: logged with the XNACK and kept
+/// in checkpoints, so after kill -9 — from the log, or from a checkpoint — the entry still
+/// waits for its step instead of being claimable at once.
+#[test]
+fn a_nacked_entrys_backoff_survives_kill_9_and_checkpoints() {
+    for checkpoint in [false, true] {
+        let mut server = TestServer::start_with(&["--appendfsync", "always"]);
+        let mut r = server.raw();
+        add(&mut r, "s", "1-0");
+        assert_eq!(
+            text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            text(
+                &mut r,
+                &[
+                    "RILL.POLICY",
+                    "GROUP",
+                    "s",
+                    "g",
+                    "ACKWAIT",
+                    "0",
+                    "BACKOFF",
+                    "60000"
+                ]
+            ),
+            "+OK\r\n"
+        );
+        assert!(claim_now(&mut r, "c1").contains("1-0"));
+        assert_eq!(
+            text(&mut r, &["XNACK", "s", "g", "FAIL", "IDS", "1", "1-0"]),
+            ":1\r\n"
+        );
+        assert_eq!(claim_now(&mut r, "c2"), "*-1\r\n");
+        if checkpoint {
+            checkpoint_now(&mut r, &server.dir);
+        }
+        drop(r);
+        server.restart();
+        let mut r = server.raw();
+        assert_eq!(
+            claim_now(&mut r, "c2"),
+            "*-1\r\n",
+            "claimable at once after kill -9 (checkpoint: {checkpoint})"
+        );
+    }
+}
+
+/// Asks a server that has none yet for a checkpoint and waits until it is written.
+fn checkpoint_now(r: &mut Raw, dir: &std::path::Path) {
+    assert!(text(r, &["BGREWRITEAOF"]).starts_with('+'));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir(dir.join("log"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".ckp"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "no checkpoint written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

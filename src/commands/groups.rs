@@ -1217,11 +1217,15 @@ impl XNack {
             ids: tail.ids,
         })?);
         if backoff && nacked > 0 {
-            // The backoff step of a NACKed entry counts from now (a live hint, see
-            // `Keyspace::note_nacks`).
-            let (db, now) = (ctx.db, ctx.now_ms);
-            ctx.ks
-                .note_nacks(db, &self.key, &self.group, &nack_ids, now);
+            // The backoff step of a NACKed entry counts from now: logged with the NACK, so
+            // a restart and the replicas count from the same time.
+            let now = ctx.now_ms;
+            ctx.apply(Op::NackTimes {
+                key: self.key.clone(),
+                group: self.group.clone(),
+                at_ms: now,
+                ids: nack_ids,
+            })?;
         }
         if let Some((dlq, doomed)) = dead_letter {
             let mut seen = std::collections::BTreeSet::new();

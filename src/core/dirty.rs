@@ -67,6 +67,8 @@ pub(crate) fn changes(op: &Op, applied: &Applied, before: Before) -> u64 {
         Op::IdmpDuplicate { .. } | Op::IdmpConfig { .. } => 1,
         // RILL.POLICY SET/DEL: one change, as XCFGSET.
         Op::PolicySet { .. } => 1,
+        // The NACK time a backoff counts from comes with its XNACK, which counted.
+        Op::NackTimes { .. } => 0,
         // The keys removed.
         Op::FlushDb | Op::FlushAll => flushed_keys,
         // A created consumer is all a read that found nothing changes.

@@ -451,9 +451,9 @@ pub struct Keyspace {
     /// `stream-retention-*` default on, the retention sweep looks at nothing. A hint, never
     /// reset (a stale `true` only costs the sweep a pass over the streams).
     policies_seen: bool,
-    /// When entries of groups with a backoff schedule were XNACKed (live only, never
-    /// logged): the CLAIM path's hint for their backoff step. Lost on restart (the entries
-    /// are then due at once); pruned by the policy sweep once an entry is no longer NACKed.
+    /// When entries of groups with a backoff schedule were XNACKed (`Op::NackTimes`, logged
+    /// with the XNACK and written by checkpoints): what their backoff step counts from on
+    /// the CLAIM path. Pruned by the policy sweep once an entry is no longer NACKed.
     nack_times: HashMap<(usize, Bytes, Bytes), BTreeMap<StreamId, u64>>,
     /// How many clients are blocked, kept by whoever serves them (see
     /// [`Keyspace::gate_signals`]): with none, a write signals nothing, so a plain
@@ -685,6 +685,30 @@ impl Keyspace {
             Bytes::copy_from_slice(key),
             Bytes::copy_from_slice(group),
         ))
+    }
+
+    /// Every NACK time held, as the ops that record them (one per key, group and time),
+    /// for a checkpoint.
+    pub fn nack_time_ops(&self) -> Vec<crate::engine::op::LoggedOp> {
+        let mut out = Vec::new();
+        for ((db, key, group), times) in &self.nack_times {
+            let mut by_time: BTreeMap<u64, Vec<StreamId>> = BTreeMap::new();
+            for (id, at) in times {
+                by_time.entry(*at).or_default().push(*id);
+            }
+            for (at_ms, ids) in by_time {
+                out.push(crate::engine::op::LoggedOp {
+                    db: *db as u16,
+                    op: crate::engine::op::Op::NackTimes {
+                        key: key.clone(),
+                        group: group.clone(),
+                        at_ms,
+                        ids,
+                    },
+                });
+            }
+        }
+        out
     }
 
     /// Forgets NACK times of entries no longer in their group's NACK zone.

@@ -62,6 +62,7 @@
 //! | 45 | `Nack` | key, group, u8 mode (0 silent, 1 fail, 2 fatal), opt retry_count, u8 force, ids |
 //! | 46 | `StreamState` | key, bytes state (`Stream::encode_state`: counters, groups, PELs, consumers, IDMP, NACK zones, policy) |
 //! | 47 | `PolicySet` | key, bytes policy (`StreamPolicy::encode`; no field set = the stream's own policy removed) |
+//! | 48 | `NackTimes` | key, group, u64 at_ms, ids |
 //!
 //! The retention sweep (`engine::policy`) adds no op of its own: what it decided is logged
 //! as exact `Trim`s (`MINID` cut-off, `MAXLEN` count) or the `TrimEntries` an ACKED/DELREF
@@ -288,6 +289,15 @@ pub enum Op {
     /// RILL.POLICY SET/DEL: the stream's own broker policy, replaced whole (an empty one
     /// removes it and the stream follows the server's defaults again).
     PolicySet { key: Bytes, policy: StreamPolicy },
+    /// When these IDs of a group with a redelivery backoff (broker policies) were XNACKed:
+    /// logged after the `Nack` in the same record, so the backoff step of a NACKed entry
+    /// counts from the same time after a restart and on every replica.
+    NackTimes {
+        key: Bytes,
+        group: Bytes,
+        at_ms: u64,
+        ids: Vec<StreamId>,
+    },
 }
 
 impl Op {
@@ -329,6 +339,7 @@ impl Op {
             Op::IdmpExpire { .. } => "IdmpExpire",
             Op::StreamState { .. } => "StreamState",
             Op::PolicySet { .. } => "PolicySet",
+            Op::NackTimes { .. } => "NackTimes",
         }
     }
 }
@@ -888,6 +899,15 @@ impl Keyspace {
                 self.note_policy();
                 Ok(Applied::Done)
             }
+            Op::NackTimes {
+                key,
+                group,
+                at_ms,
+                ids,
+            } => {
+                self.note_nacks(db, key, group, ids, *at_ms);
+                Ok(Applied::Done)
+            }
         }
     }
 }
@@ -973,6 +993,7 @@ mod tag {
     pub const NACK: u8 = 45;
     pub const STREAMSTATE: u8 = 46;
     pub const POLICYSET: u8 = 47;
+    pub const NACKTIMES: u8 = 48;
 }
 
 /// Where one op's entry fields landed inside the encoded payload: the op's index, the
@@ -1331,6 +1352,18 @@ pub fn encode_into(ops: &[LoggedOp], out: &mut BytesMut, spans: &mut Vec<FieldSp
                 e.bytes(key);
                 e.bytes(state);
             }
+            Op::NackTimes {
+                key,
+                group,
+                at_ms,
+                ids,
+            } => {
+                e.u8(tag::NACKTIMES);
+                e.bytes(key);
+                e.bytes(group);
+                e.u64(*at_ms);
+                e.ids(ids);
+            }
         }
     }
 }
@@ -1677,6 +1710,12 @@ fn decode_body(d: &mut Dec, t: u8, spans: &mut Vec<FieldSpan>, index: usize) -> 
             key: d.bytes()?,
             policy: StreamPolicy::from_bytes(d.bytes()?)?,
         },
+        tag::NACKTIMES => Op::NackTimes {
+            key: d.bytes()?,
+            group: d.bytes()?,
+            at_ms: d.u64()?,
+            ids: d.ids()?,
+        },
         _ => return None,
     })
 }
@@ -1878,6 +1917,12 @@ mod tests {
             Op::StreamState {
                 key: b("s"),
                 state: b("\0state"),
+            },
+            Op::NackTimes {
+                key: b("s"),
+                group: b("g"),
+                at_ms: 1_700_000_000_123,
+                ids: vec![id, StreamId::MAX],
             },
             Op::PolicySet {
                 key: b("s"),

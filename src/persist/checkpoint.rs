@@ -166,7 +166,7 @@ pub fn checkpoint(shared: &Shared) -> Result<CheckpointInfo, StorageError> {
 }
 
 /// The keyspace as a checkpoint encodes it, copied under the lock (`guard`).
-fn take_snapshot(guard: &mut crate::core::State) -> Vec<(usize, Bytes, Snapshot, Option<u64>)> {
+fn take_snapshot(guard: &mut crate::core::State) -> Taken {
     // Entries whose payload was forwarded (renamed in the transaction that added them)
     // get their log position, so the checkpoint holds positions only.
     let store = guard.ks.payloads.clone();
@@ -183,16 +183,30 @@ fn take_snapshot(guard: &mut crate::core::State) -> Vec<(usize, Bytes, Snapshot,
             snapshot.push((db, Bytes::copy_from_slice(key), value, expire));
         }
     }
-    snapshot
+    Taken {
+        keys: snapshot,
+        nack_times: guard.ks.nack_time_ops(),
+    }
+}
+
+/// The keyspace as [`take_snapshot`] copied it: every key, and the NACK times the backoff
+/// of groups with a redelivery policy counts from (kept beside the streams).
+struct Taken {
+    keys: Vec<(usize, Bytes, Snapshot, Option<u64>)>,
+    nack_times: Vec<LoggedOp>,
 }
 
 /// Encodes `snapshot` into `w`: the number of keys, and the live payload bytes of each
 /// segment before `tail` (the segments the checkpoint keeps).
 fn encode_snapshot(
-    snapshot: Vec<(usize, Bytes, Snapshot, Option<u64>)>,
+    taken: Taken,
     w: &mut CheckpointWriter,
     tail: u64,
 ) -> (usize, BTreeMap<u64, u64>) {
+    let Taken {
+        keys: snapshot,
+        nack_times,
+    } = taken;
     let keys = snapshot.len();
     let mut usage = BTreeMap::new();
     let mut ops: Vec<LoggedOp> = Vec::new();
@@ -222,6 +236,10 @@ fn encode_snapshot(
         }
     }
     flush(w, &mut ops);
+    for chunk in nack_times.chunks(BATCH) {
+        let mut chunk = chunk.to_vec();
+        flush(w, &mut chunk);
+    }
     usage.retain(|seg, _| *seg < tail);
     w.keep_segments(usage.keys().copied().collect());
     (keys, usage)
