@@ -458,3 +458,55 @@ fn appendfsync_cannot_be_weakened_at_run_time() {
         b"*2\r\n$11\r\nappendfsync\r\n$6\r\nalways\r\n"
     );
 }
+
+/// Compaction in Raft mode: the leader relocates the few live payloads of mostly-dead
+/// older segments through the log (a `Relocate` entry every replica applies), so the next
+/// checkpoint deletes those segments; the entries read the same after kill -9.
+#[test]
+fn compaction_moves_live_payloads_out_of_dead_segments_in_raft_mode() {
+    let mut server = TestServer::start_with(&[
+        "--cluster-raft",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--segment-size",
+        "4mb",
+        "--checkpoint-interval",
+        "3600",
+    ]);
+    let mut c = Raw::connect(server.port);
+    // 16 KiB entries in 4 MiB segments: a segment's dead bytes pass compaction's 1 MiB
+    // minimum once most of its entries are gone.
+    let big = "y".repeat(16384);
+    for i in 1..=1000u64 {
+        let id = format!("{i}-1");
+        assert!(c
+            .cmd(&["XADD", "k", &id, "n", &i.to_string(), "pad", &big])
+            .starts_with(b"$"));
+    }
+    // Every 100th entry stays: each older segment keeps a few live payloads.
+    for i in (1..=1000u64).filter(|i| i % 100 != 0) {
+        assert_eq!(c.cmd(&["XDEL", "k", &format!("{i}-1")]), b":1\r\n");
+    }
+    let range = c.cmd(&["XRANGE", "k", "-", "+"]);
+    let before = segments(&server.dir);
+    assert!(before >= 4, "{before} segments");
+    let first = persistence(&mut c, "raft_first_index");
+    checkpoint_past(&mut c, first);
+    // The checkpoint keeps the segments with live payloads; compaction moves them out and
+    // checkpoints again, which deletes them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while segments(&server.dir) > 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{before} segments before, still {} (compaction did not empty the old ones)",
+            segments(&server.dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(c.cmd(&["XRANGE", "k", "-", "+"]), range);
+    drop(c);
+    server.restart();
+    let mut c = Raw::connect(server.port);
+    assert_eq!(c.cmd(&["XRANGE", "k", "-", "+"]), range);
+}

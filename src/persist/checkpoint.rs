@@ -431,8 +431,14 @@ pub fn compact(
     info: &CheckpointInfo,
     threshold: u64,
 ) -> Result<u64, StorageError> {
-    let Some(log) = shared.log.get() else {
-        return Ok(0);
+    // In Raft mode the leader relocates, through the log like any write: every replica
+    // applies the same `Relocate`s and moves those payloads out of its own older segments
+    // too (a replica's segments hold the same entries). A replica does not propose.
+    let raft = shared.raft.get();
+    let log = match (shared.log.get(), raft) {
+        (Some(log), _) => log,
+        (None, Some(node)) if node.is_leader() => node.raft_log().log(),
+        _ => return Ok(0),
     };
     let victims: Vec<u64> = info
         .usage
@@ -482,6 +488,10 @@ pub fn compact(
     for chunk in todo.chunks(RELOCATE_CHUNK) {
         let moved_before = moved;
         let mut guard = shared.state.lock();
+        if raft.is_some_and(|node| !node.is_leader()) {
+            // Leadership moved: the new leader compacts.
+            break;
+        }
         let state = &mut *guard;
         let store = state.ks.payloads.clone();
         for (db, key, id) in chunk {

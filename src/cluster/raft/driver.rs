@@ -103,6 +103,11 @@ impl RaftNode {
             }
             let log = &g.raw.raft.raft_log;
             let commit = log.committed;
+            if g.raw.raft.state == StateRole::Leader {
+                // The leader's own floor follows the commit (its followers' follows the
+                // contexts it sends).
+                self.raise_floor(&g);
+            }
             // Entries executed here are applied; tell raft so it does not hold them.
             let applied = commit.min(log.persisted).min(g.executed_through);
             if applied > log.applied {

@@ -498,9 +498,9 @@ impl RaftNode {
         }
     }
 
-    /// The context for a proposal: the floor when it moved by [`FLOOR_STEP`] since it was
-    /// last sent (`g` held, leader), else none.
-    fn floor_context(&self, g: &Group) -> Vec<u8> {
+    /// Raises this leader's floor to the smallest index every peer has acknowledged,
+    /// capped at the commit index (`g` held, leader); returns it.
+    pub(super) fn raise_floor(&self, g: &Group) -> u64 {
         let raft = &g.raw.raft;
         let matched = raft
             .prs()
@@ -516,6 +516,13 @@ impl RaftNode {
             .unwrap_or(0);
         let floor = matched.min(raft.raft_log.committed);
         self.floor.fetch_max(floor, Ordering::AcqRel);
+        floor
+    }
+
+    /// The context for a proposal: the floor when it moved by [`FLOOR_STEP`] since it was
+    /// last sent (`g` held, leader), else none.
+    fn floor_context(&self, g: &Group) -> Vec<u8> {
+        let floor = self.raise_floor(g);
         if floor < self.floor_sent.load(Ordering::Acquire) + FLOOR_STEP {
             return Vec::new();
         }
