@@ -1282,3 +1282,61 @@ fn a_node_that_lost_its_raft_log_does_not_rejoin_under_its_old_id() {
     let rest: Vec<usize> = all.iter().copied().filter(|&i| i != f).collect();
     converge(&nodes, &rest, &state(&nodes[l]));
 }
+
+/// Segment files of node `s`.
+fn segment_count(s: &TestServer) -> usize {
+    std::fs::read_dir(s.dir.join("log"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Compaction in a shard: the leader relocates the live payloads of mostly-dead segments
+/// through the log; every replica applies the `Relocate` entries (moving those payloads
+/// out of its own older segments), so its next checkpoint deletes them too, and every
+/// replica reads the same entries before and after a restart.
+#[test]
+fn replicas_apply_the_leaders_compaction() {
+    if ran_in_netns("replicas_apply_the_leaders_compaction") {
+        return;
+    }
+    let mut nodes = create_shard_with(&["--segment-size", "4mb", "--checkpoint-interval", "3600"]);
+    let all = [0, 1, 2];
+    let l = leader(&nodes, &all, Duration::from_secs(10));
+    let mut c = nodes[l].raw();
+    let big = "z".repeat(16384);
+    for i in 1..=1000u64 {
+        let id = format!("{i}-1");
+        assert!(c.cmd(&["XADD", "s", &id, "pad", &big]).starts_with(b"$"));
+    }
+    for i in (1..=1000u64).filter(|i| i % 100 != 0) {
+        assert_eq!(c.cmd(&["XDEL", "s", &format!("{i}-1")]), b":1\r\n");
+    }
+    let expected = state(&nodes[l]);
+    converge(&nodes, &all, &expected);
+    let before: Vec<usize> = nodes.iter().map(segment_count).collect();
+    // The leader checkpoints and compacts; then every node checkpoints.
+    checkpoint(&nodes[l]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for s in &nodes {
+            checkpoint(s);
+        }
+        let now: Vec<usize> = nodes.iter().map(segment_count).collect();
+        if now.iter().all(|&n| n <= 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "segments per node {before:?} before, {now:?} now"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    converge(&nodes, &all, &expected);
+    let f = (l + 1) % 3;
+    nodes[f].restart();
+    converge(&nodes, &all, &expected);
+}
