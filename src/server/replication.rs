@@ -441,7 +441,7 @@ fn drive(
         ticks_since_hint += ticks;
         if let Err(e) = node.round(None) {
             if !stopped_logged {
-                tracing::error!("Raft group stopped: {e}");
+                tracing::error!("Raft driver: {e}");
                 stopped_logged = true;
             }
             if node.is_deposed() {
