@@ -1040,28 +1040,7 @@ fn backoff_holds_redelivery_through_claim_until_its_step_passed() {
 fn a_blocked_claim_read_wakes_when_the_backoff_step_has_passed() {
     let server = TestServer::start();
     let mut r = server.raw();
-    add(&mut r, "s", "1-0");
-    assert_eq!(
-        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
-        "+OK\r\n"
-    );
-    assert_eq!(
-        text(
-            &mut r,
-            &[
-                "RILL.POLICY",
-                "GROUP",
-                "s",
-                "g",
-                "ACKWAIT",
-                "0",
-                "BACKOFF",
-                "400"
-            ]
-        ),
-        "+OK\r\n"
-    );
-    assert!(claim_now(&mut r, "c1").contains("1-0"));
+    delivered_under_backoff(&mut r, "0", "400");
     let started = Instant::now();
     let woke = text(
         &mut r,
@@ -1121,28 +1100,7 @@ fn without_backoff_claim_keeps_redis_rules() {
 fn a_nacked_entry_waits_for_its_backoff_step_from_the_nack() {
     let server = TestServer::start();
     let mut r = server.raw();
-    add(&mut r, "s", "1-0");
-    assert_eq!(
-        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
-        "+OK\r\n"
-    );
-    assert_eq!(
-        text(
-            &mut r,
-            &[
-                "RILL.POLICY",
-                "GROUP",
-                "s",
-                "g",
-                "ACKWAIT",
-                "60000",
-                "BACKOFF",
-                "300"
-            ]
-        ),
-        "+OK\r\n"
-    );
-    assert!(claim_now(&mut r, "c1").contains("1-0"));
+    delivered_under_backoff(&mut r, "60000", "300");
     // The consumer gives up at once: XNACK ends the lease, the 300 ms step counts from here
     // (timed from before the request: the server's time of the NACK is after it).
     let nacked = Instant::now();
@@ -1175,28 +1133,7 @@ fn a_nacked_entrys_backoff_survives_kill_9_and_checkpoints() {
     for checkpoint in [false, true] {
         let mut server = TestServer::start_with(&["--appendfsync", "always"]);
         let mut r = server.raw();
-        add(&mut r, "s", "1-0");
-        assert_eq!(
-            text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
-            "+OK\r\n"
-        );
-        assert_eq!(
-            text(
-                &mut r,
-                &[
-                    "RILL.POLICY",
-                    "GROUP",
-                    "s",
-                    "g",
-                    "ACKWAIT",
-                    "0",
-                    "BACKOFF",
-                    "60000"
-                ]
-            ),
-            "+OK\r\n"
-        );
-        assert!(claim_now(&mut r, "c1").contains("1-0"));
+        delivered_under_backoff(&mut r, "0", "60000");
         assert_eq!(
             text(&mut r, &["XNACK", "s", "g", "FAIL", "IDS", "1", "1-0"]),
             ":1\r\n"
@@ -1230,4 +1167,28 @@ fn checkpoint_now(r: &mut Raw, dir: &std::path::Path) {
         assert!(Instant::now() < deadline, "no checkpoint written");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Entry 1-0 of stream `s` delivered to consumer c1 of group `g`, whose policy has
+/// `ACKWAIT ack_wait` and `BACKOFF backoff`.
+fn delivered_under_backoff(r: &mut Raw, ack_wait: &str, backoff: &str) {
+    add(r, "s", "1-0");
+    assert_eq!(text(r, &["XGROUP", "CREATE", "s", "g", "0"]), "+OK\r\n");
+    assert_eq!(
+        text(
+            r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "ACKWAIT",
+                ack_wait,
+                "BACKOFF",
+                backoff
+            ]
+        ),
+        "+OK\r\n"
+    );
+    assert!(claim_now(r, "c1").contains("1-0"));
 }

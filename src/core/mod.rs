@@ -297,6 +297,32 @@ pub struct Ctx<'a> {
     pub over_limit: bool,
 }
 
+impl<'a> Ctx<'a> {
+    /// A context for the server's own housekeeping in database `db` (sweeps, expiry): no
+    /// client, RESP2, not in MULTI, never blocking, no reply limit.
+    pub fn housekeeping(
+        ks: &'a mut Keyspace,
+        props: &'a mut Propagation,
+        shared: &'a Shared,
+        db: usize,
+        now_ms: u64,
+    ) -> Ctx<'a> {
+        Ctx {
+            ks,
+            shared,
+            db,
+            proto: 2,
+            client_id: 0,
+            now_ms,
+            in_multi: false,
+            blocking: None,
+            props,
+            reply_room: u64::MAX,
+            over_limit: false,
+        }
+    }
+}
+
 impl Ctx<'_> {
     /// The stream under `key`, `None` when the key does not exist, WRONGTYPE for another type.
     pub fn stream(&mut self, key: &[u8]) -> Result<Option<&Stream>, CommandError> {
@@ -625,19 +651,7 @@ pub fn sweep_idmp(shared: &Shared, now_ms: u64) -> Result<(), CommandError> {
         return Ok(());
     }
     for (db, key) in due {
-        let mut ctx = Ctx {
-            ks: &mut state.ks,
-            shared,
-            db,
-            proto: 2,
-            client_id: 0,
-            now_ms,
-            in_multi: false,
-            blocking: None,
-            props: &mut state.props,
-            reply_room: u64::MAX,
-            over_limit: false,
-        };
+        let mut ctx = Ctx::housekeeping(&mut state.ks, &mut state.props, shared, db, now_ms);
         // Expiry is housekeeping, not a change a client made: no dirty count.
         if let Err(e) = ctx.apply_counted(Op::IdmpExpire { key, now_ms }, Some(0)) {
             tracing::warn!("IDMP sweep: {e}");
@@ -681,19 +695,7 @@ pub fn sweep_retention(shared: &Shared, now_ms: u64) -> Result<u64, CommandError
     }
     let mut removed = 0;
     for (db, key, trims) in due {
-        let mut ctx = Ctx {
-            ks: &mut state.ks,
-            shared,
-            db,
-            proto: 2,
-            client_id: 0,
-            now_ms,
-            in_multi: false,
-            blocking: None,
-            props: &mut state.props,
-            reply_room: u64::MAX,
-            over_limit: false,
-        };
+        let mut ctx = Ctx::housekeeping(&mut state.ks, &mut state.props, shared, db, now_ms);
         for spec in trims {
             // Housekeeping, as expiry: no dirty count.
             match ctx.apply_counted(
@@ -738,19 +740,7 @@ pub fn sweep_dead_letters(shared: &Shared, now_ms: u64) -> Result<u64, CommandEr
     }
     let mut moved = 0;
     for d in due {
-        let mut ctx = Ctx {
-            ks: &mut state.ks,
-            shared,
-            db: d.db,
-            proto: 2,
-            client_id: 0,
-            now_ms,
-            in_multi: false,
-            blocking: None,
-            props: &mut state.props,
-            reply_room: u64::MAX,
-            over_limit: false,
-        };
+        let mut ctx = Ctx::housekeeping(&mut state.ks, &mut state.props, shared, d.db, now_ms);
         let doomed: Vec<deadletter::Doomed> = d
             .entries
             .into_iter()
