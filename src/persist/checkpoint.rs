@@ -440,6 +440,10 @@ pub fn compact(
         (None, Some(node)) if node.is_leader() => node.raft_log().log(),
         _ => return Ok(0),
     };
+    // A 1 MiB floor, but never more than half a segment: with small segments
+    // (`segment-size 1mb`) a segment could otherwise never hold enough dead bytes to
+    // qualify, and its few live payloads would keep it forever.
+    let min_dead = MIN_DEAD_BYTES.min(shared.config.read().segment_size / 2);
     let victims: Vec<u64> = info
         .usage
         .iter()
@@ -448,7 +452,7 @@ pub fn compact(
                 .map_or(0, |m| m.len());
             // Small dead remainders are not worth a copy (and copying them would
             // only make another small, mostly-dead segment).
-            size.saturating_sub(**live) >= MIN_DEAD_BYTES && **live * 100 < size * threshold
+            size.saturating_sub(**live) >= min_dead && **live * 100 < size * threshold
         })
         .map(|(seg, _)| *seg)
         .collect();
