@@ -58,6 +58,11 @@ impl Histogram {
         self.sum.fetch_add(v, Ordering::Relaxed);
     }
 
+    /// The sum of the values recorded.
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
     /// The counts now (a concurrent record may be half seen: off by one at most per bucket).
     pub fn snapshot(&self) -> HistogramSnapshot {
         let buckets: Vec<(Option<u64>, u64)> = self

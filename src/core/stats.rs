@@ -29,10 +29,10 @@ pub struct CommandStat {
 struct CallCounters {
     name: &'static str,
     calls: AtomicU64,
-    usec: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
-    /// Latency of each execution in µs (the Prometheus endpoint's histogram).
+    /// Latency of each execution in µs (the Prometheus endpoint's histogram); its sum is
+    /// INFO commandstats' `usec`.
     latency: Histogram,
 }
 
@@ -104,7 +104,6 @@ impl Stats {
                 Arc::new(CallCounters {
                     name: cmd,
                     calls: AtomicU64::new(0),
-                    usec: AtomicU64::new(0),
                     rejected: AtomicU64::new(0),
                     failed: AtomicU64::new(0),
                     latency: Histogram::default(),
@@ -119,7 +118,6 @@ impl Stats {
         let add = |c: &CallCounters| {
             let usec = took.as_micros() as u64;
             c.calls.fetch_add(1, Ordering::Relaxed);
-            c.usec.fetch_add(usec, Ordering::Relaxed);
             c.latency.record(usec);
             if failed {
                 c.failed.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +151,7 @@ impl Stats {
         for c in self.commands.read().values() {
             let s = by_name.entry(c.name).or_default();
             s.calls += c.calls.load(Ordering::Relaxed);
-            s.usec += c.usec.load(Ordering::Relaxed);
+            s.usec += c.latency.sum();
             s.rejected += c.rejected.load(Ordering::Relaxed);
             s.failed += c.failed.load(Ordering::Relaxed);
         }

@@ -410,7 +410,7 @@ impl RaftNode {
             return Err(RaftError::Dropped);
         }
         let before = g.raw.raft.raft_log.last_index();
-        let context = self.floor_context(&g);
+        let context = self.floor_context();
         if let Err(e) = g.raw.propose(context, data) {
             // The ops already changed the keyspace, and the log will not have them.
             let err = match e {
@@ -519,10 +519,11 @@ impl RaftNode {
         floor
     }
 
-    /// The context for a proposal: the floor when it moved by [`FLOOR_STEP`] since it was
-    /// last sent (`g` held, leader), else none.
-    fn floor_context(&self, g: &Group) -> Vec<u8> {
-        let floor = self.raise_floor(g);
+    /// The context for a proposal: the floor (raised by the Ready loop each turn,
+    /// [`RaftNode::raise_floor`]) when it moved by [`FLOOR_STEP`] since it was last sent,
+    /// else none.
+    fn floor_context(&self) -> Vec<u8> {
+        let floor = self.floor.load(Ordering::Acquire);
         if floor < self.floor_sent.load(Ordering::Acquire) + FLOOR_STEP {
             return Vec::new();
         }
