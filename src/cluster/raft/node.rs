@@ -201,7 +201,7 @@ pub struct ReplicaProgress {
     pub next: u64,
     /// raft's replication state for it: `probe`, `replicate` or `snapshot`.
     pub state: &'static str,
-    /// Whether it was heard from within the current election timeout (check-quorum's view).
+    /// Whether it was heard from within the last election timeout.
     pub active: bool,
     /// Milliseconds since a message from it was last stepped in (`None`: never, since start).
     pub last_contact_ms: Option<u64>,
@@ -370,19 +370,27 @@ impl RaftNode {
             .prs()
             .iter()
             .filter(|(id, _)| **id != self.id)
-            .map(|(id, pr)| ReplicaProgress {
-                id: *id,
-                matched: pr.matched,
-                next: pr.next_idx,
-                state: match pr.state {
-                    ::raft::ProgressState::Probe => "probe",
-                    ::raft::ProgressState::Replicate => "replicate",
-                    ::raft::ProgressState::Snapshot => "snapshot",
-                },
-                active: pr.recent_active,
-                last_contact_ms: heard
+            .map(|(id, pr)| {
+                let last_contact_ms = heard
                     .get(id)
-                    .map(|t| u64::try_from(now.duration_since(*t).as_millis()).unwrap_or(u64::MAX)),
+                    .map(|t| u64::try_from(now.duration_since(*t).as_millis()).unwrap_or(u64::MAX));
+                ReplicaProgress {
+                    id: *id,
+                    matched: pr.matched,
+                    next: pr.next_idx,
+                    state: match pr.state {
+                        ::raft::ProgressState::Probe => "probe",
+                        ::raft::ProgressState::Replicate => "replicate",
+                        ::raft::ProgressState::Snapshot => "snapshot",
+                    },
+                    // check-quorum clears `recent_active` for every peer at each election
+                    // timeout and sets it again on the next message, so right after the check a
+                    // healthy peer reads inactive for up to a heartbeat round trip; a message
+                    // stepped in within the election timeout is the same window without the gap.
+                    active: pr.recent_active
+                        || last_contact_ms.is_some_and(|ms| ms < ELECTION_TIMEOUT_MS),
+                    last_contact_ms,
+                }
             })
             .collect();
         out.sort_by_key(|r| r.id);
