@@ -331,11 +331,9 @@ fn checkpoint_raft(
             shared
                 .written_at_checkpoint
                 .store(log.counters().0, Ordering::SeqCst);
-            // Entries up to `keep - 1` may go: applied here, and no voter needs them.
-            let keep = applied
-                .min(node.purge_floor())
-                .saturating_add(1)
-                .max(raft_log.first_index());
+            // Entries before `keep` may go: applied here, and no voter needs them. Entry
+            // A itself stays, so the snapshot this checkpoint publishes ends at its record.
+            let keep = applied.min(node.purge_floor()).max(raft_log.first_index());
             let tail = if keep <= raft_log.last_index() {
                 raft_log
                     .entry_pos(keep)
@@ -383,6 +381,7 @@ fn checkpoint_raft(
             .map_err(|e| StorageError::Poisoned(e.to_string()))?;
         let bytes = finish_writer(shared, w, log.dir(), &[raft_log.reader()])?;
         tmp = None;
+        publish_snapshot(raft_log, log.dir(), tail, &usage, applied);
         tracing::info!(
             "Raft checkpoint at index {applied}: log purged below index {keep}, replay starts at segment {tail}"
         );
@@ -399,6 +398,45 @@ fn checkpoint_raft(
     shared.checkpoint_in_progress.store(false, Ordering::SeqCst);
     log_checkpoint(shared, &result, started);
     result
+}
+
+/// Publishes the checkpoint just written (tail `tail`, cut at Raft index `applied`) as the
+/// snapshot a replica that needs purged entries is sent (`storage::snapshot`): the
+/// checkpoint, the older segments it keeps, and the segments from its tail through the end
+/// of entry `applied`'s record. A failure is logged: replicas then get the previous one.
+fn publish_snapshot(
+    raft_log: &crate::storage::raftlog::RaftLog,
+    dir: &std::path::Path,
+    tail: u64,
+    usage: &BTreeMap<u64, u64>,
+    applied: u64,
+) {
+    if applied == 0 || applied < raft_log.first_index() {
+        return;
+    }
+    let published = (|| {
+        let end = raft_log
+            .entry_end(applied)
+            .map_err(|e| StorageError::Malformed(e.to_string()))?;
+        let term = raft_log
+            .term(applied)
+            .map_err(|e| StorageError::Malformed(e.to_string()))?;
+        let mut segments: Vec<(u64, Option<u64>)> = usage.keys().map(|&n| (n, None)).collect();
+        for n in tail..=end.segment {
+            segments.push((n, (n == end.segment).then_some(end.offset)));
+        }
+        let ckp = crate::storage::checkpoint::checkpoint_path(dir, tail);
+        raft_log
+            .snapshots()
+            .publish(dir, &ckp, &segments, applied, term)
+    })();
+    match published {
+        Ok(s) => tracing::debug!(
+            "Snapshot of Raft index {applied} published: {} files",
+            s.files.len()
+        ),
+        Err(e) => tracing::warn!("Snapshot of Raft index {applied} not published: {e}"),
+    }
 }
 
 /// Entries relocated per acquisition of the keyspace lock, so compaction never

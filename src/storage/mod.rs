@@ -10,6 +10,7 @@ pub mod raftlog;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 

@@ -446,6 +446,8 @@ pub struct RaftLog {
     reader: SegmentReader,
     dir: PathBuf,
     index: Mutex<RaftIndex>,
+    /// Published snapshots (`storage::snapshot`).
+    snapshots: super::snapshot::SnapshotStore,
 }
 
 /// Raft's persistent state as the log holds it.
@@ -493,6 +495,7 @@ impl RaftLog {
             reader,
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
+            snapshots: super::snapshot::SnapshotStore::new(dir),
         };
         let checked = raft
             .finish_truncation()
@@ -639,6 +642,26 @@ impl RaftLog {
     /// peer needs them from memory); they are read from the segments if asked for again.
     pub fn trim_cache(&self, index: u64) {
         self.index.lock().cache.drop_through(index);
+    }
+
+    /// Where entry `idx`'s record ends (the first byte after it).
+    pub fn entry_end(&self, idx: u64) -> Result<RecordPos, RaftLogError> {
+        let len = {
+            let i = self.index.lock();
+            idx.checked_sub(i.first_index())
+                .and_then(|k| i.entries.get(k as usize))
+                .map(|l| u64::from(l.len))
+        };
+        let at = self.entry_pos(idx)?;
+        Ok(RecordPos {
+            segment: at.segment,
+            offset: at.offset + len.unwrap_or(0),
+        })
+    }
+
+    /// The snapshots this node publishes for replicas that need purged entries.
+    pub fn snapshots(&self) -> &super::snapshot::SnapshotStore {
+        &self.snapshots
     }
 
     /// Where entry `idx`'s record starts.

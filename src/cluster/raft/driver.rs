@@ -177,9 +177,35 @@ impl RaftNode {
         }
         let mut rd = g.raw.ready();
         if !rd.snapshot().is_empty() {
-            return Err(RaftError::Stopped(
-                "raft asked to install a snapshot: snapshots are a later step".into(),
-            ));
+            // The entries this node needs were purged from the leader's log: it installs
+            // the leader's checkpoint instead. Nothing of this Ready is persisted; the
+            // host fetches the snapshot's files and restarts the node from them
+            // (`membership.rs`, `server/replication.rs`).
+            let index = rd.snapshot().get_metadata().index;
+            *self.snapshot.lock() = Some(super::membership::PendingSnapshot {
+                snapshot: rd.snapshot().clone(),
+                leader: g.raw.raft.leader_id,
+                term: g.raw.raft.term,
+                vote: g.raw.raft.vote,
+            });
+            drop(g);
+            self.stop(format!("installing a snapshot of Raft index {index}"));
+            return Err(RaftError::InstallSnapshot(index));
+        }
+        // Committed conf changes are applied, and the configuration persisted, before the
+        // hard state recording their commit is queued (`membership.rs`).
+        let committed = rd.take_committed_entries();
+        if let Some(last) = self.apply_membership(&mut g, &committed)? {
+            // A conf change has no ops: it counts as executed once applied (raft holds
+            // the next change until the applied index passes it).
+            if committed
+                .iter()
+                .filter(|e| e.index < last)
+                .all(|e| e.index <= g.executed_through)
+            {
+                g.executed_through = g.executed_through.max(last);
+                self.executed.fetch_max(last, Ordering::AcqRel);
+            }
         }
         let (early, after_persist) = if self.sink.is_some() {
             (rd.take_messages(), rd.take_persisted_messages())
@@ -230,7 +256,6 @@ impl RaftNode {
             g.queued_through = last.index;
         }
         let executed = g.executed_through;
-        let committed = rd.take_committed_entries();
         for e in &committed {
             self.adopt_floor(&e.context);
         }

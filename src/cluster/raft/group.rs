@@ -56,8 +56,9 @@ pub trait MessageSink: Send + Sync {
 impl RaftNode {
     /// Starts node `id` of a group of `voters` over `log`, whose entries up to `applied`
     /// are already in the keyspace (start-up replay). A log with no configuration yet is
-    /// given `voters`; one with another configuration is refused. Outgoing messages go to
-    /// `sink`. The node is a follower until an election makes it leader (ticks,
+    /// given `voters`; a log with one keeps it (membership changes made it, and the log,
+    /// not the caller's list, says who the members are). Outgoing messages go to `sink`.
+    /// The node is a follower until an election makes it leader (ticks,
     /// [`RaftNode::tick`], or [`RaftNode::campaign`]); committed entries it did not
     /// execute go to the applier ([`RaftNode::set_applier`]), which must be set before the
     /// first turn that has any.
@@ -73,24 +74,32 @@ impl RaftNode {
                 "node {id} is not one of the group's voters {voters:?}"
             )));
         }
-        let mut voters = voters.to_vec();
-        voters.sort_unstable();
-        voters.dedup();
+        Self::start_member(log, applied, id, Some(voters), sink)
+    }
+
+    /// [`RaftNode::start_group`] for a node that may be joining: with `bootstrap` `None`
+    /// and a log without a configuration, the node starts with none — a node added to a
+    /// running group, which waits for the leader to send it a snapshot (the configuration
+    /// comes with it). It cannot campaign meanwhile.
+    pub fn start_member(
+        log: Arc<RaftLog>,
+        applied: u64,
+        id: u64,
+        bootstrap: Option<&[u64]>,
+        sink: Arc<dyn MessageSink>,
+    ) -> Result<Arc<RaftNode>, RaftError> {
         let state = log.state();
         if state.conf_state.voters.is_empty() && state.conf_state.learners.is_empty() {
-            LogStorage::new(log.clone())
-                .set_conf_state(&ConfState {
-                    voters: voters.clone(),
-                    ..Default::default()
-                })
-                .map_err(|e| RaftError::Stopped(e.to_string()))?;
-        } else {
-            let mut have = state.conf_state.voters.clone();
-            have.sort_unstable();
-            if have != voters {
-                return Err(RaftError::Stopped(format!(
-                    "the log's Raft configuration has voters {have:?}, not {voters:?}: membership changes are a later step"
-                )));
+            if let Some(voters) = bootstrap {
+                let mut voters = voters.to_vec();
+                voters.sort_unstable();
+                voters.dedup();
+                LogStorage::new(log.clone())
+                    .set_conf_state(&ConfState {
+                        voters,
+                        ..Default::default()
+                    })
+                    .map_err(|e| RaftError::Stopped(e.to_string()))?;
             }
         }
         Self::open(log, applied, id, Some(sink))
@@ -103,8 +112,10 @@ impl RaftNode {
         id: u64,
         sink: Option<Arc<dyn MessageSink>>,
     ) -> Result<Arc<RaftNode>, RaftError> {
-        // Reads need a leadership confirmation only when another node could lead.
-        let replicated = log.state().conf_state.voters.len() > 1;
+        // Reads need a leadership confirmation only when another node could lead: a group
+        // of several members, or one that may grow (membership changes).
+        let cs = log.state().conf_state;
+        let replicated = cs.voters.len() > 1 || !cs.learners.is_empty() || sink.is_some();
         let storage = LogStorage::new(log.clone());
         let last = storage
             .last_index()
@@ -137,6 +148,8 @@ impl RaftNode {
             floor: std::sync::atomic::AtomicU64::new(0),
             floor_sent: std::sync::atomic::AtomicU64::new(0),
             heard: Mutex::new(std::collections::HashMap::new()),
+            conf_changes: Mutex::new(Vec::new()),
+            snapshot: Mutex::new(None),
         }))
     }
 

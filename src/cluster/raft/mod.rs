@@ -10,6 +10,7 @@
 
 pub mod driver;
 pub mod group;
+pub mod membership;
 pub mod node;
 pub mod read;
 pub mod storage;

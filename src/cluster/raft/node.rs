@@ -72,8 +72,16 @@ pub enum RaftError {
     /// The log failed (a failed write or fsync poisons it): nothing more is acknowledged.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// raft-rs reported an error, or asked for something this step does not do (peers,
-    /// snapshots); the node stopped.
+    /// A request the group refused without stopping (a membership change while another
+    /// is in progress).
+    #[error("{0}")]
+    Busy(String),
+    /// raft asked this node to install a snapshot (it needs entries the leader purged):
+    /// the node stopped, and its host fetches the snapshot and restarts from it.
+    #[error("this node stopped to install a snapshot of Raft index {0}")]
+    InstallSnapshot(u64),
+    /// raft-rs reported an error, or asked for something this step does not do; the node
+    /// stopped.
     #[error("the Raft group stopped: {0}")]
     Stopped(String),
 }
@@ -173,6 +181,10 @@ pub struct RaftNode {
     pub(super) floor_sent: AtomicU64,
     /// When a message from each peer (raft id) was last stepped in: INFO's last contact.
     pub(super) heard: Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+    /// Membership changes the Ready loop applied, for the host to act on (links, map).
+    pub(super) conf_changes: Mutex<Vec<super::membership::MembershipChange>>,
+    /// A snapshot raft asked this node to install; the node stopped for it.
+    pub(super) snapshot: Mutex<Option<super::membership::PendingSnapshot>>,
 }
 
 /// An entry context that carries the purge floor: this tag, then the index (u64 LE).
@@ -510,9 +522,13 @@ impl RaftNode {
     /// capped at the commit index (`g` held, leader); returns it.
     pub(super) fn raise_floor(&self, g: &Group) -> u64 {
         let raft = &g.raw.raft;
+        let learners = raft.prs().conf().to_conf_state().learners;
         let matched = raft
             .prs()
             .iter()
+            // Learners catch up by snapshot when they need purged entries: only voters
+            // hold the floor.
+            .filter(|(id, _)| !learners.contains(id))
             .map(|(id, p)| {
                 if *id == raft.id {
                     raft.raft_log.last_index()

@@ -30,7 +30,7 @@ const READ_TIMEOUT: Duration = Duration::from_millis(20 * TICK_MS);
 /// The reads of one node waiting for leadership confirmations.
 pub(crate) struct ReadBarrier {
     /// Whether reads wait at all (another node could lead).
-    replicated: bool,
+    replicated: std::sync::atomic::AtomicBool,
     /// The last sequence number a read took.
     taken: AtomicU64,
     /// The newest sequence number a ReadIndex was issued for.
@@ -42,10 +42,17 @@ pub(crate) struct ReadBarrier {
 impl ReadBarrier {
     pub(crate) fn new(replicated: bool) -> ReadBarrier {
         ReadBarrier {
-            replicated,
+            replicated: std::sync::atomic::AtomicBool::new(replicated),
             taken: AtomicU64::new(0),
             issued: AtomicU64::new(0),
             confirmed: watch::channel(0).0,
+        }
+    }
+
+    /// Reads wait from now on when the group has members besides this node.
+    pub(crate) fn set_replicated(&self, replicated: bool) {
+        if replicated {
+            self.replicated.store(true, Ordering::Release);
         }
     }
 
@@ -69,7 +76,7 @@ impl RaftNode {
     /// Whether the group has members besides this node (its commit index then moves with
     /// their acknowledgements).
     pub fn has_peers(&self) -> bool {
-        self.reads.replicated
+        self.reads.replicated.load(Ordering::Acquire)
     }
 
     /// Waits until the commit index is past `from`, or a tick at most.
@@ -84,14 +91,14 @@ impl RaftNode {
     /// Whether a read executed here must wait for [`RaftNode::confirm_leadership`]: this
     /// node leads a group where another could.
     pub fn reads_need_confirmation(&self) -> bool {
-        self.reads.replicated && self.is_leader()
+        self.reads.replicated.load(Ordering::Acquire) && self.is_leader()
     }
 
     /// Waits until this node has confirmed, with a quorum, that it still leads, in a round
     /// that began after the call (module docs). Fails when it does not lead (any more),
     /// when its group stopped, or after [`READ_TIMEOUT`].
     pub async fn confirm_leadership(&self) -> Result<(), RaftError> {
-        if !self.reads.replicated {
+        if !self.reads.replicated.load(Ordering::Acquire) {
             return Ok(());
         }
         self.check()?;

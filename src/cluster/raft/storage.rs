@@ -22,10 +22,10 @@
 //!   an empty range of an empty log returns no entries instead of panicking.
 //! - Appends that would leave a hole, overwrite purged entries, or truncate committed ones
 //!   are refused with an error (`MemStorage` panics or, for the last, allows it).
-//! - `snapshot` returns `SnapshotTemporarilyUnavailable` for now: a snapshot is a
-//!   checkpoint plus the segments it keeps, to be shipped (design §3.8; not built). raft-rs
-//!   retries later. Checkpoints purge the log only below the group's purge floor
-//!   (`RaftNode::purge_floor`), so no voter ever needs one; a new replica would.
+//! - `snapshot` describes the newest published checkpoint (`storage::snapshot`): the files
+//!   a replica fetches; `SnapshotTemporarilyUnavailable` until one is published. Checkpoints
+//!   purge the log only below the voters' purge floor (`RaftNode::purge_floor`), so a voter
+//!   never needs one; a new replica (a learner) does.
 
 use std::path::Path;
 
@@ -215,10 +215,27 @@ impl Storage for LogStorage {
         Ok(self.log.last_index())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
-        Err(::raft::Error::Store(
-            ::raft::StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// The newest published snapshot (`storage::snapshot`): its index and term, the
+    /// configuration in force now, and as data the list of its files, which the replica
+    /// fetches over the cluster bus. The configuration may be newer than the snapshot's
+    /// index, by conf changes committed and applied since: it then already includes the
+    /// replica being sent it (raft-rs refuses a snapshot whose configuration does not), and
+    /// applying those changes again when their entries arrive changes nothing. None
+    /// published yet, or one older than the log's purge point: raft tries again later.
+    fn snapshot(&self, request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
+        let unavailable =
+            || ::raft::Error::Store(::raft::StorageError::SnapshotTemporarilyUnavailable);
+        let snap = self.log.snapshots().newest().ok_or_else(unavailable)?;
+        if snap.index + 1 < self.log.first_index() || snap.index < request_index {
+            return Err(unavailable());
+        }
+        let mut out = Snapshot::default();
+        out.data = snap.encode().into();
+        let meta = out.mut_metadata();
+        meta.index = snap.index;
+        meta.term = snap.term;
+        meta.set_conf_state(conf_state(&self.log.state().conf_state));
+        Ok(out)
     }
 }
 
