@@ -327,7 +327,7 @@ impl Transport {
         if !plain_name(name) {
             return Err(TransportError::BadFileName(name.to_owned()));
         }
-        let task = AbortOnDrop(self.runtime.spawn(fetch(
+        let mut task = AbortOnDrop(self.runtime.spawn(fetch(
             self.shared.clone(),
             addr,
             peer,
@@ -335,7 +335,6 @@ impl Transport {
             name.to_owned(),
             dest.to_owned(),
         )));
-        let mut task = task;
         match (&mut task.0).await {
             Ok(r) => r,
             Err(e) => Err(TransportError::Io {
@@ -383,6 +382,9 @@ pub(super) async fn fetch(
     )
     .await;
     let length = received?;
+    // Close the connection politely (TLS close_notify) before syncing: the server is done.
+    let _ = tokio::time::timeout(cfg.write_timeout, stream.shutdown()).await;
+    drop(stream);
     // The file, then its directory entry, so a crash after the fetch cannot lose a created file.
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -396,8 +398,6 @@ pub(super) async fn fetch(
         &dest,
     )
     .await?;
-    // Close the connection politely (TLS close_notify); the server has already finished.
-    let _ = tokio::time::timeout(cfg.write_timeout, stream.shutdown()).await;
     Ok(length)
 }
 
