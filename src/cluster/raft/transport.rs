@@ -1,5 +1,6 @@
 //! The Raft peer transport: carries raft-rs [`Message`]s between the replicas of a group
-//! (design scale-out.md §3.1, step E of §5). Not yet wired to a driver: step D's Ready loop
+//! (design scale-out.md §3.1, step E of §5), and serves snapshot files to peers on the same
+//! listener ([`files`]: [`Transport::fetch_file`], [`FileSource`]). Not yet wired to a driver: step D's Ready loop
 //! will call [`Transport::send`] and read [`Inbound`] batches from the channel given to
 //! [`Transport::start`].
 //!
@@ -53,6 +54,12 @@
 //! id or proof, proof zeroed). All integers are little-endian. The listener's fresh nonce
 //! makes a recorded `AUTH` useless on another connection. Proofs are checked with
 //! `Mac::verify_slice`, which compares in constant time (`subtle`).
+//!
+//! `AUTH`'s magic names what the connection carries: `"RILLRAFT"` a message link (above),
+//! `"RILLSNAP"` one snapshot file fetch ([`files`]), whose proofs are keyed with
+//! `"rill-snap-v1 dial"` / `"rill-snap-v1 listen"` instead, so a proof made for one kind
+//! fails as the other. `HELLO` is the same for both (the listener learns the kind from
+//! `AUTH`); message links' bytes are those of version 1 unchanged.
 //!
 //! HMAC comes from the RustCrypto `hmac` crate (over `sha2`, already a dependency, same
 //! `digest` 0.10): a few lines of RFC 2104 by hand would work too, but the crate is the
@@ -349,6 +356,28 @@ pub enum TransportError {
     },
     #[error("max_frame of {0} bytes is above the ceiling of {MAX_FRAME_CEILING}")]
     FrameLimit(usize),
+    #[error("{0:?} is not a snapshot file name (a plain name: not empty and not '.', at most {max} bytes, no '/', '\\', NUL or '..')", max = files::MAX_FILE_NAME)]
+    BadFileName(String),
+    #[error("Raft peer {addr} refused to serve snapshot {snapshot} file {name:?}: {reason}")]
+    FetchRefused {
+        addr: SocketAddr,
+        snapshot: u64,
+        name: String,
+        reason: FetchRefusal,
+    },
+    #[error("Raft peer {addr}: fetching snapshot file {name:?}: {source}")]
+    FetchStream {
+        addr: SocketAddr,
+        name: String,
+        #[source]
+        source: FetchStreamError,
+    },
+    #[error("can't write the fetched snapshot file {path}: {source}")]
+    FetchDest {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// One received frame: messages of one group from one sender, in the order sent.
@@ -523,9 +552,11 @@ fn refusal_code(e: &HandshakeError) -> u8 {
     }
 }
 
+/// The HMAC of a handshake's fields, keyed by `label`: the link kind's prefix and the side
+/// (`"dial"` / `"listen"`).
 fn proof(
     secret: &SharedSecret,
-    label: &[u8],
+    label: [&[u8]; 2],
     first: &[u8],
     second: &[u8],
     cluster: u64,
@@ -533,8 +564,8 @@ fn proof(
     to: u64,
 ) -> Hmac<Sha256> {
     let mut mac = secret.mac();
-    mac.update(b"rill-raft-v1 ");
-    mac.update(label);
+    mac.update(label[0]);
+    mac.update(label[1]);
     mac.update(first);
     mac.update(second);
     mac.update(&cluster.to_le_bytes());
@@ -549,12 +580,46 @@ fn nonce() -> [u8; NONCE_LEN] {
     n
 }
 
-/// The listener's side: returns the authenticated sender. Refusals after `AUTH` was read
-/// are told to the dialer before the error is returned.
+/// What an authenticated connection carries, named by the dialer's `AUTH` and bound into
+/// both proofs (module docs, "Handshake").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkKind {
+    /// A message link: frames of Raft messages.
+    Messages,
+    /// A snapshot file fetch ([`files`]).
+    Fetch,
+}
+
+impl LinkKind {
+    /// `AUTH`'s magic.
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            LinkKind::Messages => &MAGIC,
+            LinkKind::Fetch => &files::FETCH_MAGIC,
+        }
+    }
+
+    /// The prefix of both proofs' HMAC input.
+    fn label(self) -> &'static [u8] {
+        match self {
+            LinkKind::Messages => b"rill-raft-v1 ",
+            LinkKind::Fetch => b"rill-snap-v1 ",
+        }
+    }
+
+    fn of_magic(magic: &[u8]) -> Option<LinkKind> {
+        [LinkKind::Messages, LinkKind::Fetch]
+            .into_iter()
+            .find(|k| k.magic()[..] == *magic)
+    }
+}
+
+/// The listener's side: returns the authenticated sender and what its connection carries.
+/// Refusals after `AUTH` was read are told to the dialer before the error is returned.
 pub(crate) async fn listener_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     cfg: &TransportConfig,
-) -> Result<RaftNodeId, HandshakeFailure> {
+) -> Result<(RaftNodeId, LinkKind), HandshakeFailure> {
     let mine = nonce();
     let mut hello = Vec::with_capacity(HELLO_LEN);
     hello.extend_from_slice(&MAGIC);
@@ -565,9 +630,9 @@ pub(crate) async fn listener_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s.write_all(&hello).await?;
     let mut auth = [0u8; AUTH_LEN];
     s.read_exact(&mut auth).await?;
-    if auth[..8] != MAGIC {
+    let Some(kind) = LinkKind::of_magic(&auth[..8]) else {
         return Err(HandshakeError::BadMagic.into());
-    }
+    };
     let version = u16::from_le_bytes([auth[8], auth[9]]);
     let cluster = le_u64(&auth[10..]);
     let from = le_u64(&auth[18..]);
@@ -589,9 +654,17 @@ pub(crate) async fn listener_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             expected: cfg.node,
             theirs: to,
         })
-    } else if proof(&cfg.secret, b"dial", &mine, theirs, cluster, from, to)
-        .verify_slice(tag)
-        .is_err()
+    } else if proof(
+        &cfg.secret,
+        [kind.label(), b"dial"],
+        &mine,
+        theirs,
+        cluster,
+        from,
+        to,
+    )
+    .verify_slice(tag)
+    .is_err()
     {
         Err(HandshakeError::BadProof)
     } else {
@@ -600,10 +673,18 @@ pub(crate) async fn listener_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let mut verdict = [0u8; VERDICT_LEN];
     match check {
         Ok(()) => {
-            let p = proof(&cfg.secret, b"listen", theirs, &mine, cluster, from, to);
+            let p = proof(
+                &cfg.secret,
+                [kind.label(), b"listen"],
+                theirs,
+                &mine,
+                cluster,
+                from,
+                to,
+            );
             verdict[1..].copy_from_slice(&p.finalize().into_bytes());
             s.write_all(&verdict).await?;
-            Ok(from)
+            Ok((from, kind))
         }
         Err(e) => {
             verdict[0] = refusal_code(&e);
@@ -614,11 +695,31 @@ pub(crate) async fn listener_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The dialer's side, connecting as `cfg.node` to `peer`.
+/// The dialer's side of a message link, connecting as `cfg.node` to `peer`.
+#[cfg(test)]
 pub(crate) async fn dialer_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     cfg: &TransportConfig,
     peer: RaftNodeId,
+) -> Result<(), HandshakeFailure> {
+    dialer_handshake_as(
+        s,
+        cfg,
+        peer,
+        LinkKind::Messages.magic(),
+        LinkKind::Messages.label(),
+    )
+    .await
+}
+
+/// The dialer's side, announcing `magic` and proving with `label` (a [`LinkKind`]'s; tests
+/// mix them to show a proof made for one kind does not pass for the other).
+pub(crate) async fn dialer_handshake_as<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    cfg: &TransportConfig,
+    peer: RaftNodeId,
+    magic: &[u8; 8],
+    label: &[u8],
 ) -> Result<(), HandshakeFailure> {
     let mut hello = [0u8; HELLO_LEN];
     s.read_exact(&mut hello).await?;
@@ -653,7 +754,7 @@ pub(crate) async fn dialer_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let mine = nonce();
     let p = proof(
         &cfg.secret,
-        b"dial",
+        [label, b"dial"],
         theirs,
         &mine,
         cfg.cluster,
@@ -661,7 +762,7 @@ pub(crate) async fn dialer_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         peer,
     );
     let mut auth = Vec::with_capacity(AUTH_LEN);
-    auth.extend_from_slice(&MAGIC);
+    auth.extend_from_slice(magic);
     auth.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     auth.extend_from_slice(&cfg.cluster.to_le_bytes());
     auth.extend_from_slice(&cfg.node.to_le_bytes());
@@ -680,7 +781,7 @@ pub(crate) async fn dialer_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let p = proof(
         &cfg.secret,
-        b"listen",
+        [label, b"listen"],
         &mine,
         theirs,
         cfg.cluster,
@@ -840,7 +941,17 @@ impl PeerLink {
 }
 
 async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<LinkStream, TransportError> {
-    let addr = link.addr;
+    dial_as(cfg, link.addr, link.id, LinkKind::Messages).await
+}
+
+/// Connects to `peer` at `addr` (from `cfg.source`, within `cfg.connect_timeout`), runs TLS if
+/// configured and the handshake for a connection of `kind` (within `cfg.handshake_timeout`).
+async fn dial_as(
+    cfg: &TransportConfig,
+    addr: SocketAddr,
+    peer: RaftNodeId,
+    kind: LinkKind,
+) -> Result<LinkStream, TransportError> {
     let io = |source| TransportError::Io { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -874,7 +985,7 @@ async fn dial(cfg: &TransportConfig, link: &PeerLink) -> Result<LinkStream, Tran
             }
             None => Box::new(stream),
         };
-        dialer_handshake(&mut stream, cfg, link.id)
+        dialer_handshake_as(&mut stream, cfg, peer, kind.magic(), kind.label())
             .await
             .map_err(|e| e.at(addr))?;
         Ok::<_, TransportError>(stream)
@@ -1034,6 +1145,10 @@ struct Shared {
     /// When the last refusal was logged at warn level (ms since `started`).
     refusal_logged: AtomicU64,
     started: std::time::Instant,
+    /// What fetch connections may read ([`Transport::set_file_source`]); `None` refuses them.
+    files: parking_lot::RwLock<Option<Arc<dyn FileSource>>>,
+    /// Fetches being served at once ([`files::MAX_CONCURRENT_FETCHES`]).
+    fetches: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -1107,7 +1222,8 @@ async fn serve_inbound(
             .map_err(|e| e.at(addr))?;
         Ok::<_, TransportError>((stream, from))
     };
-    let (stream, from) = match tokio::time::timeout(cfg.handshake_timeout, handshake).await {
+    let (stream, (from, kind)) = match tokio::time::timeout(cfg.handshake_timeout, handshake).await
+    {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             shared.refused(addr, &e);
@@ -1119,6 +1235,10 @@ async fn serve_inbound(
         }
     };
     drop(permit);
+    if kind == LinkKind::Fetch {
+        files::serve(&shared, stream, addr, from).await;
+        return;
+    }
     shared.inbound.connections.fetch_add(1, Ordering::Relaxed);
     let gen = shared.generation.fetch_add(1, Ordering::Relaxed);
     let stop = Arc::new(Notify::new());
@@ -1270,6 +1390,8 @@ impl Transport {
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
             refusal_logged: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            files: parking_lot::RwLock::new(None),
+            fetches: Arc::new(Semaphore::new(files::MAX_CONCURRENT_FETCHES)),
         });
         let runtime = tokio::runtime::Handle::current();
         let accept = runtime.spawn(accept_loop(listener, shared.clone()));
@@ -1383,6 +1505,9 @@ impl Drop for Transport {
         }
     }
 }
+
+mod files;
+pub use files::{FetchRefusal, FetchStreamError, FileSource};
 
 #[cfg(test)]
 mod tests;

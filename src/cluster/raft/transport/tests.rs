@@ -511,7 +511,7 @@ async fn handshake_peers_agree_and_refuse_mismatches() {
         match want {
             None => {
                 assert!(dialed.is_ok(), "{dialed:?}");
-                assert_eq!(listened.ok(), Some(1));
+                assert_eq!(listened.ok(), Some((1, LinkKind::Messages)));
             }
             Some(HandshakeError::BadProof) => {
                 assert!(matches!(
@@ -810,4 +810,547 @@ async fn a_cut_link_is_noticed_and_restored() {
     let got = recv(&mut rx_b, 10).await;
     assert!(got.iter().map(|(_, _, m)| m.index).eq(10..20));
     assert_eq!(b.stats().inbound_connections, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshot file fetches (files.rs)
+
+/// Serves `(snapshot, name) → (path, served length)` from a fixed table.
+struct Table(HashMap<(u64, String), (std::path::PathBuf, u64)>);
+
+impl FileSource for Table {
+    fn open(&self, snapshot: u64, name: &str) -> Option<(std::path::PathBuf, u64)> {
+        self.0.get(&(snapshot, name.to_owned())).cloned()
+    }
+}
+
+/// Serves any name as `dir/name`, whole: only the server's name check stands between a
+/// fetcher and the rest of the file system.
+struct Anything(std::path::PathBuf);
+
+impl FileSource for Anything {
+    fn open(&self, _snapshot: u64, name: &str) -> Option<(std::path::PathBuf, u64)> {
+        let path = self.0.join(name);
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some((path, len))
+    }
+}
+
+/// A fresh directory for one test, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("rill-fetch-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `len` bytes that differ at every position from their neighbours' pattern (no two 1 MiB
+/// chunks alike, so a chunk written at the wrong offset shows).
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn fetch_err(r: Result<u64, TransportError>) -> TransportError {
+    match r {
+        Ok(n) => panic!("the fetch succeeded with {n} bytes"),
+        Err(e) => e,
+    }
+}
+
+fn refusal(r: Result<u64, TransportError>) -> FetchRefusal {
+    match fetch_err(r) {
+        TransportError::FetchRefused { reason, .. } => reason,
+        e => panic!("not a refusal: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_mib_file_is_fetched_intact_up_to_its_served_length() {
+    let dir = Scratch::new("intact");
+    let whole = content((5 << 20) + 123, 1);
+    std::fs::write(dir.path("seg-1.log"), &whole).expect("write");
+    let checkpoint = content(3 << 20, 2);
+    std::fs::write(dir.path("checkpoint"), &checkpoint).expect("write");
+    let cut = (3 << 20) + 7;
+    let (leader, _rx_l) = start(config(1, 151, "s")).await;
+    let (follower, _rx_f) = start(config(2, 152, "s")).await;
+    leader.set_file_source(Arc::new(Table(HashMap::from([
+        (
+            (5, "seg-1.log".to_string()),
+            (dir.path("seg-1.log"), cut as u64),
+        ),
+        (
+            (5, "checkpoint".to_string()),
+            (dir.path("checkpoint"), checkpoint.len() as u64),
+        ),
+    ]))));
+    let addr = leader.local_addr();
+    let dest = dir.path("got-seg");
+    let n = follower
+        .fetch_file(addr, 1, 5, "seg-1.log", &dest)
+        .await
+        .expect("fetch");
+    assert_eq!(n, cut as u64);
+    let got = std::fs::read(&dest).expect("read");
+    assert_eq!(got.len(), cut, "the served length caps the copy");
+    assert!(got == whole[..cut], "the segment's bytes differ");
+    let dest = dir.path("got-checkpoint");
+    let n = follower
+        .fetch_file(addr, 1, 5, "checkpoint", &dest)
+        .await
+        .expect("fetch");
+    assert_eq!(n, checkpoint.len() as u64);
+    assert!(std::fs::read(&dest).expect("read") == checkpoint);
+    // Another snapshot number does not name these files.
+    let r = follower
+        .fetch_file(addr, 1, 6, "checkpoint", &dir.path("other"))
+        .await;
+    assert_eq!(refusal(r), FetchRefusal::NoSuchFile);
+    // Fetches are not message links.
+    assert_eq!(leader.stats().inbound_connections, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_resumes_after_the_bytes_the_destination_holds() {
+    let dir = Scratch::new("resume");
+    let source = content((2 << 20) + 999, 3);
+    std::fs::write(dir.path("seg"), &source).expect("write");
+    let (leader, _rx_l) = start(config(1, 153, "s")).await;
+    let (follower, _rx_f) = start(config(2, 154, "s")).await;
+    leader.set_file_source(Arc::new(Table(HashMap::from([(
+        (9, "seg".to_string()),
+        (dir.path("seg"), source.len() as u64),
+    )]))));
+    let addr = leader.local_addr();
+    // A prefix that is *not* the source's: if the server sent from 0 (or the fetcher wrote
+    // from 0), it would be overwritten.
+    let kept = (1 << 20) + 5;
+    let dest = dir.path("dest");
+    std::fs::write(&dest, vec![0xEE; kept]).expect("write");
+    let n = follower
+        .fetch_file(addr, 1, 9, "seg", &dest)
+        .await
+        .expect("fetch");
+    assert_eq!(n, source.len() as u64);
+    let got = std::fs::read(&dest).expect("read");
+    assert_eq!(got.len(), source.len());
+    assert!(
+        got[..kept].iter().all(|b| *b == 0xEE),
+        "the prefix was rewritten"
+    );
+    assert!(got[kept..] == source[kept..], "the rest differs");
+    // Complete already: nothing to copy, same answer.
+    let n = follower
+        .fetch_file(addr, 1, 9, "seg", &dest)
+        .await
+        .expect("fetch");
+    assert_eq!(n, source.len() as u64);
+    assert_eq!(std::fs::read(&dest).expect("read"), got);
+    // Longer than the served file: refused, and the destination left alone.
+    let long = dir.path("long");
+    std::fs::write(&long, vec![1; source.len() + 1]).expect("write");
+    let r = follower.fetch_file(addr, 1, 9, "seg", &long).await;
+    assert_eq!(
+        refusal(r),
+        FetchRefusal::OffsetPastEnd {
+            offset: source.len() as u64 + 1,
+            length: source.len() as u64
+        }
+    );
+    assert_eq!(
+        std::fs::metadata(&long).expect("meta").len(),
+        source.len() as u64 + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_cut_midway_resumes_where_it_stopped() {
+    let dir = Scratch::new("cut");
+    let source = content(24 << 20, 4);
+    std::fs::write(dir.path("seg"), &source).expect("write");
+    let (leader, _rx_l) = start(config(1, 155, "s")).await;
+    let (follower, _rx_f) = start(config(2, 156, "s")).await;
+    leader.set_file_source(Arc::new(Table(HashMap::from([(
+        (1, "seg".to_string()),
+        (dir.path("seg"), source.len() as u64),
+    )]))));
+    let proxy = Proxy::start(ip(157), leader.local_addr()).await;
+    let dest = dir.path("dest");
+    let fetching = follower.fetch_file(proxy.addr, 1, 1, "seg", &dest);
+    tokio::pin!(fetching);
+    // Cut once some but not all of the file has arrived.
+    let cut = async {
+        eventually("part of the file", || {
+            std::fs::metadata(&dest).is_ok_and(|m| m.len() > 0)
+        })
+        .await;
+        proxy.cut();
+    };
+    let (r, ()) = tokio::join!(&mut fetching, cut);
+    let had = std::fs::metadata(&dest).expect("meta").len();
+    if had < source.len() as u64 {
+        assert!(matches!(fetch_err(r), TransportError::Io { .. }));
+    }
+    // Else every byte arrived before the cut (the end marker may or may not have): nothing
+    // to resume, and the retry below must still answer the whole length.
+    let n = follower
+        .fetch_file(proxy.addr, 1, 1, "seg", &dest)
+        .await
+        .expect("the retry");
+    assert_eq!(n, source.len() as u64);
+    assert!(std::fs::read(&dest).expect("read") == source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetcher_with_the_wrong_secret_is_refused_and_others_are_served() {
+    let dir = Scratch::new("secret");
+    std::fs::write(dir.path("f"), b"snapshot bytes").expect("write");
+    let (leader, _rx_l) = start(config(1, 161, "right")).await;
+    leader.set_file_source(Arc::new(Anything(dir.0.clone())));
+    let (stranger, _rx_s) = start(config(2, 162, "wrong")).await;
+    let r = stranger
+        .fetch_file(leader.local_addr(), 1, 1, "f", &dir.path("stolen"))
+        .await;
+    assert!(
+        matches!(
+            fetch_err(r),
+            TransportError::Handshake {
+                source: HandshakeError::Refused(_),
+                ..
+            }
+        ),
+        "the stranger's fetch"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path("stolen")).map(|m| m.len()).ok(),
+        Some(0)
+    );
+    assert!(leader.stats().handshakes_refused >= 1);
+    let (friend, _rx_f) = start(config(3, 163, "right")).await;
+    let n = friend
+        .fetch_file(leader.local_addr(), 1, 1, "f", &dir.path("mine"))
+        .await
+        .expect("fetch");
+    assert_eq!(n, 14);
+    assert_eq!(
+        std::fs::read(dir.path("mine")).expect("read"),
+        b"snapshot bytes"
+    );
+    // Dialing the leader under another node id is refused by the fetcher itself.
+    let r = friend
+        .fetch_file(leader.local_addr(), 7, 1, "f", &dir.path("x"))
+        .await;
+    assert!(matches!(
+        fetch_err(r),
+        TransportError::Handshake {
+            source: HandshakeError::WrongNode { .. },
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_proof_made_for_one_kind_of_connection_fails_for_the_other() {
+    let listener_cfg = config(2, 1, "k");
+    let dialer_cfg = config(1, 1, "k");
+    let raft = (LinkKind::Messages.magic(), LinkKind::Messages.label());
+    let snap = (LinkKind::Fetch.magic(), LinkKind::Fetch.label());
+    for (magic, label, want) in [
+        (raft.0, raft.1, Some(LinkKind::Messages)),
+        (snap.0, snap.1, Some(LinkKind::Fetch)),
+        // A message link's AUTH announced as a fetch, and a fetch's as a message link.
+        (snap.0, raft.1, None),
+        (raft.0, snap.1, None),
+    ] {
+        let (mut l, mut d) = tokio::io::duplex(1024);
+        let lc = listener_cfg.clone();
+        let listen = tokio::spawn(async move { listener_handshake(&mut l, &lc).await });
+        let dialed = dialer_handshake_as(&mut d, &dialer_cfg, 2, magic, label).await;
+        drop(d);
+        let listened = listen.await.expect("task");
+        match want {
+            Some(kind) => {
+                assert!(dialed.is_ok(), "{dialed:?}");
+                assert_eq!(listened.ok(), Some((1, kind)));
+            }
+            None => {
+                assert!(matches!(
+                    listened,
+                    Err(HandshakeFailure::Protocol(HandshakeError::BadProof))
+                ));
+                assert!(matches!(
+                    dialed,
+                    Err(HandshakeFailure::Protocol(HandshakeError::Refused(_)))
+                ));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_outside_the_snapshot_are_refused_by_the_server() {
+    let dir = Scratch::new("names");
+    let served = dir.path("served");
+    std::fs::create_dir_all(&served).expect("dir");
+    std::fs::write(served.join("f"), b"ok").expect("write");
+    std::fs::write(dir.path("secret"), b"not yours").expect("write");
+    std::fs::create_dir_all(served.join("a")).expect("dir");
+    std::fs::write(served.join("a").join("b"), b"nested").expect("write");
+    let (leader, _rx_l) = start(config(1, 171, "s")).await;
+    let (follower, _rx_f) = start(config(2, 172, "s")).await;
+    let addr = leader.local_addr();
+    // No file source yet.
+    let r = follower.fetch_file(addr, 1, 1, "f", &dir.path("d0")).await;
+    assert_eq!(refusal(r), FetchRefusal::NoSource);
+    // A source that would resolve any name under `served`, `..` included.
+    leader.set_file_source(Arc::new(Anything(served.clone())));
+    for (i, bad) in ["../secret", "a/b", "", "..", ".", "f\0"]
+        .into_iter()
+        .enumerate()
+    {
+        let dest = dir.path(&format!("bad{i}"));
+        // The fetcher's own check first …
+        let r = follower.fetch_file(addr, 1, 1, bad, &dest).await;
+        assert!(
+            matches!(fetch_err(r), TransportError::BadFileName(ref n) if n == bad),
+            "{bad:?}"
+        );
+        // … and the server's, which a fetcher without that check meets.
+        let r = files::fetch(
+            follower.shared.clone(),
+            addr,
+            1,
+            1,
+            bad.to_string(),
+            dest.clone(),
+        )
+        .await;
+        assert_eq!(refusal(r), FetchRefusal::BadName, "{bad:?}");
+        assert_eq!(std::fs::metadata(&dest).expect("meta").len(), 0);
+    }
+    let r = follower
+        .fetch_file(addr, 1, 1, "missing", &dir.path("d1"))
+        .await;
+    let e = fetch_err(r);
+    assert!(
+        matches!(
+            e,
+            TransportError::FetchRefused {
+                reason: FetchRefusal::NoSuchFile,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("\"missing\""), "{e}");
+    // The server still serves what it should.
+    let n = follower
+        .fetch_file(addr, 1, 1, "f", &dir.path("d2"))
+        .await
+        .expect("fetch");
+    assert_eq!(n, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_times_the_fetch_out() {
+    let dir = Scratch::new("silent");
+    // Accepts and says nothing: no HELLO.
+    let raw = TcpListener::bind((ip(181), 0)).await.expect("bind");
+    let addr = raw.local_addr().expect("addr");
+    let _held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = raw.accept().await {
+            conns.push(c);
+        }
+    });
+    let (follower, _rx) = start(config(2, 182, "s")).await;
+    let started = Instant::now();
+    let r = follower.fetch_file(addr, 1, 1, "f", &dir.path("d")).await;
+    assert!(matches!(fetch_err(r), TransportError::Timeout { .. }));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A CA and a certificate it signed, as a `TlsContext` with `tls-cluster yes`.
+fn cluster_tls(dir: &std::path::Path) -> LinkTls {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("leaf");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).expect("dir");
+    std::fs::write(certs.join("ca.crt"), ca.pem()).expect("write");
+    std::fs::write(dir.join("node.crt"), leaf.pem()).expect("write");
+    std::fs::write(dir.join("node.key"), key.serialize_pem()).expect("write");
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let settings = crate::config::TlsSettings {
+        cluster: true,
+        cert_file: path(dir.join("node.crt")),
+        key_file: path(dir.join("node.key")),
+        ca_cert_dir: path(certs),
+        ..Default::default()
+    };
+    let context = Arc::new(crate::tls::TlsContext::default());
+    context.configure(&settings).expect("TLS configures");
+    LinkTls(Arc::new(move || context.cluster_link()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_fetched_over_tls() {
+    let dir = Scratch::new("tls");
+    let tls = cluster_tls(&dir.0);
+    let source = content((1 << 20) + 77, 5);
+    std::fs::write(dir.path("seg"), &source).expect("write");
+    let mut cfg_l = config(1, 191, "s");
+    cfg_l.tls = Some(tls.clone());
+    let mut cfg_f = config(2, 192, "s");
+    cfg_f.tls = Some(tls);
+    let (leader, _rx_l) = start(cfg_l).await;
+    let (follower, _rx_f) = start(cfg_f).await;
+    leader.set_file_source(Arc::new(Anything(dir.0.clone())));
+    let n = follower
+        .fetch_file(leader.local_addr(), 1, 1, "seg", &dir.path("dest"))
+        .await
+        .expect("fetch over TLS");
+    assert_eq!(n, source.len() as u64);
+    assert!(std::fs::read(dir.path("dest")).expect("read") == source);
+    // A fetcher without TLS is refused by the TLS listener.
+    let (plain, _rx_p) = start(config(3, 193, "s")).await;
+    let r = plain
+        .fetch_file(leader.local_addr(), 1, 1, "seg", &dir.path("plain"))
+        .await;
+    assert!(r.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_beyond_the_cap_are_refused_as_busy_until_one_ends() {
+    let dir = Scratch::new("busy");
+    // Larger than any loopback socket buffers: a fetcher that stops reading holds its fetch.
+    std::fs::File::create(dir.path("big"))
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("sparse file");
+    let mut cfg_l = config(1, 201, "s");
+    cfg_l.write_timeout = Duration::from_secs(20);
+    let (leader, _rx_l) = start(cfg_l).await;
+    leader.set_file_source(Arc::new(Anything(dir.0.clone())));
+    let addr = leader.local_addr();
+    let fetcher_cfg = config(2, 202, "s");
+    let mut stalled = Vec::new();
+    for _ in 0..files::MAX_CONCURRENT_FETCHES {
+        let mut s = dial_as(&fetcher_cfg, addr, 1, LinkKind::Fetch)
+            .await
+            .expect("dial");
+        s.write_all(&files::encode_request(1, 0, b"big"))
+            .await
+            .expect("request");
+        // The answer's header comes after the server took its turn.
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.expect("answer");
+        assert_eq!(head[0], 0, "accepted");
+        stalled.push(s);
+    }
+    let (follower, _rx_f) = start(config(3, 203, "s")).await;
+    let r = follower.fetch_file(addr, 1, 1, "big", &dir.path("d")).await;
+    assert_eq!(refusal(r), FetchRefusal::Busy);
+    // One stalled fetcher goes away: its turn is released once the server's write fails.
+    drop(stalled.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let n = loop {
+        match follower.fetch_file(addr, 1, 1, "big", &dir.path("d")).await {
+            Ok(n) => break n,
+            Err(TransportError::FetchRefused {
+                reason: FetchRefusal::Busy,
+                ..
+            }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(n, 64 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_promising_more_than_the_file_holds_is_refused() {
+    let dir = Scratch::new("short");
+    std::fs::write(dir.path("f"), b"12345").expect("write");
+    let (leader, _rx_l) = start(config(1, 211, "s")).await;
+    let (follower, _rx_f) = start(config(2, 212, "s")).await;
+    leader.set_file_source(Arc::new(Table(HashMap::from([
+        ((1, "f".to_string()), (dir.path("f"), 6)),
+        ((1, "gone".to_string()), (dir.path("gone"), 1)),
+    ]))));
+    let r = follower
+        .fetch_file(leader.local_addr(), 1, 1, "f", &dir.path("d"))
+        .await;
+    assert_eq!(refusal(r), FetchRefusal::Unreadable);
+    // Named by the source but not on disk.
+    let r = follower
+        .fetch_file(leader.local_addr(), 1, 1, "gone", &dir.path("d"))
+        .await;
+    assert_eq!(refusal(r), FetchRefusal::NoSuchFile);
+}
+
+#[test]
+fn fetch_works_from_a_thread_outside_the_transports_runtime() {
+    let dir = Scratch::new("thread");
+    std::fs::write(dir.path("f"), b"from elsewhere").expect("write");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (leader, follower) = rt.block_on(async {
+        let (leader, _) = start(config(1, 221, "s")).await;
+        let (follower, _) = start(config(2, 222, "s")).await;
+        leader.set_file_source(Arc::new(Anything(dir.0.clone())));
+        (leader, follower)
+    });
+    // Another runtime (the lead's caller may run its own), its future polled there: the
+    // fetch's sockets belong to the transport's runtime.
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime without I/O");
+    let n = std::thread::scope(|s| {
+        s.spawn(|| {
+            other.block_on(follower.fetch_file(leader.local_addr(), 1, 1, "f", &dir.path("d")))
+        })
+        .join()
+        .expect("thread")
+    })
+    .expect("fetch");
+    assert_eq!(n, 14);
+    assert_eq!(
+        std::fs::read(dir.path("d")).expect("read"),
+        b"from elsewhere"
+    );
+    drop((leader, follower));
+    drop(rt);
 }
