@@ -391,6 +391,12 @@ fn load_raft(
     dir: &std::path::Path,
     opts: LogOptions,
 ) -> Result<Option<rill::persist::replay::RaftLoaded>, String> {
+    // A snapshot a replica fetched before it restarted itself is swapped in for its log.
+    match rill::storage::snapshot::finish_install(dir) {
+        Ok(true) => tracing::info!("Installed the Raft snapshot fetched from the shard's leader"),
+        Ok(false) => {}
+        Err(e) => return Err(format!("Can't install the fetched Raft snapshot: {e}")),
+    }
     let loaded = rill::persist::replay::load_raft(shared, lock, dir, opts)?;
     if shared.cluster.is_some() {
         return Ok(Some(loaded));

@@ -255,6 +255,7 @@ impl Peer {
                     ip: if ip.is_empty() { self.host.clone() } else { ip },
                     port: u16::try_from(*port).map_err(|_| unexpected(&self.addr))?,
                     cport: u16::try_from(*cport).map_err(|_| unexpected(&self.addr))?,
+                    joined: false,
                 })
             }
             _ => Err(unexpected(&self.addr)),

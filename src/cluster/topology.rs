@@ -187,12 +187,40 @@ pub struct NodeInfo {
     pub port: u16,
     /// Cluster bus port.
     pub cport: u16,
+    /// Added to its shard after the shard's Raft group was created (`rill cluster
+    /// add-node`): with an empty log it starts with no configuration and waits for the
+    /// leader's snapshot, rather than found the group with the others. Written as a
+    /// trailing `joined` on its `node` line.
+    pub joined: bool,
 }
 
 impl NodeInfo {
     /// `ip:port`, as MOVED shows it.
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.ip, self.port)
+    }
+
+    /// The node as a Raft membership change's context: `id ip port cport` (every member
+    /// learns a new member's address from the log itself).
+    pub fn member_context(&self) -> Vec<u8> {
+        format!("{} {} {} {}", self.id, self.ip, self.port, self.cport).into_bytes()
+    }
+
+    /// Parses [`NodeInfo::member_context`] (a node so added is `joined`).
+    pub fn from_member_context(c: &[u8]) -> Option<NodeInfo> {
+        let text = std::str::from_utf8(c).ok()?;
+        let mut f = text.split(' ');
+        let (id, ip, port, cport) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        if f.next().is_some() || ip.is_empty() {
+            return None;
+        }
+        Some(NodeInfo {
+            id: NodeId::parse(id)?,
+            ip: ip.to_string(),
+            port: port.parse().ok()?,
+            cport: cport.parse().ok()?,
+            joined: true,
+        })
     }
 }
 
@@ -320,8 +348,13 @@ impl ShardMap {
             for n in &shard.nodes {
                 let _ = writeln!(
                     out,
-                    "node {} {} {} {} {}",
-                    shard.id, n.id, n.ip, n.port, n.cport
+                    "node {} {} {} {} {}{}",
+                    shard.id,
+                    n.id,
+                    n.ip,
+                    n.port,
+                    n.cport,
+                    if n.joined { " joined" } else { "" }
                 );
             }
         }
@@ -379,7 +412,12 @@ impl ShardMap {
                         nodes: Vec::new(),
                     });
                 }
-                ["node", shard, id, ip, port, cport] => {
+                ["node", shard, id, ip, port, cport, flags @ ..] => {
+                    let joined = match flags {
+                        [] => false,
+                        ["joined"] => true,
+                        _ => return Err(bad(no, "unknown node flag")),
+                    };
                     let id = NodeId::parse(id).ok_or_else(|| bad(no, "bad node id"))?;
                     if map.nodes().any(|n| n.id == id) {
                         return Err(bad(no, "node listed twice"));
@@ -400,6 +438,7 @@ impl ShardMap {
                         ip: ip.to_string(),
                         port,
                         cport,
+                        joined,
                     });
                 }
                 _ => return Err(bad(no, "unknown record")),
@@ -787,6 +826,7 @@ mod tests {
             ip: "127.0.0.1".into(),
             port,
             cport: port + 10000,
+            joined: false,
         }
     }
 

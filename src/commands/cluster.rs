@@ -214,6 +214,7 @@ fn myself_unmapped(sh: &Shared, topology: &Topology) -> NodeInfo {
         port,
         // As Redis: the bus port follows the port listened on, not the announced one.
         cport: cfg.cluster_bus_port(listening),
+        joined: false,
     }
 }
 
@@ -824,6 +825,121 @@ pub fn nodeinfo(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
     .into())
 }
 
+/// The Raft group of this node's replicated shard, or the error for a node without one.
+fn replicated_group(sh: &Shared) -> Result<&std::sync::Arc<crate::cluster::raft::RaftNode>, CommandError> {
+    match (sh.raft.get(), sh.cluster.is_some()) {
+        (Some(raft), true) => Ok(raft),
+        _ => Err(CommandError::Invalid(
+            "this node does not run a replicated shard (cluster-enabled yes, cluster-raft yes)"
+                .into(),
+        )),
+    }
+}
+
+/// RILL.CLUSTER MEMBER
+///
+/// # Format
+/// `RILL.CLUSTER MEMBER ADD|PROMOTE node-id ip port cport` |
+/// `RILL.CLUSTER MEMBER REMOVE node-id`
+///
+/// # Returns
+/// The Raft index of the membership change proposed on the shard's leader (`rill cluster
+/// add-node` / `del-node` send it, then follow `RILL.CLUSTER MEMBERS` until it is applied):
+/// ADD makes the node a learner (it catches up by the log or a snapshot), PROMOTE a voter,
+/// REMOVE takes it out. One change at a time. ADD is refused while the leader's Raft log
+/// still starts at its first entry (a new replica must be sent a snapshot: run
+/// BGREWRITEAOF there first) or while it has published no snapshot yet.
+pub fn member(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
+    use crate::cluster::raft::membership::Change;
+    let raft = replicated_group(sh)?;
+    let what = a.next_bytes()?;
+    let change = if what.eq_ignore_ascii_case(b"add") {
+        Change::AddLearner
+    } else if what.eq_ignore_ascii_case(b"promote") {
+        Change::AddVoter
+    } else if what.eq_ignore_ascii_case(b"remove") {
+        Change::Remove
+    } else {
+        return Err(CommandError::Syntax);
+    };
+    let id = String::from_utf8_lossy(&a.next_bytes()?).to_string();
+    let id = NodeId::parse(&id)
+        .ok_or_else(|| CommandError::Invalid(format!("Invalid node id {id}")))?;
+    let context = if change == Change::Remove {
+        Vec::new()
+    } else {
+        let ip = String::from_utf8_lossy(&a.next_bytes()?).to_string();
+        let port = crate::syntax::string2ll(&a.next_bytes()?)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| CommandError::Invalid("Invalid port".into()))?;
+        let cport = crate::syntax::string2ll(&a.next_bytes()?)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| CommandError::Invalid("Invalid bus port".into()))?;
+        if ip.is_empty() || ip.contains(' ') {
+            return Err(CommandError::Invalid("Invalid address".into()));
+        }
+        NodeInfo {
+            id: id.clone(),
+            ip,
+            port,
+            cport,
+            joined: true,
+        }
+        .member_context()
+    };
+    a.finish()?;
+    if !raft.is_leader() {
+        return Err(CommandError::Raft(crate::cluster::raft::RaftError::NotLeader));
+    }
+    if change == Change::AddLearner {
+        let log = raft.raft_log();
+        if log.first_index() <= 1 || log.snapshots().newest().is_none() {
+            return Err(CommandError::Invalid(
+                "this leader has no snapshot to send a new replica yet (its Raft log was never purged): run BGREWRITEAOF here and retry".into(),
+            ));
+        }
+    }
+    let index = raft.propose_membership(change, id.raft_id(), context)?;
+    Ok(Reply::Int(index as i64).into())
+}
+
+/// RILL.CLUSTER MEMBERS
+///
+/// # Format
+/// `RILL.CLUSTER MEMBERS`
+///
+/// # Returns
+/// The members of this node's Raft group as its applied configuration has them:
+/// `[raft-id (16 hex digits), "voter" | "learner", match]` each, `match` the highest index
+/// the leader knows the member holds (-1 on a node that does not lead).
+pub fn members(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
+    let raft = replicated_group(sh)?;
+    let cs = raft.conf_state();
+    let progress = raft.replicas();
+    let matched = |id: u64| -> i64 {
+        if id == raft.id() && raft.is_leader() {
+            return raft.status().last_index as i64;
+        }
+        progress
+            .iter()
+            .find(|r| r.id == id)
+            .map_or(-1, |r| r.matched as i64)
+    };
+    let mut out = Vec::new();
+    for (ids, role) in [(&cs.voters, "voter"), (&cs.learners, "learner")] {
+        let mut ids = ids.clone();
+        ids.sort_unstable();
+        for id in ids {
+            out.push(Reply::Array(vec![
+                Reply::bulk(format!("{id:016x}")),
+                Reply::bulk(role),
+                Reply::Int(matched(id)),
+            ]));
+        }
+    }
+    Ok(Reply::Array(out).into())
+}
+
 /// RILL.CLUSTER HELP
 pub fn rill_help(_s: &mut Session, _sh: &Shared, _a: &mut Args) -> R {
     Ok(super::connection::help_reply(
@@ -839,6 +955,10 @@ pub fn rill_help(_s: &mut Session, _sh: &Shared, _a: &mut Args) -> R {
             "    Open or close a slot being moved (sent by 'rill cluster reshard').",
             "SLOTSTATES",
             "    Return this node's open slots: [slot, migrating|importing, node-id] each.",
+            "MEMBER ADD|PROMOTE <node-id> <ip> <port> <cport> | REMOVE <node-id>",
+            "    Propose a Raft membership change on the shard's leader (sent by 'rill cluster add-node' and 'del-node').",
+            "MEMBERS",
+            "    Return the members of this node's Raft group: [raft-id, voter|learner, match] each.",
         ],
     )
     .into())
@@ -1006,6 +1126,24 @@ pub static RILL_CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
             "0.1.0",
             "O(N) where N is the number of open slots",
             "Returns the slots this node is migrating or importing.",
+        ),
+    sub("rill.cluster|member", -4, member)
+        .flags(ADMIN)
+        .acl(&["@admin", "@slow", "@dangerous"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(1)",
+            "Proposes a Raft membership change: add a learner, promote it, or remove a member (used by 'rill cluster add-node' and 'del-node').",
+        ),
+    sub("rill.cluster|members", 2, members)
+        .flags(STALE)
+        .acl(&["@admin", "@slow"])
+        .doc(
+            "cluster",
+            "0.1.0",
+            "O(N) where N is the number of members",
+            "Returns the members of this node's Raft group, their roles and how far they are.",
         ),
     sub("rill.cluster|help", 2, rill_help)
         .flags(LOADING_STALE)

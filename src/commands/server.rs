@@ -214,6 +214,10 @@ fn info_section(ctx: &mut Ctx<'_>, section: &str, out: &mut String) {
                 line("raft_applied_index", &s.applied);
                 line("raft_last_index", &s.last_index);
                 line("raft_first_index", &raft.raft_log().first_index());
+                line(
+                    "raft_snapshot_index",
+                    &raft.raft_log().snapshots().newest().map_or(0, |s| s.index),
+                );
                 line("raft_purge_floor", &raft.purge_floor());
             }
             line("dir", &cfg.dir.display());

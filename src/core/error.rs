@@ -212,6 +212,7 @@ fn raft_text(e: &crate::cluster::raft::RaftError) -> String {
     use crate::cluster::raft::RaftError;
     match e {
         RaftError::Storage(e) => format!("MISCONF {e}"),
+        RaftError::Busy(e) => format!("ERR {e}"),
         e => format!("CLUSTERDOWN {e}"),
     }
 }

@@ -112,18 +112,26 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let voters = shard.raft_voters().ok_or_else(|| {
-        format!(
+    if shard.raft_voters().is_none() {
+        return Err(format!(
             "two nodes of shard {} have node ids that begin with the same 16 hex digits; give one a new id",
             shard.id
-        )
-    })?;
+        ));
+    }
     let Some(mine) = shard.nodes.iter().find(|n| n.id == me).cloned() else {
         return Err(format!(
             "the map's shard {} does not list this node",
             shard.id
         ));
     };
+    // The group's founders: the shard's nodes but those added later (a node added to a
+    // running group starts with no configuration and waits for the leader's snapshot).
+    let voters: Vec<u64> = shard
+        .nodes
+        .iter()
+        .filter(|n| !n.joined)
+        .map(|n| n.id.raft_id())
+        .collect();
     check_identity(shared, loaded, &me)?;
     let secret = shared.config.read().cluster_secret.clone();
     if secret.is_empty() && shard.nodes.len() > 1 {
@@ -163,23 +171,9 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         .await
         .map_err(|e| format!("can't start the Raft transport on {listen}: {e}"))?;
     let transport = Arc::new(transport);
-    let routes = shared.config.read().cluster_peer_routes.clone();
-    let mut members = Vec::new();
+    let members = Members::default();
     for n in &shard.nodes {
-        members.push((n.id.raft_id(), n.id.clone()));
-        if n.id == me {
-            continue;
-        }
-        let addr = peer_addr(n)?;
-        // `cluster-peer-route`: dial a proxy (or a NAT address) for this peer instead.
-        let dial = routes
-            .iter()
-            .find(|(peer, _)| *peer == addr)
-            .map_or(addr, |(_, via)| *via);
-        if dial != addr {
-            tracing::info!("Raft link to node {} ({addr}) dialled via {dial}", n.id);
-        }
-        transport.add_peer(n.id.raft_id(), dial);
+        members.add(shared, &transport, &me, n)?;
     }
     // The nodes of the other shards, told of this shard's leader (leader hints, module
     // docs). A node whose raft id another node shares is left out: links are by raft id.
@@ -208,14 +202,22 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
         transport: transport.clone(),
         group,
     });
-    let node = RaftNode::start_group(
+    if !mine.joined && !voters.contains(&me.raft_id()) {
+        return Err(format!(
+            "the map's shard {} does not list this node among its founders",
+            shard.id
+        ));
+    }
+    let node = RaftNode::start_member(
         loaded.log.clone(),
         loaded.applied,
         me.raft_id(),
-        &voters,
+        (!mine.joined).then_some(voters.as_slice()),
         sink,
     )
     .map_err(|e| format!("can't start the Raft group of shard {}: {e}", shard.id))?;
+    // Replicas that need entries this node purged fetch its published snapshots.
+    transport.set_file_source(Arc::new(SnapshotFiles(loaded.log.clone())));
     let weak = Arc::downgrade(shared);
     node.set_applier(Box::new(move |entry, at| match weak.upgrade() {
         Some(sh) => apply_committed_entry(&sh, entry, at),
@@ -226,9 +228,8 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
     let weak = Arc::downgrade(shared);
     let ids = members.clone();
     node.on_leader_change(Box::new(move |leader| {
-        if let (Some(sh), Some((_, id))) = (weak.upgrade(), ids.iter().find(|(r, _)| *r == leader))
-        {
-            follow(&sh, id, true);
+        if let (Some(sh), Some(id)) = (weak.upgrade(), ids.node_id(leader)) {
+            follow(&sh, &id, true);
         }
     }));
     mark_member(shared, &me)?;
@@ -237,14 +238,21 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
     if shared.raft.set(node.clone()).is_err() {
         return Err("a Raft group is already running on this node".into());
     }
+    let cs = node.conf_state();
     tracing::info!(
-        "Raft group of shard {} started: {} voters, this node {} (raft id {:#x}), log committed to index {}",
+        "Raft group of shard {} started: voters {:x?}, learners {:x?}, this node {} (raft id {:#x}), log committed to index {}",
         shard.id,
-        voters.len(),
+        cs.voters,
+        cs.learners,
         me,
         me.raft_id(),
         loaded.applied
     );
+    // A snapshot installed (or given up) before the restart that brought this node here:
+    // tell the leader that sent it, which sends this node nothing while it waits.
+    if let Some((leader, installed)) = take_snapshot_report(shared) {
+        report_snapshot(&transport, group, me.raft_id(), leader, installed);
+    }
     // The driver thread waits on one channel for the peers' frames and the clock's ticks,
     // fed by two tasks, so it needs no timer of the runtime's (which panics once the runtime
     // shuts down) and ends when the runtime drops them.
@@ -261,6 +269,7 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
                 wake_rx,
                 Hosted {
                     group,
+                    me,
                     members,
                     observers,
                 },
@@ -379,10 +388,245 @@ fn peer_addr(n: &NodeInfo) -> Result<SocketAddr, String> {
 /// The group a driver thread runs and who it talks to.
 struct Hosted {
     group: GroupId,
-    /// The group's members: raft id and node id.
-    members: Vec<(u64, NodeId)>,
+    /// This node.
+    me: NodeId,
+    /// The group's members.
+    members: Members,
     /// The nodes of the other shards, told of this shard's leader while this node leads.
     observers: Vec<(u64, NodeId)>,
+}
+
+/// The group's members as this node knows them: raft id, node id, and the address its
+/// Raft link dials (the map's bus address, or its `cluster-peer-route`). Starts as the
+/// map's shard and follows the membership changes the log applies.
+#[derive(Clone, Default)]
+struct Members(Arc<parking_lot::Mutex<Vec<(u64, NodeId, Option<SocketAddr>)>>>);
+
+impl Members {
+    /// Adds `n` (linking to it unless it is this node), replacing what was known of it.
+    fn add(
+        &self,
+        shared: &Shared,
+        transport: &Transport,
+        me: &NodeId,
+        n: &NodeInfo,
+    ) -> Result<(), String> {
+        let rid = n.id.raft_id();
+        let dial = if n.id == *me {
+            None
+        } else {
+            let addr = peer_addr(n)?;
+            // `cluster-peer-route`: dial a proxy (or a NAT address) for this peer instead.
+            let dial = shared
+                .config
+                .read()
+                .cluster_peer_routes
+                .iter()
+                .find(|(peer, _)| *peer == addr)
+                .map_or(addr, |(_, via)| *via);
+            if dial != addr {
+                tracing::info!("Raft link to node {} ({addr}) dialled via {dial}", n.id);
+            }
+            transport.add_peer(rid, dial);
+            Some(dial)
+        };
+        let mut m = self.0.lock();
+        m.retain(|(r, _, _)| *r != rid);
+        m.push((rid, n.id.clone(), dial));
+        Ok(())
+    }
+
+    /// Forgets member `rid` and drops the link to it.
+    fn remove(&self, transport: &Transport, rid: u64) {
+        self.0.lock().retain(|(r, _, _)| *r != rid);
+        transport.remove_peer(rid);
+    }
+
+    fn node_id(&self, rid: u64) -> Option<NodeId> {
+        self.0
+            .lock()
+            .iter()
+            .find(|(r, _, _)| *r == rid)
+            .map(|(_, id, _)| id.clone())
+    }
+
+    fn dial(&self, rid: u64) -> Option<SocketAddr> {
+        self.0
+            .lock()
+            .iter()
+            .find(|(r, _, _)| *r == rid)
+            .and_then(|(_, _, a)| *a)
+    }
+}
+
+/// The files of this node's published snapshots, served to replicas on the bus port.
+struct SnapshotFiles(Arc<crate::storage::raftlog::RaftLog>);
+
+impl crate::cluster::raft::transport::FileSource for SnapshotFiles {
+    fn open(&self, snapshot: u64, name: &str) -> Option<(std::path::PathBuf, u64)> {
+        self.0.snapshots().file(snapshot, name)
+    }
+}
+
+/// The file (beside the cluster config file) a replica leaves itself across the restart
+/// that installs a snapshot: the leader that sent it, and whether it was installed.
+const SNAPSHOT_REPORT: &str = "raft-snapshot-report";
+
+fn write_snapshot_report(shared: &Shared, leader: u64, installed: bool) {
+    let path = shared.config.read().dir.join(SNAPSHOT_REPORT);
+    let text = format!("{leader:x} {}\n", if installed { "installed" } else { "failed" });
+    if let Err(e) = std::fs::write(&path, text) {
+        tracing::warn!("Can't write {}: {e}", path.display());
+    }
+}
+
+fn take_snapshot_report(shared: &Shared) -> Option<(u64, bool)> {
+    let path = shared.config.read().dir.join(SNAPSHOT_REPORT);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let _ = std::fs::remove_file(&path);
+    let (leader, what) = text.trim().split_once(' ')?;
+    Some((u64::from_str_radix(leader, 16).ok()?, what == "installed"))
+}
+
+/// Tells `leader` whether the snapshot it sent was installed (raft's `MsgSnapStatus`, a
+/// local message type raft-rs does not step from the network: the leader's driver reads
+/// it and calls `report_snapshot`).
+fn report_snapshot(transport: &Transport, group: GroupId, me: u64, leader: u64, installed: bool) {
+    let mut m = raft::eraftpb::Message::default();
+    m.set_msg_type(raft::eraftpb::MessageType::MsgSnapStatus);
+    m.from = me;
+    m.to = leader;
+    m.reject = !installed;
+    if let Err(e) = transport.send(group, m) {
+        tracing::warn!("Snapshot report not sent to the leader: {e}");
+    }
+}
+
+/// How many times a snapshot's file is fetched before the install is given up.
+const FETCH_ATTEMPTS: usize = 5;
+
+/// Installs the snapshot raft asked for (the node stopped for it): fetches its files from
+/// the leader into the staging directory, seals them with this node's Raft state and marks
+/// them ready (`storage::snapshot`); the caller restarts the server, which swaps them in.
+fn install_snapshot(
+    shared: &Shared,
+    transport: &Transport,
+    members: &Members,
+    pending: &crate::cluster::raft::membership::PendingSnapshot,
+) -> Result<(), String> {
+    use crate::storage::snapshot;
+    let meta = pending.snapshot.get_metadata();
+    let files = snapshot::SnapshotFiles::decode(&pending.snapshot.data).map_err(|e| e.to_string())?;
+    let addr = members
+        .dial(pending.leader)
+        .ok_or_else(|| format!("the leader {:#x} is not a known member", pending.leader))?;
+    let (dir, segment_size) = {
+        let cfg = shared.config.read();
+        (cfg.dir.clone(), cfg.segment_size)
+    };
+    let staging = snapshot::begin_install(&dir).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let mut bytes = 0u64;
+    // The fetch runs on the transport's runtime; this thread (the driver's, outside any
+    // runtime) only waits for it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("can't wait for the fetch: {e}"))?;
+    for (name, len) in &files.files {
+        let dest = staging.join(name);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match rt.block_on(transport.fetch_file(addr, pending.leader, files.index, name, &dest)) {
+                Ok(got) if got == *len => break,
+                Ok(got) => {
+                    return Err(format!("{name}: {got} bytes fetched, the snapshot lists {len}"))
+                }
+                Err(e) if attempt < FETCH_ATTEMPTS => {
+                    tracing::warn!("Fetching {name} of snapshot {}: {e}; retrying", files.index);
+                    std::thread::sleep(Duration::from_millis(200 * attempt as u64));
+                }
+                Err(e) => return Err(format!("fetching {name}: {e}")),
+            }
+        }
+        bytes += len;
+    }
+    let cs = meta.get_conf_state();
+    snapshot::seal_staged(
+        &dir,
+        crate::storage::log::LogOptions {
+            segment_size,
+            policy: crate::storage::log::FsyncPolicy::Always,
+        },
+        meta.index,
+        crate::storage::raft_record::HardStateRecord {
+            term: pending.term.max(meta.term),
+            vote: pending.vote,
+            commit: meta.index,
+        },
+        crate::storage::raft_record::ConfStateRecord {
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+            voters_outgoing: cs.voters_outgoing.clone(),
+            learners_next: cs.learners_next.clone(),
+            auto_leave: cs.auto_leave,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    snapshot::mark_ready(&dir).map_err(|e| e.to_string())?;
+    tracing::info!(
+        "Snapshot of Raft index {} (term {}) fetched from the leader: {} files, {bytes} bytes in {:.3} s",
+        meta.index,
+        meta.term,
+        files.files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Acts on the membership changes the log applied: links to a new member (its address
+/// comes in the change's context), drops the link to a removed one.
+fn membership_changes(
+    shared: &Shared,
+    node: &RaftNode,
+    transport: &Transport,
+    me: &NodeId,
+    members: &Members,
+) {
+    use crate::cluster::raft::membership::Change;
+    for ch in node.take_membership_changes() {
+        match ch.change {
+            Change::AddLearner | Change::AddVoter => match NodeInfo::from_member_context(&ch.context) {
+                Some(n) if n.id.raft_id() == ch.node => {
+                    if members.node_id(ch.node).is_none() || members.dial(ch.node).is_none() {
+                        if let Err(e) = members.add(shared, transport, me, &n) {
+                            tracing::warn!("New member {}: {e}", n.id);
+                        }
+                    }
+                }
+                _ => {
+                    if members.node_id(ch.node).is_none() {
+                        tracing::warn!(
+                            "Membership change at index {} adds {:#x} without its address: not linked",
+                            ch.index,
+                            ch.node
+                        );
+                    }
+                }
+            },
+            Change::Remove => {
+                if ch.node == me.raft_id() {
+                    tracing::warn!(
+                        "This node was removed from its shard's Raft group (index {})",
+                        ch.index
+                    );
+                } else {
+                    members.remove(transport, ch.node);
+                }
+            }
+        }
+    }
 }
 
 /// How often a leader tells the other shards' nodes that it leads (in ticks), besides at
@@ -400,6 +644,7 @@ fn drive(
 ) {
     let Hosted {
         group,
+        me,
         members,
         observers,
     } = hosted;
@@ -432,6 +677,18 @@ fn drive(
                 continue;
             }
             for m in batch.messages {
+                if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapStatus {
+                    // A replica's report on the snapshot this leader sent it.
+                    if members.node_id(m.from).is_some() {
+                        tracing::info!(
+                            "Raft: replica {:#x} {} the snapshot",
+                            m.from,
+                            if m.reject { "failed to install" } else { "installed" }
+                        );
+                        node.report_snapshot(m.from, !m.reject);
+                    }
+                    continue;
+                }
                 let _ = node.step(m);
             }
         }
@@ -439,7 +696,30 @@ fn drive(
             node.tick();
         }
         ticks_since_hint += ticks;
-        if let Err(e) = node.round(None) {
+        let turn = node.round(None);
+        if let Some(sh) = shared.upgrade() {
+            membership_changes(&sh, &node, &transport, &me, &members);
+        }
+        if let Err(e) = turn {
+            if let Some(pending) = node.take_snapshot_to_install() {
+                if let Some(sh) = shared.upgrade() {
+                    let installed = match install_snapshot(&sh, &transport, &members, &pending) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!("Installing the Raft snapshot failed: {e}");
+                            false
+                        }
+                    };
+                    write_snapshot_report(&sh, pending.leader, installed);
+                    tracing::warn!(
+                        "Restarting to {} the log from the snapshot",
+                        if installed { "rebuild the keyspace and" } else { "retry after failing to replace" }
+                    );
+                    sh.restart_after_shutdown.store(true, Ordering::SeqCst);
+                    sh.begin_shutdown();
+                }
+                break;
+            }
             if !stopped_logged {
                 tracing::error!("Raft driver: {e}");
                 stopped_logged = true;
@@ -465,9 +745,9 @@ fn drive(
             tell_observers(&node, &transport, group, &observers);
         }
         if leader != 0 {
-            if let Some((_, id)) = members.iter().find(|(r, _)| *r == leader) {
+            if let Some(id) = members.node_id(leader) {
                 if let Some(sh) = shared.upgrade() {
-                    follow(&sh, id, leader != leader_seen);
+                    follow(&sh, &id, leader != leader_seen);
                     if leader != leader_seen {
                         // Clients blocked here on the shard's keys follow the leader, as
                         // Redis redirects them when its master changes (not under the
