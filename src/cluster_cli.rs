@@ -1,4 +1,4 @@
-//! `rill cluster create|check|reshard|rebalance|fix`: the operator's side of cluster mode,
+//! `rill cluster create|check|reshard|rebalance|fix|add-node|del-node`: the operator's side of cluster mode,
 //! like `redis-cli --cluster create` (`--replicas R`: shards of 1 + R nodes), `check`, `reshard`, `rebalance` and
 //! `fix`. All talk to running nodes over their client port with Rill's own admin family
 //! (`RILL.CLUSTER NODEINFO / TOPOLOGY / SETTOPOLOGY / SETSLOT / SLOTSTATES`, `RILL.MIGRATE`)
@@ -24,6 +24,12 @@
 //! a multi-key command whose keys are split for the moment. Redis's own manual surface
 //! (`CLUSTER SETSLOT`, `MIGRATE` with DUMP payloads) is refused or absent: these commands
 //! are how slots move.
+//!
+//! `add-node` and `del-node` change a replicated shard's membership (`cluster-raft yes`):
+//! they drive the shard leader's Raft membership changes (`RILL.CLUSTER MEMBER ADD |
+//! PROMOTE | REMOVE`, one at a time, followed with `RILL.CLUSTER MEMBERS`) and send every
+//! node the map with (or without) the node under the next epoch; see
+//! `cluster::raft::membership` and docs/architecture.md.
 //!
 //! The open states are persisted on both nodes, so a move interrupted anywhere — the CLI
 //! stopped, the source or the target killed — leaves the slot open; `fix` brings every node
@@ -124,6 +130,32 @@ enum Command {
         #[arg(long, default_value_t = 60000)]
         timeout: u64,
     },
+    /// Add a node to a replicated shard (`cluster-raft yes`) as a new replica, like
+    /// `redis-cli --cluster add-node NEW EXISTING --cluster-slave`: it joins the shard's Raft
+    /// group as a learner, catches up from the leader's snapshot and log, then becomes a
+    /// voter.
+    AddNode {
+        /// The new node (started with `cluster-enabled yes --cluster-raft yes`, empty), as
+        /// HOST:PORT.
+        new_node: String,
+        /// Any node of the cluster, as HOST:PORT.
+        existing: String,
+        /// The shard to join, named by its id or any member's node id (default: the shard
+        /// with the fewest nodes).
+        #[arg(long = "shard", visible_alias = "cluster-master-id")]
+        shard: Option<String>,
+        /// Seconds the new replica may take to catch up before it is promoted.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Remove a node from its replicated shard (like `redis-cli --cluster del-node`): its
+    /// Raft group drops it, every other node gets a map without it, and it is shut down.
+    DelNode {
+        /// Any node of the cluster, as HOST:PORT.
+        existing: String,
+        /// The id of the node to remove.
+        node_id: String,
+    },
     /// Finish what an interrupted reshard left (a node killed mid-move): bring every node
     /// to the newest map and complete every open slot's move (like `redis-cli --cluster fix`).
     Fix {
@@ -179,6 +211,13 @@ pub fn main(args: &[String]) -> ExitCode {
             use_empty_masters,
             Batches { pipeline, timeout },
         ),
+        Command::AddNode {
+            new_node,
+            existing,
+            shard,
+            timeout,
+        } => add_node(&new_node, &existing, shard.as_deref(), timeout, pass),
+        Command::DelNode { existing, node_id } => del_node(&existing, &node_id, pass),
         Command::Fix { node, timeout } => fix(
             &node,
             pass,
@@ -807,4 +846,323 @@ fn fix(addr: &str, pass: Option<&Auth>, batches: Batches) -> Result<bool, CliErr
         println!("Moved slot {slot}: {keys} keys");
     }
     check(addr, pass)
+}
+
+/// A replicated shard's members as its leader reports them (`RILL.CLUSTER MEMBERS`):
+/// raft id (16 hex digits), whether a voter, and the index the leader knows it holds.
+fn members(node: &mut Node) -> Result<Vec<(String, bool, i64)>, CliError> {
+    let unexpected = |addr: &str| CliError::Unexpected {
+        addr: addr.to_string(),
+        what: "RILL.CLUSTER MEMBERS",
+    };
+    let Value::Array(items) = node.call(&[b"RILL.CLUSTER", b"MEMBERS"])? else {
+        return Err(unexpected(node.addr()));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Value::Array(f) => match f.as_slice() {
+                [Value::Bulk(Some(id)), Value::Bulk(Some(role)), Value::Int(m)] => out.push((
+                    String::from_utf8_lossy(id).into_owned(),
+                    role.as_slice() == b"voter",
+                    *m,
+                )),
+                _ => return Err(unexpected(node.addr())),
+            },
+            _ => return Err(unexpected(node.addr())),
+        }
+    }
+    Ok(out)
+}
+
+/// An INFO field of `node`.
+fn info_field(node: &mut Node, section: &str, field: &str) -> Result<Option<String>, CliError> {
+    let text = node.text(&[b"INFO", section.as_bytes()], "INFO")?;
+    Ok(text.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    }))
+}
+
+/// The leader of `shard` among its nodes (the one whose INFO says `role:master`).
+fn shard_leader(
+    first: &Node,
+    shard: &crate::cluster::topology::Shard,
+) -> Result<(NodeInfo, Node), CliError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        for n in &shard.nodes {
+            let Ok(mut node) = first.open(&n.endpoint()) else {
+                continue;
+            };
+            if info_field(&mut node, "replication", "role")?.as_deref() == Some("master") {
+                return Ok((n.clone(), node));
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::Server {
+                addr: shard.nodes[0].endpoint(),
+                text: format!("shard {} has no leader", shard.id),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Sends `map` to every node of it (each persists it before answering), `first` the
+/// nodes in `first_to`.
+fn send_map(first: &Node, map: &ShardMap, first_to: &[&NodeInfo]) -> Result<(), CliError> {
+    let text = map.to_text();
+    let mut order: Vec<&NodeInfo> = first_to.to_vec();
+    order.extend(
+        map.nodes()
+            .filter(|n| !first_to.iter().any(|f| f.id == n.id)),
+    );
+    for n in order {
+        let mut node = first.open(&n.endpoint())?;
+        node.call(&[b"RILL.CLUSTER", b"SETTOPOLOGY", text.as_bytes()])?;
+    }
+    Ok(())
+}
+
+/// Waits until `done` says the leader's members are as wanted, or `timeout` passes.
+fn wait_members(
+    leader: &mut Node,
+    timeout: std::time::Duration,
+    what: &str,
+    mut done: impl FnMut(&[(String, bool, i64)], i64) -> bool,
+) -> Result<bool, CliError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let m = members(leader)?;
+        let last: i64 = info_field(leader, "replication", "raft_last_index")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if done(&m, last) {
+            return Ok(true);
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!("[ERR] Timed out waiting for {what}.");
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn add_node(
+    new_addr: &str,
+    existing: &str,
+    shard_name: Option<&str>,
+    timeout: u64,
+    pass: Option<&Auth>,
+) -> Result<bool, CliError> {
+    let mut first = Node::connect(existing, pass)?;
+    let mut map = first.topology()?;
+    if map.shards.is_empty() {
+        eprintln!("[ERR] {existing} has no shard map: create the cluster first.");
+        return Ok(false);
+    }
+    let mut new = Node::connect(new_addr, pass)?;
+    let mut info = new.node_info()?;
+    let theirs = new.topology()?;
+    if theirs.epoch > 0 || !theirs.shards.is_empty() {
+        eprintln!(
+            "[ERR] Node {new_addr} is already part of a cluster (map epoch {}).",
+            theirs.epoch
+        );
+        return Ok(false);
+    }
+    if let Value::Int(keys) = new.call(&[b"DBSIZE"])? {
+        if keys != 0 {
+            eprintln!("[ERR] Node {new_addr} is not empty: it holds {keys} keys in database 0.");
+            return Ok(false);
+        }
+    }
+    if map.nodes().any(|n| n.id == info.id) {
+        eprintln!(
+            "[ERR] Node {new_addr} (id {}) is in the map already.",
+            info.id
+        );
+        return Ok(false);
+    }
+    if info.ip.is_empty() {
+        info.ip = new_addr
+            .rsplit_once(':')
+            .map_or(new_addr, |(h, _)| h)
+            .to_string();
+    }
+    info.joined = true;
+    let shard_index = match shard_name {
+        Some(name) => map
+            .shards
+            .iter()
+            .position(|s| s.id.as_str() == name || s.nodes.iter().any(|n| n.id.as_str() == name)),
+        None => (0..map.shards.len()).min_by_key(|&i| map.shards[i].nodes.len()),
+    };
+    let Some(si) = shard_index else {
+        eprintln!(
+            "[ERR] No shard or node {} in the map.",
+            shard_name.unwrap_or("")
+        );
+        return Ok(false);
+    };
+    let shard = map.shards[si].clone();
+    println!(
+        ">>> Adding node {new_addr} ({}) to shard {} as a replica",
+        info.id, shard.id
+    );
+    let (leader_info, mut leader) = shard_leader(&first, &shard)?;
+    // A new replica is sent a snapshot: the leader publishes one with a checkpoint.
+    leader.call(&[b"BGREWRITEAOF"])?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while info_field(&mut leader, "persistence", "raft_snapshot_index")?
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        == 0
+    {
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "[ERR] The leader {} published no snapshot within 60 s.",
+                leader_info.endpoint()
+            );
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The new node first: it starts its replica with no configuration and waits.
+    map.epoch += 1;
+    map.shards[si].nodes.push(info.clone());
+    send_map(&first, &map, &[&info])?;
+    println!(">>> Every node persisted the map (epoch {}).", map.epoch);
+    let rid = format!("{:016x}", info.id.raft_id());
+    let port = info.port.to_string();
+    let cport = info.cport.to_string();
+    let id = info.id.to_string();
+    let member = |what: &[u8], leader: &mut Node| {
+        leader.call(&[
+            b"RILL.CLUSTER",
+            b"MEMBER",
+            what,
+            id.as_bytes(),
+            info.ip.as_bytes(),
+            port.as_bytes(),
+            cport.as_bytes(),
+        ])
+    };
+    member(b"ADD", &mut leader)?;
+    println!(">>> Learner added; waiting for it to catch up");
+    let limit = std::time::Duration::from_secs(timeout);
+    if !wait_members(
+        &mut leader,
+        limit,
+        "the new replica to catch up",
+        |m, last| {
+            m.iter().any(|(r, voter, matched)| {
+                *r == rid && !voter && *matched >= last - 16 && *matched > 0
+            })
+        },
+    )? {
+        return Ok(false);
+    }
+    member(b"PROMOTE", &mut leader)?;
+    if !wait_members(&mut leader, limit, "the promotion", |m, _| {
+        m.iter().any(|(r, voter, _)| *r == rid && *voter)
+    })? {
+        return Ok(false);
+    }
+    println!(
+        "[OK] Node {} is a voting replica of shard {}.",
+        info.id, shard.id
+    );
+    check(existing, pass)
+}
+
+fn del_node(existing: &str, node_id: &str, pass: Option<&Auth>) -> Result<bool, CliError> {
+    let first = Node::connect(existing, pass)?;
+    let mut map = first.open(existing)?.topology()?;
+    let Some(si) = map
+        .shards
+        .iter()
+        .position(|s| s.nodes.iter().any(|n| n.id.as_str() == node_id))
+    else {
+        eprintln!("[ERR] No such node ID {node_id}");
+        return Ok(false);
+    };
+    let shard = map.shards[si].clone();
+    if shard.nodes.len() == 1 {
+        eprintln!(
+            "[ERR] Node {node_id} is the only node of its shard: reshard its slots away first."
+        );
+        return Ok(false);
+    }
+    let Some(gone) = shard
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == node_id)
+        .cloned()
+    else {
+        return Ok(false);
+    };
+    let (mut leader_info, mut leader) = shard_leader(&first, &shard)?;
+    if leader_info.id == gone.id {
+        // The leader cannot remove itself cleanly: hand leadership to another first.
+        println!(">>> {node_id} leads its shard: transferring leadership");
+        for n in shard.nodes.iter().filter(|n| n.id != gone.id) {
+            if let Ok(mut other) = first.open(&n.endpoint()) {
+                if other.call(&[b"CLUSTER", b"FAILOVER"]).is_ok() {
+                    break;
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let rest = crate::cluster::topology::Shard {
+                nodes: shard
+                    .nodes
+                    .iter()
+                    .filter(|n| n.id != gone.id)
+                    .cloned()
+                    .collect(),
+                ..shard.clone()
+            };
+            if let Ok((i, l)) = shard_leader(&first, &rest) {
+                leader_info = i;
+                leader = l;
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                eprintln!("[ERR] Leadership did not move off {node_id}.");
+                return Ok(false);
+            }
+        }
+    }
+    println!(
+        ">>> Removing node {node_id} from shard {} (leader {})",
+        shard.id,
+        leader_info.endpoint()
+    );
+    leader.call(&[b"RILL.CLUSTER", b"MEMBER", b"REMOVE", node_id.as_bytes()])?;
+    let rid = format!("{:016x}", gone.id.raft_id());
+    if !wait_members(
+        &mut leader,
+        std::time::Duration::from_secs(30),
+        "the removal",
+        |m, _| !m.iter().any(|(r, _, _)| *r == rid),
+    )? {
+        return Ok(false);
+    }
+    map.epoch += 1;
+    map.shards[si].nodes.retain(|n| n.id != gone.id);
+    send_map(&first, &map, &[])?;
+    println!(
+        ">>> Every other node persisted the map (epoch {}).",
+        map.epoch
+    );
+    println!(">>> Sending SHUTDOWN to {node_id}");
+    if let Ok(mut node) = first.open(&gone.endpoint()) {
+        let _ = node.send(&[b"SHUTDOWN", b"NOSAVE"]);
+    }
+    check(existing, pass)
 }

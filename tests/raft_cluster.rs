@@ -1340,3 +1340,153 @@ fn replicas_apply_the_leaders_compaction() {
     nodes[f].restart();
     converge(&nodes, &all, &expected);
 }
+
+/// The members of a node's Raft group (`RILL.CLUSTER MEMBERS`): raft id and role each.
+fn members(s: &TestServer) -> Vec<(String, String)> {
+    let reply = text(&s.raw().cmd(&["RILL.CLUSTER", "MEMBERS"]));
+    let lines: Vec<&str> = reply.split("\r\n").collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i] == "*3" {
+            out.push((lines[i + 2].to_string(), lines[i + 4].to_string()));
+            i += 6;
+        } else {
+            i += 1;
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A node's raft id as MEMBERS shows it: the first 16 hex digits of its node id.
+fn raft_id(s: &TestServer) -> String {
+    let id = text(&s.raw().cmd(&["CLUSTER", "MYID"]));
+    id.lines().nth(1).expect("id")[..16].to_string()
+}
+
+/// Membership changes (steps H–J): a node added to a running shard whose logs were
+/// purged joins as a learner, installs the leader's snapshot (checkpoint + segments over
+/// the bus: it cannot get the purged entries any other way), catches up from the log,
+/// and is promoted; it then counts in the quorum (with one original replica dead, writes
+/// need its acknowledgement). `del-node` removes the dead replica, and the shard of three
+/// — the new node among them — survives its leader's death without losing a write.
+#[test]
+fn a_node_added_to_a_purged_shard_installs_a_snapshot_votes_and_a_dead_one_is_removed() {
+    if ran_in_netns(
+        "a_node_added_to_a_purged_shard_installs_a_snapshot_votes_and_a_dead_one_is_removed",
+    ) {
+        return;
+    }
+    let (mut nodes, l) = shard_and_leader();
+    let all = [0, 1, 2];
+    let mut c = nodes[l].raw();
+    for i in 0..300 {
+        let r = c.cmd(&[
+            "XADD",
+            "s",
+            "*",
+            "n",
+            &i.to_string(),
+            "pad",
+            &"x".repeat(200),
+        ]);
+        assert!(r.starts_with(b"$"), "XADD {i}: {}", text(&r));
+    }
+    assert_eq!(c.cmd(&["XGROUP", "CREATE", "s", "g", "0"]), b"+OK\r\n");
+    let read = c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "COUNT",
+        "40",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    let ids = delivered_ids(&read);
+    assert_eq!(ids.len(), 40, "{}", text(&read));
+    let mut ack = vec!["XACK", "s", "g"];
+    ack.extend(ids[..15].iter().map(String::as_str));
+    assert_eq!(c.cmd(&ack), b":15\r\n");
+    converge(&nodes, &all, &state(&nodes[l]));
+    // Every replica purges: the early entries exist nowhere but in checkpoints.
+    for i in all {
+        checkpoint(&nodes[i]);
+    }
+    let purged = persisted(&nodes[l], "raft_first_index");
+    assert!(
+        purged > 2,
+        "the leader's log was not purged: first index {purged}"
+    );
+    // Entries past the checkpoint, which the new node gets from the log.
+    for i in 0..50 {
+        assert!(c
+            .cmd(&["XADD", "s", "*", "late", &i.to_string()])
+            .starts_with(b"$"));
+    }
+
+    nodes.push(replica_with(&[]));
+    let new = 3;
+    let out = rill_ok(&[
+        "cluster",
+        "add-node",
+        &addr(&nodes[new]),
+        &addr(&nodes[l]),
+        "--timeout",
+        "60",
+    ]);
+    assert!(out.contains("is a voting replica"), "{out}");
+    let expected = state(&nodes[l]);
+    assert!(expected[0].starts_with(":350"), "{expected:?}");
+    converge(&nodes, &[0, 1, 2, 3], &expected);
+    // It started from the snapshot: its log begins past the leader's purge point.
+    let first = persisted(&nodes[new], "raft_first_index");
+    assert!(
+        first >= purged,
+        "the new node's log starts at {first}, before the leader's purge point {purged}: it did not install a snapshot"
+    );
+    let mut want: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| (raft_id(n), "voter".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(members(&nodes[l]), want);
+    rill_ok(&["cluster", "check", &addr(&nodes[new])]);
+
+    // One original follower dies: three voters of four remain, a quorum only with the new
+    // node's acknowledgements.
+    let dead = all.iter().copied().find(|&i| i != l).expect("a follower");
+    let dead_id = text(&nodes[dead].raw().cmd(&["CLUSTER", "MYID"]));
+    let dead_id = dead_id.lines().nth(1).expect("id").to_string();
+    nodes[dead].signal_and_wait(9);
+    for i in 0..20 {
+        let r = c.cmd(&["XADD", "s", "*", "quorum", &i.to_string()]);
+        assert!(
+            r.starts_with(b"$"),
+            "XADD with the new voter in the quorum: {}",
+            text(&r)
+        );
+    }
+    let alive: Vec<usize> = (0..4).filter(|&i| i != dead).collect();
+    let expected = state(&nodes[l]);
+    converge(&nodes, &alive, &expected);
+
+    // The dead node is removed; the shard is the leader, one original follower and the
+    // new node.
+    let out = rill_ok(&["cluster", "del-node", &addr(&nodes[l]), &dead_id]);
+    assert!(out.contains("Removing node"), "{out}");
+    assert_eq!(members(&nodes[l]).len(), 3);
+    let map = text(&nodes[new].raw().cmd(&["RILL.CLUSTER", "TOPOLOGY"]));
+    assert!(!map.contains(&dead_id), "{map}");
+
+    // The leader dies too: two voters of three elect a new leader that has every write.
+    nodes[l].signal_and_wait(9);
+    let rest: Vec<usize> = alive.iter().copied().filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(15));
+    assert_eq!(state(&nodes[l2]), expected);
+    let mut c2 = nodes[l2].raw();
+    assert!(c2.cmd(&["XADD", "s", "*", "after", "1"]).starts_with(b"$"));
+    converge(&nodes, &rest, &state(&nodes[l2]));
+}

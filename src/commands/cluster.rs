@@ -826,7 +826,9 @@ pub fn nodeinfo(_s: &mut Session, sh: &Shared, _a: &mut Args) -> R {
 }
 
 /// The Raft group of this node's replicated shard, or the error for a node without one.
-fn replicated_group(sh: &Shared) -> Result<&std::sync::Arc<crate::cluster::raft::RaftNode>, CommandError> {
+fn replicated_group(
+    sh: &Shared,
+) -> Result<&std::sync::Arc<crate::cluster::raft::RaftNode>, CommandError> {
     match (sh.raft.get(), sh.cluster.is_some()) {
         (Some(raft), true) => Ok(raft),
         _ => Err(CommandError::Invalid(
@@ -863,8 +865,8 @@ pub fn member(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         return Err(CommandError::Syntax);
     };
     let id = String::from_utf8_lossy(&a.next_bytes()?).to_string();
-    let id = NodeId::parse(&id)
-        .ok_or_else(|| CommandError::Invalid(format!("Invalid node id {id}")))?;
+    let id =
+        NodeId::parse(&id).ok_or_else(|| CommandError::Invalid(format!("Invalid node id {id}")))?;
     let context = if change == Change::Remove {
         Vec::new()
     } else {
@@ -889,7 +891,9 @@ pub fn member(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
     };
     a.finish()?;
     if !raft.is_leader() {
-        return Err(CommandError::Raft(crate::cluster::raft::RaftError::NotLeader));
+        return Err(CommandError::Raft(
+            crate::cluster::raft::RaftError::NotLeader,
+        ));
     }
     if change == Change::AddLearner {
         let log = raft.raft_log();

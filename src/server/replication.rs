@@ -43,13 +43,20 @@
 //! reads it as "the sender leads that shard" (newest term wins) and lists it first in that
 //! shard of their map. So every node's `MOVED` replies and CLUSTER SLOTS name a shard's new
 //! leader within a second of its election, not the dead node their map listed first.
-//! (Nodes added to the map after the group started are not told; that comes with
-//! membership changes.)
+//! (Nodes of other shards added to the map after the group started are not told.)
 //!
 //! **Reads on replicas.** After READONLY a replica serves reads from what it applied, and
 //! a client blocked there on XREAD is served as the leader's entries are applied.
 //!
-//! **Not yet** (issue #14's later steps): shipping snapshots, and membership changes.
+//! **Snapshots and membership changes.** A replica raft sends a snapshot (it needs entries
+//! the leader purged; always a node added to a running shard) stops its group, fetches the
+//! snapshot's files from the leader over the bus ([`Transport::fetch_file`]), seals and
+//! marks them ready (`storage::snapshot`) and restarts in place; start-up swaps them in for
+//! its log, and the group's start reports the result to the leader (`MsgSnapStatus`). The
+//! leader serves its published snapshots ([`Transport::set_file_source`]). Membership
+//! changes the log applies (`cluster::raft::membership`) update the members this node
+//! links to; a node the map lists `joined` starts with no configuration and waits for the
+//! leader's snapshot.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -474,7 +481,10 @@ const SNAPSHOT_REPORT: &str = "raft-snapshot-report";
 
 fn write_snapshot_report(shared: &Shared, leader: u64, installed: bool) {
     let path = shared.config.read().dir.join(SNAPSHOT_REPORT);
-    let text = format!("{leader:x} {}\n", if installed { "installed" } else { "failed" });
+    let text = format!(
+        "{leader:x} {}\n",
+        if installed { "installed" } else { "failed" }
+    );
     if let Err(e) = std::fs::write(&path, text) {
         tracing::warn!("Can't write {}: {e}", path.display());
     }
@@ -516,7 +526,8 @@ fn install_snapshot(
 ) -> Result<(), String> {
     use crate::storage::snapshot;
     let meta = pending.snapshot.get_metadata();
-    let files = snapshot::SnapshotFiles::decode(&pending.snapshot.data).map_err(|e| e.to_string())?;
+    let files =
+        snapshot::SnapshotFiles::decode(&pending.snapshot.data).map_err(|e| e.to_string())?;
     let addr = members
         .dial(pending.leader)
         .ok_or_else(|| format!("the leader {:#x} is not a known member", pending.leader))?;
@@ -538,10 +549,13 @@ fn install_snapshot(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match rt.block_on(transport.fetch_file(addr, pending.leader, files.index, name, &dest)) {
+            match rt.block_on(transport.fetch_file(addr, pending.leader, files.index, name, &dest))
+            {
                 Ok(got) if got == *len => break,
                 Ok(got) => {
-                    return Err(format!("{name}: {got} bytes fetched, the snapshot lists {len}"))
+                    return Err(format!(
+                        "{name}: {got} bytes fetched, the snapshot lists {len}"
+                    ))
                 }
                 Err(e) if attempt < FETCH_ATTEMPTS => {
                     tracing::warn!("Fetching {name} of snapshot {}: {e}; retrying", files.index);
@@ -560,6 +574,7 @@ fn install_snapshot(
             policy: crate::storage::log::FsyncPolicy::Always,
         },
         meta.index,
+        meta.term,
         crate::storage::raft_record::HardStateRecord {
             term: pending.term.max(meta.term),
             vote: pending.vote,
@@ -597,24 +612,26 @@ fn membership_changes(
     use crate::cluster::raft::membership::Change;
     for ch in node.take_membership_changes() {
         match ch.change {
-            Change::AddLearner | Change::AddVoter => match NodeInfo::from_member_context(&ch.context) {
-                Some(n) if n.id.raft_id() == ch.node => {
-                    if members.node_id(ch.node).is_none() || members.dial(ch.node).is_none() {
-                        if let Err(e) = members.add(shared, transport, me, &n) {
-                            tracing::warn!("New member {}: {e}", n.id);
+            Change::AddLearner | Change::AddVoter => {
+                match NodeInfo::from_member_context(&ch.context) {
+                    Some(n) if n.id.raft_id() == ch.node => {
+                        if members.node_id(ch.node).is_none() || members.dial(ch.node).is_none() {
+                            if let Err(e) = members.add(shared, transport, me, &n) {
+                                tracing::warn!("New member {}: {e}", n.id);
+                            }
                         }
                     }
-                }
-                _ => {
-                    if members.node_id(ch.node).is_none() {
-                        tracing::warn!(
+                    _ => {
+                        if members.node_id(ch.node).is_none() {
+                            tracing::warn!(
                             "Membership change at index {} adds {:#x} without its address: not linked",
                             ch.index,
                             ch.node
                         );
+                        }
                     }
                 }
-            },
+            }
             Change::Remove => {
                 if ch.node == me.raft_id() {
                     tracing::warn!(
@@ -683,7 +700,11 @@ fn drive(
                         tracing::info!(
                             "Raft: replica {:#x} {} the snapshot",
                             m.from,
-                            if m.reject { "failed to install" } else { "installed" }
+                            if m.reject {
+                                "failed to install"
+                            } else {
+                                "installed"
+                            }
                         );
                         node.report_snapshot(m.from, !m.reject);
                     }
@@ -711,9 +732,17 @@ fn drive(
                         }
                     };
                     write_snapshot_report(&sh, pending.leader, installed);
+                    if !installed {
+                        // Not at once: the leader sends the snapshot again on the report.
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
                     tracing::warn!(
                         "Restarting to {} the log from the snapshot",
-                        if installed { "rebuild the keyspace and" } else { "retry after failing to replace" }
+                        if installed {
+                            "rebuild the keyspace and"
+                        } else {
+                            "retry after failing to replace"
+                        }
                     );
                     sh.restart_after_shutdown.store(true, Ordering::SeqCst);
                     sh.begin_shutdown();

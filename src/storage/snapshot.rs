@@ -224,34 +224,41 @@ pub fn begin_install(dir: &Path) -> Result<PathBuf, StorageError> {
     Ok(ld)
 }
 
-/// Writes this node's Raft state after the staged snapshot's records (module docs): its
-/// `hard_state` (commit = the snapshot's index), the snapshot's configuration, and a purge
-/// point at the snapshot's index, so the log starts after it.
+/// Writes this node's Raft state after the staged snapshot's records (module docs): a purge
+/// point at the snapshot's index (the leader restates its own purge point after the cut,
+/// so the copied records name none), the snapshot's configuration, and this node's
+/// `hard_state` (commit = the snapshot's index). Then opens the result as a Raft log to
+/// check that it is one, ending at the snapshot's index.
 pub fn seal_staged(
     dir: &Path,
     opts: LogOptions,
     index: u64,
+    term: u64,
     hard_state: HardStateRecord,
     conf_state: ConfStateRecord,
 ) -> Result<(), StorageError> {
+    use super::raft_record::{CompactRecord, RaftRecord};
     let staging = staging_dir(dir);
-    let log = RaftLog::open(&staging, opts, &mut |_, _| Ok(()))?;
-    let result = (|| {
-        if log.last_index() < index {
-            return Err(StorageError::Malformed(format!(
-                "the snapshot's files end at Raft index {}, before its index {index}",
-                log.last_index()
-            )));
-        }
-        let poisoned = |e: super::raftlog::RaftLogError| StorageError::Poisoned(e.to_string());
-        log.compact(index + 1, index).map_err(poisoned)?;
-        log.set_conf_state(conf_state).map_err(poisoned)?;
-        log.set_hard_state(hard_state).map_err(poisoned)?;
-        log.restate().map_err(poisoned)?;
-        Ok(())
-    })();
+    let log = super::log::Log::open_with(&staging, opts, &mut |_, _| Ok(()))?;
+    let written = log
+        .append_raft(&[
+            RaftRecord::Compact(CompactRecord { index, term }),
+            RaftRecord::ConfState(conf_state),
+            RaftRecord::HardState(hard_state),
+        ])
+        .and_then(|_| log.sync());
     log.close();
-    result
+    drop(log);
+    written?;
+    let log = RaftLog::open(&staging, opts, &mut |_, _| Ok(()))?;
+    let (first, last) = (log.first_index(), log.last_index());
+    log.close();
+    if first != index + 1 || last != index {
+        return Err(StorageError::Malformed(format!(
+            "the staged snapshot's Raft log holds entries {first}..={last}, not none after index {index}"
+        )));
+    }
+    Ok(())
 }
 
 /// Marks the staged snapshot complete: its files and directories synced, then `READY`

@@ -29,9 +29,8 @@
 //! deposed leader with nothing outstanding simply becomes a follower. Rebuilding in place
 //! (without a restart) is a later step.
 //!
-//! **Not wired yet:** the network transport (step E), follower `-MOVED` / `READONLY`
-//! (step G), snapshots and membership changes (steps H–J). The server still runs only the
-//! single-voter group (`cluster-raft yes`); groups of several voters are used by the tests.
+//! The server hosts these groups in `server/replication.rs`; snapshots and membership
+//! changes are `membership.rs`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

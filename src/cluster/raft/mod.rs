@@ -5,8 +5,9 @@
 //! `cluster-raft yes`); `group.rs` groups of several voters (step F in process: peer
 //! messages through a `MessageSink`, followers writing and applying committed entries
 //! through the replay path); `transport.rs` the authenticated peer links between a group's
-//! replicas (step E). The server does not connect the two yet (it runs the single voter);
-//! follower MOVED/READONLY, ReadIndex and snapshots are later steps.
+//! replicas (step E, with the snapshot file fetch); `read.rs` batched ReadIndex;
+//! `membership.rs` membership changes and the snapshot a replica installs. The server hosts
+//! the groups in `server/replication.rs`.
 
 pub mod driver;
 pub mod group;
