@@ -407,7 +407,10 @@ struct Hosted {
 /// Raft link dials (the map's bus address, or its `cluster-peer-route`). Starts as the
 /// map's shard and follows the membership changes the log applies.
 #[derive(Clone, Default)]
-struct Members(Arc<parking_lot::Mutex<Vec<(u64, NodeId, Option<SocketAddr>)>>>);
+struct Members(Arc<parking_lot::Mutex<Vec<Member>>>);
+
+/// A member: raft id, node id, and where its link dials (`None`: this node).
+type Member = (u64, NodeId, Option<SocketAddr>);
 
 impl Members {
     /// Adds `n` (linking to it unless it is this node), replacing what was known of it.

@@ -229,8 +229,10 @@ impl Storage for LogStorage {
         if snap.index + 1 < self.log.first_index() || snap.index < request_index {
             return Err(unavailable());
         }
-        let mut out = Snapshot::default();
-        out.data = snap.encode().into();
+        let mut out = Snapshot {
+            data: snap.encode().into(),
+            ..Default::default()
+        };
         let meta = out.mut_metadata();
         meta.index = snap.index;
         meta.term = snap.term;
