@@ -363,6 +363,8 @@ static DOCS: &[(&str, CommandDoc)] = &[
     ("rill.cluster|help", CommandDoc::new()),
     ("rill.cluster|setslot", CommandDoc::new().args(&[integer("slot"), oneof("subcommand", &[string("importing").token("IMPORTING"), string("migrating").token("MIGRATING"), pure("stable", "STABLE")])])),
     ("rill.cluster|slotstates", CommandDoc::new().tips(&["nondeterministic_output"])),
+    ("rill.cluster|member", CommandDoc::new().args(&[oneof("change", &[block("add", &[string("node-id"), string("ip"), integer("port"), integer("cport")]).token("ADD"), block("promote", &[string("node-id"), string("ip"), integer("port"), integer("cport")]).token("PROMOTE"), string("node-id").token("REMOVE")])])),
+    ("rill.cluster|members", CommandDoc::new().tips(&["nondeterministic_output"])),
     ("rill.policy", CommandDoc::new()),
     ("rill.policy|set", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["RW", "update"], begin_search: BeginSearch::Index(2), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0), integer("max-age").token("MAXAGE").optional(), integer("max-bytes").token("MAXBYTES").optional(), integer("max-len").token("MAXLEN").optional(), oneof("condition", &[pure("keepref", "KEEPREF"), pure("delref", "DELREF"), pure("acked", "ACKED")]).optional()])),
     ("rill.policy|get", CommandDoc::new().key_specs(&[KeySpec { notes: None, flags: &["RO", "access"], begin_search: BeginSearch::Index(2), find_keys: FindKeys::Range { lastkey: 0, keystep: 1, limit: 0 } }]).args(&[key("key", 0)])),

@@ -331,9 +331,11 @@ fn checkpoint_raft(
             shared
                 .written_at_checkpoint
                 .store(log.counters().0, Ordering::SeqCst);
-            // Entries before `keep` may go: applied here, and no voter needs them. Entry
-            // A itself stays, so the snapshot this checkpoint publishes ends at its record.
-            let keep = applied.min(node.purge_floor()).max(raft_log.first_index());
+            // Entries up to `keep - 1` may go: applied here, and no voter needs them.
+            let keep = applied
+                .min(node.purge_floor())
+                .saturating_add(1)
+                .max(raft_log.first_index());
             let tail = if keep <= raft_log.last_index() {
                 raft_log
                     .entry_pos(keep)
@@ -411,16 +413,27 @@ fn publish_snapshot(
     usage: &BTreeMap<u64, u64>,
     applied: u64,
 ) {
-    if applied == 0 || applied < raft_log.first_index() {
+    let first = raft_log.first_index();
+    if applied == 0 || applied + 1 < first {
         return;
     }
     let published = (|| {
-        let end = raft_log
-            .entry_end(applied)
-            .map_err(|e| StorageError::Malformed(e.to_string()))?;
-        let term = raft_log
-            .term(applied)
-            .map_err(|e| StorageError::Malformed(e.to_string()))?;
+        let malformed =
+            |e: crate::storage::raftlog::RaftLogError| StorageError::Malformed(e.to_string());
+        // Where the snapshot's log ends: after entry A's record, or — A purged with the
+        // rest (the purge point is A) — before the first entry kept, or at the start of the
+        // tail segment when none is (the replica writes its own purge point after it).
+        let end = if applied >= first {
+            raft_log.entry_end(applied).map_err(malformed)?
+        } else if first <= raft_log.last_index() {
+            raft_log.entry_pos(first).map_err(malformed)?
+        } else {
+            crate::storage::log::RecordPos {
+                segment: tail,
+                offset: crate::storage::recovery::SEGMENT_HEADER_LEN as u64,
+            }
+        };
+        let term = raft_log.term(applied).map_err(malformed)?;
         let mut segments: Vec<(u64, Option<u64>)> = usage.keys().map(|&n| (n, None)).collect();
         for n in tail..=end.segment {
             segments.push((n, (n == end.segment).then_some(end.offset)));
@@ -627,7 +640,12 @@ pub async fn run_checkpoints(shared: Arc<Shared>) {
             || tokio::select! {
                 _ = shared.checkpoint_request.notified() => true,
                 _ = tokio::time::sleep(CHECKPOINT_POLL) => false,
-            };
+            }
+            // A replica needs a snapshot and none is published (Raft mode).
+            || shared
+                .raft
+                .get()
+                .is_some_and(|n| n.raft_log().snapshots().take_wanted());
         if shared.shutting_down.load(Ordering::SeqCst) {
             return;
         }

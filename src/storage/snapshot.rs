@@ -131,6 +131,9 @@ fn plain_name(name: &str) -> bool {
 pub struct SnapshotStore {
     root: PathBuf,
     published: Mutex<VecDeque<SnapshotFiles>>,
+    /// A replica needed a snapshot and none (or only a stale one) was published: the
+    /// checkpoint task takes one now instead of waiting for its interval.
+    wanted: std::sync::atomic::AtomicBool,
 }
 
 impl SnapshotStore {
@@ -141,6 +144,7 @@ impl SnapshotStore {
         SnapshotStore {
             root,
             published: Mutex::new(VecDeque::new()),
+            wanted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -189,6 +193,17 @@ impl SnapshotStore {
             }
         }
         Ok(snap)
+    }
+
+    /// Asks for a snapshot to be published ([`SnapshotStore::take_wanted`]).
+    pub fn want(&self) {
+        self.wanted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a snapshot was asked for since the last call.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// The newest published snapshot.

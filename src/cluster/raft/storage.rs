@@ -225,10 +225,15 @@ impl Storage for LogStorage {
     fn snapshot(&self, request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
         let unavailable =
             || ::raft::Error::Store(::raft::StorageError::SnapshotTemporarilyUnavailable);
-        let snap = self.log.snapshots().newest().ok_or_else(unavailable)?;
-        if snap.index + 1 < self.log.first_index() || snap.index < request_index {
-            return Err(unavailable());
-        }
+        let store = self.log.snapshots();
+        let snap = match store.newest() {
+            Some(s) if s.index + 1 >= self.log.first_index() && s.index >= request_index => s,
+            _ => {
+                // The checkpoint task publishes one at once; raft asks again meanwhile.
+                store.want();
+                return Err(unavailable());
+            }
+        };
         let mut out = Snapshot {
             data: snap.encode().into(),
             ..Default::default()
