@@ -147,6 +147,10 @@ struct Opts {
     /// or blackholes (the links still run through the proxy, always passing).
     #[arg(long, requires = "replicated")]
     no_partitions: bool,
+    /// With --replicated: every Nth cycle's nemesis replaces a follower (disk lost, removed
+    /// with `rill cluster del-node`, an empty node added with `add-node`); 0: only as drawn.
+    #[arg(long, requires = "replicated", default_value_t = 0)]
+    replace_every: u32,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -2862,6 +2866,10 @@ enum Nemesis {
     KillFollower,
     /// SIGKILL every node (a power loss of the whole shard, disks intact); restart all.
     KillAll,
+    /// SIGKILL one follower and lose its disk: `rill cluster del-node` takes it out of the
+    /// group, and an empty node on its address (a new id) is added with `add-node` — under
+    /// load, by the leader's snapshot.
+    ReplaceFollower,
     /// SIGSTOP the leader past the election timeout, then SIGCONT: it comes back deposed,
     /// with writes in flight that it must never acknowledge.
     PauseLeader,
@@ -2907,15 +2915,16 @@ impl Nemesis {
         } else {
             Cut::Blackhole
         };
-        match rng.gen_range(0..if partitions { 18 } else { 10 }) {
+        match rng.gen_range(0..if partitions { 19 } else { 11 }) {
             0..=3 => Nemesis::KillLeader,
             4..=5 => Nemesis::KillFollower,
             6 => Nemesis::KillAll,
             7..=9 => Nemesis::PauseLeader,
-            10..=11 => Nemesis::IsolateLeader(cut),
-            12..=13 => Nemesis::IsolateFollower(cut),
-            14 => Nemesis::CutLeaderOut(cut),
-            15 => Nemesis::CutLeaderIn(cut),
+            10 => Nemesis::ReplaceFollower,
+            11..=12 => Nemesis::IsolateLeader(cut),
+            13..=14 => Nemesis::IsolateFollower(cut),
+            15 => Nemesis::CutLeaderOut(cut),
+            16 => Nemesis::CutLeaderIn(cut),
             _ => Nemesis::Delay(rng.gen_range(20..=400)),
         }
     }
@@ -2962,6 +2971,7 @@ impl fmt::Display for Nemesis {
             Nemesis::KillLeader => f.write_str("leader killed"),
             Nemesis::KillFollower => f.write_str("follower killed"),
             Nemesis::KillAll => f.write_str("all nodes killed"),
+            Nemesis::ReplaceFollower => f.write_str("follower replaced (disk lost)"),
             Nemesis::PauseLeader => f.write_str("leader paused"),
             Nemesis::IsolateLeader(c) => write!(f, "leader isolated ({})", c.mode()),
             Nemesis::IsolateFollower(c) => write!(f, "follower isolated ({})", c.mode()),
@@ -3080,6 +3090,15 @@ impl Proxy {
             }
         }
         Ok(())
+    }
+}
+
+/// The node id of the node on `port` (CLUSTER MYID).
+fn node_id(port: u16) -> Result<String, String> {
+    let mut c = Conn::connect(port).map_err(|e| format!("cannot reach port {port}: {e}"))?;
+    match c.call(&argv(&[b"CLUSTER", b"MYID"])) {
+        Ok(Resp::Bulk(Some(id))) => Ok(String::from_utf8_lossy(&id).into_owned()),
+        other => Err(format!("CLUSTER MYID on port {port} answered {other:?}")),
     }
 }
 
@@ -3462,6 +3481,8 @@ fn replicated_cycles(
         std::thread::sleep(Duration::from_millis(load_ms));
         let nemesis = if opts.sabotage_drop_records > 0 {
             Nemesis::KillAll
+        } else if opts.replace_every > 0 && cycle % opts.replace_every == 0 {
+            Nemesis::ReplaceFollower
         } else {
             Nemesis::pick(&mut rng, partitions)
         };
@@ -3486,6 +3507,46 @@ fn replicated_cycles(
                     r.kill()?;
                     killed.push(i);
                 }
+            }
+            Nemesis::ReplaceFollower => {
+                let at = |r: &Replica| format!("127.0.0.1:{}", r.port);
+                let old_id = node_id(replicas[follower].port)?;
+                replicas[follower].kill()?;
+                // Its disk is gone: the node comes back empty, under a new id, after the
+                // old one is taken out of the group (the SHUTDOWN del-node sends it finds
+                // no one there).
+                let dir = replicas[follower].dir.clone();
+                std::fs::remove_dir_all(&dir)
+                    .and_then(|()| std::fs::create_dir_all(&dir))
+                    .map_err(|e| format!("cannot empty {}: {e}", dir.display()))?;
+                let cli = |args: &[&str]| -> Result<(), String> {
+                    let out = Command::new(bin)
+                        .args(args)
+                        .output()
+                        .map_err(|e| format!("cannot run rill {}: {e}", args.join(" ")))?;
+                    if out.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "cycle {cycle}: rill {} failed: {}{}",
+                            args.join(" "),
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ))
+                    }
+                };
+                let leader_at = at(&replicas[leader]);
+                cli(&["cluster", "del-node", &leader_at, &old_id])?;
+                replicas[follower].start(bin, &opts.appendfsync)?;
+                cli(&[
+                    "cluster",
+                    "add-node",
+                    &at(&replicas[follower]),
+                    &leader_at,
+                    "--timeout",
+                    "120",
+                ])?;
+                stop.store(true, Ordering::SeqCst);
             }
             Nemesis::PauseLeader => {
                 replicas[leader].signal(libc::SIGSTOP);

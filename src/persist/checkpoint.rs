@@ -324,38 +324,15 @@ fn checkpoint_raft(
     let started = Instant::now();
     let mut tmp = None;
     let result = (|| {
-        let cut = (|| {
+        let (snapshot, applied, roll) = {
             let mut guard = shared.state.lock();
             let applied = guard.raft_index;
             let roll = log.roll()?;
             shared
                 .written_at_checkpoint
                 .store(log.counters().0, Ordering::SeqCst);
-            // Entries up to `keep - 1` may go: applied here, and no voter needs them.
-            let keep = applied
-                .min(node.purge_floor())
-                .saturating_add(1)
-                .max(raft_log.first_index());
-            let tail = if keep <= raft_log.last_index() {
-                raft_log
-                    .entry_pos(keep)
-                    .map_err(|e| StorageError::Poisoned(e.to_string()))?
-                    .segment
-            } else {
-                roll
-            };
-            Ok::<_, StorageError>((take_snapshot(&mut guard), applied, roll, keep, tail))
-        })();
-        let (snapshot, applied, roll, keep, tail) = cut?;
-        let mut w = CheckpointWriter::create(log.dir(), tail)?;
-        tmp = Some(
-            crate::storage::checkpoint::checkpoint_path(log.dir(), tail).with_extension("ckp.tmp"),
-        );
-        let mut meta = state_header(state_tag::RAFT, 0, &Bytes::new());
-        meta.put_u64v(applied);
-        meta.put_u64v(roll);
-        w.add_state(&meta);
-        let (keys, usage) = encode_snapshot(snapshot, &mut w, tail);
+            (take_snapshot(&mut guard), applied, roll)
+        };
         // Publish only a committed cut, recorded committed on disk.
         let deadline = Instant::now() + RAFT_CUT_WAIT;
         while node.committed() < applied || node.persisted_commit() < applied {
@@ -372,6 +349,31 @@ fn checkpoint_raft(
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Entries up to `keep - 1` may go: applied here, and no voter needs them. The floor
+        // is read once the cut is committed (a leader's follows its commit index), so a
+        // cut made just after a write does not keep that write's segment for nothing.
+        let keep = applied
+            .min(node.current_purge_floor())
+            .saturating_add(1)
+            .max(raft_log.first_index());
+        let tail = if keep <= raft_log.last_index() {
+            raft_log
+                .entry_pos(keep)
+                .map_err(|e| StorageError::Poisoned(e.to_string()))?
+                .segment
+                .min(roll)
+        } else {
+            roll
+        };
+        let mut w = CheckpointWriter::create(log.dir(), tail)?;
+        tmp = Some(
+            crate::storage::checkpoint::checkpoint_path(log.dir(), tail).with_extension("ckp.tmp"),
+        );
+        let mut meta = state_header(state_tag::RAFT, 0, &Bytes::new());
+        meta.put_u64v(applied);
+        meta.put_u64v(roll);
+        w.add_state(&meta);
+        let (keys, usage) = encode_snapshot(snapshot, &mut w, tail);
         // The purge, then the hard state (with a commit index of at least `applied`),
         // configuration and purge point restated in the new segments: the older ones may
         // be deleted.

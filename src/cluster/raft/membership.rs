@@ -126,11 +126,37 @@ impl RaftNode {
         g.raw
             .propose_conf_change(context, conf_change(&change, node))
             .map_err(|e| RaftError::Busy(e.to_string()))?;
-        let index = g.raw.raft.raft_log.last_index();
-        if index != before + 1 {
+        let Some(entry) = g.raw.raft.raft_log.unstable.entries.last() else {
             return Err(RaftError::Busy(
                 "raft did not accept the membership change".into(),
             ));
+        };
+        if entry.index != before + 1 {
+            return Err(RaftError::Busy(
+                "raft did not accept the membership change".into(),
+            ));
+        }
+        // Queued to the log at once, as a write's proposal is: the leader's next proposal
+        // is queued directly after it (`RaftNode::propose`), so the Ready loop must not be
+        // the one to queue this entry later.
+        let record = super::storage::entry_record(entry);
+        let index = record.index;
+        if let Err(e) = self.log.queue_entry(&record) {
+            drop(g);
+            let e = RaftError::from(e);
+            self.stop(e.to_string());
+            return Err(e);
+        }
+        g.queued_through = index;
+        self.proposed
+            .store(index, std::sync::atomic::Ordering::Release);
+        // Its appends may leave at once, as a write's do.
+        if let Some(sink) = &self.sink {
+            if !g.raw.raft.msgs.is_empty() {
+                let msgs = std::mem::take(&mut g.raw.raft.msgs);
+                drop(g);
+                sink.send(msgs);
+            }
         }
         Ok(index)
     }

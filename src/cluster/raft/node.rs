@@ -511,6 +511,18 @@ impl RaftNode {
         self.floor.load(Ordering::Acquire)
     }
 
+    /// The purge floor, raised first if this node leads (a leader's follows its commit
+    /// index each turn of the Ready loop; a checkpoint must not purge less than it may
+    /// because the last turn ran before the newest commit).
+    pub fn current_purge_floor(&self) -> u64 {
+        let g = self.group.lock();
+        if g.raw.raft.state == StateRole::Leader {
+            self.raise_floor(&g);
+        }
+        drop(g);
+        self.purge_floor()
+    }
+
     /// Adopts a floor an entry's context carried (a committed entry's).
     pub(super) fn adopt_floor(&self, context: &[u8]) {
         if let Some(f) = floor_in(context) {
