@@ -385,7 +385,10 @@ fn checkpoint_raft(
             .map_err(|e| StorageError::Poisoned(e.to_string()))?;
         let bytes = finish_writer(shared, w, log.dir(), &[raft_log.reader()])?;
         tmp = None;
-        publish_snapshot(raft_log, log.dir(), tail, &usage, applied);
+        if node.has_peers() {
+            // Only a group that may have other members sends snapshots.
+            publish_snapshot(raft_log, log.dir(), tail, &usage, applied);
+        }
         tracing::info!(
             "Raft checkpoint at index {applied}: log purged below index {keep}, replay starts at segment {tail}"
         );

@@ -239,7 +239,12 @@ async fn start(shared: &Arc<Shared>, loaded: &RaftLoaded) -> Result<bool, String
             follow(&sh, &id, true);
         }
     }));
-    mark_member(shared, &me)?;
+    // A member from its first configuration on: a node added to a running shard is one
+    // once its snapshot is installed (before, its empty log is no loss: it may restart).
+    let cs = loaded.log.state().conf_state;
+    if !cs.voters.is_empty() || !cs.learners.is_empty() {
+        mark_member(shared, &me)?;
+    }
     // Only the leader expires keys (and IIDs); a replica applies the deletions it logs.
     shared.state.lock().ks.set_expiry_gate(node.leader_flag());
     if shared.raft.set(node.clone()).is_err() {
