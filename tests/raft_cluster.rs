@@ -1490,3 +1490,40 @@ fn a_node_added_to_a_purged_shard_installs_a_snapshot_votes_and_a_dead_one_is_re
     assert!(c2.cmd(&["XADD", "s", "*", "after", "1"]).starts_with(b"$"));
     converge(&nodes, &rest, &state(&nodes[l2]));
 }
+
+/// `del-node` of the shard's live leader: leadership moves to another member first, the
+/// group drops the old leader, the others get a map without it, it is shut down, and the
+/// shard of two goes on taking writes with everything acknowledged before.
+#[test]
+fn del_node_of_the_leader_hands_leadership_over_and_shuts_it_down() {
+    if ran_in_netns("del_node_of_the_leader_hands_leadership_over_and_shuts_it_down") {
+        return;
+    }
+    let (mut nodes, l) = shard_and_leader();
+    let mut c = nodes[l].raw();
+    for i in 0..100 {
+        assert!(c
+            .cmd(&["XADD", "s", "*", "n", &i.to_string()])
+            .starts_with(b"$"));
+    }
+    let expected = state(&nodes[l]);
+    converge(&nodes, &[0, 1, 2], &expected);
+    let id = text(&nodes[l].raw().cmd(&["CLUSTER", "MYID"]));
+    let id = id.lines().nth(1).expect("id").to_string();
+    let other = (l + 1) % 3;
+    let out = rill_ok(&["cluster", "del-node", &addr(&nodes[other]), &id]);
+    assert!(out.contains("transferring leadership"), "{out}");
+    assert!(
+        nodes[l].wait_exit(Duration::from_secs(10)).is_some(),
+        "the removed node is still running"
+    );
+    let rest: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let l2 = leader(&nodes, &rest, Duration::from_secs(10));
+    assert_eq!(members(&nodes[l2]).len(), 2);
+    assert_eq!(state(&nodes[l2]), expected);
+    let map = text(&nodes[l2].raw().cmd(&["RILL.CLUSTER", "TOPOLOGY"]));
+    assert!(!map.contains(&id), "{map}");
+    let mut c2 = nodes[l2].raw();
+    assert!(c2.cmd(&["XADD", "s", "*", "after", "1"]).starts_with(b"$"));
+    converge(&nodes, &rest, &state(&nodes[l2]));
+}
