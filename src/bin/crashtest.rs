@@ -3102,39 +3102,6 @@ fn node_id(port: u16) -> Result<String, String> {
     }
 }
 
-/// The index of a leader other than `old` — says so, and a majority names it — waiting up
-/// to `within` (while a partition holds: the followers must elect one of themselves).
-fn find_new_leader(replicas: &[Replica], old: usize, within: Duration) -> Result<usize, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let views: Vec<Option<(bool, String, String)>> = replicas
-            .iter()
-            .map(|r| r.server.as_ref().and_then(|_| raft_view(r.port)))
-            .collect();
-        for (i, v) in views.iter().enumerate() {
-            if i == old {
-                continue;
-            }
-            if let Some((true, _, me)) = v {
-                let named = views
-                    .iter()
-                    .flatten()
-                    .filter(|(_, leader, _)| leader == me)
-                    .count();
-                if named * 2 > replicas.len() {
-                    return Ok(i);
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no follower became leader within {within:?} of the partition"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One replica: where it listens and keeps its data, and its process while it runs.
 struct Replica {
     port: u16,
@@ -3243,6 +3210,23 @@ fn raft_view(port: u16) -> Option<(bool, String, String)> {
 /// it (a leader just back from a pause may still believe it leads) — waiting up to
 /// `within` for an election.
 fn find_leader(replicas: &[Replica], within: Duration) -> Result<usize, String> {
+    find_leader_but(replicas, None, within)
+        .map_err(|()| format!("no replica became leader within {within:?}"))
+}
+
+/// The index of a leader other than `old` — says so, and a majority names it — waiting up
+/// to `within` (while a partition holds: the followers must elect one of themselves).
+fn find_new_leader(replicas: &[Replica], old: usize, within: Duration) -> Result<usize, String> {
+    find_leader_but(replicas, Some(old), within)
+        .map_err(|()| format!("no follower became leader within {within:?} of the partition"))
+}
+
+/// A replica (not `but`) that says it leads and that a majority names, within `within`.
+fn find_leader_but(
+    replicas: &[Replica],
+    but: Option<usize>,
+    within: Duration,
+) -> Result<usize, ()> {
     let deadline = Instant::now() + within;
     loop {
         let views: Vec<Option<(bool, String, String)>> = replicas
@@ -3250,6 +3234,9 @@ fn find_leader(replicas: &[Replica], within: Duration) -> Result<usize, String> 
             .map(|r| r.server.as_ref().and_then(|_| raft_view(r.port)))
             .collect();
         for (i, v) in views.iter().enumerate() {
+            if Some(i) == but {
+                continue;
+            }
             if let Some((true, _, me)) = v {
                 let named = views
                     .iter()
@@ -3262,7 +3249,7 @@ fn find_leader(replicas: &[Replica], within: Duration) -> Result<usize, String> 
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("no replica became leader within {within:?}"));
+            return Err(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -871,12 +871,12 @@ pub fn member(_s: &mut Session, sh: &Shared, a: &mut Args) -> R {
         Vec::new()
     } else {
         let ip = String::from_utf8_lossy(&a.next_bytes()?).to_string();
-        let port = crate::syntax::string2ll(&a.next_bytes()?)
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| CommandError::Invalid("Invalid port".into()))?;
-        let cport = crate::syntax::string2ll(&a.next_bytes()?)
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| CommandError::Invalid("Invalid bus port".into()))?;
+        let mut port = |what: &str| -> Result<u16, CommandError> {
+            crate::syntax::string2ll(&a.next_bytes()?)
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| CommandError::Invalid(format!("Invalid {what}")))
+        };
+        let (port, cport) = (port("port")?, port("bus port")?);
         if ip.is_empty() || ip.contains(' ') {
             return Err(CommandError::Invalid("Invalid address".into()));
         }

@@ -574,7 +574,6 @@ fn install_snapshot(
         }
         bytes += len;
     }
-    let cs = meta.get_conf_state();
     snapshot::seal_staged(
         &dir,
         crate::storage::log::LogOptions {
@@ -588,13 +587,7 @@ fn install_snapshot(
             vote: pending.vote,
             commit: meta.index,
         },
-        crate::storage::raft_record::ConfStateRecord {
-            voters: cs.voters.clone(),
-            learners: cs.learners.clone(),
-            voters_outgoing: cs.voters_outgoing.clone(),
-            learners_next: cs.learners_next.clone(),
-            auto_leave: cs.auto_leave,
-        },
+        crate::cluster::raft::storage::conf_state_record(meta.get_conf_state()),
     )
     .map_err(|e| e.to_string())?;
     snapshot::mark_ready(&dir).map_err(|e| e.to_string())?;

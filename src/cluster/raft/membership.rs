@@ -136,28 +136,11 @@ impl RaftNode {
                 "raft did not accept the membership change".into(),
             ));
         }
-        // Queued to the log at once, as a write's proposal is: the leader's next proposal
-        // is queued directly after it (`RaftNode::propose`), so the Ready loop must not be
-        // the one to queue this entry later.
+        // Queued to the log at once, as a write's proposal is: the leader's next write is
+        // queued directly after it, so the Ready loop must not be the one to queue it later.
         let record = super::storage::entry_record(entry);
         let index = record.index;
-        if let Err(e) = self.log.queue_entry(&record) {
-            drop(g);
-            let e = RaftError::from(e);
-            self.stop(e.to_string());
-            return Err(e);
-        }
-        g.queued_through = index;
-        self.proposed
-            .store(index, std::sync::atomic::Ordering::Release);
-        // Its appends may leave at once, as a write's do.
-        if let Some(sink) = &self.sink {
-            if !g.raw.raft.msgs.is_empty() {
-                let msgs = std::mem::take(&mut g.raw.raft.msgs);
-                drop(g);
-                sink.send(msgs);
-            }
-        }
+        self.queue_proposed(g, &record)?;
         Ok(index)
     }
 

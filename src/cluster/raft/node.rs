@@ -464,7 +464,34 @@ impl RaftNode {
         };
         let context_len = record.context.len();
         let index = record.index;
-        let pos = match self.log.queue_entry(&record) {
+        // The write's ops are in the keyspace already.
+        g.executed_through = index;
+        self.executed.store(index, Ordering::Release);
+        let pos = self.queue_proposed(g, &record)?;
+        Ok(Proposed {
+            index,
+            data_at: RecordPos {
+                segment: pos.segment,
+                offset: pos.offset + raft_record::data_offset(context_len),
+            },
+        })
+    }
+
+    /// Queues the entry raft just made for a proposal (`g` held, leader) to the log at once,
+    /// so the next proposal is queued after it and the Ready loop does not write it again;
+    /// then sends the appends raft produced. Returns where the record starts.
+    ///
+    /// A leader's appends may leave before its own fsync (raft thesis §10.2.1; raft-rs hands
+    /// a leader's messages out at once): they go now rather than at the next turn of the
+    /// Ready loop — which may be behind an fsync, or not come until a peer's message or a
+    /// tick (100 ms) wakes the driver — so the followers' fsyncs overlap the leader's, and a
+    /// quiet shard commits a write in one round trip.
+    pub(super) fn queue_proposed(
+        &self,
+        mut g: parking_lot::MutexGuard<'_, Group>,
+        record: &RaftEntryRecord,
+    ) -> Result<RecordPos, RaftError> {
+        let pos = match self.log.queue_entry(record) {
             Ok((_, pos)) => pos,
             Err(e) => {
                 drop(g);
@@ -473,15 +500,8 @@ impl RaftNode {
                 return Err(e);
             }
         };
-        g.queued_through = index;
-        g.executed_through = index;
-        self.executed.store(index, Ordering::Release);
-        self.proposed.store(index, Ordering::Release);
-        // A leader's appends may leave before its own fsync (raft thesis §10.2.1; raft-rs
-        // hands a leader's messages out at once): send them now rather than at the next
-        // turn of the Ready loop — which may be behind an fsync, or not come until a peer's
-        // message or a tick (100 ms) wakes the driver — so the followers' fsyncs overlap
-        // the leader's, and a quiet shard commits a write in one round trip.
+        g.queued_through = record.index;
+        self.proposed.store(record.index, Ordering::Release);
         if let Some(sink) = &self.sink {
             if !g.raw.raft.msgs.is_empty() {
                 let msgs = std::mem::take(&mut g.raw.raft.msgs);
@@ -489,13 +509,7 @@ impl RaftNode {
                 sink.send(msgs);
             }
         }
-        Ok(Proposed {
-            index,
-            data_at: RecordPos {
-                segment: pos.segment,
-                offset: pos.offset + raft_record::data_offset(context_len),
-            },
-        })
+        Ok(pos)
     }
 
     /// The purge floor: an index below which no voter will ever need this node's entries,
@@ -534,13 +548,13 @@ impl RaftNode {
     /// capped at the commit index (`g` held, leader); returns it.
     pub(super) fn raise_floor(&self, g: &Group) -> u64 {
         let raft = &g.raw.raft;
-        let learners = raft.prs().conf().to_conf_state().learners;
+        let voters = raft.prs().conf().voters();
         let matched = raft
             .prs()
             .iter()
             // Learners catch up by snapshot when they need purged entries: only voters
             // hold the floor.
-            .filter(|(id, _)| !learners.contains(id))
+            .filter(|(id, _)| voters.contains(**id))
             .map(|(id, p)| {
                 if *id == raft.id {
                     raft.raft_log.last_index()

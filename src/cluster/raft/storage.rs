@@ -106,6 +106,17 @@ fn conf_state(c: &ConfStateRecord) -> ConfState {
     }
 }
 
+/// The stored form of a configuration.
+pub fn conf_state_record(cs: &ConfState) -> ConfStateRecord {
+    ConfStateRecord {
+        voters: cs.voters.clone(),
+        learners: cs.learners.clone(),
+        voters_outgoing: cs.voters_outgoing.clone(),
+        learners_next: cs.learners_next.clone(),
+        auto_leave: cs.auto_leave,
+    }
+}
+
 impl LogStorage {
     /// Opens the log of `dir` (recovering it), handing records that are not Raft's to
     /// `sink`.
@@ -159,13 +170,7 @@ impl LogStorage {
     /// Persists the configuration a conf change produced.
     pub fn set_conf_state(&self, cs: &ConfState) -> ::raft::Result<()> {
         self.log
-            .set_conf_state(ConfStateRecord {
-                voters: cs.voters.clone(),
-                learners: cs.learners.clone(),
-                voters_outgoing: cs.voters_outgoing.clone(),
-                learners_next: cs.learners_next.clone(),
-                auto_leave: cs.auto_leave,
-            })
+            .set_conf_state(conf_state_record(cs))
             .map_err(to_raft)
     }
 
