@@ -268,6 +268,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     })
     .await;
+    let host_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     match loaded {
         Ok(Ok(Loaded::Log(log))) => {
             let _ = shared.log.set(log);
@@ -290,9 +291,13 @@ async fn serve(config: Config) -> ExitCode {
                 .set_expiry_gate(Arc::new(std::sync::atomic::AtomicBool::new(false)));
             // A replicated shard: its group starts once the node has a map.
             let sh = shared.clone();
+            let failed = host_failed.clone();
             tokio::spawn(async move {
                 if let Err(e) = server::replication::host(sh.clone(), replica).await {
                     tracing::error!("{}", e);
+                    // The server stops, and says it failed (a supervisor restarting on
+                    // failure must see it).
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     sh.begin_shutdown();
                 }
             });
@@ -348,6 +353,9 @@ async fn serve(config: Config) -> ExitCode {
         .load(std::sync::atomic::Ordering::SeqCst)
     {
         return restart_in_place();
+    }
+    if host_failed.load(std::sync::atomic::Ordering::SeqCst) {
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -1272,7 +1272,9 @@ fn a_node_that_lost_its_raft_log_does_not_rejoin_under_its_old_id() {
     nodes[f].signal_and_wait(9);
     std::fs::remove_dir_all(nodes[f].dir.join("log")).expect("remove the log");
     let (status, out) = nodes[f].start_expecting_exit(Duration::from_secs(20));
-    assert!(status.is_some(), "the node with no log kept running: {out}");
+    let status = status.unwrap_or_else(|| panic!("the node with no log kept running: {out}"));
+    // A refusal is a failure (a supervisor restarting on failure must see it).
+    assert!(!status.success(), "exited with {status}: {out}");
     assert!(
         out.contains("must not rejoin under its old id with a shorter log"),
         "{out}"

@@ -1829,7 +1829,36 @@ fn start_server(
     appendfsync: &str,
     raft: bool,
 ) -> Result<Server, String> {
-    start_node(bin, dir, log, appendfsync, raft, None, &[])
+    start_node(bin, dir, log, appendfsync, raft, None, &[]).map_err(String::from)
+}
+
+/// Why a server did not come up.
+enum StartError {
+    /// It exited by itself while starting (it refused its data directory, say): the
+    /// reason is in its log, whose last error lines this carries.
+    Exited(String),
+    /// Anything else (it could not be run, printed no port, did not answer in time).
+    Other(String),
+}
+
+impl From<String> for StartError {
+    fn from(why: String) -> Self {
+        StartError::Other(why)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(why: &str) -> Self {
+        StartError::Other(why.to_string())
+    }
+}
+
+impl From<StartError> for String {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Exited(why) | StartError::Other(why) => why,
+        }
+    }
 }
 
 /// [`start_server`], or with `node` = `Some(port)` a replica of a replicated shard on that
@@ -1842,7 +1871,7 @@ fn start_node(
     raft: bool,
     node: Option<u16>,
     extra: &[String],
-) -> Result<Server, String> {
+) -> Result<Server, StartError> {
     let port = node.map_or_else(|| "0".to_string(), |p| p.to_string());
     let cluster: &[&str] = if node.is_some() {
         &[
@@ -1889,7 +1918,7 @@ fn start_node(
     let mut errfile = logfile
         .try_clone()
         .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-    std::thread::spawn(move || {
+    let out_reader = std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -1905,16 +1934,16 @@ fn start_node(
             }
         }
     });
-    std::thread::spawn(move || {
+    let err_reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             let _ = writeln!(errfile, "stderr: {line}");
         }
     });
-    let fail = |mut child: Child, why: String| -> Result<Server, String> {
+    let fail = |mut child: Child, why: String| -> Result<Server, StartError> {
         let _ = child.kill();
         let _ = child.wait();
-        Err(why)
+        Err(StartError::Other(why))
     };
     let port = match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(p) => p,
@@ -1931,10 +1960,17 @@ fn start_node(
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "the server exited with {status} while starting (see {})",
-                log.display()
-            ));
+            // Its pipes are closed: once the readers have copied the last lines, the log
+            // says why.
+            let _ = out_reader.join();
+            let _ = err_reader.join();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+            return Err(StartError::Exited(format!(
+                "the server exited with {status} while starting (see {}): {}",
+                log.display(),
+                errors[errors.len().saturating_sub(3)..].join(" | ")
+            )));
         }
         if let Ok(mut c) = Conn::connect(port) {
             if let Ok(Resp::Simple(p)) = c.call(&argv(&[b"PING"])) {
@@ -3121,7 +3157,7 @@ impl Drop for Replica {
 }
 
 impl Replica {
-    fn start(&mut self, bin: &Path, appendfsync: &str) -> Result<(), String> {
+    fn start(&mut self, bin: &Path, appendfsync: &str) -> Result<(), StartError> {
         if self.server.is_none() {
             let s = start_node(
                 bin,
@@ -3614,7 +3650,17 @@ fn replicated_cycles(
             if opts.sabotage_drop_records > 0 {
                 drop_newest_records(&replicas[i].dir, opts.sabotage_drop_records)?;
             }
-            replicas[i].start(bin, &opts.appendfsync)?;
+            // A replica that refuses what its disk kept after the kill (a log that lost
+            // records it had acknowledged to the group) is a lost write, not a test error.
+            match replicas[i].start(bin, &opts.appendfsync) {
+                Ok(()) => {}
+                Err(StartError::Exited(why)) => {
+                    return Ok(Err(format!(
+                        "cycle {cycle}: replica {i} did not come back: {why}"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let leader = find_leader(&replicas, Duration::from_secs(30))?;
         let sent_unanswered = in_flight.iter().filter(|o| o.is_some()).count();
