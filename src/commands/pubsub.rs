@@ -3,8 +3,8 @@
 //! Subscriptions live in two places: the client's own sets (`Session::subs`, which
 //! give the counts of the confirmations and what to drop at RESET or disconnect) and
 //! the server's registry (`core::pubsub`, the reverse map publishers use). Deliveries
-//! reach a subscriber through its outlet; its connection turns them into replies with
-//! [`encoded_delivery`] (see `server/connection.rs`).
+//! reach a subscriber through its outlet, encoded by the publish in the subscriber's
+//! protocol; its connection writes them (see `server/connection.rs`).
 //!
 //! PUBLISH reaches the subscribers of this node only: in cluster mode there is no
 //! cluster-bus broadcast yet. SPUBLISH and SSUBSCRIBE route by slot like keys (their
@@ -21,7 +21,7 @@ use super::glob::glob_match;
 use super::session::Session;
 use super::table::{CommandSpec, Handler};
 use super::Outcome;
-use crate::core::pubsub::{Delivery, Kind, Message, Outlet};
+use crate::core::pubsub::{Kind, Outlet};
 use crate::core::Shared;
 use crate::engine::error::StreamError;
 use crate::protocol::Reply;
@@ -224,34 +224,6 @@ pub fn unsubscribe_all(s: &mut Session, sh: &Shared) {
         }
     }
     publish_counts(s);
-}
-
-/// The reply a subscriber's connection writes for a delivery: `[message, channel,
-/// payload]`, `[pmessage, pattern, channel, payload]` or `[smessage, channel, payload]`,
-/// a push in RESP3.
-pub fn delivery_reply(d: &Message) -> Reply {
-    let mut items = Vec::with_capacity(4);
-    match d.kind {
-        Kind::Channel => items.push(Reply::bulk("message")),
-        Kind::Shard => items.push(Reply::bulk("smessage")),
-        Kind::Pattern => {
-            items.push(Reply::bulk("pmessage"));
-            items.push(d.pattern.clone().map_or(Reply::Nil, Reply::Bulk));
-        }
-    }
-    items.push(Reply::Bulk(d.channel.clone()));
-    items.push(Reply::Bulk(d.message.clone()));
-    Reply::Push(items)
-}
-
-/// `d` encoded for protocol `proto`, made once per delivery and protocol and shared by
-/// every subscriber (see [`Delivery::encoded`]).
-pub fn encoded_delivery(d: &Delivery, proto: u8) -> &Bytes {
-    d.encoded(proto, |m| {
-        let mut out = bytes::BytesMut::with_capacity(m.channel.len() + m.message.len() + 48);
-        delivery_reply(m).encode(proto, &mut out);
-        out.freeze()
-    })
 }
 
 /// Whether a RESP2 client in subscribed mode may run `full_name` (Redis's

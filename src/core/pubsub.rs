@@ -1,12 +1,11 @@
 //! The Pub/Sub registry: which clients listen on which channels, patterns and shard
 //! channels, and the outlet through which a publisher hands each of them a message.
 //!
-//! No RESP and no sockets here. A delivery is a value (`Delivery`: kind, pattern,
-//! channel, message, all refcounted `Bytes`, so a message published to a thousand
-//! subscribers is stored once); the subscriber's connection task encodes it in its own
-//! protocol (RESP2 array or RESP3 push) when it takes it from its [`Outlet`], which it
-//! waits on beside its socket. Publishers never block: they push under the outlet's
-//! short lock and notify.
+//! No sockets here. A publish encodes its message once per protocol (RESP2 array, RESP3
+//! push, with `protocol::reply::encode_push`) and appends the bytes to each subscriber's
+//! [`Outlet`], as Redis appends to each client's reply buffer; the subscriber's
+//! connection task, which waits on its outlet beside its socket, takes the whole buffer
+//! at once. Publishers never block: they copy under the outlet's short lock and notify.
 //!
 //! Memory stays bounded by `client-output-buffer-limit pubsub`, counted on what the
 //! subscriber holds undelivered (queued here plus unsent in its connection): a push that
@@ -19,12 +18,12 @@
 //! Matching patterns is Redis's glob (`crate::glob`), passed in by the caller (PUBLISH, keyspace
 //! events), so the registry itself depends on no matching rule.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -41,81 +40,17 @@ pub enum Kind {
     Shard,
 }
 
-/// One message as its subscribers receive it: shared by all the subscribers of a channel
-/// (or of one pattern), so a publish to a thousand subscribers costs one reference count
-/// each, and its encoded form is made once per protocol by the first subscriber's
-/// connection ([`Delivery::encoded`]) and copied by the others.
-#[derive(Debug, Clone)]
-pub struct Delivery(Arc<Message>);
-
-/// What a [`Delivery`] holds.
-#[derive(Debug)]
-pub struct Message {
-    /// `Channel` (`message`), `Pattern` (`pmessage`, with `pattern`) or `Shard` (`smessage`).
-    pub kind: Kind,
-    /// The pattern that matched, for `Pattern`.
-    pub pattern: Option<Bytes>,
-    /// The channel it was published to.
-    pub channel: Bytes,
-    /// The payload.
-    pub message: Bytes,
-    /// The log position the message announces (a keyspace event's record): the
-    /// subscriber's connection writes it only once the log is durable up to there.
-    /// 0 for PUBLISH, which announces nothing logged.
-    pub after: u64,
-    /// The encoded form per protocol (RESP2, RESP3), made by whoever encodes it first.
-    encoded: [OnceLock<Bytes>; 2],
-}
-
-impl std::ops::Deref for Delivery {
-    type Target = Message;
-
-    fn deref(&self) -> &Message {
-        &self.0
-    }
-}
-
-impl Delivery {
-    /// A message on `channel` (matched by `pattern`, for `Pattern`).
-    pub fn new(
-        kind: Kind,
-        pattern: Option<Bytes>,
-        channel: Bytes,
-        message: Bytes,
-        after: u64,
-    ) -> Delivery {
-        Delivery(Arc::new(Message {
-            kind,
-            pattern,
-            channel,
-            message,
-            after,
-            encoded: [OnceLock::new(), OnceLock::new()],
-        }))
-    }
-
-    /// The message encoded for protocol `proto` (2 or 3): `encode`'s result, made once and
-    /// shared by every subscriber of that protocol. The encoding is the caller's (this layer
-    /// knows no RESP).
-    pub fn encoded(&self, proto: u8, encode: impl FnOnce(&Message) -> Bytes) -> &Bytes {
-        let slot = &self.0.encoded[usize::from(proto >= 3)];
-        slot.get_or_init(|| encode(&self.0))
-    }
-
-    /// About what the delivery takes once encoded (RESP headers included), the unit the
-    /// output limits count in.
-    fn size(&self) -> u64 {
-        let pattern = self.pattern.as_ref().map_or(0, |p| p.len() + 16);
-        (self.channel.len() + self.message.len() + pattern + 48) as u64
-    }
-}
-
-/// Where a subscriber's deliveries wait for its connection task.
+/// Where a subscriber's deliveries wait for its connection task: already encoded in its
+/// protocol, appended to one buffer, as Redis appends them to the client's reply buffer.
+/// A publish costs each subscriber a copy of the encoded message under the outlet's
+/// short lock (no allocation once the buffer has grown); the connection takes the whole
+/// buffer at once ([`Outlet::take_into`]), by swapping it with its empty write buffer.
 #[derive(Debug)]
 pub struct Outlet {
-    /// The subscriber (killed when it passes the hard limit).
+    /// The subscriber (killed when it passes the hard limit; its `resp` is the protocol
+    /// deliveries are encoded in).
     pub client: Arc<ClientInfo>,
-    queue: Mutex<VecDeque<Delivery>>,
+    queue: Mutex<Queued>,
     /// Bytes in `queue`.
     queued: AtomicU64,
     /// Bytes the connection holds encoded but not yet written to the socket.
@@ -127,6 +62,21 @@ pub struct Outlet {
     over_soft_since: AtomicU64,
 }
 
+/// What waits in an [`Outlet`].
+#[derive(Debug, Default)]
+struct Queued {
+    /// The deliveries, encoded, oldest first.
+    bytes: BytesMut,
+    /// The newest log position they announce (a keyspace event's record): the
+    /// subscriber's connection writes them only once the log is durable up to there.
+    /// 0 when they announce nothing logged (PUBLISH).
+    after: u64,
+}
+
+/// A buffer given back to an outlet by [`Outlet::take_into`] keeps its capacity up to
+/// this; a larger one (a burst to a slow subscriber) is dropped.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// A `client-output-buffer-limit` class: hard bytes, soft bytes, soft seconds (0: none).
 pub type Limits = (u64, u64, u64);
 
@@ -135,12 +85,17 @@ impl Outlet {
     pub fn new(client: Arc<ClientInfo>) -> Arc<Outlet> {
         Arc::new(Outlet {
             client,
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queued::default()),
             queued: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
             ready: Notify::new(),
             over_soft_since: AtomicU64::new(0),
         })
+    }
+
+    /// The protocol (2 or 3) the subscriber's deliveries are encoded in.
+    fn proto(&self) -> usize {
+        usize::from(self.client.resp.load(Ordering::Relaxed) >= 3)
     }
 
     /// Whether the subscriber, holding `extra` bytes more than it does now, is over
@@ -180,10 +135,11 @@ impl Outlet {
         }
     }
 
-    /// Queues `d` unless that would take the subscriber past its `limits`
-    /// ([`Outlet::over_limits`]); then the subscriber is killed and `false` returned.
-    fn push(&self, d: Delivery, limits: Limits) -> bool {
-        let size = d.size();
+    /// Queues the encoded delivery `d` (announcing log position `after`) unless that
+    /// would take the subscriber past its `limits` ([`Outlet::over_limits`]); then the
+    /// subscriber is killed and `false` returned.
+    fn push(&self, d: &[u8], after: u64, limits: Limits) -> bool {
+        let size = d.len() as u64;
         if self.over_limits(size, limits) {
             if !self.client.killed.load(Ordering::SeqCst) {
                 tracing::warn!(
@@ -196,17 +152,41 @@ impl Outlet {
             }
             return false;
         }
-        self.queue.lock().push_back(d);
+        let was_empty = {
+            let mut q = self.queue.lock();
+            let was_empty = q.bytes.is_empty();
+            q.bytes.extend_from_slice(d);
+            q.after = q.after.max(after);
+            was_empty
+        };
         self.queued.fetch_add(size, Ordering::Relaxed);
-        self.ready.notify_one();
+        // One wake per batch: while the queue is not empty, the connection has a
+        // notification it has not acted on yet (a take empties the whole queue).
+        if was_empty {
+            self.ready.notify_one();
+        }
         true
     }
 
-    /// Takes every queued delivery, oldest first.
-    pub fn take(&self) -> VecDeque<Delivery> {
-        let taken = std::mem::take(&mut *self.queue.lock());
+    /// Moves every queued delivery to the end of `out` (by swapping buffers when `out`
+    /// is empty) and returns the newest log position they announce (0: none), or `None`
+    /// when nothing was queued.
+    pub fn take_into(&self, out: &mut BytesMut) -> Option<u64> {
+        let mut q = self.queue.lock();
+        if q.bytes.is_empty() {
+            return None;
+        }
+        if out.is_empty() {
+            std::mem::swap(out, &mut q.bytes);
+            if q.bytes.capacity() > KEEP_CAPACITY {
+                q.bytes = BytesMut::new();
+            }
+        } else {
+            out.extend_from_slice(&q.bytes);
+            q.bytes.clear();
+        }
         self.queued.store(0, Ordering::Relaxed);
-        taken
+        Some(std::mem::take(&mut q.after))
     }
 
     /// Waits until a delivery is queued (returns at once if one came since the last wait).
@@ -245,6 +225,38 @@ struct Maps {
     channels: HashMap<Bytes, Subscribers>,
     patterns: HashMap<Bytes, Subscribers>,
     shard: HashMap<Bytes, Subscribers>,
+    /// Where a publish encodes its message, per protocol (RESP2, RESP3), before copying
+    /// it to each subscriber: kept, so a publish allocates nothing.
+    scratch: [BytesMut; 2],
+}
+
+/// One message encoded on demand, at most once per protocol, into the registry's scratch
+/// buffers.
+struct Encoded<'a> {
+    scratch: &'a mut [BytesMut; 2],
+    parts: &'a [&'a [u8]],
+    done: [bool; 2],
+}
+
+impl<'a> Encoded<'a> {
+    fn new(scratch: &'a mut [BytesMut; 2], parts: &'a [&'a [u8]]) -> Encoded<'a> {
+        Encoded {
+            scratch,
+            parts,
+            done: [false; 2],
+        }
+    }
+
+    /// The message as a client of protocol `proto` (0: RESP2, 1: RESP3) receives it.
+    fn get(&mut self, proto: usize) -> &[u8] {
+        let buf = &mut self.scratch[proto];
+        if !self.done[proto] {
+            buf.clear();
+            crate::protocol::reply::encode_push(if proto == 1 { 3 } else { 2 }, self.parts, buf);
+            self.done[proto] = true;
+        }
+        buf
+    }
 }
 
 impl Maps {
@@ -301,7 +313,7 @@ impl Registry {
     }
 
     /// [`Registry::publish`] of a message the subscribers may see only once the log is
-    /// durable up to `after` ([`Delivery::after`]).
+    /// durable up to `after` (0: at once).
     pub fn publish_after(
         &self,
         kind: Kind,
@@ -311,42 +323,43 @@ impl Registry {
         matches: impl Fn(&[u8], &[u8]) -> bool,
         after: u64,
     ) -> i64 {
-        let maps = self.maps.lock();
+        let mut maps = self.maps.lock();
+        let Maps {
+            channels,
+            patterns,
+            shard,
+            scratch,
+        } = &mut *maps;
         let mut receivers = 0;
         let direct = match kind {
-            Kind::Shard => &maps.shard,
-            _ => &maps.channels,
+            Kind::Shard => &*shard,
+            _ => &*channels,
         };
-        if direct.is_empty() && (kind != Kind::Channel || maps.patterns.is_empty()) {
+        if direct.is_empty() && (kind != Kind::Channel || patterns.is_empty()) {
             return 0;
         }
-        // Copies, once per publish: the arguments are slices of the publisher's read buffer,
-        // which a delivery waiting for a slow subscriber would otherwise keep whole (and
-        // every subscriber's drop would touch its count, from another thread).
-        let (channel, message) = (
-            &Bytes::copy_from_slice(channel),
-            &Bytes::copy_from_slice(message),
-        );
+        let first = match kind {
+            Kind::Shard => &b"smessage"[..],
+            _ => &b"message"[..],
+        };
         if let Some(subs) = direct.get(channel) {
-            let d = Delivery::new(kind, None, channel.clone(), message.clone(), after);
+            let parts: [&[u8]; 3] = [first, channel, message];
+            let mut encoded = Encoded::new(scratch, &parts);
             for outlet in subs.values().filter(|o| o.live()) {
-                receivers += i64::from(outlet.push(d.clone(), limits));
+                let d = encoded.get(outlet.proto());
+                receivers += i64::from(outlet.push(d, after, limits));
             }
         }
         if kind == Kind::Channel {
-            for (pattern, subs) in &maps.patterns {
+            for (pattern, subs) in patterns.iter() {
                 if !matches(pattern, channel) {
                     continue;
                 }
-                let d = Delivery::new(
-                    Kind::Pattern,
-                    Some(pattern.clone()),
-                    channel.clone(),
-                    message.clone(),
-                    after,
-                );
+                let parts: [&[u8]; 4] = [b"pmessage", pattern, channel, message];
+                let mut encoded = Encoded::new(scratch, &parts);
                 for outlet in subs.values().filter(|o| o.live()) {
-                    receivers += i64::from(outlet.push(d.clone(), limits));
+                    let d = encoded.get(outlet.proto());
+                    receivers += i64::from(outlet.push(d, after, limits));
                 }
             }
         }
@@ -421,6 +434,13 @@ mod tests {
         info
     }
 
+    /// What waits in `o`, and the log position it announces.
+    fn taken(o: &Outlet) -> (Vec<u8>, Option<u64>) {
+        let mut out = BytesMut::new();
+        let after = o.take_into(&mut out);
+        (out.to_vec(), after)
+    }
+
     #[test]
     fn publish_counts_channel_and_pattern_receivers() {
         let reg = Registry::default();
@@ -438,10 +458,21 @@ mod tests {
             prefix,
         );
         assert_eq!(n, 2);
-        assert_eq!(a.take().len(), 1);
-        let got = b.take();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].pattern.as_deref(), Some(&b"n*"[..]));
+        assert_eq!(
+            taken(&a),
+            (
+                b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n".to_vec(),
+                Some(0)
+            )
+        );
+        assert_eq!(
+            taken(&b),
+            (
+                b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n".to_vec(),
+                Some(0)
+            )
+        );
+        assert_eq!(taken(&a), (Vec::new(), None));
         // A shard publish reaches only shard subscribers.
         assert_eq!(
             reg.publish(Kind::Shard, &"news".into(), &"hi".into(), (0, 0, 0), prefix),
@@ -471,7 +502,8 @@ mod tests {
         );
         assert!(a.client.killed.load(Ordering::SeqCst));
         assert_eq!(reg.count(Kind::Channel, b"c"), 0);
-        assert_eq!(a.take().len(), 1);
+        // The first delivery only.
+        assert_eq!(taken(&a).0.len(), 132);
     }
 
     #[test]
@@ -481,7 +513,7 @@ mod tests {
         reg.subscribe(Kind::Channel, &Bytes::from("c"), &a);
         let msg = Bytes::from(vec![b'x'; 100]);
         let never = |_: &[u8], _: &[u8]| false;
-        // Soft 150 bytes for 1 s (a delivery here is 149): the first push stays under
+        // Soft 150 bytes for 1 s (a delivery here is 132 bytes): the first push stays under
         // it, the second starts the clock (queued, never taken by a connection), a push
         // after the second finds it run out.
         let soft = (0, 150, 1);

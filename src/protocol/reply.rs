@@ -172,6 +172,21 @@ impl From<crate::engine::id::StreamId> for Reply {
     }
 }
 
+/// Appends a push message of bulk strings — a RESP3 push frame (`>`), a RESP2 array — as
+/// [`Reply::Push`] of [`Reply::Bulk`]s encodes it, without building the `Reply`: a Pub/Sub
+/// delivery is encoded this way once per publish and protocol, then copied to each
+/// subscriber.
+pub fn encode_push(proto: u8, parts: &[&[u8]], out: &mut BytesMut) {
+    header(
+        out,
+        if proto >= 3 { b'>' } else { b'*' },
+        parts.len() as i64,
+    );
+    for part in parts {
+        bulk(out, part);
+    }
+}
+
 fn header(out: &mut BytesMut, kind: u8, n: i64) {
     let mut buf = itoa::Buffer::new();
     out.put_u8(kind);
@@ -236,6 +251,24 @@ mod tests {
         );
         let two = Reply::Several(vec![Reply::Int(1), Reply::Int(2)]);
         assert_eq!(&two.to_bytes(2)[..], b":1\r\n:2\r\n");
+    }
+
+    #[test]
+    fn encode_push_is_a_push_of_bulks() {
+        let parts: [&[u8]; 3] = [b"message", b"ch", b""];
+        for proto in [2, 3] {
+            let mut out = BytesMut::new();
+            encode_push(proto, &parts, &mut out);
+            assert_eq!(
+                out,
+                Reply::Push(vec![
+                    Reply::bulk("message"),
+                    Reply::bulk("ch"),
+                    Reply::bulk("")
+                ])
+                .to_bytes(proto)
+            );
+        }
     }
 
     #[test]

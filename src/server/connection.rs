@@ -325,19 +325,17 @@ impl Connection {
         check_query_buffer(&self.session, &self.rbuf, qbuf_limit)
     }
 
-    /// Encodes the Pub/Sub deliveries waiting in the client's outlet into `wbuf`, in the
-    /// client's protocol (arrays in RESP2, push frames in RESP3).
+    /// Moves the Pub/Sub deliveries waiting in the client's outlet (encoded in its
+    /// protocol: arrays in RESP2, push frames in RESP3) to `wbuf`.
     fn take_deliveries(&mut self) {
         let Some(outlet) = &self.session.subs.outlet else {
             return;
         };
-        for d in outlet.take() {
+        if let Some(after) = outlet.take_into(&mut self.wbuf) {
             // A keyspace event is written with the replies that wait for its record.
-            self.session.lsn = self.session.lsn.max(d.after);
-            self.wbuf
-                .extend_from_slice(commands::pubsub::encoded_delivery(&d, self.session.proto));
+            self.session.lsn = self.session.lsn.max(after);
+            outlet.set_unsent(self.wbuf.len() as u64);
         }
-        outlet.set_unsent(self.wbuf.len() as u64);
     }
 
     /// The next whole request in `rbuf`, if any. A protocol error is answered and closes
