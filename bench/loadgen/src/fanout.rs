@@ -39,6 +39,11 @@ pub struct FanoutArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
+    /// Print to stderr (at most 40 lines per subscriber) each delivery slower than this
+    /// many milliseconds: when it arrived (ms from the start) and its latency, to see
+    /// whether slow deliveries come in one stall or spread out.
+    #[arg(long)]
+    trace_slower_ms: Option<f64>,
 }
 
 const STAMP_DIGITS: usize = 20;
@@ -64,7 +69,9 @@ pub async fn run(addr: &str, args: FanoutArgs) -> Result<String, RespError> {
         conn.call(&[b"SUBSCRIBE", &channel]).await?.ok()?;
         let expected = args.messages;
         let channel = Arc::clone(&channel);
+        let trace_us = args.trace_slower_ms.map(|ms| (ms * 1000.0) as u64);
         subscribers.push(tokio::spawn(async move {
+            let mut traced = 0;
             // Held whole: a dropped write half shuts the socket's sending side, and servers close a
             // client that does that.
             let conn = &mut conn;
@@ -73,7 +80,18 @@ pub async fn run(addr: &str, args: FanoutArgs) -> Result<String, RespError> {
                 let reply = conn.reader.next().await?;
                 let now_ns = base.elapsed().as_nanos() as u64;
                 let sent_ns = sent_time(reply, &channel)?;
-                hist.saturating_record((now_ns.saturating_sub(sent_ns) / 1_000).max(1));
+                let us = (now_ns.saturating_sub(sent_ns) / 1_000).max(1);
+                hist.saturating_record(us);
+                if trace_us.is_some_and(|t| us > t) && traced < 4000 {
+                    traced += 1;
+                    if traced % 100 == 1 {
+                        eprintln!(
+                            "slow delivery at {:.3} ms: {:.3} ms",
+                            now_ns as f64 / 1e6,
+                            us as f64 / 1e3
+                        );
+                    }
+                }
             }
             Ok::<(Histogram<u64>, Instant), RespError>((hist, Instant::now()))
         }));
@@ -120,7 +138,11 @@ pub async fn run(addr: &str, args: FanoutArgs) -> Result<String, RespError> {
             while sent < count {
                 let batch = window.min(count - sent);
                 out.clear();
-                let stamp = format!("{:0width$}", base.elapsed().as_nanos() as u64, width = STAMP_DIGITS);
+                let stamp = format!(
+                    "{:0width$}",
+                    base.elapsed().as_nanos() as u64,
+                    width = STAMP_DIGITS
+                );
                 message[..STAMP_DIGITS].copy_from_slice(stamp.as_bytes());
                 for _ in 0..batch {
                     encode(&mut out, &[b"PUBLISH", &channel, &message]);
