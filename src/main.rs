@@ -101,6 +101,16 @@ fn main() -> ExitCode {
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(cores);
+        // A task woken from a worker thread (a subscriber by its publisher, a client by
+        // the write that unblocks it) would wait in that worker's LIFO slot, which no
+        // other worker may steal from: behind whatever that worker runs next, or its
+        // thread's whole time slice when the machine is busy. In the worker's queue an
+        // idle worker takes it. Pub/Sub at one subscriber: p99 publish→delivery 1.5–2 ms
+        // with the slot, 0.4 ms without (Redis 0.16 ms; bench/results/
+        // 2026-12-08-pubsub-outlet.md). Tokio's unstable API: .cargo/config.toml sets
+        // the cfg; a build without it keeps the slot.
+        #[cfg(tokio_unstable)]
+        b.disable_lifo_slot();
         b
     };
     let runtime = match builder.enable_all().build() {

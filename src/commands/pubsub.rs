@@ -35,8 +35,8 @@ type R = Result<Outcome, CommandError>;
 ///
 /// # Returns
 /// The number of clients that received the message (channel and pattern subscribers).
-pub fn publish(_s: &mut Session, sh: &Shared, args: &mut Args) -> R {
-    publish_to(sh, Kind::Channel, args)
+pub fn publish(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
+    publish_to(s, sh, Kind::Channel, args)
 }
 
 /// SPUBLISH
@@ -46,17 +46,18 @@ pub fn publish(_s: &mut Session, sh: &Shared, args: &mut Args) -> R {
 ///
 /// # Returns
 /// The number of clients that received the message (shard channel subscribers).
-pub fn spublish(_s: &mut Session, sh: &Shared, args: &mut Args) -> R {
-    publish_to(sh, Kind::Shard, args)
+pub fn spublish(s: &mut Session, sh: &Shared, args: &mut Args) -> R {
+    publish_to(s, sh, Kind::Shard, args)
 }
 
-fn publish_to(sh: &Shared, kind: Kind, args: &mut Args) -> R {
+fn publish_to(s: &mut Session, sh: &Shared, kind: Kind, args: &mut Args) -> R {
     let channel = args.next_bytes()?;
     let message = args.next_bytes()?;
     let limits = sh.pubsub_output_limits();
     let n = sh.pubsub.publish(kind, &channel, &message, limits, |p, c| {
         glob_match(p, c, false)
     });
+    s.published = s.published.max(n.unsigned_abs());
     Ok(Reply::Int(n).into())
 }
 

@@ -76,6 +76,10 @@ pub struct Session {
     pub logged: bool,
     /// Send no reply to the current command (SHUTDOWN closes the connection instead).
     pub suppress_reply: bool,
+    /// The most subscribers one Pub/Sub message of the current batch reached (0: it
+    /// published nothing): when few, they write before this client's replies go out
+    /// (see `Connection::flush_batch`).
+    pub published: u64,
     /// Cluster mode: READONLY was sent (reads may be served by a replica).
     pub readonly: bool,
     /// A read ran on the leader of a replicated shard: its reply waits until the node has
@@ -110,6 +114,7 @@ impl Session {
             watched: Vec::new(),
             close_after_reply: false,
             suppress_reply: false,
+            published: 0,
             lsn: 0,
             logged: false,
             readonly: false,
