@@ -73,8 +73,9 @@ struct Queued {
     after: u64,
 }
 
-/// A buffer given back to an outlet by [`Outlet::take_into`] keeps its capacity up to
-/// this; a larger one (a burst to a slow subscriber) is dropped.
+/// An outlet's buffer, once taken, and the registry's scratch buffers, once used, keep
+/// their capacity up to this; a larger one (a burst to a slow subscriber, a large
+/// message) goes back to the allocator.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// A `client-output-buffer-limit` class: hard bytes, soft bytes, soft seconds (0: none).
@@ -183,7 +184,11 @@ impl Outlet {
             }
         } else {
             out.extend_from_slice(&q.bytes);
-            q.bytes.clear();
+            if q.bytes.capacity() > KEEP_CAPACITY {
+                q.bytes = BytesMut::new();
+            } else {
+                q.bytes.clear();
+            }
         }
         self.queued.store(0, Ordering::Relaxed);
         Some(std::mem::take(&mut q.after))
@@ -363,6 +368,12 @@ impl Registry {
                 }
             }
         }
+        // A large message's encoding is not kept for the next publish.
+        for buf in scratch.iter_mut() {
+            if buf.capacity() > KEEP_CAPACITY {
+                *buf = BytesMut::new();
+            }
+        }
         receivers
     }
 
@@ -534,6 +545,30 @@ mod tests {
             0
         );
         assert!(a.client.killed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_large_message_leaves_no_large_buffer_behind() {
+        let reg = Registry::default();
+        let a = Outlet::new(client(1));
+        reg.subscribe(Kind::Channel, &Bytes::from("c"), &a);
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        let never = |_: &[u8], _: &[u8]| false;
+        assert_eq!(
+            reg.publish(Kind::Channel, &"c".into(), &big, (0, 0, 0), never),
+            1
+        );
+        assert!(reg
+            .maps
+            .lock()
+            .scratch
+            .iter()
+            .all(|b| b.capacity() <= KEEP_CAPACITY));
+        // Taken into a write buffer that already holds a reply: copied, then let go.
+        let mut out = BytesMut::from(&b"+OK\r\n"[..]);
+        assert_eq!(a.take_into(&mut out), Some(0));
+        assert_eq!(out.len(), 5 + (1 << 20) + 36);
+        assert!(a.queue.lock().bytes.capacity() <= KEEP_CAPACITY);
     }
 
     #[test]
