@@ -753,6 +753,76 @@ fn an_entry_still_within_its_ack_wait_is_not_dead_lettered() {
 }
 
 #[test]
+fn a_claim_read_never_delivers_an_entry_past_maxdeliver() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    add(&mut r, "s", "1-0");
+    assert_eq!(
+        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
+        "+OK\r\n"
+    );
+    // A long ACKWAIT: the sweep leaves the spent entry alone while the reads below run.
+    assert_eq!(
+        text(
+            &mut r,
+            &[
+                "RILL.POLICY",
+                "GROUP",
+                "s",
+                "g",
+                "MAXDELIVER",
+                "2",
+                "ACKWAIT",
+                "60000"
+            ]
+        ),
+        "+OK\r\n"
+    );
+    let claim_read = [
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "CLAIM",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ];
+    assert!(text(
+        &mut r,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"]
+    )
+    .contains("1-0"));
+    // Delivery 2, through the claim path.
+    assert!(text(&mut r, &claim_read).contains("1-0"));
+    // A third delivery would pass MAXDELIVER: nothing to claim, nothing new.
+    assert_eq!(text(&mut r, &claim_read), "*-1\r\n");
+    let pending = text(&mut r, &["XPENDING", "s", "g", "-", "+", "10"]);
+    assert!(
+        pending.contains(":2\r\n"),
+        "still delivered twice: {pending}"
+    );
+    // A blocked claim read is not woken for it either: it times out empty.
+    let started = std::time::Instant::now();
+    let blocked = [
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "BLOCK",
+        "300",
+        "CLAIM",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ];
+    assert_eq!(text(&mut r, &blocked), "*-1\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(290));
+}
+
+#[test]
 fn xnack_fatal_dead_letters_at_once_only_under_a_policy() {
     let server = TestServer::start();
     let mut r = server.raw();

@@ -728,13 +728,17 @@ impl XReadGroup {
                     if let Some(min_idle) = claim {
                         // Broker policies: a group's backoff schedule holds entries back
                         // until their step has passed (Rill only; off unless set).
-                        let backoff = s
-                            .policy()
-                            .and_then(|p| p.group(&self.group))
-                            .filter(|g| g.backoff_ms.is_some());
+                        let group_policy = s.policy().and_then(|p| p.group(&self.group));
+                        let backoff = group_policy.filter(|g| g.backoff_ms.is_some());
+                        // An entry delivered MAXDELIVER times is the dead-letter sweep's:
+                        // never delivered again (JetStream's MaxDeliver).
+                        let spent = group_policy.and_then(|g| g.max_deliver).filter(|n| *n > 0);
                         for pending in group.idle_entries(min_idle, now) {
                             if count > 0 && claimed.len() >= count {
                                 break;
+                            }
+                            if spent.is_some_and(|n| pending.delivery_count >= n) {
+                                continue;
                             }
                             let nack_time =
                                 nacked_at.as_ref().and_then(|m| m.get(&pending.id).copied());
@@ -888,15 +892,18 @@ impl XReadGroup {
                 continue;
             };
             // Broker policies: with a backoff schedule, the earliest entry its schedule
-            // releases (looked for among the oldest deliveries only, so a wait stays cheap).
-            let backoff = s
-                .policy()
-                .and_then(|p| p.group(&self.group))
-                .filter(|g| g.backoff_ms.is_some());
+            // releases (looked for among the oldest deliveries only, so a wait stays cheap);
+            // entries delivered MAXDELIVER times are never claimed again.
+            let group_policy = s.policy().and_then(|p| p.group(&self.group));
+            let backoff = group_policy.filter(|g| g.backoff_ms.is_some());
+            let spent = group_policy.and_then(|g| g.max_deliver).filter(|n| *n > 0);
+            let claimable = |p: &crate::engine::group::PendingEntry| {
+                s.contains(p.id) && spent.is_none_or(|n| p.delivery_count < n)
+            };
             if let Some(g) = backoff {
                 let due = group
                     .pending_by_delivery_time()
-                    .filter(|p| s.contains(p.id))
+                    .filter(|p| claimable(p))
                     .take(BACKOFF_WAKE_SCAN)
                     .filter_map(|p| {
                         let nack_time = nacked_at.as_ref().and_then(|m| m.get(&p.id).copied());
@@ -911,7 +918,7 @@ impl XReadGroup {
                 }
                 continue;
             }
-            if let Some(first) = group.pending_by_delivery_time().find(|p| s.contains(p.id)) {
+            if let Some(first) = group.pending_by_delivery_time().find(|p| claimable(p)) {
                 oldest =
                     Some(oldest.map_or(first.delivery_time_ms, |t| t.min(first.delivery_time_ms)));
             }
