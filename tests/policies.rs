@@ -753,7 +753,7 @@ fn an_entry_still_within_its_ack_wait_is_not_dead_lettered() {
 }
 
 #[test]
-fn a_claim_read_never_delivers_an_entry_past_maxdeliver() {
+fn claim_reads_and_xclaim_never_deliver_an_entry_past_maxdeliver() {
     let server = TestServer::start_with(FAST);
     let mut r = server.raw();
     add(&mut r, "s", "1-0");
@@ -798,6 +798,15 @@ fn a_claim_read_never_delivers_an_entry_past_maxdeliver() {
     assert!(text(&mut r, &claim_read).contains("1-0"));
     // A third delivery would pass MAXDELIVER: nothing to claim, nothing new.
     assert_eq!(text(&mut r, &claim_read), "*-1\r\n");
+    // Nor XCLAIM (Watermill's redelivery), which JUSTID may still use to move it.
+    assert_eq!(
+        text(&mut r, &["XCLAIM", "s", "g", "c2", "0", "1-0"]),
+        "*0\r\n"
+    );
+    assert_eq!(
+        text(&mut r, &["XCLAIM", "s", "g", "c2", "0", "1-0", "JUSTID"]),
+        "*1\r\n$3\r\n1-0\r\n"
+    );
     let pending = text(&mut r, &["XPENDING", "s", "g", "-", "+", "10"]);
     assert!(
         pending.contains(":2\r\n"),

@@ -1565,11 +1565,28 @@ impl XClaim {
         if !s.groups.contains_key(&self.group) {
             return Err(no_group().into());
         }
-        let tail = self.tail?;
+        let mut tail = self.tail?;
         // Look entries up first (payloads too, unless JUSTID): a read error must leave the
         // group unchanged.
         let store = ctx.store();
         let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
+        // Broker policies: an entry delivered MAXDELIVER times is the dead-letter sweep's,
+        // not delivered again (JUSTID delivers nothing). Left out of the logged claim, as
+        // one its min-idle skips is.
+        let spent = s
+            .policy()
+            .and_then(|p| p.group(&self.group))
+            .and_then(|g| g.max_deliver)
+            .filter(|n| *n > 0);
+        if let (Some(limit), false, Some(group)) = (spent, tail.just_id, s.groups.get(&self.group))
+        {
+            tail.ids.retain(|id| {
+                !s.contains(*id)
+                    || group
+                        .pending_entry(*id)
+                        .is_none_or(|p| p.delivery_count < limit)
+            });
+        }
         let entries: Vec<Option<Entry>> = tail
             .ids
             .iter()
