@@ -730,14 +730,15 @@ impl XReadGroup {
                         // until their step has passed (Rill only; off unless set).
                         let group_policy = s.policy().and_then(|p| p.group(&self.group));
                         let backoff = group_policy.filter(|g| g.backoff_ms.is_some());
-                        // An entry delivered MAXDELIVER times is the dead-letter sweep's:
-                        // never delivered again (JetStream's MaxDeliver).
-                        let spent = group_policy.and_then(|g| g.max_deliver).filter(|n| *n > 0);
                         for pending in group.idle_entries(min_idle, now) {
                             if count > 0 && claimed.len() >= count {
                                 break;
                             }
-                            if spent.is_some_and(|n| pending.delivery_count >= n) {
+                            // An entry delivered MAXDELIVER times is the dead-letter
+                            // sweep's (JetStream's MaxDeliver).
+                            if group_policy
+                                .is_some_and(|g| !g.may_deliver_again(pending.delivery_count))
+                            {
                                 continue;
                             }
                             let nack_time =
@@ -896,9 +897,9 @@ impl XReadGroup {
             // entries delivered MAXDELIVER times are never claimed again.
             let group_policy = s.policy().and_then(|p| p.group(&self.group));
             let backoff = group_policy.filter(|g| g.backoff_ms.is_some());
-            let spent = group_policy.and_then(|g| g.max_deliver).filter(|n| *n > 0);
             let claimable = |p: &crate::engine::group::PendingEntry| {
-                s.contains(p.id) && spent.is_none_or(|n| p.delivery_count < n)
+                s.contains(p.id)
+                    && group_policy.is_none_or(|g| g.may_deliver_again(p.delivery_count))
             };
             if let Some(g) = backoff {
                 let due = group
@@ -1571,20 +1572,17 @@ impl XClaim {
         let store = ctx.store();
         let s = stream(ctx, &self.key)?.ok_or_else(no_group)?;
         // Broker policies: an entry delivered MAXDELIVER times is the dead-letter sweep's,
-        // not delivered again (JUSTID delivers nothing). Left out of the logged claim, as
-        // one its min-idle skips is.
-        let spent = s
-            .policy()
-            .and_then(|p| p.group(&self.group))
-            .and_then(|g| g.max_deliver)
-            .filter(|n| *n > 0);
-        if let (Some(limit), false, Some(group)) = (spent, tail.just_id, s.groups.get(&self.group))
+        // not delivered again (JUSTID delivers nothing). Decided here and left out of the
+        // logged claim, so replay needs no policy.
+        let policy = s.policy().and_then(|p| p.group(&self.group));
+        if let (Some(policy), false, Some(group)) =
+            (policy, tail.just_id, s.groups.get(&self.group))
         {
             tail.ids.retain(|id| {
                 !s.contains(*id)
                     || group
                         .pending_entry(*id)
-                        .is_none_or(|p| p.delivery_count < limit)
+                        .is_none_or(|p| policy.may_deliver_again(p.delivery_count))
             });
         }
         let entries: Vec<Option<Entry>> = tail

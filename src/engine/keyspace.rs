@@ -775,7 +775,7 @@ impl Keyspace {
                     continue;
                 }
                 for (name, gp) in &policy.groups {
-                    let Some(limit) = gp.max_deliver.filter(|n| *n > 0) else {
+                    let Some(limit) = gp.delivery_limit() else {
                         continue;
                     };
                     let Some(group) = stream.groups.get(&name[..]) else {

@@ -82,7 +82,18 @@ impl GroupPolicy {
     /// True when dead-lettering is on (a MAXDELIVER or a DEADLETTER stream is set): then
     /// XNACK FATAL dead-letters at once.
     pub fn dead_letters(&self) -> bool {
-        self.max_deliver.is_some_and(|n| n > 0) || self.dead_letter.is_some()
+        self.delivery_limit().is_some() || self.dead_letter.is_some()
+    }
+
+    /// MAXDELIVER when it limits deliveries (set and not 0): an entry delivered that many
+    /// times is the dead-letter sweep's, never delivered again.
+    pub fn delivery_limit(&self) -> Option<u64> {
+        self.max_deliver.filter(|n| *n > 0)
+    }
+
+    /// True when an entry delivered `deliveries` times may be delivered again.
+    pub fn may_deliver_again(&self, deliveries: u64) -> bool {
+        self.delivery_limit().is_none_or(|n| deliveries < n)
     }
 
     /// The dead-letter stream of `key`'s group.
@@ -437,6 +448,25 @@ mod tests {
             .expect("ascending IDs");
         }
         s
+    }
+
+    #[test]
+    fn maxdeliver_zero_or_unset_never_stops_deliveries() {
+        let limited = GroupPolicy {
+            max_deliver: Some(2),
+            ..Default::default()
+        };
+        assert!(limited.may_deliver_again(1));
+        assert!(!limited.may_deliver_again(2));
+        assert_eq!(limited.delivery_limit(), Some(2));
+        for open in [None, Some(0)] {
+            let p = GroupPolicy {
+                max_deliver: open,
+                ..Default::default()
+            };
+            assert!(p.may_deliver_again(u64::MAX));
+            assert_eq!(p.delivery_limit(), None);
+        }
     }
 
     #[test]
