@@ -703,31 +703,34 @@ fn entries_past_maxdeliver_move_to_the_dead_letter_stream_while_others_flow() {
     );
 }
 
-#[test]
-fn an_entry_still_within_its_ack_wait_is_not_dead_lettered() {
-    let server = TestServer::start_with(FAST);
-    let mut r = server.raw();
-    add(&mut r, "s", "1-0");
-    assert_eq!(
-        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
-        "+OK\r\n"
-    );
+/// Stream `s` with entry `1-0` and group `g` from the start, under `MAXDELIVER max`
+/// and an ACKWAIT of a minute (no lease ends during a test).
+fn one_entry_under_maxdeliver(r: &mut Raw, max: &str) {
+    add(r, "s", "1-0");
+    assert_eq!(text(r, &["XGROUP", "CREATE", "s", "g", "0"]), "+OK\r\n");
     assert_eq!(
         text(
-            &mut r,
+            r,
             &[
                 "RILL.POLICY",
                 "GROUP",
                 "s",
                 "g",
                 "MAXDELIVER",
-                "1",
+                max,
                 "ACKWAIT",
                 "60000"
             ]
         ),
         "+OK\r\n"
     );
+}
+
+#[test]
+fn an_entry_still_within_its_ack_wait_is_not_dead_lettered() {
+    let server = TestServer::start_with(FAST);
+    let mut r = server.raw();
+    one_entry_under_maxdeliver(&mut r, "1");
     let read = text(
         &mut r,
         &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
@@ -756,28 +759,8 @@ fn an_entry_still_within_its_ack_wait_is_not_dead_lettered() {
 fn claim_reads_and_xclaim_never_deliver_an_entry_past_maxdeliver() {
     let server = TestServer::start_with(FAST);
     let mut r = server.raw();
-    add(&mut r, "s", "1-0");
-    assert_eq!(
-        text(&mut r, &["XGROUP", "CREATE", "s", "g", "0"]),
-        "+OK\r\n"
-    );
     // A long ACKWAIT: the sweep leaves the spent entry alone while the reads below run.
-    assert_eq!(
-        text(
-            &mut r,
-            &[
-                "RILL.POLICY",
-                "GROUP",
-                "s",
-                "g",
-                "MAXDELIVER",
-                "2",
-                "ACKWAIT",
-                "60000"
-            ]
-        ),
-        "+OK\r\n"
-    );
+    one_entry_under_maxdeliver(&mut r, "2");
     let claim_read = [
         "XREADGROUP",
         "GROUP",
