@@ -571,31 +571,41 @@ fn settled(cluster: &mut Cluster) -> Result<bool, CliError> {
     Ok(ok)
 }
 
-/// A node's open slots: (slot, "migrating" | "importing", other node).
-fn open_slots(node: &mut Node) -> Result<Vec<(u16, String, NodeId)>, CliError> {
+/// The rows of a `RILL.CLUSTER <sub>` reply (an array of arrays), each parsed by `row`;
+/// anything else, or a row `row` rejects, is [`CliError::Unexpected`].
+fn cluster_rows<T>(
+    node: &mut Node,
+    sub: &'static str,
+    row: impl Fn(&[Value]) -> Option<T>,
+) -> Result<Vec<T>, CliError> {
     let unexpected = |addr: &str| CliError::Unexpected {
         addr: addr.to_string(),
-        what: "RILL.CLUSTER SLOTSTATES",
+        what: sub,
     };
-    let Value::Array(items) = node.call(&[b"RILL.CLUSTER", b"SLOTSTATES"])? else {
+    let words: Vec<&[u8]> = sub.split(' ').map(str::as_bytes).collect();
+    let Value::Array(items) = node.call(&words)? else {
         return Err(unexpected(node.addr()));
     };
-    let mut out = Vec::new();
-    for item in items {
-        match item {
-            Value::Array(parts) => match parts.as_slice() {
-                [Value::Int(slot), Value::Bulk(Some(word)), Value::Bulk(Some(id))] => {
-                    let slot = u16::try_from(*slot).map_err(|_| unexpected(node.addr()))?;
-                    let id = NodeId::parse(&String::from_utf8_lossy(id))
-                        .ok_or_else(|| unexpected(node.addr()))?;
-                    out.push((slot, String::from_utf8_lossy(word).into_owned(), id));
-                }
-                _ => return Err(unexpected(node.addr())),
-            },
-            _ => return Err(unexpected(node.addr())),
-        }
-    }
-    Ok(out)
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Array(parts) => row(parts),
+            _ => None,
+        })
+        .collect::<Option<Vec<T>>>()
+        .ok_or_else(|| unexpected(node.addr()))
+}
+
+/// A node's open slots: (slot, "migrating" | "importing", other node).
+fn open_slots(node: &mut Node) -> Result<Vec<(u16, String, NodeId)>, CliError> {
+    cluster_rows(node, "RILL.CLUSTER SLOTSTATES", |parts| match parts {
+        [Value::Int(slot), Value::Bulk(Some(word)), Value::Bulk(Some(id))] => Some((
+            u16::try_from(*slot).ok()?,
+            String::from_utf8_lossy(word).into_owned(),
+            NodeId::parse(&String::from_utf8_lossy(id))?,
+        )),
+        _ => None,
+    })
 }
 
 /// Parses a node id given on the command line.
@@ -851,28 +861,14 @@ fn fix(addr: &str, pass: Option<&Auth>, batches: Batches) -> Result<bool, CliErr
 /// A replicated shard's members as its leader reports them (`RILL.CLUSTER MEMBERS`):
 /// raft id (16 hex digits), whether a voter, and the index the leader knows it holds.
 fn members(node: &mut Node) -> Result<Vec<(String, bool, i64)>, CliError> {
-    let unexpected = |addr: &str| CliError::Unexpected {
-        addr: addr.to_string(),
-        what: "RILL.CLUSTER MEMBERS",
-    };
-    let Value::Array(items) = node.call(&[b"RILL.CLUSTER", b"MEMBERS"])? else {
-        return Err(unexpected(node.addr()));
-    };
-    let mut out = Vec::new();
-    for item in items {
-        match item {
-            Value::Array(f) => match f.as_slice() {
-                [Value::Bulk(Some(id)), Value::Bulk(Some(role)), Value::Int(m)] => out.push((
-                    String::from_utf8_lossy(id).into_owned(),
-                    role.as_slice() == b"voter",
-                    *m,
-                )),
-                _ => return Err(unexpected(node.addr())),
-            },
-            _ => return Err(unexpected(node.addr())),
-        }
-    }
-    Ok(out)
+    cluster_rows(node, "RILL.CLUSTER MEMBERS", |parts| match parts {
+        [Value::Bulk(Some(id)), Value::Bulk(Some(role)), Value::Int(m)] => Some((
+            String::from_utf8_lossy(id).into_owned(),
+            role.as_slice() == b"voter",
+            *m,
+        )),
+        _ => None,
+    })
 }
 
 /// An INFO field of `node`.

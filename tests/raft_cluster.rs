@@ -18,7 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::cluster_nodes::{addr, node_with, ran_in_netns, rill_ok};
-use common::TestServer;
+use common::{Raw, TestServer};
 
 const SECRET: &str = "raft-cluster-test-secret";
 
@@ -180,6 +180,40 @@ fn delivered_ids(reply: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Through `c` (the leader): `n` entries in stream `s` (field `n`, and a `pad` of `pad`
+/// bytes when not 0), group `g` from the start, `read` of them delivered to consumer `c1`
+/// and the first `acked` of those acknowledged.
+fn stream_with_group(c: &mut Raw, n: usize, pad: usize, read: usize, acked: usize) {
+    let padding = "x".repeat(pad);
+    for i in 0..n {
+        let i = i.to_string();
+        let mut args = vec!["XADD", "s", "*", "n", i.as_str()];
+        if pad > 0 {
+            args.extend(["pad", padding.as_str()]);
+        }
+        let r = c.cmd(&args);
+        assert!(r.starts_with(b"$"), "XADD {i}: {}", text(&r));
+    }
+    assert_eq!(c.cmd(&["XGROUP", "CREATE", "s", "g", "0"]), b"+OK\r\n");
+    let count = read.to_string();
+    let reply = c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "COUNT",
+        &count,
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    let ids = delivered_ids(&reply);
+    assert_eq!(ids.len(), read, "{}", text(&reply));
+    let mut ack = vec!["XACK", "s", "g"];
+    ack.extend(ids[..acked].iter().map(String::as_str));
+    assert_eq!(c.cmd(&ack), format!(":{acked}\r\n").as_bytes());
+}
+
 #[test]
 fn a_replicated_shard_fails_over_without_losing_an_acknowledged_write() {
     if ran_in_netns("a_replicated_shard_fails_over_without_losing_an_acknowledged_write") {
@@ -192,27 +226,7 @@ fn a_replicated_shard_fails_over_without_losing_an_acknowledged_write() {
 
     // Writes on the leader, acknowledged once a majority has them.
     let mut c = nodes[l].raw();
-    for i in 0..200 {
-        let r = c.cmd(&["XADD", "s", "*", "n", &i.to_string()]);
-        assert!(r.starts_with(b"$"), "XADD {i}: {}", text(&r));
-    }
-    assert_eq!(c.cmd(&["XGROUP", "CREATE", "s", "g", "0"]), b"+OK\r\n");
-    let read = c.cmd(&[
-        "XREADGROUP",
-        "GROUP",
-        "g",
-        "c1",
-        "COUNT",
-        "50",
-        "STREAMS",
-        "s",
-        ">",
-    ]);
-    let ids = delivered_ids(&read);
-    assert_eq!(ids.len(), 50, "{}", text(&read));
-    let mut ack = vec!["XACK", "s", "g"];
-    ack.extend(ids[..10].iter().map(String::as_str));
-    assert_eq!(c.cmd(&ack), b":10\r\n");
+    stream_with_group(&mut c, 200, 0, 50, 10);
 
     // Followers redirect writes and plain reads to the leader, and serve reads after
     // READONLY; all agree with the leader.
@@ -1383,35 +1397,7 @@ fn a_node_added_to_a_purged_shard_installs_a_snapshot_votes_and_a_dead_one_is_re
     let (mut nodes, l) = shard_and_leader();
     let all = [0, 1, 2];
     let mut c = nodes[l].raw();
-    for i in 0..300 {
-        let r = c.cmd(&[
-            "XADD",
-            "s",
-            "*",
-            "n",
-            &i.to_string(),
-            "pad",
-            &"x".repeat(200),
-        ]);
-        assert!(r.starts_with(b"$"), "XADD {i}: {}", text(&r));
-    }
-    assert_eq!(c.cmd(&["XGROUP", "CREATE", "s", "g", "0"]), b"+OK\r\n");
-    let read = c.cmd(&[
-        "XREADGROUP",
-        "GROUP",
-        "g",
-        "c1",
-        "COUNT",
-        "40",
-        "STREAMS",
-        "s",
-        ">",
-    ]);
-    let ids = delivered_ids(&read);
-    assert_eq!(ids.len(), 40, "{}", text(&read));
-    let mut ack = vec!["XACK", "s", "g"];
-    ack.extend(ids[..15].iter().map(String::as_str));
-    assert_eq!(c.cmd(&ack), b":15\r\n");
+    stream_with_group(&mut c, 300, 200, 40, 15);
     converge(&nodes, &all, &state(&nodes[l]));
     // Every replica purges: the early entries exist nowhere but in checkpoints.
     for i in all {
